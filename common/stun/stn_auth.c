@@ -1,0 +1,166 @@
+/* stn_auth.c - MESSAGE-INTEGRITY, FINGERPRINT, long-term keys, nonces. */
+#include "stn_auth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+
+/* HMAC over the message up to (not including) the attribute at index idx,
+ * with the header length field rewritten to end `tail` bytes after it
+ * (RFC 8489 s.14.5 / s.14.7). The 20-byte header is copied so the input
+ * buffer stays read-only. */
+static void mac_prefix(const stn_msg *m, const stn_attr_ref *a, size_t tail, const void *key,
+                       size_t keylen, uint8_t out[RTC_SHA1_LEN])
+{
+    uint8_t hdr[STN_HDR_LEN];
+    size_t attr_start = (size_t)a->off - 4; /* TLV header precedes the value */
+    size_t fake_len = attr_start + tail - STN_HDR_LEN;
+
+    memcpy(hdr, m->buf, STN_HDR_LEN);
+    hdr[2] = (uint8_t)(fake_len >> 8);
+    hdr[3] = (uint8_t)fake_len;
+    rtc_hmac_sha1_2(key, keylen, hdr, STN_HDR_LEN, m->buf + STN_HDR_LEN,
+                    attr_start - STN_HDR_LEN, out);
+}
+
+bool stn_auth_check_integrity(const stn_msg *m, const void *key, size_t keylen)
+{
+    uint8_t mac[RTC_SHA1_LEN];
+    const stn_attr_ref *a;
+
+    if (m->mi < 0)
+        return false;
+    a = &m->attrs[m->mi];
+    mac_prefix(m, a, 4 + STN_MI_LEN, key, keylen, mac);
+    return rtc_ct_equal(mac, m->buf + a->off, STN_MI_LEN);
+}
+
+bool stn_auth_check_fingerprint(const stn_msg *m)
+{
+    const stn_attr_ref *a;
+    uint32_t want;
+    rtc_rd r;
+
+    if (m->fp < 0)
+        return true;
+    /* The parser guarantees FINGERPRINT is the last attribute, so the length
+     * field as sent already ends just after it (s.14.7) and the CRC covers
+     * the message exactly as received up to the attribute. */
+    a = &m->attrs[m->fp];
+    r = stn_attr_rd(m, a);
+    if (!rtc_rd_u32(&r, &want))
+        return false;
+    return (rtc_crc32(m->buf, (size_t)a->off - 4) ^ STN_FP_XOR) == want;
+}
+
+void stn_build_integrity(stn_builder *b, const void *key, size_t keylen)
+{
+    uint8_t mac[RTC_SHA1_LEN];
+    size_t len = rtc_wr_len(&b->w);
+
+    if (b->w.overflow || len < STN_HDR_LEN || rtc_wr_room(&b->w) < 4 + STN_MI_LEN) {
+        b->w.overflow = true;
+        return;
+    }
+    /* length must already count MI itself (s.14.5) */
+    rtc_wr_put_u16_at(&b->w, 2, (uint16_t)(len + 4 + STN_MI_LEN - STN_HDR_LEN));
+    rtc_hmac_sha1(key, keylen, b->w.start, len, mac);
+    stn_build_attr(b, STN_A_MESSAGE_INTEGRITY, mac, STN_MI_LEN);
+}
+
+void stn_build_fingerprint(stn_builder *b)
+{
+    size_t len = rtc_wr_len(&b->w);
+    uint32_t crc;
+
+    if (b->w.overflow || len < STN_HDR_LEN || rtc_wr_room(&b->w) < 8) {
+        b->w.overflow = true;
+        return;
+    }
+    rtc_wr_put_u16_at(&b->w, 2, (uint16_t)(len + 8 - STN_HDR_LEN));
+    crc = rtc_crc32(b->w.start, len) ^ STN_FP_XOR;
+    stn_build_u32(b, STN_A_FINGERPRINT, crc);
+}
+
+void stn_auth_longterm_key(const char *user, size_t ulen, const char *realm, size_t rlen,
+                           const char *pass, size_t plen, uint8_t out[16])
+{
+    uint8_t buf[3 * 514];
+    size_t n = 0;
+
+    if (ulen > 513 || rlen > 513 || plen > 513) {
+        memset(out, 0, 16); /* longer than STUN allows: cannot match a real key */
+        return;
+    }
+    memcpy(buf + n, user, ulen), n += ulen;
+    buf[n++] = ':';
+    memcpy(buf + n, realm, rlen), n += rlen;
+    buf[n++] = ':';
+    memcpy(buf + n, pass, plen), n += plen;
+    rtc_md5(buf, n, out);
+    memset(buf, 0, sizeof buf);
+}
+
+static void nonce_mac(const void *key, size_t keylen, uint64_t expiry_s, const rtc_addr *client,
+                      uint8_t mac[RTC_SHA1_LEN])
+{
+    uint8_t msg[8 + 1 + 16 + 2];
+    size_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        msg[n++] = (uint8_t)(expiry_s >> (8 * i));
+    msg[n++] = client->family;
+    memcpy(msg + n, client->ip, 16), n += 16;
+    msg[n++] = (uint8_t)(client->port >> 8);
+    msg[n++] = (uint8_t)client->port;
+    rtc_hmac_sha1(key, keylen, msg, n, mac);
+}
+
+void stn_nonce_make(const void *key, size_t keylen, uint64_t expiry_s, const rtc_addr *client,
+                    char out[STN_NONCE_LEN + 1])
+{
+    uint8_t mac[RTC_SHA1_LEN];
+    nonce_mac(key, keylen, expiry_s, client, mac);
+    snprintf(out, 9, "%08x", (unsigned)(uint32_t)expiry_s);
+    rtc_hex(mac, 12, out + 8);
+}
+
+static int hexval(uint8_t c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int stn_nonce_check(const void *key, size_t keylen, const uint8_t *nonce, size_t len,
+                    uint64_t now_s, const rtc_addr *client)
+{
+    uint8_t mac[RTC_SHA1_LEN];
+    char want[STN_NONCE_LEN + 1];
+    uint32_t exp32 = 0;
+    uint64_t expiry;
+
+    if (len != STN_NONCE_LEN)
+        return RTC_EMSG;
+    for (int i = 0; i < 8; i++) {
+        int v = hexval(nonce[i]);
+        if (v < 0)
+            return RTC_EMSG;
+        exp32 = exp32 << 4 | (uint32_t)v;
+    }
+    /* the nonce stores the low 32 bits of the expiry; rebuild the full value
+     * near now (valid until 2106 and across the wrap after it) */
+    expiry = (now_s & ~(uint64_t)0xFFFFFFFFu) | exp32;
+    if (expiry + 0x80000000u < now_s)
+        expiry += 0x100000000ULL;
+    else if (expiry > now_s + 0x80000000u && expiry >= 0x100000000ULL)
+        expiry -= 0x100000000ULL;
+    nonce_mac(key, keylen, expiry, client, mac);
+    rtc_hex(mac, 12, want + 8);
+    if (!rtc_ct_equal(want + 8, nonce + 8, 24))
+        return RTC_EMSG;
+    return now_s >= expiry ? RTC_ESTALE : 0;
+}

@@ -1,0 +1,168 @@
+/* stn_msg.c - parse a STUN message into a view; build one into a writer. */
+#include "stn_msg.h"
+
+#include <string.h>
+
+#include "rtc_err.h"
+
+bool stn_is_stun(const uint8_t *buf, size_t len)
+{
+    return len >= STN_HDR_LEN && (buf[0] & 0xC0) == 0 && buf[4] == 0x21 && buf[5] == 0x12 &&
+           buf[6] == 0xA4 && buf[7] == 0x42;
+}
+
+uint16_t stn_msg_type(uint16_t method, uint8_t cls)
+{
+    /* M11..M7 C1 M6..M4 C0 M3..M0 (RFC 8489 s.5, figure 3) */
+    return (uint16_t)((method & 0x000F) | ((method & 0x0070) << 1) | ((method & 0x0F80) << 2) |
+                      ((cls & 1) << 4) | ((cls & 2) << 7));
+}
+
+/* Attributes this codec understands: anything else below 0x8000 is
+ * comprehension-required and goes to the unknown list (-> 420). */
+static bool known(uint16_t t)
+{
+    switch (t) {
+    case STN_A_MAPPED_ADDRESS:
+    case STN_A_USERNAME:
+    case STN_A_MESSAGE_INTEGRITY:
+    case STN_A_ERROR_CODE:
+    case STN_A_UNKNOWN_ATTRIBUTES:
+    case STN_A_CHANNEL_NUMBER:
+    case STN_A_LIFETIME:
+    case STN_A_XOR_PEER_ADDRESS:
+    case STN_A_DATA:
+    case STN_A_REALM:
+    case STN_A_NONCE:
+    case STN_A_XOR_RELAYED_ADDRESS:
+    case STN_A_REQUESTED_ADDRESS_FAMILY:
+    case STN_A_EVEN_PORT:
+    case STN_A_REQUESTED_TRANSPORT:
+    case STN_A_DONT_FRAGMENT:
+    case STN_A_MESSAGE_INTEGRITY_SHA256:
+    case STN_A_PASSWORD_ALGORITHM:
+    case STN_A_USERHASH:
+    case STN_A_XOR_MAPPED_ADDRESS:
+    case STN_A_RESERVATION_TOKEN:
+    case STN_A_PRIORITY:
+    case STN_A_USE_CANDIDATE:
+    case STN_A_PADDING:
+    case STN_A_RESPONSE_PORT:
+    case STN_A_CONNECTION_ID:
+        return true;
+    default:
+        return t >= 0x8000; /* comprehension-optional: ignored if unknown */
+    }
+}
+
+int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
+{
+    rtc_rd r, body;
+    uint16_t type, mlen;
+    uint32_t magic;
+    bool after_mi = false;
+
+    m->buf = buf;
+    m->len = len;
+    m->n_attrs = 0;
+    m->mi = m->fp = -1;
+    m->n_unknown = 0;
+
+    rtc_rd_init(&r, buf, len);
+    if (!rtc_rd_u16(&r, &type) || !rtc_rd_u16(&r, &mlen) || !rtc_rd_u32(&r, &magic) ||
+        !rtc_rd_copy(&r, m->tid, STN_TID_LEN))
+        return RTC_EMSG;
+    /* top two bits zero, 4-byte aligned body, the exact length, the cookie */
+    if ((type & 0xC000) || (mlen & 3) || magic != STN_MAGIC || rtc_rd_left(&r) != mlen)
+        return RTC_EMSG;
+    m->method = (uint16_t)((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
+    m->cls = (uint8_t)(((type >> 4) & 1) | ((type >> 7) & 2));
+    body = r;
+
+    while (rtc_rd_left(&body) > 0) {
+        uint16_t at, alen;
+        rtc_rd val;
+        size_t off;
+
+        if (m->fp >= 0)
+            return RTC_EMSG; /* FINGERPRINT must be the last attribute */
+        if (!rtc_rd_u16(&body, &at) || !rtc_rd_u16(&body, &alen))
+            return RTC_EMSG;
+        off = (size_t)(body.p - buf);
+        if (!rtc_rd_sub(&body, alen, &val) || !rtc_rd_skip(&body, (4u - (alen & 3u)) & 3u))
+            return RTC_EMSG;
+        if (after_mi && at != STN_A_FINGERPRINT && at != STN_A_MESSAGE_INTEGRITY_SHA256)
+            continue; /* RFC 8489 s.14.5: ignored, not an error */
+        if (m->n_attrs >= STN_MAX_ATTRS)
+            return RTC_EMSG;
+        if (at == STN_A_MESSAGE_INTEGRITY) {
+            if (alen != 20)
+                return RTC_EMSG;
+            m->mi = m->n_attrs;
+            after_mi = true;
+        } else if (at == STN_A_FINGERPRINT) {
+            if (alen != 4)
+                return RTC_EMSG;
+            m->fp = m->n_attrs;
+        } else if (!known(at) && m->n_unknown < STN_MAX_UNKNOWN) {
+            m->unknown[m->n_unknown++] = at;
+        }
+        m->attrs[m->n_attrs].type = at;
+        m->attrs[m->n_attrs].len = alen;
+        m->attrs[m->n_attrs].off = (uint16_t)off;
+        m->n_attrs++;
+    }
+    return 0;
+}
+
+const stn_attr_ref *stn_msg_find(const stn_msg *m, uint16_t type)
+{
+    for (unsigned i = 0; i < m->n_attrs; i++)
+        if (m->attrs[i].type == type)
+            return &m->attrs[i];
+    return NULL;
+}
+
+static void patch_len(stn_builder *b)
+{
+    size_t len = rtc_wr_len(&b->w);
+    if (len >= STN_HDR_LEN)
+        rtc_wr_put_u16_at(&b->w, 2, (uint16_t)(len - STN_HDR_LEN));
+}
+
+void stn_build_init(stn_builder *b, void *buf, size_t cap, uint16_t method, uint8_t cls,
+                    const uint8_t tid[STN_TID_LEN])
+{
+    rtc_wr_init(&b->w, buf, cap);
+    rtc_wr_u16(&b->w, stn_msg_type(method, cls));
+    rtc_wr_u16(&b->w, 0);
+    rtc_wr_u32(&b->w, STN_MAGIC);
+    rtc_wr_bytes(&b->w, tid, STN_TID_LEN);
+}
+
+void stn_build_attr(stn_builder *b, uint16_t type, const void *val, size_t len)
+{
+    if (len > 0xFFFF || rtc_wr_len(&b->w) + 4 + len + 3 > STN_HDR_LEN + 0xFFFCu) {
+        b->w.overflow = true;
+        return;
+    }
+    rtc_wr_u16(&b->w, type);
+    rtc_wr_u16(&b->w, (uint16_t)len);
+    rtc_wr_bytes(&b->w, val, len);
+    rtc_wr_zero(&b->w, (4 - (len & 3)) & 3); /* zero padding: never leak memory */
+    patch_len(b);
+}
+
+void stn_build_u32(stn_builder *b, uint16_t type, uint32_t v)
+{
+    uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    stn_build_attr(b, type, be, 4);
+}
+
+int stn_build_finish(stn_builder *b, size_t *len)
+{
+    if (b->w.overflow)
+        return RTC_ESPACE;
+    *len = rtc_wr_len(&b->w);
+    return 0;
+}
