@@ -1,0 +1,244 @@
+#!/bin/bash
+# relay_vs_coturn.sh - tsunagu-relay and Debian's coturn side by side, same load.
+#
+# For each level it starts a fresh server pinned to core 0 (taskset), runs
+# tsunagu-turnload pinned to core 1, and records the generator's JSON line,
+# which carries the server's CPU (per-thread schedstat, ns) and memory sampled
+# around the measured phase only. Runs are interleaved (relay, coturn, relay,
+# coturn...) so a burst of noise from other processes hits both. At the end
+# bench/report.py prints medians, min-max and the tsunagu/coturn ratios.
+#
+#   bench/relay_vs_coturn.sh --quick          # ~2-3 minutes, 1 repetition
+#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level
+#   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
+#
+# Loopback only; ports are picked free at run time; every process started is
+# killed by PID on exit (trap), also on failure or Ctrl-C.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BUILD=$ROOT/build
+MODE=full
+REPS=
+OUT=
+SERVERS="relay coturn"
+UCLIENT=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) MODE=quick ;;
+    --full) MODE=full ;;
+    --reps) REPS=$2; shift ;;
+    --build) BUILD=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
+    --uclient) UCLIENT=1 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "relay_vs_coturn: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -n "$REPS" ] || { [ $MODE = quick ] && REPS=1 || REPS=3; }
+
+for tool in turnserver taskset ss; do
+    command -v $tool >/dev/null || { echo "relay_vs_coturn: $tool missing (apt-get install coturn util-linux iproute2)" >&2; exit 1; }
+done
+[ -x /usr/bin/python3 ] || { echo "relay_vs_coturn: /usr/bin/python3 missing (apt-get install python3)" >&2; exit 1; }
+[ "$(nproc)" -ge 2 ] || echo "relay_vs_coturn: warning: fewer than 2 cores, server and load share one" >&2
+
+# ---- build if needed ----
+if [ ! -d "$BUILD" ]; then meson setup "$BUILD" "$ROOT" >/dev/null; fi
+ninja -C "$BUILD" >/dev/null
+TURNLOAD=$BUILD/bench/tsunagu-turnload
+ECHO=$BUILD/bench/tsunagu-echo
+RELAY=$BUILD/relay/tsunagu-relay
+if [[ " $SERVERS " == *" relay "* ]] && [ ! -x "$RELAY" ]; then
+    echo "relay_vs_coturn: $RELAY not built (relay not merged yet?): measuring coturn only" >&2
+    SERVERS=${SERVERS//relay/}
+fi
+SERVERS=$(echo $SERVERS)
+
+D=$(mktemp -d /tmp/relay_vs_coturn.XXXXXX)
+[ -n "$OUT" ] || OUT=$D
+mkdir -p "$OUT"
+RES=$OUT/results.jsonl
+: > "$RES"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ "$OUT" = "$D" ] || rm -rf "$D"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { # $1 = udp|tcp: a port nobody holds right now (the kernel picks it)
+    /usr/bin/python3 -c "import socket,sys
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=='udp' else socket.SOCK_STREAM)
+s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
+}
+# A relayed-port range below Linux's ephemeral range (32768-60999), so other
+# programs' outgoing sockets cannot take relay ports, with no UDP port in use.
+pick_range() {
+    local used lo
+    used=$(ss -Huan | awk '{n=split($4,a,":"); print a[n]}' | sort -n)
+    for lo in $(shuf -i 10-22 -n 13); do
+        lo=$((lo * 1000))
+        if ! echo "$used" | awk -v lo=$lo -v hi=$((lo + 9999)) '$1>=lo && $1<=hi {f=1} END {exit !f}'; then
+            echo "$lo-$((lo + 9999))"; return
+        fi
+    done
+    echo "relay_vs_coturn: no free 10000-port range below 33000" >&2; exit 1
+}
+
+SPID=
+SPORT=
+start_server() { # $1 = relay|coturn; sets SPID, SPORT
+    local name=$1 range lo hi mport i
+    SPORT=$(free_port udp)
+    range=$(pick_range); lo=${range%-*}; hi=${range#*-}
+    case $name in
+    relay)
+        mport=$(free_port tcp)
+        taskset -c 0 "$RELAY" --listen 127.0.0.1:$SPORT --relay-ip 127.0.0.1 --relay-ports $range \
+            --realm bench --user u:p --metrics-listen 127.0.0.1:$mport --threads 1 \
+            --max-allocations 100000 --max-allocations-per-user 100000 --allow-peer 127.0.0.1/32 \
+            --log-level warn >"$D/relay.log" 2>&1 &
+        ;;
+    coturn)
+        rm -f "$D/turndb"
+        taskset -c 0 turnserver -n --listening-ip=127.0.0.1 --listening-port=$SPORT \
+            --relay-ip=127.0.0.1 --min-port=$lo --max-port=$hi --realm=bench --lt-cred-mech --user=u:p \
+            --allow-loopback-peers --no-tls --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
+            --relay-threads 1 --pidfile="$D/turnserver.pid" --userdb="$D/turndb" \
+            --log-file="$D/coturn.log" --simple-log >/dev/null 2>&1 &
+        ;;
+    echo1|echo64)
+        taskset -c 0 "$ECHO" --batch ${name#echo} --max-seconds 600 >"$D/echo.out" 2>&1 &
+        ;;
+    esac
+    SPID=$!
+    PIDS+=("$SPID")
+    for i in $(seq 1 50); do # bounded: 5 s
+        if [[ $name == echo* ]]; then
+            SPORT=$(awk '/^port/ {print $2}' "$D/echo.out" 2>/dev/null || true)
+            [ -n "$SPORT" ] && return 0
+        elif ss -Huln "sport = :$SPORT" | grep -q .; then
+            sleep 0.2; return 0
+        fi
+        kill -0 $SPID 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "relay_vs_coturn: $name did not start; log:" >&2
+    tail -5 "$D"/*.log "$D/echo.out" 2>/dev/null >&2 || true
+    exit 1
+}
+stop_server() {
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    PIDS=("${PIDS[@]/$SPID}")
+}
+
+# run_level LEVEL SERVER TURNLOAD-ARGS...: one fresh server, one generator run
+run_level() {
+    local level=$1 srv=$2 out
+    shift 2
+    start_server "$srv"
+    if [[ $srv == echo* ]]; then
+        out=$(taskset -c 1 timeout 300 "$TURNLOAD" --mode direct --peer 127.0.0.1:$SPORT \
+              --server-pid $SPID --label "$srv|$level" "$@" 2>>"$D/turnload.err" || true)
+    else
+        out=$(taskset -c 1 timeout 300 "$TURNLOAD" --server 127.0.0.1:$SPORT --user u:p \
+              --server-pid $SPID --label "$srv|$level" "$@" 2>>"$D/turnload.err" || true)
+    fi
+    stop_server
+    if [ -z "$out" ]; then
+        echo "relay_vs_coturn: $srv $level produced no result:" >&2
+        tail -3 "$D/turnload.err" >&2
+        echo "{\"label\":\"$srv|$level\",\"failed\":true}" >> "$RES"
+        return 0
+    fi
+    echo "$out" >> "$RES"
+    echo "$out" | /usr/bin/python3 -c 'import json,sys
+for l in sys.stdin:
+    j=json.loads(l); k=j.get("server_us_per_pkt", j.get("server_us_per_cycle"))
+    print("  %-34s loss %-8s rate %-7s us/unit %-7s p50 %-6s p99 %-6s other-cpu %sms" % (j["label"], j.get("loss","-"),
+          j.get("relayed_pps", j.get("echoed_pps", j.get("cycles_per_s"))), k, j.get("lat_p50_us","-"), j.get("lat_p99_us","-"), j.get("other_cpu_ms")))' >&2
+}
+
+# each_rep LEVEL ARGS...: REPS repetitions, servers interleaved
+each_rep() {
+    local level=$1 r s
+    shift
+    for r in $(seq 1 "$REPS"); do
+        for s in $SERVERS; do run_level "$level" "$s" "$@"; done
+    done
+}
+
+T0=$(date +%s)
+echo "relay_vs_coturn: mode $MODE, $REPS repetition(s), servers: $SERVERS; results in $RES" >&2
+
+# ---- 1. server CPU per relayed packet at fixed offered loads (50 msgs/s per allocation) ----
+if [ $MODE = quick ]; then
+    FIXED="170:channel:10 170:channel:100 170:channel:1000 1200:channel:100 170:indication:100"
+    DUR=3000
+else
+    FIXED=""
+    for size in 170 1200; do for send in channel indication; do for n in 10 100 1000; do
+        FIXED="$FIXED $size:$send:$n"; done; done; done
+    DUR=5000
+fi
+for lv in $FIXED; do
+    IFS=: read -r size send n <<<"$lv"
+    each_rep "fixed|$size|$send|$n" --mode pair --send $send --size $size --allocations $n \
+        --rate $((n * 50)) --duration-ms $DUR
+done
+
+# ---- 2. lossless throughput: offered rate in steps, stop at the first with loss >= 0.1% ----
+# rates are messages/s; each delivered message is 2 relayed packets
+STEPS=10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,110000,120000,140000,160000,180000,200000,250000,300000
+STEPDUR=$([ $MODE = quick ] && echo 1500 || echo 2500)
+each_rep "lossless|170|channel|10" --mode pair --size 170 --allocations 10 --steps $STEPS \
+    --duration-ms $STEPDUR --max-loss 0.001
+# the echo reference on the same core: one packet per syscall and batches of 64
+ESTEPS=20000,40000,60000,80000,100000,120000,140000,160000,180000,200000,250000,300000,350000,400000,500000,600000
+for r in $(seq 1 "$REPS"); do
+    for e in echo1 echo64; do
+        run_level "lossless|170|raw|10" $e --allocations 10 --size 170 --steps $ESTEPS \
+            --duration-ms $STEPDUR --max-loss 0.001
+    done
+done
+
+# ---- 3. latency at half of coturn's lossless rate ----
+HALF=$(/usr/bin/python3 "$HERE/report.py" --half-lossless coturn "$RES")
+[ "$HALF" -gt 0 ] 2>/dev/null || HALF=20000
+echo "relay_vs_coturn: latency level at $HALF msgs/s (half of coturn's lossless rate)" >&2
+each_rep "latency|170|channel|10|$HALF" --mode pair --size 170 --allocations 10 --rate $HALF \
+    --duration-ms $([ $MODE = quick ] && echo 3000 || echo 5000)
+
+# ---- 4. flood (short: other helpers share this machine) ----
+each_rep "flood|170|channel|10" --mode pair --size 170 --allocations 10 --rate 0 --duration-ms 2000
+[ $MODE = quick ] || each_rep "flood|1200|channel|10" --mode pair --size 1200 --allocations 10 --rate 0 --duration-ms 2000
+
+# ---- 5. allocation rate, and memory after many allocation cycles ----
+each_rep "allocrate" --mode alloc --concurrency 32 --duration-ms 3000
+CYC=$([ $MODE = quick ] && echo 10000 || echo 50000)
+each_rep "cycles|$CYC" --mode alloc --concurrency 32 --max-cycles $CYC --duration-ms 60000
+
+# ---- 6. optional cross-check: turnutils_uclient on coturn for one level ----
+if [ $UCLIENT = 1 ] && command -v turnutils_uclient >/dev/null; then
+    for r in $(seq 1 "$REPS"); do
+        start_server coturn
+        read -r c0 < <(awk '{s+=$1} END {print s}' /proc/$SPID/task/*/schedstat)
+        uout=$(taskset -c 1 timeout 120 turnutils_uclient -u u -w p -e 127.0.0.1 -r 3480 -n 250 -m 10 \
+               -l 170 -y -c -p $SPORT 127.0.0.1 2>&1 || true)
+        read -r c1 < <(awk '{s+=$1} END {print s}' /proc/$SPID/task/*/schedstat)
+        stop_server
+        lost=$(echo "$uout" | sed -n 's/.*Total lost packets \([0-9]*\).*/\1/p' | tail -1)
+        sentm=$(echo "$uout" | sed -n 's/.*Total sent packets[^0-9]*\([0-9]*\).*/\1/p' | tail -1)
+        echo "{\"label\":\"uclient-coturn|fixed|170|channel|10\",\"tool\":\"turnutils_uclient\",\"server_cpu_ms\":$(( (c1 - c0) / 1000000 )),\"lost\":${lost:-null},\"sent\":${sentm:-null}}" >> "$RES"
+    done
+fi
+
+echo "relay_vs_coturn: done in $(( $(date +%s) - T0 )) s" >&2
+/usr/bin/python3 "$HERE/report.py" "$RES" | tee "$OUT/table.md"
