@@ -234,9 +234,10 @@ if [ $UCLIENT = 1 ] && command -v turnutils_uclient >/dev/null; then
                -l 170 -y -c -p $SPORT 127.0.0.1 2>&1 || true)
         read -r c1 < <(awk '{s+=$1} END {print s}' /proc/$SPID/task/*/schedstat)
         stop_server
-        lost=$(echo "$uout" | sed -n 's/.*Total lost packets \([0-9]*\).*/\1/p' | tail -1)
-        sentm=$(echo "$uout" | sed -n 's/.*Total sent packets[^0-9]*\([0-9]*\).*/\1/p' | tail -1)
-        echo "{\"label\":\"uclient-coturn|fixed|170|channel|10\",\"tool\":\"turnutils_uclient\",\"server_cpu_ms\":$(( (c1 - c0) / 1000000 )),\"lost\":${lost:-null},\"sent\":${sentm:-null}}" >> "$RES"
+        # final totals line: "start_mclient: tot_send_msgs=N, tot_recv_msgs=M"
+        tot=$(echo "$uout" | sed -n 's/.*start_mclient: tot_send_msgs=\([0-9]*\), tot_recv_msgs=\([0-9]*\).*/\1 \2/p' | tail -1)
+        read -r sentm recvm <<<"${tot:-0 0}"
+        echo "{\"label\":\"uclient-coturn|fixed|170|channel|10\",\"tool\":\"turnutils_uclient\",\"server_cpu_ms\":$(( (c1 - c0) / 1000000 )),\"sent\":$sentm,\"received\":$recvm,\"server_us_per_pkt_incl_setup\":$(awk -v c=$((c1 - c0)) -v r="$recvm" 'BEGIN {if (r > 0) printf "%.2f", c / 1000 / (2 * r); else printf "null"}')}" >> "$RES"
     done
 fi
 

@@ -172,6 +172,7 @@ typedef struct {
     tl_hist *hist;
     uint64_t received, reordered, misrouted, foreign, rx_drops;
     uint64_t errors;
+    uint32_t next_src; /* alloc mode: next loopback source address */
     long clk_tck;
 } tl;
 
@@ -302,16 +303,23 @@ static double hist_q(const tl_hist *h, double q)
 
 /* ---------- sockets ---------- */
 
-static int open_sock(const tl *g, const rtc_addr *dst)
+static int open_sock(tl *g, const rtc_addr *dst)
 {
     struct sockaddr_storage ss;
     struct sockaddr_in any = {.sin_family = AF_INET};
     socklen_t sl = rtc_addr_to_sockaddr(dst, &ss);
     int one = 1, big = 4 << 20;
     int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    (void)g;
     if (fd < 0)
         return -errno;
+    /* Alloc mode against a loopback server: every new client gets its own
+     * source address in 127.1.0.0-127.254.255.255, so a 5-tuple never repeats
+     * (the kernel hands a just-closed port straight back, and a server may
+     * still hold a released 5-tuple: coturn answers 437 then). */
+    if (g->mode == M_ALLOC && ss.ss_family == AF_INET && dst->ip[0] == 127) {
+        uint32_t k = g->next_src++ % (254u << 16);
+        any.sin_addr.s_addr = htonl(0x7F000000u | (1u + (k >> 16)) << 16 | (k & 0xFFFFu));
+    }
     /* Large buffers so a flood overflows the server, not us; root may force
      * past rmem_max, others get what the sysctl allows. SO_RXQ_OVFL reports
      * our own drops so they are never blamed on the server. */
