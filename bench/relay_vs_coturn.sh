@@ -103,7 +103,7 @@ start_server() { # $1 = relay|coturn; sets SPID, SPORT
         taskset -c 0 "$RELAY" --listen 127.0.0.1:$SPORT --relay-ip 127.0.0.1 --relay-ports $range \
             --realm bench --user u:p --metrics-listen 127.0.0.1:$mport --threads 1 \
             --max-allocations 100000 --max-allocations-per-user 100000 --allow-peer 127.0.0.1/32 \
-            --log-level warn >"$D/relay.log" 2>&1 &
+            --log-level warn --drain-seconds 0 >"$D/relay.log" 2>&1 &
         ;;
     coturn)
         rm -f "$D/turndb"

@@ -43,7 +43,7 @@ HI=$((LO + 999))
 case $KIND in
 relay)
     "$SERVER" --listen 127.0.0.1:$PORT --relay-ip 127.0.0.1 --relay-ports $LO-$HI --realm bench \
-        --user u:p --metrics-listen 127.0.0.1:$(free_port tcp) --max-allocations-per-user 1000 \
+        --user u:p --metrics-listen 127.0.0.1:$(free_port tcp) --max-allocations-per-user 1000 --drain-seconds 0 \
         >"$D/server.log" 2>&1 &
     ;;
 coturn)
