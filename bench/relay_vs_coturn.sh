@@ -199,13 +199,13 @@ done
 STEPS=10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,110000,120000,140000,160000,180000,200000,250000,300000
 STEPDUR=$([ $MODE = quick ] && echo 1500 || echo 2500)
 each_rep "lossless|170|channel|10" --mode pair --size 170 --allocations 10 --steps $STEPS \
-    --duration-ms $STEPDUR --max-loss 0.001
+    --duration-ms $STEPDUR --max-loss 0.001 --retries 2
 # the echo reference on the same core: one packet per syscall and batches of 64
 ESTEPS=20000,40000,60000,80000,100000,120000,140000,160000,180000,200000,250000,300000,350000,400000,500000,600000
 for r in $(seq 1 "$REPS"); do
     for e in echo1 echo64; do
         run_level "lossless|170|raw|10" $e --allocations 10 --size 170 --steps $ESTEPS \
-            --duration-ms $STEPDUR --max-loss 0.001
+            --duration-ms $STEPDUR --max-loss 0.001 --retries 2
     done
 done
 

@@ -67,7 +67,7 @@
 typedef struct {
     char *server, *user, *realm, *mode, *peer, *send, *steps, *max_loss, *label;
     int64_t allocations, size, rate, duration_ms, drain_ms, tick_us, batch, server_pid;
-    int64_t concurrency, max_cycles, setup_timeout_ms, window;
+    int64_t concurrency, max_cycles, setup_timeout_ms, window, retries;
 } tl_conf;
 
 #define OFF(f) offsetof(tl_conf, f)
@@ -113,6 +113,10 @@ static const rtc_conf_spec specs[] = {
      "bound on allocating and binding", NULL, 0},
     {"window", RTC_CONF_INT, OFF(window), 1, 4096, "64", "N",
      "setup: transactions in flight", NULL, 0},
+    {"retries", RTC_CONF_INT, OFF(retries), 0, 5, "1", "N",
+     "--steps: run a lossy step again up to N times before stopping (noise from other "
+     "processes can cost one phase its packets)",
+     NULL, 0},
     {"label", RTC_CONF_STR, OFF(label), 0, 0, "", "TEXT", "copied into the JSON line", NULL,
      0},
     RTC_CONF_END};
@@ -1097,7 +1101,7 @@ int main(int argc, char **argv)
             g.mode == M_DIRECT ? "sockets" : "allocations", setup_ms);
 
     ret = 0;
-    for (int s = 0; s < nsteps; s++) {
+    for (int s = 0, tries = 0, phno = 0; s < nsteps; phno++) {
         tl_phase ph;
         tl_snap s0, s1;
         memset(g.hist, 0, sizeof *g.hist);
@@ -1105,12 +1109,17 @@ int main(int argc, char **argv)
         snap(&g, &s0);
         run_phase(&g, rates[s], &ph);
         snap(&g, &s1);
-        print_phase(&g, s, &ph, &s0, &s1, before.rss_kb, setup_ms);
+        print_phase(&g, phno, &ph, &s0, &s1, before.rss_kb, setup_ms);
         double loss = ph.sent ? 1.0 - (double)ph.received / (double)ph.sent : 1;
         if (!ph.sent)
             ret = 1;
-        if (nsteps > 1 && loss > max_loss)
+        if (nsteps > 1 && loss > max_loss) {
+            if (tries++ < g.c.retries)
+                continue; /* same rate again: was it the server or a noisy neighbour? */
             break;
+        }
+        tries = 0;
+        s++;
     }
 out_release:
     if (g.mode != M_DIRECT) { /* give the server its state back: Refresh lifetime 0 */
