@@ -109,20 +109,30 @@ def main():
         return stat(vals)
 
     lines = []
+    both = servers == ["relay", "coturn"]
     head = "| measure | " + " | ".join(NAMES[s] + " median (min–max)" for s in servers)
-    if servers == ["relay", "coturn"]:
-        head += " | tsunagu/coturn"
+    if both:
+        head += " | tsunagu/coturn | issue 5 target"
     lines.append(head + " |")
     lines.append("|" + " --- |" * (head.count("|")))
 
-    def row(name, fn, digits=1):
+    def row(name, fn, digits=1, target=None):
+        """target: (text, test on the ratio of medians, or on tsunagu's median if own=True)"""
         for lv in levels_matching:
             vals = [metric(s, lv, fn) for s in servers]
             if all(v is None for v in vals):
                 continue
             cells = [fmt(v, digits) for v in vals]
-            if servers == ["relay", "coturn"]:
+            if both:
                 cells.append(ratio(vals[0], vals[1]))
+                t = ""
+                if target and vals[0] is not None:
+                    text, test, own = target
+                    x = vals[0][0] if own else (vals[0][0] / vals[1][0]
+                                                if vals[1] is not None and vals[1][0] else None)
+                    if x is not None:
+                        t = "%s: %s" % (text, "met" if test(x) else "NOT met")
+                cells.append(t)
             lines.append("| %s | %s |" % (name(lv), " | ".join(cells)))
 
     levels_matching = [lv for lv in levels if lv.startswith("fixed|")]
@@ -130,29 +140,32 @@ def main():
     def fixed_name(lv):
         _, size, send, n = lv.split("|")
         return "µs server CPU / relayed pkt: %s B, %s, %s allocs x 50 msg/s" % (size, send, n)
-    row(fixed_name, lambda r: r[0]["server_us_per_pkt"], 2)
+    row(fixed_name, lambda r: r[0]["server_us_per_pkt"], 2, ("≤ 1/3", lambda x: x <= 1 / 3, False))
     row(lambda lv: "loss at " + lv.replace("fixed|", "").replace("|", " "),
         lambda r: r[0]["loss"] * 100, 3)
     levels_matching = [lv for lv in levels if lv.startswith("fixed|") and lv.endswith("|1000")]
     row(lambda lv: "peak RSS KB per 1000 allocations (%s)" % lv.split("|", 1)[1].replace("|", " "),
-        lambda r: r[0]["server_kb_per_1000_alloc"], 0)
+        lambda r: r[0]["server_kb_per_1000_alloc"], 0, ("≤ 1/4", lambda x: x <= 0.25, False))
     levels_matching = [lv for lv in levels if lv.startswith("lossless|170|channel")]
     row(lambda lv: "lossless throughput, relayed pkt/s (loss < 0.1%, 10 allocs, 170 B)",
-        lambda r: 2 * lossless(r)["offered_rate"], 0)
+        lambda r: 2 * lossless(r)["offered_rate"], 0, ("≥ 2x", lambda x: x >= 2, False))
+    row(lambda lv: "load generator's own CPU at that rate (fraction of its core)",
+        lambda r: lossless(r)["gen_cpu_frac"], 2)
     row(lambda lv: "µs server CPU / pkt at that rate",
         lambda r: lossless(r)["server_us_per_pkt"], 2)
     levels_matching = [lv for lv in levels if lv.startswith("latency|")]
     row(lambda lv: "one-way latency p50 µs at %s msgs/s (half coturn's lossless)" % lv.split("|")[-1],
         lambda r: r[0]["lat_p50_us"], 0)
     row(lambda lv: "one-way latency p99 µs at %s msgs/s" % lv.split("|")[-1],
-        lambda r: r[0]["lat_p99_us"], 0)
+        lambda r: r[0]["lat_p99_us"], 0, ("below coturn", lambda x: x < 1, False))
     levels_matching = [lv for lv in levels if lv.startswith("flood|")]
     row(lambda lv: "flood %s B: relayed pkt/s" % lv.split("|")[1], lambda r: r[0]["relayed_pps"], 0)
     row(lambda lv: "flood %s B: loss %%" % lv.split("|")[1], lambda r: r[0]["loss"] * 100, 1)
     row(lambda lv: "flood %s B: µs server CPU / pkt" % lv.split("|")[1],
         lambda r: r[0]["server_us_per_pkt"], 2)
     levels_matching = [lv for lv in levels if lv == "allocrate"]
-    row(lambda lv: "Allocate+Refresh(0) cycles/s (32 in flight)", lambda r: r[0]["cycles_per_s"], 0)
+    row(lambda lv: "Allocate+Refresh(0) cycles/s (32 in flight)", lambda r: r[0]["cycles_per_s"], 0,
+        ("≥ 2x", lambda x: x >= 2, False))
     row(lambda lv: "µs server CPU / cycle", lambda r: r[0]["server_us_per_cycle"], 0)
     levels_matching = [lv for lv in levels if lv.startswith("cycles|")]
     row(lambda lv: "RSS MB before %s cycles" % lv.split("|")[1],
@@ -160,7 +173,8 @@ def main():
     row(lambda lv: "RSS MB after %s cycles" % lv.split("|")[1],
         lambda r: r[0]["server_rss_kb"] / 1024, 1)
     row(lambda lv: "RSS after / before %s cycles" % lv.split("|")[1],
-        lambda r: r[0]["server_rss_kb"] / r[0]["server_rss_start_kb"], 2)
+        lambda r: r[0]["server_rss_kb"] / r[0]["server_rss_start_kb"], 2,
+        ("≤ 1.10 (tsunagu's own)", lambda x: x <= 1.10, True))
     print("\n".join(lines))
 
     # the physical reference, measured in the same run
