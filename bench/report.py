@@ -186,12 +186,14 @@ def main():
         # first step (lowest load): the direct loopback round trip, the latency floor
         p50 = stat([r[0]["lat_p50_us"] for r in rs if r])
         p99 = stat([r[0]["lat_p99_us"] for r in rs if r])
+        gen = stat([lossless(r)["gen_cpu_frac"] for r in rs if r and lossless(r)])
         if lo:
-            ref.append("| %s | %s | %s | %s / %s |" % (NAMES[e], fmt(lo, 0), fmt(us, 2),
-                                                      fmt(p50, 0), fmt(p99, 0)))
+            ref.append("| %s | %s | %s | %s / %s | %s |" % (NAMES[e], fmt(lo, 0), fmt(us, 2),
+                                                           fmt(p50, 0), fmt(p99, 0), fmt(gen, 2)))
     if ref:
         print("\n| UDP echo on the same core | lossless echoed pkt/s | µs CPU / pkt "
-              "| round trip p50 / p99 µs at 20k/s |\n| --- | --- | --- | --- |")
+              "| round trip p50 / p99 µs at 20k/s | generator CPU at that rate |"
+              "\n| --- | --- | --- | --- | --- |")
         print("\n".join(ref))
 
     # noise: other processes' CPU during the measured phases
