@@ -61,6 +61,7 @@
 #define TL_BATCH 64          /* messages per sendmmsg / recvmmsg */
 #define TL_PKT 2048
 #define TL_MAX_ALLOCS 20000
+#define TL_MAX_STEPS 64
 
 /* ---------- settings ---------- */
 
@@ -168,7 +169,8 @@ typedef struct {
     int mode;
     bool chan;
     rtc_addr server, peer;
-    const char *uname, *pass;
+    char uname[256];
+    const char *pass; /* into c.user, after the ':' */
     char realm[128];
     uint8_t key[16];
     bool have_key;
@@ -178,7 +180,10 @@ typedef struct {
     tl_hist *hist;
     uint64_t received, reordered, misrouted, foreign, rx_drops;
     uint64_t errors;
-    uint32_t next_src; /* alloc mode: next loopback source address */
+    uint32_t next_src; /* next loopback source address (open_sock) */
+    uint64_t rates[TL_MAX_STEPS];
+    int nsteps;
+    double max_loss;
     long clk_tck;
 } tl;
 
@@ -447,15 +452,14 @@ static int on_response(tl *g, tl_alloc *a, const uint8_t *buf, size_t len)
             v = stn_attr_rd(&m, n);
             a->nonce_len = n->len;
             rtc_rd_copy(&v, a->nonce, n->len);
-            if (!g->have_key) {
-                const char *sep = strchr(g->c.user, ':');
-                if (rl && rl->len < sizeof g->realm && !g->c.realm) {
+            if (!g->have_key) { /* first 401: learn the realm, derive the key once */
+                if (rl && rl->len < sizeof g->realm) {
                     v = stn_attr_rd(&m, rl);
                     rtc_rd_copy(&v, g->realm, rl->len);
                     g->realm[rl->len] = '\0';
                 }
-                stn_auth_longterm_key(g->uname, (size_t)(sep - g->c.user), g->realm,
-                                      strlen(g->realm), g->pass, strlen(g->pass), g->key);
+                stn_auth_longterm_key(g->uname, strlen(g->uname), g->realm, strlen(g->realm),
+                                      g->pass, strlen(g->pass), g->key);
                 g->have_key = true;
             }
             send_req(g, a, true);
@@ -976,13 +980,133 @@ static int parse_steps(const char *s, uint64_t *out, size_t cap)
     return (int)n;
 }
 
+/* Validate the settings that the table cannot check alone. 0 or -1 (said why). */
+static int configure(tl *g)
+{
+    static const char *const modes[] = {"pair", "echo", "direct", "alloc"};
+    const char *sep = strchr(g->c.user, ':');
+
+    g->mode = -1;
+    for (int m = 0; m < 4; m++)
+        if (!strcmp(g->c.mode, modes[m]))
+            g->mode = m;
+    if (g->mode < 0) {
+        fprintf(stderr, "tsunagu-turnload: mode: '%s' is not pair|echo|direct|alloc\n", g->c.mode);
+        return -1;
+    }
+    g->chan = !strcmp(g->c.send, "channel");
+    if (!g->chan && strcmp(g->c.send, "indication")) {
+        fprintf(stderr, "tsunagu-turnload: send: '%s' is not channel|indication\n", g->c.send);
+        return -1;
+    }
+    if ((g->mode == M_ECHO || g->mode == M_DIRECT) &&
+        (!g->c.peer || rtc_addr_parse_hostport(g->c.peer, &g->peer))) {
+        fprintf(stderr, "tsunagu-turnload: mode %s needs --peer ADDR:PORT\n", g->c.mode);
+        return -1;
+    }
+    rtc_addr_parse_hostport(g->c.server, &g->server); /* validated by the table */
+    if (!sep || (size_t)(sep - g->c.user) >= sizeof g->uname) {
+        fprintf(stderr, "tsunagu-turnload: user: expected NAME:PASSWORD\n");
+        return -1;
+    }
+    /* USERNAME carries the name only; the password only feeds the key */
+    memcpy(g->uname, g->c.user, (size_t)(sep - g->c.user));
+    g->uname[sep - g->c.user] = '\0';
+    g->pass = sep + 1;
+    if (g->c.realm) { /* otherwise learnt from the first 401 */
+        snprintf(g->realm, sizeof g->realm, "%s", g->c.realm);
+        stn_auth_longterm_key(g->uname, strlen(g->uname), g->realm, strlen(g->realm), g->pass,
+                              strlen(g->pass), g->key);
+        g->have_key = true;
+    }
+    if (g->c.steps) {
+        g->nsteps = parse_steps(g->c.steps, g->rates, TL_MAX_STEPS);
+        if (g->nsteps <= 0) {
+            fprintf(stderr, "tsunagu-turnload: steps: expected R1,R2,...\n");
+            return -1;
+        }
+    } else {
+        g->rates[0] = (uint64_t)g->c.rate;
+        g->nsteps = 1;
+    }
+    g->max_loss = strtod(g->c.max_loss, NULL);
+    g->n = g->mode == M_ALLOC ? (size_t)g->c.concurrency : (size_t)g->c.allocations;
+    if (g->mode == M_PAIR)
+        g->n = (g->n + 1) & ~(size_t)1;
+    return 0;
+}
+
+/* Allocate and bind every allocation, run the phases, release. 0 when every
+ * phase sent something, 1 otherwise. */
+static int run_load(tl *g)
+{
+    tl_snap before;
+    int ret = 1;
+    uint64_t t0 = now_mono_ns(), deadline = t0 + (uint64_t)g->c.setup_timeout_ms * 1000000u;
+
+    snap(g, &before);
+    if (g->mode != M_DIRECT) {
+        if (run_txns(g, W_ALLOC, deadline)) {
+            fprintf(stderr, "tsunagu-turnload: some allocations failed\n");
+            goto out_release;
+        }
+        for (size_t i = 0; i < g->n; i++)
+            g->a[i].peer = g->mode == M_PAIR ? g->a[i ^ 1u].relayed : g->peer;
+        if (run_txns(g, W_BIND, deadline)) {
+            fprintf(stderr, "tsunagu-turnload: some binds failed\n");
+            goto out_release;
+        }
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (make_template(g, &g->a[i])) {
+            fprintf(stderr, "tsunagu-turnload: template\n");
+            goto out_release;
+        }
+    double setup_ms = (double)(now_mono_ns() - t0) / 1e6;
+    fprintf(stderr, "turnload: %zu %s ready in %.0f ms\n", g->n,
+            g->mode == M_DIRECT ? "sockets" : "allocations", setup_ms);
+
+    ret = 0;
+    for (int s = 0, tries = 0, phno = 0; s < g->nsteps; phno++) {
+        tl_phase ph;
+        tl_snap s0, s1;
+        memset(g->hist, 0, sizeof *g->hist);
+        g->reordered = g->misrouted = g->foreign = 0;
+        snap(g, &s0);
+        run_phase(g, g->rates[s], &ph);
+        snap(g, &s1);
+        print_phase(g, phno, &ph, &s0, &s1, before.rss_kb, setup_ms);
+        double loss = ph.sent ? 1.0 - (double)ph.received / (double)ph.sent : 1;
+        if (!ph.sent)
+            ret = 1;
+        if (g->nsteps > 1 && loss > g->max_loss) {
+            if (tries++ < g->c.retries)
+                continue; /* same rate again: was it the server or a noisy neighbour? */
+            break;
+        }
+        tries = 0;
+        s++;
+    }
+out_release:
+    if (g->mode != M_DIRECT) { /* give the server its state back: Refresh lifetime 0 */
+        size_t ok = 0;
+        for (size_t i = 0; i < g->n; i++)
+            ok += g->a[i].relayed.family != 0;
+        if (ok) {
+            for (size_t i = 0; i < g->n; i++) /* drain queued data so responses are seen */
+                while (recv(g->a[i].fd, g->a[i].tmpl, sizeof g->a[i].tmpl, 0) > 0)
+                    ;
+            run_txns(g, W_RELEASE, now_mono_ns() + 5000000000ull);
+        }
+    }
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     tl g;
     char err[256];
     int rc, ret = 2;
-    uint64_t rates[64];
-    int nsteps;
 
     memset(&g, 0, sizeof g);
     g.ep = -1;
@@ -998,67 +1122,8 @@ int main(int argc, char **argv)
     }
     g.clk_tck = sysconf(_SC_CLK_TCK);
     rtc_random(&g.next_src, sizeof g.next_src);
-    if (!strcmp(g.c.mode, "pair"))
-        g.mode = M_PAIR;
-    else if (!strcmp(g.c.mode, "echo"))
-        g.mode = M_ECHO;
-    else if (!strcmp(g.c.mode, "direct"))
-        g.mode = M_DIRECT;
-    else if (!strcmp(g.c.mode, "alloc"))
-        g.mode = M_ALLOC;
-    else {
-        fprintf(stderr, "tsunagu-turnload: mode: '%s' is not pair|echo|direct|alloc\n", g.c.mode);
+    if (configure(&g))
         goto out_conf;
-    }
-    g.chan = !strcmp(g.c.send, "channel");
-    if (!g.chan && strcmp(g.c.send, "indication")) {
-        fprintf(stderr, "tsunagu-turnload: send: '%s' is not channel|indication\n", g.c.send);
-        goto out_conf;
-    }
-    if ((g.mode == M_ECHO || g.mode == M_DIRECT) &&
-        (!g.c.peer || rtc_addr_parse_hostport(g.c.peer, &g.peer))) {
-        fprintf(stderr, "tsunagu-turnload: mode %s needs --peer ADDR:PORT\n", g.c.mode);
-        goto out_conf;
-    }
-    rtc_addr_parse_hostport(g.c.server, &g.server);
-    {
-        char *sep = strchr(g.c.user, ':');
-        if (!sep) {
-            fprintf(stderr, "tsunagu-turnload: user: expected NAME:PASSWORD\n");
-            goto out_conf;
-        }
-        *sep = '\0';
-        g.uname = g.c.user;
-        g.pass = sep + 1;
-        *sep = ':'; /* keep the string whole; lengths come from sep */
-    }
-    if (g.c.realm) {
-        const char *sep = strchr(g.c.user, ':');
-        snprintf(g.realm, sizeof g.realm, "%s", g.c.realm);
-        stn_auth_longterm_key(g.uname, (size_t)(sep - g.c.user), g.realm, strlen(g.realm), g.pass,
-                              strlen(g.pass), g.key);
-        g.have_key = true;
-    }
-    /* USERNAME must not carry ":password": give it its own string */
-    static char uname[256];
-    snprintf(uname, sizeof uname, "%.*s", (int)(strchr(g.c.user, ':') - g.c.user), g.c.user);
-    g.uname = uname;
-
-    if (g.c.steps) {
-        nsteps = parse_steps(g.c.steps, rates, 64);
-        if (nsteps <= 0) {
-            fprintf(stderr, "tsunagu-turnload: steps: expected R1,R2,...\n");
-            goto out_conf;
-        }
-    } else {
-        rates[0] = (uint64_t)g.c.rate;
-        nsteps = 1;
-    }
-    double max_loss = strtod(g.c.max_loss, NULL);
-
-    g.n = g.mode == M_ALLOC ? (size_t)g.c.concurrency : (size_t)g.c.allocations;
-    if (g.mode == M_PAIR)
-        g.n = (g.n + 1) & ~(size_t)1;
     g.a = calloc(g.n, sizeof *g.a);
     g.hist = calloc(1, sizeof *g.hist);
     g.ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1075,70 +1140,7 @@ int main(int argc, char **argv)
         }
         g.a[i].chan = STN_CHAN_MIN;
     }
-    if (g.mode == M_ALLOC) {
-        ret = run_alloc_mode(&g);
-        goto out_close;
-    }
-
-    tl_snap before;
-    snap(&g, &before);
-    uint64_t t0 = now_mono_ns(), deadline = t0 + (uint64_t)g.c.setup_timeout_ms * 1000000u;
-    if (g.mode != M_DIRECT) {
-        if (run_txns(&g, W_ALLOC, deadline)) {
-            fprintf(stderr, "tsunagu-turnload: some allocations failed\n");
-            goto out_release;
-        }
-        for (size_t i = 0; i < g.n; i++)
-            g.a[i].peer = g.mode == M_PAIR ? g.a[i ^ 1u].relayed : g.peer;
-        if (run_txns(&g, W_BIND, deadline)) {
-            fprintf(stderr, "tsunagu-turnload: some binds failed\n");
-            goto out_release;
-        }
-    }
-    for (size_t i = 0; i < g.n; i++)
-        if (make_template(&g, &g.a[i])) {
-            fprintf(stderr, "tsunagu-turnload: template\n");
-            goto out_release;
-        }
-    double setup_ms = (double)(now_mono_ns() - t0) / 1e6;
-    fprintf(stderr, "turnload: %zu %s ready in %.0f ms\n", g.n,
-            g.mode == M_DIRECT ? "sockets" : "allocations", setup_ms);
-
-    ret = 0;
-    for (int s = 0, tries = 0, phno = 0; s < nsteps; phno++) {
-        tl_phase ph;
-        tl_snap s0, s1;
-        memset(g.hist, 0, sizeof *g.hist);
-        g.reordered = g.misrouted = g.foreign = 0;
-        snap(&g, &s0);
-        run_phase(&g, rates[s], &ph);
-        snap(&g, &s1);
-        print_phase(&g, phno, &ph, &s0, &s1, before.rss_kb, setup_ms);
-        double loss = ph.sent ? 1.0 - (double)ph.received / (double)ph.sent : 1;
-        if (!ph.sent)
-            ret = 1;
-        if (nsteps > 1 && loss > max_loss) {
-            if (tries++ < g.c.retries)
-                continue; /* same rate again: was it the server or a noisy neighbour? */
-            break;
-        }
-        tries = 0;
-        s++;
-    }
-out_release:
-    if (g.mode != M_DIRECT) { /* give the server its state back: Refresh lifetime 0 */
-        size_t ok = 0;
-        for (size_t i = 0; i < g.n; i++)
-            ok += g.a[i].relayed.family != 0;
-        if (ok) {
-            for (size_t i = 0; i < g.n; i++) /* drain queued data so responses are seen */
-                while (recv(g.a[i].fd, g.a[i].tmpl, sizeof g.a[i].tmpl, 0) > 0)
-                    ;
-            run_txns(&g, W_RELEASE, now_mono_ns() + 5000000000ull);
-        }
-    }
-    if (ret == 2)
-        ret = 1;
+    ret = g.mode == M_ALLOC ? run_alloc_mode(&g) : run_load(&g);
 out_close:
     for (size_t i = 0; i < g.n; i++)
         if (g.a[i].fd > 0)
