@@ -146,15 +146,16 @@ run_level() {
     start_server "$srv"
     if [[ $srv == echo* ]]; then
         out=$(taskset -c 1 timeout 300 "$TURNLOAD" --mode direct --peer 127.0.0.1:$SPORT \
-              --server-pid $SPID --label "$srv|$level" "$@" 2>>"$D/turnload.err" || true)
+              --server-pid $SPID --label "$srv|$level" "$@" 2>"$D/run.err" || true)
     else
         out=$(taskset -c 1 timeout 300 "$TURNLOAD" --server 127.0.0.1:$SPORT --user u:p \
-              --server-pid $SPID --label "$srv|$level" "$@" 2>>"$D/turnload.err" || true)
+              --server-pid $SPID --label "$srv|$level" "$@" 2>"$D/run.err" || true)
     fi
     stop_server
+    { echo "== $srv $level"; cat "$D/run.err"; } >> "$OUT/turnload.err"
     if [ -z "$out" ]; then
         echo "relay_vs_coturn: $srv $level produced no result:" >&2
-        tail -3 "$D/turnload.err" >&2
+        sed 's/^/    /' "$D/run.err" >&2
         echo "{\"label\":\"$srv|$level\",\"failed\":true}" >> "$RES"
         return 0
     fi
