@@ -196,6 +196,16 @@ def main():
               "\n| --- | --- | --- | --- | --- |")
         print("\n".join(ref))
 
+    # issue 5: tsunagu's lossless rate within 2x of the batched echo's, same run
+    relay_ll = stat([2 * lossless(r)["offered_rate"] for r in g.get(("relay", "lossless|170|channel|10"), [])
+                     if r and lossless(r)])
+    echo_ll = stat([lossless(r)["offered_rate"] for r in g.get(("echo64", "lossless|170|raw|10"), [])
+                    if r and lossless(r)])
+    if relay_ll and echo_ll:
+        x = relay_ll[0] / echo_ll[0]
+        print("\ntsunagu lossless relayed pkt/s / batched echo lossless pkt/s = %.2f "
+              "(issue 5 target ≥ 0.5: %s)" % (x, "met" if x >= 0.5 else "NOT met"))
+
     # noise: other processes' CPU during the measured phases
     other = [r.get("other_cpu_ms", 0) / max(r.get("duration_s", 1), 0.001) / 10
              for rr in g.values() for run in rr for r in run if "other_cpu_ms" in r]
