@@ -65,6 +65,7 @@ RES=$OUT/results.jsonl
 : > "$RES"
 PIDS=()
 cleanup() {
+    local p
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     [ "$OUT" = "$D" ] || rm -rf "$D"
@@ -93,17 +94,19 @@ pick_range() {
 
 SPID=
 SPORT=
-start_server() { # $1 = relay|coturn; sets SPID, SPORT
+# launch_server NAME: start it once on fresh ports; 0 when it listens
+launch_server() {
     local name=$1 range lo hi mport i
     SPORT=$(free_port udp)
     range=$(pick_range); lo=${range%-*}; hi=${range#*-}
+    : > "$D/server.log"
     case $name in
     relay)
         mport=$(free_port tcp)
         taskset -c 0 "$RELAY" --listen 127.0.0.1:$SPORT --relay-ip 127.0.0.1 --relay-ports $range \
             --realm bench --user u:p --metrics-listen 127.0.0.1:$mport --threads 1 \
             --max-allocations 100000 --max-allocations-per-user 100000 --allow-peer 127.0.0.1/32 \
-            --log-level warn --drain-seconds 0 >"$D/relay.log" 2>&1 &
+            --log-level warn --drain-seconds 0 >"$D/server.log" 2>&1 &
         ;;
     coturn)
         rm -f "$D/turndb"
@@ -111,17 +114,17 @@ start_server() { # $1 = relay|coturn; sets SPID, SPORT
             --relay-ip=127.0.0.1 --min-port=$lo --max-port=$hi --realm=bench --lt-cred-mech --user=u:p \
             --allow-loopback-peers --no-tls --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
             --relay-threads 1 --pidfile="$D/turnserver.pid" --userdb="$D/turndb" \
-            --log-file="$D/coturn.log" --simple-log >/dev/null 2>&1 &
+            --log-file="$D/server.log" --simple-log >/dev/null 2>&1 &
         ;;
     echo1|echo64)
-        taskset -c 0 "$ECHO" --batch ${name#echo} --max-seconds 600 >"$D/echo.out" 2>&1 &
+        taskset -c 0 "$ECHO" --batch ${name#echo} --max-seconds 600 >"$D/server.log" 2>&1 &
         ;;
     esac
     SPID=$!
     PIDS+=("$SPID")
-    for i in $(seq 1 50); do # bounded: 5 s
+    for i in $(seq 1 150); do # bounded: 15 s (the machine is shared and can be slow)
         if [[ $name == echo* ]]; then
-            SPORT=$(awk '/^port/ {print $2}' "$D/echo.out" 2>/dev/null || true)
+            SPORT=$(awk '/^port/ {print $2}' "$D/server.log" 2>/dev/null || true)
             [ -n "$SPORT" ] && return 0
         elif ss -Huln "sport = :$SPORT" | grep -q .; then
             sleep 0.2; return 0
@@ -129,21 +132,35 @@ start_server() { # $1 = relay|coturn; sets SPID, SPORT
         kill -0 $SPID 2>/dev/null || break
         sleep 0.1
     done
-    echo "relay_vs_coturn: $name did not start; log:" >&2
-    tail -5 "$D"/*.log "$D/echo.out" 2>/dev/null >&2 || true
-    exit 1
+    echo "relay_vs_coturn: $name did not start (port $SPORT, relay ports $range); its log:" >&2
+    tail -5 "$D/server.log" >&2 || true
+    stop_server
+    return 1
+}
+# start_server NAME: up to 3 tries with new ports; sets SPID and SPORT, or fails
+start_server() {
+    local t
+    for t in 1 2 3; do
+        launch_server "$1" && return 0
+    done
+    return 1
 }
 stop_server() {
     kill "$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
-    PIDS=("${PIDS[@]/$SPID}")
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$SPID" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }
 
 # run_level LEVEL SERVER TURNLOAD-ARGS...: one fresh server, one generator run
 run_level() {
     local level=$1 srv=$2 out
     shift 2
-    start_server "$srv"
+    if ! start_server "$srv"; then
+        echo "{\"label\":\"$srv|$level\",\"failed\":true}" >> "$RES"
+        return 0
+    fi
     if [[ $srv == echo* ]]; then
         out=$(taskset -c 1 timeout 300 "$TURNLOAD" --mode direct --peer 127.0.0.1:$SPORT \
               --server-pid $SPID --label "$srv|$level" "$@" 2>"$D/run.err" || true)
@@ -231,7 +248,7 @@ each_rep "cycles|$CYC" --mode alloc --concurrency 32 --max-cycles $CYC --duratio
 # ---- 6. optional cross-check: turnutils_uclient on coturn for one level ----
 if [ $UCLIENT = 1 ] && command -v turnutils_uclient >/dev/null; then
     for r in $(seq 1 "$REPS"); do
-        start_server coturn
+        start_server coturn || continue
         read -r c0 < <(awk '{s+=$1} END {print s}' /proc/$SPID/task/*/schedstat)
         uout=$(taskset -c 1 timeout 120 turnutils_uclient -u u -w p -e 127.0.0.1 -r 3480 -n 250 -m 10 \
                -l 170 -y -c -p $SPORT 127.0.0.1 2>&1 || true)

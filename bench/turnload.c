@@ -162,6 +162,7 @@ typedef struct {
     long rss_kb, hwm_kb;
     uint64_t sys_busy_ticks; /* whole machine, from /proc/stat */
     uint64_t self_us;
+    bool gone; /* --server-pid given but the process is not there */
 } tl_snap;
 
 typedef struct {
@@ -241,7 +242,8 @@ static void snap(const tl *g, tl_snap *s)
     if (!g->c.server_pid)
         return;
     snprintf(path, sizeof path, "/proc/%d/stat", (int)g->c.server_pid);
-    if (read_file(path, buf, sizeof buf)) {
+    s->gone = !read_file(path, buf, sizeof buf);
+    if (!s->gone) {
         /* fields after the ")" that ends comm: state is field 3, utime 14, stime 15 */
         char *p = strrchr(buf, ')');
         unsigned long long ut = 0, st = 0;
@@ -831,6 +833,11 @@ static void print_common(const tl *g, const tl_snap *s0, const tl_snap *s1, doub
     double other_ms = busy_ms - self_ms - (g->c.server_pid ? server_tick_ms : 0);
     printf(",\"gen_cpu_ms\":%.1f,\"gen_cpu_frac\":%.3f,\"other_cpu_ms\":%.0f", self_ms,
            wall_s > 0 ? self_ms / (wall_s * 1000.0) : 0, other_ms < 0 ? 0 : other_ms);
+    if (g->c.server_pid && (s0->gone || s1->gone)) {
+        /* no server figures from a process that died (or was killed) meanwhile */
+        printf(",\"server_died\":true");
+        return;
+    }
     if (g->c.server_pid) {
         printf(",\"server_cpu_ms\":%.2f,\"server_cpu_ms_ticks\":%.0f", server_ms, server_tick_ms);
         if (work_units > 0)
@@ -863,7 +870,7 @@ static void print_phase(const tl *g, int stepno, const tl_phase *ph, const tl_sn
            ",\"gen_rx_drops\":%" PRIu64 ",\"errors\":%" PRIu64,
            g->reordered, g->misrouted, g->foreign, g->rx_drops, g->errors);
     print_common(g, s0, s1, ph->secs, relayed, "pkt");
-    if (g->c.server_pid && rss_before_alloc_kb > 0 && s1->hwm_kb > 0)
+    if (g->c.server_pid && !s1->gone && rss_before_alloc_kb > 0 && s1->hwm_kb > 0)
         printf(",\"server_rss_before_alloc_kb\":%ld,\"server_kb_per_1000_alloc\":%.0f",
                rss_before_alloc_kb,
                (double)(s1->hwm_kb - rss_before_alloc_kb) * 1000.0 / (double)g->n);
