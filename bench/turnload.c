@@ -247,6 +247,8 @@ static void snap(const tl *g, tl_snap *s)
         /* fields after the ")" that ends comm: state is field 3, utime 14, stime 15 */
         char *p = strrchr(buf, ')');
         unsigned long long ut = 0, st = 0;
+        if (p && (p[2] == 'Z' || p[2] == 'X'))
+            s->gone = true; /* exited, not yet reaped */
         if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
                         &st) == 2)
             s->ticks = ut + st;
