@@ -212,6 +212,17 @@ for lv in $FIXED; do
         --rate $((n * 50)) --duration-ms $DUR
 done
 
+# the floor at the same packet rates: the bare echo on the same core, N sockets x 100
+# messages/s = the packets/s the server handles at N allocations x 50 messages/s
+for n in $([ $MODE = quick ] && echo "100 1000" || echo "10 100 1000"); do
+    for r in $(seq 1 "$REPS"); do
+        for e in echo1 echo64; do
+            run_level "fixed|170|raw|$n" $e --allocations $n --size 170 --rate $((n * 100)) \
+                --duration-ms $DUR
+        done
+    done
+done
+
 # ---- 2. lossless throughput: offered rate in steps, stop at the first with loss >= 0.1% ----
 # rates are messages/s; each delivered message is 2 relayed packets
 STEPS=10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,110000,120000,140000,160000,180000,200000,250000,300000

@@ -177,6 +177,22 @@ def main():
         ("≤ 1.10 (tsunagu's own)", lambda x: x <= 1.10, True))
     print("\n".join(lines))
 
+    # the floor at fixed loads: the bare echo at the same packets/s on the same core
+    fl = []
+    for lv in sorted({k[1] for k in g if k[1].startswith("fixed|170|raw|")},
+                     key=lambda x: int(x.split("|")[-1])):
+        n = lv.split("|")[-1]
+        cells = []
+        for e in ("echo1", "echo64"):
+            rs = [r for r in g.get((e, lv), []) if r]
+            cells.append(fmt(stat([r[0].get("server_us_per_pkt") for r in rs]), 2))
+        fl.append("| %s | %s |" % ("%s sockets x 100 msg/s (= %s allocations x 50)" % (n, n),
+                                   " | ".join(cells)))
+    if fl:
+        print("\n| the floor: UDP echo at the same packet rate | echo (1/syscall) µs CPU / pkt "
+              "| echo (mmsg 64) µs CPU / pkt |\n| --- | --- | --- |")
+        print("\n".join(fl))
+
     # the physical reference, measured in the same run
     ref = []
     for e in ("echo1", "echo64"):
