@@ -8,8 +8,8 @@
 # coturn...) so a burst of noise from other processes hits both. At the end
 # bench/report.py prints medians, min-max and the tsunagu/coturn ratios.
 #
-#   bench/relay_vs_coturn.sh --quick          # ~2-3 minutes, 1 repetition
-#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level
+#   bench/relay_vs_coturn.sh --quick          # ~2 minutes, 1 repetition
+#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (~20 min)
 #   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
 #
 # Loopback only; ports are picked free at run time; every process started is
@@ -73,23 +73,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { # $1 = udp|tcp: a port nobody holds right now (the kernel picks it)
-    /usr/bin/python3 -c "import socket,sys
-s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=='udp' else socket.SOCK_STREAM)
-s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
+# A loopback port free for both UDP and TCP (the relay listens on both).
+free_port() {
+    /usr/bin/python3 -c "import socket
+for _ in range(100):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM); t.bind(('127.0.0.1', 0))
+    p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(('127.0.0.1', p)); print(p); break
+    except OSError:
+        pass
+"
 }
 # A relayed-port range below Linux's ephemeral range (32768-60999), so other
-# programs' outgoing sockets cannot take relay ports, with no UDP port in use.
+# programs' outgoing sockets cannot take relay ports: of 13 candidate 10000-port
+# ranges the one with the fewest UDP ports in use (other sessions' tests come
+# and go; a server skips a busy port).
 pick_range() {
-    local used lo
-    used=$(ss -Huan | awk '{n=split($4,a,":"); print a[n]}' | sort -n)
-    for lo in $(shuf -i 10-22 -n 13); do
-        lo=$((lo * 1000))
-        if ! echo "$used" | awk -v lo=$lo -v hi=$((lo + 9999)) '$1>=lo && $1<=hi {f=1} END {exit !f}'; then
-            echo "$lo-$((lo + 9999))"; return
-        fi
+    local used lo best= bestn=999999 n
+    used=$(ss -Huan | awk '{n=split($4,a,":"); print a[n]}')
+    for lo in $(seq 10000 1000 22000); do
+        n=$(echo "$used" | awk -v lo=$lo -v hi=$((lo + 9999)) '$1>=lo && $1<=hi {c++} END {print c+0}')
+        if [ "$n" -lt "$bestn" ]; then best=$lo; bestn=$n; fi
+        [ "$n" -eq 0 ] && break
     done
-    echo "relay_vs_coturn: no free 10000-port range below 33000" >&2; exit 1
+    echo "$best-$((best + 9999))"
 }
 
 SPID=
@@ -97,12 +106,12 @@ SPORT=
 # launch_server NAME: start it once on fresh ports; 0 when it listens
 launch_server() {
     local name=$1 range lo hi mport i
-    SPORT=$(free_port udp)
+    SPORT=$(free_port)
     range=$(pick_range); lo=${range%-*}; hi=${range#*-}
     : > "$D/server.log"
     case $name in
     relay)
-        mport=$(free_port tcp)
+        mport=$(free_port)
         taskset -c 0 "$RELAY" --listen 127.0.0.1:$SPORT --relay-ip 127.0.0.1 --relay-ports $range \
             --realm bench --user u:p --metrics-listen 127.0.0.1:$mport --threads 1 \
             --max-allocations 100000 --max-allocations-per-user 100000 --allow-peer 127.0.0.1/32 \
@@ -199,7 +208,7 @@ echo "relay_vs_coturn: mode $MODE, $REPS repetition(s), servers: $SERVERS; resul
 # ---- 1. server CPU per relayed packet at fixed offered loads (50 msgs/s per allocation) ----
 if [ $MODE = quick ]; then
     FIXED="170:channel:10 170:channel:100 170:channel:1000 1200:channel:100 170:indication:100"
-    DUR=3000
+    DUR=2000
 else
     FIXED=""
     for size in 170 1200; do for send in channel indication; do for n in 10 100 1000; do
@@ -214,7 +223,7 @@ done
 
 # the floor at the same packet rates: the bare echo on the same core, N sockets x 100
 # messages/s = the packets/s the server handles at N allocations x 50 messages/s
-for n in $([ $MODE = quick ] && echo "100 1000" || echo "10 100 1000"); do
+for n in $([ $MODE = quick ] && echo "100" || echo "10 100 1000"); do
     for r in $(seq 1 "$REPS"); do
         for e in echo1 echo64; do
             run_level "fixed|170|raw|$n" $e --allocations $n --size 170 --rate $((n * 100)) \
@@ -225,13 +234,19 @@ done
 
 # ---- 2. lossless throughput: offered rate in steps, stop at the first with loss >= 0.1% ----
 # rates are messages/s; each delivered message is 2 relayed packets
-STEPS=10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,110000,120000,140000,160000,180000,200000,250000,300000
-STEPDUR=$([ $MODE = quick ] && echo 1500 || echo 2500)
+if [ $MODE = quick ]; then
+    STEPS=20000,40000,60000,80000,100000,120000,140000,160000,200000,250000,300000
+    STEPDUR=1000
+else
+    STEPS=10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,110000,120000,140000,160000,180000,200000,250000,300000
+    STEPDUR=2500
+fi
 # 1 ms ticks here: at 100k+ messages/s the generator needs its sendmmsg batches
 each_rep "lossless|170|channel|10" --mode pair --size 170 --allocations 10 --steps $STEPS \
     --tick-us 1000 --duration-ms $STEPDUR --max-loss 0.001 --retries 2
 # the echo reference on the same core: one packet per syscall and batches of 64
 ESTEPS=20000,40000,60000,80000,100000,120000,140000,160000,180000,200000,250000,300000,350000,400000,500000,600000
+[ $MODE = full ] || ESTEPS=40000,80000,120000,160000,200000,250000,300000,400000,500000,600000
 for r in $(seq 1 "$REPS"); do
     for e in echo1 echo64; do
         run_level "lossless|170|raw|10" $e --allocations 10 --size 170 --steps $ESTEPS \
@@ -245,7 +260,7 @@ HALF=$(/usr/bin/python3 "$HERE/report.py" --half-lossless coturn "$RES")
 echo "relay_vs_coturn: latency level at $HALF msgs/s (half of coturn's lossless rate)" >&2
 # 100 µs ticks (the default): the 10 allocations' messages leave spread out, not in 1 ms bursts
 each_rep "latency|170|channel|10|$HALF" --mode pair --size 170 --allocations 10 --rate $HALF \
-    --duration-ms $([ $MODE = quick ] && echo 3000 || echo 5000)
+    --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
 
 # ---- 4. flood (short: other helpers share this machine) ----
 each_rep "flood|170|channel|10" --mode pair --size 170 --allocations 10 --rate 0 --duration-ms 2000
