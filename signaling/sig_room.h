@@ -119,11 +119,14 @@ void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st);
 typedef struct {
     double tokens;
     uint64_t last_us;
-    uint64_t limited_since_us; /* 0 while within the limit */
+    uint64_t limited_since_us; /* start of the current run of refusals, 0 if none */
+    uint64_t last_refused_us;
 } sig_rate;
 void sig_rate_init(sig_rate *r, uint32_t rate, uint64_t now_us);
-/* true = allowed. When false, limited_since_us says since when the limit is
- * continuously exceeded (abuse detection). */
+/* true = allowed. limited_since_us says since when messages keep being
+ * refused: a run of refusals ends only after a whole second without one (a
+ * flooder gets a message through now and then as tokens trickle back; that
+ * must not reset its abuse clock). */
 bool sig_rate_take(sig_rate *r, uint32_t rate, uint64_t now_us);
 
 #endif

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "rtc_addr.h"
 #include "rtc_clock.h"
@@ -162,6 +163,12 @@ static void hub_wake(void *cp, void *ud)
         RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "send queue full, dropping %s", c->peer);
         c->keep = false;
         c->close_code = CLOSE_POLICY;
+        /* Reset rather than FIN: the kernel would otherwise keep the
+         * megabytes the reader never took in an orphaned socket. */
+        {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(lws_get_socket_fd(c->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
         return;
     }
@@ -265,7 +272,7 @@ static void handle_message(conn *c, const char *buf, size_t len)
     sig_code rc = SIG_OK;
 
     if (!sig_rate_take(&c->rate, (uint32_t)s->conf->rate_limit, t)) {
-        if (t - c->rate.limited_since_us > (uint64_t)s->conf->abuse_seconds * 1000000u) {
+        if (t - c->rate.limited_since_us >= (uint64_t)s->conf->abuse_seconds * 1000000u) {
             RTC_LOG(RTC_LOG_INFO, c->peer, "closing: over the rate limit for %llds",
                     (long long)s->conf->abuse_seconds);
             close_later(c, CLOSE_POLICY, "rate limit exceeded", false);
@@ -377,19 +384,21 @@ static int on_writeable(conn *c)
     sig_buf *b;
     uint64_t t;
 
-    if (c->close_code) {
+    /* What was queued before the close (e.g. the error saying why) goes
+     * out first; lws_set_timeout in close_later bounds how long that takes. */
+    if (!(b = sig_member_peek(c->m))) {
+        if (!c->close_code)
+            return 0;
         lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
                          (unsigned char *)c->close_reason, strlen(c->close_reason));
         return -1;
     }
-    if (!(b = sig_member_peek(c->m)))
-        return 0;
     if (lws_write(c->wsi, (unsigned char *)b->text, b->len, LWS_WRITE_TEXT) < (int)b->len)
         return -1;
     t = now_us();
     rtc_hist_observe(&c->srv->latency, (double)(t - b->t_us) / 1e6);
     sig_member_pop(c->m);
-    if (sig_member_peek(c->m))
+    if (sig_member_peek(c->m) || c->close_code)
         lws_callback_on_writable(c->wsi);
     return 0;
 }
