@@ -273,7 +273,7 @@ async def http(exe):
         try:
             await websockets.connect("ws://127.0.0.1:%d/" % srv.port)
             raise AssertionError("WebSocket accepted on /")
-        except websockets.InvalidStatusCode:
+        except websockets.InvalidHandshake:
             pass
         a = await Client.connect(srv.url)
         await a.join("r")
