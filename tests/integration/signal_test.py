@@ -398,7 +398,13 @@ async def slowreader(exe):
             left = await a.expect("peer-left", timeout=5)
         sent = i + 1
         rss1 = srv.metrics()["process_resident_memory_bytes"]
-        assert rss1 - rss0 < 16e6, (rss0, rss1)
+        # dropped long before 20 MB were sent: the queue bound, not the sender, ended it
+        assert sent < 1000, sent
+        # ASan keeps freed memory in quarantine, so RSS says nothing there
+        with open("/proc/%d/maps" % srv.proc.pid) as f:
+            asan = "libasan" in f.read()
+        if not asan:
+            assert rss1 - rss0 < 16e6, (rss0, rss1)
         assert slow.closed_within(5 * MULT), "slow reader not disconnected"
         await ping_ok(a)
         m = srv.metrics()
