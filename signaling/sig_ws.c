@@ -8,6 +8,7 @@
  * callback. Time-driven work (resume expiry, drain, signals) runs from one
  * 100 ms lws_sul timer. */
 #include <errno.h>
+#include <stdio.h>
 #include <libwebsockets.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -572,6 +573,49 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
 /* ---- timers, signals, reload, drain ---- */
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (1 << 20) &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+        fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Re-read the certificate and key from the start-up paths (a renewed
+ * certificate is written over the old files) into the running vhost;
+ * connections already open keep their session. */
+static void reload_tls(server *s)
+{
+    size_t clen = 0, klen = 0;
+    char *cert, *key;
+    if (!s->boot->cert)
+        return;
+    cert = slurp(s->boot->cert, &clen);
+    key = slurp(s->boot->key, &klen);
+    if (!cert || !key ||
+        lws_tls_cert_updated(s->ctx, s->boot->cert, s->boot->key, cert, clen, key, klen))
+        RTC_LOG(RTC_LOG_ERROR, NULL, "SIGHUP: could not load %s / %s; keeping the old certificate",
+                s->boot->cert, s->boot->key);
+    else
+        RTC_LOG(RTC_LOG_INFO, NULL, "SIGHUP: reloaded TLS certificate %s", s->boot->cert);
+    if (key)
+        memset(key, 0, klen);
+    free(cert);
+    free(key);
+}
+
 static void reload(server *s)
 {
     sig_conf *fresh = calloc(1, sizeof *fresh);
@@ -594,6 +638,7 @@ static void reload(server *s)
         free(s->conf);
     }
     s->conf = fresh;
+    reload_tls(s);
     RTC_LOG(RTC_LOG_INFO, NULL,
             "SIGHUP: reloaded secrets and limits (max-room-size %lld, max-rooms %lld, "
             "max-message-bytes %lld, rate-limit %lld, token auth %s)",

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -556,6 +557,68 @@ async def drain(exe):
         rc = srv.proc.wait(timeout=5 * MULT)
         assert rc == 0, rc
         print("drained and exited %.1fs after SIGTERM" % (time.time() - t0))
+
+
+@test
+async def tls(exe):
+    import ssl
+    import urllib.request
+    tmp = tempfile.mkdtemp(prefix="signal-tls-")
+    crt, key = os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem")
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", crt],
+                       check=True, capture_output=True, timeout=30)
+    except FileNotFoundError:
+        raise AssertionError("openssl command missing: apt-get install openssl")
+    ctx = ssl.create_default_context(cafile=crt)
+    ctx.check_hostname = False
+    with Server(exe, "--cert", crt, "--key", key) as srv:
+        url = "wss://127.0.0.1:%d/ws" % srv.port
+        a = Client(await websockets.connect(url, ssl=ctx))
+        b = Client(await websockets.connect(url, ssl=ctx))
+        ja = await a.join("secure")
+        await b.join("secure")
+        await a.expect("peer-joined")
+        await b.send({"type": "signal", "to": ja["id"], "data": "over tls"})
+        await a.expect("signal", data="over tls")
+        with urllib.request.urlopen("https://127.0.0.1:%d/healthz" % srv.port, context=ctx,
+                                    timeout=5) as r:
+            assert r.status == 200 and r.read() == b"ok\n"
+        with urllib.request.urlopen("https://127.0.0.1:%d/" % srv.port, context=ctx, timeout=5) as r:
+            assert b"app.js" in r.read()
+        # plain ws:// to a TLS port fails
+        try:
+            await websockets.connect("ws://127.0.0.1:%d/ws" % srv.port, open_timeout=3)
+            raise AssertionError("plain WebSocket accepted on the TLS port")
+        except (websockets.InvalidHandshake, OSError, asyncio.TimeoutError):
+            pass
+        # SIGHUP picks up a renewed certificate written over the same files
+        def peer_cert():
+            import ssl as s_
+            raw = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            c = s_.SSLContext(s_.PROTOCOL_TLS_CLIENT)
+            c.check_hostname = False
+            c.verify_mode = s_.CERT_NONE
+            with c.wrap_socket(raw) as t:
+                return t.getpeercert(binary_form=True)
+        before = peer_cert()
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=renewed", "-keyout", key, "-out", crt],
+                       check=True, capture_output=True, timeout=30)
+        srv.signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        after = peer_cert()
+        assert before != after, "certificate not reloaded on SIGHUP"
+        assert "reloaded TLS certificate" in srv.logtext()
+        await ping_ok(a)   # the open session survived
+        await a.close()
+        await b.close()
+    # a key that does not exist stops start-up
+    p = subprocess.run([exe, "--listen", "127.0.0.1:%d" % srv.port, "--cert", crt, "--key",
+                        os.path.join(tmp, "missing.pem")], capture_output=True, text=True, timeout=10)
+    assert p.returncode != 0, p
+    shutil.rmtree(tmp)
 
 
 @test
