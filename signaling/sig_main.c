@@ -17,7 +17,7 @@ static int token_cmd(int argc, char **argv)
     long long ttl = 3600;
     char *tok;
 
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: tsunagu-signal token --secret S --room R --user U [--name N] "
@@ -47,7 +47,6 @@ static int token_cmd(int argc, char **argv)
             fprintf(stderr, "token: unknown flag '%s'\n", a);
             return 2;
         }
-        i++;
     }
     if (!secret || !*secret || !room || !user) {
         fprintf(stderr, "token: --secret, --room and --user are required\n");
