@@ -107,6 +107,12 @@
     pc.onconnectionstatechange = () => {
       peerState(id).connection = pc.connectionState;
       log("call with " + (name || id) + ": " + pc.connectionState);
+      const net = entry.tile.querySelector(".net");
+      if (pc.connectionState !== "connected") net.textContent = pc.connectionState;
+      if (pc.connectionState === "failed")
+        log("no network path to " + (name || id) + (state.relayOnly
+          ? ": relay only needs a reachable TURN server (tsunagu-signal --turn-url/--turn-secret)"
+          : ": a TURN server helps across NATs and firewalls"));
       refreshStatus();
     };
     pc.oniceconnectionstatechange = () => { peerState(id).ice = pc.iceConnectionState; };
@@ -195,6 +201,8 @@
         state.iceServers = m.iceServers || [];
         resumeToken = m.resume;
         log("joined " + m.room + " as " + m.id + " with " + m.peers.length + " peer(s)");
+        if (state.relayOnly && !state.iceServers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u))))
+          log("warning: relay only, but this server hands out no TURN server: calls cannot connect");
         history.replaceState(null, "", "?room=" + encodeURIComponent(m.room));
         // we are the later joiner: we call everyone already here
         for (const p of m.peers) {

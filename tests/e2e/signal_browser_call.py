@@ -255,41 +255,46 @@ def main():
                 die("call did not connect in time.\nalice: %s\nbob: %s" % (json.dumps(sa)[:1500], json.dumps(sb)[:1500]))
             time.sleep(0.5)
         t_up = time.time() - t0
-        first = {"alice": connected_peer(sa), "bob": connected_peer(sb)}
-        time.sleep(args.media_seconds)
-        second = {"alice": connected_peer(stats(browser, a)), "bob": connected_peer(stats(browser, b))}
+        # three samples over --media-seconds: bytes must grow in each interval
+        samples = [{"alice": connected_peer(sa), "bob": connected_peer(sb)}]
+        for _ in range(2):
+            time.sleep(args.media_seconds / 2)
+            samples.append({"alice": connected_peer(stats(browser, a)),
+                            "bob": connected_peer(stats(browser, b))})
+        second = samples[-1]
 
         for side in ("alice", "bob"):
-            p1, p2 = first[side], second[side]
-            pair = p2["pair"]
+            pair = second[side]["pair"]
             print("%s: selected pair %s/%s (%s %s:%s -> %s:%s), rtt %s" % (
                 side, pair["local"], pair["remote"], pair.get("relayProtocol") or pair.get("protocol"),
                 pair.get("localAddress"), pair.get("localPort"), pair.get("remoteAddress"),
                 pair.get("remotePort"), pair.get("rtt")))
-            if pair["local"] != args.expect_pair or pair["remote"] != args.expect_pair:
-                die("%s: selected pair is %s/%s, expected %s/%s" % (
-                    side, pair["local"], pair["remote"], args.expect_pair, args.expect_pair))
+            for smp in samples:
+                p = smp[side]["pair"]
+                if p["local"] != args.expect_pair or p["remote"] != args.expect_pair:
+                    die("%s: selected pair is %s/%s, expected %s/%s" % (
+                        side, p["local"], p["remote"], args.expect_pair, args.expect_pair))
             for kind in ("audio", "video"):
-                b1 = p1["inbound"].get(kind, {}).get("bytes", 0)
-                b2 = p2["inbound"].get(kind, {}).get("bytes", 0)
-                k2 = p2["inbound"].get(kind, {}).get("packets", 0)
-                print("%s: inbound %s %d -> %d bytes (%d packets)" % (side, kind, b1, b2, k2))
-                if not (b2 > b1 > 0):
-                    die("%s: inbound %s bytes did not grow (%d -> %d)" % (side, kind, b1, b2))
+                series = [smp[side]["inbound"].get(kind, {}).get("bytes", 0) for smp in samples]
+                pk = second[side]["inbound"].get(kind, {}).get("packets", 0)
+                print("%s: inbound %s bytes %s (%d packets)" % (side, kind, " -> ".join(map(str, series)), pk))
+                if not (0 < series[0] < series[1] < series[2]):
+                    die("%s: inbound %s bytes did not keep growing: %s" % (side, kind, series))
 
         # the TURN server's own account of the call
         if args.turn == "coturn":
             # coturn reports a session's traffic when it closes: end the call
             browser.eval(a, "document.getElementById('leave').click(), 1")
             browser.eval(b, "document.getElementById('leave').click(), 1")
-        deadline = time.time() + 15 * MULT
+        inbound_total = sum(second[s]["inbound"][k]["bytes"] for s in second for k in ("audio", "video"))
+        # sessions report as they close, one by one: wait until the account covers the call
+        deadline = time.time() + (15 if args.expect_pair == "relay" else 3) * MULT
         relayed = None
         while time.time() < deadline:
             relayed = turn.relayed()
-            if relayed and relayed[1] > 0:
+            if relayed and relayed[1] >= inbound_total:
                 break
             time.sleep(0.5)
-        inbound_total = sum(second[s]["inbound"][k]["bytes"] for s in second for k in ("audio", "video"))
         if args.expect_pair == "relay":
             if not relayed or relayed[1] < inbound_total:
                 die("the TURN server relayed %s, less than the %d media bytes the pages received"
