@@ -48,6 +48,7 @@ struct sig_hub {
     sig_hub_ops ops;
     sig_member *all;
     uint64_t nrooms, nmembers, ndetached, nlobby;
+    uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
     sig_room *buckets[ROOM_BUCKETS];
 };
 
@@ -90,6 +91,8 @@ static int push(sig_member *m, sig_buf *b)
         m->overflowed = true;
         if (live(m))
             h->ops.wake(m->conn, h->ops.ud);
+        else if (m->state == SIG_MEMBER_DETACHED)
+            h->due_us = 0; /* its resume is void: evict at the next tick */
         return RTC_ELIMIT;
     }
     e->next = NULL;
@@ -283,6 +286,7 @@ sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops)
         return NULL;
     h->lim = *lim;
     h->ops = *ops;
+    h->due_us = UINT64_MAX;
     return h;
 }
 
@@ -474,6 +478,8 @@ void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)
         m->conn = NULL;
         m->detached_at = now_us;
         h->ndetached++;
+        if (now_us + h->lim.resume_us < h->due_us)
+            h->due_us = now_us + h->lim.resume_us;
         return;
     }
     if (m->state != SIG_MEMBER_LOBBY) {
@@ -513,8 +519,11 @@ uint64_t sig_hub_tick(sig_hub *h, uint64_t now_us)
             next = m->detached_at + h->lim.resume_us;
         }
     }
+    h->due_us = next;
     return next;
 }
+
+uint64_t sig_hub_next_deadline(const sig_hub *h) { return h->due_us; }
 
 void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st)
 {

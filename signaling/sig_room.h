@@ -98,6 +98,9 @@ int sig_hub_send(sig_hub *h, sig_member *m, const char *text, uint64_t now_us);
 /* Expire detached members whose window passed, or that overflowed. Returns
  * the next time (us) this needs calling, or UINT64_MAX. */
 uint64_t sig_hub_tick(sig_hub *h, uint64_t now_us);
+/* When tick next has work: the earliest end of a resume window (UINT64_MAX
+ * when nobody is detached). Cheap; callers poll it instead of walking. */
+uint64_t sig_hub_next_deadline(const sig_hub *h);
 
 /* Queue access for the writer: peek the oldest message, pop it once written. */
 sig_buf *sig_member_peek(sig_member *m);

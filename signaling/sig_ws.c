@@ -86,7 +86,6 @@ struct server {
     sig_hub *hub;
     conn *conns;
     lws_sorted_usec_list_t tick;
-    uint64_t next_expiry_us;
     bool draining;
     uint64_t drain_deadline_us;
     bool stop;
@@ -675,8 +674,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         g_sigterm = 0;
         s->drain_deadline_us = t; /* second SIGTERM: stop now */
     }
-    if (t >= s->next_expiry_us)
-        s->next_expiry_us = sig_hub_tick(s->hub, t);
+    if (t >= sig_hub_next_deadline(s->hub))
+        sig_hub_tick(s->hub, t);
     if (s->draining) {
         if (!s->conns) {
             s->stop = true;
@@ -726,7 +725,6 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     s.argc = argc;
     s.argv = argv;
     s.start_time = (double)rtc_clock_wall_s();
-    s.next_expiry_us = 0;
     rtc_hist_init(&s.latency, lat_bounds, LAT_BUCKETS);
     lim = limits_of(conf);
     ops = (sig_hub_ops){.wake = hub_wake, .detach = hub_detach, .ud = &s, .headroom = LWS_PRE};

@@ -499,6 +499,15 @@ async def resume(exe):
         await a.expect("peer-left", id=jc["id"])
         await b4.send({"type": "resume", "token": jc["resume"]})
         await b4.error("unauthorized")
+        # a later drop, with nobody detached for a while, still expires on time
+        await asyncio.sleep(0.5)
+        d = await Client.connect(srv.url)
+        jd = await d.join("r", "d")
+        await a.expect("peer-joined")
+        d.ws.transport.abort()
+        t0 = time.time()
+        await a.expect("peer-left", id=jd["id"], timeout=8)
+        assert 2.5 < time.time() - t0 < 5 * MULT
         await a.close()
 
 

@@ -201,7 +201,10 @@ int main(void)
 
     /* window expiry in virtual time: peer-left after resume_us, token dead */
     drain(&a);
+    sig_hub_tick(h, t); /* a deadline may be early (a resumed member), never late */
+    is_int(sig_hub_next_deadline(h), UINT64_MAX, "nobody detached: no deadline");
     sig_hub_disconnect(h, b3.m, true, t);
+    is_int(sig_hub_next_deadline(h), t + 30 * S, "a drop sets the deadline");
     is_int(sig_hub_tick(h, t + 29 * S), t + 30 * S, "next deadline is the window's end");
     ok(!strcmp(next(&a, NULL), ""), "nothing before the window ends");
     sig_hub_tick(h, t + 30 * S);
