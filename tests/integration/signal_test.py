@@ -178,11 +178,15 @@ async def errors(exe):
         assert len(json.dumps(body)) == 1024
         await a.send(json.dumps(body))
         await b.expect("broadcast")
-        # a fragmented message over the limit is refused as well
-        await a.ws.send(["z" * 600, "z" * 600])
-        await a.error("too-large")
+        rss0 = srv.metrics()["process_resident_memory_bytes"]
+        await a.send("q" * (8 << 20))   # one 8 MB frame: refused from its header, never buffered
+        await a.error("too-large", timeout=20)
+        rss1 = srv.metrics()["process_resident_memory_bytes"]
+        assert rss1 - rss0 < 4e6, (rss0, rss1)
         await ping_ok(a)
-        await a.send("q" * 100000)
+        # a fragmented message over the limit is refused as well; being the
+        # third oversized message, it also closes the connection
+        await a.ws.send(["z" * 600, "z" * 600])
         await a.error("too-large")
         try:
             await asyncio.wait_for(a.ws.recv(), 5 * MULT)
