@@ -324,6 +324,9 @@
     return state;
   }
   window.tsunaguStats = collectStats;
+  /* Test hook: drop the signaling connection the way a network change does
+   * (no leave); the page resumes and calls keep their media meanwhile. */
+  window.tsunaguDropSignaling = () => { if (ws) ws.close(4000, "test drop"); };
 
   /* ---- controls ---- */
 

@@ -281,6 +281,23 @@ def main():
                 if not (0 < series[0] < series[1] < series[2]):
                     die("%s: inbound %s bytes did not keep growing: %s" % (side, kind, series))
 
+        # a signaling drop (no leave) must not end the call: the page resumes
+        # under its id and media keeps flowing
+        browser.eval(a, "tsunaguDropSignaling(), 1")
+        deadline = time.time() + 10 * MULT
+        while not browser.eval(a, "tsunaguState.resumes >= 1 && tsunaguState.status.startsWith('in ')"):
+            if time.time() > deadline:
+                die("page did not resume signaling: %s" % browser.eval(a, "JSON.stringify(tsunaguState.log.slice(-5))"))
+            time.sleep(0.2)
+        before = connected_peer(stats(browser, b))
+        time.sleep(1)
+        after = connected_peer(stats(browser, b))
+        if not (before and after and after["inbound"]["video"]["bytes"] > before["inbound"]["video"]["bytes"]):
+            die("media stopped after the signaling drop")
+        print("signaling dropped and resumed; the call kept going (bob video %d -> %d bytes)"
+              % (before["inbound"]["video"]["bytes"], after["inbound"]["video"]["bytes"]))
+        second = {"alice": connected_peer(stats(browser, a)), "bob": after}
+
         # the TURN server's own account of the call
         if args.turn == "coturn":
             # coturn reports a session's traffic when it closes: end the call
