@@ -205,11 +205,10 @@ def stats(browser, session):
     return json.loads(v)
 
 
-def connected_peer(st):
-    for pid, p in st["peers"].items():
-        if p.get("connection") == "connected" and p.get("pair") and p["inbound"].get("video"):
-            return p
-    return None
+def connected_peers(st):
+    """Peers whose call is up: connected, a selected pair, video arriving."""
+    return {pid: p for pid, p in st["peers"].items()
+            if p.get("connection") == "connected" and p.get("pair") and p["inbound"].get("video")}
 
 
 def main():
@@ -220,6 +219,8 @@ def main():
     ap.add_argument("--policy", default="relay", choices=["relay", "all"])
     ap.add_argument("--expect-pair", default="relay", choices=["relay", "host"])
     ap.add_argument("--media-seconds", type=float, default=3)
+    ap.add_argument("--members", type=int, default=2, choices=range(2, 7),
+                    help="pages in the room (a mesh: each calls every other)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="tsunagu-e2e-")
@@ -238,72 +239,83 @@ def main():
         room = "e2e-" + os.urandom(4).hex()
         relay = "1" if args.policy == "relay" else "0"
         url = "http://127.0.0.1:%d/?room=%s&autojoin=1&relay=%s&name=" % (sport, room, relay)
-        a = browser.open(url + "alice")
-        deadline = time.time() + 20 * MULT
-        while not browser.eval(a, "window.tsunaguState && tsunaguState.joined"):
-            if time.time() > deadline:
-                die("first page did not join: %s" % browser.eval(a, "JSON.stringify(window.tsunaguState)"))
-            time.sleep(0.2)
-        b = browser.open(url + "bob")   # the later joiner: it calls alice
+        names = ["alice", "bob", "carol", "dave", "erin", "frank"][:args.members]
+        pages = {}
+        for name in names:
+            # one after the other: each later joiner calls everyone already there
+            pages[name] = browser.open(url + name)
+            deadline = time.time() + 20 * MULT
+            while not browser.eval(pages[name], "!!(window.tsunaguState && tsunaguState.joined)"):
+                if time.time() > deadline:
+                    die("%s did not join: %s" % (name, browser.eval(pages[name], "JSON.stringify(window.tsunaguState)")))
+                time.sleep(0.2)
+
+        def sample():
+            return {n: connected_peers(stats(browser, pg)) for n, pg in pages.items()}
 
         deadline = time.time() + 30 * MULT
         while True:
-            sa, sb = stats(browser, a), stats(browser, b)
-            if connected_peer(sa) and connected_peer(sb):
+            smp = sample()
+            if all(len(v) == args.members - 1 for v in smp.values()):
                 break
             if time.time() > deadline:
-                die("call did not connect in time.\nalice: %s\nbob: %s" % (json.dumps(sa)[:1500], json.dumps(sb)[:1500]))
+                die("calls did not connect in time: %s" % {n: {pid: (p["connection"], p["pair"])
+                                                               for pid, p in stats(browser, pg)["peers"].items()}
+                                                           for n, pg in pages.items()})
             time.sleep(0.5)
         t_up = time.time() - t0
         # three samples over --media-seconds: bytes must grow in each interval
-        samples = [{"alice": connected_peer(sa), "bob": connected_peer(sb)}]
+        samples = [smp]
         for _ in range(2):
             time.sleep(args.media_seconds / 2)
-            samples.append({"alice": connected_peer(stats(browser, a)),
-                            "bob": connected_peer(stats(browser, b))})
+            samples.append(sample())
         second = samples[-1]
 
-        for side in ("alice", "bob"):
-            pair = second[side]["pair"]
-            print("%s: selected pair %s/%s (%s %s:%s -> %s:%s), rtt %s" % (
-                side, pair["local"], pair["remote"], pair.get("relayProtocol") or pair.get("protocol"),
-                pair.get("localAddress"), pair.get("localPort"), pair.get("remoteAddress"),
-                pair.get("remotePort"), pair.get("rtt")))
-            for smp in samples:
-                p = smp[side]["pair"]
-                if p["local"] != args.expect_pair or p["remote"] != args.expect_pair:
-                    die("%s: selected pair is %s/%s, expected %s/%s" % (
-                        side, p["local"], p["remote"], args.expect_pair, args.expect_pair))
-            for kind in ("audio", "video"):
-                series = [smp[side]["inbound"].get(kind, {}).get("bytes", 0) for smp in samples]
-                pk = second[side]["inbound"].get(kind, {}).get("packets", 0)
-                print("%s: inbound %s bytes %s (%d packets)" % (side, kind, " -> ".join(map(str, series)), pk))
-                if not (0 < series[0] < series[1] < series[2]):
-                    die("%s: inbound %s bytes did not keep growing: %s" % (side, kind, series))
+        for side in names:
+            for pid, peer in second[side].items():
+                pair = peer["pair"]
+                who = "%s<-%s" % (side, peer["name"])
+                print("%s: selected pair %s/%s (%s %s:%s -> %s:%s), rtt %s" % (
+                    who, pair["local"], pair["remote"], pair.get("relayProtocol") or pair.get("protocol"),
+                    pair.get("localAddress"), pair.get("localPort"), pair.get("remoteAddress"),
+                    pair.get("remotePort"), pair.get("rtt")))
+                for smp in samples:
+                    p = smp[side][pid]["pair"]
+                    if p["local"] != args.expect_pair or p["remote"] != args.expect_pair:
+                        die("%s: selected pair is %s/%s, expected %s/%s" % (
+                            who, p["local"], p["remote"], args.expect_pair, args.expect_pair))
+                for kind in ("audio", "video"):
+                    series = [smp[side][pid]["inbound"].get(kind, {}).get("bytes", 0) for smp in samples]
+                    pk = peer["inbound"].get(kind, {}).get("packets", 0)
+                    print("%s: inbound %s bytes %s (%d packets)" % (who, kind, " -> ".join(map(str, series)), pk))
+                    if not (0 < series[0] < series[1] < series[2]):
+                        die("%s: inbound %s bytes did not keep growing: %s" % (who, kind, series))
 
-        # a signaling drop (no leave) must not end the call: the page resumes
-        # under its id and media keeps flowing
+        # a signaling drop (no leave) must not end the calls: the first page
+        # resumes under its id and media keeps flowing
+        a, b = pages[names[0]], pages[names[1]]
         browser.eval(a, "tsunaguDropSignaling(), 1")
         deadline = time.time() + 10 * MULT
         while not browser.eval(a, "tsunaguState.resumes >= 1 && tsunaguState.status.startsWith('in ')"):
             if time.time() > deadline:
                 die("page did not resume signaling: %s" % browser.eval(a, "JSON.stringify(tsunaguState.log.slice(-5))"))
             time.sleep(0.2)
-        before = connected_peer(stats(browser, b))
+        before = sum(p["inbound"]["video"]["bytes"] for p in connected_peers(stats(browser, b)).values())
         time.sleep(1)
-        after = connected_peer(stats(browser, b))
-        if not (before and after and after["inbound"]["video"]["bytes"] > before["inbound"]["video"]["bytes"]):
+        second = sample()
+        after = sum(p["inbound"]["video"]["bytes"] for p in second[names[1]].values())
+        if not (len(second[names[1]]) == args.members - 1 and after > before):
             die("media stopped after the signaling drop")
-        print("signaling dropped and resumed; the call kept going (bob video %d -> %d bytes)"
-              % (before["inbound"]["video"]["bytes"], after["inbound"]["video"]["bytes"]))
-        second = {"alice": connected_peer(stats(browser, a)), "bob": after}
+        print("signaling dropped and resumed; the calls kept going (%s video %d -> %d bytes)"
+              % (names[1], before, after))
 
         # the TURN server's own account of the call
         if args.turn == "coturn":
             # coturn reports a session's traffic when it closes: end the call
-            browser.eval(a, "document.getElementById('leave').click(), 1")
-            browser.eval(b, "document.getElementById('leave').click(), 1")
-        inbound_total = sum(second[s]["inbound"][k]["bytes"] for s in second for k in ("audio", "video"))
+            for pg in pages.values():
+                browser.eval(pg, "document.getElementById('leave').click(), 1")
+        inbound_total = sum(p["inbound"][k]["bytes"] for side in second.values()
+                            for p in side.values() for k in ("audio", "video"))
         # sessions report as they close, one by one: wait until the account covers the call
         deadline = time.time() + (15 if args.expect_pair == "relay" else 3) * MULT
         relayed = None
@@ -320,7 +332,7 @@ def main():
                   % (args.turn, relayed[0], relayed[1], inbound_total))
         else:
             print("TURN server relayed %s (policy all: host pair, relay not needed)" % (relayed,))
-        print("ok: browser call up %.1fs after start, total %.1fs" % (t_up, time.time() - t0))
+        print("ok: %d-member browser call up %.1fs after start, total %.1fs" % (args.members, t_up, time.time() - t0))
     finally:
         for p in reversed(procs):
             if p.poll() is None:
