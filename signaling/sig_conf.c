@@ -74,6 +74,8 @@ const rtc_conf_spec sig_conf_specs[] = {
      "messages per second per connection (rate-limited)", NULL, 0},
     {"resume-seconds", RTC_CONF_INT, OFF(resume_seconds), 0, 86400, "30", "S",
      "how long a dropped member's place is kept for resume (0: off)", NULL, 0},
+    {"max-connections", RTC_CONF_INT, OFF(max_connections), 1, 10000000, "20000", "N",
+     "open WebSocket connections; more are refused at the upgrade", NULL, 0},
     {"redis", RTC_CONF_STR, OFF(redis), 0, 0, NULL, "URL",
      "cluster mode through Redis (not implemented in this version)", NULL, 0},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 3600, "10", "S",

@@ -14,7 +14,7 @@ typedef struct {
     rtc_strlist turn_url;
     int64_t turn_ttl, max_room_size, max_rooms, max_message_bytes, rate_limit;
     int64_t resume_seconds, drain_seconds, idle_timeout, abuse_seconds;
-    int64_t send_queue_messages, send_queue_bytes;
+    int64_t send_queue_messages, send_queue_bytes, max_connections;
 } sig_conf;
 
 extern const rtc_conf_spec sig_conf_specs[];

@@ -509,9 +509,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        /* WebSocket only on /ws, and no new ones while draining. */
+        /* WebSocket only on /ws, none while draining, and a global cap: with
+         * per-connection queues bounded, this bounds the whole server. */
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws"))
             return 1;
+        if (s->connections >= (uint64_t)s->conf->max_connections) {
+            if (rtc_log_ratelimit_ok(&s->warn_rl, rtc_clock_mono_ms()))
+                RTC_LOG(RTC_LOG_WARN, NULL, "max-connections (%lld) reached: refusing upgrades",
+                        (long long)s->conf->max_connections);
+            return 1;
+        }
         return s->draining ? 1 : 0;
     case LWS_CALLBACK_ESTABLISHED: {
         conn *c = &u->c;
@@ -726,6 +733,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     s.argv = argv;
     s.start_time = (double)rtc_clock_wall_s();
     rtc_hist_init(&s.latency, lat_bounds, LAT_BUCKETS);
+    s.warn_rl.per_sec = 1;
     lim = limits_of(conf);
     ops = (sig_hub_ops){.wake = hub_wake, .detach = hub_detach, .ud = &s, .headroom = LWS_PRE};
     if (!(s.hub = sig_hub_new(&lim, &ops)))

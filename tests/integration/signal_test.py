@@ -641,6 +641,25 @@ async def tls(exe):
 
 
 @test
+async def maxconn(exe):
+    with Server(exe, "--max-connections", "3") as srv:
+        cl = [await Client.connect(srv.url) for _ in range(3)]
+        try:
+            await websockets.connect(srv.url, open_timeout=3)
+            raise AssertionError("a 4th connection was accepted")
+        except (websockets.InvalidHandshake, OSError, asyncio.TimeoutError):
+            pass
+        st, _ = srv.http("/healthz")   # plain HTTP still served
+        assert st == 200
+        await cl[0].close()
+        await asyncio.sleep(0.3)
+        c = await Client.connect(srv.url)   # room again after one left
+        await ping_ok(c)
+        for x in cl[1:] + [c]:
+            await x.close()
+
+
+@test
 async def startup(exe):
     # bad flags stop start-up with a message naming the key
     for args, word in ((["--max-room-size", "0"], "max-room-size"),
