@@ -2,6 +2,7 @@
 #include "sig_token.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,15 @@
 #include "rtc_err.h"
 
 #define PART_MAX 4096
+
+/* Claims end up in logs and in other members' UIs: no control characters. */
+static bool printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
 
 /* Decode one base64url part into a NUL-terminated buffer. */
 static int part(const char *p, size_t len, uint8_t *out, size_t cap)
@@ -67,14 +77,16 @@ int sig_token_verify(const char *token, const void *secret, size_t secretlen, co
         goto out;
     }
     v = json_object_get(p, "sub");
-    if (!json_is_string(v) || json_string_length(v) > SIG_TOKEN_SUB_MAX) {
+    if (!json_is_string(v) || json_string_length(v) > SIG_TOKEN_SUB_MAX ||
+        !printable(json_string_value(v))) {
         *why = "token has no usable sub";
         goto out;
     }
     memcpy(out->sub, json_string_value(v), json_string_length(v) + 1);
     v = json_object_get(p, "name");
     if (v) {
-        if (!json_is_string(v) || json_string_length(v) >= sizeof out->name) {
+        if (!json_is_string(v) || json_string_length(v) >= sizeof out->name ||
+            !printable(json_string_value(v))) {
             *why = "token name is not a short string";
             goto out;
         }

@@ -225,6 +225,7 @@ static void do_join(conn *c, const sig_msg *msg)
         }
         if (claims.name[0])
             name = claims.name;
+        RTC_LOG(RTC_LOG_DEBUG, c->peer, "token accepted for sub '%s'", claims.sub);
     }
     random_hex(id, SIG_ID_LEN / 2);
     random_hex(resume, 16);

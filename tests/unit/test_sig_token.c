@@ -94,6 +94,10 @@ int main(void)
     is_int(verify(handmade(hs, "[1]", K), "r", 50), RTC_EAUTH, "payload not an object");
     is_int(verify(handmade(hs, "{\"room\":\"r\",\"room\":\"x\",\"sub\":\"s\",\"exp\":100}", K), "r", 50),
            RTC_EAUTH, "duplicate claim");
+    is_int(verify(handmade(hs, "{\"room\":\"r\",\"sub\":\"s\\nx\",\"exp\":100}", K), "r", 50),
+           RTC_EAUTH, "control character in sub");
+    is_int(verify(handmade(hs, "{\"room\":\"r\",\"sub\":\"s\",\"name\":\"a\\u001bb\",\"exp\":100}", K), "r", 50),
+           RTC_EAUTH, "control character in name");
     /* malformed shapes */
     {
         static const char *const junk[] = {"", ".", "..", "...", "a", "a.b", "a.b.c.d", "!!.??.**",
