@@ -51,7 +51,7 @@ struct conn {
     sig_rate rate;
     uint64_t last_rl_error_us;
     char *rx;          /* reassembly of a fragmented message, at most max bytes */
-    size_t rxlen;
+    size_t rxlen, rxcap;
     bool discard;      /* rest of an oversized message is being skipped */
     unsigned oversize;
     int close_code;    /* nonzero: close at the next WRITEABLE */
@@ -351,11 +351,13 @@ static int on_receive(conn *c, const char *in, size_t len)
             send_error(c, SIG_E_BAD_REQUEST, "messages are JSON text frames");
         }
     }
-    if (!c->discard && c->rxlen + len + remaining > max) {
+    /* (written so that a huge announced frame length cannot overflow) */
+    if (!c->discard && (remaining > max || c->rxlen + len > max - remaining)) {
         c->discard = true;
         c->rxlen = 0;
         free(c->rx);
         c->rx = NULL;
+        c->rxcap = 0;
         s->msgs[SIG_MSG__COUNT]++;
         send_error(c, SIG_E_TOO_LARGE, "message larger than the server's limit");
         if (++c->oversize >= OVERSIZE_CLOSE) {
@@ -369,8 +371,14 @@ static int on_receive(conn *c, const char *in, size_t len)
         handle_message(c, in, len); /* the common case: one frame, no copy */
         return 0;
     }
-    if (!c->rx && !(c->rx = malloc(max)))
-        return -1;
+    if (c->rxcap < c->rxlen + len) {
+        /* max may have grown by SIGHUP since this buffer was made */
+        char *n = realloc(c->rx, max);
+        if (!n)
+            return -1;
+        c->rx = n;
+        c->rxcap = max;
+    }
     memcpy(c->rx + c->rxlen, in, len);
     c->rxlen += len;
     if (final) {
