@@ -467,6 +467,10 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
     m->state = SIG_MEMBER_JOINED;
     member_free(h, lobby);
     *mp = m;
+    /* The splice can take the queue past its bounds: then this member is a
+     * reader that fell too far behind, like any other (found by fuzzing). */
+    if (m->qn > h->lim.queue_msgs || m->qbytes > h->lim.queue_bytes)
+        m->overflowed = true;
     h->ops.wake(m->conn, h->ops.ud);
     return SIG_OK;
 }
