@@ -270,8 +270,8 @@
     setStatus("connecting…");
     $("hint").hidden = true;
     connect(() => send({ type: "join", room, name, token: params.get("token") || undefined }));
-    $("leave").disabled = $("mute").disabled = $("camera").disabled = false;
-    $("relay").disabled = true;
+    $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = false;
+    $("relay").disabled = $("name").disabled = $("room").disabled = true;
     statsTimer = setInterval(() => collectStats().catch(() => {}), 1000);
   }
 
@@ -287,8 +287,8 @@
     clearInterval(statsTimer);
     state.joined = false;
     $("join").disabled = false;
-    $("leave").disabled = $("mute").disabled = $("camera").disabled = true;
-    $("relay").disabled = false;
+    $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
+    $("relay").disabled = $("name").disabled = $("room").disabled = false;
     setStatus("left");
   }
 
@@ -344,6 +344,15 @@
     const on = localStream.getVideoTracks().some((t) => t.enabled);
     localStream.getVideoTracks().forEach((t) => { t.enabled = !on; });
     $("camera").textContent = on ? "Camera on" : "Camera off";
+  };
+  $("invite").onclick = async () => {
+    const link = location.origin + location.pathname + "?room=" + encodeURIComponent(state.room);
+    try {
+      await navigator.clipboard.writeText(link);
+      log("invite link copied: " + link);
+    } catch (e) {
+      log("invite link: " + link);
+    }
   };
   for (const id of ["name", "room"]) $(id).addEventListener("keydown", (ev) => { if (ev.key === "Enter") join(); });
   window.addEventListener("beforeunload", () => { if (state.joined) { leaving = true; send({ type: "leave" }); } });
