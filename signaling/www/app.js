@@ -18,7 +18,7 @@
   };
   window.tsunaguState = state;
 
-  let ws = null, resumeToken = null, localStream = null, leaving = false;
+  let ws = null, resumeToken = null, localStream = null, leaving = false, resuming = false;
   let reconnectTimer = null, statsTimer = null, reconnectDelay = 500;
   const pcs = new Map(); // peer id -> {pc, name, pending: [], tile}
 
@@ -188,7 +188,10 @@
       // calls already connected keep their media meanwhile.
       setStatus("reconnecting…", "bad");
       log("signaling connection lost (" + ev.code + "), resuming");
-      reconnectTimer = setTimeout(() => connect(() => send({ type: "resume", token: resumeToken })), reconnectDelay);
+      reconnectTimer = setTimeout(() => connect(() => {
+        resuming = true;
+        send({ type: "resume", token: resumeToken });
+      }), reconnectDelay);
       reconnectDelay = Math.min(reconnectDelay * 2, 8000);
     };
   }
@@ -212,6 +215,7 @@
         refreshStatus();
         break;
       case "resumed":
+        resuming = false;
         state.resumes++;
         log("resumed as " + m.id);
         for (const id of [...pcs.keys()]) if (!m.peers.some((p) => p.id === id)) closePc(id);
@@ -231,13 +235,18 @@
       case "error":
         state.errors.push(m.code);
         log("server error " + m.code + ": " + m.message);
-        if (m.code === "unauthorized" && !state.joined && resumeToken) {
-          // resume window passed: join again as a new member
-          for (const id of [...pcs.keys()]) closePc(id);
+        if (resuming && m.code === "unauthorized") {
+          // too late to resume (window passed, or the server restarted):
+          // join again as a new member; the others saw us leave
+          resuming = false;
           resumeToken = null;
+          state.joined = false;
+          for (const id of [...pcs.keys()]) closePc(id);
+          log("could not resume; joining again");
           send({ type: "join", room: state.room, name: state.name, token: params.get("token") || undefined });
         } else if (!state.joined) {
-          setStatus(m.code, "bad");
+          setStatus("could not join: " + m.code + " (" + m.message + ")", "bad");
+          stopCall();
         }
         break;
       default:
@@ -276,8 +285,14 @@
   }
 
   function leave() {
-    leaving = true;
     send({ type: "leave" });
+    stopCall();
+    setStatus("left");
+  }
+
+  function stopCall() {
+    leaving = true;
+    clearTimeout(reconnectTimer);
     if (ws) ws.close(1000);
     for (const id of [...pcs.keys()]) closePc(id);
     if (localStream) localStream.getTracks().forEach((t) => t.stop());
@@ -289,7 +304,6 @@
     $("join").disabled = false;
     $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
     $("relay").disabled = $("name").disabled = $("room").disabled = false;
-    setStatus("left");
   }
 
   /* ---- stats (for the tiles and for tests) ---- */

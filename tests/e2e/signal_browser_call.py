@@ -219,6 +219,8 @@ def main():
     ap.add_argument("--policy", default="relay", choices=["relay", "all"])
     ap.add_argument("--expect-pair", default="relay", choices=["relay", "host"])
     ap.add_argument("--media-seconds", type=float, default=3)
+    ap.add_argument("--restart-signal", action="store_true",
+                    help="also kill and restart tsunagu-signal mid-call")
     ap.add_argument("--members", type=int, default=2, choices=range(2, 7),
                     help="pages in the room (a mesh: each calls every other)")
     args = ap.parse_args()
@@ -308,6 +310,36 @@ def main():
             die("media stopped after the signaling drop")
         print("signaling dropped and resumed; the calls kept going (%s video %d -> %d bytes)"
               % (names[1], before, after))
+
+        if args.restart_signal:
+            # media never passes through signaling: with tsunagu-signal gone the
+            # calls keep flowing; when it is back the pages join again
+            sig.kill()
+            sig.wait()
+            before = sample()
+            time.sleep(2)
+            during = sample()
+            for side in names:
+                got = sum(p["inbound"]["video"]["bytes"] for p in during[side].values())
+                had = sum(p["inbound"]["video"]["bytes"] for p in before[side].values())
+                if not got > had:
+                    die("%s: media stopped while signaling was down (%d -> %d)" % (side, had, got))
+            print("signaling down 2 s: media kept flowing on every page")
+            sig = start(sig.args, log)
+            wait_port(sport, sig, "restarted tsunagu-signal")
+            deadline = time.time() + 40 * MULT
+            while True:
+                smp = sample()
+                rejoined = all(browser.eval(pg, "tsunaguState.log.some(l => l.includes('joining again'))")
+                               for pg in pages.values())
+                if rejoined and all(len(v) == args.members - 1 for v in smp.values()):
+                    break
+                if time.time() > deadline:
+                    die("calls not re-established after the signaling restart: %s"
+                        % {n: browser.eval(pg, "JSON.stringify(tsunaguState.log.slice(-6))") for n, pg in pages.items()})
+                time.sleep(0.5)
+            print("signaling restarted: every page joined again and its calls reconnected")
+            second = sample()
 
         # the TURN server's own account of the call
         if args.turn == "coturn":
