@@ -733,11 +733,18 @@ async def scale(exe):
                 if k < n_bc:
                     await c.send({"type": "broadcast", "data": {"seq": k}})
 
+        def cpu_s():
+            with open("/proc/%d/stat" % srv.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        cpu0 = cpu_s()
         t1 = time.time()
         readers = [asyncio.ensure_future(reader(i, c)) for i, c in enumerate(clients)]
         await asyncio.gather(*[writer(i, c) for i, c in enumerate(clients)])
         results = await asyncio.gather(*readers)
         dt = time.time() - t1
+        cpu = cpu_s() - cpu0
         for i, got in enumerate(results):
             r0 = (i // per_room) * per_room
             prv = r0 + (i - r0 - 1) % per_room
@@ -754,7 +761,9 @@ async def scale(exe):
         print("connections held: %d in %d rooms (connected+joined in %.1fs)" % (held, rooms, t_conn))
         print("messages: %d sent, %d delivered in %.2fs: %.0f delivered/s, all accounted for, in order"
               % (sent, total, dt, total / dt))
-        print("server RSS %.1f MB" % (m["process_resident_memory_bytes"] / 1e6))
+        print("server RSS %.1f MB; server CPU %.2fs for the exchange = %.1f us per delivered message"
+              " (the Python clients are the bottleneck)"
+              % (m["process_resident_memory_bytes"] / 1e6, cpu, cpu / total * 1e6))
         await asyncio.gather(*[c.close() for c in clients])
 
 
