@@ -214,7 +214,10 @@ class Message:
 
     def error_reason(self):
         v = self.get(ERROR_CODE)
-        return v[4:].decode("utf-8", "replace") if v is not None else ""
+        if v is None:
+            return ""
+        # printable only: some servers pad the reason phrase with NUL bytes
+        return "".join(ch for ch in v[4:].decode("utf-8", "replace") if ch.isprintable()).strip()
 
     def unknown_attributes(self):
         v = self.get(UNKNOWN_ATTRIBUTES)
