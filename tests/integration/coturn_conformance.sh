@@ -2,20 +2,24 @@
 # Run the black-box TURN conformance suite against Debian's coturn (turnserver 4.6.1),
 # configured as close to tsunagu-relay's DESIGN.md defaults as coturn can express.
 #
-# Usage: coturn_conformance.sh [--expect-failures "name name ..."] [--json FILE]
+# Usage: coturn_conformance.sh [--expect-failures "name name ..."] [--mutants] [--json FILE]
 # Without --expect-failures it prints the suite's output and exits with the suite's
 # status (coturn fails some checks: see docs/conformance.md). With it, it exits 0
 # only when exactly that set of checks failed: a test of the suite itself (each
 # listed check is able to fail, and every other check passes against a real server).
+# --mutants then also runs conformance_mutants.py through a fault-injecting proxy in
+# front of the same coturn: every check must be able to fail.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 EXPECT=""
 JSON=""
+MUTANTS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --expect-failures) EXPECT="$2"; shift 2 ;;
     --json) JSON="$2"; shift 2 ;;
+    --mutants) MUTANTS=1; shift ;;
     *) echo "usage: $0 [--expect-failures 'a b'] [--json FILE]" >&2; exit 2 ;;
   esac
 done
@@ -110,11 +114,18 @@ echo "# coturn $("$TURNSERVER" --version 2>/dev/null | head -1) on 127.0.0.1:$PO
 # coturn 4.6.1 ignores static users once a REST secret is set, so the checks that are
 # not about credentials use REST credentials here (--bulk-cred rest).
 OUT="$DIR/results.json"
-$PY "$HERE/turn_conformance.py" --server "127.0.0.1:$PORT" --user "$USER:$PASS" --secret "$SECRET" \
-  --realm "$REALM" --bulk-cred rest --peer-ip 127.0.0.2 --v6-relay --quota "$QUOTA" \
-  --max-lifetime 3600 --tcp-too --json "$OUT"
+SUITE_FLAGS=(--user "$USER:$PASS" --secret "$SECRET" --realm "$REALM" --bulk-cred rest
+             --peer-ip 127.0.0.2 --v6-relay --quota "$QUOTA" --max-lifetime 3600 --tcp-too)
+$PY "$HERE/turn_conformance.py" --server "127.0.0.1:$PORT" "${SUITE_FLAGS[@]}" --json "$OUT"
 rc=$?
 [ -n "$JSON" ] && cp "$OUT" "$JSON"
+mrc=0
+if [ $MUTANTS -eq 1 ]; then
+  echo "# mutants: a fault-injecting proxy in front of coturn; each must make its checks FAIL"
+  FAILED=$($PY -c "import json,sys; print(' '.join(r['name'] for r in json.load(open(sys.argv[1]))['results'] if not r['ok']))" "$OUT")
+  $PY "$HERE/conformance_mutants.py" --server "127.0.0.1:$PORT" --server-fails "$FAILED" -- "${SUITE_FLAGS[@]}"
+  mrc=$?
+fi
 
 if [ -n "$EXPECT" ]; then
   $PY - "$OUT" "$EXPECT" <<'EOF'
@@ -127,6 +138,9 @@ if failed != expected:
     sys.exit(1)
 print("OK: coturn fails exactly the expected checks: %s" % " ".join(expected))
 EOF
+  erc=$?
+  [ $erc -eq 0 ] && [ $mrc -eq 0 ]
   exit $?
 fi
-exit $rc
+[ $rc -eq 0 ] && [ $mrc -eq 0 ]
+exit $?

@@ -102,6 +102,7 @@ class Suite:
         self.auth_log = []       # (request name, response, key) of every authenticated transaction
         self.transactions = 0
         self.current = "none"
+        self.tag = os.urandom(3).hex()    # REST usernames differ between runs, too
         self.rest_expiry = int(time.time()) + 3600
 
     # -- helpers
@@ -111,7 +112,7 @@ class Suite:
             need(self.secret, "no --secret given")
             # One REST username per check by default, so a server that frees quota late
             # (coturn: ~1 s after Refresh 0) fails only the quota check, not every later one.
-            return t.rest_credentials(self.secret, self.rest_expiry, ident or "c-" + self.current)
+            return t.rest_credentials(self.secret, self.rest_expiry, ident or "c-%s-%s" % (self.current, self.tag))
         need(self.user, "no --user given")
         return self.user, self.password
 
@@ -122,7 +123,7 @@ class Suite:
     def cred_v(self, suffix):
         """The bulk credential; with REST, a username of its own for this part of the check."""
         if self.args.bulk_cred == "rest":
-            return self.cred("rest", "c-%s-%s" % (self.current, suffix))
+            return self.cred("rest", "c-%s-%s-%s" % (self.current, suffix, self.tag))
         return self.cred()
 
     def log(self, req, resp, key):
