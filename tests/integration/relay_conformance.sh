@@ -9,6 +9,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 RELAY=${1:-${RELAY_BIN:-}}
 MULT=${TIMEOUT_MULT:-1}
+# whole-number factor for shell arithmetic (TIMEOUT_MULT may be fractional)
+IMULT=$(/usr/bin/python3 -c "import math,sys; print(max(1, math.ceil(float(sys.argv[1] or 1))))" "$MULT" 2>/dev/null || echo 1)
 
 if [ -z "$RELAY" ] || [ ! -x "$RELAY" ]; then
   echo "FAIL: tsunagu-relay binary not given or not executable (arg 1 or RELAY_BIN): '$RELAY'" >&2
@@ -63,7 +65,7 @@ QUOTA=3
 PID=$!
 
 ready=0
-for _ in $(seq 1 $((50 * MULT))); do
+for _ in $(seq 1 $((50 * IMULT))); do
   if $PY -c "
 import sys, urllib.request; sys.path.insert(0, '$HERE'); import turnclient as t
 c = t.Client(('127.0.0.1', $PORT), timeout=0.2)
@@ -82,7 +84,7 @@ fi
 echo "# tsunagu-relay on 127.0.0.1:$PORT, relay ports $RLO-$RHI, metrics :$MPORT"
 $PY "$HERE/turn_conformance.py" --server "127.0.0.1:$PORT" --user "$USER:$PASS" --secret "$SECRET" \
   --realm "$REALM" --peer-ip 127.0.0.2 --v6-relay --quota "$QUOTA" --max-lifetime 3600 \
-  --tcp-too --timeout "$((2 * MULT))" --time-mult "$MULT" ${JSON_OUT:+--json "$JSON_OUT"}
+  --tcp-too --timeout "$((2 * IMULT))" --time-mult "$MULT" ${JSON_OUT:+--json "$JSON_OUT"}
 rc=$?
 
 # /metrics: the DESIGN.md names are there, the suite's refusals were counted, and every

@@ -78,10 +78,6 @@ class Peer:
         except (socket.timeout, BlockingIOError):
             return None
 
-    def drain(self):
-        while self.recv(0.01) is not None:
-            pass
-
     def sendto(self, data, addr):
         self.sock.sendto(data, addr)
 
