@@ -84,7 +84,7 @@ fi
 echo "# tsunagu-relay on 127.0.0.1:$PORT, relay ports $RLO-$RHI, metrics :$MPORT"
 $PY "$HERE/turn_conformance.py" --server "127.0.0.1:$PORT" --user "$USER:$PASS" --secret "$SECRET" \
   --realm "$REALM" --peer-ip 127.0.0.2 --v6-relay --quota "$QUOTA" --max-lifetime 3600 \
-  --tcp-too --timeout "$((2 * IMULT))" --time-mult "$MULT" ${JSON_OUT:+--json "$JSON_OUT"}
+  --tcp-too --timeout "$((2 * IMULT))" --time-mult "$MULT" ${JSON_OUT:+--json "$JSON_OUT"} ${SUITE_VERBOSE:+-v}
 rc=$?
 
 # /metrics: the DESIGN.md names are there, the suite's refusals were counted, and every
