@@ -37,7 +37,9 @@ MUTANTS = {
     "code:438:401": (["forged_nonce_438"], []),
     "code:441:403": (["other_user_441"], []),
     "code:400:500": (["requested_transport_missing_400", "channel_bind_invalid_number",
-                      "channel_bind_conflicts"], []),
+                      "channel_bind_conflicts", "create_permission_malformed_400"], []),
+    "code:443:403": (["peer_family_mismatch_443"], []),
+    "odd-relayed-port": (["even_port"], []),
     "code:420:400": (["unknown_attribute_420"], []),
     "code:437:400": (["allocate_again_437"], []),
     "code:440:400": (["address_family_invalid_440"], []),
@@ -120,6 +122,10 @@ class Mutator:
             r = t.Message(t.ALLOCATE, t.ERROR, m.txid)
             r.add(t.ERROR_CODE, bytes([0, 0, 5, 8]) + b"Mutant")
             return r.encode()
+        if self.name == "odd-relayed-port" and m.cls == t.SUCCESS and m.method == t.ALLOCATE and \
+                t.XOR_RELAYED_ADDRESS in m.offsets:
+            off = m.offsets[t.XOR_RELAYED_ADDRESS] + 4 + 3     # low byte of the X-Port
+            return data[:off] + bytes([data[off] ^ 1]) + data[off + 1:]
         if self.name == "drop-data-indication" and m.method == t.DATA and m.cls == t.INDICATION:
             return None
         return data

@@ -322,6 +322,15 @@ class Suite:
         c = self.client()
         expect_success(c.allocate(extra=[(0x8031, b"opt!")]), "Allocate with comprehension-optional 0x8031")
 
+    def check_even_port(self):
+        # 7.2: EVEN-PORT with R=0 asks for an even relayed port (turnutils_uclient sends it)
+        c = self.client()
+        r = expect_success(c.allocate(extra=[(t.EVEN_PORT, b"\x00")]), "Allocate with EVEN-PORT (R=0)")
+        rel = r.get_xor(t.XOR_RELAYED_ADDRESS)
+        need(rel is not None and rel[1] % 2 == 0, "EVEN-PORT asked, relayed port is %s" % (rel,))
+        need(not r.has(t.RESERVATION_TOKEN), "RESERVATION-TOKEN returned though R=0")
+        return "relayed port %d" % rel[1]
+
     def check_allocate_again_437(self):
         c = self.allocated()
         r = c.allocate()
@@ -444,6 +453,21 @@ class Suite:
                  "100.64.0.1", "224.0.0.1", "255.255.255.255"]
     V6_SPELLINGS = ["::1", "::", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1", "::ffff:0.0.0.0"]
     V6_NATIVE_DENIED = ["fe80::1", "fc00::1", "ff02::1"]
+
+    def check_create_permission_malformed_400(self):
+        # 10.2: at least one XOR-PEER-ADDRESS is required
+        c = self.allocated()
+        expect_error(c.request(t.Message(t.CREATE_PERMISSION)), 400, "CreatePermission without XOR-PEER-ADDRESS")
+
+    def check_peer_family_mismatch_443(self):
+        # 10.2 / 12.2: a peer of the other family than the relayed address -> 443.
+        # 2001:db8::1 and 192.0.2.1 are documentation addresses, in no deny list.
+        c = self.allocated()
+        expect_error(c.create_permission(("2001:db8::1", 5000)), 443, "IPv4 allocation: CreatePermission [2001:db8::1]")
+        expect_error(c.channel_bind(0x4003, ("2001:db8::1", 5000)), 443, "IPv4 allocation: ChannelBind [2001:db8::1]")
+        if self.args.v6_relay:
+            c6 = self.allocated(family=t.FAMILY_V6)
+            expect_error(c6.create_permission(("192.0.2.1", 5000)), 443, "IPv6 allocation: CreatePermission 192.0.2.1")
 
     def check_peer_policy_v4(self):
         c = self.allocated()
@@ -640,6 +664,7 @@ class Suite:
             ("requested_transport_missing_400", self.check_requested_transport_missing_400),
             ("unknown_attribute_420", self.check_unknown_attribute_420),
             ("unknown_optional_ignored", self.check_unknown_optional_ignored),
+            ("even_port", self.check_even_port),
             ("allocate_again_437", self.check_allocate_again_437),
             ("allocate_retransmit", self.check_allocate_retransmit),
             ("refresh_zero_deletes", self.check_refresh_zero_deletes),
@@ -649,6 +674,8 @@ class Suite:
             ("channel_roundtrip", self.check_channel_roundtrip),
             ("channel_bind_invalid_number", self.check_channel_bind_invalid_number),
             ("channel_bind_conflicts", self.check_channel_bind_conflicts),
+            ("create_permission_malformed_400", self.check_create_permission_malformed_400),
+            ("peer_family_mismatch_443", self.check_peer_family_mismatch_443),
             ("peer_policy_v4", self.check_peer_policy_v4),
             ("peer_policy_v6_spellings", self.check_peer_policy_v6_spellings),
             ("own_relayed_allowed", self.check_own_relayed_allowed),
