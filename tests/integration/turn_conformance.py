@@ -94,6 +94,7 @@ class Suite:
         self.realm = args.realm
         self.results = []
         self.clients = []
+        self.retired = []        # released clients, sockets closed at the end of the run
         self.peers = []
         self.auth_log = []       # (request name, response, key) of every authenticated transaction
         self.transactions = 0
@@ -151,7 +152,10 @@ class Suite:
                     c.request(t.Message(t.REFRESH).add_u32(t.LIFETIME, 0), timeout=0.5)
             except (OSError, t.StunError):
                 pass
-            c.close()
+            # Keep the socket open until the run ends: were its port handed to a later
+            # client, a server that deletes late (coturn, ~1 s) would see that client on
+            # a 5-tuple still allocated and answer 437.
+            self.retired.append(c)
         for p in self.peers:
             p.close()
         self.clients, self.peers = [], []
@@ -727,6 +731,8 @@ def main():
         if args.only and name not in args.only:
             continue
         s.run(name, fn)
+    for c in s.retired:
+        c.close()
     passed = sum(r["ok"] for r in s.results)
     failed = len(s.results) - passed
     print("%d passed, %d failed" % (passed, failed), flush=True)
