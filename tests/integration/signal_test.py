@@ -294,6 +294,33 @@ async def http(exe):
         assert m["process_resident_memory_bytes"] > 1e6, m
         assert abs(m["process_start_time_seconds"] - time.time()) < 60, m
         await a.close()
+    # IPv6 listener
+    port = free_port6()
+    p = subprocess.Popen([exe, "--listen", "[::1]:%d" % port], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10 * MULT
+        while True:
+            try:
+                c = Client(await websockets.connect("ws://[::1]:%d/ws" % port, open_timeout=2))
+                break
+            except OSError:
+                assert time.time() < deadline, "no IPv6 listener"
+                await asyncio.sleep(0.1)
+        await c.join("v6")
+        await ping_ok(c)
+        await c.close()
+    finally:
+        p.kill()
+        p.wait()
+
+
+def free_port6():
+    s = socket.socket(socket.AF_INET6)
+    s.bind(("::1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 @test
