@@ -696,6 +696,18 @@ async def startup(exe):
                        (["--bogus"], "bogus")):
         p = subprocess.run([exe] + args, capture_output=True, text=True, timeout=10)
         assert p.returncode != 0 and word in p.stderr, (args, p.returncode, p.stderr)
+    # the shipped sample file starts the server as it is (with a free port)
+    sample = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conf",
+                          "signaling.conf.sample")
+    with Server(exe, "--config", sample) as srv:
+        st, body = srv.http("/healthz")
+        assert st == 200, st
+    # a bad config file names the file, line and key
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+        f.write("# ok\nrate-limit = lots\n")
+    p = subprocess.run([exe, "--config", f.name], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and f.name + ":2" in p.stderr and "rate-limit" in p.stderr, p.stderr
+    os.unlink(f.name)
     p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
     for flag in ("--listen", "--cert", "--key", "--token-secret", "--turn-url", "--turn-secret",
                  "--turn-ttl", "--max-room-size", "--max-rooms", "--max-message-bytes",
