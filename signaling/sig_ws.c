@@ -83,6 +83,7 @@ struct server {
     int argc;
     char *const *argv;
     struct lws_context *ctx;
+    lws_retry_bo_t *idle; /* lws keeps this pointer; SIGHUP edits it in place */
     sig_hub *hub;
     conn *conns;
     lws_sorted_usec_list_t tick;
@@ -648,6 +649,9 @@ static void reload(server *s)
         sig_limits l = limits_of(fresh);
         sig_hub_set_limits(s->hub, &l);
     }
+    /* lws reads the policy each time it arms a connection's idle timer */
+    s->idle->secs_since_valid_ping = (uint16_t)(fresh->idle_timeout / 2);
+    s->idle->secs_since_valid_hangup = (uint16_t)fresh->idle_timeout;
     if (s->conf != s->boot) {
         sig_conf_dispose(s->conf);
         free(s->conf);
@@ -758,6 +762,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     idle.secs_since_valid_ping = (uint16_t)(conf->idle_timeout / 2);
     idle.secs_since_valid_hangup = (uint16_t)conf->idle_timeout;
     info.retry_and_idle_policy = &idle;
+    s.idle = &idle;
     info.port = la.port;
     info.iface = host;
     info.protocols = protocols;

@@ -471,6 +471,17 @@ async def idle(exe):
         print("idle connection closed after %.1fs; kept for resume" % dt)
         assert ja
         await a.close()
+    # idle-timeout is reloadable: 3600 s at start, 2 s after SIGHUP
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+        f.write("idle-timeout = 3600\n")
+    with Server(exe, "--config", f.name) as srv:
+        with open(f.name, "w") as g:
+            g.write("idle-timeout = 2\n")
+        srv.signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        quiet = RawWs(srv.port)
+        assert quiet.closed_within(8 * MULT), "reloaded idle-timeout not applied"
+    os.unlink(f.name)
 
 
 @test
