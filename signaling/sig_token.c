@@ -93,8 +93,10 @@ int sig_token_verify(const char *token, const void *secret, size_t secretlen, co
         memcpy(out->name, json_string_value(v), json_string_length(v) + 1);
     }
     v = json_object_get(p, "exp");
-    if (!json_is_number(v)) {
-        *why = "token has no exp";
+    /* Range-check before converting: a double past INT64 range (1e300) would
+     * make the cast undefined behaviour. */
+    if (!json_is_number(v) || !(json_number_value(v) > -9.2e18 && json_number_value(v) < 9.2e18)) {
+        *why = "token has no usable exp";
         goto out;
     }
     out->exp = (int64_t)json_number_value(v);

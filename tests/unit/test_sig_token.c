@@ -92,6 +92,8 @@ int main(void)
     is_int(verify(handmade(hs, "{\"room\":\"r\",\"sub\":\"s\",\"exp\":\"100\"}", K), "r", 50),
            RTC_EAUTH, "string exp");
     is_int(verify(handmade(hs, "[1]", K), "r", 50), RTC_EAUTH, "payload not an object");
+    is_int(verify(handmade(hs, "{\"room\":\"r\",\"sub\":\"s\",\"exp\":1e300}", K), "r", 50),
+           RTC_EAUTH, "exp beyond int64 refused, not cast");
     is_int(verify(handmade(hs, "{\"room\":\"r\",\"room\":\"x\",\"sub\":\"s\",\"exp\":100}", K), "r", 50),
            RTC_EAUTH, "duplicate claim");
     is_int(verify(handmade(hs, "{\"room\":\"r\",\"sub\":\"s\\nx\",\"exp\":100}", K), "r", 50),
