@@ -147,6 +147,7 @@ typedef struct {
     uint64_t seq;       /* messages sent by this allocation (next sequence number) */
     uint64_t phase_seq; /* seq at the start of the phase */
     uint64_t last_rx_seq;
+    uint32_t ovfl; /* last SO_RXQ_OVFL count seen on this socket */
 } tl_alloc;
 
 /* Latency histogram: 1 µs buckets to 20 ms, then 1 ms buckets to 10 s. */
@@ -719,10 +720,10 @@ static void recv_ready(tl *g, size_t i)
                     memcpy(&ts, CMSG_DATA(c), sizeof ts);
                     rx = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
                 } else if (c->cmsg_type == SO_RXQ_OVFL) {
-                    uint32_t drops;
+                    uint32_t drops; /* this socket's drops so far: count the growth */
                     memcpy(&drops, CMSG_DATA(c), sizeof drops);
-                    if (drops > g->rx_drops)
-                        g->rx_drops = drops; /* cumulative per socket; max is a floor */
+                    g->rx_drops += (uint32_t)(drops - a->ovfl);
+                    a->ovfl = drops;
                 }
             }
             on_data(g, i, bufs[j], mm[j].msg_len, rx);
