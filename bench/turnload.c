@@ -1081,7 +1081,7 @@ static int run_load(tl *g)
         tl_phase ph;
         tl_snap s0, s1;
         memset(g->hist, 0, sizeof *g->hist);
-        g->reordered = g->misrouted = g->foreign = 0;
+        g->reordered = g->misrouted = g->foreign = g->rx_drops = 0;
         snap(g, &s0);
         run_phase(g, g->rates[s], &ph);
         snap(g, &s1);
