@@ -1,0 +1,148 @@
+/* rly_allocate.c - Allocate (RFC 8656 s.7.2, RFC 6156 s.4.2) and Refresh
+ * (RFC 8656 s.8.2). Runs after the dispatcher authenticated the request. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "rly_req.h"
+#include "rtc_log.h"
+#include "stn_attr.h"
+
+#define PROTO_UDP 17
+
+static void success_attrs(rly_req *r, const rly_alloc *a, uint32_t lifetime_s)
+{
+    stn_build_xor_addr(&r->b, STN_A_XOR_RELAYED_ADDRESS, &a->advertised);
+    stn_build_u32(&r->b, STN_A_LIFETIME, lifetime_s);
+    stn_build_xor_addr(&r->b, STN_A_XOR_MAPPED_ADDRESS, &r->in->tuple->client);
+}
+
+/* Checks of s.7.2 steps 2-6 that need no state; fills family and even. */
+static rly_result check_request(rly_req *r, int *family, bool *even)
+{
+    const stn_msg *m = r->m;
+    const stn_attr_ref *rt = stn_msg_find(m, STN_A_REQUESTED_TRANSPORT);
+    const stn_attr_ref *ep = stn_msg_find(m, STN_A_EVEN_PORT);
+    const stn_attr_ref *tok = stn_msg_find(m, STN_A_RESERVATION_TOKEN);
+    const stn_attr_ref *raf = stn_msg_find(m, STN_A_REQUESTED_ADDRESS_FAMILY);
+    const stn_attr_ref *aaf = stn_msg_find(m, STN_A_ADDITIONAL_ADDRESS_FAMILY);
+    uint8_t proto;
+    bool reserve = false;
+
+    if (!rt || stn_attr_get_transport(m, rt, &proto))
+        return RLY_ERR(400, "Missing or bad REQUESTED-TRANSPORT");
+    if (proto != PROTO_UDP)
+        return RLY_ERR(442, "Unsupported Transport Protocol");
+    if (ep && stn_attr_get_even_port(m, ep, &reserve))
+        return RLY_ERR(400, "Bad EVEN-PORT");
+    if (tok && (ep || raf))
+        return RLY_ERR(400, "RESERVATION-TOKEN with EVEN-PORT or address family");
+    if (tok)
+        return RLY_ERR(508, "No such reservation"); /* we never hand tokens out */
+    if (raf && aaf)
+        return RLY_ERR(400, "Both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY");
+    *family = AF_INET;
+    if (raf && stn_attr_get_family(m, raf, family))
+        return RLY_ERR(440, "Address Family not Supported");
+    if (*family != AF_INET && *family != AF_INET6)
+        return RLY_ERR(440, "Address Family not Supported");
+    if (!r->t->cfg->relay_ip[*family == AF_INET6].family)
+        return RLY_ERR(440, "Address Family not Supported");
+    *even = ep != NULL;
+    return RLY_OK;
+}
+
+rly_result rly_h_allocate(rly_req *r)
+{
+    rly_turn *t = r->t;
+    const rly_limits *lim = &t->cfg->lim;
+    const stn_attr_ref *lt = stn_msg_find(r->m, STN_A_LIFETIME);
+    char user[RLY_USER_MAX + 1], ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN];
+    uint32_t req_life = 0, life;
+    rly_alloc *a;
+    rly_result res;
+    int family = AF_INET, fd;
+    bool even = false;
+
+    if (r->a) {
+        /* s.7.2 step 1: a retransmission of the Allocate that made the
+         * allocation gets the same success; anything else is a mismatch */
+        if (!memcmp(r->a->alloc_tid, r->m->tid, sizeof r->a->alloc_tid)) {
+            success_attrs(r, r->a, rly_alloc_remaining_s(r->a, r->in->now_ms));
+            return RLY_OK;
+        }
+        return RLY_ERR(437, "Allocation Mismatch");
+    }
+    if (t->draining)
+        return RLY_ERR(403, "Server is draining");
+    res = check_request(r, &family, &even);
+    if (res.code)
+        return res;
+    if (lt && stn_attr_get_u32(r->m, lt, &req_life))
+        return RLY_ERR(400, "Bad LIFETIME");
+    if (r->ulen > RLY_USER_MAX)
+        return RLY_ERR(400, "USERNAME too long");
+    memcpy(user, r->user, r->ulen);
+    user[r->ulen] = '\0';
+    if (rly_table_count(t->table) >= lim->max_allocs ||
+        rly_table_user_count(t->table, user) >= lim->max_allocs_per_user)
+        return RLY_ERR(486, "Allocation Quota Reached");
+    life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
+    if (life == 0)
+        life = rly_lifetime(false, 0, lim->default_lifetime_s, lim->max_lifetime_s);
+
+    a = rly_table_add(t->table, r->in->tuple, user);
+    if (!a)
+        return RLY_ERR(508, "Insufficient Capacity");
+    fd = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[family == AF_INET6], even, a->id,
+                          &a->relayed);
+    if (fd < 0) {
+        rly_table_remove(t->table, a);
+        return RLY_ERR(508, "Insufficient Capacity");
+    }
+    a->relay_fd = fd;
+    a->conn = r->in->conn;
+    a->advertised = t->cfg->advertise[family == AF_INET6];
+    a->advertised.port = a->relayed.port;
+    memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
+    memcpy(a->key, r->key, sizeof a->key);
+    a->granted_s = life;
+    a->bw_last_ms = r->in->now_ms;
+    a->bw_tokens = lim->bandwidth;
+    rly_alloc_refresh(a, life, r->in->now_ms);
+    t->stats.allocations_total++;
+    if (rtc_log_enabled(RTC_LOG_INFO)) {
+        snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+        rtc_addr_format(&a->tuple.client, true, cl);
+        rtc_addr_format(&a->relayed, true, rl);
+        RTC_LOG(RTC_LOG_INFO, ctx, "allocated client=%s proto=%s relayed=%s lifetime=%u user=%s",
+                cl, a->tuple.proto == RLY_UDP ? "udp" : a->tuple.proto == RLY_TCP ? "tcp" : "tls",
+                rl, life, a->user);
+    }
+    success_attrs(r, a, life);
+    return RLY_OK;
+}
+
+rly_result rly_h_refresh(rly_req *r)
+{
+    const rly_limits *lim = &r->t->cfg->lim;
+    const stn_attr_ref *lt = stn_msg_find(r->m, STN_A_LIFETIME);
+    const stn_attr_ref *raf = stn_msg_find(r->m, STN_A_REQUESTED_ADDRESS_FAMILY);
+    uint32_t req_life = 0, life;
+    int family;
+
+    if (raf && (stn_attr_get_family(r->m, raf, &family) || family != r->a->relayed.family))
+        return RLY_ERR(443, "Peer Address Family Mismatch");
+    if (lt && stn_attr_get_u32(r->m, lt, &req_life))
+        return RLY_ERR(400, "Bad LIFETIME");
+    life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
+    if (life == 0) {
+        /* s.8.2: delete at once; the quota is free for the next Allocate */
+        rly_turn_release(r->t, r->a, "refresh lifetime 0");
+        r->a = NULL;
+    } else {
+        rly_alloc_refresh(r->a, life, r->in->now_ms);
+    }
+    stn_build_u32(&r->b, STN_A_LIFETIME, life);
+    return RLY_OK;
+}
