@@ -67,6 +67,33 @@ int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound)
     return -EADDRINUSE;
 }
 
+int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_addr *bound)
+{
+    uint8_t *used = p->used[ip->family == AF_INET6];
+    struct sockaddr_storage ss;
+    rtc_addr a = *ip;
+    socklen_t sl;
+    int fd, one = 1;
+
+    if (port < p->lo || port > p->hi || bit(used, port))
+        return -EADDRINUSE;
+    fd = socket(ip->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (ip->family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    a.port = port;
+    sl = rtc_addr_to_sockaddr(&a, &ss);
+    if (bind(fd, (struct sockaddr *)&ss, sl)) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    used[port >> 3] |= (uint8_t)(1u << (port & 7));
+    *bound = a;
+    return fd;
+}
+
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound)
 {
     uint8_t *used = p->used[bound->family == AF_INET6];

@@ -22,6 +22,8 @@ void rly_ports_free(rly_ports *p);
  * ports are not predictable), *bound filled; -errno (-EADDRINUSE when the
  * range is exhausted). */
 int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound);
+/* The same for one given port (the odd half of an EVEN-PORT pair). */
+int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_addr *bound);
 /* Close fd and give its port back. */
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound);
 

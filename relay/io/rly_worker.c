@@ -120,18 +120,19 @@ static int ep_add(rly_worker *w, int fd, uint32_t events, uint64_t data)
 
 /* ---- the rly_io callbacks of the engine ---- */
 
-static int io_relay_open(void *ctx, const rtc_addr *ip, bool even, uint32_t id, rtc_addr *bound)
+static int io_relay_open(void *ctx, const rtc_addr *ip, bool even, uint16_t port,
+                         rtc_addr *bound)
 {
     rly_worker *w = ctx;
-    int fd = rly_ports_open(w->ports, ip, even, bound);
-    if (fd < 0)
-        return fd;
-    if (ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, id))) {
-        int e = -errno;
-        rly_ports_close(w->ports, fd, bound);
-        return e;
-    }
-    return fd;
+    if (port)
+        return rly_ports_open_port(w->ports, ip, port, bound);
+    return rly_ports_open(w->ports, ip, even, bound);
+}
+
+static int io_relay_attach(void *ctx, int fd, uint32_t id)
+{
+    rly_worker *w = ctx;
+    return ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, id)) ? -errno : 0;
 }
 
 static void io_relay_close(void *ctx, int fd, const rtc_addr *bound)
@@ -488,7 +489,8 @@ static void signal_event(rly_worker *w)
 rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
 {
     rly_worker *w = calloc(1, sizeof *w);
-    rly_io io = {.relay_open = io_relay_open, .relay_close = io_relay_close,
+    rly_io io = {.relay_open = io_relay_open, .relay_attach = io_relay_attach,
+                 .relay_close = io_relay_close,
                  .send_peer = io_send_peer};
 
     if (!w) {

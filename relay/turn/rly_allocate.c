@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "rly_req.h"
+#include "rtc_crypto.h"
 #include "rtc_log.h"
 #include "stn_attr.h"
 
@@ -17,8 +18,14 @@ static void success_attrs(rly_req *r, const rly_alloc *a, uint32_t lifetime_s)
     stn_build_xor_addr(&r->b, STN_A_XOR_MAPPED_ADDRESS, &r->in->tuple->client);
 }
 
-/* Checks of s.7.2 steps 2-6 that need no state; fills family and even. */
-static rly_result check_request(rly_req *r, int *family, bool *even)
+typedef struct {
+    int family;
+    bool even, reserve;
+    const stn_attr_ref *token;
+} alloc_opts;
+
+/* Checks of s.7.2 steps 2-6 that need no state. */
+static rly_result check_request(rly_req *r, alloc_opts *o)
 {
     const stn_msg *m = r->m;
     const stn_attr_ref *rt = stn_msg_find(m, STN_A_REQUESTED_TRANSPORT);
@@ -37,19 +44,63 @@ static rly_result check_request(rly_req *r, int *family, bool *even)
         return RLY_ERR(400, "Bad EVEN-PORT");
     if (tok && (ep || raf))
         return RLY_ERR(400, "RESERVATION-TOKEN with EVEN-PORT or address family");
-    if (tok)
-        return RLY_ERR(508, "No such reservation"); /* we never hand tokens out */
+    if (tok && tok->len != 8)
+        return RLY_ERR(400, "Bad RESERVATION-TOKEN");
     if (raf && aaf)
         return RLY_ERR(400, "Both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY");
-    *family = AF_INET;
-    if (raf && stn_attr_get_family(m, raf, family))
+    o->family = AF_INET;
+    if (raf && stn_attr_get_family(m, raf, &o->family))
         return RLY_ERR(440, "Address Family not Supported");
-    if (*family != AF_INET && *family != AF_INET6)
+    if (!r->t->cfg->relay_ip[o->family == AF_INET6].family)
         return RLY_ERR(440, "Address Family not Supported");
-    if (!r->t->cfg->relay_ip[*family == AF_INET6].family)
-        return RLY_ERR(440, "Address Family not Supported");
-    *even = ep != NULL;
+    o->even = ep != NULL;
+    o->reserve = reserve;
+    o->token = tok;
     return RLY_OK;
+}
+
+/* Take the reserved socket named by a RESERVATION-TOKEN. fd or -1. */
+static int take_reservation(rly_turn *t, const stn_msg *m, const stn_attr_ref *tok,
+                            rtc_addr *bound, uint64_t now_ms)
+{
+    for (int i = 0; i < RLY_MAX_RESV; i++) {
+        rly_resv *rv = &t->resv[i];
+        if (rv->fd >= 0 && now_ms < rv->expiry_ms && !memcmp(rv->token, m->buf + tok->off, 8)) {
+            int fd = rv->fd;
+            *bound = rv->bound;
+            rv->fd = -1;
+            return fd;
+        }
+    }
+    return -1;
+}
+
+/* EVEN-PORT with R (s.7.2 step 4): an even port whose odd neighbour is
+ * free too; the neighbour is held under a fresh token for 30 s. */
+static int open_pair(rly_turn *t, const rtc_addr *ip, rtc_addr *bound, uint8_t token[8],
+                     uint64_t now_ms)
+{
+    int slot = -1;
+    for (int i = 0; i < RLY_MAX_RESV && slot < 0; i++)
+        if (t->resv[i].fd < 0)
+            slot = i;
+    if (slot < 0 || rtc_random(token, 8))
+        return -1;
+    for (int tries = 0; tries < 16; tries++) {
+        rly_resv *rv = &t->resv[slot];
+        int fd = t->io.relay_open(t->io.ctx, ip, true, 0, bound);
+        if (fd < 0)
+            return -1;
+        rv->fd = t->io.relay_open(t->io.ctx, ip, false, (uint16_t)(bound->port + 1), &rv->bound);
+        if (rv->fd >= 0) {
+            memcpy(rv->token, token, 8);
+            rv->expiry_ms = now_ms + RLY_RESV_MS;
+            return fd;
+        }
+        rv->fd = -1;
+        t->io.relay_close(t->io.ctx, fd, bound);
+    }
+    return -1;
 }
 
 rly_result rly_h_allocate(rly_req *r)
@@ -61,8 +112,10 @@ rly_result rly_h_allocate(rly_req *r)
     uint32_t req_life = 0, life;
     rly_alloc *a;
     rly_result res;
-    int family = AF_INET, fd;
-    bool even = false;
+    alloc_opts o = {AF_INET, false, false, NULL};
+    uint8_t token[8];
+    rtc_addr bound;
+    int fd;
 
     if (r->a) {
         /* s.7.2 step 1: a retransmission of the Allocate that made the
@@ -75,7 +128,7 @@ rly_result rly_h_allocate(rly_req *r)
     }
     if (t->draining)
         return RLY_ERR(403, "Server is draining");
-    res = check_request(r, &family, &even);
+    res = check_request(r, &o);
     if (res.code)
         return res;
     if (lt && stn_attr_get_u32(r->m, lt, &req_life))
@@ -91,18 +144,27 @@ rly_result rly_h_allocate(rly_req *r)
     if (life == 0)
         life = rly_lifetime(false, 0, lim->default_lifetime_s, lim->max_lifetime_s);
 
-    a = rly_table_add(t->table, r->in->tuple, user);
-    if (!a)
+    if (o.token)
+        fd = take_reservation(t, r->m, o.token, &bound, r->in->now_ms);
+    else if (o.reserve)
+        fd = open_pair(t, &t->cfg->relay_ip[o.family == AF_INET6], &bound, token,
+                       r->in->now_ms);
+    else
+        fd = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[o.family == AF_INET6], o.even, 0,
+                              &bound);
+    if (fd < 0)
         return RLY_ERR(508, "Insufficient Capacity");
-    fd = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[family == AF_INET6], even, a->id,
-                          &a->relayed);
-    if (fd < 0) {
-        rly_table_remove(t->table, a);
+    a = rly_table_add(t->table, r->in->tuple, user);
+    if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
+        t->io.relay_close(t->io.ctx, fd, &bound);
+        if (a)
+            rly_table_remove(t->table, a);
         return RLY_ERR(508, "Insufficient Capacity");
     }
     a->relay_fd = fd;
+    a->relayed = bound;
     a->conn = r->in->conn;
-    a->advertised = t->cfg->advertise[family == AF_INET6];
+    a->advertised = t->cfg->advertise[bound.family == AF_INET6];
     a->advertised.port = a->relayed.port;
     memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
     memcpy(a->key, r->key, sizeof a->key);
@@ -120,6 +182,8 @@ rly_result rly_h_allocate(rly_req *r)
                 rl, life, a->user);
     }
     success_attrs(r, a, life);
+    if (o.reserve)
+        stn_build_attr(&r->b, STN_A_RESERVATION_TOKEN, token, 8);
     return RLY_OK;
 }
 

@@ -46,6 +46,8 @@ int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io)
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
     t->io = *io;
+    for (int i = 0; i < RLY_MAX_RESV; i++)
+        t->resv[i].fd = -1;
     if (rtc_random(t->nonce_key, sizeof t->nonce_key) || rtc_random(&hk, sizeof hk))
         return -EIO;
     t->table = rly_table_new(hk);
@@ -71,6 +73,11 @@ void rly_turn_dispose(rly_turn *t)
 {
     uint32_t it = 0;
     rly_alloc *a;
+    for (int i = 0; i < RLY_MAX_RESV; i++)
+        if (t->resv[i].fd >= 0) {
+            t->io.relay_close(t->io.ctx, t->resv[i].fd, &t->resv[i].bound);
+            t->resv[i].fd = -1;
+        }
     if (!t->table)
         return;
     while ((a = rly_table_next(t->table, &it)))
@@ -91,6 +98,11 @@ void rly_turn_sweep(rly_turn *t, uint64_t now_ms)
 {
     uint32_t it = 0;
     rly_alloc *a;
+    for (int i = 0; i < RLY_MAX_RESV; i++)
+        if (t->resv[i].fd >= 0 && now_ms >= t->resv[i].expiry_ms) {
+            t->io.relay_close(t->io.ctx, t->resv[i].fd, &t->resv[i].bound);
+            t->resv[i].fd = -1;
+        }
     while ((a = rly_table_next(t->table, &it))) {
         if (rly_alloc_expired(a, now_ms))
             rly_turn_release(t, a, "expired");
@@ -254,11 +266,13 @@ rly_result rly_check_peer(rly_req *r, const stn_attr_ref *ref, rtc_addr *peer)
 {
     if (stn_attr_get_xor_addr(r->m, ref, peer))
         return RLY_ERR(400, "Bad XOR-PEER-ADDRESS");
-    if (peer->family != r->a->relayed.family)
-        return RLY_ERR(443, "Peer Address Family Mismatch");
+    /* policy first: a forbidden address (e.g. ::ffff:127.0.0.1 sent to an
+     * IPv4 allocation) is reported as forbidden whatever its family */
     if (!rtc_peer_policy_allows(r->t->cfg->policy, peer)) {
         r->t->stats.permission_denied++;
         return RLY_ERR(403, "Forbidden peer address");
     }
+    if (peer->family != r->a->relayed.family)
+        return RLY_ERR(443, "Peer Address Family Mismatch");
     return RLY_OK;
 }

@@ -59,13 +59,26 @@ typedef struct {
 /* What the engine asks of the socket layer. */
 typedef struct {
     void *ctx;
-    /* Open a relayed UDP socket on ip (port from the relay range, even if
-     * asked) and register it for alloc id; fill *bound. fd or -errno. */
-    int (*relay_open)(void *ctx, const rtc_addr *ip, bool even, uint32_t id, rtc_addr *bound);
+    /* Open a relayed UDP socket on ip: the given port, or (port 0) one from
+     * the relay range, even if asked; fill *bound. fd or -errno. */
+    int (*relay_open)(void *ctx, const rtc_addr *ip, bool even, uint16_t port, rtc_addr *bound);
+    /* Start delivering the socket's datagrams for allocation id. 0/-errno. */
+    int (*relay_attach)(void *ctx, int fd, uint32_t id);
     void (*relay_close)(void *ctx, int fd, const rtc_addr *bound);
     /* Send from a relayed socket to a peer. 0 or -errno. */
     int (*send_peer)(void *ctx, int fd, const rtc_addr *peer, const uint8_t *data, size_t len);
 } rly_io;
+
+/* The odd port of an EVEN-PORT pair held for a later Allocate with
+ * RESERVATION-TOKEN (RFC 8656 s.7.2, s.14.9). */
+#define RLY_MAX_RESV 64
+#define RLY_RESV_MS 30000u
+typedef struct {
+    uint8_t token[8];
+    int fd; /* -1 = free slot */
+    rtc_addr bound;
+    uint64_t expiry_ms;
+} rly_resv;
 
 typedef struct {
     const rly_cfg *cfg; /* borrowed; swapped by the worker on reload */
@@ -75,6 +88,7 @@ typedef struct {
     uint8_t nonce_key[32]; /* per process, survives reloads */
     bool draining;         /* SIGTERM: new Allocate requests get 403 */
     uint32_t ind_seq;      /* transaction ids of Data indications */
+    rly_resv resv[RLY_MAX_RESV];
 } rly_turn;
 
 /* 0 or -ENOMEM. */
