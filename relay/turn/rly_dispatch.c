@@ -172,7 +172,7 @@ static rly_result process(rly_req *r, const method_entry *me)
      * them before authenticating learns it at once; with
      * MESSAGE-INTEGRITY, authentication comes first (s.6.3). */
     if (m->n_unknown && (m->mi < 0 || !me || !me->needs_auth))
-        return RLY_ERR(420, "Unknown Attribute");
+        return RLY_ERR(420, "Unknown Attr"); /* short: unauthenticated */
     if (!me)
         return RLY_ERR(400, "Unknown method");
     if (me->needs_auth) {
