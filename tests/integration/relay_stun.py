@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -370,8 +371,7 @@ class Relay:
         if config:
             self.args += ["--config", config]
         self.proc = None
-        self.log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                                     f"relay-{os.getpid()}-{self.port}.log"), "w+")
+        self.log = tempfile.TemporaryFile("w+")
         if start:
             self.start()
 
@@ -425,10 +425,29 @@ class Relay:
         return self.log.read()[-4000:]
 
     def stop(self):
+        """Stop by PID: SIGTERM twice (drain, then exit at once) so sanitizer
+        builds run their exit checks; SIGKILL if that hangs. Raises when the
+        log shows a sanitizer report or the exit was not clean."""
+        rc = None
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+            self.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(10 * TIMEOUT_MULT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                rc = "hung"
+        elif self.proc:
+            rc = self.proc.returncode
+        text = self.logtext()
         self.log.close()
+        if "runtime error" in text or "Sanitizer" in text:
+            raise AssertionError(f"sanitizer report in relay log:\n{text}")
+        if rc not in (0, None) and rc != -signal.SIGKILL:
+            raise AssertionError(f"relay exit status {rc}:\n{text}")
 
 
 class Checks:

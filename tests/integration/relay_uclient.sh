@@ -112,6 +112,14 @@ if [ "${c2p:-0}" -lt "$want" ] || [ "${p2c:-0}" -lt "$want" ]; then
   echo "FAIL: the relay did not carry every packet"; fail=1
 fi
 kill -0 "${pids[0]}" 2>/dev/null || { echo "FAIL: relay died"; fail=1; }
+# stop the relay cleanly (drain, then a second TERM) so sanitizer builds run
+# their exit checks, and look for their reports
+kill -TERM "${pids[0]}" 2>/dev/null; sleep 0.1; kill -TERM "${pids[0]}" 2>/dev/null || true
+rrc=0; wait "${pids[0]}" || rrc=$?
+[ "$rrc" = 0 ] || { echo "FAIL: relay exit status $rrc"; fail=1; }
+if grep -qE "runtime error|Sanitizer" "$tmp/relay.log"; then
+  echo "FAIL: sanitizer report in the relay log"; fail=1
+fi
 printf "mode=%s clients=%s messages=%s wall=%.1fs\n" "$mode" "$clients" "$msgs" \
   "$(awk "BEGIN{print $end - $start}")"
 if [ $fail -ne 0 ]; then
