@@ -126,6 +126,9 @@ const rtc_conf_spec rly_conf_specs[] = {
      check_format, 0},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 86400, "30", "S",
      "on SIGTERM, how long existing allocations may keep relaying", NULL, 0},
+    {"legacy-channels", RTC_CONF_BOOL, OFF(legacy_channels), 0, 0, "false", NULL,
+     "ChannelBind also accepts 0x5000-0x7FFF (RFC 5766 clients such as turnutils_uclient)",
+     NULL, 0},
     {"nonce-ttl", RTC_CONF_INT, OFF(nonce_ttl), 1, 86400, "600", "S",
      "lifetime of a NONCE (438 Stale Nonce after it)", NULL, 0},
     RTC_CONF_END,
@@ -268,6 +271,7 @@ static rly_cfg *build_cfg(const app *ap, const rly_settings *s, char *err, size_
     c->lim.max_allocs_per_user = (uint64_t)s->max_allocations_per_user;
     c->lim.bandwidth = (uint64_t)s->bandwidth;
     c->lim.nonce_ttl_s = (uint32_t)s->nonce_ttl;
+    c->lim.legacy_channels = s->legacy_channels;
     free(allow);
     free(deny);
     return c;

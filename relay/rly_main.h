@@ -11,6 +11,7 @@ typedef struct {
     rtc_strlist listen, tls_listen, relay_ip, external_ip, user, allow_peer, deny_peer;
     char *cert, *key, *relay_ports, *realm, *auth_secret, *metrics_listen, *log_level,
         *log_format;
+    bool legacy_channels;
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl;
 } rly_settings;

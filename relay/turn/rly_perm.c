@@ -40,7 +40,7 @@ rly_result rly_h_channel_bind(rly_req *r)
 
     if (!cn || stn_attr_get_channel(r->m, cn, &chan))
         return RLY_ERR(400, "Missing or bad CHANNEL-NUMBER");
-    if (!rly_is_channel(chan))
+    if (!stn_is_channel(chan) && !(r->t->cfg->lim.legacy_channels && rly_is_channel(chan)))
         return RLY_ERR(400, "CHANNEL-NUMBER out of range");
     if (!pa)
         return RLY_ERR(400, "Missing XOR-PEER-ADDRESS");

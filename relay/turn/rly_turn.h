@@ -25,6 +25,7 @@ typedef struct {
     uint64_t max_allocs, max_allocs_per_user;
     uint64_t bandwidth; /* bytes/s per allocation, 0 = none */
     uint32_t nonce_ttl_s;
+    bool legacy_channels; /* ChannelBind accepts 0x5000-0x7FFF (RFC 5766) */
 } rly_limits;
 
 /* Immutable configuration; owned by main, borrowed by workers. */
@@ -107,10 +108,11 @@ typedef struct {
     uint64_t wall_s; /* unix time: nonces, REST credential expiry */
 } rly_input;
 
-/* Channel numbers the relay accepts: RFC 8656 narrowed the range to
- * 0x4000-0x4FFF, but RFC 5766 clients (coturn's turnutils_uclient among
- * them) pick numbers up to 0x7FFF, and ChannelData framing (first two bits
- * 01) covers that whole range, so the relay takes RFC 5766's range. */
+/* Channel numbers: RFC 8656 s.12 allows 0x4000-0x4FFF, and ChannelBind
+ * outside it gets 400. RFC 5766 clients (coturn's turnutils_uclient among
+ * them) pick numbers up to 0x7FFF; --legacy-channels lets ChannelBind accept
+ * those. Framing always takes 0x4000-0x7FFF (first two bits 01): a frame on
+ * a number that is not bound is dropped like any unbound channel. */
 #define RLY_CHAN_MIN 0x4000
 #define RLY_CHAN_MAX 0x7FFF
 static inline bool rly_is_channel(uint16_t c) { return c >= RLY_CHAN_MIN && c <= RLY_CHAN_MAX; }

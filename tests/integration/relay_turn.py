@@ -249,6 +249,8 @@ def test_data(relay, c, proto):
     # channels
     c.error(a.bind(0x3FFF, rb), 400, f"{proto}: channel 0x3FFF: 400")
     c.error(a.bind(0x8000, rb), 400, f"{proto}: channel 0x8000: 400")
+    c.error(a.bind(0x5000, rb), 400, f"{proto}: channel 0x5000 (RFC 8656 range): 400")
+    c.error(a.bind(0x7FFF, rb), 400, f"{proto}: channel 0x7FFF: 400")
     c.error(a.request(CHANNEL_BIND, [(A_XOR_PEER, xor_addr(rb[0], rb[1], b"\0" * 12))]), 400,
             f"{proto}: ChannelBind without CHANNEL-NUMBER: 400")
     c.error(a.request(CHANNEL_BIND, [(A_CHANNEL_NUMBER, struct.pack("!HH", 0x4001, 0))]), 400,

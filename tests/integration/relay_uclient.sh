@@ -7,6 +7,8 @@
 #   MODE: udp | udp-send | tcp | tcp-send | c2c   (-send: Send indications
 #   instead of channels; c2c: uclient -y, clients relay to each other, which
 #   relies on the relay's own relayed addresses being allowed peers)
+# uclient picks channel numbers in RFC 5766's 0x4000-0x7FFF, so the relay runs
+# with --legacy-channels (RFC 8656 ChannelBind accepts only 0x4000-0x4FFF).
 # Env: CLIENTS (50), MESSAGES (500), TIMEOUT_MULT.
 set -euo pipefail
 
@@ -59,7 +61,7 @@ PY
 hi=$((lo + 1999))
 
 "$relay" --listen "127.0.0.1:$tport" --relay-ip 127.0.0.1 --relay-ports "$lo-$hi" \
-  --user u:p --allow-peer 127.0.0.1/32 --max-allocations-per-user 1000 \
+  --user u:p --allow-peer 127.0.0.1/32 --max-allocations-per-user 1000 --legacy-channels \
   --metrics-listen "127.0.0.1:$mport" --log-level warn 2>"$tmp/relay.log" &
 pids+=($!)
 turnutils_peer -L 127.0.0.1 -p "$pport" >"$tmp/peer.log" 2>&1 &
