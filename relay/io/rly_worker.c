@@ -36,6 +36,9 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 #define CONN_OUT_CAP (256 * 1024)
 #define MAX_CONNS 65536
 #define ADMIN_MAX 16
+/* A stream that has not made an allocation within this time is closed, so
+ * idle connections cannot pile up (Binding-only clients reconnect). */
+#define CONN_IDLE_MS 60000
 
 typedef struct {
     int fd;
@@ -238,6 +241,12 @@ static void conn_frames(rly_worker *w, uint32_t idx)
         long fl = rly_frame_len(c->in + off, c->in_len - off);
         if (fl < 0 || fl > CONN_IN_CAP) {
             w->turn.stats.dropped[RLY_DROP_MALFORMED]++;
+            if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
+                char cl[RTC_ADDR_STRLEN];
+                rtc_addr_format(&c->client, true, cl);
+                RTC_LOG(RTC_LOG_WARN, NULL, "closing %s stream from %s: not TURN framing",
+                        c->proto == RLY_TLS ? "TLS" : "TCP", cl);
+            }
             conn_close_later(w, idx); /* cannot resynchronise a broken stream */
             return;
         }
@@ -608,6 +617,20 @@ bool rly_worker_draining(const rly_worker *w) { return w->draining; }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
 size_t rly_worker_allocations(const rly_worker *w) { return rly_table_count(w->turn.table); }
 
+/* Close streams that made no allocation within CONN_IDLE_MS. */
+static void sweep_conns(rly_worker *w)
+{
+    for (uint32_t i = 0; i < w->n_conns_cap; i++) {
+        conn *c = w->conns[i];
+        rly_tuple tu;
+        if (!c || c->closing || w->now_ms - c->born_ms < CONN_IDLE_MS)
+            continue;
+        tu = (rly_tuple){.client = c->client, .listener = c->listener, .proto = c->proto};
+        if (!rly_table_find(w->turn.table, &tu))
+            conn_close_later(w, i);
+    }
+}
+
 static void handle(rly_worker *w, const struct epoll_event *ev)
 {
     uint32_t tag = (uint32_t)(ev->data.u64 >> 32), idx = (uint32_t)ev->data.u64;
@@ -662,6 +685,7 @@ int rly_worker_run(rly_worker *w)
         w->n_closing = 0;
         if (w->now_ms >= next_sweep) {
             rly_turn_sweep(&w->turn, w->now_ms);
+            sweep_conns(w);
             next_sweep = w->now_ms + 1000;
         }
         if (w->draining) {

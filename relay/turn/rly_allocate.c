@@ -152,8 +152,11 @@ rly_result rly_h_allocate(rly_req *r)
     else
         fd = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[o.family == AF_INET6], o.even, 0,
                               &bound);
-    if (fd < 0)
+    if (fd < 0) {
+        if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
+            RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
         return RLY_ERR(508, "Insufficient Capacity");
+    }
     a = rly_table_add(t->table, r->in->tuple, user);
     if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
         t->io.relay_close(t->io.ctx, fd, &bound);

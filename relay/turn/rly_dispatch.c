@@ -48,6 +48,7 @@ int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io)
     t->io = *io;
     for (int i = 0; i < RLY_MAX_RESV; i++)
         t->resv[i].fd = -1;
+    t->warn_rl.per_sec = 5;
     if (rtc_random(t->nonce_key, sizeof t->nonce_key) || rtc_random(&hk, sizeof hk))
         return -EIO;
     t->table = rly_table_new(hk);

@@ -18,6 +18,7 @@
 #include "rly_alloc.h"
 #include "rly_auth.h"
 #include "rtc_addr.h"
+#include "rtc_log.h"
 
 /* Settings that SIGHUP may change. */
 typedef struct {
@@ -90,6 +91,7 @@ typedef struct {
     bool draining;         /* SIGTERM: new Allocate requests get 403 */
     uint32_t ind_seq;      /* transaction ids of Data indications */
     rly_resv resv[RLY_MAX_RESV];
+    rtc_log_ratelimit warn_rl; /* warnings an attacker could trigger */
 } rly_turn;
 
 /* 0 or -ENOMEM. */

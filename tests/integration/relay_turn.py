@@ -310,6 +310,46 @@ def test_tcp_framing(relay, c):
     cl.close()
 
 
+def test_ipv6_listener(relay, c):
+    """A client reaching the relay over IPv6 gets v4 and v6 relayed addresses;
+    two v6 allocations relay to each other."""
+    srv = ("::1", relay.port6)
+    a = Client(srv, "udp", "alice", "pa55", family=socket.AF_INET6)
+    b = Client(srv, "udp", "bob", "w0rd", family=socket.AF_INET6)
+    m = a.allocate([(A_REQ_FAMILY, bytes([2, 0, 0, 0]))])
+    c.success(m, "v6 client: allocate IPv6")
+    c.ok(m.cls == SUCCESS and m.xor(A_XOR_MAPPED) == ("::1", a.addr[1]),
+         "v6 client: XOR-MAPPED-ADDRESS is [::1]")
+    c.success(b.allocate([(A_REQ_FAMILY, bytes([2, 0, 0, 0]))]), "v6 client b: allocate IPv6")
+    c.success(a.permit(b.relayed), "v6: permission to own v6 relayed address")
+    c.success(b.permit(a.relayed), "v6: and back")
+    a.send_ind(b.relayed, b"over v6")
+    got = b.recv_data()
+    c.ok(got == ("data", tuple(a.relayed), b"over v6"), f"v6: Send -> Data {got}")
+    for x in (a, b):
+        x.refresh(0)
+        x.close()
+    v4 = Client(srv, "udp", "alice", "pa55", family=socket.AF_INET6)
+    m = v4.allocate()
+    c.ok(m.cls == SUCCESS and m.xor(A_XOR_RELAYED)[0] == "127.0.0.1",
+         "v6 client: default family is IPv4")
+    v4.refresh(0)
+    v4.close()
+
+
+def test_tcp_close_releases(relay, c):
+    before = relay.metric("tsunagu_relay_allocations")
+    cl = Client(relay.addr, "tcp", "alice", "pa55")
+    c.success(cl.allocate(), "tcp: allocate before closing")
+    c.ok(relay.metric("tsunagu_relay_allocations") == before + 1, "gauge counts it")
+    cl.close()
+    deadline = time.time() + 3 * TIMEOUT_MULT
+    while time.time() < deadline and relay.metric("tsunagu_relay_allocations") != before:
+        time.sleep(0.05)
+    c.ok(relay.metric("tsunagu_relay_allocations") == before,
+         "closing the TCP connection releases its allocation")
+
+
 def test_junk(relay, c):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
@@ -383,6 +423,8 @@ def main():
         test_data(relay, c, "udp")
         test_data(relay, c, "tcp")
         test_tcp_framing(relay, c)
+        test_ipv6_listener(relay, c)
+        test_tcp_close_releases(relay, c)
         test_junk(relay, c)
         test_quota(relay, c)
         test_stale_nonce(relay, c)

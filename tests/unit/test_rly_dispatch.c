@@ -322,6 +322,10 @@ int main(void)
     }
     /* channels */
     is_int(chan_bind(&c, 0x3FFF, "203.0.113.5", 7000), 400, "channel 0x3FFF: 400");
+    is_int(chan_bind(&c, 0x5000, "203.0.113.5", 7000), 400, "channel 0x5000: 400 (RFC 8656)");
+    cfg.lim.legacy_channels = true;
+    is_int(chan_bind(&c, 0x5000, "203.0.113.5", 7002), 0, "0x5000 with legacy channels");
+    cfg.lim.legacy_channels = false;
     is_int(chan_bind(&c, 0x4000, "203.0.113.5", 7000), 0, "bind 0x4000");
     is_int(chan_bind(&c, 0x4001, "203.0.113.5", 7000), 400, "peer on two channels: 400");
     is_int(chan_bind(&c, 0x4000, "203.0.113.6", 7000), 400, "channel to two peers: 400");
