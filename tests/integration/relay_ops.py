@@ -200,6 +200,30 @@ def test_bandwidth(exe, c):
         relay.stop()
 
 
+def test_wildcard_relay_ip(exe, c):
+    """Listening on 0.0.0.0 without --relay-ip: the relayed address is a real
+    address of this host, never 0.0.0.0."""
+    relay = Relay(exe, "--user", "a:a", listen_ip="0.0.0.0", relay_ip=False)
+    try:
+        cl = Client(relay.addr, "udp", "a", "a")
+        m = cl.allocate()
+        c.success(m, "wildcard: allocate")
+        ip = m.xor(A_XOR_RELAYED)[0] if m.cls == SUCCESS else "0.0.0.0"
+        bindable = False
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((ip, 0))
+            s.close()
+            bindable = True
+        except OSError:
+            pass
+        c.ok(ip != "0.0.0.0" and bindable, f"wildcard: relayed address {ip} is a local address")
+        cl.refresh(0)
+        cl.close()
+    finally:
+        relay.stop()
+
+
 def make_cert(tmp, name):
     cert, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
     if not shutil.which("openssl"):
@@ -267,6 +291,7 @@ def main():
         test_drain(exe, c)
         test_metrics(exe, c)
         test_bandwidth(exe, c)
+        test_wildcard_relay_ip(exe, c)
         test_tls(exe, c, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -356,12 +356,16 @@ def free_range(n=200):
 class Relay:
     """tsunagu-relay on 127.0.0.1 with free ports; kill by PID (stop())."""
 
-    def __init__(self, exe, *args, config=None, v6=False, start=True):
+    def __init__(self, exe, *args, config=None, v6=False, start=True, listen_ip="127.0.0.1",
+                 relay_ip=True):
         self.exe = exe
         self.port = free_port()
         self.mport = free_port(socket.SOCK_STREAM)
         self.lo, self.hi = free_range()
-        self.args = ["--listen", f"127.0.0.1:{self.port}", "--relay-ip", "127.0.0.1",
+        self.args = ["--listen", f"{listen_ip}:{self.port}"]
+        if relay_ip:
+            self.args += ["--relay-ip", "127.0.0.1"]
+        self.args += [
                      "--relay-ports", f"{self.lo}-{self.hi}",
                      "--metrics-listen", f"127.0.0.1:{self.mport}"]
         if v6:
