@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,10 +20,12 @@
 #include <unistd.h>
 
 #include "rly_main.h"
+#include "rly_ports.h"
 #include "rly_worker.h"
 #include "rtc_clock.h"
 #include "rtc_conf.h"
 #include "rtc_err.h"
+#include "rtc_crypto.h"
 #include "rtc_log.h"
 
 static int check_ports(const char *v, char *err, size_t errlen)
@@ -117,7 +121,7 @@ const rtc_conf_spec rly_conf_specs[] = {
     {"bandwidth-per-allocation", RTC_CONF_INT, OFF(bandwidth), 0, I64MAX, "0", "BYTES/S",
      "cap per allocation, both directions together, 0 = none", NULL, 0},
     {"threads", RTC_CONF_INT, OFF(threads), 0, 1024, "0", "N",
-     "worker threads, 0 = number of cores (one worker runs today, see docs/relay.md)", NULL, 0},
+     "worker threads, 0 = number of cores", NULL, 0},
     {"metrics-listen", RTC_CONF_STR, OFF(metrics_listen), 0, 0, "127.0.0.1:9641", "ADDR:PORT",
      "Prometheus /metrics and /healthz", rtc_conf_check_hostport, 0},
     {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
@@ -134,15 +138,26 @@ const rtc_conf_spec rly_conf_specs[] = {
     RTC_CONF_END,
 };
 
+#define MAX_RETIRED 4096
+
 typedef struct {
     int argc;
     char **argv;
     rly_settings s;
-    rly_cfg *cfg;
-    rly_tls *tls;
+    rly_cfg *cfg; /* current */
+    rly_tls *tls; /* current */
+    /* replaced by reloads: workers may still use them until they pick up
+     * the new ones, so they are freed only when the workers are gone */
+    rly_cfg *old_cfg[MAX_RETIRED];
+    rly_tls *old_tls[MAX_RETIRED];
+    size_t n_old_cfg, n_old_tls;
     rtc_addr relay_ip[2];
     uint16_t port_lo, port_hi;
-    bool has_tls;
+    bool has_tls, draining, stopping;
+    uint64_t drain_deadline_ms;
+    rly_worker **workers;
+    size_t n_workers;
+    rly_quota *quota;
 } app;
 
 static void cfg_free(rly_cfg *c)
@@ -297,13 +312,19 @@ static int check_tls(const rly_settings *s, rly_tls **tls, char *err, size_t err
     return *tls ? 0 : RTC_EMSG;
 }
 
-static void reload(app *ap, rly_worker *w)
+static void reload(app *ap)
 {
     rly_settings ns;
     char err[512];
     rly_cfg *nc;
     rly_tls *nt = NULL;
+    rtc_log_level lvl;
+    rtc_log_format fmt;
 
+    if (ap->n_old_cfg >= MAX_RETIRED || ap->n_old_tls >= MAX_RETIRED) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "reload refused: %d reloads already; restart", MAX_RETIRED);
+        return;
+    }
     memset(&ns, 0, sizeof ns);
     if (rtc_conf_load(rly_conf_specs, &ns, ap->argc, ap->argv, err, sizeof err)) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "reload failed, keeping the old settings: %s", err);
@@ -316,46 +337,52 @@ static void reload(app *ap, rly_worker *w)
         rtc_conf_dispose(rly_conf_specs, &ns);
         return;
     }
-    /* single worker on this thread: nothing else holds the old objects */
-    rly_worker_set_cfg(w, nc, nt ? nt : ap->tls);
-    cfg_free(ap->cfg);
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_post_cfg(ap->workers[i], nc, nt);
+    ap->old_cfg[ap->n_old_cfg++] = ap->cfg;
     ap->cfg = nc;
     if (nt) {
-        rly_tls_free(ap->tls);
+        ap->old_tls[ap->n_old_tls++] = ap->tls;
         ap->tls = nt;
     }
-    {
-        rtc_log_level lvl;
-        rtc_log_format fmt;
-        rtc_log_parse_level(ns.log_level, &lvl);
-        rtc_log_parse_format(ns.log_format, &fmt);
-        rtc_log_setup(lvl, fmt, "tsunagu-relay");
-    }
-    rtc_conf_dispose(rly_conf_specs, &ap->s);
-    ap->s = ns;
+    rtc_log_parse_level(ns.log_level, &lvl);
+    rtc_log_parse_format(ns.log_format, &fmt);
+    rtc_log_setup(lvl, fmt, "tsunagu-relay");
     RTC_LOG(RTC_LOG_INFO, NULL,
             "reloaded: %zu static user(s), REST secret %s, %zu allow / %zu deny rule(s)%s",
             ns.user.n, ns.auth_secret ? "on" : "off", ns.allow_peer.n, ns.deny_peer.n,
             nt ? ", TLS certificate" : "");
+    rtc_conf_dispose(rly_conf_specs, &ap->s);
+    ap->s = ns;
 }
 
-static void on_signal(void *ctx, rly_worker *w, int signo)
+static void stop_all(app *ap)
 {
-    app *ap = ctx;
+    ap->stopping = true;
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_post_stop(ap->workers[i]);
+}
+
+static void on_signal(app *ap, int signo)
+{
     switch (signo) {
     case SIGHUP:
-        reload(ap, w);
+        reload(ap);
         break;
     case SIGTERM:
     case SIGINT:
-        if (rly_worker_draining(w)) {
+        if (ap->draining) {
             RTC_LOG(RTC_LOG_INFO, NULL, "second stop signal: exiting now");
-            rly_worker_stop(w);
+            stop_all(ap);
         } else {
+            size_t live = rly_quota_total(ap->quota);
             RTC_LOG(RTC_LOG_INFO, NULL,
-                    "draining: new allocations refused, %zu live, up to %lld s",
-                    rly_worker_allocations(w), (long long)ap->s.drain_seconds);
-            rly_worker_drain(w, (uint64_t)ap->s.drain_seconds * 1000u);
+                    "draining: new allocations refused, %zu live, up to %lld s", live,
+                    (long long)ap->s.drain_seconds);
+            ap->draining = true;
+            ap->drain_deadline_ms = rtc_clock_mono_ms() + (uint64_t)ap->s.drain_seconds * 1000u;
+            for (size_t i = 0; i < ap->n_workers; i++)
+                rly_worker_post_drain(ap->workers[i]);
         }
         break;
     default:
@@ -371,6 +398,49 @@ static rtc_addr *parse_addrs(const rtc_strlist *l)
     return v;
 }
 
+static void *worker_main(void *arg)
+{
+    return (void *)(intptr_t)rly_worker_run(arg);
+}
+
+/* The main thread only reads signals and waits for the workers. */
+static int supervise(app *ap, int sfd)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+        struct signalfd_siginfo si;
+        size_t done = 0;
+
+        if (poll(&pfd, 1, 100) > 0)
+            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+                on_signal(ap, (int)si.ssi_signo);
+        for (size_t i = 0; i < ap->n_workers; i++)
+            done += rly_worker_done(ap->workers[i]);
+        if (done == ap->n_workers)
+            return 0;
+        if (done && !ap->stopping) {
+            /* a worker failed on its own: stop the others, exit non-zero */
+            stop_all(ap);
+            return 1;
+        }
+        if (ap->draining && !ap->stopping) {
+            /* the shared quota counts an allocation before its success
+             * response leaves, so a drain never ends under a fresh one */
+            size_t left = rly_quota_total(ap->quota);
+            if (left == 0 || rtc_clock_mono_ms() >= ap->drain_deadline_ms) {
+                RTC_LOG(RTC_LOG_INFO, NULL, "drain finished with %zu allocation(s) left", left);
+                stop_all(ap);
+            }
+        }
+    }
+}
+
+static size_t worker_count(const rly_settings *s)
+{
+    long n = s->threads > 0 ? (long)s->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (size_t)n;
+}
+
 int rly_main(int argc, char **argv)
 {
     app ap;
@@ -381,7 +451,11 @@ int rly_main(int argc, char **argv)
     unsigned lo, hi;
     sigset_t mask;
     int rc, sfd = -1, status = 1;
-    rly_worker *w = NULL;
+    uint8_t nonce_key[32];
+    rly_quota *quota = NULL;
+    rly_ports *ports = NULL;
+    pthread_t *threads = NULL;
+    size_t n_started = 0, n_workers;
     rly_worker_params wp;
 
     memset(&ap, 0, sizeof ap);
@@ -405,6 +479,7 @@ int rly_main(int argc, char **argv)
     ap.port_lo = (uint16_t)lo;
     ap.port_hi = (uint16_t)hi;
     ap.has_tls = ap.s.tls_listen.n > 0;
+    n_workers = worker_count(&ap.s);
     if (!ap.s.listen.n && !ap.s.tls_listen.n) {
         snprintf(err, sizeof err, "listen: at least one listener is needed");
         goto out_err;
@@ -415,7 +490,18 @@ int rly_main(int argc, char **argv)
     listen = parse_addrs(&ap.s.listen);
     tls_listen = parse_addrs(&ap.s.tls_listen);
     rtc_addr_parse_hostport(ap.s.metrics_listen, &metrics);
+    quota = ap.quota = rly_quota_new();
+    ports = rly_ports_new(ap.port_lo, ap.port_hi);
+    ap.workers = calloc(n_workers, sizeof *ap.workers);
+    threads = calloc(n_workers, sizeof *threads);
+    if (!listen || !tls_listen || !quota || !ports || !ap.workers || !threads ||
+        rtc_random(nonce_key, sizeof nonce_key)) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out_err;
+    }
 
+    /* signals go to the main thread only: block them before any thread
+     * starts so every worker inherits the mask */
     sigemptyset(&mask);
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGTERM);
@@ -423,39 +509,82 @@ int rly_main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0) {
+        snprintf(err, sizeof err, "signalfd: %s", strerror(errno));
+        goto out_err;
+    }
 
     wp = (rly_worker_params){.cfg = ap.cfg, .listen = listen, .n_listen = ap.s.listen.n,
                              .tls_listen = tls_listen, .n_tls_listen = ap.s.tls_listen.n,
-                             .tls = ap.tls, .port_lo = ap.port_lo, .port_hi = ap.port_hi,
-                             .metrics = &metrics, .start_time_s = (double)rtc_clock_wall_s(),
-                             .signal_fd = sfd, .on_signal = on_signal, .signal_ctx = &ap};
-    if (!listen || !tls_listen || sfd < 0 || !(w = rly_worker_new(&wp, err, sizeof err)))
-        goto out_err;
+                             .tls = ap.tls, .ports = ports,
+                             .start_time_s = (double)rtc_clock_wall_s(),
+                             .reuseport = n_workers > 1, .quota = quota, .nonce_key = nonce_key,
+                             .all = ap.workers, .n_all = &ap.n_workers};
+    for (size_t i = 0; i < n_workers; i++) {
+        wp.metrics = i == 0 ? &metrics : NULL; /* one admin listener */
+        ap.workers[i] = rly_worker_new(&wp, err, sizeof err);
+        if (!ap.workers[i])
+            goto out_err;
+        ap.n_workers = i + 1;
+    }
     {
         char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
         rtc_addr_format(&ap.relay_ip[0], false, r4);
         rtc_addr_format(&ap.relay_ip[1], false, r6);
         RTC_LOG(RTC_LOG_INFO, NULL,
-                "started: %zu listener(s) (first %s), %zu TLS, relay %s / %s ports %u-%u, "
-                "metrics %s, realm %s, %zu static user(s), REST secret %s",
-                ap.s.listen.n, ap.s.listen.n ? ap.s.listen.v[0] : "-", ap.s.tls_listen.n, r4, r6,
-                lo, hi, ap.s.metrics_listen, ap.s.realm, ap.s.user.n,
-                ap.s.auth_secret ? "on" : "off");
+                "started: %zu worker(s), %zu listener(s) (first %s), %zu TLS, relay %s / %s "
+                "ports %u-%u, metrics %s, realm %s, %zu static user(s), REST secret %s",
+                n_workers, ap.s.listen.n, ap.s.listen.n ? ap.s.listen.v[0] : "-",
+                ap.s.tls_listen.n, r4, r6, lo, hi, ap.s.metrics_listen, ap.s.realm,
+                ap.s.user.n, ap.s.auth_secret ? "on" : "off");
     }
-    status = rly_worker_run(w) ? 1 : 0;
+    for (; n_started < n_workers; n_started++)
+        if (pthread_create(&threads[n_started], NULL, worker_main, ap.workers[n_started])) {
+            snprintf(err, sizeof err, "cannot start worker thread %zu", n_started);
+            for (size_t i = 0; i < n_started; i++)
+                rly_worker_post_stop(ap.workers[i]);
+            goto out_join;
+        }
+    status = supervise(&ap, sfd);
     RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
+out_join:
+    for (size_t i = 0; i < n_started; i++) {
+        void *wrc = NULL;
+        pthread_join(threads[i], &wrc);
+        if (wrc)
+            status = 1;
+    }
+    if (n_started < n_workers) {
+        fprintf(stderr, "tsunagu-relay: %s\n", err);
+        status = 1;
+    }
     goto out_free;
 out_err:
     fprintf(stderr, "tsunagu-relay: %s\n", err);
     status = 2;
 out_free:
-    rly_worker_free(w);
+    for (size_t i = 0; i < ap.n_workers; i++)
+        rly_worker_free(ap.workers[i]);
+    free(ap.workers);
+    free(threads);
+    if (quota) {
+        rtc_addr held;
+        int fd;
+        while ((fd = rly_quota_resv_expired(quota, UINT64_MAX, &held)) >= 0)
+            rly_ports_close(ports, fd, &held);
+    }
+    rly_quota_free(quota);
+    rly_ports_free(ports);
     if (sfd >= 0)
         close(sfd);
     free(listen);
     free(tls_listen);
     cfg_free(ap.cfg);
     rly_tls_free(ap.tls);
+    for (size_t i = 0; i < ap.n_old_cfg; i++)
+        cfg_free(ap.old_cfg[i]);
+    for (size_t i = 0; i < ap.n_old_tls; i++)
+        rly_tls_free(ap.old_tls[i]);
     rtc_conf_dispose(rly_conf_specs, &ap.s);
     return status;
 }

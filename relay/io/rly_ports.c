@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,7 +13,7 @@
 
 struct rly_ports {
     uint16_t lo, hi;
-    uint8_t used[2][8192]; /* [v4|v6] bit per port held by this worker */
+    _Atomic uint8_t used[2][8192]; /* [v4|v6] bit per port held */
 };
 
 rly_ports *rly_ports_new(uint16_t lo, uint16_t hi)
@@ -27,12 +28,25 @@ rly_ports *rly_ports_new(uint16_t lo, uint16_t hi)
 
 void rly_ports_free(rly_ports *p) { free(p); }
 
-static bool bit(const uint8_t *m, uint16_t port) { return m[port >> 3] & (1u << (port & 7)); }
+static bool bit(_Atomic uint8_t *m, uint16_t port)
+{
+    return atomic_load_explicit(&m[port >> 3], memory_order_relaxed) & (1u << (port & 7));
+}
+
+static void set_bit(_Atomic uint8_t *m, uint16_t port)
+{
+    atomic_fetch_or_explicit(&m[port >> 3], (uint8_t)(1u << (port & 7)), memory_order_relaxed);
+}
+
+static void clear_bit(_Atomic uint8_t *m, uint16_t port)
+{
+    atomic_fetch_and_explicit(&m[port >> 3], (uint8_t)~(1u << (port & 7)), memory_order_relaxed);
+}
 
 int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound)
 {
     uint32_t span = (uint32_t)p->hi - p->lo + 1, start = 0, tries = 0;
-    uint8_t *used = p->used[ip->family == AF_INET6];
+    _Atomic uint8_t *used = p->used[ip->family == AF_INET6];
     int fd, one = 1;
 
     fd = socket(ip->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -53,7 +67,7 @@ int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound)
         a.port = port;
         sl = rtc_addr_to_sockaddr(&a, &ss);
         if (bind(fd, (struct sockaddr *)&ss, sl) == 0) {
-            used[port >> 3] |= (uint8_t)(1u << (port & 7));
+            set_bit(used, port);
             *bound = a;
             return fd;
         }
@@ -69,7 +83,7 @@ int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound)
 
 int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_addr *bound)
 {
-    uint8_t *used = p->used[ip->family == AF_INET6];
+    _Atomic uint8_t *used = p->used[ip->family == AF_INET6];
     struct sockaddr_storage ss;
     rtc_addr a = *ip;
     socklen_t sl;
@@ -89,14 +103,13 @@ int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_add
         close(fd);
         return e;
     }
-    used[port >> 3] |= (uint8_t)(1u << (port & 7));
+    set_bit(used, port);
     *bound = a;
     return fd;
 }
 
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound)
 {
-    uint8_t *used = p->used[bound->family == AF_INET6];
-    used[bound->port >> 3] &= (uint8_t)~(1u << (bound->port & 7));
+    clear_bit(p->used[bound->family == AF_INET6], bound->port);
     close(fd);
 }

@@ -1,10 +1,14 @@
-/* rly_ports.h - relayed-port pool of one worker (--relay-ports LO-HI).
+/* rly_ports.h - relayed-port pool (--relay-ports LO-HI), shared by the
+ * workers.
  *
  * Opens a non-blocking UDP socket bound to a relay IP and a port of the
- * range. A bitmap remembers the ports this worker holds so a busy range is
- * searched quickly; the kernel's bind() stays the arbiter (other workers and
- * other programs may hold ports of the range: their bind fails and the next
- * candidate is tried). Owned by one worker thread. */
+ * range. A bitmap remembers the ports the relay holds so a busy range is
+ * searched quickly; the kernel's bind() stays the arbiter (other programs
+ * may hold ports of the range, and two workers may race for one port: the
+ * loser's bind fails and it tries the next). The bitmap is updated with
+ * atomic bit operations, so workers share the pool without a lock and a
+ * socket opened by one worker can be closed by another (a reserved port
+ * taken over with its RESERVATION-TOKEN). */
 #ifndef RLY_PORTS_H
 #define RLY_PORTS_H
 

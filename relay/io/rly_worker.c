@@ -18,16 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/signalfd.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <stdatomic.h>
 
 #include "rly_ports.h"
 #include "rtc_clock.h"
 #include "rtc_log.h"
 #include "stn_frame.h"
 
-enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T_ADMIN, T_SIGNAL };
+enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T_ADMIN, T_CTRL };
 
 #define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
 #define UDP_BATCH 64
@@ -73,12 +75,17 @@ struct rly_worker {
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
     uint32_t n_closing;
-    int signal_fd;
-    void (*on_signal)(void *ctx, rly_worker *w, int signo);
-    void *signal_ctx;
+    /* mailbox from the main thread (rly_worker_post_*), woken by ctrl_fd */
+    int ctrl_fd;
+    const rly_cfg *_Atomic post_cfg;
+    rly_tls *_Atomic post_tls;
+    atomic_bool post_drain, post_stop, done, draining_pub;
+    _Atomic size_t n_allocs_pub; /* gauge for other threads */
+    rly_worker *const *all;
+    const size_t *n_all;
     double start_time_s;
     bool stop, draining;
-    uint64_t drain_deadline_ms, now_ms;
+    uint64_t now_ms;
     rtc_log_ratelimit warn_rl;
     uint8_t *pkt;               /* receive buffer with RLY_HEADROOM in front */
     uint8_t resp[RLY_RESP_MAX]; /* response scratch */
@@ -86,7 +93,8 @@ struct rly_worker {
 
 /* ---- socket helpers ---- */
 
-static int listen_socket(const rtc_addr *a, int type, char *err, size_t errlen, const char *what)
+static int listen_socket(const rtc_addr *a, int type, bool reuseport, char *err, size_t errlen,
+                         const char *what)
 {
     struct sockaddr_storage ss;
     socklen_t sl = rtc_addr_to_sockaddr(a, &ss);
@@ -97,6 +105,8 @@ static int listen_socket(const rtc_addr *a, int type, char *err, size_t errlen, 
     if (fd < 0)
         goto out_err;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (a->family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 1024)))
@@ -449,7 +459,6 @@ static void admin_close(rly_worker *w, int i)
 static void admin_event(rly_worker *w, int i)
 {
     admin_conn *ac = &w->admins[i];
-    const rly_worker *ws[1] = {w};
     rtc_buf out;
     ssize_t n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
     size_t off = 0;
@@ -469,7 +478,8 @@ static void admin_event(rly_worker *w, int i)
         return;
     }
     rtc_buf_init(&out);
-    rly_admin_respond(&out, ac->buf, ac->len, ws, 1, w->start_time_s);
+    rly_admin_respond(&out, ac->buf, ac->len, (const rly_worker *const *)w->all, *w->n_all,
+                      w->start_time_s);
     /* small answers: the socket buffer takes them at once; a bounded retry
      * covers the rare partial write without a per-connection queue */
     while (!out.oom && off < out.len && tries++ < 1000) {
@@ -483,14 +493,67 @@ static void admin_event(rly_worker *w, int i)
     admin_close(w, i);
 }
 
-/* ---- signals ---- */
+/* ---- the main thread's mailbox ---- */
 
-static void signal_event(rly_worker *w)
+/* Refuse new allocations and connections; the main thread decides when the
+ * drain is over (no allocation left in any worker, or the deadline) and
+ * then posts stop: a worker that stopped alone would leave its SO_REUSEPORT
+ * sockets open and unread. */
+static void start_drain(rly_worker *w)
 {
-    struct signalfd_siginfo si;
-    while (read(w->signal_fd, &si, sizeof si) == (ssize_t)sizeof si)
-        if (w->on_signal)
-            w->on_signal(w->signal_ctx, w, (int)si.ssi_signo);
+    if (w->draining)
+        return;
+    w->draining = true;
+    w->turn.draining = true;
+    atomic_store(&w->draining_pub, true);
+}
+
+static void ctrl_event(rly_worker *w)
+{
+    uint64_t v;
+    const rly_cfg *cfg;
+    rly_tls *tls;
+
+    if (read(w->ctrl_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+        return;
+    cfg = atomic_exchange(&w->post_cfg, NULL);
+    tls = atomic_exchange(&w->post_tls, NULL);
+    if (cfg)
+        w->turn.cfg = cfg;
+    if (tls)
+        w->tls = tls;
+    if (atomic_exchange(&w->post_drain, false))
+        start_drain(w);
+    if (atomic_load(&w->post_stop))
+        w->stop = true;
+}
+
+static void wake(rly_worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->ctrl_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full, so the worker is being woken anyway */
+    }
+}
+
+void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls)
+{
+    if (tls)
+        atomic_store(&w->post_tls, tls);
+    atomic_store(&w->post_cfg, cfg);
+    wake(w);
+}
+
+void rly_worker_post_drain(rly_worker *w)
+{
+    atomic_store(&w->post_drain, true);
+    wake(w);
+}
+
+void rly_worker_post_stop(rly_worker *w)
+{
+    atomic_store(&w->post_stop, true);
+    wake(w);
 }
 
 /* ---- life cycle ---- */
@@ -510,9 +573,16 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->admin_fd = -1;
     for (int i = 0; i < ADMIN_MAX; i++)
         w->admins[i].fd = -1;
-    w->signal_fd = p->signal_fd;
-    w->on_signal = p->on_signal;
-    w->signal_ctx = p->signal_ctx;
+    w->all = p->all;
+    w->n_all = p->n_all;
+    atomic_init(&w->post_cfg, NULL);
+    atomic_init(&w->post_tls, NULL);
+    atomic_init(&w->post_drain, false);
+    atomic_init(&w->post_stop, false);
+    atomic_init(&w->done, false);
+    atomic_init(&w->draining_pub, false);
+    atomic_init(&w->n_allocs_pub, 0);
+    w->ctrl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->start_time_s = p->start_time_s;
     w->tls = p->tls;
     w->warn_rl.per_sec = 5;
@@ -523,19 +593,20 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
-    w->ports = rly_ports_new(p->port_lo, p->port_hi);
+    w->ports = p->ports;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     io.ctx = w;
     if (!w->pkt || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
-        !w->ports || w->ep < 0 || rly_turn_init(&w->turn, p->cfg, &io)) {
+        !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
+        rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }
     for (size_t i = 0; i < p->n_listen; i++) {
         w->udp_fd[i] = w->tcp_fd[i] = -1;
         w->n_listen = i + 1;
-        if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, err, errlen, "listen")) < 0 ||
-            (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, err, errlen, "listen")) < 0)
+        if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, p->reuseport, err, errlen, "listen")) < 0 ||
+            (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, p->reuseport, err, errlen, "listen")) < 0)
             goto out_free;
         ep_add(w, w->udp_fd[i], EPOLLIN, EV_DATA(T_UDP, i));
         ep_add(w, w->tcp_fd[i], EPOLLIN, EV_DATA(T_TCP_LISTEN, i));
@@ -544,18 +615,18 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         w->tls_fd[i] = -1;
         w->n_tls = i + 1;
         if ((w->tls_fd[i] =
-                 listen_socket(&p->tls_listen[i], SOCK_STREAM, err, errlen, "tls-listen")) < 0)
+                 listen_socket(&p->tls_listen[i], SOCK_STREAM, p->reuseport, err, errlen,
+                               "tls-listen")) < 0)
             goto out_free;
         ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
     }
     if (p->metrics) {
-        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, err, errlen,
+        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, false, err, errlen,
                                          "metrics-listen")) < 0)
             goto out_free;
         ep_add(w, w->admin_fd, EPOLLIN, EV_DATA(T_ADMIN_LISTEN, 0));
     }
-    if (w->signal_fd >= 0)
-        ep_add(w, w->signal_fd, EPOLLIN, EV_DATA(T_SIGNAL, 0));
+    ep_add(w, w->ctrl_fd, EPOLLIN, EV_DATA(T_CTRL, 0));
     return w;
 out_free:
     rly_worker_free(w);
@@ -587,7 +658,8 @@ void rly_worker_free(rly_worker *w)
         close(w->admin_fd);
     if (w->ep >= 0)
         close(w->ep);
-    rly_ports_free(w->ports);
+    if (w->ctrl_fd >= 0)
+        close(w->ctrl_fd);
     free(w->udp_fd);
     free(w->tcp_fd);
     free(w->tls_fd);
@@ -597,25 +669,10 @@ void rly_worker_free(rly_worker *w)
     free(w);
 }
 
-void rly_worker_set_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls)
-{
-    w->turn.cfg = cfg;
-    w->tls = tls;
-}
-
-void rly_worker_drain(rly_worker *w, uint64_t drain_ms)
-{
-    if (w->draining)
-        return;
-    w->draining = true;
-    w->turn.draining = true;
-    w->drain_deadline_ms = rtc_clock_mono_ms() + drain_ms;
-}
-
-void rly_worker_stop(rly_worker *w) { w->stop = true; }
-bool rly_worker_draining(const rly_worker *w) { return w->draining; }
+bool rly_worker_draining(const rly_worker *w) { return atomic_load(&w->draining_pub); }
+bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
-size_t rly_worker_allocations(const rly_worker *w) { return rly_table_count(w->turn.table); }
+size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 
 /* Close streams that made no allocation within CONN_IDLE_MS. */
 static void sweep_conns(rly_worker *w)
@@ -658,8 +715,8 @@ static void handle(rly_worker *w, const struct epoll_event *ev)
         if (idx < ADMIN_MAX && w->admins[idx].fd >= 0)
             admin_event(w, (int)idx);
         break;
-    case T_SIGNAL:
-        signal_event(w);
+    case T_CTRL:
+        ctrl_event(w);
         break;
     default:
         break;
@@ -670,12 +727,14 @@ int rly_worker_run(rly_worker *w)
 {
     struct epoll_event evs[128];
     uint64_t next_sweep = 0;
+    int rc = 0;
 
     while (!w->stop) {
         int n = epoll_wait(w->ep, evs, 128, 200);
         if (n < 0 && errno != EINTR) {
             RTC_LOG(RTC_LOG_ERROR, NULL, "epoll_wait: %s", strerror(errno));
-            return -1;
+            rc = -1;
+            break;
         }
         w->now_ms = rtc_clock_mono_ms();
         for (int i = 0; i < n; i++)
@@ -688,13 +747,8 @@ int rly_worker_run(rly_worker *w)
             sweep_conns(w);
             next_sweep = w->now_ms + 1000;
         }
-        if (w->draining) {
-            size_t left = rly_table_count(w->turn.table);
-            if (left == 0 || w->now_ms >= w->drain_deadline_ms) {
-                RTC_LOG(RTC_LOG_INFO, NULL, "drain finished with %zu allocation(s) left", left);
-                break;
-            }
-        }
+        atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
     }
-    return 0;
+    atomic_store(&w->done, true);
+    return rc;
 }

@@ -6,6 +6,7 @@
 
 #include "rly_req.h"
 #include "rtc_crypto.h"
+#include "rtc_err.h"
 #include "rtc_log.h"
 #include "stn_attr.h"
 
@@ -63,16 +64,7 @@ static rly_result check_request(rly_req *r, alloc_opts *o)
 static int take_reservation(rly_turn *t, const stn_msg *m, const stn_attr_ref *tok,
                             rtc_addr *bound, uint64_t now_ms)
 {
-    for (int i = 0; i < RLY_MAX_RESV; i++) {
-        rly_resv *rv = &t->resv[i];
-        if (rv->fd >= 0 && now_ms < rv->expiry_ms && !memcmp(rv->token, m->buf + tok->off, 8)) {
-            int fd = rv->fd;
-            *bound = rv->bound;
-            rv->fd = -1;
-            return fd;
-        }
-    }
-    return -1;
+    return rly_quota_resv_take(t->quota, m->buf + tok->off, now_ms, bound);
 }
 
 /* EVEN-PORT with R (s.7.2 step 4): an even port whose odd neighbour is
@@ -80,24 +72,21 @@ static int take_reservation(rly_turn *t, const stn_msg *m, const stn_attr_ref *t
 static int open_pair(rly_turn *t, const rtc_addr *ip, rtc_addr *bound, uint8_t token[8],
                      uint64_t now_ms)
 {
-    int slot = -1;
-    for (int i = 0; i < RLY_MAX_RESV && slot < 0; i++)
-        if (t->resv[i].fd < 0)
-            slot = i;
-    if (slot < 0 || rtc_random(token, 8))
+    if (rtc_random(token, 8))
         return -1;
     for (int tries = 0; tries < 16; tries++) {
-        rly_resv *rv = &t->resv[slot];
-        int fd = t->io.relay_open(t->io.ctx, ip, true, 0, bound);
+        rtc_addr odd;
+        int fd = t->io.relay_open(t->io.ctx, ip, true, 0, bound), ofd;
         if (fd < 0)
             return -1;
-        rv->fd = t->io.relay_open(t->io.ctx, ip, false, (uint16_t)(bound->port + 1), &rv->bound);
-        if (rv->fd >= 0) {
-            memcpy(rv->token, token, 8);
-            rv->expiry_ms = now_ms + RLY_RESV_MS;
-            return fd;
+        ofd = t->io.relay_open(t->io.ctx, ip, false, (uint16_t)(bound->port + 1), &odd);
+        if (ofd >= 0) {
+            if (!rly_quota_resv_put(t->quota, token, ofd, &odd, now_ms + RLY_RESV_MS))
+                return fd;
+            t->io.relay_close(t->io.ctx, ofd, &odd);
+            t->io.relay_close(t->io.ctx, fd, bound);
+            return -1;
         }
-        rv->fd = -1;
         t->io.relay_close(t->io.ctx, fd, bound);
     }
     return -1;
@@ -115,7 +104,7 @@ rly_result rly_h_allocate(rly_req *r)
     alloc_opts o = {AF_INET, false, false, NULL};
     uint8_t token[8];
     rtc_addr bound;
-    int fd;
+    int fd, rc;
 
     if (r->a) {
         /* s.7.2 step 1: a retransmission of the Allocate that made the
@@ -137,9 +126,11 @@ rly_result rly_h_allocate(rly_req *r)
         return RLY_ERR(400, "USERNAME too long");
     memcpy(user, r->user, r->ulen);
     user[r->ulen] = '\0';
-    if (rly_table_count(t->table) >= lim->max_allocs ||
-        rly_table_user_count(t->table, user) >= lim->max_allocs_per_user)
+    rc = rly_quota_take(t->quota, user, lim->max_allocs, lim->max_allocs_per_user);
+    if (rc == RTC_ELIMIT)
         return RLY_ERR(486, "Allocation Quota Reached");
+    if (rc)
+        return RLY_ERR(508, "Insufficient Capacity");
     life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
     if (life == 0)
         life = rly_lifetime(false, 0, lim->default_lifetime_s, lim->max_lifetime_s);
@@ -153,6 +144,7 @@ rly_result rly_h_allocate(rly_req *r)
         fd = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[o.family == AF_INET6], o.even, 0,
                               &bound);
     if (fd < 0) {
+        rly_quota_give(t->quota, user);
         if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
             RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
         return RLY_ERR(508, "Insufficient Capacity");
@@ -160,6 +152,7 @@ rly_result rly_h_allocate(rly_req *r)
     a = rly_table_add(t->table, r->in->tuple, user);
     if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
         t->io.relay_close(t->io.ctx, fd, &bound);
+        rly_quota_give(t->quota, user);
         if (a)
             rly_table_remove(t->table, a);
         return RLY_ERR(508, "Insufficient Capacity");

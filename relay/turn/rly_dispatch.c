@@ -40,16 +40,17 @@ static const method_entry methods[] = {
     {STN_CHANNEL_BIND, STN_REQUEST, true, true, rly_h_channel_bind},
 };
 
-int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io)
+int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io, rly_quota *quota,
+                  const uint8_t nonce_key[32])
 {
     uint64_t hk = 0;
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
     t->io = *io;
-    for (int i = 0; i < RLY_MAX_RESV; i++)
-        t->resv[i].fd = -1;
+    t->quota = quota;
     t->warn_rl.per_sec = 5;
-    if (rtc_random(t->nonce_key, sizeof t->nonce_key) || rtc_random(&hk, sizeof hk))
+    memcpy(t->nonce_key, nonce_key, sizeof t->nonce_key);
+    if (rtc_random(&hk, sizeof hk))
         return -EIO;
     t->table = rly_table_new(hk);
     return t->table ? 0 : -ENOMEM;
@@ -67,6 +68,7 @@ void rly_turn_release(rly_turn *t, rly_alloc *a, const char *why)
     }
     if (a->relay_fd >= 0)
         t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
+    rly_quota_give(t->quota, a->user);
     rly_table_remove(t->table, a);
 }
 
@@ -74,16 +76,13 @@ void rly_turn_dispose(rly_turn *t)
 {
     uint32_t it = 0;
     rly_alloc *a;
-    for (int i = 0; i < RLY_MAX_RESV; i++)
-        if (t->resv[i].fd >= 0) {
-            t->io.relay_close(t->io.ctx, t->resv[i].fd, &t->resv[i].bound);
-            t->resv[i].fd = -1;
-        }
     if (!t->table)
         return;
-    while ((a = rly_table_next(t->table, &it)))
+    while ((a = rly_table_next(t->table, &it))) {
         if (a->relay_fd >= 0)
             t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
+        rly_quota_give(t->quota, a->user);
+    }
     rly_table_free(t->table);
     t->table = NULL;
 }
@@ -99,11 +98,10 @@ void rly_turn_sweep(rly_turn *t, uint64_t now_ms)
 {
     uint32_t it = 0;
     rly_alloc *a;
-    for (int i = 0; i < RLY_MAX_RESV; i++)
-        if (t->resv[i].fd >= 0 && now_ms >= t->resv[i].expiry_ms) {
-            t->io.relay_close(t->io.ctx, t->resv[i].fd, &t->resv[i].bound);
-            t->resv[i].fd = -1;
-        }
+    rtc_addr held;
+    int fd;
+    while ((fd = rly_quota_resv_expired(t->quota, now_ms, &held)) >= 0)
+        t->io.relay_close(t->io.ctx, fd, &held);
     while ((a = rly_table_next(t->table, &it))) {
         if (rly_alloc_expired(a, now_ms))
             rly_turn_release(t, a, "expired");

@@ -17,6 +17,7 @@
 
 #include "rly_alloc.h"
 #include "rly_auth.h"
+#include "rly_quota.h"
 #include "rtc_addr.h"
 #include "rtc_log.h"
 
@@ -71,31 +72,26 @@ typedef struct {
     int (*send_peer)(void *ctx, int fd, const rtc_addr *peer, const uint8_t *data, size_t len);
 } rly_io;
 
-/* The odd port of an EVEN-PORT pair held for a later Allocate with
- * RESERVATION-TOKEN (RFC 8656 s.7.2, s.14.9). */
-#define RLY_MAX_RESV 64
+/* How long the odd port of an EVEN-PORT pair is held for a later Allocate
+ * with its RESERVATION-TOKEN (RFC 8656 s.7.2, s.14.9). */
 #define RLY_RESV_MS 30000u
-typedef struct {
-    uint8_t token[8];
-    int fd; /* -1 = free slot */
-    rtc_addr bound;
-    uint64_t expiry_ms;
-} rly_resv;
 
 typedef struct {
     const rly_cfg *cfg; /* borrowed; swapped by the worker on reload */
     rly_table *table;
+    rly_quota *quota; /* borrowed: shared by all workers */
     rly_stats stats;
     rly_io io;
     uint8_t nonce_key[32]; /* per process, survives reloads */
     bool draining;         /* SIGTERM: new Allocate requests get 403 */
     uint32_t ind_seq;      /* transaction ids of Data indications */
-    rly_resv resv[RLY_MAX_RESV];
     rtc_log_ratelimit warn_rl; /* warnings an attacker could trigger */
 } rly_turn;
 
-/* 0 or -ENOMEM. */
-int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io);
+/* quota is shared and borrowed; nonce_key (32 bytes) is shared by all
+ * workers so any of them accepts a nonce another made. 0 or -ENOMEM. */
+int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io, rly_quota *quota,
+                  const uint8_t nonce_key[32]);
 /* Closes every relayed socket and frees the table. */
 void rly_turn_dispose(rly_turn *t);
 

@@ -413,6 +413,7 @@ def main():
     c = Checks()
     relay = Relay(exe, "--user", "alice:pa55", "--user", "bob:w0rd", "--user", "quota:q",
                   "--auth-secret", SECRET, "--nonce-ttl", "2", "--max-allocations-per-user", "3",
+                  "--threads", "3",
                   v6=True)
     try:
         test_binding_and_401(relay, c)
@@ -436,7 +437,7 @@ def main():
 
     # a relay with no IPv6 relay address answers 440 to an IPv6 request,
     # and a global quota of 2 gives 486 to the third allocation
-    r2 = Relay(exe, "--user", "alice:pa55", "--max-allocations", "2")
+    r2 = Relay(exe, "--user", "alice:pa55", "--max-allocations", "2", "--threads", "1")
     try:
         cl = Client(r2.addr, "udp", "alice", "pa55")
         c.error(cl.allocate([(A_REQ_FAMILY, bytes([2, 0, 0, 0]))]), 440,

@@ -94,7 +94,7 @@ end=$(date +%s.%N)
 grep -E "Total (connect|transmit) time|Total lost packets|round trip|jitter" "$tmp/uclient.log" | tail -5 || true
 fail=0
 if [ $rc -ne 0 ]; then echo "FAIL: turnutils_uclient exit code $rc"; fail=1; fi
-lost=$(grep -oE "Total lost packets [0-9]+" "$tmp/uclient.log" | awk '{print $4}' | tail -1)
+lost=$(grep -oE "Total lost packets [0-9]+" "$tmp/uclient.log" | awk "{print \$4}" | tail -1 || true)
 if [ -z "$lost" ]; then
   echo "FAIL: no 'Total lost packets' line in uclient output"; fail=1
 elif [ "$lost" != 0 ]; then

@@ -193,6 +193,7 @@ static int chan_bind(client *c, uint16_t chan, const char *ip, uint16_t port)
 int main(void)
 {
     rly_turn t;
+    rly_quota *quota;
     rly_cfg cfg;
     rtc_peer_policy_params pp = {0};
     char err[256];
@@ -213,7 +214,11 @@ int main(void)
     cfg.lim = (rly_limits){.default_lifetime_s = 600, .max_lifetime_s = 3600, .max_allocs = 10,
                            .max_allocs_per_user = 2, .bandwidth = 0, .nonce_ttl_s = 60};
     ok(cfg.auth && cfg.policy, "config built");
-    is_int(rly_turn_init(&t, &cfg, &io), 0, "engine init");
+    {
+        uint8_t nk[32] = {1, 2, 3};
+        quota = rly_quota_new();
+        is_int(rly_turn_init(&t, &cfg, &io, quota, nk), 0, "engine init");
+    }
 
     /* Binding without auth */
     client_init(&c, &t, "198.51.100.1", 4000, "alice", "pa55");
@@ -400,6 +405,8 @@ int main(void)
     is_int(refresh(&d, 600), 437, "refresh of an expired allocation: 437");
 
     rly_turn_dispose(&t);
+    is_int(rly_quota_total(quota), 0, "every quota given back");
+    rly_quota_free(quota);
     rly_auth_free(cfg.auth);
     rtc_peer_policy_free(cfg.policy);
     return done_testing();
