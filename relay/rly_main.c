@@ -157,7 +157,11 @@ typedef struct {
     uint64_t drain_deadline_ms;
     rly_worker **workers;
     size_t n_workers;
-    rly_quota *quota;
+    rly_quota *quota; /* shared by the workers */
+    rly_ports *ports; /* shared by the workers */
+    rtc_addr *listen, *tls_listen, metrics;
+    uint8_t nonce_key[32];
+    int sfd;
 } app;
 
 static void cfg_free(rly_cfg *c)
@@ -441,26 +445,156 @@ static size_t worker_count(const rly_settings *s)
     return n < 1 ? 1 : (size_t)n;
 }
 
+/* Settings -> everything the workers need. 0, or RTC_EMSG with err. */
+static int prepare(app *ap, char *err, size_t errlen)
+{
+    rtc_log_level lvl;
+    rtc_log_format fmt;
+    unsigned lo, hi;
+
+    rtc_log_parse_level(ap->s.log_level, &lvl);
+    rtc_log_parse_format(ap->s.log_format, &fmt);
+    rtc_log_setup(lvl, fmt, "tsunagu-relay");
+    sscanf(ap->s.relay_ports, "%u-%u", &lo, &hi);
+    ap->port_lo = (uint16_t)lo;
+    ap->port_hi = (uint16_t)hi;
+    ap->has_tls = ap->s.tls_listen.n > 0;
+    if (!ap->s.listen.n && !ap->s.tls_listen.n) {
+        snprintf(err, errlen, "listen: at least one listener is needed");
+        return RTC_EMSG;
+    }
+    if (choose_relay_ips(ap, err, errlen) || check_tls(&ap->s, &ap->tls, err, errlen) ||
+        !(ap->cfg = build_cfg(ap, &ap->s, err, errlen)))
+        return RTC_EMSG;
+    ap->listen = parse_addrs(&ap->s.listen);
+    ap->tls_listen = parse_addrs(&ap->s.tls_listen);
+    rtc_addr_parse_hostport(ap->s.metrics_listen, &ap->metrics);
+    ap->quota = rly_quota_new();
+    ap->ports = rly_ports_new(ap->port_lo, ap->port_hi);
+    ap->workers = calloc(worker_count(&ap->s), sizeof *ap->workers);
+    if (!ap->listen || !ap->tls_listen || !ap->quota || !ap->ports || !ap->workers ||
+        rtc_random(ap->nonce_key, sizeof ap->nonce_key)) {
+        snprintf(err, errlen, "out of memory");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+/* Signals go to the main thread only: blocked before any thread starts, so
+ * every worker inherits the mask, and read through a signalfd. */
+static int setup_signals(app *ap, char *err, size_t errlen)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    ap->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (ap->sfd < 0) {
+        snprintf(err, errlen, "signalfd: %s", strerror(errno));
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+/* Open every worker's sockets (start-up errors are reported before any
+ * thread runs). 0 or RTC_EMSG. */
+static int create_workers(app *ap, char *err, size_t errlen)
+{
+    size_t n = worker_count(&ap->s);
+    rly_worker_params wp = {
+        .cfg = ap->cfg, .listen = ap->listen, .n_listen = ap->s.listen.n,
+        .tls_listen = ap->tls_listen, .n_tls_listen = ap->s.tls_listen.n, .tls = ap->tls,
+        .ports = ap->ports, .start_time_s = (double)rtc_clock_wall_s(), .reuseport = n > 1,
+        .quota = ap->quota, .nonce_key = ap->nonce_key, .all = ap->workers,
+        .n_all = &ap->n_workers};
+    char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
+
+    for (size_t i = 0; i < n; i++) {
+        wp.metrics = i == 0 ? &ap->metrics : NULL; /* one admin listener */
+        ap->workers[i] = rly_worker_new(&wp, err, errlen);
+        if (!ap->workers[i])
+            return RTC_EMSG;
+        ap->n_workers = i + 1;
+    }
+    rtc_addr_format(&ap->relay_ip[0], false, r4);
+    rtc_addr_format(&ap->relay_ip[1], false, r6);
+    RTC_LOG(RTC_LOG_INFO, NULL,
+            "started: %zu worker(s), %zu listener(s) (first %s), %zu TLS, relay %s / %s ports "
+            "%u-%u, metrics %s, realm %s, %zu static user(s), REST secret %s",
+            n, ap->s.listen.n, ap->s.listen.n ? ap->s.listen.v[0] : "-", ap->s.tls_listen.n, r4,
+            r6, ap->port_lo, ap->port_hi, ap->s.metrics_listen, ap->s.realm, ap->s.user.n,
+            ap->s.auth_secret ? "on" : "off");
+    return 0;
+}
+
+/* One thread per worker; the main thread supervises. Exit status. */
+static int run_workers(app *ap)
+{
+    pthread_t *threads = calloc(ap->n_workers, sizeof *threads);
+    size_t started = 0;
+    int status = 1;
+
+    if (!threads)
+        return 1;
+    for (; started < ap->n_workers; started++)
+        if (pthread_create(&threads[started], NULL, worker_main, ap->workers[started]))
+            break;
+    if (started == ap->n_workers) {
+        status = supervise(ap, ap->sfd);
+    } else {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot start worker thread %zu", started);
+        stop_all(ap);
+    }
+    for (size_t i = 0; i < started; i++) {
+        void *wrc = NULL;
+        pthread_join(threads[i], &wrc);
+        if (wrc)
+            status = 1;
+    }
+    free(threads);
+    RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
+    return status;
+}
+
+static void app_dispose(app *ap)
+{
+    rtc_addr held;
+    int fd;
+
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_free(ap->workers[i]);
+    free(ap->workers);
+    /* reserved ports nobody claimed */
+    while (ap->quota && (fd = rly_quota_resv_expired(ap->quota, UINT64_MAX, &held)) >= 0)
+        rly_ports_close(ap->ports, fd, &held);
+    rly_quota_free(ap->quota);
+    rly_ports_free(ap->ports);
+    if (ap->sfd >= 0)
+        close(ap->sfd);
+    free(ap->listen);
+    free(ap->tls_listen);
+    cfg_free(ap->cfg);
+    rly_tls_free(ap->tls);
+    for (size_t i = 0; i < ap->n_old_cfg; i++)
+        cfg_free(ap->old_cfg[i]);
+    for (size_t i = 0; i < ap->n_old_tls; i++)
+        rly_tls_free(ap->old_tls[i]);
+    rtc_conf_dispose(rly_conf_specs, &ap->s);
+}
+
 int rly_main(int argc, char **argv)
 {
     app ap;
     char err[512];
-    rtc_log_level lvl;
-    rtc_log_format fmt;
-    rtc_addr *listen = NULL, *tls_listen = NULL, metrics;
-    unsigned lo, hi;
-    sigset_t mask;
-    int rc, sfd = -1, status = 1;
-    uint8_t nonce_key[32];
-    rly_quota *quota = NULL;
-    rly_ports *ports = NULL;
-    pthread_t *threads = NULL;
-    size_t n_started = 0, n_workers;
-    rly_worker_params wp;
+    int rc, status;
 
     memset(&ap, 0, sizeof ap);
     ap.argc = argc;
     ap.argv = argv;
+    ap.sfd = -1;
     rc = rtc_conf_load(rly_conf_specs, &ap.s, argc, argv, err, sizeof err);
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-relay [--config FILE] [flags]\n"
@@ -472,119 +606,13 @@ int rly_main(int argc, char **argv)
         fprintf(stderr, "tsunagu-relay: %s\n", err);
         return 2;
     }
-    rtc_log_parse_level(ap.s.log_level, &lvl);
-    rtc_log_parse_format(ap.s.log_format, &fmt);
-    rtc_log_setup(lvl, fmt, "tsunagu-relay");
-    sscanf(ap.s.relay_ports, "%u-%u", &lo, &hi);
-    ap.port_lo = (uint16_t)lo;
-    ap.port_hi = (uint16_t)hi;
-    ap.has_tls = ap.s.tls_listen.n > 0;
-    n_workers = worker_count(&ap.s);
-    if (!ap.s.listen.n && !ap.s.tls_listen.n) {
-        snprintf(err, sizeof err, "listen: at least one listener is needed");
-        goto out_err;
-    }
-    if (choose_relay_ips(&ap, err, sizeof err) || check_tls(&ap.s, &ap.tls, err, sizeof err) ||
-        !(ap.cfg = build_cfg(&ap, &ap.s, err, sizeof err)))
-        goto out_err;
-    listen = parse_addrs(&ap.s.listen);
-    tls_listen = parse_addrs(&ap.s.tls_listen);
-    rtc_addr_parse_hostport(ap.s.metrics_listen, &metrics);
-    quota = ap.quota = rly_quota_new();
-    ports = rly_ports_new(ap.port_lo, ap.port_hi);
-    ap.workers = calloc(n_workers, sizeof *ap.workers);
-    threads = calloc(n_workers, sizeof *threads);
-    if (!listen || !tls_listen || !quota || !ports || !ap.workers || !threads ||
-        rtc_random(nonce_key, sizeof nonce_key)) {
-        snprintf(err, sizeof err, "out of memory");
-        goto out_err;
-    }
-
-    /* signals go to the main thread only: block them before any thread
-     * starts so every worker inherits the mask */
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGHUP);
-    sigaddset(&mask, SIGTERM);
-    sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd < 0) {
-        snprintf(err, sizeof err, "signalfd: %s", strerror(errno));
-        goto out_err;
-    }
-
-    wp = (rly_worker_params){.cfg = ap.cfg, .listen = listen, .n_listen = ap.s.listen.n,
-                             .tls_listen = tls_listen, .n_tls_listen = ap.s.tls_listen.n,
-                             .tls = ap.tls, .ports = ports,
-                             .start_time_s = (double)rtc_clock_wall_s(),
-                             .reuseport = n_workers > 1, .quota = quota, .nonce_key = nonce_key,
-                             .all = ap.workers, .n_all = &ap.n_workers};
-    for (size_t i = 0; i < n_workers; i++) {
-        wp.metrics = i == 0 ? &metrics : NULL; /* one admin listener */
-        ap.workers[i] = rly_worker_new(&wp, err, sizeof err);
-        if (!ap.workers[i])
-            goto out_err;
-        ap.n_workers = i + 1;
-    }
-    {
-        char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
-        rtc_addr_format(&ap.relay_ip[0], false, r4);
-        rtc_addr_format(&ap.relay_ip[1], false, r6);
-        RTC_LOG(RTC_LOG_INFO, NULL,
-                "started: %zu worker(s), %zu listener(s) (first %s), %zu TLS, relay %s / %s "
-                "ports %u-%u, metrics %s, realm %s, %zu static user(s), REST secret %s",
-                n_workers, ap.s.listen.n, ap.s.listen.n ? ap.s.listen.v[0] : "-",
-                ap.s.tls_listen.n, r4, r6, lo, hi, ap.s.metrics_listen, ap.s.realm,
-                ap.s.user.n, ap.s.auth_secret ? "on" : "off");
-    }
-    for (; n_started < n_workers; n_started++)
-        if (pthread_create(&threads[n_started], NULL, worker_main, ap.workers[n_started])) {
-            snprintf(err, sizeof err, "cannot start worker thread %zu", n_started);
-            for (size_t i = 0; i < n_started; i++)
-                rly_worker_post_stop(ap.workers[i]);
-            goto out_join;
-        }
-    status = supervise(&ap, sfd);
-    RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
-out_join:
-    for (size_t i = 0; i < n_started; i++) {
-        void *wrc = NULL;
-        pthread_join(threads[i], &wrc);
-        if (wrc)
-            status = 1;
-    }
-    if (n_started < n_workers) {
+    if (prepare(&ap, err, sizeof err) || setup_signals(&ap, err, sizeof err) ||
+        create_workers(&ap, err, sizeof err)) {
         fprintf(stderr, "tsunagu-relay: %s\n", err);
-        status = 1;
+        status = 2;
+    } else {
+        status = run_workers(&ap);
     }
-    goto out_free;
-out_err:
-    fprintf(stderr, "tsunagu-relay: %s\n", err);
-    status = 2;
-out_free:
-    for (size_t i = 0; i < ap.n_workers; i++)
-        rly_worker_free(ap.workers[i]);
-    free(ap.workers);
-    free(threads);
-    if (quota) {
-        rtc_addr held;
-        int fd;
-        while ((fd = rly_quota_resv_expired(quota, UINT64_MAX, &held)) >= 0)
-            rly_ports_close(ports, fd, &held);
-    }
-    rly_quota_free(quota);
-    rly_ports_free(ports);
-    if (sfd >= 0)
-        close(sfd);
-    free(listen);
-    free(tls_listen);
-    cfg_free(ap.cfg);
-    rly_tls_free(ap.tls);
-    for (size_t i = 0; i < ap.n_old_cfg; i++)
-        cfg_free(ap.old_cfg[i]);
-    for (size_t i = 0; i < ap.n_old_tls; i++)
-        rly_tls_free(ap.old_tls[i]);
-    rtc_conf_dispose(rly_conf_specs, &ap.s);
+    app_dispose(&ap);
     return status;
 }

@@ -92,19 +92,84 @@ static int open_pair(rly_turn *t, const rtc_addr *ip, rtc_addr *bound, uint8_t t
     return -1;
 }
 
+static void log_allocated(const rly_alloc *a, uint32_t life)
+{
+    char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN];
+    if (!rtc_log_enabled(RTC_LOG_INFO))
+        return;
+    snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+    rtc_addr_format(&a->tuple.client, true, cl);
+    rtc_addr_format(&a->relayed, true, rl);
+    RTC_LOG(RTC_LOG_INFO, ctx, "allocated client=%s proto=%s relayed=%s lifetime=%u user=%s", cl,
+            a->tuple.proto == RLY_UDP ? "udp" : a->tuple.proto == RLY_TCP ? "tcp" : "tls", rl,
+            life, a->user);
+}
+
+/* The relayed socket: a reserved one, an even/odd pair, or any port. */
+static int open_relayed(rly_req *r, const alloc_opts *o, rtc_addr *bound, uint8_t token[8])
+{
+    rly_turn *t = r->t;
+    const rtc_addr *ip = &t->cfg->relay_ip[o->family == AF_INET6];
+    if (o->token)
+        return take_reservation(t, r->m, o->token, bound, r->in->now_ms);
+    if (o->reserve)
+        return open_pair(t, ip, bound, token, r->in->now_ms);
+    return t->io.relay_open(t->io.ctx, ip, o->even, 0, bound);
+}
+
+/* Make the allocation once every check passed and the quota is taken;
+ * gives the quota back on failure. */
+static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uint32_t life)
+{
+    rly_turn *t = r->t;
+    uint8_t token[8];
+    rtc_addr bound;
+    rly_alloc *a;
+    int fd = open_relayed(r, o, &bound, token);
+
+    if (fd < 0) {
+        rly_quota_give(t->quota, user);
+        if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
+            RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
+        return RLY_ERR(508, "Insufficient Capacity");
+    }
+    a = rly_table_add(t->table, r->in->tuple, user);
+    if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
+        t->io.relay_close(t->io.ctx, fd, &bound);
+        rly_quota_give(t->quota, user);
+        if (a)
+            rly_table_remove(t->table, a);
+        return RLY_ERR(508, "Insufficient Capacity");
+    }
+    a->relay_fd = fd;
+    a->relayed = bound;
+    a->conn = r->in->conn;
+    a->advertised = t->cfg->advertise[bound.family == AF_INET6];
+    a->advertised.port = a->relayed.port;
+    memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
+    memcpy(a->key, r->key, sizeof a->key);
+    a->granted_s = life;
+    a->bw_last_ms = r->in->now_ms;
+    a->bw_tokens = t->cfg->lim.bandwidth;
+    rly_alloc_refresh(a, life, r->in->now_ms);
+    t->stats.allocations_total++;
+    log_allocated(a, life);
+    success_attrs(r, a, life);
+    if (o->reserve)
+        stn_build_attr(&r->b, STN_A_RESERVATION_TOKEN, token, 8);
+    return RLY_OK;
+}
+
 rly_result rly_h_allocate(rly_req *r)
 {
     rly_turn *t = r->t;
     const rly_limits *lim = &t->cfg->lim;
     const stn_attr_ref *lt = stn_msg_find(r->m, STN_A_LIFETIME);
-    char user[RLY_USER_MAX + 1], ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN];
+    char user[RLY_USER_MAX + 1];
     uint32_t req_life = 0, life;
-    rly_alloc *a;
     rly_result res;
     alloc_opts o = {AF_INET, false, false, NULL};
-    uint8_t token[8];
-    rtc_addr bound;
-    int fd, rc;
+    int rc;
 
     if (r->a) {
         /* s.7.2 step 1: a retransmission of the Allocate that made the
@@ -132,55 +197,9 @@ rly_result rly_h_allocate(rly_req *r)
     if (rc)
         return RLY_ERR(508, "Insufficient Capacity");
     life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
-    if (life == 0)
+    if (life == 0) /* LIFETIME 0 on Allocate means nothing: use the default */
         life = rly_lifetime(false, 0, lim->default_lifetime_s, lim->max_lifetime_s);
-
-    if (o.token)
-        fd = take_reservation(t, r->m, o.token, &bound, r->in->now_ms);
-    else if (o.reserve)
-        fd = open_pair(t, &t->cfg->relay_ip[o.family == AF_INET6], &bound, token,
-                       r->in->now_ms);
-    else
-        fd = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[o.family == AF_INET6], o.even, 0,
-                              &bound);
-    if (fd < 0) {
-        rly_quota_give(t->quota, user);
-        if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
-            RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
-        return RLY_ERR(508, "Insufficient Capacity");
-    }
-    a = rly_table_add(t->table, r->in->tuple, user);
-    if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
-        t->io.relay_close(t->io.ctx, fd, &bound);
-        rly_quota_give(t->quota, user);
-        if (a)
-            rly_table_remove(t->table, a);
-        return RLY_ERR(508, "Insufficient Capacity");
-    }
-    a->relay_fd = fd;
-    a->relayed = bound;
-    a->conn = r->in->conn;
-    a->advertised = t->cfg->advertise[bound.family == AF_INET6];
-    a->advertised.port = a->relayed.port;
-    memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
-    memcpy(a->key, r->key, sizeof a->key);
-    a->granted_s = life;
-    a->bw_last_ms = r->in->now_ms;
-    a->bw_tokens = lim->bandwidth;
-    rly_alloc_refresh(a, life, r->in->now_ms);
-    t->stats.allocations_total++;
-    if (rtc_log_enabled(RTC_LOG_INFO)) {
-        snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
-        rtc_addr_format(&a->tuple.client, true, cl);
-        rtc_addr_format(&a->relayed, true, rl);
-        RTC_LOG(RTC_LOG_INFO, ctx, "allocated client=%s proto=%s relayed=%s lifetime=%u user=%s",
-                cl, a->tuple.proto == RLY_UDP ? "udp" : a->tuple.proto == RLY_TCP ? "tcp" : "tls",
-                rl, life, a->user);
-    }
-    success_attrs(r, a, life);
-    if (o.reserve)
-        stn_build_attr(&r->b, STN_A_RESERVATION_TOKEN, token, 8);
-    return RLY_OK;
+    return install(r, &o, user, life);
 }
 
 rly_result rly_h_refresh(rly_req *r)
