@@ -26,8 +26,10 @@ static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double st
         sum.bytes_p2c += s->bytes_p2c;
         for (int d = 0; d < RLY_DROP_N; d++)
             sum.dropped[d] += s->dropped[d];
-        allocs += rly_worker_allocations(ws[i]);
     }
+    /* the shared quota count is exact; per-worker gauges lag a loop turn */
+    if (n)
+        allocs = rly_worker_total_allocations(ws[0]);
     rtc_metrics_header(b, "tsunagu_relay_allocations", "gauge", "Live TURN allocations.");
     rtc_metrics_u64(b, "tsunagu_relay_allocations", NULL, allocs);
     rtc_metrics_header(b, "tsunagu_relay_allocations_total", "counter",

@@ -673,6 +673,7 @@ bool rly_worker_draining(const rly_worker *w) { return atomic_load(&w->draining_
 bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
+size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
 
 /* Close streams that made no allocation within CONN_IDLE_MS. */
 static void sweep_conns(rly_worker *w)

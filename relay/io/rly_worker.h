@@ -69,6 +69,8 @@ void rly_worker_post_stop(rly_worker *w);
  * the worker writes (plain monotonic counters, read at scrape time). */
 const rly_stats *rly_worker_stats(const rly_worker *w);
 size_t rly_worker_allocations(const rly_worker *w);
+/* Allocations of the whole process, exact (the shared quota count). */
+size_t rly_worker_total_allocations(const rly_worker *w);
 bool rly_worker_draining(const rly_worker *w);
 
 /* rly_admin.c: the HTTP/1.1 answer (status line, headers, body) to one

@@ -341,7 +341,8 @@ def test_tcp_close_releases(relay, c):
     before = relay.metric("tsunagu_relay_allocations")
     cl = Client(relay.addr, "tcp", "alice", "pa55")
     c.success(cl.allocate(), "tcp: allocate before closing")
-    c.ok(relay.metric("tsunagu_relay_allocations") == before + 1, "gauge counts it")
+    c.ok(relay.metric("tsunagu_relay_allocations") == before + 1,
+         "gauge counts it as soon as the success is out")
     cl.close()
     deadline = time.time() + 3 * TIMEOUT_MULT
     while time.time() < deadline and relay.metric("tsunagu_relay_allocations") != before:
