@@ -19,13 +19,22 @@ msgs=${MESSAGES:-500}
 mult=${TIMEOUT_MULT:-1}
 py=/usr/bin/python3
 
-for tool in turnutils_uclient turnutils_peer curl; do
+for tool in turnutils_uclient turnutils_peer; do
   if ! command -v "$tool" >/dev/null; then
-    pkg=coturn; [ "$tool" = curl ] && pkg=curl
-    echo "FAIL: $tool not found: install Debian package '$pkg'" >&2
+    echo "FAIL: $tool not found: install Debian package 'coturn'" >&2
     exit 1
   fi
 done
+[ -x "$py" ] || { echo "FAIL: $py not found: install Debian package 'python3'" >&2; exit 1; }
+
+# GET http://127.0.0.1:PORT/PATH with the standard library (no curl needed)
+http_get() {
+  "$py" -c 'import sys, urllib.request
+try:
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())
+except Exception:
+    sys.exit(1)' "http://127.0.0.1:$mport$1"
+}
 
 tmp=$(mktemp -d)
 pids=()
@@ -68,10 +77,10 @@ turnutils_peer -L 127.0.0.1 -p "$pport" >"$tmp/peer.log" 2>&1 &
 pids+=($!)
 
 for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$mport/healthz" >/dev/null && break
+  http_get /healthz >/dev/null && break
   sleep 0.05
 done
-curl -fs "http://127.0.0.1:$mport/healthz" >/dev/null || { echo "FAIL: relay did not start"; cat "$tmp/relay.log"; exit 1; }
+http_get /healthz >/dev/null || { echo "FAIL: relay did not start"; cat "$tmp/relay.log"; exit 1; }
 
 opts=(-u u -w p -n "$msgs" -m "$clients" -l 170 -p "$tport")
 case "$mode" in
@@ -105,7 +114,7 @@ if grep -qE "error [0-9]{3}" "$tmp/uclient.log"; then
 fi
 
 # every message is one relayed packet each way through the relay
-metrics=$(curl -fs "http://127.0.0.1:$mport/metrics")
+metrics=$(http_get /metrics || true)
 c2p=$(echo "$metrics" | awk -F' ' '/^tsunagu_relay_packets_total\{direction="client_to_peer"\}/{print $2}')
 p2c=$(echo "$metrics" | awk -F' ' '/^tsunagu_relay_packets_total\{direction="peer_to_client"\}/{print $2}')
 want=$((clients * msgs))
