@@ -514,6 +514,7 @@ static int create_workers(app *ap, char *err, size_t errlen)
 
     for (size_t i = 0; i < n; i++) {
         wp.metrics = i == 0 ? &ap->metrics : NULL; /* one admin listener */
+        wp.first = i == 0;
         ap->workers[i] = rly_worker_new(&wp, err, errlen);
         if (!ap->workers[i])
             return RTC_EMSG;

@@ -93,19 +93,45 @@ struct rly_worker {
 
 /* ---- socket helpers ---- */
 
-static int listen_socket(const rtc_addr *a, int type, bool reuseport, char *err, size_t errlen,
+/* SO_REUSEPORT would let this process share a port with another relay
+ * started by the same user; the first worker first binds a plain socket to
+ * make sure nobody holds the port. 0 or -errno. */
+static int probe_free(const rtc_addr *a, int type)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = rtc_addr_to_sockaddr(a, &ss);
+    int one = 1, rc = 0, fd = socket(a->family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (type == SOCK_STREAM) /* TIME_WAIT only; on UDP it would share the port */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 1)))
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+enum { LS_PLAIN = 0, LS_REUSEPORT = 1, LS_PROBE = 2 };
+
+static int listen_socket(const rtc_addr *a, int type, int mode, char *err, size_t errlen,
                          const char *what)
 {
     struct sockaddr_storage ss;
     socklen_t sl = rtc_addr_to_sockaddr(a, &ss);
     char as[RTC_ADDR_STRLEN];
-    int one = 1, fd = socket(a->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1, fd;
 
     rtc_addr_format(a, true, as);
+    if ((mode & LS_PROBE) && a->port && (errno = -probe_free(a, type)) != 0)
+        goto out_err;
+    fd = socket(a->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         goto out_err;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport)
+    if (type == SOCK_STREAM) /* TIME_WAIT only; on UDP it would share the port */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (mode & LS_REUSEPORT)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (a->family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
@@ -561,6 +587,8 @@ void rly_worker_post_stop(rly_worker *w)
 rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
 {
     rly_worker *w = calloc(1, sizeof *w);
+    /* the first of several workers checks that nobody else holds the ports */
+    int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
     rly_io io = {.relay_open = io_relay_open, .relay_attach = io_relay_attach,
                  .relay_close = io_relay_close,
                  .send_peer = io_send_peer};
@@ -605,8 +633,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     for (size_t i = 0; i < p->n_listen; i++) {
         w->udp_fd[i] = w->tcp_fd[i] = -1;
         w->n_listen = i + 1;
-        if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, p->reuseport, err, errlen, "listen")) < 0 ||
-            (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, p->reuseport, err, errlen, "listen")) < 0)
+        if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, lsm, err, errlen, "listen")) < 0 ||
+            (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, lsm, err, errlen, "listen")) < 0)
             goto out_free;
         ep_add(w, w->udp_fd[i], EPOLLIN, EV_DATA(T_UDP, i));
         ep_add(w, w->tcp_fd[i], EPOLLIN, EV_DATA(T_TCP_LISTEN, i));
@@ -615,13 +643,13 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         w->tls_fd[i] = -1;
         w->n_tls = i + 1;
         if ((w->tls_fd[i] =
-                 listen_socket(&p->tls_listen[i], SOCK_STREAM, p->reuseport, err, errlen,
+                 listen_socket(&p->tls_listen[i], SOCK_STREAM, lsm, err, errlen,
                                "tls-listen")) < 0)
             goto out_free;
         ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
     }
     if (p->metrics) {
-        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, false, err, errlen,
+        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
                                          "metrics-listen")) < 0)
             goto out_free;
         ep_add(w, w->admin_fd, EPOLLIN, EV_DATA(T_ADMIN_LISTEN, 0));

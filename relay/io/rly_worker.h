@@ -39,6 +39,7 @@ typedef struct {
     const rtc_addr *metrics; /* admin HTTP listener, NULL = none (one worker has it) */
     double start_time_s;     /* process_start_time_seconds */
     bool reuseport;          /* several workers share the listening ports */
+    bool first;              /* the first worker made (checks the ports are free) */
     rly_quota *quota;        /* shared */
     const uint8_t *nonce_key; /* 32 bytes, shared */
     /* every worker, for the metrics page (read at scrape time only) */

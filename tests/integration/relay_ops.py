@@ -55,6 +55,19 @@ def test_startup_errors(exe, c, tmp):
          "--help lists the flags")
 
 
+def test_port_taken(exe, c):
+    """A second relay on the same port fails at start-up, even though several
+    workers share their ports with SO_REUSEPORT."""
+    relay = Relay(exe, "--user", "a:a", "--threads", "2")
+    try:
+        rc, err = run_fail(exe, ["--listen", f"127.0.0.1:{relay.port}", "--threads", "2",
+                                 "--metrics-listen", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"])
+        c.ok(rc != 0 and "listen" in err and "in use" in err,
+             "second relay on a used port stops naming listen", err)
+    finally:
+        relay.stop()
+
+
 def test_reload(exe, c, tmp):
     conf = os.path.join(tmp, "relay.conf")
     with open(conf, "w") as f:
@@ -287,6 +300,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="relay-ops-")
     try:
         test_startup_errors(exe, c, tmp)
+        test_port_taken(exe, c)
         test_reload(exe, c, tmp)
         test_drain(exe, c)
         test_metrics(exe, c)
