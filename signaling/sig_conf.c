@@ -1,0 +1,126 @@
+/* sig_conf.c - the tsunagu-signal settings table (DESIGN.md's signaling
+ * flags plus operational ones) and its cross-checks. Shared by the server and
+ * the sample-file test. */
+#include "sig_conf.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rtc_err.h"
+#include "rtc_log.h"
+
+#define OFF(f) offsetof(sig_conf, f)
+
+static int check_level(const char *v, char *err, size_t errlen)
+{
+    rtc_log_level l;
+    if (rtc_log_parse_level(v, &l)) {
+        snprintf(err, errlen, "expected error, warn, info or debug");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int check_format(const char *v, char *err, size_t errlen)
+{
+    rtc_log_format f;
+    if (rtc_log_parse_format(v, &f)) {
+        snprintf(err, errlen, "expected text or json");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int check_url(const char *v, char *err, size_t errlen)
+{
+    if (strncmp(v, "turn:", 5) && strncmp(v, "turns:", 6) && strncmp(v, "stun:", 5)) {
+        snprintf(err, errlen, "expected a turn:, turns: or stun: URL");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int check_secret(const char *v, char *err, size_t errlen)
+{
+    if (!*v) {
+        snprintf(err, errlen, "must not be empty");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+const rtc_conf_spec sig_conf_specs[] = {
+    {"listen", RTC_CONF_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
+     "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz", rtc_conf_check_hostport, 0},
+    {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate (PEM): serve HTTPS/WSS",
+     NULL, 0},
+    {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
+    {"token-secret", RTC_CONF_STR, OFF(token_secret), 0, 0, NULL, "S",
+     "require HS256 JWT access tokens on join (off: open rooms)", check_secret, RTC_CONF_SECRET},
+    {"turn-url", RTC_CONF_LIST, OFF(turn_url), 0, 0, NULL, "URL",
+     "TURN/STUN URL handed out in joined.iceServers", check_url, 0},
+    {"turn-secret", RTC_CONF_STR, OFF(turn_secret), 0, 0, NULL, "S",
+     "TURN REST API secret shared with the relay", check_secret, RTC_CONF_SECRET},
+    {"turn-ttl", RTC_CONF_INT, OFF(turn_ttl), 60, 30LL * 86400, "86400", "S",
+     "lifetime of TURN credentials", NULL, 0},
+    {"max-room-size", RTC_CONF_INT, OFF(max_room_size), 1, 10000, "16", "N",
+     "members per room (room-full)", NULL, 0},
+    {"max-rooms", RTC_CONF_INT, OFF(max_rooms), 1, 10000000, "10000", "N",
+     "rooms per server (server-busy)", NULL, 0},
+    {"max-message-bytes", RTC_CONF_INT, OFF(max_message_bytes), 256, 16LL << 20, "65536", "N",
+     "largest client message (too-large)", NULL, 0},
+    {"rate-limit", RTC_CONF_INT, OFF(rate_limit), 1, 1000000, "50", "MSGS/S",
+     "messages per second per connection (rate-limited)", NULL, 0},
+    {"resume-seconds", RTC_CONF_INT, OFF(resume_seconds), 0, 86400, "30", "S",
+     "how long a dropped member's place is kept for resume (0: off)", NULL, 0},
+    {"max-connections", RTC_CONF_INT, OFF(max_connections), 1, 10000000, "20000", "N",
+     "open WebSocket connections; more are refused at the upgrade", NULL, 0},
+    {"redis", RTC_CONF_STR, OFF(redis), 0, 0, NULL, "URL",
+     "cluster mode through Redis (not implemented in this version)", NULL, 0},
+    {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 3600, "10", "S",
+     "on SIGTERM: time members get before their connections close", NULL, 0},
+    {"idle-timeout", RTC_CONF_INT, OFF(idle_timeout), 2, 3600, "60", "S",
+     "close a connection silent this long (WebSocket ping at half of it)", NULL, 0},
+    {"abuse-seconds", RTC_CONF_INT, OFF(abuse_seconds), 1, 3600, "3", "S",
+     "close a connection that stays over the rate limit this long", NULL, 0},
+    {"send-queue-messages", RTC_CONF_INT, OFF(send_queue_messages), 4, 1000000, "1024", "N",
+     "per-connection send queue: messages before a slow reader is dropped", NULL, 0},
+    {"send-queue-bytes", RTC_CONF_INT, OFF(send_queue_bytes), 4096, 1LL << 30, "1048576", "N",
+     "per-connection send queue: bytes before a slow reader is dropped", NULL, 0},
+    {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
+     "error, warn, info or debug", check_level, 0},
+    {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
+     check_format, 0},
+    RTC_CONF_END,
+};
+
+int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t errlen)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    rc = rtc_conf_load(sig_conf_specs, out, argc, argv, err, errlen);
+    if (rc)
+        return rc;
+    if (!out->cert != !out->key) {
+        snprintf(err, errlen, "cert and key: give both or neither");
+        goto fail;
+    }
+    if (out->redis) {
+        snprintf(err, errlen,
+                 "redis: cluster mode is not implemented in this version (run one node "
+                 "without --redis)");
+        goto fail;
+    }
+    if (out->turn_secret && out->turn_url.n == 0) {
+        snprintf(err, errlen, "turn-secret: set but no turn-url to hand it out with");
+        goto fail;
+    }
+    return 0;
+fail:
+    sig_conf_dispose(out);
+    return RTC_EMSG;
+}
+
+void sig_conf_dispose(sig_conf *c) { rtc_conf_dispose(sig_conf_specs, c); }
+

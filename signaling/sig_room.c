@@ -1,0 +1,567 @@
+/* sig_room.c - rooms, members, bounded per-member queues (see sig_room.h).
+ *
+ * Rooms live in a fixed-size chained hash table keyed by name; members of a
+ * room are a doubly linked list in join order (rooms hold at most
+ * max_room_size members, so lookups by id inside a room are linear on
+ * purpose). Every member is also on the hub's list, which tick() walks to
+ * expire detached members and resume() searches for a token. */
+#include "sig_room.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+
+#define ROOM_BUCKETS 4096
+
+typedef struct qent {
+    struct qent *next;
+    sig_buf *b;
+} qent;
+
+typedef struct sig_room {
+    struct sig_room *next; /* hash chain */
+    sig_member *head, *tail;
+    uint32_t n;
+    char name[];
+} sig_room;
+
+struct sig_member {
+    sig_hub *hub;
+    sig_room *room;
+    sig_member *rprev, *rnext; /* room list, join order */
+    sig_member *hprev, *hnext; /* hub list */
+    sig_member_state state;
+    void *conn;
+    char id[SIG_ID_MAX + 1];
+    char *name;   /* owned; NULL in the lobby */
+    char *resume; /* owned resume token; NULL in the lobby */
+    qent *qhead, *qtail;
+    size_t qn, qbytes;
+    bool overflowed;
+    uint64_t detached_at;
+};
+
+struct sig_hub {
+    sig_limits lim;
+    sig_hub_ops ops;
+    sig_member *all;
+    uint64_t nrooms, nmembers, ndetached, nlobby;
+    uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
+    sig_room *buckets[ROOM_BUCKETS];
+};
+
+/* ---- buffers and queues ---- */
+
+static sig_buf *buf_new(sig_hub *h, const char *text, uint64_t now_us)
+{
+    size_t len = strlen(text);
+    sig_buf *b = malloc(sizeof *b + h->ops.headroom + len + 1);
+    if (!b)
+        return NULL;
+    b->refs = 0;
+    b->len = len;
+    b->t_us = now_us;
+    b->text = (char *)(b + 1) + h->ops.headroom;
+    memcpy(b->text, text, len + 1);
+    return b;
+}
+
+static void buf_unref(sig_buf *b)
+{
+    if (b && --b->refs == 0)
+        free(b);
+}
+
+static bool live(const sig_member *m) { return m->state != SIG_MEMBER_DETACHED && m->conn; }
+
+/* Append b to m's queue, taking one reference. Overflow marks the member
+ * (its connection gets dropped) instead of growing memory. */
+static int push(sig_member *m, sig_buf *b)
+{
+    sig_hub *h = m->hub;
+    bool was_empty = m->qn == 0;
+    qent *e;
+
+    if (m->overflowed)
+        return RTC_ELIMIT;
+    if (m->qn + 1 > h->lim.queue_msgs || m->qbytes + b->len > h->lim.queue_bytes ||
+        !(e = malloc(sizeof *e))) {
+        m->overflowed = true;
+        if (live(m))
+            h->ops.wake(m->conn, h->ops.ud);
+        else if (m->state == SIG_MEMBER_DETACHED)
+            h->due_us = 0; /* its resume is void: evict at the next tick */
+        return RTC_ELIMIT;
+    }
+    e->next = NULL;
+    e->b = b;
+    b->refs++;
+    if (m->qtail)
+        m->qtail->next = e;
+    else
+        m->qhead = e;
+    m->qtail = e;
+    m->qn++;
+    m->qbytes += b->len;
+    if (was_empty && live(m))
+        h->ops.wake(m->conn, h->ops.ud);
+    return 0;
+}
+
+static void queue_clear(sig_member *m)
+{
+    qent *e = m->qhead, *n;
+    for (; e; e = n) {
+        n = e->next;
+        buf_unref(e->b);
+        free(e);
+    }
+    m->qhead = m->qtail = NULL;
+    m->qn = m->qbytes = 0;
+}
+
+/* Queue freshly built text to one member. The text is freed here. */
+static int send_text(sig_member *m, char *text, uint64_t now_us)
+{
+    sig_buf *b;
+    int rc;
+    if (!text)
+        return -12; /* -ENOMEM */
+    b = buf_new(m->hub, text, now_us);
+    free(text);
+    if (!b)
+        return -12;
+    b->refs = 1; /* held across push so a failed push frees it below */
+    rc = push(m, b);
+    buf_unref(b);
+    return rc;
+}
+
+/* One message to every member of m's room except m. */
+static void send_others(sig_member *m, char *text, uint64_t now_us)
+{
+    sig_buf *b;
+    if (!text)
+        return;
+    b = buf_new(m->hub, text, now_us);
+    free(text);
+    if (!b)
+        return;
+    b->refs = 1;
+    for (sig_member *o = m->room->head; o; o = o->rnext)
+        if (o != m)
+            push(o, b);
+    buf_unref(b);
+}
+
+sig_buf *sig_member_peek(sig_member *m) { return m->qhead ? m->qhead->b : NULL; }
+
+void sig_member_pop(sig_member *m)
+{
+    qent *e = m->qhead;
+    if (!e)
+        return;
+    m->qhead = e->next;
+    if (!m->qhead)
+        m->qtail = NULL;
+    m->qn--;
+    m->qbytes -= e->b->len;
+    buf_unref(e->b);
+    free(e);
+}
+
+size_t sig_member_queued(const sig_member *m) { return m->qn; }
+bool sig_member_overflowed(const sig_member *m) { return m->overflowed; }
+sig_member_state sig_member_get_state(const sig_member *m) { return m->state; }
+const char *sig_member_id(const sig_member *m) { return m->id; }
+const char *sig_member_room(const sig_member *m) { return m->room ? m->room->name : NULL; }
+void *sig_member_conn(const sig_member *m) { return m->conn; }
+
+/* ---- rooms ---- */
+
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % ROOM_BUCKETS;
+}
+
+static sig_room *room_find(sig_hub *h, const char *name)
+{
+    for (sig_room *r = h->buckets[hash(name)]; r; r = r->next)
+        if (!strcmp(r->name, name))
+            return r;
+    return NULL;
+}
+
+static sig_room *room_create(sig_hub *h, const char *name)
+{
+    size_t len = strlen(name);
+    sig_room *r = calloc(1, sizeof *r + len + 1);
+    uint32_t k = hash(name);
+    if (!r)
+        return NULL;
+    memcpy(r->name, name, len + 1);
+    r->next = h->buckets[k];
+    h->buckets[k] = r;
+    h->nrooms++;
+    return r;
+}
+
+static void room_destroy(sig_hub *h, sig_room *r)
+{
+    sig_room **pp = &h->buckets[hash(r->name)];
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    h->nrooms--;
+    free(r);
+}
+
+static json_t *peers_json(sig_member *m)
+{
+    json_t *a = json_array();
+    for (sig_member *o = m->room->head; a && o; o = o->rnext)
+        if (o != m)
+            json_array_append_new(a, json_pack("{s:s,s:s}", "id", o->id, "name", o->name));
+    return a;
+}
+
+/* Unlink m from its room, tell the others, free the room when empty; m goes
+ * back to the lobby state (the caller decides whether it lives on). */
+static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
+{
+    sig_room *r = m->room;
+    if (!r)
+        return;
+    send_others(m, sig_proto_peer_left(m->id), now_us);
+    if (m->rprev)
+        m->rprev->rnext = m->rnext;
+    else
+        r->head = m->rnext;
+    if (m->rnext)
+        m->rnext->rprev = m->rprev;
+    else
+        r->tail = m->rprev;
+    r->n--;
+    if (r->n == 0)
+        room_destroy(h, r);
+    if (m->state == SIG_MEMBER_DETACHED)
+        h->ndetached--;
+    h->nmembers--;
+    m->room = NULL;
+    m->rprev = m->rnext = NULL;
+    m->state = SIG_MEMBER_LOBBY;
+    m->id[0] = '\0';
+    free(m->name);
+    free(m->resume);
+    m->name = m->resume = NULL;
+}
+
+static void member_free(sig_hub *h, sig_member *m)
+{
+    if (m->hprev)
+        m->hprev->hnext = m->hnext;
+    else
+        h->all = m->hnext;
+    if (m->hnext)
+        m->hnext->hprev = m->hprev;
+    if (m->state == SIG_MEMBER_LOBBY)
+        h->nlobby--;
+    queue_clear(m);
+    free(m->name);
+    free(m->resume);
+    free(m);
+}
+
+/* ---- hub ---- */
+
+sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops)
+{
+    sig_hub *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->lim = *lim;
+    h->ops = *ops;
+    h->due_us = UINT64_MAX;
+    return h;
+}
+
+void sig_hub_free(sig_hub *h)
+{
+    if (!h)
+        return;
+    /* Nobody is listening any more: free without telling anyone. */
+    while (h->all) {
+        sig_member *m = h->all;
+        h->all = m->hnext;
+        queue_clear(m);
+        free(m->name);
+        free(m->resume);
+        free(m);
+    }
+    for (size_t i = 0; i < ROOM_BUCKETS; i++)
+        while (h->buckets[i]) {
+            sig_room *r = h->buckets[i];
+            h->buckets[i] = r->next;
+            free(r);
+        }
+    free(h);
+}
+
+void sig_hub_set_limits(sig_hub *h, const sig_limits *lim) { h->lim = *lim; }
+
+sig_member *sig_hub_connect(sig_hub *h, void *conn)
+{
+    sig_member *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->hub = h;
+    m->conn = conn;
+    m->state = SIG_MEMBER_LOBBY;
+    m->hnext = h->all;
+    if (h->all)
+        h->all->hprev = m;
+    h->all = m;
+    h->nlobby++;
+    return m;
+}
+
+sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint64_t now_us)
+{
+    sig_room *r;
+    json_t *peers;
+    char *name = NULL, *resume = NULL;
+
+    if (m->state != SIG_MEMBER_LOBBY)
+        return SIG_E_BAD_REQUEST;
+    r = room_find(h, p->room);
+    if (r && r->n >= h->lim.max_room_size)
+        return SIG_E_ROOM_FULL;
+    if (!r && h->nrooms >= h->lim.max_rooms)
+        return SIG_E_SERVER_BUSY;
+    name = strdup(p->name ? p->name : "");
+    resume = strdup(p->resume);
+    if (!name || !resume || (!r && !(r = room_create(h, p->room)))) {
+        free(name);
+        free(resume);
+        return SIG_E_SERVER_BUSY;
+    }
+    snprintf(m->id, sizeof m->id, "%s", p->id);
+    m->name = name;
+    m->resume = resume;
+    m->room = r;
+    m->state = SIG_MEMBER_JOINED;
+    m->rprev = r->tail;
+    m->rnext = NULL;
+    if (r->tail)
+        r->tail->rnext = m;
+    else
+        r->head = m;
+    r->tail = m;
+    r->n++;
+    h->nlobby--;
+    h->nmembers++;
+
+    peers = peers_json(m);
+    send_text(m, sig_proto_joined(r->name, m->id, peers, p->ice_servers, m->resume), now_us);
+    json_decref(peers);
+    send_others(m, sig_proto_peer_joined(m->id, m->name), now_us);
+    return SIG_OK;
+}
+
+sig_code sig_hub_signal(sig_hub *h, sig_member *m, const char *to, json_t *data, uint64_t now_us)
+{
+    (void)h;
+    if (m->state != SIG_MEMBER_JOINED)
+        return SIG_E_NOT_JOINED;
+    for (sig_member *o = m->room->head; o; o = o->rnext)
+        if (o != m && !strcmp(o->id, to)) {
+            send_text(o, sig_proto_forward("signal", m->id, data), now_us);
+            return SIG_OK;
+        }
+    return SIG_E_UNKNOWN_PEER;
+}
+
+sig_code sig_hub_broadcast(sig_hub *h, sig_member *m, json_t *data, uint64_t now_us)
+{
+    (void)h;
+    if (m->state != SIG_MEMBER_JOINED)
+        return SIG_E_NOT_JOINED;
+    send_others(m, sig_proto_forward("broadcast", m->id, data), now_us);
+    return SIG_OK;
+}
+
+sig_code sig_hub_leave(sig_hub *h, sig_member *m, uint64_t now_us)
+{
+    if (m->state != SIG_MEMBER_JOINED)
+        return SIG_E_NOT_JOINED;
+    leave_room(h, m, now_us);
+    h->nlobby++;
+    return SIG_OK;
+}
+
+sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t now_us)
+{
+    sig_member *lobby = *mp, *m;
+    size_t tlen = strlen(token);
+    json_t *peers;
+    char *text;
+    sig_buf *b;
+    qent *e;
+
+    if (lobby->state != SIG_MEMBER_LOBBY)
+        return SIG_E_BAD_REQUEST;
+    for (m = h->all; m; m = m->hnext)
+        if (m->resume && strlen(m->resume) == tlen && rtc_ct_equal(m->resume, token, tlen))
+            break;
+    if (!m || m->overflowed ||
+        (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
+        return SIG_E_UNAUTHORIZED;
+
+    peers = peers_json(m);
+    text = sig_proto_resumed(m->id, peers);
+    json_decref(peers);
+    b = text ? buf_new(h, text, now_us) : NULL;
+    free(text);
+    e = b ? malloc(sizeof *e) : NULL;
+    if (!e) {
+        free(b);
+        return SIG_E_SERVER_BUSY;
+    }
+
+    if (m->state == SIG_MEMBER_JOINED && m->conn) {
+        /* The old connection is still open (half-open TCP): it loses the
+         * member to the new one and gets an empty lobby member instead. */
+        void *old = m->conn;
+        sig_member *fresh = sig_hub_connect(h, old);
+        m->conn = NULL;
+        if (fresh && h->ops.detach)
+            h->ops.detach(old, fresh, h->ops.ud);
+    } else {
+        h->ndetached--;
+    }
+
+    /* New order of m's queue: what the lobby member still had to send (it
+     * came first), then "resumed", then what waited while detached. */
+    b->refs = 1;
+    e->b = b;
+    e->next = m->qhead;
+    m->qhead = e;
+    if (!m->qtail)
+        m->qtail = e;
+    m->qn++;
+    m->qbytes += b->len;
+    if (lobby->qhead) {
+        lobby->qtail->next = m->qhead;
+        m->qhead = lobby->qhead;
+        m->qn += lobby->qn;
+        m->qbytes += lobby->qbytes;
+        lobby->qhead = lobby->qtail = NULL;
+        lobby->qn = lobby->qbytes = 0;
+    }
+    m->conn = lobby->conn;
+    m->state = SIG_MEMBER_JOINED;
+    member_free(h, lobby);
+    *mp = m;
+    /* The splice can take the queue past its bounds: then this member is a
+     * reader that fell too far behind, like any other (found by fuzzing). */
+    if (m->qn > h->lim.queue_msgs || m->qbytes > h->lim.queue_bytes)
+        m->overflowed = true;
+    h->ops.wake(m->conn, h->ops.ud);
+    return SIG_OK;
+}
+
+void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)
+{
+    if (m->state == SIG_MEMBER_JOINED && keep && !m->overflowed && h->lim.resume_us > 0) {
+        m->state = SIG_MEMBER_DETACHED;
+        m->conn = NULL;
+        m->detached_at = now_us;
+        h->ndetached++;
+        if (now_us + h->lim.resume_us < h->due_us)
+            h->due_us = now_us + h->lim.resume_us;
+        return;
+    }
+    if (m->state != SIG_MEMBER_LOBBY) {
+        leave_room(h, m, now_us);
+        h->nlobby++;
+    }
+    member_free(h, m);
+}
+
+int sig_hub_send(sig_hub *h, sig_member *m, const char *text, uint64_t now_us)
+{
+    sig_buf *b = buf_new(h, text, now_us);
+    int rc;
+    if (!b)
+        return -12;
+    b->refs = 1;
+    rc = push(m, b);
+    buf_unref(b);
+    return rc;
+}
+
+uint64_t sig_hub_tick(sig_hub *h, uint64_t now_us)
+{
+    uint64_t next = UINT64_MAX;
+    sig_member *m = h->all, *n;
+    for (; m; m = n) {
+        n = m->hnext;
+        if (m->state != SIG_MEMBER_DETACHED)
+            continue;
+        if (m->overflowed || now_us - m->detached_at >= h->lim.resume_us) {
+            /* leave_room may push peer-left to members later in the list;
+             * it never frees them, so n stays valid. */
+            leave_room(h, m, now_us);
+            h->nlobby++;
+            member_free(h, m);
+        } else if (m->detached_at + h->lim.resume_us < next) {
+            next = m->detached_at + h->lim.resume_us;
+        }
+    }
+    h->due_us = next;
+    return next;
+}
+
+uint64_t sig_hub_next_deadline(const sig_hub *h) { return h->due_us; }
+
+void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st)
+{
+    st->rooms = h->nrooms;
+    st->members = h->nmembers;
+    st->detached = h->ndetached;
+    st->lobby = h->nlobby;
+}
+
+/* ---- rate limit ---- */
+
+void sig_rate_init(sig_rate *r, uint32_t rate, uint64_t now_us)
+{
+    r->tokens = rate;
+    r->last_us = now_us;
+    r->limited_since_us = r->last_refused_us = 0;
+}
+
+bool sig_rate_take(sig_rate *r, uint32_t rate, uint64_t now_us)
+{
+    if (now_us > r->last_us) {
+        r->tokens += (double)(now_us - r->last_us) * rate / 1e6;
+        if (r->tokens > rate)
+            r->tokens = rate;
+        r->last_us = now_us;
+    }
+    if (r->limited_since_us && now_us - r->last_refused_us > 1000000u)
+        r->limited_since_us = 0;
+    if (r->tokens >= 1.0) {
+        r->tokens -= 1.0;
+        return true;
+    }
+    if (!r->limited_since_us)
+        r->limited_since_us = now_us ? now_us : 1;
+    r->last_refused_us = now_us;
+    return false;
+}

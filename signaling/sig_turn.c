@@ -1,0 +1,50 @@
+/* sig_turn.c - TURN REST credentials (see sig_turn.h). */
+#include "sig_turn.h"
+
+#include <stdio.h>
+
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+
+int sig_turn_credential(const void *secret, size_t secretlen, const char *id, uint64_t now_s,
+                        uint64_t ttl_s, char user[SIG_TURN_USER_MAX],
+                        char cred[SIG_TURN_CRED_MAX])
+{
+    uint8_t mac[RTC_SHA1_LEN];
+    int n = snprintf(user, SIG_TURN_USER_MAX, "%llu:%s", (unsigned long long)(now_s + ttl_s), id);
+    if (n < 0 || n >= SIG_TURN_USER_MAX)
+        return RTC_ESPACE;
+    rtc_hmac_sha1(secret, secretlen, user, (size_t)n, mac);
+    return rtc_base64_encode(mac, sizeof mac, cred, SIG_TURN_CRED_MAX) < 0 ? RTC_ESPACE : 0;
+}
+
+json_t *sig_turn_ice_servers(char *const *urls, size_t nurls, const void *secret,
+                             size_t secretlen, const char *id, uint64_t now_s, uint64_t ttl_s)
+{
+    json_t *arr = json_array(), *entry, *u;
+    char user[SIG_TURN_USER_MAX], cred[SIG_TURN_CRED_MAX];
+
+    if (!arr || nurls == 0)
+        return arr;
+    entry = json_object();
+    u = json_array();
+    if (!entry || !u)
+        goto fail;
+    for (size_t i = 0; i < nurls; i++)
+        json_array_append_new(u, json_string(urls[i]));
+    json_object_set_new(entry, "urls", u);
+    u = NULL;
+    if (secretlen > 0) {
+        if (sig_turn_credential(secret, secretlen, id, now_s, ttl_s, user, cred))
+            goto fail;
+        json_object_set_new(entry, "username", json_string(user));
+        json_object_set_new(entry, "credential", json_string(cred));
+    }
+    json_array_append_new(arr, entry);
+    return arr;
+fail:
+    json_decref(u);
+    json_decref(entry);
+    json_decref(arr);
+    return NULL;
+}

@@ -1,0 +1,815 @@
+/* sig_ws.c - the libwebsockets adapter of tsunagu-signal: the only file that
+ * includes libwebsockets. One lws service thread; every protocol decision is
+ * made by sig_proto / sig_room / sig_token / sig_turn, called from here.
+ *
+ * HTTP: GET / (demo page, embedded at build time), /app.js, /metrics,
+ * /healthz. WebSocket: /ws only. Each connection owns one sig_member (see
+ * sig_room.h) whose bounded queue feeds exactly one lws_write per WRITEABLE
+ * callback. Time-driven work (resume expiry, drain, signals) runs from one
+ * 100 ms lws_sul timer. */
+#include <errno.h>
+#include <stdio.h>
+#include <libwebsockets.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "rtc_addr.h"
+#include "rtc_clock.h"
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+#include "rtc_log.h"
+#include "rtc_metrics.h"
+#include "sig_conf.h"
+#include "sig_proto.h"
+#include "sig_room.h"
+#include "sig_token.h"
+#include "sig_turn.h"
+#include "sig_www.h"
+
+#define TICK_US 100000
+#define OVERSIZE_CLOSE 3 /* oversized messages before the connection is closed */
+#define LAT_BUCKETS 12
+
+/* WebSocket close codes we use (RFC 6455 s.7.4.1, 4000-4999 private). */
+enum {
+    CLOSE_GOING_AWAY = 1001,  /* drain: the server is shutting down */
+    CLOSE_POLICY = 1008,      /* rate-limit abuse, slow reader */
+    CLOSE_TOO_BIG = 1009,     /* repeated oversized messages */
+    CLOSE_RESUMED = 4001      /* this member was resumed on another connection */
+};
+
+typedef struct conn conn;
+typedef struct server server;
+
+struct conn {
+    server *srv;
+    struct lws *wsi;
+    conn *prev, *next;
+    sig_member *m;
+    sig_rate rate;
+    uint64_t last_rl_error_us;
+    char *rx;          /* reassembly of a fragmented message, at most max bytes */
+    size_t rxlen, rxcap;
+    bool discard;      /* rest of an oversized message is being skipped */
+    unsigned oversize;
+    int close_code;    /* nonzero: close at the next WRITEABLE */
+    const char *close_reason;
+    bool keep;         /* on close, keep the member for resume */
+    char peer[48];
+};
+
+typedef struct {
+    const uint8_t *body; /* static file, or metrics.p */
+    size_t len, off;
+    rtc_buf metrics;
+} http_sess;
+
+/* lws hands both HTTP and WS callbacks of one protocol the same (zeroed)
+ * user area; `kind` says which half is live. */
+enum { SESS_NONE = 0, SESS_HTTP, SESS_WS };
+typedef struct {
+    int kind;
+    union {
+        conn c;
+        http_sess h;
+    };
+} sess;
+
+struct server {
+    sig_conf *conf;  /* current settings (SIGHUP swaps) */
+    sig_conf *boot;  /* start-up settings: lws keeps pointers into it */
+    int argc;
+    char *const *argv;
+    struct lws_context *ctx;
+    lws_retry_bo_t *idle; /* lws keeps this pointer; SIGHUP edits it in place */
+    sig_hub *hub;
+    conn *conns;
+    lws_sorted_usec_list_t tick;
+    bool draining;
+    uint64_t drain_deadline_us;
+    bool stop;
+    int exit_code;
+    double start_time;
+    /* metrics: plain counters, summed nowhere else (one thread) */
+    uint64_t connections;
+    uint64_t msgs[SIG_MSG__COUNT + 1]; /* last: invalid */
+    uint64_t errors[SIG_E__COUNT];
+    rtc_hist latency;
+    rtc_log_ratelimit warn_rl;
+};
+
+/* The signal handlers' only link to the loop: flags polled by the tick. */
+static volatile sig_atomic_t g_sighup, g_sigterm;
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP)
+        g_sighup = 1;
+    else
+        g_sigterm = 1;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static sig_limits limits_of(const sig_conf *c)
+{
+    sig_limits l = {
+        .max_room_size = (uint32_t)c->max_room_size,
+        .max_rooms = (uint32_t)c->max_rooms,
+        .queue_msgs = (uint32_t)c->send_queue_messages,
+        .queue_bytes = (size_t)c->send_queue_bytes,
+        .resume_us = (uint64_t)c->resume_seconds * 1000000u,
+    };
+    return l;
+}
+
+/* ---- connection helpers ---- */
+
+static void close_later(conn *c, int code, const char *reason, bool keep)
+{
+    if (c->close_code)
+        return;
+    c->close_code = code;
+    c->close_reason = reason;
+    c->keep = keep;
+    lws_callback_on_writable(c->wsi);
+    /* A reader that never drains its socket never gets WRITEABLE: make sure
+     * the connection still goes away. */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
+}
+
+static void send_error(conn *c, sig_code code, const char *message)
+{
+    char *t = sig_proto_error(code, message);
+    c->srv->errors[code]++;
+    if (t)
+        sig_hub_send(c->srv->hub, c->m, t, now_us());
+    free(t);
+}
+
+static void hub_wake(void *cp, void *ud)
+{
+    conn *c = cp;
+    (void)ud;
+    if (sig_member_overflowed(c->m)) {
+        /* Slow reader: its queue is full. Drop it now; lws closes it from
+         * its own loop (never under our feet). */
+        RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "send queue full, dropping %s", c->peer);
+        c->keep = false;
+        c->close_code = CLOSE_POLICY;
+        /* Reset rather than FIN: the kernel would otherwise keep the
+         * megabytes the reader never took in an orphaned socket. */
+        {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(lws_get_socket_fd(c->wsi), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    lws_callback_on_writable(c->wsi);
+}
+
+static void hub_detach(void *cp, sig_member *lobby, void *ud)
+{
+    conn *c = cp;
+    (void)ud;
+    c->m = lobby;
+    close_later(c, CLOSE_RESUMED, "resumed on another connection", false);
+}
+
+static void random_hex(char *out, size_t nbytes)
+{
+    uint8_t b[32];
+    if (rtc_random(b, nbytes))
+        abort(); /* no CSPRNG: ids would be guessable; refuse to go on */
+    rtc_hex(b, nbytes, out);
+}
+
+/* ---- message handlers ---- */
+
+static void do_join(conn *c, const sig_msg *msg)
+{
+    server *s = c->srv;
+    const sig_conf *cf = s->conf;
+    char id[SIG_ID_LEN + 1], resume[33];
+    sig_token_claims claims;
+    const char *name = msg->name, *why;
+    sig_join_params p;
+    json_t *ice;
+    sig_code rc;
+
+    if (s->draining) {
+        send_error(c, SIG_E_SERVER_BUSY, "server is shutting down");
+        return;
+    }
+    if (sig_member_get_state(c->m) != SIG_MEMBER_LOBBY) {
+        send_error(c, SIG_E_BAD_REQUEST, "already in a room; leave first");
+        return;
+    }
+    if (cf->token_secret) {
+        if (!msg->token) {
+            send_error(c, SIG_E_UNAUTHORIZED, "this server needs an access token");
+            return;
+        }
+        if (sig_token_verify(msg->token, cf->token_secret, strlen(cf->token_secret), msg->room,
+                             rtc_clock_wall_s(), &claims, &why)) {
+            RTC_LOG(RTC_LOG_INFO, c->peer, "join refused: %s", why);
+            send_error(c, SIG_E_UNAUTHORIZED, why);
+            return;
+        }
+        if (claims.name[0])
+            name = claims.name;
+        RTC_LOG(RTC_LOG_DEBUG, c->peer, "token accepted for sub '%s'", claims.sub);
+    }
+    random_hex(id, SIG_ID_LEN / 2);
+    random_hex(resume, 16);
+    ice = sig_turn_ice_servers(cf->turn_url.v, cf->turn_url.n, cf->turn_secret,
+                               cf->turn_secret ? strlen(cf->turn_secret) : 0, id,
+                               rtc_clock_wall_s(), (uint64_t)cf->turn_ttl);
+    if (!ice) {
+        send_error(c, SIG_E_SERVER_BUSY, "out of memory");
+        return;
+    }
+    p = (sig_join_params){.room = msg->room, .name = name, .id = id, .resume = resume,
+                          .ice_servers = ice};
+    rc = sig_hub_join(s->hub, c->m, &p, now_us());
+    json_decref(ice);
+    if (rc) {
+        send_error(c, rc, rc == SIG_E_ROOM_FULL ? "room is full" : "too many rooms");
+        return;
+    }
+    RTC_LOG(RTC_LOG_INFO, id, "joined room '%s' from %s", msg->room, c->peer);
+}
+
+static void do_resume(conn *c, const sig_msg *msg)
+{
+    sig_code rc;
+    if (c->srv->draining) {
+        send_error(c, SIG_E_SERVER_BUSY, "server is shutting down");
+        return;
+    }
+    rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, now_us());
+    if (rc) {
+        send_error(c, rc,
+                   rc == SIG_E_UNAUTHORIZED ? "unknown or expired resume token"
+                                            : "already in a room; leave first");
+        return;
+    }
+    RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "resumed from %s", c->peer);
+}
+
+static void handle_message(conn *c, const char *buf, size_t len)
+{
+    server *s = c->srv;
+    uint64_t t = now_us();
+    const char *why = NULL;
+    sig_msg msg;
+    sig_code rc = SIG_OK;
+
+    if (!sig_rate_take(&c->rate, (uint32_t)s->conf->rate_limit, t)) {
+        if (t - c->rate.limited_since_us >= (uint64_t)s->conf->abuse_seconds * 1000000u) {
+            RTC_LOG(RTC_LOG_INFO, c->peer, "closing: over the rate limit for %llds",
+                    (long long)s->conf->abuse_seconds);
+            close_later(c, CLOSE_POLICY, "rate limit exceeded", false);
+            return;
+        }
+        /* One error a second is enough to tell the client; more would only
+         * feed the flood back to it. The other dropped messages still count. */
+        if (t - c->last_rl_error_us >= 1000000u || !c->last_rl_error_us) {
+            c->last_rl_error_us = t;
+            send_error(c, SIG_E_RATE_LIMITED, "too many messages; slow down");
+        } else {
+            s->errors[SIG_E_RATE_LIMITED]++;
+        }
+        return;
+    }
+    if (sig_proto_parse(buf, len, &msg, &why)) {
+        s->msgs[SIG_MSG__COUNT]++;
+        send_error(c, SIG_E_BAD_REQUEST, why);
+        return;
+    }
+    s->msgs[msg.type]++;
+    switch (msg.type) {
+    case SIG_MSG_JOIN:
+        do_join(c, &msg);
+        break;
+    case SIG_MSG_SIGNAL:
+        rc = sig_hub_signal(s->hub, c->m, msg.to, msg.data, t);
+        break;
+    case SIG_MSG_BROADCAST:
+        rc = sig_hub_broadcast(s->hub, c->m, msg.data, t);
+        break;
+    case SIG_MSG_LEAVE:
+        rc = sig_hub_leave(s->hub, c->m, t);
+        break;
+    case SIG_MSG_PING: {
+        char *pong = sig_proto_pong();
+        if (pong)
+            sig_hub_send(s->hub, c->m, pong, t);
+        free(pong);
+        break;
+    }
+    case SIG_MSG_RESUME:
+        do_resume(c, &msg);
+        break;
+    default:
+        rc = SIG_E_BAD_REQUEST;
+        break;
+    }
+    if (rc)
+        send_error(c, rc,
+                   rc == SIG_E_NOT_JOINED     ? "join a room first"
+                   : rc == SIG_E_UNKNOWN_PEER ? "no such peer in this room"
+                                              : "bad request");
+    sig_msg_dispose(&msg);
+}
+
+/* One received fragment. Oversized messages are refused from their first
+ * fragment on, using the frame length lws already knows, so at most
+ * max-message-bytes are ever buffered per connection. */
+static int on_receive(conn *c, const char *in, size_t len)
+{
+    server *s = c->srv;
+    size_t max = (size_t)s->conf->max_message_bytes;
+    size_t remaining = lws_remaining_packet_payload(c->wsi);
+    bool final = lws_is_final_fragment(c->wsi);
+
+    if (c->close_code)
+        return 0;
+    if (lws_is_first_fragment(c->wsi)) {
+        c->rxlen = 0;
+        c->discard = false;
+        if (lws_frame_is_binary(c->wsi)) {
+            c->discard = true;
+            s->msgs[SIG_MSG__COUNT]++;
+            send_error(c, SIG_E_BAD_REQUEST, "messages are JSON text frames");
+        }
+    }
+    /* (written so that a huge announced frame length cannot overflow) */
+    if (!c->discard && (remaining > max || c->rxlen + len > max - remaining)) {
+        c->discard = true;
+        c->rxlen = 0;
+        free(c->rx);
+        c->rx = NULL;
+        c->rxcap = 0;
+        s->msgs[SIG_MSG__COUNT]++;
+        send_error(c, SIG_E_TOO_LARGE, "message larger than the server's limit");
+        if (++c->oversize >= OVERSIZE_CLOSE) {
+            close_later(c, CLOSE_TOO_BIG, "repeated oversized messages", false);
+            return 0;
+        }
+    }
+    if (c->discard)
+        return 0;
+    if (final && c->rxlen == 0) {
+        handle_message(c, in, len); /* the common case: one frame, no copy */
+        return 0;
+    }
+    if (c->rxcap < c->rxlen + len) {
+        /* max may have grown by SIGHUP since this buffer was made */
+        char *n = realloc(c->rx, max);
+        if (!n)
+            return -1;
+        c->rx = n;
+        c->rxcap = max;
+    }
+    memcpy(c->rx + c->rxlen, in, len);
+    c->rxlen += len;
+    if (final) {
+        handle_message(c, c->rx, c->rxlen);
+        c->rxlen = 0;
+    }
+    return 0;
+}
+
+static int on_writeable(conn *c)
+{
+    sig_buf *b;
+    uint64_t t;
+
+    /* What was queued before the close (e.g. the error saying why) goes
+     * out first; lws_set_timeout in close_later bounds how long that takes. */
+    if (!(b = sig_member_peek(c->m))) {
+        if (!c->close_code)
+            return 0;
+        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
+                         (unsigned char *)c->close_reason, strlen(c->close_reason));
+        return -1;
+    }
+    if (lws_write(c->wsi, (unsigned char *)b->text, b->len, LWS_WRITE_TEXT) < (int)b->len)
+        return -1;
+    t = now_us();
+    rtc_hist_observe(&c->srv->latency, (double)(t - b->t_us) / 1e6);
+    sig_member_pop(c->m);
+    if (sig_member_peek(c->m) || c->close_code)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* ---- HTTP ---- */
+
+static void render_metrics(server *s, rtc_buf *b)
+{
+    static const char *const type_labels[SIG_MSG__COUNT + 1] = {
+        "join", "signal", "broadcast", "leave", "ping", "resume", "invalid"};
+    sig_hub_stats st;
+    char lbl[64];
+
+    sig_hub_get_stats(s->hub, &st);
+    rtc_metrics_header(b, "tsunagu_signal_connections", "gauge", "open WebSocket connections");
+    rtc_metrics_u64(b, "tsunagu_signal_connections", NULL, s->connections);
+    rtc_metrics_header(b, "tsunagu_signal_rooms", "gauge", "rooms with at least one member");
+    rtc_metrics_u64(b, "tsunagu_signal_rooms", NULL, st.rooms);
+    rtc_metrics_header(b, "tsunagu_signal_members", "gauge",
+                       "members in rooms, including those detached awaiting resume");
+    rtc_metrics_u64(b, "tsunagu_signal_members", NULL, st.members);
+    rtc_metrics_header(b, "tsunagu_signal_messages_total", "counter",
+                       "client messages received, by type");
+    for (int i = 0; i <= SIG_MSG__COUNT; i++) {
+        snprintf(lbl, sizeof lbl, "type=\"%s\"", type_labels[i]);
+        rtc_metrics_u64(b, "tsunagu_signal_messages_total", lbl, s->msgs[i]);
+    }
+    rtc_metrics_header(b, "tsunagu_signal_errors_total", "counter", "error messages, by code");
+    for (int i = 1; i < SIG_E__COUNT; i++) {
+        snprintf(lbl, sizeof lbl, "code=\"%s\"", sig_code_name((sig_code)i));
+        rtc_metrics_u64(b, "tsunagu_signal_errors_total", lbl, s->errors[i]);
+    }
+    rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
+                     "time from a message being queued to its lws_write", &s->latency);
+    rtc_metrics_process(b, s->start_time);
+}
+
+static int http_reply(struct lws *wsi, http_sess *h, unsigned status, const char *type,
+                      const void *body, size_t len)
+{
+    uint8_t buf[LWS_PRE + 1024], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof buf - 1];
+    h->body = body;
+    h->len = len;
+    h->off = 0;
+    if (lws_add_http_common_headers(wsi, status, type, (lws_filepos_t)len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int on_http(server *s, struct lws *wsi, http_sess *h, const char *path)
+{
+    const sig_www_file *f;
+    rtc_buf_init(&h->metrics);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return http_reply(wsi, h, 405, "text/plain", "GET only\n", 9);
+    if (!strcmp(path, "/healthz")) {
+        if (s->draining)
+            return http_reply(wsi, h, 503, "text/plain", "draining\n", 9);
+        return http_reply(wsi, h, 200, "text/plain", "ok\n", 3);
+    }
+    if (!strcmp(path, "/metrics")) {
+        render_metrics(s, &h->metrics);
+        if (h->metrics.oom)
+            return http_reply(wsi, h, 500, "text/plain", "out of memory\n", 14);
+        return http_reply(wsi, h, 200, "text/plain; version=0.0.4", h->metrics.p,
+                          h->metrics.len);
+    }
+    if ((f = sig_www_find(!strcmp(path, "/") ? "/index.html" : path)))
+        return http_reply(wsi, h, 200, f->type, f->data, f->len);
+    return http_reply(wsi, h, 404, "text/plain", "not found\n", 10);
+}
+
+static int on_http_writeable(struct lws *wsi, http_sess *h)
+{
+    uint8_t buf[LWS_PRE + 8192];
+    size_t n = h->len - h->off;
+    bool last;
+    if (n > sizeof buf - LWS_PRE)
+        n = sizeof buf - LWS_PRE;
+    last = h->off + n == h->len;
+    if (n)
+        memcpy(buf + LWS_PRE, h->body + h->off, n);
+    if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
+        return -1;
+    h->off += n;
+    if (!last) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    rtc_buf_dispose(&h->metrics);
+    h->body = NULL;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ---- the lws callback ---- */
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    server *s = ctx ? lws_context_user(ctx) : NULL;
+    sess *u = user;
+    char uri[64];
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* WebSocket only on /ws, none while draining, and a global cap: with
+         * per-connection queues bounded, this bounds the whole server. */
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws"))
+            return 1;
+        if (s->connections >= (uint64_t)s->conf->max_connections) {
+            if (rtc_log_ratelimit_ok(&s->warn_rl, rtc_clock_mono_ms()))
+                RTC_LOG(RTC_LOG_WARN, NULL, "max-connections (%lld) reached: refusing upgrades",
+                        (long long)s->conf->max_connections);
+            return 1;
+        }
+        return s->draining ? 1 : 0;
+    case LWS_CALLBACK_ESTABLISHED: {
+        conn *c = &u->c;
+        memset(c, 0, sizeof *c);
+        u->kind = SESS_WS;
+        c->srv = s;
+        c->wsi = wsi;
+        if (!(c->m = sig_hub_connect(s->hub, c)))
+            return -1;
+        sig_rate_init(&c->rate, (uint32_t)s->conf->rate_limit, now_us());
+        lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+        c->keep = true;
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->connections++;
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        return u->kind == SESS_WS ? on_receive(&u->c, in, len) : -1;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return u->kind == SESS_WS ? on_writeable(&u->c) : -1;
+    case LWS_CALLBACK_CLOSED: {
+        conn *c = &u->c;
+        if (u->kind != SESS_WS || !c->srv)
+            return 0;
+        if (c->m) {
+            if (sig_member_get_state(c->m) == SIG_MEMBER_JOINED)
+                RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "connection closed%s",
+                        c->keep && !sig_member_overflowed(c->m) ? ", kept for resume" : "");
+            sig_hub_disconnect(s->hub, c->m, c->keep && !s->draining, now_us());
+        }
+        free(c->rx);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            s->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        s->connections--;
+        c->srv = NULL;
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP:
+        u->kind = SESS_HTTP;
+        return on_http(s, wsi, &u->h, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return u && u->kind == SESS_HTTP && u->h.body ? on_http_writeable(wsi, &u->h) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (u && u->kind == SESS_HTTP)
+            rtc_buf_dispose(&u->h.metrics);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* ---- timers, signals, reload, drain ---- */
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (1 << 20) &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+        fread(buf, 1, (size_t)n, f) == (size_t)n) {
+        buf[n] = '\0';
+        *len = (size_t)n;
+    } else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Re-read the certificate and key from the start-up paths (a renewed
+ * certificate is written over the old files) into the running vhost;
+ * connections already open keep their session. */
+static void reload_tls(server *s)
+{
+    size_t clen = 0, klen = 0;
+    char *cert, *key;
+    if (!s->boot->cert)
+        return;
+    cert = slurp(s->boot->cert, &clen);
+    key = slurp(s->boot->key, &klen);
+    if (!cert || !key ||
+        lws_tls_cert_updated(s->ctx, s->boot->cert, s->boot->key, cert, clen, key, klen))
+        RTC_LOG(RTC_LOG_ERROR, NULL, "SIGHUP: could not load %s / %s; keeping the old certificate",
+                s->boot->cert, s->boot->key);
+    else
+        RTC_LOG(RTC_LOG_INFO, NULL, "SIGHUP: reloaded TLS certificate %s", s->boot->cert);
+    if (key)
+        memset(key, 0, klen);
+    free(cert);
+    free(key);
+}
+
+static void reload(server *s)
+{
+    sig_conf *fresh = calloc(1, sizeof *fresh);
+    char err[512];
+    if (!fresh || sig_conf_load(fresh, s->argc, s->argv, err, sizeof err)) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "SIGHUP: reload failed, keeping the old settings: %s",
+                fresh ? err : "out of memory");
+        free(fresh);
+        return;
+    }
+    if (strcmp(fresh->listen, s->boot->listen) || (fresh->cert && s->boot->cert &&
+                                                    strcmp(fresh->cert, s->boot->cert)))
+        RTC_LOG(RTC_LOG_WARN, NULL, "SIGHUP: listen/cert changes need a restart; ignored");
+    {
+        sig_limits l = limits_of(fresh);
+        sig_hub_set_limits(s->hub, &l);
+    }
+    /* lws reads the policy each time it arms a connection's idle timer */
+    s->idle->secs_since_valid_ping = (uint16_t)(fresh->idle_timeout / 2);
+    s->idle->secs_since_valid_hangup = (uint16_t)fresh->idle_timeout;
+    if (s->conf != s->boot) {
+        sig_conf_dispose(s->conf);
+        free(s->conf);
+    }
+    s->conf = fresh;
+    reload_tls(s);
+    RTC_LOG(RTC_LOG_INFO, NULL,
+            "SIGHUP: reloaded secrets and limits (max-room-size %lld, max-rooms %lld, "
+            "max-message-bytes %lld, rate-limit %lld, token auth %s)",
+            (long long)fresh->max_room_size, (long long)fresh->max_rooms,
+            (long long)fresh->max_message_bytes, (long long)fresh->rate_limit,
+            fresh->token_secret ? "on" : "off");
+}
+
+static void start_drain(server *s, uint64_t t)
+{
+    s->draining = true;
+    s->drain_deadline_us = t + (uint64_t)s->conf->drain_seconds * 1000000u;
+    RTC_LOG(RTC_LOG_INFO, NULL, "SIGTERM: draining %llu connections for %llds",
+            (unsigned long long)s->connections, (long long)s->conf->drain_seconds);
+    /* Tell every member now so clients can reconnect elsewhere at their
+     * own pace; their connections keep working until the deadline. */
+    for (conn *c = s->conns; c; c = c->next)
+        send_error(c, SIG_E_SERVER_BUSY, "server is shutting down; reconnect later");
+}
+
+static void on_tick(lws_sorted_usec_list_t *sul)
+{
+    server *s = lws_container_of(sul, server, tick);
+    uint64_t t = now_us();
+
+    if (g_sighup) {
+        g_sighup = 0;
+        reload(s);
+    }
+    if (g_sigterm && !s->draining) {
+        g_sigterm = 0;
+        start_drain(s, t);
+    } else if (g_sigterm && s->draining) {
+        g_sigterm = 0;
+        s->drain_deadline_us = t; /* second SIGTERM: stop now */
+    }
+    if (t >= sig_hub_next_deadline(s->hub))
+        sig_hub_tick(s->hub, t);
+    if (s->draining) {
+        if (!s->conns) {
+            s->stop = true;
+        } else if (t >= s->drain_deadline_us) {
+            for (conn *c = s->conns; c; c = c->next)
+                close_later(c, CLOSE_GOING_AWAY, "server shutting down", false);
+            if (t >= s->drain_deadline_us + 3000000u)
+                s->stop = true; /* a peer that does not answer the close */
+        }
+    }
+    if (s->stop) {
+        lws_cancel_service(s->ctx);
+        return;
+    }
+    lws_sul_schedule(s->ctx, 0, &s->tick, on_tick, TICK_US);
+}
+
+static const struct lws_protocols protocols[] = {
+    {"tsunagu", callback, sizeof(sess), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void lws_to_rtc_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && line[n - 1] == '\n')
+        n--;
+    RTC_LOG(level == LLL_ERR ? RTC_LOG_ERROR : RTC_LOG_WARN, "lws", "%.*s", (int)n, line);
+}
+
+int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
+{
+    static const double lat_bounds[LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                   0.01,   0.025,   0.05,   0.1,   0.25,   1.0};
+    struct lws_context_creation_info info;
+    lws_retry_bo_t idle;
+    server s;
+    rtc_addr la;
+    char host[RTC_ADDR_STRLEN];
+    sig_limits lim;
+    sig_hub_ops ops;
+    struct sigaction sa;
+    int rc = 1;
+
+    memset(&s, 0, sizeof s);
+    s.conf = s.boot = conf;
+    s.argc = argc;
+    s.argv = argv;
+    s.start_time = (double)rtc_clock_wall_s();
+    rtc_hist_init(&s.latency, lat_bounds, LAT_BUCKETS);
+    s.warn_rl.per_sec = 1;
+    lim = limits_of(conf);
+    ops = (sig_hub_ops){.wake = hub_wake, .detach = hub_detach, .ud = &s, .headroom = LWS_PRE};
+    if (!(s.hub = sig_hub_new(&lim, &ops)))
+        goto out;
+
+    rtc_addr_parse_hostport(conf->listen, &la);
+    rtc_addr_format(&la, false, host);
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_to_rtc_log);
+    memset(&info, 0, sizeof info);
+    memset(&idle, 0, sizeof idle);
+    /* Ping after half the idle timeout of silence, hang up at the timeout. */
+    idle.secs_since_valid_ping = (uint16_t)(conf->idle_timeout / 2);
+    idle.secs_since_valid_hangup = (uint16_t)conf->idle_timeout;
+    info.retry_and_idle_policy = &idle;
+    s.idle = &idle;
+    info.port = la.port;
+    info.iface = host;
+    info.protocols = protocols;
+    info.user = &s;
+    info.gid = -1;
+    info.uid = -1;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (la.family == AF_INET6)
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (conf->cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = conf->cert;
+        info.ssl_private_key_filepath = conf->key;
+    }
+    info.timeout_secs = 20;
+    info.keepalive_timeout = 10;
+    s.ctx = lws_create_context(&info);
+    if (!s.ctx) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot listen on %s%s", conf->listen,
+                conf->cert ? " with the given cert/key" : "");
+        goto out_hub;
+    }
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    RTC_LOG(RTC_LOG_INFO, NULL, "listening on %s://%s/ (WebSocket /ws)",
+            conf->cert ? "https" : "http", conf->listen);
+    lws_sul_schedule(s.ctx, 0, &s.tick, on_tick, TICK_US);
+    while (!s.stop)
+        if (lws_service(s.ctx, 0) < 0)
+            break;
+    RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
+    rc = 0;
+    lws_context_destroy(s.ctx);
+out_hub:
+    sig_hub_free(s.hub);
+out:
+    if (s.conf != s.boot) {
+        sig_conf_dispose(s.conf);
+        free(s.conf);
+    }
+    sig_conf_dispose(s.boot);
+    return rc;
+}

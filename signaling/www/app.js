@@ -1,0 +1,379 @@
+/* tsunagu demo call page: joins a room on tsunagu-signal (/ws) and calls
+ * every other member (a mesh), following DESIGN.md's call convention:
+ *  - the member that joins later offers to every peer listed in `joined`;
+ *  - signal.data is {description}, {candidate} (trickle ICE) or
+ *    {candidate:null} at the end of gathering;
+ *  - peer-left ends that call.
+ * URL parameters: ?room=R&name=N&autojoin=1&relay=1&token=JWT
+ * For automated tests the page exposes window.tsunaguState (refreshed once a
+ * second from getStats) and window.tsunaguStats() (fresh, a Promise). */
+"use strict";
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const params = new URLSearchParams(location.search);
+  const state = {
+    status: "idle", joined: false, id: null, room: null, name: null, relayOnly: false,
+    iceServers: [], peers: {}, errors: [], log: [], resumes: 0, localTracks: 0,
+  };
+  window.tsunaguState = state;
+
+  let ws = null, resumeToken = null, localStream = null, leaving = false, resuming = false;
+  let reconnectTimer = null, statsTimer = null, reconnectDelay = 500;
+  const pcs = new Map(); // peer id -> {pc, name, pending: [], tile}
+
+  function log(msg) {
+    const line = new Date().toISOString().slice(11, 23) + " " + msg;
+    state.log.push(line);
+    if (state.log.length > 200) state.log.shift();
+    const el = $("log");
+    el.textContent += line + "\n";
+    el.scrollTop = el.scrollHeight;
+    console.log("tsunagu: " + msg);
+  }
+
+  function setStatus(text, cls) {
+    state.status = text;
+    const el = $("status");
+    el.textContent = text;
+    el.className = cls || "";
+  }
+
+  function send(obj) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+  }
+
+  function wsUrl() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  }
+
+  /* ---- media ---- */
+
+  async function startMedia() {
+    if (localStream) return localStream;
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
+    } catch (e) {
+      log("camera+microphone unavailable (" + e.name + "), trying microphone only");
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    }
+    state.localTracks = localStream.getTracks().length;
+    const t = tile("self", (state.name || "me") + " (you)");
+    t.classList.add("self");
+    const v = t.querySelector("video");
+    v.muted = true;
+    v.srcObject = localStream;
+    return localStream;
+  }
+
+  function tile(id, label) {
+    let t = document.getElementById("tile-" + id);
+    if (!t) {
+      t = document.createElement("div");
+      t.className = "tile";
+      t.id = "tile-" + id;
+      t.innerHTML = '<video autoplay playsinline></video><span class="label"></span><span class="net"></span>';
+      $("grid").appendChild(t);
+    }
+    t.querySelector(".label").textContent = label;
+    return t;
+  }
+
+  /* ---- peer connections ---- */
+
+  function peerState(id) {
+    if (!state.peers[id]) state.peers[id] = { name: "", connection: "new", ice: "new", pair: null, inbound: {}, outbound: {} };
+    return state.peers[id];
+  }
+
+  function createPc(id, name) {
+    const old = pcs.get(id);
+    if (old) return old;
+    const pc = new RTCPeerConnection({
+      iceServers: state.iceServers,
+      iceTransportPolicy: state.relayOnly ? "relay" : "all",
+    });
+    const entry = { pc, name, pending: [], tile: tile(id, name || id) };
+    pcs.set(id, entry);
+    peerState(id).name = name;
+    for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
+    pc.onicecandidate = (ev) => {
+      send({ type: "signal", to: id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
+    };
+    pc.ontrack = (ev) => {
+      const v = entry.tile.querySelector("video");
+      if (v.srcObject !== ev.streams[0]) v.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+    };
+    pc.onconnectionstatechange = () => {
+      peerState(id).connection = pc.connectionState;
+      log("call with " + (name || id) + ": " + pc.connectionState);
+      const net = entry.tile.querySelector(".net");
+      if (pc.connectionState !== "connected") net.textContent = pc.connectionState;
+      if (pc.connectionState === "failed")
+        log("no network path to " + (name || id) + (state.relayOnly
+          ? ": relay only needs a reachable TURN server (tsunagu-signal --turn-url/--turn-secret)"
+          : ": a TURN server helps across NATs and firewalls"));
+      refreshStatus();
+    };
+    pc.oniceconnectionstatechange = () => { peerState(id).ice = pc.iceConnectionState; };
+    return entry;
+  }
+
+  function closePc(id) {
+    const e = pcs.get(id);
+    if (!e) return;
+    e.pc.close();
+    e.tile.remove();
+    pcs.delete(id);
+    delete state.peers[id];
+    refreshStatus();
+  }
+
+  async function call(id, name) {
+    const { pc } = createPc(id, name);
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    send({ type: "signal", to: id, data: { description: { type: offer.type, sdp: offer.sdp } } });
+    log("offer sent to " + (name || id));
+  }
+
+  async function onSignal(from, data) {
+    if (!data || typeof data !== "object") return;
+    if (data.description) {
+      const d = data.description;
+      const entry = createPc(from, state.peers[from] ? state.peers[from].name : "");
+      const pc = entry.pc;
+      await pc.setRemoteDescription(d);
+      for (const c of entry.pending.splice(0)) await addCandidate(pc, c);
+      if (d.type === "offer") {
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        send({ type: "signal", to: from, data: { description: { type: answer.type, sdp: answer.sdp } } });
+        log("answered " + (entry.name || from));
+      }
+    } else if ("candidate" in data) {
+      const entry = pcs.get(from);
+      if (!entry) return;
+      if (!entry.pc.remoteDescription) entry.pending.push(data.candidate);
+      else await addCandidate(entry.pc, data.candidate);
+    }
+  }
+
+  async function addCandidate(pc, c) {
+    try {
+      // null marks the end of the peer's candidates
+      await pc.addIceCandidate(c === null ? undefined : c);
+    } catch (e) {
+      log("bad candidate: " + e.message);
+    }
+  }
+
+  /* ---- signaling ---- */
+
+  function connect(onOpen) {
+    clearTimeout(reconnectTimer);
+    ws = new WebSocket(wsUrl());
+    ws.onopen = () => { reconnectDelay = 500; onOpen(); };
+    ws.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      handle(m).catch((e) => log("error handling " + m.type + ": " + e.message));
+    };
+    ws.onclose = (ev) => {
+      if (leaving || !state.joined) {
+        if (!leaving) setStatus("disconnected (" + ev.code + ")", "bad");
+        return;
+      }
+      // The network dropped: come back under the same id with `resume`;
+      // calls already connected keep their media meanwhile.
+      setStatus("reconnecting…", "bad");
+      log("signaling connection lost (" + ev.code + "), resuming");
+      reconnectTimer = setTimeout(() => connect(() => {
+        resuming = true;
+        send({ type: "resume", token: resumeToken });
+      }), reconnectDelay);
+      reconnectDelay = Math.min(reconnectDelay * 2, 8000);
+    };
+  }
+
+  async function handle(m) {
+    switch (m.type) {
+      case "joined":
+        state.joined = true;
+        state.id = m.id;
+        state.iceServers = m.iceServers || [];
+        resumeToken = m.resume;
+        log("joined " + m.room + " as " + m.id + " with " + m.peers.length + " peer(s)");
+        if (state.relayOnly && !state.iceServers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u))))
+          log("warning: relay only, but this server hands out no TURN server: calls cannot connect");
+        history.replaceState(null, "", "?room=" + encodeURIComponent(m.room));
+        // we are the later joiner: we call everyone already here
+        for (const p of m.peers) {
+          peerState(p.id).name = p.name;
+          await call(p.id, p.name);
+        }
+        refreshStatus();
+        break;
+      case "resumed":
+        resuming = false;
+        state.resumes++;
+        log("resumed as " + m.id);
+        for (const id of [...pcs.keys()]) if (!m.peers.some((p) => p.id === id)) closePc(id);
+        refreshStatus();
+        break;
+      case "peer-joined":
+        peerState(m.peer.id).name = m.peer.name;
+        log(m.peer.name + " joined; waiting for their offer");
+        break;
+      case "peer-left":
+        log((state.peers[m.id] && state.peers[m.id].name || m.id) + " left");
+        closePc(m.id);
+        break;
+      case "signal":
+        await onSignal(m.from, m.data);
+        break;
+      case "error":
+        state.errors.push(m.code);
+        log("server error " + m.code + ": " + m.message);
+        if (resuming && m.code === "unauthorized") {
+          // too late to resume (window passed, or the server restarted):
+          // join again as a new member; the others saw us leave
+          resuming = false;
+          resumeToken = null;
+          state.joined = false;
+          for (const id of [...pcs.keys()]) closePc(id);
+          log("could not resume; joining again");
+          send({ type: "join", room: state.room, name: state.name, token: params.get("token") || undefined });
+        } else if (!state.joined) {
+          setStatus("could not join: " + m.code + " (" + m.message + ")", "bad");
+          stopCall();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  function refreshStatus() {
+    if (!state.joined) return;
+    const n = pcs.size, up = [...pcs.values()].filter((e) => e.pc.connectionState === "connected").length;
+    setStatus("in " + state.room + " — " + up + "/" + n + " call(s) connected" + (state.relayOnly ? " (relay only)" : ""), "ok");
+  }
+
+  async function join() {
+    const name = $("name").value.trim() || "guest";
+    const room = $("room").value.trim();
+    if (!room) { $("room").focus(); return; }
+    state.name = name; state.room = room; state.relayOnly = $("relay").checked;
+    leaving = false;
+    $("join").disabled = true;
+    setStatus("starting camera…");
+    try {
+      await startMedia();
+    } catch (e) {
+      setStatus("no camera/microphone: " + e.message, "bad");
+      state.errors.push("media");
+      $("join").disabled = false;
+      return;
+    }
+    setStatus("connecting…");
+    $("hint").hidden = true;
+    connect(() => send({ type: "join", room, name, token: params.get("token") || undefined }));
+    $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = false;
+    $("relay").disabled = $("name").disabled = $("room").disabled = true;
+    statsTimer = setInterval(() => collectStats().catch(() => {}), 1000);
+  }
+
+  function leave() {
+    send({ type: "leave" });
+    stopCall();
+    setStatus("left");
+  }
+
+  function stopCall() {
+    leaving = true;
+    clearTimeout(reconnectTimer);
+    if (ws) ws.close(1000);
+    for (const id of [...pcs.keys()]) closePc(id);
+    if (localStream) localStream.getTracks().forEach((t) => t.stop());
+    localStream = null;
+    const self = document.getElementById("tile-self");
+    if (self) self.remove();
+    clearInterval(statsTimer);
+    state.joined = false;
+    $("join").disabled = false;
+    $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
+    $("relay").disabled = $("name").disabled = $("room").disabled = false;
+  }
+
+  /* ---- stats (for the tiles and for tests) ---- */
+
+  async function collectStats() {
+    for (const [id, e] of pcs) {
+      const report = await e.pc.getStats();
+      const ps = peerState(id);
+      let pairId = null;
+      const byId = new Map();
+      report.forEach((s) => {
+        byId.set(s.id, s);
+        if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+      });
+      if (!pairId) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pairId = s.id; });
+      const pair = pairId && byId.get(pairId);
+      if (pair) {
+        const l = byId.get(pair.localCandidateId) || {}, r = byId.get(pair.remoteCandidateId) || {};
+        ps.pair = {
+          local: l.candidateType, remote: r.candidateType, localAddress: l.address, remoteAddress: r.address,
+          localPort: l.port, remotePort: r.port, protocol: l.protocol, relayProtocol: l.relayProtocol,
+          rtt: pair.currentRoundTripTime, bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
+        };
+      }
+      report.forEach((s) => {
+        if (s.type === "inbound-rtp" && s.kind) ps.inbound[s.kind] = { bytes: s.bytesReceived || 0, packets: s.packetsReceived || 0, lost: s.packetsLost || 0 };
+        if (s.type === "outbound-rtp" && s.kind) ps.outbound[s.kind] = { bytes: s.bytesSent || 0, packets: s.packetsSent || 0 };
+      });
+      const net = e.tile.querySelector(".net");
+      if (ps.pair) net.textContent = ps.pair.local + "/" + ps.pair.remote + (ps.pair.rtt !== undefined ? " · " + Math.round(ps.pair.rtt * 1000) + " ms" : "");
+    }
+    return state;
+  }
+  window.tsunaguStats = collectStats;
+  /* Test hook: drop the signaling connection the way a network change does
+   * (no leave); the page resumes and calls keep their media meanwhile. */
+  window.tsunaguDropSignaling = () => { if (ws) ws.close(4000, "test drop"); };
+
+  /* ---- controls ---- */
+
+  $("join").onclick = join;
+  $("leave").onclick = leave;
+  $("mute").onclick = () => {
+    if (!localStream) return;
+    const on = localStream.getAudioTracks().some((t) => t.enabled);
+    localStream.getAudioTracks().forEach((t) => { t.enabled = !on; });
+    $("mute").textContent = on ? "Unmute" : "Mute";
+    state.muted = on;
+  };
+  $("camera").onclick = () => {
+    if (!localStream) return;
+    const on = localStream.getVideoTracks().some((t) => t.enabled);
+    localStream.getVideoTracks().forEach((t) => { t.enabled = !on; });
+    $("camera").textContent = on ? "Camera on" : "Camera off";
+  };
+  $("invite").onclick = async () => {
+    const link = location.origin + location.pathname + "?room=" + encodeURIComponent(state.room);
+    try {
+      await navigator.clipboard.writeText(link);
+      log("invite link copied: " + link);
+    } catch (e) {
+      log("invite link: " + link);
+    }
+  };
+  for (const id of ["name", "room"]) $(id).addEventListener("keydown", (ev) => { if (ev.key === "Enter") join(); });
+  window.addEventListener("beforeunload", () => { if (state.joined) { leaving = true; send({ type: "leave" }); } });
+
+  $("name").value = params.get("name") || localStorage.getItem("tsunagu-name") || "";
+  $("room").value = params.get("room") || "";
+  $("name").addEventListener("change", () => localStorage.setItem("tsunagu-name", $("name").value));
+  if (params.get("relay") === "1") $("relay").checked = true;
+  if (params.get("autojoin") === "1" && $("room").value) join();
+})();

@@ -1,0 +1,309 @@
+/* test_sig_room.c - rooms in virtual time: join, leave, ordering, limits,
+ * slow-reader overflow, resume (in order, none lost, none twice) and resume
+ * window expiry, all without a socket. A "connection" here is a struct that
+ * counts wake-ups. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtc_err.h"
+#include "sig_room.h"
+#include "tap.h"
+
+typedef struct {
+    int wakes;
+    sig_member *m;
+    int detached;
+} fconn;
+
+static void wake(void *c, void *ud)
+{
+    (void)ud;
+    ((fconn *)c)->wakes++;
+}
+
+static void detach(void *c, sig_member *lobby, void *ud)
+{
+    (void)ud;
+    ((fconn *)c)->m = lobby;
+    ((fconn *)c)->detached++;
+}
+
+/* Pop the next queued message of c: its "type" (static buffer), or "" when empty. */
+static const char *next(fconn *c, json_t **out)
+{
+    static char type[32];
+    sig_buf *b = sig_member_peek(c->m);
+    json_t *j;
+    if (!b)
+        return "";
+    j = json_loads(b->text, 0, NULL);
+    snprintf(type, sizeof type, "%s", json_string_value(json_object_get(j, "type")));
+    if (out)
+        *out = j;
+    else
+        json_decref(j);
+    sig_member_pop(c->m);
+    return type;
+}
+
+static void drain(fconn *c)
+{
+    while (sig_member_peek(c->m))
+        sig_member_pop(c->m);
+}
+
+static sig_code join(sig_hub *h, fconn *c, const char *room, const char *id, uint64_t t)
+{
+    char resume[64];
+    json_t *ice = json_array();
+    sig_join_params p = {.room = room, .name = id, .id = id, .resume = resume, .ice_servers = ice};
+    sig_code rc;
+    snprintf(resume, sizeof resume, "resume-%s", id);
+    rc = sig_hub_join(h, c->m, &p, t);
+    json_decref(ice);
+    return rc;
+}
+
+#define S 1000000ull
+
+int main(void)
+{
+    sig_limits lim = {.max_room_size = 3, .max_rooms = 2, .queue_msgs = 8, .queue_bytes = 4096,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .ud = NULL, .headroom = 16};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn a = {0}, b = {0}, c = {0}, d = {0}, e = {0}, b2 = {0}, b3 = {0};
+    sig_hub_stats st;
+    json_t *j, *data;
+    uint64_t t = 1 * S;
+
+    a.m = sig_hub_connect(h, &a);
+    b.m = sig_hub_connect(h, &b);
+    c.m = sig_hub_connect(h, &c);
+    d.m = sig_hub_connect(h, &d);
+    e.m = sig_hub_connect(h, &e);
+    ok(h && a.m && b.m, "hub and lobby members");
+    is_int(sig_member_get_state(a.m), SIG_MEMBER_LOBBY, "lobby state");
+
+    /* not joined yet */
+    data = json_integer(1);
+    is_int(sig_hub_signal(h, a.m, "b", data, t), SIG_E_NOT_JOINED, "signal before join");
+    is_int(sig_hub_broadcast(h, a.m, data, t), SIG_E_NOT_JOINED, "broadcast before join");
+    is_int(sig_hub_leave(h, a.m, t), SIG_E_NOT_JOINED, "leave before join");
+
+    /* join: joined to the newcomer, peer-joined to the others, in join order */
+    is_int(join(h, &a, "r1", "a", t), SIG_OK, "a joins r1");
+    is_int(a.wakes, 1, "a woken once");
+    ok(!strcmp(next(&a, &j), "joined"), "a: joined");
+    is_int(json_array_size(json_object_get(j, "peers")), 0, "a: no peers");
+    ok(!strcmp(json_string_value(json_object_get(j, "resume")), "resume-a"), "a: resume token");
+    json_decref(j);
+    is_int(join(h, &b, "r1", "b", t), SIG_OK, "b joins r1");
+    ok(!strcmp(next(&b, &j), "joined"), "b: joined");
+    ok(!strcmp(json_string_value(json_object_get(json_array_get(json_object_get(j, "peers"), 0), "id")), "a"),
+       "b: peers = [a]");
+    json_decref(j);
+    ok(!strcmp(next(&a, NULL), "peer-joined"), "a: peer-joined b");
+    is_int(join(h, &c, "r1", "c", t), SIG_OK, "c joins r1");
+    drain(&a);
+    drain(&b);
+    drain(&c);
+    is_int(join(h, &a, "r2", "a2", t), SIG_E_BAD_REQUEST, "one room per connection");
+
+    /* limits */
+    is_int(join(h, &d, "r1", "d", t), SIG_E_ROOM_FULL, "room-full at max_room_size");
+    is_int(join(h, &d, "r2", "d", t), SIG_OK, "second room");
+    is_int(join(h, &e, "r3", "e", t), SIG_E_SERVER_BUSY, "server-busy at max_rooms");
+    sig_hub_get_stats(h, &st);
+    ok(st.rooms == 2 && st.members == 4 && st.lobby == 1, "stats: 2 rooms, 4 members, 1 lobby");
+    drain(&d);
+
+    /* signal: only to `to`, in order; unknown peers, self, other rooms refused */
+    for (int i = 0; i < 5; i++) {
+        json_t *n = json_integer(i);
+        sig_hub_signal(h, a.m, "b", n, t);
+        json_decref(n);
+    }
+    {
+        int inorder = 0;
+        for (int i = 0; i < 5; i++) {
+            if (!strcmp(next(&b, &j), "signal") &&
+                json_integer_value(json_object_get(j, "data")) == i &&
+                !strcmp(json_string_value(json_object_get(j, "from")), "a"))
+                inorder++;
+            json_decref(j);
+        }
+        is_int(inorder, 5, "5 signals a->b in order");
+    }
+    ok(!strcmp(next(&c, NULL), ""), "c got none of them");
+    is_int(sig_hub_signal(h, a.m, "a", data, t), SIG_E_UNKNOWN_PEER, "signal to self");
+    is_int(sig_hub_signal(h, a.m, "zz", data, t), SIG_E_UNKNOWN_PEER, "signal to nobody");
+    is_int(sig_hub_signal(h, a.m, "d", data, t), SIG_E_UNKNOWN_PEER, "signal to another room");
+
+    /* broadcast: every other member, not the sender, not other rooms */
+    is_int(sig_hub_broadcast(h, c.m, data, t), SIG_OK, "broadcast");
+    ok(!strcmp(next(&a, NULL), "broadcast") && !strcmp(next(&b, NULL), "broadcast"), "a and b got it");
+    ok(!strcmp(next(&c, NULL), "") && !strcmp(next(&d, NULL), ""), "not c (sender), not d");
+
+    /* leave: peer-left to the others, member back in the lobby, can rejoin */
+    is_int(sig_hub_leave(h, c.m, t), SIG_OK, "c leaves");
+    ok(!strcmp(next(&a, &j), "peer-left") && !strcmp(json_string_value(json_object_get(j, "id")), "c"),
+       "a: peer-left c");
+    json_decref(j);
+    drain(&b);
+    is_int(sig_member_get_state(c.m), SIG_MEMBER_LOBBY, "c in the lobby");
+    is_int(join(h, &c, "r1", "c2", t), SIG_OK, "c rejoins with a new id");
+    drain(&a);
+    drain(&b);
+    drain(&c);
+
+    /* resume: b's connection drops; a signals it 5 times; b resumes on a new
+     * connection and gets resumed, then the 5 in order, once each. */
+    sig_hub_disconnect(h, b.m, true, t);
+    sig_hub_get_stats(h, &st);
+    ok(st.detached == 1 && st.members == 4, "b detached, still a member");
+    ok(!strcmp(next(&a, NULL), ""), "no peer-left for a detached member");
+    for (int i = 0; i < 5; i++) {
+        json_t *n = json_integer(100 + i);
+        is_int(sig_hub_signal(h, a.m, "b", n, t + (uint64_t)i), SIG_OK, "signal to detached b queues");
+        json_decref(n);
+    }
+    {
+        int inorder = 0;
+        b2.m = sig_hub_connect(h, &b2);
+        sig_hub_send(h, b2.m, "{\"type\":\"pong\"}", t); /* queued before resume */
+        t += 29 * S;
+        is_int(sig_hub_resume(h, &b2.m, "resume-x", t), SIG_E_UNAUTHORIZED, "unknown token");
+        is_int(sig_hub_resume(h, &b2.m, "resume-b", t), SIG_OK, "resume within the window");
+        ok(!strcmp(sig_member_id(b2.m), "b") && sig_member_conn(b2.m) == &b2, "same id, new connection");
+        ok(b2.wakes >= 1, "new connection woken");
+        ok(!strcmp(next(&b2, NULL), "pong"), "what the new connection had queued comes first");
+        ok(!strcmp(next(&b2, &j), "resumed"), "then resumed");
+        is_int(json_array_size(json_object_get(j, "peers")), 2, "resumed lists a and c2");
+        json_decref(j);
+        for (int i = 0; i < 5; i++) {
+            if (!strcmp(next(&b2, &j), "signal") && json_integer_value(json_object_get(j, "data")) == 100 + i)
+                inorder++;
+            json_decref(j);
+        }
+        is_int(inorder, 5, "queued signals after resume, in order");
+        ok(!strcmp(next(&b2, NULL), ""), "none twice");
+    }
+    /* resume while the old connection is still attached: takeover */
+    {
+        b3.m = sig_hub_connect(h, &b3);
+        is_int(sig_hub_resume(h, &b3.m, "resume-b", t), SIG_OK, "resume takes over a live member");
+        is_int(b2.detached, 1, "old connection told (and given a lobby member)");
+        is_int(sig_member_get_state(b2.m), SIG_MEMBER_LOBBY, "old connection now in the lobby");
+        sig_hub_disconnect(h, b2.m, true, t);
+        ok(!strcmp(next(&b3, NULL), "resumed"), "new connection resumed");
+    }
+
+    /* window expiry in virtual time: peer-left after resume_us, token dead */
+    drain(&a);
+    sig_hub_tick(h, t); /* a deadline may be early (a resumed member), never late */
+    is_int(sig_hub_next_deadline(h), UINT64_MAX, "nobody detached: no deadline");
+    sig_hub_disconnect(h, b3.m, true, t);
+    is_int(sig_hub_next_deadline(h), t + 30 * S, "a drop sets the deadline");
+    is_int(sig_hub_tick(h, t + 29 * S), t + 30 * S, "next deadline is the window's end");
+    ok(!strcmp(next(&a, NULL), ""), "nothing before the window ends");
+    sig_hub_tick(h, t + 30 * S);
+    ok(!strcmp(next(&a, &j), "peer-left") && !strcmp(json_string_value(json_object_get(j, "id")), "b"),
+       "peer-left when the window ends");
+    json_decref(j);
+    {
+        fconn x = {0};
+        x.m = sig_hub_connect(h, &x);
+        is_int(sig_hub_resume(h, &x.m, "resume-b", t + 31 * S), SIG_E_UNAUTHORIZED, "expired token");
+        sig_hub_disconnect(h, x.m, true, t);
+    }
+    /* expired but not yet ticked: resume still refused */
+    {
+        fconn x = {0};
+        drain(&c);
+        sig_hub_disconnect(h, c.m, true, t);
+        x.m = sig_hub_connect(h, &x);
+        is_int(sig_hub_resume(h, &x.m, "resume-c2", t + 30 * S), SIG_E_UNAUTHORIZED,
+               "window over even before tick runs");
+        sig_hub_disconnect(h, x.m, true, t);
+        sig_hub_tick(h, t + 30 * S);
+    }
+
+    /* slow reader: the queue is bounded; overflow marks the member and wakes
+     * its connection once; memory stays bounded */
+    {
+        fconn s = {0};
+        int refused = 0;
+        s.m = sig_hub_connect(h, &s);
+        join(h, &s, "r1", "s", t);
+        drain(&a);
+        s.wakes = 0;
+        for (int i = 0; i < 50; i++)
+            sig_hub_broadcast(h, a.m, data, t);
+        ok(sig_member_overflowed(s.m), "slow reader overflowed");
+        ok(sig_member_queued(s.m) <= lim.queue_msgs, "queue never beyond its bound");
+        ok(s.wakes >= 1, "connection woken to be dropped");
+        refused = sig_hub_send(h, s.m, "{}", t) == RTC_ELIMIT;
+        ok(refused, "an overflowed member takes nothing more");
+        /* it is not kept for resume: its queue is incomplete */
+        sig_hub_disconnect(h, s.m, true, t);
+        ok(!strcmp(next(&a, &j), "peer-left"), "overflowed member leaves at once");
+        json_decref(j);
+    }
+    /* byte bound */
+    {
+        fconn s = {0};
+        char big[1100];
+        s.m = sig_hub_connect(h, &s);
+        memset(big, 'x', sizeof big - 1);
+        big[sizeof big - 1] = '\0';
+        for (int i = 0; i < 4; i++)
+            sig_hub_send(h, s.m, big, t);
+        ok(sig_member_overflowed(s.m), "queue_bytes bound");
+        sig_hub_disconnect(h, s.m, false, t);
+    }
+    /* SIGHUP-style limit change */
+    {
+        sig_limits l2 = lim;
+        fconn x = {0};
+        l2.max_rooms = 3;
+        sig_hub_set_limits(h, &l2);
+        x.m = sig_hub_connect(h, &x);
+        is_int(join(h, &x, "r9", "x", t), SIG_OK, "raised max_rooms applies");
+        sig_hub_disconnect(h, x.m, false, t);
+    }
+    /* resume off */
+    {
+        sig_limits l3 = lim;
+        l3.resume_us = 0;
+        sig_hub_set_limits(h, &l3);
+        drain(&a);
+        sig_hub_disconnect(h, d.m, true, t);
+        sig_hub_get_stats(h, &st);
+        is_int(st.detached, 0, "resume off: a dropped member leaves at once");
+    }
+
+    /* rate limiter */
+    {
+        sig_rate r;
+        int passed = 0;
+        sig_rate_init(&r, 10, 0);
+        for (int i = 0; i < 30; i++)
+            passed += sig_rate_take(&r, 10, 1000);
+        is_int(passed, 10, "burst of one second's worth");
+        ok(r.limited_since_us == 1000, "limited since the first refusal");
+        passed = 0;
+        for (uint64_t us = 0; us < 2 * S; us += 10000)
+            passed += sig_rate_take(&r, 10, 1000 + us);
+        ok(passed >= 19 && passed <= 21, "10/s sustained");
+        ok(r.limited_since_us == 1000, "a flood keeps its abuse clock running");
+        ok(sig_rate_take(&r, 10, 4 * S), "after a quiet second, allowed");
+        ok(r.limited_since_us == 0, "abuse clock reset after a quiet second");
+    }
+
+    json_decref(data);
+    sig_hub_disconnect(h, a.m, false, t);
+    sig_hub_disconnect(h, e.m, false, t);
+    sig_hub_free(h); /* c is still joined: free must clean up */
+    return done_testing();
+}
