@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "rtc_addr.h"
 
@@ -60,6 +61,7 @@ typedef struct {
     uint32_t granted_s;    /* lifetime granted by that Allocate */
     char user[RLY_USER_MAX + 1];
     uint8_t key[16]; /* long-term key the allocation was authenticated with */
+    bool rest;       /* made with REST credentials (quota counts the ID) */
     uint8_t n_perms, n_chans;
     rly_perm perms[RLY_MAX_PERMS];
     rly_chan chans[RLY_MAX_CHANS];
@@ -115,6 +117,16 @@ const rly_chan *rly_alloc_chan_by_peer(const rly_alloc *a, const rtc_addr *peer,
                                        uint64_t now_ms);
 /* Drop expired permissions and channels past their hold time. */
 void rly_alloc_purge(rly_alloc *a, uint64_t now_ms);
+
+/* The name the per-user quota counts: for REST usernames "EXPIRY:ID" the
+ * ":ID" part, so fresh credentials of one member share its quota (static
+ * user names hold no ':', so the two kinds never collide); otherwise the
+ * username itself. */
+static inline const char *rly_quota_key(const char *user, bool rest)
+{
+    const char *colon = rest ? strchr(user, ':') : NULL;
+    return colon ? colon : user;
+}
 
 /* Token bucket: true when len bytes may pass now; rate 0 = unlimited.
  * The burst is one second's worth of rate. */

@@ -128,7 +128,7 @@ static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uin
     int fd = open_relayed(r, o, &bound, token);
 
     if (fd < 0) {
-        rly_quota_give(t->quota, user);
+        rly_quota_give(t->quota, rly_quota_key(user, r->rest));
         if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
             RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
         return RLY_ERR(508, "Insufficient Capacity");
@@ -136,12 +136,13 @@ static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uin
     a = rly_table_add(t->table, r->in->tuple, user);
     if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
         t->io.relay_close(t->io.ctx, fd, &bound);
-        rly_quota_give(t->quota, user);
+        rly_quota_give(t->quota, rly_quota_key(user, r->rest));
         if (a)
             rly_table_remove(t->table, a);
         return RLY_ERR(508, "Insufficient Capacity");
     }
     a->relay_fd = fd;
+    a->rest = r->rest;
     a->relayed = bound;
     a->conn = r->in->conn;
     a->advertised = t->cfg->advertise[bound.family == AF_INET6];
@@ -191,7 +192,8 @@ rly_result rly_h_allocate(rly_req *r)
         return RLY_ERR(400, "USERNAME too long");
     memcpy(user, r->user, r->ulen);
     user[r->ulen] = '\0';
-    rc = rly_quota_take(t->quota, user, lim->max_allocs, lim->max_allocs_per_user);
+    rc = rly_quota_take(t->quota, rly_quota_key(user, r->rest), lim->max_allocs,
+                        lim->max_allocs_per_user);
     if (rc == RTC_ELIMIT)
         return RLY_ERR(486, "Allocation Quota Reached");
     if (rc)

@@ -100,7 +100,7 @@ static int rest_expiry(const uint8_t *u, size_t n, uint64_t *exp)
 }
 
 int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
-                 uint8_t key[16])
+                 uint8_t key[16], bool *rest)
 {
     char name[129];
     user_ent probe, *hit;
@@ -117,6 +117,7 @@ int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t n
         return RTC_EAUTH;
     probe.name = name;
     hit = a->n_users ? bsearch(&probe, a->users, a->n_users, sizeof *a->users, cmp_user) : NULL;
+    *rest = false;
     if (hit) {
         memcpy(key, hit->key, 16);
         return 0;
@@ -130,5 +131,6 @@ int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t n
     stn_auth_longterm_key(name, ulen, a->realm, strlen(a->realm), pass, (size_t)plen, key);
     memset(pass, 0, sizeof pass);
     memset(mac, 0, sizeof mac);
+    *rest = true;
     return 0;
 }

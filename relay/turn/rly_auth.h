@@ -9,6 +9,7 @@
 #ifndef RLY_AUTH_H
 #define RLY_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,9 +24,10 @@ void rly_auth_free(rly_auth *a);
 const char *rly_auth_realm(const rly_auth *a);
 
 /* The long-term key for user at wall-clock time now_s: a static user
- * first, then a REST username whose expiry is still ahead. 0, or RTC_EAUTH
- * (unknown user, expired or malformed REST username). */
+ * first, then a REST username whose expiry is still ahead (*rest tells
+ * which). 0, or RTC_EAUTH (unknown user, expired or malformed REST
+ * username). */
 int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
-                 uint8_t key[16]);
+                 uint8_t key[16], bool *rest);
 
 #endif

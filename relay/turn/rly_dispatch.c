@@ -68,7 +68,7 @@ void rly_turn_release(rly_turn *t, rly_alloc *a, const char *why)
     }
     if (a->relay_fd >= 0)
         t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
-    rly_quota_give(t->quota, a->user);
+    rly_quota_give(t->quota, rly_quota_key(a->user, a->rest));
     rly_table_remove(t->table, a);
 }
 
@@ -81,7 +81,7 @@ void rly_turn_dispose(rly_turn *t)
     while ((a = rly_table_next(t->table, &it))) {
         if (a->relay_fd >= 0)
             t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
-        rly_quota_give(t->quota, a->user);
+        rly_quota_give(t->quota, rly_quota_key(a->user, a->rest));
     }
     rly_table_free(t->table);
     t->table = NULL;
@@ -144,7 +144,8 @@ static rly_result authenticate(rly_req *r)
         r->t->stats.auth_failures++;
         return RLY_ERR(401, "Unauthorized");
     }
-    if (rly_auth_key(r->t->cfg->auth, m->buf + u->off, u->len, r->in->wall_s, r->key) ||
+    if (rly_auth_key(r->t->cfg->auth, m->buf + u->off, u->len, r->in->wall_s, r->key,
+                     &r->rest) ||
         !stn_auth_check_integrity(m, r->key, sizeof r->key)) {
         r->t->stats.auth_failures++;
         return RLY_ERR(401, "Unauthorized");

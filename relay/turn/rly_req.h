@@ -28,6 +28,7 @@ typedef struct {
     size_t ulen;
     uint8_t key[16];
     bool authed;
+    bool rest; /* authenticated with TURN REST credentials */
     stn_builder b; /* success response, header written */
 } rly_req;
 

@@ -407,6 +407,27 @@ def test_quota(relay, c):
         x.refresh(0)
         x.close()
     cls[0].close()
+    # REST credentials: the quota counts the ID, so fresh credentials of one
+    # member (new expiry, same ID) do not multiply its quota
+    now = int(time.time())
+    rest = []
+    for i in range(3):
+        u, p = rest_credentials(SECRET, now + 1000 + i, ident="carol")
+        cl = Client(relay.addr, "udp", u, p)
+        c.success(cl.allocate(), f"REST carol allocation {i + 1}/3")
+        rest.append(cl)
+    u, p = rest_credentials(SECRET, now + 2000, ident="carol")
+    more = Client(relay.addr, "udp", u, p)
+    c.error(more.allocate(), 486, "REST quota counts the ID across expiries: 486")
+    u, p = rest_credentials(SECRET, now + 2000, ident="dave")
+    dave = Client(relay.addr, "udp", u, p)
+    c.success(dave.allocate(), "another REST ID has its own quota")
+    rest[0].refresh(0)
+    c.success(more.allocate(), "REST quota freed at release")
+    for x in rest[1:] + [more, dave]:
+        x.refresh(0)
+        x.close()
+    rest[0].close()
 
 
 def main():
