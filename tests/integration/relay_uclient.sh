@@ -64,7 +64,8 @@ def free(n=1):
             for s in socks:
                 s.close()
     raise SystemExit("no free port")
-print(free(), free(2), free(), random.randrange(32000, 40000))
+# relay range below the listen ports and outside Linux's ephemeral range (32768-60999)
+print(free(), free(2), free(), random.randrange(10000, 18000))
 PY
 )"
 hi=$((lo + 1999))
