@@ -1,0 +1,783 @@
+/* rly_worker.c - the epoll loop of one worker (see rly_worker.h).
+ *
+ * epoll data carries a tag and an index: listener number, connection slot
+ * or allocation id, so each event finds its object in O(1) without
+ * pointers that a takeover would have to translate. UDP sockets are
+ * level-triggered and read in bounded batches for fairness; stream
+ * connections are edge-triggered and read until EAGAIN. Stream closes are
+ * deferred to the end of the event batch so a later event of the same batch
+ * never sees a reused slot. */
+#include "rly_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <stdatomic.h>
+
+#include "rly_ports.h"
+#include "rtc_clock.h"
+#include "rtc_log.h"
+#include "stn_frame.h"
+
+enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T_ADMIN, T_CTRL };
+
+#define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
+#define UDP_BATCH 64
+#define PKT_CAP 65536 + RLY_HEADROOM + 8
+#define CONN_IN_CAP (65536 + 8)
+#define CONN_OUT_CAP (256 * 1024)
+#define MAX_CONNS 65536
+#define ADMIN_MAX 16
+/* A stream that has not made an allocation within this time is closed, so
+ * idle connections cannot pile up (Binding-only clients reconnect). */
+#define CONN_IDLE_MS 60000
+
+typedef struct {
+    int fd;
+    uint8_t proto; /* RLY_TCP / RLY_TLS */
+    uint16_t listener;
+    bool closing;
+    rtc_addr client;
+    rly_tls_conn *tls;
+    uint8_t *in;
+    size_t in_len;
+    uint8_t *out;
+    size_t out_off, out_len;
+    uint64_t born_ms;
+} conn;
+
+typedef struct {
+    int fd;
+    size_t len;
+    char buf[2048];
+} admin_conn;
+
+struct rly_worker {
+    int ep;
+    rly_turn turn;
+    rly_ports *ports;
+    int *udp_fd, *tcp_fd, *tls_fd;
+    size_t n_listen, n_tls;
+    rly_tls *tls;
+    int admin_fd;
+    admin_conn admins[ADMIN_MAX];
+    conn **conns;
+    uint32_t n_conns_cap;
+    uint32_t *closing; /* deferred closes of this batch */
+    uint32_t n_closing;
+    /* mailbox from the main thread (rly_worker_post_*), woken by ctrl_fd */
+    int ctrl_fd;
+    const rly_cfg *_Atomic post_cfg;
+    rly_tls *_Atomic post_tls;
+    atomic_bool post_drain, post_stop, done, draining_pub;
+    _Atomic size_t n_allocs_pub; /* gauge for other threads */
+    rly_worker *const *all;
+    const size_t *n_all;
+    double start_time_s;
+    bool stop, draining;
+    uint64_t now_ms;
+    rtc_log_ratelimit warn_rl;
+    uint8_t *pkt;               /* receive buffer with RLY_HEADROOM in front */
+    uint8_t resp[RLY_RESP_MAX]; /* response scratch */
+};
+
+/* ---- socket helpers ---- */
+
+/* SO_REUSEPORT would let this process share a port with another relay
+ * started by the same user; the first worker first binds a plain socket to
+ * make sure nobody holds the port. 0 or -errno. */
+static int probe_free(const rtc_addr *a, int type)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = rtc_addr_to_sockaddr(a, &ss);
+    int one = 1, rc = 0, fd = socket(a->family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (type == SOCK_STREAM) /* TIME_WAIT only; on UDP it would share the port */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (a->family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 1)))
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+enum { LS_PLAIN = 0, LS_REUSEPORT = 1, LS_PROBE = 2 };
+
+static int listen_socket(const rtc_addr *a, int type, int mode, char *err, size_t errlen,
+                         const char *what)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = rtc_addr_to_sockaddr(a, &ss);
+    char as[RTC_ADDR_STRLEN];
+    int one = 1, fd;
+
+    rtc_addr_format(a, true, as);
+    if ((mode & LS_PROBE) && a->port && (errno = -probe_free(a, type)) != 0)
+        goto out_err;
+    fd = socket(a->family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto out_err;
+    if (type == SOCK_STREAM) /* TIME_WAIT only; on UDP it would share the port */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (mode & LS_REUSEPORT)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (a->family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 1024)))
+        goto out_close;
+    if (type == SOCK_DGRAM) {
+        int sz = 4 << 20;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    }
+    return fd;
+out_close:
+    close(fd);
+out_err:
+    snprintf(err, errlen, "%s: cannot listen on %s (%s): %s", what, as,
+             type == SOCK_DGRAM ? "udp" : "tcp", strerror(errno));
+    return -1;
+}
+
+static int ep_add(rly_worker *w, int fd, uint32_t events, uint64_t data)
+{
+    struct epoll_event ev = {.events = events, .data.u64 = data};
+    return epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* ---- the rly_io callbacks of the engine ---- */
+
+static int io_relay_open(void *ctx, const rtc_addr *ip, bool even, uint16_t port,
+                         rtc_addr *bound)
+{
+    rly_worker *w = ctx;
+    if (port)
+        return rly_ports_open_port(w->ports, ip, port, bound);
+    return rly_ports_open(w->ports, ip, even, bound);
+}
+
+static int io_relay_attach(void *ctx, int fd, uint32_t id)
+{
+    rly_worker *w = ctx;
+    return ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, id)) ? -errno : 0;
+}
+
+static void io_relay_close(void *ctx, int fd, const rtc_addr *bound)
+{
+    rly_worker *w = ctx;
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, fd, NULL);
+    rly_ports_close(w->ports, fd, bound);
+}
+
+static int io_send_peer(void *ctx, int fd, const rtc_addr *peer, const uint8_t *data, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = rtc_addr_to_sockaddr(peer, &ss);
+    (void)ctx;
+    if (sendto(fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0)
+        return -errno;
+    return 0;
+}
+
+/* ---- stream connections ---- */
+
+static void conn_close_later(rly_worker *w, uint32_t idx)
+{
+    conn *c = w->conns[idx];
+    if (c->closing)
+        return;
+    c->closing = true;
+    w->closing[w->n_closing++] = idx;
+}
+
+static void conn_free(rly_worker *w, uint32_t idx)
+{
+    conn *c = w->conns[idx];
+    rly_tuple tu = {.client = c->client, .listener = c->listener, .proto = c->proto};
+    rly_turn_tuple_gone(&w->turn, &tu);
+    rly_tls_conn_free(c->tls);
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c->in);
+    free(c->out);
+    free(c);
+    w->conns[idx] = NULL;
+}
+
+static long conn_write(conn *c, const uint8_t *p, size_t n)
+{
+    if (c->tls)
+        return rly_tls_write(c->tls, p, n);
+    {
+        ssize_t rc = send(c->fd, p, n, MSG_NOSIGNAL);
+        return rc < 0 ? -errno : rc;
+    }
+}
+
+/* Write out what is queued; -1 when the connection is broken. */
+static int conn_flush(conn *c)
+{
+    while (c->out_len) {
+        long rc = conn_write(c, c->out + c->out_off, c->out_len);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK)
+            return 0;
+        if (rc <= 0)
+            return -1;
+        c->out_off += (size_t)rc;
+        c->out_len -= (size_t)rc;
+    }
+    c->out_off = 0;
+    return 0;
+}
+
+/* Queue a frame for the client; dropped whole when the queue is full (a
+ * client that stops reading cannot make the relay buffer without bound). */
+static void conn_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
+{
+    conn *c = w->conns[idx];
+    if (!c || c->closing)
+        return;
+    if (c->out_off + c->out_len + n > CONN_OUT_CAP) {
+        memmove(c->out, c->out + c->out_off, c->out_len);
+        c->out_off = 0;
+        if (c->out_len + n > CONN_OUT_CAP) {
+            w->turn.stats.dropped[RLY_DROP_BACKPRESSURE]++;
+            return;
+        }
+    }
+    memcpy(c->out + c->out_off + c->out_len, p, n);
+    c->out_len += n;
+    if (conn_flush(c))
+        conn_close_later(w, idx);
+}
+
+static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const uint8_t *buf,
+                         size_t len);
+
+/* Split the stream into STUN / ChannelData frames (RFC 8656 s.3.1). */
+static void conn_frames(rly_worker *w, uint32_t idx)
+{
+    conn *c = w->conns[idx];
+    rly_tuple tu = {.client = c->client, .listener = c->listener, .proto = c->proto};
+    size_t off = 0;
+
+    while (!c->closing && off < c->in_len) {
+        long fl = rly_frame_len(c->in + off, c->in_len - off);
+        if (fl < 0 || fl > CONN_IN_CAP) {
+            w->turn.stats.dropped[RLY_DROP_MALFORMED]++;
+            if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
+                char cl[RTC_ADDR_STRLEN];
+                rtc_addr_format(&c->client, true, cl);
+                RTC_LOG(RTC_LOG_WARN, NULL, "closing %s stream from %s: not TURN framing",
+                        c->proto == RLY_TLS ? "TLS" : "TCP", cl);
+            }
+            conn_close_later(w, idx); /* cannot resynchronise a broken stream */
+            return;
+        }
+        if (fl == 0 || (size_t)fl > c->in_len - off)
+            break;
+        client_input(w, &tu, (int)idx, c->in + off, (size_t)fl);
+        c = w->conns[idx];
+        off += (size_t)fl;
+    }
+    if (off) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+}
+
+static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
+{
+    conn *c = idx < w->n_conns_cap ? w->conns[idx] : NULL;
+    if (!c || c->closing)
+        return;
+    if (events & (EPOLLERR | EPOLLHUP)) {
+        conn_close_later(w, idx);
+        return;
+    }
+    if (events & EPOLLOUT && conn_flush(c)) {
+        conn_close_later(w, idx);
+        return;
+    }
+    if (!(events & (EPOLLIN | EPOLLRDHUP)) && !c->tls)
+        return;
+    for (;;) {
+        long rc;
+        if (c->in_len >= CONN_IN_CAP) {
+            conn_close_later(w, idx);
+            return;
+        }
+        if (c->tls) {
+            rc = rly_tls_read(c->tls, c->in + c->in_len, CONN_IN_CAP - c->in_len);
+        } else {
+            ssize_t n = recv(c->fd, c->in + c->in_len, CONN_IN_CAP - c->in_len, 0);
+            rc = n < 0 ? -errno : n;
+        }
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR) {
+            if (c->tls && conn_flush(c))
+                conn_close_later(w, idx);
+            return;
+        }
+        if (rc <= 0) {
+            conn_close_later(w, idx);
+            return;
+        }
+        c->in_len += (size_t)rc;
+        conn_frames(w, idx);
+        if (c->closing)
+            return;
+    }
+}
+
+static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
+{
+    for (int n = 0; n < 64; n++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int one = 1, fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        uint32_t idx;
+        conn *c;
+
+        if (fd < 0)
+            return;
+        for (idx = 0; idx < w->n_conns_cap && w->conns[idx]; idx++)
+            ;
+        if (idx == w->n_conns_cap || w->draining) {
+            close(fd);
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c = calloc(1, sizeof *c);
+        if (!c || !(c->in = malloc(CONN_IN_CAP)) || !(c->out = malloc(CONN_OUT_CAP)))
+            goto out_free;
+        if (proto == RLY_TLS && !(c->tls = rly_tls_conn_new(w->tls, fd)))
+            goto out_free;
+        c->fd = fd;
+        c->proto = proto;
+        c->listener = listener;
+        c->born_ms = w->now_ms;
+        rtc_addr_from_sockaddr(&c->client, (struct sockaddr *)&ss);
+        if (ep_add(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, EV_DATA(T_CONN, idx)))
+            goto out_free;
+        w->conns[idx] = c;
+        continue;
+out_free:
+        if (c) {
+            rly_tls_conn_free(c->tls);
+            free(c->in);
+            free(c->out);
+            free(c);
+        }
+        close(fd);
+    }
+}
+
+/* ---- datagrams ---- */
+
+static void send_udp(rly_worker *w, uint16_t listener, const rtc_addr *to, const uint8_t *p,
+                     size_t n)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = rtc_addr_to_sockaddr(to, &ss);
+    if (sendto(w->udp_fd[listener], p, n, 0, (struct sockaddr *)&ss, sl) < 0)
+        w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
+}
+
+static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const uint8_t *buf,
+                         size_t len)
+{
+    rly_input in = {.tuple = tu,
+                    .conn = conn_idx,
+                    .buf = buf,
+                    .len = len,
+                    .now_ms = w->now_ms,
+                    .wall_s = rtc_clock_wall_s()};
+    size_t rl = rly_turn_input(&w->turn, &in, w->resp, sizeof w->resp);
+    if (!rl)
+        return;
+    if (tu->proto == RLY_UDP)
+        send_udp(w, tu->listener, &tu->client, w->resp, rl);
+    else
+        conn_send(w, (uint32_t)conn_idx, w->resp, rl);
+}
+
+static void udp_event(rly_worker *w, uint16_t listener)
+{
+    for (int n = 0; n < UDP_BATCH; n++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        ssize_t len = recvfrom(w->udp_fd[listener], w->pkt, PKT_CAP, 0, (struct sockaddr *)&ss,
+                               &sl);
+        rly_tuple tu = {.listener = listener, .proto = RLY_UDP};
+        if (len < 0)
+            return;
+        rtc_addr_from_sockaddr(&tu.client, (struct sockaddr *)&ss);
+        client_input(w, &tu, -1, w->pkt, (size_t)len);
+    }
+}
+
+static void relay_event(rly_worker *w, uint32_t id)
+{
+    for (int n = 0; n < UDP_BATCH; n++) {
+        rly_alloc *a = rly_table_get(w->turn.table, id);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        const uint8_t *frame;
+        size_t flen;
+        ssize_t len;
+        rtc_addr peer;
+
+        if (!a)
+            return;
+        len = recvfrom(a->relay_fd, w->pkt + RLY_HEADROOM, 65535, 0, (struct sockaddr *)&ss, &sl);
+        if (len < 0)
+            return;
+        rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&ss);
+        frame = rly_turn_from_peer(&w->turn, a, &peer, w->pkt, (size_t)len, w->now_ms, &flen);
+        if (!frame)
+            continue;
+        if (a->tuple.proto == RLY_UDP)
+            send_udp(w, a->tuple.listener, &a->tuple.client, frame, flen);
+        else if (a->conn >= 0)
+            conn_send(w, (uint32_t)a->conn, frame, flen);
+    }
+}
+
+/* ---- admin HTTP ---- */
+
+static void admin_accept(rly_worker *w)
+{
+    for (int n = 0; n < 16; n++) {
+        int fd = accept4(w->admin_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int i;
+        if (fd < 0)
+            return;
+        for (i = 0; i < ADMIN_MAX && w->admins[i].fd >= 0; i++)
+            ;
+        if (i == ADMIN_MAX || ep_add(w, fd, EPOLLIN, EV_DATA(T_ADMIN, i))) {
+            close(fd);
+            continue;
+        }
+        w->admins[i].fd = fd;
+        w->admins[i].len = 0;
+    }
+}
+
+static void admin_close(rly_worker *w, int i)
+{
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, w->admins[i].fd, NULL);
+    close(w->admins[i].fd);
+    w->admins[i].fd = -1;
+}
+
+static void admin_event(rly_worker *w, int i)
+{
+    admin_conn *ac = &w->admins[i];
+    rtc_buf out;
+    ssize_t n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
+    size_t off = 0;
+    int tries = 0;
+
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        admin_close(w, i);
+        return;
+    }
+    ac->len += (size_t)n;
+    ac->buf[ac->len] = '\0';
+    if (!strstr(ac->buf, "\r\n\r\n") && !strstr(ac->buf, "\n\n")) {
+        if (ac->len >= sizeof ac->buf - 1)
+            admin_close(w, i); /* request head too large */
+        return;
+    }
+    rtc_buf_init(&out);
+    rly_admin_respond(&out, ac->buf, ac->len, (const rly_worker *const *)w->all, *w->n_all,
+                      w->start_time_s);
+    /* small answers: the socket buffer takes them at once; a bounded retry
+     * covers the rare partial write without a per-connection queue */
+    while (!out.oom && off < out.len && tries++ < 1000) {
+        ssize_t s = send(ac->fd, out.p + off, out.len - off, MSG_NOSIGNAL);
+        if (s > 0)
+            off += (size_t)s;
+        else if (s < 0 && errno != EAGAIN && errno != EINTR)
+            break;
+    }
+    rtc_buf_dispose(&out);
+    admin_close(w, i);
+}
+
+/* ---- the main thread's mailbox ---- */
+
+/* Refuse new allocations and connections; the main thread decides when the
+ * drain is over (no allocation left in any worker, or the deadline) and
+ * then posts stop: a worker that stopped alone would leave its SO_REUSEPORT
+ * sockets open and unread. */
+static void start_drain(rly_worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    w->turn.draining = true;
+    atomic_store(&w->draining_pub, true);
+}
+
+static void ctrl_event(rly_worker *w)
+{
+    uint64_t v;
+    const rly_cfg *cfg;
+    rly_tls *tls;
+
+    if (read(w->ctrl_fd, &v, sizeof v) < 0 && errno != EAGAIN)
+        return;
+    cfg = atomic_exchange(&w->post_cfg, NULL);
+    tls = atomic_exchange(&w->post_tls, NULL);
+    if (cfg)
+        w->turn.cfg = cfg;
+    if (tls)
+        w->tls = tls;
+    if (atomic_exchange(&w->post_drain, false))
+        start_drain(w);
+    if (atomic_load(&w->post_stop))
+        w->stop = true;
+}
+
+static void wake(rly_worker *w)
+{
+    uint64_t one = 1;
+    if (write(w->ctrl_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full, so the worker is being woken anyway */
+    }
+}
+
+void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls)
+{
+    if (tls)
+        atomic_store(&w->post_tls, tls);
+    atomic_store(&w->post_cfg, cfg);
+    wake(w);
+}
+
+void rly_worker_post_drain(rly_worker *w)
+{
+    atomic_store(&w->post_drain, true);
+    wake(w);
+}
+
+void rly_worker_post_stop(rly_worker *w)
+{
+    atomic_store(&w->post_stop, true);
+    wake(w);
+}
+
+/* ---- life cycle ---- */
+
+rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
+{
+    rly_worker *w = calloc(1, sizeof *w);
+    /* the first of several workers checks that nobody else holds the ports */
+    int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
+    rly_io io = {.relay_open = io_relay_open, .relay_attach = io_relay_attach,
+                 .relay_close = io_relay_close,
+                 .send_peer = io_send_peer};
+
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->ep = -1;
+    w->admin_fd = -1;
+    for (int i = 0; i < ADMIN_MAX; i++)
+        w->admins[i].fd = -1;
+    w->all = p->all;
+    w->n_all = p->n_all;
+    atomic_init(&w->post_cfg, NULL);
+    atomic_init(&w->post_tls, NULL);
+    atomic_init(&w->post_drain, false);
+    atomic_init(&w->post_stop, false);
+    atomic_init(&w->done, false);
+    atomic_init(&w->draining_pub, false);
+    atomic_init(&w->n_allocs_pub, 0);
+    w->ctrl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->start_time_s = p->start_time_s;
+    w->tls = p->tls;
+    w->warn_rl.per_sec = 5;
+    w->n_conns_cap = MAX_CONNS;
+    w->pkt = malloc(PKT_CAP);
+    w->conns = calloc(MAX_CONNS, sizeof *w->conns);
+    w->closing = calloc(MAX_CONNS, sizeof *w->closing);
+    w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
+    w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
+    w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
+    w->ports = p->ports;
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    io.ctx = w;
+    if (!w->pkt || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+        !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
+        rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
+        snprintf(err, errlen, "out of memory");
+        goto out_free;
+    }
+    for (size_t i = 0; i < p->n_listen; i++) {
+        w->udp_fd[i] = w->tcp_fd[i] = -1;
+        w->n_listen = i + 1;
+        if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, lsm, err, errlen, "listen")) < 0 ||
+            (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, lsm, err, errlen, "listen")) < 0)
+            goto out_free;
+        ep_add(w, w->udp_fd[i], EPOLLIN, EV_DATA(T_UDP, i));
+        ep_add(w, w->tcp_fd[i], EPOLLIN, EV_DATA(T_TCP_LISTEN, i));
+    }
+    for (size_t i = 0; i < p->n_tls_listen; i++) {
+        w->tls_fd[i] = -1;
+        w->n_tls = i + 1;
+        if ((w->tls_fd[i] =
+                 listen_socket(&p->tls_listen[i], SOCK_STREAM, lsm, err, errlen,
+                               "tls-listen")) < 0)
+            goto out_free;
+        ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
+    }
+    if (p->metrics) {
+        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
+                                         "metrics-listen")) < 0)
+            goto out_free;
+        ep_add(w, w->admin_fd, EPOLLIN, EV_DATA(T_ADMIN_LISTEN, 0));
+    }
+    ep_add(w, w->ctrl_fd, EPOLLIN, EV_DATA(T_CTRL, 0));
+    return w;
+out_free:
+    rly_worker_free(w);
+    return NULL;
+}
+
+void rly_worker_free(rly_worker *w)
+{
+    if (!w)
+        return;
+    if (w->conns)
+        for (uint32_t i = 0; i < w->n_conns_cap; i++)
+            if (w->conns[i])
+                conn_free(w, i);
+    rly_turn_dispose(&w->turn);
+    for (size_t i = 0; i < w->n_listen; i++) {
+        if (w->udp_fd[i] >= 0)
+            close(w->udp_fd[i]);
+        if (w->tcp_fd[i] >= 0)
+            close(w->tcp_fd[i]);
+    }
+    for (size_t i = 0; i < w->n_tls; i++)
+        if (w->tls_fd[i] >= 0)
+            close(w->tls_fd[i]);
+    for (int i = 0; i < ADMIN_MAX; i++)
+        if (w->admins[i].fd >= 0)
+            close(w->admins[i].fd);
+    if (w->admin_fd >= 0)
+        close(w->admin_fd);
+    if (w->ep >= 0)
+        close(w->ep);
+    if (w->ctrl_fd >= 0)
+        close(w->ctrl_fd);
+    free(w->udp_fd);
+    free(w->tcp_fd);
+    free(w->tls_fd);
+    free(w->conns);
+    free(w->closing);
+    free(w->pkt);
+    free(w);
+}
+
+bool rly_worker_draining(const rly_worker *w) { return atomic_load(&w->draining_pub); }
+bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
+const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
+size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
+size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
+
+/* Close streams that made no allocation within CONN_IDLE_MS. */
+static void sweep_conns(rly_worker *w)
+{
+    for (uint32_t i = 0; i < w->n_conns_cap; i++) {
+        conn *c = w->conns[i];
+        rly_tuple tu;
+        if (!c || c->closing || w->now_ms - c->born_ms < CONN_IDLE_MS)
+            continue;
+        tu = (rly_tuple){.client = c->client, .listener = c->listener, .proto = c->proto};
+        if (!rly_table_find(w->turn.table, &tu))
+            conn_close_later(w, i);
+    }
+}
+
+static void handle(rly_worker *w, const struct epoll_event *ev)
+{
+    uint32_t tag = (uint32_t)(ev->data.u64 >> 32), idx = (uint32_t)ev->data.u64;
+    switch (tag) {
+    case T_UDP:
+        udp_event(w, (uint16_t)idx);
+        break;
+    case T_TCP_LISTEN:
+        accept_conns(w, w->tcp_fd[idx], RLY_TCP, (uint16_t)idx);
+        break;
+    case T_TLS_LISTEN:
+        /* TLS tuples use listener numbers after the plain ones */
+        accept_conns(w, w->tls_fd[idx], RLY_TLS, (uint16_t)(w->n_listen + idx));
+        break;
+    case T_RELAY:
+        relay_event(w, idx);
+        break;
+    case T_CONN:
+        conn_event(w, idx, ev->events);
+        break;
+    case T_ADMIN_LISTEN:
+        admin_accept(w);
+        break;
+    case T_ADMIN:
+        if (idx < ADMIN_MAX && w->admins[idx].fd >= 0)
+            admin_event(w, (int)idx);
+        break;
+    case T_CTRL:
+        ctrl_event(w);
+        break;
+    default:
+        break;
+    }
+}
+
+int rly_worker_run(rly_worker *w)
+{
+    struct epoll_event evs[128];
+    uint64_t next_sweep = 0;
+    int rc = 0;
+
+    while (!w->stop) {
+        int n = epoll_wait(w->ep, evs, 128, 200);
+        if (n < 0 && errno != EINTR) {
+            RTC_LOG(RTC_LOG_ERROR, NULL, "epoll_wait: %s", strerror(errno));
+            rc = -1;
+            break;
+        }
+        w->now_ms = rtc_clock_mono_ms();
+        for (int i = 0; i < n; i++)
+            handle(w, &evs[i]);
+        for (uint32_t i = 0; i < w->n_closing; i++)
+            conn_free(w, w->closing[i]);
+        w->n_closing = 0;
+        if (w->now_ms >= next_sweep) {
+            rly_turn_sweep(&w->turn, w->now_ms);
+            sweep_conns(w);
+            next_sweep = w->now_ms + 1000;
+        }
+        atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
+    }
+    atomic_store(&w->done, true);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* rly_worker.h - one relay worker: an epoll loop that owns listening
+ * sockets (UDP, TCP, TLS), client connections, relayed sockets, the admin
+ * HTTP listener and one TURN engine (rly_turn) with its allocation table.
+ *
+ * Everything a worker touches on the packet path is its own: no locks, no
+ * shared counters, no heap allocation per packet (one receive buffer with
+ * headroom is reused). Configuration is an immutable rly_cfg swapped in
+ * between events (SIGHUP). SIGTERM drains: new Allocates are refused,
+ * existing allocations relay until they end or the drain deadline passes.
+ *
+ * The process runs N workers, one thread each; with N > 1 the listening
+ * sockets use SO_REUSEPORT, so the kernel keeps each client 5-tuple on one
+ * worker. The main thread talks to a worker only through the rly_worker_post_*
+ * calls (an eventfd and a mailbox); the only state workers share is the
+ * quota (rly_quota.h), touched on Allocate and release. */
+#ifndef RLY_WORKER_H
+#define RLY_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rly_ports.h"
+#include "rly_tls.h"
+#include "rly_turn.h"
+#include "rtc_addr.h"
+#include "rtc_metrics.h"
+
+typedef struct rly_worker rly_worker; /* opaque */
+
+typedef struct {
+    const rly_cfg *cfg;
+    const rtc_addr *listen; /* UDP + TCP each */
+    size_t n_listen;
+    const rtc_addr *tls_listen;
+    size_t n_tls_listen;
+    rly_tls *tls;           /* borrowed; required when n_tls_listen > 0 */
+    rly_ports *ports;        /* shared relayed-port pool */
+    const rtc_addr *metrics; /* admin HTTP listener, NULL = none (one worker has it) */
+    double start_time_s;     /* process_start_time_seconds */
+    bool reuseport;          /* several workers share the listening ports */
+    bool first;              /* the first worker made (checks the ports are free) */
+    rly_quota *quota;        /* shared */
+    const uint8_t *nonce_key; /* 32 bytes, shared */
+    /* every worker, for the metrics page (read at scrape time only) */
+    rly_worker *const *all;
+    const size_t *n_all;
+} rly_worker_params;
+
+/* Opens every socket; NULL with a reason naming the address in err. */
+rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen);
+void rly_worker_free(rly_worker *w);
+
+/* Run until stopped or drained (on the worker's own thread). 0 on a clean
+ * stop. */
+int rly_worker_run(rly_worker *w);
+/* true once rly_worker_run has returned. Any thread. */
+bool rly_worker_done(const rly_worker *w);
+
+/* From any thread: the worker swaps in a new configuration and TLS context
+ * at its next wake-up (both borrowed; the caller keeps old ones alive until
+ * the workers are gone). */
+void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls);
+/* From any thread: start draining (refuse new allocations and streams,
+ * keep relaying); the caller posts stop when the drain is over. */
+void rly_worker_post_drain(rly_worker *w);
+void rly_worker_post_stop(rly_worker *w);
+
+/* Counters and gauges for the metrics page; other threads read them while
+ * the worker writes (plain monotonic counters, read at scrape time). */
+const rly_stats *rly_worker_stats(const rly_worker *w);
+size_t rly_worker_allocations(const rly_worker *w);
+/* Allocations of the whole process, exact (the shared quota count). */
+size_t rly_worker_total_allocations(const rly_worker *w);
+bool rly_worker_draining(const rly_worker *w);
+
+/* rly_admin.c: the HTTP/1.1 answer (status line, headers, body) to one
+ * request head `req` for /metrics or /healthz, summing the workers. */
+void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
+                       const rly_worker *const *workers, size_t n, double start_time_s);
+
+#endif

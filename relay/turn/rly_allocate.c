@@ -1,0 +1,229 @@
+/* rly_allocate.c - Allocate (RFC 8656 s.7.2, RFC 6156 s.4.2) and Refresh
+ * (RFC 8656 s.8.2). Runs after the dispatcher authenticated the request. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "rly_req.h"
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+#include "rtc_log.h"
+#include "stn_attr.h"
+
+#define PROTO_UDP 17
+
+static void success_attrs(rly_req *r, const rly_alloc *a, uint32_t lifetime_s)
+{
+    stn_build_xor_addr(&r->b, STN_A_XOR_RELAYED_ADDRESS, &a->advertised);
+    stn_build_u32(&r->b, STN_A_LIFETIME, lifetime_s);
+    stn_build_xor_addr(&r->b, STN_A_XOR_MAPPED_ADDRESS, &r->in->tuple->client);
+}
+
+typedef struct {
+    int family;
+    bool even, reserve;
+    const stn_attr_ref *token;
+} alloc_opts;
+
+/* Checks of s.7.2 steps 2-6 that need no state. */
+static rly_result check_request(rly_req *r, alloc_opts *o)
+{
+    const stn_msg *m = r->m;
+    const stn_attr_ref *rt = stn_msg_find(m, STN_A_REQUESTED_TRANSPORT);
+    const stn_attr_ref *ep = stn_msg_find(m, STN_A_EVEN_PORT);
+    const stn_attr_ref *tok = stn_msg_find(m, STN_A_RESERVATION_TOKEN);
+    const stn_attr_ref *raf = stn_msg_find(m, STN_A_REQUESTED_ADDRESS_FAMILY);
+    const stn_attr_ref *aaf = stn_msg_find(m, STN_A_ADDITIONAL_ADDRESS_FAMILY);
+    uint8_t proto;
+    bool reserve = false;
+
+    if (!rt || stn_attr_get_transport(m, rt, &proto))
+        return RLY_ERR(400, "Missing or bad REQUESTED-TRANSPORT");
+    if (proto != PROTO_UDP)
+        return RLY_ERR(442, "Unsupported Transport Protocol");
+    if (ep && stn_attr_get_even_port(m, ep, &reserve))
+        return RLY_ERR(400, "Bad EVEN-PORT");
+    if (tok && (ep || raf))
+        return RLY_ERR(400, "RESERVATION-TOKEN with EVEN-PORT or address family");
+    if (tok && tok->len != 8)
+        return RLY_ERR(400, "Bad RESERVATION-TOKEN");
+    if (raf && aaf)
+        return RLY_ERR(400, "Both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY");
+    o->family = AF_INET;
+    if (raf && stn_attr_get_family(m, raf, &o->family))
+        return RLY_ERR(440, "Address Family not Supported");
+    if (!r->t->cfg->relay_ip[o->family == AF_INET6].family)
+        return RLY_ERR(440, "Address Family not Supported");
+    o->even = ep != NULL;
+    o->reserve = reserve;
+    o->token = tok;
+    return RLY_OK;
+}
+
+/* Take the reserved socket named by a RESERVATION-TOKEN. fd or -1. */
+static int take_reservation(rly_turn *t, const stn_msg *m, const stn_attr_ref *tok,
+                            rtc_addr *bound, uint64_t now_ms)
+{
+    return rly_quota_resv_take(t->quota, m->buf + tok->off, now_ms, bound);
+}
+
+/* EVEN-PORT with R (s.7.2 step 4): an even port whose odd neighbour is
+ * free too; the neighbour is held under a fresh token for 30 s. */
+static int open_pair(rly_turn *t, const rtc_addr *ip, rtc_addr *bound, uint8_t token[8],
+                     uint64_t now_ms)
+{
+    if (rtc_random(token, 8))
+        return -1;
+    for (int tries = 0; tries < 16; tries++) {
+        rtc_addr odd;
+        int fd = t->io.relay_open(t->io.ctx, ip, true, 0, bound), ofd;
+        if (fd < 0)
+            return -1;
+        ofd = t->io.relay_open(t->io.ctx, ip, false, (uint16_t)(bound->port + 1), &odd);
+        if (ofd >= 0) {
+            if (!rly_quota_resv_put(t->quota, token, ofd, &odd, now_ms + RLY_RESV_MS))
+                return fd;
+            t->io.relay_close(t->io.ctx, ofd, &odd);
+            t->io.relay_close(t->io.ctx, fd, bound);
+            return -1;
+        }
+        t->io.relay_close(t->io.ctx, fd, bound);
+    }
+    return -1;
+}
+
+static void log_allocated(const rly_alloc *a, uint32_t life)
+{
+    char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN];
+    if (!rtc_log_enabled(RTC_LOG_INFO))
+        return;
+    snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+    rtc_addr_format(&a->tuple.client, true, cl);
+    rtc_addr_format(&a->relayed, true, rl);
+    RTC_LOG(RTC_LOG_INFO, ctx, "allocated client=%s proto=%s relayed=%s lifetime=%u user=%s", cl,
+            a->tuple.proto == RLY_UDP ? "udp" : a->tuple.proto == RLY_TCP ? "tcp" : "tls", rl,
+            life, a->user);
+}
+
+/* The relayed socket: a reserved one, an even/odd pair, or any port. */
+static int open_relayed(rly_req *r, const alloc_opts *o, rtc_addr *bound, uint8_t token[8])
+{
+    rly_turn *t = r->t;
+    const rtc_addr *ip = &t->cfg->relay_ip[o->family == AF_INET6];
+    if (o->token)
+        return take_reservation(t, r->m, o->token, bound, r->in->now_ms);
+    if (o->reserve)
+        return open_pair(t, ip, bound, token, r->in->now_ms);
+    return t->io.relay_open(t->io.ctx, ip, o->even, 0, bound);
+}
+
+/* Make the allocation once every check passed and the quota is taken;
+ * gives the quota back on failure. */
+static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uint32_t life)
+{
+    rly_turn *t = r->t;
+    uint8_t token[8];
+    rtc_addr bound;
+    rly_alloc *a;
+    int fd = open_relayed(r, o, &bound, token);
+
+    if (fd < 0) {
+        rly_quota_give(t->quota, rly_quota_key(user, r->rest));
+        if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
+            RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
+        return RLY_ERR(508, "Insufficient Capacity");
+    }
+    a = rly_table_add(t->table, r->in->tuple, user);
+    if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
+        t->io.relay_close(t->io.ctx, fd, &bound);
+        rly_quota_give(t->quota, rly_quota_key(user, r->rest));
+        if (a)
+            rly_table_remove(t->table, a);
+        return RLY_ERR(508, "Insufficient Capacity");
+    }
+    a->relay_fd = fd;
+    a->rest = r->rest;
+    a->relayed = bound;
+    a->conn = r->in->conn;
+    a->advertised = t->cfg->advertise[bound.family == AF_INET6];
+    a->advertised.port = a->relayed.port;
+    memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
+    memcpy(a->key, r->key, sizeof a->key);
+    a->granted_s = life;
+    a->bw_last_ms = r->in->now_ms;
+    a->bw_tokens = t->cfg->lim.bandwidth;
+    rly_alloc_refresh(a, life, r->in->now_ms);
+    t->stats.allocations_total++;
+    log_allocated(a, life);
+    success_attrs(r, a, life);
+    if (o->reserve)
+        stn_build_attr(&r->b, STN_A_RESERVATION_TOKEN, token, 8);
+    return RLY_OK;
+}
+
+rly_result rly_h_allocate(rly_req *r)
+{
+    rly_turn *t = r->t;
+    const rly_limits *lim = &t->cfg->lim;
+    const stn_attr_ref *lt = stn_msg_find(r->m, STN_A_LIFETIME);
+    char user[RLY_USER_MAX + 1];
+    uint32_t req_life = 0, life;
+    rly_result res;
+    alloc_opts o = {AF_INET, false, false, NULL};
+    int rc;
+
+    if (r->a) {
+        /* s.7.2 step 1: a retransmission of the Allocate that made the
+         * allocation gets the same success; anything else is a mismatch */
+        if (!memcmp(r->a->alloc_tid, r->m->tid, sizeof r->a->alloc_tid)) {
+            success_attrs(r, r->a, rly_alloc_remaining_s(r->a, r->in->now_ms));
+            return RLY_OK;
+        }
+        return RLY_ERR(437, "Allocation Mismatch");
+    }
+    if (t->draining)
+        return RLY_ERR(403, "Server is draining");
+    res = check_request(r, &o);
+    if (res.code)
+        return res;
+    if (lt && stn_attr_get_u32(r->m, lt, &req_life))
+        return RLY_ERR(400, "Bad LIFETIME");
+    if (r->ulen > RLY_USER_MAX)
+        return RLY_ERR(400, "USERNAME too long");
+    memcpy(user, r->user, r->ulen);
+    user[r->ulen] = '\0';
+    rc = rly_quota_take(t->quota, rly_quota_key(user, r->rest), lim->max_allocs,
+                        lim->max_allocs_per_user);
+    if (rc == RTC_ELIMIT)
+        return RLY_ERR(486, "Allocation Quota Reached");
+    if (rc)
+        return RLY_ERR(508, "Insufficient Capacity");
+    life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
+    if (life == 0) /* LIFETIME 0 on Allocate means nothing: use the default */
+        life = rly_lifetime(false, 0, lim->default_lifetime_s, lim->max_lifetime_s);
+    return install(r, &o, user, life);
+}
+
+rly_result rly_h_refresh(rly_req *r)
+{
+    const rly_limits *lim = &r->t->cfg->lim;
+    const stn_attr_ref *lt = stn_msg_find(r->m, STN_A_LIFETIME);
+    const stn_attr_ref *raf = stn_msg_find(r->m, STN_A_REQUESTED_ADDRESS_FAMILY);
+    uint32_t req_life = 0, life;
+    int family;
+
+    if (raf && (stn_attr_get_family(r->m, raf, &family) || family != r->a->relayed.family))
+        return RLY_ERR(443, "Peer Address Family Mismatch");
+    if (lt && stn_attr_get_u32(r->m, lt, &req_life))
+        return RLY_ERR(400, "Bad LIFETIME");
+    life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
+    if (life == 0) {
+        /* s.8.2: delete at once; the quota is free for the next Allocate */
+        rly_turn_release(r->t, r->a, "refresh lifetime 0");
+        r->a = NULL;
+    } else {
+        rly_alloc_refresh(r->a, life, r->in->now_ms);
+    }
+    stn_build_u32(&r->b, STN_A_LIFETIME, life);
+    return RLY_OK;
+}

@@ -1,0 +1,136 @@
+/* rly_auth.c - static users and TURN REST credentials. */
+#include "rly_auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+#include "stn_auth.h"
+
+typedef struct {
+    char *name;
+    uint8_t key[16];
+} user_ent;
+
+struct rly_auth {
+    char *realm;
+    user_ent *users; /* sorted by name for bsearch */
+    size_t n_users;
+    rtc_secret secret; /* len 0 = REST credentials off */
+};
+
+static int cmp_user(const void *a, const void *b)
+{
+    return strcmp(((const user_ent *)a)->name, ((const user_ent *)b)->name);
+}
+
+void rly_auth_free(rly_auth *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->n_users; i++) {
+        free(a->users[i].name);
+        memset(a->users[i].key, 0, sizeof a->users[i].key);
+    }
+    free(a->users);
+    free(a->realm);
+    rtc_secret_dispose(&a->secret);
+    free(a);
+}
+
+rly_auth *rly_auth_new(const char *realm, char *const *users, size_t n_users,
+                       const char *secret, char *err, size_t errlen)
+{
+    rly_auth *a = calloc(1, sizeof *a);
+
+    if (!a || !(a->realm = strdup(realm)))
+        goto out_oom;
+    a->users = calloc(n_users + 1, sizeof *a->users);
+    if (!a->users)
+        goto out_oom;
+    for (size_t i = 0; i < n_users; i++) {
+        const char *colon = strchr(users[i], ':');
+        size_t nl = colon ? (size_t)(colon - users[i]) : 0;
+        if (!colon || nl == 0 || nl > 128 || !colon[1]) {
+            snprintf(err, errlen, "user: entry %zu: expected NAME:PASSWORD with both non-empty",
+                     i + 1);
+            goto out_free;
+        }
+        a->users[i].name = strndup(users[i], nl);
+        if (!a->users[i].name)
+            goto out_oom;
+        a->n_users = i + 1;
+        stn_auth_longterm_key(users[i], nl, realm, strlen(realm), colon + 1, strlen(colon + 1),
+                              a->users[i].key);
+    }
+    qsort(a->users, a->n_users, sizeof *a->users, cmp_user);
+    for (size_t i = 1; i < a->n_users; i++)
+        if (!strcmp(a->users[i].name, a->users[i - 1].name)) {
+            snprintf(err, errlen, "user: '%s' given twice", a->users[i].name);
+            goto out_free;
+        }
+    if (secret && *secret && rtc_secret_init(&a->secret, secret, strlen(secret)))
+        goto out_oom;
+    return a;
+out_oom:
+    snprintf(err, errlen, "out of memory");
+out_free:
+    rly_auth_free(a);
+    return NULL;
+}
+
+const char *rly_auth_realm(const rly_auth *a) { return a->realm; }
+
+/* REST username: decimal unix expiry, optionally ":" and anything. */
+static int rest_expiry(const uint8_t *u, size_t n, uint64_t *exp)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n && u[i] >= '0' && u[i] <= '9'; i++) {
+        if (i >= 12)
+            return RTC_EMSG;
+        v = v * 10 + (u[i] - '0');
+    }
+    if (i == 0 || (i < n && u[i] != ':'))
+        return RTC_EMSG;
+    *exp = v;
+    return 0;
+}
+
+int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
+                 uint8_t key[16], bool *rest)
+{
+    char name[129];
+    user_ent probe, *hit;
+    uint8_t mac[RTC_SHA1_LEN];
+    char pass[64];
+    uint64_t exp;
+    int plen;
+
+    if (ulen == 0 || ulen > 128)
+        return RTC_EAUTH;
+    memcpy(name, user, ulen);
+    name[ulen] = '\0';
+    if (memchr(name, '\0', ulen))
+        return RTC_EAUTH;
+    probe.name = name;
+    hit = a->n_users ? bsearch(&probe, a->users, a->n_users, sizeof *a->users, cmp_user) : NULL;
+    *rest = false;
+    if (hit) {
+        memcpy(key, hit->key, 16);
+        return 0;
+    }
+    if (!a->secret.len || rest_expiry(user, ulen, &exp) || exp <= now_s)
+        return RTC_EAUTH;
+    rtc_hmac_sha1(a->secret.p, a->secret.len, user, ulen, mac);
+    plen = rtc_base64_encode(mac, sizeof mac, pass, sizeof pass);
+    if (plen < 0)
+        return RTC_EAUTH;
+    stn_auth_longterm_key(name, ulen, a->realm, strlen(a->realm), pass, (size_t)plen, key);
+    memset(pass, 0, sizeof pass);
+    memset(mac, 0, sizeof mac);
+    *rest = true;
+    return 0;
+}

@@ -1,0 +1,56 @@
+/* rly_perm.c - CreatePermission (RFC 8656 s.9.2) and ChannelBind (s.11.2).
+ * Both check every peer against the family of the allocation (443) and the
+ * peer policy (403, counted) before changing any state, so a request is
+ * applied entirely or not at all. */
+#include "rly_req.h"
+#include "rtc_err.h"
+#include "stn_attr.h"
+#include "stn_frame.h"
+
+rly_result rly_h_create_permission(rly_req *r)
+{
+    rtc_addr peers[STN_MAX_ATTRS];
+    size_t n = 0;
+    rly_result res;
+
+    for (unsigned i = 0; i < r->m->n_attrs; i++) {
+        if (r->m->attrs[i].type != STN_A_XOR_PEER_ADDRESS)
+            continue;
+        res = rly_check_peer(r, &r->m->attrs[i], &peers[n]);
+        if (res.code)
+            return res;
+        n++;
+    }
+    if (n == 0)
+        return RLY_ERR(400, "Missing XOR-PEER-ADDRESS");
+    for (size_t i = 0; i < n; i++)
+        if (rly_alloc_permit(r->a, &peers[i], r->in->now_ms))
+            return RLY_ERR(508, "Too many permissions");
+    return RLY_OK;
+}
+
+rly_result rly_h_channel_bind(rly_req *r)
+{
+    const stn_attr_ref *cn = stn_msg_find(r->m, STN_A_CHANNEL_NUMBER);
+    const stn_attr_ref *pa = stn_msg_find(r->m, STN_A_XOR_PEER_ADDRESS);
+    uint16_t chan;
+    rtc_addr peer;
+    rly_result res;
+    int rc;
+
+    if (!cn || stn_attr_get_channel(r->m, cn, &chan))
+        return RLY_ERR(400, "Missing or bad CHANNEL-NUMBER");
+    if (!stn_is_channel(chan) && !(r->t->cfg->lim.legacy_channels && rly_is_channel(chan)))
+        return RLY_ERR(400, "CHANNEL-NUMBER out of range");
+    if (!pa)
+        return RLY_ERR(400, "Missing XOR-PEER-ADDRESS");
+    res = rly_check_peer(r, pa, &peer);
+    if (res.code)
+        return res;
+    rc = rly_alloc_bind(r->a, chan, &peer, r->in->now_ms);
+    if (rc == RTC_EEXIST)
+        return RLY_ERR(400, "Channel or peer bound otherwise");
+    if (rc)
+        return RLY_ERR(508, "Too many channels");
+    return RLY_OK;
+}

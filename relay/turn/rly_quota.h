@@ -1,0 +1,38 @@
+/* rly_quota.h - what workers share: allocation quotas (--max-allocations,
+ * --max-allocations-per-user; 486 when reached) and EVEN-PORT reservations
+ * (RFC 8656 s.7.2: the RESERVATION-TOKEN may come back on another 5-tuple,
+ * which SO_REUSEPORT may hand to another worker).
+ *
+ * The only mutable state workers share. It is touched only when an
+ * allocation is made or released, never per packet, so a mutex is enough;
+ * the lock is never held while calling into another module. */
+#ifndef RLY_QUOTA_H
+#define RLY_QUOTA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rtc_addr.h"
+
+typedef struct rly_quota rly_quota; /* opaque, thread-safe */
+
+rly_quota *rly_quota_new(void); /* NULL on ENOMEM */
+void rly_quota_free(rly_quota *q);
+
+/* Count one allocation for user if both limits allow it: 0, or RTC_ELIMIT
+ * (quota reached) / -ENOMEM. */
+int rly_quota_take(rly_quota *q, const char *user, uint64_t max_total, uint64_t max_user);
+/* Give one back (at release: the quota is free at once). */
+void rly_quota_give(rly_quota *q, const char *user);
+size_t rly_quota_total(rly_quota *q);
+
+/* Hold a relayed socket under token until expiry_ms. 0 or RTC_ELIMIT. */
+int rly_quota_resv_put(rly_quota *q, const uint8_t token[8], int fd, const rtc_addr *bound,
+                       uint64_t expiry_ms);
+/* The socket held under token (now the caller's), or -1. */
+int rly_quota_resv_take(rly_quota *q, const uint8_t *token, uint64_t now_ms, rtc_addr *bound);
+/* One expired (or, with now_ms = UINT64_MAX, any) held socket for the caller
+ * to close, or -1 when none is left. */
+int rly_quota_resv_expired(rly_quota *q, uint64_t now_ms, rtc_addr *bound);
+
+#endif

@@ -1,0 +1,316 @@
+#!/usr/bin/python3
+"""relay_ops.py - operating tsunagu-relay: start-up errors that name the key,
+--config files, SIGHUP reload (users, secret, peer rules, limits, TLS
+certificate) without dropping allocations, SIGTERM drain, /metrics and
+/healthz, TURN over TLS, the bandwidth cap, JSON logs.
+
+Usage: relay_ops.py PATH/TO/tsunagu-relay
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from relay_stun import *  # noqa: E402,F401,F403
+
+
+def run_fail(exe, args, timeout=5):
+    p = subprocess.run([exe] + args, capture_output=True, text=True, timeout=timeout * TIMEOUT_MULT)
+    return p.returncode, p.stderr
+
+
+def test_startup_errors(exe, c, tmp):
+    cases = [
+        (["--max-allocations", "abc"], "max-allocations"),
+        (["--max-allocations", "0"], "max-allocations"),
+        (["--relay-ports", "5000-4000"], "relay-ports"),
+        (["--listen", "1.2.3:99"], "listen"),
+        (["--allow-peer", "10.0.0.0/99"], "allow-peer"),
+        (["--user", "nopassword"], "user"),
+        (["--log-level", "loud"], "log-level"),
+        (["--default-lifetime", "4000", "--max-lifetime", "3600"], "default-lifetime"),
+        (["--tls-listen", "127.0.0.1:5349"], "tls-listen"),
+        (["--bogus-flag", "1"], "bogus-flag"),
+        (["--relay-ip", "0.0.0.0"], "relay-ip"),
+    ]
+    for args, key in cases:
+        rc, err = run_fail(exe, args + ["--metrics-listen", "127.0.0.1:1"])
+        c.ok(rc != 0 and key in err, f"bad {key} stops start-up naming it", f"rc={rc} err={err!r}")
+    bad = os.path.join(tmp, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("realm = x\nmax-lifetime = forever\n")
+    rc, err = run_fail(exe, ["--config", bad])
+    c.ok(rc != 0 and "max-lifetime" in err and "bad.conf:2" in err,
+         "bad config value names file, line and key", err)
+    rc, out = subprocess.run([exe, "--help"], capture_output=True, text=True).returncode, \
+        subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+    c.ok(rc == 0 and "--relay-ports" in out and "--bandwidth-per-allocation" in out,
+         "--help lists the flags")
+
+
+def test_port_taken(exe, c):
+    """A second relay on the same port fails at start-up, even though several
+    workers share their ports with SO_REUSEPORT."""
+    relay = Relay(exe, "--user", "a:a", "--threads", "2")
+    try:
+        rc, err = run_fail(exe, ["--listen", f"127.0.0.1:{relay.port}", "--threads", "2",
+                                 "--metrics-listen", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"])
+        c.ok(rc != 0 and "listen" in err and "in use" in err,
+             "second relay on a used port stops naming listen", err)
+    finally:
+        relay.stop()
+
+
+def test_reload(exe, c, tmp):
+    conf = os.path.join(tmp, "relay.conf")
+    with open(conf, "w") as f:
+        f.write("user = alice:one\nmax-allocations-per-user = 5\n")
+    relay = Relay(exe, config=conf)
+    try:
+        a = Client(relay.addr, "udp", "alice", "one")
+        c.success(a.allocate(), "reload: alice allocates")
+        b = Client(relay.addr, "udp", "bob", "two")
+        c.error(b.allocate(), 401, "reload: bob unknown before reload")
+        c.success(a.permit(("8.8.8.8", 53)), "reload: public peer allowed before")
+        with open(conf, "w") as f:
+            f.write("user = alice:one\nuser = bob:two\ndeny-peer = 8.8.8.0/24\n"
+                    "auth-secret = newsecret\n")
+        relay.signal(signal.SIGHUP)
+        time.sleep(0.3 * TIMEOUT_MULT)
+        b.nonce = None
+        c.success(b.allocate(), "reload: bob allocates after SIGHUP")
+        c.success(a.refresh(), "reload: alice's allocation survived")
+        c.error(a.permit(("8.8.8.8", 53)), 403, "reload: new deny rule applies")
+        user, pw = rest_credentials("newsecret", int(time.time()) + 600)
+        r = Client(relay.addr, "udp", user, pw)
+        c.success(r.allocate(), "reload: new REST secret applies")
+        with open(conf, "w") as f:
+            f.write("user = alice:one\nmax-lifetime = nonsense\n")
+        relay.signal(signal.SIGHUP)
+        time.sleep(0.3 * TIMEOUT_MULT)
+        c.ok(relay.proc.poll() is None, "reload: a bad config keeps the relay running")
+        c.ok("reload failed" in relay.logtext(), "reload: the failure is logged")
+        c.success(a.refresh(), "reload: still serving with the old settings")
+        for x in (a, b, r):
+            x.refresh(0)
+            x.close()
+    finally:
+        relay.stop()
+
+
+def test_drain(exe, c):
+    relay = Relay(exe, "--user", "a:a", "--user", "b:b", "--drain-seconds", "20")
+    try:
+        a = Client(relay.addr, "udp", "a", "a")
+        b = Client(relay.addr, "udp", "b", "b")
+        c.success(a.allocate(), "drain: a allocates")
+        c.success(b.allocate(), "drain: b allocates")
+        a.permit(b.relayed)
+        b.permit(a.relayed)
+        relay.signal(signal.SIGTERM)
+        time.sleep(0.3 * TIMEOUT_MULT)
+        n = Client(relay.addr, "udp", "a", "a")
+        m = n.allocate()
+        c.ok(m.cls == ERROR and m.error in (403, 508), f"drain: new Allocate refused ({m.error})")
+        c.ok(relay.http("/healthz")[0] == 503, "drain: /healthz says 503")
+        a.send_ind(b.relayed, b"still relaying")
+        got = b.recv_data()
+        c.ok(got is not None and got[2] == b"still relaying", "drain: existing allocation relays")
+        c.success(a.refresh(), "drain: existing allocation refreshes")
+        a.refresh(0)
+        b.refresh(0)
+        try:
+            rc = relay.proc.wait(5 * TIMEOUT_MULT)
+        except subprocess.TimeoutExpired:
+            rc = None
+        c.ok(rc == 0, f"drain: exits 0 once the last allocation ends (rc={rc})")
+        n.close()
+    finally:
+        relay.stop()
+    relay = Relay(exe, "--user", "a:a", "--drain-seconds", "1")
+    try:
+        a = Client(relay.addr, "udp", "a", "a")
+        a.allocate()
+        t0 = time.time()
+        relay.signal(signal.SIGTERM)
+        try:
+            rc = relay.proc.wait(6 * TIMEOUT_MULT)
+        except subprocess.TimeoutExpired:
+            rc = None
+        c.ok(rc == 0 and time.time() - t0 >= 0.9,
+             f"drain: exits 0 after --drain-seconds with allocations left (rc={rc})")
+    finally:
+        relay.stop()
+
+
+def test_metrics(exe, c):
+    relay = Relay(exe, "--user", "a:a", "--log-format", "json")
+    try:
+        st, body = relay.http("/healthz")
+        c.ok(st == 200 and "ok" in body, "/healthz 200")
+        a = Client(relay.addr, "udp", "a", "a")
+        b = Client(relay.addr, "udp", "a", "a")
+        a.allocate()
+        b.allocate()
+        a.permit(b.relayed)
+        b.permit(a.relayed)
+        for i in range(10):
+            a.send_ind(b.relayed, b"m" * 100)
+            b.recv_data()
+        st, text = relay.http("/metrics")
+        c.ok(st == 200, "/metrics 200")
+        for name in ["tsunagu_relay_allocations", "tsunagu_relay_allocations_total",
+                     "tsunagu_relay_auth_failures_total", "tsunagu_relay_packets_total",
+                     "tsunagu_relay_bytes_total", "tsunagu_relay_dropped_total",
+                     "tsunagu_relay_permission_denied_total", "process_start_time_seconds",
+                     "process_resident_memory_bytes"]:
+            c.ok(f"# TYPE {name} " in text, f"/metrics has {name}")
+        c.ok(relay.metric("tsunagu_relay_allocations") == 2, "allocations gauge 2")
+        c.ok(relay.metric('tsunagu_relay_packets_total{direction="client_to_peer"}') >= 10,
+             "client_to_peer packets counted")
+        c.ok(relay.metric('tsunagu_relay_bytes_total{direction="peer_to_client"}') >= 1000,
+             "peer_to_client bytes counted")
+        c.ok(relay.http("/nope")[0] == 404, "unknown path 404")
+        lines = [ln for ln in relay.logtext().splitlines() if ln.startswith("{")]
+        ok = bool(lines)
+        for ln in lines:
+            try:
+                ok &= "msg" in json.loads(ln)
+            except ValueError:
+                ok = False
+        c.ok(ok, "--log-format json writes JSON lines")
+        a.refresh(0)
+        b.refresh(0)
+    finally:
+        relay.stop()
+
+
+def test_bandwidth(exe, c):
+    relay = Relay(exe, "--user", "a:a", "--bandwidth-per-allocation", "2000")
+    try:
+        a = Client(relay.addr, "udp", "a", "a")
+        b = Client(relay.addr, "udp", "a", "a")
+        a.allocate()
+        b.allocate()
+        a.permit(b.relayed)
+        b.permit(a.relayed)
+        for i in range(40):
+            a.send_ind(b.relayed, b"z" * 500)
+        got = 0
+        while b.recv_data(0.3) is not None:
+            got += 1
+        c.ok(0 < got < 40, f"bandwidth cap: {got} of 40 x 500 B delivered at 2000 B/s")
+        c.ok(relay.metric('tsunagu_relay_dropped_total{reason="bandwidth"}') > 0,
+             "bandwidth drops counted")
+    finally:
+        relay.stop()
+
+
+def test_wildcard_relay_ip(exe, c):
+    """Listening on 0.0.0.0 without --relay-ip: the relayed address is a real
+    address of this host, never 0.0.0.0."""
+    relay = Relay(exe, "--user", "a:a", listen_ip="0.0.0.0", relay_ip=False)
+    try:
+        cl = Client(relay.addr, "udp", "a", "a")
+        m = cl.allocate()
+        c.success(m, "wildcard: allocate")
+        ip = m.xor(A_XOR_RELAYED)[0] if m.cls == SUCCESS else "0.0.0.0"
+        bindable = False
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((ip, 0))
+            s.close()
+            bindable = True
+        except OSError:
+            pass
+        c.ok(ip != "0.0.0.0" and bindable, f"wildcard: relayed address {ip} is a local address")
+        cl.refresh(0)
+        cl.close()
+    finally:
+        relay.stop()
+
+
+def make_cert(tmp, name):
+    cert, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
+    if not shutil.which("openssl"):
+        raise SystemExit("openssl command missing: install Debian package 'openssl'")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", f"/CN={name}", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def tls_client(port, cn_expected):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5 * TIMEOUT_MULT)
+    s = ctx.wrap_socket(raw)
+    der = s.getpeercert(binary_form=True)
+    return s, cn_expected.encode() in der
+
+
+def test_tls(exe, c, tmp):
+    cert, key = make_cert(tmp, "first-cert")
+    cert2, key2 = make_cert(tmp, "second-cert")
+    live_cert, live_key = os.path.join(tmp, "live.crt"), os.path.join(tmp, "live.key")
+    shutil.copy(cert, live_cert)
+    shutil.copy(key, live_key)
+    tport = free_port(socket.SOCK_STREAM)
+    relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{tport}",
+                  "--cert", live_cert, "--key", live_key)
+    try:
+        s, first = tls_client(tport, "first-cert")
+        c.ok(first, "tls: serves the configured certificate")
+        a = Client(("127.0.0.1", tport), "tls", "a", "a", sock=s)
+        c.success(a.allocate(), "tls: allocate over TLS")
+        b = Client(relay.addr, "udp", "a", "a")
+        b.allocate()
+        a.permit(b.relayed)
+        b.permit(a.relayed)
+        c.success(a.bind(0x4005, b.relayed), "tls: channel bind")
+        b.send_ind(a.relayed, b"to the tls client")
+        got = a.recv_data()
+        c.ok(got == ("chan", 0x4005, b"to the tls client"), f"tls: ChannelData to client {got}")
+        shutil.copy(cert2, live_cert)
+        shutil.copy(key2, live_key)
+        relay.signal(signal.SIGHUP)
+        time.sleep(0.5 * TIMEOUT_MULT)
+        s2, second = tls_client(tport, "second-cert")
+        c.ok(second, "tls: SIGHUP reloads the certificate")
+        s2.close()
+        c.success(a.refresh(), "tls: the old TLS connection keeps its allocation")
+        a.refresh(0)
+        b.refresh(0)
+        a.close()
+    finally:
+        relay.stop()
+
+
+def main():
+    exe = relay_exe()
+    c = Checks()
+    tmp = tempfile.mkdtemp(prefix="relay-ops-")
+    try:
+        test_startup_errors(exe, c, tmp)
+        test_port_taken(exe, c)
+        test_reload(exe, c, tmp)
+        test_drain(exe, c)
+        test_metrics(exe, c)
+        test_bandwidth(exe, c)
+        test_wildcard_relay_ip(exe, c)
+        test_tls(exe, c, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return c.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+/* test_rly_dispatch.c - the TURN engine fed with crafted STUN bytes, with a
+ * fake socket layer and virtual time: the order of checks and every error
+ * code, the data path in both directions, expiry and release. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "rly_turn.h"
+#include "rtc_err.h"
+#include "stn_attr.h"
+#include "stn_auth.h"
+#include "stn_msg.h"
+#include "tap.h"
+
+/* ---- fake sockets ---- */
+static int next_fd = 100, open_fds, sent;
+static rtc_addr last_peer;
+static uint8_t last_data[2048];
+static size_t last_len;
+
+static int f_open(void *ctx, const rtc_addr *ip, bool even, uint16_t port, rtc_addr *bound)
+{
+    (void)ctx;
+    *bound = *ip;
+    bound->port = port ? port : (uint16_t)(50000 + 2 * (next_fd - 100));
+    (void)even;
+    open_fds++;
+    return next_fd++;
+}
+static int f_attach(void *ctx, int fd, uint32_t id)
+{
+    (void)ctx, (void)fd, (void)id;
+    return 0;
+}
+static void f_close(void *ctx, int fd, const rtc_addr *b)
+{
+    (void)ctx, (void)fd, (void)b;
+    open_fds--;
+}
+static int f_send(void *ctx, int fd, const rtc_addr *peer, const uint8_t *d, size_t n)
+{
+    (void)ctx, (void)fd;
+    last_peer = *peer;
+    memcpy(last_data, d, n < sizeof last_data ? n : sizeof last_data);
+    last_len = n;
+    sent++;
+    return 0;
+}
+
+/* ---- a client ---- */
+typedef struct {
+    rly_turn *t;
+    rly_tuple tu;
+    uint64_t now_ms, wall_s;
+    char nonce[64];
+    size_t nonce_len;
+    uint8_t key[16];
+    const char *user;
+    uint8_t resp[RLY_RESP_MAX];
+    size_t resp_len;
+    stn_msg m;
+} client;
+
+typedef struct {
+    uint16_t type;
+    const void *val;
+    size_t len;
+} a_t;
+
+static size_t feed(client *c, const uint8_t *buf, size_t len)
+{
+    rly_input in = {.tuple = &c->tu, .conn = -1, .buf = buf, .len = len, .now_ms = c->now_ms,
+                    .wall_s = c->wall_s};
+    c->resp_len = rly_turn_input(c->t, &in, c->resp, sizeof c->resp);
+    if (c->resp_len && stn_msg_parse(&c->m, c->resp, c->resp_len))
+        c->resp_len = 0;
+    return c->resp_len;
+}
+
+/* Send a request; auth adds USERNAME/REALM/NONCE/MI. Returns the error
+ * code, 0 for success, -1 for no answer. */
+static int req(client *c, uint16_t method, const a_t *attrs, size_t n, bool auth, uint8_t *tid)
+{
+    uint8_t buf[1024], t[12];
+    stn_builder b;
+    size_t len;
+    const stn_attr_ref *e;
+    int code;
+    rtc_rd reason;
+
+    if (!tid) {
+        for (int i = 0; i < 12; i++)
+            t[i] = (uint8_t)(c->now_ms + (uint64_t)i * 7 + (uint64_t)sent);
+        t[0] ^= (uint8_t)method;
+        tid = t;
+    }
+    stn_build_init(&b, buf, sizeof buf, method, STN_REQUEST, tid);
+    for (size_t i = 0; i < n; i++)
+        stn_build_attr(&b, attrs[i].type, attrs[i].val, attrs[i].len);
+    if (auth) {
+        stn_build_attr(&b, STN_A_USERNAME, c->user, strlen(c->user));
+        stn_build_attr(&b, STN_A_REALM, "tsunagu", 7);
+        stn_build_attr(&b, STN_A_NONCE, c->nonce, c->nonce_len);
+        stn_build_integrity(&b, c->key, 16);
+    }
+    stn_build_finish(&b, &len);
+    if (!feed(c, buf, len))
+        return -1;
+    if (c->m.cls == STN_SUCCESS)
+        return 0;
+    e = stn_msg_find(&c->m, STN_A_ERROR_CODE);
+    if (!e || stn_attr_get_error(&c->m, e, &code, &reason))
+        return -2;
+    return code;
+}
+
+static void learn_nonce(client *c)
+{
+    const stn_attr_ref *n;
+    uint8_t rt[4] = {17, 0, 0, 0};
+    a_t a[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}};
+    req(c, STN_ALLOCATE, a, 1, false, NULL);
+    n = stn_msg_find(&c->m, STN_A_NONCE);
+    if (n && n->len < sizeof c->nonce) {
+        memcpy(c->nonce, c->resp + n->off, n->len);
+        c->nonce_len = n->len;
+    }
+}
+
+static void client_init(client *c, rly_turn *t, const char *ip, uint16_t port, const char *user,
+                        const char *pass)
+{
+    memset(c, 0, sizeof c[0]);
+    c->t = t;
+    rtc_addr_parse_ip(ip, &c->tu.client);
+    c->tu.client.port = port;
+    c->tu.proto = RLY_UDP;
+    c->now_ms = 1000000;
+    c->wall_s = 1800000000;
+    c->user = user;
+    stn_auth_longterm_key(user, strlen(user), "tsunagu", 7, pass, strlen(pass), c->key);
+    learn_nonce(c);
+}
+
+static int allocate(client *c)
+{
+    uint8_t rt[4] = {17, 0, 0, 0};
+    a_t a[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}};
+    return req(c, STN_ALLOCATE, a, 1, true, NULL);
+}
+
+static int refresh(client *c, uint32_t life)
+{
+    uint8_t v[4] = {(uint8_t)(life >> 24), (uint8_t)(life >> 16), (uint8_t)(life >> 8),
+                    (uint8_t)life};
+    a_t a[] = {{STN_A_LIFETIME, v, 4}};
+    return req(c, STN_REFRESH, a, 1, true, NULL);
+}
+
+/* XOR-PEER-ADDRESS value for a transaction id */
+static size_t xor_peer(uint8_t out[20], const char *ip, uint16_t port, const uint8_t tid[12])
+{
+    uint8_t buf[64];
+    stn_builder b;
+    rtc_addr a;
+    size_t len;
+    rtc_addr_parse_ip(ip, &a);
+    a.port = port;
+    stn_build_init(&b, buf, sizeof buf, STN_BINDING, STN_REQUEST, tid);
+    stn_build_xor_addr(&b, STN_A_XOR_PEER_ADDRESS, &a);
+    stn_build_finish(&b, &len);
+    memcpy(out, buf + 24, len - 24);
+    return len - 24;
+}
+
+static int permit(client *c, const char *ip, uint16_t port)
+{
+    uint8_t tid[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, (uint8_t)sent}, v[20];
+    size_t n = xor_peer(v, ip, port, tid);
+    a_t a[] = {{STN_A_XOR_PEER_ADDRESS, v, n}};
+    return req(c, STN_CREATE_PERMISSION, a, 1, true, tid);
+}
+
+static int chan_bind(client *c, uint16_t chan, const char *ip, uint16_t port)
+{
+    uint8_t tid[12] = {9, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, (uint8_t)sent}, v[20];
+    uint8_t cn[4] = {(uint8_t)(chan >> 8), (uint8_t)chan, 0, 0};
+    size_t n = xor_peer(v, ip, port, tid);
+    a_t a[] = {{STN_A_CHANNEL_NUMBER, cn, 4}, {STN_A_XOR_PEER_ADDRESS, v, n}};
+    return req(c, STN_CHANNEL_BIND, a, 2, true, tid);
+}
+
+int main(void)
+{
+    rly_turn t;
+    rly_quota *quota;
+    rly_cfg cfg;
+    rtc_peer_policy_params pp = {0};
+    char err[256];
+    char *users[] = {"alice:pa55", "bob:w0rd"};
+    rly_io io = {NULL, f_open, f_attach, f_close, f_send};
+    client c, d;
+    uint8_t rt[4] = {17, 0, 0, 0}, tcp[4] = {6, 0, 0, 0}, fam6[4] = {2, 0, 0, 0};
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.auth = rly_auth_new("tsunagu", users, 2, "restsecret", err, sizeof err);
+    rtc_addr_parse_ip("192.0.2.100", &cfg.relay_ip[0]);
+    cfg.advertise[0] = cfg.relay_ip[0];
+    pp.own = &cfg.relay_ip[0];
+    pp.n_own = 1;
+    pp.own_port_lo = 50000;
+    pp.own_port_hi = 60000;
+    cfg.policy = rtc_peer_policy_new(&pp);
+    cfg.lim = (rly_limits){.default_lifetime_s = 600, .max_lifetime_s = 3600, .max_allocs = 10,
+                           .max_allocs_per_user = 2, .bandwidth = 0, .nonce_ttl_s = 60};
+    ok(cfg.auth && cfg.policy, "config built");
+    {
+        uint8_t nk[32] = {1, 2, 3};
+        quota = rly_quota_new();
+        is_int(rly_turn_init(&t, &cfg, &io, quota, nk), 0, "engine init");
+    }
+
+    /* Binding without auth */
+    client_init(&c, &t, "198.51.100.1", 4000, "alice", "pa55");
+    {
+        rtc_addr mapped;
+        is_int(req(&c, STN_BINDING, NULL, 0, false, NULL), 0, "binding answered");
+        ok(!stn_attr_get_xor_addr(&c.m, stn_msg_find(&c.m, STN_A_XOR_MAPPED_ADDRESS), &mapped) &&
+               rtc_addr_equal(&mapped, &c.tu.client),
+           "binding: XOR-MAPPED-ADDRESS is the client");
+    }
+    /* 401 with REALM and NONCE */
+    {
+        a_t a[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}};
+        is_int(req(&c, STN_ALLOCATE, a, 1, false, NULL), 401, "no credentials: 401");
+        ok(stn_msg_find(&c.m, STN_A_REALM) && stn_msg_find(&c.m, STN_A_NONCE),
+           "401 has REALM and NONCE");
+        ok(c.m.mi < 0, "401 without MESSAGE-INTEGRITY");
+        ok(c.nonce_len == STN_NONCE_LEN, "nonce learnt");
+    }
+    /* malformed / unsupported */
+    is_int(req(&c, STN_ALLOCATE, NULL, 0, true, NULL), 400, "no REQUESTED-TRANSPORT: 400");
+    {
+        a_t a[] = {{STN_A_REQUESTED_TRANSPORT, tcp, 4}};
+        is_int(req(&c, STN_ALLOCATE, a, 1, true, NULL), 442, "TCP transport: 442");
+    }
+    {
+        a_t a[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_REQUESTED_ADDRESS_FAMILY, fam6, 4}};
+        is_int(req(&c, STN_ALLOCATE, a, 2, true, NULL), 440, "IPv6 not available: 440");
+    }
+    {
+        a_t a[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {0x7ABC, "abcd", 4}};
+        const stn_attr_ref *u;
+        is_int(req(&c, STN_ALLOCATE, a, 2, true, NULL), 420, "unknown attribute: 420");
+        u = stn_msg_find(&c.m, STN_A_UNKNOWN_ATTRIBUTES);
+        ok(u && u->len == 2 && c.resp[u->off] == 0x7A && c.resp[u->off + 1] == 0xBC,
+           "UNKNOWN-ATTRIBUTES lists 0x7ABC");
+        ok(c.m.mi >= 0 && stn_auth_check_integrity(&c.m, c.key, 16), "authenticated 420 has MI");
+    }
+    is_int(req(&c, 0x0FF, NULL, 0, false, NULL), 400, "unknown method: 400");
+    {
+        client bad;
+        client_init(&bad, &t, "198.51.100.9", 4000, "alice", "wrong");
+        is_int(allocate(&bad), 401, "wrong password: 401");
+        is_int(t.stats.auth_failures, 1, "auth failure counted");
+        bad.wall_s += 61;
+        is_int(allocate(&bad), 438, "nonce past its ttl: 438 before the password is checked");
+        ok(stn_msg_find(&bad.m, STN_A_NONCE) != NULL, "438 carries a fresh NONCE");
+    }
+    /* Allocate */
+    {
+        uint8_t tid[12] = {7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7};
+        a_t a[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}};
+        rtc_addr rel1, rel2;
+        is_int(req(&c, STN_ALLOCATE, a, 1, true, tid), 0, "allocate");
+        ok(stn_auth_check_integrity(&c.m, c.key, 16), "success has valid MI");
+        stn_attr_get_xor_addr(&c.m, stn_msg_find(&c.m, STN_A_XOR_RELAYED_ADDRESS), &rel1);
+        is_int(req(&c, STN_ALLOCATE, a, 1, true, tid), 0, "retransmission: same success");
+        stn_attr_get_xor_addr(&c.m, stn_msg_find(&c.m, STN_A_XOR_RELAYED_ADDRESS), &rel2);
+        ok(rtc_addr_equal(&rel1, &rel2), "retransmission: same relayed address");
+        is_int(open_fds, 1, "one relayed socket");
+        is_int(allocate(&c), 437, "second allocate: 437");
+    }
+    /* quota: per user 2, alice has 1 */
+    {
+        client c2, c3;
+        client_init(&c2, &t, "198.51.100.2", 4000, "alice", "pa55");
+        client_init(&c3, &t, "198.51.100.3", 4000, "alice", "pa55");
+        is_int(allocate(&c2), 0, "alice 2/2");
+        is_int(allocate(&c3), 486, "alice 3/2: 486");
+        is_int(refresh(&c2, 0), 0, "refresh 0");
+        is_int(allocate(&c3), 0, "quota freed at once");
+        is_int(refresh(&c3, 0), 0, "release again");
+        is_int(refresh(&c3, 600), 437, "refresh after release: 437");
+    }
+    /* permissions, policy */
+    is_int(permit(&c, "127.0.0.1", 5000), 403, "loopback peer: 403");
+    is_int(permit(&c, "10.1.2.3", 5000), 403, "private peer: 403");
+    is_int(permit(&c, "::ffff:127.0.0.1", 5000), 403, "v4-mapped loopback: 403");
+    is_int(t.stats.permission_denied, 3, "denials counted");
+    is_int(permit(&c, "192.0.2.100", 50010), 0, "own relayed address allowed");
+    is_int(permit(&c, "2001:db8::1", 5000), 443, "v6 peer on v4 allocation: 443");
+    is_int(permit(&c, "203.0.113.5", 7000), 0, "public peer allowed");
+
+    /* Send indication -> peer */
+    {
+        uint8_t buf[256], tid[12] = {3}, v[20];
+        stn_builder b;
+        size_t len, n = xor_peer(v, "203.0.113.5", 7000, tid);
+        int before = sent;
+        stn_build_init(&b, buf, sizeof buf, STN_SEND, STN_INDICATION, tid);
+        stn_build_attr(&b, STN_A_XOR_PEER_ADDRESS, v, n);
+        stn_build_attr(&b, STN_A_DATA, "hello", 5);
+        stn_build_finish(&b, &len);
+        is_int(feed(&c, buf, len), 0, "indications get no answer");
+        ok(sent == before + 1 && last_len == 5 && !memcmp(last_data, "hello", 5) &&
+               last_peer.port == 7000,
+           "Send indication relayed to the peer");
+        n = xor_peer(v, "203.0.113.77", 7000, tid);
+        stn_build_init(&b, buf, sizeof buf, STN_SEND, STN_INDICATION, tid);
+        stn_build_attr(&b, STN_A_XOR_PEER_ADDRESS, v, n);
+        stn_build_attr(&b, STN_A_DATA, "nope", 4);
+        stn_build_finish(&b, &len);
+        feed(&c, buf, len);
+        ok(sent == before + 1 && t.stats.dropped[RLY_DROP_NO_PERMISSION] == 1,
+           "Send to a peer without permission dropped and counted");
+    }
+    /* channels */
+    is_int(chan_bind(&c, 0x3FFF, "203.0.113.5", 7000), 400, "channel 0x3FFF: 400");
+    is_int(chan_bind(&c, 0x5000, "203.0.113.5", 7000), 400, "channel 0x5000: 400 (RFC 8656)");
+    cfg.lim.legacy_channels = true;
+    is_int(chan_bind(&c, 0x5000, "203.0.113.5", 7002), 0, "0x5000 with legacy channels");
+    cfg.lim.legacy_channels = false;
+    is_int(chan_bind(&c, 0x4000, "203.0.113.5", 7000), 0, "bind 0x4000");
+    is_int(chan_bind(&c, 0x4001, "203.0.113.5", 7000), 400, "peer on two channels: 400");
+    is_int(chan_bind(&c, 0x4000, "203.0.113.6", 7000), 400, "channel to two peers: 400");
+    {
+        uint8_t cd[12] = {0x40, 0x00, 0x00, 0x05, 'w', 'o', 'r', 'l', 'd', 0, 0, 0};
+        int before = sent;
+        feed(&c, cd, 9);
+        ok(sent == before + 1 && last_len == 5 && !memcmp(last_data, "world", 5),
+           "ChannelData relayed");
+        feed(&c, cd, 12);
+        ok(sent == before + 2, "ChannelData with padding relayed");
+        cd[1] = 0x09;
+        feed(&c, cd, 9);
+        ok(sent == before + 2 && t.stats.dropped[RLY_DROP_NO_CHANNEL] == 1,
+           "unbound channel dropped");
+        cd[1] = 0x00;
+        cd[3] = 0x40;
+        feed(&c, cd, 9);
+        ok(sent == before + 2, "ChannelData with a lying length dropped");
+    }
+    /* peer -> client */
+    {
+        rly_alloc *a = rly_table_find(t.table, &c.tu);
+        uint8_t buf[RLY_HEADROOM + 64];
+        rtc_addr peer, stranger;
+        const uint8_t *f;
+        size_t flen;
+        stn_msg m;
+        rtc_addr_parse_ip("203.0.113.5", &peer);
+        peer.port = 7000;
+        memcpy(buf + RLY_HEADROOM, "pong!", 5);
+        f = rly_turn_from_peer(&t, a, &peer, buf, 5, c.now_ms, &flen);
+        ok(f && flen == 9 && f[0] == 0x40 && f[1] == 0x00 && f[3] == 5 && !memcmp(f + 4, "pong!", 5),
+           "bound peer -> ChannelData (UDP: unpadded)");
+        a->tuple.proto = RLY_TCP;
+        f = rly_turn_from_peer(&t, a, &peer, buf, 5, c.now_ms, &flen);
+        ok(f && flen == 12, "over TCP ChannelData is padded to 4");
+        a->tuple.proto = RLY_UDP;
+        peer.port = 7001; /* permitted IP, no channel */
+        memcpy(buf + RLY_HEADROOM, "data!", 5);
+        f = rly_turn_from_peer(&t, a, &peer, buf, 5, c.now_ms, &flen);
+        ok(f && !stn_msg_parse(&m, f, flen) && m.method == STN_DATA && m.cls == STN_INDICATION,
+           "other port -> Data indication");
+        if (f) {
+            const stn_attr_ref *da = stn_msg_find(&m, STN_A_DATA);
+            rtc_addr got;
+            ok(da && da->len == 5 && !memcmp(f + da->off, "data!", 5), "Data indication payload");
+            ok(!stn_attr_get_xor_addr(&m, stn_msg_find(&m, STN_A_XOR_PEER_ADDRESS), &got) &&
+                   rtc_addr_equal(&got, &peer),
+               "Data indication XOR-PEER-ADDRESS");
+        }
+        rtc_addr_parse_ip("203.0.113.99", &stranger);
+        stranger.port = 1;
+        ok(rly_turn_from_peer(&t, a, &stranger, buf, 5, c.now_ms, &flen) == NULL,
+           "peer without permission dropped");
+    }
+    /* draining */
+    t.draining = true;
+    client_init(&d, &t, "198.51.100.4", 4000, "bob", "w0rd");
+    is_int(allocate(&d), 403, "draining: new allocate 403");
+    t.draining = false;
+    is_int(allocate(&d), 0, "bob allocates");
+    is_int(refresh(&c, 0), 0, "alice releases");
+    /* expiry */
+    is_int(open_fds, 1, "bob's socket open");
+    rly_turn_sweep(&t, d.now_ms + 599000);
+    is_int(open_fds, 1, "not expired at 599 s");
+    rly_turn_sweep(&t, d.now_ms + 600000);
+    is_int(open_fds, 0, "expired at 600 s: socket closed");
+    is_int(rly_table_count(t.table), 0, "table empty");
+    d.now_ms += 600000;
+    is_int(refresh(&d, 600), 437, "refresh of an expired allocation: 437");
+
+    rly_turn_dispose(&t);
+    is_int(rly_quota_total(quota), 0, "every quota given back");
+    rly_quota_free(quota);
+    rly_auth_free(cfg.auth);
+    rtc_peer_policy_free(cfg.policy);
+    return done_testing();
+}
