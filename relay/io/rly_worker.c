@@ -3,10 +3,23 @@
  * epoll data carries a tag and an index: listener number, connection slot
  * or allocation id, so each event finds its object in O(1) without
  * pointers that a takeover would have to translate. UDP sockets are
- * level-triggered and read in bounded batches for fairness; stream
- * connections are edge-triggered and read until EAGAIN. Stream closes are
- * deferred to the end of the event batch so a later event of the same batch
- * never sees a reused slot. */
+ * level-triggered and read with one recvmmsg per event (a bounded batch, for
+ * fairness); stream connections are edge-triggered and read until EAGAIN.
+ * Stream closes are deferred to the end of the event batch so a later event
+ * of the same batch never sees a reused slot.
+ *
+ * The UDP data path (see docs/performance.md, "Profile"): datagrams land in
+ * a fixed pool of receive slots, each with RLY_HEADROOM in front so the
+ * engine writes ChannelData / Data-indication headers in place. What the
+ * engine relays is not sent at once but queued (pointing into its slot) and
+ * sent at the end of the loop iteration with one sendmmsg per destination
+ * socket, so a burst over many allocations costs a few syscalls instead of
+ * two per packet. Slots are recycled only after the queue is flushed. A
+ * datagram sent to a relayed address this worker owns (both members of a
+ * call relayed by this server) is handed to that allocation directly
+ * instead of through the kernel: the same checks and counters, one
+ * sendmmsg and one recvmmsg fewer per packet. The clocks are read once per
+ * loop iteration. */
 #include "rly_worker.h"
 
 #include <errno.h>
@@ -33,7 +46,10 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 
 #define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
 #define UDP_BATCH 64
-#define PKT_CAP 65536 + RLY_HEADROOM + 8
+/* receive slot: headroom, the largest datagram, room for padding */
+#define SLOT_CAP (RLY_HEADROOM + 65536 + 8)
+#define RX_SLOTS 64 /* receive slots per worker (one recvmmsg batch) */
+#define TX_MAX RX_SLOTS
 #define CONN_IN_CAP (65536 + 8)
 #define CONN_OUT_CAP (256 * 1024)
 #define MAX_CONNS 65536
@@ -62,6 +78,15 @@ typedef struct {
     char buf[2048];
 } admin_conn;
 
+/* A queued datagram: its bytes stay in a receive slot until the flush. */
+typedef struct {
+    int fd;
+    socklen_t tolen;
+    const uint8_t *p;
+    size_t len;
+    struct sockaddr_storage to;
+} tx_ent;
+
 struct rly_worker {
     int ep;
     rly_turn turn;
@@ -85,10 +110,24 @@ struct rly_worker {
     const size_t *n_all;
     double start_time_s;
     bool stop, draining;
-    uint64_t now_ms;
+    uint64_t now_ms, wall_s; /* read once per loop iteration */
     rtc_log_ratelimit warn_rl;
-    uint8_t *pkt;               /* receive buffer with RLY_HEADROOM in front */
     uint8_t resp[RLY_RESP_MAX]; /* response scratch */
+    /* UDP data path: receive slots (SLOT_CAP each, used from 0 up and all
+     * recycled after a flush) and the send queue pointing into them */
+    uint8_t *slots;
+    uint32_t n_used;
+    uint32_t n_tx;
+    tx_ent tx[TX_MAX];
+    struct mmsghdr mm[RX_SLOTS], tx_mm[TX_MAX]; /* separate: a flush may come mid-batch */
+    struct iovec iov[RX_SLOTS], tx_iov[TX_MAX];
+    struct sockaddr_storage from[RX_SLOTS];
+    bool tx_done[TX_MAX];
+    /* relayed sockets of this worker: fd -> allocation id + 1, and relayed
+     * port -> allocation id + 1 per family (for the direct hand-over) */
+    uint32_t *fd_owner;
+    uint32_t n_fd_owner;
+    uint32_t *port_owner[2];
 };
 
 /* ---- socket helpers ---- */
@@ -168,26 +207,209 @@ static int io_relay_open(void *ctx, const rtc_addr *ip, bool even, uint16_t port
     return rly_ports_open(w->ports, ip, even, bound);
 }
 
+/* ---- the UDP send queue ---- */
+
+static void send_group(rly_worker *w, int fd, uint32_t k)
+{
+    uint32_t off = 0;
+    while (off < k) {
+        int rc = sendmmsg(fd, w->tx_mm + off, k - off, 0);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            /* the first message of the rest failed: count it, go on */
+            w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
+            off++;
+            continue;
+        }
+        off += (uint32_t)rc;
+    }
+}
+
+/* Send everything queued, one sendmmsg per destination socket (order kept
+ * per socket). The slots stay reserved: only recycle() frees them. */
+static void tx_flush(rly_worker *w)
+{
+    uint32_t n = w->n_tx;
+    memset(w->tx_done, 0, n * sizeof w->tx_done[0]);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k = 0;
+        int fd = w->tx[i].fd;
+        if (w->tx_done[i])
+            continue;
+        for (uint32_t j = i; j < n; j++) {
+            tx_ent *e = &w->tx[j];
+            if (w->tx_done[j] || e->fd != fd)
+                continue;
+            w->tx_done[j] = true;
+            w->tx_iov[k].iov_base = (void *)(uintptr_t)e->p;
+            w->tx_iov[k].iov_len = e->len;
+            w->tx_mm[k].msg_hdr = (struct msghdr){.msg_name = &e->to, .msg_namelen = e->tolen,
+                                                .msg_iov = &w->tx_iov[k], .msg_iovlen = 1};
+            k++;
+        }
+        send_group(w, fd, k);
+    }
+    w->n_tx = 0;
+}
+
+/* Free every receive slot (flushes first: queued datagrams live in them).
+ * Never while a received batch is being processed. */
+static void recycle(rly_worker *w)
+{
+    if (w->n_tx)
+        tx_flush(w);
+    w->n_used = 0;
+}
+
+static void tx_queue(rly_worker *w, int fd, const rtc_addr *to, const uint8_t *p, size_t n)
+{
+    tx_ent *e;
+    if (w->n_tx == TX_MAX)
+        tx_flush(w);
+    e = &w->tx[w->n_tx++];
+    e->fd = fd;
+    e->p = p;
+    e->len = n;
+    e->tolen = rtc_addr_to_sockaddr(to, &e->to);
+}
+
+/* Does [p, p+n) sit in a receive slot with RLY_HEADROOM before it and 4
+ * spare bytes after it (so the engine may frame it in place)? */
+static bool in_slot(const rly_worker *w, const uint8_t *p, size_t n)
+{
+    uintptr_t base = (uintptr_t)w->slots, a = (uintptr_t)p, off;
+    if (a < base || a >= base + (uintptr_t)RX_SLOTS * SLOT_CAP)
+        return false;
+    off = (a - base) % SLOT_CAP;
+    return off >= RLY_HEADROOM && off + n + 4 <= SLOT_CAP;
+}
+
+/* A free receive slot (for a copy), or NULL when all are taken. */
+static uint8_t *take_slot(rly_worker *w)
+{
+    if (w->n_used == RX_SLOTS)
+        return NULL;
+    return w->slots + (size_t)w->n_used++ * SLOT_CAP;
+}
+
+/* ---- the rly_io callbacks of the engine ---- */
+
 static int io_relay_attach(void *ctx, int fd, uint32_t id)
 {
     rly_worker *w = ctx;
-    return ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, id)) ? -errno : 0;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    rtc_addr bound;
+
+    if (fd < 0)
+        return -EBADF;
+    if ((uint32_t)fd >= w->n_fd_owner) {
+        uint32_t nn = (uint32_t)fd * 2 + 64;
+        uint32_t *no = realloc(w->fd_owner, nn * sizeof *no);
+        if (!no)
+            return -ENOMEM;
+        memset(no + w->n_fd_owner, 0, (nn - w->n_fd_owner) * sizeof *no);
+        w->fd_owner = no;
+        w->n_fd_owner = nn;
+    }
+    if (ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, id)))
+        return -errno;
+    w->fd_owner[fd] = id + 1;
+    if (!getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+        rtc_addr_from_sockaddr(&bound, (struct sockaddr *)&ss);
+        if (bound.family == AF_INET || bound.family == AF_INET6)
+            w->port_owner[bound.family == AF_INET6][bound.port] = id + 1;
+    }
+    return 0;
 }
 
 static void io_relay_close(void *ctx, int fd, const rtc_addr *bound)
 {
     rly_worker *w = ctx;
+    /* queued datagrams name sockets by fd: send them before the number can
+     * be reused */
+    if (w->n_tx)
+        tx_flush(w);
+    if (fd >= 0 && (uint32_t)fd < w->n_fd_owner && w->fd_owner[fd]) {
+        w->fd_owner[fd] = 0;
+        w->port_owner[bound->family == AF_INET6][bound->port] = 0;
+    }
     epoll_ctl(w->ep, EPOLL_CTL_DEL, fd, NULL);
     rly_ports_close(w->ports, fd, bound);
 }
 
+static void conn_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n);
+
+/* A frame for allocation a's client: queued on UDP (p must stay valid until
+ * the flush), copied into the connection's queue on TCP/TLS. */
+static void to_client(rly_worker *w, const rly_alloc *a, const uint8_t *p, size_t n)
+{
+    if (a->tuple.proto == RLY_UDP)
+        tx_queue(w, w->udp_fd[a->tuple.listener], &a->tuple.client, p, n);
+    else if (a->conn >= 0)
+        conn_send(w, (uint32_t)a->conn, p, n);
+}
+
+/* The allocation of this worker whose relayed address is peer, or NULL. */
+static rly_alloc *own_relayed(const rly_worker *w, const rtc_addr *peer)
+{
+    uint32_t id = w->port_owner[peer->family == AF_INET6][peer->port];
+    rly_alloc *b = id ? rly_table_get(w->turn.table, id - 1) : NULL;
+    return b && rtc_addr_equal(&b->relayed, peer) ? b : NULL;
+}
+
+/* Hand a datagram from allocation `from`'s relayed socket to allocation b
+ * of this worker without the kernel: b sees it exactly as its socket would
+ * have (source = from's relayed address; b's permission, bandwidth and
+ * channel checks and counters apply). */
+static void hand_over(rly_worker *w, const rly_alloc *from, rly_alloc *b, const uint8_t *data,
+                      size_t len)
+{
+    uint8_t *buf;
+    const uint8_t *frame;
+    size_t flen;
+
+    if (in_slot(w, data, len)) {
+        buf = (uint8_t *)(uintptr_t)data - RLY_HEADROOM; /* frame in place */
+    } else {
+        buf = take_slot(w);
+        if (!buf) { /* every slot taken: the kernel's way then */
+            struct sockaddr_storage ss;
+            socklen_t sl = rtc_addr_to_sockaddr(&b->relayed, &ss);
+            if (sendto(from->relay_fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0)
+                w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
+            return;
+        }
+        memcpy(buf + RLY_HEADROOM, data, len);
+    }
+    frame = rly_turn_from_peer(&w->turn, b, &from->relayed, buf, len, w->now_ms, &flen);
+    if (frame)
+        to_client(w, b, frame, flen);
+}
+
 static int io_send_peer(void *ctx, int fd, const rtc_addr *peer, const uint8_t *data, size_t len)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = rtc_addr_to_sockaddr(peer, &ss);
-    (void)ctx;
-    if (sendto(fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0)
-        return -errno;
+    rly_worker *w = ctx;
+    uint32_t fid = fd >= 0 && (uint32_t)fd < w->n_fd_owner ? w->fd_owner[fd] : 0;
+    rly_alloc *from = fid ? rly_table_get(w->turn.table, fid - 1) : NULL;
+    rly_alloc *b;
+
+    if (from && (b = own_relayed(w, peer)) != NULL) {
+        hand_over(w, from, b, data, len);
+        return 0;
+    }
+    if (in_slot(w, data, len)) {
+        tx_queue(w, fd, peer, data, len);
+        return 0;
+    }
+    {
+        /* from a stream's buffer, which moves after this frame */
+        struct sockaddr_storage ss;
+        socklen_t sl = rtc_addr_to_sockaddr(peer, &ss);
+        if (sendto(fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0)
+            return -errno;
+    }
     return 0;
 }
 
@@ -386,11 +608,15 @@ out_free:
 
 /* ---- datagrams ---- */
 
+/* A STUN response to a UDP client: sent at once, after what is queued (so
+ * a client sees relayed data and answers in the order they were made). */
 static void send_udp(rly_worker *w, uint16_t listener, const rtc_addr *to, const uint8_t *p,
                      size_t n)
 {
     struct sockaddr_storage ss;
     socklen_t sl = rtc_addr_to_sockaddr(to, &ss);
+    if (w->n_tx)
+        tx_flush(w);
     if (sendto(w->udp_fd[listener], p, n, 0, (struct sockaddr *)&ss, sl) < 0)
         w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
 }
@@ -403,7 +629,7 @@ static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const
                     .buf = buf,
                     .len = len,
                     .now_ms = w->now_ms,
-                    .wall_s = rtc_clock_wall_s()};
+                    .wall_s = w->wall_s};
     size_t rl = rly_turn_input(&w->turn, &in, w->resp, sizeof w->resp);
     if (!rl)
         return;
@@ -413,45 +639,68 @@ static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const
         conn_send(w, (uint32_t)conn_idx, w->resp, rl);
 }
 
+/* One recvmmsg into the free receive slots (recycling them all first when
+ * none is left). Returns the number of datagrams; slot k of the batch is
+ * w->slots + (first + k) * SLOT_CAP, sender in w->from[k]. */
+static int rx_batch(rly_worker *w, int fd, uint32_t *first)
+{
+    uint32_t n;
+    int got;
+
+    if (w->n_used == RX_SLOTS)
+        recycle(w);
+    n = RX_SLOTS - w->n_used;
+    for (uint32_t k = 0; k < n; k++) {
+        w->iov[k].iov_base = w->slots + (size_t)(w->n_used + k) * SLOT_CAP + RLY_HEADROOM;
+        w->iov[k].iov_len = 65536;
+        w->mm[k].msg_hdr = (struct msghdr){.msg_name = &w->from[k],
+                                            .msg_namelen = sizeof w->from[k],
+                                            .msg_iov = &w->iov[k], .msg_iovlen = 1};
+    }
+    got = recvmmsg(fd, w->mm, n, MSG_DONTWAIT, NULL);
+    if (got <= 0)
+        return 0;
+    *first = w->n_used;
+    w->n_used += (uint32_t)got;
+    return got;
+}
+
 static void udp_event(rly_worker *w, uint16_t listener)
 {
-    for (int n = 0; n < UDP_BATCH; n++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        ssize_t len = recvfrom(w->udp_fd[listener], w->pkt, PKT_CAP, 0, (struct sockaddr *)&ss,
-                               &sl);
+    uint32_t first = 0;
+    int got = rx_batch(w, w->udp_fd[listener], &first);
+
+    for (int k = 0; k < got; k++) {
         rly_tuple tu = {.listener = listener, .proto = RLY_UDP};
-        if (len < 0)
-            return;
-        rtc_addr_from_sockaddr(&tu.client, (struct sockaddr *)&ss);
-        client_input(w, &tu, -1, w->pkt, (size_t)len);
+        const uint8_t *p = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP + RLY_HEADROOM;
+        rtc_addr_from_sockaddr(&tu.client, (struct sockaddr *)&w->from[k]);
+        client_input(w, &tu, -1, p, w->mm[k].msg_len);
     }
 }
 
 static void relay_event(rly_worker *w, uint32_t id)
 {
-    for (int n = 0; n < UDP_BATCH; n++) {
-        rly_alloc *a = rly_table_get(w->turn.table, id);
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
+    rly_alloc *a = rly_table_get(w->turn.table, id);
+    uint32_t first = 0;
+    int got;
+
+    if (!a)
+        return;
+    got = rx_batch(w, a->relay_fd, &first);
+    for (int k = 0; k < got; k++) {
+        uint8_t *slot = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP;
         const uint8_t *frame;
         size_t flen;
-        ssize_t len;
         rtc_addr peer;
 
-        if (!a)
+        /* a Refresh 0 earlier in this iteration may have released it */
+        if (rly_table_get(w->turn.table, id) != a)
             return;
-        len = recvfrom(a->relay_fd, w->pkt + RLY_HEADROOM, 65535, 0, (struct sockaddr *)&ss, &sl);
-        if (len < 0)
-            return;
-        rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&ss);
-        frame = rly_turn_from_peer(&w->turn, a, &peer, w->pkt, (size_t)len, w->now_ms, &flen);
-        if (!frame)
-            continue;
-        if (a->tuple.proto == RLY_UDP)
-            send_udp(w, a->tuple.listener, &a->tuple.client, frame, flen);
-        else if (a->conn >= 0)
-            conn_send(w, (uint32_t)a->conn, frame, flen);
+        rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&w->from[k]);
+        frame = rly_turn_from_peer(&w->turn, a, &peer, slot, w->mm[k].msg_len, w->now_ms,
+                                   &flen);
+        if (frame)
+            to_client(w, a, frame, flen);
     }
 }
 
@@ -615,7 +864,9 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->tls = p->tls;
     w->warn_rl.per_sec = 5;
     w->n_conns_cap = MAX_CONNS;
-    w->pkt = malloc(PKT_CAP);
+    w->slots = malloc((size_t)RX_SLOTS * SLOT_CAP);
+    w->port_owner[0] = calloc(65536, sizeof(uint32_t));
+    w->port_owner[1] = calloc(65536, sizeof(uint32_t));
     w->conns = calloc(MAX_CONNS, sizeof *w->conns);
     w->closing = calloc(MAX_CONNS, sizeof *w->closing);
     w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
@@ -624,7 +875,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->ports = p->ports;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     io.ctx = w;
-    if (!w->pkt || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+    if (!w->slots || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
@@ -693,7 +944,10 @@ void rly_worker_free(rly_worker *w)
     free(w->tls_fd);
     free(w->conns);
     free(w->closing);
-    free(w->pkt);
+    free(w->slots);
+    free(w->port_owner[0]);
+    free(w->port_owner[1]);
+    free(w->fd_owner);
     free(w);
 }
 
@@ -765,9 +1019,12 @@ int rly_worker_run(rly_worker *w)
             rc = -1;
             break;
         }
+        /* one clock read per iteration, never per packet */
         w->now_ms = rtc_clock_mono_ms();
+        w->wall_s = rtc_clock_wall_s();
         for (int i = 0; i < n; i++)
             handle(w, &evs[i]);
+        recycle(w); /* send what the batch relayed */
         for (uint32_t i = 0; i < w->n_closing; i++)
             conn_free(w, w->closing[i]);
         w->n_closing = 0;

@@ -3,8 +3,8 @@
  * HTTP listener and one TURN engine (rly_turn) with its allocation table.
  *
  * Everything a worker touches on the packet path is its own: no locks, no
- * shared counters, no heap allocation per packet (one receive buffer with
- * headroom is reused). Configuration is an immutable rly_cfg swapped in
+ * shared counters, no heap allocation per packet (a fixed pool of receive
+ * slots with headroom; recvmmsg in, sendmmsg out). Configuration is an immutable rly_cfg swapped in
  * between events (SIGHUP). SIGTERM drains: new Allocates are refused,
  * existing allocations relay until they end or the drain deadline passes.
  *
