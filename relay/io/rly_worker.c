@@ -254,12 +254,27 @@ static void tx_flush(rly_worker *w)
 }
 
 /* Free every receive slot (flushes first: queued datagrams live in them).
- * Never while a received batch is being processed. */
+ * Never while a received batch is being processed. recvmmsg wrote the
+ * sender's address length into the slots it filled: restore it. */
 static void recycle(rly_worker *w)
 {
     if (w->n_tx)
         tx_flush(w);
+    for (uint32_t i = 0; i < w->n_used; i++)
+        w->mm[i].msg_hdr.msg_namelen = sizeof w->from[i];
     w->n_used = 0;
+}
+
+/* Point each slot's receive header at its slot, once. */
+static void rx_init(rly_worker *w)
+{
+    for (uint32_t i = 0; i < RX_SLOTS; i++) {
+        w->iov[i].iov_base = w->slots + (size_t)i * SLOT_CAP + RLY_HEADROOM;
+        w->iov[i].iov_len = 65536;
+        w->mm[i].msg_hdr = (struct msghdr){.msg_name = &w->from[i],
+                                            .msg_namelen = sizeof w->from[i],
+                                            .msg_iov = &w->iov[i], .msg_iovlen = 1};
+    }
 }
 
 static void tx_queue(rly_worker *w, int fd, const rtc_addr *to, const uint8_t *p, size_t n)
@@ -640,24 +655,16 @@ static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const
 }
 
 /* One recvmmsg into the free receive slots (recycling them all first when
- * none is left). Returns the number of datagrams; slot k of the batch is
- * w->slots + (first + k) * SLOT_CAP, sender in w->from[k]. */
+ * none is left). Returns the number of datagrams; they are slots *first,
+ * *first + 1, ... (w->mm, w->from are indexed by slot and point at their
+ * slot for good, so nothing is set up per call). */
 static int rx_batch(rly_worker *w, int fd, uint32_t *first)
 {
-    uint32_t n;
     int got;
 
     if (w->n_used == RX_SLOTS)
         recycle(w);
-    n = RX_SLOTS - w->n_used;
-    for (uint32_t k = 0; k < n; k++) {
-        w->iov[k].iov_base = w->slots + (size_t)(w->n_used + k) * SLOT_CAP + RLY_HEADROOM;
-        w->iov[k].iov_len = 65536;
-        w->mm[k].msg_hdr = (struct msghdr){.msg_name = &w->from[k],
-                                            .msg_namelen = sizeof w->from[k],
-                                            .msg_iov = &w->iov[k], .msg_iovlen = 1};
-    }
-    got = recvmmsg(fd, w->mm, n, MSG_DONTWAIT, NULL);
+    got = recvmmsg(fd, w->mm + w->n_used, RX_SLOTS - w->n_used, MSG_DONTWAIT, NULL);
     if (got <= 0)
         return 0;
     *first = w->n_used;
@@ -673,8 +680,9 @@ static void udp_event(rly_worker *w, uint16_t listener)
     for (int k = 0; k < got; k++) {
         rly_tuple tu = {.listener = listener, .proto = RLY_UDP};
         const uint8_t *p = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP + RLY_HEADROOM;
-        rtc_addr_from_sockaddr(&tu.client, (struct sockaddr *)&w->from[k]);
-        client_input(w, &tu, -1, p, w->mm[k].msg_len);
+        uint32_t i = first + (uint32_t)k;
+        rtc_addr_from_sockaddr(&tu.client, (struct sockaddr *)&w->from[i]);
+        client_input(w, &tu, -1, p, w->mm[i].msg_len);
     }
 }
 
@@ -696,9 +704,9 @@ static void relay_event(rly_worker *w, uint32_t id)
         /* a Refresh 0 earlier in this iteration may have released it */
         if (rly_table_get(w->turn.table, id) != a)
             return;
-        rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&w->from[k]);
-        frame = rly_turn_from_peer(&w->turn, a, &peer, slot, w->mm[k].msg_len, w->now_ms,
-                                   &flen);
+        rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&w->from[first + (uint32_t)k]);
+        frame = rly_turn_from_peer(&w->turn, a, &peer, slot, w->mm[first + (uint32_t)k].msg_len,
+                                   w->now_ms, &flen);
         if (frame)
             to_client(w, a, frame, flen);
     }
@@ -875,6 +883,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->ports = p->ports;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     io.ctx = w;
+    if (w->slots)
+        rx_init(w);
     if (!w->slots || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
