@@ -48,7 +48,9 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 #define UDP_BATCH 64
 /* receive slot: headroom, the largest datagram, room for padding */
 #define SLOT_CAP (RLY_HEADROOM + 65536 + 8)
-#define RX_SLOTS 64 /* receive slots per worker (one recvmmsg batch) */
+/* receive slots per worker: two recvmmsg batches, so the queue of one
+ * loop iteration is flushed in large sendmmsg groups */
+#define RX_SLOTS (2 * UDP_BATCH)
 #define TX_MAX RX_SLOTS
 #define CONN_IN_CAP (65536 + 8)
 #define CONN_OUT_CAP (256 * 1024)
@@ -654,17 +656,17 @@ static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const
         conn_send(w, (uint32_t)conn_idx, w->resp, rl);
 }
 
-/* One recvmmsg into the free receive slots (recycling them all first when
- * none is left). Returns the number of datagrams; they are slots *first,
+/* One recvmmsg of up to UDP_BATCH into free receive slots (recycling them
+ * all first when fewer are left). Returns the number of datagrams; they are slots *first,
  * *first + 1, ... (w->mm, w->from are indexed by slot and point at their
  * slot for good, so nothing is set up per call). */
 static int rx_batch(rly_worker *w, int fd, uint32_t *first)
 {
     int got;
 
-    if (w->n_used == RX_SLOTS)
+    if (RX_SLOTS - w->n_used < UDP_BATCH)
         recycle(w);
-    got = recvmmsg(fd, w->mm + w->n_used, RX_SLOTS - w->n_used, MSG_DONTWAIT, NULL);
+    got = recvmmsg(fd, w->mm + w->n_used, UDP_BATCH, MSG_DONTWAIT, NULL);
     if (got <= 0)
         return 0;
     *first = w->n_used;
