@@ -1,0 +1,564 @@
+/* bot_main.c - tsunagu-bot: flags, the two modes, the media clock and the
+ * reports.
+ *
+ * Member mode (no --calls): one signaling connection in --room; following
+ * the DESIGN.md call convention it offers to every member already there and
+ * answers whoever offers later. Load mode (--calls N): N rooms
+ * "<room>-<i>", each with two members of this process; the second joins once
+ * the first is in, so it is the offerer. Both modes share one GMainLoop that
+ * carries libwebsockets, every libnice agent, DTLS timers and the 20 ms send
+ * tick; because that loop is one thread, its lateness and the process CPU
+ * are measured too, to tell when the bot and not the server is the limit. */
+#include <glib-unix.h>
+#include <glib.h>
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bot_audio.h"
+#include "bot_call.h"
+#include "bot_dtls.h"
+#include "bot_ice.h"
+#include "bot_report.h"
+#include "bot_sig.h"
+#include "bot_srtp.h"
+#include "rtc_conf.h"
+#include "rtc_err.h"
+#include "rtc_log.h"
+
+typedef struct {
+    char *signal, *room, *report, *html, *audio, *log_level, *name;
+    int64_t calls, duration, drop_every, setup_timeout, ramp_ms;
+    bool relay_only;
+} bot_conf;
+
+#define F(x) offsetof(bot_conf, x)
+static const rtc_conf_spec specs[] = {
+    {"signal", RTC_CONF_STR, F(signal), 0, 0, NULL, "URL", "signaling WebSocket, ws:// or wss://HOST:PORT/ws (required)", NULL, 0},
+    {"room", RTC_CONF_STR, F(room), 0, 200, NULL, "R", "room to join; load mode uses R-0 .. R-(N-1) (required)", NULL, 0},
+    {"calls", RTC_CONF_INT, F(calls), 0, 5000, "0", "N", "load mode: N concurrent bot-to-bot calls (2N call legs) in this process; 0 = desktop-client member", NULL, 0},
+    {"duration", RTC_CONF_INT, F(duration), 0, 86400, "0", "S", "seconds of calling (load mode: after the last call started); 0 = until SIGINT/SIGTERM (member mode) or 30 (load mode)", NULL, 0},
+    {"relay-only", RTC_CONF_BOOL, F(relay_only), 0, 0, "false", NULL, "use only relayed (TURN) candidates", NULL, 0},
+    {"report", RTC_CONF_STR, F(report), 0, 0, NULL, "FILE.json", "write the JSON report here", NULL, 0},
+    {"html", RTC_CONF_STR, F(html), 0, 0, NULL, "FILE.html", "write a self-contained HTML report with plots here", NULL, 0},
+    {"audio", RTC_CONF_STR, F(audio), 0, 0, NULL, "FILE.wav", "send this 16-bit PCM WAV (looped) instead of the synthetic speech-like signal", NULL, 0},
+    {"name", RTC_CONF_STR, F(name), 0, 100, "tsunagu-bot", "NAME", "display name sent with join", NULL, 0},
+    {"ramp-ms", RTC_CONF_INT, F(ramp_ms), 0, 60000, "50", "MS", "load mode: delay between starting two calls", NULL, 0},
+    {"setup-timeout", RTC_CONF_INT, F(setup_timeout), 1, 600, "30", "S", "a call with no audio after this many seconds counts as failed", NULL, 0},
+    {"drop-every", RTC_CONF_INT, F(drop_every), 0, 1000000, "0", "N", "testing only: do not send every Nth RTP packet (counted as dropped_on_purpose) to check that reported loss is honest", NULL, 0},
+    {"log-level", RTC_CONF_STR, F(log_level), 0, 0, "warn", "LEVEL", "error|warn|info|debug", NULL, 0},
+    RTC_CONF_END};
+#undef F
+
+typedef struct app app;
+
+typedef struct member {
+    app *app;
+    bot_sig *sig;
+    char *id;
+    char label[64];
+    int pair;              /* load mode: pair index; -1 in member mode */
+    struct member *partner; /* load mode: the other member of the pair */
+    bot_turn turn[BOT_ICE_MAX_TURN];
+    size_t n_turn;
+    uint64_t t_join_us;
+    GHashTable *by_peer;   /* peer id -> bot_call* (owned by app->calls) */
+    int n_calls;
+} member;
+
+struct app {
+    bot_conf conf;
+    GMainLoop *loop;
+    bot_sig_ctx *sigctx;
+    bot_env env;
+    bot_audio_src *src;
+    GPtrArray *members, *calls;
+    uint64_t t_start_us, next_tick_us, t_all_started_us, t_end_us;
+    guint tick_src, sec_src, ramp_src;
+    GArray *lag_ms;
+    double cpu_sum, cpu_max;
+    int cpu_n;
+    uint64_t cpu_prev_us, cpu_prev_wall_us;
+    long pairs_started;
+    bool stopping, tty;
+    int exit_code;
+};
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+           (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static void finish(app *a);
+
+/* --- calls <-> signaling --- */
+
+static void call_send(void *ud, bot_call *c, json_t *data)
+{
+    member *m = ud;
+    bot_call_info ci;
+    bot_call_info_get(c, &ci);
+    if (m->sig)
+        bot_sig_send(m->sig, ci.peer, data);
+    else
+        json_decref(data);
+}
+
+static void call_ended(void *ud, bot_call *c, const char *why)
+{
+    member *m = ud;
+    (void)c;
+    RTC_LOG(RTC_LOG_WARN, m->label, "call ended: %s", why);
+}
+
+static bot_call *start_call(member *m, const char *peer, bool offerer, uint64_t t0)
+{
+    app *a = m->app;
+    char label[96];
+    bot_call_params p;
+    bot_call_cbs cbs = {call_send, call_ended, m};
+    bot_call *c;
+
+    if (m->pair >= 0)
+        snprintf(label, sizeof label, "%s", m->label);
+    else
+        snprintf(label, sizeof label, "%s>%.8s", m->label, peer);
+    p.offerer = offerer;
+    p.turn = m->turn;
+    p.n_turn = m->n_turn;
+    p.label = label;
+    p.peer = peer;
+    p.t0_us = t0;
+    c = bot_call_new(&a->env, &p, &cbs);
+    if (!c) {
+        RTC_LOG(RTC_LOG_ERROR, m->label, "cannot start a call to %s", peer);
+        return NULL;
+    }
+    g_ptr_array_add(a->calls, c);
+    g_hash_table_insert(m->by_peer, g_strdup(peer), c);
+    m->n_calls++;
+    return c;
+}
+
+/* iceServers: [{"urls": "turn:.." | ["turn:..", ..], "username", "credential"}] */
+static void take_ice_servers(member *m, json_t *servers)
+{
+    size_t i, k;
+    json_t *s;
+    m->n_turn = 0;
+    json_array_foreach(servers, i, s) {
+        json_t *urls = json_object_get(s, "urls"), *u;
+        const char *user = json_string_value(json_object_get(s, "username"));
+        const char *cred = json_string_value(json_object_get(s, "credential"));
+        json_t *one = json_is_string(urls) ? json_pack("[O]", urls) : json_incref(urls);
+        json_array_foreach(one, k, u) {
+            bot_turn t;
+            const char *url = json_string_value(u);
+            if (!url || m->n_turn == BOT_ICE_MAX_TURN || bot_turn_parse_url(url, &t))
+                continue;
+            snprintf(t.user, sizeof t.user, "%s", user ? user : "");
+            snprintf(t.pass, sizeof t.pass, "%s", cred ? cred : "");
+            m->turn[m->n_turn++] = t;
+        }
+        json_decref(one);
+    }
+    if (m->n_turn == 0)
+        RTC_LOG(RTC_LOG_WARN, m->label, "no usable turn: URL in joined.iceServers");
+}
+
+static member *member_new(app *a, const char *room, int pair, const char *label);
+
+static void sig_joined(void *ud, const char *id, json_t *msg)
+{
+    member *m = ud;
+    app *a = m->app;
+    size_t i;
+    json_t *p;
+
+    free(m->id);
+    m->id = strdup(id);
+    take_ice_servers(m, json_object_get(msg, "iceServers"));
+    RTC_LOG(RTC_LOG_INFO, m->label, "joined as %s, %zu peers, %zu TURN servers", id,
+            json_array_size(json_object_get(msg, "peers")), m->n_turn);
+    /* The later joiner calls everyone already there (call convention). */
+    json_array_foreach(json_object_get(msg, "peers"), i, p) {
+        const char *pid = json_string_value(json_object_get(p, "id"));
+        if (pid && !g_hash_table_contains(m->by_peer, pid))
+            start_call(m, pid, true, m->t_join_us);
+    }
+    /* Load mode: the first member is in, so its partner can join and offer. */
+    if (m->pair >= 0 && !m->partner) {
+        char room[256], label[64];
+        snprintf(room, sizeof room, "%s-%d", a->conf.room, m->pair);
+        snprintf(label, sizeof label, "call%d/b", m->pair);
+        m->partner = member_new(a, room, m->pair, label);
+        if (m->partner)
+            m->partner->partner = m;
+    }
+}
+
+static void sig_peer_joined(void *ud, const char *peer)
+{
+    member *m = ud;
+    RTC_LOG(RTC_LOG_INFO, m->label, "peer %s joined; waiting for its offer", peer);
+}
+
+static void sig_peer_left(void *ud, const char *peer)
+{
+    member *m = ud;
+    bot_call *c = g_hash_table_lookup(m->by_peer, peer);
+    if (c) {
+        RTC_LOG(RTC_LOG_INFO, m->label, "peer %s left: call over", peer);
+        bot_call_stop(c, "peer left");
+        g_hash_table_remove(m->by_peer, peer);
+    }
+}
+
+static void sig_signal(void *ud, const char *from, json_t *data)
+{
+    member *m = ud;
+    bot_call *c = g_hash_table_lookup(m->by_peer, from);
+    json_t *desc = json_object_get(data, "description");
+    const char *type = json_string_value(json_object_get(desc, "type"));
+
+    if (!c && type && !strcmp(type, "offer")) {
+        uint64_t t0 = m->partner ? m->partner->t_join_us : mono_us();
+        c = start_call(m, from, false, t0);
+    }
+    if (c)
+        bot_call_on_signal(c, data);
+}
+
+static void sig_error(void *ud, const char *code, const char *msg)
+{
+    member *m = ud;
+    RTC_LOG(RTC_LOG_WARN, m->label, "signaling error %s: %s", code, msg);
+}
+
+static void sig_closed(void *ud, const char *why)
+{
+    member *m = ud;
+    RTC_LOG(m->app->stopping ? RTC_LOG_INFO : RTC_LOG_WARN, m->label, "signaling closed: %s", why);
+    m->sig = NULL; /* freed below by lws; the bot_sig struct itself is ours */
+}
+
+static member *member_new(app *a, const char *room, int pair, const char *label)
+{
+    member *m = calloc(1, sizeof *m);
+    bot_sig_cbs cbs = {sig_joined, sig_peer_joined, sig_peer_left, sig_signal, sig_error,
+                       sig_closed, m};
+    if (!m)
+        return NULL;
+    m->app = a;
+    m->pair = pair;
+    snprintf(m->label, sizeof m->label, "%s", label);
+    m->by_peer = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    m->t_join_us = mono_us();
+    m->sig = bot_sig_new(a->sigctx, a->conf.signal, room, a->conf.name, &cbs);
+    g_ptr_array_add(a->members, m);
+    if (!m->sig)
+        RTC_LOG(RTC_LOG_ERROR, label, "cannot connect to %s", a->conf.signal);
+    return m;
+}
+
+static void member_free(member *m)
+{
+    bot_sig_free(m->sig);
+    g_hash_table_destroy(m->by_peer);
+    free(m->id);
+    free(m);
+}
+
+/* --- clocks --- */
+
+/* The 20 ms media clock, deadline-driven so lateness is measurable: each
+ * deadline passed sends one frame (a late loop sends a burst, which the
+ * receivers' jitter shows, as it should). */
+static gboolean on_tick(gpointer ud)
+{
+    app *a = ud;
+    uint64_t now = mono_us();
+    a->tick_src = 0;
+    while (a->next_tick_us <= now) {
+        uint8_t payload[BOT_AUDIO_MAX_PAYLOAD];
+        int n = bot_audio_src_next(a->src, payload, sizeof payload);
+        double lag = (double)(now - a->next_tick_us) / 1000.0;
+        g_array_append_val(a->lag_ms, lag);
+        if (n > 0)
+            for (guint i = 0; i < a->calls->len; i++)
+                bot_call_send_audio(a->calls->pdata[i], payload, (size_t)n, now);
+        a->next_tick_us += 20000;
+    }
+    if (!a->stopping)
+        a->tick_src = g_timeout_add((guint)((a->next_tick_us - now) / 1000), on_tick, a);
+    return G_SOURCE_REMOVE;
+}
+
+static void progress(app *a, uint64_t now, double cpu)
+{
+    size_t media = 0, failed = 0;
+    uint64_t lost = 0, expected = 0;
+    double jit = 0, rtt = 0;
+    int nrtt = 0;
+    for (guint i = 0; i < a->calls->len; i++) {
+        bot_call_info ci;
+        bot_call_info_get(a->calls->pdata[i], &ci);
+        if (ci.media) {
+            media++;
+            jit += ci.jitter_ms;
+            if (ci.rtt_ms >= 0) {
+                rtt += ci.rtt_ms;
+                nrtt++;
+            }
+        } else if (!strcmp(ci.state, "ended")) {
+            failed++;
+        }
+        lost += ci.lost;
+        expected += ci.expected;
+    }
+    fprintf(stderr, "%s[%4.0fs] legs %zu/%u with audio, %zu failed | loss %.3f%% | jitter %.2f ms"
+                    " | rtt %.1f ms | bot cpu %.0f%%%s",
+            a->tty ? "\r" : "", (double)(now - a->t_start_us) / 1e6, media, a->calls->len, failed,
+            expected ? 100.0 * (double)lost / (double)expected : 0.0, media ? jit / (double)media : 0,
+            nrtt ? rtt / nrtt : 0, cpu, a->tty ? "   " : "\n");
+}
+
+static gboolean on_second(gpointer ud)
+{
+    app *a = ud;
+    uint64_t now = mono_us(), c = cpu_us();
+    double cpu = 100.0 * (double)(c - a->cpu_prev_us) / (double)(now - a->cpu_prev_wall_us);
+    a->cpu_prev_us = c;
+    a->cpu_prev_wall_us = now;
+    a->cpu_sum += cpu;
+    a->cpu_n++;
+    if (cpu > a->cpu_max)
+        a->cpu_max = cpu;
+    for (guint i = 0; i < a->calls->len; i++)
+        bot_call_second(a->calls->pdata[i], now);
+    progress(a, now, cpu);
+    if (a->t_end_us && now >= a->t_end_us)
+        finish(a);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean on_ramp(gpointer ud)
+{
+    app *a = ud;
+    char room[256], label[64];
+    snprintf(room, sizeof room, "%s-%ld", a->conf.room, a->pairs_started);
+    snprintf(label, sizeof label, "call%ld/a", a->pairs_started);
+    member_new(a, room, (int)a->pairs_started, label);
+    a->pairs_started++;
+    if (a->pairs_started < a->conf.calls)
+        return G_SOURCE_CONTINUE;
+    a->ramp_src = 0;
+    a->t_all_started_us = mono_us();
+    a->t_end_us = a->t_all_started_us + (uint64_t)a->conf.duration * 1000000u;
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean on_unix_signal(gpointer ud)
+{
+    finish(ud);
+    return G_SOURCE_CONTINUE;
+}
+
+static gboolean quit_loop(gpointer ud)
+{
+    g_main_loop_quit(ud);
+    return G_SOURCE_REMOVE;
+}
+
+/* --- the end --- */
+
+static void fill_run(app *a, bot_run_info *r)
+{
+    double *lag = (double *)(void *)a->lag_ms->data;
+    memset(r, 0, sizeof *r);
+    r->mode = a->conf.calls ? "load" : "member";
+    r->room = a->conf.room;
+    r->signal_url = a->conf.signal;
+    r->relay_only = a->conf.relay_only;
+    r->duration_s = (double)(mono_us() - a->t_start_us) / 1e6;
+    r->calls_requested = (long)a->conf.calls;
+    r->cpu_avg_pct = a->cpu_n ? a->cpu_sum / a->cpu_n : 0;
+    r->cpu_max_pct = a->cpu_max;
+    r->lag_p99_ms = bot_percentile(lag, a->lag_ms->len, 99);
+    r->lag_max_ms = bot_percentile(lag, a->lag_ms->len, 100);
+    /* One thread runs everything: near a full core, or a send clock that
+     * runs a frame late, means the figures describe the bot. */
+    if (r->cpu_avg_pct > 85)
+        snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
+                 "its single loop used %.0f%% of a core on average", r->cpu_avg_pct);
+    else if (r->lag_p99_ms > 20)
+        snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
+                 "its 20 ms send clock ran %.1f ms late (p99)", r->lag_p99_ms);
+    r->bottleneck = r->bottleneck_why[0] != '\0';
+}
+
+static void report(app *a)
+{
+    size_t n = a->calls->len;
+    bot_call_info *ci = calloc(n + 1, sizeof *ci);
+    bot_totals t;
+    bot_run_info run;
+    if (!ci)
+        return;
+    for (size_t i = 0; i < n; i++)
+        bot_call_info_get(a->calls->pdata[i], &ci[i]);
+    bot_totals_compute(ci, n, &t);
+    fill_run(a, &run);
+    if (a->tty)
+        fputc('\n', stderr);
+    bot_report_table(stdout, ci, n, &t, &run);
+    fflush(stdout);
+    if (a->conf.report && bot_report_json(a->conf.report, ci, n, &t, &run))
+        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.report);
+    if (a->conf.html && bot_report_html(a->conf.html, ci, n, &t, &run))
+        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.html);
+    if (t.with_media < t.legs || (a->conf.calls && t.legs < 2 * (size_t)a->conf.calls))
+        a->exit_code = 1;
+    free(ci);
+}
+
+static void finish(app *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    if (a->ramp_src)
+        g_source_remove(a->ramp_src);
+    a->ramp_src = 0;
+    if (a->tick_src)
+        g_source_remove(a->tick_src);
+    a->tick_src = 0;
+    if (a->sec_src)
+        g_source_remove(a->sec_src);
+    a->sec_src = 0;
+    report(a);
+    /* Release TURN allocations and close WebSockets, then give the loop a
+     * moment to send them before quitting. */
+    for (guint i = 0; i < a->calls->len; i++)
+        bot_call_stop(a->calls->pdata[i], "bot finished");
+    for (guint i = 0; i < a->members->len; i++) {
+        member *m = a->members->pdata[i];
+        bot_sig_free(m->sig);
+        m->sig = NULL;
+    }
+    g_timeout_add(300, quit_loop, a->loop);
+}
+
+int main(int argc, char **argv)
+{
+    app a;
+    char err[512];
+    rtc_log_level lvl;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    signal(SIGPIPE, SIG_IGN);
+    rc = rtc_conf_load(specs, &a.conf, argc, argv, err, sizeof err);
+    if (rc == RTC_CONF_HELP) {
+        printf("usage: tsunagu-bot --signal URL --room R [--calls N] [--duration S] "
+               "[--relay-only] [--report FILE.json] [--html FILE.html]\n\n");
+        rtc_conf_usage(specs, stdout);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        return 2;
+    }
+    if (!a.conf.signal || !a.conf.room) {
+        fprintf(stderr, "tsunagu-bot: --signal and --room are required (see --help)\n");
+        rc = 2;
+        goto out_conf;
+    }
+    if (rtc_log_parse_level(a.conf.log_level, &lvl)) {
+        fprintf(stderr, "tsunagu-bot: log-level: bad value '%s'\n", a.conf.log_level);
+        rc = 2;
+        goto out_conf;
+    }
+    rtc_log_setup(lvl, RTC_LOG_TEXT, "tsunagu-bot");
+    if (a.conf.calls && !a.conf.duration)
+        a.conf.duration = 30;
+    a.src = bot_audio_src_new(a.conf.audio, err, sizeof err);
+    if (!a.src) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        rc = 2;
+        goto out_conf;
+    }
+    rc = 1;
+    if (bot_srtp_global_init())
+        goto out_src;
+    a.env.dtls = bot_dtls_ctx_new();
+    if (!a.env.dtls)
+        goto out_srtp;
+    a.env.relay_only = a.conf.relay_only;
+    a.env.drop_every = (uint32_t)a.conf.drop_every;
+    a.env.setup_timeout_ms = (uint32_t)a.conf.setup_timeout * 1000u;
+    a.env.cname = "tsunagu-bot";
+    a.loop = g_main_loop_new(NULL, FALSE);
+    a.sigctx = bot_sig_ctx_new(a.loop, lvl >= RTC_LOG_DEBUG);
+    if (!a.sigctx)
+        goto out_loop;
+    a.members = g_ptr_array_new();
+    a.calls = g_ptr_array_new();
+    a.lag_ms = g_array_new(FALSE, FALSE, sizeof(double));
+    a.tty = isatty(2);
+    a.t_start_us = a.cpu_prev_wall_us = mono_us();
+    a.cpu_prev_us = cpu_us();
+    a.next_tick_us = a.t_start_us + 20000;
+
+    if (a.conf.calls) {
+        on_ramp(&a);
+        if (a.pairs_started < a.conf.calls)
+            a.ramp_src = g_timeout_add(a.conf.ramp_ms ? (guint)a.conf.ramp_ms : 1, on_ramp, &a);
+    } else {
+        member_new(&a, a.conf.room, -1, "bot");
+        if (a.conf.duration)
+            a.t_end_us = a.t_start_us + (uint64_t)a.conf.duration * 1000000u;
+    }
+    a.tick_src = g_timeout_add(20, on_tick, &a);
+    a.sec_src = g_timeout_add(1000, on_second, &a);
+    g_unix_signal_add(SIGINT, on_unix_signal, &a);
+    g_unix_signal_add(SIGTERM, on_unix_signal, &a);
+    g_main_loop_run(a.loop);
+    rc = a.exit_code;
+
+    for (guint i = 0; i < a.calls->len; i++)
+        bot_call_free(a.calls->pdata[i]);
+    for (guint i = 0; i < a.members->len; i++)
+        member_free(a.members->pdata[i]);
+    g_ptr_array_free(a.calls, TRUE);
+    g_ptr_array_free(a.members, TRUE);
+    g_array_free(a.lag_ms, TRUE);
+    bot_sig_ctx_free(a.sigctx);
+out_loop:
+    g_main_loop_unref(a.loop);
+    bot_dtls_ctx_free(a.env.dtls);
+out_srtp:
+    bot_srtp_global_shutdown();
+out_src:
+    bot_audio_src_free(a.src);
+out_conf:
+    rtc_conf_dispose(specs, &a.conf);
+    return rc;
+}
