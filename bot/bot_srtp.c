@@ -11,8 +11,10 @@
 
 #include "rtc_err.h"
 
+/* libsrtp keeps one template stream per session, so "any outbound" and
+ * "any inbound" need a session each. */
 struct bot_srtp {
-    srtp_t ctx;
+    srtp_t tx, rx;
 };
 
 int bot_srtp_global_init(void) { return srtp_init() == srtp_err_status_ok ? 0 : RTC_EMSG; }
@@ -43,15 +45,20 @@ bot_srtp *bot_srtp_new(bot_srtp_keys *keys)
     pol[0].ssrc.type = ssrc_any_outbound;
     pol[0].key = keys->local;
     pol[0].window_size = 1024;
-    pol[0].next = &pol[1];
     pol[1].ssrc.type = ssrc_any_inbound;
     pol[1].key = keys->remote;
     /* A wide replay window: a late packet on a jittery path is not an attack. */
     pol[1].window_size = 1024;
-    if (srtp_create(&s->ctx, pol) != srtp_err_status_ok) {
-        free(s);
-        s = NULL;
-    }
+    if (srtp_create(&s->tx, &pol[0]) != srtp_err_status_ok)
+        goto out_free;
+    if (srtp_create(&s->rx, &pol[1]) != srtp_err_status_ok)
+        goto out_tx;
+    goto out_wipe;
+out_tx:
+    srtp_dealloc(s->tx);
+out_free:
+    free(s);
+    s = NULL;
 out_wipe:
     OPENSSL_cleanse(keys, sizeof *keys);
     return s;
@@ -61,7 +68,8 @@ void bot_srtp_free(bot_srtp *s)
 {
     if (!s)
         return;
-    srtp_dealloc(s->ctx);
+    srtp_dealloc(s->tx);
+    srtp_dealloc(s->rx);
     free(s);
 }
 
@@ -70,7 +78,7 @@ int bot_srtp_protect(bot_srtp *s, uint8_t *pkt, size_t *len, size_t cap)
     int n = (int)*len;
     if (*len + BOT_SRTP_OVERHEAD > cap)
         return RTC_ESPACE;
-    if (srtp_protect(s->ctx, pkt, &n) != srtp_err_status_ok)
+    if (srtp_protect(s->tx, pkt, &n) != srtp_err_status_ok)
         return RTC_EMSG;
     *len = (size_t)n;
     return 0;
@@ -79,7 +87,7 @@ int bot_srtp_protect(bot_srtp *s, uint8_t *pkt, size_t *len, size_t cap)
 int bot_srtp_unprotect(bot_srtp *s, uint8_t *pkt, size_t *len)
 {
     int n = (int)*len;
-    if (srtp_unprotect(s->ctx, pkt, &n) != srtp_err_status_ok)
+    if (srtp_unprotect(s->rx, pkt, &n) != srtp_err_status_ok)
         return RTC_EMSG;
     *len = (size_t)n;
     return 0;
@@ -90,7 +98,7 @@ int bot_srtp_protect_rtcp(bot_srtp *s, uint8_t *pkt, size_t *len, size_t cap)
     int n = (int)*len;
     if (*len + BOT_SRTP_OVERHEAD > cap)
         return RTC_ESPACE;
-    if (srtp_protect_rtcp(s->ctx, pkt, &n) != srtp_err_status_ok)
+    if (srtp_protect_rtcp(s->tx, pkt, &n) != srtp_err_status_ok)
         return RTC_EMSG;
     *len = (size_t)n;
     return 0;
@@ -99,7 +107,7 @@ int bot_srtp_protect_rtcp(bot_srtp *s, uint8_t *pkt, size_t *len, size_t cap)
 int bot_srtp_unprotect_rtcp(bot_srtp *s, uint8_t *pkt, size_t *len)
 {
     int n = (int)*len;
-    if (srtp_unprotect_rtcp(s->ctx, pkt, &n) != srtp_err_status_ok)
+    if (srtp_unprotect_rtcp(s->rx, pkt, &n) != srtp_err_status_ok)
         return RTC_EMSG;
     *len = (size_t)n;
     return 0;
