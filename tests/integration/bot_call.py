@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""bot_call.py - bot-to-bot calls through signaling and TURN on 127.0.0.1,
+relay only, with real assertions on what the bot reports.
+
+Default check: N calls (2N legs) in one bot process: every leg carried
+decoded audio over a relayed path, zero loss, MOS above 4.0, and the TURN
+server's own counters show at least the packets the bots received.
+
+--drop-every K (measurement honesty): each sender skips every K-th RTP
+packet on purpose (the bot's testing flag) and counts it; each receiver's
+reported loss must match what its peer dropped (within the packet or two a
+receiver cannot see: drops before its first packet or after its last).
+
+usage: bot_call.py --bot PATH [--calls N] [--duration S] [--drop-every K]
+                   [--relay coturn|tsunagu --relay-exe P] [--signal stub|tsunagu --signal-exe P]"""
+import argparse, json, os, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bot_harness import Stack, add_server_args, fail, TIMEOUT_MULT  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_server_args(ap)
+    ap.add_argument("--calls", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--drop-every", type=int, default=0)
+    a = ap.parse_args()
+    checks = 0
+    with Stack(a) as st:
+        turn = st.start_relay()
+        url = st.start_signal(turn)
+        report = os.path.join(st.dir, "report.json")
+        html = os.path.join(st.dir, "report.html")
+        argv = [a.bot, "--signal", url, "--room", "it%d" % os.getpid(), "--calls", str(a.calls),
+                "--duration", str(a.duration), "--relay-only", "--report", report, "--html", html,
+                "--log-level", "info"]
+        if a.drop_every:
+            argv += ["--drop-every", str(a.drop_every)]
+        limit = (a.duration + 40) * TIMEOUT_MULT
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            fail("tsunagu-bot did not finish within %.0f s" % limit)
+        print(out.stdout)
+        if out.returncode != 0:
+            print(out.stderr[-4000:])
+            fail("tsunagu-bot exit code %d" % out.returncode)
+        r = json.load(open(report))
+        legs = r["calls"]
+        if len(legs) != 2 * a.calls:
+            fail("%d call legs reported, want %d" % (len(legs), 2 * a.calls))
+        by_label = {c["label"]: c for c in legs}
+        for c in legs:
+            if not c["media"] or c["decoded"] < 10 * a.duration:
+                fail("%s: no audio decoded (%s)" % (c["label"], c["end_reason"]))
+            if not c["path"].startswith("relay/"):
+                fail("%s: path %s is not relayed" % (c["label"], c["path"]))
+            checks += 2
+            if a.drop_every:
+                peer = c["label"][:-1] + ("b" if c["label"].endswith("a") else "a")
+                dropped = by_label[peer]["dropped_on_purpose"]
+                want = by_label[peer]["sent"] + dropped
+                print("# %s: lost %d, peer dropped %d of %d (%.2f%% vs %.2f%%)" % (
+                    c["label"], c["lost"], dropped, want, c["loss_pct"], 100.0 * dropped / want))
+                if dropped < 5:
+                    fail("%s: peer dropped only %d packets; test too short" % (peer, dropped))
+                if abs(c["lost"] - dropped) > 2:
+                    fail("%s reports %d lost, its peer dropped %d" % (c["label"], c["lost"], dropped))
+                if abs(c["loss_pct"] - 100.0 / a.drop_every) > 1.0:
+                    fail("%s: loss %.2f%%, expected %.2f%%" % (c["label"], c["loss_pct"],
+                                                               100.0 / a.drop_every))
+                checks += 3
+            else:
+                if c["lost"] != 0:
+                    fail("%s: %d packets lost on loopback" % (c["label"], c["lost"]))
+                if c["mos"] <= 4.0:
+                    fail("%s: MOS %.2f not above 4.0" % (c["label"], c["mos"]))
+                if c["srtp_errors"] or c["decode_errors"]:
+                    fail("%s: %d SRTP / %d decode errors" % (c["label"], c["srtp_errors"],
+                                                             c["decode_errors"]))
+                checks += 3
+        if not os.path.getsize(html) or b"<svg" not in open(html, "rb").read():
+            fail("HTML report missing or without plots")
+        checks += 1
+        received = r["totals"]["received"]
+        # The relay's counters lag (coturn logs session figures 1-5 s after close).
+        deadline = time.time() + 10 * TIMEOUT_MULT
+        relayed = st.relay_packets()
+        while relayed < received and time.time() < deadline:
+            time.sleep(0.5)
+            relayed = st.relay_packets()
+        print("# relay forwarded %d packets; bots received %d" % (relayed, received))
+        if relayed < received:
+            fail("relay counted %d packets, fewer than the %d the bots received: "
+                 "media did not go through it" % (relayed, received))
+        checks += 1
+        t = r["totals"]
+        print("# %d legs, setup p50 %.1f ms p95 %.1f ms, MOS p50 %.2f, loss %.3f%%" % (
+            t["legs"], t["setup_ms"]["p50"], t["setup_ms"]["p95"], t["mos"]["p50"], t["loss_pct"]))
+    print("PASS (%d checks)" % checks)
+
+
+if __name__ == "__main__":
+    main()
