@@ -86,6 +86,11 @@ struct app {
     double cpu_sum, cpu_max;
     int cpu_n;
     uint64_t cpu_prev_us, cpu_prev_wall_us;
+    /* whole machine, from /proc/stat: to tell "the bot is slow" from "the
+     * machine is busy with other processes" */
+    uint64_t sys_prev_busy, sys_prev_total;
+    double others_sum;
+    int others_n, ncpu;
     long pairs_started;
     bool stopping, tty;
     int exit_code;
@@ -107,6 +112,26 @@ static uint64_t cpu_us(void)
 }
 
 static void finish(app *a);
+
+/* Busy and total jiffies of all CPUs (first line of /proc/stat). */
+static bool sys_jiffies(uint64_t *busy, uint64_t *total)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    int n;
+    if (!f)
+        return false;
+    n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 5)
+        return false;
+    *total = 0;
+    for (int i = 0; i < 8; i++)
+        *total += v[i];
+    *busy = *total - v[3] - v[4]; /* minus idle and iowait */
+    return true;
+}
 
 /* --- calls <-> signaling --- */
 
@@ -351,6 +376,19 @@ static gboolean on_second(gpointer ud)
     a->cpu_n++;
     if (cpu > a->cpu_max)
         a->cpu_max = cpu;
+    {
+        uint64_t busy, total;
+        if (sys_jiffies(&busy, &total) && total > a->sys_prev_total && a->sys_prev_total) {
+            /* machine busy in "percent of one core", minus our own share */
+            double all = 100.0 * a->ncpu * (double)(busy - a->sys_prev_busy) /
+                         (double)(total - a->sys_prev_total);
+            double others = all - cpu;
+            a->others_sum += others > 0 ? others : 0;
+            a->others_n++;
+        }
+        a->sys_prev_busy = busy;
+        a->sys_prev_total = total;
+    }
     for (guint i = 0; i < a->calls->len; i++)
         bot_call_second(a->calls->pdata[i], now);
     progress(a, now, cpu);
@@ -405,12 +443,18 @@ static void fill_run(app *a, bot_run_info *r)
     r->lag_max_ms = bot_percentile(lag, a->lag_ms->len, 100);
     /* One thread runs everything: near a full core, or a send clock that
      * runs a frame late, means the figures describe the bot. */
+    r->others_avg_pct = a->others_n ? a->others_sum / a->others_n : 0;
+    r->ncpu = a->ncpu;
+    r->machine_saturated = r->others_avg_pct + r->cpu_avg_pct > 90.0 * a->ncpu &&
+                           r->others_avg_pct > 50;
     if (r->cpu_avg_pct > 85)
         snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
                  "its single loop used %.0f%% of a core on average", r->cpu_avg_pct);
     else if (r->lag_p99_ms > 20)
+        /* Late without using a full core: starved by other processes. */
         snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
-                 "its 20 ms send clock ran %.1f ms late (p99)", r->lag_p99_ms);
+                 "its 20 ms send clock ran %.1f ms late (p99)%s", r->lag_p99_ms,
+                 r->machine_saturated ? ", starved of CPU by other processes on this machine" : "");
     r->bottleneck = r->bottleneck_why[0] != '\0';
 }
 
@@ -525,6 +569,10 @@ int main(int argc, char **argv)
     a.tty = isatty(2);
     a.t_start_us = a.cpu_prev_wall_us = mono_us();
     a.cpu_prev_us = cpu_us();
+    a.ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (a.ncpu < 1)
+        a.ncpu = 1;
+    sys_jiffies(&a.sys_prev_busy, &a.sys_prev_total);
     a.next_tick_us = a.t_start_us + 20000;
 
     if (a.conf.calls) {

@@ -88,11 +88,16 @@ void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_tota
                "rtt ms p50 %.1f p95 %.1f | MOS p50 %.2f p5 %.2f min %.2f\n",
             t->setup_p50, t->setup_p95, t->setup_max, t->jitter_p50, t->jitter_p95, t->rtt_p50,
             t->rtt_p95, t->mos_p50, t->mos_p5, t->mos_min);
-    fprintf(f, "bot: cpu avg %.0f%% max %.0f%% of one core, send-tick lag p99 %.1f ms max %.1f ms"
-               " -> %s%s\n",
-            run->cpu_avg_pct, run->cpu_max_pct, run->lag_p99_ms, run->lag_max_ms,
-            run->bottleneck ? "THE BOT ITSELF IS THE BOTTLENECK: " : "bot not saturated",
+    fprintf(f, "bot: cpu avg %.0f%% max %.0f%% of one core (other processes %.0f%% of %d cores), "
+               "send-tick lag p99 %.1f ms max %.1f ms -> %s%s\n",
+            run->cpu_avg_pct, run->cpu_max_pct, run->others_avg_pct, run->ncpu, run->lag_p99_ms,
+            run->lag_max_ms,
+            run->bottleneck ? "the bot was the bottleneck: " : "bot not saturated",
             run->bottleneck ? run->bottleneck_why : "");
+    if (run->machine_saturated)
+        fprintf(f, "note: the machine's CPUs were saturated during the run (other processes %.0f%% "
+                   "of a core): figures may include CPU contention\n",
+                run->others_avg_pct);
 }
 
 static json_t *num(double v) { return json_real(isfinite(v) ? round(v * 1000) / 1000 : 0); }
@@ -148,7 +153,10 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                   "p50", num(t->rtt_p50), "p95", num(t->rtt_p95), "loss_pct_p95",
                   num(t->loss_p95)));
     json_object_set_new(root, "bot",
-                        json_pack("{s:o,s:o,s:o,s:o,s:b,s:s}", "cpu_avg_pct", num(run->cpu_avg_pct),
+                        json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:o,s:b,s:s}", "cpu_avg_pct",
+                                  num(run->cpu_avg_pct), "other_processes_cpu_pct",
+                                  num(run->others_avg_pct), "ncpu", run->ncpu,
+                                  "machine_saturated", run->machine_saturated,
                                   "cpu_max_pct", num(run->cpu_max_pct), "send_lag_p99_ms",
                                   num(run->lag_p99_ms), "send_lag_max_ms", num(run->lag_max_ms),
                                   "bottleneck", run->bottleneck, "bottleneck_reason",

@@ -116,6 +116,8 @@ def main():
         except subprocess.TimeoutExpired:
             fail("bot did not exit on SIGTERM")
         print(st.log("bot.log")[-2500:])
+        if bot.returncode != 0:
+            fail("bot exit code %d (sanitizer report or failed call)" % bot.returncode)
         if not os.path.exists(report):
             fail("bot wrote no report")
         r = json.load(open(report))

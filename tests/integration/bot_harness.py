@@ -103,10 +103,12 @@ class Stack:
             exe = a.relay_exe or shutil.which("turnserver")
             if not exe:
                 fail("turnserver not found: apt-get install coturn")
-            lo = 40000 + (self.turn_port % 200) * 100
+            # One relayed port per call leg: 2000 ports allow 1000 calls. The
+            # window moves with the listening port so parallel runs overlap less.
+            lo = 20000 + (self.turn_port % 10) * 2000
             argv = ["stdbuf", "-oL", exe, "-n", "-v", "--listening-ip=127.0.0.1",
                     "--listening-port=%d" % self.turn_port, "--relay-ip=127.0.0.1",
-                    "--min-port=%d" % lo, "--max-port=%d" % (lo + 99), "--realm=tsunagu",
+                    "--min-port=%d" % lo, "--max-port=%d" % (lo + 1999), "--realm=tsunagu",
                     "--use-auth-secret", "--static-auth-secret=" + SECRET,
                     "--allow-loopback-peers", "--no-tls", "--no-dtls", "--no-cli",
                     "--no-rfc5780", "--no-software-attribute",
