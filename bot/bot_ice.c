@@ -30,6 +30,7 @@ struct bot_ice {
     size_t n_pending;
     char selected[32];
     bot_ice_state st;
+    int n_turn_udp, n_turn_tcp; /* relays configured, by transport to the server */
 };
 
 int bot_turn_parse_url(const char *url, bot_turn *t)
@@ -133,10 +134,14 @@ static void describe_selected(bot_ice *ice)
 {
     NiceCandidate *l = NULL, *r = NULL;
     static const char *types[] = {"host", "srflx", "prflx", "relay"};
+    /* libnice does not say which TURN server a relayed candidate came from;
+     * when every configured server is TCP, the relay is reached over TCP. */
     if (nice_agent_get_selected_pair(ice->agent, ice->stream, 1, &l, &r) && l)
-        snprintf(ice->selected, sizeof ice->selected, "%s/%s",
+        snprintf(ice->selected, sizeof ice->selected, "%s/%s%s",
                  l->type <= NICE_CANDIDATE_TYPE_RELAYED ? types[l->type] : "?",
-                 l->transport == NICE_CANDIDATE_TRANSPORT_UDP ? "udp" : "tcp");
+                 l->transport == NICE_CANDIDATE_TRANSPORT_UDP ? "udp" : "tcp",
+                 l->type == NICE_CANDIDATE_TYPE_RELAYED && ice->n_turn_tcp && !ice->n_turn_udp
+                     ? " (TURN over TCP)" : "");
 }
 
 static void on_state(NiceAgent *agent, guint stream, guint comp, guint state, gpointer ud)
@@ -207,6 +212,10 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             continue;
         }
         need_lo |= lo;
+        if (p->turn[i].tcp)
+            ice->n_turn_tcp++;
+        else
+            ice->n_turn_udp++;
         nice_agent_set_relay_info(ice->agent, ice->stream, 1, ip, p->turn[i].port, p->turn[i].user,
                                   p->turn[i].pass,
                                   p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP);

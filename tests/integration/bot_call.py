@@ -57,6 +57,10 @@ def main():
             if not c["path"].startswith("relay/"):
                 fail("%s: path %s is not relayed" % (c["label"], c["path"]))
             checks += 2
+            if a.turn_transport == "tcp":
+                if "TURN over TCP" not in c["path"]:
+                    fail("%s: path %s is not TURN over TCP" % (c["label"], c["path"]))
+                checks += 1
             if a.drop_every:
                 peer = c["label"][:-1] + ("b" if c["label"].endswith("a") else "a")
                 dropped = by_label[peer]["dropped_on_purpose"]

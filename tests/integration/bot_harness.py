@@ -126,7 +126,10 @@ class Stack:
                     "--metrics-listen", "127.0.0.1:%d" % self.metrics_port]
             p = self.spawn(argv, "relay.log")
         wait_tcp(self.turn_port, 10, p, "relay")
-        return "turn:127.0.0.1:%d" % self.turn_port
+        url = "turn:127.0.0.1:%d" % self.turn_port
+        if getattr(a, "turn_transport", "udp") == "tcp":
+            url += "?transport=tcp"
+        return url
 
     def relay_packets(self):
         """Packets the relay forwarded between peers (0 if unknown)."""
@@ -198,3 +201,5 @@ def add_server_args(ap):
     ap.add_argument("--signal", choices=["stub", "tsunagu"], default="stub")
     ap.add_argument("--signal-exe", default="")
     ap.add_argument("--bot", required=True, help="tsunagu-bot executable")
+    ap.add_argument("--turn-transport", choices=["udp", "tcp"], default="udp",
+                    help="transport in the turn: URL handed out by signaling")
