@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian 12 packages tsunagu needs, if any is missing.
+# Usage: bash scripts/deps.sh [build|test]   (test adds the test-only tools)
+# Idempotent and quiet when everything is there, so run.sh/test.sh call it
+# every time.
+set -euo pipefail
+
+build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
+  libwebsockets-evlib-glib libjansson-dev libnice-dev libglib2.0-dev libsrtp2-dev
+  libopus-dev)
+test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets
+  procps iproute2 valgrind)
+
+want=("${build_pkgs[@]}")
+[ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null

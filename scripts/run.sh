@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# run.sh - install what is missing, build, and run tsunagu on this machine:
+# tsunagu-relay (TURN, 127.0.0.1:3478 UDP+TCP) and tsunagu-signal (WebSocket
+# signaling + demo page, 127.0.0.1:8080) wired together with a fresh shared
+# TURN REST secret. Ctrl-C stops both.
+# Environment: SIGNAL_PORT (8080), TURN_PORT (3478), METRICS_PORT (9641).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh build
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+
+sport=${SIGNAL_PORT:-8080}
+tport=${TURN_PORT:-3478}
+mport=${METRICS_PORT:-9641}
+secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+build/relay/tsunagu-relay --listen "127.0.0.1:$tport" --relay-ip 127.0.0.1 \
+  --auth-secret "$secret" --metrics-listen "127.0.0.1:$mport" &
+pids+=($!)
+build/signaling/tsunagu-signal --listen "127.0.0.1:$sport" \
+  --turn-url "turn:127.0.0.1:$tport" --turn-url "turn:127.0.0.1:$tport?transport=tcp" \
+  --turn-secret "$secret" &
+pids+=($!)
+
+sleep 1
+for p in "${pids[@]}"; do
+  kill -0 "$p" 2>/dev/null || { echo "run.sh: a server failed to start (see above)" >&2; exit 1; }
+done
+cat <<MSG
+
+  tsunagu is running.
+  Demo page:      http://127.0.0.1:$sport/   (open it in two tabs, same room)
+  Relay metrics:  http://127.0.0.1:$mport/metrics
+  Signal metrics: http://127.0.0.1:$sport/metrics
+  Ctrl-C stops both servers.
+
+MSG
+wait -n "${pids[@]}"
