@@ -225,7 +225,7 @@ bot_audio_dec *bot_audio_dec_new(void)
     int e;
     if (!d)
         return NULL;
-    d->dec = opus_decoder_create(BOT_AUDIO_RATE, 1, &e);
+    d->dec = opus_decoder_create(BOT_AUDIO_DEC_RATE, 1, &e);
     if (!d->dec) {
         free(d);
         return NULL;
@@ -243,7 +243,7 @@ void bot_audio_dec_free(bot_audio_dec *d)
 
 int bot_audio_dec_decode(bot_audio_dec *d, const uint8_t *payload, size_t len)
 {
-    int16_t pcm[5760]; /* 120 ms at 48 kHz, Opus's longest frame */
+    int16_t pcm[5760]; /* 120 ms at 48 kHz, Opus's longest frame, at most */
     int n;
     if (len == 0 || len > BOT_AUDIO_MAX_PAYLOAD * 3)
         return RTC_EMSG;

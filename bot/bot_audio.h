@@ -16,6 +16,10 @@
 #define BOT_AUDIO_RATE 48000
 #define BOT_AUDIO_FRAME 960 /* 20 ms */
 #define BOT_AUDIO_MAX_PAYLOAD 1275
+/* Received audio is decoded at 16 kHz: it proves the payload is valid Opus
+ * just as well (every frame is fully decoded), at ~60% of the CPU of 48 kHz
+ * output, which matters when one process decodes hundreds of streams. */
+#define BOT_AUDIO_DEC_RATE 16000
 
 typedef struct bot_audio_src bot_audio_src;
 typedef struct bot_audio_dec bot_audio_dec;
@@ -38,7 +42,8 @@ int bot_audio_wav_parse(const uint8_t *buf, size_t len, int16_t **pcm, size_t *n
 
 bot_audio_dec *bot_audio_dec_new(void);
 void bot_audio_dec_free(bot_audio_dec *d);
-/* Decode one payload; returns samples per channel decoded (> 0) or RTC_EMSG. */
+/* Decode one payload; returns samples per channel decoded at
+ * BOT_AUDIO_DEC_RATE (> 0; 320 for 20 ms) or RTC_EMSG. */
 int bot_audio_dec_decode(bot_audio_dec *d, const uint8_t *payload, size_t len);
 
 #endif

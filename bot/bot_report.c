@@ -224,7 +224,8 @@ static void svg_lines(FILE *f, const char *title, const char *unit, const bot_ca
         fprintf(f, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#ddd'/>", PADL, y, W - 10, y);
     }
     fprintf(f, "<text x='%d' y='%d' text-anchor='end'>time (s), max %.0f</text>", W - 10, H - 8, tmax);
-    fprintf(f, "<text x='4' y='12'>");
+    fprintf(f, "<text x='%d' y='%d' text-anchor='middle' transform='rotate(-90 %d %d)'>", 12,
+            H / 2, 12, H / 2);
     html_escape(f, unit);
     fprintf(f, "</text>\n");
     for (size_t i = 0; i < n; i++) {
@@ -307,7 +308,7 @@ int bot_report_html(const char *path, const bot_call_info *ci, size_t n, const b
                "ms, max %.1f ms: %s",
             run->bottleneck ? " class='bad'" : "", run->cpu_avg_pct, run->cpu_max_pct,
             run->lag_p99_ms, run->lag_max_ms,
-            run->bottleneck ? "<b>the bot itself was the bottleneck</b> " : "not saturated");
+            run->bottleneck ? "<b>the bot was the bottleneck:</b> " : "not saturated");
     html_escape(f, run->bottleneck_why);
     fprintf(f, "</li></ul>\n");
     svg_lines(f, "Interarrival jitter per call (RFC 3550)", "ms", ci, n, 0);
