@@ -280,8 +280,9 @@ static void sig_error(void *ud, const char *code, const char *msg)
 static void sig_closed(void *ud, const char *why)
 {
     member *m = ud;
+    /* Media does not depend on signaling: calls in progress go on. The
+     * bot_sig stays ours (freed in member_free); it refuses further sends. */
     RTC_LOG(m->app->stopping ? RTC_LOG_INFO : RTC_LOG_WARN, m->label, "signaling closed: %s", why);
-    m->sig = NULL; /* freed below by lws; the bot_sig struct itself is ours */
 }
 
 static member *member_new(app *a, const char *room, int pair, const char *label)

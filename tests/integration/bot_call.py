@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--calls", type=int, default=2)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--drop-every", type=int, default=0)
+    ap.add_argument("--kill-signal-after", type=float, default=0,
+                    help="stop the signaling server this many seconds in: calls must go on")
     a = ap.parse_args()
     checks = 0
     with Stack(a) as st:
@@ -38,10 +40,20 @@ def main():
         if a.drop_every:
             argv += ["--drop-every", str(a.drop_every)]
         limit = (a.duration + 40) * TIMEOUT_MULT
+        bot = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if a.kill_signal_after:
+            time.sleep(a.kill_signal_after)
+            sig = st.procs[1]
+            sig.terminate()
+            sig.wait(timeout=10)
+            print("# signaling server stopped at %.1f s" % a.kill_signal_after)
         try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=limit)
+            stdout, stderr = bot.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
+            bot.kill()
+            bot.communicate()
             fail("tsunagu-bot did not finish within %.0f s" % limit)
+        out = subprocess.CompletedProcess(argv, bot.returncode, stdout, stderr)
         print(out.stdout)
         if out.returncode != 0:
             print(out.stderr[-4000:])
@@ -57,6 +69,8 @@ def main():
             if not c["path"].startswith("relay/"):
                 fail("%s: path %s is not relayed" % (c["label"], c["path"]))
             checks += 2
+            if a.kill_signal_after and c["sent"] < 50 * a.duration * 0.9:
+                fail("%s sent only %d packets: media stopped with signaling" % (c["label"], c["sent"]))
             if a.turn_transport == "tcp":
                 if "TURN over TCP" not in c["path"]:
                     fail("%s: path %s is not TURN over TCP" % (c["label"], c["path"]))
