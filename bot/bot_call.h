@@ -31,6 +31,7 @@ typedef struct {
     bot_dtls_ctx *dtls;
     bool relay_only;
     uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
+    uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
     uint32_t setup_timeout_ms;
     const char *cname;
 } bot_env;

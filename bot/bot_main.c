@@ -35,7 +35,7 @@
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name;
-    int64_t calls, duration, drop_every, setup_timeout, ramp_ms;
+    int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every;
     bool relay_only;
 } bot_conf;
 
@@ -52,6 +52,7 @@ static const rtc_conf_spec specs[] = {
     {"name", RTC_CONF_STR, F(name), 0, 100, "tsunagu-bot", "NAME", "display name sent with join", NULL, 0},
     {"ramp-ms", RTC_CONF_INT, F(ramp_ms), 0, 60000, "50", "MS", "load mode: delay between starting two calls", NULL, 0},
     {"setup-timeout", RTC_CONF_INT, F(setup_timeout), 1, 600, "30", "S", "a call with no audio after this many seconds counts as failed", NULL, 0},
+    {"decode-every", RTC_CONF_INT, F(decode_every), 1, 1000, "1", "N", "Opus-decode every Nth received packet (1 = all); more calls per core in load mode, reported as decoded", NULL, 0},
     {"drop-every", RTC_CONF_INT, F(drop_every), 0, 1000000, "0", "N", "testing only: do not send every Nth RTP packet (counted as dropped_on_purpose) to check that reported loss is honest", NULL, 0},
     {"log-level", RTC_CONF_STR, F(log_level), 0, 0, "warn", "LEVEL", "error|warn|info|debug", NULL, 0},
     RTC_CONF_END};
@@ -92,6 +93,7 @@ struct app {
     double others_sum;
     int others_n, ncpu;
     long pairs_started;
+    uint64_t ticks_skipped; /* 20 ms frames not sent because the loop was late */
     bool stopping, tty;
     int exit_code;
 };
@@ -322,6 +324,16 @@ static gboolean on_tick(gpointer ud)
     app *a = ud;
     uint64_t now = mono_us();
     a->tick_src = 0;
+    /* More than 200 ms behind: the loop is overloaded. Sending the backlog
+     * as a burst would only overflow socket buffers and feed the overload,
+     * so drop those frames (as a real audio device would) and count them. */
+    if (now > a->next_tick_us + 200000) {
+        uint64_t skip = (now - a->next_tick_us) / 20000;
+        double lag = (double)(now - a->next_tick_us) / 1000.0;
+        g_array_append_val(a->lag_ms, lag);
+        a->ticks_skipped += skip;
+        a->next_tick_us += skip * 20000;
+    }
     while (a->next_tick_us <= now) {
         uint8_t payload[BOT_AUDIO_MAX_PAYLOAD];
         int n = bot_audio_src_next(a->src, payload, sizeof payload);
@@ -442,6 +454,7 @@ static void fill_run(app *a, bot_run_info *r)
     r->cpu_max_pct = a->cpu_max;
     r->lag_p99_ms = bot_percentile(lag, a->lag_ms->len, 99);
     r->lag_max_ms = bot_percentile(lag, a->lag_ms->len, 100);
+    r->ticks_skipped = a->ticks_skipped;
     /* One thread runs everything: near a full core, or a send clock that
      * runs a frame late, means the figures describe the bot. */
     r->others_avg_pct = a->others_n ? a->others_sum / a->others_n : 0;
@@ -451,6 +464,12 @@ static void fill_run(app *a, bot_run_info *r)
     if (r->cpu_avg_pct > 85)
         snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
                  "its single loop used %.0f%% of a core on average", r->cpu_avg_pct);
+    else if (r->ticks_skipped)
+        snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
+                 "its loop fell more than 200 ms behind and skipped %llu send ticks (%.1f s of "
+                 "audio)%s",
+                 (unsigned long long)r->ticks_skipped, (double)r->ticks_skipped * 0.02,
+                 r->machine_saturated ? ", starved of CPU by other processes on this machine" : "");
     else if (r->lag_p99_ms > 20)
         /* Late without using a full core: starved by other processes. */
         snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
@@ -558,6 +577,7 @@ int main(int argc, char **argv)
         goto out_srtp;
     a.env.relay_only = a.conf.relay_only;
     a.env.drop_every = (uint32_t)a.conf.drop_every;
+    a.env.decode_every = (uint32_t)a.conf.decode_every;
     a.env.setup_timeout_ms = (uint32_t)a.conf.setup_timeout * 1000u;
     a.env.cname = "tsunagu-bot";
     a.loop = g_main_loop_new(NULL, FALSE);

@@ -153,12 +153,13 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                   "p50", num(t->rtt_p50), "p95", num(t->rtt_p95), "loss_pct_p95",
                   num(t->loss_p95)));
     json_object_set_new(root, "bot",
-                        json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:o,s:b,s:s}", "cpu_avg_pct",
+                        json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:I,s:o,s:b,s:s}", "cpu_avg_pct",
                                   num(run->cpu_avg_pct), "other_processes_cpu_pct",
                                   num(run->others_avg_pct), "ncpu", run->ncpu,
                                   "machine_saturated", run->machine_saturated,
                                   "cpu_max_pct", num(run->cpu_max_pct), "send_lag_p99_ms",
-                                  num(run->lag_p99_ms), "send_lag_max_ms", num(run->lag_max_ms),
+                                  num(run->lag_p99_ms), "send_ticks_skipped",
+                                  (json_int_t)run->ticks_skipped, "send_lag_max_ms", num(run->lag_max_ms),
                                   "bottleneck", run->bottleneck, "bottleneck_reason",
                                   run->bottleneck_why));
     rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_SORT_KEYS) ? -EIO : 0;

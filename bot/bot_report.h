@@ -20,6 +20,7 @@ typedef struct {
     long calls_requested;   /* load mode: pairs asked for; member mode: 0 */
     double cpu_avg_pct, cpu_max_pct; /* of one core: the bot's loop is one thread */
     double lag_p99_ms, lag_max_ms;   /* lateness of the 20 ms send tick */
+    uint64_t ticks_skipped;          /* send ticks dropped by an overloaded loop */
     double others_avg_pct;           /* other processes' CPU, % of one core */
     int ncpu;
     bool machine_saturated;          /* bot + others near all cores */

@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--ramp-ms", type=int, default=50)
     ap.add_argument("--pin", action="store_true")
+    ap.add_argument("--decode-every", type=int, default=1)
     ap.add_argument("--min-held", type=int, default=0)
     ap.add_argument("--out", default="", help="keep the JSON and HTML reports with this prefix")
     a = ap.parse_args()
@@ -35,6 +36,7 @@ def main():
         prefix = a.out or os.path.join(st.dir, "load")
         argv = [a.bot, "--signal", url, "--room", "load%d" % os.getpid(), "--calls", str(a.calls),
                 "--duration", str(a.duration), "--ramp-ms", str(a.ramp_ms), "--relay-only",
+                "--decode-every", str(a.decode_every),
                 "--report", prefix + ".json", "--html", prefix + ".html"]
         if a.pin:
             argv = ["taskset", "-c", "1"] + argv
