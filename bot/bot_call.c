@@ -302,9 +302,9 @@ static int apply_remote(bot_call *c, const bot_sdp *s, int ai)
         return RTC_EMSG;
     if (bot_ice_set_remote_credentials(c->ice, m->ufrag, m->pwd))
         return RTC_EMSG;
+    (void)ai; /* BUNDLE: candidates of every m-line belong to the one transport */
     for (size_t i = 0; i < s->n_cands; i++)
-        if (s->cands[i].mline == ai)
-            bot_ice_add_remote_candidate(c->ice, s->cands[i].cand);
+        bot_ice_add_remote_candidate(c->ice, s->cands[i].cand);
     if (s->end_of_candidates)
         bot_ice_remote_gathering_done(c->ice);
     c->remote_set = true;
@@ -372,11 +372,12 @@ void bot_call_on_signal(bot_call *c, json_t *data)
         bot_ice_remote_gathering_done(c->ice);
     } else if (cand) {
         const char *s = json_string_value(json_object_get(cand, "candidate"));
-        json_t *idx = json_object_get(cand, "sdpMLineIndex");
-        /* Browsers signal end-of-candidates as an empty candidate string. */
+        /* Browsers signal end-of-candidates as an empty candidate string.
+         * With BUNDLE there is one transport, whichever m-line (sdpMid) a
+         * candidate is tagged with, so every candidate goes to the agent. */
         if (s && !s[0])
             bot_ice_remote_gathering_done(c->ice);
-        else if (s && (!json_is_integer(idx) || json_integer_value(idx) == 0))
+        else if (s)
             bot_ice_add_remote_candidate(c->ice, s);
     }
 }

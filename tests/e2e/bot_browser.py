@@ -129,7 +129,7 @@ def main():
         fail("%s not found: apt-get install chromium" % a.chromium)
     if a.page == "demo" and a.signal != "tsunagu":
         fail("--page demo needs --signal tsunagu (the demo page is served by tsunagu-signal)")
-    want = 150
+    want = int(os.environ.get("BOT_E2E_WANT", "150"))
     checks = 0
     with Stack(a) as st:
         turn = st.start_relay()
@@ -148,7 +148,7 @@ def main():
             page = "http://127.0.0.1:%d/?room=%s&name=browser&autojoin=1&relay=1" % (st.sig_port, room)
             joined, result = demo_joined, lambda ch: demo_result(ch, want)
         report = os.path.join(st.dir, "bot.json")
-        bot_secs = int(30 * TIMEOUT_MULT)
+        bot_secs = int((30 + want / 50) * TIMEOUT_MULT)
         bot_argv = [a.bot, "--signal", url, "--room", room, "--duration", str(bot_secs),
                     "--relay-only", "--report", report, "--log-level", "info"]
         ch = Chromium(st, a.chromium)
