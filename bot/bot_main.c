@@ -39,9 +39,18 @@ typedef struct {
     bool relay_only;
 } bot_conf;
 
+static int check_ws_url(const char *v, char *err, size_t errlen)
+{
+    if (strncmp(v, "ws://", 5) && strncmp(v, "wss://", 6)) {
+        snprintf(err, errlen, "must start with ws:// or wss://");
+        return 1;
+    }
+    return 0;
+}
+
 #define F(x) offsetof(bot_conf, x)
 static const rtc_conf_spec specs[] = {
-    {"signal", RTC_CONF_STR, F(signal), 0, 0, NULL, "URL", "signaling WebSocket, ws:// or wss://HOST:PORT/ws (required)", NULL, 0},
+    {"signal", RTC_CONF_STR, F(signal), 0, 0, NULL, "URL", "signaling WebSocket, ws:// or wss://HOST:PORT/ws (required)", check_ws_url, 0},
     {"room", RTC_CONF_STR, F(room), 0, 200, NULL, "R", "room to join; load mode uses R-0 .. R-(N-1) (required)", NULL, 0},
     {"calls", RTC_CONF_INT, F(calls), 0, 5000, "0", "N", "load mode: N concurrent bot-to-bot calls (2N call legs) in this process; 0 = desktop-client member", NULL, 0},
     {"duration", RTC_CONF_INT, F(duration), 0, 86400, "0", "S", "seconds of calling (load mode: after the last call started); 0 = until SIGINT/SIGTERM (member mode) or 30 (load mode)", NULL, 0},
@@ -285,6 +294,12 @@ static void sig_closed(void *ud, const char *why)
     /* Media does not depend on signaling: calls in progress go on. The
      * bot_sig stays ours (freed in member_free); it refuses further sends. */
     RTC_LOG(m->app->stopping ? RTC_LOG_INFO : RTC_LOG_WARN, m->label, "signaling closed: %s", why);
+    if (!m->id && m->pair < 0 && !m->app->stopping) {
+        /* Member mode never got into the room: nothing to wait for. */
+        RTC_LOG(RTC_LOG_ERROR, m->label, "could not join %s: %s", m->app->conf.room, why);
+        m->app->exit_code = 1;
+        finish(m->app);
+    }
 }
 
 static member *member_new(app *a, const char *room, int pair, const char *label)
@@ -500,6 +515,11 @@ static void report(app *a)
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.html);
     if (t.with_media < t.legs || (a->conf.calls && t.legs < 2 * (size_t)a->conf.calls))
         a->exit_code = 1;
+    for (guint i = 0; i < a->members->len; i++)
+        if (!((member *)a->members->pdata[i])->id) {
+            RTC_LOG(RTC_LOG_ERROR, ((member *)a->members->pdata[i])->label, "never joined its room");
+            a->exit_code = 1;
+        }
     free(ci);
 }
 

@@ -108,10 +108,14 @@ static gboolean on_ping(gpointer ud)
     return G_SOURCE_CONTINUE;
 }
 
-static void mark_closed(bot_sig *s, const char *why)
+/* The connection is gone. Detach from the wsi first: the owner may free s
+ * from inside the closed callback, and lws may still call back for this wsi. */
+static void mark_closed(bot_sig *s, struct lws *wsi, const char *why)
 {
     if (s->st == SIG_CLOSED)
         return;
+    if (wsi)
+        lws_set_opaque_user_data(wsi, NULL);
     s->st = SIG_CLOSED;
     s->wsi = NULL;
     s->cbs.closed(s->cbs.ud, why);
@@ -167,7 +171,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         break;
     case LWS_CALLBACK_CLIENT_RECEIVE:
         if (s->rx->len + len > MAX_MSG) {
-            mark_closed(s, "message from server too large");
+            mark_closed(s, wsi, "message from server too large");
             return -1;
         }
         g_string_append_len(s->rx, in, (gssize)len);
@@ -182,10 +186,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return write_one(s, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         RTC_LOG(RTC_LOG_WARN, "sig", "connect failed: %s", in ? (const char *)in : "?");
-        mark_closed(s, in ? (const char *)in : "connection error");
+        mark_closed(s, wsi, in ? (const char *)in : "connection error");
         break;
     case LWS_CALLBACK_CLIENT_CLOSED:
-        mark_closed(s, "closed by server");
+        mark_closed(s, wsi, "closed by server");
         break;
     default:
         break;
