@@ -550,39 +550,86 @@ static void finish(app *a)
     g_timeout_add(300, quit_loop, a->loop);
 }
 
-int main(int argc, char **argv)
+/* Flags into a.conf and the log level; 0, or the exit code to stop with. */
+static int load_flags(app *a, int argc, char **argv, rtc_log_level *lvl)
 {
-    app a;
     char err[512];
-    rtc_log_level lvl;
-    int rc;
-
-    memset(&a, 0, sizeof a);
-    signal(SIGPIPE, SIG_IGN);
-    rc = rtc_conf_load(specs, &a.conf, argc, argv, err, sizeof err);
+    int rc = rtc_conf_load(specs, &a->conf, argc, argv, err, sizeof err);
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-bot --signal URL --room R [--calls N] [--duration S] "
                "[--relay-only] [--report FILE.json] [--html FILE.html]\n\n");
         rtc_conf_usage(specs, stdout);
-        return 0;
+        return -1;
     }
     if (rc) {
         fprintf(stderr, "tsunagu-bot: %s\n", err);
         return 2;
     }
-    if (!a.conf.signal || !a.conf.room) {
+    if (!a->conf.signal || !a->conf.room) {
         fprintf(stderr, "tsunagu-bot: --signal and --room are required (see --help)\n");
-        rc = 2;
-        goto out_conf;
+        return 2;
     }
-    if (rtc_log_parse_level(a.conf.log_level, &lvl)) {
-        fprintf(stderr, "tsunagu-bot: log-level: bad value '%s'\n", a.conf.log_level);
-        rc = 2;
-        goto out_conf;
+    if (rtc_log_parse_level(a->conf.log_level, lvl)) {
+        fprintf(stderr, "tsunagu-bot: log-level: bad value '%s'\n", a->conf.log_level);
+        return 2;
     }
+    if (a->conf.calls && !a->conf.duration)
+        a->conf.duration = 30;
+    return 0;
+}
+
+/* Everything the loop needs once the shared pieces exist; then run it. */
+static void run(app *a)
+{
+    a->members = g_ptr_array_new();
+    a->calls = g_ptr_array_new();
+    a->lag_ms = g_array_new(FALSE, FALSE, sizeof(double));
+    a->tty = isatty(2);
+    a->t_start_us = a->cpu_prev_wall_us = mono_us();
+    a->cpu_prev_us = cpu_us();
+    a->ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (a->ncpu < 1)
+        a->ncpu = 1;
+    sys_jiffies(&a->sys_prev_busy, &a->sys_prev_total);
+    a->next_tick_us = a->t_start_us + 20000;
+
+    if (a->conf.calls) {
+        on_ramp(a);
+        if (a->pairs_started < a->conf.calls)
+            a->ramp_src = g_timeout_add(a->conf.ramp_ms ? (guint)a->conf.ramp_ms : 1, on_ramp, a);
+    } else {
+        member_new(a, a->conf.room, -1, "bot");
+        if (a->conf.duration)
+            a->t_end_us = a->t_start_us + (uint64_t)a->conf.duration * 1000000u;
+    }
+    a->tick_src = g_timeout_add(20, on_tick, a);
+    a->sec_src = g_timeout_add(1000, on_second, a);
+    g_unix_signal_add(SIGINT, on_unix_signal, a);
+    g_unix_signal_add(SIGTERM, on_unix_signal, a);
+    g_main_loop_run(a->loop);
+
+    for (guint i = 0; i < a->calls->len; i++)
+        bot_call_free(a->calls->pdata[i]);
+    for (guint i = 0; i < a->members->len; i++)
+        member_free(a->members->pdata[i]);
+    g_ptr_array_free(a->calls, TRUE);
+    g_ptr_array_free(a->members, TRUE);
+    g_array_free(a->lag_ms, TRUE);
+}
+
+int main(int argc, char **argv)
+{
+    app a;
+    char err[512];
+    rtc_log_level lvl = RTC_LOG_WARN;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    signal(SIGPIPE, SIG_IGN);
+    rc = load_flags(&a, argc, argv, &lvl);
+    if (rc)
+        goto out_conf;
     rtc_log_setup(lvl, RTC_LOG_TEXT, "tsunagu-bot");
-    if (a.conf.calls && !a.conf.duration)
-        a.conf.duration = 30;
     a.src = bot_audio_src_new(a.conf.audio, err, sizeof err);
     if (!a.src) {
         fprintf(stderr, "tsunagu-bot: %s\n", err);
@@ -604,41 +651,8 @@ int main(int argc, char **argv)
     a.sigctx = bot_sig_ctx_new(a.loop, lvl >= RTC_LOG_DEBUG);
     if (!a.sigctx)
         goto out_loop;
-    a.members = g_ptr_array_new();
-    a.calls = g_ptr_array_new();
-    a.lag_ms = g_array_new(FALSE, FALSE, sizeof(double));
-    a.tty = isatty(2);
-    a.t_start_us = a.cpu_prev_wall_us = mono_us();
-    a.cpu_prev_us = cpu_us();
-    a.ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (a.ncpu < 1)
-        a.ncpu = 1;
-    sys_jiffies(&a.sys_prev_busy, &a.sys_prev_total);
-    a.next_tick_us = a.t_start_us + 20000;
-
-    if (a.conf.calls) {
-        on_ramp(&a);
-        if (a.pairs_started < a.conf.calls)
-            a.ramp_src = g_timeout_add(a.conf.ramp_ms ? (guint)a.conf.ramp_ms : 1, on_ramp, &a);
-    } else {
-        member_new(&a, a.conf.room, -1, "bot");
-        if (a.conf.duration)
-            a.t_end_us = a.t_start_us + (uint64_t)a.conf.duration * 1000000u;
-    }
-    a.tick_src = g_timeout_add(20, on_tick, &a);
-    a.sec_src = g_timeout_add(1000, on_second, &a);
-    g_unix_signal_add(SIGINT, on_unix_signal, &a);
-    g_unix_signal_add(SIGTERM, on_unix_signal, &a);
-    g_main_loop_run(a.loop);
+    run(&a);
     rc = a.exit_code;
-
-    for (guint i = 0; i < a.calls->len; i++)
-        bot_call_free(a.calls->pdata[i]);
-    for (guint i = 0; i < a.members->len; i++)
-        member_free(a.members->pdata[i]);
-    g_ptr_array_free(a.calls, TRUE);
-    g_ptr_array_free(a.members, TRUE);
-    g_array_free(a.lag_ms, TRUE);
     bot_sig_ctx_free(a.sigctx);
 out_loop:
     g_main_loop_unref(a.loop);
@@ -649,5 +663,5 @@ out_src:
     bot_audio_src_free(a.src);
 out_conf:
     rtc_conf_dispose(specs, &a.conf);
-    return rc;
+    return rc < 0 ? 0 : rc; /* -1: --help */
 }
