@@ -33,58 +33,6 @@ struct bot_ice {
     int n_turn_udp, n_turn_tcp; /* relays configured, by transport to the server */
 };
 
-int bot_turn_parse_url(const char *url, bot_turn *t)
-{
-    const char *p, *q, *hend;
-    size_t hl;
-    long port = 3478;
-
-    memset(t, 0, sizeof *t);
-    if (!strncmp(url, "stun:", 5) || !strncmp(url, "turns:", 6) || !strncmp(url, "stuns:", 6))
-        return RTC_EUNSUP;
-    if (strncmp(url, "turn:", 5) != 0)
-        return RTC_EMSG;
-    p = url + 5;
-    q = strchr(p, '?');
-    if (!q)
-        q = p + strlen(p);
-    if (*p == '[') {
-        hend = memchr(p, ']', (size_t)(q - p));
-        if (!hend)
-            return RTC_EMSG;
-        hl = (size_t)(hend - p - 1);
-        if (hl == 0 || hl >= sizeof t->host)
-            return RTC_EMSG;
-        memcpy(t->host, p + 1, hl);
-        p = hend + 1;
-    } else {
-        hend = memchr(p, ':', (size_t)(q - p));
-        if (!hend)
-            hend = q;
-        hl = (size_t)(hend - p);
-        if (hl == 0 || hl >= sizeof t->host)
-            return RTC_EMSG;
-        memcpy(t->host, p, hl);
-        p = hend;
-    }
-    if (p < q && *p == ':') {
-        char *end;
-        port = strtol(p + 1, &end, 10);
-        if (end != q || port < 1 || port > 65535)
-            return RTC_EMSG;
-    } else if (p != q) {
-        return RTC_EMSG;
-    }
-    t->port = (uint16_t)port;
-    if (*q == '?') {
-        if (!strcmp(q, "?transport=tcp"))
-            t->tcp = true;
-        else if (strcmp(q, "?transport=udp") != 0)
-            return RTC_EMSG;
-    }
-    return 0;
-}
-
 /* Numeric address for libnice (it does not resolve names). Blocking
  * getaddrinfo: called once per call set-up, never on the media path. */
 static bool resolve(const char *host, char *out, size_t cap, bool *loopback)
@@ -188,7 +136,7 @@ static void set_if_exists(NiceAgent *agent, const char *prop, gboolean v)
 bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
 {
     bot_ice *ice = calloc(1, sizeof *ice);
-    bool need_lo = false;
+    bool need_lo4 = false, need_lo6 = false;
     gchar *uf = NULL, *pw = NULL;
 
     if (!ice)
@@ -211,7 +159,10 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             RTC_LOG(RTC_LOG_WARN, "ice", "cannot resolve TURN host %s", p->turn[i].host);
             continue;
         }
-        need_lo |= lo;
+        if (lo && strchr(ip, ':'))
+            need_lo6 = true;
+        else if (lo)
+            need_lo4 = true;
         if (p->turn[i].tcp)
             ice->n_turn_tcp++;
         else
@@ -220,10 +171,12 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
                                   p->turn[i].pass,
                                   p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP);
     }
-    if (need_lo) {
+    for (int v = 0; v < 2; v++) {
         NiceAddress a;
+        if (!(v ? need_lo6 : need_lo4))
+            continue;
         nice_address_init(&a);
-        nice_address_set_from_string(&a, "127.0.0.1");
+        nice_address_set_from_string(&a, v ? "::1" : "127.0.0.1");
         nice_agent_add_local_address(ice->agent, &a);
     }
     g_signal_connect(ice->agent, "new-candidate-full", G_CALLBACK(on_new_candidate), ice);
