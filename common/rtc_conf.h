@@ -5,7 +5,7 @@
  * program's settings struct, range, default and help. The same table parses
  * `--key value` / `--key=value` flags, `key = value` lines of `--config FILE`
  * (flags win over the file), prints --help and lets tests check the
- * conf/NAME.conf.sample files. An unknown key, a bad value or an out-of-range number
+ * conf/ sample files. An unknown key, a bad value or an out-of-range number
  * is an error that names the key and the reason; the program stops.
  *
  * The settings struct is filled in full by rtc_conf_load and is then

@@ -70,8 +70,12 @@ static inline void rtc_wr_u32(rtc_wr *w, uint32_t v)
 
 static inline void rtc_wr_u64(rtc_wr *w, uint64_t v)
 {
-    rtc_wr_u32(w, (uint32_t)(v >> 32));
-    rtc_wr_u32(w, (uint32_t)v);
+    /* one reservation: two u32 writes would leave the high half behind
+     * when only 4 bytes are left */
+    uint8_t *at = rtc_wr_reserve(w, 8);
+    if (at)
+        for (int i = 0; i < 8; i++)
+            at[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
 static inline void rtc_wr_bytes(rtc_wr *w, const void *src, size_t n)

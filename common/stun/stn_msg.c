@@ -109,7 +109,7 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
         }
         m->attrs[m->n_attrs].type = at;
         m->attrs[m->n_attrs].len = alen;
-        m->attrs[m->n_attrs].off = (uint16_t)off;
+        m->attrs[m->n_attrs].off = (uint32_t)off;
         m->n_attrs++;
     }
     return 0;
@@ -142,14 +142,26 @@ void stn_build_init(stn_builder *b, void *buf, size_t cap, uint16_t method, uint
 
 void stn_build_attr(stn_builder *b, uint16_t type, const void *val, size_t len)
 {
-    if (len > 0xFFFF || rtc_wr_len(&b->w) + 4 + len + 3 > STN_HDR_LEN + 0xFFFCu) {
+    size_t pad = (4 - (len & 3)) & 3;
+    uint8_t *at;
+
+    /* The whole padded TLV or nothing, so an overflow never leaves half an
+     * attribute behind; the body must still fit the 16-bit length field
+     * (at most 0xFFFC, a multiple of 4). */
+    if (len > 0xFFFF || rtc_wr_len(&b->w) + 4 + len + pad > STN_HDR_LEN + 0xFFFCu) {
         b->w.overflow = true;
         return;
     }
-    rtc_wr_u16(&b->w, type);
-    rtc_wr_u16(&b->w, (uint16_t)len);
-    rtc_wr_bytes(&b->w, val, len);
-    rtc_wr_zero(&b->w, (4 - (len & 3)) & 3); /* zero padding: never leak memory */
+    at = rtc_wr_reserve(&b->w, 4 + len + pad);
+    if (!at)
+        return;
+    at[0] = (uint8_t)(type >> 8);
+    at[1] = (uint8_t)type;
+    at[2] = (uint8_t)(len >> 8);
+    at[3] = (uint8_t)len;
+    if (len)
+        memcpy(at + 4, val, len);
+    memset(at + 4 + len, 0, pad); /* zero padding: never leak memory */
     patch_len(b);
 }
 

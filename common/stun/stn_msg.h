@@ -86,7 +86,8 @@ enum {
 typedef struct {
     uint16_t type;
     uint16_t len; /* value length, unpadded */
-    uint16_t off; /* value offset from the start of the message */
+    uint32_t off; /* value offset from the start of the message; a message
+                   * can be 20 + 0xFFFC bytes, so offsets pass 65535 */
 } stn_attr_ref;
 
 typedef struct {
