@@ -13,6 +13,10 @@ int bot_turn_parse_url(const char *url, bot_turn *t)
     long port = 3478;
 
     memset(t, 0, sizeof *t);
+    /* turns: is refused on purpose: libnice 0.1.21's NICE_RELAY_TYPE_TURN_TLS
+     * in RFC 5245 mode sends plain STUN over TCP (a sniffer saw an Allocate,
+     * 00 03 ..., as the first bytes, no ClientHello). Claiming TLS would be a
+     * lie; a coturn TLS port accepts the plain TCP and hides it. */
     if (!strncmp(url, "stun:", 5) || !strncmp(url, "turns:", 6) || !strncmp(url, "stuns:", 6))
         return RTC_EUNSUP;
     if (strncmp(url, "turn:", 5) != 0)
