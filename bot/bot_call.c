@@ -10,6 +10,7 @@
 #include <glib.h>
 
 #include "bot_audio.h"
+#include "bot_loop.h"
 #include "bot_rtp.h"
 #include "bot_sdp.h"
 #include "bot_srtp.h"
@@ -50,7 +51,7 @@ struct bot_call {
     uint64_t lsr_at_us;
 
     uint64_t t0_us, t_media_us;
-    guint setup_timer;
+    GSource *setup_timer;
     bot_stats stats;
 };
 
@@ -83,7 +84,7 @@ static void fail(bot_call *c, const char *why)
 static gboolean on_setup_timeout(gpointer ud)
 {
     bot_call *c = ud;
-    c->setup_timer = 0;
+    bot_timer_fired(&c->setup_timer);
     if (c->st != BOT_CALL_MEDIA && c->st != BOT_CALL_ENDED)
         fail(c, "set-up timeout");
     return G_SOURCE_REMOVE;
@@ -257,7 +258,7 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
     if (!c->ice)
         goto out_free;
     c->st = BOT_CALL_SIGNALING;
-    c->setup_timer = g_timeout_add(env->setup_timeout_ms ? env->setup_timeout_ms : 30000,
+    c->setup_timer = bot_timer_new(env->setup_timeout_ms ? env->setup_timeout_ms : 30000,
                                    on_setup_timeout, c);
     if (p->offerer) {
         char sdp[4096];
@@ -459,10 +460,7 @@ void bot_call_stop(bot_call *c, const char *why)
         return;
     c->st = BOT_CALL_ENDED;
     c->end_reason = why;
-    if (c->setup_timer) {
-        g_source_remove(c->setup_timer);
-        c->setup_timer = 0;
-    }
+    bot_timer_cancel(&c->setup_timer);
     bot_dtls_free(c->dtls);
     c->dtls = NULL;
     bot_srtp_free(c->srtp);

@@ -6,6 +6,7 @@
  * MTU bytes. A memory BIO cannot report a path MTU, so the MTU is set by hand
  * (SSL_OP_NO_QUERY_MTU + DTLS_set_link_mtu). */
 #include "bot_dtls.h"
+#include "bot_loop.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ struct bot_dtls {
     bot_dtls_cbs cbs;
     char remote_fp[96];
     dtls_state state;
-    guint timer;
+    GSource *timer;
     bool client;
 };
 
@@ -213,8 +214,7 @@ void bot_dtls_free(bot_dtls *d)
 {
     if (!d)
         return;
-    if (d->timer)
-        g_source_remove(d->timer);
+    bot_timer_cancel(&d->timer);
     SSL_free(d->ssl);
     free(d);
 }
@@ -258,13 +258,10 @@ static gboolean on_timer(gpointer ud);
 static void arm_timer(bot_dtls *d)
 {
     struct timeval tv;
-    if (d->timer) {
-        g_source_remove(d->timer);
-        d->timer = 0;
-    }
+    bot_timer_cancel(&d->timer);
     if (d->state != ST_HANDSHAKE || DTLSv1_get_timeout(d->ssl, &tv) != 1)
         return;
-    d->timer = g_timeout_add((guint)(tv.tv_sec * 1000 + tv.tv_usec / 1000) + 1, on_timer, d);
+    d->timer = bot_timer_new((guint)(tv.tv_sec * 1000 + tv.tv_usec / 1000) + 1, on_timer, d);
 }
 
 /* Split the 2*(key+salt) bytes of exported material (RFC 5764 s.4.2:
@@ -321,10 +318,7 @@ static void finish(bot_dtls *d, int err)
     if (!err)
         err = export_keys(d, &keys);
     d->state = err ? ST_FAILED : ST_DONE;
-    if (d->timer) {
-        g_source_remove(d->timer);
-        d->timer = 0;
-    }
+    bot_timer_cancel(&d->timer);
     /* May free d: nothing touches d after this call. */
     d->cbs.done(d->cbs.ud, err, err ? NULL : &keys);
     OPENSSL_cleanse(&keys, sizeof keys);
@@ -360,7 +354,7 @@ static void step(bot_dtls *d)
 static gboolean on_timer(gpointer ud)
 {
     bot_dtls *d = ud;
-    d->timer = 0;
+    bot_timer_fired(&d->timer);
     if (d->state == ST_HANDSHAKE) {
         if (DTLSv1_handle_timeout(d->ssl) < 0) {
             finish(d, RTC_EMSG);

@@ -5,10 +5,11 @@
  * at start (as browsers do) and its SHA-256 fingerprint for a=fingerprint.
  * bot_dtls is one handshake: OpenSSL runs over a pair of memory BIOs, the
  * caller feeds received datagrams in and gets datagrams to send through a
- * callback; retransmissions run from a GLib timer on the default main
- * context. When the handshake ends, the peer certificate's fingerprint is
+ * callback; retransmissions run from a GLib timer on the calling thread's
+ * default main context. When the handshake ends, the peer certificate's fingerprint is
  * checked against the one signalled in SDP and the SRTP keys are exported.
- * OpenSSL is only included in bot_dtls.c. Main thread only. */
+ * OpenSSL is only included in bot_dtls.c. A bot_dtls is used by one thread
+ * (its call's worker); the ctx is shared read-only. */
 #ifndef BOT_DTLS_H
 #define BOT_DTLS_H
 

@@ -31,6 +31,7 @@ struct bot_ice {
     char selected[32];
     bot_ice_state st;
     int n_turn_udp, n_turn_tcp; /* relays configured, by transport to the server */
+    GMainContext *ctx;          /* the creating thread's default context */
 };
 
 /* Numeric address for libnice (it does not resolve names). Blocking
@@ -142,7 +143,8 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
     if (!ice)
         return NULL;
     ice->cbs = *cbs;
-    ice->agent = nice_agent_new_full(g_main_context_default(), NICE_COMPATIBILITY_RFC5245,
+    ice->ctx = g_main_context_ref_thread_default();
+    ice->agent = nice_agent_new_full(ice->ctx, NICE_COMPATIBILITY_RFC5245,
                                      NICE_AGENT_OPTION_ICE_TRICKLE);
     if (!ice->agent)
         goto out_free;
@@ -182,7 +184,7 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
     g_signal_connect(ice->agent, "new-candidate-full", G_CALLBACK(on_new_candidate), ice);
     g_signal_connect(ice->agent, "candidate-gathering-done", G_CALLBACK(on_gathering_done), ice);
     g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
-    nice_agent_attach_recv(ice->agent, ice->stream, 1, g_main_context_default(), on_recv, ice);
+    nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, on_recv, ice);
     if (!nice_agent_get_local_credentials(ice->agent, ice->stream, &uf, &pw))
         goto out_agent;
     snprintf(ice->ufrag, sizeof ice->ufrag, "%s", uf);
@@ -196,6 +198,7 @@ out_agent:
     g_signal_handlers_disconnect_by_data(ice->agent, ice);
     g_object_unref(ice->agent);
 out_free:
+    g_main_context_unref(ice->ctx);
     free(ice);
     return NULL;
 }
@@ -213,12 +216,13 @@ void bot_ice_free(bot_ice *ice)
         return;
     ice->closed = true;
     g_signal_handlers_disconnect_by_data(ice->agent, ice);
-    nice_agent_attach_recv(ice->agent, ice->stream, 1, g_main_context_default(), NULL, NULL);
+    nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, NULL, NULL);
     /* close_async lets libnice release TURN allocations; the agent is
      * unreffed when that finishes. */
     nice_agent_close_async(ice->agent, closed_cb, NULL);
     for (size_t i = 0; i < ice->n_pending; i++)
         free(ice->pending[i]);
+    g_main_context_unref(ice->ctx);
     free(ice);
 }
 

@@ -2,8 +2,8 @@
  * BUNDLE and rtcp-mux needs, on libnice. libnice is included only in
  * bot_ice.c. Candidates trickle (RFC 8838) out through a callback and in
  * through bot_ice_add_remote_candidate; TURN servers come from the
- * signaling server's `joined.iceServers`. Runs on the GLib default main
- * context; main thread only. */
+ * signaling server's `joined.iceServers`. Runs on the creating thread's
+ * default GLib main context (its worker); used from that thread only. */
 #ifndef BOT_ICE_H
 #define BOT_ICE_H
 
