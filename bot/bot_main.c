@@ -5,10 +5,13 @@
  * the DESIGN.md call convention it offers to every member already there and
  * answers whoever offers later. Load mode (--calls N): N rooms
  * "<room>-<i>", each with two members of this process; the second joins once
- * the first is in, so it is the offerer. Both modes share one GMainLoop that
- * carries libwebsockets, every libnice agent, DTLS timers and the 20 ms send
- * tick; because that loop is one thread, its lateness and the process CPU
- * are measured too, to tell when the bot and not the server is the limit. */
+ * the first is in, so it is the offerer. Signaling (libwebsockets) runs on
+ * the main GMainLoop; calls live on workers (bot_worker.c): with --threads 1
+ * the one worker is the main loop itself, with --threads N there are N
+ * worker threads, each with its own context, media clock and encoder. A call
+ * is reached from the main thread only through its leg (a handle posted to
+ * the worker). Each loop's lateness and CPU are measured, and the machine's,
+ * to tell when the bot and not the server is the limit. */
 #include <glib-unix.h>
 #include <glib.h>
 #include <jansson.h>
@@ -29,13 +32,14 @@
 #include "bot_report.h"
 #include "bot_sig.h"
 #include "bot_srtp.h"
+#include "bot_worker.h"
 #include "rtc_conf.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name;
-    int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every;
+    int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every, threads;
     bool relay_only;
 } bot_conf;
 
@@ -59,6 +63,7 @@ static const rtc_conf_spec specs[] = {
     {"html", RTC_CONF_STR, F(html), 0, 0, NULL, "FILE.html", "write a self-contained HTML report with plots here", NULL, 0},
     {"audio", RTC_CONF_STR, F(audio), 0, 0, NULL, "FILE.wav", "send this 16-bit PCM WAV (looped) instead of the synthetic speech-like signal", NULL, 0},
     {"name", RTC_CONF_STR, F(name), 0, 100, "tsunagu-bot", "NAME", "display name sent with join", NULL, 0},
+    {"threads", RTC_CONF_INT, F(threads), 1, 64, "1", "N", "loops that carry the calls: 1 = everything on the main loop; N > 1 = N worker threads (signaling stays on the main thread)", NULL, 0},
     {"ramp-ms", RTC_CONF_INT, F(ramp_ms), 0, 60000, "50", "MS", "load mode: delay between starting two calls", NULL, 0},
     {"setup-timeout", RTC_CONF_INT, F(setup_timeout), 1, 600, "30", "S", "a call with no audio after this many seconds counts as failed", NULL, 0},
     {"decode-every", RTC_CONF_INT, F(decode_every), 1, 1000, "1", "N", "Opus-decode every Nth received packet (1 = all); more calls per core in load mode, reported as decoded", NULL, 0},
@@ -79,21 +84,31 @@ typedef struct member {
     bot_turn turn[BOT_ICE_MAX_TURN];
     size_t n_turn;
     uint64_t t_join_us;
-    GHashTable *by_peer;   /* peer id -> bot_call* (owned by app->calls) */
-    int n_calls;
+    GHashTable *by_peer;   /* peer id -> leg* (owned by app->legs) */
 } member;
+
+/* The main thread's handle on one call living on a worker. Filled by main
+ * before the create job is posted; `call` is touched only on the worker. */
+typedef struct leg {
+    member *m;
+    bot_worker *w;
+    char peer[128], label[96];
+    bot_turn turn[BOT_ICE_MAX_TURN];
+    bot_call_params p;
+    bot_call *call;
+} leg;
 
 struct app {
     bot_conf conf;
     GMainLoop *loop;
     bot_sig_ctx *sigctx;
     bot_env env;
-    bot_audio_src *src;
-    GPtrArray *members, *calls;
-    uint64_t t_start_us, next_tick_us, t_all_started_us, t_end_us;
-    guint tick_src, sec_src, ramp_src;
-    GArray *lag_ms;
-    double cpu_sum, cpu_max;
+    bot_worker **workers;
+    size_t n_workers, next_worker;
+    GPtrArray *members, *legs;
+    uint64_t t_start_us, t_all_started_us, t_end_us;
+    guint sec_src, ramp_src;
+    double cpu_sum, cpu_max; /* the whole process, % of one core */
     int cpu_n;
     uint64_t cpu_prev_us, cpu_prev_wall_us;
     /* whole machine, from /proc/stat: to tell "the bot is slow" from "the
@@ -102,7 +117,6 @@ struct app {
     double others_sum;
     int others_n, ncpu;
     long pairs_started;
-    uint64_t ticks_skipped; /* 20 ms frames not sent because the loop was late */
     bool stopping, tty;
     int exit_code;
 };
@@ -146,51 +160,124 @@ static bool sys_jiffies(uint64_t *busy, uint64_t *total)
 
 /* --- calls <-> signaling --- */
 
+/* --- calls <-> signaling, across threads --- */
+
+typedef struct {
+    member *m;
+    char peer[128];
+    json_t *data;
+} deliver_job;
+
+static void deliver_free(gpointer p)
+{
+    deliver_job *j = p;
+    json_decref(j->data);
+    free(j);
+}
+
+/* Main thread: a call's signal payload goes out on its member's connection. */
+static gboolean deliver(gpointer p)
+{
+    deliver_job *j = p;
+    if (j->m->sig) {
+        bot_sig_send(j->m->sig, j->peer, j->data); /* takes the reference */
+        j->data = NULL;
+    }
+    return G_SOURCE_REMOVE;
+}
+
+/* Worker thread: hand the payload to the main thread (called at once when
+ * the worker is the main loop). */
 static void call_send(void *ud, bot_call *c, json_t *data)
 {
-    member *m = ud;
-    bot_call_info ci;
-    bot_call_info_get(c, &ci);
-    if (m->sig)
-        bot_sig_send(m->sig, ci.peer, data);
-    else
+    leg *l = ud;
+    deliver_job *j = calloc(1, sizeof *j);
+    (void)c;
+    if (!j) {
         json_decref(data);
+        return;
+    }
+    j->m = l->m;
+    snprintf(j->peer, sizeof j->peer, "%s", l->peer);
+    j->data = data;
+    g_main_context_invoke_full(NULL, G_PRIORITY_DEFAULT, deliver, j, deliver_free);
 }
 
 static void call_ended(void *ud, bot_call *c, const char *why)
 {
-    member *m = ud;
+    leg *l = ud;
     (void)c;
-    RTC_LOG(RTC_LOG_WARN, m->label, "call ended: %s", why);
+    RTC_LOG(RTC_LOG_WARN, l->m->label, "call to %s ended: %s", l->peer, why);
 }
 
-static bot_call *start_call(member *m, const char *peer, bool offerer, uint64_t t0)
+/* Worker jobs posted by the main thread, in order. */
+static gboolean job_create(gpointer ud)
+{
+    leg *l = ud;
+    bot_call_cbs cbs = {call_send, call_ended, l};
+    if (bot_worker_stopping(l->w))
+        return G_SOURCE_REMOVE;
+    l->call = bot_call_new(&l->m->app->env, &l->p, &cbs);
+    if (l->call)
+        bot_worker_adopt(l->w, l->call);
+    else
+        RTC_LOG(RTC_LOG_ERROR, l->m->label, "cannot start a call to %s", l->peer);
+    return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+    leg *l;
+    json_t *data;
+} signal_job;
+
+static void signal_job_free(gpointer p)
+{
+    signal_job *j = p;
+    json_decref(j->data);
+    free(j);
+}
+
+static gboolean job_signal(gpointer ud)
+{
+    signal_job *j = ud;
+    if (j->l->call)
+        bot_call_on_signal(j->l->call, j->data);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean job_stop(gpointer ud)
+{
+    leg *l = ud;
+    if (l->call)
+        bot_call_stop(l->call, "peer left");
+    return G_SOURCE_REMOVE;
+}
+
+static leg *start_call(member *m, const char *peer, bool offerer, uint64_t t0)
 {
     app *a = m->app;
-    char label[96];
-    bot_call_params p;
-    bot_call_cbs cbs = {call_send, call_ended, m};
-    bot_call *c;
+    leg *l = calloc(1, sizeof *l);
 
-    if (m->pair >= 0)
-        snprintf(label, sizeof label, "%s", m->label);
-    else
-        snprintf(label, sizeof label, "%s>%.8s", m->label, peer);
-    p.offerer = offerer;
-    p.turn = m->turn;
-    p.n_turn = m->n_turn;
-    p.label = label;
-    p.peer = peer;
-    p.t0_us = t0;
-    c = bot_call_new(&a->env, &p, &cbs);
-    if (!c) {
-        RTC_LOG(RTC_LOG_ERROR, m->label, "cannot start a call to %s", peer);
+    if (!l)
         return NULL;
-    }
-    g_ptr_array_add(a->calls, c);
-    g_hash_table_insert(m->by_peer, g_strdup(peer), c);
-    m->n_calls++;
-    return c;
+    l->m = m;
+    l->w = a->workers[a->next_worker++ % a->n_workers];
+    snprintf(l->peer, sizeof l->peer, "%s", peer);
+    if (m->pair >= 0)
+        snprintf(l->label, sizeof l->label, "%s", m->label);
+    else
+        snprintf(l->label, sizeof l->label, "%s>%.8s", m->label, peer);
+    memcpy(l->turn, m->turn, sizeof l->turn);
+    l->p.offerer = offerer;
+    l->p.turn = l->turn;
+    l->p.n_turn = m->n_turn;
+    l->p.label = l->label;
+    l->p.peer = l->peer;
+    l->p.t0_us = t0;
+    g_ptr_array_add(a->legs, l);
+    g_hash_table_insert(m->by_peer, g_strdup(peer), l);
+    bot_worker_post(l->w, job_create, l, NULL);
+    return l;
 }
 
 /* iceServers: [{"urls": "turn:.." | ["turn:..", ..], "username", "credential"}] */
@@ -236,7 +323,7 @@ static void sig_joined(void *ud, const char *id, json_t *msg)
     /* The later joiner calls everyone already there (call convention). */
     json_array_foreach(json_object_get(msg, "peers"), i, p) {
         const char *pid = json_string_value(json_object_get(p, "id"));
-        if (pid && !g_hash_table_contains(m->by_peer, pid))
+        if (pid && !g_hash_table_contains(m->by_peer, pid) && !a->stopping)
             start_call(m, pid, true, m->t_join_us);
     }
     /* Load mode: the first member is in, so its partner can join and offer. */
@@ -259,10 +346,10 @@ static void sig_peer_joined(void *ud, const char *peer)
 static void sig_peer_left(void *ud, const char *peer)
 {
     member *m = ud;
-    bot_call *c = g_hash_table_lookup(m->by_peer, peer);
-    if (c) {
+    leg *l = g_hash_table_lookup(m->by_peer, peer);
+    if (l) {
         RTC_LOG(RTC_LOG_INFO, m->label, "peer %s left: call over", peer);
-        bot_call_stop(c, "peer left");
+        bot_worker_post(l->w, job_stop, l, NULL);
         g_hash_table_remove(m->by_peer, peer);
     }
 }
@@ -270,16 +357,24 @@ static void sig_peer_left(void *ud, const char *peer)
 static void sig_signal(void *ud, const char *from, json_t *data)
 {
     member *m = ud;
-    bot_call *c = g_hash_table_lookup(m->by_peer, from);
+    leg *l = g_hash_table_lookup(m->by_peer, from);
     json_t *desc = json_object_get(data, "description");
     const char *type = json_string_value(json_object_get(desc, "type"));
+    signal_job *j;
 
-    if (!c && type && !strcmp(type, "offer")) {
+    if (!l && type && !strcmp(type, "offer")) {
         uint64_t t0 = m->partner ? m->partner->t_join_us : mono_us();
-        c = start_call(m, from, false, t0);
+        l = start_call(m, from, false, t0);
     }
-    if (c)
-        bot_call_on_signal(c, data);
+    if (!l || m->app->stopping)
+        return;
+    j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    j->l = l;
+    /* A copy of its own: jansson values are not shared between threads. */
+    j->data = json_deep_copy(data);
+    bot_worker_post(l->w, job_signal, j, signal_job_free);
 }
 
 static void sig_error(void *ud, const char *code, const char *msg)
@@ -331,72 +426,34 @@ static void member_free(member *m)
 
 /* --- clocks --- */
 
-/* The 20 ms media clock, deadline-driven so lateness is measurable: each
- * deadline passed sends one frame (a late loop sends a burst, which the
- * receivers' jitter shows, as it should). */
-static gboolean on_tick(gpointer ud)
-{
-    app *a = ud;
-    uint64_t now = mono_us();
-    a->tick_src = 0;
-    /* More than 200 ms behind: the loop is overloaded. Sending the backlog
-     * as a burst would only overflow socket buffers and feed the overload,
-     * so drop those frames (as a real audio device would) and count them. */
-    if (now > a->next_tick_us + 200000) {
-        uint64_t skip = (now - a->next_tick_us) / 20000;
-        double lag = (double)(now - a->next_tick_us) / 1000.0;
-        g_array_append_val(a->lag_ms, lag);
-        a->ticks_skipped += skip;
-        a->next_tick_us += skip * 20000;
-    }
-    while (a->next_tick_us <= now) {
-        uint8_t payload[BOT_AUDIO_MAX_PAYLOAD];
-        int n = bot_audio_src_next(a->src, payload, sizeof payload);
-        double lag = (double)(now - a->next_tick_us) / 1000.0;
-        g_array_append_val(a->lag_ms, lag);
-        if (n > 0)
-            for (guint i = 0; i < a->calls->len; i++)
-                bot_call_send_audio(a->calls->pdata[i], payload, (size_t)n, now);
-        a->next_tick_us += 20000;
-    }
-    if (!a->stopping)
-        a->tick_src = g_timeout_add((guint)((a->next_tick_us - now) / 1000), on_tick, a);
-    return G_SOURCE_REMOVE;
-}
-
 static void progress(app *a, uint64_t now, double cpu)
 {
-    size_t media = 0, failed = 0;
-    uint64_t lost = 0, expected = 0;
-    double jit = 0, rtt = 0;
-    int nrtt = 0;
-    for (guint i = 0; i < a->calls->len; i++) {
-        bot_call_info ci;
-        bot_call_info_get(a->calls->pdata[i], &ci);
-        if (ci.media) {
-            media++;
-            jit += ci.jitter_ms;
-            if (ci.rtt_ms >= 0) {
-                rtt += ci.rtt_ms;
-                nrtt++;
-            }
-        } else if (!strcmp(ci.state, "ended")) {
-            failed++;
-        }
-        lost += ci.lost;
-        expected += ci.expected;
+    bot_worker_snap t, w;
+    memset(&t, 0, sizeof t);
+    for (size_t i = 0; i < a->n_workers; i++) {
+        bot_worker_snapshot(a->workers[i], &w);
+        t.legs += w.legs;
+        t.media += w.media;
+        t.failed += w.failed;
+        t.lost += w.lost;
+        t.expected += w.expected;
+        t.jitter_sum += w.jitter_sum;
+        t.rtt_sum += w.rtt_sum;
+        t.n_rtt += w.n_rtt;
     }
-    fprintf(stderr, "%s[%4.0fs] legs %zu/%u with audio, %zu failed | loss %.3f%% | jitter %.2f ms"
+    fprintf(stderr, "%s[%4.0fs] legs %zu/%zu with audio, %zu failed | loss %.3f%% | jitter %.2f ms"
                     " | rtt %.1f ms | bot cpu %.0f%%%s",
-            a->tty ? "\r" : "", (double)(now - a->t_start_us) / 1e6, media, a->calls->len, failed,
-            expected ? 100.0 * (double)lost / (double)expected : 0.0, media ? jit / (double)media : 0,
-            nrtt ? rtt / nrtt : 0, cpu, a->tty ? "   " : "\n");
+            a->tty ? "\r" : "", (double)(now - a->t_start_us) / 1e6, t.media, t.legs, t.failed,
+            t.expected ? 100.0 * (double)t.lost / (double)t.expected : 0.0,
+            t.media ? t.jitter_sum / (double)t.media : 0, t.n_rtt ? t.rtt_sum / (double)t.n_rtt : 0,
+            cpu, a->tty ? "   " : "\n");
 }
 
+/* Main thread, once a second: process and machine CPU, progress, the end. */
 static gboolean on_second(gpointer ud)
 {
     app *a = ud;
-    uint64_t now = mono_us(), c = cpu_us();
+    uint64_t now = mono_us(), c = cpu_us(), busy, total;
     double cpu = 100.0 * (double)(c - a->cpu_prev_us) / (double)(now - a->cpu_prev_wall_us);
     a->cpu_prev_us = c;
     a->cpu_prev_wall_us = now;
@@ -404,9 +461,8 @@ static gboolean on_second(gpointer ud)
     a->cpu_n++;
     if (cpu > a->cpu_max)
         a->cpu_max = cpu;
-    {
-        uint64_t busy, total;
-        if (sys_jiffies(&busy, &total) && total > a->sys_prev_total && a->sys_prev_total) {
+    if (sys_jiffies(&busy, &total)) {
+        if (total > a->sys_prev_total && a->sys_prev_total) {
             /* machine busy in "percent of one core", minus our own share */
             double all = 100.0 * a->ncpu * (double)(busy - a->sys_prev_busy) /
                          (double)(total - a->sys_prev_total);
@@ -417,8 +473,6 @@ static gboolean on_second(gpointer ud)
         a->sys_prev_busy = busy;
         a->sys_prev_total = total;
     }
-    for (guint i = 0; i < a->calls->len; i++)
-        bot_call_second(a->calls->pdata[i], now);
     progress(a, now, cpu);
     if (a->t_end_us && now >= a->t_end_us)
         finish(a);
@@ -455,9 +509,10 @@ static gboolean quit_loop(gpointer ud)
 
 /* --- the end --- */
 
+/* The busiest worker loop speaks for the bot: one saturated loop is enough
+ * to distort the calls it carries. */
 static void fill_run(app *a, bot_run_info *r)
 {
-    double *lag = (double *)(void *)a->lag_ms->data;
     memset(r, 0, sizeof *r);
     r->mode = a->conf.calls ? "load" : "member";
     r->room = a->conf.room;
@@ -465,23 +520,31 @@ static void fill_run(app *a, bot_run_info *r)
     r->relay_only = a->conf.relay_only;
     r->duration_s = (double)(mono_us() - a->t_start_us) / 1e6;
     r->calls_requested = (long)a->conf.calls;
-    r->cpu_avg_pct = a->cpu_n ? a->cpu_sum / a->cpu_n : 0;
-    r->cpu_max_pct = a->cpu_max;
-    r->lag_p99_ms = bot_percentile(lag, a->lag_ms->len, 99);
-    r->lag_max_ms = bot_percentile(lag, a->lag_ms->len, 100);
-    r->ticks_skipped = a->ticks_skipped;
-    /* One thread runs everything: near a full core, or a send clock that
-     * runs a frame late, means the figures describe the bot. */
+    r->threads = (int)a->conf.threads;
+    r->process_cpu_avg_pct = a->cpu_n ? a->cpu_sum / a->cpu_n : 0;
+    for (size_t i = 0; i < a->n_workers; i++) {
+        bot_worker_load l;
+        bot_worker_get_load(a->workers[i], &l);
+        if (l.cpu_avg_pct > r->cpu_avg_pct)
+            r->cpu_avg_pct = l.cpu_avg_pct;
+        if (l.cpu_max_pct > r->cpu_max_pct)
+            r->cpu_max_pct = l.cpu_max_pct;
+        if (l.lag_p99_ms > r->lag_p99_ms)
+            r->lag_p99_ms = l.lag_p99_ms;
+        if (l.lag_max_ms > r->lag_max_ms)
+            r->lag_max_ms = l.lag_max_ms;
+        r->ticks_skipped += l.ticks_skipped;
+    }
     r->others_avg_pct = a->others_n ? a->others_sum / a->others_n : 0;
     r->ncpu = a->ncpu;
-    r->machine_saturated = r->others_avg_pct + r->cpu_avg_pct > 90.0 * a->ncpu &&
+    r->machine_saturated = r->others_avg_pct + r->process_cpu_avg_pct > 90.0 * a->ncpu &&
                            r->others_avg_pct > 50;
     if (r->cpu_avg_pct > 85)
         snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
-                 "its single loop used %.0f%% of a core on average", r->cpu_avg_pct);
+                 "its busiest loop used %.0f%% of a core on average", r->cpu_avg_pct);
     else if (r->ticks_skipped)
         snprintf(r->bottleneck_why, sizeof r->bottleneck_why,
-                 "its loop fell more than 200 ms behind and skipped %llu send ticks (%.1f s of "
+                 "a loop fell more than 200 ms behind and skipped %llu send ticks (%.1f s of "
                  "audio)%s",
                  (unsigned long long)r->ticks_skipped, (double)r->ticks_skipped * 0.02,
                  r->machine_saturated ? ", starved of CPU by other processes on this machine" : "");
@@ -493,16 +556,22 @@ static void fill_run(app *a, bot_run_info *r)
     r->bottleneck = r->bottleneck_why[0] != '\0';
 }
 
+/* After every worker has stopped: the calls are quiet and readable. */
 static void report(app *a)
 {
-    size_t n = a->calls->len;
-    bot_call_info *ci = calloc(n + 1, sizeof *ci);
+    size_t n = 0, k = 0;
+    bot_call_info *ci;
     bot_totals t;
     bot_run_info run;
+
+    for (size_t i = 0; i < a->n_workers; i++)
+        n += bot_worker_n_calls(a->workers[i]);
+    ci = calloc(n + 1, sizeof *ci);
     if (!ci)
         return;
-    for (size_t i = 0; i < n; i++)
-        bot_call_info_get(a->calls->pdata[i], &ci[i]);
+    for (size_t i = 0; i < a->n_workers; i++)
+        for (size_t j = 0; j < bot_worker_n_calls(a->workers[i]); j++)
+            bot_call_info_get(bot_worker_call(a->workers[i], j), &ci[k++]);
     bot_totals_compute(ci, n, &t);
     fill_run(a, &run);
     if (a->tty)
@@ -523,6 +592,9 @@ static void report(app *a)
     free(ci);
 }
 
+/* Stop starting calls, stop the workers (they release their TURN
+ * allocations), close the WebSockets, and end the main loop shortly after;
+ * main() then joins the workers and reports. */
 static void finish(app *a)
 {
     if (a->stopping)
@@ -531,23 +603,17 @@ static void finish(app *a)
     if (a->ramp_src)
         g_source_remove(a->ramp_src);
     a->ramp_src = 0;
-    if (a->tick_src)
-        g_source_remove(a->tick_src);
-    a->tick_src = 0;
     if (a->sec_src)
         g_source_remove(a->sec_src);
     a->sec_src = 0;
-    report(a);
-    /* Release TURN allocations and close WebSockets, then give the loop a
-     * moment to send them before quitting. */
-    for (guint i = 0; i < a->calls->len; i++)
-        bot_call_stop(a->calls->pdata[i], "bot finished");
+    for (size_t i = 0; i < a->n_workers; i++)
+        bot_worker_finish(a->workers[i]);
     for (guint i = 0; i < a->members->len; i++) {
         member *m = a->members->pdata[i];
         bot_sig_free(m->sig);
         m->sig = NULL;
     }
-    g_timeout_add(300, quit_loop, a->loop);
+    g_timeout_add(400, quit_loop, a->loop);
 }
 
 /* Flags into a.conf and the log level; 0, or the exit code to stop with. */
@@ -578,12 +644,14 @@ static int load_flags(app *a, int argc, char **argv, rtc_log_level *lvl)
     return 0;
 }
 
-/* Everything the loop needs once the shared pieces exist; then run it. */
+/* Workers, members, the loop; then join, report and free. */
 static void run(app *a)
 {
+    char err[512];
+    size_t nw = a->conf.threads > 1 ? (size_t)a->conf.threads : 1;
+
     a->members = g_ptr_array_new();
-    a->calls = g_ptr_array_new();
-    a->lag_ms = g_array_new(FALSE, FALSE, sizeof(double));
+    a->legs = g_ptr_array_new_with_free_func(free);
     a->tty = isatty(2);
     a->t_start_us = a->cpu_prev_wall_us = mono_us();
     a->cpu_prev_us = cpu_us();
@@ -591,7 +659,18 @@ static void run(app *a)
     if (a->ncpu < 1)
         a->ncpu = 1;
     sys_jiffies(&a->sys_prev_busy, &a->sys_prev_total);
-    a->next_tick_us = a->t_start_us + 20000;
+    a->workers = calloc(nw, sizeof *a->workers);
+    if (!a->workers)
+        goto out;
+    for (size_t i = 0; i < nw; i++) {
+        a->workers[i] = bot_worker_new((int)i, nw > 1, &a->env, a->conf.audio, err, sizeof err);
+        if (!a->workers[i]) {
+            fprintf(stderr, "tsunagu-bot: %s\n", err);
+            a->exit_code = 2;
+            goto out;
+        }
+        a->n_workers++;
+    }
 
     if (a->conf.calls) {
         on_ramp(a);
@@ -602,19 +681,26 @@ static void run(app *a)
         if (a->conf.duration)
             a->t_end_us = a->t_start_us + (uint64_t)a->conf.duration * 1000000u;
     }
-    a->tick_src = g_timeout_add(20, on_tick, a);
     a->sec_src = g_timeout_add(1000, on_second, a);
     g_unix_signal_add(SIGINT, on_unix_signal, a);
     g_unix_signal_add(SIGTERM, on_unix_signal, a);
     g_main_loop_run(a->loop);
 
-    for (guint i = 0; i < a->calls->len; i++)
-        bot_call_free(a->calls->pdata[i]);
+    for (size_t i = 0; i < a->n_workers; i++)
+        bot_worker_join(a->workers[i]);
+    /* Payloads the workers handed over at the very end: their connections
+     * are closed, so delivering them frees them. */
+    for (int i = 0; i < 10000 && g_main_context_iteration(NULL, FALSE); i++)
+        ;
+    report(a);
+out:
+    for (size_t i = 0; i < a->n_workers; i++)
+        bot_worker_free(a->workers[i]);
+    free(a->workers);
     for (guint i = 0; i < a->members->len; i++)
         member_free(a->members->pdata[i]);
-    g_ptr_array_free(a->calls, TRUE);
     g_ptr_array_free(a->members, TRUE);
-    g_array_free(a->lag_ms, TRUE);
+    g_ptr_array_free(a->legs, TRUE);
 }
 
 int main(int argc, char **argv)
@@ -630,15 +716,19 @@ int main(int argc, char **argv)
     if (rc)
         goto out_conf;
     rtc_log_setup(lvl, RTC_LOG_TEXT, "tsunagu-bot");
-    a.src = bot_audio_src_new(a.conf.audio, err, sizeof err);
-    if (!a.src) {
-        fprintf(stderr, "tsunagu-bot: %s\n", err);
-        rc = 2;
-        goto out_conf;
+    {
+        /* Check --audio before anything starts (workers load it again). */
+        bot_audio_src *probe = bot_audio_src_new(a.conf.audio, err, sizeof err);
+        if (!probe) {
+            fprintf(stderr, "tsunagu-bot: %s\n", err);
+            rc = 2;
+            goto out_conf;
+        }
+        bot_audio_src_free(probe);
     }
     rc = 1;
     if (bot_srtp_global_init())
-        goto out_src;
+        goto out_conf;
     a.env.dtls = bot_dtls_ctx_new();
     if (!a.env.dtls)
         goto out_srtp;
@@ -659,8 +749,6 @@ out_loop:
     bot_dtls_ctx_free(a.env.dtls);
 out_srtp:
     bot_srtp_global_shutdown();
-out_src:
-    bot_audio_src_free(a.src);
 out_conf:
     rtc_conf_dispose(specs, &a.conf);
     return rc < 0 ? 0 : rc; /* -1: --help */

@@ -73,7 +73,7 @@ void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_tota
     for (size_t i = 0; i < n; i++) {
         const bot_call_info *c = &ci[i];
         fprintf(f, "%-22.22s %-8s %-9s %9.1f %7llu %7llu %6llu %7.2f %7.2f %7.1f %5.2f  %s %s\n",
-                c->label, c->role, c->media ? c->state : "FAILED", c->setup_ms,
+                c->label, c->role, c->media ? "audio" : "FAILED", c->setup_ms,
                 (unsigned long long)c->sent, (unsigned long long)c->received,
                 (unsigned long long)c->lost, c->loss_pct, c->jitter_ms, c->rtt_ms, c->mos,
                 c->selected, c->media ? c->srtp : c->end_reason);
@@ -88,10 +88,10 @@ void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_tota
                "rtt ms p50 %.1f p95 %.1f | MOS p50 %.2f p5 %.2f min %.2f\n",
             t->setup_p50, t->setup_p95, t->setup_max, t->jitter_p50, t->jitter_p95, t->rtt_p50,
             t->rtt_p95, t->mos_p50, t->mos_p5, t->mos_min);
-    fprintf(f, "bot: cpu avg %.0f%% max %.0f%% of one core (other processes %.0f%% of %d cores), "
-               "send-tick lag p99 %.1f ms max %.1f ms -> %s%s\n",
-            run->cpu_avg_pct, run->cpu_max_pct, run->others_avg_pct, run->ncpu, run->lag_p99_ms,
-            run->lag_max_ms,
+    fprintf(f, "bot: %d loop(s), busiest at cpu avg %.0f%% max %.0f%% of one core (process %.0f%%, "
+               "other processes %.0f%% of %d cores), send-tick lag p99 %.1f ms max %.1f ms -> %s%s\n",
+            run->threads, run->cpu_avg_pct, run->cpu_max_pct, run->process_cpu_avg_pct,
+            run->others_avg_pct, run->ncpu, run->lag_p99_ms, run->lag_max_ms,
             run->bottleneck ? "the bot was the bottleneck: " : "bot not saturated",
             run->bottleneck ? run->bottleneck_why : "");
     if (run->machine_saturated)
@@ -153,7 +153,7 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                   "p50", num(t->rtt_p50), "p95", num(t->rtt_p95), "loss_pct_p95",
                   num(t->loss_p95)));
     json_object_set_new(root, "bot",
-                        json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:I,s:o,s:b,s:s}", "cpu_avg_pct",
+                        json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:I,s:o,s:b,s:s,s:i,s:o}", "cpu_avg_pct",
                                   num(run->cpu_avg_pct), "other_processes_cpu_pct",
                                   num(run->others_avg_pct), "ncpu", run->ncpu,
                                   "machine_saturated", run->machine_saturated,
@@ -161,7 +161,8 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                                   num(run->lag_p99_ms), "send_ticks_skipped",
                                   (json_int_t)run->ticks_skipped, "send_lag_max_ms", num(run->lag_max_ms),
                                   "bottleneck", run->bottleneck, "bottleneck_reason",
-                                  run->bottleneck_why));
+                                  run->bottleneck_why, "threads", run->threads,
+                                  "process_cpu_avg_pct", num(run->process_cpu_avg_pct)));
     rc = json_dump_file(root, path, JSON_INDENT(1) | JSON_SORT_KEYS) ? -EIO : 0;
     json_decref(root);
     return rc;

@@ -18,7 +18,9 @@ typedef struct {
     bool relay_only;
     double duration_s;
     long calls_requested;   /* load mode: pairs asked for; member mode: 0 */
-    double cpu_avg_pct, cpu_max_pct; /* of one core: the bot's loop is one thread */
+    double cpu_avg_pct, cpu_max_pct; /* busiest loop thread, % of one core */
+    double process_cpu_avg_pct;      /* whole process, % of one core */
+    int threads;                     /* worker loops (1 = the main loop) */
     double lag_p99_ms, lag_max_ms;   /* lateness of the 20 ms send tick */
     uint64_t ticks_skipped;          /* send ticks dropped by an overloaded loop */
     double others_avg_pct;           /* other processes' CPU, % of one core */

@@ -25,6 +25,7 @@ def main():
     ap.add_argument("--calls", type=int, default=2)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--drop-every", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--expect-path", choices=["relay", "host"], default="relay",
                     help="host: run without --relay-only and expect a direct path, which "
                          "shows the relay-path check can fail")
@@ -44,6 +45,8 @@ def main():
             argv.append("--relay-only")
         if a.drop_every:
             argv += ["--drop-every", str(a.drop_every)]
+        if a.threads > 1:
+            argv += ["--threads", str(a.threads)]
         limit = (a.duration + 40) * TIMEOUT_MULT
         bot = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if a.kill_signal_after:

@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--procs", type=int, default=1, help="bot processes sharing the calls")
     ap.add_argument("--pin", action="store_true")
     ap.add_argument("--decode-every", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="worker threads per bot process")
     ap.add_argument("--min-held", type=int, default=0)
     ap.add_argument("--out", default="", help="keep the JSON and HTML reports with this prefix")
     a = ap.parse_args()
@@ -55,7 +56,8 @@ def main():
             argv = [a.bot, "--signal", url, "--room", "load%d-%d" % (os.getpid(), p),
                     "--calls", str(n), "--duration", str(a.duration), "--ramp-ms",
                     str(a.ramp_ms * a.procs), "--relay-only", "--decode-every",
-                    str(a.decode_every), "--report", pre + ".json", "--html", pre + ".html"]
+                    str(a.decode_every), "--threads", str(a.threads),
+                    "--report", pre + ".json", "--html", pre + ".html"]
             if a.pin:
                 argv = ["taskset", "-c", "1"] + argv
             bots.append((subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -81,9 +83,10 @@ def main():
                     held += 1
             legs += r["calls"]
             b = r["bot"]
-            bot_lines.append("bot %s: CPU avg %.0f%% max %.0f%% of one core, send lag p99 %.1f ms max %.1f ms,"
-                             " %d ticks skipped%s" % (
-                                 os.path.basename(pre), b["cpu_avg_pct"], b["cpu_max_pct"],
+            bot_lines.append("bot %s: %d loop thread(s), process CPU %.0f%%, busiest loop CPU avg %.0f%% max %.0f%%"
+                             " of one core, send lag p99 %.1f ms max %.1f ms, %d ticks skipped%s" % (
+                                 os.path.basename(pre), b["threads"], b["process_cpu_avg_pct"],
+                                 b["cpu_avg_pct"], b["cpu_max_pct"],
                                  b["send_lag_p99_ms"], b["send_lag_max_ms"], b["send_ticks_skipped"],
                                  " -> BOT WAS THE BOTTLENECK: " + b["bottleneck_reason"] if b["bottleneck"] else ""))
             if b.get("machine_saturated"):
