@@ -1,6 +1,7 @@
 /* bot_worker.c - a loop owning calls (see bot_worker.h). */
 #include "bot_worker.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ struct bot_worker {
     int cpu_n;
     uint64_t cpu_prev_us, wall_prev_us;
     bool stopping;
-    GMutex mu;            /* guards snap */
+    pthread_mutex_t mu;   /* guards snap; a pthread mutex so TSan sees it */
     bot_worker_snap snap;
 };
 
@@ -108,9 +109,9 @@ static gboolean on_second(gpointer ud)
         s.lost += ci.lost;
         s.expected += ci.expected;
     }
-    g_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->mu);
     w->snap = s;
-    g_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->mu);
     return G_SOURCE_CONTINUE;
 }
 
@@ -152,7 +153,7 @@ bot_worker *bot_worker_new(int index, bool own_thread, const bot_env *env, const
     }
     w->calls = g_ptr_array_new();
     w->lag_ms = g_array_new(FALSE, FALSE, sizeof(double));
-    g_mutex_init(&w->mu);
+    pthread_mutex_init(&w->mu, NULL);
     if (!own_thread) {
         w->ctx = g_main_context_ref(g_main_context_default());
         start_clocks(w);
@@ -208,9 +209,9 @@ void bot_worker_join(bot_worker *w)
 
 void bot_worker_snapshot(bot_worker *w, bot_worker_snap *out)
 {
-    g_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->mu);
     *out = w->snap;
-    g_mutex_unlock(&w->mu);
+    pthread_mutex_unlock(&w->mu);
 }
 
 void bot_worker_get_load(bot_worker *w, bot_worker_load *out)
@@ -242,6 +243,6 @@ void bot_worker_free(bot_worker *w)
     if (w->loop)
         g_main_loop_unref(w->loop);
     g_main_context_unref(w->ctx);
-    g_mutex_clear(&w->mu);
+    pthread_mutex_destroy(&w->mu);
     free(w);
 }
