@@ -117,7 +117,7 @@ struct app {
     double others_sum;
     int others_n, ncpu;
     long pairs_started;
-    bool stopping, tty;
+    bool stopping, tty, steady;
     int exit_code;
 };
 
@@ -474,6 +474,12 @@ static gboolean on_second(gpointer ud)
         a->sys_prev_total = total;
     }
     progress(a, now, cpu);
+    /* Load mode: 3 s after the last call started, set-up is over. */
+    if (!a->steady && a->t_all_started_us && now >= a->t_all_started_us + 3000000u) {
+        a->steady = true;
+        for (size_t i = 0; i < a->n_workers; i++)
+            bot_worker_steady(a->workers[i]);
+    }
     if (a->t_end_us && now >= a->t_end_us)
         finish(a);
     return G_SOURCE_CONTINUE;

@@ -20,7 +20,8 @@ struct bot_worker {
     GPtrArray *calls;     /* bot_call*, owned */
     bot_audio_src *src;
     uint64_t next_tick_us, ticks_skipped;
-    GArray *lag_ms;
+    GArray *lag_ms;       /* steady state only, once marked (see bot_worker_steady) */
+    bool steady;
     GSource *tick, *sec;
     double cpu_sum, cpu_max;
     int cpu_n;
@@ -173,6 +174,18 @@ void bot_worker_post(bot_worker *w, GSourceFunc fn, gpointer data, GDestroyNotif
 }
 
 bool bot_worker_stopping(const bot_worker *w) { return w->stopping; }
+
+static gboolean do_steady(gpointer ud)
+{
+    bot_worker *w = ud;
+    /* Lateness while calls were being set up (DTLS handshakes, agents
+     * gathering) says little about carrying them: start over. */
+    g_array_set_size(w->lag_ms, 0);
+    w->steady = true;
+    return G_SOURCE_REMOVE;
+}
+
+void bot_worker_steady(bot_worker *w) { bot_worker_post(w, do_steady, w, NULL); }
 
 void bot_worker_adopt(bot_worker *w, bot_call *c) { g_ptr_array_add(w->calls, c); }
 

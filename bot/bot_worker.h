@@ -33,7 +33,7 @@ typedef struct {
 /* How the worker's own loop fared (valid after bot_worker_join). */
 typedef struct {
     double cpu_avg_pct, cpu_max_pct; /* this thread, % of one core */
-    double lag_p99_ms, lag_max_ms;   /* lateness of its 20 ms send clock */
+    double lag_p99_ms, lag_max_ms;   /* lateness of its 20 ms send clock (steady state) */
     uint64_t ticks_skipped;          /* frames dropped because >200 ms late */
 } bot_worker_load;
 
@@ -47,6 +47,9 @@ void bot_worker_post(bot_worker *w, GSourceFunc fn, gpointer data, GDestroyNotif
 bool bot_worker_stopping(const bot_worker *w);
 /* On the worker: it owns c from now on. */
 void bot_worker_adopt(bot_worker *w, bot_call *c);
+/* From main: every call is set up; lateness counts from now on (the lag
+ * figures then describe carrying the calls, not setting them up). */
+void bot_worker_steady(bot_worker *w);
 /* From main: stop every call, stop the clocks, let libnice release its TURN
  * allocations for ~300 ms, then end the worker's loop. */
 void bot_worker_finish(bot_worker *w);
