@@ -6,7 +6,7 @@
  * call sends a packet every 20 ms and loss is measurable) and all calls send
  * that same payload. Encoding once instead of per call keeps the load
  * generator's CPU on the network path being measured.
- * Main thread only. */
+ * Each source and decoder is used by one thread (its worker). */
 #ifndef BOT_AUDIO_H
 #define BOT_AUDIO_H
 

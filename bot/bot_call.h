@@ -7,7 +7,8 @@
  * States: NEW -> SIGNALING (offer/answer) -> CONNECTING (ICE) -> SECURING
  * (DTLS) -> MEDIA -> ENDED. A call ends on ICE or DTLS failure, a set-up
  * timeout, or bot_call_stop; its statistics stay readable until
- * bot_call_free. Main thread only. */
+ * bot_call_free. Used only on the thread of the worker that created it
+ * (bot_worker.h); statistics are read elsewhere only after that worker stopped. */
 #ifndef BOT_CALL_H
 #define BOT_CALL_H
 

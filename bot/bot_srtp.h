@@ -1,7 +1,7 @@
 /* bot_srtp.h - SRTP/SRTCP protect and unprotect for one call (RFC 3711,
  * RFC 7714 for AES-GCM), keyed from DTLS-SRTP (RFC 5764). The only file that
  * includes libsrtp2 is bot_srtp.c; the rest of the bot sees this header.
- * One session per call, used on the GLib main thread only. */
+ * One session per call, used only on its call's thread. */
 #ifndef BOT_SRTP_H
 #define BOT_SRTP_H
 

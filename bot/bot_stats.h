@@ -16,7 +16,7 @@
  *       which G.113 does not list), BurstR = 1 (random loss)
  *   MOS = 1 + 0.035 R + 7e-6 R (R - 60) (100 - R), clamped to [1, 4.5].
  *
- * Pure arithmetic, no clock reads: callers pass times. Main thread. */
+ * Pure arithmetic, no clock reads: callers pass times. One owner thread. */
 #ifndef BOT_STATS_H
 #define BOT_STATS_H
 
