@@ -377,6 +377,13 @@ static void sig_signal(void *ud, const char *from, json_t *data)
     bot_worker_post(l->w, job_signal, j, signal_job_free);
 }
 
+static void sig_resumed(void *ud, const char *id, json_t *msg)
+{
+    member *m = ud;
+    (void)msg;
+    RTC_LOG(RTC_LOG_INFO, m->label, "signaling resumed as %s; calls continue", id);
+}
+
 static void sig_error(void *ud, const char *code, const char *msg)
 {
     member *m = ud;
@@ -400,8 +407,9 @@ static void sig_closed(void *ud, const char *why)
 static member *member_new(app *a, const char *room, int pair, const char *label)
 {
     member *m = calloc(1, sizeof *m);
-    bot_sig_cbs cbs = {sig_joined, sig_peer_joined, sig_peer_left, sig_signal, sig_error,
-                       sig_closed, m};
+    bot_sig_cbs cbs = {.joined = sig_joined, .peer_joined = sig_peer_joined,
+                       .peer_left = sig_peer_left, .resumed = sig_resumed,
+                       .signal = sig_signal, .error = sig_error, .closed = sig_closed, .ud = m};
     if (!m)
         return NULL;
     m->app = a;

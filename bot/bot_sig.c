@@ -18,13 +18,14 @@
 #define MAX_QUEUE 1024          /* messages waiting for WRITEABLE */
 #define MAX_MSG (1u << 20)      /* largest frame we accept from the server */
 #define PING_MS 15000
+#define RESUME_WINDOW_US 25000000ull /* below the server's --resume-seconds default (30) */
 
 struct bot_sig_ctx {
     struct lws_context *lws;
     void *loops[1];
 };
 
-typedef enum { SIG_CONNECTING, SIG_OPEN, SIG_CLOSED } sig_state;
+typedef enum { SIG_CONNECTING, SIG_OPEN, SIG_WAITING, SIG_CLOSED } sig_state;
 
 struct bot_sig {
     bot_sig_ctx *ctx;
@@ -36,7 +37,22 @@ struct bot_sig {
     GQueue txq;     /* char* JSON texts */
     GString *rx;
     guint ping;
+    /* where to (re)connect: pointers into url_copy */
+    const char *host;
+    char path[512];
+    int port;
+    bool tls;
+    /* resume (DESIGN.md): after a dropped connection, reconnect and take our
+     * place back with the token from `joined`, so peers see no peer-left and
+     * calls (whose media never touch signaling) go on undisturbed */
+    char *resume_token;
+    bool resuming;
+    guint retry;
+    unsigned retry_ms;
+    uint64_t dropped_at_us;
 };
+
+static int connect_now(bot_sig *s);
 
 static void dispatch(bot_sig *s, const char *text, size_t len)
 {
@@ -56,8 +72,20 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
     }
     if (!strcmp(type, "joined")) {
         const char *id = json_string_value(json_object_get(m, "id"));
+        const char *tok = json_string_value(json_object_get(m, "resume"));
+        if (tok) {
+            free(s->resume_token);
+            s->resume_token = strdup(tok);
+        }
         if (id)
             s->cbs.joined(s->cbs.ud, id, m);
+    } else if (!strcmp(type, "resumed")) {
+        const char *id = json_string_value(json_object_get(m, "id"));
+        s->resuming = false;
+        s->retry_ms = 0;
+        RTC_LOG(RTC_LOG_INFO, "sig", "resumed our place as %s", id ? id : "?");
+        if (s->cbs.resumed)
+            s->cbs.resumed(s->cbs.ud, id ? id : "", m);
     } else if (!strcmp(type, "peer-joined")) {
         const char *id = json_string_value(json_object_get(json_object_get(m, "peer"), "id"));
         if (id)
@@ -74,7 +102,19 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
     } else if (!strcmp(type, "error")) {
         const char *code = json_string_value(json_object_get(m, "code"));
         const char *msg = json_string_value(json_object_get(m, "message"));
-        s->cbs.error(s->cbs.ud, code ? code : "?", msg ? msg : "");
+        if (s->resuming) {
+            /* Our place is gone (expired or unknown token): nothing to
+             * resume; the connection is over for this member. */
+            s->resuming = false;
+            free(s->resume_token);
+            s->resume_token = NULL;
+            RTC_LOG(RTC_LOG_WARN, "sig", "resume refused: %s %s", code ? code : "?",
+                    msg ? msg : "");
+            if (s->wsi)
+                lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        } else {
+            s->cbs.error(s->cbs.ud, code ? code : "?", msg ? msg : "");
+        }
     }
     json_decref(m);
 }
@@ -110,14 +150,39 @@ static gboolean on_ping(gpointer ud)
 
 /* The connection is gone. Detach from the wsi first: the owner may free s
  * from inside the closed callback, and lws may still call back for this wsi. */
+static gboolean on_retry(gpointer ud)
+{
+    bot_sig *s = ud;
+    s->retry = 0;
+    if (connect_now(s))
+        s->retry = g_timeout_add(s->retry_ms, on_retry, s);
+    return G_SOURCE_REMOVE;
+}
+
+static uint64_t now_us(void) { return (uint64_t)g_get_monotonic_time(); }
+
 static void mark_closed(bot_sig *s, struct lws *wsi, const char *why)
 {
-    if (s->st == SIG_CLOSED)
+    if (s->st == SIG_CLOSED || s->st == SIG_WAITING)
         return;
     if (wsi)
         lws_set_opaque_user_data(wsi, NULL);
-    s->st = SIG_CLOSED;
     s->wsi = NULL;
+    /* Joined once and still within the resume window: try again, backing
+     * off from 250 ms to 4 s. */
+    if (s->resume_token) {
+        if (!s->dropped_at_us || s->st == SIG_OPEN)
+            s->dropped_at_us = now_us();
+        if (now_us() - s->dropped_at_us < RESUME_WINDOW_US) {
+            s->st = SIG_WAITING;
+            s->retry_ms = s->retry_ms ? (s->retry_ms >= 2000 ? 4000 : s->retry_ms * 2) : 250;
+            RTC_LOG(RTC_LOG_WARN, "sig", "connection lost (%s); resuming in %u ms", why,
+                    s->retry_ms);
+            s->retry = g_timeout_add(s->retry_ms, on_retry, s);
+            return;
+        }
+    }
+    s->st = SIG_CLOSED;
     s->cbs.closed(s->cbs.ud, why);
 }
 
@@ -158,10 +223,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         s->st = SIG_OPEN;
         {
-            json_t *j = json_pack("{s:s,s:s}", "type", "join", "room", s->room);
-            if (s->name)
-                json_object_set_new(j, "name", json_string(s->name));
-            /* join goes first, ahead of anything queued while connecting */
+            json_t *j;
+            if (s->resume_token) {
+                j = json_pack("{s:s,s:s}", "type", "resume", "token", s->resume_token);
+                s->resuming = true;
+            } else {
+                j = json_pack("{s:s,s:s}", "type", "join", "room", s->room);
+                if (s->name)
+                    json_object_set_new(j, "name", json_string(s->name));
+            }
+            /* join/resume goes first, ahead of anything queued meanwhile */
             char *text = json_dumps(j, JSON_COMPACT);
             json_decref(j);
             if (text)
@@ -232,14 +303,33 @@ void bot_sig_ctx_free(bot_sig_ctx *c)
     free(c);
 }
 
+static int connect_now(bot_sig *s)
+{
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof i);
+    i.context = s->ctx->lws;
+    i.address = s->host;
+    i.port = s->port;
+    i.path = s->path;
+    i.host = s->host;
+    i.origin = s->host;
+    i.ssl_connection = s->tls ? LCCSCF_USE_SSL : 0;
+    i.local_protocol_name = "tsunagu-bot";
+    i.opaque_user_data = s;
+    i.pwsi = &s->wsi;
+    s->st = SIG_CONNECTING;
+    if (!lws_client_connect_via_info(&i)) {
+        s->st = SIG_WAITING;
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
 bot_sig *bot_sig_new(bot_sig_ctx *c, const char *url, const char *room, const char *name,
                      const bot_sig_cbs *cbs)
 {
     bot_sig *s = calloc(1, sizeof *s);
-    struct lws_client_connect_info i;
-    const char *proto = NULL, *host = NULL, *path = NULL;
-    char pathbuf[512];
-    int port = 0;
+    const char *proto = NULL, *path = NULL;
 
     if (!s)
         return NULL;
@@ -250,25 +340,14 @@ bot_sig *bot_sig_new(bot_sig_ctx *c, const char *url, const char *room, const ch
     s->url_copy = strdup(url);
     s->rx = g_string_new(NULL);
     g_queue_init(&s->txq);
-    if (!s->room || !s->url_copy || lws_parse_uri(s->url_copy, &proto, &host, &port, &path))
+    if (!s->room || !s->url_copy || lws_parse_uri(s->url_copy, &proto, &s->host, &s->port, &path))
         goto out_free;
     if (strcmp(proto, "ws") && strcmp(proto, "wss"))
         goto out_free;
+    s->tls = !strcmp(proto, "wss");
     /* lws_parse_uri drops the leading '/' of the path. */
-    snprintf(pathbuf, sizeof pathbuf, "/%s", path);
-    memset(&i, 0, sizeof i);
-    i.context = c->lws;
-    i.address = host;
-    i.port = port;
-    i.path = pathbuf;
-    i.host = host;
-    i.origin = host;
-    i.ssl_connection = strcmp(proto, "wss") ? 0 : LCCSCF_USE_SSL;
-    i.local_protocol_name = "tsunagu-bot";
-    i.opaque_user_data = s;
-    i.pwsi = &s->wsi;
-    s->st = SIG_CONNECTING;
-    if (!lws_client_connect_via_info(&i)) {
+    snprintf(s->path, sizeof s->path, "/%s", path);
+    if (connect_now(s)) {
         RTC_LOG(RTC_LOG_WARN, "sig", "cannot start connection to %s", url);
         goto out_free;
     }
@@ -296,6 +375,9 @@ void bot_sig_free(bot_sig *s)
     }
     if (s->ping)
         g_source_remove(s->ping);
+    if (s->retry)
+        g_source_remove(s->retry);
+    free(s->resume_token);
     while ((t = g_queue_pop_head(&s->txq)))
         free(t);
     free(s->room);

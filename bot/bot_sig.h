@@ -5,7 +5,9 @@
  * bot_sig_ctx is one lws context per process (LWS_SERVER_OPTION_GLIB with
  * foreign_loops[0] = the GMainLoop*); each bot_sig is a connection that
  * joins one room on connect and hands typed events to its owner. Writes go
- * through a bounded queue, one lws_write per WRITEABLE callback.
+ * through a bounded queue, one lws_write per WRITEABLE callback. A dropped
+ * connection is retried and the member's place resumed with the token from
+ * `joined`; messages queued meanwhile go out after the resume.
  * Main thread only. */
 #ifndef BOT_SIG_H
 #define BOT_SIG_H
@@ -23,10 +25,14 @@ typedef struct {
     void (*joined)(void *ud, const char *my_id, json_t *msg);
     void (*peer_joined)(void *ud, const char *peer_id);
     void (*peer_left)(void *ud, const char *peer_id);
+    /* After a dropped connection, our place was taken back with the resume
+     * token (DESIGN.md `resume`); `msg` is the resumed message. May be NULL. */
+    void (*resumed)(void *ud, const char *my_id, json_t *msg);
     /* `data` borrowed for the call. */
     void (*signal)(void *ud, const char *from, json_t *data);
     void (*error)(void *ud, const char *code, const char *message);
-    /* Connection gone (failed or closed); no callback follows. */
+    /* Connection gone for good (failed, closed and not resumable within
+     * ~25 s, or resume refused); no callback follows. */
     void (*closed)(void *ud, const char *why);
     void *ud;
 } bot_sig_cbs;

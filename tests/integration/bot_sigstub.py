@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """bot_sigstub.py - a stand-in for tsunagu-signal speaking exactly the
 DESIGN.md protocol (join/joined with iceServers carrying TURN REST
-credentials, peer-joined/peer-left, signal to one peer, broadcast, ping/pong),
-in-memory rooms, nothing else. The bot's integration tests use it until
+credentials, peer-joined/peer-left, signal to one peer, broadcast, ping/pong, resume of
+a dropped member's place within --resume-seconds with messages queued
+meanwhile), in-memory rooms, nothing else. The bot's integration tests use it until
 tsunagu-signal lands; the test scripts take the signaling command as a
 parameter, so switching to the real server is one argument.
 
@@ -15,7 +16,8 @@ import http
 
 import websockets
 
-rooms = {}  # room -> {id: ws}
+rooms = {}    # room -> {id: ws, or a list of messages queued while detached}
+tokens = {}   # resume token -> (room, id)
 
 
 def ice_servers(args, peer_id):
@@ -28,15 +30,33 @@ def ice_servers(args, peer_id):
 
 
 async def send(ws, obj):
+    if isinstance(ws, list):      # member detached, awaiting resume: queue
+        ws.append(obj)
+        return
     try:
         await ws.send(json.dumps(obj))
     except websockets.ConnectionClosed:
         pass
 
 
+async def expire(room, pid, secs):
+    """A detached member not resumed in time leaves for good."""
+    await asyncio.sleep(secs)
+    members = rooms.get(room, {})
+    if isinstance(members.get(pid), list):
+        del members[pid]
+        for t, v in list(tokens.items()):
+            if v == (room, pid):
+                del tokens[t]
+        for p in list(members.values()):
+            await send(p, {"type": "peer-left", "id": pid})
+        if not members:
+            rooms.pop(room, None)
+
+
 async def handler(ws, path=None):
     args = handler.args
-    my_id, my_room = None, None
+    my_id, my_room, left = None, None, False
     try:
         async for text in ws:
             try:
@@ -49,9 +69,10 @@ async def handler(ws, path=None):
                 my_room, my_id = m["room"], secrets.token_hex(8)
                 members = rooms.setdefault(my_room, {})
                 peers = [{"id": p, "name": ""} for p in members]
+                token = secrets.token_hex(8)
+                tokens[token] = (my_room, my_id)
                 await send(ws, {"type": "joined", "room": my_room, "id": my_id, "peers": peers,
-                                "iceServers": ice_servers(args, my_id),
-                                "resume": secrets.token_hex(8)})
+                                "iceServers": ice_servers(args, my_id), "resume": token})
                 for p in list(members.values()):
                     await send(p, {"type": "peer-joined",
                                    "peer": {"id": my_id, "name": m.get("name", "")}})
@@ -66,9 +87,25 @@ async def handler(ws, path=None):
                 for pid, p in list(rooms.get(my_room, {}).items()):
                     if pid != my_id:
                         await send(p, {"type": "broadcast", "from": my_id, "data": m.get("data")})
+            elif t == "resume" and my_id is None and m.get("token") in tokens:
+                my_room, my_id = tokens[m["token"]]
+                members = rooms.get(my_room, {})
+                queued = members.get(my_id)
+                if not isinstance(queued, list):
+                    my_id = None
+                    await send(ws, {"type": "error", "code": "unauthorized", "message": "not resumable"})
+                    continue
+                members[my_id] = ws
+                await send(ws, {"type": "resumed", "id": my_id,
+                                "peers": [{"id": p, "name": ""} for p in members if p != my_id]})
+                for q in queued:
+                    await send(ws, q)
+            elif t == "resume":
+                await send(ws, {"type": "error", "code": "unauthorized", "message": "unknown resume token"})
             elif t == "ping":
                 await send(ws, {"type": "pong"})
             elif t == "leave":
+                left = True
                 break
             else:
                 await send(ws, {"type": "error", "code": "not-joined" if not my_id else "bad-request",
@@ -76,13 +113,18 @@ async def handler(ws, path=None):
     except websockets.ConnectionClosed:
         pass
     finally:
-        if my_id:
-            members = rooms.get(my_room, {})
-            members.pop(my_id, None)
-            for p in list(members.values()):
-                await send(p, {"type": "peer-left", "id": my_id})
-            if not members:
-                rooms.pop(my_room, None)
+        if my_id and rooms.get(my_room, {}).get(my_id) is ws:
+            if left:
+                members = rooms[my_room]
+                del members[my_id]
+                for p in list(members.values()):
+                    await send(p, {"type": "peer-left", "id": my_id})
+                if not members:
+                    rooms.pop(my_room, None)
+            else:
+                # Dropped without "leave": keep the place for resume.
+                rooms[my_room][my_id] = []
+                asyncio.ensure_future(expire(my_room, my_id, args.resume_seconds))
 
 
 async def http_files(path, headers):
@@ -108,6 +150,7 @@ async def main():
     ap.add_argument("--turn-secret", default="")
     ap.add_argument("--turn-ttl", type=int, default=86400)
     ap.add_argument("--www", default="")
+    ap.add_argument("--resume-seconds", type=float, default=30)
     args = ap.parse_args()
     handler.args = args
     host, port = args.listen.rsplit(":", 1)
