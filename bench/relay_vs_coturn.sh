@@ -11,6 +11,7 @@
 #   bench/relay_vs_coturn.sh --quick          # ~2 minutes, 1 repetition
 #   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (~20 min)
 #   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
+#            --levels "fixed lossless latency flood alloc" (a subset)  --latency-rate MSGS/S
 #
 # Loopback only; ports are picked free at run time; every process started is
 # killed by PID on exit (trap), also on failure or Ctrl-C.
@@ -24,6 +25,8 @@ REPS=
 OUT=
 SERVERS="relay coturn"
 UCLIENT=0
+LEVELS="fixed lossless latency flood alloc"
+LATRATE=
 while [ $# -gt 0 ]; do
     case "$1" in
     --quick) MODE=quick ;;
@@ -33,7 +36,9 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --uclient) UCLIENT=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --levels) LEVELS=$2; shift ;;
+    --latency-rate) LATRATE=$2; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "relay_vs_coturn: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -202,9 +207,11 @@ each_rep() {
     done
 }
 
+want() { [[ " $LEVELS " == *" $1 "* ]]; }
 T0=$(date +%s)
 echo "relay_vs_coturn: mode $MODE, $REPS repetition(s), servers: $SERVERS; results in $RES" >&2
 
+if want fixed; then
 # ---- 1. server CPU per relayed packet at fixed offered loads (50 msgs/s per allocation) ----
 if [ $MODE = quick ]; then
     FIXED="170:channel:10 170:channel:100 170:channel:1000 1200:channel:100 170:indication:100"
@@ -232,6 +239,9 @@ for n in $([ $MODE = quick ] && echo "100" || echo "10 100 1000"); do
     done
 done
 
+fi
+
+if want lossless; then
 # ---- 2. lossless throughput: offered rate in steps, stop at the first with loss >= 0.1% ----
 # rates are messages/s; each delivered message is 2 relayed packets
 if [ $MODE = quick ]; then
@@ -254,22 +264,35 @@ for r in $(seq 1 "$REPS"); do
     done
 done
 
+fi
+
+if want latency; then
 # ---- 3. latency at half of coturn's lossless rate ----
-HALF=$(/usr/bin/python3 "$HERE/report.py" --half-lossless coturn "$RES")
+HALF=${LATRATE:-$(/usr/bin/python3 "$HERE/report.py" --half-lossless coturn "$RES")}
 [ "$HALF" -gt 0 ] 2>/dev/null || HALF=20000
 echo "relay_vs_coturn: latency level at $HALF msgs/s (half of coturn's lossless rate)" >&2
-# 100 µs ticks (the default): the 10 allocations' messages leave spread out, not in 1 ms bursts
+# 1 ms ticks, as in the lossless search, so "half the lossless rate" is half the capacity
+# measured under the same arrival pattern
 each_rep "latency|170|channel|10|$HALF" --mode pair --size 170 --allocations 10 --rate $HALF \
+    --tick-us 1000 \
     --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
 
+fi
+
+if want flood; then
 # ---- 4. flood (short: other helpers share this machine) ----
 each_rep "flood|170|channel|10" --mode pair --size 170 --allocations 10 --rate 0 --duration-ms 2000
 [ $MODE = quick ] || each_rep "flood|1200|channel|10" --mode pair --size 1200 --allocations 10 --rate 0 --duration-ms 2000
 
+fi
+
+if want alloc; then
 # ---- 5. allocation rate, and memory after many allocation cycles ----
 each_rep "allocrate" --mode alloc --concurrency 32 --duration-ms 3000
 CYC=$([ $MODE = quick ] && echo 10000 || echo 50000)
 each_rep "cycles|$CYC" --mode alloc --concurrency 32 --max-cycles $CYC --duration-ms 60000
+
+fi
 
 # ---- 6. optional cross-check: turnutils_uclient on coturn for one level ----
 if [ $UCLIENT = 1 ] && command -v turnutils_uclient >/dev/null; then

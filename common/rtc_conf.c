@@ -9,6 +9,7 @@
 
 #include "rtc_addr.h"
 #include "rtc_err.h"
+#include "rtc_log.h"
 
 #define MAX_LINE 4096
 
@@ -333,6 +334,26 @@ int rtc_conf_check_cidr(const char *value, char *err, size_t errlen)
     rtc_cidr c;
     if (rtc_cidr_parse(value, &c)) {
         snprintf(err, errlen, "expected ADDRESS/PREFIX, e.g. 10.0.0.0/8 or fc00::/7");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+int rtc_conf_check_log_level(const char *value, char *err, size_t errlen)
+{
+    rtc_log_level l;
+    if (rtc_log_parse_level(value, &l)) {
+        snprintf(err, errlen, "expected error, warn, info or debug");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+int rtc_conf_check_log_format(const char *value, char *err, size_t errlen)
+{
+    rtc_log_format f;
+    if (rtc_log_parse_format(value, &f)) {
+        snprintf(err, errlen, "expected text or json");
         return RTC_EMSG;
     }
     return 0;

@@ -73,5 +73,7 @@ void rtc_conf_usage(const rtc_conf_spec *specs, FILE *f);
 int rtc_conf_check_hostport(const char *value, char *err, size_t errlen); /* ADDR:PORT */
 int rtc_conf_check_ip(const char *value, char *err, size_t errlen);       /* v4 or v6 */
 int rtc_conf_check_cidr(const char *value, char *err, size_t errlen);
+int rtc_conf_check_log_level(const char *value, char *err, size_t errlen);  /* error..debug */
+int rtc_conf_check_log_format(const char *value, char *err, size_t errlen); /* text|json */
 
 #endif

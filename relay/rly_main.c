@@ -49,26 +49,6 @@ static int check_user(const char *v, char *err, size_t errlen)
     return 0;
 }
 
-static int check_level(const char *v, char *err, size_t errlen)
-{
-    rtc_log_level l;
-    if (rtc_log_parse_level(v, &l)) {
-        snprintf(err, errlen, "expected error, warn, info or debug");
-        return RTC_EMSG;
-    }
-    return 0;
-}
-
-static int check_format(const char *v, char *err, size_t errlen)
-{
-    rtc_log_format f;
-    if (rtc_log_parse_format(v, &f)) {
-        snprintf(err, errlen, "expected text or json");
-        return RTC_EMSG;
-    }
-    return 0;
-}
-
 static int check_realm(const char *v, char *err, size_t errlen)
 {
     if (!*v || strlen(v) > 127) {
@@ -125,9 +105,9 @@ const rtc_conf_spec rly_conf_specs[] = {
     {"metrics-listen", RTC_CONF_STR, OFF(metrics_listen), 0, 0, "127.0.0.1:9641", "ADDR:PORT",
      "Prometheus /metrics and /healthz", rtc_conf_check_hostport, 0},
     {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
-     "error, warn, info or debug", check_level, 0},
+     "error, warn, info or debug", rtc_conf_check_log_level, 0},
     {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
-     check_format, 0},
+     rtc_conf_check_log_format, 0},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 86400, "30", "S",
      "on SIGTERM, how long existing allocations may keep relaying", NULL, 0},
     {"legacy-channels", RTC_CONF_BOOL, OFF(legacy_channels), 0, 0, "false", NULL,

@@ -12,26 +12,6 @@
 
 #define OFF(f) offsetof(sig_conf, f)
 
-static int check_level(const char *v, char *err, size_t errlen)
-{
-    rtc_log_level l;
-    if (rtc_log_parse_level(v, &l)) {
-        snprintf(err, errlen, "expected error, warn, info or debug");
-        return RTC_EMSG;
-    }
-    return 0;
-}
-
-static int check_format(const char *v, char *err, size_t errlen)
-{
-    rtc_log_format f;
-    if (rtc_log_parse_format(v, &f)) {
-        snprintf(err, errlen, "expected text or json");
-        return RTC_EMSG;
-    }
-    return 0;
-}
-
 static int check_url(const char *v, char *err, size_t errlen)
 {
     if (strncmp(v, "turn:", 5) && strncmp(v, "turns:", 6) && strncmp(v, "stun:", 5)) {
@@ -89,9 +69,9 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"send-queue-bytes", RTC_CONF_INT, OFF(send_queue_bytes), 4096, 1LL << 30, "1048576", "N",
      "per-connection send queue: bytes before a slow reader is dropped", NULL, 0},
     {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
-     "error, warn, info or debug", check_level, 0},
+     "error, warn, info or debug", rtc_conf_check_log_level, 0},
     {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
-     check_format, 0},
+     rtc_conf_check_log_format, 0},
     RTC_CONF_END,
 };
 

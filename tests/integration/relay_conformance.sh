@@ -61,7 +61,7 @@ QUOTA=3
 "$RELAY" --listen "127.0.0.1:$PORT" --relay-ip 127.0.0.1 --relay-ip ::1 \
   --relay-ports "$RLO-$RHI" --realm "$REALM" --user "$USER:$PASS" --auth-secret "$SECRET" \
   --allow-peer 127.0.0.2/32 --max-allocations-per-user "$QUOTA" --max-lifetime 3600 \
-  --metrics-listen "127.0.0.1:$MPORT" >"$DIR/relay.log" 2>&1 &
+  --nonce-ttl 3 --metrics-listen "127.0.0.1:$MPORT" >"$DIR/relay.log" 2>&1 &
 PID=$!
 
 ready=0
@@ -84,7 +84,7 @@ fi
 echo "# tsunagu-relay on 127.0.0.1:$PORT, relay ports $RLO-$RHI, metrics :$MPORT"
 $PY "$HERE/turn_conformance.py" --server "127.0.0.1:$PORT" --user "$USER:$PASS" --secret "$SECRET" \
   --realm "$REALM" --peer-ip 127.0.0.2 --v6-relay --quota "$QUOTA" --max-lifetime 3600 \
-  --tcp-too --timeout "$((2 * IMULT))" --time-mult "$MULT" ${JSON_OUT:+--json "$JSON_OUT"} ${SUITE_VERBOSE:+-v}
+  --tcp-too --nonce-lifetime 3 --timeout "$((2 * IMULT))" --time-mult "$MULT" ${JSON_OUT:+--json "$JSON_OUT"} ${SUITE_VERBOSE:+-v}
 rc=$?
 
 # /metrics: the DESIGN.md names are there, the suite's refusals were counted, and every

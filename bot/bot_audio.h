@@ -1,0 +1,49 @@
+/* bot_audio.h - the audio a bot sends and the decoder that proves what it
+ * received is real Opus. Opus is included only in bot_audio.c.
+ *
+ * The source is shared by every call in the process: each 20 ms tick it
+ * encodes one frame (48 kHz mono, OPUS_APPLICATION_VOIP, no DTX so every
+ * call sends a packet every 20 ms and loss is measurable) and all calls send
+ * that same payload. Encoding once instead of per call keeps the load
+ * generator's CPU on the network path being measured.
+ * Each source and decoder is used by one thread (its worker). */
+#ifndef BOT_AUDIO_H
+#define BOT_AUDIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BOT_AUDIO_RATE 48000
+#define BOT_AUDIO_FRAME 960 /* 20 ms */
+#define BOT_AUDIO_MAX_PAYLOAD 1275
+/* Received audio is decoded at 16 kHz: it proves the payload is valid Opus
+ * just as well (every frame is fully decoded), at ~60% of the CPU of 48 kHz
+ * output, which matters when one process decodes hundreds of streams. */
+#define BOT_AUDIO_DEC_RATE 16000
+
+typedef struct bot_audio_src bot_audio_src;
+typedef struct bot_audio_dec bot_audio_dec;
+
+/* NULL wav = a speech-like synthetic signal (voiced harmonics with a moving
+ * pitch, syllable-rate envelope, talk spurts and pauses). A WAV file must be
+ * 16-bit PCM; it is down-mixed, resampled to 48 kHz and looped.
+ * Returns NULL with a reason in err. */
+bot_audio_src *bot_audio_src_new(const char *wav, char *err, size_t errlen);
+void bot_audio_src_free(bot_audio_src *s);
+/* Encode the next 20 ms. Returns payload length or RTC_EMSG. */
+int bot_audio_src_next(bot_audio_src *s, uint8_t *out, size_t cap);
+
+/* Synthesize n samples of the synthetic signal starting at sample index
+ * `at` (exposed for tests). */
+void bot_audio_synth(int16_t *pcm, size_t n, uint64_t at);
+
+/* Parse a WAV file in memory into mono 48 kHz samples (malloc'ed). */
+int bot_audio_wav_parse(const uint8_t *buf, size_t len, int16_t **pcm, size_t *n);
+
+bot_audio_dec *bot_audio_dec_new(void);
+void bot_audio_dec_free(bot_audio_dec *d);
+/* Decode one payload; returns samples per channel decoded at
+ * BOT_AUDIO_DEC_RATE (> 0; 320 for 20 ms) or RTC_EMSG. */
+int bot_audio_dec_decode(bot_audio_dec *d, const uint8_t *payload, size_t len);
+
+#endif

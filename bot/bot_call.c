@@ -1,0 +1,524 @@
+/* bot_call.c - one call end (see bot_call.h): signal payloads in and out,
+ * ICE -> DTLS -> SRTP -> Opus, and the per-packet accounting. */
+#include "bot_call.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <glib.h>
+
+#include "bot_audio.h"
+#include "bot_loop.h"
+#include "bot_rtp.h"
+#include "bot_sdp.h"
+#include "bot_srtp.h"
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+#include "rtc_log.h"
+
+#define PKT_CAP (1500 + BOT_SRTP_OVERHEAD)
+
+struct bot_call {
+    const bot_env *env;
+    bot_call_cbs cbs;
+    bot_call_state st;
+    bool offerer;
+    char *label, *peer;
+    const char *end_reason;
+    bot_turn turn[BOT_ICE_MAX_TURN];
+    size_t n_turn;
+
+    bot_ice *ice;
+    bot_dtls *dtls;
+    bot_srtp *srtp;
+    bot_audio_dec *dec;
+    bool dtls_client, remote_set;
+    char remote_fp[BOT_SDP_FP_HEX];
+    const char *srtp_name;
+    char selected[32];
+
+    uint32_t ssrc;
+    uint16_t seq;
+    uint32_t ts;
+    int pt;          /* negotiated Opus payload type */
+    uint32_t remote_ssrc;
+    uint64_t octets_sent;
+
+    /* RTCP: the last SR we got (for LSR/DLSR) */
+    uint32_t lsr;
+    uint64_t lsr_at_us;
+
+    uint64_t t0_us, t_media_us;
+    GSource *setup_timer;
+    bot_stats stats;
+};
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* NTP 32.32 from the wall clock (RFC 3550 s.4): only differences of our own
+ * timestamps matter for RTT, so the wall clock's offset is irrelevant. */
+static uint64_t ntp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ((uint64_t)ts.tv_sec + 2208988800ull) << 32 |
+           (uint64_t)(((uint64_t)ts.tv_nsec << 32) / 1000000000u);
+}
+
+static void fail(bot_call *c, const char *why)
+{
+    if (c->st == BOT_CALL_ENDED)
+        return;
+    RTC_LOG(RTC_LOG_WARN, c->label, "call failed: %s", why);
+    bot_call_stop(c, why);
+    c->cbs.ended(c->cbs.ud, c, why);
+}
+
+static gboolean on_setup_timeout(gpointer ud)
+{
+    bot_call *c = ud;
+    bot_timer_fired(&c->setup_timer);
+    if (c->st != BOT_CALL_MEDIA && c->st != BOT_CALL_ENDED)
+        fail(c, "set-up timeout");
+    return G_SOURCE_REMOVE;
+}
+
+static void send_description(bot_call *c, const char *type, const char *sdp)
+{
+    json_t *d = json_pack("{s:{s:s,s:s}}", "description", "type", type, "sdp", sdp);
+    if (d)
+        c->cbs.send(c->cbs.ud, c, d);
+}
+
+/* --- ICE callbacks --- */
+
+static void ice_candidate(void *ud, const char *cand)
+{
+    bot_call *c = ud;
+    json_t *d;
+    if (cand)
+        d = json_pack("{s:{s:s,s:s,s:i}}", "candidate", "candidate", cand, "sdpMid", "0",
+                      "sdpMLineIndex", 0);
+    else
+        d = json_pack("{s:n}", "candidate");
+    if (d)
+        c->cbs.send(c->cbs.ud, c, d);
+}
+
+static void dtls_send(void *ud, const uint8_t *buf, size_t len)
+{
+    bot_call *c = ud;
+    if (c->ice)
+        bot_ice_send(c->ice, buf, len);
+}
+
+static void dtls_done(void *ud, int err, bot_srtp_keys *keys)
+{
+    bot_call *c = ud;
+    if (err) {
+        fail(c, err == RTC_EAUTH ? "DTLS fingerprint mismatch" : "DTLS handshake failed");
+        return;
+    }
+    c->srtp_name = keys->profile == BOT_SRTP_AEAD_AES_128_GCM ? "AEAD_AES_128_GCM"
+                                                               : "AES128_CM_SHA1_80";
+    c->srtp = bot_srtp_new(keys);
+    if (!c->srtp) {
+        fail(c, "SRTP session");
+        return;
+    }
+    c->st = BOT_CALL_MEDIA;
+    RTC_LOG(RTC_LOG_INFO, c->label, "DTLS done (%s, %s), media flowing", c->srtp_name,
+            c->dtls_client ? "client" : "server");
+}
+
+static void ice_state(void *ud, bot_ice_state st)
+{
+    bot_call *c = ud;
+    if (st == BOT_ICE_FAILED) {
+        fail(c, "ICE failed");
+        return;
+    }
+    if (st != BOT_ICE_READY || c->st >= BOT_CALL_SECURING || !c->dtls)
+        return;
+    snprintf(c->selected, sizeof c->selected, "%s", bot_ice_selected(c->ice));
+    RTC_LOG(RTC_LOG_INFO, c->label, "ICE ready (%s), DTLS as %s", c->selected,
+            c->dtls_client ? "client" : "server");
+    c->st = BOT_CALL_SECURING;
+    bot_dtls_start(c->dtls);
+}
+
+static void on_rtp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
+{
+    bot_rtp_hdr h;
+    if (bot_srtp_unprotect(c->srtp, buf, &len)) {
+        c->stats.srtp_errors++;
+        return;
+    }
+    if (bot_rtp_parse(buf, len, &h) || (c->pt >= 0 && h.pt != c->pt))
+        return; /* not our audio (e.g. a comfort-noise or telephone-event PT) */
+    c->remote_ssrc = h.ssrc;
+    bot_stats_on_rtp(&c->stats, h.seq, h.ts, now);
+    /* Load mode may sample: decoding is most of the bot's CPU per packet,
+     * and a sampled stream still proves the payload is real Opus. */
+    if (c->env->decode_every > 1 && c->t_media_us && c->stats.received % c->env->decode_every)
+        return;
+    if (bot_audio_dec_decode(c->dec, buf + h.payload_off, h.payload_len) > 0) {
+        c->stats.decoded++;
+        if (!c->t_media_us) {
+            c->t_media_us = now;
+            RTC_LOG(RTC_LOG_INFO, c->label, "first audio decoded after %.1f ms",
+                    (double)(now - c->t0_us) / 1000.0);
+        }
+    } else {
+        c->stats.decode_errors++;
+    }
+}
+
+static void on_rtcp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
+{
+    bot_rtcp_in in;
+    if (bot_srtp_unprotect_rtcp(c->srtp, buf, &len)) {
+        c->stats.srtp_errors++;
+        return;
+    }
+    if (bot_rtcp_parse(buf, len, c->ssrc, &in))
+        return;
+    if (in.got_sr) {
+        c->lsr = bot_ntp_mid(in.sr_ntp);
+        c->lsr_at_us = now;
+    }
+    if (in.got_rb)
+        bot_stats_on_rtt(&c->stats, bot_rtcp_rtt_ms(&in.rb, bot_ntp_mid(ntp_now())));
+}
+
+static void ice_recv(void *ud, uint8_t *buf, size_t len)
+{
+    bot_call *c = ud;
+    uint64_t now = mono_us();
+    switch (bot_pkt_classify(buf, len)) {
+    case BOT_PKT_DTLS:
+        if (c->dtls)
+            bot_dtls_recv(c->dtls, buf, len);
+        break;
+    case BOT_PKT_RTP:
+        if (c->srtp)
+            on_rtp(c, buf, len, now);
+        break;
+    case BOT_PKT_RTCP:
+        if (c->srtp)
+            on_rtcp(c, buf, len, now);
+        break;
+    default:
+        break;
+    }
+}
+
+/* --- set-up --- */
+
+bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_call_cbs *cbs)
+{
+    bot_call *c = calloc(1, sizeof *c);
+    bot_ice_params ip;
+    bot_ice_cbs icb = {ice_candidate, ice_state, ice_recv, NULL};
+
+    if (!c)
+        return NULL;
+    c->env = env;
+    c->cbs = *cbs;
+    c->offerer = p->offerer;
+    c->label = strdup(p->label ? p->label : "call");
+    c->peer = strdup(p->peer ? p->peer : "?");
+    c->n_turn = p->n_turn > BOT_ICE_MAX_TURN ? BOT_ICE_MAX_TURN : p->n_turn;
+    if (c->n_turn)
+        memcpy(c->turn, p->turn, c->n_turn * sizeof *c->turn);
+    c->t0_us = p->t0_us ? p->t0_us : mono_us();
+    c->pt = 111;
+    c->end_reason = "";
+    bot_stats_init(&c->stats, 48000);
+    if (rtc_random(&c->ssrc, sizeof c->ssrc) || rtc_random(&c->seq, sizeof c->seq) ||
+        rtc_random(&c->ts, sizeof c->ts))
+        goto out_free;
+    c->seq &= 0x7fff; /* RFC 3550 s.5.1 suggests random; keep room before a wrap */
+    c->dec = bot_audio_dec_new();
+    if (!c->label || !c->peer || !c->dec)
+        goto out_free;
+    icb.ud = c;
+    ip.controlling = p->offerer;
+    ip.relay_only = env->relay_only;
+    ip.turn = c->turn;
+    ip.n_turn = c->n_turn;
+    c->ice = bot_ice_new(&ip, &icb);
+    if (!c->ice)
+        goto out_free;
+    c->st = BOT_CALL_SIGNALING;
+    c->setup_timer = bot_timer_new(env->setup_timeout_ms ? env->setup_timeout_ms : 30000,
+                                   on_setup_timeout, c);
+    if (p->offerer) {
+        char sdp[4096];
+        bot_sdp_local l = {bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
+                           bot_dtls_ctx_fingerprint(env->dtls), BOT_SETUP_ACTPASS, c->ssrc,
+                           ((uint64_t)c->ssrc << 16) | c->seq, env->cname};
+        if (bot_sdp_build_offer(&l, sdp, sizeof sdp) < 0)
+            goto out_ice;
+        send_description(c, "offer", sdp);
+    }
+    return c;
+out_ice:
+    bot_ice_free(c->ice);
+out_free:
+    bot_audio_dec_free(c->dec);
+    free(c->label);
+    free(c->peer);
+    bot_stats_dispose(&c->stats);
+    free(c);
+    return NULL;
+}
+
+/* Take the remote description's ICE and DTLS parameters (both roles). */
+static int apply_remote(bot_call *c, const bot_sdp *s, int ai)
+{
+    const bot_sdp_mline *m = &s->m[ai];
+    bot_dtls_cbs dcb = {dtls_send, dtls_done, c};
+
+    if (!m->ufrag[0] || !m->pwd[0] || !m->fp[0] || g_ascii_strcasecmp(m->fp_alg, "sha-256"))
+        return RTC_EUNSUP;
+    snprintf(c->remote_fp, sizeof c->remote_fp, "%s", m->fp);
+    c->pt = m->opus_pt;
+    if (c->offerer)
+        /* We offered actpass; the answer picks (RFC 5763 s.5). */
+        c->dtls_client = m->setup == BOT_SETUP_PASSIVE;
+    else
+        /* We answer active, as browsers do, unless the offerer insisted on
+         * being the client. */
+        c->dtls_client = m->setup != BOT_SETUP_ACTIVE;
+    c->dtls = bot_dtls_new(c->env->dtls, c->dtls_client, c->remote_fp, &dcb);
+    if (!c->dtls)
+        return RTC_EMSG;
+    if (bot_ice_set_remote_credentials(c->ice, m->ufrag, m->pwd))
+        return RTC_EMSG;
+    (void)ai; /* BUNDLE: candidates of every m-line belong to the one transport */
+    for (size_t i = 0; i < s->n_cands; i++)
+        bot_ice_add_remote_candidate(c->ice, s->cands[i].cand);
+    if (s->end_of_candidates)
+        bot_ice_remote_gathering_done(c->ice);
+    c->remote_set = true;
+    c->st = BOT_CALL_CONNECTING;
+    return 0;
+}
+
+static void on_description(bot_call *c, const char *type, const char *sdp_text)
+{
+    bot_sdp *s = malloc(sizeof *s); /* ~40 KB: not on the stack */
+    int ai;
+    if (!s)
+        return;
+    if (c->remote_set) {
+        RTC_LOG(RTC_LOG_WARN, c->label, "renegotiation (%s) not supported; ignored", type);
+        goto out;
+    }
+    if (bot_sdp_parse(s, sdp_text, strlen(sdp_text))) {
+        fail(c, "malformed SDP");
+        goto out;
+    }
+    ai = bot_sdp_audio_index(s);
+    if (ai < 0) {
+        fail(c, "no Opus audio in the remote description");
+        goto out;
+    }
+    if (c->offerer && strcmp(type, "answer") == 0) {
+        if (apply_remote(c, s, ai))
+            fail(c, "unusable answer (ICE credentials or sha-256 fingerprint missing)");
+    } else if (!c->offerer && strcmp(type, "offer") == 0) {
+        char ans[8192];
+        bot_sdp_local l = {bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
+                           bot_dtls_ctx_fingerprint(c->env->dtls), BOT_SETUP_ACTIVE, c->ssrc,
+                           ((uint64_t)c->ssrc << 16) | c->seq, c->env->cname};
+        if (apply_remote(c, s, ai)) {
+            fail(c, "unusable offer (ICE credentials or sha-256 fingerprint missing)");
+            goto out;
+        }
+        l.setup = c->dtls_client ? BOT_SETUP_ACTIVE : BOT_SETUP_PASSIVE;
+        if (bot_sdp_build_answer(s, &l, ans, sizeof ans) < 0) {
+            fail(c, "cannot build answer");
+            goto out;
+        }
+        send_description(c, "answer", ans);
+    } else {
+        RTC_LOG(RTC_LOG_WARN, c->label, "unexpected %s; ignored", type);
+    }
+out:
+    free(s);
+}
+
+void bot_call_on_signal(bot_call *c, json_t *data)
+{
+    json_t *desc, *cand;
+    if (c->st == BOT_CALL_ENDED || !json_is_object(data))
+        return;
+    desc = json_object_get(data, "description");
+    cand = json_object_get(data, "candidate");
+    if (desc) {
+        const char *type = json_string_value(json_object_get(desc, "type"));
+        const char *sdp = json_string_value(json_object_get(desc, "sdp"));
+        if (type && sdp)
+            on_description(c, type, sdp);
+    } else if (cand && json_is_null(cand)) {
+        bot_ice_remote_gathering_done(c->ice);
+    } else if (cand) {
+        const char *s = json_string_value(json_object_get(cand, "candidate"));
+        /* Browsers signal end-of-candidates as an empty candidate string.
+         * With BUNDLE there is one transport, whichever m-line (sdpMid) a
+         * candidate is tagged with, so every candidate goes to the agent. */
+        if (s && !s[0])
+            bot_ice_remote_gathering_done(c->ice);
+        else if (s)
+            bot_ice_add_remote_candidate(c->ice, s);
+    }
+}
+
+/* --- media --- */
+
+void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64_t now_us)
+{
+    uint8_t pkt[PKT_CAP];
+    bot_rtp_hdr h;
+    size_t n;
+    (void)now_us;
+    if (c->st != BOT_CALL_MEDIA || len > 1400)
+        return;
+    c->seq++;
+    c->ts += 960;
+    h.pt = (uint8_t)c->pt;
+    h.marker = false;
+    h.seq = c->seq;
+    h.ts = c->ts;
+    h.ssrc = c->ssrc;
+    if (bot_rtp_write(pkt, sizeof pkt, &h) < 0)
+        return;
+    memcpy(pkt + BOT_RTP_HDR, payload, len);
+    n = BOT_RTP_HDR + len;
+    /* Hidden test impairment (--drop-every N): the packet is numbered and
+     * counted, then not sent, so the receiver must see exactly this loss. */
+    if (c->env->drop_every && (uint32_t)(c->stats.sent + c->stats.dropped_on_purpose + 1) % c->env->drop_every == 0) {
+        c->stats.dropped_on_purpose++;
+        return;
+    }
+    if (bot_srtp_protect(c->srtp, pkt, &n, sizeof pkt))
+        return;
+    if (bot_ice_send(c->ice, pkt, n) == 0) {
+        c->stats.sent++;
+        c->octets_sent += len;
+    }
+}
+
+void bot_call_second(bot_call *c, uint64_t now_us)
+{
+    uint8_t pkt[512];
+    bot_rtcp_out o;
+    size_t n;
+    int len;
+
+    bot_stats_sample(&c->stats, (double)(now_us - c->t0_us) / 1e6);
+    if (c->st != BOT_CALL_MEDIA)
+        return;
+    memset(&o, 0, sizeof o);
+    o.ssrc = c->ssrc;
+    o.is_sr = c->stats.sent > 0;
+    o.ntp = ntp_now();
+    o.rtp_ts = c->ts;
+    o.pkt_count = (uint32_t)c->stats.sent;
+    o.octet_count = (uint32_t)c->octets_sent;
+    o.cname = c->env->cname;
+    if (c->stats.started) {
+        o.has_rb = true;
+        bot_stats_report_block(&c->stats, c->remote_ssrc, &o.rb);
+        if (c->lsr_at_us) {
+            o.rb.lsr = c->lsr;
+            o.rb.dlsr = (uint32_t)((now_us - c->lsr_at_us) * 65536 / 1000000);
+        }
+    }
+    len = bot_rtcp_write(pkt, sizeof pkt - BOT_SRTP_OVERHEAD, &o);
+    if (len < 0)
+        return;
+    n = (size_t)len;
+    if (bot_srtp_protect_rtcp(c->srtp, pkt, &n, sizeof pkt) == 0)
+        bot_ice_send(c->ice, pkt, n);
+}
+
+/* --- teardown and views --- */
+
+void bot_call_stop(bot_call *c, const char *why)
+{
+    if (c->st == BOT_CALL_ENDED)
+        return;
+    c->st = BOT_CALL_ENDED;
+    c->end_reason = why;
+    bot_timer_cancel(&c->setup_timer);
+    bot_dtls_free(c->dtls);
+    c->dtls = NULL;
+    bot_srtp_free(c->srtp);
+    c->srtp = NULL;
+    bot_ice_free(c->ice);
+    c->ice = NULL;
+}
+
+void bot_call_free(bot_call *c)
+{
+    if (!c)
+        return;
+    bot_call_stop(c, "freed");
+    bot_audio_dec_free(c->dec);
+    bot_stats_dispose(&c->stats);
+    free(c->label);
+    free(c->peer);
+    free(c);
+}
+
+bot_call_state bot_call_get_state(const bot_call *c) { return c->st; }
+
+static const char *state_name(bot_call_state s)
+{
+    switch (s) {
+    case BOT_CALL_NEW: return "new";
+    case BOT_CALL_SIGNALING: return "signaling";
+    case BOT_CALL_CONNECTING: return "connecting";
+    case BOT_CALL_SECURING: return "securing";
+    case BOT_CALL_MEDIA: return "media";
+    case BOT_CALL_ENDED: return "ended";
+    default: return "?";
+    }
+}
+
+void bot_call_info_get(const bot_call *c, bot_call_info *o)
+{
+    memset(o, 0, sizeof *o);
+    o->label = c->label;
+    o->peer = c->peer;
+    o->role = c->offerer ? "offerer" : "answerer";
+    o->state = state_name(c->st);
+    o->end_reason = c->end_reason;
+    o->selected = c->selected[0] ? c->selected : "-";
+    o->srtp = c->srtp_name ? c->srtp_name : "-";
+    o->media = c->t_media_us != 0;
+    o->setup_ms = c->t_media_us ? (double)(c->t_media_us - c->t0_us) / 1000.0 : -1;
+    o->loss_pct = bot_stats_loss_pct(&c->stats);
+    o->jitter_ms = bot_stats_jitter_ms(&c->stats);
+    o->rtt_ms = bot_stats_rtt_avg(&c->stats);
+    o->mos = o->media ? bot_mos(o->rtt_ms, o->jitter_ms, o->loss_pct) : 1.0;
+    o->sent = c->stats.sent;
+    o->received = c->stats.received;
+    o->lost = bot_stats_lost(&c->stats);
+    o->expected = bot_stats_expected(&c->stats);
+    o->dropped_on_purpose = c->stats.dropped_on_purpose;
+    o->decoded = c->stats.decoded;
+    o->decode_errors = c->stats.decode_errors;
+    o->srtp_errors = c->stats.srtp_errors;
+    o->stats = &c->stats;
+}

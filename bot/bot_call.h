@@ -1,0 +1,86 @@
+/* bot_call.h - one end of one audio call: a peer connection in browser
+ * terms. Owns the ICE agent, the DTLS handshake, the SRTP session, the Opus
+ * decoder and the statistics; speaks the DESIGN.md call convention through
+ * the signal payloads its owner relays ({"description":..},
+ * {"candidate":..}, {"candidate":null}).
+ *
+ * States: NEW -> SIGNALING (offer/answer) -> CONNECTING (ICE) -> SECURING
+ * (DTLS) -> MEDIA -> ENDED. A call ends on ICE or DTLS failure, a set-up
+ * timeout, or bot_call_stop; its statistics stay readable until
+ * bot_call_free. Used only on the thread of the worker that created it
+ * (bot_worker.h); statistics are read elsewhere only after that worker stopped. */
+#ifndef BOT_CALL_H
+#define BOT_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "bot_dtls.h"
+#include "bot_ice.h"
+#include "bot_stats.h"
+
+typedef enum {
+    BOT_CALL_NEW, BOT_CALL_SIGNALING, BOT_CALL_CONNECTING, BOT_CALL_SECURING, BOT_CALL_MEDIA,
+    BOT_CALL_ENDED
+} bot_call_state;
+
+/* Shared by every call of the process; borrowed, outlives the calls. */
+typedef struct {
+    bot_dtls_ctx *dtls;
+    bool relay_only;
+    uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
+    uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
+    uint32_t setup_timeout_ms;
+    const char *cname;
+} bot_env;
+
+typedef struct bot_call bot_call;
+
+typedef struct {
+    /* Send `data` (stolen) to the peer as a signal payload. */
+    void (*send)(void *ud, bot_call *c, json_t *data);
+    /* The call reached ENDED by itself (failure); `why` is static text. The
+     * owner may free it later, not from inside this callback. */
+    void (*ended)(void *ud, bot_call *c, const char *why);
+    void *ud;
+} bot_call_cbs;
+
+typedef struct {
+    bool offerer;
+    const bot_turn *turn;  /* copied */
+    size_t n_turn;
+    const char *label;     /* for logs and reports, copied */
+    const char *peer;      /* peer id, copied */
+    uint64_t t0_us;        /* set-up time is measured from here */
+} bot_call_params;
+
+bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_call_cbs *cbs);
+/* Releases the network side (ICE, DTLS, SRTP) and keeps the figures. */
+void bot_call_stop(bot_call *c, const char *why);
+void bot_call_free(bot_call *c);
+
+/* A signal payload from the peer (borrowed). */
+void bot_call_on_signal(bot_call *c, json_t *data);
+
+/* Send one 20 ms Opus frame (same payload for every call). */
+void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64_t now_us);
+/* Once a second: RTCP report and a timeline sample. */
+void bot_call_second(bot_call *c, uint64_t now_us);
+
+/* Read-only view for progress lines and reports. */
+typedef struct {
+    const char *label, *peer, *role, *state, *end_reason, *selected, *srtp;
+    bool media;            /* got at least one decoded packet */
+    double setup_ms;       /* -1 if no media */
+    double loss_pct, jitter_ms, rtt_ms, mos;
+    uint64_t sent, received, lost, expected, dropped_on_purpose, decoded, decode_errors, srtp_errors;
+    const bot_stats *stats;
+} bot_call_info;
+
+void bot_call_info_get(const bot_call *c, bot_call_info *out);
+bot_call_state bot_call_get_state(const bot_call *c);
+
+#endif

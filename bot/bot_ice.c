@@ -1,0 +1,295 @@
+/* bot_ice.c - libnice adapter (see bot_ice.h).
+ *
+ * Loopback TURN: libnice skips loopback when it picks local addresses and
+ * binds to the first real interface, so an Allocate sent to 127.0.0.1 leaves
+ * through that interface and never arrives (notes/native-client.md). When a
+ * TURN server resolves to loopback we add 127.0.0.1 as the only local
+ * address before gathering. */
+#include "bot_ice.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <agent.h>
+#include <glib.h>
+
+#include "rtc_err.h"
+#include "rtc_log.h"
+
+#define MAX_PENDING 64
+
+struct bot_ice {
+    NiceAgent *agent;
+    guint stream;
+    bot_ice_cbs cbs;
+    char ufrag[64], pwd[256];
+    bool have_remote_creds, remote_done, closed;
+    char *pending[MAX_PENDING]; /* remote candidates before credentials */
+    size_t n_pending;
+    char selected[32];
+    bot_ice_state st;
+    int n_turn_udp, n_turn_tcp; /* relays configured, by transport to the server */
+    GMainContext *ctx;          /* the creating thread's default context */
+};
+
+/* Numeric address for libnice (it does not resolve names). Blocking
+ * getaddrinfo: called once per call set-up, never on the media path. */
+static bool resolve(const char *host, char *out, size_t cap, bool *loopback)
+{
+    struct addrinfo hints, *res = NULL;
+    bool ok = false;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+        return false;
+    if (getnameinfo(res->ai_addr, res->ai_addrlen, out, (socklen_t)cap, NULL, 0,
+                    NI_NUMERICHOST) == 0) {
+        ok = true;
+        *loopback = !strncmp(out, "127.", 4) || !strcmp(out, "::1");
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
+static void on_new_candidate(NiceAgent *agent, NiceCandidate *c, gpointer ud)
+{
+    bot_ice *ice = ud;
+    gchar *sdp;
+    const char *s;
+    if (ice->closed)
+        return;
+    sdp = nice_agent_generate_local_candidate_sdp(agent, c);
+    if (!sdp)
+        return;
+    s = g_str_has_prefix(sdp, "a=") ? sdp + 2 : sdp;
+    ice->cbs.candidate(ice->cbs.ud, s);
+    g_free(sdp);
+}
+
+static void on_gathering_done(NiceAgent *agent, guint stream, gpointer ud)
+{
+    bot_ice *ice = ud;
+    (void)agent;
+    (void)stream;
+    if (ice->closed)
+        return;
+    ice->cbs.candidate(ice->cbs.ud, NULL);
+}
+
+static void describe_selected(bot_ice *ice)
+{
+    NiceCandidate *l = NULL, *r = NULL;
+    static const char *types[] = {"host", "srflx", "prflx", "relay"};
+    /* libnice does not say which TURN server a relayed candidate came from;
+     * when every configured server is TCP, the relay is reached over TCP. */
+    if (nice_agent_get_selected_pair(ice->agent, ice->stream, 1, &l, &r) && l)
+        snprintf(ice->selected, sizeof ice->selected, "%s/%s%s",
+                 l->type <= NICE_CANDIDATE_TYPE_RELAYED ? types[l->type] : "?",
+                 l->transport == NICE_CANDIDATE_TRANSPORT_UDP ? "udp" : "tcp",
+                 l->type == NICE_CANDIDATE_TYPE_RELAYED && ice->n_turn_tcp && !ice->n_turn_udp
+                     ? " (TURN over TCP)" : "");
+}
+
+static void on_state(NiceAgent *agent, guint stream, guint comp, guint state, gpointer ud)
+{
+    bot_ice *ice = ud;
+    bot_ice_state st;
+    (void)agent;
+    (void)stream;
+    (void)comp;
+    if (ice->closed)
+        return;
+    switch (state) {
+    case NICE_COMPONENT_STATE_READY: st = BOT_ICE_READY; break;
+    case NICE_COMPONENT_STATE_FAILED: st = BOT_ICE_FAILED; break;
+    case NICE_COMPONENT_STATE_CONNECTING:
+    case NICE_COMPONENT_STATE_CONNECTED: st = BOT_ICE_CONNECTING; break;
+    default: return;
+    }
+    /* libnice reports READY again after later nominations: report once. */
+    if (st == ice->st)
+        return;
+    ice->st = st;
+    if (st == BOT_ICE_READY)
+        describe_selected(ice);
+    ice->cbs.state(ice->cbs.ud, st);
+}
+
+static void on_recv(NiceAgent *agent, guint stream, guint comp, guint len, gchar *buf, gpointer ud)
+{
+    bot_ice *ice = ud;
+    (void)agent;
+    (void)stream;
+    (void)comp;
+    if (!ice->closed)
+        ice->cbs.recv(ice->cbs.ud, (uint8_t *)buf, len);
+}
+
+static void set_if_exists(NiceAgent *agent, const char *prop, gboolean v)
+{
+    if (g_object_class_find_property(G_OBJECT_GET_CLASS(agent), prop))
+        g_object_set(agent, prop, v, NULL);
+}
+
+bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
+{
+    bot_ice *ice = calloc(1, sizeof *ice);
+    bool need_lo4 = false, need_lo6 = false;
+    gchar *uf = NULL, *pw = NULL;
+
+    if (!ice)
+        return NULL;
+    ice->cbs = *cbs;
+    ice->ctx = g_main_context_ref_thread_default();
+    ice->agent = nice_agent_new_full(ice->ctx, NICE_COMPATIBILITY_RFC5245,
+                                     NICE_AGENT_OPTION_ICE_TRICKLE);
+    if (!ice->agent)
+        goto out_free;
+    g_object_set(ice->agent, "controlling-mode", (gboolean)p->controlling, "force-relay",
+                 (gboolean)p->relay_only, "ice-tcp", FALSE, NULL);
+    set_if_exists(ice->agent, "upnp", FALSE);
+    ice->stream = nice_agent_add_stream(ice->agent, 1);
+    if (!ice->stream)
+        goto out_agent;
+    for (size_t i = 0; i < p->n_turn; i++) {
+        char ip[64];
+        bool lo = false;
+        if (!resolve(p->turn[i].host, ip, sizeof ip, &lo)) {
+            RTC_LOG(RTC_LOG_WARN, "ice", "cannot resolve TURN host %s", p->turn[i].host);
+            continue;
+        }
+        if (lo && strchr(ip, ':'))
+            need_lo6 = true;
+        else if (lo)
+            need_lo4 = true;
+        if (p->turn[i].tcp)
+            ice->n_turn_tcp++;
+        else
+            ice->n_turn_udp++;
+        nice_agent_set_relay_info(ice->agent, ice->stream, 1, ip, p->turn[i].port, p->turn[i].user,
+                                  p->turn[i].pass,
+                                  p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP);
+    }
+    for (int v = 0; v < 2; v++) {
+        NiceAddress a;
+        if (!(v ? need_lo6 : need_lo4))
+            continue;
+        nice_address_init(&a);
+        nice_address_set_from_string(&a, v ? "::1" : "127.0.0.1");
+        nice_agent_add_local_address(ice->agent, &a);
+    }
+    g_signal_connect(ice->agent, "new-candidate-full", G_CALLBACK(on_new_candidate), ice);
+    g_signal_connect(ice->agent, "candidate-gathering-done", G_CALLBACK(on_gathering_done), ice);
+    g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
+    nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, on_recv, ice);
+    if (!nice_agent_get_local_credentials(ice->agent, ice->stream, &uf, &pw))
+        goto out_agent;
+    snprintf(ice->ufrag, sizeof ice->ufrag, "%s", uf);
+    snprintf(ice->pwd, sizeof ice->pwd, "%s", pw);
+    g_free(uf);
+    g_free(pw);
+    if (!nice_agent_gather_candidates(ice->agent, ice->stream))
+        goto out_agent;
+    return ice;
+out_agent:
+    g_signal_handlers_disconnect_by_data(ice->agent, ice);
+    g_object_unref(ice->agent);
+out_free:
+    g_main_context_unref(ice->ctx);
+    free(ice);
+    return NULL;
+}
+
+static void closed_cb(GObject *src, GAsyncResult *res, gpointer ud)
+{
+    (void)res;
+    (void)ud;
+    g_object_unref(src);
+}
+
+void bot_ice_free(bot_ice *ice)
+{
+    if (!ice)
+        return;
+    ice->closed = true;
+    g_signal_handlers_disconnect_by_data(ice->agent, ice);
+    nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, NULL, NULL);
+    /* close_async lets libnice release TURN allocations; the agent is
+     * unreffed when that finishes. */
+    nice_agent_close_async(ice->agent, closed_cb, NULL);
+    for (size_t i = 0; i < ice->n_pending; i++)
+        free(ice->pending[i]);
+    g_main_context_unref(ice->ctx);
+    free(ice);
+}
+
+const char *bot_ice_ufrag(const bot_ice *ice) { return ice->ufrag; }
+const char *bot_ice_pwd(const bot_ice *ice) { return ice->pwd; }
+const char *bot_ice_selected(const bot_ice *ice) { return ice->selected[0] ? ice->selected : "-"; }
+
+static int add_now(bot_ice *ice, const char *cand)
+{
+    char buf[600];
+    NiceCandidate *c;
+    GSList *l;
+    int n;
+    snprintf(buf, sizeof buf, "%s%s", strncmp(cand, "a=", 2) ? "a=" : "", cand);
+    c = nice_agent_parse_remote_candidate_sdp(ice->agent, ice->stream, buf);
+    if (!c)
+        return RTC_EMSG;
+    l = g_slist_append(NULL, c);
+    n = nice_agent_set_remote_candidates(ice->agent, ice->stream, 1, l);
+    g_slist_free_full(l, (GDestroyNotify)nice_candidate_free);
+    return n == 1 ? 0 : RTC_EMSG;
+}
+
+int bot_ice_set_remote_credentials(bot_ice *ice, const char *ufrag, const char *pwd)
+{
+    int err = 0;
+    if (!nice_agent_set_remote_credentials(ice->agent, ice->stream, ufrag, pwd))
+        return RTC_EMSG;
+    ice->have_remote_creds = true;
+    for (size_t i = 0; i < ice->n_pending; i++) {
+        if (add_now(ice, ice->pending[i]) && !err)
+            err = RTC_EMSG;
+        free(ice->pending[i]);
+    }
+    ice->n_pending = 0;
+    if (ice->remote_done)
+        nice_agent_peer_candidate_gathering_done(ice->agent, ice->stream);
+    return 0;
+}
+
+int bot_ice_add_remote_candidate(bot_ice *ice, const char *cand)
+{
+    if (strlen(cand) > 512)
+        return RTC_EMSG;
+    if (ice->have_remote_creds)
+        return add_now(ice, cand);
+    if (ice->n_pending == MAX_PENDING)
+        return RTC_ELIMIT;
+    ice->pending[ice->n_pending] = strdup(cand);
+    if (!ice->pending[ice->n_pending])
+        return -12;
+    ice->n_pending++;
+    return 0;
+}
+
+void bot_ice_remote_gathering_done(bot_ice *ice)
+{
+    ice->remote_done = true;
+    if (ice->have_remote_creds)
+        nice_agent_peer_candidate_gathering_done(ice->agent, ice->stream);
+}
+
+int bot_ice_send(bot_ice *ice, const uint8_t *buf, size_t len)
+{
+    gint n;
+    if (ice->st != BOT_ICE_READY && ice->st != BOT_ICE_CONNECTING)
+        return RTC_EMSG;
+    n = nice_agent_send(ice->agent, ice->stream, 1, (guint)len, (const gchar *)buf);
+    return n == (gint)len ? 0 : -11;
+}

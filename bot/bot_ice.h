@@ -1,0 +1,73 @@
+/* bot_ice.h - one ICE agent (RFC 8445) with one component, as WebRTC with
+ * BUNDLE and rtcp-mux needs, on libnice. libnice is included only in
+ * bot_ice.c. Candidates trickle (RFC 8838) out through a callback and in
+ * through bot_ice_add_remote_candidate; TURN servers come from the
+ * signaling server's `joined.iceServers`. Runs on the creating thread's
+ * default GLib main context (its worker); used from that thread only. */
+#ifndef BOT_ICE_H
+#define BOT_ICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BOT_ICE_MAX_TURN 8
+
+/* One TURN server from a `turn:` URL (RFC 7065) and its REST credentials. */
+typedef struct {
+    char host[256];
+    uint16_t port;
+    bool tcp;            /* ?transport=tcp */
+    char user[256], pass[256];
+} bot_turn;
+
+/* Parse "turn:host[:port][?transport=udp|tcp]" (port default 3478; IPv6 in
+ * brackets). RTC_EUNSUP for stun:/turns: URLs (the bot uses neither),
+ * RTC_EMSG when malformed. */
+int bot_turn_parse_url(const char *url, bot_turn *out);
+
+typedef enum { BOT_ICE_GATHERING, BOT_ICE_CONNECTING, BOT_ICE_READY, BOT_ICE_FAILED } bot_ice_state;
+
+typedef struct {
+    /* A local candidate as "candidate:..." (no "a="), or NULL once gathering
+     * is done. Borrowed for the call. */
+    void (*candidate)(void *ud, const char *cand);
+    void (*state)(void *ud, bot_ice_state st);
+    /* One datagram from the peer; buffer borrowed and writable for the call. */
+    void (*recv)(void *ud, uint8_t *buf, size_t len);
+    void *ud;
+} bot_ice_cbs;
+
+typedef struct {
+    bool controlling; /* the offerer controls (RFC 8445 s.6.1.1, JSEP) */
+    bool relay_only;  /* only relayed candidates (libnice force-relay) */
+    const bot_turn *turn;
+    size_t n_turn;
+} bot_ice_params;
+
+typedef struct bot_ice bot_ice;
+
+/* Creates the agent and starts gathering. NULL on failure. */
+bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs);
+/* Closes asynchronously (TURN allocations are released by libnice); no
+ * callback fires after this. NULL is a no-op. */
+void bot_ice_free(bot_ice *ice);
+
+/* Our ufrag/pwd, owned by the agent. */
+const char *bot_ice_ufrag(const bot_ice *ice);
+const char *bot_ice_pwd(const bot_ice *ice);
+
+int bot_ice_set_remote_credentials(bot_ice *ice, const char *ufrag, const char *pwd);
+/* "candidate:..." with or without "a="; queued until the credentials are
+ * known. 0, or RTC_EMSG if libnice cannot parse it (ignored by callers:
+ * browsers send candidate types libnice does not know). */
+int bot_ice_add_remote_candidate(bot_ice *ice, const char *cand);
+void bot_ice_remote_gathering_done(bot_ice *ice);
+
+/* Send one datagram on the selected pair. 0 or -EAGAIN/RTC_EMSG. */
+int bot_ice_send(bot_ice *ice, const uint8_t *buf, size_t len);
+
+/* "relay/udp" style description of the selected local candidate. */
+const char *bot_ice_selected(const bot_ice *ice);
+
+#endif

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""bot_browser.py - the bot and headless Chromium in one room, both relay
+only, through signaling and TURN on 127.0.0.1.
+
+--order bot-first: the bot waits in the room; Chromium joins later and
+offers (with --page own: audio AND video from the fake camera and
+microphone, and the bot must decline the video m-line with port 0).
+--order browser-first: Chromium waits; the bot joins later and offers.
+
+--page own: tests/e2e/bot_browser_page.html, a minimal member following the
+call convention, served by a plain HTTP server (works with any signaling).
+--page demo: tsunagu-signal's own demo page at / (needs --signal tsunagu),
+opened with ?room=R&autojoin=1&relay=1 and read through its
+window.tsunaguStats().
+
+Asserts: the browser's getStats() shows inbound audio packets from the bot
+over a relay/relay candidate pair (own page: Opus, non-zero audio energy,
+video declined); the bot's JSON report shows packets from the browser
+decrypted and decoded over a relayed path.
+
+Chromium is driven over --remote-debugging-pipe (standard library only), as
+notes/browser-calls.md describes."""
+import argparse, fcntl, json, os, select, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from bot_harness import Stack, add_server_args, fail, free_port, wait_tcp, TIMEOUT_MULT  # noqa
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Chromium:
+    """Headless Chromium over the DevTools pipe (fds 3 and 4, NUL-terminated JSON)."""
+
+    def __init__(self, st, exe):
+        to_r, self.to_w = os.pipe()
+        self.from_r, from_w = os.pipe()
+        a = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)   # above 4: the dup2s cannot clobber them
+        b = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
+        os.close(to_r)
+        os.close(from_w)
+
+        def child():
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        argv = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--user-data-dir=" + tempfile.mkdtemp(prefix="chrome-", dir=st.dir),
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
+                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                "--enable-logging=stderr", "--v=0", "--remote-debugging-pipe", "about:blank"]
+        self.proc = st.spawn(argv, "chrome.log", preexec_fn=child, close_fds=False)
+        os.close(a)
+        os.close(b)
+        self.buf = b""
+        self.next_id = 0
+
+    def call(self, method, params=None, session=None, timeout=15):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self.to_w, json.dumps(msg).encode() + b"\0")
+        deadline = time.time() + timeout * TIMEOUT_MULT
+        while time.time() < deadline:
+            while b"\0" in self.buf:
+                raw, self.buf = self.buf.split(b"\0", 1)
+                m = json.loads(raw)
+                if m.get("id") == self.next_id:
+                    if "error" in m:
+                        fail("DevTools %s: %s" % (method, m["error"]))
+                    return m["result"]
+            r, _, _ = select.select([self.from_r], [], [], 0.5)
+            if r:
+                chunk = os.read(self.from_r, 1 << 20)
+                if not chunk:
+                    fail("chromium closed the DevTools pipe")
+                self.buf += chunk
+        fail("DevTools %s timed out" % method)
+
+    def open(self, url):
+        tid = self.call("Target.createTarget", {"url": url})["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+
+    def eval(self, expr):
+        r = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True,
+                                           "awaitPromise": True}, session=self.session)
+        if "exceptionDetails" in r:
+            return None
+        return r["result"].get("value")
+
+
+def own_joined(ch):
+    return ch.eval("!!window.botJoined")
+
+
+def own_result(ch):
+    v = ch.eval("window.botResult ? JSON.stringify(window.botResult) : ''")
+    return json.loads(v) if v else None
+
+
+def demo_joined(ch):
+    return ch.eval("!!(window.tsunaguState && window.tsunaguState.joined)")
+
+
+def demo_result(ch, want):
+    v = ch.eval("window.tsunaguStats ? tsunaguStats().then(s => JSON.stringify(s)) : ''")
+    if not v:
+        return None
+    for pid, p in json.loads(v).get("peers", {}).items():
+        a = (p.get("inbound") or {}).get("audio") or {}
+        if a.get("packets", 0) >= want and p.get("pair"):
+            return {"peer": pid, "inbound_packets": a["packets"], "inbound_lost": a.get("lost", 0),
+                    "outbound_packets": ((p.get("outbound") or {}).get("audio") or {}).get("packets", 0),
+                    "local_type": p["pair"].get("local"), "remote_type": p["pair"].get("remote")}
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_server_args(ap)
+    ap.add_argument("--order", choices=["bot-first", "browser-first"], default="bot-first")
+    ap.add_argument("--page", choices=["own", "demo"], default="own")
+    ap.add_argument("--chromium", default="/usr/bin/chromium")
+    a = ap.parse_args()
+    if not os.access(a.chromium, os.X_OK):
+        fail("%s not found: apt-get install chromium" % a.chromium)
+    if a.page == "demo" and a.signal != "tsunagu":
+        fail("--page demo needs --signal tsunagu (the demo page is served by tsunagu-signal)")
+    want = int(os.environ.get("BOT_E2E_WANT", "150"))
+    checks = 0
+    with Stack(a) as st:
+        turn = st.start_relay()
+        url = st.start_signal(turn)
+        room = "e2e%d" % os.getpid()
+        if a.page == "own":
+            # Served by a plain HTTP server of its own: works with any signaling.
+            www_port = free_port()
+            st.spawn(["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",
+                      str(www_port), "--directory", HERE], "www.log")
+            wait_tcp(www_port, 10, what="page server")
+            page = "http://127.0.0.1:%d/bot_browser_page.html?ws=%s&room=%s&want=%d" % (
+                www_port, url, room, want)
+            joined, result = own_joined, own_result
+        else:
+            page = "http://127.0.0.1:%d/?room=%s&name=browser&autojoin=1&relay=1" % (st.sig_port, room)
+            joined, result = demo_joined, lambda ch: demo_result(ch, want)
+        report = os.path.join(st.dir, "bot.json")
+        bot_secs = int((30 + want / 50) * TIMEOUT_MULT)
+        bot_argv = [a.bot, "--signal", url, "--room", room, "--duration", str(bot_secs),
+                    "--relay-only", "--report", report, "--log-level", "info"]
+        ch = Chromium(st, a.chromium)
+        if a.order == "bot-first":
+            bot = st.spawn(bot_argv, "bot.log")
+            time.sleep(1.0)
+            ch.open(page)
+        else:
+            ch.open(page)
+            deadline = time.time() + 20 * TIMEOUT_MULT
+            while not joined(ch):
+                if time.time() > deadline:
+                    fail("page never joined the room:\n" + st.log("chrome.log")[-3000:])
+                time.sleep(0.3)
+            bot = st.spawn(bot_argv, "bot.log")
+
+        res = None
+        deadline = time.time() + bot_secs
+        while time.time() < deadline and bot.poll() is None:
+            res = result(ch)
+            if res:
+                break
+            time.sleep(1.0)
+        if not res:
+            print(st.log("bot.log")[-3000:])
+            print("\n".join(l for l in st.log("chrome.log").splitlines() if "CONSOLE" in l)[-3000:])
+            fail("the browser never reported %d inbound audio packets from the bot" % want)
+        print("# browser: " + json.dumps(res))
+        if "error" in res:
+            fail(res["error"])
+        cl = [(res["inbound_packets"] >= want, "browser received >= %d audio packets" % want),
+              (res["local_type"] == "relay" and res["remote_type"] == "relay",
+               "browser pair is relay/relay (%s/%s)" % (res["local_type"], res["remote_type"])),
+              (res["outbound_packets"] > 0, "browser sent audio")]
+        if a.page == "own":
+            cl += [(res["codec"].lower() == "audio/opus", "browser decoded Opus (%s)" % res["codec"]),
+                   (res["total_audio_energy"] > 0, "browser heard non-silent audio")]
+            if a.order == "bot-first":
+                cl.append((res["local_has_video"] and res["video_declined"],
+                           "browser offered video and the bot declined it with port 0"))
+        for cond, what in cl:
+            if not cond:
+                fail(what)
+            print("ok - " + what)
+            checks += 1
+        # SIGTERM ends the bot's run cleanly (report written, exit code kept).
+        bot.send_signal(15)
+        try:
+            bot.wait(timeout=15 * TIMEOUT_MULT)
+        except subprocess.TimeoutExpired:
+            fail("bot did not exit on SIGTERM")
+        print(st.log("bot.log")[-2500:])
+        if bot.returncode != 0:
+            fail("bot exit code %d (sanitizer report or failed call)" % bot.returncode)
+        if not os.path.exists(report):
+            fail("bot wrote no report")
+        r = json.load(open(report))
+        legs = [c for c in r["calls"] if c["media"]]
+        if len(legs) != 1:
+            fail("bot reports %d calls with audio, want 1" % len(legs))
+        c = legs[0]
+        for cond, what in [
+            (c["decoded"] >= 100, "bot decoded %d packets from the browser" % c["decoded"]),
+            (c["path"].startswith("relay/"), "bot path is relayed (%s)" % c["path"]),
+            (c["role"] == ("answerer" if a.order == "bot-first" else "offerer"),
+             "bot role %s" % c["role"]),
+            (c["sent"] >= want, "bot sent %d packets" % c["sent"]),
+        ]:
+            if not cond:
+                fail(what)
+            print("ok - " + what)
+            checks += 1
+    print("PASS (%d checks)" % checks)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""bot_call.py - bot-to-bot calls through signaling and TURN on 127.0.0.1,
+relay only, with real assertions on what the bot reports.
+
+Default check: N calls (2N legs) in one bot process: every leg carried
+decoded audio over a relayed path, zero loss, MOS above 4.0, and the TURN
+server's own counters show at least the packets the bots received.
+
+--drop-every K (measurement honesty): each sender skips every K-th RTP
+packet on purpose (the bot's testing flag) and counts it; each receiver's
+reported loss must match what its peer dropped (within the packet or two a
+receiver cannot see: drops before its first packet or after its last).
+
+usage: bot_call.py --bot PATH [--calls N] [--duration S] [--drop-every K]
+                   [--relay coturn|tsunagu --relay-exe P] [--signal stub|tsunagu --signal-exe P]"""
+import argparse, json, os, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bot_harness import Stack, add_server_args, fail, TIMEOUT_MULT  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    add_server_args(ap)
+    ap.add_argument("--calls", type=int, default=2)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--drop-every", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--expect-path", choices=["relay", "host"], default="relay",
+                    help="host: run without --relay-only and expect a direct path, which "
+                         "shows the relay-path check can fail")
+    ap.add_argument("--kill-signal-after", type=float, default=0,
+                    help="stop the signaling server this many seconds in: calls must go on")
+    a = ap.parse_args()
+    checks = 0
+    with Stack(a) as st:
+        turn = st.start_relay()
+        url = st.start_signal(turn)
+        report = os.path.join(st.dir, "report.json")
+        html = os.path.join(st.dir, "report.html")
+        argv = [a.bot, "--signal", url, "--room", "it%d" % os.getpid(), "--calls", str(a.calls),
+                "--duration", str(a.duration), "--report", report, "--html", html,
+                "--log-level", "info"]
+        if a.expect_path == "relay":
+            argv.append("--relay-only")
+        if a.drop_every:
+            argv += ["--drop-every", str(a.drop_every)]
+        if a.threads > 1:
+            argv += ["--threads", str(a.threads)]
+        limit = (a.duration + 40) * TIMEOUT_MULT
+        bot = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if a.kill_signal_after:
+            time.sleep(a.kill_signal_after)
+            sig = st.procs[1]
+            sig.terminate()
+            sig.wait(timeout=10)
+            print("# signaling server stopped at %.1f s" % a.kill_signal_after)
+        try:
+            stdout, stderr = bot.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            bot.kill()
+            bot.communicate()
+            fail("tsunagu-bot did not finish within %.0f s" % limit)
+        out = subprocess.CompletedProcess(argv, bot.returncode, stdout, stderr)
+        print(out.stdout)
+        if out.returncode != 0:
+            print(out.stderr[-4000:])
+            fail("tsunagu-bot exit code %d" % out.returncode)
+        r = json.load(open(report))
+        legs = r["calls"]
+        if len(legs) != 2 * a.calls:
+            fail("%d call legs reported, want %d" % (len(legs), 2 * a.calls))
+        by_label = {c["label"]: c for c in legs}
+        for c in legs:
+            if not c["media"] or c["decoded"] < 10 * a.duration:
+                fail("%s: no audio decoded (%s)" % (c["label"], c["end_reason"]))
+            if not c["path"].startswith(a.expect_path + "/"):
+                fail("%s: path %s, expected %s" % (c["label"], c["path"], a.expect_path))
+            checks += 2
+            if a.kill_signal_after and c["sent"] < 50 * a.duration * 0.9:
+                fail("%s sent only %d packets: media stopped with signaling" % (c["label"], c["sent"]))
+            if a.turn_transport == "tcp":
+                if "TURN over TCP" not in c["path"]:
+                    fail("%s: path %s is not TURN over TCP" % (c["label"], c["path"]))
+                checks += 1
+            if a.drop_every:
+                peer = c["label"][:-1] + ("b" if c["label"].endswith("a") else "a")
+                dropped = by_label[peer]["dropped_on_purpose"]
+                want = by_label[peer]["sent"] + dropped
+                print("# %s: lost %d, peer dropped %d of %d (%.2f%% vs %.2f%%)" % (
+                    c["label"], c["lost"], dropped, want, c["loss_pct"], 100.0 * dropped / want))
+                if dropped < 5:
+                    fail("%s: peer dropped only %d packets; test too short" % (peer, dropped))
+                if abs(c["lost"] - dropped) > 2:
+                    fail("%s reports %d lost, its peer dropped %d" % (c["label"], c["lost"], dropped))
+                if abs(c["loss_pct"] - 100.0 / a.drop_every) > 1.0:
+                    fail("%s: loss %.2f%%, expected %.2f%%" % (c["label"], c["loss_pct"],
+                                                               100.0 / a.drop_every))
+                checks += 3
+            else:
+                if c["lost"] != 0:
+                    fail("%s: %d packets lost on loopback" % (c["label"], c["lost"]))
+                if c["mos"] <= 4.0:
+                    fail("%s: MOS %.2f not above 4.0" % (c["label"], c["mos"]))
+                if c["srtp_errors"] or c["decode_errors"]:
+                    fail("%s: %d SRTP / %d decode errors" % (c["label"], c["srtp_errors"],
+                                                             c["decode_errors"]))
+                checks += 3
+        if not os.path.getsize(html) or b"<svg" not in open(html, "rb").read():
+            fail("HTML report missing or without plots")
+        checks += 1
+        received = r["totals"]["received"]
+        if a.expect_path == "host":
+            print("PASS (%d checks; direct path, relay not involved)" % checks)
+            return
+        # The relay's counters lag (coturn logs session figures 1-5 s after close).
+        deadline = time.time() + 10 * TIMEOUT_MULT
+        relayed = st.relay_packets()
+        while relayed < received and time.time() < deadline:
+            time.sleep(0.5)
+            relayed = st.relay_packets()
+        print("# relay forwarded %d packets; bots received %d" % (relayed, received))
+        if relayed < received:
+            fail("relay counted %d packets, fewer than the %d the bots received: "
+                 "media did not go through it" % (relayed, received))
+        checks += 1
+        t = r["totals"]
+        print("# %d legs, setup p50 %.1f ms p95 %.1f ms, MOS p50 %.2f, loss %.3f%%" % (
+            t["legs"], t["setup_ms"]["p50"], t["setup_ms"]["p95"], t["mos"]["p50"], t["loss_pct"]))
+    print("PASS (%d checks)" % checks)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+/* test_bot_report.c - totals and percentiles over call legs, and the JSON
+ * and HTML reports written from them (read back, not just produced). */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bot_report.h"
+#include "tap.h"
+
+#define NEAR(a, b) (fabs((a) - (b)) < 1e-6)
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = calloc(1, (size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+        buf[0] = '\0';
+    fclose(f);
+    return buf;
+}
+
+int main(void)
+{
+    bot_stats st[3];
+    bot_call_info ci[3];
+    bot_totals t;
+    bot_run_info run;
+    char jpath[] = "/tmp/test_bot_report_XXXXXX", hpath[64];
+    int fd;
+
+    for (int i = 0; i < 3; i++) {
+        bot_stats_init(&st[i], 48000);
+        bot_stats_sample(&st[i], 1.0);
+        memset(&ci[i], 0, sizeof ci[i]);
+        ci[i].stats = &st[i];
+        ci[i].role = i % 2 ? "answerer" : "offerer";
+        ci[i].state = "ended";
+        ci[i].end_reason = "bot finished";
+        ci[i].selected = "relay/udp";
+        ci[i].srtp = "AEAD_AES_128_GCM";
+        ci[i].peer = "p";
+    }
+    ci[0].label = "a<b>&c";  /* must come out escaped in HTML */
+    ci[0].media = true;
+    ci[0].setup_ms = 100;
+    ci[0].sent = ci[0].received = ci[0].expected = 1000;
+    ci[0].jitter_ms = 1;
+    ci[0].rtt_ms = 10;
+    ci[0].mos = 4.4;
+    ci[1].label = "lossy";
+    ci[1].media = true;
+    ci[1].setup_ms = 300;
+    ci[1].sent = 1000;
+    ci[1].expected = 1000;
+    ci[1].received = 980;
+    ci[1].lost = 20;
+    ci[1].loss_pct = 2.0;
+    ci[1].jitter_ms = 3;
+    ci[1].rtt_ms = -1; /* no RTCP answer yet: left out of RTT percentiles */
+    ci[1].mos = 3.9;
+    ci[2].label = "failed";
+    ci[2].mos = 1.0;
+    ci[2].setup_ms = -1;
+    ci[2].rtt_ms = -1;
+
+    bot_totals_compute(ci, 3, &t);
+    is_int(t.legs, 3, "legs");
+    is_int(t.with_media, 2, "with media");
+    is_int(t.held, 1, "held: media and loss < 1%");
+    is_int(t.lost, 20, "lost summed");
+    ok(NEAR(t.loss_pct, 1.0), "overall loss = 20 / 2000 expected");
+    ok(NEAR(t.setup_p50, 200) && NEAR(t.setup_p95, 290) && NEAR(t.setup_max, 300),
+       "setup percentiles over legs with media only");
+    ok(NEAR(t.rtt_p50, 10), "RTT only from legs with samples");
+    ok(NEAR(t.mos_min, 1.0) && NEAR(t.mos_p50, 3.9), "MOS over all legs, failed = 1.0");
+
+    memset(&run, 0, sizeof run);
+    run.mode = "load";
+    run.room = "r";
+    run.signal_url = "ws://x/ws";
+    run.threads = 1;
+    fd = mkstemp(jpath);
+    ok(fd >= 0, "temp file");
+    close(fd);
+    snprintf(hpath, sizeof hpath, "%s.html", jpath);
+    is_int(bot_report_json(jpath, ci, 3, &t, &run), 0, "JSON written");
+    {
+        json_error_t e;
+        json_t *r = json_load_file(jpath, 0, &e);
+        json_t *calls = json_object_get(r, "calls");
+        ok(r != NULL, "JSON parses");
+        is_int(json_array_size(calls), 3, "three calls");
+        ok(!strcmp(json_string_value(json_object_get(json_array_get(calls, 2), "label")), "failed"),
+           "labels kept");
+        is_int(json_integer_value(json_object_get(json_object_get(r, "totals"), "held")), 1,
+               "totals.held");
+        ok(json_is_array(json_object_get(json_array_get(calls, 0), "timeline")), "timeline present");
+        ok(json_is_boolean(json_object_get(json_object_get(r, "bot"), "bottleneck")), "bot section");
+        json_decref(r);
+    }
+    is_int(bot_report_html(hpath, ci, 3, &t, &run), 0, "HTML written");
+    {
+        char *h = slurp(hpath);
+        ok(h && strstr(h, "<svg") && strstr(h, "MOS distribution"), "HTML has plots");
+        ok(h && strstr(h, "a&lt;b&gt;&amp;c") && !strstr(h, "a<b>&c"), "labels escaped");
+        free(h);
+    }
+    unlink(jpath);
+    unlink(hpath);
+    for (int i = 0; i < 3; i++)
+        bot_stats_dispose(&st[i]);
+    return done_testing();
+}

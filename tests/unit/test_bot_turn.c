@@ -1,0 +1,37 @@
+/* test_bot_turn.c - turn: URLs from joined.iceServers (RFC 7065): host,
+ * port default, IPv6 brackets, ?transport, and what is refused. */
+#include <string.h>
+
+#include "bot_ice.h"
+#include "rtc_err.h"
+#include "tap.h"
+
+int main(void)
+{
+    bot_turn t;
+    is_int(bot_turn_parse_url("turn:127.0.0.1:3478", &t), 0, "v4 with port");
+    ok(!strcmp(t.host, "127.0.0.1") && t.port == 3478 && !t.tcp, "fields");
+    is_int(bot_turn_parse_url("turn:relay.example.com", &t), 0, "name, default port");
+    ok(!strcmp(t.host, "relay.example.com") && t.port == 3478, "default 3478");
+    is_int(bot_turn_parse_url("turn:[::1]:5000?transport=tcp", &t), 0, "v6 + tcp");
+    ok(!strcmp(t.host, "::1") && t.port == 5000 && t.tcp, "v6 fields");
+    is_int(bot_turn_parse_url("turn:h:1?transport=udp", &t), 0, "explicit udp");
+    ok(!t.tcp, "udp");
+    is_int(bot_turn_parse_url("stun:h:3478", &t), RTC_EUNSUP, "stun skipped");
+    is_int(bot_turn_parse_url("turns:h:5349", &t), RTC_EUNSUP, "turns skipped");
+    is_int(bot_turn_parse_url("http://h", &t), RTC_EMSG, "not turn");
+    is_int(bot_turn_parse_url("turn:", &t), RTC_EMSG, "empty host");
+    is_int(bot_turn_parse_url("turn:h:0", &t), RTC_EMSG, "port 0");
+    is_int(bot_turn_parse_url("turn:h:65536", &t), RTC_EMSG, "port too big");
+    is_int(bot_turn_parse_url("turn:h:12x", &t), RTC_EMSG, "junk port");
+    is_int(bot_turn_parse_url("turn:[::1", &t), RTC_EMSG, "open bracket");
+    is_int(bot_turn_parse_url("turn:[::1]x", &t), RTC_EMSG, "junk after bracket");
+    is_int(bot_turn_parse_url("turn:h?transport=sctp", &t), RTC_EMSG, "unknown transport");
+    {
+        char big[400] = "turn:";
+        memset(big + 5, 'a', 300);
+        big[305] = '\0';
+        is_int(bot_turn_parse_url(big, &t), RTC_EMSG, "host longer than its buffer");
+    }
+    return done_testing();
+}
