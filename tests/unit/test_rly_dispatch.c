@@ -325,6 +325,45 @@ int main(void)
         ok(sent == before + 1 && t.stats.dropped[RLY_DROP_NO_PERMISSION] == 1,
            "Send to a peer without permission dropped and counted");
     }
+    /* SSRF through the own IP (review finding 1a): the permission is per IP,
+     * so one for RELAY_IP:<relayed port> must not let Send, ChannelData or
+     * inbound data use the relay host's other ports */
+    {
+        uint8_t buf[256], tid[12] = {4}, v[20];
+        stn_builder b;
+        size_t len, n;
+        int before = sent;
+        uint64_t drops = t.stats.dropped[RLY_DROP_NO_PERMISSION];
+        rly_alloc *a = rly_table_find(t.table, &c.tu);
+        rtc_addr own = cfg.relay_ip[0];
+        uint8_t pb[RLY_HEADROOM + 64];
+        size_t flen;
+        n = xor_peer(v, "192.0.2.100", 6379, tid);
+        stn_build_init(&b, buf, sizeof buf, STN_SEND, STN_INDICATION, tid);
+        stn_build_attr(&b, STN_A_XOR_PEER_ADDRESS, v, n);
+        stn_build_attr(&b, STN_A_DATA, "INFO", 4);
+        stn_build_finish(&b, &len);
+        feed(&c, buf, len);
+        ok(sent == before && t.stats.dropped[RLY_DROP_NO_PERMISSION] == drops + 1,
+           "Send to own IP outside the relay range dropped (no_permission)");
+        n = xor_peer(v, "192.0.2.100", 50012, tid);
+        stn_build_init(&b, buf, sizeof buf, STN_SEND, STN_INDICATION, tid);
+        stn_build_attr(&b, STN_A_XOR_PEER_ADDRESS, v, n);
+        stn_build_attr(&b, STN_A_DATA, "hi", 2);
+        stn_build_finish(&b, &len);
+        feed(&c, buf, len);
+        ok(sent == before + 1, "Send to another relayed address on the own IP relayed");
+        own.port = 6379;
+        memcpy(pb + RLY_HEADROOM, "+OK\r\n", 5);
+        ok(a && rly_turn_from_peer(&t, a, &own, pb, 5, c.now_ms, &flen) == NULL &&
+               t.stats.dropped[RLY_DROP_NO_PERMISSION] == drops + 2,
+           "data from own IP outside the relay range dropped");
+        own.port = 50012;
+        ok(a && rly_turn_from_peer(&t, a, &own, pb, 5, c.now_ms, &flen) != NULL,
+           "data from another relayed address on the own IP passes");
+        is_int(chan_bind(&c, 0x4F00, "192.0.2.100", 6379), 403,
+               "ChannelBind to own IP outside the range: 403");
+    }
     /* channels */
     is_int(chan_bind(&c, 0x3FFF, "203.0.113.5", 7000), 400, "channel 0x3FFF: 400");
     is_int(chan_bind(&c, 0x5000, "203.0.113.5", 7000), 400, "channel 0x5000: 400 (RFC 8656)");
