@@ -426,6 +426,38 @@ int main(void)
         ok(rly_turn_from_peer(&t, a, &stranger, buf, 5, c.now_ms, &flen) == NULL,
            "peer without permission dropped");
     }
+    /* CreatePermission is all or nothing (RFC 8656 s.9.2, review finding 8):
+     * a request that would overflow RLY_MAX_PERMS installs none of its peers */
+    {
+        client e;
+        rly_alloc *a;
+        uint8_t tid[12] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8}, v[3][20];
+        a_t at[3];
+        char ip[32];
+        int fails = 0;
+        client_init(&e, &t, "198.51.100.8", 4000, "bob", "w0rd");
+        is_int(allocate(&e), 0, "bob allocates for the permission test");
+        for (int i = 0; i < RLY_MAX_PERMS - 1; i++) {
+            snprintf(ip, sizeof ip, "203.0.113.%d", 100 + i);
+            fails += permit(&e, ip, 1000) != 0;
+        }
+        is_int(fails, 0, "31 permissions installed");
+        for (int i = 0; i < 3; i++) {
+            snprintf(ip, sizeof ip, "198.51.100.%d", 200 + i);
+            at[i] = (a_t){STN_A_XOR_PEER_ADDRESS, v[i], xor_peer(v[i], ip, 1000, tid)};
+        }
+        is_int(req(&e, STN_CREATE_PERMISSION, at, 3, true, tid), 508,
+               "3 new peers on 31 of 32: 508");
+        a = rly_table_find(t.table, &e.tu);
+        ok(a && a->n_perms == RLY_MAX_PERMS - 1, "and none of them installed");
+        at[1] = at[0];
+        at[2] = at[0];
+        is_int(req(&e, STN_CREATE_PERMISSION, at, 3, true, tid), 0,
+               "one new peer named three times fits");
+        ok(a && a->n_perms == RLY_MAX_PERMS, "installed once");
+        is_int(permit(&e, "203.0.113.100", 1000), 0, "refreshing an existing one on a full table");
+        is_int(refresh(&e, 0), 0, "bob releases the permission test allocation");
+    }
     /* draining */
     t.draining = true;
     client_init(&d, &t, "198.51.100.4", 4000, "bob", "w0rd");
