@@ -51,8 +51,10 @@ static int check_user(const char *v, char *err, size_t errlen)
 
 static int check_realm(const char *v, char *err, size_t errlen)
 {
-    if (!*v || strlen(v) > 127) {
-        snprintf(err, errlen, "expected 1-127 bytes");
+    /* every 401 carries the realm: a long one would make the relay a
+     * better amplifier for spoofed Allocates */
+    if (!*v || strlen(v) > 32) {
+        snprintf(err, errlen, "expected 1-32 bytes");
         return RTC_EMSG;
     }
     return 0;

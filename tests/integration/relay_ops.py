@@ -39,6 +39,7 @@ def test_startup_errors(exe, c, tmp):
         (["--tls-listen", "127.0.0.1:5349"], "tls-listen"),
         (["--bogus-flag", "1"], "bogus-flag"),
         (["--relay-ip", "0.0.0.0"], "relay-ip"),
+        (["--realm", "r" * 33], "realm"),  # the 401's size is bounded by it
     ]
     for args, key in cases:
         rc, err = run_fail(exe, args + ["--metrics-listen", "127.0.0.1:1"])

@@ -49,6 +49,19 @@ def test_binding_and_401(relay, c):
     c.ok(m and len(m.raw) <= 100 and len(m.raw) <= 4 * len(raw),
          f"401 small: {len(m.raw) if m else 0} bytes for a {len(raw)}-byte request")
 
+    # amplification (review finding 6): only an Allocate that names its
+    # transport earns the 401 with REALM and NONCE; bare requests get a
+    # reply no bigger than ~1.5x
+    for method, name, code in ((ALLOCATE, "bare Allocate", 400), (REFRESH, "bare Refresh", 437),
+                               (CREATE_PERMISSION, "bare CreatePermission", 437),
+                               (CHANNEL_BIND, "bare ChannelBind", 437)):
+        raw, tid = build(method, REQUEST)
+        cl.send_raw(raw)
+        m = cl.recv_msg(tid)
+        c.error(m, code, f"{name} without credentials: {code} before authentication")
+        c.ok(m and not m.has(A_NONCE) and len(m.raw) <= 28,
+             f"{name}: {len(m.raw) if m else 0}-byte answer to a {len(raw)}-byte request")
+
     before = relay.metric("tsunagu_relay_auth_failures_total")
     bad = Client(relay.addr, "udp", "alice", "wrong")
     c.error(bad.allocate(), 401, "wrong password: 401")

@@ -238,6 +238,15 @@ int main(void)
         ok(c.m.mi < 0, "401 without MESSAGE-INTEGRITY");
         ok(c.nonce_len == STN_NONCE_LEN, "nonce learnt");
     }
+    /* amplification (review finding 6): bare requests get small answers
+     * before authentication, not the 401 with REALM and NONCE */
+    is_int(req(&c, STN_ALLOCATE, NULL, 0, false, NULL), 400, "bare Allocate: 400 before auth");
+    ok(c.resp_len <= 28 && !stn_msg_find(&c.m, STN_A_NONCE), "bare Allocate: answer <= 28 bytes");
+    is_int(req(&c, STN_REFRESH, NULL, 0, false, NULL), 437, "bare Refresh: 437 before auth");
+    ok(c.resp_len <= 28 && !stn_msg_find(&c.m, STN_A_NONCE), "bare Refresh: answer <= 28 bytes");
+    is_int(req(&c, STN_CREATE_PERMISSION, NULL, 0, false, NULL), 437,
+           "bare CreatePermission: 437 before auth");
+    is_int(t.stats.auth_failures, 0, "none of them counted as an auth failure");
     /* malformed / unsupported */
     is_int(req(&c, STN_ALLOCATE, NULL, 0, true, NULL), 400, "no REQUESTED-TRANSPORT: 400");
     {
