@@ -467,6 +467,53 @@ int main(void)
         is_int(permit(&e, "203.0.113.100", 1000), 0, "refreshing an existing one on a full table");
         is_int(refresh(&e, 0), 0, "bob releases the permission test allocation");
     }
+    /* EVEN-PORT reservations are charged to the user's quota and capped per
+     * user, so one user cannot fill the shared table (review finding 7) */
+    {
+        client e, f;
+        uint8_t ep[1] = {0x80}, tok[8];
+        a_t ar[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_EVEN_PORT, ep, 1}};
+        a_t at[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_RESERVATION_TOKEN, tok, 8}};
+        const stn_attr_ref *tr;
+        size_t total0 = rly_quota_total(quota);
+        int fds0 = open_fds, made = 0, code = 0;
+        client_init(&e, &t, "198.51.100.11", 4000, "bob", "w0rd");
+        client_init(&f, &t, "198.51.100.12", 4000, "bob", "w0rd");
+        is_int(req(&e, STN_ALLOCATE, ar, 2, true, NULL), 0, "EVEN-PORT R allocate");
+        tr = stn_msg_find(&e.m, STN_A_RESERVATION_TOKEN);
+        ok(tr && tr->len == 8, "RESERVATION-TOKEN returned");
+        if (tr)
+            memcpy(tok, e.resp + tr->off, 8);
+        is_int(rly_quota_total(quota), total0 + 2, "allocation + reservation: 2 quota units");
+        is_int(refresh(&e, 0), 0, "release the even allocation");
+        is_int(rly_quota_total(quota), total0 + 1, "the held reservation still counts");
+        is_int(req(&e, STN_ALLOCATE, ar, 2, true, NULL), 486,
+               "bob (2 max) with 1 reservation: EVEN-PORT R needs 2 more: 486");
+        is_int(open_fds, fds0 + 1, "nothing leaked by the refused one");
+        is_int(req(&f, STN_ALLOCATE, at, 2, true, NULL), 0, "allocate with the token");
+        is_int(rly_quota_total(quota), total0 + 1, "the reservation's unit moved to it");
+        is_int(refresh(&f, 0), 0, "release it");
+        is_int(rly_quota_total(quota), total0, "all of bob's quota back");
+        /* per-user cap with a large quota */
+        cfg.lim.max_allocs_per_user = 100;
+        cfg.lim.max_allocs = 100;
+        for (int i = 0; i < 8 && !code; i++) {
+            code = req(&e, STN_ALLOCATE, ar, 2, true, NULL);
+            if (!code) {
+                made++;
+                refresh(&e, 0);
+            }
+        }
+        is_int(made, RLY_RESV_PER_USER, "reservations capped per user");
+        is_int(code, 486, "the next EVEN-PORT R: 486");
+        is_int(req(&f, STN_ALLOCATE, ar, 1, true, NULL), 0, "plain allocate still works");
+        is_int(refresh(&f, 0), 0, "release it");
+        rly_turn_sweep(&t, e.now_ms + RLY_RESV_MS);
+        is_int(rly_quota_total(quota), total0, "expired reservations give their quota back");
+        is_int(open_fds, fds0, "and close their sockets");
+        cfg.lim.max_allocs_per_user = 2;
+        cfg.lim.max_allocs = 10;
+    }
     /* draining */
     t.draining = true;
     client_init(&d, &t, "198.51.100.4", 4000, "bob", "w0rd");
