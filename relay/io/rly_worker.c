@@ -591,7 +591,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
     rly_io io = {.relay_open = io_relay_open, .relay_attach = io_relay_attach,
                  .relay_close = io_relay_close,
-                 .send_peer = io_send_peer};
+                 .send_peer = io_send_peer, .relay_dont_fragment = rly_ports_dont_fragment};
 
     if (!w) {
         snprintf(err, errlen, "out of memory");

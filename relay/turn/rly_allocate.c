@@ -23,6 +23,7 @@ typedef struct {
     int family;
     bool even, reserve;
     const stn_attr_ref *token;
+    bool dont_fragment;
     int resv_fd; /* the socket the token named, taken before the quota */
     rtc_addr resv_bound;
 } alloc_opts;
@@ -56,6 +57,7 @@ static rly_result check_request(rly_req *r, alloc_opts *o)
         return RLY_ERR(440, "Address Family not Supported");
     if (!r->t->cfg->relay_ip[o->family == AF_INET6].family)
         return RLY_ERR(440, "Address Family not Supported");
+    o->dont_fragment = stn_msg_find(m, STN_A_DONT_FRAGMENT) != NULL;
     o->even = ep != NULL;
     o->reserve = reserve;
     o->token = tok;
@@ -150,6 +152,14 @@ static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uin
             RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
         return RLY_ERR(508, "Insufficient Capacity");
     }
+    if (o->dont_fragment &&
+        (!t->io.relay_dont_fragment || t->io.relay_dont_fragment(fd, bound.family))) {
+        /* s.7.2: a DF the server cannot set is answered like an unknown
+         * comprehension-required attribute (the dispatcher names it) */
+        t->io.relay_close(t->io.ctx, fd, &bound);
+        rly_quota_give(t->quota, qkey);
+        return RLY_ERR(420, "DONT-FRAGMENT not supported");
+    }
     a = rly_table_add(t->table, r->in->tuple, user);
     if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
         t->io.relay_close(t->io.ctx, fd, &bound);
@@ -186,7 +196,7 @@ rly_result rly_h_allocate(rly_req *r)
     char user[RLY_USER_MAX + 1];
     uint32_t req_life = 0, life;
     rly_result res;
-    alloc_opts o = {AF_INET, false, false, NULL, -1, {0}};
+    alloc_opts o = {AF_INET, false, false, NULL, false, -1, {0}};
     int rc;
 
     if (r->a) {

@@ -233,8 +233,14 @@ static size_t stun_request(rly_turn *t, const rly_input *in, const stn_msg *m, u
     if (res.code) {
         stn_build_init(&r.b, out, cap, m->method, STN_ERROR, m->tid);
         stn_build_error(&r.b, res.code, res.reason);
-        if (res.code == 420)
+        if (res.code == 420 && m->n_unknown) {
             stn_build_unknown(&r.b, m->unknown, m->n_unknown);
+        } else if (res.code == 420) {
+            /* the one known attribute a handler refuses: DONT-FRAGMENT when
+             * DF cannot be set on the relayed socket (RFC 8656 s.7.2) */
+            const uint16_t df = STN_A_DONT_FRAGMENT;
+            stn_build_unknown(&r.b, &df, 1);
+        }
         if (res.code == 401 || res.code == 438)
             add_realm_nonce(&r);
     }

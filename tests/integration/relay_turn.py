@@ -443,6 +443,70 @@ def test_quota(relay, c):
     rest[0].close()
 
 
+def relayed_socket_opt(relay, port, family, level, opt):
+    """getsockopt on the relay's relayed UDP socket bound to port, read
+    through a duplicate of its fd (pidfd_getfd: we are the relay's parent,
+    so ptrace rules allow it)."""
+    import ctypes
+    path = "/proc/net/udp6" if family == socket.AF_INET6 else "/proc/net/udp"
+    inode = None
+    with open(path) as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inode = cols[9]
+    if inode is None:
+        raise AssertionError(f"no UDP socket on port {port} in {path}")
+    pid = relay.proc.pid
+    target = None
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                target = int(fd)
+        except OSError:
+            pass
+    if target is None:
+        raise AssertionError(f"relay holds no fd for socket inode {inode}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = libc.syscall(438, pidfd, target, 0)  # SYS_pidfd_getfd
+        if fd < 0:
+            raise AssertionError("pidfd_getfd: " + os.strerror(ctypes.get_errno()))
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=fd)
+    try:
+        return s.getsockopt(level, opt)
+    finally:
+        s.close()
+
+
+def test_dont_fragment(relay, c):
+    """RFC 8656 s.7.2: DONT-FRAGMENT is honoured by setting DF on the
+    relayed socket (review finding 9), and only then."""
+    IP_MTU_DISCOVER, IP_PMTUDISC_DO, IPV6_DONTFRAG = 10, 2, 62
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate([(A_DONT_FRAGMENT, b"")]), "v4 allocate with DONT-FRAGMENT")
+    c.ok(relayed_socket_opt(relay, cl.relayed[1], socket.AF_INET, socket.IPPROTO_IP,
+                            IP_MTU_DISCOVER) == IP_PMTUDISC_DO,
+         "v4 relayed socket has IP_PMTUDISC_DO (DF set)")
+    cl.refresh(0)
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate(), "v4 allocate without DONT-FRAGMENT")
+    c.ok(relayed_socket_opt(relay, cl.relayed[1], socket.AF_INET, socket.IPPROTO_IP,
+                            IP_MTU_DISCOVER) != IP_PMTUDISC_DO,
+         "without DONT-FRAGMENT the relayed socket keeps the default")
+    cl.refresh(0)
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate([(A_DONT_FRAGMENT, b""), (A_REQ_FAMILY, bytes([2, 0, 0, 0]))]),
+              "v6 allocate with DONT-FRAGMENT")
+    c.ok(relayed_socket_opt(relay, cl.relayed[1], socket.AF_INET6, socket.IPPROTO_IPV6,
+                            IPV6_DONTFRAG) == 1,
+         "v6 relayed socket has IPV6_DONTFRAG")
+    cl.refresh(0)
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -464,6 +528,7 @@ def main():
         test_junk(relay, c)
         test_quota(relay, c)
         test_stale_nonce(relay, c)
+        test_dont_fragment(relay, c)
         c.ok(relay.proc.poll() is None, "relay still running")
     finally:
         if c.failed:

@@ -1,6 +1,7 @@
 /* test_rly_dispatch.c - the TURN engine fed with crafted STUN bytes, with a
  * fake socket layer and virtual time: the order of checks and every error
  * code, the data path in both directions, expiry and release. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,6 +46,14 @@ static int f_send(void *ctx, int fd, const rtc_addr *peer, const uint8_t *d, siz
     last_len = n;
     sent++;
     return 0;
+}
+
+static int df_calls, df_result;
+static int f_df(int fd, int family)
+{
+    (void)fd, (void)family;
+    df_calls++;
+    return df_result;
 }
 
 /* ---- a client ---- */
@@ -513,6 +522,35 @@ int main(void)
         is_int(open_fds, fds0, "and close their sockets");
         cfg.lim.max_allocs_per_user = 2;
         cfg.lim.max_allocs = 10;
+    }
+    /* DONT-FRAGMENT (RFC 8656 s.7.2, review finding 9): honoured by setting
+     * DF on the relayed socket, or refused with 420 naming it */
+    {
+        client e;
+        a_t ad[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_DONT_FRAGMENT, NULL, 0}};
+        const stn_attr_ref *u;
+        int fds0 = open_fds;
+        size_t total0 = rly_quota_total(quota);
+        client_init(&e, &t, "198.51.100.21", 4000, "bob", "w0rd");
+        t.io.relay_dont_fragment = f_df;
+        df_result = -ENOPROTOOPT;
+        is_int(req(&e, STN_ALLOCATE, ad, 2, true, NULL), 420, "DF cannot be set: 420");
+        u = stn_msg_find(&e.m, STN_A_UNKNOWN_ATTRIBUTES);
+        ok(u && u->len == 2 && e.resp[u->off] == 0x00 && e.resp[u->off + 1] == 0x1A,
+           "420 UNKNOWN-ATTRIBUTES names DONT-FRAGMENT");
+        ok(open_fds == fds0 && rly_quota_total(quota) == total0,
+           "refused: socket closed, quota given back");
+        df_result = 0;
+        df_calls = 0;
+        is_int(req(&e, STN_ALLOCATE, ad, 2, true, NULL), 0, "DF set: allocate succeeds");
+        is_int(df_calls, 1, "DF was set on the relayed socket");
+        is_int(refresh(&e, 0), 0, "release it");
+        df_calls = 0;
+        is_int(allocate(&e), 0, "without DONT-FRAGMENT");
+        is_int(df_calls, 0, "DF left alone");
+        is_int(refresh(&e, 0), 0, "release it");
+        t.io.relay_dont_fragment = NULL;
+        is_int(req(&e, STN_ALLOCATE, ad, 2, true, NULL), 420, "no DF support at all: 420");
     }
     /* draining */
     t.draining = true;
