@@ -570,6 +570,13 @@ void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls)
     wake(w);
 }
 
+bool rly_worker_cfg_taken(rly_worker *w)
+{
+    /* ctrl_event swaps both in one go between packets; seq_cst pairs with
+     * its exchanges, so every use of the old ones happened before */
+    return !atomic_load(&w->post_cfg) && !atomic_load(&w->post_tls);
+}
+
 void rly_worker_post_drain(rly_worker *w)
 {
     atomic_store(&w->post_drain, true);
