@@ -247,6 +247,35 @@ def test_policy(relay, c):
     cl.refresh(0)
     cl.close()
 
+    # SSRF through the relay's own IP (review finding 1a): a permission for
+    # 127.0.0.1:<relayed port> is a permission for the IP, but Send and
+    # ChannelData must still not reach the host's other ports, nor their
+    # answers come back
+    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    svc.bind(("127.0.0.1", 0))
+    svc.settimeout(0.5 * TIMEOUT_MULT)
+    sport = svc.getsockname()[1]
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    try:
+        c.success(cl.allocate(), "ssrf: allocate")
+        c.error(cl.permit(("127.0.0.1", sport)), 403, "ssrf: permission to a host service: 403")
+        c.success(cl.permit(("127.0.0.1", relay.lo)), "ssrf: permission to a relayed port")
+        before = relay.metric('tsunagu_relay_dropped_total{reason="no_permission"}') or 0
+        cl.send_ind(("127.0.0.1", sport), b"GET-INTO-PRIVATE-SERVICE")
+        try:
+            got = svc.recvfrom(100)
+        except socket.timeout:
+            got = None
+        c.ok(got is None, "ssrf: Send to the host's other port is not relayed", repr(got))
+        svc.sendto(b"reply", ("127.0.0.1", cl.relayed[1]))
+        c.ok(cl.recv_data(0.5) is None, "ssrf: a host service cannot answer into the allocation")
+        after = relay.metric('tsunagu_relay_dropped_total{reason="no_permission"}') or 0
+        c.ok(after >= before + 2, f"ssrf: both counted as no_permission ({before} -> {after})")
+        cl.refresh(0)
+    finally:
+        cl.close()
+        svc.close()
+
 
 def test_data(relay, c, proto):
     a, b = pair(relay, c, proto)
