@@ -51,8 +51,10 @@ static int check_user(const char *v, char *err, size_t errlen)
 
 static int check_realm(const char *v, char *err, size_t errlen)
 {
-    if (!*v || strlen(v) > 127) {
-        snprintf(err, errlen, "expected 1-127 bytes");
+    /* every 401 carries the realm: a long one would make the relay a
+     * better amplifier for spoofed Allocates */
+    if (!*v || strlen(v) > 32) {
+        snprintf(err, errlen, "expected 1-32 bytes");
         return RTC_EMSG;
     }
     return 0;
@@ -126,8 +128,8 @@ typedef struct {
     rly_settings s;
     rly_cfg *cfg; /* current */
     rly_tls *tls; /* current */
-    /* replaced by reloads: workers may still use them until they pick up
-     * the new ones, so they are freed only when the workers are gone */
+    /* replaced by reloads: workers may still use them until they take the
+     * new ones, so they are freed once every worker has (free_retired) */
     rly_cfg *old_cfg[MAX_RETIRED];
     rly_tls *old_tls[MAX_RETIRED];
     size_t n_old_cfg, n_old_tls;
@@ -296,6 +298,24 @@ static int check_tls(const rly_settings *s, rly_tls **tls, char *err, size_t err
     return *tls ? 0 : RTC_EMSG;
 }
 
+/* Free the configurations and TLS contexts replaced by reloads once every
+ * worker has taken the newest: none of them can be in use any more. Called
+ * on each reload and from the 100 ms supervise tick, so SIGHUP can be sent
+ * any number of times. */
+static void free_retired(app *ap)
+{
+    if (!ap->n_old_cfg && !ap->n_old_tls)
+        return;
+    for (size_t i = 0; i < ap->n_workers; i++)
+        if (!rly_worker_cfg_taken(ap->workers[i]))
+            return;
+    for (size_t i = 0; i < ap->n_old_cfg; i++)
+        cfg_free(ap->old_cfg[i]);
+    for (size_t i = 0; i < ap->n_old_tls; i++)
+        rly_tls_free(ap->old_tls[i]);
+    ap->n_old_cfg = ap->n_old_tls = 0;
+}
+
 static void reload(app *ap)
 {
     rly_settings ns;
@@ -305,8 +325,11 @@ static void reload(app *ap)
     rtc_log_level lvl;
     rtc_log_format fmt;
 
+    free_retired(ap);
     if (ap->n_old_cfg >= MAX_RETIRED || ap->n_old_tls >= MAX_RETIRED) {
-        RTC_LOG(RTC_LOG_ERROR, NULL, "reload refused: %d reloads already; restart", MAX_RETIRED);
+        /* only when workers stopped taking new configurations */
+        RTC_LOG(RTC_LOG_ERROR, NULL, "reload refused: %d replaced configurations still in use",
+                MAX_RETIRED);
         return;
     }
     memset(&ns, 0, sizeof ns);
@@ -400,6 +423,8 @@ static int supervise(app *ap, int sfd)
                 on_signal(ap, (int)si.ssi_signo);
         for (size_t i = 0; i < ap->n_workers; i++)
             done += rly_worker_done(ap->workers[i]);
+        if (!done)
+            free_retired(ap);
         if (done == ap->n_workers)
             return 0;
         if (done && !ap->stopping) {

@@ -570,6 +570,13 @@ void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls)
     wake(w);
 }
 
+bool rly_worker_cfg_taken(rly_worker *w)
+{
+    /* ctrl_event swaps both in one go between packets; seq_cst pairs with
+     * its exchanges, so every use of the old ones happened before */
+    return !atomic_load(&w->post_cfg) && !atomic_load(&w->post_tls);
+}
+
 void rly_worker_post_drain(rly_worker *w)
 {
     atomic_store(&w->post_drain, true);
@@ -591,7 +598,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
     rly_io io = {.relay_open = io_relay_open, .relay_attach = io_relay_attach,
                  .relay_close = io_relay_close,
-                 .send_peer = io_send_peer};
+                 .send_peer = io_send_peer, .relay_dont_fragment = rly_ports_dont_fragment};
 
     if (!w) {
         snprintf(err, errlen, "out of memory");

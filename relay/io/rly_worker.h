@@ -59,8 +59,12 @@ bool rly_worker_done(const rly_worker *w);
 
 /* From any thread: the worker swaps in a new configuration and TLS context
  * at its next wake-up (both borrowed; the caller keeps old ones alive until
- * the workers are gone). */
+ * rly_worker_cfg_taken says the worker has moved on). */
 void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls);
+/* true once the worker has taken what was last posted: from then on it
+ * never touches a configuration or TLS context replaced before that post,
+ * so the main thread may free them. */
+bool rly_worker_cfg_taken(rly_worker *w);
 /* From any thread: start draining (refuse new allocations and streams,
  * keep relaying); the caller posts stop when the drain is over. */
 void rly_worker_post_drain(rly_worker *w);

@@ -70,6 +70,9 @@ typedef struct {
     void (*relay_close)(void *ctx, int fd, const rtc_addr *bound);
     /* Send from a relayed socket to a peer. 0 or -errno. */
     int (*send_peer)(void *ctx, int fd, const rtc_addr *peer, const uint8_t *data, size_t len);
+    /* Set DF on a relayed socket (DONT-FRAGMENT, RFC 8656 s.7.2). 0/-errno;
+     * NULL = not supported (such Allocates get 420). */
+    int (*relay_dont_fragment)(int fd, int family);
 } rly_io;
 
 /* How long the odd port of an EVEN-PORT pair is held for a later Allocate

@@ -39,6 +39,7 @@ def test_startup_errors(exe, c, tmp):
         (["--tls-listen", "127.0.0.1:5349"], "tls-listen"),
         (["--bogus-flag", "1"], "bogus-flag"),
         (["--relay-ip", "0.0.0.0"], "relay-ip"),
+        (["--realm", "r" * 33], "realm"),  # the 401's size is bounded by it
     ]
     for args, key in cases:
         rc, err = run_fail(exe, args + ["--metrics-listen", "127.0.0.1:1"])
@@ -101,6 +102,43 @@ def test_reload(exe, c, tmp):
         for x in (a, b, r):
             x.refresh(0)
             x.close()
+    finally:
+        relay.stop()
+
+
+def test_many_reloads(exe, c):
+    """Replaced configurations are freed once the workers moved on (review
+    finding 11): the relay used to keep every one and refuse reload number
+    4097. Each SIGHUP is sent after the previous reload was logged, so none
+    coalesce."""
+    n = 4100
+    relay = Relay(exe, "--user", "alice:pa55", "--threads", "2", "--log-level", "info")
+    try:
+        relay.log.flush()
+        relay.log.seek(0, os.SEEK_END)
+        pos, seen, refused = relay.log.tell(), 0, False
+        deadline = time.time() + 60 * TIMEOUT_MULT
+        for _ in range(n):
+            relay.signal(signal.SIGHUP)
+            while time.time() < deadline:
+                relay.log.seek(pos)
+                chunk = relay.log.read()
+                # keep a cut-off last line for the next read
+                done = chunk[:chunk.rfind("\n") + 1]
+                pos += len(done.encode())
+                got = done.count("reloaded:")
+                refused |= "reload refused" in done
+                seen += got
+                if got or refused:
+                    break
+                time.sleep(0.0005)
+            if refused or time.time() >= deadline:
+                break
+        c.ok(not refused and seen == n, f"{n} reloads in a row all applied",
+             f"seen={seen} refused={refused}")
+        cl = Client(relay.addr, "udp", "alice", "pa55")
+        c.success(cl.allocate(), "still serving after the reloads")
+        cl.refresh(0)
     finally:
         relay.stop()
 
@@ -302,6 +340,7 @@ def main():
         test_startup_errors(exe, c, tmp)
         test_port_taken(exe, c)
         test_reload(exe, c, tmp)
+        test_many_reloads(exe, c)
         test_drain(exe, c)
         test_metrics(exe, c)
         test_bandwidth(exe, c)
