@@ -37,7 +37,6 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 #define CONN_IN_CAP (65536 + 8)
 #define CONN_OUT_CAP (256 * 1024)
 #define MAX_CONNS 65536
-#define ADMIN_MAX 16
 /* A stream that has not made an allocation within this time is closed, so
  * idle connections cannot pile up (Binding-only clients reconnect). */
 #define CONN_IDLE_MS 60000
@@ -56,12 +55,6 @@ typedef struct {
     uint64_t born_ms;
 } conn;
 
-typedef struct {
-    int fd;
-    size_t len;
-    char buf[2048];
-} admin_conn;
-
 struct rly_worker {
     int ep;
     rly_turn turn;
@@ -69,8 +62,7 @@ struct rly_worker {
     int *udp_fd, *tcp_fd, *tls_fd;
     size_t n_listen, n_tls;
     rly_tls *tls;
-    int admin_fd;
-    admin_conn admins[ADMIN_MAX];
+    rly_admin *admin; /* the admin HTTP listener, first worker only */
     conn **conns;
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
@@ -455,70 +447,6 @@ static void relay_event(rly_worker *w, uint32_t id)
     }
 }
 
-/* ---- admin HTTP ---- */
-
-static void admin_accept(rly_worker *w)
-{
-    for (int n = 0; n < 16; n++) {
-        int fd = accept4(w->admin_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        int i;
-        if (fd < 0)
-            return;
-        for (i = 0; i < ADMIN_MAX && w->admins[i].fd >= 0; i++)
-            ;
-        if (i == ADMIN_MAX || ep_add(w, fd, EPOLLIN, EV_DATA(T_ADMIN, i))) {
-            close(fd);
-            continue;
-        }
-        w->admins[i].fd = fd;
-        w->admins[i].len = 0;
-    }
-}
-
-static void admin_close(rly_worker *w, int i)
-{
-    epoll_ctl(w->ep, EPOLL_CTL_DEL, w->admins[i].fd, NULL);
-    close(w->admins[i].fd);
-    w->admins[i].fd = -1;
-}
-
-static void admin_event(rly_worker *w, int i)
-{
-    admin_conn *ac = &w->admins[i];
-    rtc_buf out;
-    ssize_t n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
-    size_t off = 0;
-    int tries = 0;
-
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        admin_close(w, i);
-        return;
-    }
-    ac->len += (size_t)n;
-    ac->buf[ac->len] = '\0';
-    if (!strstr(ac->buf, "\r\n\r\n") && !strstr(ac->buf, "\n\n")) {
-        if (ac->len >= sizeof ac->buf - 1)
-            admin_close(w, i); /* request head too large */
-        return;
-    }
-    rtc_buf_init(&out);
-    rly_admin_respond(&out, ac->buf, ac->len, (const rly_worker *const *)w->all, *w->n_all,
-                      w->start_time_s);
-    /* small answers: the socket buffer takes them at once; a bounded retry
-     * covers the rare partial write without a per-connection queue */
-    while (!out.oom && off < out.len && tries++ < 1000) {
-        ssize_t s = send(ac->fd, out.p + off, out.len - off, MSG_NOSIGNAL);
-        if (s > 0)
-            off += (size_t)s;
-        else if (s < 0 && errno != EAGAIN && errno != EINTR)
-            break;
-    }
-    rtc_buf_dispose(&out);
-    admin_close(w, i);
-}
-
 /* ---- the main thread's mailbox ---- */
 
 /* Refuse new allocations and connections; the main thread decides when the
@@ -598,9 +526,6 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         return NULL;
     }
     w->ep = -1;
-    w->admin_fd = -1;
-    for (int i = 0; i < ADMIN_MAX; i++)
-        w->admins[i].fd = -1;
     w->all = p->all;
     w->n_all = p->n_all;
     atomic_init(&w->post_cfg, NULL);
@@ -649,10 +574,17 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
     }
     if (p->metrics) {
-        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
-                                         "metrics-listen")) < 0)
+        rly_admin_params ap = {.ep = w->ep, .listen_data = EV_DATA(T_ADMIN_LISTEN, 0),
+                               .conn_data = EV_DATA(T_ADMIN, 0),
+                               .all = (const rly_worker *const *)p->all,
+                               .n_all = p->n_all, .start_time_s = p->start_time_s};
+        if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
+                                          "metrics-listen")) < 0)
             goto out_free;
-        ep_add(w, w->admin_fd, EPOLLIN, EV_DATA(T_ADMIN_LISTEN, 0));
+        if (!(w->admin = rly_admin_new(&ap))) {
+            snprintf(err, errlen, "metrics-listen: out of memory");
+            goto out_free;
+        }
     }
     ep_add(w, w->ctrl_fd, EPOLLIN, EV_DATA(T_CTRL, 0));
     return w;
@@ -679,11 +611,7 @@ void rly_worker_free(rly_worker *w)
     for (size_t i = 0; i < w->n_tls; i++)
         if (w->tls_fd[i] >= 0)
             close(w->tls_fd[i]);
-    for (int i = 0; i < ADMIN_MAX; i++)
-        if (w->admins[i].fd >= 0)
-            close(w->admins[i].fd);
-    if (w->admin_fd >= 0)
-        close(w->admin_fd);
+    rly_admin_free(w->admin);
     if (w->ep >= 0)
         close(w->ep);
     if (w->ctrl_fd >= 0)
@@ -738,11 +666,10 @@ static void handle(rly_worker *w, const struct epoll_event *ev)
         conn_event(w, idx, ev->events);
         break;
     case T_ADMIN_LISTEN:
-        admin_accept(w);
+        rly_admin_accept(w->admin, w->now_ms);
         break;
     case T_ADMIN:
-        if (idx < ADMIN_MAX && w->admins[idx].fd >= 0)
-            admin_event(w, (int)idx);
+        rly_admin_event(w->admin, idx);
         break;
     case T_CTRL:
         ctrl_event(w);
@@ -774,6 +701,8 @@ int rly_worker_run(rly_worker *w)
         if (w->now_ms >= next_sweep) {
             rly_turn_sweep(&w->turn, w->now_ms);
             sweep_conns(w);
+            if (w->admin)
+                rly_admin_sweep(w->admin, w->now_ms);
             next_sweep = w->now_ms + 1000;
         }
         atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));

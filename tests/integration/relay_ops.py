@@ -294,19 +294,60 @@ def test_tls(exe, c, tmp):
         relay.stop()
 
 
+def closed_by_server(sock, within):
+    """True when the server closes (EOF or reset) the stream within seconds."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+
+
+def test_admin_idle(exe, c):
+    """Idle admin connections cannot lock /healthz out: the table is full
+    at 16, the oldest makes room, and idle ones are closed after ~5 s."""
+    relay = Relay(exe, "--user", "a:a")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", relay.mport)) for _ in range(20)]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        try:
+            st = relay.http("/healthz")[0]
+        except OSError as e:
+            st = e
+        c.ok(st == 200 and time.monotonic() - t0 < 2 * TIMEOUT_MULT,
+             "admin: /healthz answers while idle connections fill the table", f"({st})")
+        c.ok(closed_by_server(idle[-1], 8 * TIMEOUT_MULT),
+             "admin: an idle admin connection is closed after the timeout")
+        for s in idle:
+            s.close()
+    finally:
+        relay.stop()
+
+
 def main():
     exe = relay_exe()
     c = Checks()
     tmp = tempfile.mkdtemp(prefix="relay-ops-")
+    only = sys.argv[2:]  # test names to run (all when none): for quick runs by hand
+    tests = [("startup_errors", lambda: test_startup_errors(exe, c, tmp)),
+             ("port_taken", lambda: test_port_taken(exe, c)),
+             ("reload", lambda: test_reload(exe, c, tmp)),
+             ("drain", lambda: test_drain(exe, c)),
+             ("metrics", lambda: test_metrics(exe, c)),
+             ("bandwidth", lambda: test_bandwidth(exe, c)),
+             ("wildcard_relay_ip", lambda: test_wildcard_relay_ip(exe, c)),
+             ("tls", lambda: test_tls(exe, c, tmp)),
+             ("admin_idle", lambda: test_admin_idle(exe, c)),
+             ]
     try:
-        test_startup_errors(exe, c, tmp)
-        test_port_taken(exe, c)
-        test_reload(exe, c, tmp)
-        test_drain(exe, c)
-        test_metrics(exe, c)
-        test_bandwidth(exe, c)
-        test_wildcard_relay_ip(exe, c)
-        test_tls(exe, c, tmp)
+        for name, fn in tests:
+            if not only or name in only:
+                fn()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return c.done()
