@@ -63,6 +63,7 @@ struct rly_worker {
     size_t n_listen, n_tls;
     rly_tls *tls;
     rly_admin *admin; /* the admin HTTP listener, first worker only */
+    bool accept_paused; /* stream listeners out of epoll after EMFILE */
     conn **conns;
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
@@ -333,6 +334,21 @@ static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
     }
 }
 
+/* Take the TCP/TLS listeners out of epoll (EMFILE) or put them back. */
+static void pause_listeners(rly_worker *w, bool pause)
+{
+    for (size_t i = 0; i < w->n_listen + w->n_tls; i++) {
+        bool tls = i >= w->n_listen;
+        size_t j = tls ? i - w->n_listen : i;
+        struct epoll_event ev = {.events = pause ? 0 : EPOLLIN,
+                                 .data.u64 = EV_DATA(tls ? T_TLS_LISTEN : T_TCP_LISTEN, j)};
+        int fd = tls ? w->tls_fd[j] : w->tcp_fd[j];
+        if (fd >= 0)
+            epoll_ctl(w->ep, EPOLL_CTL_MOD, fd, &ev);
+    }
+    w->accept_paused = pause;
+}
+
 static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
 {
     for (int n = 0; n < 64; n++) {
@@ -342,8 +358,14 @@ static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listene
         uint32_t idx;
         conn *c;
 
-        if (fd < 0)
+        if (fd < 0) {
+            /* The listener is level-triggered: without a descriptor for
+             * the pending connection, epoll would report it again at once,
+             * forever. Take the listeners out until the next sweep. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_listeners(w, true);
             return;
+        }
         for (idx = 0; idx < w->n_conns_cap && w->conns[idx]; idx++)
             ;
         if (idx == w->n_conns_cap || w->draining) {
@@ -631,9 +653,12 @@ const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; 
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
 
-/* Close streams that made no allocation within CONN_IDLE_MS. */
+/* Close streams that made no allocation within CONN_IDLE_MS; resume
+ * listeners paused by EMFILE. */
 static void sweep_conns(rly_worker *w)
 {
+    if (w->accept_paused)
+        pause_listeners(w, false);
     for (uint32_t i = 0; i < w->n_conns_cap; i++) {
         conn *c = w->conns[i];
         rly_tuple tu;

@@ -307,6 +307,17 @@ def closed_by_server(sock, within):
         return False
 
 
+def tcp_binding_ok(port, timeout=2):
+    """A Binding request over a fresh TCP connection is answered."""
+    try:
+        cl = Client(("127.0.0.1", port), "tcp")
+        m = cl.request(BINDING, auth=False)
+        cl.close()
+        return m is not None and m.cls == SUCCESS
+    except (OSError, AssertionError, ConnectionError):
+        return False
+
+
 def test_admin_idle(exe, c):
     """Idle admin connections cannot lock /healthz out: the table is full
     at 16, the oldest makes room, and idle ones are closed after ~5 s."""
@@ -329,6 +340,43 @@ def test_admin_idle(exe, c):
         relay.stop()
 
 
+def cpu_ticks(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def test_emfile(exe, c):
+    """Out of descriptors, accept() fails: the relay must not spin on its
+    level-triggered listeners, and must accept again once fds are free."""
+    import resource
+    relay = Relay(exe, "--user", "a:a", "--threads", "1")
+    conns = []
+    try:
+        resource.prlimit(relay.proc.pid, resource.RLIMIT_NOFILE, (40, 40))
+        for _ in range(60):
+            conns.append(socket.create_connection(relay.addr, timeout=2))
+        adm = socket.create_connection(("127.0.0.1", relay.mport), timeout=2)
+        conns.append(adm)
+        time.sleep(0.5)
+        a = cpu_ticks(relay.proc.pid)
+        time.sleep(2)
+        used = (cpu_ticks(relay.proc.pid) - a) / os.sysconf("SC_CLK_TCK") / 2
+        c.ok(used < 0.1, f"emfile: relay idles while fds are exhausted ({used * 100:.0f}% CPU)")
+        for s in conns:
+            s.close()
+        conns = []
+        ok = False
+        deadline = time.monotonic() + 5 * TIMEOUT_MULT
+        while not ok and time.monotonic() < deadline:
+            ok = tcp_binding_ok(relay.port)
+        c.ok(ok, "emfile: accepts again once descriptors are free")
+        c.ok(relay.http("/healthz")[0] == 200, "emfile: admin listener back too")
+    finally:
+        for s in conns:
+            s.close()
+        relay.stop()
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -343,6 +391,7 @@ def main():
              ("wildcard_relay_ip", lambda: test_wildcard_relay_ip(exe, c)),
              ("tls", lambda: test_tls(exe, c, tmp)),
              ("admin_idle", lambda: test_admin_idle(exe, c)),
+             ("emfile", lambda: test_emfile(exe, c)),
              ]
     try:
         for name, fn in tests:
