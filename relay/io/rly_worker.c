@@ -34,7 +34,9 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 #define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
 #define UDP_BATCH 64
 #define PKT_CAP 65536 + RLY_HEADROOM + 8
-#define CONN_IN_CAP (65536 + 8)
+/* The largest legal frame is a STUN message of 20 + 0xFFFC bytes
+ * (ChannelData tops out at 4 + 0xFFFF + 1 of padding); 4 spare bytes. */
+#define CONN_IN_CAP (20 + 0xFFFC + 4)
 #define CONN_OUT_CAP (256 * 1024)
 #define MAX_CONNS 65536
 /* A stream that has not made an allocation within this time is closed, so
@@ -63,7 +65,7 @@ struct rly_worker {
     size_t n_listen, n_tls;
     rly_tls *tls;
     rly_admin *admin; /* the admin HTTP listener, first worker only */
-    bool accept_paused; /* stream listeners out of epoll after EMFILE */
+    bool accept_paused;   /* stream listeners out of epoll after EMFILE */
     conn **conns;
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
@@ -268,7 +270,7 @@ static void conn_frames(rly_worker *w, uint32_t idx)
 
     while (!c->closing && off < c->in_len) {
         long fl = rly_frame_len(c->in + off, c->in_len - off);
-        if (fl < 0 || fl > CONN_IN_CAP) {
+        if (fl < 0 || (size_t)fl > CONN_IN_CAP) {
             w->turn.stats.dropped[RLY_DROP_MALFORMED]++;
             if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
                 char cl[RTC_ADDR_STRLEN];

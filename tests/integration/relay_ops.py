@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -377,6 +378,25 @@ def test_emfile(exe, c):
         relay.stop()
 
 
+def test_big_frame(exe, c):
+    """The largest legal STUN message (20 + 0xFFFC bytes) passes on a stream."""
+    relay = Relay(exe, "--user", "a:a")
+    try:
+        a = Client(relay.addr, "tcp", "a", "a")
+        c.success(a.allocate(), "big frame: allocate over TCP")
+        big, tid = build(BINDING, REQUEST, [(0x8022, b"x" * (0xFFFC - 4))])
+        try:
+            a.send_raw(big)
+            m = a.recv_msg(tid, timeout=3 * TIMEOUT_MULT)
+        except (OSError, ConnectionError):
+            m = None
+        c.ok(len(big) == 65552 and m is not None and m.cls == SUCCESS,
+             f"big frame: a {len(big)}-byte STUN message on a TCP stream is answered")
+        a.close()
+    finally:
+        relay.stop()
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -392,6 +412,7 @@ def main():
              ("tls", lambda: test_tls(exe, c, tmp)),
              ("admin_idle", lambda: test_admin_idle(exe, c)),
              ("emfile", lambda: test_emfile(exe, c)),
+             ("big_frame", lambda: test_big_frame(exe, c)),
              ]
     try:
         for name, fn in tests:
