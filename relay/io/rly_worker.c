@@ -24,6 +24,7 @@
 
 #include <stdatomic.h>
 
+#include "rly_iplimit.h"
 #include "rly_ports.h"
 #include "rtc_clock.h"
 #include "rtc_log.h"
@@ -38,6 +39,10 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
  * (ChannelData tops out at 4 + 0xFFFF + 1 of padding); 4 spare bytes. */
 #define CONN_IN_CAP (20 + 0xFFFC + 4)
 #define CONN_OUT_CAP (256 * 1024)
+/* Until a connection has authenticated (made an allocation) its buffers
+ * stay this small: an unauthenticated Allocate or Binding is a few hundred
+ * bytes, and thousands of idle sockets must not each pin 300 KB. */
+#define CONN_INIT_CAP 2048
 #define MAX_CONNS 65536
 /* A stream that has not made an allocation within this time is closed, so
  * idle connections cannot pile up (Binding-only clients reconnect). */
@@ -50,10 +55,11 @@ typedef struct {
     bool closing;
     rtc_addr client;
     rly_tls_conn *tls;
+    bool authed; /* has made an allocation: buffers may grow, no auth timeout */
     uint8_t *in;
-    size_t in_len;
+    size_t in_len, in_cap;
     uint8_t *out;
-    size_t out_off, out_len;
+    size_t out_off, out_len, out_cap;
     uint64_t born_ms;
 } conn;
 
@@ -65,7 +71,8 @@ struct rly_worker {
     size_t n_listen, n_tls;
     rly_tls *tls;
     rly_admin *admin; /* the admin HTTP listener, first worker only */
-    bool accept_paused;   /* stream listeners out of epoll after EMFILE */
+    rly_iplimit *iplimit; /* shared: TCP/TLS connections per source */
+    bool accept_paused; /* stream listeners out of epoll after EMFILE */
     conn **conns;
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
@@ -202,6 +209,7 @@ static void conn_free(rly_worker *w, uint32_t idx)
     conn *c = w->conns[idx];
     rly_tuple tu = {.client = c->client, .listener = c->listener, .proto = c->proto};
     rly_turn_tuple_gone(&w->turn, &tu);
+    rly_iplimit_give(w->iplimit, &c->client);
     rly_tls_conn_free(c->tls);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -237,6 +245,25 @@ static int conn_flush(conn *c)
     return 0;
 }
 
+/* Make a buffer of *cap bytes hold at least need (up to max): doubles, so
+ * a busy connection reallocates a handful of times in its life. */
+static bool buf_grow(uint8_t **b, size_t *cap, size_t need, size_t max)
+{
+    size_t n = *cap;
+    uint8_t *nb;
+    if (need > max)
+        return false;
+    while (n < need)
+        n = n * 2 > max ? max : n * 2;
+    if (n == *cap)
+        return true;
+    if (!(nb = realloc(*b, n)))
+        return false;
+    *b = nb;
+    *cap = n;
+    return true;
+}
+
 /* Queue a frame for the client; dropped whole when the queue is full (a
  * client that stops reading cannot make the relay buffer without bound). */
 static void conn_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
@@ -244,10 +271,12 @@ static void conn_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
     conn *c = w->conns[idx];
     if (!c || c->closing)
         return;
-    if (c->out_off + c->out_len + n > CONN_OUT_CAP) {
+    if (c->out_off + c->out_len + n > c->out_cap) {
         memmove(c->out, c->out + c->out_off, c->out_len);
         c->out_off = 0;
-        if (c->out_len + n > CONN_OUT_CAP) {
+        if (c->out_len + n > c->out_cap &&
+            !buf_grow(&c->out, &c->out_cap, c->out_len + n,
+                      c->authed ? CONN_OUT_CAP : CONN_INIT_CAP)) {
             w->turn.stats.dropped[RLY_DROP_BACKPRESSURE]++;
             return;
         }
@@ -270,13 +299,19 @@ static void conn_frames(rly_worker *w, uint32_t idx)
 
     while (!c->closing && off < c->in_len) {
         long fl = rly_frame_len(c->in + off, c->in_len - off);
-        if (fl < 0 || (size_t)fl > CONN_IN_CAP) {
+        /* a frame larger than the buffer: only an authenticated client may
+         * make it grow (to the largest legal frame) */
+        if (fl > 0 && (size_t)fl > c->in_cap && c->authed)
+            buf_grow(&c->in, &c->in_cap, (size_t)fl, CONN_IN_CAP);
+        if (fl < 0 || (size_t)fl > c->in_cap) {
             w->turn.stats.dropped[RLY_DROP_MALFORMED]++;
             if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
                 char cl[RTC_ADDR_STRLEN];
                 rtc_addr_format(&c->client, true, cl);
-                RTC_LOG(RTC_LOG_WARN, NULL, "closing %s stream from %s: not TURN framing",
-                        c->proto == RLY_TLS ? "TLS" : "TCP", cl);
+                RTC_LOG(RTC_LOG_WARN, NULL, "closing %s stream from %s: %s",
+                        c->proto == RLY_TLS ? "TLS" : "TCP", cl,
+                        fl < 0 ? "not TURN framing"
+                        : c->authed ? "frame too large" : "large frame before authenticating");
             }
             conn_close_later(w, idx); /* cannot resynchronise a broken stream */
             return;
@@ -286,6 +321,8 @@ static void conn_frames(rly_worker *w, uint32_t idx)
         client_input(w, &tu, (int)idx, c->in + off, (size_t)fl);
         c = w->conns[idx];
         off += (size_t)fl;
+        if (!c->authed && rly_table_find(w->turn.table, &tu))
+            c->authed = true; /* an Allocate passed authentication */
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
@@ -310,14 +347,14 @@ static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
         return;
     for (;;) {
         long rc;
-        if (c->in_len >= CONN_IN_CAP) {
+        if (c->in_len >= c->in_cap) {
             conn_close_later(w, idx);
             return;
         }
         if (c->tls) {
-            rc = rly_tls_read(c->tls, c->in + c->in_len, CONN_IN_CAP - c->in_len);
+            rc = rly_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
         } else {
-            ssize_t n = recv(c->fd, c->in + c->in_len, CONN_IN_CAP - c->in_len, 0);
+            ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
             rc = n < 0 ? -errno : n;
         }
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR) {
@@ -358,6 +395,7 @@ static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listene
         socklen_t sl = sizeof ss;
         int one = 1, fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         uint32_t idx;
+        rtc_addr client;
         conn *c;
 
         if (fd < 0) {
@@ -370,21 +408,33 @@ static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listene
         }
         for (idx = 0; idx < w->n_conns_cap && w->conns[idx]; idx++)
             ;
+        rtc_addr_from_sockaddr(&client, (struct sockaddr *)&ss);
         if (idx == w->n_conns_cap || w->draining) {
+            close(fd);
+            continue;
+        }
+        if (!rly_iplimit_take(w->iplimit, &client, w->turn.cfg->lim.max_tcp_per_ip)) {
+            if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
+                char cl[RTC_ADDR_STRLEN];
+                rtc_addr_format(&client, false, cl);
+                RTC_LOG(RTC_LOG_WARN, NULL, "refusing stream from %s: max-tcp-per-ip (%u) reached",
+                        cl, (unsigned)w->turn.cfg->lim.max_tcp_per_ip);
+            }
             close(fd);
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c = calloc(1, sizeof *c);
-        if (!c || !(c->in = malloc(CONN_IN_CAP)) || !(c->out = malloc(CONN_OUT_CAP)))
+        if (!c || !(c->in = malloc(CONN_INIT_CAP)) || !(c->out = malloc(CONN_INIT_CAP)))
             goto out_free;
+        c->in_cap = c->out_cap = CONN_INIT_CAP;
         if (proto == RLY_TLS && !(c->tls = rly_tls_conn_new(w->tls, fd)))
             goto out_free;
         c->fd = fd;
         c->proto = proto;
         c->listener = listener;
         c->born_ms = w->now_ms;
-        rtc_addr_from_sockaddr(&c->client, (struct sockaddr *)&ss);
+        c->client = client;
         if (ep_add(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, EV_DATA(T_CONN, idx)))
             goto out_free;
         w->conns[idx] = c;
@@ -396,6 +446,7 @@ out_free:
             free(c->out);
             free(c);
         }
+        rly_iplimit_give(w->iplimit, &client);
         close(fd);
     }
 }
@@ -571,10 +622,11 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
     w->ports = p->ports;
+    w->iplimit = p->iplimit;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     io.ctx = w;
     if (!w->pkt || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
-        !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
+        !w->ports || !w->iplimit || w->ep < 0 || w->ctrl_fd < 0 ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
@@ -655,16 +707,24 @@ const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; 
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
 
-/* Close streams that made no allocation within CONN_IDLE_MS; resume
- * listeners paused by EMFILE. */
+/* Close streams that have not authenticated (TLS handshake included)
+ * within --tcp-auth-timeout, and streams without an allocation after
+ * CONN_IDLE_MS; resume listeners paused by EMFILE. */
 static void sweep_conns(rly_worker *w)
 {
+    uint64_t auth_ms = (uint64_t)w->turn.cfg->lim.tcp_auth_timeout_s * 1000u;
     if (w->accept_paused)
         pause_listeners(w, false);
     for (uint32_t i = 0; i < w->n_conns_cap; i++) {
         conn *c = w->conns[i];
         rly_tuple tu;
-        if (!c || c->closing || w->now_ms - c->born_ms < CONN_IDLE_MS)
+        if (!c || c->closing)
+            continue;
+        if (!c->authed && w->now_ms - c->born_ms >= auth_ms) {
+            conn_close_later(w, i);
+            continue;
+        }
+        if (w->now_ms - c->born_ms < CONN_IDLE_MS)
             continue;
         tu = (rly_tuple){.client = c->client, .listener = c->listener, .proto = c->proto};
         if (!rly_table_find(w->turn.table, &tu))

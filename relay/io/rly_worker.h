@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rly_iplimit.h"
 #include "rly_ports.h"
 #include "rly_tls.h"
 #include "rly_turn.h"
@@ -41,6 +42,7 @@ typedef struct {
     bool reuseport;          /* several workers share the listening ports */
     bool first;              /* the first worker made (checks the ports are free) */
     rly_quota *quota;        /* shared */
+    rly_iplimit *iplimit;    /* shared: TCP/TLS connections per source */
     const uint8_t *nonce_key; /* 32 bytes, shared */
     /* every worker, for the metrics page (read at scrape time only) */
     rly_worker *const *all;

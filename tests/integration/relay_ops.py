@@ -350,7 +350,8 @@ def test_emfile(exe, c):
     """Out of descriptors, accept() fails: the relay must not spin on its
     level-triggered listeners, and must accept again once fds are free."""
     import resource
-    relay = Relay(exe, "--user", "a:a", "--threads", "1")
+    relay = Relay(exe, "--user", "a:a", "--threads", "1", "--max-tcp-per-ip", "1000",
+                  "--tcp-auth-timeout", "120")
     conns = []
     try:
         resource.prlimit(relay.proc.pid, resource.RLIMIT_NOFILE, (40, 40))
@@ -397,6 +398,94 @@ def test_big_frame(exe, c):
         relay.stop()
 
 
+def test_tcp_limits(exe, c):
+    """Unauthenticated streams are cheap and bounded: a per-source cap shared
+    by all workers, a deadline to authenticate (TLS handshake included), small
+    buffers until an allocation is made (larger frames then: test_big_frame)."""
+    relay = Relay(exe, "--user", "a:a", "--threads", "2", "--max-tcp-per-ip", "4",
+                  "--tcp-auth-timeout", "2")
+    try:
+        held = [Client(relay.addr, "tcp") for _ in range(4)]
+        c.ok(all(h.request(BINDING, auth=False).cls == SUCCESS for h in held),
+             "tcp: four streams from one IP served")
+        fifth = socket.create_connection(relay.addr, timeout=2)
+        c.ok(closed_by_server(fifth, 1.5 * TIMEOUT_MULT),
+             "tcp: the fifth stream from one IP is closed (--max-tcp-per-ip 4, 2 workers)")
+        fifth.close()
+        # the four unauthenticated streams hit --tcp-auth-timeout
+        c.ok(all(closed_by_server(h.sock, 4 * TIMEOUT_MULT) for h in held),
+             "tcp: streams that do not authenticate are closed after --tcp-auth-timeout")
+        for h in held:
+            h.close()
+        a = Client(relay.addr, "tcp", "a", "a")
+        c.success(a.allocate(), "tcp: allocate after the old streams went")
+        time.sleep(3.5)
+        c.success(a.refresh(), "tcp: an authenticated stream outlives --tcp-auth-timeout")
+        # unauthenticated: a frame larger than the small initial buffer closes
+        u = socket.create_connection(relay.addr, timeout=2)
+        hdr = struct.pack("!HHI", 0x0001, 8000, 0x2112A442) + os.urandom(12)
+        u.sendall(hdr + b"\0" * 1000)
+        c.ok(closed_by_server(u, 1.5 * TIMEOUT_MULT),
+             "tcp: an unauthenticated stream announcing an 8 KB frame is closed")
+        u.close()
+        a.refresh(0)
+        a.close()
+    finally:
+        relay.stop()
+    # TLS: no handshake within --tcp-auth-timeout closes the connection
+    tport = free_port(socket.SOCK_STREAM)
+    tmp = tempfile.mkdtemp(prefix="relay-ops-tls-")
+    cert, key = make_cert(tmp, "t")
+    relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{tport}", "--cert", cert,
+                  "--key", key, "--tcp-auth-timeout", "1")
+    try:
+        t = socket.create_connection(("127.0.0.1", tport), timeout=2)
+        t.sendall(b"\x16\x03\x01")  # a handshake that never goes on
+        c.ok(closed_by_server(t, 3.5 * TIMEOUT_MULT), "tls: a stalled handshake is closed")
+        t.close()
+    finally:
+        relay.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_tcp_memory(exe, c):
+    """300 unauthenticated streams each sending a partial frame cost little:
+    buffers stay at 2 KB until a stream authenticates."""
+    relay = Relay(exe, "--user", "a:a", "--threads", "1", "--max-tcp-per-ip", "1000",
+                  "--tcp-auth-timeout", "30")
+    conns = []
+    try:
+        base = rss_kb(relay.proc.pid)
+        hdr = struct.pack("!HHI", 0x0001, 2000, 0x2112A442) + os.urandom(12)
+        for _ in range(300):
+            s = socket.create_connection(relay.addr, timeout=2)
+            s.sendall(hdr + b"\0" * 1900)
+            conns.append(s)
+        big = struct.pack("!HHI", 0x0001, 65000, 0x2112A442) + os.urandom(12)
+        for _ in range(100):
+            s = socket.create_connection(relay.addr, timeout=2)
+            try:
+                s.sendall(big + b"\0" * 60000)
+            except OSError:
+                pass
+            conns.append(s)
+        time.sleep(1)
+        grew = rss_kb(relay.proc.pid) - base
+        c.ok(grew < 4 * 1024, f"tcp: 400 unauthenticated streams grow RSS by {grew // 1024} MB (< 4)")
+        c.ok(tcp_binding_ok(relay.port), "tcp: still serving")
+    finally:
+        for s in conns:
+            s.close()
+        relay.stop()
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -413,6 +502,8 @@ def main():
              ("admin_idle", lambda: test_admin_idle(exe, c)),
              ("emfile", lambda: test_emfile(exe, c)),
              ("big_frame", lambda: test_big_frame(exe, c)),
+             ("tcp_limits", lambda: test_tcp_limits(exe, c)),
+             ("tcp_memory", lambda: test_tcp_memory(exe, c)),
              ]
     try:
         for name, fn in tests:
