@@ -562,10 +562,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         conn *c = &u->c;
         memset(c, 0, sizeof *c);
         u->kind = SESS_WS;
-        c->srv = s;
         c->wsi = wsi;
         if (!(c->m = sig_hub_connect(s->hub, c)))
             return -1;
+        /* only now: CLOSED undoes what c->srv says was done (connections++) */
+        c->srv = s;
         sig_rate_init(&c->rate, (uint32_t)s->conf->rate_limit, now_us());
         lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
         {

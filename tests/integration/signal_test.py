@@ -328,6 +328,47 @@ async def turn_identity(exe):
 
 
 @test
+async def connect_oom(exe):
+    """A WebSocket whose member cannot be made (out of memory at upgrade) is
+    closed without upsetting the connection count: no wrap-around of
+    tsunagu_signal_connections, and later upgrades are still accepted. The
+    LD_PRELOAD shim failcalloc.so fails the first 3 calloc()s made by
+    sig_hub_connect."""
+    shim = os.environ.get("FAILCALLOC_LIB", "")
+    assert shim and os.path.exists(shim), "FAILCALLOC_LIB must name failcalloc.so (meson sets it)"
+    if not shutil.which("nm"):
+        raise AssertionError("nm missing: install Debian package 'binutils'")
+    out = subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True, text=True,
+                         check=True).stdout
+    sym = [ln.split() for ln in out.splitlines() if ln.endswith(" sig_hub_connect")]
+    assert len(sym) == 1 and len(sym[0]) == 4, f"sig_hub_connect not found by nm in {exe}"
+    env = dict(os.environ, LD_PRELOAD=shim, FAILCALLOC_FN_OFF=sym[0][0],
+               FAILCALLOC_FN_SIZE=sym[0][1], FAILCALLOC_COUNT="3")
+    # an ASan build wants its runtime first; the shim forwards to it anyway
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+    with Server(exe, "--max-connections", "5", env=env) as srv:
+        for _ in range(3):
+            try:
+                ws = await websockets.connect(srv.url, open_timeout=3 * MULT)
+                try:
+                    await asyncio.wait_for(ws.recv(), 3 * MULT)
+                except (websockets.ConnectionClosed, asyncio.TimeoutError):
+                    pass
+                await ws.close()
+            except (websockets.InvalidHandshake, OSError, asyncio.TimeoutError):
+                pass
+        await asyncio.sleep(0.3)
+        m = srv.metrics()
+        assert m["tsunagu_signal_connections"] == 0, m["tsunagu_signal_connections"]
+        cl = [await Client.connect(srv.url) for _ in range(5)]
+        for c in cl:
+            await ping_ok(c)
+        assert srv.metrics()["tsunagu_signal_connections"] == 5
+        for c in cl:
+            await c.close()
+
+
+@test
 async def http(exe):
     with Server(exe) as srv:
         st, body = srv.http("/healthz")
