@@ -1,0 +1,240 @@
+#!/usr/bin/python3
+"""report.py - the side-by-side table from relay_vs_coturn.sh's results.jsonl.
+
+Every line is one tsunagu-turnload phase, labelled "SERVER|LEVEL...". Runs of
+the same level and server are reduced to median (min-max); the ratio column is
+tsunagu's median over coturn's. `--half-lossless SERVER FILE` prints half of
+that server's median lossless rate in messages/s (the latency level).
+"""
+import json
+import statistics
+import sys
+
+NAMES = {"relay": "tsunagu", "coturn": "coturn", "echo1": "echo (1/syscall)",
+         "echo64": "echo (mmsg 64)"}
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    pass
+    return rows
+
+
+def runs(rows):
+    """Group lines into runs: (server, level) -> list of runs (each a list of phases)."""
+    out = {}
+    for r in rows:
+        srv, _, level = r.get("label", "?|?").partition("|")
+        if r.get("failed"):
+            out.setdefault((srv, level), []).append([])
+            continue
+        lst = out.setdefault((srv, level), [])
+        if r.get("step", 0) == 0 or not lst or not lst[-1]:
+            lst.append([r])
+        else:
+            lst[-1].append(r)
+    return out
+
+
+def lossless(run, max_loss=0.001):
+    """Highest offered rate (msgs/s) whose loss stayed under max_loss, and that phase."""
+    best = None
+    for i, ph in enumerate(run):
+        if ph.get("offered_rate", 0) == 0:
+            break
+        if ph.get("loss", 1) >= max_loss:
+            # turnload repeats a lossy step (--retries): only the last try counts
+            if i + 1 < len(run) and run[i + 1].get("offered_rate") == ph.get("offered_rate"):
+                continue
+            break
+        best = ph
+    return best
+
+
+def stat(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    return (statistics.median(vals), min(vals), max(vals), len(vals))
+
+
+def fmt(s, digits=1):
+    if s is None:
+        return "-"
+    med, lo, hi, n = s
+    f = "%%.%df" % digits
+    if n == 1 or lo == hi:
+        return f % med
+    return (f + " (" + f + "–" + f + ")") % (med, lo, hi)
+
+
+def ratio(a, b, digits=2):
+    if a is None or b is None or not b[0]:
+        return "-"
+    return ("%%.%df" % digits) % (a[0] / b[0])
+
+
+def main():
+    args = sys.argv[1:]
+    if args and args[0] == "--half-lossless":
+        g = runs(load(args[2]))
+        vals = [lossless(r) for (s, lv), rs in g.items() if s == args[1]
+                and lv.startswith("lossless|") for r in rs]
+        vals = [v["offered_rate"] for v in vals if v]
+        print(int(statistics.median(vals) / 2) if vals else 0)
+        return
+    g = runs(load(args[0]))
+    servers = [s for s in ("relay", "coturn") if any(k[0] == s for k in g)]
+    levels = []
+    for (s, lv) in g:
+        if lv not in levels:
+            levels.append(lv)
+
+    def metric(srv, lv, fn):
+        vals = []
+        for r in g.get((srv, lv), []):
+            if not r:
+                continue
+            try:
+                vals.append(fn(r))
+            except (KeyError, TypeError, ZeroDivisionError):
+                pass
+        return stat(vals)
+
+    lines = []
+    both = servers == ["relay", "coturn"]
+    head = "| measure | " + " | ".join(NAMES[s] + " median (min–max)" for s in servers)
+    if both:
+        head += " | tsunagu/coturn | issue 5 target"
+    lines.append(head + " |")
+    lines.append("|" + " --- |" * (head.count("|")))
+
+    def row(name, fn, digits=1, target=None):
+        """target: (text, test on the ratio of medians, or on tsunagu's median if own=True)"""
+        for lv in levels_matching:
+            vals = [metric(s, lv, fn) for s in servers]
+            if all(v is None for v in vals):
+                continue
+            cells = [fmt(v, digits) for v in vals]
+            if both:
+                cells.append(ratio(vals[0], vals[1]))
+                t = ""
+                if target and vals[0] is not None:
+                    text, test, own = target
+                    x = vals[0][0] if own else (vals[0][0] / vals[1][0]
+                                                if vals[1] is not None and vals[1][0] else None)
+                    if x is not None:
+                        t = "%s: %s" % (text, "met" if test(x) else "NOT met")
+                cells.append(t)
+            lines.append("| %s | %s |" % (name(lv), " | ".join(cells)))
+
+    levels_matching = [lv for lv in levels if lv.startswith("fixed|")]
+
+    def fixed_name(lv):
+        _, size, send, n = lv.split("|")
+        return "µs server CPU / relayed pkt: %s B, %s, %s allocs x 50 msg/s" % (size, send, n)
+    row(fixed_name, lambda r: r[0]["server_us_per_pkt"], 2, ("≤ 1/3", lambda x: x <= 1 / 3, False))
+    row(lambda lv: "loss at " + lv.replace("fixed|", "").replace("|", " "),
+        lambda r: r[0]["loss"] * 100, 3)
+    levels_matching = [lv for lv in levels if lv.startswith("fixed|") and lv.endswith("|1000")]
+    row(lambda lv: "peak RSS KB per 1000 allocations (%s)" % lv.split("|", 1)[1].replace("|", " "),
+        lambda r: r[0]["server_kb_per_1000_alloc"], 0, ("≤ 1/4", lambda x: x <= 0.25, False))
+    levels_matching = [lv for lv in levels if lv.startswith("lossless|170|channel")]
+    row(lambda lv: "lossless throughput, relayed pkt/s (loss < 0.1%, 10 allocs, 170 B)",
+        lambda r: 2 * lossless(r)["offered_rate"], 0, ("≥ 2x", lambda x: x >= 2, False))
+    row(lambda lv: "load generator's own CPU at that rate (fraction of its core)",
+        lambda r: lossless(r)["gen_cpu_frac"], 2)
+    row(lambda lv: "µs server CPU / pkt at that rate",
+        lambda r: lossless(r)["server_us_per_pkt"], 2)
+    levels_matching = [lv for lv in levels if lv.startswith("latency|")]
+    row(lambda lv: "one-way latency p50 µs at %s msgs/s (half coturn's lossless)" % lv.split("|")[-1],
+        lambda r: r[0]["lat_p50_us"], 0)
+    row(lambda lv: "one-way latency p99 µs at %s msgs/s" % lv.split("|")[-1],
+        lambda r: r[0]["lat_p99_us"], 0, ("below coturn", lambda x: x < 1, False))
+    levels_matching = [lv for lv in levels if lv.startswith("flood|")]
+    row(lambda lv: "flood %s B: relayed pkt/s" % lv.split("|")[1], lambda r: r[0]["relayed_pps"], 0)
+    row(lambda lv: "flood %s B: loss %%" % lv.split("|")[1], lambda r: r[0]["loss"] * 100, 1)
+    row(lambda lv: "flood %s B: µs server CPU / pkt" % lv.split("|")[1],
+        lambda r: r[0]["server_us_per_pkt"], 2)
+    levels_matching = [lv for lv in levels if lv == "allocrate"]
+    row(lambda lv: "Allocate+Refresh(0) cycles/s (32 in flight)", lambda r: r[0]["cycles_per_s"], 0,
+        ("≥ 2x", lambda x: x >= 2, False))
+    row(lambda lv: "µs server CPU / cycle", lambda r: r[0]["server_us_per_cycle"], 0)
+    levels_matching = [lv for lv in levels if lv.startswith("cycles|")]
+    row(lambda lv: "RSS MB before %s cycles" % lv.split("|")[1],
+        lambda r: r[0]["server_rss_start_kb"] / 1024, 1)
+    row(lambda lv: "RSS MB after %s cycles" % lv.split("|")[1],
+        lambda r: r[0]["server_rss_kb"] / 1024, 1)
+    row(lambda lv: "RSS after / before %s cycles" % lv.split("|")[1],
+        lambda r: r[0]["server_rss_kb"] / r[0]["server_rss_start_kb"], 2,
+        ("≤ 1.10 (tsunagu's own)", lambda x: x <= 1.10, True))
+    print("\n".join(lines))
+
+    # the floor at fixed loads: the bare echo at the same packets/s on the same core
+    fl = []
+    for lv in sorted({k[1] for k in g if k[1].startswith("fixed|170|raw|")},
+                     key=lambda x: int(x.split("|")[-1])):
+        n = lv.split("|")[-1]
+        cells = []
+        for e in ("echo1", "echo64"):
+            rs = [r for r in g.get((e, lv), []) if r]
+            cells.append(fmt(stat([r[0].get("server_us_per_pkt") for r in rs]), 2))
+        fl.append("| %s | %s |" % ("%s sockets x 100 msg/s (= %s allocations x 50)" % (n, n),
+                                   " | ".join(cells)))
+    if fl:
+        print("\n| the floor: UDP echo at the same packet rate | echo (1/syscall) µs CPU / pkt "
+              "| echo (mmsg 64) µs CPU / pkt |\n| --- | --- | --- |")
+        print("\n".join(fl))
+
+    # the physical reference, measured in the same run
+    ref = []
+    for e in ("echo1", "echo64"):
+        rs = g.get((e, "lossless|170|raw|10"), [])
+        lo = stat([lossless(r)["offered_rate"] for r in rs if r and lossless(r)])
+        us = stat([lossless(r)["server_us_per_pkt"] for r in rs if r and lossless(r)])
+        # first step (lowest load): the direct loopback round trip, the latency floor
+        p50 = stat([r[0]["lat_p50_us"] for r in rs if r])
+        p99 = stat([r[0]["lat_p99_us"] for r in rs if r])
+        gen = stat([lossless(r)["gen_cpu_frac"] for r in rs if r and lossless(r)])
+        if lo:
+            ref.append("| %s | %s | %s | %s / %s | %s |" % (NAMES[e], fmt(lo, 0), fmt(us, 2),
+                                                           fmt(p50, 0), fmt(p99, 0), fmt(gen, 2)))
+    if ref:
+        print("\n| UDP echo on the same core | lossless echoed pkt/s | µs CPU / pkt "
+              "| round trip p50 / p99 µs at 20k/s | generator CPU at that rate |"
+              "\n| --- | --- | --- | --- | --- |")
+        print("\n".join(ref))
+
+    # issue 5: tsunagu's lossless rate within 2x of the batched echo's, same run
+    relay_ll = stat([2 * lossless(r)["offered_rate"] for r in g.get(("relay", "lossless|170|channel|10"), [])
+                     if r and lossless(r)])
+    echo_ll = stat([lossless(r)["offered_rate"] for r in g.get(("echo64", "lossless|170|raw|10"), [])
+                    if r and lossless(r)])
+    if relay_ll and echo_ll:
+        x = relay_ll[0] / echo_ll[0]
+        print("\ntsunagu lossless relayed pkt/s / batched echo lossless pkt/s = %.2f "
+              "(issue 5 target ≥ 0.5: %s)" % (x, "met" if x >= 0.5 else "NOT met"))
+
+    # noise: other processes' CPU during the measured phases
+    other = [r.get("other_cpu_ms", 0) / max(r.get("duration_s", 1), 0.001) / 10
+             for rr in g.values() for run in rr for r in run if "other_cpu_ms" in r]
+    gen = [r.get("gen_cpu_frac", 0) * 100 for rr in g.values() for run in rr for r in run
+           if "gen_cpu_frac" in r]
+    if other:
+        print("\nnoise: other processes used %.0f%% of one core (median; max %.0f%%) during the "
+              "measured phases; the load generator %.0f%% (max %.0f%%) of its core."
+              % (statistics.median(other), max(other), statistics.median(gen), max(gen)))
+    uc = [r for rr in g.values() for run in rr for r in run if r.get("tool") == "turnutils_uclient"]
+    for r in uc:
+        print("cross-check turnutils_uclient on coturn: %s" % json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

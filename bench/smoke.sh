@@ -1,0 +1,110 @@
+#!/bin/bash
+# smoke.sh - the load generator against a real server, for `meson test --suite bench`.
+#
+#   bench/smoke.sh relay|coturn SERVER_BINARY TURNLOAD_BINARY
+#
+# Starts the server on free loopback ports, runs tsunagu-turnload for a couple
+# of seconds with 10 allocations (channels, then Send indications) and a
+# second of Allocate+Refresh(0) cycles, and asserts a well-formed JSON line,
+# zero loss, nothing misrouted and no errors. No timing assertions: the
+# machine is shared. Every process started is killed by PID on exit.
+set -euo pipefail
+KIND=$1 SERVER=$2 TURNLOAD=$3
+MULT=${TIMEOUT_MULT:-1}
+PY=/usr/bin/python3
+[ -x $PY ] || { echo "FAIL: /usr/bin/python3 missing (apt-get install python3)"; exit 1; }
+command -v ss >/dev/null || { echo "FAIL: ss missing (apt-get install iproute2)"; exit 1; }
+D=$(mktemp -d /tmp/bench_smoke.XXXXXX)
+SPID=
+cleanup() {
+    [ -z "$SPID" ] || { kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; }
+    rm -rf "$D"
+}
+trap cleanup EXIT
+
+# a loopback port free for both UDP and TCP (the relay listens on both)
+free_port() {
+    $PY -c "import socket
+for _ in range(100):
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM); t.bind(('127.0.0.1', 0))
+    p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(('127.0.0.1', p)); print(p); break
+    except OSError:
+        pass
+"
+}
+PORT=$(free_port)
+# 1000 relay ports below the ephemeral range: the candidate with the fewest
+# UDP ports in use (other sessions' tests come and go; servers skip busy ports)
+USED=$(ss -Huan | awk '{n=split($4,a,":"); print a[n]}')
+LO= BESTN=999999
+for base in $(shuf -i 10-31 -n 22); do
+    lo=$((base * 1000))
+    n=$(echo "$USED" | awk -v lo=$lo -v hi=$((lo + 999)) '$1>=lo && $1<=hi {c++} END {print c+0}')
+    if [ "$n" -lt "$BESTN" ]; then LO=$lo; BESTN=$n; fi
+    [ "$n" -eq 0 ] && break
+done
+HI=$((LO + 999))
+
+case $KIND in
+relay)
+    "$SERVER" --listen 127.0.0.1:$PORT --relay-ip 127.0.0.1 --relay-ports $LO-$HI --realm bench \
+        --user u:p --metrics-listen 127.0.0.1:$(free_port) --max-allocations-per-user 1000 --drain-seconds 0 \
+        >"$D/server.log" 2>&1 &
+    ;;
+coturn)
+    "$SERVER" -n --listening-ip=127.0.0.1 --listening-port=$PORT --relay-ip=127.0.0.1 \
+        --min-port=$LO --max-port=$HI --realm=bench --lt-cred-mech --user=u:p \
+        --allow-loopback-peers --no-tls --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
+        --pidfile="$D/turnserver.pid" --userdb="$D/turndb" --log-file="$D/server.log" \
+        --simple-log >/dev/null 2>&1 &
+    ;;
+*) echo "FAIL: unknown server kind $KIND"; exit 1 ;;
+esac
+SPID=$!
+for i in $(seq 1 $((50 * MULT))); do
+    ss -Huln "sport = :$PORT" | grep -q . && break
+    kill -0 $SPID 2>/dev/null || { echo "FAIL: server exited:"; cat "$D/server.log"; exit 1; }
+    sleep 0.1
+done
+ss -Huln "sport = :$PORT" | grep -q . || { echo "FAIL: server not listening on $PORT"; exit 1; }
+
+check() { # $1 = JSON line, $2 = expected mode
+    $PY - "$1" "$2" <<'EOF'
+import json, sys
+j = json.loads(sys.argv[1])
+mode = sys.argv[2]
+def need(cond, what):
+    if not cond:
+        print("FAIL: %s in %s" % (what, sys.argv[1])); sys.exit(1)
+need(j.get("tool") == "tsunagu-turnload" and j.get("mode") == mode, "wrong tool/mode")
+need(j.get("errors") == 0, "errors")
+if mode == "alloc":
+    need(j.get("cycles", 0) > 0, "no allocation cycles")
+    need(j.get("server_us_per_cycle", 0) > 0, "no server CPU sampled")
+else:
+    need(j["allocations"] == 10 and j["sent"] > 0, "nothing sent")
+    need(j["received"] == j["sent"] and j["loss"] == 0, "loss")
+    need(j["misrouted"] == 0 and j["foreign"] == 0, "misrouted or foreign packets")
+    need(j["relayed_pps"] > 0 and j["lat_p50_us"] >= 0 and j["lat_p99_us"] >= j["lat_p50_us"],
+         "bad rate/latency fields")
+    need(j.get("server_cpu_ms", -1) >= 0 and j.get("server_hwm_kb", 0) > 0, "no server sample")
+print("ok %s %s: sent %d received %d" % (mode, j.get("send", ""), j.get("sent", j.get("cycles", 0)),
+      j.get("received", 0)))
+EOF
+}
+
+TL=("$TURNLOAD" --server 127.0.0.1:$PORT --user u:p --server-pid $SPID --allocations 10
+    --setup-timeout-ms $((10000 * MULT)))
+for send in channel indication; do
+    out=$(timeout $((30 * MULT)) "${TL[@]}" --mode pair --send $send --rate 500 \
+          --duration-ms 1500 --drain-ms $((1000 * MULT))) || { echo "FAIL: turnload ($send) exited $?"; exit 1; }
+    check "$out" pair
+done
+out=$(timeout $((30 * MULT)) "${TL[@]}" --mode alloc --concurrency 4 --max-cycles 200 --duration-ms 1000) ||
+    { echo "FAIL: turnload (alloc) exited $?"; exit 1; }
+check "$out" alloc
+kill -0 $SPID || { echo "FAIL: server died during the run"; exit 1; }
+echo "PASS"

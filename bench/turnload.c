@@ -1,0 +1,1166 @@
+/* turnload.c - tsunagu-turnload: a TURN load generator on one core.
+ *
+ * Why it exists: turnutils_uclient spends ~100 ms per client connecting,
+ * measures latency in whole milliseconds and sends one packet per syscall,
+ * so it cannot saturate a fast relay nor say how much latency it adds. This
+ * tool opens N authenticated allocations (long-term credentials, RFC 8489
+ * s.9.2), binds a channel (RFC 8656 s.12) or a permission (s.9) to a peer,
+ * and relays timestamped, numbered messages at a fixed offered rate (paced
+ * by a timerfd, each allocation staggered so the load is smooth) or as fast
+ * as it can (flood). Sends and receives are batched (sendmmsg/recvmmsg) and
+ * receive times are kernel timestamps (SO_TIMESTAMPNS), so the generator's
+ * own queueing does not count as server latency.
+ *
+ * Modes:
+ *   pair    allocations relay to each other in pairs (client to client through
+ *           the server, like `turnutils_uclient -y`); latency is one-way.
+ *   echo    every allocation relays to a UDP echo peer (--peer); latency is a
+ *           round trip through the server twice.
+ *   direct  no TURN: plain UDP to the echo peer (--peer), the reference for
+ *           the physical limit and the baseline latency.
+ *   alloc   authenticated Allocate + Refresh(lifetime 0) cycles, as many per
+ *           second as the server completes with --concurrency in flight.
+ *
+ * A relayed packet is one datagram the server receives and forwards: in pair
+ * and echo modes every delivered message crossed the server twice (client ->
+ * peer, then peer -> client), so relayed = 2 x received. With --server-pid
+ * the tool samples the server's CPU (per-thread schedstat in ns, and
+ * utime+stime from /proc/PID/stat) and memory around each measured phase
+ * only (not the setup), and prints µs of server CPU per relayed packet.
+ *
+ * Output: one JSON line per measured phase on stdout; progress and errors on
+ * stderr. Every loop is bounded by a deadline. Single-threaded by design:
+ * pin it with taskset. */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rtc_addr.h"
+#include "rtc_conf.h"
+#include "rtc_crypto.h"
+#include "rtc_err.h"
+#include "rtc_rd.h"
+#include "rtc_wr.h"
+#include "stn_attr.h"
+#include "stn_auth.h"
+#include "stn_frame.h"
+#include "stn_msg.h"
+
+#define TL_MAGIC 0x544C4431u /* "TLD1": marks our payloads */
+#define TL_HDR 24            /* magic, flow, seq, send time */
+#define TL_BATCH 64          /* messages per sendmmsg / recvmmsg */
+#define TL_PKT 2048
+#define TL_MAX_ALLOCS 20000
+#define TL_MAX_STEPS 64
+
+/* ---------- settings ---------- */
+
+typedef struct {
+    char *server, *user, *realm, *mode, *peer, *send, *steps, *max_loss, *label;
+    int64_t allocations, size, rate, duration_ms, drain_ms, tick_us, batch, server_pid;
+    int64_t concurrency, max_cycles, setup_timeout_ms, window, retries;
+} tl_conf;
+
+#define OFF(f) offsetof(tl_conf, f)
+static const rtc_conf_spec specs[] = {
+    {"server", RTC_CONF_STR, OFF(server), 0, 0, "127.0.0.1:3478", "ADDR:PORT",
+     "TURN server (UDP)", rtc_conf_check_hostport, 0},
+    {"user", RTC_CONF_STR, OFF(user), 0, 0, "u:p", "NAME:PASSWORD", "long-term credential",
+     NULL, RTC_CONF_SECRET},
+    {"realm", RTC_CONF_STR, OFF(realm), 0, 0, NULL, "R",
+     "realm for the key (default: the one the server sends in its 401)", NULL, 0},
+    {"mode", RTC_CONF_STR, OFF(mode), 0, 0, "pair", "pair|echo|direct|alloc",
+     "what to measure (see the file comment)", NULL, 0},
+    {"peer", RTC_CONF_STR, OFF(peer), 0, 0, NULL, "ADDR:PORT", "UDP echo peer (echo, direct)",
+     rtc_conf_check_hostport, 0},
+    {"send", RTC_CONF_STR, OFF(send), 0, 0, "channel", "channel|indication",
+     "ChannelBind + ChannelData, or CreatePermission + Send indications", NULL, 0},
+    {"allocations", RTC_CONF_INT, OFF(allocations), 1, TL_MAX_ALLOCS, "10", "N",
+     "allocations (sockets); rounded up to even in pair mode", NULL, 0},
+    {"size", RTC_CONF_INT, OFF(size), TL_HDR, 1400, "170", "BYTES", "application payload", NULL,
+     0},
+    {"rate", RTC_CONF_INT, OFF(rate), 0, 10000000, "0", "MSGS/S",
+     "offered messages per second, all allocations together; 0 = flood", NULL, 0},
+    {"steps", RTC_CONF_STR, OFF(steps), 0, 0, NULL, "R1,R2,...",
+     "run one phase per offered rate on the same allocations, stop after the first lossy one",
+     NULL, 0},
+    {"max-loss", RTC_CONF_STR, OFF(max_loss), 0, 0, "0.001", "FRACTION",
+     "loss above which --steps stops", NULL, 0},
+    {"duration-ms", RTC_CONF_INT, OFF(duration_ms), 100, 600000, "3000", "MS",
+     "length of each measured phase", NULL, 0},
+    {"drain-ms", RTC_CONF_INT, OFF(drain_ms), 0, 10000, "300", "MS",
+     "receive-only time after each phase", NULL, 0},
+    {"tick-us", RTC_CONF_INT, OFF(tick_us), 50, 100000, "100", "US",
+     "pacing timer period: messages due in one period leave together, so a coarse tick makes "
+     "arrivals bursty (and lets servers batch: lower CPU per packet than independent calls give)",
+     NULL, 0},
+    {"batch", RTC_CONF_INT, OFF(batch), 1, TL_BATCH, "16", "N",
+     "flood: messages per allocation per round", NULL, 0},
+    {"server-pid", RTC_CONF_INT, OFF(server_pid), 0, INT_MAX, "0", "PID",
+     "sample this process's CPU and memory around each phase", NULL, 0},
+    {"concurrency", RTC_CONF_INT, OFF(concurrency), 1, 4096, "32", "N",
+     "alloc mode: sockets cycling at once", NULL, 0},
+    {"max-cycles", RTC_CONF_INT, OFF(max_cycles), 0, INT64_MAX / 2, "0", "N",
+     "alloc mode: stop after N cycles (0 = only the duration)", NULL, 0},
+    {"setup-timeout-ms", RTC_CONF_INT, OFF(setup_timeout_ms), 100, 600000, "60000", "MS",
+     "bound on allocating and binding", NULL, 0},
+    {"window", RTC_CONF_INT, OFF(window), 1, 4096, "64", "N",
+     "setup: transactions in flight", NULL, 0},
+    {"retries", RTC_CONF_INT, OFF(retries), 0, 5, "1", "N",
+     "--steps: run a lossy step again up to N times before stopping (noise from other "
+     "processes can cost one phase its packets)",
+     NULL, 0},
+    {"label", RTC_CONF_STR, OFF(label), 0, 0, "", "TEXT", "copied into the JSON line", NULL,
+     0},
+    RTC_CONF_END};
+
+/* ---------- state ---------- */
+
+enum { M_PAIR, M_ECHO, M_DIRECT, M_ALLOC };
+enum { W_ALLOC, W_BIND, W_RELEASE };
+enum { TX_IDLE, TX_WAIT, TX_DONE, TX_FAIL };
+
+typedef struct {
+    int fd;
+    rtc_addr relayed; /* XOR-RELAYED-ADDRESS */
+    rtc_addr peer;    /* where its data goes */
+    uint16_t chan;
+    /* the one transaction in flight */
+    uint8_t tid[STN_TID_LEN];
+    uint8_t step, tries, auth_tries, what;
+    uint64_t sent_ns, cycle_ns;
+    uint8_t nonce[128];
+    size_t nonce_len;
+    /* data */
+    uint8_t tmpl[TL_PKT];
+    size_t tmpl_len, pay_off;
+    uint64_t seq;       /* messages sent by this allocation (next sequence number) */
+    uint64_t phase_seq; /* seq at the start of the phase */
+    uint64_t last_rx_seq;
+    uint32_t ovfl; /* last SO_RXQ_OVFL count seen on this socket */
+} tl_alloc;
+
+/* Latency histogram: 1 µs buckets to 20 ms, then 1 ms buckets to 10 s. */
+#define H_FINE 20000
+#define H_COARSE 10000
+typedef struct {
+    uint32_t fine[H_FINE], coarse[H_COARSE];
+    uint64_t over, n, max_ns;
+} tl_hist;
+
+typedef struct {
+    uint64_t sched_ns, ticks; /* CPU: schedstat over threads; utime+stime */
+    long rss_kb, hwm_kb;
+    uint64_t sys_busy_ticks; /* whole machine, from /proc/stat */
+    uint64_t self_us;
+    bool gone; /* --server-pid given but the process is not there */
+} tl_snap;
+
+typedef struct {
+    tl_conf c;
+    int mode;
+    bool chan;
+    rtc_addr server, peer;
+    char uname[256];
+    const char *pass; /* into c.user, after the ':' */
+    char realm[128];
+    uint8_t key[16];
+    bool have_key;
+    tl_alloc *a;
+    size_t n;
+    int ep;
+    tl_hist *hist;
+    uint64_t received, reordered, misrouted, foreign, rx_drops;
+    uint64_t errors;
+    uint32_t next_src; /* next loopback source address (open_sock) */
+    uint64_t rates[TL_MAX_STEPS];
+    int nsteps;
+    double max_loss;
+    long clk_tck;
+} tl;
+
+static uint64_t now_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Payload timestamps use CLOCK_REALTIME because kernel receive timestamps
+ * (SO_TIMESTAMPNS) do; sender and receiver are this one process. */
+static uint64_t now_real_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------- /proc sampling of the server ---------- */
+
+static bool read_file(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+    if (!f)
+        return false;
+    n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return true;
+}
+
+static long status_kb(const char *status, const char *key)
+{
+    const char *p = strstr(status, key);
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+static void snap(const tl *g, tl_snap *s)
+{
+    char path[64], buf[4096];
+    struct rusage ru;
+    memset(s, 0, sizeof *s);
+    s->rss_kb = s->hwm_kb = -1;
+    getrusage(RUSAGE_SELF, &ru);
+    s->self_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+                 (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+    if (read_file("/proc/stat", buf, sizeof buf)) {
+        unsigned long long v[8] = {0};
+        if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]) == 8)
+            s->sys_busy_ticks = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    }
+    if (!g->c.server_pid)
+        return;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)g->c.server_pid);
+    s->gone = !read_file(path, buf, sizeof buf);
+    if (!s->gone) {
+        /* fields after the ")" that ends comm: state is field 3, utime 14, stime 15 */
+        char *p = strrchr(buf, ')');
+        unsigned long long ut = 0, st = 0;
+        if (p && (p[2] == 'Z' || p[2] == 'X'))
+            s->gone = true; /* exited, not yet reaped */
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                        &st) == 2)
+            s->ticks = ut + st;
+    }
+    snprintf(path, sizeof path, "/proc/%d/status", (int)g->c.server_pid);
+    if (read_file(path, buf, sizeof buf)) {
+        s->rss_kb = status_kb(buf, "VmRSS:");
+        s->hwm_kb = status_kb(buf, "VmHWM:");
+    }
+    snprintf(path, sizeof path, "/proc/%d/task", (int)g->c.server_pid);
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char tp[96];
+            if (e->d_name[0] == '.')
+                continue;
+            snprintf(tp, sizeof tp, "/proc/%d/task/%.20s/schedstat", (int)g->c.server_pid,
+                     e->d_name);
+            if (read_file(tp, buf, sizeof buf))
+                s->sched_ns += strtoull(buf, NULL, 10);
+        }
+        closedir(d);
+    }
+}
+
+/* ---------- latency histogram ---------- */
+
+static void hist_add(tl_hist *h, int64_t ns)
+{
+    uint64_t us;
+    if (ns < 0)
+        ns = 0;
+    us = (uint64_t)ns / 1000u;
+    if (us < H_FINE)
+        h->fine[us]++;
+    else if (us / 1000u < H_COARSE)
+        h->coarse[us / 1000u]++;
+    else
+        h->over++;
+    h->n++;
+    if ((uint64_t)ns > h->max_ns)
+        h->max_ns = (uint64_t)ns;
+}
+
+/* Value in µs at quantile q (upper edge of the bucket), -1 when empty. */
+static double hist_q(const tl_hist *h, double q)
+{
+    uint64_t want, seen = 0;
+    if (!h->n)
+        return -1;
+    want = (uint64_t)(q * (double)h->n);
+    if (want >= h->n)
+        want = h->n - 1;
+    for (size_t i = 0; i < H_FINE; i++) {
+        seen += h->fine[i];
+        if (seen > want)
+            return (double)i + 1;
+    }
+    for (size_t i = 0; i < H_COARSE; i++) {
+        seen += h->coarse[i];
+        if (seen > want)
+            return (double)(i + 1) * 1000.0;
+    }
+    return (double)h->max_ns / 1000.0;
+}
+
+/* ---------- sockets ---------- */
+
+static int open_sock(tl *g, const rtc_addr *dst)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in any = {.sin_family = AF_INET};
+    socklen_t sl = rtc_addr_to_sockaddr(dst, &ss);
+    int one = 1, big = 4 << 20;
+    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    /* Against a loopback server every client socket gets its own source
+     * address in 127.1.0.0-127.254.255.255 (from a random start), so a
+     * 5-tuple does not repeat across runs or alloc-mode cycles: the kernel
+     * hands a just-closed port straight back, and a server may still hold a
+     * released 5-tuple for a while (coturn answers 437 then). */
+    if (ss.ss_family == AF_INET && dst->ip[0] == 127) {
+        uint32_t k = g->next_src++ % (254u << 16);
+        any.sin_addr.s_addr = htonl(0x7F000000u | (1u + (k >> 16)) << 16 | (k & 0xFFFFu));
+    }
+    /* Large buffers so a flood overflows the server, not us; root may force
+     * past rmem_max, others get what the sysctl allows. SO_RXQ_OVFL reports
+     * our own drops so they are never blamed on the server. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big))
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big))
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+    if (ss.ss_family == AF_INET && bind(fd, (struct sockaddr *)&any, sizeof any))
+        goto out_close;
+    if (connect(fd, (struct sockaddr *)&ss, sl))
+        goto out_close;
+    return fd;
+out_close : {
+    int e = -errno;
+    close(fd);
+    return e;
+}
+}
+
+static int attach(tl *g, size_t i)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+    return epoll_ctl(g->ep, EPOLL_CTL_ADD, g->a[i].fd, &ev) ? -errno : 0;
+}
+
+static void reopen(tl *g, size_t i)
+{
+    tl_alloc *a = &g->a[i];
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = open_sock(g, &g->server);
+    a->nonce_len = 0;
+    if (a->fd >= 0)
+        attach(g, i);
+}
+
+/* ---------- TURN transactions ---------- */
+
+static int build_req(tl *g, tl_alloc *a, uint8_t *buf, size_t cap, size_t *len)
+{
+    stn_builder b;
+    uint16_t method;
+    switch (a->what) {
+    case W_ALLOC:
+        method = STN_ALLOCATE;
+        break;
+    case W_BIND:
+        method = g->chan ? STN_CHANNEL_BIND : STN_CREATE_PERMISSION;
+        break;
+    case W_RELEASE:
+    default:
+        method = STN_REFRESH;
+        break;
+    }
+    stn_build_init(&b, buf, cap, method, STN_REQUEST, a->tid);
+    switch (a->what) {
+    case W_ALLOC: {
+        const uint8_t udp[4] = {17, 0, 0, 0}; /* REQUESTED-TRANSPORT: UDP (s.18.6) */
+        stn_build_attr(&b, STN_A_REQUESTED_TRANSPORT, udp, sizeof udp);
+        break;
+    }
+    case W_BIND:
+        if (g->chan)
+            stn_build_channel(&b, a->chan);
+        stn_build_xor_addr(&b, STN_A_XOR_PEER_ADDRESS, &a->peer);
+        break;
+    default:
+        stn_build_u32(&b, STN_A_LIFETIME, 0);
+        break;
+    }
+    if (a->nonce_len && g->have_key) {
+        stn_build_attr(&b, STN_A_USERNAME, g->uname, strlen(g->uname));
+        stn_build_attr(&b, STN_A_REALM, g->realm, strlen(g->realm));
+        stn_build_attr(&b, STN_A_NONCE, a->nonce, a->nonce_len);
+        stn_build_integrity(&b, g->key, sizeof g->key);
+    }
+    return stn_build_finish(&b, len);
+}
+
+static int send_req(tl *g, tl_alloc *a, bool fresh)
+{
+    uint8_t buf[512];
+    size_t len;
+    if (fresh) {
+        rtc_random(a->tid, sizeof a->tid);
+        a->tries = 0;
+    }
+    if (build_req(g, a, buf, sizeof buf, &len))
+        return RTC_ESPACE;
+    a->sent_ns = now_mono_ns();
+    a->step = TX_WAIT;
+    return send(a->fd, buf, len, 0) < 0 && errno != EAGAIN ? -errno : 0;
+}
+
+/* A response to a's transaction. 0 = done, 1 = resent (auth), 2 = not ours,
+ * <0 = failed with that STUN code negated (or RTC_EMSG). */
+static int on_response(tl *g, tl_alloc *a, const uint8_t *buf, size_t len)
+{
+    stn_msg m;
+    const stn_attr_ref *r;
+    if (stn_msg_parse(&m, buf, len) || memcmp(m.tid, a->tid, STN_TID_LEN) ||
+        (m.cls != STN_SUCCESS && m.cls != STN_ERROR))
+        return 2;
+    if (m.cls == STN_ERROR) {
+        int code = 0;
+        rtc_rd reason;
+        if (!(r = stn_msg_find(&m, STN_A_ERROR_CODE)) ||
+            stn_attr_get_error(&m, r, &code, &reason))
+            return RTC_EMSG;
+        if ((code == 401 || code == 438) && a->auth_tries++ < 3) {
+            const stn_attr_ref *n = stn_msg_find(&m, STN_A_NONCE);
+            const stn_attr_ref *rl = stn_msg_find(&m, STN_A_REALM);
+            rtc_rd v;
+            if (!n || n->len > sizeof a->nonce)
+                return -code;
+            v = stn_attr_rd(&m, n);
+            a->nonce_len = n->len;
+            rtc_rd_copy(&v, a->nonce, n->len);
+            if (!g->have_key) { /* first 401: learn the realm, derive the key once */
+                if (rl && rl->len < sizeof g->realm) {
+                    v = stn_attr_rd(&m, rl);
+                    rtc_rd_copy(&v, g->realm, rl->len);
+                    g->realm[rl->len] = '\0';
+                }
+                stn_auth_longterm_key(g->uname, strlen(g->uname), g->realm, strlen(g->realm),
+                                      g->pass, strlen(g->pass), g->key);
+                g->have_key = true;
+            }
+            send_req(g, a, true);
+            return 1;
+        }
+        return -code;
+    }
+    a->auth_tries = 0;
+    if (a->what == W_ALLOC) {
+        if (!(r = stn_msg_find(&m, STN_A_XOR_RELAYED_ADDRESS)) ||
+            stn_attr_get_xor_addr(&m, r, &a->relayed))
+            return RTC_EMSG;
+    }
+    return 0;
+}
+
+/* Run one transaction kind on every allocation, `window` in flight, with
+ * retransmissions (RFC 8489 s.6.2.1, shortened: loopback). Returns how many
+ * failed; the deadline bounds it. */
+static size_t run_txns(tl *g, int what, uint64_t deadline_ns)
+{
+    size_t next = 0, inflight = 0, done = 0, failed = 0;
+    struct epoll_event evs[256];
+    uint8_t buf[TL_PKT];
+
+    for (size_t i = 0; i < g->n; i++) {
+        g->a[i].step = TX_IDLE;
+        g->a[i].what = (uint8_t)what;
+        g->a[i].auth_tries = 0;
+    }
+    while (done + failed < g->n) {
+        uint64_t now = now_mono_ns();
+        if (now > deadline_ns) {
+            fprintf(stderr, "turnload: setup timed out: %zu done, %zu failed of %zu\n", done,
+                    failed, g->n);
+            return failed + (g->n - done - failed);
+        }
+        while (inflight < (size_t)g->c.window && next < g->n) {
+            if (send_req(g, &g->a[next++], true) == 0)
+                inflight++;
+            else {
+                g->a[next - 1].step = TX_FAIL;
+                failed++;
+            }
+        }
+        for (size_t i = 0; i < next; i++) { /* retransmit: 200 ms, doubling, 6 tries */
+            tl_alloc *a = &g->a[i];
+            if (a->step == TX_WAIT && now > a->sent_ns &&
+                now - a->sent_ns > (200000000ull << a->tries)) {
+                if (++a->tries > 6) {
+                    a->step = TX_FAIL;
+                    failed++;
+                    inflight--;
+                } else {
+                    uint8_t t = a->tries;
+                    send_req(g, a, false);
+                    a->tries = t;
+                }
+            }
+        }
+        int ne = epoll_wait(g->ep, evs, 256, 10);
+        for (int k = 0; k < ne; k++) {
+            tl_alloc *a = &g->a[evs[k].data.u64];
+            ssize_t len;
+            while ((len = recv(a->fd, buf, sizeof buf, 0)) > 0) {
+                if (a->step != TX_WAIT)
+                    continue;
+                int rc = on_response(g, a, buf, (size_t)len);
+                if (rc == 0) {
+                    a->step = TX_DONE;
+                    done++;
+                    inflight--;
+                } else if (rc < 0) {
+                    if (g->errors++ < 5)
+                        fprintf(stderr, "turnload: %s failed: %d\n",
+                                what == W_ALLOC  ? "Allocate"
+                                : what == W_BIND ? "bind"
+                                                 : "Refresh",
+                                -rc);
+                    a->step = TX_FAIL;
+                    failed++;
+                    inflight--;
+                }
+            }
+        }
+    }
+    return failed;
+}
+
+/* ---------- data phase ---------- */
+
+/* The message template for allocation i: ChannelData header, or a Send
+ * indication with XOR-PEER-ADDRESS and DATA (RFC 8656 s.11.1); in direct mode
+ * the bare payload. pay_off is where the 24-byte stamp goes. */
+static int make_template(tl *g, tl_alloc *a)
+{
+    size_t size = (size_t)g->c.size;
+    uint8_t zero[1500] = {0};
+    if (g->mode == M_DIRECT) {
+        memset(a->tmpl, 0, size);
+        a->tmpl_len = size;
+        a->pay_off = 0;
+        return 0;
+    }
+    if (g->chan) {
+        stn_chandata_header(a->tmpl, a->chan, (uint16_t)size);
+        memset(a->tmpl + STN_CHANDATA_HDR, 0, size);
+        a->tmpl_len = STN_CHANDATA_HDR + size;
+        a->pay_off = STN_CHANDATA_HDR;
+        return 0;
+    }
+    uint8_t tid[STN_TID_LEN];
+    stn_builder b;
+    stn_msg m;
+    const stn_attr_ref *d;
+    rtc_random(tid, sizeof tid);
+    stn_build_init(&b, a->tmpl, sizeof a->tmpl, STN_SEND, STN_INDICATION, tid);
+    stn_build_xor_addr(&b, STN_A_XOR_PEER_ADDRESS, &a->peer);
+    stn_build_attr(&b, STN_A_DATA, zero, size);
+    if (stn_build_finish(&b, &a->tmpl_len) || stn_msg_parse(&m, a->tmpl, a->tmpl_len) ||
+        !(d = stn_msg_find(&m, STN_A_DATA)))
+        return RTC_EMSG;
+    a->pay_off = d->off;
+    return 0;
+}
+
+/* Send k messages of allocation i in one sendmmsg; the stamp is a separate
+ * iovec so the template is never copied. Returns how many went out. */
+static unsigned send_batch(tl *g, size_t i, unsigned k)
+{
+    tl_alloc *a = &g->a[i];
+    struct mmsghdr mm[TL_BATCH];
+    struct iovec iov[TL_BATCH][3];
+    uint8_t stamp[TL_BATCH][TL_HDR];
+    uint64_t ts = now_real_ns();
+    int rc;
+    if (k > TL_BATCH)
+        k = TL_BATCH;
+    for (unsigned j = 0; j < k; j++) {
+        rtc_wr w;
+        rtc_wr_init(&w, stamp[j], TL_HDR);
+        rtc_wr_u32(&w, TL_MAGIC);
+        rtc_wr_u32(&w, (uint32_t)i);
+        rtc_wr_u64(&w, a->seq + j);
+        rtc_wr_u64(&w, ts);
+        iov[j][0] = (struct iovec){a->tmpl, a->pay_off};
+        iov[j][1] = (struct iovec){stamp[j], TL_HDR};
+        iov[j][2] = (struct iovec){a->tmpl + a->pay_off + TL_HDR,
+                                   a->tmpl_len - a->pay_off - TL_HDR};
+        memset(&mm[j], 0, sizeof mm[j]);
+        mm[j].msg_hdr.msg_iov = iov[j];
+        mm[j].msg_hdr.msg_iovlen = 3;
+    }
+    rc = sendmmsg(a->fd, mm, k, MSG_DONTWAIT);
+    if (rc <= 0)
+        return 0;
+    a->seq += (unsigned)rc;
+    return (unsigned)rc;
+}
+
+/* The payload of one received datagram on allocation i, or NULL. */
+static const uint8_t *payload_of(tl *g, const uint8_t *buf, size_t len, size_t *plen)
+{
+    if (g->mode == M_DIRECT) {
+        *plen = len;
+        return buf;
+    }
+    if (len >= 4 && (buf[0] >> 6) == 1) {
+        uint16_t ch;
+        const uint8_t *d;
+        if (stn_chandata_parse(buf, len, &ch, &d, plen))
+            return NULL;
+        return d;
+    }
+    stn_msg m;
+    const stn_attr_ref *d;
+    if (stn_msg_parse(&m, buf, len) || m.method != STN_DATA || m.cls != STN_INDICATION ||
+        !(d = stn_msg_find(&m, STN_A_DATA)))
+        return NULL;
+    *plen = d->len;
+    return buf + d->off;
+}
+
+/* Two u32 reads: rtc_rd_u64 trips -Wmaybe-uninitialized at -O2 on gcc 12. */
+static bool rd_u64(rtc_rd *r, uint64_t *v)
+{
+    uint32_t hi = 0, lo = 0;
+    if (!rtc_rd_u32(r, &hi) || !rtc_rd_u32(r, &lo))
+        return false;
+    *v = (uint64_t)hi << 32 | lo;
+    return true;
+}
+
+static void on_data(tl *g, size_t i, const uint8_t *buf, size_t len, uint64_t rx_ns)
+{
+    size_t plen;
+    const uint8_t *p = payload_of(g, buf, len, &plen);
+    rtc_rd r;
+    uint32_t magic, flow;
+    uint64_t seq, ts;
+    if (!p) {
+        if (getenv("TL_DEBUG"))
+            fprintf(stderr, "foreign: len %zu type %02x%02x\n", len, buf[0], buf[1]);
+        g->foreign++;
+        return;
+    }
+    rtc_rd_init(&r, p, plen);
+    if (!rtc_rd_u32(&r, &magic) || magic != TL_MAGIC || !rtc_rd_u32(&r, &flow) ||
+        !rd_u64(&r, &seq) || !rd_u64(&r, &ts) || flow >= g->n) {
+        g->foreign++;
+        return;
+    }
+    /* pair: the partner sent it; echo/direct: our own message came back */
+    if (flow != (g->mode == M_PAIR ? (i ^ 1u) : i))
+        g->misrouted++;
+    tl_alloc *s = &g->a[flow];
+    if (seq < s->last_rx_seq)
+        g->reordered++;
+    s->last_rx_seq = seq;
+    g->received++;
+    hist_add(g->hist, (int64_t)(rx_ns - ts));
+}
+
+static void recv_ready(tl *g, size_t i)
+{
+    static uint8_t bufs[TL_BATCH][TL_PKT];
+    static uint8_t ctl[TL_BATCH][128];
+    struct mmsghdr mm[TL_BATCH];
+    struct iovec iov[TL_BATCH];
+    tl_alloc *a = &g->a[i];
+    int rc;
+    for (int round = 0; round < 4; round++) {
+        for (int j = 0; j < TL_BATCH; j++) {
+            iov[j] = (struct iovec){bufs[j], TL_PKT};
+            memset(&mm[j], 0, sizeof mm[j]);
+            mm[j].msg_hdr.msg_iov = &iov[j];
+            mm[j].msg_hdr.msg_iovlen = 1;
+            mm[j].msg_hdr.msg_control = ctl[j];
+            mm[j].msg_hdr.msg_controllen = sizeof ctl[j];
+        }
+        rc = recvmmsg(a->fd, mm, TL_BATCH, MSG_DONTWAIT, NULL);
+        if (rc <= 0)
+            return;
+        uint64_t fallback = now_real_ns();
+        for (int j = 0; j < rc; j++) {
+            uint64_t rx = fallback;
+            for (struct cmsghdr *c = CMSG_FIRSTHDR(&mm[j].msg_hdr); c;
+                 c = CMSG_NXTHDR(&mm[j].msg_hdr, c)) {
+                if (c->cmsg_level != SOL_SOCKET)
+                    continue;
+                if (c->cmsg_type == SCM_TIMESTAMPNS) {
+                    struct timespec ts;
+                    memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                    rx = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+                } else if (c->cmsg_type == SO_RXQ_OVFL) {
+                    uint32_t drops; /* this socket's drops so far: count the growth */
+                    memcpy(&drops, CMSG_DATA(c), sizeof drops);
+                    g->rx_drops += (uint32_t)(drops - a->ovfl);
+                    a->ovfl = drops;
+                }
+            }
+            on_data(g, i, bufs[j], mm[j].msg_len, rx);
+        }
+        if (rc < TL_BATCH)
+            return;
+    }
+}
+
+typedef struct {
+    uint64_t rate, sent, received;
+    double secs;
+} tl_phase;
+
+/* Offered load for `dur` ns: rate 0 floods, otherwise allocation i has sent
+ * floor((rate*t + i*1e9) / (n*1e9)) messages by time t, so allocations are
+ * staggered evenly across each period instead of bursting together. */
+static void run_phase(tl *g, uint64_t rate, tl_phase *ph)
+{
+    struct epoll_event evs[256];
+    int tfd = -1;
+    uint64_t start = now_mono_ns(), end = start + (uint64_t)g->c.duration_ms * 1000000u;
+    uint64_t drain_end = end + (uint64_t)g->c.drain_ms * 1000000u;
+    uint64_t rx0 = g->received, sent = 0;
+    const uint64_t tmr_id = UINT64_MAX;
+
+    memset(ph, 0, sizeof *ph);
+
+    for (size_t i = 0; i < g->n; i++)
+        g->a[i].phase_seq = g->a[i].seq;
+    if (rate) {
+        struct itimerspec it = {0};
+        it.it_interval.tv_nsec = g->c.tick_us * 1000;
+        it.it_value.tv_nsec = 1000;
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = tmr_id};
+        if (tfd < 0 || timerfd_settime(tfd, 0, &it, NULL) ||
+            epoll_ctl(g->ep, EPOLL_CTL_ADD, tfd, &ev)) {
+            fprintf(stderr, "turnload: timerfd: %s\n", strerror(errno));
+            if (tfd >= 0)
+                close(tfd);
+            return;
+        }
+    }
+    for (;;) {
+        uint64_t now = now_mono_ns();
+        bool sending = now < end;
+        if (now >= drain_end)
+            break;
+        if (sending && !rate) {
+            for (size_t i = 0; i < g->n; i++)
+                sent += send_batch(g, i, (unsigned)g->c.batch);
+        }
+        int ne = epoll_wait(g->ep, evs, 256, sending && !rate ? 0 : 1);
+        for (int k = 0; k < ne; k++) {
+            if (evs[k].data.u64 == tmr_id) {
+                uint64_t exp;
+                if (read(tfd, &exp, sizeof exp) < 0) {
+                    /* spurious wakeup: nothing to do */
+                }
+                if (!sending)
+                    continue;
+                uint64_t t = now_mono_ns() - start;
+                for (size_t i = 0; i < g->n; i++) {
+                    tl_alloc *a = &g->a[i];
+                    /* rate <= 1e7 and t <= 610 s keep this below 2^64 */
+                    uint64_t target = (rate * t + (uint64_t)i * 1000000000u) /
+                                      ((uint64_t)g->n * 1000000000u);
+                    while (a->seq - a->phase_seq < target) {
+                        uint64_t want = target - (a->seq - a->phase_seq);
+                        unsigned got = send_batch(g, i, want > TL_BATCH ? TL_BATCH : (unsigned)want);
+                        sent += got;
+                        if (!got)
+                            break;
+                    }
+                }
+                continue;
+            }
+            recv_ready(g, evs[k].data.u64);
+        }
+        if (!sending && g->received - rx0 >= sent)
+            break; /* everything is back: no need to wait out the drain */
+    }
+    if (tfd >= 0) {
+        epoll_ctl(g->ep, EPOLL_CTL_DEL, tfd, NULL);
+        close(tfd);
+    }
+    ph->rate = rate;
+    ph->sent = sent;
+    ph->received = g->received - rx0;
+    ph->secs = (double)g->c.duration_ms / 1000.0;
+}
+
+/* ---------- output ---------- */
+
+static const char *mode_name(int m)
+{
+    static const char *const names[] = {"pair", "echo", "direct", "alloc"};
+    return names[m];
+}
+
+static void print_common(const tl *g, const tl_snap *s0, const tl_snap *s1, double wall_s,
+                         double work_units, const char *unit)
+{
+    double server_ms = (double)(s1->sched_ns - s0->sched_ns) / 1e6;
+    double server_tick_ms = (double)(s1->ticks - s0->ticks) * 1000.0 / (double)g->clk_tck;
+    double self_ms = (double)(s1->self_us - s0->self_us) / 1000.0;
+    double busy_ms =
+        (double)(s1->sys_busy_ticks - s0->sys_busy_ticks) * 1000.0 / (double)g->clk_tck;
+    double other_ms = busy_ms - self_ms - (g->c.server_pid ? server_tick_ms : 0);
+    printf(",\"gen_cpu_ms\":%.1f,\"gen_cpu_frac\":%.3f,\"other_cpu_ms\":%.0f", self_ms,
+           wall_s > 0 ? self_ms / (wall_s * 1000.0) : 0, other_ms < 0 ? 0 : other_ms);
+    if (g->c.server_pid && (s0->gone || s1->gone)) {
+        /* no server figures from a process that died (or was killed) meanwhile */
+        printf(",\"server_died\":true");
+        return;
+    }
+    if (g->c.server_pid) {
+        printf(",\"server_cpu_ms\":%.2f,\"server_cpu_ms_ticks\":%.0f", server_ms, server_tick_ms);
+        if (work_units > 0)
+            printf(",\"server_us_per_%s\":%.3f", unit, server_ms * 1000.0 / work_units);
+        printf(",\"server_rss_start_kb\":%ld,\"server_rss_kb\":%ld,\"server_hwm_kb\":%ld",
+               s0->rss_kb, s1->rss_kb, s1->hwm_kb);
+    }
+}
+
+static void print_phase(const tl *g, int stepno, const tl_phase *ph, const tl_snap *s0,
+                        const tl_snap *s1, long rss_before_alloc_kb, double setup_ms)
+{
+    double loss = ph->sent ? 1.0 - (double)ph->received / (double)ph->sent : 0;
+    double relayed = g->mode == M_DIRECT ? (double)ph->received : 2.0 * (double)ph->received;
+    if (loss < 0)
+        loss = 0;
+    printf("{\"tool\":\"tsunagu-turnload\",\"label\":\"%s\",\"mode\":\"%s\",\"send\":\"%s\","
+           "\"allocations\":%zu,\"size\":%" PRId64 ",\"step\":%d,\"offered_rate\":%" PRIu64
+           ",\"duration_s\":%.3f,\"setup_ms\":%.0f,\"sent\":%" PRIu64 ",\"received\":%" PRIu64
+           ",\"loss\":%.6f,\"send_rate\":%.0f,\"recv_rate\":%.0f,\"%s_pps\":%.0f",
+           g->c.label, mode_name(g->mode),
+           g->mode == M_DIRECT ? "raw" : (g->chan ? "channel" : "indication"), g->n, g->c.size,
+           stepno, ph->rate, ph->secs, setup_ms, ph->sent, ph->received, loss,
+           (double)ph->sent / ph->secs, (double)ph->received / ph->secs,
+           g->mode == M_DIRECT ? "echoed" : "relayed", relayed / ph->secs);
+    printf(",\"lat_kind\":\"%s\",\"lat_p50_us\":%.0f,\"lat_p99_us\":%.0f,\"lat_max_us\":%.0f",
+           g->mode == M_PAIR ? "one-way" : "round-trip", hist_q(g->hist, 0.5),
+           hist_q(g->hist, 0.99), (double)g->hist->max_ns / 1000.0);
+    printf(",\"reordered\":%" PRIu64 ",\"misrouted\":%" PRIu64 ",\"foreign\":%" PRIu64
+           ",\"gen_rx_drops\":%" PRIu64 ",\"errors\":%" PRIu64,
+           g->reordered, g->misrouted, g->foreign, g->rx_drops, g->errors);
+    print_common(g, s0, s1, ph->secs, relayed, "pkt");
+    if (g->c.server_pid && !s1->gone && rss_before_alloc_kb > 0 && s1->hwm_kb > 0)
+        printf(",\"server_rss_before_alloc_kb\":%ld,\"server_kb_per_1000_alloc\":%.0f",
+               rss_before_alloc_kb,
+               (double)(s1->hwm_kb - rss_before_alloc_kb) * 1000.0 / (double)g->n);
+    printf("}\n");
+    fflush(stdout);
+}
+
+/* ---------- alloc-rate mode ---------- */
+
+static int run_alloc_mode(tl *g)
+{
+    struct epoll_event evs[256];
+    uint8_t buf[TL_PKT];
+    uint64_t cycles = 0, start = now_mono_ns();
+    uint64_t end = start + (uint64_t)g->c.duration_ms * 1000000u;
+    tl_snap s0, s1;
+    tl_hist *h = g->hist;
+
+    snap(g, &s0);
+    for (size_t i = 0; i < g->n; i++) {
+        g->a[i].what = W_ALLOC;
+        g->a[i].auth_tries = 0;
+        g->a[i].cycle_ns = now_mono_ns();
+        send_req(g, &g->a[i], true);
+    }
+    for (;;) {
+        uint64_t now = now_mono_ns();
+        if (now >= end || (g->c.max_cycles && cycles >= (uint64_t)g->c.max_cycles))
+            break;
+        for (size_t i = 0; i < g->n; i++) { /* lost request: resend, then give up the socket */
+            tl_alloc *a = &g->a[i];
+            if (a->step == TX_WAIT && now > a->sent_ns &&
+                now - a->sent_ns > (200000000ull << a->tries)) {
+                if (++a->tries > 4) {
+                    g->errors++;
+                    reopen(g, i);
+                    a->what = W_ALLOC;
+                    a->auth_tries = 0;
+                    send_req(g, a, true);
+                } else {
+                    uint8_t t = a->tries;
+                    send_req(g, a, false);
+                    a->tries = t;
+                }
+            }
+        }
+        int ne = epoll_wait(g->ep, evs, 256, 10);
+        for (int k = 0; k < ne; k++) {
+            size_t i = evs[k].data.u64;
+            tl_alloc *a = &g->a[i];
+            ssize_t len;
+            while (a->fd >= 0 && (len = recv(a->fd, buf, sizeof buf, 0)) > 0) {
+                int rc = on_response(g, a, buf, (size_t)len);
+                if (rc == 1 || rc == 2)
+                    continue;
+                if (rc == 0 && a->what == W_ALLOC) {
+                    a->what = W_RELEASE;
+                    send_req(g, a, true);
+                } else if (rc == 0) {
+                    /* a cycle is a new client: fresh 5-tuple, 401 first, as
+                     * servers may hold a released 5-tuple for a while (coturn
+                     * answers 437 to an Allocate on it) */
+                    cycles++;
+                    hist_add(h, (int64_t)(now_mono_ns() - a->cycle_ns));
+                    reopen(g, i);
+                    a->what = W_ALLOC;
+                    a->auth_tries = 0;
+                    a->cycle_ns = now_mono_ns();
+                    send_req(g, a, true);
+                    break;
+                } else {
+                    /* e.g. 437 while the previous allocation on this 5-tuple
+                     * lingers: continue from a fresh 5-tuple */
+                    if (g->errors++ < 5)
+                        fprintf(stderr, "turnload: alloc cycle error %d\n", -rc);
+                    reopen(g, i);
+                    a->what = W_ALLOC;
+                    a->auth_tries = 0;
+                    a->cycle_ns = now_mono_ns();
+                    send_req(g, a, true);
+                    break;
+                }
+            }
+        }
+    }
+    double secs = (double)(now_mono_ns() - start) / 1e9;
+    snap(g, &s1);
+    printf("{\"tool\":\"tsunagu-turnload\",\"label\":\"%s\",\"mode\":\"alloc\",\"concurrency\":%zu,"
+           "\"duration_s\":%.3f,\"cycles\":%" PRIu64 ",\"cycles_per_s\":%.0f,\"errors\":%" PRIu64
+           ",\"cycle_p50_us\":%.0f,\"cycle_p99_us\":%.0f",
+           g->c.label, g->n, secs, cycles, (double)cycles / secs, g->errors, hist_q(h, 0.5),
+           hist_q(h, 0.99));
+    print_common(g, &s0, &s1, secs, (double)cycles, "cycle");
+    printf("}\n");
+    fflush(stdout);
+    return cycles ? 0 : 1;
+}
+
+/* ---------- main ---------- */
+
+static int parse_steps(const char *s, uint64_t *out, size_t cap)
+{
+    size_t n = 0;
+    while (s && *s && n < cap) {
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (end == s)
+            return -1;
+        out[n++] = v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return -1;
+    }
+    return (int)n;
+}
+
+/* Validate the settings that the table cannot check alone. 0 or -1 (said why). */
+static int configure(tl *g)
+{
+    static const char *const modes[] = {"pair", "echo", "direct", "alloc"};
+    const char *sep = strchr(g->c.user, ':');
+
+    g->mode = -1;
+    for (int m = 0; m < 4; m++)
+        if (!strcmp(g->c.mode, modes[m]))
+            g->mode = m;
+    if (g->mode < 0) {
+        fprintf(stderr, "tsunagu-turnload: mode: '%s' is not pair|echo|direct|alloc\n", g->c.mode);
+        return -1;
+    }
+    g->chan = !strcmp(g->c.send, "channel");
+    if (!g->chan && strcmp(g->c.send, "indication")) {
+        fprintf(stderr, "tsunagu-turnload: send: '%s' is not channel|indication\n", g->c.send);
+        return -1;
+    }
+    if ((g->mode == M_ECHO || g->mode == M_DIRECT) &&
+        (!g->c.peer || rtc_addr_parse_hostport(g->c.peer, &g->peer))) {
+        fprintf(stderr, "tsunagu-turnload: mode %s needs --peer ADDR:PORT\n", g->c.mode);
+        return -1;
+    }
+    rtc_addr_parse_hostport(g->c.server, &g->server); /* validated by the table */
+    if (!sep || (size_t)(sep - g->c.user) >= sizeof g->uname) {
+        fprintf(stderr, "tsunagu-turnload: user: expected NAME:PASSWORD\n");
+        return -1;
+    }
+    /* USERNAME carries the name only; the password only feeds the key */
+    memcpy(g->uname, g->c.user, (size_t)(sep - g->c.user));
+    g->uname[sep - g->c.user] = '\0';
+    g->pass = sep + 1;
+    if (g->c.realm) { /* otherwise learnt from the first 401 */
+        snprintf(g->realm, sizeof g->realm, "%s", g->c.realm);
+        stn_auth_longterm_key(g->uname, strlen(g->uname), g->realm, strlen(g->realm), g->pass,
+                              strlen(g->pass), g->key);
+        g->have_key = true;
+    }
+    if (g->c.steps) {
+        g->nsteps = parse_steps(g->c.steps, g->rates, TL_MAX_STEPS);
+        if (g->nsteps <= 0) {
+            fprintf(stderr, "tsunagu-turnload: steps: expected R1,R2,...\n");
+            return -1;
+        }
+    } else {
+        g->rates[0] = (uint64_t)g->c.rate;
+        g->nsteps = 1;
+    }
+    g->max_loss = strtod(g->c.max_loss, NULL);
+    g->n = g->mode == M_ALLOC ? (size_t)g->c.concurrency : (size_t)g->c.allocations;
+    if (g->mode == M_PAIR)
+        g->n = (g->n + 1) & ~(size_t)1;
+    return 0;
+}
+
+/* Allocate and bind every allocation, run the phases, release. 0 when every
+ * phase sent something, 1 otherwise. */
+static int run_load(tl *g)
+{
+    tl_snap before;
+    int ret = 1;
+    uint64_t t0 = now_mono_ns(), deadline = t0 + (uint64_t)g->c.setup_timeout_ms * 1000000u;
+
+    snap(g, &before);
+    if (g->mode != M_DIRECT) {
+        if (run_txns(g, W_ALLOC, deadline)) {
+            fprintf(stderr, "tsunagu-turnload: some allocations failed\n");
+            goto out_release;
+        }
+        for (size_t i = 0; i < g->n; i++)
+            g->a[i].peer = g->mode == M_PAIR ? g->a[i ^ 1u].relayed : g->peer;
+        if (run_txns(g, W_BIND, deadline)) {
+            fprintf(stderr, "tsunagu-turnload: some binds failed\n");
+            goto out_release;
+        }
+    }
+    for (size_t i = 0; i < g->n; i++)
+        if (make_template(g, &g->a[i])) {
+            fprintf(stderr, "tsunagu-turnload: template\n");
+            goto out_release;
+        }
+    double setup_ms = (double)(now_mono_ns() - t0) / 1e6;
+    fprintf(stderr, "turnload: %zu %s ready in %.0f ms\n", g->n,
+            g->mode == M_DIRECT ? "sockets" : "allocations", setup_ms);
+
+    ret = 0;
+    for (int s = 0, tries = 0, phno = 0; s < g->nsteps; phno++) {
+        tl_phase ph;
+        tl_snap s0, s1;
+        memset(g->hist, 0, sizeof *g->hist);
+        g->reordered = g->misrouted = g->foreign = g->rx_drops = 0;
+        snap(g, &s0);
+        run_phase(g, g->rates[s], &ph);
+        snap(g, &s1);
+        print_phase(g, phno, &ph, &s0, &s1, before.rss_kb, setup_ms);
+        double loss = ph.sent ? 1.0 - (double)ph.received / (double)ph.sent : 1;
+        if (!ph.sent)
+            ret = 1;
+        if (g->nsteps > 1 && loss > g->max_loss) {
+            if (tries++ < g->c.retries)
+                continue; /* same rate again: was it the server or a noisy neighbour? */
+            break;
+        }
+        tries = 0;
+        s++;
+    }
+out_release:
+    if (g->mode != M_DIRECT) { /* give the server its state back: Refresh lifetime 0 */
+        size_t ok = 0;
+        for (size_t i = 0; i < g->n; i++)
+            ok += g->a[i].relayed.family != 0;
+        if (ok) {
+            for (size_t i = 0; i < g->n; i++) /* drain queued data so responses are seen */
+                while (recv(g->a[i].fd, g->a[i].tmpl, sizeof g->a[i].tmpl, 0) > 0)
+                    ;
+            run_txns(g, W_RELEASE, now_mono_ns() + 5000000000ull);
+        }
+    }
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    tl g;
+    char err[256];
+    int rc, ret = 2;
+
+    memset(&g, 0, sizeof g);
+    g.ep = -1;
+    rc = rtc_conf_load(specs, &g.c, argc, argv, err, sizeof err);
+    if (rc == RTC_CONF_HELP) {
+        printf("usage: tsunagu-turnload [options]  (one JSON line per measured phase)\n");
+        rtc_conf_usage(specs, stdout);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "tsunagu-turnload: %s\n", err);
+        return 2;
+    }
+    g.clk_tck = sysconf(_SC_CLK_TCK);
+    rtc_random(&g.next_src, sizeof g.next_src);
+    if (configure(&g))
+        goto out_conf;
+    g.a = calloc(g.n, sizeof *g.a);
+    g.hist = calloc(1, sizeof *g.hist);
+    g.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!g.a || !g.hist || g.ep < 0) {
+        fprintf(stderr, "tsunagu-turnload: out of memory\n");
+        goto out_free;
+    }
+    for (size_t i = 0; i < g.n; i++) {
+        g.a[i].fd = open_sock(&g, g.mode == M_DIRECT ? &g.peer : &g.server);
+        if (g.a[i].fd < 0 || attach(&g, i)) {
+            fprintf(stderr, "tsunagu-turnload: socket %zu: %s (raise ulimit -n?)\n", i,
+                    rtc_strerror(g.a[i].fd));
+            goto out_close;
+        }
+        g.a[i].chan = STN_CHAN_MIN;
+    }
+    ret = g.mode == M_ALLOC ? run_alloc_mode(&g) : run_load(&g);
+out_close:
+    for (size_t i = 0; i < g.n; i++)
+        if (g.a[i].fd > 0)
+            close(g.a[i].fd);
+out_free:
+    if (g.ep >= 0)
+        close(g.ep);
+    free(g.hist);
+    free(g.a);
+out_conf:
+    rtc_conf_dispose(specs, &g.c);
+    return ret;
+}
