@@ -622,11 +622,10 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
     w->ports = p->ports;
-    w->iplimit = p->iplimit;
     w->ep = epoll_create1(EPOLL_CLOEXEC);
     io.ctx = w;
     if (!w->pkt || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
-        !w->ports || !w->iplimit || w->ep < 0 || w->ctrl_fd < 0 ||
+        !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
@@ -648,6 +647,11 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
                                "tls-listen")) < 0)
             goto out_free;
         ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
+    }
+    w->iplimit = p->iplimit; /* shared; accept_conns needs it */
+    if (!w->iplimit) {
+        snprintf(err, errlen, "no per-IP connection table");
+        goto out_free;
     }
     if (p->metrics) {
         rly_admin_params ap = {.ep = w->ep, .listen_data = EV_DATA(T_ADMIN_LISTEN, 0),
