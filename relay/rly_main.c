@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "rly_iplimit.h"
 #include "rly_main.h"
 #include "rly_ports.h"
 #include "rly_worker.h"
@@ -117,6 +118,12 @@ const rtc_conf_spec rly_conf_specs[] = {
      NULL, 0},
     {"nonce-ttl", RTC_CONF_INT, OFF(nonce_ttl), 1, 86400, "600", "S",
      "lifetime of a NONCE (438 Stale Nonce after it)", NULL, 0},
+    {"max-tcp-per-ip", RTC_CONF_INT, OFF(max_tcp_per_ip), 1, 1000000, "64", "N",
+     "TCP/TLS connections per client IPv4 address or IPv6 /64 (more are closed at accept)",
+     NULL, 0},
+    {"tcp-auth-timeout", RTC_CONF_INT, OFF(tcp_auth_timeout), 1, 3600, "10", "S",
+     "a TCP/TLS connection that has not made an allocation (TLS handshake included) within "
+     "S seconds is closed", NULL, 0},
     RTC_CONF_END,
 };
 
@@ -140,6 +147,7 @@ typedef struct {
     rly_worker **workers;
     size_t n_workers;
     rly_quota *quota; /* shared by the workers */
+    rly_iplimit *iplimit; /* shared by the workers */
     rly_ports *ports; /* shared by the workers */
     rtc_addr *listen, *tls_listen, metrics;
     uint8_t nonce_key[32];
@@ -273,6 +281,8 @@ static rly_cfg *build_cfg(const app *ap, const rly_settings *s, char *err, size_
     c->lim.bandwidth = (uint64_t)s->bandwidth;
     c->lim.nonce_ttl_s = (uint32_t)s->nonce_ttl;
     c->lim.legacy_channels = s->legacy_channels;
+    c->lim.max_tcp_per_ip = (uint32_t)s->max_tcp_per_ip;
+    c->lim.tcp_auth_timeout_s = (uint32_t)s->tcp_auth_timeout;
     free(allow);
     free(deny);
     return c;
@@ -476,8 +486,9 @@ static int prepare(app *ap, char *err, size_t errlen)
     rtc_addr_parse_hostport(ap->s.metrics_listen, &ap->metrics);
     ap->quota = rly_quota_new();
     ap->ports = rly_ports_new(ap->port_lo, ap->port_hi);
+    ap->iplimit = rly_iplimit_new();
     ap->workers = calloc(worker_count(&ap->s), sizeof *ap->workers);
-    if (!ap->listen || !ap->tls_listen || !ap->quota || !ap->ports || !ap->workers ||
+    if (!ap->listen || !ap->tls_listen || !ap->quota || !ap->ports || !ap->iplimit || !ap->workers ||
         rtc_random(ap->nonce_key, sizeof ap->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         return RTC_EMSG;
@@ -513,7 +524,7 @@ static int create_workers(app *ap, char *err, size_t errlen)
         .cfg = ap->cfg, .listen = ap->listen, .n_listen = ap->s.listen.n,
         .tls_listen = ap->tls_listen, .n_tls_listen = ap->s.tls_listen.n, .tls = ap->tls,
         .ports = ap->ports, .start_time_s = (double)rtc_clock_wall_s(), .reuseport = n > 1,
-        .quota = ap->quota, .nonce_key = ap->nonce_key, .all = ap->workers,
+        .quota = ap->quota, .iplimit = ap->iplimit, .nonce_key = ap->nonce_key, .all = ap->workers,
         .n_all = &ap->n_workers};
     char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
 
@@ -578,6 +589,7 @@ static void app_dispose(app *ap)
         rly_ports_close(ap->ports, fd, &held);
     rly_quota_free(ap->quota);
     rly_ports_free(ap->ports);
+    rly_iplimit_free(ap->iplimit);
     if (ap->sfd >= 0)
         close(ap->sfd);
     free(ap->listen);

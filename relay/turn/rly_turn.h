@@ -28,6 +28,8 @@ typedef struct {
     uint64_t bandwidth; /* bytes/s per allocation, 0 = none */
     uint32_t nonce_ttl_s;
     bool legacy_channels; /* ChannelBind accepts 0x5000-0x7FFF (RFC 5766) */
+    uint32_t max_tcp_per_ip;     /* TCP/TLS connections per source (rly_iplimit.h) */
+    uint32_t tcp_auth_timeout_s; /* a stream must authenticate within this */
 } rly_limits;
 
 /* Immutable configuration; owned by main, borrowed by workers. */
