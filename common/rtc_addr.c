@@ -330,15 +330,56 @@ static bool any_match(const rtc_cidr *list, size_t n, const rtc_addr *a)
     return false;
 }
 
-bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer)
+/* Whether peer is one of the relay's own addresses, or embeds one (6to4,
+ * NAT64 and the mapped/compatible forms reach the same host). */
+static bool own_ip(const rtc_peer_policy *pp, const rtc_addr *peer, bool *exact)
 {
     rtc_addr v4;
     bool has_v4 = embedded_v4(peer, &v4);
-
-    for (size_t i = 0; i < pp->n_own; i++)
-        if (rtc_addr_ip_equal(&pp->own[i], peer) && peer->port >= pp->own_port_lo &&
-            peer->port <= pp->own_port_hi)
+    for (size_t i = 0; i < pp->n_own; i++) {
+        if (rtc_addr_ip_equal(&pp->own[i], peer)) {
+            *exact = true;
             return true;
+        }
+        if (has_v4 && rtc_addr_ip_equal(&pp->own[i], &v4)) {
+            *exact = false;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool rtc_peer_policy_own_ip(const rtc_peer_policy *pp, const rtc_addr *peer)
+{
+    bool exact;
+    return own_ip(pp, peer, &exact);
+}
+
+/* An allow rule naming exactly this host (/32, /128). */
+static bool host_allowed(const rtc_peer_policy *pp, const rtc_addr *peer)
+{
+    for (size_t i = 0; i < pp->n_allow; i++)
+        if (pp->allow[i].prefix == (peer->family == AF_INET ? 32 : 128) &&
+            rtc_cidr_match(&pp->allow[i], peer))
+            return true;
+    return false;
+}
+
+bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer)
+{
+    rtc_addr v4;
+    bool has_v4 = embedded_v4(peer, &v4), exact = false;
+
+    /* The relay host itself: only its relayed ports are peers. A public
+     * relay IP matches no built-in deny, so without this its SSH or Redis
+     * would be reachable; an allow range that happens to contain it does
+     * not open it, only a host rule naming it does (a deliberate choice,
+     * e.g. a test peer on the relay's loopback address). */
+    if (own_ip(pp, peer, &exact)) {
+        if (exact && peer->port >= pp->own_port_lo && peer->port <= pp->own_port_hi)
+            return true;
+        return exact && host_allowed(pp, peer);
+    }
     if (any_match(pp->allow, pp->n_allow, peer))
         return true;
     if (any_match(pp->deny, pp->n_deny, peer))

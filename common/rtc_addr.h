@@ -6,11 +6,13 @@
  * addresses a TURN client may reach (RFC 8656 s.21, CVE-2020-26262): the
  * secure default denies every loopback, private, link-local, multicast,
  * unspecified and IPv4-in-IPv6 range; explicit allows win over denies; the
- * relay's own relayed addresses are always allowed. IPv4-mapped and
+ * relay's own IPs are peers only inside the relayed-port range. IPv4-mapped and
  * IPv4-compatible IPv6 addresses are checked as the IPv4 address they carry
  * too, so "::ffff:127.0.0.1" cannot sneak past a loopback deny.
- * Order: own relayed address (IP + relayed-port range) -> allowed; an allow
- * rule matching the address as written -> allowed; a deny rule (built-in or
+ * Order: own IP (relay or external IP, also embedded in a v6 form) -> allowed
+ * inside the relayed-port range, or when an allow rule names exactly that
+ * host, denied otherwise; an allow rule matching the address as written ->
+ * allowed; a deny rule (built-in or
  * configured) matching the address, or the IPv4 address embedded in it
  * (::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d, 2002:AABB:CCDD::) -> denied;
  * otherwise allowed. */
@@ -80,5 +82,9 @@ rtc_peer_policy *rtc_peer_policy_new(const rtc_peer_policy_params *p); /* NULL o
 void rtc_peer_policy_free(rtc_peer_policy *pp);
 /* true when a client may send to / receive from this peer address. */
 bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer);
+/* true when peer's IP is one of the own IPs (or embeds one): the only
+ * peers whose verdict depends on the port, so the data path re-checks
+ * rtc_peer_policy_allows per packet for them alone. */
+bool rtc_peer_policy_own_ip(const rtc_peer_policy *pp, const rtc_addr *peer);
 
 #endif

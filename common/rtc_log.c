@@ -3,16 +3,20 @@
 #include "rtc_log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "rtc_err.h"
 
-/* Process-wide settings; defaults work without rtc_log_setup. */
-static rtc_log_level g_level = RTC_LOG_INFO;
-static rtc_log_format g_format = RTC_LOG_TEXT;
-static const char *g_program = "tsunagu";
+/* Process-wide settings; defaults work without rtc_log_setup. Atomics:
+ * a daemon's SIGHUP reload calls rtc_log_setup while its worker threads log.
+ * Relaxed is enough: each is read on its own, and a line logged at the old
+ * level just after a reload is harmless. */
+static _Atomic int g_level = RTC_LOG_INFO;
+static _Atomic int g_format = RTC_LOG_TEXT;
+static const char *_Atomic g_program = "tsunagu";
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -40,13 +44,16 @@ int rtc_log_parse_format(const char *s, rtc_log_format *out)
 
 void rtc_log_setup(rtc_log_level level, rtc_log_format format, const char *program)
 {
-    g_level = level;
-    g_format = format;
+    atomic_store_explicit(&g_level, (int)level, memory_order_relaxed);
+    atomic_store_explicit(&g_format, (int)format, memory_order_relaxed);
     if (program)
-        g_program = program;
+        atomic_store_explicit(&g_program, program, memory_order_relaxed);
 }
 
-bool rtc_log_enabled(rtc_log_level level) { return level <= g_level; }
+bool rtc_log_enabled(rtc_log_level level)
+{
+    return (int)level <= atomic_load_explicit(&g_level, memory_order_relaxed);
+}
 
 /* Escape for a JSON string value into out (always NUL-terminated). */
 static void json_escape(char *out, size_t cap, const char *in)
@@ -86,16 +93,17 @@ void rtc_log_write(rtc_log_level level, const char *ctx, const char *file, int l
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
              now.tv_nsec / 1000000);
 
-    if (g_format == RTC_LOG_JSON) {
+    const char *prog = atomic_load_explicit(&g_program, memory_order_relaxed);
+    if (atomic_load_explicit(&g_format, memory_order_relaxed) == RTC_LOG_JSON) {
         char emsg[2048], ectx[256];
         json_escape(emsg, sizeof emsg, msg);
         json_escape(ectx, sizeof ectx, ctx ? ctx : "");
         fprintf(stderr,
                 "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":\"%s\",\"ctx\":\"%s\","
                 "\"src\":\"%s:%d\",\"func\":\"%s\",\"msg\":\"%s\"}\n",
-                ts, level_names[level], g_program, ectx, base, line, func, emsg);
+                ts, level_names[level], prog, ectx, base, line, func, emsg);
     } else {
-        fprintf(stderr, "%s %-5s %s%s%s%s %s (%s:%d)\n", ts, level_names[level], g_program,
+        fprintf(stderr, "%s %-5s %s%s%s%s %s (%s:%d)\n", ts, level_names[level], prog,
                 ctx ? " [" : "", ctx ? ctx : "", ctx ? "]" : "", msg, base, line);
     }
 }

@@ -19,6 +19,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "rly_iplimit.h"
 #include "rly_main.h"
 #include "rly_ports.h"
 #include "rly_worker.h"
@@ -51,8 +52,10 @@ static int check_user(const char *v, char *err, size_t errlen)
 
 static int check_realm(const char *v, char *err, size_t errlen)
 {
-    if (!*v || strlen(v) > 127) {
-        snprintf(err, errlen, "expected 1-127 bytes");
+    /* every 401 carries the realm: a long one would make the relay a
+     * better amplifier for spoofed Allocates */
+    if (!*v || strlen(v) > 32) {
+        snprintf(err, errlen, "expected 1-32 bytes");
         return RTC_EMSG;
     }
     return 0;
@@ -115,6 +118,12 @@ const rtc_conf_spec rly_conf_specs[] = {
      NULL, 0},
     {"nonce-ttl", RTC_CONF_INT, OFF(nonce_ttl), 1, 86400, "600", "S",
      "lifetime of a NONCE (438 Stale Nonce after it)", NULL, 0},
+    {"max-tcp-per-ip", RTC_CONF_INT, OFF(max_tcp_per_ip), 1, 1000000, "64", "N",
+     "TCP/TLS connections per client IPv4 address or IPv6 /64 (more are closed at accept)",
+     NULL, 0},
+    {"tcp-auth-timeout", RTC_CONF_INT, OFF(tcp_auth_timeout), 1, 3600, "10", "S",
+     "a TCP/TLS connection that has not made an allocation (TLS handshake included) within "
+     "S seconds is closed", NULL, 0},
     RTC_CONF_END,
 };
 
@@ -126,8 +135,8 @@ typedef struct {
     rly_settings s;
     rly_cfg *cfg; /* current */
     rly_tls *tls; /* current */
-    /* replaced by reloads: workers may still use them until they pick up
-     * the new ones, so they are freed only when the workers are gone */
+    /* replaced by reloads: workers may still use them until they take the
+     * new ones, so they are freed once every worker has (free_retired) */
     rly_cfg *old_cfg[MAX_RETIRED];
     rly_tls *old_tls[MAX_RETIRED];
     size_t n_old_cfg, n_old_tls;
@@ -138,6 +147,7 @@ typedef struct {
     rly_worker **workers;
     size_t n_workers;
     rly_quota *quota; /* shared by the workers */
+    rly_iplimit *iplimit; /* shared by the workers */
     rly_ports *ports; /* shared by the workers */
     rtc_addr *listen, *tls_listen, metrics;
     uint8_t nonce_key[32];
@@ -271,6 +281,8 @@ static rly_cfg *build_cfg(const app *ap, const rly_settings *s, char *err, size_
     c->lim.bandwidth = (uint64_t)s->bandwidth;
     c->lim.nonce_ttl_s = (uint32_t)s->nonce_ttl;
     c->lim.legacy_channels = s->legacy_channels;
+    c->lim.max_tcp_per_ip = (uint32_t)s->max_tcp_per_ip;
+    c->lim.tcp_auth_timeout_s = (uint32_t)s->tcp_auth_timeout;
     free(allow);
     free(deny);
     return c;
@@ -296,6 +308,24 @@ static int check_tls(const rly_settings *s, rly_tls **tls, char *err, size_t err
     return *tls ? 0 : RTC_EMSG;
 }
 
+/* Free the configurations and TLS contexts replaced by reloads once every
+ * worker has taken the newest: none of them can be in use any more. Called
+ * on each reload and from the 100 ms supervise tick, so SIGHUP can be sent
+ * any number of times. */
+static void free_retired(app *ap)
+{
+    if (!ap->n_old_cfg && !ap->n_old_tls)
+        return;
+    for (size_t i = 0; i < ap->n_workers; i++)
+        if (!rly_worker_cfg_taken(ap->workers[i]))
+            return;
+    for (size_t i = 0; i < ap->n_old_cfg; i++)
+        cfg_free(ap->old_cfg[i]);
+    for (size_t i = 0; i < ap->n_old_tls; i++)
+        rly_tls_free(ap->old_tls[i]);
+    ap->n_old_cfg = ap->n_old_tls = 0;
+}
+
 static void reload(app *ap)
 {
     rly_settings ns;
@@ -305,8 +335,11 @@ static void reload(app *ap)
     rtc_log_level lvl;
     rtc_log_format fmt;
 
+    free_retired(ap);
     if (ap->n_old_cfg >= MAX_RETIRED || ap->n_old_tls >= MAX_RETIRED) {
-        RTC_LOG(RTC_LOG_ERROR, NULL, "reload refused: %d reloads already; restart", MAX_RETIRED);
+        /* only when workers stopped taking new configurations */
+        RTC_LOG(RTC_LOG_ERROR, NULL, "reload refused: %d replaced configurations still in use",
+                MAX_RETIRED);
         return;
     }
     memset(&ns, 0, sizeof ns);
@@ -400,6 +433,8 @@ static int supervise(app *ap, int sfd)
                 on_signal(ap, (int)si.ssi_signo);
         for (size_t i = 0; i < ap->n_workers; i++)
             done += rly_worker_done(ap->workers[i]);
+        if (!done)
+            free_retired(ap);
         if (done == ap->n_workers)
             return 0;
         if (done && !ap->stopping) {
@@ -451,8 +486,9 @@ static int prepare(app *ap, char *err, size_t errlen)
     rtc_addr_parse_hostport(ap->s.metrics_listen, &ap->metrics);
     ap->quota = rly_quota_new();
     ap->ports = rly_ports_new(ap->port_lo, ap->port_hi);
+    ap->iplimit = rly_iplimit_new();
     ap->workers = calloc(worker_count(&ap->s), sizeof *ap->workers);
-    if (!ap->listen || !ap->tls_listen || !ap->quota || !ap->ports || !ap->workers ||
+    if (!ap->listen || !ap->tls_listen || !ap->quota || !ap->ports || !ap->iplimit || !ap->workers ||
         rtc_random(ap->nonce_key, sizeof ap->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         return RTC_EMSG;
@@ -488,7 +524,7 @@ static int create_workers(app *ap, char *err, size_t errlen)
         .cfg = ap->cfg, .listen = ap->listen, .n_listen = ap->s.listen.n,
         .tls_listen = ap->tls_listen, .n_tls_listen = ap->s.tls_listen.n, .tls = ap->tls,
         .ports = ap->ports, .start_time_s = (double)rtc_clock_wall_s(), .reuseport = n > 1,
-        .quota = ap->quota, .nonce_key = ap->nonce_key, .all = ap->workers,
+        .quota = ap->quota, .iplimit = ap->iplimit, .nonce_key = ap->nonce_key, .all = ap->workers,
         .n_all = &ap->n_workers};
     char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
 
@@ -553,6 +589,7 @@ static void app_dispose(app *ap)
         rly_ports_close(ap->ports, fd, &held);
     rly_quota_free(ap->quota);
     rly_ports_free(ap->ports);
+    rly_iplimit_free(ap->iplimit);
     if (ap->sfd >= 0)
         close(ap->sfd);
     free(ap->listen);

@@ -2,6 +2,7 @@
 #include "sig_turn.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "rtc_crypto.h"
 #include "rtc_err.h"
@@ -16,6 +17,26 @@ int sig_turn_credential(const void *secret, size_t secretlen, const char *id, ui
         return RTC_ESPACE;
     rtc_hmac_sha1(secret, secretlen, user, (size_t)n, mac);
     return rtc_base64_encode(mac, sizeof mac, cred, SIG_TURN_CRED_MAX) < 0 ? RTC_ESPACE : 0;
+}
+
+int sig_turn_user_id(const void *secret, size_t secretlen, const char *kind, const void *data,
+                     size_t len, char out[SIG_TURN_ID_LEN + 1])
+{
+    uint8_t msg[300], mac[RTC_SHA256_LEN];
+    char b64[64];
+    size_t kl = strlen(kind);
+
+    if (kl + 1 + len > sizeof msg)
+        return RTC_ESPACE;
+    memcpy(msg, kind, kl);
+    msg[kl] = 0; /* "sub" + "x" never equals "subx" of another kind */
+    memcpy(msg + kl + 1, data, len);
+    rtc_hmac_sha256(secret, secretlen, msg, kl + 1 + len, mac);
+    if (rtc_base64url_encode(mac, sizeof mac, b64, sizeof b64) < SIG_TURN_ID_LEN)
+        return RTC_ESPACE;
+    memcpy(out, b64, SIG_TURN_ID_LEN);
+    out[SIG_TURN_ID_LEN] = '\0';
+    return 0;
 }
 
 json_t *sig_turn_ice_servers(char *const *urls, size_t nurls, const void *secret,

@@ -13,6 +13,19 @@
 #define SIG_TURN_USER_MAX 96
 #define SIG_TURN_CRED_MAX 32 /* base64 of 20 bytes is 28 */
 
+/* The ID part of the username must name the user, not the join: the relay
+ * counts its per-user allocation quota by ID, so a fresh ID per join would
+ * let one user hold any number of allocations by joining again. The ID is
+ * base64url(HMAC-SHA256(secret, kind NUL data)) cut to SIG_TURN_ID_LEN
+ * characters (96 bits): stable for one (kind, data) as long as the secret
+ * stays, different kinds never collide by construction, and without the
+ * secret it tells nothing about data (a token's sub stays private). The
+ * caller uses kind "sub" with a verified token's sub, or "ip" with the
+ * client's address bytes in open mode. 0 or RTC_ESPACE. */
+#define SIG_TURN_ID_LEN 16
+int sig_turn_user_id(const void *secret, size_t secretlen, const char *kind, const void *data,
+                     size_t len, char out[SIG_TURN_ID_LEN + 1]);
+
 /* Username and credential for `id`, valid until now_s + ttl_s. 0 or RTC_ESPACE. */
 int sig_turn_credential(const void *secret, size_t secretlen, const char *id, uint64_t now_s,
                         uint64_t ttl_s, char user[SIG_TURN_USER_MAX],

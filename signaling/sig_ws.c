@@ -58,6 +58,7 @@ struct conn {
     const char *close_reason;
     bool keep;         /* on close, keep the member for resume */
     char peer[48];
+    rtc_addr addr;     /* the client's address (TURN identity in open mode) */
 };
 
 typedef struct {
@@ -184,6 +185,29 @@ static void hub_detach(void *cp, sig_member *lobby, void *ud)
     close_later(c, CLOSE_RESUMED, "resumed on another connection", false);
 }
 
+/* The TURN REST ID of this user (see sig_turn_user_id): the token's sub
+ * when tokens are required, else the client's IPv4 address or IPv6 /64
+ * (one subscriber usually holds a whole /64). 0 or RTC_ESPACE. */
+static int turn_identity(const conn *c, const sig_conf *cf, const sig_token_claims *claims,
+                         char out[SIG_TURN_ID_LEN + 1])
+{
+    size_t sl = strlen(cf->turn_secret);
+    uint8_t key[9] = {0};
+    const uint8_t *ip = c->addr.ip;
+    bool v6 = c->addr.family == AF_INET6;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (cf->token_secret)
+        return sig_turn_user_id(cf->turn_secret, sl, "sub", claims->sub, strlen(claims->sub), out);
+    if (v6 && !memcmp(ip, mapped, sizeof mapped)) { /* a v4 client on a v6 listener */
+        v6 = false;
+        ip += 12;
+    }
+    key[0] = v6 ? 6 : 4;
+    memcpy(key + 1, ip, v6 ? 8 : 4);
+    return sig_turn_user_id(cf->turn_secret, sl, "ip", key, v6 ? 9 : 5, out);
+}
+
 static void random_hex(char *out, size_t nbytes)
 {
     uint8_t b[32];
@@ -198,7 +222,7 @@ static void do_join(conn *c, const sig_msg *msg)
 {
     server *s = c->srv;
     const sig_conf *cf = s->conf;
-    char id[SIG_ID_LEN + 1], resume[33];
+    char id[SIG_ID_LEN + 1], resume[33], turn_id[SIG_TURN_ID_LEN + 1] = "";
     sig_token_claims claims;
     const char *name = msg->name, *why;
     sig_join_params p;
@@ -230,9 +254,13 @@ static void do_join(conn *c, const sig_msg *msg)
     }
     random_hex(id, SIG_ID_LEN / 2);
     random_hex(resume, 16);
-    ice = sig_turn_ice_servers(cf->turn_url.v, cf->turn_url.n, cf->turn_secret,
-                               cf->turn_secret ? strlen(cf->turn_secret) : 0, id,
-                               rtc_clock_wall_s(), (uint64_t)cf->turn_ttl);
+    /* not the member id: the relay's per-user quota counts by this ID */
+    if (cf->turn_secret && turn_identity(c, cf, &claims, turn_id))
+        ice = NULL;
+    else
+        ice = sig_turn_ice_servers(cf->turn_url.v, cf->turn_url.n, cf->turn_secret,
+                                   cf->turn_secret ? strlen(cf->turn_secret) : 0, turn_id,
+                                   rtc_clock_wall_s(), (uint64_t)cf->turn_ttl);
     if (!ice) {
         send_error(c, SIG_E_SERVER_BUSY, "out of memory");
         return;
@@ -534,12 +562,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         conn *c = &u->c;
         memset(c, 0, sizeof *c);
         u->kind = SESS_WS;
-        c->srv = s;
         c->wsi = wsi;
         if (!(c->m = sig_hub_connect(s->hub, c)))
             return -1;
+        /* only now: CLOSED undoes what c->srv says was done (connections++) */
+        c->srv = s;
         sig_rate_init(&c->rate, (uint32_t)s->conf->rate_limit, now_us());
         lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+        {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof ss;
+            if (!getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl))
+                rtc_addr_from_sockaddr(&c->addr, (struct sockaddr *)&ss);
+        }
         c->keep = true;
         c->next = s->conns;
         if (s->conns)

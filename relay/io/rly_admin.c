@@ -1,11 +1,39 @@
 /* rly_admin.c - the relay's tiny admin HTTP/1.1 server: GET /metrics
  * (Prometheus text, metric names of DESIGN.md) and GET /healthz. Answers
  * are built from the workers' plain counters, summed here at scrape time;
- * every answer closes the connection. Bound to 127.0.0.1 by default. */
+ * every answer closes the connection. Bound to 127.0.0.1 by default.
+ *
+ * The connections live in a small fixed table on the worker that owns the
+ * listener. Idle clients must not be able to lock the scraper out: an entry
+ * that has not sent a whole request head within ADMIN_TIMEOUT_MS is closed
+ * by the sweep, and when the table is full the oldest entry makes room for
+ * the newcomer. When accept() runs out of descriptors the listener is
+ * paused until the next sweep instead of waking the loop at once again. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "rly_worker.h"
+
+#define ADMIN_MAX 16
+#define ADMIN_TIMEOUT_MS 5000
+
+typedef struct {
+    int fd;
+    size_t len;
+    uint64_t accepted_ms;
+    char buf[2048];
+} admin_conn;
+
+struct rly_admin {
+    rly_admin_params p;
+    bool paused; /* listener out of epoll after EMFILE; re-armed by the sweep */
+    admin_conn c[ADMIN_MAX];
+};
 
 static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double start)
 {
@@ -93,5 +121,140 @@ void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
         reply(out, "404 Not Found", "text/plain", "not found\n", 10);
     } else {
         reply(out, "405 Method Not Allowed", "text/plain", "only GET\n", 9);
+    }
+}
+
+/* ---- connections ---- */
+
+rly_admin *rly_admin_new(const rly_admin_params *p)
+{
+    rly_admin *a = calloc(1, sizeof *a);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = p->listen_data};
+    if (!a) {
+        close(p->listen_fd);
+        return NULL;
+    }
+    a->p = *p;
+    for (int i = 0; i < ADMIN_MAX; i++)
+        a->c[i].fd = -1;
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, p->listen_fd, &ev)) {
+        rly_admin_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+static void admin_close(rly_admin *a, int i)
+{
+    epoll_ctl(a->p.ep, EPOLL_CTL_DEL, a->c[i].fd, NULL);
+    close(a->c[i].fd);
+    a->c[i].fd = -1;
+}
+
+void rly_admin_free(rly_admin *a)
+{
+    if (!a)
+        return;
+    for (int i = 0; i < ADMIN_MAX; i++)
+        if (a->c[i].fd >= 0)
+            admin_close(a, i);
+    close(a->p.listen_fd);
+    free(a);
+}
+
+/* The slot for a new connection: a free one, else the oldest (closed). */
+static int admin_slot(rly_admin *a)
+{
+    int oldest = 0;
+    for (int i = 0; i < ADMIN_MAX; i++) {
+        if (a->c[i].fd < 0)
+            return i;
+        if (a->c[i].accepted_ms < a->c[oldest].accepted_ms)
+            oldest = i;
+    }
+    admin_close(a, oldest);
+    return oldest;
+}
+
+static void pause_listener(rly_admin *a)
+{
+    struct epoll_event ev = {.events = 0, .data.u64 = a->p.listen_data};
+    if (!epoll_ctl(a->p.ep, EPOLL_CTL_MOD, a->p.listen_fd, &ev))
+        a->paused = true;
+}
+
+void rly_admin_accept(rly_admin *a, uint64_t now_ms)
+{
+    for (int n = 0; n < ADMIN_MAX; n++) {
+        int fd = accept4(a->p.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), i;
+        struct epoll_event ev = {.events = EPOLLIN};
+        if (fd < 0) {
+            /* level-triggered: out of descriptors, the pending connection
+             * would wake the loop again at once, forever */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_listener(a);
+            return;
+        }
+        i = admin_slot(a);
+        ev.data.u64 = a->p.conn_data | (uint32_t)i;
+        if (epoll_ctl(a->p.ep, EPOLL_CTL_ADD, fd, &ev)) {
+            close(fd);
+            continue;
+        }
+        a->c[i].fd = fd;
+        a->c[i].len = 0;
+        a->c[i].accepted_ms = now_ms;
+    }
+}
+
+void rly_admin_event(rly_admin *a, uint32_t idx)
+{
+    admin_conn *ac;
+    rtc_buf out;
+    ssize_t n;
+    size_t off = 0;
+    int tries = 0;
+
+    if (idx >= ADMIN_MAX || a->c[idx].fd < 0)
+        return;
+    ac = &a->c[idx];
+    n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        admin_close(a, (int)idx);
+        return;
+    }
+    ac->len += (size_t)n;
+    ac->buf[ac->len] = '\0';
+    if (!strstr(ac->buf, "\r\n\r\n") && !strstr(ac->buf, "\n\n")) {
+        if (ac->len >= sizeof ac->buf - 1)
+            admin_close(a, (int)idx); /* request head too large */
+        return;
+    }
+    rtc_buf_init(&out);
+    rly_admin_respond(&out, ac->buf, ac->len, a->p.all, *a->p.n_all, a->p.start_time_s);
+    /* small answers: the socket buffer takes them at once; a bounded retry
+     * covers the rare partial write without a per-connection queue */
+    while (!out.oom && off < out.len && tries++ < 1000) {
+        ssize_t s = send(ac->fd, out.p + off, out.len - off, MSG_NOSIGNAL);
+        if (s > 0)
+            off += (size_t)s;
+        else if (s < 0 && errno != EAGAIN && errno != EINTR)
+            break;
+    }
+    rtc_buf_dispose(&out);
+    admin_close(a, (int)idx);
+}
+
+void rly_admin_sweep(rly_admin *a, uint64_t now_ms)
+{
+    for (int i = 0; i < ADMIN_MAX; i++)
+        if (a->c[i].fd >= 0 && now_ms - a->c[i].accepted_ms >= ADMIN_TIMEOUT_MS)
+            admin_close(a, i);
+    if (a->paused) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = a->p.listen_data};
+        if (!epoll_ctl(a->p.ep, EPOLL_CTL_MOD, a->p.listen_fd, &ev))
+            a->paused = false;
     }
 }

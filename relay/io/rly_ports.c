@@ -108,6 +108,15 @@ int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_add
     return fd;
 }
 
+int rly_ports_dont_fragment(int fd, int family)
+{
+    int v4 = IP_PMTUDISC_DO, one = 1;
+    int rc = family == AF_INET6
+                 ? setsockopt(fd, IPPROTO_IPV6, IPV6_DONTFRAG, &one, sizeof one)
+                 : setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &v4, sizeof v4);
+    return rc ? -errno : 0;
+}
+
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound)
 {
     clear_bit(p->used[bound->family == AF_INET6], bound->port);

@@ -28,6 +28,9 @@ void rly_ports_free(rly_ports *p);
 int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound);
 /* The same for one given port (the odd half of an EVEN-PORT pair). */
 int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_addr *bound);
+/* Set DF on a relayed socket (TURN DONT-FRAGMENT): IP_PMTUDISC_DO for
+ * IPv4, IPV6_DONTFRAG for IPv6. 0 or -errno. Fits rly_io. */
+int rly_ports_dont_fragment(int fd, int family);
 /* Close fd and give its port back. */
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound);
 

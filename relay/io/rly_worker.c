@@ -37,6 +37,7 @@
 
 #include <stdatomic.h>
 
+#include "rly_iplimit.h"
 #include "rly_ports.h"
 #include "rtc_clock.h"
 #include "rtc_log.h"
@@ -52,10 +53,15 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
  * loop iteration is flushed in large sendmmsg groups */
 #define RX_SLOTS (2 * UDP_BATCH)
 #define TX_MAX RX_SLOTS
-#define CONN_IN_CAP (65536 + 8)
+/* The largest legal frame is a STUN message of 20 + 0xFFFC bytes
+ * (ChannelData tops out at 4 + 0xFFFF + 1 of padding); 4 spare bytes. */
+#define CONN_IN_CAP (20 + 0xFFFC + 4)
 #define CONN_OUT_CAP (256 * 1024)
+/* Until a connection has authenticated (made an allocation) its buffers
+ * stay this small: an unauthenticated Allocate or Binding is a few hundred
+ * bytes, and thousands of idle sockets must not each pin 300 KB. */
+#define CONN_INIT_CAP 2048
 #define MAX_CONNS 65536
-#define ADMIN_MAX 16
 /* A stream that has not made an allocation within this time is closed, so
  * idle connections cannot pile up (Binding-only clients reconnect). */
 #define CONN_IDLE_MS 60000
@@ -67,18 +73,13 @@ typedef struct {
     bool closing;
     rtc_addr client;
     rly_tls_conn *tls;
+    bool authed; /* has made an allocation: buffers may grow, no auth timeout */
     uint8_t *in;
-    size_t in_len;
+    size_t in_len, in_cap;
     uint8_t *out;
-    size_t out_off, out_len;
+    size_t out_off, out_len, out_cap;
     uint64_t born_ms;
 } conn;
-
-typedef struct {
-    int fd;
-    size_t len;
-    char buf[2048];
-} admin_conn;
 
 /* A queued datagram: its bytes stay in a receive slot until the flush. */
 typedef struct {
@@ -96,8 +97,9 @@ struct rly_worker {
     int *udp_fd, *tcp_fd, *tls_fd;
     size_t n_listen, n_tls;
     rly_tls *tls;
-    int admin_fd;
-    admin_conn admins[ADMIN_MAX];
+    rly_admin *admin; /* the admin HTTP listener, first worker only */
+    rly_iplimit *iplimit; /* shared: TCP/TLS connections per source */
+    bool accept_paused; /* stream listeners out of epoll after EMFILE */
     conn **conns;
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
@@ -446,6 +448,7 @@ static void conn_free(rly_worker *w, uint32_t idx)
     conn *c = w->conns[idx];
     rly_tuple tu = {.client = c->client, .listener = c->listener, .proto = c->proto};
     rly_turn_tuple_gone(&w->turn, &tu);
+    rly_iplimit_give(w->iplimit, &c->client);
     rly_tls_conn_free(c->tls);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -481,6 +484,25 @@ static int conn_flush(conn *c)
     return 0;
 }
 
+/* Make a buffer of *cap bytes hold at least need (up to max): doubles, so
+ * a busy connection reallocates a handful of times in its life. */
+static bool buf_grow(uint8_t **b, size_t *cap, size_t need, size_t max)
+{
+    size_t n = *cap;
+    uint8_t *nb;
+    if (need > max)
+        return false;
+    while (n < need)
+        n = n * 2 > max ? max : n * 2;
+    if (n == *cap)
+        return true;
+    if (!(nb = realloc(*b, n)))
+        return false;
+    *b = nb;
+    *cap = n;
+    return true;
+}
+
 /* Queue a frame for the client; dropped whole when the queue is full (a
  * client that stops reading cannot make the relay buffer without bound). */
 static void conn_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
@@ -488,10 +510,12 @@ static void conn_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
     conn *c = w->conns[idx];
     if (!c || c->closing)
         return;
-    if (c->out_off + c->out_len + n > CONN_OUT_CAP) {
+    if (c->out_off + c->out_len + n > c->out_cap) {
         memmove(c->out, c->out + c->out_off, c->out_len);
         c->out_off = 0;
-        if (c->out_len + n > CONN_OUT_CAP) {
+        if (c->out_len + n > c->out_cap &&
+            !buf_grow(&c->out, &c->out_cap, c->out_len + n,
+                      c->authed ? CONN_OUT_CAP : CONN_INIT_CAP)) {
             w->turn.stats.dropped[RLY_DROP_BACKPRESSURE]++;
             return;
         }
@@ -514,13 +538,19 @@ static void conn_frames(rly_worker *w, uint32_t idx)
 
     while (!c->closing && off < c->in_len) {
         long fl = rly_frame_len(c->in + off, c->in_len - off);
-        if (fl < 0 || fl > CONN_IN_CAP) {
+        /* a frame larger than the buffer: only an authenticated client may
+         * make it grow (to the largest legal frame) */
+        if (fl > 0 && (size_t)fl > c->in_cap && c->authed)
+            buf_grow(&c->in, &c->in_cap, (size_t)fl, CONN_IN_CAP);
+        if (fl < 0 || (size_t)fl > c->in_cap) {
             w->turn.stats.dropped[RLY_DROP_MALFORMED]++;
             if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
                 char cl[RTC_ADDR_STRLEN];
                 rtc_addr_format(&c->client, true, cl);
-                RTC_LOG(RTC_LOG_WARN, NULL, "closing %s stream from %s: not TURN framing",
-                        c->proto == RLY_TLS ? "TLS" : "TCP", cl);
+                RTC_LOG(RTC_LOG_WARN, NULL, "closing %s stream from %s: %s",
+                        c->proto == RLY_TLS ? "TLS" : "TCP", cl,
+                        fl < 0 ? "not TURN framing"
+                        : c->authed ? "frame too large" : "large frame before authenticating");
             }
             conn_close_later(w, idx); /* cannot resynchronise a broken stream */
             return;
@@ -530,6 +560,8 @@ static void conn_frames(rly_worker *w, uint32_t idx)
         client_input(w, &tu, (int)idx, c->in + off, (size_t)fl);
         c = w->conns[idx];
         off += (size_t)fl;
+        if (!c->authed && rly_table_find(w->turn.table, &tu))
+            c->authed = true; /* an Allocate passed authentication */
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
@@ -554,14 +586,14 @@ static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
         return;
     for (;;) {
         long rc;
-        if (c->in_len >= CONN_IN_CAP) {
+        if (c->in_len >= c->in_cap) {
             conn_close_later(w, idx);
             return;
         }
         if (c->tls) {
-            rc = rly_tls_read(c->tls, c->in + c->in_len, CONN_IN_CAP - c->in_len);
+            rc = rly_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
         } else {
-            ssize_t n = recv(c->fd, c->in + c->in_len, CONN_IN_CAP - c->in_len, 0);
+            ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
             rc = n < 0 ? -errno : n;
         }
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR) {
@@ -580,6 +612,21 @@ static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
     }
 }
 
+/* Take the TCP/TLS listeners out of epoll (EMFILE) or put them back. */
+static void pause_listeners(rly_worker *w, bool pause)
+{
+    for (size_t i = 0; i < w->n_listen + w->n_tls; i++) {
+        bool tls = i >= w->n_listen;
+        size_t j = tls ? i - w->n_listen : i;
+        struct epoll_event ev = {.events = pause ? 0 : EPOLLIN,
+                                 .data.u64 = EV_DATA(tls ? T_TLS_LISTEN : T_TCP_LISTEN, j)};
+        int fd = tls ? w->tls_fd[j] : w->tcp_fd[j];
+        if (fd >= 0)
+            epoll_ctl(w->ep, EPOLL_CTL_MOD, fd, &ev);
+    }
+    w->accept_paused = pause;
+}
+
 static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
 {
     for (int n = 0; n < 64; n++) {
@@ -587,27 +634,46 @@ static void accept_conns(rly_worker *w, int lfd, uint8_t proto, uint16_t listene
         socklen_t sl = sizeof ss;
         int one = 1, fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         uint32_t idx;
+        rtc_addr client;
         conn *c;
 
-        if (fd < 0)
+        if (fd < 0) {
+            /* The listener is level-triggered: without a descriptor for
+             * the pending connection, epoll would report it again at once,
+             * forever. Take the listeners out until the next sweep. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                pause_listeners(w, true);
             return;
+        }
         for (idx = 0; idx < w->n_conns_cap && w->conns[idx]; idx++)
             ;
+        rtc_addr_from_sockaddr(&client, (struct sockaddr *)&ss);
         if (idx == w->n_conns_cap || w->draining) {
+            close(fd);
+            continue;
+        }
+        if (!rly_iplimit_take(w->iplimit, &client, w->turn.cfg->lim.max_tcp_per_ip)) {
+            if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
+                char cl[RTC_ADDR_STRLEN];
+                rtc_addr_format(&client, false, cl);
+                RTC_LOG(RTC_LOG_WARN, NULL, "refusing stream from %s: max-tcp-per-ip (%u) reached",
+                        cl, (unsigned)w->turn.cfg->lim.max_tcp_per_ip);
+            }
             close(fd);
             continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c = calloc(1, sizeof *c);
-        if (!c || !(c->in = malloc(CONN_IN_CAP)) || !(c->out = malloc(CONN_OUT_CAP)))
+        if (!c || !(c->in = malloc(CONN_INIT_CAP)) || !(c->out = malloc(CONN_INIT_CAP)))
             goto out_free;
+        c->in_cap = c->out_cap = CONN_INIT_CAP;
         if (proto == RLY_TLS && !(c->tls = rly_tls_conn_new(w->tls, fd)))
             goto out_free;
         c->fd = fd;
         c->proto = proto;
         c->listener = listener;
         c->born_ms = w->now_ms;
-        rtc_addr_from_sockaddr(&c->client, (struct sockaddr *)&ss);
+        c->client = client;
         if (ep_add(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, EV_DATA(T_CONN, idx)))
             goto out_free;
         w->conns[idx] = c;
@@ -619,6 +685,7 @@ out_free:
             free(c->out);
             free(c);
         }
+        rly_iplimit_give(w->iplimit, &client);
         close(fd);
     }
 }
@@ -714,70 +781,6 @@ static void relay_event(rly_worker *w, uint32_t id)
     }
 }
 
-/* ---- admin HTTP ---- */
-
-static void admin_accept(rly_worker *w)
-{
-    for (int n = 0; n < 16; n++) {
-        int fd = accept4(w->admin_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        int i;
-        if (fd < 0)
-            return;
-        for (i = 0; i < ADMIN_MAX && w->admins[i].fd >= 0; i++)
-            ;
-        if (i == ADMIN_MAX || ep_add(w, fd, EPOLLIN, EV_DATA(T_ADMIN, i))) {
-            close(fd);
-            continue;
-        }
-        w->admins[i].fd = fd;
-        w->admins[i].len = 0;
-    }
-}
-
-static void admin_close(rly_worker *w, int i)
-{
-    epoll_ctl(w->ep, EPOLL_CTL_DEL, w->admins[i].fd, NULL);
-    close(w->admins[i].fd);
-    w->admins[i].fd = -1;
-}
-
-static void admin_event(rly_worker *w, int i)
-{
-    admin_conn *ac = &w->admins[i];
-    rtc_buf out;
-    ssize_t n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
-    size_t off = 0;
-    int tries = 0;
-
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        admin_close(w, i);
-        return;
-    }
-    ac->len += (size_t)n;
-    ac->buf[ac->len] = '\0';
-    if (!strstr(ac->buf, "\r\n\r\n") && !strstr(ac->buf, "\n\n")) {
-        if (ac->len >= sizeof ac->buf - 1)
-            admin_close(w, i); /* request head too large */
-        return;
-    }
-    rtc_buf_init(&out);
-    rly_admin_respond(&out, ac->buf, ac->len, (const rly_worker *const *)w->all, *w->n_all,
-                      w->start_time_s);
-    /* small answers: the socket buffer takes them at once; a bounded retry
-     * covers the rare partial write without a per-connection queue */
-    while (!out.oom && off < out.len && tries++ < 1000) {
-        ssize_t s = send(ac->fd, out.p + off, out.len - off, MSG_NOSIGNAL);
-        if (s > 0)
-            off += (size_t)s;
-        else if (s < 0 && errno != EAGAIN && errno != EINTR)
-            break;
-    }
-    rtc_buf_dispose(&out);
-    admin_close(w, i);
-}
-
 /* ---- the main thread's mailbox ---- */
 
 /* Refuse new allocations and connections; the main thread decides when the
@@ -829,6 +832,13 @@ void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls)
     wake(w);
 }
 
+bool rly_worker_cfg_taken(rly_worker *w)
+{
+    /* ctrl_event swaps both in one go between packets; seq_cst pairs with
+     * its exchanges, so every use of the old ones happened before */
+    return !atomic_load(&w->post_cfg) && !atomic_load(&w->post_tls);
+}
+
 void rly_worker_post_drain(rly_worker *w)
 {
     atomic_store(&w->post_drain, true);
@@ -850,16 +860,13 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
     rly_io io = {.relay_open = io_relay_open, .relay_attach = io_relay_attach,
                  .relay_close = io_relay_close,
-                 .send_peer = io_send_peer};
+                 .send_peer = io_send_peer, .relay_dont_fragment = rly_ports_dont_fragment};
 
     if (!w) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     w->ep = -1;
-    w->admin_fd = -1;
-    for (int i = 0; i < ADMIN_MAX; i++)
-        w->admins[i].fd = -1;
     w->all = p->all;
     w->n_all = p->n_all;
     atomic_init(&w->post_cfg, NULL);
@@ -911,11 +918,23 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
             goto out_free;
         ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
     }
+    w->iplimit = p->iplimit; /* shared; accept_conns needs it */
+    if (!w->iplimit) {
+        snprintf(err, errlen, "no per-IP connection table");
+        goto out_free;
+    }
     if (p->metrics) {
-        if ((w->admin_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
-                                         "metrics-listen")) < 0)
+        rly_admin_params ap = {.ep = w->ep, .listen_data = EV_DATA(T_ADMIN_LISTEN, 0),
+                               .conn_data = EV_DATA(T_ADMIN, 0),
+                               .all = (const rly_worker *const *)p->all,
+                               .n_all = p->n_all, .start_time_s = p->start_time_s};
+        if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
+                                          "metrics-listen")) < 0)
             goto out_free;
-        ep_add(w, w->admin_fd, EPOLLIN, EV_DATA(T_ADMIN_LISTEN, 0));
+        if (!(w->admin = rly_admin_new(&ap))) {
+            snprintf(err, errlen, "metrics-listen: out of memory");
+            goto out_free;
+        }
     }
     ep_add(w, w->ctrl_fd, EPOLLIN, EV_DATA(T_CTRL, 0));
     return w;
@@ -942,11 +961,7 @@ void rly_worker_free(rly_worker *w)
     for (size_t i = 0; i < w->n_tls; i++)
         if (w->tls_fd[i] >= 0)
             close(w->tls_fd[i]);
-    for (int i = 0; i < ADMIN_MAX; i++)
-        if (w->admins[i].fd >= 0)
-            close(w->admins[i].fd);
-    if (w->admin_fd >= 0)
-        close(w->admin_fd);
+    rly_admin_free(w->admin);
     if (w->ep >= 0)
         close(w->ep);
     if (w->ctrl_fd >= 0)
@@ -969,13 +984,24 @@ const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; 
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
 
-/* Close streams that made no allocation within CONN_IDLE_MS. */
+/* Close streams that have not authenticated (TLS handshake included)
+ * within --tcp-auth-timeout, and streams without an allocation after
+ * CONN_IDLE_MS; resume listeners paused by EMFILE. */
 static void sweep_conns(rly_worker *w)
 {
+    uint64_t auth_ms = (uint64_t)w->turn.cfg->lim.tcp_auth_timeout_s * 1000u;
+    if (w->accept_paused)
+        pause_listeners(w, false);
     for (uint32_t i = 0; i < w->n_conns_cap; i++) {
         conn *c = w->conns[i];
         rly_tuple tu;
-        if (!c || c->closing || w->now_ms - c->born_ms < CONN_IDLE_MS)
+        if (!c || c->closing)
+            continue;
+        if (!c->authed && w->now_ms - c->born_ms >= auth_ms) {
+            conn_close_later(w, i);
+            continue;
+        }
+        if (w->now_ms - c->born_ms < CONN_IDLE_MS)
             continue;
         tu = (rly_tuple){.client = c->client, .listener = c->listener, .proto = c->proto};
         if (!rly_table_find(w->turn.table, &tu))
@@ -1004,11 +1030,10 @@ static void handle(rly_worker *w, const struct epoll_event *ev)
         conn_event(w, idx, ev->events);
         break;
     case T_ADMIN_LISTEN:
-        admin_accept(w);
+        rly_admin_accept(w->admin, w->now_ms);
         break;
     case T_ADMIN:
-        if (idx < ADMIN_MAX && w->admins[idx].fd >= 0)
-            admin_event(w, (int)idx);
+        rly_admin_event(w->admin, idx);
         break;
     case T_CTRL:
         ctrl_event(w);
@@ -1043,6 +1068,8 @@ int rly_worker_run(rly_worker *w)
         if (w->now_ms >= next_sweep) {
             rly_turn_sweep(&w->turn, w->now_ms);
             sweep_conns(w);
+            if (w->admin)
+                rly_admin_sweep(w->admin, w->now_ms);
             next_sweep = w->now_ms + 1000;
         }
         atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));

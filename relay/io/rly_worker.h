@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rly_iplimit.h"
 #include "rly_ports.h"
 #include "rly_tls.h"
 #include "rly_turn.h"
@@ -41,6 +42,7 @@ typedef struct {
     bool reuseport;          /* several workers share the listening ports */
     bool first;              /* the first worker made (checks the ports are free) */
     rly_quota *quota;        /* shared */
+    rly_iplimit *iplimit;    /* shared: TCP/TLS connections per source */
     const uint8_t *nonce_key; /* 32 bytes, shared */
     /* every worker, for the metrics page (read at scrape time only) */
     rly_worker *const *all;
@@ -59,8 +61,12 @@ bool rly_worker_done(const rly_worker *w);
 
 /* From any thread: the worker swaps in a new configuration and TLS context
  * at its next wake-up (both borrowed; the caller keeps old ones alive until
- * the workers are gone). */
+ * rly_worker_cfg_taken says the worker has moved on). */
 void rly_worker_post_cfg(rly_worker *w, const rly_cfg *cfg, rly_tls *tls);
+/* true once the worker has taken what was last posted: from then on it
+ * never touches a configuration or TLS context replaced before that post,
+ * so the main thread may free them. */
+bool rly_worker_cfg_taken(rly_worker *w);
 /* From any thread: start draining (refuse new allocations and streams,
  * keep relaying); the caller posts stop when the drain is over. */
 void rly_worker_post_drain(rly_worker *w);
@@ -73,6 +79,26 @@ size_t rly_worker_allocations(const rly_worker *w);
 /* Allocations of the whole process, exact (the shared quota count). */
 size_t rly_worker_total_allocations(const rly_worker *w);
 bool rly_worker_draining(const rly_worker *w);
+
+/* rly_admin.c: the admin HTTP listener of one worker (GET /metrics,
+ * /healthz). Owned and driven by that worker's thread; events reach it
+ * through epoll data listen_data and conn_data | connection index. */
+typedef struct rly_admin rly_admin; /* opaque */
+typedef struct {
+    int ep;                 /* the worker's epoll */
+    int listen_fd;          /* ownership passes to rly_admin_new, even on failure */
+    uint64_t listen_data;   /* epoll data of the listener */
+    uint64_t conn_data;     /* epoll data of a connection, ORed with its index */
+    const rly_worker *const *all;
+    const size_t *n_all;
+    double start_time_s;
+} rly_admin_params;
+rly_admin *rly_admin_new(const rly_admin_params *p); /* NULL on failure */
+void rly_admin_free(rly_admin *a);                    /* NULL is a no-op */
+void rly_admin_accept(rly_admin *a, uint64_t now_ms); /* listener readable */
+void rly_admin_event(rly_admin *a, uint32_t idx);     /* connection readable */
+/* Once a second: close connections idle too long, resume a paused listener. */
+void rly_admin_sweep(rly_admin *a, uint64_t now_ms);
 
 /* rly_admin.c: the HTTP/1.1 answer (status line, headers, body) to one
  * request head `req` for /metrics or /healthz, summing the workers. */

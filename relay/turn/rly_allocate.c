@@ -23,6 +23,9 @@ typedef struct {
     int family;
     bool even, reserve;
     const stn_attr_ref *token;
+    bool dont_fragment;
+    int resv_fd; /* the socket the token named, taken before the quota */
+    rtc_addr resv_bound;
 } alloc_opts;
 
 /* Checks of s.7.2 steps 2-6 that need no state. */
@@ -54,41 +57,48 @@ static rly_result check_request(rly_req *r, alloc_opts *o)
         return RLY_ERR(440, "Address Family not Supported");
     if (!r->t->cfg->relay_ip[o->family == AF_INET6].family)
         return RLY_ERR(440, "Address Family not Supported");
+    o->dont_fragment = stn_msg_find(m, STN_A_DONT_FRAGMENT) != NULL;
     o->even = ep != NULL;
     o->reserve = reserve;
     o->token = tok;
     return RLY_OK;
 }
 
-/* Take the reserved socket named by a RESERVATION-TOKEN. fd or -1. */
-static int take_reservation(rly_turn *t, const stn_msg *m, const stn_attr_ref *tok,
-                            rtc_addr *bound, uint64_t now_ms)
-{
-    return rly_quota_resv_take(t->quota, m->buf + tok->off, now_ms, bound);
-}
-
 /* EVEN-PORT with R (s.7.2 step 4): an even port whose odd neighbour is
- * free too; the neighbour is held under a fresh token for 30 s. */
-static int open_pair(rly_turn *t, const rtc_addr *ip, rtc_addr *bound, uint8_t token[8],
-                     uint64_t now_ms)
+ * free too; the neighbour is held under a fresh token for 30 s. The
+ * reservation costs user (the quota key) one more quota unit while held,
+ * and a user holds at most RLY_RESV_PER_USER, so the shared table cannot
+ * be filled by one user. fd, -1, or RTC_ELIMIT (-> 486). */
+static int open_pair(rly_req *r, const rtc_addr *ip, rtc_addr *bound, uint8_t token[8],
+                     const char *user)
 {
+    rly_turn *t = r->t;
+    const rly_limits *lim = &t->cfg->lim;
+    int rc;
+
     if (rtc_random(token, 8))
         return -1;
+    rc = rly_quota_take(t->quota, user, lim->max_allocs, lim->max_allocs_per_user);
+    if (rc)
+        return rc == RTC_ELIMIT ? RTC_ELIMIT : -1;
     for (int tries = 0; tries < 16; tries++) {
         rtc_addr odd;
         int fd = t->io.relay_open(t->io.ctx, ip, true, 0, bound), ofd;
         if (fd < 0)
-            return -1;
+            break;
         ofd = t->io.relay_open(t->io.ctx, ip, false, (uint16_t)(bound->port + 1), &odd);
         if (ofd >= 0) {
-            if (!rly_quota_resv_put(t->quota, token, ofd, &odd, now_ms + RLY_RESV_MS))
+            if (!rly_quota_resv_put(t->quota, token, ofd, &odd, r->in->now_ms + RLY_RESV_MS,
+                                    user))
                 return fd;
             t->io.relay_close(t->io.ctx, ofd, &odd);
             t->io.relay_close(t->io.ctx, fd, bound);
-            return -1;
+            rly_quota_give(t->quota, user);
+            return RTC_ELIMIT;
         }
         t->io.relay_close(t->io.ctx, fd, bound);
     }
+    rly_quota_give(t->quota, user);
     return -1;
 }
 
@@ -105,15 +115,19 @@ static void log_allocated(const rly_alloc *a, uint32_t life)
             life, a->user);
 }
 
-/* The relayed socket: a reserved one, an even/odd pair, or any port. */
-static int open_relayed(rly_req *r, const alloc_opts *o, rtc_addr *bound, uint8_t token[8])
+/* The relayed socket: a reserved one (already taken), an even/odd pair, or
+ * any port. fd, -1, or RTC_ELIMIT. */
+static int open_relayed(rly_req *r, const alloc_opts *o, rtc_addr *bound, uint8_t token[8],
+                        const char *qkey)
 {
     rly_turn *t = r->t;
     const rtc_addr *ip = &t->cfg->relay_ip[o->family == AF_INET6];
-    if (o->token)
-        return take_reservation(t, r->m, o->token, bound, r->in->now_ms);
+    if (o->token) {
+        *bound = o->resv_bound;
+        return o->resv_fd;
+    }
     if (o->reserve)
-        return open_pair(t, ip, bound, token, r->in->now_ms);
+        return open_pair(r, ip, bound, token, qkey);
     return t->io.relay_open(t->io.ctx, ip, o->even, 0, bound);
 }
 
@@ -125,18 +139,31 @@ static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uin
     uint8_t token[8];
     rtc_addr bound;
     rly_alloc *a;
-    int fd = open_relayed(r, o, &bound, token);
+    const char *qkey = rly_quota_key(user, r->rest);
+    int fd = open_relayed(r, o, &bound, token, qkey);
 
+    if (fd == RTC_ELIMIT) {
+        rly_quota_give(t->quota, qkey);
+        return RLY_ERR(486, "Allocation Quota Reached");
+    }
     if (fd < 0) {
-        rly_quota_give(t->quota, rly_quota_key(user, r->rest));
+        rly_quota_give(t->quota, qkey);
         if (rtc_log_ratelimit_ok(&t->warn_rl, r->in->now_ms))
             RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
         return RLY_ERR(508, "Insufficient Capacity");
     }
+    if (o->dont_fragment &&
+        (!t->io.relay_dont_fragment || t->io.relay_dont_fragment(fd, bound.family))) {
+        /* s.7.2: a DF the server cannot set is answered like an unknown
+         * comprehension-required attribute (the dispatcher names it) */
+        t->io.relay_close(t->io.ctx, fd, &bound);
+        rly_quota_give(t->quota, qkey);
+        return RLY_ERR(420, "DONT-FRAGMENT not supported");
+    }
     a = rly_table_add(t->table, r->in->tuple, user);
     if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
         t->io.relay_close(t->io.ctx, fd, &bound);
-        rly_quota_give(t->quota, rly_quota_key(user, r->rest));
+        rly_quota_give(t->quota, qkey);
         if (a)
             rly_table_remove(t->table, a);
         return RLY_ERR(508, "Insufficient Capacity");
@@ -169,7 +196,7 @@ rly_result rly_h_allocate(rly_req *r)
     char user[RLY_USER_MAX + 1];
     uint32_t req_life = 0, life;
     rly_result res;
-    alloc_opts o = {AF_INET, false, false, NULL};
+    alloc_opts o = {AF_INET, false, false, NULL, false, -1, {0}};
     int rc;
 
     if (r->a) {
@@ -192,8 +219,18 @@ rly_result rly_h_allocate(rly_req *r)
         return RLY_ERR(400, "USERNAME too long");
     memcpy(user, r->user, r->ulen);
     user[r->ulen] = '\0';
+    if (o.token) {
+        /* taken first: the reservation gives back the quota unit it held,
+         * so a user at its limit can still claim its own odd port */
+        o.resv_fd = rly_quota_resv_take(t->quota, r->m->buf + o.token->off, r->in->now_ms,
+                                        &o.resv_bound);
+        if (o.resv_fd < 0)
+            return RLY_ERR(508, "Insufficient Capacity");
+    }
     rc = rly_quota_take(t->quota, rly_quota_key(user, r->rest), lim->max_allocs,
                         lim->max_allocs_per_user);
+    if (rc && o.resv_fd >= 0)
+        t->io.relay_close(t->io.ctx, o.resv_fd, &o.resv_bound);
     if (rc == RTC_ELIMIT)
         return RLY_ERR(486, "Allocation Quota Reached");
     if (rc)

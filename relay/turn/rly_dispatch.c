@@ -164,6 +164,17 @@ static const method_entry *find_method(uint16_t method, uint8_t cls)
     return NULL;
 }
 
+/* The allocation on this 5-tuple, released first if it expired. */
+static rly_alloc *live_alloc(rly_req *r)
+{
+    rly_alloc *a = rly_table_find(r->t->table, r->in->tuple);
+    if (a && rly_alloc_expired(a, r->in->now_ms)) {
+        rly_turn_release(r->t, a, "expired");
+        a = NULL;
+    }
+    return a;
+}
+
 /* Run the checks and the handler; the result decides success or error. */
 static rly_result process(rly_req *r, const method_entry *me)
 {
@@ -178,6 +189,17 @@ static rly_result process(rly_req *r, const method_entry *me)
         return RLY_ERR(420, "Unknown Attr"); /* short: unauthenticated */
     if (!me)
         return RLY_ERR(400, "Unknown method");
+    /* Amplification: the 401 carries REALM and NONCE, so only a request
+     * that could succeed earns it. A bare Allocate (no REQUESTED-TRANSPORT)
+     * gets 400 and a request that needs an allocation where there is none
+     * gets 437, both before authentication and barely larger than a 20-byte
+     * request; with MESSAGE-INTEGRITY the answers come after it, signed. */
+    if (me->needs_auth && m->mi < 0) {
+        if (me->method == STN_ALLOCATE && !stn_msg_find(m, STN_A_REQUESTED_TRANSPORT))
+            return RLY_ERR(400, "");
+        if (me->needs_alloc && !live_alloc(r))
+            return RLY_ERR(437, "");
+    }
     if (me->needs_auth) {
         res = authenticate(r);
         if (res.code)
@@ -185,11 +207,7 @@ static rly_result process(rly_req *r, const method_entry *me)
     }
     if (m->n_unknown)
         return RLY_ERR(420, "Unknown Attribute");
-    r->a = rly_table_find(r->t->table, r->in->tuple);
-    if (r->a && rly_alloc_expired(r->a, r->in->now_ms)) {
-        rly_turn_release(r->t, r->a, "expired");
-        r->a = NULL;
-    }
+    r->a = live_alloc(r);
     if (r->a && me->needs_auth &&
         (strlen(r->a->user) != r->ulen || memcmp(r->a->user, r->user, r->ulen)))
         return RLY_ERR(441, "Wrong Credentials");
@@ -215,8 +233,14 @@ static size_t stun_request(rly_turn *t, const rly_input *in, const stn_msg *m, u
     if (res.code) {
         stn_build_init(&r.b, out, cap, m->method, STN_ERROR, m->tid);
         stn_build_error(&r.b, res.code, res.reason);
-        if (res.code == 420)
+        if (res.code == 420 && m->n_unknown) {
             stn_build_unknown(&r.b, m->unknown, m->n_unknown);
+        } else if (res.code == 420) {
+            /* the one known attribute a handler refuses: DONT-FRAGMENT when
+             * DF cannot be set on the relayed socket (RFC 8656 s.7.2) */
+            const uint16_t df = STN_A_DONT_FRAGMENT;
+            stn_build_unknown(&r.b, &df, 1);
+        }
         if (res.code == 401 || res.code == 438)
             add_realm_nonce(&r);
     }

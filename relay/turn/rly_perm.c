@@ -7,6 +7,21 @@
 #include "stn_attr.h"
 #include "stn_frame.h"
 
+/* Distinct IPs among peers[0..n) that hold no permission yet. */
+static size_t new_ips(const rly_alloc *a, const rtc_addr *peers, size_t n)
+{
+    size_t fresh = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (unsigned j = 0; j < a->n_perms && !seen; j++)
+            seen = rtc_addr_ip_equal(&a->perms[j].peer, &peers[i]);
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = rtc_addr_ip_equal(&peers[j], &peers[i]);
+        fresh += !seen;
+    }
+    return fresh;
+}
+
 rly_result rly_h_create_permission(rly_req *r)
 {
     rtc_addr peers[STN_MAX_ATTRS];
@@ -23,9 +38,14 @@ rly_result rly_h_create_permission(rly_req *r)
     }
     if (n == 0)
         return RLY_ERR(400, "Missing XOR-PEER-ADDRESS");
+    /* s.9.2 is all or nothing: make sure every new IP fits before
+     * installing any, so a 508 leaves the permissions as they were */
+    rly_alloc_purge(r->a, r->in->now_ms);
+    if (r->a->n_perms + new_ips(r->a, peers, n) > RLY_MAX_PERMS)
+        return RLY_ERR(508, "Too many permissions");
     for (size_t i = 0; i < n; i++)
         if (rly_alloc_permit(r->a, &peers[i], r->in->now_ms))
-            return RLY_ERR(508, "Too many permissions");
+            return RLY_ERR(508, "Too many permissions"); /* cannot happen: counted above */
     return RLY_OK;
 }
 

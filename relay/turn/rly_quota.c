@@ -24,6 +24,7 @@ typedef struct {
     int fd; /* -1 = free */
     rtc_addr bound;
     uint64_t expiry_ms;
+    char user[RLY_QUOTA_NAME_MAX + 1]; /* quota key the reservation is charged to */
 } resv;
 
 struct rly_quota {
@@ -101,11 +102,10 @@ out:
     return rc;
 }
 
-void rly_quota_give(rly_quota *q, const char *user)
+/* Caller holds q->mu. */
+static void give_locked(rly_quota *q, const char *user)
 {
-    node **p;
-    pthread_mutex_lock(&q->mu);
-    p = slot(q, user);
+    node **p = slot(q, user);
     if (*p) {
         if (--(*p)->count == 0) {
             node *dead = *p;
@@ -114,6 +114,12 @@ void rly_quota_give(rly_quota *q, const char *user)
         }
         q->total--;
     }
+}
+
+void rly_quota_give(rly_quota *q, const char *user)
+{
+    pthread_mutex_lock(&q->mu);
+    give_locked(q, user);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -127,21 +133,42 @@ size_t rly_quota_total(rly_quota *q)
 }
 
 int rly_quota_resv_put(rly_quota *q, const uint8_t token[8], int fd, const rtc_addr *bound,
-                       uint64_t expiry_ms)
+                       uint64_t expiry_ms, const char *user)
 {
-    int rc = RTC_ELIMIT;
+    int rc = RTC_ELIMIT, free_slot = -1, held = 0;
+    size_t ul = strlen(user);
+    if (ul > RLY_QUOTA_NAME_MAX)
+        return RTC_ELIMIT;
     pthread_mutex_lock(&q->mu);
-    for (int i = 0; i < MAX_RESV; i++)
+    for (int i = 0; i < MAX_RESV; i++) {
         if (q->r[i].fd < 0) {
-            memcpy(q->r[i].token, token, 8);
-            q->r[i].fd = fd;
-            q->r[i].bound = *bound;
-            q->r[i].expiry_ms = expiry_ms;
-            rc = 0;
-            break;
+            if (free_slot < 0)
+                free_slot = i;
+        } else if (!strcmp(q->r[i].user, user)) {
+            held++;
         }
+    }
+    if (free_slot >= 0 && held < RLY_RESV_PER_USER) {
+        resv *r = &q->r[free_slot];
+        memcpy(r->token, token, 8);
+        r->fd = fd;
+        r->bound = *bound;
+        r->expiry_ms = expiry_ms;
+        memcpy(r->user, user, ul + 1);
+        rc = 0;
+    }
     pthread_mutex_unlock(&q->mu);
     return rc;
+}
+
+/* Caller holds q->mu: hand slot i's socket out and its quota unit back. */
+static int release_slot(rly_quota *q, int i, rtc_addr *bound)
+{
+    int fd = q->r[i].fd;
+    *bound = q->r[i].bound;
+    q->r[i].fd = -1;
+    give_locked(q, q->r[i].user);
+    return fd;
 }
 
 int rly_quota_resv_take(rly_quota *q, const uint8_t *token, uint64_t now_ms, rtc_addr *bound)
@@ -150,9 +177,7 @@ int rly_quota_resv_take(rly_quota *q, const uint8_t *token, uint64_t now_ms, rtc
     pthread_mutex_lock(&q->mu);
     for (int i = 0; i < MAX_RESV; i++)
         if (q->r[i].fd >= 0 && now_ms < q->r[i].expiry_ms && !memcmp(q->r[i].token, token, 8)) {
-            fd = q->r[i].fd;
-            *bound = q->r[i].bound;
-            q->r[i].fd = -1;
+            fd = release_slot(q, i, bound);
             break;
         }
     pthread_mutex_unlock(&q->mu);
@@ -165,9 +190,7 @@ int rly_quota_resv_expired(rly_quota *q, uint64_t now_ms, rtc_addr *bound)
     pthread_mutex_lock(&q->mu);
     for (int i = 0; i < MAX_RESV; i++)
         if (q->r[i].fd >= 0 && (now_ms == UINT64_MAX || now_ms >= q->r[i].expiry_ms)) {
-            fd = q->r[i].fd;
-            *bound = q->r[i].bound;
-            q->r[i].fd = -1;
+            fd = release_slot(q, i, bound);
             break;
         }
     pthread_mutex_unlock(&q->mu);

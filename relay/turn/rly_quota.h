@@ -26,13 +26,24 @@ int rly_quota_take(rly_quota *q, const char *user, uint64_t max_total, uint64_t 
 void rly_quota_give(rly_quota *q, const char *user);
 size_t rly_quota_total(rly_quota *q);
 
-/* Hold a relayed socket under token until expiry_ms. 0 or RTC_ELIMIT. */
+/* EVEN-PORT reservations one user may hold at once: the table is shared by
+ * everyone, so without a cap one user could fill it and deny EVEN-PORT R
+ * to all others. */
+#define RLY_RESV_PER_USER 4
+#define RLY_QUOTA_NAME_MAX 128
+
+/* Hold a relayed socket under token until expiry_ms for user (the quota
+ * key). The caller has taken one quota unit for user (rly_quota_take); the
+ * reservation keeps it until taken or expired. 0, or RTC_ELIMIT when user
+ * holds RLY_RESV_PER_USER already or the table is full (the unit stays the
+ * caller's to give back). */
 int rly_quota_resv_put(rly_quota *q, const uint8_t token[8], int fd, const rtc_addr *bound,
-                       uint64_t expiry_ms);
-/* The socket held under token (now the caller's), or -1. */
+                       uint64_t expiry_ms, const char *user);
+/* The socket held under token (now the caller's), or -1; the quota unit
+ * the reservation held is given back. */
 int rly_quota_resv_take(rly_quota *q, const uint8_t *token, uint64_t now_ms, rtc_addr *bound);
 /* One expired (or, with now_ms = UINT64_MAX, any) held socket for the caller
- * to close, or -1 when none is left. */
+ * to close, or -1 when none is left; its quota unit is given back. */
 int rly_quota_resv_expired(rly_quota *q, uint64_t now_ms, rtc_addr *bound);
 
 #endif

@@ -9,10 +9,22 @@
 #include "stn_attr.h"
 #include "stn_frame.h"
 
+/* Permissions are per IP (s.9), but on the relay's own IPs only the
+ * relayed ports are peers: a permission for RELAY_IP:<relayed port> must not
+ * reach RELAY_IP:6379. The policy is re-checked per packet for those peers
+ * alone (a compare against at most 4 addresses for everyone else). */
+static inline bool peer_ok(const rly_turn *t, const rly_alloc *a, const rtc_addr *peer,
+                           uint64_t now_ms)
+{
+    const rtc_peer_policy *pol = t->cfg->policy;
+    return rly_alloc_permitted(a, peer, now_ms) &&
+           !(rtc_peer_policy_own_ip(pol, peer) && !rtc_peer_policy_allows(pol, peer));
+}
+
 static void to_peer(rly_turn *t, rly_alloc *a, const rtc_addr *peer, const uint8_t *data,
                     size_t len, uint64_t now_ms)
 {
-    if (!rly_alloc_permitted(a, peer, now_ms)) {
+    if (!peer_ok(t, a, peer, now_ms)) {
         t->stats.dropped[RLY_DROP_NO_PERMISSION]++;
         return;
     }
@@ -119,7 +131,7 @@ const uint8_t *rly_turn_from_peer(rly_turn *t, rly_alloc *a, const rtc_addr *pee
         t->stats.dropped[RLY_DROP_NO_ALLOCATION]++;
         return NULL;
     }
-    if (!rly_alloc_permitted(a, peer, now_ms)) {
+    if (!peer_ok(t, a, peer, now_ms)) {
         t->stats.dropped[RLY_DROP_NO_PERMISSION]++;
         return NULL;
     }

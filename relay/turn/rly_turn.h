@@ -28,6 +28,8 @@ typedef struct {
     uint64_t bandwidth; /* bytes/s per allocation, 0 = none */
     uint32_t nonce_ttl_s;
     bool legacy_channels; /* ChannelBind accepts 0x5000-0x7FFF (RFC 5766) */
+    uint32_t max_tcp_per_ip;     /* TCP/TLS connections per source (rly_iplimit.h) */
+    uint32_t tcp_auth_timeout_s; /* a stream must authenticate within this */
 } rly_limits;
 
 /* Immutable configuration; owned by main, borrowed by workers. */
@@ -70,6 +72,9 @@ typedef struct {
     void (*relay_close)(void *ctx, int fd, const rtc_addr *bound);
     /* Send from a relayed socket to a peer. 0 or -errno. */
     int (*send_peer)(void *ctx, int fd, const rtc_addr *peer, const uint8_t *data, size_t len);
+    /* Set DF on a relayed socket (DONT-FRAGMENT, RFC 8656 s.7.2). 0/-errno;
+     * NULL = not supported (such Allocates get 420). */
+    int (*relay_dont_fragment)(int fd, int family);
 } rly_io;
 
 /* How long the odd port of an EVEN-PORT pair is held for a later Allocate

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def test_startup_errors(exe, c, tmp):
         (["--tls-listen", "127.0.0.1:5349"], "tls-listen"),
         (["--bogus-flag", "1"], "bogus-flag"),
         (["--relay-ip", "0.0.0.0"], "relay-ip"),
+        (["--realm", "r" * 33], "realm"),  # the 401's size is bounded by it
     ]
     for args, key in cases:
         rc, err = run_fail(exe, args + ["--metrics-listen", "127.0.0.1:1"])
@@ -101,6 +103,43 @@ def test_reload(exe, c, tmp):
         for x in (a, b, r):
             x.refresh(0)
             x.close()
+    finally:
+        relay.stop()
+
+
+def test_many_reloads(exe, c):
+    """Replaced configurations are freed once the workers moved on (review
+    finding 11): the relay used to keep every one and refuse reload number
+    4097. Each SIGHUP is sent after the previous reload was logged, so none
+    coalesce."""
+    n = 4100
+    relay = Relay(exe, "--user", "alice:pa55", "--threads", "2", "--log-level", "info")
+    try:
+        relay.log.flush()
+        relay.log.seek(0, os.SEEK_END)
+        pos, seen, refused = relay.log.tell(), 0, False
+        deadline = time.time() + 60 * TIMEOUT_MULT
+        for _ in range(n):
+            relay.signal(signal.SIGHUP)
+            while time.time() < deadline:
+                relay.log.seek(pos)
+                chunk = relay.log.read()
+                # keep a cut-off last line for the next read
+                done = chunk[:chunk.rfind("\n") + 1]
+                pos += len(done.encode())
+                got = done.count("reloaded:")
+                refused |= "reload refused" in done
+                seen += got
+                if got or refused:
+                    break
+                time.sleep(0.0005)
+            if refused or time.time() >= deadline:
+                break
+        c.ok(not refused and seen == n, f"{n} reloads in a row all applied",
+             f"seen={seen} refused={refused}")
+        cl = Client(relay.addr, "udp", "alice", "pa55")
+        c.success(cl.allocate(), "still serving after the reloads")
+        cl.refresh(0)
     finally:
         relay.stop()
 
@@ -294,19 +333,221 @@ def test_tls(exe, c, tmp):
         relay.stop()
 
 
+def closed_by_server(sock, within):
+    """True when the server closes (EOF or reset) the stream within seconds."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+
+
+def tcp_binding_ok(port, timeout=2):
+    """A Binding request over a fresh TCP connection is answered."""
+    try:
+        cl = Client(("127.0.0.1", port), "tcp")
+        m = cl.request(BINDING, auth=False)
+        cl.close()
+        return m is not None and m.cls == SUCCESS
+    except (OSError, AssertionError, ConnectionError):
+        return False
+
+
+def test_admin_idle(exe, c):
+    """Idle admin connections cannot lock /healthz out: the table is full
+    at 16, the oldest makes room, and idle ones are closed after ~5 s."""
+    relay = Relay(exe, "--user", "a:a")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", relay.mport)) for _ in range(20)]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        try:
+            st = relay.http("/healthz")[0]
+        except OSError as e:
+            st = e
+        c.ok(st == 200 and time.monotonic() - t0 < 2 * TIMEOUT_MULT,
+             "admin: /healthz answers while idle connections fill the table", f"({st})")
+        c.ok(closed_by_server(idle[-1], 8 * TIMEOUT_MULT),
+             "admin: an idle admin connection is closed after the timeout")
+        for s in idle:
+            s.close()
+    finally:
+        relay.stop()
+
+
+def cpu_ticks(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def test_emfile(exe, c):
+    """Out of descriptors, accept() fails: the relay must not spin on its
+    level-triggered listeners, and must accept again once fds are free."""
+    import resource
+    relay = Relay(exe, "--user", "a:a", "--threads", "1", "--max-tcp-per-ip", "1000",
+                  "--tcp-auth-timeout", "120")
+    conns = []
+    try:
+        resource.prlimit(relay.proc.pid, resource.RLIMIT_NOFILE, (40, 40))
+        for _ in range(60):
+            conns.append(socket.create_connection(relay.addr, timeout=2))
+        adm = socket.create_connection(("127.0.0.1", relay.mport), timeout=2)
+        conns.append(adm)
+        time.sleep(0.5)
+        a = cpu_ticks(relay.proc.pid)
+        time.sleep(2)
+        used = (cpu_ticks(relay.proc.pid) - a) / os.sysconf("SC_CLK_TCK") / 2
+        c.ok(used < 0.1, f"emfile: relay idles while fds are exhausted ({used * 100:.0f}% CPU)")
+        for s in conns:
+            s.close()
+        conns = []
+        ok = False
+        deadline = time.monotonic() + 5 * TIMEOUT_MULT
+        while not ok and time.monotonic() < deadline:
+            ok = tcp_binding_ok(relay.port)
+        c.ok(ok, "emfile: accepts again once descriptors are free")
+        c.ok(relay.http("/healthz")[0] == 200, "emfile: admin listener back too")
+    finally:
+        for s in conns:
+            s.close()
+        relay.stop()
+
+
+def test_big_frame(exe, c):
+    """The largest legal STUN message (20 + 0xFFFC bytes) passes on a stream."""
+    relay = Relay(exe, "--user", "a:a")
+    try:
+        a = Client(relay.addr, "tcp", "a", "a")
+        c.success(a.allocate(), "big frame: allocate over TCP")
+        big, tid = build(BINDING, REQUEST, [(0x8022, b"x" * (0xFFFC - 4))])
+        try:
+            a.send_raw(big)
+            m = a.recv_msg(tid, timeout=3 * TIMEOUT_MULT)
+        except (OSError, ConnectionError):
+            m = None
+        c.ok(len(big) == 65552 and m is not None and m.cls == SUCCESS,
+             f"big frame: a {len(big)}-byte STUN message on a TCP stream is answered")
+        a.close()
+    finally:
+        relay.stop()
+
+
+def test_tcp_limits(exe, c):
+    """Unauthenticated streams are cheap and bounded: a per-source cap shared
+    by all workers, a deadline to authenticate (TLS handshake included), small
+    buffers until an allocation is made (larger frames then: test_big_frame)."""
+    relay = Relay(exe, "--user", "a:a", "--threads", "2", "--max-tcp-per-ip", "4",
+                  "--tcp-auth-timeout", "2")
+    try:
+        held = [Client(relay.addr, "tcp") for _ in range(4)]
+        c.ok(all(h.request(BINDING, auth=False).cls == SUCCESS for h in held),
+             "tcp: four streams from one IP served")
+        fifth = socket.create_connection(relay.addr, timeout=2)
+        c.ok(closed_by_server(fifth, 1.5 * TIMEOUT_MULT),
+             "tcp: the fifth stream from one IP is closed (--max-tcp-per-ip 4, 2 workers)")
+        fifth.close()
+        # the four unauthenticated streams hit --tcp-auth-timeout
+        c.ok(all(closed_by_server(h.sock, 4 * TIMEOUT_MULT) for h in held),
+             "tcp: streams that do not authenticate are closed after --tcp-auth-timeout")
+        for h in held:
+            h.close()
+        a = Client(relay.addr, "tcp", "a", "a")
+        c.success(a.allocate(), "tcp: allocate after the old streams went")
+        time.sleep(3.5)
+        c.success(a.refresh(), "tcp: an authenticated stream outlives --tcp-auth-timeout")
+        # unauthenticated: a frame larger than the small initial buffer closes
+        u = socket.create_connection(relay.addr, timeout=2)
+        hdr = struct.pack("!HHI", 0x0001, 8000, 0x2112A442) + os.urandom(12)
+        u.sendall(hdr + b"\0" * 1000)
+        c.ok(closed_by_server(u, 1.5 * TIMEOUT_MULT),
+             "tcp: an unauthenticated stream announcing an 8 KB frame is closed")
+        u.close()
+        a.refresh(0)
+        a.close()
+    finally:
+        relay.stop()
+    # TLS: no handshake within --tcp-auth-timeout closes the connection
+    tport = free_port(socket.SOCK_STREAM)
+    tmp = tempfile.mkdtemp(prefix="relay-ops-tls-")
+    cert, key = make_cert(tmp, "t")
+    relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{tport}", "--cert", cert,
+                  "--key", key, "--tcp-auth-timeout", "1")
+    try:
+        t = socket.create_connection(("127.0.0.1", tport), timeout=2)
+        t.sendall(b"\x16\x03\x01")  # a handshake that never goes on
+        c.ok(closed_by_server(t, 3.5 * TIMEOUT_MULT), "tls: a stalled handshake is closed")
+        t.close()
+    finally:
+        relay.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_tcp_memory(exe, c):
+    """300 unauthenticated streams each sending a partial frame cost little:
+    buffers stay at 2 KB until a stream authenticates."""
+    relay = Relay(exe, "--user", "a:a", "--threads", "1", "--max-tcp-per-ip", "1000",
+                  "--tcp-auth-timeout", "30")
+    conns = []
+    try:
+        base = rss_kb(relay.proc.pid)
+        hdr = struct.pack("!HHI", 0x0001, 2000, 0x2112A442) + os.urandom(12)
+        for _ in range(300):
+            s = socket.create_connection(relay.addr, timeout=2)
+            s.sendall(hdr + b"\0" * 1900)
+            conns.append(s)
+        big = struct.pack("!HHI", 0x0001, 65000, 0x2112A442) + os.urandom(12)
+        for _ in range(100):
+            s = socket.create_connection(relay.addr, timeout=2)
+            try:
+                s.sendall(big + b"\0" * 60000)
+            except OSError:
+                pass
+            conns.append(s)
+        time.sleep(1)
+        grew = rss_kb(relay.proc.pid) - base
+        c.ok(grew < 4 * 1024, f"tcp: 400 unauthenticated streams grow RSS by {grew // 1024} MB (< 4)")
+        c.ok(tcp_binding_ok(relay.port), "tcp: still serving")
+    finally:
+        for s in conns:
+            s.close()
+        relay.stop()
+
+
 def main():
     exe = relay_exe()
     c = Checks()
     tmp = tempfile.mkdtemp(prefix="relay-ops-")
+    only = sys.argv[2:]  # test names to run (all when none): for quick runs by hand
+    tests = [("startup_errors", lambda: test_startup_errors(exe, c, tmp)),
+             ("port_taken", lambda: test_port_taken(exe, c)),
+             ("reload", lambda: test_reload(exe, c, tmp)),
+             ("many_reloads", lambda: test_many_reloads(exe, c)),
+             ("drain", lambda: test_drain(exe, c)),
+             ("metrics", lambda: test_metrics(exe, c)),
+             ("bandwidth", lambda: test_bandwidth(exe, c)),
+             ("wildcard_relay_ip", lambda: test_wildcard_relay_ip(exe, c)),
+             ("tls", lambda: test_tls(exe, c, tmp)),
+             ("admin_idle", lambda: test_admin_idle(exe, c)),
+             ("emfile", lambda: test_emfile(exe, c)),
+             ("big_frame", lambda: test_big_frame(exe, c)),
+             ("tcp_limits", lambda: test_tcp_limits(exe, c)),
+             ("tcp_memory", lambda: test_tcp_memory(exe, c)),
+             ]
     try:
-        test_startup_errors(exe, c, tmp)
-        test_port_taken(exe, c)
-        test_reload(exe, c, tmp)
-        test_drain(exe, c)
-        test_metrics(exe, c)
-        test_bandwidth(exe, c)
-        test_wildcard_relay_ip(exe, c)
-        test_tls(exe, c, tmp)
+        for name, fn in tests:
+            if not only or name in only:
+                fn()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return c.done()

@@ -49,6 +49,19 @@ def test_binding_and_401(relay, c):
     c.ok(m and len(m.raw) <= 100 and len(m.raw) <= 4 * len(raw),
          f"401 small: {len(m.raw) if m else 0} bytes for a {len(raw)}-byte request")
 
+    # amplification (review finding 6): only an Allocate that names its
+    # transport earns the 401 with REALM and NONCE; bare requests get a
+    # reply no bigger than ~1.5x
+    for method, name, code in ((ALLOCATE, "bare Allocate", 400), (REFRESH, "bare Refresh", 437),
+                               (CREATE_PERMISSION, "bare CreatePermission", 437),
+                               (CHANNEL_BIND, "bare ChannelBind", 437)):
+        raw, tid = build(method, REQUEST)
+        cl.send_raw(raw)
+        m = cl.recv_msg(tid)
+        c.error(m, code, f"{name} without credentials: {code} before authentication")
+        c.ok(m and not m.has(A_NONCE) and len(m.raw) <= 28,
+             f"{name}: {len(m.raw) if m else 0}-byte answer to a {len(raw)}-byte request")
+
     before = relay.metric("tsunagu_relay_auth_failures_total")
     bad = Client(relay.addr, "udp", "alice", "wrong")
     c.error(bad.allocate(), 401, "wrong password: 401")
@@ -233,6 +246,35 @@ def test_policy(relay, c):
     c.error(cl.request(CREATE_PERMISSION, []), 400, "CreatePermission without peer: 400")
     cl.refresh(0)
     cl.close()
+
+    # SSRF through the relay's own IP (review finding 1a): a permission for
+    # 127.0.0.1:<relayed port> is a permission for the IP, but Send and
+    # ChannelData must still not reach the host's other ports, nor their
+    # answers come back
+    svc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    svc.bind(("127.0.0.1", 0))
+    svc.settimeout(0.5 * TIMEOUT_MULT)
+    sport = svc.getsockname()[1]
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    try:
+        c.success(cl.allocate(), "ssrf: allocate")
+        c.error(cl.permit(("127.0.0.1", sport)), 403, "ssrf: permission to a host service: 403")
+        c.success(cl.permit(("127.0.0.1", relay.lo)), "ssrf: permission to a relayed port")
+        before = relay.metric('tsunagu_relay_dropped_total{reason="no_permission"}') or 0
+        cl.send_ind(("127.0.0.1", sport), b"GET-INTO-PRIVATE-SERVICE")
+        try:
+            got = svc.recvfrom(100)
+        except socket.timeout:
+            got = None
+        c.ok(got is None, "ssrf: Send to the host's other port is not relayed", repr(got))
+        svc.sendto(b"reply", ("127.0.0.1", cl.relayed[1]))
+        c.ok(cl.recv_data(0.5) is None, "ssrf: a host service cannot answer into the allocation")
+        after = relay.metric('tsunagu_relay_dropped_total{reason="no_permission"}') or 0
+        c.ok(after >= before + 2, f"ssrf: both counted as no_permission ({before} -> {after})")
+        cl.refresh(0)
+    finally:
+        cl.close()
+        svc.close()
 
 
 def test_data(relay, c, proto):
@@ -430,6 +472,70 @@ def test_quota(relay, c):
     rest[0].close()
 
 
+def relayed_socket_opt(relay, port, family, level, opt):
+    """getsockopt on the relay's relayed UDP socket bound to port, read
+    through a duplicate of its fd (pidfd_getfd: we are the relay's parent,
+    so ptrace rules allow it)."""
+    import ctypes
+    path = "/proc/net/udp6" if family == socket.AF_INET6 else "/proc/net/udp"
+    inode = None
+    with open(path) as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port:
+                inode = cols[9]
+    if inode is None:
+        raise AssertionError(f"no UDP socket on port {port} in {path}")
+    pid = relay.proc.pid
+    target = None
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                target = int(fd)
+        except OSError:
+            pass
+    if target is None:
+        raise AssertionError(f"relay holds no fd for socket inode {inode}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        fd = libc.syscall(438, pidfd, target, 0)  # SYS_pidfd_getfd
+        if fd < 0:
+            raise AssertionError("pidfd_getfd: " + os.strerror(ctypes.get_errno()))
+    finally:
+        os.close(pidfd)
+    s = socket.socket(fileno=fd)
+    try:
+        return s.getsockopt(level, opt)
+    finally:
+        s.close()
+
+
+def test_dont_fragment(relay, c):
+    """RFC 8656 s.7.2: DONT-FRAGMENT is honoured by setting DF on the
+    relayed socket (review finding 9), and only then."""
+    IP_MTU_DISCOVER, IP_PMTUDISC_DO, IPV6_DONTFRAG = 10, 2, 62
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate([(A_DONT_FRAGMENT, b"")]), "v4 allocate with DONT-FRAGMENT")
+    c.ok(relayed_socket_opt(relay, cl.relayed[1], socket.AF_INET, socket.IPPROTO_IP,
+                            IP_MTU_DISCOVER) == IP_PMTUDISC_DO,
+         "v4 relayed socket has IP_PMTUDISC_DO (DF set)")
+    cl.refresh(0)
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate(), "v4 allocate without DONT-FRAGMENT")
+    c.ok(relayed_socket_opt(relay, cl.relayed[1], socket.AF_INET, socket.IPPROTO_IP,
+                            IP_MTU_DISCOVER) != IP_PMTUDISC_DO,
+         "without DONT-FRAGMENT the relayed socket keeps the default")
+    cl.refresh(0)
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate([(A_DONT_FRAGMENT, b""), (A_REQ_FAMILY, bytes([2, 0, 0, 0]))]),
+              "v6 allocate with DONT-FRAGMENT")
+    c.ok(relayed_socket_opt(relay, cl.relayed[1], socket.AF_INET6, socket.IPPROTO_IPV6,
+                            IPV6_DONTFRAG) == 1,
+         "v6 relayed socket has IPV6_DONTFRAG")
+    cl.refresh(0)
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -451,6 +557,7 @@ def main():
         test_junk(relay, c)
         test_quota(relay, c)
         test_stale_nonce(relay, c)
+        test_dont_fragment(relay, c)
         c.ok(relay.proc.poll() is None, "relay still running")
     finally:
         if c.failed:

@@ -110,8 +110,18 @@ if [ -z "$lost" ]; then
 elif [ "$lost" != 0 ]; then
   echo "FAIL: uclient lost $lost packets"; fail=1
 fi
-if grep -qE "error [0-9]{3}" "$tmp/uclient.log"; then
+# uclient re-sends an Allocate whose answer is slow under a new transaction
+# id; the first one already made the allocation, so RFC 8656 s.7.2 requires
+# 437 for the second and uclient carries on with the first. On a loaded
+# machine that happens a few times; zero loss and the relay's full packet
+# counts below still prove every client relayed. Any other error fails.
+if grep -E "error [0-9]{3}" "$tmp/uclient.log" | grep -qv "error 437 (Allocation Mismatch)"; then
   echo "FAIL: uclient saw TURN errors:"; grep -E "error [0-9]{3}" "$tmp/uclient.log" | sort | uniq -c | head; fail=1
+fi
+n437=$(grep -c "error 437 (Allocation Mismatch)" "$tmp/uclient.log" || true)
+if [ "${n437:-0}" -gt 0 ]; then
+  echo "note: $n437 Allocate retransmission(s) with a new transaction id got 437"
+  if [ "$n437" -gt 5 ]; then echo "FAIL: more 437s than retransmissions explain"; fail=1; fi
 fi
 
 # every message is one relayed packet each way through the relay

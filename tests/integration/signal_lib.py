@@ -31,8 +31,9 @@ def free_port():
 
 
 class Server:
-    def __init__(self, exe, *args, config=None):
+    def __init__(self, exe, *args, config=None, env=None):
         self.exe = exe
+        self.env = env  # None: inherit
         self.port = free_port()
         self.args = ["--listen", "127.0.0.1:%d" % self.port, "--log-level", "debug"] + list(args)
         self.log = tempfile.NamedTemporaryFile(prefix="signal-", suffix=".log", delete=False)
@@ -45,7 +46,7 @@ class Server:
 
     def start(self):
         argv = [self.exe] + self.args
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.time() + 10 * MULT
         while time.time() < deadline:
             if self.proc.poll() is not None:

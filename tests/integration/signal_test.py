@@ -51,8 +51,11 @@ async def protocol(exe):
         ice = ja["iceServers"]
         assert len(ice) == 1 and ice[0]["urls"] == ["turn:127.0.0.1:3478?transport=udp",
                                                     "turn:127.0.0.1:3478?transport=tcp"], ice
-        exp, member = ice[0]["username"].split(":")
-        assert member == ja["id"] and abs(int(exp) - (time.time() + 600)) < 5, ice
+        exp, ident = ice[0]["username"].split(":")
+        # a stable identity (open mode: keyed hash of the client IP), never the member id,
+        # so the relay's per-user quota holds across joins (turn_identity tests it)
+        assert re.fullmatch(r"[A-Za-z0-9_-]{16}", ident) and ident != ja["id"], ice
+        assert abs(int(exp) - (time.time() + 600)) < 5, ice
         want = base64.b64encode(hmac.new(secret.encode(), ice[0]["username"].encode(),
                                          hashlib.sha1).digest()).decode()
         assert ice[0]["credential"] == want, (ice, want)
@@ -259,6 +262,110 @@ async def token(exe):
         assert m['tsunagu_signal_errors_total{code="unauthorized"}'] == 10, m
         await a.close()
         await b.close()
+
+
+def turn_ident(joined):
+    return joined["iceServers"][0]["username"].split(":", 1)[1]
+
+
+@test
+async def turn_identity(exe):
+    """The ID in the TURN REST username is stable per user, so joins and
+    re-joins share the relay's per-user quota: with --token-secret a keyed
+    hash of the token's sub (the sub itself never shows), in open mode of
+    the client IP. Then the real relay refuses the third allocation of one
+    sub under --max-allocations-per-user 2, however many times it joins."""
+    tsec, turn = "jwt-secret", "turn-secret"
+    args = ("--turn-url", "turn:127.0.0.1:3478", "--turn-secret", turn, "--rate-limit", "1000")
+    with Server(exe, "--token-secret", tsec, *args) as srv:
+        a = await Client.connect(srv.url)
+        b = await Client.connect(srv.url)
+        ids = []
+        for _ in range(3):  # join, leave, join again on one connection
+            j = await a.join("r", "x", token=mint(exe, tsec, "r", "mallory", 60))
+            ids.append((j["id"], turn_ident(j)))
+            await a.send({"type": "leave"})
+            await ping_ok(a)
+        jb = await b.join("r2", "x", token=mint(exe, tsec, "r2", "mallory", 60))
+        assert len({i[0] for i in ids}) == 3, ids  # fresh member ids...
+        assert {i[1] for i in ids} == {turn_ident(jb)}, (ids, turn_ident(jb))  # ...one identity
+        c = await Client.connect(srv.url)
+        jc = await c.join("r", "x", token=mint(exe, tsec, "r", "alice", 60))
+        assert turn_ident(jc) != ids[0][1], "different subs, different identities"
+        for j in (jb, jc):
+            u = j["iceServers"][0]["username"]
+            assert "mallory" not in u and "alice" not in u, u
+        for x in (a, b, c):
+            await x.close()
+    with Server(exe, *args) as srv:  # open mode: per client IP, not per sub
+        a = await Client.connect(srv.url)
+        b = await Client.connect(srv.url)
+        ja, jb = await a.join("r", "a"), await b.join("r", "b")
+        assert ja["id"] != jb["id"] and turn_ident(ja) == turn_ident(jb), (ja, jb)
+        assert turn_ident(ja) not in (ids[0][1], turn_ident(jc)), "ip and sub identities differ"
+        for x in (a, b):
+            await x.close()
+    relay_exe = os.environ.get("RELAY_EXE", "")
+    assert relay_exe, "RELAY_EXE must name the tsunagu-relay binary (meson sets it)"
+    # end to end with tsunagu-relay: three joins of one sub, one allocation per credential
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from relay_stun import Client as TurnClient, Relay, ERROR, SUCCESS  # noqa: E402
+    relay = Relay(relay_exe, "--auth-secret", turn, "--max-allocations-per-user", "2")
+    try:
+        with Server(exe, "--token-secret", tsec, *args) as srv:
+            results = []
+            for i in range(3):
+                cl = await Client.connect(srv.url)
+                j = await cl.join("r", "x", token=mint(exe, tsec, "r", "mallory", 60))
+                u, pw = j["iceServers"][0]["username"], j["iceServers"][0]["credential"]
+                tc = TurnClient(relay.addr, "udp", u, pw)
+                m = tc.allocate()
+                results.append("ok" if m.cls == SUCCESS else m.error)
+                await cl.close()
+            assert results == ["ok", "ok", 486], results
+    finally:
+        relay.stop()
+
+
+@test
+async def connect_oom(exe):
+    """A WebSocket whose member cannot be made (out of memory at upgrade) is
+    closed without upsetting the connection count: no wrap-around of
+    tsunagu_signal_connections, and later upgrades are still accepted. The
+    LD_PRELOAD shim failcalloc.so fails the first 3 calloc()s made by
+    sig_hub_connect."""
+    shim = os.environ.get("FAILCALLOC_LIB", "")
+    assert shim and os.path.exists(shim), "FAILCALLOC_LIB must name failcalloc.so (meson sets it)"
+    if not shutil.which("nm"):
+        raise AssertionError("nm missing: install Debian package 'binutils'")
+    out = subprocess.run(["nm", "-S", "--defined-only", exe], capture_output=True, text=True,
+                         check=True).stdout
+    sym = [ln.split() for ln in out.splitlines() if ln.endswith(" sig_hub_connect")]
+    assert len(sym) == 1 and len(sym[0]) == 4, f"sig_hub_connect not found by nm in {exe}"
+    env = dict(os.environ, LD_PRELOAD=shim, FAILCALLOC_FN_OFF=sym[0][0],
+               FAILCALLOC_FN_SIZE=sym[0][1], FAILCALLOC_COUNT="3")
+    # an ASan build wants its runtime first; the shim forwards to it anyway
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+    with Server(exe, "--max-connections", "5", env=env) as srv:
+        for _ in range(3):
+            try:
+                ws = await websockets.connect(srv.url, open_timeout=3 * MULT)
+                try:
+                    await asyncio.wait_for(ws.recv(), 3 * MULT)
+                except (websockets.ConnectionClosed, asyncio.TimeoutError):
+                    pass
+                await ws.close()
+            except (websockets.InvalidHandshake, OSError, asyncio.TimeoutError):
+                pass
+        await asyncio.sleep(0.3)
+        m = srv.metrics()
+        assert m["tsunagu_signal_connections"] == 0, m["tsunagu_signal_connections"]
+        cl = [await Client.connect(srv.url) for _ in range(5)]
+        for c in cl:
+            await ping_ok(c)
+        assert srv.metrics()["tsunagu_signal_connections"] == 5
+        for c in cl:
+            await c.close()
 
 
 @test

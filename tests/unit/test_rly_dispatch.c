@@ -1,6 +1,7 @@
 /* test_rly_dispatch.c - the TURN engine fed with crafted STUN bytes, with a
  * fake socket layer and virtual time: the order of checks and every error
  * code, the data path in both directions, expiry and release. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -45,6 +46,14 @@ static int f_send(void *ctx, int fd, const rtc_addr *peer, const uint8_t *d, siz
     last_len = n;
     sent++;
     return 0;
+}
+
+static int df_calls, df_result;
+static int f_df(int fd, int family)
+{
+    (void)fd, (void)family;
+    df_calls++;
+    return df_result;
 }
 
 /* ---- a client ---- */
@@ -238,6 +247,15 @@ int main(void)
         ok(c.m.mi < 0, "401 without MESSAGE-INTEGRITY");
         ok(c.nonce_len == STN_NONCE_LEN, "nonce learnt");
     }
+    /* amplification (review finding 6): bare requests get small answers
+     * before authentication, not the 401 with REALM and NONCE */
+    is_int(req(&c, STN_ALLOCATE, NULL, 0, false, NULL), 400, "bare Allocate: 400 before auth");
+    ok(c.resp_len <= 28 && !stn_msg_find(&c.m, STN_A_NONCE), "bare Allocate: answer <= 28 bytes");
+    is_int(req(&c, STN_REFRESH, NULL, 0, false, NULL), 437, "bare Refresh: 437 before auth");
+    ok(c.resp_len <= 28 && !stn_msg_find(&c.m, STN_A_NONCE), "bare Refresh: answer <= 28 bytes");
+    is_int(req(&c, STN_CREATE_PERMISSION, NULL, 0, false, NULL), 437,
+           "bare CreatePermission: 437 before auth");
+    is_int(t.stats.auth_failures, 0, "none of them counted as an auth failure");
     /* malformed / unsupported */
     is_int(req(&c, STN_ALLOCATE, NULL, 0, true, NULL), 400, "no REQUESTED-TRANSPORT: 400");
     {
@@ -325,6 +343,45 @@ int main(void)
         ok(sent == before + 1 && t.stats.dropped[RLY_DROP_NO_PERMISSION] == 1,
            "Send to a peer without permission dropped and counted");
     }
+    /* SSRF through the own IP (review finding 1a): the permission is per IP,
+     * so one for RELAY_IP:<relayed port> must not let Send, ChannelData or
+     * inbound data use the relay host's other ports */
+    {
+        uint8_t buf[256], tid[12] = {4}, v[20];
+        stn_builder b;
+        size_t len, n;
+        int before = sent;
+        uint64_t drops = t.stats.dropped[RLY_DROP_NO_PERMISSION];
+        rly_alloc *a = rly_table_find(t.table, &c.tu);
+        rtc_addr own = cfg.relay_ip[0];
+        uint8_t pb[RLY_HEADROOM + 64];
+        size_t flen;
+        n = xor_peer(v, "192.0.2.100", 6379, tid);
+        stn_build_init(&b, buf, sizeof buf, STN_SEND, STN_INDICATION, tid);
+        stn_build_attr(&b, STN_A_XOR_PEER_ADDRESS, v, n);
+        stn_build_attr(&b, STN_A_DATA, "INFO", 4);
+        stn_build_finish(&b, &len);
+        feed(&c, buf, len);
+        ok(sent == before && t.stats.dropped[RLY_DROP_NO_PERMISSION] == drops + 1,
+           "Send to own IP outside the relay range dropped (no_permission)");
+        n = xor_peer(v, "192.0.2.100", 50012, tid);
+        stn_build_init(&b, buf, sizeof buf, STN_SEND, STN_INDICATION, tid);
+        stn_build_attr(&b, STN_A_XOR_PEER_ADDRESS, v, n);
+        stn_build_attr(&b, STN_A_DATA, "hi", 2);
+        stn_build_finish(&b, &len);
+        feed(&c, buf, len);
+        ok(sent == before + 1, "Send to another relayed address on the own IP relayed");
+        own.port = 6379;
+        memcpy(pb + RLY_HEADROOM, "+OK\r\n", 5);
+        ok(a && rly_turn_from_peer(&t, a, &own, pb, 5, c.now_ms, &flen) == NULL &&
+               t.stats.dropped[RLY_DROP_NO_PERMISSION] == drops + 2,
+           "data from own IP outside the relay range dropped");
+        own.port = 50012;
+        ok(a && rly_turn_from_peer(&t, a, &own, pb, 5, c.now_ms, &flen) != NULL,
+           "data from another relayed address on the own IP passes");
+        is_int(chan_bind(&c, 0x4F00, "192.0.2.100", 6379), 403,
+               "ChannelBind to own IP outside the range: 403");
+    }
     /* channels */
     is_int(chan_bind(&c, 0x3FFF, "203.0.113.5", 7000), 400, "channel 0x3FFF: 400");
     is_int(chan_bind(&c, 0x5000, "203.0.113.5", 7000), 400, "channel 0x5000: 400 (RFC 8656)");
@@ -386,6 +443,114 @@ int main(void)
         stranger.port = 1;
         ok(rly_turn_from_peer(&t, a, &stranger, buf, 5, c.now_ms, &flen) == NULL,
            "peer without permission dropped");
+    }
+    /* CreatePermission is all or nothing (RFC 8656 s.9.2, review finding 8):
+     * a request that would overflow RLY_MAX_PERMS installs none of its peers */
+    {
+        client e;
+        rly_alloc *a;
+        uint8_t tid[12] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8}, v[3][20];
+        a_t at[3];
+        char ip[32];
+        int fails = 0;
+        client_init(&e, &t, "198.51.100.8", 4000, "bob", "w0rd");
+        is_int(allocate(&e), 0, "bob allocates for the permission test");
+        for (int i = 0; i < RLY_MAX_PERMS - 1; i++) {
+            snprintf(ip, sizeof ip, "203.0.113.%d", 100 + i);
+            fails += permit(&e, ip, 1000) != 0;
+        }
+        is_int(fails, 0, "31 permissions installed");
+        for (int i = 0; i < 3; i++) {
+            snprintf(ip, sizeof ip, "198.51.100.%d", 200 + i);
+            at[i] = (a_t){STN_A_XOR_PEER_ADDRESS, v[i], xor_peer(v[i], ip, 1000, tid)};
+        }
+        is_int(req(&e, STN_CREATE_PERMISSION, at, 3, true, tid), 508,
+               "3 new peers on 31 of 32: 508");
+        a = rly_table_find(t.table, &e.tu);
+        ok(a && a->n_perms == RLY_MAX_PERMS - 1, "and none of them installed");
+        at[1] = at[0];
+        at[2] = at[0];
+        is_int(req(&e, STN_CREATE_PERMISSION, at, 3, true, tid), 0,
+               "one new peer named three times fits");
+        ok(a && a->n_perms == RLY_MAX_PERMS, "installed once");
+        is_int(permit(&e, "203.0.113.100", 1000), 0, "refreshing an existing one on a full table");
+        is_int(refresh(&e, 0), 0, "bob releases the permission test allocation");
+    }
+    /* EVEN-PORT reservations are charged to the user's quota and capped per
+     * user, so one user cannot fill the shared table (review finding 7) */
+    {
+        client e, f;
+        uint8_t ep[1] = {0x80}, tok[8];
+        a_t ar[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_EVEN_PORT, ep, 1}};
+        a_t at[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_RESERVATION_TOKEN, tok, 8}};
+        const stn_attr_ref *tr;
+        size_t total0 = rly_quota_total(quota);
+        int fds0 = open_fds, made = 0, code = 0;
+        client_init(&e, &t, "198.51.100.11", 4000, "bob", "w0rd");
+        client_init(&f, &t, "198.51.100.12", 4000, "bob", "w0rd");
+        is_int(req(&e, STN_ALLOCATE, ar, 2, true, NULL), 0, "EVEN-PORT R allocate");
+        tr = stn_msg_find(&e.m, STN_A_RESERVATION_TOKEN);
+        ok(tr && tr->len == 8, "RESERVATION-TOKEN returned");
+        if (tr)
+            memcpy(tok, e.resp + tr->off, 8);
+        is_int(rly_quota_total(quota), total0 + 2, "allocation + reservation: 2 quota units");
+        is_int(refresh(&e, 0), 0, "release the even allocation");
+        is_int(rly_quota_total(quota), total0 + 1, "the held reservation still counts");
+        is_int(req(&e, STN_ALLOCATE, ar, 2, true, NULL), 486,
+               "bob (2 max) with 1 reservation: EVEN-PORT R needs 2 more: 486");
+        is_int(open_fds, fds0 + 1, "nothing leaked by the refused one");
+        is_int(req(&f, STN_ALLOCATE, at, 2, true, NULL), 0, "allocate with the token");
+        is_int(rly_quota_total(quota), total0 + 1, "the reservation's unit moved to it");
+        is_int(refresh(&f, 0), 0, "release it");
+        is_int(rly_quota_total(quota), total0, "all of bob's quota back");
+        /* per-user cap with a large quota */
+        cfg.lim.max_allocs_per_user = 100;
+        cfg.lim.max_allocs = 100;
+        for (int i = 0; i < 8 && !code; i++) {
+            code = req(&e, STN_ALLOCATE, ar, 2, true, NULL);
+            if (!code) {
+                made++;
+                refresh(&e, 0);
+            }
+        }
+        is_int(made, RLY_RESV_PER_USER, "reservations capped per user");
+        is_int(code, 486, "the next EVEN-PORT R: 486");
+        is_int(req(&f, STN_ALLOCATE, ar, 1, true, NULL), 0, "plain allocate still works");
+        is_int(refresh(&f, 0), 0, "release it");
+        rly_turn_sweep(&t, e.now_ms + RLY_RESV_MS);
+        is_int(rly_quota_total(quota), total0, "expired reservations give their quota back");
+        is_int(open_fds, fds0, "and close their sockets");
+        cfg.lim.max_allocs_per_user = 2;
+        cfg.lim.max_allocs = 10;
+    }
+    /* DONT-FRAGMENT (RFC 8656 s.7.2, review finding 9): honoured by setting
+     * DF on the relayed socket, or refused with 420 naming it */
+    {
+        client e;
+        a_t ad[] = {{STN_A_REQUESTED_TRANSPORT, rt, 4}, {STN_A_DONT_FRAGMENT, NULL, 0}};
+        const stn_attr_ref *u;
+        int fds0 = open_fds;
+        size_t total0 = rly_quota_total(quota);
+        client_init(&e, &t, "198.51.100.21", 4000, "bob", "w0rd");
+        t.io.relay_dont_fragment = f_df;
+        df_result = -ENOPROTOOPT;
+        is_int(req(&e, STN_ALLOCATE, ad, 2, true, NULL), 420, "DF cannot be set: 420");
+        u = stn_msg_find(&e.m, STN_A_UNKNOWN_ATTRIBUTES);
+        ok(u && u->len == 2 && e.resp[u->off] == 0x00 && e.resp[u->off + 1] == 0x1A,
+           "420 UNKNOWN-ATTRIBUTES names DONT-FRAGMENT");
+        ok(open_fds == fds0 && rly_quota_total(quota) == total0,
+           "refused: socket closed, quota given back");
+        df_result = 0;
+        df_calls = 0;
+        is_int(req(&e, STN_ALLOCATE, ad, 2, true, NULL), 0, "DF set: allocate succeeds");
+        is_int(df_calls, 1, "DF was set on the relayed socket");
+        is_int(refresh(&e, 0), 0, "release it");
+        df_calls = 0;
+        is_int(allocate(&e), 0, "without DONT-FRAGMENT");
+        is_int(df_calls, 0, "DF left alone");
+        is_int(refresh(&e, 0), 0, "release it");
+        t.io.relay_dont_fragment = NULL;
+        is_int(req(&e, STN_ALLOCATE, ad, 2, true, NULL), 420, "no DF support at all: 420");
     }
     /* draining */
     t.draining = true;

@@ -221,6 +221,44 @@ static void policy(void)
         ok(rtc_peer_policy_allows(pp, &a), "own v6 IP in the range: allowed");
         a = ip("::ffff:127.0.0.1", 50000);
         ok(!rtc_peer_policy_allows(pp, &a), "mapped form of the own IP is not the own IP");
+        a = ip("127.0.0.1", 50000);
+        ok(rtc_peer_policy_own_ip(pp, &a), "own_ip: 127.0.0.1 is an own IP");
+        a = ip("203.0.113.1", 50000);
+        ok(!rtc_peer_policy_own_ip(pp, &a), "own_ip: a stranger is not");
+        rtc_peer_policy_free(pp);
+    }
+    /* a public own IP (no built-in deny covers it) outside the relay range:
+     * its SSH, Redis... are not peers (review finding 1b) */
+    {
+        rtc_addr own[2] = {ip("192.0.2.2", 0), ip("198.51.100.7", 0)}; /* relay IP, external IP */
+        rtc_cidr al[2];
+        rtc_cidr_parse("192.0.2.0/24", &al[0]);
+        rtc_cidr_parse("198.51.100.7/32", &al[1]);
+        p = (rtc_peer_policy_params){.own = own, .n_own = 2, .own_port_lo = 49152,
+                                     .own_port_hi = 65535};
+        pp = rtc_peer_policy_new(&p);
+        a = ip("192.0.2.2", 22);
+        ok(!rtc_peer_policy_allows(pp, &a), "public own IP, port 22: denied");
+        a = ip("198.51.100.7", 6379);
+        ok(!rtc_peer_policy_allows(pp, &a), "external IP, port 6379: denied");
+        a = ip("198.51.100.7", 50000);
+        ok(rtc_peer_policy_allows(pp, &a), "external IP inside the range: allowed");
+        a = ip("2002:c000:202::1", 22);
+        ok(!rtc_peer_policy_allows(pp, &a), "own IP through 6to4: denied");
+        a = ip("192.0.2.3", 22);
+        ok(rtc_peer_policy_allows(pp, &a), "neighbour of the own IP: allowed");
+        rtc_peer_policy_free(pp);
+        /* an allow range that merely contains the own IP does not open it;
+         * a host rule naming it exactly does (a test peer on the relay host) */
+        p.allow = al;
+        p.n_allow = 2;
+        pp = rtc_peer_policy_new(&p);
+        a = ip("192.0.2.2", 22);
+        ok(!rtc_peer_policy_allows(pp, &a), "allow /24 around the own IP: own port 22 still denied");
+        a = ip("192.0.2.3", 22);
+        ok(rtc_peer_policy_allows(pp, &a), "allow /24: other hosts allowed");
+        a = ip("198.51.100.7", 6379);
+        ok(rtc_peer_policy_allows(pp, &a), "allow naming the own IP as a host: opened");
         rtc_peer_policy_free(pp);
     }
 }

@@ -54,5 +54,34 @@ int main(void)
         ok(sig_turn_credential(secret, strlen(secret), id, 1, 1, user, cred) != 0,
            "over-long member id refused, not truncated");
     }
+    {
+        /* stable TURN identity: base64url(HMAC-SHA256(secret, kind NUL data)), 16 chars */
+        char a1[SIG_TURN_ID_LEN + 1], a2[SIG_TURN_ID_LEN + 1], b[SIG_TURN_ID_LEN + 1],
+            x[SIG_TURN_ID_LEN + 1], k[SIG_TURN_ID_LEN + 1];
+        unsigned char m2[32];
+        char w[64];
+        unsigned ml = 0;
+        is_int(sig_turn_user_id(secret, strlen(secret), "sub", "alice", 5, a1), 0, "user id");
+        sig_turn_user_id(secret, strlen(secret), "sub", "alice", 5, a2);
+        sig_turn_user_id(secret, strlen(secret), "sub", "bob", 3, b);
+        sig_turn_user_id(secret, strlen(secret), "ip", "alice", 5, x);
+        sig_turn_user_id("other", 5, "sub", "alice", 5, k);
+        ok(strlen(a1) == SIG_TURN_ID_LEN && !strcmp(a1, a2), "same sub, same id");
+        ok(strcmp(a1, b) && strcmp(a1, x) && strcmp(a1, k),
+           "another sub, kind or secret gives another id");
+        ok(!strstr(a1, "alice") && !strchr(a1, ':'), "id hides the sub and has no ':'");
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)"sub\0alice", 9,
+             m2, &ml);
+        EVP_EncodeBlock((unsigned char *)w, m2, (int)ml);
+        for (char *p = w; *p; p++)
+            *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+        ok(!strncmp(a1, w, SIG_TURN_ID_LEN), "id is base64url(HMAC-SHA256(secret, kind NUL data))");
+        {
+            char big[300];
+            memset(big, 's', sizeof big);
+            ok(sig_turn_user_id(secret, strlen(secret), "sub", big, sizeof big, x) != 0,
+               "over-long identity refused");
+        }
+    }
     return done_testing();
 }

@@ -1,0 +1,108 @@
+/* rly_iplimit.c - shared per-source connection counts (see rly_iplimit.h).
+ * A chained hash with a random seed (sources are chosen by attackers, so the
+ * bucket must not be predictable), one mutex. */
+#include "rly_iplimit.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rtc_crypto.h"
+
+#define BUCKETS 4096
+
+typedef struct entry {
+    struct entry *next;
+    uint8_t key[9]; /* family, then 4 (v4) or 8 (v6 /64) address bytes */
+    uint32_t n;
+} entry;
+
+struct rly_iplimit {
+    pthread_mutex_t mu;
+    uint64_t seed;
+    entry *b[BUCKETS];
+};
+
+static void key_of(const rtc_addr *ip, uint8_t key[9])
+{
+    memset(key, 0, 9);
+    key[0] = ip->family;
+    memcpy(key + 1, ip->ip, ip->family == AF_INET6 ? 8 : 4);
+}
+
+static uint32_t bucket(const rly_iplimit *l, const uint8_t key[9])
+{
+    uint64_t h = l->seed ^ 0xcbf29ce484222325ull; /* FNV-1a, seeded */
+    for (int i = 0; i < 9; i++)
+        h = (h ^ key[i]) * 0x100000001b3ull;
+    return (uint32_t)(h ^ h >> 32) % BUCKETS;
+}
+
+rly_iplimit *rly_iplimit_new(void)
+{
+    rly_iplimit *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    if (rtc_random(&l->seed, sizeof l->seed) || pthread_mutex_init(&l->mu, NULL)) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void rly_iplimit_free(rly_iplimit *l)
+{
+    if (!l)
+        return;
+    for (int i = 0; i < BUCKETS; i++)
+        while (l->b[i]) {
+            entry *e = l->b[i];
+            l->b[i] = e->next;
+            free(e);
+        }
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+bool rly_iplimit_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max)
+{
+    uint8_t key[9];
+    entry *e;
+    uint32_t h;
+    bool ok = false;
+
+    key_of(ip, key);
+    h = bucket(l, key);
+    pthread_mutex_lock(&l->mu);
+    for (e = l->b[h]; e && memcmp(e->key, key, sizeof key); e = e->next)
+        ;
+    if (!e && max > 0 && (e = calloc(1, sizeof *e))) {
+        memcpy(e->key, key, sizeof key);
+        e->next = l->b[h];
+        l->b[h] = e;
+    }
+    if (e && e->n < max) {
+        e->n++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
+void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip)
+{
+    uint8_t key[9];
+    entry **pp, *e;
+    uint32_t h;
+
+    key_of(ip, key);
+    h = bucket(l, key);
+    pthread_mutex_lock(&l->mu);
+    for (pp = &l->b[h]; (e = *pp) && memcmp(e->key, key, sizeof key); pp = &e->next)
+        ;
+    if (e && --e->n == 0) {
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&l->mu);
+}

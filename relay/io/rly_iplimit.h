@@ -1,0 +1,29 @@
+/* rly_iplimit.h - TCP/TLS connections per client source, shared by every
+ * worker: SO_REUSEPORT spreads one source's connections over the workers,
+ * so a per-worker count would multiply the cap by --threads.
+ *
+ * The source is the IPv4 address, or the /64 of an IPv6 address (one
+ * subscriber usually holds a whole /64 and could rotate through it).
+ * Touched on accept and close only (never per packet), under one mutex,
+ * like the allocation quota. Entries exist only while their count is
+ * non-zero, so memory follows the open connections. */
+#ifndef RLY_IPLIMIT_H
+#define RLY_IPLIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rtc_addr.h"
+
+typedef struct rly_iplimit rly_iplimit; /* opaque */
+
+rly_iplimit *rly_iplimit_new(void); /* NULL on ENOMEM */
+void rly_iplimit_free(rly_iplimit *l); /* NULL is a no-op */
+
+/* Count one more connection from ip's source unless it already has max
+ * (or memory is short): true when counted. Any thread. */
+bool rly_iplimit_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max);
+/* Give back a connection counted by rly_iplimit_take. Any thread. */
+void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip);
+
+#endif

@@ -1,0 +1,72 @@
+/* test_rly_iplimit.c - the shared per-source TCP/TLS connection counts:
+ * the cap per IPv4 address and per IPv6 /64, give-back, threads sharing it. */
+#include <pthread.h>
+
+#include "rly_iplimit.h"
+#include "tap.h"
+
+static rtc_addr ip(const char *s)
+{
+    rtc_addr a;
+    rtc_addr_parse_ip(s, &a);
+    return a;
+}
+
+static rly_iplimit *shared;
+
+static void *churn(void *arg)
+{
+    rtc_addr a = ip(arg);
+    for (int i = 0; i < 20000; i++)
+        if (rly_iplimit_take(shared, &a, 1000000))
+            rly_iplimit_give(shared, &a);
+    return NULL;
+}
+
+int main(void)
+{
+    rly_iplimit *l = rly_iplimit_new();
+    rtc_addr a = ip("192.0.2.1"), b = ip("192.0.2.2"), v6a = ip("2001:db8:1:2::1"),
+             v6b = ip("2001:db8:1:2:ffff::9"), v6c = ip("2001:db8:1:3::1");
+    int n = 0;
+
+    ok(l != NULL, "new");
+    while (n < 100 && rly_iplimit_take(l, &a, 3))
+        n++;
+    is_int(n, 3, "three connections from one IPv4 address, then refused");
+    ok(rly_iplimit_take(l, &b, 3), "another address has its own count");
+    rly_iplimit_give(l, &a);
+    ok(rly_iplimit_take(l, &a, 3), "a given-back slot can be taken again");
+    ok(!rly_iplimit_take(l, &a, 3), "and the cap holds again");
+    ok(rly_iplimit_take(l, &a, 4), "a raised cap (SIGHUP) applies at once");
+    ok(rly_iplimit_take(l, &v6a, 2) && rly_iplimit_take(l, &v6b, 2),
+       "two addresses of one IPv6 /64 ...");
+    ok(!rly_iplimit_take(l, &v6a, 2), "... share one count");
+    ok(rly_iplimit_take(l, &v6c, 2), "another /64 does not");
+    for (int i = 0; i < 4; i++)
+        rly_iplimit_give(l, &a);
+    rly_iplimit_give(l, &b);
+    n = 0;
+    while (n < 100 && rly_iplimit_take(l, &a, 5))
+        n++;
+    is_int(n, 5, "all given back: the full cap again");
+    rly_iplimit_free(l);
+
+    shared = rly_iplimit_new();
+    {
+        pthread_t t[4];
+        char *who[4] = {"198.51.100.1", "198.51.100.1", "198.51.100.2", "2001:db8::1"};
+        rtc_addr x = ip("198.51.100.1");
+        for (int i = 0; i < 4; i++)
+            pthread_create(&t[i], NULL, churn, who[i]);
+        for (int i = 0; i < 4; i++)
+            pthread_join(t[i], NULL);
+        n = 0;
+        while (n < 10 && rly_iplimit_take(shared, &x, 2))
+            n++;
+        is_int(n, 2, "threads taking and giving leave the count exact");
+    }
+    rly_iplimit_free(shared);
+    rly_iplimit_free(NULL);
+    return done_testing();
+}
