@@ -20,76 +20,31 @@ decrypted and decoded over a relayed path.
 
 Chromium is driven over --remote-debugging-pipe (standard library only), as
 notes/browser-calls.md describes."""
-import argparse, fcntl, json, os, select, shutil, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from bot_harness import Stack, add_server_args, fail, free_port, wait_tcp, TIMEOUT_MULT  # noqa
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cdp  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class Chromium:
-    """Headless Chromium over the DevTools pipe (fds 3 and 4, NUL-terminated JSON)."""
+class Chromium(cdp.DevToolsPipe):
+    """Headless Chromium for this test (see cdp.py); one page at a time."""
 
     def __init__(self, st, exe):
-        to_r, self.to_w = os.pipe()
-        self.from_r, from_w = os.pipe()
-        a = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)   # above 4: the dup2s cannot clobber them
-        b = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
-        os.close(to_r)
-        os.close(from_w)
-
-        def child():
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        argv = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--user-data-dir=" + tempfile.mkdtemp(prefix="chrome-", dir=st.dir),
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                "--allow-loopback-in-peer-connection", "--autoplay-policy=no-user-gesture-required",
-                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                "--enable-logging=stderr", "--v=0", "--remote-debugging-pipe", "about:blank"]
-        self.proc = st.spawn(argv, "chrome.log", preexec_fn=child, close_fds=False)
-        os.close(a)
-        os.close(b)
-        self.buf = b""
-        self.next_id = 0
-
-    def call(self, method, params=None, session=None, timeout=15):
-        self.next_id += 1
-        msg = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self.to_w, json.dumps(msg).encode() + b"\0")
-        deadline = time.time() + timeout * TIMEOUT_MULT
-        while time.time() < deadline:
-            while b"\0" in self.buf:
-                raw, self.buf = self.buf.split(b"\0", 1)
-                m = json.loads(raw)
-                if m.get("id") == self.next_id:
-                    if "error" in m:
-                        fail("DevTools %s: %s" % (method, m["error"]))
-                    return m["result"]
-            r, _, _ = select.select([self.from_r], [], [], 0.5)
-            if r:
-                chunk = os.read(self.from_r, 1 << 20)
-                if not chunk:
-                    fail("chromium closed the DevTools pipe")
-                self.buf += chunk
-        fail("DevTools %s timed out" % method)
+        super().__init__(exe, tempfile.mkdtemp(prefix="chrome-", dir=st.dir),
+                         ["--enable-logging=stderr", "--v=0"],
+                         lambda argv, **kw: st.spawn(argv, "chrome.log", **kw),
+                         fail, TIMEOUT_MULT)
 
     def open(self, url):
-        tid = self.call("Target.createTarget", {"url": url})["targetId"]
-        self.session = self.call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+        self.session = super().open(url)
 
     def eval(self, expr):
-        r = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True,
-                                           "awaitPromise": True}, session=self.session)
-        if "exceptionDetails" in r:
-            return None
-        return r["result"].get("value")
+        value, exc = self.evaluate(self.session, expr)
+        return None if exc else value
 
 
 def own_joined(ch):

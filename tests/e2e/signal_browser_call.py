@@ -29,6 +29,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cdp  # noqa: E402
+
 MULT = float(os.environ.get("TIMEOUT_MULT", "1"))
 procs = []
 
@@ -124,79 +127,23 @@ class Turn:
         return (int(pk), int(by))
 
 
-class Chromium:
-    """Headless Chromium driven over --remote-debugging-pipe (fds 3 and 4,
-    NUL-terminated JSON), standard library only."""
+class Chromium(cdp.DevToolsPipe):
+    """Headless Chromium for this test (see cdp.py)."""
 
     def __init__(self, tmp, log):
         exe = shutil.which("chromium")
         if not exe:
             die("chromium not found: apt-get install chromium")
-        to_chrome_r, self.to_chrome_w = os.pipe()
-        self.from_chrome_r, from_chrome_w = os.pipe()
-        # move the child's ends above 4 so the dup2s below cannot clobber them
-        a, b = fcntl_dup(to_chrome_r), fcntl_dup(from_chrome_w)
-        os.close(to_chrome_r)
-        os.close(from_chrome_w)
-
-        def child():
-            os.dup2(a, 3)
-            os.dup2(b, 4)
-
-        argv = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--user-data-dir=" + os.path.join(tmp, "chrome"),
-                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                "--allow-loopback-in-peer-connection", "--disable-background-timer-throttling",
-                "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows",
-                "--autoplay-policy=no-user-gesture-required",
-                "--remote-debugging-pipe", "about:blank"]
-        self.proc = start(argv, log, preexec_fn=child, close_fds=False, start_new_session=True)
-        os.close(a)
-        os.close(b)
-        self.buf = b""
-        self.next_id = 0
-
-    def call(self, method, params=None, session=None, timeout=15):
-        self.next_id += 1
-        msg = {"id": self.next_id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self.to_chrome_w, json.dumps(msg).encode() + b"\0")
-        deadline = time.time() + timeout * MULT
-        while time.time() < deadline:
-            while b"\0" in self.buf:
-                raw, self.buf = self.buf.split(b"\0", 1)
-                m = json.loads(raw)
-                if m.get("id") == self.next_id:
-                    if "error" in m:
-                        die("CDP %s: %s" % (method, m["error"]))
-                    return m["result"]
-            import select
-            r, _, _ = select.select([self.from_chrome_r], [], [], 0.5)
-            if r:
-                chunk = os.read(self.from_chrome_r, 1 << 20)
-                if not chunk:
-                    die("chromium closed the DevTools pipe")
-                self.buf += chunk
-        die("CDP %s timed out" % method)
-
-    def open(self, url):
-        tid = self.call("Target.createTarget", {"url": url})["targetId"]
-        return self.call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+        super().__init__(exe, os.path.join(tmp, "chrome"),
+                         ["--disable-backgrounding-occluded-windows"],
+                         lambda argv, **kw: start(argv, log, start_new_session=True, **kw),
+                         die, MULT)
 
     def eval(self, session, expr):
-        r = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True,
-                                           "awaitPromise": True}, session=session)
-        if "exceptionDetails" in r:
-            die("page exception: %s" % json.dumps(r["exceptionDetails"])[:500])
-        return r["result"].get("value")
-
-
-def fcntl_dup(fd):
-    import fcntl
-    return fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+        value, exc = self.evaluate(session, expr)
+        if exc:
+            die("page exception: %s" % json.dumps(exc)[:500])
+        return value
 
 
 def stats(browser, session):
