@@ -45,24 +45,7 @@ trap cleanup EXIT INT TERM
 
 # A port free for both UDP and TCP, and a relay range outside Linux's ephemeral range
 # (32768-60999) so other programs' outgoing sockets cannot squat on relay ports.
-read -r PORT RLO RHI < <($PY - <<'EOF'
-import random, socket
-def free_both():
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-        p = u.getsockname()[1]
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", p)); return p
-        except OSError:
-            pass
-        finally:
-            s.close(); u.close()
-    raise SystemExit("no free port")
-lo = random.randrange(20000, 29800, 100)
-print(free_both(), lo, lo + 99)
-EOF
-)
+read -r PORT RLO RHI < <($PY "$HERE/ports.py" 1)
 REALM=conform.example
 USER=alice
 PASS=alicepw

@@ -32,24 +32,7 @@ trap cleanup EXIT INT TERM
 
 # Listen port free for UDP and TCP, a metrics port, and a relay range outside the
 # ephemeral range (32768-60999) so no other program's socket sits on a relay port.
-read -r PORT MPORT RLO RHI < <($PY - <<'EOF'
-import random, socket
-def free_both():
-    for _ in range(200):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-        p = u.getsockname()[1]
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.bind(("127.0.0.1", p)); return p
-        except OSError:
-            pass
-        finally:
-            s.close(); u.close()
-    raise SystemExit("no free port")
-lo = random.randrange(20000, 29800, 100)
-print(free_both(), free_both(), lo, lo + 99)
-EOF
-)
+read -r PORT MPORT RLO RHI < <($PY "$HERE/ports.py" 2)
 REALM=conform.example
 USER=alice
 PASS=alicepw
