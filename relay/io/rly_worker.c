@@ -47,6 +47,8 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 
 #define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
 #define UDP_BATCH 64
+/* requested UDP socket buffers of the listeners: a few ms of line rate */
+#define UDP_SOCKBUF (4 << 20)
 /* receive slot: headroom, the largest datagram, room for padding */
 #define SLOT_CAP (RLY_HEADROOM + 65536 + 8)
 /* receive slots per worker: two recvmmsg batches, so the queue of one
@@ -181,9 +183,19 @@ static int listen_socket(const rtc_addr *a, int type, int mode, char *err, size_
     if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 1024)))
         goto out_close;
     if (type == SOCK_DGRAM) {
-        int sz = 4 << 20;
+        int sz = UDP_SOCKBUF, got = 0;
+        socklen_t gl = sizeof got;
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+        /* The kernel caps the request at net.core.rmem_max (212992 on a
+         * stock Debian) without an error, and a burst then overflows the
+         * listener: say so once per socket, at start-up. Linux reports
+         * twice what it granted. */
+        if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) == 0 && got / 2 < sz)
+            RTC_LOG(RTC_LOG_WARN, NULL,
+                    "%s %s: UDP receive buffer capped at %d KiB by net.core.rmem_max; "
+                    "raise it to %d (conf/sysctl.d/90-tsunagu.conf)",
+                    what, as, got / 2 / 1024, sz);
     }
     return fd;
 out_close:
