@@ -78,6 +78,12 @@ bot_tls_ctx *bot_tls_ctx_new(const char *ca_file, bool insecure, char *err, size
     } else {
         SSL_CTX_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
         if (ca_file) {
+            FILE *probe = fopen(ca_file, "r");
+            if (!probe) {
+                snprintf(err, errlen, "turn-ca: cannot open %s: %s", ca_file, strerror(errno));
+                goto out_free;
+            }
+            fclose(probe);
             if (!SSL_CTX_load_verify_locations(t->ssl, ca_file, NULL)) {
                 last_ssl_error(why, sizeof why);
                 snprintf(err, errlen, "turn-ca: cannot load %s: %s", ca_file, why);

@@ -19,7 +19,8 @@ Controls (each must fail the call with the reason in the report):
   - a relay whose certificate (same CA) is for another address: "IP address
     mismatch" with --turn-ca.
 
-usage: bot_tls.py --bot PATH --relay-exe PATH --signal-exe PATH [--duration S]"""
+usage: bot_tls.py --bot PATH --relay-exe PATH --signal-exe PATH [--duration S]
+                  [--calls N] [--threads N]"""
 import argparse, json, os, shutil, socket, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -80,6 +81,9 @@ class Sniffer:
             except OSError:
                 c.close()
                 continue
+            # media over TCP: the proxy must not add Nagle delays of its own
+            for x in (c, s):
+                x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             rec = [b"", b""]
             with self.lock:
                 self.conns.append(rec)
@@ -127,9 +131,9 @@ def start_relay(st, a, cert, key):
     return tls
 
 
-def run_bot(st, a, url, tag, extra, duration):
+def run_bot(st, a, url, tag, extra, duration, calls=1):
     report = os.path.join(st.dir, "report-%s.json" % tag)
-    argv = [a.bot, "--signal", url, "--room", "tls%s%d" % (tag, os.getpid()), "--calls", "1",
+    argv = [a.bot, "--signal", url, "--room", "tls%s%d" % (tag, os.getpid()), "--calls", str(calls),
             "--duration", str(duration), "--relay-only", "--report", report,
             "--setup-timeout", "15", "--log-level", "info"] + extra
     limit = (duration + 40) * TIMEOUT_MULT
@@ -154,6 +158,9 @@ def main():
     ap.add_argument("--relay-exe", required=True)
     ap.add_argument("--signal-exe", required=True)
     ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--calls", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2,
+                    help="worker threads for the TLS call: each has its own forwarders")
     a = ap.parse_args()
     a.relay, a.signal = "tsunagu", "tsunagu"
     checks = 0
@@ -166,13 +173,14 @@ def main():
             url = st.start_signal("turns:127.0.0.1:%d?transport=tcp" % sniff.port)
 
             # --- the TLS call ---
-            r, rep = run_bot(st, a, url, "ok", ["--turn-ca", pem("ca.pem")], a.duration)
+            r, rep = run_bot(st, a, url, "ok", ["--turn-ca", pem("ca.pem"), "--threads",
+                                                str(a.threads)], a.duration, a.calls)
             if r.returncode != 0:
                 print(r.stderr[-4000:])
                 fail("tsunagu-bot exit code %d over TURN/TLS" % r.returncode)
             legs = rep["calls"]
-            if len(legs) != 2:
-                fail("%d legs reported, want 2" % len(legs))
+            if len(legs) != 2 * a.calls:
+                fail("%d legs reported, want %d" % (len(legs), 2 * a.calls))
             if rep.get("turn_tls_verify") != pem("ca.pem"):
                 fail("report says certificates were checked with %r" % rep.get("turn_tls_verify"))
             for c in legs:
@@ -207,7 +215,7 @@ def main():
             conns = sniff.snapshot()
             print("# %d TCP connections through the sniffer: %s" % (
                 len(conns), ["%s/%s" % (c[0][:3].hex(), c[1][:3].hex()) for c in conns]))
-            if len(conns) < 2:
+            if len(conns) < 2 * a.calls:
                 fail("only %d connections to the TLS port; want one per leg" % len(conns))
             for cli, srv in conns:
                 if cli[:1] == b"\x00":
