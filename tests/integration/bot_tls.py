@@ -13,7 +13,9 @@ TLS with completed TLS sessions, zero loss, MOS above 4.0, the relay's
 connection on the wire began with a TLS ClientHello (16 03 ..) answered by a
 TLS ServerHello, never a plain STUN Allocate (00 03 ..).
 
-Controls (each must fail the call with the reason in the report):
+--turn-insecure against the untrusted relay must work, print a warning and
+say so in the report. Controls (each must fail the call with the reason in
+the report):
   - no --turn-ca: the system store does not trust the test CA
     ("certificate verify failed"), naming the server;
   - a relay whose certificate (same CA) is for another address: "IP address
@@ -252,6 +254,17 @@ def main():
                 fail("certificate failure took %.1f s: not reported at once" % took)
             print("# control without --turn-ca: %r in %.1f s" % (rep["calls"][0]["end_reason"], took))
             checks += 2
+
+            # --- --turn-insecure: the same untrusted relay works, loudly ---
+            r, rep = run_bot(st, a, url, "insecure", ["--turn-insecure"], 2)
+            if r.returncode != 0 or not all(c["media"] for c in rep["calls"]):
+                print(r.stderr[-3000:])
+                fail("--turn-insecure call failed (exit %d)" % r.returncode)
+            if "WARNING" not in r.stderr or "NOT verified" not in r.stderr:
+                fail("--turn-insecure printed no warning: %r" % r.stderr[:500])
+            if rep.get("turn_tls_verify") != "off (--turn-insecure)":
+                fail("report hides --turn-insecure: %r" % rep.get("turn_tls_verify"))
+            checks += 3
         finally:
             sniff.close()
 
