@@ -146,6 +146,14 @@ def run_bot(st, a, url, tag, extra, duration, calls=1):
         fail("%s: tsunagu-bot did not finish within %.0f s" % (tag, limit))
     print("# %s: bot exit %d after %.1f s" % (tag, r.returncode, time.time() - t0))
     print(r.stdout)
+    # sanitizer builds: failing calls must not leak or misbehave either
+    for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+        if bad in r.stderr:
+            print(r.stderr[-6000:])
+            fail("%s: %s report in the bot's stderr" % (tag, bad))
+    if r.returncode not in (0, 1):
+        print(r.stderr[-3000:])
+        fail("%s: bot exit code %d" % (tag, r.returncode))
     try:
         rep = json.load(open(report))
     except (OSError, ValueError) as e:
