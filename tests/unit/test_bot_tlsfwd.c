@@ -4,8 +4,9 @@
  * answers garbage, one that never answers, and a closed port.
  *
  * - 1 MiB each way through a 4 KiB buffer per direction (back-pressure on
- *   both sides, bytes compared), TLS 1.2+ and verified;
- * - untrusted certificate, wrong IP, not-TLS, handshake timeout and
+ *   both sides, bytes compared), TLS 1.2+ and verified, once by IP (no
+ *   SNI) and once by name ("localhost": SNI sent, DNS SAN checked);
+ * - untrusted certificate, wrong IP, wrong name, not-TLS, handshake timeout and
  *   connection refused each reported through the error callback naming
  *   the server and the reason, and the local side closed afterwards.
  * The GLib context is the main thread's; servers and the bulk client run
@@ -74,7 +75,7 @@ static int make_cert(void)
     X509_set_issuer_name(g_cert, n);
     X509V3_set_ctx_nodb(&v3);
     X509V3_set_ctx(&v3, g_cert, g_cert, NULL, NULL, 0);
-    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1");
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1,DNS:localhost");
     X509_add_ext(g_cert, ext, -1);
     X509_EXTENSION_free(ext);
     ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, "critical,CA:TRUE");
@@ -104,6 +105,7 @@ typedef struct {
     uint16_t port;
     pthread_t th;
     long echoed;
+    char sni[64];    /* server name the client sent, "" if none */
 } server;
 
 static int listen_any(uint16_t *port)
@@ -153,7 +155,11 @@ static void *server_main(void *ud)
         SSL_CTX_use_PrivateKey(ctx, g_key);
         ssl = SSL_new(ctx);
         SSL_set_fd(ssl, fd);
-        if (SSL_accept(ssl) == 1)
+        if (SSL_accept(ssl) == 1) {
+            const char *sn = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+            snprintf(s->sni, sizeof s->sni, "%s", sn ? sn : "");
+        }
+        if (SSL_is_init_finished(ssl))
             while ((n = SSL_read(ssl, b, sizeof b)) > 0) {
                 if (SSL_write(ssl, b, n) != n)
                     break;
@@ -280,14 +286,15 @@ static void *bulk_main(void *ud)
     return NULL;
 }
 
-static void test_bulk(bot_tls_ctx *ctx)
+static void test_bulk(bot_tls_ctx *ctx, const char *host)
 {
     server s;
     result r = {0};
     bulk b = {0};
     pthread_t th;
     bot_tlsfwd_stats st;
-    bot_tlsfwd_params p = {ctx, "127.0.0.1", "127.0.0.1", 0, 5000, 4096};
+    bot_tlsfwd_params p = {ctx, host, "127.0.0.1", 0, 5000, 4096};
+    bool ip = bot_tls_host_is_ip(host);
     bot_tlsfwd_cbs cbs = {on_error, on_secured, &r};
     bot_tlsfwd *f;
 
@@ -324,7 +331,8 @@ static void test_bulk(bot_tls_ctx *ctx)
     ok(st.bytes_up == BULK && st.bytes_down == BULK, "stats count the bytes each way");
     bot_tlsfwd_free(f);
     server_join(&s);
-    ok(s.echoed == BULK, "server echoed 1 MiB");
+    okf(s.echoed == BULK, "%s: server echoed 1 MiB", host);
+    okf(!strcmp(s.sni, ip ? "" : host), "%s: SNI '%s' (none for an IP literal)", host, s.sni);
 }
 
 /* One connection that must fail: the reason must be reported, naming the
@@ -400,9 +408,11 @@ int main(void)
     if (!trust || !sys)
         return done_testing();
 
-    test_bulk(trust);
+    test_bulk(trust, "127.0.0.1");
+    test_bulk(trust, "localhost"); /* a name: SNI and the DNS SAN checked */
     expect_failure("untrusted", sys, "127.0.0.1", SRV_TLS_ECHO, false, "certificate verify failed");
     expect_failure("wrong IP", trust, "127.0.0.2", SRV_TLS_ECHO, false, "IP address mismatch");
+    expect_failure("wrong name", trust, "other.example", SRV_TLS_ECHO, false, "hostname mismatch");
     expect_failure("not TLS", trust, "127.0.0.1", SRV_GARBAGE, false, "TLS handshake failed");
     expect_failure("silent server", trust, "127.0.0.1", SRV_SILENT, false, "timed out");
     expect_failure("closed port", trust, "127.0.0.1", SRV_SILENT, true, "Connection refused");
