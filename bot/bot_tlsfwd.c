@@ -532,7 +532,7 @@ static void accept_one(bot_tlsfwd *f, int cfd)
     }
     return;
 out_free:
-    if (c->sfd > 0)
+    if (c->sfd >= 0)
         close(c->sfd);
     free(c->up.b);
     free(c->down.b);
