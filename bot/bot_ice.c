@@ -247,6 +247,8 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
                         p->turn[i].host);
                 continue;
             }
+            RTC_LOG(RTC_LOG_DEBUG, "ice", "turns:%s:%u (%s) through the local TLS forwarder "
+                    "127.0.0.1:%u", p->turn[i].host, p->turn[i].port, ip, lport);
             ice->n_turn_tls++;
             need_lo4 = true;
             fwd_remote |= !lo;

@@ -255,7 +255,8 @@ static gboolean on_hs_timeout(gpointer ud)
     conn *c = ud;
     g_source_unref(c->timer);
     c->timer = NULL;
-    conn_fail(c, "TLS handshake timed out after %u ms", c->f->hs_timeout_ms);
+    conn_fail(c, "%s timed out after %u ms",
+              c->st == C_CONNECTING ? "TCP connect" : "TLS handshake", c->f->hs_timeout_ms);
     return G_SOURCE_REMOVE;
 }
 
