@@ -6,6 +6,8 @@
  * - 1 MiB each way through a 4 KiB buffer per direction (back-pressure on
  *   both sides, bytes compared), TLS 1.2+ and verified, once by IP (no
  *   SNI) and once by name ("localhost": SNI sent, DNS SAN checked);
+ * - a server that stops reading: the forwarder stops taking bytes from
+ *   libnice's side (whose writes then block) without spinning;
  * - untrusted certificate, wrong IP, wrong name, not-TLS, handshake timeout and
  *   connection refused each reported through the error callback naming
  *   the server and the reason, and the local side closed afterwards.
@@ -97,7 +99,9 @@ static int make_cert(void)
 
 /* --- servers --- */
 
-typedef enum { SRV_TLS_ECHO, SRV_GARBAGE, SRV_SILENT } srv_mode;
+typedef enum { SRV_TLS_ECHO, SRV_TLS_STALL, SRV_GARBAGE, SRV_SILENT } srv_mode;
+
+static volatile int g_release; /* SRV_TLS_STALL: stop stalling */
 
 typedef struct {
     srv_mode mode;
@@ -159,7 +163,10 @@ static void *server_main(void *ud)
             const char *sn = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
             snprintf(s->sni, sizeof s->sni, "%s", sn ? sn : "");
         }
-        if (SSL_is_init_finished(ssl))
+        if (s->mode == SRV_TLS_STALL)
+            for (int i = 0; i < 1000 && !g_release; i++)
+                usleep(10000); /* handshake done, then never read */
+        else if (SSL_is_init_finished(ssl))
             while ((n = SSL_read(ssl, b, sizeof b)) > 0) {
                 if (SSL_write(ssl, b, n) != n)
                     break;
@@ -335,6 +342,64 @@ static void test_bulk(bot_tls_ctx *ctx, const char *host)
     okf(!strcmp(s.sni, ip ? "" : host), "%s: SNI '%s' (none for an IP literal)", host, s.sni);
 }
 
+/* A server that stops reading: the forwarder must stop reading libnice
+ * (bounded buffer, so the client's writes block) and must not spin on the
+ * readable local socket meanwhile. */
+static void test_stall(bot_tls_ctx *ctx)
+{
+    server s;
+    result r = {0};
+    bot_tlsfwd_params p = {ctx, "127.0.0.1", "127.0.0.1", 0, 5000, 4096};
+    bot_tlsfwd_cbs cbs = {on_error, on_secured, &r};
+    bot_tlsfwd *f;
+    bot_tlsfwd_stats st;
+    static uint8_t chunk[65536];
+    long written = 0;
+    uint64_t up_mid = 0;
+    int busy = 0, fd;
+    double t0, t;
+
+    g_release = 0;
+    if (server_start(&s, SRV_TLS_STALL)) {
+        ok(0, "stall server");
+        return;
+    }
+    p.port = s.port;
+    f = bot_tlsfwd_new(&p, &cbs);
+    fd = f ? connect_local(bot_tlsfwd_port(f)) : -1;
+    ok(fd >= 0, "stall: connected");
+    t0 = now_s();
+    /* 3 s of writing as fast as the forwarder takes it; the last 0.5 s are
+     * watched for progress and for dispatches. */
+    while ((t = now_s() - t0) < 3.0 && fd >= 0 && written < 512L * 1024 * 1024) {
+        ssize_t w = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        bool dispatched;
+        if (w > 0)
+            written += w;
+        dispatched = g_main_context_iteration(NULL, FALSE);
+        if (t >= 2.5) {
+            if (!up_mid) {
+                bot_tlsfwd_get_stats(f, &st);
+                up_mid = st.bytes_up ? st.bytes_up : 1;
+            }
+            busy += dispatched;
+        }
+        usleep(1000);
+    }
+    bot_tlsfwd_get_stats(f, &st);
+    okf(r.secured == 1 && st.bytes_up > 0, "stall: session up, %llu bytes went to the server",
+        (unsigned long long)st.bytes_up);
+    okf(st.bytes_up == up_mid, "stall: nothing more taken in the last 0.5 s (%llu then %llu)",
+        (unsigned long long)up_mid, (unsigned long long)st.bytes_up);
+    okf(written < 256L * 1024 * 1024, "stall: the client's writes blocked after %ld bytes", written);
+    okf(busy < 50, "stall: loop quiet while blocked (%d dispatches in 0.5 s)", busy);
+    g_release = 1;
+    if (fd >= 0)
+        close(fd);
+    bot_tlsfwd_free(f);
+    server_join(&s);
+}
+
 /* One connection that must fail: the reason must be reported, naming the
  * server, and the local side closed. */
 static void expect_failure(const char *what, bot_tls_ctx *ctx, const char *host, srv_mode mode,
@@ -410,6 +475,7 @@ int main(void)
 
     test_bulk(trust, "127.0.0.1");
     test_bulk(trust, "localhost"); /* a name: SNI and the DNS SAN checked */
+    test_stall(trust);
     expect_failure("untrusted", sys, "127.0.0.1", SRV_TLS_ECHO, false, "certificate verify failed");
     expect_failure("wrong IP", trust, "127.0.0.2", SRV_TLS_ECHO, false, "IP address mismatch");
     expect_failure("wrong name", trust, "other.example", SRV_TLS_ECHO, false, "hostname mismatch");
