@@ -23,7 +23,7 @@ the report):
 
 usage: bot_tls.py --bot PATH --relay-exe PATH --signal-exe PATH [--duration S]
                   [--calls N] [--threads N]"""
-import argparse, json, os, shutil, socket, subprocess, sys, threading, time
+import argparse, json, os, re, shutil, socket, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import SECRET, Stack, fail, free_port, wait_tcp, TIMEOUT_MULT  # noqa: E402
@@ -133,6 +133,15 @@ def start_relay(st, a, cert, key):
     return tls
 
 
+def relay_gauge(st, name):
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % st.metrics_port,
+                                  timeout=5).read().decode()
+    m = re.search(r"^%s\s+([0-9.e+]+)" % re.escape(name), body, re.M)
+    if not m:
+        fail("relay /metrics has no %s" % name)
+    return int(float(m.group(1)))
+
+
 def run_bot(st, a, url, tag, extra, duration, calls=1):
     report = os.path.join(st.dir, "report-%s.json" % tag)
     argv = [a.bot, "--signal", url, "--room", "tls%s%d" % (tag, os.getpid()), "--calls", str(calls),
@@ -221,6 +230,16 @@ def main():
             print("# relay forwarded %d packets; bots received %d" % (relayed, received))
             if relayed < received:
                 fail("relay counted %d packets < %d received by the bots" % (relayed, received))
+            checks += 1
+            # The forwarder closes its TLS connections when a call ends; for a
+            # TURN-over-TCP/TLS allocation that is its end (RFC 8656 s.3.1).
+            deadline = time.time() + 10 * TIMEOUT_MULT
+            live = relay_gauge(st, "tsunagu_relay_allocations")
+            while live and time.time() < deadline:
+                time.sleep(0.3)
+                live = relay_gauge(st, "tsunagu_relay_allocations")
+            if live:
+                fail("%d allocations still live on the relay after the bot exited" % live)
             checks += 1
             conns = sniff.snapshot()
             print("# %d TCP connections through the sniffer: %s" % (
