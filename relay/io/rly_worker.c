@@ -979,7 +979,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         rly_admin_params ap = {.ep = w->ep, .listen_data = EV_DATA(T_ADMIN_LISTEN, 0),
                                .conn_data = EV_DATA(T_ADMIN, 0),
                                .all = (const rly_worker *const *)p->all,
-                               .n_all = p->n_all, .start_time_s = p->start_time_s};
+                               .n_all = p->n_all, .start_time_s = p->start_time_s,
+                               .reloads = p->reloads};
         if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
                                           "metrics-listen")) < 0)
             goto out_free;

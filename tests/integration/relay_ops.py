@@ -99,6 +99,10 @@ def test_reload(exe, c, tmp):
         time.sleep(0.3 * TIMEOUT_MULT)
         c.ok(relay.proc.poll() is None, "reload: a bad config keeps the relay running")
         c.ok("reload failed" in relay.logtext(), "reload: the failure is logged")
+        ok_n = relay.metric('tsunagu_relay_config_reloads_total{result="ok"}')
+        bad_n = relay.metric('tsunagu_relay_config_reloads_total{result="failed"}')
+        c.ok(ok_n == 1 and bad_n == 1,
+             f"reload: /metrics counts 1 good and 1 failed reload ({ok_n:g}, {bad_n:g})")
         c.success(a.refresh(), "reload: still serving with the old settings")
         for x in (a, b, r):
             x.refresh(0)
