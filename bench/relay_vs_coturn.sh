@@ -297,37 +297,30 @@ each_rep "flood|170|channel|10" --mode pair --size 170 --allocations 10 --rate 0
 
 fi
 
-if want tcp; then
-# ---- 4b. clients over TCP (RFC 8656 s.3.1 framing; relayed side UDP): what browsers fall back
-# to behind firewalls that block UDP. Fixed loads and a short flood, channels, 170 B. The
-# generator reads the receive time off the stream (no kernel timestamps over TCP), so only
-# CPU, loss and rate are compared here, not latency.
-for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
-    each_rep "tcpfixed|170|channel|$n" --transport tcp --mode pair --size 170 --allocations $n \
-        --rate $((n * 50)) --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+# ---- 4b. clients over TCP, then TLS (RFC 8656 s.3.1 framing; relayed side UDP): what browsers
+# fall back to behind firewalls that block UDP. Fixed loads and a short flood, channels, 170 B.
+# The generator reads the receive time off the stream (no kernel timestamps over TCP), so only
+# CPU, loss and rate are compared here, not latency. For TLS both servers get the same ECDSA
+# P-256 certificate, which the generator does not verify (it measures servers): what differs
+# from TCP is the servers' TLS work per frame.
+for tr in tcp tls; do
+    want $tr || continue
+    if [ $tr = tls ]; then
+        command -v openssl >/dev/null ||
+            { echo "relay_vs_coturn: openssl missing (apt-get install openssl)" >&2; exit 1; }
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=127.0.0.1 -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
+        WITH_TLS=1
+    fi
+    for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
+        each_rep "${tr}fixed|170|channel|$n" --transport $tr --mode pair --size 170 \
+            --allocations $n --rate $((n * 50)) \
+            --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+    done
+    each_rep "${tr}flood|170|channel|10" --transport $tr --mode pair --size 170 --allocations 10 \
+        --rate 0 --duration-ms 2000
+    WITH_TLS=0
 done
-each_rep "tcpflood|170|channel|10" --transport tcp --mode pair --size 170 --allocations 10 \
-    --rate 0 --duration-ms 2000
-
-fi
-
-if want tls; then
-# ---- 4c. clients over TLS (TURN over TLS, the firewall-friendly fallback): the same loads as
-# the TCP level, both servers with the same ECDSA P-256 certificate; the generator does not
-# verify it (it measures servers). What differs from TCP is the servers' TLS work per frame.
-command -v openssl >/dev/null || { echo "relay_vs_coturn: openssl missing (apt-get install openssl)" >&2; exit 1; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
-WITH_TLS=1
-for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
-    each_rep "tlsfixed|170|channel|$n" --transport tls --mode pair --size 170 --allocations $n \
-        --rate $((n * 50)) --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
-done
-each_rep "tlsflood|170|channel|10" --transport tls --mode pair --size 170 --allocations 10 \
-    --rate 0 --duration-ms 2000
-WITH_TLS=0
-
-fi
 
 if want alloc; then
 # ---- 5. allocation rate, and memory after many allocation cycles ----
