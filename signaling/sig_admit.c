@@ -73,7 +73,7 @@ static int normalize(const char *s, size_t len, bool trailing_slash, char out[NO
     char scheme[SCHEME_MAX + 1];
     size_t sl = 0, hl = 0, pl = 0;
     unsigned port = 0;
-    uint8_t c;
+    uint8_t c = 0;
     rtc_rd r;
     rtc_wr w;
 
@@ -136,7 +136,7 @@ static int normalize(const char *s, size_t len, bool trailing_slash, char out[NO
     if (rtc_rd_left(&r))
         return RTC_EMSG; /* a path, a second slash, or junk after the host */
     if (port) {
-        char num[8];
+        char num[12];
         int n = snprintf(num, sizeof num, ":%u", port);
         rtc_wr_bytes(&w, num, (size_t)n);
     }
@@ -306,7 +306,8 @@ void sig_admit_free(sig_admit *a)
 int sig_admit_configure(sig_admit *a, const char *const *origins, size_t n_origins,
                         uint32_t max_per_ip)
 {
-    char **v = n_origins ? calloc(n_origins, sizeof *v) : NULL, norm[NORM_MAX];
+    char **v = n_origins ? calloc(n_origins, sizeof *v) : NULL;
+    char norm[NORM_MAX];
     bool any = false;
     size_t n = 0;
 

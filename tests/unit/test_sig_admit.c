@@ -272,7 +272,7 @@ static void metrics_and_log(void)
     sig_admit_ip_del(a, &x);
     sig_admit_free(a);
 
-    sig_admit_sanitize("https://ok.example", 17, out);
+    sig_admit_sanitize("https://ok.example", 18, out);
     ok(!strcmp(out, "https://ok.example"), "plain origin kept");
     sig_admit_sanitize("a\"b\\c\nd\x1b[31m\xff", 13, out);
     ok(!strcmp(out, "a?b?c?d?[31m?"), "quotes, backslash, controls and high bytes replaced");
