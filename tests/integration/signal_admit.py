@@ -518,5 +518,23 @@ async def admit_v6_tls(exe):
         shutil.rmtree(tmp)
 
 
+@test
+async def admit_bot(exe):
+    """tsunagu-bot (lws client) sends "Origin: http://HOST" for a --signal
+    URL ws://HOST:PORT/...: listing that origin lets it in, and only that."""
+    bot = os.environ.get("BOT_EXE", "")
+    assert bot and os.access(bot, os.X_OK), "BOT_EXE must name tsunagu-bot (meson sets it)"
+    for allowed, ok in (("http://127.0.0.1", True), ("https://app.example.com", False)):
+        with Server(exe, "--allowed-origin", allowed) as srv:
+            p = subprocess.run([bot, "--signal", srv.url, "--room", "r", "--duration", "1"],
+                               capture_output=True, text=True, timeout=30 * MULT)
+            log = srv.logtext()
+            if ok:
+                assert p.returncode == 0 and "joined room 'r'" in log, (p.returncode, log[-2000:])
+            else:
+                assert p.returncode != 0, p.returncode
+                assert "Origin http://127.0.0.1 not allowed" in log, log[-2000:]
+
+
 if __name__ == "__main__":
     run(TESTS, sys.argv)
