@@ -15,6 +15,8 @@ typedef struct {
     int64_t turn_ttl, max_room_size, max_rooms, max_message_bytes, rate_limit;
     int64_t resume_seconds, drain_seconds, idle_timeout, abuse_seconds;
     int64_t send_queue_messages, send_queue_bytes, max_connections;
+    rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
+    int64_t max_connections_per_ip;
 } sig_conf;
 
 extern const rtc_conf_spec sig_conf_specs[];

@@ -201,8 +201,10 @@ class Stack:
             if not exe or not os.access(exe, os.X_OK):
                 fail("tsunagu-signal executable not given (--signal-exe)")
             self.sig_port = free_port()
+            # every bot connects from 127.0.0.1: load runs (2 connections a call)
+            # would pass the per-address cap of 64
             argv = [exe, "--listen", "127.0.0.1:%d" % self.sig_port, "--turn-url", turn_url,
-                    "--turn-secret", SECRET]
+                    "--turn-secret", SECRET, "--max-connections-per-ip", "0"]
             p = self.spawn(argv, "signal.log")
             wait_tcp(self.sig_port, 10, p, "tsunagu-signal")
         return "ws://127.0.0.1:%d/ws" % self.sig_port
