@@ -181,19 +181,13 @@ static void nonce_mac(const void *key, size_t keylen, uint64_t expiry_s, const r
     rtc_hmac_sha1(key, keylen, msg, n, mac);
 }
 
-static void nonce_make(const void *key, size_t keylen, uint64_t expiry_s, const rtc_addr *client,
-                       const uint8_t *feat, char out[STN_NONCE_LEN + 1])
-{
-    uint8_t mac[RTC_SHA1_LEN];
-    nonce_mac(key, keylen, expiry_s, client, feat, mac);
-    snprintf(out, 9, "%08x", (unsigned)(uint32_t)expiry_s);
-    rtc_hex(mac, 12, out + 8);
-}
-
 void stn_nonce_make(const void *key, size_t keylen, uint64_t expiry_s, const rtc_addr *client,
                     char out[STN_NONCE_LEN + 1])
 {
-    nonce_make(key, keylen, expiry_s, client, NULL, out);
+    uint8_t mac[RTC_SHA1_LEN];
+    nonce_mac(key, keylen, expiry_s, client, NULL, mac);
+    snprintf(out, 9, "%08x", (unsigned)(uint32_t)expiry_s);
+    rtc_hex(mac, 12, out + 8);
 }
 
 void stn_nonce_make_cookie(const void *key, size_t keylen, uint64_t expiry_s,
@@ -201,9 +195,13 @@ void stn_nonce_make_cookie(const void *key, size_t keylen, uint64_t expiry_s,
                            char out[STN_NONCE_MAX_LEN + 1])
 {
     uint8_t feat[3] = {(uint8_t)(features >> 16), (uint8_t)(features >> 8), (uint8_t)features};
+    uint8_t mac[RTC_SHA1_LEN];
+
     memcpy(out, STN_NONCE_COOKIE, 9);
     rtc_base64_encode(feat, 3, out + 9, 5); /* exactly 4 characters, no padding */
-    nonce_make(key, keylen, expiry_s, client, feat, out + STN_NONCE_COOKIE_LEN);
+    nonce_mac(key, keylen, expiry_s, client, feat, mac);
+    snprintf(out + STN_NONCE_COOKIE_LEN, 9, "%08x", (unsigned)(uint32_t)expiry_s);
+    rtc_base64url_encode(mac, 12, out + STN_NONCE_COOKIE_LEN + 8, 17); /* 16 characters */
 }
 
 static int hexval(uint8_t c)
@@ -215,58 +213,64 @@ static int hexval(uint8_t c)
     return -1;
 }
 
-static int nonce_check(const void *key, size_t keylen, const uint8_t *nonce, size_t len,
-                       uint64_t now_s, const rtc_addr *client, const uint8_t *feat)
+/* The full expiry from its 8 lowercase hex digits (the low 32 bits),
+ * rebuilt near now: valid until 2106 and across the wrap after it. */
+static int nonce_expiry(const uint8_t *hex, uint64_t now_s, uint64_t *expiry)
 {
-    uint8_t mac[RTC_SHA1_LEN];
-    char want[STN_NONCE_LEN + 1];
     uint32_t exp32 = 0;
-    uint64_t expiry;
-
-    if (len != STN_NONCE_LEN)
-        return RTC_EMSG;
     for (int i = 0; i < 8; i++) {
-        int v = hexval(nonce[i]);
+        int v = hexval(hex[i]);
         if (v < 0)
             return RTC_EMSG;
         exp32 = exp32 << 4 | (uint32_t)v;
     }
-    /* the nonce stores the low 32 bits of the expiry; rebuild the full value
-     * near now (valid until 2106 and across the wrap after it) */
-    expiry = (now_s & ~(uint64_t)0xFFFFFFFFu) | exp32;
-    if (expiry + 0x80000000u < now_s)
-        expiry += 0x100000000ULL;
-    else if (expiry > now_s + 0x80000000u && expiry >= 0x100000000ULL)
-        expiry -= 0x100000000ULL;
-    nonce_mac(key, keylen, expiry, client, feat, mac);
-    rtc_hex(mac, 12, want + 8);
-    if (!rtc_ct_equal(want + 8, nonce + 8, 24))
-        return RTC_EMSG;
-    return now_s >= expiry ? RTC_ESTALE : 0;
+    *expiry = (now_s & ~(uint64_t)0xFFFFFFFFu) | exp32;
+    if (*expiry + 0x80000000u < now_s)
+        *expiry += 0x100000000ULL;
+    else if (*expiry > now_s + 0x80000000u && *expiry >= 0x100000000ULL)
+        *expiry -= 0x100000000ULL;
+    return 0;
 }
 
 int stn_nonce_check(const void *key, size_t keylen, const uint8_t *nonce, size_t len,
                     uint64_t now_s, const rtc_addr *client)
 {
-    return nonce_check(key, keylen, nonce, len, now_s, client, NULL);
+    uint8_t mac[RTC_SHA1_LEN];
+    char want[2 * 12 + 1];
+    uint64_t expiry;
+
+    if (len != STN_NONCE_LEN || nonce_expiry(nonce, now_s, &expiry))
+        return RTC_EMSG;
+    nonce_mac(key, keylen, expiry, client, NULL, mac);
+    rtc_hex(mac, 12, want);
+    if (!rtc_ct_equal(want, nonce + 8, 24))
+        return RTC_EMSG;
+    return now_s >= expiry ? RTC_ESTALE : 0;
 }
 
 int stn_nonce_check_cookie(const void *key, size_t keylen, const uint8_t *nonce, size_t len,
                            uint64_t now_s, const rtc_addr *client, uint32_t *features)
 {
-    uint8_t feat[4];
-    char canon[5];
+    const uint8_t *body = nonce + STN_NONCE_COOKIE_LEN;
+    uint8_t feat[4], mac[RTC_SHA1_LEN];
+    char canon[5], want[17];
+    uint64_t expiry;
 
     *features = 0;
     if (len < 9 || memcmp(nonce, STN_NONCE_COOKIE, 9) != 0)
-        return nonce_check(key, keylen, nonce, len, now_s, client, NULL);
+        return stn_nonce_check(key, keylen, nonce, len, now_s, client);
     if (len != STN_NONCE_MAX_LEN ||
         rtc_base64_decode((const char *)nonce + 9, 4, feat, sizeof feat) != 3)
         return RTC_EMSG;
     /* one spelling only (base64 has two alphabets): re-encode and compare */
     if (rtc_base64_encode(feat, 3, canon, sizeof canon) != 4 || memcmp(canon, nonce + 9, 4))
         return RTC_EMSG;
+    if (nonce_expiry(body, now_s, &expiry))
+        return RTC_EMSG;
+    nonce_mac(key, keylen, expiry, client, feat, mac);
+    if (rtc_base64url_encode(mac, 12, want, sizeof want) != 16 ||
+        !rtc_ct_equal(want, body + 8, 16))
+        return RTC_EMSG;
     *features = (uint32_t)feat[0] << 16 | (uint32_t)feat[1] << 8 | feat[2];
-    return nonce_check(key, keylen, nonce + STN_NONCE_COOKIE_LEN, STN_NONCE_LEN, now_s, client,
-                       feat);
+    return now_s >= expiry ? RTC_ESTALE : 0;
 }

@@ -31,7 +31,10 @@
  * (RFC 8489 erratum 6290): bit 0, "Password algorithms", is 0x000001. */
 #define STN_NONCE_COOKIE "obMatJos2"
 #define STN_NONCE_COOKIE_LEN 13
-#define STN_NONCE_MAX_LEN (STN_NONCE_COOKIE_LEN + STN_NONCE_LEN)
+/* A cookie nonce: the cookie, 8 hex expiry, 16 base64url characters of the
+ * 96-bit MAC (base64, not hex: the 401 is what a spoofer gets for a 28-byte
+ * Allocate, so every byte of it counts). 37 characters. */
+#define STN_NONCE_MAX_LEN (STN_NONCE_COOKIE_LEN + 8 + 16)
 #define STN_SEC_PASSWORD_ALGORITHMS 0x000001u
 #define STN_SEC_USERNAME_ANONYMITY 0x000002u
 
@@ -70,8 +73,8 @@ int stn_nonce_check(const void *key, size_t keylen, const uint8_t *nonce, size_t
                     uint64_t now_s, const rtc_addr *client);
 
 /* A nonce with the RFC 8489 cookie in front: "obMatJos2" || base64(features,
- * 3 bytes) || the 32 characters of stn_nonce_make, whose MAC here also
- * covers the feature bits. out has STN_NONCE_MAX_LEN + 1 bytes. */
+ * 3 bytes) || hex(expiry_s) || base64url(trunc96(HMAC(key, expiry || client
+ * || features))). out has STN_NONCE_MAX_LEN + 1 bytes. */
 void stn_nonce_make_cookie(const void *key, size_t keylen, uint64_t expiry_s,
                            const rtc_addr *client, uint32_t features,
                            char out[STN_NONCE_MAX_LEN + 1]);

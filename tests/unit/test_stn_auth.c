@@ -317,7 +317,9 @@ static void cookie_nonces(void)
 
     rtc_addr_parse_hostport("198.51.100.7:40000", &c);
     stn_nonce_make_cookie(key, kl, now + 600, &c, STN_SEC_PASSWORD_ALGORITHMS, n);
-    is_int(strlen(n), STN_NONCE_MAX_LEN, "cookie nonce is 45 characters");
+    is_int(strlen(n), STN_NONCE_MAX_LEN, "cookie nonce is 37 characters");
+    is_int(strspn(n + 21, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 16,
+           "its MAC is 16 base64url characters");
     ok(!memcmp(n, "obMatJos2AAAB", 13), "starts with obMatJos2AAAB (Password algorithms bit)");
     is_int(stn_nonce_check_cookie(key, kl, (const uint8_t *)n, strlen(n), now, &c, &feat), 0,
            "valid");
@@ -337,7 +339,8 @@ static void cookie_nonces(void)
            RTC_EMSG, "feature bits added -> RTC_EMSG");
     /* stripping the cookie leaves a plain nonce whose MAC was made with the
      * feature bytes: not valid either */
-    is_int(stn_nonce_check_cookie(key, kl, (const uint8_t *)n + 13, STN_NONCE_LEN, now, &c, &feat),
+    is_int(stn_nonce_check_cookie(key, kl, (const uint8_t *)n + 13, strlen(n) - 13, now, &c,
+                                  &feat),
            RTC_EMSG, "cookie stripped -> RTC_EMSG");
     for (size_t i = 0; i < STN_NONCE_MAX_LEN; i++) {
         memcpy(f, n, sizeof f);
