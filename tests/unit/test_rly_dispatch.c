@@ -284,7 +284,7 @@ int main(void)
     rtc_peer_policy_params pp = {0};
     char err[256];
     char *users[] = {"alice:pa55", "bob:w0rd"};
-    rly_io io = {NULL, f_open, f_attach, f_close, f_send};
+    rly_io io = {NULL, f_open, f_attach, f_close, f_send, NULL};
     client c, d;
     uint8_t rt[4] = {17, 0, 0, 0}, tcp[4] = {6, 0, 0, 0}, fam6[4] = {2, 0, 0, 0};
 
