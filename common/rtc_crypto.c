@@ -68,6 +68,19 @@ void rtc_hmac_sha256(const void *key, size_t keylen, const void *data, size_t le
         memset(out, 0, RTC_SHA256_LEN);
 }
 
+void rtc_hmac_sha256_2(const void *key, size_t keylen, const void *a, size_t alen, const void *b,
+                       size_t blen, uint8_t out[RTC_SHA256_LEN])
+{
+    unsigned int olen = RTC_SHA256_LEN;
+    HMAC_CTX *ctx = HMAC_CTX_new();
+
+    if (!ctx || HMAC_Init_ex(ctx, key, (int)keylen, EVP_sha256(), NULL) != 1 ||
+        HMAC_Update(ctx, a, alen) != 1 || (blen && HMAC_Update(ctx, b, blen) != 1) ||
+        HMAC_Final(ctx, out, &olen) != 1)
+        memset(out, 0, RTC_SHA256_LEN); /* fails closed, as rtc_hmac_sha1_2 */
+    HMAC_CTX_free(ctx);
+}
+
 void rtc_md5(const void *data, size_t len, uint8_t out[RTC_MD5_LEN])
 {
     unsigned int olen = RTC_MD5_LEN;

@@ -1,8 +1,9 @@
 /* rtc_crypto.h - the only door to OpenSSL's hashes, MACs and RNG.
  *
  * HMAC-SHA1 (STUN MESSAGE-INTEGRITY, TURN REST passwords), HMAC-SHA256 (JWT
- * HS256), MD5 (long-term credential key, RFC 8489 s.9.2.2), CRC-32 (STUN
- * FINGERPRINT), base64, secure random bytes and a constant-time compare.
+ * HS256, STUN MESSAGE-INTEGRITY-SHA256), MD5 and SHA-256 (long-term
+ * credential keys, RFC 8489 s.9.2.2), CRC-32 (STUN FINGERPRINT), base64,
+ * secure random bytes and a constant-time compare.
  * Keys live in rtc_secret buffers, which are wiped when disposed (s2n).
  * Every function here is thread-safe and allocation-free unless stated. */
 #ifndef RTC_CRYPTO_H
@@ -34,6 +35,10 @@ void rtc_hmac_sha1_2(const void *key, size_t keylen, const void *a, size_t alen,
                      size_t blen, uint8_t out[RTC_SHA1_LEN]);
 void rtc_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
                      uint8_t out[RTC_SHA256_LEN]);
+/* HMAC-SHA256 over two pieces (STUN MESSAGE-INTEGRITY-SHA256: a patched
+ * header copy, then the message body in place). */
+void rtc_hmac_sha256_2(const void *key, size_t keylen, const void *a, size_t alen, const void *b,
+                       size_t blen, uint8_t out[RTC_SHA256_LEN]);
 void rtc_md5(const void *data, size_t len, uint8_t out[RTC_MD5_LEN]);
 void rtc_sha256(const void *data, size_t len, uint8_t out[RTC_SHA256_LEN]);
 uint32_t rtc_crc32(const void *data, size_t len);

@@ -182,3 +182,72 @@ int stn_attr_get_even_port(const stn_msg *m, const stn_attr_ref *a, bool *reserv
     *reserve = (v & 0x80) != 0;
     return 0;
 }
+
+int stn_attr_get_address_error(const stn_msg *m, const stn_attr_ref *a, int *family, int *code,
+                               rtc_rd *reason)
+{
+    rtc_rd r = stn_attr_rd(m, a);
+    uint8_t fam, reserved, cls, num;
+
+    /* Family (8), Reserved (13 bits), Class (3 bits), Number (8) */
+    if (!rtc_rd_u8(&r, &fam) || !rtc_rd_u8(&r, &reserved) || !rtc_rd_u8(&r, &cls) ||
+        !rtc_rd_u8(&r, &num))
+        return RTC_EMSG;
+    if (fam == 0x01)
+        *family = AF_INET;
+    else if (fam == 0x02)
+        *family = AF_INET6;
+    else
+        return RTC_EMSG;
+    cls &= 0x07;
+    if (cls < 3 || cls > 6 || num > 99)
+        return RTC_EMSG;
+    *code = cls * 100 + num;
+    *reason = r;
+    return 0;
+}
+
+void stn_build_address_error(stn_builder *b, int family, int code, const char *reason)
+{
+    uint8_t v[4 + 128];
+    size_t rl = reason ? strlen(reason) : 0;
+    if (rl > 128)
+        rl = 128;
+    v[0] = family == AF_INET6 ? 0x02 : 0x01;
+    v[1] = 0;
+    v[2] = (uint8_t)(code / 100);
+    v[3] = (uint8_t)(code % 100);
+    if (rl)
+        memcpy(v + 4, reason, rl);
+    stn_build_attr(b, STN_A_ADDRESS_ERROR_CODE, v, 4 + rl);
+}
+
+int stn_attr_get_password_algorithm(const stn_msg *m, const stn_attr_ref *a, uint16_t *alg)
+{
+    rtc_rd r = stn_attr_rd(m, a);
+    uint16_t plen;
+
+    if (!rtc_rd_u16(&r, alg) || !rtc_rd_u16(&r, &plen) || !rtc_rd_skip(&r, plen) ||
+        !rtc_rd_skip(&r, (4u - (plen & 3u)) & 3u) || rtc_rd_left(&r) != 0)
+        return RTC_EMSG;
+    return 0;
+}
+
+void stn_build_password_algorithm(stn_builder *b, uint16_t alg)
+{
+    uint8_t v[4] = {(uint8_t)(alg >> 8), (uint8_t)alg, 0, 0};
+    stn_build_attr(b, STN_A_PASSWORD_ALGORITHM, v, 4);
+}
+
+void stn_build_password_algorithms(stn_builder *b, const uint16_t *algs, size_t n)
+{
+    uint8_t v[4 * 8];
+    if (n > 8)
+        n = 8;
+    for (size_t i = 0; i < n; i++) {
+        v[4 * i] = (uint8_t)(algs[i] >> 8);
+        v[4 * i + 1] = (uint8_t)algs[i];
+        v[4 * i + 2] = v[4 * i + 3] = 0;
+    }
+    stn_build_attr(b, STN_A_PASSWORD_ALGORITHMS, v, 4 * n);
+}

@@ -40,4 +40,19 @@ int stn_attr_get_family(const stn_msg *m, const stn_attr_ref *a, int *family);
 /* EVEN-PORT (s.18.7): R bit. */
 int stn_attr_get_even_port(const stn_msg *m, const stn_attr_ref *a, bool *reserve);
 
+/* ADDRESS-ERROR-CODE (RFC 8656 s.18.12): the family (AF_INET/AF_INET6)
+ * whose relayed address could not be allocated in a dual allocation, and
+ * why (440, 508...). reason is a view into the message. */
+int stn_attr_get_address_error(const stn_msg *m, const stn_attr_ref *a, int *family, int *code,
+                               rtc_rd *reason);
+void stn_build_address_error(stn_builder *b, int family, int code, const char *reason);
+
+/* PASSWORD-ALGORITHM (RFC 8489 s.14.12): algorithm number, 2-byte
+ * parameter length, parameters padded to 4; the value must end there. */
+int stn_attr_get_password_algorithm(const stn_msg *m, const stn_attr_ref *a, uint16_t *alg);
+void stn_build_password_algorithm(stn_builder *b, uint16_t alg);
+/* PASSWORD-ALGORITHMS (s.14.11): a list of the same entries; here each
+ * without parameters (MD5 and SHA-256 take none). */
+void stn_build_password_algorithms(stn_builder *b, const uint16_t *algs, size_t n);
+
 #endif

@@ -60,12 +60,12 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
     rtc_rd r, body;
     uint16_t type, mlen;
     uint32_t magic;
-    bool after_mi = false;
+    bool after_mi = false, after_mi256 = false;
 
     m->buf = buf;
     m->len = len;
     m->n_attrs = 0;
-    m->mi = m->fp = -1;
+    m->mi = m->fp = m->mi256 = -1;
     m->n_unknown = 0;
 
     rtc_rd_init(&r, buf, len);
@@ -93,6 +93,8 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
             return RTC_EMSG;
         if (after_mi && at != STN_A_FINGERPRINT && at != STN_A_MESSAGE_INTEGRITY_SHA256)
             continue; /* RFC 8489 s.14.5: ignored, not an error */
+        if (after_mi256 && at != STN_A_FINGERPRINT)
+            continue; /* s.14.6: only FINGERPRINT may follow MI-SHA256 */
         if (m->n_attrs >= STN_MAX_ATTRS)
             return RTC_EMSG;
         if (at == STN_A_MESSAGE_INTEGRITY) {
@@ -100,6 +102,12 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
                 return RTC_EMSG;
             m->mi = m->n_attrs;
             after_mi = true;
+        } else if (at == STN_A_MESSAGE_INTEGRITY_SHA256) {
+            /* s.14.6: 16 to 32 bytes (truncation allowed), a multiple of 4 */
+            if (alen < 16 || alen > 32 || (alen & 3))
+                return RTC_EMSG;
+            m->mi256 = m->n_attrs;
+            after_mi256 = true;
         } else if (at == STN_A_FINGERPRINT) {
             if (alen != 4)
                 return RTC_EMSG;

@@ -5,7 +5,8 @@
  * the offset of each attribute, computed once, so handlers never walk the
  * TLVs again. The parser allocates nothing, does no crypto, caps the number of
  * attributes, and stops honouring attributes after MESSAGE-INTEGRITY except
- * MESSAGE-INTEGRITY-SHA256 and FINGERPRINT (RFC 8489 s.14.5); anything after
+ * MESSAGE-INTEGRITY-SHA256 and FINGERPRINT (RFC 8489 s.14.5), and after
+ * MESSAGE-INTEGRITY-SHA256 except FINGERPRINT (s.14.6); anything after
  * FINGERPRINT makes the message malformed. Building writes into an rtc_wr
  * with padding zero-filled; MESSAGE-INTEGRITY and FINGERPRINT are appended
  * last by stn_auth.h. Thread-safe: no state outside the structs passed in. */
@@ -100,6 +101,8 @@ typedef struct {
     stn_attr_ref attrs[STN_MAX_ATTRS]; /* in wire order, up to MI (+FP) */
     int16_t mi;      /* index in attrs of MESSAGE-INTEGRITY, -1 if none */
     int16_t fp;      /* index of FINGERPRINT, -1 if none */
+    int16_t mi256;   /* index of MESSAGE-INTEGRITY-SHA256 (16..32 bytes, a
+                      * multiple of 4, s.14.6), -1 if none */
     uint8_t n_unknown; /* comprehension-required types we do not understand */
     uint16_t unknown[STN_MAX_UNKNOWN];
 } stn_msg;

@@ -354,7 +354,9 @@ static int io_relay_attach(void *ctx, int fd, uint32_t id)
         w->fd_owner = no;
         w->n_fd_owner = nn;
     }
-    if (ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, id)))
+    /* the event names the socket, not the allocation: a dual allocation
+     * (RFC 8656 s.7.2) has two; fd_owner leads to the allocation */
+    if (ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, fd)))
         return -errno;
     w->fd_owner[fd] = id + 1;
     if (!getsockname(fd, (struct sockaddr *)&ss, &sl)) {
@@ -410,6 +412,12 @@ static void hand_over(rly_worker *w, const rly_alloc *from, rly_alloc *b, const 
     uint8_t *buf;
     const uint8_t *frame;
     size_t flen;
+    /* from's relayed address of b's family: the source b's socket would
+     * have seen (the other half, for a dual allocation sending to IPv6) */
+    const rtc_addr *src = rly_alloc_relayed_for(from, b->relayed.family);
+
+    if (!src)
+        return; /* cannot happen: the engine sent through that family */
 
     if (in_slot(w, data, len)) {
         buf = (uint8_t *)(uintptr_t)data - RLY_HEADROOM; /* frame in place */
@@ -424,13 +432,14 @@ static void hand_over(rly_worker *w, const rly_alloc *from, rly_alloc *b, const 
         if (!buf) { /* every slot taken: the kernel's way then */
             struct sockaddr_storage ss;
             socklen_t sl = rtc_addr_to_sockaddr(&b->relayed, &ss);
-            if (sendto(from->relay_fd, data, len, 0, (struct sockaddr *)&ss, sl) < 0)
+            if (sendto(rly_alloc_fd_for(from, src->family), data, len, 0, (struct sockaddr *)&ss,
+                       sl) < 0)
                 w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
             return;
         }
         memcpy(buf + RLY_HEADROOM, data, len);
     }
-    frame = rly_turn_from_peer(&w->turn, b, &from->relayed, buf, len, w->now_ms, &flen);
+    frame = rly_turn_from_peer(&w->turn, b, src, buf, len, w->now_ms, &flen);
     if (frame)
         to_client(w, b, frame, flen);
 }
@@ -801,15 +810,16 @@ static void udp_event(rly_worker *w, uint16_t listener)
     w->rx_busy = false;
 }
 
-static void relay_event(rly_worker *w, uint32_t id)
+static void relay_event(rly_worker *w, uint32_t fd)
 {
-    rly_alloc *a = rly_table_get(w->turn.table, id);
+    uint32_t owner = fd < w->n_fd_owner ? w->fd_owner[fd] : 0, id = owner - 1;
+    rly_alloc *a = owner ? rly_table_get(w->turn.table, id) : NULL;
     uint32_t first = 0;
     int got;
 
     if (!a)
         return;
-    got = rx_batch(w, a->relay_fd, &first);
+    got = rx_batch(w, (int)fd, &first);
     w->rx_busy = true;
     for (int k = 0; k < got; k++) {
         uint8_t *slot = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP;

@@ -184,6 +184,7 @@ rly_alloc *rly_table_add(rly_table *t, const rly_tuple *tu, const char *user)
     a->tuple = *tu;
     a->conn = -1;
     a->relay_fd = -1;
+    a->relay_fd2 = -1;
     memcpy(a->user, user, ulen);
     a->user[ulen] = '\0';
     t->slots[id] = a;

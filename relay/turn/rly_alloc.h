@@ -56,11 +56,21 @@ typedef struct {
     int relay_fd;         /* relayed UDP socket, owned by the worker */
     rtc_addr relayed;     /* bound address of the relayed socket */
     rtc_addr advertised;  /* what XOR-RELAYED-ADDRESS says (external IP) */
+    /* A dual allocation (RFC 8656 s.7.2, ADDITIONAL-ADDRESS-FAMILY) has a
+     * second relayed socket of the other family: relay_fd2 < 0 when not.
+     * Permissions, channels, lifetime and quota are the allocation's, shared
+     * by both; the socket of the peer's family carries its data. */
+    int relay_fd2;
+    rtc_addr relayed2, advertised2;
+    /* ADDRESS-ERROR-CODE of the Allocate success (family 0 = none): the
+     * half of a dual allocation that could not be made, kept so that a
+     * retransmitted Allocate gets the same answer */
+    uint8_t addr_err_family;
+    uint16_t addr_err_code;
     uint64_t expiry_ms;
     uint8_t alloc_tid[12]; /* the Allocate that created it (retransmissions) */
     uint32_t granted_s;    /* lifetime granted by that Allocate */
     char user[RLY_USER_MAX + 1];
-    uint8_t key[16]; /* long-term key the allocation was authenticated with */
     bool rest;       /* made with REST credentials (quota counts the ID) */
     uint8_t n_perms, n_chans;
     rly_perm perms[RLY_MAX_PERMS];
@@ -93,6 +103,26 @@ rly_alloc *rly_table_next(const rly_table *t, uint32_t *it);
 /* The "desired lifetime" of s.7.2 / s.8: 0 stays 0 (delete), otherwise
  * min(requested, max), but not below the default. */
 uint32_t rly_lifetime(bool present, uint32_t requested, uint32_t def_s, uint32_t max_s);
+
+/* The relayed socket for peers of family (AF_INET / AF_INET6), or -1 when
+ * the allocation has no relayed address of that family. */
+static inline int rly_alloc_fd_for(const rly_alloc *a, int family)
+{
+    if (family == a->relayed.family)
+        return a->relay_fd;
+    return a->relay_fd2 >= 0 && family == a->relayed2.family ? a->relay_fd2 : -1;
+}
+/* Its relayed address of family, or NULL. */
+static inline const rtc_addr *rly_alloc_relayed_for(const rly_alloc *a, int family)
+{
+    if (family == a->relayed.family)
+        return &a->relayed;
+    return a->relay_fd2 >= 0 && family == a->relayed2.family ? &a->relayed2 : NULL;
+}
+static inline bool rly_alloc_has_family(const rly_alloc *a, int family)
+{
+    return rly_alloc_relayed_for(a, family) != NULL;
+}
 
 static inline bool rly_alloc_expired(const rly_alloc *a, uint64_t now_ms)
 {

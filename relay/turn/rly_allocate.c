@@ -1,5 +1,7 @@
-/* rly_allocate.c - Allocate (RFC 8656 s.7.2, RFC 6156 s.4.2) and Refresh
- * (RFC 8656 s.8.2). Runs after the dispatcher authenticated the request. */
+/* rly_allocate.c - Allocate (RFC 8656 s.7.2, RFC 6156 s.4.2), including dual
+ * allocations (ADDITIONAL-ADDRESS-FAMILY: one IPv4 and one IPv6 relayed
+ * address), and Refresh (RFC 8656 s.8.2). Runs after the dispatcher
+ * authenticated the request. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -12,21 +14,72 @@
 
 #define PROTO_UDP 17
 
+/* s.7.2: one XOR-RELAYED-ADDRESS, or two for a dual allocation, and an
+ * ADDRESS-ERROR-CODE for the half of a dual request that failed. */
 static void success_attrs(rly_req *r, const rly_alloc *a, uint32_t lifetime_s)
 {
     stn_build_xor_addr(&r->b, STN_A_XOR_RELAYED_ADDRESS, &a->advertised);
+    if (a->relay_fd2 >= 0)
+        stn_build_xor_addr(&r->b, STN_A_XOR_RELAYED_ADDRESS, &a->advertised2);
     stn_build_u32(&r->b, STN_A_LIFETIME, lifetime_s);
     stn_build_xor_addr(&r->b, STN_A_XOR_MAPPED_ADDRESS, &r->in->tuple->client);
+    if (a->addr_err_family)
+        stn_build_address_error(&r->b, a->addr_err_family, a->addr_err_code,
+                                a->addr_err_code == 440 ? "Address Family not Supported"
+                                                        : "Insufficient Capacity");
 }
 
 typedef struct {
-    int family;
+    int family; /* of the first (or only) relayed address */
+    bool dual;  /* ADDITIONAL-ADDRESS-FAMILY: an IPv6 one as well */
+    int missing_family; /* the half of a dual request not allocated, 0 = none */
+    int missing_code;   /* its ADDRESS-ERROR-CODE: 440 or 508 */
     bool even, reserve;
     const stn_attr_ref *token;
     bool dont_fragment;
     int resv_fd; /* the socket the token named, taken before the quota */
     rtc_addr resv_bound;
 } alloc_opts;
+
+/* s.7.2 steps 6-9 on the address families: REQUESTED-ADDRESS-FAMILY picks
+ * one (440 when the relay has no address of it), ADDITIONAL-ADDRESS-FAMILY
+ * asks for IPv6 besides IPv4. The relay's --relay-ip list decides which
+ * families exist; a dual request on a relay with one of them is met
+ * partially, the other named in ADDRESS-ERROR-CODE 440 (step 9). */
+static rly_result check_families(rly_req *r, alloc_opts *o, const stn_attr_ref *raf,
+                                 const stn_attr_ref *aaf, bool reserve)
+{
+    const stn_msg *m = r->m;
+    bool have4 = r->t->cfg->relay_ip[0].family != 0, have6 = r->t->cfg->relay_ip[1].family != 0;
+    int extra;
+
+    if (raf && aaf)
+        return RLY_ERR(400, "Both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY");
+    o->family = AF_INET;
+    if (raf && stn_attr_get_family(m, raf, &o->family))
+        return RLY_ERR(440, "Address Family not Supported");
+    if (!aaf) {
+        if (!r->t->cfg->relay_ip[o->family == AF_INET6].family)
+            return RLY_ERR(440, "Address Family not Supported");
+        return RLY_OK;
+    }
+    /* step 8: a reserved even/odd pair is of one family only */
+    if (reserve)
+        return RLY_ERR(400, "EVEN-PORT R with ADDITIONAL-ADDRESS-FAMILY");
+    /* step 9: IPv6 is the only valid additional family */
+    if (stn_attr_get_family(m, aaf, &extra) || extra != AF_INET6)
+        return RLY_ERR(400, "ADDITIONAL-ADDRESS-FAMILY must be IPv6");
+    o->dual = have4 && have6;
+    if (!have6) {
+        o->missing_family = AF_INET6;
+        o->missing_code = 440;
+    } else if (!have4) {
+        o->family = AF_INET6;
+        o->missing_family = AF_INET;
+        o->missing_code = 440;
+    }
+    return RLY_OK;
+}
 
 /* Checks of s.7.2 steps 2-6 that need no state. */
 static rly_result check_request(rly_req *r, alloc_opts *o)
@@ -39,6 +92,7 @@ static rly_result check_request(rly_req *r, alloc_opts *o)
     const stn_attr_ref *aaf = stn_msg_find(m, STN_A_ADDITIONAL_ADDRESS_FAMILY);
     uint8_t proto;
     bool reserve = false;
+    rly_result res;
 
     if (!rt || stn_attr_get_transport(m, rt, &proto))
         return RLY_ERR(400, "Missing or bad REQUESTED-TRANSPORT");
@@ -46,17 +100,13 @@ static rly_result check_request(rly_req *r, alloc_opts *o)
         return RLY_ERR(442, "Unsupported Transport Protocol");
     if (ep && stn_attr_get_even_port(m, ep, &reserve))
         return RLY_ERR(400, "Bad EVEN-PORT");
-    if (tok && (ep || raf))
+    if (tok && (ep || raf || aaf))
         return RLY_ERR(400, "RESERVATION-TOKEN with EVEN-PORT or address family");
     if (tok && tok->len != 8)
         return RLY_ERR(400, "Bad RESERVATION-TOKEN");
-    if (raf && aaf)
-        return RLY_ERR(400, "Both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY");
-    o->family = AF_INET;
-    if (raf && stn_attr_get_family(m, raf, &o->family))
-        return RLY_ERR(440, "Address Family not Supported");
-    if (!r->t->cfg->relay_ip[o->family == AF_INET6].family)
-        return RLY_ERR(440, "Address Family not Supported");
+    res = check_families(r, o, raf, aaf, reserve);
+    if (res.code)
+        return res;
     o->dont_fragment = stn_msg_find(m, STN_A_DONT_FRAGMENT) != NULL;
     o->even = ep != NULL;
     o->reserve = reserve;
@@ -104,15 +154,17 @@ static int open_pair(rly_req *r, const rtc_addr *ip, rtc_addr *bound, uint8_t to
 
 static void log_allocated(const rly_alloc *a, uint32_t life)
 {
-    char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN];
+    char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN], rl2[RTC_ADDR_STRLEN] = "";
     if (!rtc_log_enabled(RTC_LOG_INFO))
         return;
     snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
     rtc_addr_format(&a->tuple.client, true, cl);
     rtc_addr_format(&a->relayed, true, rl);
-    RTC_LOG(RTC_LOG_INFO, ctx, "allocated client=%s proto=%s relayed=%s lifetime=%u user=%s", cl,
-            a->tuple.proto == RLY_UDP ? "udp" : a->tuple.proto == RLY_TCP ? "tcp" : "tls", rl,
-            life, a->user);
+    if (a->relay_fd2 >= 0)
+        rtc_addr_format(&a->relayed2, true, rl2);
+    RTC_LOG(RTC_LOG_INFO, ctx, "allocated client=%s proto=%s relayed=%s%s%s lifetime=%u user=%s",
+            cl, a->tuple.proto == RLY_UDP ? "udp" : a->tuple.proto == RLY_TCP ? "tcp" : "tls", rl,
+            rl2[0] ? "," : "", rl2, life, a->user);
 }
 
 /* The relayed socket: a reserved one (already taken), an even/odd pair, or
@@ -131,20 +183,57 @@ static int open_relayed(rly_req *r, const alloc_opts *o, rtc_addr *bound, uint8_
     return t->io.relay_open(t->io.ctx, ip, o->even, 0, bound);
 }
 
+/* DF on a relayed socket (s.7.2 step 4). 0, or -1 when it cannot be set. */
+static int set_df(rly_turn *t, int fd, int family)
+{
+    return t->io.relay_dont_fragment && !t->io.relay_dont_fragment(fd, family) ? 0 : -1;
+}
+
+/* The IPv6 half of a dual allocation (s.7.2 step 9): fd in *fd2, or -1 with
+ * the reason noted in o for ADDRESS-ERROR-CODE. */
+static void open_second(rly_req *r, alloc_opts *o, int *fd2, rtc_addr *bound2)
+{
+    rly_turn *t = r->t;
+    *fd2 = -1;
+    if (!o->dual)
+        return;
+    *fd2 = t->io.relay_open(t->io.ctx, &t->cfg->relay_ip[1], false, 0, bound2);
+    if (*fd2 < 0) {
+        o->missing_family = AF_INET6;
+        o->missing_code = 508;
+    }
+}
+
+static void close_pair(rly_turn *t, int fd, const rtc_addr *b, int fd2, const rtc_addr *b2)
+{
+    t->io.relay_close(t->io.ctx, fd, b);
+    if (fd2 >= 0)
+        t->io.relay_close(t->io.ctx, fd2, b2);
+}
+
 /* Make the allocation once every check passed and the quota is taken;
- * gives the quota back on failure. */
-static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uint32_t life)
+ * gives the quota back on failure. A dual allocation is one allocation
+ * (one quota unit) with two relayed sockets. */
+static rly_result install(rly_req *r, alloc_opts *o, const char *user, uint32_t life)
 {
     rly_turn *t = r->t;
     uint8_t token[8];
-    rtc_addr bound;
+    rtc_addr bound, bound2 = {0};
     rly_alloc *a;
     const char *qkey = rly_quota_key(user, r->rest);
-    int fd = open_relayed(r, o, &bound, token, qkey);
+    int fd = open_relayed(r, o, &bound, token, qkey), fd2;
 
     if (fd == RTC_ELIMIT) {
         rly_quota_give(t->quota, qkey);
         return RLY_ERR(486, "Allocation Quota Reached");
+    }
+    if (fd < 0 && o->dual) {
+        /* step 9: the IPv4 half failed; the IPv6 one alone, and say why */
+        o->dual = false;
+        o->family = AF_INET6;
+        o->missing_family = AF_INET;
+        o->missing_code = 508;
+        fd = open_relayed(r, o, &bound, token, qkey);
     }
     if (fd < 0) {
         rly_quota_give(t->quota, qkey);
@@ -152,17 +241,19 @@ static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uin
             RTC_LOG(RTC_LOG_WARN, NULL, "no relayed port could be opened (range full?): 508");
         return RLY_ERR(508, "Insufficient Capacity");
     }
+    open_second(r, o, &fd2, &bound2);
     if (o->dont_fragment &&
-        (!t->io.relay_dont_fragment || t->io.relay_dont_fragment(fd, bound.family))) {
+        (set_df(t, fd, bound.family) || (fd2 >= 0 && set_df(t, fd2, bound2.family)))) {
         /* s.7.2: a DF the server cannot set is answered like an unknown
          * comprehension-required attribute (the dispatcher names it) */
-        t->io.relay_close(t->io.ctx, fd, &bound);
+        close_pair(t, fd, &bound, fd2, &bound2);
         rly_quota_give(t->quota, qkey);
         return RLY_ERR(420, "DONT-FRAGMENT not supported");
     }
     a = rly_table_add(t->table, r->in->tuple, user);
-    if (!a || t->io.relay_attach(t->io.ctx, fd, a->id)) {
-        t->io.relay_close(t->io.ctx, fd, &bound);
+    if (!a || t->io.relay_attach(t->io.ctx, fd, a->id) ||
+        (fd2 >= 0 && t->io.relay_attach(t->io.ctx, fd2, a->id))) {
+        close_pair(t, fd, &bound, fd2, &bound2);
         rly_quota_give(t->quota, qkey);
         if (a)
             rly_table_remove(t->table, a);
@@ -174,8 +265,15 @@ static rly_result install(rly_req *r, const alloc_opts *o, const char *user, uin
     a->conn = r->in->conn;
     a->advertised = t->cfg->advertise[bound.family == AF_INET6];
     a->advertised.port = a->relayed.port;
+    if (fd2 >= 0) {
+        a->relay_fd2 = fd2;
+        a->relayed2 = bound2;
+        a->advertised2 = t->cfg->advertise[bound2.family == AF_INET6];
+        a->advertised2.port = bound2.port;
+    }
+    a->addr_err_family = (uint8_t)o->missing_family;
+    a->addr_err_code = (uint16_t)o->missing_code;
     memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
-    memcpy(a->key, r->key, sizeof a->key);
     a->granted_s = life;
     a->bw_last_ms = r->in->now_ms;
     a->bw_tokens = t->cfg->lim.bandwidth;
@@ -196,7 +294,7 @@ rly_result rly_h_allocate(rly_req *r)
     char user[RLY_USER_MAX + 1];
     uint32_t req_life = 0, life;
     rly_result res;
-    alloc_opts o = {AF_INET, false, false, NULL, false, -1, {0}};
+    alloc_opts o = {.family = AF_INET, .resv_fd = -1};
     int rc;
 
     if (r->a) {
@@ -247,14 +345,19 @@ rly_result rly_h_refresh(rly_req *r)
     const stn_attr_ref *lt = stn_msg_find(r->m, STN_A_LIFETIME);
     const stn_attr_ref *raf = stn_msg_find(r->m, STN_A_REQUESTED_ADDRESS_FAMILY);
     uint32_t req_life = 0, life;
-    int family;
+    int family = 0;
 
-    if (raf && (stn_attr_get_family(r->m, raf, &family) || family != r->a->relayed.family))
+    if (raf && (stn_attr_get_family(r->m, raf, &family) || !rly_alloc_has_family(r->a, family)))
         return RLY_ERR(443, "Peer Address Family Mismatch");
     if (lt && stn_attr_get_u32(r->m, lt, &req_life))
         return RLY_ERR(400, "Bad LIFETIME");
     life = rly_lifetime(lt != NULL, req_life, lim->default_lifetime_s, lim->max_lifetime_s);
-    if (life == 0) {
+    if (life == 0 && raf && r->a->relay_fd2 >= 0) {
+        /* s.8.1: on a dual allocation REQUESTED-ADDRESS-FAMILY names the
+         * half the request is for; LIFETIME 0 deletes that relayed address
+         * and the allocation goes on with the other one */
+        rly_turn_release_family(r->t, r->a, family);
+    } else if (life == 0) {
         /* s.8.2: delete at once; the quota is free for the next Allocate */
         rly_turn_release(r->t, r->a, "refresh lifetime 0");
         r->a = NULL;

@@ -11,7 +11,8 @@
 
 typedef struct {
     char *name;
-    uint8_t key[16];
+    uint8_t key[16];    /* MD5(name:realm:password) */
+    uint8_t key256[32]; /* SHA-256(name:realm:password) */
 } user_ent;
 
 struct rly_auth {
@@ -33,6 +34,7 @@ void rly_auth_free(rly_auth *a)
     for (size_t i = 0; i < a->n_users; i++) {
         free(a->users[i].name);
         memset(a->users[i].key, 0, sizeof a->users[i].key);
+        memset(a->users[i].key256, 0, sizeof a->users[i].key256);
     }
     free(a->users);
     free(a->realm);
@@ -64,6 +66,8 @@ rly_auth *rly_auth_new(const char *realm, char *const *users, size_t n_users,
         a->n_users = i + 1;
         stn_auth_longterm_key(users[i], nl, realm, strlen(realm), colon + 1, strlen(colon + 1),
                               a->users[i].key);
+        stn_auth_longterm_key_sha256(users[i], nl, realm, strlen(realm), colon + 1,
+                                     strlen(colon + 1), a->users[i].key256);
     }
     qsort(a->users, a->n_users, sizeof *a->users, cmp_user);
     for (size_t i = 1; i < a->n_users; i++)
@@ -99,8 +103,8 @@ static int rest_expiry(const uint8_t *u, size_t n, uint64_t *exp)
     return 0;
 }
 
-int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
-                 uint8_t key[16], bool *rest)
+int rly_auth_key_alg(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
+                     uint16_t alg, uint8_t key[RLY_KEY_MAX], size_t *keylen, bool *rest)
 {
     char name[129];
     user_ent probe, *hit;
@@ -109,6 +113,8 @@ int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t n
     uint64_t exp;
     int plen;
 
+    if (alg != STN_PWALG_MD5 && alg != STN_PWALG_SHA256)
+        return RTC_EAUTH;
     if (ulen == 0 || ulen > 128)
         return RTC_EAUTH;
     memcpy(name, user, ulen);
@@ -118,8 +124,9 @@ int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t n
     probe.name = name;
     hit = a->n_users ? bsearch(&probe, a->users, a->n_users, sizeof *a->users, cmp_user) : NULL;
     *rest = false;
+    *keylen = alg == STN_PWALG_SHA256 ? 32 : 16;
     if (hit) {
-        memcpy(key, hit->key, 16);
+        memcpy(key, alg == STN_PWALG_SHA256 ? hit->key256 : hit->key, *keylen);
         return 0;
     }
     if (!a->secret.len || rest_expiry(user, ulen, &exp) || exp <= now_s)
@@ -128,9 +135,25 @@ int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t n
     plen = rtc_base64_encode(mac, sizeof mac, pass, sizeof pass);
     if (plen < 0)
         return RTC_EAUTH;
-    stn_auth_longterm_key(name, ulen, a->realm, strlen(a->realm), pass, (size_t)plen, key);
+    if (alg == STN_PWALG_SHA256)
+        stn_auth_longterm_key_sha256(name, ulen, a->realm, strlen(a->realm), pass, (size_t)plen,
+                                     key);
+    else
+        stn_auth_longterm_key(name, ulen, a->realm, strlen(a->realm), pass, (size_t)plen, key);
     memset(pass, 0, sizeof pass);
     memset(mac, 0, sizeof mac);
     *rest = true;
     return 0;
+}
+
+int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
+                 uint8_t key[16], bool *rest)
+{
+    uint8_t k[RLY_KEY_MAX];
+    size_t kl;
+    int rc = rly_auth_key_alg(a, user, ulen, now_s, STN_PWALG_MD5, k, &kl, rest);
+    if (!rc)
+        memcpy(key, k, 16);
+    memset(k, 0, sizeof k);
+    return rc;
 }

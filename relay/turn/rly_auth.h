@@ -4,8 +4,9 @@
  * base64(HMAC-SHA1(secret, username))), both accepted at the same time.
  *
  * An rly_auth is immutable once built; SIGHUP builds a new one and the
- * worker swaps it in between packets. Keys (MD5(user:realm:pass)) of static
- * users are computed once at build time and kept in rtc_secret buffers. */
+ * worker swaps it in between packets. Keys of static users, MD5(user:realm:
+ * pass) and SHA-256(user:realm:pass) for the RFC 8489 PASSWORD-ALGORITHMs,
+ * are computed once at build time and wiped on free. */
 #ifndef RLY_AUTH_H
 #define RLY_AUTH_H
 
@@ -29,5 +30,13 @@ const char *rly_auth_realm(const rly_auth *a);
  * username). */
 int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
                  uint8_t key[16], bool *rest);
+
+#define RLY_KEY_MAX 32 /* the longest long-term key (SHA-256) */
+
+/* The same for a PASSWORD-ALGORITHM (RFC 8489 s.18.5: STN_PWALG_MD5, 16
+ * bytes; STN_PWALG_SHA256, 32 bytes); the length goes to *keylen. An
+ * unknown algorithm is RTC_EAUTH. */
+int rly_auth_key_alg(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
+                     uint16_t alg, uint8_t key[RLY_KEY_MAX], size_t *keylen, bool *rest);
 
 #endif

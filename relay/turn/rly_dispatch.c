@@ -56,20 +56,57 @@ int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io, rly_quota *
     return t->table ? 0 : -ENOMEM;
 }
 
+/* Close the allocation's relayed sockets (both halves of a dual one). */
+static void close_relayed(rly_turn *t, rly_alloc *a)
+{
+    if (a->relay_fd >= 0)
+        t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
+    if (a->relay_fd2 >= 0)
+        t->io.relay_close(t->io.ctx, a->relay_fd2, &a->relayed2);
+    a->relay_fd = a->relay_fd2 = -1;
+}
+
 void rly_turn_release(rly_turn *t, rly_alloc *a, const char *why)
 {
-    char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN];
+    char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN], rl2[RTC_ADDR_STRLEN] = "";
     if (rtc_log_enabled(RTC_LOG_INFO)) {
         snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
         rtc_addr_format(&a->tuple.client, true, cl);
         rtc_addr_format(&a->relayed, true, rl);
-        RTC_LOG(RTC_LOG_INFO, ctx, "released (%s) client=%s relayed=%s user=%s", why, cl, rl,
-                a->user);
+        if (a->relay_fd2 >= 0)
+            rtc_addr_format(&a->relayed2, true, rl2);
+        RTC_LOG(RTC_LOG_INFO, ctx, "released (%s) client=%s relayed=%s%s%s user=%s", why, cl, rl,
+                a->relay_fd2 >= 0 ? "," : "", a->relay_fd2 >= 0 ? rl2 : "", a->user);
     }
-    if (a->relay_fd >= 0)
-        t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
+    close_relayed(t, a);
     rly_quota_give(t->quota, rly_quota_key(a->user, a->rest));
     rly_table_remove(t->table, a);
+}
+
+void rly_turn_release_family(rly_turn *t, rly_alloc *a, int family)
+{
+    char ctx[32], rl[RTC_ADDR_STRLEN];
+    const rtc_addr *gone = rly_alloc_relayed_for(a, family);
+
+    if (a->relay_fd2 < 0 || !gone)
+        return; /* not dual: the caller releases the whole allocation */
+    if (rtc_log_enabled(RTC_LOG_INFO)) {
+        snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+        rtc_addr_format(gone, true, rl);
+        RTC_LOG(RTC_LOG_INFO, ctx, "released relayed=%s (refresh lifetime 0 for its family)", rl);
+    }
+    if (gone == &a->relayed) {
+        /* the other half becomes the primary one */
+        t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
+        a->relay_fd = a->relay_fd2;
+        a->relayed = a->relayed2;
+        a->advertised = a->advertised2;
+    } else {
+        t->io.relay_close(t->io.ctx, a->relay_fd2, &a->relayed2);
+    }
+    a->relay_fd2 = -1;
+    memset(&a->relayed2, 0, sizeof a->relayed2);
+    memset(&a->advertised2, 0, sizeof a->advertised2);
 }
 
 void rly_turn_dispose(rly_turn *t)
@@ -79,8 +116,7 @@ void rly_turn_dispose(rly_turn *t)
     if (!t->table)
         return;
     while ((a = rly_table_next(t->table, &it))) {
-        if (a->relay_fd >= 0)
-            t->io.relay_close(t->io.ctx, a->relay_fd, &a->relayed);
+        close_relayed(t, a);
         rly_quota_give(t->quota, rly_quota_key(a->user, a->rest));
     }
     rly_table_free(t->table);
@@ -110,18 +146,59 @@ void rly_turn_sweep(rly_turn *t, uint64_t now_ms)
     }
 }
 
-/* REALM and a fresh NONCE bound to the client's address (401, 438). */
+/* The PASSWORD-ALGORITHMS this relay offers (RFC 8489 s.14.11), in order of
+ * preference, and their wire form, which a client must echo unchanged. */
+static const uint16_t pw_algs[] = {STN_PWALG_SHA256, STN_PWALG_MD5};
+static const uint8_t pw_algs_wire[] = {0x00, 0x02, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00};
+
+/* REALM, a fresh NONCE bound to the client's address, and
+ * PASSWORD-ALGORITHMS (401, 438). The nonce carries the RFC 8489 cookie
+ * with the "Password algorithms" bit, so a client that knows RFC 8489 can
+ * tell a stripped PASSWORD-ALGORITHMS (bid-down, s.9.2.1); older clients
+ * echo the nonce as the opaque string it always was. */
 static void add_realm_nonce(rly_req *r)
 {
-    char nonce[STN_NONCE_LEN + 1];
+    char nonce[STN_NONCE_MAX_LEN + 1];
     const char *realm = rly_auth_realm(r->t->cfg->auth);
-    stn_nonce_make(r->t->nonce_key, sizeof r->t->nonce_key,
-                   r->in->wall_s + r->t->cfg->lim.nonce_ttl_s, &r->in->tuple->client, nonce);
+    stn_nonce_make_cookie(r->t->nonce_key, sizeof r->t->nonce_key,
+                          r->in->wall_s + r->t->cfg->lim.nonce_ttl_s, &r->in->tuple->client,
+                          STN_SEC_PASSWORD_ALGORITHMS, nonce);
     stn_build_attr(&r->b, STN_A_REALM, realm, strlen(realm));
-    stn_build_attr(&r->b, STN_A_NONCE, nonce, STN_NONCE_LEN);
+    stn_build_attr(&r->b, STN_A_NONCE, nonce, STN_NONCE_MAX_LEN);
+    stn_build_password_algorithms(&r->b, pw_algs, sizeof pw_algs / sizeof pw_algs[0]);
 }
 
-/* RFC 8489 s.9.2.4, in its order. Fills r->user/key on success. */
+static bool has_integrity(const stn_msg *m) { return m->mi >= 0 || m->mi256 >= 0; }
+
+/* RFC 8489 s.9.2.4 for a nonce with the "Password algorithms" bit: neither
+ * PASSWORD-ALGORITHM nor PASSWORD-ALGORITHMS means MD5, as before RFC 8489
+ * (every RFC 5389 client: browsers, libnice, coturn's uclient); otherwise
+ * both must be there, the list exactly as we sent it and the choice one of
+ * its entries, or 400. *alg is the choice; r->sha256 says one was made. */
+static rly_result password_algorithm(rly_req *r, uint16_t *alg)
+{
+    const stn_msg *m = r->m;
+    const stn_attr_ref *pa = stn_msg_find(m, STN_A_PASSWORD_ALGORITHM);
+    const stn_attr_ref *pas = stn_msg_find(m, STN_A_PASSWORD_ALGORITHMS);
+
+    *alg = STN_PWALG_MD5;
+    if (!pa && !pas)
+        return RLY_OK;
+    if (!pa || !pas)
+        return RLY_ERR(400, "PASSWORD-ALGORITHM and PASSWORD-ALGORITHMS go together");
+    if (pas->len != sizeof pw_algs_wire || memcmp(m->buf + pas->off, pw_algs_wire, pas->len))
+        return RLY_ERR(400, "PASSWORD-ALGORITHMS differs from the one sent");
+    if (stn_attr_get_password_algorithm(m, pa, alg) ||
+        (*alg != STN_PWALG_MD5 && *alg != STN_PWALG_SHA256))
+        return RLY_ERR(400, "PASSWORD-ALGORITHM not offered");
+    r->sha256 = true;
+    return RLY_OK;
+}
+
+/* RFC 8489 s.9.2.4, in its order, except that the nonce is checked first
+ * (a forged or stale nonce gets 438 before any key is derived, and its
+ * feature bits are trusted only once its MAC verified). Fills r->user/key
+ * on success. */
 static rly_result authenticate(rly_req *r)
 {
     const stn_msg *m = r->m;
@@ -129,24 +206,40 @@ static rly_result authenticate(rly_req *r)
     const stn_attr_ref *realm = stn_msg_find(m, STN_A_REALM);
     const stn_attr_ref *nonce = stn_msg_find(m, STN_A_NONCE);
     const char *our_realm = rly_auth_realm(r->t->cfg->auth);
+    uint32_t features = 0;
+    uint16_t alg = STN_PWALG_MD5;
+    rly_result res;
+    bool mac_ok;
 
     /* the answer to a bare request (the one a spoofer would send) carries
-     * no reason phrase: 76 bytes for a 28-byte Allocate with the default
-     * realm, and the code says it all */
-    if (m->mi < 0)
+     * no reason phrase: the code says it all */
+    if (!has_integrity(m))
         return RLY_ERR(401, "");
     if (!u || !realm || !nonce)
         return RLY_ERR(400, "Missing USERNAME, REALM or NONCE");
-    if (stn_nonce_check(r->t->nonce_key, sizeof r->t->nonce_key, m->buf + nonce->off,
-                        nonce->len, r->in->wall_s, &r->in->tuple->client))
+    if (stn_nonce_check_cookie(r->t->nonce_key, sizeof r->t->nonce_key, m->buf + nonce->off,
+                               nonce->len, r->in->wall_s, &r->in->tuple->client, &features))
         return RLY_ERR(438, "Stale Nonce");
+    if (features & STN_SEC_PASSWORD_ALGORITHMS) {
+        res = password_algorithm(r, &alg);
+        if (res.code)
+            return res;
+    }
     if (realm->len != strlen(our_realm) || memcmp(m->buf + realm->off, our_realm, realm->len)) {
         r->t->stats.auth_failures++;
         return RLY_ERR(401, "Unauthorized");
     }
-    if (rly_auth_key(r->t->cfg->auth, m->buf + u->off, u->len, r->in->wall_s, r->key,
-                     &r->rest) ||
-        !stn_auth_check_integrity(m, r->key, sizeof r->key)) {
+    if (rly_auth_key_alg(r->t->cfg->auth, m->buf + u->off, u->len, r->in->wall_s, alg, r->key,
+                         &r->keylen, &r->rest)) {
+        r->t->stats.auth_failures++;
+        return RLY_ERR(401, "Unauthorized");
+    }
+    /* s.9.2.4: MESSAGE-INTEGRITY-SHA256 when present, MI otherwise */
+    if (m->mi256 >= 0)
+        mac_ok = stn_auth_check_integrity_sha256(m, r->key, r->keylen);
+    else
+        mac_ok = stn_auth_check_integrity(m, r->key, r->keylen);
+    if (!mac_ok) {
         r->t->stats.auth_failures++;
         return RLY_ERR(401, "Unauthorized");
     }
@@ -185,7 +278,7 @@ static rly_result process(rly_req *r, const method_entry *me)
      * request that carried the unknown attributes, so a client that sends
      * them before authenticating learns it at once; with
      * MESSAGE-INTEGRITY, authentication comes first (s.6.3). */
-    if (m->n_unknown && (m->mi < 0 || !me || !me->needs_auth))
+    if (m->n_unknown && (!has_integrity(m) || !me || !me->needs_auth))
         return RLY_ERR(420, "Unknown Attr"); /* short: unauthenticated */
     if (!me)
         return RLY_ERR(400, "Unknown method");
@@ -194,7 +287,7 @@ static rly_result process(rly_req *r, const method_entry *me)
      * gets 400 and a request that needs an allocation where there is none
      * gets 437, both before authentication and barely larger than a 20-byte
      * request; with MESSAGE-INTEGRITY the answers come after it, signed. */
-    if (me->needs_auth && m->mi < 0) {
+    if (me->needs_auth && !has_integrity(m)) {
         if (me->method == STN_ALLOCATE && !stn_msg_find(m, STN_A_REQUESTED_TRANSPORT))
             return RLY_ERR(400, "");
         if (me->needs_alloc && !live_alloc(r))
@@ -244,8 +337,12 @@ static size_t stun_request(rly_turn *t, const rly_input *in, const stn_msg *m, u
         if (res.code == 401 || res.code == 438)
             add_realm_nonce(&r);
     }
-    if (r.authed)
-        stn_build_integrity(&r.b, r.key, sizeof r.key);
+    /* s.9.2.4: a client that chose a PASSWORD-ALGORITHM gets
+     * MESSAGE-INTEGRITY-SHA256; every other one MESSAGE-INTEGRITY as before */
+    if (r.authed && r.sha256)
+        stn_build_integrity_sha256(&r.b, r.key, r.keylen);
+    else if (r.authed)
+        stn_build_integrity(&r.b, r.key, r.keylen);
     if (m->fp >= 0)
         stn_build_fingerprint(&r.b);
     memset(r.key, 0, sizeof r.key);
@@ -299,7 +396,8 @@ rly_result rly_check_peer(rly_req *r, const stn_attr_ref *ref, rtc_addr *peer)
         r->t->stats.permission_denied++;
         return RLY_ERR(403, "Forbidden peer address");
     }
-    if (peer->family != r->a->relayed.family)
+    /* a dual allocation takes peers of both families */
+    if (!rly_alloc_has_family(r->a, peer->family))
         return RLY_ERR(443, "Peer Address Family Mismatch");
     return RLY_OK;
 }

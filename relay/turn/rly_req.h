@@ -26,9 +26,12 @@ typedef struct {
     rly_alloc *a;       /* allocation on this 5-tuple, NULL if none */
     const uint8_t *user; /* authenticated USERNAME (view into the request) */
     size_t ulen;
-    uint8_t key[16];
+    uint8_t key[RLY_KEY_MAX]; /* long-term key of the PASSWORD-ALGORITHM used */
+    size_t keylen;
     bool authed;
-    bool rest; /* authenticated with TURN REST credentials */
+    bool rest;   /* authenticated with TURN REST credentials */
+    bool sha256; /* the client chose a PASSWORD-ALGORITHM (RFC 8489 s.9.2.4):
+                  * responses carry MESSAGE-INTEGRITY-SHA256, not MI */
     stn_builder b; /* success response, header written */
 } rly_req;
 

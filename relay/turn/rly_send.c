@@ -24,7 +24,11 @@ static inline bool peer_ok(const rly_turn *t, const rly_alloc *a, const rtc_addr
 static void to_peer(rly_turn *t, rly_alloc *a, const rtc_addr *peer, const uint8_t *data,
                     size_t len, uint64_t now_ms)
 {
-    if (!peer_ok(t, a, peer, now_ms)) {
+    /* the socket of the peer's family: a dual allocation has two, and a
+     * channel may outlive the half it was bound through (-1, dropped) */
+    int fd = rly_alloc_fd_for(a, peer->family);
+
+    if (fd < 0 || !peer_ok(t, a, peer, now_ms)) {
         t->stats.dropped[RLY_DROP_NO_PERMISSION]++;
         return;
     }
@@ -32,7 +36,7 @@ static void to_peer(rly_turn *t, rly_alloc *a, const rtc_addr *peer, const uint8
         t->stats.dropped[RLY_DROP_BANDWIDTH]++;
         return;
     }
-    if (t->io.send_peer(t->io.ctx, a->relay_fd, peer, data, len)) {
+    if (t->io.send_peer(t->io.ctx, fd, peer, data, len)) {
         t->stats.dropped[RLY_DROP_SEND_ERROR]++;
         return;
     }
@@ -64,11 +68,7 @@ void rly_h_send(rly_turn *t, const rly_input *in, const stn_msg *m)
     a = live_alloc(t, in);
     if (!a)
         return;
-    if (peer.family != a->relayed.family) {
-        t->stats.dropped[RLY_DROP_NO_PERMISSION]++;
-        return;
-    }
-    to_peer(t, a, &peer, m->buf + da->off, da->len, in->now_ms);
+    to_peer(t, a, &peer, m->buf + da->off, da->len, in->now_ms); /* family checked there */
 }
 
 long rly_frame_len(const uint8_t *buf, size_t len)

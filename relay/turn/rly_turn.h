@@ -145,7 +145,11 @@ const uint8_t *rly_turn_from_peer(rly_turn *t, rly_alloc *a, const rtc_addr *pee
 void rly_turn_tuple_gone(rly_turn *t, const rly_tuple *tu);
 /* Release expired allocations, purge expired permissions and channels. */
 void rly_turn_sweep(rly_turn *t, uint64_t now_ms);
-/* Release one allocation (closes its relayed socket). */
+/* Release one allocation (closes its relayed sockets). */
 void rly_turn_release(rly_turn *t, rly_alloc *a, const char *why);
+/* Delete the relayed address of family from a dual allocation (Refresh
+ * with REQUESTED-ADDRESS-FAMILY and LIFETIME 0, RFC 8656 s.8); the
+ * allocation lives on with the other one. No-op on a single allocation. */
+void rly_turn_release_family(rly_turn *t, rly_alloc *a, int family);
 
 #endif

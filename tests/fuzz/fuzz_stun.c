@@ -3,8 +3,8 @@
  *
  * Parse the input; when the parser accepts it, run every attribute decoder
  * on every attribute (decoders must cope with any attribute the parser lets
- * through, whatever its type), check MESSAGE-INTEGRITY with a fixed key and
- * FINGERPRINT, check the nonce decoder, then re-encode: each decoded typed
+ * through, whatever its type), check MESSAGE-INTEGRITY (SHA-1 and SHA-256)
+ * with a fixed key and FINGERPRINT, check the nonce decoders, then re-encode: each decoded typed
  * value is built again and must decode to the same value, and the whole view
  * is rebuilt attribute by attribute and must parse to the same view with
  * verifying MI/FP. Any disagreement aborts, so the codec's round-trip
@@ -155,6 +155,49 @@ static void check_others(const stn_msg *m, const stn_attr_ref *a)
     /* any attribute value is fed to the nonce checker as if it were NONCE */
     rc = stn_nonce_check(key, sizeof key - 1, m->buf + a->off, a->len, 1700000000u, &client);
     CHECK(rc == 0 || rc == RTC_EMSG || rc == RTC_ESTALE);
+    {
+        uint32_t feat = 0;
+        rc = stn_nonce_check_cookie(key, sizeof key - 1, m->buf + a->off, a->len, 1700000000u,
+                                    &client, &feat);
+        CHECK(rc == 0 || rc == RTC_EMSG || rc == RTC_ESTALE);
+        CHECK(feat <= 0xFFFFFFu);
+    }
+}
+
+/* RFC 8489 / RFC 8656 additions: PASSWORD-ALGORITHM and ADDRESS-ERROR-CODE
+ * decode any attribute or refuse it; what decodes builds back the same. */
+static void check_rfc8489(const stn_msg *m, const stn_attr_ref *a)
+{
+    uint16_t alg, alg2;
+    int fam, code, fam2, code2;
+    rtc_rd r, r2;
+    stn_builder b;
+    stn_msg m2;
+    size_t len;
+
+    if (stn_attr_get_password_algorithm(m, a, &alg) == 0) {
+        CHECK(a->len >= 4);
+        stn_build_init(&b, out, sizeof out, m->method, m->cls, m->tid);
+        stn_build_password_algorithm(&b, alg);
+        CHECK(stn_build_finish(&b, &len) == 0);
+        a = reparse_one(&m2, len);
+        CHECK(stn_attr_get_password_algorithm(&m2, a, &alg2) == 0 && alg2 == alg);
+        return;
+    }
+    if (stn_attr_get_address_error(m, a, &fam, &code, &r) == 0) {
+        char reason[129];
+        size_t rl = rtc_rd_left(&r) < 128 ? rtc_rd_left(&r) : 128;
+        CHECK(code >= 300 && code <= 699 && (fam == AF_INET || fam == AF_INET6));
+        memcpy(reason, r.p, rl);
+        reason[rl] = '\0';
+        rl = strlen(reason);
+        stn_build_init(&b, out, sizeof out, m->method, m->cls, m->tid);
+        stn_build_address_error(&b, fam, code, reason);
+        CHECK(stn_build_finish(&b, &len) == 0);
+        a = reparse_one(&m2, len);
+        CHECK(stn_attr_get_address_error(&m2, a, &fam2, &code2, &r2) == 0);
+        CHECK(fam2 == fam && code2 == code && rtc_rd_left(&r2) == rl);
+    }
 }
 
 /* Rebuild the whole view and parse it again: same header, same attributes
@@ -170,6 +213,8 @@ static void check_rebuild(const stn_msg *m)
         const stn_attr_ref *a = &m->attrs[i];
         if ((int)i == m->mi)
             stn_build_integrity(&b, key, sizeof key - 1);
+        else if ((int)i == m->mi256 && a->len == STN_MI256_LEN)
+            stn_build_integrity_sha256(&b, key, sizeof key - 1);
         else if ((int)i == m->fp)
             stn_build_fingerprint(&b);
         else
@@ -182,17 +227,19 @@ static void check_rebuild(const stn_msg *m)
     CHECK(stn_msg_parse(&m2, out, len) == 0);
     CHECK(m2.method == m->method && m2.cls == m->cls);
     CHECK(memcmp(m2.tid, m->tid, STN_TID_LEN) == 0);
-    CHECK(m2.n_attrs == m->n_attrs && m2.mi == m->mi && m2.fp == m->fp);
+    CHECK(m2.n_attrs == m->n_attrs && m2.mi == m->mi && m2.fp == m->fp && m2.mi256 == m->mi256);
     CHECK(m2.n_unknown == m->n_unknown);
     CHECK(memcmp(m2.unknown, m->unknown, m->n_unknown * sizeof m->unknown[0]) == 0);
     for (unsigned i = 0; i < m->n_attrs; i++) {
         CHECK(m2.attrs[i].type == m->attrs[i].type && m2.attrs[i].len == m->attrs[i].len);
-        if ((int)i != m->mi && (int)i != m->fp)
+        if ((int)i != m->mi && (int)i != m->fp && !((int)i == m->mi256 && m->attrs[i].len == 32))
             CHECK(memcmp(out + m2.attrs[i].off, m->buf + m->attrs[i].off, m->attrs[i].len) ==
                   0);
     }
     if (m->mi >= 0)
         CHECK(stn_auth_check_integrity(&m2, key, sizeof key - 1));
+    if (m->mi256 >= 0 && m->attrs[m->mi256].len == STN_MI256_LEN)
+        CHECK(stn_auth_check_integrity_sha256(&m2, key, sizeof key - 1));
     CHECK(stn_auth_check_fingerprint(&m2));
 }
 
@@ -211,7 +258,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(m.method <= 0xFFF && m.cls <= 3);
     CHECK((uint16_t)(data[0] << 8 | data[1]) == stn_msg_type(m.method, m.cls));
     CHECK(m.n_attrs <= STN_MAX_ATTRS && m.n_unknown <= STN_MAX_UNKNOWN);
-    CHECK(m.mi < (int)m.n_attrs && m.fp < (int)m.n_attrs);
+    CHECK(m.mi < (int)m.n_attrs && m.fp < (int)m.n_attrs && m.mi256 < (int)m.n_attrs);
+    if (m.mi256 >= 0) {
+        uint16_t l = m.attrs[m.mi256].len;
+        CHECK(l >= 16 && l <= 32 && l % 4 == 0);
+        CHECK(m.mi256 == m.n_attrs - 1 || m.mi256 == m.fp - 1); /* only FP follows */
+    }
     if (m.fp >= 0)
         CHECK(m.fp == m.n_attrs - 1);
     for (unsigned i = 0; i < m.n_attrs; i++) {
@@ -223,10 +275,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_u32(&m, a);
         check_channel(&m, a);
         check_others(&m, a);
+        check_rfc8489(&m, a);
     }
     for (unsigned i = 0; i < m.n_attrs; i++)
         CHECK(stn_msg_find(&m, m.attrs[i].type) <= &m.attrs[i]);
     (void)stn_auth_check_integrity(&m, key, sizeof key - 1);
+    (void)stn_auth_check_integrity_sha256(&m, key, sizeof key - 1);
     (void)stn_auth_check_fingerprint(&m);
     check_rebuild(&m);
     return 0;

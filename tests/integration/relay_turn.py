@@ -379,6 +379,42 @@ def test_ipv6_listener(relay, c):
     v4.close()
 
 
+A_ADD_FAMILY = 0x8000        # ADDITIONAL-ADDRESS-FAMILY (RFC 8656 s.18.11)
+A_ADDR_ERROR = 0x8001        # ADDRESS-ERROR-CODE (s.18.12)
+
+
+def test_dual(relay, c):
+    """RFC 8656 s.7.2 dual allocation over TCP: both relayed addresses in one
+    success, and closing the connection releases the one allocation (both
+    sockets, one gauge unit)."""
+    before = relay.metric("tsunagu_relay_allocations")
+    cl = Client(relay.addr, "tcp", "alice", "pa55")
+    tid = os.urandom(12)
+    m = cl.allocate([(A_ADD_FAMILY, bytes([2, 0, 0, 0]))], tid=tid)
+    c.success(m, "tcp: dual allocate")
+    rel = [parse_xor_addr(v, m.tid) for at, v, _ in m.attrs if at == A_XOR_RELAYED] \
+        if m.cls == SUCCESS else []
+    c.ok([":" in h for h, _ in rel] == [False, True], f"tcp: IPv4 then IPv6 relayed {rel}")
+    c.ok(m.cls == SUCCESS and not m.has(A_ADDR_ERROR), "tcp: no ADDRESS-ERROR-CODE")
+    c.ok(relay.metric("tsunagu_relay_allocations") == before + 1, "one allocation in the gauge")
+    cl.close()
+    deadline = time.time() + 3 * TIMEOUT_MULT
+    while time.time() < deadline and relay.metric("tsunagu_relay_allocations") != before:
+        time.sleep(0.05)
+    c.ok(relay.metric("tsunagu_relay_allocations") == before, "closing the connection releases it")
+    # both relayed ports are free again: a bind to each succeeds
+    for host, port in rel:
+        s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((host, port))
+            freed = True
+        except OSError:
+            freed = False
+        finally:
+            s.close()
+        c.ok(freed, f"relayed port {host}:{port} closed")
+
+
 def test_tcp_close_releases(relay, c):
     before = relay.metric("tsunagu_relay_allocations")
     cl = Client(relay.addr, "tcp", "alice", "pa55")
@@ -554,6 +590,7 @@ def main():
         test_tcp_framing(relay, c)
         test_ipv6_listener(relay, c)
         test_tcp_close_releases(relay, c)
+        test_dual(relay, c)
         test_junk(relay, c)
         test_quota(relay, c)
         test_stale_nonce(relay, c)
@@ -571,6 +608,15 @@ def main():
         cl = Client(r2.addr, "udp", "alice", "pa55")
         c.error(cl.allocate([(A_REQ_FAMILY, bytes([2, 0, 0, 0]))]), 440,
                 "IPv6 requested, none available: 440")
+        # a dual request gets the IPv4 half and ADDRESS-ERROR-CODE IPv6 440
+        m = cl.allocate([(A_ADD_FAMILY, bytes([2, 0, 0, 0]))])
+        c.success(m, "dual request on an IPv4-only relay: success")
+        aec = m.get(A_ADDR_ERROR) if m.cls == SUCCESS else None
+        c.ok(aec is not None and aec[0] == 2 and (aec[2] & 7) * 100 + aec[3] == 440,
+             f"ADDRESS-ERROR-CODE IPv6 440 ({aec!r})")
+        c.ok(m.cls == SUCCESS and sum(at == A_XOR_RELAYED for at, _, _ in m.attrs) == 1,
+             "one XOR-RELAYED-ADDRESS")
+        cl.refresh(0)
         cls = [Client(r2.addr, "udp", "alice", "pa55") for _ in range(3)]
         c.success(cls[0].allocate(), "global quota 1/2")
         c.success(cls[1].allocate(), "global quota 2/2")

@@ -126,11 +126,13 @@ class Suite:
     def log(self, req, resp, key):
         self.transactions += 1
         if key is not None:
-            self.auth_log.append((req.name(), resp, key))
+            # the request chose a PASSWORD-ALGORITHM: MESSAGE-INTEGRITY-SHA256 is due
+            self.auth_log.append((req.name(), resp, key, req.has(t.PASSWORD_ALGORITHM)))
 
-    def client(self, cred=None, tcp=False):
+    def client(self, cred=None, tcp=False, pwalg=None, mi256_len=32):
         user, pw = cred if cred else self.cred()
-        c = t.Client(self.server, user, pw, tcp=tcp, timeout=self.args.timeout, log=self.log)
+        c = t.Client(self.server, user, pw, tcp=tcp, timeout=self.args.timeout, log=self.log,
+                     pwalg=pwalg, mi256_len=mi256_len)
         self.clients.append(c)
         return c
 
@@ -139,8 +141,8 @@ class Suite:
         self.peers.append(p)
         return p
 
-    def allocated(self, cred=None, tcp=False, **kw):
-        c = self.client(cred, tcp)
+    def allocated(self, cred=None, tcp=False, pwalg=None, **kw):
+        c = self.client(cred, tcp, pwalg=pwalg)
         expect_success(c.allocate(**kw), "Allocate")
         need(c.relayed is not None, "Allocate success without XOR-RELAYED-ADDRESS")
         return c
@@ -634,19 +636,194 @@ class Suite:
             need(body is not None, "ChannelData of %d bytes not padded to %d on TCP" % (n, t.pad4(n)))
             need(body[:n] == payload, "ChannelData payload differs")
 
+    # ---------------------------------------------------------- RFC 8489 SHA-256
+
+    def check_password_algorithms_offered(self):
+        # RFC 8489 9.2.4: the 401 MAY list PASSWORD-ALGORITHMS; a server that does
+        # sets the "Password algorithms" bit in the nonce cookie (9.2), and then a 438
+        # MUST carry the list too (a client that sees the bit without the list must
+        # not retry, 9.2.5). This suite asks for MD5 and SHA-256 (DESIGN of the relay).
+        c = self.client()
+        req = t.Message(t.ALLOCATE).add(t.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))
+        r = expect_error(c.raw_exchange(req.encode(), req.txid), 401, "Allocate without credentials")
+        nonce = r.get_str(t.NONCE) or ""
+        feats = t.nonce_features(nonce)
+        need(feats is not None, "401 NONCE %r does not start with the RFC 8489 cookie %s" % (nonce[:16], t.NONCE_COOKIE))
+        need(feats & t.SEC_PASSWORD_ALGORITHMS, "nonce cookie %r without the Password algorithms bit" % nonce[:13])
+        algs = t.password_algorithms(r.get(t.PASSWORD_ALGORITHMS))
+        need(r.has(t.PASSWORD_ALGORITHMS), "401 without PASSWORD-ALGORITHMS")
+        need(t.PWALG_SHA256 in algs and t.PWALG_MD5 in algs, "PASSWORD-ALGORITHMS lists %s, not SHA-256 and MD5" % algs)
+        len401 = len(r.raw)
+        # a forged nonce: the 438 carries a fresh cookie nonce and the list as well
+        c.realm, c.nonce = self.realm, "forged-" + os.urandom(6).hex()
+        r = expect_error(c.request(t.Message(t.ALLOCATE).add(t.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])),
+                                   retry_auth=False), 438, "Allocate with a forged NONCE")
+        f438 = t.nonce_features(r.get_str(t.NONCE))
+        need(f438 is not None and f438 & t.SEC_PASSWORD_ALGORITHMS and r.has(t.PASSWORD_ALGORITHMS),
+             "438 without a cookie nonce (Password algorithms bit) and PASSWORD-ALGORITHMS")
+        return "nonce %s..., algorithms %s, %d-byte 401" % (nonce[:13], algs, len401)
+
+    def check_sha256_integrity(self):
+        # RFC 8489 9.2.4 / 14.6: PASSWORD-ALGORITHM SHA-256 with the key
+        # SHA-256(user:realm:pass); the response carries MESSAGE-INTEGRITY-SHA256
+        c = self.client(pwalg=t.PWALG_SHA256)
+        r = expect_success(c.allocate(), "Allocate with PASSWORD-ALGORITHM SHA-256")
+        need(c.negotiated(), "the client did not get to choose SHA-256 (no PASSWORD-ALGORITHMS offered)")
+        need(r.verify_integrity_sha256(c.key()) is True, "Allocate success MESSAGE-INTEGRITY-SHA256 %s" %
+             ("missing" if r.verify_integrity_sha256(c.key()) is None else "does not verify with SHA-256(user:realm:pass)"))
+        md5 = t.long_term_key(c.user, c.realm, c.password)
+        need(r.verify_integrity_sha256(md5) is False, "MESSAGE-INTEGRITY-SHA256 also verifies with the MD5 key")
+        # truncated to 16 bytes (14.6 allows down to 16, a multiple of 4)
+        c.mi256_len = 16
+        r = expect_success(c.refresh(600), "Refresh with MESSAGE-INTEGRITY-SHA256 truncated to 16 bytes")
+        need(r.verify_integrity_sha256(c.key()) is True, "Refresh success MESSAGE-INTEGRITY-SHA256 invalid")
+        c.mi256_len = 32
+        # a tampered MESSAGE-INTEGRITY-SHA256 (last byte flipped) -> 401
+        m = t.Message(t.REFRESH).add_u32(t.LIFETIME, 600)
+        m.add_str(t.USERNAME, c.user).add_str(t.REALM, c.realm).add_str(t.NONCE, c.nonce)
+        m.add(t.PASSWORD_ALGORITHM, struct.pack("!HH", t.PWALG_SHA256, 0)).add(t.PASSWORD_ALGORITHMS, c.pwalgs)
+        data = bytearray(m.encode(key256=c.key()))
+        data[-1] ^= 0x01
+        expect_error(c.raw_exchange(bytes(data), m.txid), 401, "Refresh with a tampered MESSAGE-INTEGRITY-SHA256")
+        # a wrong password with SHA-256 -> 401
+        user, _ = self.cred()
+        w = self.client((user, "not-the-password"), pwalg=t.PWALG_SHA256)
+        expect_error(w.allocate(), 401, "Allocate with SHA-256 and a wrong password")
+        # TURN REST credentials with SHA-256
+        rc = self.client(self.cred("rest", "sha-%s" % self.tag), pwalg=t.PWALG_SHA256)
+        r = expect_success(rc.allocate(), "Allocate with REST credentials and SHA-256")
+        need(r.verify_integrity_sha256(rc.key()) is True, "REST + SHA-256: MESSAGE-INTEGRITY-SHA256 invalid")
+        # and an RFC 5389 client on the same server: MD5 key, MESSAGE-INTEGRITY, as ever
+        old = self.client()
+        r = expect_success(old.allocate(), "Allocate by an RFC 5389 client (no PASSWORD-ALGORITHM)")
+        need(r.verify_integrity(old.key()) is True, "RFC 5389 client: MESSAGE-INTEGRITY missing or invalid")
+        return "SHA-256 static and REST, 16-byte truncation, MD5 client unchanged"
+
+    def check_password_algorithms_mismatch_400(self):
+        # RFC 8489 9.2.4: with the Password algorithms bit in the nonce, a request that
+        # has PASSWORD-ALGORITHM and PASSWORD-ALGORITHMS must echo the list exactly
+        # and pick one of it; only one of the two is a 400 as well
+        c = self.client(pwalg=t.PWALG_SHA256)
+        first = expect_error(c.request(t.Message(t.ALLOCATE).add(t.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])),
+                                       auth=False), 401, "first Allocate")
+        need(first.has(t.PASSWORD_ALGORITHMS), "401 without PASSWORD-ALGORITHMS")
+        c.realm, c.nonce = self.realm, first.get_str(t.NONCE)
+        key = t.long_term_key_sha256(c.user, c.realm, c.password)
+        md5_only = struct.pack("!HH", t.PWALG_MD5, 0)
+        cases = [
+            ("PASSWORD-ALGORITHMS echo without SHA-256 (bid-down)", struct.pack("!HH", t.PWALG_SHA256, 0), md5_only),
+            ("PASSWORD-ALGORITHM without PASSWORD-ALGORITHMS", struct.pack("!HH", t.PWALG_SHA256, 0), None),
+            ("PASSWORD-ALGORITHMS without PASSWORD-ALGORITHM", None, first.get(t.PASSWORD_ALGORITHMS)),
+        ]
+        for what, pa, pas in cases:
+            m = t.Message(t.ALLOCATE).add(t.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))
+            m.add_str(t.USERNAME, c.user).add_str(t.REALM, c.realm).add_str(t.NONCE, c.nonce)
+            if pa is not None:
+                m.add(t.PASSWORD_ALGORITHM, pa)
+            if pas is not None:
+                m.add(t.PASSWORD_ALGORITHMS, pas)
+            r = c.raw_exchange(m.encode(key256=key), m.txid)
+            expect_error(r, 400, what)
+            need(not r.has(t.XOR_RELAYED_ADDRESS), "%s: 400 carries an allocation" % what)
+
+    # ---------------------------------------------------------- RFC 8656 dual allocation
+
+    def dual_relayed(self, r):
+        rel = r.get_all_xor(t.XOR_RELAYED_ADDRESS)
+        v4 = [a for a in rel if ":" not in a[0]]
+        v6 = [a for a in rel if ":" in a[0]]
+        return rel, v4, v6
+
+    def check_dual_allocation(self):
+        # RFC 8656 7.2 step 9: ADDITIONAL-ADDRESS-FAMILY IPv6 asks for an IPv4 and an
+        # IPv6 relayed address on one allocation; a server with one family only meets
+        # it partially and names the other in ADDRESS-ERROR-CODE (440)
+        a = self.client(self.cred_v("a"))
+        r = expect_success(a.allocate(extra=[(t.ADDITIONAL_ADDRESS_FAMILY, bytes([2, 0, 0, 0]))]),
+                           "Allocate ADDITIONAL-ADDRESS-FAMILY IPv6")
+        need(r.verify_integrity(a.key()) is True, "dual Allocate success MESSAGE-INTEGRITY invalid")
+        rel, v4, v6 = self.dual_relayed(r)
+        if not self.args.v6_relay:
+            need(len(rel) == 1 and len(v4) == 1, "IPv4-only server: expected one IPv4 XOR-RELAYED-ADDRESS, got %s" % rel)
+            need(r.address_error() == (t.FAMILY_V6, 440), "IPv4-only server: ADDRESS-ERROR-CODE %s, expected (IPv6, 440)" %
+                 (r.address_error(),))
+            return "partial: %s + ADDRESS-ERROR-CODE IPv6 440" % (v4[0],)
+        need(len(rel) == 2 and len(v4) == 1 and len(v6) == 1,
+             "expected one IPv4 and one IPv6 XOR-RELAYED-ADDRESS, got %s" % (rel,))
+        need(r.address_error() is None, "full dual allocation with ADDRESS-ERROR-CODE %s" % (r.address_error(),))
+        a4, a6 = v4[0], v6[0]
+        # IPv4 side: the suite's peer socket
+        p = self.peer()
+        # IPv6 side: another allocation's IPv6 relayed address (own relayed addresses
+        # are allowed peers; a plain ::1 socket is not)
+        b = self.allocated(cred=self.cred_v("b"), family=t.FAMILY_V6)
+        r = expect_success(a.create_permission(p.addr, b.relayed), "CreatePermission IPv4 and IPv6 peers in one request")
+        expect_success(b.create_permission(a6), "B CreatePermission to A's IPv6 relayed address")
+        a.send_indication(p.addr, b"dual v4")
+        got = p.recv(self.w(1.0))
+        need(got is not None and got[0] == b"dual v4", "IPv4 peer did not get A's Send")
+        need(tuple(got[1]) == tuple(a4), "IPv4 data left from %s, not A's IPv4 relayed %s" % (got[1], a4))
+        a.send_indication(b.relayed, b"dual v6")
+        d = b.recv_data(self.w(1.0))
+        need(d is not None and d[2] == b"dual v6", "IPv6 peer did not get A's Send (%s)" % (d,))
+        need(tuple(d[1]) == tuple(a6), "IPv6 data left from %s, not A's IPv6 relayed %s" % (d[1], a6))
+        p.sendto(b"to a4", tuple(a4))
+        d = a.recv_data(self.w(1.0))
+        need(d is not None and d[2] == b"to a4" and tuple(d[1]) == tuple(p.addr), "IPv4 peer -> A: %s" % (d,))
+        b.send_indication(a6, b"to a6")
+        d = a.recv_data(self.w(1.0))
+        need(d is not None and d[2] == b"to a6" and tuple(d[1]) == tuple(b.relayed), "IPv6 peer -> A: %s" % (d,))
+        expect_success(a.channel_bind(0x4005, b.relayed), "ChannelBind to the IPv6 peer")
+        a.send_channel(0x4005, b"chan v6")
+        d = b.recv_data(self.w(1.0))
+        need(d is not None and d[2] == b"chan v6" and tuple(d[1]) == tuple(a6), "ChannelData to the IPv6 peer: %s" % (d,))
+        b.send_indication(a6, b"back on chan")
+        d = a.recv_data(self.w(1.0))
+        need(d is not None and d[0] == "channel" and d[1] == 0x4005 and d[2] == b"back on chan",
+             "IPv6 peer's reply did not come back on channel 0x4005: %s" % (d,))
+        # Refresh REQUESTED-ADDRESS-FAMILY IPv6 LIFETIME 0 deletes that half only (8.1)
+        m = t.Message(t.REFRESH).add_u32(t.LIFETIME, 0).add(t.REQUESTED_ADDRESS_FAMILY, bytes([2, 0, 0, 0]))
+        expect_success(a.request(m), "Refresh REQUESTED-ADDRESS-FAMILY IPv6 LIFETIME 0")
+        expect_error(a.create_permission(b.relayed), 443, "IPv6 peer after the IPv6 half was deleted")
+        expect_success(a.create_permission(p.addr), "IPv4 peer after the IPv6 half was deleted")
+        expect_success(a.refresh(0), "Refresh 0 of the rest")
+        expect_error(a.refresh(600), 437, "Refresh after deletion")
+        a.relayed = None
+        return "relayed %s and [%s]:%d" % ("%s:%d" % a4, a6[0], a6[1])
+
+    def check_dual_allocation_invalid_400(self):
+        # RFC 8656 7.2: both family attributes (step 6), EVEN-PORT R with
+        # ADDITIONAL-ADDRESS-FAMILY (step 8), ADDITIONAL-ADDRESS-FAMILY IPv4 (step 9)
+        # -> 400; an unknown family value (0x03) is read as malformed -> 400 too
+        c = self.client()
+        aaf6 = (t.ADDITIONAL_ADDRESS_FAMILY, bytes([2, 0, 0, 0]))
+        cases = [
+            ("ADDITIONAL-ADDRESS-FAMILY IPv4", dict(extra=[(t.ADDITIONAL_ADDRESS_FAMILY, bytes([1, 0, 0, 0]))])),
+            ("ADDITIONAL-ADDRESS-FAMILY 0x03", dict(extra=[(t.ADDITIONAL_ADDRESS_FAMILY, bytes([3, 0, 0, 0]))])),
+            ("REQUESTED-ADDRESS-FAMILY IPv4 with ADDITIONAL-ADDRESS-FAMILY", dict(family=t.FAMILY_V4, extra=[aaf6])),
+            ("ADDITIONAL-ADDRESS-FAMILY with EVEN-PORT R=1", dict(extra=[aaf6, (t.EVEN_PORT, b"\x80")])),
+        ]
+        for what, kw in cases:
+            r = expect_error(c.allocate(**kw), 400, "Allocate " + what)
+            need(not r.has(t.XOR_RELAYED_ADDRESS), "%s: 400 carries an allocation" % what)
+        expect_success(c.allocate(), "plain Allocate afterwards")
+
     def check_integrity_everywhere(self):
         need(self.auth_log, "no authenticated transaction recorded")
         bad = []
         n = 0
-        for name, resp, key in self.auth_log:
+        for name, resp, key, sha in self.auth_log:
             code = resp.error_code() if resp.cls == t.ERROR else None
-            mi = resp.verify_integrity(key)
+            # RFC 8489 9.2.4: a request that chose a PASSWORD-ALGORITHM is answered with
+            # MESSAGE-INTEGRITY-SHA256, any other with MESSAGE-INTEGRITY
+            mi = resp.verify_integrity_sha256(key) if sha else resp.verify_integrity(key)
+            what = "MESSAGE-INTEGRITY-SHA256" if sha else "MESSAGE-INTEGRITY"
             if resp.cls == t.SUCCESS:
                 n += 1
                 if mi is not True:
-                    bad.append("%s: %s MESSAGE-INTEGRITY %s" % (name, resp.name(), "missing" if mi is None else "invalid"))
+                    bad.append("%s: %s %s %s" % (name, resp.name(), what, "missing" if mi is None else "invalid"))
             elif mi is False and code not in (401, 438):
-                bad.append("%s: %s carries an invalid MESSAGE-INTEGRITY" % (name, resp.name()))
+                bad.append("%s: %s carries an invalid %s" % (name, resp.name(), what))
         need(not bad, "; ".join(bad[:5]) + (" (+%d more)" % (len(bad) - 5) if len(bad) > 5 else ""))
         return "%d authenticated success responses verified" % n
 
@@ -687,6 +864,11 @@ class Suite:
             ("address_family_invalid_440", self.check_address_family_invalid_440),
             ("quota_486", self.check_quota_486),
             ("junk_ignored", self.check_junk_ignored),
+            ("password_algorithms_offered", self.check_password_algorithms_offered),
+            ("sha256_integrity", self.check_sha256_integrity),
+            ("password_algorithms_mismatch_400", self.check_password_algorithms_mismatch_400),
+            ("dual_allocation", self.check_dual_allocation),
+            ("dual_allocation_invalid_400", self.check_dual_allocation_invalid_400),
         ]
         if a.tcp_too:
             lst += [("tcp_framing", self.check_tcp_framing),

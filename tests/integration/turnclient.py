@@ -4,7 +4,9 @@ Written from the RFCs as an outside client: it shares no code with the relay,
 so a misreading in the relay's codec cannot hide behind the same misreading here.
 
 What it offers: build and parse STUN messages, MESSAGE-INTEGRITY (HMAC-SHA1 with
-the long-term key MD5(user:realm:pass)), FINGERPRINT (CRC32 ^ 0x5354554e),
+the long-term key MD5(user:realm:pass)), MESSAGE-INTEGRITY-SHA256 (RFC 8489
+section 14.6, optionally truncated) with the SHA-256 key, PASSWORD-ALGORITHM(S)
+and the nonce cookie (section 9.2), FINGERPRINT (CRC32 ^ 0x5354554e),
 XOR-address attributes for IPv4 and IPv6, ChannelData, RFC 8656 section 3.1 TCP
 framing, and a Client that runs transactions (UDP retransmissions, 401/438
 handling) and queues indications and ChannelData that arrive in between.
@@ -54,10 +56,21 @@ REQUESTED_ADDRESS_FAMILY = 0x0017
 EVEN_PORT = 0x0018
 REQUESTED_TRANSPORT = 0x0019
 DONT_FRAGMENT = 0x001A
+MESSAGE_INTEGRITY_SHA256 = 0x001C
+PASSWORD_ALGORITHM = 0x001D
 XOR_MAPPED_ADDRESS = 0x0020
 RESERVATION_TOKEN = 0x0022
+ADDITIONAL_ADDRESS_FAMILY = 0x8000
+ADDRESS_ERROR_CODE = 0x8001
+PASSWORD_ALGORITHMS = 0x8002
 SOFTWARE = 0x8022
 FINGERPRINT = 0x8028
+
+# RFC 8489 section 18.5 password algorithms, section 9.2 nonce cookie
+PWALG_MD5 = 0x0001
+PWALG_SHA256 = 0x0002
+NONCE_COOKIE = "obMatJos2"
+SEC_PASSWORD_ALGORITHMS = 0x000001   # bit 0, counted from the right (erratum 6290)
 
 FAMILY_V4 = 0x01
 FAMILY_V6 = 0x02
@@ -92,6 +105,32 @@ def pad4(n):
 
 def long_term_key(user, realm, password):
     return hashlib.md5(("%s:%s:%s" % (user, realm, password)).encode()).digest()
+
+
+def long_term_key_sha256(user, realm, password):
+    """RFC 8489 section 9.2.2 with PASSWORD-ALGORITHM SHA-256: 32 bytes."""
+    return hashlib.sha256(("%s:%s:%s" % (user, realm, password)).encode()).digest()
+
+
+def nonce_features(nonce):
+    """The STUN Security Feature bits of a nonce with the RFC 8489 cookie, or None."""
+    if nonce is None or not nonce.startswith(NONCE_COOKIE) or len(nonce) < 13:
+        return None
+    try:
+        b = base64.b64decode(nonce[9:13], validate=True)
+    except ValueError:
+        return None
+    return (b[0] << 16) | (b[1] << 8) | b[2] if len(b) == 3 else None
+
+
+def password_algorithms(value):
+    """The algorithm numbers of a PASSWORD-ALGORITHMS value (section 14.11)."""
+    algs, off = [], 0
+    while value is not None and off + 4 <= len(value):
+        alg, plen = struct.unpack("!HH", value[off:off + 4])
+        algs.append(alg)
+        off += 4 + pad4(plen)
+    return algs
 
 
 def rest_credentials(secret, expiry, ident="conform"):
@@ -164,7 +203,7 @@ class Message:
     def add_xor(self, atype, ip, port):
         return self.add(atype, xor_addr_encode(ip, port, self.txid))
 
-    def encode(self, key=None, fingerprint=False):
+    def encode(self, key=None, fingerprint=False, key256=None, mi256_len=32):
         body = b""
         for t, v in self.attrs:
             body += struct.pack("!HH", t, len(v)) + v + b"\0" * (pad4(len(v)) - len(v))
@@ -175,6 +214,12 @@ class Message:
             hdr = struct.pack("!HHI", t, len(body) + 24, MAGIC) + self.txid
             mac = hmac.new(key, hdr + body, hashlib.sha1).digest()
             body += struct.pack("!HH", MESSAGE_INTEGRITY, 20) + mac
+        if key256 is not None:
+            # RFC 8489 14.6: the same with HMAC-SHA256, truncated to mi256_len bytes
+            # (16..32, a multiple of 4); the length counts the truncated attribute.
+            hdr = struct.pack("!HHI", t, len(body) + 4 + mi256_len, MAGIC) + self.txid
+            mac = hmac.new(key256, hdr + body, hashlib.sha256).digest()[:mi256_len]
+            body += struct.pack("!HH", MESSAGE_INTEGRITY_SHA256, mi256_len) + mac
         if fingerprint:
             hdr = struct.pack("!HHI", t, len(body) + 8, MAGIC) + self.txid
             crc = (zlib.crc32(hdr + body) & 0xFFFFFFFF) ^ 0x5354554E
@@ -234,6 +279,26 @@ class Message:
         struct.pack_into("!H", hdr, 2, off - 20 + 24)
         mac = hmac.new(key, bytes(hdr) + self.raw[20:off], hashlib.sha1).digest()
         return hmac.compare_digest(mac, self.raw[off + 4:off + 24])
+
+    def verify_integrity_sha256(self, key):
+        """None: no MESSAGE-INTEGRITY-SHA256; True/False: it (in)validates with key."""
+        if self.raw is None or MESSAGE_INTEGRITY_SHA256 not in self.offsets:
+            return None
+        off = self.offsets[MESSAGE_INTEGRITY_SHA256]
+        n = struct.unpack("!H", self.raw[off + 2:off + 4])[0]
+        if n < 16 or n > 32 or n % 4:
+            return False
+        hdr = bytearray(self.raw[:20])
+        struct.pack_into("!H", hdr, 2, off - 20 + 4 + n)
+        mac = hmac.new(key, bytes(hdr) + self.raw[20:off], hashlib.sha256).digest()[:n]
+        return hmac.compare_digest(mac, self.raw[off + 4:off + 4 + n])
+
+    def address_error(self):
+        """ADDRESS-ERROR-CODE as (family byte, code), or None."""
+        v = self.get(ADDRESS_ERROR_CODE)
+        if v is None or len(v) < 4:
+            return None
+        return v[0], (v[2] & 0x7) * 100 + v[3]
 
     def verify_fingerprint(self):
         """None: no FINGERPRINT; True/False: valid and last, or not."""
@@ -415,12 +480,20 @@ class Client:
     and retrying once, as a browser does.
     """
 
-    def __init__(self, server, user=None, password=None, tcp=False, timeout=2.0, log=None):
+    def __init__(self, server, user=None, password=None, tcp=False, timeout=2.0, log=None,
+                 pwalg=None, mi256_len=32):
         self.server = server
         self.conn = TcpConn(server, timeout) if tcp else UdpConn(server)
         self.user, self.password = user, password
         self.realm = None
         self.nonce = None
+        # RFC 8489 9.2: pwalg=PWALG_SHA256 (or PWALG_MD5) makes the client, once a
+        # 401/438 offered PASSWORD-ALGORITHMS under a nonce cookie, send
+        # PASSWORD-ALGORITHM and the echoed list and sign with MESSAGE-INTEGRITY-SHA256
+        # (mi256_len bytes); pwalg=None is an RFC 5389 client (MD5 key, MI).
+        self.pwalg = pwalg
+        self.mi256_len = mi256_len
+        self.pwalgs = None       # PASSWORD-ALGORITHMS value of the last 401/438
         self.timeout = timeout
         self.queue = []
         self.log = log           # callable(kind, request Message, response Message, key)
@@ -428,7 +501,14 @@ class Client:
         self.relayed_all = []
         self.mapped = None
 
+    def negotiated(self):
+        """True once requests carry PASSWORD-ALGORITHM (the server offered it)."""
+        return self.pwalg is not None and self.pwalgs is not None and \
+            self.pwalg in password_algorithms(self.pwalgs)
+
     def key(self):
+        if self.negotiated() and self.pwalg == PWALG_SHA256:
+            return long_term_key_sha256(self.user, self.realm or "", self.password)
         return long_term_key(self.user, self.realm or "", self.password)
 
     def close(self):
@@ -477,10 +557,18 @@ class Client:
         for attempt in range(3):
             msg.attrs = list(base_attrs)
             key = None
+            sha = False
             if auth and self.nonce is not None:
                 msg.add_str(USERNAME, self.user).add_str(REALM, self.realm).add_str(NONCE, self.nonce)
                 key = self.key()
-            data = msg.encode(key=key, fingerprint=fingerprint)
+                if self.negotiated():
+                    msg.add(PASSWORD_ALGORITHM, struct.pack("!HH", self.pwalg, 0))
+                    msg.add(PASSWORD_ALGORITHMS, self.pwalgs)
+                    sha = True
+            if sha:
+                data = msg.encode(key256=key, mi256_len=self.mi256_len, fingerprint=fingerprint)
+            else:
+                data = msg.encode(key=key, fingerprint=fingerprint)
             resp = self.raw_exchange(data, msg.txid, timeout)
             if resp is None:
                 return None
@@ -492,6 +580,9 @@ class Client:
                 if resp.has(REALM):
                     self.realm = resp.get_str(REALM)
                 self.nonce = resp.get_str(NONCE)
+                feats = nonce_features(self.nonce)
+                self.pwalgs = resp.get(PASSWORD_ALGORITHMS) \
+                    if feats is not None and feats & SEC_PASSWORD_ALGORITHMS else None
                 msg.txid = os.urandom(12)
                 continue
             return resp

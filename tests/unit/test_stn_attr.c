@@ -279,11 +279,68 @@ static void scalars(void)
     is_int(a ? stn_attr_get_even_port(&m, a, &r) : 0, RTC_EMSG, "empty EVEN-PORT rejected");
 }
 
+/* ADDRESS-ERROR-CODE (RFC 8656 s.18.12) and PASSWORD-ALGORITHM(S)
+ * (RFC 8489 s.14.11, s.14.12), byte for byte as the RFCs draw them. */
+static void rfc8489_8656(void)
+{
+    const stn_attr_ref *a;
+    stn_builder b;
+    size_t n = 0;
+    int fam = 0, code = 0;
+    uint16_t alg = 0;
+    rtc_rd reason;
+    static const uint16_t algs[] = {0x0002, 0x0001};
+
+    stn_build_init(&b, buf, sizeof buf, STN_ALLOCATE, STN_SUCCESS, tid);
+    stn_build_address_error(&b, AF_INET6, 440, "Address Family not Supported");
+    ok(stn_build_finish(&b, &n) == 0 &&
+           !memcmp(buf + 20, "\x80\x01\x00\x20\x02\x00\x04\x28" "Address Family not Supported", 36),
+       "ADDRESS-ERROR-CODE: family 2, reserved 0, class 4, number 40, reason");
+    ok(stn_msg_parse(&m, buf, n) == 0 &&
+           stn_attr_get_address_error(&m, &m.attrs[0], &fam, &code, &reason) == 0 &&
+           fam == AF_INET6 && code == 440 && rtc_rd_left(&reason) == 28,
+       "ADDRESS-ERROR-CODE decodes");
+    a = one(STN_A_ADDRESS_ERROR_CODE, "\x01\x00\x05\x08", 4);
+    ok(a && stn_attr_get_address_error(&m, a, &fam, &code, &reason) == 0 && fam == AF_INET &&
+           code == 508,
+       "ADDRESS-ERROR-CODE IPv4 508, no reason");
+    a = one(STN_A_ADDRESS_ERROR_CODE, "\x03\x00\x04\x28", 4);
+    is_int(a ? stn_attr_get_address_error(&m, a, &fam, &code, &reason) : 0, RTC_EMSG,
+           "ADDRESS-ERROR-CODE family 3 rejected");
+    a = one(STN_A_ADDRESS_ERROR_CODE, "\x02\x00\x04", 3);
+    is_int(a ? stn_attr_get_address_error(&m, a, &fam, &code, &reason) : 0, RTC_EMSG,
+           "ADDRESS-ERROR-CODE of 3 bytes rejected");
+
+    stn_build_init(&b, buf, sizeof buf, STN_ALLOCATE, STN_ERROR, tid);
+    stn_build_password_algorithms(&b, algs, 2);
+    stn_build_password_algorithm(&b, 0x0002);
+    ok(stn_build_finish(&b, &n) == 0 &&
+           !memcmp(buf + 20, "\x80\x02\x00\x08\x00\x02\x00\x00\x00\x01\x00\x00"
+                             "\x00\x1d\x00\x04\x00\x02\x00\x00", 20),
+       "PASSWORD-ALGORITHMS SHA-256, MD5 and PASSWORD-ALGORITHM SHA-256 on the wire");
+    ok(stn_msg_parse(&m, buf, n) == 0 &&
+           stn_attr_get_password_algorithm(&m, &m.attrs[1], &alg) == 0 && alg == 2,
+       "PASSWORD-ALGORITHM decodes");
+    a = one(STN_A_PASSWORD_ALGORITHM, "\x00\x03\x00\x02\xaa\xbb\x00\x00", 8);
+    ok(a && stn_attr_get_password_algorithm(&m, a, &alg) == 0 && alg == 3,
+       "PASSWORD-ALGORITHM with 2 bytes of parameters padded to 4");
+    a = one(STN_A_PASSWORD_ALGORITHM, "\x00\x02\x00\x08\x00\x00\x00\x00", 8);
+    is_int(a ? stn_attr_get_password_algorithm(&m, a, &alg) : 0, RTC_EMSG,
+           "PASSWORD-ALGORITHM whose parameters overrun it rejected");
+    a = one(STN_A_PASSWORD_ALGORITHM, "\x00\x02\x00\x00\x00\x00\x00\x00", 8);
+    is_int(a ? stn_attr_get_password_algorithm(&m, a, &alg) : 0, RTC_EMSG,
+           "PASSWORD-ALGORITHM with trailing bytes rejected");
+    a = one(STN_A_PASSWORD_ALGORITHM, "\x00\x02", 2);
+    is_int(a ? stn_attr_get_password_algorithm(&m, a, &alg) : 0, RTC_EMSG,
+           "PASSWORD-ALGORITHM of 2 bytes rejected");
+}
+
 int main(void)
 {
     addresses();
     error_code();
     unknown_list();
     scalars();
+    rfc8489_8656();
     return done_testing();
 }

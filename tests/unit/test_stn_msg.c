@@ -318,6 +318,42 @@ static void mi_fp_order(void)
     }
     ok(stn_msg_parse(&m, buf, len) == 0 && m.mi == 0 && stn_auth_check_integrity(&m, "k", 1),
        "MI still verifies with MI-SHA256 after it");
+    is_int(m.mi256, 1, "and the view indexes MI-SHA256");
+
+    /* after MI-SHA256 only FINGERPRINT counts (s.14.6): SOFTWARE, an
+     * unknown required attribute and a late MI are ignored */
+    {
+        uint8_t mac256[32] = {0};
+        stn_build_init(&b, buf, sizeof buf, STN_BINDING, STN_REQUEST, tid);
+        stn_build_attr(&b, STN_A_USERNAME, "bob", 3);
+        stn_build_attr(&b, STN_A_MESSAGE_INTEGRITY_SHA256, mac256, 16);
+        stn_build_attr(&b, STN_A_SOFTWARE, "late", 4);
+        stn_build_attr(&b, 0x0031, "x", 1);
+        stn_build_integrity(&b, "k", 1);
+        stn_build_fingerprint(&b);
+        stn_build_finish(&b, &len);
+        ok(parse_copy(buf, len) == 0 && m.n_attrs == 3 && m.mi256 == 1 && m.mi == -1 &&
+               m.fp == 2 && m.n_unknown == 0,
+           "after a 16-byte MI-SHA256 only FINGERPRINT is honoured");
+        for (size_t l = 0; l <= 40; l += 4) {
+            stn_build_init(&b, buf, sizeof buf, STN_BINDING, STN_REQUEST, tid);
+            stn_build_attr(&b, STN_A_MESSAGE_INTEGRITY_SHA256, mac256, l > 32 ? 32 : l);
+            if (l > 32) /* 36 and 40: longer than any HMAC-SHA256 */
+                stn_build_attr(&b, STN_A_MESSAGE_INTEGRITY_SHA256, mac256, l - 32);
+            stn_build_finish(&b, &len);
+            if (l > 32) { /* rewrite the first attribute's length to l */
+                buf[22] = 0;
+                buf[23] = (uint8_t)l;
+            }
+            if ((parse_copy(buf, len) == 0) != (l >= 16 && l <= 32))
+                ok(0, "MI-SHA256 length rule broken");
+        }
+        ok(1, "MI-SHA256 of 0..12 and 36, 40 bytes malformed; 16..32 accepted");
+        stn_build_init(&b, buf, sizeof buf, STN_BINDING, STN_REQUEST, tid);
+        stn_build_attr(&b, STN_A_MESSAGE_INTEGRITY_SHA256, mac256, 18);
+        stn_build_finish(&b, &len);
+        is_int(parse_copy(buf, len), RTC_EMSG, "MI-SHA256 of 18 bytes (not a multiple of 4)");
+    }
 }
 
 static void header_checks(const char *dir)
