@@ -85,8 +85,9 @@ const rtc_conf_spec rly_conf_specs[] = {
      "realm for long-term credentials", check_realm, 0},
     {"user", RTC_CONF_LIST, OFF(user), 0, 0, NULL, "NAME:PASSWORD",
      "static long-term credential", check_user, RTC_CONF_SECRET},
-    {"auth-secret", RTC_CONF_STR, OFF(auth_secret), 0, 0, NULL, "S",
-     "TURN REST API secret (username EXPIRY[:ID], password base64(HMAC-SHA1(S, username)))",
+    {"auth-secret", RTC_CONF_LIST, OFF(auth_secret), 0, 0, NULL, "S",
+     "TURN REST API secret (username EXPIRY[:ID], password base64(HMAC-SHA1(S, username))); "
+     "repeat it (up to 4) to accept an old secret while rotating",
      NULL, RTC_CONF_SECRET},
     {"allow-peer", RTC_CONF_LIST, OFF(allow_peer), 0, 0, NULL, "CIDR",
      "peer range clients may reach (wins over deny)", rtc_conf_check_cidr, 0},
@@ -251,7 +252,8 @@ static rly_cfg *build_cfg(const app *ap, const rly_settings *s, char *err, size_
                  (long long)s->default_lifetime, (long long)s->max_lifetime);
         goto out_free;
     }
-    c->auth = rly_auth_new(s->realm, s->user.v, s->user.n, s->auth_secret, err, errlen);
+    c->auth = rly_auth_new(s->realm, s->user.v, s->user.n, s->auth_secret.v, s->auth_secret.n,
+                           err, errlen);
     if (!c->auth)
         goto out_free;
     if (parse_cidrs(&s->allow_peer, &allow) || parse_cidrs(&s->deny_peer, &deny))
@@ -370,8 +372,8 @@ static void reload(app *ap)
     rtc_log_parse_format(ns.log_format, &fmt);
     rtc_log_setup(lvl, fmt, "tsunagu-relay");
     RTC_LOG(RTC_LOG_INFO, NULL,
-            "reloaded: %zu static user(s), REST secret %s, %zu allow / %zu deny rule(s)%s",
-            ns.user.n, ns.auth_secret ? "on" : "off", ns.allow_peer.n, ns.deny_peer.n,
+            "reloaded: %zu static user(s), %zu REST secret(s), %zu allow / %zu deny rule(s)%s",
+            ns.user.n, ns.auth_secret.n, ns.allow_peer.n, ns.deny_peer.n,
             nt ? ", TLS certificate" : "");
     rtc_conf_dispose(rly_conf_specs, &ap->s);
     ap->s = ns;
@@ -545,10 +547,10 @@ static int create_workers(app *ap, char *err, size_t errlen)
     rtc_addr_format(&ap->relay_ip[1], false, r6);
     RTC_LOG(RTC_LOG_INFO, NULL,
             "started: %zu worker(s), %zu listener(s) (first %s), %zu TLS, relay %s / %s ports "
-            "%u-%u, metrics %s, realm %s, %zu static user(s), REST secret %s",
+            "%u-%u, metrics %s, realm %s, %zu static user(s), %zu REST secret(s)",
             n, ap->s.listen.n, ap->s.listen.n ? ap->s.listen.v[0] : "-", ap->s.tls_listen.n, r4,
             r6, ap->port_lo, ap->port_hi, ap->s.metrics_listen, ap->s.realm, ap->s.user.n,
-            ap->s.auth_secret ? "on" : "off");
+            ap->s.auth_secret.n);
     return 0;
 }
 

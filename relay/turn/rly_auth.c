@@ -19,7 +19,8 @@ struct rly_auth {
     char *realm;
     user_ent *users; /* sorted by name for bsearch */
     size_t n_users;
-    rtc_secret secret; /* len 0 = REST credentials off */
+    rtc_secret secrets[RLY_AUTH_SECRETS]; /* REST secrets, in order; none: REST off */
+    size_t n_secrets;
 };
 
 static int cmp_user(const void *a, const void *b)
@@ -38,12 +39,13 @@ void rly_auth_free(rly_auth *a)
     }
     free(a->users);
     free(a->realm);
-    rtc_secret_dispose(&a->secret);
+    for (size_t i = 0; i < a->n_secrets; i++)
+        rtc_secret_dispose(&a->secrets[i]);
     free(a);
 }
 
 rly_auth *rly_auth_new(const char *realm, char *const *users, size_t n_users,
-                       const char *secret, char *err, size_t errlen)
+                       char *const *secrets, size_t n_secrets, char *err, size_t errlen)
 {
     rly_auth *a = calloc(1, sizeof *a);
 
@@ -75,8 +77,20 @@ rly_auth *rly_auth_new(const char *realm, char *const *users, size_t n_users,
             snprintf(err, errlen, "user: '%s' given twice", a->users[i].name);
             goto out_free;
         }
-    if (secret && *secret && rtc_secret_init(&a->secret, secret, strlen(secret)))
-        goto out_oom;
+    if (n_secrets > RLY_AUTH_SECRETS) {
+        snprintf(err, errlen, "auth-secret: at most %d secrets (one to use, the others being "
+                              "rotated out)", RLY_AUTH_SECRETS);
+        goto out_free;
+    }
+    for (size_t i = 0; i < n_secrets; i++) {
+        if (!*secrets[i]) {
+            snprintf(err, errlen, "auth-secret: entry %zu is empty", i + 1);
+            goto out_free;
+        }
+        if (rtc_secret_init(&a->secrets[i], secrets[i], strlen(secrets[i])))
+            goto out_oom;
+        a->n_secrets = i + 1;
+    }
     return a;
 out_oom:
     snprintf(err, errlen, "out of memory");
@@ -104,7 +118,8 @@ static int rest_expiry(const uint8_t *u, size_t n, uint64_t *exp)
 }
 
 int rly_auth_key_alg(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t now_s,
-                     uint16_t alg, uint8_t key[RLY_KEY_MAX], size_t *keylen, bool *rest)
+                     uint16_t alg, unsigned nth, uint8_t key[RLY_KEY_MAX], size_t *keylen,
+                     bool *rest)
 {
     char name[129];
     user_ent probe, *hit;
@@ -126,12 +141,14 @@ int rly_auth_key_alg(const rly_auth *a, const uint8_t *user, size_t ulen, uint64
     *rest = false;
     *keylen = alg == STN_PWALG_SHA256 ? 32 : 16;
     if (hit) {
+        if (nth)
+            return RTC_EAUTH;
         memcpy(key, alg == STN_PWALG_SHA256 ? hit->key256 : hit->key, *keylen);
         return 0;
     }
-    if (!a->secret.len || rest_expiry(user, ulen, &exp) || exp <= now_s)
+    if (nth >= a->n_secrets || rest_expiry(user, ulen, &exp) || exp <= now_s)
         return RTC_EAUTH;
-    rtc_hmac_sha1(a->secret.p, a->secret.len, user, ulen, mac);
+    rtc_hmac_sha1(a->secrets[nth].p, a->secrets[nth].len, user, ulen, mac);
     plen = rtc_base64_encode(mac, sizeof mac, pass, sizeof pass);
     if (plen < 0)
         return RTC_EAUTH;
@@ -151,7 +168,7 @@ int rly_auth_key(const rly_auth *a, const uint8_t *user, size_t ulen, uint64_t n
 {
     uint8_t k[RLY_KEY_MAX];
     size_t kl;
-    int rc = rly_auth_key_alg(a, user, ulen, now_s, STN_PWALG_MD5, k, &kl, rest);
+    int rc = rly_auth_key_alg(a, user, ulen, now_s, STN_PWALG_MD5, 0, k, &kl, rest);
     if (!rc)
         memcpy(key, k, 16);
     memset(k, 0, sizeof k);

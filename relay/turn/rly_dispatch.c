@@ -209,7 +209,7 @@ static rly_result authenticate(rly_req *r)
     uint32_t features = 0;
     uint16_t alg = STN_PWALG_MD5;
     rly_result res;
-    bool mac_ok;
+    bool mac_ok = false;
 
     /* the answer to a bare request (the one a spoofer would send) carries
      * no reason phrase: the code says it all */
@@ -229,19 +229,19 @@ static rly_result authenticate(rly_req *r)
         r->t->stats.auth_failures++;
         return RLY_ERR(401, "Unauthorized");
     }
-    if (rly_auth_key_alg(r->t->cfg->auth, m->buf + u->off, u->len, r->in->wall_s, alg, r->key,
-                         &r->keylen, &r->rest)) {
-        r->t->stats.auth_failures++;
-        return RLY_ERR(401, "Unauthorized");
-    }
-    /* s.9.2.4: MESSAGE-INTEGRITY-SHA256 when present, MI otherwise */
-    if (m->mi256 >= 0)
-        mac_ok = stn_auth_check_integrity_sha256(m, r->key, r->keylen);
-    else
-        mac_ok = stn_auth_check_integrity(m, r->key, r->keylen);
-    if (!mac_ok) {
-        r->t->stats.auth_failures++;
-        return RLY_ERR(401, "Unauthorized");
+    /* one candidate key for a static user, one per REST secret (rotation):
+     * the first whose MAC matches; bounded by RLY_AUTH_SECRETS */
+    for (unsigned nth = 0; !mac_ok; nth++) {
+        if (rly_auth_key_alg(r->t->cfg->auth, m->buf + u->off, u->len, r->in->wall_s, alg, nth,
+                             r->key, &r->keylen, &r->rest)) {
+            r->t->stats.auth_failures++;
+            return RLY_ERR(401, "Unauthorized");
+        }
+        /* s.9.2.4: MESSAGE-INTEGRITY-SHA256 when present, MI otherwise */
+        if (m->mi256 >= 0)
+            mac_ok = stn_auth_check_integrity_sha256(m, r->key, r->keylen);
+        else
+            mac_ok = stn_auth_check_integrity(m, r->key, r->keylen);
     }
     r->user = m->buf + u->off;
     r->ulen = u->len;

@@ -111,6 +111,50 @@ def test_reload(exe, c, tmp):
         relay.stop()
 
 
+def test_secret_rotation(exe, c, tmp):
+    """auth-secret is repeatable: during a rotation the relay accepts REST
+    credentials minted under the old and the new secret, and after the old
+    one is dropped only the new ones. More than 4 secrets stop start-up."""
+    conf = os.path.join(tmp, "rotate.conf")
+    with open(conf, "w") as f:
+        f.write("auth-secret = oldsecret\n")
+    relay = Relay(exe, config=conf)
+    exp = int(time.time()) + 600
+    try:
+        def alloc_with(secret, ident):
+            user, pw = rest_credentials(secret, exp, ident=ident)
+            cl = Client(relay.addr, "udp", user, pw)
+            m = cl.allocate()
+            if m.cls == SUCCESS:
+                cl.refresh(0)
+            cl.close()
+            return m
+        c.success(alloc_with("oldsecret", "r1"), "rotation: old secret works alone")
+        c.error(alloc_with("newsecret", "r2"), 401, "rotation: new secret unknown yet")
+        with open(conf, "w") as f:  # step 1: the new secret first, the old one still accepted
+            f.write("auth-secret = newsecret\nauth-secret = oldsecret\n")
+        relay.signal(signal.SIGHUP)
+        time.sleep(0.3 * TIMEOUT_MULT)
+        c.success(alloc_with("newsecret", "r3"), "rotation: new secret accepted")
+        c.success(alloc_with("oldsecret", "r4"), "rotation: old secret still accepted")
+        c.error(alloc_with("othersecret", "r5"), 401, "rotation: a third secret refused")
+        with open(conf, "w") as f:  # step 2: the old secret's credentials have expired
+            f.write("auth-secret = newsecret\n")
+        relay.signal(signal.SIGHUP)
+        time.sleep(0.3 * TIMEOUT_MULT)
+        c.success(alloc_with("newsecret", "r6"), "rotation: new secret alone")
+        c.error(alloc_with("oldsecret", "r7"), 401, "rotation: old secret dropped")
+        c.ok("2 REST secret(s)" in relay.logtext(), "rotation: the reload logs the secret count")
+    finally:
+        relay.stop()
+    args = []
+    for i in range(5):
+        args += ["--auth-secret", f"s{i}"]
+    rc, out = run_fail(exe, args + ["--listen", "127.0.0.1:0"])
+    c.ok(rc != 0 and "at most 4" in out and "s1" not in out,
+         f"rotation: 5 secrets refused at start-up without echoing them ({out.strip()[-120:]})")
+
+
 def test_many_reloads(exe, c):
     """Replaced configurations are freed once the workers moved on (review
     finding 11): the relay used to keep every one and refuse reload number
@@ -585,6 +629,7 @@ def main():
     tests = [("startup_errors", lambda: test_startup_errors(exe, c, tmp)),
              ("port_taken", lambda: test_port_taken(exe, c)),
              ("reload", lambda: test_reload(exe, c, tmp)),
+             ("secret_rotation", lambda: test_secret_rotation(exe, c, tmp)),
              ("many_reloads", lambda: test_many_reloads(exe, c)),
              ("drain", lambda: test_drain(exe, c)),
              ("metrics", lambda: test_metrics(exe, c)),

@@ -289,7 +289,8 @@ int main(void)
     uint8_t rt[4] = {17, 0, 0, 0}, tcp[4] = {6, 0, 0, 0}, fam6[4] = {2, 0, 0, 0};
 
     memset(&cfg, 0, sizeof cfg);
-    cfg.auth = rly_auth_new("tsunagu", users, 2, "restsecret", err, sizeof err);
+    char *secrets[] = {"restsecret"};
+    cfg.auth = rly_auth_new("tsunagu", users, 2, secrets, 1, err, sizeof err);
     rtc_addr_parse_ip("192.0.2.100", &cfg.relay_ip[0]);
     cfg.advertise[0] = cfg.relay_ip[0];
     pp.own = &cfg.relay_ip[0];
