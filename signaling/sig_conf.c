@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rtc_err.h"
+#include "sig_token.h"
 #include "rtc_log.h"
 #include "sig_admit.h"
 
@@ -37,8 +38,9 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate (PEM): serve HTTPS/WSS",
      NULL, 0},
     {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
-    {"token-secret", RTC_CONF_STR, OFF(token_secret), 0, 0, NULL, "S",
-     "require HS256 JWT access tokens on join (off: open rooms)", check_secret, RTC_CONF_SECRET},
+    {"token-secret", RTC_CONF_LIST, OFF(token_secret), 0, 0, NULL, "S",
+     "require HS256 JWT access tokens on join (off: open rooms); repeat it (up to 4) to accept "
+     "tokens signed with an old secret while rotating", check_secret, RTC_CONF_SECRET},
     {"turn-url", RTC_CONF_LIST, OFF(turn_url), 0, 0, NULL, "URL",
      "TURN/STUN URL handed out in joined.iceServers", check_url, 0},
     {"turn-secret", RTC_CONF_STR, OFF(turn_secret), 0, 0, NULL, "S",
@@ -98,6 +100,11 @@ int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t
         snprintf(err, errlen,
                  "redis: cluster mode is not implemented in this version (run one node "
                  "without --redis)");
+        goto fail;
+    }
+    if (out->token_secret.n > SIG_TOKEN_SECRETS) {
+        snprintf(err, errlen, "token-secret: at most %d secrets (one in use, the others being "
+                              "rotated out)", SIG_TOKEN_SECRETS);
         goto fail;
     }
     if (out->turn_secret && out->turn_url.n == 0) {

@@ -9,9 +9,10 @@
 #include "rtc_conf.h"
 
 typedef struct {
-    char *listen, *cert, *key, *token_secret, *turn_secret, *redis;
+    char *listen, *cert, *key, *turn_secret, *redis;
     char *log_level, *log_format;
     rtc_strlist turn_url;
+    rtc_strlist token_secret; /* none: open rooms; several: rotation (sig_token.h) */
     int64_t turn_ttl, max_room_size, max_rooms, max_message_bytes, rate_limit;
     int64_t resume_seconds, drain_seconds, idle_timeout, abuse_seconds;
     int64_t send_queue_messages, send_queue_bytes, max_connections;

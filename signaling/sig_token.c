@@ -37,8 +37,13 @@ static int part(const char *p, size_t len, uint8_t *out, size_t cap)
     return n;
 }
 
-int sig_token_verify(const char *token, const void *secret, size_t secretlen, const char *room,
-                     uint64_t now_s, sig_token_claims *out, const char **why)
+typedef struct {
+    const void *p;
+    size_t len;
+} key_ref;
+
+static int verify(const char *token, const key_ref *keys, size_t n_keys, const char *room,
+                  uint64_t now_s, sig_token_claims *out, const char **why)
 {
     const char *d1, *d2;
     uint8_t hdr[PART_MAX], pay[PART_MAX], sig[64], mac[RTC_SHA256_LEN];
@@ -61,10 +66,16 @@ int sig_token_verify(const char *token, const void *secret, size_t secretlen, co
         goto out;
     }
     slen = part(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
-    rtc_hmac_sha256(secret, secretlen, token, (size_t)(d2 - token), mac);
-    if (slen != RTC_SHA256_LEN || !rtc_ct_equal(sig, mac, RTC_SHA256_LEN)) {
-        *why = "bad token signature";
-        goto out;
+    {
+        bool signed_ok = false;
+        for (size_t k = 0; k < n_keys && slen == RTC_SHA256_LEN && !signed_ok; k++) {
+            rtc_hmac_sha256(keys[k].p, keys[k].len, token, (size_t)(d2 - token), mac);
+            signed_ok = rtc_ct_equal(sig, mac, RTC_SHA256_LEN);
+        }
+        if (!signed_ok) {
+            *why = "bad token signature";
+            goto out;
+        }
     }
     p = json_loadb((const char *)pay, (size_t)plen, JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(p)) {
@@ -111,6 +122,24 @@ out:
     json_decref(h);
     json_decref(p);
     return rc;
+}
+
+int sig_token_verify(const char *token, const void *secret, size_t secretlen, const char *room,
+                     uint64_t now_s, sig_token_claims *out, const char **why)
+{
+    key_ref k = {secret, secretlen};
+    return verify(token, &k, 1, room, now_s, out, why);
+}
+
+int sig_token_verify_any(const char *token, char *const *secrets, size_t n, const char *room,
+                         uint64_t now_s, sig_token_claims *out, const char **why)
+{
+    key_ref keys[SIG_TOKEN_SECRETS];
+    if (n > SIG_TOKEN_SECRETS)
+        n = SIG_TOKEN_SECRETS;
+    for (size_t i = 0; i < n; i++)
+        keys[i] = (key_ref){secrets[i], strlen(secrets[i])};
+    return verify(token, keys, n, room, now_s, out, why);
 }
 
 char *sig_token_mint(const void *secret, size_t secretlen, const char *room, const char *sub,

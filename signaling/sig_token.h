@@ -24,6 +24,15 @@ typedef struct {
 int sig_token_verify(const char *token, const void *secret, size_t secretlen, const char *room,
                      uint64_t now_s, sig_token_claims *out, const char **why);
 
+#define SIG_TOKEN_SECRETS 4 /* secrets accepted at once (rotation) */
+
+/* The same against several secrets (NUL-terminated strings, at most
+ * SIG_TOKEN_SECRETS; more are ignored): the token must be signed by one of
+ * them, and its claims are then checked once. Lets an operator rotate the
+ * secret while tokens signed with the old one are still out. */
+int sig_token_verify_any(const char *token, char *const *secrets, size_t n, const char *room,
+                         uint64_t now_s, sig_token_claims *out, const char **why);
+
 /* A fresh token; malloc'd, caller frees. NULL on ENOMEM. name may be NULL. */
 char *sig_token_mint(const void *secret, size_t secretlen, const char *room, const char *sub,
                      const char *name, uint64_t exp_s);

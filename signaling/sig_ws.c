@@ -201,7 +201,7 @@ static int turn_identity(const conn *c, const sig_conf *cf, const sig_token_clai
     bool v6 = c->addr.family == AF_INET6;
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-    if (cf->token_secret)
+    if (cf->token_secret.n)
         return sig_turn_user_id(cf->turn_secret, sl, "sub", claims->sub, strlen(claims->sub), out);
     if (v6 && !memcmp(ip, mapped, sizeof mapped)) { /* a v4 client on a v6 listener */
         v6 = false;
@@ -241,13 +241,13 @@ static void do_join(conn *c, const sig_msg *msg)
         send_error(c, SIG_E_BAD_REQUEST, "already in a room; leave first");
         return;
     }
-    if (cf->token_secret) {
+    if (cf->token_secret.n) {
         if (!msg->token) {
             send_error(c, SIG_E_UNAUTHORIZED, "this server needs an access token");
             return;
         }
-        if (sig_token_verify(msg->token, cf->token_secret, strlen(cf->token_secret), msg->room,
-                             rtc_clock_wall_s(), &claims, &why)) {
+        if (sig_token_verify_any(msg->token, cf->token_secret.v, cf->token_secret.n, msg->room,
+                                 rtc_clock_wall_s(), &claims, &why)) {
             RTC_LOG(RTC_LOG_INFO, c->peer, "join refused: %s", why);
             send_error(c, SIG_E_UNAUTHORIZED, why);
             return;
@@ -803,7 +803,7 @@ static void reload(server *s)
             "max-message-bytes %lld, rate-limit %lld, token auth %s)",
             (long long)fresh->max_room_size, (long long)fresh->max_rooms,
             (long long)fresh->max_message_bytes, (long long)fresh->rate_limit,
-            fresh->token_secret ? "on" : "off");
+            fresh->token_secret.n ? "on" : "off");
 }
 
 static void start_drain(server *s, uint64_t t)

@@ -262,6 +262,24 @@ async def token(exe):
         assert m['tsunagu_signal_errors_total{code="unauthorized"}'] == 10, m
         await a.close()
         await b.close()
+    # rotation: token-secret repeated; tokens signed with either are accepted, the
+    # claims still checked (an expired token under the old secret says "expired")
+    with Server(exe, "--token-secret", "new-secret", "--token-secret", secret) as srv:
+        for sec, who in (("new-secret", "n"), (secret, "o")):
+            c = await Client.connect(srv.url)
+            await c.join("r", who, token=mint(exe, sec, "r", who, 60))
+        c = await Client.connect(srv.url)
+        await c.send({"type": "join", "room": "r", "token": mint(exe, "third", "r", "x", 60)})
+        e = await c.error("unauthorized")
+        assert "signature" in e["message"], e
+        await c.send({"type": "join", "room": "r", "token": mint(exe, secret, "r", "x", -10)})
+        e = await c.error("unauthorized")
+        assert "expired" in e["message"], e
+    args = []
+    for i in range(5):
+        args += ["--token-secret", "s%d" % i]
+    p = subprocess.run([exe] + args, capture_output=True, text=True, timeout=10)
+    assert p.returncode == 2 and "at most 4" in p.stderr and "s1" not in p.stderr, p.stderr
 
 
 def turn_ident(joined):

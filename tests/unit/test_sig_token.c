@@ -51,6 +51,21 @@ int main(void)
     is_int(verify(t, "hall", 1000), RTC_EAUTH, "other room");
     is_int(sig_token_verify(t, "other", 5, "kitchen", 1000, &c, &why), RTC_EAUTH, "other key");
     {
+        /* rotation: any of several secrets, the claims checked once */
+        char k[] = "token-key", new_k[] = "new-key", third[] = "third"; /* k is K */
+        char *both[] = {new_k, k}, *wrong[] = {new_k, third};
+        is_int(sig_token_verify_any(t, both, 2, "kitchen", 1000, &c, &why), 0,
+               "signed by the second of two secrets");
+        ok(!strcmp(c.sub, "alice"), "claims from a rotated secret");
+        is_int(sig_token_verify_any(t, wrong, 2, "kitchen", 1000, &c, &why), RTC_EAUTH,
+               "signed by neither");
+        ok(!strcmp(why, "bad token signature"), "reason: signature");
+        is_int(sig_token_verify_any(t, both, 2, "kitchen", 5000, &c, &why), RTC_ESTALE,
+               "old secret, expired: the claims still decide");
+        is_int(sig_token_verify_any(t, both, 0, "kitchen", 1000, &c, &why), RTC_EAUTH,
+               "no secret: refused");
+    }
+    {
         /* flip one character of the signature / of the payload */
         char *u = strdup(t);
         size_t n = strlen(u);
