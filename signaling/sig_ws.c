@@ -103,6 +103,7 @@ struct server {
     rtc_log_ratelimit warn_rl;
     sig_admit *admit;              /* Origin list, connections per address */
     rtc_log_ratelimit admit_rl;    /* refusal lines (attackers choose their rate) */
+    uint64_t reloads_ok, reloads_failed; /* SIGHUP: a failed one keeps the old settings */
 };
 
 /* The signal handlers' only link to the loop: flags polled by the tick. */
@@ -474,6 +475,11 @@ static void render_metrics(server *s, rtc_buf *b)
         rtc_metrics_u64(b, "tsunagu_signal_errors_total", lbl, s->errors[i]);
     }
     sig_admit_metrics(s->admit, b);
+    rtc_metrics_header(b, "tsunagu_signal_config_reloads_total", "counter",
+                       "SIGHUP reloads; a failed one keeps the old settings running.");
+    rtc_metrics_u64(b, "tsunagu_signal_config_reloads_total", "result=\"ok\"", s->reloads_ok);
+    rtc_metrics_u64(b, "tsunagu_signal_config_reloads_total", "result=\"failed\"",
+                    s->reloads_failed);
     rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
                      "time from a message being queued to its lws_write", &s->latency);
     rtc_metrics_process(b, s->start_time);
@@ -779,6 +785,7 @@ static void reload(server *s)
         RTC_LOG(RTC_LOG_ERROR, NULL, "SIGHUP: reload failed, keeping the old settings: %s",
                 fresh ? err : "out of memory");
         free(fresh);
+        s->reloads_failed++;
         return;
     }
     if (strcmp(fresh->listen, s->boot->listen) || (fresh->cert && s->boot->cert &&
@@ -804,6 +811,7 @@ static void reload(server *s)
             (long long)fresh->max_room_size, (long long)fresh->max_rooms,
             (long long)fresh->max_message_bytes, (long long)fresh->rate_limit,
             fresh->token_secret.n ? "on" : "off");
+    s->reloads_ok++;
 }
 
 static void start_drain(server *s, uint64_t t)

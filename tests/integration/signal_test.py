@@ -706,7 +706,10 @@ async def sighup(exe):
         await cl[3].send({"type": "join", "room": "r", "token": mint(exe, "hup", "r", "v", 60)})
         await cl[3].error("room-full")
         await ping_ok(cl[2])   # nobody was dropped
-        assert srv.metrics()["tsunagu_signal_connections"] == 4
+        m = srv.metrics()
+        assert m["tsunagu_signal_connections"] == 4
+        assert m['tsunagu_signal_config_reloads_total{result="ok"}'] == 1, m
+        assert m['tsunagu_signal_config_reloads_total{result="failed"}'] == 1, m
         for c in cl:
             await c.close()
     os.unlink(path)
