@@ -46,6 +46,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define PIPELINE_MAX 256
+#define QUEUE_BUDGET 4096   /* commands per round: channel reads and heartbeats are not starved */
 #define EVENT_WAIT_MS 1000  /* a full incoming queue blocks the thread this long, then drops */
 #define VALUE_MAX 512       /* a room hash value {"name","node"} */
 #define NODE_LEN 16
@@ -691,13 +692,13 @@ static void cmd_free(cmd *k)
  * subscription), runs of leaves and publishes pipelined. RTC_EMSG when the
  * connection failed; commands not run are then answered (joins) or dropped
  * (publishes; leaves are covered by the mirror and the resync). */
-static int run_queue(sig_cluster *c)
+static int run_queue(sig_cluster *c, unsigned budget)
 {
     cmd *batch[PIPELINE_MAX];
     size_t n;
     cmd *k;
 
-    while ((k = pop_cmd(c))) {
+    while (budget-- > 0 && (k = pop_cmd(c))) {
         if (k->kind == CMD_JOIN) {
             int rc = run_join(c, k);
             cmd_free(k);
@@ -722,6 +723,8 @@ static int run_queue(sig_cluster *c)
             if (!nx)
                 break;
             batch[n++] = nx;
+            if (budget)
+                budget--;
         }
         {
             int rc = 0;
@@ -1038,13 +1041,17 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
     int timeout = *next_hb > now ? (int)(*next_hb - now) : 0;
     bool again;
 
+    pthread_mutex_lock(&c->mu);
+    if (c->qhead)
+        timeout = 0; /* left over from the last round's budget */
+    pthread_mutex_unlock(&c->mu);
     if (poll(p, 2, timeout) < 0 && errno != EINTR)
         return -errno;
     if ((p[0].revents & POLLIN) && read(c->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
         return -errno;
     if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && read_sub(c))
         return RTC_EMSG;
-    if (run_queue(c))
+    if (run_queue(c, QUEUE_BUDGET))
         return RTC_EMSG;
     if (mono_ms() >= *next_hb) {
         bool registered = true;
@@ -1077,7 +1084,7 @@ static void shutdown_node(sig_cluster *c)
     char key[64];
     const char *argv[] = {"DEL", key};
     redisReply *r;
-    if (run_queue(c))
+    if (run_queue(c, UINT32_MAX))
         return;
     snprintf(key, sizeof key, "%snode:%s", c->kp, c->node);
     if ((r = call(c, 2, argv)))

@@ -231,6 +231,7 @@ async def basic(exe):
         # a closed connection (resume off) leaves too
         await c.close()
         await a.expect("peer-left", id=jc["id"])
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "carol out of Redis")
         jb2 = await b.join("room", "bob2")
         assert [p["id"] for p in jb2["peers"]] == [ja["id"]], jb2
         await a.expect("peer-joined")
