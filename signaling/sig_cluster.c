@@ -814,125 +814,148 @@ static int reap(sig_cluster *c)
     return 0;
 }
 
-/* Make subscriptions and Redis's registrations match the mirror, then tell
- * the lws thread every room's members on other nodes (SYNC). */
-static int resync(sig_cluster *c)
-{
+/* What resync works from: the mirror, copied under the lock into the
+ * RESYNC script's arguments, and the rooms with a local member. */
+typedef struct {
+    const char **argv;
+    size_t *len, n;
+    char **owned, **rooms;
+    size_t nowned, nrooms;
     char nodes[32], key[64], nm[64], ttl[16];
-    const char **argv = NULL;
-    size_t *len = NULL, n = 0, cap;
-    char **owned = NULL, **rooms = NULL;
-    size_t nowned = 0, nrooms = 0;
-    redisReply *r = NULL;
-    int rc = -ENOMEM;
+} snap;
 
-    pthread_mutex_lock(&c->mu);
-    c->resync = false;
-    cap = 10 + 3 * c->members.n;
-    argv = calloc(cap, sizeof *argv);
-    len = calloc(cap, sizeof *len);
-    owned = calloc(3 * c->members.n + 1, sizeof *owned);
-    rooms = calloc(c->rooms.n + 1, sizeof *rooms);
-    if (!argv || !len || !owned || !rooms) {
-        c->resync = true;
-        pthread_mutex_unlock(&c->mu);
-        goto out;
+static void snap_dispose(snap *sn)
+{
+    for (size_t i = 0; i < sn->nowned; i++)
+        free(sn->owned[i]);
+    for (size_t i = 0; i < sn->nrooms; i++)
+        free(sn->rooms[i]);
+    free(sn->owned);
+    free(sn->rooms);
+    free(sn->argv);
+    free(sn->len);
+}
+
+static char *own(snap *sn, char *p)
+{
+    if (p)
+        sn->owned[sn->nowned++] = p;
+    return p;
+}
+
+/* Called with mu held. */
+static int snapshot(sig_cluster *c, snap *sn)
+{
+    size_t cap = 10 + 3 * c->members.n;
+    sn->argv = calloc(cap, sizeof *sn->argv);
+    sn->len = calloc(cap, sizeof *sn->len);
+    sn->owned = calloc(3 * c->members.n + 1, sizeof *sn->owned);
+    sn->rooms = calloc(c->rooms.n + 1, sizeof *sn->rooms);
+    if (!sn->argv || !sn->len || !sn->owned || !sn->rooms)
+        return -ENOMEM;
+    snprintf(sn->nodes, sizeof sn->nodes, "%snodes", c->kp);
+    snprintf(sn->key, sizeof sn->key, "%snode:%s", c->kp, c->node);
+    snprintf(sn->nm, sizeof sn->nm, "%snm:%s", c->kp, c->node);
+    snprintf(sn->ttl, sizeof sn->ttl, "%u", c->ttl_s);
+    {
+        const char *head[] = {"EVAL", RESYNC_LUA, "3", sn->nodes, sn->key, sn->nm,
+                              c->node, sn->ttl, c->kp, c->cp};
+        for (size_t i = 0; i < 10; i++)
+            sn->argv[sn->n++] = head[i];
     }
-    snprintf(nodes, sizeof nodes, "%snodes", c->kp);
-    snprintf(key, sizeof key, "%snode:%s", c->kp, c->node);
-    snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
-    snprintf(ttl, sizeof ttl, "%u", c->ttl_s);
-    argv[n++] = "EVAL";
-    argv[n++] = RESYNC_LUA;
-    argv[n++] = "3";
-    argv[n++] = nodes;
-    argv[n++] = key;
-    argv[n++] = nm;
-    argv[n++] = c->node;
-    argv[n++] = ttl;
-    argv[n++] = c->kp;
-    argv[n++] = c->cp;
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *m = c->members.b[i]; m; m = m->next) {
-            char *id = strdup(m->key), *room = strdup(m->room), *v = member_value(c, m->name);
-            if (!id || !room || !v) {
-                free(id);
-                free(room);
-                free(v);
-                c->resync = true;
-                pthread_mutex_unlock(&c->mu);
-                goto out;
-            }
-            owned[nowned++] = id;
-            owned[nowned++] = room;
-            owned[nowned++] = v;
-            argv[n++] = id;
-            argv[n++] = room;
-            argv[n++] = v;
+            const char *id = own(sn, strdup(m->key)), *room = own(sn, strdup(m->room));
+            const char *v = own(sn, member_value(c, m->name));
+            if (!id || !room || !v)
+                return -ENOMEM;
+            sn->argv[sn->n++] = id;
+            sn->argv[sn->n++] = room;
+            sn->argv[sn->n++] = v;
         }
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *e = c->rooms.b[i]; e; e = e->next)
-            if ((rooms[nrooms] = strdup(e->key)))
-                nrooms++;
-    pthread_mutex_unlock(&c->mu);
+            if (!(sn->rooms[sn->nrooms++] = strdup(e->key)))
+                return -ENOMEM;
+    for (size_t i = 0; i < sn->n; i++)
+        sn->len[i] = strlen(sn->argv[i]);
+    return 0;
+}
 
-    /* channels first: nothing published after the snapshot below is missed */
+/* Channels first: nothing published after the registration snapshot is missed. */
+static int resync_subs(sig_cluster *c, const snap *sn)
+{
+    int rc;
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *e = c->subs.b[i], *nx; e; e = nx) {
-            nx = e->next;
             bool keep = false;
-            for (size_t j = 0; j < nrooms && !keep; j++)
-                keep = !strcmp(rooms[j], e->key);
+            nx = e->next;
+            for (size_t j = 0; j < sn->nrooms && !keep; j++)
+                keep = sn->rooms[j] && !strcmp(sn->rooms[j], e->key);
             if (!keep && (rc = maybe_unsubscribe(c, e->key)))
-                goto out;
+                return rc;
         }
-    for (size_t j = 0; j < nrooms; j++)
-        if ((rc = subscribe(c, rooms[j])))
-            goto out;
+    for (size_t j = 0; j < sn->nrooms; j++)
+        if (sn->rooms[j] && (rc = subscribe(c, sn->rooms[j])))
+            return rc;
+    return 0;
+}
 
-    for (size_t i = 0; i < n; i++)
-        len[i] = strlen(argv[i]);
-    r = redisCommandArgv(c->cmd, (int)n, argv, len);
-    if (!reply_ok(r)) {
-        if (r)
-            RTC_LOG(RTC_LOG_ERROR, c->node, "redis: resync script failed: %s", r->str);
-        rc = RTC_EMSG;
-        goto out;
-    }
-    freeReplyObject(r);
-    r = NULL;
-    for (size_t j = 0; j < nrooms; j++) {
+/* Every room's members on other nodes, as SYNC events. */
+static int resync_rooms(sig_cluster *c, const snap *sn)
+{
+    for (size_t j = 0; j < sn->nrooms; j++) {
         char rk[SIG_ROOM_MAX + 32];
         const char *hv[] = {"HGETALL", rk};
+        redisReply *r;
         sig_cev *e;
-        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, rooms[j]);
+        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, sn->rooms[j]);
         if (!(r = call(c, 2, hv)) || r->type != REDIS_REPLY_ARRAY) {
-            rc = RTC_EMSG;
-            goto out;
+            if (r)
+                freeReplyObject(r);
+            return RTC_EMSG;
         }
         if ((e = calloc(1, sizeof *e))) {
             e->kind = SIG_CEV_SYNC;
-            snprintf(e->room, sizeof e->room, "%s", rooms[j]);
+            snprintf(e->room, sizeof e->room, "%s", sn->rooms[j]);
             if (members_of(c, r, e) == 0)
                 push_event(c, e);
             else
                 sig_cev_free(e);
         }
         freeReplyObject(r);
-        r = NULL;
     }
-    rc = 0;
-out:
-    if (r)
-        freeReplyObject(r);
-    for (size_t i = 0; i < nowned; i++)
-        free(owned[i]);
-    for (size_t i = 0; i < nrooms; i++)
-        free(rooms[i]);
-    free(owned);
-    free(rooms);
-    free(argv);
-    free(len);
+    return 0;
+}
+
+/* Make subscriptions and Redis's registrations match the mirror, then tell
+ * the lws thread every room's members on other nodes (SYNC). */
+static int resync(sig_cluster *c)
+{
+    snap sn;
+    redisReply *r;
+    int rc;
+
+    memset(&sn, 0, sizeof sn);
+    pthread_mutex_lock(&c->mu);
+    c->resync = false;
+    rc = snapshot(c, &sn);
+    pthread_mutex_unlock(&c->mu);
+    if (!rc)
+        rc = resync_subs(c, &sn);
+    if (!rc) {
+        r = redisCommandArgv(c->cmd, (int)sn.n, sn.argv, sn.len);
+        if (!reply_ok(r)) {
+            if (r)
+                RTC_LOG(RTC_LOG_ERROR, c->node, "redis: resync script failed: %s", r->str);
+            rc = RTC_EMSG;
+        }
+        if (r)
+            freeReplyObject(r);
+    }
+    if (!rc)
+        rc = resync_rooms(c, &sn);
+    snap_dispose(&sn);
     if (rc) {
         pthread_mutex_lock(&c->mu);
         c->resync = true;

@@ -533,6 +533,11 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
         send_text(o, sig_proto_forward("signal", from, data), now_us);
 }
 
+bool sig_hub_room_allowed(sig_hub *h, const char *room)
+{
+    return h->nrooms < h->lim.max_rooms || room_find(h, room);
+}
+
 sig_code sig_hub_signal(sig_hub *h, sig_member *m, const char *to, json_t *data, uint64_t now_us)
 {
     if (m->state != SIG_MEMBER_JOINED)

@@ -154,6 +154,10 @@ void sig_hub_remote_leave(sig_hub *h, const char *room, const char *id, uint64_t
 void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const char *from,
                             json_t *data, uint64_t now_us);
 
+/* Whether a join into `room` would pass the max_rooms limit now (cluster
+ * mode checks this before asking the shared store). */
+bool sig_hub_room_allowed(sig_hub *h, const char *room);
+
 /* Queue access for the writer: peek the oldest message, pop it once written. */
 sig_buf *sig_member_peek(sig_member *m);
 void sig_member_pop(sig_member *m);

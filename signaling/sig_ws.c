@@ -445,6 +445,13 @@ static void do_join(conn *c, const sig_msg *msg)
         return;
     }
     if (s->cluster) {
+        /* refused before the other nodes hear of it (they would see the
+         * member come and go) */
+        if (!sig_hub_room_allowed(s->hub, msg->room)) {
+            json_decref(ice);
+            send_error(c, SIG_E_SERVER_BUSY, "too many rooms");
+            return;
+        }
         cluster_join(c, msg->room, name, id, resume, ice);
         return;
     }

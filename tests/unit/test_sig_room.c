@@ -296,6 +296,8 @@ int main(void)
     is_int(join(h, &d, "r1", "d", t), SIG_E_ROOM_FULL, "room-full at max_room_size");
     is_int(join(h, &d, "r2", "d", t), SIG_OK, "second room");
     is_int(join(h, &e, "r3", "e", t), SIG_E_SERVER_BUSY, "server-busy at max_rooms");
+    ok(!sig_hub_room_allowed(h, "r3") && sig_hub_room_allowed(h, "r1"),
+       "room_allowed: a new room refused at max_rooms, an existing one fine");
     sig_hub_get_stats(h, &st);
     ok(st.rooms == 2 && st.members == 4 && st.lobby == 1, "stats: 2 rooms, 4 members, 1 lobby");
     drain(&d);
