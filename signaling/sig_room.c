@@ -351,15 +351,9 @@ void sig_hub_free(sig_hub *h)
 {
     if (!h)
         return;
-    /* Nobody is listening any more: free without telling anyone. */
-    while (h->all) {
-        sig_member *m = h->all;
-        h->all = m->hnext;
-        queue_clear(m);
-        free(m->name);
-        free(m->resume);
-        free(m);
-    }
+    /* Nobody is listening any more: free without telling anyone. Rooms
+     * first: their lists still link local members (freed below) and remote
+     * ones (freed here). */
     for (size_t i = 0; i < ROOM_BUCKETS; i++)
         while (h->buckets[i]) {
             sig_room *r = h->buckets[i];
@@ -373,6 +367,14 @@ void sig_hub_free(sig_hub *h)
             }
             free(r);
         }
+    while (h->all) {
+        sig_member *m = h->all;
+        h->all = m->hnext;
+        queue_clear(m);
+        free(m->name);
+        free(m->resume);
+        free(m);
+    }
     free(h);
 }
 
