@@ -4,7 +4,7 @@ loopback port and two (or three) real tsunagu-signal nodes, driven by
 python3-websockets clients. Every process is killed by PID at the end.
 
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
-tests: basic, nodedeath, outage, startup"""
+tests: basic, nodedeath, outage, stall, startup"""
 import asyncio
 import os
 import shutil
@@ -210,6 +210,20 @@ async def basic(exe):
         await a.silent()
         await b.silent()
 
+        # what other nodes publish is checked like client input: a forged but
+        # well-formed event is delivered (Redis is trusted), junk is dropped
+        ch = "tsu:0:ch:room"
+        dropped0 = A.metrics()["tsunagu_signal_cluster_dropped_total"]
+        for junk in ("not json", "[]", '{"n":"x","e":"sig","from":"f","to":"' + ja["id"] + '"}',
+                     '{"n":"x","e":"join","id":"' + "i" * 65 + '"}', '{"n":"x","e":"nope"}',
+                     '{"n":"x","e":"bc","from":"f","data":"' + "z" * (8 * 65536 + 5000) + '"}'):
+            r.cmd("PUBLISH", ch, junk)
+        r.cmd("PUBLISH", ch, '{"n":"forger","e":"sig","from":"f00","to":"%s","data":7}' % ja["id"])
+        await a.expect("signal", data=7, **{"from": "f00"})
+        await a.silent()
+        await until(lambda: A.metrics()["tsunagu_signal_cluster_dropped_total"] - dropped0 == 6, 5,
+                    "6 malformed or oversized channel messages counted as dropped")
+
         # ids of other rooms, on other nodes, are unknown
         e = await Client.connect(B.url)
         je = await e.join("other", "eve")
@@ -369,6 +383,73 @@ async def outage(exe):
             assert m["type"] in ("peer-left", "peer-joined"), m
             m = await a1.recv()
         assert m["data"] == "hi", m
+        for x in (a1, a2, b, n):
+            await x.close()
+
+
+@test
+async def stall(exe):
+    """Redis stops answering (SIGSTOP: connections stay open, nothing comes
+    back): WebSocket service on the node must not block, the bounded queue
+    refuses instead of growing, and everything recovers on SIGCONT."""
+    import signal as sg
+    with Redis() as r, node(exe, r, "--redis-queue", "16") as A, node(exe, r) as B:
+        a1 = await Client.connect(A.url)
+        j1 = await a1.join("room", "a1")
+        a2 = await Client.connect(A.url)
+        j2 = await a2.join("room", "a2")
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "b")
+        for _ in range(2):
+            await a1.expect("peer-joined")
+        await a2.expect("peer-joined")
+        os.kill(r.proc.pid, sg.SIGSTOP)
+        try:
+            t0 = time.time()
+            n = await Client.connect(A.url)
+            await n.send({"type": "join", "room": "fresh"})
+            # cross-node signals pile up in the bounded queue, then are refused
+            for i in range(40):
+                await a1.send({"type": "signal", "to": jb["id"], "data": i})
+            busy = 0
+            worst = 0.0
+            while time.time() - t0 < 4 * MULT:
+                t = time.perf_counter()
+                await a2.send({"type": "ping"})
+                while True:
+                    m = await a2.recv(timeout=2)
+                    if m["type"] == "pong":
+                        break
+                worst = max(worst, time.perf_counter() - t)
+                await a2.send({"type": "signal", "to": j1["id"], "data": "local"})
+                while True:
+                    m = await a1.recv(timeout=2)
+                    if m["type"] == "error":
+                        assert m["code"] == "server-busy", m
+                        busy += 1
+                        continue
+                    assert m == {"type": "signal", "from": j2["id"], "data": "local"}, m
+                    break
+                await asyncio.sleep(0.05)
+            assert worst < 0.25 * MULT, "WebSocket service blocked for %.3fs" % worst
+            assert busy >= 1, "the 16-deep queue took 40 signals without refusing any"
+            m = await n.error("server-busy", timeout=6)
+            st, body = A.http("/healthz")
+            assert st == 503 and "redis" in body, (st, body)
+            print("Redis stopped (SIGSTOP): worst ping on the node %.1f ms, %d cross-node signals "
+                  "refused with server-busy, pending join answered server-busy after %.1fs"
+                  % (worst * 1e3, busy, time.time() - t0))
+        finally:
+            os.kill(r.proc.pid, sg.SIGCONT)
+        await until(lambda: A.http("/healthz")[0] == 200, 15, "A to recover")
+        jn = await n.join("fresh", "new")
+        assert jn["peers"] == []
+        await a1.send({"type": "signal", "to": jb["id"], "data": "after"})
+        while True:   # what Redis had already taken before it stopped may arrive first
+            m = await b.recv(timeout=5)
+            if m.get("data") == "after":
+                break
+            assert m["type"] == "signal" and isinstance(m["data"], int), m
         for x in (a1, a2, b, n):
             await x.close()
 
