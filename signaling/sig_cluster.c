@@ -160,7 +160,8 @@ struct sig_cluster {
 
     /* Redis thread only */
     redisContext *cmd, *sub;
-    htab subs; /* channels subscribed */
+    htab subs;         /* channels subscribed */
+    uint64_t reap_from; /* no reaping before this (ms): see serve() */
 };
 
 static const char JOIN_LUA[] =
@@ -1079,7 +1080,10 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
     if (mono_ms() >= *next_hb) {
         bool registered = true;
         *next_hb = mono_ms() + HEARTBEAT_MS;
-        if (heartbeat(c, &registered) || reap(c))
+        /* Right after a (re)connection, other nodes may still be on their way
+         * back (Redis stalled, every heartbeat expired): give them their
+         * backoff and a heartbeat before calling them dead. */
+        if (heartbeat(c, &registered) || (mono_ms() >= c->reap_from && reap(c)))
             return RTC_EMSG;
         if (!registered) {
             /* Presumed dead (we stalled past the TTL, or Redis lost its data):
@@ -1132,6 +1136,7 @@ static void *thread_main(void *arg)
                 continue;
             }
             backoff = BACKOFF_MIN_MS;
+            c->reap_from = mono_ms() + BACKOFF_MAX_MS + 1000u * c->ttl_s;
             set_up(c, true);
             next_hb = mono_ms(); /* heartbeat and reap right away */
         }
