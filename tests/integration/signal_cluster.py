@@ -4,7 +4,7 @@ loopback port and two (or three) real tsunagu-signal nodes, driven by
 python3-websockets clients. Every process is killed by PID at the end.
 
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
-tests: basic, nodedeath, outage, stall, startup"""
+tests: basic, nodedeath, outage, stall, resume, startup"""
 import asyncio
 import os
 import shutil
@@ -466,6 +466,43 @@ async def stall(exe):
                 break
         assert got, "no cross-node signal after recovery"
         for x in (a1, a2, b, n):
+            await x.close()
+
+
+@test
+async def resume(exe):
+    """Resume works on the member's node (messages from other nodes queue while it is
+    detached); on another node the token is unknown: unauthorized, join again."""
+    with Redis() as r, node(exe, r, "--resume-seconds", "3") as A, \
+            node(exe, r, "--resume-seconds", "3") as B:
+        a = await Client.connect(A.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        b.ws.transport.abort()   # b's network dies
+        await asyncio.sleep(0.3)
+        for i in range(50):
+            await a.send({"type": "signal", "to": jb["id"], "data": i})
+        await a.silent(0.5)      # no peer-left: b keeps its place, on every node
+        other = await Client.connect(A.url)
+        await other.send({"type": "resume", "token": jb["resume"]})
+        await other.error("unauthorized")
+        b2 = await Client.connect(B.url)
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        m = await b2.expect("resumed", id=jb["id"])
+        assert m["peers"] == [{"id": ja["id"], "name": "a"}], m
+        for i in range(50):
+            await b2.expect("signal", data=i, **{"from": ja["id"]})
+        await b2.send({"type": "signal", "to": ja["id"], "data": "back"})
+        await a.expect("signal", data="back")
+        # the window ends on B: peer-left reaches A through Redis
+        b2.ws.transport.abort()
+        t0 = time.time()
+        await a.expect("peer-left", id=jb["id"], timeout=8)
+        assert 2.5 < time.time() - t0 < 5 * MULT
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
+        for x in (a, other):
             await x.close()
 
 
