@@ -11,7 +11,7 @@
 #   bench/relay_vs_coturn.sh --quick          # ~2 minutes, 1 repetition
 #   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (~20 min)
 #   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
-#            --levels "fixed lossless latency flood alloc" (a subset)  --latency-rate MSGS/S
+#            --levels "fixed lossless latency flood tcp alloc" (a subset)  --latency-rate MSGS/S
 #
 # Loopback only; ports are picked free at run time; every process started is
 # killed by PID on exit (trap), also on failure or Ctrl-C.
@@ -25,7 +25,7 @@ REPS=
 OUT=
 SERVERS="relay coturn"
 UCLIENT=0
-LEVELS="fixed lossless latency flood alloc"
+LEVELS="fixed lossless latency flood tcp alloc"
 LATRATE=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -283,6 +283,20 @@ if want flood; then
 # ---- 4. flood (short: other helpers share this machine) ----
 each_rep "flood|170|channel|10" --mode pair --size 170 --allocations 10 --rate 0 --duration-ms 2000
 [ $MODE = quick ] || each_rep "flood|1200|channel|10" --mode pair --size 1200 --allocations 10 --rate 0 --duration-ms 2000
+
+fi
+
+if want tcp; then
+# ---- 4b. clients over TCP (RFC 8656 s.3.1 framing; relayed side UDP): what browsers fall back
+# to behind firewalls that block UDP. Fixed loads and a short flood, channels, 170 B. The
+# generator reads the receive time off the stream (no kernel timestamps over TCP), so only
+# CPU, loss and rate are compared here, not latency.
+for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
+    each_rep "tcpfixed|170|channel|$n" --transport tcp --mode pair --size 170 --allocations $n \
+        --rate $((n * 50)) --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+done
+each_rep "tcpflood|170|channel|10" --transport tcp --mode pair --size 170 --allocations 10 \
+    --rate 0 --duration-ms 2000
 
 fi
 

@@ -98,10 +98,14 @@ EOF
 
 TL=("$TURNLOAD" --server 127.0.0.1:$PORT --user u:p --server-pid $SPID --allocations 10
     --setup-timeout-ms $((10000 * MULT)))
-for send in channel indication; do
-    out=$(timeout $((30 * MULT)) "${TL[@]}" --mode pair --send $send --rate 500 \
-          --duration-ms 1500 --drain-ms $((1000 * MULT))) || { echo "FAIL: turnload ($send) exited $?"; exit 1; }
-    check "$out" pair
+for transport in udp tcp; do
+    for send in channel indication; do
+        out=$(timeout $((30 * MULT)) "${TL[@]}" --mode pair --send $send --transport $transport \
+              --rate 500 --duration-ms 1500 --drain-ms $((1000 * MULT))) ||
+            { echo "FAIL: turnload ($transport $send) exited $?"; exit 1; }
+        check "$out" pair
+        echo "$out" | grep -q "\"transport\":\"$transport\"" || { echo "FAIL: not over $transport: $out"; exit 1; }
+    done
 done
 out=$(timeout $((30 * MULT)) "${TL[@]}" --mode alloc --concurrency 4 --max-cycles 200 --duration-ms 1000) ||
     { echo "FAIL: turnload (alloc) exited $?"; exit 1; }

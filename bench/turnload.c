@@ -28,6 +28,13 @@
  * utime+stime from /proc/PID/stat) and memory around each measured phase
  * only (not the setup), and prints µs of server CPU per relayed packet.
  *
+ * --transport tcp carries every client connection over TCP instead (RFC 8656
+ * s.3.1 framing: STUN messages and ChannelData padded to 4 on one stream per
+ * allocation; the relayed side stays UDP), for pair and echo modes. Over TCP
+ * the receive time is taken when the generator reads the stream (no kernel
+ * timestamp per frame), so its latency figures include the generator's own
+ * queueing; CPU and loss figures are as exact as over UDP.
+ *
  * Output: one JSON line per measured phase on stdout; progress and errors on
  * stderr. Every loop is bounded by a deadline. Single-threaded by design:
  * pin it with taskset. */
@@ -38,10 +45,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,11 +73,13 @@
 #define TL_PKT 2048
 #define TL_MAX_ALLOCS 20000
 #define TL_MAX_STEPS 64
+#define TL_STREAM_IN 16384  /* TCP: receive buffer per connection (frames <= TL_PKT) */
+#define TL_STREAM_OUT 65536 /* TCP: bytes a connection may hold back after a short write */
 
 /* ---------- settings ---------- */
 
 typedef struct {
-    char *server, *user, *realm, *mode, *peer, *send, *steps, *max_loss, *label;
+    char *server, *user, *realm, *mode, *peer, *send, *steps, *max_loss, *label, *transport;
     int64_t allocations, size, rate, duration_ms, drain_ms, tick_us, batch, server_pid;
     int64_t concurrency, max_cycles, setup_timeout_ms, window, retries;
 } tl_conf;
@@ -83,6 +96,8 @@ static const rtc_conf_spec specs[] = {
      "what to measure (see the file comment)", NULL, 0},
     {"peer", RTC_CONF_STR, OFF(peer), 0, 0, NULL, "ADDR:PORT", "UDP echo peer (echo, direct)",
      rtc_conf_check_hostport, 0},
+    {"transport", RTC_CONF_STR, OFF(transport), 0, 0, "udp", "udp|tcp",
+     "client to server transport (tcp: pair and echo modes only)", NULL, 0},
     {"send", RTC_CONF_STR, OFF(send), 0, 0, "channel", "channel|indication",
      "ChannelBind + ChannelData, or CreatePermission + Send indications", NULL, 0},
     {"allocations", RTC_CONF_INT, OFF(allocations), 1, TL_MAX_ALLOCS, "10", "N",
@@ -148,6 +163,9 @@ typedef struct {
     uint64_t phase_seq; /* seq at the start of the phase */
     uint64_t last_rx_seq;
     uint32_t ovfl; /* last SO_RXQ_OVFL count seen on this socket */
+    /* TCP only: the stream's unparsed input, and output held back by a short write */
+    uint8_t *in, *out;
+    size_t in_len, out_len;
 } tl_alloc;
 
 /* Latency histogram: 1 µs buckets to 20 ms, then 1 ms buckets to 10 s. */
@@ -169,7 +187,8 @@ typedef struct {
 typedef struct {
     tl_conf c;
     int mode;
-    bool chan;
+    bool chan, tcp;
+    size_t out_pending; /* TCP: connections with held-back output */
     rtc_addr server, peer;
     char uname[256];
     const char *pass; /* into c.user, after the ':' */
@@ -325,7 +344,8 @@ static int open_sock(tl *g, const rtc_addr *dst)
     struct sockaddr_in any = {.sin_family = AF_INET};
     socklen_t sl = rtc_addr_to_sockaddr(dst, &ss);
     int one = 1, big = 4 << 20;
-    int fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(ss.ss_family, g->tcp ? SOCK_STREAM | SOCK_CLOEXEC
+                                          : SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
     /* Against a loopback server every client socket gets its own source
@@ -344,11 +364,17 @@ static int open_sock(tl *g, const rtc_addr *dst)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big))
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
-    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+    if (g->tcp) {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    } else {
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof one);
+    }
     if (ss.ss_family == AF_INET && bind(fd, (struct sockaddr *)&any, sizeof any))
         goto out_close;
-    if (connect(fd, (struct sockaddr *)&ss, sl))
+    /* TCP connects blocking (loopback: immediate), then turns non-blocking */
+    if (connect(fd, (struct sockaddr *)&ss, sl) ||
+        (g->tcp && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)))
         goto out_close;
     return fd;
 out_close : {
@@ -373,6 +399,109 @@ static void reopen(tl *g, size_t i)
     a->nonce_len = 0;
     if (a->fd >= 0)
         attach(g, i);
+}
+
+/* ---------- TCP streams ---------- */
+
+static void out_set(tl *g, tl_alloc *a, size_t len)
+{
+    if (!a->out_len && len)
+        g->out_pending++;
+    else if (a->out_len && !len)
+        g->out_pending--;
+    a->out_len = len;
+}
+
+/* Write what a short write held back. true when nothing is left. */
+static bool stream_flush(tl *g, tl_alloc *a)
+{
+    while (a->out_len) {
+        ssize_t w = write(a->fd, a->out, a->out_len);
+        if (w <= 0)
+            return false;
+        memmove(a->out, a->out + w, a->out_len - (size_t)w);
+        out_set(g, a, a->out_len - (size_t)w);
+    }
+    return true;
+}
+
+/* Send whole frames on a's stream: what the kernel does not take now is held
+ * back (never a partial frame lost: a stream cannot skip bytes). 0, or
+ * RTC_ELIMIT when the held-back output is full (nothing of iov was taken),
+ * or -errno. */
+static int stream_send(tl *g, tl_alloc *a, const struct iovec *iov, int n)
+{
+    size_t total = 0, w = 0;
+    for (int k = 0; k < n; k++)
+        total += iov[k].iov_len;
+    if (total > TL_STREAM_OUT)
+        return RTC_ELIMIT;
+    if (stream_flush(g, a)) {
+        ssize_t r = writev(a->fd, iov, n);
+        if (r < 0 && errno != EAGAIN)
+            return -errno;
+        w = r < 0 ? 0 : (size_t)r;
+        if (w == total)
+            return 0;
+    }
+    if (a->out_len + total - w > TL_STREAM_OUT)
+        return w ? RTC_EMSG : RTC_ELIMIT; /* cannot happen with w > 0: out was empty */
+    if (!a->out && !(a->out = malloc(TL_STREAM_OUT)))
+        return -ENOMEM;
+    size_t len = a->out_len;
+    for (int k = 0; k < n; k++) { /* the tail of iov after the w bytes written */
+        size_t l = iov[k].iov_len, skip = w < l ? w : l;
+        memcpy(a->out + len, (const uint8_t *)iov[k].iov_base + skip, l - skip);
+        len += l - skip;
+        w -= skip;
+    }
+    out_set(g, a, len);
+    return 0;
+}
+
+typedef void (*tl_frame_fn)(tl *g, size_t i, const uint8_t *buf, size_t len, void *ud);
+
+/* Read what allocation i's stream has and hand every whole frame to fn.
+ * false when the stream is closed or carries something that is not a
+ * STUN/ChannelData frame (the caller stops watching it). */
+static bool stream_recv(tl *g, size_t i, tl_frame_fn fn, void *ud)
+{
+    tl_alloc *a = &g->a[i];
+    if (!a->in && !(a->in = malloc(TL_STREAM_IN)))
+        return false;
+    for (int round = 0; round < 16; round++) {
+        ssize_t r = read(a->fd, a->in + a->in_len, TL_STREAM_IN - a->in_len);
+        size_t off = 0;
+        if (r == 0)
+            return false;
+        if (r < 0)
+            return errno == EAGAIN || errno == EINTR;
+        a->in_len += (size_t)r;
+        for (;;) {
+            long fl = stn_frame_len(a->in + off, a->in_len - off);
+            if (fl < 0 || fl > TL_STREAM_IN)
+                return false;
+            if (fl == 0 || (size_t)fl > a->in_len - off)
+                break;
+            fn(g, i, a->in + off, (size_t)fl, ud);
+            off += (size_t)fl;
+        }
+        memmove(a->in, a->in + off, a->in_len - off);
+        a->in_len -= off;
+    }
+    return true;
+}
+
+static void stream_lost(tl *g, size_t i)
+{
+    if (g->errors++ < 5)
+        fprintf(stderr, "turnload: allocation %zu: TCP connection closed or broken\n", i);
+    epoll_ctl(g->ep, EPOLL_CTL_DEL, g->a[i].fd, NULL);
+}
+
+static void frame_discard(tl *g, size_t i, const uint8_t *buf, size_t len, void *ud)
+{
+    (void)g, (void)i, (void)buf, (void)len, (void)ud;
 }
 
 /* ---------- TURN transactions ---------- */
@@ -430,6 +559,10 @@ static int send_req(tl *g, tl_alloc *a, bool fresh)
         return RTC_ESPACE;
     a->sent_ns = now_mono_ns();
     a->step = TX_WAIT;
+    if (g->tcp) {
+        struct iovec iov = {buf, len};
+        return stream_send(g, a, &iov, 1);
+    }
     return send(a->fd, buf, len, 0) < 0 && errno != EAGAIN ? -errno : 0;
 }
 
@@ -484,9 +617,40 @@ static int on_response(tl *g, tl_alloc *a, const uint8_t *buf, size_t len)
 /* Run one transaction kind on every allocation, `window` in flight, with
  * retransmissions (RFC 8489 s.6.2.1, shortened: loopback). Returns how many
  * failed; the deadline bounds it. */
+typedef struct {
+    int what;
+    size_t inflight, done, failed;
+} tl_txns;
+
+/* One message from the server on allocation i during setup or release. */
+static void txn_input(tl *g, size_t i, const uint8_t *buf, size_t len, void *ud)
+{
+    tl_txns *t = ud;
+    tl_alloc *a = &g->a[i];
+    if (a->step != TX_WAIT)
+        return;
+    int rc = on_response(g, a, buf, len);
+    if (rc == 0) {
+        a->step = TX_DONE;
+        t->done++;
+        t->inflight--;
+    } else if (rc < 0) {
+        if (g->errors++ < 5)
+            fprintf(stderr, "turnload: %s failed: %d\n",
+                    t->what == W_ALLOC  ? "Allocate"
+                    : t->what == W_BIND ? "bind"
+                                        : "Refresh",
+                    -rc);
+        a->step = TX_FAIL;
+        t->failed++;
+        t->inflight--;
+    }
+}
+
 static size_t run_txns(tl *g, int what, uint64_t deadline_ns)
 {
-    size_t next = 0, inflight = 0, done = 0, failed = 0;
+    size_t next = 0;
+    tl_txns t = {.what = what};
     struct epoll_event evs[256];
     uint8_t buf[TL_PKT];
 
@@ -495,63 +659,64 @@ static size_t run_txns(tl *g, int what, uint64_t deadline_ns)
         g->a[i].what = (uint8_t)what;
         g->a[i].auth_tries = 0;
     }
-    while (done + failed < g->n) {
+    while (t.done + t.failed < g->n) {
         uint64_t now = now_mono_ns();
         if (now > deadline_ns) {
-            fprintf(stderr, "turnload: setup timed out: %zu done, %zu failed of %zu\n", done,
-                    failed, g->n);
-            return failed + (g->n - done - failed);
+            fprintf(stderr, "turnload: setup timed out: %zu done, %zu failed of %zu\n", t.done,
+                    t.failed, g->n);
+            return t.failed + (g->n - t.done - t.failed);
         }
-        while (inflight < (size_t)g->c.window && next < g->n) {
+        while (t.inflight < (size_t)g->c.window && next < g->n) {
             if (send_req(g, &g->a[next++], true) == 0)
-                inflight++;
+                t.inflight++;
             else {
                 g->a[next - 1].step = TX_FAIL;
-                failed++;
+                t.failed++;
             }
         }
-        for (size_t i = 0; i < next; i++) { /* retransmit: 200 ms, doubling, 6 tries */
+        /* retransmit: 200 ms, doubling, 6 tries; over TCP the same timeouts
+         * without resending (a stream does not lose the request) */
+        for (size_t i = 0; i < next; i++) {
             tl_alloc *a = &g->a[i];
             if (a->step == TX_WAIT && now > a->sent_ns &&
                 now - a->sent_ns > (200000000ull << a->tries)) {
                 if (++a->tries > 6) {
                     a->step = TX_FAIL;
-                    failed++;
-                    inflight--;
+                    t.failed++;
+                    t.inflight--;
+                } else if (g->tcp) {
+                    a->sent_ns = now;
                 } else {
-                    uint8_t t = a->tries;
+                    uint8_t tries = a->tries;
                     send_req(g, a, false);
-                    a->tries = t;
+                    a->tries = tries;
                 }
             }
         }
+        if (g->out_pending)
+            for (size_t i = 0; i < g->n; i++)
+                if (g->a[i].out_len)
+                    stream_flush(g, &g->a[i]);
         int ne = epoll_wait(g->ep, evs, 256, 10);
         for (int k = 0; k < ne; k++) {
-            tl_alloc *a = &g->a[evs[k].data.u64];
+            size_t i = (size_t)evs[k].data.u64;
             ssize_t len;
-            while ((len = recv(a->fd, buf, sizeof buf, 0)) > 0) {
-                if (a->step != TX_WAIT)
-                    continue;
-                int rc = on_response(g, a, buf, (size_t)len);
-                if (rc == 0) {
-                    a->step = TX_DONE;
-                    done++;
-                    inflight--;
-                } else if (rc < 0) {
-                    if (g->errors++ < 5)
-                        fprintf(stderr, "turnload: %s failed: %d\n",
-                                what == W_ALLOC  ? "Allocate"
-                                : what == W_BIND ? "bind"
-                                                 : "Refresh",
-                                -rc);
-                    a->step = TX_FAIL;
-                    failed++;
-                    inflight--;
+            if (g->tcp) {
+                if (!stream_recv(g, i, txn_input, &t)) {
+                    stream_lost(g, i);
+                    if (g->a[i].step == TX_WAIT) {
+                        g->a[i].step = TX_FAIL;
+                        t.failed++;
+                        t.inflight--;
+                    }
                 }
+                continue;
             }
+            while ((len = recv(g->a[i].fd, buf, sizeof buf, 0)) > 0)
+                txn_input(g, i, buf, (size_t)len, &t);
         }
     }
-    return failed;
+    return t.failed;
 }
 
 /* ---------- data phase ---------- */
@@ -617,6 +782,22 @@ static unsigned send_batch(tl *g, size_t i, unsigned k)
         memset(&mm[j], 0, sizeof mm[j]);
         mm[j].msg_hdr.msg_iov = iov[j];
         mm[j].msg_hdr.msg_iovlen = 3;
+    }
+    if (g->tcp) { /* one writev; ChannelData padded to 4 on a stream (s.12.5) */
+        static const uint8_t pad[3];
+        struct iovec flat[TL_BATCH * 4];
+        size_t padn = g->chan ? (4 - a->tmpl_len % 4) % 4 : 0;
+        int n = 0;
+        for (unsigned j = 0; j < k; j++) {
+            for (int v = 0; v < 3; v++)
+                flat[n++] = iov[j][v];
+            if (padn)
+                flat[n++] = (struct iovec){(void *)pad, padn};
+        }
+        if (stream_send(g, a, flat, n))
+            return 0;
+        a->seq += k;
+        return k;
     }
     rc = sendmmsg(a->fd, mm, k, MSG_DONTWAIT);
     if (rc <= 0)
@@ -688,9 +869,20 @@ static void on_data(tl *g, size_t i, const uint8_t *buf, size_t len, uint64_t rx
     hist_add(g->hist, (int64_t)(rx_ns - ts));
 }
 
+static void frame_data(tl *g, size_t i, const uint8_t *buf, size_t len, void *ud)
+{
+    (void)ud;
+    on_data(g, i, buf, len, now_real_ns());
+}
+
 static void recv_ready(tl *g, size_t i)
 {
     static uint8_t bufs[TL_BATCH][TL_PKT];
+    if (g->tcp) {
+        if (!stream_recv(g, i, frame_data, NULL))
+            stream_lost(g, i);
+        return;
+    }
     static uint8_t ctl[TL_BATCH][128];
     struct mmsghdr mm[TL_BATCH];
     struct iovec iov[TL_BATCH];
@@ -777,6 +969,10 @@ static void run_phase(tl *g, uint64_t rate, tl_phase *ph)
             for (size_t i = 0; i < g->n; i++)
                 sent += send_batch(g, i, (unsigned)g->c.batch);
         }
+        if (g->out_pending) /* TCP: what short writes held back goes first */
+            for (size_t i = 0; i < g->n; i++)
+                if (g->a[i].out_len)
+                    stream_flush(g, &g->a[i]);
         int ne = epoll_wait(g->ep, evs, 256, sending && !rate ? 0 : 1);
         for (int k = 0; k < ne; k++) {
             if (evs[k].data.u64 == tmr_id) {
@@ -858,11 +1054,12 @@ static void print_phase(const tl *g, int stepno, const tl_phase *ph, const tl_sn
     if (loss < 0)
         loss = 0;
     printf("{\"tool\":\"tsunagu-turnload\",\"label\":\"%s\",\"mode\":\"%s\",\"send\":\"%s\","
-           "\"allocations\":%zu,\"size\":%" PRId64 ",\"step\":%d,\"offered_rate\":%" PRIu64
+           "\"transport\":\"%s\",\"allocations\":%zu,\"size\":%" PRId64 ",\"step\":%d,\"offered_rate\":%" PRIu64
            ",\"duration_s\":%.3f,\"setup_ms\":%.0f,\"sent\":%" PRIu64 ",\"received\":%" PRIu64
            ",\"loss\":%.6f,\"send_rate\":%.0f,\"recv_rate\":%.0f,\"%s_pps\":%.0f",
            g->c.label, mode_name(g->mode),
-           g->mode == M_DIRECT ? "raw" : (g->chan ? "channel" : "indication"), g->n, g->c.size,
+           g->mode == M_DIRECT ? "raw" : (g->chan ? "channel" : "indication"),
+           g->tcp ? "tcp" : "udp", g->n, g->c.size,
            stepno, ph->rate, ph->secs, setup_ms, ph->sent, ph->received, loss,
            (double)ph->sent / ph->secs, (double)ph->received / ph->secs,
            g->mode == M_DIRECT ? "echoed" : "relayed", relayed / ph->secs);
@@ -1004,6 +1201,15 @@ static int configure(tl *g)
         fprintf(stderr, "tsunagu-turnload: mode: '%s' is not pair|echo|direct|alloc\n", g->c.mode);
         return -1;
     }
+    g->tcp = !strcmp(g->c.transport, "tcp");
+    if (!g->tcp && strcmp(g->c.transport, "udp")) {
+        fprintf(stderr, "tsunagu-turnload: transport: '%s' is not udp|tcp\n", g->c.transport);
+        return -1;
+    }
+    if (g->tcp && g->mode != M_PAIR && g->mode != M_ECHO) {
+        fprintf(stderr, "tsunagu-turnload: --transport tcp works in pair and echo modes only\n");
+        return -1;
+    }
     g->chan = !strcmp(g->c.send, "channel");
     if (!g->chan && strcmp(g->c.send, "indication")) {
         fprintf(stderr, "tsunagu-turnload: send: '%s' is not channel|indication\n", g->c.send);
@@ -1103,9 +1309,13 @@ out_release:
         for (size_t i = 0; i < g->n; i++)
             ok += g->a[i].relayed.family != 0;
         if (ok) {
-            for (size_t i = 0; i < g->n; i++) /* drain queued data so responses are seen */
-                while (recv(g->a[i].fd, g->a[i].tmpl, sizeof g->a[i].tmpl, 0) > 0)
-                    ;
+            for (size_t i = 0; i < g->n; i++) { /* drain queued data so responses are seen */
+                if (g->tcp)
+                    stream_recv(g, i, frame_discard, NULL);
+                else
+                    while (recv(g->a[i].fd, g->a[i].tmpl, sizeof g->a[i].tmpl, 0) > 0)
+                        ;
+            }
             run_txns(g, W_RELEASE, now_mono_ns() + 5000000000ull);
         }
     }
@@ -1152,9 +1362,12 @@ int main(int argc, char **argv)
     }
     ret = g.mode == M_ALLOC ? run_alloc_mode(&g) : run_load(&g);
 out_close:
-    for (size_t i = 0; i < g.n; i++)
+    for (size_t i = 0; i < g.n; i++) {
         if (g.a[i].fd > 0)
             close(g.a[i].fd);
+        free(g.a[i].in);
+        free(g.a[i].out);
+    }
 out_free:
     if (g.ep >= 0)
         close(g.ep);

@@ -37,7 +37,10 @@ struct bot_call {
     bool dtls_client, remote_set;
     char remote_fp[BOT_SDP_FP_HEX];
     const char *srtp_name;
-    char selected[32];
+    char selected[48];
+    /* Kept after the agent is gone, for the report. */
+    char relay_transport[8], tls_desc[128], turn_error[400], why[600];
+    unsigned tls_sessions;
 
     uint32_t ssrc;
     uint16_t seq;
@@ -76,6 +79,12 @@ static void fail(bot_call *c, const char *why)
 {
     if (c->st == BOT_CALL_ENDED)
         return;
+    /* A TURN-over-TLS failure is usually why ICE or set-up failed later:
+     * say so instead of a bare timeout. */
+    if (c->turn_error[0] && why != c->turn_error) {
+        snprintf(c->why, sizeof c->why, "%s (%s)", why, c->turn_error);
+        why = c->why;
+    }
     RTC_LOG(RTC_LOG_WARN, c->label, "call failed: %s", why);
     bot_call_stop(c, why);
     c->cbs.ended(c->cbs.ud, c, why);
@@ -110,6 +119,16 @@ static void ice_candidate(void *ud, const char *cand)
         d = json_pack("{s:n}", "candidate");
     if (d)
         c->cbs.send(c->cbs.ud, c, d);
+}
+
+static void ice_turn_error(void *ud, const char *msg, bool all_failed)
+{
+    bot_call *c = ud;
+    snprintf(c->turn_error, sizeof c->turn_error, "%s", msg);
+    /* Relay only and every server failed its TLS: no candidate will come,
+     * so end now with the reason rather than wait for the set-up timeout. */
+    if (all_failed && c->st < BOT_CALL_SECURING)
+        fail(c, c->turn_error);
 }
 
 static void dtls_send(void *ud, const uint8_t *buf, size_t len)
@@ -226,7 +245,7 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
 {
     bot_call *c = calloc(1, sizeof *c);
     bot_ice_params ip;
-    bot_ice_cbs icb = {ice_candidate, ice_state, ice_recv, NULL};
+    bot_ice_cbs icb = {ice_candidate, ice_state, ice_recv, ice_turn_error, NULL};
 
     if (!c)
         return NULL;
@@ -254,9 +273,11 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
     ip.relay_only = env->relay_only;
     ip.turn = c->turn;
     ip.n_turn = c->n_turn;
+    ip.tls = env->tls;
     c->ice = bot_ice_new(&ip, &icb);
     if (!c->ice)
         goto out_free;
+    snprintf(c->relay_transport, sizeof c->relay_transport, "%s", bot_ice_relay_transport(c->ice));
     c->st = BOT_CALL_SIGNALING;
     c->setup_timer = bot_timer_new(env->setup_timeout_ms ? env->setup_timeout_ms : 30000,
                                    on_setup_timeout, c);
@@ -461,6 +482,10 @@ void bot_call_stop(bot_call *c, const char *why)
     c->st = BOT_CALL_ENDED;
     c->end_reason = why;
     bot_timer_cancel(&c->setup_timer);
+    if (c->ice) {
+        c->tls_sessions = bot_ice_tls_sessions(c->ice);
+        snprintf(c->tls_desc, sizeof c->tls_desc, "%s", bot_ice_tls_desc(c->ice));
+    }
     bot_dtls_free(c->dtls);
     c->dtls = NULL;
     bot_srtp_free(c->srtp);
@@ -506,6 +531,10 @@ void bot_call_info_get(const bot_call *c, bot_call_info *o)
     o->end_reason = c->end_reason;
     o->selected = c->selected[0] ? c->selected : "-";
     o->srtp = c->srtp_name ? c->srtp_name : "-";
+    o->relay_transport = c->relay_transport;
+    o->tls_sessions = c->ice ? bot_ice_tls_sessions(c->ice) : c->tls_sessions;
+    o->tls = c->ice ? bot_ice_tls_desc(c->ice) : c->tls_desc;
+    o->turn_error = c->turn_error;
     o->media = c->t_media_us != 0;
     o->setup_ms = c->t_media_us ? (double)(c->t_media_us - c->t0_us) / 1000.0 : -1;
     o->loss_pct = bot_stats_loss_pct(&c->stats);

@@ -30,6 +30,7 @@ typedef enum {
 /* Shared by every call of the process; borrowed, outlives the calls. */
 typedef struct {
     bot_dtls_ctx *dtls;
+    const struct bot_tls_ctx *tls; /* turns: servers (bot_tlsfwd.h); NULL: skipped */
     bool relay_only;
     uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
     uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
@@ -73,6 +74,11 @@ void bot_call_second(bot_call *c, uint64_t now_us);
 /* Read-only view for progress lines and reports. */
 typedef struct {
     const char *label, *peer, *role, *state, *end_reason, *selected, *srtp;
+    /* How the TURN servers were reached: "udp", "tcp", "tls", "mixed", "" */
+    const char *relay_transport;
+    unsigned tls_sessions; /* TLS handshakes with turns: servers that completed */
+    const char *tls;       /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" */
+    const char *turn_error; /* last TURN-over-TLS failure, or "" */
     bool media;            /* got at least one decoded packet */
     double setup_ms;       /* -1 if no media */
     double loss_pct, jitter_ms, rtt_ms, mos;

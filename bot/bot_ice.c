@@ -14,6 +14,9 @@
 
 #include <agent.h>
 #include <glib.h>
+#include <interfaces.h>
+
+#include "bot_tlsfwd.h"
 
 #include "rtc_err.h"
 #include "rtc_log.h"
@@ -30,7 +33,17 @@ struct bot_ice {
     size_t n_pending;
     char selected[32];
     bot_ice_state st;
-    int n_turn_udp, n_turn_tcp; /* relays configured, by transport to the server */
+    int n_turn_udp, n_turn_tcp, n_turn_tls; /* relays configured, by transport to the server */
+    bool relay_only;
+    /* turns: servers: libnice talks plain TURN over TCP to a local
+     * forwarder that does the TLS (bot_tlsfwd.h). */
+    struct fwd_slot {
+        bot_ice *ice;
+        bot_tlsfwd *fwd;
+        unsigned failed, secured;
+    } fwd[BOT_ICE_MAX_TURN];
+    size_t n_fwd;
+    char tls_desc[128];
     GMainContext *ctx;          /* the creating thread's default context */
 };
 
@@ -83,14 +96,16 @@ static void describe_selected(bot_ice *ice)
 {
     NiceCandidate *l = NULL, *r = NULL;
     static const char *types[] = {"host", "srflx", "prflx", "relay"};
+    const char *rt = bot_ice_relay_transport(ice);
     /* libnice does not say which TURN server a relayed candidate came from;
-     * when every configured server is TCP, the relay is reached over TCP. */
+     * when every configured server uses one transport, that is the one. */
     if (nice_agent_get_selected_pair(ice->agent, ice->stream, 1, &l, &r) && l)
         snprintf(ice->selected, sizeof ice->selected, "%s/%s%s",
                  l->type <= NICE_CANDIDATE_TYPE_RELAYED ? types[l->type] : "?",
                  l->transport == NICE_CANDIDATE_TRANSPORT_UDP ? "udp" : "tcp",
-                 l->type == NICE_CANDIDATE_TYPE_RELAYED && ice->n_turn_tcp && !ice->n_turn_udp
-                     ? " (TURN over TCP)" : "");
+                 l->type != NICE_CANDIDATE_TYPE_RELAYED ? ""
+                 : !strcmp(rt, "tls") ? " (TURN over TLS)"
+                 : !strcmp(rt, "tcp") ? " (TURN over TCP)" : "");
 }
 
 static void on_state(NiceAgent *agent, guint stream, guint comp, guint state, gpointer ud)
@@ -134,15 +149,79 @@ static void set_if_exists(NiceAgent *agent, const char *prop, gboolean v)
         g_object_set(agent, prop, v, NULL);
 }
 
+static void fwd_error(void *ud, const char *msg)
+{
+    struct fwd_slot *fs = ud;
+    bot_ice *ice = fs->ice;
+    bool all = ice->relay_only && !ice->n_turn_udp && !ice->n_turn_tcp;
+    fs->failed++;
+    for (size_t i = 0; i < ice->n_fwd && all; i++)
+        if (!ice->fwd[i].failed || ice->fwd[i].secured)
+            all = false;
+    if (!ice->closed && ice->cbs.turn_error)
+        ice->cbs.turn_error(ice->cbs.ud, msg, all);
+}
+
+static void fwd_secured(void *ud, const char *desc)
+{
+    struct fwd_slot *fs = ud;
+    fs->secured++;
+    snprintf(fs->ice->tls_desc, sizeof fs->ice->tls_desc, "%s", desc);
+}
+
+/* libnice's side of a turns: server: a local forwarder. Its port, or 0. */
+static uint16_t start_forwarder(bot_ice *ice, const bot_ice_params *p, const bot_turn *t,
+                                const char *ip)
+{
+    struct fwd_slot *fs = &ice->fwd[ice->n_fwd];
+    bot_tlsfwd_params fp = {p->tls, t->host, ip, t->port, 0, 0};
+    bot_tlsfwd_cbs fc = {fwd_error, fwd_secured, fs};
+    if (!p->tls || ice->n_fwd == BOT_ICE_MAX_TURN)
+        return 0;
+    fs->ice = ice;
+    fs->fwd = bot_tlsfwd_new(&fp, &fc);
+    if (!fs->fwd)
+        return 0;
+    ice->n_fwd++;
+    return bot_tlsfwd_port(fs->fwd);
+}
+
+/* Local addresses: libnice skips loopback, so a loopback TURN server (or
+ * our own forwarder) needs 127.0.0.1 / ::1 added by hand; once any address
+ * is added libnice uses only those, so when a forwarder stands for a remote
+ * server and direct paths are allowed, the real interfaces go in too. */
+static void add_local_addresses(bot_ice *ice, bool lo4, bool lo6, bool others)
+{
+    for (int v = 0; v < 2; v++) {
+        NiceAddress a;
+        if (!(v ? lo6 : lo4))
+            continue;
+        nice_address_init(&a);
+        nice_address_set_from_string(&a, v ? "::1" : "127.0.0.1");
+        nice_agent_add_local_address(ice->agent, &a);
+    }
+    if (others && (lo4 || lo6)) {
+        GList *ips = nice_interfaces_get_local_ips(FALSE);
+        for (GList *i = ips; i; i = i->next) {
+            NiceAddress a;
+            nice_address_init(&a);
+            if (nice_address_set_from_string(&a, i->data))
+                nice_agent_add_local_address(ice->agent, &a);
+        }
+        g_list_free_full(ips, g_free);
+    }
+}
+
 bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
 {
     bot_ice *ice = calloc(1, sizeof *ice);
-    bool need_lo4 = false, need_lo6 = false;
+    bool need_lo4 = false, need_lo6 = false, fwd_remote = false;
     gchar *uf = NULL, *pw = NULL;
 
     if (!ice)
         return NULL;
     ice->cbs = *cbs;
+    ice->relay_only = p->relay_only;
     ice->ctx = g_main_context_ref_thread_default();
     ice->agent = nice_agent_new_full(ice->ctx, NICE_COMPATIBILITY_RFC5245,
                                      NICE_AGENT_OPTION_ICE_TRICKLE);
@@ -161,6 +240,22 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             RTC_LOG(RTC_LOG_WARN, "ice", "cannot resolve TURN host %s", p->turn[i].host);
             continue;
         }
+        if (p->turn[i].tls) {
+            uint16_t lport = start_forwarder(ice, p, &p->turn[i], ip);
+            if (!lport) {
+                RTC_LOG(RTC_LOG_WARN, "ice", "cannot start the TLS forwarder for %s",
+                        p->turn[i].host);
+                continue;
+            }
+            RTC_LOG(RTC_LOG_DEBUG, "ice", "turns:%s:%u (%s) through the local TLS forwarder "
+                    "127.0.0.1:%u", p->turn[i].host, p->turn[i].port, ip, lport);
+            ice->n_turn_tls++;
+            need_lo4 = true;
+            fwd_remote |= !lo;
+            nice_agent_set_relay_info(ice->agent, ice->stream, 1, "127.0.0.1", lport,
+                                      p->turn[i].user, p->turn[i].pass, NICE_RELAY_TYPE_TURN_TCP);
+            continue;
+        }
         if (lo && strchr(ip, ':'))
             need_lo6 = true;
         else if (lo)
@@ -173,14 +268,7 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
                                   p->turn[i].pass,
                                   p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP);
     }
-    for (int v = 0; v < 2; v++) {
-        NiceAddress a;
-        if (!(v ? need_lo6 : need_lo4))
-            continue;
-        nice_address_init(&a);
-        nice_address_set_from_string(&a, v ? "::1" : "127.0.0.1");
-        nice_agent_add_local_address(ice->agent, &a);
-    }
+    add_local_addresses(ice, need_lo4, need_lo6, fwd_remote && !p->relay_only);
     g_signal_connect(ice->agent, "new-candidate-full", G_CALLBACK(on_new_candidate), ice);
     g_signal_connect(ice->agent, "candidate-gathering-done", G_CALLBACK(on_gathering_done), ice);
     g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
@@ -198,6 +286,8 @@ out_agent:
     g_signal_handlers_disconnect_by_data(ice->agent, ice);
     g_object_unref(ice->agent);
 out_free:
+    for (size_t i = 0; i < ice->n_fwd; i++)
+        bot_tlsfwd_free(ice->fwd[i].fwd);
     g_main_context_unref(ice->ctx);
     free(ice);
     return NULL;
@@ -220,6 +310,10 @@ void bot_ice_free(bot_ice *ice)
     /* close_async lets libnice release TURN allocations; the agent is
      * unreffed when that finishes. */
     nice_agent_close_async(ice->agent, closed_cb, NULL);
+    /* The forwarders go now: libnice's TCP sockets to them see EOF, which
+     * is how a closing agent's TURN-over-TCP connections end anyway. */
+    for (size_t i = 0; i < ice->n_fwd; i++)
+        bot_tlsfwd_free(ice->fwd[i].fwd);
     for (size_t i = 0; i < ice->n_pending; i++)
         free(ice->pending[i]);
     g_main_context_unref(ice->ctx);
@@ -229,6 +323,24 @@ void bot_ice_free(bot_ice *ice)
 const char *bot_ice_ufrag(const bot_ice *ice) { return ice->ufrag; }
 const char *bot_ice_pwd(const bot_ice *ice) { return ice->pwd; }
 const char *bot_ice_selected(const bot_ice *ice) { return ice->selected[0] ? ice->selected : "-"; }
+
+const char *bot_ice_relay_transport(const bot_ice *ice)
+{
+    int kinds = (ice->n_turn_udp > 0) + (ice->n_turn_tcp > 0) + (ice->n_turn_tls > 0);
+    if (kinds > 1)
+        return "mixed";
+    return ice->n_turn_tls ? "tls" : ice->n_turn_tcp ? "tcp" : ice->n_turn_udp ? "udp" : "";
+}
+
+unsigned bot_ice_tls_sessions(const bot_ice *ice)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < ice->n_fwd; i++)
+        n += ice->fwd[i].secured;
+    return n;
+}
+
+const char *bot_ice_tls_desc(const bot_ice *ice) { return ice->tls_desc; }
 
 static int add_now(bot_ice *ice, const char *cand)
 {

@@ -13,17 +13,20 @@
 
 #define BOT_ICE_MAX_TURN 8
 
-/* One TURN server from a `turn:` URL (RFC 7065) and its REST credentials. */
+/* One TURN server from a `turn:`/`turns:` URL (RFC 7065) and its REST
+ * credentials. */
 typedef struct {
     char host[256];
     uint16_t port;
-    bool tcp;            /* ?transport=tcp */
+    bool tcp;            /* ?transport=tcp, and always for turns: */
+    bool tls;            /* turns: (through bot_tlsfwd) */
     char user[256], pass[256];
 } bot_turn;
 
-/* Parse "turn:host[:port][?transport=udp|tcp]" (port default 3478; IPv6 in
- * brackets). RTC_EUNSUP for stun:/turns: URLs (the bot uses neither),
- * RTC_EMSG when malformed. */
+/* Parse "turn:host[:port][?transport=udp|tcp]" (port default 3478) or
+ * "turns:host[:port][?transport=tcp]" (port default 5349; TLS over TCP);
+ * IPv6 in brackets. RTC_EUNSUP for stun:/stuns: URLs and turns: with
+ * transport=udp (DTLS), RTC_EMSG when malformed. */
 int bot_turn_parse_url(const char *url, bot_turn *out);
 
 typedef enum { BOT_ICE_GATHERING, BOT_ICE_CONNECTING, BOT_ICE_READY, BOT_ICE_FAILED } bot_ice_state;
@@ -35,6 +38,11 @@ typedef struct {
     void (*state)(void *ud, bot_ice_state st);
     /* One datagram from the peer; buffer borrowed and writable for the call. */
     void (*recv)(void *ud, uint8_t *buf, size_t len);
+    /* A `turns:` server could not be reached over TLS (connect, handshake,
+     * certificate); `msg` names it and the reason, borrowed. `all_failed`:
+     * every TURN server was TLS and each has failed, and the agent is relay
+     * only, so no candidate can come. May be NULL. */
+    void (*turn_error)(void *ud, const char *msg, bool all_failed);
     void *ud;
 } bot_ice_cbs;
 
@@ -43,6 +51,7 @@ typedef struct {
     bool relay_only;  /* only relayed candidates (libnice force-relay) */
     const bot_turn *turn;
     size_t n_turn;
+    const struct bot_tls_ctx *tls; /* for turns: servers; NULL: they are skipped */
 } bot_ice_params;
 
 typedef struct bot_ice bot_ice;
@@ -67,7 +76,17 @@ void bot_ice_remote_gathering_done(bot_ice *ice);
 /* Send one datagram on the selected pair. 0 or -EAGAIN/RTC_EMSG. */
 int bot_ice_send(bot_ice *ice, const uint8_t *buf, size_t len);
 
-/* "relay/udp" style description of the selected local candidate. */
+/* "relay/udp" style description of the selected local candidate; relayed
+ * candidates say how the TURN server was reached when every configured
+ * server used the same transport: "relay/udp (TURN over TCP)",
+ * "relay/udp (TURN over TLS)". */
 const char *bot_ice_selected(const bot_ice *ice);
+/* "udp", "tcp", "tls", "mixed" (several kinds configured: libnice does not
+ * say which server a relayed candidate came from) or "" (no TURN). */
+const char *bot_ice_relay_transport(const bot_ice *ice);
+/* TLS connections to turns: servers that completed a verified (or, with
+ * --turn-insecure, unverified) handshake, and their description. */
+unsigned bot_ice_tls_sessions(const bot_ice *ice);
+const char *bot_ice_tls_desc(const bot_ice *ice);
 
 #endif

@@ -32,15 +32,16 @@
 #include "bot_report.h"
 #include "bot_sig.h"
 #include "bot_srtp.h"
+#include "bot_tlsfwd.h"
 #include "bot_worker.h"
 #include "rtc_conf.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
 
 typedef struct {
-    char *signal, *room, *report, *html, *audio, *log_level, *name;
+    char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca;
     int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every, threads;
-    bool relay_only;
+    bool relay_only, turn_insecure;
 } bot_conf;
 
 static int check_ws_url(const char *v, char *err, size_t errlen)
@@ -59,6 +60,8 @@ static const rtc_conf_spec specs[] = {
     {"calls", RTC_CONF_INT, F(calls), 0, 5000, "0", "N", "load mode: N concurrent bot-to-bot calls (2N call legs) in this process; 0 = desktop-client member", NULL, 0},
     {"duration", RTC_CONF_INT, F(duration), 0, 86400, "0", "S", "seconds of calling (load mode: after the last call started); 0 = until SIGINT/SIGTERM (member mode) or 30 (load mode)", NULL, 0},
     {"relay-only", RTC_CONF_BOOL, F(relay_only), 0, 0, "false", NULL, "use only relayed (TURN) candidates", NULL, 0},
+    {"turn-ca", RTC_CONF_STR, F(turn_ca), 0, 0, NULL, "FILE.pem", "turns: servers: trust the CA certificates in this PEM bundle instead of the system store", NULL, 0},
+    {"turn-insecure", RTC_CONF_BOOL, F(turn_insecure), 0, 0, "false", NULL, "turns: servers: do NOT verify the certificate (testing only: anyone in the path can read and change the TURN traffic)", NULL, 0},
     {"report", RTC_CONF_STR, F(report), 0, 0, NULL, "FILE.json", "write the JSON report here", NULL, 0},
     {"html", RTC_CONF_STR, F(html), 0, 0, NULL, "FILE.html", "write a self-contained HTML report with plots here", NULL, 0},
     {"audio", RTC_CONF_STR, F(audio), 0, 0, NULL, "FILE.wav", "send this 16-bit PCM WAV (looped) instead of the synthetic speech-like signal", NULL, 0},
@@ -100,6 +103,7 @@ typedef struct leg {
 
 struct app {
     bot_conf conf;
+    bot_tls_ctx *tls; /* for turns: servers; read-only once workers run */
     GMainLoop *loop;
     bot_sig_ctx *sigctx;
     bot_env env;
@@ -294,8 +298,18 @@ static void take_ice_servers(member *m, json_t *servers)
         json_array_foreach(one, k, u) {
             bot_turn t;
             const char *url = json_string_value(u);
-            if (!url || m->n_turn == BOT_ICE_MAX_TURN || bot_turn_parse_url(url, &t))
+            int rc;
+            if (!url || m->n_turn == BOT_ICE_MAX_TURN)
                 continue;
+            rc = bot_turn_parse_url(url, &t);
+            if (rc) {
+                /* stun: is expected (we only relay); say why anything else is left out */
+                if (strncmp(url, "stun", 4))
+                    RTC_LOG(RTC_LOG_WARN, m->label, "skipping ICE server %s: %s", url,
+                            rc == RTC_EUNSUP ? "not supported (turns: needs ?transport=tcp)"
+                                             : "malformed");
+                continue;
+            }
             snprintf(t.user, sizeof t.user, "%s", user ? user : "");
             snprintf(t.pass, sizeof t.pass, "%s", cred ? cred : "");
             m->turn[m->n_turn++] = t;
@@ -532,6 +546,9 @@ static void fill_run(app *a, bot_run_info *r)
     r->room = a->conf.room;
     r->signal_url = a->conf.signal;
     r->relay_only = a->conf.relay_only;
+    r->turn_tls_verify = a->conf.turn_insecure ? "off (--turn-insecure)"
+                         : a->conf.turn_ca     ? a->conf.turn_ca
+                                               : "system store";
     r->duration_s = (double)(mono_us() - a->t_start_us) / 1e6;
     r->calls_requested = (long)a->conf.calls;
     r->threads = (int)a->conf.threads;
@@ -637,7 +654,7 @@ static int load_flags(app *a, int argc, char **argv, rtc_log_level *lvl)
     int rc = rtc_conf_load(specs, &a->conf, argc, argv, err, sizeof err);
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-bot --signal URL --room R [--calls N] [--duration S] "
-               "[--relay-only] [--report FILE.json] [--html FILE.html]\n\n");
+               "[--relay-only] [--report FILE.json] [--html FILE.html] [--turn-ca FILE.pem]\n\n");
         rtc_conf_usage(specs, stdout);
         return -1;
     }
@@ -746,6 +763,22 @@ int main(int argc, char **argv)
     a.env.dtls = bot_dtls_ctx_new();
     if (!a.env.dtls)
         goto out_srtp;
+    if (a.conf.turn_insecure && a.conf.turn_ca) {
+        fprintf(stderr, "tsunagu-bot: --turn-ca and --turn-insecure exclude each other\n");
+        rc = 2;
+        goto out_dtls;
+    }
+    a.tls = bot_tls_ctx_new(a.conf.turn_ca, a.conf.turn_insecure, err, sizeof err);
+    if (!a.tls) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        rc = 2;
+        goto out_dtls;
+    }
+    if (a.conf.turn_insecure)
+        fprintf(stderr, "tsunagu-bot: WARNING: --turn-insecure: certificates of turns: servers "
+                        "are NOT verified; anyone between the bot and the TURN server can "
+                        "impersonate it. Use --turn-ca FILE instead outside tests.\n");
+    a.env.tls = a.tls;
     a.env.relay_only = a.conf.relay_only;
     a.env.drop_every = (uint32_t)a.conf.drop_every;
     a.env.decode_every = (uint32_t)a.conf.decode_every;
@@ -760,6 +793,8 @@ int main(int argc, char **argv)
     bot_sig_ctx_free(a.sigctx);
 out_loop:
     g_main_loop_unref(a.loop);
+    bot_tls_ctx_free(a.tls);
+out_dtls:
     bot_dtls_ctx_free(a.env.dtls);
 out_srtp:
     bot_srtp_global_shutdown();

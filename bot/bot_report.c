@@ -128,7 +128,17 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                       "decode_errors", (json_int_t)c->decode_errors, "srtp_errors",
                       (json_int_t)c->srtp_errors, "jitter_ms", num(c->jitter_ms), "rtt_ms",
                       num(c->rtt_ms), "mos", num(c->mos), "timeline", tl));
+        {
+            /* TURN transport: how the relay was reached, and for turns: what
+             * TLS said (handshakes done, version/cipher, the last failure). */
+            json_t *o = json_array_get(calls, json_array_size(calls) - 1);
+            json_object_set_new(o, "relay_transport", json_string(c->relay_transport ? c->relay_transport : ""));
+            json_object_set_new(o, "tls_sessions", json_integer(c->tls_sessions));
+            json_object_set_new(o, "tls", json_string(c->tls ? c->tls : ""));
+            json_object_set_new(o, "turn_error", json_string(c->turn_error ? c->turn_error : ""));
+        }
     }
+    json_object_set_new(root, "turn_tls_verify", json_string(run->turn_tls_verify ? run->turn_tls_verify : ""));
     json_object_set_new(root, "mode", json_string(run->mode));
     json_object_set_new(root, "room", json_string(run->room));
     json_object_set_new(root, "signal", json_string(run->signal_url));

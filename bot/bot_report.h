@@ -16,6 +16,9 @@
 typedef struct {
     const char *mode, *room, *signal_url;
     bool relay_only;
+    /* turns: certificate checking: "system store", "--turn-ca FILE",
+     * "off (--turn-insecure)"; NULL reads as "" */
+    const char *turn_tls_verify;
     double duration_s;
     long calls_requested;   /* load mode: pairs asked for; member mode: 0 */
     double cpu_avg_pct, cpu_max_pct; /* busiest loop thread, % of one core */

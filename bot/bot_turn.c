@@ -1,4 +1,4 @@
-/* bot_turn.c - `turn:` URLs (RFC 7065) as joined.iceServers carries them.
+/* bot_turn.c - `turn:` and `turns:` URLs (RFC 7065) as joined.iceServers carries them.
  * Pure string handling, no libnice, so unit tests link it alone. */
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +13,21 @@ int bot_turn_parse_url(const char *url, bot_turn *t)
     long port = 3478;
 
     memset(t, 0, sizeof *t);
-    /* turns: is refused on purpose: libnice 0.1.21's NICE_RELAY_TYPE_TURN_TLS
-     * in RFC 5245 mode sends plain STUN over TCP (a sniffer saw an Allocate,
-     * 00 03 ..., as the first bytes, no ClientHello). Claiming TLS would be a
-     * lie; a coturn TLS port accepts the plain TCP and hides it. */
-    if (!strncmp(url, "stun:", 5) || !strncmp(url, "turns:", 6) || !strncmp(url, "stuns:", 6))
+    /* turns: is TLS to the server (RFC 7065 s.3.1), which the bot does
+     * itself (bot_tlsfwd.c): libnice 0.1.21's NICE_RELAY_TYPE_TURN_TLS in
+     * RFC 5245 mode sends plain STUN over TCP (a sniffer saw an Allocate,
+     * 00 03 ..., as the first bytes, no ClientHello). */
+    if (!strncmp(url, "stun:", 5) || !strncmp(url, "stuns:", 6))
         return RTC_EUNSUP;
-    if (strncmp(url, "turn:", 5) != 0)
+    if (!strncmp(url, "turns:", 6)) {
+        t->tls = t->tcp = true;
+        port = 5349;
+        p = url + 6;
+    } else if (!strncmp(url, "turn:", 5)) {
+        p = url + 5;
+    } else {
         return RTC_EMSG;
-    p = url + 5;
+    }
     q = strchr(p, '?');
     if (!q)
         q = p + strlen(p);
@@ -58,6 +64,10 @@ int bot_turn_parse_url(const char *url, bot_turn *t)
             t->tcp = true;
         else if (strcmp(q, "?transport=udp") != 0)
             return RTC_EMSG;
+        else if (t->tls)
+            /* turns + udp would be DTLS to the server: not in RFC 7065's
+             * grammar as WebRTC uses it, and not something we do. */
+            return RTC_EUNSUP;
     }
     return 0;
 }

@@ -143,6 +143,7 @@ typedef struct {
     rtc_addr relay_ip[2];
     uint16_t port_lo, port_hi;
     bool has_tls, draining, stopping;
+    rly_reloads reloads; /* read by the admin listener (worker 0) */
     uint64_t drain_deadline_ms;
     rly_worker **workers;
     size_t n_workers;
@@ -340,16 +341,19 @@ static void reload(app *ap)
         /* only when workers stopped taking new configurations */
         RTC_LOG(RTC_LOG_ERROR, NULL, "reload refused: %d replaced configurations still in use",
                 MAX_RETIRED);
+        atomic_fetch_add(&ap->reloads.failed, 1);
         return;
     }
     memset(&ns, 0, sizeof ns);
     if (rtc_conf_load(rly_conf_specs, &ns, ap->argc, ap->argv, err, sizeof err)) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "reload failed, keeping the old settings: %s", err);
+        atomic_fetch_add(&ap->reloads.failed, 1);
         return;
     }
     nc = build_cfg(ap, &ns, err, sizeof err);
     if (!nc || (ap->has_tls && check_tls(&ns, &nt, err, sizeof err))) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "reload failed, keeping the old settings: %s", err);
+        atomic_fetch_add(&ap->reloads.failed, 1);
         cfg_free(nc);
         rtc_conf_dispose(rly_conf_specs, &ns);
         return;
@@ -371,6 +375,7 @@ static void reload(app *ap)
             nt ? ", TLS certificate" : "");
     rtc_conf_dispose(rly_conf_specs, &ap->s);
     ap->s = ns;
+    atomic_fetch_add(&ap->reloads.ok, 1);
 }
 
 static void stop_all(app *ap)
@@ -525,7 +530,7 @@ static int create_workers(app *ap, char *err, size_t errlen)
         .tls_listen = ap->tls_listen, .n_tls_listen = ap->s.tls_listen.n, .tls = ap->tls,
         .ports = ap->ports, .start_time_s = (double)rtc_clock_wall_s(), .reuseport = n > 1,
         .quota = ap->quota, .iplimit = ap->iplimit, .nonce_key = ap->nonce_key, .all = ap->workers,
-        .n_all = &ap->n_workers};
+        .n_all = &ap->n_workers, .reloads = &ap->reloads};
     char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
 
     for (size_t i = 0; i < n; i++) {

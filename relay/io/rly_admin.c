@@ -35,7 +35,8 @@ struct rly_admin {
     admin_conn c[ADMIN_MAX];
 };
 
-static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double start)
+static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double start,
+                    const rly_reloads *reloads)
 {
     rly_stats sum;
     uint64_t allocs = 0;
@@ -82,6 +83,14 @@ static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double st
     rtc_metrics_header(b, "tsunagu_relay_permission_denied_total", "counter",
                        "CreatePermission/ChannelBind peers refused by the peer policy.");
     rtc_metrics_u64(b, "tsunagu_relay_permission_denied_total", NULL, sum.permission_denied);
+    if (reloads) {
+        rtc_metrics_header(b, "tsunagu_relay_config_reloads_total", "counter",
+                           "SIGHUP reloads; a failed one keeps the old settings running.");
+        rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"ok\"",
+                        atomic_load(&reloads->ok));
+        rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"failed\"",
+                        atomic_load(&reloads->failed));
+    }
     rtc_metrics_process(b, start);
 }
 
@@ -96,7 +105,8 @@ static void reply(rtc_buf *out, const char *status, const char *ctype, const cha
 }
 
 void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
-                       const rly_worker *const *workers, size_t n, double start_time_s)
+                       const rly_worker *const *workers, size_t n, double start_time_s,
+                       const rly_reloads *reloads)
 {
     bool draining = false;
     (void)len;
@@ -105,7 +115,7 @@ void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
     if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET /metrics?", 13)) {
         rtc_buf body;
         rtc_buf_init(&body);
-        metrics(&body, workers, n, start_time_s);
+        metrics(&body, workers, n, start_time_s, reloads);
         if (body.oom)
             reply(out, "500 Internal Server Error", "text/plain", "out of memory\n", 14);
         else
@@ -233,7 +243,8 @@ void rly_admin_event(rly_admin *a, uint32_t idx)
         return;
     }
     rtc_buf_init(&out);
-    rly_admin_respond(&out, ac->buf, ac->len, a->p.all, *a->p.n_all, a->p.start_time_s);
+    rly_admin_respond(&out, ac->buf, ac->len, a->p.all, *a->p.n_all, a->p.start_time_s,
+                      a->p.reloads);
     /* small answers: the socket buffer takes them at once; a bounded retry
      * covers the rare partial write without a per-connection queue */
     while (!out.oom && off < out.len && tries++ < 1000) {

@@ -43,17 +43,35 @@ static void clear_bit(_Atomic uint8_t *m, uint16_t port)
     atomic_fetch_and_explicit(&m[port >> 3], (uint8_t)~(1u << (port & 7)), memory_order_relaxed);
 }
 
+/* A relayed socket's receive buffer. The kernel default (rmem_default,
+ * ~208 KiB) holds ~270 small datagrams: a video key frame of 100+ packets
+ * arriving while the worker is busy with others, or a burst relayed from a
+ * client on another worker, overflows it silently. The request is capped at
+ * net.core.rmem_max and only memory in use is charged (net.ipv4.udp_mem
+ * bounds all sockets together). */
+#define RELAYED_RCVBUF (1 << 20)
+
+static int relayed_socket(int family)
+{
+    int one = 1, rcv = RELAYED_RCVBUF;
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    return fd;
+}
+
 int rly_ports_open(rly_ports *p, const rtc_addr *ip, bool even, rtc_addr *bound)
 {
     uint32_t span = (uint32_t)p->hi - p->lo + 1, start = 0, tries = 0;
     _Atomic uint8_t *used = p->used[ip->family == AF_INET6];
-    int fd, one = 1;
+    int fd;
 
-    fd = socket(ip->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = relayed_socket(ip->family);
     if (fd < 0)
-        return -errno;
-    if (ip->family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        return fd;
     rtc_random(&start, sizeof start);
     for (uint32_t i = 0; i < span && tries < 256; i++) {
         uint16_t port = (uint16_t)(p->lo + (start + i) % span);
@@ -87,15 +105,13 @@ int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_add
     struct sockaddr_storage ss;
     rtc_addr a = *ip;
     socklen_t sl;
-    int fd, one = 1;
+    int fd;
 
     if (port < p->lo || port > p->hi || bit(used, port))
         return -EADDRINUSE;
-    fd = socket(ip->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = relayed_socket(ip->family);
     if (fd < 0)
-        return -errno;
-    if (ip->family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        return fd;
     a.port = port;
     sl = rtc_addr_to_sockaddr(&a, &ss);
     if (bind(fd, (struct sockaddr *)&ss, sl)) {

@@ -47,6 +47,8 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 
 #define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
 #define UDP_BATCH 64
+/* requested UDP socket buffers of the listeners: a few ms of line rate */
+#define UDP_SOCKBUF (4 << 20)
 /* receive slot: headroom, the largest datagram, room for padding */
 #define SLOT_CAP (RLY_HEADROOM + 65536 + 8)
 /* receive slots per worker: two recvmmsg batches, so the queue of one
@@ -65,12 +67,19 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 /* A stream that has not made an allocation within this time is closed, so
  * idle connections cannot pile up (Binding-only clients reconnect). */
 #define CONN_IDLE_MS 60000
+/* Frames one stream connection may hand to the engine per turn of the loop,
+ * as a UDP socket gets one recvmmsg of UDP_BATCH: a client flooding over
+ * TCP/TLS must not starve the worker's other clients. A connection with more
+ * input waits on the pending list for the next turn (edge-triggered epoll
+ * would not report it again). */
+#define CONN_BUDGET UDP_BATCH
 
 typedef struct {
     int fd;
     uint8_t proto; /* RLY_TCP / RLY_TLS */
     uint16_t listener;
     bool closing;
+    bool pending; /* on w->pend: input left over from its last turn */
     rtc_addr client;
     rly_tls_conn *tls;
     bool authed; /* has made an allocation: buffers may grow, no auth timeout */
@@ -104,6 +113,8 @@ struct rly_worker {
     uint32_t n_conns_cap;
     uint32_t *closing; /* deferred closes of this batch */
     uint32_t n_closing;
+    uint32_t *pend; /* streams with input left over (CONN_BUDGET) */
+    uint32_t n_pend;
     /* mailbox from the main thread (rly_worker_post_*), woken by ctrl_fd */
     int ctrl_fd;
     const rly_cfg *_Atomic post_cfg;
@@ -121,6 +132,7 @@ struct rly_worker {
      * recycled after a flush) and the send queue pointing into them */
     uint8_t *slots;
     uint32_t n_used;
+    bool rx_busy; /* a received batch is being processed: no recycle() now */
     uint32_t n_tx;
     tx_ent tx[TX_MAX];
     struct mmsghdr mm[RX_SLOTS], tx_mm[TX_MAX]; /* separate: a flush may come mid-batch */
@@ -181,9 +193,19 @@ static int listen_socket(const rtc_addr *a, int type, int mode, char *err, size_
     if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 1024)))
         goto out_close;
     if (type == SOCK_DGRAM) {
-        int sz = 4 << 20;
+        int sz = UDP_SOCKBUF, got = 0;
+        socklen_t gl = sizeof got;
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+        /* The kernel caps the request at net.core.rmem_max (212992 on a
+         * stock Debian) without an error, and a burst then overflows the
+         * listener: say so once per socket, at start-up. Linux reports
+         * twice what it granted. */
+        if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &gl) == 0 && got / 2 < sz)
+            RTC_LOG(RTC_LOG_WARN, NULL,
+                    "%s %s: UDP receive buffer capped at %d KiB by net.core.rmem_max; "
+                    "raise it to %d (conf/sysctl.d/90-tsunagu.conf)",
+                    what, as, got / 2 / 1024, sz);
     }
     return fd;
 out_close:
@@ -393,6 +415,12 @@ static void hand_over(rly_worker *w, const rly_alloc *from, rly_alloc *b, const 
         buf = (uint8_t *)(uintptr_t)data - RLY_HEADROOM; /* frame in place */
     } else {
         buf = take_slot(w);
+        if (!buf && !w->rx_busy) {
+            /* from a stream, between batches: send what is queued and
+             * reuse the slots rather than take the kernel's way */
+            recycle(w);
+            buf = take_slot(w);
+        }
         if (!buf) { /* every slot taken: the kernel's way then */
             struct sockaddr_storage ss;
             socklen_t sl = rtc_addr_to_sockaddr(&b->relayed, &ss);
@@ -530,13 +558,15 @@ static void client_input(rly_worker *w, const rly_tuple *tu, int conn_idx, const
                          size_t len);
 
 /* Split the stream into STUN / ChannelData frames (RFC 8656 s.3.1). */
-static void conn_frames(rly_worker *w, uint32_t idx)
+/* Hand up to *budget whole frames of the connection's input to the engine;
+ * what is left stays buffered for the next turn. */
+static void conn_frames(rly_worker *w, uint32_t idx, uint32_t *budget)
 {
     conn *c = w->conns[idx];
     rly_tuple tu = {.client = c->client, .listener = c->listener, .proto = c->proto};
     size_t off = 0;
 
-    while (!c->closing && off < c->in_len) {
+    while (!c->closing && off < c->in_len && *budget) {
         long fl = rly_frame_len(c->in + off, c->in_len - off);
         /* a frame larger than the buffer: only an authenticated client may
          * make it grow (to the largest legal frame) */
@@ -560,6 +590,7 @@ static void conn_frames(rly_worker *w, uint32_t idx)
         client_input(w, &tu, (int)idx, c->in + off, (size_t)fl);
         c = w->conns[idx];
         off += (size_t)fl;
+        (*budget)--;
         if (!c->authed && rly_table_find(w->turn.table, &tu))
             c->authed = true; /* an Allocate passed authentication */
     }
@@ -584,8 +615,21 @@ static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
     }
     if (!(events & (EPOLLIN | EPOLLRDHUP)) && !c->tls)
         return;
+    uint32_t budget = CONN_BUDGET;
+    if (c->in_len) { /* frames left over from the last turn go first */
+        conn_frames(w, idx, &budget);
+        if (c->closing)
+            return;
+    }
     for (;;) {
         long rc;
+        if (!budget) { /* more may be waiting: come back next turn */
+            if (!c->pending && w->n_pend < 2 * MAX_CONNS) {
+                c->pending = true;
+                w->pend[w->n_pend++] = idx;
+            }
+            return;
+        }
         if (c->in_len >= c->in_cap) {
             conn_close_later(w, idx);
             return;
@@ -606,7 +650,7 @@ static void conn_event(rly_worker *w, uint32_t idx, uint32_t events)
             return;
         }
         c->in_len += (size_t)rc;
-        conn_frames(w, idx);
+        conn_frames(w, idx, &budget);
         if (c->closing)
             return;
     }
@@ -746,6 +790,7 @@ static void udp_event(rly_worker *w, uint16_t listener)
     uint32_t first = 0;
     int got = rx_batch(w, w->udp_fd[listener], &first);
 
+    w->rx_busy = true;
     for (int k = 0; k < got; k++) {
         rly_tuple tu = {.listener = listener, .proto = RLY_UDP};
         const uint8_t *p = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP + RLY_HEADROOM;
@@ -753,6 +798,7 @@ static void udp_event(rly_worker *w, uint16_t listener)
         rtc_addr_from_sockaddr(&tu.client, (struct sockaddr *)&w->from[i]);
         client_input(w, &tu, -1, p, w->mm[i].msg_len);
     }
+    w->rx_busy = false;
 }
 
 static void relay_event(rly_worker *w, uint32_t id)
@@ -764,6 +810,7 @@ static void relay_event(rly_worker *w, uint32_t id)
     if (!a)
         return;
     got = rx_batch(w, a->relay_fd, &first);
+    w->rx_busy = true;
     for (int k = 0; k < got; k++) {
         uint8_t *slot = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP;
         const uint8_t *frame;
@@ -772,13 +819,14 @@ static void relay_event(rly_worker *w, uint32_t id)
 
         /* a Refresh 0 earlier in this iteration may have released it */
         if (rly_table_get(w->turn.table, id) != a)
-            return;
+            break;
         rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&w->from[first + (uint32_t)k]);
         frame = rly_turn_from_peer(&w->turn, a, &peer, slot, w->mm[first + (uint32_t)k].msg_len,
                                    w->now_ms, &flen);
         if (frame)
             to_client(w, a, frame, flen);
     }
+    w->rx_busy = false;
 }
 
 /* ---- the main thread's mailbox ---- */
@@ -886,6 +934,10 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     w->port_owner[1] = calloc(65536, sizeof(uint32_t));
     w->conns = calloc(MAX_CONNS, sizeof *w->conns);
     w->closing = calloc(MAX_CONNS, sizeof *w->closing);
+    /* a connection is listed once while pending, plus at most one stale
+     * entry per slot (freed at the end of a turn, its slot reused in the
+     * next turn before the list is taken): 2 x MAX_CONNS bounds it */
+    w->pend = calloc(2 * MAX_CONNS, sizeof *w->pend);
     w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
@@ -894,7 +946,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     io.ctx = w;
     if (w->slots)
         rx_init(w);
-    if (!w->slots || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+    if (!w->slots || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
@@ -927,7 +979,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         rly_admin_params ap = {.ep = w->ep, .listen_data = EV_DATA(T_ADMIN_LISTEN, 0),
                                .conn_data = EV_DATA(T_ADMIN, 0),
                                .all = (const rly_worker *const *)p->all,
-                               .n_all = p->n_all, .start_time_s = p->start_time_s};
+                               .n_all = p->n_all, .start_time_s = p->start_time_s,
+                               .reloads = p->reloads};
         if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
                                           "metrics-listen")) < 0)
             goto out_free;
@@ -971,6 +1024,7 @@ void rly_worker_free(rly_worker *w)
     free(w->tls_fd);
     free(w->conns);
     free(w->closing);
+    free(w->pend);
     free(w->slots);
     free(w->port_owner[0]);
     free(w->port_owner[1]);
@@ -1050,7 +1104,8 @@ int rly_worker_run(rly_worker *w)
     int rc = 0;
 
     while (!w->stop) {
-        int n = epoll_wait(w->ep, evs, 128, 200);
+        /* streams with input left over: look, but do not sleep */
+        int n = epoll_wait(w->ep, evs, 128, w->n_pend ? 0 : 200);
         if (n < 0 && errno != EINTR) {
             RTC_LOG(RTC_LOG_ERROR, NULL, "epoll_wait: %s", strerror(errno));
             rc = -1;
@@ -1061,6 +1116,18 @@ int rly_worker_run(rly_worker *w)
         w->wall_s = rtc_clock_wall_s();
         for (int i = 0; i < n; i++)
             handle(w, &evs[i]);
+        if (w->n_pend) { /* their next turn, after everyone else's */
+            uint32_t np = w->n_pend;
+            w->n_pend = 0;
+            for (uint32_t i = 0; i < np; i++) {
+                uint32_t idx = w->pend[i];
+                conn *c = w->conns[idx];
+                if (c && c->pending) {
+                    c->pending = false;
+                    conn_event(w, idx, EPOLLIN);
+                }
+            }
+        }
         recycle(w); /* send what the batch relayed */
         for (uint32_t i = 0; i < w->n_closing; i++)
             conn_free(w, w->closing[i]);

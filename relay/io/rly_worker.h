@@ -16,6 +16,7 @@
 #ifndef RLY_WORKER_H
 #define RLY_WORKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +29,13 @@
 #include "rtc_metrics.h"
 
 typedef struct rly_worker rly_worker; /* opaque */
+
+/* SIGHUP reloads, counted by the main thread and shown on /metrics: a
+ * refused reload leaves the old settings running, which only the log and
+ * this counter tell an operator. */
+typedef struct {
+    _Atomic uint64_t ok, failed;
+} rly_reloads;
 
 typedef struct {
     const rly_cfg *cfg;
@@ -47,6 +55,7 @@ typedef struct {
     /* every worker, for the metrics page (read at scrape time only) */
     rly_worker *const *all;
     const size_t *n_all;
+    const rly_reloads *reloads; /* owned by the main thread */
 } rly_worker_params;
 
 /* Opens every socket; NULL with a reason naming the address in err. */
@@ -92,6 +101,7 @@ typedef struct {
     const rly_worker *const *all;
     const size_t *n_all;
     double start_time_s;
+    const rly_reloads *reloads;
 } rly_admin_params;
 rly_admin *rly_admin_new(const rly_admin_params *p); /* NULL on failure */
 void rly_admin_free(rly_admin *a);                    /* NULL is a no-op */
@@ -103,6 +113,7 @@ void rly_admin_sweep(rly_admin *a, uint64_t now_ms);
 /* rly_admin.c: the HTTP/1.1 answer (status line, headers, body) to one
  * request head `req` for /metrics or /healthz, summing the workers. */
 void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
-                       const rly_worker *const *workers, size_t n, double start_time_s);
+                       const rly_worker *const *workers, size_t n, double start_time_s,
+                       const rly_reloads *reloads);
 
 #endif

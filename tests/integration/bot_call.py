@@ -6,6 +6,10 @@ Default check: N calls (2N legs) in one bot process: every leg carried
 decoded audio over a relayed path, zero loss, MOS above 4.0, and the TURN
 server's own counters show at least the packets the bots received.
 
+--sighup-every S (reload without a dropped packet): tsunagu-relay and
+tsunagu-signal get SIGHUP every S seconds during the calls; each must log
+every reload, and the calls must still have zero loss.
+
 --drop-every K (measurement honesty): each sender skips every K-th RTP
 packet on purpose (the bot's testing flag) and counts it; each receiver's
 reported loss must match what its peer dropped (within the packet or two a
@@ -13,7 +17,7 @@ receiver cannot see: drops before its first packet or after its last).
 
 usage: bot_call.py --bot PATH [--calls N] [--duration S] [--drop-every K]
                    [--relay coturn|tsunagu --relay-exe P] [--signal stub|tsunagu --signal-exe P]"""
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import Stack, add_server_args, fail, TIMEOUT_MULT  # noqa: E402
@@ -31,7 +35,11 @@ def main():
                          "shows the relay-path check can fail")
     ap.add_argument("--kill-signal-after", type=float, default=0,
                     help="stop the signaling server this many seconds in: calls must go on")
+    ap.add_argument("--sighup-every", type=float, default=0,
+                    help="reload relay and signaling (SIGHUP) this often during the calls")
     a = ap.parse_args()
+    if a.sighup_every and (a.relay != "tsunagu" or a.signal != "tsunagu"):
+        fail("--sighup-every needs --relay tsunagu and --signal tsunagu")
     checks = 0
     with Stack(a) as st:
         turn = st.start_relay()
@@ -55,6 +63,16 @@ def main():
             sig.terminate()
             sig.wait(timeout=10)
             print("# signaling server stopped at %.1f s" % a.kill_signal_after)
+        hups = 0
+        if a.sighup_every:
+            end = time.time() + a.duration
+            time.sleep(a.sighup_every)
+            while time.time() < end and bot.poll() is None:
+                st.procs[0].send_signal(signal.SIGHUP)
+                st.procs[1].send_signal(signal.SIGHUP)
+                hups += 1
+                time.sleep(a.sighup_every)
+            print("# sent %d SIGHUPs to relay and signaling" % hups)
         try:
             stdout, stderr = bot.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -106,6 +124,13 @@ def main():
                     fail("%s: %d SRTP / %d decode errors" % (c["label"], c["srtp_errors"],
                                                              c["decode_errors"]))
                 checks += 3
+        if a.sighup_every:
+            rl = st.log("relay.log").count("reloaded:")
+            sl = st.log("signal.log").count("SIGHUP: reloaded")
+            print("# reloads logged: relay %d, signaling %d" % (rl, sl))
+            if hups < 3 or rl != hups or sl != hups:
+                fail("sent %d SIGHUPs; relay logged %d reloads, signaling %d" % (hups, rl, sl))
+            checks += 1
         if not os.path.getsize(html) or b"<svg" not in open(html, "rb").read():
             fail("HTML report missing or without plots")
         checks += 1

@@ -5,7 +5,7 @@ server that cannot be reached ends a member-mode run with exit code 1
 quickly instead of waiting for --duration.
 
 usage: bot_cli.py --bot PATH"""
-import argparse, os, socket, subprocess, sys, time
+import argparse, os, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import fail, free_port, TIMEOUT_MULT  # noqa: E402
@@ -23,11 +23,14 @@ def main():
     ap.add_argument("--bot", required=True)
     a = ap.parse_args()
     n = 0
+    notpem = tempfile.NamedTemporaryFile(prefix="bot_cli_", suffix=".pem")
+    notpem.write(b"not a certificate\n")
+    notpem.flush()
     r = run([a.bot, "--help"])
     if r.returncode != 0:
         fail("--help exit code %d" % r.returncode)
     for flag in ["--signal", "--room", "--calls", "--duration", "--relay-only", "--report",
-                 "--html", "--audio", "--log-level"]:
+                 "--html", "--audio", "--log-level", "--turn-ca", "--turn-insecure"]:
         if flag not in r.stdout:
             fail("--help does not list " + flag)
         n += 1
@@ -36,7 +39,13 @@ def main():
                       (["--signal", "ws://x/ws", "--room", "r", "--bogus", "1"], "bogus"),
                       (["--signal", "ws://x/ws"], "--room"),
                       (["--signal", "ws://x/ws", "--room", "r", "--log-level", "loud"], "log-level"),
-                      (["--signal", "ws://x/ws", "--room", "r", "--audio", "/nonexistent.wav"], "nonexistent")]:
+                      (["--signal", "ws://x/ws", "--room", "r", "--audio", "/nonexistent.wav"], "nonexistent"),
+                      (["--signal", "ws://x/ws", "--room", "r", "--turn-ca", "/nonexistent/ca.pem"],
+                       "/nonexistent/ca.pem"),
+                      (["--signal", "ws://x/ws", "--room", "r", "--turn-ca", notpem.name],
+                       "turn-ca"),
+                      (["--signal", "ws://x/ws", "--room", "r", "--turn-ca", notpem.name,
+                        "--turn-insecure"], "exclude each other")]:
         r = run([a.bot] + argv)
         if r.returncode != 2 or key not in r.stderr:
             fail("%s: exit %d, stderr %r (want 2 naming %s)" % (argv, r.returncode, r.stderr, key))

@@ -24,6 +24,7 @@ def free_both():
     raise SystemExit("no free port")
 
 
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-lo = random.randrange(20000, 29800, 100)
-print(*[free_both() for _ in range(n)], lo, lo + 99)
+if __name__ == '__main__':
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    lo = random.randrange(20000, 29800, 100)
+    print(*[free_both() for _ in range(n)], lo, lo + 99)

@@ -4,7 +4,11 @@
 One headless Chromium page holds two RTCPeerConnections with
 iceTransportPolicy 'relay' and tsunagu-relay as their only ICE server (REST
 credentials, as tsunagu-signal hands out), over UDP and then over TCP
-(?transport=tcp: framed STUN and ChannelData padded to 4). The page opens a
+(?transport=tcp: framed STUN and ChannelData padded to 4), then over TLS
+(turns:, a self-signed certificate that Chromium accepts only because its
+public key is pinned with --ignore-certificate-errors-spki-list; a run
+pinned to another key must fail, so the relay's certificate is what made
+the TLS call work). The page opens a
 data channel, echoes messages and reports through console.log; the test
 asserts both selected candidates are 'relay' and that the relay counted the
 packets. A control run with iceTransportPolicy 'all' must report a non-relay
@@ -12,6 +16,8 @@ pair, so the check can fail.
 
 Usage: relay_chromium.py PATH/TO/tsunagu-relay
 """
+import base64
+import hashlib
 import json
 import os
 import select
@@ -78,7 +84,7 @@ def chromium():
     raise SystemExit("FAIL: chromium not found: install Debian package 'chromium'")
 
 
-def run_page(browser, tmp, url, user, cred, policy, timeout):
+def run_page(browser, tmp, url, user, cred, policy, timeout, extra=()):
     page = os.path.join(tmp, f"page-{policy}-{abs(hash(url))}.html")
     with open(page, "w") as f:
         f.write(PAGE % {"url": json.dumps(url), "user": json.dumps(user),
@@ -88,7 +94,7 @@ def run_page(browser, tmp, url, user, cred, policy, timeout):
             "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
             f"--user-data-dir={prof}", "--allow-loopback-in-peer-connection",
-            "--enable-logging=stderr", "--v=0", "file://" + page]
+            "--enable-logging=stderr", "--v=0", *extra, "file://" + page]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     result = None
@@ -123,18 +129,42 @@ def run_page(browser, tmp, url, user, cred, policy, timeout):
     return result
 
 
+def make_cert(tmp, name):
+    """A self-signed certificate for 127.0.0.1 and the base64 SHA-256 of its
+    public key (what --ignore-certificate-errors-spki-list takes)."""
+    if not shutil.which("openssl"):
+        raise SystemExit("FAIL: openssl command missing: install Debian package 'openssl'")
+    cert, key = os.path.join(tmp, name + ".crt"), os.path.join(tmp, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    pub = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-pubkey"], check=True,
+                         capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub,
+                         check=True, capture_output=True).stdout
+    return cert, key, base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 def main():
     exe = relay_exe()
     browser = chromium()
     c = Checks()
     tmp = tempfile.mkdtemp(prefix="relay-chromium-")
-    relay = Relay(exe, "--auth-secret", SECRET)
+    cert, key, pin = make_cert(tmp, "relay")
+    _, _, other_pin = make_cert(tmp, "other")
+    tls_port = free_port(socket.SOCK_STREAM)
+    relay = Relay(exe, "--auth-secret", SECRET, "--tls-listen", f"127.0.0.1:{tls_port}",
+                  "--cert", cert, "--key", key)
     try:
         user, cred = rest_credentials(SECRET, int(time.time()) + 3600, ident="chromium")
-        for transport in ("udp", "tcp"):
+        for transport in ("udp", "tcp", "tls"):
             url = f"turn:127.0.0.1:{relay.port}?transport={transport}"
+            extra = ()
+            if transport == "tls":
+                url = f"turns:127.0.0.1:{tls_port}?transport=tcp"
+                extra = (f"--ignore-certificate-errors-spki-list={pin}",)
             before = relay.metric("tsunagu_relay_packets_total")
-            r = run_page(browser, tmp, url, user, cred, "relay", 45 * TIMEOUT_MULT)
+            r = run_page(browser, tmp, url, user, cred, "relay", 45 * TIMEOUT_MULT, extra)
             c.ok(r is not None and r.get("ok"), f"chromium over {transport}: call set up ({r})")
             if not r or not r.get("ok"):
                 continue
@@ -146,6 +176,15 @@ def main():
                  f"{transport}: Chromium reached the relay over {transport} ({r['a']})")
             c.ok(relay.metric("tsunagu_relay_packets_total") >= before + 100,
                  f"{transport}: the relay counted the packets")
+        # control: pinned to another key, Chromium refuses the relay's
+        # certificate and the TLS call cannot be set up
+        before = relay.metric("tsunagu_relay_allocations_total")
+        r = run_page(browser, tmp, f"turns:127.0.0.1:{tls_port}?transport=tcp", user, cred,
+                     "relay", 30 * TIMEOUT_MULT,
+                     (f"--ignore-certificate-errors-spki-list={other_pin}",))
+        c.ok(r is not None and not r.get("ok")
+             and relay.metric("tsunagu_relay_allocations_total") == before,
+             f"control: another pinned key, no TLS call and no allocation ({r})")
         # control: with policy 'all' the page reports a host pair, so the
         # relay/relay check above is able to fail
         r = run_page(browser, tmp, f"turn:127.0.0.1:{relay.port}", user, cred, "all",

@@ -1,4 +1,4 @@
-/* test_bot_turn.c - turn: URLs from joined.iceServers (RFC 7065): host,
+/* test_bot_turn.c - turn: and turns: URLs from joined.iceServers (RFC 7065): host,
  * port default, IPv6 brackets, ?transport, and what is refused. */
 #include <string.h>
 
@@ -18,7 +18,21 @@ int main(void)
     is_int(bot_turn_parse_url("turn:h:1?transport=udp", &t), 0, "explicit udp");
     ok(!t.tcp, "udp");
     is_int(bot_turn_parse_url("stun:h:3478", &t), RTC_EUNSUP, "stun skipped");
-    is_int(bot_turn_parse_url("turns:h:5349", &t), RTC_EUNSUP, "turns skipped");
+    is_int(bot_turn_parse_url("stuns:h:5349", &t), RTC_EUNSUP, "stuns skipped");
+    ok(!t.tls, "a turn: URL is not TLS");
+    is_int(bot_turn_parse_url("turns:relay.example.com", &t), 0, "turns: name, default port");
+    ok(!strcmp(t.host, "relay.example.com") && t.port == 5349 && t.tls && t.tcp,
+       "turns: default 5349, TLS over TCP");
+    is_int(bot_turn_parse_url("turns:127.0.0.1:443?transport=tcp", &t), 0, "turns: on 443, tcp");
+    ok(!strcmp(t.host, "127.0.0.1") && t.port == 443 && t.tls && t.tcp, "turns: fields");
+    is_int(bot_turn_parse_url("turns:[::1]:5349", &t), 0, "turns: v6");
+    ok(!strcmp(t.host, "::1") && t.port == 5349 && t.tls, "turns: v6 fields");
+    is_int(bot_turn_parse_url("turns:h:5349?transport=udp", &t), RTC_EUNSUP,
+           "turns: over udp (DTLS) refused");
+    is_int(bot_turn_parse_url("turns:h:0", &t), RTC_EMSG, "turns: port 0");
+    is_int(bot_turn_parse_url("turns:", &t), RTC_EMSG, "turns: empty host");
+    is_int(bot_turn_parse_url("turns:h?transport=sctp", &t), RTC_EMSG, "turns: unknown transport");
+    is_int(bot_turn_parse_url("turnss:h", &t), RTC_EMSG, "turnss: is not a scheme");
     is_int(bot_turn_parse_url("http://h", &t), RTC_EMSG, "not turn");
     is_int(bot_turn_parse_url("turn:", &t), RTC_EMSG, "empty host");
     is_int(bot_turn_parse_url("turn:h:0", &t), RTC_EMSG, "port 0");
