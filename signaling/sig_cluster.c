@@ -46,6 +46,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define PIPELINE_MAX 256
+#define SYNC_DELAY_MS (BACKOFF_MAX_MS + 2000) /* other nodes' reconnect: backoff + one timeout */
 #define QUEUE_BUDGET 4096   /* commands per round: channel reads and heartbeats are not starved */
 #define EVENT_WAIT_MS 1000  /* a full incoming queue blocks the thread this long, then drops */
 #define VALUE_MAX 512       /* a room hash value {"name","node"} */
@@ -162,6 +163,7 @@ struct sig_cluster {
     redisContext *cmd, *sub;
     htab subs;         /* channels subscribed */
     uint64_t reap_from; /* no reaping before this (ms): see serve() */
+    uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
 };
 
 static const char JOIN_LUA[] =
@@ -902,15 +904,15 @@ static int resync_subs(sig_cluster *c, const snap *sn)
     return 0;
 }
 
-/* Every room's members on other nodes, as SYNC events. */
-static int resync_rooms(sig_cluster *c, const snap *sn)
+/* Every listed room's members on other nodes, as SYNC events. */
+static int sync_rooms(sig_cluster *c, char *const *rooms, size_t nrooms)
 {
-    for (size_t j = 0; j < sn->nrooms; j++) {
+    for (size_t j = 0; j < nrooms; j++) {
         char rk[SIG_ROOM_MAX + 32];
         const char *hv[] = {"HGETALL", rk};
         redisReply *r;
         sig_cev *e;
-        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, sn->rooms[j]);
+        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, rooms[j]);
         if (!(r = call(c, 2, hv)) || r->type != REDIS_REPLY_ARRAY) {
             if (r)
                 freeReplyObject(r);
@@ -918,7 +920,7 @@ static int resync_rooms(sig_cluster *c, const snap *sn)
         }
         if ((e = calloc(1, sizeof *e))) {
             e->kind = SIG_CEV_SYNC;
-            snprintf(e->room, sizeof e->room, "%s", sn->rooms[j]);
+            snprintf(e->room, sizeof e->room, "%s", rooms[j]);
             if (members_of(c, r, e) == 0)
                 push_event(c, e);
             else
@@ -929,9 +931,28 @@ static int resync_rooms(sig_cluster *c, const snap *sn)
     return 0;
 }
 
+/* The rooms with a local member now, re-read (the deferred SYNC). */
+static int sync_mirror_rooms(sig_cluster *c)
+{
+    snap sn;
+    int rc;
+    memset(&sn, 0, sizeof sn);
+    pthread_mutex_lock(&c->mu);
+    rc = snapshot(c, &sn);
+    pthread_mutex_unlock(&c->mu);
+    if (!rc)
+        rc = sync_rooms(c, sn.rooms, sn.nrooms);
+    snap_dispose(&sn);
+    return rc;
+}
+
 /* Make subscriptions and Redis's registrations match the mirror, then tell
- * the lws thread every room's members on other nodes (SYNC). */
-static int resync(sig_cluster *c)
+ * the lws thread every room's members on other nodes (SYNC). After a
+ * reconnection (`rooms_now` false) that last step waits SYNC_DELAY_MS: if
+ * Redis lost its data, the other nodes have not re-registered their members
+ * yet, and a SYNC now would announce them gone (peer-left ends a call). Joins
+ * and leaves announced meanwhile still apply one by one. */
+static int resync(sig_cluster *c, bool rooms_now)
 {
     snap sn;
     redisReply *r;
@@ -954,8 +975,10 @@ static int resync(sig_cluster *c)
         if (r)
             freeReplyObject(r);
     }
-    if (!rc)
-        rc = resync_rooms(c, &sn);
+    if (!rc && rooms_now)
+        rc = sync_rooms(c, sn.rooms, sn.nrooms);
+    else if (!rc)
+        c->sync_at = mono_ms() + SYNC_DELAY_MS;
     snap_dispose(&sn);
     if (rc) {
         pthread_mutex_lock(&c->mu);
@@ -1024,7 +1047,7 @@ static int connect_all(sig_cluster *c, char *err, size_t errlen)
         drop_conns(c);
         return RTC_EMSG;
     }
-    if (resync(c)) {
+    if (resync(c, false)) {
         snprintf(err, errlen, "%s: registering this node failed", c->where);
         drop_conns(c);
         return RTC_EMSG;
@@ -1098,8 +1121,13 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
     pthread_mutex_lock(&c->mu);
     again = c->resync;
     pthread_mutex_unlock(&c->mu);
-    if (again && resync(c))
+    if (again && resync(c, true))
         return RTC_EMSG;
+    if (c->sync_at && mono_ms() >= c->sync_at) {
+        c->sync_at = 0;
+        if (sync_mirror_rooms(c))
+            return RTC_EMSG;
+    }
     return 0;
 }
 

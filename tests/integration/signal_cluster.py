@@ -354,35 +354,21 @@ async def outage(exe):
         # Redis came back empty (no persistence): the nodes re-registered their members
         await until(lambda: room_members(r, "room") == {j1["id"], jb["id"]}, 10,
                     "members re-registered in Redis")
-        # B's view converges: a2 is gone, a1 is there (a peer-left/peer-joined pair for a1
-        # is allowed: Redis lost its data, see docs/cluster.md)
-        view = {j1["id"], j2["id"]}
-        deadline = time.time() + 6 * MULT
-        while time.time() < deadline:
-            try:
-                m = await b.recv(timeout=0.5)
-            except asyncio.TimeoutError:
-                if view == {j1["id"]}:
-                    break
-                continue
-            if m["type"] == "peer-left":
-                view.discard(m["id"])
-            elif m["type"] == "peer-joined":
-                view.add(m["peer"]["id"])
-            else:
-                raise AssertionError("unexpected %r" % m)
-        assert view == {j1["id"]}, view
-        # joins work again, and signals cross nodes again, both ways
-        jn = await n.join("fresh", "new")
+        # B learns that a2 left during the outage, once the nodes had time to come back
+        # (docs/cluster.md: the room re-read waits 7 s after a reconnect), and nobody sees
+        # a member that stayed flap (peer-left + peer-joined): that would end its calls
+        jn = await n.join("fresh", "new")   # joins work again at once
         assert jn["peers"] == []
+        m = await b.recv(timeout=12)
+        assert m == {"type": "peer-left", "id": j2["id"]}, m
+        print("a leave during the outage reached the other node %.1fs after Redis came back"
+              % (time.time() - t1))
+        await b.silent(0.5)
+        # cross-node signals work again, both ways; a1 saw nothing about b meanwhile
         await a1.send({"type": "signal", "to": jb["id"], "data": "back"})
         await b.expect("signal", data="back", **{"from": j1["id"]})
         await b.send({"type": "signal", "to": j1["id"], "data": "hi"})
-        m = await a1.recv()
-        while m["type"] != "signal":   # a1 may see the same flap for b
-            assert m["type"] in ("peer-left", "peer-joined"), m
-            m = await a1.recv()
-        assert m["data"] == "hi", m
+        await a1.expect("signal", data="hi", **{"from": jb["id"]})
         for x in (a1, a2, b, n):
             await x.close()
 
