@@ -37,7 +37,8 @@ def redis_exe():
 class Redis:
     """redis-server on 127.0.0.1, no persistence; restartable on its port."""
 
-    def __init__(self):
+    def __init__(self, *extra):
+        self.extra = list(extra)
         self.exe = redis_exe()
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="signal-redis-")
@@ -51,7 +52,7 @@ class Redis:
         log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(
             [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"] + self.extra,
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.time() + 10 * MULT
@@ -89,12 +90,16 @@ class Redis:
         except OSError:
             return ""
 
-    def cmd(self, *args):
+    def cmd(self, *args, db=0):
         """One command over RESP (a tiny client: the tests need no redis-py)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            enc = [a.encode() if isinstance(a, str) else a for a in args]
-            s.sendall(b"*%d\r\n" % len(enc) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in enc))
-            return resp(s.makefile("rb"))
+            f = s.makefile("rb")
+            for cmd in ([("SELECT", str(db))] if db else []) + [args]:
+                enc = [a.encode() if isinstance(a, str) else a for a in cmd]
+                s.sendall(b"*%d\r\n" % len(enc) +
+                          b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in enc))
+                out = resp(f)
+            return out
 
 
 def resp(f):
@@ -518,6 +523,18 @@ async def startup(exe):
             await c.join("r")
             assert ":right" not in s.logtext(), "password in the log"
             await c.close()
+    # a unix socket, with a database number
+    sock = os.path.join(tempfile.mkdtemp(prefix="signal-redis-sock-"), "r.sock")
+    with Redis("--unixsocket", sock, "--unixsocketperm", "700") as r:
+        with Server(exe, "--redis", "unix://%s?db=3" % sock) as s:
+            c = await Client.connect(s.url)
+            j = await c.join("sockroom", "u")
+            assert r.cmd("HKEYS", "tsu:room:sockroom", db=3) == [j["id"]]
+            assert r.cmd("EXISTS", "tsu:room:sockroom") == 0   # not in db 0
+            assert "unix://%s?db=3" % sock in s.logtext()
+            await c.close()
+        assert j["peers"] == []
+    shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
     p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
     for flag in ("--redis", "--redis-node-ttl", "--redis-queue"):
         assert flag in p.stdout, flag
