@@ -11,7 +11,7 @@
 #   bench/relay_vs_coturn.sh --quick          # ~2 minutes, 1 repetition
 #   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (~20 min)
 #   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
-#            --levels "fixed lossless latency flood tcp alloc" (a subset)  --latency-rate MSGS/S
+#            --levels "fixed lossless latency flood tcp tls alloc" (a subset)  --latency-rate MSGS/S
 #
 # Loopback only; ports are picked free at run time; every process started is
 # killed by PID on exit (trap), also on failure or Ctrl-C.
@@ -25,7 +25,7 @@ REPS=
 OUT=
 SERVERS="relay coturn"
 UCLIENT=0
-LEVELS="fixed lossless latency flood tcp alloc"
+LEVELS="fixed lossless latency flood tcp tls alloc"
 LATRATE=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -108,10 +108,19 @@ pick_range() {
 
 SPID=
 SPORT=
+# WITH_TLS=1: the servers also listen for TURN over TLS on TPORT (same ECDSA
+# P-256 certificate for both), and SPORT becomes that port for the generator
+WITH_TLS=0
+TPORT=
 # launch_server NAME: start it once on fresh ports; 0 when it listens
 launch_server() {
-    local name=$1 range lo hi mport i
+    local name=$1 range lo hi mport i tlsr=() tlsc=(--no-tls)
     SPORT=$(free_port)
+    if [ $WITH_TLS = 1 ]; then
+        TPORT=$(free_port)
+        tlsr=(--tls-listen 127.0.0.1:$TPORT --cert "$D/cert.pem" --key "$D/key.pem")
+        tlsc=(--tls-listening-port=$TPORT --cert="$D/cert.pem" --pkey="$D/key.pem")
+    fi
     range=$(pick_range); lo=${range%-*}; hi=${range#*-}
     : > "$D/server.log"
     case $name in
@@ -120,13 +129,13 @@ launch_server() {
         taskset -c 0 "$RELAY" --listen 127.0.0.1:$SPORT --relay-ip 127.0.0.1 --relay-ports $range \
             --realm bench --user u:p --metrics-listen 127.0.0.1:$mport --threads 1 \
             --max-allocations 100000 --max-allocations-per-user 100000 --allow-peer 127.0.0.1/32 \
-            --log-level warn --drain-seconds 0 >"$D/server.log" 2>&1 &
+            --log-level warn --drain-seconds 0 "${tlsr[@]}" >"$D/server.log" 2>&1 &
         ;;
     coturn)
         rm -f "$D/turndb"
         taskset -c 0 turnserver -n --listening-ip=127.0.0.1 --listening-port=$SPORT \
             --relay-ip=127.0.0.1 --min-port=$lo --max-port=$hi --realm=bench --lt-cred-mech --user=u:p \
-            --allow-loopback-peers --no-tls --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
+            --allow-loopback-peers "${tlsc[@]}" --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
             --relay-threads 1 --pidfile="$D/turnserver.pid" --userdb="$D/turndb" \
             --log-file="$D/server.log" --simple-log >/dev/null 2>&1 &
         ;;
@@ -140,7 +149,9 @@ launch_server() {
         if [[ $name == echo* ]]; then
             SPORT=$(awk '/^port/ {print $2}' "$D/server.log" 2>/dev/null || true)
             [ -n "$SPORT" ] && return 0
-        elif ss -Huln "sport = :$SPORT" | grep -q .; then
+        elif ss -Huln "sport = :$SPORT" | grep -q . &&
+             { [ $WITH_TLS = 0 ] || ss -Htln "sport = :$TPORT" | grep -q .; }; then
+            [ $WITH_TLS = 0 ] || SPORT=$TPORT
             sleep 0.2; return 0
         fi
         kill -0 $SPID 2>/dev/null || break
@@ -286,19 +297,30 @@ each_rep "flood|170|channel|10" --mode pair --size 170 --allocations 10 --rate 0
 
 fi
 
-if want tcp; then
-# ---- 4b. clients over TCP (RFC 8656 s.3.1 framing; relayed side UDP): what browsers fall back
-# to behind firewalls that block UDP. Fixed loads and a short flood, channels, 170 B. The
-# generator reads the receive time off the stream (no kernel timestamps over TCP), so only
-# CPU, loss and rate are compared here, not latency.
-for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
-    each_rep "tcpfixed|170|channel|$n" --transport tcp --mode pair --size 170 --allocations $n \
-        --rate $((n * 50)) --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+# ---- 4b. clients over TCP, then TLS (RFC 8656 s.3.1 framing; relayed side UDP): what browsers
+# fall back to behind firewalls that block UDP. Fixed loads and a short flood, channels, 170 B.
+# The generator reads the receive time off the stream (no kernel timestamps over TCP), so only
+# CPU, loss and rate are compared here, not latency. For TLS both servers get the same ECDSA
+# P-256 certificate, which the generator does not verify (it measures servers): what differs
+# from TCP is the servers' TLS work per frame.
+for tr in tcp tls; do
+    want $tr || continue
+    if [ $tr = tls ]; then
+        command -v openssl >/dev/null ||
+            { echo "relay_vs_coturn: openssl missing (apt-get install openssl)" >&2; exit 1; }
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=127.0.0.1 -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
+        WITH_TLS=1
+    fi
+    for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
+        each_rep "${tr}fixed|170|channel|$n" --transport $tr --mode pair --size 170 \
+            --allocations $n --rate $((n * 50)) \
+            --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+    done
+    each_rep "${tr}flood|170|channel|10" --transport $tr --mode pair --size 170 --allocations 10 \
+        --rate 0 --duration-ms 2000
+    WITH_TLS=0
 done
-each_rep "tcpflood|170|channel|10" --transport tcp --mode pair --size 170 --allocations 10 \
-    --rate 0 --duration-ms 2000
-
-fi
 
 if want alloc; then
 # ---- 5. allocation rate, and memory after many allocation cycles ----

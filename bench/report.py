@@ -163,15 +163,20 @@ def main():
     row(lambda lv: "flood %s B: loss %%" % lv.split("|")[1], lambda r: r[0]["loss"] * 100, 1)
     row(lambda lv: "flood %s B: µs server CPU / pkt" % lv.split("|")[1],
         lambda r: r[0]["server_us_per_pkt"], 2)
-    levels_matching = [lv for lv in levels if lv.startswith("tcpfixed|")]
-    row(lambda lv: "TCP clients: µs server CPU / relayed pkt, 170 B, channel, %s allocs x 50 msg/s"
-        % lv.split("|")[3], lambda r: r[0]["server_us_per_pkt"], 2)
-    row(lambda lv: "TCP clients: loss %% at %s allocs" % lv.split("|")[3],
-        lambda r: r[0]["loss"] * 100, 3)
-    levels_matching = [lv for lv in levels if lv.startswith("tcpflood|")]
-    row(lambda lv: "TCP clients, flood: relayed pkt/s", lambda r: r[0]["relayed_pps"], 0)
-    row(lambda lv: "TCP clients, flood: loss %", lambda r: r[0]["loss"] * 100, 1)
-    row(lambda lv: "TCP clients, flood: µs server CPU / pkt", lambda r: r[0]["server_us_per_pkt"], 2)
+    for tr, name in (("tcp", "TCP"), ("tls", "TLS")):
+        levels_matching = [lv for lv in levels if lv.startswith(tr + "fixed|")]
+        row(lambda lv, name=name: "%s clients: µs server CPU / relayed pkt, 170 B, channel, "
+            "%s allocs x 50 msg/s" % (name, lv.split("|")[3]),
+            lambda r: r[0]["server_us_per_pkt"], 2)
+        row(lambda lv, name=name: "%s clients: loss %% at %s allocs" % (name, lv.split("|")[3]),
+            lambda r: r[0]["loss"] * 100, 3)
+        levels_matching = [lv for lv in levels if lv.startswith(tr + "flood|")]
+        row(lambda lv, name=name: "%s clients, flood: relayed pkt/s" % name,
+            lambda r: r[0]["relayed_pps"], 0)
+        row(lambda lv, name=name: "%s clients, flood: loss %%" % name,
+            lambda r: r[0]["loss"] * 100, 1)
+        row(lambda lv, name=name: "%s clients, flood: µs server CPU / pkt" % name,
+            lambda r: r[0]["server_us_per_pkt"], 2)
     levels_matching = [lv for lv in levels if lv == "allocrate"]
     row(lambda lv: "Allocate+Refresh(0) cycles/s (32 in flight)", lambda r: r[0]["cycles_per_s"], 0,
         ("≥ 2x", lambda x: x >= 2, False))

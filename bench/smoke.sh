@@ -3,8 +3,9 @@
 #
 #   bench/smoke.sh relay|coturn SERVER_BINARY TURNLOAD_BINARY
 #
-# Starts the server on free loopback ports, runs tsunagu-turnload for a couple
-# of seconds with 10 allocations (channels, then Send indications) and a
+# Starts the server on free loopback ports (UDP, TCP and TLS with a throw-away
+# certificate), runs tsunagu-turnload for a couple of seconds with 10
+# allocations over each transport (channels, then Send indications) and a
 # second of Allocate+Refresh(0) cycles, and asserts a well-formed JSON line,
 # zero loss, nothing misrouted and no errors. No timing assertions: the
 # machine is shared. Every process started is killed by PID on exit.
@@ -36,6 +37,10 @@ for _ in range(100):
 "
 }
 PORT=$(free_port)
+TPORT=$(free_port) # TURN over TLS, with a throw-away certificate
+command -v openssl >/dev/null || { echo "FAIL: openssl missing (apt-get install openssl)"; exit 1; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+    -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
 # 1000 relay ports below the ephemeral range: the candidate with the fewest
 # UDP ports in use (other sessions' tests come and go; servers skip busy ports)
 USED=$(ss -Huan | awk '{n=split($4,a,":"); print a[n]}')
@@ -52,12 +57,13 @@ case $KIND in
 relay)
     "$SERVER" --listen 127.0.0.1:$PORT --relay-ip 127.0.0.1 --relay-ports $LO-$HI --realm bench \
         --user u:p --metrics-listen 127.0.0.1:$(free_port) --max-allocations-per-user 1000 --drain-seconds 0 \
-        >"$D/server.log" 2>&1 &
+        --tls-listen 127.0.0.1:$TPORT --cert "$D/cert.pem" --key "$D/key.pem" >"$D/server.log" 2>&1 &
     ;;
 coturn)
     "$SERVER" -n --listening-ip=127.0.0.1 --listening-port=$PORT --relay-ip=127.0.0.1 \
         --min-port=$LO --max-port=$HI --realm=bench --lt-cred-mech --user=u:p \
-        --allow-loopback-peers --no-tls --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
+        --allow-loopback-peers --tls-listening-port=$TPORT --cert="$D/cert.pem" --pkey="$D/key.pem" \
+        --no-dtls --no-cli --no-rfc5780 --no-software-attribute \
         --pidfile="$D/turnserver.pid" --userdb="$D/turndb" --log-file="$D/server.log" \
         --simple-log >/dev/null 2>&1 &
     ;;
@@ -98,9 +104,11 @@ EOF
 
 TL=("$TURNLOAD" --server 127.0.0.1:$PORT --user u:p --server-pid $SPID --allocations 10
     --setup-timeout-ms $((10000 * MULT)))
-for transport in udp tcp; do
+for transport in udp tcp tls; do
     for send in channel indication; do
-        out=$(timeout $((30 * MULT)) "${TL[@]}" --mode pair --send $send --transport $transport \
+        port=$PORT
+        [ $transport = tls ] && port=$TPORT
+        out=$(timeout $((30 * MULT)) "${TL[@]}" --server 127.0.0.1:$port --mode pair --send $send --transport $transport \
               --rate 500 --duration-ms 1500 --drain-ms $((1000 * MULT))) ||
             { echo "FAIL: turnload ($transport $send) exited $?"; exit 1; }
         check "$out" pair

@@ -30,7 +30,9 @@
  *
  * --transport tcp carries every client connection over TCP instead (RFC 8656
  * s.3.1 framing: STUN messages and ChannelData padded to 4 on one stream per
- * allocation; the relayed side stays UDP), for pair and echo modes. Over TCP
+ * allocation; the relayed side stays UDP), for pair and echo modes; --transport
+ * tls the same inside TLS (OpenSSL; the server's certificate is not verified:
+ * this measures servers, it does not protect anything). Over TCP
  * the receive time is taken when the generator reads the stream (no kernel
  * timestamp per frame), so its latency figures include the generator's own
  * queueing; CPU and loss figures are as exact as over UDP.
@@ -55,6 +57,9 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "rtc_addr.h"
 #include "rtc_conf.h"
@@ -96,8 +101,9 @@ static const rtc_conf_spec specs[] = {
      "what to measure (see the file comment)", NULL, 0},
     {"peer", RTC_CONF_STR, OFF(peer), 0, 0, NULL, "ADDR:PORT", "UDP echo peer (echo, direct)",
      rtc_conf_check_hostport, 0},
-    {"transport", RTC_CONF_STR, OFF(transport), 0, 0, "udp", "udp|tcp",
-     "client to server transport (tcp: pair and echo modes only)", NULL, 0},
+    {"transport", RTC_CONF_STR, OFF(transport), 0, 0, "udp", "udp|tcp|tls",
+     "client to server transport; tcp and tls (RFC 8656 s.3.1 framing): pair and echo modes only",
+     NULL, 0},
     {"send", RTC_CONF_STR, OFF(send), 0, 0, "channel", "channel|indication",
      "ChannelBind + ChannelData, or CreatePermission + Send indications", NULL, 0},
     {"allocations", RTC_CONF_INT, OFF(allocations), 1, TL_MAX_ALLOCS, "10", "N",
@@ -163,9 +169,10 @@ typedef struct {
     uint64_t phase_seq; /* seq at the start of the phase */
     uint64_t last_rx_seq;
     uint32_t ovfl; /* last SO_RXQ_OVFL count seen on this socket */
-    /* TCP only: the stream's unparsed input, and output held back by a short write */
+    /* TCP/TLS only: the stream's unparsed input, and output held back by a short write */
     uint8_t *in, *out;
     size_t in_len, out_len;
+    SSL *ssl; /* TLS only */
 } tl_alloc;
 
 /* Latency histogram: 1 µs buckets to 20 ms, then 1 ms buckets to 10 s. */
@@ -187,7 +194,8 @@ typedef struct {
 typedef struct {
     tl_conf c;
     int mode;
-    bool chan, tcp;
+    bool chan, tcp; /* tcp: a stream, TCP or TLS */
+    SSL_CTX *tls;   /* --transport tls */
     size_t out_pending; /* TCP: connections with held-back output */
     rtc_addr server, peer;
     char uname[256];
@@ -372,9 +380,10 @@ static int open_sock(tl *g, const rtc_addr *dst)
     }
     if (ss.ss_family == AF_INET && bind(fd, (struct sockaddr *)&any, sizeof any))
         goto out_close;
-    /* TCP connects blocking (loopback: immediate), then turns non-blocking */
+    /* TCP connects blocking (loopback: immediate), then turns non-blocking
+     * (TLS: after its handshake, tls_open) */
     if (connect(fd, (struct sockaddr *)&ss, sl) ||
-        (g->tcp && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)))
+        (g->tcp && !g->tls && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)))
         goto out_close;
     return fd;
 out_close : {
@@ -382,6 +391,20 @@ out_close : {
     close(fd);
     return e;
 }
+}
+
+/* TLS over allocation i's connected, still blocking TCP socket: handshake,
+ * then the socket turns non-blocking. 0 or RTC_EMSG (reason on stderr). */
+static int tls_open(tl *g, size_t i)
+{
+    tl_alloc *a = &g->a[i];
+    if (!(a->ssl = SSL_new(g->tls)) || !SSL_set_fd(a->ssl, a->fd) || SSL_connect(a->ssl) != 1) {
+        char why[160];
+        ERR_error_string_n(ERR_get_error(), why, sizeof why);
+        fprintf(stderr, "turnload: allocation %zu: TLS handshake failed: %s\n", i, why);
+        return RTC_EMSG;
+    }
+    return fcntl(a->fd, F_SETFL, fcntl(a->fd, F_GETFL) | O_NONBLOCK) ? -errno : 0;
 }
 
 static int attach(tl *g, size_t i)
@@ -412,11 +435,26 @@ static void out_set(tl *g, tl_alloc *a, size_t len)
     a->out_len = len;
 }
 
+/* One write on a's stream: bytes taken (maybe fewer than n), 0 when it
+ * would block, -1 on error. */
+static ssize_t stream_write(tl_alloc *a, const uint8_t *p, size_t n)
+{
+    if (a->ssl) {
+        size_t w = 0;
+        if (SSL_write_ex(a->ssl, p, n, &w) == 1)
+            return (ssize_t)w;
+        int e = SSL_get_error(a->ssl, 0);
+        return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+    }
+    ssize_t w = write(a->fd, p, n);
+    return w < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : w;
+}
+
 /* Write what a short write held back. true when nothing is left. */
 static bool stream_flush(tl *g, tl_alloc *a)
 {
     while (a->out_len) {
-        ssize_t w = write(a->fd, a->out, a->out_len);
+        ssize_t w = stream_write(a, a->out, a->out_len);
         if (w <= 0)
             return false;
         memmove(a->out, a->out + w, a->out_len - (size_t)w);
@@ -437,10 +475,23 @@ static int stream_send(tl *g, tl_alloc *a, const struct iovec *iov, int n)
     if (total > TL_STREAM_OUT)
         return RTC_ELIMIT;
     if (stream_flush(g, a)) {
-        ssize_t r = writev(a->fd, iov, n);
-        if (r < 0 && errno != EAGAIN)
-            return -errno;
-        w = r < 0 ? 0 : (size_t)r;
+        ssize_t r;
+        if (a->ssl) { /* one record for the batch: gather it first */
+            static uint8_t gather[TL_STREAM_OUT];
+            size_t len = 0;
+            for (int k = 0; k < n; k++) {
+                memcpy(gather + len, iov[k].iov_base, iov[k].iov_len);
+                len += iov[k].iov_len;
+            }
+            r = stream_write(a, gather, len);
+        } else {
+            r = writev(a->fd, iov, n);
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                r = 0;
+        }
+        if (r < 0)
+            return RTC_EMSG;
+        w = (size_t)r;
         if (w == total)
             return 0;
     }
@@ -469,13 +520,26 @@ static bool stream_recv(tl *g, size_t i, tl_frame_fn fn, void *ud)
     tl_alloc *a = &g->a[i];
     if (!a->in && !(a->in = malloc(TL_STREAM_IN)))
         return false;
-    for (int round = 0; round < 16; round++) {
-        ssize_t r = read(a->fd, a->in + a->in_len, TL_STREAM_IN - a->in_len);
+    /* TLS reads until OpenSSL wants more from the socket: a record already
+     * decrypted into its buffer would not wake epoll again */
+    for (int round = 0; a->ssl || round < 16; round++) {
+        ssize_t r;
         size_t off = 0;
+        if (a->ssl) {
+            size_t got = 0;
+            if (SSL_read_ex(a->ssl, a->in + a->in_len, TL_STREAM_IN - a->in_len, &got) == 1) {
+                r = (ssize_t)got;
+            } else {
+                int e = SSL_get_error(a->ssl, 0);
+                return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+            }
+        } else {
+            r = read(a->fd, a->in + a->in_len, TL_STREAM_IN - a->in_len);
+            if (r < 0)
+                return errno == EAGAIN || errno == EINTR;
+        }
         if (r == 0)
             return false;
-        if (r < 0)
-            return errno == EAGAIN || errno == EINTR;
         a->in_len += (size_t)r;
         for (;;) {
             long fl = stn_frame_len(a->in + off, a->in_len - off);
@@ -1059,7 +1123,7 @@ static void print_phase(const tl *g, int stepno, const tl_phase *ph, const tl_sn
            ",\"loss\":%.6f,\"send_rate\":%.0f,\"recv_rate\":%.0f,\"%s_pps\":%.0f",
            g->c.label, mode_name(g->mode),
            g->mode == M_DIRECT ? "raw" : (g->chan ? "channel" : "indication"),
-           g->tcp ? "tcp" : "udp", g->n, g->c.size,
+           g->c.transport, g->n, g->c.size,
            stepno, ph->rate, ph->secs, setup_ms, ph->sent, ph->received, loss,
            (double)ph->sent / ph->secs, (double)ph->received / ph->secs,
            g->mode == M_DIRECT ? "echoed" : "relayed", relayed / ph->secs);
@@ -1201,14 +1265,25 @@ static int configure(tl *g)
         fprintf(stderr, "tsunagu-turnload: mode: '%s' is not pair|echo|direct|alloc\n", g->c.mode);
         return -1;
     }
-    g->tcp = !strcmp(g->c.transport, "tcp");
+    g->tcp = !strcmp(g->c.transport, "tcp") || !strcmp(g->c.transport, "tls");
     if (!g->tcp && strcmp(g->c.transport, "udp")) {
-        fprintf(stderr, "tsunagu-turnload: transport: '%s' is not udp|tcp\n", g->c.transport);
+        fprintf(stderr, "tsunagu-turnload: transport: '%s' is not udp|tcp|tls\n", g->c.transport);
         return -1;
     }
     if (g->tcp && g->mode != M_PAIR && g->mode != M_ECHO) {
-        fprintf(stderr, "tsunagu-turnload: --transport tcp works in pair and echo modes only\n");
+        fprintf(stderr, "tsunagu-turnload: --transport %s works in pair and echo modes only\n",
+                g->c.transport);
         return -1;
+    }
+    if (!strcmp(g->c.transport, "tls")) {
+        if (!(g->tls = SSL_CTX_new(TLS_client_method()))) {
+            fprintf(stderr, "tsunagu-turnload: TLS context: out of memory\n");
+            return -1;
+        }
+        SSL_CTX_set_min_proto_version(g->tls, TLS1_2_VERSION);
+        SSL_CTX_set_verify(g->tls, SSL_VERIFY_NONE, NULL);
+        SSL_CTX_set_mode(g->tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
     g->chan = !strcmp(g->c.send, "channel");
     if (!g->chan && strcmp(g->c.send, "indication")) {
@@ -1353,6 +1428,8 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < g.n; i++) {
         g.a[i].fd = open_sock(&g, g.mode == M_DIRECT ? &g.peer : &g.server);
+        if (g.a[i].fd >= 0 && g.tls && tls_open(&g, i))
+            goto out_close;
         if (g.a[i].fd < 0 || attach(&g, i)) {
             fprintf(stderr, "tsunagu-turnload: socket %zu: %s (raise ulimit -n?)\n", i,
                     rtc_strerror(g.a[i].fd));
@@ -1363,12 +1440,14 @@ int main(int argc, char **argv)
     ret = g.mode == M_ALLOC ? run_alloc_mode(&g) : run_load(&g);
 out_close:
     for (size_t i = 0; i < g.n; i++) {
+        SSL_free(g.a[i].ssl);
         if (g.a[i].fd > 0)
             close(g.a[i].fd);
         free(g.a[i].in);
         free(g.a[i].out);
     }
 out_free:
+    SSL_CTX_free(g.tls);
     if (g.ep >= 0)
         close(g.ep);
     free(g.hist);

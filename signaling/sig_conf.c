@@ -10,6 +10,7 @@
 
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "sig_admit.h"
 
 #define OFF(f) offsetof(sig_conf, f)
 
@@ -205,6 +206,13 @@ const rtc_conf_spec sig_conf_specs[] = {
      "error, warn, info or debug", rtc_conf_check_log_level, 0},
     {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
      rtc_conf_check_log_format, 0},
+    {"allowed-origin", RTC_CONF_LIST, OFF(allowed_origin), 0, SIG_ADMIT_ORIGIN_MAX, NULL,
+     "ORIGIN",
+     "browser origin allowed to open WebSockets, e.g. https://app.example.com, or * "
+     "(none set: any; set it in production)",
+     sig_admit_origin_check, 0},
+    {"max-connections-per-ip", RTC_CONF_INT, OFF(max_connections_per_ip), 0, 10000000, "64", "N",
+     "open WebSockets per client IPv4 address or IPv6 /64 (0: no cap)", NULL, 0},
     RTC_CONF_END,
 };
 

@@ -16,6 +16,8 @@ typedef struct {
     int64_t resume_seconds, drain_seconds, idle_timeout, abuse_seconds;
     int64_t send_queue_messages, send_queue_bytes, max_connections;
     int64_t redis_node_ttl, redis_queue;
+    rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
+    int64_t max_connections_per_ip;
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may

@@ -26,6 +26,7 @@
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "rtc_metrics.h"
+#include "sig_admit.h"
 #include "sig_cluster.h"
 #include "sig_conf.h"
 #include "sig_proto.h"
@@ -72,6 +73,7 @@ struct conn {
     char *pj_room, *pj_name;
     char pj_id[SIG_ID_LEN + 1], pj_resume[33];
     json_t *pj_ice;
+    bool ip_counted;   /* addr holds one count in srv->admit (sig_admit_ip_add) */
 };
 
 typedef struct {
@@ -115,6 +117,8 @@ struct server {
     uint64_t errors[SIG_E__COUNT];
     rtc_hist latency;
     rtc_log_ratelimit warn_rl;
+    sig_admit *admit;              /* Origin list, connections per address */
+    rtc_log_ratelimit admit_rl;    /* refusal lines (attackers choose their rate) */
 };
 
 /* The signal handlers' only link to the loop: flags polled by the tick. */
@@ -664,6 +668,7 @@ static void render_metrics(server *s, rtc_buf *b)
         snprintf(lbl, sizeof lbl, "code=\"%s\"", sig_code_name((sig_code)i));
         rtc_metrics_u64(b, "tsunagu_signal_errors_total", lbl, s->errors[i]);
     }
+    sig_admit_metrics(s->admit, b);
     rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
                      "time from a message being queued to its lws_write", &s->latency);
     if (s->cluster) {
@@ -757,6 +762,102 @@ static int on_http_writeable(struct lws *wsi, http_sess *h)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* ---- admission: Origin list and connections per address (sig_admit.h) ---- */
+
+/* Install the current settings' admission policy and say what it is. The
+ * list was validated with the rest of the settings, so only ENOMEM fails. */
+static void admit_configure(server *s, const char *why)
+{
+    const sig_conf *cf = s->conf;
+    int rc = sig_admit_configure(s->admit, (const char *const *)cf->allowed_origin.v,
+                                 cf->allowed_origin.n, (uint32_t)cf->max_connections_per_ip);
+    if (rc) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "%sadmission policy not applied (%s); the old one stays", why,
+                rtc_strerror(rc));
+        return;
+    }
+    RTC_LOG(RTC_LOG_INFO, NULL, "%sadmission: allowed-origin %s, max-connections-per-ip %lld", why,
+            !cf->allowed_origin.n ? "not set (any web page may connect; set it in production)"
+                                  : "set",
+            (long long)cf->max_connections_per_ip);
+}
+
+/* Refuse an upgrade with a plain HTTP status instead of the 101. lws has
+ * switched the wsi to its ws role already, but an HTTP_HEADERS write still
+ * goes out raw (the way lws sends its own 101); the caller then returns 1
+ * and lws closes the connection without a close frame. */
+static void refuse_upgrade(struct lws *wsi, unsigned status, const char *text)
+{
+    uint8_t buf[LWS_PRE + 256];
+    char *p = (char *)buf + LWS_PRE;
+    int n = snprintf(p, sizeof buf - LWS_PRE,
+                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                     status, status == 403 ? "Forbidden" : "Too Many Requests", strlen(text), text);
+    if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
+        lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+}
+
+/* FILTER_PROTOCOL_CONNECTION, after the path, cap and drain checks: the
+ * Origin list, then the connections of this client address. 0 admits; 1
+ * refuses after answering 403 or 429. Header bytes are attacker-chosen:
+ * read with a bounded copy, logged sanitized, refusal lines rate-limited
+ * (the metric counts every one). */
+static int admit_upgrade(server *s, struct lws *wsi)
+{
+    char origin[SIG_ADMIT_ORIGIN_MAX + 1], shown[SIG_ADMIT_LOG_MAX], ip[RTC_ADDR_STRLEN];
+    char more[48] = "";
+    int olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    const char *op = NULL;
+    size_t ol = 0;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    rtc_addr peer;
+    sig_admit_verdict v;
+
+    memset(&peer, 0, sizeof peer);
+    if (!getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl))
+        rtc_addr_from_sockaddr(&peer, (struct sockaddr *)&ss);
+    if (olen > 0) {
+        /* over-long: never a valid origin; passed on empty, so refused
+         * exactly when a list is enforced */
+        op = "";
+        if (olen <= SIG_ADMIT_ORIGIN_MAX &&
+            lws_hdr_copy(wsi, origin, (int)sizeof origin, WSI_TOKEN_ORIGIN) == olen) {
+            op = origin;
+            ol = (size_t)olen;
+        }
+    }
+    v = sig_admit_check(s->admit, op, ol, &peer);
+    if (v == SIG_ADMIT_OK)
+        return 0;
+    if (rtc_log_ratelimit_ok(&s->admit_rl, rtc_clock_mono_ms())) {
+        rtc_addr_format(&peer, false, ip);
+        if (s->admit_rl.suppressed)
+            snprintf(more, sizeof more, " (%u refusals before not logged)",
+                     s->admit_rl.suppressed);
+        s->admit_rl.suppressed = 0;
+        if (!op)
+            snprintf(shown, sizeof shown, "(none)");
+        else if (olen > SIG_ADMIT_ORIGIN_MAX)
+            snprintf(shown, sizeof shown, "(%d bytes, over the limit)", olen);
+        else
+            sig_admit_sanitize(op, ol, shown);
+        if (v == SIG_ADMIT_ORIGIN)
+            RTC_LOG(RTC_LOG_WARN, ip, "WebSocket refused (403): Origin %s not allowed%s", shown,
+                    more);
+        else
+            RTC_LOG(RTC_LOG_INFO, ip,
+                    "WebSocket refused (429): max-connections-per-ip (%lld) reached%s",
+                    (long long)s->conf->max_connections_per_ip, more);
+    }
+    if (v == SIG_ADMIT_ORIGIN)
+        refuse_upgrade(wsi, 403, "origin not allowed\n");
+    else
+        refuse_upgrade(wsi, 429, "too many connections from your address\n");
+    return 1;
+}
+
 /* ---- the lws callback ---- */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -779,7 +880,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                         (long long)s->conf->max_connections);
             return 1;
         }
-        return s->draining ? 1 : 0;
+        return s->draining ? 1 : admit_upgrade(s, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
         conn *c = &u->c;
         memset(c, 0, sizeof *c);
@@ -797,6 +898,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             if (!getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl))
                 rtc_addr_from_sockaddr(&c->addr, (struct sockaddr *)&ss);
         }
+        c->ip_counted = !sig_admit_ip_add(s->admit, &c->addr);
         c->keep = true;
         c->next = s->conns;
         if (s->conns)
@@ -828,6 +930,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (c->next)
             c->next->prev = c->prev;
         s->connections--;
+        if (c->ip_counted)
+            sig_admit_ip_del(s->admit, &c->addr);
         c->srv = NULL;
         return 0;
     }
@@ -926,6 +1030,7 @@ static void reload(server *s)
         free(s->conf);
     }
     s->conf = fresh;
+    admit_configure(s, "SIGHUP: ");
     reload_tls(s);
     RTC_LOG(RTC_LOG_INFO, NULL,
             "SIGHUP: reloaded secrets and limits (max-room-size %lld, max-rooms %lld, "
@@ -993,6 +1098,10 @@ static void lws_to_rtc_log(int level, const char *line)
     size_t n = strlen(line);
     while (n && line[n - 1] == '\n')
         n--;
+    /* one per refused upgrade, unthrottled: ours are logged (rate-limited)
+     * where the refusal is decided */
+    if (strstr(line, "User code denied connection"))
+        return;
     RTC_LOG(level == LLL_ERR ? RTC_LOG_ERROR : RTC_LOG_WARN, "lws", "%.*s", (int)n, line);
 }
 
@@ -1025,6 +1134,13 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     }
     if (!(s.hub = sig_hub_new(&lim, &ops)))
         goto out;
+    {
+        uint64_t seed;
+        if (rtc_random(&seed, sizeof seed) || !(s.admit = sig_admit_new(seed)))
+            goto out_hub;
+        s.admit_rl.per_sec = 10;
+        admit_configure(&s, "");
+    }
 
     rtc_addr_parse_hostport(conf->listen, &la);
     rtc_addr_format(&la, false, host);
@@ -1101,7 +1217,11 @@ out_ctx:
     sig_cluster_mute(s.cluster);
     lws_context_destroy(s.ctx);
     sig_cluster_free(s.cluster);
+    if (sig_admit_ip_entries(s.admit)) /* every CLOSED has run: counts must be back to zero */
+        RTC_LOG(RTC_LOG_ERROR, NULL, "bug: %zu client addresses still counted at exit",
+                sig_admit_ip_entries(s.admit));
 out_hub:
+    sig_admit_free(s.admit);
     sig_hub_free(s.hub);
 out:
     if (s.conf != s.boot) {

@@ -168,6 +168,9 @@ def main():
     ap.add_argument("--media-seconds", type=float, default=3)
     ap.add_argument("--restart-signal", action="store_true",
                     help="also kill and restart tsunagu-signal mid-call")
+    ap.add_argument("--allowed-origin-self", action="store_true",
+                    help="run tsunagu-signal with --allowed-origin set to the demo page's own "
+                         "origin (and one other): the page must still join")
     ap.add_argument("--members", type=int, default=2, choices=range(2, 7),
                     help="pages in the room (a mesh: each calls every other)")
     args = ap.parse_args()
@@ -179,9 +182,13 @@ def main():
     try:
         turn = Turn(args.turn, args.relay_exe, secret, tmp)
         sport = free_port()
-        sig = start([args.signal, "--listen", "127.0.0.1:%d" % sport,
-                     "--turn-url", "turn:127.0.0.1:%d?transport=udp" % turn.port,
-                     "--turn-secret", secret, "--log-level", "debug"], log)
+        sig_argv = [args.signal, "--listen", "127.0.0.1:%d" % sport,
+                    "--turn-url", "turn:127.0.0.1:%d?transport=udp" % turn.port,
+                    "--turn-secret", secret, "--log-level", "debug"]
+        if args.allowed_origin_self:
+            sig_argv += ["--allowed-origin", "https://app.example.com",
+                         "--allowed-origin", "http://127.0.0.1:%d" % sport]
+        sig = start(sig_argv, log)
         wait_port(sport, sig, "tsunagu-signal")
         browser = Chromium(tmp, log)
         browser.call("Target.setDiscoverTargets", {"discover": False})

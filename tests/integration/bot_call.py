@@ -20,7 +20,7 @@ usage: bot_call.py --bot PATH [--calls N] [--duration S] [--drop-every K]
 import argparse, json, os, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bot_harness import Stack, add_server_args, fail, TIMEOUT_MULT  # noqa: E402
+from bot_harness import Stack, add_server_args, check_clean_leg, fail, TIMEOUT_MULT  # noqa: E402
 
 
 def main():
@@ -116,14 +116,7 @@ def main():
                                                                100.0 / a.drop_every))
                 checks += 3
             else:
-                if c["lost"] != 0:
-                    fail("%s: %d packets lost on loopback" % (c["label"], c["lost"]))
-                if c["mos"] <= 4.0:
-                    fail("%s: MOS %.2f not above 4.0" % (c["label"], c["mos"]))
-                if c["srtp_errors"] or c["decode_errors"]:
-                    fail("%s: %d SRTP / %d decode errors" % (c["label"], c["srtp_errors"],
-                                                             c["decode_errors"]))
-                checks += 3
+                checks += check_clean_leg(c)
         if a.sighup_every:
             rl = st.log("relay.log").count("reloaded:")
             sl = st.log("signal.log").count("SIGHUP: reloaded")

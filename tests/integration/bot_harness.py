@@ -19,6 +19,19 @@ def fail(msg):
     sys.exit(1)
 
 
+def check_clean_leg(c):
+    """A call leg on loopback: nothing lost, MOS above 4.0, no SRTP or decode
+    error. Returns the number of checks made."""
+    if c["lost"] != 0:
+        fail("%s: %d packets lost on loopback" % (c["label"], c["lost"]))
+    if c["mos"] <= 4.0:
+        fail("%s: MOS %.2f not above 4.0" % (c["label"], c["mos"]))
+    if c["srtp_errors"] or c["decode_errors"]:
+        fail("%s: %d SRTP / %d decode errors" % (c["label"], c["srtp_errors"],
+                                                 c["decode_errors"]))
+    return 3
+
+
 def free_port(kind=socket.SOCK_STREAM, also_udp=False):
     """A port free for TCP (and UDP when asked) on 127.0.0.1 right now."""
     for _ in range(50):
@@ -188,8 +201,10 @@ class Stack:
             if not exe or not os.access(exe, os.X_OK):
                 fail("tsunagu-signal executable not given (--signal-exe)")
             self.sig_port = free_port()
+            # every bot connects from 127.0.0.1: load runs (2 connections a call)
+            # would pass the per-address cap of 64
             argv = [exe, "--listen", "127.0.0.1:%d" % self.sig_port, "--turn-url", turn_url,
-                    "--turn-secret", SECRET]
+                    "--turn-secret", SECRET, "--max-connections-per-ip", "0"]
             p = self.spawn(argv, "signal.log")
             wait_tcp(self.sig_port, 10, p, "tsunagu-signal")
         return "ws://127.0.0.1:%d/ws" % self.sig_port

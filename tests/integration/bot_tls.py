@@ -26,7 +26,8 @@ usage: bot_tls.py --bot PATH --relay-exe PATH --signal-exe PATH [--duration S]
 import argparse, json, os, re, shutil, socket, subprocess, sys, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bot_harness import SECRET, Stack, fail, free_port, wait_tcp, TIMEOUT_MULT  # noqa: E402
+from bot_harness import (SECRET, Stack, check_clean_leg, fail, free_port, wait_tcp,  # noqa: E402
+                         TIMEOUT_MULT)
 
 
 def openssl(*args, cwd):
@@ -210,13 +211,7 @@ def main():
                 if c["relay_transport"] != "tls" or c["tls_sessions"] < 1 or "TLS" not in c["tls"]:
                     fail("%s: relay_transport %r, tls_sessions %r, tls %r" % (
                         c["label"], c["relay_transport"], c["tls_sessions"], c["tls"]))
-                if c["lost"] != 0:
-                    fail("%s: %d packets lost on loopback" % (c["label"], c["lost"]))
-                if c["mos"] <= 4.0:
-                    fail("%s: MOS %.2f not above 4.0" % (c["label"], c["mos"]))
-                if c["srtp_errors"] or c["decode_errors"]:
-                    fail("%s: %d SRTP / %d decode errors" % (c["label"], c["srtp_errors"],
-                                                             c["decode_errors"]))
+                check_clean_leg(c)
                 print("# %s: path %s, %s, setup %.1f ms, loss %.3f%%, MOS %.2f, rtt %.1f ms" % (
                     c["label"], c["path"], c["tls"], c["setup_ms"], c["loss_pct"], c["mos"],
                     c["rtt_ms"]))
