@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rtc_err.h"
@@ -30,6 +31,131 @@ static int check_secret(const char *v, char *err, size_t errlen)
         return RTC_EMSG;
     }
     return 0;
+}
+
+static int copy(char *dst, size_t cap, const char *src, size_t n)
+{
+    if (n >= cap)
+        return RTC_EMSG;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+/* A decimal number in [lo, hi] made of exactly n bytes at s. */
+static int number(const char *s, size_t n, long lo, long hi, int *out)
+{
+    long v = 0;
+    if (n == 0 || n > 9)
+        return RTC_EMSG;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return RTC_EMSG;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < lo || v > hi)
+        return RTC_EMSG;
+    *out = (int)v;
+    return 0;
+}
+
+int sig_redis_url_parse(const char *s, sig_redis_url *u, char *err, size_t errlen)
+{
+    const char *p, *end, *at, *slash, *hostend, *colon;
+
+    memset(u, 0, sizeof *u);
+    u->port = 6379;
+    if (!strncmp(s, "unix://", 7)) {
+        const char *q = strchr(s + 7, '?');
+        size_t n = q ? (size_t)(q - (s + 7)) : strlen(s + 7);
+        if (n == 0 || s[7] != '/' || copy(u->path, sizeof u->path, s + 7, n)) {
+            snprintf(err, errlen, "unix://PATH needs an absolute socket path under 108 bytes");
+            return RTC_EMSG;
+        }
+        if (q && (strncmp(q, "?db=", 4) || number(q + 4, strlen(q + 4), 0, 1000000, &u->db))) {
+            snprintf(err, errlen, "unix://PATH takes only ?db=N (a number)");
+            return RTC_EMSG;
+        }
+        return 0;
+    }
+    if (strncmp(s, "redis://", 8)) {
+        snprintf(err, errlen, "expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or "
+                              "unix:///PATH[?db=N]");
+        return RTC_EMSG;
+    }
+    p = s + 8;
+    end = p + strlen(p);
+    slash = strchr(p, '/');
+    hostend = slash ? slash : end;
+    /* the last '@' before the path: a password may contain '@' */
+    at = NULL;
+    for (const char *q = p; q < hostend; q++)
+        if (*q == '@')
+            at = q;
+    if (at) {
+        colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon || copy(u->user, sizeof u->user, p, (size_t)(colon - p)) ||
+            copy(u->pass, sizeof u->pass, colon + 1, (size_t)(at - colon - 1)) || !u->pass[0]) {
+            snprintf(err, errlen, "credentials must be [USER]:PASSWORD@ (password 1-255 bytes)");
+            memset(u, 0, sizeof *u);
+            return RTC_EMSG;
+        }
+        p = at + 1;
+    }
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(hostend - p));
+        if (!rb || copy(u->host, sizeof u->host, p + 1, (size_t)(rb - p - 1)) || !u->host[0]) {
+            snprintf(err, errlen, "bad [IPv6] host");
+            goto bad;
+        }
+        colon = rb + 1 < hostend ? rb + 1 : NULL;
+        if (colon && *colon != ':') {
+            snprintf(err, errlen, "junk after ]");
+            goto bad;
+        }
+    } else {
+        colon = memchr(p, ':', (size_t)(hostend - p));
+        if (copy(u->host, sizeof u->host, p, (size_t)((colon ? colon : hostend) - p)) ||
+            !u->host[0]) {
+            snprintf(err, errlen, "missing host");
+            goto bad;
+        }
+    }
+    for (const char *q = u->host; *q; q++)
+        if (*q <= ' ' || *q == '/' || *q == '?' || *q == '#' || (*q == ':' && p[0] != '[')) {
+            snprintf(err, errlen, "bad character in host");
+            goto bad;
+        }
+    if (colon && number(colon + 1, (size_t)(hostend - colon - 1), 1, 65535, &u->port)) {
+        snprintf(err, errlen, "port must be 1-65535");
+        goto bad;
+    }
+    if (slash && slash + 1 < end && number(slash + 1, (size_t)(end - slash - 1), 0, 1000000, &u->db)) {
+        snprintf(err, errlen, "database must be a number after the /");
+        goto bad;
+    }
+    return 0;
+bad:
+    memset(u, 0, sizeof *u);
+    return RTC_EMSG;
+}
+
+void sig_redis_url_describe(const sig_redis_url *u, char *out, size_t outlen)
+{
+    if (u->path[0])
+        snprintf(out, outlen, "unix://%s?db=%d", u->path, u->db);
+    else if (strchr(u->host, ':'))
+        snprintf(out, outlen, "redis://[%s]:%d/%d", u->host, u->port, u->db);
+    else
+        snprintf(out, outlen, "redis://%s:%d/%d", u->host, u->port, u->db);
+}
+
+static int check_redis(const char *v, char *err, size_t errlen)
+{
+    sig_redis_url u;
+    int rc = sig_redis_url_parse(v, &u, err, errlen);
+    memset(&u, 0, sizeof u); /* the password */
+    return rc;
 }
 
 const rtc_conf_spec sig_conf_specs[] = {
@@ -60,7 +186,14 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"max-connections", RTC_CONF_INT, OFF(max_connections), 1, 10000000, "20000", "N",
      "open WebSocket connections; more are refused at the upgrade", NULL, 0},
     {"redis", RTC_CONF_STR, OFF(redis), 0, 0, NULL, "URL",
-     "cluster mode through Redis (not implemented in this version)", NULL, 0},
+     "cluster mode: share rooms and route messages through Redis "
+     "(redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N])",
+     check_redis, RTC_CONF_SECRET},
+    {"redis-node-ttl", RTC_CONF_INT, OFF(redis_node_ttl), 2, 60, "5", "S",
+     "cluster: a node silent this long is presumed dead; its members leave their rooms", NULL,
+     0},
+    {"redis-queue", RTC_CONF_INT, OFF(redis_queue), 16, 1000000, "65536", "N",
+     "cluster: operations waiting for Redis before new ones get server-busy", NULL, 0},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 3600, "10", "S",
      "on SIGTERM: time members get before their connections close", NULL, 0},
     {"idle-timeout", RTC_CONF_INT, OFF(idle_timeout), 2, 3600, "60", "S",
@@ -94,12 +227,6 @@ int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t
         return rc;
     if (!out->cert != !out->key) {
         snprintf(err, errlen, "cert and key: give both or neither");
-        goto fail;
-    }
-    if (out->redis) {
-        snprintf(err, errlen,
-                 "redis: cluster mode is not implemented in this version (run one node "
-                 "without --redis)");
         goto fail;
     }
     if (out->token_secret.n > SIG_TOKEN_SECRETS) {

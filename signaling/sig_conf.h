@@ -16,9 +16,27 @@ typedef struct {
     int64_t turn_ttl, max_room_size, max_rooms, max_message_bytes, rate_limit;
     int64_t resume_seconds, drain_seconds, idle_timeout, abuse_seconds;
     int64_t send_queue_messages, send_queue_bytes, max_connections;
+    int64_t redis_node_ttl, redis_queue;
     rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
     int64_t max_connections_per_ip;
 } sig_conf;
+
+/* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may
+ * be [IPv6]) or unix:///PATH[?db=DB]. No percent-decoding. The password is
+ * never logged; sig_redis_url_describe prints the rest. */
+typedef struct {
+    char host[256];  /* TCP host, "" for a unix socket */
+    int port;        /* 6379 by default */
+    char path[108];  /* unix socket path, "" for TCP */
+    int db;          /* SELECT, 0 by default */
+    char user[128];  /* ACL user, "" for none (AUTH PASSWORD) */
+    char pass[256];  /* "" for none */
+} sig_redis_url;
+
+/* 0, or RTC_EMSG with the reason in err (never echoing the password). */
+int sig_redis_url_parse(const char *s, sig_redis_url *u, char *err, size_t errlen);
+/* "redis://HOST:PORT/DB" or "unix://PATH?db=DB", without credentials. */
+void sig_redis_url_describe(const sig_redis_url *u, char *out, size_t outlen);
 
 extern const rtc_conf_spec sig_conf_specs[];
 

@@ -4,7 +4,10 @@
  * room are a doubly linked list in join order (rooms hold at most
  * max_room_size members, so lookups by id inside a room are linear on
  * purpose). Every member is also on the hub's list, which tick() walks to
- * expire detached members and resume() searches for a token. */
+ * expire detached members and resume() searches for a token. Remote members
+ * (cluster mode) are on their room's list only: the hub list, tick and
+ * resume never see them, and a room goes away with its last local member
+ * (taking its remote members with it). */
 #include "sig_room.h"
 
 #include <stdlib.h>
@@ -23,7 +26,8 @@ typedef struct qent {
 typedef struct sig_room {
     struct sig_room *next; /* hash chain */
     sig_member *head, *tail;
-    uint32_t n;
+    uint32_t n;       /* all members, local and remote: the room size */
+    uint32_t nremote; /* of which on other nodes */
     char name[];
 } sig_room;
 
@@ -47,7 +51,7 @@ struct sig_hub {
     sig_limits lim;
     sig_hub_ops ops;
     sig_member *all;
-    uint64_t nrooms, nmembers, ndetached, nlobby;
+    uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
     sig_room *buckets[ROOM_BUCKETS];
 };
@@ -151,7 +155,24 @@ static void send_others(sig_member *m, char *text, uint64_t now_us)
         return;
     b->refs = 1;
     for (sig_member *o = m->room->head; o; o = o->rnext)
-        if (o != m)
+        if (o != m && o->state != SIG_MEMBER_REMOTE)
+            push(o, b);
+    buf_unref(b);
+}
+
+/* One message to every local member of r (remote events: no local sender). */
+static void send_room(sig_hub *h, sig_room *r, char *text, uint64_t now_us)
+{
+    sig_buf *b;
+    if (!text)
+        return;
+    b = buf_new(h, text, now_us);
+    free(text);
+    if (!b)
+        return;
+    b->refs = 1;
+    for (sig_member *o = r->head; o; o = o->rnext)
+        if (o->state != SIG_MEMBER_REMOTE)
             push(o, b);
     buf_unref(b);
 }
@@ -230,14 +251,8 @@ static json_t *peers_json(sig_member *m)
     return a;
 }
 
-/* Unlink m from its room, tell the others, free the room when empty; m goes
- * back to the lobby state (the caller decides whether it lives on). */
-static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
+static void room_unlink(sig_room *r, sig_member *m)
 {
-    sig_room *r = m->room;
-    if (!r)
-        return;
-    send_others(m, sig_proto_peer_left(m->id), now_us);
     if (m->rprev)
         m->rprev->rnext = m->rnext;
     else
@@ -246,14 +261,54 @@ static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
         m->rnext->rprev = m->rprev;
     else
         r->tail = m->rprev;
+    m->rprev = m->rnext = NULL;
     r->n--;
-    if (r->n == 0)
+}
+
+static void room_append(sig_room *r, sig_member *m)
+{
+    m->rprev = r->tail;
+    m->rnext = NULL;
+    if (r->tail)
+        r->tail->rnext = m;
+    else
+        r->head = m;
+    r->tail = m;
+    r->n++;
+}
+
+static void remote_free(sig_hub *h, sig_room *r, sig_member *o)
+{
+    room_unlink(r, o);
+    r->nremote--;
+    h->nremote--;
+    free(o->name);
+    free(o);
+}
+
+/* Unlink m from its room, tell the others, free the room when no local
+ * member is left (remote members are not tracked without one); m goes back
+ * to the lobby state (the caller decides whether it lives on). */
+static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
+{
+    sig_room *r = m->room;
+    bool empty;
+    if (!r)
+        return;
+    send_others(m, sig_proto_peer_left(m->id), now_us);
+    room_unlink(r, m);
+    empty = r->n == r->nremote;
+    if (h->ops.left)
+        h->ops.left(h->ops.ud, r->name, m->id, empty);
+    if (empty) {
+        while (r->head)
+            remote_free(h, r, r->head);
         room_destroy(h, r);
+    }
     if (m->state == SIG_MEMBER_DETACHED)
         h->ndetached--;
     h->nmembers--;
     m->room = NULL;
-    m->rprev = m->rnext = NULL;
     m->state = SIG_MEMBER_LOBBY;
     m->id[0] = '\0';
     free(m->name);
@@ -279,6 +334,8 @@ static void member_free(sig_hub *h, sig_member *m)
 
 /* ---- hub ---- */
 
+static void remote_sync(sig_hub *h, sig_room *r, const sig_remote *v, size_t n, uint64_t now_us);
+
 sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops)
 {
     sig_hub *h = calloc(1, sizeof *h);
@@ -294,7 +351,22 @@ void sig_hub_free(sig_hub *h)
 {
     if (!h)
         return;
-    /* Nobody is listening any more: free without telling anyone. */
+    /* Nobody is listening any more: free without telling anyone. Rooms
+     * first: their lists still link local members (freed below) and remote
+     * ones (freed here). */
+    for (size_t i = 0; i < ROOM_BUCKETS; i++)
+        while (h->buckets[i]) {
+            sig_room *r = h->buckets[i];
+            h->buckets[i] = r->next;
+            for (sig_member *o = r->head, *n; o; o = n) {
+                n = o->rnext;
+                if (o->state == SIG_MEMBER_REMOTE) {
+                    free(o->name);
+                    free(o);
+                }
+            }
+            free(r);
+        }
     while (h->all) {
         sig_member *m = h->all;
         h->all = m->hnext;
@@ -303,12 +375,6 @@ void sig_hub_free(sig_hub *h)
         free(m->resume);
         free(m);
     }
-    for (size_t i = 0; i < ROOM_BUCKETS; i++)
-        while (h->buckets[i]) {
-            sig_room *r = h->buckets[i];
-            h->buckets[i] = r->next;
-            free(r);
-        }
     free(h);
 }
 
@@ -339,7 +405,7 @@ sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint6
     if (m->state != SIG_MEMBER_LOBBY)
         return SIG_E_BAD_REQUEST;
     r = room_find(h, p->room);
-    if (r && r->n >= h->lim.max_room_size)
+    if (r && r->n >= h->lim.max_room_size && !p->admitted)
         return SIG_E_ROOM_FULL;
     if (!r && h->nrooms >= h->lim.max_rooms)
         return SIG_E_SERVER_BUSY;
@@ -350,19 +416,15 @@ sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint6
         free(resume);
         return SIG_E_SERVER_BUSY;
     }
+    /* before m is in: m learns them from joined.peers, not peer-joined */
+    if (p->admitted)
+        remote_sync(h, r, p->remotes, p->nremotes, now_us);
     snprintf(m->id, sizeof m->id, "%s", p->id);
     m->name = name;
     m->resume = resume;
     m->room = r;
     m->state = SIG_MEMBER_JOINED;
-    m->rprev = r->tail;
-    m->rnext = NULL;
-    if (r->tail)
-        r->tail->rnext = m;
-    else
-        r->head = m;
-    r->tail = m;
-    r->n++;
+    room_append(r, m);
     h->nlobby--;
     h->nmembers++;
 
@@ -373,13 +435,121 @@ sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint6
     return SIG_OK;
 }
 
+/* ---- remote members (cluster mode) ---- */
+
+static sig_member *room_member(sig_room *r, const char *id)
+{
+    for (sig_member *o = r->head; o; o = o->rnext)
+        if (!strcmp(o->id, id))
+            return o;
+    return NULL;
+}
+
+static bool id_ok(const char *id) { return *id && strlen(id) <= SIG_ID_MAX; }
+
+static void remote_add(sig_hub *h, sig_room *r, const char *id, const char *name,
+                       uint64_t now_us)
+{
+    sig_member *o;
+    /* a remote party controls how many it announces: bounded per room */
+    if (!id_ok(id) || room_member(r, id) || r->nremote >= h->lim.max_room_size)
+        return;
+    if (!(o = calloc(1, sizeof *o)))
+        return;
+    if (!(o->name = strdup(name ? name : ""))) {
+        free(o);
+        return;
+    }
+    o->hub = h;
+    o->room = r;
+    o->state = SIG_MEMBER_REMOTE;
+    snprintf(o->id, sizeof o->id, "%s", id);
+    send_room(h, r, sig_proto_peer_joined(o->id, o->name), now_us);
+    room_append(r, o);
+    r->nremote++;
+    h->nremote++;
+}
+
+static void remote_del(sig_hub *h, sig_room *r, sig_member *o, uint64_t now_us)
+{
+    char *text = sig_proto_peer_left(o->id);
+    remote_free(h, r, o);
+    send_room(h, r, text, now_us);
+}
+
+static void remote_sync(sig_hub *h, sig_room *r, const sig_remote *v, size_t n, uint64_t now_us)
+{
+    /* O(room size^2): rooms are small (max_room_size), syncs are rare */
+    for (sig_member *o = r->head, *nx; o; o = nx) {
+        size_t i;
+        nx = o->rnext;
+        if (o->state != SIG_MEMBER_REMOTE)
+            continue;
+        for (i = 0; i < n; i++)
+            if (!strcmp(v[i].id, o->id))
+                break;
+        if (i == n)
+            remote_del(h, r, o, now_us);
+    }
+    for (size_t i = 0; i < n; i++)
+        remote_add(h, r, v[i].id, v[i].name, now_us);
+}
+
+void sig_hub_remote_sync(sig_hub *h, const char *room, const sig_remote *v, size_t n,
+                         uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    if (r)
+        remote_sync(h, r, v, n, now_us);
+}
+
+void sig_hub_remote_join(sig_hub *h, const char *room, const char *id, const char *name,
+                         uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    if (r)
+        remote_add(h, r, id, name, now_us);
+}
+
+void sig_hub_remote_leave(sig_hub *h, const char *room, const char *id, uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    sig_member *o = r ? room_member(r, id) : NULL;
+    if (o && o->state == SIG_MEMBER_REMOTE)
+        remote_del(h, r, o, now_us);
+}
+
+void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const char *from,
+                            json_t *data, uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    sig_member *o;
+    if (!r)
+        return;
+    if (!to) {
+        send_room(h, r, sig_proto_forward("broadcast", from, data), now_us);
+        return;
+    }
+    o = room_member(r, to);
+    if (o && o->state != SIG_MEMBER_REMOTE)
+        send_text(o, sig_proto_forward("signal", from, data), now_us);
+}
+
+bool sig_hub_room_allowed(sig_hub *h, const char *room)
+{
+    return h->nrooms < h->lim.max_rooms || room_find(h, room);
+}
+
 sig_code sig_hub_signal(sig_hub *h, sig_member *m, const char *to, json_t *data, uint64_t now_us)
 {
-    (void)h;
     if (m->state != SIG_MEMBER_JOINED)
         return SIG_E_NOT_JOINED;
     for (sig_member *o = m->room->head; o; o = o->rnext)
         if (o != m && !strcmp(o->id, to)) {
+            if (o->state == SIG_MEMBER_REMOTE)
+                return h->ops.remote(h->ops.ud, m->room->name, o->id, m->id, data)
+                           ? SIG_E_SERVER_BUSY
+                           : SIG_OK;
             send_text(o, sig_proto_forward("signal", m->id, data), now_us);
             return SIG_OK;
         }
@@ -388,10 +558,13 @@ sig_code sig_hub_signal(sig_hub *h, sig_member *m, const char *to, json_t *data,
 
 sig_code sig_hub_broadcast(sig_hub *h, sig_member *m, json_t *data, uint64_t now_us)
 {
-    (void)h;
     if (m->state != SIG_MEMBER_JOINED)
         return SIG_E_NOT_JOINED;
     send_others(m, sig_proto_forward("broadcast", m->id, data), now_us);
+    /* once for all remote members: each node fans it out to its own */
+    if (m->room->nremote && h->ops.remote &&
+        h->ops.remote(h->ops.ud, m->room->name, NULL, m->id, data))
+        return SIG_E_SERVER_BUSY;
     return SIG_OK;
 }
 
@@ -535,6 +708,7 @@ void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st)
     st->members = h->nmembers;
     st->detached = h->ndetached;
     st->lobby = h->nlobby;
+    st->remote = h->nremote;
 }
 
 /* ---- rate limit ---- */

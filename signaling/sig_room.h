@@ -14,7 +14,15 @@
  * per writeable callback, so a peer sees signals in the order they were sent.
  * A member whose queue overflows is marked `overflowed`: the caller drops its
  * connection (a slow reader never makes memory grow) and the member leaves
- * without a resume window (its queue is no longer complete). */
+ * without a resume window (its queue is no longer complete).
+ *
+ * Cluster mode (sig_cluster.h) adds REMOTE members: members of a room that
+ * live on another node. They have an id and a name but no connection and no
+ * queue; they count in the room's size, appear in joined/resumed peer lists,
+ * and local members get peer-joined/peer-left for them. A signal or
+ * broadcast that has to reach one goes out through ops.remote; the node
+ * they live on delivers it. A room is kept only while it has a local member:
+ * remote members of rooms nobody here is in are not tracked. */
 #ifndef SIG_ROOM_H
 #define SIG_ROOM_H
 
@@ -47,15 +55,32 @@ typedef struct {
 } sig_limits;
 
 typedef struct {
+    const char *id, *name; /* borrowed */
+} sig_remote;
+
+typedef struct {
     void (*wake)(void *conn, void *ud); /* conn has a message (or overflowed) */
     /* resume took conn's member away (half-open old connection): conn now
      * owns `lobby` and should be closed. */
     void (*detach)(void *conn, sig_member *lobby, void *ud);
+    /* Cluster mode only (NULL otherwise). remote: a signal (to = a remote
+     * member's id) or broadcast (to = NULL) from local member `from` that
+     * must reach members on other nodes; data borrowed. Nonzero = it could
+     * not be handed on (the sender gets server-busy). left: local member
+     * `id` left `room` for good (leave, drop, resume window over);
+     * `room_empty` when no local member remains there. */
+    int (*remote)(void *ud, const char *room, const char *to, const char *from, json_t *data);
+    void (*left)(void *ud, const char *room, const char *id, bool room_empty);
     void *ud;
     size_t headroom;
 } sig_hub_ops;
 
-typedef enum { SIG_MEMBER_LOBBY = 0, SIG_MEMBER_JOINED, SIG_MEMBER_DETACHED } sig_member_state;
+typedef enum {
+    SIG_MEMBER_LOBBY = 0,
+    SIG_MEMBER_JOINED,
+    SIG_MEMBER_DETACHED,
+    SIG_MEMBER_REMOTE /* on another node (cluster mode); never handed to callers */
+} sig_member_state;
 
 sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops); /* NULL on ENOMEM */
 void sig_hub_free(sig_hub *h);
@@ -70,6 +95,13 @@ typedef struct {
     const char *id;          /* SIG_ID_LEN hex chars, unique, chosen by the caller */
     const char *resume;      /* resume token for this member, chosen by the caller */
     json_t *ice_servers;     /* borrowed; copied into the joined message */
+    /* Cluster mode: the shared store already admitted this member (it
+     * checks the room size across nodes), and these are the room's members
+     * on other nodes at that moment; they replace the remote members known
+     * here (see sig_hub_remote_sync). NULL/0/false without a cluster. */
+    const sig_remote *remotes;
+    size_t nremotes;
+    bool admitted;
 } sig_join_params;
 
 /* join: SIG_OK (joined queued to m, peer-joined to the others), or
@@ -102,6 +134,30 @@ uint64_t sig_hub_tick(sig_hub *h, uint64_t now_us);
  * when nobody is detached). Cheap; callers poll it instead of walking. */
 uint64_t sig_hub_next_deadline(const sig_hub *h);
 
+/* ---- cluster mode: members on other nodes (see the header comment) ----
+ * All of these ignore rooms without a local member and return quietly on
+ * ids that are too long or already taken by a local member. */
+
+/* Make the remote members of `room` exactly v[0..n): peer-left for those no
+ * longer there, peer-joined for new ones, in v's order. At most
+ * max_room_size remote members are tracked per room; more are ignored. */
+void sig_hub_remote_sync(sig_hub *h, const char *room, const sig_remote *v, size_t n,
+                         uint64_t now_us);
+/* One remote member joined (no-op when already known). */
+void sig_hub_remote_join(sig_hub *h, const char *room, const char *id, const char *name,
+                         uint64_t now_us);
+/* One remote member left (no-op when unknown). */
+void sig_hub_remote_leave(sig_hub *h, const char *room, const char *id, uint64_t now_us);
+/* A signal (to = a local member's id) or broadcast (to = NULL: every local
+ * member) sent by remote member `from`; data borrowed. Signals to ids that
+ * are not local members here are dropped (they left meanwhile). */
+void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const char *from,
+                            json_t *data, uint64_t now_us);
+
+/* Whether a join into `room` would pass the max_rooms limit now (cluster
+ * mode checks this before asking the shared store). */
+bool sig_hub_room_allowed(sig_hub *h, const char *room);
+
 /* Queue access for the writer: peek the oldest message, pop it once written. */
 sig_buf *sig_member_peek(sig_member *m);
 void sig_member_pop(sig_member *m);
@@ -114,6 +170,7 @@ void *sig_member_conn(const sig_member *m);
 
 typedef struct {
     uint64_t rooms, members, detached, lobby;
+    uint64_t remote; /* members on other nodes, in rooms with a local member */
 } sig_hub_stats;
 void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st);
 

@@ -6,7 +6,12 @@
  * /healthz. WebSocket: /ws only. Each connection owns one sig_member (see
  * sig_room.h) whose bounded queue feeds exactly one lws_write per WRITEABLE
  * callback. Time-driven work (resume expiry, drain, signals) runs from one
- * 100 ms lws_sul timer. */
+ * 100 ms lws_sul timer.
+ *
+ * Cluster mode (--redis, sig_cluster.h): a join first goes to Redis (room
+ * size across nodes) and completes when its answer comes back as an event;
+ * the Redis thread announces events with lws_cancel_service and they are
+ * handled in LWS_CALLBACK_EVENT_WAIT_CANCELLED, on this thread. */
 #include <errno.h>
 #include <stdio.h>
 #include <libwebsockets.h>
@@ -22,6 +27,7 @@
 #include "rtc_log.h"
 #include "rtc_metrics.h"
 #include "sig_admit.h"
+#include "sig_cluster.h"
 #include "sig_conf.h"
 #include "sig_proto.h"
 #include "sig_room.h"
@@ -32,6 +38,7 @@
 #define TICK_US 100000
 #define OVERSIZE_CLOSE 3 /* oversized messages before the connection is closed */
 #define LAT_BUCKETS 12
+#define EVENT_BUDGET 4096 /* cluster events handled per wake-up before others get a turn */
 
 /* WebSocket close codes we use (RFC 6455 s.7.4.1, 4000-4999 private). */
 enum {
@@ -60,6 +67,12 @@ struct conn {
     bool keep;         /* on close, keep the member for resume */
     char peer[48];
     rtc_addr addr;     /* the client's address (TURN identity in open mode) */
+    /* cluster mode: a join waiting for Redis's answer (serial != 0) */
+    uint64_t join_serial;
+    conn *pprev, *pnext; /* server's pending list */
+    char *pj_room, *pj_name;
+    char pj_id[SIG_ID_LEN + 1], pj_resume[33];
+    json_t *pj_ice;
     bool ip_counted;   /* addr holds one count in srv->admit (sig_admit_ip_add) */
 };
 
@@ -88,6 +101,9 @@ struct server {
     struct lws_context *ctx;
     lws_retry_bo_t *idle; /* lws keeps this pointer; SIGHUP edits it in place */
     sig_hub *hub;
+    sig_cluster *cluster; /* NULL without --redis */
+    uint64_t join_serial;
+    conn *pending;        /* connections with a join waiting for Redis */
     conn *conns;
     lws_sorted_usec_list_t tick;
     bool draining;
@@ -221,6 +237,161 @@ static void random_hex(char *out, size_t nbytes)
     rtc_hex(b, nbytes, out);
 }
 
+/* ---- cluster mode: joins waiting for Redis, events from it ---- */
+
+static void pending_clear(server *s, conn *c)
+{
+    if (!c->join_serial)
+        return;
+    if (c->pprev)
+        c->pprev->pnext = c->pnext;
+    else
+        s->pending = c->pnext;
+    if (c->pnext)
+        c->pnext->pprev = c->pprev;
+    c->pprev = c->pnext = NULL;
+    c->join_serial = 0;
+    free(c->pj_room);
+    free(c->pj_name);
+    c->pj_room = c->pj_name = NULL;
+    json_decref(c->pj_ice);
+    c->pj_ice = NULL;
+}
+
+/* Hand the join to Redis; it completes in on_cluster_joined. Takes ice. */
+static void cluster_join(conn *c, const char *room, const char *name, const char *id,
+                         const char *resume, json_t *ice)
+{
+    server *s = c->srv;
+    int rc;
+    c->pj_room = strdup(room);
+    c->pj_name = strdup(name ? name : "");
+    c->pj_ice = ice;
+    snprintf(c->pj_id, sizeof c->pj_id, "%s", id);
+    snprintf(c->pj_resume, sizeof c->pj_resume, "%s", resume);
+    c->join_serial = ++s->join_serial;
+    c->pnext = s->pending;
+    c->pprev = NULL;
+    if (s->pending)
+        s->pending->pprev = c;
+    s->pending = c;
+    rc = c->pj_room && c->pj_name ? sig_cluster_join(s->cluster, c->join_serial, room, id,
+                                                     c->pj_name)
+                                  : -12;
+    if (rc) {
+        pending_clear(s, c);
+        send_error(c, SIG_E_SERVER_BUSY, rc == RTC_EUNSUP ? "cluster store (Redis) unavailable"
+                                                          : "too many joins in flight");
+    }
+}
+
+static void on_cluster_joined(server *s, sig_cev *e)
+{
+    conn *c = s->pending;
+    sig_remote *v;
+    sig_join_params p;
+    sig_code rc;
+
+    while (c && c->join_serial != e->serial)
+        c = c->pnext;
+    if (!c) {
+        /* the connection went away meanwhile: take the place back */
+        if (e->result == SIG_OK)
+            sig_cluster_leave(s->cluster, e->room, e->id);
+        return;
+    }
+    if (e->result != SIG_OK) {
+        pending_clear(s, c);
+        send_error(c, e->result,
+                   e->result == SIG_E_ROOM_FULL ? "room is full" : "cluster store (Redis) unavailable");
+        return;
+    }
+    v = calloc(e->nmembers + 1, sizeof *v);
+    for (size_t i = 0; v && i < e->nmembers; i++)
+        v[i] = (sig_remote){.id = e->members[i].id, .name = e->members[i].name};
+    p = (sig_join_params){.room = c->pj_room, .name = c->pj_name, .id = c->pj_id,
+                          .resume = c->pj_resume, .ice_servers = c->pj_ice, .remotes = v,
+                          .nremotes = e->nmembers, .admitted = true};
+    rc = v ? sig_hub_join(s->hub, c->m, &p, now_us()) : SIG_E_SERVER_BUSY;
+    free(v);
+    if (rc) {
+        sig_cluster_leave(s->cluster, e->room, e->id);
+        send_error(c, rc, rc == SIG_E_ROOM_FULL ? "room is full" : "too many rooms");
+    } else {
+        RTC_LOG(RTC_LOG_INFO, c->pj_id, "joined room '%s' from %s (cluster)", c->pj_room, c->peer);
+    }
+    pending_clear(s, c);
+}
+
+static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
+{
+    switch (e->kind) {
+    case SIG_CEV_JOINED:
+        on_cluster_joined(s, e);
+        break;
+    case SIG_CEV_SYNC: {
+        sig_remote *v = calloc(e->nmembers + 1, sizeof *v);
+        if (!v)
+            break;
+        for (size_t i = 0; i < e->nmembers; i++)
+            v[i] = (sig_remote){.id = e->members[i].id, .name = e->members[i].name};
+        sig_hub_remote_sync(s->hub, e->room, v, e->nmembers, t);
+        free(v);
+        break;
+    }
+    case SIG_CEV_PEER_JOINED:
+        sig_hub_remote_join(s->hub, e->room, e->id, e->name, t);
+        break;
+    case SIG_CEV_PEER_LEFT:
+        sig_hub_remote_leave(s->hub, e->room, e->id, t);
+        break;
+    case SIG_CEV_SIGNAL:
+        sig_hub_remote_deliver(s->hub, e->room, e->to, e->id, e->data, t);
+        break;
+    case SIG_CEV_BROADCAST:
+        sig_hub_remote_deliver(s->hub, e->room, NULL, e->id, e->data, t);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Handle what the Redis thread has queued, a bounded number at a time. */
+static void cluster_events(server *s)
+{
+    uint64_t t = now_us();
+    sig_cev *e;
+    unsigned n = 0;
+    if (!s->cluster)
+        return;
+    while (n++ < EVENT_BUDGET && (e = sig_cluster_poll(s->cluster))) {
+        on_cluster_event(s, e, t);
+        sig_cev_free(e);
+    }
+    if (n > EVENT_BUDGET)
+        lws_cancel_service(s->ctx); /* more waiting: come back after the others */
+}
+
+static void cluster_wake(void *ud)
+{
+    server *s = ud;
+    lws_cancel_service(s->ctx);
+}
+
+static int hub_remote(void *ud, const char *room, const char *to, const char *from, json_t *data)
+{
+    server *s = ud;
+    return s->cluster ? sig_cluster_publish(s->cluster, room, to, from, data) : RTC_EUNSUP;
+}
+
+static void hub_left(void *ud, const char *room, const char *id, bool room_empty)
+{
+    server *s = ud;
+    (void)room_empty; /* sig_cluster keeps its own count of local members per room */
+    if (s->cluster)
+        sig_cluster_leave(s->cluster, room, id);
+}
+
 /* ---- message handlers ---- */
 
 static void do_join(conn *c, const sig_msg *msg)
@@ -240,6 +411,14 @@ static void do_join(conn *c, const sig_msg *msg)
     }
     if (sig_member_get_state(c->m) != SIG_MEMBER_LOBBY) {
         send_error(c, SIG_E_BAD_REQUEST, "already in a room; leave first");
+        return;
+    }
+    if (c->join_serial) {
+        send_error(c, SIG_E_BAD_REQUEST, "a join is in progress");
+        return;
+    }
+    if (s->cluster && !sig_cluster_up(s->cluster)) {
+        send_error(c, SIG_E_SERVER_BUSY, "cluster store (Redis) unavailable");
         return;
     }
     if (cf->token_secret.n) {
@@ -270,6 +449,17 @@ static void do_join(conn *c, const sig_msg *msg)
         send_error(c, SIG_E_SERVER_BUSY, "out of memory");
         return;
     }
+    if (s->cluster) {
+        /* refused before the other nodes hear of it (they would see the
+         * member come and go) */
+        if (!sig_hub_room_allowed(s->hub, msg->room)) {
+            json_decref(ice);
+            send_error(c, SIG_E_SERVER_BUSY, "too many rooms");
+            return;
+        }
+        cluster_join(c, msg->room, name, id, resume, ice);
+        return;
+    }
     p = (sig_join_params){.room = msg->room, .name = name, .id = id, .resume = resume,
                           .ice_servers = ice};
     rc = sig_hub_join(s->hub, c->m, &p, now_us());
@@ -286,6 +476,10 @@ static void do_resume(conn *c, const sig_msg *msg)
     sig_code rc;
     if (c->srv->draining) {
         send_error(c, SIG_E_SERVER_BUSY, "server is shutting down");
+        return;
+    }
+    if (c->join_serial) {
+        send_error(c, SIG_E_BAD_REQUEST, "a join is in progress");
         return;
     }
     rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, now_us());
@@ -360,6 +554,7 @@ static void handle_message(conn *c, const char *buf, size_t len)
         send_error(c, rc,
                    rc == SIG_E_NOT_JOINED     ? "join a room first"
                    : rc == SIG_E_UNKNOWN_PEER ? "no such peer in this room"
+                   : rc == SIG_E_SERVER_BUSY  ? "cannot reach other nodes now (Redis); try again"
                                               : "bad request");
     sig_msg_dispose(&msg);
 }
@@ -482,6 +677,31 @@ static void render_metrics(server *s, rtc_buf *b)
                     s->reloads_failed);
     rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
                      "time from a message being queued to its lws_write", &s->latency);
+    if (s->cluster) {
+        sig_cluster_stats cs;
+        sig_cluster_get_stats(s->cluster, &cs);
+        rtc_metrics_header(b, "tsunagu_signal_redis_up", "gauge",
+                           "1 while connected to Redis (cluster mode)");
+        rtc_metrics_u64(b, "tsunagu_signal_redis_up", NULL, cs.up);
+        rtc_metrics_header(b, "tsunagu_signal_remote_members", "gauge",
+                           "members on other nodes in rooms with a member here");
+        rtc_metrics_u64(b, "tsunagu_signal_remote_members", NULL, st.remote);
+        rtc_metrics_header(b, "tsunagu_signal_cluster_published_total", "counter",
+                           "signals and broadcasts handed to Redis for other nodes");
+        rtc_metrics_u64(b, "tsunagu_signal_cluster_published_total", NULL, cs.published);
+        rtc_metrics_header(b, "tsunagu_signal_cluster_received_total", "counter",
+                           "events from other nodes taken from Redis");
+        rtc_metrics_u64(b, "tsunagu_signal_cluster_received_total", NULL, cs.received);
+        rtc_metrics_header(b, "tsunagu_signal_cluster_dropped_total", "counter",
+                           "messages from Redis dropped: too large, malformed, or queue full");
+        rtc_metrics_u64(b, "tsunagu_signal_cluster_dropped_total", NULL, cs.dropped);
+        rtc_metrics_header(b, "tsunagu_signal_redis_reconnects_total", "counter",
+                           "times the connection to Redis was re-established");
+        rtc_metrics_u64(b, "tsunagu_signal_redis_reconnects_total", NULL, cs.reconnects);
+        rtc_metrics_header(b, "tsunagu_signal_cluster_reaped_nodes_total", "counter",
+                           "dead nodes whose members this node removed");
+        rtc_metrics_u64(b, "tsunagu_signal_cluster_reaped_nodes_total", NULL, cs.reaped_nodes);
+    }
     rtc_metrics_process(b, s->start_time);
 }
 
@@ -510,6 +730,8 @@ static int on_http(server *s, struct lws *wsi, http_sess *h, const char *path)
     if (!strcmp(path, "/healthz")) {
         if (s->draining)
             return http_reply(wsi, h, 503, "text/plain", "draining\n", 9);
+        if (s->cluster && !sig_cluster_up(s->cluster))
+            return http_reply(wsi, h, 503, "text/plain", "redis unavailable\n", 18);
         return http_reply(wsi, h, 200, "text/plain", "ok\n", 3);
     }
     if (!strcmp(path, "/metrics")) {
@@ -699,6 +921,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         conn *c = &u->c;
         if (u->kind != SESS_WS || !c->srv)
             return 0;
+        pending_clear(s, c); /* its answer, if it comes, finds nobody and undoes the join */
         if (c->m) {
             if (sig_member_get_state(c->m) == SIG_MEMBER_JOINED)
                 RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "connection closed%s",
@@ -726,6 +949,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLOSED_HTTP:
         if (u && u->kind == SESS_HTTP)
             rtc_buf_dispose(&u->h.metrics);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (s)
+            cluster_events(s);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -795,6 +1022,13 @@ static void reload(server *s)
         sig_limits l = limits_of(fresh);
         sig_hub_set_limits(s->hub, &l);
     }
+    if (s->cluster)
+        sig_cluster_set_max_room_size(s->cluster, (uint32_t)fresh->max_room_size);
+    if ((!fresh->redis != !s->boot->redis) ||
+        (fresh->redis && strcmp(fresh->redis, s->boot->redis)) ||
+        fresh->redis_node_ttl != s->boot->redis_node_ttl ||
+        fresh->redis_queue != s->boot->redis_queue)
+        RTC_LOG(RTC_LOG_WARN, NULL, "SIGHUP: redis settings change needs a restart; ignored");
     /* lws reads the policy each time it arms a connection's idle timer */
     s->idle->secs_since_valid_ping = (uint16_t)(fresh->idle_timeout / 2);
     s->idle->secs_since_valid_hangup = (uint16_t)fresh->idle_timeout;
@@ -844,6 +1078,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     }
     if (t >= sig_hub_next_deadline(s->hub))
         sig_hub_tick(s->hub, t);
+    cluster_events(s); /* (events normally come through EVENT_WAIT_CANCELLED at once) */
     if (s->draining) {
         if (!s->conns) {
             s->stop = true;
@@ -901,6 +1136,10 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     s.warn_rl.per_sec = 1;
     lim = limits_of(conf);
     ops = (sig_hub_ops){.wake = hub_wake, .detach = hub_detach, .ud = &s, .headroom = LWS_PRE};
+    if (conf->redis) {
+        ops.remote = hub_remote;
+        ops.left = hub_left;
+    }
     if (!(s.hub = sig_hub_new(&lim, &ops)))
         goto out;
     {
@@ -945,6 +1184,25 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
         goto out_hub;
     }
 
+    if (conf->redis) {
+        sig_cluster_params cp = {
+            .url = conf->redis,
+            .max_room_size = (uint32_t)conf->max_room_size,
+            .node_ttl_s = (uint32_t)conf->redis_node_ttl,
+            .queue = (size_t)conf->redis_queue,
+            /* a client message re-serialized (numbers can grow: 1e9 is
+             * 1000000000.0) plus its envelope; nothing bigger is parsed */
+            .max_payload = (size_t)conf->max_message_bytes * 8 + 4096,
+            .wake = cluster_wake,
+            .ud = &s,
+        };
+        char err[512];
+        if (sig_cluster_new(&cp, &s.cluster, err, sizeof err)) {
+            RTC_LOG(RTC_LOG_ERROR, NULL, "redis: %s", err);
+            goto out_ctx;
+        }
+    }
+
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -961,7 +1219,12 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
             break;
     RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
     rc = 0;
+out_ctx:
+    /* the Redis thread must not poke a context being destroyed; the leaves
+     * the closing connections cause are still queued, then flushed below */
+    sig_cluster_mute(s.cluster);
     lws_context_destroy(s.ctx);
+    sig_cluster_free(s.cluster);
     if (sig_admit_ip_entries(s.admit)) /* every CLOSED has run: counts must be back to zero */
         RTC_LOG(RTC_LOG_ERROR, NULL, "bug: %zu client addresses still counted at exit",
                 sig_admit_ip_entries(s.admit));

@@ -830,7 +830,7 @@ async def startup(exe):
     # bad flags stop start-up with a message naming the key
     for args, word in ((["--max-room-size", "0"], "max-room-size"),
                        (["--listen", "nonsense"], "listen"),
-                       (["--redis", "redis://127.0.0.1"], "not implemented"),
+                       (["--redis", "http://127.0.0.1"], "redis"),
                        (["--cert", "/nonexistent"], "key"),
                        (["--bogus"], "bogus")):
         p = subprocess.run([exe] + args, capture_output=True, text=True, timeout=10)

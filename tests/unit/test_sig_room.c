@@ -2,6 +2,7 @@
  * slow-reader overflow, resume (in order, none lost, none twice) and resume
  * window expiry, all without a socket. A "connection" here is a struct that
  * counts wake-ups. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +67,187 @@ static sig_code join(sig_hub *h, fconn *c, const char *room, const char *id, uin
 
 #define S 1000000ull
 
+/* ---- cluster mode: members on other nodes ---- */
+
+static struct {
+    int calls, fail, nleft;
+    char room[64], to[64], from[64], left[64];
+    bool null_to, empty;
+    json_t *data;
+} rec;
+
+static int on_remote(void *ud, const char *room, const char *to, const char *from, json_t *data)
+{
+    (void)ud;
+    rec.calls++;
+    snprintf(rec.room, sizeof rec.room, "%s", room);
+    snprintf(rec.to, sizeof rec.to, "%s", to ? to : "");
+    snprintf(rec.from, sizeof rec.from, "%s", from);
+    rec.null_to = to == NULL;
+    json_decref(rec.data);
+    rec.data = json_incref(data);
+    return rec.fail;
+}
+
+static void on_left(void *ud, const char *room, const char *id, bool empty)
+{
+    (void)ud;
+    (void)room;
+    rec.nleft++;
+    snprintf(rec.left, sizeof rec.left, "%s", id);
+    rec.empty = empty;
+}
+
+static sig_code cjoin(sig_hub *h, fconn *c, const char *room, const char *id,
+                      const sig_remote *v, size_t n, bool admitted)
+{
+    json_t *ice = json_array();
+    sig_join_params p = {.room = room, .name = id, .id = id, .resume = id, .ice_servers = ice,
+                         .remotes = v, .nremotes = n, .admitted = admitted};
+    sig_code rc = sig_hub_join(h, c->m, &p, 1);
+    json_decref(ice);
+    return rc;
+}
+
+/* "type" of the next message and, when it has one, its "id"/"from"/peer id in who. */
+static const char *nextw(fconn *c, char *who, size_t cap)
+{
+    json_t *j = NULL, *v;
+    const char *t = next(c, &j);
+    who[0] = '\0';
+    if (j) {
+        if ((v = json_object_get(j, "id")) || (v = json_object_get(j, "from")) ||
+            (v = json_object_get(json_object_get(j, "peer"), "id")))
+            snprintf(who, cap, "%s", json_string_value(v));
+        json_decref(j);
+    }
+    return t;
+}
+
+static void remote_tests(void)
+{
+    sig_limits lim = {.max_room_size = 3, .max_rooms = 4, .queue_msgs = 32, .queue_bytes = 16384,
+                      .resume_us = 0};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .remote = on_remote, .left = on_left};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn a = {0}, b = {0}, c = {0};
+    sig_remote x[] = {{"x", "X"}};
+    sig_remote yz[] = {{"y", "Y"}, {"z", "Z"}};
+    sig_remote many[] = {{"m1", ""}, {"m2", ""}, {"m3", ""}, {"m4", ""}, {"m5", ""}};
+    sig_hub_stats st;
+    char who[64];
+    json_t *j, *data = json_string("hello");
+
+    a.m = sig_hub_connect(h, &a);
+    b.m = sig_hub_connect(h, &b);
+    c.m = sig_hub_connect(h, &c);
+
+    /* remote members of rooms nobody here is in are not tracked */
+    sig_hub_remote_join(h, "r", "early", "E", 1);
+    sig_hub_get_stats(h, &st);
+    is_int(st.remote, 0, "remote join into an unknown room is ignored");
+
+    /* an admitted join installs the store's view: peers come from it */
+    is_int(cjoin(h, &a, "r", "a", x, 1, true), SIG_OK, "a joins with remote x");
+    ok(!strcmp(next(&a, &j), "joined"), "a: joined");
+    {
+        json_t *peers = json_object_get(j, "peers");
+        ok(json_array_size(peers) == 1 &&
+               !strcmp(json_string_value(json_object_get(json_array_get(peers, 0), "id")), "x") &&
+               !strcmp(json_string_value(json_object_get(json_array_get(peers, 0), "name")), "X"),
+           "joined.peers lists the remote member");
+    }
+    json_decref(j);
+    ok(!strcmp(next(&a, NULL), ""), "no peer-joined for members already listed in joined");
+
+    sig_hub_remote_join(h, "r", "y", "Y", 1);
+    ok(!strcmp(nextw(&a, who, sizeof who), "peer-joined") && !strcmp(who, "y"),
+       "remote join: peer-joined to local members");
+    sig_hub_remote_join(h, "r", "y", "Y", 1);
+    sig_hub_remote_join(h, "r", "a", "impostor", 1);
+    ok(!strcmp(next(&a, NULL), ""), "known id, or a local member's id: ignored");
+    sig_hub_get_stats(h, &st);
+    ok(st.remote == 2 && st.members == 1 && st.rooms == 1, "stats: 2 remote, 1 local, 1 room");
+
+    /* signal and broadcast to remote members go out through ops.remote */
+    is_int(sig_hub_signal(h, a.m, "x", data, 1), SIG_OK, "signal to a remote member");
+    ok(rec.calls == 1 && !strcmp(rec.room, "r") && !strcmp(rec.to, "x") && !strcmp(rec.from, "a") &&
+           json_equal(rec.data, data),
+       "ops.remote(room, to, from, data)");
+    ok(!strcmp(next(&a, NULL), ""), "nothing queued locally for it");
+    is_int(sig_hub_broadcast(h, a.m, data, 1), SIG_OK, "broadcast");
+    ok(rec.calls == 2 && rec.null_to && !strcmp(rec.from, "a"),
+       "broadcast goes out once, to = NULL");
+    rec.fail = 1;
+    is_int(sig_hub_signal(h, a.m, "x", data, 1), SIG_E_SERVER_BUSY,
+           "remote path refused: server-busy");
+    rec.fail = 0;
+    is_int(sig_hub_signal(h, a.m, "nobody", data, 1), SIG_E_UNKNOWN_PEER, "unknown id still refused");
+
+    /* from remote members: signal to one local member, broadcast to all */
+    is_int(cjoin(h, &b, "r", "b", NULL, 0, false), SIG_E_ROOM_FULL,
+           "remote members count in the room size");
+    {
+        /* the store admitted b (it may know better, e.g. y left meanwhile) */
+        sig_remote xy[] = {{"x", "X"}, {"y", "Y"}};
+        is_int(cjoin(h, &b, "r", "b", xy, 2, true), SIG_OK, "admitted join passes");
+    }
+    ok(!strcmp(nextw(&a, who, sizeof who), "peer-joined") && !strcmp(who, "b"), "a: peer-joined b");
+    drain(&b);
+    sig_hub_remote_deliver(h, "r", "b", "x", data, 1);
+    ok(!strcmp(nextw(&b, who, sizeof who), "signal") && !strcmp(who, "x"), "remote signal to b");
+    ok(!strcmp(next(&a, NULL), ""), "...and not to a");
+    sig_hub_remote_deliver(h, "r", NULL, "y", data, 1);
+    ok(!strcmp(nextw(&a, who, sizeof who), "broadcast") && !strcmp(who, "y") &&
+           !strcmp(nextw(&b, who, sizeof who), "broadcast"),
+       "remote broadcast to every local member");
+    sig_hub_remote_deliver(h, "r", "ghost", "x", data, 1);
+    sig_hub_remote_deliver(h, "other", NULL, "x", data, 1);
+    ok(!strcmp(next(&a, NULL), "") && !strcmp(next(&b, NULL), ""),
+       "to an unknown member or room: dropped");
+
+    /* leave and sync */
+    sig_hub_remote_leave(h, "r", "x", 1);
+    ok(!strcmp(nextw(&a, who, sizeof who), "peer-left") && !strcmp(who, "x") &&
+           !strcmp(next(&b, NULL), "peer-left"),
+       "remote leave: peer-left to local members");
+    sig_hub_remote_leave(h, "r", "x", 1);
+    sig_hub_remote_leave(h, "r", "a", 1);
+    ok(!strcmp(next(&a, NULL), "") && sig_member_get_state(a.m) == SIG_MEMBER_JOINED,
+       "unknown or local id: no effect");
+    sig_hub_remote_sync(h, "r", yz, 2, 1);
+    ok(!strcmp(nextw(&a, who, sizeof who), "peer-joined") && !strcmp(who, "z") &&
+           !strcmp(next(&a, NULL), ""),
+       "sync adds only what is new");
+    drain(&b);
+    sig_hub_remote_sync(h, "r", NULL, 0, 1);
+    ok(!strcmp(next(&a, NULL), "peer-left") && !strcmp(next(&a, NULL), "peer-left") &&
+           !strcmp(next(&a, NULL), ""),
+       "sync to empty: peer-left for each");
+    drain(&b);
+    sig_hub_remote_sync(h, "r", many, 5, 1);
+    sig_hub_get_stats(h, &st);
+    is_int(st.remote, 3, "remote members per room bounded by max_room_size");
+    drain(&a);
+    drain(&b);
+
+    /* local leaves reach ops.left; the last local member takes the room
+     * (and its remote members) away */
+    is_int(sig_hub_leave(h, a.m, 1), SIG_OK, "a leaves");
+    ok(rec.nleft == 1 && !strcmp(rec.left, "a") && !rec.empty, "ops.left(a), room not empty");
+    sig_hub_disconnect(h, b.m, false, 1);
+    ok(rec.nleft == 2 && !strcmp(rec.left, "b") && rec.empty, "ops.left(b), room empty");
+    sig_hub_get_stats(h, &st);
+    ok(st.rooms == 0 && st.remote == 0, "room gone with its remote members");
+    /* a second room: remote members stay within their room */
+    is_int(cjoin(h, &c, "r2", "c", yz, 2, true), SIG_OK, "c joins r2 with y, z");
+    drain(&c);
+    is_int(sig_hub_leave(h, a.m, 1), SIG_E_NOT_JOINED, "a is in the lobby");
+    sig_hub_free(h); /* with remote members still tracked: freed too (ASan) */
+    json_decref(data);
+    json_decref(rec.data);
+}
+
 int main(void)
 {
     sig_limits lim = {.max_room_size = 3, .max_rooms = 2, .queue_msgs = 8, .queue_bytes = 4096,
@@ -114,6 +296,8 @@ int main(void)
     is_int(join(h, &d, "r1", "d", t), SIG_E_ROOM_FULL, "room-full at max_room_size");
     is_int(join(h, &d, "r2", "d", t), SIG_OK, "second room");
     is_int(join(h, &e, "r3", "e", t), SIG_E_SERVER_BUSY, "server-busy at max_rooms");
+    ok(!sig_hub_room_allowed(h, "r3") && sig_hub_room_allowed(h, "r1"),
+       "room_allowed: a new room refused at max_rooms, an existing one fine");
     sig_hub_get_stats(h, &st);
     ok(st.rooms == 2 && st.members == 4 && st.lobby == 1, "stats: 2 rooms, 4 members, 1 lobby");
     drain(&d);
@@ -305,5 +489,6 @@ int main(void)
     sig_hub_disconnect(h, a.m, false, t);
     sig_hub_disconnect(h, e.m, false, t);
     sig_hub_free(h); /* c is still joined: free must clean up */
+    remote_tests();
     return done_testing();
 }

@@ -1,0 +1,544 @@
+#!/usr/bin/python3
+"""Cluster mode (--redis) of tsunagu-signal: a real redis-server on a free
+loopback port and two (or three) real tsunagu-signal nodes, driven by
+python3-websockets clients. Every process is killed by PID at the end.
+
+usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
+tests: basic, nodedeath, outage, stall, resume, startup"""
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from signal_lib import MULT, Client, Server, free_port, run  # noqa: E402
+
+TESTS = {}
+TTL = 2  # --redis-node-ttl for the tests: death is noticed within TTL + 1 s (reap period)
+
+
+def test(fn):
+    TESTS[fn.__name__] = fn
+    return fn
+
+
+def redis_exe():
+    exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+    if not os.path.exists(exe):
+        raise AssertionError("FAIL: redis-server is missing (apt-get install redis-server)")
+    return exe
+
+
+class Redis:
+    """redis-server on 127.0.0.1, no persistence; restartable on its port."""
+
+    def __init__(self, *extra):
+        self.extra = list(extra)
+        self.exe = redis_exe()
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="signal-redis-")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self):
+        log = open(os.path.join(self.dir, "redis.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"] + self.extra,
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.time() + 10 * MULT
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited at start-up: " + self.logtext())
+            try:
+                if self.cmd("PING") == "PONG":
+                    return
+            except (OSError, AssertionError):
+                pass
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not answer PING in time")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            sys.stderr.write("---- redis log ----\n" + self.logtext()[-3000:])
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def logtext(self):
+        try:
+            with open(os.path.join(self.dir, "redis.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cmd(self, *args, db=0):
+        """One command over RESP (a tiny client: the tests need no redis-py)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            f = s.makefile("rb")
+            for cmd in ([("SELECT", str(db))] if db else []) + [args]:
+                enc = [a.encode() if isinstance(a, str) else a for a in cmd]
+                s.sendall(b"*%d\r\n" % len(enc) +
+                          b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in enc))
+                out = resp(f)
+            return out
+
+
+def resp(f):
+    line = f.readline()
+    t, rest = line[:1], line[1:-2]
+    if t == b"+":
+        return rest.decode()
+    if t == b"-":
+        raise AssertionError("redis error: " + rest.decode())
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode()
+    if t == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp(f) for _ in range(n)]
+    raise AssertionError("bad RESP line %r" % line)
+
+
+def node(exe, redis, *extra):
+    return Server(exe, "--redis", redis.url, "--redis-node-ttl", str(TTL), "--rate-limit", "5000",
+                  "--resume-seconds", "0", *extra)
+
+
+async def until(pred, timeout, what):
+    deadline = time.time() + timeout * MULT
+    while time.time() < deadline:
+        if pred():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def room_members(redis, room):
+    kv = redis.cmd("HGETALL", "tsu:room:" + room) or []
+    return set(kv[0::2])
+
+
+@test
+async def basic(exe):
+    with Redis() as r, node(exe, r, "--max-room-size", "3") as A, \
+            node(exe, r, "--max-room-size", "3") as B:
+        a = await Client.connect(A.url)
+        ja = await a.join("room", "alice")
+        assert ja["peers"] == [], ja
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "bob")
+        assert jb["peers"] == [{"id": ja["id"], "name": "alice"}], jb
+        pj = await a.expect("peer-joined")
+        assert pj["peer"] == {"id": jb["id"], "name": "bob"}, pj
+        # the data model: one hash per room, members of both nodes
+        assert room_members(r, "room") == {ja["id"], jb["id"]}
+
+        # 200 numbered signals each way, complete and in order; any JSON payload
+        n = 200
+        t0 = time.time()
+        for i in range(n):
+            await a.send({"type": "signal", "to": jb["id"], "data": {"seq": i, "pad": "x" * (i % 50)}})
+            await b.send({"type": "signal", "to": ja["id"], "data": {"seq": i}})
+        for i in range(n):
+            m = await b.expect("signal", **{"from": ja["id"]})
+            assert m["data"] == {"seq": i, "pad": "x" * (i % 50)}, (i, m)
+            m = await a.expect("signal", **{"from": jb["id"]})
+            assert m["data"] == {"seq": i}, (i, m)
+        dt = time.time() - t0
+        await a.silent()
+        await b.silent()
+        print("cross-node: %d signals each way delivered in order in %.3fs (%.0f msgs/s)"
+              % (n, dt, 2 * n / dt))
+
+        # latency: ping-pong across nodes vs within a node
+        async def pingpong(x, y, yid, xid, rounds=100):
+            lat = []
+            for i in range(rounds):
+                t = time.perf_counter()
+                await x.send({"type": "signal", "to": yid, "data": i})
+                await y.expect("signal", data=i)
+                await y.send({"type": "signal", "to": xid, "data": i})
+                await x.expect("signal", data=i)
+                lat.append((time.perf_counter() - t) / 2)
+            return statistics.median(lat) * 1e3, sorted(lat)[int(rounds * 0.99) - 1] * 1e3
+        cross = await pingpong(a, b, jb["id"], ja["id"])
+
+        # a third member on A: its peers are alice (local) and bob (remote)
+        c = await Client.connect(A.url)
+        jc = await c.join("room", "carol")
+        assert sorted(p["name"] for p in jc["peers"]) == ["alice", "bob"], jc
+        for x in (a, b):
+            m = await x.expect("peer-joined")
+            assert m["peer"] == {"id": jc["id"], "name": "carol"}, m
+        local = await pingpong(a, c, jc["id"], ja["id"])
+        print("signal one-way latency (median, p99 ms): across nodes %.3f, %.3f; same node %.3f, %.3f"
+              " (Python clients included)" % (cross + local))
+
+        # room-full is enforced across nodes (3 = 2 on A + 1 on B)
+        for srv in (A, B):
+            d = await Client.connect(srv.url)
+            await d.send({"type": "join", "room": "room", "name": "dave"})
+            await d.error("room-full")
+            await d.close()
+
+        # broadcast from B reaches both members on A, not the sender
+        await b.send({"type": "broadcast", "data": {"hi": "from B"}})
+        for x in (a, c):
+            m = await x.expect("broadcast", **{"from": jb["id"]})
+            assert m["data"] == {"hi": "from B"}
+        await b.silent()
+        # and from A: the local member and the remote one, once each
+        await c.send({"type": "broadcast", "data": [1, 2]})
+        for x in (a, b):
+            await x.expect("broadcast", data=[1, 2], **{"from": jc["id"]})
+        await a.silent()
+        await b.silent()
+
+        # what other nodes publish is checked like client input: a forged but
+        # well-formed event is delivered (Redis is trusted), junk is dropped
+        ch = "tsu:0:ch:room"
+        dropped0 = A.metrics()["tsunagu_signal_cluster_dropped_total"]
+        for junk in ("not json", "[]", '{"n":"x","e":"sig","from":"f","to":"' + ja["id"] + '"}',
+                     '{"n":"x","e":"join","id":"' + "i" * 65 + '"}', '{"n":"x","e":"nope"}',
+                     '{"n":"x","e":"bc","from":"f","data":"' + "z" * (8 * 65536 + 5000) + '"}'):
+            r.cmd("PUBLISH", ch, junk)
+        r.cmd("PUBLISH", ch, '{"n":"forger","e":"sig","from":"f00","to":"%s","data":7}' % ja["id"])
+        await a.expect("signal", data=7, **{"from": "f00"})
+        await a.silent()
+        await until(lambda: A.metrics()["tsunagu_signal_cluster_dropped_total"] - dropped0 == 6, 5,
+                    "6 malformed or oversized channel messages counted as dropped")
+
+        # ids of other rooms, on other nodes, are unknown
+        e = await Client.connect(B.url)
+        je = await e.join("other", "eve")
+        await e.send({"type": "signal", "to": ja["id"], "data": 1})
+        await e.error("unknown-peer")
+        await a.silent()
+
+        mA, mB = A.metrics(), B.metrics()
+        assert mA["tsunagu_signal_redis_up"] == 1 and mB["tsunagu_signal_redis_up"] == 1
+        assert mA["tsunagu_signal_remote_members"] == 1, mA  # bob
+        assert mB["tsunagu_signal_remote_members"] == 2, mB  # alice, carol
+        assert mA["tsunagu_signal_members"] == 2 and mB["tsunagu_signal_members"] == 2
+        assert A.http("/healthz") == (200, "ok\n")
+
+        # leave -> peer-left on both nodes, and the place is free again
+        await b.send({"type": "leave"})
+        for x in (a, c):
+            await x.expect("peer-left", id=jb["id"])
+        await until(lambda: room_members(r, "room") == {ja["id"], jc["id"]}, 5, "bob out of Redis")
+        # a closed connection (resume off) leaves too
+        await c.close()
+        await a.expect("peer-left", id=jc["id"])
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "carol out of Redis")
+        jb2 = await b.join("room", "bob2")
+        assert [p["id"] for p in jb2["peers"]] == [ja["id"]], jb2
+        await a.expect("peer-joined")
+        await b.send({"type": "signal", "to": ja["id"], "data": "again"})
+        await a.expect("signal", data="again")
+        await e.send({"type": "leave"})
+        await e.close()
+        await a.close()
+        await b.close()
+        await until(lambda: room_members(r, "room") == set() and room_members(r, "other") == set(),
+                    5, "rooms empty in Redis")
+        # SIGTERM: the node deregisters itself (no ttl wait for the others)
+        A.signal(15)
+        assert A.proc.wait(timeout=15 * MULT) == 0
+        nodes = r.cmd("SMEMBERS", "tsu:nodes")
+        assert len(nodes) == 1, nodes
+
+
+@test
+async def nodedeath(exe):
+    with Redis() as r, node(exe, r) as A, node(exe, r) as B:
+        a = await Client.connect(A.url)
+        ja = await a.join("room", "alice")
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "bob")
+        b2 = await Client.connect(B.url)
+        jb2 = await b2.join("room", "bob2")
+        await a.expect("peer-joined")
+        await a.expect("peer-joined")
+        assert len(r.cmd("SMEMBERS", "tsu:nodes")) == 2
+        B.proc.kill()   # kill -9: no goodbye
+        B.proc.wait()
+        t0 = time.time()
+        gone = set()
+        while len(gone) < 2:
+            m = await a.expect("peer-left", timeout=TTL + 6)
+            gone.add(m["id"])
+        dt = time.time() - t0
+        assert gone == {jb["id"], jb2["id"]}, gone
+        bound = TTL + 1.5   # documented: node-ttl + one reap period (1 s) + delivery
+        assert dt < bound * MULT, (dt, bound)
+        print("kill -9 of a node: its 2 members' peer-left reached the other node after %.2fs "
+              "(node-ttl %ds; bound %.1fs)" % (dt, TTL, bound))
+        assert room_members(r, "room") == {ja["id"]}
+        assert r.cmd("SMEMBERS", "tsu:nodes") != [] and len(r.cmd("SMEMBERS", "tsu:nodes")) == 1
+        assert A.metrics()["tsunagu_signal_cluster_reaped_nodes_total"] == 1
+        # the room has room again; a node started later joins the cluster
+        with node(exe, r) as C:
+            c = await Client.connect(C.url)
+            jc = await c.join("room", "carol")
+            assert [p["id"] for p in jc["peers"]] == [ja["id"]], jc
+            await a.expect("peer-joined")
+            await c.send({"type": "signal", "to": ja["id"], "data": "hello"})
+            await a.expect("signal", data="hello")
+            await c.close()
+        await a.close()
+
+
+@test
+async def outage(exe):
+    with Redis() as r, node(exe, r) as A, node(exe, r) as B:
+        a1 = await Client.connect(A.url)
+        j1 = await a1.join("room", "a1")
+        a2 = await Client.connect(A.url)
+        j2 = await a2.join("room", "a2")
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "b")
+        for _ in range(2):
+            await a1.expect("peer-joined")
+        await a2.expect("peer-joined")
+        await b.silent()
+
+        r.stop()
+        t0 = time.time()
+        await until(lambda: A.http("/healthz")[0] == 503, 5, "A's /healthz to report the outage")
+        print("Redis stopped: A reported it on /healthz after %.2fs" % (time.time() - t0))
+        st, body = A.http("/healthz")
+        assert st == 503 and "redis" in body, (st, body)
+        assert A.metrics()["tsunagu_signal_redis_up"] == 0
+        # new joins: server-busy
+        n = await Client.connect(A.url)
+        await n.send({"type": "join", "room": "fresh"})
+        m = await n.error("server-busy")
+        assert "Redis" in m["message"], m
+        # members on the same node keep working
+        for i in range(20):
+            await a1.send({"type": "signal", "to": j2["id"], "data": i})
+        for i in range(20):
+            await a2.expect("signal", data=i, **{"from": j1["id"]})
+        await a1.send({"type": "ping"})
+        await a1.expect("pong")
+        # across nodes: refused, not silently lost
+        await a1.send({"type": "signal", "to": jb["id"], "data": "lost?"})
+        await a1.error("server-busy")
+        # a2 leaves while Redis is away: B must learn it once Redis is back
+        await a2.send({"type": "leave"})
+        await a1.expect("peer-left", id=j2["id"])
+
+        r.start()
+        t1 = time.time()
+        await until(lambda: A.http("/healthz")[0] == 200 and B.http("/healthz")[0] == 200, 15,
+                    "both nodes to reconnect")
+        print("Redis restarted: both nodes healthy again after %.2fs" % (time.time() - t1))
+        assert A.metrics()["tsunagu_signal_redis_reconnects_total"] >= 1
+        # Redis came back empty (no persistence): the nodes re-registered their members
+        await until(lambda: room_members(r, "room") == {j1["id"], jb["id"]}, 10,
+                    "members re-registered in Redis")
+        # B learns that a2 left during the outage, once the nodes had time to come back
+        # (docs/cluster.md: the room re-read waits 7 s after a reconnect), and nobody sees
+        # a member that stayed flap (peer-left + peer-joined): that would end its calls
+        jn = await n.join("fresh", "new")   # joins work again at once
+        assert jn["peers"] == []
+        m = await b.recv(timeout=12)
+        assert m == {"type": "peer-left", "id": j2["id"]}, m
+        print("a leave during the outage reached the other node %.1fs after Redis came back"
+              % (time.time() - t1))
+        await b.silent(0.5)
+        # cross-node signals work again, both ways; a1 saw nothing about b meanwhile
+        await a1.send({"type": "signal", "to": jb["id"], "data": "back"})
+        await b.expect("signal", data="back", **{"from": j1["id"]})
+        await b.send({"type": "signal", "to": j1["id"], "data": "hi"})
+        await a1.expect("signal", data="hi", **{"from": jb["id"]})
+        for x in (a1, a2, b, n):
+            await x.close()
+
+
+@test
+async def stall(exe):
+    """Redis stops answering (SIGSTOP: connections stay open, nothing comes
+    back): WebSocket service on the node must not block, the bounded queue
+    refuses instead of growing, and everything recovers on SIGCONT."""
+    import signal as sg
+    with Redis() as r, node(exe, r, "--redis-queue", "16") as A, node(exe, r) as B:
+        a1 = await Client.connect(A.url)
+        j1 = await a1.join("room", "a1")
+        a2 = await Client.connect(A.url)
+        j2 = await a2.join("room", "a2")
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "b")
+        for _ in range(2):
+            await a1.expect("peer-joined")
+        await a2.expect("peer-joined")
+        os.kill(r.proc.pid, sg.SIGSTOP)
+        try:
+            t0 = time.time()
+            n = await Client.connect(A.url)
+            await n.send({"type": "join", "room": "fresh"})
+            # cross-node signals pile up in the bounded queue, then are refused
+            for i in range(40):
+                await a1.send({"type": "signal", "to": jb["id"], "data": i})
+            busy = 0
+            worst = 0.0
+            while time.time() - t0 < 4 * MULT:
+                t = time.perf_counter()
+                await a2.send({"type": "ping"})
+                while True:
+                    m = await a2.recv(timeout=2)
+                    if m["type"] == "pong":
+                        break
+                worst = max(worst, time.perf_counter() - t)
+                await a2.send({"type": "signal", "to": j1["id"], "data": "local"})
+                while True:
+                    m = await a1.recv(timeout=2)
+                    if m["type"] == "error":
+                        assert m["code"] == "server-busy", m
+                        busy += 1
+                        continue
+                    assert m == {"type": "signal", "from": j2["id"], "data": "local"}, m
+                    break
+                await asyncio.sleep(0.05)
+            assert worst < 0.25 * MULT, "WebSocket service blocked for %.3fs" % worst
+            assert busy >= 1, "the 16-deep queue took 40 signals without refusing any"
+            m = await n.error("server-busy", timeout=6)
+            st, body = A.http("/healthz")
+            assert st == 503 and "redis" in body, (st, body)
+            print("Redis stopped (SIGSTOP): worst ping on the node %.1f ms, %d cross-node signals "
+                  "refused with server-busy, pending join answered server-busy after %.1fs"
+                  % (worst * 1e3, busy, time.time() - t0))
+        finally:
+            os.kill(r.proc.pid, sg.SIGCONT)
+        await until(lambda: A.http("/healthz")[0] == 200 and B.http("/healthz")[0] == 200, 20,
+                    "both nodes to recover")
+        jn = await n.join("fresh", "new")
+        assert jn["peers"] == []
+        # Stopped longer than node-ttl, Redis expired both heartbeats; a node does not
+        # reap others right after it reconnects (they get their backoff + ttl to come
+        # back), so nobody sees members leave and rejoin (docs/cluster.md).
+        await until(lambda: room_members(r, "room") == {j1["id"], j2["id"], jb["id"]}, 10,
+                    "members registered")
+        got = False
+        for attempt in range(20):
+            await a1.send({"type": "signal", "to": jb["id"], "data": "after"})
+            try:
+                while True:   # what Redis took before it stopped may arrive first
+                    m = await b.recv(timeout=0.5)
+                    if m.get("data") == "after":
+                        got = True
+                        break
+                    assert m["type"] == "signal", m   # no peer-left/peer-joined flap
+            except asyncio.TimeoutError:
+                pass
+            if got:
+                break
+        assert got, "no cross-node signal after recovery"
+        for x in (a1, a2, b, n):
+            await x.close()
+
+
+@test
+async def resume(exe):
+    """Resume works on the member's node (messages from other nodes queue while it is
+    detached); on another node the token is unknown: unauthorized, join again."""
+    with Redis() as r, node(exe, r, "--resume-seconds", "3") as A, \
+            node(exe, r, "--resume-seconds", "3") as B:
+        a = await Client.connect(A.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(B.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        b.ws.transport.abort()   # b's network dies
+        await asyncio.sleep(0.3)
+        for i in range(50):
+            await a.send({"type": "signal", "to": jb["id"], "data": i})
+        await a.silent(0.5)      # no peer-left: b keeps its place, on every node
+        other = await Client.connect(A.url)
+        await other.send({"type": "resume", "token": jb["resume"]})
+        await other.error("unauthorized")
+        b2 = await Client.connect(B.url)
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        m = await b2.expect("resumed", id=jb["id"])
+        assert m["peers"] == [{"id": ja["id"], "name": "a"}], m
+        for i in range(50):
+            await b2.expect("signal", data=i, **{"from": ja["id"]})
+        await b2.send({"type": "signal", "to": ja["id"], "data": "back"})
+        await a.expect("signal", data="back")
+        # the window ends on B: peer-left reaches A through Redis
+        b2.ws.transport.abort()
+        t0 = time.time()
+        await a.expect("peer-left", id=jb["id"], timeout=8)
+        assert 2.5 < time.time() - t0 < 5 * MULT
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
+        for x in (a, other):
+            await x.close()
+
+
+@test
+async def startup(exe):
+    # an unreachable Redis stops start-up with a clear message
+    dead = free_port()
+    p = subprocess.run([exe, "--listen", "127.0.0.1:%d" % free_port(), "--redis",
+                        "redis://:hunter2@127.0.0.1:%d/0" % dead],
+                       capture_output=True, text=True, timeout=20 * MULT)
+    assert p.returncode != 0, p
+    assert "redis" in p.stderr and "cannot connect" in p.stderr, p.stderr
+    assert "hunter2" not in p.stderr, p.stderr
+    # bad URLs name the key and never echo the password
+    for url in ("http://x", "redis://:hunter2@host:0", "redis://"):
+        p = subprocess.run([exe, "--redis", url], capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2 and "redis" in p.stderr and "hunter2" not in p.stderr, (url, p.stderr)
+    # a wrong password is refused by Redis and reported
+    with Redis() as r:
+        r.cmd("CONFIG", "SET", "requirepass", "right")
+        p = subprocess.run([exe, "--listen", "127.0.0.1:%d" % free_port(), "--redis",
+                            "redis://:wrong@127.0.0.1:%d" % r.port],
+                           capture_output=True, text=True, timeout=20 * MULT)
+        assert p.returncode != 0 and "AUTH failed" in p.stderr and ":wrong@" not in p.stderr, p.stderr
+        with Server(exe, "--redis", "redis://:right@127.0.0.1:%d/2" % r.port) as s:
+            c = await Client.connect(s.url)
+            await c.join("r")
+            assert ":right" not in s.logtext(), "password in the log"
+            await c.close()
+    # a unix socket, with a database number
+    sock = os.path.join(tempfile.mkdtemp(prefix="signal-redis-sock-"), "r.sock")
+    with Redis("--unixsocket", sock, "--unixsocketperm", "700") as r:
+        with Server(exe, "--redis", "unix://%s?db=3" % sock) as s:
+            c = await Client.connect(s.url)
+            j = await c.join("sockroom", "u")
+            assert r.cmd("HKEYS", "tsu:room:sockroom", db=3) == [j["id"]]
+            assert r.cmd("EXISTS", "tsu:room:sockroom") == 0   # not in db 0
+            assert "unix://%s?db=3" % sock in s.logtext()
+            await c.close()
+        assert j["peers"] == []
+    shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
+    p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
+    for flag in ("--redis", "--redis-node-ttl", "--redis-queue"):
+        assert flag in p.stdout, flag
+
+
+if __name__ == "__main__":
+    run(TESTS, sys.argv)
