@@ -73,6 +73,13 @@ void rtc_metrics_u64(rtc_buf *b, const char *name, const char *labels, uint64_t 
         rtc_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
 }
 
+void rtc_metrics_one(rtc_buf *b, const char *name, const char *type, const char *help,
+                     uint64_t v)
+{
+    rtc_metrics_header(b, name, type, help);
+    rtc_metrics_u64(b, name, NULL, v);
+}
+
 void rtc_metrics_f64(rtc_buf *b, const char *name, const char *labels, double v)
 {
     if (labels)

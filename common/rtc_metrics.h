@@ -27,6 +27,9 @@ void rtc_metrics_header(rtc_buf *b, const char *name, const char *type, const ch
 /* "name{labels} value\n"; labels is NULL or e.g. "direction=\"in\"". */
 void rtc_metrics_u64(rtc_buf *b, const char *name, const char *labels, uint64_t v);
 void rtc_metrics_f64(rtc_buf *b, const char *name, const char *labels, double v);
+/* A metric with one unlabelled sample: its header, then "name value\n". */
+void rtc_metrics_one(rtc_buf *b, const char *name, const char *type, const char *help,
+                     uint64_t v);
 
 /* process_start_time_seconds and process_resident_memory_bytes. */
 void rtc_metrics_process(rtc_buf *b, double start_time_s);

@@ -303,7 +303,8 @@ static void on_cluster_joined(server *s, sig_cev *e)
     if (e->result != SIG_OK) {
         pending_clear(s, c);
         send_error(c, e->result,
-                   e->result == SIG_E_ROOM_FULL ? "room is full" : "cluster store (Redis) unavailable");
+                   e->result == SIG_E_ROOM_FULL ? "room is full"
+                                                : "cluster store (Redis) unavailable");
         return;
     }
     v = calloc(e->nmembers + 1, sizeof *v);
@@ -680,27 +681,21 @@ static void render_metrics(server *s, rtc_buf *b)
     if (s->cluster) {
         sig_cluster_stats cs;
         sig_cluster_get_stats(s->cluster, &cs);
-        rtc_metrics_header(b, "tsunagu_signal_redis_up", "gauge",
-                           "1 while connected to Redis (cluster mode)");
-        rtc_metrics_u64(b, "tsunagu_signal_redis_up", NULL, cs.up);
-        rtc_metrics_header(b, "tsunagu_signal_remote_members", "gauge",
-                           "members on other nodes in rooms with a member here");
-        rtc_metrics_u64(b, "tsunagu_signal_remote_members", NULL, st.remote);
-        rtc_metrics_header(b, "tsunagu_signal_cluster_published_total", "counter",
-                           "signals and broadcasts handed to Redis for other nodes");
-        rtc_metrics_u64(b, "tsunagu_signal_cluster_published_total", NULL, cs.published);
-        rtc_metrics_header(b, "tsunagu_signal_cluster_received_total", "counter",
-                           "events from other nodes taken from Redis");
-        rtc_metrics_u64(b, "tsunagu_signal_cluster_received_total", NULL, cs.received);
-        rtc_metrics_header(b, "tsunagu_signal_cluster_dropped_total", "counter",
-                           "messages from Redis dropped: too large, malformed, or queue full");
-        rtc_metrics_u64(b, "tsunagu_signal_cluster_dropped_total", NULL, cs.dropped);
-        rtc_metrics_header(b, "tsunagu_signal_redis_reconnects_total", "counter",
-                           "times the connection to Redis was re-established");
-        rtc_metrics_u64(b, "tsunagu_signal_redis_reconnects_total", NULL, cs.reconnects);
-        rtc_metrics_header(b, "tsunagu_signal_cluster_reaped_nodes_total", "counter",
-                           "dead nodes whose members this node removed");
-        rtc_metrics_u64(b, "tsunagu_signal_cluster_reaped_nodes_total", NULL, cs.reaped_nodes);
+        rtc_metrics_one(b, "tsunagu_signal_redis_up", "gauge",
+                        "1 while connected to Redis (cluster mode)", cs.up);
+        rtc_metrics_one(b, "tsunagu_signal_remote_members", "gauge",
+                        "members on other nodes in rooms with a member here", st.remote);
+        rtc_metrics_one(b, "tsunagu_signal_cluster_published_total", "counter",
+                        "signals and broadcasts handed to Redis for other nodes", cs.published);
+        rtc_metrics_one(b, "tsunagu_signal_cluster_received_total", "counter",
+                        "events from other nodes taken from Redis", cs.received);
+        rtc_metrics_one(b, "tsunagu_signal_cluster_dropped_total", "counter",
+                        "messages from Redis dropped: too large, malformed, or queue full",
+                        cs.dropped);
+        rtc_metrics_one(b, "tsunagu_signal_redis_reconnects_total", "counter",
+                        "times the connection to Redis was re-established", cs.reconnects);
+        rtc_metrics_one(b, "tsunagu_signal_cluster_reaped_nodes_total", "counter",
+                        "dead nodes whose members this node removed", cs.reaped_nodes);
     }
     rtc_metrics_process(b, s->start_time);
 }

@@ -59,14 +59,13 @@ static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double st
     /* the shared quota count is exact; per-worker gauges lag a loop turn */
     if (n)
         allocs = rly_worker_total_allocations(ws[0]);
-    rtc_metrics_header(b, "tsunagu_relay_allocations", "gauge", "Live TURN allocations.");
-    rtc_metrics_u64(b, "tsunagu_relay_allocations", NULL, allocs);
-    rtc_metrics_header(b, "tsunagu_relay_allocations_total", "counter",
-                       "TURN allocations created.");
-    rtc_metrics_u64(b, "tsunagu_relay_allocations_total", NULL, sum.allocations_total);
-    rtc_metrics_header(b, "tsunagu_relay_auth_failures_total", "counter",
-                       "Requests with wrong credentials (bad user, realm or integrity).");
-    rtc_metrics_u64(b, "tsunagu_relay_auth_failures_total", NULL, sum.auth_failures);
+    rtc_metrics_one(b, "tsunagu_relay_allocations", "gauge",
+                    "Live TURN allocations.", allocs);
+    rtc_metrics_one(b, "tsunagu_relay_allocations_total", "counter",
+                    "TURN allocations created.", sum.allocations_total);
+    rtc_metrics_one(b, "tsunagu_relay_auth_failures_total", "counter",
+                    "Requests with wrong credentials (bad user, realm or integrity).",
+                    sum.auth_failures);
     rtc_metrics_header(b, "tsunagu_relay_packets_total", "counter", "Relayed packets.");
     rtc_metrics_u64(b, "tsunagu_relay_packets_total", dir_c2p, sum.pkts_c2p);
     rtc_metrics_u64(b, "tsunagu_relay_packets_total", dir_p2c, sum.pkts_p2c);
@@ -80,9 +79,9 @@ static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double st
         snprintf(label, sizeof label, "reason=\"%s\"", rly_drop_names[d]);
         rtc_metrics_u64(b, "tsunagu_relay_dropped_total", label, sum.dropped[d]);
     }
-    rtc_metrics_header(b, "tsunagu_relay_permission_denied_total", "counter",
-                       "CreatePermission/ChannelBind peers refused by the peer policy.");
-    rtc_metrics_u64(b, "tsunagu_relay_permission_denied_total", NULL, sum.permission_denied);
+    rtc_metrics_one(b, "tsunagu_relay_permission_denied_total", "counter",
+                    "CreatePermission/ChannelBind peers refused by the peer policy.",
+                    sum.permission_denied);
     if (reloads) {
         rtc_metrics_header(b, "tsunagu_relay_config_reloads_total", "counter",
                            "SIGHUP reloads; a failed one keeps the old settings running.");
