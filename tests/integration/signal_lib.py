@@ -30,6 +30,22 @@ def free_port():
     return port
 
 
+def closed_within(sock, seconds):
+    """Read and discard from a raw socket; True once the server closed it
+    (EOF or reset) within `seconds`."""
+    sock.settimeout(0.2)
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        try:
+            if not sock.recv(65536):
+                return True
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            return True
+    return False
+
+
 class Server:
     def __init__(self, exe, *args, config=None, env=None):
         self.exe = exe

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from signal_lib import MULT, Client, Server, run  # noqa: E402
+from signal_lib import MULT, Client, Server, closed_within, run  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -521,17 +521,7 @@ class RawWs:
 
     def closed_within(self, seconds):
         """Drain without answering anything; True when the server closed."""
-        self.s.settimeout(0.2)
-        t0 = time.time()
-        while time.time() - t0 < seconds:
-            try:
-                if not self.s.recv(65536):
-                    return True
-            except socket.timeout:
-                pass
-            except ConnectionResetError:
-                return True
-        return False
+        return closed_within(self.s, seconds)
 
 
 @test
