@@ -648,6 +648,178 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
     return SIG_OK;
 }
 
+/* ---- resume across nodes (cluster mode) ----
+ *
+ * The ordering argument lives in sig_cluster.c ("Hand-over"); these two
+ * functions only move a member's state between nodes without telling anyone:
+ * the member never left, so no peer-left/peer-joined is sent on either node. */
+
+const char *sig_member_resume(const sig_member *m) { return m->resume; }
+
+static void hub_unlink(sig_hub *h, sig_member *m)
+{
+    if (m->hprev)
+        m->hprev->hnext = m->hnext;
+    else
+        h->all = m->hnext;
+    if (m->hnext)
+        m->hnext->hprev = m->hprev;
+    m->hprev = m->hnext = NULL;
+}
+
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
+                           char ***texts, size_t *n, char **name, uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    sig_member *m = r ? room_member(r, id) : NULL, *fresh = NULL;
+    uint8_t d[RTC_SHA256_LEN];
+    char hx[2 * RTC_SHA256_LEN + 1];
+    char **v = NULL, *nm = NULL;
+    size_t i = 0;
+
+    *texts = NULL;
+    *n = 0;
+    *name = NULL;
+    if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
+        strlen(token_hash) != 2 * RTC_SHA256_LEN)
+        return SIG_E_UNAUTHORIZED;
+    rtc_sha256(m->resume, strlen(m->resume), d);
+    rtc_hex(d, sizeof d, hx);
+    /* constant time: a wrong guess learns nothing about the right hash */
+    if (!rtc_ct_equal(hx, token_hash, sizeof hx - 1) ||
+        (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
+        return SIG_E_UNAUTHORIZED;
+    if (!(v = calloc(m->qn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
+        goto oom;
+    for (qent *e = m->qhead; e; e = e->next)
+        if (!(v[i++] = strdup(e->b->text)))
+            goto oom;
+    if (m->state == SIG_MEMBER_JOINED && m->conn && !(fresh = sig_hub_connect(h, m->conn)))
+        goto oom;
+
+    if (fresh) {
+        /* the old connection is still open (half-open TCP): it loses the
+         * member, as with a local resume, and is closed with 4001 */
+        void *old = m->conn;
+        m->conn = NULL;
+        if (h->ops.detach)
+            h->ops.detach(old, fresh, h->ops.ud);
+    } else if (m->state == SIG_MEMBER_DETACHED) {
+        h->ndetached--;
+    }
+    queue_clear(m);
+    hub_unlink(h, m);
+    h->nmembers--;
+    free(m->resume);
+    m->resume = NULL;
+    m->conn = NULL;
+    m->overflowed = false;
+    m->state = SIG_MEMBER_REMOTE; /* still in the room, now on the other node */
+    r->nremote++;
+    h->nremote++;
+    if (r->n == r->nremote) { /* no local member left: remote ones are not tracked */
+        while (r->head)
+            remote_free(h, r, r->head);
+        room_destroy(h, r);
+    }
+    *texts = v;
+    *n = i;
+    *name = nm;
+    return SIG_OK;
+oom:
+    for (size_t j = 0; v && j < i; j++)
+        free(v[j]);
+    free(v);
+    free(nm);
+    return SIG_E_SERVER_BUSY;
+}
+
+/* Link m into r right after `after` (NULL: at the head). */
+static void room_insert_after(sig_room *r, sig_member *after, sig_member *m)
+{
+    sig_member *nx = after ? after->rnext : r->head;
+    m->rprev = after;
+    m->rnext = nx;
+    if (after)
+        after->rnext = m;
+    else
+        r->head = m;
+    if (nx)
+        nx->rprev = m;
+    else
+        r->tail = m;
+    r->n++;
+}
+
+sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us)
+{
+    sig_room *r;
+    sig_member *old, *after = NULL;
+    char prev_id[SIG_ID_MAX + 1] = "", *name, *resume, *text;
+    bool at_head = false;
+    json_t *peers;
+
+    if (m->state != SIG_MEMBER_LOBBY || !id_ok(p->id))
+        return SIG_E_BAD_REQUEST;
+    name = strdup(p->name ? p->name : "");
+    resume = strdup(p->resume);
+    r = room_find(h, p->room);
+    /* no max_rooms check: the member was admitted when it joined */
+    if (!name || !resume || (!r && !(r = room_create(h, p->room)))) {
+        free(name);
+        free(resume);
+        return SIG_E_SERVER_BUSY;
+    }
+    if ((old = room_member(r, p->id))) {
+        if (old->state != SIG_MEMBER_REMOTE) { /* cannot happen: ids are unique */
+            free(name);
+            free(resume);
+            return SIG_E_BAD_REQUEST;
+        }
+        /* keep its place in the join order, without peer-left/peer-joined */
+        if (old->rprev)
+            snprintf(prev_id, sizeof prev_id, "%s", old->rprev->id);
+        else
+            at_head = true;
+        remote_free(h, r, old);
+    }
+    remote_sync(h, r, p->remotes, p->nremotes, now_us);
+    if (prev_id[0] && !(after = room_member(r, prev_id)))
+        at_head = false; /* its neighbour left meanwhile: append */
+    snprintf(m->id, sizeof m->id, "%s", p->id);
+    m->name = name;
+    m->resume = resume;
+    m->room = r;
+    if (after || at_head)
+        room_insert_after(r, after, m);
+    else
+        room_append(r, m);
+    h->nlobby--;
+    h->nmembers++;
+    if (m->conn) {
+        m->state = SIG_MEMBER_JOINED;
+    } else {
+        /* the client went away while its member was on the way here: kept
+         * for a (now local) resume, the window starting now */
+        m->state = SIG_MEMBER_DETACHED;
+        m->detached_at = now_us;
+        h->ndetached++;
+        if (now_us + h->lim.resume_us < h->due_us)
+            h->due_us = now_us + h->lim.resume_us;
+    }
+    /* queue: what the lobby member had, `resumed`, then the handed texts;
+     * past the bounds the member is a reader too far behind (overflowed) */
+    peers = peers_json(m);
+    text = sig_proto_resumed(m->id, peers);
+    json_decref(peers);
+    send_text(m, text, now_us);
+    for (size_t i = 0; i < p->ntexts; i++)
+        send_text(m, strdup(p->texts[i]), now_us);
+    if (m->conn)
+        h->ops.wake(m->conn, h->ops.ud);
+    return SIG_OK;
+}
+
 void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)
 {
     if (m->state == SIG_MEMBER_JOINED && keep && !m->overflowed && h->lim.resume_us > 0) {
