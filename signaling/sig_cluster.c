@@ -146,7 +146,10 @@ typedef struct {
     uint64_t deadline_ms;
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
     char th[SIG_TH_LEN + 1];
+    bool tail; /* answered; our own publishes still in flight (until the fence) */
 } hop;
+
+#define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
 
 struct sig_cluster {
     sig_redis_url url;
@@ -505,6 +508,16 @@ static void push_ho_done(sig_cluster *c, uint64_t rq, sig_code result, const cha
     push_event(c, e);
 }
 
+static void push_ho_fence(sig_cluster *c, uint64_t rq)
+{
+    sig_cev *e = calloc(1, sizeof *e);
+    if (!e)
+        return;
+    e->kind = SIG_CEV_HO_FENCE;
+    e->serial = rq;
+    push_event(c, e);
+}
+
 static int maybe_unsubscribe(sig_cluster *c, const char *room);
 static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
                       const char *th);
@@ -536,7 +549,7 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
         count_drop(c);
         return;
     }
-    if ((i = hop_find(c, rq)) < 0) {
+    if ((i = hop_find(c, rq)) < 0 || c->hos[i].tail) {
         /* We gave up waiting (timeout) but the owner did hand the member
          * over: it is registered here now and nobody has its messages since
          * the request. It leaves (peer-left), which is what a timed-out
@@ -624,6 +637,12 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
         }
         freeReplyObject(r);
     }
+    /* Our own publishes to the member made before the lws thread adopts it
+     * may still be on their way: keep passing them on until the fence it
+     * publishes after adopting comes back (see "Hand-over", step 5). */
+    h.tail = true;
+    h.deadline_ms = mono_ms() + HO_TAIL_MS;
+    c->hos[c->nho++] = h;
     push_event(c, e);
 }
 
@@ -656,12 +675,31 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
     memcpy(room, ch->str + cpl, ch->len - cpl);
     room[ch->len - cpl] = '\0';
     own = !strcmp(node, c->node);
+    if (!strcmp(ev, "fence")) {
+        /* ours: every publish of ours made before the adoption has been seen */
+        uint64_t rq;
+        int i;
+        if (own && json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && c->hos[i].tail) {
+            hop h = c->hos[i];
+            hop_remove(c, (size_t)i);
+            if ((e = calloc(1, sizeof *e))) {
+                e->kind = SIG_CEV_HO_FENCE;
+                e->serial = rq;
+                snprintf(e->room, sizeof e->room, "%s", room);
+                push_event(c, e);
+            }
+            maybe_unsubscribe(c, h.room);
+        }
+        json_decref(o);
+        return;
+    }
     if (own && !strcmp(ev, "ho")) {
         /* our hand-over request came back through the room's channel: from
          * here on the requested member's messages are ours to keep */
         uint64_t rq;
         int i;
-        if (json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && (e = calloc(1, sizeof *e))) {
+        if (json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && !c->hos[i].tail &&
+            (e = calloc(1, sizeof *e))) {
             e->kind = SIG_CEV_HO_MARK;
             e->serial = rq;
             snprintf(e->room, sizeof e->room, "%s", room);
@@ -1131,6 +1169,11 @@ static void ho_timeouts(sig_cluster *c)
             continue;
         }
         hop_remove(c, i);
+        if (h.tail) { /* the fence never came back: stop passing our publishes on */
+            push_ho_fence(c, h.rq);
+            maybe_unsubscribe(c, h.room);
+            continue;
+        }
         RTC_LOG(RTC_LOG_WARN, h.id, "cluster: node %s did not answer a resume hand-over in %d ms",
                 h.owner, SIG_HO_TIMEOUT_MS);
         pthread_mutex_lock(&c->mu);
@@ -1614,7 +1657,10 @@ static void fail_hos(sig_cluster *c)
 {
     while (c->nho) {
         hop h = c->hos[--c->nho];
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        if (h.tail)
+            push_ho_fence(c, h.rq);
+        else
+            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
     }
 }
 
@@ -1969,6 +2015,22 @@ void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, con
     if (!k->payload) {
         if (k->kind == CMD_XFER)
             sig_cluster_leave(c, req->room, req->id);
+        cmd_free(k);
+        return;
+    }
+    submit(c, k, true);
+}
+
+void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial)
+{
+    cmd *k = calloc(1, sizeof *k);
+    if (!k)
+        return; /* the Redis thread stops waiting for it after HO_TAIL_MS */
+    k->kind = CMD_PUB;
+    snprintf(k->room, sizeof k->room, "%s", room);
+    k->payload = dumps(json_pack("{s:s,s:s,s:I}", "n", c->node, "e", "fence", "rq",
+                                 (json_int_t)serial));
+    if (!k->payload) {
         cmd_free(k);
         return;
     }

@@ -40,7 +40,8 @@ typedef enum {
     /* resume across nodes (see "Hand-over" in sig_cluster.c) */
     SIG_CEV_HO_REQUEST, /* owner side: node `node` asks for local member id (th: token hash) */
     SIG_CEV_HO_MARK,    /* new side: our request `serial` went through the room's channel */
-    SIG_CEV_HO_DONE     /* new side: answer to sig_cluster_handover `serial` */
+    SIG_CEV_HO_DONE,    /* new side: answer to sig_cluster_handover `serial` */
+    SIG_CEV_HO_FENCE    /* new side: our publishes before the adoption are all through */
 } sig_cev_kind;
 
 #define SIG_TH_LEN 64 /* lowercase hex SHA-256 of a resume token */
@@ -123,6 +124,12 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
 #define SIG_HO_TIMEOUT_MS 2000
 #define SIG_HO_MAX 64 /* hand-overs in flight per node (asked for) */
 int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token);
+/* New side, after SIG_CEV_HO_DONE with SIG_OK (adopted or not): publish the
+ * fence. Until SIG_CEV_HO_FENCE comes back, signals and broadcasts this node
+ * published to the room keep coming back as events with `own` set: those
+ * were published while the member was still remote here, and only it must
+ * get them. */
+void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
 /* Owner side, answering a SIG_CEV_HO_REQUEST: ok = the member was taken out
  * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue.
  * Not ok: the asking node is told no. */

@@ -174,6 +174,9 @@ typedef struct {
     size_t ntexts;
     const sig_remote *remotes; /* the room's members on other nodes now */
     size_t nremotes;
+    /* park this node's members' signals and broadcasts to it until
+     * sig_hub_release (older ones are still on their way through Redis) */
+    bool hold;
 } sig_adopt_params;
 
 /* The new owner's half: *m (a lobby member; its conn may be NULL when the
@@ -183,8 +186,16 @@ typedef struct {
  * place without peer-left/peer-joined. SIG_OK or SIG_E_SERVER_BUSY (ENOMEM;
  * *m unchanged). */
 sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us);
+/* End the hold of sig_adopt_params.hold: what was parked follows the
+ * queue. No-op when the member is gone or not holding. */
+void sig_hub_release(sig_hub *h, const char *room, const char *id);
 /* The member's resume token (NULL in the lobby): cluster mode hashes it. */
 const char *sig_member_resume(const sig_member *m);
+
+/* One signal (broadcast false) or broadcast (true) from remote member
+ * `from` for local member `to` only (a hand-over's tail: sig_ws.c). */
+void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
+                         bool broadcast, json_t *data, uint64_t now_us);
 
 /* Whether a join into `room` would pass the max_rooms limit now (cluster
  * mode checks this before asking the shared store). */

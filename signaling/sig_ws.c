@@ -62,6 +62,7 @@ typedef struct ho {
     char *token; /* what the client sent: the member keeps it */
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
     bool marked, overflow;
+    bool adopted; /* the member is here; our own publishes before that still come back */
     char **buf;  /* rendered messages, in arrival order */
     size_t nbuf, cap, bytes;
 } ho;
@@ -411,6 +412,14 @@ static void ho_capture(server *s, const sig_cev *e)
     for (ho *h = s->hos; h; h = h->next) {
         char **nb;
         size_t len;
+        if (h->adopted) {
+            /* published here while the member was still remote: it is local
+             * now and nobody else here may get them twice */
+            if (e->own && !strcmp(h->room, e->room) && strcmp(e->id, h->id) &&
+                (bc || !strcmp(e->to, h->id)))
+                sig_hub_deliver_one(s->hub, e->room, h->id, e->id, bc, e->data, now_us());
+            continue;
+        }
         if (!h->marked || h->overflow || strcmp(h->room, e->room) || !strcmp(e->node, h->owner) ||
             !strcmp(e->id, h->id) || (!bc && strcmp(e->to, h->id)))
             continue;
@@ -496,7 +505,7 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
             texts[e->ntexts + i] = h->buf[i];
         p = (sig_adopt_params){.room = e->room, .id = e->id, .name = e->name, .resume = h->token,
                                .texts = texts, .ntexts = e->ntexts + h->nbuf, .remotes = v,
-                               .nremotes = e->nmembers};
+                               .nremotes = e->nmembers, .hold = true};
         rc = sig_hub_adopt(s->hub, m, &p, t);
     }
     free(v);
@@ -520,7 +529,21 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
             sig_cluster_token_ttl(s->cluster, h->token,
                                   (uint32_t)s->conf->resume_seconds + 5);
     }
-    ho_free(s, h);
+    sig_cluster_handover_fence(s->cluster, e->room, h->serial);
+    if (rc != SIG_OK) {
+        ho_free(s, h);
+        return;
+    }
+    /* keep the record until the fence is back (ho_capture, adopted) */
+    h->adopted = true;
+    if (h->c)
+        h->c->ho = NULL;
+    h->c = NULL;
+    for (size_t i = 0; i < h->nbuf; i++)
+        free(h->buf[i]);
+    free(h->buf);
+    h->buf = NULL;
+    h->nbuf = h->cap = h->bytes = 0;
 }
 
 static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
@@ -573,6 +596,15 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
     case SIG_CEV_HO_DONE:
         on_ho_done(s, e, t);
         break;
+    case SIG_CEV_HO_FENCE: {
+        ho *h = ho_find(s, e->serial);
+        if (h) {
+            if (h->adopted) /* the tail is through: what waited follows */
+                sig_hub_release(s->hub, h->room, h->id);
+            ho_free(s, h);
+        }
+        break;
+    }
     default:
         break;
     }

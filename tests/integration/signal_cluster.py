@@ -665,10 +665,16 @@ async def run_xresume(exe, same_node):
         await a.silent(0.3)
         await c.silent(0.3)
         # B belongs to the new node in Redis
+        def node_of(pid):
+            return json.loads(r.cmd("HGET", "tsu:room:room", pid))["node"]
         v = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))
-        assert v["node"] == r.cmd("HGET", "tsu:room:room", ja["id"]) and False or True
-        nodes = {json.loads(r.cmd("HGET", "tsu:room:room", x))["node"] for x in (ja["id"], jc["id"])}
-        assert v["node"] not in nodes or same_node is False, (v, nodes)
+        assert v == {"name": "b", "node": node_of(jc["id"] if same_node else ja["id"]) if not same_node
+                     else v["node"]}, v
+        # the new node is `away`: not C's (B's old node), and A's exactly when A is there
+        assert v["node"] != node_of(jc["id"]), v
+        assert (v["node"] == node_of(ja["id"])) == (not same_node), v
+        assert r.cmd("HGET", "tsu:nm:" + v["node"], jb["id"]) == "room"
+        assert r.cmd("HEXISTS", "tsu:nm:" + node_of(jc["id"]), jb["id"]) == 0
         assert json.loads(r.cmd("GET", "tsu:rt:" + th))["node"] == v["node"]
         assert secrets_in_redis(r, [jb["resume"]]) == []
         # a member joining later sees B once
@@ -747,28 +753,33 @@ async def xresume_halfopen(exe):
 @test
 async def xresume_drain(exe):
     """SIGTERM on node 1 while messages flow: its members resume on node 2, nothing
-    lost; node 1 exits."""
+    lost; node 1 exits. Members still connected resume on node 2 before they let go
+    of the old connection (it is closed with 4001 once the member moved: what it
+    carried until then is read to the end); a member whose connection had already
+    dropped is handed over from the draining node too."""
     with Redis() as r, xnode(exe, r, "--drain-seconds", "5") as N1, xnode(exe, r) as N2:
         a = await Client.connect(N2.url)
         ja = await a.join("room", "a")
         members = []
-        for name in ("b", "c"):
+        for name in ("b", "c", "d"):
             cl = await Client.connect(N1.url)
             j = await cl.join("room", name)
             members.append((cl, j))
-        for _ in members:
             await a.expect("peer-joined")
-        await members[0][0].expect("peer-joined")
+        for k, (cl, _) in enumerate(members):
+            for _ in range(len(members) - 1 - k):
+                await cl.expect("peer-joined")
+        dropped_cl, dropped = members.pop()   # d's network dies before the drain
+        dropped_cl.ws.transport.abort()
+        await asyncio.sleep(0.2)
         n = 300
-        stop = asyncio.Event()
 
         async def flow():
             for i in range(n):
-                for _, j in members:
+                for j in [m[1] for m in members] + [dropped]:
                     await a.send({"type": "signal", "to": j["id"], "data": i})
                 if i % 10 == 0:
                     await asyncio.sleep(0.005)
-            stop.set()
         sender = asyncio.ensure_future(flow())
         await asyncio.sleep(0.1)
         t0 = time.time()
@@ -776,18 +787,25 @@ async def xresume_drain(exe):
         resumed = []
         for cl, j in members:
             got = []
-            # read until the drain notice; then reconnect to node 2 and resume
-            while True:
+            while True:   # until the drain notice
                 m = await cl.recv(5)
                 if m.get("type") == "error":
                     assert m["code"] == "server-busy", m
                     break
                 got.append(m)
-            await cl.close()
             cl2 = await Client.connect(N2.url)
             await cl2.send({"type": "resume", "token": j["resume"]})
+            try:   # the old connection carries on until the member moved
+                while True:
+                    got.append(json.loads(await asyncio.wait_for(cl.ws.recv(), 5 * MULT)))
+            except websockets.ConnectionClosed as e:
+                assert e.code == 4001, e.code
             await cl2.expect("resumed", id=j["id"])
             resumed.append((cl2, j, got))
+        d2 = await Client.connect(N2.url)
+        await d2.send({"type": "resume", "token": dropped["resume"]})
+        await d2.expect("resumed", id=dropped["id"])
+        resumed.append((d2, dropped, []))
         await sender
         for cl2, j, got in resumed:
             rest = await collect(cl2, n - len(got), "after drain resume")
@@ -796,13 +814,13 @@ async def xresume_drain(exe):
         dt = time.time() - t0
         assert N1.proc.wait(timeout=15 * MULT) == 0
         await a.silent(0.3)   # no peer-left / peer-joined
-        cl2 = resumed[0][0]
-        await cl2.send({"type": "signal", "to": ja["id"], "data": "after"})
-        await a.expect("signal", data="after")
+        for cl2, j, _ in resumed:
+            await cl2.send({"type": "signal", "to": ja["id"], "data": j["id"]})
+            await a.expect("signal", data=j["id"])
         assert len(r.cmd("SMEMBERS", "tsu:nodes")) == 1
-        assert room_members(r, "room") == {ja["id"]} | {j["id"] for _, j in members}
-        print("drain of node 1: 2 members resumed on node 2 after %.2f s, %d signals each "
-              "in order; node 1 exited" % (dt, n))
+        assert room_members(r, "room") == {ja["id"]} | {j["id"] for _, j, _ in resumed}
+        print("drain of node 1: its 3 members (2 connected, 1 dropped) resumed on node 2 "
+              "within %.2f s of SIGTERM, %d signals each in order; node 1 exited" % (dt, n))
         for x in [a] + [x for x, _, _ in resumed]:
             await x.close()
 
