@@ -25,7 +25,57 @@
  * keeps no copy of room state beyond `subs` (channels it is subscribed to);
  * the mirror of local members (`members`, `rooms`, under `mu`) is what it
  * re-registers after a reconnect or when it finds the node was presumed
- * dead. */
+ * dead.
+ *
+ * Hand-over (resume across nodes; docs/cluster.md "Resume across nodes").
+ * Member B of room R lives on node O (the owner); its client resumes on
+ * node N with token T. Messages for B reach O three ways: published on R's
+ * channel by other nodes (N included), or pushed straight into B's queue by
+ * O's own members (never through Redis while B is on O). Facts used:
+ *  (F1) Redis runs commands one at a time, and pub/sub messages reach one
+ *       subscribing connection in the order the PUBLISHes ran, whatever the
+ *       channel (a room's channel and a node's channel alike);
+ *  (F2) each node publishes over one connection, in the order its lws
+ *       thread queued the commands (one FIFO), and reads over one
+ *       connection, handing what it reads to its lws thread in that order
+ *       (another FIFO); the lws thread alone touches the hub.
+ * Steps:
+ *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
+ *     to R's channel and waits for the confirmation, then PUBLISHes the
+ *     request Q {"e":"ho","h":SHA-256(T)} on R's channel. Call the position
+ *     of Q in R's channel order q.
+ *  2. O reads Q after everything published before q (F1) and its lws
+ *     thread handles Q after all of those (F2): every message published
+ *     before q for B is in B's queue. Handling Q (constant-time hash check)
+ *     takes B out of the hub at that instant t: from then on O's members'
+ *     messages to B are published (B is remote on O), after t, so after q.
+ *     O then queues XFER, one script that moves B's registration to N and
+ *     PUBLISHes the reply P with B's queue to N's channel. O's publishes
+ *     made before t precede P, those after t follow it (F2, F1).
+ *  3. N reads R's channel from before q (step 1). Its lws thread copies,
+ *     for B, every signal/broadcast read after Q (the MARK event) and
+ *     before P (the DONE event), except those O published: O published
+ *     them before t, so they are already in the queue P carries (a message
+ *     O published after t comes after P). Its own publishes come back too
+ *     while the hand-over is open (`own`): N's members' messages to B
+ *     published before q went to O (in P), those after q are copied here.
+ *  4. On P, N adopts B: queue = `resumed`, P's queue, the copies; every
+ *     message read after P is delivered to B live.
+ *  5. The tail: N's own publishes to B made before the adoption may still
+ *     be on their way back. N publishes a fence F after adopting (its FIFO:
+ *     after all of them); until F is read back they are delivered to B, and
+ *     N's members' new messages to B wait (hub `holding`) so that they do
+ *     not overtake them; at F the waiting ones follow.
+ * Each message for B falls in exactly one of: before q (O's queue, in P),
+ * between Q and P (copied by N), after P (live on N); within each part the
+ * order is the channel's (or a FIFO's), and the parts are concatenated in
+ * that order: exactly once, in order, as with a local resume.
+ * Failures: O refuses (bad hash, B gone): nothing moved, N's copies are
+ * dropped, unauthorized. O silent for SIG_HO_TIMEOUT_MS (dead, or its
+ * Redis link down): unauthorized; a reply that still comes makes B leave
+ * (nobody has its messages since q). O dead before the lookup: its
+ * heartbeat key is gone, unauthorized at once. N dead when XFER runs: B
+ * leaves (peer-left), as if its node died. */
 #include "sig_cluster.h"
 
 #include <errno.h>
