@@ -549,7 +549,7 @@ static void push_ho_done(sig_cluster *c, uint64_t rq, sig_code result, const cha
 {
     sig_cev *e = calloc(1, sizeof *e);
     if (!e)
-        return; /* the lws thread's own bound (it never waits forever) does not exist: see sig_ws */
+        return; /* the lws thread gives up by itself (sig_ws.c, ho_expire) */
     e->kind = SIG_CEV_HO_DONE;
     e->serial = rq;
     e->result = result;

@@ -63,6 +63,7 @@ typedef struct ho {
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
     bool marked, overflow;
     bool adopted; /* the member is here; our own publishes before that still come back */
+    uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
     char **buf;  /* rendered messages, in arrival order */
     size_t nbuf, cap, bytes;
 } ho;
@@ -390,6 +391,7 @@ static void cluster_resume(conn *c, const char *token)
         return;
     }
     h->serial = ++s->join_serial;
+    h->deadline_us = now_us() + (SIG_HO_TIMEOUT_MS + 3000) * 1000ull;
     h->c = c;
     h->next = s->hos;
     s->hos = h;
@@ -478,7 +480,7 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
     sig_adopt_params p;
     sig_code rc = SIG_E_SERVER_BUSY;
 
-    if (!h) { /* cannot happen (entries go only here); never keep a member nobody has */
+    if (!h) { /* given up (ho_expire): never keep a member nobody has the messages of */
         if (e->result == SIG_OK)
             sig_cluster_leave(s->cluster, e->room, e->id);
         return;
@@ -536,6 +538,7 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
     }
     /* keep the record until the fence is back (ho_capture, adopted) */
     h->adopted = true;
+    h->deadline_us = t + 15000000ull; /* the Redis thread's own bound is 10 s */
     if (h->c)
         h->c->ho = NULL;
     h->c = NULL;
@@ -544,6 +547,23 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
     free(h->buf);
     h->buf = NULL;
     h->nbuf = h->cap = h->bytes = 0;
+}
+
+/* Hand-overs whose answer (or fence) never came: the Redis thread bounds
+ * both, so this only runs when one of its events was lost (no memory). A
+ * client never waits forever. */
+static void ho_expire(server *s, uint64_t t)
+{
+    for (ho *h = s->hos, *nx; h; h = nx) {
+        nx = h->next;
+        if (t < h->deadline_us)
+            continue;
+        if (h->adopted)
+            sig_hub_release(s->hub, h->room, h->id);
+        else if (h->c)
+            send_error(h->c, SIG_E_UNAUTHORIZED, "unknown or expired resume token");
+        ho_free(s, h);
+    }
 }
 
 static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
@@ -1360,6 +1380,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     if (t >= sig_hub_next_deadline(s->hub))
         sig_hub_tick(s->hub, t);
     cluster_events(s); /* (events normally come through EVENT_WAIT_CANCELLED at once) */
+    if (s->hos)
+        ho_expire(s, t);
     if (s->draining) {
         sig_hub_stats hs;
         sig_hub_get_stats(s->hub, &hs);
