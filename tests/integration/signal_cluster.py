@@ -5,7 +5,8 @@ python3-websockets clients. Every process is killed by PID at the end.
 
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
-xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_garbage"""
+xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
+xresume_garbage"""
 import asyncio
 import hashlib
 import json
@@ -859,6 +860,46 @@ async def xresume_ownerdead(exe):
         print("owner killed: resume on the other node answered unauthorized after %.2f s "
               "(bound %.1f s); the member was reaped after %.2f s" % (dt, bound, dt2))
         del left
+        for x in (a, b2):
+            await x.close()
+
+
+@test
+async def xresume_stalled(exe):
+    """The owner is alive but does not answer in time (SIGSTOPped): unauthorized
+    after the 2 s hand-over timeout; when it wakes up and hands the member over
+    anyway, the member leaves (nobody kept its messages): peer-left once, Redis
+    clean, token dead."""
+    with Redis() as r, xnode(exe, r, "--redis-node-ttl", "8") as N1, \
+            xnode(exe, r, "--redis-node-ttl", "8") as N2:
+        a = await Client.connect(N2.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        N1.signal(19)   # SIGSTOP
+        try:
+            t0 = time.time()
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await b2.error("unauthorized", timeout=5)
+            dt = time.time() - t0
+            assert 1.9 < dt < 3.0 * MULT, dt
+        finally:
+            N1.signal(18)   # SIGCONT
+        await a.expect("peer-left", id=jb["id"], timeout=5)
+        await a.silent(0.5)
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        await until(lambda: r.cmd("EXISTS", "tsu:rt:" + th) == 0, 5, "token entry gone")
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        await b2.error("unauthorized", timeout=4)
+        m = N2.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="timeout"}'] == 1, m
+        print("owner stalled: unauthorized after %.2f s; its late hand-over made the member "
+              "leave" % dt)
         for x in (a, b2):
             await x.close()
 
