@@ -7,6 +7,11 @@
  *   tsu:node:NODE        heartbeat, SET ... EX node-ttl every second
  *   tsu:room:ROOM        hash member id -> {"name":..,"node":..}
  *   tsu:nm:NODE          hash member id -> room, the node's members (for cleanup)
+ *   tsu:nt:NODE          hash member id -> SHA-256 of its resume token (hex)
+ *   tsu:rt:HASH          {"id","room","node"}: who holds the member of that resume
+ *                        token (never the token itself); expires resume-seconds
+ *                        + 5 s after the member detached, deleted when it leaves
+ *   tsu:DB:nd:NODE       pub/sub channel of one node: hand-over replies
  *   tsu:DB:ch:ROOM       pub/sub channel of the room (channels ignore SELECT,
  *                        so the database number is part of the name)
  * Channel messages are JSON objects {"n":ORIGIN_NODE,"e":EVENT,...} with
@@ -20,7 +25,57 @@
  * keeps no copy of room state beyond `subs` (channels it is subscribed to);
  * the mirror of local members (`members`, `rooms`, under `mu`) is what it
  * re-registers after a reconnect or when it finds the node was presumed
- * dead. */
+ * dead.
+ *
+ * Hand-over (resume across nodes; docs/cluster.md "Resume across nodes").
+ * Member B of room R lives on node O (the owner); its client resumes on
+ * node N with token T. Messages for B reach O three ways: published on R's
+ * channel by other nodes (N included), or pushed straight into B's queue by
+ * O's own members (never through Redis while B is on O). Facts used:
+ *  (F1) Redis runs commands one at a time, and pub/sub messages reach one
+ *       subscribing connection in the order the PUBLISHes ran, whatever the
+ *       channel (a room's channel and a node's channel alike);
+ *  (F2) each node publishes over one connection, in the order its lws
+ *       thread queued the commands (one FIFO), and reads over one
+ *       connection, handing what it reads to its lws thread in that order
+ *       (another FIFO); the lws thread alone touches the hub.
+ * Steps:
+ *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
+ *     to R's channel and waits for the confirmation, then PUBLISHes the
+ *     request Q {"e":"ho","h":SHA-256(T)} on R's channel. Call the position
+ *     of Q in R's channel order q.
+ *  2. O reads Q after everything published before q (F1) and its lws
+ *     thread handles Q after all of those (F2): every message published
+ *     before q for B is in B's queue. Handling Q (constant-time hash check)
+ *     takes B out of the hub at that instant t: from then on O's members'
+ *     messages to B are published (B is remote on O), after t, so after q.
+ *     O then queues XFER, one script that moves B's registration to N and
+ *     PUBLISHes the reply P with B's queue to N's channel. O's publishes
+ *     made before t precede P, those after t follow it (F2, F1).
+ *  3. N reads R's channel from before q (step 1). Its lws thread copies,
+ *     for B, every signal/broadcast read after Q (the MARK event) and
+ *     before P (the DONE event), except those O published: O published
+ *     them before t, so they are already in the queue P carries (a message
+ *     O published after t comes after P). Its own publishes come back too
+ *     while the hand-over is open (`own`): N's members' messages to B
+ *     published before q went to O (in P), those after q are copied here.
+ *  4. On P, N adopts B: queue = `resumed`, P's queue, the copies; every
+ *     message read after P is delivered to B live.
+ *  5. The tail: N's own publishes to B made before the adoption may still
+ *     be on their way back. N publishes a fence F after adopting (its FIFO:
+ *     after all of them); until F is read back they are delivered to B, and
+ *     N's members' new messages to B wait (hub `holding`) so that they do
+ *     not overtake them; at F the waiting ones follow.
+ * Each message for B falls in exactly one of: before q (O's queue, in P),
+ * between Q and P (copied by N), after P (live on N); within each part the
+ * order is the channel's (or a FIFO's), and the parts are concatenated in
+ * that order: exactly once, in order, as with a local resume.
+ * Failures: O refuses (bad hash, B gone): nothing moved, N's copies are
+ * dropped, unauthorized. O silent for SIG_HO_TIMEOUT_MS (dead, or its
+ * Redis link down): unauthorized; a reply that still comes makes B leave
+ * (nobody has its messages since q). O dead before the lookup: its
+ * heartbeat key is gone, unauthorized at once. N dead when XFER runs: B
+ * leaves (peer-left), as if its node died. */
 #include "sig_cluster.h"
 
 #include <errno.h>
@@ -58,6 +113,7 @@ typedef struct hent {
     struct hent *next;
     uint32_t n;        /* rooms: local members there */
     char *room, *name; /* members: their room and name */
+    char *th;          /* members: their resume token's hash */
     char key[];
 } hent;
 
@@ -107,6 +163,7 @@ static void hdel(htab *t, const char *key)
     t->n--;
     free(e->room);
     free(e->name);
+    free(e->th);
     free(e);
 }
 
@@ -119,15 +176,30 @@ static void hclear(htab *t)
 
 /* ---- state ---- */
 
-typedef enum { CMD_JOIN, CMD_LEAVE, CMD_PUB } cmd_kind;
+typedef enum { CMD_JOIN, CMD_LEAVE, CMD_PUB, CMD_HO, CMD_XFER, CMD_TTL } cmd_kind;
 
 typedef struct cmd {
     struct cmd *next;
     cmd_kind kind;
     uint64_t serial;
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
-    char *payload; /* PUB: the channel message */
+    char th[SIG_TH_LEN + 1]; /* JOIN, HO, XFER, TTL: the resume token's hash */
+    char node[NODE_LEN + 1]; /* XFER: the new owner */
+    char chan[96];           /* PUB: a node's channel instead of the room's */
+    uint32_t secs;           /* TTL: expiry (0: none) */
+    char *payload;           /* PUB: the channel message; XFER: the reply */
 } cmd;
+
+/* A hand-over this node asked for (Redis thread only; see "Hand-over"). */
+typedef struct {
+    uint64_t rq; /* the lws thread's serial */
+    uint64_t deadline_ms;
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
+    char th[SIG_TH_LEN + 1];
+    bool tail; /* answered; our own publishes still in flight (until the fence) */
+} hop;
+
+#define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
 
 struct sig_cluster {
     sig_redis_url url;
@@ -135,7 +207,11 @@ struct sig_cluster {
     char node[NODE_LEN + 1];
     char kp[8];      /* key prefix "tsu:" */
     char cp[48];     /* channel prefix "tsu:DB:ch:" */
+    char np[48];     /* node channel prefix "tsu:DB:nd:" */
+    char inbox[80];  /* this node's channel */
     size_t qmax, max_payload;
+    uint32_t qmsgs;  /* send-queue bounds (hand-over replies) */
+    size_t qbytes, ho_max_payload;
     uint32_t ttl_s;
     _Atomic uint32_t max_room;
     _Atomic int up;
@@ -164,8 +240,12 @@ struct sig_cluster {
     htab subs;         /* channels subscribed */
     uint64_t reap_from; /* no reaping before this (ms): see serve() */
     uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
+    hop hos[SIG_HO_MAX]; /* hand-overs asked for, waiting for the owner's reply */
+    size_t nho;
 };
 
+/* KEYS: room hash, nm, nt, rt:HASH. ARGV: id, value, max, channel, event,
+ * room, token hash, rt value. */
 static const char JOIN_LUA[] =
     "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
     "  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {0} end\n"
@@ -173,13 +253,57 @@ static const char JOIN_LUA[] =
     "  redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
     "end\n"
     "redis.call('HSET', KEYS[2], ARGV[1], ARGV[6])\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[7])\n"
+    "redis.call('SET', KEYS[4], ARGV[8])\n"
     "return {1, redis.call('HGETALL', KEYS[1])}\n";
 
+/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix. */
 static const char LEAVE_LUA[] =
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
     "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
     "end\n"
     "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "local th = redis.call('HGET', KEYS[3], ARGV[1])\n"
+    "if th then\n"
+    "  redis.call('DEL', ARGV[4] .. 'rt:' .. th)\n"
+    "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
+    "end\n"
+    "return 1\n";
+
+/* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
+ * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
+ * died with it), else the rt value. */
+static const char LOOKUP_LUA[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return 0 end\n"
+    "local ok, o = pcall(cjson.decode, v)\n"
+    "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
+    "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
+    "return v\n";
+
+/* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the
+ * reply (ARGV[7], its queue) goes to that node's channel ARGV[6], atomically.
+ * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
+ * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
+ * value, channel, reply, left event, room channel, new owner.
+ * Not ours any more (a resync took it out): nothing, the asking node times
+ * out. The new owner died meanwhile: the member leaves, as its node did. */
+static const char XFER_LUA[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "if redis.call('EXISTS', KEYS[7]) == 0 then\n"
+    "  redis.call('DEL', KEYS[6])\n"
+    "  if redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then\n"
+    "    redis.call('PUBLISH', ARGV[9], ARGV[8])\n"
+    "  end\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
+    "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
+    "redis.call('SET', KEYS[6], ARGV[5])\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
     "return 1\n";
 
 static const char HEARTBEAT_LUA[] =
@@ -203,34 +327,47 @@ static const char REAP_LUA[] =
     "      end\n"
     "    end\n"
     "    redis.call('DEL', nm)\n"
+    "    local nt = ARGV[1] .. 'nt:' .. n\n"
+    "    for _, th in ipairs(redis.call('HVALS', nt)) do\n"
+    "      redis.call('DEL', ARGV[1] .. 'rt:' .. th)\n"
+    "    end\n"
+    "    redis.call('DEL', nt)\n"
     "    redis.call('SREM', KEYS[1], n)\n"
     "    reaped[#reaped + 1] = n\n"
     "  end\n"
     "end\n"
     "return reaped\n";
 
-/* Make Redis agree with this node's members (ARGV[5..]: id, room, value
- * triples): register the node, drop registrations no longer true (left
- * announced), add missing ones (join announced). No room-size check: these
- * members were admitted before. */
+/* Make Redis agree with this node's members (ARGV[5..]: id, room, value,
+ * token hash quadruples): register the node, drop registrations no longer
+ * true (left announced), add missing ones (join announced). No room-size
+ * check: these members were admitted before. KEYS[4]: nt. */
 static const char RESYNC_LUA[] =
     "redis.call('SADD', KEYS[1], ARGV[1])\n"
     "redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))\n"
     "local want = {}\n"
-    "for i = 5, #ARGV, 3 do want[ARGV[i]] = ARGV[i + 1] end\n"
+    "for i = 5, #ARGV, 4 do want[ARGV[i]] = ARGV[i + 1] end\n"
     "local old = redis.call('HGETALL', KEYS[3])\n"
     "for i = 1, #old, 2 do\n"
     "  local id, room = old[i], old[i + 1]\n"
     "  if want[id] ~= room then\n"
     "    redis.call('HDEL', KEYS[3], id)\n"
+    "    local th = redis.call('HGET', KEYS[4], id)\n"
+    "    if th then\n"
+    "      redis.call('DEL', ARGV[3] .. 'rt:' .. th)\n"
+    "      redis.call('HDEL', KEYS[4], id)\n"
+    "    end\n"
     "    if redis.call('HDEL', ARGV[3] .. 'room:' .. room, id) == 1 then\n"
     "      redis.call('PUBLISH', ARGV[4] .. room, cjson.encode({n = ARGV[1], e = 'left', id = id}))\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "for i = 5, #ARGV, 3 do\n"
-    "  local id, room, v = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "for i = 5, #ARGV, 4 do\n"
+    "  local id, room, v, th = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
     "  redis.call('HSET', KEYS[3], id, room)\n"
+    "  redis.call('HSET', KEYS[4], id, th)\n"
+    "  redis.call('SET', ARGV[3] .. 'rt:' .. th,\n"
+    "             cjson.encode({id = id, room = room, node = ARGV[1]}), 'KEEPTTL')\n"
     "  if redis.call('HSET', ARGV[3] .. 'room:' .. room, id, v) == 1 then\n"
     "    redis.call('PUBLISH', ARGV[4] .. room,\n"
     "               cjson.encode({n = ARGV[1], e = 'join', id = id, name = cjson.decode(v).name}))\n"
@@ -380,14 +517,200 @@ static int members_of(sig_cluster *c, const redisReply *r, sig_cev *e)
     return 0;
 }
 
-/* One message from a room channel -> an event for the lws thread. */
+static int hop_find(const sig_cluster *c, uint64_t rq)
+{
+    for (size_t i = 0; i < c->nho; i++)
+        if (c->hos[i].rq == rq)
+            return (int)i;
+    return -1;
+}
+
+static bool hop_in_room(const sig_cluster *c, const char *room)
+{
+    for (size_t i = 0; i < c->nho; i++)
+        if (!strcmp(c->hos[i].room, room))
+            return true;
+    return false;
+}
+
+static void hop_remove(sig_cluster *c, size_t i) { c->hos[i] = c->hos[--c->nho]; }
+
+static bool json_u64(json_t *o, const char *key, uint64_t *out)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return false;
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+static void push_ho_done(sig_cluster *c, uint64_t rq, sig_code result, const char *room,
+                         const char *id)
+{
+    sig_cev *e = calloc(1, sizeof *e);
+    if (!e)
+        return; /* the lws thread gives up by itself (sig_ws.c, ho_expire) */
+    e->kind = SIG_CEV_HO_DONE;
+    e->serial = rq;
+    e->result = result;
+    snprintf(e->room, sizeof e->room, "%s", room);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    push_event(c, e);
+}
+
+static void push_ho_fence(sig_cluster *c, uint64_t rq)
+{
+    sig_cev *e = calloc(1, sizeof *e);
+    if (!e)
+        return;
+    e->kind = SIG_CEV_HO_FENCE;
+    e->serial = rq;
+    push_event(c, e);
+}
+
+static int maybe_unsubscribe(sig_cluster *c, const char *room);
+static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
+                      const char *th);
+
+/* A hand-over reply on this node's channel (see "Hand-over"). */
+static void on_reply(sig_cluster *c, const redisReply *pl)
+{
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1] = "", ev[8];
+    json_t *o, *q, *okv;
+    uint64_t rq;
+    int i;
+    hop h;
+    sig_cev *e;
+    size_t bytes = 0, qn;
+
+    if (pl->type != REDIS_REPLY_STRING || pl->len > c->ho_max_payload ||
+        !(o = json_loadb(pl->str, pl->len, JSON_REJECT_DUPLICATES, NULL))) {
+        RTC_LOG(RTC_LOG_WARN, c->node, "cluster: hand-over reply dropped (%zu bytes)",
+                pl->type == REDIS_REPLY_STRING ? pl->len : 0);
+        count_drop(c);
+        return;
+    }
+    okv = json_object_get(o, "ok");
+    if (!field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") || !json_u64(o, "rq", &rq) ||
+        !json_is_boolean(okv) || !field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
+        !field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
+        (json_is_true(okv) && !field(o, "name", 0, SIG_NAME_MAX, name, sizeof name))) {
+        json_decref(o);
+        count_drop(c);
+        return;
+    }
+    if ((i = hop_find(c, rq)) < 0 || c->hos[i].tail) {
+        /* We gave up waiting (timeout) but the owner did hand the member
+         * over: it is registered here now and nobody has its messages since
+         * the request. It leaves (peer-left), which is what a timed-out
+         * client saw coming: it got unauthorized and joins again. */
+        if (json_is_true(okv))
+            sig_cluster_leave(c, room, id);
+        json_decref(o);
+        return;
+    }
+    h = c->hos[i];
+    hop_remove(c, (size_t)i);
+    if (strcmp(h.room, room) || strcmp(h.id, id)) { /* not what we asked for: refuse it */
+        if (json_is_true(okv))
+            sig_cluster_leave(c, room, id);
+        json_decref(o);
+        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        maybe_unsubscribe(c, h.room);
+        return;
+    }
+    if (!json_is_true(okv)) {
+        pthread_mutex_lock(&c->mu);
+        c->st.ho_refused++;
+        pthread_mutex_unlock(&c->mu);
+        json_decref(o);
+        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        maybe_unsubscribe(c, h.room);
+        return;
+    }
+    e = calloc(1, sizeof *e);
+    q = json_object_get(o, "q");
+    qn = json_is_array(q) ? json_array_size(q) : SIZE_MAX;
+    if (e && json_is_array(q) && json_array_size(q) <= c->qmsgs &&
+        (e->texts = calloc(json_array_size(q) + 1, sizeof *e->texts))) {
+        for (size_t k = 0; k < json_array_size(q); k++) {
+            json_t *t = json_array_get(q, k);
+            /* the owner's queue obeyed the same bounds: anything else is junk */
+            if (!json_is_string(t) || (bytes += json_string_length(t)) > c->qbytes ||
+                !(e->texts[e->ntexts] = strdup(json_string_value(t))))
+                break;
+            e->ntexts++;
+        }
+    }
+    json_decref(o);
+    if (!e || !e->texts || e->ntexts != qn) {
+        sig_cev_free(e);
+        sig_cluster_leave(c, room, id); /* registered here by the owner: take it out */
+        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        return;
+    }
+    e->kind = SIG_CEV_HO_DONE;
+    e->serial = h.rq;
+    e->result = SIG_OK;
+    snprintf(e->room, sizeof e->room, "%s", room);
+    snprintf(e->id, sizeof e->id, "%s", id);
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->node, sizeof e->node, "%s", h.owner);
+    {
+        /* the member is ours from here: a resync registers it here */
+        int rc;
+        pthread_mutex_lock(&c->mu);
+        rc = mirror_add(c, id, room, name, h.th);
+        pthread_mutex_unlock(&c->mu);
+        if (rc) {
+            sig_cev_free(e);
+            sig_cluster_leave(c, room, id);
+            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+            return;
+        }
+    }
+    /* the room's members on other nodes now (the command connection is
+     * idle whenever the subscription is read) */
+    {
+        char rk[SIG_ROOM_MAX + 32];
+        const char *hv[] = {"HGETALL", rk};
+        redisReply *r;
+        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, room);
+        if (!(r = call(c, 2, hv)) || members_of(c, r, e)) {
+            /* no member list: the adoption would announce the room empty */
+            if (r)
+                freeReplyObject(r);
+            sig_cev_free(e);
+            sig_cluster_leave(c, room, id);
+            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+            return;
+        }
+        freeReplyObject(r);
+    }
+    /* Our own publishes to the member made before the lws thread adopts it
+     * may still be on their way: keep passing them on until the fence it
+     * publishes after adopting comes back (see "Hand-over", step 5). */
+    h.tail = true;
+    h.deadline_ms = mono_ms() + HO_TAIL_MS;
+    c->hos[c->nho++] = h;
+    push_event(c, e);
+}
+
+/* One message from a room channel (or this node's own channel) -> an event
+ * for the lws thread. */
 static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *pl)
 {
     size_t cpl = strlen(c->cp);
-    char node[NODE_LEN + 1], ev[8];
+    char node[NODE_LEN + 1], ev[8], room[SIG_ROOM_MAX + 1];
+    bool own;
     json_t *o;
     sig_cev *e;
 
+    if (ch->type == REDIS_REPLY_STRING && ch->len == strlen(c->inbox) &&
+        !memcmp(ch->str, c->inbox, ch->len)) {
+        on_reply(c, pl);
+        return;
+    }
     if (ch->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING || ch->len <= cpl ||
         ch->len - cpl > SIG_ROOM_MAX || memcmp(ch->str, c->cp, cpl) || pl->len > c->max_payload) {
         count_drop(c);
@@ -399,7 +722,47 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
         count_drop(c);
         return;
     }
-    if (!strcmp(node, c->node)) { /* our own: already delivered locally */
+    memcpy(room, ch->str + cpl, ch->len - cpl);
+    room[ch->len - cpl] = '\0';
+    own = !strcmp(node, c->node);
+    if (!strcmp(ev, "fence")) {
+        /* ours: every publish of ours made before the adoption has been seen */
+        uint64_t rq;
+        int i;
+        if (own && json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && c->hos[i].tail) {
+            hop h = c->hos[i];
+            hop_remove(c, (size_t)i);
+            if ((e = calloc(1, sizeof *e))) {
+                e->kind = SIG_CEV_HO_FENCE;
+                e->serial = rq;
+                snprintf(e->room, sizeof e->room, "%s", room);
+                push_event(c, e);
+            }
+            maybe_unsubscribe(c, h.room);
+        }
+        json_decref(o);
+        return;
+    }
+    if (own && !strcmp(ev, "ho")) {
+        /* our hand-over request came back through the room's channel: from
+         * here on the requested member's messages are ours to keep */
+        uint64_t rq;
+        int i;
+        if (json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && !c->hos[i].tail &&
+            (e = calloc(1, sizeof *e))) {
+            e->kind = SIG_CEV_HO_MARK;
+            e->serial = rq;
+            snprintf(e->room, sizeof e->room, "%s", room);
+            snprintf(e->id, sizeof e->id, "%s", c->hos[i].id);
+            snprintf(e->node, sizeof e->node, "%s", c->hos[i].owner);
+            push_event(c, e);
+        }
+        json_decref(o);
+        return;
+    }
+    /* our own: already delivered locally, unless a hand-over in this room
+     * needs them (signals and broadcasts for the member on its way here) */
+    if (own && !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && hop_in_room(c, room))) {
         json_decref(o);
         return;
     }
@@ -407,7 +770,9 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
         json_decref(o);
         return;
     }
-    memcpy(e->room, ch->str + cpl, ch->len - cpl);
+    memcpy(e->room, room, strlen(room) + 1);
+    memcpy(e->node, node, strlen(node) + 1);
+    e->own = own;
     if (!strcmp(ev, "join") && field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
         (field(o, "name", 0, SIG_NAME_MAX, e->name, sizeof e->name) ||
          !json_object_get(o, "name"))) {
@@ -423,6 +788,16 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
                (e->data = json_object_get(o, "data"))) {
         e->kind = SIG_CEV_BROADCAST;
         json_incref(e->data);
+    } else if (!strcmp(ev, "ho") && field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+               field(o, "to", 1, NODE_LEN, e->to, sizeof e->to) &&
+               field(o, "h", SIG_TH_LEN, SIG_TH_LEN, e->th, sizeof e->th) &&
+               json_u64(o, "rq", &e->serial)) {
+        if (strcmp(e->to, c->node)) { /* another node's member: not ours to answer */
+            json_decref(o);
+            free(e);
+            return;
+        }
+        e->kind = SIG_CEV_HO_REQUEST;
     } else {
         json_decref(o);
         free(e);
@@ -480,17 +855,13 @@ static void channel_of(const sig_cluster *c, const char *room, char *out, size_t
 /* SUBSCRIBE and wait for the confirmation, so that everything published to
  * the room after the next command is seen. Messages of other rooms read
  * meanwhile are dispatched in order. */
-static int subscribe(sig_cluster *c, const char *room)
+static int subscribe_chan(sig_cluster *c, const char *ch)
 {
-    char ch[SIG_ROOM_MAX + 64];
     const char *argv[2] = {"SUBSCRIBE", ch};
     size_t len[2];
     bool confirmed = false;
     uint64_t deadline = mono_ms() + IO_TIMEOUT_S * 1000u;
 
-    if (hget(&c->subs, room))
-        return 0;
-    channel_of(c, room, ch, sizeof ch);
     len[0] = 9;
     len[1] = strlen(ch);
     if (redisAppendCommandArgv(c->sub, 2, argv, len) != REDIS_OK)
@@ -501,8 +872,18 @@ static int subscribe(sig_cluster *c, const char *room)
             return RTC_EMSG;
         on_sub_reply(c, r, ch, &confirmed);
     }
-    if (drain_reader(c))
-        return RTC_EMSG;
+    return drain_reader(c) ? RTC_EMSG : 0;
+}
+
+static int subscribe(sig_cluster *c, const char *room)
+{
+    char ch[SIG_ROOM_MAX + 64];
+    int rc;
+    if (hget(&c->subs, room))
+        return 0;
+    channel_of(c, room, ch, sizeof ch);
+    if ((rc = subscribe_chan(c, ch)))
+        return rc;
     return hadd(&c->subs, room) ? 0 : -ENOMEM;
 }
 
@@ -516,6 +897,7 @@ static int maybe_unsubscribe(sig_cluster *c, const char *room)
     pthread_mutex_lock(&c->mu);
     used = hget(&c->rooms, room) != NULL;
     pthread_mutex_unlock(&c->mu);
+    used = used || hop_in_room(c, room); /* a hand-over waits for its messages */
     if (used || !hget(&c->subs, room))
         return 0;
     channel_of(c, room, ch, sizeof ch);
@@ -536,14 +918,16 @@ static int maybe_unsubscribe(sig_cluster *c, const char *room)
 
 /* ---- mirror of local members (under mu) ---- */
 
-static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name)
+static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
+                      const char *th)
 {
     hent *m, *r;
     if (hget(&c->members, id))
         return RTC_EEXIST;
     if (!(r = hadd(&c->rooms, room)))
         return -ENOMEM;
-    if (!(m = hadd(&c->members, id)) || !(m->room = strdup(room)) || !(m->name = strdup(name))) {
+    if (!(m = hadd(&c->members, id)) || !(m->room = strdup(room)) || !(m->name = strdup(name)) ||
+        !(m->th = strdup(th))) {
         if (m)
             hdel(&c->members, id);
         if (r->n == 0)
@@ -599,18 +983,21 @@ static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const redisRe
 /* Returns RTC_EMSG when the connection failed (the answer is sent anyway). */
 static int run_join(sig_cluster *c, cmd *k)
 {
-    char key[SIG_ROOM_MAX + 32], nm[64], ch[SIG_ROOM_MAX + 64], max[16];
+    char key[SIG_ROOM_MAX + 32], nm[64], nt[64], rt[96], ch[SIG_ROOM_MAX + 64], max[16];
     char *value = member_value(c, k->name);
     char *ev = dumps(json_pack("{s:s,s:s,s:s,s:s}", "n", c->node, "e", "join", "id", k->id,
                                "name", k->name));
+    char *rv = dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", c->node));
     redisReply *r = NULL;
     int rc = 0;
 
     snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
     snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
+    snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
+    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
     channel_of(c, k->room, ch, sizeof ch);
     snprintf(max, sizeof max, "%u", (unsigned)atomic_load(&c->max_room));
-    if (!value || !ev) {
+    if (!value || !ev || !rv) {
         join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
         goto out;
     }
@@ -619,8 +1006,9 @@ static int run_join(sig_cluster *c, cmd *k)
         goto out;
     }
     {
-        const char *argv[] = {"EVAL", JOIN_LUA, "2", key, nm, k->id, value, max, ch, ev, k->room};
-        r = call(c, 11, argv);
+        const char *argv[] = {"EVAL", JOIN_LUA, "4", key, nm, nt, rt, k->id, value, max, ch, ev,
+                              k->room, k->th, rv};
+        r = call(c, 15, argv);
     }
     if (!r) {
         rc = RTC_EMSG;
@@ -642,28 +1030,82 @@ out:
         freeReplyObject(r);
     free(value);
     free(ev);
+    free(rv);
     return rc;
 }
 
-/* Append one LEAVE or PUB to the pipeline. */
+/* The owner's side of a hand-over: one script moves the registration and
+ * sends the reply (with the queue) to the asking node's channel. */
+static int append_xfer(sig_cluster *c, const cmd *k)
+{
+    char nm1[64], nt1[64], key[SIG_ROOM_MAX + 32], nm2[64], nt2[64], rt[96], hb2[64];
+    char ch2[96], ch[SIG_ROOM_MAX + 64];
+    char *v2 = dumps(json_pack("{s:s,s:s}", "name", k->name, "node", k->node));
+    char *rv2 = dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", k->node));
+    char *ev = dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
+    int rc = RTC_EMSG;
+
+    snprintf(nm1, sizeof nm1, "%snm:%s", c->kp, c->node);
+    snprintf(nt1, sizeof nt1, "%snt:%s", c->kp, c->node);
+    snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
+    snprintf(nm2, sizeof nm2, "%snm:%s", c->kp, k->node);
+    snprintf(nt2, sizeof nt2, "%snt:%s", c->kp, k->node);
+    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
+    snprintf(hb2, sizeof hb2, "%snode:%s", c->kp, k->node);
+    snprintf(ch2, sizeof ch2, "%s%s", c->np, k->node);
+    channel_of(c, k->room, ch, sizeof ch);
+    if (v2 && rv2 && ev) {
+        const char *argv[] = {"EVAL", XFER_LUA, "7", nm1, nt1, key, nm2, nt2, rt, hb2,
+                              k->id, k->room, v2, k->th, rv2, ch2, k->payload, ev, ch, k->node};
+        size_t len[20];
+        for (int i = 0; i < 20; i++)
+            len[i] = strlen(argv[i]);
+        rc = redisAppendCommandArgv(c->cmd, 20, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+    } else {
+        /* out of memory: a harmless command keeps replies and commands paired */
+        const char *argv[] = {"PING"};
+        size_t len[] = {4};
+        rc = redisAppendCommandArgv(c->cmd, 1, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+    }
+    free(v2);
+    free(rv2);
+    free(ev);
+    return rc;
+}
+
+/* Append one LEAVE, PUB, XFER or TTL to the pipeline. */
 static int append_cmd(sig_cluster *c, const cmd *k)
 {
-    char key[SIG_ROOM_MAX + 32], nm[64], ch[SIG_ROOM_MAX + 64];
+    char key[SIG_ROOM_MAX + 32], nm[64], nt[64], ch[SIG_ROOM_MAX + 64];
     channel_of(c, k->room, ch, sizeof ch);
     if (k->kind == CMD_PUB) {
-        const char *argv[] = {"PUBLISH", ch, k->payload};
-        size_t len[] = {7, strlen(ch), strlen(k->payload)};
+        const char *chan = k->chan[0] ? k->chan : ch;
+        const char *argv[] = {"PUBLISH", chan, k->payload};
+        size_t len[] = {7, strlen(chan), strlen(k->payload)};
         return redisAppendCommandArgv(c->cmd, 3, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+    } else if (k->kind == CMD_XFER) {
+        return append_xfer(c, k);
+    } else if (k->kind == CMD_TTL) {
+        char secs[16];
+        const char *argv[] = {k->secs ? "EXPIRE" : "PERSIST", key, secs};
+        size_t len[3];
+        snprintf(key, sizeof key, "%srt:%s", c->kp, k->th);
+        snprintf(secs, sizeof secs, "%u", (unsigned)k->secs);
+        for (int i = 0; i < 3; i++)
+            len[i] = strlen(argv[i]);
+        return redisAppendCommandArgv(c->cmd, k->secs ? 3 : 2, argv, len) == REDIS_OK ? 0
+                                                                                     : RTC_EMSG;
     } else {
         char *ev = dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-        const char *argv[] = {"EVAL", LEAVE_LUA, "2", key, nm, k->id, ch, ev ? ev : ""};
-        size_t len[8];
+        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp};
+        size_t len[10];
         int rc;
         snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
         snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
-        for (int i = 0; i < 8; i++)
+        snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
+        for (int i = 0; i < 10; i++)
             len[i] = strlen(argv[i]);
-        rc = redisAppendCommandArgv(c->cmd, 8, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+        rc = redisAppendCommandArgv(c->cmd, 10, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
         free(ev);
         return rc;
     }
@@ -691,6 +1133,107 @@ static void cmd_free(cmd *k)
     }
 }
 
+/* The asking side of a hand-over (see "Hand-over"): who holds the token's
+ * member, subscribe to its room, then publish the request on the room's
+ * channel. RTC_EMSG when the connection failed (the answer is sent anyway). */
+static int run_ho(sig_cluster *c, cmd *k)
+{
+    char rt[96], ch[SIG_ROOM_MAX + 64];
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
+    redisReply *r;
+    json_t *o;
+    char *req;
+    hop *h;
+    int rc;
+
+    if (c->nho >= SIG_HO_MAX) {
+        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
+        return 0;
+    }
+    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
+    {
+        const char *argv[] = {"EVAL", LOOKUP_LUA, "1", rt, c->kp};
+        if (!(r = call(c, 5, argv))) {
+            push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
+            return RTC_EMSG;
+        }
+    }
+    o = r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, JSON_REJECT_DUPLICATES, NULL)
+                                      : NULL;
+    freeReplyObject(r);
+    if (!o || !field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
+        !field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
+        !field(o, "node", 1, NODE_LEN, owner, sizeof owner) || !strcmp(owner, c->node)) {
+        /* unknown or expired token, or its node is dead (its queue died with
+         * it), or ours but gone from the hub meanwhile (it left) */
+        json_decref(o);
+        pthread_mutex_lock(&c->mu);
+        c->st.ho_unknown++;
+        pthread_mutex_unlock(&c->mu);
+        push_ho_done(c, k->serial, SIG_E_UNAUTHORIZED, "", "");
+        return 0;
+    }
+    json_decref(o);
+    h = &c->hos[c->nho++];
+    memset(h, 0, sizeof *h);
+    h->rq = k->serial;
+    h->deadline_ms = mono_ms() + SIG_HO_TIMEOUT_MS;
+    memcpy(h->room, room, sizeof room);
+    memcpy(h->id, id, sizeof id);
+    memcpy(h->owner, owner, sizeof owner);
+    memcpy(h->th, k->th, sizeof h->th);
+    /* subscribed (and confirmed) before the request is published: every
+     * message after the request in the channel's order reaches us */
+    if ((rc = subscribe(c, room))) {
+        c->nho--;
+        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
+        return rc;
+    }
+    req = dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id, "to",
+                          owner, "h", k->th, "rq", (json_int_t)k->serial));
+    channel_of(c, room, ch, sizeof ch);
+    {
+        const char *argv[] = {"PUBLISH", ch, req ? req : ""};
+        r = req ? call(c, 3, argv) : NULL;
+    }
+    free(req);
+    if (!r) {
+        c->nho--;
+        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
+        maybe_unsubscribe(c, room);
+        return RTC_EMSG;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Hand-overs whose owner did not answer in time: unauthorized (the client
+ * joins again; a reply that still comes makes the member leave, on_reply). */
+static void ho_timeouts(sig_cluster *c)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < c->nho;) {
+        hop h = c->hos[i];
+        if (now < h.deadline_ms) {
+            i++;
+            continue;
+        }
+        hop_remove(c, i);
+        if (h.tail) { /* the fence never came back: stop passing our publishes on */
+            push_ho_fence(c, h.rq);
+            maybe_unsubscribe(c, h.room);
+            continue;
+        }
+        RTC_LOG(RTC_LOG_WARN, h.id, "cluster: node %s did not answer a resume hand-over in %d ms",
+                h.owner, SIG_HO_TIMEOUT_MS);
+        pthread_mutex_lock(&c->mu);
+        c->st.ho_timeout++;
+        pthread_mutex_unlock(&c->mu);
+        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        maybe_unsubscribe(c, h.room);
+    }
+}
+
 /* Everything queued, in order: joins one by one (they wait for their
  * subscription), runs of leaves and publishes pipelined. RTC_EMSG when the
  * connection failed; commands not run are then answered (joins) or dropped
@@ -702,8 +1245,8 @@ static int run_queue(sig_cluster *c, unsigned budget)
     cmd *k;
 
     while (budget-- > 0 && (k = pop_cmd(c))) {
-        if (k->kind == CMD_JOIN) {
-            int rc = run_join(c, k);
+        if (k->kind == CMD_JOIN || k->kind == CMD_HO) {
+            int rc = k->kind == CMD_JOIN ? run_join(c, k) : run_ho(c, k);
             cmd_free(k);
             if (rc)
                 return rc;
@@ -715,7 +1258,10 @@ static int run_queue(sig_cluster *c, unsigned budget)
         for (;;) {
             cmd *nx;
             pthread_mutex_lock(&c->mu);
-            nx = n < PIPELINE_MAX && c->qhead && c->qhead->kind != CMD_JOIN ? c->qhead : NULL;
+            nx = n < PIPELINE_MAX && c->qhead && c->qhead->kind != CMD_JOIN &&
+                         c->qhead->kind != CMD_HO
+                     ? c->qhead
+                     : NULL;
             if (nx) {
                 c->qhead = nx->next;
                 if (!c->qhead)
@@ -741,8 +1287,14 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 }
                 if (((redisReply *)r)->type == REDIS_REPLY_ERROR)
                     RTC_LOG(RTC_LOG_WARN, c->node, "redis: %s", ((redisReply *)r)->str);
+                if (batch[i]->kind == CMD_XFER && ((redisReply *)r)->type == REDIS_REPLY_INTEGER &&
+                    ((redisReply *)r)->integer == 1) {
+                    pthread_mutex_lock(&c->mu);
+                    c->st.ho_given++;
+                    pthread_mutex_unlock(&c->mu);
+                }
                 freeReplyObject(r);
-                if (batch[i]->kind == CMD_LEAVE)
+                if (batch[i]->kind == CMD_LEAVE || batch[i]->kind == CMD_XFER)
                     rc = maybe_unsubscribe(c, batch[i]->room);
             }
             if (rc) {
@@ -766,6 +1318,8 @@ static void fail_queue(sig_cluster *c)
     while ((k = pop_cmd(c))) {
         if (k->kind == CMD_JOIN)
             join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
+        else if (k->kind == CMD_HO)
+            push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
         cmd_free(k);
     }
 }
@@ -824,7 +1378,7 @@ typedef struct {
     size_t *len, n;
     char **owned, **rooms;
     size_t nowned, nrooms;
-    char nodes[32], key[64], nm[64], ttl[16];
+    char nodes[32], key[64], nm[64], nt[64], ttl[16];
 } snap;
 
 static void snap_dispose(snap *sn)
@@ -849,32 +1403,35 @@ static char *own(snap *sn, char *p)
 /* Called with mu held. */
 static int snapshot(sig_cluster *c, snap *sn)
 {
-    size_t cap = 10 + 3 * c->members.n;
+    size_t cap = 11 + 4 * c->members.n;
     sn->argv = calloc(cap, sizeof *sn->argv);
     sn->len = calloc(cap, sizeof *sn->len);
-    sn->owned = calloc(3 * c->members.n + 1, sizeof *sn->owned);
+    sn->owned = calloc(4 * c->members.n + 1, sizeof *sn->owned);
     sn->rooms = calloc(c->rooms.n + 1, sizeof *sn->rooms);
     if (!sn->argv || !sn->len || !sn->owned || !sn->rooms)
         return -ENOMEM;
     snprintf(sn->nodes, sizeof sn->nodes, "%snodes", c->kp);
     snprintf(sn->key, sizeof sn->key, "%snode:%s", c->kp, c->node);
     snprintf(sn->nm, sizeof sn->nm, "%snm:%s", c->kp, c->node);
+    snprintf(sn->nt, sizeof sn->nt, "%snt:%s", c->kp, c->node);
     snprintf(sn->ttl, sizeof sn->ttl, "%u", c->ttl_s);
     {
-        const char *head[] = {"EVAL", RESYNC_LUA, "3", sn->nodes, sn->key, sn->nm,
+        const char *head[] = {"EVAL", RESYNC_LUA, "4", sn->nodes, sn->key, sn->nm, sn->nt,
                               c->node, sn->ttl, c->kp, c->cp};
-        for (size_t i = 0; i < 10; i++)
+        for (size_t i = 0; i < 11; i++)
             sn->argv[sn->n++] = head[i];
     }
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *m = c->members.b[i]; m; m = m->next) {
             const char *id = own(sn, strdup(m->key)), *room = own(sn, strdup(m->room));
             const char *v = own(sn, member_value(c, m->name));
-            if (!id || !room || !v)
+            const char *th = own(sn, strdup(m->th ? m->th : ""));
+            if (!id || !room || !v || !th)
                 return -ENOMEM;
             sn->argv[sn->n++] = id;
             sn->argv[sn->n++] = room;
             sn->argv[sn->n++] = v;
+            sn->argv[sn->n++] = th;
         }
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *e = c->rooms.b[i]; e; e = e->next)
@@ -1047,6 +1604,11 @@ static int connect_all(sig_cluster *c, char *err, size_t errlen)
         drop_conns(c);
         return RTC_EMSG;
     }
+    if (subscribe_chan(c, c->inbox)) { /* hand-over replies */
+        snprintf(err, errlen, "%s: SUBSCRIBE failed", c->where);
+        drop_conns(c);
+        return RTC_EMSG;
+    }
     if (resync(c, false)) {
         snprintf(err, errlen, "%s: registering this node failed", c->where);
         drop_conns(c);
@@ -1084,9 +1646,14 @@ static void wait_wake(sig_cluster *c, int ms)
 static int serve(sig_cluster *c, uint64_t *next_hb)
 {
     struct pollfd p[2] = {{.fd = c->wakefd, .events = POLLIN}, {.fd = c->sub->fd, .events = POLLIN}};
-    uint64_t now = mono_ms(), v;
-    int timeout = *next_hb > now ? (int)(*next_hb - now) : 0;
+    uint64_t now = mono_ms(), v, due = *next_hb;
+    int timeout;
     bool again;
+
+    for (size_t i = 0; i < c->nho; i++)
+        if (c->hos[i].deadline_ms < due)
+            due = c->hos[i].deadline_ms;
+    timeout = due > now ? (int)(due - now) : 0;
 
     pthread_mutex_lock(&c->mu);
     if (c->qhead)
@@ -1100,6 +1667,7 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
         return RTC_EMSG;
     if (run_queue(c, QUEUE_BUDGET))
         return RTC_EMSG;
+    ho_timeouts(c);
     if (mono_ms() >= *next_hb) {
         bool registered = true;
         *next_hb = mono_ms() + HEARTBEAT_MS;
@@ -1129,6 +1697,21 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
             return RTC_EMSG;
     }
     return 0;
+}
+
+/* The connection is gone: hand-overs asked for cannot get their reply (it
+ * went to the channel we no longer read). unauthorized: the client joins
+ * again; a member the owner did hand over is registered here without being
+ * in the mirror, so the resync after the reconnection makes it leave. */
+static void fail_hos(sig_cluster *c)
+{
+    while (c->nho) {
+        hop h = c->hos[--c->nho];
+        if (h.tail)
+            push_ho_fence(c, h.rq);
+        else
+            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+    }
 }
 
 /* Clean exit: what is queued goes out, then the node deregisters (its
@@ -1170,6 +1753,7 @@ static void *thread_main(void *arg)
         }
         if (serve(c, &next_hb)) {
             drop_conns(c);
+            fail_hos(c);
             set_up(c, false);
             pthread_mutex_lock(&c->mu);
             c->resync = true;
@@ -1180,6 +1764,7 @@ static void *thread_main(void *arg)
     if (c->cmd)
         shutdown_node(c);
     fail_queue(c);
+    fail_hos(c);
     drop_conns(c);
     return NULL;
 }
@@ -1210,6 +1795,13 @@ int sig_cluster_new(const sig_cluster_params *p, sig_cluster **out, char *err, s
     rtc_hex(rnd, sizeof rnd, c->node);
     snprintf(c->kp, sizeof c->kp, "tsu:");
     snprintf(c->cp, sizeof c->cp, "tsu:%d:ch:", c->url.db);
+    snprintf(c->np, sizeof c->np, "tsu:%d:nd:", c->url.db);
+    snprintf(c->inbox, sizeof c->inbox, "%s%s", c->np, c->node);
+    c->qmsgs = p->queue_msgs;
+    c->qbytes = p->queue_bytes;
+    /* a reply carries at most the whole send queue, each message escaped
+     * once more as a JSON string (at most doubling it), plus envelopes */
+    c->ho_max_payload = 2 * p->queue_bytes + 16 * (size_t)p->queue_msgs + 4096;
     c->qmax = p->queue;
     c->max_payload = p->max_payload;
     c->ttl_s = p->node_ttl_s;
@@ -1308,8 +1900,15 @@ static int enqueue(sig_cluster *c, cmd *k, bool force)
     return was_empty ? 1 : 0;
 }
 
+void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1])
+{
+    uint8_t d[RTC_SHA256_LEN];
+    rtc_sha256(token, strlen(token), d);
+    rtc_hex(d, sizeof d, out);
+}
+
 int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const char *id,
-                     const char *name)
+                     const char *name, const char *resume)
 {
     cmd *k;
     int rc;
@@ -1322,10 +1921,11 @@ int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const ch
     snprintf(k->room, sizeof k->room, "%s", room);
     snprintf(k->id, sizeof k->id, "%s", id);
     snprintf(k->name, sizeof k->name, "%s", name ? name : "");
+    sig_cluster_token_hash(resume, k->th);
     pthread_mutex_lock(&c->mu);
     if (c->qn >= c->qmax) {
         rc = RTC_ELIMIT;
-    } else if ((rc = mirror_add(c, id, room, k->name)) == 0) {
+    } else if ((rc = mirror_add(c, id, room, k->name, k->th)) == 0) {
         rc = enqueue(c, k, false);
     }
     pthread_mutex_unlock(&c->mu);
@@ -1390,6 +1990,114 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
     return 0;
 }
 
+/* Queue one command (force: never refused, for what must reach Redis);
+ * wake the thread. 0 or RTC_ELIMIT. */
+static int submit(sig_cluster *c, cmd *k, bool force)
+{
+    int rc;
+    pthread_mutex_lock(&c->mu);
+    rc = enqueue(c, k, force);
+    pthread_mutex_unlock(&c->mu);
+    if (rc < 0) {
+        cmd_free(k);
+        return rc;
+    }
+    if (rc == 1)
+        poke(c->wakefd);
+    return 0;
+}
+
+int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token)
+{
+    cmd *k;
+    if (!atomic_load(&c->up))
+        return RTC_EUNSUP;
+    if (!(k = calloc(1, sizeof *k)))
+        return -ENOMEM;
+    k->kind = CMD_HO;
+    k->serial = serial;
+    sig_cluster_token_hash(token, k->th); /* the token itself never leaves this process */
+    return submit(c, k, false);
+}
+
+void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
+                                char **texts, size_t n)
+{
+    cmd *k = calloc(1, sizeof *k);
+    json_t *q = ok ? json_array() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (q && json_array_append_new(q, json_string(texts[i])))
+            ok = false; /* cannot build the reply: see below */
+        free(texts[i]);
+    }
+    free(texts);
+    if (!k) {
+        json_decref(q);
+        return; /* the asking node times out */
+    }
+    snprintf(k->room, sizeof k->room, "%s", req->room);
+    snprintf(k->id, sizeof k->id, "%s", req->id);
+    snprintf(k->node, sizeof k->node, "%s", req->node);
+    memcpy(k->th, req->th, sizeof k->th);
+    if (ok && q) {
+        snprintf(k->name, sizeof k->name, "%s", name ? name : "");
+        k->kind = CMD_XFER;
+        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:o}", "n", c->node, "e", "hr",
+                                     "rq", (json_int_t)req->serial, "ok", 1, "id", req->id,
+                                     "room", req->room, "name", k->name, "q", q));
+        q = NULL;
+        /* out of the mirror without a leave: the member did not leave */
+        pthread_mutex_lock(&c->mu);
+        mirror_del(c, req->id);
+        pthread_mutex_unlock(&c->mu);
+    } else {
+        /* (a member taken out of the hub whose reply cannot be built would
+         * be lost silently: it leaves instead) */
+        if (ok)
+            sig_cluster_leave(c, req->room, req->id);
+        k->kind = CMD_PUB;
+        snprintf(k->chan, sizeof k->chan, "%s%s", c->np, req->node);
+        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s}", "n", c->node, "e", "hr", "rq",
+                                     (json_int_t)req->serial, "ok", 0, "id", req->id, "room",
+                                     req->room));
+    }
+    json_decref(q);
+    if (!k->payload) {
+        if (k->kind == CMD_XFER)
+            sig_cluster_leave(c, req->room, req->id);
+        cmd_free(k);
+        return;
+    }
+    submit(c, k, true);
+}
+
+void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial)
+{
+    cmd *k = calloc(1, sizeof *k);
+    if (!k)
+        return; /* the Redis thread stops waiting for it after HO_TAIL_MS */
+    k->kind = CMD_PUB;
+    snprintf(k->room, sizeof k->room, "%s", room);
+    k->payload = dumps(json_pack("{s:s,s:s,s:I}", "n", c->node, "e", "fence", "rq",
+                                 (json_int_t)serial));
+    if (!k->payload) {
+        cmd_free(k);
+        return;
+    }
+    submit(c, k, true);
+}
+
+void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs)
+{
+    cmd *k;
+    if (!resume || !atomic_load(&c->up) || !(k = calloc(1, sizeof *k)))
+        return; /* a safety net only: the member's leave deletes the entry */
+    k->kind = CMD_TTL;
+    k->secs = secs;
+    sig_cluster_token_hash(resume, k->th);
+    submit(c, k, false);
+}
+
 sig_cev *sig_cluster_poll(sig_cluster *c)
 {
     sig_cev *e;
@@ -1411,6 +2119,9 @@ void sig_cev_free(sig_cev *e)
         return;
     json_decref(e->data);
     free(e->members);
+    for (size_t i = 0; i < e->ntexts; i++)
+        free(e->texts[i]);
+    free(e->texts);
     free(e);
 }
 

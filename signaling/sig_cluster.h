@@ -36,8 +36,15 @@ typedef enum {
     SIG_CEV_PEER_JOINED,
     SIG_CEV_PEER_LEFT,
     SIG_CEV_SIGNAL,
-    SIG_CEV_BROADCAST
+    SIG_CEV_BROADCAST,
+    /* resume across nodes (see "Hand-over" in sig_cluster.c) */
+    SIG_CEV_HO_REQUEST, /* owner side: node `node` asks for local member id (th: token hash) */
+    SIG_CEV_HO_MARK,    /* new side: our request `serial` went through the room's channel */
+    SIG_CEV_HO_DONE,    /* new side: answer to sig_cluster_handover `serial` */
+    SIG_CEV_HO_FENCE    /* new side: our publishes before the adoption are all through */
 } sig_cev_kind;
+
+#define SIG_TH_LEN 64 /* lowercase hex SHA-256 of a resume token */
 
 typedef struct {
     char id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
@@ -54,6 +61,14 @@ typedef struct sig_cev {
     char to[SIG_ID_MAX + 1]; /* SIGNAL: the local recipient */
     char name[SIG_NAME_MAX + 1];
     json_t *data;            /* SIGNAL/BROADCAST payload (owned) */
+    /* SIGNAL/BROADCAST/PEER_*: the node that published it; HO_REQUEST: the
+     * asking node; HO_MARK: the owner */
+    char node[17];
+    bool own; /* SIGNAL/BROADCAST published by this node (only while a
+               * hand-over in that room needs to see them; never deliver) */
+    char th[SIG_TH_LEN + 1]; /* HO_REQUEST */
+    char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
+    size_t ntexts;
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
     size_t nmembers;
 } sig_cev;
@@ -64,6 +79,8 @@ typedef struct {
     uint32_t node_ttl_s;    /* heartbeat key lifetime: the death-detection bound */
     size_t queue;           /* bound of the outgoing and the incoming queue */
     size_t max_payload;     /* largest pub/sub message parsed (bytes) */
+    uint32_t queue_msgs;    /* send-queue bounds: a handed-over queue is no larger */
+    size_t queue_bytes;
     void (*wake)(void *ud); /* Redis thread: events are waiting */
     void *ud;
 } sig_cluster_params;
@@ -87,7 +104,7 @@ void sig_cluster_set_max_room_size(sig_cluster *c, uint32_t n); /* SIGHUP */
  * with this serial. 0, or RTC_ELIMIT (queue full) / RTC_EUNSUP (Redis down):
  * then no event comes. */
 int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const char *id,
-                     const char *name);
+                     const char *name, const char *resume);
 /* Member `id` left `room` for good. Never fails: when it cannot be queued,
  * the node re-synchronises its members with Redis as soon as it can. */
 void sig_cluster_leave(sig_cluster *c, const char *room, const char *id);
@@ -95,6 +112,34 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id);
  * on other nodes. 0, or RTC_ELIMIT / RTC_EUNSUP / -ENOMEM. */
 int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const char *from,
                         json_t *data);
+
+/* ---- resume across nodes ----
+ * New side: the resume token is unknown here; ask Redis who owns it and have
+ * that node hand the member over. Answered by SIG_CEV_HO_DONE with this
+ * serial (preceded by SIG_CEV_HO_MARK when the request reached the room's
+ * channel): SIG_OK with the owner's queue and the room's other members (the
+ * member is then registered here), or SIG_E_UNAUTHORIZED (unknown or expired
+ * token, owner dead, owner refused, no answer within SIG_HO_TIMEOUT_MS).
+ * 0, or RTC_ELIMIT / RTC_EUNSUP (then no event comes). */
+#define SIG_HO_TIMEOUT_MS 2000
+#define SIG_HO_MAX 64 /* hand-overs in flight per node (asked for) */
+int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token);
+/* New side, after SIG_CEV_HO_DONE with SIG_OK (adopted or not): publish the
+ * fence. Until SIG_CEV_HO_FENCE comes back, signals and broadcasts this node
+ * published to the room keep coming back as events with `own` set: those
+ * were published while the member was still remote here, and only it must
+ * get them. */
+void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
+/* Owner side, answering a SIG_CEV_HO_REQUEST: ok = the member was taken out
+ * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue.
+ * Not ok: the asking node is told no. */
+void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
+                                char **texts, size_t n);
+/* The member holding `resume` is detached (secs > 0: its token's entry in
+ * Redis expires after secs) or attached again (0: no expiry). */
+void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);
+/* Lowercase hex SHA-256 of a resume token: all Redis ever sees of it. */
+void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
 
 /* Next event, or NULL. The caller owns it (sig_cev_free). */
 sig_cev *sig_cluster_poll(sig_cluster *c);
@@ -107,6 +152,10 @@ typedef struct {
     uint64_t published;    /* signals and broadcasts handed to Redis */
     uint64_t received;     /* events taken from Redis */
     uint64_t reaped_nodes; /* dead nodes this node cleaned up */
+    /* resume hand-overs asked for by this node that failed: token unknown
+     * (or its node dead), refused by the owner, owner silent; and members
+     * this node handed over to others */
+    uint64_t ho_unknown, ho_refused, ho_timeout, ho_given;
 } sig_cluster_stats;
 void sig_cluster_get_stats(sig_cluster *c, sig_cluster_stats *st);
 

@@ -45,6 +45,12 @@ struct sig_member {
     size_t qn, qbytes;
     bool overflowed;
     uint64_t detached_at;
+    /* cluster mode, just adopted from another node: this node's own members'
+     * signals and broadcasts wait here until the older ones, still on their
+     * way through Redis, are delivered (sig_hub_release) */
+    bool holding;
+    qent *hhead, *htail;
+    size_t hn, hbytes;
 };
 
 struct sig_hub {
@@ -114,16 +120,61 @@ static int push(sig_member *m, sig_buf *b)
     return 0;
 }
 
-static void queue_clear(sig_member *m)
+static void list_free(qent *e)
 {
-    qent *e = m->qhead, *n;
-    for (; e; e = n) {
+    for (qent *n; e; e = n) {
         n = e->next;
         buf_unref(e->b);
         free(e);
     }
+}
+
+static void hold_clear(sig_member *m)
+{
+    list_free(m->hhead);
+    m->hhead = m->htail = NULL;
+    m->hn = m->hbytes = 0;
+    m->holding = false;
+}
+
+static void queue_clear(sig_member *m)
+{
+    list_free(m->qhead);
     m->qhead = m->qtail = NULL;
     m->qn = m->qbytes = 0;
+    hold_clear(m);
+}
+
+/* push, or park it while m is holding (see sig_member.holding); the bounds
+ * count both lists together */
+static int push_local(sig_member *m, sig_buf *b)
+{
+    sig_hub *h = m->hub;
+    qent *e;
+    if (!m->holding)
+        return push(m, b);
+    if (m->overflowed)
+        return RTC_ELIMIT;
+    if (m->qn + m->hn + 1 > h->lim.queue_msgs ||
+        m->qbytes + m->hbytes + b->len > h->lim.queue_bytes || !(e = malloc(sizeof *e))) {
+        m->overflowed = true;
+        if (live(m))
+            h->ops.wake(m->conn, h->ops.ud);
+        else if (m->state == SIG_MEMBER_DETACHED)
+            h->due_us = 0;
+        return RTC_ELIMIT;
+    }
+    e->next = NULL;
+    e->b = b;
+    b->refs++;
+    if (m->htail)
+        m->htail->next = e;
+    else
+        m->hhead = e;
+    m->htail = e;
+    m->hn++;
+    m->hbytes += b->len;
+    return 0;
 }
 
 /* Queue freshly built text to one member. The text is freed here. */
@@ -141,6 +192,24 @@ static int send_text(sig_member *m, char *text, uint64_t now_us)
     rc = push(m, b);
     buf_unref(b);
     return rc;
+}
+
+/* A signal or broadcast from local member m to every member of m's room
+ * except m (holding members park it). */
+static void send_others_local(sig_member *m, char *text, uint64_t now_us)
+{
+    sig_buf *b;
+    if (!text)
+        return;
+    b = buf_new(m->hub, text, now_us);
+    free(text);
+    if (!b)
+        return;
+    b->refs = 1;
+    for (sig_member *o = m->room->head; o; o = o->rnext)
+        if (o != m && o->state != SIG_MEMBER_REMOTE)
+            push_local(o, b);
+    buf_unref(b);
 }
 
 /* One message to every member of m's room except m. */
@@ -314,6 +383,7 @@ static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
     free(m->name);
     free(m->resume);
     m->name = m->resume = NULL;
+    hold_clear(m); /* what waited for it is moot now */
 }
 
 static void member_free(sig_hub *h, sig_member *m)
@@ -535,6 +605,15 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
         send_text(o, sig_proto_forward("signal", from, data), now_us);
 }
 
+void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
+                         bool broadcast, json_t *data, uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    sig_member *o = r ? room_member(r, to) : NULL;
+    if (o && o->state != SIG_MEMBER_REMOTE)
+        send_text(o, sig_proto_forward(broadcast ? "broadcast" : "signal", from, data), now_us);
+}
+
 bool sig_hub_room_allowed(sig_hub *h, const char *room)
 {
     return h->nrooms < h->lim.max_rooms || room_find(h, room);
@@ -550,7 +629,16 @@ sig_code sig_hub_signal(sig_hub *h, sig_member *m, const char *to, json_t *data,
                 return h->ops.remote(h->ops.ud, m->room->name, o->id, m->id, data)
                            ? SIG_E_SERVER_BUSY
                            : SIG_OK;
-            send_text(o, sig_proto_forward("signal", m->id, data), now_us);
+            {
+                char *text = sig_proto_forward("signal", m->id, data);
+                sig_buf *b = text ? buf_new(h, text, now_us) : NULL;
+                free(text);
+                if (b) {
+                    b->refs = 1;
+                    push_local(o, b);
+                    buf_unref(b);
+                }
+            }
             return SIG_OK;
         }
     return SIG_E_UNKNOWN_PEER;
@@ -560,7 +648,7 @@ sig_code sig_hub_broadcast(sig_hub *h, sig_member *m, json_t *data, uint64_t now
 {
     if (m->state != SIG_MEMBER_JOINED)
         return SIG_E_NOT_JOINED;
-    send_others(m, sig_proto_forward("broadcast", m->id, data), now_us);
+    send_others_local(m, sig_proto_forward("broadcast", m->id, data), now_us);
     /* once for all remote members: each node fans it out to its own */
     if (m->room->nremote && h->ops.remote &&
         h->ops.remote(h->ops.ud, m->room->name, NULL, m->id, data))
@@ -646,6 +734,205 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
         m->overflowed = true;
     h->ops.wake(m->conn, h->ops.ud);
     return SIG_OK;
+}
+
+/* ---- resume across nodes (cluster mode) ----
+ *
+ * The ordering argument lives in sig_cluster.c ("Hand-over"); these two
+ * functions only move a member's state between nodes without telling anyone:
+ * the member never left, so no peer-left/peer-joined is sent on either node. */
+
+const char *sig_member_resume(const sig_member *m) { return m->resume; }
+
+static void hub_unlink(sig_hub *h, sig_member *m)
+{
+    if (m->hprev)
+        m->hprev->hnext = m->hnext;
+    else
+        h->all = m->hnext;
+    if (m->hnext)
+        m->hnext->hprev = m->hprev;
+    m->hprev = m->hnext = NULL;
+}
+
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
+                           char ***texts, size_t *n, char **name, uint64_t now_us)
+{
+    sig_room *r = room_find(h, room);
+    sig_member *m = r ? room_member(r, id) : NULL, *fresh = NULL;
+    uint8_t d[RTC_SHA256_LEN];
+    char hx[2 * RTC_SHA256_LEN + 1];
+    char **v = NULL, *nm = NULL;
+    size_t i = 0;
+
+    *texts = NULL;
+    *n = 0;
+    *name = NULL;
+    if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
+        strlen(token_hash) != 2 * RTC_SHA256_LEN)
+        return SIG_E_UNAUTHORIZED;
+    rtc_sha256(m->resume, strlen(m->resume), d);
+    rtc_hex(d, sizeof d, hx);
+    /* constant time: a wrong guess learns nothing about the right hash */
+    if (!rtc_ct_equal(hx, token_hash, sizeof hx - 1) ||
+        (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
+        return SIG_E_UNAUTHORIZED;
+    if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
+        goto oom;
+    for (qent *e = m->qhead; e; e = e->next)
+        if (!(v[i++] = strdup(e->b->text)))
+            goto oom;
+    for (qent *e = m->hhead; e; e = e->next) /* (still holding: those come after) */
+        if (!(v[i++] = strdup(e->b->text)))
+            goto oom;
+    if (m->state == SIG_MEMBER_JOINED && m->conn && !(fresh = sig_hub_connect(h, m->conn)))
+        goto oom;
+
+    if (fresh) {
+        /* the old connection is still open (half-open TCP): it loses the
+         * member, as with a local resume, and is closed with 4001 */
+        void *old = m->conn;
+        m->conn = NULL;
+        if (h->ops.detach)
+            h->ops.detach(old, fresh, h->ops.ud);
+    } else if (m->state == SIG_MEMBER_DETACHED) {
+        h->ndetached--;
+    }
+    queue_clear(m);
+    hub_unlink(h, m);
+    h->nmembers--;
+    free(m->resume);
+    m->resume = NULL;
+    m->conn = NULL;
+    m->overflowed = false;
+    m->state = SIG_MEMBER_REMOTE; /* still in the room, now on the other node */
+    r->nremote++;
+    h->nremote++;
+    if (r->n == r->nremote) { /* no local member left: remote ones are not tracked */
+        while (r->head)
+            remote_free(h, r, r->head);
+        room_destroy(h, r);
+    }
+    *texts = v;
+    *n = i;
+    *name = nm;
+    return SIG_OK;
+oom:
+    for (size_t j = 0; v && j < i; j++)
+        free(v[j]);
+    free(v);
+    free(nm);
+    return SIG_E_SERVER_BUSY;
+}
+
+/* Link m into r right after `after` (NULL: at the head). */
+static void room_insert_after(sig_room *r, sig_member *after, sig_member *m)
+{
+    sig_member *nx = after ? after->rnext : r->head;
+    m->rprev = after;
+    m->rnext = nx;
+    if (after)
+        after->rnext = m;
+    else
+        r->head = m;
+    if (nx)
+        nx->rprev = m;
+    else
+        r->tail = m;
+    r->n++;
+}
+
+sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us)
+{
+    sig_room *r;
+    sig_member *old, *after = NULL;
+    char prev_id[SIG_ID_MAX + 1] = "", *name, *resume, *text;
+    bool at_head = false;
+    json_t *peers;
+
+    if (m->state != SIG_MEMBER_LOBBY || !id_ok(p->id))
+        return SIG_E_BAD_REQUEST;
+    name = strdup(p->name ? p->name : "");
+    resume = strdup(p->resume);
+    r = room_find(h, p->room);
+    /* no max_rooms check: the member was admitted when it joined */
+    if (!name || !resume || (!r && !(r = room_create(h, p->room)))) {
+        free(name);
+        free(resume);
+        return SIG_E_SERVER_BUSY;
+    }
+    if ((old = room_member(r, p->id))) {
+        if (old->state != SIG_MEMBER_REMOTE) { /* cannot happen: ids are unique */
+            free(name);
+            free(resume);
+            return SIG_E_BAD_REQUEST;
+        }
+        /* keep its place in the join order, without peer-left/peer-joined */
+        if (old->rprev)
+            snprintf(prev_id, sizeof prev_id, "%s", old->rprev->id);
+        else
+            at_head = true;
+        remote_free(h, r, old);
+    }
+    remote_sync(h, r, p->remotes, p->nremotes, now_us);
+    if (prev_id[0] && !(after = room_member(r, prev_id)))
+        at_head = false; /* its neighbour left meanwhile: append */
+    snprintf(m->id, sizeof m->id, "%s", p->id);
+    m->name = name;
+    m->resume = resume;
+    m->room = r;
+    if (after || at_head)
+        room_insert_after(r, after, m);
+    else
+        room_append(r, m);
+    h->nlobby--;
+    h->nmembers++;
+    m->holding = p->hold;
+    if (m->conn) {
+        m->state = SIG_MEMBER_JOINED;
+    } else {
+        /* the client went away while its member was on the way here: kept
+         * for a (now local) resume, the window starting now */
+        m->state = SIG_MEMBER_DETACHED;
+        m->detached_at = now_us;
+        h->ndetached++;
+        if (now_us + h->lim.resume_us < h->due_us)
+            h->due_us = now_us + h->lim.resume_us;
+    }
+    /* queue: what the lobby member had, `resumed`, then the handed texts;
+     * past the bounds the member is a reader too far behind (overflowed) */
+    peers = peers_json(m);
+    text = sig_proto_resumed(m->id, peers);
+    json_decref(peers);
+    send_text(m, text, now_us);
+    for (size_t i = 0; i < p->ntexts; i++)
+        send_text(m, strdup(p->texts[i]), now_us);
+    if (m->conn)
+        h->ops.wake(m->conn, h->ops.ud);
+    return SIG_OK;
+}
+
+void sig_hub_release(sig_hub *h, const char *room, const char *id)
+{
+    sig_room *r = room_find(h, room);
+    sig_member *m = r ? room_member(r, id) : NULL;
+    if (!m || m->state == SIG_MEMBER_REMOTE || !m->holding)
+        return;
+    m->holding = false;
+    if (m->hhead) {
+        bool was_empty = m->qn == 0;
+        if (m->qtail)
+            m->qtail->next = m->hhead;
+        else
+            m->qhead = m->hhead;
+        m->qtail = m->htail;
+        m->qn += m->hn;
+        m->qbytes += m->hbytes;
+        m->hhead = m->htail = NULL;
+        m->hn = m->hbytes = 0;
+        if (was_empty && live(m))
+            h->ops.wake(m->conn, h->ops.ud);
+    }
 }
 
 void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)

@@ -154,6 +154,49 @@ void sig_hub_remote_leave(sig_hub *h, const char *room, const char *id, uint64_t
 void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const char *from,
                             json_t *data, uint64_t now_us);
 
+/* ---- cluster mode: resume across nodes (docs/cluster.md "Resume across nodes") ---- */
+
+/* The owner's half of a hand-over: local member `id` of `room`, whose
+ * resume token hashes (SHA-256, lowercase hex) to `token_hash`, moves to
+ * another node. On SIG_OK: what it had queued is moved into *texts (*n
+ * strings, the caller frees each and the array), *name is a copy of its
+ * name; a still-open old connection gets ops.detach (close it with 4001);
+ * the member stays in the room as a REMOTE member (or the room goes, if it
+ * was the last local one). Nobody is told and ops.left is NOT called: the
+ * member did not leave. SIG_E_UNAUTHORIZED when there is no such member,
+ * the hash differs, its window passed or its queue overflowed. */
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
+                           char ***texts, size_t *n, char **name, uint64_t now_us);
+
+typedef struct {
+    const char *room, *id, *name, *resume; /* resume: the token the client proved */
+    const char *const *texts; /* queued on the owner, then arrived since: in order */
+    size_t ntexts;
+    const sig_remote *remotes; /* the room's members on other nodes now */
+    size_t nremotes;
+    /* park this node's members' signals and broadcasts to it until
+     * sig_hub_release (older ones are still on their way through Redis) */
+    bool hold;
+} sig_adopt_params;
+
+/* The new owner's half: *m (a lobby member; its conn may be NULL when the
+ * client went away meanwhile: then the member is adopted DETACHED, its
+ * window starting now) becomes member p->id of p->room: queue = what *m had
+ * queued, `resumed`, p->texts. A REMOTE entry for the id is replaced in
+ * place without peer-left/peer-joined. SIG_OK or SIG_E_SERVER_BUSY (ENOMEM;
+ * *m unchanged). */
+sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us);
+/* End the hold of sig_adopt_params.hold: what was parked follows the
+ * queue. No-op when the member is gone or not holding. */
+void sig_hub_release(sig_hub *h, const char *room, const char *id);
+/* The member's resume token (NULL in the lobby): cluster mode hashes it. */
+const char *sig_member_resume(const sig_member *m);
+
+/* One signal (broadcast false) or broadcast (true) from remote member
+ * `from` for local member `to` only (a hand-over's tail: sig_ws.c). */
+void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
+                         bool broadcast, json_t *data, uint64_t now_us);
+
 /* Whether a join into `room` would pass the max_rooms limit now (cluster
  * mode checks this before asking the shared store). */
 bool sig_hub_room_allowed(sig_hub *h, const char *room);

@@ -51,6 +51,23 @@ enum {
 typedef struct conn conn;
 typedef struct server server;
 
+/* A resume hand-over this node asked for (cluster mode; see "Hand-over" in
+ * sig_cluster.c): from the moment the request went through the room's
+ * channel (marked) until the owner's reply, the member's signals and
+ * broadcasts are kept here, to be delivered after the owner's queue. */
+typedef struct ho {
+    struct ho *next;
+    uint64_t serial;
+    conn *c;     /* the resuming connection; NULL once it closed */
+    char *token; /* what the client sent: the member keeps it */
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
+    bool marked, overflow;
+    bool adopted; /* the member is here; our own publishes before that still come back */
+    uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
+    char **buf;  /* rendered messages, in arrival order */
+    size_t nbuf, cap, bytes;
+} ho;
+
 struct conn {
     server *srv;
     struct lws *wsi;
@@ -74,6 +91,7 @@ struct conn {
     char pj_id[SIG_ID_LEN + 1], pj_resume[33];
     json_t *pj_ice;
     bool ip_counted;   /* addr holds one count in srv->admit (sig_admit_ip_add) */
+    ho *ho;            /* cluster mode: a resume waiting for another node */
 };
 
 typedef struct {
@@ -104,6 +122,9 @@ struct server {
     sig_cluster *cluster; /* NULL without --redis */
     uint64_t join_serial;
     conn *pending;        /* connections with a join waiting for Redis */
+    ho *hos;              /* resume hand-overs in flight (at most SIG_HO_MAX) */
+    size_t nhos;
+    uint64_t ho_ok, ho_failed; /* hand-overs asked for: adopted / lost here */
     conn *conns;
     lws_sorted_usec_list_t tick;
     bool draining;
@@ -276,7 +297,7 @@ static void cluster_join(conn *c, const char *room, const char *name, const char
         s->pending->pprev = c;
     s->pending = c;
     rc = c->pj_room && c->pj_name ? sig_cluster_join(s->cluster, c->join_serial, room, id,
-                                                     c->pj_name)
+                                                     c->pj_name, resume)
                                   : -12;
     if (rc) {
         pending_clear(s, c);
@@ -324,6 +345,227 @@ static void on_cluster_joined(server *s, sig_cev *e)
     pending_clear(s, c);
 }
 
+/* ---- cluster mode: resume across nodes (ordering argument: sig_cluster.c) ---- */
+
+static void ho_free(server *s, ho *h)
+{
+    ho **pp = &s->hos;
+    while (*pp && *pp != h)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = h->next;
+        s->nhos--;
+    }
+    if (h->c)
+        h->c->ho = NULL;
+    for (size_t i = 0; i < h->nbuf; i++)
+        free(h->buf[i]);
+    free(h->buf);
+    if (h->token)
+        memset(h->token, 0, strlen(h->token));
+    free(h->token);
+    free(h);
+}
+
+static ho *ho_find(server *s, uint64_t serial)
+{
+    ho *h = s->hos;
+    while (h && h->serial != serial)
+        h = h->next;
+    return h;
+}
+
+/* Ask the member's node for it; completes in on_ho_done. */
+static void cluster_resume(conn *c, const char *token)
+{
+    server *s = c->srv;
+    ho *h;
+    int rc;
+    if (s->nhos >= SIG_HO_MAX) {
+        send_error(c, SIG_E_SERVER_BUSY, "too many resumes in flight; try again");
+        return;
+    }
+    if (!(h = calloc(1, sizeof *h)) || !(h->token = strdup(token))) {
+        free(h);
+        send_error(c, SIG_E_SERVER_BUSY, "out of memory");
+        return;
+    }
+    h->serial = ++s->join_serial;
+    h->deadline_us = now_us() + (SIG_HO_TIMEOUT_MS + 3000) * 1000ull;
+    h->c = c;
+    h->next = s->hos;
+    s->hos = h;
+    s->nhos++;
+    c->ho = h;
+    if ((rc = sig_cluster_handover(s->cluster, h->serial, token))) {
+        ho_free(s, h);
+        send_error(c, SIG_E_SERVER_BUSY, rc == RTC_EUNSUP ? "cluster store (Redis) unavailable"
+                                                         : "too many operations in flight");
+    }
+}
+
+/* A signal or broadcast seen while hand-overs wait: keep a copy for each
+ * marked one it is for, unless the owner published it (see the argument in
+ * sig_cluster.c: the owner's copies are in the queue it hands over). */
+static void ho_capture(server *s, const sig_cev *e)
+{
+    bool bc = e->kind == SIG_CEV_BROADCAST;
+    char *text = NULL;
+    for (ho *h = s->hos; h; h = h->next) {
+        char **nb;
+        size_t len;
+        if (h->adopted) {
+            /* published here while the member was still remote: it is local
+             * now and nobody else here may get them twice */
+            if (e->own && !strcmp(h->room, e->room) && strcmp(e->id, h->id) &&
+                (bc || !strcmp(e->to, h->id)))
+                sig_hub_deliver_one(s->hub, e->room, h->id, e->id, bc, e->data, now_us());
+            continue;
+        }
+        if (!h->marked || h->overflow || strcmp(h->room, e->room) || !strcmp(e->node, h->owner) ||
+            !strcmp(e->id, h->id) || (!bc && strcmp(e->to, h->id)))
+            continue;
+        if (!text && !(text = sig_proto_forward(bc ? "broadcast" : "signal", e->id, e->data))) {
+            h->overflow = true; /* lost one: the member cannot come back complete */
+            continue;
+        }
+        len = strlen(text);
+        /* bounded like the send queue it ends up in */
+        if (h->nbuf + 1 > (size_t)s->conf->send_queue_messages ||
+            h->bytes + len > (size_t)s->conf->send_queue_bytes) {
+            h->overflow = true;
+            continue;
+        }
+        if (h->nbuf == h->cap) {
+            size_t cap = h->cap ? 2 * h->cap : 16;
+            if (!(nb = realloc(h->buf, cap * sizeof *nb))) {
+                h->overflow = true;
+                continue;
+            }
+            h->buf = nb;
+            h->cap = cap;
+        }
+        if (!(h->buf[h->nbuf] = strdup(text))) {
+            h->overflow = true;
+            continue;
+        }
+        h->nbuf++;
+        h->bytes += len;
+    }
+    free(text);
+}
+
+/* The owner side: another node asks for one of our members. */
+static void on_ho_request(server *s, sig_cev *e, uint64_t t)
+{
+    char **texts = NULL, *name = NULL;
+    size_t n = 0;
+    sig_code rc = sig_hub_hand_over(s->hub, e->room, e->id, e->th, &texts, &n, &name, t);
+    if (rc == SIG_OK)
+        RTC_LOG(RTC_LOG_INFO, e->id, "handed over to node %s with %zu queued messages (resume "
+                "there)", e->node, n);
+    else
+        RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused", e->node);
+    sig_cluster_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
+    free(name);
+}
+
+static void on_ho_done(server *s, sig_cev *e, uint64_t t)
+{
+    ho *h = ho_find(s, e->serial);
+    conn *c;
+    sig_member *m;
+    sig_remote *v = NULL;
+    const char **texts = NULL;
+    sig_adopt_params p;
+    sig_code rc = SIG_E_SERVER_BUSY;
+
+    if (!h) { /* given up (ho_expire): never keep a member nobody has the messages of */
+        if (e->result == SIG_OK)
+            sig_cluster_leave(s->cluster, e->room, e->id);
+        return;
+    }
+    c = h->c;
+    if (e->result != SIG_OK) {
+        if (c)
+            send_error(c, e->result == SIG_E_SERVER_BUSY ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED,
+                       e->result == SIG_E_SERVER_BUSY ? "cluster store (Redis) unavailable"
+                                                      : "unknown or expired resume token");
+        ho_free(s, h);
+        return;
+    }
+    m = c ? c->m : sig_hub_connect(s->hub, NULL);
+    v = calloc(e->nmembers + 1, sizeof *v);
+    texts = calloc(e->ntexts + h->nbuf + 1, sizeof *texts);
+    if (m && v && texts && !h->overflow) {
+        for (size_t i = 0; i < e->nmembers; i++)
+            v[i] = (sig_remote){.id = e->members[i].id, .name = e->members[i].name};
+        /* the owner's queue, then what came after the request: in order */
+        for (size_t i = 0; i < e->ntexts; i++)
+            texts[i] = e->texts[i];
+        for (size_t i = 0; i < h->nbuf; i++)
+            texts[e->ntexts + i] = h->buf[i];
+        p = (sig_adopt_params){.room = e->room, .id = e->id, .name = e->name, .resume = h->token,
+                               .texts = texts, .ntexts = e->ntexts + h->nbuf, .remotes = v,
+                               .nremotes = e->nmembers, .hold = true};
+        rc = sig_hub_adopt(s->hub, m, &p, t);
+    }
+    free(v);
+    free(texts);
+    if (rc != SIG_OK) {
+        /* registered here by the owner, but not complete (or no memory): it
+         * leaves, like a reader that fell too far behind */
+        s->ho_failed++;
+        sig_cluster_leave(s->cluster, e->room, e->id);
+        if (c)
+            send_error(c, SIG_E_UNAUTHORIZED, "resume failed; join again");
+        else if (m)
+            sig_hub_disconnect(s->hub, m, false, t);
+        RTC_LOG(RTC_LOG_WARN, e->id, "resume hand-over from node %s failed%s", e->node,
+                h->overflow ? ": too many messages meanwhile" : "");
+    } else {
+        s->ho_ok++;
+        RTC_LOG(RTC_LOG_INFO, e->id, "resumed from %s, handed over by node %s (%zu + %zu queued)",
+                c ? c->peer : "(gone meanwhile; kept for resume)", e->node, e->ntexts, h->nbuf);
+        if (!c)
+            sig_cluster_token_ttl(s->cluster, h->token,
+                                  (uint32_t)s->conf->resume_seconds + 5);
+    }
+    sig_cluster_handover_fence(s->cluster, e->room, h->serial);
+    if (rc != SIG_OK) {
+        ho_free(s, h);
+        return;
+    }
+    /* keep the record until the fence is back (ho_capture, adopted) */
+    h->adopted = true;
+    h->deadline_us = t + 15000000ull; /* the Redis thread's own bound is 10 s */
+    if (h->c)
+        h->c->ho = NULL;
+    h->c = NULL;
+    for (size_t i = 0; i < h->nbuf; i++)
+        free(h->buf[i]);
+    free(h->buf);
+    h->buf = NULL;
+    h->nbuf = h->cap = h->bytes = 0;
+}
+
+/* Hand-overs whose answer (or fence) never came: the Redis thread bounds
+ * both, so this only runs when one of its events was lost (no memory). A
+ * client never waits forever. */
+static void ho_expire(server *s, uint64_t t)
+{
+    for (ho *h = s->hos, *nx; h; h = nx) {
+        nx = h->next;
+        if (t < h->deadline_us)
+            continue;
+        if (h->adopted)
+            sig_hub_release(s->hub, h->room, h->id);
+        else if (h->c)
+            send_error(h->c, SIG_E_UNAUTHORIZED, "unknown or expired resume token");
+        ho_free(s, h);
+    }
+}
+
 static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
 {
     switch (e->kind) {
@@ -347,11 +589,42 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
         sig_hub_remote_leave(s->hub, e->room, e->id, t);
         break;
     case SIG_CEV_SIGNAL:
-        sig_hub_remote_deliver(s->hub, e->room, e->to, e->id, e->data, t);
+        if (s->hos)
+            ho_capture(s, e);
+        if (!e->own)
+            sig_hub_remote_deliver(s->hub, e->room, e->to, e->id, e->data, t);
         break;
     case SIG_CEV_BROADCAST:
-        sig_hub_remote_deliver(s->hub, e->room, NULL, e->id, e->data, t);
+        if (s->hos)
+            ho_capture(s, e);
+        if (!e->own)
+            sig_hub_remote_deliver(s->hub, e->room, NULL, e->id, e->data, t);
         break;
+    case SIG_CEV_HO_REQUEST:
+        on_ho_request(s, e, t);
+        break;
+    case SIG_CEV_HO_MARK: {
+        ho *h = ho_find(s, e->serial);
+        if (h) {
+            h->marked = true;
+            snprintf(h->room, sizeof h->room, "%s", e->room);
+            snprintf(h->id, sizeof h->id, "%s", e->id);
+            snprintf(h->owner, sizeof h->owner, "%s", e->node);
+        }
+        break;
+    }
+    case SIG_CEV_HO_DONE:
+        on_ho_done(s, e, t);
+        break;
+    case SIG_CEV_HO_FENCE: {
+        ho *h = ho_find(s, e->serial);
+        if (h) {
+            if (h->adopted) /* the tail is through: what waited follows */
+                sig_hub_release(s->hub, h->room, h->id);
+            ho_free(s, h);
+        }
+        break;
+    }
     default:
         break;
     }
@@ -414,8 +687,8 @@ static void do_join(conn *c, const sig_msg *msg)
         send_error(c, SIG_E_BAD_REQUEST, "already in a room; leave first");
         return;
     }
-    if (c->join_serial) {
-        send_error(c, SIG_E_BAD_REQUEST, "a join is in progress");
+    if (c->join_serial || c->ho) {
+        send_error(c, SIG_E_BAD_REQUEST, "a join or resume is in progress");
         return;
     }
     if (s->cluster && !sig_cluster_up(s->cluster)) {
@@ -479,11 +752,19 @@ static void do_resume(conn *c, const sig_msg *msg)
         send_error(c, SIG_E_SERVER_BUSY, "server is shutting down");
         return;
     }
-    if (c->join_serial) {
-        send_error(c, SIG_E_BAD_REQUEST, "a join is in progress");
+    if (c->join_serial || c->ho) {
+        send_error(c, SIG_E_BAD_REQUEST, "a join or resume is in progress");
         return;
     }
     rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, now_us());
+    if (rc == SIG_E_UNAUTHORIZED && c->srv->cluster) {
+        /* not here: perhaps on another node (non-sticky load balancer,
+         * rolling restart); its node hands it over */
+        cluster_resume(c, msg->token);
+        return;
+    }
+    if (rc == SIG_OK && c->srv->cluster)
+        sig_cluster_token_ttl(c->srv->cluster, msg->token, 0); /* attached again */
     if (rc) {
         send_error(c, rc,
                    rc == SIG_E_UNAUTHORIZED ? "unknown or expired resume token"
@@ -696,6 +977,19 @@ static void render_metrics(server *s, rtc_buf *b)
                         "times the connection to Redis was re-established", cs.reconnects);
         rtc_metrics_one(b, "tsunagu_signal_cluster_reaped_nodes_total", "counter",
                         "dead nodes whose members this node removed", cs.reaped_nodes);
+        rtc_metrics_header(b, "tsunagu_signal_cluster_handovers_total", "counter",
+                           "resume across nodes: hand-overs asked for by this node, by result, "
+                           "and members given to other nodes (given)");
+        {
+            static const char *const lbl_ho[] = {"ok", "unknown", "refused", "timeout", "failed",
+                                                 "given"};
+            uint64_t val[] = {s->ho_ok, cs.ho_unknown, cs.ho_refused, cs.ho_timeout, s->ho_failed,
+                              cs.ho_given};
+            for (size_t i = 0; i < sizeof val / sizeof val[0]; i++) {
+                snprintf(lbl, sizeof lbl, "result=\"%s\"", lbl_ho[i]);
+                rtc_metrics_u64(b, "tsunagu_signal_cluster_handovers_total", lbl, val[i]);
+            }
+        }
     }
     rtc_metrics_process(b, s->start_time);
 }
@@ -917,11 +1211,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (u->kind != SESS_WS || !c->srv)
             return 0;
         pending_clear(s, c); /* its answer, if it comes, finds nobody and undoes the join */
+        if (c->ho) { /* the hand-over goes on: the member is kept for resume here */
+            c->ho->c = NULL;
+            c->ho = NULL;
+        }
         if (c->m) {
-            if (sig_member_get_state(c->m) == SIG_MEMBER_JOINED)
+            /* A draining node in cluster mode keeps its members for resume:
+             * they come back on another node, which asks for them. */
+            bool keep = c->keep && (!s->draining || s->cluster);
+            if (sig_member_get_state(c->m) == SIG_MEMBER_JOINED) {
+                bool kept = keep && !sig_member_overflowed(c->m) && s->conf->resume_seconds > 0;
                 RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "connection closed%s",
-                        c->keep && !sig_member_overflowed(c->m) ? ", kept for resume" : "");
-            sig_hub_disconnect(s->hub, c->m, c->keep && !s->draining, now_us());
+                        kept ? ", kept for resume" : "");
+                if (kept && s->cluster)
+                    sig_cluster_token_ttl(s->cluster, sig_member_resume(c->m),
+                                          (uint32_t)s->conf->resume_seconds + 5);
+            }
+            sig_hub_disconnect(s->hub, c->m, keep, now_us());
         }
         free(c->rx);
         if (c->prev)
@@ -1074,8 +1380,14 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     if (t >= sig_hub_next_deadline(s->hub))
         sig_hub_tick(s->hub, t);
     cluster_events(s); /* (events normally come through EVENT_WAIT_CANCELLED at once) */
+    if (s->hos)
+        ho_expire(s, t);
     if (s->draining) {
-        if (!s->conns) {
+        sig_hub_stats hs;
+        sig_hub_get_stats(s->hub, &hs);
+        /* cluster mode: members kept for resume wait (until the deadline)
+         * for another node to ask for them */
+        if (!s->conns && (!s->cluster || !hs.detached || t >= s->drain_deadline_us)) {
             s->stop = true;
         } else if (t >= s->drain_deadline_us) {
             for (conn *c = s->conns; c; c = c->next)
@@ -1188,6 +1500,8 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
             /* a client message re-serialized (numbers can grow: 1e9 is
              * 1000000000.0) plus its envelope; nothing bigger is parsed */
             .max_payload = (size_t)conf->max_message_bytes * 8 + 4096,
+            .queue_msgs = (uint32_t)conf->send_queue_messages,
+            .queue_bytes = (size_t)conf->send_queue_bytes,
             .wake = cluster_wake,
             .ud = &s,
         };
@@ -1220,6 +1534,8 @@ out_ctx:
     sig_cluster_mute(s.cluster);
     lws_context_destroy(s.ctx);
     sig_cluster_free(s.cluster);
+    while (s.hos) /* hand-overs still waiting: their connections are gone */
+        ho_free(&s, s.hos);
     if (sig_admit_ip_entries(s.admit)) /* every CLOSED has run: counts must be back to zero */
         RTC_LOG(RTC_LOG_ERROR, NULL, "bug: %zu client addresses still counted at exit",
                 sig_admit_ip_entries(s.admit));

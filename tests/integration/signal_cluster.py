@@ -4,9 +4,14 @@ loopback port and two (or three) real tsunagu-signal nodes, driven by
 python3-websockets clients. Every process is killed by PID at the end.
 
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
-tests: basic, nodedeath, outage, stall, resume, startup"""
+tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
+xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
+xresume_garbage"""
 import asyncio
+import hashlib
+import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -17,6 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from signal_lib import MULT, Client, Server, free_port, run  # noqa: E402
+
+import websockets  # noqa: E402  (signal_lib names the package when it is missing)
 
 TESTS = {}
 TTL = 2  # --redis-node-ttl for the tests: death is noticed within TTL + 1 s (reap period)
@@ -463,7 +470,8 @@ async def stall(exe):
 @test
 async def resume(exe):
     """Resume works on the member's node (messages from other nodes queue while it is
-    detached); on another node the token is unknown: unauthorized, join again."""
+    detached); a wrong token on another node is unauthorized (xresume_* test the
+    hand-over across nodes)."""
     with Redis() as r, node(exe, r, "--resume-seconds", "3") as A, \
             node(exe, r, "--resume-seconds", "3") as B:
         a = await Client.connect(A.url)
@@ -477,7 +485,7 @@ async def resume(exe):
             await a.send({"type": "signal", "to": jb["id"], "data": i})
         await a.silent(0.5)      # no peer-left: b keeps its place, on every node
         other = await Client.connect(A.url)
-        await other.send({"type": "resume", "token": jb["resume"]})
+        await other.send({"type": "resume", "token": "0" * 32})
         await other.error("unauthorized")
         b2 = await Client.connect(B.url)
         await b2.send({"type": "resume", "token": jb["resume"]})
@@ -538,6 +546,400 @@ async def startup(exe):
     p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
     for flag in ("--redis", "--redis-node-ttl", "--redis-queue"):
         assert flag in p.stdout, flag
+
+
+# ---- resume across nodes (docs/cluster.md "Resume across nodes") ----
+
+RESUME_S = "20"
+
+
+def xnode(exe, redis, *extra):
+    return node(exe, redis, "--resume-seconds", RESUME_S, *extra)
+
+
+async def collect(cl, count, what, timeout=10):
+    """The next `count` messages of cl (any type)."""
+    out = []
+    for _ in range(count):
+        try:
+            out.append(await cl.recv(timeout))
+        except asyncio.TimeoutError:
+            raise AssertionError("%s: got %d of %d messages: last %r"
+                                 % (what, len(out), count, out[-3:]))
+    return out
+
+
+def check_seq(msgs, sender, expect, what):
+    """msgs are exactly signals/broadcasts data 0..expect-1 from sender, in order."""
+    got = [m.get("data") for m in msgs if m.get("from") == sender]
+    others = [m for m in msgs if m.get("from") != sender]
+    assert not others, "%s: unexpected messages %r" % (what, others[:3])
+    assert got == list(range(expect)), "%s: out of order, lost or doubled: %r" % (
+        what, [g for i, g in enumerate(got) if g != i][:10])
+
+
+def secrets_in_redis(redis, tokens):
+    """Every key and value in Redis that contains one of the tokens in clear."""
+    found = []
+    for key in redis.cmd("KEYS", "*"):
+        t = redis.cmd("TYPE", key)
+        vals = []
+        if t == "string":
+            vals = [redis.cmd("GET", key)]
+        elif t == "hash":
+            vals = redis.cmd("HGETALL", key)
+        elif t == "set":
+            vals = redis.cmd("SMEMBERS", key)
+        for tok in tokens:
+            if tok in key or any(tok in (v or "") for v in vals):
+                found.append(key)
+    return found
+
+
+async def run_xresume(exe, same_node):
+    """A (and C) on one node, B on `same_node ? that node : the other`; B's socket is
+    cut, A sends while B is away and goes on sending during the hand-over, C (on
+    B's old node) too; B resumes on the other node: everything once, in order."""
+    n_away, n_during = 200, 200
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        home = N1 if same_node else N2
+        away = N2 if same_node else N1
+        b = await Client.connect(home.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        c = await Client.connect(home.url)   # a member on B's node: its messages
+        jc = await c.join("room", "c")       # to B never go through Redis there
+        for x in (a, b):
+            await x.expect("peer-joined")
+        # the token is stored hashed, never in clear
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        assert r.cmd("EXISTS", "tsu:rt:" + th) == 1
+        assert secrets_in_redis(r, [ja["resume"], jb["resume"], jc["resume"]]) == []
+
+        b.ws.transport.abort()   # B's network dies
+        await asyncio.sleep(0.3)
+        for i in range(n_away):
+            await a.send({"type": "signal", "to": jb["id"], "data": i})
+            await c.send({"type": "signal", "to": jb["id"], "data": i})
+        await a.send({"type": "broadcast", "data": "bc-away"})
+        await c.expect("broadcast", data="bc-away")
+        await asyncio.sleep(0.3)
+
+        # A and C keep sending while B resumes on the other node
+        async def stream(cl, start):
+            for i in range(start, start + n_during):
+                await cl.send({"type": "signal", "to": jb["id"], "data": i})
+                if i % 20 == 0:
+                    await asyncio.sleep(0.002)
+        b2 = await Client.connect(away.url)
+        t0 = time.time()
+        senders = [asyncio.ensure_future(stream(a, n_away)), asyncio.ensure_future(stream(c, n_away))]
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        m = await b2.expect("resumed", id=jb["id"], timeout=5)
+        dt = time.time() - t0
+        assert sorted(p["id"] for p in m["peers"]) == sorted([ja["id"], jc["id"]]), m
+        await asyncio.gather(*senders)
+        total = 2 * (n_away + n_during) + 1
+        msgs = await collect(b2, total, "B after resume")
+        bc = [x for x in msgs if x.get("type") == "broadcast"]
+        assert [x["data"] for x in bc] == ["bc-away"], bc
+        sigs = [x for x in msgs if x.get("type") == "signal"]
+        assert {x["from"] for x in sigs} == {ja["id"], jc["id"]}, sigs[:3]
+        check_seq([x for x in sigs if x["from"] == ja["id"]], ja["id"], n_away + n_during,
+                  "signals from A")
+        check_seq([x for x in sigs if x["from"] == jc["id"]], jc["id"], n_away + n_during,
+                  "signals from C")
+        await b2.silent(0.5)
+        # live both ways, through the new node
+        await b2.send({"type": "signal", "to": ja["id"], "data": "b->a"})
+        await a.expect("signal", data="b->a", **{"from": jb["id"]})
+        await b2.send({"type": "signal", "to": jc["id"], "data": "b->c"})
+        await c.expect("signal", data="b->c", **{"from": jb["id"]})
+        await a.send({"type": "signal", "to": jb["id"], "data": "a->b"})
+        await b2.expect("signal", data="a->b", **{"from": ja["id"]})
+        await c.send({"type": "broadcast", "data": "c-all"})
+        await b2.expect("broadcast", data="c-all")
+        await a.expect("broadcast", data="c-all")
+        # nobody saw B leave or come back
+        await a.silent(0.3)
+        await c.silent(0.3)
+        # B belongs to the new node in Redis
+        def node_of(pid):
+            return json.loads(r.cmd("HGET", "tsu:room:room", pid))["node"]
+        v = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))
+        assert v == {"name": "b", "node": node_of(jc["id"] if same_node else ja["id"]) if not same_node
+                     else v["node"]}, v
+        # the new node is `away`: not C's (B's old node), and A's exactly when A is there
+        assert v["node"] != node_of(jc["id"]), v
+        assert (v["node"] == node_of(ja["id"])) == (not same_node), v
+        assert r.cmd("HGET", "tsu:nm:" + v["node"], jb["id"]) == "room"
+        assert r.cmd("HEXISTS", "tsu:nm:" + node_of(jc["id"]), jb["id"]) == 0
+        assert json.loads(r.cmd("GET", "tsu:rt:" + th))["node"] == v["node"]
+        assert secrets_in_redis(r, [jb["resume"]]) == []
+        # a member joining later sees B once
+        d = await Client.connect(N2.url)
+        jd = await d.join("room", "d")
+        ids = [p["id"] for p in jd["peers"]]
+        assert sorted(ids) == sorted([ja["id"], jb["id"], jc["id"]]), jd
+        for x in (a, b2, c):
+            pj = await x.expect("peer-joined")
+            assert pj["peer"]["id"] == jd["id"], pj
+        await d.send({"type": "signal", "to": jb["id"], "data": "d->b"})
+        await b2.expect("signal", data="d->b")
+        mt = away.metrics()
+        assert mt['tsunagu_signal_cluster_handovers_total{result="ok"}'] == 1, mt
+        assert home.metrics()['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1
+        print("resume across nodes (%s): resumed after %.1f ms; %d messages queued on the old "
+              "node + %d sent during the hand-over, all in order, none twice"
+              % ("A, B, C on one node" if same_node else "A on node 1, B and C on node 2",
+                 dt * 1e3, 2 * n_away + 1, 2 * n_during))
+        # the window ends on the new node: peer-left reaches everyone once
+        for x in (a, c, d, b2):
+            await x.close()
+
+
+@test
+async def xresume(exe):
+    await run_xresume(exe, same_node=False)
+
+
+@test
+async def xresume_local(exe):
+    await run_xresume(exe, same_node=True)
+
+
+@test
+async def xresume_halfopen(exe):
+    """The old connection still looks open: it is closed with 4001 by its node."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        for i in range(20):
+            await a.send({"type": "signal", "to": jb["id"], "data": i})
+        got = await collect(b, 20, "B before")
+        check_seq(got, ja["id"], 20, "B before")
+        b2 = await Client.connect(N2.url)
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        await b2.expect("resumed", id=jb["id"])
+        try:
+            m = await asyncio.wait_for(b.ws.recv(), 5 * MULT)
+            raise AssertionError("old connection still open: %r" % m)
+        except websockets.ConnectionClosed as e:
+            assert e.code == 4001, e.code
+        for i in range(20, 40):
+            await a.send({"type": "signal", "to": jb["id"], "data": i})
+        got = await collect(b2, 20, "B after")
+        assert [x["data"] for x in got] == list(range(20, 40)), got
+        await a.silent(0.3)
+        await b2.send({"type": "signal", "to": ja["id"], "data": "hi"})
+        await a.expect("signal", data="hi")
+        # and back again to the first node
+        b2.ws.transport.abort()
+        await asyncio.sleep(0.2)
+        await a.send({"type": "signal", "to": jb["id"], "data": "x"})
+        b3 = await Client.connect(N1.url)
+        await b3.send({"type": "resume", "token": jb["resume"]})
+        await b3.expect("resumed", id=jb["id"])
+        await b3.expect("signal", data="x")
+        await a.silent(0.3)
+        for x in (a, b3):
+            await x.close()
+
+
+@test
+async def xresume_drain(exe):
+    """SIGTERM on node 1 while messages flow: its members resume on node 2, nothing
+    lost; node 1 exits. Members still connected resume on node 2 before they let go
+    of the old connection (it is closed with 4001 once the member moved: what it
+    carried until then is read to the end); a member whose connection had already
+    dropped is handed over from the draining node too."""
+    with Redis() as r, xnode(exe, r, "--drain-seconds", "5") as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N2.url)
+        ja = await a.join("room", "a")
+        members = []
+        for name in ("b", "c", "d"):
+            cl = await Client.connect(N1.url)
+            j = await cl.join("room", name)
+            members.append((cl, j))
+            await a.expect("peer-joined")
+        for k, (cl, _) in enumerate(members):
+            for _ in range(len(members) - 1 - k):
+                await cl.expect("peer-joined")
+        dropped_cl, dropped = members.pop()   # d's network dies before the drain
+        dropped_cl.ws.transport.abort()
+        await asyncio.sleep(0.2)
+        n = 300
+
+        async def flow():
+            for i in range(n):
+                for j in [m[1] for m in members] + [dropped]:
+                    await a.send({"type": "signal", "to": j["id"], "data": i})
+                if i % 10 == 0:
+                    await asyncio.sleep(0.005)
+        sender = asyncio.ensure_future(flow())
+        await asyncio.sleep(0.1)
+        t0 = time.time()
+        N1.signal(15)
+        resumed = []
+        for cl, j in members:
+            got = []
+            while True:   # until the drain notice
+                m = await cl.recv(5)
+                if m.get("type") == "error":
+                    assert m["code"] == "server-busy", m
+                    break
+                got.append(m)
+            cl2 = await Client.connect(N2.url)
+            await cl2.send({"type": "resume", "token": j["resume"]})
+            try:   # the old connection carries on until the member moved
+                while True:
+                    got.append(json.loads(await asyncio.wait_for(cl.ws.recv(), 5 * MULT)))
+            except websockets.ConnectionClosed as e:
+                assert e.code == 4001, e.code
+            await cl2.expect("resumed", id=j["id"])
+            resumed.append((cl2, j, got))
+        d2 = await Client.connect(N2.url)
+        await d2.send({"type": "resume", "token": dropped["resume"]})
+        await d2.expect("resumed", id=dropped["id"])
+        resumed.append((d2, dropped, []))
+        t_all = time.time() - t0
+        await sender
+        for cl2, j, got in resumed:
+            rest = await collect(cl2, n - len(got), "after drain resume")
+            check_seq(got + rest, ja["id"], n, "member %s" % j["id"])
+            await cl2.silent(0.3)
+        assert N1.proc.wait(timeout=15 * MULT) == 0
+        await a.silent(0.3)   # no peer-left / peer-joined
+        for cl2, j, _ in resumed:
+            await cl2.send({"type": "signal", "to": ja["id"], "data": j["id"]})
+            await a.expect("signal", data=j["id"])
+        assert len(r.cmd("SMEMBERS", "tsu:nodes")) == 1
+        assert room_members(r, "room") == {ja["id"]} | {j["id"] for _, j, _ in resumed}
+        print("drain of node 1: its 3 members (2 connected, 1 dropped) resumed on node 2 "
+              "%.0f ms after SIGTERM (clients reconnect at once), %d signals each in order, "
+              "none twice; node 1 exited with status 0" % (t_all * 1e3, n))
+        for x in [a] + [x for x, _, _ in resumed]:
+            await x.close()
+
+
+@test
+async def xresume_ownerdead(exe):
+    """The owner is killed: resume elsewhere is unauthorized within a bound, the
+    member is reaped as before."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N2.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        b.ws.transport.abort()
+        await asyncio.sleep(0.2)
+        N1.proc.kill()   # SIGKILL: its queue dies with it
+        N1.proc.wait()
+        t0 = time.time()
+        b2 = await Client.connect(N2.url)
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        await b2.error("unauthorized", timeout=5)
+        dt = time.time() - t0
+        bound = 2.0 + 0.5   # the hand-over timeout (2 s) + delivery
+        assert dt < bound * MULT, (dt, bound)
+        left = await a.expect("peer-left", id=jb["id"], timeout=TTL + 6)
+        dt2 = time.time() - t0
+        assert dt2 < (TTL + 1.5) * MULT, dt2
+        assert room_members(r, "room") == {ja["id"]}
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        assert r.cmd("EXISTS", "tsu:rt:" + th) == 0
+        # and the token is dead for good
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        await b2.error("unauthorized", timeout=3)
+        print("owner killed: resume on the other node answered unauthorized after %.2f s "
+              "(bound %.1f s); the member was reaped after %.2f s" % (dt, bound, dt2))
+        del left
+        for x in (a, b2):
+            await x.close()
+
+
+@test
+async def xresume_stalled(exe):
+    """The owner is alive but does not answer in time (SIGSTOPped): unauthorized
+    after the 2 s hand-over timeout; when it wakes up and hands the member over
+    anyway, the member leaves (nobody kept its messages): peer-left once, Redis
+    clean, token dead."""
+    with Redis() as r, xnode(exe, r, "--redis-node-ttl", "8") as N1, \
+            xnode(exe, r, "--redis-node-ttl", "8") as N2:
+        a = await Client.connect(N2.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        N1.signal(19)   # SIGSTOP
+        try:
+            t0 = time.time()
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await b2.error("unauthorized", timeout=5)
+            dt = time.time() - t0
+            assert 1.9 < dt < 3.0 * MULT, dt
+        finally:
+            N1.signal(18)   # SIGCONT
+        await a.expect("peer-left", id=jb["id"], timeout=5)
+        await a.silent(0.5)
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        await until(lambda: r.cmd("EXISTS", "tsu:rt:" + th) == 0, 5, "token entry gone")
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        await b2.error("unauthorized", timeout=4)
+        m = N2.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="timeout"}'] == 1, m
+        print("owner stalled: unauthorized after %.2f s; its late hand-over made the member "
+              "leave" % dt)
+        for x in (a, b2):
+            await x.close()
+
+
+@test
+async def xresume_garbage(exe):
+    """Wrong and garbage tokens on another node: unauthorized, nobody disturbed; the
+    resume of the real member afterwards still works."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        x = await Client.connect(N2.url)
+        rnd = random.Random(7)
+        tokens = ["0" * 32, jb["resume"][:-1] + ("0" if jb["resume"][-1] != "0" else "1"),
+                  ja["id"], jb["id"], hashlib.sha256(jb["resume"].encode()).hexdigest(),
+                  jb["resume"].upper(), "x" * 32,
+                  "".join(rnd.choice("0123456789abcdef") for _ in range(32))]
+        for tok in tokens:
+            await x.send({"type": "resume", "token": tok})
+            await x.error("unauthorized", timeout=4)
+        await x.send({"type": "resume", "token": 5})
+        await x.error("bad-request")
+        # a forged hand-over request on the room channel for the wrong hash is refused
+        r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
+            {"n": "f" * 16, "e": "ho", "id": jb["id"], "to": r.cmd("SMEMBERS", "tsu:nodes")[0],
+             "h": "0" * 64, "rq": 1}))
+        await a.silent(0.3)
+        await b.silent(0.3)
+        await b.send({"type": "signal", "to": ja["id"], "data": "still here"})
+        await a.expect("signal", data="still here")
+        await a.send({"type": "signal", "to": jb["id"], "data": "you too"})
+        await b.expect("signal", data="you too")
+        m = N2.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="unknown"}'] == len(tokens), m
+        assert room_members(r, "room") == {ja["id"], jb["id"]}
+        for cl in (a, b, x):
+            await cl.close()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "sig_room.h"
 #include "tap.h"
@@ -122,6 +123,167 @@ static const char *nextw(fconn *c, char *who, size_t cap)
         json_decref(j);
     }
     return t;
+}
+
+static void hash_of(const char *token, char out[2 * RTC_SHA256_LEN + 1])
+{
+    uint8_t d[RTC_SHA256_LEN];
+    rtc_sha256(token, strlen(token), d);
+    rtc_hex(d, sizeof d, out);
+}
+
+static void free_texts(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Resume across nodes, both halves in one process: h1 owns b, h2 adopts it. */
+static void handover_tests(void)
+{
+    sig_limits lim = {.max_room_size = 4, .max_rooms = 4, .queue_msgs = 32, .queue_bytes = 16384,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .remote = on_remote, .left = on_left};
+    sig_hub *h1 = sig_hub_new(&lim, &ops), *h2 = sig_hub_new(&lim, &ops);
+    fconn a = {0}, b = {0}, c = {0}, x = {0}, nb = {0};
+    sig_hub_stats st;
+    json_t *data = json_integer(1);
+    char th[2 * RTC_SHA256_LEN + 1], who[64], **texts, *name;
+    size_t n;
+
+    rec.nleft = 0;
+    a.m = sig_hub_connect(h1, &a);
+    b.m = sig_hub_connect(h1, &b);
+    c.m = sig_hub_connect(h1, &c);
+    cjoin(h1, &a, "r", "a", NULL, 0, true);
+    cjoin(h1, &b, "r", "b", NULL, 0, true);
+    cjoin(h1, &c, "r", "c", NULL, 0, true);
+    drain(&a);
+    drain(&b);
+    drain(&c);
+    sig_hub_disconnect(h1, b.m, true, 1); /* b's network dies */
+    for (int i = 0; i < 3; i++)
+        sig_hub_signal(h1, a.m, "b", data, 2);
+    hash_of("b", th);
+    is_int(sig_hub_hand_over(h1, "r", "b", "00", &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: a short hash is refused");
+    {
+        char wrong[sizeof th];
+        hash_of("c", wrong);
+        is_int(sig_hub_hand_over(h1, "r", "b", wrong, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+               "hand-over: another member's hash is refused");
+    }
+    is_int(sig_hub_hand_over(h1, "r", "nobody", th, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: unknown member refused");
+    is_int(sig_hub_hand_over(h1, "r", "b", th, &texts, &n, &name, 3), SIG_OK,
+           "hand-over: the right hash hands the detached member over");
+    ok(n == 3 && !strcmp(name, "b") && strstr(texts[0], "\"signal\""), "its queue goes with it");
+    sig_hub_get_stats(h1, &st);
+    ok(st.members == 2 && st.remote == 1 && st.detached == 0, "b is a remote member on h1 now");
+    {
+        char **t2, *n2;
+        size_t k2;
+        is_int(sig_hub_hand_over(h1, "r", "b", th, &t2, &k2, &n2, 3), SIG_E_UNAUTHORIZED,
+               "hand-over: twice is refused");
+    }
+    ok(!strcmp(next(&a, NULL), "") && !strcmp(next(&c, NULL), "") && rec.nleft == 0,
+       "nobody told, ops.left not called");
+    rec.calls = 0;
+    is_int(sig_hub_signal(h1, a.m, "b", data, 4), SIG_OK, "a's signals to b now go to Redis");
+    ok(rec.calls == 1 && !strcmp(rec.to, "b"), "... through ops.remote");
+
+    /* h2: x is there, a, b and c remote; b arrives with its queue */
+    x.m = sig_hub_connect(h2, &x);
+    {
+        sig_remote abc[] = {{"a", "a"}, {"b", "b"}, {"c", "c"}}, ac[] = {{"a", "a"}, {"c", "c"}};
+        const char *const extra[] = {"{\"type\":\"signal\",\"from\":\"a\",\"data\":9}"};
+        const char **all = calloc(n + 2, sizeof *all);
+        sig_adopt_params p;
+        json_t *j = NULL;
+        cjoin(h2, &x, "r", "x", abc, 3, true);
+        drain(&x);
+        for (size_t i = 0; i < n; i++)
+            all[i] = texts[i];
+        all[n] = extra[0];
+        nb.m = sig_hub_connect(h2, &nb);
+        p = (sig_adopt_params){.room = "r", .id = "b", .name = name, .resume = "b", .texts = all,
+                               .ntexts = n + 1, .remotes = ac, .nremotes = 2, .hold = true};
+        is_int(sig_hub_adopt(h2, nb.m, &p, 5), SIG_OK, "adopt: b is local on h2");
+        free(all);
+        ok(!strcmp(next(&x, NULL), ""), "adopt: x sees no peer-left/peer-joined");
+        ok(!strcmp(next(&nb, &j), "resumed"), "adopt: resumed first");
+        {
+            json_t *peers = json_object_get(j, "peers");
+            ok(json_array_size(peers) == 3 &&
+                   !strcmp(json_string_value(json_object_get(json_array_get(peers, 0), "id")), "a") &&
+                   !strcmp(json_string_value(json_object_get(json_array_get(peers, 2), "id")), "x"),
+               "adopt: peers in join order (a, c, x)");
+        }
+        json_decref(j);
+        for (int i = 0; i < 3; i++)
+            ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "a"),
+               "adopt: the owner's queue, in order");
+        ok(!strcmp(next(&nb, &j), "signal") && json_integer_value(json_object_get(j, "data")) == 9,
+           "adopt: then what came meanwhile");
+        json_decref(j);
+        sig_hub_get_stats(h2, &st);
+        ok(st.members == 2 && st.remote == 2, "h2: 2 local (x, b), 2 remote (a, c)");
+        /* holding: x's signal waits behind a's tail */
+        is_int(sig_hub_signal(h2, x.m, "b", data, 6), SIG_OK, "x signals b while holding");
+        ok(!sig_member_peek(nb.m), "... parked");
+        sig_hub_deliver_one(h2, "r", "b", "a", false, data, 6);
+        sig_hub_deliver_one(h2, "r", "b", "a", true, data, 6);
+        ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "a"), "tail: a's signal");
+        ok(!strcmp(nextw(&nb, who, sizeof who), "broadcast") && !strcmp(who, "a"),
+           "tail: a's broadcast, to b only");
+        ok(!strcmp(next(&x, NULL), ""), "x does not get the tail broadcast");
+        sig_hub_release(h2, "r", "b");
+        ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
+           "release: x's signal follows");
+        is_int(sig_hub_signal(h2, x.m, "b", data, 7), SIG_OK, "after release");
+        ok(!strcmp(nextw(&nb, who, sizeof who), "signal"), "... delivered at once");
+    }
+    free_texts(texts, n);
+    free(name);
+
+    /* half-open: c still attached on h1; handing it over closes the old conn */
+    hash_of("c", th);
+    is_int(sig_hub_hand_over(h1, "r", "c", th, &texts, &n, &name, 8), SIG_OK,
+           "hand-over of an attached member");
+    ok(c.detached == 1 && sig_member_get_state(c.m) == SIG_MEMBER_LOBBY,
+       "its old connection got a lobby member (closed with 4001 by the caller)");
+    free_texts(texts, n);
+    free(name);
+    /* the last local member handed over: the room goes */
+    hash_of("a", th);
+    is_int(sig_hub_hand_over(h1, "r", "a", th, &texts, &n, &name, 9), SIG_OK, "hand-over of a");
+    sig_hub_get_stats(h1, &st);
+    ok(st.rooms == 0 && st.remote == 0 && st.members == 0, "h1: no local member, no room");
+    free_texts(texts, n);
+    free(name);
+    /* adopted without a connection: detached, resumable locally */
+    {
+        sig_member *m = sig_hub_connect(h2, NULL);
+        sig_adopt_params p = {.room = "r", .id = "c", .name = "c", .resume = "tok-c"};
+        is_int(sig_hub_adopt(h2, m, &p, 10), SIG_OK, "adopt without a connection");
+        sig_hub_get_stats(h2, &st);
+        is_int(st.detached, 1, "... kept detached");
+        fconn cc = {0};
+        cc.m = sig_hub_connect(h2, &cc);
+        is_int(sig_hub_resume(h2, &cc.m, "tok-c", 11), SIG_OK, "... and resumed locally");
+        ok(!strcmp(next(&cc, NULL), "resumed"), "... resumed once");
+        sig_hub_disconnect(h2, cc.m, false, 12);
+    }
+    json_decref(data);
+    sig_hub_disconnect(h1, a.m, false, 20);
+    sig_hub_disconnect(h1, c.m, false, 20);
+    sig_hub_disconnect(h2, x.m, false, 20);
+    sig_hub_disconnect(h2, nb.m, false, 20);
+    sig_hub_free(h1);
+    sig_hub_free(h2);
+    json_decref(rec.data);
+    rec.data = NULL;
 }
 
 static void remote_tests(void)
@@ -246,6 +408,7 @@ static void remote_tests(void)
     sig_hub_free(h); /* with remote members still tracked: freed too (ASan) */
     json_decref(data);
     json_decref(rec.data);
+    rec.data = NULL;
 }
 
 int main(void)
@@ -490,5 +653,6 @@ int main(void)
     sig_hub_disconnect(h, e.m, false, t);
     sig_hub_free(h); /* c is still joined: free must clean up */
     remote_tests();
+    handover_tests();
     return done_testing();
 }
