@@ -1356,9 +1356,20 @@ static void start_drain(server *s, uint64_t t)
     RTC_LOG(RTC_LOG_INFO, NULL, "SIGTERM: draining %llu connections for %llds",
             (unsigned long long)s->connections, (long long)s->conf->drain_seconds);
     /* Tell every member now so clients can reconnect elsewhere at their
-     * own pace; their connections keep working until the deadline. */
-    for (conn *c = s->conns; c; c = c->next)
-        send_error(c, SIG_E_SERVER_BUSY, "server is shutting down; reconnect later");
+     * own pace; their connections keep working until the deadline. The
+     * "drain" field tells this notice from other server-busy errors (a full
+     * Redis queue...) and says what to do: in cluster mode every member can
+     * resume at once on another node (the old connection is closed with 4001
+     * once it moved: nothing is lost); alone, this node is going away and a
+     * client can only come back after the close. */
+    for (conn *c = s->conns; c; c = c->next) {
+        char *text = sig_proto_drain("server is shutting down; reconnect later",
+                                     s->cluster ? "resume" : "reconnect");
+        s->errors[SIG_E_SERVER_BUSY]++;
+        if (text)
+            sig_hub_send(s->hub, c->m, text, t);
+        free(text);
+    }
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)

@@ -792,6 +792,7 @@ async def xresume_drain(exe):
                 m = await cl.recv(5)
                 if m.get("type") == "error":
                     assert m["code"] == "server-busy", m
+                    assert m.get("drain") == "resume", m   # the drain notice, resume now
                     break
                 got.append(m)
             cl2 = await Client.connect(N2.url)
