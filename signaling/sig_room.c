@@ -738,7 +738,7 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
 
 /* ---- resume across nodes (cluster mode) ----
  *
- * The ordering argument lives in sig_cluster.c ("Hand-over"); these two
+ * The ordering argument lives in sig_handover.c ("Hand-over"); these two
  * functions only move a member's state between nodes without telling anyone:
  * the member never left, so no peer-left/peer-joined is sent on either node. */
 

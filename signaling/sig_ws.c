@@ -28,6 +28,7 @@
 #include "rtc_metrics.h"
 #include "sig_admit.h"
 #include "sig_cluster.h"
+#include "sig_handover.h"
 #include "sig_conf.h"
 #include "sig_proto.h"
 #include "sig_room.h"
@@ -52,7 +53,7 @@ typedef struct conn conn;
 typedef struct server server;
 
 /* A resume hand-over this node asked for (cluster mode; see "Hand-over" in
- * sig_cluster.c): from the moment the request went through the room's
+ * sig_handover.c): from the moment the request went through the room's
  * channel (marked) until the owner's reply, the member's signals and
  * broadcasts are kept here, to be delivered after the owner's queue. */
 typedef struct ho {
@@ -397,7 +398,7 @@ static void cluster_resume(conn *c, const char *token)
     s->hos = h;
     s->nhos++;
     c->ho = h;
-    if ((rc = sig_cluster_handover(s->cluster, h->serial, token))) {
+    if ((rc = sig_handover_ask(s->cluster, h->serial, token))) {
         ho_free(s, h);
         send_error(c, SIG_E_SERVER_BUSY, rc == RTC_EUNSUP ? "cluster store (Redis) unavailable"
                                                          : "too many operations in flight");
@@ -466,7 +467,7 @@ static void on_ho_request(server *s, sig_cev *e, uint64_t t)
                 "there)", e->node, n);
     else
         RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused", e->node);
-    sig_cluster_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
+    sig_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
     free(name);
 }
 
@@ -528,10 +529,10 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
         RTC_LOG(RTC_LOG_INFO, e->id, "resumed from %s, handed over by node %s (%zu + %zu queued)",
                 c ? c->peer : "(gone meanwhile; kept for resume)", e->node, e->ntexts, h->nbuf);
         if (!c)
-            sig_cluster_token_ttl(s->cluster, h->token,
+            sig_handover_token_ttl(s->cluster, h->token,
                                   (uint32_t)s->conf->resume_seconds + 5);
     }
-    sig_cluster_handover_fence(s->cluster, e->room, h->serial);
+    sig_handover_fence(s->cluster, e->room, h->serial);
     if (rc != SIG_OK) {
         ho_free(s, h);
         return;
@@ -764,7 +765,7 @@ static void do_resume(conn *c, const sig_msg *msg)
         return;
     }
     if (rc == SIG_OK && c->srv->cluster)
-        sig_cluster_token_ttl(c->srv->cluster, msg->token, 0); /* attached again */
+        sig_handover_token_ttl(c->srv->cluster, msg->token, 0); /* attached again */
     if (rc) {
         send_error(c, rc,
                    rc == SIG_E_UNAUTHORIZED ? "unknown or expired resume token"
@@ -1224,7 +1225,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "connection closed%s",
                         kept ? ", kept for resume" : "");
                 if (kept && s->cluster)
-                    sig_cluster_token_ttl(s->cluster, sig_member_resume(c->m),
+                    sig_handover_token_ttl(s->cluster, sig_member_resume(c->m),
                                           (uint32_t)s->conf->resume_seconds + 5);
             }
             sig_hub_disconnect(s->hub, c->m, keep, now_us());
