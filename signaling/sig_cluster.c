@@ -123,8 +123,11 @@ static const char JOIN_LUA[] =
     "redis.call('SET', KEYS[4], ARGV[8])\n"
     "return {1, redis.call('HGETALL', KEYS[1])}\n";
 
-/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix. */
+/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix, room.
+ * Only a member this node holds (nm says so) is taken out: a leave from
+ * here never removes another node's member. */
 static const char LEAVE_LUA[] =
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[5] then return 0 end\n"
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
     "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
     "end\n"
@@ -424,8 +427,14 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
         return;
     }
     /* our own: already delivered locally, unless a hand-over in this room
-     * needs them (signals and broadcasts for the member on its way here) */
-    if (own && !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && sig_handover_in_room(c, room))) {
+     * needs them (signals and broadcasts for the member on its way here), or
+     * a leave: our scripts also announce members this node's hub holds as
+     * remote (a late or failed hand-over, an XFER to a node that died, a
+     * resync), and only this echo tells our members (for a member that was
+     * local here the leave is a no-op: sig_hub_remote_leave). A join echo
+     * stays dropped: late, it could bring back a member that left. */
+    if (own && strcmp(ev, "left") &&
+        !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && sig_handover_in_room(c, room))) {
         json_decref(o);
         return;
     }
@@ -713,15 +722,16 @@ static int append_cmd(sig_cluster *c, const cmd *k)
     } else {
         char *ev =
             sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp};
-        size_t len[10];
+        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp,
+                              k->room};
+        size_t len[11];
         int rc;
         snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
         snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
         snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 11; i++)
             len[i] = strlen(argv[i]);
-        rc = redisAppendCommandArgv(c->cmd, 10, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+        rc = redisAppendCommandArgv(c->cmd, 11, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
         free(ev);
         return rc;
     }
@@ -1434,7 +1444,12 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
     cmd *k = calloc(1, sizeof *k);
     int rc = -1;
     pthread_mutex_lock(&c->mu);
-    sig_clu_mirror_del(c, id);
+    {
+        /* the mirror's entry for id is this member only if it is in room */
+        hent *m = hget(&c->members, id);
+        if (m && !strcmp(m->room, room))
+            sig_clu_mirror_del(c, id);
+    }
     if (k && atomic_load(&c->up)) {
         k->kind = CMD_LEAVE;
         snprintf(k->room, sizeof k->room, "%s", room);

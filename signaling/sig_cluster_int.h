@@ -43,6 +43,13 @@ typedef struct {
     bool tail; /* answered; our own publishes still in flight (until the fence) */
 } sig_ho_pending;
 
+/* A hand-over we gave up waiting for (timeout): its reply may still come, and
+ * must then make the member we asked for leave (Redis thread only). */
+typedef struct {
+    uint64_t rq, until_ms;
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1];
+} sig_ho_gone;
+
 #define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
 
 typedef enum { CMD_JOIN, CMD_LEAVE, CMD_PUB, CMD_HO, CMD_XFER, CMD_TTL } cmd_kind;
@@ -100,6 +107,7 @@ struct sig_cluster {
     uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
     sig_ho_pending hos[SIG_HO_MAX]; /* hand-overs asked for (sig_handover.c) */
     size_t nho;
+    sig_ho_gone gone[SIG_HO_MAX]; /* timed out, recently (until_ms 0: free slot) */
 };
 
 /* ---- sig_cluster.c, for sig_handover.c ---- */

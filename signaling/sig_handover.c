@@ -66,6 +66,7 @@
 #include "sig_cluster_int.h"
 
 #define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
+#define HO_GONE_MS 60000 /* how long a timed-out request's late reply is still undone */
 
 
 /* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
@@ -123,6 +124,41 @@ bool sig_handover_in_room(const sig_cluster *c, const char *room)
 }
 
 static void hop_remove(sig_cluster *c, size_t i) { c->hos[i] = c->hos[--c->nho]; }
+
+/* Remember a request we gave up on (the slot that frees first makes room). */
+static void gone_add(sig_cluster *c, const sig_ho_pending *h)
+{
+    uint64_t now = sig_clu_mono_ms();
+    size_t k = 0;
+    for (size_t j = 0; j < SIG_HO_MAX; j++) {
+        if (c->gone[j].until_ms <= now) {
+            k = j;
+            break;
+        }
+        if (c->gone[j].until_ms < c->gone[k].until_ms)
+            k = j;
+    }
+    c->gone[k].rq = h->rq;
+    c->gone[k].until_ms = now + HO_GONE_MS;
+    memcpy(c->gone[k].room, h->room, sizeof h->room);
+    memcpy(c->gone[k].id, h->id, sizeof h->id);
+}
+
+/* The request `rq` we gave up on, if it asked for (room, id): taken out. */
+static bool gone_take(sig_cluster *c, uint64_t rq, const char *room, const char *id,
+                      sig_ho_gone *out)
+{
+    uint64_t now = sig_clu_mono_ms();
+    for (size_t j = 0; j < SIG_HO_MAX; j++) {
+        sig_ho_gone *g = &c->gone[j];
+        if (g->until_ms > now && g->rq == rq && !strcmp(g->room, room) && !strcmp(g->id, id)) {
+            *out = *g;
+            g->until_ms = 0;
+            return true;
+        }
+    }
+    return false;
+}
 
 static bool json_u64(json_t *o, const char *key, uint64_t *out)
 {
@@ -189,22 +225,28 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
         /* We gave up waiting (timeout) but the owner did hand the member
          * over: it is registered here now and nobody has its messages since
          * the request. It leaves (peer-left), which is what a timed-out
-         * client saw coming: it got unauthorized and joins again. */
-        if (json_is_true(okv))
-            sig_cluster_leave(c, room, id);
+         * client saw coming: it got unauthorized and joins again. Only a
+         * request of ours that timed out, and only the member we asked for:
+         * a reply nobody asked for (a bug, an old node, anyone who can
+         * PUBLISH) or a second one never removes anybody. */
+        sig_ho_gone g;
+        if (i < 0 && gone_take(c, rq, room, id, &g)) {
+            if (json_is_true(okv))
+                sig_cluster_leave(c, g.room, g.id);
+        } else {
+            sig_clu_count_drop(c);
+        }
         json_decref(o);
+        return;
+    }
+    if (strcmp(c->hos[i].room, room) || strcmp(c->hos[i].id, id)) {
+        /* not the member we asked for: not an answer (the owner's may still come) */
+        json_decref(o);
+        sig_clu_count_drop(c);
         return;
     }
     h = c->hos[i];
     hop_remove(c, (size_t)i);
-    if (strcmp(h.room, room) || strcmp(h.id, id)) { /* not what we asked for: refuse it */
-        if (json_is_true(okv))
-            sig_cluster_leave(c, room, id);
-        json_decref(o);
-        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        sig_clu_maybe_unsubscribe(c, h.room);
-        return;
-    }
     if (!json_is_true(okv)) {
         pthread_mutex_lock(&c->mu);
         c->st.ho_refused++;
@@ -344,7 +386,7 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
     json_t *o;
     char *req, *text = NULL;
     size_t len = 0;
-    sig_ho_pending *h;
+    sig_ho_pending h;
     int rc;
 
     if (c->nho >= SIG_HO_MAX) {
@@ -374,21 +416,22 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
         return 0;
     }
     json_decref(o);
-    h = &c->hos[c->nho++];
-    memset(h, 0, sizeof *h);
-    h->rq = k->serial;
-    h->deadline_ms = sig_clu_mono_ms() + SIG_HO_TIMEOUT_MS;
-    memcpy(h->room, room, sizeof room);
-    memcpy(h->id, id, sizeof id);
-    memcpy(h->owner, owner, sizeof owner);
-    memcpy(h->th, k->th, sizeof h->th);
+    memset(&h, 0, sizeof h);
+    h.rq = k->serial;
+    memcpy(h.room, room, sizeof room);
+    memcpy(h.id, id, sizeof id);
+    memcpy(h.owner, owner, sizeof owner);
+    memcpy(h.th, k->th, sizeof h.th);
     /* subscribed (and confirmed) before the request is published: every
-     * message after the request in the channel's order reaches us */
+     * message after the request in the channel's order reaches us. The hop
+     * joins the table only then: the subscription dispatches what it has
+     * buffered, and replies and fences reorder the table (hop_remove). */
     if ((rc = sig_clu_subscribe(c, room))) {
-        c->nho--;
         sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
         return rc;
     }
+    h.deadline_ms = sig_clu_mono_ms() + SIG_HO_TIMEOUT_MS;
+    c->hos[c->nho++] = h;
     req = sig_clu_dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id,
                                   "to", owner, "h", k->th, "rq", (json_int_t)k->serial));
     sig_clu_channel_of(c, room, ch, sizeof ch);
@@ -398,7 +441,9 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
     }
     free(req);
     if (rc) {
-        c->nho--;
+        int i = hop_find(c, k->serial);
+        if (i >= 0)
+            hop_remove(c, (size_t)i);
         sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
         sig_clu_maybe_unsubscribe(c, room);
         return RTC_EMSG;
@@ -472,6 +517,7 @@ void sig_handover_timeouts(sig_cluster *c)
         pthread_mutex_lock(&c->mu);
         c->st.ho_timeout++;
         pthread_mutex_unlock(&c->mu);
+        gone_add(c, &h);
         sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         sig_clu_maybe_unsubscribe(c, h.room);
     }
@@ -519,6 +565,7 @@ void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char 
 {
     cmd *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
+    bool taken = ok; /* out of our hub: handed over, or it leaves (never both, never neither) */
     for (size_t i = 0; i < n; i++) {
         if (q && json_array_append_new(q, json_string(texts[i])))
             ok = false; /* cannot build the reply: see below */
@@ -527,6 +574,8 @@ void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char 
     free(texts);
     if (!k) {
         json_decref(q);
+        if (taken)
+            sig_cluster_leave(c, req->room, req->id);
         return; /* the asking node times out */
     }
     snprintf(k->room, sizeof k->room, "%s", req->room);
@@ -547,7 +596,7 @@ void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char 
     } else {
         /* (a member taken out of the hub whose reply cannot be built would
          * be lost silently: it leaves instead) */
-        if (ok)
+        if (taken)
             sig_cluster_leave(c, req->room, req->id);
         k->kind = CMD_PUB;
         snprintf(k->chan, sizeof k->chan, "%s%s", c->np, req->node);
@@ -589,5 +638,7 @@ void sig_handover_token_ttl(sig_cluster *c, const char *resume, uint32_t secs)
     k->kind = CMD_TTL;
     k->secs = secs;
     sig_handover_token_hash(resume, k->th);
-    sig_clu_submit(c, k, false);
+    /* forced like the hand-over's other commands: a dropped PERSIST would let
+     * the lookup entry of an attached member expire (tiny, one per member) */
+    sig_clu_submit(c, k, true);
 }

@@ -6,7 +6,7 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage"""
+xresume_garbage, xresume_forged_reply"""
 import asyncio
 import hashlib
 import json
@@ -873,6 +873,10 @@ async def xresume_stalled(exe):
     clean, token dead."""
     with Redis() as r, xnode(exe, r, "--redis-node-ttl", "8") as N1, \
             xnode(exe, r, "--redis-node-ttl", "8") as N2:
+        # past the nodes' deferred start-up room sync (sig_cluster.c SYNC_DELAY_MS,
+        # 7 s): the peer-left below must come from the late hand-over's leave
+        # itself, not from that sync (review xresume.md finding 3)
+        await asyncio.sleep(8)
         a = await Client.connect(N2.url)
         ja = await a.join("room", "a")
         b = await Client.connect(N1.url)
@@ -940,6 +944,43 @@ async def xresume_garbage(exe):
         assert m['tsunagu_signal_cluster_handovers_total{result="unknown"}'] == len(tokens), m
         assert room_members(r, "room") == {ja["id"], jb["id"]}
         for cl in (a, b, x):
+            await cl.close()
+
+
+
+@test
+async def xresume_forged_reply(exe):
+    """A hand-over reply nobody asked for (a bug, an old node, anyone who can
+    PUBLISH) names a member of the room, on another node and on the node
+    itself: nobody is removed, nobody is told anything (review xresume.md
+    finding 1)."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        c = await Client.connect(N2.url)
+        jc = await c.join("room", "c")
+        await a.expect("peer-joined")
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = json.loads(r.cmd("HGET", "tsu:room:room", jc["id"]))["node"]
+        for node_id, victim in ((n2, ja["id"]), (n1, ja["id"]), (n2, jc["id"]), (n1, jc["id"])):
+            for rq in (999, 1):
+                for ok in (True, False):
+                    r.cmd("PUBLISH", "tsu:0:nd:" + node_id, json.dumps(
+                        {"n": "f" * 16, "e": "hr", "rq": rq, "ok": ok, "room": "room",
+                         "id": victim, "name": "", "q": []}))
+        await a.silent(0.5)
+        await c.silent(0.3)
+        assert room_members(r, "room") == {ja["id"], jc["id"]}, room_members(r, "room")
+        await a.send({"type": "signal", "to": jc["id"], "data": "still here"})
+        await c.expect("signal", data="still here")
+        await c.send({"type": "signal", "to": ja["id"], "data": "you too"})
+        await a.expect("signal", data="you too")
+        # a member joining now sees both
+        d = await Client.connect(N2.url)
+        jd = await d.join("room", "d")
+        assert {p["id"] for p in jd["peers"]} == {ja["id"], jc["id"]}, jd
+        print("16 forged hand-over replies: both members still registered and reachable")
+        for cl in (a, c, d):
             await cl.close()
 
 
