@@ -755,6 +755,9 @@ void sig_clu_cmd_free(cmd *k)
 {
     if (k) {
         free(k->payload);
+        if (k->token)
+            memset(k->token, 0, strlen(k->token));
+        free(k->token);
         free(k);
     }
 }

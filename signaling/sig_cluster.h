@@ -66,7 +66,8 @@ typedef struct sig_cev {
     char node[17];
     bool own; /* SIGNAL/BROADCAST published by this node (only while a
                * hand-over in that room needs to see them; never deliver) */
-    char th[SIG_TH_LEN + 1]; /* HO_REQUEST */
+    char th[SIG_TH_LEN + 1];    /* HO_REQUEST: the token's hash (Redis keys) */
+    char proof[SIG_TH_LEN + 1]; /* HO_REQUEST: HMAC under the token (sig_handover_bound) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
     size_t ntexts;
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */

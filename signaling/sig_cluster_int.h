@@ -64,6 +64,7 @@ typedef struct cmd {
     char chan[96];           /* PUB: a node's channel instead of the room's */
     uint32_t secs;           /* TTL: expiry (0: none) */
     char *payload;           /* PUB: the channel message; XFER: the reply */
+    char *token;             /* HO: the resume token, for the proof (wiped when freed) */
 } cmd;
 
 struct sig_cluster {
@@ -108,6 +109,13 @@ struct sig_cluster {
     sig_ho_pending hos[SIG_HO_MAX]; /* hand-overs asked for (sig_handover.c) */
     size_t nho;
     sig_ho_gone gone[SIG_HO_MAX]; /* timed out, recently (until_ms 0: free slot) */
+
+    /* lws thread only: the last request served per asking node (replays) */
+    struct {
+        char node[NODE_LEN + 1];
+        uint64_t rq, used;
+    } seen[SIG_HO_MAX];
+    uint64_t seen_tick;
 };
 
 /* ---- sig_cluster.c, for sig_handover.c ---- */

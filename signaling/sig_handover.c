@@ -362,6 +362,7 @@ bool sig_handover_on_channel(sig_cluster *c, const char *room, const char *node,
     if (!sig_clu_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) ||
         !sig_clu_field(o, "to", 1, NODE_LEN, e->to, sizeof e->to) ||
         !sig_clu_field(o, "h", SIG_TH_LEN, SIG_TH_LEN, e->th, sizeof e->th) ||
+        !sig_clu_field(o, "p", SIG_TH_LEN, SIG_TH_LEN, e->proof, sizeof e->proof) ||
         !json_u64(o, "rq", &e->serial)) {
         free(e);
         sig_clu_count_drop(c);
@@ -432,8 +433,21 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
     }
     h.deadline_ms = sig_clu_mono_ms() + SIG_HO_TIMEOUT_MS;
     c->hos[c->nho++] = h;
-    req = sig_clu_dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id,
-                                  "to", owner, "h", k->th, "rq", (json_int_t)k->serial));
+    {
+        /* the proof: only the token's holder can make it (sig_handover_bound) */
+        char bound[SIG_ROOM_MAX + SIG_ID_MAX + NODE_LEN + SIG_TH_LEN + 64], px[SIG_TH_LEN + 1];
+        uint8_t d[RTC_SHA256_LEN];
+        req = NULL;
+        if (k->token && sig_handover_bound(bound, sizeof bound, c->node, k->serial, room, id,
+                                           k->th)) {
+            rtc_hmac_sha256(k->token, strlen(k->token), bound, strlen(bound), d);
+            rtc_hex(d, sizeof d, px);
+            req = sig_clu_dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e",
+                                          "ho", "id", id, "to", owner, "h", k->th, "p", px, "rq",
+                                          (json_int_t)k->serial));
+            memset(d, 0, sizeof d);
+        }
+    }
     sig_clu_channel_of(c, room, ch, sizeof ch);
     {
         const char *argv[] = {"PUBLISH", ch, req ? req : ""};
@@ -557,6 +571,10 @@ int sig_handover_ask(sig_cluster *c, uint64_t serial, const char *token)
     k->kind = CMD_HO;
     k->serial = serial;
     sig_handover_token_hash(token, k->th); /* the token itself never leaves this process */
+    if (!(k->token = strdup(token))) {
+        free(k);
+        return -ENOMEM;
+    }
     return sig_clu_submit(c, k, false);
 }
 
@@ -641,4 +659,36 @@ void sig_handover_token_ttl(sig_cluster *c, const char *resume, uint32_t secs)
     /* forced like the hand-over's other commands: a dropped PERSIST would let
      * the lookup entry of an attached member expire (tiny, one per member) */
     sig_clu_submit(c, k, true);
+}
+
+bool sig_handover_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
+                        const char *id, const char *th)
+{
+    int n = snprintf(out, cap, "tsunagu-ho|%s|%llu|%s|%s|%s", node, (unsigned long long)rq, room,
+                     id, th);
+    return n > 0 && (size_t)n < cap;
+}
+
+bool sig_handover_fresh(const sig_cluster *c, const char *node, uint64_t rq)
+{
+    for (size_t i = 0; i < SIG_HO_MAX; i++)
+        if (c->seen[i].used && !strcmp(c->seen[i].node, node))
+            return rq > c->seen[i].rq;
+    return true;
+}
+
+void sig_handover_served(sig_cluster *c, const char *node, uint64_t rq)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < SIG_HO_MAX; i++) {
+        if (c->seen[i].used && !strcmp(c->seen[i].node, node)) {
+            k = i;
+            break;
+        }
+        if (c->seen[i].used < c->seen[k].used) /* a free slot (0), or the least recent */
+            k = i;
+    }
+    snprintf(c->seen[k].node, sizeof c->seen[k].node, "%s", node);
+    c->seen[k].rq = rq;
+    c->seen[k].used = ++c->seen_tick;
 }

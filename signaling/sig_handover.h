@@ -41,7 +41,21 @@ void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char 
 /* The member holding `resume` is detached (secs > 0: its token's entry in
  * Redis expires after secs) or attached again (0: no expiry). */
 void sig_handover_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);
-/* Lowercase hex SHA-256 of a resume token: all Redis ever sees of it. */
+/* Lowercase hex SHA-256 of a resume token: the lookup key in Redis. */
 void sig_handover_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
+
+/* What a hand-over request's proof covers: the asking node (the member goes
+ * there), its request serial, the room, the member and the token's hash.
+ * The proof is HMAC-SHA256(key = resume token, bound), lowercase hex: only
+ * a holder of the token (the asking node, from its client; the owner) can
+ * make it. Knowing the hash (Redis keys, the request itself) is not enough.
+ * Returns false when it does not fit `cap`. */
+bool sig_handover_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
+                        const char *id, const char *th);
+/* Owner side, lws thread: a request from `node` with serial `rq` is new (a
+ * node's serials only grow, and reach us in that order: an older or equal
+ * one is a replay); sig_handover_served records one that was honoured. */
+bool sig_handover_fresh(const sig_cluster *c, const char *node, uint64_t rq);
+void sig_handover_served(sig_cluster *c, const char *node, uint64_t rq);
 
 #endif

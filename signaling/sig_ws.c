@@ -459,9 +459,18 @@ static void ho_capture(server *s, const sig_cev *e)
 /* The owner side: another node asks for one of our members. */
 static void on_ho_request(server *s, sig_cev *e, uint64_t t)
 {
-    char **texts = NULL, *name = NULL;
+    char **texts = NULL, *name = NULL, bound[SIG_ROOM_MAX + SIG_ID_MAX + SIG_TH_LEN + 96];
     size_t n = 0;
-    sig_code rc = sig_hub_hand_over(s->hub, e->room, e->id, e->th, &texts, &n, &name, t);
+    sig_hand_over_req q = {.room = e->room, .id = e->id, .proof = e->proof, .bound = bound};
+    sig_code rc = SIG_E_UNAUTHORIZED;
+    /* the proof binds the asking node, the serial, the member and its token's
+     * hash; a serial not newer than the last one served for that node is a
+     * replay (of a request that Redis's readers saw) */
+    if (sig_handover_bound(bound, sizeof bound, e->node, e->serial, e->room, e->id, e->th) &&
+        sig_handover_fresh(s->cluster, e->node, e->serial))
+        rc = sig_hub_hand_over(s->hub, &q, &texts, &n, &name, t);
+    if (rc == SIG_OK)
+        sig_handover_served(s->cluster, e->node, e->serial);
     if (rc == SIG_OK)
         RTC_LOG(RTC_LOG_INFO, e->id, "handed over to node %s with %zu queued messages (resume "
                 "there)", e->node, n);

@@ -6,7 +6,7 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage, xresume_forged_reply"""
+xresume_garbage, xresume_forged_reply, xresume_forged_request"""
 import asyncio
 import hashlib
 import json
@@ -981,6 +981,99 @@ async def xresume_forged_reply(exe):
         assert {p["id"] for p in jd["peers"]} == {ja["id"], jc["id"]}, jd
         print("16 forged hand-over replies: both members still registered and reachable")
         for cl in (a, c, d):
+            await cl.close()
+
+
+
+class Subscriber:
+    """SUBSCRIBE to one channel on its own connection and thread; keeps the
+    messages (parsed JSON) it reads until stop()."""
+
+    def __init__(self, redis, channel):
+        import threading
+        self.msgs = []
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
+        self.sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(channel), channel.encode()))
+        self.f = self.sock.makefile("rb")
+        resp(self.f)   # the confirmation
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while True:
+                m = resp(self.f)
+                if isinstance(m, list) and len(m) == 3 and m[0] == "message":
+                    self.msgs.append(json.loads(m[2]))
+        except Exception:  # noqa: BLE001 (closed by stop())
+            pass
+
+    def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
+
+
+@test
+async def xresume_forged_request(exe):
+    """The token's SHA-256 is in Redis (lookup key) and on the room's channel, so
+    it must not be what authorizes a hand-over (review xresume.md finding 2): a
+    request from a fake node with the right hash but no proof made with the
+    token is refused, and so is a replay of a real request after the member
+    came back to its first node. The member stays where it is, connected."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"]
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        fake = "f" * 16
+        r.cmd("SADD", "tsu:nodes", fake)
+        r.cmd("SET", "tsu:node:" + fake, "1", "EX", "30")
+        for extra in ({}, {"p": "0" * 64}, {"p": th}):
+            req = {"n": fake, "e": "ho", "id": jb["id"], "to": n1, "h": th, "rq": 1}
+            req.update(extra)
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(req))
+        await b.silent(0.5)   # not closed with 4001
+        assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n1
+        r.cmd("SREM", "tsu:nodes", fake)
+        r.cmd("DEL", "tsu:node:" + fake)
+        m = N1.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="given"}'] == 0, m
+        # a real request, captured on the room's channel, replayed once b is back on N1
+        sub = Subscriber(r, "tsu:0:ch:room")
+        try:
+            b.ws.transport.abort()
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await b2.expect("resumed", id=jb["id"])
+            await until(lambda: any(x.get("e") == "ho" for x in sub.msgs), 5, "the request")
+            captured = [x for x in sub.msgs if x.get("e") == "ho"][0]
+            assert "p" in captured and captured["h"] == th, captured
+            b2.ws.transport.abort()
+            b3 = await Client.connect(N1.url)
+            await b3.send({"type": "resume", "token": jb["resume"]})
+            await b3.expect("resumed", id=jb["id"])
+            await until(lambda: json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n1,
+                        5, "b back on node 1")
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(captured))
+            await b3.silent(0.5)
+            assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n1
+        finally:
+            sub.stop()
+        await b3.send({"type": "signal", "to": ja["id"], "data": "still here"})
+        await a.expect("signal", data="still here")
+        m = N1.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1, m
+        print("forged requests with the token's hash, and a replayed real request: refused; "
+              "the member stayed, connected")
+        for cl in (a, b3):
             await cl.close()
 
 
