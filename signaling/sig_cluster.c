@@ -277,12 +277,16 @@ bool sig_clu_field(json_t *o, const char *key, size_t min, size_t max, char *out
 }
 
 /* Hand one event to the lws thread. A full queue first waits (the lws
- * thread is draining it), then drops: never grows. */
+ * thread is draining it), then drops: never grows. A hand-over's own
+ * events (MARK, DONE, FENCE: at most three per hand-over in flight, so
+ * bounded by SIG_HO_MAX) are never dropped: losing one would lose the
+ * member or its messages without anybody knowing. */
 void sig_clu_push_event(sig_cluster *c, sig_cev *e)
 {
-    bool was_empty;
+    bool was_empty,
+        ctl = e->kind == SIG_CEV_HO_MARK || e->kind == SIG_CEV_HO_DONE || e->kind == SIG_CEV_HO_FENCE;
     pthread_mutex_lock(&c->mu);
-    if (c->en >= c->qmax) {
+    if (c->en >= c->qmax && !ctl) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += EVENT_WAIT_MS / 1000;
@@ -290,14 +294,16 @@ void sig_clu_push_event(sig_cluster *c, sig_cev *e)
             if (pthread_cond_timedwait(&c->space, &c->mu, &ts))
                 break;
     }
-    if (c->en >= c->qmax) {
+    if (c->en >= c->qmax && !ctl) {
         c->st.dropped++;
+        c->ev_drops++;
         c->resync = true; /* membership at least comes right again */
         pthread_mutex_unlock(&c->mu);
         sig_cev_free(e);
         return;
     }
     e->next = NULL;
+    e->drops = c->ev_drops;
     was_empty = !c->ehead;
     if (c->etail)
         c->etail->next = e;

@@ -72,6 +72,9 @@ typedef struct sig_cev {
     size_t ntexts;
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
     size_t nmembers;
+    /* HO_MARK/HO_DONE: events dropped so far (full queue); different at
+     * DONE than at MARK = something between them was lost */
+    uint64_t drops;
 } sig_cev;
 
 typedef struct {

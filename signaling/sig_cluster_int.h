@@ -96,6 +96,7 @@ struct sig_cluster {
     htab members; /* id -> room, name */
     htab rooms;   /* room -> local members there */
     sig_cluster_stats st;
+    uint64_t ev_drops; /* events dropped because the lws thread's queue was full */
 
     pthread_mutex_t wake_mu;
     void (*wake)(void *ud);

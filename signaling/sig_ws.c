@@ -63,6 +63,7 @@ typedef struct ho {
     char *token; /* what the client sent: the member keeps it */
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
     bool marked, overflow;
+    uint64_t mark_drops; /* cluster events dropped before the MARK */
     bool adopted; /* the member is here; our own publishes before that still come back */
     uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
     char **buf;  /* rendered messages, in arrival order */
@@ -504,6 +505,10 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
         ho_free(s, h);
         return;
     }
+    /* an event dropped between the MARK and now may have been one of its
+     * messages: it cannot come back complete (never a silent loss) */
+    if (!h->marked || e->drops != h->mark_drops)
+        h->overflow = true;
     m = c ? c->m : sig_hub_connect(s->hub, NULL);
     v = calloc(e->nmembers + 1, sizeof *v);
     texts = calloc(e->ntexts + h->nbuf + 1, sizeof *texts);
@@ -617,6 +622,7 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
         ho *h = ho_find(s, e->serial);
         if (h) {
             h->marked = true;
+            h->mark_drops = e->drops;
             snprintf(h->room, sizeof h->room, "%s", e->room);
             snprintf(h->id, sizeof h->id, "%s", e->id);
             snprintf(h->owner, sizeof h->owner, "%s", e->node);
