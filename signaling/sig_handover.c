@@ -107,6 +107,23 @@ static const char XFER_LUA[] =
 
 /* ---- Redis thread: hand-overs asked for ---- */
 
+/* One message of a handed-over queue: a JSON object of a type the server
+ * sends (docs/protocol.md; `joined`/`resumed` too: a member whose connection
+ * dropped before it read them still has them queued), and nothing else: a
+ * bug or an old node must not pass junk or unknown frames to the client. */
+static bool queued_text_ok(const char *text, size_t len)
+{
+    static const char *const types[] = {"signal",    "broadcast", "peer-joined", "peer-left",
+                                        "error",     "pong",      "joined",      "resumed"};
+    json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *type = json_string_value(json_object_get(o, "type"));
+    bool good = false;
+    for (size_t i = 0; type && json_is_object(o) && i < sizeof types / sizeof *types; i++)
+        good = good || !strcmp(type, types[i]);
+    json_decref(o);
+    return good;
+}
+
 static int hop_find(const sig_cluster *c, uint64_t rq)
 {
     for (size_t i = 0; i < c->nho; i++)
@@ -252,6 +269,7 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
         c->st.ho_refused++;
         pthread_mutex_unlock(&c->mu);
         json_decref(o);
+        gone_add(c, &h); /* (were it not the owner's answer, the owner's may still come) */
         sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         sig_clu_maybe_unsubscribe(c, h.room);
         return;
@@ -263,8 +281,11 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
         (e->texts = calloc(json_array_size(q) + 1, sizeof *e->texts))) {
         for (size_t k = 0; k < json_array_size(q); k++) {
             json_t *t = json_array_get(q, k);
-            /* the owner's queue obeyed the same bounds: anything else is junk */
+            /* the owner's queue obeyed the same bounds and holds only what a
+             * member is sent: anything else is junk, never passed to the
+             * client as it is (queued_text_ok) */
             if (!json_is_string(t) || (bytes += json_string_length(t)) > c->qbytes ||
+                !queued_text_ok(json_string_value(t), json_string_length(t)) ||
                 !(e->texts[e->ntexts] = strdup(json_string_value(t))))
                 break;
             e->ntexts++;
@@ -274,6 +295,7 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
     if (!e || !e->texts || e->ntexts != qn) {
         sig_cev_free(e);
         sig_cluster_leave(c, room, id); /* registered here by the owner: take it out */
+        gone_add(c, &h); /* (and if this was not the owner's answer, undo the one to come) */
         sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         return;
     }

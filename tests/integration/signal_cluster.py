@@ -6,7 +6,7 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage, xresume_forged_reply, xresume_forged_request"""
+xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply"""
 import asyncio
 import hashlib
 import json
@@ -1074,6 +1074,47 @@ async def xresume_forged_request(exe):
         print("forged requests with the token's hash, and a replayed real request: refused; "
               "the member stayed, connected")
         for cl in (a, b3):
+            await cl.close()
+
+
+
+@test
+async def xresume_bad_reply(exe):
+    """A reply to a hand-over in flight (right serial, room and member) whose
+    queue holds junk: never passed to the client, the resume is refused
+    (unauthorized); when the real owner's hand-over comes after all, the member
+    leaves (peer-left), nobody keeps a ghost (review xresume.md findings 10, 1)."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        n2 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = [n for n in r.cmd("SMEMBERS", "tsu:nodes") if n != n2][0]
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        sub = Subscriber(r, "tsu:0:ch:room")
+        N1.signal(19)   # SIGSTOP: the owner answers late
+        try:
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await until(lambda: any(x.get("e") == "ho" for x in sub.msgs), 2, "the request")
+            rq = [x for x in sub.msgs if x.get("e") == "ho"][0]["rq"]
+            r.cmd("PUBLISH", "tsu:0:nd:" + n2, json.dumps(
+                {"n": "f" * 16, "e": "hr", "rq": rq, "ok": True, "room": "room", "id": jb["id"],
+                 "name": "b", "q": ["not json", '{"type":"joined","iceServers":[]}']}))
+            m = await b2.recv(1.5)
+            assert m.get("type") == "error" and m.get("code") == "unauthorized", m
+        finally:
+            N1.signal(18)   # SIGCONT
+            sub.stop()
+        await a.expect("peer-left", id=jb["id"], timeout=5)
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
+        await b2.silent(0.5)
+        print("a hand-over reply with junk in its queue: refused, nothing passed on; the owner's "
+              "late hand-over made the member leave")
+        for cl in (a, b2):
             await cl.close()
 
 
