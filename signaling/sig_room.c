@@ -610,7 +610,9 @@ void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const cha
 {
     sig_room *r = room_find(h, room);
     sig_member *o = r ? room_member(r, to) : NULL;
-    if (o && o->state != SIG_MEMBER_REMOTE)
+    /* a sender that left meanwhile: its peer-left went out already (it is
+     * not held back), and a message after it would come from a ghost */
+    if (o && o->state != SIG_MEMBER_REMOTE && room_member(r, from))
         send_text(o, sig_proto_forward(broadcast ? "broadcast" : "signal", from, data), now_us);
 }
 

@@ -199,8 +199,9 @@ void sig_hub_release(sig_hub *h, const char *room, const char *id);
 /* The member's resume token (NULL in the lobby): cluster mode hashes it. */
 const char *sig_member_resume(const sig_member *m);
 
-/* One signal (broadcast false) or broadcast (true) from remote member
- * `from` for local member `to` only (a hand-over's tail: sig_ws.c). */
+/* One signal (broadcast false) or broadcast (true) from member `from` for
+ * local member `to` only (a hand-over's tail: sig_ws.c); nothing when
+ * `from` is no longer in the room. */
 void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
                          bool broadcast, json_t *data, uint64_t now_us);
 

@@ -272,6 +272,8 @@ static void handover_tests(void)
         ok(!strcmp(nextw(&nb, who, sizeof who), "broadcast") && !strcmp(who, "a"),
            "tail: a's broadcast, to b only");
         ok(!strcmp(next(&x, NULL), ""), "x does not get the tail broadcast");
+        sig_hub_deliver_one(h2, "r", "b", "gone", false, data, 6);
+        ok(!sig_member_peek(nb.m), "tail: nothing from a sender no longer in the room");
         sig_hub_release(h2, "r", "b");
         ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
            "release: x's signal follows");
