@@ -143,6 +143,15 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
             /* alone: the node goes away; after its close we resume (and
              * are refused: a restarted node does not know us) */
             RTC_LOG(RTC_LOG_INFO, "sig", "server draining: %s", msg ? msg : "");
+        } else if (s->resuming && code && !strcmp(code, "server-busy")) {
+            /* Not now (the cluster cannot hand us over at this moment: Redis,
+             * or our member has just moved): our place is still there; drop
+             * this connection and resume again after the back-off. */
+            s->resuming = false;
+            s->hold = false;
+            RTC_LOG(RTC_LOG_INFO, "sig", "resume deferred: %s", msg ? msg : "");
+            if (s->wsi)
+                lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
         } else if (s->resuming) {
             /* Our place is gone (expired or unknown token): nothing to
              * resume; the connection is over for this member. */

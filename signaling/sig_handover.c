@@ -265,12 +265,17 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
     h = c->hos[i];
     hop_remove(c, (size_t)i);
     if (!json_is_true(okv)) {
+        /* busy: the member just arrived on the owner and its tail is still
+         * open; nothing moved, the client tries again (server-busy) */
+        bool busy = json_is_true(json_object_get(o, "busy"));
         pthread_mutex_lock(&c->mu);
-        c->st.ho_refused++;
+        if (!busy)
+            c->st.ho_refused++;
         pthread_mutex_unlock(&c->mu);
         json_decref(o);
         gone_add(c, &h); /* (were it not the owner's answer, the owner's may still come) */
-        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        sig_handover_push_done(c, h.rq, busy ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room,
+                               h.id);
         sig_clu_maybe_unsubscribe(c, h.room);
         return;
     }
@@ -600,8 +605,8 @@ int sig_handover_ask(sig_cluster *c, uint64_t serial, const char *token)
     return sig_clu_submit(c, k, false);
 }
 
-void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                        char **texts, size_t n)
+static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy, const char *name,
+                  char **texts, size_t n)
 {
     cmd *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
@@ -640,9 +645,9 @@ void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char 
             sig_cluster_leave(c, req->room, req->id);
         k->kind = CMD_PUB;
         snprintf(k->chan, sizeof k->chan, "%s%s", c->np, req->node);
-        k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s}", "n", c->node, "e", "hr",
-                                             "rq", (json_int_t)req->serial, "ok", 0, "id", req->id,
-                                             "room", req->room));
+        k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I,s:b,s:b,s:s,s:s}", "n", c->node, "e",
+                                             "hr", "rq", (json_int_t)req->serial, "ok", 0, "busy",
+                                             busy, "id", req->id, "room", req->room));
     }
     json_decref(q);
     if (!k->payload) {
@@ -652,6 +657,17 @@ void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char 
         return;
     }
     sig_clu_submit(c, k, true);
+}
+
+void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
+                        char **texts, size_t n)
+{
+    reply(c, req, ok, false, name, texts, n);
+}
+
+void sig_handover_reply_busy(sig_cluster *c, const sig_cev *req)
+{
+    reply(c, req, false, true, NULL, NULL, 0);
 }
 
 void sig_handover_fence(sig_cluster *c, const char *room, uint64_t serial)

@@ -38,6 +38,10 @@ void sig_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
  * Not ok: the asking node is told no. */
 void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
                         char **texts, size_t n);
+/* Owner side: not now (the member has just been adopted here and its tail
+ * is open: answering would break the ordering argument, see "Hand-over");
+ * the asking node tells its client server-busy, and the client tries again. */
+void sig_handover_reply_busy(sig_cluster *c, const sig_cev *req);
 /* The member holding `resume` is detached (secs > 0: its token's entry in
  * Redis expires after secs) or attached again (0: no expiry). */
 void sig_handover_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);

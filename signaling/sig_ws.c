@@ -464,6 +464,18 @@ static void on_ho_request(server *s, sig_cev *e, uint64_t t)
     size_t n = 0;
     sig_hand_over_req q = {.room = e->room, .id = e->id, .proof = e->proof, .bound = bound};
     sig_code rc = SIG_E_UNAUTHORIZED;
+    for (ho *h = s->hos; h; h = h->next) {
+        if (h->adopted && !strcmp(h->room, e->room) && !strcmp(h->id, e->id)) {
+            /* adopted here moments ago, our own publishes to it still on
+             * their way back (its tail): they are not in its queue yet, and
+             * the asking node would skip them as ours. Not now; the client
+             * retries once the fence is back (review xresume.md finding 4). */
+            RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s deferred: just adopted here",
+                    e->node);
+            sig_handover_reply_busy(s->cluster, e);
+            return;
+        }
+    }
     /* the proof binds the asking node, the serial, the member and its token's
      * hash; a serial not newer than the last one served for that node is a
      * replay (of a request that Redis's readers saw) */
@@ -500,7 +512,7 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
     if (e->result != SIG_OK) {
         if (c)
             send_error(c, e->result == SIG_E_SERVER_BUSY ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED,
-                       e->result == SIG_E_SERVER_BUSY ? "cluster store (Redis) unavailable"
+                       e->result == SIG_E_SERVER_BUSY ? "cannot take the member over now; try again"
                                                       : "unknown or expired resume token");
         ho_free(s, h);
         return;
