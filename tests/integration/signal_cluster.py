@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -635,8 +636,20 @@ async def run_xresume(exe, same_node):
                     await asyncio.sleep(0.002)
         b2 = await Client.connect(away.url)
         t0 = time.time()
-        senders = [asyncio.ensure_future(stream(a, n_away)), asyncio.ensure_future(stream(c, n_away))]
-        await b2.send({"type": "resume", "token": jb["resume"]})
+        # hold the owner still for 300 ms from just before the request while A
+        # and C send: what A sends meanwhile falls between the request and the
+        # reply, the part the new node keeps itself (step 3 of the argument;
+        # review finding 13); on loopback the whole hand-over takes only a few
+        # ms otherwise
+        home.signal(19)   # SIGSTOP
+        try:
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await asyncio.sleep(0.02)
+            senders = [asyncio.ensure_future(stream(a, n_away)),
+                       asyncio.ensure_future(stream(c, n_away))]
+            await asyncio.sleep(0.3)
+        finally:
+            home.signal(18)   # SIGCONT
         m = await b2.expect("resumed", id=jb["id"], timeout=5)
         dt = time.time() - t0
         assert sorted(p["id"] for p in m["peers"]) == sorted([ja["id"], jc["id"]]), m
@@ -690,11 +703,17 @@ async def run_xresume(exe, same_node):
         await b2.expect("signal", data="d->b")
         mt = away.metrics()
         assert mt['tsunagu_signal_cluster_handovers_total{result="ok"}'] == 1, mt
+        kept = [int(x) for x in re.findall(r"handed over by node \S+ \(\d+ \+ (\d+) queued\)",
+                                           away.logtext())]
+        assert len(kept) == 1, kept
+        if not same_node:   # A's messages during the stall went through the new node's keep
+            assert kept[0] > 0, kept
         assert home.metrics()['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1
-        print("resume across nodes (%s): resumed after %.1f ms; %d messages queued on the old "
-              "node + %d sent during the hand-over, all in order, none twice"
+        print("resume across nodes (%s): resumed after %.1f ms (owner stopped 300 ms); %d "
+              "messages queued on the old node + %d sent during the hand-over (%d of them kept "
+              "by the new node between request and reply), all in order, none twice"
               % ("A, B, C on one node" if same_node else "A on node 1, B and C on node 2",
-                 dt * 1e3, 2 * n_away + 1, 2 * n_during))
+                 dt * 1e3, 2 * n_away + 1, 2 * n_during, kept[0]))
         # the window ends on the new node: peer-left reaches everyone once
         for x in (a, c, d, b2):
             await x.close()
@@ -930,10 +949,19 @@ async def xresume_garbage(exe):
             await x.error("unauthorized", timeout=4)
         await x.send({"type": "resume", "token": 5})
         await x.error("bad-request")
-        # a forged hand-over request on the room channel for the wrong hash is refused
-        r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
-            {"n": "f" * 16, "e": "ho", "id": jb["id"], "to": r.cmd("SMEMBERS", "tsu:nodes")[0],
-             "h": "0" * 64, "rq": 1}))
+        # a forged hand-over request on the room channel, to b's owner, with a
+        # wrong hash and proof: the owner reads it and refuses it (its answer
+        # goes to the forged node's channel)
+        owner = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"]
+        sub = Subscriber(r, "tsu:0:nd:" + "f" * 16)
+        try:
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
+                {"n": "f" * 16, "e": "ho", "id": jb["id"], "to": owner, "h": "0" * 64,
+                 "p": "0" * 64, "rq": 1}))
+            await until(lambda: sub.msgs, 3, "the owner's answer to the forged request")
+            assert sub.msgs[0].get("e") == "hr" and sub.msgs[0].get("ok") is False, sub.msgs
+        finally:
+            sub.stop()
         await a.silent(0.3)
         await b.silent(0.3)
         await b.send({"type": "signal", "to": ja["id"], "data": "still here"})
