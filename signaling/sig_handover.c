@@ -19,11 +19,13 @@
  * Steps:
  *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
  *     to R's channel and waits for the confirmation, then PUBLISHes the
- *     request Q {"e":"ho","h":SHA-256(T)} on R's channel. Call the position
- *     of Q in R's channel order q.
+ *     request Q {"e":"ho","h":SHA-256(T),"p":proof} on R's channel, where
+ *     proof = HMAC-SHA256(key T, sig_handover_bound: N, rq, R, B, hash):
+ *     the hash is only a lookup key that every Redis reader sees; the proof
+ *     needs T itself. Call the position of Q in R's channel order q.
  *  2. O reads Q after everything published before q (F1) and its lws
  *     thread handles Q after all of those (F2): every message published
- *     before q for B is in B's queue. Handling Q (constant-time hash check)
+ *     before q for B is in B's queue. Handling Q (constant-time proof check)
  *     takes B out of the hub at that instant t: from then on O's members'
  *     messages to B are published (B is remote on O), after t, so after q.
  *     O then queues XFER, one script that moves B's registration to N and
@@ -47,10 +49,14 @@
  * between Q and P (copied by N), after P (live on N); within each part the
  * order is the channel's (or a FIFO's), and the parts are concatenated in
  * that order: exactly once, in order, as with a local resume.
- * Failures: O refuses (bad hash, B gone): nothing moved, N's copies are
- * dropped, unauthorized. O silent for SIG_HO_TIMEOUT_MS (dead, or its
+ * Failures: O refuses (bad proof, a replayed rq, B gone): nothing moved,
+ * N's copies are dropped, unauthorized. O answers "busy" while B is in its
+ * own tail on O (adopted there moments ago; handing it on then would lose
+ * O's in-flight publishes to it): nothing moved, server-busy, the client
+ * tries again. O silent for SIG_HO_TIMEOUT_MS (dead, or its
  * Redis link down): unauthorized; a reply that still comes makes B leave
- * (nobody has its messages since q). O dead before the lookup: its
+ * (nobody has its messages since q) - only the B we asked for, and only
+ * for a request of ours: a reply nobody asked for never removes anyone. O dead before the lookup: its
  * heartbeat key is gone, unauthorized at once. N dead when XFER runs: B
  * leaves (peer-left), as if its node died. */
 #include "sig_handover.h"

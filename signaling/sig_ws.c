@@ -347,7 +347,7 @@ static void on_cluster_joined(server *s, sig_cev *e)
     pending_clear(s, c);
 }
 
-/* ---- cluster mode: resume across nodes (ordering argument: sig_cluster.c) ---- */
+/* ---- cluster mode: resume across nodes (ordering argument: sig_handover.c) ---- */
 
 static void ho_free(server *s, ho *h)
 {
@@ -408,7 +408,7 @@ static void cluster_resume(conn *c, const char *token)
 
 /* A signal or broadcast seen while hand-overs wait: keep a copy for each
  * marked one it is for, unless the owner published it (see the argument in
- * sig_cluster.c: the owner's copies are in the queue it hands over). */
+ * sig_handover.c: the owner's copies are in the queue it hands over). */
 static void ho_capture(server *s, const sig_cev *e)
 {
     bool bc = e->kind == SIG_CEV_BROADCAST;
