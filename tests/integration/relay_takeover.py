@@ -264,6 +264,12 @@ def main():
     with open(conf, "w") as f:
         f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
                 "drain-seconds = 60\n")
+    # systemd's notify socket, as Type=notify would give it
+    notify_path = os.path.join(tmp, "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(0.2)
+    os.environ["NOTIFY_SOCKET"] = notify_path
     relay = Relay(exe, config=conf)
     pids = {relay.proc.pid}
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -300,6 +306,16 @@ def main():
         p = wait_log(relay, r"workers paused (\d+) ms", 5, mark)
         print(f"# first takeover: workers paused {p.group(1) if p else '?'} ms", flush=True)
         c.ok(new1 != old and not pid_gone(new1), "the new PID runs")
+        notes = []
+        try:
+            while True:
+                notes.append(notify.recv(4096).decode())
+        except (socket.timeout, TimeoutError):
+            pass
+        c.ok(notes[:1] == [f"MAINPID={old}\nREADY=1"] and
+             f"MAINPID={new1}\nREADY=1" in notes[1:],
+             "systemd notify: READY=1 at start, then MAINPID=<new pid> from the new process",
+             repr(notes))
         c.ok(relay.http("/healthz")[0] == 200, "/healthz answers after the takeover")
         c.ok(metric(relay, 'tsunagu_relay_takeovers_total{result="ok"}') == 1,
              "/metrics is the new process's: takeovers ok 1")
@@ -411,7 +427,9 @@ def main():
             relay.proc.wait(5)
         peer.close()
         tpeer.close()
+        notify.close()
         try:
+            os.unlink(notify_path)
             os.unlink(conf)
             os.rmdir(tmp)
         except OSError:
