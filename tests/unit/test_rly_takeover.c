@@ -2,6 +2,7 @@
  * serialize -> parse round trip (times moved to the receiver's clock), and
  * the parser, which reads untrusted input, refusing truncations at every
  * offset, lying counts, lengths, descriptor indexes and versions. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,8 +287,42 @@ static void test_hostile(void)
     free(buf);
 }
 
-int main(void)
+/* test_rly_takeover DIR: also write seed blobs for the fuzz corpus
+ * (tests/fuzz/corpus/rly_takeover). */
+static void write_seeds(const char *dir)
 {
+    rly_to_state s;
+    uint8_t *buf;
+    size_t len;
+    char path[512];
+    FILE *f;
+
+    for (int k = 0; k < 2; k++) {
+        if (k == 0) {
+            make_state(&s);
+        } else {
+            if (rly_to_state_init(&s, 1, 1, 0))
+                abort();
+            s.listen[0] = ip("127.0.0.1", 3478);
+            s.n_fds = 2;
+            s.w[0].udp[0] = 0;
+            s.w[0].tcp[0] = 1;
+        }
+        if (rly_to_write(&s, NOW_TX, &buf, &len))
+            abort();
+        snprintf(path, sizeof path, "%s/seed-%s", dir, k == 0 ? "full" : "minimal");
+        f = fopen(path, "wb");
+        if (!f || fwrite(buf, 1, len, f) != len || fclose(f))
+            abort();
+        free(buf);
+        rly_to_state_dispose(&s);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1)
+        write_seeds(argv[1]);
     test_round_trip();
     test_hostile();
     return done_testing();
