@@ -631,6 +631,10 @@ static void takeover_serve(app *ap)
         takeover_failed(ap, why);
         return;
     }
+    if (ap->draining) { /* SIGTERM came while the child started: stopping wins */
+        takeover_failed(ap, "this relay started draining");
+        return;
+    }
     t0 = rtc_clock_mono_ms();
     for (size_t i = 0; i < ap->n_workers; i++)
         rly_worker_post_pause(ap->workers[i]);
