@@ -13,14 +13,19 @@ allocations while calls keep relaying.
    is released; then the old process exits 0. A new TCP client is served by
    the new process.
 3. A takeover by a child with an incompatible config (threads changed in the
-   --config file) fails: the running process keeps serving with no loss and
-   counts tsunagu_relay_takeovers_total{result="failed"} 1.
+   --config file) fails, and so does one whose config has a bad value: the
+   running process keeps serving with no loss and counts
+   tsunagu_relay_takeovers_total{result="failed"} 2.
+The relay runs from a copy of the binary that is replaced on disk before the
+first SIGUSR2 (by a script that records its PID and execs the real binary):
+the takeover must run what is on disk now, as an upgrade needs.
 4. A second takeover works (the state survives twice).
 
 Usage: relay_takeover.py PATH/TO/tsunagu-relay
 """
 import os
 import re
+import shutil
 import select
 import selectors
 import signal
@@ -270,7 +275,12 @@ def main():
     notify.bind(notify_path)
     notify.settimeout(0.2)
     os.environ["NOTIFY_SOCKET"] = notify_path
-    relay = Relay(exe, config=conf)
+    # run from a copy that an "upgrade" replaces on disk
+    real_exe = os.path.abspath(exe)
+    exe_copy = os.path.join(tmp, "tsunagu-relay")
+    shutil.copy2(real_exe, exe_copy)
+    marker = os.path.join(tmp, "upgraded.pid")
+    relay = Relay(exe_copy, config=conf)
     pids = {relay.proc.pid}
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
@@ -293,7 +303,11 @@ def main():
         c.ok(metric(relay, "tsunagu_relay_allocations") == 21, "21 allocations before",
              str(metric(relay, "tsunagu_relay_allocations")))
 
-        # ---- 1. takeover under traffic
+        # ---- 1. takeover under traffic, after an "upgrade" of the binary on disk
+        os.unlink(exe_copy)
+        with open(exe_copy, "w") as f:
+            f.write(f"#!/bin/sh\necho $$ > '{marker}'\nexec '{real_exe}' \"$@\"\n")
+        os.chmod(exe_copy, 0o755)
         old = relay.proc.pid
         mark = len(log_text(relay))
         traffic.run(2.0, lambda: os.kill(old, signal.SIGUSR2))
@@ -306,6 +320,13 @@ def main():
         p = wait_log(relay, r"workers paused (\d+) ms", 5, mark)
         print(f"# first takeover: workers paused {p.group(1) if p else '?'} ms", flush=True)
         c.ok(new1 != old and not pid_gone(new1), "the new PID runs")
+        try:
+            with open(marker) as f:
+                ran = f.read().strip()
+        except OSError:
+            ran = None
+        c.ok(ran == str(new1), "the takeover ran the binary now on disk (replaced after start)",
+             f"marker={ran!r}")
         notes = []
         try:
             while True:
@@ -373,6 +394,24 @@ def main():
              'tsunagu_relay_takeovers_total{result="failed"} is 1')
         traffic.check(c, "failed takeover")
 
+        # ---- 3b. a child that cannot even start (bad config value)
+        with open(conf, "w") as f:
+            f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
+                    "drain-seconds = 60\nmax-lifetime = forever\n")
+        mark = len(log_text(relay))
+        traffic.run(1.5, lambda: os.kill(new1, signal.SIGUSR2))
+        m = wait_log(relay, r"takeover: started .* as pid (\d+)", 5, mark)
+        if m:
+            pids.add(int(m.group(1)))
+        f = wait_log(relay, r"takeover by pid (\d+) failed, this process keeps serving: (.*)",
+                     10, mark)
+        c.ok(f is not None and "max-lifetime" in f.group(2),
+             "a child with a bad config value: failure logged naming the key",
+             log_text(relay)[mark:][-2000:])
+        c.ok(metric(relay, 'tsunagu_relay_takeovers_total{result="failed"}') == 2,
+             'tsunagu_relay_takeovers_total{result="failed"} is 2')
+        traffic.check(c, "takeover refused by a child that cannot start")
+
         # ---- 4. a second takeover (config fixed): the state moves again
         with open(conf, "w") as f:
             f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
@@ -392,8 +431,8 @@ def main():
         c.ok(not pid_gone(new2), "the second new process runs")
         traffic.check(c, "second takeover")
         c.ok(metric(relay, 'tsunagu_relay_takeovers_total{result="ok"}') == 2 and
-             metric(relay, 'tsunagu_relay_takeovers_total{result="failed"}') == 1,
-             "takeover counters carried: ok 2, failed 1")
+             metric(relay, 'tsunagu_relay_takeovers_total{result="failed"}') == 2,
+             "takeover counters carried: ok 2, failed 2")
         c.ok(metric(relay, "tsunagu_relay_allocations") == 21,
              "the second new process holds the 21 UDP allocations",
              str(metric(relay, "tsunagu_relay_allocations")))
@@ -429,9 +468,7 @@ def main():
         tpeer.close()
         notify.close()
         try:
-            os.unlink(notify_path)
-            os.unlink(conf)
-            os.rmdir(tmp)
+            shutil.rmtree(tmp)
         except OSError:
             pass
     return c.done()
