@@ -18,7 +18,8 @@ allocations while calls keep relaying.
    tsunagu_relay_takeovers_total{result="failed"} 2.
 The relay runs from a copy of the binary that is replaced on disk before the
 first SIGUSR2 (by a script that records its PID and execs the real binary):
-the takeover must run what is on disk now, as an upgrade needs.
+the takeover must run what is on disk now, as an upgrade needs; the script
+sleeps 0.3 s first, and a second SIGUSR2 in that time must be ignored.
 4. A second takeover works (the state survives twice).
 
 Usage: relay_takeover.py PATH/TO/tsunagu-relay
@@ -306,17 +307,27 @@ def main():
         # ---- 1. takeover under traffic, after an "upgrade" of the binary on disk
         os.unlink(exe_copy)
         with open(exe_copy, "w") as f:
-            f.write(f"#!/bin/sh\necho $$ > '{marker}'\nexec '{real_exe}' \"$@\"\n")
+            # the sleep holds the takeover open long enough for a second SIGUSR2
+            f.write(f"#!/bin/sh\necho $$ > '{marker}'\nsleep 0.3\n"
+                    f"exec '{real_exe}' \"$@\"\n")
         os.chmod(exe_copy, 0o755)
         old = relay.proc.pid
         mark = len(log_text(relay))
-        traffic.run(2.0, lambda: os.kill(old, signal.SIGUSR2))
+        def twice():
+            os.kill(old, signal.SIGUSR2)
+            if wait_log(relay, r"takeover: started", 2, mark):
+                os.kill(old, signal.SIGUSR2)  # while the first is in progress
+        traffic.run(2.0, twice)
         m = wait_log(relay, r"pid (\d+) took over from pid (\d+)", 10, mark)
         c.ok(m is not None and int(m.group(2)) == old, "a new process took over", log_text(relay)[-2000:])
         if m is None:
             return c.done()
         new1 = int(m.group(1))
         pids.add(new1)
+        c.ok(re.search(r"SIGUSR2 ignored: a takeover \(pid \d+\) is in progress",
+                       log_text(relay)[mark:]) is not None and
+             len(re.findall(r"takeover: started", log_text(relay)[mark:])) == 1,
+             "a second SIGUSR2 during the takeover is ignored with a log line")
         p = wait_log(relay, r"workers paused (\d+) ms", 5, mark)
         print(f"# first takeover: workers paused {p.group(1) if p else '?'} ms", flush=True)
         c.ok(new1 != old and not pid_gone(new1), "the new PID runs")
