@@ -477,6 +477,12 @@ static void takeover_start(app *ap)
                 ap->handed_over ? " after a takeover" : "");
         return;
     }
+    if (!ap->exe[0]) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "takeover failed: the path of this binary is unknown "
+                                     "(/proc/self/exe was not readable at start-up)");
+        atomic_fetch_add(&ap->reloads.takeover_failed, 1);
+        return;
+    }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "takeover failed: socketpair: %s", strerror(errno));
         atomic_fetch_add(&ap->reloads.takeover_failed, 1);
