@@ -11,7 +11,7 @@ allocations while calls keep relaying.
    Allocate works; /metrics counts the allocations.
 2. The TCP allocation stays with the old process and keeps relaying until it
    is released; then the old process exits 0. A new TCP client is served by
-   the new process.
+   the new process, and so is a new TLS client.
 3. A takeover by a child with an incompatible config (threads changed in the
    --config file) fails, and so does one whose config has a bad value: the
    running process keeps serving with no loss and counts
@@ -31,6 +31,8 @@ import select
 import selectors
 import signal
 import socket
+import ssl
+import subprocess
 import struct
 import sys
 import tempfile
@@ -262,6 +264,16 @@ def check_moved(c, relay, pairs, senders, peer, what):
          f"{what}: a peer reaches a moved allocation", repr(got))
 
 
+def tls_allocate(port):
+    """A new TURN-over-TLS client that allocates; the Client or None."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5 * TM)
+    cl = Client(("127.0.0.1", port), "tls", "alice", "pa55", sock=ctx.wrap_socket(raw))
+    return cl if cl.allocate().cls == SUCCESS else None
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -281,7 +293,15 @@ def main():
     exe_copy = os.path.join(tmp, "tsunagu-relay")
     shutil.copy2(real_exe, exe_copy)
     marker = os.path.join(tmp, "upgraded.pid")
-    relay = Relay(exe_copy, config=conf)
+    if not shutil.which("openssl"):
+        raise SystemExit("openssl command missing: install Debian package 'openssl'")
+    cert, key = os.path.join(tmp, "relay.crt"), os.path.join(tmp, "relay.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=takeover", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    tport = free_port(socket.SOCK_STREAM)
+    relay = Relay(exe_copy, "--tls-listen", f"127.0.0.1:{tport}", "--cert", cert, "--key", key,
+                  config=conf)
     pids = {relay.proc.pid}
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
@@ -364,8 +384,12 @@ def main():
         nt = Client(relay.addr, "tcp", "alice", "pa55")
         extra.append(nt)
         c.success(nt.allocate(), "a new TCP connection is served by the new process")
-        c.ok(metric(relay, "tsunagu_relay_allocations") == 22,
-             "/metrics counts 22 allocations (20 moved + 2 new)",
+        ntls = tls_allocate(tport)
+        if ntls:
+            extra.append(ntls)
+        c.ok(ntls is not None, "a new TLS connection is served by the new process")
+        c.ok(metric(relay, "tsunagu_relay_allocations") == 23,
+             "/metrics counts 23 allocations (20 moved + UDP, TCP, TLS new)",
              str(metric(relay, "tsunagu_relay_allocations")))
 
         # ---- 2. the TCP allocation relays on in the old process until released
@@ -384,6 +408,7 @@ def main():
             rc = None
         c.ok(rc == 0, "the old process exits 0 once its TCP allocation is gone", f"rc={rc}")
         nt.close()
+        ntls.close() if ntls else None
         traffic.check(c, "UDP flows while the old process drained")
 
         # ---- 3. a failing takeover: threads changed in the config file
@@ -452,6 +477,10 @@ def main():
         n2 = Client(relay.addr, "udp", "alice", "pa55")
         extra.append(n2)
         c.success(n2.allocate(), "a new Allocate after the second takeover")
+        t2 = tls_allocate(tport)
+        if t2:
+            extra.append(t2)
+        c.ok(t2 is not None, "a new TLS connection after the second takeover")
 
         # clean stop of the last one, so sanitizer exit checks run
         os.kill(new2, signal.SIGTERM)
