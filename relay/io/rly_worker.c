@@ -122,14 +122,6 @@ struct rly_worker {
     const rly_cfg *_Atomic post_cfg;
     rly_tls *_Atomic post_tls;
     atomic_bool post_drain, post_stop, done, draining_pub;
-    /* takeover pause (rly_worker_post_pause): the main thread sets
-     * post_pause and wakes the worker, which parks on pcv at its next loop
-     * boundary with paused set, until post_pause is cleared */
-    atomic_bool post_pause;
-    bool pause_req;
-    pthread_mutex_t pmu;
-    pthread_cond_t pcv;
-    bool paused, pmu_ok;
     _Atomic size_t n_allocs_pub; /* gauge for other threads */
     rly_worker *const *all;
     const size_t *n_all;
@@ -154,6 +146,14 @@ struct rly_worker {
     uint32_t *fd_owner;
     uint32_t n_fd_owner;
     uint32_t *port_owner[2];
+    /* takeover pause (rly_worker_post_pause): the main thread sets
+     * post_pause and wakes the worker, which parks on pcv at its next loop
+     * boundary with paused set, until post_pause is cleared */
+    atomic_bool post_pause;
+    bool pause_req;
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;
+    bool paused, pmu_ok;
 };
 
 /* ---- socket helpers ---- */
