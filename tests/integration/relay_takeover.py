@@ -281,7 +281,7 @@ def main():
     conf = os.path.join(tmp, "relay.conf")
     with open(conf, "w") as f:
         f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                "drain-seconds = 60\n")
+                "drain-seconds = 60\nmax-allocations-per-user = 23\n")
     # systemd's notify socket, as Type=notify would give it
     notify_path = os.path.join(tmp, "notify")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -391,6 +391,10 @@ def main():
         c.ok(metric(relay, "tsunagu_relay_allocations") == 23,
              "/metrics counts 23 allocations (20 moved + UDP, TCP, TLS new)",
              str(metric(relay, "tsunagu_relay_allocations")))
+        q = Client(relay.addr, "udp", "alice", "pa55")
+        c.error(q.allocate(), 486,
+                "per-user quota recounted from the moved allocations: the 24th gets 486")
+        q.close()
 
         # ---- 2. the TCP allocation relays on in the old process until released
         traffic.run(1.0)
@@ -414,7 +418,7 @@ def main():
         # ---- 3. a failing takeover: threads changed in the config file
         with open(conf, "w") as f:
             f.write("threads = 3\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                    "drain-seconds = 60\n")
+                    "drain-seconds = 60\nmax-allocations-per-user = 23\n")
         mark = len(log_text(relay))
         traffic.run(2.0, lambda: os.kill(new1, signal.SIGUSR2))
         m = wait_log(relay, r"takeover: started .* as pid (\d+)", 5, mark)
@@ -433,7 +437,7 @@ def main():
         # ---- 3b. a child that cannot even start (bad config value)
         with open(conf, "w") as f:
             f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                    "drain-seconds = 60\nmax-lifetime = forever\n")
+                    "drain-seconds = 60\nmax-allocations-per-user = 23\nmax-lifetime = forever\n")
         mark = len(log_text(relay))
         traffic.run(1.5, lambda: os.kill(new1, signal.SIGUSR2))
         m = wait_log(relay, r"takeover: started .* as pid (\d+)", 5, mark)
@@ -451,7 +455,7 @@ def main():
         # ---- 4. a second takeover (config fixed): the state moves again
         with open(conf, "w") as f:
             f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                    "drain-seconds = 60\n")
+                    "drain-seconds = 60\nmax-allocations-per-user = 23\n")
         mark = len(log_text(relay))
         traffic.run(2.0, lambda: os.kill(new1, signal.SIGUSR2))
         m = wait_log(relay, r"pid (\d+) took over from pid (\d+)", 10, mark)
