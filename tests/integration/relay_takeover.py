@@ -3,8 +3,10 @@
 docs/relay.md "Live upgrade"): a new process adopts the sockets and the UDP
 allocations while calls keep relaying.
 
-1. 20 UDP allocations (8 pairs talking over channels, 4 talking to a UDP peer
-   with Send/Data indications) and one TCP allocation relay ~1300 messages/s
+1. 22 UDP allocations (8 pairs talking over channels, 4 talking to a UDP peer
+   with Send/Data indications, one dual-stack allocation talking to an IPv6
+   peer through its IPv6 relayed socket, one IPv6 client on the second
+   listener) and one TCP allocation relay ~1500 messages/s
    with sequence numbers; SIGUSR2; a new PID answers /healthz and /metrics,
    every message of every flow arrives, in order; Refresh, CreatePermission
    and ChannelBind on moved allocations succeed without a new nonce; a new
@@ -43,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import *  # noqa: E402,F401,F403
 
 TM = TIMEOUT_MULT
-TICK = 0.02  # one message per flow per tick: 26 flows -> ~1300 messages/s
+TICK = 0.02  # one message per flow per tick: 30 flows -> ~1500 messages/s
 PAYLOAD = 100
 
 
@@ -247,6 +249,34 @@ def setup_udp(relay, c, traffic, peer):
     return clients, pairs, senders
 
 
+A_ADD_FAMILY = 0x8000  # ADDITIONAL-ADDRESS-FAMILY (RFC 8656 s.18.11)
+
+
+def setup_v6(relay, c, traffic, peer6):
+    """A dual allocation (two relayed sockets) and an IPv6 client on the
+    second listener, both talking to peer6 with Send/Data indications."""
+    d = Client(relay.addr, "udp", "alice", "pa55")
+    m = d.allocate([(A_ADD_FAMILY, bytes([2, 0, 0, 0]))])
+    rel = [parse_xor_addr(v, m.tid) for at, v, _ in m.attrs if at == A_XOR_RELAYED] \
+        if m.cls == SUCCESS else []
+    c.ok(m.cls == SUCCESS and [":" in h for h, _ in rel] == [False, True],
+         "dual allocation: IPv4 and IPv6 relayed addresses", repr(rel))
+    c.success(d.permit(peer6.getsockname()[:2]), "dual allocation: permission for an IPv6 peer")
+    v6 = Client(("::1", relay.port6), "udp", "alice", "pa55", family=socket.AF_INET6)
+    c.success(v6.allocate([(A_REQ_FAMILY, bytes([2, 0, 0, 0]))]),
+              "IPv6 client on the second listener: IPv6 allocation")
+    c.success(v6.permit(peer6.getsockname()[:2]), "IPv6 allocation: permission")
+    p6 = peer6.getsockname()[:2]
+    traffic.flow(lambda p: d.send_ind(p6, p))
+    traffic.flow(lambda p: peer6.sendto(p, rel[1]))
+    traffic.flow(lambda p: v6.send_ind(p6, p))
+    traffic.flow(lambda p: peer6.sendto(p, v6.relayed))
+    for cl in (d, v6):
+        traffic.watch(cl.sock, "udp")
+    traffic.watch(peer6, "udp")
+    return [d, v6]
+
+
 def check_moved(c, relay, pairs, senders, peer, what):
     """Requests on moved allocations, on the nonce the old process issued."""
     a, b = pairs[0]
@@ -280,8 +310,8 @@ def main():
     tmp = tempfile.mkdtemp(prefix="relay-takeover-")
     conf = os.path.join(tmp, "relay.conf")
     with open(conf, "w") as f:
-        f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                "drain-seconds = 60\nmax-allocations-per-user = 23\n")
+        f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\nallow-peer = ::1/128\n"
+                "drain-seconds = 60\nmax-allocations-per-user = 25\n")
     # systemd's notify socket, as Type=notify would give it
     notify_path = os.path.join(tmp, "notify")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -301,17 +331,20 @@ def main():
                    check=True, capture_output=True)
     tport = free_port(socket.SOCK_STREAM)
     relay = Relay(exe_copy, "--tls-listen", f"127.0.0.1:{tport}", "--cert", cert, "--key", key,
-                  config=conf)
+                  config=conf, v6=True)
     pids = {relay.proc.pid}
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    peer6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    peer6.bind(("::1", 0))
     tpeer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tpeer.bind(("127.0.0.1", 0))
     traffic = Traffic()
     extra = []
     try:
         clients, pairs, senders = setup_udp(relay, c, traffic, peer)
+        clients += setup_v6(relay, c, traffic, peer6)
         # a TCP allocation talking to tpeer over a channel, both ways
         t = Client(relay.addr, "tcp", "alice", "pa55")
         c.success(t.allocate(), "TCP allocation before the takeover")
@@ -321,7 +354,7 @@ def main():
         traffic.watch(t.sock, "tcp")
         traffic.watch(tpeer, "udp")
         traffic.start_rx()
-        c.ok(metric(relay, "tsunagu_relay_allocations") == 21, "21 allocations before",
+        c.ok(metric(relay, "tsunagu_relay_allocations") == 23, "23 allocations before",
              str(metric(relay, "tsunagu_relay_allocations")))
 
         # ---- 1. takeover under traffic, after an "upgrade" of the binary on disk
@@ -373,8 +406,8 @@ def main():
              "/metrics is the new process's: takeovers ok 1")
         c.ok(relay.proc.poll() is None, "the old process stays while its TCP allocation lives")
         traffic.check(c, "first takeover")
-        c.ok(metric(relay, "tsunagu_relay_allocations") == 20,
-             "the new process holds the 20 UDP allocations",
+        c.ok(metric(relay, "tsunagu_relay_allocations") == 22,
+             "the new process holds the 22 UDP allocations",
              str(metric(relay, "tsunagu_relay_allocations")))
         with traffic.rx_lock:
             check_moved(c, relay, pairs, senders, peer, "first takeover")
@@ -388,12 +421,12 @@ def main():
         if ntls:
             extra.append(ntls)
         c.ok(ntls is not None, "a new TLS connection is served by the new process")
-        c.ok(metric(relay, "tsunagu_relay_allocations") == 23,
-             "/metrics counts 23 allocations (20 moved + UDP, TCP, TLS new)",
+        c.ok(metric(relay, "tsunagu_relay_allocations") == 25,
+             "/metrics counts 25 allocations (22 moved + UDP, TCP, TLS new)",
              str(metric(relay, "tsunagu_relay_allocations")))
         q = Client(relay.addr, "udp", "alice", "pa55")
         c.error(q.allocate(), 486,
-                "per-user quota recounted from the moved allocations: the 24th gets 486")
+                "per-user quota recounted from the moved allocations: the 26th gets 486")
         q.close()
 
         # ---- 2. the TCP allocation relays on in the old process until released
@@ -417,8 +450,8 @@ def main():
 
         # ---- 3. a failing takeover: threads changed in the config file
         with open(conf, "w") as f:
-            f.write("threads = 3\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                    "drain-seconds = 60\nmax-allocations-per-user = 23\n")
+            f.write("threads = 3\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\nallow-peer = ::1/128\n"
+                    "drain-seconds = 60\nmax-allocations-per-user = 25\n")
         mark = len(log_text(relay))
         traffic.run(2.0, lambda: os.kill(new1, signal.SIGUSR2))
         m = wait_log(relay, r"takeover: started .* as pid (\d+)", 5, mark)
@@ -436,8 +469,8 @@ def main():
 
         # ---- 3b. a child that cannot even start (bad config value)
         with open(conf, "w") as f:
-            f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                    "drain-seconds = 60\nmax-allocations-per-user = 23\nmax-lifetime = forever\n")
+            f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\nallow-peer = ::1/128\n"
+                    "drain-seconds = 60\nmax-allocations-per-user = 25\nmax-lifetime = forever\n")
         mark = len(log_text(relay))
         traffic.run(1.5, lambda: os.kill(new1, signal.SIGUSR2))
         m = wait_log(relay, r"takeover: started .* as pid (\d+)", 5, mark)
@@ -454,8 +487,8 @@ def main():
 
         # ---- 4. a second takeover (config fixed): the state moves again
         with open(conf, "w") as f:
-            f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\n"
-                    "drain-seconds = 60\nmax-allocations-per-user = 23\n")
+            f.write("threads = 2\nuser = alice:pa55\nallow-peer = 127.0.0.1/32\nallow-peer = ::1/128\n"
+                    "drain-seconds = 60\nmax-allocations-per-user = 25\n")
         mark = len(log_text(relay))
         traffic.run(2.0, lambda: os.kill(new1, signal.SIGUSR2))
         m = wait_log(relay, r"pid (\d+) took over from pid (\d+)", 10, mark)
@@ -473,8 +506,8 @@ def main():
         c.ok(metric(relay, 'tsunagu_relay_takeovers_total{result="ok"}') == 2 and
              metric(relay, 'tsunagu_relay_takeovers_total{result="failed"}') == 2,
              "takeover counters carried: ok 2, failed 2")
-        c.ok(metric(relay, "tsunagu_relay_allocations") == 21,
-             "the second new process holds the 21 UDP allocations",
+        c.ok(metric(relay, "tsunagu_relay_allocations") == 23,
+             "the second new process holds the 23 UDP allocations",
              str(metric(relay, "tsunagu_relay_allocations")))
         with traffic.rx_lock:
             check_moved(c, relay, pairs, senders, peer, "second takeover")
@@ -509,6 +542,7 @@ def main():
             relay.proc.kill()
             relay.proc.wait(5)
         peer.close()
+        peer6.close()
         tpeer.close()
         notify.close()
         try:
