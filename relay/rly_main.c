@@ -852,6 +852,9 @@ static int takeover_adopt(app *ap, char *err, size_t errlen)
         if (rly_worker_adopt(ap->workers[i], &st.w[i], fds, rtc_clock_mono_ms(), err, errlen))
             goto out;
         moved += st.w[i].n_allocs;
+        /* the worker's table has them now: do not hold two copies */
+        free(st.w[i].allocs);
+        st.w[i].allocs = NULL;
     }
     if ((rc = rly_to_msg_send(ap->adopt_sock, "ACK_", NULL, 0, NULL, 0))) {
         snprintf(err, errlen, "takeover: ACK: %s", strerror(-rc));
