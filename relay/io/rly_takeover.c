@@ -66,6 +66,8 @@ void rly_to_state_dispose(rly_to_state *s)
         free(s->w[i].tcp);
         free(s->w[i].tls);
         free(s->w[i].allocs);
+        free(s->w[i].src);
+        free(s->w[i].src_fd);
     }
     free(s->w);
     free(s->listen);
@@ -95,17 +97,18 @@ static void put_time(rtc_wr *w, uint64_t t, uint64_t now_ms)
 
 static void put_fd(rtc_wr *w, int idx) { rtc_wr_u32(w, idx < 0 ? RLY_TO_NONE : (uint32_t)idx); }
 
-static void put_alloc(rtc_wr *w, const rly_alloc *a, uint64_t now_ms)
+/* fd1 / fd2: the descriptor indexes of its relayed sockets (-1 = none) */
+static void put_alloc(rtc_wr *w, const rly_alloc *a, int fd1, int fd2, uint64_t now_ms)
 {
     size_t ul = strnlen(a->user, RLY_USER_MAX);
     rtc_wr_u32(w, a->id);
     put_addr(w, &a->tuple.client);
     rtc_wr_u16(w, a->tuple.listener);
     rtc_wr_u8(w, a->tuple.proto);
-    put_fd(w, a->relay_fd);
+    put_fd(w, fd1);
     put_addr(w, &a->relayed);
     put_addr(w, &a->advertised);
-    put_fd(w, a->relay_fd2);
+    put_fd(w, fd2);
     put_addr(w, &a->relayed2);
     put_addr(w, &a->advertised2);
     rtc_wr_u8(w, a->addr_err_family);
@@ -173,8 +176,13 @@ int rly_to_write(const rly_to_state *s, uint64_t now_ms, uint8_t **out, size_t *
         for (uint32_t j = 0; j < s->n_tls; j++)
             rtc_wr_u32(&w, tw->tls[j]);
         rtc_wr_u32(&w, tw->n_allocs);
-        for (uint32_t k = 0; k < tw->n_allocs; k++)
-            put_alloc(&w, &tw->allocs[k], now_ms);
+        for (uint32_t k = 0; k < tw->n_allocs; k++) {
+            if (tw->src)
+                put_alloc(&w, tw->src[k], tw->src_fd[2 * k], tw->src_fd[2 * k + 1], now_ms);
+            else
+                put_alloc(&w, &tw->allocs[k], tw->allocs[k].relay_fd, tw->allocs[k].relay_fd2,
+                          now_ms);
+        }
     }
     if (w.overflow) { /* cannot happen: cap is an upper bound */
         free(buf);

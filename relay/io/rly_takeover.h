@@ -49,6 +49,11 @@ typedef struct {
     /* UDP allocations; relay_fd / relay_fd2 hold descriptor indexes (-1 =
      * none), times are the receiver's (or sender's) monotonic ms */
     rly_alloc *allocs;
+    /* writer only, instead of allocs: the live allocations themselves
+     * (borrowed) and their descriptor indexes, two per allocation (the
+     * second -1 = none), so the sender copies no allocation */
+    const rly_alloc **src;
+    int32_t *src_fd;
 } rly_to_worker;
 
 typedef struct {
@@ -64,7 +69,8 @@ typedef struct {
 /* Allocate the arrays of a state of this shape (zeroed; allocs left NULL).
  * 0 or -ENOMEM. */
 int rly_to_state_init(rly_to_state *s, uint32_t n_workers, uint32_t n_listen, uint32_t n_tls);
-void rly_to_state_dispose(rly_to_state *s); /* frees the arrays; no descriptor is closed */
+/* Frees the arrays (allocs, src, src_fd included); no descriptor is closed. */
+void rly_to_state_dispose(rly_to_state *s);
 
 /* Serialize s with times relative to now_ms into a malloc'd buffer. 0 or
  * -ENOMEM / RTC_ELIMIT (too large). */

@@ -1247,24 +1247,26 @@ int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds, bool wi
     tw->n_allocs = 0;
     if (!n)
         return 0;
-    if (!(tw->allocs = calloc(n, sizeof *tw->allocs)))
+    /* pointers, not copies: the worker is paused, its table stays put */
+    tw->src = calloc(n, sizeof *tw->src);
+    tw->src_fd = calloc(2 * (size_t)n, sizeof *tw->src_fd);
+    if (!tw->src || !tw->src_fd)
         return -ENOMEM;
     it = 0;
     while ((a = rly_table_next(w->turn.table, &it)) && k < n) {
-        rly_alloc *c;
         if (a->tuple.proto != RLY_UDP)
             continue;
-        c = &tw->allocs[k++];
-        *c = *a;
+        tw->src[k] = a;
         if ((idx = rly_to_fds_push(fds, a->relay_fd)) < 0)
             return idx;
-        c->relay_fd = idx;
-        c->relay_fd2 = -1;
+        tw->src_fd[2 * k] = idx;
+        tw->src_fd[2 * k + 1] = -1;
         if (a->relay_fd2 >= 0) {
             if ((idx = rly_to_fds_push(fds, a->relay_fd2)) < 0)
                 return idx;
-            c->relay_fd2 = idx;
+            tw->src_fd[2 * k + 1] = idx;
         }
+        k++;
     }
     tw->n_allocs = k;
     return 0;

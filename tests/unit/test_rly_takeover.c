@@ -153,6 +153,37 @@ static void test_round_trip(void)
     free(buf);
 }
 
+/* The sender's form (pointers to live allocations + index arrays) writes
+ * the same bytes as the copied form. */
+static void test_src_form(void)
+{
+    rly_to_state s;
+    uint8_t *b1, *b2;
+    size_t l1, l2;
+
+    make_state(&s);
+    if (rly_to_write(&s, NOW_TX, &b1, &l1))
+        abort();
+    for (uint32_t w = 0; w < s.n_workers; w++) {
+        rly_to_worker *tw = &s.w[w];
+        tw->src = calloc(tw->n_allocs, sizeof *tw->src);
+        tw->src_fd = calloc(2 * (size_t)tw->n_allocs, sizeof *tw->src_fd);
+        for (uint32_t k = 0; k < tw->n_allocs; k++) {
+            tw->src[k] = &tw->allocs[k];
+            tw->src_fd[2 * k] = tw->allocs[k].relay_fd;
+            tw->src_fd[2 * k + 1] = tw->allocs[k].relay_fd2;
+            /* the live allocation holds real descriptors, not indexes */
+            tw->allocs[k].relay_fd = 1000 + (int)k;
+            tw->allocs[k].relay_fd2 = tw->allocs[k].relay_fd2 < 0 ? -1 : 2000 + (int)k;
+        }
+    }
+    ok(rly_to_write(&s, NOW_TX, &b2, &l2) == 0 && l1 == l2 && !memcmp(b1, b2, l1),
+       "writing from live allocations (pointers + index arrays) gives the same bytes");
+    free(b1);
+    free(b2);
+    rly_to_state_dispose(&s);
+}
+
 static void put32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -324,6 +355,7 @@ int main(int argc, char **argv)
     if (argc > 1)
         write_seeds(argv[1]);
     test_round_trip();
+    test_src_form();
     test_hostile();
     return done_testing();
 }
