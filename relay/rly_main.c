@@ -5,9 +5,13 @@
  * fails on any bad value with a message naming the key. The settings become
  * an immutable rly_cfg handed to the worker; SIGHUP loads flags + --config
  * again and swaps in a new rly_cfg (users, secret, peer rules, limits, TLS
- * certificate) without touching allocations; SIGTERM/SIGINT drain. */
+ * certificate) without touching allocations; SIGTERM/SIGINT drain; SIGUSR2
+ * starts a live takeover: a new process of the binary on disk takes the
+ * sockets and UDP allocations over (rly_takeover.h, docs/relay.md). */
 #include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <net/if.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,11 +21,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rly_iplimit.h"
 #include "rly_main.h"
 #include "rly_ports.h"
+#include "rly_takeover.h"
 #include "rly_worker.h"
 #include "rtc_clock.h"
 #include "rtc_conf.h"
@@ -154,6 +163,17 @@ typedef struct {
     rtc_addr *listen, *tls_listen, metrics;
     uint8_t nonce_key[32];
     int sfd;
+    sigset_t orig_mask; /* restored for a takeover child */
+    char exe[PATH_MAX]; /* this binary's path at start-up (an upgrade replaces it) */
+    /* takeover, parent side: the child and our end of the socketpair */
+    pid_t to_pid;
+    int to_sock;
+    uint64_t to_deadline_ms; /* for the child's HELO */
+    bool handed_over;
+    pid_t reap_pid; /* a failed child to wait for */
+    uint64_t reap_deadline_ms;
+    /* takeover, child side: the socketpair end from RLY_TO_ENV, -1 if none */
+    int adopt_sock;
 } app;
 
 static void cfg_free(rly_cfg *c)
@@ -387,9 +407,498 @@ static void stop_all(app *ap)
         rly_worker_post_stop(ap->workers[i]);
 }
 
+/* ---- live takeover, parent side (SIGUSR2) ---- */
+
+static size_t worker_count(const rly_settings *s);
+
+/* systemd's sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET
+ * (a path, or '@' for the abstract namespace). No-op outside systemd. */
+static void notify_systemd(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t l;
+    int fd;
+
+    if (!path || !*path || (l = strlen(path)) >= sizeof sa.sun_path)
+        return;
+    memcpy(sa.sun_path, path, l);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0';
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + l)) < 0)
+        RTC_LOG(RTC_LOG_WARN, NULL, "NOTIFY_SOCKET: %s", strerror(errno));
+    close(fd);
+}
+
+/* The environment of the child: ours, with RLY_TO_ENV naming its end. */
+static char **child_env(int fd, char **mine_out)
+{
+    extern char **environ;
+    size_t n = 0, k = 0, pl = strlen(RLY_TO_ENV "=");
+    char **env;
+    char *mine;
+
+    while (environ[n])
+        n++;
+    env = calloc(n + 2, sizeof *env);
+    mine = malloc(pl + 16);
+    if (!env || !mine) {
+        free(env);
+        free(mine);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], RLY_TO_ENV "=", pl))
+            env[k++] = environ[i];
+    snprintf(mine, pl + 16, RLY_TO_ENV "=%d", fd);
+    env[k] = mine;
+    *mine_out = mine;
+    return env;
+}
+
+static void takeover_start(app *ap)
+{
+    int sv[2];
+    char **env, *mine = NULL;
+    pid_t pid;
+    struct timeval tv = {.tv_sec = RLY_TO_STEP_MS / 1000};
+
+    if (ap->to_sock >= 0) {
+        RTC_LOG(RTC_LOG_WARN, NULL, "SIGUSR2 ignored: a takeover (pid %d) is in progress",
+                (int)ap->to_pid);
+        return;
+    }
+    if (ap->handed_over || ap->draining) {
+        RTC_LOG(RTC_LOG_WARN, NULL, "SIGUSR2 ignored: this relay is draining%s",
+                ap->handed_over ? " after a takeover" : "");
+        return;
+    }
+    if (!ap->exe[0]) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "takeover failed: the path of this binary is unknown "
+                                     "(/proc/self/exe was not readable at start-up)");
+        atomic_fetch_add(&ap->reloads.takeover_failed, 1);
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv)) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "takeover failed: socketpair: %s", strerror(errno));
+        atomic_fetch_add(&ap->reloads.takeover_failed, 1);
+        return;
+    }
+    /* everything the child needs is ready before fork: between fork and
+     * exec only async-signal-safe calls are allowed in a threaded process */
+    env = child_env(sv[1], &mine);
+    pid = env ? fork() : -1;
+    if (pid == 0) {
+        /* the only descriptor the new program inherits on purpose */
+        fcntl(sv[1], F_SETFD, 0);
+        sigprocmask(SIG_SETMASK, &ap->orig_mask, NULL);
+        execve(ap->exe, ap->argv, env);
+        _exit(127);
+    }
+    free(mine);
+    free(env);
+    close(sv[1]);
+    if (pid < 0) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "takeover failed: fork: %s", strerror(errno));
+        close(sv[0]);
+        atomic_fetch_add(&ap->reloads.takeover_failed, 1);
+        return;
+    }
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ap->to_sock = sv[0];
+    ap->to_pid = pid;
+    ap->to_deadline_ms = rtc_clock_mono_ms() + RLY_TO_STEP_MS;
+    RTC_LOG(RTC_LOG_INFO, NULL, "takeover: started %s as pid %d", ap->exe, (int)pid);
+}
+
+static void resume_all(app *ap)
+{
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_resume(ap->workers[i]);
+}
+
+/* The takeover did not happen: the workers run on with everything they
+ * had; the child is waited for (and killed if it lingers). */
+static void takeover_failed(app *ap, const char *why)
+{
+    RTC_LOG(RTC_LOG_ERROR, NULL, "takeover by pid %d failed, this process keeps serving: %s",
+            (int)ap->to_pid, why);
+    atomic_fetch_add(&ap->reloads.takeover_failed, 1);
+    close(ap->to_sock);
+    ap->to_sock = -1;
+    ap->reap_pid = ap->to_pid;
+    ap->reap_deadline_ms = rtc_clock_mono_ms() + 3000;
+    ap->to_pid = 0;
+}
+
+/* Wait for a failed child without blocking the loop; SIGKILL after 3 s. */
+static void reap_child(app *ap)
+{
+    int st;
+    if (!ap->reap_pid)
+        return;
+    if (waitpid(ap->reap_pid, &st, WNOHANG) == 0) {
+        if (rtc_clock_mono_ms() < ap->reap_deadline_ms)
+            return;
+        kill(ap->reap_pid, SIGKILL);
+        waitpid(ap->reap_pid, &st, 0);
+    }
+    ap->reap_pid = 0;
+}
+
+/* Everything the child adopts, workers paused: the blob and descriptors. */
+static int export_state(app *ap, rly_to_fds *fds, uint8_t **blob, size_t *blen)
+{
+    rly_to_state st;
+    int rc;
+
+    if (rly_to_state_init(&st, (uint32_t)ap->n_workers, (uint32_t)ap->s.listen.n,
+                          (uint32_t)ap->s.tls_listen.n))
+        return -ENOMEM;
+    for (size_t i = 0; i < ap->s.listen.n; i++)
+        st.listen[i] = ap->listen[i];
+    for (size_t i = 0; i < ap->s.tls_listen.n; i++)
+        st.tls[i] = ap->tls_listen[i];
+    st.metrics = ap->metrics;
+    memcpy(st.nonce_key, ap->nonce_key, sizeof st.nonce_key);
+    st.takeovers_ok = atomic_load(&ap->reloads.takeover_ok);
+    st.takeovers_failed = atomic_load(&ap->reloads.takeover_failed);
+    for (size_t i = 0; i < ap->n_workers; i++) {
+        if ((rc = rly_worker_export(ap->workers[i], &st.w[i], fds, i == 0, &st.metrics_fd)))
+            goto out;
+    }
+    if (st.metrics_fd == RLY_TO_NONE)
+        memset(&st.metrics, 0, sizeof st.metrics);
+    st.n_fds = fds->n;
+    rc = rly_to_write(&st, rtc_clock_mono_ms(), blob, blen);
+out:
+    rly_to_state_dispose(&st);
+    return rc;
+}
+
+/* SIZE, the descriptors in batches of at most SCM_MAX_FD, the blob in
+ * chunks. 0 or -errno. */
+static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size_t blen)
+{
+    uint8_t size[8];
+    int rc;
+
+    for (int i = 0; i < 4; i++) {
+        size[i] = (uint8_t)(blen >> (24 - 8 * i));
+        size[4 + i] = (uint8_t)(fds->n >> (24 - 8 * i));
+    }
+    if ((rc = rly_to_msg_send(sock, "SIZE", size, sizeof size, NULL, 0)))
+        return rc;
+    for (uint32_t off = 0; off < fds->n;) {
+        uint32_t k = fds->n - off > RLY_TO_FDS_PER_MSG ? RLY_TO_FDS_PER_MSG : fds->n - off;
+        uint8_t cnt[4] = {(uint8_t)(k >> 24), (uint8_t)(k >> 16), (uint8_t)(k >> 8), (uint8_t)k};
+        if ((rc = rly_to_msg_send(sock, "FDS_", cnt, 4, fds->v + off, k)))
+            return rc;
+        off += k;
+    }
+    for (size_t off = 0; off < blen;) {
+        size_t k = blen - off > RLY_TO_CHUNK ? RLY_TO_CHUNK : blen - off;
+        if ((rc = rly_to_msg_send(sock, "BLOB", blob + off, k, NULL, 0)))
+            return rc;
+        off += k;
+    }
+    return 0;
+}
+
+/* The child said HELO: pause, send, wait for its ACK, then let it run and
+ * keep only the TCP/TLS connections, drained as on SIGTERM. */
+static void takeover_serve(app *ap)
+{
+    char tag[4], why[600];
+    uint8_t msg[512];
+    size_t nf;
+    long n;
+    uint64_t t0;
+    rly_to_fds fds = {0};
+    uint8_t *blob = NULL;
+    size_t blen = 0, moved = 0;
+    int rc;
+
+    n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
+                        rtc_clock_mono_ms() + RLY_TO_STEP_MS);
+    if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
+        msg[n] = '\0';
+        snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
+        takeover_failed(ap, why);
+        return;
+    }
+    if (n != 2 || memcmp(tag, "HELO", 4) || (msg[0] << 8 | msg[1]) != RLY_TO_VERSION) {
+        snprintf(why, sizeof why, "no valid HELO from the new process (%s)",
+                 n < 0 ? strerror((int)-n) : "unexpected message or version");
+        takeover_failed(ap, why);
+        return;
+    }
+    if (ap->draining) { /* SIGTERM came while the child started: stopping wins */
+        takeover_failed(ap, "this relay started draining");
+        return;
+    }
+    t0 = rtc_clock_mono_ms();
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_post_pause(ap->workers[i]);
+    for (size_t i = 0; i < ap->n_workers; i++)
+        if (!rly_worker_wait_paused(ap->workers[i], t0 + RLY_TO_STEP_MS)) {
+            snprintf(why, sizeof why, "worker %zu did not pause", i);
+            goto out_fail;
+        }
+    if ((rc = export_state(ap, &fds, &blob, &blen))) {
+        snprintf(why, sizeof why, "cannot serialize the state (%d)", rc);
+        goto out_fail;
+    }
+    if ((rc = send_state(ap->to_sock, &fds, blob, blen))) {
+        snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
+        goto out_fail;
+    }
+    n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
+                        rtc_clock_mono_ms() + RLY_TO_STEP_MS);
+    if (n < 0 || memcmp(tag, "ACK_", 4)) {
+        if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
+            msg[n] = '\0';
+            snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
+        } else {
+            snprintf(why, sizeof why, "no ACK from the new process (%s)",
+                     n < 0 ? strerror((int)-n) : "unexpected message");
+        }
+        goto out_fail;
+    }
+    /* the point of no return: once GO is out the child reads the sockets */
+    if ((rc = rly_to_msg_send(ap->to_sock, "GO__", NULL, 0, NULL, 0))) {
+        snprintf(why, sizeof why, "sending GO: %s", strerror(-rc));
+        goto out_fail;
+    }
+    for (size_t i = 0; i < ap->n_workers; i++)
+        moved += rly_worker_handed_over(ap->workers[i]);
+    resume_all(ap);
+    atomic_fetch_add(&ap->reloads.takeover_ok, 1);
+    ap->handed_over = ap->draining = true;
+    ap->drain_deadline_ms = rtc_clock_mono_ms() + (uint64_t)ap->s.drain_seconds * 1000u;
+    RTC_LOG(RTC_LOG_INFO, NULL,
+            "takeover: pid %d took %zu UDP allocation(s) and %u socket(s), %zu byte(s) of "
+            "state, workers paused %llu ms; draining %zu TCP/TLS allocation(s) for up to %lld s",
+            (int)ap->to_pid, moved, fds.n, blen,
+            (unsigned long long)(rtc_clock_mono_ms() - t0), rly_quota_total(ap->quota),
+            (long long)ap->s.drain_seconds);
+    close(ap->to_sock);
+    ap->to_sock = -1;
+    ap->to_pid = 0;
+    free(fds.v);
+    free(blob);
+    return;
+out_fail:
+    resume_all(ap);
+    free(fds.v);
+    free(blob);
+    takeover_failed(ap, why);
+}
+
+/* ---- live takeover, child side ---- */
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Receive SIZE, the descriptors and the blob. 0 or RTC_EMSG with err; the
+ * descriptors received are in *fds_out (n in *n_out) either way. */
+static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_out,
+                      size_t *blen_out, char *err, size_t errlen)
+{
+    char tag[4];
+    uint8_t hdr[8];
+    size_t nf;
+    long n;
+    uint32_t blen, nfds, got = 0;
+    size_t off = 0;
+    /* the parent pauses its workers before it answers: two steps */
+    uint64_t deadline = rtc_clock_mono_ms() + 2 * RLY_TO_STEP_MS;
+
+    *fds_out = NULL;
+    *n_out = 0;
+    *blob_out = NULL;
+    n = rly_to_msg_recv(sock, tag, hdr, sizeof hdr, NULL, 0, &nf, deadline);
+    if (n != 8 || memcmp(tag, "SIZE", 4)) {
+        snprintf(err, errlen, "takeover: no state from the running relay (%s)",
+                 n < 0 ? strerror((int)-n) : "unexpected message");
+        return RTC_EMSG;
+    }
+    blen = be32(hdr);
+    nfds = be32(hdr + 4);
+    if (blen > RLY_TO_MAX_BLOB || nfds > RLY_TO_MAX_FDS) {
+        snprintf(err, errlen, "takeover: state of %u bytes, %u descriptors is out of range",
+                 blen, nfds);
+        return RTC_EMSG;
+    }
+    *fds_out = malloc((nfds + 1) * sizeof(int));
+    *blob_out = malloc(blen + 1);
+    if (!*fds_out || !*blob_out) {
+        snprintf(err, errlen, "takeover: out of memory");
+        return RTC_EMSG;
+    }
+    while (got < nfds) {
+        uint8_t cnt[4];
+        size_t want = nfds - got > RLY_TO_FDS_PER_MSG ? RLY_TO_FDS_PER_MSG : nfds - got;
+        n = rly_to_msg_recv(sock, tag, cnt, sizeof cnt, *fds_out + got, want, &nf, deadline);
+        if (n < 0) {
+            snprintf(err, errlen, "takeover: receiving descriptors: %s", strerror((int)-n));
+            return RTC_EMSG;
+        }
+        got += (uint32_t)nf;
+        *n_out = got;
+        if (n != 4 || memcmp(tag, "FDS_", 4) || be32(cnt) != nf || nf == 0) {
+            snprintf(err, errlen, "takeover: bad descriptor message");
+            return RTC_EMSG;
+        }
+    }
+    while (off < blen) {
+        size_t want = blen - off > RLY_TO_CHUNK ? RLY_TO_CHUNK : blen - off;
+        n = rly_to_msg_recv(sock, tag, *blob_out + off, want, NULL, 0, &nf, deadline);
+        if (n <= 0 || memcmp(tag, "BLOB", 4)) {
+            snprintf(err, errlen, "takeover: receiving the state: %s",
+                     n < 0 ? strerror((int)-n) : "unexpected message");
+            return RTC_EMSG;
+        }
+        off += (size_t)n;
+    }
+    *blen_out = blen;
+    return 0;
+}
+
+/* The running relay's layout must be ours: the same sockets, and one
+ * worker per SO_REUSEPORT socket so each client stays on its worker. */
+static int check_layout(const app *ap, const rly_to_state *st, char *err, size_t errlen)
+{
+    size_t nw = worker_count(&ap->s);
+    char a[RTC_ADDR_STRLEN], b[RTC_ADDR_STRLEN];
+
+    if (st->n_workers != nw) {
+        snprintf(err, errlen,
+                 "threads: the running relay has %u worker(s), these settings make %zu",
+                 st->n_workers, nw);
+        return RTC_EMSG;
+    }
+    if (st->n_listen != ap->s.listen.n || st->n_tls != ap->s.tls_listen.n) {
+        snprintf(err, errlen,
+                 "listen/tls-listen: the running relay has %u/%u listener(s), these settings "
+                 "%zu/%zu",
+                 st->n_listen, st->n_tls, ap->s.listen.n, ap->s.tls_listen.n);
+        return RTC_EMSG;
+    }
+    for (uint32_t i = 0; i < st->n_listen + st->n_tls; i++) {
+        const rtc_addr *theirs = i < st->n_listen ? &st->listen[i] : &st->tls[i - st->n_listen];
+        const rtc_addr *ours =
+            i < st->n_listen ? &ap->listen[i] : &ap->tls_listen[i - st->n_listen];
+        if (!rtc_addr_equal(theirs, ours)) {
+            rtc_addr_format(theirs, true, a);
+            rtc_addr_format(ours, true, b);
+            snprintf(err, errlen, "%s: the running relay listens on %s, these settings on %s",
+                     i < st->n_listen ? "listen" : "tls-listen", a, b);
+            return RTC_EMSG;
+        }
+    }
+    if (!rtc_addr_equal(&st->metrics, &ap->metrics)) {
+        rtc_addr_format(&st->metrics, true, a);
+        rtc_addr_format(&ap->metrics, true, b);
+        snprintf(err, errlen, "metrics-listen: the running relay has %s, these settings %s", a,
+                 b);
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int create_workers(app *ap, const rly_to_state *st, int *fds, char *err, size_t errlen);
+
+/* Take the running relay's sockets and UDP allocations over (we were
+ * started by its SIGUSR2). 0, or RTC_EMSG with err (the parent is told why
+ * and keeps serving). */
+static int takeover_adopt(app *ap, char *err, size_t errlen)
+{
+    uint8_t ver[2] = {RLY_TO_VERSION >> 8, RLY_TO_VERSION & 0xff};
+    int *fds = NULL, rc = RTC_EMSG;
+    uint32_t n_fds = 0;
+    uint8_t *blob = NULL;
+    size_t blen = 0, moved = 0, nf;
+    rly_to_state st;
+    bool parsed = false;
+    char tag[4], dummy[8];
+    long n;
+    uint64_t t0 = rtc_clock_mono_ms();
+
+    if ((rc = rly_to_msg_send(ap->adopt_sock, "HELO", ver, 2, NULL, 0))) {
+        snprintf(err, errlen, "takeover: cannot reach the running relay: %s", strerror(-rc));
+        rc = RTC_EMSG;
+        goto out;
+    }
+    rc = RTC_EMSG;
+    if (recv_state(ap->adopt_sock, &fds, &n_fds, &blob, &blen, err, errlen) ||
+        rly_to_parse(blob, blen, n_fds, rtc_clock_mono_ms(), &st, err, errlen))
+        goto out;
+    parsed = true;
+    if (check_layout(ap, &st, err, errlen))
+        goto out;
+    memcpy(ap->nonce_key, st.nonce_key, sizeof ap->nonce_key);
+    atomic_store(&ap->reloads.takeover_ok, st.takeovers_ok + 1);
+    atomic_store(&ap->reloads.takeover_failed, st.takeovers_failed);
+    if (create_workers(ap, &st, fds, err, errlen))
+        goto out;
+    for (size_t i = 0; i < ap->n_workers; i++) {
+        if (rly_worker_adopt(ap->workers[i], &st.w[i], fds, rtc_clock_mono_ms(), err, errlen))
+            goto out;
+        moved += st.w[i].n_allocs;
+        /* the worker's table has them now: do not hold two copies */
+        free(st.w[i].allocs);
+        st.w[i].allocs = NULL;
+    }
+    if ((rc = rly_to_msg_send(ap->adopt_sock, "ACK_", NULL, 0, NULL, 0))) {
+        snprintf(err, errlen, "takeover: ACK: %s", strerror(-rc));
+        rc = RTC_EMSG;
+        goto out;
+    }
+    rc = RTC_EMSG;
+    n = rly_to_msg_recv(ap->adopt_sock, tag, dummy, sizeof dummy, NULL, 0, &nf,
+                        rtc_clock_mono_ms() + RLY_TO_STEP_MS);
+    if (n != 0 || memcmp(tag, "GO__", 4)) {
+        /* the parent gave up (timeout): it serves on; we must not */
+        snprintf(err, errlen, "takeover: the running relay did not confirm (%s)",
+                 n < 0 ? strerror((int)-n) : "unexpected message");
+        goto out;
+    }
+    RTC_LOG(RTC_LOG_INFO, NULL,
+            "pid %d took over from pid %d: %zu UDP allocation(s), %u socket(s), %zu byte(s) of state "
+            "in %llu ms",
+            (int)getpid(), (int)getppid(), moved, n_fds, blen,
+            (unsigned long long)(rtc_clock_mono_ms() - t0));
+    rc = 0;
+out:
+    if (rc) {
+        /* tell the parent why, so its log says it; it resumes */
+        rly_to_msg_send(ap->adopt_sock, "NAK_", err, strlen(err), NULL, 0);
+    }
+    for (uint32_t i = 0; fds && i < n_fds; i++)
+        if (fds[i] >= 0)
+            close(fds[i]); /* not adopted (or failure): our copies only */
+    free(fds);
+    free(blob);
+    if (parsed)
+        rly_to_state_dispose(&st);
+    close(ap->adopt_sock);
+    ap->adopt_sock = -1;
+    return rc;
+}
+
 static void on_signal(app *ap, int signo)
 {
     switch (signo) {
+    case SIGUSR2:
+        takeover_start(ap);
+        break;
     case SIGHUP:
         reload(ap);
         break;
@@ -431,13 +940,22 @@ static void *worker_main(void *arg)
 static int supervise(app *ap, int sfd)
 {
     for (;;) {
-        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+        struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
+                                {.fd = ap->to_sock, .events = POLLIN}};
         struct signalfd_siginfo si;
         size_t done = 0;
 
-        if (poll(&pfd, 1, 100) > 0)
-            while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
-                on_signal(ap, (int)si.ssi_signo);
+        if (poll(pfd, ap->to_sock >= 0 ? 2 : 1, 100) > 0) {
+            if (pfd[0].revents)
+                while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+                    on_signal(ap, (int)si.ssi_signo);
+            /* the HELO (or the end of a child that failed early) */
+            if (ap->to_sock >= 0 && pfd[1].revents && pfd[1].fd == ap->to_sock)
+                takeover_serve(ap);
+        }
+        if (ap->to_sock >= 0 && rtc_clock_mono_ms() >= ap->to_deadline_ms)
+            takeover_failed(ap, "the new process did not start in time");
+        reap_child(ap);
         for (size_t i = 0; i < ap->n_workers; i++)
             done += rly_worker_done(ap->workers[i]);
         if (!done)
@@ -512,7 +1030,8 @@ static int setup_signals(app *ap, char *err, size_t errlen)
     sigaddset(&mask, SIGHUP);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
+    sigaddset(&mask, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &mask, &ap->orig_mask);
     signal(SIGPIPE, SIG_IGN);
     ap->sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (ap->sfd < 0) {
@@ -524,7 +1043,7 @@ static int setup_signals(app *ap, char *err, size_t errlen)
 
 /* Open every worker's sockets (start-up errors are reported before any
  * thread runs). 0 or RTC_EMSG. */
-static int create_workers(app *ap, char *err, size_t errlen)
+static int create_workers(app *ap, const rly_to_state *st, int *fds, char *err, size_t errlen)
 {
     size_t n = worker_count(&ap->s);
     rly_worker_params wp = {
@@ -538,6 +1057,11 @@ static int create_workers(app *ap, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         wp.metrics = i == 0 ? &ap->metrics : NULL; /* one admin listener */
         wp.first = i == 0;
+        if (st) { /* the running relay's sockets */
+            wp.adopt = &st->w[i];
+            wp.adopt_fds = fds;
+            wp.adopt_metrics_fd = i == 0 ? st->metrics_fd : RLY_TO_NONE;
+        }
         ap->workers[i] = rly_worker_new(&wp, err, errlen);
         if (!ap->workers[i])
             return RTC_EMSG;
@@ -546,9 +1070,10 @@ static int create_workers(app *ap, char *err, size_t errlen)
     rtc_addr_format(&ap->relay_ip[0], false, r4);
     rtc_addr_format(&ap->relay_ip[1], false, r6);
     RTC_LOG(RTC_LOG_INFO, NULL,
-            "started: %zu worker(s), %zu listener(s) (first %s), %zu TLS, relay %s / %s ports "
+            "%s: %zu worker(s), %zu listener(s) (first %s), %zu TLS, relay %s / %s ports "
             "%u-%u, metrics %s, realm %s, %zu static user(s), %zu REST secret(s)",
-            n, ap->s.listen.n, ap->s.listen.n ? ap->s.listen.v[0] : "-", ap->s.tls_listen.n, r4,
+            st ? "taking over" : "started", n, ap->s.listen.n,
+            ap->s.listen.n ? ap->s.listen.v[0] : "-", ap->s.tls_listen.n, r4,
             r6, ap->port_lo, ap->port_hi, ap->s.metrics_listen, ap->s.realm, ap->s.user.n,
             ap->s.auth_secret.n);
     return 0;
@@ -567,6 +1092,11 @@ static int run_workers(app *ap)
         if (pthread_create(&threads[started], NULL, worker_main, ap->workers[started]))
             break;
     if (started == ap->n_workers) {
+        char note[64];
+        /* under systemd (Type=notify): ready, and after a takeover the
+         * main process of the unit from now on */
+        snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());
+        notify_systemd(note);
         status = supervise(ap, ap->sfd);
     } else {
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot start worker thread %zu", started);
@@ -599,6 +1129,10 @@ static void app_dispose(app *ap)
     rly_iplimit_free(ap->iplimit);
     if (ap->sfd >= 0)
         close(ap->sfd);
+    if (ap->to_sock >= 0)
+        close(ap->to_sock);
+    if (ap->adopt_sock >= 0)
+        close(ap->adopt_sock);
     free(ap->listen);
     free(ap->tls_listen);
     cfg_free(ap->cfg);
@@ -608,6 +1142,27 @@ static void app_dispose(app *ap)
     for (size_t i = 0; i < ap->n_old_tls; i++)
         rly_tls_free(ap->old_tls[i]);
     rtc_conf_dispose(rly_conf_specs, &ap->s);
+}
+
+/* The socketpair end a parent relay passed in RLY_TO_ENV, or -1. The
+ * variable is removed so it does not reach a later child by mistake. */
+static int take_adopt_sock(void)
+{
+    const char *v = getenv(RLY_TO_ENV);
+    struct stat sb;
+    char *end;
+    long fd;
+
+    if (!v)
+        return -1;
+    fd = strtol(v, &end, 10);
+    unsetenv(RLY_TO_ENV);
+    if (*end || fd < 3 || fd > INT_MAX || fstat((int)fd, &sb) || !S_ISSOCK(sb.st_mode)) {
+        fprintf(stderr, "tsunagu-relay: %s does not name a socket: ignored\n", RLY_TO_ENV);
+        return -1;
+    }
+    fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    return (int)fd;
 }
 
 int rly_main(int argc, char **argv)
@@ -620,6 +1175,12 @@ int rly_main(int argc, char **argv)
     ap.argc = argc;
     ap.argv = argv;
     ap.sfd = -1;
+    ap.to_sock = -1;
+    ap.adopt_sock = take_adopt_sock();
+    {
+        ssize_t l = readlink("/proc/self/exe", ap.exe, sizeof ap.exe - 1);
+        ap.exe[l > 0 ? l : 0] = '\0';
+    }
     rc = rtc_conf_load(rly_conf_specs, &ap.s, argc, argv, err, sizeof err);
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-relay [--config FILE] [flags]\n"
@@ -629,11 +1190,19 @@ int rly_main(int argc, char **argv)
     }
     if (rc) {
         fprintf(stderr, "tsunagu-relay: %s\n", err);
+        if (ap.adopt_sock >= 0) {
+            rly_to_msg_send(ap.adopt_sock, "NAK_", err, strlen(err), NULL, 0);
+            close(ap.adopt_sock);
+        }
         return 2;
     }
     if (prepare(&ap, err, sizeof err) || setup_signals(&ap, err, sizeof err) ||
-        create_workers(&ap, err, sizeof err)) {
-        fprintf(stderr, "tsunagu-relay: %s\n", err);
+        (ap.adopt_sock >= 0 ? takeover_adopt(&ap, err, sizeof err)
+                            : create_workers(&ap, NULL, NULL, err, sizeof err))) {
+        fprintf(stderr, "tsunagu-relay: %s%s\n", ap.adopt_sock >= 0 ? "takeover refused: " : "",
+                err);
+        if (ap.adopt_sock >= 0)
+            rly_to_msg_send(ap.adopt_sock, "NAK_", err, strlen(err), NULL, 0);
         status = 2;
     } else {
         status = run_workers(&ap);

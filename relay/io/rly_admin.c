@@ -89,6 +89,13 @@ static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double st
                         atomic_load(&reloads->ok));
         rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"failed\"",
                         atomic_load(&reloads->failed));
+        rtc_metrics_header(b, "tsunagu_relay_takeovers_total", "counter",
+                           "Live takeovers (SIGUSR2) that made this process or were tried "
+                           "from it; a failed one keeps the old process serving.");
+        rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"ok\"",
+                        atomic_load(&reloads->takeover_ok));
+        rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
+                        atomic_load(&reloads->takeover_failed));
     }
     rtc_metrics_process(b, start);
 }
@@ -167,9 +174,14 @@ void rly_admin_free(rly_admin *a)
     for (int i = 0; i < ADMIN_MAX; i++)
         if (a->c[i].fd >= 0)
             admin_close(a, i);
+    /* after a takeover another process holds the listening socket too, and
+     * epoll forgets a descriptor only when the socket itself is closed */
+    epoll_ctl(a->p.ep, EPOLL_CTL_DEL, a->p.listen_fd, NULL);
     close(a->p.listen_fd);
     free(a);
 }
+
+int rly_admin_listen_fd(const rly_admin *a) { return a->p.listen_fd; }
 
 /* The slot for a new connection: a free one, else the oldest (closed). */
 static int admin_slot(rly_admin *a)

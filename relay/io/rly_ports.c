@@ -133,6 +133,11 @@ int rly_ports_dont_fragment(int fd, int family)
     return rc ? -errno : 0;
 }
 
+void rly_ports_claim(rly_ports *p, const rtc_addr *bound)
+{
+    set_bit(p->used[bound->family == AF_INET6], bound->port);
+}
+
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound)
 {
     clear_bit(p->used[bound->family == AF_INET6], bound->port);

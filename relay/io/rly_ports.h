@@ -31,6 +31,9 @@ int rly_ports_open_port(rly_ports *p, const rtc_addr *ip, uint16_t port, rtc_add
 /* Set DF on a relayed socket (TURN DONT-FRAGMENT): IP_PMTUDISC_DO for
  * IPv4, IPV6_DONTFRAG for IPv6. 0 or -errno. Fits rly_io. */
 int rly_ports_dont_fragment(int fd, int family);
+/* Mark bound's port held (a relayed socket taken over from another
+ * process). */
+void rly_ports_claim(rly_ports *p, const rtc_addr *bound);
 /* Close fd and give its port back. */
 void rly_ports_close(rly_ports *p, int fd, const rtc_addr *bound);
 

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@
 #include "rly_iplimit.h"
 #include "rly_ports.h"
 #include "rtc_clock.h"
+#include "rtc_err.h"
 #include "rtc_log.h"
 #include "stn_frame.h"
 
@@ -144,6 +146,14 @@ struct rly_worker {
     uint32_t *fd_owner;
     uint32_t n_fd_owner;
     uint32_t *port_owner[2];
+    /* takeover pause (rly_worker_post_pause): the main thread sets
+     * post_pause and wakes the worker, which parks on pcv at its next loop
+     * boundary with paused set, until post_pause is cleared */
+    atomic_bool post_pause;
+    bool pause_req;
+    pthread_mutex_t pmu;
+    pthread_cond_t pcv;
+    bool paused, pmu_ok;
 };
 
 /* ---- socket helpers ---- */
@@ -870,6 +880,8 @@ static void ctrl_event(rly_worker *w)
         w->tls = tls;
     if (atomic_exchange(&w->post_drain, false))
         start_drain(w);
+    if (atomic_load(&w->post_pause))
+        w->pause_req = true;
     if (atomic_load(&w->post_stop))
         w->stop = true;
 }
@@ -911,6 +923,18 @@ void rly_worker_post_stop(rly_worker *w)
 
 /* ---- life cycle ---- */
 
+/* A descriptor handed over by the old process, now the worker's: -1 when
+ * the index names none (the blob parser checked the range). */
+static int adopt_fd(const rly_worker_params *p, uint32_t idx)
+{
+    int fd;
+    if (idx == RLY_TO_NONE)
+        return -1;
+    fd = p->adopt_fds[idx];
+    p->adopt_fds[idx] = -1;
+    return fd;
+}
+
 rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
 {
     rly_worker *w = calloc(1, sizeof *w);
@@ -934,6 +958,13 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     atomic_init(&w->done, false);
     atomic_init(&w->draining_pub, false);
     atomic_init(&w->n_allocs_pub, 0);
+    atomic_init(&w->post_pause, false);
+    if (pthread_mutex_init(&w->pmu, NULL) == 0) {
+        if (pthread_cond_init(&w->pcv, NULL) == 0)
+            w->pmu_ok = true;
+        else
+            pthread_mutex_destroy(&w->pmu);
+    }
     w->ctrl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->start_time_s = p->start_time_s;
     w->tls = p->tls;
@@ -957,7 +988,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     if (w->slots)
         rx_init(w);
     if (!w->slots || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
-        !w->ports || w->ep < 0 || w->ctrl_fd < 0 ||
+        !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
@@ -965,19 +996,34 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     for (size_t i = 0; i < p->n_listen; i++) {
         w->udp_fd[i] = w->tcp_fd[i] = -1;
         w->n_listen = i + 1;
-        if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, lsm, err, errlen, "listen")) < 0 ||
-            (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, lsm, err, errlen, "listen")) < 0)
+        if (p->adopt) {
+            w->udp_fd[i] = adopt_fd(p, p->adopt->udp[i]);
+            w->tcp_fd[i] = adopt_fd(p, p->adopt->tcp[i]);
+            if (w->udp_fd[i] < 0 || w->tcp_fd[i] < 0) {
+                snprintf(err, errlen, "takeover: listener %zu without a socket", i);
+                goto out_free;
+            }
+        } else if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, lsm, err, errlen,
+                                                 "listen")) < 0 ||
+                   (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, lsm, err, errlen,
+                                                 "listen")) < 0) {
             goto out_free;
+        }
         ep_add(w, w->udp_fd[i], EPOLLIN, EV_DATA(T_UDP, i));
         ep_add(w, w->tcp_fd[i], EPOLLIN, EV_DATA(T_TCP_LISTEN, i));
     }
     for (size_t i = 0; i < p->n_tls_listen; i++) {
         w->tls_fd[i] = -1;
         w->n_tls = i + 1;
-        if ((w->tls_fd[i] =
-                 listen_socket(&p->tls_listen[i], SOCK_STREAM, lsm, err, errlen,
-                               "tls-listen")) < 0)
+        if (p->adopt) {
+            if ((w->tls_fd[i] = adopt_fd(p, p->adopt->tls[i])) < 0) {
+                snprintf(err, errlen, "takeover: TLS listener %zu without a socket", i);
+                goto out_free;
+            }
+        } else if ((w->tls_fd[i] = listen_socket(&p->tls_listen[i], SOCK_STREAM, lsm, err,
+                                                 errlen, "tls-listen")) < 0) {
             goto out_free;
+        }
         ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
     }
     w->iplimit = p->iplimit; /* shared; accept_conns needs it */
@@ -991,9 +1037,15 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
                                .all = (const rly_worker *const *)p->all,
                                .n_all = p->n_all, .start_time_s = p->start_time_s,
                                .reloads = p->reloads};
-        if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
-                                          "metrics-listen")) < 0)
+        if (p->adopt) {
+            if ((ap.listen_fd = adopt_fd(p, p->adopt_metrics_fd)) < 0) {
+                snprintf(err, errlen, "takeover: no metrics-listen socket");
+                goto out_free;
+            }
+        } else if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
+                                                 "metrics-listen")) < 0) {
             goto out_free;
+        }
         if (!(w->admin = rly_admin_new(&ap))) {
             snprintf(err, errlen, "metrics-listen: out of memory");
             goto out_free;
@@ -1029,6 +1081,10 @@ void rly_worker_free(rly_worker *w)
         close(w->ep);
     if (w->ctrl_fd >= 0)
         close(w->ctrl_fd);
+    if (w->pmu_ok) {
+        pthread_cond_destroy(&w->pcv);
+        pthread_mutex_destroy(&w->pmu);
+    }
     free(w->udp_fd);
     free(w->tcp_fd);
     free(w->tls_fd);
@@ -1107,6 +1163,210 @@ static void handle(rly_worker *w, const struct epoll_event *ev)
     }
 }
 
+/* A takeover pause, at the loop boundary: everything relayed so far has
+ * been sent (recycle above), nothing is half-read. The main thread reads and
+ * changes the worker's state only while it is parked here. */
+static void park(rly_worker *w)
+{
+    w->pause_req = false;
+    pthread_mutex_lock(&w->pmu);
+    w->paused = true;
+    pthread_cond_broadcast(&w->pcv);
+    while (atomic_load(&w->post_pause))
+        pthread_cond_wait(&w->pcv, &w->pmu);
+    w->paused = false;
+    pthread_mutex_unlock(&w->pmu);
+    w->now_ms = rtc_clock_mono_ms();
+}
+
+void rly_worker_post_pause(rly_worker *w)
+{
+    atomic_store(&w->post_pause, true);
+    wake(w);
+}
+
+bool rly_worker_wait_paused(rly_worker *w, uint64_t deadline_ms)
+{
+    bool ok;
+    pthread_mutex_lock(&w->pmu);
+    while (!w->paused && !atomic_load(&w->done)) {
+        uint64_t now = rtc_clock_mono_ms();
+        struct timespec ts;
+        if (now >= deadline_ms)
+            break;
+        /* the condition variable uses CLOCK_REALTIME: a short slice, then
+         * the monotonic deadline is checked again */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&w->pcv, &w->pmu, &ts);
+    }
+    ok = w->paused;
+    pthread_mutex_unlock(&w->pmu);
+    return ok;
+}
+
+void rly_worker_resume(rly_worker *w)
+{
+    pthread_mutex_lock(&w->pmu);
+    atomic_store(&w->post_pause, false);
+    pthread_cond_broadcast(&w->pcv);
+    pthread_mutex_unlock(&w->pmu);
+}
+
+int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds, bool with_metrics,
+                      uint32_t *metrics_idx)
+{
+    uint32_t it = 0, n = 0, k = 0;
+    rly_alloc *a;
+    int idx;
+
+    for (size_t i = 0; i < w->n_listen; i++) {
+        if ((idx = rly_to_fds_push(fds, w->udp_fd[i])) < 0)
+            return idx;
+        tw->udp[i] = (uint32_t)idx;
+        if ((idx = rly_to_fds_push(fds, w->tcp_fd[i])) < 0)
+            return idx;
+        tw->tcp[i] = (uint32_t)idx;
+    }
+    for (size_t i = 0; i < w->n_tls; i++) {
+        if ((idx = rly_to_fds_push(fds, w->tls_fd[i])) < 0)
+            return idx;
+        tw->tls[i] = (uint32_t)idx;
+    }
+    if (with_metrics && w->admin) {
+        if ((idx = rly_to_fds_push(fds, rly_admin_listen_fd(w->admin))) < 0)
+            return idx;
+        *metrics_idx = (uint32_t)idx;
+    }
+    while ((a = rly_table_next(w->turn.table, &it)))
+        n += a->tuple.proto == RLY_UDP;
+    tw->n_allocs = 0;
+    if (!n)
+        return 0;
+    /* pointers, not copies: the worker is paused, its table stays put */
+    tw->src = calloc(n, sizeof *tw->src);
+    tw->src_fd = calloc(2 * (size_t)n, sizeof *tw->src_fd);
+    if (!tw->src || !tw->src_fd)
+        return -ENOMEM;
+    it = 0;
+    while ((a = rly_table_next(w->turn.table, &it)) && k < n) {
+        if (a->tuple.proto != RLY_UDP)
+            continue;
+        tw->src[k] = a;
+        if ((idx = rly_to_fds_push(fds, a->relay_fd)) < 0)
+            return idx;
+        tw->src_fd[2 * k] = idx;
+        tw->src_fd[2 * k + 1] = -1;
+        if (a->relay_fd2 >= 0) {
+            if ((idx = rly_to_fds_push(fds, a->relay_fd2)) < 0)
+                return idx;
+            tw->src_fd[2 * k + 1] = idx;
+        }
+        k++;
+    }
+    tw->n_allocs = k;
+    return 0;
+}
+
+size_t rly_worker_handed_over(rly_worker *w)
+{
+    uint32_t it = 0;
+    size_t moved = 0;
+    rly_alloc *a;
+
+    /* epoll forgets a descriptor only when its socket is closed, and the
+     * new process keeps every one of these open: remove them explicitly */
+    while ((a = rly_table_next(w->turn.table, &it))) {
+        if (a->tuple.proto != RLY_UDP)
+            continue;
+        if (a->relay_fd >= 0)
+            io_relay_close(w, a->relay_fd, &a->relayed);
+        if (a->relay_fd2 >= 0)
+            io_relay_close(w, a->relay_fd2, &a->relayed2);
+        rly_quota_give(w->turn.quota, rly_quota_key(a->user, a->rest));
+        rly_table_remove(w->turn.table, a);
+        moved++;
+    }
+    for (size_t i = 0; i < w->n_listen; i++) {
+        epoll_ctl(w->ep, EPOLL_CTL_DEL, w->udp_fd[i], NULL);
+        epoll_ctl(w->ep, EPOLL_CTL_DEL, w->tcp_fd[i], NULL);
+        close(w->udp_fd[i]);
+        close(w->tcp_fd[i]);
+        w->udp_fd[i] = w->tcp_fd[i] = -1;
+    }
+    for (size_t i = 0; i < w->n_tls; i++) {
+        epoll_ctl(w->ep, EPOLL_CTL_DEL, w->tls_fd[i], NULL);
+        close(w->tls_fd[i]);
+        w->tls_fd[i] = -1;
+    }
+    rly_admin_free(w->admin);
+    w->admin = NULL;
+    start_drain(w);
+    atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
+    return moved;
+}
+
+int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t now_ms,
+                     char *err, size_t errlen)
+{
+    (void)now_ms;
+    for (uint32_t k = 0; k < tw->n_allocs; k++) {
+        const rly_alloc *src = &tw->allocs[k];
+        const char *qk = rly_quota_key(src->user, src->rest);
+        uint32_t id, hnext;
+        rly_alloc *a;
+        int rc;
+
+        if (src->tuple.listener >= w->n_listen) {
+            snprintf(err, errlen, "takeover: allocation on unknown listener %u",
+                     src->tuple.listener);
+            return RTC_EMSG;
+        }
+        if (rly_table_find(w->turn.table, &src->tuple)) {
+            snprintf(err, errlen, "takeover: two allocations on one 5-tuple");
+            return RTC_EMSG;
+        }
+        /* counted whatever the limits: these allocations exist already */
+        if (rly_quota_take(w->turn.quota, qk, UINT64_MAX, UINT64_MAX)) {
+            snprintf(err, errlen, "takeover: out of memory");
+            return RTC_EMSG;
+        }
+        if (!(a = rly_table_add(w->turn.table, &src->tuple, src->user))) {
+            rly_quota_give(w->turn.quota, qk);
+            snprintf(err, errlen, "takeover: out of memory");
+            return RTC_EMSG;
+        }
+        id = a->id;
+        hnext = a->hnext;
+        *a = *src;
+        a->id = id;
+        a->hnext = hnext;
+        a->conn = -1;
+        /* descriptors: from now on the allocation's (closed with it) */
+        a->relay_fd = fds[src->relay_fd];
+        fds[src->relay_fd] = -1;
+        a->relay_fd2 = -1;
+        if (src->relay_fd2 >= 0) {
+            a->relay_fd2 = fds[src->relay_fd2];
+            fds[src->relay_fd2] = -1;
+        }
+        rly_ports_claim(w->ports, &a->relayed);
+        if ((rc = io_relay_attach(w, a->relay_fd, a->id)) ||
+            (a->relay_fd2 >= 0 && (rc = io_relay_attach(w, a->relay_fd2, a->id)))) {
+            snprintf(err, errlen, "takeover: cannot watch a relayed socket: %s", strerror(-rc));
+            return RTC_EMSG;
+        }
+        if (a->relay_fd2 >= 0)
+            rly_ports_claim(w->ports, &a->relayed2);
+    }
+    atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
+    return 0;
+}
+
 int rly_worker_run(rly_worker *w)
 {
     struct epoll_event evs[128];
@@ -1150,6 +1410,8 @@ int rly_worker_run(rly_worker *w)
             next_sweep = w->now_ms + 1000;
         }
         atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
+        if (w->pause_req)
+            park(w);
     }
     atomic_store(&w->done, true);
     return rc;

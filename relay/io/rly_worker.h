@@ -23,6 +23,7 @@
 
 #include "rly_iplimit.h"
 #include "rly_ports.h"
+#include "rly_takeover.h"
 #include "rly_tls.h"
 #include "rly_turn.h"
 #include "rtc_addr.h"
@@ -35,6 +36,8 @@ typedef struct rly_worker rly_worker; /* opaque */
  * this counter tell an operator. */
 typedef struct {
     _Atomic uint64_t ok, failed;
+    /* live takeovers (SIGUSR2), carried from process to process */
+    _Atomic uint64_t takeover_ok, takeover_failed;
 } rly_reloads;
 
 typedef struct {
@@ -56,6 +59,13 @@ typedef struct {
     rly_worker *const *all;
     const size_t *n_all;
     const rly_reloads *reloads; /* owned by the main thread */
+    /* live takeover (child side): the listening sockets are descriptors of
+     * adopt_fds named by adopt (and adopt_metrics_fd) instead of new ones;
+     * each one taken is set to -1 there (the worker owns it, even when
+     * rly_worker_new fails) */
+    const rly_to_worker *adopt;
+    int *adopt_fds;
+    uint32_t adopt_metrics_fd;
 } rly_worker_params;
 
 /* Opens every socket; NULL with a reason naming the address in err. */
@@ -81,6 +91,29 @@ bool rly_worker_cfg_taken(rly_worker *w);
 void rly_worker_post_drain(rly_worker *w);
 void rly_worker_post_stop(rly_worker *w);
 
+/* Live takeover, parent side (all from the main thread). post_pause asks
+ * the worker to stop at its next loop boundary, after sending what it has
+ * queued; wait_paused waits for that (false when deadline_ms passes). While
+ * it is paused the main thread may export and hand over its state; resume
+ * lets it run again. */
+void rly_worker_post_pause(rly_worker *w);
+bool rly_worker_wait_paused(rly_worker *w, uint64_t deadline_ms);
+void rly_worker_resume(rly_worker *w);
+/* Paused: describe the worker's listening sockets and UDP allocations into
+ * tw (descriptors appended to fds, which stay the worker's). 0 or -ENOMEM. */
+int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds, bool with_metrics,
+                      uint32_t *metrics_idx);
+/* Paused, once the new process has the state: forget the UDP allocations,
+ * the listening sockets and the admin listener (closing this process's
+ * descriptors only; the new process holds the sockets) and start draining
+ * the TCP/TLS connections left. Returns the number of allocations moved. */
+size_t rly_worker_handed_over(rly_worker *w);
+/* Child side, before the worker runs: take over tw's UDP allocations, their
+ * relayed sockets taken from fds (set to -1 once owned). 0, or RTC_EMSG with
+ * err. */
+int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t now_ms,
+                     char *err, size_t errlen);
+
 /* Counters and gauges for the metrics page; other threads read them while
  * the worker writes (plain monotonic counters, read at scrape time). */
 const rly_stats *rly_worker_stats(const rly_worker *w);
@@ -105,6 +138,7 @@ typedef struct {
 } rly_admin_params;
 rly_admin *rly_admin_new(const rly_admin_params *p); /* NULL on failure */
 void rly_admin_free(rly_admin *a);                    /* NULL is a no-op */
+int rly_admin_listen_fd(const rly_admin *a);
 void rly_admin_accept(rly_admin *a, uint64_t now_ms); /* listener readable */
 void rly_admin_event(rly_admin *a, uint32_t idx);     /* connection readable */
 /* Once a second: close connections idle too long, resume a paused listener. */
