@@ -6,66 +6,11 @@ cuts mid-call; A reconnects, sends `resume` with the token from `joined`
 sees peer-left, both legs carry audio to the end with no loss.
 
 usage: bot_resume.py --bot PATH [--relay ... --signal ...]"""
-import argparse, asyncio, json, os, socket, subprocess, sys, threading, time
+import argparse, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import Stack, add_server_args, fail, TIMEOUT_MULT  # noqa: E402
-
-
-class CuttableProxy:
-    """TCP proxy 127.0.0.1:port -> 127.0.0.1:target on its own thread;
-    cut() closes every connection in flight, new ones are still accepted."""
-
-    def __init__(self, target):
-        self.target = target
-        self.conns = []
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
-        self.thread.start()
-        if not ready.wait(10):
-            fail("proxy did not start")
-
-    def _run(self, ready):
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", 0))
-        self.port = self.server.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _pipe(self, r, w):
-        try:
-            while True:
-                data = await r.read(65536)
-                if not data:
-                    break
-                w.write(data)
-                await w.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            w.close()
-
-    async def _client(self, cr, cw):
-        try:
-            sr, sw = await asyncio.open_connection("127.0.0.1", self.target)
-        except OSError:
-            cw.close()
-            return
-        self.conns += [cw, sw]
-        await asyncio.gather(self._pipe(cr, sw), self._pipe(sr, cw))
-
-    def cut(self):
-        def do():
-            for w in self.conns:
-                w.close()
-            self.conns = []
-        self.loop.call_soon_threadsafe(do)
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+from lb_proxy import FixedProxy  # noqa: E402
 
 
 def main():
@@ -77,7 +22,7 @@ def main():
     with Stack(a) as st:
         turn = st.start_relay()
         url = st.start_signal(turn)
-        proxy = CuttableProxy(st.sig_port)
+        proxy = FixedProxy(st.sig_port).__enter__()
         try:
             room = "resume%d" % os.getpid()
             rep_a, rep_b = os.path.join(st.dir, "a.json"), os.path.join(st.dir, "b.json")

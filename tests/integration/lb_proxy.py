@@ -16,11 +16,15 @@ import sys
 import threading
 
 
-class HealthProxy:
-    def __init__(self, backends, health_timeout=0.5):
-        self.backends = list(backends)
-        self.health_timeout = health_timeout
+class TcpProxy:
+    """TCP proxy on 127.0.0.1 (a free port), on its own thread: each new
+    connection goes to the first port candidates() yields that accepts it
+    (none: closed) and bytes are piped both ways until either side closes. cut() closes every connection
+    in flight; new ones are still accepted."""
+
+    def __init__(self):
         self.routed = []  # backend port of every connection, in order (for assertions)
+        self.conns = []
         self.port = None
         self.loop = asyncio.new_event_loop()
         self.thread = None
@@ -52,21 +56,17 @@ class HealthProxy:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
 
-    # -- balancing --
-    async def _healthy(self, port):
-        try:
-            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
-                                          self.health_timeout)
-        except (OSError, asyncio.TimeoutError):
-            return False
-        try:
-            w.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            line = await asyncio.wait_for(r.readline(), self.health_timeout)
-            return line.split()[1:2] == [b"200"]
-        except (OSError, asyncio.TimeoutError, IndexError):
-            return False
-        finally:
-            w.close()
+    def cut(self):
+        def do():
+            for w in self.conns:
+                w.close()
+            self.conns = []
+        self.loop.call_soon_threadsafe(do)
+
+    # -- piping --
+    async def candidates(self):
+        raise NotImplementedError
+        yield  # an async generator
 
     async def _pipe(self, r, w):
         try:
@@ -85,17 +85,57 @@ class HealthProxy:
                 pass
 
     async def _client(self, cr, cw):
+        async for port in self.candidates():
+            try:
+                sr, sw = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.routed.append(port)
+            self.conns += [cw, sw]
+            await asyncio.gather(self._pipe(cr, sw), self._pipe(sr, cw))
+            return
+        self.routed.append(None)
+        cw.close()  # nobody to send it to: the client retries
+
+
+class FixedProxy(TcpProxy):
+    """Every connection to one port (a connection the test can cut)."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+
+    async def candidates(self):
+        yield self.target
+
+
+class HealthProxy(TcpProxy):
+    """Each new connection to the first backend whose GET /healthz answers 200."""
+
+    def __init__(self, backends, health_timeout=0.5):
+        super().__init__()
+        self.backends = list(backends)
+        self.health_timeout = health_timeout
+
+    async def _healthy(self, port):
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port),
+                                          self.health_timeout)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        try:
+            w.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            line = await asyncio.wait_for(r.readline(), self.health_timeout)
+            return line.split()[1:2] == [b"200"]
+        except (OSError, asyncio.TimeoutError, IndexError):
+            return False
+        finally:
+            w.close()
+
+    async def candidates(self):
         for port in self.backends:
             if await self._healthy(port):
-                try:
-                    sr, sw = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    continue
-                self.routed.append(port)
-                await asyncio.gather(self._pipe(cr, sw), self._pipe(sr, cw))
-                return
-        self.routed.append(None)
-        cw.close()  # nobody healthy: the client retries
+                yield port
 
 
 def main():
