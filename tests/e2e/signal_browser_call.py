@@ -158,6 +158,19 @@ def connected_peers(st):
             if p.get("connection") == "connected" and p.get("pair") and p["inbound"].get("video")}
 
 
+def cleanup(tmp):
+    """Kill every process start() made (Chromium by its process group), newest
+    first, and remove tmp unless KEEP_E2E is set."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL) if p.args[0].endswith("chromium") else p.kill()
+            except (ProcessLookupError, PermissionError):
+                p.kill()
+            p.wait()
+    shutil.rmtree(tmp, ignore_errors=True) if os.environ.get("KEEP_E2E") is None else print("kept " + tmp)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--signal", required=True)
@@ -320,14 +333,7 @@ def main():
             print("TURN server relayed %s (policy all: host pair, relay not needed)" % (relayed,))
         print("ok: %d-member browser call up %.1fs after start, total %.1fs" % (args.members, t_up, time.time() - t0))
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL) if p.args[0].endswith("chromium") else p.kill()
-                except (ProcessLookupError, PermissionError):
-                    p.kill()
-                p.wait()
-        shutil.rmtree(tmp, ignore_errors=True) if os.environ.get("KEEP_E2E") is None else print("kept " + tmp)
+        cleanup(tmp)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ usage: signal_browser_drain.py --signal EXE [--turn coturn|tsunagu-relay] [--rel
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -177,14 +176,7 @@ def main():
     finally:
         if lb:
             lb.stop()
-        for p in reversed(sbc.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL) if p.args[0].endswith("chromium") else p.kill()
-                except (ProcessLookupError, PermissionError):
-                    p.kill()
-                p.wait()
-        shutil.rmtree(tmp, ignore_errors=True) if os.environ.get("KEEP_E2E") is None else print("kept " + tmp)
+        sbc.cleanup(tmp)
 
 
 if __name__ == "__main__":
