@@ -7,10 +7,19 @@
  *   tsu:node:NODE        heartbeat, SET ... EX node-ttl every second
  *   tsu:room:ROOM        hash member id -> {"name":..,"node":..}
  *   tsu:nm:NODE          hash member id -> room, the node's members (for cleanup)
- *   tsu:nt:NODE          hash member id -> SHA-256 of its resume token (hex)
- *   tsu:rt:HASH          {"id","room","node"}: who holds the member of that resume
- *                        token (never the token itself); expires resume-seconds
- *                        + 5 s after the member detached, deleted when it leaves
+ *   tsu:nt:NODE          hash member id -> lookup hash of its resume token T,
+ *                        SHA-256("lookup" || T) in hex
+ *   tsu:rt:LOOKUP        {"id","room","node"}: who holds the member of that resume
+ *                        token; expires resume-seconds + 5 s after the member
+ *                        detached, deleted when it leaves
+ * Neither T nor the hand-over key K = SHA-256("handover" || T) ever goes to
+ * Redis: the lookup hash names a member, it proves nothing. A hand-over
+ * request carries HMAC-SHA256(K, rq, asking node, room, id, lookup hash)
+ * (sig_ho_proof); the owner has T in memory and checks it in constant time,
+ * and grants each asking node only increasing request numbers (a request
+ * read off the channel and published again is refused). A Redis reader
+ * therefore cannot take a member over; a Redis writer can publish fake room
+ * events, as it always could (docs/cluster.md).
  *   tsu:DB:nd:NODE       pub/sub channel of one node: hand-over replies
  *   tsu:DB:ch:ROOM       pub/sub channel of the room (channels ignore SELECT,
  *                        so the database number is part of the name)
@@ -40,13 +49,14 @@
  *       connection, handing what it reads to its lws thread in that order
  *       (another FIFO); the lws thread alone touches the hub.
  * Steps:
- *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
- *     to R's channel and waits for the confirmation, then PUBLISHes the
- *     request Q {"e":"ho","h":SHA-256(T)} on R's channel. Call the position
+ *  1. N looks up the lookup hash of T in tsu:rt: (owner O, room R, id B),
+ *     SUBSCRIBEs to R's channel and waits for the confirmation, then
+ *     PUBLISHes the request Q {"e":"ho","h":lookup hash,"p":proof} on R's
+ *     channel. Call the position
  *     of Q in R's channel order q.
  *  2. O reads Q after everything published before q (F1) and its lws
  *     thread handles Q after all of those (F2): every message published
- *     before q for B is in B's queue. Handling Q (constant-time hash check)
+ *     before q for B is in B's queue. Handling Q (constant-time proof check)
  *     takes B out of the hub at that instant t: from then on O's members'
  *     messages to B are published (B is remote on O), after t, so after q.
  *     O then queues XFER, one script that moves B's registration to N and
@@ -188,6 +198,7 @@ typedef struct cmd {
     char chan[96];           /* PUB: a node's channel instead of the room's */
     uint32_t secs;           /* TTL: expiry (0: none) */
     char *payload;           /* PUB: the channel message; XFER: the reply */
+    uint8_t key[SIG_HO_KEY_LEN]; /* HO: the hand-over key (memory only, wiped) */
 } cmd;
 
 /* A hand-over this node asked for (Redis thread only; see "Hand-over"). */
@@ -791,6 +802,7 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
     } else if (!strcmp(ev, "ho") && field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
                field(o, "to", 1, NODE_LEN, e->to, sizeof e->to) &&
                field(o, "h", SIG_TH_LEN, SIG_TH_LEN, e->th, sizeof e->th) &&
+               field(o, "p", SIG_HO_PROOF_LEN, SIG_HO_PROOF_LEN, e->proof, sizeof e->proof) &&
                json_u64(o, "rq", &e->serial)) {
         if (strcmp(e->to, c->node)) { /* another node's member: not ours to answer */
             json_decref(o);
@@ -946,6 +958,15 @@ static void mirror_del(sig_cluster *c, const char *id)
     if ((r = hget(&c->rooms, m->room)) && --r->n == 0)
         hdel(&c->rooms, m->room);
     hdel(&c->members, id);
+}
+
+/* mirror_del, only when `id` is this node's member in `room`: a leave or
+ * hand-over never takes out a registration it does not describe. */
+static void mirror_del_in(sig_cluster *c, const char *id, const char *room)
+{
+    hent *m = hget(&c->members, id);
+    if (m && m->room && !strcmp(m->room, room))
+        mirror_del(c, id);
 }
 
 /* ---- commands ---- */
@@ -1128,6 +1149,7 @@ static cmd *pop_cmd(sig_cluster *c)
 static void cmd_free(cmd *k)
 {
     if (k) {
+        memset(k->key, 0, sizeof k->key);
         free(k->payload);
         free(k);
     }
@@ -1140,6 +1162,7 @@ static int run_ho(sig_cluster *c, cmd *k)
 {
     char rt[96], ch[SIG_ROOM_MAX + 64];
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
+    char proof[SIG_HO_PROOF_LEN + 1];
     redisReply *r;
     json_t *o;
     char *req;
@@ -1174,6 +1197,14 @@ static int run_ho(sig_cluster *c, cmd *k)
         return 0;
     }
     json_decref(o);
+    /* subscribed (and confirmed) before the request is published: every
+     * message after the request in the channel's order reaches us. The hop
+     * is added after the SUBSCRIBE (which dispatches buffered messages, and
+     * those may remove hops) and before the PUBLISH. */
+    if ((rc = subscribe(c, room))) {
+        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
+        return rc;
+    }
     h = &c->hos[c->nho++];
     memset(h, 0, sizeof *h);
     h->rq = k->serial;
@@ -1182,15 +1213,10 @@ static int run_ho(sig_cluster *c, cmd *k)
     memcpy(h->id, id, sizeof id);
     memcpy(h->owner, owner, sizeof owner);
     memcpy(h->th, k->th, sizeof h->th);
-    /* subscribed (and confirmed) before the request is published: every
-     * message after the request in the channel's order reaches us */
-    if ((rc = subscribe(c, room))) {
-        c->nho--;
-        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
-        return rc;
-    }
-    req = dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id, "to",
-                          owner, "h", k->th, "rq", (json_int_t)k->serial));
+    sig_ho_proof(k->key, k->serial, c->node, room, id, k->th, proof);
+    memset(k->key, 0, sizeof k->key);
+    req = dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id,
+                          "to", owner, "h", k->th, "p", proof, "rq", (json_int_t)k->serial));
     channel_of(c, room, ch, sizeof ch);
     {
         const char *argv[] = {"PUBLISH", ch, req ? req : ""};
@@ -1198,7 +1224,9 @@ static int run_ho(sig_cluster *c, cmd *k)
     }
     free(req);
     if (!r) {
-        c->nho--;
+        int i = hop_find(c, k->serial); /* by number: the array may have moved */
+        if (i >= 0)
+            hop_remove(c, (size_t)i);
         push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
         maybe_unsubscribe(c, room);
         return RTC_EMSG;
@@ -1287,10 +1315,14 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 }
                 if (((redisReply *)r)->type == REDIS_REPLY_ERROR)
                     RTC_LOG(RTC_LOG_WARN, c->node, "redis: %s", ((redisReply *)r)->str);
-                if (batch[i]->kind == CMD_XFER && ((redisReply *)r)->type == REDIS_REPLY_INTEGER &&
-                    ((redisReply *)r)->integer == 1) {
+                if (batch[i]->kind == CMD_XFER) {
+                    /* not ours any more either way: handed over, or (the new
+                     * owner died, or a resync took it out) it left */
                     pthread_mutex_lock(&c->mu);
-                    c->st.ho_given++;
+                    mirror_del_in(c, batch[i]->id, batch[i]->room);
+                    if (((redisReply *)r)->type == REDIS_REPLY_INTEGER &&
+                        ((redisReply *)r)->integer == 1)
+                        c->st.ho_given++;
                     pthread_mutex_unlock(&c->mu);
                 }
                 freeReplyObject(r);
@@ -1902,8 +1934,20 @@ static int enqueue(sig_cluster *c, cmd *k, bool force)
 
 void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1])
 {
+    static const char label[] = "lookup"; /* not the hand-over key's derivation */
+    size_t n = strlen(token);
     uint8_t d[RTC_SHA256_LEN];
-    rtc_sha256(token, strlen(token), d);
+    char *b = malloc(sizeof label - 1 + n);
+    if (!b) {
+        /* no memory: a key nobody registered (the lookup fails: unauthorized) */
+        rtc_random(d, sizeof d);
+    } else {
+        memcpy(b, label, sizeof label - 1);
+        memcpy(b + sizeof label - 1, token, n);
+        rtc_sha256(b, sizeof label - 1 + n, d);
+        memset(b, 0, sizeof label - 1 + n);
+        free(b);
+    }
     rtc_hex(d, sizeof d, out);
 }
 
@@ -2016,13 +2060,18 @@ int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token)
         return -ENOMEM;
     k->kind = CMD_HO;
     k->serial = serial;
-    sig_cluster_token_hash(token, k->th); /* the token itself never leaves this process */
+    /* the token itself never leaves this process: Redis sees the lookup
+     * hash, the owner a proof keyed with another derivation of it */
+    sig_cluster_token_hash(token, k->th);
+    sig_ho_key(token, k->key);
     return submit(c, k, false);
 }
 
-void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                                char **texts, size_t n)
+void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, sig_code result,
+                                const char *name, char **texts, size_t n)
 {
+    bool taken = result == SIG_OK; /* out of the hub: handed over, or it leaves */
+    bool ok = taken;
     cmd *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
     for (size_t i = 0; i < n; i++) {
@@ -2033,6 +2082,8 @@ void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, con
     free(texts);
     if (!k) {
         json_decref(q);
+        if (taken) /* never a member out of the hub but registered here */
+            sig_cluster_leave(c, req->room, req->id);
         return; /* the asking node times out */
     }
     snprintf(k->room, sizeof k->room, "%s", req->room);
@@ -2042,23 +2093,23 @@ void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, con
     if (ok && q) {
         snprintf(k->name, sizeof k->name, "%s", name ? name : "");
         k->kind = CMD_XFER;
+        /* the script appends the room's members (,"m":[...]}) to this */
         k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:o}", "n", c->node, "e", "hr",
                                      "rq", (json_int_t)req->serial, "ok", 1, "id", req->id,
                                      "room", req->room, "name", k->name, "q", q));
         q = NULL;
-        /* out of the mirror without a leave: the member did not leave */
-        pthread_mutex_lock(&c->mu);
-        mirror_del(c, req->id);
-        pthread_mutex_unlock(&c->mu);
+        /* it stays in the mirror until XFER has run (run_queue): a resync
+         * meanwhile keeps it registered here, where XFER expects it */
     } else {
         /* (a member taken out of the hub whose reply cannot be built would
          * be lost silently: it leaves instead) */
-        if (ok)
+        if (taken)
             sig_cluster_leave(c, req->room, req->id);
         k->kind = CMD_PUB;
         snprintf(k->chan, sizeof k->chan, "%s%s", c->np, req->node);
-        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s}", "n", c->node, "e", "hr", "rq",
-                                     (json_int_t)req->serial, "ok", 0, "id", req->id, "room",
+        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:b,s:s,s:s}", "n", c->node, "e", "hr",
+                                     "rq", (json_int_t)req->serial, "ok", 0, "busy",
+                                     result == SIG_E_SERVER_BUSY, "id", req->id, "room",
                                      req->room));
     }
     json_decref(q);

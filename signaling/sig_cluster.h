@@ -66,7 +66,8 @@ typedef struct sig_cev {
     char node[17];
     bool own; /* SIGNAL/BROADCAST published by this node (only while a
                * hand-over in that room needs to see them; never deliver) */
-    char th[SIG_TH_LEN + 1]; /* HO_REQUEST */
+    char th[SIG_TH_LEN + 1]; /* HO_REQUEST: the lookup hash named */
+    char proof[SIG_HO_PROOF_LEN + 1]; /* HO_REQUEST: sig_ho_proof (sig_room.h) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
     size_t ntexts;
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
@@ -130,15 +131,18 @@ int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token);
  * were published while the member was still remote here, and only it must
  * get them. */
 void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
-/* Owner side, answering a SIG_CEV_HO_REQUEST: ok = the member was taken out
- * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue.
- * Not ok: the asking node is told no. */
-void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                                char **texts, size_t n);
+/* Owner side, answering a SIG_CEV_HO_REQUEST with sig_hub_hand_over's
+ * result: SIG_OK = the member was taken out of the hub; texts (taken, freed
+ * here) are its queue. Otherwise the asking node is told no (busy for
+ * SIG_E_SERVER_BUSY: its client gets server-busy and tries again). */
+void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, sig_code result,
+                                const char *name, char **texts, size_t n);
 /* The member holding `resume` is detached (secs > 0: its token's entry in
  * Redis expires after secs) or attached again (0: no expiry). */
 void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);
-/* Lowercase hex SHA-256 of a resume token: all Redis ever sees of it. */
+/* Lowercase hex SHA-256("lookup" || token): the name it is looked up by in
+ * Redis, all Redis ever sees of it. It proves nothing: a hand-over request
+ * carries a proof keyed with another derivation (sig_ho_proof). */
 void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
 
 /* Next event, or NULL. The caller owns it (sig_cev_free). */

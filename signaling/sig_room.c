@@ -755,28 +755,62 @@ static void hub_unlink(sig_hub *h, sig_member *m)
     m->hprev = m->hnext = NULL;
 }
 
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
+void sig_ho_key(const char *token, uint8_t k[SIG_HO_KEY_LEN])
+{
+    static const char label[] = "handover";
+    size_t n = strlen(token);
+    char *b = malloc(sizeof label - 1 + n);
+    if (!b) { /* no key: a proof nobody can match (never all zeros by chance) */
+        rtc_random(k, SIG_HO_KEY_LEN);
+        return;
+    }
+    memcpy(b, label, sizeof label - 1);
+    memcpy(b + sizeof label - 1, token, n);
+    rtc_sha256(b, sizeof label - 1 + n, k);
+    memset(b, 0, sizeof label - 1 + n);
+    free(b);
+}
+
+void sig_ho_proof(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *node,
+                  const char *room, const char *id, const char *th,
+                  char out[SIG_HO_PROOF_LEN + 1])
+{
+    char msg[32 + 17 + SIG_ROOM_MAX + SIG_ID_MAX + 2 * RTC_SHA256_LEN + 16];
+    uint8_t d[RTC_SHA256_LEN];
+    int len = snprintf(msg, sizeof msg, "ho\n%llu\n%s\n%s\n%s\n%s", (unsigned long long)rq,
+                       node, room, id, th);
+    if (len < 0 || (size_t)len >= sizeof msg)
+        len = 0; /* cannot happen (bounded fields): an unmatchable proof */
+    rtc_hmac_sha256(k, SIG_HO_KEY_LEN, msg, (size_t)len, d);
+    rtc_hex(d, sizeof d, out);
+}
+
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const sig_ho_claim *cl,
                            char ***texts, size_t *n, char **name, uint64_t now_us)
 {
     sig_room *r = room_find(h, room);
     sig_member *m = r ? room_member(r, id) : NULL, *fresh = NULL;
-    uint8_t d[RTC_SHA256_LEN];
-    char hx[2 * RTC_SHA256_LEN + 1];
+    uint8_t k[SIG_HO_KEY_LEN];
+    char want[SIG_HO_PROOF_LEN + 1];
     char **v = NULL, *nm = NULL;
     size_t i = 0;
+    bool good;
 
     *texts = NULL;
     *n = 0;
     *name = NULL;
-    if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
-        strlen(token_hash) != 2 * RTC_SHA256_LEN)
+    if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed || !cl->proof ||
+        strlen(cl->proof) != SIG_HO_PROOF_LEN)
         return SIG_E_UNAUTHORIZED;
-    rtc_sha256(m->resume, strlen(m->resume), d);
-    rtc_hex(d, sizeof d, hx);
-    /* constant time: a wrong guess learns nothing about the right hash */
-    if (!rtc_ct_equal(hx, token_hash, sizeof hx - 1) ||
-        (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
+    sig_ho_key(m->resume, k);
+    sig_ho_proof(k, cl->rq, cl->node, room, id, cl->th, want);
+    memset(k, 0, sizeof k);
+    /* constant time: a wrong guess learns nothing about the right proof */
+    good = rtc_ct_equal(want, cl->proof, SIG_HO_PROOF_LEN);
+    if (!good || (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
+    if (m->holding) /* its previous hand-over's tail is still open (see sig_cluster.c) */
+        return SIG_E_SERVER_BUSY;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
         goto oom;
     for (qent *e = m->qhead; e; e = e->next)

@@ -156,16 +156,41 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 
 /* ---- cluster mode: resume across nodes (docs/cluster.md "Resume across nodes") ---- */
 
+/* What proves a hand-over request (docs/cluster.md "Resume across nodes"):
+ * only a holder of the resume token T can build it. K = SHA-256("handover"
+ * || T) never leaves the process (the node that asks derives it from what
+ * the client sent, the owner from the token it keeps); the proof is
+ * HMAC-SHA256(K, "ho" rq node room id th), fields separated by '\n' (none
+ * of them can contain one), lowercase hex. `th` is the lookup hash of T
+ * (SHA-256("lookup" || T), the Redis key): bound too, so a copied proof
+ * cannot be reused with another key. */
+#define SIG_HO_KEY_LEN 32
+#define SIG_HO_PROOF_LEN 64
+void sig_ho_key(const char *token, uint8_t k[SIG_HO_KEY_LEN]);
+void sig_ho_proof(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *node,
+                  const char *room, const char *id, const char *th,
+                  char out[SIG_HO_PROOF_LEN + 1]);
+
+typedef struct {
+    uint64_t rq;               /* the asking node's request number */
+    const char *node;          /* the asking node */
+    const char *th;            /* the lookup hash it named */
+    const char *proof;         /* sig_ho_proof, hex */
+} sig_ho_claim;
+
 /* The owner's half of a hand-over: local member `id` of `room`, whose
- * resume token hashes (SHA-256, lowercase hex) to `token_hash`, moves to
- * another node. On SIG_OK: what it had queued is moved into *texts (*n
- * strings, the caller frees each and the array), *name is a copy of its
+ * resume token the claim proves (sig_ho_proof, compared in constant time),
+ * moves to another node. On SIG_OK: what it had queued is moved into *texts
+ * (*n strings, the caller frees each and the array), *name is a copy of its
  * name; a still-open old connection gets ops.detach (close it with 4001);
  * the member stays in the room as a REMOTE member (or the room goes, if it
  * was the last local one). Nobody is told and ops.left is NOT called: the
  * member did not leave. SIG_E_UNAUTHORIZED when there is no such member,
- * the hash differs, its window passed or its queue overflowed. */
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
+ * the proof is wrong, its window passed or its queue overflowed;
+ * SIG_E_SERVER_BUSY when it arrived by a hand-over whose tail is still open
+ * (holding: see sig_cluster.c, "Hand-over"; the client tries again) or no
+ * memory. */
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const sig_ho_claim *cl,
                            char ***texts, size_t *n, char **name, uint64_t now_us);
 
 typedef struct {

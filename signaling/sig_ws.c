@@ -125,6 +125,14 @@ struct server {
     ho *hos;              /* resume hand-overs in flight (at most SIG_HO_MAX) */
     size_t nhos;
     uint64_t ho_ok, ho_failed; /* hand-overs asked for: adopted / lost here */
+    /* owner side: the last request number granted per asking node (they only
+     * grow: a request read off the room's channel and published again is
+     * refused); a small ring, nodes are few */
+    struct {
+        char node[17];
+        uint64_t rq;
+    } ho_seen[SIG_HO_MAX];
+    size_t ho_seen_next;
     conn *conns;
     lws_sorted_usec_list_t tick;
     bool draining;
@@ -460,13 +468,30 @@ static void on_ho_request(server *s, sig_cev *e, uint64_t t)
 {
     char **texts = NULL, *name = NULL;
     size_t n = 0;
-    sig_code rc = sig_hub_hand_over(s->hub, e->room, e->id, e->th, &texts, &n, &name, t);
+    sig_ho_claim cl = {.rq = e->serial, .node = e->node, .th = e->th, .proof = e->proof};
+    size_t seen = SIG_HO_MAX;
+    sig_code rc;
+    for (size_t i = 0; i < SIG_HO_MAX; i++)
+        if (!strcmp(s->ho_seen[i].node, e->node))
+            seen = i;
+    if (seen < SIG_HO_MAX && e->serial <= s->ho_seen[seen].rq)
+        rc = SIG_E_UNAUTHORIZED; /* a replay */
+    else
+        rc = sig_hub_hand_over(s->hub, e->room, e->id, &cl, &texts, &n, &name, t);
+    if (rc == SIG_OK) {
+        if (seen == SIG_HO_MAX) {
+            seen = s->ho_seen_next++ % SIG_HO_MAX;
+            snprintf(s->ho_seen[seen].node, sizeof s->ho_seen[seen].node, "%s", e->node);
+        }
+        s->ho_seen[seen].rq = e->serial;
+    }
     if (rc == SIG_OK)
         RTC_LOG(RTC_LOG_INFO, e->id, "handed over to node %s with %zu queued messages (resume "
                 "there)", e->node, n);
     else
-        RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused", e->node);
-    sig_cluster_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
+        RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused%s", e->node,
+                rc == SIG_E_SERVER_BUSY ? " for now (its previous hand-over is not through)" : "");
+    sig_cluster_handover_reply(s->cluster, e, rc, name, texts, n);
     free(name);
 }
 

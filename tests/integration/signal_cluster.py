@@ -6,7 +6,7 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage"""
+xresume_garbage, xresume_forged"""
 import asyncio
 import hashlib
 import json
@@ -125,6 +125,31 @@ def resp(f):
         n = int(rest)
         return None if n < 0 else [resp(f) for _ in range(n)]
     raise AssertionError("bad RESP line %r" % line)
+
+
+class Subscriber:
+    """A raw SUBSCRIBE connection (what any Redis reader can open)."""
+
+    def __init__(self, redis, channel):
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=2)
+        self.f = self.sock.makefile("rb")
+        enc = [b"SUBSCRIBE", channel.encode()]
+        self.sock.sendall(b"*2\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in enc))
+        assert resp(self.f)[0] == "subscribe"
+
+    def message(self, timeout):
+        """The next message's payload (parsed JSON), or None after timeout s."""
+        self.sock.settimeout(timeout)
+        try:
+            m = resp(self.f)
+        except (socket.timeout, TimeoutError):
+            return None
+        assert m[0] == "message", m
+        return json.loads(m[2])
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
 
 
 def node(exe, redis, *extra):
@@ -578,6 +603,12 @@ def check_seq(msgs, sender, expect, what):
         what, [g for i, g in enumerate(got) if g != i][:10])
 
 
+def lookup_hash(token):
+    """The name Redis knows a resume token by: SHA-256("lookup" || token). It
+    proves nothing (docs/cluster.md "Resume across nodes")."""
+    return hashlib.sha256(b"lookup" + token.encode()).hexdigest()
+
+
 def secrets_in_redis(redis, tokens):
     """Every key and value in Redis that contains one of the tokens in clear."""
     found = []
@@ -614,7 +645,7 @@ async def run_xresume(exe, same_node):
         for x in (a, b):
             await x.expect("peer-joined")
         # the token is stored hashed, never in clear
-        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        th = lookup_hash(jb["resume"])
         assert r.cmd("EXISTS", "tsu:rt:" + th) == 1
         assert secrets_in_redis(r, [ja["resume"], jb["resume"], jc["resume"]]) == []
 
@@ -852,7 +883,7 @@ async def xresume_ownerdead(exe):
         dt2 = time.time() - t0
         assert dt2 < (TTL + 1.5) * MULT, dt2
         assert room_members(r, "room") == {ja["id"]}
-        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        th = lookup_hash(jb["resume"])
         assert r.cmd("EXISTS", "tsu:rt:" + th) == 0
         # and the token is dead for good
         await b2.send({"type": "resume", "token": jb["resume"]})
@@ -892,7 +923,7 @@ async def xresume_stalled(exe):
         await a.expect("peer-left", id=jb["id"], timeout=5)
         await a.silent(0.5)
         await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
-        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        th = lookup_hash(jb["resume"])
         await until(lambda: r.cmd("EXISTS", "tsu:rt:" + th) == 0, 5, "token entry gone")
         await b2.send({"type": "resume", "token": jb["resume"]})
         await b2.error("unauthorized", timeout=4)
@@ -918,6 +949,7 @@ async def xresume_garbage(exe):
         rnd = random.Random(7)
         tokens = ["0" * 32, jb["resume"][:-1] + ("0" if jb["resume"][-1] != "0" else "1"),
                   ja["id"], jb["id"], hashlib.sha256(jb["resume"].encode()).hexdigest(),
+                  lookup_hash(jb["resume"]),
                   jb["resume"].upper(), "x" * 32,
                   "".join(rnd.choice("0123456789abcdef") for _ in range(32))]
         for tok in tokens:
@@ -939,6 +971,90 @@ async def xresume_garbage(exe):
         assert m['tsunagu_signal_cluster_handovers_total{result="unknown"}'] == len(tokens), m
         assert room_members(r, "room") == {ja["id"], jb["id"]}
         for cl in (a, b, x):
+            await cl.close()
+
+
+@test
+async def xresume_forged(exe):
+    """Finding 2 of the review: whoever can read Redis (the lookup hash is a key
+    name, a value of tsu:nt:, and part of every request on the room's channel)
+    cannot take a member over. A fake node registered in Redis asks the member's
+    real owner with the lookup hash and a made-up proof, and with SHA-256(token)
+    (the old credential) as the proof: the owner answers no to the fake node's
+    channel (asserted: the refusal arrives, deterministically), the member stays
+    connected and keeps its messages. A real node's request replayed: refused."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        owner = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"]
+        h = r.cmd("HGET", "tsu:nt:" + owner, jb["id"])   # readable by any Redis client
+        assert h == lookup_hash(jb["resume"]), h
+        assert r.cmd("EXISTS", "tsu:rt:" + h) == 1
+        X = "e" * 16
+        r.cmd("SADD", "tsu:nodes", X)
+        r.cmd("SET", "tsu:node:" + X, "1", "EX", "60")
+        inbox = Subscriber(r, "tsu:0:nd:" + X)
+        room_ch = Subscriber(r, "tsu:0:ch:room")
+        try:
+            plain = hashlib.sha256(jb["resume"].encode()).hexdigest()
+            for rq, proof in ((1, "0" * 64), (2, plain), (3, h)):
+                r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
+                    {"n": X, "e": "ho", "id": jb["id"], "to": owner, "h": h, "p": proof,
+                     "rq": rq}))
+                m = inbox.message(3 * MULT)
+                assert m is not None, "the owner did not answer the forged request %d" % rq
+                assert m["e"] == "hr" and m["rq"] == rq and m["ok"] is False, m
+                assert "q" not in m, m
+            # the old form (no proof at all) is not even a request
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
+                {"n": X, "e": "ho", "id": jb["id"], "to": owner, "h": h, "rq": 4}))
+            assert inbox.message(1) is None
+            await b.silent(0.3)
+            await a.send({"type": "signal", "to": jb["id"], "data": "still yours"})
+            await b.expect("signal", data="still yours")
+            assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == owner
+            # a real request, seen on the room's channel, replayed to the owner
+            # once the member is back there: refused (request numbers only grow)
+            b.ws.transport.abort()
+            await asyncio.sleep(0.2)
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await b2.expect("resumed", id=jb["id"])
+            real = None
+            for _ in range(20):
+                m = room_ch.message(1)
+                if m and m.get("e") == "ho":
+                    real = m
+                    break
+            assert real and real["p"] != plain and real["h"] == h, real
+            b2.ws.transport.abort()
+            await asyncio.sleep(0.2)
+            b3 = await Client.connect(N1.url)
+            await b3.send({"type": "resume", "token": jb["resume"]})
+            await b3.expect("resumed", id=jb["id"])
+            await asyncio.sleep(0.3)   # N2's fence
+            n2 = real["n"]
+            n2_inbox = Subscriber(r, "tsu:0:nd:" + n2)
+            try:
+                r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(real))
+                m = n2_inbox.message(3 * MULT)
+                assert m is not None and m["ok"] is False, m
+            finally:
+                n2_inbox.close()
+            await b3.silent(0.3)
+            await a.send({"type": "signal", "to": jb["id"], "data": "after replay"})
+            await b3.expect("signal", data="after replay")
+            assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == owner
+            assert N1.metrics()['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1
+            print("forged hand-over requests (made-up proof, SHA-256(token), the lookup hash, "
+                  "a replayed real request): all refused by the owner; the member stayed")
+        finally:
+            inbox.close()
+            room_ch.close()
+        for cl in (a, b3):
             await cl.close()
 
 

@@ -125,11 +125,14 @@ static const char *nextw(fconn *c, char *who, size_t cap)
     return t;
 }
 
-static void hash_of(const char *token, char out[2 * RTC_SHA256_LEN + 1])
+/* The claim a node that knows `token` builds for member `id` of room r. */
+static char claim_proof[SIG_HO_PROOF_LEN + 1];
+static sig_ho_claim claim_of(const char *token, const char *id)
 {
-    uint8_t d[RTC_SHA256_LEN];
-    rtc_sha256(token, strlen(token), d);
-    rtc_hex(d, sizeof d, out);
+    uint8_t k[SIG_HO_KEY_LEN];
+    sig_ho_key(token, k);
+    sig_ho_proof(k, 7, "n2", "r", id, "lookuphash", claim_proof);
+    return (sig_ho_claim){.rq = 7, .node = "n2", .th = "lookuphash", .proof = claim_proof};
 }
 
 static void free_texts(char **v, size_t n)
@@ -149,7 +152,8 @@ static void handover_tests(void)
     fconn a = {0}, b = {0}, c = {0}, x = {0}, nb = {0};
     sig_hub_stats st;
     json_t *data = json_integer(1);
-    char th[2 * RTC_SHA256_LEN + 1], who[64], **texts, *name;
+    char who[64], **texts, *name;
+    sig_ho_claim cl;
     size_t n;
 
     rec.nleft = 0;
@@ -163,28 +167,52 @@ static void handover_tests(void)
     drain(&b);
     drain(&c);
     sig_hub_disconnect(h1, b.m, true, 1); /* b's network dies */
-    for (int i = 0; i < 3; i++)
-        sig_hub_signal(h1, a.m, "b", data, 2);
-    hash_of("b", th);
-    is_int(sig_hub_hand_over(h1, "r", "b", "00", &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
-           "hand-over: a short hash is refused");
-    {
-        char wrong[sizeof th];
-        hash_of("c", wrong);
-        is_int(sig_hub_hand_over(h1, "r", "b", wrong, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
-               "hand-over: another member's hash is refused");
+    for (int i = 0; i < 3; i++) {
+        json_t *d = json_integer(i);
+        sig_hub_signal(h1, a.m, "b", d, 2);
+        json_decref(d);
     }
-    is_int(sig_hub_hand_over(h1, "r", "nobody", th, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+    cl = claim_of("b", "b");
+    cl.proof = "00";
+    is_int(sig_hub_hand_over(h1, "r", "b", &cl, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: a short proof is refused");
+    cl = claim_of("c", "b");
+    is_int(sig_hub_hand_over(h1, "r", "b", &cl, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: a proof made with another member's token is refused");
+    {
+        /* what Redis and the room's channel show: SHA-256 of the token, in
+         * the old scheme the credential itself; now it proves nothing */
+        uint8_t d[RTC_SHA256_LEN];
+        char hx[2 * RTC_SHA256_LEN + 1];
+        rtc_sha256("b", 1, d);
+        rtc_hex(d, sizeof d, hx);
+        cl = claim_of("b", "b");
+        cl.proof = hx;
+        is_int(sig_hub_hand_over(h1, "r", "b", &cl, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+               "hand-over: SHA-256(token) as the proof is refused");
+    }
+    cl = claim_of("b", "b");
+    cl.rq = 8; /* bound to the request: a copy with another number fails */
+    is_int(sig_hub_hand_over(h1, "r", "b", &cl, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: the proof of another request number is refused");
+    cl = claim_of("b", "b");
+    cl.node = "n3";
+    is_int(sig_hub_hand_over(h1, "r", "b", &cl, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: the proof made for another node is refused");
+    cl = claim_of("b", "nobody");
+    is_int(sig_hub_hand_over(h1, "r", "nobody", &cl, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
            "hand-over: unknown member refused");
-    is_int(sig_hub_hand_over(h1, "r", "b", th, &texts, &n, &name, 3), SIG_OK,
-           "hand-over: the right hash hands the detached member over");
+    cl = claim_of("b", "b");
+    is_int(sig_hub_hand_over(h1, "r", "b", &cl, &texts, &n, &name, 3), SIG_OK,
+           "hand-over: the right proof hands the detached member over");
     ok(n == 3 && !strcmp(name, "b") && strstr(texts[0], "\"signal\""), "its queue goes with it");
     sig_hub_get_stats(h1, &st);
     ok(st.members == 2 && st.remote == 1 && st.detached == 0, "b is a remote member on h1 now");
     {
         char **t2, *n2;
         size_t k2;
-        is_int(sig_hub_hand_over(h1, "r", "b", th, &t2, &k2, &n2, 3), SIG_E_UNAUTHORIZED,
+        cl = claim_of("b", "b");
+        is_int(sig_hub_hand_over(h1, "r", "b", &cl, &t2, &k2, &n2, 3), SIG_E_UNAUTHORIZED,
                "hand-over: twice is refused");
     }
     ok(!strcmp(next(&a, NULL), "") && !strcmp(next(&c, NULL), "") && rec.nleft == 0,
@@ -221,9 +249,14 @@ static void handover_tests(void)
                "adopt: peers in join order (a, c, x)");
         }
         json_decref(j);
-        for (int i = 0; i < 3; i++)
-            ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "a"),
-               "adopt: the owner's queue, in order");
+        for (int i = 0; i < 3; i++) {
+            ok(!strcmp(next(&nb, &j), "signal") &&
+                   !strcmp(json_string_value(json_object_get(j, "from")), "a") &&
+                   json_integer_value(json_object_get(j, "data")) == i,
+               "adopt: the owner's queue, in order (distinct data 0, 1, 2)");
+            json_decref(j);
+            j = NULL;
+        }
         ok(!strcmp(next(&nb, &j), "signal") && json_integer_value(json_object_get(j, "data")) == 9,
            "adopt: then what came meanwhile");
         json_decref(j);
@@ -238,6 +271,15 @@ static void handover_tests(void)
         ok(!strcmp(nextw(&nb, who, sizeof who), "broadcast") && !strcmp(who, "a"),
            "tail: a's broadcast, to b only");
         ok(!strcmp(next(&x, NULL), ""), "x does not get the tail broadcast");
+        {
+            /* a second hand-over while this one's tail is open: refused
+             * (server-busy, the client tries again; sig_cluster.c) */
+            char **t2, *n2;
+            size_t k2;
+            cl = claim_of("b", "b");
+            is_int(sig_hub_hand_over(h2, "r", "b", &cl, &t2, &k2, &n2, 6), SIG_E_SERVER_BUSY,
+                   "hand-over of a member still holding is refused (busy)");
+        }
         sig_hub_release(h2, "r", "b");
         ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
            "release: x's signal follows");
@@ -248,16 +290,16 @@ static void handover_tests(void)
     free(name);
 
     /* half-open: c still attached on h1; handing it over closes the old conn */
-    hash_of("c", th);
-    is_int(sig_hub_hand_over(h1, "r", "c", th, &texts, &n, &name, 8), SIG_OK,
+    cl = claim_of("c", "c");
+    is_int(sig_hub_hand_over(h1, "r", "c", &cl, &texts, &n, &name, 8), SIG_OK,
            "hand-over of an attached member");
     ok(c.detached == 1 && sig_member_get_state(c.m) == SIG_MEMBER_LOBBY,
        "its old connection got a lobby member (closed with 4001 by the caller)");
     free_texts(texts, n);
     free(name);
     /* the last local member handed over: the room goes */
-    hash_of("a", th);
-    is_int(sig_hub_hand_over(h1, "r", "a", th, &texts, &n, &name, 9), SIG_OK, "hand-over of a");
+    cl = claim_of("a", "a");
+    is_int(sig_hub_hand_over(h1, "r", "a", &cl, &texts, &n, &name, 9), SIG_OK, "hand-over of a");
     sig_hub_get_stats(h1, &st);
     ok(st.rooms == 0 && st.remote == 0 && st.members == 0, "h1: no local member, no room");
     free_texts(texts, n);
