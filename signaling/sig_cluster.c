@@ -211,6 +211,7 @@ typedef struct {
 } hop;
 
 #define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
+#define HO_LATE_MS 30000 /* how long a reply to a timed-out hand-over is still recognised */
 
 struct sig_cluster {
     sig_redis_url url;
@@ -238,6 +239,7 @@ struct sig_cluster {
     sig_cev *ehead, *etail;
     size_t en;
     bool resync; /* the mirror and Redis may disagree: re-register */
+    uint64_t drops; /* events dropped so far: stamped into hand-over events (gen) */
     htab members; /* id -> room, name */
     htab rooms;   /* room -> local members there */
     sig_cluster_stats st;
@@ -253,6 +255,10 @@ struct sig_cluster {
     uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
     hop hos[SIG_HO_MAX]; /* hand-overs asked for, waiting for the owner's reply */
     size_t nho;
+    /* hand-overs given up on (timeout) in the last HO_LATE_MS: a reply to
+     * one of those is the only reply that is not for an open hop we act on */
+    hop late[SIG_HO_MAX];
+    size_t late_next;
 };
 
 /* KEYS: room hash, nm, nt, rt:HASH. ARGV: id, value, max, channel, event,
@@ -268,8 +274,12 @@ static const char JOIN_LUA[] =
     "redis.call('SET', KEYS[4], ARGV[8])\n"
     "return {1, redis.call('HGETALL', KEYS[1])}\n";
 
-/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix. */
+/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix, room.
+ * Only the node whose member it is (its tsu:nm: says so) takes it out: a
+ * leave that is late, or built from a forged hand-over reply, never removes
+ * a member of another node (review xresume #1). */
 static const char LEAVE_LUA[] =
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[5] then return 0 end\n"
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
     "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
     "end\n"
@@ -297,6 +307,9 @@ static const char LOOKUP_LUA[] =
  * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
  * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
  * value, channel, reply, left event, room channel, new owner.
+ * The reply (ARGV[7], without its closing brace) gets the room hash as it is
+ * at this instant ("m"): the new owner's member list, atomic with the move
+ * (review xresume #6).
  * Not ours any more (a resync took it out): nothing, the asking node times
  * out. The new owner died meanwhile: the member leaves, as its node did. */
 static const char XFER_LUA[] =
@@ -314,7 +327,10 @@ static const char XFER_LUA[] =
     "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
     "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
     "redis.call('SET', KEYS[6], ARGV[5])\n"
-    "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
+    "local all = redis.call('HGETALL', KEYS[3])\n"
+    "local m = '[]'\n"
+    "if #all > 0 then m = cjson.encode(all) end\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',\"m\":' .. m .. '}')\n"
     "return 1\n";
 
 static const char HEARTBEAT_LUA[] =
@@ -349,19 +365,26 @@ static const char REAP_LUA[] =
     "end\n"
     "return reaped\n";
 
-/* Make Redis agree with this node's members (ARGV[5..]: id, room, value,
- * token hash quadruples): register the node, drop registrations no longer
- * true (left announced), add missing ones (join announced). No room-size
- * check: these members were admitted before. KEYS[4]: nt. */
+/* Make Redis agree with this node's members (ARGV[5] = k, ARGV[6..5+k]:
+ * ids to leave alone, then id, room, value, token hash quadruples): register
+ * the node, drop registrations no longer true (left announced), add missing
+ * ones (join announced). No room-size check: these members were admitted
+ * before. KEYS[4]: nt. The ids left alone are those of hand-overs this node
+ * asked for and has no answer to yet: the owner's XFER may have registered
+ * one here already, its reply not read yet (review xresume #5). */
 static const char RESYNC_LUA[] =
     "redis.call('SADD', KEYS[1], ARGV[1])\n"
     "redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))\n"
+    "local nk = tonumber(ARGV[5])\n"
+    "local keep = {}\n"
+    "for i = 6, 5 + nk do keep[ARGV[i]] = true end\n"
+    "local first = 6 + nk\n"
     "local want = {}\n"
-    "for i = 5, #ARGV, 4 do want[ARGV[i]] = ARGV[i + 1] end\n"
+    "for i = first, #ARGV, 4 do want[ARGV[i]] = ARGV[i + 1] end\n"
     "local old = redis.call('HGETALL', KEYS[3])\n"
     "for i = 1, #old, 2 do\n"
     "  local id, room = old[i], old[i + 1]\n"
-    "  if want[id] ~= room then\n"
+    "  if want[id] ~= room and not keep[id] then\n"
     "    redis.call('HDEL', KEYS[3], id)\n"
     "    local th = redis.call('HGET', KEYS[4], id)\n"
     "    if th then\n"
@@ -373,7 +396,7 @@ static const char RESYNC_LUA[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "for i = 5, #ARGV, 4 do\n"
+    "for i = first, #ARGV, 4 do\n"
     "  local id, room, v, th = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
     "  redis.call('HSET', KEYS[3], id, room)\n"
     "  redis.call('HSET', KEYS[4], id, th)\n"
@@ -459,8 +482,13 @@ static bool field(json_t *o, const char *key, size_t min, size_t max, char *out,
 static void push_event(sig_cluster *c, sig_cev *e)
 {
     bool was_empty;
+    /* a hand-over's control events are never dropped (at most 3 per hop,
+     * SIG_HO_MAX hops): a lost MARK or DONE would lose messages silently or
+     * leave a member registered here with nobody's queue (review #7) */
+    bool must = e->kind == SIG_CEV_HO_MARK || e->kind == SIG_CEV_HO_DONE ||
+                e->kind == SIG_CEV_HO_FENCE;
     pthread_mutex_lock(&c->mu);
-    if (c->en >= c->qmax) {
+    if (c->en >= c->qmax && !must) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += EVENT_WAIT_MS / 1000;
@@ -468,14 +496,16 @@ static void push_event(sig_cluster *c, sig_cev *e)
             if (pthread_cond_timedwait(&c->space, &c->mu, &ts))
                 break;
     }
-    if (c->en >= c->qmax) {
+    if (c->en >= c->qmax && !must) {
         c->st.dropped++;
+        c->drops++;
         c->resync = true; /* membership at least comes right again */
         pthread_mutex_unlock(&c->mu);
         sig_cev_free(e);
         return;
     }
     e->next = NULL;
+    e->gen = c->drops; /* a hand-over fails when events were dropped between MARK and DONE */
     was_empty = !c->ehead;
     if (c->etail)
         c->etail->next = e;
@@ -583,18 +613,63 @@ static int maybe_unsubscribe(sig_cluster *c, const char *room);
 static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
                       const char *th);
 
-/* A hand-over reply on this node's channel (see "Hand-over"). */
+/* The other nodes' members out of the reply's "m" (the room hash as XFER
+ * saw it: [id, value, id, value, ...]). */
+static int members_of_json(sig_cluster *c, json_t *a, sig_cev *e)
+{
+    if (!json_is_array(a) || json_array_size(a) % 2 || json_array_size(a) / 2 > 65536)
+        return RTC_EMSG;
+    e->members = calloc(json_array_size(a) / 2 + 1, sizeof *e->members);
+    if (!e->members)
+        return -ENOMEM;
+    for (size_t i = 0; i + 1 < json_array_size(a); i += 2) {
+        json_t *k = json_array_get(a, i), *v = json_array_get(a, i + 1), *o;
+        sig_cev_member *m = &e->members[e->nmembers];
+        char node[NODE_LEN + 1];
+        if (!json_is_string(k) || !json_is_string(v) || json_string_length(v) > VALUE_MAX ||
+            !text_ok(json_string_value(k), json_string_length(k), 1, SIG_ID_MAX))
+            continue;
+        if (!(o = json_loadb(json_string_value(v), json_string_length(v), JSON_REJECT_DUPLICATES,
+                             NULL)))
+            continue;
+        if (field(o, "node", 1, NODE_LEN, node, sizeof node) && strcmp(node, c->node) &&
+            field(o, "name", 0, SIG_NAME_MAX, m->name, sizeof m->name)) {
+            memcpy(m->id, json_string_value(k), json_string_length(k) + 1);
+            e->nmembers++;
+        }
+        json_decref(o);
+    }
+    return 0;
+}
+
+static int late_find(const sig_cluster *c, uint64_t rq)
+{
+    uint64_t now = mono_ms();
+    for (size_t i = 0; i < SIG_HO_MAX; i++)
+        if (c->late[i].rq == rq && c->late[i].deadline_ms > now)
+            return (int)i;
+    return -1;
+}
+
+/* A hand-over reply on this node's channel (see "Hand-over"). Only a reply
+ * to a request of ours, from the node we asked, about the member we asked
+ * for, is acted on, and then with our own record of room and member: a
+ * forged or stray reply changes nothing (review xresume #1). */
 static void on_reply(sig_cluster *c, const redisReply *pl)
 {
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1] = "", ev[8];
-    json_t *o, *q, *okv;
+    char from[NODE_LEN + 1];
+    json_t *o, *q, *okv, *busy;
     uint64_t rq;
     int i;
     hop h;
     sig_cev *e;
     size_t bytes = 0, qn;
 
-    if (pl->type != REDIS_REPLY_STRING || pl->len > c->ho_max_payload ||
+    /* the queue, plus the room hash ("m") */
+    size_t cap = c->ho_max_payload +
+                 (size_t)atomic_load(&c->max_room) * (2 * (SIG_ID_MAX + VALUE_MAX) + 16);
+    if (pl->type != REDIS_REPLY_STRING || pl->len > cap ||
         !(o = json_loadb(pl->str, pl->len, JSON_REJECT_DUPLICATES, NULL))) {
         RTC_LOG(RTC_LOG_WARN, c->node, "cluster: hand-over reply dropped (%zu bytes)",
                 pl->type == REDIS_REPLY_STRING ? pl->len : 0);
@@ -602,8 +677,10 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
         return;
     }
     okv = json_object_get(o, "ok");
+    busy = json_object_get(o, "busy");
     if (!field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") || !json_u64(o, "rq", &rq) ||
-        !json_is_boolean(okv) || !field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
+        !field(o, "n", 1, NODE_LEN, from, sizeof from) || !json_is_boolean(okv) ||
+        !field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
         !field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
         (json_is_true(okv) && !field(o, "name", 0, SIG_NAME_MAX, name, sizeof name))) {
         json_decref(o);
@@ -611,31 +688,46 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
         return;
     }
     if ((i = hop_find(c, rq)) < 0 || c->hos[i].tail) {
-        /* We gave up waiting (timeout) but the owner did hand the member
-         * over: it is registered here now and nobody has its messages since
-         * the request. It leaves (peer-left), which is what a timed-out
-         * client saw coming: it got unauthorized and joins again. */
-        if (json_is_true(okv))
-            sig_cluster_leave(c, room, id);
+        int l = late_find(c, rq);
+        if (l >= 0 && !strcmp(c->late[l].owner, from) && !strcmp(c->late[l].room, room) &&
+            !strcmp(c->late[l].id, id)) {
+            /* We gave up waiting (timeout) but the owner did hand the member
+             * over: it is registered here now and nobody has its messages
+             * since the request. It leaves (peer-left, also to our own
+             * members: on_message), which is what a timed-out client saw
+             * coming: it got unauthorized and joins again. */
+            h = c->late[l];
+            c->late[l].rq = 0;
+            c->late[l].deadline_ms = 0;
+            if (json_is_true(okv))
+                sig_cluster_leave(c, h.room, h.id);
+        } else {
+            RTC_LOG(RTC_LOG_WARN, c->node,
+                    "cluster: hand-over reply from %s for no request of ours ignored", from);
+            count_drop(c);
+        }
         json_decref(o);
+        return;
+    }
+    if (strcmp(c->hos[i].room, room) || strcmp(c->hos[i].id, id) ||
+        strcmp(c->hos[i].owner, from)) {
+        /* not from the node we asked, or not about what we asked for: not an
+         * answer (the real one may still come) */
+        RTC_LOG(RTC_LOG_WARN, c->node,
+                "cluster: hand-over reply from %s not matching our request ignored", from);
+        json_decref(o);
+        count_drop(c);
         return;
     }
     h = c->hos[i];
     hop_remove(c, (size_t)i);
-    if (strcmp(h.room, room) || strcmp(h.id, id)) { /* not what we asked for: refuse it */
-        if (json_is_true(okv))
-            sig_cluster_leave(c, room, id);
-        json_decref(o);
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        maybe_unsubscribe(c, h.room);
-        return;
-    }
     if (!json_is_true(okv)) {
+        bool later = json_is_true(busy);
         pthread_mutex_lock(&c->mu);
         c->st.ho_refused++;
         pthread_mutex_unlock(&c->mu);
         json_decref(o);
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        push_ho_done(c, h.rq, later ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room, h.id);
         maybe_unsubscribe(c, h.room);
         return;
     }
@@ -653,50 +745,36 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
             e->ntexts++;
         }
     }
-    json_decref(o);
-    if (!e || !e->texts || e->ntexts != qn) {
+    /* the room's members on other nodes, as XFER saw them (atomic with the
+     * move: events after it apply live, those before are in the queue or
+     * were kept by the lws thread) */
+    if (!e || !e->texts || e->ntexts != qn || members_of_json(c, json_object_get(o, "m"), e)) {
+        json_decref(o);
         sig_cev_free(e);
-        sig_cluster_leave(c, room, id); /* registered here by the owner: take it out */
+        sig_cluster_leave(c, h.room, h.id); /* registered here by the owner: take it out */
         push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         return;
     }
+    json_decref(o);
     e->kind = SIG_CEV_HO_DONE;
     e->serial = h.rq;
     e->result = SIG_OK;
-    snprintf(e->room, sizeof e->room, "%s", room);
-    snprintf(e->id, sizeof e->id, "%s", id);
+    snprintf(e->room, sizeof e->room, "%s", h.room);
+    snprintf(e->id, sizeof e->id, "%s", h.id);
     snprintf(e->name, sizeof e->name, "%s", name);
     snprintf(e->node, sizeof e->node, "%s", h.owner);
     {
         /* the member is ours from here: a resync registers it here */
         int rc;
         pthread_mutex_lock(&c->mu);
-        rc = mirror_add(c, id, room, name, h.th);
+        rc = mirror_add(c, h.id, h.room, name, h.th);
         pthread_mutex_unlock(&c->mu);
         if (rc) {
             sig_cev_free(e);
-            sig_cluster_leave(c, room, id);
+            sig_cluster_leave(c, h.room, h.id);
             push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
             return;
         }
-    }
-    /* the room's members on other nodes now (the command connection is
-     * idle whenever the subscription is read) */
-    {
-        char rk[SIG_ROOM_MAX + 32];
-        const char *hv[] = {"HGETALL", rk};
-        redisReply *r;
-        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, room);
-        if (!(r = call(c, 2, hv)) || members_of(c, r, e)) {
-            /* no member list: the adoption would announce the room empty */
-            if (r)
-                freeReplyObject(r);
-            sig_cev_free(e);
-            sig_cluster_leave(c, room, id);
-            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-            return;
-        }
-        freeReplyObject(r);
     }
     /* Our own publishes to the member made before the lws thread adopts it
      * may still be on their way: keep passing them on until the fence it
@@ -772,8 +850,15 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
         return;
     }
     /* our own: already delivered locally, unless a hand-over in this room
-     * needs them (signals and broadcasts for the member on its way here) */
-    if (own && !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && hop_in_room(c, room))) {
+     * needs them (what the member on its way here must get), or a leave:
+     * our scripts announce leaves of members this node's hub may hold as
+     * remote (a late or failed hand-over, XFER to a dead node, a resync);
+     * for a member that left here it is a no-op (review xresume #3). Our
+     * own joins stay dropped otherwise: a late echo of a join whose member
+     * already left would make a phantom remote member. */
+    if (own && strcmp(ev, "left") &&
+        !((!strcmp(ev, "sig") || !strcmp(ev, "bc") || !strcmp(ev, "join")) &&
+          hop_in_room(c, room))) {
         json_decref(o);
         return;
     }
@@ -1118,15 +1203,16 @@ static int append_cmd(sig_cluster *c, const cmd *k)
                                                                                      : RTC_EMSG;
     } else {
         char *ev = dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp};
-        size_t len[10];
+        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp,
+                              k->room};
+        size_t len[11];
         int rc;
         snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
         snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
         snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 11; i++)
             len[i] = strlen(argv[i]);
-        rc = redisAppendCommandArgv(c->cmd, 10, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+        rc = redisAppendCommandArgv(c->cmd, 11, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
         free(ev);
         return rc;
     }
@@ -1254,6 +1340,8 @@ static void ho_timeouts(sig_cluster *c)
         }
         RTC_LOG(RTC_LOG_WARN, h.id, "cluster: node %s did not answer a resume hand-over in %d ms",
                 h.owner, SIG_HO_TIMEOUT_MS);
+        h.deadline_ms = now + HO_LATE_MS;
+        c->late[c->late_next++ % SIG_HO_MAX] = h;
         pthread_mutex_lock(&c->mu);
         c->st.ho_timeout++;
         pthread_mutex_unlock(&c->mu);
@@ -1410,7 +1498,7 @@ typedef struct {
     size_t *len, n;
     char **owned, **rooms;
     size_t nowned, nrooms;
-    char nodes[32], key[64], nm[64], nt[64], ttl[16];
+    char nodes[32], key[64], nm[64], nt[64], ttl[16], nkeep[16];
 } snap;
 
 static void snap_dispose(snap *sn)
@@ -1435,10 +1523,10 @@ static char *own(snap *sn, char *p)
 /* Called with mu held. */
 static int snapshot(sig_cluster *c, snap *sn)
 {
-    size_t cap = 11 + 4 * c->members.n;
+    size_t cap = 12 + SIG_HO_MAX + 4 * c->members.n, nkeep = 0;
     sn->argv = calloc(cap, sizeof *sn->argv);
     sn->len = calloc(cap, sizeof *sn->len);
-    sn->owned = calloc(4 * c->members.n + 1, sizeof *sn->owned);
+    sn->owned = calloc(SIG_HO_MAX + 4 * c->members.n + 1, sizeof *sn->owned);
     sn->rooms = calloc(c->rooms.n + 1, sizeof *sn->rooms);
     if (!sn->argv || !sn->len || !sn->owned || !sn->rooms)
         return -ENOMEM;
@@ -1453,6 +1541,17 @@ static int snapshot(sig_cluster *c, snap *sn)
         for (size_t i = 0; i < 11; i++)
             sn->argv[sn->n++] = head[i];
     }
+    for (size_t i = 0; i < c->nho; i++) /* (the Redis thread calls this) */
+        nkeep += !c->hos[i].tail;
+    snprintf(sn->nkeep, sizeof sn->nkeep, "%zu", nkeep);
+    sn->argv[sn->n++] = sn->nkeep;
+    for (size_t i = 0; i < c->nho; i++)
+        if (!c->hos[i].tail) {
+            const char *id = own(sn, strdup(c->hos[i].id));
+            if (!id)
+                return -ENOMEM;
+            sn->argv[sn->n++] = id;
+        }
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *m = c->members.b[i]; m; m = m->next) {
             const char *id = own(sn, strdup(m->key)), *room = own(sn, strdup(m->room));
@@ -1987,7 +2086,7 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
     cmd *k = calloc(1, sizeof *k);
     int rc = -1;
     pthread_mutex_lock(&c->mu);
-    mirror_del(c, id);
+    mirror_del_in(c, id, room);
     if (k && atomic_load(&c->up)) {
         k->kind = CMD_LEAVE;
         snprintf(k->room, sizeof k->room, "%s", room);
@@ -2098,6 +2197,8 @@ void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, sig_code res
                                      "rq", (json_int_t)req->serial, "ok", 1, "id", req->id,
                                      "room", req->room, "name", k->name, "q", q));
         q = NULL;
+        if (k->payload && k->payload[0]) /* XFER_LUA appends ,"m":[...]} */
+            k->payload[strlen(k->payload) - 1] = '\0';
         /* it stays in the mirror until XFER has run (run_queue): a resync
          * meanwhile keeps it registered here, where XFER expects it */
     } else {
@@ -2146,7 +2247,9 @@ void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs)
     k->kind = CMD_TTL;
     k->secs = secs;
     sig_cluster_token_hash(resume, k->th);
-    submit(c, k, false);
+    /* never refused: a lost PERSIST would let the entry expire under an
+     * attached member (tiny, and bounded by the number of members) */
+    submit(c, k, true);
 }
 
 sig_cev *sig_cluster_poll(sig_cluster *c)

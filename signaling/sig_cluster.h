@@ -64,12 +64,17 @@ typedef struct sig_cev {
     /* SIGNAL/BROADCAST/PEER_*: the node that published it; HO_REQUEST: the
      * asking node; HO_MARK: the owner */
     char node[17];
-    bool own; /* SIGNAL/BROADCAST published by this node (only while a
-               * hand-over in that room needs to see them; never deliver) */
+    bool own; /* published by this node. SIGNAL/BROADCAST/PEER_JOINED: only
+               * while a hand-over in that room needs to see them (never
+               * apply); PEER_LEFT: always (a no-op for a member that left
+               * here; the leaves this node's scripts announce for a member
+               * another node handed over reach its members this way) */
     char th[SIG_TH_LEN + 1]; /* HO_REQUEST: the lookup hash named */
     char proof[SIG_HO_PROOF_LEN + 1]; /* HO_REQUEST: sig_ho_proof (sig_room.h) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
     size_t ntexts;
+    uint64_t gen; /* events dropped (queue full) before this one: HO_MARK and HO_DONE
+                   * differ when one was lost in between */
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
     size_t nmembers;
 } sig_cev;

@@ -62,6 +62,7 @@ typedef struct ho {
     char *token; /* what the client sent: the member keeps it */
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
     bool marked, overflow;
+    uint64_t gen; /* the Redis thread's drop count at the MARK (sig_cev.gen) */
     bool adopted; /* the member is here; our own publishes before that still come back */
     uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
     char **buf;  /* rendered messages, in arrival order */
@@ -412,17 +413,23 @@ static void cluster_resume(conn *c, const char *token)
     }
 }
 
-/* A signal or broadcast seen while hand-overs wait: keep a copy for each
- * marked one it is for, unless the owner published it (see the argument in
- * sig_cluster.c: the owner's copies are in the queue it hands over). */
+/* A signal, broadcast, peer-joined or peer-left seen while hand-overs
+ * wait: keep a copy for each marked one it is for, unless the owner
+ * published it (see the argument in sig_cluster.c: the owner's copies are in
+ * the queue it hands over). Joins and leaves too (review xresume #6): the
+ * member list the reply carries is the room at the reply, so those between
+ * the request and the reply must reach the member as events, in order. */
 static void ho_capture(server *s, const sig_cev *e)
 {
     bool bc = e->kind == SIG_CEV_BROADCAST;
+    bool memb = e->kind == SIG_CEV_PEER_JOINED || e->kind == SIG_CEV_PEER_LEFT;
     char *text = NULL;
     for (ho *h = s->hos; h; h = h->next) {
         char **nb;
         size_t len;
         if (h->adopted) {
+            if (memb)
+                continue; /* adopted: this node's hub tells it itself */
             /* published here while the member was still remote: it is local
              * now and nobody else here may get them twice */
             if (e->own && !strcmp(h->room, e->room) && strcmp(e->id, h->id) &&
@@ -431,9 +438,12 @@ static void ho_capture(server *s, const sig_cev *e)
             continue;
         }
         if (!h->marked || h->overflow || strcmp(h->room, e->room) || !strcmp(e->node, h->owner) ||
-            !strcmp(e->id, h->id) || (!bc && strcmp(e->to, h->id)))
+            !strcmp(e->id, h->id) || (!bc && !memb && strcmp(e->to, h->id)))
             continue;
-        if (!text && !(text = sig_proto_forward(bc ? "broadcast" : "signal", e->id, e->data))) {
+        if (!text && !(text = e->kind == SIG_CEV_PEER_JOINED ? sig_proto_peer_joined(e->id, e->name)
+                              : e->kind == SIG_CEV_PEER_LEFT
+                                  ? sig_proto_peer_left(e->id)
+                                  : sig_proto_forward(bc ? "broadcast" : "signal", e->id, e->data))) {
             h->overflow = true; /* lost one: the member cannot come back complete */
             continue;
         }
@@ -514,11 +524,15 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
     if (e->result != SIG_OK) {
         if (c)
             send_error(c, e->result == SIG_E_SERVER_BUSY ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED,
-                       e->result == SIG_E_SERVER_BUSY ? "cluster store (Redis) unavailable"
-                                                      : "unknown or expired resume token");
+                       e->result == SIG_E_SERVER_BUSY
+                           ? "resume not possible right now (cluster store or its previous "
+                             "hand-over still busy); try again"
+                           : "unknown or expired resume token");
         ho_free(s, h);
         return;
     }
+    if (h->marked && e->gen != h->gen)
+        h->overflow = true; /* events were dropped meanwhile: some may have been its */
     m = c ? c->m : sig_hub_connect(s->hub, NULL);
     v = calloc(e->nmembers + 1, sizeof *v);
     texts = calloc(e->ntexts + h->nbuf + 1, sizeof *texts);
@@ -583,10 +597,17 @@ static void ho_expire(server *s, uint64_t t)
         nx = h->next;
         if (t < h->deadline_us)
             continue;
-        if (h->adopted)
+        if (h->adopted) {
             sig_hub_release(s->hub, h->room, h->id);
-        else if (h->c)
-            send_error(h->c, SIG_E_UNAUTHORIZED, "unknown or expired resume token");
+        } else {
+            if (h->c)
+                send_error(h->c, SIG_E_UNAUTHORIZED, "unknown or expired resume token");
+            /* its answer was lost: if the member was handed over to us,
+             * it must not stay registered here with nobody's queue (the
+             * leave only acts on a member registered to this node) */
+            if (h->marked)
+                sig_cluster_leave(s->cluster, h->room, h->id);
+        }
         ho_free(s, h);
     }
 }
@@ -608,9 +629,14 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
         break;
     }
     case SIG_CEV_PEER_JOINED:
-        sig_hub_remote_join(s->hub, e->room, e->id, e->name, t);
+        if (s->hos)
+            ho_capture(s, e);
+        if (!e->own)
+            sig_hub_remote_join(s->hub, e->room, e->id, e->name, t);
         break;
     case SIG_CEV_PEER_LEFT:
+        if (s->hos)
+            ho_capture(s, e);
         sig_hub_remote_leave(s->hub, e->room, e->id, t);
         break;
     case SIG_CEV_SIGNAL:
@@ -632,6 +658,7 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
         ho *h = ho_find(s, e->serial);
         if (h) {
             h->marked = true;
+            h->gen = e->gen;
             snprintf(h->room, sizeof h->room, "%s", e->room);
             snprintf(h->id, sizeof h->id, "%s", e->id);
             snprintf(h->owner, sizeof h->owner, "%s", e->node);

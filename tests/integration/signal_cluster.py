@@ -6,7 +6,8 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage, xresume_forged"""
+xresume_garbage, xresume_forged,
+xresume_forged_reply, xresume_joinleave"""
 import asyncio
 import hashlib
 import json
@@ -26,6 +27,7 @@ from signal_lib import MULT, Client, Server, free_port, run  # noqa: E402
 import websockets  # noqa: E402  (signal_lib names the package when it is missing)
 
 TESTS = {}
+SYNC_DELAY = 7  # sig_cluster.c SYNC_DELAY_MS: the deferred SYNC after a node (re)connects
 TTL = 2  # --redis-node-ttl for the tests: death is noticed within TTL + 1 s (reap period)
 
 
@@ -900,9 +902,12 @@ async def xresume_stalled(exe):
     """The owner is alive but does not answer in time (SIGSTOPped): unauthorized
     after the 2 s hand-over timeout; when it wakes up and hands the member over
     anyway, the member leaves (nobody kept its messages): peer-left once, Redis
-    clean, token dead."""
+    clean, token dead. Started after the nodes' deferred start-up SYNC (7 s), so
+    the peer-left A waits for can only come from the late reply's leave: the node
+    that asked applies the leave its own script announced (review #3)."""
     with Redis() as r, xnode(exe, r, "--redis-node-ttl", "8") as N1, \
             xnode(exe, r, "--redis-node-ttl", "8") as N2:
+        await asyncio.sleep(SYNC_DELAY + 0.5)
         a = await Client.connect(N2.url)
         ja = await a.join("room", "a")
         b = await Client.connect(N1.url)
@@ -920,7 +925,9 @@ async def xresume_stalled(exe):
             assert 1.9 < dt < 3.0 * MULT, dt
         finally:
             N1.signal(18)   # SIGCONT
+        t1 = time.time()
         await a.expect("peer-left", id=jb["id"], timeout=5)
+        dt_left = time.time() - t1
         await a.silent(0.5)
         await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
         th = lookup_hash(jb["resume"])
@@ -930,7 +937,7 @@ async def xresume_stalled(exe):
         m = N2.metrics()
         assert m['tsunagu_signal_cluster_handovers_total{result="timeout"}'] == 1, m
         print("owner stalled: unauthorized after %.2f s; its late hand-over made the member "
-              "leave" % dt)
+              "leave: peer-left on the asking node %.2f s after SIGCONT" % (dt, dt_left))
         for x in (a, b2):
             await x.close()
 
@@ -1055,6 +1062,96 @@ async def xresume_forged(exe):
             inbox.close()
             room_ch.close()
         for cl in (a, b3):
+            await cl.close()
+
+
+@test
+async def xresume_forged_reply(exe):
+    """Review finding 1: an unsolicited hand-over reply ("ok": true, rq no request
+    of the node's) names a member of the other node, then one of the node's own:
+    nothing happens. Nobody leaves Redis, nobody gets peer-left, both keep
+    talking, a later member sees both."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        c = await Client.connect(N2.url)
+        jc = await c.join("room", "c")
+        await a.expect("peer-joined")
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = json.loads(r.cmd("HGET", "tsu:room:room", jc["id"]))["node"]
+        assert n1 != n2
+        for who in (ja["id"], jc["id"]):
+            for origin in ("x" * 16, n1):
+                r.cmd("PUBLISH", "tsu:0:nd:" + n2, json.dumps(
+                    {"n": origin, "e": "hr", "rq": 999, "ok": True, "room": "room", "id": who,
+                     "name": "", "q": [], "m": []}))
+        await asyncio.sleep(0.5)
+        assert room_members(r, "room") == {ja["id"], jc["id"]}, room_members(r, "room")
+        assert r.cmd("HGET", "tsu:nm:" + n1, ja["id"]) == "room"
+        assert r.cmd("HGET", "tsu:nm:" + n2, jc["id"]) == "room"
+        await a.silent(0.3)
+        await c.silent(0.3)
+        await a.send({"type": "signal", "to": jc["id"], "data": "a->c"})
+        await c.expect("signal", data="a->c")
+        await c.send({"type": "signal", "to": ja["id"], "data": "c->a"})
+        await a.expect("signal", data="c->a")
+        d = await Client.connect(N2.url)
+        jd = await d.join("room", "d")
+        assert sorted(p["id"] for p in jd["peers"]) == sorted([ja["id"], jc["id"]]), jd
+        assert N2.metrics()["tsunagu_signal_cluster_dropped_total"] >= 4
+        print("4 forged hand-over replies (members of both nodes): ignored, nobody removed")
+        for cl in (a, c, d):
+            await cl.close()
+
+
+@test
+async def xresume_joinleave(exe):
+    """Review finding 6: members joining and leaving between the hand-over request
+    and the reply reach the resumed member as events, after the owner's queue. B
+    (on O) drops; Z joins on N (queued for B on O: peer-joined Z); O is stopped; B
+    resumes on N; Z leaves and Y joins meanwhile; O goes on. B's view (resumed.peers,
+    then the events in order) ends as the room really is: Y, not Z."""
+    with Redis() as r, xnode(exe, r) as O, xnode(exe, r) as N:
+        b = await Client.connect(O.url)
+        jb = await b.join("room", "b")
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        z = await Client.connect(N.url)
+        jz = await z.join("room", "z")
+        await asyncio.sleep(0.3)
+        O.signal(19)   # SIGSTOP: the request waits in O's socket
+        try:
+            b2 = await Client.connect(N.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await asyncio.sleep(0.3)
+            await z.send({"type": "leave"})
+            y = await Client.connect(N.url)
+            jy = await y.join("room", "y")
+            await asyncio.sleep(0.3)
+        finally:
+            O.signal(18)   # SIGCONT, well within the 2 s hand-over timeout
+        m = await b2.expect("resumed", id=jb["id"], timeout=5)
+        view = {p["id"] for p in m["peers"]}
+        events = []
+        while True:
+            try:
+                x = await b2.recv(1)
+            except asyncio.TimeoutError:
+                break
+            events.append(x)
+            if x["type"] == "peer-joined":
+                view.add(x["peer"]["id"])
+            elif x["type"] == "peer-left":
+                view.discard(x["id"])
+        kinds = [(x["type"], x.get("id") or x.get("peer", {}).get("id")) for x in events]
+        assert ("peer-joined", jz["id"]) in kinds and ("peer-left", jz["id"]) in kinds, kinds
+        assert kinds.index(("peer-left", jz["id"])) > kinds.index(("peer-joined", jz["id"])), kinds
+        assert view == {jy["id"]}, (view, kinds)
+        assert room_members(r, "room") == {jb["id"], jy["id"]}
+        await y.send({"type": "signal", "to": jb["id"], "data": "y->b"})
+        await b2.expect("signal", data="y->b")
+        print("join/leave during the hand-over: B saw %r; its view ends as the room is" % kinds)
+        for cl in (b2, y):
             await cl.close()
 
 
