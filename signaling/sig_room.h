@@ -212,8 +212,9 @@ typedef struct {
  * *m unchanged). */
 sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us);
 /* End the hold of sig_adopt_params.hold: what was parked follows the
- * queue. No-op when the member is gone or not holding. */
-void sig_hub_release(sig_hub *h, const char *room, const char *id);
+ * queue. No-op when the member is gone or not holding. Returns how many
+ * messages had been parked. */
+size_t sig_hub_release(sig_hub *h, const char *room, const char *id);
 /* The member's resume token (NULL in the lobby): cluster mode hashes it. */
 const char *sig_member_resume(const sig_member *m);
 

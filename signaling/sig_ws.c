@@ -63,6 +63,7 @@ typedef struct ho {
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
     bool marked, overflow;
     uint64_t gen; /* the Redis thread's drop count at the MARK (sig_cev.gen) */
+    size_t ntail; /* adopted: our own earlier publishes delivered through the tail */
     bool adopted; /* the member is here; our own publishes before that still come back */
     uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
     char **buf;  /* rendered messages, in arrival order */
@@ -433,8 +434,10 @@ static void ho_capture(server *s, const sig_cev *e)
             /* published here while the member was still remote: it is local
              * now and nobody else here may get them twice */
             if (e->own && !strcmp(h->room, e->room) && strcmp(e->id, h->id) &&
-                (bc || !strcmp(e->to, h->id)))
+                (bc || !strcmp(e->to, h->id))) {
                 sig_hub_deliver_one(s->hub, e->room, h->id, e->id, bc, e->data, now_us());
+                h->ntail++;
+            }
             continue;
         }
         if (!h->marked || h->overflow || strcmp(h->room, e->room) || !strcmp(e->node, h->owner) ||
@@ -671,8 +674,12 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
     case SIG_CEV_HO_FENCE: {
         ho *h = ho_find(s, e->serial);
         if (h) {
-            if (h->adopted) /* the tail is through: what waited follows */
-                sig_hub_release(s->hub, h->room, h->id);
+            if (h->adopted) { /* the tail is through: what waited follows */
+                size_t held = sig_hub_release(s->hub, h->room, h->id);
+                RTC_LOG(RTC_LOG_INFO, h->id,
+                        "hand-over complete: %zu of this node's earlier messages delivered "
+                        "through the tail, %zu held until the fence", h->ntail, held);
+            }
             ho_free(s, h);
         }
         break;
