@@ -15,7 +15,8 @@
  * Neither T nor the hand-over key K = SHA-256("handover" || T) ever goes to
  * Redis: the lookup hash names a member, it proves nothing. A hand-over
  * request carries HMAC-SHA256(K, rq, asking node, room, id, lookup hash)
- * (sig_ho_proof); the owner has T in memory and checks it in constant time,
+ * (sig_ho_proof); the owner has T in memory and checks it in constant time
+ * (its reply is authenticated with K the same way, sig_ho_reply_auth),
  * and grants each asking node only increasing request numbers (a request
  * read off the channel and published again is refused). A Redis reader
  * therefore cannot take a member over; a Redis writer can publish fake room
@@ -207,6 +208,7 @@ typedef struct {
     uint64_t deadline_ms;
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
     char th[SIG_TH_LEN + 1];
+    uint8_t key[SIG_HO_KEY_LEN]; /* K: checks the reply's "a" (memory only) */
     bool tail; /* answered; our own publishes still in flight (until the fence) */
 } hop;
 
@@ -574,7 +576,41 @@ static bool hop_in_room(const sig_cluster *c, const char *room)
     return false;
 }
 
-static void hop_remove(sig_cluster *c, size_t i) { c->hos[i] = c->hos[--c->nho]; }
+static void hop_remove(sig_cluster *c, size_t i)
+{
+    c->hos[i] = c->hos[--c->nho];
+    memset(&c->hos[c->nho], 0, sizeof c->hos[c->nho]); /* no stray copy of a key */
+}
+
+/* Whether the reply's "a" is the owner's authentication for hop h: only a
+ * holder of the token (the owner) can make it (review xresume #10). */
+static bool reply_authentic(const sig_cluster *c, const hop *h, json_t *o, const char *from,
+                            const char *name)
+{
+    json_t *q = json_object_get(o, "q");
+    char a[SIG_HO_PROOF_LEN + 1], want[SIG_HO_PROOF_LEN + 1];
+    const char **v;
+    size_t n = json_is_array(q) ? json_array_size(q) : 0;
+    bool good;
+    (void)c;
+    /* a refusal moves nothing and is not authenticated (the owner has no K
+     * for a wrong proof): a forged one only fails this resume, which whoever
+     * can write to Redis could do anyway */
+    if (!json_is_true(json_object_get(o, "ok")))
+        return true;
+    if (!field(o, "a", SIG_HO_PROOF_LEN, SIG_HO_PROOF_LEN, a, sizeof a) || !json_is_array(q) ||
+        !(v = calloc(n + 1, sizeof *v)))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] = json_string_value(json_array_get(q, i)))) {
+            free(v);
+            return false;
+        }
+    good = sig_ho_reply_auth(h->key, h->rq, from, h->room, h->id, name, v, n, want) == 0 &&
+           rtc_ct_equal(a, want, SIG_HO_PROOF_LEN);
+    free(v);
+    return good;
+}
 
 static bool json_u64(json_t *o, const char *key, uint64_t *out)
 {
@@ -690,15 +726,14 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
     if ((i = hop_find(c, rq)) < 0 || c->hos[i].tail) {
         int l = late_find(c, rq);
         if (l >= 0 && !strcmp(c->late[l].owner, from) && !strcmp(c->late[l].room, room) &&
-            !strcmp(c->late[l].id, id)) {
+            !strcmp(c->late[l].id, id) && reply_authentic(c, &c->late[l], o, from, name)) {
             /* We gave up waiting (timeout) but the owner did hand the member
              * over: it is registered here now and nobody has its messages
              * since the request. It leaves (peer-left, also to our own
              * members: on_message), which is what a timed-out client saw
              * coming: it got unauthorized and joins again. */
             h = c->late[l];
-            c->late[l].rq = 0;
-            c->late[l].deadline_ms = 0;
+            memset(&c->late[l], 0, sizeof c->late[l]);
             if (json_is_true(okv))
                 sig_cluster_leave(c, h.room, h.id);
         } else {
@@ -710,9 +745,10 @@ static void on_reply(sig_cluster *c, const redisReply *pl)
         return;
     }
     if (strcmp(c->hos[i].room, room) || strcmp(c->hos[i].id, id) ||
-        strcmp(c->hos[i].owner, from)) {
-        /* not from the node we asked, or not about what we asked for: not an
-         * answer (the real one may still come) */
+        strcmp(c->hos[i].owner, from) || !reply_authentic(c, &c->hos[i], o, from, name)) {
+        /* not from the node we asked, not about what we asked for, or not
+         * made by a holder of the token: not an answer (the real one may
+         * still come) */
         RTC_LOG(RTC_LOG_WARN, c->node,
                 "cluster: hand-over reply from %s not matching our request ignored", from);
         json_decref(o);
@@ -1299,6 +1335,7 @@ static int run_ho(sig_cluster *c, cmd *k)
     memcpy(h->id, id, sizeof id);
     memcpy(h->owner, owner, sizeof owner);
     memcpy(h->th, k->th, sizeof h->th);
+    memcpy(h->key, k->key, sizeof h->key);
     sig_ho_proof(k->key, k->serial, c->node, room, id, k->th, proof);
     memset(k->key, 0, sizeof k->key);
     req = dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id,
@@ -2167,12 +2204,19 @@ int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token)
 }
 
 void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, sig_code result,
-                                const char *name, char **texts, size_t n)
+                                const uint8_t key[SIG_HO_KEY_LEN], const char *name,
+                                char **texts, size_t n)
 {
     bool taken = result == SIG_OK; /* out of the hub: handed over, or it leaves */
     bool ok = taken;
     cmd *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
+    char auth[SIG_HO_PROOF_LEN + 1] = "";
+    /* the reply is authenticated with K (review xresume #10): only the
+     * owner (or the client) can make it */
+    if (ok && sig_ho_reply_auth(key, req->serial, c->node, req->room, req->id,
+                                name ? name : "", (const char *const *)texts, n, auth))
+        ok = false;
     for (size_t i = 0; i < n; i++) {
         if (q && json_array_append_new(q, json_string(texts[i])))
             ok = false; /* cannot build the reply: see below */
@@ -2193,9 +2237,9 @@ void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, sig_code res
         snprintf(k->name, sizeof k->name, "%s", name ? name : "");
         k->kind = CMD_XFER;
         /* the script appends the room's members (,"m":[...]}) to this */
-        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:o}", "n", c->node, "e", "hr",
-                                     "rq", (json_int_t)req->serial, "ok", 1, "id", req->id,
-                                     "room", req->room, "name", k->name, "q", q));
+        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:s,s:o}", "n", c->node, "e",
+                                     "hr", "rq", (json_int_t)req->serial, "ok", 1, "id", req->id,
+                                     "room", req->room, "name", k->name, "a", auth, "q", q));
         q = NULL;
         if (k->payload && k->payload[0]) /* XFER_LUA appends ,"m":[...]} */
             k->payload[strlen(k->payload) - 1] = '\0';

@@ -138,10 +138,11 @@ int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token);
 void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
 /* Owner side, answering a SIG_CEV_HO_REQUEST with sig_hub_hand_over's
  * result: SIG_OK = the member was taken out of the hub; texts (taken, freed
- * here) are its queue. Otherwise the asking node is told no (busy for
+ * here) are its queue; key (the claim's K) authenticates the reply. Otherwise the asking node is told no (busy for
  * SIG_E_SERVER_BUSY: its client gets server-busy and tries again). */
 void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, sig_code result,
-                                const char *name, char **texts, size_t n);
+                                const uint8_t key[SIG_HO_KEY_LEN], const char *name,
+                                char **texts, size_t n);
 /* The member holding `resume` is detached (secs > 0: its token's entry in
  * Redis expires after secs) or attached again (0: no expiry). */
 void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);

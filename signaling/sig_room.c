@@ -223,9 +223,12 @@ static void send_others(sig_member *m, char *text, uint64_t now_us)
     if (!b)
         return;
     b->refs = 1;
+    /* push_local: a member still holding (just adopted) gets a local peer's
+     * join or leave behind that peer's earlier messages still on their way
+     * (review xresume #12), as they happened */
     for (sig_member *o = m->room->head; o; o = o->rnext)
         if (o != m && o->state != SIG_MEMBER_REMOTE)
-            push(o, b);
+            push_local(o, b);
     buf_unref(b);
 }
 
@@ -785,7 +788,33 @@ void sig_ho_proof(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *node
     rtc_hex(d, sizeof d, out);
 }
 
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const sig_ho_claim *cl,
+int sig_ho_reply_auth(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
+                      const char *room, const char *id, const char *name,
+                      const char *const *texts, size_t n, char out[SIG_HO_PROOF_LEN + 1])
+{
+    size_t cap = 64 + strlen(owner) + strlen(room) + strlen(id) + strlen(name), len;
+    uint8_t d[RTC_SHA256_LEN];
+    char *b, *p;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(texts[i]) + 24;
+    if (!(b = malloc(cap)))
+        return -12; /* -ENOMEM */
+    p = b;
+    p += snprintf(p, cap, "hr\n%llu\n%s\n%s\n%s\n%s\n", (unsigned long long)rq, owner, room, id,
+                  name);
+    for (size_t i = 0; i < n; i++) {
+        len = strlen(texts[i]);
+        p += snprintf(p, cap - (size_t)(p - b), "%zu\n", len); /* length-prefixed: no ambiguity */
+        memcpy(p, texts[i], len);
+        p += len;
+    }
+    rtc_hmac_sha256(k, SIG_HO_KEY_LEN, b, (size_t)(p - b), d);
+    rtc_hex(d, sizeof d, out);
+    free(b);
+    return 0;
+}
+
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, sig_ho_claim *cl,
                            char ***texts, size_t *n, char **name, uint64_t now_us)
 {
     sig_room *r = room_find(h, room);
@@ -804,9 +833,11 @@ sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const s
         return SIG_E_UNAUTHORIZED;
     sig_ho_key(m->resume, k);
     sig_ho_proof(k, cl->rq, cl->node, room, id, cl->th, want);
-    memset(k, 0, sizeof k);
     /* constant time: a wrong guess learns nothing about the right proof */
     good = rtc_ct_equal(want, cl->proof, SIG_HO_PROOF_LEN);
+    if (good)
+        memcpy(cl->key, k, sizeof k);
+    memset(k, 0, sizeof k);
     if (!good || (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
     if (m->holding) /* its previous hand-over's tail is still open (see sig_cluster.c) */

@@ -171,11 +171,19 @@ void sig_ho_proof(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *node
                   const char *room, const char *id, const char *th,
                   char out[SIG_HO_PROOF_LEN + 1]);
 
+/* The owner's reply is authenticated with the same key:
+ * HMAC-SHA256(K, "hr" rq owner room id name, then each queued text with its
+ * length), hex. 0 or -ENOMEM. */
+int sig_ho_reply_auth(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
+                      const char *room, const char *id, const char *name,
+                      const char *const *texts, size_t n, char out[SIG_HO_PROOF_LEN + 1]);
+
 typedef struct {
     uint64_t rq;               /* the asking node's request number */
     const char *node;          /* the asking node */
     const char *th;            /* the lookup hash it named */
     const char *proof;         /* sig_ho_proof, hex */
+    uint8_t key[SIG_HO_KEY_LEN]; /* out, on SIG_OK: K, for sig_ho_reply_auth (wipe it) */
 } sig_ho_claim;
 
 /* The owner's half of a hand-over: local member `id` of `room`, whose
@@ -190,7 +198,7 @@ typedef struct {
  * SIG_E_SERVER_BUSY when it arrived by a hand-over whose tail is still open
  * (holding: see sig_cluster.c, "Hand-over"; the client tries again) or no
  * memory. */
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const sig_ho_claim *cl,
+sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, sig_ho_claim *cl,
                            char ***texts, size_t *n, char **name, uint64_t now_us);
 
 typedef struct {

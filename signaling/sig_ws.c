@@ -504,7 +504,8 @@ static void on_ho_request(server *s, sig_cev *e, uint64_t t)
     else
         RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused%s", e->node,
                 rc == SIG_E_SERVER_BUSY ? " for now (its previous hand-over is not through)" : "");
-    sig_cluster_handover_reply(s->cluster, e, rc, name, texts, n);
+    sig_cluster_handover_reply(s->cluster, e, rc, cl.key, name, texts, n);
+    memset(cl.key, 0, sizeof cl.key);
     free(name);
 }
 
