@@ -674,6 +674,8 @@ async def run_xresume(exe, same_node):
         # A, C and E keep sending (about 1 s each) while B resumes on the other node
         async def stream(cl, start):
             for i in range(start, start + n_during):
+                if cl is e and i == n_during // 2:   # a broadcast inside the window too
+                    await cl.send({"type": "broadcast", "data": "bc-during"})
                 await cl.send({"type": "signal", "to": jb["id"], "data": i})
                 await asyncio.sleep(0.005)
         b2 = await Client.connect(away.url)
@@ -697,10 +699,16 @@ async def run_xresume(exe, same_node):
         dt = time.time() - t0
         assert sorted(p["id"] for p in m["peers"]) == sorted([ja["id"], jc["id"], je["id"]]), m
         await asyncio.gather(*senders)
-        total = 2 * (n_away + n_during) + 1 + n_during
+        for x in (a, c):
+            await x.expect("broadcast", data="bc-during")
+        total = 2 * (n_away + n_during) + 2 + n_during
         msgs = await collect(b2, total, "B after resume")
         bc = [x for x in msgs if x.get("type") == "broadcast"]
-        assert [x["data"] for x in bc] == ["bc-away"], bc
+        assert [x["data"] for x in bc] == ["bc-away", "bc-during"], bc
+        from_e = [x.get("data") for x in msgs if x.get("from") == je["id"]]
+        k = n_during // 2
+        assert from_e[k - 1:k + 2] == [k - 1, "bc-during", k], from_e[k - 2:k + 3]
+        msgs = [x for x in msgs if x.get("data") != "bc-during"]
         sigs = [x for x in msgs if x.get("type") == "signal"]
         assert {x["from"] for x in sigs} == {ja["id"], jc["id"], je["id"]}, sigs[:3]
         check_seq([x for x in sigs if x["from"] == je["id"]], je["id"], n_during,
