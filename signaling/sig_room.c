@@ -223,12 +223,9 @@ static void send_others(sig_member *m, char *text, uint64_t now_us)
     if (!b)
         return;
     b->refs = 1;
-    /* push_local: a member still holding (just adopted) gets a local peer's
-     * join or leave behind that peer's earlier messages still on their way
-     * (review xresume #12), as they happened */
     for (sig_member *o = m->room->head; o; o = o->rnext)
         if (o != m && o->state != SIG_MEMBER_REMOTE)
-            push_local(o, b);
+            push(o, b);
     buf_unref(b);
 }
 
@@ -613,7 +610,9 @@ void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const cha
 {
     sig_room *r = room_find(h, room);
     sig_member *o = r ? room_member(r, to) : NULL;
-    if (o && o->state != SIG_MEMBER_REMOTE)
+    /* a sender that left meanwhile: its peer-left went out already (it is
+     * not held back), and a message after it would come from a ghost */
+    if (o && o->state != SIG_MEMBER_REMOTE && room_member(r, from))
         send_text(o, sig_proto_forward(broadcast ? "broadcast" : "signal", from, data), now_us);
 }
 
@@ -741,7 +740,7 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
 
 /* ---- resume across nodes (cluster mode) ----
  *
- * The ordering argument lives in sig_cluster.c ("Hand-over"); these two
+ * The ordering argument lives in sig_handover.c ("Hand-over"); these two
  * functions only move a member's state between nodes without telling anyone:
  * the member never left, so no peer-left/peer-joined is sent on either node. */
 
@@ -758,90 +757,28 @@ static void hub_unlink(sig_hub *h, sig_member *m)
     m->hprev = m->hnext = NULL;
 }
 
-void sig_ho_key(const char *token, uint8_t k[SIG_HO_KEY_LEN])
+sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
+                           char **name, uint64_t now_us)
 {
-    static const char label[] = "handover";
-    size_t n = strlen(token);
-    char *b = malloc(sizeof label - 1 + n);
-    if (!b) { /* no key: a proof nobody can match (never all zeros by chance) */
-        rtc_random(k, SIG_HO_KEY_LEN);
-        return;
-    }
-    memcpy(b, label, sizeof label - 1);
-    memcpy(b + sizeof label - 1, token, n);
-    rtc_sha256(b, sizeof label - 1 + n, k);
-    memset(b, 0, sizeof label - 1 + n);
-    free(b);
-}
-
-void sig_ho_proof(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *node,
-                  const char *room, const char *id, const char *th,
-                  char out[SIG_HO_PROOF_LEN + 1])
-{
-    char msg[32 + 17 + SIG_ROOM_MAX + SIG_ID_MAX + 2 * RTC_SHA256_LEN + 16];
+    sig_room *r = room_find(h, q->room);
+    sig_member *m = r ? room_member(r, q->id) : NULL, *fresh = NULL;
     uint8_t d[RTC_SHA256_LEN];
-    int len = snprintf(msg, sizeof msg, "ho\n%llu\n%s\n%s\n%s\n%s", (unsigned long long)rq,
-                       node, room, id, th);
-    if (len < 0 || (size_t)len >= sizeof msg)
-        len = 0; /* cannot happen (bounded fields): an unmatchable proof */
-    rtc_hmac_sha256(k, SIG_HO_KEY_LEN, msg, (size_t)len, d);
-    rtc_hex(d, sizeof d, out);
-}
-
-int sig_ho_reply_auth(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
-                      const char *room, const char *id, const char *name,
-                      const char *const *texts, size_t n, char out[SIG_HO_PROOF_LEN + 1])
-{
-    size_t cap = 64 + strlen(owner) + strlen(room) + strlen(id) + strlen(name), len;
-    uint8_t d[RTC_SHA256_LEN];
-    char *b, *p;
-    for (size_t i = 0; i < n; i++)
-        cap += strlen(texts[i]) + 24;
-    if (!(b = malloc(cap)))
-        return -12; /* -ENOMEM */
-    p = b;
-    p += snprintf(p, cap, "hr\n%llu\n%s\n%s\n%s\n%s\n", (unsigned long long)rq, owner, room, id,
-                  name);
-    for (size_t i = 0; i < n; i++) {
-        len = strlen(texts[i]);
-        p += snprintf(p, cap - (size_t)(p - b), "%zu\n", len); /* length-prefixed: no ambiguity */
-        memcpy(p, texts[i], len);
-        p += len;
-    }
-    rtc_hmac_sha256(k, SIG_HO_KEY_LEN, b, (size_t)(p - b), d);
-    rtc_hex(d, sizeof d, out);
-    free(b);
-    return 0;
-}
-
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, sig_ho_claim *cl,
-                           char ***texts, size_t *n, char **name, uint64_t now_us)
-{
-    sig_room *r = room_find(h, room);
-    sig_member *m = r ? room_member(r, id) : NULL, *fresh = NULL;
-    uint8_t k[SIG_HO_KEY_LEN];
-    char want[SIG_HO_PROOF_LEN + 1];
+    char hx[2 * RTC_SHA256_LEN + 1];
     char **v = NULL, *nm = NULL;
     size_t i = 0;
-    bool good;
 
     *texts = NULL;
     *n = 0;
     *name = NULL;
-    if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed || !cl->proof ||
-        strlen(cl->proof) != SIG_HO_PROOF_LEN)
+    if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
+        strlen(q->proof) != 2 * RTC_SHA256_LEN)
         return SIG_E_UNAUTHORIZED;
-    sig_ho_key(m->resume, k);
-    sig_ho_proof(k, cl->rq, cl->node, room, id, cl->th, want);
+    rtc_hmac_sha256(m->resume, strlen(m->resume), q->bound, strlen(q->bound), d);
+    rtc_hex(d, sizeof d, hx);
     /* constant time: a wrong guess learns nothing about the right proof */
-    good = rtc_ct_equal(want, cl->proof, SIG_HO_PROOF_LEN);
-    if (good)
-        memcpy(cl->key, k, sizeof k);
-    memset(k, 0, sizeof k);
-    if (!good || (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
+    if (!rtc_ct_equal(hx, q->proof, sizeof hx - 1) ||
+        (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
-    if (m->holding) /* its previous hand-over's tail is still open (see sig_cluster.c) */
-        return SIG_E_SERVER_BUSY;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
         goto oom;
     for (qent *e = m->qhead; e; e = e->next)
@@ -977,15 +914,13 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     return SIG_OK;
 }
 
-size_t sig_hub_release(sig_hub *h, const char *room, const char *id)
+void sig_hub_release(sig_hub *h, const char *room, const char *id)
 {
     sig_room *r = room_find(h, room);
     sig_member *m = r ? room_member(r, id) : NULL;
-    size_t held;
     if (!m || m->state == SIG_MEMBER_REMOTE || !m->holding)
-        return 0;
+        return;
     m->holding = false;
-    held = m->hn;
     if (m->hhead) {
         bool was_empty = m->qn == 0;
         if (m->qtail)
@@ -1000,7 +935,6 @@ size_t sig_hub_release(sig_hub *h, const char *room, const char *id)
         if (was_empty && live(m))
             h->ops.wake(m->conn, h->ops.ud);
     }
-    return held;
 }
 
 void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)

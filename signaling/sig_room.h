@@ -156,50 +156,24 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 
 /* ---- cluster mode: resume across nodes (docs/cluster.md "Resume across nodes") ---- */
 
-/* What proves a hand-over request (docs/cluster.md "Resume across nodes"):
- * only a holder of the resume token T can build it. K = SHA-256("handover"
- * || T) never leaves the process (the node that asks derives it from what
- * the client sent, the owner from the token it keeps); the proof is
- * HMAC-SHA256(K, "ho" rq node room id th), fields separated by '\n' (none
- * of them can contain one), lowercase hex. `th` is the lookup hash of T
- * (SHA-256("lookup" || T), the Redis key): bound too, so a copied proof
- * cannot be reused with another key. */
-#define SIG_HO_KEY_LEN 32
-#define SIG_HO_PROOF_LEN 64
-void sig_ho_key(const char *token, uint8_t k[SIG_HO_KEY_LEN]);
-void sig_ho_proof(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *node,
-                  const char *room, const char *id, const char *th,
-                  char out[SIG_HO_PROOF_LEN + 1]);
-
-/* The owner's reply is authenticated with the same key:
- * HMAC-SHA256(K, "hr" rq owner room id name, then each queued text with its
- * length), hex. 0 or -ENOMEM. */
-int sig_ho_reply_auth(const uint8_t k[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
-                      const char *room, const char *id, const char *name,
-                      const char *const *texts, size_t n, char out[SIG_HO_PROOF_LEN + 1]);
-
-typedef struct {
-    uint64_t rq;               /* the asking node's request number */
-    const char *node;          /* the asking node */
-    const char *th;            /* the lookup hash it named */
-    const char *proof;         /* sig_ho_proof, hex */
-    uint8_t key[SIG_HO_KEY_LEN]; /* out, on SIG_OK: K, for sig_ho_reply_auth (wipe it) */
-} sig_ho_claim;
-
 /* The owner's half of a hand-over: local member `id` of `room`, whose
- * resume token the claim proves (sig_ho_proof, compared in constant time),
- * moves to another node. On SIG_OK: what it had queued is moved into *texts
- * (*n strings, the caller frees each and the array), *name is a copy of its
+ * resume token proves q->proof (see sig_hand_over_req), moves to
+ * another node. On SIG_OK: what it had queued is moved into *texts (*n
+ * strings, the caller frees each and the array), *name is a copy of its
  * name; a still-open old connection gets ops.detach (close it with 4001);
  * the member stays in the room as a REMOTE member (or the room goes, if it
  * was the last local one). Nobody is told and ops.left is NOT called: the
  * member did not leave. SIG_E_UNAUTHORIZED when there is no such member,
- * the proof is wrong, its window passed or its queue overflowed;
- * SIG_E_SERVER_BUSY when it arrived by a hand-over whose tail is still open
- * (holding: see sig_cluster.c, "Hand-over"; the client tries again) or no
- * memory. */
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, sig_ho_claim *cl,
-                           char ***texts, size_t *n, char **name, uint64_t now_us);
+ * the proof differs, its window passed or its queue overflowed. */
+typedef struct {
+    const char *room, *id;
+    /* lowercase hex HMAC-SHA256 keyed with the member's resume token over
+     * `bound` (what the request says: sig_handover_bound): only a holder of
+     * the token can make it, unlike the token's SHA-256 that Redis stores */
+    const char *proof, *bound;
+} sig_hand_over_req;
+sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
+                           char **name, uint64_t now_us);
 
 typedef struct {
     const char *room, *id, *name, *resume; /* resume: the token the client proved */
@@ -220,14 +194,14 @@ typedef struct {
  * *m unchanged). */
 sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us);
 /* End the hold of sig_adopt_params.hold: what was parked follows the
- * queue. No-op when the member is gone or not holding. Returns how many
- * messages had been parked. */
-size_t sig_hub_release(sig_hub *h, const char *room, const char *id);
+ * queue. No-op when the member is gone or not holding. */
+void sig_hub_release(sig_hub *h, const char *room, const char *id);
 /* The member's resume token (NULL in the lobby): cluster mode hashes it. */
 const char *sig_member_resume(const sig_member *m);
 
-/* One signal (broadcast false) or broadcast (true) from remote member
- * `from` for local member `to` only (a hand-over's tail: sig_ws.c). */
+/* One signal (broadcast false) or broadcast (true) from member `from` for
+ * local member `to` only (a hand-over's tail: sig_ws.c); nothing when
+ * `from` is no longer in the room. */
 void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
                          bool broadcast, json_t *data, uint64_t now_us);
 
