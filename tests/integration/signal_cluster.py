@@ -6,7 +6,8 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply"""
+xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply,
+xresume_joinleave"""
 import asyncio
 import hashlib
 import json
@@ -1143,6 +1144,58 @@ async def xresume_bad_reply(exe):
         print("a hand-over reply with junk in its queue: refused, nothing passed on; the owner's "
               "late hand-over made the member leave")
         for cl in (a, b2):
+            await cl.close()
+
+
+
+@test
+async def xresume_joinleave(exe):
+    """Review finding 6: members joining and leaving between the hand-over request
+    and the reply reach the resumed member as events, after the owner's queue. B
+    (on O) drops; Z joins on N (queued for B on O: peer-joined Z); O is stopped; B
+    resumes on N; Z leaves and Y joins meanwhile; O goes on. B's view (resumed.peers,
+    then the events in order) ends as the room really is: Y, not Z."""
+    with Redis() as r, xnode(exe, r) as O, xnode(exe, r) as N:
+        b = await Client.connect(O.url)
+        jb = await b.join("room", "b")
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        z = await Client.connect(N.url)
+        jz = await z.join("room", "z")
+        await asyncio.sleep(0.3)
+        O.signal(19)   # SIGSTOP: the request waits in O's socket
+        try:
+            b2 = await Client.connect(N.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await asyncio.sleep(0.3)
+            await z.send({"type": "leave"})
+            y = await Client.connect(N.url)
+            jy = await y.join("room", "y")
+            await asyncio.sleep(0.3)
+        finally:
+            O.signal(18)   # SIGCONT, well within the 2 s hand-over timeout
+        m = await b2.expect("resumed", id=jb["id"], timeout=5)
+        view = {p["id"] for p in m["peers"]}
+        events = []
+        while True:
+            try:
+                x = await b2.recv(1)
+            except asyncio.TimeoutError:
+                break
+            events.append(x)
+            if x["type"] == "peer-joined":
+                view.add(x["peer"]["id"])
+            elif x["type"] == "peer-left":
+                view.discard(x["id"])
+        kinds = [(x["type"], x.get("id") or x.get("peer", {}).get("id")) for x in events]
+        assert ("peer-joined", jz["id"]) in kinds and ("peer-left", jz["id"]) in kinds, kinds
+        assert kinds.index(("peer-left", jz["id"])) > kinds.index(("peer-joined", jz["id"])), kinds
+        assert view == {jy["id"]}, (view, kinds)
+        assert room_members(r, "room") == {jb["id"], jy["id"]}
+        await y.send({"type": "signal", "to": jb["id"], "data": "y->b"})
+        await b2.expect("signal", data="y->b")
+        print("join/leave during the hand-over: B saw %r; its view ends as the room is" % kinds)
+        for cl in (b2, y):
             await cl.close()
 
 
