@@ -32,14 +32,18 @@
  *     PUBLISHes the reply P with B's queue to N's channel. O's publishes
  *     made before t precede P, those after t follow it (F2, F1).
  *  3. N reads R's channel from before q (step 1). Its lws thread copies,
- *     for B, every signal/broadcast read after Q (the MARK event) and
- *     before P (the DONE event), except those O published: O published
- *     them before t, so they are already in the queue P carries (a message
- *     O published after t comes after P). Its own publishes come back too
- *     while the hand-over is open (`own`): N's members' messages to B
- *     published before q went to O (in P), those after q are copied here.
- *  4. On P, N adopts B: queue = `resumed`, P's queue, the copies; every
- *     message read after P is delivered to B live.
+ *     for B, every signal/broadcast/join/leave read after Q (the MARK
+ *     event) and before P (the DONE event), except those O published: O
+ *     published them before t, so they are already in the queue P carries
+ *     (a message O published after t comes after P). Its own publishes come
+ *     back too while the hand-over is open (`own`): N's members' messages
+ *     to B published before q went to O (in P), those after q are copied
+ *     here.
+ *  4. On P, N adopts B: `resumed` with the room's members as XFER saw them
+ *     (the script puts the room hash into P: atomic with the move), then
+ *     P's queue, then the copies; every message read after P is delivered
+ *     to B live. (As with a local resume, `resumed` lists the room now and
+ *     the queued joins/leaves replay how it got there.)
  *  5. The tail: N's own publishes to B made before the adoption may still
  *     be on their way back. N publishes a fence F after adopting (its FIFO:
  *     after all of them); until F is read back they are delivered to B, and
