@@ -171,19 +171,26 @@ static const char REAP_LUA[] =
     "end\n"
     "return reaped\n";
 
-/* Make Redis agree with this node's members (ARGV[5..]: id, room, value,
- * token hash quadruples): register the node, drop registrations no longer
- * true (left announced), add missing ones (join announced). No room-size
- * check: these members were admitted before. KEYS[4]: nt. */
+/* Make Redis agree with this node's members (ARGV[5] = k, ARGV[6..5+k]:
+ * ids to leave alone, then id, room, value, token hash quadruples):
+ * register the node, drop registrations no longer true (left announced),
+ * add missing ones (join announced). No room-size check: these members were
+ * admitted before. KEYS[4]: nt. The ids left alone are those of hand-overs
+ * this node asked for and has no answer to yet: the owner's XFER may have
+ * registered one here already, its reply not read yet (review xresume #5). */
 static const char RESYNC_LUA[] =
     "redis.call('SADD', KEYS[1], ARGV[1])\n"
     "redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))\n"
+    "local nk = tonumber(ARGV[5])\n"
+    "local keep = {}\n"
+    "for i = 6, 5 + nk do keep[ARGV[i]] = true end\n"
+    "local first = 6 + nk\n"
     "local want = {}\n"
-    "for i = 5, #ARGV, 4 do want[ARGV[i]] = ARGV[i + 1] end\n"
+    "for i = first, #ARGV, 4 do want[ARGV[i]] = ARGV[i + 1] end\n"
     "local old = redis.call('HGETALL', KEYS[3])\n"
     "for i = 1, #old, 2 do\n"
     "  local id, room = old[i], old[i + 1]\n"
-    "  if want[id] ~= room then\n"
+    "  if want[id] ~= room and not keep[id] then\n"
     "    redis.call('HDEL', KEYS[3], id)\n"
     "    local th = redis.call('HGET', KEYS[4], id)\n"
     "    if th then\n"
@@ -195,7 +202,7 @@ static const char RESYNC_LUA[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "for i = 5, #ARGV, 4 do\n"
+    "for i = first, #ARGV, 4 do\n"
     "  local id, room, v, th = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
     "  redis.call('HSET', KEYS[3], id, room)\n"
     "  redis.call('HSET', KEYS[4], id, th)\n"
@@ -438,9 +445,12 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
      * remote (a late or failed hand-over, an XFER to a node that died, a
      * resync), and only this echo tells our members (for a member that was
      * local here the leave is a no-op: sig_hub_remote_leave). A join echo
-     * stays dropped: late, it could bring back a member that left. */
+     * stays dropped (late, it could bring back a member that left) unless a
+     * hand-over in the room must tell the member on its way here (review
+     * xresume #6); then it is only kept for it, never applied (sig_ws.c). */
     if (own && strcmp(ev, "left") &&
-        !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && sig_handover_in_room(c, room))) {
+        !((!strcmp(ev, "sig") || !strcmp(ev, "bc") || !strcmp(ev, "join")) &&
+          sig_handover_in_room(c, room))) {
         json_decref(o);
         return;
     }
@@ -604,6 +614,13 @@ int sig_clu_mirror_add(sig_cluster *c, const char *id, const char *room, const c
     }
     r->n++;
     return 0;
+}
+
+void sig_clu_mirror_del_in(sig_cluster *c, const char *id, const char *room)
+{
+    hent *m = hget(&c->members, id);
+    if (m && m->room && !strcmp(m->room, room))
+        sig_clu_mirror_del(c, id);
 }
 
 void sig_clu_mirror_del(sig_cluster *c, const char *id)
@@ -821,10 +838,16 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 }
                 if (((redisReply *)r)->type == REDIS_REPLY_ERROR)
                     RTC_LOG(RTC_LOG_WARN, c->node, "redis: %s", ((redisReply *)r)->str);
-                if (batch[i]->kind == CMD_XFER && ((redisReply *)r)->type == REDIS_REPLY_INTEGER &&
-                    ((redisReply *)r)->integer == 1) {
+                if (batch[i]->kind == CMD_XFER) {
+                    /* not ours any more either way: handed over, or (the new
+                     * owner died, or a resync took it out) it left; until
+                     * now a resync kept it registered here, where XFER
+                     * expects it (review xresume #5) */
                     pthread_mutex_lock(&c->mu);
-                    c->st.ho_given++;
+                    sig_clu_mirror_del_in(c, batch[i]->id, batch[i]->room);
+                    if (((redisReply *)r)->type == REDIS_REPLY_INTEGER &&
+                        ((redisReply *)r)->integer == 1)
+                        c->st.ho_given++;
                     pthread_mutex_unlock(&c->mu);
                 }
                 freeReplyObject(r);
@@ -912,7 +935,7 @@ typedef struct {
     size_t *len, n;
     char **owned, **rooms;
     size_t nowned, nrooms;
-    char nodes[32], key[64], nm[64], nt[64], ttl[16];
+    char nodes[32], key[64], nm[64], nt[64], ttl[16], nkeep[16];
 } snap;
 
 static void snap_dispose(snap *sn)
@@ -937,10 +960,10 @@ static char *own(snap *sn, char *p)
 /* Called with mu held. */
 static int snapshot(sig_cluster *c, snap *sn)
 {
-    size_t cap = 11 + 4 * c->members.n;
+    size_t cap = 12 + SIG_HO_MAX + 4 * c->members.n, nkeep = 0;
     sn->argv = calloc(cap, sizeof *sn->argv);
     sn->len = calloc(cap, sizeof *sn->len);
-    sn->owned = calloc(4 * c->members.n + 1, sizeof *sn->owned);
+    sn->owned = calloc(SIG_HO_MAX + 4 * c->members.n + 1, sizeof *sn->owned);
     sn->rooms = calloc(c->rooms.n + 1, sizeof *sn->rooms);
     if (!sn->argv || !sn->len || !sn->owned || !sn->rooms)
         return -ENOMEM;
@@ -955,6 +978,18 @@ static int snapshot(sig_cluster *c, snap *sn)
         for (size_t i = 0; i < 11; i++)
             sn->argv[sn->n++] = head[i];
     }
+    /* the open hand-overs' members (the Redis thread calls this) */
+    for (size_t i = 0; i < c->nho; i++)
+        nkeep += !c->hos[i].tail;
+    snprintf(sn->nkeep, sizeof sn->nkeep, "%zu", nkeep);
+    sn->argv[sn->n++] = sn->nkeep;
+    for (size_t i = 0; i < c->nho; i++)
+        if (!c->hos[i].tail) {
+            const char *id = own(sn, strdup(c->hos[i].id));
+            if (!id)
+                return -ENOMEM;
+            sn->argv[sn->n++] = id;
+        }
     for (size_t i = 0; i < HBUCKETS; i++)
         for (hent *m = c->members.b[i]; m; m = m->next) {
             const char *id = own(sn, strdup(m->key)), *room = own(sn, strdup(m->room));

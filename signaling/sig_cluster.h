@@ -64,8 +64,9 @@ typedef struct sig_cev {
     /* SIGNAL/BROADCAST/PEER_*: the node that published it; HO_REQUEST: the
      * asking node; HO_MARK: the owner */
     char node[17];
-    bool own; /* SIGNAL/BROADCAST published by this node (only while a
-               * hand-over in that room needs to see them; never deliver) */
+    bool own; /* published by this node. PEER_JOINED/SIGNAL/BROADCAST: only
+               * while a hand-over in that room needs to see them (never
+               * applied or delivered); PEER_LEFT: always, and applied */
     char th[SIG_TH_LEN + 1];    /* HO_REQUEST: the token's hash (Redis keys) */
     char proof[SIG_TH_LEN + 1]; /* HO_REQUEST: HMAC under the token (sig_handover_bound) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */

@@ -136,6 +136,8 @@ int sig_clu_maybe_unsubscribe(sig_cluster *c, const char *room);
 int sig_clu_mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
                        const char *th);
 void sig_clu_mirror_del(sig_cluster *c, const char *id);
+/* mirror_del only when `id` is this node's member in `room` */
+void sig_clu_mirror_del_in(sig_cluster *c, const char *id, const char *room);
 /* Queue one command (force: never refused); takes k. 0 or RTC_ELIMIT. */
 int sig_clu_submit(sig_cluster *c, cmd *k, bool force);
 void sig_clu_cmd_free(cmd *k);

@@ -32,14 +32,18 @@
  *     PUBLISHes the reply P with B's queue to N's channel. O's publishes
  *     made before t precede P, those after t follow it (F2, F1).
  *  3. N reads R's channel from before q (step 1). Its lws thread copies,
- *     for B, every signal/broadcast read after Q (the MARK event) and
- *     before P (the DONE event), except those O published: O published
- *     them before t, so they are already in the queue P carries (a message
- *     O published after t comes after P). Its own publishes come back too
- *     while the hand-over is open (`own`): N's members' messages to B
- *     published before q went to O (in P), those after q are copied here.
- *  4. On P, N adopts B: queue = `resumed`, P's queue, the copies; every
- *     message read after P is delivered to B live.
+ *     for B, every signal/broadcast/join/leave read after Q (the MARK
+ *     event) and before P (the DONE event), except those O published: O
+ *     published them before t, so they are already in the queue P carries
+ *     (a message O published after t comes after P). Its own publishes come
+ *     back too while the hand-over is open (`own`): N's members' messages
+ *     to B published before q went to O (in P), those after q are copied
+ *     here.
+ *  4. On P, N adopts B: `resumed` with the room's members as XFER saw them
+ *     (the script puts the room hash into P: atomic with the move), then
+ *     P's queue, then the copies; every message read after P is delivered
+ *     to B live. (As with a local resume, `resumed` lists the room now and
+ *     the queued joins/leaves replay how it got there.)
  *  5. The tail: N's own publishes to B made before the adoption may still
  *     be on their way back. N publishes a fence F after adopting (its FIFO:
  *     after all of them); until F is read back they are delivered to B, and
@@ -91,6 +95,9 @@ static const char LOOKUP_LUA[] =
  * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
  * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
  * value, channel, reply, left event, room channel, new owner.
+ * The reply (ARGV[7], without its closing brace) gets the room hash as it is
+ * at this instant ("m"): the new owner's member list, atomic with the move
+ * (review xresume #6).
  * Not ours any more (a resync took it out): nothing, the asking node times
  * out. The new owner died meanwhile: the member leaves, as its node did. */
 static const char XFER_LUA[] =
@@ -108,7 +115,10 @@ static const char XFER_LUA[] =
     "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
     "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
     "redis.call('SET', KEYS[6], ARGV[5])\n"
-    "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
+    "local all = redis.call('HGETALL', KEYS[3])\n"
+    "local m = '[]'\n"
+    "if #all > 0 then m = cjson.encode(all) end\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',\"m\":' .. m .. '}')\n"
     "return 1\n";
 
 /* ---- Redis thread: hand-overs asked for ---- */
@@ -216,6 +226,38 @@ static void push_ho_fence(sig_cluster *c, uint64_t rq)
     sig_clu_push_event(c, e);
 }
 
+/* The other nodes' members out of the reply's "m" (the room hash as XFER
+ * saw it: [id, value, id, value, ...]). */
+static int members_of_json(sig_cluster *c, json_t *a, sig_cev *e)
+{
+    if (!json_is_array(a) || json_array_size(a) % 2)
+        return RTC_EMSG;
+    e->members = calloc(json_array_size(a) / 2 + 1, sizeof *e->members);
+    if (!e->members)
+        return -ENOMEM;
+    for (size_t i = 0; i + 1 < json_array_size(a); i += 2) {
+        json_t *k = json_array_get(a, i), *v = json_array_get(a, i + 1), *o;
+        sig_cev_member *m = &e->members[e->nmembers];
+        char node[NODE_LEN + 1];
+        if (!json_is_string(k) || !json_is_string(v) || json_string_length(v) > 512 ||
+            json_string_length(k) < 1 || json_string_length(k) > SIG_ID_MAX)
+            continue;
+        if (!(o = json_loadb(json_string_value(v), json_string_length(v), JSON_REJECT_DUPLICATES,
+                             NULL)))
+            continue;
+        /* (the id through sig_clu_field too: same length and character checks) */
+        if (sig_clu_field(o, "node", 1, NODE_LEN, node, sizeof node) && strcmp(node, c->node) &&
+            sig_clu_field(o, "name", 0, SIG_NAME_MAX, m->name, sizeof m->name)) {
+            json_t *w = json_pack("{s:O}", "id", k);
+            if (w && sig_clu_field(w, "id", 1, SIG_ID_MAX, m->id, sizeof m->id))
+                e->nmembers++;
+            json_decref(w);
+        }
+        json_decref(o);
+    }
+    return 0;
+}
+
 /* A hand-over reply on this node's channel (see "Hand-over"). */
 void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
 {
@@ -227,7 +269,10 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
     sig_cev *e;
     size_t bytes = 0, qn;
 
-    if (!payload || len > c->ho_max_payload ||
+    /* the queue, plus the room hash XFER appends ("m") */
+    size_t cap = c->ho_max_payload +
+                 (size_t)atomic_load(&c->max_room) * (2 * (SIG_ID_MAX + 512) + 16);
+    if (!payload || len > cap ||
         !(o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL))) {
         RTC_LOG(RTC_LOG_WARN, c->node, "cluster: hand-over reply dropped (%zu bytes)",
                 payload ? len : 0);
@@ -302,14 +347,27 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
             e->ntexts++;
         }
     }
-    json_decref(o);
     if (!e || !e->texts || e->ntexts != qn) {
+        json_decref(o);
         sig_cev_free(e);
         sig_cluster_leave(c, room, id); /* registered here by the owner: take it out */
         gone_add(c, &h); /* (and if this was not the owner's answer, undo the one to come) */
         sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         return;
     }
+    /* the room's members on other nodes as XFER saw them (atomic with the
+     * move: events after it apply live, those between the request and it
+     * were kept by the lws thread, those before are in the queue) */
+    if (members_of_json(c, json_object_get(o, "m"), e)) {
+        /* no member list: the adoption would announce the room empty */
+        json_decref(o);
+        gone_add(c, &h);
+        sig_cev_free(e);
+        sig_cluster_leave(c, room, id);
+        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        return;
+    }
+    json_decref(o);
     e->kind = SIG_CEV_HO_DONE;
     e->serial = h.rq;
     e->result = SIG_OK;
@@ -329,15 +387,6 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
             sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
             return;
         }
-    }
-    /* the room's members on other nodes now (the command connection is
-     * idle whenever the subscription is read) */
-    if (sig_clu_room_members(c, room, e)) {
-        /* no member list: the adoption would announce the room empty */
-        sig_cev_free(e);
-        sig_cluster_leave(c, room, id);
-        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        return;
     }
     /* Our own publishes to the member made before the lws thread adopts it
      * may still be on their way: keep passing them on until the fence it
@@ -640,10 +689,11 @@ static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy, const 
                                              "hr", "rq", (json_int_t)req->serial, "ok", 1, "id",
                                              req->id, "room", req->room, "name", k->name, "q", q));
         q = NULL;
-        /* out of the mirror without a leave: the member did not leave */
-        pthread_mutex_lock(&c->mu);
-        sig_clu_mirror_del(c, req->id);
-        pthread_mutex_unlock(&c->mu);
+        if (k->payload && k->payload[0]) /* XFER_LUA appends ,"m":[...]} */
+            k->payload[strlen(k->payload) - 1] = '\0';
+        /* it leaves the mirror (without a leave: it did not leave) when
+         * XFER has run (sig_cluster.c run_queue): a resync meanwhile keeps it
+         * registered here, where XFER expects it (review xresume #5) */
     } else {
         /* (a member taken out of the hub whose reply cannot be built would
          * be lost silently: it leaves instead) */

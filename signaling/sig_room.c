@@ -914,13 +914,15 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     return SIG_OK;
 }
 
-void sig_hub_release(sig_hub *h, const char *room, const char *id)
+size_t sig_hub_release(sig_hub *h, const char *room, const char *id)
 {
     sig_room *r = room_find(h, room);
     sig_member *m = r ? room_member(r, id) : NULL;
+    size_t held;
     if (!m || m->state == SIG_MEMBER_REMOTE || !m->holding)
-        return;
+        return 0;
     m->holding = false;
+    held = m->hn;
     if (m->hhead) {
         bool was_empty = m->qn == 0;
         if (m->qtail)
@@ -935,6 +937,7 @@ void sig_hub_release(sig_hub *h, const char *room, const char *id)
         if (was_empty && live(m))
             h->ops.wake(m->conn, h->ops.ud);
     }
+    return held;
 }
 
 void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)

@@ -195,7 +195,7 @@ typedef struct {
 sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uint64_t now_us);
 /* End the hold of sig_adopt_params.hold: what was parked follows the
  * queue. No-op when the member is gone or not holding. */
-void sig_hub_release(sig_hub *h, const char *room, const char *id);
+size_t sig_hub_release(sig_hub *h, const char *room, const char *id); /* how many were parked */
 /* The member's resume token (NULL in the lobby): cluster mode hashes it. */
 const char *sig_member_resume(const sig_member *m);
 

@@ -65,6 +65,7 @@ typedef struct ho {
     bool marked, overflow;
     uint64_t mark_drops; /* cluster events dropped before the MARK */
     bool adopted; /* the member is here; our own publishes before that still come back */
+    size_t ntail; /* adopted: our own earlier publishes passed on through the tail */
     uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
     char **buf;  /* rendered messages, in arrival order */
     size_t nbuf, cap, bytes;
@@ -412,22 +413,34 @@ static void cluster_resume(conn *c, const char *token)
 static void ho_capture(server *s, const sig_cev *e)
 {
     bool bc = e->kind == SIG_CEV_BROADCAST;
+    /* joins and leaves too (review xresume #6): the member list the reply
+     * carries is the room when the owner's script moved the member, so those
+     * between the request and the reply reach it as events, in order */
+    bool memb = e->kind == SIG_CEV_PEER_JOINED || e->kind == SIG_CEV_PEER_LEFT;
     char *text = NULL;
     for (ho *h = s->hos; h; h = h->next) {
         char **nb;
         size_t len;
+        if (h->adopted && memb)
+            continue; /* adopted: this node's hub tells it itself */
         if (h->adopted) {
             /* published here while the member was still remote: it is local
              * now and nobody else here may get them twice */
             if (e->own && !strcmp(h->room, e->room) && strcmp(e->id, h->id) &&
-                (bc || !strcmp(e->to, h->id)))
+                (bc || !strcmp(e->to, h->id))) {
                 sig_hub_deliver_one(s->hub, e->room, h->id, e->id, bc, e->data, now_us());
+                h->ntail++;
+            }
             continue;
         }
         if (!h->marked || h->overflow || strcmp(h->room, e->room) || !strcmp(e->node, h->owner) ||
-            !strcmp(e->id, h->id) || (!bc && strcmp(e->to, h->id)))
+            !strcmp(e->id, h->id) || (!bc && !memb && strcmp(e->to, h->id)))
             continue;
-        if (!text && !(text = sig_proto_forward(bc ? "broadcast" : "signal", e->id, e->data))) {
+        if (!text &&
+            !(text = e->kind == SIG_CEV_PEER_JOINED ? sig_proto_peer_joined(e->id, e->name)
+                     : e->kind == SIG_CEV_PEER_LEFT
+                         ? sig_proto_peer_left(e->id)
+                         : sig_proto_forward(bc ? "broadcast" : "signal", e->id, e->data))) {
             h->overflow = true; /* lost one: the member cannot come back complete */
             continue;
         }
@@ -610,9 +623,14 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
         break;
     }
     case SIG_CEV_PEER_JOINED:
-        sig_hub_remote_join(s->hub, e->room, e->id, e->name, t);
+        if (s->hos)
+            ho_capture(s, e);
+        if (!e->own) /* our own: only passed on for a hand-over, never applied */
+            sig_hub_remote_join(s->hub, e->room, e->id, e->name, t);
         break;
     case SIG_CEV_PEER_LEFT:
+        if (s->hos)
+            ho_capture(s, e);
         sig_hub_remote_leave(s->hub, e->room, e->id, t);
         break;
     case SIG_CEV_SIGNAL:
@@ -647,8 +665,12 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
     case SIG_CEV_HO_FENCE: {
         ho *h = ho_find(s, e->serial);
         if (h) {
-            if (h->adopted) /* the tail is through: what waited follows */
-                sig_hub_release(s->hub, h->room, h->id);
+            if (h->adopted) { /* the tail is through: what waited follows */
+                size_t held = sig_hub_release(s->hub, h->room, h->id);
+                RTC_LOG(RTC_LOG_INFO, h->id,
+                        "hand-over complete: %zu of this node's earlier messages passed on "
+                        "through the tail, %zu held until the fence", h->ntail, held);
+            }
             ho_free(s, h);
         }
         break;

@@ -6,7 +6,8 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply"""
+xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply,
+xresume_joinleave"""
 import asyncio
 import hashlib
 import json
@@ -600,7 +601,13 @@ def secrets_in_redis(redis, tokens):
 async def run_xresume(exe, same_node):
     """A (and C) on one node, B on `same_node ? that node : the other`; B's socket is
     cut, A sends while B is away and goes on sending during the hand-over, C (on
-    B's old node) too; B resumes on the other node: everything once, in order."""
+    B's old node) too, and E, a member of the new node; B resumes on the other node:
+    everything once, in order. The hand-over window is made wide on purpose (review
+    #13): the owner is stopped for 300 ms right after the request (so what the new
+    node's members send then is kept between request and reply: step 3), then the
+    new node is stopped while the reply reaches it and the senders go on (so its
+    members' messages cross the adoption: the tail and the hold, step 5). The new
+    node's log must show a non-zero count for both."""
     n_away, n_during = 200, 200
     with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
         a = await Client.connect(N1.url)
@@ -614,10 +621,14 @@ async def run_xresume(exe, same_node):
         jc = await c.join("room", "c")       # to B never go through Redis there
         for x in (a, b):
             await x.expect("peer-joined")
+        e = await Client.connect(away.url)   # a member on the new node
+        je = await e.join("room", "e")
+        for x in (a, b, c):
+            await x.expect("peer-joined")
         # the token is stored hashed, never in clear
         th = hashlib.sha256(jb["resume"].encode()).hexdigest()
         assert r.cmd("EXISTS", "tsu:rt:" + th) == 1
-        assert secrets_in_redis(r, [ja["resume"], jb["resume"], jc["resume"]]) == []
+        assert secrets_in_redis(r, [ja["resume"], jb["resume"], jc["resume"], je["resume"]]) == []
 
         b.ws.transport.abort()   # B's network dies
         await asyncio.sleep(0.3)
@@ -626,45 +637,67 @@ async def run_xresume(exe, same_node):
             await c.send({"type": "signal", "to": jb["id"], "data": i})
         await a.send({"type": "broadcast", "data": "bc-away"})
         await c.expect("broadcast", data="bc-away")
+        await e.expect("broadcast", data="bc-away")
         await asyncio.sleep(0.3)
 
-        # A and C keep sending while B resumes on the other node
+        # A, C and E keep sending (about 1 s each) while B resumes on the other node
         async def stream(cl, start):
             for i in range(start, start + n_during):
+                if cl is e and i == n_during // 2:   # a broadcast inside the window too
+                    await cl.send({"type": "broadcast", "data": "bc-during"})
                 await cl.send({"type": "signal", "to": jb["id"], "data": i})
-                if i % 20 == 0:
-                    await asyncio.sleep(0.002)
+                await asyncio.sleep(0.005)
         b2 = await Client.connect(away.url)
+        senders = [asyncio.ensure_future(stream(a, n_away)), asyncio.ensure_future(stream(c, n_away)),
+                   asyncio.ensure_future(stream(e, 0))]
+        await asyncio.sleep(0.05)
         t0 = time.time()
-        # hold the owner still for 300 ms from just before the request while A
-        # and C send: what A sends meanwhile falls between the request and the
-        # reply, the part the new node keeps itself (step 3 of the argument;
-        # review finding 13); on loopback the whole hand-over takes only a few
-        # ms otherwise
-        home.signal(19)   # SIGSTOP
+        home.signal(19)   # SIGSTOP the owner: the request waits for it
         try:
             await b2.send({"type": "resume", "token": jb["resume"]})
-            await asyncio.sleep(0.02)
-            senders = [asyncio.ensure_future(stream(a, n_away)),
-                       asyncio.ensure_future(stream(c, n_away))]
             await asyncio.sleep(0.3)
+            away.signal(19)   # the new node stops before the reply comes
+            try:
+                home.signal(18)
+                await asyncio.sleep(0.1)   # the owner answers; the reply waits for the new node
+            finally:
+                away.signal(18)
         finally:
-            home.signal(18)   # SIGCONT
+            home.signal(18)
         m = await b2.expect("resumed", id=jb["id"], timeout=5)
         dt = time.time() - t0
-        assert sorted(p["id"] for p in m["peers"]) == sorted([ja["id"], jc["id"]]), m
+        assert sorted(p["id"] for p in m["peers"]) == sorted([ja["id"], jc["id"], je["id"]]), m
         await asyncio.gather(*senders)
-        total = 2 * (n_away + n_during) + 1
+        for x in (a, c):
+            await x.expect("broadcast", data="bc-during")
+        total = 2 * (n_away + n_during) + 2 + n_during
         msgs = await collect(b2, total, "B after resume")
         bc = [x for x in msgs if x.get("type") == "broadcast"]
-        assert [x["data"] for x in bc] == ["bc-away"], bc
+        assert [x["data"] for x in bc] == ["bc-away", "bc-during"], bc
+        from_e = [x.get("data") for x in msgs if x.get("from") == je["id"]]
+        k = n_during // 2
+        assert from_e[k - 1:k + 2] == [k - 1, "bc-during", k], from_e[k - 2:k + 3]
+        msgs = [x for x in msgs if x.get("data") != "bc-during"]
         sigs = [x for x in msgs if x.get("type") == "signal"]
-        assert {x["from"] for x in sigs} == {ja["id"], jc["id"]}, sigs[:3]
+        assert {x["from"] for x in sigs} == {ja["id"], jc["id"], je["id"]}, sigs[:3]
+        check_seq([x for x in sigs if x["from"] == je["id"]], je["id"], n_during,
+                  "signals from E (on the new node)")
         check_seq([x for x in sigs if x["from"] == ja["id"]], ja["id"], n_away + n_during,
                   "signals from A")
         check_seq([x for x in sigs if x["from"] == jc["id"]], jc["id"], n_away + n_during,
                   "signals from C")
         await b2.silent(0.5)
+        # the window was really exercised: kept between request and reply, and
+        # the new node's own messages across the adoption (tail or hold)
+        log = away.logtext()
+        mk = re.search(r"handed over by node \w+ \((\d+) \+ (\d+) queued\)", log)
+        mt_ = re.search(r"(\d+) of this node's earlier messages passed on through the tail, "
+                        r"(\d+) held until the fence", log)
+        assert mk and mt_, log[-2000:]
+        queued, kept = int(mk.group(1)), int(mk.group(2))
+        tail, held = int(mt_.group(1)), int(mt_.group(2))
+        assert kept > 0, (queued, kept)
+        assert tail + held > 0, (tail, held)
         # live both ways, through the new node
         await b2.send({"type": "signal", "to": ja["id"], "data": "b->a"})
         await a.expect("signal", data="b->a", **{"from": jb["id"]})
@@ -675,9 +708,11 @@ async def run_xresume(exe, same_node):
         await c.send({"type": "broadcast", "data": "c-all"})
         await b2.expect("broadcast", data="c-all")
         await a.expect("broadcast", data="c-all")
+        await e.expect("broadcast", data="c-all")
         # nobody saw B leave or come back
         await a.silent(0.3)
         await c.silent(0.3)
+        await e.silent(0.3)
         # B belongs to the new node in Redis
         def node_of(pid):
             return json.loads(r.cmd("HGET", "tsu:room:room", pid))["node"]
@@ -695,27 +730,23 @@ async def run_xresume(exe, same_node):
         d = await Client.connect(N2.url)
         jd = await d.join("room", "d")
         ids = [p["id"] for p in jd["peers"]]
-        assert sorted(ids) == sorted([ja["id"], jb["id"], jc["id"]]), jd
-        for x in (a, b2, c):
+        assert sorted(ids) == sorted([ja["id"], jb["id"], jc["id"], je["id"]]), jd
+        for x in (a, b2, c, e):
             pj = await x.expect("peer-joined")
             assert pj["peer"]["id"] == jd["id"], pj
         await d.send({"type": "signal", "to": jb["id"], "data": "d->b"})
         await b2.expect("signal", data="d->b")
         mt = away.metrics()
         assert mt['tsunagu_signal_cluster_handovers_total{result="ok"}'] == 1, mt
-        kept = [int(x) for x in re.findall(r"handed over by node \S+ \(\d+ \+ (\d+) queued\)",
-                                           away.logtext())]
-        assert len(kept) == 1, kept
-        if not same_node:   # A's messages during the stall went through the new node's keep
-            assert kept[0] > 0, kept
         assert home.metrics()['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1
-        print("resume across nodes (%s): resumed after %.1f ms (owner stopped 300 ms); %d "
-              "messages queued on the old node + %d sent during the hand-over (%d of them kept "
-              "by the new node between request and reply), all in order, none twice"
+        print("resume across nodes (%s): resumed %.1f ms after the request (owner stopped 300 ms, "
+              "new node 100 ms); %d messages queued on the old node + %d sent during the "
+              "hand-over, all in order, none twice; handed over: %d queued + %d kept between "
+              "request and reply; %d through the tail + %d held until the fence"
               % ("A, B, C on one node" if same_node else "A on node 1, B and C on node 2",
-                 dt * 1e3, 2 * n_away + 1, 2 * n_during, kept[0]))
+                 dt * 1e3, 2 * n_away + 1, 3 * n_during, queued, kept, tail, held))
         # the window ends on the new node: peer-left reaches everyone once
-        for x in (a, c, d, b2):
+        for x in (a, c, d, e, b2):
             await x.close()
 
 
@@ -1143,6 +1174,58 @@ async def xresume_bad_reply(exe):
         print("a hand-over reply with junk in its queue: refused, nothing passed on; the owner's "
               "late hand-over made the member leave")
         for cl in (a, b2):
+            await cl.close()
+
+
+
+@test
+async def xresume_joinleave(exe):
+    """Review finding 6: members joining and leaving between the hand-over request
+    and the reply reach the resumed member as events, after the owner's queue. B
+    (on O) drops; Z joins on N (queued for B on O: peer-joined Z); O is stopped; B
+    resumes on N; Z leaves and Y joins meanwhile; O goes on. B's view (resumed.peers,
+    then the events in order) ends as the room really is: Y, not Z."""
+    with Redis() as r, xnode(exe, r) as O, xnode(exe, r) as N:
+        b = await Client.connect(O.url)
+        jb = await b.join("room", "b")
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        z = await Client.connect(N.url)
+        jz = await z.join("room", "z")
+        await asyncio.sleep(0.3)
+        O.signal(19)   # SIGSTOP: the request waits in O's socket
+        try:
+            b2 = await Client.connect(N.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await asyncio.sleep(0.3)
+            await z.send({"type": "leave"})
+            y = await Client.connect(N.url)
+            jy = await y.join("room", "y")
+            await asyncio.sleep(0.3)
+        finally:
+            O.signal(18)   # SIGCONT, well within the 2 s hand-over timeout
+        m = await b2.expect("resumed", id=jb["id"], timeout=5)
+        view = {p["id"] for p in m["peers"]}
+        events = []
+        while True:
+            try:
+                x = await b2.recv(1)
+            except asyncio.TimeoutError:
+                break
+            events.append(x)
+            if x["type"] == "peer-joined":
+                view.add(x["peer"]["id"])
+            elif x["type"] == "peer-left":
+                view.discard(x["id"])
+        kinds = [(x["type"], x.get("id") or x.get("peer", {}).get("id")) for x in events]
+        assert ("peer-joined", jz["id"]) in kinds and ("peer-left", jz["id"]) in kinds, kinds
+        assert kinds.index(("peer-left", jz["id"])) > kinds.index(("peer-joined", jz["id"])), kinds
+        assert view == {jy["id"]}, (view, kinds)
+        assert room_members(r, "room") == {jb["id"], jy["id"]}
+        await y.send({"type": "signal", "to": jb["id"], "data": "y->b"})
+        await b2.expect("signal", data="y->b")
+        print("join/leave during the hand-over: B saw %r; its view ends as the room is" % kinds)
+        for cl in (b2, y):
             await cl.close()
 
 
