@@ -530,6 +530,13 @@ static void takeover_failed(app *ap, const char *why)
     atomic_fetch_add(&ap->reloads.takeover_failed, 1);
     close(ap->to_sock);
     ap->to_sock = -1;
+    if (ap->reap_pid) {
+        /* an earlier failed child still lingers: one slot to wait on, so
+         * finish it now rather than leave it running and unreaped */
+        int st;
+        kill(ap->reap_pid, SIGKILL);
+        waitpid(ap->reap_pid, &st, 0);
+    }
     ap->reap_pid = ap->to_pid;
     ap->reap_deadline_ms = rtc_clock_mono_ms() + 3000;
     ap->to_pid = 0;
@@ -548,6 +555,15 @@ static void reap_child(app *ap)
         waitpid(ap->reap_pid, &st, 0);
     }
     ap->reap_pid = 0;
+}
+
+/* Is a SIGTERM or SIGINT pending (blocked, not yet read from the signalfd)? */
+static bool stop_pending(void)
+{
+    sigset_t p;
+    if (sigpending(&p))
+        return false;
+    return sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1;
 }
 
 /* Everything the child adopts, workers paused: the blob and descriptors. */
@@ -580,9 +596,27 @@ out:
     return rc;
 }
 
+/* Bound the next send by what is left until deadline_ms: SO_SNDTIMEO alone
+ * restarts for every message, and a child reading slowly would keep the
+ * workers paused for 10 s per message. 0 or -ETIMEDOUT. */
+static int send_budget(int sock, uint64_t deadline_ms)
+{
+    uint64_t now = rtc_clock_mono_ms(), left;
+    struct timeval tv;
+
+    if (now >= deadline_ms)
+        return -ETIMEDOUT;
+    left = deadline_ms - now;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return 0;
+}
+
 /* SIZE, the descriptors in batches of at most SCM_MAX_FD, the blob in
- * chunks. 0 or -errno. */
-static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size_t blen)
+ * chunks, all before deadline_ms. 0 or -errno. */
+static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size_t blen,
+                      uint64_t deadline_ms)
 {
     uint8_t size[8];
     int rc;
@@ -591,18 +625,21 @@ static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size
         size[i] = (uint8_t)(blen >> (24 - 8 * i));
         size[4 + i] = (uint8_t)(fds->n >> (24 - 8 * i));
     }
-    if ((rc = rly_to_msg_send(sock, "SIZE", size, sizeof size, NULL, 0)))
+    if ((rc = send_budget(sock, deadline_ms)) ||
+        (rc = rly_to_msg_send(sock, "SIZE", size, sizeof size, NULL, 0)))
         return rc;
     for (uint32_t off = 0; off < fds->n;) {
         uint32_t k = fds->n - off > RLY_TO_FDS_PER_MSG ? RLY_TO_FDS_PER_MSG : fds->n - off;
         uint8_t cnt[4] = {(uint8_t)(k >> 24), (uint8_t)(k >> 16), (uint8_t)(k >> 8), (uint8_t)k};
-        if ((rc = rly_to_msg_send(sock, "FDS_", cnt, 4, fds->v + off, k)))
+        if ((rc = send_budget(sock, deadline_ms)) ||
+            (rc = rly_to_msg_send(sock, "FDS_", cnt, 4, fds->v + off, k)))
             return rc;
         off += k;
     }
     for (size_t off = 0; off < blen;) {
         size_t k = blen - off > RLY_TO_CHUNK ? RLY_TO_CHUNK : blen - off;
-        if ((rc = rly_to_msg_send(sock, "BLOB", blob + off, k, NULL, 0)))
+        if ((rc = send_budget(sock, deadline_ms)) ||
+            (rc = rly_to_msg_send(sock, "BLOB", blob + off, k, NULL, 0)))
             return rc;
         off += k;
     }
@@ -653,12 +690,14 @@ static void takeover_serve(app *ap)
         snprintf(why, sizeof why, "cannot serialize the state (%d)", rc);
         goto out_fail;
     }
-    if ((rc = send_state(ap->to_sock, &fds, blob, blen))) {
+    /* one budget for the whole pause, not one per step: every ms of it
+     * fills the socket buffers of every call */
+    if ((rc = send_state(ap->to_sock, &fds, blob, blen, t0 + RLY_TO_STEP_MS))) {
         snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
         goto out_fail;
     }
     n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
-                        rtc_clock_mono_ms() + RLY_TO_STEP_MS);
+                        t0 + RLY_TO_STEP_MS);
     if (n < 0 || memcmp(tag, "ACK_", 4)) {
         if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
             msg[n] = '\0';
@@ -669,10 +708,27 @@ static void takeover_serve(app *ap)
         }
         goto out_fail;
     }
+    /* A SIGTERM/SIGINT that came during the exchange waits in the signalfd:
+     * the operator asked this relay to stop, so it must not hand its calls
+     * to a process that would then run on unasked. */
+    if (stop_pending()) {
+        snprintf(why, sizeof why, "a stop signal arrived during the takeover");
+        goto out_fail;
+    }
     /* the point of no return: once GO is out the child reads the sockets */
-    if ((rc = rly_to_msg_send(ap->to_sock, "GO__", NULL, 0, NULL, 0))) {
+    if ((rc = send_budget(ap->to_sock, t0 + RLY_TO_STEP_MS)) ||
+        (rc = rly_to_msg_send(ap->to_sock, "GO__", NULL, 0, NULL, 0))) {
         snprintf(why, sizeof why, "sending GO: %s", strerror(-rc));
         goto out_fail;
+    }
+    /* Name the new main process to systemd from the current one, before
+     * this process can exit: the child says it too, but if this process
+     * (with nothing left to drain) exited first, systemd would see its main
+     * process gone and stop the unit, new process included. */
+    {
+        char note[40];
+        snprintf(note, sizeof note, "MAINPID=%d", (int)ap->to_pid);
+        notify_systemd(note);
     }
     for (size_t i = 0; i < ap->n_workers; i++)
         moved += rly_worker_handed_over(ap->workers[i]);
@@ -690,11 +746,14 @@ static void takeover_serve(app *ap)
     ap->to_sock = -1;
     ap->to_pid = 0;
     free(fds.v);
+    explicit_bzero(blob, blen); /* it holds the nonce key */
     free(blob);
     return;
 out_fail:
     resume_all(ap);
     free(fds.v);
+    if (blob)
+        explicit_bzero(blob, blen);
     free(blob);
     takeover_failed(ap, why);
 }
@@ -738,6 +797,7 @@ static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_o
     }
     *fds_out = malloc((nfds + 1) * sizeof(int));
     *blob_out = malloc(blen + 1);
+    *blen_out = *blob_out ? blen : 0; /* also on failure: the caller wipes it */
     if (!*fds_out || !*blob_out) {
         snprintf(err, errlen, "takeover: out of memory");
         return RTC_EMSG;
@@ -767,7 +827,6 @@ static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_o
         }
         off += (size_t)n;
     }
-    *blen_out = blen;
     return 0;
 }
 
@@ -885,6 +944,8 @@ out:
         if (fds[i] >= 0)
             close(fds[i]); /* not adopted (or failure): our copies only */
     free(fds);
+    if (blob) /* it holds the nonce key */
+        explicit_bzero(blob, blen);
     free(blob);
     if (parsed)
         rly_to_state_dispose(&st);
@@ -1144,6 +1205,46 @@ static void app_dispose(app *ap)
     rtc_conf_dispose(rly_conf_specs, &ap->s);
 }
 
+/* The path a takeover executes: the one this binary was started by, made
+ * absolute now (the working directory may be gone later) but with its
+ * symbolic links kept. An upgrade usually swings a link (/usr/bin via
+ * alternatives, /opt/tsunagu/current -> 1.3); /proc/self/exe has resolved
+ * it already and would run the old version again. A bare name was found in
+ * PATH, so it is looked up there; /proc/self/exe is the last resort. */
+static void own_path(const char *argv0, char *out, size_t cap)
+{
+    ssize_t l;
+
+    out[0] = '\0';
+    if (argv0 && strchr(argv0, '/')) {
+        char cwd[PATH_MAX];
+        if (argv0[0] == '/')
+            snprintf(out, cap, "%s", argv0);
+        else if (getcwd(cwd, sizeof cwd) && strlen(cwd) + strlen(argv0) + 2 <= cap) {
+            size_t cl = strlen(cwd);
+            memcpy(out, cwd, cl);
+            out[cl] = '/';
+            memcpy(out + cl + 1, argv0, strlen(argv0) + 1);
+        }
+    } else if (argv0 && *argv0) {
+        const char *path = getenv("PATH");
+        while (path && *path) {
+            const char *e = strchrnul(path, ':');
+            if (e > path && (size_t)(e - path) + strlen(argv0) + 2 <= cap) {
+                snprintf(out, cap, "%.*s/%s", (int)(e - path), path, argv0);
+                if (out[0] == '/' && access(out, X_OK) == 0)
+                    break;
+            }
+            out[0] = '\0';
+            path = *e ? e + 1 : e;
+        }
+    }
+    if (out[0] && access(out, X_OK) == 0)
+        return;
+    l = readlink("/proc/self/exe", out, cap - 1);
+    out[l > 0 ? l : 0] = '\0';
+}
+
 /* The socketpair end a parent relay passed in RLY_TO_ENV, or -1. The
  * variable is removed so it does not reach a later child by mistake. */
 static int take_adopt_sock(void)
@@ -1170,6 +1271,7 @@ int rly_main(int argc, char **argv)
     app ap;
     char err[512];
     int rc, status;
+    bool adopting;
 
     memset(&ap, 0, sizeof ap);
     ap.argc = argc;
@@ -1177,10 +1279,7 @@ int rly_main(int argc, char **argv)
     ap.sfd = -1;
     ap.to_sock = -1;
     ap.adopt_sock = take_adopt_sock();
-    {
-        ssize_t l = readlink("/proc/self/exe", ap.exe, sizeof ap.exe - 1);
-        ap.exe[l > 0 ? l : 0] = '\0';
-    }
+    own_path(argc > 0 ? argv[0] : NULL, ap.exe, sizeof ap.exe);
     rc = rtc_conf_load(rly_conf_specs, &ap.s, argc, argv, err, sizeof err);
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-relay [--config FILE] [flags]\n"
@@ -1196,11 +1295,11 @@ int rly_main(int argc, char **argv)
         }
         return 2;
     }
+    adopting = ap.adopt_sock >= 0; /* takeover_adopt closes it */
     if (prepare(&ap, err, sizeof err) || setup_signals(&ap, err, sizeof err) ||
-        (ap.adopt_sock >= 0 ? takeover_adopt(&ap, err, sizeof err)
-                            : create_workers(&ap, NULL, NULL, err, sizeof err))) {
-        fprintf(stderr, "tsunagu-relay: %s%s\n", ap.adopt_sock >= 0 ? "takeover refused: " : "",
-                err);
+        (adopting ? takeover_adopt(&ap, err, sizeof err)
+                  : create_workers(&ap, NULL, NULL, err, sizeof err))) {
+        fprintf(stderr, "tsunagu-relay: %s%s\n", adopting ? "takeover refused: " : "", err);
         if (ap.adopt_sock >= 0)
             rly_to_msg_send(ap.adopt_sock, "NAK_", err, strlen(err), NULL, 0);
         status = 2;
