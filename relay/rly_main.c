@@ -465,6 +465,7 @@ static void takeover_start(app *ap)
     int sv[2];
     char **env, *mine = NULL;
     pid_t pid;
+    sigset_t child_mask;
     struct timeval tv = {.tv_sec = RLY_TO_STEP_MS / 1000};
 
     if (ap->to_sock >= 0) {
@@ -491,11 +492,19 @@ static void takeover_start(app *ap)
     /* everything the child needs is ready before fork: between fork and
      * exec only async-signal-safe calls are allowed in a threaded process */
     env = child_env(sv[1], &mine);
+    /* SIGHUP and SIGUSR2 stay blocked across exec: until the new process
+     * has its signalfd their default action would kill it (a logrotate
+     * `pkill -HUP tsunagu-relay` during an upgrade fails the takeover);
+     * blocked, they wait and the new process handles them. SIGTERM/SIGINT
+     * stay deliverable so a stuck child can still be stopped. */
+    child_mask = ap->orig_mask;
+    sigaddset(&child_mask, SIGHUP);
+    sigaddset(&child_mask, SIGUSR2);
     pid = env ? fork() : -1;
     if (pid == 0) {
         /* the only descriptor the new program inherits on purpose */
         fcntl(sv[1], F_SETFD, 0);
-        sigprocmask(SIG_SETMASK, &ap->orig_mask, NULL);
+        sigprocmask(SIG_SETMASK, &child_mask, NULL);
         execve(ap->exe, ap->argv, env);
         _exit(127);
     }

@@ -22,6 +22,8 @@ kinds), no child process, and counts every failure in
 tsunagu_relay_takeovers_total{result="failed"}.
   link        the link swung to a real new binary: the takeover runs the link's
               new target (not /proc/self/exe's resolved old one)
+  sighup      SIGHUP reaches the new process before it handles signals: the
+              takeover still succeeds and the new process then reloads
   sigterm     last: a fake child reads the state; SIGTERM reaches the old
               process before the child's ACK: the old process must not hand
               over (no GO), and drains and exits 0.
@@ -293,6 +295,29 @@ def main():
         traffic.check(c, "UDP flows through the takeover by the new binary")
         if not new:
             return c.done()
+
+        # SIGHUP (say logrotate's pkill -HUP) reaches the child before it
+        # has its signal handling: the takeover must still succeed
+        slow = script("v3-tsunagu-relay", f"#!/bin/bash\nsleep {0.6 * TM}\n"
+                      f"exec -a \"$0\" '{exe}' \"$@\"\n")
+        point(slow)
+        mark = len(log_text(relay))
+        os.kill(new, signal.SIGUSR2)
+        m = wait_log(relay, r"takeover: started .* as pid (\d+)", 5, mark)
+        child = int(m.group(1)) if m else None
+        if child:
+            seen.add(child)
+            os.kill(child, signal.SIGHUP)
+        m = wait_log(relay, r"pid (\d+) took over from pid (\d+)", 10, mark)
+        c.ok(child is not None and m is not None and int(m.group(1)) == child,
+             "SIGHUP to the starting child: the takeover still succeeds",
+             log_text(relay)[mark:][-1500:])
+        c.ok(wait_log(relay, r"reload", 5, mark) is not None,
+             "and the new process handles that SIGHUP (reload)", log_text(relay)[mark:][-1500:])
+        if not m:
+            return c.done()
+        c.ok(wait_gone(new, 10), "the previous process exits")
+        new = child
 
         # last: SIGTERM to the old process while its child holds the state
         point(fake("sigterm"))
