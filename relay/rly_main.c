@@ -174,6 +174,9 @@ typedef struct {
     uint64_t reap_deadline_ms;
     /* takeover, child side: the socketpair end from RLY_TO_ENV, -1 if none */
     int adopt_sock;
+    /* the worker threads (a takeover child starts them before its ACK) */
+    pthread_t *threads;
+    size_t n_started;
 } app;
 
 static void cfg_free(rly_cfg *c)
@@ -886,6 +889,43 @@ static int create_workers(app *ap, const rly_to_state *st, int *fds, char *err, 
 /* Take the running relay's sockets and UDP allocations over (we were
  * started by its SIGUSR2). 0, or RTC_EMSG with err (the parent is told why
  * and keeps serving). */
+static void *worker_main(void *arg);
+
+/* Wait for the started worker threads; 1 if one failed, else 0. */
+static int join_threads(app *ap)
+{
+    int status = 0;
+    for (size_t i = 0; i < ap->n_started; i++) {
+        void *wrc = NULL;
+        pthread_join(ap->threads[i], &wrc);
+        if (wrc)
+            status = 1;
+    }
+    free(ap->threads);
+    ap->threads = NULL;
+    ap->n_started = 0;
+    return status;
+}
+
+/* One thread per worker. 0, or -1 with those that started stopped and
+ * joined (a worker told to stop while paused exits without reading). */
+static int start_threads(app *ap)
+{
+    if (!(ap->threads = calloc(ap->n_workers, sizeof *ap->threads)))
+        return -1;
+    for (ap->n_started = 0; ap->n_started < ap->n_workers; ap->n_started++)
+        if (pthread_create(&ap->threads[ap->n_started], NULL, worker_main,
+                           ap->workers[ap->n_started]))
+            break;
+    if (ap->n_started == ap->n_workers)
+        return 0;
+    RTC_LOG(RTC_LOG_ERROR, NULL, "cannot start worker thread %zu", ap->n_started);
+    stop_all(ap);
+    resume_all(ap);
+    join_threads(ap);
+    return -1;
+}
+
 static int takeover_adopt(app *ap, char *err, size_t errlen)
 {
     uint8_t ver[2] = {RLY_TO_VERSION >> 8, RLY_TO_VERSION & 0xff};
@@ -924,6 +964,15 @@ static int takeover_adopt(app *ap, char *err, size_t errlen)
         free(st.w[i].allocs);
         st.w[i].allocs = NULL;
     }
+    /* The threads start now, parked before their first read: a thread
+     * that cannot start (TasksMax, memory) must fail the takeover while
+     * the old process still serves, not after GO with every call moved. */
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_post_pause(ap->workers[i]);
+    if (start_threads(ap)) {
+        snprintf(err, errlen, "takeover: cannot start the worker threads");
+        goto out;
+    }
     if ((rc = rly_to_msg_send(ap->adopt_sock, "ACK_", NULL, 0, NULL, 0))) {
         snprintf(err, errlen, "takeover: ACK: %s", strerror(-rc));
         rc = RTC_EMSG;
@@ -938,6 +987,7 @@ static int takeover_adopt(app *ap, char *err, size_t errlen)
                  n < 0 ? strerror((int)-n) : "unexpected message");
         goto out;
     }
+    resume_all(ap); /* GO: ours from now on */
     RTC_LOG(RTC_LOG_INFO, NULL,
             "pid %d took over from pid %d: %zu UDP allocation(s), %u socket(s), %zu byte(s) of state "
             "in %llu ms",
@@ -948,6 +998,11 @@ out:
     if (rc) {
         /* tell the parent why, so its log says it; it resumes */
         rly_to_msg_send(ap->adopt_sock, "NAK_", err, strlen(err), NULL, 0);
+        if (ap->threads) { /* parked: stopped before they read anything */
+            stop_all(ap);
+            resume_all(ap);
+            join_threads(ap);
+        }
     }
     for (uint32_t i = 0; fds && i < n_fds; i++)
         if (fds[i] >= 0)
@@ -1152,33 +1207,18 @@ static int create_workers(app *ap, const rly_to_state *st, int *fds, char *err, 
 /* One thread per worker; the main thread supervises. Exit status. */
 static int run_workers(app *ap)
 {
-    pthread_t *threads = calloc(ap->n_workers, sizeof *threads);
-    size_t started = 0;
-    int status = 1;
+    char note[64];
+    int status;
 
-    if (!threads)
+    if (!ap->threads && start_threads(ap))
         return 1;
-    for (; started < ap->n_workers; started++)
-        if (pthread_create(&threads[started], NULL, worker_main, ap->workers[started]))
-            break;
-    if (started == ap->n_workers) {
-        char note[64];
-        /* under systemd (Type=notify): ready, and after a takeover the
-         * main process of the unit from now on */
-        snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());
-        notify_systemd(note);
-        status = supervise(ap, ap->sfd);
-    } else {
-        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot start worker thread %zu", started);
-        stop_all(ap);
-    }
-    for (size_t i = 0; i < started; i++) {
-        void *wrc = NULL;
-        pthread_join(threads[i], &wrc);
-        if (wrc)
-            status = 1;
-    }
-    free(threads);
+    /* under systemd (Type=notify): ready, and after a takeover the main
+     * process of the unit from now on */
+    snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());
+    notify_systemd(note);
+    status = supervise(ap, ap->sfd);
+    if (join_threads(ap))
+        status = 1;
     RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
     return status;
 }

@@ -1373,6 +1373,12 @@ int rly_worker_run(rly_worker *w)
     uint64_t next_sweep = 0;
     int rc = 0;
 
+    /* a takeover child starts its threads paused until the old process's
+     * GO, and stops them unread if GO never comes */
+    if (atomic_load(&w->post_pause))
+        park(w);
+    if (atomic_load(&w->post_stop))
+        w->stop = true;
     while (!w->stop) {
         /* streams with input left over: look, but do not sleep */
         int n = epoll_wait(w->ep, evs, 128, w->n_pend ? 0 : 200);
