@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""relay_takeover_chain.py - 10 consecutive live takeovers (SIGUSR2) under
+"""relay_takeover_chain.py - 20 consecutive live takeovers (SIGUSR2) under
 continuous UDP traffic, each new process taken over by the next.
 
 Asserts: every message of 12 flows (4 channel pairs, 2 Send/Data flows to a
-UDP peer) arrives once and in order across all 10 takeovers; every process
+UDP peer) arrives once and in order across all 20 takeovers; every process
 but the last exits; the last one's descriptor count and kinds equal the
 first one's and its RSS stays near it (no growth from generation to
 generation); each child inherits across exec no descriptor other than
@@ -31,7 +31,7 @@ from relay_takeover import Traffic, wait_gone, pid_gone, log_text, wait_log, met
 from relay_takeover_fail import fd_kinds, rss_kb, settle_fds  # noqa: E402
 
 TM = TIMEOUT_MULT
-N = 10
+N = 20
 
 
 def main():
