@@ -1311,6 +1311,23 @@ static int take_adopt_sock(void)
         fprintf(stderr, "tsunagu-relay: %s does not name a socket: ignored\n", RLY_TO_ENV);
         return -1;
     }
+    /* only the socketpair our parent relay made for us: a stray variable
+     * must not make us talk the protocol on some other inherited socket
+     * (a socket-activation descriptor, say) */
+    {
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        int type = 0;
+        socklen_t tl = sizeof type;
+        if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tl) || type != SOCK_SEQPACKET ||
+            getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) || cr.pid != getppid()) {
+            fprintf(stderr,
+                    "tsunagu-relay: %s is not a takeover socket from the parent process: "
+                    "ignored\n",
+                    RLY_TO_ENV);
+            return -1;
+        }
+    }
     fcntl((int)fd, F_SETFD, FD_CLOEXEC);
     return (int)fd;
 }

@@ -35,6 +35,7 @@ import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -165,6 +166,25 @@ def main():
 
     def fake(mode):
         return script(f"fake-{mode}", FAKE_CHILD.replace("@MODE@", mode).replace("@REPORT@", report))
+
+    # a stray TSUNAGU_TAKEOVER_FD naming some other inherited socket: the
+    # relay starts as usual instead of talking the protocol on it
+    stray = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r0 = Relay(link, config=conf, start=False)
+    r0.proc = subprocess.Popen([link] + r0.args, stdout=r0.log, stderr=r0.log,
+                               pass_fds=[stray.fileno()],
+                               env=dict(os.environ, TSUNAGU_TAKEOVER_FD=str(stray.fileno())))
+    up = False
+    deadline = time.time() + 5 * TM
+    while time.time() < deadline and r0.proc.poll() is None and not up:
+        try:
+            up = r0.http("/healthz")[0] == 200
+        except OSError:
+            time.sleep(0.05)
+    c.ok(up and "not a takeover socket" in r0.logtext(),
+         "a stray TSUNAGU_TAKEOVER_FD is ignored with a log line; the relay starts", r0.logtext())
+    r0.stop()
+    stray.close()
 
     relay = Relay(link, config=conf)
     pid = relay.proc.pid
