@@ -47,12 +47,41 @@ struct bot_sig {
      * calls (whose media never touch signaling) go on undisturbed */
     char *resume_token;
     bool resuming;
+    bool hold; /* resume written, `resumed` not yet: the rest waits (not-joined otherwise) */
     guint retry;
     unsigned retry_ms;
     uint64_t dropped_at_us;
+    /* drain (docs/protocol.md "drain":"resume"): the draining node's
+     * connection stays open, and is read, while the new one resumes; its
+     * close (4001 once the member moved, or 1001) is expected */
+    struct lws *old_wsi;
+    GString *old_rx;
+    unsigned old_close_code;
 };
 
 static int connect_now(bot_sig *s);
+static gboolean on_retry(gpointer ud);
+
+/* The node we are on drains and another node can take our place: resume
+ * there now, on a new connection, while the old one still delivers. */
+static void drain_resume(bot_sig *s)
+{
+    GString *t;
+    RTC_LOG(RTC_LOG_INFO, "sig", "server draining: resuming on a new connection");
+    s->old_wsi = s->wsi;
+    s->wsi = NULL;
+    s->old_close_code = 0;
+    t = s->old_rx; /* an unfinished message belongs to the old connection */
+    s->old_rx = s->rx;
+    s->rx = t;
+    g_string_truncate(s->rx, 0);
+    s->dropped_at_us = 0;
+    s->retry_ms = 0;
+    if (connect_now(s)) {
+        s->retry_ms = 250;
+        s->retry = g_timeout_add(s->retry_ms, on_retry, s);
+    }
+}
 
 static void dispatch(bot_sig *s, const char *text, size_t len)
 {
@@ -82,7 +111,11 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
     } else if (!strcmp(type, "resumed")) {
         const char *id = json_string_value(json_object_get(m, "id"));
         s->resuming = false;
+        s->hold = false;
         s->retry_ms = 0;
+        s->dropped_at_us = 0;
+        if (s->wsi && !g_queue_is_empty(&s->txq)) /* what waited for the resume */
+            lws_callback_on_writable(s->wsi);
         RTC_LOG(RTC_LOG_INFO, "sig", "resumed our place as %s", id ? id : "?");
         if (s->cbs.resumed)
             s->cbs.resumed(s->cbs.ud, id ? id : "", m);
@@ -102,10 +135,28 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
     } else if (!strcmp(type, "error")) {
         const char *code = json_string_value(json_object_get(m, "code"));
         const char *msg = json_string_value(json_object_get(m, "message"));
-        if (s->resuming) {
+        const char *drain = json_string_value(json_object_get(m, "drain"));
+        if (drain && !strcmp(drain, "resume") && s->resume_token && !s->resuming &&
+            s->st == SIG_OPEN && !s->old_wsi) {
+            drain_resume(s);
+        } else if (drain) {
+            /* alone: the node goes away; after its close we resume (and
+             * are refused: a restarted node does not know us) */
+            RTC_LOG(RTC_LOG_INFO, "sig", "server draining: %s", msg ? msg : "");
+        } else if (s->resuming && code && !strcmp(code, "server-busy")) {
+            /* Not now (the cluster cannot hand us over at this moment: Redis,
+             * or our member has just moved): our place is still there; drop
+             * this connection and resume again after the back-off. */
+            s->resuming = false;
+            s->hold = false;
+            RTC_LOG(RTC_LOG_INFO, "sig", "resume deferred: %s", msg ? msg : "");
+            if (s->wsi)
+                lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        } else if (s->resuming) {
             /* Our place is gone (expired or unknown token): nothing to
              * resume; the connection is over for this member. */
             s->resuming = false;
+            s->hold = false;
             free(s->resume_token);
             s->resume_token = NULL;
             RTC_LOG(RTC_LOG_WARN, "sig", "resume refused: %s %s", code ? code : "?",
@@ -128,7 +179,7 @@ static int queue_text(bot_sig *s, char *text)
         return RTC_ELIMIT;
     }
     g_queue_push_tail(&s->txq, text);
-    if (s->st == SIG_OPEN)
+    if (s->st == SIG_OPEN && !s->hold)
         lws_callback_on_writable(s->wsi);
     return 0;
 }
@@ -206,8 +257,43 @@ static int write_one(bot_sig *s, struct lws *wsi)
     free(buf);
     if (rc < (int)n)
         return -1;
-    if (!g_queue_is_empty(&s->txq))
+    if (s->resuming)
+        s->hold = true; /* that was the resume: the rest goes after `resumed` */
+    else if (!g_queue_is_empty(&s->txq))
         lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* The draining node's connection: read to the end, never written again.
+ * Its close is expected (4001: our member moved; 1001: drain over). */
+static int old_callback(bot_sig *s, struct lws *wsi, enum lws_callback_reasons reason, void *in,
+                        size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (s->old_rx->len + len > MAX_MSG)
+            return -1;
+        g_string_append_len(s->old_rx, in, (gssize)len);
+        if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+            dispatch(s, s->old_rx->str, s->old_rx->len);
+            g_string_truncate(s->old_rx, 0);
+        }
+        break;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (len >= 2)
+            s->old_close_code = (unsigned)((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
+        break;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        RTC_LOG(RTC_LOG_INFO, "sig", "old connection closed (%u)%s", s->old_close_code,
+                s->old_close_code == 4001 ? ": our place moved to the new one" : "");
+        lws_set_opaque_user_data(wsi, NULL);
+        s->old_wsi = NULL;
+        g_string_truncate(s->old_rx, 0);
+        break;
+    default:
+        break;
+    }
     return 0;
 }
 
@@ -219,9 +305,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 
     if (!s) /* owner already gone (bot_sig_free) */
         return lws_callback_http_dummy(wsi, reason, user, in, len);
+    if (wsi == s->old_wsi)
+        return old_callback(s, wsi, reason, in, len);
     switch (reason) {
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         s->st = SIG_OPEN;
+        s->hold = false; /* a resume cut short on an earlier connection */
+        s->resuming = false;
         {
             json_t *j;
             if (s->resume_token) {
@@ -252,7 +342,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         break;
     case LWS_CALLBACK_CLIENT_WRITEABLE:
-        if (s->st != SIG_OPEN)
+        if (s->st != SIG_OPEN || s->hold)
             break;
         return write_one(s, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
@@ -339,6 +429,7 @@ bot_sig *bot_sig_new(bot_sig_ctx *c, const char *url, const char *room, const ch
     s->name = name ? strdup(name) : NULL;
     s->url_copy = strdup(url);
     s->rx = g_string_new(NULL);
+    s->old_rx = g_string_new(NULL);
     g_queue_init(&s->txq);
     if (!s->room || !s->url_copy || lws_parse_uri(s->url_copy, &proto, &s->host, &s->port, &path))
         goto out_free;
@@ -358,6 +449,7 @@ out_free:
     free(s->name);
     free(s->url_copy);
     g_string_free(s->rx, TRUE);
+    g_string_free(s->old_rx, TRUE);
     free(s);
     return NULL;
 }
@@ -373,6 +465,10 @@ void bot_sig_free(bot_sig *s)
         lws_set_opaque_user_data(s->wsi, NULL);
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
     }
+    if (s->old_wsi) {
+        lws_set_opaque_user_data(s->old_wsi, NULL);
+        lws_set_timeout(s->old_wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
     if (s->ping)
         g_source_remove(s->ping);
     if (s->retry)
@@ -384,6 +480,7 @@ void bot_sig_free(bot_sig *s)
     free(s->name);
     free(s->url_copy);
     g_string_free(s->rx, TRUE);
+    g_string_free(s->old_rx, TRUE);
     free(s);
 }
 

@@ -134,7 +134,11 @@ size_t rtc_addr_iplen(const rtc_addr *a) { return a->family == AF_INET6 ? 16 : 4
 
 bool rtc_addr_ip_equal(const rtc_addr *a, const rtc_addr *b)
 {
-    return a->family == b->family && memcmp(a->ip, b->ip, rtc_addr_iplen(a)) == 0;
+    /* constant lengths: the compiler turns each memcmp into a load or two
+     * (this runs per relayed packet, against every own IP) */
+    if (a->family != b->family)
+        return false;
+    return a->family == AF_INET6 ? !memcmp(a->ip, b->ip, 16) : !memcmp(a->ip, b->ip, 4);
 }
 
 bool rtc_addr_equal(const rtc_addr *a, const rtc_addr *b)
@@ -349,12 +353,6 @@ static bool own_ip(const rtc_peer_policy *pp, const rtc_addr *peer, bool *exact)
     return false;
 }
 
-bool rtc_peer_policy_own_ip(const rtc_peer_policy *pp, const rtc_addr *peer)
-{
-    bool exact;
-    return own_ip(pp, peer, &exact);
-}
-
 /* An allow rule naming exactly this host (/32, /128). */
 static bool host_allowed(const rtc_peer_policy *pp, const rtc_addr *peer)
 {
@@ -363,6 +361,15 @@ static bool host_allowed(const rtc_peer_policy *pp, const rtc_addr *peer)
             rtc_cidr_match(&pp->allow[i], peer))
             return true;
     return false;
+}
+
+/* A peer on one of the relay's own IPs: only its relayed ports, or a host
+ * rule naming it; never through an embedded form (exact is false). */
+static bool own_allowed(const rtc_peer_policy *pp, const rtc_addr *peer, bool exact)
+{
+    if (exact && peer->port >= pp->own_port_lo && peer->port <= pp->own_port_hi)
+        return true;
+    return exact && host_allowed(pp, peer);
 }
 
 bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer)
@@ -375,11 +382,8 @@ bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer)
      * would be reachable; an allow range that happens to contain it does
      * not open it, only a host rule naming it does (a deliberate choice,
      * e.g. a test peer on the relay's loopback address). */
-    if (own_ip(pp, peer, &exact)) {
-        if (exact && peer->port >= pp->own_port_lo && peer->port <= pp->own_port_hi)
-            return true;
-        return exact && host_allowed(pp, peer);
-    }
+    if (own_ip(pp, peer, &exact))
+        return own_allowed(pp, peer, exact);
     if (any_match(pp->allow, pp->n_allow, peer))
         return true;
     if (any_match(pp->deny, pp->n_deny, peer))
@@ -387,4 +391,12 @@ bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer)
     if (has_v4 && any_match(pp->deny, pp->n_deny, &v4))
         return false;
     return true;
+}
+
+bool rtc_peer_policy_port_ok(const rtc_peer_policy *pp, const rtc_addr *peer)
+{
+    bool exact = false;
+    if (!own_ip(pp, peer, &exact))
+        return true; /* decided when the permission was made */
+    return own_allowed(pp, peer, exact);
 }

@@ -82,9 +82,10 @@ rtc_peer_policy *rtc_peer_policy_new(const rtc_peer_policy_params *p); /* NULL o
 void rtc_peer_policy_free(rtc_peer_policy *pp);
 /* true when a client may send to / receive from this peer address. */
 bool rtc_peer_policy_allows(const rtc_peer_policy *pp, const rtc_addr *peer);
-/* true when peer's IP is one of the own IPs (or embeds one): the only
- * peers whose verdict depends on the port, so the data path re-checks
- * rtc_peer_policy_allows per packet for them alone. */
-bool rtc_peer_policy_own_ip(const rtc_peer_policy *pp, const rtc_addr *peer);
+/* The per-packet check for a peer that a permission already admitted:
+ * true unless peer is one of the relay's own IPs (or embeds one) and
+ * rtc_peer_policy_allows refuses it: on those IPs only the relayed ports are
+ * peers, so their verdict depends on the port. One pass over the own IPs. */
+bool rtc_peer_policy_port_ok(const rtc_peer_policy *pp, const rtc_addr *peer);
 
 #endif

@@ -27,62 +27,13 @@
  * re-registers after a reconnect or when it finds the node was presumed
  * dead.
  *
- * Hand-over (resume across nodes; docs/cluster.md "Resume across nodes").
- * Member B of room R lives on node O (the owner); its client resumes on
- * node N with token T. Messages for B reach O three ways: published on R's
- * channel by other nodes (N included), or pushed straight into B's queue by
- * O's own members (never through Redis while B is on O). Facts used:
- *  (F1) Redis runs commands one at a time, and pub/sub messages reach one
- *       subscribing connection in the order the PUBLISHes ran, whatever the
- *       channel (a room's channel and a node's channel alike);
- *  (F2) each node publishes over one connection, in the order its lws
- *       thread queued the commands (one FIFO), and reads over one
- *       connection, handing what it reads to its lws thread in that order
- *       (another FIFO); the lws thread alone touches the hub.
- * Steps:
- *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
- *     to R's channel and waits for the confirmation, then PUBLISHes the
- *     request Q {"e":"ho","h":SHA-256(T)} on R's channel. Call the position
- *     of Q in R's channel order q.
- *  2. O reads Q after everything published before q (F1) and its lws
- *     thread handles Q after all of those (F2): every message published
- *     before q for B is in B's queue. Handling Q (constant-time hash check)
- *     takes B out of the hub at that instant t: from then on O's members'
- *     messages to B are published (B is remote on O), after t, so after q.
- *     O then queues XFER, one script that moves B's registration to N and
- *     PUBLISHes the reply P with B's queue to N's channel. O's publishes
- *     made before t precede P, those after t follow it (F2, F1).
- *  3. N reads R's channel from before q (step 1). Its lws thread copies,
- *     for B, every signal/broadcast read after Q (the MARK event) and
- *     before P (the DONE event), except those O published: O published
- *     them before t, so they are already in the queue P carries (a message
- *     O published after t comes after P). Its own publishes come back too
- *     while the hand-over is open (`own`): N's members' messages to B
- *     published before q went to O (in P), those after q are copied here.
- *  4. On P, N adopts B: queue = `resumed`, P's queue, the copies; every
- *     message read after P is delivered to B live.
- *  5. The tail: N's own publishes to B made before the adoption may still
- *     be on their way back. N publishes a fence F after adopting (its FIFO:
- *     after all of them); until F is read back they are delivered to B, and
- *     N's members' new messages to B wait (hub `holding`) so that they do
- *     not overtake them; at F the waiting ones follow.
- * Each message for B falls in exactly one of: before q (O's queue, in P),
- * between Q and P (copied by N), after P (live on N); within each part the
- * order is the channel's (or a FIFO's), and the parts are concatenated in
- * that order: exactly once, in order, as with a local resume.
- * Failures: O refuses (bad hash, B gone): nothing moved, N's copies are
- * dropped, unauthorized. O silent for SIG_HO_TIMEOUT_MS (dead, or its
- * Redis link down): unauthorized; a reply that still comes makes B leave
- * (nobody has its messages since q). O dead before the lookup: its
- * heartbeat key is gone, unauthorized at once. N dead when XFER runs: B
- * leaves (peer-left), as if its node died. */
-#include "sig_cluster.h"
+ * Hand-over (resume across nodes) is sig_handover.c: the argument that it
+ * delivers every message exactly once and in order is at its top. */
+#include "sig_cluster_int.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +46,6 @@
 #include "rtc_log.h"
 #include "sig_conf.h"
 
-#define HBUCKETS 1024
 #define HEARTBEAT_MS 1000
 #define IO_TIMEOUT_S 2      /* any Redis call; then the connection counts as lost */
 #define BACKOFF_MIN_MS 100
@@ -105,22 +55,8 @@
 #define QUEUE_BUDGET 4096   /* commands per round: channel reads and heartbeats are not starved */
 #define EVENT_WAIT_MS 1000  /* a full incoming queue blocks the thread this long, then drops */
 #define VALUE_MAX 512       /* a room hash value {"name","node"} */
-#define NODE_LEN 16
 
 /* ---- small string-keyed hash (mirror of local members, rooms, subscriptions) ---- */
-
-typedef struct hent {
-    struct hent *next;
-    uint32_t n;        /* rooms: local members there */
-    char *room, *name; /* members: their room and name */
-    char *th;          /* members: their resume token's hash */
-    char key[];
-} hent;
-
-typedef struct {
-    hent *b[HBUCKETS];
-    size_t n;
-} htab;
 
 static uint32_t hkey(const char *s)
 {
@@ -174,76 +110,6 @@ static void hclear(htab *t)
             hdel(t, t->b[i]->key);
 }
 
-/* ---- state ---- */
-
-typedef enum { CMD_JOIN, CMD_LEAVE, CMD_PUB, CMD_HO, CMD_XFER, CMD_TTL } cmd_kind;
-
-typedef struct cmd {
-    struct cmd *next;
-    cmd_kind kind;
-    uint64_t serial;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
-    char th[SIG_TH_LEN + 1]; /* JOIN, HO, XFER, TTL: the resume token's hash */
-    char node[NODE_LEN + 1]; /* XFER: the new owner */
-    char chan[96];           /* PUB: a node's channel instead of the room's */
-    uint32_t secs;           /* TTL: expiry (0: none) */
-    char *payload;           /* PUB: the channel message; XFER: the reply */
-} cmd;
-
-/* A hand-over this node asked for (Redis thread only; see "Hand-over"). */
-typedef struct {
-    uint64_t rq; /* the lws thread's serial */
-    uint64_t deadline_ms;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
-    char th[SIG_TH_LEN + 1];
-    bool tail; /* answered; our own publishes still in flight (until the fence) */
-} hop;
-
-#define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
-
-struct sig_cluster {
-    sig_redis_url url;
-    char where[300]; /* url without credentials, for logs */
-    char node[NODE_LEN + 1];
-    char kp[8];      /* key prefix "tsu:" */
-    char cp[48];     /* channel prefix "tsu:DB:ch:" */
-    char np[48];     /* node channel prefix "tsu:DB:nd:" */
-    char inbox[80];  /* this node's channel */
-    size_t qmax, max_payload;
-    uint32_t qmsgs;  /* send-queue bounds (hand-over replies) */
-    size_t qbytes, ho_max_payload;
-    uint32_t ttl_s;
-    _Atomic uint32_t max_room;
-    _Atomic int up;
-    _Atomic int stop;
-    int wakefd; /* eventfd: lws thread -> Redis thread */
-    pthread_t th;
-    bool started;
-
-    pthread_mutex_t mu; /* queues, mirror, resync flag, stats */
-    pthread_cond_t space;
-    cmd *qhead, *qtail;
-    size_t qn;
-    sig_cev *ehead, *etail;
-    size_t en;
-    bool resync; /* the mirror and Redis may disagree: re-register */
-    htab members; /* id -> room, name */
-    htab rooms;   /* room -> local members there */
-    sig_cluster_stats st;
-
-    pthread_mutex_t wake_mu;
-    void (*wake)(void *ud);
-    void *ud;
-
-    /* Redis thread only */
-    redisContext *cmd, *sub;
-    htab subs;         /* channels subscribed */
-    uint64_t reap_from; /* no reaping before this (ms): see serve() */
-    uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
-    hop hos[SIG_HO_MAX]; /* hand-overs asked for, waiting for the owner's reply */
-    size_t nho;
-};
-
 /* KEYS: room hash, nm, nt, rt:HASH. ARGV: id, value, max, channel, event,
  * room, token hash, rt value. */
 static const char JOIN_LUA[] =
@@ -257,8 +123,11 @@ static const char JOIN_LUA[] =
     "redis.call('SET', KEYS[4], ARGV[8])\n"
     "return {1, redis.call('HGETALL', KEYS[1])}\n";
 
-/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix. */
+/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix, room.
+ * Only a member this node holds (nm says so) is taken out: a leave from
+ * here never removes another node's member. */
 static const char LEAVE_LUA[] =
+    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[5] then return 0 end\n"
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
     "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
     "end\n"
@@ -268,42 +137,6 @@ static const char LEAVE_LUA[] =
     "  redis.call('DEL', ARGV[4] .. 'rt:' .. th)\n"
     "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
     "end\n"
-    "return 1\n";
-
-/* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
- * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
- * died with it), else the rt value. */
-static const char LOOKUP_LUA[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return 0 end\n"
-    "local ok, o = pcall(cjson.decode, v)\n"
-    "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
-    "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
-    "return v\n";
-
-/* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the
- * reply (ARGV[7], its queue) goes to that node's channel ARGV[6], atomically.
- * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
- * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
- * value, channel, reply, left event, room channel, new owner.
- * Not ours any more (a resync took it out): nothing, the asking node times
- * out. The new owner died meanwhile: the member leaves, as its node did. */
-static const char XFER_LUA[] =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "if redis.call('EXISTS', KEYS[7]) == 0 then\n"
-    "  redis.call('DEL', KEYS[6])\n"
-    "  if redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then\n"
-    "    redis.call('PUBLISH', ARGV[9], ARGV[8])\n"
-    "  end\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
-    "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
-    "redis.call('SET', KEYS[6], ARGV[5])\n"
-    "redis.call('PUBLISH', ARGV[6], ARGV[7])\n"
     "return 1\n";
 
 static const char HEARTBEAT_LUA[] =
@@ -375,7 +208,7 @@ static const char RESYNC_LUA[] =
     "end\n"
     "return 1\n";
 
-static uint64_t mono_ms(void)
+uint64_t sig_clu_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -389,7 +222,7 @@ static void poke(int fd)
     (void)n; /* EAGAIN: the counter is already non-zero, the thread wakes anyway */
 }
 
-static char *dumps(json_t *o)
+char *sig_clu_dumps(json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
@@ -433,7 +266,7 @@ static bool text_ok(const char *s, size_t len, size_t min, size_t max)
 }
 
 /* A string field of a parsed channel message, length-checked. */
-static bool field(json_t *o, const char *key, size_t min, size_t max, char *out, size_t cap)
+bool sig_clu_field(json_t *o, const char *key, size_t min, size_t max, char *out, size_t cap)
 {
     json_t *v = json_object_get(o, key);
     if (!json_is_string(v) || !text_ok(json_string_value(v), json_string_length(v), min, max) ||
@@ -444,12 +277,16 @@ static bool field(json_t *o, const char *key, size_t min, size_t max, char *out,
 }
 
 /* Hand one event to the lws thread. A full queue first waits (the lws
- * thread is draining it), then drops: never grows. */
-static void push_event(sig_cluster *c, sig_cev *e)
+ * thread is draining it), then drops: never grows. A hand-over's own
+ * events (MARK, DONE, FENCE: at most three per hand-over in flight, so
+ * bounded by SIG_HO_MAX) are never dropped: losing one would lose the
+ * member or its messages without anybody knowing. */
+void sig_clu_push_event(sig_cluster *c, sig_cev *e)
 {
-    bool was_empty;
+    bool was_empty,
+        ctl = e->kind == SIG_CEV_HO_MARK || e->kind == SIG_CEV_HO_DONE || e->kind == SIG_CEV_HO_FENCE;
     pthread_mutex_lock(&c->mu);
-    if (c->en >= c->qmax) {
+    if (c->en >= c->qmax && !ctl) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += EVENT_WAIT_MS / 1000;
@@ -457,14 +294,16 @@ static void push_event(sig_cluster *c, sig_cev *e)
             if (pthread_cond_timedwait(&c->space, &c->mu, &ts))
                 break;
     }
-    if (c->en >= c->qmax) {
+    if (c->en >= c->qmax && !ctl) {
         c->st.dropped++;
+        c->ev_drops++;
         c->resync = true; /* membership at least comes right again */
         pthread_mutex_unlock(&c->mu);
         sig_cev_free(e);
         return;
     }
     e->next = NULL;
+    e->drops = c->ev_drops;
     was_empty = !c->ehead;
     if (c->etail)
         c->etail->next = e;
@@ -482,7 +321,7 @@ static void push_event(sig_cluster *c, sig_cev *e)
     }
 }
 
-static void count_drop(sig_cluster *c)
+void sig_clu_count_drop(sig_cluster *c)
 {
     pthread_mutex_lock(&c->mu);
     c->st.dropped++;
@@ -507,8 +346,8 @@ static int members_of(sig_cluster *c, const redisReply *r, sig_cev *e)
             continue;
         if (!(o = json_loadb(v->str, v->len, JSON_REJECT_DUPLICATES, NULL)))
             continue;
-        if (field(o, "node", 1, NODE_LEN, node, sizeof node) && strcmp(node, c->node) &&
-            field(o, "name", 0, SIG_NAME_MAX, m->name, sizeof m->name)) {
+        if (sig_clu_field(o, "node", 1, NODE_LEN, node, sizeof node) && strcmp(node, c->node) &&
+            sig_clu_field(o, "name", 0, SIG_NAME_MAX, m->name, sizeof m->name)) {
             memcpy(m->id, k->str, k->len + 1);
             e->nmembers++;
         }
@@ -517,183 +356,46 @@ static int members_of(sig_cluster *c, const redisReply *r, sig_cev *e)
     return 0;
 }
 
-static int hop_find(const sig_cluster *c, uint64_t rq)
+/* ---- Redis I/O for sig_handover.c (which stays free of hiredis) ---- */
+
+int sig_clu_call_text(sig_cluster *c, int argc, const char **argv, char **text, size_t *len)
 {
-    for (size_t i = 0; i < c->nho; i++)
-        if (c->hos[i].rq == rq)
-            return (int)i;
-    return -1;
-}
-
-static bool hop_in_room(const sig_cluster *c, const char *room)
-{
-    for (size_t i = 0; i < c->nho; i++)
-        if (!strcmp(c->hos[i].room, room))
-            return true;
-    return false;
-}
-
-static void hop_remove(sig_cluster *c, size_t i) { c->hos[i] = c->hos[--c->nho]; }
-
-static bool json_u64(json_t *o, const char *key, uint64_t *out)
-{
-    json_t *v = json_object_get(o, key);
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return false;
-    *out = (uint64_t)json_integer_value(v);
-    return true;
-}
-
-static void push_ho_done(sig_cluster *c, uint64_t rq, sig_code result, const char *room,
-                         const char *id)
-{
-    sig_cev *e = calloc(1, sizeof *e);
-    if (!e)
-        return; /* the lws thread gives up by itself (sig_ws.c, ho_expire) */
-    e->kind = SIG_CEV_HO_DONE;
-    e->serial = rq;
-    e->result = result;
-    snprintf(e->room, sizeof e->room, "%s", room);
-    snprintf(e->id, sizeof e->id, "%s", id);
-    push_event(c, e);
-}
-
-static void push_ho_fence(sig_cluster *c, uint64_t rq)
-{
-    sig_cev *e = calloc(1, sizeof *e);
-    if (!e)
-        return;
-    e->kind = SIG_CEV_HO_FENCE;
-    e->serial = rq;
-    push_event(c, e);
-}
-
-static int maybe_unsubscribe(sig_cluster *c, const char *room);
-static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
-                      const char *th);
-
-/* A hand-over reply on this node's channel (see "Hand-over"). */
-static void on_reply(sig_cluster *c, const redisReply *pl)
-{
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1] = "", ev[8];
-    json_t *o, *q, *okv;
-    uint64_t rq;
-    int i;
-    hop h;
-    sig_cev *e;
-    size_t bytes = 0, qn;
-
-    if (pl->type != REDIS_REPLY_STRING || pl->len > c->ho_max_payload ||
-        !(o = json_loadb(pl->str, pl->len, JSON_REJECT_DUPLICATES, NULL))) {
-        RTC_LOG(RTC_LOG_WARN, c->node, "cluster: hand-over reply dropped (%zu bytes)",
-                pl->type == REDIS_REPLY_STRING ? pl->len : 0);
-        count_drop(c);
-        return;
-    }
-    okv = json_object_get(o, "ok");
-    if (!field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") || !json_u64(o, "rq", &rq) ||
-        !json_is_boolean(okv) || !field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
-        !field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
-        (json_is_true(okv) && !field(o, "name", 0, SIG_NAME_MAX, name, sizeof name))) {
-        json_decref(o);
-        count_drop(c);
-        return;
-    }
-    if ((i = hop_find(c, rq)) < 0 || c->hos[i].tail) {
-        /* We gave up waiting (timeout) but the owner did hand the member
-         * over: it is registered here now and nobody has its messages since
-         * the request. It leaves (peer-left), which is what a timed-out
-         * client saw coming: it got unauthorized and joins again. */
-        if (json_is_true(okv))
-            sig_cluster_leave(c, room, id);
-        json_decref(o);
-        return;
-    }
-    h = c->hos[i];
-    hop_remove(c, (size_t)i);
-    if (strcmp(h.room, room) || strcmp(h.id, id)) { /* not what we asked for: refuse it */
-        if (json_is_true(okv))
-            sig_cluster_leave(c, room, id);
-        json_decref(o);
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        maybe_unsubscribe(c, h.room);
-        return;
-    }
-    if (!json_is_true(okv)) {
-        pthread_mutex_lock(&c->mu);
-        c->st.ho_refused++;
-        pthread_mutex_unlock(&c->mu);
-        json_decref(o);
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        maybe_unsubscribe(c, h.room);
-        return;
-    }
-    e = calloc(1, sizeof *e);
-    q = json_object_get(o, "q");
-    qn = json_is_array(q) ? json_array_size(q) : SIZE_MAX;
-    if (e && json_is_array(q) && json_array_size(q) <= c->qmsgs &&
-        (e->texts = calloc(json_array_size(q) + 1, sizeof *e->texts))) {
-        for (size_t k = 0; k < json_array_size(q); k++) {
-            json_t *t = json_array_get(q, k);
-            /* the owner's queue obeyed the same bounds: anything else is junk */
-            if (!json_is_string(t) || (bytes += json_string_length(t)) > c->qbytes ||
-                !(e->texts[e->ntexts] = strdup(json_string_value(t))))
-                break;
-            e->ntexts++;
+    redisReply *r = call(c, argc, argv);
+    if (!r)
+        return RTC_EMSG;
+    if (text) {
+        *text = NULL;
+        if (r->type == REDIS_REPLY_STRING && (*text = malloc(r->len + 1))) {
+            memcpy(*text, r->str, r->len + 1);
+            *len = r->len;
         }
     }
-    json_decref(o);
-    if (!e || !e->texts || e->ntexts != qn) {
-        sig_cev_free(e);
-        sig_cluster_leave(c, room, id); /* registered here by the owner: take it out */
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        return;
-    }
-    e->kind = SIG_CEV_HO_DONE;
-    e->serial = h.rq;
-    e->result = SIG_OK;
-    snprintf(e->room, sizeof e->room, "%s", room);
-    snprintf(e->id, sizeof e->id, "%s", id);
-    snprintf(e->name, sizeof e->name, "%s", name);
-    snprintf(e->node, sizeof e->node, "%s", h.owner);
-    {
-        /* the member is ours from here: a resync registers it here */
-        int rc;
-        pthread_mutex_lock(&c->mu);
-        rc = mirror_add(c, id, room, name, h.th);
-        pthread_mutex_unlock(&c->mu);
-        if (rc) {
-            sig_cev_free(e);
-            sig_cluster_leave(c, room, id);
-            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-            return;
-        }
-    }
-    /* the room's members on other nodes now (the command connection is
-     * idle whenever the subscription is read) */
-    {
-        char rk[SIG_ROOM_MAX + 32];
-        const char *hv[] = {"HGETALL", rk};
-        redisReply *r;
-        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, room);
-        if (!(r = call(c, 2, hv)) || members_of(c, r, e)) {
-            /* no member list: the adoption would announce the room empty */
-            if (r)
-                freeReplyObject(r);
-            sig_cev_free(e);
-            sig_cluster_leave(c, room, id);
-            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-            return;
-        }
-        freeReplyObject(r);
-    }
-    /* Our own publishes to the member made before the lws thread adopts it
-     * may still be on their way: keep passing them on until the fence it
-     * publishes after adopting comes back (see "Hand-over", step 5). */
-    h.tail = true;
-    h.deadline_ms = mono_ms() + HO_TAIL_MS;
-    c->hos[c->nho++] = h;
-    push_event(c, e);
+    freeReplyObject(r);
+    return 0;
+}
+
+int sig_clu_room_members(sig_cluster *c, const char *room, sig_cev *e)
+{
+    char rk[SIG_ROOM_MAX + 32];
+    const char *hv[] = {"HGETALL", rk};
+    redisReply *r;
+    int rc;
+    snprintf(rk, sizeof rk, "%sroom:%s", c->kp, room);
+    if (!(r = call(c, 2, hv)))
+        return RTC_EMSG;
+    rc = members_of(c, r, e);
+    freeReplyObject(r);
+    return rc;
+}
+
+int sig_clu_append(sig_cluster *c, int argc, const char **argv)
+{
+    size_t len[32];
+    if (argc > 32)
+        return RTC_EMSG;
+    for (int i = 0; i < argc; i++)
+        len[i] = strlen(argv[i]);
+    return redisAppendCommandArgv(c->cmd, argc, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
 }
 
 /* One message from a room channel (or this node's own channel) -> an event
@@ -708,61 +410,37 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
 
     if (ch->type == REDIS_REPLY_STRING && ch->len == strlen(c->inbox) &&
         !memcmp(ch->str, c->inbox, ch->len)) {
-        on_reply(c, pl);
+        sig_handover_on_reply(c, pl->type == REDIS_REPLY_STRING ? pl->str : NULL, pl->len);
         return;
     }
     if (ch->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING || ch->len <= cpl ||
         ch->len - cpl > SIG_ROOM_MAX || memcmp(ch->str, c->cp, cpl) || pl->len > c->max_payload) {
-        count_drop(c);
+        sig_clu_count_drop(c);
         return;
     }
     if (!(o = json_loadb(pl->str, pl->len, JSON_REJECT_DUPLICATES, NULL)) ||
-        !field(o, "n", 1, NODE_LEN, node, sizeof node) || !field(o, "e", 1, 5, ev, sizeof ev)) {
+        !sig_clu_field(o, "n", 1, NODE_LEN, node, sizeof node) ||
+        !sig_clu_field(o, "e", 1, 5, ev, sizeof ev)) {
         json_decref(o);
-        count_drop(c);
+        sig_clu_count_drop(c);
         return;
     }
     memcpy(room, ch->str + cpl, ch->len - cpl);
     room[ch->len - cpl] = '\0';
     own = !strcmp(node, c->node);
-    if (!strcmp(ev, "fence")) {
-        /* ours: every publish of ours made before the adoption has been seen */
-        uint64_t rq;
-        int i;
-        if (own && json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && c->hos[i].tail) {
-            hop h = c->hos[i];
-            hop_remove(c, (size_t)i);
-            if ((e = calloc(1, sizeof *e))) {
-                e->kind = SIG_CEV_HO_FENCE;
-                e->serial = rq;
-                snprintf(e->room, sizeof e->room, "%s", room);
-                push_event(c, e);
-            }
-            maybe_unsubscribe(c, h.room);
-        }
-        json_decref(o);
-        return;
-    }
-    if (own && !strcmp(ev, "ho")) {
-        /* our hand-over request came back through the room's channel: from
-         * here on the requested member's messages are ours to keep */
-        uint64_t rq;
-        int i;
-        if (json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && !c->hos[i].tail &&
-            (e = calloc(1, sizeof *e))) {
-            e->kind = SIG_CEV_HO_MARK;
-            e->serial = rq;
-            snprintf(e->room, sizeof e->room, "%s", room);
-            snprintf(e->id, sizeof e->id, "%s", c->hos[i].id);
-            snprintf(e->node, sizeof e->node, "%s", c->hos[i].owner);
-            push_event(c, e);
-        }
+    if (sig_handover_on_channel(c, room, node, own, ev, o)) { /* a hand-over's own traffic */
         json_decref(o);
         return;
     }
     /* our own: already delivered locally, unless a hand-over in this room
-     * needs them (signals and broadcasts for the member on its way here) */
-    if (own && !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && hop_in_room(c, room))) {
+     * needs them (signals and broadcasts for the member on its way here), or
+     * a leave: our scripts also announce members this node's hub holds as
+     * remote (a late or failed hand-over, an XFER to a node that died, a
+     * resync), and only this echo tells our members (for a member that was
+     * local here the leave is a no-op: sig_hub_remote_leave). A join echo
+     * stays dropped: late, it could bring back a member that left. */
+    if (own && strcmp(ev, "left") &&
+        !((!strcmp(ev, "sig") || !strcmp(ev, "bc")) && sig_handover_in_room(c, room))) {
         json_decref(o);
         return;
     }
@@ -773,39 +451,29 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
     memcpy(e->room, room, strlen(room) + 1);
     memcpy(e->node, node, strlen(node) + 1);
     e->own = own;
-    if (!strcmp(ev, "join") && field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-        (field(o, "name", 0, SIG_NAME_MAX, e->name, sizeof e->name) ||
+    if (!strcmp(ev, "join") && sig_clu_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+        (sig_clu_field(o, "name", 0, SIG_NAME_MAX, e->name, sizeof e->name) ||
          !json_object_get(o, "name"))) {
         e->kind = SIG_CEV_PEER_JOINED;
-    } else if (!strcmp(ev, "left") && field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id)) {
+    } else if (!strcmp(ev, "left") && sig_clu_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id)) {
         e->kind = SIG_CEV_PEER_LEFT;
-    } else if (!strcmp(ev, "sig") && field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-               field(o, "to", 1, SIG_ID_MAX, e->to, sizeof e->to) &&
+    } else if (!strcmp(ev, "sig") && sig_clu_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+               sig_clu_field(o, "to", 1, SIG_ID_MAX, e->to, sizeof e->to) &&
                (e->data = json_object_get(o, "data"))) {
         e->kind = SIG_CEV_SIGNAL;
         json_incref(e->data);
-    } else if (!strcmp(ev, "bc") && field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+    } else if (!strcmp(ev, "bc") && sig_clu_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
                (e->data = json_object_get(o, "data"))) {
         e->kind = SIG_CEV_BROADCAST;
         json_incref(e->data);
-    } else if (!strcmp(ev, "ho") && field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-               field(o, "to", 1, NODE_LEN, e->to, sizeof e->to) &&
-               field(o, "h", SIG_TH_LEN, SIG_TH_LEN, e->th, sizeof e->th) &&
-               json_u64(o, "rq", &e->serial)) {
-        if (strcmp(e->to, c->node)) { /* another node's member: not ours to answer */
-            json_decref(o);
-            free(e);
-            return;
-        }
-        e->kind = SIG_CEV_HO_REQUEST;
     } else {
         json_decref(o);
         free(e);
-        count_drop(c);
+        sig_clu_count_drop(c);
         return;
     }
     json_decref(o);
-    push_event(c, e);
+    sig_clu_push_event(c, e);
 }
 
 /* A reply read on the SUBSCRIBE connection. Sets *confirmed when it is the
@@ -847,7 +515,7 @@ static int read_sub(sig_cluster *c)
     return drain_reader(c);
 }
 
-static void channel_of(const sig_cluster *c, const char *room, char *out, size_t cap)
+void sig_clu_channel_of(const sig_cluster *c, const char *room, char *out, size_t cap)
 {
     snprintf(out, cap, "%s%s", c->cp, room);
 }
@@ -860,7 +528,7 @@ static int subscribe_chan(sig_cluster *c, const char *ch)
     const char *argv[2] = {"SUBSCRIBE", ch};
     size_t len[2];
     bool confirmed = false;
-    uint64_t deadline = mono_ms() + IO_TIMEOUT_S * 1000u;
+    uint64_t deadline = sig_clu_mono_ms() + IO_TIMEOUT_S * 1000u;
 
     len[0] = 9;
     len[1] = strlen(ch);
@@ -868,27 +536,27 @@ static int subscribe_chan(sig_cluster *c, const char *ch)
         return RTC_EMSG;
     while (!confirmed) {
         void *r;
-        if (mono_ms() > deadline || redisGetReply(c->sub, &r) != REDIS_OK || !r)
+        if (sig_clu_mono_ms() > deadline || redisGetReply(c->sub, &r) != REDIS_OK || !r)
             return RTC_EMSG;
         on_sub_reply(c, r, ch, &confirmed);
     }
     return drain_reader(c) ? RTC_EMSG : 0;
 }
 
-static int subscribe(sig_cluster *c, const char *room)
+int sig_clu_subscribe(sig_cluster *c, const char *room)
 {
     char ch[SIG_ROOM_MAX + 64];
     int rc;
     if (hget(&c->subs, room))
         return 0;
-    channel_of(c, room, ch, sizeof ch);
+    sig_clu_channel_of(c, room, ch, sizeof ch);
     if ((rc = subscribe_chan(c, ch)))
         return rc;
     return hadd(&c->subs, room) ? 0 : -ENOMEM;
 }
 
 /* Leave the room's channel once no local member is in the room. */
-static int maybe_unsubscribe(sig_cluster *c, const char *room)
+int sig_clu_maybe_unsubscribe(sig_cluster *c, const char *room)
 {
     char ch[SIG_ROOM_MAX + 64];
     const char *argv[2] = {"UNSUBSCRIBE", ch};
@@ -897,10 +565,10 @@ static int maybe_unsubscribe(sig_cluster *c, const char *room)
     pthread_mutex_lock(&c->mu);
     used = hget(&c->rooms, room) != NULL;
     pthread_mutex_unlock(&c->mu);
-    used = used || hop_in_room(c, room); /* a hand-over waits for its messages */
+    used = used || sig_handover_in_room(c, room); /* a hand-over waits for its messages */
     if (used || !hget(&c->subs, room))
         return 0;
-    channel_of(c, room, ch, sizeof ch);
+    sig_clu_channel_of(c, room, ch, sizeof ch);
     len[0] = 11;
     len[1] = strlen(ch);
     hdel(&c->subs, room);
@@ -918,7 +586,7 @@ static int maybe_unsubscribe(sig_cluster *c, const char *room)
 
 /* ---- mirror of local members (under mu) ---- */
 
-static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
+int sig_clu_mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
                       const char *th)
 {
     hent *m, *r;
@@ -938,7 +606,7 @@ static int mirror_add(sig_cluster *c, const char *id, const char *room, const ch
     return 0;
 }
 
-static void mirror_del(sig_cluster *c, const char *id)
+void sig_clu_mirror_del(sig_cluster *c, const char *id)
 {
     hent *m = hget(&c->members, id), *r;
     if (!m)
@@ -952,7 +620,7 @@ static void mirror_del(sig_cluster *c, const char *id)
 
 static char *member_value(const sig_cluster *c, const char *name)
 {
-    return dumps(json_pack("{s:s,s:s}", "name", name, "node", c->node));
+    return sig_clu_dumps(json_pack("{s:s,s:s}", "name", name, "node", c->node));
 }
 
 static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const redisReply *all)
@@ -960,7 +628,7 @@ static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const redisRe
     sig_cev *e = calloc(1, sizeof *e);
     if (rc != SIG_OK) {
         pthread_mutex_lock(&c->mu);
-        mirror_del(c, k->id);
+        sig_clu_mirror_del(c, k->id);
         pthread_mutex_unlock(&c->mu);
     }
     if (!e)
@@ -973,11 +641,11 @@ static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const redisRe
     if (rc == SIG_OK && members_of(c, all, e)) {
         e->result = SIG_E_SERVER_BUSY;
         pthread_mutex_lock(&c->mu);
-        mirror_del(c, k->id);
+        sig_clu_mirror_del(c, k->id);
         c->resync = true; /* it is registered in Redis: take it out again */
         pthread_mutex_unlock(&c->mu);
     }
-    push_event(c, e);
+    sig_clu_push_event(c, e);
 }
 
 /* Returns RTC_EMSG when the connection failed (the answer is sent anyway). */
@@ -985,9 +653,10 @@ static int run_join(sig_cluster *c, cmd *k)
 {
     char key[SIG_ROOM_MAX + 32], nm[64], nt[64], rt[96], ch[SIG_ROOM_MAX + 64], max[16];
     char *value = member_value(c, k->name);
-    char *ev = dumps(json_pack("{s:s,s:s,s:s,s:s}", "n", c->node, "e", "join", "id", k->id,
+    char *ev = sig_clu_dumps(json_pack("{s:s,s:s,s:s,s:s}", "n", c->node, "e", "join", "id", k->id,
                                "name", k->name));
-    char *rv = dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", c->node));
+    char *rv =
+        sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", c->node));
     redisReply *r = NULL;
     int rc = 0;
 
@@ -995,13 +664,13 @@ static int run_join(sig_cluster *c, cmd *k)
     snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
     snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
     snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
-    channel_of(c, k->room, ch, sizeof ch);
+    sig_clu_channel_of(c, k->room, ch, sizeof ch);
     snprintf(max, sizeof max, "%u", (unsigned)atomic_load(&c->max_room));
     if (!value || !ev || !rv) {
         join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
         goto out;
     }
-    if ((rc = subscribe(c, k->room))) {
+    if ((rc = sig_clu_subscribe(c, k->room))) {
         join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
         goto out;
     }
@@ -1016,14 +685,14 @@ static int run_join(sig_cluster *c, cmd *k)
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
                r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0) {
         join_answer(c, k, SIG_E_ROOM_FULL, NULL);
-        rc = maybe_unsubscribe(c, k->room);
+        rc = sig_clu_maybe_unsubscribe(c, k->room);
     } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         join_answer(c, k, SIG_OK, r->element[1]);
     } else {
         RTC_LOG(RTC_LOG_ERROR, c->node, "redis: join script failed: %s",
                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
         join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        rc = maybe_unsubscribe(c, k->room);
+        rc = sig_clu_maybe_unsubscribe(c, k->room);
     }
 out:
     if (r)
@@ -1034,57 +703,18 @@ out:
     return rc;
 }
 
-/* The owner's side of a hand-over: one script moves the registration and
- * sends the reply (with the queue) to the asking node's channel. */
-static int append_xfer(sig_cluster *c, const cmd *k)
-{
-    char nm1[64], nt1[64], key[SIG_ROOM_MAX + 32], nm2[64], nt2[64], rt[96], hb2[64];
-    char ch2[96], ch[SIG_ROOM_MAX + 64];
-    char *v2 = dumps(json_pack("{s:s,s:s}", "name", k->name, "node", k->node));
-    char *rv2 = dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", k->node));
-    char *ev = dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-    int rc = RTC_EMSG;
-
-    snprintf(nm1, sizeof nm1, "%snm:%s", c->kp, c->node);
-    snprintf(nt1, sizeof nt1, "%snt:%s", c->kp, c->node);
-    snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
-    snprintf(nm2, sizeof nm2, "%snm:%s", c->kp, k->node);
-    snprintf(nt2, sizeof nt2, "%snt:%s", c->kp, k->node);
-    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
-    snprintf(hb2, sizeof hb2, "%snode:%s", c->kp, k->node);
-    snprintf(ch2, sizeof ch2, "%s%s", c->np, k->node);
-    channel_of(c, k->room, ch, sizeof ch);
-    if (v2 && rv2 && ev) {
-        const char *argv[] = {"EVAL", XFER_LUA, "7", nm1, nt1, key, nm2, nt2, rt, hb2,
-                              k->id, k->room, v2, k->th, rv2, ch2, k->payload, ev, ch, k->node};
-        size_t len[20];
-        for (int i = 0; i < 20; i++)
-            len[i] = strlen(argv[i]);
-        rc = redisAppendCommandArgv(c->cmd, 20, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
-    } else {
-        /* out of memory: a harmless command keeps replies and commands paired */
-        const char *argv[] = {"PING"};
-        size_t len[] = {4};
-        rc = redisAppendCommandArgv(c->cmd, 1, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
-    }
-    free(v2);
-    free(rv2);
-    free(ev);
-    return rc;
-}
-
 /* Append one LEAVE, PUB, XFER or TTL to the pipeline. */
 static int append_cmd(sig_cluster *c, const cmd *k)
 {
     char key[SIG_ROOM_MAX + 32], nm[64], nt[64], ch[SIG_ROOM_MAX + 64];
-    channel_of(c, k->room, ch, sizeof ch);
+    sig_clu_channel_of(c, k->room, ch, sizeof ch);
     if (k->kind == CMD_PUB) {
         const char *chan = k->chan[0] ? k->chan : ch;
         const char *argv[] = {"PUBLISH", chan, k->payload};
         size_t len[] = {7, strlen(chan), strlen(k->payload)};
         return redisAppendCommandArgv(c->cmd, 3, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
     } else if (k->kind == CMD_XFER) {
-        return append_xfer(c, k);
+        return sig_handover_append_xfer(c, k);
     } else if (k->kind == CMD_TTL) {
         char secs[16];
         const char *argv[] = {k->secs ? "EXPIRE" : "PERSIST", key, secs};
@@ -1096,16 +726,18 @@ static int append_cmd(sig_cluster *c, const cmd *k)
         return redisAppendCommandArgv(c->cmd, k->secs ? 3 : 2, argv, len) == REDIS_OK ? 0
                                                                                      : RTC_EMSG;
     } else {
-        char *ev = dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp};
-        size_t len[10];
+        char *ev =
+            sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
+        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp,
+                              k->room};
+        size_t len[11];
         int rc;
         snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
         snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
         snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-        for (int i = 0; i < 10; i++)
+        for (int i = 0; i < 11; i++)
             len[i] = strlen(argv[i]);
-        rc = redisAppendCommandArgv(c->cmd, 10, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+        rc = redisAppendCommandArgv(c->cmd, 11, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
         free(ev);
         return rc;
     }
@@ -1125,112 +757,14 @@ static cmd *pop_cmd(sig_cluster *c)
     return k;
 }
 
-static void cmd_free(cmd *k)
+void sig_clu_cmd_free(cmd *k)
 {
     if (k) {
         free(k->payload);
+        if (k->token)
+            memset(k->token, 0, strlen(k->token));
+        free(k->token);
         free(k);
-    }
-}
-
-/* The asking side of a hand-over (see "Hand-over"): who holds the token's
- * member, subscribe to its room, then publish the request on the room's
- * channel. RTC_EMSG when the connection failed (the answer is sent anyway). */
-static int run_ho(sig_cluster *c, cmd *k)
-{
-    char rt[96], ch[SIG_ROOM_MAX + 64];
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
-    redisReply *r;
-    json_t *o;
-    char *req;
-    hop *h;
-    int rc;
-
-    if (c->nho >= SIG_HO_MAX) {
-        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
-        return 0;
-    }
-    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
-    {
-        const char *argv[] = {"EVAL", LOOKUP_LUA, "1", rt, c->kp};
-        if (!(r = call(c, 5, argv))) {
-            push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
-            return RTC_EMSG;
-        }
-    }
-    o = r->type == REDIS_REPLY_STRING ? json_loadb(r->str, r->len, JSON_REJECT_DUPLICATES, NULL)
-                                      : NULL;
-    freeReplyObject(r);
-    if (!o || !field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
-        !field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
-        !field(o, "node", 1, NODE_LEN, owner, sizeof owner) || !strcmp(owner, c->node)) {
-        /* unknown or expired token, or its node is dead (its queue died with
-         * it), or ours but gone from the hub meanwhile (it left) */
-        json_decref(o);
-        pthread_mutex_lock(&c->mu);
-        c->st.ho_unknown++;
-        pthread_mutex_unlock(&c->mu);
-        push_ho_done(c, k->serial, SIG_E_UNAUTHORIZED, "", "");
-        return 0;
-    }
-    json_decref(o);
-    h = &c->hos[c->nho++];
-    memset(h, 0, sizeof *h);
-    h->rq = k->serial;
-    h->deadline_ms = mono_ms() + SIG_HO_TIMEOUT_MS;
-    memcpy(h->room, room, sizeof room);
-    memcpy(h->id, id, sizeof id);
-    memcpy(h->owner, owner, sizeof owner);
-    memcpy(h->th, k->th, sizeof h->th);
-    /* subscribed (and confirmed) before the request is published: every
-     * message after the request in the channel's order reaches us */
-    if ((rc = subscribe(c, room))) {
-        c->nho--;
-        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
-        return rc;
-    }
-    req = dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e", "ho", "id", id, "to",
-                          owner, "h", k->th, "rq", (json_int_t)k->serial));
-    channel_of(c, room, ch, sizeof ch);
-    {
-        const char *argv[] = {"PUBLISH", ch, req ? req : ""};
-        r = req ? call(c, 3, argv) : NULL;
-    }
-    free(req);
-    if (!r) {
-        c->nho--;
-        push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
-        maybe_unsubscribe(c, room);
-        return RTC_EMSG;
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-/* Hand-overs whose owner did not answer in time: unauthorized (the client
- * joins again; a reply that still comes makes the member leave, on_reply). */
-static void ho_timeouts(sig_cluster *c)
-{
-    uint64_t now = mono_ms();
-    for (size_t i = 0; i < c->nho;) {
-        hop h = c->hos[i];
-        if (now < h.deadline_ms) {
-            i++;
-            continue;
-        }
-        hop_remove(c, i);
-        if (h.tail) { /* the fence never came back: stop passing our publishes on */
-            push_ho_fence(c, h.rq);
-            maybe_unsubscribe(c, h.room);
-            continue;
-        }
-        RTC_LOG(RTC_LOG_WARN, h.id, "cluster: node %s did not answer a resume hand-over in %d ms",
-                h.owner, SIG_HO_TIMEOUT_MS);
-        pthread_mutex_lock(&c->mu);
-        c->st.ho_timeout++;
-        pthread_mutex_unlock(&c->mu);
-        push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        maybe_unsubscribe(c, h.room);
     }
 }
 
@@ -1246,8 +780,8 @@ static int run_queue(sig_cluster *c, unsigned budget)
 
     while (budget-- > 0 && (k = pop_cmd(c))) {
         if (k->kind == CMD_JOIN || k->kind == CMD_HO) {
-            int rc = k->kind == CMD_JOIN ? run_join(c, k) : run_ho(c, k);
-            cmd_free(k);
+            int rc = k->kind == CMD_JOIN ? run_join(c, k) : sig_handover_run_ask(c, k);
+            sig_clu_cmd_free(k);
             if (rc)
                 return rc;
             continue;
@@ -1295,7 +829,7 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 }
                 freeReplyObject(r);
                 if (batch[i]->kind == CMD_LEAVE || batch[i]->kind == CMD_XFER)
-                    rc = maybe_unsubscribe(c, batch[i]->room);
+                    rc = sig_clu_maybe_unsubscribe(c, batch[i]->room);
             }
             if (rc) {
                 pthread_mutex_lock(&c->mu);
@@ -1303,7 +837,7 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 pthread_mutex_unlock(&c->mu);
             }
             for (size_t i = 0; i < n; i++)
-                cmd_free(batch[i]);
+                sig_clu_cmd_free(batch[i]);
             if (rc)
                 return rc;
         }
@@ -1319,8 +853,8 @@ static void fail_queue(sig_cluster *c)
         if (k->kind == CMD_JOIN)
             join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
         else if (k->kind == CMD_HO)
-            push_ho_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
-        cmd_free(k);
+            sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
+        sig_clu_cmd_free(k);
     }
 }
 
@@ -1452,11 +986,11 @@ static int resync_subs(sig_cluster *c, const snap *sn)
             nx = e->next;
             for (size_t j = 0; j < sn->nrooms && !keep; j++)
                 keep = sn->rooms[j] && !strcmp(sn->rooms[j], e->key);
-            if (!keep && (rc = maybe_unsubscribe(c, e->key)))
+            if (!keep && (rc = sig_clu_maybe_unsubscribe(c, e->key)))
                 return rc;
         }
     for (size_t j = 0; j < sn->nrooms; j++)
-        if (sn->rooms[j] && (rc = subscribe(c, sn->rooms[j])))
+        if (sn->rooms[j] && (rc = sig_clu_subscribe(c, sn->rooms[j])))
             return rc;
     return 0;
 }
@@ -1479,7 +1013,7 @@ static int sync_rooms(sig_cluster *c, char *const *rooms, size_t nrooms)
             e->kind = SIG_CEV_SYNC;
             snprintf(e->room, sizeof e->room, "%s", rooms[j]);
             if (members_of(c, r, e) == 0)
-                push_event(c, e);
+                sig_clu_push_event(c, e);
             else
                 sig_cev_free(e);
         }
@@ -1535,7 +1069,7 @@ static int resync(sig_cluster *c, bool rooms_now)
     if (!rc && rooms_now)
         rc = sync_rooms(c, sn.rooms, sn.nrooms);
     else if (!rc)
-        c->sync_at = mono_ms() + SYNC_DELAY_MS;
+        c->sync_at = sig_clu_mono_ms() + SYNC_DELAY_MS;
     snap_dispose(&sn);
     if (rc) {
         pthread_mutex_lock(&c->mu);
@@ -1646,13 +1180,11 @@ static void wait_wake(sig_cluster *c, int ms)
 static int serve(sig_cluster *c, uint64_t *next_hb)
 {
     struct pollfd p[2] = {{.fd = c->wakefd, .events = POLLIN}, {.fd = c->sub->fd, .events = POLLIN}};
-    uint64_t now = mono_ms(), v, due = *next_hb;
+    uint64_t now = sig_clu_mono_ms(), v, due = *next_hb;
     int timeout;
     bool again;
 
-    for (size_t i = 0; i < c->nho; i++)
-        if (c->hos[i].deadline_ms < due)
-            due = c->hos[i].deadline_ms;
+    due = sig_handover_next_deadline(c, due);
     timeout = due > now ? (int)(due - now) : 0;
 
     pthread_mutex_lock(&c->mu);
@@ -1667,14 +1199,14 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
         return RTC_EMSG;
     if (run_queue(c, QUEUE_BUDGET))
         return RTC_EMSG;
-    ho_timeouts(c);
-    if (mono_ms() >= *next_hb) {
+    sig_handover_timeouts(c);
+    if (sig_clu_mono_ms() >= *next_hb) {
         bool registered = true;
-        *next_hb = mono_ms() + HEARTBEAT_MS;
+        *next_hb = sig_clu_mono_ms() + HEARTBEAT_MS;
         /* Right after a (re)connection, other nodes may still be on their way
          * back (Redis stalled, every heartbeat expired): give them their
          * backoff and a heartbeat before calling them dead. */
-        if (heartbeat(c, &registered) || (mono_ms() >= c->reap_from && reap(c)))
+        if (heartbeat(c, &registered) || (sig_clu_mono_ms() >= c->reap_from && reap(c)))
             return RTC_EMSG;
         if (!registered) {
             /* Presumed dead (we stalled past the TTL, or Redis lost its data):
@@ -1691,27 +1223,12 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
     pthread_mutex_unlock(&c->mu);
     if (again && resync(c, true))
         return RTC_EMSG;
-    if (c->sync_at && mono_ms() >= c->sync_at) {
+    if (c->sync_at && sig_clu_mono_ms() >= c->sync_at) {
         c->sync_at = 0;
         if (sync_mirror_rooms(c))
             return RTC_EMSG;
     }
     return 0;
-}
-
-/* The connection is gone: hand-overs asked for cannot get their reply (it
- * went to the channel we no longer read). unauthorized: the client joins
- * again; a member the owner did hand over is registered here without being
- * in the mirror, so the resync after the reconnection makes it leave. */
-static void fail_hos(sig_cluster *c)
-{
-    while (c->nho) {
-        hop h = c->hos[--c->nho];
-        if (h.tail)
-            push_ho_fence(c, h.rq);
-        else
-            push_ho_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-    }
 }
 
 /* Clean exit: what is queued goes out, then the node deregisters (its
@@ -1733,7 +1250,7 @@ static void shutdown_node(sig_cluster *c)
 static void *thread_main(void *arg)
 {
     sig_cluster *c = arg;
-    uint64_t next_hb = mono_ms() + HEARTBEAT_MS;
+    uint64_t next_hb = sig_clu_mono_ms() + HEARTBEAT_MS;
     int backoff = BACKOFF_MIN_MS;
     char err[512];
 
@@ -1747,13 +1264,13 @@ static void *thread_main(void *arg)
                 continue;
             }
             backoff = BACKOFF_MIN_MS;
-            c->reap_from = mono_ms() + BACKOFF_MAX_MS + 1000u * c->ttl_s;
+            c->reap_from = sig_clu_mono_ms() + BACKOFF_MAX_MS + 1000u * c->ttl_s;
             set_up(c, true);
-            next_hb = mono_ms(); /* heartbeat and reap right away */
+            next_hb = sig_clu_mono_ms(); /* heartbeat and reap right away */
         }
         if (serve(c, &next_hb)) {
             drop_conns(c);
-            fail_hos(c);
+            sig_handover_fail_all(c);
             set_up(c, false);
             pthread_mutex_lock(&c->mu);
             c->resync = true;
@@ -1764,7 +1281,7 @@ static void *thread_main(void *arg)
     if (c->cmd)
         shutdown_node(c);
     fail_queue(c);
-    fail_hos(c);
+    sig_handover_fail_all(c);
     drop_conns(c);
     return NULL;
 }
@@ -1900,13 +1417,6 @@ static int enqueue(sig_cluster *c, cmd *k, bool force)
     return was_empty ? 1 : 0;
 }
 
-void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1])
-{
-    uint8_t d[RTC_SHA256_LEN];
-    rtc_sha256(token, strlen(token), d);
-    rtc_hex(d, sizeof d, out);
-}
-
 int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const char *id,
                      const char *name, const char *resume)
 {
@@ -1921,11 +1431,11 @@ int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const ch
     snprintf(k->room, sizeof k->room, "%s", room);
     snprintf(k->id, sizeof k->id, "%s", id);
     snprintf(k->name, sizeof k->name, "%s", name ? name : "");
-    sig_cluster_token_hash(resume, k->th);
+    sig_handover_token_hash(resume, k->th);
     pthread_mutex_lock(&c->mu);
     if (c->qn >= c->qmax) {
         rc = RTC_ELIMIT;
-    } else if ((rc = mirror_add(c, id, room, k->name, k->th)) == 0) {
+    } else if ((rc = sig_clu_mirror_add(c, id, room, k->name, k->th)) == 0) {
         rc = enqueue(c, k, false);
     }
     pthread_mutex_unlock(&c->mu);
@@ -1943,7 +1453,12 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
     cmd *k = calloc(1, sizeof *k);
     int rc = -1;
     pthread_mutex_lock(&c->mu);
-    mirror_del(c, id);
+    {
+        /* the mirror's entry for id is this member only if it is in room */
+        hent *m = hget(&c->members, id);
+        if (m && !strcmp(m->room, room))
+            sig_clu_mirror_del(c, id);
+    }
     if (k && atomic_load(&c->up)) {
         k->kind = CMD_LEAVE;
         snprintf(k->room, sizeof k->room, "%s", room);
@@ -1970,7 +1485,7 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
     o = to ? json_pack("{s:s,s:s,s:s,s:s,s:O}", "n", c->node, "e", "sig", "from", from, "to", to,
                        "data", data)
            : json_pack("{s:s,s:s,s:s,s:O}", "n", c->node, "e", "bc", "from", from, "data", data);
-    if (!(k = calloc(1, sizeof *k)) || !(k->payload = dumps(o))) {
+    if (!(k = calloc(1, sizeof *k)) || !(k->payload = sig_clu_dumps(o))) {
         free(k);
         return -ENOMEM;
     }
@@ -1982,7 +1497,7 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
         c->st.published++;
     pthread_mutex_unlock(&c->mu);
     if (rc < 0) {
-        cmd_free(k);
+        sig_clu_cmd_free(k);
         return rc;
     }
     if (rc == 1)
@@ -1992,110 +1507,19 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
 
 /* Queue one command (force: never refused, for what must reach Redis);
  * wake the thread. 0 or RTC_ELIMIT. */
-static int submit(sig_cluster *c, cmd *k, bool force)
+int sig_clu_submit(sig_cluster *c, cmd *k, bool force)
 {
     int rc;
     pthread_mutex_lock(&c->mu);
     rc = enqueue(c, k, force);
     pthread_mutex_unlock(&c->mu);
     if (rc < 0) {
-        cmd_free(k);
+        sig_clu_cmd_free(k);
         return rc;
     }
     if (rc == 1)
         poke(c->wakefd);
     return 0;
-}
-
-int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token)
-{
-    cmd *k;
-    if (!atomic_load(&c->up))
-        return RTC_EUNSUP;
-    if (!(k = calloc(1, sizeof *k)))
-        return -ENOMEM;
-    k->kind = CMD_HO;
-    k->serial = serial;
-    sig_cluster_token_hash(token, k->th); /* the token itself never leaves this process */
-    return submit(c, k, false);
-}
-
-void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                                char **texts, size_t n)
-{
-    cmd *k = calloc(1, sizeof *k);
-    json_t *q = ok ? json_array() : NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (q && json_array_append_new(q, json_string(texts[i])))
-            ok = false; /* cannot build the reply: see below */
-        free(texts[i]);
-    }
-    free(texts);
-    if (!k) {
-        json_decref(q);
-        return; /* the asking node times out */
-    }
-    snprintf(k->room, sizeof k->room, "%s", req->room);
-    snprintf(k->id, sizeof k->id, "%s", req->id);
-    snprintf(k->node, sizeof k->node, "%s", req->node);
-    memcpy(k->th, req->th, sizeof k->th);
-    if (ok && q) {
-        snprintf(k->name, sizeof k->name, "%s", name ? name : "");
-        k->kind = CMD_XFER;
-        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:o}", "n", c->node, "e", "hr",
-                                     "rq", (json_int_t)req->serial, "ok", 1, "id", req->id,
-                                     "room", req->room, "name", k->name, "q", q));
-        q = NULL;
-        /* out of the mirror without a leave: the member did not leave */
-        pthread_mutex_lock(&c->mu);
-        mirror_del(c, req->id);
-        pthread_mutex_unlock(&c->mu);
-    } else {
-        /* (a member taken out of the hub whose reply cannot be built would
-         * be lost silently: it leaves instead) */
-        if (ok)
-            sig_cluster_leave(c, req->room, req->id);
-        k->kind = CMD_PUB;
-        snprintf(k->chan, sizeof k->chan, "%s%s", c->np, req->node);
-        k->payload = dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s}", "n", c->node, "e", "hr", "rq",
-                                     (json_int_t)req->serial, "ok", 0, "id", req->id, "room",
-                                     req->room));
-    }
-    json_decref(q);
-    if (!k->payload) {
-        if (k->kind == CMD_XFER)
-            sig_cluster_leave(c, req->room, req->id);
-        cmd_free(k);
-        return;
-    }
-    submit(c, k, true);
-}
-
-void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial)
-{
-    cmd *k = calloc(1, sizeof *k);
-    if (!k)
-        return; /* the Redis thread stops waiting for it after HO_TAIL_MS */
-    k->kind = CMD_PUB;
-    snprintf(k->room, sizeof k->room, "%s", room);
-    k->payload = dumps(json_pack("{s:s,s:s,s:I}", "n", c->node, "e", "fence", "rq",
-                                 (json_int_t)serial));
-    if (!k->payload) {
-        cmd_free(k);
-        return;
-    }
-    submit(c, k, true);
-}
-
-void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs)
-{
-    cmd *k;
-    if (!resume || !atomic_load(&c->up) || !(k = calloc(1, sizeof *k)))
-        return; /* a safety net only: the member's leave deletes the entry */
-    k->kind = CMD_TTL;
-    k->secs = secs;
-    sig_cluster_token_hash(resume, k->th);
-    submit(c, k, false);
 }
 
 sig_cev *sig_cluster_poll(sig_cluster *c)

@@ -37,10 +37,10 @@ typedef enum {
     SIG_CEV_PEER_LEFT,
     SIG_CEV_SIGNAL,
     SIG_CEV_BROADCAST,
-    /* resume across nodes (see "Hand-over" in sig_cluster.c) */
+    /* resume across nodes (sig_handover.h) */
     SIG_CEV_HO_REQUEST, /* owner side: node `node` asks for local member id (th: token hash) */
     SIG_CEV_HO_MARK,    /* new side: our request `serial` went through the room's channel */
-    SIG_CEV_HO_DONE,    /* new side: answer to sig_cluster_handover `serial` */
+    SIG_CEV_HO_DONE,    /* new side: answer to sig_handover_ask `serial` */
     SIG_CEV_HO_FENCE    /* new side: our publishes before the adoption are all through */
 } sig_cev_kind;
 
@@ -66,11 +66,15 @@ typedef struct sig_cev {
     char node[17];
     bool own; /* SIGNAL/BROADCAST published by this node (only while a
                * hand-over in that room needs to see them; never deliver) */
-    char th[SIG_TH_LEN + 1]; /* HO_REQUEST */
+    char th[SIG_TH_LEN + 1];    /* HO_REQUEST: the token's hash (Redis keys) */
+    char proof[SIG_TH_LEN + 1]; /* HO_REQUEST: HMAC under the token (sig_handover_bound) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
     size_t ntexts;
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
     size_t nmembers;
+    /* HO_MARK/HO_DONE: events dropped so far (full queue); different at
+     * DONE than at MARK = something between them was lost */
+    uint64_t drops;
 } sig_cev;
 
 typedef struct {
@@ -112,34 +116,6 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id);
  * on other nodes. 0, or RTC_ELIMIT / RTC_EUNSUP / -ENOMEM. */
 int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const char *from,
                         json_t *data);
-
-/* ---- resume across nodes ----
- * New side: the resume token is unknown here; ask Redis who owns it and have
- * that node hand the member over. Answered by SIG_CEV_HO_DONE with this
- * serial (preceded by SIG_CEV_HO_MARK when the request reached the room's
- * channel): SIG_OK with the owner's queue and the room's other members (the
- * member is then registered here), or SIG_E_UNAUTHORIZED (unknown or expired
- * token, owner dead, owner refused, no answer within SIG_HO_TIMEOUT_MS).
- * 0, or RTC_ELIMIT / RTC_EUNSUP (then no event comes). */
-#define SIG_HO_TIMEOUT_MS 2000
-#define SIG_HO_MAX 64 /* hand-overs in flight per node (asked for) */
-int sig_cluster_handover(sig_cluster *c, uint64_t serial, const char *token);
-/* New side, after SIG_CEV_HO_DONE with SIG_OK (adopted or not): publish the
- * fence. Until SIG_CEV_HO_FENCE comes back, signals and broadcasts this node
- * published to the room keep coming back as events with `own` set: those
- * were published while the member was still remote here, and only it must
- * get them. */
-void sig_cluster_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
-/* Owner side, answering a SIG_CEV_HO_REQUEST: ok = the member was taken out
- * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue.
- * Not ok: the asking node is told no. */
-void sig_cluster_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                                char **texts, size_t n);
-/* The member holding `resume` is detached (secs > 0: its token's entry in
- * Redis expires after secs) or attached again (0: no expiry). */
-void sig_cluster_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);
-/* Lowercase hex SHA-256 of a resume token: all Redis ever sees of it. */
-void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
 
 /* Next event, or NULL. The caller owns it (sig_cev_free). */
 sig_cev *sig_cluster_poll(sig_cluster *c);

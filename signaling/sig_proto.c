@@ -169,6 +169,12 @@ char *sig_proto_error(sig_code c, const char *message)
                           message ? message : ""));
 }
 
+char *sig_proto_drain(const char *message, const char *advice)
+{
+    return dump(json_pack("{s:s,s:s,s:s,s:s}", "type", "error", "code",
+                          sig_code_name(SIG_E_SERVER_BUSY), "message", message, "drain", advice));
+}
+
 char *sig_proto_pong(void) { return dump(json_pack("{s:s}", "type", "pong")); }
 
 char *sig_proto_joined(const char *room, const char *id, json_t *peers, json_t *ice_servers,

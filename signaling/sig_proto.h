@@ -65,6 +65,10 @@ const char *sig_msg_type_name(sig_msg_type t); /* "join", ... */
 /* Builders: each returns a malloc'd compact JSON text (caller frees), or
  * NULL on ENOMEM. `peers` is a JSON array of {"id","name"} (borrowed). */
 char *sig_proto_error(sig_code c, const char *message);
+/* The drain notice: a server-busy error with "drain": `advice` ("resume": open
+ * a new connection and resume now, another node takes the member over;
+ * "reconnect": this node goes away, reconnect after the close). */
+char *sig_proto_drain(const char *message, const char *advice);
 char *sig_proto_pong(void);
 char *sig_proto_joined(const char *room, const char *id, json_t *peers, json_t *ice_servers,
                        const char *resume);

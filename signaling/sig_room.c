@@ -610,7 +610,9 @@ void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const cha
 {
     sig_room *r = room_find(h, room);
     sig_member *o = r ? room_member(r, to) : NULL;
-    if (o && o->state != SIG_MEMBER_REMOTE)
+    /* a sender that left meanwhile: its peer-left went out already (it is
+     * not held back), and a message after it would come from a ghost */
+    if (o && o->state != SIG_MEMBER_REMOTE && room_member(r, from))
         send_text(o, sig_proto_forward(broadcast ? "broadcast" : "signal", from, data), now_us);
 }
 
@@ -738,7 +740,7 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
 
 /* ---- resume across nodes (cluster mode) ----
  *
- * The ordering argument lives in sig_cluster.c ("Hand-over"); these two
+ * The ordering argument lives in sig_handover.c ("Hand-over"); these two
  * functions only move a member's state between nodes without telling anyone:
  * the member never left, so no peer-left/peer-joined is sent on either node. */
 
@@ -755,11 +757,11 @@ static void hub_unlink(sig_hub *h, sig_member *m)
     m->hprev = m->hnext = NULL;
 }
 
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
-                           char ***texts, size_t *n, char **name, uint64_t now_us)
+sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
+                           char **name, uint64_t now_us)
 {
-    sig_room *r = room_find(h, room);
-    sig_member *m = r ? room_member(r, id) : NULL, *fresh = NULL;
+    sig_room *r = room_find(h, q->room);
+    sig_member *m = r ? room_member(r, q->id) : NULL, *fresh = NULL;
     uint8_t d[RTC_SHA256_LEN];
     char hx[2 * RTC_SHA256_LEN + 1];
     char **v = NULL, *nm = NULL;
@@ -769,12 +771,12 @@ sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const c
     *n = 0;
     *name = NULL;
     if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
-        strlen(token_hash) != 2 * RTC_SHA256_LEN)
+        strlen(q->proof) != 2 * RTC_SHA256_LEN)
         return SIG_E_UNAUTHORIZED;
-    rtc_sha256(m->resume, strlen(m->resume), d);
+    rtc_hmac_sha256(m->resume, strlen(m->resume), q->bound, strlen(q->bound), d);
     rtc_hex(d, sizeof d, hx);
-    /* constant time: a wrong guess learns nothing about the right hash */
-    if (!rtc_ct_equal(hx, token_hash, sizeof hx - 1) ||
+    /* constant time: a wrong guess learns nothing about the right proof */
+    if (!rtc_ct_equal(hx, q->proof, sizeof hx - 1) ||
         (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))

@@ -157,16 +157,23 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 /* ---- cluster mode: resume across nodes (docs/cluster.md "Resume across nodes") ---- */
 
 /* The owner's half of a hand-over: local member `id` of `room`, whose
- * resume token hashes (SHA-256, lowercase hex) to `token_hash`, moves to
+ * resume token proves q->proof (see sig_hand_over_req), moves to
  * another node. On SIG_OK: what it had queued is moved into *texts (*n
  * strings, the caller frees each and the array), *name is a copy of its
  * name; a still-open old connection gets ops.detach (close it with 4001);
  * the member stays in the room as a REMOTE member (or the room goes, if it
  * was the last local one). Nobody is told and ops.left is NOT called: the
  * member did not leave. SIG_E_UNAUTHORIZED when there is no such member,
- * the hash differs, its window passed or its queue overflowed. */
-sig_code sig_hub_hand_over(sig_hub *h, const char *room, const char *id, const char *token_hash,
-                           char ***texts, size_t *n, char **name, uint64_t now_us);
+ * the proof differs, its window passed or its queue overflowed. */
+typedef struct {
+    const char *room, *id;
+    /* lowercase hex HMAC-SHA256 keyed with the member's resume token over
+     * `bound` (what the request says: sig_handover_bound): only a holder of
+     * the token can make it, unlike the token's SHA-256 that Redis stores */
+    const char *proof, *bound;
+} sig_hand_over_req;
+sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
+                           char **name, uint64_t now_us);
 
 typedef struct {
     const char *room, *id, *name, *resume; /* resume: the token the client proved */
@@ -192,8 +199,9 @@ void sig_hub_release(sig_hub *h, const char *room, const char *id);
 /* The member's resume token (NULL in the lobby): cluster mode hashes it. */
 const char *sig_member_resume(const sig_member *m);
 
-/* One signal (broadcast false) or broadcast (true) from remote member
- * `from` for local member `to` only (a hand-over's tail: sig_ws.c). */
+/* One signal (broadcast false) or broadcast (true) from member `from` for
+ * local member `to` only (a hand-over's tail: sig_ws.c); nothing when
+ * `from` is no longer in the room. */
 void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
                          bool broadcast, json_t *data, uint64_t now_us);
 

@@ -28,6 +28,7 @@
 #include "rtc_metrics.h"
 #include "sig_admit.h"
 #include "sig_cluster.h"
+#include "sig_handover.h"
 #include "sig_conf.h"
 #include "sig_proto.h"
 #include "sig_room.h"
@@ -52,7 +53,7 @@ typedef struct conn conn;
 typedef struct server server;
 
 /* A resume hand-over this node asked for (cluster mode; see "Hand-over" in
- * sig_cluster.c): from the moment the request went through the room's
+ * sig_handover.c): from the moment the request went through the room's
  * channel (marked) until the owner's reply, the member's signals and
  * broadcasts are kept here, to be delivered after the owner's queue. */
 typedef struct ho {
@@ -62,6 +63,7 @@ typedef struct ho {
     char *token; /* what the client sent: the member keeps it */
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[17];
     bool marked, overflow;
+    uint64_t mark_drops; /* cluster events dropped before the MARK */
     bool adopted; /* the member is here; our own publishes before that still come back */
     uint64_t deadline_us; /* a last resort if the Redis thread's answer never comes */
     char **buf;  /* rendered messages, in arrival order */
@@ -345,7 +347,7 @@ static void on_cluster_joined(server *s, sig_cev *e)
     pending_clear(s, c);
 }
 
-/* ---- cluster mode: resume across nodes (ordering argument: sig_cluster.c) ---- */
+/* ---- cluster mode: resume across nodes (ordering argument: sig_handover.c) ---- */
 
 static void ho_free(server *s, ho *h)
 {
@@ -397,7 +399,7 @@ static void cluster_resume(conn *c, const char *token)
     s->hos = h;
     s->nhos++;
     c->ho = h;
-    if ((rc = sig_cluster_handover(s->cluster, h->serial, token))) {
+    if ((rc = sig_handover_ask(s->cluster, h->serial, token))) {
         ho_free(s, h);
         send_error(c, SIG_E_SERVER_BUSY, rc == RTC_EUNSUP ? "cluster store (Redis) unavailable"
                                                          : "too many operations in flight");
@@ -406,7 +408,7 @@ static void cluster_resume(conn *c, const char *token)
 
 /* A signal or broadcast seen while hand-overs wait: keep a copy for each
  * marked one it is for, unless the owner published it (see the argument in
- * sig_cluster.c: the owner's copies are in the queue it hands over). */
+ * sig_handover.c: the owner's copies are in the queue it hands over). */
 static void ho_capture(server *s, const sig_cev *e)
 {
     bool bc = e->kind == SIG_CEV_BROADCAST;
@@ -458,15 +460,36 @@ static void ho_capture(server *s, const sig_cev *e)
 /* The owner side: another node asks for one of our members. */
 static void on_ho_request(server *s, sig_cev *e, uint64_t t)
 {
-    char **texts = NULL, *name = NULL;
+    char **texts = NULL, *name = NULL, bound[SIG_ROOM_MAX + SIG_ID_MAX + SIG_TH_LEN + 96];
     size_t n = 0;
-    sig_code rc = sig_hub_hand_over(s->hub, e->room, e->id, e->th, &texts, &n, &name, t);
+    sig_hand_over_req q = {.room = e->room, .id = e->id, .proof = e->proof, .bound = bound};
+    sig_code rc = SIG_E_UNAUTHORIZED;
+    for (ho *h = s->hos; h; h = h->next) {
+        if (h->adopted && !strcmp(h->room, e->room) && !strcmp(h->id, e->id)) {
+            /* adopted here moments ago, our own publishes to it still on
+             * their way back (its tail): they are not in its queue yet, and
+             * the asking node would skip them as ours. Not now; the client
+             * retries once the fence is back (review xresume.md finding 4). */
+            RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s deferred: just adopted here",
+                    e->node);
+            sig_handover_reply_busy(s->cluster, e);
+            return;
+        }
+    }
+    /* the proof binds the asking node, the serial, the member and its token's
+     * hash; a serial not newer than the last one served for that node is a
+     * replay (of a request that Redis's readers saw) */
+    if (sig_handover_bound(bound, sizeof bound, e->node, e->serial, e->room, e->id, e->th) &&
+        sig_handover_fresh(s->cluster, e->node, e->serial))
+        rc = sig_hub_hand_over(s->hub, &q, &texts, &n, &name, t);
+    if (rc == SIG_OK)
+        sig_handover_served(s->cluster, e->node, e->serial);
     if (rc == SIG_OK)
         RTC_LOG(RTC_LOG_INFO, e->id, "handed over to node %s with %zu queued messages (resume "
                 "there)", e->node, n);
     else
         RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused", e->node);
-    sig_cluster_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
+    sig_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
     free(name);
 }
 
@@ -489,11 +512,15 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
     if (e->result != SIG_OK) {
         if (c)
             send_error(c, e->result == SIG_E_SERVER_BUSY ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED,
-                       e->result == SIG_E_SERVER_BUSY ? "cluster store (Redis) unavailable"
+                       e->result == SIG_E_SERVER_BUSY ? "cannot take the member over now; try again"
                                                       : "unknown or expired resume token");
         ho_free(s, h);
         return;
     }
+    /* an event dropped between the MARK and now may have been one of its
+     * messages: it cannot come back complete (never a silent loss) */
+    if (!h->marked || e->drops != h->mark_drops)
+        h->overflow = true;
     m = c ? c->m : sig_hub_connect(s->hub, NULL);
     v = calloc(e->nmembers + 1, sizeof *v);
     texts = calloc(e->ntexts + h->nbuf + 1, sizeof *texts);
@@ -528,10 +555,10 @@ static void on_ho_done(server *s, sig_cev *e, uint64_t t)
         RTC_LOG(RTC_LOG_INFO, e->id, "resumed from %s, handed over by node %s (%zu + %zu queued)",
                 c ? c->peer : "(gone meanwhile; kept for resume)", e->node, e->ntexts, h->nbuf);
         if (!c)
-            sig_cluster_token_ttl(s->cluster, h->token,
+            sig_handover_token_ttl(s->cluster, h->token,
                                   (uint32_t)s->conf->resume_seconds + 5);
     }
-    sig_cluster_handover_fence(s->cluster, e->room, h->serial);
+    sig_handover_fence(s->cluster, e->room, h->serial);
     if (rc != SIG_OK) {
         ho_free(s, h);
         return;
@@ -607,6 +634,7 @@ static void on_cluster_event(server *s, sig_cev *e, uint64_t t)
         ho *h = ho_find(s, e->serial);
         if (h) {
             h->marked = true;
+            h->mark_drops = e->drops;
             snprintf(h->room, sizeof h->room, "%s", e->room);
             snprintf(h->id, sizeof h->id, "%s", e->id);
             snprintf(h->owner, sizeof h->owner, "%s", e->node);
@@ -764,7 +792,7 @@ static void do_resume(conn *c, const sig_msg *msg)
         return;
     }
     if (rc == SIG_OK && c->srv->cluster)
-        sig_cluster_token_ttl(c->srv->cluster, msg->token, 0); /* attached again */
+        sig_handover_token_ttl(c->srv->cluster, msg->token, 0); /* attached again */
     if (rc) {
         send_error(c, rc,
                    rc == SIG_E_UNAUTHORIZED ? "unknown or expired resume token"
@@ -1224,7 +1252,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "connection closed%s",
                         kept ? ", kept for resume" : "");
                 if (kept && s->cluster)
-                    sig_cluster_token_ttl(s->cluster, sig_member_resume(c->m),
+                    sig_handover_token_ttl(s->cluster, sig_member_resume(c->m),
                                           (uint32_t)s->conf->resume_seconds + 5);
             }
             sig_hub_disconnect(s->hub, c->m, keep, now_us());
@@ -1356,9 +1384,20 @@ static void start_drain(server *s, uint64_t t)
     RTC_LOG(RTC_LOG_INFO, NULL, "SIGTERM: draining %llu connections for %llds",
             (unsigned long long)s->connections, (long long)s->conf->drain_seconds);
     /* Tell every member now so clients can reconnect elsewhere at their
-     * own pace; their connections keep working until the deadline. */
-    for (conn *c = s->conns; c; c = c->next)
-        send_error(c, SIG_E_SERVER_BUSY, "server is shutting down; reconnect later");
+     * own pace; their connections keep working until the deadline. The
+     * "drain" field tells this notice from other server-busy errors (a full
+     * Redis queue...) and says what to do: in cluster mode every member can
+     * resume at once on another node (the old connection is closed with 4001
+     * once it moved: nothing is lost); alone, this node is going away and a
+     * client can only come back after the close. */
+    for (conn *c = s->conns; c; c = c->next) {
+        char *text = sig_proto_drain("server is shutting down; reconnect later",
+                                     s->cluster ? "resume" : "reconnect");
+        s->errors[SIG_E_SERVER_BUSY]++;
+        if (text)
+            sig_hub_send(s->hub, c->m, text, t);
+        free(text);
+    }
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)

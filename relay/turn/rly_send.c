@@ -16,9 +16,7 @@
 static inline bool peer_ok(const rly_turn *t, const rly_alloc *a, const rtc_addr *peer,
                            uint64_t now_ms)
 {
-    const rtc_peer_policy *pol = t->cfg->policy;
-    return rly_alloc_permitted(a, peer, now_ms) &&
-           !(rtc_peer_policy_own_ip(pol, peer) && !rtc_peer_policy_allows(pol, peer));
+    return rly_alloc_permitted(a, peer, now_ms) && rtc_peer_policy_port_ok(t->cfg->policy, peer);
 }
 
 static void to_peer(rly_turn *t, rly_alloc *a, const rtc_addr *peer, const uint8_t *data,

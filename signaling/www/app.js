@@ -15,11 +15,19 @@
   const state = {
     status: "idle", joined: false, id: null, room: null, name: null, relayOnly: false,
     iceServers: [], peers: {}, errors: [], log: [], resumes: 0, localTracks: 0,
+    joins: 0, drains: 0, drainResumes: 0, oldCloses: [],
   };
   window.tsunaguState = state;
 
   let ws = null, resumeToken = null, localStream = null, leaving = false, resuming = false;
   let reconnectTimer = null, statsTimer = null, reconnectDelay = 500;
+  // drain in cluster mode: the draining node's connection, still read while
+  // the new one resumes elsewhere; its close (4001 once we moved) is expected
+  let oldWs = null;
+  // what we send while not in the room on a live connection (reconnecting,
+  // or a resume not answered yet): sent after `resumed`, which a message
+  // ahead of it would get `not-joined` instead of reaching its peer
+  let held = [];
   const pcs = new Map(); // peer id -> {pc, name, pending: [], tile}
 
   function log(msg) {
@@ -40,6 +48,14 @@
   }
 
   function send(obj) {
+    if (state.joined && (resuming || !ws || ws.readyState !== WebSocket.OPEN)) {
+      if (held.length < 1000) held.push(obj);
+      return;
+    }
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+  }
+
+  function sendNow(obj) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
   }
 
@@ -172,14 +188,24 @@
 
   function connect(onOpen) {
     clearTimeout(reconnectTimer);
-    ws = new WebSocket(wsUrl());
-    ws.onopen = () => { reconnectDelay = 500; onOpen(); };
-    ws.onmessage = (ev) => {
+    const sock = new WebSocket(wsUrl());
+    ws = sock;
+    sock.onopen = () => { reconnectDelay = 500; onOpen(); };
+    // messages from the old connection of a drain still count: it carries
+    // ours until the member moved
+    sock.onmessage = (ev) => {
       let m;
       try { m = JSON.parse(ev.data); } catch (e) { return; }
       handle(m).catch((e) => log("error handling " + m.type + ": " + e.message));
     };
-    ws.onclose = (ev) => {
+    sock.onclose = (ev) => {
+      if (sock !== ws) {
+        // the draining node's connection: 4001 (we moved) or 1001 (drain over)
+        if (sock === oldWs) oldWs = null;
+        state.oldCloses.push(ev.code);
+        log("old signaling connection closed (" + ev.code + ")" + (ev.code === 4001 ? ": our place moved" : ""));
+        return;
+      }
       if (leaving || !state.joined) {
         if (!leaving) setStatus("disconnected (" + ev.code + ")", "bad");
         return;
@@ -188,18 +214,36 @@
       // calls already connected keep their media meanwhile.
       setStatus("reconnecting…", "bad");
       log("signaling connection lost (" + ev.code + "), resuming");
-      reconnectTimer = setTimeout(() => connect(() => {
-        resuming = true;
-        send({ type: "resume", token: resumeToken });
-      }), reconnectDelay);
+      reconnectTimer = setTimeout(resumeNow, reconnectDelay);
       reconnectDelay = Math.min(reconnectDelay * 2, 8000);
     };
+  }
+
+  function resumeNow() {
+    connect(() => {
+      resuming = true;
+      sendNow({ type: "resume", token: resumeToken });
+    });
+  }
+
+  // Drain notice with "drain":"resume" (cluster): another node can take our
+  // place now. Keep the old connection open and read it; open a new one (the
+  // load balancer no longer sends new connections to the draining node) and
+  // resume there. Calls keep their media throughout.
+  function drainResume() {
+    state.drainResumes++;
+    log("server draining: resuming on a new connection");
+    oldWs = ws;
+    resuming = true; // hold what we send until `resumed`
+    reconnectDelay = 500;
+    resumeNow();
   }
 
   async function handle(m) {
     switch (m.type) {
       case "joined":
         state.joined = true;
+        state.joins++;
         state.id = m.id;
         state.iceServers = m.iceServers || [];
         resumeToken = m.resume;
@@ -218,6 +262,7 @@
         resuming = false;
         state.resumes++;
         log("resumed as " + m.id);
+        for (const h of held.splice(0)) send(h);
         for (const id of [...pcs.keys()]) if (!m.peers.some((p) => p.id === id)) closePc(id);
         refreshStatus();
         break;
@@ -233,6 +278,13 @@
         await onSignal(m.from, m.data);
         break;
       case "error":
+        if (m.code === "server-busy" && m.drain) {
+          // the drain notice (SIGTERM), not a failure: see docs/protocol.md
+          state.drains++;
+          if (m.drain === "resume" && state.joined && resumeToken && !resuming && !oldWs) drainResume();
+          else log("server draining: will reconnect after it closes");
+          break;
+        }
         state.errors.push(m.code);
         log("server error " + m.code + ": " + m.message);
         if (resuming && m.code === "unauthorized") {
@@ -241,9 +293,21 @@
           resuming = false;
           resumeToken = null;
           state.joined = false;
+          held = [];
+          if (oldWs) {
+            // a drain whose hand-over was refused: end the old member now
+            if (oldWs.readyState === WebSocket.OPEN) oldWs.send(JSON.stringify({ type: "leave" }));
+            oldWs.close(1000);
+            oldWs = null;
+          }
           for (const id of [...pcs.keys()]) closePc(id);
           log("could not resume; joining again");
-          send({ type: "join", room: state.room, name: state.name, token: params.get("token") || undefined });
+          sendNow({ type: "join", room: state.room, name: state.name, token: params.get("token") || undefined });
+        } else if (resuming && m.code === "server-busy") {
+          // the cluster cannot hand us over right now (Redis, load): drop this
+          // connection and resume again after the back-off
+          log("resume deferred; retrying");
+          if (ws) ws.close(4000, "retry resume");
         } else if (!state.joined) {
           setStatus("could not join: " + m.code + " (" + m.message + ")", "bad");
           stopCall();
@@ -285,7 +349,7 @@
   }
 
   function leave() {
-    send({ type: "leave" });
+    sendNow({ type: "leave" });
     stopCall();
     setStatus("left");
   }
@@ -294,6 +358,9 @@
     leaving = true;
     clearTimeout(reconnectTimer);
     if (ws) ws.close(1000);
+    if (oldWs) oldWs.close(1000);
+    oldWs = null;
+    held = [];
     for (const id of [...pcs.keys()]) closePc(id);
     if (localStream) localStream.getTracks().forEach((t) => t.stop());
     localStream = null;
@@ -369,7 +436,7 @@
     }
   };
   for (const id of ["name", "room"]) $(id).addEventListener("keydown", (ev) => { if (ev.key === "Enter") join(); });
-  window.addEventListener("beforeunload", () => { if (state.joined) { leaving = true; send({ type: "leave" }); } });
+  window.addEventListener("beforeunload", () => { if (state.joined) { leaving = true; sendNow({ type: "leave" }); } });
 
   $("name").value = params.get("name") || localStorage.getItem("tsunagu-name") || "";
   $("room").value = params.get("room") || "";

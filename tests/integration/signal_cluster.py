@@ -6,12 +6,13 @@ python3-websockets clients. Every process is killed by PID at the end.
 usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
-xresume_garbage"""
+xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply"""
 import asyncio
 import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -635,8 +636,20 @@ async def run_xresume(exe, same_node):
                     await asyncio.sleep(0.002)
         b2 = await Client.connect(away.url)
         t0 = time.time()
-        senders = [asyncio.ensure_future(stream(a, n_away)), asyncio.ensure_future(stream(c, n_away))]
-        await b2.send({"type": "resume", "token": jb["resume"]})
+        # hold the owner still for 300 ms from just before the request while A
+        # and C send: what A sends meanwhile falls between the request and the
+        # reply, the part the new node keeps itself (step 3 of the argument;
+        # review finding 13); on loopback the whole hand-over takes only a few
+        # ms otherwise
+        home.signal(19)   # SIGSTOP
+        try:
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await asyncio.sleep(0.02)
+            senders = [asyncio.ensure_future(stream(a, n_away)),
+                       asyncio.ensure_future(stream(c, n_away))]
+            await asyncio.sleep(0.3)
+        finally:
+            home.signal(18)   # SIGCONT
         m = await b2.expect("resumed", id=jb["id"], timeout=5)
         dt = time.time() - t0
         assert sorted(p["id"] for p in m["peers"]) == sorted([ja["id"], jc["id"]]), m
@@ -690,11 +703,17 @@ async def run_xresume(exe, same_node):
         await b2.expect("signal", data="d->b")
         mt = away.metrics()
         assert mt['tsunagu_signal_cluster_handovers_total{result="ok"}'] == 1, mt
+        kept = [int(x) for x in re.findall(r"handed over by node \S+ \(\d+ \+ (\d+) queued\)",
+                                           away.logtext())]
+        assert len(kept) == 1, kept
+        if not same_node:   # A's messages during the stall went through the new node's keep
+            assert kept[0] > 0, kept
         assert home.metrics()['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1
-        print("resume across nodes (%s): resumed after %.1f ms; %d messages queued on the old "
-              "node + %d sent during the hand-over, all in order, none twice"
+        print("resume across nodes (%s): resumed after %.1f ms (owner stopped 300 ms); %d "
+              "messages queued on the old node + %d sent during the hand-over (%d of them kept "
+              "by the new node between request and reply), all in order, none twice"
               % ("A, B, C on one node" if same_node else "A on node 1, B and C on node 2",
-                 dt * 1e3, 2 * n_away + 1, 2 * n_during))
+                 dt * 1e3, 2 * n_away + 1, 2 * n_during, kept[0]))
         # the window ends on the new node: peer-left reaches everyone once
         for x in (a, c, d, b2):
             await x.close()
@@ -792,6 +811,7 @@ async def xresume_drain(exe):
                 m = await cl.recv(5)
                 if m.get("type") == "error":
                     assert m["code"] == "server-busy", m
+                    assert m.get("drain") == "resume", m   # the drain notice, resume now
                     break
                 got.append(m)
             cl2 = await Client.connect(N2.url)
@@ -872,6 +892,10 @@ async def xresume_stalled(exe):
     clean, token dead."""
     with Redis() as r, xnode(exe, r, "--redis-node-ttl", "8") as N1, \
             xnode(exe, r, "--redis-node-ttl", "8") as N2:
+        # past the nodes' deferred start-up room sync (sig_cluster.c SYNC_DELAY_MS,
+        # 7 s): the peer-left below must come from the late hand-over's leave
+        # itself, not from that sync (review xresume.md finding 3)
+        await asyncio.sleep(8)
         a = await Client.connect(N2.url)
         ja = await a.join("room", "a")
         b = await Client.connect(N1.url)
@@ -925,10 +949,19 @@ async def xresume_garbage(exe):
             await x.error("unauthorized", timeout=4)
         await x.send({"type": "resume", "token": 5})
         await x.error("bad-request")
-        # a forged hand-over request on the room channel for the wrong hash is refused
-        r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
-            {"n": "f" * 16, "e": "ho", "id": jb["id"], "to": r.cmd("SMEMBERS", "tsu:nodes")[0],
-             "h": "0" * 64, "rq": 1}))
+        # a forged hand-over request on the room channel, to b's owner, with a
+        # wrong hash and proof: the owner reads it and refuses it (its answer
+        # goes to the forged node's channel)
+        owner = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"]
+        sub = Subscriber(r, "tsu:0:nd:" + "f" * 16)
+        try:
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(
+                {"n": "f" * 16, "e": "ho", "id": jb["id"], "to": owner, "h": "0" * 64,
+                 "p": "0" * 64, "rq": 1}))
+            await until(lambda: sub.msgs, 3, "the owner's answer to the forged request")
+            assert sub.msgs[0].get("e") == "hr" and sub.msgs[0].get("ok") is False, sub.msgs
+        finally:
+            sub.stop()
         await a.silent(0.3)
         await b.silent(0.3)
         await b.send({"type": "signal", "to": ja["id"], "data": "still here"})
@@ -939,6 +972,177 @@ async def xresume_garbage(exe):
         assert m['tsunagu_signal_cluster_handovers_total{result="unknown"}'] == len(tokens), m
         assert room_members(r, "room") == {ja["id"], jb["id"]}
         for cl in (a, b, x):
+            await cl.close()
+
+
+
+@test
+async def xresume_forged_reply(exe):
+    """A hand-over reply nobody asked for (a bug, an old node, anyone who can
+    PUBLISH) names a member of the room, on another node and on the node
+    itself: nobody is removed, nobody is told anything (review xresume.md
+    finding 1)."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        c = await Client.connect(N2.url)
+        jc = await c.join("room", "c")
+        await a.expect("peer-joined")
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = json.loads(r.cmd("HGET", "tsu:room:room", jc["id"]))["node"]
+        for node_id, victim in ((n2, ja["id"]), (n1, ja["id"]), (n2, jc["id"]), (n1, jc["id"])):
+            for rq in (999, 1):
+                for ok in (True, False):
+                    r.cmd("PUBLISH", "tsu:0:nd:" + node_id, json.dumps(
+                        {"n": "f" * 16, "e": "hr", "rq": rq, "ok": ok, "room": "room",
+                         "id": victim, "name": "", "q": []}))
+        await a.silent(0.5)
+        await c.silent(0.3)
+        assert room_members(r, "room") == {ja["id"], jc["id"]}, room_members(r, "room")
+        await a.send({"type": "signal", "to": jc["id"], "data": "still here"})
+        await c.expect("signal", data="still here")
+        await c.send({"type": "signal", "to": ja["id"], "data": "you too"})
+        await a.expect("signal", data="you too")
+        # a member joining now sees both
+        d = await Client.connect(N2.url)
+        jd = await d.join("room", "d")
+        assert {p["id"] for p in jd["peers"]} == {ja["id"], jc["id"]}, jd
+        print("16 forged hand-over replies: both members still registered and reachable")
+        for cl in (a, c, d):
+            await cl.close()
+
+
+
+class Subscriber:
+    """SUBSCRIBE to one channel on its own connection and thread; keeps the
+    messages (parsed JSON) it reads until stop()."""
+
+    def __init__(self, redis, channel):
+        import threading
+        self.msgs = []
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=5)
+        self.sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(channel), channel.encode()))
+        self.f = self.sock.makefile("rb")
+        resp(self.f)   # the confirmation
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while True:
+                m = resp(self.f)
+                if isinstance(m, list) and len(m) == 3 and m[0] == "message":
+                    self.msgs.append(json.loads(m[2]))
+        except Exception:  # noqa: BLE001 (closed by stop())
+            pass
+
+    def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
+
+
+@test
+async def xresume_forged_request(exe):
+    """The token's SHA-256 is in Redis (lookup key) and on the room's channel, so
+    it must not be what authorizes a hand-over (review xresume.md finding 2): a
+    request from a fake node with the right hash but no proof made with the
+    token is refused, and so is a replay of a real request after the member
+    came back to its first node. The member stays where it is, connected."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"]
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        fake = "f" * 16
+        r.cmd("SADD", "tsu:nodes", fake)
+        r.cmd("SET", "tsu:node:" + fake, "1", "EX", "30")
+        for extra in ({}, {"p": "0" * 64}, {"p": th}):
+            req = {"n": fake, "e": "ho", "id": jb["id"], "to": n1, "h": th, "rq": 1}
+            req.update(extra)
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(req))
+        await b.silent(0.5)   # not closed with 4001
+        assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n1
+        r.cmd("SREM", "tsu:nodes", fake)
+        r.cmd("DEL", "tsu:node:" + fake)
+        m = N1.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="given"}'] == 0, m
+        # a real request, captured on the room's channel, replayed once b is back on N1
+        sub = Subscriber(r, "tsu:0:ch:room")
+        try:
+            b.ws.transport.abort()
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await b2.expect("resumed", id=jb["id"])
+            await until(lambda: any(x.get("e") == "ho" for x in sub.msgs), 5, "the request")
+            captured = [x for x in sub.msgs if x.get("e") == "ho"][0]
+            assert "p" in captured and captured["h"] == th, captured
+            b2.ws.transport.abort()
+            b3 = await Client.connect(N1.url)
+            await b3.send({"type": "resume", "token": jb["resume"]})
+            await b3.expect("resumed", id=jb["id"])
+            await until(lambda: json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n1,
+                        5, "b back on node 1")
+            r.cmd("PUBLISH", "tsu:0:ch:room", json.dumps(captured))
+            await b3.silent(0.5)
+            assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n1
+        finally:
+            sub.stop()
+        await b3.send({"type": "signal", "to": ja["id"], "data": "still here"})
+        await a.expect("signal", data="still here")
+        m = N1.metrics()
+        assert m['tsunagu_signal_cluster_handovers_total{result="given"}'] == 1, m
+        print("forged requests with the token's hash, and a replayed real request: refused; "
+              "the member stayed, connected")
+        for cl in (a, b3):
+            await cl.close()
+
+
+
+@test
+async def xresume_bad_reply(exe):
+    """A reply to a hand-over in flight (right serial, room and member) whose
+    queue holds junk: never passed to the client, the resume is refused
+    (unauthorized); when the real owner's hand-over comes after all, the member
+    leaves (peer-left), nobody keeps a ghost (review xresume.md findings 10, 1)."""
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        n2 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = [n for n in r.cmd("SMEMBERS", "tsu:nodes") if n != n2][0]
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        sub = Subscriber(r, "tsu:0:ch:room")
+        N1.signal(19)   # SIGSTOP: the owner answers late
+        try:
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await until(lambda: any(x.get("e") == "ho" for x in sub.msgs), 2, "the request")
+            rq = [x for x in sub.msgs if x.get("e") == "ho"][0]["rq"]
+            r.cmd("PUBLISH", "tsu:0:nd:" + n2, json.dumps(
+                {"n": "f" * 16, "e": "hr", "rq": rq, "ok": True, "room": "room", "id": jb["id"],
+                 "name": "b", "q": ["not json", '{"type":"joined","iceServers":[]}']}))
+            m = await b2.recv(1.5)
+            assert m.get("type") == "error" and m.get("code") == "unauthorized", m
+        finally:
+            N1.signal(18)   # SIGCONT
+            sub.stop()
+        await a.expect("peer-left", id=jb["id"], timeout=5)
+        await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
+        await b2.silent(0.5)
+        print("a hand-over reply with junk in its queue: refused, nothing passed on; the owner's "
+              "late hand-over made the member leave")
+        for cl in (a, b2):
             await cl.close()
 
 

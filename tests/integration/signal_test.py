@@ -714,6 +714,7 @@ async def drain(exe):
         t0 = time.time()
         m = await a.error("server-busy")
         assert "shutting down" in m["message"]
+        assert m.get("drain") == "reconnect", m   # alone: nowhere else to resume
         await ping_ok(a)   # still served while draining
         st, _ = srv.http("/healthz")
         assert st == 503, st

@@ -221,10 +221,20 @@ static void policy(void)
         ok(rtc_peer_policy_allows(pp, &a), "own v6 IP in the range: allowed");
         a = ip("::ffff:127.0.0.1", 50000);
         ok(!rtc_peer_policy_allows(pp, &a), "mapped form of the own IP is not the own IP");
+        /* the per-packet form: only own IPs are judged (by port) */
         a = ip("127.0.0.1", 50000);
-        ok(rtc_peer_policy_own_ip(pp, &a), "own_ip: 127.0.0.1 is an own IP");
-        a = ip("203.0.113.1", 50000);
-        ok(!rtc_peer_policy_own_ip(pp, &a), "own_ip: a stranger is not");
+        ok(rtc_peer_policy_port_ok(pp, &a), "port_ok: own IP in the range");
+        a = ip("127.0.0.1", 6379);
+        ok(!rtc_peer_policy_port_ok(pp, &a), "port_ok: own IP, Redis port refused");
+        a = ip("::ffff:127.0.0.1", 50000);
+        ok(!rtc_peer_policy_port_ok(pp, &a), "port_ok: mapped own IP refused");
+        a = ip("::1", 50000);
+        ok(rtc_peer_policy_port_ok(pp, &a), "port_ok: own v6 IP in the range");
+        a = ip("203.0.113.1", 6379);
+        ok(rtc_peer_policy_port_ok(pp, &a), "port_ok: a stranger is left to its permission");
+        a = ip("10.0.0.1", 22);
+        ok(rtc_peer_policy_port_ok(pp, &a),
+           "port_ok: a denied stranger too (the permission was refused before)");
         rtc_peer_policy_free(pp);
     }
     /* a public own IP (no built-in deny covers it) outside the relay range:

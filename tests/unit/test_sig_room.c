@@ -125,11 +125,22 @@ static const char *nextw(fconn *c, char *who, size_t cap)
     return t;
 }
 
-static void hash_of(const char *token, char out[2 * RTC_SHA256_LEN + 1])
+#define BOUND "tsunagu-ho|node2|7|r|id|hash" /* what the requests' proofs cover */
+
+/* A hand-over request's proof: HMAC keyed with the resume token over what
+ * the request says (sig_handover_bound). */
+static void proof_of(const char *token, char out[2 * RTC_SHA256_LEN + 1])
 {
     uint8_t d[RTC_SHA256_LEN];
-    rtc_sha256(token, strlen(token), d);
+    rtc_hmac_sha256(token, strlen(token), BOUND, strlen(BOUND), d);
     rtc_hex(d, sizeof d, out);
+}
+
+static sig_code hand_over(sig_hub *h, const char *room, const char *id, const char *proof,
+                          char ***texts, size_t *n, char **name, uint64_t now_us)
+{
+    sig_hand_over_req q = {.room = room, .id = id, .proof = proof, .bound = BOUND};
+    return sig_hub_hand_over(h, &q, texts, n, name, now_us);
 }
 
 static void free_texts(char **v, size_t n)
@@ -163,28 +174,46 @@ static void handover_tests(void)
     drain(&b);
     drain(&c);
     sig_hub_disconnect(h1, b.m, true, 1); /* b's network dies */
-    for (int i = 0; i < 3; i++)
-        sig_hub_signal(h1, a.m, "b", data, 2);
-    hash_of("b", th);
-    is_int(sig_hub_hand_over(h1, "r", "b", "00", &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
-           "hand-over: a short hash is refused");
+    for (int i = 0; i < 3; i++) {
+        json_t *di = json_integer(i);
+        sig_hub_signal(h1, a.m, "b", di, 2);
+        json_decref(di);
+    }
+    proof_of("b", th);
+    is_int(hand_over(h1, "r", "b", "00", &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+           "hand-over: a short proof is refused");
+    {
+        /* what Redis and the room's channel carry: the token's SHA-256 */
+        char sha[sizeof th];
+        uint8_t d[RTC_SHA256_LEN];
+        rtc_sha256("b", 1, d);
+        rtc_hex(d, sizeof d, sha);
+        is_int(hand_over(h1, "r", "b", sha, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+               "hand-over: the token's hash is no proof");
+    }
+    {
+        /* the right token over another request (another asking node) */
+        sig_hand_over_req q = {.room = "r", .id = "b", .proof = th, .bound = BOUND "x"};
+        is_int(sig_hub_hand_over(h1, &q, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+               "hand-over: a proof for another request is refused");
+    }
     {
         char wrong[sizeof th];
-        hash_of("c", wrong);
-        is_int(sig_hub_hand_over(h1, "r", "b", wrong, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
-               "hand-over: another member's hash is refused");
+        proof_of("c", wrong);
+        is_int(hand_over(h1, "r", "b", wrong, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+               "hand-over: another member's proof is refused");
     }
-    is_int(sig_hub_hand_over(h1, "r", "nobody", th, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
+    is_int(hand_over(h1, "r", "nobody", th, &texts, &n, &name, 3), SIG_E_UNAUTHORIZED,
            "hand-over: unknown member refused");
-    is_int(sig_hub_hand_over(h1, "r", "b", th, &texts, &n, &name, 3), SIG_OK,
-           "hand-over: the right hash hands the detached member over");
+    is_int(hand_over(h1, "r", "b", th, &texts, &n, &name, 3), SIG_OK,
+           "hand-over: the right proof hands the detached member over");
     ok(n == 3 && !strcmp(name, "b") && strstr(texts[0], "\"signal\""), "its queue goes with it");
     sig_hub_get_stats(h1, &st);
     ok(st.members == 2 && st.remote == 1 && st.detached == 0, "b is a remote member on h1 now");
     {
         char **t2, *n2;
         size_t k2;
-        is_int(sig_hub_hand_over(h1, "r", "b", th, &t2, &k2, &n2, 3), SIG_E_UNAUTHORIZED,
+        is_int(hand_over(h1, "r", "b", th, &t2, &k2, &n2, 3), SIG_E_UNAUTHORIZED,
                "hand-over: twice is refused");
     }
     ok(!strcmp(next(&a, NULL), "") && !strcmp(next(&c, NULL), "") && rec.nleft == 0,
@@ -221,9 +250,14 @@ static void handover_tests(void)
                "adopt: peers in join order (a, c, x)");
         }
         json_decref(j);
-        for (int i = 0; i < 3; i++)
-            ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "a"),
-               "adopt: the owner's queue, in order");
+        for (int i = 0; i < 3; i++) {
+            ok(!strcmp(next(&nb, &j), "signal") &&
+                   !strcmp(json_string_value(json_object_get(j, "from")), "a") &&
+                   json_integer_value(json_object_get(j, "data")) == i,
+               "adopt: the owner's queue, in order (data 0, 1, 2)");
+            json_decref(j);
+            j = NULL;
+        }
         ok(!strcmp(next(&nb, &j), "signal") && json_integer_value(json_object_get(j, "data")) == 9,
            "adopt: then what came meanwhile");
         json_decref(j);
@@ -238,6 +272,8 @@ static void handover_tests(void)
         ok(!strcmp(nextw(&nb, who, sizeof who), "broadcast") && !strcmp(who, "a"),
            "tail: a's broadcast, to b only");
         ok(!strcmp(next(&x, NULL), ""), "x does not get the tail broadcast");
+        sig_hub_deliver_one(h2, "r", "b", "gone", false, data, 6);
+        ok(!sig_member_peek(nb.m), "tail: nothing from a sender no longer in the room");
         sig_hub_release(h2, "r", "b");
         ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
            "release: x's signal follows");
@@ -248,16 +284,16 @@ static void handover_tests(void)
     free(name);
 
     /* half-open: c still attached on h1; handing it over closes the old conn */
-    hash_of("c", th);
-    is_int(sig_hub_hand_over(h1, "r", "c", th, &texts, &n, &name, 8), SIG_OK,
+    proof_of("c", th);
+    is_int(hand_over(h1, "r", "c", th, &texts, &n, &name, 8), SIG_OK,
            "hand-over of an attached member");
     ok(c.detached == 1 && sig_member_get_state(c.m) == SIG_MEMBER_LOBBY,
        "its old connection got a lobby member (closed with 4001 by the caller)");
     free_texts(texts, n);
     free(name);
     /* the last local member handed over: the room goes */
-    hash_of("a", th);
-    is_int(sig_hub_hand_over(h1, "r", "a", th, &texts, &n, &name, 9), SIG_OK, "hand-over of a");
+    proof_of("a", th);
+    is_int(hand_over(h1, "r", "a", th, &texts, &n, &name, 9), SIG_OK, "hand-over of a");
     sig_hub_get_stats(h1, &st);
     ok(st.rooms == 0 && st.remote == 0 && st.members == 0, "h1: no local member, no room");
     free_texts(texts, n);
