@@ -569,14 +569,14 @@ static void reap_child(app *ap)
     ap->reap_pid = 0;
 }
 
-/* Is a SIGTERM or SIGINT pending (blocked, not yet read from the signalfd)? */
-static bool stop_pending(void)
+/* Is signo pending (blocked, not yet read from the signalfd)? */
+static bool pending(int signo)
 {
     sigset_t p;
-    if (sigpending(&p))
-        return false;
-    return sigismember(&p, SIGTERM) == 1 || sigismember(&p, SIGINT) == 1;
+    return !sigpending(&p) && sigismember(&p, signo) == 1;
 }
+
+static bool stop_pending(void) { return pending(SIGTERM) || pending(SIGINT); }
 
 /* Everything the child adopts, workers paused: the blob and descriptors. */
 static int export_state(app *ap, rly_to_fds *fds, uint8_t **blob, size_t *blen)
@@ -742,6 +742,11 @@ static void takeover_serve(app *ap)
         snprintf(note, sizeof note, "MAINPID=%d", (int)ap->to_pid);
         notify_systemd(note);
     }
+    /* A SIGHUP that came during the exchange (systemctl reload: kill -HUP
+     * $MAINPID, still this process) is meant for whoever serves: the new
+     * process may have read the config before the edit it announces. */
+    if (pending(SIGHUP))
+        kill(ap->to_pid, SIGHUP);
     for (size_t i = 0; i < ap->n_workers; i++)
         moved += rly_worker_handed_over(ap->workers[i]);
     resume_all(ap);

@@ -27,6 +27,8 @@ tsunagu_relay_takeovers_total{result="failed"}.
   sigterm     last: a fake child reads the state; SIGTERM reaches the old
               process before the child's ACK: the old process must not hand
               over (no GO), and drains and exits 0.
+  hup         (a second relay) SIGHUP reaches the old process during the
+              exchange: the new process gets it after GO
 
 Usage: relay_takeover_fail.py PATH/TO/tsunagu-relay
 """
@@ -82,6 +84,18 @@ if MODE == "garbage":
     s.sendmsg([b"JUNKjunk"])
     time.sleep(0.5)
     sys.exit(1)
+if MODE == "sighup":
+    import signal
+    note("ready")
+    time.sleep(float(os.environ.get("TIMEOUT_MULT", "1")) * 1.0)
+    s.sendmsg([b"ACK_"])
+    s.settimeout(5)
+    m = s.recv(64)
+    note("got " + m[:4].decode(errors="replace"))
+    signal.signal(signal.SIGHUP, lambda *a: note("HUP"))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+    time.sleep(2)
+    sys.exit(0)
 if MODE == "sigterm":
     note("ready")
     time.sleep(float(os.environ.get("TIMEOUT_MULT", "1")) * 1.0)
@@ -363,6 +377,32 @@ def main():
             rep = f.read()
         c.ok("got GO__" not in rep and "got " in rep, "the child never got GO", rep)
         c.ok(wait_gone(new, 10), "then the old process drains and exits")
+
+        # SIGHUP (systemctl reload) reaches the old process during the
+        # exchange: after GO it is passed on to the new process
+        point(v1)
+        relay2 = Relay(link, config=conf)
+        seen.add(relay2.proc.pid)
+        point(fake("sighup"))
+        open(report, "w").close()
+        os.kill(relay2.proc.pid, signal.SIGUSR2)
+        deadline = time.time() + 10 * TM
+        while time.time() < deadline:
+            with open(report) as f:
+                if "ready" in f.read():
+                    break
+            time.sleep(0.02)
+        os.kill(relay2.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 8 * TM
+        rep = ""
+        while time.time() < deadline and "HUP" not in rep:
+            time.sleep(0.05)
+            with open(report) as f:
+                rep = f.read()
+        c.ok("got GO__" in rep and "HUP" in rep,
+             "SIGHUP during the exchange is passed on to the new process after GO", rep)
+        relay2.proc.wait(10 * TM)
+        relay2.log.close()
         text = log_text(relay)
         c.ok("Sanitizer" not in text and "runtime error" not in text,
              "no sanitizer report", text[text.find("Sanitizer") - 200:][:3000]
