@@ -400,7 +400,8 @@ def main():
             with open(report) as f:
                 rep = f.read()
         c.ok("got GO__" in rep and "HUP" in rep,
-             "SIGHUP during the exchange is passed on to the new process after GO", rep)
+             "SIGHUP during the exchange is passed on to the new process after GO",
+             rep + log_text(relay2)[-1500:])
         relay2.proc.wait(10 * TM)
         relay2.log.close()
         text = log_text(relay)
