@@ -658,6 +658,27 @@ static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size
     return 0;
 }
 
+/* A child that refuses while the state is still coming says why (NAK_) and
+ * hangs up with our messages unread: the kernel then resets the socket and
+ * our send or receive fails first, but the NAK_ is still queued behind the
+ * error. True with the reason in why if there is one. */
+static bool child_refused(app *ap, char *why, size_t cap)
+{
+    char tag[4];
+    uint8_t msg[512];
+    size_t nf;
+    long n = -ECONNRESET;
+
+    for (int i = 0; i < 2 && n == -ECONNRESET; i++)
+        n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
+                            rtc_clock_mono_ms() + 100);
+    if (n < 0 || memcmp(tag, "NAK_", 4))
+        return false;
+    msg[n] = '\0';
+    snprintf(why, cap, "the new process refused: %s", (char *)msg);
+    return true;
+}
+
 /* The child said HELO: pause, send, wait for its ACK, then let it run and
  * keep only the TCP/TLS connections, drained as on SIGTERM. */
 static void takeover_serve(app *ap)
@@ -705,7 +726,8 @@ static void takeover_serve(app *ap)
     /* one budget for the whole pause, not one per step: every ms of it
      * fills the socket buffers of every call */
     if ((rc = send_state(ap->to_sock, &fds, blob, blen, t0 + RLY_TO_STEP_MS))) {
-        snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
+        if (!child_refused(ap, why, sizeof why))
+            snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
         goto out_fail;
     }
     n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
@@ -714,6 +736,8 @@ static void takeover_serve(app *ap)
         if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
             msg[n] = '\0';
             snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
+        } else if (n == -ECONNRESET && child_refused(ap, why, sizeof why)) {
+            /* why says it */
         } else {
             snprintf(why, sizeof why, "no ACK from the new process (%s)",
                      n < 0 ? strerror((int)-n) : "unexpected message");

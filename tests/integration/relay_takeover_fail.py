@@ -15,6 +15,8 @@ scenario points the link at something else and sends SIGUSR2:
   no_ack      a fake child that reads the whole state (sockets included)
               and exits without ACK
   garbage     a fake child that answers the state with junk
+  nak_early   a fake child that refuses (NAK_) with the state still unread: the
+              parent logs its reason, not the socket reset
   exit x10    ten failed takeovers in a row (EMFILE over many upgrades)
 Through all of them 12 UDP flows relay continuously: zero loss, in order.
 After them the relay has exactly the descriptors it had before (count and
@@ -65,6 +67,10 @@ msg, anc, fl, _ = s.recvmsg(65536 + 4, socket.CMSG_SPACE(253 * 4))
 if msg[:4] != b"SIZE":
     note("no SIZE"); sys.exit(1)
 if MODE == "after_size":
+    sys.exit(1)
+if MODE == "nak_early":
+    # refuse with the parent's messages still unread: the close resets
+    s.sendmsg([b"NAK_fake child refuses"])
     sys.exit(1)
 blen = int.from_bytes(msg[4:8], "big"); nfds = int.from_bytes(msg[8:12], "big")
 got_fds = got_b = 0
@@ -258,7 +264,9 @@ def main():
                 ("child exits at once", script("exit1", "#!/bin/sh\nexit 1\n"), r"HELO"),
                 ("child exits after SIZE", fake("after_size"), r"ACK|sending"),
                 ("child reads the state, no ACK", fake("no_ack"), r"ACK"),
-                ("child answers junk", fake("garbage"), r"unexpected")]:
+                ("child answers junk", fake("garbage"), r"unexpected"),
+                ("child refuses mid-transfer", fake("nak_early"),
+                 r"the new process refused: fake child refuses")]:
             attempt(what, target, expect)
             n_fail += 1
         # a child that hangs up and lingers, twice in a row
