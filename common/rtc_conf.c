@@ -143,7 +143,7 @@ static int parse_file(const rtc_conf_spec *specs, void *out, const char *path, c
     unsigned lineno = 0;
     /* which list keys this file has already started (to replace defaults) */
     bool started[256] = {false};
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "re");
     int rc = 0;
 
     if (!f)

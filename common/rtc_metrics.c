@@ -91,7 +91,7 @@ void rtc_metrics_f64(rtc_buf *b, const char *name, const char *labels, double v)
 uint64_t rtc_metrics_rss_bytes(void)
 {
     unsigned long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
+    FILE *f = fopen("/proc/self/statm", "re");
     if (!f)
         return 0;
     if (fscanf(f, "%lu %lu", &size, &resident) != 2)

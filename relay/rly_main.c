@@ -174,6 +174,9 @@ typedef struct {
     uint64_t reap_deadline_ms;
     /* takeover, child side: the socketpair end from RLY_TO_ENV, -1 if none */
     int adopt_sock;
+    /* the worker threads (a takeover child starts them before its ACK) */
+    pthread_t *threads;
+    size_t n_started;
 } app;
 
 static void cfg_free(rly_cfg *c)
@@ -465,6 +468,7 @@ static void takeover_start(app *ap)
     int sv[2];
     char **env, *mine = NULL;
     pid_t pid;
+    sigset_t child_mask;
     struct timeval tv = {.tv_sec = RLY_TO_STEP_MS / 1000};
 
     if (ap->to_sock >= 0) {
@@ -491,11 +495,19 @@ static void takeover_start(app *ap)
     /* everything the child needs is ready before fork: between fork and
      * exec only async-signal-safe calls are allowed in a threaded process */
     env = child_env(sv[1], &mine);
+    /* SIGHUP and SIGUSR2 stay blocked across exec: until the new process
+     * has its signalfd their default action would kill it (a logrotate
+     * `pkill -HUP tsunagu-relay` during an upgrade fails the takeover);
+     * blocked, they wait and the new process handles them. SIGTERM/SIGINT
+     * stay deliverable so a stuck child can still be stopped. */
+    child_mask = ap->orig_mask;
+    sigaddset(&child_mask, SIGHUP);
+    sigaddset(&child_mask, SIGUSR2);
     pid = env ? fork() : -1;
     if (pid == 0) {
         /* the only descriptor the new program inherits on purpose */
         fcntl(sv[1], F_SETFD, 0);
-        sigprocmask(SIG_SETMASK, &ap->orig_mask, NULL);
+        sigprocmask(SIG_SETMASK, &child_mask, NULL);
         execve(ap->exe, ap->argv, env);
         _exit(127);
     }
@@ -530,6 +542,13 @@ static void takeover_failed(app *ap, const char *why)
     atomic_fetch_add(&ap->reloads.takeover_failed, 1);
     close(ap->to_sock);
     ap->to_sock = -1;
+    if (ap->reap_pid) {
+        /* an earlier failed child still lingers: one slot to wait on, so
+         * finish it now rather than leave it running and unreaped */
+        int st;
+        kill(ap->reap_pid, SIGKILL);
+        waitpid(ap->reap_pid, &st, 0);
+    }
     ap->reap_pid = ap->to_pid;
     ap->reap_deadline_ms = rtc_clock_mono_ms() + 3000;
     ap->to_pid = 0;
@@ -549,6 +568,15 @@ static void reap_child(app *ap)
     }
     ap->reap_pid = 0;
 }
+
+/* Is signo pending (blocked, not yet read from the signalfd)? */
+static bool pending(int signo)
+{
+    sigset_t p;
+    return !sigpending(&p) && sigismember(&p, signo) == 1;
+}
+
+static bool stop_pending(void) { return pending(SIGTERM) || pending(SIGINT); }
 
 /* Everything the child adopts, workers paused: the blob and descriptors. */
 static int export_state(app *ap, rly_to_fds *fds, uint8_t **blob, size_t *blen)
@@ -580,9 +608,27 @@ out:
     return rc;
 }
 
+/* Bound the next send by what is left until deadline_ms: SO_SNDTIMEO alone
+ * restarts for every message, and a child reading slowly would keep the
+ * workers paused for 10 s per message. 0 or -ETIMEDOUT. */
+static int send_budget(int sock, uint64_t deadline_ms)
+{
+    uint64_t now = rtc_clock_mono_ms(), left;
+    struct timeval tv;
+
+    if (now >= deadline_ms)
+        return -ETIMEDOUT;
+    left = deadline_ms - now;
+    tv.tv_sec = (time_t)(left / 1000);
+    tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+    setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return 0;
+}
+
 /* SIZE, the descriptors in batches of at most SCM_MAX_FD, the blob in
- * chunks. 0 or -errno. */
-static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size_t blen)
+ * chunks, all before deadline_ms. 0 or -errno. */
+static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size_t blen,
+                      uint64_t deadline_ms)
 {
     uint8_t size[8];
     int rc;
@@ -591,22 +637,46 @@ static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size
         size[i] = (uint8_t)(blen >> (24 - 8 * i));
         size[4 + i] = (uint8_t)(fds->n >> (24 - 8 * i));
     }
-    if ((rc = rly_to_msg_send(sock, "SIZE", size, sizeof size, NULL, 0)))
+    if ((rc = send_budget(sock, deadline_ms)) ||
+        (rc = rly_to_msg_send(sock, "SIZE", size, sizeof size, NULL, 0)))
         return rc;
     for (uint32_t off = 0; off < fds->n;) {
         uint32_t k = fds->n - off > RLY_TO_FDS_PER_MSG ? RLY_TO_FDS_PER_MSG : fds->n - off;
         uint8_t cnt[4] = {(uint8_t)(k >> 24), (uint8_t)(k >> 16), (uint8_t)(k >> 8), (uint8_t)k};
-        if ((rc = rly_to_msg_send(sock, "FDS_", cnt, 4, fds->v + off, k)))
+        if ((rc = send_budget(sock, deadline_ms)) ||
+            (rc = rly_to_msg_send(sock, "FDS_", cnt, 4, fds->v + off, k)))
             return rc;
         off += k;
     }
     for (size_t off = 0; off < blen;) {
         size_t k = blen - off > RLY_TO_CHUNK ? RLY_TO_CHUNK : blen - off;
-        if ((rc = rly_to_msg_send(sock, "BLOB", blob + off, k, NULL, 0)))
+        if ((rc = send_budget(sock, deadline_ms)) ||
+            (rc = rly_to_msg_send(sock, "BLOB", blob + off, k, NULL, 0)))
             return rc;
         off += k;
     }
     return 0;
+}
+
+/* A child that refuses while the state is still coming says why (NAK_) and
+ * hangs up with our messages unread: the kernel then resets the socket and
+ * our send or receive fails first, but the NAK_ is still queued behind the
+ * error. True with the reason in why if there is one. */
+static bool child_refused(app *ap, char *why, size_t cap)
+{
+    char tag[4];
+    uint8_t msg[512];
+    size_t nf;
+    long n = -ECONNRESET;
+
+    for (int i = 0; i < 2 && n == -ECONNRESET; i++)
+        n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
+                            rtc_clock_mono_ms() + 100);
+    if (n < 0 || memcmp(tag, "NAK_", 4))
+        return false;
+    msg[n] = '\0';
+    snprintf(why, cap, "the new process refused: %s", (char *)msg);
+    return true;
 }
 
 /* The child said HELO: pause, send, wait for its ACK, then let it run and
@@ -653,27 +723,54 @@ static void takeover_serve(app *ap)
         snprintf(why, sizeof why, "cannot serialize the state (%d)", rc);
         goto out_fail;
     }
-    if ((rc = send_state(ap->to_sock, &fds, blob, blen))) {
-        snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
+    /* one budget for the whole pause, not one per step: every ms of it
+     * fills the socket buffers of every call */
+    if ((rc = send_state(ap->to_sock, &fds, blob, blen, t0 + RLY_TO_STEP_MS))) {
+        if (!child_refused(ap, why, sizeof why))
+            snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
         goto out_fail;
     }
     n = rly_to_msg_recv(ap->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
-                        rtc_clock_mono_ms() + RLY_TO_STEP_MS);
+                        t0 + RLY_TO_STEP_MS);
     if (n < 0 || memcmp(tag, "ACK_", 4)) {
         if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
             msg[n] = '\0';
             snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
+        } else if (n == -ECONNRESET && child_refused(ap, why, sizeof why)) {
+            /* why says it */
         } else {
             snprintf(why, sizeof why, "no ACK from the new process (%s)",
                      n < 0 ? strerror((int)-n) : "unexpected message");
         }
         goto out_fail;
     }
+    /* A SIGTERM/SIGINT that came during the exchange waits in the signalfd:
+     * the operator asked this relay to stop, so it must not hand its calls
+     * to a process that would then run on unasked. */
+    if (stop_pending()) {
+        snprintf(why, sizeof why, "a stop signal arrived during the takeover");
+        goto out_fail;
+    }
     /* the point of no return: once GO is out the child reads the sockets */
-    if ((rc = rly_to_msg_send(ap->to_sock, "GO__", NULL, 0, NULL, 0))) {
+    if ((rc = send_budget(ap->to_sock, t0 + RLY_TO_STEP_MS)) ||
+        (rc = rly_to_msg_send(ap->to_sock, "GO__", NULL, 0, NULL, 0))) {
         snprintf(why, sizeof why, "sending GO: %s", strerror(-rc));
         goto out_fail;
     }
+    /* Name the new main process to systemd from the current one, before
+     * this process can exit: the child says it too, but if this process
+     * (with nothing left to drain) exited first, systemd would see its main
+     * process gone and stop the unit, new process included. */
+    {
+        char note[40];
+        snprintf(note, sizeof note, "MAINPID=%d", (int)ap->to_pid);
+        notify_systemd(note);
+    }
+    /* A SIGHUP that came during the exchange (systemctl reload: kill -HUP
+     * $MAINPID, still this process) is meant for whoever serves: the new
+     * process may have read the config before the edit it announces. */
+    if (pending(SIGHUP))
+        kill(ap->to_pid, SIGHUP);
     for (size_t i = 0; i < ap->n_workers; i++)
         moved += rly_worker_handed_over(ap->workers[i]);
     resume_all(ap);
@@ -690,11 +787,14 @@ static void takeover_serve(app *ap)
     ap->to_sock = -1;
     ap->to_pid = 0;
     free(fds.v);
+    explicit_bzero(blob, blen); /* it holds the nonce key */
     free(blob);
     return;
 out_fail:
     resume_all(ap);
     free(fds.v);
+    if (blob)
+        explicit_bzero(blob, blen);
     free(blob);
     takeover_failed(ap, why);
 }
@@ -738,6 +838,7 @@ static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_o
     }
     *fds_out = malloc((nfds + 1) * sizeof(int));
     *blob_out = malloc(blen + 1);
+    *blen_out = *blob_out ? blen : 0; /* also on failure: the caller wipes it */
     if (!*fds_out || !*blob_out) {
         snprintf(err, errlen, "takeover: out of memory");
         return RTC_EMSG;
@@ -767,7 +868,6 @@ static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_o
         }
         off += (size_t)n;
     }
-    *blen_out = blen;
     return 0;
 }
 
@@ -818,6 +918,43 @@ static int create_workers(app *ap, const rly_to_state *st, int *fds, char *err, 
 /* Take the running relay's sockets and UDP allocations over (we were
  * started by its SIGUSR2). 0, or RTC_EMSG with err (the parent is told why
  * and keeps serving). */
+static void *worker_main(void *arg);
+
+/* Wait for the started worker threads; 1 if one failed, else 0. */
+static int join_threads(app *ap)
+{
+    int status = 0;
+    for (size_t i = 0; i < ap->n_started; i++) {
+        void *wrc = NULL;
+        pthread_join(ap->threads[i], &wrc);
+        if (wrc)
+            status = 1;
+    }
+    free(ap->threads);
+    ap->threads = NULL;
+    ap->n_started = 0;
+    return status;
+}
+
+/* One thread per worker. 0, or -1 with those that started stopped and
+ * joined (a worker told to stop while paused exits without reading). */
+static int start_threads(app *ap)
+{
+    if (!(ap->threads = calloc(ap->n_workers, sizeof *ap->threads)))
+        return -1;
+    for (ap->n_started = 0; ap->n_started < ap->n_workers; ap->n_started++)
+        if (pthread_create(&ap->threads[ap->n_started], NULL, worker_main,
+                           ap->workers[ap->n_started]))
+            break;
+    if (ap->n_started == ap->n_workers)
+        return 0;
+    RTC_LOG(RTC_LOG_ERROR, NULL, "cannot start worker thread %zu", ap->n_started);
+    stop_all(ap);
+    resume_all(ap);
+    join_threads(ap);
+    return -1;
+}
+
 static int takeover_adopt(app *ap, char *err, size_t errlen)
 {
     uint8_t ver[2] = {RLY_TO_VERSION >> 8, RLY_TO_VERSION & 0xff};
@@ -856,6 +993,15 @@ static int takeover_adopt(app *ap, char *err, size_t errlen)
         free(st.w[i].allocs);
         st.w[i].allocs = NULL;
     }
+    /* The threads start now, parked before their first read: a thread
+     * that cannot start (TasksMax, memory) must fail the takeover while
+     * the old process still serves, not after GO with every call moved. */
+    for (size_t i = 0; i < ap->n_workers; i++)
+        rly_worker_post_pause(ap->workers[i]);
+    if (start_threads(ap)) {
+        snprintf(err, errlen, "takeover: cannot start the worker threads");
+        goto out;
+    }
     if ((rc = rly_to_msg_send(ap->adopt_sock, "ACK_", NULL, 0, NULL, 0))) {
         snprintf(err, errlen, "takeover: ACK: %s", strerror(-rc));
         rc = RTC_EMSG;
@@ -870,6 +1016,7 @@ static int takeover_adopt(app *ap, char *err, size_t errlen)
                  n < 0 ? strerror((int)-n) : "unexpected message");
         goto out;
     }
+    resume_all(ap); /* GO: ours from now on */
     RTC_LOG(RTC_LOG_INFO, NULL,
             "pid %d took over from pid %d: %zu UDP allocation(s), %u socket(s), %zu byte(s) of state "
             "in %llu ms",
@@ -880,11 +1027,18 @@ out:
     if (rc) {
         /* tell the parent why, so its log says it; it resumes */
         rly_to_msg_send(ap->adopt_sock, "NAK_", err, strlen(err), NULL, 0);
+        if (ap->threads) { /* parked: stopped before they read anything */
+            stop_all(ap);
+            resume_all(ap);
+            join_threads(ap);
+        }
     }
     for (uint32_t i = 0; fds && i < n_fds; i++)
         if (fds[i] >= 0)
             close(fds[i]); /* not adopted (or failure): our copies only */
     free(fds);
+    if (blob) /* it holds the nonce key */
+        explicit_bzero(blob, blen);
     free(blob);
     if (parsed)
         rly_to_state_dispose(&st);
@@ -1082,33 +1236,18 @@ static int create_workers(app *ap, const rly_to_state *st, int *fds, char *err, 
 /* One thread per worker; the main thread supervises. Exit status. */
 static int run_workers(app *ap)
 {
-    pthread_t *threads = calloc(ap->n_workers, sizeof *threads);
-    size_t started = 0;
-    int status = 1;
+    char note[64];
+    int status;
 
-    if (!threads)
+    if (!ap->threads && start_threads(ap))
         return 1;
-    for (; started < ap->n_workers; started++)
-        if (pthread_create(&threads[started], NULL, worker_main, ap->workers[started]))
-            break;
-    if (started == ap->n_workers) {
-        char note[64];
-        /* under systemd (Type=notify): ready, and after a takeover the
-         * main process of the unit from now on */
-        snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());
-        notify_systemd(note);
-        status = supervise(ap, ap->sfd);
-    } else {
-        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot start worker thread %zu", started);
-        stop_all(ap);
-    }
-    for (size_t i = 0; i < started; i++) {
-        void *wrc = NULL;
-        pthread_join(threads[i], &wrc);
-        if (wrc)
-            status = 1;
-    }
-    free(threads);
+    /* under systemd (Type=notify): ready, and after a takeover the main
+     * process of the unit from now on */
+    snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());
+    notify_systemd(note);
+    status = supervise(ap, ap->sfd);
+    if (join_threads(ap))
+        status = 1;
     RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
     return status;
 }
@@ -1144,6 +1283,46 @@ static void app_dispose(app *ap)
     rtc_conf_dispose(rly_conf_specs, &ap->s);
 }
 
+/* The path a takeover executes: the one this binary was started by, made
+ * absolute now (the working directory may be gone later) but with its
+ * symbolic links kept. An upgrade usually swings a link (/usr/bin via
+ * alternatives, /opt/tsunagu/current -> 1.3); /proc/self/exe has resolved
+ * it already and would run the old version again. A bare name was found in
+ * PATH, so it is looked up there; /proc/self/exe is the last resort. */
+static void own_path(const char *argv0, char *out, size_t cap)
+{
+    ssize_t l;
+
+    out[0] = '\0';
+    if (argv0 && strchr(argv0, '/')) {
+        char cwd[PATH_MAX];
+        if (argv0[0] == '/')
+            snprintf(out, cap, "%s", argv0);
+        else if (getcwd(cwd, sizeof cwd) && strlen(cwd) + strlen(argv0) + 2 <= cap) {
+            size_t cl = strlen(cwd);
+            memcpy(out, cwd, cl);
+            out[cl] = '/';
+            memcpy(out + cl + 1, argv0, strlen(argv0) + 1);
+        }
+    } else if (argv0 && *argv0) {
+        const char *path = getenv("PATH");
+        while (path && *path) {
+            const char *e = strchrnul(path, ':');
+            if (e > path && (size_t)(e - path) + strlen(argv0) + 2 <= cap) {
+                snprintf(out, cap, "%.*s/%s", (int)(e - path), path, argv0);
+                if (out[0] == '/' && access(out, X_OK) == 0)
+                    break;
+            }
+            out[0] = '\0';
+            path = *e ? e + 1 : e;
+        }
+    }
+    if (out[0] && access(out, X_OK) == 0)
+        return;
+    l = readlink("/proc/self/exe", out, cap - 1);
+    out[l > 0 ? l : 0] = '\0';
+}
+
 /* The socketpair end a parent relay passed in RLY_TO_ENV, or -1. The
  * variable is removed so it does not reach a later child by mistake. */
 static int take_adopt_sock(void)
@@ -1161,6 +1340,23 @@ static int take_adopt_sock(void)
         fprintf(stderr, "tsunagu-relay: %s does not name a socket: ignored\n", RLY_TO_ENV);
         return -1;
     }
+    /* only the socketpair our parent relay made for us: a stray variable
+     * must not make us talk the protocol on some other inherited socket
+     * (a socket-activation descriptor, say) */
+    {
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        int type = 0;
+        socklen_t tl = sizeof type;
+        if (getsockopt((int)fd, SOL_SOCKET, SO_TYPE, &type, &tl) || type != SOCK_SEQPACKET ||
+            getsockopt((int)fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) || cr.pid != getppid()) {
+            fprintf(stderr,
+                    "tsunagu-relay: %s is not a takeover socket from the parent process: "
+                    "ignored\n",
+                    RLY_TO_ENV);
+            return -1;
+        }
+    }
     fcntl((int)fd, F_SETFD, FD_CLOEXEC);
     return (int)fd;
 }
@@ -1170,6 +1366,7 @@ int rly_main(int argc, char **argv)
     app ap;
     char err[512];
     int rc, status;
+    bool adopting;
 
     memset(&ap, 0, sizeof ap);
     ap.argc = argc;
@@ -1177,10 +1374,7 @@ int rly_main(int argc, char **argv)
     ap.sfd = -1;
     ap.to_sock = -1;
     ap.adopt_sock = take_adopt_sock();
-    {
-        ssize_t l = readlink("/proc/self/exe", ap.exe, sizeof ap.exe - 1);
-        ap.exe[l > 0 ? l : 0] = '\0';
-    }
+    own_path(argc > 0 ? argv[0] : NULL, ap.exe, sizeof ap.exe);
     rc = rtc_conf_load(rly_conf_specs, &ap.s, argc, argv, err, sizeof err);
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-relay [--config FILE] [flags]\n"
@@ -1196,11 +1390,11 @@ int rly_main(int argc, char **argv)
         }
         return 2;
     }
+    adopting = ap.adopt_sock >= 0; /* takeover_adopt closes it */
     if (prepare(&ap, err, sizeof err) || setup_signals(&ap, err, sizeof err) ||
-        (ap.adopt_sock >= 0 ? takeover_adopt(&ap, err, sizeof err)
-                            : create_workers(&ap, NULL, NULL, err, sizeof err))) {
-        fprintf(stderr, "tsunagu-relay: %s%s\n", ap.adopt_sock >= 0 ? "takeover refused: " : "",
-                err);
+        (adopting ? takeover_adopt(&ap, err, sizeof err)
+                  : create_workers(&ap, NULL, NULL, err, sizeof err))) {
+        fprintf(stderr, "tsunagu-relay: %s%s\n", adopting ? "takeover refused: " : "", err);
         if (ap.adopt_sock >= 0)
             rly_to_msg_send(ap.adopt_sock, "NAK_", err, strlen(err), NULL, 0);
         status = 2;

@@ -270,6 +270,12 @@ static bool get_fd(parser *p, uint32_t *idx, bool may_be_none)
     return true;
 }
 
+/* Is the binding live or in its 5-minute hold (rly_alloc_bind's test)? */
+static bool held(const parser *p, const rly_chan *c)
+{
+    return p->now_ms < c->expiry_ms + RLY_CHAN_HOLD_MS;
+}
+
 static bool get_alloc(parser *p, rly_alloc *a, uint32_t n_listen)
 {
     uint32_t fd1, fd2;
@@ -326,6 +332,15 @@ static bool get_alloc(parser *p, rly_alloc *a, uint32_t n_listen)
             return fail(p, "truncated channel");
         if (c->num < 0x4000 || c->num > 0x7FFF)
             return fail(p, "bad channel number");
+        /* RFC 8656 s.12: while bound or held, a number names one peer and
+         * a peer has one number; lookups return the first match, so a
+         * duplicate would shadow (or misroute) a binding. Entries past
+         * their hold may repeat both (rly_alloc_bind skips, purge drops
+         * them later). */
+        for (unsigned j = 0; j < i && held(p, c); j++)
+            if (held(p, &a->chans[j]) &&
+                (a->chans[j].num == c->num || rtc_addr_equal(&a->chans[j].peer, &c->peer)))
+                return fail(p, "channel number or peer bound twice");
     }
     return true;
 }

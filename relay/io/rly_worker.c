@@ -923,6 +923,18 @@ void rly_worker_post_stop(rly_worker *w)
 
 /* ---- life cycle ---- */
 
+/* The loop reads every socket until EAGAIN (accept4 loops, the admin
+ * listener): a blocking one would hang the worker. The old process made
+ * them non-blocking, but the flag belongs to the shared file description
+ * and costs one call to make sure of. Returns fd. */
+static int nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    return fd;
+}
+
 /* A descriptor handed over by the old process, now the worker's: -1 when
  * the index names none (the blob parser checked the range). */
 static int adopt_fd(const rly_worker_params *p, uint32_t idx)
@@ -932,7 +944,7 @@ static int adopt_fd(const rly_worker_params *p, uint32_t idx)
         return -1;
     fd = p->adopt_fds[idx];
     p->adopt_fds[idx] = -1;
-    return fd;
+    return nonblocking(fd);
 }
 
 rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
@@ -1347,11 +1359,11 @@ int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t 
         a->hnext = hnext;
         a->conn = -1;
         /* descriptors: from now on the allocation's (closed with it) */
-        a->relay_fd = fds[src->relay_fd];
+        a->relay_fd = nonblocking(fds[src->relay_fd]);
         fds[src->relay_fd] = -1;
         a->relay_fd2 = -1;
         if (src->relay_fd2 >= 0) {
-            a->relay_fd2 = fds[src->relay_fd2];
+            a->relay_fd2 = nonblocking(fds[src->relay_fd2]);
             fds[src->relay_fd2] = -1;
         }
         rly_ports_claim(w->ports, &a->relayed);
@@ -1373,6 +1385,12 @@ int rly_worker_run(rly_worker *w)
     uint64_t next_sweep = 0;
     int rc = 0;
 
+    /* a takeover child starts its threads paused until the old process's
+     * GO, and stops them unread if GO never comes */
+    if (atomic_load(&w->post_pause))
+        park(w);
+    if (atomic_load(&w->post_stop))
+        w->stop = true;
     while (!w->stop) {
         /* streams with input left over: look, but do not sleep */
         int n = epoll_wait(w->ep, evs, 128, w->n_pend ? 0 : 200);

@@ -361,7 +361,7 @@ def main():
         os.unlink(exe_copy)
         with open(exe_copy, "w") as f:
             # the sleep holds the takeover open long enough for a second SIGUSR2
-            f.write(f"#!/bin/sh\necho $$ > '{marker}'\nsleep 0.3\n"
+            f.write(f"#!/bin/sh\necho $$ > '{marker}'\nsleep {0.3 * TM}\n"
                     f"exec '{real_exe}' \"$@\"\n")
         os.chmod(exe_copy, 0o755)
         old = relay.proc.pid

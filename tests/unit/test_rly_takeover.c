@@ -350,6 +350,51 @@ static void write_seeds(const char *dir)
     }
 }
 
+/* A blob whose allocation binds one channel number (or one peer) twice is
+ * refused: the channel lookups would shadow one of the bindings. */
+static void test_dup_channels(void)
+{
+    char err[200];
+    for (int k = 0; k < 2; k++) {
+        rly_to_state s, p;
+        uint8_t *buf;
+        size_t len;
+        rly_alloc *a;
+        make_state(&s);
+        a = &s.w[0].allocs[0];
+        a->n_chans = 2;
+        a->chans[1] = a->chans[0];
+        if (k == 0)
+            a->chans[1].peer = ip("198.51.100.8", 6000); /* same number */
+        else
+            a->chans[1].num = 0x4002; /* same peer */
+        ok(rly_to_write(&s, NOW_TX, &buf, &len) == 0, "serialize a duplicate channel");
+        ok(rly_to_parse(buf, len, s.n_fds, NOW_RX, &p, err, sizeof err) == RTC_EMSG &&
+               strstr(err, "bound twice"),
+           k == 0 ? "one channel number bound to two peers refused"
+                  : "one peer bound to two channel numbers refused");
+        a->chans[1].num = 0x4002;
+        a->chans[1].peer = ip("198.51.100.8", 6000);
+        free(buf);
+        ok(rly_to_write(&s, NOW_TX, &buf, &len) == 0 &&
+               rly_to_parse(buf, len, s.n_fds, NOW_RX, &p, err, sizeof err) == 0,
+           "two distinct channels parse");
+        rly_to_state_dispose(&p);
+        free(buf);
+        /* an entry past its hold may repeat a live one's number and peer:
+         * rly_alloc_bind makes such states, and they must move */
+        a->chans[0].expiry_ms = NOW_TX - RLY_CHAN_HOLD_MS - 1000;
+        a->chans[1] = a->chans[0];
+        a->chans[1].expiry_ms = NOW_TX + 60000;
+        ok(rly_to_write(&s, NOW_TX, &buf, &len) == 0 &&
+               rly_to_parse(buf, len, s.n_fds, NOW_RX, &p, err, sizeof err) == 0,
+           "a stale binding past its hold next to a live one with its number and peer parses");
+        rly_to_state_dispose(&p);
+        rly_to_state_dispose(&s);
+        free(buf);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -357,5 +402,6 @@ int main(int argc, char **argv)
     test_round_trip();
     test_src_form();
     test_hostile();
+    test_dup_channels();
     return done_testing();
 }
