@@ -194,25 +194,12 @@ static int send_text(sig_member *m, char *text, uint64_t now_us)
     return rc;
 }
 
-/* A signal or broadcast from local member m to every member of m's room
- * except m (holding members park it). */
-static void send_others_local(sig_member *m, char *text, uint64_t now_us)
-{
-    sig_buf *b;
-    if (!text)
-        return;
-    b = buf_new(m->hub, text, now_us);
-    free(text);
-    if (!b)
-        return;
-    b->refs = 1;
-    for (sig_member *o = m->room->head; o; o = o->rnext)
-        if (o != m && o->state != SIG_MEMBER_REMOTE)
-            push_local(o, b);
-    buf_unref(b);
-}
-
-/* One message to every member of m's room except m. */
+/* Something local member m did (a signal or broadcast, its join or leave),
+ * to every member of m's room except m. Through push_local: a member still
+ * holding (just adopted, its tail open: see sig_member.holding) parks it,
+ * so m's join or leave waits behind m's own earlier messages to it that are
+ * parked or still in the tail, in the order they happened (review xresume
+ * #12: a peer-left pushed past the hold overtook that peer's parked signal). */
 static void send_others(sig_member *m, char *text, uint64_t now_us)
 {
     sig_buf *b;
@@ -225,7 +212,7 @@ static void send_others(sig_member *m, char *text, uint64_t now_us)
     b->refs = 1;
     for (sig_member *o = m->room->head; o; o = o->rnext)
         if (o != m && o->state != SIG_MEMBER_REMOTE)
-            push(o, b);
+            push_local(o, b);
     buf_unref(b);
 }
 
@@ -650,7 +637,7 @@ sig_code sig_hub_broadcast(sig_hub *h, sig_member *m, json_t *data, uint64_t now
 {
     if (m->state != SIG_MEMBER_JOINED)
         return SIG_E_NOT_JOINED;
-    send_others_local(m, sig_proto_forward("broadcast", m->id, data), now_us);
+    send_others(m, sig_proto_forward("broadcast", m->id, data), now_us);
     /* once for all remote members: each node fans it out to its own */
     if (m->room->nremote && h->ops.remote &&
         h->ops.remote(h->ops.ud, m->room->name, NULL, m->id, data))

@@ -150,6 +150,45 @@ static void free_texts(char **v, size_t n)
     free(v);
 }
 
+/* Review xresume #12: while a just-adopted member holds, a local peer's leave
+ * waits behind that peer's earlier (parked) signal, as it happened. */
+static void hold_order_tests(void)
+{
+    sig_limits lim = {.max_room_size = 4, .max_rooms = 4, .queue_msgs = 32, .queue_bytes = 16384,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .remote = on_remote, .left = on_left};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn x = {0}, y = {0}, nb = {0};
+    json_t *data = json_integer(5), *j = NULL;
+    char who[64];
+    sig_remote none[1];
+    sig_adopt_params p = {.room = "r", .id = "b", .name = "b", .resume = "tok", .remotes = none,
+                          .hold = true};
+    x.m = sig_hub_connect(h, &x);
+    cjoin(h, &x, "r", "x", NULL, 0, true);
+    drain(&x);
+    nb.m = sig_hub_connect(h, &nb);
+    is_int(sig_hub_adopt(h, nb.m, &p, 2), SIG_OK, "hold order: b adopted, holding");
+    ok(!strcmp(next(&nb, NULL), "resumed"), "hold order: resumed");
+    is_int(sig_hub_signal(h, x.m, "b", data, 3), SIG_OK, "hold order: x signals b (parked)");
+    is_int(sig_hub_leave(h, x.m, 4), SIG_OK, "hold order: x leaves");
+    ok(!sig_member_peek(nb.m), "hold order: its peer-left is parked too");
+    y.m = sig_hub_connect(h, &y);
+    cjoin(h, &y, "r", "y", NULL, 0, true);
+    ok(!sig_member_peek(nb.m), "hold order: a local join is parked too");
+    is_int((int)sig_hub_release(h, "r", "b"), 3, "hold order: release returns the 3 parked");
+    ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
+       "hold order: x's signal first");
+    ok(!strcmp(nextw(&nb, who, sizeof who), "peer-left") && !strcmp(who, "x"),
+       "hold order: then peer-left x");
+    ok(!strcmp(nextw(&nb, who, sizeof who), "peer-joined") && !strcmp(who, "y"),
+       "hold order: then peer-joined y");
+    ok(!strcmp(next(&nb, &j), ""), "hold order: nothing else");
+    json_decref(j);
+    json_decref(data);
+    sig_hub_free(h);
+}
+
 /* Resume across nodes, both halves in one process: h1 owns b, h2 adopts it. */
 static void handover_tests(void)
 {
@@ -690,5 +729,6 @@ int main(void)
     sig_hub_free(h); /* c is still joined: free must clean up */
     remote_tests();
     handover_tests();
+    hold_order_tests();
     return done_testing();
 }
