@@ -40,6 +40,7 @@ typedef struct {
     uint64_t deadline_ms;
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
     char th[SIG_TH_LEN + 1];
+    uint8_t key[SIG_HO_KEY_LEN]; /* checks the reply's MAC (sig_ho_reply_key; memory only) */
     bool tail; /* answered; our own publishes still in flight (until the fence) */
 } sig_ho_pending;
 
@@ -47,7 +48,8 @@ typedef struct {
  * must then make the member we asked for leave (Redis thread only). */
 typedef struct {
     uint64_t rq, until_ms;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1];
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
+    uint8_t key[SIG_HO_KEY_LEN]; /* only the owner's own late reply counts */
 } sig_ho_gone;
 
 #define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */

@@ -30,7 +30,9 @@
  *     messages to B are published (B is remote on O), after t, so after q.
  *     O then queues XFER, one script that moves B's registration to N and
  *     PUBLISHes the reply P with B's queue to N's channel. O's publishes
- *     made before t precede P, those after t follow it (F2, F1).
+ *     made before t precede P, those after t follow it (F2, F1). P carries
+ *     "a" = sig_ho_reply_mac under K = sig_ho_reply_key(T) (O derives K from
+ *     its copy of T while taking B out): rq, O, R, B, name and the queue.
  *  3. N reads R's channel from before q (step 1). Its lws thread copies,
  *     for B, every signal/broadcast/join/leave read after Q (the MARK
  *     event) and before P (the DONE event), except those O published: O
@@ -39,7 +41,11 @@
  *     back too while the hand-over is open (`own`): N's members' messages
  *     to B published before q went to O (in P), those after q are copied
  *     here.
- *  4. On P, N adopts B: `resumed` with the room's members as XFER saw them
+ *  4. N takes P as the answer only if "a" checks under the K it derived from
+ *     its client's T (kept in the hop, memory only; reply_authentic): any
+ *     other "ok" reply is not an answer (whoever can PUBLISH sees rq, R and
+ *     B in Q and could race O: review xresume #10), and O's may still come.
+ *     On P, N adopts B: `resumed` with the room's members as XFER saw them
  *     (the script puts the room hash into P: atomic with the move), then
  *     P's queue, then the copies; every message read after P is delivered
  *     to B live. (As with a local resume, `resumed` lists the room now and
@@ -123,14 +129,18 @@ static const char XFER_LUA[] =
 
 /* ---- Redis thread: hand-overs asked for ---- */
 
-/* One message of a handed-over queue: a JSON object of a type the server
- * sends (docs/protocol.md; `joined`/`resumed` too: a member whose connection
- * dropped before it read them still has them queued), and nothing else: a
- * bug or an old node must not pass junk or unknown frames to the client. */
+/* One message of a handed-over queue: a JSON object of a type that a
+ * handed-over queue can hold, and nothing else: a bug or an old node must
+ * not pass junk or unknown frames to the client. Not `joined` or `resumed`:
+ * the member being resumed was joined before (its client has the token,
+ * which came in its `joined`), the owner keeps its own greetings out of the
+ * queue (sig_hub_hand_over) and `resumed` is made here, on adoption. A
+ * `joined` is also the one frame that carries iceServers (TURN credentials):
+ * none may ever come out of another node's reply (review xresume #10). */
 static bool queued_text_ok(const char *text, size_t len)
 {
-    static const char *const types[] = {"signal",    "broadcast", "peer-joined", "peer-left",
-                                        "error",     "pong",      "joined",      "resumed"};
+    static const char *const types[] = {"signal",    "broadcast", "peer-joined",
+                                        "peer-left", "error",     "pong"};
     json_t *o = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
     const char *type = json_string_value(json_object_get(o, "type"));
     bool good = false;
@@ -156,7 +166,47 @@ bool sig_handover_in_room(const sig_cluster *c, const char *room)
     return false;
 }
 
-static void hop_remove(sig_cluster *c, size_t i) { c->hos[i] = c->hos[--c->nho]; }
+static void hop_remove(sig_cluster *c, size_t i)
+{
+    c->hos[i] = c->hos[--c->nho];
+    memset(&c->hos[c->nho], 0, sizeof c->hos[c->nho]); /* no stray copy of a key */
+}
+
+/* Whether the "ok" reply o (its name already read) was made by a holder of
+ * the member's token, i.e. its owner: "a" must be sig_ho_reply_mac under the
+ * key we derived from the client's token, over what we asked (rq, the owner
+ * we asked, room, id) and what the client will get (name, every queued text).
+ * The room hash XFER appends ("m") is not covered (the owner cannot know it
+ * beforehand): it is what Redis holds, which a Redis writer can edit anyway. */
+static bool reply_authentic(json_t *o, const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq,
+                            const char *owner, const char *room, const char *id,
+                            const char *name)
+{
+    json_t *q = json_object_get(o, "q"), *a = json_object_get(o, "a");
+    char want[SIG_HO_MAC_LEN + 1];
+    const char **v;
+    size_t n;
+    bool good = false;
+    if (!json_is_string(a) || json_string_length(a) != SIG_HO_MAC_LEN || !json_is_array(q))
+        return false;
+    n = json_array_size(q);
+    if (!(v = calloc(n + 1, sizeof *v)))
+        return false;
+    for (size_t k = 0; k < n; k++) {
+        json_t *t = json_array_get(q, k);
+        /* (a text with a NUL in it would be cut short below: never the owner's) */
+        if (!json_is_string(t) || strlen(json_string_value(t)) != json_string_length(t))
+            goto out;
+        v[k] = json_string_value(t);
+    }
+    /* constant time: a forger learns nothing from how fast it is refused */
+    good = !sig_ho_reply_mac(key, rq, owner, room, id, name, v, n, want) &&
+           rtc_ct_equal(want, json_string_value(a), SIG_HO_MAC_LEN);
+out:
+    memset(want, 0, sizeof want);
+    free(v);
+    return good;
+}
 
 /* Remember a request we gave up on (the slot that frees first makes room). */
 static void gone_add(sig_cluster *c, const sig_ho_pending *h)
@@ -175,18 +225,30 @@ static void gone_add(sig_cluster *c, const sig_ho_pending *h)
     c->gone[k].until_ms = now + HO_GONE_MS;
     memcpy(c->gone[k].room, h->room, sizeof h->room);
     memcpy(c->gone[k].id, h->id, sizeof h->id);
+    memcpy(c->gone[k].owner, h->owner, sizeof h->owner);
+    memcpy(c->gone[k].key, h->key, sizeof h->key);
 }
 
-/* The request `rq` we gave up on, if it asked for (room, id): taken out. */
-static bool gone_take(sig_cluster *c, uint64_t rq, const char *room, const char *id,
-                      sig_ho_gone *out)
+/* The request `rq` we gave up on, if it asked for (room, id) and o is its
+ * owner's own "ok" reply (reply_authentic): taken out. Anything else leaves
+ * it in place: a forged reply must not use up the slot the owner's real
+ * late reply needs. Expired entries are wiped on the way (their keys). */
+static bool gone_take(sig_cluster *c, uint64_t rq, const char *room, const char *id, json_t *o,
+                      const char *name, sig_ho_gone *out)
 {
     uint64_t now = sig_clu_mono_ms();
     for (size_t j = 0; j < SIG_HO_MAX; j++) {
         sig_ho_gone *g = &c->gone[j];
-        if (g->until_ms > now && g->rq == rq && !strcmp(g->room, room) && !strcmp(g->id, id)) {
+        if (g->until_ms <= now) {
+            memset(g, 0, sizeof *g);
+            continue;
+        }
+        if (g->rq == rq && !strcmp(g->room, room) && !strcmp(g->id, id) &&
+            json_is_true(json_object_get(o, "ok")) &&
+            reply_authentic(o, g->key, rq, g->owner, room, id, name)) {
             *out = *g;
-            g->until_ms = 0;
+            memset(g, 0, sizeof *g);
+            memset(out->key, 0, sizeof out->key);
             return true;
         }
     }
@@ -298,9 +360,8 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
          * a reply nobody asked for (a bug, an old node, anyone who can
          * PUBLISH) or a second one never removes anybody. */
         sig_ho_gone g;
-        if (i < 0 && gone_take(c, rq, room, id, &g)) {
-            if (json_is_true(okv))
-                sig_cluster_leave(c, g.room, g.id);
+        if (i < 0 && gone_take(c, rq, room, id, o, name, &g)) {
+            sig_cluster_leave(c, g.room, g.id);
         } else {
             sig_clu_count_drop(c);
         }
@@ -309,6 +370,20 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
     }
     if (strcmp(c->hos[i].room, room) || strcmp(c->hos[i].id, id)) {
         /* not the member we asked for: not an answer (the owner's may still come) */
+        json_decref(o);
+        sig_clu_count_drop(c);
+        return;
+    }
+    if (json_is_true(okv) && !reply_authentic(o, c->hos[i].key, rq, c->hos[i].owner, room, id,
+                                              name)) {
+        /* not made by a holder of the token (review xresume #10): whoever can
+         * PUBLISH to Redis racing the owner, or a bug. Not an answer: the
+         * owner's own reply may still come, within SIG_HO_TIMEOUT_MS. (A
+         * refusal is not authenticated - the owner has no key for a wrong
+         * proof - but it moves nothing: a forged one only fails this resume,
+         * which a Redis writer can do anyway.) */
+        RTC_LOG(RTC_LOG_WARN, id, "cluster: hand-over reply for rq %llu not authenticated by "
+                "node %s: ignored", (unsigned long long)rq, c->hos[i].owner);
         json_decref(o);
         sig_clu_count_drop(c);
         return;
@@ -325,6 +400,7 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
         pthread_mutex_unlock(&c->mu);
         json_decref(o);
         gone_add(c, &h); /* (were it not the owner's answer, the owner's may still come) */
+        memset(h.key, 0, sizeof h.key);
         sig_handover_push_done(c, h.rq, busy ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room,
                                h.id);
         sig_clu_maybe_unsubscribe(c, h.room);
@@ -391,6 +467,7 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
     /* Our own publishes to the member made before the lws thread adopts it
      * may still be on their way: keep passing them on until the fence it
      * publishes after adopting comes back (see "Hand-over", step 5). */
+    memset(h.key, 0, sizeof h.key); /* answered: not needed any more */
     h.tail = true;
     h.deadline_ms = sig_clu_mono_ms() + HO_TAIL_MS;
     c->hos[c->nho++] = h;
@@ -505,6 +582,8 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
     memcpy(h.id, id, sizeof id);
     memcpy(h.owner, owner, sizeof owner);
     memcpy(h.th, k->th, sizeof h.th);
+    if (k->token) /* the owner's reply is checked with it (reply_authentic) */
+        sig_ho_reply_key(k->token, h.key);
     /* subscribed (and confirmed) before the request is published: every
      * message after the request in the channel's order reaches us. The hop
      * joins the table only then: the subscription dispatches what it has
@@ -614,6 +693,7 @@ void sig_handover_timeouts(sig_cluster *c)
         c->st.ho_timeout++;
         pthread_mutex_unlock(&c->mu);
         gone_add(c, &h);
+        memset(h.key, 0, sizeof h.key);
         sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         sig_clu_maybe_unsubscribe(c, h.room);
     }
@@ -627,6 +707,8 @@ void sig_handover_fail_all(sig_cluster *c)
 {
     while (c->nho) {
         sig_ho_pending h = c->hos[--c->nho];
+        memset(&c->hos[c->nho], 0, sizeof c->hos[c->nho]);
+        memset(h.key, 0, sizeof h.key);
         if (h.tail)
             push_ho_fence(c, h.rq);
         else
@@ -660,12 +742,18 @@ int sig_handover_ask(sig_cluster *c, uint64_t serial, const char *token)
     return sig_clu_submit(c, k, false);
 }
 
-static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy, const char *name,
-                  char **texts, size_t n)
+static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy,
+                  const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts, size_t n)
 {
     cmd *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
     bool taken = ok; /* out of our hub: handed over, or it leaves (never both, never neither) */
+    char mac[SIG_HO_MAC_LEN + 1] = "";
+    /* the asking node acts on an "ok" only with this MAC (review xresume #10:
+     * nobody without the token can hand its client a queue) */
+    if (ok && sig_ho_reply_mac(key, req->serial, c->node, req->room, req->id, name ? name : "",
+                               (const char *const *)texts, n, mac))
+        ok = false; /* out of memory: it leaves, see below */
     for (size_t i = 0; i < n; i++) {
         if (q && json_array_append_new(q, json_string(texts[i])))
             ok = false; /* cannot build the reply: see below */
@@ -685,9 +773,10 @@ static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy, const 
     if (ok && q) {
         snprintf(k->name, sizeof k->name, "%s", name ? name : "");
         k->kind = CMD_XFER;
-        k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:o}", "n", c->node, "e",
-                                             "hr", "rq", (json_int_t)req->serial, "ok", 1, "id",
-                                             req->id, "room", req->room, "name", k->name, "q", q));
+        k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:s,s:o}", "n", c->node,
+                                             "e", "hr", "rq", (json_int_t)req->serial, "ok", 1,
+                                             "id", req->id, "room", req->room, "name", k->name,
+                                             "a", mac, "q", q));
         q = NULL;
         if (k->payload && k->payload[0]) /* XFER_LUA appends ,"m":[...]} */
             k->payload[strlen(k->payload) - 1] = '\0';
@@ -715,15 +804,16 @@ static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy, const 
     sig_clu_submit(c, k, true);
 }
 
-void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                        char **texts, size_t n)
+void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok,
+                        const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts,
+                        size_t n)
 {
-    reply(c, req, ok, false, name, texts, n);
+    reply(c, req, ok, false, key, name, texts, n);
 }
 
 void sig_handover_reply_busy(sig_cluster *c, const sig_cev *req)
 {
-    reply(c, req, false, true, NULL, NULL, 0);
+    reply(c, req, false, true, NULL, NULL, NULL, 0);
 }
 
 void sig_handover_fence(sig_cluster *c, const char *room, uint64_t serial)

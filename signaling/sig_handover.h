@@ -34,10 +34,13 @@ int sig_handover_ask(sig_cluster *c, uint64_t serial, const char *token);
  * get them. */
 void sig_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
 /* Owner side, answering a SIG_CEV_HO_REQUEST: ok = the member was taken out
- * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue.
- * Not ok: the asking node is told no. */
-void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok, const char *name,
-                        char **texts, size_t n);
+ * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue;
+ * key (sig_hand_over_req.reply_key) authenticates the reply (sig_ho_reply_mac:
+ * the asking node checks it with the key it derived from its client's token).
+ * Not ok (key unused, may be NULL): the asking node is told no. */
+void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok,
+                        const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts,
+                        size_t n);
 /* Owner side: not now (the member has just been adopted here and its tail
  * is open: answering would break the ordering argument, see "Hand-over");
  * the asking node tells its client server-busy, and the client tries again. */

@@ -73,6 +73,7 @@ static sig_buf *buf_new(sig_hub *h, const char *text, uint64_t now_us)
     b->refs = 0;
     b->len = len;
     b->t_us = now_us;
+    b->greeting = false;
     b->text = (char *)(b + 1) + h->ops.headroom;
     memcpy(b->text, text, len + 1);
     return b;
@@ -177,8 +178,9 @@ static int push_local(sig_member *m, sig_buf *b)
     return 0;
 }
 
-/* Queue freshly built text to one member. The text is freed here. */
-static int send_text(sig_member *m, char *text, uint64_t now_us)
+/* Queue freshly built text to one member. The text is freed here.
+ * greeting: it is the member's `joined`/`resumed` (sig_buf.greeting). */
+static int send_text_as(sig_member *m, char *text, bool greeting, uint64_t now_us)
 {
     sig_buf *b;
     int rc;
@@ -188,31 +190,24 @@ static int send_text(sig_member *m, char *text, uint64_t now_us)
     free(text);
     if (!b)
         return -12;
+    b->greeting = greeting;
     b->refs = 1; /* held across push so a failed push frees it below */
     rc = push(m, b);
     buf_unref(b);
     return rc;
 }
 
-/* A signal or broadcast from local member m to every member of m's room
- * except m (holding members park it). */
-static void send_others_local(sig_member *m, char *text, uint64_t now_us)
+static int send_text(sig_member *m, char *text, uint64_t now_us)
 {
-    sig_buf *b;
-    if (!text)
-        return;
-    b = buf_new(m->hub, text, now_us);
-    free(text);
-    if (!b)
-        return;
-    b->refs = 1;
-    for (sig_member *o = m->room->head; o; o = o->rnext)
-        if (o != m && o->state != SIG_MEMBER_REMOTE)
-            push_local(o, b);
-    buf_unref(b);
+    return send_text_as(m, text, false, now_us);
 }
 
-/* One message to every member of m's room except m. */
+/* Something local member m did (a signal or broadcast, its join or leave),
+ * to every member of m's room except m. Through push_local: a member still
+ * holding (just adopted, its tail open: see sig_member.holding) parks it,
+ * so m's join or leave waits behind m's own earlier messages to it that are
+ * parked or still in the tail, in the order they happened (review xresume
+ * #12: a peer-left pushed past the hold overtook that peer's parked signal). */
 static void send_others(sig_member *m, char *text, uint64_t now_us)
 {
     sig_buf *b;
@@ -225,7 +220,7 @@ static void send_others(sig_member *m, char *text, uint64_t now_us)
     b->refs = 1;
     for (sig_member *o = m->room->head; o; o = o->rnext)
         if (o != m && o->state != SIG_MEMBER_REMOTE)
-            push(o, b);
+            push_local(o, b);
     buf_unref(b);
 }
 
@@ -499,7 +494,8 @@ sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint6
     h->nmembers++;
 
     peers = peers_json(m);
-    send_text(m, sig_proto_joined(r->name, m->id, peers, p->ice_servers, m->resume), now_us);
+    send_text_as(m, sig_proto_joined(r->name, m->id, peers, p->ice_servers, m->resume), true,
+                 now_us);
     json_decref(peers);
     send_others(m, sig_proto_peer_joined(m->id, m->name), now_us);
     return SIG_OK;
@@ -650,7 +646,7 @@ sig_code sig_hub_broadcast(sig_hub *h, sig_member *m, json_t *data, uint64_t now
 {
     if (m->state != SIG_MEMBER_JOINED)
         return SIG_E_NOT_JOINED;
-    send_others_local(m, sig_proto_forward("broadcast", m->id, data), now_us);
+    send_others(m, sig_proto_forward("broadcast", m->id, data), now_us);
     /* once for all remote members: each node fans it out to its own */
     if (m->room->nremote && h->ops.remote &&
         h->ops.remote(h->ops.ud, m->room->name, NULL, m->id, data))
@@ -690,6 +686,8 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
     json_decref(peers);
     b = text ? buf_new(h, text, now_us) : NULL;
     free(text);
+    if (b)
+        b->greeting = true;
     e = b ? malloc(sizeof *e) : NULL;
     if (!e) {
         free(b);
@@ -757,6 +755,43 @@ static void hub_unlink(sig_hub *h, sig_member *m)
     m->hprev = m->hnext = NULL;
 }
 
+_Static_assert(SIG_HO_KEY_LEN == RTC_SHA256_LEN, "the reply key is an HMAC-SHA256");
+
+void sig_ho_reply_key(const char *token, uint8_t key[SIG_HO_KEY_LEN])
+{
+    static const char label[] = "tsunagu-hr-key";
+    rtc_hmac_sha256(token, strlen(token), label, sizeof label - 1, key);
+}
+
+int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
+                     const char *room, const char *id, const char *name,
+                     const char *const *texts, size_t n, char out[SIG_HO_MAC_LEN + 1])
+{
+    const char *f[] = {owner, room, id, name};
+    size_t cap = 64, len = 0;
+    uint8_t d[RTC_SHA256_LEN];
+    char *b;
+    for (size_t i = 0; i < 4; i++)
+        cap += strlen(f[i]) + 24;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(texts[i]) + 24;
+    if (!(b = malloc(cap)))
+        return -12; /* -ENOMEM */
+    len += (size_t)snprintf(b, cap, "tsunagu-hr|%llu|", (unsigned long long)rq);
+    /* every field length-prefixed: no two different replies read the same */
+    for (size_t i = 0; i < 4 + n; i++) {
+        const char *t = i < 4 ? f[i] : texts[i - 4];
+        size_t tl = strlen(t);
+        len += (size_t)snprintf(b + len, cap - len, "%zu:", tl);
+        memcpy(b + len, t, tl);
+        len += tl;
+    }
+    rtc_hmac_sha256(key, SIG_HO_KEY_LEN, b, len, d);
+    rtc_hex(d, sizeof d, out);
+    free(b);
+    return 0;
+}
+
 sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
                            char **name, uint64_t now_us)
 {
@@ -781,11 +816,15 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
         return SIG_E_UNAUTHORIZED;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
         goto oom;
+    /* the member's own `joined`/`resumed` stay here: a client with the token
+     * was sent its `joined` (the token is in it), a stale `resumed` only
+     * repeats an older member list, and the new node sends a fresh one. The
+     * asking node accepts only what else a queue holds (review xresume #10). */
     for (qent *e = m->qhead; e; e = e->next)
-        if (!(v[i++] = strdup(e->b->text)))
+        if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
             goto oom;
     for (qent *e = m->hhead; e; e = e->next) /* (still holding: those come after) */
-        if (!(v[i++] = strdup(e->b->text)))
+        if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
             goto oom;
     if (m->state == SIG_MEMBER_JOINED && m->conn && !(fresh = sig_hub_connect(h, m->conn)))
         goto oom;
@@ -803,6 +842,8 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
     queue_clear(m);
     hub_unlink(h, m);
     h->nmembers--;
+    if (q->reply_key)
+        sig_ho_reply_key(m->resume, q->reply_key);
     free(m->resume);
     m->resume = NULL;
     m->conn = NULL;
@@ -906,7 +947,7 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     peers = peers_json(m);
     text = sig_proto_resumed(m->id, peers);
     json_decref(peers);
-    send_text(m, text, now_us);
+    send_text_as(m, text, true, now_us);
     for (size_t i = 0; i < p->ntexts; i++)
         send_text(m, strdup(p->texts[i]), now_us);
     if (m->conn)

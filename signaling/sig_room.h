@@ -43,6 +43,7 @@ typedef struct sig_buf {
     uint32_t refs;
     size_t len;
     uint64_t t_us; /* when the message was created: latency metric */
+    bool greeting; /* `joined`/`resumed`: this session's own, never handed over */
     char *text;    /* points into storage, after the headroom; NUL-terminated */
 } sig_buf;
 
@@ -159,7 +160,8 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 /* The owner's half of a hand-over: local member `id` of `room`, whose
  * resume token proves q->proof (see sig_hand_over_req), moves to
  * another node. On SIG_OK: what it had queued is moved into *texts (*n
- * strings, the caller frees each and the array), *name is a copy of its
+ * strings, the caller frees each and the array; its own `joined`/`resumed`
+ * are left out: the new node sends `resumed`), *name is a copy of its
  * name; a still-open old connection gets ops.detach (close it with 4001);
  * the member stays in the room as a REMOTE member (or the room goes, if it
  * was the last local one). Nobody is told and ops.left is NOT called: the
@@ -171,9 +173,28 @@ typedef struct {
      * `bound` (what the request says: sig_handover_bound): only a holder of
      * the token can make it, unlike the token's SHA-256 that Redis stores */
     const char *proof, *bound;
+    /* out, on SIG_OK: sig_ho_reply_key of the member's token, which the
+     * owner's reply is authenticated with (the caller wipes it) */
+    uint8_t *reply_key;
 } sig_hand_over_req;
 sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
                            char **name, uint64_t now_us);
+
+/* The hand-over reply's authentication (review xresume #10). Both ends hold
+ * the resume token T: the owner in its member, the asking node from its
+ * client; Redis only ever sees SHA-256(T). The key is
+ * HMAC-SHA256(T, "tsunagu-hr-key") (a key of its own, so that a reply MAC is
+ * never a request proof), kept in memory only until the reply is checked.
+ * The MAC, lowercase hex, is HMAC-SHA256(key, "tsunagu-hr" then rq, owner,
+ * room, id, name and each queued text, every one prefixed with its length):
+ * it binds the reply to the request serial, the member and every byte the
+ * client will get from it. 0, or -ENOMEM. */
+#define SIG_HO_KEY_LEN 32
+#define SIG_HO_MAC_LEN 64
+void sig_ho_reply_key(const char *token, uint8_t key[SIG_HO_KEY_LEN]);
+int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
+                     const char *room, const char *id, const char *name,
+                     const char *const *texts, size_t n, char out[SIG_HO_MAC_LEN + 1]);
 
 typedef struct {
     const char *room, *id, *name, *resume; /* resume: the token the client proved */

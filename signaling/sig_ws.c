@@ -475,7 +475,9 @@ static void on_ho_request(server *s, sig_cev *e, uint64_t t)
 {
     char **texts = NULL, *name = NULL, bound[SIG_ROOM_MAX + SIG_ID_MAX + SIG_TH_LEN + 96];
     size_t n = 0;
-    sig_hand_over_req q = {.room = e->room, .id = e->id, .proof = e->proof, .bound = bound};
+    uint8_t key[SIG_HO_KEY_LEN] = {0};
+    sig_hand_over_req q = {
+        .room = e->room, .id = e->id, .proof = e->proof, .bound = bound, .reply_key = key};
     sig_code rc = SIG_E_UNAUTHORIZED;
     for (ho *h = s->hos; h; h = h->next) {
         if (h->adopted && !strcmp(h->room, e->room) && !strcmp(h->id, e->id)) {
@@ -502,7 +504,8 @@ static void on_ho_request(server *s, sig_cev *e, uint64_t t)
                 "there)", e->node, n);
     else
         RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused", e->node);
-    sig_handover_reply(s->cluster, e, rc == SIG_OK, name, texts, n);
+    sig_handover_reply(s->cluster, e, rc == SIG_OK, key, name, texts, n);
+    memset(key, 0, sizeof key); /* (the token's key: memory only, as short as can be) */
     free(name);
 }
 

@@ -7,9 +7,10 @@ usage: signal_cluster.py PATH/TO/tsunagu-signal TESTNAME
 tests: basic, nodedeath, outage, stall, resume, startup, and resume across nodes:
 xresume, xresume_local, xresume_halfopen, xresume_drain, xresume_ownerdead, xresume_stalled,
 xresume_garbage, xresume_forged_reply, xresume_forged_request, xresume_bad_reply,
-xresume_joinleave"""
+xresume_forged_mac, xresume_joinleave"""
 import asyncio
 import hashlib
+import hmac
 import json
 import os
 import random
@@ -1137,20 +1138,34 @@ async def xresume_forged_request(exe):
 
 
 
+def reply_mac(token, rq, owner, room, mid, name, texts):
+    """sig_ho_reply_mac (signaling/sig_room.h): what authenticates the owner's
+    hand-over reply, under a key derived from the resume token."""
+    key = hmac.new(token.encode(), b"tsunagu-hr-key", hashlib.sha256).digest()
+    msg = b"tsunagu-hr|%d|" % rq + b"".join(
+        b"%d:%s" % (len(f), f) for f in (x.encode() for x in [owner, room, mid, name] + texts))
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+EVIL_ICE = [{"urls": "turn:203.0.113.66:3478", "username": "evil", "credential": "evil"}]
+
+
 @test
 async def xresume_bad_reply(exe):
-    """A reply to a hand-over in flight (right serial, room and member) whose
-    queue holds junk: never passed to the client, the resume is refused
-    (unauthorized); when the real owner's hand-over comes after all, the member
-    leaves (peer-left), nobody keeps a ghost (review xresume.md findings 10, 1)."""
+    """A reply to a hand-over in flight (right serial, room and member, even
+    authenticated: made with the token, as a buggy owner would) whose queue
+    holds a `joined` (a queue never does: review xresume.md finding 10): never
+    passed to the client, the resume is refused (unauthorized); when the real
+    owner's hand-over comes after all, the member leaves (peer-left), nobody
+    keeps a ghost (findings 10, 1)."""
     with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
         a = await Client.connect(N1.url)
         ja = await a.join("room", "a")
         b = await Client.connect(N1.url)
         jb = await b.join("room", "b")
         await a.expect("peer-joined")
-        n2 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
-        n2 = [n for n in r.cmd("SMEMBERS", "tsu:nodes") if n != n2][0]
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = [n for n in r.cmd("SMEMBERS", "tsu:nodes") if n != n1][0]
         b.ws.transport.abort()
         await asyncio.sleep(0.3)
         sub = Subscriber(r, "tsu:0:ch:room")
@@ -1160,9 +1175,13 @@ async def xresume_bad_reply(exe):
             await b2.send({"type": "resume", "token": jb["resume"]})
             await until(lambda: any(x.get("e") == "ho" for x in sub.msgs), 2, "the request")
             rq = [x for x in sub.msgs if x.get("e") == "ho"][0]["rq"]
+            q = ['{"type":"signal","from":"%s","data":1}' % ja["id"],
+                 json.dumps({"type": "joined", "room": "room", "id": jb["id"], "peers": [],
+                             "iceServers": EVIL_ICE, "resume": jb["resume"]})]
             r.cmd("PUBLISH", "tsu:0:nd:" + n2, json.dumps(
-                {"n": "f" * 16, "e": "hr", "rq": rq, "ok": True, "room": "room", "id": jb["id"],
-                 "name": "b", "q": ["not json", '{"type":"joined","iceServers":[]}']}))
+                {"n": n1, "e": "hr", "rq": rq, "ok": True, "room": "room", "id": jb["id"],
+                 "name": "b", "a": reply_mac(jb["resume"], rq, n1, "room", jb["id"], "b", q),
+                 "q": q, "m": []}))
             m = await b2.recv(1.5)
             assert m.get("type") == "error" and m.get("code") == "unauthorized", m
         finally:
@@ -1171,8 +1190,70 @@ async def xresume_bad_reply(exe):
         await a.expect("peer-left", id=jb["id"], timeout=5)
         await until(lambda: room_members(r, "room") == {ja["id"]}, 5, "b out of Redis")
         await b2.silent(0.5)
-        print("a hand-over reply with junk in its queue: refused, nothing passed on; the owner's "
-              "late hand-over made the member leave")
+        print("an authenticated hand-over reply with a `joined` in its queue: refused, nothing "
+              "passed on; the owner's late hand-over made the member leave")
+        for cl in (a, b2):
+            await cl.close()
+
+
+@test
+async def xresume_forged_mac(exe):
+    """Review xresume.md finding 10: whoever can PUBLISH to Redis sees the
+    request (rq, room, member, token hash) and races the owner with replies
+    that look right but are not authenticated by a holder of the token: one
+    with a MAC made under a key derived from the token's hash (what Redis
+    readers know) and a plausible queue, one with a `joined` carrying other
+    iceServers. Both are ignored (not an answer: the owner's may still come);
+    the owner's real reply, shortly after, gives the client `resumed` and its
+    real queue, in order, and nothing of the forgeries."""
+    n_away = 20
+    with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        n1 = json.loads(r.cmd("HGET", "tsu:room:room", ja["id"]))["node"]
+        n2 = [n for n in r.cmd("SMEMBERS", "tsu:nodes") if n != n1][0]
+        b.ws.transport.abort()
+        await asyncio.sleep(0.3)
+        for i in range(n_away):   # b's real queue on its owner
+            await a.send({"type": "signal", "to": jb["id"], "data": i})
+        await asyncio.sleep(0.3)
+        th = hashlib.sha256(jb["resume"].encode()).hexdigest()
+        sub = Subscriber(r, "tsu:0:ch:room")
+        N1.signal(19)   # SIGSTOP: the forgeries surely come first
+        try:
+            b2 = await Client.connect(N2.url)
+            await b2.send({"type": "resume", "token": jb["resume"]})
+            await until(lambda: any(x.get("e") == "ho" for x in sub.msgs), 2, "the request")
+            rq = [x for x in sub.msgs if x.get("e") == "ho"][0]["rq"]
+            q1 = ['{"type":"signal","from":"%s","data":"forged"}' % ja["id"]]
+            q2 = [json.dumps({"type": "joined", "room": "room", "id": jb["id"], "peers": [],
+                              "iceServers": EVIL_ICE, "resume": jb["resume"]})]
+            for q, mac in ((q1, reply_mac(th, rq, n1, "room", jb["id"], "b", q1)),
+                           (q2, "0" * 64)):
+                r.cmd("PUBLISH", "tsu:0:nd:" + n2, json.dumps(
+                    {"n": n1, "e": "hr", "rq": rq, "ok": True, "room": "room", "id": jb["id"],
+                     "name": "b", "a": mac, "q": q, "m": []}))
+            await b2.silent(0.4)   # nothing yet: not acted upon
+            await until(lambda: N2.logtext().count("not authenticated") >= 2, 2,
+                        "both forged replies ignored (log)")
+        finally:
+            N1.signal(18)   # SIGCONT, within the 2 s hand-over timeout
+            sub.stop()
+        m = await b2.expect("resumed", id=jb["id"], timeout=5)
+        assert [p["id"] for p in m["peers"]] == [ja["id"]], m
+        msgs = await collect(b2, n_away, "the real queue")
+        check_seq(msgs, ja["id"], n_away, "the real queue")
+        await b2.silent(0.5)
+        await a.send({"type": "signal", "to": jb["id"], "data": "live"})
+        await b2.expect("signal", data="live")
+        assert room_members(r, "room") == {ja["id"], jb["id"]}
+        assert json.loads(r.cmd("HGET", "tsu:room:room", jb["id"]))["node"] == n2
+        print("2 forged hand-over replies (MAC under the token's hash; a `joined` with other "
+              "iceServers): ignored; the owner's reply gave the client its %d queued signals"
+              % n_away)
         for cl in (a, b2):
             await cl.close()
 

@@ -150,6 +150,106 @@ static void free_texts(char **v, size_t n)
     free(v);
 }
 
+/* Review xresume #12: while a just-adopted member holds, a local peer's leave
+ * waits behind that peer's earlier (parked) signal, as it happened. */
+static void hold_order_tests(void)
+{
+    sig_limits lim = {.max_room_size = 4, .max_rooms = 4, .queue_msgs = 32, .queue_bytes = 16384,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .remote = on_remote, .left = on_left};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn x = {0}, y = {0}, nb = {0};
+    json_t *data = json_integer(5), *j = NULL;
+    char who[64];
+    sig_remote none[1];
+    sig_adopt_params p = {.room = "r", .id = "b", .name = "b", .resume = "tok", .remotes = none,
+                          .hold = true};
+    x.m = sig_hub_connect(h, &x);
+    cjoin(h, &x, "r", "x", NULL, 0, true);
+    drain(&x);
+    nb.m = sig_hub_connect(h, &nb);
+    is_int(sig_hub_adopt(h, nb.m, &p, 2), SIG_OK, "hold order: b adopted, holding");
+    ok(!strcmp(next(&nb, NULL), "resumed"), "hold order: resumed");
+    is_int(sig_hub_signal(h, x.m, "b", data, 3), SIG_OK, "hold order: x signals b (parked)");
+    is_int(sig_hub_leave(h, x.m, 4), SIG_OK, "hold order: x leaves");
+    ok(!sig_member_peek(nb.m), "hold order: its peer-left is parked too");
+    y.m = sig_hub_connect(h, &y);
+    cjoin(h, &y, "r", "y", NULL, 0, true);
+    ok(!sig_member_peek(nb.m), "hold order: a local join is parked too");
+    is_int((int)sig_hub_release(h, "r", "b"), 3, "hold order: release returns the 3 parked");
+    ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
+       "hold order: x's signal first");
+    ok(!strcmp(nextw(&nb, who, sizeof who), "peer-left") && !strcmp(who, "x"),
+       "hold order: then peer-left x");
+    ok(!strcmp(nextw(&nb, who, sizeof who), "peer-joined") && !strcmp(who, "y"),
+       "hold order: then peer-joined y");
+    ok(!strcmp(next(&nb, &j), ""), "hold order: nothing else");
+    json_decref(j);
+    json_decref(data);
+    sig_hub_free(h);
+}
+
+/* Review xresume #10: the owner's reply is authenticated with a key only the
+ * token's holders can derive, over every byte the client gets; a member's
+ * own `joined`/`resumed` never go with it. */
+static void reply_auth_tests(void)
+{
+    sig_limits lim = {.max_room_size = 4, .max_rooms = 4, .queue_msgs = 32, .queue_bytes = 16384,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .remote = on_remote, .left = on_left};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn a = {0}, b = {0};
+    json_t *data = json_integer(7);
+    char th[2 * RTC_SHA256_LEN + 1], **texts = NULL, *name = NULL;
+    uint8_t k1[SIG_HO_KEY_LEN], k2[SIG_HO_KEY_LEN] = {0}, d[RTC_SHA256_LEN];
+    size_t n = 0;
+
+    a.m = sig_hub_connect(h, &a);
+    b.m = sig_hub_connect(h, &b);
+    cjoin(h, &a, "r", "a", NULL, 0, true);
+    cjoin(h, &b, "r", "b", NULL, 0, true); /* b's `joined` stays queued */
+    sig_hub_signal(h, a.m, "b", data, 2);
+    sig_hub_disconnect(h, b.m, true, 3);
+    proof_of("b", th);
+    {
+        sig_hand_over_req q = {.room = "r", .id = "b", .proof = th, .bound = BOUND,
+                               .reply_key = k2};
+        is_int(sig_hub_hand_over(h, &q, &texts, &n, &name, 4), SIG_OK, "reply auth: handed over");
+    }
+    ok(n == 1 && strstr(texts[0], "\"signal\"") && !strstr(texts[0], "\"joined\""),
+       "reply auth: the queue without b's own joined (only a's signal)");
+    sig_ho_reply_key("b", k1);
+    ok(!memcmp(k1, k2, sizeof k1), "reply auth: the owner's key is the token's reply key");
+    rtc_sha256("b", 1, d);
+    ok(memcmp(k1, d, sizeof d), "reply auth: ... and not the token's hash that Redis sees");
+    {
+        const char *q1[] = {"{\"type\":\"signal\"}", "x"}, *q2[] = {"{\"type\":\"joined\"}", "x"};
+        const char *q3[] = {"{\"type\":\"signal\"}x"};
+        char a1[SIG_HO_MAC_LEN + 1], a2[SIG_HO_MAC_LEN + 1], a3[SIG_HO_MAC_LEN + 1];
+        char a4[SIG_HO_MAC_LEN + 1], a5[SIG_HO_MAC_LEN + 1], a6[SIG_HO_MAC_LEN + 1];
+        char a7[SIG_HO_MAC_LEN + 1];
+        sig_ho_reply_mac(k1, 1, "o", "r", "b", "b", q1, 2, a1);
+        sig_ho_reply_mac(k1, 1, "o", "r", "b", "b", q2, 2, a2);
+        sig_ho_reply_mac(k1, 1, "o", "r", "b", "b", q3, 1, a3);
+        sig_ho_reply_mac(k1, 2, "o", "r", "b", "b", q1, 2, a4);
+        sig_ho_reply_mac(k1, 1, "o", "r", "bb", "", q1, 2, a5);
+        sig_ho_reply_mac(k1, 1, "p", "r", "b", "b", q1, 2, a6);
+        is_int(sig_ho_reply_mac(k1, 1, "o", "r", "b", "b", q1, 2, a7), 0, "reply auth: made");
+        ok(strlen(a1) == SIG_HO_MAC_LEN && !strcmp(a1, a7), "reply auth: hex, deterministic");
+        ok(strcmp(a1, a2) && strcmp(a1, a3),
+           "reply auth: covers each text and the split between texts");
+        ok(strcmp(a1, a4) && strcmp(a1, a5) && strcmp(a1, a6),
+           "reply auth: covers the serial, the fields' split and the owner");
+        k1[0] ^= 1;
+        sig_ho_reply_mac(k1, 1, "o", "r", "b", "b", q1, 2, a7);
+        ok(strcmp(a1, a7), "reply auth: another key, another MAC");
+    }
+    free_texts(texts, n);
+    free(name);
+    json_decref(data);
+    sig_hub_free(h);
+}
+
 /* Resume across nodes, both halves in one process: h1 owns b, h2 adopts it. */
 static void handover_tests(void)
 {
@@ -690,5 +790,7 @@ int main(void)
     sig_hub_free(h); /* c is still joined: free must clean up */
     remote_tests();
     handover_tests();
+    hold_order_tests();
+    reply_auth_tests();
     return done_testing();
 }
