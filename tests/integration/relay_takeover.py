@@ -73,6 +73,49 @@ def log_text(relay):
     return relay.log.read()
 
 
+def no_sanitizer_report(c, text, what="no sanitizer report in any process's log"):
+    c.ok("Sanitizer" not in text and "runtime error" not in text, what,
+         text[max(0, text.find("Sanitizer") - 200):][:3000] if "Sanitizer" in text else "")
+
+
+def stop_cleanly(c, relay, pid):
+    """SIGTERM twice (the second ends the drain at once) and wait, so the
+    sanitizer's exit checks run; then no report in the log."""
+    os.kill(pid, signal.SIGTERM)
+    time.sleep(0.1)
+    os.kill(pid, signal.SIGTERM)
+    c.ok(wait_gone(pid, 10), "the last process stops on SIGTERM")
+    no_sanitizer_report(c, log_text(relay))
+
+
+def udp_mesh(c, relay, traffic, peer, pairs=4, senders=2):
+    """`pairs` pairs of UDP allocations relaying to each other over channels
+    and `senders` allocations with Send indications to `peer` (both ways),
+    each a flow of `traffic`, every socket watched. Returns the clients."""
+    clients = []
+    for i in range(pairs):
+        a = Client(relay.addr, "udp", "alice", "pa55")
+        b = Client(relay.addr, "udp", "alice", "pa55")
+        ok = a.allocate().cls == SUCCESS and b.allocate().cls == SUCCESS
+        ok = ok and a.bind(0x4000 + i, b.relayed).cls == SUCCESS
+        ok = ok and b.bind(0x4100 + i, a.relayed).cls == SUCCESS
+        c.ok(ok, f"pair {i}: two UDP allocations bound to each other")
+        traffic.flow(lambda p, a=a, i=i: a.send_chan(0x4000 + i, p))
+        traffic.flow(lambda p, b=b, i=i: b.send_chan(0x4100 + i, p))
+        clients += [a, b]
+    for j in range(senders):
+        s = Client(relay.addr, "udp", "alice", "pa55")
+        c.ok(s.allocate().cls == SUCCESS and s.permit(peer.getsockname()).cls == SUCCESS,
+             f"sender {j}: allocation + permission")
+        traffic.flow(lambda p, s=s: s.send_ind(peer.getsockname(), p))
+        traffic.flow(lambda p, s=s: peer.sendto(p, s.relayed))
+        clients.append(s)
+    for cl in clients:
+        traffic.watch(cl.sock, "udp")
+    traffic.watch(peer, "udp")
+    return clients
+
+
 def wait_log(relay, pattern, secs, after=0):
     """First match of pattern in the log past offset `after`, or None."""
     deadline = time.time() + secs * TM
@@ -520,14 +563,7 @@ def main():
         c.ok(t2 is not None, "a new TLS connection after the second takeover")
 
         # clean stop of the last one, so sanitizer exit checks run
-        os.kill(new2, signal.SIGTERM)
-        time.sleep(0.1)
-        os.kill(new2, signal.SIGTERM)
-        c.ok(wait_gone(new2, 10), "the last process stops on SIGTERM")
-        text = log_text(relay)
-        c.ok("Sanitizer" not in text and "runtime error" not in text,
-             "no sanitizer report in any process's log",
-             text[text.find("Sanitizer") - 200:][:3000] if "Sanitizer" in text else "")
+        stop_cleanly(c, relay, new2)
     finally:
         traffic.stop_tx = traffic.stop_rx = True
         for cl in extra:

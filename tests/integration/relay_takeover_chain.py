@@ -27,7 +27,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import *  # noqa: E402,F401,F403
-from relay_takeover import Traffic, wait_gone, pid_gone, log_text, wait_log, metric  # noqa: E402
+from relay_takeover import (Traffic, wait_gone, pid_gone, log_text, wait_log, metric,  # noqa: E402
+                            udp_mesh, stop_cleanly)
 from relay_takeover_fail import fd_kinds, rss_kb, settle_fds  # noqa: E402
 
 TM = TIMEOUT_MULT
@@ -79,27 +80,7 @@ def main():
     traffic = Traffic()
     t_start = time.monotonic()
     try:
-        clients = []
-        for i in range(4):
-            a = Client(relay.addr, "udp", "alice", "pa55")
-            b = Client(relay.addr, "udp", "alice", "pa55")
-            ok = a.allocate().cls == SUCCESS and b.allocate().cls == SUCCESS
-            ok = ok and a.bind(0x4000 + i, b.relayed).cls == SUCCESS
-            ok = ok and b.bind(0x4100 + i, a.relayed).cls == SUCCESS
-            c.ok(ok, f"pair {i}: two UDP allocations bound to each other")
-            traffic.flow(lambda p, a=a, i=i: a.send_chan(0x4000 + i, p))
-            traffic.flow(lambda p, b=b, i=i: b.send_chan(0x4100 + i, p))
-            clients += [a, b]
-        for j in range(2):
-            s = Client(relay.addr, "udp", "alice", "pa55")
-            c.ok(s.allocate().cls == SUCCESS and s.permit(peer.getsockname()).cls == SUCCESS,
-                 f"sender {j}: allocation + permission")
-            traffic.flow(lambda p, s=s: s.send_ind(peer.getsockname(), p))
-            traffic.flow(lambda p, s=s: peer.sendto(p, s.relayed))
-            clients.append(s)
-        for cl in clients:
-            traffic.watch(cl.sock, "udp")
-        traffic.watch(peer, "udp")
+        traffic.clients = udp_mesh(c, relay, traffic, peer)  # kept alive with the flows
         traffic.start_rx()
         time.sleep(0.2)
         fds0 = fd_kinds(pids[0])
@@ -174,14 +155,7 @@ def main():
              f"extra {extra} sockets {socks}")
         elapsed = time.monotonic() - t_start
         print(f"# {N} takeovers in {elapsed:.1f} s", flush=True)
-        os.kill(last, signal.SIGTERM)
-        time.sleep(0.1)
-        os.kill(last, signal.SIGTERM)
-        c.ok(wait_gone(last, 10), "the last process stops on SIGTERM")
-        text = log_text(relay)
-        c.ok("Sanitizer" not in text and "runtime error" not in text,
-             "no sanitizer report in any process's log",
-             text[text.find("Sanitizer") - 200:][:3000] if "Sanitizer" in text else "")
+        stop_cleanly(c, relay, last)
     finally:
         traffic.stop_tx = traffic.stop_rx = True
         for p in pids:

@@ -47,7 +47,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import *  # noqa: E402,F401,F403
-from relay_takeover import Traffic, wait_gone, pid_gone, log_text, wait_log, metric  # noqa: E402
+from relay_takeover import (Traffic, wait_gone, pid_gone, log_text, wait_log, metric,  # noqa: E402
+                            udp_mesh, no_sanitizer_report)
 
 TM = TIMEOUT_MULT
 
@@ -215,27 +216,7 @@ def main():
     seen = set()
     tx = None
     try:
-        clients = []
-        for i in range(4):
-            a = Client(relay.addr, "udp", "alice", "pa55")
-            b = Client(relay.addr, "udp", "alice", "pa55")
-            ok = a.allocate().cls == SUCCESS and b.allocate().cls == SUCCESS
-            ok = ok and a.bind(0x4000 + i, b.relayed).cls == SUCCESS
-            ok = ok and b.bind(0x4100 + i, a.relayed).cls == SUCCESS
-            c.ok(ok, f"pair {i}: two UDP allocations bound to each other")
-            traffic.flow(lambda p, a=a, i=i: a.send_chan(0x4000 + i, p))
-            traffic.flow(lambda p, b=b, i=i: b.send_chan(0x4100 + i, p))
-            clients += [a, b]
-        for j in range(2):
-            s = Client(relay.addr, "udp", "alice", "pa55")
-            c.ok(s.allocate().cls == SUCCESS and s.permit(peer.getsockname()).cls == SUCCESS,
-                 f"sender {j}: allocation + permission")
-            traffic.flow(lambda p, s=s: s.send_ind(peer.getsockname(), p))
-            traffic.flow(lambda p, s=s: peer.sendto(p, s.relayed))
-            clients.append(s)
-        for cl in clients:
-            traffic.watch(cl.sock, "udp")
-        traffic.watch(peer, "udp")
+        traffic.clients = udp_mesh(c, relay, traffic, peer)  # kept alive with the flows
         traffic.start_rx()
         time.sleep(0.2)
         before = fd_kinds(pid)
@@ -412,10 +393,7 @@ def main():
              rep + log_text(relay2)[-1500:])
         relay2.proc.wait(10 * TM)
         relay2.log.close()
-        text = log_text(relay)
-        c.ok("Sanitizer" not in text and "runtime error" not in text,
-             "no sanitizer report", text[text.find("Sanitizer") - 200:][:3000]
-             if "Sanitizer" in text else "")
+        no_sanitizer_report(c, log_text(relay), "no sanitizer report")
     finally:
         traffic.stop_tx = traffic.stop_rx = True
         for p in seen | {pid}:
