@@ -87,6 +87,31 @@ static void buf_unref(sig_buf *b)
 
 static bool live(const sig_member *m) { return m->state != SIG_MEMBER_DETACHED && m->conn; }
 
+/* The queue bounds were hit: mark the member (its connection gets dropped)
+ * instead of growing memory; a detached member's resume is void. */
+static int overflow(sig_member *m)
+{
+    m->overflowed = true;
+    if (live(m))
+        m->hub->ops.wake(m->conn, m->hub->ops.ud);
+    else if (m->state == SIG_MEMBER_DETACHED)
+        m->hub->due_us = 0; /* evict at the next tick */
+    return RTC_ELIMIT;
+}
+
+/* Append e, holding one more reference to b, to the list head..tail. */
+static void list_append(qent **head, qent **tail, qent *e, sig_buf *b)
+{
+    e->next = NULL;
+    e->b = b;
+    b->refs++;
+    if (*tail)
+        (*tail)->next = e;
+    else
+        *head = e;
+    *tail = e;
+}
+
 /* Append b to m's queue, taking one reference. Overflow marks the member
  * (its connection gets dropped) instead of growing memory. */
 static int push(sig_member *m, sig_buf *b)
@@ -98,22 +123,9 @@ static int push(sig_member *m, sig_buf *b)
     if (m->overflowed)
         return RTC_ELIMIT;
     if (m->qn + 1 > h->lim.queue_msgs || m->qbytes + b->len > h->lim.queue_bytes ||
-        !(e = malloc(sizeof *e))) {
-        m->overflowed = true;
-        if (live(m))
-            h->ops.wake(m->conn, h->ops.ud);
-        else if (m->state == SIG_MEMBER_DETACHED)
-            h->due_us = 0; /* its resume is void: evict at the next tick */
-        return RTC_ELIMIT;
-    }
-    e->next = NULL;
-    e->b = b;
-    b->refs++;
-    if (m->qtail)
-        m->qtail->next = e;
-    else
-        m->qhead = e;
-    m->qtail = e;
+        !(e = malloc(sizeof *e)))
+        return overflow(m);
+    list_append(&m->qhead, &m->qtail, e, b);
     m->qn++;
     m->qbytes += b->len;
     if (was_empty && live(m))
@@ -157,22 +169,9 @@ static int push_local(sig_member *m, sig_buf *b)
     if (m->overflowed)
         return RTC_ELIMIT;
     if (m->qn + m->hn + 1 > h->lim.queue_msgs ||
-        m->qbytes + m->hbytes + b->len > h->lim.queue_bytes || !(e = malloc(sizeof *e))) {
-        m->overflowed = true;
-        if (live(m))
-            h->ops.wake(m->conn, h->ops.ud);
-        else if (m->state == SIG_MEMBER_DETACHED)
-            h->due_us = 0;
-        return RTC_ELIMIT;
-    }
-    e->next = NULL;
-    e->b = b;
-    b->refs++;
-    if (m->htail)
-        m->htail->next = e;
-    else
-        m->hhead = e;
-    m->htail = e;
+        m->qbytes + m->hbytes + b->len > h->lim.queue_bytes || !(e = malloc(sizeof *e)))
+        return overflow(m);
+    list_append(&m->hhead, &m->htail, e, b);
     m->hn++;
     m->hbytes += b->len;
     return 0;
