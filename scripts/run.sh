@@ -15,32 +15,37 @@ tport=${TURN_PORT:-3478}
 mport=${METRICS_PORT:-9641}
 secret=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 
-pids=()
+# The relay leads a process group of its own (setsid): a live upgrade
+# (SIGUSR2) replaces its process with a new one of the same group, so the
+# group, not the first PID, is what this script watches and stops.
+sig_pid=
+relay_pgid=
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  [ -n "$relay_pgid" ] && kill -TERM -- "-$relay_pgid" 2>/dev/null || true
+  [ -n "$sig_pid" ] && kill -TERM "$sig_pid" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
 
-build/relay/tsunagu-relay --listen "127.0.0.1:$tport" --relay-ip 127.0.0.1 \
+setsid build/relay/tsunagu-relay --listen "127.0.0.1:$tport" --relay-ip 127.0.0.1 \
   --auth-secret "$secret" --metrics-listen "127.0.0.1:$mport" &
-pids+=($!)
+relay_pgid=$!
 build/signaling/tsunagu-signal --listen "127.0.0.1:$sport" \
   --turn-url "turn:127.0.0.1:$tport" --turn-url "turn:127.0.0.1:$tport?transport=tcp" \
   --turn-secret "$secret" &
-pids+=($!)
+sig_pid=$!
 
+alive() { kill -0 -- "-$relay_pgid" 2>/dev/null && kill -0 "$sig_pid" 2>/dev/null; }
 sleep 1
-for p in "${pids[@]}"; do
-  kill -0 "$p" 2>/dev/null || { echo "run.sh: a server failed to start (see above)" >&2; exit 1; }
-done
+alive || { echo "run.sh: a server failed to start (see above)" >&2; exit 1; }
 cat <<MSG
 
   tsunagu is running.
   Demo page:      http://127.0.0.1:$sport/   (open it in two tabs, same room)
   Relay metrics:  http://127.0.0.1:$mport/metrics
   Signal metrics: http://127.0.0.1:$sport/metrics
+  Live relay upgrade (calls keep flowing): kill -USR2 \$(pgrep -g $relay_pgid -n tsunagu-relay)
   Ctrl-C stops both servers.
 
 MSG
-wait -n "${pids[@]}"
+while alive; do sleep 1; done
