@@ -233,6 +233,21 @@ def main():
                                                            for n, pg in pages.items()})
             time.sleep(0.5)
         t_up = time.time() - t0
+
+        # "connected" can come before the first RTP of a kind (video waits for
+        # its first frame): the growth window starts once every peer has
+        # received bytes of both kinds (bounded), not at the connect itself
+        def media_started(smp):
+            return all(peer["inbound"].get(kind, {}).get("bytes", 0) > 0
+                       for v in smp.values() for peer in v.values() for kind in ("audio", "video"))
+        deadline = time.time() + 10 * MULT
+        while not media_started(smp):
+            if time.time() > deadline:
+                die("no inbound media of some kind 10 s after connecting: %s" % {
+                    n: {p["name"]: {k: p["inbound"].get(k, {}).get("bytes", 0) for k in ("audio", "video")}
+                        for p in v.values()} for n, v in smp.items()})
+            time.sleep(0.2)
+            smp = sample()
         # three samples over --media-seconds: bytes must grow in each interval
         samples = [smp]
         for _ in range(2):
