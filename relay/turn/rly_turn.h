@@ -7,7 +7,11 @@
  * rly_io callbacks, so unit tests drive the whole engine with crafted STUN
  * bytes and a fake socket layer. The configuration (rly_cfg) is immutable
  * and swapped whole on SIGHUP; the allocation table and counters belong to
- * the worker thread that owns this engine. */
+ * the worker thread that owns this engine.
+ *
+ * Where it lives: rly_turn.c the lifecycle (init, dispose, release, sweep);
+ * rly_dispatch.c rly_turn_input and the checks before each request handler
+ * (rly_allocate.c, rly_perm.c); rly_send.c the data path both ways. */
 #ifndef RLY_TURN_H
 #define RLY_TURN_H
 
