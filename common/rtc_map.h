@@ -29,6 +29,7 @@
 #ifndef RTC_MAP_H
 #define RTC_MAP_H
 
+#include <errno.h> /* -EEXIST, -ENOMEM */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
