@@ -109,10 +109,11 @@ void rtc_http_respond_raw(const rtc_http_site *s, const char *req, size_t len, r
     rtc_buf metrics;
 
     rtc_buf_init(&metrics);
-    if (!token(&p, end, method, sizeof method)) {
+    if (!token(&p, end, method, sizeof method) || p == req + strlen(method)) {
+        /* no method, or no space after it ("GET\r\n"): not a GET request */
         text(&r, 405, s->method_body);
     } else if (!token(&p, end, path, sizeof path)) {
-        /* "GET" with no path, or one too long to be ours */
+        /* "GET " with no path, or one too long to be ours */
         if (strcmp(method, "GET"))
             text(&r, 405, s->method_body);
         else

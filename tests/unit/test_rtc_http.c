@@ -81,6 +81,14 @@ static void test_raw(void)
               "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
               "Content-Length: 9\r\nConnection: close\r\n\r\nonly GET\n"),
        "HEAD: 405 (never served)");
+    ok(raw_is(&s, "GET\r\n\r\n",
+              "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
+              "Content-Length: 9\r\nConnection: close\r\n\r\nonly GET\n"),
+       "GET without a space and path: 405, as the relay answered it");
+    ok(raw_is(&s, "GET \r\n\r\n",
+              "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n"
+              "Connection: close\r\n\r\nnot found\n"),
+       "GET with an empty path: 404");
     ok(raw_is(&s, "\r\n\r\n",
               "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
               "Content-Length: 9\r\nConnection: close\r\n\r\nonly GET\n"),
