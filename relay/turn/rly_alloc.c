@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rtc_err.h"
+#include "rtc_tbucket.h"
 
 struct rly_table {
     rly_alloc **slots; /* by id; NULL = free */
@@ -290,18 +291,19 @@ void rly_alloc_purge(rly_alloc *a, uint64_t now_ms)
     a->n_chans = (uint8_t)o;
 }
 
-bool rly_alloc_bw_take(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms)
+bool rly_alloc_bw_take_limited(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms)
 {
-    if (rate == 0)
-        return true;
-    if (now_ms > a->bw_last_ms) {
-        uint64_t dt = now_ms - a->bw_last_ms;
-        uint64_t add = dt >= 1000 ? rate : dt * rate / 1000u;
-        a->bw_tokens = a->bw_tokens + add > rate ? rate : a->bw_tokens + add;
-        a->bw_last_ms = now_ms;
-    }
-    if (a->bw_tokens < len)
-        return false;
-    a->bw_tokens -= len;
-    return true;
+    /* The allocation keeps whole bytes and the last refill time, which is
+     * what the takeover state carries (relay/io/rly_takeover.c); the part
+     * of a byte that accrued (rtc_tbucket's frac) is not kept, so a refill
+     * adds floor(dt x rate / 1000) bytes, as the relay always did. */
+    const rtc_tbucket_rate r = {.per_s = rate, .burst = rate, .ticks = 1000};
+    rtc_tbucket b;
+    bool ok;
+
+    rtc_tbucket_set(&b, a->bw_tokens, a->bw_last_ms);
+    ok = rtc_tbucket_take(&b, &r, len, now_ms);
+    a->bw_tokens = b.tokens;
+    a->bw_last_ms = b.last;
+    return ok;
 }

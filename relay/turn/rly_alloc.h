@@ -159,8 +159,14 @@ static inline const char *rly_quota_key(const char *user, bool rest)
     return colon ? colon : user;
 }
 
-/* Token bucket: true when len bytes may pass now; rate 0 = unlimited.
- * The burst is one second's worth of rate. */
-bool rly_alloc_bw_take(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms);
+/* Token bucket (rtc_tbucket) over bw_tokens/bw_last_ms: true when len
+ * bytes may pass now; rate 0 = unlimited, decided inline so the packet
+ * path makes no call when no limit is configured. The burst is one
+ * second's worth of rate. */
+bool rly_alloc_bw_take_limited(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms);
+static inline bool rly_alloc_bw_take(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms)
+{
+    return rate == 0 || rly_alloc_bw_take_limited(a, rate, len, now_ms);
+}
 
 #endif
