@@ -29,7 +29,12 @@
  *     the ms the clock advances; flags bit 0 sweep, bit 1 the TCP client's
  *     connection closes, bits 2/3/4 toggle failures of relay_open /
  *     relay_attach / DF, bit 5 toggles draining.
- *   3 reload: the engine's configuration becomes cfgs[flags % 4].
+ *   3 reload: the engine's configuration becomes cfgs[(flags & 7) % N_CFGS];
+ *     flags bit 3 toggles failures of send_peer. cfgs 4 and 5 have one
+ *     relay address family only: a real reload keeps the relay addresses
+ *     (they need a restart), but the engine reads them only to allocate,
+ *     so switching between allocations stands in for a relay started with
+ *     one family.
  *
  * Invariants checked after every step: responses parse, answer the
  * request's method and transaction, and verify with the key that signed
@@ -75,7 +80,7 @@ typedef struct {
     rtc_addr bound[MAX_FDS];
     int next, n_open;
     uint16_t next_port;
-    bool fail_open, fail_attach, fail_df;
+    bool fail_open, fail_attach, fail_df, fail_send;
 } fake_io;
 
 static fake_io fio;
@@ -134,8 +139,8 @@ static int f_send(void *ctx, int fd, const rtc_addr *peer, const uint8_t *d, siz
     CHECK(rtc_peer_policy_allows(policy, peer));
     CHECK(n <= 0xFFFF);
     if (trace)
-        fprintf(stderr, "sent %zu bytes to a peer\n", n);
-    return 0;
+        fprintf(stderr, "sent %zu bytes to a peer%s\n", n, fio.fail_send ? " (failed)" : "");
+    return fio.fail_send ? -ENOBUFS : 0;
 }
 
 static int f_df(int fd, int family)
@@ -146,7 +151,8 @@ static int f_df(int fd, int family)
 }
 
 /* ---- fixed world: configurations, clients, peers ---- */
-static rly_cfg cfgs[4];
+#define N_CFGS 6
+static rly_cfg cfgs[N_CFGS];
 static rtc_addr peers[4];
 static rly_tuple tuples[4];
 static int tuple_conn[4];
@@ -179,7 +185,7 @@ static void setup_once(void)
     pp.own_port_hi = 60000;
     policy = rtc_peer_policy_new(&pp);
     CHECK(policy);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_CFGS; i++) {
         cfgs[i].auth = auth;
         cfgs[i].policy = policy;
         cfgs[i].relay_ip[0] = cfgs[i].advertise[0] = own[0];
@@ -196,6 +202,8 @@ static void setup_once(void)
     cfgs[3].lim.default_lifetime_s = 30;
     cfgs[3].lim.nonce_ttl_s = 1;
     cfgs[3].lim.max_allocs_per_user = 8;
+    memset(&cfgs[4].relay_ip[1], 0, sizeof cfgs[4].relay_ip[1]); /* IPv4 only */
+    memset(&cfgs[5].relay_ip[0], 0, sizeof cfgs[5].relay_ip[0]); /* IPv6 only */
     for (int i = 0; i < 4; i++) {
         rtc_addr_parse_ip(pe[i], &peers[i]);
         peers[i].port = pe_port[i];
@@ -488,7 +496,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             housekeeping(&s, flags, p, n);
             break;
         default:
-            s.t.cfg = &cfgs[flags % 4];
+            s.t.cfg = &cfgs[(flags & 7) % N_CFGS];
+            if (flags & 8)
+                fio.fail_send = !fio.fail_send;
             break;
         }
         check_books(&s);

@@ -183,6 +183,14 @@ def seeds():
         signed(permission("127.0.0.1", 4000)),       # 403: policy
         signed(permission("192.0.2.100", 6379)),     # own IP, not a relayed port
         signed(channel_bind(0x3FFF, "203.0.113.5", 4000)),  # 400
+        rec(RELOAD, 4, b""),                         # IPv4 only
+        signed(allocate(attr(A_ADDITIONAL_FAMILY, struct.pack("!BBH", 2, 0, 0))), 1),
+        signed(allocate(attr(A_REQ_FAMILY, struct.pack("!BBH", 2, 0, 0))), 3),  # 440
+        rec(RELOAD, 5 | 8, b""),                     # IPv6 only; sends fail
+        signed(allocate(attr(A_ADDITIONAL_FAMILY, struct.pack("!BBH", 2, 0, 0))), 3),
+        signed(permission("2001:db8:1::5", 4000), 3),
+        client(3, send_ind("2001:db8:1::5", 4000, b"the kernel says no")),
+        rec(RELOAD, 0 | 8, b""),
         advance(86400 * 1000 + 1000, SWEEP),         # everything expires
         signed(allocate(), 0, REST),                 # REST credential expired
     ])
