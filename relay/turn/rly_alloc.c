@@ -6,16 +6,7 @@
 #include <string.h>
 
 #include "rtc_err.h"
-
-/* Per-user allocation counts for the per-user quota: a small chained hash
- * of usernames. Touched on Allocate and release only, never per packet. */
-typedef struct user_node {
-    struct user_node *next;
-    size_t count;
-    char name[]; /* NUL-terminated */
-} user_node;
-
-#define USER_BUCKETS 1024u
+#include "rtc_tbucket.h"
 
 struct rly_table {
     rly_alloc **slots; /* by id; NULL = free */
@@ -25,7 +16,6 @@ struct rly_table {
     uint32_t *buckets; /* slot index + 1; 0 = empty */
     uint32_t n_buckets; /* power of two */
     uint64_t key;
-    user_node *users[USER_BUCKETS];
 };
 
 static uint64_t tuple_hash(const rly_table *t, const rly_tuple *tu)
@@ -37,14 +27,6 @@ static bool tuple_eq(const rly_tuple *a, const rly_tuple *b)
 {
     return a->listener == b->listener && a->proto == b->proto &&
            rtc_addr_equal(&a->client, &b->client);
-}
-
-static uint32_t str_hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
 }
 
 rly_table *rly_table_new(uint64_t hash_key)
@@ -68,11 +50,6 @@ void rly_table_free(rly_table *t)
         return;
     for (uint32_t i = 0; i < t->n_slots; i++)
         free(t->slots[i]);
-    for (unsigned b = 0; b < USER_BUCKETS; b++)
-        for (user_node *u = t->users[b], *n; u; u = n) {
-            n = u->next;
-            free(u);
-        }
     free(t->slots);
     free(t->free_ids);
     free(t->buckets);
@@ -120,38 +97,12 @@ static void maybe_grow(rly_table *t)
             hash_insert(t, t->slots[i]);
 }
 
-static user_node **user_slot(rly_table *t, const char *user)
-{
-    user_node **p = &t->users[str_hash(user) & (USER_BUCKETS - 1)];
-    while (*p && strcmp((*p)->name, user) != 0)
-        p = &(*p)->next;
-    return p;
-}
-
-size_t rly_table_user_count(const rly_table *t, const char *user)
-{
-    const user_node *u = t->users[str_hash(user) & (USER_BUCKETS - 1)];
-    for (; u; u = u->next)
-        if (!strcmp(u->name, user))
-            return u->count;
-    return 0;
-}
-
 rly_alloc *rly_table_add(rly_table *t, const rly_tuple *tu, const char *user)
 {
     rly_alloc *a;
     uint32_t id;
-    user_node **up;
     size_t ulen = strnlen(user, RLY_USER_MAX);
 
-    up = user_slot(t, user);
-    if (!*up) {
-        user_node *u = calloc(1, sizeof *u + ulen + 1);
-        if (!u)
-            return NULL;
-        memcpy(u->name, user, ulen);
-        *up = u;
-    }
     a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
@@ -190,7 +141,6 @@ rly_alloc *rly_table_add(rly_table *t, const rly_tuple *tu, const char *user)
     t->slots[id] = a;
     t->n_live++;
     hash_insert(t, a);
-    (*up)->count++;
     maybe_grow(t);
     return a;
 }
@@ -198,17 +148,11 @@ rly_alloc *rly_table_add(rly_table *t, const rly_tuple *tu, const char *user)
 void rly_table_remove(rly_table *t, rly_alloc *a)
 {
     uint32_t *p = &t->buckets[tuple_hash(t, &a->tuple) & (t->n_buckets - 1)];
-    user_node **up = user_slot(t, a->user);
 
     while (*p && *p != a->id + 1)
         p = &t->slots[*p - 1]->hnext;
     if (*p)
         *p = a->hnext;
-    if (*up && --(*up)->count == 0) {
-        user_node *dead = *up;
-        *up = dead->next;
-        free(dead);
-    }
     t->slots[a->id] = NULL;
     t->free_ids[t->n_free++] = a->id;
     t->n_live--;
@@ -347,18 +291,19 @@ void rly_alloc_purge(rly_alloc *a, uint64_t now_ms)
     a->n_chans = (uint8_t)o;
 }
 
-bool rly_alloc_bw_take(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms)
+bool rly_alloc_bw_take_limited(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms)
 {
-    if (rate == 0)
-        return true;
-    if (now_ms > a->bw_last_ms) {
-        uint64_t dt = now_ms - a->bw_last_ms;
-        uint64_t add = dt >= 1000 ? rate : dt * rate / 1000u;
-        a->bw_tokens = a->bw_tokens + add > rate ? rate : a->bw_tokens + add;
-        a->bw_last_ms = now_ms;
-    }
-    if (a->bw_tokens < len)
-        return false;
-    a->bw_tokens -= len;
-    return true;
+    /* The allocation keeps whole bytes and the last refill time, which is
+     * what the takeover state carries (relay/io/rly_takeover.c); the part
+     * of a byte that accrued (rtc_tbucket's frac) is not kept, so a refill
+     * adds floor(dt x rate / 1000) bytes, as the relay always did. */
+    const rtc_tbucket_rate r = {.per_s = rate, .burst = rate, .ticks = 1000};
+    rtc_tbucket b;
+    bool ok;
+
+    rtc_tbucket_set(&b, a->bw_tokens, a->bw_last_ms);
+    ok = rtc_tbucket_take(&b, &r, len, now_ms);
+    a->bw_tokens = b.tokens;
+    a->bw_last_ms = b.last;
+    return ok;
 }

@@ -89,13 +89,14 @@ void rly_table_free(rly_table *t);
 
 rly_alloc *rly_table_find(const rly_table *t, const rly_tuple *tu);
 rly_alloc *rly_table_get(const rly_table *t, uint32_t id); /* NULL if not live */
-/* A fresh zeroed allocation for tu and user (counted for the per-user
- * quota), inserted in the hash. NULL on ENOMEM. */
+/* A fresh zeroed allocation for tu, owned by user (kept in a->user),
+ * inserted in the hash. NULL on ENOMEM. The table counts no quota: the
+ * caller takes the allocation's unit from rly_quota first and gives it back
+ * when it removes the allocation. */
 rly_alloc *rly_table_add(rly_table *t, const rly_tuple *tu, const char *user);
-/* Remove and free; the quota it held is free at once. */
+/* Remove and free. */
 void rly_table_remove(rly_table *t, rly_alloc *a);
 size_t rly_table_count(const rly_table *t);
-size_t rly_table_user_count(const rly_table *t, const char *user);
 /* Iterate: start with *it = 0; returns NULL at the end. Removing the
  * returned allocation during the walk is allowed. */
 rly_alloc *rly_table_next(const rly_table *t, uint32_t *it);
@@ -158,8 +159,14 @@ static inline const char *rly_quota_key(const char *user, bool rest)
     return colon ? colon : user;
 }
 
-/* Token bucket: true when len bytes may pass now; rate 0 = unlimited.
- * The burst is one second's worth of rate. */
-bool rly_alloc_bw_take(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms);
+/* Token bucket (rtc_tbucket) over bw_tokens/bw_last_ms: true when len
+ * bytes may pass now; rate 0 = unlimited, decided inline so the packet
+ * path makes no call when no limit is configured. The burst is one
+ * second's worth of rate. */
+bool rly_alloc_bw_take_limited(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms);
+static inline bool rly_alloc_bw_take(rly_alloc *a, uint64_t rate, size_t len, uint64_t now_ms)
+{
+    return rate == 0 || rly_alloc_bw_take_limited(a, rate, len, now_ms);
+}
 
 #endif

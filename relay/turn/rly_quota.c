@@ -1,5 +1,6 @@
-/* rly_quota.c - shared allocation counts: a mutex-guarded chained hash of
- * usernames. */
+/* rly_quota.c - shared allocation counts: a mutex-guarded map (rtc_map,
+ * SipHash under a random key) from quota key to count, and the EVEN-PORT
+ * reservation table. */
 #include "rly_quota.h"
 
 #include <errno.h>
@@ -8,11 +9,11 @@
 #include <string.h>
 
 #include "rtc_err.h"
+#include "rtc_map.h"
 
-#define BUCKETS 4096u
-
-typedef struct node {
-    struct node *next;
+/* One quota key with allocations; removed when its count drops to 0. */
+typedef struct {
+    rtc_map_node mn; /* keyed by name */
     uint64_t count;
     char name[];
 } node;
@@ -30,71 +31,76 @@ typedef struct {
 struct rly_quota {
     pthread_mutex_t mu;
     uint64_t total;
-    node *b[BUCKETS];
+    rtc_map users; /* of node */
     resv r[MAX_RESV];
 };
-
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a; keys are usernames already authenticated */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 16777619u;
-    return h;
-}
 
 rly_quota *rly_quota_new(void)
 {
     rly_quota *q = calloc(1, sizeof *q);
-    if (q && pthread_mutex_init(&q->mu, NULL)) {
+    if (!q)
+        return NULL;
+    if (pthread_mutex_init(&q->mu, NULL)) {
         free(q);
         return NULL;
     }
-    for (int i = 0; q && i < MAX_RESV; i++)
+    /* without random bytes the map still works, under a key that is only
+     * hard to guess (rtc_map_init); its keys are authenticated usernames */
+    (void)rtc_map_init(&q->users);
+    for (int i = 0; i < MAX_RESV; i++)
         q->r[i].fd = -1;
     return q;
 }
 
 void rly_quota_free(rly_quota *q)
 {
+    rtc_map_iter it;
+    rtc_map_node *mn;
+
     if (!q)
         return;
-    for (unsigned i = 0; i < BUCKETS; i++)
-        for (node *n = q->b[i], *nx; n; n = nx) {
-            nx = n->next;
-            free(n);
-        }
+    rtc_map_iter_init(&it, &q->users);
+    while ((mn = rtc_map_iter_next(&it))) {
+        rtc_map_remove(&q->users, mn);
+        free(RTC_MAP_ENTRY(mn, node, mn));
+    }
+    rtc_map_dispose(&q->users);
     pthread_mutex_destroy(&q->mu);
     free(q);
 }
 
-static node **slot(rly_quota *q, const char *user)
+/* Caller holds q->mu. The node counting user, or NULL. */
+static node *find(rly_quota *q, const char *user)
 {
-    node **p = &q->b[hash(user) & (BUCKETS - 1)];
-    while (*p && strcmp((*p)->name, user))
-        p = &(*p)->next;
-    return p;
+    rtc_map_node *mn = rtc_map_find_str(&q->users, user);
+    return mn ? RTC_MAP_ENTRY(mn, node, mn) : NULL;
 }
 
 int rly_quota_take(rly_quota *q, const char *user, uint64_t max_total, uint64_t max_user)
 {
     int rc = 0;
-    node **p;
+    node *n;
 
     pthread_mutex_lock(&q->mu);
-    p = slot(q, user);
-    if (q->total >= max_total || (*p && (*p)->count >= max_user) || max_user == 0) {
+    n = find(q, user);
+    if (q->total >= max_total || (n && n->count >= max_user) || max_user == 0) {
         rc = RTC_ELIMIT;
     } else {
-        if (!*p) {
+        if (!n) {
             size_t l = strlen(user);
-            *p = calloc(1, sizeof **p + l + 1);
-            if (!*p) {
+            n = calloc(1, sizeof *n + l + 1);
+            if (!n) {
                 rc = -ENOMEM;
                 goto out;
             }
-            memcpy((*p)->name, user, l);
+            memcpy(n->name, user, l);
+            if (rtc_map_insert_str(&q->users, &n->mn, n->name)) {
+                free(n); /* only -ENOMEM: the key was not there */
+                rc = -ENOMEM;
+                goto out;
+            }
         }
-        (*p)->count++;
+        n->count++;
         q->total++;
     }
 out:
@@ -105,12 +111,11 @@ out:
 /* Caller holds q->mu. */
 static void give_locked(rly_quota *q, const char *user)
 {
-    node **p = slot(q, user);
-    if (*p) {
-        if (--(*p)->count == 0) {
-            node *dead = *p;
-            *p = dead->next;
-            free(dead);
+    node *n = find(q, user);
+    if (n) {
+        if (--n->count == 0) {
+            rtc_map_remove(&q->users, &n->mn);
+            free(n);
         }
         q->total--;
     }

@@ -83,19 +83,6 @@ long rly_frame_len(const uint8_t *buf, size_t len)
     return stn_frame_len(buf, len);
 }
 
-/* ChannelData (s.12.4) with rly_is_channel's range; up to 3 bytes of
- * padding may follow the data. */
-static int chandata_parse(const uint8_t *buf, size_t len, uint16_t *chan, rtc_rd *data)
-{
-    rtc_rd r;
-    uint16_t l;
-    rtc_rd_init(&r, buf, len);
-    if (!rtc_rd_u16(&r, chan) || !rtc_rd_u16(&r, &l) || !rly_is_channel(*chan) ||
-        !rtc_rd_sub(&r, l, data) || rtc_rd_left(&r) > 3)
-        return -1;
-    return 0;
-}
-
 void rly_chandata_from_client(rly_turn *t, const rly_input *in)
 {
     uint16_t chan;
@@ -103,7 +90,7 @@ void rly_chandata_from_client(rly_turn *t, const rly_input *in)
     const rly_chan *c;
     rly_alloc *a;
 
-    if (chandata_parse(in->buf, in->len, &chan, &data)) {
+    if (rly_chandata_parse(in->buf, in->len, &chan, &data)) {
         t->stats.dropped[RLY_DROP_MALFORMED]++;
         return;
     }

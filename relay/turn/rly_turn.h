@@ -7,7 +7,11 @@
  * rly_io callbacks, so unit tests drive the whole engine with crafted STUN
  * bytes and a fake socket layer. The configuration (rly_cfg) is immutable
  * and swapped whole on SIGHUP; the allocation table and counters belong to
- * the worker thread that owns this engine. */
+ * the worker thread that owns this engine.
+ *
+ * Where it lives: rly_turn.c the lifecycle (init, dispose, release, sweep);
+ * rly_dispatch.c rly_turn_input and the checks before each request handler
+ * (rly_allocate.c, rly_perm.c); rly_send.c the data path both ways. */
 #ifndef RLY_TURN_H
 #define RLY_TURN_H
 
@@ -17,6 +21,7 @@
 
 #include "rly_alloc.h"
 #include "rly_auth.h"
+#include "rly_chandata.h"
 #include "rly_quota.h"
 #include "rtc_addr.h"
 #include "rtc_log.h"
@@ -110,15 +115,6 @@ typedef struct {
     uint64_t now_ms; /* monotonic */
     uint64_t wall_s; /* unix time: nonces, REST credential expiry */
 } rly_input;
-
-/* Channel numbers: RFC 8656 s.12 allows 0x4000-0x4FFF, and ChannelBind
- * outside it gets 400. RFC 5766 clients (coturn's turnutils_uclient among
- * them) pick numbers up to 0x7FFF; --legacy-channels lets ChannelBind accept
- * those. Framing always takes 0x4000-0x7FFF (first two bits 01): a frame on
- * a number that is not bound is dropped like any unbound channel. */
-#define RLY_CHAN_MIN 0x4000
-#define RLY_CHAN_MAX 0x7FFF
-static inline bool rly_is_channel(uint16_t c) { return c >= RLY_CHAN_MIN && c <= RLY_CHAN_MAX; }
 
 /* Stream framing (RFC 8656 s.3.1) with rly_is_channel's range: bytes of the
  * next frame (>0), 0 = need more bytes, <0 = not a TURN stream. */

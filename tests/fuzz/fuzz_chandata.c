@@ -1,15 +1,26 @@
-/* fuzz_chandata.c - libFuzzer target for ChannelData and stream framing
- * (stn_frame: RFC 8656 s.12.4, s.12.5).
+/* fuzz_chandata.c - libFuzzer target for ChannelData and stream framing:
+ * common's stn_frame (RFC 8656 s.12.4, s.12.5) and the relay's own parser
+ * and framer (relay/turn/rly_chandata.h, rly_frame_len), which are what the
+ * relay runs on client packets.
  *
- * The input is used two ways: as one datagram for stn_chandata_parse, and as
- * a TCP/TLS stream buffer that is walked frame by frame with stn_frame_len,
- * the way the relay's stream reader does. Every frame the framer delimits
- * must be accepted by the matching parser (ChannelData always; STUN when its
- * header is sane), and the walk must always make progress. */
+ * The input is used two ways: as one datagram for both ChannelData parsers,
+ * and as a TCP/TLS stream buffer that is walked frame by frame, once with
+ * stn_frame_len and once with rly_frame_len, the way the relay's stream
+ * reader does. Every frame a framer delimits must be accepted by the
+ * matching parser (ChannelData always; STUN when its header is sane), and
+ * the walk must always make progress.
+ *
+ * The two ChannelData parsers differ on purpose in one thing: the relay
+ * takes channel numbers 0x4000-0x7FFF (RFC 5766 clients, --legacy-channels),
+ * common only RFC 8656's 0x4000-0x4FFF. Inside that range they must agree
+ * exactly (verdict, channel, payload), and the relay's framer must cut a
+ * stream where common's does. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "rly_chandata.h"
+#include "rly_turn.h"
 #include "rtc_err.h"
 #include "stn_frame.h"
 #include "stn_msg.h"
@@ -26,12 +37,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void datagram(const uint8_t *data, size_t size)
 {
-    uint16_t chan;
-    const uint8_t *payload;
-    size_t dlen;
+    uint16_t chan = 0, rchan = 0, first = size >= 2 ? (uint16_t)(data[0] << 8 | data[1]) : 0;
+    const uint8_t *payload = NULL;
+    size_t dlen = 0;
     uint8_t hdr[STN_CHANDATA_HDR];
+    rtc_rd rd;
+    int rc = stn_chandata_parse(data, size, &chan, &payload, &dlen);
+    int rrc = rly_chandata_parse(data, size, &rchan, &rd);
 
-    if (stn_chandata_parse(data, size, &chan, &payload, &dlen) != 0)
+    if (rrc == 0) {
+        CHECK(rly_is_channel(rchan) && rchan == first);
+        CHECK(rd.p == data + STN_CHANDATA_HDR);
+        CHECK(rtc_rd_left(&rd) + STN_CHANDATA_HDR <= size &&
+              size - STN_CHANDATA_HDR - rtc_rd_left(&rd) <= 3);
+    }
+    /* the relay parser accepts all that common's does, and more only on
+     * the legacy channel numbers */
+    if (size < 2 || stn_is_channel(first)) {
+        CHECK((rc == 0) == (rrc == 0));
+        if (rc == 0)
+            CHECK(rchan == chan && rd.p == payload && rtc_rd_left(&rd) == dlen);
+    } else {
+        CHECK(rc != 0);
+        if (rrc == 0)
+            CHECK(rchan >= 0x5000 && rchan <= RLY_CHAN_MAX);
+    }
+    if (rc != 0)
         return;
     CHECK(stn_is_channel(chan));
     CHECK(payload == data + STN_CHANDATA_HDR);
@@ -78,9 +109,48 @@ static void stream(const uint8_t *data, size_t size)
     }
 }
 
+/* The relay's stream walk: rly_frame_len cuts, rly_chandata_parse (or the
+ * STUN parser) takes each frame, as the relay's TCP/TLS reader and
+ * rly_turn_input do. */
+static void stream_rly(const uint8_t *data, size_t size)
+{
+    static stn_msg m;
+    size_t off = 0;
+
+    while (off < size) {
+        const uint8_t *f = data + off;
+        size_t left = size - off;
+        long n = rly_frame_len(f, left);
+
+        if (n <= 0) {
+            if (n == 0)
+                CHECK(left < 4);
+            return;
+        }
+        CHECK(n >= STN_CHANDATA_HDR);
+        if ((size_t)n > left)
+            return;
+        if ((f[0] & 0xC0) == 0x40) {
+            uint16_t chan;
+            rtc_rd d;
+            CHECK(n % 4 == 0);
+            CHECK(rly_chandata_parse(f, (size_t)n, &chan, &d) == 0);
+            if (stn_is_channel(chan))
+                CHECK(stn_frame_len(f, left) == n);
+        } else {
+            CHECK((f[0] & 0xC0) == 0 && n >= STN_HDR_LEN);
+            CHECK(stn_frame_len(f, left) == n);
+            if (stn_msg_parse(&m, f, (size_t)n) == 0)
+                CHECK(m.len == (size_t)n);
+        }
+        off += (size_t)n;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     datagram(data, size);
     stream(data, size);
+    stream_rly(data, size);
     return 0;
 }
