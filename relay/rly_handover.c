@@ -178,8 +178,14 @@ static int export_state(rly_proc *p, rly_to_fds *fds, uint8_t **blob, size_t *bl
     st.takeovers_ok = atomic_load(&p->reloads.takeover_ok);
     st.takeovers_failed = atomic_load(&p->reloads.takeover_failed);
     for (size_t i = 0; i < p->n_workers; i++) {
-        if ((rc = rly_worker_export(p->workers[i], &st.w[i], fds, i == 0, &st.metrics_fd)))
+        if ((rc = rly_worker_export(p->workers[i], &st.w[i], fds)))
             goto out;
+    }
+    if (p->admin) {
+        if ((rc = rly_to_fds_push(fds, rly_admin_listen_fd(p->admin))) < 0)
+            goto out;
+        st.metrics_fd = (uint32_t)rc;
+        rc = 0;
     }
     if (st.metrics_fd == RLY_TO_NONE)
         memset(&st.metrics, 0, sizeof st.metrics);
@@ -354,6 +360,10 @@ void rly_handover_serve(rly_proc *p)
         kill(p->to_pid, SIGHUP);
     for (size_t i = 0; i < p->n_workers; i++)
         moved += rly_worker_handed_over(p->workers[i]);
+    /* the new process serves /metrics now (worker 0 is parked: its loop
+     * may be changed from here) */
+    rly_admin_free(p->admin);
+    p->admin = NULL;
     rly_pool_resume(p);
     atomic_fetch_add(&p->reloads.takeover_ok, 1);
     p->handed_over = p->draining = true;

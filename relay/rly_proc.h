@@ -13,17 +13,20 @@
  * supervise -> handover -> pool, notify; adopt -> pool. rly_proc is the
  * main thread's alone; the workers see only what rly_worker_params lends
  * them (the shared quota, port pool and per-IP table, the nonce key and the
- * reload counters, read by the metrics page). */
+ * reload counters, read by the metrics page). The admin server (io/rly_admin.c)
+ * knows no worker: rly_pool.c gives it hooks that sum them. */
 #ifndef RLY_PROC_H
 #define RLY_PROC_H
 
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "rly_admin.h"
 #include "rly_iplimit.h"
 #include "rly_ports.h"
 #include "rly_settings.h"
@@ -31,6 +34,15 @@
 #include "rly_worker.h"
 
 #define RLY_MAX_RETIRED 4096
+
+/* SIGHUP reloads, counted by the main thread and shown on /metrics: a
+ * refused reload leaves the old settings running, which only the log and
+ * this counter tell an operator. */
+typedef struct {
+    _Atomic uint64_t ok, failed;
+    /* live takeovers (SIGUSR2), carried from process to process */
+    _Atomic uint64_t takeover_ok, takeover_failed;
+} rly_reloads;
 
 typedef struct {
     /* start-up (rly_main.c) */
@@ -44,11 +56,14 @@ typedef struct {
     rly_quota *quota;     /* shared by the workers */
     rly_iplimit *iplimit; /* shared by the workers */
     rly_ports *ports;     /* shared by the workers */
-    rly_reloads reloads;  /* read by the admin listener (worker 0) */
+    rly_reloads reloads;  /* read by the admin server (worker 0's thread) */
+    double start_time_s;  /* process_start_time_seconds */
 
-    /* the workers (rly_pool.c) */
+    /* the workers and the admin server on worker 0's loop (rly_pool.c);
+     * the admin's hooks read workers and reloads from worker 0's thread */
     rly_worker **workers;
     size_t n_workers;
+    rly_admin *admin;
     pthread_t *threads; /* a takeover child starts them before its ACK */
     size_t n_started;
     bool stopping;
@@ -81,9 +96,9 @@ typedef struct {
 } rly_proc;
 
 /* ---- rly_pool.c ---- */
-/* Open every worker's sockets (start-up errors are reported before any
- * thread runs); with st, take the running relay's listening sockets from
- * fds instead. 0 or RTC_EMSG with err. */
+/* Open every worker's sockets and the admin server's (start-up errors are
+ * reported before any thread runs); with st, take the running relay's
+ * listening sockets from fds instead. 0 or RTC_EMSG with err. */
 int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, size_t errlen);
 /* One thread per worker. 0, or -1 with those that started stopped and
  * joined (a worker told to stop while paused exits without reading). */
@@ -96,7 +111,7 @@ void rly_pool_pause(rly_proc *p);  /* every worker: park at the next loop bounda
 void rly_pool_resume(rly_proc *p); /* every worker: run again */
 /* Count of workers whose loop has returned. */
 size_t rly_pool_done(const rly_proc *p);
-void rly_pool_free(rly_proc *p);
+void rly_pool_free(rly_proc *p); /* the admin server first, then the workers */
 
 /* ---- rly_supervise.c ---- */
 /* Signals go to the main thread only: blocked before any thread starts, so

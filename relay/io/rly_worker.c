@@ -174,8 +174,6 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         return NULL;
     }
     w->ep = -1;
-    w->all = p->all;
-    w->n_all = p->n_all;
     atomic_init(&w->post_cfg, NULL);
     atomic_init(&w->post_tls, NULL);
     atomic_init(&w->post_drain, false);
@@ -191,7 +189,9 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
             pthread_mutex_destroy(&w->pmu);
     }
     w->ctrl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    w->start_time_s = p->start_time_s;
+    w->watch = calloc(RLY_WATCH_MAX, sizeof *w->watch);
+    for (int i = 0; w->watch && i < RLY_WATCH_MAX; i++)
+        w->watch[i].fd = -1;
     w->tls = p->tls;
     w->warn_rl.per_sec = 5;
     w->n_conns_cap = MAX_CONNS;
@@ -212,7 +212,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     io.ctx = w;
     if (w->slots)
         rly_udp_init(w);
-    if (!w->slots || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+    if (!w->slots || !w->watch || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
@@ -256,26 +256,6 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         snprintf(err, errlen, "no per-IP connection table");
         goto out_free;
     }
-    if (p->metrics) {
-        rly_admin_params ap = {.ep = w->ep, .listen_data = EV_DATA(T_ADMIN_LISTEN, 0),
-                               .conn_data = EV_DATA(T_ADMIN, 0),
-                               .all = (const rly_worker *const *)p->all,
-                               .n_all = p->n_all, .start_time_s = p->start_time_s,
-                               .reloads = p->reloads};
-        if (p->adopt) {
-            if ((ap.listen_fd = rly_worker_adopt_fd(p, p->adopt_metrics_fd)) < 0) {
-                snprintf(err, errlen, "takeover: no metrics-listen socket");
-                goto out_free;
-            }
-        } else if ((ap.listen_fd = listen_socket(p->metrics, SOCK_STREAM, LS_PLAIN, err, errlen,
-                                                 "metrics-listen")) < 0) {
-            goto out_free;
-        }
-        if (!(w->admin = rly_admin_new(&ap))) {
-            snprintf(err, errlen, "metrics-listen: out of memory");
-            goto out_free;
-        }
-    }
     ep_add(w, w->ctrl_fd, EPOLLIN, EV_DATA(T_CTRL, 0));
     return w;
 out_free:
@@ -298,7 +278,6 @@ void rly_worker_free(rly_worker *w)
     for (size_t i = 0; i < w->n_tls; i++)
         if (w->tls_fd[i] >= 0)
             close(w->tls_fd[i]);
-    rly_admin_free(w->admin);
     if (w->ep >= 0)
         close(w->ep);
     if (w->ctrl_fd >= 0)
@@ -317,6 +296,7 @@ void rly_worker_free(rly_worker *w)
     free(w->port_owner[0]);
     free(w->port_owner[1]);
     free(w->fd_owner);
+    free(w->watch);
     free(w);
 }
 
@@ -325,6 +305,69 @@ bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
+
+/* ---- descriptors of other modules ---- */
+
+static int watch_slot(const rly_worker *w, int fd)
+{
+    for (int i = 0; i < RLY_WATCH_MAX; i++)
+        if (w->watch[i].cb && w->watch[i].fd == fd)
+            return i;
+    return -1;
+}
+
+int rly_worker_watch(rly_worker *w, int fd, uint32_t events, rly_watch_cb cb, void *arg)
+{
+    int i;
+    for (i = 0; i < RLY_WATCH_MAX && (w->watch[i].cb || w->watch[i].dead); i++)
+        ;
+    if (i == RLY_WATCH_MAX)
+        return -ENOSPC;
+    if (ep_add(w, fd, events, EV_DATA(T_WATCH, i)))
+        return -errno;
+    w->watch[i].fd = fd;
+    w->watch[i].cb = cb;
+    w->watch[i].arg = arg;
+    return 0;
+}
+
+int rly_worker_watch_mod(rly_worker *w, int fd, uint32_t events)
+{
+    int i = watch_slot(w, fd);
+    struct epoll_event ev = {.events = events, .data.u64 = EV_DATA(T_WATCH, i)};
+    if (i < 0)
+        return -ENOENT;
+    return epoll_ctl(w->ep, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+}
+
+void rly_worker_unwatch(rly_worker *w, int fd)
+{
+    int i = watch_slot(w, fd);
+    if (i < 0)
+        return;
+    /* explicit: after a takeover another process may hold the socket too,
+     * and epoll forgets a descriptor only when the socket itself is closed */
+    epoll_ctl(w->ep, EPOLL_CTL_DEL, fd, NULL);
+    w->watch[i].fd = -1;
+    w->watch[i].cb = NULL;
+    w->watch[i].arg = NULL;
+    w->watch[i].dead = true;
+    w->watch_dead = true;
+}
+
+/* End of a batch: slots unwatched in it may be used again. */
+static void watch_revive(rly_worker *w)
+{
+    for (int i = 0; i < RLY_WATCH_MAX; i++)
+        w->watch[i].dead = false;
+    w->watch_dead = false;
+}
+
+void rly_worker_on_tick(rly_worker *w, void (*cb)(void *arg, uint64_t now_ms), void *arg)
+{
+    w->tick_cb = cb;
+    w->tick_arg = arg;
+}
 
 static void handle(rly_worker *w, const struct epoll_event *ev)
 {
@@ -346,11 +389,9 @@ static void handle(rly_worker *w, const struct epoll_event *ev)
     case T_CONN:
         rly_stream_event(w, idx, ev->events);
         break;
-    case T_ADMIN_LISTEN:
-        rly_admin_accept(w->admin, w->now_ms);
-        break;
-    case T_ADMIN:
-        rly_admin_event(w->admin, idx);
+    case T_WATCH:
+        if (idx < RLY_WATCH_MAX && w->watch[idx].cb)
+            w->watch[idx].cb(w->watch[idx].arg, w->watch[idx].fd, ev->events, w->now_ms);
         break;
     case T_CTRL:
         ctrl_event(w);
@@ -443,11 +484,13 @@ int rly_worker_run(rly_worker *w)
             rly_stream_pending(w);
         rly_udp_recycle(w); /* send what the batch relayed */
         rly_stream_reap(w);
+        if (w->watch_dead)
+            watch_revive(w);
         if (w->now_ms >= next_sweep) {
             rly_turn_sweep(&w->turn, w->now_ms);
             rly_stream_sweep(w);
-            if (w->admin)
-                rly_admin_sweep(w->admin, w->now_ms);
+            if (w->tick_cb)
+                w->tick_cb(w->tick_arg, w->now_ms);
             next_sweep = w->now_ms + 1000;
         }
         atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));

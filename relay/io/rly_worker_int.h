@@ -26,7 +26,7 @@
 
 #include "rly_worker.h"
 
-enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T_ADMIN, T_CTRL };
+enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_WATCH, T_CTRL };
 
 #define EV_DATA(tag, idx) ((uint64_t)(tag) << 32 | (uint32_t)(idx))
 #define UDP_BATCH 64
@@ -60,6 +60,13 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_ADMIN_LISTEN, T
 
 struct rly_conn; /* rly_stream.c */
 
+struct rly_watch {
+    int fd;
+    bool dead;
+    rly_watch_cb cb;
+    void *arg;
+};
+
 typedef struct {
     int fd;
     socklen_t tolen;
@@ -76,7 +83,6 @@ struct rly_worker {
     int *udp_fd, *tcp_fd, *tls_fd;
     size_t n_listen, n_tls;
     rly_tls *tls;
-    rly_admin *admin; /* the admin HTTP listener, first worker only */
     rly_iplimit *iplimit; /* shared: TCP/TLS connections per source */
     bool accept_paused; /* stream listeners out of epoll after EMFILE */
     struct rly_conn **conns; /* rly_stream.c's */
@@ -91,10 +97,17 @@ struct rly_worker {
     rly_tls *_Atomic post_tls;
     atomic_bool post_drain, post_stop, done, draining_pub;
     _Atomic size_t n_allocs_pub; /* gauge for other threads */
-    rly_worker *const *all;
-    const size_t *n_all;
-    double start_time_s;
+    /* descriptors watched for other modules (rly_worker_watch), a table of
+     * RLY_WATCH_MAX; a slot unwatched during a batch stays dead until the
+     * batch is over, so a later event of the batch cannot reach a new
+     * watcher in it. Kept out of line: the fields around here are on the
+     * packet path, and relay_hotpath counts how the compiler addresses
+     * them. */
+    struct rly_watch *watch;
+    void (*tick_cb)(void *arg, uint64_t now_ms);
+    void *tick_arg;
     bool stop, draining;
+    bool watch_dead; /* a watch slot is dead until the batch is over */
     uint64_t now_ms, wall_s; /* read once per loop iteration */
     rtc_log_ratelimit warn_rl;
     uint8_t resp[RLY_RESP_MAX]; /* response scratch */
@@ -108,6 +121,8 @@ struct rly_worker {
     struct mmsghdr mm[RX_SLOTS], tx_mm[TX_MAX]; /* separate: a flush may come mid-batch */
     struct iovec iov[RX_SLOTS], tx_iov[TX_MAX];
     struct sockaddr_storage from[RX_SLOTS];
+    /* cache-line aligned: memset clears it every flush, and an unaligned
+     * start costs it more instructions (relay_hotpath) */
     bool tx_done[TX_MAX];
     /* relayed sockets of this worker: fd -> allocation id + 1, and relayed
      * port -> allocation id + 1 per family (for the direct hand-over) */

@@ -16,8 +16,8 @@
 #include "rly_worker_int.h"
 #include "rtc_err.h"
 
-/* The loop reads every socket until EAGAIN (accept4 loops, the admin
- * listener): a blocking one would hang the worker. The old process made
+/* The loop reads every socket until EAGAIN (accept4 loops, recvmmsg
+ * batches): a blocking one would hang the worker. The old process made
  * them non-blocking, but the flag belongs to the shared file description
  * and costs one call to make sure of. Returns fd. */
 static int nonblocking(int fd)
@@ -41,8 +41,7 @@ int rly_worker_adopt_fd(const rly_worker_params *p, uint32_t idx)
 }
 
 
-int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds, bool with_metrics,
-                      uint32_t *metrics_idx)
+int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds)
 {
     uint32_t it = 0, n = 0, k = 0;
     rly_alloc *a;
@@ -60,11 +59,6 @@ int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds, bool wi
         if ((idx = rly_to_fds_push(fds, w->tls_fd[i])) < 0)
             return idx;
         tw->tls[i] = (uint32_t)idx;
-    }
-    if (with_metrics && w->admin) {
-        if ((idx = rly_to_fds_push(fds, rly_admin_listen_fd(w->admin))) < 0)
-            return idx;
-        *metrics_idx = (uint32_t)idx;
     }
     while ((a = rly_table_next(w->turn.table, &it)))
         n += a->tuple.proto == RLY_UDP;
@@ -127,8 +121,6 @@ size_t rly_worker_handed_over(rly_worker *w)
         close(w->tls_fd[i]);
         w->tls_fd[i] = -1;
     }
-    rly_admin_free(w->admin);
-    w->admin = NULL;
     rly_worker_start_drain(w);
     atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
     return moved;
