@@ -19,11 +19,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "rly_notify.h"
 #include "rly_proc.h"
 #include "rtc_clock.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "rtc_notify.h"
 
 /* The environment of the child: ours, with RLY_TO_ENV naming its end. */
 static char **child_env(int fd, char **mine_out)
@@ -351,7 +351,7 @@ void rly_handover_serve(rly_proc *p)
     {
         char note[40];
         snprintf(note, sizeof note, "MAINPID=%d", (int)p->to_pid);
-        rly_notify(note);
+        rtc_notify(note);
     }
     /* A SIGHUP that came during the exchange (systemctl reload: kill -HUP
      * $MAINPID, still this process) is meant for whoever serves: the new

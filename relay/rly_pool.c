@@ -77,31 +77,25 @@ static void render(void *arg, rtc_buf *b)
     rtc_metrics_one(b, "tsunagu_relay_permission_denied_total", "counter",
                     "CreatePermission/ChannelBind peers refused by the peer policy.",
                     sum.permission_denied);
-    {
-        rtc_metrics_header(b, "tsunagu_relay_config_reloads_total", "counter",
-                           "SIGHUP reloads; a failed one keeps the old settings running.");
-        rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"ok\"",
-                        atomic_load(&reloads->ok));
-        rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"failed\"",
+    rtc_metrics_reloads(b, "tsunagu_relay", atomic_load(&reloads->ok),
                         atomic_load(&reloads->failed));
-        rtc_metrics_header(b, "tsunagu_relay_takeovers_total", "counter",
-                           "Live takeovers (SIGUSR2) that made this process or were tried "
-                           "from it; a failed one keeps the old process serving.");
-        rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"ok\"",
-                        atomic_load(&reloads->takeover_ok));
-        rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
-                        atomic_load(&reloads->takeover_failed));
-    }
+    rtc_metrics_header(b, "tsunagu_relay_takeovers_total", "counter",
+                       "Live takeovers (SIGUSR2) that made this process or were tried "
+                       "from it; a failed one keeps the old process serving.");
+    rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"ok\"",
+                    atomic_load(&reloads->takeover_ok));
+    rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
+                    atomic_load(&reloads->takeover_failed));
     rtc_metrics_process(b, p->start_time_s);
 }
 
-static bool healthy(void *arg)
+static const char *unhealthy(void *arg)
 {
     const rly_proc *p = arg;
     for (size_t i = 0; i < p->n_workers; i++)
         if (rly_worker_draining(p->workers[i]))
-            return false;
-    return true;
+            return "draining\n";
+    return NULL;
 }
 
 int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, size_t errlen)
@@ -113,7 +107,7 @@ int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, si
         .ports = p->ports, .reuseport = n > 1, .quota = p->quota, .iplimit = p->iplimit,
         .nonce_key = p->nonce_key};
     rly_admin_params ap = {.addr = &p->metrics, .listen_fd = -1,
-                           .hooks = {.render = render, .healthy = healthy, .arg = p}};
+                           .hooks = {.render = render, .unhealthy = unhealthy, .arg = p}};
     char r4[RTC_ADDR_STRLEN], r6[RTC_ADDR_STRLEN];
 
     for (size_t i = 0; i < n; i++) {

@@ -3,18 +3,19 @@
  *
  *   rly_main.c       start-up and shutdown: settings, shared resources, then
  *                    either fresh workers or a takeover (adopt), then supervise
- *   rly_pool.c       the workers and their threads, told as one
+ *   rly_settings.c   the settings table and settings -> rly_cfg (no state)
+ *   rly_pool.c       the workers and their threads, told as one; the admin
+ *                    server on worker 0's loop, with the hooks that sum them
  *   rly_supervise.c  signals, reload (SIGHUP), drain (SIGTERM), the wait loop
  *   rly_handover.c   live takeover, parent side (SIGUSR2: fork+exec, hand over)
  *   rly_adopt.c      live takeover, child side (take the running relay's state)
- *   rly_notify.c     sd_notify without libsystemd
  *
- * Calls go down that list's dependency order only: main -> adopt,
- * supervise -> handover -> pool, notify; adopt -> pool. rly_proc is the
- * main thread's alone; the workers see only what rly_worker_params lends
- * them (the shared quota, port pool and per-IP table, the nonce key and the
- * reload counters, read by the metrics page). The admin server (io/rly_admin.c)
- * knows no worker: rly_pool.c gives it hooks that sum them. */
+ * Calls go one way only: main -> adopt, supervise, handover, pool;
+ * supervise -> handover -> pool; adopt -> pool; all of them -> settings.
+ * rly_proc is the main thread's alone; the workers see only what
+ * rly_worker_params lends them (the shared quota, port pool and per-IP
+ * table, the nonce key), and the admin server's hooks read the workers'
+ * counters and the reload counters from worker 0's thread. */
 #ifndef RLY_PROC_H
 #define RLY_PROC_H
 

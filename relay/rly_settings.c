@@ -48,26 +48,31 @@ static int check_realm(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* RTC_CONF_RESTART: the listeners, the relay addresses and ports the
+ * relayed sockets are bound to, the admin listener and the worker count are
+ * fixed at start-up; a reload keeps their running values
+ * (rly_settings_keep_fixed). */
 #define OFF(f) offsetof(rly_settings, f)
 #define I64MAX 4000000000LL
 
 const rtc_conf_spec rly_conf_specs[] = {
     {"listen", RTC_CONF_LIST, OFF(listen), 0, 0, "0.0.0.0:3478", "ADDR:PORT",
-     "UDP and TCP listener", rtc_conf_check_hostport, 0},
+     "UDP and TCP listener", rtc_conf_check_hostport, RTC_CONF_RESTART},
     {"tls-listen", RTC_CONF_LIST, OFF(tls_listen), 0, 0, NULL, "ADDR:PORT",
-     "TURN over TLS listener (needs --cert and --key)", rtc_conf_check_hostport, 0},
+     "TURN over TLS listener (needs --cert and --key)", rtc_conf_check_hostport,
+     RTC_CONF_RESTART},
     {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate chain (PEM)", NULL,
      0},
     {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
     {"relay-ip", RTC_CONF_LIST, OFF(relay_ip), 0, 0, NULL, "IP",
      "address relayed sockets bind to, one per family (default: the listen address, or an "
      "interface address when listening on a wildcard)",
-     rtc_conf_check_ip, 0},
+     rtc_conf_check_ip, RTC_CONF_RESTART},
     {"external-ip", RTC_CONF_LIST, OFF(external_ip), 0, 0, NULL, "IP",
      "address advertised in XOR-RELAYED-ADDRESS behind a 1:1 NAT, one per family",
      rtc_conf_check_ip, 0},
     {"relay-ports", RTC_CONF_STR, OFF(relay_ports), 0, 0, "49152-65535", "LO-HI",
-     "relayed port range", check_ports, 0},
+     "relayed port range", check_ports, RTC_CONF_RESTART},
     {"realm", RTC_CONF_STR, OFF(realm), 0, 0, "tsunagu", "R",
      "realm for long-term credentials", check_realm, 0},
     {"user", RTC_CONF_LIST, OFF(user), 0, 0, NULL, "NAME:PASSWORD",
@@ -92,9 +97,9 @@ const rtc_conf_spec rly_conf_specs[] = {
     {"bandwidth-per-allocation", RTC_CONF_INT, OFF(bandwidth), 0, I64MAX, "0", "BYTES/S",
      "cap per allocation, both directions together, 0 = none", NULL, 0},
     {"threads", RTC_CONF_INT, OFF(threads), 0, 1024, "0", "N",
-     "worker threads, 0 = number of cores", NULL, 0},
+     "worker threads, 0 = number of cores", NULL, RTC_CONF_RESTART},
     {"metrics-listen", RTC_CONF_STR, OFF(metrics_listen), 0, 0, "127.0.0.1:9641", "ADDR:PORT",
-     "Prometheus /metrics and /healthz", rtc_conf_check_hostport, 0},
+     "Prometheus /metrics and /healthz", rtc_conf_check_hostport, RTC_CONF_RESTART},
     {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
      "error, warn, info or debug", rtc_conf_check_log_level, 0},
     {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
@@ -295,4 +300,35 @@ void rly_settings_log(const rly_settings *s)
     rtc_log_parse_level(s->log_level, &lvl);
     rtc_log_parse_format(s->log_format, &fmt);
     rtc_log_setup(lvl, fmt, "tsunagu-relay");
+}
+
+static size_t field_size(rtc_conf_type t)
+{
+    switch (t) {
+    case RTC_CONF_STR:
+        return sizeof(char *);
+    case RTC_CONF_INT:
+        return sizeof(int64_t);
+    case RTC_CONF_BOOL:
+        return sizeof(bool);
+    case RTC_CONF_LIST:
+        return sizeof(rtc_strlist);
+    default:
+        return 0;
+    }
+}
+
+void rly_settings_keep_fixed(rly_settings *running, rly_settings *fresh)
+{
+    for (const rtc_conf_spec *sp = rly_conf_specs; sp->key; sp++) {
+        uint8_t tmp[sizeof(rtc_strlist)];
+        uint8_t *a = (uint8_t *)running + sp->offset, *b = (uint8_t *)fresh + sp->offset;
+        size_t n = field_size(sp->type);
+        if (!(sp->flags & RTC_CONF_RESTART) || !n || n > sizeof tmp)
+            continue;
+        /* swapped, not copied: each struct keeps owning what it holds */
+        memcpy(tmp, a, n);
+        memcpy(a, b, n);
+        memcpy(b, tmp, n);
+    }
 }

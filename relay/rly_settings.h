@@ -55,6 +55,12 @@ int rly_settings_tls(const rly_settings *s, rly_tls **tls, char *err, size_t err
 /* Worker threads: --threads, 0 = the number of cores. */
 size_t rly_settings_workers(const rly_settings *s);
 
+/* A reload: the settings flagged RTC_CONF_RESTART (listeners, relay
+ * addresses and ports, metrics-listen, threads) take their running values
+ * back from `running` into `fresh` (the values swap, so disposing `running`
+ * afterwards frees what fresh had). */
+void rly_settings_keep_fixed(rly_settings *running, rly_settings *fresh);
+
 /* Apply log-level / log-format. */
 void rly_settings_log(const rly_settings *s);
 

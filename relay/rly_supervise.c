@@ -14,11 +14,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "rly_notify.h"
 #include "rly_proc.h"
 #include "rtc_clock.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "rtc_notify.h"
 
 /* Free the configurations and TLS contexts replaced by reloads once every
  * worker has taken the newest: none of them can be in use any more. Called
@@ -44,6 +44,8 @@ static void reload(rly_proc *p)
     char err[512];
     rly_cfg *nc;
     rly_tls *nt = NULL;
+    const char *fixed[8];
+    size_t n_fixed;
 
     free_retired(p);
     if (p->n_old_cfg >= RLY_MAX_RETIRED || p->n_old_tls >= RLY_MAX_RETIRED) {
@@ -58,6 +60,20 @@ static void reload(rly_proc *p)
         RTC_LOG(RTC_LOG_ERROR, NULL, "reload failed, keeping the old settings: %s", err);
         atomic_fetch_add(&p->reloads.failed, 1);
         return;
+    }
+    n_fixed = rtc_conf_restart_changed(rly_conf_specs, &p->s, &ns, fixed, 8);
+    if (n_fixed) {
+        /* the sockets and threads stay as they are: say so, and keep the
+         * running values so the settings keep describing them (a takeover
+         * exports the listeners by these) */
+        char keys[256];
+        size_t kl = 0;
+        keys[0] = '\0';
+        for (size_t i = 0; i < n_fixed && i < 8 && kl < sizeof keys; i++)
+            kl += (size_t)snprintf(keys + kl, sizeof keys - kl, "%s%s", i ? ", " : "", fixed[i]);
+        RTC_LOG(RTC_LOG_WARN, NULL, "SIGHUP: %s change%s need%s a restart; ignored", keys,
+                n_fixed > 1 ? "s" : "", n_fixed > 1 ? "" : "s");
+        rly_settings_keep_fixed(&p->s, &ns);
     }
     nc = rly_cfg_build(&ns, &p->base, err, sizeof err);
     if (!nc || (p->has_tls && rly_settings_tls(&ns, &nt, err, sizeof err))) {
@@ -182,7 +198,7 @@ int rly_supervise_run(rly_proc *p)
     /* under systemd (Type=notify): ready, and after a takeover the main
      * process of the unit from now on */
     snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());
-    rly_notify(note);
+    rtc_notify(note);
     status = supervise(p, p->sfd);
     if (rly_pool_join(p))
         status = 1;

@@ -24,6 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "rtc_http.h"
+
 #define ADMIN_MAX 16
 #define ADMIN_TIMEOUT_MS 5000
 #define ADMIN_OUT_MAX (1u << 20)
@@ -40,45 +42,11 @@ typedef struct {
 
 struct rly_admin {
     rly_admin_params p;
+    rtc_http_site site;
     int listen_fd;
     bool paused; /* listener out of epoll after EMFILE; re-armed by the tick */
     admin_conn c[ADMIN_MAX];
 };
-
-static void reply(rtc_buf *out, const char *status, const char *ctype, const char *body,
-                  size_t blen)
-{
-    rtc_buf_printf(out,
-                   "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n\r\n",
-                   status, ctype, blen);
-    rtc_buf_append(out, body, blen);
-}
-
-void rly_admin_respond(rtc_buf *out, const char *req, size_t len, const rly_admin_hooks *h)
-{
-    (void)len;
-    if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET /metrics?", 13)) {
-        rtc_buf body;
-        rtc_buf_init(&body);
-        h->render(h->arg, &body);
-        if (body.oom)
-            reply(out, "500 Internal Server Error", "text/plain", "out of memory\n", 14);
-        else
-            reply(out, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body.p, body.len);
-        rtc_buf_dispose(&body);
-    } else if (!strncmp(req, "GET /healthz ", 13)) {
-        /* draining: tell load balancers to send new clients elsewhere */
-        if (!h->healthy(h->arg))
-            reply(out, "503 Service Unavailable", "text/plain", "draining\n", 9);
-        else
-            reply(out, "200 OK", "text/plain", "ok\n", 3);
-    } else if (!strncmp(req, "GET ", 4)) {
-        reply(out, "404 Not Found", "text/plain", "not found\n", 10);
-    } else {
-        reply(out, "405 Method Not Allowed", "text/plain", "only GET\n", 9);
-    }
-}
 
 /* ---- connections ---- */
 
@@ -138,7 +106,7 @@ static void admin_answer(rly_admin *a, int i)
 {
     admin_conn *ac = &a->c[i];
     rtc_buf_init(&ac->out);
-    rly_admin_respond(&ac->out, ac->buf, ac->len, &a->p.hooks);
+    rtc_http_respond_raw(&a->site, ac->buf, ac->len, &ac->out);
     if (ac->out.oom || ac->out.len > ADMIN_OUT_MAX) {
         admin_close(a, i);
         return;
@@ -264,6 +232,11 @@ rly_admin *rly_admin_new(const rly_admin_params *p, char *err, size_t errlen)
         goto out_close;
     }
     a->p = *p;
+    a->site = (rtc_http_site){.metrics_type = RTC_HTTP_METRICS_TYPE "; charset=utf-8",
+                              .method_body = "only GET\n",
+                              .render_metrics = p->hooks.render,
+                              .unhealthy = p->hooks.unhealthy,
+                              .ctx = p->hooks.arg};
     for (int i = 0; i < ADMIN_MAX; i++)
         a->c[i].fd = -1;
     if (p->addr && (fd = listen_on(p->addr, err, errlen)) < 0)

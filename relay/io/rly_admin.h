@@ -2,7 +2,8 @@
  * (Prometheus text) and GET /healthz, bound to 127.0.0.1 by default.
  *
  * It knows no worker: what /metrics says and whether /healthz is happy
- * come from hooks (rly_pool.c sums the workers), and its sockets ride on
+ * come from hooks (rly_pool.c sums the workers), the answers from rtc_http
+ * (the responder both daemons share), and its sockets ride on
  * one worker's loop through rly_worker_watch. Everything runs on that
  * worker's thread; new, free and listen_fd also from the main thread
  * before the worker runs or while it is parked. */
@@ -19,9 +20,9 @@
 typedef struct {
     /* append the /metrics body (Prometheus text) to out */
     void (*render)(void *arg, rtc_buf *out);
-    /* false while draining: /healthz says 503 so load balancers send new
-     * clients elsewhere */
-    bool (*healthy)(void *arg);
+    /* NULL when healthy, else the 503 body of /healthz ("draining\n" while
+     * draining, so load balancers send new clients elsewhere) */
+    const char *(*unhealthy)(void *arg);
     void *arg;
 } rly_admin_hooks;
 
@@ -39,9 +40,5 @@ typedef struct rly_admin rly_admin; /* opaque */
 rly_admin *rly_admin_new(const rly_admin_params *p, char *err, size_t errlen);
 void rly_admin_free(rly_admin *a); /* NULL is a no-op; closes every socket */
 int rly_admin_listen_fd(const rly_admin *a);
-
-/* The HTTP/1.1 answer (status line, headers, body) to one request head
- * `req` for /metrics or /healthz. */
-void rly_admin_respond(rtc_buf *out, const char *req, size_t len, const rly_admin_hooks *h);
 
 #endif

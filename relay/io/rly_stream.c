@@ -149,8 +149,9 @@ static void frame_input(rly_worker *w, const rly_tuple *tu, uint32_t idx, const 
         rly_stream_send(w, idx, w->resp, rl);
 }
 
-/* Split the stream into STUN / ChannelData frames (RFC 8656 s.3.1): hand up to *budget whole frames of the connection's input to the engine;
- * what is left stays buffered for the next turn. */
+/* Split the stream into STUN / ChannelData frames (RFC 8656 s.3.1): hand up
+ * to *budget whole frames of the connection's input to the engine; what is
+ * left stays buffered for the next turn. */
 static void conn_frames(rly_worker *w, uint32_t idx, uint32_t *budget)
 {
     rly_conn *c = w->conns[idx];

@@ -212,7 +212,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     io.ctx = w;
     if (w->slots)
         rly_udp_init(w);
-    if (!w->slots || !w->watch || !w->port_owner[0] || !w->port_owner[1] || !w->conns || !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+    if (!w->slots || !w->watch || !w->port_owner[0] || !w->port_owner[1] || !w->conns ||
+        !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
