@@ -267,19 +267,14 @@ static bool child_refused(rly_proc *p, char *why, size_t cap)
     return true;
 }
 
-/* The child said HELO: pause, send, wait for its ACK, then let it run and
- * keep only the TCP/TLS connections, drained as on SIGTERM. */
-void rly_handover_serve(rly_proc *p)
+/* The child's first message: HELO of our version, else the takeover
+ * fails (a NAK_ says why). false when it failed. */
+static bool child_hello(rly_proc *p)
 {
     char tag[4], why[600];
     uint8_t msg[512];
     size_t nf;
     long n;
-    uint64_t t0;
-    rly_to_fds fds = {0};
-    uint8_t *blob = NULL;
-    size_t blen = 0, moved = 0;
-    int rc;
 
     n = rly_to_msg_recv(p->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
                         rtc_clock_mono_ms() + RLY_TO_STEP_MS);
@@ -287,63 +282,86 @@ void rly_handover_serve(rly_proc *p)
         msg[n] = '\0';
         snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
         takeover_failed(p, why);
-        return;
+        return false;
     }
     if (n != 2 || memcmp(tag, "HELO", 4) || (msg[0] << 8 | msg[1]) != RLY_TO_VERSION) {
         snprintf(why, sizeof why, "no valid HELO from the new process (%s)",
                  n < 0 ? strerror((int)-n) : "unexpected message or version");
         takeover_failed(p, why);
-        return;
+        return false;
     }
     if (p->draining) { /* SIGTERM came while the child started: stopping wins */
         takeover_failed(p, "this relay started draining");
-        return;
+        return false;
     }
-    t0 = rtc_clock_mono_ms();
-    rly_pool_pause(p);
+    return true;
+}
+
+/* Workers paused from t0 on: export, send, wait for ACK, send GO, all
+ * within one step's budget. 0 once GO is out (the child reads the sockets
+ * from then on), or -1 with the reason in why (the child got no GO). */
+static int exchange(rly_proc *p, uint64_t t0, rly_to_fds *fds, uint8_t **blob, size_t *blen,
+                    char *why, size_t cap)
+{
+    char tag[4];
+    uint8_t msg[512];
+    size_t nf;
+    long n;
+    int rc;
+
     for (size_t i = 0; i < p->n_workers; i++)
         if (!rly_worker_wait_paused(p->workers[i], t0 + RLY_TO_STEP_MS)) {
-            snprintf(why, sizeof why, "worker %zu did not pause", i);
-            goto out_fail;
+            snprintf(why, cap, "worker %zu did not pause", i);
+            return -1;
         }
-    if ((rc = export_state(p, &fds, &blob, &blen))) {
-        snprintf(why, sizeof why, "cannot serialize the state (%d)", rc);
-        goto out_fail;
+    if ((rc = export_state(p, fds, blob, blen))) {
+        snprintf(why, cap, "cannot serialize the state (%d)", rc);
+        return -1;
     }
     /* one budget for the whole pause, not one per step: every ms of it
      * fills the socket buffers of every call */
-    if ((rc = send_state(p->to_sock, &fds, blob, blen, t0 + RLY_TO_STEP_MS))) {
-        if (!child_refused(p, why, sizeof why))
-            snprintf(why, sizeof why, "sending the state: %s", strerror(-rc));
-        goto out_fail;
+    if ((rc = send_state(p->to_sock, fds, *blob, *blen, t0 + RLY_TO_STEP_MS))) {
+        if (!child_refused(p, why, cap))
+            snprintf(why, cap, "sending the state: %s", strerror(-rc));
+        return -1;
     }
     n = rly_to_msg_recv(p->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
                         t0 + RLY_TO_STEP_MS);
     if (n < 0 || memcmp(tag, "ACK_", 4)) {
         if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
             msg[n] = '\0';
-            snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
-        } else if (n == -ECONNRESET && child_refused(p, why, sizeof why)) {
+            snprintf(why, cap, "the new process refused: %s", (char *)msg);
+        } else if (n == -ECONNRESET && child_refused(p, why, cap)) {
             /* why says it */
         } else {
-            snprintf(why, sizeof why, "no ACK from the new process (%s)",
+            snprintf(why, cap, "no ACK from the new process (%s)",
                      n < 0 ? strerror((int)-n) : "unexpected message");
         }
-        goto out_fail;
+        return -1;
     }
     /* A SIGTERM/SIGINT that came during the exchange waits in the signalfd:
      * the operator asked this relay to stop, so it must not hand its calls
      * to a process that would then run on unasked. */
     if (stop_pending()) {
-        snprintf(why, sizeof why, "a stop signal arrived during the takeover");
-        goto out_fail;
+        snprintf(why, cap, "a stop signal arrived during the takeover");
+        return -1;
     }
     /* the point of no return: once GO is out the child reads the sockets */
     if ((rc = send_budget(p->to_sock, t0 + RLY_TO_STEP_MS)) ||
         (rc = rly_to_msg_send(p->to_sock, "GO__", NULL, 0, NULL, 0))) {
-        snprintf(why, sizeof why, "sending GO: %s", strerror(-rc));
-        goto out_fail;
+        snprintf(why, cap, "sending GO: %s", strerror(-rc));
+        return -1;
     }
+    return 0;
+}
+
+/* GO is out: the child serves the UDP allocations and listeners; this
+ * process forgets them, keeps its TCP/TLS connections and drains them as
+ * on SIGTERM. Workers still paused. */
+static void handed_over(rly_proc *p, uint64_t t0, uint32_t n_fds, size_t blen)
+{
+    size_t moved = 0;
+
     /* Name the new main process to systemd from the current one, before
      * this process can exit: the child says it too, but if this process
      * (with nothing left to drain) exited first, systemd would see its main
@@ -371,23 +389,38 @@ void rly_handover_serve(rly_proc *p)
     RTC_LOG(RTC_LOG_INFO, NULL,
             "takeover: pid %d took %zu UDP allocation(s) and %u socket(s), %zu byte(s) of "
             "state, workers paused %llu ms; draining %zu TCP/TLS allocation(s) for up to %lld s",
-            (int)p->to_pid, moved, fds.n, blen,
+            (int)p->to_pid, moved, n_fds, blen,
             (unsigned long long)(rtc_clock_mono_ms() - t0), rly_quota_total(p->quota),
             (long long)p->s.drain_seconds);
     close(p->to_sock);
     p->to_sock = -1;
     p->to_pid = 0;
-    free(fds.v);
-    explicit_bzero(blob, blen); /* it holds the nonce key */
-    free(blob);
-    return;
-out_fail:
-    rly_pool_resume(p);
+}
+
+/* The child said HELO: pause, send, wait for its ACK, then let it run and
+ * keep only the TCP/TLS connections, drained as on SIGTERM. */
+void rly_handover_serve(rly_proc *p)
+{
+    char why[600];
+    uint64_t t0;
+    rly_to_fds fds = {0};
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+
+    if (!child_hello(p))
+        return;
+    t0 = rtc_clock_mono_ms();
+    rly_pool_pause(p);
+    if (exchange(p, t0, &fds, &blob, &blen, why, sizeof why) == 0) {
+        handed_over(p, t0, fds.n, blen);
+    } else {
+        rly_pool_resume(p);
+        takeover_failed(p, why);
+    }
     free(fds.v);
     if (blob)
-        explicit_bzero(blob, blen);
+        explicit_bzero(blob, blen); /* it holds the nonce key */
     free(blob);
-    takeover_failed(p, why);
 }
 
 

@@ -160,11 +160,52 @@ void rly_worker_post_stop(rly_worker *w)
     wake(w);
 }
 
+/* The listening sockets: new ones, or (takeover) the old process's. 0, or
+ * RTC_EMSG with err; what was opened is closed by rly_worker_free. */
+static int open_listeners(rly_worker *w, const rly_worker_params *p, char *err, size_t errlen)
+{
+    /* the first of several workers checks that nobody else holds the ports */
+    int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
+
+    for (size_t i = 0; i < p->n_listen; i++) {
+        w->udp_fd[i] = w->tcp_fd[i] = -1;
+        w->n_listen = i + 1;
+        if (p->adopt) {
+            w->udp_fd[i] = rly_worker_adopt_fd(p, p->adopt->udp[i]);
+            w->tcp_fd[i] = rly_worker_adopt_fd(p, p->adopt->tcp[i]);
+            if (w->udp_fd[i] < 0 || w->tcp_fd[i] < 0) {
+                snprintf(err, errlen, "takeover: listener %zu without a socket", i);
+                return RTC_EMSG;
+            }
+        } else if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, lsm, err, errlen,
+                                                 "listen")) < 0 ||
+                   (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, lsm, err, errlen,
+                                                 "listen")) < 0) {
+            return RTC_EMSG;
+        }
+        ep_add(w, w->udp_fd[i], EPOLLIN, EV_DATA(T_UDP, i));
+        ep_add(w, w->tcp_fd[i], EPOLLIN, EV_DATA(T_TCP_LISTEN, i));
+    }
+    for (size_t i = 0; i < p->n_tls_listen; i++) {
+        w->tls_fd[i] = -1;
+        w->n_tls = i + 1;
+        if (p->adopt) {
+            if ((w->tls_fd[i] = rly_worker_adopt_fd(p, p->adopt->tls[i])) < 0) {
+                snprintf(err, errlen, "takeover: TLS listener %zu without a socket", i);
+                return RTC_EMSG;
+            }
+        } else if ((w->tls_fd[i] = listen_socket(&p->tls_listen[i], SOCK_STREAM, lsm, err,
+                                                 errlen, "tls-listen")) < 0) {
+            return RTC_EMSG;
+        }
+        ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
+    }
+    return 0;
+}
+
 rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
 {
     rly_worker *w = calloc(1, sizeof *w);
-    /* the first of several workers checks that nobody else holds the ports */
-    int lsm = !p->reuseport ? LS_PLAIN : p->first ? LS_REUSEPORT | LS_PROBE : LS_REUSEPORT;
     rly_io io = {.relay_open = rly_udp_relay_open, .relay_attach = rly_udp_relay_attach,
                  .relay_close = rly_udp_relay_close,
                  .send_peer = rly_udp_send_peer, .relay_dont_fragment = rly_ports_dont_fragment};
@@ -219,39 +260,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }
-    for (size_t i = 0; i < p->n_listen; i++) {
-        w->udp_fd[i] = w->tcp_fd[i] = -1;
-        w->n_listen = i + 1;
-        if (p->adopt) {
-            w->udp_fd[i] = rly_worker_adopt_fd(p, p->adopt->udp[i]);
-            w->tcp_fd[i] = rly_worker_adopt_fd(p, p->adopt->tcp[i]);
-            if (w->udp_fd[i] < 0 || w->tcp_fd[i] < 0) {
-                snprintf(err, errlen, "takeover: listener %zu without a socket", i);
-                goto out_free;
-            }
-        } else if ((w->udp_fd[i] = listen_socket(&p->listen[i], SOCK_DGRAM, lsm, err, errlen,
-                                                 "listen")) < 0 ||
-                   (w->tcp_fd[i] = listen_socket(&p->listen[i], SOCK_STREAM, lsm, err, errlen,
-                                                 "listen")) < 0) {
-            goto out_free;
-        }
-        ep_add(w, w->udp_fd[i], EPOLLIN, EV_DATA(T_UDP, i));
-        ep_add(w, w->tcp_fd[i], EPOLLIN, EV_DATA(T_TCP_LISTEN, i));
-    }
-    for (size_t i = 0; i < p->n_tls_listen; i++) {
-        w->tls_fd[i] = -1;
-        w->n_tls = i + 1;
-        if (p->adopt) {
-            if ((w->tls_fd[i] = rly_worker_adopt_fd(p, p->adopt->tls[i])) < 0) {
-                snprintf(err, errlen, "takeover: TLS listener %zu without a socket", i);
-                goto out_free;
-            }
-        } else if ((w->tls_fd[i] = listen_socket(&p->tls_listen[i], SOCK_STREAM, lsm, err,
-                                                 errlen, "tls-listen")) < 0) {
-            goto out_free;
-        }
-        ep_add(w, w->tls_fd[i], EPOLLIN, EV_DATA(T_TLS_LISTEN, i));
-    }
+    if (open_listeners(w, p, err, errlen))
+        goto out_free;
     w->iplimit = p->iplimit; /* shared; rly_stream_accept needs it */
     if (!w->iplimit) {
         snprintf(err, errlen, "no per-IP connection table");
