@@ -1,4 +1,4 @@
-/* main.c - tsunagu-relay entry point; everything else is in rly_main.c so
+/* main.c - tsunagu-relay entry point; everything else is in the library so
  * tests can link the settings table. */
 #include "rly_main.h"
 

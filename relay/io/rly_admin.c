@@ -1,15 +1,22 @@
-/* rly_admin.c - the relay's tiny admin HTTP/1.1 server: GET /metrics
- * (Prometheus text, metric names of DESIGN.md) and GET /healthz. Answers
- * are built from the workers' plain counters, summed here at scrape time;
- * every answer closes the connection. Bound to 127.0.0.1 by default.
+/* rly_admin.c - the admin HTTP/1.1 server (see rly_admin.h): every answer
+ * closes the connection.
  *
- * The connections live in a small fixed table on the worker that owns the
- * listener. Idle clients must not be able to lock the scraper out: an entry
- * that has not sent a whole request head within ADMIN_TIMEOUT_MS is closed
- * by the sweep, and when the table is full the oldest entry makes room for
- * the newcomer. When accept() runs out of descriptors the listener is
- * paused until the next sweep instead of waking the loop at once again. */
+ * The connections live in a small fixed table. Idle clients must not be
+ * able to lock the scraper out: an entry that has not sent a whole request
+ * head and taken its answer within ADMIN_TIMEOUT_MS is closed by the tick,
+ * and when the table is full the oldest entry makes room for the newcomer.
+ * When accept() runs out of descriptors the listener is paused until the
+ * next tick instead of waking the loop at once again.
+ *
+ * Answers are written without blocking and without retrying in a loop
+ * (the loop also relays packets): what the socket does not take at once
+ * waits in the connection's buffer, sent as EPOLLOUT says there is room.
+ * An answer larger than ADMIN_OUT_MAX is not sent (the connection is
+ * closed), so a scrape cannot make the worker buffer without bound. */
+#include "rly_admin.h"
+
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,171 +24,39 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "rly_worker.h"
+#include "rtc_http.h"
 
 #define ADMIN_MAX 16
 #define ADMIN_TIMEOUT_MS 5000
+#define ADMIN_OUT_MAX (1u << 20)
 
 typedef struct {
     int fd;
     size_t len;
     uint64_t accepted_ms;
     char buf[2048];
+    bool answering; /* the head is in; out holds the answer */
+    rtc_buf out;    /* the answer, from off on still to send */
+    size_t off;
 } admin_conn;
 
 struct rly_admin {
     rly_admin_params p;
-    bool paused; /* listener out of epoll after EMFILE; re-armed by the sweep */
+    rtc_http_site site;
+    int listen_fd;
+    bool paused; /* listener out of epoll after EMFILE; re-armed by the tick */
     admin_conn c[ADMIN_MAX];
 };
 
-static void metrics(rtc_buf *b, const rly_worker *const *ws, size_t n, double start,
-                    const rly_reloads *reloads)
-{
-    rly_stats sum;
-    uint64_t allocs = 0;
-    static const char *const dir_c2p = "direction=\"client_to_peer\"";
-    static const char *const dir_p2c = "direction=\"peer_to_client\"";
-
-    memset(&sum, 0, sizeof sum);
-    for (size_t i = 0; i < n; i++) {
-        const rly_stats *s = rly_worker_stats(ws[i]);
-        sum.allocations_total += s->allocations_total;
-        sum.auth_failures += s->auth_failures;
-        sum.permission_denied += s->permission_denied;
-        sum.pkts_c2p += s->pkts_c2p;
-        sum.pkts_p2c += s->pkts_p2c;
-        sum.bytes_c2p += s->bytes_c2p;
-        sum.bytes_p2c += s->bytes_p2c;
-        for (int d = 0; d < RLY_DROP_N; d++)
-            sum.dropped[d] += s->dropped[d];
-    }
-    /* the shared quota count is exact; per-worker gauges lag a loop turn */
-    if (n)
-        allocs = rly_worker_total_allocations(ws[0]);
-    rtc_metrics_one(b, "tsunagu_relay_allocations", "gauge",
-                    "Live TURN allocations.", allocs);
-    rtc_metrics_one(b, "tsunagu_relay_allocations_total", "counter",
-                    "TURN allocations created.", sum.allocations_total);
-    rtc_metrics_one(b, "tsunagu_relay_auth_failures_total", "counter",
-                    "Requests with wrong credentials (bad user, realm or integrity).",
-                    sum.auth_failures);
-    rtc_metrics_header(b, "tsunagu_relay_packets_total", "counter", "Relayed packets.");
-    rtc_metrics_u64(b, "tsunagu_relay_packets_total", dir_c2p, sum.pkts_c2p);
-    rtc_metrics_u64(b, "tsunagu_relay_packets_total", dir_p2c, sum.pkts_p2c);
-    rtc_metrics_header(b, "tsunagu_relay_bytes_total", "counter", "Relayed payload bytes.");
-    rtc_metrics_u64(b, "tsunagu_relay_bytes_total", dir_c2p, sum.bytes_c2p);
-    rtc_metrics_u64(b, "tsunagu_relay_bytes_total", dir_p2c, sum.bytes_p2c);
-    rtc_metrics_header(b, "tsunagu_relay_dropped_total", "counter",
-                       "Packets dropped, by reason.");
-    for (int d = 0; d < RLY_DROP_N; d++) {
-        char label[64];
-        snprintf(label, sizeof label, "reason=\"%s\"", rly_drop_names[d]);
-        rtc_metrics_u64(b, "tsunagu_relay_dropped_total", label, sum.dropped[d]);
-    }
-    rtc_metrics_one(b, "tsunagu_relay_permission_denied_total", "counter",
-                    "CreatePermission/ChannelBind peers refused by the peer policy.",
-                    sum.permission_denied);
-    if (reloads) {
-        rtc_metrics_header(b, "tsunagu_relay_config_reloads_total", "counter",
-                           "SIGHUP reloads; a failed one keeps the old settings running.");
-        rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"ok\"",
-                        atomic_load(&reloads->ok));
-        rtc_metrics_u64(b, "tsunagu_relay_config_reloads_total", "result=\"failed\"",
-                        atomic_load(&reloads->failed));
-        rtc_metrics_header(b, "tsunagu_relay_takeovers_total", "counter",
-                           "Live takeovers (SIGUSR2) that made this process or were tried "
-                           "from it; a failed one keeps the old process serving.");
-        rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"ok\"",
-                        atomic_load(&reloads->takeover_ok));
-        rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
-                        atomic_load(&reloads->takeover_failed));
-    }
-    rtc_metrics_process(b, start);
-}
-
-static void reply(rtc_buf *out, const char *status, const char *ctype, const char *body,
-                  size_t blen)
-{
-    rtc_buf_printf(out,
-                   "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n\r\n",
-                   status, ctype, blen);
-    rtc_buf_append(out, body, blen);
-}
-
-void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
-                       const rly_worker *const *workers, size_t n, double start_time_s,
-                       const rly_reloads *reloads)
-{
-    bool draining = false;
-    (void)len;
-    for (size_t i = 0; i < n; i++)
-        draining |= rly_worker_draining(workers[i]);
-    if (!strncmp(req, "GET /metrics ", 13) || !strncmp(req, "GET /metrics?", 13)) {
-        rtc_buf body;
-        rtc_buf_init(&body);
-        metrics(&body, workers, n, start_time_s, reloads);
-        if (body.oom)
-            reply(out, "500 Internal Server Error", "text/plain", "out of memory\n", 14);
-        else
-            reply(out, "200 OK", "text/plain; version=0.0.4; charset=utf-8", body.p, body.len);
-        rtc_buf_dispose(&body);
-    } else if (!strncmp(req, "GET /healthz ", 13)) {
-        /* draining: tell load balancers to send new clients elsewhere */
-        if (draining)
-            reply(out, "503 Service Unavailable", "text/plain", "draining\n", 9);
-        else
-            reply(out, "200 OK", "text/plain", "ok\n", 3);
-    } else if (!strncmp(req, "GET ", 4)) {
-        reply(out, "404 Not Found", "text/plain", "not found\n", 10);
-    } else {
-        reply(out, "405 Method Not Allowed", "text/plain", "only GET\n", 9);
-    }
-}
-
 /* ---- connections ---- */
-
-rly_admin *rly_admin_new(const rly_admin_params *p)
-{
-    rly_admin *a = calloc(1, sizeof *a);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = p->listen_data};
-    if (!a) {
-        close(p->listen_fd);
-        return NULL;
-    }
-    a->p = *p;
-    for (int i = 0; i < ADMIN_MAX; i++)
-        a->c[i].fd = -1;
-    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, p->listen_fd, &ev)) {
-        rly_admin_free(a);
-        return NULL;
-    }
-    return a;
-}
 
 static void admin_close(rly_admin *a, int i)
 {
-    epoll_ctl(a->p.ep, EPOLL_CTL_DEL, a->c[i].fd, NULL);
+    rly_worker_unwatch(a->p.loop, a->c[i].fd);
     close(a->c[i].fd);
     a->c[i].fd = -1;
+    rtc_buf_dispose(&a->c[i].out);
 }
-
-void rly_admin_free(rly_admin *a)
-{
-    if (!a)
-        return;
-    for (int i = 0; i < ADMIN_MAX; i++)
-        if (a->c[i].fd >= 0)
-            admin_close(a, i);
-    /* after a takeover another process holds the listening socket too, and
-     * epoll forgets a descriptor only when the socket itself is closed */
-    epoll_ctl(a->p.ep, EPOLL_CTL_DEL, a->p.listen_fd, NULL);
-    close(a->p.listen_fd);
-    free(a);
-}
-
-int rly_admin_listen_fd(const rly_admin *a) { return a->p.listen_fd; }
 
 /* The slot for a new connection: a free one, else the oldest (closed). */
 static int admin_slot(rly_admin *a)
@@ -197,18 +72,97 @@ static int admin_slot(rly_admin *a)
     return oldest;
 }
 
+static int conn_of(const rly_admin *a, int fd)
+{
+    for (int i = 0; i < ADMIN_MAX; i++)
+        if (a->c[i].fd == fd)
+            return i;
+    return -1;
+}
+
+/* Send what the socket takes now; the rest waits for EPOLLOUT. Closes the
+ * connection when the answer is out or the socket failed. */
+static void admin_write(rly_admin *a, int i)
+{
+    admin_conn *ac = &a->c[i];
+    while (ac->off < ac->out.len) {
+        ssize_t s = send(ac->fd, ac->out.p + ac->off, ac->out.len - ac->off, MSG_NOSIGNAL);
+        if (s > 0) {
+            ac->off += (size_t)s;
+            continue;
+        }
+        if (s < 0 && errno == EINTR)
+            continue;
+        if (s < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+            rly_worker_watch_mod(a->p.loop, ac->fd, EPOLLOUT) == 0)
+            return; /* the loop calls again when there is room */
+        break;
+    }
+    admin_close(a, i);
+}
+
+/* A request head is complete: build the whole answer, then send it. */
+static void admin_answer(rly_admin *a, int i)
+{
+    admin_conn *ac = &a->c[i];
+    rtc_buf_init(&ac->out);
+    rtc_http_respond_raw(&a->site, ac->buf, ac->len, &ac->out);
+    if (ac->out.oom || ac->out.len > ADMIN_OUT_MAX) {
+        admin_close(a, i);
+        return;
+    }
+    ac->off = 0;
+    ac->answering = true;
+    admin_write(a, i);
+}
+
+static void admin_read(rly_admin *a, int i)
+{
+    admin_conn *ac = &a->c[i];
+    ssize_t n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        admin_close(a, i);
+        return;
+    }
+    ac->len += (size_t)n;
+    ac->buf[ac->len] = '\0';
+    if (!strstr(ac->buf, "\r\n\r\n") && !strstr(ac->buf, "\n\n")) {
+        if (ac->len >= sizeof ac->buf - 1)
+            admin_close(a, i); /* request head too large */
+        return;
+    }
+    admin_answer(a, i);
+}
+
+static void on_conn(void *arg, int fd, uint32_t events, uint64_t now_ms)
+{
+    rly_admin *a = arg;
+    int i = conn_of(a, fd);
+    (void)now_ms;
+    if (i < 0)
+        return;
+    if (a->c[i].answering) { /* only room to write matters now */
+        if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+            admin_write(a, i);
+        return;
+    }
+    admin_read(a, i);
+}
+
 static void pause_listener(rly_admin *a)
 {
-    struct epoll_event ev = {.events = 0, .data.u64 = a->p.listen_data};
-    if (!epoll_ctl(a->p.ep, EPOLL_CTL_MOD, a->p.listen_fd, &ev))
+    if (!rly_worker_watch_mod(a->p.loop, a->listen_fd, 0))
         a->paused = true;
 }
 
-void rly_admin_accept(rly_admin *a, uint64_t now_ms)
+static void on_listen(void *arg, int lfd, uint32_t events, uint64_t now_ms)
 {
+    rly_admin *a = arg;
+    (void)events;
     for (int n = 0; n < ADMIN_MAX; n++) {
-        int fd = accept4(a->p.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), i;
-        struct epoll_event ev = {.events = EPOLLIN};
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), i;
         if (fd < 0) {
             /* level-triggered: out of descriptors, the pending connection
              * would wake the loop again at once, forever */
@@ -217,66 +171,102 @@ void rly_admin_accept(rly_admin *a, uint64_t now_ms)
             return;
         }
         i = admin_slot(a);
-        ev.data.u64 = a->p.conn_data | (uint32_t)i;
-        if (epoll_ctl(a->p.ep, EPOLL_CTL_ADD, fd, &ev)) {
+        if (rly_worker_watch(a->p.loop, fd, EPOLLIN, on_conn, a)) {
             close(fd);
             continue;
         }
         a->c[i].fd = fd;
         a->c[i].len = 0;
         a->c[i].accepted_ms = now_ms;
+        rtc_buf_init(&a->c[i].out);
+        a->c[i].off = 0;
+        a->c[i].answering = false;
     }
 }
 
-void rly_admin_event(rly_admin *a, uint32_t idx)
+/* Once a second: close connections too slow to ask or to take the answer,
+ * resume a paused listener. */
+static void on_tick(void *arg, uint64_t now_ms)
 {
-    admin_conn *ac;
-    rtc_buf out;
-    ssize_t n;
-    size_t off = 0;
-    int tries = 0;
-
-    if (idx >= ADMIN_MAX || a->c[idx].fd < 0)
-        return;
-    ac = &a->c[idx];
-    n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
-    if (n <= 0) {
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        admin_close(a, (int)idx);
-        return;
-    }
-    ac->len += (size_t)n;
-    ac->buf[ac->len] = '\0';
-    if (!strstr(ac->buf, "\r\n\r\n") && !strstr(ac->buf, "\n\n")) {
-        if (ac->len >= sizeof ac->buf - 1)
-            admin_close(a, (int)idx); /* request head too large */
-        return;
-    }
-    rtc_buf_init(&out);
-    rly_admin_respond(&out, ac->buf, ac->len, a->p.all, *a->p.n_all, a->p.start_time_s,
-                      a->p.reloads);
-    /* small answers: the socket buffer takes them at once; a bounded retry
-     * covers the rare partial write without a per-connection queue */
-    while (!out.oom && off < out.len && tries++ < 1000) {
-        ssize_t s = send(ac->fd, out.p + off, out.len - off, MSG_NOSIGNAL);
-        if (s > 0)
-            off += (size_t)s;
-        else if (s < 0 && errno != EAGAIN && errno != EINTR)
-            break;
-    }
-    rtc_buf_dispose(&out);
-    admin_close(a, (int)idx);
-}
-
-void rly_admin_sweep(rly_admin *a, uint64_t now_ms)
-{
+    rly_admin *a = arg;
     for (int i = 0; i < ADMIN_MAX; i++)
         if (a->c[i].fd >= 0 && now_ms - a->c[i].accepted_ms >= ADMIN_TIMEOUT_MS)
             admin_close(a, i);
-    if (a->paused) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = a->p.listen_data};
-        if (!epoll_ctl(a->p.ep, EPOLL_CTL_MOD, a->p.listen_fd, &ev))
-            a->paused = false;
-    }
+    if (a->paused && !rly_worker_watch_mod(a->p.loop, a->listen_fd, EPOLLIN))
+        a->paused = false;
 }
+
+/* ---- life cycle ---- */
+
+static int listen_on(const rtc_addr *addr, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = rtc_addr_to_sockaddr(addr, &ss);
+    char as[RTC_ADDR_STRLEN];
+    int one = 1, fd = socket(addr->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* TIME_WAIT only */
+        if (addr->family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+        if (!bind(fd, (struct sockaddr *)&ss, sl) && !listen(fd, 1024))
+            return fd;
+    }
+    {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        rtc_addr_format(addr, true, as);
+        snprintf(err, errlen, "metrics-listen: cannot listen on %s (tcp): %s", as, strerror(e));
+    }
+    return -1;
+}
+
+rly_admin *rly_admin_new(const rly_admin_params *p, char *err, size_t errlen)
+{
+    rly_admin *a = calloc(1, sizeof *a);
+    int fd = p->addr ? -1 : p->listen_fd;
+
+    if (!a) {
+        snprintf(err, errlen, "metrics-listen: out of memory");
+        goto out_close;
+    }
+    a->p = *p;
+    a->site = (rtc_http_site){.metrics_type = RTC_HTTP_METRICS_TYPE "; charset=utf-8",
+                              .method_body = "only GET\n",
+                              .render_metrics = p->hooks.render,
+                              .unhealthy = p->hooks.unhealthy,
+                              .ctx = p->hooks.arg};
+    for (int i = 0; i < ADMIN_MAX; i++)
+        a->c[i].fd = -1;
+    if (p->addr && (fd = listen_on(p->addr, err, errlen)) < 0)
+        goto out_free;
+    a->listen_fd = fd;
+    if (rly_worker_watch(p->loop, fd, EPOLLIN, on_listen, a)) {
+        snprintf(err, errlen, "metrics-listen: cannot watch the listener");
+        goto out_free;
+    }
+    rly_worker_on_tick(p->loop, on_tick, a);
+    return a;
+out_free:
+    free(a);
+out_close:
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+void rly_admin_free(rly_admin *a)
+{
+    if (!a)
+        return;
+    for (int i = 0; i < ADMIN_MAX; i++)
+        if (a->c[i].fd >= 0)
+            admin_close(a, i);
+    rly_worker_on_tick(a->p.loop, NULL, NULL);
+    rly_worker_unwatch(a->p.loop, a->listen_fd);
+    close(a->listen_fd);
+    free(a);
+}
+
+int rly_admin_listen_fd(const rly_admin *a) { return a->listen_fd; }

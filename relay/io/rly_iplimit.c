@@ -1,13 +1,14 @@
 /* rly_iplimit.c - shared per-source connection counts (see rly_iplimit.h).
- * A chained hash with a random seed (sources are chosen by attackers, so the
- * bucket must not be predictable), one mutex. */
+ * A chained hash keyed with SipHash under a random key of this table
+ * (sources are chosen by attackers, so the bucket must not be predictable),
+ * one mutex. */
 #include "rly_iplimit.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rtc_crypto.h"
+#include "rtc_hash.h"
 
 #define BUCKETS 4096
 
@@ -19,7 +20,7 @@ typedef struct entry {
 
 struct rly_iplimit {
     pthread_mutex_t mu;
-    uint64_t seed;
+    rtc_hash_key key;
     entry *b[BUCKETS];
 };
 
@@ -32,10 +33,7 @@ static void key_of(const rtc_addr *ip, uint8_t key[9])
 
 static uint32_t bucket(const rly_iplimit *l, const uint8_t key[9])
 {
-    uint64_t h = l->seed ^ 0xcbf29ce484222325ull; /* FNV-1a, seeded */
-    for (int i = 0; i < 9; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
-    return (uint32_t)(h ^ h >> 32) % BUCKETS;
+    return (uint32_t)(rtc_siphash24(&l->key, key, 9) % BUCKETS);
 }
 
 rly_iplimit *rly_iplimit_new(void)
@@ -43,7 +41,7 @@ rly_iplimit *rly_iplimit_new(void)
     rly_iplimit *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
-    if (rtc_random(&l->seed, sizeof l->seed) || pthread_mutex_init(&l->mu, NULL)) {
+    if (rtc_hash_key_random(&l->key) || pthread_mutex_init(&l->mu, NULL)) {
         free(l);
         return NULL;
     }

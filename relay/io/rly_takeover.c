@@ -208,17 +208,6 @@ typedef struct {
     size_t errlen;
 } parser;
 
-/* rtc_rd_u64, spelled out: GCC's -Wmaybe-uninitialized misreads the
- * inlined original in this file's long && chains */
-static bool rd_u64(rtc_rd *r, uint64_t *v)
-{
-    uint32_t hi = 0, lo = 0;
-    if (rtc_rd_left(r) < 8 || !rtc_rd_u32(r, &hi) || !rtc_rd_u32(r, &lo))
-        return false;
-    *v = (uint64_t)hi << 32 | lo;
-    return true;
-}
-
 static bool fail(parser *p, const char *what)
 {
     snprintf(p->err, p->errlen, "takeover state: %s", what);
@@ -246,7 +235,7 @@ static bool get_time(parser *p, uint64_t *t)
 {
     uint64_t raw;
     int64_t off;
-    if (!rd_u64(&p->r, &raw))
+    if (!rtc_rd_u64(&p->r, &raw))
         return fail(p, "truncated timer");
     off = (int64_t)raw;
     if (off < -RLY_TO_MAX_OFFSET_MS || off > RLY_TO_MAX_OFFSET_MS)
@@ -313,7 +302,7 @@ static bool get_alloc(parser *p, rly_alloc *a, uint32_t n_listen)
     if (!rtc_rd_u8(&p->r, &rest) || rest > 1)
         return fail(p, "bad REST flag");
     a->rest = rest;
-    if (!rd_u64(&p->r, &a->bw_tokens) || !get_time(p, &a->bw_last_ms) ||
+    if (!rtc_rd_u64(&p->r, &a->bw_tokens) || !get_time(p, &a->bw_last_ms) ||
         !rtc_rd_u8(&p->r, &a->n_perms))
         return fail(p, "truncated allocation");
     if (a->n_perms > RLY_MAX_PERMS)
@@ -424,8 +413,8 @@ int rly_to_parse(const uint8_t *buf, size_t len, uint32_t n_fds_got, uint64_t no
         fail(&p, "metrics address and descriptor disagree");
         goto out_bad;
     }
-    if (!rtc_rd_copy(&p.r, s->nonce_key, 32) || !rd_u64(&p.r, &s->takeovers_ok) ||
-        !rd_u64(&p.r, &s->takeovers_failed)) {
+    if (!rtc_rd_copy(&p.r, s->nonce_key, 32) || !rtc_rd_u64(&p.r, &s->takeovers_ok) ||
+        !rtc_rd_u64(&p.r, &s->takeovers_failed)) {
         fail(&p, "truncated header");
         goto out_bad;
     }

@@ -1,4 +1,5 @@
-/* rly_tls.c - OpenSSL server side for TURN over TLS. */
+/* rly_tls.c - OpenSSL server side for TURN over TLS: the connections; the
+ * context comes from rtc_tls (common to the three programs). */
 #include "rly_tls.h"
 
 #include <errno.h>
@@ -7,6 +8,8 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "rtc_tls.h"
 
 struct rly_tls {
     SSL_CTX *ctx;
@@ -23,42 +26,21 @@ rly_tls *rly_tls_new(const char *cert, const char *key, char *err, size_t errlen
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    t->ctx = SSL_CTX_new(TLS_server_method());
+    /* TLS 1.2 at least, partial writes from a moving buffer, released
+     * buffers for idle connections, the key checked against the chain */
+    t->ctx = rtc_tls_server_new(cert, key, err, errlen);
     if (!t->ctx) {
-        snprintf(err, errlen, "cannot create a TLS context");
-        goto out_free;
-    }
-    SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
-    /* RELEASE_BUFFERS: an idle connection does not keep ~50 KB of record
-     * buffers (many idle or half-open TLS clients must stay cheap) */
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                 SSL_MODE_RELEASE_BUFFERS);
-    if (SSL_CTX_use_certificate_chain_file(t->ctx, cert) != 1) {
-        snprintf(err, errlen, "cert: cannot load certificate chain from '%s'", cert);
-        goto out_ctx;
-    }
-    if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, errlen, "key: cannot load private key from '%s'", key);
-        goto out_ctx;
-    }
-    if (SSL_CTX_check_private_key(t->ctx) != 1) {
-        snprintf(err, errlen, "key: '%s' does not match the certificate '%s'", key, cert);
-        goto out_ctx;
+        free(t);
+        return NULL;
     }
     return t;
-out_ctx:
-    ERR_clear_error();
-    SSL_CTX_free(t->ctx);
-out_free:
-    free(t);
-    return NULL;
 }
 
 void rly_tls_free(rly_tls *t)
 {
     if (!t)
         return;
-    SSL_CTX_free(t->ctx); /* connections hold their own reference */
+    rtc_tls_ctx_free(t->ctx); /* connections hold their own reference */
     free(t);
 }
 

@@ -1,6 +1,7 @@
 /* rly_worker.h - one relay worker: an epoll loop that owns listening
- * sockets (UDP, TCP, TLS), client connections, relayed sockets, the admin
- * HTTP listener and one TURN engine (rly_turn) with its allocation table.
+ * sockets (UDP, TCP, TLS), client connections, relayed sockets and one
+ * TURN engine (rly_turn) with its allocation table, and watches descriptors
+ * of other modules for them (rly_worker_watch: the admin HTTP server).
  *
  * Everything a worker touches on the packet path is its own: no locks, no
  * shared counters, no heap allocation per packet (a fixed pool of receive
@@ -27,18 +28,8 @@
 #include "rly_tls.h"
 #include "rly_turn.h"
 #include "rtc_addr.h"
-#include "rtc_metrics.h"
 
 typedef struct rly_worker rly_worker; /* opaque */
-
-/* SIGHUP reloads, counted by the main thread and shown on /metrics: a
- * refused reload leaves the old settings running, which only the log and
- * this counter tell an operator. */
-typedef struct {
-    _Atomic uint64_t ok, failed;
-    /* live takeovers (SIGUSR2), carried from process to process */
-    _Atomic uint64_t takeover_ok, takeover_failed;
-} rly_reloads;
 
 typedef struct {
     const rly_cfg *cfg;
@@ -48,24 +39,16 @@ typedef struct {
     size_t n_tls_listen;
     rly_tls *tls;           /* borrowed; required when n_tls_listen > 0 */
     rly_ports *ports;        /* shared relayed-port pool */
-    const rtc_addr *metrics; /* admin HTTP listener, NULL = none (one worker has it) */
-    double start_time_s;     /* process_start_time_seconds */
     bool reuseport;          /* several workers share the listening ports */
     bool first;              /* the first worker made (checks the ports are free) */
     rly_quota *quota;        /* shared */
     rly_iplimit *iplimit;    /* shared: TCP/TLS connections per source */
     const uint8_t *nonce_key; /* 32 bytes, shared */
-    /* every worker, for the metrics page (read at scrape time only) */
-    rly_worker *const *all;
-    const size_t *n_all;
-    const rly_reloads *reloads; /* owned by the main thread */
     /* live takeover (child side): the listening sockets are descriptors of
-     * adopt_fds named by adopt (and adopt_metrics_fd) instead of new ones;
-     * each one taken is set to -1 there (the worker owns it, even when
-     * rly_worker_new fails) */
+     * adopt_fds named by adopt instead of new ones; each one taken is set to
+     * -1 there (the worker owns it, even when rly_worker_new fails) */
     const rly_to_worker *adopt;
     int *adopt_fds;
-    uint32_t adopt_metrics_fd;
 } rly_worker_params;
 
 /* Opens every socket; NULL with a reason naming the address in err. */
@@ -101,10 +84,9 @@ bool rly_worker_wait_paused(rly_worker *w, uint64_t deadline_ms);
 void rly_worker_resume(rly_worker *w);
 /* Paused: describe the worker's listening sockets and UDP allocations into
  * tw (descriptors appended to fds, which stay the worker's). 0 or -ENOMEM. */
-int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds, bool with_metrics,
-                      uint32_t *metrics_idx);
-/* Paused, once the new process has the state: forget the UDP allocations,
- * the listening sockets and the admin listener (closing this process's
+int rly_worker_export(rly_worker *w, rly_to_worker *tw, rly_to_fds *fds);
+/* Paused, once the new process has the state: forget the UDP allocations
+ * and the listening sockets (closing this process's
  * descriptors only; the new process holds the sockets) and start draining
  * the TCP/TLS connections left. Returns the number of allocations moved. */
 size_t rly_worker_handed_over(rly_worker *w);
@@ -122,32 +104,19 @@ size_t rly_worker_allocations(const rly_worker *w);
 size_t rly_worker_total_allocations(const rly_worker *w);
 bool rly_worker_draining(const rly_worker *w);
 
-/* rly_admin.c: the admin HTTP listener of one worker (GET /metrics,
- * /healthz). Owned and driven by that worker's thread; events reach it
- * through epoll data listen_data and conn_data | connection index. */
-typedef struct rly_admin rly_admin; /* opaque */
-typedef struct {
-    int ep;                 /* the worker's epoll */
-    int listen_fd;          /* ownership passes to rly_admin_new, even on failure */
-    uint64_t listen_data;   /* epoll data of the listener */
-    uint64_t conn_data;     /* epoll data of a connection, ORed with its index */
-    const rly_worker *const *all;
-    const size_t *n_all;
-    double start_time_s;
-    const rly_reloads *reloads;
-} rly_admin_params;
-rly_admin *rly_admin_new(const rly_admin_params *p); /* NULL on failure */
-void rly_admin_free(rly_admin *a);                    /* NULL is a no-op */
-int rly_admin_listen_fd(const rly_admin *a);
-void rly_admin_accept(rly_admin *a, uint64_t now_ms); /* listener readable */
-void rly_admin_event(rly_admin *a, uint32_t idx);     /* connection readable */
-/* Once a second: close connections idle too long, resume a paused listener. */
-void rly_admin_sweep(rly_admin *a, uint64_t now_ms);
-
-/* rly_admin.c: the HTTP/1.1 answer (status line, headers, body) to one
- * request head `req` for /metrics or /healthz, summing the workers. */
-void rly_admin_respond(rtc_buf *out, const char *req, size_t len,
-                       const rly_worker *const *workers, size_t n, double start_time_s,
-                       const rly_reloads *reloads);
+/* Descriptors of other modules on the worker's loop (the admin HTTP
+ * server): cb runs on the worker's thread with the epoll events of fd. Call
+ * these on that thread, or before the worker runs, or while it is parked.
+ * At most RLY_WATCH_MAX at a time. watch: 0 or -errno (-ENOSPC when full);
+ * the callback never fires for fd after unwatch, not even for an event of
+ * the same batch. */
+#define RLY_WATCH_MAX 64
+typedef void (*rly_watch_cb)(void *arg, int fd, uint32_t events, uint64_t now_ms);
+int rly_worker_watch(rly_worker *w, int fd, uint32_t events, rly_watch_cb cb, void *arg);
+int rly_worker_watch_mod(rly_worker *w, int fd, uint32_t events); /* 0 or -errno */
+void rly_worker_unwatch(rly_worker *w, int fd);                   /* does not close fd */
+/* One callback run about once a second on the worker's loop (the admin's
+ * timeouts); cb NULL removes it. Same threads as rly_worker_watch. */
+void rly_worker_on_tick(rly_worker *w, void (*cb)(void *arg, uint64_t now_ms), void *arg);
 
 #endif

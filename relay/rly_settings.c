@@ -1,0 +1,334 @@
+/* rly_settings.c - the settings table and settings -> rly_cfg (see
+ * rly_settings.h). */
+#include "rly_settings.h"
+
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "rtc_err.h"
+#include "rtc_log.h"
+
+
+static int check_ports(const char *v, char *err, size_t errlen)
+{
+    unsigned lo, hi;
+    char tail;
+    if (sscanf(v, "%u-%u%c", &lo, &hi, &tail) != 2 || lo < 1 || hi > 65535 || lo > hi) {
+        snprintf(err, errlen, "expected LO-HI with 1 <= LO <= HI <= 65535");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int check_user(const char *v, char *err, size_t errlen)
+{
+    const char *c = strchr(v, ':');
+    if (!c || c == v || !c[1] || c - v > 128) {
+        snprintf(err, errlen, "expected NAME:PASSWORD (name 1-128 bytes, password non-empty)");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int check_realm(const char *v, char *err, size_t errlen)
+{
+    /* every 401 carries the realm: a long one would make the relay a
+     * better amplifier for spoofed Allocates */
+    if (!*v || strlen(v) > 32) {
+        snprintf(err, errlen, "expected 1-32 bytes");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+/* RTC_CONF_RESTART: the listeners, the relay addresses and ports the
+ * relayed sockets are bound to, the admin listener and the worker count are
+ * fixed at start-up; a reload keeps their running values
+ * (rly_settings_keep_fixed). */
+#define OFF(f) offsetof(rly_settings, f)
+#define I64MAX 4000000000LL
+
+const rtc_conf_spec rly_conf_specs[] = {
+    {"listen", RTC_CONF_LIST, OFF(listen), 0, 0, "0.0.0.0:3478", "ADDR:PORT",
+     "UDP and TCP listener", rtc_conf_check_hostport, RTC_CONF_RESTART},
+    {"tls-listen", RTC_CONF_LIST, OFF(tls_listen), 0, 0, NULL, "ADDR:PORT",
+     "TURN over TLS listener (needs --cert and --key)", rtc_conf_check_hostport,
+     RTC_CONF_RESTART},
+    {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate chain (PEM)", NULL,
+     0},
+    {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
+    {"relay-ip", RTC_CONF_LIST, OFF(relay_ip), 0, 0, NULL, "IP",
+     "address relayed sockets bind to, one per family (default: the listen address, or an "
+     "interface address when listening on a wildcard)",
+     rtc_conf_check_ip, RTC_CONF_RESTART},
+    {"external-ip", RTC_CONF_LIST, OFF(external_ip), 0, 0, NULL, "IP",
+     "address advertised in XOR-RELAYED-ADDRESS behind a 1:1 NAT, one per family",
+     rtc_conf_check_ip, 0},
+    {"relay-ports", RTC_CONF_STR, OFF(relay_ports), 0, 0, "49152-65535", "LO-HI",
+     "relayed port range", check_ports, RTC_CONF_RESTART},
+    {"realm", RTC_CONF_STR, OFF(realm), 0, 0, "tsunagu", "R",
+     "realm for long-term credentials", check_realm, 0},
+    {"user", RTC_CONF_LIST, OFF(user), 0, 0, NULL, "NAME:PASSWORD",
+     "static long-term credential", check_user, RTC_CONF_SECRET},
+    {"auth-secret", RTC_CONF_LIST, OFF(auth_secret), 0, 0, NULL, "S",
+     "TURN REST API secret (username EXPIRY[:ID], password base64(HMAC-SHA1(S, username))); "
+     "repeat it (up to 4) to accept an old secret while rotating",
+     NULL, RTC_CONF_SECRET},
+    {"allow-peer", RTC_CONF_LIST, OFF(allow_peer), 0, 0, NULL, "CIDR",
+     "peer range clients may reach (wins over deny)", rtc_conf_check_cidr, 0},
+    {"deny-peer", RTC_CONF_LIST, OFF(deny_peer), 0, 0, NULL, "CIDR",
+     "peer range clients may not reach (besides the built-in private/loopback denies)",
+     rtc_conf_check_cidr, 0},
+    {"max-allocations", RTC_CONF_INT, OFF(max_allocations), 1, 100000000, "100000", "N",
+     "allocation quota of the whole relay (486 when reached)", NULL, 0},
+    {"max-allocations-per-user", RTC_CONF_INT, OFF(max_allocations_per_user), 1, 100000000,
+     "64", "N", "allocation quota per username (486 when reached)", NULL, 0},
+    {"max-lifetime", RTC_CONF_INT, OFF(max_lifetime), 1, 86400 * 7, "3600", "S",
+     "longest allocation lifetime granted", NULL, 0},
+    {"default-lifetime", RTC_CONF_INT, OFF(default_lifetime), 1, 86400 * 7, "600", "S",
+     "allocation lifetime when none is asked (and the minimum granted)", NULL, 0},
+    {"bandwidth-per-allocation", RTC_CONF_INT, OFF(bandwidth), 0, I64MAX, "0", "BYTES/S",
+     "cap per allocation, both directions together, 0 = none", NULL, 0},
+    {"threads", RTC_CONF_INT, OFF(threads), 0, 1024, "0", "N",
+     "worker threads, 0 = number of cores", NULL, RTC_CONF_RESTART},
+    {"metrics-listen", RTC_CONF_STR, OFF(metrics_listen), 0, 0, "127.0.0.1:9641", "ADDR:PORT",
+     "Prometheus /metrics and /healthz", rtc_conf_check_hostport, RTC_CONF_RESTART},
+    {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
+     "error, warn, info or debug", rtc_conf_check_log_level, 0},
+    {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
+     rtc_conf_check_log_format, 0},
+    {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 86400, "30", "S",
+     "on SIGTERM, how long existing allocations may keep relaying", NULL, 0},
+    {"legacy-channels", RTC_CONF_BOOL, OFF(legacy_channels), 0, 0, "false", NULL,
+     "ChannelBind also accepts 0x5000-0x7FFF (RFC 5766 clients such as turnutils_uclient)",
+     NULL, 0},
+    {"nonce-ttl", RTC_CONF_INT, OFF(nonce_ttl), 1, 86400, "600", "S",
+     "lifetime of a NONCE (438 Stale Nonce after it)", NULL, 0},
+    {"max-tcp-per-ip", RTC_CONF_INT, OFF(max_tcp_per_ip), 1, 1000000, "64", "N",
+     "TCP/TLS connections per client IPv4 address or IPv6 /64 (more are closed at accept)",
+     NULL, 0},
+    {"tcp-auth-timeout", RTC_CONF_INT, OFF(tcp_auth_timeout), 1, 3600, "10", "S",
+     "a TCP/TLS connection that has not made an allocation (TLS handshake included) within "
+     "S seconds is closed", NULL, 0},
+    RTC_CONF_END,
+};
+
+void rly_cfg_free(rly_cfg *c)
+{
+    if (!c)
+        return;
+    rly_auth_free(c->auth);
+    rtc_peer_policy_free(c->policy);
+    free(c);
+}
+
+/* A real address of this host for family when listening on a wildcard:
+ * advertising 0.0.0.0 would give clients a relayed address nobody can use. */
+static bool pick_iface(int family, rtc_addr *out)
+{
+    struct ifaddrs *ifs, *i;
+    bool found = false;
+    if (getifaddrs(&ifs))
+        return false;
+    for (i = ifs; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != family || !(i->ifa_flags & IFF_UP) ||
+            (i->ifa_flags & IFF_LOOPBACK))
+            continue;
+        rtc_addr_from_sockaddr(out, i->ifa_addr);
+        out->port = 0;
+        if (family == AF_INET6 && out->ip[0] == 0xfe && (out->ip[1] & 0xc0) == 0x80)
+            continue; /* link-local needs a scope; not a relay address */
+        found = true;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* Relay IPs are fixed at start-up (sockets are bound to them). */
+static int choose_relay_ips(const rly_settings *s, rtc_addr relay_ip[2], char *err,
+                            size_t errlen)
+{
+    for (size_t i = 0; i < s->relay_ip.n; i++) {
+        rtc_addr a;
+        rtc_addr_parse_ip(s->relay_ip.v[i], &a);
+        if (rtc_addr_is_any(&a)) {
+            snprintf(err, errlen, "relay-ip: '%s' is a wildcard; give a real address",
+                     s->relay_ip.v[i]);
+            return RTC_EMSG;
+        }
+        if (!relay_ip[a.family == AF_INET6].family)
+            relay_ip[a.family == AF_INET6] = a;
+    }
+    if (s->relay_ip.n)
+        return 0;
+    for (size_t i = 0; i < s->listen.n; i++) {
+        rtc_addr a;
+        int f;
+        rtc_addr_parse_hostport(s->listen.v[i], &a);
+        f = a.family == AF_INET6;
+        if (relay_ip[f].family)
+            continue;
+        a.port = 0;
+        if (!rtc_addr_is_any(&a)) {
+            relay_ip[f] = a;
+        } else if (!pick_iface(a.family, &relay_ip[f]) && a.family == AF_INET) {
+            rtc_addr_parse_ip("127.0.0.1", &relay_ip[f]);
+            RTC_LOG(RTC_LOG_WARN, NULL,
+                    "no non-loopback IPv4 interface: relaying on 127.0.0.1 (set --relay-ip)");
+        }
+    }
+    if (!relay_ip[0].family && !relay_ip[1].family) {
+        snprintf(err, errlen, "relay-ip: no relay address could be chosen; set --relay-ip");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
+static int parse_cidrs(const rtc_strlist *l, rtc_cidr **out)
+{
+    *out = calloc(l->n + 1, sizeof **out);
+    if (!*out)
+        return -ENOMEM;
+    for (size_t i = 0; i < l->n; i++)
+        rtc_cidr_parse(l->v[i], &(*out)[i]); /* validated by the table */
+    return 0;
+}
+
+int rly_settings_base(const rly_settings *s, rly_cfg_base *b, char *err, size_t errlen)
+{
+    unsigned lo, hi;
+
+    memset(b, 0, sizeof *b);
+    sscanf(s->relay_ports, "%u-%u", &lo, &hi); /* validated by the table */
+    b->port_lo = (uint16_t)lo;
+    b->port_hi = (uint16_t)hi;
+    return choose_relay_ips(s, b->relay_ip, err, errlen);
+}
+
+rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, size_t errlen)
+{
+    rly_cfg *c = calloc(1, sizeof *c);
+    rtc_cidr *allow = NULL, *deny = NULL;
+    rtc_addr own[4];
+    size_t n_own = 0;
+    rtc_peer_policy_params pp;
+
+    if (!c)
+        goto out_oom;
+    if (s->default_lifetime > s->max_lifetime) {
+        snprintf(err, errlen, "default-lifetime: %lld is above max-lifetime %lld",
+                 (long long)s->default_lifetime, (long long)s->max_lifetime);
+        goto out_free;
+    }
+    c->auth = rly_auth_new(s->realm, s->user.v, s->user.n, s->auth_secret.v, s->auth_secret.n,
+                           err, errlen);
+    if (!c->auth)
+        goto out_free;
+    if (parse_cidrs(&s->allow_peer, &allow) || parse_cidrs(&s->deny_peer, &deny))
+        goto out_oom;
+    for (int f = 0; f < 2; f++) {
+        c->relay_ip[f] = b->relay_ip[f];
+        c->advertise[f] = b->relay_ip[f];
+        if (b->relay_ip[f].family)
+            own[n_own++] = b->relay_ip[f];
+    }
+    for (size_t i = 0; i < s->external_ip.n; i++) {
+        rtc_addr a;
+        rtc_addr_parse_ip(s->external_ip.v[i], &a);
+        c->advertise[a.family == AF_INET6] = a;
+        if (n_own < 4)
+            own[n_own++] = a;
+    }
+    pp = (rtc_peer_policy_params){.allow = allow, .n_allow = s->allow_peer.n, .deny = deny,
+                                  .n_deny = s->deny_peer.n, .own = own, .n_own = n_own,
+                                  .own_port_lo = b->port_lo, .own_port_hi = b->port_hi};
+    c->policy = rtc_peer_policy_new(&pp);
+    if (!c->policy)
+        goto out_oom;
+    c->lim.default_lifetime_s = (uint32_t)s->default_lifetime;
+    c->lim.max_lifetime_s = (uint32_t)s->max_lifetime;
+    c->lim.max_allocs = (uint64_t)s->max_allocations;
+    c->lim.max_allocs_per_user = (uint64_t)s->max_allocations_per_user;
+    c->lim.bandwidth = (uint64_t)s->bandwidth;
+    c->lim.nonce_ttl_s = (uint32_t)s->nonce_ttl;
+    c->lim.legacy_channels = s->legacy_channels;
+    c->lim.max_tcp_per_ip = (uint32_t)s->max_tcp_per_ip;
+    c->lim.tcp_auth_timeout_s = (uint32_t)s->tcp_auth_timeout;
+    free(allow);
+    free(deny);
+    return c;
+out_oom:
+    snprintf(err, errlen, "out of memory");
+out_free:
+    free(allow);
+    free(deny);
+    rly_cfg_free(c);
+    return NULL;
+}
+
+int rly_settings_tls(const rly_settings *s, rly_tls **tls, char *err, size_t errlen)
+{
+    *tls = NULL;
+    if (!s->tls_listen.n)
+        return 0;
+    if (!s->cert || !s->key) {
+        snprintf(err, errlen, "tls-listen: needs both --cert and --key");
+        return RTC_EMSG;
+    }
+    *tls = rly_tls_new(s->cert, s->key, err, errlen);
+    return *tls ? 0 : RTC_EMSG;
+}
+
+size_t rly_settings_workers(const rly_settings *s)
+{
+    long n = s->threads > 0 ? (long)s->threads : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (size_t)n;
+}
+
+void rly_settings_log(const rly_settings *s)
+{
+    rtc_log_level lvl;
+    rtc_log_format fmt;
+
+    rtc_log_parse_level(s->log_level, &lvl);
+    rtc_log_parse_format(s->log_format, &fmt);
+    rtc_log_setup(lvl, fmt, "tsunagu-relay");
+}
+
+static size_t field_size(rtc_conf_type t)
+{
+    switch (t) {
+    case RTC_CONF_STR:
+        return sizeof(char *);
+    case RTC_CONF_INT:
+        return sizeof(int64_t);
+    case RTC_CONF_BOOL:
+        return sizeof(bool);
+    case RTC_CONF_LIST:
+        return sizeof(rtc_strlist);
+    default:
+        return 0;
+    }
+}
+
+void rly_settings_keep_fixed(rly_settings *running, rly_settings *fresh)
+{
+    for (const rtc_conf_spec *sp = rly_conf_specs; sp->key; sp++) {
+        uint8_t tmp[sizeof(rtc_strlist)];
+        uint8_t *a = (uint8_t *)running + sp->offset, *b = (uint8_t *)fresh + sp->offset;
+        size_t n = field_size(sp->type);
+        if (!(sp->flags & RTC_CONF_RESTART) || !n || n > sizeof tmp)
+            continue;
+        /* swapped, not copied: each struct keeps owning what it holds */
+        memcpy(tmp, a, n);
+        memcpy(a, b, n);
+        memcpy(b, tmp, n);
+    }
+}
