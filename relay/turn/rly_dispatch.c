@@ -269,19 +269,3 @@ rly_result rly_h_binding(rly_req *r)
     stn_build_xor_addr(&r->b, STN_A_XOR_MAPPED_ADDRESS, &r->in->tuple->client);
     return RLY_OK;
 }
-
-rly_result rly_check_peer(rly_req *r, const stn_attr_ref *ref, rtc_addr *peer)
-{
-    if (stn_attr_get_xor_addr(r->m, ref, peer))
-        return RLY_ERR(400, "Bad XOR-PEER-ADDRESS");
-    /* policy first: a forbidden address (e.g. ::ffff:127.0.0.1 sent to an
-     * IPv4 allocation) is reported as forbidden whatever its family */
-    if (!rtc_peer_policy_allows(r->t->cfg->policy, peer)) {
-        r->t->stats.permission_denied++;
-        return RLY_ERR(403, "Forbidden peer address");
-    }
-    /* a dual allocation takes peers of both families */
-    if (!rly_alloc_has_family(r->a, peer->family))
-        return RLY_ERR(443, "Peer Address Family Mismatch");
-    return RLY_OK;
-}

@@ -7,6 +7,24 @@
 #include "stn_attr.h"
 #include "stn_frame.h"
 
+/* One XOR-PEER-ADDRESS: well-formed (400), allowed by the peer policy (403,
+ * counted) and of a family the allocation has (443). */
+static rly_result check_peer(rly_req *r, const stn_attr_ref *ref, rtc_addr *peer)
+{
+    if (stn_attr_get_xor_addr(r->m, ref, peer))
+        return RLY_ERR(400, "Bad XOR-PEER-ADDRESS");
+    /* policy first: a forbidden address (e.g. ::ffff:127.0.0.1 sent to an
+     * IPv4 allocation) is reported as forbidden whatever its family */
+    if (!rtc_peer_policy_allows(r->t->cfg->policy, peer)) {
+        r->t->stats.permission_denied++;
+        return RLY_ERR(403, "Forbidden peer address");
+    }
+    /* a dual allocation takes peers of both families */
+    if (!rly_alloc_has_family(r->a, peer->family))
+        return RLY_ERR(443, "Peer Address Family Mismatch");
+    return RLY_OK;
+}
+
 /* Distinct IPs among peers[0..n) that hold no permission yet. */
 static size_t new_ips(const rly_alloc *a, const rtc_addr *peers, size_t n)
 {
@@ -31,7 +49,7 @@ rly_result rly_h_create_permission(rly_req *r)
     for (unsigned i = 0; i < r->m->n_attrs; i++) {
         if (r->m->attrs[i].type != STN_A_XOR_PEER_ADDRESS)
             continue;
-        res = rly_check_peer(r, &r->m->attrs[i], &peers[n]);
+        res = check_peer(r, &r->m->attrs[i], &peers[n]);
         if (res.code)
             return res;
         n++;
@@ -64,7 +82,7 @@ rly_result rly_h_channel_bind(rly_req *r)
         return RLY_ERR(400, "CHANNEL-NUMBER out of range");
     if (!pa)
         return RLY_ERR(400, "Missing XOR-PEER-ADDRESS");
-    res = rly_check_peer(r, pa, &peer);
+    res = check_peer(r, pa, &peer);
     if (res.code)
         return res;
     rc = rly_alloc_bind(r->a, chan, &peer, r->in->now_ms);

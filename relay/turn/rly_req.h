@@ -43,8 +43,4 @@ rly_result rly_h_channel_bind(rly_req *r);
 void rly_h_send(rly_turn *t, const rly_input *in, const stn_msg *m);
 void rly_chandata_from_client(rly_turn *t, const rly_input *in);
 
-/* Peer address checks shared by CreatePermission and ChannelBind:
- * 0, or an error result (400 bad address, 443 family, 403 policy). */
-rly_result rly_check_peer(rly_req *r, const stn_attr_ref *ref, rtc_addr *peer);
-
 #endif
