@@ -10,6 +10,7 @@
  * (taking its remote members with it). */
 #include "sig_room.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,11 +185,11 @@ static int send_text_as(sig_member *m, char *text, bool greeting, uint64_t now_u
     sig_buf *b;
     int rc;
     if (!text)
-        return -12; /* -ENOMEM */
+        return -ENOMEM;
     b = buf_new(m->hub, text, now_us);
     free(text);
     if (!b)
-        return -12;
+        return -ENOMEM;
     b->greeting = greeting;
     b->refs = 1; /* held across push so a failed push frees it below */
     rc = push(m, b);
@@ -205,8 +206,8 @@ static int send_text(sig_member *m, char *text, uint64_t now_us)
  * to every member of m's room except m. Through push_local: a member still
  * holding (just adopted, its tail open: see sig_member.holding) parks it,
  * so m's join or leave waits behind m's own earlier messages to it that are
- * parked or still in the tail, in the order they happened (review xresume
- * #12: a peer-left pushed past the hold overtook that peer's parked signal). */
+ * parked or still in the tail, in the order they happened (pushed past the
+ * hold, a peer-left would overtake that peer's parked signal). */
 static void send_others(sig_member *m, char *text, uint64_t now_us)
 {
     sig_buf *b;
@@ -754,43 +755,6 @@ static void hub_unlink(sig_hub *h, sig_member *m)
     m->hprev = m->hnext = NULL;
 }
 
-_Static_assert(SIG_HO_KEY_LEN == RTC_SHA256_LEN, "the reply key is an HMAC-SHA256");
-
-void sig_ho_reply_key(const char *token, uint8_t key[SIG_HO_KEY_LEN])
-{
-    static const char label[] = "tsunagu-hr-key";
-    rtc_hmac_sha256(token, strlen(token), label, sizeof label - 1, key);
-}
-
-int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
-                     const char *room, const char *id, const char *name,
-                     const char *const *texts, size_t n, char out[SIG_HO_MAC_LEN + 1])
-{
-    const char *f[] = {owner, room, id, name};
-    size_t cap = 64, len = 0;
-    uint8_t d[RTC_SHA256_LEN];
-    char *b;
-    for (size_t i = 0; i < 4; i++)
-        cap += strlen(f[i]) + 24;
-    for (size_t i = 0; i < n; i++)
-        cap += strlen(texts[i]) + 24;
-    if (!(b = malloc(cap)))
-        return -12; /* -ENOMEM */
-    len += (size_t)snprintf(b, cap, "tsunagu-hr|%llu|", (unsigned long long)rq);
-    /* every field length-prefixed: no two different replies read the same */
-    for (size_t i = 0; i < 4 + n; i++) {
-        const char *t = i < 4 ? f[i] : texts[i - 4];
-        size_t tl = strlen(t);
-        len += (size_t)snprintf(b + len, cap - len, "%zu:", tl);
-        memcpy(b + len, t, tl);
-        len += tl;
-    }
-    rtc_hmac_sha256(key, SIG_HO_KEY_LEN, b, len, d);
-    rtc_hex(d, sizeof d, out);
-    free(b);
-    return 0;
-}
-
 sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
                            char **name, uint64_t now_us)
 {
@@ -818,7 +782,8 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
     /* the member's own `joined`/`resumed` stay here: a client with the token
      * was sent its `joined` (the token is in it), a stale `resumed` only
      * repeats an older member list, and the new node sends a fresh one. The
-     * asking node accepts only what else a queue holds (review xresume #10). */
+     * asking node accepts only what else a queue holds (a `joined` carries
+     * TURN credentials, which must never come out of another node's reply). */
     for (qent *e = m->qhead; e; e = e->next)
         if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
             goto oom;
@@ -1003,7 +968,7 @@ int sig_hub_send(sig_hub *h, sig_member *m, const char *text, uint64_t now_us)
     sig_buf *b = buf_new(h, text, now_us);
     int rc;
     if (!b)
-        return -12;
+        return -ENOMEM;
     b->refs = 1;
     rc = push(m, b);
     buf_unref(b);
@@ -1041,33 +1006,4 @@ void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st)
     st->detached = h->ndetached;
     st->lobby = h->nlobby;
     st->remote = h->nremote;
-}
-
-/* ---- rate limit ---- */
-
-void sig_rate_init(sig_rate *r, uint32_t rate, uint64_t now_us)
-{
-    r->tokens = rate;
-    r->last_us = now_us;
-    r->limited_since_us = r->last_refused_us = 0;
-}
-
-bool sig_rate_take(sig_rate *r, uint32_t rate, uint64_t now_us)
-{
-    if (now_us > r->last_us) {
-        r->tokens += (double)(now_us - r->last_us) * rate / 1e6;
-        if (r->tokens > rate)
-            r->tokens = rate;
-        r->last_us = now_us;
-    }
-    if (r->limited_since_us && now_us - r->last_refused_us > 1000000u)
-        r->limited_since_us = 0;
-    if (r->tokens >= 1.0) {
-        r->tokens -= 1.0;
-        return true;
-    }
-    if (!r->limited_since_us)
-        r->limited_since_us = now_us ? now_us : 1;
-    r->last_refused_us = now_us;
-    return false;
 }
