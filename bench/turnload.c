@@ -62,10 +62,12 @@
 #include <openssl/ssl.h>
 
 #include "rtc_addr.h"
+#include "rtc_clock.h"
 #include "rtc_conf.h"
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_rd.h"
+#include "rtc_tls.h"
 #include "rtc_wr.h"
 #include "stn_attr.h"
 #include "stn_auth.h"
@@ -215,13 +217,6 @@ typedef struct {
     double max_loss;
     long clk_tck;
 } tl;
-
-static uint64_t now_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Payload timestamps use CLOCK_REALTIME because kernel receive timestamps
  * (SO_TIMESTAMPNS) do; sender and receiver are this one process. */
@@ -621,7 +616,7 @@ static int send_req(tl *g, tl_alloc *a, bool fresh)
     }
     if (build_req(g, a, buf, sizeof buf, &len))
         return RTC_ESPACE;
-    a->sent_ns = now_mono_ns();
+    a->sent_ns = rtc_clock_mono_ns();
     a->step = TX_WAIT;
     if (g->tcp) {
         struct iovec iov = {buf, len};
@@ -724,7 +719,7 @@ static size_t run_txns(tl *g, int what, uint64_t deadline_ns)
         g->a[i].auth_tries = 0;
     }
     while (t.done + t.failed < g->n) {
-        uint64_t now = now_mono_ns();
+        uint64_t now = rtc_clock_mono_ns();
         if (now > deadline_ns) {
             fprintf(stderr, "turnload: setup timed out: %zu done, %zu failed of %zu\n", t.done,
                     t.failed, g->n);
@@ -1001,7 +996,7 @@ static void run_phase(tl *g, uint64_t rate, tl_phase *ph)
 {
     struct epoll_event evs[256];
     int tfd = -1;
-    uint64_t start = now_mono_ns(), end = start + (uint64_t)g->c.duration_ms * 1000000u;
+    uint64_t start = rtc_clock_mono_ns(), end = start + (uint64_t)g->c.duration_ms * 1000000u;
     uint64_t drain_end = end + (uint64_t)g->c.drain_ms * 1000000u;
     uint64_t rx0 = g->received, sent = 0;
     const uint64_t tmr_id = UINT64_MAX;
@@ -1025,7 +1020,7 @@ static void run_phase(tl *g, uint64_t rate, tl_phase *ph)
         }
     }
     for (;;) {
-        uint64_t now = now_mono_ns();
+        uint64_t now = rtc_clock_mono_ns();
         bool sending = now < end;
         if (now >= drain_end)
             break;
@@ -1046,7 +1041,7 @@ static void run_phase(tl *g, uint64_t rate, tl_phase *ph)
                 }
                 if (!sending)
                     continue;
-                uint64_t t = now_mono_ns() - start;
+                uint64_t t = rtc_clock_mono_ns() - start;
                 for (size_t i = 0; i < g->n; i++) {
                     tl_alloc *a = &g->a[i];
                     /* rate <= 1e7 and t <= 610 s keep this below 2^64 */
@@ -1148,7 +1143,7 @@ static int run_alloc_mode(tl *g)
 {
     struct epoll_event evs[256];
     uint8_t buf[TL_PKT];
-    uint64_t cycles = 0, start = now_mono_ns();
+    uint64_t cycles = 0, start = rtc_clock_mono_ns();
     uint64_t end = start + (uint64_t)g->c.duration_ms * 1000000u;
     tl_snap s0, s1;
     tl_hist *h = g->hist;
@@ -1157,11 +1152,11 @@ static int run_alloc_mode(tl *g)
     for (size_t i = 0; i < g->n; i++) {
         g->a[i].what = W_ALLOC;
         g->a[i].auth_tries = 0;
-        g->a[i].cycle_ns = now_mono_ns();
+        g->a[i].cycle_ns = rtc_clock_mono_ns();
         send_req(g, &g->a[i], true);
     }
     for (;;) {
-        uint64_t now = now_mono_ns();
+        uint64_t now = rtc_clock_mono_ns();
         if (now >= end || (g->c.max_cycles && cycles >= (uint64_t)g->c.max_cycles))
             break;
         for (size_t i = 0; i < g->n; i++) { /* lost request: resend, then give up the socket */
@@ -1198,11 +1193,11 @@ static int run_alloc_mode(tl *g)
                      * servers may hold a released 5-tuple for a while (coturn
                      * answers 437 to an Allocate on it) */
                     cycles++;
-                    hist_add(h, (int64_t)(now_mono_ns() - a->cycle_ns));
+                    hist_add(h, (int64_t)(rtc_clock_mono_ns() - a->cycle_ns));
                     reopen(g, i);
                     a->what = W_ALLOC;
                     a->auth_tries = 0;
-                    a->cycle_ns = now_mono_ns();
+                    a->cycle_ns = rtc_clock_mono_ns();
                     send_req(g, a, true);
                     break;
                 } else {
@@ -1213,14 +1208,14 @@ static int run_alloc_mode(tl *g)
                     reopen(g, i);
                     a->what = W_ALLOC;
                     a->auth_tries = 0;
-                    a->cycle_ns = now_mono_ns();
+                    a->cycle_ns = rtc_clock_mono_ns();
                     send_req(g, a, true);
                     break;
                 }
             }
         }
     }
-    double secs = (double)(now_mono_ns() - start) / 1e9;
+    double secs = (double)(rtc_clock_mono_ns() - start) / 1e9;
     snap(g, &s1);
     printf("{\"tool\":\"tsunagu-turnload\",\"label\":\"%s\",\"mode\":\"alloc\",\"concurrency\":%zu,"
            "\"duration_s\":%.3f,\"cycles\":%" PRIu64 ",\"cycles_per_s\":%.0f,\"errors\":%" PRIu64
@@ -1276,14 +1271,13 @@ static int configure(tl *g)
         return -1;
     }
     if (!strcmp(g->c.transport, "tls")) {
-        if (!(g->tls = SSL_CTX_new(TLS_client_method()))) {
-            fprintf(stderr, "tsunagu-turnload: TLS context: out of memory\n");
+        /* a load generator measures the relay, not the certificate */
+        rtc_tls_client_opts o = {.verify = false};
+        char err[256];
+        if (!(g->tls = rtc_tls_client_new(&o, err, sizeof err))) {
+            fprintf(stderr, "tsunagu-turnload: %s\n", err);
             return -1;
         }
-        SSL_CTX_set_min_proto_version(g->tls, TLS1_2_VERSION);
-        SSL_CTX_set_verify(g->tls, SSL_VERIFY_NONE, NULL);
-        SSL_CTX_set_mode(g->tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                     SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     }
     g->chan = !strcmp(g->c.send, "channel");
     if (!g->chan && strcmp(g->c.send, "indication")) {
@@ -1333,7 +1327,7 @@ static int run_load(tl *g)
 {
     tl_snap before;
     int ret = 1;
-    uint64_t t0 = now_mono_ns(), deadline = t0 + (uint64_t)g->c.setup_timeout_ms * 1000000u;
+    uint64_t t0 = rtc_clock_mono_ns(), deadline = t0 + (uint64_t)g->c.setup_timeout_ms * 1000000u;
 
     snap(g, &before);
     if (g->mode != M_DIRECT) {
@@ -1353,7 +1347,7 @@ static int run_load(tl *g)
             fprintf(stderr, "tsunagu-turnload: template\n");
             goto out_release;
         }
-    double setup_ms = (double)(now_mono_ns() - t0) / 1e6;
+    double setup_ms = (double)(rtc_clock_mono_ns() - t0) / 1e6;
     fprintf(stderr, "turnload: %zu %s ready in %.0f ms\n", g->n,
             g->mode == M_DIRECT ? "sockets" : "allocations", setup_ms);
 
@@ -1391,7 +1385,7 @@ out_release:
                     while (recv(g->a[i].fd, g->a[i].tmpl, sizeof g->a[i].tmpl, 0) > 0)
                         ;
             }
-            run_txns(g, W_RELEASE, now_mono_ns() + 5000000000ull);
+            run_txns(g, W_RELEASE, rtc_clock_mono_ns() + 5000000000ull);
         }
     }
     return ret;
@@ -1447,7 +1441,7 @@ out_close:
         free(g.a[i].out);
     }
 out_free:
-    SSL_CTX_free(g.tls);
+    rtc_tls_ctx_free(g.tls);
     if (g.ep >= 0)
         close(g.ep);
     free(g.hist);

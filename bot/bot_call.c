@@ -14,6 +14,7 @@
 #include "bot_rtp.h"
 #include "bot_sdp.h"
 #include "bot_srtp.h"
+#include "rtc_clock.h"
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
@@ -57,13 +58,6 @@ struct bot_call {
     GSource *setup_timer;
     bot_stats stats;
 };
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* NTP 32.32 from the wall clock (RFC 3550 s.4): only differences of our own
  * timestamps matter for RTT, so the wall clock's offset is irrelevant. */
@@ -220,7 +214,7 @@ static void on_rtcp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
 static void ice_recv(void *ud, uint8_t *buf, size_t len)
 {
     bot_call *c = ud;
-    uint64_t now = mono_us();
+    uint64_t now = rtc_clock_mono_us();
     switch (bot_pkt_classify(buf, len)) {
     case BOT_PKT_DTLS:
         if (c->dtls)
@@ -257,7 +251,7 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
     c->n_turn = p->n_turn > BOT_ICE_MAX_TURN ? BOT_ICE_MAX_TURN : p->n_turn;
     if (c->n_turn)
         memcpy(c->turn, p->turn, c->n_turn * sizeof *c->turn);
-    c->t0_us = p->t0_us ? p->t0_us : mono_us();
+    c->t0_us = p->t0_us ? p->t0_us : rtc_clock_mono_us();
     c->pt = 111;
     c->end_reason = "";
     bot_stats_init(&c->stats, 48000);

@@ -34,6 +34,7 @@
 #include "bot_srtp.h"
 #include "bot_tlsfwd.h"
 #include "bot_worker.h"
+#include "rtc_clock.h"
 #include "rtc_conf.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
@@ -124,13 +125,6 @@ struct app {
     bool stopping, tty, steady;
     int exit_code;
 };
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static uint64_t cpu_us(void)
 {
@@ -377,7 +371,7 @@ static void sig_signal(void *ud, const char *from, json_t *data)
     signal_job *j;
 
     if (!l && type && !strcmp(type, "offer")) {
-        uint64_t t0 = m->partner ? m->partner->t_join_us : mono_us();
+        uint64_t t0 = m->partner ? m->partner->t_join_us : rtc_clock_mono_us();
         l = start_call(m, from, false, t0);
     }
     if (!l || m->app->stopping)
@@ -430,7 +424,7 @@ static member *member_new(app *a, const char *room, int pair, const char *label)
     m->pair = pair;
     snprintf(m->label, sizeof m->label, "%s", label);
     m->by_peer = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-    m->t_join_us = mono_us();
+    m->t_join_us = rtc_clock_mono_us();
     m->sig = bot_sig_new(a->sigctx, a->conf.signal, room, a->conf.name, &cbs);
     g_ptr_array_add(a->members, m);
     if (!m->sig)
@@ -475,7 +469,7 @@ static void progress(app *a, uint64_t now, double cpu)
 static gboolean on_second(gpointer ud)
 {
     app *a = ud;
-    uint64_t now = mono_us(), c = cpu_us(), busy, total;
+    uint64_t now = rtc_clock_mono_us(), c = cpu_us(), busy, total;
     double cpu = 100.0 * (double)(c - a->cpu_prev_us) / (double)(now - a->cpu_prev_wall_us);
     a->cpu_prev_us = c;
     a->cpu_prev_wall_us = now;
@@ -518,7 +512,7 @@ static gboolean on_ramp(gpointer ud)
     if (a->pairs_started < a->conf.calls)
         return G_SOURCE_CONTINUE;
     a->ramp_src = 0;
-    a->t_all_started_us = mono_us();
+    a->t_all_started_us = rtc_clock_mono_us();
     a->t_end_us = a->t_all_started_us + (uint64_t)a->conf.duration * 1000000u;
     return G_SOURCE_REMOVE;
 }
@@ -549,7 +543,7 @@ static void fill_run(app *a, bot_run_info *r)
     r->turn_tls_verify = a->conf.turn_insecure ? "off (--turn-insecure)"
                          : a->conf.turn_ca     ? a->conf.turn_ca
                                                : "system store";
-    r->duration_s = (double)(mono_us() - a->t_start_us) / 1e6;
+    r->duration_s = (double)(rtc_clock_mono_us() - a->t_start_us) / 1e6;
     r->calls_requested = (long)a->conf.calls;
     r->threads = (int)a->conf.threads;
     r->process_cpu_avg_pct = a->cpu_n ? a->cpu_sum / a->cpu_n : 0;
@@ -684,7 +678,7 @@ static void run(app *a)
     a->members = g_ptr_array_new();
     a->legs = g_ptr_array_new_with_free_func(free);
     a->tty = isatty(2);
-    a->t_start_us = a->cpu_prev_wall_us = mono_us();
+    a->t_start_us = a->cpu_prev_wall_us = rtc_clock_mono_us();
     a->cpu_prev_us = cpu_us();
     a->ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (a->ncpu < 1)

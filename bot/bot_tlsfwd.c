@@ -28,6 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "rtc_log.h"
+#include "rtc_tls.h"
 
 #define MAX_CONNS 8
 #define PUMP_ROUNDS 32
@@ -50,64 +51,38 @@ static void last_ssl_error(char *out, size_t cap)
     snprintf(out, cap, "%s", r ? r : "unknown OpenSSL error");
 }
 
+/* The context rules (TLS 1.2 at least, partial writes, what to trust)
+ * are common/rtc_tls.c's; the forwarder only says which CA and how strict. */
 bot_tls_ctx *bot_tls_ctx_new(const char *ca_file, bool insecure, char *err, size_t errlen)
 {
     bot_tls_ctx *t = calloc(1, sizeof *t);
-    char why[200];
+    rtc_tls_client_opts o = {
+        .verify = !insecure,
+        .ca_file = ca_file,
+        .what = "turn-ca",
+        /* A TURN server that just closes TCP has ended the session, not been
+         * truncated by an attacker: the TURN framing has no partial-message use. */
+        .flags = RTC_TLS_IGNORE_EOF,
+    };
 
     if (!t) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    ERR_clear_error();
-    t->ssl = SSL_CTX_new(TLS_client_method());
-    if (!t->ssl)
-        goto out_ssl_err;
-    /* RFC 8656 s.3.1 wants TLS 1.2 at least; nothing older is acceptable today. */
-    if (!SSL_CTX_set_min_proto_version(t->ssl, TLS1_2_VERSION))
-        goto out_ssl_err;
-    SSL_CTX_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
-    /* A TURN server that just closes TCP has ended the session, not been
-     * truncated by an attacker: the TURN framing has no partial-message use. */
-    SSL_CTX_set_options(t->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-#endif
     t->verify = !insecure;
-    if (insecure) {
-        SSL_CTX_set_verify(t->ssl, SSL_VERIFY_NONE, NULL);
-    } else {
-        SSL_CTX_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
-        if (ca_file) {
-            FILE *probe = fopen(ca_file, "r");
-            if (!probe) {
-                snprintf(err, errlen, "turn-ca: cannot open %s: %s", ca_file, strerror(errno));
-                goto out_free;
-            }
-            fclose(probe);
-            if (!SSL_CTX_load_verify_locations(t->ssl, ca_file, NULL)) {
-                last_ssl_error(why, sizeof why);
-                snprintf(err, errlen, "turn-ca: cannot load %s: %s", ca_file, why);
-                goto out_free;
-            }
-        } else if (!SSL_CTX_set_default_verify_paths(t->ssl)) {
-            goto out_ssl_err;
-        }
+    t->ssl = rtc_tls_client_new(&o, err, errlen);
+    if (!t->ssl) {
+        free(t);
+        return NULL;
     }
     return t;
-out_ssl_err:
-    last_ssl_error(why, sizeof why);
-    snprintf(err, errlen, "TLS client context: %s", why);
-out_free:
-    SSL_CTX_free(t->ssl);
-    free(t);
-    return NULL;
 }
 
 void bot_tls_ctx_free(bot_tls_ctx *t)
 {
     if (!t)
         return;
-    SSL_CTX_free(t->ssl);
+    rtc_tls_ctx_free(t->ssl);
     free(t);
 }
 

@@ -10,6 +10,7 @@
 
 #include "bot_audio.h"
 #include "bot_loop.h"
+#include "rtc_clock.h"
 #include "rtc_log.h"
 
 struct bot_worker {
@@ -31,13 +32,6 @@ struct bot_worker {
     bot_worker_snap snap;
 };
 
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* CPU of the calling thread only: each worker judges its own loop. */
 static uint64_t thread_cpu_us(void)
 {
@@ -54,7 +48,7 @@ static uint64_t thread_cpu_us(void)
 static gboolean on_tick(gpointer ud)
 {
     bot_worker *w = ud;
-    uint64_t now = mono_us();
+    uint64_t now = rtc_clock_mono_us();
     bot_timer_fired(&w->tick);
     if (now > w->next_tick_us + 200000) {
         uint64_t skip = (now - w->next_tick_us) / 20000;
@@ -81,7 +75,7 @@ static gboolean on_tick(gpointer ud)
 static gboolean on_second(gpointer ud)
 {
     bot_worker *w = ud;
-    uint64_t now = mono_us(), c = thread_cpu_us();
+    uint64_t now = rtc_clock_mono_us(), c = thread_cpu_us();
     bot_worker_snap s;
     double cpu = 100.0 * (double)(c - w->cpu_prev_us) / (double)(now - w->wall_prev_us + 1);
 
@@ -121,7 +115,7 @@ static gboolean on_second(gpointer ud)
 static gboolean start_clocks(gpointer ud)
 {
     bot_worker *w = ud;
-    w->wall_prev_us = mono_us();
+    w->wall_prev_us = rtc_clock_mono_us();
     w->cpu_prev_us = thread_cpu_us();
     w->next_tick_us = w->wall_prev_us + 20000;
     w->tick = bot_timer_new(20, on_tick, w);

@@ -1,8 +1,14 @@
-/* rtc_clock.h - monotonic milliseconds, and a clock that tests can drive.
+/* rtc_clock.h - monotonic time in ms, us and ns, and a clock that tests can
+ * drive.
  *
  * Protocol state (allocations, rooms) never reads the clock itself: callers
  * pass now_ms. Loops read the clock once per iteration through an rtc_clock
- * so that tests can substitute virtual time (quicly's `now` callback). */
+ * so that tests can substitute virtual time (quicly's `now` callback).
+ *
+ * The three monotonic readers share one CLOCK_MONOTONIC source, so values of
+ * different units can be compared after scaling. us serves rate limits and
+ * latency histograms (signaling, the bot); ns serves the load generator's
+ * pacing. All are thread-safe and allocation-free (vDSO). */
 #ifndef RTC_CLOCK_H
 #define RTC_CLOCK_H
 
@@ -14,6 +20,22 @@ static inline uint64_t rtc_clock_mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Monotonic microseconds (sub-ms rate limits, RTT, loop timing). */
+static inline uint64_t rtc_clock_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Monotonic nanoseconds (packet pacing). */
+static inline uint64_t rtc_clock_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static inline uint64_t rtc_clock_wall_s(void)

@@ -293,6 +293,49 @@ void rtc_conf_dispose(const rtc_conf_spec *specs, void *out)
     }
 }
 
+static const void *cfield(const rtc_conf_spec *s, const void *out)
+{
+    return (const char *)out + s->offset;
+}
+
+static bool str_equal(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+bool rtc_conf_value_equal(const rtc_conf_spec *s, const void *a, const void *b)
+{
+    switch (s->type) {
+    case RTC_CONF_STR:
+        return str_equal(*(char *const *)cfield(s, a), *(char *const *)cfield(s, b));
+    case RTC_CONF_INT:
+        return *(const int64_t *)cfield(s, a) == *(const int64_t *)cfield(s, b);
+    case RTC_CONF_BOOL:
+        return *(const bool *)cfield(s, a) == *(const bool *)cfield(s, b);
+    case RTC_CONF_LIST: {
+        const rtc_strlist *la = cfield(s, a), *lb = cfield(s, b);
+        if (la->n != lb->n)
+            return false;
+        for (size_t i = 0; i < la->n; i++)
+            if (!str_equal(la->v[i], lb->v[i]))
+                return false;
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+size_t rtc_conf_restart_changed(const rtc_conf_spec *specs, const void *old, const void *fresh,
+                                const char **keys, size_t max)
+{
+    size_t n = 0;
+    for (const rtc_conf_spec *s = specs; s->key; s++)
+        if ((s->flags & RTC_CONF_RESTART) && !rtc_conf_value_equal(s, old, fresh)) {
+            if (n < max)
+                keys[n] = s->key;
+            n++;
+        }
+    return n;
+}
+
 void rtc_conf_usage(const rtc_conf_spec *specs, FILE *f)
 {
     fprintf(f, "  --config FILE                 read 'key = value' lines (keys as the flags)\n");

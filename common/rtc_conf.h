@@ -31,7 +31,12 @@ typedef struct {
 } rtc_strlist;
 
 enum {
-    RTC_CONF_SECRET = 1u << 0 /* never echoed back in errors */
+    RTC_CONF_SECRET = 1u << 0,  /* never echoed back in errors */
+    /* A running program cannot apply a new value on SIGHUP (a listening
+     * address, a connection to open at start): a reload that changes it
+     * keeps the old value and says that a restart is needed. The table, not
+     * a hand-kept list at the reload site, says which keys these are. */
+    RTC_CONF_RESTART = 1u << 1
 };
 
 typedef struct rtc_conf_spec {
@@ -68,6 +73,17 @@ void rtc_conf_dispose(const rtc_conf_spec *specs, void *out);
 
 /* Print "--key METAVAR  help (default: X)" for every entry. */
 void rtc_conf_usage(const rtc_conf_spec *specs, FILE *f);
+
+/* true when the setting `s` holds the same value in both filled structs
+ * (strings and lists compared by content; NULL equals only NULL). */
+bool rtc_conf_value_equal(const rtc_conf_spec *s, const void *a, const void *b);
+
+/* The RTC_CONF_RESTART settings whose value differs between the running
+ * settings `old` and the freshly loaded `fresh`, in table order: up to `max`
+ * of their keys (pointers into the table) go to keys[]. Returns how many
+ * differ, which may exceed max. keys may be NULL when max is 0. */
+size_t rtc_conf_restart_changed(const rtc_conf_spec *specs, const void *old, const void *fresh,
+                                const char **keys, size_t max);
 
 /* Shared validators for common value shapes. */
 int rtc_conf_check_hostport(const char *value, char *err, size_t errlen); /* ADDR:PORT */

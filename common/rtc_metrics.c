@@ -143,3 +143,13 @@ void rtc_metrics_hist(rtc_buf *b, const char *name, const char *help, const rtc_
     rtc_buf_printf(b, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
                    (unsigned long long)h->count);
 }
+
+void rtc_metrics_reloads(rtc_buf *b, const char *prefix, uint64_t ok, uint64_t failed)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s_config_reloads_total", prefix);
+    rtc_metrics_header(b, name, "counter",
+                       "SIGHUP reloads; a failed one keeps the old settings running.");
+    rtc_metrics_u64(b, name, "result=\"ok\"", ok);
+    rtc_metrics_u64(b, name, "result=\"failed\"", failed);
+}

@@ -31,6 +31,11 @@ void rtc_metrics_f64(rtc_buf *b, const char *name, const char *labels, double v)
 void rtc_metrics_one(rtc_buf *b, const char *name, const char *type, const char *help,
                      uint64_t v);
 
+/* The SIGHUP reload counter both daemons export, named <prefix>_config_
+ * reloads_total with result="ok"|"failed" (prefix "tsunagu_relay" or
+ * "tsunagu_signal"); its HELP and TYPE lines included. */
+void rtc_metrics_reloads(rtc_buf *b, const char *prefix, uint64_t ok, uint64_t failed);
+
 /* process_start_time_seconds and process_resident_memory_bytes. */
 void rtc_metrics_process(rtc_buf *b, double start_time_s);
 /* Resident set size from /proc/self/statm, 0 if unknown. */

@@ -53,14 +53,19 @@ static inline bool rtc_rd_u32(rtc_rd *r, uint32_t *v)
     return true;
 }
 
+/* Spelled out byte by byte rather than as two rtc_rd_u32 calls: with those,
+ * GCC's -Wmaybe-uninitialized could not see that both halves are always set
+ * once the length check passed, and flagged callers that chain many reads
+ * with && (relay/io/rly_takeover.c had to keep its own copy). */
 static inline bool rtc_rd_u64(rtc_rd *r, uint64_t *v)
 {
-    uint32_t hi, lo;
+    uint64_t x = 0;
     if (rtc_rd_left(r) < 8)
         return false;
-    rtc_rd_u32(r, &hi);
-    rtc_rd_u32(r, &lo);
-    *v = (uint64_t)hi << 32 | lo;
+    for (int i = 0; i < 8; i++)
+        x = x << 8 | r->p[i];
+    r->p += 8;
+    *v = x;
     return true;
 }
 

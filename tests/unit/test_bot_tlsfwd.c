@@ -33,6 +33,7 @@
 #include <openssl/x509v3.h>
 
 #include "bot_tlsfwd.h"
+#include "rtc_clock.h"
 #include "tap.h"
 
 #define BULK (1024 * 1024)
@@ -46,12 +47,7 @@ static EVP_PKEY *g_key;
 static X509 *g_cert;
 static char g_ca_path[64];
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static double now_s(void) { return (double)rtc_clock_mono_ns() / 1e9; }
 
 /* Self-signed P-256 certificate for IP 127.0.0.1, written to a PEM file
  * the forwarder can trust as its CA. */

@@ -1,7 +1,8 @@
 /* test_rtc_conf.c - the table-driven loader: defaults, config file, flags
  * (flags win), list replacement per source, and every error naming the key
  * (unknown key/flag, out-of-range int, bad bool, missing value, validator),
- * --help, inline comments, quoted values, secrets never echoed. Config files
+ * --help, inline comments, quoted values, secrets never echoed, and which
+ * restart-required settings a reload changed. Config files
  * are written to mkstemp files and removed. */
 #include <stddef.h>
 #include <stdlib.h>
@@ -238,11 +239,75 @@ static void usage(void)
     free(text);
 }
 
+/* The same settings with the restart-required flag on some of them: a
+ * reload reports exactly those that changed, by content, in table order. */
+static const rtc_conf_spec restart_specs[] = {
+    {"listen", RTC_CONF_STR, offsetof(cfg, listen), 0, 0, "0.0.0.0:3478", "ADDR:PORT",
+     "where to listen", rtc_conf_check_hostport, RTC_CONF_RESTART},
+    {"workers", RTC_CONF_INT, offsetof(cfg, workers), 1, 64, "2", "N", "worker threads", NULL,
+     RTC_CONF_RESTART},
+    {"verbose", RTC_CONF_BOOL, offsetof(cfg, verbose), 0, 0, "false", NULL, "log more", NULL,
+     RTC_CONF_RESTART},
+    {"deny", RTC_CONF_LIST, offsetof(cfg, deny), 0, 0, "10.0.0.0/8", "CIDR", "deny peers",
+     rtc_conf_check_cidr, RTC_CONF_RESTART},
+    {"secret", RTC_CONF_STR, offsetof(cfg, secret), 0, 0, "default-secret-value", "S",
+     "shared secret", check_secret, RTC_CONF_SECRET},
+    {"name", RTC_CONF_STR, offsetof(cfg, name), 0, 8, NULL, "NAME", "short name", NULL,
+     RTC_CONF_RESTART},
+    RTC_CONF_END,
+};
+
+static int load_r(cfg *c, int argc, const char *const *argv)
+{
+    memset(c, 0, sizeof *c);
+    return rtc_conf_load(restart_specs, c, argc, (char *const *)argv, err, sizeof err);
+}
+
+static void restart_keys(void)
+{
+    cfg a, b;
+    const char *keys[8];
+    static const char *const base[] = {"prog", "--secret", "aaaa"};
+    static const char *const moved[] = {"prog", "--secret", "bbbb", "--listen",
+                                        "127.0.0.1:9", "--deny", "10.0.0.0/8",
+                                        "--name", "x"};
+    static const char *const reordered[] = {"prog", "--deny", "192.168.0.0/16", "--deny",
+                                            "10.0.0.0/8"};
+    static const char *const both[] = {"prog", "--deny", "10.0.0.0/8", "--deny",
+                                       "192.168.0.0/16"};
+
+    ok(load_r(&a, 3, base) == 0 && load_r(&b, 3, base) == 0, "two loads of the same settings");
+    is_int(rtc_conf_restart_changed(restart_specs, &a, &b, keys, 8), 0, "nothing changed");
+    ok(rtc_conf_value_equal(&restart_specs[0], &a, &b), "equal strings by content");
+    rtc_conf_dispose(restart_specs, &b);
+
+    ok(load_r(&b, 9, moved) == 0, "load with listen, name and secret changed");
+    is_int(rtc_conf_restart_changed(restart_specs, &a, &b, keys, 8), 2,
+           "two restart-required keys changed (secret is reloadable; deny is the same)");
+    ok(!strcmp(keys[0], "listen") && !strcmp(keys[1], "name"), "named in table order");
+    is_int(rtc_conf_restart_changed(restart_specs, &a, &b, keys, 1), 2,
+           "the count is whole even when keys[] is short");
+    is_int(rtc_conf_restart_changed(restart_specs, &a, &b, NULL, 0), 2, "count only");
+    ok(!rtc_conf_value_equal(&restart_specs[5], &a, &b), "unset (NULL) differs from set");
+    is_int(rtc_conf_restart_changed(specs, &a, &b, keys, 8), 0,
+           "a table without the flag reports nothing");
+    rtc_conf_dispose(restart_specs, &b);
+
+    rtc_conf_dispose(restart_specs, &a);
+    ok(load_r(&a, 5, reordered) == 0 && load_r(&b, 5, both) == 0, "two lists, other order");
+    is_int(rtc_conf_restart_changed(restart_specs, &a, &b, keys, 8), 1,
+           "a list in another order is a change");
+    ok(!strcmp(keys[0], "deny"), "named deny");
+    rtc_conf_dispose(restart_specs, &a);
+    rtc_conf_dispose(restart_specs, &b);
+}
+
 int main(void)
 {
     defaults_and_flags();
     files();
     errors();
     usage();
+    restart_keys();
     return done_testing();
 }

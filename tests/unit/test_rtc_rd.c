@@ -7,8 +7,42 @@
 #include "rtc_rd.h"
 #include "tap.h"
 
+/* The shape that made relay/io/rly_takeover.c keep its own u64 reader: many
+ * u64 reads into struct fields in one && chain (GCC's -Wmaybe-uninitialized
+ * misread the old two-u32 version here; -Werror builds this file). */
+typedef struct {
+    uint64_t a, b, c;
+    uint8_t n;
+} rec;
+
+static bool read_rec(rtc_rd *r, rec *out)
+{
+    return rtc_rd_u64(r, &out->a) && rtc_rd_u64(r, &out->b) && rtc_rd_u8(r, &out->n) &&
+           rtc_rd_u64(r, &out->c);
+}
+
+static void test_u64_chain(void)
+{
+    uint8_t buf[25];
+    rec x;
+    rtc_rd r;
+    for (int i = 0; i < 25; i++)
+        buf[i] = (uint8_t)(0xf0 + (i & 0xf));
+    rtc_rd_init(&r, buf, sizeof buf);
+    ok(read_rec(&r, &x) && x.a == 0xf0f1f2f3f4f5f6f7ull && x.n == 0xf0 && rtc_rd_left(&r) == 0,
+       "a chain of u64 reads, top bit set");
+    for (size_t cut = 0; cut < sizeof buf; cut++) {
+        rtc_rd_init(&r, buf, cut);
+        if (read_rec(&r, &x))
+            break;
+        if (cut + 1 == sizeof buf)
+            ok(1, "every truncation of the chain fails");
+    }
+}
+
 int main(void)
 {
+    test_u64_chain();
     static const uint8_t src[] = {0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09};
     uint8_t *odd = malloc(sizeof src + 1);
     rtc_rd r, sub;
