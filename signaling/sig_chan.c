@@ -54,3 +54,26 @@ bool sig_chan_member(const char *self, const char *id, size_t idlen, const char 
     }
     return good;
 }
+
+bool sig_chan_room_event(json_t *o, const char *ev, sig_cev *e)
+{
+    if (!strcmp(ev, "join") && sig_chan_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+        (sig_chan_field(o, "name", 0, SIG_NAME_MAX, e->name, sizeof e->name) ||
+         !json_object_get(o, "name"))) {
+        e->kind = SIG_CEV_PEER_JOINED;
+    } else if (!strcmp(ev, "left") && sig_chan_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id)) {
+        e->kind = SIG_CEV_PEER_LEFT;
+    } else if (!strcmp(ev, "sig") && sig_chan_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+               sig_chan_field(o, "to", 1, SIG_ID_MAX, e->to, sizeof e->to) &&
+               (e->data = json_object_get(o, "data"))) {
+        e->kind = SIG_CEV_SIGNAL;
+        json_incref(e->data);
+    } else if (!strcmp(ev, "bc") && sig_chan_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
+               (e->data = json_object_get(o, "data"))) {
+        e->kind = SIG_CEV_BROADCAST;
+        json_incref(e->data);
+    } else {
+        return false;
+    }
+    return true;
+}

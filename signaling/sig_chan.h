@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "sig_cluster.h"
 #include "sig_proto.h"
 
 #define SIG_CHAN_VALUE_MAX 512 /* a room hash value {"name","node"} */
@@ -25,5 +26,9 @@ char *sig_chan_dumps(json_t *o);
  * than `self`. */
 bool sig_chan_member(const char *self, const char *id, size_t idlen, const char *v, size_t vlen,
                      char out_id[SIG_ID_MAX + 1], char out_name[SIG_NAME_MAX + 1]);
+/* A room channel message `o` with event ev (join, left, sig, bc) into e:
+ * its kind, the peer or sender (id), name, recipient (to) and data (a
+ * reference taken). false when a field is missing or malformed. */
+bool sig_chan_room_event(json_t *o, const char *ev, sig_cev *e);
 
 #endif

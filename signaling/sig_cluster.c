@@ -21,15 +21,17 @@
  * so they are atomic, and the join script checks the room size across all
  * nodes.
  *
- * The Redis thread keeps no copy of room state beyond `subs` (channels it
- * is subscribed to); the mirror of local members (`members`, `rooms`, under
- * `mu`) is what it re-registers after a reconnect or when it finds the node
- * was presumed dead.
+ * Below this file: the registration scripts (sig_cluster_reg.c), the
+ * SUBSCRIBE connection (sig_cluster_sub.c), the two queues between the
+ * threads (sig_cluster_q.c) and the mirror of local members (sig_mirror.c,
+ * under `mu`), which is what the Redis thread re-registers after a
+ * reconnect or when it finds the node was presumed dead. It keeps no copy
+ * of room state beyond the channels it is subscribed to.
  *
- * Channel events and commands this file does not know go to the hooks of
- * the layers above (sig_cluster_hooks): hand-over (resume across nodes) is
- * sig_handover.c, and the argument that it delivers every message exactly
- * once and in order is at its top. */
+ * Above it: channel events and commands this file does not know go to the
+ * hooks of the layers above (sig_cluster_hooks): hand-over (resume across
+ * nodes) is sig_handover.c, and the argument that it delivers every message
+ * exactly once and in order is at its top. */
 #include "sig_cluster.h"
 
 #include <errno.h>
@@ -39,17 +41,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "rtc_clock.h"
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "sig_chan.h"
-#include "sig_cluster_lua.h"
-#include "sig_conf.h"
+#include "sig_cluster_q.h"
+#include "sig_cluster_reg.h"
+#include "sig_cluster_sub.h"
 
 #define HEARTBEAT_MS 1000
 #define IO_TIMEOUT_S 2      /* any Redis call; then the connection counts as lost */
@@ -58,29 +58,12 @@
 #define PIPELINE_MAX 256
 #define SYNC_DELAY_MS (BACKOFF_MAX_MS + 2000) /* other nodes' reconnect: backoff + one timeout */
 #define QUEUE_BUDGET 4096   /* commands per round: channel reads and heartbeats are not starved */
-#define EVENT_WAIT_MS 1000  /* a full incoming queue blocks the thread this long, then drops */
-#define HBUCKETS 1024
 #define NODE_LEN SIG_NODE_LEN
-
-/* ---- small string-keyed hash (mirror of local members, rooms, subscriptions) ---- */
-
-typedef struct hent {
-    struct hent *next;
-    uint32_t n;        /* rooms: local members there */
-    char *room, *name; /* members: their room and name */
-    char *th;          /* members: their resume token's hash */
-    char key[];
-} hent;
-
-typedef struct {
-    hent *b[HBUCKETS];
-    size_t n;
-} htab;
 
 typedef enum { CMD_JOIN, CMD_LEAVE, CMD_PUB, CMD_EXT } cmd_kind;
 
 typedef struct cmd {
-    struct cmd *next;
+    sig_cq_node node; /* first: the queue links it */
     cmd_kind kind;
     uint64_t serial;
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
@@ -101,36 +84,26 @@ struct sig_cluster {
     char cp[48];     /* channel prefix "tsu:DB:ch:" */
     char np[48];     /* node channel prefix "tsu:DB:nd:" */
     char inbox[80];  /* this node's channel */
-    size_t qmax, max_payload;
+    size_t max_payload;
     uint32_t ttl_s;
     _Atomic uint32_t max_room;
     _Atomic int up;
     _Atomic int stop;
-    int wakefd; /* eventfd: lws thread -> Redis thread */
+    sig_cq q; /* commands to the Redis thread, events back (its own lock) */
     pthread_t th;
     bool started;
     const sig_cluster_hooks *hooks[SIG_CLUSTER_HOOKS]; /* set before the thread starts */
     size_t nhooks;
 
-    pthread_mutex_t mu; /* queues, mirror, resync flag, stats */
-    pthread_cond_t space;
-    cmd *qhead, *qtail;
-    size_t qn;
-    sig_cev *ehead, *etail;
-    size_t en;
+    pthread_mutex_t mu; /* mirror, resync flag, stats */
     bool resync; /* the mirror and Redis may disagree: re-register */
-    htab members; /* id -> room, name */
-    htab rooms;   /* room -> local members there */
+    sig_mirror *mirror; /* local members and their rooms */
     sig_cluster_stats st;
-    uint64_t ev_drops; /* events dropped because the lws thread's queue was full */
-
-    pthread_mutex_t wake_mu;
-    void (*wake)(void *ud);
-    void *ud;
 
     /* Redis thread only */
-    sig_redis_conn *cmd, *sub;
-    htab subs;         /* channels subscribed */
+    sig_redis_conn *cmd;
+    sig_reg reg;       /* registration commands on cmd (sig_cluster_reg.h) */
+    sig_sub sub;       /* the SUBSCRIBE connection and its channels */
     uint64_t reap_from; /* no reaping before this (ms): see serve() */
     uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
 };
@@ -139,143 +112,37 @@ struct sig_cluster {
     for (size_t hk_ = 0; hk_ < (c)->nhooks; hk_++) \
         for (const sig_cluster_hooks *h = (c)->hooks[hk_]; h; h = NULL)
 
-static uint32_t hkey(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % HBUCKETS;
-}
-
-static hent **hslot(htab *t, const char *key)
-{
-    hent **pp = &t->b[hkey(key)];
-    while (*pp && strcmp((*pp)->key, key))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static hent *hget(htab *t, const char *key) { return *hslot(t, key); }
-
-static hent *hadd(htab *t, const char *key)
-{
-    hent **pp = hslot(t, key), *e;
-    size_t len = strlen(key);
-    if (*pp)
-        return *pp;
-    if (!(e = calloc(1, sizeof *e + len + 1)))
-        return NULL;
-    memcpy(e->key, key, len + 1);
-    *pp = e;
-    t->n++;
-    return e;
-}
-
-static void hdel(htab *t, const char *key)
-{
-    hent **pp = hslot(t, key), *e = *pp;
-    if (!e)
-        return;
-    *pp = e->next;
-    t->n--;
-    free(e->room);
-    free(e->name);
-    free(e->th);
-    free(e);
-}
-
-static void hclear(htab *t)
-{
-    for (size_t i = 0; i < HBUCKETS; i++)
-        while (t->b[i])
-            hdel(t, t->b[i]->key);
-}
-
-static void poke(int fd)
-{
-    uint64_t one = 1;
-    ssize_t n = write(fd, &one, sizeof one);
-    (void)n; /* EAGAIN: the counter is already non-zero, the thread wakes anyway */
-}
-
 /* ---- Redis thread: replies and helpers ---- */
 
 static void drop_conns(sig_cluster *c)
 {
     c->rops->close(c->cmd);
-    c->rops->close(c->sub);
-    c->cmd = c->sub = NULL;
-    hclear(&c->subs);
-}
-
-static int append_argv(sig_cluster *c, sig_redis_conn *conn, int argc, const char **argv)
-{
-    size_t len[64];
-    if (argc > 64)
-        return RTC_EMSG;
-    for (int i = 0; i < argc; i++)
-        len[i] = strlen(argv[i]);
-    return c->rops->append(conn, argc, argv, len);
+    c->cmd = c->reg.conn = NULL;
+    sig_sub_close(&c->sub);
 }
 
 /* One command on the command connection, argv-style (binary safe). NULL
  * when the connection failed (the caller drops it). */
 sig_redis_reply *sig_cluster_command(sig_cluster *c, int argc, const char **argv)
 {
-    sig_redis_reply *r = NULL;
-    if (append_argv(c, c->cmd, argc, argv) || c->rops->get_reply(c->cmd, &r))
-        return NULL;
-    return r;
+    return sig_reg_command(&c->reg, argc, argv);
 }
 
 int sig_cluster_append(sig_cluster *c, int argc, const char **argv)
 {
-    return append_argv(c, c->cmd, argc, argv);
+    return sig_reg_append(&c->reg, argc, argv);
 }
 
-static bool reply_ok(const sig_redis_reply *r) { return r && r->type != SIG_RR_ERROR; }
-
-/* Hand one event to the lws thread. A full queue first waits (the lws
- * thread is draining it), then drops: never grows. Events a layer above
- * bounds itself (a hand-over's MARK, DONE, FENCE: at most three per
- * hand-over in flight) are never dropped: losing one would lose the member
- * or its messages without anybody knowing. */
+/* Hand one event to the lws thread (sig_cq_push: a full queue waits, then
+ * drops). Events a layer above bounds itself (a hand-over's MARK, DONE,
+ * FENCE: at most three per hand-over in flight) are never dropped: losing
+ * one would lose the member or its messages without anybody knowing. */
 void sig_cluster_push(sig_cluster *c, sig_cev *e, bool never_drop)
 {
-    bool was_empty;
-    pthread_mutex_lock(&c->mu);
-    if (c->en >= c->qmax && !never_drop) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += EVENT_WAIT_MS / 1000;
-        while (c->en >= c->qmax && !atomic_load(&c->stop))
-            if (pthread_cond_timedwait(&c->space, &c->mu, &ts))
-                break;
-    }
-    if (c->en >= c->qmax && !never_drop) {
-        c->st.dropped++;
-        c->ev_drops++;
+    if (sig_cq_push(&c->q, e, never_drop)) {
+        pthread_mutex_lock(&c->mu);
         c->resync = true; /* membership at least comes right again */
         pthread_mutex_unlock(&c->mu);
-        sig_cev_free(e);
-        return;
-    }
-    e->next = NULL;
-    e->drops = c->ev_drops;
-    was_empty = !c->ehead;
-    if (c->etail)
-        c->etail->next = e;
-    else
-        c->ehead = e;
-    c->etail = e;
-    c->en++;
-    c->st.received++;
-    pthread_mutex_unlock(&c->mu);
-    if (was_empty) {
-        pthread_mutex_lock(&c->wake_mu);
-        if (c->wake)
-            c->wake(c->ud);
-        pthread_mutex_unlock(&c->wake_mu);
     }
 }
 
@@ -284,24 +151,6 @@ void sig_cluster_count_drop(sig_cluster *c)
     pthread_mutex_lock(&c->mu);
     c->st.dropped++;
     pthread_mutex_unlock(&c->mu);
-}
-
-/* The other nodes' members out of an HGETALL reply of a room hash. */
-static int members_of(sig_cluster *c, const sig_redis_reply *r, sig_cev *e)
-{
-    if (r->type != SIG_RR_ARRAY || r->elements % 2)
-        return RTC_EMSG;
-    e->members = calloc(r->elements / 2 + 1, sizeof *e->members);
-    if (!e->members)
-        return -ENOMEM;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const sig_redis_reply *k = r->element[i], *v = r->element[i + 1];
-        sig_cev_member *m = &e->members[e->nmembers];
-        if (k->type == SIG_RR_STRING && v->type == SIG_RR_STRING &&
-            sig_chan_member(c->node, k->str, k->len, v->str, v->len, m->id, m->name))
-            e->nmembers++;
-    }
-    return 0;
 }
 
 static bool wanted(sig_cluster *c, const char *room)
@@ -314,8 +163,9 @@ static bool wanted(sig_cluster *c, const char *room)
 
 /* One message from a room channel (or this node's own channel) -> an event
  * for the lws thread, or a hook's. */
-static void on_message(sig_cluster *c, const sig_redis_reply *ch, const sig_redis_reply *pl)
+static void on_message(void *ud, const sig_redis_reply *ch, const sig_redis_reply *pl)
 {
+    sig_cluster *c = ud;
     size_t cpl = strlen(c->cp);
     char node[NODE_LEN + 1], ev[8], room[SIG_ROOM_MAX + 1];
     bool own;
@@ -376,22 +226,7 @@ static void on_message(sig_cluster *c, const sig_redis_reply *ch, const sig_redi
     memcpy(e->room, room, strlen(room) + 1);
     memcpy(e->node, node, strlen(node) + 1);
     e->own = own;
-    if (!strcmp(ev, "join") && sig_chan_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-        (sig_chan_field(o, "name", 0, SIG_NAME_MAX, e->name, sizeof e->name) ||
-         !json_object_get(o, "name"))) {
-        e->kind = SIG_CEV_PEER_JOINED;
-    } else if (!strcmp(ev, "left") && sig_chan_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id)) {
-        e->kind = SIG_CEV_PEER_LEFT;
-    } else if (!strcmp(ev, "sig") && sig_chan_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-               sig_chan_field(o, "to", 1, SIG_ID_MAX, e->to, sizeof e->to) &&
-               (e->data = json_object_get(o, "data"))) {
-        e->kind = SIG_CEV_SIGNAL;
-        json_incref(e->data);
-    } else if (!strcmp(ev, "bc") && sig_chan_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-               (e->data = json_object_get(o, "data"))) {
-        e->kind = SIG_CEV_BROADCAST;
-        json_incref(e->data);
-    } else {
+    if (!sig_chan_room_event(o, ev, e)) {
         json_decref(o);
         free(e);
         sig_cluster_count_drop(c);
@@ -399,44 +234,6 @@ static void on_message(sig_cluster *c, const sig_redis_reply *ch, const sig_redi
     }
     json_decref(o);
     sig_cluster_push(c, e, false);
-}
-
-/* A reply read on the SUBSCRIBE connection. Sets *confirmed when it is the
- * subscribe confirmation of `want`. */
-static void on_sub_reply(sig_cluster *c, sig_redis_reply *r, const char *want, bool *confirmed)
-{
-    if (r->type == SIG_RR_ARRAY && r->elements == 3 && r->element[0]->type == SIG_RR_STRING) {
-        const char *kind = r->element[0]->str;
-        if (!strcmp(kind, "message"))
-            on_message(c, r->element[1], r->element[2]);
-        else if (!strcmp(kind, "subscribe") && want && r->element[1]->type == SIG_RR_STRING &&
-                 !strcmp(r->element[1]->str, want))
-            *confirmed = true;
-    }
-    sig_redis_reply_free(r);
-}
-
-/* Dispatch the replies already read from the SUBSCRIBE connection (poll
- * cannot see those). */
-static int drain_reader(sig_cluster *c)
-{
-    sig_redis_reply *r;
-    bool dummy = false;
-    for (;;) {
-        if (c->rops->buffered(c->sub, &r))
-            return RTC_EMSG;
-        if (!r)
-            return 0;
-        on_sub_reply(c, r, NULL, &dummy);
-    }
-}
-
-/* Read what the SUBSCRIBE connection has (poll said readable). */
-static int read_sub(sig_cluster *c)
-{
-    if (c->rops->read(c->sub))
-        return RTC_EMSG;
-    return drain_reader(c);
 }
 
 void sig_cluster_channel(const sig_cluster *c, const char *room, char *out, size_t cap)
@@ -451,104 +248,36 @@ void sig_cluster_node_channel(const sig_cluster *c, const char *node, char *out,
 
 const char *sig_cluster_key_prefix(const sig_cluster *c) { return c->kp; }
 
-/* SUBSCRIBE and wait for the confirmation, so that everything published to
- * the room after the next command is seen. Messages of other rooms read
- * meanwhile are dispatched in order. */
-static int subscribe_chan(sig_cluster *c, const char *ch)
-{
-    const char *argv[2] = {"SUBSCRIBE", ch};
-    bool confirmed = false;
-    uint64_t deadline = rtc_clock_mono_ms() + IO_TIMEOUT_S * 1000u;
-
-    if (append_argv(c, c->sub, 2, argv))
-        return RTC_EMSG;
-    while (!confirmed) {
-        sig_redis_reply *r;
-        if (rtc_clock_mono_ms() > deadline || c->rops->get_reply(c->sub, &r))
-            return RTC_EMSG;
-        on_sub_reply(c, r, ch, &confirmed);
-    }
-    return drain_reader(c) ? RTC_EMSG : 0;
-}
-
 int sig_cluster_subscribe(sig_cluster *c, const char *room)
 {
     char ch[SIG_ROOM_MAX + 64];
-    int rc;
-    if (hget(&c->subs, room))
-        return 0;
     sig_cluster_channel(c, room, ch, sizeof ch);
-    if ((rc = subscribe_chan(c, ch)))
-        return rc;
-    return hadd(&c->subs, room) ? 0 : -ENOMEM;
+    return sig_sub_subscribe(&c->sub, room, ch);
 }
 
 /* Leave the room's channel once no local member is in the room. */
 int sig_cluster_unsubscribe_unused(sig_cluster *c, const char *room)
 {
     char ch[SIG_ROOM_MAX + 64];
-    const char *argv[2] = {"UNSUBSCRIBE", ch};
     bool used;
     pthread_mutex_lock(&c->mu);
-    used = hget(&c->rooms, room) != NULL;
+    used = sig_mirror_has_room(c->mirror, room);
     pthread_mutex_unlock(&c->mu);
     used = used || wanted(c, room); /* a hand-over waits for its messages */
-    if (used || !hget(&c->subs, room))
+    if (used || !sig_sub_has(&c->sub, room))
         return 0;
     sig_cluster_channel(c, room, ch, sizeof ch);
-    hdel(&c->subs, room);
-    /* the confirmation is read (and ignored) with the channel traffic */
-    if (append_argv(c, c->sub, 2, argv))
-        return RTC_EMSG;
-    return c->rops->flush(c->sub);
+    return sig_sub_unsubscribe(&c->sub, room, ch);
 }
 
 /* ---- mirror of local members (under mu) ---- */
-
-static int mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
-                      const char *th)
-{
-    hent *m, *r;
-    if (hget(&c->members, id))
-        return RTC_EEXIST;
-    if (!(r = hadd(&c->rooms, room)))
-        return -ENOMEM;
-    if (!(m = hadd(&c->members, id)) || !(m->room = strdup(room)) || !(m->name = strdup(name)) ||
-        !(m->th = strdup(th))) {
-        if (m)
-            hdel(&c->members, id);
-        if (r->n == 0)
-            hdel(&c->rooms, room);
-        return -ENOMEM;
-    }
-    r->n++;
-    return 0;
-}
-
-static void mirror_del(sig_cluster *c, const char *id)
-{
-    hent *m = hget(&c->members, id), *r;
-    if (!m)
-        return;
-    if ((r = hget(&c->rooms, m->room)) && --r->n == 0)
-        hdel(&c->rooms, m->room);
-    hdel(&c->members, id);
-}
-
-/* the mirror's entry for id is this member only if it is in room */
-static void mirror_del_in(sig_cluster *c, const char *id, const char *room)
-{
-    hent *m = hget(&c->members, id);
-    if (m && m->room && !strcmp(m->room, room))
-        mirror_del(c, id);
-}
 
 int sig_cluster_mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
                            const char *th)
 {
     int rc;
     pthread_mutex_lock(&c->mu);
-    rc = mirror_add(c, id, room, name, th);
+    rc = sig_mirror_add(c->mirror, id, room, name, th);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }
@@ -556,23 +285,18 @@ int sig_cluster_mirror_add(sig_cluster *c, const char *id, const char *room, con
 void sig_cluster_mirror_del_in(sig_cluster *c, const char *id, const char *room)
 {
     pthread_mutex_lock(&c->mu);
-    mirror_del_in(c, id, room);
+    sig_mirror_del_in(c->mirror, id, room);
     pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- commands ---- */
 
-static char *member_value(const sig_cluster *c, const char *name)
+/* Tell the lws thread how a join went; a failed one leaves the mirror. */
+static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, sig_cev *e)
 {
-    return sig_chan_dumps(json_pack("{s:s,s:s}", "name", name, "node", c->node));
-}
-
-static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const sig_redis_reply *all)
-{
-    sig_cev *e = calloc(1, sizeof *e);
     if (rc != SIG_OK) {
         pthread_mutex_lock(&c->mu);
-        mirror_del(c, k->id);
+        sig_mirror_del(c->mirror, k->id);
         pthread_mutex_unlock(&c->mu);
     }
     if (!e)
@@ -582,108 +306,62 @@ static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const sig_red
     e->result = rc;
     snprintf(e->room, sizeof e->room, "%s", k->room);
     snprintf(e->id, sizeof e->id, "%s", k->id);
-    if (rc == SIG_OK && members_of(c, all, e)) {
-        e->result = SIG_E_SERVER_BUSY;
-        pthread_mutex_lock(&c->mu);
-        mirror_del(c, k->id);
-        c->resync = true; /* it is registered in Redis: take it out again */
-        pthread_mutex_unlock(&c->mu);
-    }
     sig_cluster_push(c, e, false);
 }
 
-/* Returns RTC_EMSG when the connection failed (the answer is sent anyway). */
+/* A join: subscribed to the room first (its traffic after the join script
+ * is seen), then the script. RTC_EMSG when the connection failed (the
+ * answer is sent anyway). */
 static int run_join(sig_cluster *c, cmd *k)
 {
-    char key[SIG_ROOM_MAX + 32], nm[64], nt[64], rt[96], ch[SIG_ROOM_MAX + 64], max[16];
-    char *value = member_value(c, k->name);
-    char *ev = sig_chan_dumps(json_pack("{s:s,s:s,s:s,s:s}", "n", c->node, "e", "join", "id", k->id,
-                               "name", k->name));
-    char *rv =
-        sig_chan_dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", c->node));
-    sig_redis_reply *r = NULL;
-    int rc = 0;
+    sig_cev *e = calloc(1, sizeof *e);
+    sig_code result = SIG_E_SERVER_BUSY;
+    int rc;
 
-    snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
-    snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
-    snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
-    sig_cluster_channel(c, k->room, ch, sizeof ch);
-    snprintf(max, sizeof max, "%u", (unsigned)atomic_load(&c->max_room));
-    if (!value || !ev || !rv) {
-        join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        goto out;
-    }
     if ((rc = sig_cluster_subscribe(c, k->room))) {
-        join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        goto out;
+        join_answer(c, k, SIG_E_SERVER_BUSY, e);
+        return rc;
     }
-    {
-        const char *argv[] = {"EVAL", SIG_LUA_JOIN, "4", key, nm, nt, rt, k->id, value, max, ch, ev,
-                              k->room, k->th, rv};
-        r = sig_cluster_command(c, 15, argv);
-    }
-    if (!r) {
-        rc = RTC_EMSG;
+    if (!e) { /* (no answer possible: the lws side gives up with the connection) */
         join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-    } else if (r->type == SIG_RR_ARRAY && r->elements >= 1 &&
-               r->element[0]->type == SIG_RR_INTEGER && r->element[0]->integer == 0) {
-        join_answer(c, k, SIG_E_ROOM_FULL, NULL);
+        return sig_cluster_unsubscribe_unused(c, k->room);
+    }
+    rc = sig_reg_join(&c->reg, k->room, k->id, k->name, k->th, atomic_load(&c->max_room),
+                      &result, e);
+    if (rc == 1) {
+        /* registered in Redis, but its answer cannot be read: take it out
+         * again (the resync does) */
+        pthread_mutex_lock(&c->mu);
+        sig_mirror_del(c->mirror, k->id);
+        c->resync = true;
+        pthread_mutex_unlock(&c->mu);
+        join_answer(c, k, SIG_E_SERVER_BUSY, e);
+        return 0;
+    }
+    join_answer(c, k, result, e);
+    if (!rc && result != SIG_OK)
         rc = sig_cluster_unsubscribe_unused(c, k->room);
-    } else if (r->type == SIG_RR_ARRAY && r->elements == 2) {
-        join_answer(c, k, SIG_OK, r->element[1]);
-    } else {
-        RTC_LOG(RTC_LOG_ERROR, c->node, "redis: join script failed: %s",
-                r->type == SIG_RR_ERROR ? r->str : "unexpected reply");
-        join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        rc = sig_cluster_unsubscribe_unused(c, k->room);
-    }
-out:
-    sig_redis_reply_free(r);
-    free(value);
-    free(ev);
-    free(rv);
     return rc;
 }
 
 /* Append one LEAVE, PUB or pipelined hook command to the pipeline. */
 static int append_cmd(sig_cluster *c, const cmd *k)
 {
-    char key[SIG_ROOM_MAX + 32], nm[64], nt[64], ch[SIG_ROOM_MAX + 64];
+    char ch[SIG_ROOM_MAX + 64];
     sig_cluster_channel(c, k->room, ch, sizeof ch);
     if (k->kind == CMD_PUB) {
         const char *argv[] = {"PUBLISH", k->chan[0] ? k->chan : ch, k->payload};
-        return append_argv(c, c->cmd, 3, argv);
+        return sig_reg_append(&c->reg, 3, argv);
     } else if (k->kind == CMD_EXT) {
         return k->hooks->append(k->hooks->ud, k->arg);
     } else {
-        char *ev =
-            sig_chan_dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-        const char *argv[] = {"EVAL", SIG_LUA_LEAVE, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp,
-                              k->room};
-        int rc;
-        snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
-        snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
-        snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-        rc = append_argv(c, c->cmd, 11, argv);
-        free(ev);
-        return rc;
+        return sig_reg_append_leave(&c->reg, k->room, k->id);
     }
 }
 
-static cmd *pop_cmd(sig_cluster *c)
-{
-    cmd *k;
-    pthread_mutex_lock(&c->mu);
-    if ((k = c->qhead)) {
-        c->qhead = k->next;
-        if (!c->qhead)
-            c->qtail = NULL;
-        c->qn--;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return k;
-}
+static cmd *as_cmd(sig_cq_node *n) { return (cmd *)(void *)n; } /* (node is first) */
+
+static cmd *pop_cmd(sig_cluster *c) { return as_cmd(sig_cq_take(&c->q, NULL)); }
 
 static void cmd_free(cmd *k)
 {
@@ -700,6 +378,8 @@ static bool alone(const cmd *k)
 {
     return k->kind == CMD_JOIN || (k->kind == CMD_EXT && !k->pipelined);
 }
+
+static bool pipelines(const sig_cq_node *n) { return !alone((const cmd *)(const void *)n); }
 
 /* Everything queued, in order: joins (and hook commands that run alone)
  * one by one (they wait for their subscription), runs of leaves and
@@ -724,16 +404,7 @@ static int run_queue(sig_cluster *c, unsigned budget)
         batch[n++] = k;
         /* gather a run of commands that pipeline */
         for (;;) {
-            cmd *nx;
-            pthread_mutex_lock(&c->mu);
-            nx = n < PIPELINE_MAX && c->qhead && !alone(c->qhead) ? c->qhead : NULL;
-            if (nx) {
-                c->qhead = nx->next;
-                if (!c->qhead)
-                    c->qtail = NULL;
-                c->qn--;
-            }
-            pthread_mutex_unlock(&c->mu);
+            cmd *nx = n < PIPELINE_MAX ? as_cmd(sig_cq_take(&c->q, pipelines)) : NULL;
             if (!nx)
                 break;
             batch[n++] = nx;
@@ -785,80 +456,7 @@ static void fail_queue(sig_cluster *c)
     }
 }
 
-/* ---- node registration, heartbeat, reaping, resync ---- */
-
-static int heartbeat(sig_cluster *c, bool *registered)
-{
-    char nodes[32], key[64], ttl[16];
-    sig_redis_reply *r;
-    snprintf(nodes, sizeof nodes, "%snodes", c->kp);
-    snprintf(key, sizeof key, "%snode:%s", c->kp, c->node);
-    snprintf(ttl, sizeof ttl, "%u", c->ttl_s);
-    {
-        const char *argv[] = {"EVAL", SIG_LUA_HEARTBEAT, "2", nodes, key, c->node, ttl};
-        r = sig_cluster_command(c, 7, argv);
-    }
-    if (!r)
-        return RTC_EMSG;
-    *registered = r->type == SIG_RR_INTEGER && r->integer == 1;
-    sig_redis_reply_free(r);
-    return 0;
-}
-
-static int reap(sig_cluster *c)
-{
-    char nodes[32];
-    sig_redis_reply *r;
-    snprintf(nodes, sizeof nodes, "%snodes", c->kp);
-    {
-        const char *argv[] = {"EVAL", SIG_LUA_REAP, "1", nodes, c->kp, c->cp};
-        r = sig_cluster_command(c, 6, argv);
-    }
-    if (!r)
-        return RTC_EMSG;
-    if (r->type == SIG_RR_ARRAY) {
-        for (size_t i = 0; i < r->elements; i++)
-            if (r->element[i]->type == SIG_RR_STRING && strcmp(r->element[i]->str, c->node))
-                RTC_LOG(RTC_LOG_WARN, c->node,
-                        "cluster: node %.16s stopped heartbeating; its members left their rooms",
-                        r->element[i]->str);
-        pthread_mutex_lock(&c->mu);
-        c->st.reaped_nodes += r->elements;
-        pthread_mutex_unlock(&c->mu);
-    } else if (r->type == SIG_RR_ERROR) {
-        RTC_LOG(RTC_LOG_ERROR, c->node, "redis: reap script failed: %s", r->str);
-    }
-    sig_redis_reply_free(r);
-    return 0;
-}
-
-/* What resync works from: the mirror, copied under the lock into the
- * RESYNC script's arguments, and the rooms with a local member. */
-typedef struct {
-    const char **argv;
-    size_t n;
-    char **owned, **rooms;
-    size_t nowned, nrooms;
-    char nodes[32], key[64], nm[64], nt[64], ttl[16], nkeep[16];
-} snap;
-
-static void snap_dispose(snap *sn)
-{
-    for (size_t i = 0; i < sn->nowned; i++)
-        free(sn->owned[i]);
-    for (size_t i = 0; i < sn->nrooms; i++)
-        free(sn->rooms[i]);
-    free(sn->owned);
-    free(sn->rooms);
-    free(sn->argv);
-}
-
-static char *own(snap *sn, char *p)
-{
-    if (p)
-        sn->owned[sn->nowned++] = p;
-    return p;
-}
+/* ---- node registration: resync ---- */
 
 /* The ids the hooks say a resync must leave alone (Redis thread, no lock:
  * the hook owners' state is theirs). */
@@ -872,95 +470,48 @@ static size_t keep_ids(sig_cluster *c, const char **ids)
     return n;
 }
 
-/* Called with mu held; keep: keep_ids, taken before the lock. */
-static int snapshot(sig_cluster *c, snap *sn, const char *const *keep, size_t nkeep)
+/* Leave the channels of rooms no longer ours (a walk of subs). */
+typedef struct {
+    sig_cluster *c;
+    const sig_mirror_copy *mc;
+} subs_walk;
+
+static int drop_unused(void *ud, const char *room)
 {
-    size_t cap = 12 + nkeep + 4 * c->members.n;
-    sn->argv = calloc(cap, sizeof *sn->argv);
-    sn->owned = calloc(nkeep + 4 * c->members.n + 1, sizeof *sn->owned);
-    sn->rooms = calloc(c->rooms.n + 1, sizeof *sn->rooms);
-    if (!sn->argv || !sn->owned || !sn->rooms)
-        return -ENOMEM;
-    snprintf(sn->nodes, sizeof sn->nodes, "%snodes", c->kp);
-    snprintf(sn->key, sizeof sn->key, "%snode:%s", c->kp, c->node);
-    snprintf(sn->nm, sizeof sn->nm, "%snm:%s", c->kp, c->node);
-    snprintf(sn->nt, sizeof sn->nt, "%snt:%s", c->kp, c->node);
-    snprintf(sn->ttl, sizeof sn->ttl, "%u", c->ttl_s);
-    {
-        const char *head[] = {"EVAL", SIG_LUA_RESYNC, "4", sn->nodes, sn->key, sn->nm, sn->nt,
-                              c->node, sn->ttl, c->kp, c->cp};
-        for (size_t i = 0; i < 11; i++)
-            sn->argv[sn->n++] = head[i];
-    }
-    /* members on their way here (open hand-overs) */
-    snprintf(sn->nkeep, sizeof sn->nkeep, "%zu", nkeep);
-    sn->argv[sn->n++] = sn->nkeep;
-    for (size_t i = 0; i < nkeep; i++) {
-        const char *id = own(sn, strdup(keep[i]));
-        if (!id)
-            return -ENOMEM;
-        sn->argv[sn->n++] = id;
-    }
-    for (size_t i = 0; i < HBUCKETS; i++)
-        for (hent *m = c->members.b[i]; m; m = m->next) {
-            const char *id = own(sn, strdup(m->key)), *room = own(sn, strdup(m->room));
-            const char *v = own(sn, member_value(c, m->name));
-            const char *th = own(sn, strdup(m->th ? m->th : ""));
-            if (!id || !room || !v || !th)
-                return -ENOMEM;
-            sn->argv[sn->n++] = id;
-            sn->argv[sn->n++] = room;
-            sn->argv[sn->n++] = v;
-            sn->argv[sn->n++] = th;
-        }
-    for (size_t i = 0; i < HBUCKETS; i++)
-        for (hent *e = c->rooms.b[i]; e; e = e->next)
-            if (!(sn->rooms[sn->nrooms++] = strdup(e->key)))
-                return -ENOMEM;
-    return 0;
+    subs_walk *w = ud;
+    for (size_t j = 0; j < w->mc->nrooms; j++)
+        if (!strcmp(w->mc->rooms[j], room))
+            return 0;
+    return sig_cluster_unsubscribe_unused(w->c, room);
 }
 
 /* Channels first: nothing published after the registration snapshot is missed. */
-static int resync_subs(sig_cluster *c, const snap *sn)
+static int resync_subs(sig_cluster *c, const sig_mirror_copy *mc)
 {
-    int rc;
-    for (size_t i = 0; i < HBUCKETS; i++)
-        for (hent *e = c->subs.b[i], *nx; e; e = nx) {
-            bool keep = false;
-            nx = e->next;
-            for (size_t j = 0; j < sn->nrooms && !keep; j++)
-                keep = sn->rooms[j] && !strcmp(sn->rooms[j], e->key);
-            if (!keep && (rc = sig_cluster_unsubscribe_unused(c, e->key)))
-                return rc;
-        }
-    for (size_t j = 0; j < sn->nrooms; j++)
-        if (sn->rooms[j] && (rc = sig_cluster_subscribe(c, sn->rooms[j])))
-            return rc;
-    return 0;
+    subs_walk w = {c, mc};
+    int rc = sig_nameset_each(&c->sub.keys, drop_unused, &w);
+    for (size_t j = 0; !rc && j < mc->nrooms; j++)
+        rc = sig_cluster_subscribe(c, mc->rooms[j]);
+    return rc;
 }
 
 /* Every listed room's members on other nodes, as SYNC events. */
 static int sync_rooms(sig_cluster *c, char *const *rooms, size_t nrooms)
 {
     for (size_t j = 0; j < nrooms; j++) {
-        char rk[SIG_ROOM_MAX + 32];
-        const char *hv[] = {"HGETALL", rk};
-        sig_redis_reply *r;
-        sig_cev *e;
-        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, rooms[j]);
-        if (!(r = sig_cluster_command(c, 2, hv)) || r->type != SIG_RR_ARRAY) {
-            sig_redis_reply_free(r);
-            return RTC_EMSG;
+        sig_cev *e = calloc(1, sizeof *e);
+        int rc;
+        if (!e)
+            continue;
+        e->kind = SIG_CEV_SYNC;
+        snprintf(e->room, sizeof e->room, "%s", rooms[j]);
+        if ((rc = sig_reg_room_members(&c->reg, rooms[j], e))) {
+            sig_cev_free(e);
+            if (rc < 0)
+                return rc;
+            continue;
         }
-        if ((e = calloc(1, sizeof *e))) {
-            e->kind = SIG_CEV_SYNC;
-            snprintf(e->room, sizeof e->room, "%s", rooms[j]);
-            if (members_of(c, r, e) == 0)
-                sig_cluster_push(c, e, false);
-            else
-                sig_cev_free(e);
-        }
-        sig_redis_reply_free(r);
+        sig_cluster_push(c, e, false);
     }
     return 0;
 }
@@ -968,15 +519,14 @@ static int sync_rooms(sig_cluster *c, char *const *rooms, size_t nrooms)
 /* The rooms with a local member now, re-read (the deferred SYNC). */
 static int sync_mirror_rooms(sig_cluster *c)
 {
-    snap sn;
+    sig_mirror_copy mc;
     int rc;
-    memset(&sn, 0, sizeof sn);
     pthread_mutex_lock(&c->mu);
-    rc = snapshot(c, &sn, NULL, 0);
+    rc = sig_mirror_copy_all(c->mirror, &mc);
     pthread_mutex_unlock(&c->mu);
     if (!rc)
-        rc = sync_rooms(c, sn.rooms, sn.nrooms);
-    snap_dispose(&sn);
+        rc = sync_rooms(c, mc.rooms, mc.nrooms);
+    sig_mirror_copy_dispose(&mc);
     return rc;
 }
 
@@ -988,44 +538,39 @@ static int sync_mirror_rooms(sig_cluster *c)
  * and leaves announced meanwhile still apply one by one. */
 static int resync(sig_cluster *c, bool rooms_now)
 {
-    snap sn;
-    sig_redis_reply *r = NULL;
+    sig_mirror_copy mc;
     const char *keep[KEEP_MAX];
     size_t nkeep = keep_ids(c, keep);
     int rc;
 
-    memset(&sn, 0, sizeof sn);
     pthread_mutex_lock(&c->mu);
     c->resync = false;
-    rc = snapshot(c, &sn, keep, nkeep);
+    rc = sig_mirror_copy_all(c->mirror, &mc);
     pthread_mutex_unlock(&c->mu);
     if (!rc)
-        rc = resync_subs(c, &sn);
-    if (!rc) {
-        size_t *len = calloc(sn.n + 1, sizeof *len);
-        for (size_t i = 0; len && i < sn.n; i++)
-            len[i] = strlen(sn.argv[i]);
-        if (!len || c->rops->append(c->cmd, (int)sn.n, sn.argv, len) ||
-            c->rops->get_reply(c->cmd, &r))
-            r = NULL;
-        free(len);
-        if (!reply_ok(r)) {
-            if (r)
-                RTC_LOG(RTC_LOG_ERROR, c->node, "redis: resync script failed: %s", r->str);
-            rc = RTC_EMSG;
-        }
-        sig_redis_reply_free(r);
-    }
+        rc = resync_subs(c, &mc);
+    if (!rc)
+        rc = sig_reg_register(&c->reg, &mc, keep, nkeep);
     if (!rc && rooms_now)
-        rc = sync_rooms(c, sn.rooms, sn.nrooms);
+        rc = sync_rooms(c, mc.rooms, mc.nrooms);
     else if (!rc)
         c->sync_at = rtc_clock_mono_ms() + SYNC_DELAY_MS;
-    snap_dispose(&sn);
+    sig_mirror_copy_dispose(&mc);
     if (rc) {
         pthread_mutex_lock(&c->mu);
         c->resync = true;
         pthread_mutex_unlock(&c->mu);
     }
+    return rc;
+}
+
+static int reap(sig_cluster *c)
+{
+    uint64_t n;
+    int rc = sig_reg_reap(&c->reg, &n);
+    pthread_mutex_lock(&c->mu);
+    c->st.reaped_nodes += n;
+    pthread_mutex_unlock(&c->mu);
     return rc;
 }
 
@@ -1035,11 +580,12 @@ static int connect_all(sig_cluster *c, char *err, size_t errlen)
 {
     drop_conns(c);
     if (!(c->cmd = c->rops->dial(c->rops->ud, &c->url, c->where, IO_TIMEOUT_S, err, errlen)) ||
-        !(c->sub = c->rops->dial(c->rops->ud, &c->url, c->where, IO_TIMEOUT_S, err, errlen))) {
+        !(c->sub.conn = c->rops->dial(c->rops->ud, &c->url, c->where, IO_TIMEOUT_S, err, errlen))) {
         drop_conns(c);
         return RTC_EMSG;
     }
-    if (subscribe_chan(c, c->inbox)) { /* hand-over replies */
+    c->reg.conn = c->cmd;
+    if (sig_sub_subscribe(&c->sub, NULL, c->inbox)) { /* hand-over replies */
         snprintf(err, errlen, "%s: SUBSCRIBE failed", c->where);
         drop_conns(c);
         return RTC_EMSG;
@@ -1068,21 +614,12 @@ static void set_up(sig_cluster *c, bool up)
     }
 }
 
-/* Sleep up to ms, or until the lws thread queues something or stops us. */
-static void wait_wake(sig_cluster *c, int ms)
-{
-    struct pollfd p = {.fd = c->wakefd, .events = POLLIN};
-    uint64_t v;
-    if (poll(&p, 1, ms) > 0 && read(c->wakefd, &v, sizeof v) < 0)
-        return;
-}
-
 /* One round while connected: channel traffic, queued commands, heartbeat. */
 static int serve(sig_cluster *c, uint64_t *next_hb)
 {
-    struct pollfd p[2] = {{.fd = c->wakefd, .events = POLLIN},
-                          {.fd = c->rops->fd(c->sub), .events = POLLIN}};
-    uint64_t now = rtc_clock_mono_ms(), v, due = *next_hb;
+    struct pollfd p[2] = {{.fd = sig_cq_fd(&c->q), .events = POLLIN},
+                          {.fd = sig_sub_fd(&c->sub), .events = POLLIN}};
+    uint64_t now = rtc_clock_mono_ms(), due = *next_hb;
     int timeout;
     bool again;
 
@@ -1091,15 +628,13 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
         due = h->deadline(h->ud, due);
     timeout = due > now ? (int)(due - now) : 0;
 
-    pthread_mutex_lock(&c->mu);
-    if (c->qhead)
+    if (sig_cq_waiting(&c->q))
         timeout = 0; /* left over from the last round's budget */
-    pthread_mutex_unlock(&c->mu);
     if (poll(p, 2, timeout) < 0 && errno != EINTR)
         return -errno;
-    if ((p[0].revents & POLLIN) && read(c->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
+    if ((p[0].revents & POLLIN) && sig_cq_woken(&c->q))
         return -errno;
-    if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && read_sub(c))
+    if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && sig_sub_read(&c->sub))
         return RTC_EMSG;
     if (run_queue(c, QUEUE_BUDGET))
         return RTC_EMSG;
@@ -1112,7 +647,8 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
         /* Right after a (re)connection, other nodes may still be on their way
          * back (Redis stalled, every heartbeat expired): give them their
          * backoff and a heartbeat before calling them dead. */
-        if (heartbeat(c, &registered) || (rtc_clock_mono_ms() >= c->reap_from && reap(c)))
+        if (sig_reg_heartbeat(&c->reg, &registered) ||
+            (rtc_clock_mono_ms() >= c->reap_from && reap(c)))
             return RTC_EMSG;
         if (!registered) {
             /* Presumed dead (we stalled past the TTL, or Redis lost its data):
@@ -1142,13 +678,9 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
  * leave their rooms now rather than after node-ttl). */
 static void shutdown_node(sig_cluster *c)
 {
-    char key[64];
-    const char *argv[] = {"DEL", key};
     if (run_queue(c, UINT32_MAX))
         return;
-    snprintf(key, sizeof key, "%snode:%s", c->kp, c->node);
-    sig_redis_reply_free(sig_cluster_command(c, 2, argv));
-    reap(c);
+    sig_reg_deregister(&c->reg);
 }
 
 static void lost(sig_cluster *c)
@@ -1170,7 +702,7 @@ static void *thread_main(void *arg)
             if (connect_all(c, err, sizeof err)) {
                 RTC_LOG(RTC_LOG_DEBUG, c->node, "redis: %s; retrying in %d ms", err, backoff);
                 fail_queue(c);
-                wait_wake(c, backoff);
+                sig_cq_sleep(&c->q, backoff); /* (or until woken) */
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
@@ -1203,6 +735,7 @@ int sig_cluster_new(const sig_cluster_params *p, sig_cluster **out, char *err, s
 {
     sig_cluster *c = calloc(1, sizeof *c);
     uint8_t rnd[NODE_LEN / 2];
+    int rc;
 
     *out = NULL;
     if (!c) {
@@ -1226,18 +759,30 @@ int sig_cluster_new(const sig_cluster_params *p, sig_cluster **out, char *err, s
     snprintf(c->cp, sizeof c->cp, "tsu:%d:ch:", c->url.db);
     snprintf(c->np, sizeof c->np, "tsu:%d:nd:", c->url.db);
     snprintf(c->inbox, sizeof c->inbox, "%s%s", c->np, c->node);
-    c->qmax = p->queue;
     c->max_payload = p->max_payload;
     c->ttl_s = p->node_ttl_s;
     atomic_store(&c->max_room, p->max_room_size);
-    c->wake = p->wake;
-    c->ud = p->ud;
-    c->wakefd = -1;
+    c->reg = (sig_reg){.rops = c->rops, .node = c->node, .kp = c->kp, .cp = c->cp,
+                       .ttl_s = c->ttl_s};
+    sig_sub_init(&c->sub, c->rops, IO_TIMEOUT_S, on_message, c);
+    if ((rc = sig_cq_init(&c->q, p->queue, p->wake, p->ud))) {
+        snprintf(err, errlen, "eventfd: %s", strerror(-rc));
+        goto out_free;
+    }
+    if (!(c->mirror = sig_mirror_new())) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto out_q;
+    }
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->wake_mu, NULL);
-    pthread_cond_init(&c->space, NULL);
     *out = c;
     return 0;
+out_q:
+    sig_cq_dispose(&c->q);
+out_free:
+    memset(&c->url, 0, sizeof c->url);
+    free(c);
+    return rc;
 }
 
 int sig_cluster_add_hooks(sig_cluster *c, const sig_cluster_hooks *h)
@@ -1251,11 +796,6 @@ int sig_cluster_add_hooks(sig_cluster *c, const sig_cluster_hooks *h)
 int sig_cluster_start(sig_cluster *c, char *err, size_t errlen)
 {
     int rc;
-    if ((c->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
-        return rc;
-    }
     /* Start-up needs Redis: a node that cannot reach it would only refuse
      * every join (documented; systemd restarts it). */
     if ((rc = connect_all(c, err, errlen)))
@@ -1274,38 +814,25 @@ int sig_cluster_start(sig_cluster *c, char *err, size_t errlen)
 
 void sig_cluster_mute(sig_cluster *c)
 {
-    if (!c)
-        return;
-    pthread_mutex_lock(&c->wake_mu);
-    c->wake = NULL;
-    pthread_mutex_unlock(&c->wake_mu);
+    if (c)
+        sig_cq_mute(&c->q);
 }
 
 void sig_cluster_free(sig_cluster *c)
 {
-    sig_cev *e;
     if (!c)
         return;
     sig_cluster_mute(c);
     atomic_store(&c->stop, 1);
-    pthread_mutex_lock(&c->mu);
-    pthread_cond_broadcast(&c->space);
-    pthread_mutex_unlock(&c->mu);
-    if (c->wakefd >= 0)
-        poke(c->wakefd);
+    sig_cq_stop(&c->q);
     if (c->started)
         pthread_join(c->th, NULL);
     else
         drop_conns(c);
-    while ((e = sig_cluster_poll(c)))
-        sig_cev_free(e);
-    hclear(&c->members);
-    hclear(&c->rooms);
-    hclear(&c->subs);
-    if (c->wakefd >= 0)
-        close(c->wakefd);
-    pthread_cond_destroy(&c->space);
-    pthread_mutex_destroy(&c->wake_mu);
+    sig_cq_dispose(&c->q); /* (the thread answered or freed every command) */
+    sig_mirror_free(c->mirror);
+    sig_sub_close(&c->sub);
+    sig_nameset_dispose(&c->sub.keys);
     pthread_mutex_destroy(&c->mu);
     memset(&c->url, 0, sizeof c->url);
     free(c);
@@ -1314,22 +841,6 @@ void sig_cluster_free(sig_cluster *c)
 const char *sig_cluster_node(const sig_cluster *c) { return c->node; }
 bool sig_cluster_up(sig_cluster *c) { return atomic_load(&c->up); }
 void sig_cluster_set_max_room_size(sig_cluster *c, uint32_t n) { atomic_store(&c->max_room, n); }
-
-static int enqueue(sig_cluster *c, cmd *k, bool force)
-{
-    bool was_empty;
-    if (!force && c->qn >= c->qmax)
-        return RTC_ELIMIT;
-    k->next = NULL;
-    was_empty = !c->qhead;
-    if (c->qtail)
-        c->qtail->next = k;
-    else
-        c->qhead = k;
-    c->qtail = k;
-    c->qn++;
-    return was_empty ? 1 : 0;
-}
 
 int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const char *id,
                      const char *name, const char *resume)
@@ -1345,21 +856,23 @@ int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const ch
     snprintf(k->room, sizeof k->room, "%s", room);
     snprintf(k->id, sizeof k->id, "%s", id);
     snprintf(k->name, sizeof k->name, "%s", name ? name : "");
-    sig_cluster_token_hash(resume, k->th);
-    pthread_mutex_lock(&c->mu);
-    if (c->qn >= c->qmax) {
-        rc = RTC_ELIMIT;
-    } else if ((rc = mirror_add(c, id, room, k->name, k->th)) == 0) {
-        rc = enqueue(c, k, false);
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
+    sig_token_hash(resume, k->th);
+    /* (this thread alone puts commands: what is not full now takes one) */
+    if (sig_cq_full(&c->q)) {
         free(k);
-        return rc;
+        return RTC_ELIMIT;
     }
-    if (rc == 1)
-        poke(c->wakefd);
-    return 0;
+    pthread_mutex_lock(&c->mu);
+    rc = sig_mirror_add(c->mirror, id, room, k->name, k->th);
+    pthread_mutex_unlock(&c->mu);
+    if (!rc && (rc = sig_cq_put(&c->q, &k->node, false))) {
+        pthread_mutex_lock(&c->mu);
+        sig_mirror_del(c->mirror, id);
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (rc)
+        free(k);
+    return rc;
 }
 
 void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
@@ -1367,20 +880,21 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
     cmd *k = calloc(1, sizeof *k);
     int rc = -1;
     pthread_mutex_lock(&c->mu);
-    mirror_del_in(c, id, room);
+    sig_mirror_del_in(c->mirror, id, room);
+    pthread_mutex_unlock(&c->mu);
     if (k && atomic_load(&c->up)) {
         k->kind = CMD_LEAVE;
         snprintf(k->room, sizeof k->room, "%s", room);
         snprintf(k->id, sizeof k->id, "%s", id);
-        rc = enqueue(c, k, false);
+        rc = sig_cq_put(&c->q, &k->node, false);
     }
-    if (rc < 0)
-        c->resync = true; /* the resync takes it out of Redis instead */
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0)
+    if (rc) {
         free(k);
-    if (rc != 0)
-        poke(c->wakefd);
+        pthread_mutex_lock(&c->mu);
+        c->resync = true; /* the resync takes it out of Redis instead */
+        pthread_mutex_unlock(&c->mu);
+        sig_cq_kick(&c->q);
+    }
 }
 
 int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const char *from,
@@ -1400,17 +914,13 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
     }
     k->kind = CMD_PUB;
     snprintf(k->room, sizeof k->room, "%s", room);
-    pthread_mutex_lock(&c->mu);
-    rc = enqueue(c, k, false);
-    if (rc >= 0)
-        c->st.published++;
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
+    if ((rc = sig_cq_put(&c->q, &k->node, false))) {
         cmd_free(k);
         return rc;
     }
-    if (rc == 1)
-        poke(c->wakefd);
+    pthread_mutex_lock(&c->mu);
+    c->st.published++;
+    pthread_mutex_unlock(&c->mu);
     return 0;
 }
 
@@ -1418,17 +928,10 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
  * RTC_ELIMIT (k freed). */
 static int submit(sig_cluster *c, cmd *k, bool force)
 {
-    int rc;
-    pthread_mutex_lock(&c->mu);
-    rc = enqueue(c, k, force);
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
+    int rc = sig_cq_put(&c->q, &k->node, force);
+    if (rc)
         cmd_free(k);
-        return rc;
-    }
-    if (rc == 1)
-        poke(c->wakefd);
-    return 0;
+    return rc;
 }
 
 int sig_cluster_submit(sig_cluster *c, const sig_cluster_hooks *h, void *arg, bool pipelined,
@@ -1464,27 +967,7 @@ void sig_cluster_publish_text(sig_cluster *c, const char *room, const char *to, 
 
 uint32_t sig_cluster_max_room(sig_cluster *c) { return atomic_load(&c->max_room); }
 
-void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1])
-{
-    uint8_t d[RTC_SHA256_LEN];
-    rtc_sha256(token, strlen(token), d);
-    rtc_hex(d, sizeof d, out);
-}
-
-sig_cev *sig_cluster_poll(sig_cluster *c)
-{
-    sig_cev *e;
-    pthread_mutex_lock(&c->mu);
-    if ((e = c->ehead)) {
-        c->ehead = e->next;
-        if (!c->ehead)
-            c->etail = NULL;
-        if (c->en-- == c->qmax)
-            pthread_cond_signal(&c->space);
-    }
-    pthread_mutex_unlock(&c->mu);
-    return e;
-}
+sig_cev *sig_cluster_poll(sig_cluster *c) { return sig_cq_poll(&c->q); }
 
 void sig_cev_free(sig_cev *e)
 {
@@ -1500,8 +983,12 @@ void sig_cev_free(sig_cev *e)
 
 void sig_cluster_get_stats(sig_cluster *c, sig_cluster_stats *st)
 {
+    uint64_t received, dropped;
+    sig_cq_counts(&c->q, &received, &dropped);
     pthread_mutex_lock(&c->mu);
     *st = c->st;
     pthread_mutex_unlock(&c->mu);
+    st->received = received;
+    st->dropped += dropped; /* (full event queue; the rest: malformed, too large) */
     st->up = atomic_load(&c->up);
 }

@@ -64,7 +64,6 @@ typedef enum {
     SIG_CEV_HO_FENCE    /* new side: our publishes before the adoption are all through */
 } sig_cev_kind;
 
-#define SIG_TH_LEN 64 /* lowercase hex SHA-256 of a resume token */
 
 typedef struct {
     char id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
@@ -88,7 +87,7 @@ typedef struct sig_cev {
                * while a hand-over in that room needs to see them (never
                * applied or delivered); PEER_LEFT: always, and applied */
     char th[SIG_TH_LEN + 1];    /* HO_REQUEST: the token's hash (Redis keys) */
-    char proof[SIG_TH_LEN + 1]; /* HO_REQUEST: HMAC under the token (sig_handover_bound) */
+    char proof[SIG_TH_LEN + 1]; /* HO_REQUEST: HMAC under the token (sig_ho_bound) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
     size_t ntexts;
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
@@ -221,9 +220,6 @@ int sig_cluster_unsubscribe_unused(sig_cluster *c, const char *room);
 int sig_cluster_mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
                            const char *th);
 void sig_cluster_mirror_del_in(sig_cluster *c, const char *id, const char *room);
-/* Lowercase hex SHA-256 of a resume token: its lookup key in Redis (the
- * token itself never leaves this process). */
-void sig_cluster_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
 /* Names in Redis: "tsu:" (keys), a room's channel, a node's channel. */
 const char *sig_cluster_key_prefix(const sig_cluster *c);
 void sig_cluster_channel(const sig_cluster *c, const char *room, char *out, size_t cap);

@@ -106,3 +106,48 @@ const char SIG_LUA_RESYNC[] =
     "  end\n"
     "end\n"
     "return 1\n";
+
+/* ---- resume across nodes (sig_handover.c) ---- */
+
+/* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
+ * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
+ * died with it), else the rt value. */
+const char SIG_LUA_LOOKUP[] =
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return 0 end\n"
+    "local ok, o = pcall(cjson.decode, v)\n"
+    "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
+    "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
+    "return v\n";
+
+/* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the
+ * reply (ARGV[7], its queue) goes to that node's channel ARGV[6], atomically.
+ * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
+ * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
+ * value, channel, reply, left event, room channel, new owner.
+ * The reply (ARGV[7], without its closing brace) gets the room hash as it is
+ * at this instant ("m"): the new owner's member list, atomic with the move,
+ * so that joins and leaves after it reach the member as events and none
+ * falls between the list and the events.
+ * Not ours any more (a resync took it out): nothing, the asking node times
+ * out. The new owner died meanwhile: the member leaves, as its node did. */
+const char SIG_LUA_XFER[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
+    "if redis.call('EXISTS', KEYS[7]) == 0 then\n"
+    "  redis.call('DEL', KEYS[6])\n"
+    "  if redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then\n"
+    "    redis.call('PUBLISH', ARGV[9], ARGV[8])\n"
+    "  end\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
+    "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
+    "redis.call('SET', KEYS[6], ARGV[5])\n"
+    "local all = redis.call('HGETALL', KEYS[3])\n"
+    "local m = '[]'\n"
+    "if #all > 0 then m = cjson.encode(all) end\n"
+    "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',\"m\":' .. m .. '}')\n"
+    "return 1\n";

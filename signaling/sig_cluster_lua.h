@@ -7,5 +7,8 @@
 
 extern const char SIG_LUA_JOIN[], SIG_LUA_LEAVE[], SIG_LUA_HEARTBEAT[], SIG_LUA_REAP[],
     SIG_LUA_RESYNC[];
+/* resume across nodes (sig_handover.c): who holds a token's member; the
+ * owner's move of a member to the asking node with its reply */
+extern const char SIG_LUA_LOOKUP[], SIG_LUA_XFER[];
 
 #endif

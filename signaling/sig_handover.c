@@ -22,7 +22,7 @@
  *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
  *     to R's channel and waits for the confirmation, then PUBLISHes the
  *     request Q {"e":"ho","h":SHA-256(T),"p":proof} on R's channel, where
- *     proof = HMAC-SHA256(key T, sig_handover_bound: N, rq, R, B, hash):
+ *     proof = HMAC-SHA256(key T, sig_ho_bound: N, rq, R, B, hash):
  *     the hash is only a lookup key that every Redis reader sees; the proof
  *     needs T itself. Call the position of Q in R's channel order q.
  *  2. O reads Q after everything published before q (F1) and its lws
@@ -85,6 +85,7 @@
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "sig_chan.h"
+#include "sig_cluster_lua.h"
 
 #define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
 #define HO_GONE_MS 60000 /* how long a timed-out request's late reply is still undone */
@@ -142,49 +143,6 @@ struct sig_handover {
     uint64_t seen_tick;
 };
 
-
-/* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
- * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
- * died with it), else the rt value. */
-static const char LOOKUP_LUA[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return 0 end\n"
-    "local ok, o = pcall(cjson.decode, v)\n"
-    "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
-    "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
-    "return v\n";
-
-/* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the
- * reply (ARGV[7], its queue) goes to that node's channel ARGV[6], atomically.
- * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
- * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
- * value, channel, reply, left event, room channel, new owner.
- * The reply (ARGV[7], without its closing brace) gets the room hash as it is
- * at this instant ("m"): the new owner's member list, atomic with the move,
- * so that joins and leaves after it reach the member as events and none
- * falls between the list and the events.
- * Not ours any more (a resync took it out): nothing, the asking node times
- * out. The new owner died meanwhile: the member leaves, as its node did. */
-static const char XFER_LUA[] =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "if redis.call('EXISTS', KEYS[7]) == 0 then\n"
-    "  redis.call('DEL', KEYS[6])\n"
-    "  if redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then\n"
-    "    redis.call('PUBLISH', ARGV[9], ARGV[8])\n"
-    "  end\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
-    "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
-    "redis.call('SET', KEYS[6], ARGV[5])\n"
-    "local all = redis.call('HGETALL', KEYS[3])\n"
-    "local m = '[]'\n"
-    "if #all > 0 then m = cjson.encode(all) end\n"
-    "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',\"m\":' .. m .. '}')\n"
-    "return 1\n";
 
 /* ---- Redis thread: hand-overs asked for ---- */
 
@@ -602,7 +560,7 @@ static int run_ask(sig_handover *hv, const op *k)
     }
     snprintf(rt, sizeof rt, "%srt:%s", sig_cluster_key_prefix(hv->c), k->th);
     {
-        const char *argv[] = {"EVAL", LOOKUP_LUA, "1", rt, sig_cluster_key_prefix(hv->c)};
+        const char *argv[] = {"EVAL", SIG_LUA_LOOKUP, "1", rt, sig_cluster_key_prefix(hv->c)};
         if (!(r = sig_cluster_command(hv->c, 5, argv))) {
             push_done(hv, k->serial, SIG_E_SERVER_BUSY, "", "");
             return RTC_EMSG;
@@ -641,18 +599,14 @@ static int run_ask(sig_handover *hv, const op *k)
     h.deadline_ms = rtc_clock_mono_ms() + SIG_HO_TIMEOUT_MS;
     hv->hos[hv->nho++] = h;
     {
-        /* the proof: only the token's holder can make it (sig_handover_bound) */
+        /* the proof: only the token's holder can make it (sig_ho_bound) */
         char bound[SIG_ROOM_MAX + SIG_ID_MAX + NODE_LEN + SIG_TH_LEN + 64], px[SIG_TH_LEN + 1];
-        uint8_t d[RTC_SHA256_LEN];
         req = NULL;
-        if (k->token && sig_handover_bound(bound, sizeof bound, hv->node, k->serial, room, id,
-                                           k->th)) {
-            rtc_hmac_sha256(k->token, strlen(k->token), bound, strlen(bound), d);
-            rtc_hex(d, sizeof d, px);
+        if (k->token && sig_ho_bound(bound, sizeof bound, hv->node, k->serial, room, id, k->th)) {
+            sig_ho_proof(k->token, bound, px);
             req = sig_chan_dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "n", hv->node, "e",
                                           "ho", "id", id, "to", owner, "h", k->th, "p", px, "rq",
                                           (json_int_t)k->serial));
-            memset(d, 0, sizeof d);
         }
     }
     sig_cluster_channel(hv->c, room, ch, sizeof ch);
@@ -696,7 +650,7 @@ static int xfer_append(sig_handover *hv, const op *k)
     sig_cluster_node_channel(hv->c, k->node, ch2, sizeof ch2);
     sig_cluster_channel(hv->c, k->room, ch, sizeof ch);
     if (v2 && rv2 && ev) {
-        const char *argv[] = {"EVAL", XFER_LUA, "7", nm1, nt1, key, nm2, nt2, rt, hb2,
+        const char *argv[] = {"EVAL", SIG_LUA_XFER, "7", nm1, nt1, key, nm2, nt2, rt, hb2,
                               k->id, k->room, v2, k->th, rv2, ch2, k->payload, ev, ch, k->node};
         rc = sig_cluster_append(hv->c, 20, argv);
     } else {
@@ -892,7 +846,7 @@ int sig_handover_ask(sig_handover *hv, uint64_t serial, const char *token)
         return -ENOMEM;
     k->kind = OP_ASK;
     k->serial = serial;
-    sig_cluster_token_hash(token, k->th); /* the token itself never leaves this process */
+    sig_token_hash(token, k->th); /* the token itself never leaves this process */
     if (!(k->token = strdup(token))) {
         free(k);
         return -ENOMEM;
@@ -948,7 +902,7 @@ static void reply(sig_handover *hv, const sig_cev *req, bool ok, bool busy,
                                           "e", "hr", "rq", (json_int_t)req->serial, "ok", 1, "id",
                                           req->id, "room", req->room, "name", k->name, "a", mac,
                                           "q", q));
-    if (k->payload && k->payload[0]) /* XFER_LUA appends ,"m":[...]} */
+    if (k->payload && k->payload[0]) /* SIG_LUA_XFER appends ,"m":[...]} */
         k->payload[strlen(k->payload) - 1] = '\0';
     /* it leaves the mirror (without a leave: it did not leave) when XFER
      * has run (hook_replied): a resync meanwhile keeps it registered here,
@@ -990,18 +944,10 @@ void sig_handover_token_ttl(sig_handover *hv, const char *resume, uint32_t secs)
         return; /* a safety net only: the member's leave deletes the entry */
     k->kind = OP_TTL;
     k->secs = secs;
-    sig_cluster_token_hash(resume, k->th);
+    sig_token_hash(resume, k->th);
     /* forced like the hand-over's other commands: a dropped PERSIST would let
      * the lookup entry of an attached member expire (tiny, one per member) */
     sig_cluster_submit(hv->c, &hv->hooks, k, true, true);
-}
-
-bool sig_handover_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
-                        const char *id, const char *th)
-{
-    int n = snprintf(out, cap, "tsunagu-ho|%s|%llu|%s|%s|%s", node, (unsigned long long)rq, room,
-                     id, th);
-    return n > 0 && (size_t)n < cap;
 }
 
 bool sig_handover_fresh(const sig_handover *hv, const char *node, uint64_t rq)

@@ -71,14 +71,6 @@ void sig_handover_reply_busy(sig_handover *h, const sig_cev *req);
  * Redis expires after secs) or attached again (0: no expiry). */
 void sig_handover_token_ttl(sig_handover *h, const char *resume, uint32_t secs);
 
-/* What a hand-over request's proof covers: the asking node (the member goes
- * there), its request serial, the room, the member and the token's hash.
- * The proof is HMAC-SHA256(key = resume token, bound), lowercase hex: only
- * a holder of the token (the asking node, from its client; the owner) can
- * make it. Knowing the hash (Redis keys, the request itself) is not enough.
- * Returns false when it does not fit `cap`. */
-bool sig_handover_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
-                        const char *id, const char *th);
 /* Owner side, lws thread: a request from `node` with serial `rq` is new (a
  * node's serials only grow, and reach us in that order: an older or equal
  * one is a replay); sig_handover_served records one that was honoured. */

@@ -44,3 +44,39 @@ int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char 
     free(b);
     return 0;
 }
+
+void sig_token_hash(const char *token, char out[SIG_TH_LEN + 1])
+{
+    uint8_t d[RTC_SHA256_LEN];
+    rtc_sha256(token, strlen(token), d);
+    rtc_hex(d, sizeof d, out);
+}
+
+bool sig_ho_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
+                        const char *id, const char *th)
+{
+    int n = snprintf(out, cap, "tsunagu-ho|%s|%llu|%s|%s|%s", node, (unsigned long long)rq, room,
+                     id, th);
+    return n > 0 && (size_t)n < cap;
+}
+
+void sig_ho_proof(const char *token, const char *bound, char out[SIG_TH_LEN + 1])
+{
+    uint8_t d[RTC_SHA256_LEN];
+    rtc_hmac_sha256(token, strlen(token), bound, strlen(bound), d);
+    rtc_hex(d, sizeof d, out);
+    memset(d, 0, sizeof d);
+}
+
+bool sig_ho_proof_ok(const char *token, const char *bound, const char *proof)
+{
+    char want[SIG_TH_LEN + 1];
+    bool good;
+    if (strlen(proof) != SIG_TH_LEN)
+        return false;
+    sig_ho_proof(token, bound, want);
+    /* constant time: a wrong guess learns nothing about the right proof */
+    good = rtc_ct_equal(want, proof, SIG_TH_LEN);
+    memset(want, 0, sizeof want);
+    return good;
+}

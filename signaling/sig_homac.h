@@ -4,6 +4,7 @@
 #ifndef SIG_HOMAC_H
 #define SIG_HOMAC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,5 +25,24 @@ void sig_ho_reply_key(const char *token, uint8_t key[SIG_HO_KEY_LEN]);
 int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
                      const char *room, const char *id, const char *name,
                      const char *const *texts, size_t n, char out[SIG_HO_MAC_LEN + 1]);
+
+/* Lowercase hex SHA-256 of a resume token: its lookup key in Redis (the
+ * token itself never leaves this process; 128 random bits need no salt). */
+#define SIG_TH_LEN 64
+void sig_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
+
+/* What a hand-over request's proof covers: the asking node (the member goes
+ * there), its request serial, the room, the member and the token's hash.
+ * The proof is HMAC-SHA256(key = resume token, bound), lowercase hex: only
+ * a holder of the token (the asking node, from its client; the owner) can
+ * make it. Knowing the hash (Redis keys, the request itself) is not enough.
+ * Returns false when it does not fit `cap`. */
+bool sig_ho_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
+                        const char *id, const char *th);
+/* The proof itself: HMAC-SHA256(key = token, bound), lowercase hex (the
+ * asking node makes it from its client's token); _ok checks one in
+ * constant time (the owner, with its member's token). */
+void sig_ho_proof(const char *token, const char *bound, char out[SIG_TH_LEN + 1]);
+bool sig_ho_proof_ok(const char *token, const char *bound, const char *proof);
 
 #endif

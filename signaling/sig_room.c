@@ -1,6 +1,7 @@
 /* sig_room.c - rooms, members, bounded per-member queues (see sig_room.h).
  *
- * Rooms live in a fixed-size chained hash table keyed by name; members of a
+ * Rooms live in a keyed map by name (rtc_map: SipHash under a per-hub
+ * random key, since clients choose room names); members of a
  * room are a doubly linked list in join order (rooms hold at most
  * max_room_size members, so lookups by id inside a room are linear on
  * purpose). Every member is also on the hub's list, which tick() walks to
@@ -16,8 +17,7 @@
 
 #include "rtc_crypto.h"
 #include "rtc_err.h"
-
-#define ROOM_BUCKETS 4096
+#include "rtc_map.h"
 
 typedef struct qent {
     struct qent *next;
@@ -25,7 +25,7 @@ typedef struct qent {
 } qent;
 
 typedef struct sig_room {
-    struct sig_room *next; /* hash chain */
+    rtc_map_node node; /* in the hub's rooms, keyed by name */
     sig_member *head, *tail;
     uint32_t n;       /* all members, local and remote: the room size */
     uint32_t nremote; /* of which on other nodes */
@@ -60,7 +60,7 @@ struct sig_hub {
     sig_member *all;
     uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
-    sig_room *buckets[ROOM_BUCKETS];
+    rtc_map rooms; /* name -> sig_room */
 };
 
 /* ---- buffers and queues ---- */
@@ -266,42 +266,30 @@ void *sig_member_conn(const sig_member *m) { return m->conn; }
 
 /* ---- rooms ---- */
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % ROOM_BUCKETS;
-}
-
 static sig_room *room_find(sig_hub *h, const char *name)
 {
-    for (sig_room *r = h->buckets[hash(name)]; r; r = r->next)
-        if (!strcmp(r->name, name))
-            return r;
-    return NULL;
+    rtc_map_node *n = rtc_map_find_str(&h->rooms, name);
+    return n ? RTC_MAP_ENTRY(n, sig_room, node) : NULL;
 }
 
 static sig_room *room_create(sig_hub *h, const char *name)
 {
     size_t len = strlen(name);
     sig_room *r = calloc(1, sizeof *r + len + 1);
-    uint32_t k = hash(name);
     if (!r)
         return NULL;
     memcpy(r->name, name, len + 1);
-    r->next = h->buckets[k];
-    h->buckets[k] = r;
+    if (rtc_map_insert_str(&h->rooms, &r->node, r->name)) {
+        free(r);
+        return NULL;
+    }
     h->nrooms++;
     return r;
 }
 
 static void room_destroy(sig_hub *h, sig_room *r)
 {
-    sig_room **pp = &h->buckets[hash(r->name)];
-    while (*pp != r)
-        pp = &(*pp)->next;
-    *pp = r->next;
+    rtc_map_remove(&h->rooms, &r->node);
     h->nrooms--;
     free(r);
 }
@@ -409,29 +397,33 @@ sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops)
     h->lim = *lim;
     h->ops = *ops;
     h->due_us = UINT64_MAX;
+    (void)rtc_map_init(&h->rooms); /* (no random key: still a working map, see rtc_map_init) */
     return h;
 }
 
 void sig_hub_free(sig_hub *h)
 {
+    rtc_map_iter it;
+    rtc_map_node *rn;
     if (!h)
         return;
     /* Nobody is listening any more: free without telling anyone. Rooms
      * first: their lists still link local members (freed below) and remote
      * ones (freed here). */
-    for (size_t i = 0; i < ROOM_BUCKETS; i++)
-        while (h->buckets[i]) {
-            sig_room *r = h->buckets[i];
-            h->buckets[i] = r->next;
-            for (sig_member *o = r->head, *n; o; o = n) {
-                n = o->rnext;
-                if (o->state == SIG_MEMBER_REMOTE) {
-                    free(o->name);
-                    free(o);
-                }
+    rtc_map_iter_init(&it, &h->rooms);
+    while ((rn = rtc_map_iter_next(&it))) {
+        sig_room *r = RTC_MAP_ENTRY(rn, sig_room, node);
+        rtc_map_remove(&h->rooms, rn);
+        for (sig_member *o = r->head, *n; o; o = n) {
+            n = o->rnext;
+            if (o->state == SIG_MEMBER_REMOTE) {
+                free(o->name);
+                free(o);
             }
-            free(r);
         }
+        free(r);
+    }
+    rtc_map_dispose(&h->rooms);
     while (h->all) {
         sig_member *m = h->all;
         h->all = m->hnext;
@@ -760,8 +752,6 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
 {
     sig_room *r = room_find(h, q->room);
     sig_member *m = r ? room_member(r, q->id) : NULL, *fresh = NULL;
-    uint8_t d[RTC_SHA256_LEN];
-    char hx[2 * RTC_SHA256_LEN + 1];
     char **v = NULL, *nm = NULL;
     size_t i = 0;
 
@@ -769,12 +759,7 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
     *n = 0;
     *name = NULL;
     if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
-        strlen(q->proof) != 2 * RTC_SHA256_LEN)
-        return SIG_E_UNAUTHORIZED;
-    rtc_hmac_sha256(m->resume, strlen(m->resume), q->bound, strlen(q->bound), d);
-    rtc_hex(d, sizeof d, hx);
-    /* constant time: a wrong guess learns nothing about the right proof */
-    if (!rtc_ct_equal(hx, q->proof, sizeof hx - 1) ||
+        !sig_ho_proof_ok(m->resume, q->bound, q->proof) ||
         (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))

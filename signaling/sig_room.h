@@ -172,7 +172,7 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 typedef struct {
     const char *room, *id;
     /* lowercase hex HMAC-SHA256 keyed with the member's resume token over
-     * `bound` (what the request says: sig_handover_bound): only a holder of
+     * `bound` (what the request says: sig_ho_bound): only a holder of
      * the token can make it, unlike the token's SHA-256 that Redis stores */
     const char *proof, *bound;
     /* out, on SIG_OK: sig_ho_reply_key of the member's token, which the

@@ -180,7 +180,7 @@ void sig_xresume_request(sig_xresume *x, const sig_cev *e, uint64_t t)
     /* the proof binds the asking node, the serial, the member and its token's
      * hash; a serial not newer than the last one served for that node is a
      * replay (of a request that Redis's readers saw) */
-    if (sig_handover_bound(bound, sizeof bound, e->node, e->serial, e->room, e->id, e->th) &&
+    if (sig_ho_bound(bound, sizeof bound, e->node, e->serial, e->room, e->id, e->th) &&
         sig_handover_fresh(x->p.handover, e->node, e->serial))
         rc = sig_hub_hand_over(x->p.hub, &q, &texts, &n, &name, t);
     if (rc == SIG_OK)
