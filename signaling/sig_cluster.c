@@ -140,6 +140,7 @@ int sig_cluster_append(sig_cluster *c, int argc, const char **argv)
 void sig_cluster_push(sig_cluster *c, sig_cev *e, bool never_drop)
 {
     if (sig_cq_push(&c->q, e, never_drop)) {
+        sig_cev_free(e);
         pthread_mutex_lock(&c->mu);
         c->resync = true; /* membership at least comes right again */
         pthread_mutex_unlock(&c->mu);
@@ -291,7 +292,8 @@ void sig_cluster_mirror_del_in(sig_cluster *c, const char *id, const char *room)
 
 /* ---- commands ---- */
 
-/* Tell the lws thread how a join went; a failed one leaves the mirror. */
+/* Tell the lws thread how a join went (in e, taken; NULL: no memory for an
+ * answer); a failed one leaves the mirror. */
 static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, sig_cev *e)
 {
     if (rc != SIG_OK) {
@@ -449,7 +451,7 @@ static void fail_queue(sig_cluster *c)
     cmd *k;
     while ((k = pop_cmd(c))) {
         if (k->kind == CMD_JOIN)
-            join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
+            join_answer(c, k, SIG_E_SERVER_BUSY, calloc(1, sizeof(sig_cev)));
         else if (k->kind == CMD_EXT && k->hooks->refused)
             k->hooks->refused(k->hooks->ud, k->arg);
         cmd_free(k);
@@ -820,6 +822,7 @@ void sig_cluster_mute(sig_cluster *c)
 
 void sig_cluster_free(sig_cluster *c)
 {
+    sig_cev *e;
     if (!c)
         return;
     sig_cluster_mute(c);
@@ -829,6 +832,8 @@ void sig_cluster_free(sig_cluster *c)
         pthread_join(c->th, NULL);
     else
         drop_conns(c);
+    while ((e = sig_cq_poll(&c->q)))
+        sig_cev_free(e);
     sig_cq_dispose(&c->q); /* (the thread answered or freed every command) */
     sig_mirror_free(c->mirror);
     sig_sub_close(&c->sub);

@@ -9,22 +9,27 @@
  *                  channel messages and commands it does not know to hooks
  *   sig_handover.c resume across nodes: registers its hooks, owns its state
  *
- * Threads and locks (the one place they are written down):
- * - The lws service thread calls the public functions below; they only take
- *   `mu` for a queue push or pop, so a slow or vanished Redis never blocks
- *   WebSocket service. Both queues are bounded: a full outgoing queue fails
- *   the operation (the client gets server-busy) instead of growing.
- * - One Redis thread owns both connections (commands, and a SUBSCRIBE
- *   connection), `subs`, the resync timers, and calls every hook (except
- *   the lws-thread functions of sig_handover.h, which a hook owner calls
- *   itself). Hooks are called with no lock held, and a hook may call any
- *   function of this header.
- * - `mu` guards the two queues, the mirror of local members, the resync flag
- *   and the stats; nothing is ever called with it held (no callback, no
- *   Redis I/O); `wake_mu` guards only params.wake (sig_cluster_mute).
+ * Threads and locks (the one place they are written down; sig_cluster_q.h
+ * and sig_mirror.h only repeat what they are told here):
+ * - The lws service thread calls the public functions below. It only ever
+ *   takes a lock for a queue push or pop or a mirror update, so a slow or
+ *   vanished Redis never blocks WebSocket service. Both queues are bounded:
+ *   a full outgoing queue fails the operation (the client gets server-busy)
+ *   instead of growing. The lws thread is the only one that puts commands.
+ * - One Redis thread owns both connections (commands, and the SUBSCRIBE
+ *   connection with its set of channels), the resync timers, and calls
+ *   every hook (except the lws-thread functions of sig_handover.h, which a
+ *   hook owner calls itself). Hooks are called with no lock held, and a hook
+ *   may call any function of this header.
+ * - Locks: the queues' own (sig_cluster_q.c: the two FIFOs and their
+ *   counters), `mu` in sig_cluster.c (the mirror of local members, the
+ *   resync flag, the other stats), and the queues' `wake_mu` (only the wake
+ *   callback, sig_cluster_mute). Never two at once, and nothing is ever
+ *   called with one held (no callback, no Redis I/O) but the wake callback
+ *   under `wake_mu`, which only pokes the lws loop.
  * - A hook owner's state is its own: what its Redis-thread hooks touch, only
  *   the Redis thread touches; what its lws-thread functions touch, only the
- *   lws thread; what both touch (stats), it guards itself.
+ *   lws thread; what both touch (stats), it guards itself (atomics).
  *
  * lws thread -> Redis thread: join (with a serial the caller matches the
  * answer to), leave, publish (a signal or broadcast to members on other

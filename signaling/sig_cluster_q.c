@@ -30,11 +30,8 @@ int sig_cq_init(sig_cq *q, size_t max, void (*wake)(void *ud), void *ud)
 
 void sig_cq_dispose(sig_cq *q)
 {
-    sig_cev *e;
     if (q->wakefd < 0)
         return;
-    while ((e = sig_cq_poll(q)))
-        sig_cev_free(e);
     close(q->wakefd);
     q->wakefd = -1;
     pthread_cond_destroy(&q->space);
@@ -140,7 +137,6 @@ int sig_cq_push(sig_cq *q, sig_cev *e, bool never_drop)
     if (q->en >= q->max && !never_drop) {
         q->drops++;
         pthread_mutex_unlock(&q->mu);
-        sig_cev_free(e);
         return RTC_ELIMIT;
     }
     e->next = NULL;

@@ -44,7 +44,7 @@ typedef struct {
 
 /* 0, or -errno (eventfd). */
 int sig_cq_init(sig_cq *q, size_t max, void (*wake)(void *ud), void *ud);
-void sig_cq_dispose(sig_cq *q); /* frees queued events; commands are the caller's (take them) */
+void sig_cq_dispose(sig_cq *q); /* empty it first (take, poll): the items are the caller's */
 
 /* Commands. put: 0, or RTC_ELIMIT when full (force: never refused); the
  * Redis thread is woken when the queue was empty. */
@@ -59,8 +59,8 @@ void sig_cq_sleep(sig_cq *q, int ms);
 int sig_cq_fd(const sig_cq *q);
 int sig_cq_woken(sig_cq *q);
 
-/* Events. push: 0, or RTC_ELIMIT when dropped (e freed; the caller
- * re-synchronises). never_drop: for events a layer bounds itself. */
+/* Events. push: 0, or RTC_ELIMIT when dropped (e is still the caller's, to
+ * free; it re-synchronises). never_drop: for events a layer bounds itself. */
 int sig_cq_push(sig_cq *q, sig_cev *e, bool never_drop);
 sig_cev *sig_cq_poll(sig_cq *q);
 void sig_cq_counts(sig_cq *q, uint64_t *received, uint64_t *dropped);

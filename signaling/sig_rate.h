@@ -7,11 +7,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "rtc_tbucket.h"
+
 /* Token bucket rate limit per connection: `rate` messages a second, burst
  * of one second's worth. Pure; the caller passes the time. */
 typedef struct {
-    double tokens;
-    uint64_t last_us;
+    rtc_tbucket bucket;        /* (common/rtc_tbucket.h, in us) */
     uint64_t limited_since_us; /* start of the current run of refusals, 0 if none */
     uint64_t last_refused_us;
 } sig_rate;

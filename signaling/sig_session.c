@@ -16,6 +16,7 @@
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "rtc_notify.h"
 #include "sig_cluster.h"
 #include "sig_handover.h"
 #include "sig_token.h"
@@ -51,15 +52,6 @@ struct sig_server {
     uint64_t reloads_ok, reloads_failed; /* SIGHUP: a failed one keeps the old settings */
 };
 
-/* The one microsecond clock of the lws thread (the hub and the queues'
- * latency count in it). */
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static sig_limits limits_of(const sig_conf *c)
 {
     sig_limits l = {
@@ -77,7 +69,7 @@ static void send_error(sig_client *c, sig_code code, const char *message)
     char *t = sig_proto_error(code, message);
     c->srv->errors[code]++;
     if (t)
-        sig_hub_send(c->srv->hub, c->m, t, now_us());
+        sig_hub_send(c->srv->hub, c->m, t, rtc_clock_mono_us());
     free(t);
 }
 
@@ -196,7 +188,7 @@ static void on_cluster_joined(sig_server *s, sig_cev *e)
     p = (sig_join_params){.room = c->pj_room, .name = c->pj_name, .id = c->pj_id,
                           .resume = c->pj_resume, .ice_servers = c->pj_ice, .remotes = v,
                           .nremotes = e->nmembers, .admitted = true};
-    rc = v ? sig_hub_join(s->hub, c->m, &p, now_us()) : SIG_E_SERVER_BUSY;
+    rc = v ? sig_hub_join(s->hub, c->m, &p, rtc_clock_mono_us()) : SIG_E_SERVER_BUSY;
     free(v);
     if (rc) {
         sig_cluster_leave(s->cluster, e->room, e->id);
@@ -270,7 +262,7 @@ static void on_cluster_event(sig_server *s, sig_cev *e, uint64_t t)
 /* Handle what the Redis thread has queued, a bounded number at a time. */
 bool sig_server_cluster_events(sig_server *s)
 {
-    uint64_t t = now_us();
+    uint64_t t = rtc_clock_mono_us();
     sig_cev *e;
     unsigned n = 0;
     if (!s->cluster)
@@ -370,7 +362,7 @@ static void do_join(sig_client *c, const sig_msg *msg)
     }
     p = (sig_join_params){.room = msg->room, .name = name, .id = id, .resume = resume,
                           .ice_servers = ice};
-    rc = sig_hub_join(s->hub, c->m, &p, now_us());
+    rc = sig_hub_join(s->hub, c->m, &p, rtc_clock_mono_us());
     json_decref(ice);
     if (rc) {
         send_error(c, rc, rc == SIG_E_ROOM_FULL ? "room is full" : "too many rooms");
@@ -390,13 +382,13 @@ static void do_resume(sig_client *c, const sig_msg *msg)
         send_error(c, SIG_E_BAD_REQUEST, "a join or resume is in progress");
         return;
     }
-    rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, now_us());
+    rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, rtc_clock_mono_us());
     if (rc == SIG_E_UNAUTHORIZED && c->srv->cluster) {
         /* not here: perhaps on another node (non-sticky load balancer,
          * rolling restart); its node hands it over */
         const char *why = NULL;
         sig_code busy = sig_xresume_ask(c->srv->xr, c, ++c->srv->join_serial, msg->token,
-                                        now_us(), &why);
+                                        rtc_clock_mono_us(), &why);
         if (busy)
             send_error(c, busy, why);
         return;
@@ -415,7 +407,7 @@ static void do_resume(sig_client *c, const sig_msg *msg)
 void sig_client_message(sig_client *c, const char *buf, size_t len)
 {
     sig_server *s = c->srv;
-    uint64_t t = now_us();
+    uint64_t t = rtc_clock_mono_us();
     const char *why = NULL;
     sig_msg msg;
     sig_code rc = SIG_OK;
@@ -506,11 +498,7 @@ void sig_server_metrics(sig_server *s, rtc_buf *b)
         rtc_metrics_u64(b, "tsunagu_signal_errors_total", lbl, s->errors[i]);
     }
     sig_admit_metrics(s->admit, b);
-    rtc_metrics_header(b, "tsunagu_signal_config_reloads_total", "counter",
-                       "SIGHUP reloads; a failed one keeps the old settings running.");
-    rtc_metrics_u64(b, "tsunagu_signal_config_reloads_total", "result=\"ok\"", s->reloads_ok);
-    rtc_metrics_u64(b, "tsunagu_signal_config_reloads_total", "result=\"failed\"",
-                    s->reloads_failed);
+    rtc_metrics_reloads(b, "tsunagu_signal", s->reloads_ok, s->reloads_failed);
     rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
                      "time from a message being queued to its lws_write", &s->latency);
     if (s->cluster) {
@@ -574,6 +562,9 @@ static void admit_configure(sig_server *s, const char *why)
 static void reload(sig_server *s)
 {
     sig_conf *fresh = calloc(1, sizeof *fresh);
+    const char *keys[8];
+    bool listen = false, redis = false;
+    size_t nk;
     char err[512];
     if (!fresh || sig_conf_load(fresh, s->argc, s->argv, err, sizeof err)) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "SIGHUP: reload failed, keeping the old settings: %s",
@@ -582,8 +573,16 @@ static void reload(sig_server *s)
         s->reloads_failed++;
         return;
     }
-    if (strcmp(fresh->listen, s->boot->listen) || (fresh->cert && s->boot->cert &&
-                                                    strcmp(fresh->cert, s->boot->cert)))
+    /* the settings table says which keys a running server cannot change
+     * (RTC_CONF_RESTART): the listener's, and the cluster's */
+    nk = rtc_conf_restart_changed(sig_conf_specs, s->boot, fresh, keys, 8);
+    for (size_t i = 0; i < nk && i < 8; i++) {
+        if (!strncmp(keys[i], "redis", 5))
+            redis = true;
+        else
+            listen = true;
+    }
+    if (listen)
         RTC_LOG(RTC_LOG_WARN, NULL, "SIGHUP: listen/cert changes need a restart; ignored");
     {
         sig_limits l = limits_of(fresh);
@@ -591,10 +590,7 @@ static void reload(sig_server *s)
     }
     if (s->cluster)
         sig_cluster_set_max_room_size(s->cluster, (uint32_t)fresh->max_room_size);
-    if ((!fresh->redis != !s->boot->redis) ||
-        (fresh->redis && strcmp(fresh->redis, s->boot->redis)) ||
-        fresh->redis_node_ttl != s->boot->redis_node_ttl ||
-        fresh->redis_queue != s->boot->redis_queue)
+    if (redis)
         RTC_LOG(RTC_LOG_WARN, NULL, "SIGHUP: redis settings change needs a restart; ignored");
     s->ops.reloaded(s->ops.ud, fresh); /* the transport's part: idle timeouts, TLS */
     if (s->conf != s->boot) {
@@ -616,6 +612,7 @@ static void start_drain(sig_server *s, uint64_t t)
 {
     s->draining = true;
     s->drain_deadline_us = t + (uint64_t)s->conf->drain_seconds * 1000000u;
+    rtc_notify("STOPPING=1"); /* under systemd: the stop has begun; else a no-op */
     RTC_LOG(RTC_LOG_INFO, NULL, "SIGTERM: draining %llu connections for %llds",
             (unsigned long long)s->connections, (long long)s->conf->drain_seconds);
     /* Tell every member now so clients can reconnect elsewhere at their

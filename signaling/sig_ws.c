@@ -22,8 +22,10 @@
 #include "rtc_addr.h"
 #include "rtc_clock.h"
 #include "rtc_err.h"
+#include "rtc_http.h"
 #include "rtc_log.h"
 #include "rtc_metrics.h"
+#include "rtc_notify.h"
 #include "sig_admit.h"
 #include "sig_conf.h"
 #include "sig_session.h"
@@ -69,6 +71,7 @@ struct server {
     bool stop;
     rtc_log_ratelimit warn_rl;
     rtc_log_ratelimit admit_rl; /* refusal lines (attackers choose their rate) */
+    rtc_http_site site;         /* /healthz, /metrics */
 };
 
 /* The signal handlers' only link to the loop: flags polled by the tick. */
@@ -80,13 +83,6 @@ static void on_signal(int sig)
         g_sighup = 1;
     else
         g_sigterm = 1;
-}
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ---- what the sessions ask of the transport (sig_server_ops) ---- */
@@ -195,7 +191,7 @@ static int on_writeable(conn *c)
     }
     if (lws_write(c->wsi, (unsigned char *)b->text, b->len, LWS_WRITE_TEXT) < (int)b->len)
         return -1;
-    t = now_us();
+    t = rtc_clock_mono_us();
     sig_server_sent(c->srv->srv, b->t_us, t);
     sig_member_pop(c->cl.m);
     if (sig_member_peek(c->cl.m) || c->cl.close_code)
@@ -221,29 +217,24 @@ static int http_reply(struct lws *wsi, http_sess *h, unsigned status, const char
     return 0;
 }
 
+/* /healthz and /metrics are common/rtc_http's (the relay answers them the
+ * same way); the demo page's files are ours. */
 static int on_http(server *s, struct lws *wsi, http_sess *h, const char *path)
 {
+    const char *method = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 ? "GET" : "";
     const sig_www_file *f;
+    rtc_http_reply r;
     rtc_buf_init(&h->metrics);
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
-        return http_reply(wsi, h, 405, "text/plain", "GET only\n", 9);
-    if (!strcmp(path, "/healthz")) {
-        const char *why = sig_server_unhealthy(s->srv);
-        if (why)
-            return http_reply(wsi, h, 503, "text/plain", why, strlen(why));
-        return http_reply(wsi, h, 200, "text/plain", "ok\n", 3);
+    if (!rtc_http_route(&s->site, method, path, &h->metrics, &r)) {
+        if ((f = sig_www_find(!strcmp(path, "/") ? "/index.html" : path)))
+            return http_reply(wsi, h, 200, f->type, f->data, f->len);
+        rtc_http_not_found(&r);
     }
-    if (!strcmp(path, "/metrics")) {
-        sig_server_metrics(s->srv, &h->metrics);
-        if (h->metrics.oom)
-            return http_reply(wsi, h, 500, "text/plain", "out of memory\n", 14);
-        return http_reply(wsi, h, 200, "text/plain; version=0.0.4", h->metrics.p,
-                          h->metrics.len);
-    }
-    if ((f = sig_www_find(!strcmp(path, "/") ? "/index.html" : path)))
-        return http_reply(wsi, h, 200, f->type, f->data, f->len);
-    return http_reply(wsi, h, 404, "text/plain", "not found\n", 10);
+    return http_reply(wsi, h, r.status, r.type, r.body, r.len);
 }
+
+static void site_metrics(void *ctx, rtc_buf *b) { sig_server_metrics(ctx, b); }
+static const char *site_unhealthy(void *ctx) { return sig_server_unhealthy(ctx); }
 
 static int on_http_writeable(struct lws *wsi, http_sess *h)
 {
@@ -385,7 +376,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             if (!getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl))
                 rtc_addr_from_sockaddr(&addr, (struct sockaddr *)&ss);
         }
-        return sig_client_open(s->srv, &c->cl, c, peer, &addr, now_us());
+        return sig_client_open(s->srv, &c->cl, c, peer, &addr, rtc_clock_mono_us());
     }
     case LWS_CALLBACK_RECEIVE:
         return u->kind == SESS_WS ? on_receive(&u->c, in, len) : -1;
@@ -395,7 +386,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         conn *c = &u->c;
         if (u->kind != SESS_WS || !c->cl.srv)
             return 0;
-        sig_client_closed(&c->cl, now_us());
+        sig_client_closed(&c->cl, rtc_clock_mono_us());
         free(c->rx);
         c->rx = NULL;
         return 0;
@@ -477,7 +468,7 @@ static void op_reloaded(void *ud, const sig_conf *fresh)
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     server *s = lws_container_of(sul, server, tick);
-    uint64_t t = now_us();
+    uint64_t t = rtc_clock_mono_us();
 
     if (g_sighup) {
         g_sighup = 0;
@@ -531,6 +522,9 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
                            .reloaded = op_reloaded, .ud = &s, .headroom = LWS_PRE};
     if (!(s.srv = sig_server_new(conf, argc, argv, &ops)))
         return rc; /* (it took conf) */
+    s.site = (rtc_http_site){.metrics_type = RTC_HTTP_METRICS_TYPE, .method_body = "GET only\n",
+                             .render_metrics = site_metrics, .unhealthy = site_unhealthy,
+                             .ctx = s.srv};
 
     rtc_addr_parse_hostport(conf->listen, &la);
     rtc_addr_format(&la, false, host);
@@ -578,6 +572,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
 
     RTC_LOG(RTC_LOG_INFO, NULL, "listening on %s://%s/ (WebSocket /ws)",
             conf->cert ? "https" : "http", conf->listen);
+    rtc_notify("READY=1"); /* under systemd (Type=notify): serving now; else a no-op */
     lws_sul_schedule(s.ctx, 0, &s.tick, on_tick, TICK_US);
     while (!s.stop)
         if (lws_service(s.ctx, 0) < 0)
