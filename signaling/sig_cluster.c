@@ -460,8 +460,7 @@ static void fail_queue(sig_cluster *c)
 
 /* ---- node registration: resync ---- */
 
-/* The ids the hooks say a resync must leave alone (Redis thread, no lock:
- * the hook owners' state is theirs). */
+/* The ids the hooks say a resync must leave alone (their state: no lock). */
 #define KEEP_MAX 256
 static size_t keep_ids(sig_cluster *c, const char **ids)
 {
@@ -472,26 +471,16 @@ static size_t keep_ids(sig_cluster *c, const char **ids)
     return n;
 }
 
-/* Leave the channels of rooms no longer ours (a walk of subs). */
-typedef struct {
-    sig_cluster *c;
-    const sig_mirror_copy *mc;
-} subs_walk;
-
-static int drop_unused(void *ud, const char *room)
+/* Leave a channel no local member (and no hook) needs any more. */
+static int drop_unused(void *c, const char *room)
 {
-    subs_walk *w = ud;
-    for (size_t j = 0; j < w->mc->nrooms; j++)
-        if (!strcmp(w->mc->rooms[j], room))
-            return 0;
-    return sig_cluster_unsubscribe_unused(w->c, room);
+    return sig_cluster_unsubscribe_unused(c, room);
 }
 
 /* Channels first: nothing published after the registration snapshot is missed. */
 static int resync_subs(sig_cluster *c, const sig_mirror_copy *mc)
 {
-    subs_walk w = {c, mc};
-    int rc = sig_nameset_each(&c->sub.keys, drop_unused, &w);
+    int rc = sig_nameset_each(&c->sub.keys, drop_unused, c);
     for (size_t j = 0; !rc && j < mc->nrooms; j++)
         rc = sig_cluster_subscribe(c, mc->rooms[j]);
     return rc;
@@ -549,10 +538,13 @@ static int resync(sig_cluster *c, bool rooms_now)
     c->resync = false;
     rc = sig_mirror_copy_all(c->mirror, &mc);
     pthread_mutex_unlock(&c->mu);
+    /* copied now: resync_subs dispatches traffic that changes the hooks' tables */
+    if (!rc)
+        rc = sig_mirror_copy_keep(&mc, keep, nkeep);
     if (!rc)
         rc = resync_subs(c, &mc);
     if (!rc)
-        rc = sig_reg_register(&c->reg, &mc, keep, nkeep);
+        rc = sig_reg_register(&c->reg, &mc);
     if (!rc && rooms_now)
         rc = sync_rooms(c, mc.rooms, mc.nrooms);
     else if (!rc)

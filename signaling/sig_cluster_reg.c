@@ -77,9 +77,10 @@ int sig_reg_reap(const sig_reg *g, uint64_t *reaped)
     return 0;
 }
 
-int sig_reg_register(const sig_reg *g, const sig_mirror_copy *mc, const char *const *keep,
-                     size_t nkeep)
+int sig_reg_register(const sig_reg *g, const sig_mirror_copy *mc)
 {
+    const char *const *keep = (const char *const *)mc->keep;
+    size_t nkeep = mc->nkeep;
     char nodes[32], key[64], nm[64], nt[64], ttl[16], nk[16];
     const char *head[] = {"EVAL", SIG_LUA_RESYNC, "4", nodes, key, nm, nt,
                           g->node, ttl, g->kp, g->cp, nk};

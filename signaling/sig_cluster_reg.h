@@ -39,10 +39,9 @@ int sig_reg_heartbeat(const sig_reg *g, bool *registered);
 /* Clean up the nodes whose heartbeat expired (their members leave their
  * rooms); *reaped: how many. 0, or RTC_EMSG. */
 int sig_reg_reap(const sig_reg *g, uint64_t *reaped);
-/* Register this node and exactly the members of mc (the ids in keep are
+/* Register this node and exactly the members of mc (the ids in mc->keep are
  * left alone: members on their way here). 0, RTC_EMSG, or -ENOMEM. */
-int sig_reg_register(const sig_reg *g, const sig_mirror_copy *mc, const char *const *keep,
-                     size_t nkeep);
+int sig_reg_register(const sig_reg *g, const sig_mirror_copy *mc);
 /* The room's members on other nodes into e->members. 0, or RTC_EMSG. */
 int sig_reg_room_members(const sig_reg *g, const char *room, sig_cev *e);
 /* The other nodes' members out of a room hash's HGETALL reply. 0 or < 0. */

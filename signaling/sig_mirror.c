@@ -180,6 +180,18 @@ oom:
     return -ENOMEM;
 }
 
+int sig_mirror_copy_keep(sig_mirror_copy *c, const char *const *ids, size_t n)
+{
+    if (!n)
+        return 0;
+    if (!(c->keep = calloc(n, sizeof *c->keep)))
+        return -ENOMEM;
+    for (; c->nkeep < n; c->nkeep++)
+        if (!(c->keep[c->nkeep] = strdup(ids[c->nkeep])))
+            return -ENOMEM;
+    return 0;
+}
+
 void sig_mirror_copy_dispose(sig_mirror_copy *c)
 {
     for (size_t i = 0; c->v && i < c->n; i++) {
@@ -190,8 +202,11 @@ void sig_mirror_copy_dispose(sig_mirror_copy *c)
     }
     for (size_t i = 0; c->rooms && i < c->nrooms; i++)
         free(c->rooms[i]);
+    for (size_t i = 0; c->keep && i < c->nkeep; i++)
+        free(c->keep[i]);
     free(c->v);
     free(c->rooms);
+    free(c->keep);
     memset(c, 0, sizeof *c);
 }
 

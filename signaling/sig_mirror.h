@@ -37,8 +37,13 @@ typedef struct {
     size_t n;
     char **rooms;
     size_t nrooms;
+    char **keep; /* ids a resync leaves alone (sig_mirror_copy_keep) */
+    size_t nkeep;
 } sig_mirror_copy;
 int sig_mirror_copy_all(const sig_mirror *m, sig_mirror_copy *out); /* 0 or -ENOMEM */
+/* Add copies of ids to keep (whoever lent them may change them later). 0 or
+ * -ENOMEM. */
+int sig_mirror_copy_keep(sig_mirror_copy *c, const char *const *ids, size_t n);
 void sig_mirror_copy_dispose(sig_mirror_copy *c);
 
 /* A set of names (value type; init cannot fail in a way that matters: the
