@@ -327,39 +327,20 @@ static int members_of_json(sig_handover *hv, json_t *a, sig_cev *e)
     return 0;
 }
 
-/* A hand-over reply on this node's channel (see "Hand-over"). */
-static void hook_inbox(void *ud, const char *payload, size_t len)
-{
-    sig_handover *hv = ud;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1] = "", ev[8];
-    json_t *o, *q, *okv;
+/* What a hand-over reply says (parsed and checked by hook_inbox). */
+typedef struct {
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
     uint64_t rq;
-    int i;
-    sig_ho_pending h;
-    sig_cev *e;
-    size_t bytes = 0, qn;
+    bool ok;
+} reply_fields;
 
-    /* the queue, plus the room hash XFER appends ("m") */
-    size_t cap = hv->max_payload +
-                 (size_t)sig_cluster_max_room(hv->c) * (2 * (SIG_ID_MAX + 512) + 16);
-    if (!payload || len > cap ||
-        !(o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL))) {
-        RTC_LOG(RTC_LOG_WARN, hv->node, "cluster: hand-over reply dropped (%zu bytes)",
-                payload ? len : 0);
-        sig_cluster_count_drop(hv->c);
-        return;
-    }
-    okv = json_object_get(o, "ok");
-    if (!sig_chan_field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") ||
-        !json_u64(o, "rq", &rq) || !json_is_boolean(okv) ||
-        !sig_chan_field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
-        !sig_chan_field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
-        (json_is_true(okv) && !sig_chan_field(o, "name", 0, SIG_NAME_MAX, name, sizeof name))) {
-        json_decref(o);
-        sig_cluster_count_drop(hv->c);
-        return;
-    }
-    if ((i = hop_find(hv, rq)) < 0 || hv->hos[i].tail) {
+/* The hand-over of ours that reply o answers: its index in hos, or -1 when
+ * it answers none (then it has been dealt with: dropped, or the late reply
+ * of one we gave up on). */
+static int reply_pending(sig_handover *hv, json_t *o, const reply_fields *f)
+{
+    int i = hop_find(hv, f->rq);
+    if (i < 0 || hv->hos[i].tail) {
         /* We gave up waiting (timeout) but the owner did hand the member
          * over: it is registered here now and nobody has its messages since
          * the request. It leaves (peer-left), which is what a timed-out
@@ -368,53 +349,40 @@ static void hook_inbox(void *ud, const char *payload, size_t len)
          * a reply nobody asked for (a bug, an old node, anyone who can
          * PUBLISH) or a second one never removes anybody. */
         sig_ho_gone g;
-        if (i < 0 && gone_take(hv, rq, room, id, o, name, &g)) {
+        if (i < 0 && gone_take(hv, f->rq, f->room, f->id, o, f->name, &g))
             sig_cluster_leave(hv->c, g.room, g.id);
-        } else {
+        else
             sig_cluster_count_drop(hv->c);
-        }
-        json_decref(o);
-        return;
+        return -1;
     }
-    if (strcmp(hv->hos[i].room, room) || strcmp(hv->hos[i].id, id)) {
+    if (strcmp(hv->hos[i].room, f->room) || strcmp(hv->hos[i].id, f->id)) {
         /* not the member we asked for: not an answer (the owner's may still come) */
-        json_decref(o);
         sig_cluster_count_drop(hv->c);
-        return;
+        return -1;
     }
-    if (json_is_true(okv) && !reply_authentic(o, hv->hos[i].key, rq, hv->hos[i].owner, room, id,
-                                              name)) {
+    if (f->ok && !reply_authentic(o, hv->hos[i].key, f->rq, hv->hos[i].owner, f->room, f->id,
+                                  f->name)) {
         /* not made by a holder of the token: whoever can
          * PUBLISH to Redis racing the owner, or a bug. Not an answer: the
          * owner's own reply may still come, within SIG_HO_TIMEOUT_MS. (A
          * refusal is not authenticated - the owner has no key for a wrong
          * proof - but it moves nothing: a forged one only fails this resume,
          * which a Redis writer can do anyway.) */
-        RTC_LOG(RTC_LOG_WARN, id, "cluster: hand-over reply for rq %llu not authenticated by "
-                "node %s: ignored", (unsigned long long)rq, hv->hos[i].owner);
-        json_decref(o);
+        RTC_LOG(RTC_LOG_WARN, f->id, "cluster: hand-over reply for rq %llu not authenticated by "
+                "node %s: ignored", (unsigned long long)f->rq, hv->hos[i].owner);
         sig_cluster_count_drop(hv->c);
-        return;
+        return -1;
     }
-    h = hv->hos[i];
-    hop_remove(hv, (size_t)i);
-    if (!json_is_true(okv)) {
-        /* busy: the member just arrived on the owner and its tail is still
-         * open; nothing moved, the client tries again (server-busy) */
-        bool busy = json_is_true(json_object_get(o, "busy"));
-        if (!busy)
-            atomic_fetch_add(&hv->refused, 1);
-        json_decref(o);
-        gone_add(hv, &h); /* (were it not the owner's answer, the owner's may still come) */
-        memset(h.key, 0, sizeof h.key);
-        push_done(hv, h.rq, busy ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room,
-                               h.id);
-        sig_cluster_unsubscribe_unused(hv->c, h.room);
-        return;
-    }
-    e = calloc(1, sizeof *e);
-    q = json_object_get(o, "q");
-    qn = json_is_array(q) ? json_array_size(q) : SIZE_MAX;
+    return i;
+}
+
+/* The queue and member list of an "ok" reply as a DONE event (fields but
+ * those two still to fill), or NULL when they are not what it can hold. */
+static sig_cev *reply_event(sig_handover *hv, json_t *o)
+{
+    sig_cev *e = calloc(1, sizeof *e);
+    json_t *q = json_object_get(o, "q");
+    size_t bytes = 0, qn = json_is_array(q) ? json_array_size(q) : SIZE_MAX;
     if (e && json_is_array(q) && json_array_size(q) <= hv->qmsgs &&
         (e->texts = calloc(json_array_size(q) + 1, sizeof *e->texts))) {
         for (size_t k = 0; k < json_array_size(q); k++) {
@@ -429,45 +397,86 @@ static void hook_inbox(void *ud, const char *payload, size_t len)
             e->ntexts++;
         }
     }
-    if (!e || !e->texts || e->ntexts != qn) {
-        json_decref(o);
-        sig_cev_free(e);
-        sig_cluster_leave(hv->c, room, id); /* registered here by the owner: take it out */
-        gone_add(hv, &h); /* (and if this was not the owner's answer, undo the one to come) */
-        push_done(hv, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        return;
-    }
     /* the room's members on other nodes as XFER saw them (atomic with the
      * move: events after it apply live, those between the request and it
-     * were kept by the lws thread, those before are in the queue) */
-    if (members_of_json(hv, json_object_get(o, "m"), e)) {
-        /* no member list: the adoption would announce the room empty */
-        json_decref(o);
-        gone_add(hv, &h);
+     * were kept by the lws thread, those before are in the queue); without
+     * a member list the adoption would announce the room empty */
+    if (!e || !e->texts || e->ntexts != qn || members_of_json(hv, json_object_get(o, "m"), e)) {
         sig_cev_free(e);
-        sig_cluster_leave(hv->c, room, id);
+        return NULL;
+    }
+    e->kind = SIG_CEV_HO_DONE;
+    e->result = SIG_OK;
+    return e;
+}
+
+/* A hand-over reply on this node's channel (see "Hand-over"). */
+static void hook_inbox(void *ud, const char *payload, size_t len)
+{
+    sig_handover *hv = ud;
+    reply_fields f = {.name = ""};
+    char ev[8];
+    json_t *o, *okv;
+    int i;
+    sig_ho_pending h;
+    sig_cev *e;
+
+    /* the queue, plus the room hash XFER appends ("m") */
+    size_t cap = hv->max_payload +
+                 (size_t)sig_cluster_max_room(hv->c) * (2 * (SIG_ID_MAX + 512) + 16);
+    if (!payload || len > cap ||
+        !(o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL))) {
+        RTC_LOG(RTC_LOG_WARN, hv->node, "cluster: hand-over reply dropped (%zu bytes)",
+                payload ? len : 0);
+        sig_cluster_count_drop(hv->c);
+        return;
+    }
+    okv = json_object_get(o, "ok");
+    f.ok = json_is_true(okv);
+    if (!sig_chan_field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") ||
+        !json_u64(o, "rq", &f.rq) || !json_is_boolean(okv) ||
+        !sig_chan_field(o, "room", 1, SIG_ROOM_MAX, f.room, sizeof f.room) ||
+        !sig_chan_field(o, "id", 1, SIG_ID_MAX, f.id, sizeof f.id) ||
+        (f.ok && !sig_chan_field(o, "name", 0, SIG_NAME_MAX, f.name, sizeof f.name))) {
+        json_decref(o);
+        sig_cluster_count_drop(hv->c);
+        return;
+    }
+    if ((i = reply_pending(hv, o, &f)) < 0) {
+        json_decref(o);
+        return;
+    }
+    h = hv->hos[i];
+    hop_remove(hv, (size_t)i);
+    if (!f.ok) {
+        /* busy: the member just arrived on the owner and its tail is still
+         * open; nothing moved, the client tries again (server-busy) */
+        bool busy = json_is_true(json_object_get(o, "busy"));
+        if (!busy)
+            atomic_fetch_add(&hv->refused, 1);
+        json_decref(o);
+        gone_add(hv, &h); /* (were it not the owner's answer, the owner's may still come) */
+        memset(h.key, 0, sizeof h.key);
+        push_done(hv, h.rq, busy ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room, h.id);
+        sig_cluster_unsubscribe_unused(hv->c, h.room);
+        return;
+    }
+    e = reply_event(hv, o);
+    json_decref(o);
+    /* the member is ours from here: a resync registers it here */
+    if (!e || sig_cluster_mirror_add(hv->c, f.id, f.room, f.name, h.th)) {
+        if (!e) /* (and if this was not the owner's answer, undo the one to come) */
+            gone_add(hv, &h);
+        sig_cev_free(e);
+        sig_cluster_leave(hv->c, f.room, f.id); /* registered here by the owner: take it out */
         push_done(hv, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
         return;
     }
-    json_decref(o);
-    e->kind = SIG_CEV_HO_DONE;
     e->serial = h.rq;
-    e->result = SIG_OK;
-    snprintf(e->room, sizeof e->room, "%s", room);
-    snprintf(e->id, sizeof e->id, "%s", id);
-    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(e->room, sizeof e->room, "%s", f.room);
+    snprintf(e->id, sizeof e->id, "%s", f.id);
+    snprintf(e->name, sizeof e->name, "%s", f.name);
     snprintf(e->node, sizeof e->node, "%s", h.owner);
-    {
-        /* the member is ours from here: a resync registers it here */
-        int rc;
-        rc = sig_cluster_mirror_add(hv->c, id, room, name, h.th);
-        if (rc) {
-            sig_cev_free(e);
-            sig_cluster_leave(hv->c, room, id);
-            push_done(hv, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-            return;
-        }
-    }
     /* Our own publishes to the member made before the lws thread adopts it
      * may still be on their way: keep passing them on until the fence it
      * publishes after adopting comes back (see "Hand-over", step 5). */
