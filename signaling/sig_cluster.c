@@ -1,5 +1,6 @@
 /* sig_cluster.c - the Redis side of cluster mode (see sig_cluster.h and
- * docs/cluster.md). The only file that includes hiredis.
+ * docs/cluster.md; threads and locks are written down in sig_cluster.h).
+ * Redis is reached through sig_redis_ops (sig_redis.c holds hiredis).
  *
  * Data model (standalone Redis; keys built inside scripts, so not Redis
  * Cluster):
@@ -20,31 +21,35 @@
  * so they are atomic, and the join script checks the room size across all
  * nodes.
  *
- * Threads: the lws thread calls the public functions (queue pushes and
- * pops under `mu`); one Redis thread owns both hiredis contexts. The thread
- * keeps no copy of room state beyond `subs` (channels it is subscribed to);
- * the mirror of local members (`members`, `rooms`, under `mu`) is what it
- * re-registers after a reconnect or when it finds the node was presumed
- * dead.
+ * Below this file: the registration scripts (sig_cluster_reg.c), the
+ * SUBSCRIBE connection (sig_cluster_sub.c), the two queues between the
+ * threads (sig_cluster_q.c) and the mirror of local members (sig_mirror.c,
+ * under `mu`), which is what the Redis thread re-registers after a
+ * reconnect or when it finds the node was presumed dead. It keeps no copy
+ * of room state beyond the channels it is subscribed to.
  *
- * Hand-over (resume across nodes) is sig_handover.c: the argument that it
- * delivers every message exactly once and in order is at its top. */
-#include "sig_cluster_int.h"
+ * Above it: channel events and commands this file does not know go to the
+ * hooks of the layers above (sig_cluster_hooks): hand-over (resume across
+ * nodes) is sig_handover.c, and the argument that it delivers every message
+ * exactly once and in order is at its top. */
+#include "sig_cluster.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "rtc_clock.h"
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
-#include "sig_conf.h"
+#include "sig_chan.h"
+#include "sig_cluster_q.h"
+#include "sig_cluster_reg.h"
+#include "sig_cluster_sub.h"
 
 #define HEARTBEAT_MS 1000
 #define IO_TIMEOUT_S 2      /* any Redis call; then the connection counts as lost */
@@ -53,390 +58,151 @@
 #define PIPELINE_MAX 256
 #define SYNC_DELAY_MS (BACKOFF_MAX_MS + 2000) /* other nodes' reconnect: backoff + one timeout */
 #define QUEUE_BUDGET 4096   /* commands per round: channel reads and heartbeats are not starved */
-#define EVENT_WAIT_MS 1000  /* a full incoming queue blocks the thread this long, then drops */
-#define VALUE_MAX 512       /* a room hash value {"name","node"} */
+#define NODE_LEN SIG_NODE_LEN
 
-/* ---- small string-keyed hash (mirror of local members, rooms, subscriptions) ---- */
+typedef enum { CMD_JOIN, CMD_LEAVE, CMD_PUB, CMD_EXT } cmd_kind;
 
-static uint32_t hkey(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % HBUCKETS;
-}
+typedef struct cmd {
+    sig_cq_node node; /* first: the queue links it */
+    cmd_kind kind;
+    uint64_t serial;
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
+    char th[SIG_TH_LEN + 1]; /* JOIN: the resume token's hash */
+    char chan[96];           /* PUB: a node's channel instead of the room's */
+    char *payload;           /* PUB: the channel message */
+    const sig_cluster_hooks *hooks; /* EXT: whose command */
+    void *arg;               /* EXT: the hook owner's */
+    bool pipelined;          /* EXT: append/replied, else run */
+} cmd;
 
-static hent **hslot(htab *t, const char *key)
-{
-    hent **pp = &t->b[hkey(key)];
-    while (*pp && strcmp((*pp)->key, key))
-        pp = &(*pp)->next;
-    return pp;
-}
+struct sig_cluster {
+    sig_redis_url url;
+    const sig_redis_ops *rops;
+    char where[300]; /* url without credentials, for logs */
+    char node[NODE_LEN + 1];
+    char kp[8];      /* key prefix "tsu:" */
+    char cp[48];     /* channel prefix "tsu:DB:ch:" */
+    char np[48];     /* node channel prefix "tsu:DB:nd:" */
+    char inbox[80];  /* this node's channel */
+    size_t max_payload;
+    uint32_t ttl_s;
+    _Atomic uint32_t max_room;
+    _Atomic int up;
+    _Atomic int stop;
+    sig_cq q; /* commands to the Redis thread, events back (its own lock) */
+    pthread_t th;
+    bool started;
+    const sig_cluster_hooks *hooks[SIG_CLUSTER_HOOKS]; /* set before the thread starts */
+    size_t nhooks;
 
-static hent *hget(htab *t, const char *key) { return *hslot(t, key); }
+    pthread_mutex_t mu; /* mirror, resync flag, stats */
+    bool resync; /* the mirror and Redis may disagree: re-register */
+    sig_mirror *mirror; /* local members and their rooms */
+    sig_cluster_stats st;
 
-static hent *hadd(htab *t, const char *key)
-{
-    hent **pp = hslot(t, key), *e;
-    size_t len = strlen(key);
-    if (*pp)
-        return *pp;
-    if (!(e = calloc(1, sizeof *e + len + 1)))
-        return NULL;
-    memcpy(e->key, key, len + 1);
-    *pp = e;
-    t->n++;
-    return e;
-}
+    /* Redis thread only */
+    sig_redis_conn *cmd;
+    sig_reg reg;       /* registration commands on cmd (sig_cluster_reg.h) */
+    sig_sub sub;       /* the SUBSCRIBE connection and its channels */
+    uint64_t reap_from; /* no reaping before this (ms): see serve() */
+    uint64_t sync_at;   /* re-read the rooms then (ms), 0 = not due: see resync() */
+};
 
-static void hdel(htab *t, const char *key)
-{
-    hent **pp = hslot(t, key), *e = *pp;
-    if (!e)
-        return;
-    *pp = e->next;
-    t->n--;
-    free(e->room);
-    free(e->name);
-    free(e->th);
-    free(e);
-}
-
-static void hclear(htab *t)
-{
-    for (size_t i = 0; i < HBUCKETS; i++)
-        while (t->b[i])
-            hdel(t, t->b[i]->key);
-}
-
-/* KEYS: room hash, nm, nt, rt:HASH. ARGV: id, value, max, channel, event,
- * room, token hash, rt value. */
-static const char JOIN_LUA[] =
-    "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
-    "  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {0} end\n"
-    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-    "  redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
-    "end\n"
-    "redis.call('HSET', KEYS[2], ARGV[1], ARGV[6])\n"
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[7])\n"
-    "redis.call('SET', KEYS[4], ARGV[8])\n"
-    "return {1, redis.call('HGETALL', KEYS[1])}\n";
-
-/* KEYS: room hash, nm, nt. ARGV: id, channel, event, key prefix, room.
- * Only a member this node holds (nm says so) is taken out: a leave from
- * here never removes another node's member. */
-static const char LEAVE_LUA[] =
-    "if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[5] then return 0 end\n"
-    "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
-    "  redis.call('PUBLISH', ARGV[2], ARGV[3])\n"
-    "end\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "local th = redis.call('HGET', KEYS[3], ARGV[1])\n"
-    "if th then\n"
-    "  redis.call('DEL', ARGV[4] .. 'rt:' .. th)\n"
-    "  redis.call('HDEL', KEYS[3], ARGV[1])\n"
-    "end\n"
-    "return 1\n";
-
-static const char HEARTBEAT_LUA[] =
-    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
-    "redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))\n"
-    "return 1\n";
-
-/* Clean up every registered node whose heartbeat key expired: its members
- * leave their rooms (announced with the dead node as origin). Atomic, so
- * two survivors never both announce one departure. */
-static const char REAP_LUA[] =
-    "local reaped = {}\n"
-    "for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if redis.call('EXISTS', ARGV[1] .. 'node:' .. n) == 0 then\n"
-    "    local nm = ARGV[1] .. 'nm:' .. n\n"
-    "    local all = redis.call('HGETALL', nm)\n"
-    "    for i = 1, #all, 2 do\n"
-    "      if redis.call('HDEL', ARGV[1] .. 'room:' .. all[i + 1], all[i]) == 1 then\n"
-    "        redis.call('PUBLISH', ARGV[2] .. all[i + 1],\n"
-    "                   cjson.encode({n = n, e = 'left', id = all[i]}))\n"
-    "      end\n"
-    "    end\n"
-    "    redis.call('DEL', nm)\n"
-    "    local nt = ARGV[1] .. 'nt:' .. n\n"
-    "    for _, th in ipairs(redis.call('HVALS', nt)) do\n"
-    "      redis.call('DEL', ARGV[1] .. 'rt:' .. th)\n"
-    "    end\n"
-    "    redis.call('DEL', nt)\n"
-    "    redis.call('SREM', KEYS[1], n)\n"
-    "    reaped[#reaped + 1] = n\n"
-    "  end\n"
-    "end\n"
-    "return reaped\n";
-
-/* Make Redis agree with this node's members (ARGV[5] = k, ARGV[6..5+k]:
- * ids to leave alone, then id, room, value, token hash quadruples):
- * register the node, drop registrations no longer true (left announced),
- * add missing ones (join announced). No room-size check: these members were
- * admitted before. KEYS[4]: nt. The ids left alone are those of hand-overs
- * this node asked for and has no answer to yet: the owner's XFER may have
- * registered one here already, its reply not read yet (review xresume #5). */
-static const char RESYNC_LUA[] =
-    "redis.call('SADD', KEYS[1], ARGV[1])\n"
-    "redis.call('SET', KEYS[2], '1', 'EX', tonumber(ARGV[2]))\n"
-    "local nk = tonumber(ARGV[5])\n"
-    "local keep = {}\n"
-    "for i = 6, 5 + nk do keep[ARGV[i]] = true end\n"
-    "local first = 6 + nk\n"
-    "local want = {}\n"
-    "for i = first, #ARGV, 4 do want[ARGV[i]] = ARGV[i + 1] end\n"
-    "local old = redis.call('HGETALL', KEYS[3])\n"
-    "for i = 1, #old, 2 do\n"
-    "  local id, room = old[i], old[i + 1]\n"
-    "  if want[id] ~= room and not keep[id] then\n"
-    "    redis.call('HDEL', KEYS[3], id)\n"
-    "    local th = redis.call('HGET', KEYS[4], id)\n"
-    "    if th then\n"
-    "      redis.call('DEL', ARGV[3] .. 'rt:' .. th)\n"
-    "      redis.call('HDEL', KEYS[4], id)\n"
-    "    end\n"
-    "    if redis.call('HDEL', ARGV[3] .. 'room:' .. room, id) == 1 then\n"
-    "      redis.call('PUBLISH', ARGV[4] .. room, cjson.encode({n = ARGV[1], e = 'left', id = id}))\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "for i = first, #ARGV, 4 do\n"
-    "  local id, room, v, th = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]\n"
-    "  redis.call('HSET', KEYS[3], id, room)\n"
-    "  redis.call('HSET', KEYS[4], id, th)\n"
-    "  redis.call('SET', ARGV[3] .. 'rt:' .. th,\n"
-    "             cjson.encode({id = id, room = room, node = ARGV[1]}), 'KEEPTTL')\n"
-    "  if redis.call('HSET', ARGV[3] .. 'room:' .. room, id, v) == 1 then\n"
-    "    redis.call('PUBLISH', ARGV[4] .. room,\n"
-    "               cjson.encode({n = ARGV[1], e = 'join', id = id, name = cjson.decode(v).name}))\n"
-    "  end\n"
-    "end\n"
-    "return 1\n";
-
-uint64_t sig_clu_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void poke(int fd)
-{
-    uint64_t one = 1;
-    ssize_t n = write(fd, &one, sizeof one);
-    (void)n; /* EAGAIN: the counter is already non-zero, the thread wakes anyway */
-}
-
-char *sig_clu_dumps(json_t *o)
-{
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    return s;
-}
+#define EACH_HOOK(c, h) \
+    for (size_t hk_ = 0; hk_ < (c)->nhooks; hk_++) \
+        for (const sig_cluster_hooks *h = (c)->hooks[hk_]; h; h = NULL)
 
 /* ---- Redis thread: replies and helpers ---- */
 
 static void drop_conns(sig_cluster *c)
 {
-    if (c->cmd)
-        redisFree(c->cmd);
-    if (c->sub)
-        redisFree(c->sub);
-    c->cmd = c->sub = NULL;
-    hclear(&c->subs);
+    c->rops->close(c->cmd);
+    c->cmd = c->reg.conn = NULL;
+    sig_sub_close(&c->sub);
 }
 
 /* One command on the command connection, argv-style (binary safe). NULL
  * when the connection failed (the caller drops it). */
-static redisReply *call(sig_cluster *c, int argc, const char **argv)
+sig_redis_reply *sig_cluster_command(sig_cluster *c, int argc, const char **argv)
 {
-    size_t len[64];
-    if (argc > 64)
-        return NULL;
-    for (int i = 0; i < argc; i++)
-        len[i] = strlen(argv[i]);
-    return redisCommandArgv(c->cmd, argc, argv, len);
+    return sig_reg_command(&c->reg, argc, argv);
 }
 
-static bool reply_ok(const redisReply *r) { return r && r->type != REDIS_REPLY_ERROR; }
-
-static bool text_ok(const char *s, size_t len, size_t min, size_t max)
+int sig_cluster_append(sig_cluster *c, int argc, const char **argv)
 {
-    if (len < min || len > max)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
+    return sig_reg_append(&c->reg, argc, argv);
 }
 
-/* A string field of a parsed channel message, length-checked. */
-bool sig_clu_field(json_t *o, const char *key, size_t min, size_t max, char *out, size_t cap)
+/* Hand one event to the lws thread (sig_cq_push: a full queue waits, then
+ * drops). Events a layer above bounds itself (a hand-over's MARK, DONE,
+ * FENCE: at most three per hand-over in flight) are never dropped: losing
+ * one would lose the member or its messages without anybody knowing. */
+void sig_cluster_push(sig_cluster *c, sig_cev *e, bool never_drop)
 {
-    json_t *v = json_object_get(o, key);
-    if (!json_is_string(v) || !text_ok(json_string_value(v), json_string_length(v), min, max) ||
-        json_string_length(v) >= cap)
-        return false;
-    memcpy(out, json_string_value(v), json_string_length(v) + 1);
-    return true;
-}
-
-/* Hand one event to the lws thread. A full queue first waits (the lws
- * thread is draining it), then drops: never grows. A hand-over's own
- * events (MARK, DONE, FENCE: at most three per hand-over in flight, so
- * bounded by SIG_HO_MAX) are never dropped: losing one would lose the
- * member or its messages without anybody knowing. */
-void sig_clu_push_event(sig_cluster *c, sig_cev *e)
-{
-    bool was_empty,
-        ctl = e->kind == SIG_CEV_HO_MARK || e->kind == SIG_CEV_HO_DONE || e->kind == SIG_CEV_HO_FENCE;
-    pthread_mutex_lock(&c->mu);
-    if (c->en >= c->qmax && !ctl) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += EVENT_WAIT_MS / 1000;
-        while (c->en >= c->qmax && !atomic_load(&c->stop))
-            if (pthread_cond_timedwait(&c->space, &c->mu, &ts))
-                break;
-    }
-    if (c->en >= c->qmax && !ctl) {
-        c->st.dropped++;
-        c->ev_drops++;
+    if (sig_cq_push(&c->q, e, never_drop)) {
+        sig_cev_free(e);
+        pthread_mutex_lock(&c->mu);
         c->resync = true; /* membership at least comes right again */
         pthread_mutex_unlock(&c->mu);
-        sig_cev_free(e);
-        return;
-    }
-    e->next = NULL;
-    e->drops = c->ev_drops;
-    was_empty = !c->ehead;
-    if (c->etail)
-        c->etail->next = e;
-    else
-        c->ehead = e;
-    c->etail = e;
-    c->en++;
-    c->st.received++;
-    pthread_mutex_unlock(&c->mu);
-    if (was_empty) {
-        pthread_mutex_lock(&c->wake_mu);
-        if (c->wake)
-            c->wake(c->ud);
-        pthread_mutex_unlock(&c->wake_mu);
     }
 }
 
-void sig_clu_count_drop(sig_cluster *c)
+void sig_cluster_count_drop(sig_cluster *c)
 {
     pthread_mutex_lock(&c->mu);
     c->st.dropped++;
     pthread_mutex_unlock(&c->mu);
 }
 
-/* The other nodes' members out of an HGETALL reply of a room hash. */
-static int members_of(sig_cluster *c, const redisReply *r, sig_cev *e)
+static bool wanted(sig_cluster *c, const char *room)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2)
-        return RTC_EMSG;
-    e->members = calloc(r->elements / 2 + 1, sizeof *e->members);
-    if (!e->members)
-        return -ENOMEM;
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        const redisReply *k = r->element[i], *v = r->element[i + 1];
-        sig_cev_member *m = &e->members[e->nmembers];
-        char node[NODE_LEN + 1];
-        json_t *o;
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || v->len > VALUE_MAX ||
-            !text_ok(k->str, k->len, 1, SIG_ID_MAX))
-            continue;
-        if (!(o = json_loadb(v->str, v->len, JSON_REJECT_DUPLICATES, NULL)))
-            continue;
-        if (sig_clu_field(o, "node", 1, NODE_LEN, node, sizeof node) && strcmp(node, c->node) &&
-            sig_clu_field(o, "name", 0, SIG_NAME_MAX, m->name, sizeof m->name)) {
-            memcpy(m->id, k->str, k->len + 1);
-            e->nmembers++;
-        }
-        json_decref(o);
-    }
-    return 0;
-}
-
-/* ---- Redis I/O for sig_handover.c (which stays free of hiredis) ---- */
-
-int sig_clu_call_text(sig_cluster *c, int argc, const char **argv, char **text, size_t *len)
-{
-    redisReply *r = call(c, argc, argv);
-    if (!r)
-        return RTC_EMSG;
-    if (text) {
-        *text = NULL;
-        if (r->type == REDIS_REPLY_STRING && (*text = malloc(r->len + 1))) {
-            memcpy(*text, r->str, r->len + 1);
-            *len = r->len;
-        }
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-int sig_clu_room_members(sig_cluster *c, const char *room, sig_cev *e)
-{
-    char rk[SIG_ROOM_MAX + 32];
-    const char *hv[] = {"HGETALL", rk};
-    redisReply *r;
-    int rc;
-    snprintf(rk, sizeof rk, "%sroom:%s", c->kp, room);
-    if (!(r = call(c, 2, hv)))
-        return RTC_EMSG;
-    rc = members_of(c, r, e);
-    freeReplyObject(r);
-    return rc;
-}
-
-int sig_clu_append(sig_cluster *c, int argc, const char **argv)
-{
-    size_t len[32];
-    if (argc > 32)
-        return RTC_EMSG;
-    for (int i = 0; i < argc; i++)
-        len[i] = strlen(argv[i]);
-    return redisAppendCommandArgv(c->cmd, argc, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
+    EACH_HOOK(c, h)
+    if (h->wants_room && h->wants_room(h->ud, room))
+        return true;
+    return false;
 }
 
 /* One message from a room channel (or this node's own channel) -> an event
- * for the lws thread. */
-static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *pl)
+ * for the lws thread, or a hook's. */
+static void on_message(void *ud, const sig_redis_reply *ch, const sig_redis_reply *pl)
 {
+    sig_cluster *c = ud;
     size_t cpl = strlen(c->cp);
     char node[NODE_LEN + 1], ev[8], room[SIG_ROOM_MAX + 1];
     bool own;
     json_t *o;
     sig_cev *e;
 
-    if (ch->type == REDIS_REPLY_STRING && ch->len == strlen(c->inbox) &&
+    if (ch->type == SIG_RR_STRING && ch->len == strlen(c->inbox) &&
         !memcmp(ch->str, c->inbox, ch->len)) {
-        sig_handover_on_reply(c, pl->type == REDIS_REPLY_STRING ? pl->str : NULL, pl->len);
+        EACH_HOOK(c, h)
+        if (h->inbox)
+            h->inbox(h->ud, pl->type == SIG_RR_STRING ? pl->str : NULL, pl->len);
         return;
     }
-    if (ch->type != REDIS_REPLY_STRING || pl->type != REDIS_REPLY_STRING || ch->len <= cpl ||
+    if (ch->type != SIG_RR_STRING || pl->type != SIG_RR_STRING || ch->len <= cpl ||
         ch->len - cpl > SIG_ROOM_MAX || memcmp(ch->str, c->cp, cpl) || pl->len > c->max_payload) {
-        sig_clu_count_drop(c);
+        sig_cluster_count_drop(c);
         return;
     }
     if (!(o = json_loadb(pl->str, pl->len, JSON_REJECT_DUPLICATES, NULL)) ||
-        !sig_clu_field(o, "n", 1, NODE_LEN, node, sizeof node) ||
-        !sig_clu_field(o, "e", 1, 5, ev, sizeof ev)) {
+        !sig_chan_field(o, "n", 1, NODE_LEN, node, sizeof node) ||
+        !sig_chan_field(o, "e", 1, 5, ev, sizeof ev)) {
         json_decref(o);
-        sig_clu_count_drop(c);
+        sig_cluster_count_drop(c);
         return;
     }
     memcpy(room, ch->str + cpl, ch->len - cpl);
     room[ch->len - cpl] = '\0';
     own = !strcmp(node, c->node);
-    if (sig_handover_on_channel(c, room, node, own, ev, o)) { /* a hand-over's own traffic */
+    if (strcmp(ev, "join") && strcmp(ev, "left") && strcmp(ev, "sig") && strcmp(ev, "bc")) {
+        bool taken = false;
+        EACH_HOOK(c, h)
+        if (!taken && h->channel)
+            taken = h->channel(h->ud, room, node, own, ev, o);
         json_decref(o);
+        if (!taken)
+            sig_cluster_count_drop(c);
         return;
     }
     /* our own: already delivered locally, unless a hand-over in this room
@@ -446,11 +212,11 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
      * resync), and only this echo tells our members (for a member that was
      * local here the leave is a no-op: sig_hub_remote_leave). A join echo
      * stays dropped (late, it could bring back a member that left) unless a
-     * hand-over in the room must tell the member on its way here (review
-     * xresume #6); then it is only kept for it, never applied (sig_ws.c). */
-    if (own && strcmp(ev, "left") &&
-        !((!strcmp(ev, "sig") || !strcmp(ev, "bc") || !strcmp(ev, "join")) &&
-          sig_handover_in_room(c, room))) {
+     * hand-over in the room must tell the member on its way here: the member
+     * list it gets is the room when the owner moved it, so joins after that
+     * reach it only this way; it is then only kept for that member, never
+     * applied (sig_session.c). */
+    if (own && strcmp(ev, "left") && !wanted(c, room)) {
         json_decref(o);
         return;
     }
@@ -461,191 +227,78 @@ static void on_message(sig_cluster *c, const redisReply *ch, const redisReply *p
     memcpy(e->room, room, strlen(room) + 1);
     memcpy(e->node, node, strlen(node) + 1);
     e->own = own;
-    if (!strcmp(ev, "join") && sig_clu_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-        (sig_clu_field(o, "name", 0, SIG_NAME_MAX, e->name, sizeof e->name) ||
-         !json_object_get(o, "name"))) {
-        e->kind = SIG_CEV_PEER_JOINED;
-    } else if (!strcmp(ev, "left") && sig_clu_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id)) {
-        e->kind = SIG_CEV_PEER_LEFT;
-    } else if (!strcmp(ev, "sig") && sig_clu_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-               sig_clu_field(o, "to", 1, SIG_ID_MAX, e->to, sizeof e->to) &&
-               (e->data = json_object_get(o, "data"))) {
-        e->kind = SIG_CEV_SIGNAL;
-        json_incref(e->data);
-    } else if (!strcmp(ev, "bc") && sig_clu_field(o, "from", 1, SIG_ID_MAX, e->id, sizeof e->id) &&
-               (e->data = json_object_get(o, "data"))) {
-        e->kind = SIG_CEV_BROADCAST;
-        json_incref(e->data);
-    } else {
+    if (!sig_chan_room_event(o, ev, e)) {
         json_decref(o);
         free(e);
-        sig_clu_count_drop(c);
+        sig_cluster_count_drop(c);
         return;
     }
     json_decref(o);
-    sig_clu_push_event(c, e);
+    sig_cluster_push(c, e, false);
 }
 
-/* A reply read on the SUBSCRIBE connection. Sets *confirmed when it is the
- * subscribe confirmation of `want`. */
-static void on_sub_reply(sig_cluster *c, redisReply *r, const char *want, bool *confirmed)
-{
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-        r->element[0]->type == REDIS_REPLY_STRING) {
-        const char *kind = r->element[0]->str;
-        if (!strcmp(kind, "message"))
-            on_message(c, r->element[1], r->element[2]);
-        else if (!strcmp(kind, "subscribe") && want && r->element[1]->type == REDIS_REPLY_STRING &&
-                 !strcmp(r->element[1]->str, want))
-            *confirmed = true;
-    }
-    freeReplyObject(r);
-}
-
-/* Dispatch the replies hiredis has already buffered for the SUBSCRIBE
- * connection (poll cannot see those). */
-static int drain_reader(sig_cluster *c)
-{
-    void *r;
-    bool dummy = false;
-    for (;;) {
-        if (redisGetReplyFromReader(c->sub, &r) != REDIS_OK)
-            return RTC_EMSG;
-        if (!r)
-            return 0;
-        on_sub_reply(c, r, NULL, &dummy);
-    }
-}
-
-/* Read what the SUBSCRIBE connection has (poll said readable). */
-static int read_sub(sig_cluster *c)
-{
-    if (redisBufferRead(c->sub) != REDIS_OK)
-        return RTC_EMSG;
-    return drain_reader(c);
-}
-
-void sig_clu_channel_of(const sig_cluster *c, const char *room, char *out, size_t cap)
+void sig_cluster_channel(const sig_cluster *c, const char *room, char *out, size_t cap)
 {
     snprintf(out, cap, "%s%s", c->cp, room);
 }
 
-/* SUBSCRIBE and wait for the confirmation, so that everything published to
- * the room after the next command is seen. Messages of other rooms read
- * meanwhile are dispatched in order. */
-static int subscribe_chan(sig_cluster *c, const char *ch)
+void sig_cluster_node_channel(const sig_cluster *c, const char *node, char *out, size_t cap)
 {
-    const char *argv[2] = {"SUBSCRIBE", ch};
-    size_t len[2];
-    bool confirmed = false;
-    uint64_t deadline = sig_clu_mono_ms() + IO_TIMEOUT_S * 1000u;
-
-    len[0] = 9;
-    len[1] = strlen(ch);
-    if (redisAppendCommandArgv(c->sub, 2, argv, len) != REDIS_OK)
-        return RTC_EMSG;
-    while (!confirmed) {
-        void *r;
-        if (sig_clu_mono_ms() > deadline || redisGetReply(c->sub, &r) != REDIS_OK || !r)
-            return RTC_EMSG;
-        on_sub_reply(c, r, ch, &confirmed);
-    }
-    return drain_reader(c) ? RTC_EMSG : 0;
+    snprintf(out, cap, "%s%s", c->np, node);
 }
 
-int sig_clu_subscribe(sig_cluster *c, const char *room)
+const char *sig_cluster_key_prefix(const sig_cluster *c) { return c->kp; }
+
+int sig_cluster_subscribe(sig_cluster *c, const char *room)
 {
     char ch[SIG_ROOM_MAX + 64];
-    int rc;
-    if (hget(&c->subs, room))
-        return 0;
-    sig_clu_channel_of(c, room, ch, sizeof ch);
-    if ((rc = subscribe_chan(c, ch)))
-        return rc;
-    return hadd(&c->subs, room) ? 0 : -ENOMEM;
+    sig_cluster_channel(c, room, ch, sizeof ch);
+    return sig_sub_subscribe(&c->sub, room, ch);
 }
 
 /* Leave the room's channel once no local member is in the room. */
-int sig_clu_maybe_unsubscribe(sig_cluster *c, const char *room)
+int sig_cluster_unsubscribe_unused(sig_cluster *c, const char *room)
 {
     char ch[SIG_ROOM_MAX + 64];
-    const char *argv[2] = {"UNSUBSCRIBE", ch};
-    size_t len[2];
     bool used;
     pthread_mutex_lock(&c->mu);
-    used = hget(&c->rooms, room) != NULL;
+    used = sig_mirror_has_room(c->mirror, room);
     pthread_mutex_unlock(&c->mu);
-    used = used || sig_handover_in_room(c, room); /* a hand-over waits for its messages */
-    if (used || !hget(&c->subs, room))
+    used = used || wanted(c, room); /* a hand-over waits for its messages */
+    if (used || !sig_sub_has(&c->sub, room))
         return 0;
-    sig_clu_channel_of(c, room, ch, sizeof ch);
-    len[0] = 11;
-    len[1] = strlen(ch);
-    hdel(&c->subs, room);
-    /* the confirmation is read (and ignored) with the channel traffic */
-    if (redisAppendCommandArgv(c->sub, 2, argv, len) != REDIS_OK)
-        return RTC_EMSG;
-    {
-        int done = 0;
-        while (!done)
-            if (redisBufferWrite(c->sub, &done) != REDIS_OK)
-                return RTC_EMSG;
-    }
-    return 0;
+    sig_cluster_channel(c, room, ch, sizeof ch);
+    return sig_sub_unsubscribe(&c->sub, room, ch);
 }
 
 /* ---- mirror of local members (under mu) ---- */
 
-int sig_clu_mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
-                      const char *th)
+int sig_cluster_mirror_add(sig_cluster *c, const char *id, const char *room, const char *name,
+                           const char *th)
 {
-    hent *m, *r;
-    if (hget(&c->members, id))
-        return RTC_EEXIST;
-    if (!(r = hadd(&c->rooms, room)))
-        return -ENOMEM;
-    if (!(m = hadd(&c->members, id)) || !(m->room = strdup(room)) || !(m->name = strdup(name)) ||
-        !(m->th = strdup(th))) {
-        if (m)
-            hdel(&c->members, id);
-        if (r->n == 0)
-            hdel(&c->rooms, room);
-        return -ENOMEM;
-    }
-    r->n++;
-    return 0;
+    int rc;
+    pthread_mutex_lock(&c->mu);
+    rc = sig_mirror_add(c->mirror, id, room, name, th);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
-void sig_clu_mirror_del_in(sig_cluster *c, const char *id, const char *room)
+void sig_cluster_mirror_del_in(sig_cluster *c, const char *id, const char *room)
 {
-    hent *m = hget(&c->members, id);
-    if (m && m->room && !strcmp(m->room, room))
-        sig_clu_mirror_del(c, id);
-}
-
-void sig_clu_mirror_del(sig_cluster *c, const char *id)
-{
-    hent *m = hget(&c->members, id), *r;
-    if (!m)
-        return;
-    if ((r = hget(&c->rooms, m->room)) && --r->n == 0)
-        hdel(&c->rooms, m->room);
-    hdel(&c->members, id);
+    pthread_mutex_lock(&c->mu);
+    sig_mirror_del_in(c->mirror, id, room);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- commands ---- */
 
-static char *member_value(const sig_cluster *c, const char *name)
+/* Tell the lws thread how a join went (in e, taken; NULL: no memory for an
+ * answer); a failed one leaves the mirror. */
+static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, sig_cev *e)
 {
-    return sig_clu_dumps(json_pack("{s:s,s:s}", "name", name, "node", c->node));
-}
-
-static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const redisReply *all)
-{
-    sig_cev *e = calloc(1, sizeof *e);
     if (rc != SIG_OK) {
         pthread_mutex_lock(&c->mu);
-        sig_clu_mirror_del(c, k->id);
+        sig_mirror_del(c->mirror, k->id);
         pthread_mutex_unlock(&c->mu);
     }
     if (!e)
@@ -655,140 +308,86 @@ static void join_answer(sig_cluster *c, const cmd *k, sig_code rc, const redisRe
     e->result = rc;
     snprintf(e->room, sizeof e->room, "%s", k->room);
     snprintf(e->id, sizeof e->id, "%s", k->id);
-    if (rc == SIG_OK && members_of(c, all, e)) {
-        e->result = SIG_E_SERVER_BUSY;
-        pthread_mutex_lock(&c->mu);
-        sig_clu_mirror_del(c, k->id);
-        c->resync = true; /* it is registered in Redis: take it out again */
-        pthread_mutex_unlock(&c->mu);
-    }
-    sig_clu_push_event(c, e);
+    sig_cluster_push(c, e, false);
 }
 
-/* Returns RTC_EMSG when the connection failed (the answer is sent anyway). */
+/* A join: subscribed to the room first (its traffic after the join script
+ * is seen), then the script. RTC_EMSG when the connection failed (the
+ * answer is sent anyway). */
 static int run_join(sig_cluster *c, cmd *k)
 {
-    char key[SIG_ROOM_MAX + 32], nm[64], nt[64], rt[96], ch[SIG_ROOM_MAX + 64], max[16];
-    char *value = member_value(c, k->name);
-    char *ev = sig_clu_dumps(json_pack("{s:s,s:s,s:s,s:s}", "n", c->node, "e", "join", "id", k->id,
-                               "name", k->name));
-    char *rv =
-        sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", c->node));
-    redisReply *r = NULL;
-    int rc = 0;
+    sig_cev *e = calloc(1, sizeof *e);
+    sig_code result = SIG_E_SERVER_BUSY;
+    int rc;
 
-    snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
-    snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
-    snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
-    sig_clu_channel_of(c, k->room, ch, sizeof ch);
-    snprintf(max, sizeof max, "%u", (unsigned)atomic_load(&c->max_room));
-    if (!value || !ev || !rv) {
-        join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        goto out;
+    if ((rc = sig_cluster_subscribe(c, k->room))) {
+        join_answer(c, k, SIG_E_SERVER_BUSY, e);
+        return rc;
     }
-    if ((rc = sig_clu_subscribe(c, k->room))) {
+    if (!e) { /* (no answer possible: the lws side gives up with the connection) */
         join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        goto out;
+        return sig_cluster_unsubscribe_unused(c, k->room);
     }
-    {
-        const char *argv[] = {"EVAL", JOIN_LUA, "4", key, nm, nt, rt, k->id, value, max, ch, ev,
-                              k->room, k->th, rv};
-        r = call(c, 15, argv);
+    rc = sig_reg_join(&c->reg, k->room, k->id, k->name, k->th, atomic_load(&c->max_room),
+                      &result, e);
+    if (rc == 1) {
+        /* registered in Redis, but its answer cannot be read: take it out
+         * again (the resync does) */
+        pthread_mutex_lock(&c->mu);
+        sig_mirror_del(c->mirror, k->id);
+        c->resync = true;
+        pthread_mutex_unlock(&c->mu);
+        join_answer(c, k, SIG_E_SERVER_BUSY, e);
+        return 0;
     }
-    if (!r) {
-        rc = RTC_EMSG;
-        join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
-               r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 0) {
-        join_answer(c, k, SIG_E_ROOM_FULL, NULL);
-        rc = sig_clu_maybe_unsubscribe(c, k->room);
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-        join_answer(c, k, SIG_OK, r->element[1]);
-    } else {
-        RTC_LOG(RTC_LOG_ERROR, c->node, "redis: join script failed: %s",
-                r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-        join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        rc = sig_clu_maybe_unsubscribe(c, k->room);
-    }
-out:
-    if (r)
-        freeReplyObject(r);
-    free(value);
-    free(ev);
-    free(rv);
+    join_answer(c, k, result, e);
+    if (!rc && result != SIG_OK)
+        rc = sig_cluster_unsubscribe_unused(c, k->room);
     return rc;
 }
 
-/* Append one LEAVE, PUB, XFER or TTL to the pipeline. */
+/* Append one LEAVE, PUB or pipelined hook command to the pipeline. */
 static int append_cmd(sig_cluster *c, const cmd *k)
 {
-    char key[SIG_ROOM_MAX + 32], nm[64], nt[64], ch[SIG_ROOM_MAX + 64];
-    sig_clu_channel_of(c, k->room, ch, sizeof ch);
+    char ch[SIG_ROOM_MAX + 64];
+    sig_cluster_channel(c, k->room, ch, sizeof ch);
     if (k->kind == CMD_PUB) {
-        const char *chan = k->chan[0] ? k->chan : ch;
-        const char *argv[] = {"PUBLISH", chan, k->payload};
-        size_t len[] = {7, strlen(chan), strlen(k->payload)};
-        return redisAppendCommandArgv(c->cmd, 3, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
-    } else if (k->kind == CMD_XFER) {
-        return sig_handover_append_xfer(c, k);
-    } else if (k->kind == CMD_TTL) {
-        char secs[16];
-        const char *argv[] = {k->secs ? "EXPIRE" : "PERSIST", key, secs};
-        size_t len[3];
-        snprintf(key, sizeof key, "%srt:%s", c->kp, k->th);
-        snprintf(secs, sizeof secs, "%u", (unsigned)k->secs);
-        for (int i = 0; i < 3; i++)
-            len[i] = strlen(argv[i]);
-        return redisAppendCommandArgv(c->cmd, k->secs ? 3 : 2, argv, len) == REDIS_OK ? 0
-                                                                                     : RTC_EMSG;
+        const char *argv[] = {"PUBLISH", k->chan[0] ? k->chan : ch, k->payload};
+        return sig_reg_append(&c->reg, 3, argv);
+    } else if (k->kind == CMD_EXT) {
+        return k->hooks->append(k->hooks->ud, k->arg);
     } else {
-        char *ev =
-            sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
-        const char *argv[] = {"EVAL", LEAVE_LUA, "3", key, nm, nt, k->id, ch, ev ? ev : "", c->kp,
-                              k->room};
-        size_t len[11];
-        int rc;
-        snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
-        snprintf(nm, sizeof nm, "%snm:%s", c->kp, c->node);
-        snprintf(nt, sizeof nt, "%snt:%s", c->kp, c->node);
-        for (int i = 0; i < 11; i++)
-            len[i] = strlen(argv[i]);
-        rc = redisAppendCommandArgv(c->cmd, 11, argv, len) == REDIS_OK ? 0 : RTC_EMSG;
-        free(ev);
-        return rc;
+        return sig_reg_append_leave(&c->reg, k->room, k->id);
     }
 }
 
-static cmd *pop_cmd(sig_cluster *c)
+static cmd *as_cmd(sig_cq_node *n) { return (cmd *)(void *)n; } /* (node is first) */
+
+static cmd *pop_cmd(sig_cluster *c) { return as_cmd(sig_cq_take(&c->q, NULL)); }
+
+static void cmd_free(cmd *k)
 {
-    cmd *k;
-    pthread_mutex_lock(&c->mu);
-    if ((k = c->qhead)) {
-        c->qhead = k->next;
-        if (!c->qhead)
-            c->qtail = NULL;
-        c->qn--;
-    }
-    pthread_mutex_unlock(&c->mu);
-    return k;
+    if (!k)
+        return;
+    if (k->kind == CMD_EXT && k->hooks->free_arg)
+        k->hooks->free_arg(k->arg);
+    free(k->payload);
+    free(k);
 }
 
-void sig_clu_cmd_free(cmd *k)
+/* Run alone (it waits for replies of its own) rather than pipelined. */
+static bool alone(const cmd *k)
 {
-    if (k) {
-        free(k->payload);
-        if (k->token)
-            memset(k->token, 0, strlen(k->token));
-        free(k->token);
-        free(k);
-    }
+    return k->kind == CMD_JOIN || (k->kind == CMD_EXT && !k->pipelined);
 }
 
-/* Everything queued, in order: joins one by one (they wait for their
- * subscription), runs of leaves and publishes pipelined. RTC_EMSG when the
- * connection failed; commands not run are then answered (joins) or dropped
- * (publishes; leaves are covered by the mirror and the resync). */
+static bool pipelines(const sig_cq_node *n) { return !alone((const cmd *)(const void *)n); }
+
+/* Everything queued, in order: joins (and hook commands that run alone)
+ * one by one (they wait for their subscription), runs of leaves and
+ * publishes pipelined. RTC_EMSG when the connection failed; commands not
+ * run are then answered (joins, hook commands) or dropped (publishes;
+ * leaves are covered by the mirror and the resync). */
 static int run_queue(sig_cluster *c, unsigned budget)
 {
     cmd *batch[PIPELINE_MAX];
@@ -796,30 +395,18 @@ static int run_queue(sig_cluster *c, unsigned budget)
     cmd *k;
 
     while (budget-- > 0 && (k = pop_cmd(c))) {
-        if (k->kind == CMD_JOIN || k->kind == CMD_HO) {
-            int rc = k->kind == CMD_JOIN ? run_join(c, k) : sig_handover_run_ask(c, k);
-            sig_clu_cmd_free(k);
+        if (alone(k)) {
+            int rc = k->kind == CMD_JOIN ? run_join(c, k) : k->hooks->run(k->hooks->ud, k->arg);
+            cmd_free(k);
             if (rc)
                 return rc;
             continue;
         }
         n = 0;
         batch[n++] = k;
-        /* gather a run of non-joins */
+        /* gather a run of commands that pipeline */
         for (;;) {
-            cmd *nx;
-            pthread_mutex_lock(&c->mu);
-            nx = n < PIPELINE_MAX && c->qhead && c->qhead->kind != CMD_JOIN &&
-                         c->qhead->kind != CMD_HO
-                     ? c->qhead
-                     : NULL;
-            if (nx) {
-                c->qhead = nx->next;
-                if (!c->qhead)
-                    c->qtail = NULL;
-                c->qn--;
-            }
-            pthread_mutex_unlock(&c->mu);
+            cmd *nx = n < PIPELINE_MAX ? as_cmd(sig_cq_take(&c->q, pipelines)) : NULL;
             if (!nx)
                 break;
             batch[n++] = nx;
@@ -831,28 +418,18 @@ static int run_queue(sig_cluster *c, unsigned budget)
             for (size_t i = 0; i < n && !rc; i++)
                 rc = append_cmd(c, batch[i]);
             for (size_t i = 0; i < n && !rc; i++) {
-                void *r = NULL;
-                if (redisGetReply(c->cmd, &r) != REDIS_OK || !r) {
+                sig_redis_reply *r = NULL;
+                if (c->rops->get_reply(c->cmd, &r)) {
                     rc = RTC_EMSG;
                     break;
                 }
-                if (((redisReply *)r)->type == REDIS_REPLY_ERROR)
-                    RTC_LOG(RTC_LOG_WARN, c->node, "redis: %s", ((redisReply *)r)->str);
-                if (batch[i]->kind == CMD_XFER) {
-                    /* not ours any more either way: handed over, or (the new
-                     * owner died, or a resync took it out) it left; until
-                     * now a resync kept it registered here, where XFER
-                     * expects it (review xresume #5) */
-                    pthread_mutex_lock(&c->mu);
-                    sig_clu_mirror_del_in(c, batch[i]->id, batch[i]->room);
-                    if (((redisReply *)r)->type == REDIS_REPLY_INTEGER &&
-                        ((redisReply *)r)->integer == 1)
-                        c->st.ho_given++;
-                    pthread_mutex_unlock(&c->mu);
-                }
-                freeReplyObject(r);
-                if (batch[i]->kind == CMD_LEAVE || batch[i]->kind == CMD_XFER)
-                    rc = sig_clu_maybe_unsubscribe(c, batch[i]->room);
+                if (r->type == SIG_RR_ERROR)
+                    RTC_LOG(RTC_LOG_WARN, c->node, "redis: %s", r->str);
+                if (batch[i]->kind == CMD_EXT && batch[i]->hooks->replied)
+                    rc = batch[i]->hooks->replied(batch[i]->hooks->ud, batch[i]->arg, r);
+                sig_redis_reply_free(r);
+                if (batch[i]->kind == CMD_LEAVE)
+                    rc = sig_cluster_unsubscribe_unused(c, batch[i]->room);
             }
             if (rc) {
                 pthread_mutex_lock(&c->mu);
@@ -860,7 +437,7 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 pthread_mutex_unlock(&c->mu);
             }
             for (size_t i = 0; i < n; i++)
-                sig_clu_cmd_free(batch[i]);
+                cmd_free(batch[i]);
             if (rc)
                 return rc;
         }
@@ -868,191 +445,64 @@ static int run_queue(sig_cluster *c, unsigned budget)
     return 0;
 }
 
-/* Redis is gone: answer queued joins (server-busy), drop the rest. */
+/* Redis is gone: answer queued joins and hook commands, drop the rest. */
 static void fail_queue(sig_cluster *c)
 {
     cmd *k;
     while ((k = pop_cmd(c))) {
         if (k->kind == CMD_JOIN)
-            join_answer(c, k, SIG_E_SERVER_BUSY, NULL);
-        else if (k->kind == CMD_HO)
-            sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
-        sig_clu_cmd_free(k);
+            join_answer(c, k, SIG_E_SERVER_BUSY, calloc(1, sizeof(sig_cev)));
+        else if (k->kind == CMD_EXT && k->hooks->refused)
+            k->hooks->refused(k->hooks->ud, k->arg);
+        cmd_free(k);
     }
 }
 
-/* ---- node registration, heartbeat, reaping, resync ---- */
+/* ---- node registration: resync ---- */
 
-static int heartbeat(sig_cluster *c, bool *registered)
+/* The ids the hooks say a resync must leave alone (their state: no lock). */
+#define KEEP_MAX 256
+static size_t keep_ids(sig_cluster *c, const char **ids)
 {
-    char nodes[32], key[64], ttl[16];
-    redisReply *r;
-    snprintf(nodes, sizeof nodes, "%snodes", c->kp);
-    snprintf(key, sizeof key, "%snode:%s", c->kp, c->node);
-    snprintf(ttl, sizeof ttl, "%u", c->ttl_s);
-    {
-        const char *argv[] = {"EVAL", HEARTBEAT_LUA, "2", nodes, key, c->node, ttl};
-        r = call(c, 7, argv);
-    }
-    if (!r)
-        return RTC_EMSG;
-    *registered = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
-    return 0;
+    size_t n = 0;
+    EACH_HOOK(c, h)
+    if (h->keep_ids)
+        n += h->keep_ids(h->ud, ids + n, KEEP_MAX - n);
+    return n;
 }
 
-static int reap(sig_cluster *c)
+/* Leave a channel no local member (and no hook) needs any more. */
+static int drop_unused(void *c, const char *room)
 {
-    char nodes[32];
-    redisReply *r;
-    snprintf(nodes, sizeof nodes, "%snodes", c->kp);
-    {
-        const char *argv[] = {"EVAL", REAP_LUA, "1", nodes, c->kp, c->cp};
-        r = call(c, 6, argv);
-    }
-    if (!r)
-        return RTC_EMSG;
-    if (r->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements; i++)
-            if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, c->node))
-                RTC_LOG(RTC_LOG_WARN, c->node,
-                        "cluster: node %.16s stopped heartbeating; its members left their rooms",
-                        r->element[i]->str);
-        pthread_mutex_lock(&c->mu);
-        c->st.reaped_nodes += r->elements;
-        pthread_mutex_unlock(&c->mu);
-    } else if (r->type == REDIS_REPLY_ERROR) {
-        RTC_LOG(RTC_LOG_ERROR, c->node, "redis: reap script failed: %s", r->str);
-    }
-    freeReplyObject(r);
-    return 0;
-}
-
-/* What resync works from: the mirror, copied under the lock into the
- * RESYNC script's arguments, and the rooms with a local member. */
-typedef struct {
-    const char **argv;
-    size_t *len, n;
-    char **owned, **rooms;
-    size_t nowned, nrooms;
-    char nodes[32], key[64], nm[64], nt[64], ttl[16], nkeep[16];
-} snap;
-
-static void snap_dispose(snap *sn)
-{
-    for (size_t i = 0; i < sn->nowned; i++)
-        free(sn->owned[i]);
-    for (size_t i = 0; i < sn->nrooms; i++)
-        free(sn->rooms[i]);
-    free(sn->owned);
-    free(sn->rooms);
-    free(sn->argv);
-    free(sn->len);
-}
-
-static char *own(snap *sn, char *p)
-{
-    if (p)
-        sn->owned[sn->nowned++] = p;
-    return p;
-}
-
-/* Called with mu held. */
-static int snapshot(sig_cluster *c, snap *sn)
-{
-    size_t cap = 12 + SIG_HO_MAX + 4 * c->members.n, nkeep = 0;
-    sn->argv = calloc(cap, sizeof *sn->argv);
-    sn->len = calloc(cap, sizeof *sn->len);
-    sn->owned = calloc(SIG_HO_MAX + 4 * c->members.n + 1, sizeof *sn->owned);
-    sn->rooms = calloc(c->rooms.n + 1, sizeof *sn->rooms);
-    if (!sn->argv || !sn->len || !sn->owned || !sn->rooms)
-        return -ENOMEM;
-    snprintf(sn->nodes, sizeof sn->nodes, "%snodes", c->kp);
-    snprintf(sn->key, sizeof sn->key, "%snode:%s", c->kp, c->node);
-    snprintf(sn->nm, sizeof sn->nm, "%snm:%s", c->kp, c->node);
-    snprintf(sn->nt, sizeof sn->nt, "%snt:%s", c->kp, c->node);
-    snprintf(sn->ttl, sizeof sn->ttl, "%u", c->ttl_s);
-    {
-        const char *head[] = {"EVAL", RESYNC_LUA, "4", sn->nodes, sn->key, sn->nm, sn->nt,
-                              c->node, sn->ttl, c->kp, c->cp};
-        for (size_t i = 0; i < 11; i++)
-            sn->argv[sn->n++] = head[i];
-    }
-    /* the open hand-overs' members (the Redis thread calls this) */
-    for (size_t i = 0; i < c->nho; i++)
-        nkeep += !c->hos[i].tail;
-    snprintf(sn->nkeep, sizeof sn->nkeep, "%zu", nkeep);
-    sn->argv[sn->n++] = sn->nkeep;
-    for (size_t i = 0; i < c->nho; i++)
-        if (!c->hos[i].tail) {
-            const char *id = own(sn, strdup(c->hos[i].id));
-            if (!id)
-                return -ENOMEM;
-            sn->argv[sn->n++] = id;
-        }
-    for (size_t i = 0; i < HBUCKETS; i++)
-        for (hent *m = c->members.b[i]; m; m = m->next) {
-            const char *id = own(sn, strdup(m->key)), *room = own(sn, strdup(m->room));
-            const char *v = own(sn, member_value(c, m->name));
-            const char *th = own(sn, strdup(m->th ? m->th : ""));
-            if (!id || !room || !v || !th)
-                return -ENOMEM;
-            sn->argv[sn->n++] = id;
-            sn->argv[sn->n++] = room;
-            sn->argv[sn->n++] = v;
-            sn->argv[sn->n++] = th;
-        }
-    for (size_t i = 0; i < HBUCKETS; i++)
-        for (hent *e = c->rooms.b[i]; e; e = e->next)
-            if (!(sn->rooms[sn->nrooms++] = strdup(e->key)))
-                return -ENOMEM;
-    for (size_t i = 0; i < sn->n; i++)
-        sn->len[i] = strlen(sn->argv[i]);
-    return 0;
+    return sig_cluster_unsubscribe_unused(c, room);
 }
 
 /* Channels first: nothing published after the registration snapshot is missed. */
-static int resync_subs(sig_cluster *c, const snap *sn)
+static int resync_subs(sig_cluster *c, const sig_mirror_copy *mc)
 {
-    int rc;
-    for (size_t i = 0; i < HBUCKETS; i++)
-        for (hent *e = c->subs.b[i], *nx; e; e = nx) {
-            bool keep = false;
-            nx = e->next;
-            for (size_t j = 0; j < sn->nrooms && !keep; j++)
-                keep = sn->rooms[j] && !strcmp(sn->rooms[j], e->key);
-            if (!keep && (rc = sig_clu_maybe_unsubscribe(c, e->key)))
-                return rc;
-        }
-    for (size_t j = 0; j < sn->nrooms; j++)
-        if (sn->rooms[j] && (rc = sig_clu_subscribe(c, sn->rooms[j])))
-            return rc;
-    return 0;
+    int rc = sig_nameset_each(&c->sub.keys, drop_unused, c);
+    for (size_t j = 0; !rc && j < mc->nrooms; j++)
+        rc = sig_cluster_subscribe(c, mc->rooms[j]);
+    return rc;
 }
 
 /* Every listed room's members on other nodes, as SYNC events. */
 static int sync_rooms(sig_cluster *c, char *const *rooms, size_t nrooms)
 {
     for (size_t j = 0; j < nrooms; j++) {
-        char rk[SIG_ROOM_MAX + 32];
-        const char *hv[] = {"HGETALL", rk};
-        redisReply *r;
-        sig_cev *e;
-        snprintf(rk, sizeof rk, "%sroom:%s", c->kp, rooms[j]);
-        if (!(r = call(c, 2, hv)) || r->type != REDIS_REPLY_ARRAY) {
-            if (r)
-                freeReplyObject(r);
-            return RTC_EMSG;
+        sig_cev *e = calloc(1, sizeof *e);
+        int rc;
+        if (!e)
+            continue;
+        e->kind = SIG_CEV_SYNC;
+        snprintf(e->room, sizeof e->room, "%s", rooms[j]);
+        if ((rc = sig_reg_room_members(&c->reg, rooms[j], e))) {
+            sig_cev_free(e);
+            if (rc < 0)
+                return rc;
+            continue;
         }
-        if ((e = calloc(1, sizeof *e))) {
-            e->kind = SIG_CEV_SYNC;
-            snprintf(e->room, sizeof e->room, "%s", rooms[j]);
-            if (members_of(c, r, e) == 0)
-                sig_clu_push_event(c, e);
-            else
-                sig_cev_free(e);
-        }
-        freeReplyObject(r);
+        sig_cluster_push(c, e, false);
     }
     return 0;
 }
@@ -1060,15 +510,14 @@ static int sync_rooms(sig_cluster *c, char *const *rooms, size_t nrooms)
 /* The rooms with a local member now, re-read (the deferred SYNC). */
 static int sync_mirror_rooms(sig_cluster *c)
 {
-    snap sn;
+    sig_mirror_copy mc;
     int rc;
-    memset(&sn, 0, sizeof sn);
     pthread_mutex_lock(&c->mu);
-    rc = snapshot(c, &sn);
+    rc = sig_mirror_copy_all(c->mirror, &mc);
     pthread_mutex_unlock(&c->mu);
     if (!rc)
-        rc = sync_rooms(c, sn.rooms, sn.nrooms);
-    snap_dispose(&sn);
+        rc = sync_rooms(c, mc.rooms, mc.nrooms);
+    sig_mirror_copy_dispose(&mc);
     return rc;
 }
 
@@ -1080,32 +529,27 @@ static int sync_mirror_rooms(sig_cluster *c)
  * and leaves announced meanwhile still apply one by one. */
 static int resync(sig_cluster *c, bool rooms_now)
 {
-    snap sn;
-    redisReply *r;
+    sig_mirror_copy mc;
+    const char *keep[KEEP_MAX];
+    size_t nkeep = keep_ids(c, keep);
     int rc;
 
-    memset(&sn, 0, sizeof sn);
     pthread_mutex_lock(&c->mu);
     c->resync = false;
-    rc = snapshot(c, &sn);
+    rc = sig_mirror_copy_all(c->mirror, &mc);
     pthread_mutex_unlock(&c->mu);
+    /* copied now: resync_subs dispatches traffic that changes the hooks' tables */
     if (!rc)
-        rc = resync_subs(c, &sn);
-    if (!rc) {
-        r = redisCommandArgv(c->cmd, (int)sn.n, sn.argv, sn.len);
-        if (!reply_ok(r)) {
-            if (r)
-                RTC_LOG(RTC_LOG_ERROR, c->node, "redis: resync script failed: %s", r->str);
-            rc = RTC_EMSG;
-        }
-        if (r)
-            freeReplyObject(r);
-    }
+        rc = sig_mirror_copy_keep(&mc, keep, nkeep);
+    if (!rc)
+        rc = resync_subs(c, &mc);
+    if (!rc)
+        rc = sig_reg_register(&c->reg, &mc);
     if (!rc && rooms_now)
-        rc = sync_rooms(c, sn.rooms, sn.nrooms);
+        rc = sync_rooms(c, mc.rooms, mc.nrooms);
     else if (!rc)
-        c->sync_at = sig_clu_mono_ms() + SYNC_DELAY_MS;
-    snap_dispose(&sn);
+        c->sync_at = rtc_clock_mono_ms() + SYNC_DELAY_MS;
+    sig_mirror_copy_dispose(&mc);
     if (rc) {
         pthread_mutex_lock(&c->mu);
         c->resync = true;
@@ -1114,66 +558,28 @@ static int resync(sig_cluster *c, bool rooms_now)
     return rc;
 }
 
-/* ---- connections ---- */
-
-static redisContext *dial(sig_cluster *c, char *err, size_t errlen)
+static int reap(sig_cluster *c)
 {
-    struct timeval tv = {IO_TIMEOUT_S, 0};
-    redisContext *r = c->url.path[0] ? redisConnectUnixWithTimeout(c->url.path, tv)
-                                     : redisConnectWithTimeout(c->url.host, c->url.port, tv);
-    redisReply *rep = NULL;
-    char db[16];
-
-    if (!r || r->err) {
-        snprintf(err, errlen, "cannot connect to %s: %s", c->where, r ? r->errstr : "out of memory");
-        goto fail;
-    }
-    if (redisSetTimeout(r, tv) != REDIS_OK || (!c->url.path[0] && redisEnableKeepAlive(r) != REDIS_OK)) {
-        snprintf(err, errlen, "%s: cannot set socket options", c->where);
-        goto fail;
-    }
-    if (c->url.pass[0]) {
-        const char *a3[] = {"AUTH", c->url.user, c->url.pass};
-        const char *a2[] = {"AUTH", c->url.pass};
-        size_t l3[] = {4, strlen(c->url.user), strlen(c->url.pass)}, l2[] = {4, strlen(c->url.pass)};
-        rep = c->url.user[0] ? redisCommandArgv(r, 3, a3, l3) : redisCommandArgv(r, 2, a2, l2);
-        if (!reply_ok(rep)) {
-            /* Redis's reply names no secret ("WRONGPASS invalid username-password pair") */
-            snprintf(err, errlen, "%s: AUTH failed: %s", c->where, rep ? rep->str : r->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-        rep = NULL;
-    }
-    snprintf(db, sizeof db, "%d", c->url.db);
-    {
-        const char *a[] = {"SELECT", db};
-        size_t l[] = {6, strlen(db)};
-        rep = redisCommandArgv(r, 2, a, l);
-        if (!reply_ok(rep)) {
-            snprintf(err, errlen, "%s: SELECT %d failed: %s", c->where, c->url.db,
-                     rep ? rep->str : r->errstr);
-            goto fail;
-        }
-        freeReplyObject(rep);
-    }
-    return r;
-fail:
-    if (rep)
-        freeReplyObject(rep);
-    if (r)
-        redisFree(r);
-    return NULL;
+    uint64_t n;
+    int rc = sig_reg_reap(&c->reg, &n);
+    pthread_mutex_lock(&c->mu);
+    c->st.reaped_nodes += n;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
+
+/* ---- connections ---- */
 
 static int connect_all(sig_cluster *c, char *err, size_t errlen)
 {
     drop_conns(c);
-    if (!(c->cmd = dial(c, err, errlen)) || !(c->sub = dial(c, err, errlen))) {
+    if (!(c->cmd = c->rops->dial(c->rops->ud, &c->url, c->where, IO_TIMEOUT_S, err, errlen)) ||
+        !(c->sub.conn = c->rops->dial(c->rops->ud, &c->url, c->where, IO_TIMEOUT_S, err, errlen))) {
         drop_conns(c);
         return RTC_EMSG;
     }
-    if (subscribe_chan(c, c->inbox)) { /* hand-over replies */
+    c->reg.conn = c->cmd;
+    if (sig_sub_subscribe(&c->sub, NULL, c->inbox)) { /* hand-over replies */
         snprintf(err, errlen, "%s: SUBSCRIBE failed", c->where);
         drop_conns(c);
         return RTC_EMSG;
@@ -1202,46 +608,41 @@ static void set_up(sig_cluster *c, bool up)
     }
 }
 
-/* Sleep up to ms, or until the lws thread queues something or stops us. */
-static void wait_wake(sig_cluster *c, int ms)
-{
-    struct pollfd p = {.fd = c->wakefd, .events = POLLIN};
-    uint64_t v;
-    if (poll(&p, 1, ms) > 0 && read(c->wakefd, &v, sizeof v) < 0)
-        return;
-}
-
 /* One round while connected: channel traffic, queued commands, heartbeat. */
 static int serve(sig_cluster *c, uint64_t *next_hb)
 {
-    struct pollfd p[2] = {{.fd = c->wakefd, .events = POLLIN}, {.fd = c->sub->fd, .events = POLLIN}};
-    uint64_t now = sig_clu_mono_ms(), v, due = *next_hb;
+    struct pollfd p[2] = {{.fd = sig_cq_fd(&c->q), .events = POLLIN},
+                          {.fd = sig_sub_fd(&c->sub), .events = POLLIN}};
+    uint64_t now = rtc_clock_mono_ms(), due = *next_hb;
     int timeout;
     bool again;
 
-    due = sig_handover_next_deadline(c, due);
+    EACH_HOOK(c, h)
+    if (h->deadline)
+        due = h->deadline(h->ud, due);
     timeout = due > now ? (int)(due - now) : 0;
 
-    pthread_mutex_lock(&c->mu);
-    if (c->qhead)
+    if (sig_cq_waiting(&c->q))
         timeout = 0; /* left over from the last round's budget */
-    pthread_mutex_unlock(&c->mu);
     if (poll(p, 2, timeout) < 0 && errno != EINTR)
         return -errno;
-    if ((p[0].revents & POLLIN) && read(c->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
+    if ((p[0].revents & POLLIN) && sig_cq_woken(&c->q))
         return -errno;
-    if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && read_sub(c))
+    if ((p[1].revents & (POLLIN | POLLHUP | POLLERR)) && sig_sub_read(&c->sub))
         return RTC_EMSG;
     if (run_queue(c, QUEUE_BUDGET))
         return RTC_EMSG;
-    sig_handover_timeouts(c);
-    if (sig_clu_mono_ms() >= *next_hb) {
+    EACH_HOOK(c, h)
+    if (h->tick)
+        h->tick(h->ud, rtc_clock_mono_ms());
+    if (rtc_clock_mono_ms() >= *next_hb) {
         bool registered = true;
-        *next_hb = sig_clu_mono_ms() + HEARTBEAT_MS;
+        *next_hb = rtc_clock_mono_ms() + HEARTBEAT_MS;
         /* Right after a (re)connection, other nodes may still be on their way
          * back (Redis stalled, every heartbeat expired): give them their
          * backoff and a heartbeat before calling them dead. */
-        if (heartbeat(c, &registered) || (sig_clu_mono_ms() >= c->reap_from && reap(c)))
+        if (sig_reg_heartbeat(&c->reg, &registered) ||
+            (rtc_clock_mono_ms() >= c->reap_from && reap(c)))
             return RTC_EMSG;
         if (!registered) {
             /* Presumed dead (we stalled past the TTL, or Redis lost its data):
@@ -1258,7 +659,7 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
     pthread_mutex_unlock(&c->mu);
     if (again && resync(c, true))
         return RTC_EMSG;
-    if (c->sync_at && sig_clu_mono_ms() >= c->sync_at) {
+    if (c->sync_at && rtc_clock_mono_ms() >= c->sync_at) {
         c->sync_at = 0;
         if (sync_mirror_rooms(c))
             return RTC_EMSG;
@@ -1271,21 +672,22 @@ static int serve(sig_cluster *c, uint64_t *next_hb)
  * leave their rooms now rather than after node-ttl). */
 static void shutdown_node(sig_cluster *c)
 {
-    char key[64];
-    const char *argv[] = {"DEL", key};
-    redisReply *r;
     if (run_queue(c, UINT32_MAX))
         return;
-    snprintf(key, sizeof key, "%snode:%s", c->kp, c->node);
-    if ((r = call(c, 2, argv)))
-        freeReplyObject(r);
-    reap(c);
+    sig_reg_deregister(&c->reg);
+}
+
+static void lost(sig_cluster *c)
+{
+    EACH_HOOK(c, h)
+    if (h->lost)
+        h->lost(h->ud);
 }
 
 static void *thread_main(void *arg)
 {
     sig_cluster *c = arg;
-    uint64_t next_hb = sig_clu_mono_ms() + HEARTBEAT_MS;
+    uint64_t next_hb = rtc_clock_mono_ms() + HEARTBEAT_MS;
     int backoff = BACKOFF_MIN_MS;
     char err[512];
 
@@ -1294,18 +696,18 @@ static void *thread_main(void *arg)
             if (connect_all(c, err, sizeof err)) {
                 RTC_LOG(RTC_LOG_DEBUG, c->node, "redis: %s; retrying in %d ms", err, backoff);
                 fail_queue(c);
-                wait_wake(c, backoff);
+                sig_cq_sleep(&c->q, backoff); /* (or until woken) */
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
             backoff = BACKOFF_MIN_MS;
-            c->reap_from = sig_clu_mono_ms() + BACKOFF_MAX_MS + 1000u * c->ttl_s;
+            c->reap_from = rtc_clock_mono_ms() + BACKOFF_MAX_MS + 1000u * c->ttl_s;
             set_up(c, true);
-            next_hb = sig_clu_mono_ms(); /* heartbeat and reap right away */
+            next_hb = rtc_clock_mono_ms(); /* heartbeat and reap right away */
         }
         if (serve(c, &next_hb)) {
             drop_conns(c);
-            sig_handover_fail_all(c);
+            lost(c);
             set_up(c, false);
             pthread_mutex_lock(&c->mu);
             c->resync = true;
@@ -1316,7 +718,7 @@ static void *thread_main(void *arg)
     if (c->cmd)
         shutdown_node(c);
     fail_queue(c);
-    sig_handover_fail_all(c);
+    lost(c);
     drop_conns(c);
     return NULL;
 }
@@ -1341,69 +743,73 @@ int sig_cluster_new(const sig_cluster_params *p, sig_cluster **out, char *err, s
     sig_redis_url_describe(&c->url, c->where, sizeof c->where);
     if (rtc_random(rnd, sizeof rnd)) {
         snprintf(err, errlen, "no randomness for the node id");
-        rc = RTC_EMSG;
-        goto out_free;
+        memset(&c->url, 0, sizeof c->url);
+        free(c);
+        return RTC_EMSG;
     }
     rtc_hex(rnd, sizeof rnd, c->node);
+    c->rops = p->redis ? p->redis : &sig_redis_hiredis;
     snprintf(c->kp, sizeof c->kp, "tsu:");
     snprintf(c->cp, sizeof c->cp, "tsu:%d:ch:", c->url.db);
     snprintf(c->np, sizeof c->np, "tsu:%d:nd:", c->url.db);
     snprintf(c->inbox, sizeof c->inbox, "%s%s", c->np, c->node);
-    c->qmsgs = p->queue_msgs;
-    c->qbytes = p->queue_bytes;
-    /* a reply carries at most the whole send queue, each message escaped
-     * once more as a JSON string (at most doubling it), plus envelopes */
-    c->ho_max_payload = 2 * p->queue_bytes + 16 * (size_t)p->queue_msgs + 4096;
-    c->qmax = p->queue;
     c->max_payload = p->max_payload;
     c->ttl_s = p->node_ttl_s;
     atomic_store(&c->max_room, p->max_room_size);
-    c->wake = p->wake;
-    c->ud = p->ud;
+    c->reg = (sig_reg){.rops = c->rops, .node = c->node, .kp = c->kp, .cp = c->cp,
+                       .ttl_s = c->ttl_s};
+    sig_sub_init(&c->sub, c->rops, IO_TIMEOUT_S, on_message, c);
+    if ((rc = sig_cq_init(&c->q, p->queue, p->wake, p->ud))) {
+        snprintf(err, errlen, "eventfd: %s", strerror(-rc));
+        goto out_free;
+    }
+    if (!(c->mirror = sig_mirror_new())) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto out_q;
+    }
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->wake_mu, NULL);
-    pthread_cond_init(&c->space, NULL);
-    if ((c->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "eventfd: %s", strerror(errno));
-        goto out_sync;
-    }
-    /* Start-up needs Redis: a node that cannot reach it would only refuse
-     * every join (documented; systemd restarts it). */
-    if ((rc = connect_all(c, err, errlen)))
-        goto out_fd;
-    atomic_store(&c->up, 1);
-    if ((rc = pthread_create(&c->th, NULL, thread_main, c))) {
-        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-        rc = -rc;
-        goto out_conns;
-    }
-    c->started = true;
-    RTC_LOG(RTC_LOG_INFO, c->node, "cluster mode: node %s, redis %s, node-ttl %us", c->node,
-            c->where, c->ttl_s);
     *out = c;
     return 0;
-out_conns:
-    drop_conns(c);
-out_fd:
-    close(c->wakefd);
-out_sync:
-    pthread_cond_destroy(&c->space);
-    pthread_mutex_destroy(&c->wake_mu);
-    pthread_mutex_destroy(&c->mu);
+out_q:
+    sig_cq_dispose(&c->q);
 out_free:
     memset(&c->url, 0, sizeof c->url);
     free(c);
     return rc;
 }
 
+int sig_cluster_add_hooks(sig_cluster *c, const sig_cluster_hooks *h)
+{
+    if (c->started || c->nhooks >= SIG_CLUSTER_HOOKS)
+        return RTC_ELIMIT;
+    c->hooks[c->nhooks++] = h;
+    return 0;
+}
+
+int sig_cluster_start(sig_cluster *c, char *err, size_t errlen)
+{
+    int rc;
+    /* Start-up needs Redis: a node that cannot reach it would only refuse
+     * every join (documented; systemd restarts it). */
+    if ((rc = connect_all(c, err, errlen)))
+        return rc;
+    atomic_store(&c->up, 1);
+    if ((rc = pthread_create(&c->th, NULL, thread_main, c))) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        drop_conns(c);
+        return -rc;
+    }
+    c->started = true;
+    RTC_LOG(RTC_LOG_INFO, c->node, "cluster mode: node %s, redis %s, node-ttl %us", c->node,
+            c->where, c->ttl_s);
+    return 0;
+}
+
 void sig_cluster_mute(sig_cluster *c)
 {
-    if (!c)
-        return;
-    pthread_mutex_lock(&c->wake_mu);
-    c->wake = NULL;
-    pthread_mutex_unlock(&c->wake_mu);
+    if (c)
+        sig_cq_mute(&c->q);
 }
 
 void sig_cluster_free(sig_cluster *c)
@@ -1413,20 +819,17 @@ void sig_cluster_free(sig_cluster *c)
         return;
     sig_cluster_mute(c);
     atomic_store(&c->stop, 1);
-    pthread_mutex_lock(&c->mu);
-    pthread_cond_broadcast(&c->space);
-    pthread_mutex_unlock(&c->mu);
-    poke(c->wakefd);
+    sig_cq_stop(&c->q);
     if (c->started)
         pthread_join(c->th, NULL);
-    while ((e = sig_cluster_poll(c)))
+    else
+        drop_conns(c);
+    while ((e = sig_cq_poll(&c->q)))
         sig_cev_free(e);
-    hclear(&c->members);
-    hclear(&c->rooms);
-    hclear(&c->subs);
-    close(c->wakefd);
-    pthread_cond_destroy(&c->space);
-    pthread_mutex_destroy(&c->wake_mu);
+    sig_cq_dispose(&c->q); /* (the thread answered or freed every command) */
+    sig_mirror_free(c->mirror);
+    sig_sub_close(&c->sub);
+    sig_nameset_dispose(&c->sub.keys);
     pthread_mutex_destroy(&c->mu);
     memset(&c->url, 0, sizeof c->url);
     free(c);
@@ -1435,22 +838,6 @@ void sig_cluster_free(sig_cluster *c)
 const char *sig_cluster_node(const sig_cluster *c) { return c->node; }
 bool sig_cluster_up(sig_cluster *c) { return atomic_load(&c->up); }
 void sig_cluster_set_max_room_size(sig_cluster *c, uint32_t n) { atomic_store(&c->max_room, n); }
-
-static int enqueue(sig_cluster *c, cmd *k, bool force)
-{
-    bool was_empty;
-    if (!force && c->qn >= c->qmax)
-        return RTC_ELIMIT;
-    k->next = NULL;
-    was_empty = !c->qhead;
-    if (c->qtail)
-        c->qtail->next = k;
-    else
-        c->qhead = k;
-    c->qtail = k;
-    c->qn++;
-    return was_empty ? 1 : 0;
-}
 
 int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const char *id,
                      const char *name, const char *resume)
@@ -1466,21 +853,23 @@ int sig_cluster_join(sig_cluster *c, uint64_t serial, const char *room, const ch
     snprintf(k->room, sizeof k->room, "%s", room);
     snprintf(k->id, sizeof k->id, "%s", id);
     snprintf(k->name, sizeof k->name, "%s", name ? name : "");
-    sig_handover_token_hash(resume, k->th);
-    pthread_mutex_lock(&c->mu);
-    if (c->qn >= c->qmax) {
-        rc = RTC_ELIMIT;
-    } else if ((rc = sig_clu_mirror_add(c, id, room, k->name, k->th)) == 0) {
-        rc = enqueue(c, k, false);
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
+    sig_token_hash(resume, k->th);
+    /* (this thread alone puts commands: what is not full now takes one) */
+    if (sig_cq_full(&c->q)) {
         free(k);
-        return rc;
+        return RTC_ELIMIT;
     }
-    if (rc == 1)
-        poke(c->wakefd);
-    return 0;
+    pthread_mutex_lock(&c->mu);
+    rc = sig_mirror_add(c->mirror, id, room, k->name, k->th);
+    pthread_mutex_unlock(&c->mu);
+    if (!rc && (rc = sig_cq_put(&c->q, &k->node, false))) {
+        pthread_mutex_lock(&c->mu);
+        sig_mirror_del(c->mirror, id);
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (rc)
+        free(k);
+    return rc;
 }
 
 void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
@@ -1488,25 +877,21 @@ void sig_cluster_leave(sig_cluster *c, const char *room, const char *id)
     cmd *k = calloc(1, sizeof *k);
     int rc = -1;
     pthread_mutex_lock(&c->mu);
-    {
-        /* the mirror's entry for id is this member only if it is in room */
-        hent *m = hget(&c->members, id);
-        if (m && !strcmp(m->room, room))
-            sig_clu_mirror_del(c, id);
-    }
+    sig_mirror_del_in(c->mirror, id, room);
+    pthread_mutex_unlock(&c->mu);
     if (k && atomic_load(&c->up)) {
         k->kind = CMD_LEAVE;
         snprintf(k->room, sizeof k->room, "%s", room);
         snprintf(k->id, sizeof k->id, "%s", id);
-        rc = enqueue(c, k, false);
+        rc = sig_cq_put(&c->q, &k->node, false);
     }
-    if (rc < 0)
-        c->resync = true; /* the resync takes it out of Redis instead */
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0)
+    if (rc) {
         free(k);
-    if (rc != 0)
-        poke(c->wakefd);
+        pthread_mutex_lock(&c->mu);
+        c->resync = true; /* the resync takes it out of Redis instead */
+        pthread_mutex_unlock(&c->mu);
+        sig_cq_kick(&c->q);
+    }
 }
 
 int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const char *from,
@@ -1520,57 +905,66 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
     o = to ? json_pack("{s:s,s:s,s:s,s:s,s:O}", "n", c->node, "e", "sig", "from", from, "to", to,
                        "data", data)
            : json_pack("{s:s,s:s,s:s,s:O}", "n", c->node, "e", "bc", "from", from, "data", data);
-    if (!(k = calloc(1, sizeof *k)) || !(k->payload = sig_clu_dumps(o))) {
+    if (!(k = calloc(1, sizeof *k)) || !(k->payload = sig_chan_dumps(o))) {
         free(k);
         return -ENOMEM;
     }
     k->kind = CMD_PUB;
     snprintf(k->room, sizeof k->room, "%s", room);
-    pthread_mutex_lock(&c->mu);
-    rc = enqueue(c, k, false);
-    if (rc >= 0)
-        c->st.published++;
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
-        sig_clu_cmd_free(k);
+    if ((rc = sig_cq_put(&c->q, &k->node, false))) {
+        cmd_free(k);
         return rc;
     }
-    if (rc == 1)
-        poke(c->wakefd);
+    pthread_mutex_lock(&c->mu);
+    c->st.published++;
+    pthread_mutex_unlock(&c->mu);
     return 0;
 }
 
-/* Queue one command (force: never refused, for what must reach Redis);
- * wake the thread. 0 or RTC_ELIMIT. */
-int sig_clu_submit(sig_cluster *c, cmd *k, bool force)
+/* Queue one command (force: never refused); wake the thread. 0 or
+ * RTC_ELIMIT (k freed). */
+static int submit(sig_cluster *c, cmd *k, bool force)
 {
-    int rc;
-    pthread_mutex_lock(&c->mu);
-    rc = enqueue(c, k, force);
-    pthread_mutex_unlock(&c->mu);
-    if (rc < 0) {
-        sig_clu_cmd_free(k);
-        return rc;
-    }
-    if (rc == 1)
-        poke(c->wakefd);
-    return 0;
+    int rc = sig_cq_put(&c->q, &k->node, force);
+    if (rc)
+        cmd_free(k);
+    return rc;
 }
 
-sig_cev *sig_cluster_poll(sig_cluster *c)
+int sig_cluster_submit(sig_cluster *c, const sig_cluster_hooks *h, void *arg, bool pipelined,
+                       bool force)
 {
-    sig_cev *e;
-    pthread_mutex_lock(&c->mu);
-    if ((e = c->ehead)) {
-        c->ehead = e->next;
-        if (!c->ehead)
-            c->etail = NULL;
-        if (c->en-- == c->qmax)
-            pthread_cond_signal(&c->space);
+    cmd *k = calloc(1, sizeof *k);
+    if (!k) {
+        if (h->free_arg)
+            h->free_arg(arg);
+        return -ENOMEM;
     }
-    pthread_mutex_unlock(&c->mu);
-    return e;
+    k->kind = CMD_EXT;
+    k->hooks = h;
+    k->arg = arg;
+    k->pipelined = pipelined;
+    return submit(c, k, force);
 }
+
+void sig_cluster_publish_text(sig_cluster *c, const char *room, const char *to, char *text)
+{
+    cmd *k = calloc(1, sizeof *k);
+    if (!k) {
+        free(text);
+        return;
+    }
+    k->kind = CMD_PUB;
+    k->payload = text;
+    snprintf(k->room, sizeof k->room, "%s", room ? room : "");
+    if (to)
+        sig_cluster_node_channel(c, to, k->chan, sizeof k->chan);
+    submit(c, k, true);
+}
+
+uint32_t sig_cluster_max_room(sig_cluster *c) { return atomic_load(&c->max_room); }
+
+sig_cev *sig_cluster_poll(sig_cluster *c) { return sig_cq_poll(&c->q); }
 
 void sig_cev_free(sig_cev *e)
 {
@@ -1586,8 +980,12 @@ void sig_cev_free(sig_cev *e)
 
 void sig_cluster_get_stats(sig_cluster *c, sig_cluster_stats *st)
 {
+    uint64_t received, dropped;
+    sig_cq_counts(&c->q, &received, &dropped);
     pthread_mutex_lock(&c->mu);
     *st = c->st;
     pthread_mutex_unlock(&c->mu);
+    st->received = received;
+    st->dropped += dropped; /* (full event queue; the rest: malformed, too large) */
     st->up = atomic_load(&c->up);
 }

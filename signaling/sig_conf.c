@@ -160,9 +160,10 @@ static int check_redis(const char *v, char *err, size_t errlen)
 
 const rtc_conf_spec sig_conf_specs[] = {
     {"listen", RTC_CONF_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
-     "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz", rtc_conf_check_hostport, 0},
+     "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz", rtc_conf_check_hostport,
+     RTC_CONF_RESTART},
     {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate (PEM): serve HTTPS/WSS",
-     NULL, 0},
+     NULL, RTC_CONF_RESTART},
     {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
     {"token-secret", RTC_CONF_LIST, OFF(token_secret), 0, 0, NULL, "S",
      "require HS256 JWT access tokens on join (off: open rooms); repeat it (up to 4) to accept "
@@ -188,12 +189,13 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"redis", RTC_CONF_STR, OFF(redis), 0, 0, NULL, "URL",
      "cluster mode: share rooms and route messages through Redis "
      "(redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or unix:///PATH[?db=N])",
-     check_redis, RTC_CONF_SECRET},
+     check_redis, RTC_CONF_SECRET | RTC_CONF_RESTART},
     {"redis-node-ttl", RTC_CONF_INT, OFF(redis_node_ttl), 2, 60, "5", "S",
      "cluster: a node silent this long is presumed dead; its members leave their rooms", NULL,
-     0},
+     RTC_CONF_RESTART},
     {"redis-queue", RTC_CONF_INT, OFF(redis_queue), 16, 1000000, "65536", "N",
-     "cluster: operations waiting for Redis before new ones get server-busy", NULL, 0},
+     "cluster: operations waiting for Redis before new ones get server-busy", NULL,
+     RTC_CONF_RESTART},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 3600, "10", "S",
      "on SIGTERM: time members get before their connections close", NULL, 0},
     {"idle-timeout", RTC_CONF_INT, OFF(idle_timeout), 2, 3600, "60", "S",

@@ -1,8 +1,10 @@
 /* sig_handover.c - resume across nodes in cluster mode: the hand-over of a
  * member and its send queue from the node that holds it to the node its
  * client resumed on (see sig_handover.h). The Redis thread's part runs here
- * through sig_cluster.c's helpers (sig_cluster_int.h), so hiredis stays in
- * sig_cluster.c alone; the data model is at the top of sig_cluster.c.
+ * as hooks registered with the cluster (sig_cluster_hooks), which calls
+ * them; this file calls the cluster's functions, never the other way round.
+ * The data model is at the top of sig_cluster.c; threads and locks are in
+ * sig_cluster.h.
  *
  * Hand-over (docs/cluster.md "Resume across nodes").
  * Member B of room R lives on node O (the owner); its client resumes on
@@ -20,7 +22,7 @@
  *  1. N looks up SHA-256(T) in tsu:rt: (owner O, room R, id B), SUBSCRIBEs
  *     to R's channel and waits for the confirmation, then PUBLISHes the
  *     request Q {"e":"ho","h":SHA-256(T),"p":proof} on R's channel, where
- *     proof = HMAC-SHA256(key T, sig_handover_bound: N, rq, R, B, hash):
+ *     proof = HMAC-SHA256(key T, sig_ho_bound: N, rq, R, B, hash):
  *     the hash is only a lookup key that every Redis reader sees; the proof
  *     needs T itself. Call the position of Q in R's channel order q.
  *  2. O reads Q after everything published before q (F1) and its lws
@@ -44,7 +46,8 @@
  *  4. N takes P as the answer only if "a" checks under the K it derived from
  *     its client's T (kept in the hop, memory only; reply_authentic): any
  *     other "ok" reply is not an answer (whoever can PUBLISH sees rq, R and
- *     B in Q and could race O: review xresume #10), and O's may still come.
+ *     B in Q and could race O and hand the client a queue of its own), and
+ *     O's may still come.
  *     On P, N adopts B: `resumed` with the room's members as XFER saw them
  *     (the script puts the room hash into P: atomic with the move), then
  *     P's queue, then the copies; every message read after P is delivered
@@ -72,60 +75,74 @@
 #include "sig_handover.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rtc_clock.h"
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
-#include "sig_cluster_int.h"
+#include "sig_chan.h"
+#include "sig_cluster_lua.h"
 
 #define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
 #define HO_GONE_MS 60000 /* how long a timed-out request's late reply is still undone */
+#define NODE_LEN SIG_NODE_LEN
 
+/* A hand-over this node asked for (Redis thread only; see "Hand-over"). */
+typedef struct {
+    uint64_t rq; /* the lws thread's serial */
+    uint64_t deadline_ms;
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
+    char th[SIG_TH_LEN + 1];
+    uint8_t key[SIG_HO_KEY_LEN]; /* checks the reply's MAC (sig_ho_reply_key; memory only) */
+    bool tail; /* answered; our own publishes still in flight (until the fence) */
+} sig_ho_pending;
 
-/* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
- * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
- * died with it), else the rt value. */
-static const char LOOKUP_LUA[] =
-    "local v = redis.call('GET', KEYS[1])\n"
-    "if not v then return 0 end\n"
-    "local ok, o = pcall(cjson.decode, v)\n"
-    "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
-    "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
-    "return v\n";
+/* A hand-over we gave up waiting for (timeout): its reply may still come, and
+ * must then make the member we asked for leave (Redis thread only). */
+typedef struct {
+    uint64_t rq, until_ms;
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
+    uint8_t key[SIG_HO_KEY_LEN]; /* only the owner's own late reply counts */
+} sig_ho_gone;
 
-/* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the
- * reply (ARGV[7], its queue) goes to that node's channel ARGV[6], atomically.
- * KEYS: nm, nt (owner), room hash, nm, nt (new owner), rt:HASH, the new
- * owner's heartbeat key. ARGV: id, room, room-hash value, token hash, rt
- * value, channel, reply, left event, room channel, new owner.
- * The reply (ARGV[7], without its closing brace) gets the room hash as it is
- * at this instant ("m"): the new owner's member list, atomic with the move
- * (review xresume #6).
- * Not ours any more (a resync took it out): nothing, the asking node times
- * out. The new owner died meanwhile: the member leaves, as its node did. */
-static const char XFER_LUA[] =
-    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
-    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
-    "redis.call('HDEL', KEYS[2], ARGV[1])\n"
-    "if redis.call('EXISTS', KEYS[7]) == 0 then\n"
-    "  redis.call('DEL', KEYS[6])\n"
-    "  if redis.call('HDEL', KEYS[3], ARGV[1]) == 1 then\n"
-    "    redis.call('PUBLISH', ARGV[9], ARGV[8])\n"
-    "  end\n"
-    "  return 0\n"
-    "end\n"
-    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
-    "redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])\n"
-    "redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])\n"
-    "redis.call('SET', KEYS[6], ARGV[5])\n"
-    "local all = redis.call('HGETALL', KEYS[3])\n"
-    "local m = '[]'\n"
-    "if #all > 0 then m = cjson.encode(all) end\n"
-    "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ',\"m\":' .. m .. '}')\n"
-    "return 1\n";
+/* A command for the Redis thread (sig_cluster_submit). */
+typedef enum { OP_ASK, OP_XFER, OP_TTL } op_kind;
+typedef struct {
+    op_kind kind;
+    uint64_t serial;
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
+    char th[SIG_TH_LEN + 1]; /* the resume token's hash */
+    char node[NODE_LEN + 1]; /* XFER: the new owner */
+    uint32_t secs;           /* TTL: expiry (0: none) */
+    char *payload;           /* XFER: the reply */
+    char *token;             /* ASK: the resume token, for the proof (wiped when freed) */
+} op;
+
+struct sig_handover {
+    sig_cluster *c;
+    sig_cluster_hooks hooks;
+    char node[NODE_LEN + 1];
+    uint32_t qmsgs;          /* send-queue bounds: a handed-over queue is no larger */
+    size_t qbytes, max_payload;
+    _Atomic uint64_t unknown, refused, timeout, given; /* sig_handover_stats */
+
+    /* Redis thread only */
+    sig_ho_pending hos[SIG_HO_MAX]; /* hand-overs asked for */
+    size_t nho;
+    sig_ho_gone gone[SIG_HO_MAX]; /* timed out, recently (until_ms 0: free slot) */
+
+    /* lws thread only: the last request served per asking node (replays) */
+    struct {
+        char node[NODE_LEN + 1];
+        uint64_t rq, used;
+    } seen[SIG_HO_MAX];
+    uint64_t seen_tick;
+};
+
 
 /* ---- Redis thread: hand-overs asked for ---- */
 
@@ -136,7 +153,8 @@ static const char XFER_LUA[] =
  * which came in its `joined`), the owner keeps its own greetings out of the
  * queue (sig_hub_hand_over) and `resumed` is made here, on adoption. A
  * `joined` is also the one frame that carries iceServers (TURN credentials):
- * none may ever come out of another node's reply (review xresume #10). */
+ * none may ever come out of another node's reply, which anyone who can
+ * PUBLISH to Redis could try to forge. */
 static bool queued_text_ok(const char *text, size_t len)
 {
     static const char *const types[] = {"signal",    "broadcast", "peer-joined",
@@ -150,26 +168,27 @@ static bool queued_text_ok(const char *text, size_t len)
     return good;
 }
 
-static int hop_find(const sig_cluster *c, uint64_t rq)
+static int hop_find(const sig_handover *hv, uint64_t rq)
 {
-    for (size_t i = 0; i < c->nho; i++)
-        if (c->hos[i].rq == rq)
+    for (size_t i = 0; i < hv->nho; i++)
+        if (hv->hos[i].rq == rq)
             return (int)i;
     return -1;
 }
 
-bool sig_handover_in_room(const sig_cluster *c, const char *room)
+static bool hook_wants_room(void *ud, const char *room)
 {
-    for (size_t i = 0; i < c->nho; i++)
-        if (!strcmp(c->hos[i].room, room))
+    const sig_handover *hv = ud;
+    for (size_t i = 0; i < hv->nho; i++)
+        if (!strcmp(hv->hos[i].room, room))
             return true;
     return false;
 }
 
-static void hop_remove(sig_cluster *c, size_t i)
+static void hop_remove(sig_handover *hv, size_t i)
 {
-    c->hos[i] = c->hos[--c->nho];
-    memset(&c->hos[c->nho], 0, sizeof c->hos[c->nho]); /* no stray copy of a key */
+    hv->hos[i] = hv->hos[--hv->nho];
+    memset(&hv->hos[hv->nho], 0, sizeof hv->hos[hv->nho]); /* no stray copy of a key */
 }
 
 /* Whether the "ok" reply o (its name already read) was made by a holder of
@@ -209,36 +228,36 @@ out:
 }
 
 /* Remember a request we gave up on (the slot that frees first makes room). */
-static void gone_add(sig_cluster *c, const sig_ho_pending *h)
+static void gone_add(sig_handover *hv, const sig_ho_pending *h)
 {
-    uint64_t now = sig_clu_mono_ms();
+    uint64_t now = rtc_clock_mono_ms();
     size_t k = 0;
     for (size_t j = 0; j < SIG_HO_MAX; j++) {
-        if (c->gone[j].until_ms <= now) {
+        if (hv->gone[j].until_ms <= now) {
             k = j;
             break;
         }
-        if (c->gone[j].until_ms < c->gone[k].until_ms)
+        if (hv->gone[j].until_ms < hv->gone[k].until_ms)
             k = j;
     }
-    c->gone[k].rq = h->rq;
-    c->gone[k].until_ms = now + HO_GONE_MS;
-    memcpy(c->gone[k].room, h->room, sizeof h->room);
-    memcpy(c->gone[k].id, h->id, sizeof h->id);
-    memcpy(c->gone[k].owner, h->owner, sizeof h->owner);
-    memcpy(c->gone[k].key, h->key, sizeof h->key);
+    hv->gone[k].rq = h->rq;
+    hv->gone[k].until_ms = now + HO_GONE_MS;
+    memcpy(hv->gone[k].room, h->room, sizeof h->room);
+    memcpy(hv->gone[k].id, h->id, sizeof h->id);
+    memcpy(hv->gone[k].owner, h->owner, sizeof h->owner);
+    memcpy(hv->gone[k].key, h->key, sizeof h->key);
 }
 
 /* The request `rq` we gave up on, if it asked for (room, id) and o is its
  * owner's own "ok" reply (reply_authentic): taken out. Anything else leaves
  * it in place: a forged reply must not use up the slot the owner's real
  * late reply needs. Expired entries are wiped on the way (their keys). */
-static bool gone_take(sig_cluster *c, uint64_t rq, const char *room, const char *id, json_t *o,
+static bool gone_take(sig_handover *hv, uint64_t rq, const char *room, const char *id, json_t *o,
                       const char *name, sig_ho_gone *out)
 {
-    uint64_t now = sig_clu_mono_ms();
+    uint64_t now = rtc_clock_mono_ms();
     for (size_t j = 0; j < SIG_HO_MAX; j++) {
-        sig_ho_gone *g = &c->gone[j];
+        sig_ho_gone *g = &hv->gone[j];
         if (g->until_ms <= now) {
             memset(g, 0, sizeof *g);
             continue;
@@ -264,33 +283,33 @@ static bool json_u64(json_t *o, const char *key, uint64_t *out)
     return true;
 }
 
-void sig_handover_push_done(sig_cluster *c, uint64_t rq, sig_code result, const char *room,
-                            const char *id)
+static void push_done(sig_handover *hv, uint64_t rq, sig_code result, const char *room,
+                      const char *id)
 {
     sig_cev *e = calloc(1, sizeof *e);
     if (!e)
-        return; /* the lws thread gives up by itself (sig_ws.c, ho_expire) */
+        return; /* the lws thread gives up by itself (sig_session.c, ho_expire) */
     e->kind = SIG_CEV_HO_DONE;
     e->serial = rq;
     e->result = result;
     snprintf(e->room, sizeof e->room, "%s", room);
     snprintf(e->id, sizeof e->id, "%s", id);
-    sig_clu_push_event(c, e);
+    sig_cluster_push(hv->c, e, true);
 }
 
-static void push_ho_fence(sig_cluster *c, uint64_t rq)
+static void push_ho_fence(sig_handover *hv, uint64_t rq)
 {
     sig_cev *e = calloc(1, sizeof *e);
     if (!e)
         return;
     e->kind = SIG_CEV_HO_FENCE;
     e->serial = rq;
-    sig_clu_push_event(c, e);
+    sig_cluster_push(hv->c, e, true);
 }
 
 /* The other nodes' members out of the reply's "m" (the room hash as XFER
  * saw it: [id, value, id, value, ...]). */
-static int members_of_json(sig_cluster *c, json_t *a, sig_cev *e)
+static int members_of_json(sig_handover *hv, json_t *a, sig_cev *e)
 {
     if (!json_is_array(a) || json_array_size(a) % 2)
         return RTC_EMSG;
@@ -298,60 +317,30 @@ static int members_of_json(sig_cluster *c, json_t *a, sig_cev *e)
     if (!e->members)
         return -ENOMEM;
     for (size_t i = 0; i + 1 < json_array_size(a); i += 2) {
-        json_t *k = json_array_get(a, i), *v = json_array_get(a, i + 1), *o;
+        json_t *k = json_array_get(a, i), *v = json_array_get(a, i + 1);
         sig_cev_member *m = &e->members[e->nmembers];
-        char node[NODE_LEN + 1];
-        if (!json_is_string(k) || !json_is_string(v) || json_string_length(v) > 512 ||
-            json_string_length(k) < 1 || json_string_length(k) > SIG_ID_MAX)
-            continue;
-        if (!(o = json_loadb(json_string_value(v), json_string_length(v), JSON_REJECT_DUPLICATES,
-                             NULL)))
-            continue;
-        /* (the id through sig_clu_field too: same length and character checks) */
-        if (sig_clu_field(o, "node", 1, NODE_LEN, node, sizeof node) && strcmp(node, c->node) &&
-            sig_clu_field(o, "name", 0, SIG_NAME_MAX, m->name, sizeof m->name)) {
-            json_t *w = json_pack("{s:O}", "id", k);
-            if (w && sig_clu_field(w, "id", 1, SIG_ID_MAX, m->id, sizeof m->id))
-                e->nmembers++;
-            json_decref(w);
-        }
-        json_decref(o);
+        if (json_is_string(k) && json_is_string(v) &&
+            sig_chan_member(hv->node, json_string_value(k), json_string_length(k),
+                            json_string_value(v), json_string_length(v), m->id, m->name))
+            e->nmembers++;
     }
     return 0;
 }
 
-/* A hand-over reply on this node's channel (see "Hand-over"). */
-void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
-{
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1] = "", ev[8];
-    json_t *o, *q, *okv;
+/* What a hand-over reply says (parsed and checked by hook_inbox). */
+typedef struct {
+    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
     uint64_t rq;
-    int i;
-    sig_ho_pending h;
-    sig_cev *e;
-    size_t bytes = 0, qn;
+    bool ok;
+} reply_fields;
 
-    /* the queue, plus the room hash XFER appends ("m") */
-    size_t cap = c->ho_max_payload +
-                 (size_t)atomic_load(&c->max_room) * (2 * (SIG_ID_MAX + 512) + 16);
-    if (!payload || len > cap ||
-        !(o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL))) {
-        RTC_LOG(RTC_LOG_WARN, c->node, "cluster: hand-over reply dropped (%zu bytes)",
-                payload ? len : 0);
-        sig_clu_count_drop(c);
-        return;
-    }
-    okv = json_object_get(o, "ok");
-    if (!sig_clu_field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") ||
-        !json_u64(o, "rq", &rq) || !json_is_boolean(okv) ||
-        !sig_clu_field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
-        !sig_clu_field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
-        (json_is_true(okv) && !sig_clu_field(o, "name", 0, SIG_NAME_MAX, name, sizeof name))) {
-        json_decref(o);
-        sig_clu_count_drop(c);
-        return;
-    }
-    if ((i = hop_find(c, rq)) < 0 || c->hos[i].tail) {
+/* The hand-over of ours that reply o answers: its index in hos, or -1 when
+ * it answers none (then it has been dealt with: dropped, or the late reply
+ * of one we gave up on). */
+static int reply_pending(sig_handover *hv, json_t *o, const reply_fields *f)
+{
+    int i = hop_find(hv, f->rq);
+    if (i < 0 || hv->hos[i].tail) {
         /* We gave up waiting (timeout) but the owner did hand the member
          * over: it is registered here now and nobody has its messages since
          * the request. It leaves (peer-left), which is what a timed-out
@@ -360,141 +349,166 @@ void sig_handover_on_reply(sig_cluster *c, const char *payload, size_t len)
          * a reply nobody asked for (a bug, an old node, anyone who can
          * PUBLISH) or a second one never removes anybody. */
         sig_ho_gone g;
-        if (i < 0 && gone_take(c, rq, room, id, o, name, &g)) {
-            sig_cluster_leave(c, g.room, g.id);
-        } else {
-            sig_clu_count_drop(c);
-        }
-        json_decref(o);
-        return;
+        if (i < 0 && gone_take(hv, f->rq, f->room, f->id, o, f->name, &g))
+            sig_cluster_leave(hv->c, g.room, g.id);
+        else
+            sig_cluster_count_drop(hv->c);
+        return -1;
     }
-    if (strcmp(c->hos[i].room, room) || strcmp(c->hos[i].id, id)) {
+    if (strcmp(hv->hos[i].room, f->room) || strcmp(hv->hos[i].id, f->id)) {
         /* not the member we asked for: not an answer (the owner's may still come) */
-        json_decref(o);
-        sig_clu_count_drop(c);
-        return;
+        sig_cluster_count_drop(hv->c);
+        return -1;
     }
-    if (json_is_true(okv) && !reply_authentic(o, c->hos[i].key, rq, c->hos[i].owner, room, id,
-                                              name)) {
-        /* not made by a holder of the token (review xresume #10): whoever can
+    if (f->ok && !reply_authentic(o, hv->hos[i].key, f->rq, hv->hos[i].owner, f->room, f->id,
+                                  f->name)) {
+        /* not made by a holder of the token: whoever can
          * PUBLISH to Redis racing the owner, or a bug. Not an answer: the
          * owner's own reply may still come, within SIG_HO_TIMEOUT_MS. (A
          * refusal is not authenticated - the owner has no key for a wrong
          * proof - but it moves nothing: a forged one only fails this resume,
          * which a Redis writer can do anyway.) */
-        RTC_LOG(RTC_LOG_WARN, id, "cluster: hand-over reply for rq %llu not authenticated by "
-                "node %s: ignored", (unsigned long long)rq, c->hos[i].owner);
-        json_decref(o);
-        sig_clu_count_drop(c);
-        return;
+        RTC_LOG(RTC_LOG_WARN, f->id, "cluster: hand-over reply for rq %llu not authenticated by "
+                "node %s: ignored", (unsigned long long)f->rq, hv->hos[i].owner);
+        sig_cluster_count_drop(hv->c);
+        return -1;
     }
-    h = c->hos[i];
-    hop_remove(c, (size_t)i);
-    if (!json_is_true(okv)) {
-        /* busy: the member just arrived on the owner and its tail is still
-         * open; nothing moved, the client tries again (server-busy) */
-        bool busy = json_is_true(json_object_get(o, "busy"));
-        pthread_mutex_lock(&c->mu);
-        if (!busy)
-            c->st.ho_refused++;
-        pthread_mutex_unlock(&c->mu);
-        json_decref(o);
-        gone_add(c, &h); /* (were it not the owner's answer, the owner's may still come) */
-        memset(h.key, 0, sizeof h.key);
-        sig_handover_push_done(c, h.rq, busy ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room,
-                               h.id);
-        sig_clu_maybe_unsubscribe(c, h.room);
-        return;
-    }
-    e = calloc(1, sizeof *e);
-    q = json_object_get(o, "q");
-    qn = json_is_array(q) ? json_array_size(q) : SIZE_MAX;
-    if (e && json_is_array(q) && json_array_size(q) <= c->qmsgs &&
+    return i;
+}
+
+/* The queue and member list of an "ok" reply as a DONE event (fields but
+ * those two still to fill), or NULL when they are not what it can hold. */
+static sig_cev *reply_event(sig_handover *hv, json_t *o)
+{
+    sig_cev *e = calloc(1, sizeof *e);
+    json_t *q = json_object_get(o, "q");
+    size_t bytes = 0, qn = json_is_array(q) ? json_array_size(q) : SIZE_MAX;
+    if (e && json_is_array(q) && json_array_size(q) <= hv->qmsgs &&
         (e->texts = calloc(json_array_size(q) + 1, sizeof *e->texts))) {
         for (size_t k = 0; k < json_array_size(q); k++) {
             json_t *t = json_array_get(q, k);
             /* the owner's queue obeyed the same bounds and holds only what a
              * member is sent: anything else is junk, never passed to the
              * client as it is (queued_text_ok) */
-            if (!json_is_string(t) || (bytes += json_string_length(t)) > c->qbytes ||
+            if (!json_is_string(t) || (bytes += json_string_length(t)) > hv->qbytes ||
                 !queued_text_ok(json_string_value(t), json_string_length(t)) ||
                 !(e->texts[e->ntexts] = strdup(json_string_value(t))))
                 break;
             e->ntexts++;
         }
     }
-    if (!e || !e->texts || e->ntexts != qn) {
-        json_decref(o);
-        sig_cev_free(e);
-        sig_cluster_leave(c, room, id); /* registered here by the owner: take it out */
-        gone_add(c, &h); /* (and if this was not the owner's answer, undo the one to come) */
-        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        return;
-    }
     /* the room's members on other nodes as XFER saw them (atomic with the
      * move: events after it apply live, those between the request and it
-     * were kept by the lws thread, those before are in the queue) */
-    if (members_of_json(c, json_object_get(o, "m"), e)) {
-        /* no member list: the adoption would announce the room empty */
-        json_decref(o);
-        gone_add(c, &h);
+     * were kept by the lws thread, those before are in the queue); without
+     * a member list the adoption would announce the room empty */
+    if (!e || !e->texts || e->ntexts != qn || members_of_json(hv, json_object_get(o, "m"), e)) {
         sig_cev_free(e);
-        sig_cluster_leave(c, room, id);
-        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        return NULL;
+    }
+    e->kind = SIG_CEV_HO_DONE;
+    e->result = SIG_OK;
+    return e;
+}
+
+/* A hand-over reply on this node's channel (see "Hand-over"). */
+static void hook_inbox(void *ud, const char *payload, size_t len)
+{
+    sig_handover *hv = ud;
+    reply_fields f = {.name = ""};
+    char ev[8];
+    json_t *o, *okv;
+    int i;
+    sig_ho_pending h;
+    sig_cev *e;
+
+    /* the queue, plus the room hash XFER appends ("m") */
+    size_t cap = hv->max_payload +
+                 (size_t)sig_cluster_max_room(hv->c) * (2 * (SIG_ID_MAX + 512) + 16);
+    if (!payload || len > cap ||
+        !(o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL))) {
+        RTC_LOG(RTC_LOG_WARN, hv->node, "cluster: hand-over reply dropped (%zu bytes)",
+                payload ? len : 0);
+        sig_cluster_count_drop(hv->c);
         return;
     }
-    json_decref(o);
-    e->kind = SIG_CEV_HO_DONE;
-    e->serial = h.rq;
-    e->result = SIG_OK;
-    snprintf(e->room, sizeof e->room, "%s", room);
-    snprintf(e->id, sizeof e->id, "%s", id);
-    snprintf(e->name, sizeof e->name, "%s", name);
-    snprintf(e->node, sizeof e->node, "%s", h.owner);
-    {
-        /* the member is ours from here: a resync registers it here */
-        int rc;
-        pthread_mutex_lock(&c->mu);
-        rc = sig_clu_mirror_add(c, id, room, name, h.th);
-        pthread_mutex_unlock(&c->mu);
-        if (rc) {
-            sig_cev_free(e);
-            sig_cluster_leave(c, room, id);
-            sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-            return;
-        }
+    okv = json_object_get(o, "ok");
+    f.ok = json_is_true(okv);
+    if (!sig_chan_field(o, "e", 1, 5, ev, sizeof ev) || strcmp(ev, "hr") ||
+        !json_u64(o, "rq", &f.rq) || !json_is_boolean(okv) ||
+        !sig_chan_field(o, "room", 1, SIG_ROOM_MAX, f.room, sizeof f.room) ||
+        !sig_chan_field(o, "id", 1, SIG_ID_MAX, f.id, sizeof f.id) ||
+        (f.ok && !sig_chan_field(o, "name", 0, SIG_NAME_MAX, f.name, sizeof f.name))) {
+        json_decref(o);
+        sig_cluster_count_drop(hv->c);
+        return;
     }
+    if ((i = reply_pending(hv, o, &f)) < 0) {
+        json_decref(o);
+        return;
+    }
+    h = hv->hos[i];
+    hop_remove(hv, (size_t)i);
+    if (!f.ok) {
+        /* busy: the member just arrived on the owner and its tail is still
+         * open; nothing moved, the client tries again (server-busy) */
+        bool busy = json_is_true(json_object_get(o, "busy"));
+        if (!busy)
+            atomic_fetch_add(&hv->refused, 1);
+        json_decref(o);
+        gone_add(hv, &h); /* (were it not the owner's answer, the owner's may still come) */
+        memset(h.key, 0, sizeof h.key);
+        push_done(hv, h.rq, busy ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED, h.room, h.id);
+        sig_cluster_unsubscribe_unused(hv->c, h.room);
+        return;
+    }
+    e = reply_event(hv, o);
+    json_decref(o);
+    /* the member is ours from here: a resync registers it here */
+    if (!e || sig_cluster_mirror_add(hv->c, f.id, f.room, f.name, h.th)) {
+        if (!e) /* (and if this was not the owner's answer, undo the one to come) */
+            gone_add(hv, &h);
+        sig_cev_free(e);
+        sig_cluster_leave(hv->c, f.room, f.id); /* registered here by the owner: take it out */
+        push_done(hv, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        return;
+    }
+    e->serial = h.rq;
+    snprintf(e->room, sizeof e->room, "%s", f.room);
+    snprintf(e->id, sizeof e->id, "%s", f.id);
+    snprintf(e->name, sizeof e->name, "%s", f.name);
+    snprintf(e->node, sizeof e->node, "%s", h.owner);
     /* Our own publishes to the member made before the lws thread adopts it
      * may still be on their way: keep passing them on until the fence it
      * publishes after adopting comes back (see "Hand-over", step 5). */
     memset(h.key, 0, sizeof h.key); /* answered: not needed any more */
     h.tail = true;
-    h.deadline_ms = sig_clu_mono_ms() + HO_TAIL_MS;
-    c->hos[c->nho++] = h;
-    sig_clu_push_event(c, e);
+    h.deadline_ms = rtc_clock_mono_ms() + HO_TAIL_MS;
+    hv->hos[hv->nho++] = h;
+    sig_cluster_push(hv->c, e, true);
 }
 
 /* A hand-over's own traffic on a room channel: our fence or our request
  * coming back, or another node's request (ours to answer if it names us). */
-bool sig_handover_on_channel(sig_cluster *c, const char *room, const char *node, bool own,
+static bool hook_channel(void *ud, const char *room, const char *node, bool own,
                              const char *ev, json_t *o)
 {
+    sig_handover *hv = ud;
     sig_cev *e;
     uint64_t rq;
     int i;
 
     if (!strcmp(ev, "fence")) {
         /* ours: every publish of ours made before the adoption has been seen */
-        if (own && json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && c->hos[i].tail) {
-            sig_ho_pending h = c->hos[i];
-            hop_remove(c, (size_t)i);
+        if (own && json_u64(o, "rq", &rq) && (i = hop_find(hv, rq)) >= 0 && hv->hos[i].tail) {
+            sig_ho_pending h = hv->hos[i];
+            hop_remove(hv, (size_t)i);
             if ((e = calloc(1, sizeof *e))) {
                 e->kind = SIG_CEV_HO_FENCE;
                 e->serial = rq;
                 snprintf(e->room, sizeof e->room, "%s", room);
-                sig_clu_push_event(c, e);
+                sig_cluster_push(hv->c, e, true);
             }
-            sig_clu_maybe_unsubscribe(c, h.room);
+            sig_cluster_unsubscribe_unused(hv->c, h.room);
         }
         return true;
     }
@@ -503,14 +517,14 @@ bool sig_handover_on_channel(sig_cluster *c, const char *room, const char *node,
     if (own) {
         /* our hand-over request came back through the room's channel: from
          * here on the requested member's messages are ours to keep */
-        if (json_u64(o, "rq", &rq) && (i = hop_find(c, rq)) >= 0 && !c->hos[i].tail &&
+        if (json_u64(o, "rq", &rq) && (i = hop_find(hv, rq)) >= 0 && !hv->hos[i].tail &&
             (e = calloc(1, sizeof *e))) {
             e->kind = SIG_CEV_HO_MARK;
             e->serial = rq;
             snprintf(e->room, sizeof e->room, "%s", room);
-            snprintf(e->id, sizeof e->id, "%s", c->hos[i].id);
-            snprintf(e->node, sizeof e->node, "%s", c->hos[i].owner);
-            sig_clu_push_event(c, e);
+            snprintf(e->id, sizeof e->id, "%s", hv->hos[i].id);
+            snprintf(e->node, sizeof e->node, "%s", hv->hos[i].owner);
+            sig_cluster_push(hv->c, e, true);
         }
         return true;
     }
@@ -518,61 +532,60 @@ bool sig_handover_on_channel(sig_cluster *c, const char *room, const char *node,
         return true;
     memcpy(e->room, room, strlen(room) + 1);
     memcpy(e->node, node, strlen(node) + 1);
-    if (!sig_clu_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) ||
-        !sig_clu_field(o, "to", 1, NODE_LEN, e->to, sizeof e->to) ||
-        !sig_clu_field(o, "h", SIG_TH_LEN, SIG_TH_LEN, e->th, sizeof e->th) ||
-        !sig_clu_field(o, "p", SIG_TH_LEN, SIG_TH_LEN, e->proof, sizeof e->proof) ||
+    if (!sig_chan_field(o, "id", 1, SIG_ID_MAX, e->id, sizeof e->id) ||
+        !sig_chan_field(o, "to", 1, NODE_LEN, e->to, sizeof e->to) ||
+        !sig_chan_field(o, "h", SIG_TH_LEN, SIG_TH_LEN, e->th, sizeof e->th) ||
+        !sig_chan_field(o, "p", SIG_TH_LEN, SIG_TH_LEN, e->proof, sizeof e->proof) ||
         !json_u64(o, "rq", &e->serial)) {
         free(e);
-        sig_clu_count_drop(c);
+        sig_cluster_count_drop(hv->c);
         return true;
     }
-    if (strcmp(e->to, c->node)) { /* another node's member: not ours to answer */
+    if (strcmp(e->to, hv->node)) { /* another node's member: not ours to answer */
         free(e);
         return true;
     }
     e->kind = SIG_CEV_HO_REQUEST;
-    sig_clu_push_event(c, e);
+    sig_cluster_push(hv->c, e, false);
     return true;
 }
 
 /* The asking side of a hand-over (see "Hand-over"): who holds the token's
  * member, subscribe to its room, then publish the request on the room's
  * channel. RTC_EMSG when the connection failed (the answer is sent anyway). */
-int sig_handover_run_ask(sig_cluster *c, cmd *k)
+static int run_ask(sig_handover *hv, const op *k)
 {
     char rt[96], ch[SIG_ROOM_MAX + 64];
     char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
-    json_t *o;
-    char *req, *text = NULL;
-    size_t len = 0;
+    json_t *o = NULL;
+    char *req;
+    sig_redis_reply *r;
     sig_ho_pending h;
     int rc;
 
-    if (c->nho >= SIG_HO_MAX) {
-        sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
+    if (hv->nho >= SIG_HO_MAX) {
+        push_done(hv, k->serial, SIG_E_SERVER_BUSY, "", "");
         return 0;
     }
-    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
+    snprintf(rt, sizeof rt, "%srt:%s", sig_cluster_key_prefix(hv->c), k->th);
     {
-        const char *argv[] = {"EVAL", LOOKUP_LUA, "1", rt, c->kp};
-        if (sig_clu_call_text(c, 5, argv, &text, &len)) {
-            sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, "", "");
+        const char *argv[] = {"EVAL", SIG_LUA_LOOKUP, "1", rt, sig_cluster_key_prefix(hv->c)};
+        if (!(r = sig_cluster_command(hv->c, 5, argv))) {
+            push_done(hv, k->serial, SIG_E_SERVER_BUSY, "", "");
             return RTC_EMSG;
         }
     }
-    o = text ? json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    free(text);
-    if (!o || !sig_clu_field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
-        !sig_clu_field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
-        !sig_clu_field(o, "node", 1, NODE_LEN, owner, sizeof owner) || !strcmp(owner, c->node)) {
+    if (r->type == SIG_RR_STRING)
+        o = json_loadb(r->str, r->len, JSON_REJECT_DUPLICATES, NULL);
+    sig_redis_reply_free(r);
+    if (!o || !sig_chan_field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
+        !sig_chan_field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
+        !sig_chan_field(o, "node", 1, NODE_LEN, owner, sizeof owner) || !strcmp(owner, hv->node)) {
         /* unknown or expired token, or its node is dead (its queue died with
          * it), or ours but gone from the hub meanwhile (it left) */
         json_decref(o);
-        pthread_mutex_lock(&c->mu);
-        c->st.ho_unknown++;
-        pthread_mutex_unlock(&c->mu);
-        sig_handover_push_done(c, k->serial, SIG_E_UNAUTHORIZED, "", "");
+        atomic_fetch_add(&hv->unknown, 1);
+        push_done(hv, k->serial, SIG_E_UNAUTHORIZED, "", "");
         return 0;
     }
     json_decref(o);
@@ -588,39 +601,37 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
      * message after the request in the channel's order reaches us. The hop
      * joins the table only then: the subscription dispatches what it has
      * buffered, and replies and fences reorder the table (hop_remove). */
-    if ((rc = sig_clu_subscribe(c, room))) {
-        sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
+    if ((rc = sig_cluster_subscribe(hv->c, room))) {
+        push_done(hv, k->serial, SIG_E_SERVER_BUSY, room, id);
         return rc;
     }
-    h.deadline_ms = sig_clu_mono_ms() + SIG_HO_TIMEOUT_MS;
-    c->hos[c->nho++] = h;
+    h.deadline_ms = rtc_clock_mono_ms() + SIG_HO_TIMEOUT_MS;
+    hv->hos[hv->nho++] = h;
     {
-        /* the proof: only the token's holder can make it (sig_handover_bound) */
+        /* the proof: only the token's holder can make it (sig_ho_bound) */
         char bound[SIG_ROOM_MAX + SIG_ID_MAX + NODE_LEN + SIG_TH_LEN + 64], px[SIG_TH_LEN + 1];
-        uint8_t d[RTC_SHA256_LEN];
         req = NULL;
-        if (k->token && sig_handover_bound(bound, sizeof bound, c->node, k->serial, room, id,
-                                           k->th)) {
-            rtc_hmac_sha256(k->token, strlen(k->token), bound, strlen(bound), d);
-            rtc_hex(d, sizeof d, px);
-            req = sig_clu_dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "n", c->node, "e",
+        if (k->token && sig_ho_bound(bound, sizeof bound, hv->node, k->serial, room, id, k->th)) {
+            sig_ho_proof(k->token, bound, px);
+            req = sig_chan_dumps(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I}", "n", hv->node, "e",
                                           "ho", "id", id, "to", owner, "h", k->th, "p", px, "rq",
                                           (json_int_t)k->serial));
-            memset(d, 0, sizeof d);
         }
     }
-    sig_clu_channel_of(c, room, ch, sizeof ch);
+    sig_cluster_channel(hv->c, room, ch, sizeof ch);
     {
         const char *argv[] = {"PUBLISH", ch, req ? req : ""};
-        rc = req ? sig_clu_call_text(c, 3, argv, NULL, NULL) : RTC_EMSG;
+        r = req ? sig_cluster_command(hv->c, 3, argv) : NULL;
+        rc = r ? 0 : RTC_EMSG;
+        sig_redis_reply_free(r);
     }
     free(req);
     if (rc) {
-        int i = hop_find(c, k->serial);
+        int i = hop_find(hv, k->serial);
         if (i >= 0)
-            hop_remove(c, (size_t)i);
-        sig_handover_push_done(c, k->serial, SIG_E_SERVER_BUSY, room, id);
-        sig_clu_maybe_unsubscribe(c, room);
+            hop_remove(hv, (size_t)i);
+        push_done(hv, k->serial, SIG_E_SERVER_BUSY, room, id);
+        sig_cluster_unsubscribe_unused(hv->c, room);
         return RTC_EMSG;
     }
     return 0;
@@ -628,33 +639,33 @@ int sig_handover_run_ask(sig_cluster *c, cmd *k)
 
 /* The owner's side of a hand-over: one script moves the registration and
  * sends the reply (with the queue) to the asking node's channel. */
-int sig_handover_append_xfer(sig_cluster *c, const cmd *k)
+static int xfer_append(sig_handover *hv, const op *k)
 {
     char nm1[64], nt1[64], key[SIG_ROOM_MAX + 32], nm2[64], nt2[64], rt[96], hb2[64];
     char ch2[96], ch[SIG_ROOM_MAX + 64];
-    char *v2 = sig_clu_dumps(json_pack("{s:s,s:s}", "name", k->name, "node", k->node));
+    char *v2 = sig_chan_dumps(json_pack("{s:s,s:s}", "name", k->name, "node", k->node));
     char *rv2 =
-        sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", k->node));
-    char *ev = sig_clu_dumps(json_pack("{s:s,s:s,s:s}", "n", c->node, "e", "left", "id", k->id));
+        sig_chan_dumps(json_pack("{s:s,s:s,s:s}", "id", k->id, "room", k->room, "node", k->node));
+    char *ev = sig_chan_dumps(json_pack("{s:s,s:s,s:s}", "n", hv->node, "e", "left", "id", k->id));
     int rc = RTC_EMSG;
 
-    snprintf(nm1, sizeof nm1, "%snm:%s", c->kp, c->node);
-    snprintf(nt1, sizeof nt1, "%snt:%s", c->kp, c->node);
-    snprintf(key, sizeof key, "%sroom:%s", c->kp, k->room);
-    snprintf(nm2, sizeof nm2, "%snm:%s", c->kp, k->node);
-    snprintf(nt2, sizeof nt2, "%snt:%s", c->kp, k->node);
-    snprintf(rt, sizeof rt, "%srt:%s", c->kp, k->th);
-    snprintf(hb2, sizeof hb2, "%snode:%s", c->kp, k->node);
-    snprintf(ch2, sizeof ch2, "%s%s", c->np, k->node);
-    sig_clu_channel_of(c, k->room, ch, sizeof ch);
+    snprintf(nm1, sizeof nm1, "%snm:%s", sig_cluster_key_prefix(hv->c), hv->node);
+    snprintf(nt1, sizeof nt1, "%snt:%s", sig_cluster_key_prefix(hv->c), hv->node);
+    snprintf(key, sizeof key, "%sroom:%s", sig_cluster_key_prefix(hv->c), k->room);
+    snprintf(nm2, sizeof nm2, "%snm:%s", sig_cluster_key_prefix(hv->c), k->node);
+    snprintf(nt2, sizeof nt2, "%snt:%s", sig_cluster_key_prefix(hv->c), k->node);
+    snprintf(rt, sizeof rt, "%srt:%s", sig_cluster_key_prefix(hv->c), k->th);
+    snprintf(hb2, sizeof hb2, "%snode:%s", sig_cluster_key_prefix(hv->c), k->node);
+    sig_cluster_node_channel(hv->c, k->node, ch2, sizeof ch2);
+    sig_cluster_channel(hv->c, k->room, ch, sizeof ch);
     if (v2 && rv2 && ev) {
-        const char *argv[] = {"EVAL", XFER_LUA, "7", nm1, nt1, key, nm2, nt2, rt, hb2,
+        const char *argv[] = {"EVAL", SIG_LUA_XFER, "7", nm1, nt1, key, nm2, nt2, rt, hb2,
                               k->id, k->room, v2, k->th, rv2, ch2, k->payload, ev, ch, k->node};
-        rc = sig_clu_append(c, 20, argv);
+        rc = sig_cluster_append(hv->c, 20, argv);
     } else {
         /* out of memory: a harmless command keeps replies and commands paired */
         const char *argv[] = {"PING"};
-        rc = sig_clu_append(c, 1, argv);
+        rc = sig_cluster_append(hv->c, 1, argv);
     }
     free(v2);
     free(rv2);
@@ -662,40 +673,39 @@ int sig_handover_append_xfer(sig_cluster *c, const cmd *k)
     return rc;
 }
 
-uint64_t sig_handover_next_deadline(const sig_cluster *c, uint64_t due)
+static uint64_t hook_deadline(void *ud, uint64_t due)
 {
-    for (size_t i = 0; i < c->nho; i++)
-        if (c->hos[i].deadline_ms < due)
-            due = c->hos[i].deadline_ms;
+    const sig_handover *hv = ud;
+    for (size_t i = 0; i < hv->nho; i++)
+        if (hv->hos[i].deadline_ms < due)
+            due = hv->hos[i].deadline_ms;
     return due;
 }
 
 /* Hand-overs whose owner did not answer in time: unauthorized (the client
- * joins again; a reply that still comes makes the member leave, sig_handover_on_reply). */
-void sig_handover_timeouts(sig_cluster *c)
+ * joins again; a reply that still comes makes the member leave, hook_inbox). */
+static void hook_tick(void *ud, uint64_t now)
 {
-    uint64_t now = sig_clu_mono_ms();
-    for (size_t i = 0; i < c->nho;) {
-        sig_ho_pending h = c->hos[i];
+    sig_handover *hv = ud;
+    for (size_t i = 0; i < hv->nho;) {
+        sig_ho_pending h = hv->hos[i];
         if (now < h.deadline_ms) {
             i++;
             continue;
         }
-        hop_remove(c, i);
+        hop_remove(hv, i);
         if (h.tail) { /* the fence never came back: stop passing our publishes on */
-            push_ho_fence(c, h.rq);
-            sig_clu_maybe_unsubscribe(c, h.room);
+            push_ho_fence(hv, h.rq);
+            sig_cluster_unsubscribe_unused(hv->c, h.room);
             continue;
         }
         RTC_LOG(RTC_LOG_WARN, h.id, "cluster: node %s did not answer a resume hand-over in %d ms",
                 h.owner, SIG_HO_TIMEOUT_MS);
-        pthread_mutex_lock(&c->mu);
-        c->st.ho_timeout++;
-        pthread_mutex_unlock(&c->mu);
-        gone_add(c, &h);
+        atomic_fetch_add(&hv->timeout, 1);
+        gone_add(hv, &h);
         memset(h.key, 0, sizeof h.key);
-        sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
-        sig_clu_maybe_unsubscribe(c, h.room);
+        push_done(hv, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+        sig_cluster_unsubscribe_unused(hv->c, h.room);
     }
 }
 
@@ -703,55 +713,166 @@ void sig_handover_timeouts(sig_cluster *c)
  * went to the channel we no longer read). unauthorized: the client joins
  * again; a member the owner did hand over is registered here without being
  * in the mirror, so the resync after the reconnection makes it leave. */
-void sig_handover_fail_all(sig_cluster *c)
+static void hook_lost(void *ud)
 {
-    while (c->nho) {
-        sig_ho_pending h = c->hos[--c->nho];
-        memset(&c->hos[c->nho], 0, sizeof c->hos[c->nho]);
+    sig_handover *hv = ud;
+    while (hv->nho) {
+        sig_ho_pending h = hv->hos[--hv->nho];
+        memset(&hv->hos[hv->nho], 0, sizeof hv->hos[hv->nho]);
         memset(h.key, 0, sizeof h.key);
         if (h.tail)
-            push_ho_fence(c, h.rq);
+            push_ho_fence(hv, h.rq);
         else
-            sig_handover_push_done(c, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
+            push_done(hv, h.rq, SIG_E_UNAUTHORIZED, h.room, h.id);
     }
+}
+
+/* Members on their way here (asked for, not answered yet): a resync leaves
+ * their registration alone (the owner's XFER may have registered one here
+ * already, its reply not read yet). */
+static size_t hook_keep_ids(void *ud, const char **ids, size_t cap)
+{
+    const sig_handover *hv = ud;
+    size_t n = 0;
+    for (size_t i = 0; i < hv->nho && n < cap; i++)
+        if (!hv->hos[i].tail)
+            ids[n++] = hv->hos[i].id;
+    return n;
+}
+
+/* ---- commands (sig_cluster_submit), on the Redis thread ---- */
+
+static int hook_run(void *ud, void *arg)
+{
+    return run_ask(ud, arg); /* OP_ASK: the only one that runs alone */
+}
+
+static int hook_append(void *ud, void *arg)
+{
+    sig_handover *hv = ud;
+    const op *k = arg;
+    char rt[96], secs[16];
+    const char *argv[] = {k->secs ? "EXPIRE" : "PERSIST", rt, secs};
+    if (k->kind == OP_XFER)
+        return xfer_append(hv, k);
+    snprintf(rt, sizeof rt, "%srt:%s", sig_cluster_key_prefix(hv->c), k->th);
+    snprintf(secs, sizeof secs, "%u", (unsigned)k->secs);
+    return sig_cluster_append(hv->c, k->secs ? 3 : 2, argv);
+}
+
+static int hook_replied(void *ud, void *arg, const sig_redis_reply *r)
+{
+    sig_handover *hv = ud;
+    const op *k = arg;
+    if (k->kind != OP_XFER)
+        return 0;
+    /* not ours any more either way: handed over, or (the new owner died, or
+     * a resync took it out) it left; until now a resync kept it registered
+     * here, where XFER expects it */
+    sig_cluster_mirror_del_in(hv->c, k->id, k->room);
+    if (r->type == SIG_RR_INTEGER && r->integer == 1)
+        atomic_fetch_add(&hv->given, 1);
+    return sig_cluster_unsubscribe_unused(hv->c, k->room);
+}
+
+static void hook_refused(void *ud, void *arg)
+{
+    const op *k = arg;
+    if (k->kind == OP_ASK)
+        push_done(ud, k->serial, SIG_E_SERVER_BUSY, "", "");
+}
+
+static void op_free(void *arg)
+{
+    op *k = arg;
+    if (!k)
+        return;
+    free(k->payload);
+    if (k->token)
+        memset(k->token, 0, strlen(k->token));
+    free(k->token);
+    free(k);
 }
 
 /* ---- public (lws thread) ---- */
 
-void sig_handover_token_hash(const char *token, char out[SIG_TH_LEN + 1])
+sig_handover *sig_handover_new(sig_cluster *c, const sig_handover_params *p)
 {
-    uint8_t d[RTC_SHA256_LEN];
-    rtc_sha256(token, strlen(token), d);
-    rtc_hex(d, sizeof d, out);
+    sig_handover *hv = calloc(1, sizeof *hv);
+    if (!hv)
+        return NULL;
+    hv->c = c;
+    snprintf(hv->node, sizeof hv->node, "%s", sig_cluster_node(c));
+    hv->qmsgs = p->queue_msgs;
+    hv->qbytes = p->queue_bytes;
+    /* a reply carries at most the whole send queue, each message escaped
+     * once more as a JSON string (at most doubling it), plus envelopes */
+    hv->max_payload = 2 * p->queue_bytes + 16 * (size_t)p->queue_msgs + 4096;
+    hv->hooks = (sig_cluster_hooks){
+        .ud = hv,
+        .channel = hook_channel,
+        .inbox = hook_inbox,
+        .wants_room = hook_wants_room,
+        .keep_ids = hook_keep_ids,
+        .deadline = hook_deadline,
+        .tick = hook_tick,
+        .lost = hook_lost,
+        .run = hook_run,
+        .append = hook_append,
+        .replied = hook_replied,
+        .refused = hook_refused,
+        .free_arg = op_free,
+    };
+    if (sig_cluster_add_hooks(c, &hv->hooks)) {
+        free(hv);
+        return NULL;
+    }
+    return hv;
 }
 
-int sig_handover_ask(sig_cluster *c, uint64_t serial, const char *token)
+void sig_handover_free(sig_handover *hv)
 {
-    cmd *k;
-    if (!atomic_load(&c->up))
+    if (!hv)
+        return;
+    memset(hv, 0, sizeof *hv); /* (reply keys) */
+    free(hv);
+}
+
+void sig_handover_get_stats(sig_handover *hv, sig_handover_stats *st)
+{
+    st->unknown = atomic_load(&hv->unknown);
+    st->refused = atomic_load(&hv->refused);
+    st->timeout = atomic_load(&hv->timeout);
+    st->given = atomic_load(&hv->given);
+}
+
+int sig_handover_ask(sig_handover *hv, uint64_t serial, const char *token)
+{
+    op *k;
+    if (!sig_cluster_up(hv->c))
         return RTC_EUNSUP;
     if (!(k = calloc(1, sizeof *k)))
         return -ENOMEM;
-    k->kind = CMD_HO;
+    k->kind = OP_ASK;
     k->serial = serial;
-    sig_handover_token_hash(token, k->th); /* the token itself never leaves this process */
+    sig_token_hash(token, k->th); /* the token itself never leaves this process */
     if (!(k->token = strdup(token))) {
         free(k);
         return -ENOMEM;
     }
-    return sig_clu_submit(c, k, false);
+    return sig_cluster_submit(hv->c, &hv->hooks, k, false, false);
 }
 
-static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy,
+static void reply(sig_handover *hv, const sig_cev *req, bool ok, bool busy,
                   const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts, size_t n)
 {
-    cmd *k = calloc(1, sizeof *k);
+    op *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
     bool taken = ok; /* out of our hub: handed over, or it leaves (never both, never neither) */
-    char mac[SIG_HO_MAC_LEN + 1] = "";
-    /* the asking node acts on an "ok" only with this MAC (review xresume #10:
-     * nobody without the token can hand its client a queue) */
-    if (ok && sig_ho_reply_mac(key, req->serial, c->node, req->room, req->id, name ? name : "",
+    char mac[SIG_HO_MAC_LEN + 1] = "", *refusal;
+    /* the asking node acts on an "ok" only with this MAC: nobody without
+     * the token can hand its client a queue */
+    if (ok && sig_ho_reply_mac(key, req->serial, hv->node, req->room, req->id, name ? name : "",
                                (const char *const *)texts, n, mac))
         ok = false; /* out of memory: it leaves, see below */
     for (size_t i = 0; i < n; i++) {
@@ -763,116 +884,101 @@ static void reply(sig_cluster *c, const sig_cev *req, bool ok, bool busy,
     if (!k) {
         json_decref(q);
         if (taken)
-            sig_cluster_leave(c, req->room, req->id);
+            sig_cluster_leave(hv->c, req->room, req->id);
         return; /* the asking node times out */
+    }
+    if (!ok || !q) {
+        /* (a member taken out of the hub whose reply cannot be built would
+         * be lost silently: it leaves instead) */
+        json_decref(q);
+        op_free(k);
+        if (taken)
+            sig_cluster_leave(hv->c, req->room, req->id);
+        refusal = sig_chan_dumps(json_pack("{s:s,s:s,s:I,s:b,s:b,s:s,s:s}", "n", hv->node, "e",
+                                           "hr", "rq", (json_int_t)req->serial, "ok", 0, "busy",
+                                           busy, "id", req->id, "room", req->room));
+        if (refusal)
+            sig_cluster_publish_text(hv->c, req->room, req->node, refusal);
+        return;
     }
     snprintf(k->room, sizeof k->room, "%s", req->room);
     snprintf(k->id, sizeof k->id, "%s", req->id);
     snprintf(k->node, sizeof k->node, "%s", req->node);
     memcpy(k->th, req->th, sizeof k->th);
-    if (ok && q) {
-        snprintf(k->name, sizeof k->name, "%s", name ? name : "");
-        k->kind = CMD_XFER;
-        k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:s,s:o}", "n", c->node,
-                                             "e", "hr", "rq", (json_int_t)req->serial, "ok", 1,
-                                             "id", req->id, "room", req->room, "name", k->name,
-                                             "a", mac, "q", q));
-        q = NULL;
-        if (k->payload && k->payload[0]) /* XFER_LUA appends ,"m":[...]} */
-            k->payload[strlen(k->payload) - 1] = '\0';
-        /* it leaves the mirror (without a leave: it did not leave) when
-         * XFER has run (sig_cluster.c run_queue): a resync meanwhile keeps it
-         * registered here, where XFER expects it (review xresume #5) */
-    } else {
-        /* (a member taken out of the hub whose reply cannot be built would
-         * be lost silently: it leaves instead) */
-        if (taken)
-            sig_cluster_leave(c, req->room, req->id);
-        k->kind = CMD_PUB;
-        snprintf(k->chan, sizeof k->chan, "%s%s", c->np, req->node);
-        k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I,s:b,s:b,s:s,s:s}", "n", c->node, "e",
-                                             "hr", "rq", (json_int_t)req->serial, "ok", 0, "busy",
-                                             busy, "id", req->id, "room", req->room));
-    }
-    json_decref(q);
+    snprintf(k->name, sizeof k->name, "%s", name ? name : "");
+    k->kind = OP_XFER;
+    k->payload = sig_chan_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:s,s:o}", "n", hv->node,
+                                          "e", "hr", "rq", (json_int_t)req->serial, "ok", 1, "id",
+                                          req->id, "room", req->room, "name", k->name, "a", mac,
+                                          "q", q));
+    if (k->payload && k->payload[0]) /* SIG_LUA_XFER appends ,"m":[...]} */
+        k->payload[strlen(k->payload) - 1] = '\0';
+    /* it leaves the mirror (without a leave: it did not leave) when XFER
+     * has run (hook_replied): a resync meanwhile keeps it registered here,
+     * where XFER expects it (else XFER would find it gone and do nothing,
+     * and the asking node would time out) */
     if (!k->payload) {
-        if (k->kind == CMD_XFER)
-            sig_cluster_leave(c, req->room, req->id);
-        sig_clu_cmd_free(k);
+        sig_cluster_leave(hv->c, req->room, req->id);
+        op_free(k);
         return;
     }
-    sig_clu_submit(c, k, true);
+    sig_cluster_submit(hv->c, &hv->hooks, k, true, true);
 }
 
-void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok,
+void sig_handover_reply(sig_handover *hv, const sig_cev *req, bool ok,
                         const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts,
                         size_t n)
 {
-    reply(c, req, ok, false, key, name, texts, n);
+    reply(hv, req, ok, false, key, name, texts, n);
 }
 
-void sig_handover_reply_busy(sig_cluster *c, const sig_cev *req)
+void sig_handover_reply_busy(sig_handover *hv, const sig_cev *req)
 {
-    reply(c, req, false, true, NULL, NULL, NULL, 0);
+    reply(hv, req, false, true, NULL, NULL, NULL, 0);
 }
 
-void sig_handover_fence(sig_cluster *c, const char *room, uint64_t serial)
+void sig_handover_fence(sig_handover *hv, const char *room, uint64_t serial)
 {
-    cmd *k = calloc(1, sizeof *k);
-    if (!k)
-        return; /* the Redis thread stops waiting for it after HO_TAIL_MS */
-    k->kind = CMD_PUB;
-    snprintf(k->room, sizeof k->room, "%s", room);
-    k->payload = sig_clu_dumps(json_pack("{s:s,s:s,s:I}", "n", c->node, "e", "fence", "rq",
-                                 (json_int_t)serial));
-    if (!k->payload) {
-        sig_clu_cmd_free(k);
-        return;
-    }
-    sig_clu_submit(c, k, true);
+    /* (out of memory: the Redis thread stops waiting for it after HO_TAIL_MS) */
+    char *text = sig_chan_dumps(
+        json_pack("{s:s,s:s,s:I}", "n", hv->node, "e", "fence", "rq", (json_int_t)serial));
+    if (text)
+        sig_cluster_publish_text(hv->c, room, NULL, text);
 }
 
-void sig_handover_token_ttl(sig_cluster *c, const char *resume, uint32_t secs)
+void sig_handover_token_ttl(sig_handover *hv, const char *resume, uint32_t secs)
 {
-    cmd *k;
-    if (!resume || !atomic_load(&c->up) || !(k = calloc(1, sizeof *k)))
+    op *k;
+    if (!resume || !sig_cluster_up(hv->c) || !(k = calloc(1, sizeof *k)))
         return; /* a safety net only: the member's leave deletes the entry */
-    k->kind = CMD_TTL;
+    k->kind = OP_TTL;
     k->secs = secs;
-    sig_handover_token_hash(resume, k->th);
+    sig_token_hash(resume, k->th);
     /* forced like the hand-over's other commands: a dropped PERSIST would let
      * the lookup entry of an attached member expire (tiny, one per member) */
-    sig_clu_submit(c, k, true);
+    sig_cluster_submit(hv->c, &hv->hooks, k, true, true);
 }
 
-bool sig_handover_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
-                        const char *id, const char *th)
-{
-    int n = snprintf(out, cap, "tsunagu-ho|%s|%llu|%s|%s|%s", node, (unsigned long long)rq, room,
-                     id, th);
-    return n > 0 && (size_t)n < cap;
-}
-
-bool sig_handover_fresh(const sig_cluster *c, const char *node, uint64_t rq)
+bool sig_handover_fresh(const sig_handover *hv, const char *node, uint64_t rq)
 {
     for (size_t i = 0; i < SIG_HO_MAX; i++)
-        if (c->seen[i].used && !strcmp(c->seen[i].node, node))
-            return rq > c->seen[i].rq;
+        if (hv->seen[i].used && !strcmp(hv->seen[i].node, node))
+            return rq > hv->seen[i].rq;
     return true;
 }
 
-void sig_handover_served(sig_cluster *c, const char *node, uint64_t rq)
+void sig_handover_served(sig_handover *hv, const char *node, uint64_t rq)
 {
     size_t k = 0;
     for (size_t i = 0; i < SIG_HO_MAX; i++) {
-        if (c->seen[i].used && !strcmp(c->seen[i].node, node)) {
+        if (hv->seen[i].used && !strcmp(hv->seen[i].node, node)) {
             k = i;
             break;
         }
-        if (c->seen[i].used < c->seen[k].used) /* a free slot (0), or the least recent */
+        if (hv->seen[i].used < hv->seen[k].used) /* a free slot (0), or the least recent */
             k = i;
     }
-    snprintf(c->seen[k].node, sizeof c->seen[k].node, "%s", node);
-    c->seen[k].rq = rq;
-    c->seen[k].used = ++c->seen_tick;
+    snprintf(hv->seen[k].node, sizeof hv->seen[k].node, "%s", node);
+    hv->seen[k].rq = rq;
+    hv->seen[k].used = ++hv->seen_tick;
 }

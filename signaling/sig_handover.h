@@ -4,10 +4,11 @@
  * that every message reaches it exactly once and in order (the argument is
  * at the top of sig_handover.c; docs/cluster.md "Resume across nodes").
  *
- * The functions below are called on the lws service thread and only queue
- * commands for the Redis thread of the sig_cluster (whose part of the
- * hand-over also lives in sig_handover.c, through sig_cluster_int.h).
- * Answers come back as sig_cluster events (SIG_CEV_HO_*, sig_cluster_poll). */
+ * The module registers hooks with the sig_cluster (sig_cluster_hooks): its
+ * Redis-thread part runs there, called by the cluster; the functions below
+ * are called on the lws service thread and only queue commands for the
+ * Redis thread. Answers come back as sig_cluster events (SIG_CEV_HO_*,
+ * sig_cluster_poll). Threads and locks: sig_cluster.h. */
 #ifndef SIG_HANDOVER_H
 #define SIG_HANDOVER_H
 
@@ -16,6 +17,27 @@
 #include <stdint.h>
 
 #include "sig_cluster.h"
+
+typedef struct sig_handover sig_handover;
+
+typedef struct {
+    uint32_t queue_msgs; /* send-queue bounds: a handed-over queue is no larger */
+    size_t queue_bytes;
+} sig_handover_params;
+
+/* Registers the hooks: between sig_cluster_new and sig_cluster_start. NULL
+ * on ENOMEM (or no hook slot left). */
+sig_handover *sig_handover_new(sig_cluster *c, const sig_handover_params *p);
+/* After sig_cluster_free (the Redis thread calls the hooks until then). */
+void sig_handover_free(sig_handover *h);
+
+typedef struct {
+    /* resume hand-overs asked for by this node that failed: token unknown
+     * (or its node dead), refused by the owner, owner silent; and members
+     * this node handed over to others */
+    uint64_t unknown, refused, timeout, given;
+} sig_handover_stats;
+void sig_handover_get_stats(sig_handover *h, sig_handover_stats *st);
 
 /* New side: the resume token is unknown here; ask Redis who owns it and have
  * that node hand the member over. Answered by SIG_CEV_HO_DONE with this
@@ -26,43 +48,33 @@
  * 0, or RTC_ELIMIT / RTC_EUNSUP (then no event comes). */
 #define SIG_HO_TIMEOUT_MS 2000
 #define SIG_HO_MAX 64 /* hand-overs in flight per node (asked for) */
-int sig_handover_ask(sig_cluster *c, uint64_t serial, const char *token);
+int sig_handover_ask(sig_handover *h, uint64_t serial, const char *token);
 /* New side, after SIG_CEV_HO_DONE with SIG_OK (adopted or not): publish the
  * fence. Until SIG_CEV_HO_FENCE comes back, signals and broadcasts this node
  * published to the room keep coming back as events with `own` set: those
  * were published while the member was still remote here, and only it must
  * get them. */
-void sig_handover_fence(sig_cluster *c, const char *room, uint64_t serial);
+void sig_handover_fence(sig_handover *h, const char *room, uint64_t serial);
 /* Owner side, answering a SIG_CEV_HO_REQUEST: ok = the member was taken out
  * of the hub (sig_hub_hand_over); texts (taken, freed here) are its queue;
  * key (sig_hand_over_req.reply_key) authenticates the reply (sig_ho_reply_mac:
  * the asking node checks it with the key it derived from its client's token).
  * Not ok (key unused, may be NULL): the asking node is told no. */
-void sig_handover_reply(sig_cluster *c, const sig_cev *req, bool ok,
+void sig_handover_reply(sig_handover *h, const sig_cev *req, bool ok,
                         const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts,
                         size_t n);
 /* Owner side: not now (the member has just been adopted here and its tail
  * is open: answering would break the ordering argument, see "Hand-over");
  * the asking node tells its client server-busy, and the client tries again. */
-void sig_handover_reply_busy(sig_cluster *c, const sig_cev *req);
+void sig_handover_reply_busy(sig_handover *h, const sig_cev *req);
 /* The member holding `resume` is detached (secs > 0: its token's entry in
  * Redis expires after secs) or attached again (0: no expiry). */
-void sig_handover_token_ttl(sig_cluster *c, const char *resume, uint32_t secs);
-/* Lowercase hex SHA-256 of a resume token: the lookup key in Redis. */
-void sig_handover_token_hash(const char *token, char out[SIG_TH_LEN + 1]);
+void sig_handover_token_ttl(sig_handover *h, const char *resume, uint32_t secs);
 
-/* What a hand-over request's proof covers: the asking node (the member goes
- * there), its request serial, the room, the member and the token's hash.
- * The proof is HMAC-SHA256(key = resume token, bound), lowercase hex: only
- * a holder of the token (the asking node, from its client; the owner) can
- * make it. Knowing the hash (Redis keys, the request itself) is not enough.
- * Returns false when it does not fit `cap`. */
-bool sig_handover_bound(char *out, size_t cap, const char *node, uint64_t rq, const char *room,
-                        const char *id, const char *th);
 /* Owner side, lws thread: a request from `node` with serial `rq` is new (a
  * node's serials only grow, and reach us in that order: an older or equal
  * one is a replay); sig_handover_served records one that was honoured. */
-bool sig_handover_fresh(const sig_cluster *c, const char *node, uint64_t rq);
-void sig_handover_served(sig_cluster *c, const char *node, uint64_t rq);
+bool sig_handover_fresh(const sig_handover *h, const char *node, uint64_t rq);
+void sig_handover_served(sig_handover *h, const char *node, uint64_t rq);
 
 #endif

@@ -1,6 +1,7 @@
 /* sig_room.c - rooms, members, bounded per-member queues (see sig_room.h).
  *
- * Rooms live in a fixed-size chained hash table keyed by name; members of a
+ * Rooms live in a keyed map by name (rtc_map: SipHash under a per-hub
+ * random key, since clients choose room names); members of a
  * room are a doubly linked list in join order (rooms hold at most
  * max_room_size members, so lookups by id inside a room are linear on
  * purpose). Every member is also on the hub's list, which tick() walks to
@@ -10,13 +11,13 @@
  * (taking its remote members with it). */
 #include "sig_room.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rtc_crypto.h"
 #include "rtc_err.h"
-
-#define ROOM_BUCKETS 4096
+#include "rtc_map.h"
 
 typedef struct qent {
     struct qent *next;
@@ -24,7 +25,7 @@ typedef struct qent {
 } qent;
 
 typedef struct sig_room {
-    struct sig_room *next; /* hash chain */
+    rtc_map_node node; /* in the hub's rooms, keyed by name */
     sig_member *head, *tail;
     uint32_t n;       /* all members, local and remote: the room size */
     uint32_t nremote; /* of which on other nodes */
@@ -59,7 +60,7 @@ struct sig_hub {
     sig_member *all;
     uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
-    sig_room *buckets[ROOM_BUCKETS];
+    rtc_map rooms; /* name -> sig_room */
 };
 
 /* ---- buffers and queues ---- */
@@ -184,11 +185,11 @@ static int send_text_as(sig_member *m, char *text, bool greeting, uint64_t now_u
     sig_buf *b;
     int rc;
     if (!text)
-        return -12; /* -ENOMEM */
+        return -ENOMEM;
     b = buf_new(m->hub, text, now_us);
     free(text);
     if (!b)
-        return -12;
+        return -ENOMEM;
     b->greeting = greeting;
     b->refs = 1; /* held across push so a failed push frees it below */
     rc = push(m, b);
@@ -205,8 +206,8 @@ static int send_text(sig_member *m, char *text, uint64_t now_us)
  * to every member of m's room except m. Through push_local: a member still
  * holding (just adopted, its tail open: see sig_member.holding) parks it,
  * so m's join or leave waits behind m's own earlier messages to it that are
- * parked or still in the tail, in the order they happened (review xresume
- * #12: a peer-left pushed past the hold overtook that peer's parked signal). */
+ * parked or still in the tail, in the order they happened (pushed past the
+ * hold, a peer-left would overtake that peer's parked signal). */
 static void send_others(sig_member *m, char *text, uint64_t now_us)
 {
     sig_buf *b;
@@ -265,42 +266,30 @@ void *sig_member_conn(const sig_member *m) { return m->conn; }
 
 /* ---- rooms ---- */
 
-static uint32_t hash(const char *s)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % ROOM_BUCKETS;
-}
-
 static sig_room *room_find(sig_hub *h, const char *name)
 {
-    for (sig_room *r = h->buckets[hash(name)]; r; r = r->next)
-        if (!strcmp(r->name, name))
-            return r;
-    return NULL;
+    rtc_map_node *n = rtc_map_find_str(&h->rooms, name);
+    return n ? RTC_MAP_ENTRY(n, sig_room, node) : NULL;
 }
 
 static sig_room *room_create(sig_hub *h, const char *name)
 {
     size_t len = strlen(name);
     sig_room *r = calloc(1, sizeof *r + len + 1);
-    uint32_t k = hash(name);
     if (!r)
         return NULL;
     memcpy(r->name, name, len + 1);
-    r->next = h->buckets[k];
-    h->buckets[k] = r;
+    if (rtc_map_insert_str(&h->rooms, &r->node, r->name)) {
+        free(r);
+        return NULL;
+    }
     h->nrooms++;
     return r;
 }
 
 static void room_destroy(sig_hub *h, sig_room *r)
 {
-    sig_room **pp = &h->buckets[hash(r->name)];
-    while (*pp != r)
-        pp = &(*pp)->next;
-    *pp = r->next;
+    rtc_map_remove(&h->rooms, &r->node);
     h->nrooms--;
     free(r);
 }
@@ -408,29 +397,33 @@ sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops)
     h->lim = *lim;
     h->ops = *ops;
     h->due_us = UINT64_MAX;
+    (void)rtc_map_init(&h->rooms); /* (no random key: still a working map, see rtc_map_init) */
     return h;
 }
 
 void sig_hub_free(sig_hub *h)
 {
+    rtc_map_iter it;
+    rtc_map_node *rn;
     if (!h)
         return;
     /* Nobody is listening any more: free without telling anyone. Rooms
      * first: their lists still link local members (freed below) and remote
      * ones (freed here). */
-    for (size_t i = 0; i < ROOM_BUCKETS; i++)
-        while (h->buckets[i]) {
-            sig_room *r = h->buckets[i];
-            h->buckets[i] = r->next;
-            for (sig_member *o = r->head, *n; o; o = n) {
-                n = o->rnext;
-                if (o->state == SIG_MEMBER_REMOTE) {
-                    free(o->name);
-                    free(o);
-                }
+    rtc_map_iter_init(&it, &h->rooms);
+    while ((rn = rtc_map_iter_next(&it))) {
+        sig_room *r = RTC_MAP_ENTRY(rn, sig_room, node);
+        rtc_map_remove(&h->rooms, rn);
+        for (sig_member *o = r->head, *n; o; o = n) {
+            n = o->rnext;
+            if (o->state == SIG_MEMBER_REMOTE) {
+                free(o->name);
+                free(o);
             }
-            free(r);
         }
+        free(r);
+    }
+    rtc_map_dispose(&h->rooms);
     while (h->all) {
         sig_member *m = h->all;
         h->all = m->hnext;
@@ -754,50 +747,11 @@ static void hub_unlink(sig_hub *h, sig_member *m)
     m->hprev = m->hnext = NULL;
 }
 
-_Static_assert(SIG_HO_KEY_LEN == RTC_SHA256_LEN, "the reply key is an HMAC-SHA256");
-
-void sig_ho_reply_key(const char *token, uint8_t key[SIG_HO_KEY_LEN])
-{
-    static const char label[] = "tsunagu-hr-key";
-    rtc_hmac_sha256(token, strlen(token), label, sizeof label - 1, key);
-}
-
-int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
-                     const char *room, const char *id, const char *name,
-                     const char *const *texts, size_t n, char out[SIG_HO_MAC_LEN + 1])
-{
-    const char *f[] = {owner, room, id, name};
-    size_t cap = 64, len = 0;
-    uint8_t d[RTC_SHA256_LEN];
-    char *b;
-    for (size_t i = 0; i < 4; i++)
-        cap += strlen(f[i]) + 24;
-    for (size_t i = 0; i < n; i++)
-        cap += strlen(texts[i]) + 24;
-    if (!(b = malloc(cap)))
-        return -12; /* -ENOMEM */
-    len += (size_t)snprintf(b, cap, "tsunagu-hr|%llu|", (unsigned long long)rq);
-    /* every field length-prefixed: no two different replies read the same */
-    for (size_t i = 0; i < 4 + n; i++) {
-        const char *t = i < 4 ? f[i] : texts[i - 4];
-        size_t tl = strlen(t);
-        len += (size_t)snprintf(b + len, cap - len, "%zu:", tl);
-        memcpy(b + len, t, tl);
-        len += tl;
-    }
-    rtc_hmac_sha256(key, SIG_HO_KEY_LEN, b, len, d);
-    rtc_hex(d, sizeof d, out);
-    free(b);
-    return 0;
-}
-
 sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
                            char **name, uint64_t now_us)
 {
     sig_room *r = room_find(h, q->room);
     sig_member *m = r ? room_member(r, q->id) : NULL, *fresh = NULL;
-    uint8_t d[RTC_SHA256_LEN];
-    char hx[2 * RTC_SHA256_LEN + 1];
     char **v = NULL, *nm = NULL;
     size_t i = 0;
 
@@ -805,12 +759,7 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
     *n = 0;
     *name = NULL;
     if (!m || m->state == SIG_MEMBER_REMOTE || !m->resume || m->overflowed ||
-        strlen(q->proof) != 2 * RTC_SHA256_LEN)
-        return SIG_E_UNAUTHORIZED;
-    rtc_hmac_sha256(m->resume, strlen(m->resume), q->bound, strlen(q->bound), d);
-    rtc_hex(d, sizeof d, hx);
-    /* constant time: a wrong guess learns nothing about the right proof */
-    if (!rtc_ct_equal(hx, q->proof, sizeof hx - 1) ||
+        !sig_ho_proof_ok(m->resume, q->bound, q->proof) ||
         (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
@@ -818,7 +767,8 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
     /* the member's own `joined`/`resumed` stay here: a client with the token
      * was sent its `joined` (the token is in it), a stale `resumed` only
      * repeats an older member list, and the new node sends a fresh one. The
-     * asking node accepts only what else a queue holds (review xresume #10). */
+     * asking node accepts only what else a queue holds (a `joined` carries
+     * TURN credentials, which must never come out of another node's reply). */
     for (qent *e = m->qhead; e; e = e->next)
         if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
             goto oom;
@@ -1003,7 +953,7 @@ int sig_hub_send(sig_hub *h, sig_member *m, const char *text, uint64_t now_us)
     sig_buf *b = buf_new(h, text, now_us);
     int rc;
     if (!b)
-        return -12;
+        return -ENOMEM;
     b->refs = 1;
     rc = push(m, b);
     buf_unref(b);
@@ -1041,33 +991,4 @@ void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st)
     st->detached = h->ndetached;
     st->lobby = h->nlobby;
     st->remote = h->nremote;
-}
-
-/* ---- rate limit ---- */
-
-void sig_rate_init(sig_rate *r, uint32_t rate, uint64_t now_us)
-{
-    r->tokens = rate;
-    r->last_us = now_us;
-    r->limited_since_us = r->last_refused_us = 0;
-}
-
-bool sig_rate_take(sig_rate *r, uint32_t rate, uint64_t now_us)
-{
-    if (now_us > r->last_us) {
-        r->tokens += (double)(now_us - r->last_us) * rate / 1e6;
-        if (r->tokens > rate)
-            r->tokens = rate;
-        r->last_us = now_us;
-    }
-    if (r->limited_since_us && now_us - r->last_refused_us > 1000000u)
-        r->limited_since_us = 0;
-    if (r->tokens >= 1.0) {
-        r->tokens -= 1.0;
-        return true;
-    }
-    if (!r->limited_since_us)
-        r->limited_since_us = now_us ? now_us : 1;
-    r->last_refused_us = now_us;
-    return false;
 }

@@ -32,6 +32,8 @@
 #include <stdint.h>
 
 #include "sig_proto.h"
+#include "sig_homac.h" /* (the hand-over reply's MAC; was here) */
+#include "sig_rate.h"  /* (the connection's rate limit; was here) */
 
 typedef struct sig_hub sig_hub;
 typedef struct sig_member sig_member;
@@ -170,7 +172,7 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 typedef struct {
     const char *room, *id;
     /* lowercase hex HMAC-SHA256 keyed with the member's resume token over
-     * `bound` (what the request says: sig_handover_bound): only a holder of
+     * `bound` (what the request says: sig_ho_bound): only a holder of
      * the token can make it, unlike the token's SHA-256 that Redis stores */
     const char *proof, *bound;
     /* out, on SIG_OK: sig_ho_reply_key of the member's token, which the
@@ -180,21 +182,6 @@ typedef struct {
 sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
                            char **name, uint64_t now_us);
 
-/* The hand-over reply's authentication (review xresume #10). Both ends hold
- * the resume token T: the owner in its member, the asking node from its
- * client; Redis only ever sees SHA-256(T). The key is
- * HMAC-SHA256(T, "tsunagu-hr-key") (a key of its own, so that a reply MAC is
- * never a request proof), kept in memory only until the reply is checked.
- * The MAC, lowercase hex, is HMAC-SHA256(key, "tsunagu-hr" then rq, owner,
- * room, id, name and each queued text, every one prefixed with its length):
- * it binds the reply to the request serial, the member and every byte the
- * client will get from it. 0, or -ENOMEM. */
-#define SIG_HO_KEY_LEN 32
-#define SIG_HO_MAC_LEN 64
-void sig_ho_reply_key(const char *token, uint8_t key[SIG_HO_KEY_LEN]);
-int sig_ho_reply_mac(const uint8_t key[SIG_HO_KEY_LEN], uint64_t rq, const char *owner,
-                     const char *room, const char *id, const char *name,
-                     const char *const *texts, size_t n, char out[SIG_HO_MAC_LEN + 1]);
 
 typedef struct {
     const char *room, *id, *name, *resume; /* resume: the token the client proved */
@@ -246,19 +233,5 @@ typedef struct {
 } sig_hub_stats;
 void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st);
 
-/* Token bucket rate limit per connection: `rate` messages a second, burst
- * of one second's worth. Pure; the caller passes the time. */
-typedef struct {
-    double tokens;
-    uint64_t last_us;
-    uint64_t limited_since_us; /* start of the current run of refusals, 0 if none */
-    uint64_t last_refused_us;
-} sig_rate;
-void sig_rate_init(sig_rate *r, uint32_t rate, uint64_t now_us);
-/* true = allowed. limited_since_us says since when messages keep being
- * refused: a run of refusals ends only after a whole second without one (a
- * flooder gets a message through now and then as tokens trickle back; that
- * must not reset its abuse clock). */
-bool sig_rate_take(sig_rate *r, uint32_t rate, uint64_t now_us);
 
 #endif

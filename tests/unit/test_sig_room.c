@@ -128,7 +128,7 @@ static const char *nextw(fconn *c, char *who, size_t cap)
 #define BOUND "tsunagu-ho|node2|7|r|id|hash" /* what the requests' proofs cover */
 
 /* A hand-over request's proof: HMAC keyed with the resume token over what
- * the request says (sig_handover_bound). */
+ * the request says (sig_ho_bound). */
 static void proof_of(const char *token, char out[2 * RTC_SHA256_LEN + 1])
 {
     uint8_t d[RTC_SHA256_LEN];
