@@ -156,8 +156,8 @@ def test_secret_rotation(exe, c, tmp):
 
 
 def test_many_reloads(exe, c):
-    """Replaced configurations are freed once the workers moved on (review
-    finding 11): the relay used to keep every one and refuse reload number
+    """Replaced configurations are freed once the workers moved on: the relay used to
+    keep every one and refuse reload number
     4097. Each SIGHUP is sent after the previous reload was logged, so none
     coalesce."""
     n = 4100

@@ -49,7 +49,7 @@ def test_binding_and_401(relay, c):
     c.ok(m and len(m.raw) <= 100 and len(m.raw) <= 4 * len(raw),
          f"401 small: {len(m.raw) if m else 0} bytes for a {len(raw)}-byte request")
 
-    # amplification (review finding 6): only an Allocate that names its
+    # amplification: only an Allocate that names its
     # transport earns the 401 with REALM and NONCE; bare requests get a
     # reply no bigger than ~1.5x
     for method, name, code in ((ALLOCATE, "bare Allocate", 400), (REFRESH, "bare Refresh", 437),
@@ -247,7 +247,7 @@ def test_policy(relay, c):
     cl.refresh(0)
     cl.close()
 
-    # SSRF through the relay's own IP (review finding 1a): a permission for
+    # SSRF through the relay's own IP: a permission for
     # 127.0.0.1:<relayed port> is a permission for the IP, but Send and
     # ChannelData must still not reach the host's other ports, nor their
     # answers come back
@@ -549,7 +549,7 @@ def relayed_socket_opt(relay, port, family, level, opt):
 
 def test_dont_fragment(relay, c):
     """RFC 8656 s.7.2: DONT-FRAGMENT is honoured by setting DF on the
-    relayed socket (review finding 9), and only then."""
+    relayed socket, and only then."""
     IP_MTU_DISCOVER, IP_PMTUDISC_DO, IPV6_DONTFRAG = 10, 2, 62
     cl = Client(relay.addr, "udp", "alice", "pa55")
     c.success(cl.allocate([(A_DONT_FRAGMENT, b"")]), "v4 allocate with DONT-FRAGMENT")

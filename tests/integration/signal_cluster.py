@@ -603,8 +603,8 @@ async def run_xresume(exe, same_node):
     """A (and C) on one node, B on `same_node ? that node : the other`; B's socket is
     cut, A sends while B is away and goes on sending during the hand-over, C (on
     B's old node) too, and E, a member of the new node; B resumes on the other node:
-    everything once, in order. The hand-over window is made wide on purpose (review
-    #13): the owner is stopped for 300 ms right after the request (so what the new
+    everything once, in order. The hand-over window is made wide on purpose: the owner is
+    stopped for 300 ms right after the request (so what the new
     node's members send then is kept between request and reply: step 3), then the
     new node is stopped while the reply reaches it and the senders go on (so its
     members' messages cross the adoption: the tail and the hold, step 5). The new
@@ -926,7 +926,7 @@ async def xresume_stalled(exe):
             xnode(exe, r, "--redis-node-ttl", "8") as N2:
         # past the nodes' deferred start-up room sync (sig_cluster.c SYNC_DELAY_MS,
         # 7 s): the peer-left below must come from the late hand-over's leave
-        # itself, not from that sync (review xresume.md finding 3)
+        # itself, not from that sync
         await asyncio.sleep(8)
         a = await Client.connect(N2.url)
         ja = await a.join("room", "a")
@@ -1012,8 +1012,7 @@ async def xresume_garbage(exe):
 async def xresume_forged_reply(exe):
     """A hand-over reply nobody asked for (a bug, an old node, anyone who can
     PUBLISH) names a member of the room, on another node and on the node
-    itself: nobody is removed, nobody is told anything (review xresume.md
-    finding 1)."""
+    itself: nobody is removed, nobody is told anything."""
     with Redis() as r, xnode(exe, r) as N1, xnode(exe, r) as N2:
         a = await Client.connect(N1.url)
         ja = await a.join("room", "a")
@@ -1081,7 +1080,7 @@ class Subscriber:
 @test
 async def xresume_forged_request(exe):
     """The token's SHA-256 is in Redis (lookup key) and on the room's channel, so
-    it must not be what authorizes a hand-over (review xresume.md finding 2): a
+    it must not be what authorizes a hand-over: a
     request from a fake node with the right hash but no proof made with the
     token is refused, and so is a replay of a real request after the member
     came back to its first node. The member stays where it is, connected."""
@@ -1154,7 +1153,7 @@ EVIL_ICE = [{"urls": "turn:203.0.113.66:3478", "username": "evil", "credential":
 async def xresume_bad_reply(exe):
     """A reply to a hand-over in flight (right serial, room and member, even
     authenticated: made with the token, as a buggy owner would) whose queue
-    holds a `joined` (a queue never does: review xresume.md finding 10): never
+    holds a `joined` (a queue never does): never
     passed to the client, the resume is refused (unauthorized); when the real
     owner's hand-over comes after all, the member leaves (peer-left), nobody
     keeps a ghost (findings 10, 1)."""
@@ -1198,7 +1197,7 @@ async def xresume_bad_reply(exe):
 
 @test
 async def xresume_forged_mac(exe):
-    """Review xresume.md finding 10: whoever can PUBLISH to Redis sees the
+    """Whoever can PUBLISH to Redis sees the
     request (rq, room, member, token hash) and races the owner with replies
     that look right but are not authenticated by a holder of the token: one
     with a MAC made under a key derived from the token's hash (what Redis
@@ -1261,7 +1260,7 @@ async def xresume_forged_mac(exe):
 
 @test
 async def xresume_joinleave(exe):
-    """Review finding 6: members joining and leaving between the hand-over request
+    """Members joining and leaving between the hand-over request
     and the reply reach the resumed member as events, after the owner's queue. B
     (on O) drops; Z joins on N (queued for B on O: peer-joined Z); O is stopped; B
     resumes on N; Z leaves and Y joins meanwhile; O goes on. B's view (resumed.peers,

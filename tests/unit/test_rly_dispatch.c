@@ -333,7 +333,7 @@ int main(void)
                "401 offers PASSWORD-ALGORITHMS SHA-256, MD5");
         }
     }
-    /* amplification (review finding 6): bare requests get small answers
+    /* amplification: bare requests get small answers
      * before authentication, not the 401 with REALM and NONCE */
     is_int(req(&c, STN_ALLOCATE, NULL, 0, false, NULL), 400, "bare Allocate: 400 before auth");
     ok(c.resp_len <= 28 && !stn_msg_find(&c.m, STN_A_NONCE), "bare Allocate: answer <= 28 bytes");
@@ -429,7 +429,7 @@ int main(void)
         ok(sent == before + 1 && t.stats.dropped[RLY_DROP_NO_PERMISSION] == 1,
            "Send to a peer without permission dropped and counted");
     }
-    /* SSRF through the own IP (review finding 1a): the permission is per IP,
+    /* SSRF through the own IP: the permission is per IP,
      * so one for RELAY_IP:<relayed port> must not let Send, ChannelData or
      * inbound data use the relay host's other ports */
     {
@@ -530,7 +530,7 @@ int main(void)
         ok(rly_turn_from_peer(&t, a, &stranger, buf, 5, c.now_ms, &flen) == NULL,
            "peer without permission dropped");
     }
-    /* CreatePermission is all or nothing (RFC 8656 s.9.2, review finding 8):
+    /* CreatePermission is all or nothing (RFC 8656 s.9.2):
      * a request that would overflow RLY_MAX_PERMS installs none of its peers */
     {
         client e;
@@ -563,7 +563,7 @@ int main(void)
         is_int(refresh(&e, 0), 0, "bob releases the permission test allocation");
     }
     /* EVEN-PORT reservations are charged to the user's quota and capped per
-     * user, so one user cannot fill the shared table (review finding 7) */
+     * user, so one user cannot fill the shared table */
     {
         client e, f;
         uint8_t ep[1] = {0x80}, tok[8];
@@ -609,7 +609,7 @@ int main(void)
         cfg.lim.max_allocs_per_user = 2;
         cfg.lim.max_allocs = 10;
     }
-    /* DONT-FRAGMENT (RFC 8656 s.7.2, review finding 9): honoured by setting
+    /* DONT-FRAGMENT (RFC 8656 s.7.2): honoured by setting
      * DF on the relayed socket, or refused with 420 naming it */
     {
         client e;

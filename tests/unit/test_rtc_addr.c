@@ -238,7 +238,7 @@ static void policy(void)
         rtc_peer_policy_free(pp);
     }
     /* a public own IP (no built-in deny covers it) outside the relay range:
-     * its SSH, Redis... are not peers (review finding 1b) */
+     * its SSH, Redis... are not peers */
     {
         rtc_addr own[2] = {ip("192.0.2.2", 0), ip("198.51.100.7", 0)}; /* relay IP, external IP */
         rtc_cidr al[2];

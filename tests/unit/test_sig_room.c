@@ -150,7 +150,7 @@ static void free_texts(char **v, size_t n)
     free(v);
 }
 
-/* Review xresume #12: while a just-adopted member holds, a local peer's leave
+/* While a just-adopted member holds, a local peer's leave
  * waits behind that peer's earlier (parked) signal, as it happened. */
 static void hold_order_tests(void)
 {
@@ -189,7 +189,7 @@ static void hold_order_tests(void)
     sig_hub_free(h);
 }
 
-/* Review xresume #10: the owner's reply is authenticated with a key only the
+/* The owner's reply is authenticated with a key only the
  * token's holders can derive, over every byte the client gets; a member's
  * own `joined`/`resumed` never go with it. */
 static void reply_auth_tests(void)
