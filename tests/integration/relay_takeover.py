@@ -69,9 +69,13 @@ def wait_gone(pid, secs):
 
 
 def log_text(relay):
-    relay.log.flush()
-    relay.log.seek(0)
-    return relay.log.read()
+    """The whole log so far, read with pread: the relay processes write to
+    the same open file (their stdout/stderr, no O_APPEND), whose offset a
+    seek(0) + read() here would move under them, and a line written in
+    between lands over the start of the log (where a search past a mark
+    never finds it). Relay.logtext() does that: not while a relay runs."""
+    fd = relay.log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
 def no_sanitizer_report(c, text, what="no sanitizer report in any process's log"):
