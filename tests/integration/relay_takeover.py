@@ -21,7 +21,8 @@ allocations while calls keep relaying.
 The relay runs from a copy of the binary that is replaced on disk before the
 first SIGUSR2 (by a script that records its PID and execs the real binary):
 the takeover must run what is on disk now, as an upgrade needs; the script
-sleeps 0.3 s first, and a second SIGUSR2 in that time must be ignored.
+waits for a gate file first (the takeover is then in progress for as long as
+the test needs), and a second SIGUSR2 in that time must be ignored.
 4. A second takeover works (the state survives twice).
 
 Usage: relay_takeover.py PATH/TO/tsunagu-relay
@@ -68,9 +69,13 @@ def wait_gone(pid, secs):
 
 
 def log_text(relay):
-    relay.log.flush()
-    relay.log.seek(0)
-    return relay.log.read()
+    """The whole log so far, read with pread: the relay processes write to
+    the same open file (their stdout/stderr, no O_APPEND), whose offset a
+    seek(0) + read() here would move under them, and a line written in
+    between lands over the start of the log (where a search past a mark
+    never finds it). Relay.logtext() does that: not while a relay runs."""
+    fd = relay.log.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
 
 def no_sanitizer_report(c, text, what="no sanitizer report in any process's log"):
@@ -366,6 +371,7 @@ def main():
     exe_copy = os.path.join(tmp, "tsunagu-relay")
     shutil.copy2(real_exe, exe_copy)
     marker = os.path.join(tmp, "upgraded.pid")
+    gate = os.path.join(tmp, "gate")
     if not shutil.which("openssl"):
         raise SystemExit("openssl command missing: install Debian package 'openssl'")
     cert, key = os.path.join(tmp, "relay.crt"), os.path.join(tmp, "relay.key")
@@ -403,8 +409,12 @@ def main():
         # ---- 1. takeover under traffic, after an "upgrade" of the binary on disk
         os.unlink(exe_copy)
         with open(exe_copy, "w") as f:
-            # the sleep holds the takeover open long enough for a second SIGUSR2
-            f.write(f"#!/bin/sh\necho $$ > '{marker}'\nsleep {0.3 * TM}\n"
+            # the gate holds the takeover open until the second SIGUSR2 was
+            # handled (not a fixed sleep: on a loaded machine the test's own
+            # threads can take longer than any sleep to send it); bounded at
+            # 5 s, within the parent's 10 s wait for the HELO
+            f.write(f"#!/bin/sh\necho $$ > '{marker}'\ni=0\n"
+                    f"while [ ! -e '{gate}' ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
                     f"exec '{real_exe}' \"$@\"\n")
         os.chmod(exe_copy, 0o755)
         old = relay.proc.pid
@@ -413,6 +423,9 @@ def main():
             os.kill(old, signal.SIGUSR2)
             if wait_log(relay, r"takeover: started", 2, mark):
                 os.kill(old, signal.SIGUSR2)  # while the first is in progress
+                wait_log(relay, r"SIGUSR2 ignored", 2, mark)
+            with open(gate, "w"):
+                pass  # the new binary may run now
         traffic.run(2.0, twice)
         m = wait_log(relay, r"pid (\d+) took over from pid (\d+)", 10, mark)
         c.ok(m is not None and int(m.group(2)) == old, "a new process took over", log_text(relay)[-2000:])
@@ -423,7 +436,9 @@ def main():
         c.ok(re.search(r"SIGUSR2 ignored: a takeover \(pid \d+\) is in progress",
                        log_text(relay)[mark:]) is not None and
              len(re.findall(r"takeover: started", log_text(relay)[mark:])) == 1,
-             "a second SIGUSR2 during the takeover is ignored with a log line")
+             "a second SIGUSR2 during the takeover is ignored with a log line",
+             "\n".join(l for l in log_text(relay)[mark:].splitlines()
+                       if "SIGUSR2" in l or "takeover" in l))
         p = wait_log(relay, r"workers paused (\d+) ms", 5, mark)
         print(f"# first takeover: workers paused {p.group(1) if p else '?'} ms", flush=True)
         c.ok(new1 != old and not pid_gone(new1), "the new PID runs")

@@ -11,7 +11,7 @@ relay/io/rly_takeover.h with real sockets and a hand-built state blob.
          waited in the listener's queue, and serves /healthz on the
          adopted metrics listener
   lie    SIZE announces more descriptors than are sent: the child refuses
-         naming the descriptors and exits 2
+         naming the descriptors (NAK_ and its log) and exits 2
 
 Usage: relay_takeover_adopt.py PATH/TO/tsunagu-relay
 """
@@ -87,10 +87,17 @@ def scenario(c, exe, conf, mode):
         send(sp, b"FDS_", struct.pack("!I", 3), fds)
         send(sp, b"BLOB", b)
         if mode == "lie":
-            # still waiting for the fourth descriptor: an empty batch is junk
-            send(sp, b"FDS_", struct.pack("!I", 0))
-            # (its NAK_ may be lost: closing a SEQPACKET socket with unread
-            # messages resets the peer; its log line says why)
+            # The child still waits for the fourth descriptor and reads BLOB
+            # instead: it refuses on that message, so nothing more is sent
+            # (a message sent after it would race with its close: EPIPE when
+            # it has hung up, or, left unread, a reset that eats its NAK_).
+            # Every message was read when it hangs up: the NAK_ arrives.
+            try:
+                ans = sp.recv(600)
+            except OSError as e:
+                ans = repr(e).encode()
+            c.ok(ans.startswith(b"NAK_takeover: receiving descriptors"),
+                 "lie: the child says NAK_, naming the descriptors", repr(ans))
             c.ok(proc.wait(10 * TM) == 2, "lie: the child exits 2")
             c.ok("takeover refused: takeover: receiving descriptors" in relay.logtext(),
                  "lie: the child refuses, naming the descriptors", relay.logtext())
