@@ -424,9 +424,12 @@ class Relay:
         self.proc.send_signal(sig)
 
     def logtext(self):
+        """The log's last 4000 characters, read with pread: the relay writes
+        to the same open file (its stdout/stderr, no O_APPEND), whose offset a
+        seek + read here would move under it while it runs."""
         self.log.flush()
-        self.log.seek(0)
-        return self.log.read()[-4000:]
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")[-4000:]
 
     def stop(self):
         """Stop by PID: SIGTERM twice (drain, then exit at once) so sanitizer

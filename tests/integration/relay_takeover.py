@@ -73,7 +73,8 @@ def log_text(relay):
     the same open file (their stdout/stderr, no O_APPEND), whose offset a
     seek(0) + read() here would move under them, and a line written in
     between lands over the start of the log (where a search past a mark
-    never finds it). Relay.logtext() does that: not while a relay runs."""
+    never finds it). Relay.logtext() reads the same way, the last 4000
+    characters only."""
     fd = relay.log.fileno()
     return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
