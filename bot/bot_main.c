@@ -38,6 +38,7 @@
 #include "rtc_conf.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "rtc_version.h"
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca;
@@ -650,6 +651,10 @@ static int load_flags(app *a, int argc, char **argv, rtc_log_level *lvl)
         printf("usage: tsunagu-bot --signal URL --room R [--calls N] [--duration S] "
                "[--relay-only] [--report FILE.json] [--html FILE.html] [--turn-ca FILE.pem]\n\n");
         rtc_conf_usage(specs, stdout);
+        return -1;
+    }
+    if (rc == RTC_CONF_VERSION) {
+        rtc_version_print(stdout, "tsunagu-bot");
         return -1;
     }
     if (rc) {

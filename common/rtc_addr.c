@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "rtc_err.h"
 
@@ -150,6 +152,70 @@ bool rtc_addr_is_any(const rtc_addr *a)
 {
     static const uint8_t zero[16];
     return memcmp(a->ip, zero, rtc_addr_iplen(a)) == 0;
+}
+
+rtc_addr_scope rtc_addr_scope_of(const rtc_addr *a)
+{
+    const uint8_t *ip = a->ip;
+    static const uint8_t v6_loop[16] = {[15] = 1};
+
+    if (rtc_addr_is_any(a))
+        return RTC_ADDR_ANY;
+    if (a->family == AF_INET6) {
+        if (!memcmp(ip, v6_loop, 16))
+            return RTC_ADDR_LOOPBACK;
+        if (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80)
+            return RTC_ADDR_LINKLOCAL;
+        return (ip[0] & 0xfe) == 0xfc ? RTC_ADDR_PRIVATE : RTC_ADDR_PUBLIC;
+    }
+    if (ip[0] == 127)
+        return RTC_ADDR_LOOPBACK;
+    if (ip[0] == 169 && ip[1] == 254)
+        return RTC_ADDR_LINKLOCAL;
+    if (ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) ||
+        (ip[0] == 192 && ip[1] == 168) || (ip[0] == 100 && (ip[1] & 0xc0) == 64))
+        return RTC_ADDR_PRIVATE;
+    return RTC_ADDR_PUBLIC;
+}
+
+const char *rtc_addr_scope_name(rtc_addr_scope s)
+{
+    switch (s) {
+    case RTC_ADDR_PUBLIC:
+        return "public";
+    case RTC_ADDR_PRIVATE:
+        return "private";
+    case RTC_ADDR_LINKLOCAL:
+        return "link-local";
+    case RTC_ADDR_LOOPBACK:
+        return "loopback";
+    case RTC_ADDR_ANY:
+        return "wildcard";
+    default:
+        return "?";
+    }
+}
+
+int rtc_addr_check_local(const rtc_addr *a)
+{
+    struct sockaddr_storage ss;
+    rtc_addr probe = *a;
+    socklen_t len;
+    int fd, rc = 0;
+
+    if (rtc_addr_is_any(a))
+        return 0;
+    /* port 0: the test never collides with a socket this host (or the
+     * running relay, on a reload) already has on the address */
+    probe.port = 0;
+    len = rtc_addr_to_sockaddr(&probe, &ss);
+    fd = socket(a->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&ss, len))
+        rc = -errno;
+    close(fd);
+    return rc;
 }
 
 /* SipHash-like mixing is overkill here; a keyed 64-bit multiply-xorshift

@@ -53,6 +53,26 @@ size_t rtc_addr_iplen(const rtc_addr *a);                     /* 4 or 16 */
 uint64_t rtc_addr_hash(const rtc_addr *a, uint64_t key);
 bool rtc_addr_is_any(const rtc_addr *a); /* 0.0.0.0 or :: */
 
+/* Where an address can be reached from, for warnings about a configuration
+ * (never for the peer policy, which has its own finer list). PRIVATE: RFC
+ * 1918, CGNAT 100.64.0.0/10 (RFC 6598), ULA fc00::/7; LINKLOCAL: 169.254.0.0/16,
+ * fe80::/10; LOOPBACK: 127.0.0.0/8, ::1; ANY: 0.0.0.0, ::; PUBLIC: the rest. */
+typedef enum {
+    RTC_ADDR_PUBLIC,
+    RTC_ADDR_PRIVATE,
+    RTC_ADDR_LINKLOCAL,
+    RTC_ADDR_LOOPBACK,
+    RTC_ADDR_ANY
+} rtc_addr_scope;
+rtc_addr_scope rtc_addr_scope_of(const rtc_addr *a);
+const char *rtc_addr_scope_name(rtc_addr_scope s); /* "public", "private", ... */
+
+/* Whether this host owns the IP of a (the port is ignored): a UDP socket is
+ * bound to it with port 0, the same test the relay's own sockets will meet.
+ * Wildcards pass. 0, or -errno of socket()/bind() (-EADDRNOTAVAIL when the
+ * host has no such address). */
+int rtc_addr_check_local(const rtc_addr *a);
+
 typedef struct {
     uint8_t family;
     uint8_t ip[16];

@@ -213,13 +213,15 @@ int rtc_conf_load_file(const rtc_conf_spec *specs, void *out, const char *path, 
 int rtc_conf_load(const rtc_conf_spec *specs, void *out, int argc, char *const argv[], char *err,
                   size_t errlen)
 {
-    bool started[256] = {false};
+    bool started[256] = {false}, version = false;
     const char *config = NULL;
 
     /* Pass 1: --help and --config, so the file is applied before any flag. */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
             return RTC_CONF_HELP;
+        if (!strcmp(argv[i], "--version"))
+            version = true;
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc)
                 return fail(err, errlen, "--config: missing value");
@@ -228,6 +230,8 @@ int rtc_conf_load(const rtc_conf_spec *specs, void *out, int argc, char *const a
             config = argv[i] + 9;
         }
     }
+    if (version)
+        return RTC_CONF_VERSION;
     if (apply_defaults(specs, out, err, errlen))
         goto fail;
     if (config && parse_file(specs, out, config, err, errlen))
@@ -349,6 +353,7 @@ void rtc_conf_usage(const rtc_conf_spec *specs, FILE *f)
             fprintf(f, " [default: %s]", (s->flags & RTC_CONF_SECRET) ? "(secret)" : s->def);
         fputc('\n', f);
     }
+    fprintf(f, "  --version                     print the version and the git commit, then exit\n");
     fprintf(f, "  --help                        this text\n");
 }
 
@@ -380,6 +385,41 @@ int rtc_conf_check_cidr(const char *value, char *err, size_t errlen)
         return RTC_EMSG;
     }
     return 0;
+}
+
+void rtc_conf_local_reason(int rc, char *err, size_t errlen)
+{
+    if (rc == -EADDRNOTAVAIL)
+        snprintf(err, errlen, "not an address of this host (ip -br addr lists them)");
+    else
+        snprintf(err, errlen, "cannot bind to it: %s", strerror(-rc));
+}
+
+static int check_local(const rtc_addr *a, char *err, size_t errlen)
+{
+    int rc = rtc_addr_check_local(a);
+    if (!rc)
+        return 0;
+    rtc_conf_local_reason(rc, err, errlen);
+    return RTC_EMSG;
+}
+
+int rtc_conf_check_local_hostport(const char *value, char *err, size_t errlen)
+{
+    rtc_addr a;
+    if (rtc_conf_check_hostport(value, err, errlen))
+        return RTC_EMSG;
+    rtc_addr_parse_hostport(value, &a);
+    return check_local(&a, err, errlen);
+}
+
+int rtc_conf_check_local_ip(const char *value, char *err, size_t errlen)
+{
+    rtc_addr a;
+    if (rtc_conf_check_ip(value, err, errlen))
+        return RTC_EMSG;
+    rtc_addr_parse_ip(value, &a);
+    return check_local(&a, err, errlen);
 }
 
 int rtc_conf_check_log_level(const char *value, char *err, size_t errlen)

@@ -55,12 +55,16 @@ typedef struct rtc_conf_spec {
 #define RTC_CONF_END {NULL, RTC_CONF_STR, 0, 0, 0, NULL, NULL, NULL, NULL, 0}
 
 /* rtc_conf_load returns this when --help or -h was given (usage printed by
- * the caller with rtc_conf_usage). */
+ * the caller with rtc_conf_usage), ... */
 #define RTC_CONF_HELP 1
+/* ... and this when --version was given (printed by the caller with
+ * rtc_version_print). --help wins when both are there. */
+#define RTC_CONF_VERSION 2
 
 /* Fill *out from defaults, then --config FILE (if present in argv), then the
  * flags. argv[0] is skipped. Returns 0, RTC_CONF_HELP, or RTC_EMSG with a
- * message naming the key in err. On error *out is disposed already. */
+ * message naming the key in err. On error *out is disposed already.
+ * RTC_CONF_HELP and RTC_CONF_VERSION leave *out untouched. */
 int rtc_conf_load(const rtc_conf_spec *specs, void *out, int argc, char *const argv[], char *err,
                   size_t errlen);
 
@@ -89,6 +93,14 @@ size_t rtc_conf_restart_changed(const rtc_conf_spec *specs, const void *old, con
 int rtc_conf_check_hostport(const char *value, char *err, size_t errlen); /* ADDR:PORT */
 int rtc_conf_check_ip(const char *value, char *err, size_t errlen);       /* v4 or v6 */
 int rtc_conf_check_cidr(const char *value, char *err, size_t errlen);
+/* ADDR:PORT / IP that this host has (rtc_addr_check_local: a bind test, port
+ * 0); a wildcard (0.0.0.0, ::) passes. For listeners and relay addresses: a
+ * value that parses but names an address of another host could only fail
+ * later, one bind or one Allocate at a time. */
+int rtc_conf_check_local_hostport(const char *value, char *err, size_t errlen);
+int rtc_conf_check_local_ip(const char *value, char *err, size_t errlen);
+/* Why rtc_addr_check_local failed (rc < 0), as those two put it, in err. */
+void rtc_conf_local_reason(int rc, char *err, size_t errlen);
 int rtc_conf_check_log_level(const char *value, char *err, size_t errlen);  /* error..debug */
 int rtc_conf_check_log_format(const char *value, char *err, size_t errlen); /* text|json */
 

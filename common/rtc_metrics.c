@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rtc_version.h"
+
 static bool grow(rtc_buf *b, size_t need)
 {
     size_t cap;
@@ -98,6 +100,17 @@ uint64_t rtc_metrics_rss_bytes(void)
         resident = 0;
     fclose(f);
     return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+void rtc_metrics_build_info(rtc_buf *b)
+{
+    char labels[160];
+    /* git describe prints no quote or backslash: no escaping needed */
+    snprintf(labels, sizeof labels, "version=\"%s\",commit=\"%s\"", rtc_version(),
+             rtc_version_commit());
+    rtc_metrics_header(b, "tsunagu_build_info", "gauge",
+                       "The running build: version and git describe of its sources; always 1.");
+    rtc_metrics_u64(b, "tsunagu_build_info", labels, 1);
 }
 
 void rtc_metrics_process(rtc_buf *b, double start_time_s)

@@ -36,6 +36,10 @@ void rtc_metrics_one(rtc_buf *b, const char *name, const char *type, const char 
  * "tsunagu_signal"); its HELP and TYPE lines included. */
 void rtc_metrics_reloads(rtc_buf *b, const char *prefix, uint64_t ok, uint64_t failed);
 
+/* tsunagu_build_info{version="0.1.0",commit="<git describe>|unknown"} 1, the
+build both daemons run (rtc_version.h); its HELP and TYPE lines included. */
+void rtc_metrics_build_info(rtc_buf *b);
+
 /* process_start_time_seconds and process_resident_memory_bytes. */
 void rtc_metrics_process(rtc_buf *b, double start_time_s);
 /* Resident set size from /proc/self/statm, 0 if unknown. */

@@ -33,7 +33,16 @@ SSL_CTX *rtc_tls_server_new(const char *cert, const char *key, char *err, size_t
         goto out_ctx;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(err, errlen, "key: cannot load private key from '%s'", key);
+        /* OpenSSL compares the key with the certificate already loaded while
+         * it loads it: a key that parsed but belongs to another certificate
+         * fails here, and is worth saying so (a renewed certificate next to
+         * the old key is the usual way to get it) */
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+                                               ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH))
+            snprintf(err, errlen, "key: '%s' does not match the certificate '%s'", key, cert);
+        else
+            snprintf(err, errlen, "key: cannot load private key from '%s'", key);
         goto out_ctx;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {

@@ -17,6 +17,7 @@
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "rtc_version.h"
 
 static rtc_addr *parse_addrs(const rtc_strlist *l)
 {
@@ -39,6 +40,7 @@ static int prepare(rly_proc *p, char *err, size_t errlen)
         rly_settings_tls(&p->s, &p->tls, err, errlen) ||
         !(p->cfg = rly_cfg_build(&p->s, &p->base, err, errlen)))
         return RTC_EMSG;
+    rly_settings_warn(&p->s, &p->base, true);
     p->listen = parse_addrs(&p->s.listen);
     p->tls_listen = parse_addrs(&p->s.tls_listen);
     rtc_addr_parse_hostport(p->s.metrics_listen, &p->metrics);
@@ -97,6 +99,10 @@ int rly_main(int argc, char **argv)
         printf("usage: tsunagu-relay [--config FILE] [flags]\n"
                "TURN relay (RFC 8656, RFC 8489, RFC 6156). Every flag is also a config key.\n");
         rtc_conf_usage(rly_conf_specs, stdout);
+        return 0;
+    }
+    if (rc == RTC_CONF_VERSION) {
+        rtc_version_print(stdout, "tsunagu-relay");
         return 0;
     }
     if (rc) {

@@ -37,6 +37,55 @@ static int check_user(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* --external-ip PUBLIC[/PRIVATE] (coturn's spelling): PRIVATE, when given,
+ * is the relay address whose allocations PUBLIC is advertised for; both of
+ * one family. pub/priv may be NULL; priv->family is 0 without PRIVATE. */
+static int parse_external(const char *v, rtc_addr *pub, rtc_addr *priv, char *err,
+                          size_t errlen)
+{
+    char buf[2 * RTC_ADDR_STRLEN];
+    const char *slash = strchr(v, '/');
+    rtc_addr p, q;
+    int rc;
+
+    memset(&q, 0, sizeof q);
+    if (strlen(v) >= sizeof buf)
+        goto bad;
+    memcpy(buf, v, strlen(v) + 1);
+    if (slash)
+        buf[slash - v] = '\0';
+    if (rtc_addr_parse_ip(buf, &p) || (slash && rtc_addr_parse_ip(slash + 1, &q)))
+        goto bad;
+    if (slash && p.family != q.family) {
+        snprintf(err, errlen, "PUBLIC and PRIVATE must be of one family");
+        return RTC_EMSG;
+    }
+    if (rtc_addr_is_any(&p) || (slash && rtc_addr_is_any(&q))) {
+        snprintf(err, errlen, "a wildcard cannot be advertised or relayed on");
+        return RTC_EMSG;
+    }
+    /* the relay binds its relayed sockets to PRIVATE (rly_settings_base) */
+    if (slash && (rc = rtc_addr_check_local(&q))) {
+        char why[128];
+        rtc_conf_local_reason(rc, why, sizeof why);
+        snprintf(err, errlen, "PRIVATE %s: %s", slash + 1, why);
+        return RTC_EMSG;
+    }
+    if (pub)
+        *pub = p;
+    if (priv)
+        *priv = q;
+    return 0;
+bad:
+    snprintf(err, errlen, "expected IP or PUBLIC/PRIVATE (coturn's form), IPv4 or IPv6");
+    return RTC_EMSG;
+}
+
+static int check_external(const char *v, char *err, size_t errlen)
+{
+    return parse_external(v, NULL, NULL, err, errlen);
+}
+
 static int check_realm(const char *v, char *err, size_t errlen)
 {
     /* every 401 carries the realm: a long one would make the relay a
@@ -57,20 +106,23 @@ static int check_realm(const char *v, char *err, size_t errlen)
 
 const rtc_conf_spec rly_conf_specs[] = {
     {"listen", RTC_CONF_LIST, OFF(listen), 0, 0, "0.0.0.0:3478", "ADDR:PORT",
-     "UDP and TCP listener", rtc_conf_check_hostport, RTC_CONF_RESTART},
+     "UDP and TCP listener (an address of this host, or 0.0.0.0 / [::])",
+     rtc_conf_check_local_hostport, RTC_CONF_RESTART},
     {"tls-listen", RTC_CONF_LIST, OFF(tls_listen), 0, 0, NULL, "ADDR:PORT",
-     "TURN over TLS listener (needs --cert and --key)", rtc_conf_check_hostport,
+     "TURN over TLS listener (needs --cert and --key)", rtc_conf_check_local_hostport,
      RTC_CONF_RESTART},
     {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate chain (PEM)", NULL,
      0},
     {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
     {"relay-ip", RTC_CONF_LIST, OFF(relay_ip), 0, 0, NULL, "IP",
-     "address relayed sockets bind to, one per family (default: the listen address, or an "
-     "interface address when listening on a wildcard)",
-     rtc_conf_check_ip, RTC_CONF_RESTART},
-    {"external-ip", RTC_CONF_LIST, OFF(external_ip), 0, 0, NULL, "IP",
-     "address advertised in XOR-RELAYED-ADDRESS behind a 1:1 NAT, one per family",
-     rtc_conf_check_ip, 0},
+     "address of this host relayed sockets bind to, one per family (default: the PRIVATE of "
+     "--external-ip PUBLIC/PRIVATE, else the listen address, or an interface address when "
+     "listening on a wildcard)",
+     rtc_conf_check_local_ip, RTC_CONF_RESTART},
+    {"external-ip", RTC_CONF_LIST, OFF(external_ip), 0, 0, NULL, "IP[/PRIVATE]",
+     "address advertised in XOR-RELAYED-ADDRESS behind a 1:1 NAT, one per family; "
+     "PUBLIC/PRIVATE (coturn's form) also names the relay address it stands for",
+     check_external, 0},
     {"relay-ports", RTC_CONF_STR, OFF(relay_ports), 0, 0, "49152-65535", "LO-HI",
      "relayed port range", check_ports, RTC_CONF_RESTART},
     {"realm", RTC_CONF_STR, OFF(realm), 0, 0, "tsunagu", "R",
@@ -168,6 +220,13 @@ static int choose_relay_ips(const rly_settings *s, rtc_addr relay_ip[2], char *e
     }
     if (s->relay_ip.n)
         return 0;
+    /* --external-ip PUBLIC/PRIVATE: PRIVATE is the relay address */
+    for (size_t i = 0; i < s->external_ip.n; i++) {
+        rtc_addr priv;
+        if (!parse_external(s->external_ip.v[i], NULL, &priv, err, errlen) && priv.family &&
+            !relay_ip[priv.family == AF_INET6].family)
+            relay_ip[priv.family == AF_INET6] = priv;
+    }
     for (size_t i = 0; i < s->listen.n; i++) {
         rtc_addr a;
         int f;
@@ -201,6 +260,59 @@ static int parse_cidrs(const rtc_strlist *l, rtc_cidr **out)
     return 0;
 }
 
+/* The kernel's ephemeral port range (IPv6 shares it); false if unknown. */
+static bool ephemeral_range(unsigned *lo, unsigned *hi)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    bool ok = f && fscanf(f, "%u %u", lo, hi) == 2;
+    if (f)
+        fclose(f);
+    return ok;
+}
+
+size_t rly_settings_warn(const rly_settings *s, const rly_cfg_base *b, bool ports)
+{
+    size_t n = 0;
+    unsigned elo, ehi;
+
+    for (size_t i = 0; i < s->external_ip.n; i++) {
+        rtc_addr pub, priv;
+        rtc_addr_scope sc, rsc;
+        char r[RTC_ADDR_STRLEN];
+        int f;
+        if (parse_external(s->external_ip.v[i], &pub, &priv, r, sizeof r))
+            continue; /* refused elsewhere */
+        f = pub.family == AF_INET6;
+        sc = rtc_addr_scope_of(&pub);
+        if (sc == RTC_ADDR_PUBLIC)
+            continue;
+        rsc = b->relay_ip[f].family ? rtc_addr_scope_of(&b->relay_ip[f]) : RTC_ADDR_ANY;
+        rtc_addr_format(&b->relay_ip[f], false, r);
+        if (rsc == RTC_ADDR_PUBLIC)
+            RTC_LOG(RTC_LOG_WARN, NULL,
+                    "external-ip: %s is %s but relay-ip %s is public: clients get the %s "
+                    "address instead of the public one the relay has (drop --external-ip)",
+                    s->external_ip.v[i], rtc_addr_scope_name(sc), r, rtc_addr_scope_name(sc));
+        else
+            RTC_LOG(RTC_LOG_WARN, NULL,
+                    "external-ip: %s is a %s address: clients outside %s cannot reach the "
+                    "relayed addresses advertised with it (give the public address of the "
+                    "1:1 NAT)",
+                    s->external_ip.v[i], rtc_addr_scope_name(sc),
+                    sc == RTC_ADDR_LOOPBACK ? "this host" : "its network");
+        n++;
+    }
+    if (ports && ephemeral_range(&elo, &ehi) && b->port_lo <= ehi && elo <= b->port_hi) {
+        RTC_LOG(RTC_LOG_WARN, NULL,
+                "relay-ports: %u-%u overlaps the kernel's ephemeral port range %u-%u "
+                "(net.ipv4.ip_local_port_range): ports this host's outgoing connections take "
+                "cannot be relayed; move one of the ranges (conf/sysctl.d/90-tsunagu.conf)",
+                b->port_lo, b->port_hi, elo, ehi);
+        n++;
+    }
+    return n;
+}
+
 int rly_settings_base(const rly_settings *s, rly_cfg_base *b, char *err, size_t errlen)
 {
     unsigned lo, hi;
@@ -222,6 +334,11 @@ rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, 
 
     if (!c)
         goto out_oom;
+    if (!s->user.n && !s->auth_secret.n) {
+        snprintf(err, errlen, "no credentials: set --user NAME:PASSWORD or --auth-secret S "
+                              "(without either, every Allocate is refused)");
+        goto out_free;
+    }
     if (s->default_lifetime > s->max_lifetime) {
         snprintf(err, errlen, "default-lifetime: %lld is above max-lifetime %lld",
                  (long long)s->default_lifetime, (long long)s->max_lifetime);
@@ -240,9 +357,21 @@ rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, 
             own[n_own++] = b->relay_ip[f];
     }
     for (size_t i = 0; i < s->external_ip.n; i++) {
-        rtc_addr a;
-        rtc_addr_parse_ip(s->external_ip.v[i], &a);
-        c->advertise[a.family == AF_INET6] = a;
+        rtc_addr a, priv;
+        int f;
+        if (parse_external(s->external_ip.v[i], &a, &priv, err, errlen))
+            goto out_free;
+        f = a.family == AF_INET6;
+        if (priv.family && !rtc_addr_ip_equal(&priv, &b->relay_ip[f])) {
+            /* a reload cannot move the relayed sockets (--relay-ip is fixed) */
+            char r[RTC_ADDR_STRLEN] = "none";
+            if (b->relay_ip[f].family)
+                rtc_addr_format(&b->relay_ip[f], false, r);
+            snprintf(err, errlen, "external-ip: PRIVATE of '%s' is not the relay address of "
+                     "its family (%s; see --relay-ip)", s->external_ip.v[i], r);
+            goto out_free;
+        }
+        c->advertise[f] = a;
         if (n_own < 4)
             own[n_own++] = a;
     }

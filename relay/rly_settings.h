@@ -44,7 +44,17 @@ typedef struct {
  * address. 0, or RTC_EMSG with err. */
 int rly_settings_base(const rly_settings *s, rly_cfg_base *b, char *err, size_t errlen);
 
-/* Settings -> immutable runtime configuration. NULL with err. */
+/* What starts but probably does not work, logged at warn level (the
+ * texts are in docs/relay.md, "Refused and warned"): an external-ip that is
+ * private, link-local or loopback (said differently when the relay address
+ * of its family is public: then the external-ip is the mistake), and, with
+ * `ports` (start-up: the range is fixed after it), a relay-ports range that
+ * overlaps the kernel's ephemeral port range. Returns how many it logged. */
+size_t rly_settings_warn(const rly_settings *s, const rly_cfg_base *b, bool ports);
+
+/* Settings -> immutable runtime configuration. NULL with err: also when
+ * there is no credential at all (no user, no auth-secret), or when the
+ * PRIVATE of an external-ip PUBLIC/PRIVATE is not b's relay address. */
 rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, size_t errlen);
 void rly_cfg_free(rly_cfg *c); /* NULL is a no-op */
 

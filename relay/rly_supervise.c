@@ -92,6 +92,7 @@ static void reload(rly_proc *p)
         p->tls = nt;
     }
     rly_settings_log(&ns);
+    rly_settings_warn(&ns, &p->base, false);
     RTC_LOG(RTC_LOG_INFO, NULL,
             "reloaded: %zu static user(s), %zu REST secret(s), %zu allow / %zu deny rule(s)%s",
             ns.user.n, ns.auth_secret.n, ns.allow_peer.n, ns.deny_peer.n,

@@ -9,9 +9,10 @@
 #include <string.h>
 
 #include "rtc_err.h"
-#include "sig_token.h"
 #include "rtc_log.h"
+#include "rtc_tls.h"
 #include "sig_admit.h"
+#include "sig_token.h"
 
 #define OFF(f) offsetof(sig_conf, f)
 
@@ -160,8 +161,8 @@ static int check_redis(const char *v, char *err, size_t errlen)
 
 const rtc_conf_spec sig_conf_specs[] = {
     {"listen", RTC_CONF_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
-     "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz", rtc_conf_check_hostport,
-     RTC_CONF_RESTART},
+     "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz (an address of this "
+     "host, or 0.0.0.0 / [::])", rtc_conf_check_local_hostport, RTC_CONF_RESTART},
     {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate (PEM): serve HTTPS/WSS",
      NULL, RTC_CONF_RESTART},
     {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
@@ -169,9 +170,11 @@ const rtc_conf_spec sig_conf_specs[] = {
      "require HS256 JWT access tokens on join (off: open rooms); repeat it (up to 4) to accept "
      "tokens signed with an old secret while rotating", check_secret, RTC_CONF_SECRET},
     {"turn-url", RTC_CONF_LIST, OFF(turn_url), 0, 0, NULL, "URL",
-     "TURN/STUN URL handed out in joined.iceServers", check_url, 0},
+     "TURN/STUN URL handed out in joined.iceServers (turn:/turns: need --turn-secret)",
+     check_url, 0},
     {"turn-secret", RTC_CONF_STR, OFF(turn_secret), 0, 0, NULL, "S",
-     "TURN REST API secret shared with the relay", check_secret, RTC_CONF_SECRET},
+     "TURN REST API secret shared with the relay (the relay's --auth-secret)", check_secret,
+     RTC_CONF_SECRET},
     {"turn-ttl", RTC_CONF_INT, OFF(turn_ttl), 60, 30LL * 86400, "86400", "S",
      "lifetime of TURN credentials", NULL, 0},
     {"max-room-size", RTC_CONF_INT, OFF(max_room_size), 1, 10000, "16", "N",
@@ -239,6 +242,22 @@ int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t
     if (out->turn_secret && out->turn_url.n == 0) {
         snprintf(err, errlen, "turn-secret: set but no turn-url to hand it out with");
         goto fail;
+    }
+    /* a TURN server without username/credential in iceServers makes
+     * RTCPeerConnection throw (InvalidAccessError): no call could start */
+    for (size_t i = 0; !out->turn_secret && i < out->turn_url.n; i++)
+        if (strncmp(out->turn_url.v[i], "stun:", 5)) {
+            snprintf(err, errlen, "turn-url: '%s' needs --turn-secret to mint credentials "
+                     "(browsers refuse a TURN server without username and credential)",
+                     out->turn_url.v[i]);
+            goto fail;
+        }
+    if (out->cert) {
+        /* what lws would only report as "cannot listen": name the file */
+        SSL_CTX *ctx = rtc_tls_server_new(out->cert, out->key, err, errlen);
+        if (!ctx)
+            goto fail;
+        rtc_tls_ctx_free(ctx);
     }
     return 0;
 fail:

@@ -40,7 +40,10 @@ void sig_redis_url_describe(const sig_redis_url *u, char *out, size_t outlen);
 
 extern const rtc_conf_spec sig_conf_specs[];
 
-/* Load and cross-check (cert needs key, ...). 0, RTC_CONF_HELP or RTC_EMSG. */
+/* Load and cross-check: cert needs key and must match it (both files are
+ * loaded), a turn: or turns: URL needs turn-secret, listen must be an address
+ * of this host. 0, RTC_CONF_HELP, RTC_CONF_VERSION or RTC_EMSG. Used at
+ * start-up and by every reload (a failing one keeps the old settings). */
 int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t errlen);
 void sig_conf_dispose(sig_conf *c);
 

@@ -8,6 +8,7 @@
 #include "rtc_clock.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
+#include "rtc_version.h"
 #include "sig_conf.h"
 #include "sig_token.h"
 
@@ -77,6 +78,10 @@ int main(int argc, char **argv)
     if (rc == RTC_CONF_HELP) {
         printf("usage: tsunagu-signal [flags]\n       tsunagu-signal token --help\n");
         rtc_conf_usage(sig_conf_specs, stdout);
+        return 0;
+    }
+    if (rc == RTC_CONF_VERSION) {
+        rtc_version_print(stdout, "tsunagu-signal");
         return 0;
     }
     if (rc) {

@@ -536,6 +536,7 @@ void sig_server_metrics(sig_server *s, rtc_buf *b)
             }
         }
     }
+    rtc_metrics_build_info(b);
     rtc_metrics_process(b, s->start_time);
 }
 

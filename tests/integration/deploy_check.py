@@ -178,7 +178,10 @@ def main():
         relay_conf = os.path.join(tmp, 'relay.conf')
         config_from_sample(os.path.join(CONF, 'relay.conf.sample'), relay_conf, {
             'listen': f'127.0.0.1:{rp}', 'metrics-listen': f'127.0.0.1:{mp}',
-            'relay-ports': f'{lo}-{lo + 99}', 'threads': '1', 'drain-seconds': '2'})
+            'relay-ports': f'{lo}-{lo + 99}', 'threads': '1', 'drain-seconds': '2',
+            # the sample leaves credentials commented out, and a relay without any
+            # refuses to start (docs/relay.md)
+            'auth-secret': 'deploy-check-secret'})
         sig_conf = os.path.join(tmp, 'signaling.conf')
         config_from_sample(os.path.join(CONF, 'signaling.conf.sample'), sig_conf, {
             'listen': f'127.0.0.1:{sp}', 'drain-seconds': '2'})

@@ -43,7 +43,8 @@ def test_startup_errors(exe, c, tmp):
         (["--realm", "r" * 33], "realm"),  # the 401's size is bounded by it
     ]
     for args, key in cases:
-        rc, err = run_fail(exe, args + ["--metrics-listen", "127.0.0.1:1"])
+        # a credential, so that only the bad value can stop start-up
+        rc, err = run_fail(exe, args + ["--user", "a:a", "--metrics-listen", "127.0.0.1:1"])
         c.ok(rc != 0 and key in err, f"bad {key} stops start-up naming it", f"rc={rc} err={err!r}")
     bad = os.path.join(tmp, "bad.conf")
     with open(bad, "w") as f:
@@ -63,6 +64,7 @@ def test_port_taken(exe, c):
     relay = Relay(exe, "--user", "a:a", "--threads", "2")
     try:
         rc, err = run_fail(exe, ["--listen", f"127.0.0.1:{relay.port}", "--threads", "2",
+                                 "--user", "a:a",
                                  "--metrics-listen", f"127.0.0.1:{free_port(socket.SOCK_STREAM)}"])
         c.ok(rc != 0 and "listen" in err and "in use" in err,
              "second relay on a used port stops naming listen", err)

@@ -1,7 +1,12 @@
 /* test_rtc_addr.c - address parsing/formatting, CIDR, and the peer policy
  * (RFC 8656 s.21, CVE-2020-26262): every default-denied range, the
  * IPv4-in-IPv6 disguises of those ranges, explicit allows over denies, and
- * the relay's own address open only inside the relayed-port range. */
+ * the relay's own address open only inside the relayed-port range; the
+ * scope of an address (public, private, link-local, loopback, wildcard) the
+ * relay's warnings use, and the bind test of an address this host has
+ * (203.0.113.254, TEST-NET-3, is on no real host). */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -273,10 +278,49 @@ static void policy(void)
     }
 }
 
+static void scope(void)
+{
+    static const struct {
+        const char *ip;
+        rtc_addr_scope want;
+    } cases[] = {
+        {"203.0.113.5", RTC_ADDR_PUBLIC},    {"8.8.8.8", RTC_ADDR_PUBLIC},
+        {"10.0.0.5", RTC_ADDR_PRIVATE},      {"172.16.0.1", RTC_ADDR_PRIVATE},
+        {"172.31.255.255", RTC_ADDR_PRIVATE}, {"172.32.0.1", RTC_ADDR_PUBLIC},
+        {"172.15.255.255", RTC_ADDR_PUBLIC}, {"192.168.1.1", RTC_ADDR_PRIVATE},
+        {"100.64.0.1", RTC_ADDR_PRIVATE},    {"100.127.255.255", RTC_ADDR_PRIVATE},
+        {"100.128.0.1", RTC_ADDR_PUBLIC},    {"169.254.1.1", RTC_ADDR_LINKLOCAL},
+        {"127.0.0.1", RTC_ADDR_LOOPBACK},    {"127.9.9.9", RTC_ADDR_LOOPBACK},
+        {"0.0.0.0", RTC_ADDR_ANY},           {"::", RTC_ADDR_ANY},
+        {"::1", RTC_ADDR_LOOPBACK},          {"fe80::1", RTC_ADDR_LINKLOCAL},
+        {"febf::1", RTC_ADDR_LINKLOCAL},     {"fec0::1", RTC_ADDR_PUBLIC},
+        {"fd00::2", RTC_ADDR_PRIVATE},       {"fc00::1", RTC_ADDR_PRIVATE},
+        {"2001:db8::1", RTC_ADDR_PUBLIC},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[96];
+        rtc_addr a = ip(cases[i].ip, 0);
+        snprintf(name, sizeof name, "%s is %s", cases[i].ip, rtc_addr_scope_name(cases[i].want));
+        ok(rtc_addr_scope_of(&a) == cases[i].want, name);
+    }
+}
+
+static void local(void)
+{
+    rtc_addr a = ip("127.0.0.1", 80);
+    is_int(rtc_addr_check_local(&a), 0, "127.0.0.1 is an address of this host (port ignored)");
+    a = ip("0.0.0.0", 3478);
+    is_int(rtc_addr_check_local(&a), 0, "a wildcard passes");
+    a = ip("203.0.113.254", 0);
+    is_int(rtc_addr_check_local(&a), -EADDRNOTAVAIL, "203.0.113.254 is not: -EADDRNOTAVAIL");
+}
+
 int main(void)
 {
     parsing();
     cidr();
     policy();
+    scope();
+    local();
     return done_testing();
 }

@@ -1,8 +1,9 @@
 /* test_rtc_conf.c - the table-driven loader: defaults, config file, flags
  * (flags win), list replacement per source, and every error naming the key
  * (unknown key/flag, out-of-range int, bad bool, missing value, validator),
- * --help, inline comments, quoted values, secrets never echoed, and which
- * restart-required settings a reload changed. Config files
+ * --help and --version, inline comments, quoted values, secrets never echoed,
+ * which restart-required settings a reload changed, and the validators of
+ * addresses this host must have. Config files
  * are written to mkstemp files and removed. */
 #include <stddef.h>
 #include <stdlib.h>
@@ -216,7 +217,35 @@ static void errors(void)
         ok(load(&c, 4, a) == RTC_CONF_HELP, "--help returns RTC_CONF_HELP (before any error)");
         a[3] = "-h";
         ok(load(&c, 4, a) == RTC_CONF_HELP, "-h too");
+        a[3] = "--version";
+        ok(load(&c, 4, a) == RTC_CONF_VERSION, "--version returns RTC_CONF_VERSION (before any "
+                                               "error)");
     }
+    {
+        const char *a[] = {"prog", "--version", "--help"};
+        ok(load(&c, 3, a) == RTC_CONF_HELP, "--help wins over --version");
+    }
+}
+
+/* Addresses this host must have: a bind test with port 0. 127.0.0.1 and
+ * wildcards are everywhere; 203.0.113.254 (TEST-NET-3, RFC 5737: for
+ * documentation, never configured on a real host) is nowhere. */
+static void local_addresses(void)
+{
+    char why[256];
+    ok(!rtc_conf_check_local_hostport("127.0.0.1:3478", why, sizeof why), "127.0.0.1 is local");
+    ok(!rtc_conf_check_local_hostport("0.0.0.0:3478", why, sizeof why), "0.0.0.0 passes");
+    ok(!rtc_conf_check_local_hostport("[::]:3478", why, sizeof why), ":: passes");
+    ok(!rtc_conf_check_local_ip("127.0.0.2", why, sizeof why), "127/8 is all local");
+    ok(rtc_conf_check_local_hostport("1.2.3:99", why, sizeof why) && strstr(why, "expected"),
+       "a malformed value is still a shape error");
+    ok(rtc_conf_check_local_ip("not-an-ip", why, sizeof why) && strstr(why, "expected"),
+       "a malformed IP is a shape error");
+    ok(rtc_conf_check_local_ip("203.0.113.254", why, sizeof why) &&
+           !strcmp(why, "not an address of this host (ip -br addr lists them)"),
+       "203.0.113.254 is not here: the reason says so");
+    ok(rtc_conf_check_local_hostport("[fe80::1]:3478", why, sizeof why),
+       "IPv6 link-local without a scope is refused");
 }
 
 static void usage(void)
@@ -309,5 +338,6 @@ int main(void)
     errors();
     usage();
     restart_keys();
+    local_addresses();
     return done_testing();
 }
