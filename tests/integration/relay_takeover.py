@@ -59,6 +59,21 @@ def pid_gone(pid):
         return True
 
 
+def kill_relays(relay, pids):
+    """Cleanup on any exit: SIGKILL every relay process of the test still
+    running (by PID: the first one and every takeover's child), then reap
+    the one this script started."""
+    for pid in pids:
+        if not pid_gone(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    if relay.proc.poll() is None:
+        relay.proc.kill()
+    relay.proc.wait(5)
+
+
 def wait_gone(pid, secs):
     deadline = time.time() + secs * TM
     while time.time() < deadline:
@@ -584,15 +599,7 @@ def main():
         traffic.stop_tx = traffic.stop_rx = True
         for cl in extra:
             cl.close()
-        for pid in pids:
-            if not pid_gone(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if relay.proc.poll() is None:
-            relay.proc.kill()
-            relay.proc.wait(5)
+        kill_relays(relay, pids)
         peer.close()
         peer6.close()
         tpeer.close()

@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import *  # noqa: E402,F401,F403
-from relay_takeover import (Traffic, wait_gone, pid_gone, log_text, wait_log, metric,  # noqa: E402
+from relay_takeover import (kill_relays, Traffic, wait_gone, pid_gone, log_text, wait_log, metric,  # noqa: E402
                             udp_mesh, stop_cleanly)
 from relay_takeover_fail import fd_kinds, rss_kb, settle_fds  # noqa: E402
 
@@ -158,15 +158,7 @@ def main():
         stop_cleanly(c, relay, last)
     finally:
         traffic.stop_tx = traffic.stop_rx = True
-        for p in pids:
-            if not pid_gone(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if relay.proc.poll() is None:
-            relay.proc.kill()
-        relay.proc.wait(5)
+        kill_relays(relay, pids)
         peer.close()
         notify.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -47,7 +47,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import *  # noqa: E402,F401,F403
-from relay_takeover import (Traffic, wait_gone, pid_gone, log_text, wait_log, metric,  # noqa: E402
+from relay_takeover import (kill_relays, Traffic, wait_gone, pid_gone, log_text, wait_log, metric,  # noqa: E402
                             udp_mesh, no_sanitizer_report)
 
 TM = TIMEOUT_MULT
@@ -397,15 +397,7 @@ def main():
         no_sanitizer_report(c, log_text(relay), "no sanitizer report")
     finally:
         traffic.stop_tx = traffic.stop_rx = True
-        for p in seen | {pid}:
-            if not pid_gone(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if relay.proc.poll() is None:
-            relay.proc.kill()
-        relay.proc.wait(5)
+        kill_relays(relay, seen | {pid})
         # lingering children of a broken relay, found by their script
         for p in os.listdir("/proc"):
             if p.isdigit():

@@ -35,7 +35,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import *  # noqa: E402,F401,F403
-from relay_takeover import (Traffic, check_moved, log_text, metric, no_sanitizer_report,  # noqa: E402
+from relay_takeover import (kill_relays, Traffic, check_moved, log_text, metric, no_sanitizer_report,  # noqa: E402
                             pid_gone, setup_udp, setup_v6, stop_cleanly, tls_allocate,
                             wait_gone, wait_log)
 
@@ -144,15 +144,7 @@ def main():
             no_sanitizer_report(c, log_text(relay))
     finally:
         traffic.stop_tx = traffic.stop_rx = True
-        for p in pids:
-            if not pid_gone(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if relay.proc.poll() is None:
-            relay.proc.kill()
-        relay.proc.wait(5)
+        kill_relays(relay, pids)
         peer.close()
         peer6.close()
         shutil.rmtree(tmp, ignore_errors=True)
