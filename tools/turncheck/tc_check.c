@@ -162,9 +162,11 @@ static bool step_connect(run *r)
         return true; /* nothing to say yet: the challenge shows whether anyone answers */
     if (r->u->proto == TC_TCP)
         return say(r, true, "connect", "%s/tcp", r->server_s);
-    return say(r, true, "connect", "%s/tls, %s, certificate %s", r->server_s,
-               tc_conn_tls_info(r->conn, tls, sizeof tls),
-               r->p->tls_verify ? "valid for the name" : "NOT checked (--insecure)");
+    if (!r->p->tls_verify)
+        return say(r, true, "connect", "%s/tls, %s, certificate NOT checked (--insecure)",
+                   r->server_s, tc_conn_tls_info(r->conn, tls, sizeof tls));
+    return say(r, true, "connect", "%s/tls, %s, certificate valid for '%s'", r->server_s,
+               tc_conn_tls_info(r->conn, tls, sizeof tls), r->u->host);
 }
 
 /* The cause of a failed transaction, worded for the operator. */

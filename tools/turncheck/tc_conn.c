@@ -24,6 +24,7 @@ struct tc_conn {
     tc_proto proto;
     int fd;
     SSL *ssl;
+    X509 *cert;               /* TLS: the server's leaf certificate, seen in verify_cb */
     size_t in_len;            /* stream: bytes buffered in in[] */
     uint8_t in[TC_FRAME_MAX]; /* stream: received, not yet handed out */
 };
@@ -55,6 +56,49 @@ static int wait_fd(int fd, short ev, uint64_t deadline_ms)
     }
 }
 
+/* The subjectAltName entries of the server's certificate, "DNS:a, IP:b", so
+ * a name mismatch says which names the server does have. */
+static const char *cert_names(X509 *x, char *out, size_t cap)
+{
+    GENERAL_NAMES *gn = x ? X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL) : NULL;
+    size_t used = 0;
+
+    snprintf(out, cap, "no subjectAltName");
+    for (int i = 0; gn && i < sk_GENERAL_NAME_num(gn) && used + 1 < cap; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gn, i);
+        char ip[INET6_ADDRSTRLEN] = "?";
+        int n = 0;
+        if (g->type == GEN_DNS)
+            n = snprintf(out + used, cap - used, "%sDNS:%.*s", used ? ", " : "",
+                         ASN1_STRING_length(g->d.dNSName),
+                         (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+        else if (g->type == GEN_IPADD) {
+            int l = ASN1_STRING_length(g->d.iPAddress);
+            if (l == 4 || l == 16)
+                inet_ntop(l == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.iPAddress),
+                          ip, sizeof ip);
+            n = snprintf(out + used, cap - used, "%sIP:%s", used ? ", " : "", ip);
+        }
+        if (n > 0)
+            used += (size_t)n < cap - used ? (size_t)n : cap - used - 1;
+    }
+    GENERAL_NAMES_free(gn);
+    return out;
+}
+
+/* Keeps the leaf certificate: after a failed verification OpenSSL does not
+ * hand it out any more, and the mismatch message wants its names. Changes
+ * no verdict. */
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    tc_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+    X509 *cert = X509_STORE_CTX_get_current_cert(x);
+    if (c && !c->cert && cert && X509_STORE_CTX_get_error_depth(x) == 0 && X509_up_ref(cert))
+        c->cert = cert;
+    return ok;
+}
+
 /* TLS handshake, bounded. On a verification failure the cause names what
  * did not match, since that is what an operator has to fix. */
 static int tls_handshake(tc_conn *c, const tc_conn_params *p, uint64_t deadline, char *why,
@@ -67,6 +111,8 @@ static int tls_handshake(tc_conn *c, const tc_conn_params *p, uint64_t deadline,
         snprintf(why, whylen, "TLS: cannot create a connection");
         return -1;
     }
+    SSL_set_app_data(c->ssl, c);
+    SSL_set_verify(c->ssl, SSL_get_verify_mode(c->ssl), verify_cb);
     /* RFC 6125: a name is checked against DNS SANs, an IP against IP SANs;
      * SNI carries names only (RFC 6066 s.3). */
     if (is_ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), p->host)
@@ -87,8 +133,11 @@ static int tls_handshake(tc_conn *c, const tc_conn_params *p, uint64_t deadline,
             return -1;
         }
         long v = SSL_get_verify_result(c->ssl);
-        if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH)
-            snprintf(why, whylen, "TLS name mismatch: the certificate is not for '%s'", p->host);
+        if (v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+            char names[200];
+            snprintf(why, whylen, "TLS name mismatch: the certificate is not for '%s' (it names %s)",
+                     p->host, cert_names(c->cert, names, sizeof names));
+        }
         else if (v != X509_V_OK)
             snprintf(why, whylen, "TLS: certificate verify failed: %s",
                      X509_verify_cert_error_string(v));
@@ -151,6 +200,7 @@ tc_conn *tc_conn_open(const tc_conn_params *p, char *why, size_t whylen)
     return c;
 
 out_close_fd:
+    X509_free(c->cert);
     SSL_free(c->ssl);
     close(c->fd);
 out_free:
@@ -166,6 +216,7 @@ void tc_conn_close(tc_conn *c)
         SSL_shutdown(c->ssl); /* best effort close_notify; no wait for the answer */
         SSL_free(c->ssl);
     }
+    X509_free(c->cert);
     close(c->fd);
     free(c);
 }
