@@ -3,7 +3,7 @@
 tsunagu-relay on 127.0.0.1 and against Debian's coturn.
 
 Passes: UDP, TCP and TLS URLs in one run, with a static user and with a
-TURN REST secret (--realm checked), --expect-ip matching, --json.
+TURN REST secret (--realm checked), --expect-ip matching, --json, IPv6.
 Fails, each with its exact line and exit status 1: a wrong password (401
 with the realm), a wrong secret, a port with nothing listening (UDP and
 TCP), a TLS certificate for another name (--ca), --expect-ip mismatch, a
@@ -82,8 +82,9 @@ def has_line(c, rc, out, line, name):
 def test_relay(c, tc, relay_exe, pki):
     tport = free_port(socket.SOCK_STREAM)
     relay = Relay(relay_exe, "--user", f"{USER}:{PASS}", "--auth-secret", SECRET,
-                  "--allow-peer", "127.0.0.2/32", "--tls-listen", f"127.0.0.1:{tport}",
-                  "--cert", os.path.join(pki, "good.pem"), "--key", os.path.join(pki, "good.key"))
+                  "--allow-peer", "127.0.0.2/32", "--allow-peer", "::1/128", "--tls-listen", f"127.0.0.1:{tport}",
+                  "--cert", os.path.join(pki, "good.pem"), "--key", os.path.join(pki, "good.key"),
+                  v6=True)
     wport = free_port(socket.SOCK_STREAM)
     wrong = Relay(relay_exe, "--user", f"{USER}:{PASS}", "--allow-peer", "127.0.0.2/32",
                   "--tls-listen", f"127.0.0.1:{wport}",
@@ -101,6 +102,11 @@ def test_relay(c, tc, relay_exe, pki):
                          "--expect-ip", "127.0.0.1", *PEER, *ca)
         all_ok(c, rc, out, "REST secret, --realm, --expect-ip: udp, tcp and tls pass", 3)
         c.ok(':turncheck"' in out, "REST username is EXPIRY:turncheck", out)
+
+        rc, out, _ = run(tc, f"turn:[::1]:{relay.port6}", f"turn:[::1]:{relay.port6}?transport=tcp",
+                         "--user", f"{USER}:{PASS}")
+        all_ok(c, rc, out, "IPv6: udp and tcp pass (an IPv6 peer gets an IPv6 allocation)", 2)
+        c.ok("relayed [::1]:" in out, "IPv6: relayed on ::1", out)
 
         rc, out, _ = run(tc, urls[0], "--user", f"{USER}:{PASS}", *PEER, "--json")
         objs = [json.loads(ln) for ln in out.splitlines()]

@@ -223,11 +223,39 @@ static bool step_challenge(run *r)
     return say(r, true, "challenge", "401 with realm \"%s\" and a nonce", res.realm);
 }
 
+static bool open_peer(run *r)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (r->p->peer_ip)
+        r->peer = *r->p->peer_ip;
+    else
+        tc_conn_local(r->conn, &r->peer);
+    r->peer.port = 0;
+    sl = rtc_addr_to_sockaddr(&r->peer, &ss);
+    rtc_addr_format(&r->peer, false, r->peer_s);
+    r->peer_fd = socket(r->peer.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (r->peer_fd < 0 || bind(r->peer_fd, (struct sockaddr *)&ss, sl))
+        return say(r, false, "allocate", "cannot bind the peer socket to %s: %s", r->peer_s,
+                   strerror(errno));
+    sl = sizeof ss;
+    getsockname(r->peer_fd, (struct sockaddr *)&ss, &sl);
+    rtc_addr_from_sockaddr(&r->peer, (struct sockaddr *)&ss);
+    rtc_addr_format(&r->peer, true, r->peer_s);
+    return true;
+}
+
+/* Authenticated Allocate. The peer socket is opened first: the relayed
+ * address must be of the peer's family (an IPv4 allocation cannot reach an
+ * IPv6 peer, 443), so an IPv6 peer asks for an IPv6 relayed address. */
 static bool step_allocate(run *r)
 {
     tc_req rq = {.method = STN_ALLOCATE, .auth = true, .transport_udp = true};
     tc_result res;
     char mapped[RTC_ADDR_STRLEN] = "none";
+    if (!open_peer(r))
+        return false;
+    rq.family_v6 = r->peer.family == AF_INET6;
     tc_turn_transact(r->turn, &rq, &res);
     if (res.status != TC_R_SUCCESS)
         return fail_result(r, "allocate", &res);
@@ -265,34 +293,10 @@ static bool step_relayed(run *r)
                rtc_addr_scope_name(ss));
 }
 
-static bool open_peer(run *r)
-{
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    if (r->p->peer_ip)
-        r->peer = *r->p->peer_ip;
-    else
-        tc_conn_local(r->conn, &r->peer);
-    r->peer.port = 0;
-    sl = rtc_addr_to_sockaddr(&r->peer, &ss);
-    rtc_addr_format(&r->peer, false, r->peer_s);
-    r->peer_fd = socket(r->peer.family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (r->peer_fd < 0 || bind(r->peer_fd, (struct sockaddr *)&ss, sl))
-        return say(r, false, "permission", "cannot bind the peer socket to %s: %s", r->peer_s,
-                   strerror(errno));
-    sl = sizeof ss;
-    getsockname(r->peer_fd, (struct sockaddr *)&ss, &sl);
-    rtc_addr_from_sockaddr(&r->peer, (struct sockaddr *)&ss);
-    rtc_addr_format(&r->peer, true, r->peer_s);
-    return true;
-}
-
 static bool step_permission(run *r)
 {
     tc_req rq = {.method = STN_CREATE_PERMISSION, .auth = true, .peer = &r->peer};
     tc_result res;
-    if (!open_peer(r))
-        return false;
     tc_turn_transact(r->turn, &rq, &res);
     if (res.status != TC_R_SUCCESS)
         return fail_result(r, "permission", &res);

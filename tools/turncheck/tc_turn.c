@@ -50,6 +50,10 @@ static int build(tc_turn *t, const tc_req *rq, const uint8_t tid[STN_TID_LEN], u
         static const uint8_t udp[4] = {17, 0, 0, 0}; /* RFC 8656 s.18.6 */
         stn_build_attr(&b, STN_A_REQUESTED_TRANSPORT, udp, sizeof udp);
     }
+    if (rq->family_v6) {
+        static const uint8_t v6[4] = {0x02, 0, 0, 0}; /* RFC 8656 s.18.10 */
+        stn_build_attr(&b, STN_A_REQUESTED_ADDRESS_FAMILY, v6, sizeof v6);
+    }
     if (rq->channel)
         stn_build_channel(&b, rq->channel);
     if (rq->peer)

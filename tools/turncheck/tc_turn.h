@@ -60,6 +60,7 @@ typedef struct {
     uint16_t method;
     bool auth;               /* USERNAME/REALM/NONCE/MESSAGE-INTEGRITY */
     bool transport_udp;      /* REQUESTED-TRANSPORT UDP (Allocate) */
+    bool family_v6;          /* REQUESTED-ADDRESS-FAMILY IPv6 (RFC 6156 s.4.1) */
     const rtc_addr *peer;    /* XOR-PEER-ADDRESS */
     uint16_t channel;        /* CHANNEL-NUMBER */
     bool has_lifetime;
