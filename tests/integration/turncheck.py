@@ -7,7 +7,8 @@ TURN REST secret (--realm checked), --expect-ip matching, --json, IPv6.
 Fails, each with its exact line and exit status 1: a wrong password (401
 with the realm), a wrong secret, a port with nothing listening (UDP and
 TCP), a TLS certificate for another name (--ca), --expect-ip mismatch, a
-peer the relay's policy refuses (no --peer-ip on loopback). Bad usage: 2.
+peer the relay's policy refuses (no --peer-ip on loopback), an advertised
+address the relay does not send from (--external-ip). Bad usage: 2.
 coturn (turnserver) passes over UDP and TCP.
 
 The relay denies loopback peers by default; like the other tests it is
@@ -151,6 +152,23 @@ def test_relay(c, tc, relay_exe, pki):
         wrong.stop()
 
 
+def test_nat(c, tc, relay_exe):
+    """--external-ip naming an address the relay does not send from: what a
+    client sees behind a NAT that rewrites the relay's source."""
+    relay = Relay(relay_exe, "--user", f"{USER}:{PASS}", "--allow-peer", "127.0.0.2/32",
+                  "--external-ip", "127.0.0.5/127.0.0.1", relay_ip=False)
+    try:
+        rc, out, _ = run(tc, f"turn:127.0.0.1:{relay.port}", "--user", f"{USER}:{PASS}", *PEER)
+        last = steps(out)[-1]
+        c.ok(rc == 1 and last.startswith("FAIL send-to-peer: the data reached the peer from "
+                                          "127.0.0.1:") and
+             last.endswith("(a NAT in front of the relay? set its --external-ip)") and
+             "not from the relayed address 127.0.0.5:" in last,
+             "advertised address the relay does not send from: the NAT line", out)
+    finally:
+        relay.stop()
+
+
 def test_nothing_listening(c, tc):
     up, tp = free_port(), free_port(socket.SOCK_STREAM)
     rc, out, _ = run(tc, f"turn:127.0.0.1:{up}", "--user", "a:b", "--timeout-ms", "1000")
@@ -236,6 +254,7 @@ def main():
         test_usage(c, tc)
         test_nothing_listening(c, tc)
         test_relay(c, tc, relay_exe, pki)
+        test_nat(c, tc, relay_exe)
         test_coturn(c, tc)
     return c.done()
 
