@@ -325,8 +325,10 @@ long tc_conn_recv(tc_conn *c, uint8_t *buf, size_t cap, uint64_t deadline_ms)
     for (;;) {
         if (c->proto == TC_UDP) {
             ssize_t n = recv(c->fd, buf, cap, 0);
-            if (n >= 0)
-                return n ? n : RTC_EMSG;
+            if (n > 0)
+                return n;
+            if (n == 0) /* an empty datagram carries nothing: wait for the next */
+                continue;
             if (errno != EAGAIN && errno != EINTR)
                 return -errno; /* -ECONNREFUSED: ICMP port unreachable */
         } else {

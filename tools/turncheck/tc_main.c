@@ -180,6 +180,6 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_urls; i++)
         ok &= tc_check_url(&p, &urls[i]);
     rtc_tls_ctx_free(p.tls);
-    memset(pass, 0, sizeof pass);
+    explicit_bzero(pass, sizeof pass);
     return ok ? 0 : 1;
 }

@@ -24,9 +24,8 @@ void tc_turn_init(tc_turn *t, tc_conn *c, const char *user, const char *pass, in
 
 void tc_turn_dispose(tc_turn *t)
 {
-    /* the key stands for the password: wipe it like rtc_secret would */
-    memset(t->key, 0, sizeof t->key);
-    __asm__ __volatile__("" : : "r"(t->key) : "memory");
+    /* the key stands for the password: wipe it as rtc_secret would */
+    explicit_bzero(t->key, sizeof t->key);
     t->have_key = false;
 }
 
