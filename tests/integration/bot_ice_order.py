@@ -16,9 +16,13 @@ Without --relay-only the bot gathers host candidates while its call object
 is made, which is what went out first before the fix. --stun fake hands out a
 stun: URL of a STUN server in this script: the bot must send it Binding
 requests and name it in its log; with --relay-only the bot must send no
-Binding request at all and signal only relay candidates. (libnice 0.1.21 sends
+Binding request at all and signal only relay candidates. libnice 0.1.21 sends
 its srflx Binding requests in RFC 3489 form, without the magic cookie; the
-script counts them. A srflx candidate is not asserted: see docs/bot.md.)
+script answers them in that form (MAPPED-ADDRESS 192.0.2.1, TEST-NET-1, as a
+NAT would). --no-turn (only the stun: URL handed out): the bot must signal a
+srflx candidate 192.0.2.1 with raddr 127.0.0.1. With a TURN server on the
+agent too, libnice 0.1.21 rejects that answer ("failed slow validation"), so
+there the srflx candidate is not asserted (docs/bot.md).
 --stun relay hands out stun: on the relay's own listener.
 
 usage: bot_ice_order.py --bot PATH --case answer|offer [--relay-only]
@@ -46,8 +50,8 @@ MAPPED = "192.0.2.1"
 
 class FakeStun:
     """A STUN server on 127.0.0.1 that counts Binding requests and answers
-    those in RFC 8489 form with XOR-MAPPED-ADDRESS 192.0.2.1:<the client's
-    port> (and FINGERPRINT)."""
+    with the mapped address 192.0.2.1:<the client's port>: XOR-MAPPED-ADDRESS
+    (and FINGERPRINT) in RFC 8489 form, MAPPED-ADDRESS in RFC 3489 form."""
 
     def __init__(self):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -73,10 +77,12 @@ class FakeStun:
             self.requests += 1
             if raw[4:8] != struct.pack("!I", rs.MAGIC):
                 # RFC 3489 form (no magic cookie, a 16-byte transaction ID):
-                # what libnice 0.1.21 sends for srflx discovery. Counted, not
-                # answered: an answer in that form (MAPPED-ADDRESS, with or
-                # without FINGERPRINT) was not taken by libnice here.
+                # what libnice 0.1.21 sends for srflx discovery. Answered as
+                # RFC 8489 s.12.2 says: the ID copied, MAPPED-ADDRESS.
                 self.classic += 1
+                ma = struct.pack("!BBH", 0, 1, src[1]) + socket.inet_aton(MAPPED)
+                self.sock.sendto(struct.pack("!HH", 0x0101, 4 + len(ma)) + raw[4:20] +
+                                 struct.pack("!HH", 0x0001, len(ma)) + ma, src)
                 continue
             m = rs.Msg(raw)
             out, _ = rs.build(1, 2, [(rs.A_XOR_MAPPED, rs.xor_addr(MAPPED, src[1], m.tid))],
@@ -153,6 +159,8 @@ def main():
     ap.add_argument("--case", choices=["answer", "offer"], required=True)
     ap.add_argument("--relay-only", action="store_true")
     ap.add_argument("--stun", choices=["none", "fake", "relay"], default="none")
+    ap.add_argument("--no-turn", action="store_true",
+                    help="signaling hands out only the stun: URL: the srflx candidate must come")
     a = ap.parse_args()
     checks = 0
     fake = FakeStun() if a.stun == "fake" else None
@@ -164,7 +172,10 @@ def main():
                 extra = ["stun:127.0.0.1:%d" % fake.port]
             elif a.stun == "relay":
                 extra = ["stun:127.0.0.1:%d" % st.turn_port]
-            url = st.start_signal(turn, extra_urls=extra)
+            if a.no_turn:
+                url = st.start_signal(extra[0])
+            else:
+                url = st.start_signal(turn, extra_urls=extra)
             room = "order%d" % os.getpid()
             argv = [a.bot, "--signal", url, "--room", room, "--duration", "20",
                     "--setup-timeout", "20", "--log-level", "info"]
@@ -194,7 +205,9 @@ def main():
                 fail("no candidates or no end-of-candidates after the %s" % want)
             checks += 1
             kinds = set(c.split()[1] for c in cands)
-            if a.relay_only and kinds != {"relay"}:
+            if a.no_turn and not a.relay_only:
+                pass
+            elif a.relay_only and kinds != {"relay"}:
                 fail("relay only, but candidates of kinds %s" % sorted(kinds))
             if not a.relay_only and "host" not in kinds:
                 fail("no host candidate without --relay-only: %s" % sorted(kinds))
@@ -215,7 +228,10 @@ def main():
                         fail("the bot sent no Binding request to its stun: server")
                     if "STUN server 127.0.0.1:%d" % fake.port not in log:
                         fail("the log does not name the STUN server in use")
-                    if srflx and not any(" %s " % MAPPED in s for s in srflx):
+                    has = any(" %s " % MAPPED in s and "raddr 127.0.0.1" in s for s in srflx)
+                    if a.no_turn and not has:
+                        fail("no srflx candidate with the mapped address %s" % MAPPED)
+                    if srflx and not has:
                         fail("srflx candidates without the mapped address %s" % MAPPED)
                 checks += 2
             if a.stun == "relay" and not a.relay_only:
