@@ -30,6 +30,12 @@ struct bot_call {
     const char *end_reason;
     bot_turn turn[BOT_ICE_MAX_TURN];
     size_t n_turn;
+    bot_stun stun[BOT_ICE_MAX_TURN];
+    size_t n_stun;
+    /* Local candidate payloads held until our description is out (JSEP
+     * order: a candidate belongs to a description the peer must have
+     * first); NULL once it has been sent. */
+    json_t *held;
 
     bot_ice *ice;
     bot_dtls *dtls;
@@ -40,7 +46,7 @@ struct bot_call {
     const char *srtp_name;
     char selected[48];
     /* Kept after the agent is gone, for the report. */
-    char relay_transport[8], tls_desc[128], turn_error[400], why[600];
+    char relay_transport[8], tls_desc[128], turn_error[400], why[600], stun_desc[340];
     unsigned tls_sessions;
 
     uint32_t ssrc;
@@ -93,11 +99,17 @@ static gboolean on_setup_timeout(gpointer ud)
     return G_SOURCE_REMOVE;
 }
 
+/* Our offer or answer, then the candidates gathered meanwhile, in order. */
 static void send_description(bot_call *c, const char *type, const char *sdp)
 {
-    json_t *d = json_pack("{s:{s:s,s:s}}", "description", "type", type, "sdp", sdp);
+    json_t *d = json_pack("{s:{s:s,s:s}}", "description", "type", type, "sdp", sdp), *h = c->held;
+    size_t i;
     if (d)
         c->cbs.send(c->cbs.ud, c, d);
+    c->held = NULL;
+    json_array_foreach(h, i, d)
+        c->cbs.send(c->cbs.ud, c, json_incref(d));
+    json_decref(h);
 }
 
 /* --- ICE callbacks --- */
@@ -111,7 +123,11 @@ static void ice_candidate(void *ud, const char *cand)
                       "sdpMLineIndex", 0);
     else
         d = json_pack("{s:n}", "candidate");
-    if (d)
+    if (!d)
+        return;
+    if (c->held)
+        json_array_append_new(c->held, d);
+    else
         c->cbs.send(c->cbs.ud, c, d);
 }
 
@@ -251,6 +267,9 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
     c->n_turn = p->n_turn > BOT_ICE_MAX_TURN ? BOT_ICE_MAX_TURN : p->n_turn;
     if (c->n_turn)
         memcpy(c->turn, p->turn, c->n_turn * sizeof *c->turn);
+    c->n_stun = p->n_stun > BOT_ICE_MAX_TURN ? BOT_ICE_MAX_TURN : p->n_stun;
+    if (c->n_stun)
+        memcpy(c->stun, p->stun, c->n_stun * sizeof *c->stun);
     c->t0_us = p->t0_us ? p->t0_us : rtc_clock_mono_us();
     c->pt = 111;
     c->end_reason = "";
@@ -260,18 +279,27 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
         goto out_free;
     c->seq &= 0x7fff; /* RFC 3550 s.5.1 suggests random; keep room before a wrap */
     c->dec = bot_audio_dec_new();
-    if (!c->label || !c->peer || !c->dec)
+    c->held = json_array();
+    if (!c->label || !c->peer || !c->dec || !c->held)
         goto out_free;
     icb.ud = c;
     ip.controlling = p->offerer;
     ip.relay_only = env->relay_only;
     ip.turn = c->turn;
     ip.n_turn = c->n_turn;
+    ip.stun = c->stun;
+    ip.n_stun = c->n_stun;
     ip.tls = env->tls;
     c->ice = bot_ice_new(&ip, &icb);
     if (!c->ice)
         goto out_free;
     snprintf(c->relay_transport, sizeof c->relay_transport, "%s", bot_ice_relay_transport(c->ice));
+    snprintf(c->stun_desc, sizeof c->stun_desc, "%s", bot_ice_stun_server(c->ice));
+    if (c->stun_desc[0])
+        RTC_LOG(RTC_LOG_INFO, c->label, "STUN server %s", c->stun_desc);
+    else if (c->n_stun)
+        RTC_LOG(RTC_LOG_INFO, c->label, "no STUN server used (%s)",
+                env->relay_only ? "relay only" : "none resolves to IPv4");
     c->st = BOT_CALL_SIGNALING;
     c->setup_timer = bot_timer_new(env->setup_timeout_ms ? env->setup_timeout_ms : 30000,
                                    on_setup_timeout, c);
@@ -288,6 +316,7 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
 out_ice:
     bot_ice_free(c->ice);
 out_free:
+    json_decref(c->held);
     bot_audio_dec_free(c->dec);
     free(c->label);
     free(c->peer);
@@ -493,6 +522,7 @@ void bot_call_free(bot_call *c)
     if (!c)
         return;
     bot_call_stop(c, "freed");
+    json_decref(c->held);
     bot_audio_dec_free(c->dec);
     bot_stats_dispose(&c->stats);
     free(c->label);
@@ -529,6 +559,7 @@ void bot_call_info_get(const bot_call *c, bot_call_info *o)
     o->tls_sessions = c->ice ? bot_ice_tls_sessions(c->ice) : c->tls_sessions;
     o->tls = c->ice ? bot_ice_tls_desc(c->ice) : c->tls_desc;
     o->turn_error = c->turn_error;
+    o->stun_server = c->stun_desc;
     o->media = c->t_media_us != 0;
     o->setup_ms = c->t_media_us ? (double)(c->t_media_us - c->t0_us) / 1000.0 : -1;
     o->loss_pct = bot_stats_loss_pct(&c->stats);

@@ -2,7 +2,10 @@
  * terms. Owns the ICE agent, the DTLS handshake, the SRTP session, the Opus
  * decoder and the statistics; speaks the DESIGN.md call convention through
  * the signal payloads its owner relays ({"description":..},
- * {"candidate":..}, {"candidate":null}).
+ * {"candidate":..}, {"candidate":null}). Local candidates go out only
+ * after our description (offer or answer): gathering starts when the call
+ * is made, and a peer that does not buffer early candidates drops them
+ * ("InvalidStateError: No remoteDescription" in browsers).
  *
  * States: NEW -> SIGNALING (offer/answer) -> CONNECTING (ICE) -> SECURING
  * (DTLS) -> MEDIA -> ENDED. A call ends on ICE or DTLS failure, a set-up
@@ -53,6 +56,8 @@ typedef struct {
     bool offerer;
     const bot_turn *turn;  /* copied */
     size_t n_turn;
+    const bot_stun *stun;  /* copied; the first usable one is used (bot_ice.h) */
+    size_t n_stun;
     const char *label;     /* for logs and reports, copied */
     const char *peer;      /* peer id, copied */
     uint64_t t0_us;        /* set-up time is measured from here */
@@ -79,6 +84,7 @@ typedef struct {
     unsigned tls_sessions; /* TLS handshakes with turns: servers that completed */
     const char *tls;       /* "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" */
     const char *turn_error; /* last TURN-over-TLS failure, or "" */
+    const char *stun_server; /* "ADDR:PORT (stun:HOST:PORT)" in use, or "" */
     bool media;            /* got at least one decoded packet */
     double setup_ms;       /* -1 if no media */
     double loss_pct, jitter_ms, rtt_ms, mos;

@@ -4,7 +4,10 @@
  * binds to the first real interface, so an Allocate sent to 127.0.0.1 leaves
  * through that interface and never arrives (notes/native-client.md). When a
  * TURN server resolves to loopback we add 127.0.0.1 as the only local
- * address before gathering. */
+ * address before gathering (the same for a loopback STUN server).
+ *
+ * STUN: one stun: server per agent (libnice's stun-server property), used
+ * for server-reflexive candidates unless the agent is relay only. */
 #include "bot_ice.h"
 
 #include <netdb.h>
@@ -32,6 +35,7 @@ struct bot_ice {
     char *pending[MAX_PENDING]; /* remote candidates before credentials */
     size_t n_pending;
     char selected[32];
+    char stun_desc[340];        /* the STUN server in use, for logs and reports */
     bot_ice_state st;
     int n_turn_udp, n_turn_tcp, n_turn_tls; /* relays configured, by transport to the server */
     bool relay_only;
@@ -49,12 +53,12 @@ struct bot_ice {
 
 /* Numeric address for libnice (it does not resolve names). Blocking
  * getaddrinfo: called once per call set-up, never on the media path. */
-static bool resolve(const char *host, char *out, size_t cap, bool *loopback)
+static bool resolve(const char *host, int family, char *out, size_t cap, bool *loopback)
 {
     struct addrinfo hints, *res = NULL;
     bool ok = false;
     memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
+    hints.ai_family = family;
     hints.ai_socktype = SOCK_DGRAM;
     if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
         return false;
@@ -188,8 +192,9 @@ static uint16_t start_forwarder(bot_ice *ice, const bot_ice_params *p, const bot
 
 /* Local addresses: libnice skips loopback, so a loopback TURN server (or
  * our own forwarder) needs 127.0.0.1 / ::1 added by hand; once any address
- * is added libnice uses only those, so when a forwarder stands for a remote
- * server and direct paths are allowed, the real interfaces go in too. */
+ * is added libnice uses only those, so when a remote server is reached
+ * directly (TURN, STUN) or a forwarder stands for one and direct paths are
+ * allowed, the real interfaces go in too. */
 static void add_local_addresses(bot_ice *ice, bool lo4, bool lo6, bool others)
 {
     for (int v = 0; v < 2; v++) {
@@ -212,10 +217,36 @@ static void add_local_addresses(bot_ice *ice, bool lo4, bool lo6, bool others)
     }
 }
 
+/* Server-reflexive candidates (RFC 8445 s.5.1.1.2): libnice takes one STUN
+ * server per agent (its stun-server / stun-server-port properties, a
+ * numeric address), so the first stun: URL that resolves to IPv4 is used;
+ * the local addresses are IPv4 (a loopback TURN server adds only
+ * 127.0.0.1), and libnice asks a STUN server only from host candidates of
+ * its own family. Relay only: no STUN at all (force-relay would ignore it
+ * anyway). Returns whether one is used; *lo says whether it is on loopback. */
+static bool set_stun_server(bot_ice *ice, const bot_ice_params *p, bool *lo)
+{
+    for (size_t i = 0; i < p->n_stun && !p->relay_only; i++) {
+        char ip[64];
+        if (!resolve(p->stun[i].host, AF_INET, ip, sizeof ip, lo)) {
+            RTC_LOG(RTC_LOG_INFO, "ice", "stun:%s:%u skipped: no IPv4 address", p->stun[i].host,
+                    p->stun[i].port);
+            continue;
+        }
+        g_object_set(ice->agent, "stun-server", ip, "stun-server-port", (guint)p->stun[i].port,
+                     NULL);
+        snprintf(ice->stun_desc, sizeof ice->stun_desc, "%s:%u (stun:%s:%u)", ip,
+                 p->stun[i].port, p->stun[i].host, p->stun[i].port);
+        return true;
+    }
+    return false;
+}
+
 bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
 {
     bot_ice *ice = calloc(1, sizeof *ice);
-    bool need_lo4 = false, need_lo6 = false, fwd_remote = false;
+    bool need_lo4 = false, need_lo6 = false, fwd_remote = false, turn_remote = false;
+    bool stun_used, stun_lo = false;
     gchar *uf = NULL, *pw = NULL;
 
     if (!ice)
@@ -236,7 +267,7 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
     for (size_t i = 0; i < p->n_turn; i++) {
         char ip[64];
         bool lo = false;
-        if (!resolve(p->turn[i].host, ip, sizeof ip, &lo)) {
+        if (!resolve(p->turn[i].host, AF_UNSPEC, ip, sizeof ip, &lo)) {
             RTC_LOG(RTC_LOG_WARN, "ice", "cannot resolve TURN host %s", p->turn[i].host);
             continue;
         }
@@ -260,6 +291,8 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             need_lo6 = true;
         else if (lo)
             need_lo4 = true;
+        else
+            turn_remote = true;
         if (p->turn[i].tcp)
             ice->n_turn_tcp++;
         else
@@ -268,7 +301,13 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
                                   p->turn[i].pass,
                                   p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP);
     }
-    add_local_addresses(ice, need_lo4, need_lo6, fwd_remote && !p->relay_only);
+    /* A loopback STUN server needs 127.0.0.1 like a loopback TURN server;
+     * when loopback is added for one server, a remote one (TURN, STUN, or
+     * the real server behind a TLS forwarder) needs the real interfaces too. */
+    stun_used = set_stun_server(ice, p, &stun_lo);
+    need_lo4 |= stun_used && stun_lo;
+    add_local_addresses(ice, need_lo4, need_lo6,
+                        (fwd_remote && !p->relay_only) || turn_remote || (stun_used && !stun_lo));
     g_signal_connect(ice->agent, "new-candidate-full", G_CALLBACK(on_new_candidate), ice);
     g_signal_connect(ice->agent, "candidate-gathering-done", G_CALLBACK(on_gathering_done), ice);
     g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
@@ -323,6 +362,8 @@ void bot_ice_free(bot_ice *ice)
 const char *bot_ice_ufrag(const bot_ice *ice) { return ice->ufrag; }
 const char *bot_ice_pwd(const bot_ice *ice) { return ice->pwd; }
 const char *bot_ice_selected(const bot_ice *ice) { return ice->selected[0] ? ice->selected : "-"; }
+
+const char *bot_ice_stun_server(const bot_ice *ice) { return ice->stun_desc; }
 
 const char *bot_ice_relay_transport(const bot_ice *ice)
 {

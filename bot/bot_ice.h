@@ -29,6 +29,18 @@ typedef struct {
  * transport=udp (DTLS), RTC_EMSG when malformed. */
 int bot_turn_parse_url(const char *url, bot_turn *out);
 
+/* One STUN server from a `stun:` URL (RFC 7064): where server-reflexive
+ * candidates are learnt. */
+typedef struct {
+    char host[256];
+    uint16_t port;
+} bot_stun;
+
+/* Parse "stun:host[:port]" (port default 3478; IPv6 in brackets).
+ * RTC_EUNSUP for stuns: (STUN over TLS), RTC_EMSG for anything else that
+ * is not a well-formed stun: URL. */
+int bot_stun_parse_url(const char *url, bot_stun *out);
+
 typedef enum { BOT_ICE_GATHERING, BOT_ICE_CONNECTING, BOT_ICE_READY, BOT_ICE_FAILED } bot_ice_state;
 
 typedef struct {
@@ -51,6 +63,11 @@ typedef struct {
     bool relay_only;  /* only relayed candidates (libnice force-relay) */
     const bot_turn *turn;
     size_t n_turn;
+    /* stun: servers in the order given: libnice takes one STUN server per
+     * agent, so the first that resolves to an IPv4 address is used (none
+     * when relay_only). */
+    const bot_stun *stun;
+    size_t n_stun;
     const struct bot_tls_ctx *tls; /* for turns: servers; NULL: they are skipped */
 } bot_ice_params;
 
@@ -81,6 +98,8 @@ int bot_ice_send(bot_ice *ice, const uint8_t *buf, size_t len);
  * server used the same transport: "relay/udp (TURN over TCP)",
  * "relay/udp (TURN over TLS)". */
 const char *bot_ice_selected(const bot_ice *ice);
+/* "ADDR:PORT (stun:HOST:PORT)" of the STUN server this agent uses, or "". */
+const char *bot_ice_stun_server(const bot_ice *ice);
 /* "udp", "tcp", "tls", "mixed" (several kinds configured: libnice does not
  * say which server a relayed candidate came from) or "" (no TURN). */
 const char *bot_ice_relay_transport(const bot_ice *ice);

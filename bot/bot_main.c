@@ -88,6 +88,8 @@ typedef struct member {
     struct member *partner; /* load mode: the other member of the pair */
     bot_turn turn[BOT_ICE_MAX_TURN];
     size_t n_turn;
+    bot_stun stun[BOT_ICE_MAX_TURN];
+    size_t n_stun;
     uint64_t t_join_us;
     GHashTable *by_peer;   /* peer id -> leg* (owned by app->legs) */
 } member;
@@ -99,6 +101,7 @@ typedef struct leg {
     bot_worker *w;
     char peer[128], label[96];
     bot_turn turn[BOT_ICE_MAX_TURN];
+    bot_stun stun[BOT_ICE_MAX_TURN];
     bot_call_params p;
     bot_call *call;
 } leg;
@@ -270,6 +273,9 @@ static leg *start_call(member *m, const char *peer, bool offerer, uint64_t t0)
     l->p.offerer = offerer;
     l->p.turn = l->turn;
     l->p.n_turn = m->n_turn;
+    memcpy(l->stun, m->stun, sizeof l->stun);
+    l->p.stun = l->stun;
+    l->p.n_stun = m->n_stun;
     l->p.label = l->label;
     l->p.peer = l->peer;
     l->p.t0_us = t0;
@@ -279,12 +285,28 @@ static leg *start_call(member *m, const char *peer, bool offerer, uint64_t t0)
     return l;
 }
 
-/* iceServers: [{"urls": "turn:.." | ["turn:..", ..], "username", "credential"}] */
+/* A stun: URL: kept in order (the call uses the first that resolves to
+ * IPv4, bot_ice.h); stuns: and malformed ones are left out, saying why. */
+static void take_stun_url(member *m, const char *url)
+{
+    bot_stun s;
+    int rc = bot_stun_parse_url(url, &s);
+    if (rc) {
+        RTC_LOG(RTC_LOG_WARN, m->label, "skipping ICE server %s: %s", url,
+                rc == RTC_EUNSUP ? "not supported (STUN over TLS)" : "malformed");
+        return;
+    }
+    if (m->n_stun < BOT_ICE_MAX_TURN)
+        m->stun[m->n_stun++] = s;
+}
+
+/* iceServers: [{"urls": "turn:.." | ["turn:..", "stun:..", ..], "username", "credential"}] */
 static void take_ice_servers(member *m, json_t *servers)
 {
     size_t i, k;
     json_t *s;
     m->n_turn = 0;
+    m->n_stun = 0;
     json_array_foreach(servers, i, s) {
         json_t *urls = json_object_get(s, "urls"), *u;
         const char *user = json_string_value(json_object_get(s, "username"));
@@ -294,15 +316,19 @@ static void take_ice_servers(member *m, json_t *servers)
             bot_turn t;
             const char *url = json_string_value(u);
             int rc;
-            if (!url || m->n_turn == BOT_ICE_MAX_TURN)
+            if (!url)
+                continue;
+            if (!strncmp(url, "stun", 4)) {
+                take_stun_url(m, url);
+                continue;
+            }
+            if (m->n_turn == BOT_ICE_MAX_TURN)
                 continue;
             rc = bot_turn_parse_url(url, &t);
             if (rc) {
-                /* stun: is expected (we only relay); say why anything else is left out */
-                if (strncmp(url, "stun", 4))
-                    RTC_LOG(RTC_LOG_WARN, m->label, "skipping ICE server %s: %s", url,
-                            rc == RTC_EUNSUP ? "not supported (turns: needs ?transport=tcp)"
-                                             : "malformed");
+                RTC_LOG(RTC_LOG_WARN, m->label, "skipping ICE server %s: %s", url,
+                        rc == RTC_EUNSUP ? "not supported (turns: needs ?transport=tcp)"
+                                         : "malformed");
                 continue;
             }
             snprintf(t.user, sizeof t.user, "%s", user ? user : "");
@@ -313,6 +339,11 @@ static void take_ice_servers(member *m, json_t *servers)
     }
     if (m->n_turn == 0)
         RTC_LOG(RTC_LOG_WARN, m->label, "no usable turn: URL in joined.iceServers");
+    if (m->n_stun && m->app->conf.relay_only)
+        RTC_LOG(RTC_LOG_INFO, m->label, "relay only: %zu stun: URL(s) not used", m->n_stun);
+    else if (m->n_stun)
+        RTC_LOG(RTC_LOG_INFO, m->label, "%zu stun: URL(s), the first stun:%s:%u; each call "
+                "uses the first that resolves to IPv4", m->n_stun, m->stun[0].host, m->stun[0].port);
 }
 
 static member *member_new(app *a, const char *room, int pair, const char *label);
@@ -327,8 +358,8 @@ static void sig_joined(void *ud, const char *id, json_t *msg)
     free(m->id);
     m->id = strdup(id);
     take_ice_servers(m, json_object_get(msg, "iceServers"));
-    RTC_LOG(RTC_LOG_INFO, m->label, "joined as %s, %zu peers, %zu TURN servers", id,
-            json_array_size(json_object_get(msg, "peers")), m->n_turn);
+    RTC_LOG(RTC_LOG_INFO, m->label, "joined as %s, %zu peers, %zu TURN servers, %zu STUN", id,
+            json_array_size(json_object_get(msg, "peers")), m->n_turn, m->n_stun);
     /* The later joiner calls everyone already there (call convention). */
     json_array_foreach(json_object_get(msg, "peers"), i, p) {
         const char *pid = json_string_value(json_object_get(p, "id"));

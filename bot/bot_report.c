@@ -136,6 +136,7 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
             json_object_set_new(o, "tls_sessions", json_integer(c->tls_sessions));
             json_object_set_new(o, "tls", json_string(c->tls ? c->tls : ""));
             json_object_set_new(o, "turn_error", json_string(c->turn_error ? c->turn_error : ""));
+            json_object_set_new(o, "stun_server", json_string(c->stun_server ? c->stun_server : ""));
         }
     }
     json_object_set_new(root, "turn_tls_verify", json_string(run->turn_tls_verify ? run->turn_tls_verify : ""));

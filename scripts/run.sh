@@ -30,7 +30,10 @@ trap cleanup EXIT INT TERM
 setsid build/relay/tsunagu-relay --listen "127.0.0.1:$tport" --relay-ip 127.0.0.1 \
   --auth-secret "$secret" --metrics-listen "127.0.0.1:$mport" &
 relay_pgid=$!
-build/signaling/tsunagu-signal --listen "127.0.0.1:$sport" \
+# stun: on the relay's own listener (it answers Binding requests) next to the
+# turn: URLs: clients learn their server-reflexive address and call directly
+# when they can, so the relay carries only the calls that need it.
+build/signaling/tsunagu-signal --listen "127.0.0.1:$sport" --turn-url "stun:127.0.0.1:$tport" \
   --turn-url "turn:127.0.0.1:$tport" --turn-url "turn:127.0.0.1:$tport?transport=tcp" \
   --turn-secret "$secret" &
 sig_pid=$!

@@ -10,17 +10,40 @@ server's own counters show at least the packets the bots received.
 tsunagu-signal get SIGHUP every S seconds during the calls; each must log
 every reload, and the calls must still have zero loss.
 
+--stun: signaling also hands out stun: on the relay's own listener (which
+answers Binding requests: checked here too). Each leg must report the relay as
+its STUN server, except with --relay-only, where no STUN server is used and the
+path must still be relayed; without --relay-only the path must not be relayed.
+
 --drop-every K (measurement honesty): each sender skips every K-th RTP
 packet on purpose (the bot's testing flag) and counts it; each receiver's
 reported loss must match what its peer dropped (within the packet or two a
 receiver cannot see: drops before its first packet or after its last).
 
-usage: bot_call.py --bot PATH [--calls N] [--duration S] [--drop-every K]
+usage: bot_call.py --bot PATH [--calls N] [--duration S] [--drop-every K] [--stun]
                    [--relay coturn|tsunagu --relay-exe P] [--signal stub|tsunagu --signal-exe P]"""
-import argparse, json, os, signal, subprocess, sys, time
+import argparse, json, os, signal, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import Stack, add_server_args, check_clean_leg, fail, TIMEOUT_MULT  # noqa: E402
+import relay_stun as rs  # noqa: E402
+
+
+def relay_answers_binding(port):
+    """A STUN Binding request to the relay's listener gets a success
+    response carrying our own address (XOR-MAPPED-ADDRESS)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2 * TIMEOUT_MULT)
+    s.bind(("127.0.0.1", 0))
+    try:
+        req, tid = rs.build(1, 0, fingerprint=True)
+        s.sendto(req, ("127.0.0.1", port))
+        m = rs.Msg(s.recvfrom(2048)[0])
+        return m.tid == tid and m.cls == 2 and m.xor(rs.A_XOR_MAPPED) == s.getsockname()
+    except (OSError, ValueError):
+        return False
+    finally:
+        s.close()
 
 
 def main():
@@ -33,6 +56,8 @@ def main():
     ap.add_argument("--expect-path", choices=["relay", "host"], default="relay",
                     help="host: run without --relay-only and expect a direct path, which "
                          "shows the relay-path check can fail")
+    ap.add_argument("--stun", action="store_true",
+                    help="signaling hands out stun: on the relay's listener next to turn:")
     ap.add_argument("--kill-signal-after", type=float, default=0,
                     help="stop the signaling server this many seconds in: calls must go on")
     ap.add_argument("--sighup-every", type=float, default=0,
@@ -43,7 +68,12 @@ def main():
     checks = 0
     with Stack(a) as st:
         turn = st.start_relay()
-        url = st.start_signal(turn)
+        stun = "stun:127.0.0.1:%d" % st.turn_port
+        url = st.start_signal(turn, extra_urls=[stun] if a.stun else [])
+        if a.stun:
+            if not relay_answers_binding(st.turn_port):
+                fail("the relay does not answer a STUN Binding request on its listener")
+            checks += 1
         report = os.path.join(st.dir, "report.json")
         html = os.path.join(st.dir, "report.html")
         argv = [a.bot, "--signal", url, "--room", "it%d" % os.getpid(), "--calls", str(a.calls),
@@ -95,6 +125,11 @@ def main():
             if not c["path"].startswith(a.expect_path + "/"):
                 fail("%s: path %s, expected %s" % (c["label"], c["path"], a.expect_path))
             checks += 2
+            if a.stun:
+                want = "" if a.expect_path == "relay" else "127.0.0.1:%d (%s)" % (st.turn_port, stun)
+                if c["stun_server"] != want:
+                    fail("%s: STUN server '%s', expected '%s'" % (c["label"], c["stun_server"], want))
+                checks += 1
             if a.kill_signal_after and c["sent"] < 50 * a.duration * 0.9:
                 fail("%s sent only %d packets: media stopped with signaling" % (c["label"], c["sent"]))
             if a.turn_transport == "tcp":

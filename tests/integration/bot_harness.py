@@ -178,13 +178,18 @@ class Stack:
             return 0.0, 0
 
     # --- signaling ---
-    def start_signal(self, turn_url, www=None):
+    def start_signal(self, turn_url, www=None, extra_urls=()):
+        """Start signaling handing out turn_url and extra_urls (stun: URLs,
+        say) in joined.iceServers; returns its ws:// URL."""
         a = self.args
+        more = []
+        for u in extra_urls:
+            more += ["--turn-url", u]
         if a.signal == "stub":
             pf = os.path.join(self.dir, "sig.port")
             argv = ["/usr/bin/python3", os.path.join(HERE, "bot_sigstub.py"), "--listen",
                     "127.0.0.1:0", "--port-file", pf, "--turn-url", turn_url,
-                    "--turn-secret", SECRET]
+                    "--turn-secret", SECRET] + more
             if www:
                 argv += ["--www", www]
             p = self.spawn(argv, "signal.log")
@@ -204,7 +209,7 @@ class Stack:
             # every bot connects from 127.0.0.1: load runs (2 connections a call)
             # would pass the per-address cap of 64
             argv = [exe, "--listen", "127.0.0.1:%d" % self.sig_port, "--turn-url", turn_url,
-                    "--turn-secret", SECRET, "--max-connections-per-ip", "0"]
+                    "--turn-secret", SECRET, "--max-connections-per-ip", "0"] + more
             p = self.spawn(argv, "signal.log")
             wait_tcp(self.sig_port, 10, p, "tsunagu-signal")
         return "ws://127.0.0.1:%d/ws" % self.sig_port

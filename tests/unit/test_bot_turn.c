@@ -1,5 +1,6 @@
 /* test_bot_turn.c - turn: and turns: URLs from joined.iceServers (RFC 7065): host,
- * port default, IPv6 brackets, ?transport, and what is refused. */
+ * port default, IPv6 brackets, ?transport, and what is refused; stun: URLs
+ * (RFC 7064) the same way. */
 #include <string.h>
 
 #include "bot_ice.h"
@@ -46,6 +47,23 @@ int main(void)
         memset(big + 5, 'a', 300);
         big[305] = '\0';
         is_int(bot_turn_parse_url(big, &t), RTC_EMSG, "host longer than its buffer");
+    }
+    {
+        bot_stun s;
+        is_int(bot_stun_parse_url("stun:127.0.0.1:3479", &s), 0, "stun: v4 with port");
+        ok(!strcmp(s.host, "127.0.0.1") && s.port == 3479, "stun: fields");
+        is_int(bot_stun_parse_url("stun:stun.example.com", &s), 0, "stun: name, default port");
+        ok(!strcmp(s.host, "stun.example.com") && s.port == 3478, "stun: default 3478");
+        is_int(bot_stun_parse_url("stun:[::1]:5000", &s), 0, "stun: v6");
+        ok(!strcmp(s.host, "::1") && s.port == 5000, "stun: v6 fields");
+        is_int(bot_stun_parse_url("stuns:h:5349", &s), RTC_EUNSUP, "stuns: not supported");
+        is_int(bot_stun_parse_url("stun:h?transport=udp", &s), RTC_EMSG,
+               "stun: has no query part (RFC 7064)");
+        is_int(bot_stun_parse_url("stun:", &s), RTC_EMSG, "stun: empty host");
+        is_int(bot_stun_parse_url("stun:h:0", &s), RTC_EMSG, "stun: port 0");
+        is_int(bot_stun_parse_url("stun:h:x", &s), RTC_EMSG, "stun: junk port");
+        is_int(bot_stun_parse_url("stun:[::1", &s), RTC_EMSG, "stun: open bracket");
+        is_int(bot_stun_parse_url("turn:h", &s), RTC_EMSG, "turn: is not stun:");
     }
     return done_testing();
 }
