@@ -24,9 +24,14 @@ static int write_pem(char *path, int (*wr)(FILE *, void *), void *obj)
 {
     int fd;
     FILE *f;
-    snprintf(path, 64, "/tmp/test_rtc_tls_XXXXXX");
-    if ((fd = mkstemp(path)) < 0 || !(f = fdopen(fd, "w")))
+    /* path is one of the 64-byte g_* names below: a mkstemp template */
+    snprintf(path, 64, "%s", "/tmp/test_rtc_tls_XXXXXX");
+    if ((fd = mkstemp(path)) < 0)
         return -1;
+    if (!(f = fdopen(fd, "w"))) {
+        close(fd);
+        return -1;
+    }
     wr(f, obj);
     fclose(f);
     return 0;

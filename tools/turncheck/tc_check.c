@@ -40,18 +40,6 @@ typedef struct {
     char peer_s[RTC_ADDR_STRLEN], relayed_s[RTC_ADDR_STRLEN];
 } run;
 
-static const char *proto_name(tc_proto p)
-{
-    switch (p) {
-    case TC_UDP:
-        return "udp";
-    case TC_TCP:
-        return "tcp";
-    default:
-        return "tls";
-    }
-}
-
 int tc_url_parse(const char *s, tc_url *u, char *why, size_t whylen)
 {
     const char *p, *h, *he;
@@ -148,7 +136,7 @@ static bool step_resolve(run *r)
     r->server.port = r->u->port;
     rtc_addr_format(&r->server, true, r->server_s);
     return say(r, true, "resolve", "%s -> %s/%s", r->u->host, r->server_s,
-               proto_name(r->u->proto));
+               tc_proto_name(r->u->proto));
 }
 
 static bool step_connect(run *r)
@@ -176,7 +164,7 @@ static bool fail_result(run *r, const char *step, const tc_result *res)
     case TC_R_TIMEOUT:
         return say(r, false, step, "no answer on the port: nothing came back from %s/%s "
                                    "within %d ms (nothing listening, or a firewall)",
-                   r->server_s, proto_name(r->u->proto), r->p->timeout_ms);
+                   r->server_s, tc_proto_name(r->u->proto), r->p->timeout_ms);
     case TC_R_REFUSED:
         return say(r, false, step, "no answer on the port: %s/udp is unreachable (ICMP port "
                                    "unreachable: nothing listens there)", r->server_s);

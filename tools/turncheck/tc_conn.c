@@ -29,7 +29,7 @@ struct tc_conn {
     uint8_t in[TC_FRAME_MAX]; /* stream: received, not yet handed out */
 };
 
-static const char *proto_name(tc_proto p)
+const char *tc_proto_name(tc_proto p)
 {
     switch (p) {
     case TC_UDP:
@@ -174,7 +174,7 @@ tc_conn *tc_conn_open(const tc_conn_params *p, char *why, size_t whylen)
         goto out_free;
     }
     if (connect(c->fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
-        snprintf(why, whylen, "connect to %s/%s: %s", as, proto_name(p->proto), strerror(errno));
+        snprintf(why, whylen, "connect to %s/%s: %s", as, tc_proto_name(p->proto), strerror(errno));
         goto out_close_fd;
     }
     if (p->proto == TC_UDP)
@@ -183,15 +183,15 @@ tc_conn *tc_conn_open(const tc_conn_params *p, char *why, size_t whylen)
     socklen_t el = sizeof err;
     if (w <= 0) {
         snprintf(why, whylen, "no answer from %s/%s within %d ms (a firewall dropping packets?)",
-                 as, proto_name(p->proto), p->timeout_ms);
+                 as, tc_proto_name(p->proto), p->timeout_ms);
         goto out_close_fd;
     }
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) || err) {
         if (err == ECONNREFUSED)
             snprintf(why, whylen, "no answer on the port: connection refused (nothing listens on "
-                                  "%s/%s)", as, proto_name(p->proto));
+                                  "%s/%s)", as, tc_proto_name(p->proto));
         else
-            snprintf(why, whylen, "connect to %s/%s: %s", as, proto_name(p->proto),
+            snprintf(why, whylen, "connect to %s/%s: %s", as, tc_proto_name(p->proto),
                      strerror(err));
         goto out_close_fd;
     }

@@ -17,6 +17,8 @@
 #include "rtc_tls.h"
 
 typedef enum { TC_UDP, TC_TCP, TC_TLS } tc_proto;
+/* "udp", "tcp" or "tls", as the check lines print it. */
+const char *tc_proto_name(tc_proto p);
 
 #define TC_FRAME_MAX 65600 /* a STUN message is at most 20 + 65532 bytes */
 
