@@ -19,10 +19,11 @@ requests and name it in its log; with --relay-only the bot must send no
 Binding request at all and signal only relay candidates. libnice 0.1.21 sends
 its srflx Binding requests in RFC 3489 form, without the magic cookie; the
 script answers them in that form (MAPPED-ADDRESS 192.0.2.1, TEST-NET-1, as a
-NAT would). --no-turn (only the stun: URL handed out): the bot must signal a
-srflx candidate 192.0.2.1 with raddr 127.0.0.1. With a TURN server on the
-agent too, libnice 0.1.21 rejects that answer ("failed slow validation"), so
-there the srflx candidate is not asserted (docs/bot.md).
+NAT would). The bot must signal a srflx candidate 192.0.2.1 with raddr
+127.0.0.1, with the turn: URL next to it (and then a relay candidate too:
+before the bot handed libnice its TURN servers after the STUN discovery
+item, libnice 0.1.21 dropped that answer, docs/bot.md) and with --no-turn
+(only the stun: URL handed out).
 --stun relay hands out stun: on the relay's own listener.
 
 usage: bot_ice_order.py --bot PATH --case answer|offer [--relay-only]
@@ -229,10 +230,11 @@ def main():
                     if "STUN server 127.0.0.1:%d" % fake.port not in log:
                         fail("the log does not name the STUN server in use")
                     has = any(" %s " % MAPPED in s and "raddr 127.0.0.1" in s for s in srflx)
-                    if a.no_turn and not has:
-                        fail("no srflx candidate with the mapped address %s" % MAPPED)
-                    if srflx and not has:
-                        fail("srflx candidates without the mapped address %s" % MAPPED)
+                    if not has:
+                        fail("no srflx candidate with the mapped address %s%s" %
+                             (MAPPED, "" if a.no_turn else " (stun: next to turn:)"))
+                    if not a.no_turn and "relay" not in kinds:
+                        fail("stun: next to turn:, but no relay candidate: %s" % sorted(kinds))
                 checks += 2
             if a.stun == "relay" and not a.relay_only:
                 if "STUN server 127.0.0.1:%d" % st.turn_port not in log:
