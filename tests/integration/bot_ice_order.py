@@ -33,7 +33,7 @@ MAPPED-ADDRESS 127.0.0.2:<port>, and the bot must signal that srflx
 candidate (raddr 127.0.0.1) next to its relay candidate.
 
 usage: bot_ice_order.py --bot PATH --case answer|offer [--relay-only]
-                        [--stun none|fake|relay|relay-nat] [server args as bot_call.py]"""
+                        [--stun none|fake|relay|relay-nat] [--threads N] [server args as bot_call.py]"""
 import argparse, asyncio, json, os, socket, struct, sys, threading, time
 
 import websockets
@@ -212,6 +212,8 @@ def main():
     ap.add_argument("--stun", choices=["none", "fake", "relay", "relay-nat"], default="none")
     ap.add_argument("--no-turn", action="store_true",
                     help="signaling hands out only the stun: URL: the srflx candidate must come")
+    ap.add_argument("--threads", default="1",
+                    help="the bot's --threads: with 2 its call runs on a worker thread's context")
     a = ap.parse_args()
     checks = 0
     fake = FakeStun() if a.stun == "fake" else None
@@ -233,7 +235,7 @@ def main():
                 url = st.start_signal(turn, extra_urls=extra)
             room = "order%d" % os.getpid()
             argv = [a.bot, "--signal", url, "--room", room, "--duration", "20",
-                    "--setup-timeout", "20", "--log-level", "info"]
+                    "--setup-timeout", "20", "--log-level", "info", "--threads", a.threads]
             if a.relay_only:
                 argv.append("--relay-only")
             procs = []
