@@ -20,6 +20,13 @@ the test's own (unshare -n -m) that plays the cloud VM behind a 1:1 NAT:
 - one address with the SNI split (nginx stream, ssl_preread): turns: to
   turn.example.org:443 reaches the relay through nginx, and wss to
   app.example.org on the same address:port reaches signaling;
+- step 7's failure lines, from this VM: without `external-ip` the relay's
+  self-check warns with the line step 1 quotes, and tsunagu-turncheck from
+  outside fails with "relayed address 10.0.0.5 is private but the server is
+  reached at public 203.0.113.10"; with the relayed-port range dropped for
+  outside clients by a stateless filter, the self-check still
+  passes (it cannot see that firewall, as the document says) and turncheck
+  fails at data-from-peer naming the relayed-port range;
 - the certbot deploy hook of the document parses (sh -n).
 Nothing outside the namespace changes; every process is killed by PID."""
 import asyncio
@@ -270,6 +277,57 @@ def check_run(c, ps, exes, doc, d, ca, split):
         ps.stop(n)
 
 
+def check_failures(c, ps, exes, doc, d, ca):
+    """Step 7's table: what a missing external-ip and a closed relayed-port
+    range look like from inside (self-check) and outside (turncheck)."""
+    relay_exe, _, tc = exes
+    relay_conf, _ = confs(doc, d, False)
+    text = open(relay_conf).read()
+    with open(relay_conf, "w") as f:
+        f.write(text.replace("external-ip = 203.0.113.10/10.0.0.5\n", ""))
+    ps.start("relay", [relay_exe, "--config", relay_conf])
+    wait_for(lambda: "[self-check] summary: " in ps.log("relay"), "self-check", 30)
+    want = ("warn relayed-address: relayed address 10.0.0.5 is private: clients outside its "
+            "network cannot reach it; behind a 1:1 NAT (a cloud VM) set --external-ip "
+            "PUBLIC/10.0.0.5")
+    c(want in ps.log("relay") and " ".join(want.split()) in " ".join(doc.split()),
+      "no external-ip: the self-check's warning, as step 1 quotes it", ps.log("relay")[-2000:])
+    r = subprocess.run([tc, "turn:turn.example.org:3478", "--secret", SECRET, "--peer-ip",
+                        "127.0.0.1", "--timeout-ms", "2000"], capture_output=True, text=True,
+                       timeout=60 * MULT)
+    last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    c(r.returncode == 1 and last == "FAIL relayed-address: relayed address 10.0.0.5 is private "
+      "but the server is reached at public 203.0.113.10:3478: remote peers cannot reach it "
+      "(set the relay's --external-ip)", "no external-ip: turncheck from outside names it",
+      r.stdout)
+    ps.stop("relay")
+    confs(doc, d, False)  # the document's config again
+    # a stateless filter in front of the VM (as AWS's network ACLs are) keeps the
+    # relayed-port range closed to the internet: every datagram from outside to it
+    # is dropped on its way in (after the NAT, so the sender is not told), also
+    # those answering what the relay sent
+    sh("nft", "-f", "-", inp="""table ip vm_fw {
+  chain acl {
+    type filter hook prerouting priority 0;
+    ip saddr 127.0.0.1 ip daddr 10.0.0.5 udp dport 49152-65535 drop
+  }
+}
+""")
+    ps.start("relay", [relay_exe, "--config", relay_conf])
+    summary = wait_for(lambda: re.search(r"\[self-check\] (summary: .*) \(rly_", ps.log("relay")),
+                       "self-check", 30).group(1)
+    rc, out = turncheck(tc, ca, "turn:turn.example.org:3478")
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    c(summary.startswith("summary: 3/3 transports passed") and rc == 1 and
+      last.startswith("FAIL data-from-peer: nothing from the peer 127.0.0.1:") and
+      "the relayed port 203.0.113.10:" in last and last.endswith(
+          "is unreachable from it (a firewall in front of the relay's relayed-port range?)"),
+      "relayed ports closed outside: self-check passes, turncheck names the range",
+      summary + "\n" + out)
+    ps.stop("relay")
+    sh("nft", "delete", "table", "ip", "vm_fw")
+
+
 def inner(exes):
     doc = open(DOC).read()
     d = tempfile.mkdtemp(prefix="deploy-nginx-")
@@ -298,6 +356,7 @@ def inner(exes):
         with open(hosts, "w") as f:
             f.write("127.0.0.1 localhost\n203.0.113.10 turn.example.org app.example.org\n")
         check_run(c, ps, exes, doc, d, ca, split=True)
+        check_failures(c, ps, exes, doc, d, ca)
     finally:
         ps.stop_all()
         if any(not ok for ok, _, _ in results):
