@@ -10,6 +10,8 @@ build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
   libopus-dev libhiredis-dev)
 test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets openssl
   procps iproute2 nftables valgrind prometheus systemd redis-server)
+# relay_selfcheck and deploy_nginx: namespaces with nftables NAT, nginx as in docs/deploy.md
+test_pkgs+=(util-linux nginx-light libnginx-mod-stream)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")

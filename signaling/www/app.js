@@ -409,7 +409,8 @@
         } else if (!state.joined) {
           stopCall();
           problem("could not join: " + m.code + " (" + m.message + ")");
-        } else if (!resuming) {
+        } else if (!resuming && m.code !== "unknown-peer") {
+          // (unknown-peer: a candidate crossed that peer's leave; nothing is wrong)
           problem("server error " + m.code + ": " + m.message);
         }
         break;

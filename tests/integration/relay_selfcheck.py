@@ -9,6 +9,7 @@ On 127.0.0.1:
 - UDP, TCP and TLS with a static user (flag) pass: every step "ok", the
   relayed address named loopback and "fine for local testing", summary
   "3/3 transports passed", gauges ok 1 / transport_ok 1 / warnings 0;
+- stopped (SIGTERM twice) while the check waits: exit 0 within one wait;
 - the config key `self-check = true` with a REST secret (username
   "EXPIRY:self-check") passes too;
 - --external-ip 127.0.0.3, an address that does not lead back to the relay:
@@ -27,6 +28,7 @@ Usage: relay_selfcheck.py PATH/TO/tsunagu-relay
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -188,6 +190,32 @@ def test_external_unreachable(c, exe):
         relay.stop()
 
 
+def test_stop_midway(c, exe):
+    """SIGTERM (twice) while the check waits on a step: the relay exits 0
+    within one wait of the check (2 s), no summary is logged."""
+    relay = Relay(exe, "--user", f"{USER}:{PASS}", "--external-ip", "127.0.0.3",
+                  "--self-check")
+    deadline = time.time() + 10 * TIMEOUT_MULT
+    while time.time() < deadline and not any(" ok   send-to-peer: " in ln
+                                             for ln in sc_lines(relay)):
+        time.sleep(0.02)
+    t0 = time.time()
+    relay.signal(signal.SIGTERM)
+    time.sleep(0.1)
+    relay.signal(signal.SIGTERM)
+    try:
+        rc = relay.proc.wait(10 * TIMEOUT_MULT)
+    except subprocess.TimeoutExpired:
+        rc = "hung"
+    took = time.time() - t0
+    lines = sc_lines(relay)
+    c.ok(rc == 0 and took < 3.5 * TIMEOUT_MULT and not any(ln.startswith("summary: ")
+                                                         for ln in lines),
+      "stopped during the check: exit 0 in %.1f s, no summary" % took, f"rc {rc}\n" +
+      "\n".join(lines))
+    relay.stop()  # the sanitizer check of the log
+
+
 def sh(*args):
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode:
@@ -280,6 +308,7 @@ def main():
         test_pass(c, exe, d)
         test_config_rest(c, exe, d)
         test_external_unreachable(c, exe)
+        test_stop_midway(c, exe)
         test_netns(c, exe)
     print(f"1..{c.n}")
     if c.failed:

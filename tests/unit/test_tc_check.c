@@ -1,11 +1,14 @@
 /* test_tc_check.c - turncheck's turn:/turns: URL parser (RFC 7065 s.3.1):
  * default ports, transports, IPv6 hosts, and every malformed shape refused
- * with a reason. The steps themselves run against real servers in
- * tests/integration/turncheck.py. */
+ * with a reason; the TURN REST credentials it and the relay's self-check
+ * mint (against HMAC-SHA1 computed by Python's hmac); the verdict columns.
+ * The steps themselves run against real servers in
+ * tests/integration/turncheck.py and relay_selfcheck.py. */
 #include <string.h>
 
 #include "tap.h"
 #include "tc_check.h"
+#include "tc_turn.h"
 
 static int parses(const char *s, const char *host, unsigned port, tc_proto proto)
 {
@@ -44,5 +47,22 @@ int main(void)
     ok(refused("turn:1.2.3.4?transport=sctp"), "unknown transport");
     ok(refused("turns:1.2.3.4?transport=udp"), "turns over udp (DTLS) unsupported");
     ok(refused("turn:1.2.3.4?foo=bar"), "unknown query");
+
+    {
+        char user[64], pass[64], small[8];
+        /* base64(HMAC-SHA1("north-secret", "1700000000:self-check")), by Python's hmac */
+        ok(!tc_rest_credentials("north-secret", 1700000000u, "self-check", user, sizeof user,
+                                pass, sizeof pass) &&
+               !strcmp(user, "1700000000:self-check") &&
+               !strcmp(pass, "ijtLWlJKWAAIc0KBN7WoV7lu6ys="),
+           "REST credentials: EXPIRY:ID and base64(HMAC-SHA1(secret, username))");
+        ok(tc_rest_credentials("s", 1700000000u, "self-check", small, sizeof small, pass,
+                               sizeof pass) == -1, "REST credentials: username buffer too small");
+        ok(tc_rest_credentials("s", 1u, "x", user, sizeof user, small, sizeof small) == -1,
+           "REST credentials: password buffer too small");
+    }
+    ok(!strcmp(tc_verdict_name(TC_OK), "ok  ") && !strcmp(tc_verdict_name(TC_WARN), "warn") &&
+           !strcmp(tc_verdict_name(TC_FAIL), "FAIL"),
+       "verdict columns are four characters wide");
     return done_testing();
 }

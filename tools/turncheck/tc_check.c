@@ -253,14 +253,12 @@ static bool step_challenge(run *r)
     return say(r, true, "challenge", "401 with realm \"%s\" and a nonce", res.realm);
 }
 
-static bool open_peer(run *r)
+/* A UDP socket bound to --peer-ip (or this host's address towards the
+ * server), closed by tc_check_url. */
+static bool bind_peer(run *r)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    if (r->p->self) { /* the relay's socket, bound already */
-        r->peer_fd = r->p->self->peer_fd;
-        goto bound;
-    }
     r->own_peer_fd = true;
     if (r->p->peer_ip)
         r->peer = *r->p->peer_ip;
@@ -273,8 +271,19 @@ static bool open_peer(run *r)
     if (r->peer_fd < 0 || bind(r->peer_fd, (struct sockaddr *)&ss, sl))
         return say(r, false, "allocate", "cannot bind the peer socket to %s: %s", r->peer_s,
                    strerror(errno));
-bound:
-    sl = sizeof ss;
+    return true;
+}
+
+/* The peer socket: ours, or the relay's (bound already, on one of its
+ * relayed ports); its address in r->peer. */
+static bool open_peer(run *r)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (r->p->self)
+        r->peer_fd = r->p->self->peer_fd;
+    else if (!bind_peer(r))
+        return false;
     getsockname(r->peer_fd, (struct sockaddr *)&ss, &sl);
     rtc_addr_from_sockaddr(&r->peer, (struct sockaddr *)&ss);
     rtc_addr_format(&r->peer, true, r->peer_s);
