@@ -508,6 +508,28 @@ def test_quota(relay, c):
     rest[0].close()
 
 
+def test_many_peers(relay, c):
+    """Issue 14 item 3: a CreatePermission with more XOR-PEER-ADDRESS
+    attributes than the codec indexes (40) was dropped in silence from 37
+    peers on (37 + USERNAME, REALM, NONCE + MI > 40); it is answered 508
+    like the 33-36 case, signed, and installs nothing."""
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate(), "many peers: allocate")
+    for n in (33, 36, 37, 40, 41, 60, 200):
+        m = cl.permit(*[(f"203.0.113.{i % 250 + 1}", 5000 + i) for i in range(n)])
+        c.error(m, 508, f"CreatePermission with {n} peers: 508")
+        c.ok(m.cls == ERROR and m.check_mi(cl.key), f"{n} peers: the 508 is signed")
+    # 60 attributes naming one peer IP (one permission): still answered
+    m = cl.permit(*[("203.0.113.7", 6000 + i) for i in range(60)])
+    c.error(m, 508, "60 XOR-PEER-ADDRESS of one IP: 508 (over the attribute cap)")
+    c.success(cl.permit(("203.0.113.9", 5000)), "one peer afterwards: success")
+    # another method past the cap: 400, not silence
+    m = cl.request(REFRESH, [(A_SOFTWARE, b"x")] * 45)
+    c.error(m, 400, "Refresh with 45 attributes: 400")
+    cl.refresh(0)
+    cl.close()
+
+
 def relayed_socket_opt(relay, port, family, level, opt):
     """getsockopt on the relay's relayed UDP socket bound to port, read
     through a duplicate of its fd (pidfd_getfd: we are the relay's parent,
@@ -595,6 +617,7 @@ def main():
         test_quota(relay, c)
         test_stale_nonce(relay, c)
         test_dont_fragment(relay, c)
+        test_many_peers(relay, c)
         c.ok(relay.proc.poll() is None, "relay still running")
     finally:
         if c.failed:
