@@ -351,6 +351,12 @@ sig_admit_verdict sig_admit_check(sig_admit *a, const char *origin, size_t len,
     return v;
 }
 
+void sig_admit_refused(sig_admit *a, sig_admit_verdict v)
+{
+    if (v > SIG_ADMIT_OK && v < SIG_ADMIT__COUNT)
+        a->rejected[v]++;
+}
+
 void sig_admit_metrics(const sig_admit *a, rtc_buf *b)
 {
     rtc_metrics_header(b, "tsunagu_signal_rejected_total", "counter",
@@ -359,6 +365,12 @@ void sig_admit_metrics(const sig_admit *a, rtc_buf *b)
                     a->rejected[SIG_ADMIT_ORIGIN]);
     rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"per-ip\"",
                     a->rejected[SIG_ADMIT_PER_IP]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"path\"",
+                    a->rejected[SIG_ADMIT_PATH]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"max-connections\"",
+                    a->rejected[SIG_ADMIT_FULL]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"draining\"",
+                    a->rejected[SIG_ADMIT_DRAINING]);
     rtc_metrics_header(b, "tsunagu_signal_client_addresses", "gauge",
                        "client addresses (IPv4, IPv6 /64) holding open WebSockets");
     rtc_metrics_u64(b, "tsunagu_signal_client_addresses", NULL, a->entries);
