@@ -361,6 +361,26 @@ static int admit_upgrade(server *s, struct lws *wsi)
 
 /* ---- the lws callback ---- */
 
+/* RFC 6455 s.5.5.1 and s.7.4: a close frame's body is empty or a 2-byte
+ * status code (1000-1003, 1007-1011, 3000-4999) then UTF-8 (lws checks
+ * that). lws 4.1.6 echoes any body back, a 1-byte one included; a malformed
+ * one is a protocol error: answered with 1002 and closed (false). */
+static bool close_frame_ok(struct lws *wsi, const void *in, size_t len)
+{
+    const uint8_t *p = in;
+    unsigned code;
+    if (len == 0)
+        return true;
+    if (len >= 2 && p) {
+        code = (unsigned)p[0] << 8 | p[1];
+        if ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+            (code >= 3000 && code <= 4999))
+            return true;
+    }
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame", 15);
+    return false;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -405,6 +425,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
     case LWS_CALLBACK_RECEIVE:
         return u->kind == SESS_WS ? on_receive(&u->c, in, len) : -1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return close_frame_ok(wsi, in, len) ? 0 : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return u->kind == SESS_WS ? on_writeable(&u->c) : -1;
     case LWS_CALLBACK_CLOSED: {
