@@ -508,6 +508,31 @@ def test_quota(relay, c):
     rest[0].close()
 
 
+def test_reservation_metric(relay, c):
+    """Issue 14 item 6: an EVEN-PORT reservation holds a quota unit but is
+    no allocation: tsunagu_relay_allocations leaves it out (it counted it),
+    tsunagu_relay_reservations counts it."""
+    def gauges():
+        return (relay.metric("tsunagu_relay_allocations"),
+                relay.metric("tsunagu_relay_reservations"))
+    a0, r0 = gauges()
+    c.ok(r0 is not None, "tsunagu_relay_reservations is exported")
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    m = cl.allocate([(A_EVEN_PORT, b"\x80")])
+    c.success(m, "reservation metric: EVEN-PORT R allocation")
+    tok = m.get(A_RESERVATION_TOKEN)
+    c.ok(gauges() == (a0 + 1, (r0 or 0) + 1), f"one allocation, one reservation ({gauges()})")
+    cl.refresh(0)
+    c.ok(gauges() == (a0, (r0 or 0) + 1), f"released: no allocation, reservation held ({gauges()})")
+    t2 = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(t2.allocate([(A_RESERVATION_TOKEN, tok or b"\0" * 8)]), "reservation used")
+    c.ok(gauges() == (a0 + 1, r0), f"used: an allocation again, no reservation ({gauges()})")
+    t2.refresh(0)
+    c.ok(gauges() == (a0, r0), f"all back ({gauges()})")
+    cl.close()
+    t2.close()
+
+
 def test_many_peers(relay, c):
     """Issue 14 item 3: a CreatePermission with more XOR-PEER-ADDRESS
     attributes than the codec indexes (40) was dropped in silence from 37
@@ -618,6 +643,7 @@ def main():
         test_stale_nonce(relay, c)
         test_dont_fragment(relay, c)
         test_many_peers(relay, c)
+        test_reservation_metric(relay, c)
         c.ok(relay.proc.poll() is None, "relay still running")
     finally:
         if c.failed:
