@@ -181,7 +181,7 @@ bool sig_admit_origin_enforced(const sig_admit *a) { return a->enforce; }
 
 /* ---- per-address table ---- */
 
-static rtc_addr ip_key(const rtc_addr *peer)
+rtc_addr sig_admit_ip_key(const rtc_addr *peer)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     rtc_addr k;
@@ -231,7 +231,7 @@ static void resize(sig_admit *a, size_t n)
 
 int sig_admit_ip_add(sig_admit *a, const rtc_addr *peer)
 {
-    rtc_addr k = ip_key(peer);
+    rtc_addr k = sig_admit_ip_key(peer);
     ipent **pp = find(a, &k), *e;
     if (*pp) {
         (*pp)->count++;
@@ -249,7 +249,7 @@ int sig_admit_ip_add(sig_admit *a, const rtc_addr *peer)
 
 void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer)
 {
-    rtc_addr k = ip_key(peer);
+    rtc_addr k = sig_admit_ip_key(peer);
     ipent **pp = find(a, &k), *e = *pp;
     if (!e)
         return; /* a del without its add: a caller bug, but never a crash */
@@ -264,7 +264,7 @@ void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer)
 
 uint32_t sig_admit_ip_count(const sig_admit *a, const rtc_addr *peer)
 {
-    rtc_addr k = ip_key(peer);
+    rtc_addr k = sig_admit_ip_key(peer);
     ipent *e = *find(a, &k);
     return e ? e->count : 0;
 }

@@ -70,6 +70,10 @@ int sig_admit_configure(sig_admit *a, const char *const *origins, size_t n_origi
 sig_admit_verdict sig_admit_check(sig_admit *a, const char *origin, size_t len,
                                   const rtc_addr *peer);
 
+/* The per-address key: an IPv4 address, an IPv6 /64, an IPv4-mapped IPv6
+ * address as its IPv4 address; port 0 (sig_addrlim counts by it too). */
+rtc_addr sig_admit_ip_key(const rtc_addr *peer);
+
 /* Count a refusal the transport decided itself (SIG_ADMIT_PATH, _FULL,
  * _DRAINING). */
 void sig_admit_refused(sig_admit *a, sig_admit_verdict v);
