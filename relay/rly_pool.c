@@ -60,6 +60,9 @@ static void render(void *arg, rtc_buf *b)
                     "Live TURN allocations.", allocs);
     rtc_metrics_one(b, "tsunagu_relay_reservations", "gauge",
                     "EVEN-PORT reservations held (RESERVATION-TOKEN not yet used).", resv);
+    rtc_metrics_one(b, "tsunagu_relay_tls_handshakes", "gauge",
+                    "TLS connections accepted whose handshake has not finished.",
+                    p->iplimit ? rly_iplimit_hs_total(p->iplimit) : 0);
     rtc_metrics_one(b, "tsunagu_relay_allocations_total", "counter",
                     "TURN allocations created.", sum.allocations_total);
     rtc_metrics_one(b, "tsunagu_relay_auth_failures_total", "counter",
