@@ -25,7 +25,8 @@ static void held(void)
 {
     sig_addrlim *l = sig_addrlim_new();
     rtc_addr a = ip("192.0.2.1"), b = ip("192.0.2.2"), m = ip("::ffff:192.0.2.1");
-    rtc_addr v6a = ip("2001:db8:1:2::1"), v6b = ip("2001:db8:1:2::ffff"), v6c = ip("2001:db8:1:3::1");
+    rtc_addr v6a = ip("2001:db8:1:2::1"), v6b = ip("2001:db8:1:2::ffff");
+    rtc_addr v6c = ip("2001:db8:1:3::1");
     char id[17];
 
     for (int i = 0; i < 3; i++) {
