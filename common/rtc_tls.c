@@ -28,6 +28,7 @@ SSL_CTX *rtc_tls_server_new(const char *cert, const char *key, char *err, size_t
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, BASE_MODES | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, errlen, "cert: cannot load certificate chain from '%s'", cert);
         goto out_ctx;

@@ -35,6 +35,7 @@ static void render(void *arg, rtc_buf *b)
     const rly_reloads *reloads = &p->reloads;
     rly_stats sum;
     uint64_t allocs = 0;
+    size_t resv = 0;
     static const char *const dir_c2p = "direction=\"client_to_peer\"";
     static const char *const dir_p2c = "direction=\"peer_to_client\"";
 
@@ -53,9 +54,15 @@ static void render(void *arg, rtc_buf *b)
     }
     /* the shared quota count is exact; per-worker gauges lag a loop turn */
     if (n)
-        allocs = rly_worker_total_allocations(ws[0]);
+        allocs = rly_worker_total_allocations(ws[0], &resv);
+    /* a reservation holds a quota unit but is no allocation (issue 14) */
     rtc_metrics_one(b, "tsunagu_relay_allocations", "gauge",
                     "Live TURN allocations.", allocs);
+    rtc_metrics_one(b, "tsunagu_relay_reservations", "gauge",
+                    "EVEN-PORT reservations held (RESERVATION-TOKEN not yet used).", resv);
+    rtc_metrics_one(b, "tsunagu_relay_tls_handshakes", "gauge",
+                    "TLS connections accepted whose handshake has not finished.",
+                    p->iplimit ? rly_iplimit_hs_total(p->iplimit) : 0);
     rtc_metrics_one(b, "tsunagu_relay_allocations_total", "counter",
                     "TURN allocations created.", sum.allocations_total);
     rtc_metrics_one(b, "tsunagu_relay_auth_failures_total", "counter",

@@ -173,6 +173,13 @@ const rtc_conf_spec rly_conf_specs[] = {
      "at start, run tsunagu-turncheck's checks against this relay over each transport it "
      "listens on (log lines and tsunagu_relay_self_check_* on /metrics; never stops it)",
      NULL, RTC_CONF_RESTART},
+    {"max-tls-handshakes", RTC_CONF_INT, OFF(max_tls_handshakes), 0, 1000000, "4096", "N",
+     "TLS handshakes in progress at once, all clients (more are closed at accept; 0: no cap)",
+     NULL, 0},
+    {"max-tls-handshakes-per-ip", RTC_CONF_INT, OFF(max_tls_handshakes_per_ip), 0, 1000000,
+     "32", "N",
+     "TLS handshakes in progress per client IPv4 address or IPv6 /64 (more are closed at "
+     "accept; 0: no cap)", NULL, 0},
     RTC_CONF_END,
 };
 
@@ -394,6 +401,8 @@ rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, 
     c->lim.legacy_channels = s->legacy_channels;
     c->lim.max_tcp_per_ip = (uint32_t)s->max_tcp_per_ip;
     c->lim.tcp_auth_timeout_s = (uint32_t)s->tcp_auth_timeout;
+    c->lim.max_tls_handshakes = (uint32_t)s->max_tls_handshakes;
+    c->lim.max_tls_handshakes_per_ip = (uint32_t)s->max_tls_handshakes_per_ip;
     free(allow);
     free(deny);
     return c;

@@ -181,7 +181,7 @@ bool sig_admit_origin_enforced(const sig_admit *a) { return a->enforce; }
 
 /* ---- per-address table ---- */
 
-static rtc_addr ip_key(const rtc_addr *peer)
+rtc_addr sig_admit_ip_key(const rtc_addr *peer)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     rtc_addr k;
@@ -231,7 +231,7 @@ static void resize(sig_admit *a, size_t n)
 
 int sig_admit_ip_add(sig_admit *a, const rtc_addr *peer)
 {
-    rtc_addr k = ip_key(peer);
+    rtc_addr k = sig_admit_ip_key(peer);
     ipent **pp = find(a, &k), *e;
     if (*pp) {
         (*pp)->count++;
@@ -249,7 +249,7 @@ int sig_admit_ip_add(sig_admit *a, const rtc_addr *peer)
 
 void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer)
 {
-    rtc_addr k = ip_key(peer);
+    rtc_addr k = sig_admit_ip_key(peer);
     ipent **pp = find(a, &k), *e = *pp;
     if (!e)
         return; /* a del without its add: a caller bug, but never a crash */
@@ -264,7 +264,7 @@ void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer)
 
 uint32_t sig_admit_ip_count(const sig_admit *a, const rtc_addr *peer)
 {
-    rtc_addr k = ip_key(peer);
+    rtc_addr k = sig_admit_ip_key(peer);
     ipent *e = *find(a, &k);
     return e ? e->count : 0;
 }
@@ -351,6 +351,12 @@ sig_admit_verdict sig_admit_check(sig_admit *a, const char *origin, size_t len,
     return v;
 }
 
+void sig_admit_refused(sig_admit *a, sig_admit_verdict v)
+{
+    if (v > SIG_ADMIT_OK && v < SIG_ADMIT__COUNT)
+        a->rejected[v]++;
+}
+
 void sig_admit_metrics(const sig_admit *a, rtc_buf *b)
 {
     rtc_metrics_header(b, "tsunagu_signal_rejected_total", "counter",
@@ -359,6 +365,12 @@ void sig_admit_metrics(const sig_admit *a, rtc_buf *b)
                     a->rejected[SIG_ADMIT_ORIGIN]);
     rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"per-ip\"",
                     a->rejected[SIG_ADMIT_PER_IP]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"path\"",
+                    a->rejected[SIG_ADMIT_PATH]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"max-connections\"",
+                    a->rejected[SIG_ADMIT_FULL]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"draining\"",
+                    a->rejected[SIG_ADMIT_DRAINING]);
     rtc_metrics_header(b, "tsunagu_signal_client_addresses", "gauge",
                        "client addresses (IPv4, IPv6 /64) holding open WebSockets");
     rtc_metrics_u64(b, "tsunagu_signal_client_addresses", NULL, a->entries);

@@ -33,6 +33,11 @@ typedef enum {
     SIG_ADMIT_OK = 0,
     SIG_ADMIT_ORIGIN, /* Origin missing, malformed or not allowed: HTTP 403 */
     SIG_ADMIT_PER_IP, /* this address already holds max-per-ip WebSockets: HTTP 429 */
+    /* decided by the transport before sig_admit_check, counted by
+     * sig_admit_refused (issue 14 item 4: they were bare TCP closes) */
+    SIG_ADMIT_PATH,     /* an upgrade on another path than /ws: HTTP 404 */
+    SIG_ADMIT_FULL,     /* max-connections reached: HTTP 503 + Retry-After */
+    SIG_ADMIT_DRAINING, /* SIGTERM drain: HTTP 503 + Retry-After */
     SIG_ADMIT__COUNT
 } sig_admit_verdict;
 
@@ -65,6 +70,14 @@ int sig_admit_configure(sig_admit *a, const char *const *origins, size_t n_origi
 sig_admit_verdict sig_admit_check(sig_admit *a, const char *origin, size_t len,
                                   const rtc_addr *peer);
 
+/* The per-address key: an IPv4 address, an IPv6 /64, an IPv4-mapped IPv6
+ * address as its IPv4 address; port 0 (sig_addrlim counts by it too). */
+rtc_addr sig_admit_ip_key(const rtc_addr *peer);
+
+/* Count a refusal the transport decided itself (SIG_ADMIT_PATH, _FULL,
+ * _DRAINING). */
+void sig_admit_refused(sig_admit *a, sig_admit_verdict v);
+
 /* true when an Origin list is configured ("*" counts as configured). */
 bool sig_admit_origin_enforced(const sig_admit *a);
 
@@ -76,7 +89,8 @@ void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer);
 uint32_t sig_admit_ip_count(const sig_admit *a, const rtc_addr *peer);
 size_t sig_admit_ip_entries(const sig_admit *a); /* addresses with open connections */
 
-/* tsunagu_signal_rejected_total{reason="origin"|"per-ip"} and
+/* tsunagu_signal_rejected_total{reason="origin"|"per-ip"|"path"|
+ * "max-connections"|"draining"} and
  * tsunagu_signal_client_addresses (addresses with open WebSockets). */
 void sig_admit_metrics(const sig_admit *a, rtc_buf *b);
 

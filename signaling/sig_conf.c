@@ -220,6 +220,13 @@ const rtc_conf_spec sig_conf_specs[] = {
      sig_admit_origin_check, 0},
     {"max-connections-per-ip", RTC_CONF_INT, OFF(max_connections_per_ip), 0, 10000000, "64", "N",
      "open WebSockets per client IPv4 address or IPv6 /64 (0: no cap)", NULL, 0},
+    {"max-held-per-ip", RTC_CONF_INT, OFF(max_held_per_ip), 0, 10000000, "64", "N",
+     "members kept for resume per client address; a drop past it is not kept (0: no cap)",
+     NULL, 0},
+    {"max-room-creates-per-ip-per-min", RTC_CONF_INT, OFF(max_room_creates_per_ip_per_min), 0,
+     10000000, "120", "N",
+     "new rooms a client address may create per minute, burst N (rate-limited; 0: no limit)",
+     NULL, 0},
     RTC_CONF_END,
 };
 

@@ -19,6 +19,7 @@ typedef struct {
     int64_t redis_node_ttl, redis_queue;
     rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
     int64_t max_connections_per_ip;
+    int64_t max_held_per_ip, max_room_creates_per_ip_per_min; /* sig_addrlim.h */
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may

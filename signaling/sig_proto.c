@@ -62,6 +62,16 @@ static bool get_text(json_t *root, const char *key, bool required, size_t min, s
     return true;
 }
 
+/* A string field over max bytes: said so, rather than blamed on its shape. */
+static bool too_long(json_t *root, const char *key, size_t max)
+{
+    json_t *v = json_object_get(root, key);
+    return json_is_string(v) && json_string_length(v) > max;
+}
+
+#define TOKEN_TOO_LONG "\"token\" is too long (at most 4096 bytes)"
+_Static_assert(SIG_TOKEN_MAX == 4096, "TOKEN_TOO_LONG names the limit");
+
 sig_code sig_proto_parse(const char *buf, size_t len, sig_msg *out, const char **why)
 {
     json_error_t jerr;
@@ -108,7 +118,8 @@ sig_code sig_proto_parse(const char *buf, size_t len, sig_msg *out, const char *
             goto bad;
         }
         if (!get_text(root, "token", false, 1, SIG_TOKEN_MAX, &out->token)) {
-            *why = "\"token\" must be a non-empty string";
+            *why = too_long(root, "token", SIG_TOKEN_MAX) ? TOKEN_TOO_LONG
+                                                          : "\"token\" must be a non-empty string";
             goto bad;
         }
         break;
@@ -128,7 +139,9 @@ sig_code sig_proto_parse(const char *buf, size_t len, sig_msg *out, const char *
         break;
     case SIG_MSG_RESUME:
         if (!get_text(root, "token", true, 1, SIG_TOKEN_MAX, &out->token)) {
-            *why = "resume needs \"token\": the resume token from joined";
+            *why = too_long(root, "token", SIG_TOKEN_MAX)
+                       ? TOKEN_TOO_LONG
+                       : "resume needs \"token\": the resume token from joined";
             goto bad;
         }
         break;

@@ -609,6 +609,8 @@ bool sig_hub_room_allowed(sig_hub *h, const char *room)
     return h->nrooms < h->lim.max_rooms || room_find(h, room);
 }
 
+bool sig_hub_room_exists(sig_hub *h, const char *room) { return room_find(h, room) != NULL; }
+
 sig_code sig_hub_signal(sig_hub *h, sig_member *m, const char *to, json_t *data, uint64_t now_us)
 {
     if (m->state != SIG_MEMBER_JOINED)

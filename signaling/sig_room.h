@@ -216,6 +216,8 @@ void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const cha
 /* Whether a join into `room` would pass the max_rooms limit now (cluster
  * mode checks this before asking the shared store). */
 bool sig_hub_room_allowed(sig_hub *h, const char *room);
+/* Whether `room` has members here (a join into it creates nothing). */
+bool sig_hub_room_exists(sig_hub *h, const char *room);
 
 /* Queue access for the writer: peek the oldest message, pop it once written. */
 sig_buf *sig_member_peek(sig_member *m);

@@ -17,6 +17,7 @@
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "rtc_notify.h"
+#include "sig_addrlim.h"
 #include "sig_cluster.h"
 #include "sig_handover.h"
 #include "sig_token.h"
@@ -49,6 +50,8 @@ struct sig_server {
     uint64_t errors[SIG_E__COUNT];
     rtc_hist latency;
     sig_admit *admit;        /* Origin list, connections per address */
+    sig_addrlim *addrlim;    /* held places and room creations per address */
+    uint64_t addrlim_sweep_us; /* next sig_addrlim_sweep */
     uint64_t reloads_ok, reloads_failed; /* SIGHUP: a failed one keeps the old settings */
 };
 
@@ -290,6 +293,7 @@ static void hub_left(void *ud, const char *room, const char *id, bool room_empty
 {
     sig_server *s = ud;
     (void)room_empty; /* sig_cluster keeps its own count of local members per room */
+    sig_addrlim_unhold(s->addrlim, id); /* (a no-op unless it was held) */
     if (s->cluster)
         sig_cluster_leave(s->cluster, room, id);
 }
@@ -335,6 +339,16 @@ static void do_join(sig_client *c, const sig_msg *msg)
         if (claims.name[0])
             name = claims.name;
         RTC_LOG(RTC_LOG_DEBUG, c->peer, "token accepted for sub '%s'", claims.sub);
+    }
+    /* a room made here is charged to the address (sig_addrlim.h) */
+    if (!sig_hub_room_exists(s->hub, msg->room) &&
+        !sig_addrlim_create(s->addrlim, &c->addr, (uint32_t)cf->max_room_creates_per_ip_per_min,
+                            rtc_clock_mono_us())) {
+        RTC_LOG(RTC_LOG_INFO, c->peer, "join refused: max-room-creates-per-ip-per-min (%lld)",
+                (long long)cf->max_room_creates_per_ip_per_min);
+        send_error(c, SIG_E_RATE_LIMITED,
+                   "too many new rooms from your address; join an existing room or wait");
+        return;
     }
     random_hex(id, SIG_ID_LEN / 2);
     random_hex(resume, 16);
@@ -395,6 +409,8 @@ static void do_resume(sig_client *c, const sig_msg *msg)
     }
     if (rc == SIG_OK && c->srv->cluster)
         sig_handover_token_ttl(c->srv->handover, msg->token, 0); /* attached again */
+    if (rc == SIG_OK) /* its place is no longer held: it has a connection again */
+        sig_addrlim_unhold(c->srv->addrlim, sig_member_id(c->m));
     if (rc) {
         send_error(c, rc,
                    rc == SIG_E_UNAUTHORIZED ? "unknown or expired resume token"
@@ -498,6 +514,7 @@ void sig_server_metrics(sig_server *s, rtc_buf *b)
         rtc_metrics_u64(b, "tsunagu_signal_errors_total", lbl, s->errors[i]);
     }
     sig_admit_metrics(s->admit, b);
+    sig_addrlim_metrics(s->addrlim, b);
     rtc_metrics_reloads(b, "tsunagu_signal", s->reloads_ok, s->reloads_failed);
     rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
                      "time from a message being queued to its lws_write", &s->latency);
@@ -647,6 +664,10 @@ bool sig_server_tick(sig_server *s, uint64_t t)
 {
     if (t >= sig_hub_next_deadline(s->hub))
         sig_hub_tick(s->hub, t);
+    if (t >= s->addrlim_sweep_us) {
+        sig_addrlim_sweep(s->addrlim, (uint32_t)s->conf->max_room_creates_per_ip_per_min, t);
+        s->addrlim_sweep_us = t + 1000000u;
+    }
     if (s->cluster && sig_server_cluster_events(s)) /* (events normally come at once) */
         s->ops.poke(s->ops.ud);
     if (s->xr && sig_xresume_open(s->xr))
@@ -734,6 +755,17 @@ void sig_client_closed(sig_client *c, uint64_t t)
         bool keep = c->keep && (!s->draining || s->cluster);
         if (sig_member_get_state(c->m) == SIG_MEMBER_JOINED) {
             bool kept = keep && !sig_member_overflowed(c->m) && s->conf->resume_seconds > 0;
+            /* a held place counts against its address; past the cap the
+             * member leaves now (issue 14 item 1: drops in a loop filled
+             * max-rooms). +5 s: sweep only catches what no leave reported. */
+            if (kept && !sig_addrlim_hold(s->addrlim, &c->addr, sig_member_id(c->m),
+                                          (uint32_t)s->conf->max_held_per_ip,
+                                          t + ((uint64_t)s->conf->resume_seconds + 5) * 1000000u)) {
+                kept = keep = false;
+                RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m),
+                        "not kept for resume: %s holds max-held-per-ip (%lld) places", c->peer,
+                        (long long)s->conf->max_held_per_ip);
+            }
             RTC_LOG(RTC_LOG_INFO, sig_member_id(c->m), "connection closed%s",
                     kept ? ", kept for resume" : "");
             if (kept && s->cluster)
@@ -777,14 +809,15 @@ sig_server *sig_server_new(sig_conf *conf, int argc, char *const argv[],
     s->start_time = (double)rtc_clock_wall_s();
     rtc_hist_init(&s->latency, lat_bounds, LAT_BUCKETS);
     lim = limits_of(conf);
-    hops = (sig_hub_ops){.wake = hub_wake, .detach = hub_detach, .ud = s, .headroom = ops->headroom};
-    if (conf->redis) {
+    /* left: always, a held place ends with its member (sig_addrlim) */
+    hops = (sig_hub_ops){.wake = hub_wake, .detach = hub_detach, .left = hub_left, .ud = s,
+                         .headroom = ops->headroom};
+    if (conf->redis)
         hops.remote = hub_remote;
-        hops.left = hub_left;
-    }
     if (!(s->hub = sig_hub_new(&lim, &hops)))
         goto fail;
-    if (rtc_random(&seed, sizeof seed) || !(s->admit = sig_admit_new(seed)))
+    if (rtc_random(&seed, sizeof seed) || !(s->admit = sig_admit_new(seed)) ||
+        !(s->addrlim = sig_addrlim_new()))
         goto fail;
     admit_configure(s, "");
     return s;
@@ -854,6 +887,7 @@ void sig_server_free(sig_server *s)
                 sig_admit_ip_entries(s->admit));
     sig_admit_free(s->admit);
     sig_hub_free(s->hub);
+    sig_addrlim_free(s->addrlim); /* after the hub: its members' leaves unhold */
     if (s->conf != s->boot) {
         sig_conf_dispose(s->conf);
         free(s->conf);

@@ -65,6 +65,13 @@ static int verify(const char *token, const key_ref *keys, size_t n_keys, const c
         *why = "token algorithm is not HS256";
         goto out;
     }
+    /* RFC 7515 s.4.1.11: "crit" names extensions the recipient must
+     * understand or reject the token; we implement none (e.g. RFC 7797's
+     * unencoded payload would change what the signature covers). */
+    if (json_object_get(h, "crit")) {
+        *why = "token has a crit header (no JWS extension is supported)";
+        goto out;
+    }
     slen = part(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
     {
         bool signed_ok = false;

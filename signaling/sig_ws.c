@@ -260,20 +260,43 @@ static int on_http_writeable(struct lws *wsi, http_sess *h)
 
 /* ---- admission: Origin list and connections per address (sig_admit.h) ---- */
 
+/* Seconds a client is told to wait (Retry-After, RFC 9110 s.10.2.3) after a
+ * 503: a drained node is usually back, or behind a load balancer replaced,
+ * within seconds, and a full one frees places as calls end. */
+#define RETRY_AFTER_S 5
+
 /* Refuse an upgrade with a plain HTTP status instead of the 101. lws has
  * switched the wsi to its ws role already, but an HTTP_HEADERS write still
  * goes out raw (the way lws sends its own 101); the caller then returns 1
  * and lws closes the connection without a close frame. */
 static void refuse_upgrade(struct lws *wsi, unsigned status, const char *text)
 {
-    uint8_t buf[LWS_PRE + 256];
+    uint8_t buf[LWS_PRE + 320];
     char *p = (char *)buf + LWS_PRE;
-    int n = snprintf(p, sizeof buf - LWS_PRE,
-                     "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nConnection: close\r\n\r\n%s",
-                     status, status == 403 ? "Forbidden" : "Too Many Requests", strlen(text), text);
+    const char *phrase = status == 403   ? "Forbidden"
+                         : status == 404 ? "Not Found"
+                         : status == 503 ? "Service Unavailable"
+                                         : "Too Many Requests";
+    char retry[32] = "";
+    int n;
+    if (status == 503)
+        snprintf(retry, sizeof retry, "Retry-After: %d\r\n", RETRY_AFTER_S);
+    n = snprintf(p, sizeof buf - LWS_PRE,
+                 "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                 "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n%s",
+                 status, phrase, strlen(text), retry, text);
     if (n > 0 && (size_t)n < sizeof buf - LWS_PRE)
         lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+}
+
+/* A refusal decided here (path, max-connections, drain): answered and
+ * counted like the admission module's own. Returns 1 (refuse). */
+static int refuse_counted(server *s, struct lws *wsi, sig_admit_verdict v, unsigned status,
+                          const char *text)
+{
+    sig_admit_refused(sig_server_admission(s->srv), v);
+    refuse_upgrade(wsi, status, text);
+    return 1;
 }
 
 /* FILTER_PROTOCOL_CONNECTION, after the path, cap and drain checks: the
@@ -338,6 +361,26 @@ static int admit_upgrade(server *s, struct lws *wsi)
 
 /* ---- the lws callback ---- */
 
+/* RFC 6455 s.5.5.1 and s.7.4: a close frame's body is empty or a 2-byte
+ * status code (1000-1003, 1007-1011, 3000-4999) then UTF-8 (lws checks
+ * that). lws 4.1.6 echoes any body back, a 1-byte one included; a malformed
+ * one is a protocol error: answered with 1002 and closed (false). */
+static bool close_frame_ok(struct lws *wsi, const void *in, size_t len)
+{
+    const uint8_t *p = in;
+    unsigned code;
+    if (len == 0)
+        return true;
+    if (len >= 2 && p) {
+        code = (unsigned)p[0] << 8 | p[1];
+        if ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+            (code >= 3000 && code <= 4999))
+            return true;
+    }
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close frame", 15);
+    return false;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -351,15 +394,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         /* WebSocket only on /ws, none while draining, and a global cap: with
          * per-connection queues bounded, this bounds the whole server. */
         if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws"))
-            return 1;
+            return refuse_counted(s, wsi, SIG_ADMIT_PATH, 404, "WebSocket only on /ws\n");
         if (sig_server_connections(s->srv) >=
             (uint64_t)sig_server_conf(s->srv)->max_connections) {
             if (rtc_log_ratelimit_ok(&s->warn_rl, rtc_clock_mono_ms()))
                 RTC_LOG(RTC_LOG_WARN, NULL, "max-connections (%lld) reached: refusing upgrades",
                         (long long)sig_server_conf(s->srv)->max_connections);
-            return 1;
+            return refuse_counted(s, wsi, SIG_ADMIT_FULL, 503, "server full, retry later\n");
         }
-        return sig_server_draining(s->srv) ? 1 : admit_upgrade(s, wsi);
+        if (sig_server_draining(s->srv))
+            return refuse_counted(s, wsi, SIG_ADMIT_DRAINING, 503, "server draining\n");
+        return admit_upgrade(s, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
         conn *c = &u->c;
         char peer[48] = "";
@@ -380,6 +425,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
     case LWS_CALLBACK_RECEIVE:
         return u->kind == SESS_WS ? on_receive(&u->c, in, len) : -1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        return close_frame_ok(wsi, in, len) ? 0 : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return u->kind == SESS_WS ? on_writeable(&u->c) : -1;
     case LWS_CALLBACK_CLOSED: {

@@ -55,6 +55,26 @@ static bool known(uint16_t t)
     }
 }
 
+/* The attributes that authenticate a message, kept in the view past
+ * STN_MAX_ATTRS (one of each: STN_MAX_AUTH_ATTRS of them). */
+static bool auth_attr(uint16_t t)
+{
+    switch (t) {
+    case STN_A_USERNAME:
+    case STN_A_USERHASH:
+    case STN_A_REALM:
+    case STN_A_NONCE:
+    case STN_A_PASSWORD_ALGORITHM:
+    case STN_A_PASSWORD_ALGORITHMS:
+    case STN_A_MESSAGE_INTEGRITY:
+    case STN_A_MESSAGE_INTEGRITY_SHA256:
+    case STN_A_FINGERPRINT:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Both header forms: RFC 8489 (classic false: the cookie required) and an
  * RFC 3489 Binding request (classic true: type 0x0001 and no cookie). The
  * flag is a constant at each call, so stn_msg_parse keeps its code. */
@@ -70,6 +90,7 @@ static inline int parse(stn_msg *m, const uint8_t *buf, size_t len, bool classic
     m->n_attrs = 0;
     m->mi = m->fp = m->mi256 = -1;
     m->n_unknown = 0;
+    m->n_over = 0;
 
     rtc_rd_init(&r, buf, len);
     if (!rtc_rd_u16(&r, &type) || !rtc_rd_u16(&r, &mlen) || !rtc_rd_u32(&r, &magic) ||
@@ -101,8 +122,15 @@ static inline int parse(stn_msg *m, const uint8_t *buf, size_t len, bool classic
             continue; /* RFC 8489 s.14.5: ignored, not an error */
         if (after_mi256 && at != STN_A_FINGERPRINT)
             continue; /* s.14.6: only FINGERPRINT may follow MI-SHA256 */
-        if (m->n_attrs >= STN_MAX_ATTRS)
-            return RTC_EMSG;
+        if (m->n_attrs >= STN_MAX_ATTRS && !(auth_attr(at) && !stn_msg_find(m, at))) {
+            /* counted, not indexed: the message stays answerable (a request
+             * dropped in silence looks like loss and is retransmitted) */
+            if ((classic ? at < 0x8000 : !known(at)) && m->n_unknown < STN_MAX_UNKNOWN)
+                m->unknown[m->n_unknown++] = at;
+            if (m->n_over < UINT16_MAX)
+                m->n_over++;
+            continue;
+        }
         if (at == STN_A_MESSAGE_INTEGRITY) {
             if (alen != 20)
                 return RTC_EMSG;

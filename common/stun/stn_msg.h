@@ -25,6 +25,11 @@
 #define STN_TID_LEN 12
 #define STN_TID3489_LEN 16 /* RFC 3489: no cookie, a 128-bit transaction ID */
 #define STN_MAX_ATTRS 40   /* more than any honest TURN message carries */
+/* Past STN_MAX_ATTRS the view still takes the first of each attribute that
+ * authenticates a message (USERNAME, USERHASH, REALM, NONCE, the two
+ * PASSWORD-ALGORITHM ones, the two MESSAGE-INTEGRITYs, FINGERPRINT), so a
+ * server can check and answer an over-long request instead of dropping it. */
+#define STN_MAX_AUTH_ATTRS 9
 #define STN_MAX_UNKNOWN 8  /* comprehension-required attributes reported in 420 */
 
 /* Classes (RFC 8489 s.5): the C1/C0 bits. */
@@ -99,7 +104,8 @@ typedef struct {
     uint8_t cls;
     uint8_t tid[STN_TID_LEN];
     uint8_t n_attrs;
-    stn_attr_ref attrs[STN_MAX_ATTRS]; /* in wire order, up to MI (+FP) */
+    stn_attr_ref attrs[STN_MAX_ATTRS + STN_MAX_AUTH_ATTRS]; /* in wire order, up to MI (+FP) */
+    uint16_t n_over; /* attributes past STN_MAX_ATTRS left out of attrs */
     int16_t mi;      /* index in attrs of MESSAGE-INTEGRITY, -1 if none */
     int16_t fp;      /* index of FINGERPRINT, -1 if none */
     int16_t mi256;   /* index of MESSAGE-INTEGRITY-SHA256 (16..32 bytes, a

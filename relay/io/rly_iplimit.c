@@ -16,11 +16,13 @@ typedef struct entry {
     struct entry *next;
     uint8_t key[9]; /* family, then 4 (v4) or 8 (v6 /64) address bytes */
     uint32_t n;
+    uint32_t hs; /* of those, TLS handshakes in progress (<= n) */
 } entry;
 
 struct rly_iplimit {
     pthread_mutex_t mu;
     rtc_hash_key key;
+    uint32_t hs_total;
     entry *b[BUCKETS];
 };
 
@@ -103,4 +105,53 @@ void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip)
         free(e);
     }
     pthread_mutex_unlock(&l->mu);
+}
+
+/* Caller holds l->mu. The entry of ip, or NULL. */
+static entry *find_locked(rly_iplimit *l, const rtc_addr *ip)
+{
+    uint8_t key[9];
+    entry *e;
+    key_of(ip, key);
+    for (e = l->b[bucket(l, key)]; e && memcmp(e->key, key, sizeof key); e = e->next)
+        ;
+    return e;
+}
+
+bool rly_iplimit_hs_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max_per_ip,
+                         uint32_t max_total)
+{
+    entry *e;
+    bool ok = false;
+    pthread_mutex_lock(&l->mu);
+    e = find_locked(l, ip);
+    if (e && e->hs < e->n && (!max_per_ip || e->hs < max_per_ip) &&
+        (!max_total || l->hs_total < max_total)) {
+        e->hs++;
+        l->hs_total++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
+void rly_iplimit_hs_give(rly_iplimit *l, const rtc_addr *ip)
+{
+    entry *e;
+    pthread_mutex_lock(&l->mu);
+    e = find_locked(l, ip);
+    if (e && e->hs) {
+        e->hs--;
+        l->hs_total--;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+uint32_t rly_iplimit_hs_total(rly_iplimit *l)
+{
+    uint32_t n;
+    pthread_mutex_lock(&l->mu);
+    n = l->hs_total;
+    pthread_mutex_unlock(&l->mu);
+    return n;
 }

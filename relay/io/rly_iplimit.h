@@ -26,4 +26,14 @@ bool rly_iplimit_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max);
 /* Give back a connection counted by rly_iplimit_take. Any thread. */
 void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip);
 
+/* TLS handshakes in progress (issue 14 item 2): a connection whose TLS
+ * handshake has begun and not finished holds OpenSSL's handshake and record
+ * buffers (~35 KB), so they are capped per source and in total (0: no
+ * cap). Only for a connection counted by rly_iplimit_take, and given back
+ * (rly_iplimit_hs_give) before it. true when counted. Any thread. */
+bool rly_iplimit_hs_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max_per_ip,
+                         uint32_t max_total);
+void rly_iplimit_hs_give(rly_iplimit *l, const rtc_addr *ip);
+uint32_t rly_iplimit_hs_total(rly_iplimit *l); /* in progress now, all sources */
+
 #endif

@@ -7,6 +7,9 @@
  * deferred to the end of the event batch so a later event of the same batch
  * never sees a reused slot. */
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -28,7 +31,8 @@ typedef struct rly_conn {
     bool closing;
     bool pending; /* on w->pend: input left over from its last turn */
     rtc_addr client;
-    rly_tls_conn *tls;
+    rly_tls_conn *tls; /* RLY_TLS: made when the client's first bytes arrive */
+    bool hs_counted;   /* holds a handshake slot (rly_iplimit_hs_take) */
     bool authed; /* has made an allocation: buffers may grow, no auth timeout */
     uint8_t *in;
     size_t in_len, in_cap;
@@ -55,6 +59,8 @@ static void conn_free(rly_worker *w, uint32_t idx)
     rly_conn *c = w->conns[idx];
     rly_tuple tu = {.client = c->client, .listener = c->listener, .proto = c->proto};
     rly_turn_tuple_gone(&w->turn, &tu);
+    if (c->hs_counted)
+        rly_iplimit_hs_give(w->iplimit, &c->client);
     rly_iplimit_give(w->iplimit, &c->client);
     rly_tls_conn_free(c->tls);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -63,12 +69,15 @@ static void conn_free(rly_worker *w, uint32_t idx)
     free(c->out);
     free(c);
     w->conns[idx] = NULL;
+    w->streams_freed++;
 }
 
 static long conn_write(rly_conn *c, const uint8_t *p, size_t n)
 {
     if (c->tls)
         return rly_tls_write(c->tls, p, n);
+    if (c->proto == RLY_TLS)
+        return -EIO; /* no session yet: never plaintext on a TLS listener */
     {
         ssize_t rc = send(c->fd, p, n, MSG_NOSIGNAL);
         return rc < 0 ? -errno : rc;
@@ -110,6 +119,26 @@ static bool buf_grow(uint8_t **b, size_t *cap, size_t need, size_t max)
     return true;
 }
 
+/* A connection that has not authenticated and waits for its client keeps
+ * no empty buffers: thousands of idle pre-auth connections must cost little
+ * more than their slot (issue 14 item 2). Authenticated ones keep theirs
+ * (they carry media; no malloc per packet). */
+static void idle_buffers(rly_conn *c)
+{
+    if (c->authed)
+        return;
+    if (!c->in_len) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+    if (!c->out_len) {
+        free(c->out);
+        c->out = NULL;
+        c->out_cap = c->out_off = 0;
+    }
+}
+
 /* Queue a frame for the client; dropped whole when the queue is full (a
  * client that stops reading cannot make the relay buffer without bound). */
 void rly_stream_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
@@ -117,6 +146,13 @@ void rly_stream_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
     rly_conn *c = w->conns[idx];
     if (!c || c->closing)
         return;
+    if (!c->out) { /* made when first needed (idle_buffers gives it back) */
+        if (!(c->out = malloc(CONN_INIT_CAP))) {
+            w->turn.stats.dropped[RLY_DROP_BACKPRESSURE]++;
+            return;
+        }
+        c->out_cap = CONN_INIT_CAP;
+    }
     if (c->out_off + c->out_len + n > c->out_cap) {
         memmove(c->out, c->out + c->out_off, c->out_len);
         c->out_off = 0;
@@ -206,7 +242,7 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
         return;
     }
     if (!(events & (EPOLLIN | EPOLLRDHUP)) && !c->tls)
-        return;
+        return; /* (a TLS session may need EPOLLOUT to go on reading) */
     uint32_t budget = CONN_BUDGET;
     if (c->in_len) { /* frames left over from the last turn go first */
         conn_frames(w, idx, &budget);
@@ -222,12 +258,32 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
             }
             return;
         }
+        if (!c->in && (c->in = malloc(CONN_INIT_CAP)))
+            c->in_cap = CONN_INIT_CAP; /* made when first needed, like out */
         if (c->in_len >= c->in_cap) {
             conn_close_later(w, idx);
             return;
         }
+        if (c->proto == RLY_TLS && !c->tls) {
+            /* OpenSSL allocates its handshake and record buffers (~35 KB)
+             * as soon as the handshake is driven: not before the client
+             * has sent something (a connection that never does costs only
+             * its slot) */
+            uint8_t b;
+            ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                return;
+            if (n <= 0 || !(c->tls = rly_tls_conn_new(w->tls, c->fd))) {
+                conn_close_later(w, idx);
+                return;
+            }
+        }
         if (c->tls) {
             rc = rly_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+            if (c->hs_counted && rly_tls_handshake_done(c->tls)) {
+                rly_iplimit_hs_give(w->iplimit, &c->client);
+                c->hs_counted = false;
+            }
         } else {
             ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
             rc = n < 0 ? -errno : n;
@@ -235,6 +291,8 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR) {
             if (c->tls && conn_flush(c))
                 conn_close_later(w, idx);
+            else
+                idle_buffers(c);
             return;
         }
         if (rc <= 0) {
@@ -298,13 +356,27 @@ void rly_stream_accept(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
             close(fd);
             continue;
         }
+        if (proto == RLY_TLS &&
+            !rly_iplimit_hs_take(w->iplimit, &client, w->turn.cfg->lim.max_tls_handshakes_per_ip,
+                                 w->turn.cfg->lim.max_tls_handshakes)) {
+            if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
+                char cl[RTC_ADDR_STRLEN];
+                rtc_addr_format(&client, false, cl);
+                RTC_LOG(RTC_LOG_WARN, NULL,
+                        "refusing TLS stream from %s: max-tls-handshakes-per-ip (%u) or "
+                        "max-tls-handshakes (%u) reached",
+                        cl, (unsigned)w->turn.cfg->lim.max_tls_handshakes_per_ip,
+                        (unsigned)w->turn.cfg->lim.max_tls_handshakes);
+            }
+            rly_iplimit_give(w->iplimit, &client);
+            close(fd);
+            continue;
+        }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c = calloc(1, sizeof *c);
-        if (!c || !(c->in = malloc(CONN_INIT_CAP)) || !(c->out = malloc(CONN_INIT_CAP)))
+        if (!c)
             goto out_free;
-        c->in_cap = c->out_cap = CONN_INIT_CAP;
-        if (proto == RLY_TLS && !(c->tls = rly_tls_conn_new(w->tls, fd)))
-            goto out_free;
+        c->hs_counted = proto == RLY_TLS; /* (out_free gives it back) */
         c->fd = fd;
         c->proto = proto;
         c->listener = listener;
@@ -315,6 +387,8 @@ void rly_stream_accept(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
         w->conns[idx] = c;
         continue;
 out_free:
+        if (proto == RLY_TLS)
+            rly_iplimit_hs_give(w->iplimit, &client);
         if (c) {
             rly_tls_conn_free(c->tls);
             free(c->in);
@@ -334,6 +408,17 @@ void rly_stream_sweep(rly_worker *w)
     uint64_t auth_ms = (uint64_t)w->turn.cfg->lim.tcp_auth_timeout_s * 1000u;
     if (w->accept_paused)
         pause_listeners(w, false);
+#ifdef __GLIBC__
+    /* Many streams went away (a flood of idle TLS connections timed out):
+     * hand the freed heap back to the kernel. glibc keeps it otherwise,
+     * and the holes the handshake buffers left are too scattered for its
+     * own trimming; at most once a sweep, so the cost (a walk of the
+     * arenas) stays off the packet path. */
+    if (w->streams_freed >= 64) {
+        malloc_trim(0);
+        w->streams_freed = 0;
+    }
+#endif
     for (uint32_t i = 0; i < w->n_conns_cap; i++) {
         rly_conn *c = w->conns[i];
         rly_tuple tu;

@@ -87,6 +87,14 @@ long rly_tls_read(rly_tls_conn *c, uint8_t *buf, size_t n)
     if (rc > 0)
         return rc;
     rc = (int)result(c, rc);
+    /* Waiting for the client: hand back the ~17 KB read buffer. The
+     * context's SSL_MODE_RELEASE_BUFFERS frees it only after application
+     * data, so a client that finished the handshake and then said nothing
+     * kept it (issue 14 item 2). Never mid-record (SSL_has_pending), and
+     * never during the handshake, whose own buffers OpenSSL frees at its end;
+     * OpenSSL >= 3.0.14 (CVE-2024-4741 fixed). */
+    if (rc == -EAGAIN && SSL_is_init_finished(c->ssl) && !SSL_has_pending(c->ssl))
+        SSL_free_buffers(c->ssl);
     return rc == 0 ? 0 : rc;
 }
 
@@ -98,3 +106,5 @@ long rly_tls_write(rly_tls_conn *c, const uint8_t *buf, size_t n)
     rc = (int)result(c, rc);
     return rc == 0 ? -EIO : rc;
 }
+
+bool rly_tls_handshake_done(const rly_tls_conn *c) { return SSL_is_init_finished(c->ssl) == 1; }

@@ -7,6 +7,7 @@
 #ifndef RLY_TLS_H
 #define RLY_TLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,5 +24,7 @@ void rly_tls_conn_free(rly_tls_conn *c);
 long rly_tls_read(rly_tls_conn *c, uint8_t *buf, size_t n);
 /* >0 bytes written, -EAGAIN, -EIO. */
 long rly_tls_write(rly_tls_conn *c, const uint8_t *buf, size_t n);
+/* The handshake has finished (the connection no longer counts as one). */
+bool rly_tls_handshake_done(const rly_tls_conn *c);
 
 #endif

@@ -315,7 +315,12 @@ bool rly_worker_draining(const rly_worker *w) { return atomic_load(&w->draining_
 bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
-size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
+size_t rly_worker_total_allocations(const rly_worker *w, size_t *reservations)
+{
+    size_t allocs;
+    rly_quota_counts(w->turn.quota, &allocs, reservations);
+    return allocs;
+}
 
 /* ---- descriptors of other modules ---- */
 

@@ -100,8 +100,9 @@ int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t 
  * the worker writes (plain monotonic counters, read at scrape time). */
 const rly_stats *rly_worker_stats(const rly_worker *w);
 size_t rly_worker_allocations(const rly_worker *w);
-/* Allocations of the whole process, exact (the shared quota count). */
-size_t rly_worker_total_allocations(const rly_worker *w);
+/* Allocations of the whole process, exact (the shared quota count), and
+ * the EVEN-PORT reservations held besides them (*reservations). */
+size_t rly_worker_total_allocations(const rly_worker *w, size_t *reservations);
 bool rly_worker_draining(const rly_worker *w);
 
 /* Descriptors of other modules on the worker's loop (the admin HTTP

@@ -137,6 +137,7 @@ struct rly_worker {
     pthread_mutex_t pmu;
     pthread_cond_t pcv;
     bool paused, pmu_ok;
+    uint32_t streams_freed; /* since the last malloc_trim (rly_stream_sweep) */
 };
 
 

@@ -184,6 +184,12 @@ static rly_result process(rly_req *r, const method_entry *me)
     }
     if (m->n_unknown)
         return RLY_ERR(420, "Unknown Attribute");
+    /* more attributes than the view indexes (stn_msg.h): answered, signed,
+     * never dropped in silence. CreatePermission gets 508 as when its peers
+     * overflow RLY_MAX_PERMS (RFC 8656 s.9.2: Insufficient Capacity). */
+    if (m->n_over)
+        return me->method == STN_CREATE_PERMISSION ? RLY_ERR(508, "Too many permissions")
+                                                   : RLY_ERR(400, "Too many attributes");
     r->a = live_alloc(r);
     if (r->a && me->needs_auth &&
         (strlen(r->a->user) != r->ulen || memcmp(r->a->user, r->user, r->ulen)))
@@ -280,7 +286,7 @@ size_t rly_turn_input(rly_turn *t, const rly_input *in, uint8_t *out, size_t cap
     case STN_REQUEST:
         return stun_request(t, in, &m, out, cap);
     case STN_INDICATION:
-        if (m.method == STN_SEND)
+        if (m.method == STN_SEND && !m.n_over)
             rly_h_send(t, in, &m);
         else
             t->stats.dropped[RLY_DROP_MALFORMED]++;

@@ -137,6 +137,17 @@ size_t rly_quota_total(rly_quota *q)
     return t;
 }
 
+void rly_quota_counts(rly_quota *q, size_t *allocations, size_t *reservations)
+{
+    size_t held = 0;
+    pthread_mutex_lock(&q->mu);
+    for (int i = 0; i < MAX_RESV; i++)
+        held += q->r[i].fd >= 0;
+    *reservations = held;
+    *allocations = (size_t)q->total - held; /* every held one took a unit */
+    pthread_mutex_unlock(&q->mu);
+}
+
 int rly_quota_resv_put(rly_quota *q, const uint8_t token[8], int fd, const rtc_addr *bound,
                        uint64_t expiry_ms, const char *user)
 {

@@ -25,6 +25,9 @@ int rly_quota_take(rly_quota *q, const char *user, uint64_t max_total, uint64_t 
 /* Give one back (at release: the quota is free at once). */
 void rly_quota_give(rly_quota *q, const char *user);
 size_t rly_quota_total(rly_quota *q);
+/* The same units split, read under one lock: live allocations, and
+ * EVEN-PORT reservations held (each holds a unit, rly_quota_resv_put). */
+void rly_quota_counts(rly_quota *q, size_t *allocations, size_t *reservations);
 
 /* EVEN-PORT reservations one user may hold at once: the table is shared by
  * everyone, so without a cap one user could fill it and deny EVEN-PORT R

@@ -35,6 +35,7 @@ typedef struct {
     bool legacy_channels; /* ChannelBind accepts 0x5000-0x7FFF (RFC 5766) */
     uint32_t max_tcp_per_ip;     /* TCP/TLS connections per source (rly_iplimit.h) */
     uint32_t tcp_auth_timeout_s; /* a stream must authenticate within this */
+    uint32_t max_tls_handshakes, max_tls_handshakes_per_ip; /* in progress (rly_iplimit.h) */
 } rly_limits;
 
 /* Immutable configuration; owned by main, borrowed by workers. */

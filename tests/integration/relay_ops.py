@@ -623,6 +623,100 @@ def test_tcp_memory(exe, c):
         relay.stop()
 
 
+def tls_handshake(port, timeout=5):
+    """A completed TLS handshake with the relay, or None if it refused."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        return ctx.wrap_socket(s, server_hostname="127.0.0.1")
+    except (OSError, ssl.SSLError):
+        return None
+
+
+def test_tls_limits(exe, c):
+    """Issue 14 item 2: TLS handshakes in progress are capped per address and
+    in total; a connection that never sends a byte costs no OpenSSL state;
+    memory goes back after idle pre-auth TLS connections close."""
+    tport = free_port(socket.SOCK_STREAM)
+    tmp = tempfile.mkdtemp(prefix="relay-ops-tlslim-")
+    cert, key = make_cert(tmp, "t")
+    relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{tport}", "--cert", cert,
+                  "--key", key, "--threads", "2", "--max-tls-handshakes-per-ip", "2",
+                  "--max-tls-handshakes", "3", "--tcp-auth-timeout", "30")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", tport), timeout=2) for _ in range(2)]
+        third = socket.create_connection(("127.0.0.1", tport), timeout=2)
+        c.ok(closed_by_server(third, 1.5 * TIMEOUT_MULT),
+             "tls: a third handshake from one address is closed (--max-tls-handshakes-per-ip 2)")
+        other = socket.create_connection(("127.0.0.1", tport), timeout=2,
+                                         source_address=("127.0.0.2", 0))
+        c.ok(not closed_by_server(other, 0.5), "tls: another address has its own handshakes")
+        c.ok(relay.metric("tsunagu_relay_tls_handshakes") == 3,
+             "tls: tsunagu_relay_tls_handshakes counts the three in progress")
+        fourth = socket.create_connection(("127.0.0.1", tport), timeout=2,
+                                          source_address=("127.0.0.3", 0))
+        c.ok(closed_by_server(fourth, 1.5 * TIMEOUT_MULT),
+             "tls: past --max-tls-handshakes 3 in total, closed at accept")
+        idle[0].close()
+        time.sleep(0.3)
+        done = tls_handshake(tport)
+        c.ok(done is not None, "tls: a freed slot takes a full handshake")
+        time.sleep(0.3)  # (the slot is given back once the handshake is done)
+        more = socket.create_connection(("127.0.0.1", tport), timeout=2)
+        c.ok(not closed_by_server(more, 0.5),
+             "tls: a finished handshake no longer counts: a new one is let in")
+        for s in [idle[1], third, other, fourth, more] + ([done] if done else []):
+            s.close()
+    finally:
+        relay.stop()
+    relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{tport}", "--cert", cert,
+                  "--key", key, "--threads", "1", "--max-tcp-per-ip", "100000",
+                  "--max-tls-handshakes-per-ip", "0", "--max-tls-handshakes", "0",
+                  "--tcp-auth-timeout", "60")
+    conns = []
+    try:
+        time.sleep(0.5)
+        base = rss_kb(relay.proc.pid)
+        # 1000 connections that never say anything: 45 KB each before (the
+        # handshake was driven at once), now no OpenSSL state at all
+        conns = [socket.create_connection(("127.0.0.1", tport), timeout=2) for _ in range(1000)]
+        time.sleep(1)
+        grew = rss_kb(relay.proc.pid) - base
+        c.ok(grew < 4 * 1024, f"tls: 1000 silent connections grow RSS by {grew} KB (< 4 MB)")
+        for s in conns:
+            s.close()
+        conns = []
+        # 1000 that finish the handshake and go idle: memory comes back once
+        # they close (glibc kept it: malloc_trim after the closes)
+        for _ in range(1000):
+            s = tls_handshake(tport)
+            if s is None:
+                break
+            conns.append(s)
+        c.ok(len(conns) == 1000, f"tls: 1000 handshakes done ({len(conns)})")
+        peak = rss_kb(relay.proc.pid)
+        for s in conns:
+            s.close()
+        conns = []
+        deadline = time.time() + 6 * TIMEOUT_MULT
+        after = rss_kb(relay.proc.pid)
+        while after > base * 1.25 + 3072 and time.time() < deadline:
+            time.sleep(0.25)
+            after = rss_kb(relay.proc.pid)
+        c.ok(after <= base * 1.25 + 3072,
+             f"tls: RSS back after the idle connections closed: start {base} KB, "
+             f"with 1000 {peak} KB, after {after} KB (bound: +25% +3 MB)")
+        c.ok(tcp_binding_ok(relay.port), "tls: still serving")
+    finally:
+        for s in conns:
+            s.close()
+        relay.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     exe = relay_exe()
     c = Checks()
@@ -644,6 +738,7 @@ def main():
              ("stream_burst", lambda: test_stream_burst(exe, c)),
              ("tcp_limits", lambda: test_tcp_limits(exe, c)),
              ("tcp_memory", lambda: test_tcp_memory(exe, c)),
+             ("tls_limits", lambda: test_tls_limits(exe, c)),
              ]
     try:
         for name, fn in tests:

@@ -508,6 +508,53 @@ def test_quota(relay, c):
     rest[0].close()
 
 
+def test_reservation_metric(relay, c):
+    """Issue 14 item 6: an EVEN-PORT reservation holds a quota unit but is
+    no allocation: tsunagu_relay_allocations leaves it out (it counted it),
+    tsunagu_relay_reservations counts it."""
+    def gauges():
+        return (relay.metric("tsunagu_relay_allocations"),
+                relay.metric("tsunagu_relay_reservations"))
+    a0, r0 = gauges()
+    c.ok(r0 is not None, "tsunagu_relay_reservations is exported")
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    m = cl.allocate([(A_EVEN_PORT, b"\x80")])
+    c.success(m, "reservation metric: EVEN-PORT R allocation")
+    tok = m.get(A_RESERVATION_TOKEN)
+    c.ok(gauges() == (a0 + 1, (r0 or 0) + 1), f"one allocation, one reservation ({gauges()})")
+    cl.refresh(0)
+    c.ok(gauges() == (a0, (r0 or 0) + 1), f"released: no allocation, reservation held ({gauges()})")
+    t2 = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(t2.allocate([(A_RESERVATION_TOKEN, tok or b"\0" * 8)]), "reservation used")
+    c.ok(gauges() == (a0 + 1, r0), f"used: an allocation again, no reservation ({gauges()})")
+    t2.refresh(0)
+    c.ok(gauges() == (a0, r0), f"all back ({gauges()})")
+    cl.close()
+    t2.close()
+
+
+def test_many_peers(relay, c):
+    """Issue 14 item 3: a CreatePermission with more XOR-PEER-ADDRESS
+    attributes than the codec indexes (40) was dropped in silence from 37
+    peers on (37 + USERNAME, REALM, NONCE + MI > 40); it is answered 508
+    like the 33-36 case, signed, and installs nothing."""
+    cl = Client(relay.addr, "udp", "alice", "pa55")
+    c.success(cl.allocate(), "many peers: allocate")
+    for n in (33, 36, 37, 40, 41, 60, 200):
+        m = cl.permit(*[(f"203.0.113.{i % 250 + 1}", 5000 + i) for i in range(n)])
+        c.error(m, 508, f"CreatePermission with {n} peers: 508")
+        c.ok(m.cls == ERROR and m.check_mi(cl.key), f"{n} peers: the 508 is signed")
+    # 60 attributes naming one peer IP (one permission): still answered
+    m = cl.permit(*[("203.0.113.7", 6000 + i) for i in range(60)])
+    c.error(m, 508, "60 XOR-PEER-ADDRESS of one IP: 508 (over the attribute cap)")
+    c.success(cl.permit(("203.0.113.9", 5000)), "one peer afterwards: success")
+    # another method past the cap: 400, not silence
+    m = cl.request(REFRESH, [(A_SOFTWARE, b"x")] * 45)
+    c.error(m, 400, "Refresh with 45 attributes: 400")
+    cl.refresh(0)
+    cl.close()
+
+
 def relayed_socket_opt(relay, port, family, level, opt):
     """getsockopt on the relay's relayed UDP socket bound to port, read
     through a duplicate of its fd (pidfd_getfd: we are the relay's parent,
@@ -595,6 +642,8 @@ def main():
         test_quota(relay, c)
         test_stale_nonce(relay, c)
         test_dont_fragment(relay, c)
+        test_many_peers(relay, c)
+        test_reservation_metric(relay, c)
         c.ok(relay.proc.poll() is None, "relay still running")
     finally:
         if c.failed:

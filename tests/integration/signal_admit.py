@@ -442,6 +442,71 @@ async def admit_startup(exe):
     assert re.search(r"--max-connections-per-ip N .*\[default: 64\]", p.stdout), p.stdout
 
 
+def refused_answer(port, path=b"/ws"):
+    """An upgrade on path: (status, head, body) once the server closed; fails
+    if the connection is closed without an HTTP answer (issue 14 item 4)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5 * MULT)
+    try:
+        key = base64.b64encode(os.urandom(16))
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n" % (path, port, key))
+        data = b""
+        deadline = time.time() + 5 * MULT
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        else:
+            raise AssertionError("server kept a refused connection open: %r" % data)
+    finally:
+        s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", head)
+    assert m, "no HTTP status before the close: %r" % data
+    return int(m.group(1)), head.decode(errors="replace"), body
+
+
+@test
+async def refusals(exe):
+    """Wrong path (404), max-connections (503 + Retry-After), draining (503 +
+    Retry-After): an HTTP answer, never a bare close, each counted in
+    tsunagu_signal_rejected_total{reason}."""
+    with Server(exe, "--max-connections", "1", "--drain-seconds", "3") as srv:
+        for path in (b"/", b"/wss", b"/ws/x", b"/metrics"):
+            st, head, body = refused_answer(srv.port, path)
+            assert st == 404, (path, head)
+            assert b"/ws" in body, body
+        assert rejected(srv, "path") == 4, rejected(srv, "path")
+        a = Client(await websockets.connect(srv.url, open_timeout=5 * MULT))
+        await a.send({"type": "ping"})
+        await a.expect("pong")
+        st, head, _ = refused_answer(srv.port)
+        assert st == 503 and re.search(r"(?im)^Retry-After: \d+\r?$", head), head
+        assert rejected(srv, "max-connections") == 1
+        await refused(srv.url, 503)   # a real client sees the status too
+        assert rejected(srv, "max-connections") == 2
+        assert rejected(srv, "path") == 4 and rejected(srv, "per-ip") == 0
+        await a.close()
+    with Server(exe, "--drain-seconds", "3") as srv:
+        a = Client(await websockets.connect(srv.url, open_timeout=5 * MULT))
+        await a.join("r")
+        srv.signal(signal.SIGTERM)
+        await a.error("server-busy")  # the drain has begun; a stays till its end
+        st, head, _ = refused_answer(srv.port)
+        assert st == 503 and re.search(r"(?im)^Retry-After: \d+\r?$", head), head
+        assert "Service Unavailable" in head, head
+        st, _, _ = refused_answer(srv.port)
+        assert st == 503
+        assert rejected(srv, "draining") == 2, rejected(srv, "draining")
+        assert rejected(srv, "max-connections") == 0 and rejected(srv, "path") == 0
+        await a.close()
+
+
 def free_port6():
     s = socket.socket(socket.AF_INET6)
     s.bind(("::1", 0))

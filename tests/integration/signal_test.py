@@ -321,6 +321,14 @@ async def turn_identity(exe):
         ja, jb = await a.join("r", "a"), await b.join("r", "b")
         assert ja["id"] != jb["id"] and turn_ident(ja) == turn_ident(jb), (ja, jb)
         assert turn_ident(ja) not in (ids[0][1], turn_ident(jc)), "ip and sub identities differ"
+        # the formula docs/protocol.md gives (issue 14 item 6: it said "your peer id")
+        import base64, hashlib, hmac  # noqa: E401
+        want = base64.urlsafe_b64encode(hmac.new(turn.encode(), b"ip\0" + bytes([4, 127, 0, 0, 1]),
+                                                 hashlib.sha256).digest()).decode()[:16]
+        assert turn_ident(ja) == want, (turn_ident(ja), want)
+        want = base64.urlsafe_b64encode(hmac.new(turn.encode(), b"sub\0mallory",
+                                                 hashlib.sha256).digest()).decode()[:16]
+        assert ids[0][1] == want, (ids[0][1], want)
         for x in (a, b):
             await x.close()
     relay_exe = os.environ.get("RELAY_EXE", "")

@@ -67,6 +67,40 @@ int main(void)
         is_int(n, 2, "threads taking and giving leave the count exact");
     }
     rly_iplimit_free(shared);
+    {
+        /* TLS handshakes in progress (issue 14 item 2): per source and in
+         * total, only for counted connections */
+        rly_iplimit *h = rly_iplimit_new();
+        rtc_addr p = ip("203.0.113.5"), q = ip("203.0.113.6");
+        ok(!rly_iplimit_hs_take(h, &p, 2, 3), "no handshake slot without a counted connection");
+        for (int i = 0; i < 4; i++)
+            rly_iplimit_take(h, &p, 10);
+        rly_iplimit_take(h, &q, 10);
+        rly_iplimit_take(h, &q, 10);
+        ok(rly_iplimit_hs_take(h, &p, 2, 3) && rly_iplimit_hs_take(h, &p, 2, 3),
+           "two handshakes from one source");
+        ok(!rly_iplimit_hs_take(h, &p, 2, 3), "a third: refused (per source)");
+        ok(rly_iplimit_hs_take(h, &q, 2, 3), "another source: allowed");
+        ok(!rly_iplimit_hs_take(h, &q, 2, 3), "a fourth in total: refused (total)");
+        is_int(rly_iplimit_hs_total(h), 3, "three in progress");
+        rly_iplimit_hs_give(h, &p);
+        ok(rly_iplimit_hs_take(h, &q, 2, 3), "a finished one frees a slot");
+        ok(rly_iplimit_hs_take(h, &p, 0, 0) && rly_iplimit_hs_take(h, &p, 0, 0) &&
+               rly_iplimit_hs_take(h, &p, 0, 0),
+           "0: no cap (up to the connections counted)");
+        ok(!rly_iplimit_hs_take(h, &p, 0, 0), "never more than the source's connections");
+        for (int i = 0; i < 4; i++)
+            rly_iplimit_hs_give(h, &p);
+        rly_iplimit_hs_give(h, &q);
+        rly_iplimit_hs_give(h, &q);
+        rly_iplimit_hs_give(h, &q); /* one too many: ignored */
+        is_int(rly_iplimit_hs_total(h), 0, "all given back, never below 0");
+        for (int i = 0; i < 4; i++)
+            rly_iplimit_give(h, &p);
+        rly_iplimit_give(h, &q);
+        rly_iplimit_give(h, &q);
+        rly_iplimit_free(h);
+    }
     rly_iplimit_free(NULL);
     return done_testing();
 }

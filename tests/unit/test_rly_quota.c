@@ -74,6 +74,14 @@ static void test_reservations(void)
     }
     is_int(placed, RLY_RESV_PER_USER, "reservations capped per user");
     is_int(rly_quota_total(q), RLY_RESV_PER_USER, "each held reservation keeps its unit");
+    {
+        /* the metrics split the units: reservations are no allocations */
+        size_t na = 99, nr = 99;
+        rly_quota_take(q, "eve", 100, 100); /* one real allocation besides */
+        rly_quota_counts(q, &na, &nr);
+        ok(na == 1 && nr == RLY_RESV_PER_USER, "counts: 1 allocation, 4 reservations");
+        rly_quota_give(q, "eve");
+    }
     tok[0] = 1;
     is_int(rly_quota_resv_take(q, tok, 1000, &got), 11, "taken by token");
     ok(got.port == 50001, "taken with its bound address");

@@ -1,5 +1,6 @@
 /* test_sig_proto.c - message validation: every type, wrong types, missing
  * fields, unknown fields, huge and hostile inputs, and the builders. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,9 +33,48 @@ static void bad(const char *s, const char *name)
     ok(m.root == NULL && m.room == NULL, "refused message leaves nothing behind");
 }
 
+/* The reason a refusal gives. */
+static const char *why_of(const char *s)
+{
+    sig_msg m;
+    const char *why = "";
+    if (sig_proto_parse(s, strlen(s), &m, &why) == SIG_OK) {
+        sig_msg_dispose(&m);
+        return "(accepted)";
+    }
+    return why;
+}
+
+static void token_too_long(void)
+{
+    /* issue 14 item 5: an over-long token was refused as "must be a
+     * non-empty string" */
+    size_t n = SIG_TOKEN_MAX + 1;
+    char *big = malloc(n + 64), *msg = malloc(n + 128);
+    if (!big || !msg)
+        abort();
+    memset(big, 'a', n);
+    big[n] = '\0';
+    snprintf(msg, n + 128, "{\"type\":\"resume\",\"token\":\"%s\"}", big);
+    ok(strstr(why_of(msg), "too long") != NULL, "resume token over 4096 bytes: \"too long\"");
+    snprintf(msg, n + 128, "{\"type\":\"join\",\"room\":\"r\",\"token\":\"%s\"}", big);
+    ok(strstr(why_of(msg), "too long") != NULL, "join token over 4096 bytes: \"too long\"");
+    big[n - 1] = '\0';
+    snprintf(msg, n + 128, "{\"type\":\"resume\",\"token\":\"%s\"}", big);
+    ok(strcmp(why_of(msg), "(accepted)") == 0, "resume token of exactly 4096 bytes accepted");
+    ok(strstr(why_of("{\"type\":\"resume\",\"token\":\"\"}"), "too long") == NULL,
+       "an empty token is not called too long");
+    ok(strstr(why_of("{\"type\":\"join\",\"room\":\"r\",\"token\":5}"), "non-empty") != NULL,
+       "a numeric token keeps its message");
+    free(big);
+    free(msg);
+}
+
 int main(void)
 {
     sig_msg m;
+
+    token_too_long();
 
     /* every client type */
     good("{\"type\":\"join\",\"room\":\"r\"}", SIG_MSG_JOIN, "join minimal");

@@ -99,6 +99,23 @@ int main(void)
            RTC_EAUTH, "RS256 refused");
     is_int(verify(handmade("{}", "{\"room\":\"r\",\"sub\":\"s\",\"exp\":100}", K), "r", 50),
            RTC_EAUTH, "no alg");
+    /* RFC 7515 s.4.1.11: an extension we must understand and do not (issue
+     * 14 item 5: such tokens were accepted) */
+    {
+        const char *cwhy = "";
+        sig_token_claims ccl;
+        const char *ct = handmade("{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}",
+                                 "{\"room\":\"r\",\"sub\":\"s\",\"exp\":100}", K);
+        is_int(sig_token_verify(ct, K, strlen(K), "r", 50, &ccl, &cwhy), RTC_EAUTH,
+               "crit header refused, though well signed");
+        ok(strstr(cwhy, "crit") != NULL, "and the reason names crit");
+        is_int(verify(handmade("{\"alg\":\"HS256\",\"crit\":[]}",
+                               "{\"room\":\"r\",\"sub\":\"s\",\"exp\":100}", K), "r", 50),
+               RTC_EAUTH, "crit with an empty list refused (s.4.1.11: MUST NOT be empty)");
+        is_int(verify(handmade("{\"alg\":\"HS256\",\"kid\":\"k1\"}",
+                               "{\"room\":\"r\",\"sub\":\"s\",\"exp\":100}", K), "r", 50),
+               0, "other header parameters are still ignored");
+    }
     is_int(verify(handmade(hs, "{\"room\":\"r\",\"sub\":\"s\"}", K), "r", 50), RTC_EAUTH, "no exp");
     is_int(verify(handmade(hs, "{\"room\":\"r\",\"exp\":100}", K), "r", 50), RTC_EAUTH, "no sub");
     is_int(verify(handmade(hs, "{\"sub\":\"s\",\"exp\":100}", K), "r", 50), RTC_EAUTH, "no room");

@@ -183,10 +183,32 @@ static void limits(void)
 
     len = build_n(big, sizeof big, STN_MAX_ATTRS, STN_A_PRIORITY);
     ok(parse_copy(big, len) == 0 && m.n_attrs == STN_MAX_ATTRS, "40 attributes accepted");
+    /* past the cap attributes are counted, not indexed, so the relay can
+     * answer the request (issue 14 item 3: it was dropped in silence) */
     len = build_n(big, sizeof big, STN_MAX_ATTRS + 1, STN_A_PRIORITY);
-    is_int(parse_copy(big, len), RTC_EMSG, "41 attributes rejected");
+    ok(parse_copy(big, len) == 0 && m.n_attrs == STN_MAX_ATTRS && m.n_over == 1,
+       "41 attributes: 40 in the view, 1 counted over");
     len = build_n(big, sizeof big, 1000, STN_A_PRIORITY);
-    is_int(parse_copy(big, len), RTC_EMSG, "1000 attributes rejected");
+    ok(parse_copy(big, len) == 0 && m.n_attrs == STN_MAX_ATTRS && m.n_over == 960,
+       "1000 attributes: 960 counted over");
+
+    /* the attributes that authenticate are kept past the cap, once each */
+    stn_build_init(&b, big, sizeof big, STN_CREATE_PERMISSION, STN_REQUEST, tid);
+    for (unsigned i = 0; i < STN_MAX_ATTRS + 5; i++)
+        stn_build_u32(&b, STN_A_PRIORITY, i);
+    stn_build_attr(&b, STN_A_USERNAME, "u", 1);
+    stn_build_attr(&b, STN_A_USERNAME, "v", 1);
+    stn_build_attr(&b, STN_A_REALM, "r", 1);
+    stn_build_attr(&b, STN_A_NONCE, "n", 1);
+    stn_build_u32(&b, 0x0030, 1); /* unknown comprehension-required */
+    stn_build_integrity(&b, "k", 1);
+    stn_build_fingerprint(&b);
+    ok(stn_build_finish(&b, &len) == 0 && parse_copy(big, len) == 0 &&
+           m.n_attrs == STN_MAX_ATTRS + 5 && m.n_over == 7 && m.mi == STN_MAX_ATTRS + 3 &&
+           m.fp == STN_MAX_ATTRS + 4 && m.n_unknown == 1 && m.unknown[0] == 0x0030 &&
+           stn_msg_find(&m, STN_A_USERNAME) && stn_msg_find(&m, STN_A_NONCE) &&
+           m.buf[stn_msg_find(&m, STN_A_USERNAME)->off] == 'u',
+       "past the cap: USERNAME (first), REALM, NONCE, MI, FP indexed; the rest counted");
 
     /* attributes ignored after MI do not count against the cap */
     stn_build_init(&b, big, sizeof big, STN_BINDING, STN_REQUEST, tid);
