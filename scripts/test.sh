@@ -31,10 +31,16 @@ log="$dir/meson-logs/testlog.json"
 if [ -f "$log" ]; then
   /usr/bin/python3 - "$log" <<'PY'
 import json, sys
-res = [json.loads(l)["result"] for l in open(sys.argv[1]) if l.strip()]
-ok = sum(r in ("OK", "EXPECTEDFAIL") for r in res)
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+res = [r["result"] for r in rows]
+ok = sum(r == "OK" for r in res)
+# A known gap is registered as should_fail (it starts failing once fixed):
+# counted apart, never as passed.
+gaps = [r["name"] for r in rows if r["result"] == "EXPECTEDFAIL"]
 skip = sum(r == "SKIP" for r in res)
-print(f"{ok} passed, {len(res) - ok - skip} failed" + (f", {skip} skipped" if skip else ""))
+print(f"{ok} passed, {len(res) - ok - skip - len(gaps)} failed" +
+      (f", {skip} skipped" if skip else "") +
+      (f", {len(gaps)} known gap(s) failing as expected: {' '.join(gaps)}" if gaps else ""))
 PY
 fi
 exit $rc
