@@ -6,7 +6,7 @@ sharing the socket's directory and the host network would run them.
 
 Real binaries on loopback. Relay A runs from a copy "v1" of the binary
 with --control-socket; the test (not A) starts each new relay.
-1. B ("v2", another copy) --takeover-from PATH under ~1200 UDP messages/s on
+1. B ("v2", another copy) --takeover-from PATH under ~1400 UDP messages/s on
    22 allocations (channel pairs, Send/Data to an IPv4 and an IPv6 peer, a
    dual allocation): every message arrives once and in order; B answers on
    the adopted listeners (/healthz, a new UDP Allocate, requests on moved
