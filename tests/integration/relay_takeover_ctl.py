@@ -150,6 +150,7 @@ def main():
             p.kill()
             out, _ = p.communicate()
         last = [l for l in out.splitlines() if "tsunagu-relay:" in l and "warn" not in l]
+        no_sanitizer_report(c, out, f"{what}: no sanitizer report in the refused relay's output")
         c.ok(p.returncode == 2 and re.search(want, out) is not None,
              f"{what}: exit 2 and the message says why", f"rc={p.returncode}: {out[-1500:]}")
         if last:
