@@ -17,7 +17,10 @@ with --control-socket; the test (not A) starts each new relay.
    B exits 0; C runs v1 (inode of /proc/PID/exe).
 3. SIGUSR2 still works after a control-socket takeover: C's child D takes
    over (zero loss) and serves the control socket at PATH; then E takes
-   over from D through PATH (zero loss).
+   over from D through PATH (zero loss); then F, in a PID namespace of its
+   own (unshare, as another container), takes over from E, and G on the
+   host's side takes over from F (zero loss both times; F sees E, then G,
+   as pid 0, and must not signal or wait for "pid 0").
 4. Refusals, under continuous traffic (zero loss through all of them), each
    with exit status 2 and a message naming the cause, the running relay
    serving on: an incompatible configuration (--threads 3); nothing at a
@@ -101,8 +104,9 @@ def main():
                 "allow-peer = ::1/128\ndrain-seconds = 60\n")
     if not shutil.which("openssl"):
         raise SystemExit("openssl command missing: install Debian package 'openssl'")
-    if not shutil.which("setpriv"):
-        raise SystemExit("setpriv missing: install Debian package 'util-linux'")
+    for tool in ("setpriv", "unshare"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} missing: install Debian package 'util-linux'")
     cert, key = os.path.join(tmp, "relay.crt"), os.path.join(tmp, "relay.key")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=ctl", "-keyout", key, "-out", cert],
@@ -130,10 +134,11 @@ def main():
     tpeer.bind(("127.0.0.1", 0))
     traffic = Traffic()
 
-    def start(binary, *extra):
-        """A new relay with A's flags plus extra, logging to the shared log."""
-        p = subprocess.Popen([binary] + relay.args + list(extra), stdout=relay.log,
-                             stderr=relay.log)
+    def start(binary, *extra, prefix=()):
+        """A new relay with A's flags plus extra, logging to the shared log
+        (run under `prefix`, e.g. unshare, when given)."""
+        p = subprocess.Popen(list(prefix) + [binary] + relay.args + list(extra),
+                             stdout=relay.log, stderr=relay.log)
         procs.append(p)
         pids.append(p.pid)
         return p
@@ -285,7 +290,46 @@ def main():
         c.ok(metric(relay, 'tsunagu_relay_takeovers_total{result="ok"}') == 4,
              "takeovers ok 4 (two by PATH, one by SIGUSR2, one by PATH)")
 
-        # ---- 4. refusals, with traffic flowing through E the whole time
+        # ---- 3b. F in a PID namespace of its own, as in another container:
+        # each side sees the other's pid as 0 (SO_PEERCRED across namespaces),
+        # and the old relay must neither signal nor wait for "pid 0"
+        mark = len(log_text(relay))
+        box = {}
+        traffic.run(2.0, lambda: box.setdefault("p", start(
+            v2, "--takeover-from", ctl, prefix=("unshare", "--pid", "--fork", "--kill-child"))))
+        m = wait_log(relay, r"pid (\d+) took over from pid (\d+)[^\n]*", 10, mark)
+        c.ok(m is not None and m.group(1) == "1" and m.group(2) == "0",
+             "E -> F (another PID namespace): F is pid 1 there and sees E as pid 0",
+             log_text(relay)[mark:][-3000:])
+        traffic.check(c, "E -> F (another PID namespace): UDP flows on the same allocations")
+        c.ok(wait_gone(e.pid, 10), "E exits after handing over to F")
+        f_pid = None
+        deadline = time.time() + 3 * TM
+        while f_pid is None and time.time() < deadline:
+            try:
+                with open(f"/proc/{box['p'].pid}/task/{box['p'].pid}/children") as fh:
+                    kids = [int(x) for x in fh.read().split()]
+                f_pid = kids[0] if kids else None
+            except OSError:
+                pass
+            if f_pid is None:
+                time.sleep(0.05)
+        if f_pid:
+            pids.append(f_pid)
+        while f_pid and peer_pid(ctl) != f_pid and time.time() < deadline:
+            time.sleep(0.05)
+        c.ok(f_pid is not None and peer_pid(ctl) == f_pid,
+             "F serves the control socket at PATH", f"F {f_pid}, peer {peer_pid(ctl)}")
+        # and back to the host's namespace: now the old relay (F) sees the
+        # new one as pid 0, and must neither signal nor wait for it
+        mark = len(log_text(relay))
+        e = takeover(v1, f_pid or 0, "F -> G (back from another PID namespace)")
+        c.ok(wait_log(relay, r"takeover: pid 0 took 22 UDP allocation", 3, mark) is not None,
+             "F -> G: F sees G as pid 0", log_text(relay)[mark:][-2000:])
+        c.ok(wait_gone(f_pid or e.pid, 10), "F exits after handing over to G")
+        c.ok(not pid_gone(e.pid), "G serves")  # the refusals below run against G
+
+        # ---- 4. refusals, with traffic flowing through G the whole time
         tx = threading.Thread(target=traffic._tx, args=(600,), daemon=True)
         tx.start()
         mark = len(log_text(relay))
@@ -401,14 +445,14 @@ def main():
         tx.join(30)
         time.sleep(0.5 * TM)
         traffic.stop_tx = False
-        traffic.check(c, "through every refusal: UDP flows on E")
-        c.ok(not pid_gone(e.pid) and peer_pid(ctl) == e.pid, "E serves on, control socket too")
+        traffic.check(c, "through every refusal: UDP flows on G")
+        c.ok(not pid_gone(e.pid) and peer_pid(ctl) == e.pid, "G serves on, control socket too")
         c.ok(metric(relay, 'tsunagu_relay_takeovers_total{result="failed"}') == 1,
              "takeovers failed 1: the threads refusal; junk, silence, another uid, a v2 HELO "
              "and a busy refusal are not takeovers",
              str(metric(relay, 'tsunagu_relay_takeovers_total{result="failed"}')))
         stop_cleanly(c, relay, e.pid)
-        c.ok(not os.path.exists(ctl), "E's clean stop removed its control socket")
+        c.ok(not os.path.exists(ctl), "G's clean stop removed its control socket")
     finally:
         traffic.stop_tx = traffic.stop_rx = True
         kill_relays(relay, pids)
