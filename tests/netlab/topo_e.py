@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""Topology e: IPv6 client networks and a dual-stack relay, 2001:db8::/32,
+routed, no NAT (NAT66 is rare; docs/netlab.md).
+
+   internet bridge: 2001:db8:0:1::/64 and 203.0.113.0/24
+   srv 2001:db8:0:1::10 + 203.0.113.10: tsunagu-relay (listens on both,
+       --relay-ip of both families), tsunagu-signal on [2001:db8:0:1::10]:8080
+   r1 2001:db8:0:1::21 -- c1 2001:db8:0:2::2 (IPv6 only): tsunagu-bot
+   r2 2001:db8:0:1::22 -- c2 2001:db8:0:3::2 (IPv6 only): tsunagu-bot
+
+Signaling hands out turn:[2001:db8:0:1::10]:3478 only. The bots run with
+--relay-only: the two LANs are routed to each other, so without it ICE would
+rightly take the direct IPv6 host pair, and this topology is about the relay.
+
+1. bot <-> bot call: both bots reach the relay over IPv6 (the relay log shows
+   their IPv6 client addresses), media both ways, relay counters. Their
+   relayed addresses are IPv4, and that is asserted: libnice 0.1.21 (the
+   bot's ICE library) never puts REQUESTED-ADDRESS-FAMILY in its Allocate
+   (stun_usage_turn_create has no family parameter), and without it RFC 8656
+   s.7.2 / RFC 6156 s.4.2 make the relay allocate IPv4. Chromium sends none
+   either (w3c/webrtc-pc#1972). So no WebRTC client here can ask for an IPv6
+   relayed address; docs/netlab.md says what would be needed.
+2. IPv6 relayed addresses across the same networks: turn6_peer.py in each
+   client namespace allocates with REQUESTED-ADDRESS-FAMILY IPv6, binds a
+   channel to the other's relayed address and exchanges 100 datagrams each
+   way: asserted relayed addresses in 2001:db8:0:1::10, >= 95 received per
+   side, two IPv6-relayed allocations in the relay log, relay counters.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import netlab  # noqa: E402
+from netlab import fail, metric_sum  # noqa: E402
+
+SECRET = "netlab-e-secret"
+SRV6, SRV4 = "2001:db8:0:1::10", "203.0.113.10"
+C1, C2 = "2001:db8:0:2::2", "2001:db8:0:3::2"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--relay", required=True)
+    ap.add_argument("--signal", required=True)
+    ap.add_argument("--bot", required=True)
+    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    a = ap.parse_args()
+    for exe in (a.relay, a.signal, a.bot):
+        if not os.access(exe, os.X_OK):
+            fail("%s is not an executable" % exe)
+    mult = netlab.TIMEOUT_MULT
+    checks = 0
+
+    def check(cond, what):
+        nonlocal checks
+        if not cond:
+            fail(what)
+        print("ok - " + what, flush=True)
+        checks += 1
+
+    with netlab.Lab("e") as lab:
+        srv = lab.public_host("srv", SRV6 + "/64", SRV4 + "/24")
+        r1 = lab.router("r1", "2001:db8:0:1::21/64", "2001:db8:0:2::1/64")
+        c1 = lab.lan_host("c1", r1, C1 + "/64")
+        r2 = lab.router("r2", "2001:db8:0:1::22/64", "2001:db8:0:3::1/64")
+        c2 = lab.lan_host("c2", r2, C2 + "/64")
+        srv.route("2001:db8:0:2::/64", "2001:db8:0:1::21")
+        srv.route("2001:db8:0:3::/64", "2001:db8:0:1::22")
+
+        relay = srv.spawn([a.relay, "--listen", "[%s]:3478" % SRV6, "--listen", SRV4 + ":3478",
+                           "--relay-ip", SRV4, "--relay-ip", SRV6, "--realm", "tsunagu",
+                           "--auth-secret", SECRET, "--metrics-listen", SRV4 + ":9641",
+                           "--log-level", "info"], "relay.log")
+        sig = srv.spawn([a.signal, "--listen", "[%s]:8080" % SRV6,
+                         "--turn-url", "turn:[%s]:3478?transport=%s" % (SRV6, a.transport),
+                         "--turn-secret", SECRET], "signal.log")
+        srv.wait_tcp(SRV6, 3478, 10, relay, "tsunagu-relay")
+        srv.wait_tcp(SRV6, 8080, 10, sig, "tsunagu-signal")
+        before = srv.http_get("http://%s:9641/metrics" % SRV4)
+
+        room = "e-%d" % os.getpid()
+        secs = str(int(6 * mult))
+        bots = []
+        for n, (ns, ip) in enumerate(((c1, C1), (c2, C2))):
+            rep = lab.path("bot%d.json" % n)
+            p = ns.spawn([a.bot, "--signal", "ws://[%s]:8080/ws" % SRV6, "--room", room,
+                          "--duration", secs, "--relay-only", "--report", rep,
+                          "--log-level", "info"], "bot%d.log" % n)
+            bots.append((p, rep, ip))
+            time.sleep(0.3)
+        for p, _, _ in bots:
+            try:
+                p.wait(timeout=(int(secs) + 20) * mult)
+            except Exception:
+                fail("bot did not end in time\n" + lab.log("bot0.log")[-2000:])
+        rlog = lab.log("relay.log")
+        setup = []
+        for n, (p, rep, ip) in enumerate(bots):
+            if p.returncode != 0:
+                fail("bot%d exit %s\n%s" % (n, p.returncode, lab.log("bot%d.log" % n)[-3000:]))
+            r = json.load(open(rep))
+            legs = [c for c in r["calls"] if c.get("media")]
+            check(len(legs) == 1, "bot%d: one call with media" % n)
+            c = legs[0]
+            print("# bot%d: %s" % (n, json.dumps({k: c.get(k) for k in (
+                "path", "setup_ms", "sent", "received", "decoded", "loss_pct")})))
+            check(c["path"].startswith("relay/"), "bot%d path %s is relayed" % (n, c["path"]))
+            check(c["decoded"] >= 100 and c["sent"] >= 100,
+                  "bot%d sent %d and decoded %d packets" % (n, c["sent"], c["decoded"]))
+            setup.append(c["setup_ms"])
+            # What libnice 0.1.21 gets: it reaches the relay over IPv6 but
+            # its Allocate carries no REQUESTED-ADDRESS-FAMILY, so the relay
+            # gives the RFC 8656 s.7.2 default, IPv4 (docs/netlab.md).
+            allocs = re.findall(r"allocated client=\[%s\]:\d+ proto=%s relayed=(\S+) " % (
+                re.escape(ip), a.transport), rlog)
+            check(allocs, "relay log: bot%d allocated from its IPv6 address %s" % (n, ip))
+            fams = sorted({"IPv6" if x.startswith("[") else "IPv4" for x in allocs})
+            check(fams == ["IPv4"], "bot%d's relayed address is %s (%s): libnice asks no family"
+                  % (n, "/".join(fams), allocs[0]))
+        mid = srv.http_get("http://%s:9641/metrics" % SRV4)
+        bot_pk = {k: metric_sum(mid, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
+                  metric_sum(before, 'tsunagu_relay_packets_total{direction="%s"}' % k)
+                  for k in ("client_to_peer", "peer_to_client")}
+        check(min(bot_pk.values()) >= 200, "relay counted the bots' media: %d client_to_peer, "
+              "%d peer_to_client" % (bot_pk["client_to_peer"], bot_pk["peer_to_client"]))
+        print("netlab e: pair=relay/relay setup_ms=%d (bot; IPv6 to the relay, IPv4 relayed)"
+              % max(setup), flush=True)
+
+        # IPv6 relayed addresses: what a client asking for them gets, across
+        # the same two IPv6 networks (RFC 8656 s.7.1 / RFC 6156 client).
+        t0 = time.time()
+        peers = []
+        for me, other, ns in (("c1", "c2", c1), ("c2", "c1", c2)):
+            peers.append(ns.spawn([sys.executable, os.path.join(HERE, "turn6_peer.py"),
+                                   "--server", "[%s]:3478" % SRV6, "--secret", SECRET,
+                                   "--me", me, "--peer", other, "--dir", lab.dir,
+                                   "--count", "100", "--timeout", str(20 * mult)],
+                                  "turn6-%s.log" % me))
+        for p in peers:
+            try:
+                p.wait(timeout=30 * mult)
+            except Exception:
+                fail("turn6_peer did not end in time")
+        for n, me in enumerate(("c1", "c2")):
+            if peers[n].returncode != 0:
+                fail("turn6_peer %s: %s" % (me, lab.log("turn6-%s.log" % me)[-1500:]))
+            res = json.load(open(lab.path(me + ".result")))
+            print("# turn6 %s: %s" % (me, json.dumps(res)))
+            check(res["relayed"][0].startswith("2001:db8:0:1::10"),
+                  "%s got IPv6 relayed address [%s]:%d" % (me, res["relayed"][0], res["relayed"][1]))
+            check(res["received"] >= 95, "%s received %d of 100 datagrams from the other's IPv6 "
+                  "relayed address" % (me, res["received"]))
+        rlog = lab.log("relay.log")
+        check(len(re.findall(r"allocated client=\[2001:db8:0:[23]::2\]:\d+ proto=udp "
+                             r"relayed=\[2001:db8:0:1::10\]:\d+", rlog)) == 2,
+              "relay log: two allocations with IPv6 relayed addresses from the IPv6 networks")
+        after = srv.http_get("http://%s:9641/metrics" % SRV4)
+        pk = {k: metric_sum(after, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
+              metric_sum(mid, 'tsunagu_relay_packets_total{direction="%s"}' % k)
+              for k in ("client_to_peer", "peer_to_client")}
+        check(min(pk.values()) >= 190, "relay counted %d client_to_peer and %d peer_to_client "
+              "packets through the IPv6 relayed addresses" % (
+                  pk["client_to_peer"], pk["peer_to_client"]))
+        print("netlab e: ipv6-relayed exchange ok in %d ms" % ((time.time() - t0) * 1000))
+    print("PASS (%d checks)" % checks)
+
+
+if __name__ == "__main__":
+    main()
