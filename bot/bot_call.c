@@ -506,6 +506,9 @@ void bot_call_stop(bot_call *c, const char *why)
     c->end_reason = why;
     bot_timer_cancel(&c->setup_timer);
     if (c->ice) {
+        /* a pair selected without READY (yet) still tells the path */
+        if (!c->selected[0])
+            snprintf(c->selected, sizeof c->selected, "%s", bot_ice_selected(c->ice));
         c->tls_sessions = bot_ice_tls_sessions(c->ice);
         snprintf(c->tls_desc, sizeof c->tls_desc, "%s", bot_ice_tls_desc(c->ice));
     }
@@ -553,7 +556,8 @@ void bot_call_info_get(const bot_call *c, bot_call_info *o)
     o->role = c->offerer ? "offerer" : "answerer";
     o->state = state_name(c->st);
     o->end_reason = c->end_reason;
-    o->selected = c->selected[0] ? c->selected : "-";
+    /* not READY (yet): the pair the agent selected, if any */
+    o->selected = c->selected[0] ? c->selected : c->ice ? bot_ice_selected(c->ice) : "-";
     o->srtp = c->srtp_name ? c->srtp_name : "-";
     o->relay_transport = c->relay_transport;
     o->tls_sessions = c->ice ? bot_ice_tls_sessions(c->ice) : c->tls_sessions;

@@ -112,6 +112,22 @@ static void describe_selected(bot_ice *ice)
                  : !strcmp(rt, "tcp") ? " (TURN over TCP)" : "");
 }
 
+/* The controlling agent may carry media on its selected pair for seconds
+ * before the component reaches READY (its other checks still pending, as
+ * behind NATs in tests/netlab), so the pair is also described here. */
+static void on_selected_pair(NiceAgent *agent, guint stream, guint comp, NiceCandidate *l,
+                             NiceCandidate *r, gpointer ud)
+{
+    bot_ice *ice = ud;
+    (void)agent;
+    (void)stream;
+    (void)comp;
+    (void)l;
+    (void)r;
+    if (!ice->closed)
+        describe_selected(ice);
+}
+
 static void on_state(NiceAgent *agent, guint stream, guint comp, guint state, gpointer ud)
 {
     bot_ice *ice = ud;
@@ -311,6 +327,7 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
     g_signal_connect(ice->agent, "new-candidate-full", G_CALLBACK(on_new_candidate), ice);
     g_signal_connect(ice->agent, "candidate-gathering-done", G_CALLBACK(on_gathering_done), ice);
     g_signal_connect(ice->agent, "component-state-changed", G_CALLBACK(on_state), ice);
+    g_signal_connect(ice->agent, "new-selected-pair-full", G_CALLBACK(on_selected_pair), ice);
     nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, on_recv, ice);
     if (!nice_agent_get_local_credentials(ice->agent, ice->stream, &uf, &pw))
         goto out_agent;

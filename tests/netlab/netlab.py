@@ -193,7 +193,7 @@ class Lab:
         return self
 
     def __exit__(self, etype, e, tb):
-        if etype is not None and etype is not SystemExit:
+        if etype is not None and not (etype is SystemExit and e.code in (0, None)):
             self.dump_logs()
         self.teardown()
         return False
