@@ -35,6 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netlab  # noqa: E402
+import labcall  # noqa: E402
 import browser_leg  # noqa: E402
 from netlab import fail, metric_sum  # noqa: E402
 
@@ -133,4 +134,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    labcall.main_guard(main)

@@ -27,6 +27,9 @@ with the relay, and decoded Chromium's audio; media both ways; the relay
 logged both allocations as proto=tls from the two LAN addresses and counted
 the packets both ways; the firewalls dropped UDP the members sent (counted by
 an observing nftables chain on each firewall), so UDP was tried and refused.
+Control: a second tsunagu-signal (also on 443, so it is reachable) hands out
+only the 3478 servers (stun:, turn: UDP and TCP); a bot-to-bot call through
+it must fail on both sides, so the success above is TURN over TLS on 443.
 Prints `netlab c: pair=<local>/<remote> setup_ms=<n>` (Chromium's view) and
 the bot's set-up time.
 """
@@ -44,11 +47,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netlab  # noqa: E402
 import browser_leg  # noqa: E402
+import labcall  # noqa: E402
 from netlab import fail, metric_sum  # noqa: E402
 
 SECRET = "netlab-c-secret"
 WANT = 100
-RELAY, SIG = "203.0.113.10", "203.0.113.11"
+RELAY, SIG, SIG0 = "203.0.113.10", "203.0.113.11", "203.0.113.12"
 
 # Counts, never decides: accept in this chain does not stop the firewall's own
 # forward chain (every base chain on a hook sees the packet).
@@ -103,7 +107,7 @@ def main():
         checks += 1
 
     with netlab.Lab("c") as lab:
-        srv = lab.public_host("srv", RELAY + "/24", SIG + "/24")
+        srv = lab.public_host("srv", RELAY + "/24", SIG + "/24", SIG0 + "/24")
         f1 = lab.router("f1", "203.0.113.21/24", "198.18.1.1/24", nat="firewall443")
         c1 = lab.lan_host("c1", f1, "198.18.1.2/24")
         f2 = lab.router("f2", "203.0.113.22/24", "198.18.2.1/24", nat="firewall443")
@@ -179,9 +183,31 @@ def main():
             c["decoded"], c["path"]))
         print("# bot: path=%s relay_transport=%s setup_ms=%s" % (
             c["path"], c.get("relay_transport"), c.get("setup_ms")))
+
+        # Control: the same firewalls, a signaling server (also on 443) that
+        # hands out only the 3478 servers: two bots must fail to connect.
+        sig0 = srv.spawn([a.signal, "--listen", SIG0 + ":443",
+                          "--turn-url", "stun:%s:3478" % RELAY,
+                          "--turn-url", "turn:%s:3478?transport=udp" % RELAY,
+                          "--turn-url", "turn:%s:3478?transport=tcp" % RELAY,
+                          "--turn-secret", SECRET], "signal-no443.log")
+        srv.wait_tcp(SIG0, 443, 10, sig0, "tsunagu-signal (control)")
+        udp0 = udp_dropped(f1) + udp_dropped(f2)
+        call = labcall.bot_call(lab, a.bot, c1, c2, "ws://%s:443/ws" % SIG0,
+                                "c-ctl-%d" % os.getpid(), duration=3, setup_timeout=3,
+                                name="c-control")
+        for side, leg, rc in zip("ab", call.legs, call.rc):
+            check(leg is not None and not leg["media"] and not leg["received"] and rc == 1,
+                  "control without turns: on 443: bot %s made no call (exit %s, %s)" % (
+                      side, rc, "no leg" if leg is None else "path %s, %d packets" % (
+                          leg["path"], leg["received"])))
+            check(", 2 TURN servers, 1 STUN" in lab.log(call.logs["ab".index(side)]),
+                  "control: bot %s was handed the two 3478 TURN servers and the STUN one" % side)
+        udp1 = udp_dropped(f1) + udp_dropped(f2)
+        check(udp1 > udp0, "control: the firewalls dropped %d more UDP packets" % (udp1 - udp0))
         print("netlab c: pair=%s/%s setup_ms=%d" % (lt, rt, res["setup_ms"]), flush=True)
     print("PASS (%d checks)" % checks)
 
 
 if __name__ == "__main__":
-    main()
+    labcall.main_guard(main)
