@@ -129,7 +129,9 @@ def main():
                 fail(what)
             print("ok - " + what)
             checks += 1
-        print("netlab a-browser: pair=%s/%s setup_ms=%d" % (lt, rt, res["setup_ms"]), flush=True)
+        print("netlab a-browser: pair=%s/%s setup_ms=%d pair_ms=%d (chromium: page opened -> "
+              "first audio from the bot / -> selected pair)" % (lt, rt, res["setup_ms"],
+                                                                res["pair_ms"]), flush=True)
     print("PASS (%d checks)" % checks)
 
 

@@ -113,7 +113,7 @@ def main():
             check(c["path"].startswith("relay/"), "bot%d path %s is relayed" % (n, c["path"]))
             check(c["decoded"] >= 100 and c["sent"] >= 100,
                   "bot%d sent %d and decoded %d packets" % (n, c["sent"], c["decoded"]))
-            setup.append(c["setup_ms"])
+            setup.append((c["role"], c["setup_ms"]))
             # What libnice 0.1.21 gets: it reaches the relay over IPv6 but
             # its Allocate carries no REQUESTED-ADDRESS-FAMILY, so the relay
             # gives the RFC 8656 s.7.2 default, IPv4 (docs/netlab.md).
@@ -129,8 +129,10 @@ def main():
                   for k in ("client_to_peer", "peer_to_client")}
         check(min(bot_pk.values()) >= 200, "relay counted the bots' media: %d client_to_peer, "
               "%d peer_to_client" % (bot_pk["client_to_peer"], bot_pk["peer_to_client"]))
-        print("netlab e: pair=relay/relay setup_ms=%d (bot; IPv6 to the relay, IPv4 relayed)"
-              % max(setup), flush=True)
+        setup = dict(setup)
+        print("netlab e: pair=relay/relay setup_ms=%d (bot offerer, from its join; answerer %d "
+              "from the offer; IPv6 to the relay, IPv4 relayed)" % (
+                  setup.get("offerer", -1), setup.get("answerer", -1)), flush=True)
 
         # IPv6 relayed addresses: what a client asking for them gets, across
         # the same two IPv6 networks (RFC 8656 s.7.1 / RFC 6156 client).
