@@ -7,7 +7,20 @@
  * address before gathering (the same for a loopback STUN server).
  *
  * STUN: one stun: server per agent (libnice's stun-server property), used
- * for server-reflexive candidates unless the agent is relay only. */
+ * for server-reflexive candidates unless the agent is relay only.
+ *
+ * STUN next to TURN (libnice 0.1.21, seen with NICE_DEBUG=all): the srflx
+ * Binding request is RFC 3489 style (no magic cookie), and an answer is
+ * matched by trying the agent's discovery items in the order they were
+ * added; the first item on the same local socket that does not call the
+ * answer "unmatched" takes it. A TURN item's STUN agent (RFC 5389) calls a
+ * cookie-less answer a bad request ("no cookie!"), which stops the search:
+ * the answer is dropped ("Incorrectly multiplexed STUN message ignored",
+ * "failed slow validation"). gather_candidates adds the TURN items at once
+ * but the STUN item only once the stun-server name is resolved, which is
+ * asynchronous even for a numeric address, so the TURN item always came
+ * first. So when a STUN server is used, the TURN servers are handed to
+ * libnice just after the STUN item exists (see defer_turn). */
 #include "bot_ice.h"
 
 #include <netdb.h>
@@ -49,6 +62,16 @@ struct bot_ice {
     size_t n_fwd;
     char tls_desc[128];
     GMainContext *ctx;          /* the creating thread's default context */
+    /* TURN servers held back until the STUN discovery item exists. */
+    struct turn_cfg {
+        char ip[64];
+        guint port;
+        char user[256], pass[256];
+        NiceRelayType type;
+    } turn_later[BOT_ICE_MAX_TURN];
+    size_t n_turn_later;
+    GSource *turn_src;          /* pending defer_turn; NULL once run */
+    bool done_early;            /* gathering-done came before the TURN servers were added */
 };
 
 /* Numeric address for libnice (it does not resolve names). Blocking
@@ -93,6 +116,12 @@ static void on_gathering_done(NiceAgent *agent, guint stream, gpointer ud)
     (void)stream;
     if (ice->closed)
         return;
+    /* Only the STUN item was there: the TURN items come next and libnice
+     * says done again once they finish (end-of-candidates only then). */
+    if (ice->turn_src) {
+        ice->done_early = true;
+        return;
+    }
     ice->cbs.candidate(ice->cbs.ud, NULL);
 }
 
@@ -140,8 +169,12 @@ static void on_state(NiceAgent *agent, guint stream, guint comp, guint state, gp
     switch (state) {
     case NICE_COMPONENT_STATE_READY: st = BOT_ICE_READY; break;
     case NICE_COMPONENT_STATE_FAILED: st = BOT_ICE_FAILED; break;
-    case NICE_COMPONENT_STATE_CONNECTING:
-    case NICE_COMPONENT_STATE_CONNECTED: st = BOT_ICE_CONNECTING; break;
+    /* CONNECTED: a pair is selected and carries data. libnice says READY
+     * only once every higher-priority pair has failed too, which behind NATs
+     * (a host pair retried to an unreachable LAN address) came ~2 s later in
+     * tests/netlab; DTLS started at READY then cost every call those 2 s. */
+    case NICE_COMPONENT_STATE_CONNECTED: st = BOT_ICE_READY; break;
+    case NICE_COMPONENT_STATE_CONNECTING: st = BOT_ICE_CONNECTING; break;
     default: return;
     }
     /* libnice reports READY again after later nominations: report once. */
@@ -258,6 +291,41 @@ static bool set_stun_server(bot_ice *ice, const bot_ice_params *p, bool *lo)
     return false;
 }
 
+static void set_relay(bot_ice *ice, const struct turn_cfg *t)
+{
+    nice_agent_set_relay_info(ice->agent, ice->stream, 1, t->ip, t->port, t->user, t->pass,
+                              t->type);
+}
+
+/* TURN server for the agent: now, or (when a STUN server is used, see the
+ * top of this file) kept for defer_turn. */
+static void add_relay(bot_ice *ice, const char *ip, guint port, const bot_turn *t,
+                      NiceRelayType type, bool later)
+{
+    struct turn_cfg c;
+    snprintf(c.ip, sizeof c.ip, "%s", ip);
+    c.port = port;
+    snprintf(c.user, sizeof c.user, "%s", t->user);
+    snprintf(c.pass, sizeof c.pass, "%s", t->pass);
+    c.type = type;
+    if (later && ice->n_turn_later < BOT_ICE_MAX_TURN)
+        ice->turn_later[ice->n_turn_later++] = c;
+    else
+        set_relay(ice, &c);
+}
+
+static gboolean defer_turn(gpointer ud)
+{
+    bot_ice *ice = ud;
+    g_source_unref(ice->turn_src);
+    ice->turn_src = NULL;
+    for (size_t i = 0; i < ice->n_turn_later; i++)
+        set_relay(ice, &ice->turn_later[i]);
+    RTC_LOG(RTC_LOG_DEBUG, "ice", "%zu TURN server(s) added after the STUN discovery%s",
+            ice->n_turn_later, ice->done_early ? " (its gathering was already done)" : "");
+    return G_SOURCE_REMOVE;
+}
+
 bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
 {
     bot_ice *ice = calloc(1, sizeof *ice);
@@ -280,6 +348,7 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
     ice->stream = nice_agent_add_stream(ice->agent, 1);
     if (!ice->stream)
         goto out_agent;
+    stun_used = set_stun_server(ice, p, &stun_lo);
     for (size_t i = 0; i < p->n_turn; i++) {
         char ip[64];
         bool lo = false;
@@ -299,8 +368,7 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             ice->n_turn_tls++;
             need_lo4 = true;
             fwd_remote |= !lo;
-            nice_agent_set_relay_info(ice->agent, ice->stream, 1, "127.0.0.1", lport,
-                                      p->turn[i].user, p->turn[i].pass, NICE_RELAY_TYPE_TURN_TCP);
+            add_relay(ice, "127.0.0.1", lport, &p->turn[i], NICE_RELAY_TYPE_TURN_TCP, stun_used);
             continue;
         }
         if (lo && strchr(ip, ':'))
@@ -313,14 +381,12 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             ice->n_turn_tcp++;
         else
             ice->n_turn_udp++;
-        nice_agent_set_relay_info(ice->agent, ice->stream, 1, ip, p->turn[i].port, p->turn[i].user,
-                                  p->turn[i].pass,
-                                  p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP);
+        add_relay(ice, ip, p->turn[i].port, &p->turn[i],
+                  p->turn[i].tcp ? NICE_RELAY_TYPE_TURN_TCP : NICE_RELAY_TYPE_TURN_UDP, stun_used);
     }
     /* A loopback STUN server needs 127.0.0.1 like a loopback TURN server;
      * when loopback is added for one server, a remote one (TURN, STUN, or
      * the real server behind a TLS forwarder) needs the real interfaces too. */
-    stun_used = set_stun_server(ice, p, &stun_lo);
     need_lo4 |= stun_used && stun_lo;
     add_local_addresses(ice, need_lo4, need_lo6,
                         (fwd_remote && !p->relay_only) || turn_remote || (stun_used && !stun_lo));
@@ -337,6 +403,18 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
     g_free(pw);
     if (!nice_agent_gather_candidates(ice->agent, ice->stream))
         goto out_agent;
+    if (ice->n_turn_later) {
+        /* The STUN name is resolved in a GTask that completes from an idle
+         * source of G_PRIORITY_DEFAULT on this context (GResolver hands an
+         * IP literal back that way), and it adds the STUN item there. A
+         * source one step lower runs only once no default-priority source
+         * is ready, so after it; and before the STUN answer can finish
+         * gathering (libnice checks that on its 20 ms discovery tick). */
+        ice->turn_src = g_idle_source_new();
+        g_source_set_priority(ice->turn_src, G_PRIORITY_DEFAULT + 1);
+        g_source_set_callback(ice->turn_src, defer_turn, ice, NULL);
+        g_source_attach(ice->turn_src, ice->ctx);
+    }
     return ice;
 out_agent:
     g_signal_handlers_disconnect_by_data(ice->agent, ice);
@@ -361,6 +439,10 @@ void bot_ice_free(bot_ice *ice)
     if (!ice)
         return;
     ice->closed = true;
+    if (ice->turn_src) {
+        g_source_destroy(ice->turn_src);
+        g_source_unref(ice->turn_src);
+    }
     g_signal_handlers_disconnect_by_data(ice->agent, ice);
     nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, NULL, NULL);
     /* close_async lets libnice release TURN allocations; the agent is

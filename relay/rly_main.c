@@ -53,6 +53,14 @@ static int prepare(rly_proc *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return RTC_EMSG;
     }
+    if (p->s.self_check) {
+        rly_selfcheck_params sp = {.s = &p->s, .cfg = p->cfg, .listen = p->listen,
+                                   .tls_listen = p->tls_listen, .ports = p->ports};
+        char why[300];
+        /* a check that cannot be planned is logged, never fatal */
+        if (!(p->selfcheck = rly_selfcheck_new(&sp, why, sizeof why)))
+            RTC_LOG(RTC_LOG_ERROR, "self-check", "not run: %s", why);
+    }
     return 0;
 }
 
@@ -62,6 +70,10 @@ static void app_dispose(rly_proc *p)
     int fd;
 
     rly_pool_free(p);
+    /* after the admin server (it reads its gauges), before the port pool
+     * (its peer socket holds a port) */
+    rly_selfcheck_free(p->selfcheck);
+    p->selfcheck = NULL;
     /* reserved ports nobody claimed */
     while (p->quota && (fd = rly_quota_resv_expired(p->quota, UINT64_MAX, &held)) >= 0)
         rly_ports_close(p->ports, fd, &held);

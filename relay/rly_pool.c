@@ -86,6 +86,7 @@ static void render(void *arg, rtc_buf *b)
                     atomic_load(&reloads->takeover_ok));
     rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
                     atomic_load(&reloads->takeover_failed));
+    rly_selfcheck_render(p->selfcheck, b);
     rtc_metrics_build_info(b);
     rtc_metrics_process(b, p->start_time_s);
 }

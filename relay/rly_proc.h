@@ -9,9 +9,12 @@
  *   rly_supervise.c  signals, reload (SIGHUP), drain (SIGTERM), the wait loop
  *   rly_handover.c   live takeover, parent side (SIGUSR2: fork+exec, hand over)
  *   rly_adopt.c      live takeover, child side (take the running relay's state)
+ *   rly_selfcheck.c  --self-check: turncheck's checks against this relay, on
+ *                    a thread of its own once the workers serve
  *
  * Calls go one way only: main -> adopt, supervise, handover, pool;
- * supervise -> handover -> pool; adopt -> pool; all of them -> settings.
+ * supervise -> handover -> pool; adopt -> pool; all of them -> settings;
+ * main (new, free), supervise (start) and pool (its gauges) -> selfcheck.
  * rly_proc is the main thread's alone; the workers see only what
  * rly_worker_params lends them (the shared quota, port pool and per-IP
  * table, the nonce key), and the admin server's hooks read the workers'
@@ -30,6 +33,7 @@
 #include "rly_admin.h"
 #include "rly_iplimit.h"
 #include "rly_ports.h"
+#include "rly_selfcheck.h"
 #include "rly_settings.h"
 #include "rly_takeover.h"
 #include "rly_worker.h"
@@ -59,6 +63,8 @@ typedef struct {
     rly_ports *ports;     /* shared by the workers */
     rly_reloads reloads;  /* read by the admin server (worker 0's thread) */
     double start_time_s;  /* process_start_time_seconds */
+    rly_selfcheck *selfcheck; /* --self-check, else NULL; its gauges are read by the
+                               * admin server, so it exists before the workers */
 
     /* the workers and the admin server on worker 0's loop (rly_pool.c);
      * the admin's hooks read workers and reloads from worker 0's thread */

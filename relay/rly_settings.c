@@ -169,6 +169,10 @@ const rtc_conf_spec rly_conf_specs[] = {
     {"tcp-auth-timeout", RTC_CONF_INT, OFF(tcp_auth_timeout), 1, 3600, "10", "S",
      "a TCP/TLS connection that has not made an allocation (TLS handshake included) within "
      "S seconds is closed", NULL, 0},
+    {"self-check", RTC_CONF_BOOL, OFF(self_check), 0, 0, "false", NULL,
+     "at start, run tsunagu-turncheck's checks against this relay over each transport it "
+     "listens on (log lines and tsunagu_relay_self_check_* on /metrics; never stops it)",
+     NULL, RTC_CONF_RESTART},
     RTC_CONF_END,
 };
 

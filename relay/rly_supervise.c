@@ -196,6 +196,9 @@ int rly_supervise_run(rly_proc *p)
 
     if (!p->threads && rly_pool_start(p))
         return 1;
+    /* the listeners serve from here on (sockets bound before the threads) */
+    if (p->selfcheck && rly_selfcheck_start(p->selfcheck))
+        RTC_LOG(RTC_LOG_ERROR, "self-check", "not run: cannot start its thread");
     /* under systemd (Type=notify): ready, and after a takeover the main
      * process of the unit from now on */
     snprintf(note, sizeof note, "MAINPID=%d\nREADY=1", (int)getpid());

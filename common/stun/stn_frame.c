@@ -44,7 +44,9 @@ long stn_frame_len(const uint8_t *buf, size_t len)
     case 0: /* STUN: 20-byte header + body; body length is a multiple of 4 */
         if (flen & 3)
             return RTC_EMSG;
-        if (len >= 8 && (buf[4] != 0x21 || buf[5] != 0x12 || buf[6] != 0xA4 || buf[7] != 0x42))
+        /* no cookie: only an RFC 3489 Binding request (RFC 8489 s.12) */
+        if (len >= 8 && (buf[4] != 0x21 || buf[5] != 0x12 || buf[6] != 0xA4 || buf[7] != 0x42) &&
+            first != stn_msg_type(STN_BINDING, STN_REQUEST))
             return RTC_EMSG;
         return (long)STN_HDR_LEN + flen;
     case 1: /* ChannelData, padded to 4 on streams */

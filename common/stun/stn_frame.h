@@ -31,7 +31,9 @@ void stn_chandata_header(uint8_t out[STN_CHANDATA_HDR], uint16_t chan, uint16_t 
  * ChannelData padding to 4 on streams). Returns >0 when the whole frame is
  * known (it may still need more bytes than len to arrive: compare), 0 when
  * more bytes are needed to know, RTC_EMSG when the bytes cannot start a
- * STUN or ChannelData frame (the connection should be closed). */
+ * STUN or ChannelData frame (the connection should be closed). A STUN
+ * header without the magic cookie frames only as an RFC 3489 Binding
+ * request (stn_msg_parse_rfc3489_binding). */
 long stn_frame_len(const uint8_t *buf, size_t len);
 
 #endif

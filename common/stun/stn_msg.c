@@ -55,7 +55,10 @@ static bool known(uint16_t t)
     }
 }
 
-int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
+/* Both header forms: RFC 8489 (classic false: the cookie required) and an
+ * RFC 3489 Binding request (classic true: type 0x0001 and no cookie). The
+ * flag is a constant at each call, so stn_msg_parse keeps its code. */
+static inline int parse(stn_msg *m, const uint8_t *buf, size_t len, bool classic)
 {
     rtc_rd r, body;
     uint16_t type, mlen;
@@ -73,7 +76,10 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
         !rtc_rd_copy(&r, m->tid, STN_TID_LEN))
         return RTC_EMSG;
     /* top two bits zero, 4-byte aligned body, the exact length, the cookie */
-    if ((type & 0xC000) || (mlen & 3) || magic != STN_MAGIC || rtc_rd_left(&r) != mlen)
+    if ((type & 0xC000) || (mlen & 3) || rtc_rd_left(&r) != mlen)
+        return RTC_EMSG;
+    if (classic ? magic == STN_MAGIC || type != stn_msg_type(STN_BINDING, STN_REQUEST)
+                : magic != STN_MAGIC)
         return RTC_EMSG;
     m->method = (uint16_t)((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
     m->cls = (uint8_t)(((type >> 4) & 1) | ((type >> 7) & 2));
@@ -112,7 +118,7 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
             if (alen != 4)
                 return RTC_EMSG;
             m->fp = m->n_attrs;
-        } else if (!known(at) && m->n_unknown < STN_MAX_UNKNOWN) {
+        } else if ((classic ? at < 0x8000 : !known(at)) && m->n_unknown < STN_MAX_UNKNOWN) {
             m->unknown[m->n_unknown++] = at;
         }
         m->attrs[m->n_attrs].type = at;
@@ -121,6 +127,16 @@ int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
         m->n_attrs++;
     }
     return 0;
+}
+
+int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len)
+{
+    return parse(m, buf, len, false);
+}
+
+int stn_msg_parse_rfc3489_binding(stn_msg *m, const uint8_t *buf, size_t len)
+{
+    return parse(m, buf, len, true);
 }
 
 const stn_attr_ref *stn_msg_find(const stn_msg *m, uint16_t type)
@@ -177,6 +193,15 @@ void stn_build_u32(stn_builder *b, uint16_t type, uint32_t v)
 {
     uint8_t be[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
     stn_build_attr(b, type, be, 4);
+}
+
+void stn_build_init_rfc3489(stn_builder *b, void *buf, size_t cap, uint16_t method,
+                            uint8_t cls, const uint8_t id[STN_TID3489_LEN])
+{
+    rtc_wr_init(&b->w, buf, cap);
+    rtc_wr_u16(&b->w, stn_msg_type(method, cls));
+    rtc_wr_u16(&b->w, 0);
+    rtc_wr_bytes(&b->w, id, STN_TID3489_LEN);
 }
 
 int stn_build_finish(stn_builder *b, size_t *len)

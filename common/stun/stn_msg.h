@@ -23,6 +23,7 @@
 #define STN_MAGIC 0x2112A442u
 #define STN_HDR_LEN 20
 #define STN_TID_LEN 12
+#define STN_TID3489_LEN 16 /* RFC 3489: no cookie, a 128-bit transaction ID */
 #define STN_MAX_ATTRS 40   /* more than any honest TURN message carries */
 #define STN_MAX_UNKNOWN 8  /* comprehension-required attributes reported in 420 */
 
@@ -114,6 +115,17 @@ bool stn_is_stun(const uint8_t *buf, size_t len);
 /* Parse exactly one message of exactly len bytes. 0 or RTC_EMSG. */
 int stn_msg_parse(stn_msg *m, const uint8_t *buf, size_t len);
 
+/* RFC 8489 s.12 (backwards compatibility with RFC 3489): parse a Binding
+ * request that has no magic cookie; its transaction ID is the 16 bytes at
+ * buf + 4 (m->tid holds only the last 12). Anything else, and anything with
+ * the cookie (stn_msg_parse's), is RTC_EMSG. Attributes are walked as
+ * stn_msg_parse does; every comprehension-required one is unknown (an RFC
+ * 3489 server understands none a request may carry: RESPONSE-ADDRESS,
+ * CHANGE-REQUEST, its USERNAME and MESSAGE-INTEGRITY). Only for a server's
+ * listener, where such a request is answered with MAPPED-ADDRESS; RFC 7983
+ * demultiplexing (ICE, DTLS, media) must keep using stn_is_stun. */
+int stn_msg_parse_rfc3489_binding(stn_msg *m, const uint8_t *buf, size_t len);
+
 /* First attribute of a type (RFC 8489 s.14: later duplicates are ignored). */
 const stn_attr_ref *stn_msg_find(const stn_msg *m, uint16_t type);
 /* A reader over an attribute's value. */
@@ -136,6 +148,11 @@ typedef struct {
 
 void stn_build_init(stn_builder *b, void *buf, size_t cap, uint16_t method, uint8_t cls,
                     const uint8_t tid[STN_TID_LEN]);
+/* The same for an answer to an RFC 3489 request: the 16-byte ID copied in
+ * place of cookie + ID (RFC 8489 s.12); add MAPPED-ADDRESS, never XOR-ed
+ * attributes, MESSAGE-INTEGRITY or FINGERPRINT (they use the cookie). */
+void stn_build_init_rfc3489(stn_builder *b, void *buf, size_t cap, uint16_t method,
+                            uint8_t cls, const uint8_t id[STN_TID3489_LEN]);
 void stn_build_attr(stn_builder *b, uint16_t type, const void *val, size_t len);
 void stn_build_u32(stn_builder *b, uint16_t type, uint32_t v);
 /* Finish: 0 and *len, or RTC_ESPACE when anything overflowed. */

@@ -235,6 +235,29 @@ static size_t stun_request(rly_turn *t, const rly_input *in, const stn_msg *m, u
     return len;
 }
 
+/* RFC 8489 s.12 (s.12.2 in RFC 5389): a Binding request without the
+ * magic cookie comes from an RFC 3489 client, among them libnice 0.1.21's
+ * server-reflexive discovery. Answered with MAPPED-ADDRESS and the 16-byte
+ * ID copied; no FINGERPRINT (it needs the cookie). Comprehension-required
+ * attributes (CHANGE-REQUEST, RESPONSE-ADDRESS, ...) get 420, no reason
+ * phrase: like every unauthenticated answer here it stays small (32 bytes
+ * for a 20-byte IPv4 request). */
+static size_t binding_rfc3489(const rly_input *in, const stn_msg *m, uint8_t *out, size_t cap)
+{
+    stn_builder b;
+    size_t len = 0;
+
+    if (m->n_unknown) {
+        stn_build_init_rfc3489(&b, out, cap, STN_BINDING, STN_ERROR, m->buf + 4);
+        stn_build_error(&b, 420, "");
+        stn_build_unknown(&b, m->unknown, m->n_unknown);
+    } else {
+        stn_build_init_rfc3489(&b, out, cap, STN_BINDING, STN_SUCCESS, m->buf + 4);
+        stn_build_addr(&b, STN_A_MAPPED_ADDRESS, &in->tuple->client);
+    }
+    return stn_build_finish(&b, &len) ? 0 : len;
+}
+
 size_t rly_turn_input(rly_turn *t, const rly_input *in, uint8_t *out, size_t cap)
 {
     stn_msg m;
@@ -243,8 +266,13 @@ size_t rly_turn_input(rly_turn *t, const rly_input *in, uint8_t *out, size_t cap
         rly_chandata_from_client(t, in);
         return 0;
     }
-    if (!stn_is_stun(in->buf, in->len) || stn_msg_parse(&m, in->buf, in->len) ||
-        !stn_auth_check_fingerprint(&m)) {
+    if (!stn_is_stun(in->buf, in->len)) {
+        if (!stn_msg_parse_rfc3489_binding(&m, in->buf, in->len))
+            return binding_rfc3489(in, &m, out, cap);
+        t->stats.dropped[RLY_DROP_MALFORMED]++;
+        return 0;
+    }
+    if (stn_msg_parse(&m, in->buf, in->len) || !stn_auth_check_fingerprint(&m)) {
         t->stats.dropped[RLY_DROP_MALFORMED]++;
         return 0;
     }

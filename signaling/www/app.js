@@ -6,7 +6,14 @@
  *  - peer-left ends that call.
  * URL parameters: ?room=R&name=N&autojoin=1&relay=1&token=JWT
  * For automated tests the page exposes window.tsunaguState (refreshed once a
- * second from getStats) and window.tsunaguStats() (fresh, a Promise). */
+ * second from getStats) and window.tsunaguStats() (fresh, a Promise).
+ *
+ * What breaks a call shows in the status line with its reason, not only in
+ * the log below: an RTCPeerConnection the browser refuses to build (ICE
+ * servers it rejects), a failed offer/answer step, ICE finding no path (with
+ * the TURN errors the browser reported), a refused join or another error
+ * from signaling. The line stays "in ROOM — n/m call(s) connected" and the
+ * problem follows it; state.problem holds it for tests. */
 "use strict";
 
 (function () {
@@ -15,7 +22,7 @@
   const state = {
     status: "idle", joined: false, id: null, room: null, name: null, relayOnly: false,
     iceServers: [], peers: {}, errors: [], log: [], resumes: 0, localTracks: 0,
-    joins: 0, drains: 0, drainResumes: 0, oldCloses: [],
+    joins: 0, drains: 0, drainResumes: 0, oldCloses: [], problem: null,
   };
   window.tsunaguState = state;
 
@@ -28,6 +35,7 @@
   // or a resume not answered yet): sent after `resumed`, which a message
   // ahead of it would get `not-joined` instead of reaching its peer
   let held = [];
+  let problemOf = null; // the peer id whose call state.problem is about, if any
   const pcs = new Map(); // peer id -> {pc, name, pending: [], tile}
 
   function log(msg) {
@@ -44,7 +52,44 @@
     state.status = text;
     const el = $("status");
     el.textContent = text;
+    el.title = text; // the whole text when the header cuts it
     el.className = cls || "";
+  }
+
+  // A failure the user must see: the status line (with the call count when
+  // in a room), and the log. The latest one wins.
+  function problem(text, peerId) {
+    state.problem = text;
+    problemOf = peerId || null;
+    log(text);
+    if (state.joined) refreshStatus();
+    else setStatus(text, "bad");
+  }
+
+  // "InvalidAccessError: Failed to construct ..." (an Error's name and text)
+  function why(e) {
+    if (!e) return "unknown error";
+    return (e.name && e.name !== "Error" ? e.name + ": " : "") + (e.message || String(e));
+  }
+
+  function who(id, name) { return name || (state.peers[id] && state.peers[id].name) || id; }
+
+  // The ICE servers as the page got them, for messages ("turn:h:p, stun:h")
+  function serverList() {
+    const urls = [];
+    for (const s of state.iceServers) urls.push(...[].concat(s.urls || []));
+    return urls.length ? urls.join(", ") : "none";
+  }
+
+  // Why ICE found no path: what the browser said about the ICE servers
+  // (icecandidateerror: "turn:127.0.0.1:9 701 ..."), and what to check.
+  function iceReason(entry) {
+    const errs = [...new Set(entry.iceErrors)].slice(0, 3);
+    let r = errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + serverList();
+    r += state.relayOnly
+      ? " (relay only needs a TURN server this browser can reach: tsunagu-signal --turn-url/--turn-secret, tsunagu-turncheck)"
+      : " (a TURN server helps across NATs and firewalls)";
+    return r;
   }
 
   function send(obj) {
@@ -105,16 +150,35 @@
   function createPc(id, name) {
     const old = pcs.get(id);
     if (old) return old;
-    const pc = new RTCPeerConnection({
-      iceServers: state.iceServers,
-      iceTransportPolicy: state.relayOnly ? "relay" : "all",
-    });
-    const entry = { pc, name, pending: [], tile: tile(id, name || id) };
+    let pc;
+    try {
+      pc = new RTCPeerConnection({
+        iceServers: state.iceServers,
+        iceTransportPolicy: state.relayOnly ? "relay" : "all",
+      });
+    } catch (e) {
+      // e.g. InvalidAccessError for a turn: URL without username/credential,
+      // SyntaxError for a URL the browser cannot parse: both come from
+      // signaling's joined.iceServers
+      throw new Error("the browser refused the ICE servers from signaling (" + serverList() +
+        "): " + why(e) + " — check tsunagu-signal's --turn-url and --turn-secret");
+    }
+    const entry = { pc, name, pending: [], tile: tile(id, name || id), iceErrors: [], candidates: 0 };
     pcs.set(id, entry);
     peerState(id).name = name;
     for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
     pc.onicecandidate = (ev) => {
       send({ type: "signal", to: id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
+      if (ev.candidate) entry.candidates++;
+      else if (!entry.candidates)
+        // gathering over with nothing to offer: no path can ever be found
+        callProblem(id, "no ICE candidates gathered; " + iceReason(entry));
+    };
+    // the browser's word on an ICE server that did not work (RFC 8489/8656
+    // error codes, or 701 when it got no answer at all)
+    pc.onicecandidateerror = (ev) => {
+      entry.iceErrors.push((ev.url || "?") + " " + ev.errorCode + " " + (ev.errorText || "").trim());
+      if (entry.iceErrors.length > 20) entry.iceErrors.shift();
     };
     pc.ontrack = (ev) => {
       const v = entry.tile.querySelector("video");
@@ -125,13 +189,21 @@
       log("call with " + (name || id) + ": " + pc.connectionState);
       const net = entry.tile.querySelector(".net");
       if (pc.connectionState !== "connected") net.textContent = pc.connectionState;
-      if (pc.connectionState === "failed")
-        log("no network path to " + (name || id) + (state.relayOnly
-          ? ": relay only needs a reachable TURN server (tsunagu-signal --turn-url/--turn-secret)"
-          : ": a TURN server helps across NATs and firewalls"));
+      if (pc.connectionState === "failed" && !peerState(id).problem)
+        callProblem(id, pc.iceConnectionState === "failed"
+          ? "no network path (ICE failed); " + iceReason(entry)
+          : "the connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)");
+      else if (pc.connectionState === "connected" && peerState(id).problem) {
+        peerState(id).problem = null; // a late path: it works now
+        if (problemOf === id) state.problem = problemOf = null;
+      }
       refreshStatus();
     };
-    pc.oniceconnectionstatechange = () => { peerState(id).ice = pc.iceConnectionState; };
+    pc.oniceconnectionstatechange = () => {
+      peerState(id).ice = pc.iceConnectionState;
+      if (pc.iceConnectionState === "failed" && !peerState(id).problem)
+        callProblem(id, "no network path (ICE failed); " + iceReason(entry));
+    };
     return entry;
   }
 
@@ -142,30 +214,56 @@
     e.tile.remove();
     pcs.delete(id);
     delete state.peers[id];
+    if (problemOf === id) state.problem = problemOf = null; // that call is over
     refreshStatus();
   }
 
+  // One call's failure: on its tile, in the state for tests, and (the
+  // latest) in the status line.
+  function callProblem(id, text) {
+    const ps = peerState(id);
+    ps.problem = text;
+    const e = pcs.get(id);
+    if (e) e.tile.querySelector(".net").textContent = "failed";
+    problem("call with " + who(id) + " failed: " + text, id);
+  }
+
   async function call(id, name) {
-    const { pc } = createPc(id, name);
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    send({ type: "signal", to: id, data: { description: { type: offer.type, sdp: offer.sdp } } });
-    log("offer sent to " + (name || id));
+    let step = "RTCPeerConnection";
+    try {
+      const { pc } = createPc(id, name);
+      step = "createOffer";
+      const offer = await pc.createOffer();
+      step = "setLocalDescription";
+      await pc.setLocalDescription(offer);
+      send({ type: "signal", to: id, data: { description: { type: offer.type, sdp: offer.sdp } } });
+      log("offer sent to " + (name || id));
+    } catch (e) {
+      callProblem(id, step === "RTCPeerConnection" ? e.message : step + ": " + why(e));
+    }
   }
 
   async function onSignal(from, data) {
     if (!data || typeof data !== "object") return;
     if (data.description) {
       const d = data.description;
-      const entry = createPc(from, state.peers[from] ? state.peers[from].name : "");
-      const pc = entry.pc;
-      await pc.setRemoteDescription(d);
-      for (const c of entry.pending.splice(0)) await addCandidate(pc, c);
-      if (d.type === "offer") {
-        const answer = await pc.createAnswer();
-        await pc.setLocalDescription(answer);
-        send({ type: "signal", to: from, data: { description: { type: answer.type, sdp: answer.sdp } } });
-        log("answered " + (entry.name || from));
+      let step = "RTCPeerConnection";
+      try {
+        const entry = createPc(from, state.peers[from] ? state.peers[from].name : "");
+        const pc = entry.pc;
+        step = "setRemoteDescription(" + d.type + ")";
+        await pc.setRemoteDescription(d);
+        for (const c of entry.pending.splice(0)) await addCandidate(pc, c);
+        if (d.type === "offer") {
+          step = "createAnswer";
+          const answer = await pc.createAnswer();
+          step = "setLocalDescription(answer)";
+          await pc.setLocalDescription(answer);
+          send({ type: "signal", to: from, data: { description: { type: answer.type, sdp: answer.sdp } } });
+          log("answered " + (entry.name || from));
+        }
+      } catch (e) {
+        callProblem(from, step === "RTCPeerConnection" ? e.message : step + ": " + why(e));
       }
     } else if ("candidate" in data) {
       const entry = pcs.get(from);
@@ -249,7 +347,7 @@
         resumeToken = m.resume;
         log("joined " + m.room + " as " + m.id + " with " + m.peers.length + " peer(s)");
         if (state.relayOnly && !state.iceServers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u))))
-          log("warning: relay only, but this server hands out no TURN server: calls cannot connect");
+          problem("relay only, but this server hands out no TURN server: calls cannot connect (tsunagu-signal --turn-url)");
         history.replaceState(null, "", "?room=" + encodeURIComponent(m.room));
         // we are the later joiner: we call everyone already here
         for (const p of m.peers) {
@@ -309,8 +407,10 @@
           log("resume deferred; retrying");
           if (ws) ws.close(4000, "retry resume");
         } else if (!state.joined) {
-          setStatus("could not join: " + m.code + " (" + m.message + ")", "bad");
           stopCall();
+          problem("could not join: " + m.code + " (" + m.message + ")");
+        } else if (!resuming) {
+          problem("server error " + m.code + ": " + m.message);
         }
         break;
       default:
@@ -321,7 +421,9 @@
   function refreshStatus() {
     if (!state.joined) return;
     const n = pcs.size, up = [...pcs.values()].filter((e) => e.pc.connectionState === "connected").length;
-    setStatus("in " + state.room + " — " + up + "/" + n + " call(s) connected" + (state.relayOnly ? " (relay only)" : ""), "ok");
+    const base = "in " + state.room + " — " + up + "/" + n + " call(s) connected" + (state.relayOnly ? " (relay only)" : "");
+    if (state.problem) setStatus(base + " — " + state.problem, "bad");
+    else setStatus(base, "ok");
   }
 
   async function join() {
@@ -329,6 +431,7 @@
     const room = $("room").value.trim();
     if (!room) { $("room").focus(); return; }
     state.name = name; state.room = room; state.relayOnly = $("relay").checked;
+    state.problem = problemOf = null;
     leaving = false;
     $("join").disabled = true;
     setStatus("starting camera…");

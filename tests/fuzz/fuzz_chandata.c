@@ -142,6 +142,11 @@ static void stream_rly(const uint8_t *data, size_t size)
             CHECK(stn_frame_len(f, left) == n);
             if (stn_msg_parse(&m, f, (size_t)n) == 0)
                 CHECK(m.len == (size_t)n);
+            /* a frame without the cookie is an RFC 3489 Binding request */
+            if (!stn_is_stun(f, (size_t)n))
+                CHECK(f[0] == 0 && f[1] == 1);
+            if (stn_msg_parse_rfc3489_binding(&m, f, (size_t)n) == 0)
+                CHECK(m.len == (size_t)n);
         }
         off += (size_t)n;
     }

@@ -341,6 +341,38 @@ static void trace_answer(unsigned ti, bool is_signed, const stn_msg *rm, size_t 
                 rm->cls == STN_SUCCESS ? "success" : "error", code);
 }
 
+/* The answer to an RFC 3489 Binding request (no cookie, RFC 8489 s.12):
+ * the same 16-byte ID, success with exactly MAPPED-ADDRESS = the client,
+ * or 420 naming unknown attributes; never signed, never FINGERPRINT. With
+ * the cookie put in place of the ID's first 4 bytes it must parse as an
+ * RFC 8489 message, which lets the codec check the rest. */
+static void check_rfc3489_answer(const stn_msg *req, const uint8_t *resp, size_t rlen,
+                                 const rly_tuple *tu)
+{
+    static uint8_t copy[RLY_RESP_MAX];
+    stn_msg rm;
+    const stn_attr_ref *ma;
+    rtc_addr got;
+
+    CHECK(req->method == STN_BINDING && req->cls == STN_REQUEST);
+    CHECK(rlen >= STN_HDR_LEN && rlen <= sizeof copy);
+    CHECK(!memcmp(resp + 4, req->buf + 4, STN_TID3489_LEN));
+    memcpy(copy, resp, rlen);
+    copy[4] = 0x21, copy[5] = 0x12, copy[6] = 0xA4, copy[7] = 0x42;
+    CHECK(stn_msg_parse(&rm, copy, rlen) == 0 && rm.method == STN_BINDING);
+    CHECK(rm.mi < 0 && rm.mi256 < 0 && rm.fp < 0);
+    if (rm.cls == STN_SUCCESS) {
+        CHECK(req->n_unknown == 0 && rm.n_attrs == 1);
+        ma = stn_msg_find(&rm, STN_A_MAPPED_ADDRESS);
+        CHECK(ma && stn_attr_get_addr(&rm, ma, &got) == 0);
+        CHECK(got.family == tu->client.family && got.port == tu->client.port &&
+              !memcmp(got.ip, tu->client.ip, got.family == AF_INET6 ? 16 : 4));
+    } else {
+        CHECK(rm.cls == STN_ERROR && req->n_unknown > 0);
+        CHECK(stn_msg_find(&rm, STN_A_UNKNOWN_ATTRIBUTES) != NULL);
+    }
+}
+
 static void client_message(session *s, unsigned flags, const uint8_t *p, size_t n)
 {
     static uint8_t signed_buf[2048], raw[65536];
@@ -370,6 +402,14 @@ static void client_message(session *s, unsigned flags, const uint8_t *p, size_t 
                      .now_ms = s->now_ms, .wall_s = wall(s)};
     rlen = rly_turn_input(&s->t, &in, resp, sizeof resp);
     CHECK(rlen <= sizeof resp);
+    if (rlen && stn_msg_parse_rfc3489_binding(&req, buf, len) == 0) {
+        check_rfc3489_answer(&req, resp, rlen, &tuples[ti]);
+        if (trace)
+            fprintf(stderr, "client %u, %zu bytes: RFC 3489 Binding %s\n", ti, len,
+                    resp[1] == 0x01 ? "success" : "error");
+        free(buf);
+        return;
+    }
     if (rlen) {
         /* only a request that parsed is answered, and it is answered in kind */
         CHECK(stn_msg_parse(&req, buf, len) == 0 && req.cls == STN_REQUEST);

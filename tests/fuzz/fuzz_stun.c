@@ -250,6 +250,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     fl = stn_frame_len(data, size);
     CHECK(fl == 0 || fl == RTC_EMSG || fl >= STN_CHANDATA_HDR);
+    if (stn_msg_parse_rfc3489_binding(&m, data, size) == 0) {
+        /* RFC 3489 form: only a cookie-less Binding request, one whole
+         * stream frame, never also an RFC 8489 message; every
+         * comprehension-required attribute is unknown to it */
+        CHECK(!stn_is_stun(data, size) && fl == (long)size);
+        CHECK(m.method == STN_BINDING && m.cls == STN_REQUEST && data[0] == 0 && data[1] == 1);
+        CHECK(m.n_attrs <= STN_MAX_ATTRS && m.n_unknown <= STN_MAX_UNKNOWN);
+        for (unsigned i = 0; i < m.n_unknown; i++)
+            CHECK(m.unknown[i] < 0x8000);
+        CHECK(stn_msg_parse(&m, data, size) == RTC_EMSG);
+        return 0;
+    }
     if (stn_msg_parse(&m, data, size) != 0)
         return 0;
 

@@ -194,6 +194,14 @@ def seeds():
         advance(86400 * 1000 + 1000, SWEEP),         # everything expires
         signed(allocate(), 0, REST),                 # REST credential expired
     ])
+    # RFC 3489 Binding requests (no cookie, a 16-byte ID; RFC 8489 s.12):
+    # plain, with CHANGE-REQUEST (420), with SOFTWARE (ignored), on TCP
+    id16 = bytes(range(0x10, 0x20))
+    plain = struct.pack("!HH", 1, 0) + id16
+    chg = struct.pack("!HH", 1, 8) + id16 + struct.pack("!HHI", 3, 4, 6)
+    soft = struct.pack("!HH", 1, 8) + id16 + struct.pack("!HH", 0x8022, 4) + b"nice"
+    s["seed-rfc3489-binding"] = b"".join([
+        client(0, plain), client(1, chg), client(2, soft), client(3, plain)])
     return s
 
 

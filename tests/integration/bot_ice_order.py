@@ -19,14 +19,21 @@ requests and name it in its log; with --relay-only the bot must send no
 Binding request at all and signal only relay candidates. libnice 0.1.21 sends
 its srflx Binding requests in RFC 3489 form, without the magic cookie; the
 script answers them in that form (MAPPED-ADDRESS 192.0.2.1, TEST-NET-1, as a
-NAT would). --no-turn (only the stun: URL handed out): the bot must signal a
-srflx candidate 192.0.2.1 with raddr 127.0.0.1. With a TURN server on the
-agent too, libnice 0.1.21 rejects that answer ("failed slow validation"), so
-there the srflx candidate is not asserted (docs/bot.md).
---stun relay hands out stun: on the relay's own listener.
+NAT would). The bot must signal a srflx candidate 192.0.2.1 with raddr
+127.0.0.1, with the turn: URL next to it (and then a relay candidate too:
+before the bot handed libnice its TURN servers after the STUN discovery
+item, libnice 0.1.21 dropped that answer, docs/bot.md) and with --no-turn
+(only the stun: URL handed out).
+--stun relay hands out stun: on the relay's own listener (on loopback the
+srflx address equals the host address, and libnice drops it as redundant).
+--stun relay-nat hands out stun: of a UDP forwarder in this script that
+passes the bot's datagrams on to tsunagu-relay's listener from 127.0.0.2,
+as a NAT would: tsunagu-relay answers libnice's RFC 3489 request with
+MAPPED-ADDRESS 127.0.0.2:<port>, and the bot must signal that srflx
+candidate (raddr 127.0.0.1) next to its relay candidate.
 
 usage: bot_ice_order.py --bot PATH --case answer|offer [--relay-only]
-                        [--stun none|fake|relay] [server args as bot_call.py]"""
+                        [--stun none|fake|relay|relay-nat] [--threads N] [server args as bot_call.py]"""
 import argparse, asyncio, json, os, socket, struct, sys, threading, time
 
 import websockets
@@ -95,6 +102,50 @@ class FakeStun:
         self.sock.close()
 
 
+class NatFwd:
+    """UDP 127.0.0.1:port -> server, each client through its own socket on
+    127.0.0.2 (the 'public' side of a cone NAT), answers back the same way."""
+
+    def __init__(self, server):
+        self.server = server
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.out = {}  # client address -> socket on 127.0.0.2
+        self.back = 0
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        import select
+        while not self.stop:
+            socks = [self.sock] + list(self.out.values())
+            r, _, _ = select.select(socks, [], [], 0.2)
+            for s in r:
+                raw, src = s.recvfrom(4096)
+                if s is self.sock:
+                    o = self.out.get(src)
+                    if o is None and len(self.out) < 16:
+                        o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        o.bind(("127.0.0.2", 0))
+                        self.out[src] = o
+                    if o is not None:
+                        o.sendto(raw, self.server)
+                else:
+                    for cl, o in self.out.items():
+                        if o is s:
+                            self.back += 1
+                            self.sock.sendto(raw, cl)
+
+    def close(self):
+        self.stop = True
+        self.t.join()
+        for o in self.out.values():
+            o.close()
+        self.sock.close()
+
+
 def wait_log(st, name, text, secs, proc):
     end = time.time() + secs * TIMEOUT_MULT
     while text not in st.log(name):
@@ -158,12 +209,15 @@ def main():
     add_server_args(ap)
     ap.add_argument("--case", choices=["answer", "offer"], required=True)
     ap.add_argument("--relay-only", action="store_true")
-    ap.add_argument("--stun", choices=["none", "fake", "relay"], default="none")
+    ap.add_argument("--stun", choices=["none", "fake", "relay", "relay-nat"], default="none")
     ap.add_argument("--no-turn", action="store_true",
                     help="signaling hands out only the stun: URL: the srflx candidate must come")
+    ap.add_argument("--threads", default="1",
+                    help="the bot's --threads: with 2 its call runs on a worker thread's context")
     a = ap.parse_args()
     checks = 0
     fake = FakeStun() if a.stun == "fake" else None
+    nat = None
     try:
         with Stack(a) as st:
             turn = st.start_relay()
@@ -172,13 +226,16 @@ def main():
                 extra = ["stun:127.0.0.1:%d" % fake.port]
             elif a.stun == "relay":
                 extra = ["stun:127.0.0.1:%d" % st.turn_port]
+            elif a.stun == "relay-nat":
+                nat = NatFwd(("127.0.0.1", st.turn_port))
+                extra = ["stun:127.0.0.1:%d" % nat.port]
             if a.no_turn:
                 url = st.start_signal(extra[0])
             else:
                 url = st.start_signal(turn, extra_urls=extra)
             room = "order%d" % os.getpid()
             argv = [a.bot, "--signal", url, "--room", room, "--duration", "20",
-                    "--setup-timeout", "20", "--log-level", "info"]
+                    "--setup-timeout", "20", "--log-level", "info", "--threads", a.threads]
             if a.relay_only:
                 argv.append("--relay-only")
             procs = []
@@ -229,18 +286,31 @@ def main():
                     if "STUN server 127.0.0.1:%d" % fake.port not in log:
                         fail("the log does not name the STUN server in use")
                     has = any(" %s " % MAPPED in s and "raddr 127.0.0.1" in s for s in srflx)
-                    if a.no_turn and not has:
-                        fail("no srflx candidate with the mapped address %s" % MAPPED)
-                    if srflx and not has:
-                        fail("srflx candidates without the mapped address %s" % MAPPED)
+                    if not has:
+                        fail("no srflx candidate with the mapped address %s%s" %
+                             (MAPPED, "" if a.no_turn else " (stun: next to turn:)"))
+                    if not a.no_turn and "relay" not in kinds:
+                        fail("stun: next to turn:, but no relay candidate: %s" % sorted(kinds))
                 checks += 2
             if a.stun == "relay" and not a.relay_only:
                 if "STUN server 127.0.0.1:%d" % st.turn_port not in log:
                     fail("the log does not name the relay as STUN server")
                 checks += 1
+            if nat:
+                srflx = [d["candidate"]["candidate"] for _, d in got
+                         if describe(d) == "candidate srflx"]
+                print("# %d answers came back through the forwarder; srflx: %s" % (nat.back, srflx))
+                if not any(" 127.0.0.2 " in s and "raddr 127.0.0.1" in s for s in srflx):
+                    fail("no srflx candidate 127.0.0.2 from tsunagu-relay's answer (stun: and turn: "
+                         "both of tsunagu-relay)")
+                if not a.relay_only and "relay" not in kinds:
+                    fail("no relay candidate next to the srflx one: %s" % sorted(kinds))
+                checks += 2
     finally:
         if fake:
             fake.close()
+        if nat:
+            nat.close()
     print("PASS (%d checks)" % checks)
 
 

@@ -7,7 +7,8 @@ a tiny UDP/TCP echo in the namespaces (no tsunagu binary involved):
   unsolicited packet from the internet does not get in;
 - firewall443: UDP out is dropped, TCP to 443 passes, TCP to 80 does not;
 - 1:1 NAT: the private server is reached at the public address and its
-  replies come from the public address;
+  replies come from the public address; from the inside, the public address
+  leads back to the server (hairpin) with the source kept;
 - IPv6 routed: a LAN host reaches a public host over 2001:db8::/32;
 - teardown: nothing of the run is left, after a normal end, after an
   exception, and after SIGTERM to a run in progress (a child process).
@@ -133,7 +134,9 @@ def nat_shapes():
         expect(got == ["203.0.113.11:40000"], "1:1 NAT: public address not DNATed: %s" % got)
         got = ask_udp(priv, "192.168.7.10", "203.0.113.11:3478")
         expect(got == ["203.0.113.30:40000"], "1:1 NAT: private server not SNATed: %s" % got)
-        print("# 1:1 NAT: 203.0.113.30 <-> 192.168.7.10")
+        got = ask_udp(priv, "192.168.7.10", "203.0.113.30:3478")
+        expect(got == ["192.168.7.10:40000"], "1:1 NAT does not hairpin (source kept): %s" % got)
+        print("# 1:1 NAT: 203.0.113.30 <-> 192.168.7.10, hairpin from the inside")
 
         got = ask_udp(v6c, "2001:db8:0:2::2", "[2001:db8:0:1::10]:3479")
         expect(got == ["2001:db8:0:2::2:40000"], "IPv6 routed: %s" % got)

@@ -286,6 +286,7 @@ class Lab:
         n = self.netns(short)
         self.link(router, "lan0", n, "eth0")
         router.lan_hosts += 1
+        router.lan_ns = n
         for a in router.lan_addrs:
             router.addr("lan0", a)
         for a in addrs:
@@ -298,8 +299,19 @@ class Lab:
     def one_to_one_nat(self, router, public, private):
         """1:1 NAT on `router` (made with nat="none"): traffic to `public`
         (an address the router holds on wan0) goes to `private` (a LAN
-        host's address), and the LAN host's traffic leaves as `public`."""
+        host's address), and the LAN host's traffic leaves as `public`.
+        It hairpins: a packet the LAN host sends to `public` comes back to
+        it with its source kept (so the relay's --self-check can send to
+        its own public address); for that the LAN host, when lan_host was
+        called before, accepts packets from its own address on eth0."""
         router.nft(NFT_ONE_TO_ONE % {"public": public, "private": private})
+        router.sysctl("net.ipv4.conf.all.send_redirects", 0)
+        router.sysctl("net.ipv4.conf.lan0.send_redirects", 0)
+        h = getattr(router, "lan_ns", None)
+        if h is not None:
+            for k in ("all", "eth0"):
+                h.sysctl("net.ipv4.conf.%s.rp_filter" % k, 0)
+            h.sysctl("net.ipv4.conf.eth0.accept_local", 1)
 
     # --- processes ---
     def _spawn(self, argv, log, env):

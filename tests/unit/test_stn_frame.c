@@ -74,8 +74,19 @@ static void frame_len(void)
     is_int(stn_frame_len(b, 100), 28, "more bytes buffered: still this frame's length");
     for (size_t k = 0; k < 4; k++)
         is_int(stn_frame_len(b, k), 0, "fewer than 4 bytes: need more");
+    /* without the cookie only an RFC 3489 Binding request frames (RFC 8489
+     * s.12); any other method or class is junk */
     b[5] ^= 1;
-    is_int(stn_frame_len(b, n), RTC_EMSG, "STUN with a bad cookie: junk");
+    is_int(stn_frame_len(b, n), 28, "Binding request without the cookie: RFC 3489, 20 + body");
+    b[1] = 0x03; /* Allocate request */
+    is_int(stn_frame_len(b, n), RTC_EMSG, "Allocate with a bad cookie: junk");
+    b[0] = 0x01, b[1] = 0x01; /* Binding success */
+    is_int(stn_frame_len(b, n), RTC_EMSG, "Binding response with a bad cookie: junk");
+    b[1] = 0x11; /* Binding error response */
+    is_int(stn_frame_len(b, n), RTC_EMSG, "Binding error with a bad cookie: junk");
+    b[0] = 0x00; /* Binding indication */
+    is_int(stn_frame_len(b, n), RTC_EMSG, "Binding indication with a bad cookie: junk");
+    b[0] = 0x00, b[1] = 0x01;
     b[5] ^= 1;
     b[3] = 9;
     is_int(stn_frame_len(b, n), RTC_EMSG, "STUN body length not a multiple of 4: junk");

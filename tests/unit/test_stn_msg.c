@@ -6,7 +6,8 @@
  * about the body or an attribute are rejected; odd buffer addresses parse;
  * the attribute cap, MESSAGE-INTEGRITY/FINGERPRINT ordering rules, magic
  * cookie, top bits and unknown-attribute reporting behave as RFC 8489 s.5,
- * s.14 and s.14.5 say; the builder zero-pads, fails sticky and never writes a
+ * s.14 and s.14.5 say; the RFC 3489 form (s.12) only for a Binding request
+ * and only through its own parser; the builder zero-pads, fails sticky and never writes a
  * partial attribute. argv[1] is the RFC 5769 vector directory. */
 #include <stdlib.h>
 #include <string.h>
@@ -387,6 +388,74 @@ static void header_checks(const char *dir)
        "header-only message with length 0 parses");
 }
 
+/* RFC 8489 s.12: the RFC 3489 form, a Binding request without the cookie,
+ * parses only with stn_msg_parse_rfc3489_binding, and only that. */
+static void rfc3489(void)
+{
+    uint8_t c[64], out[64];
+    static const uint8_t id16[16] = {0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    stn_builder b;
+    size_t len = 0;
+    rtc_addr a, got;
+
+    memset(c, 0, sizeof c);
+    put16(c, 0x0001);
+    memcpy(c + 4, id16, 16);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 20), 0, "3489: cookie-less Binding request parses");
+    ok(m.method == STN_BINDING && m.cls == STN_REQUEST && m.n_attrs == 0 && m.n_unknown == 0 &&
+       !memcmp(m.tid, id16 + 4, STN_TID_LEN), "3489: method, class, last 12 ID bytes");
+    ok(!stn_is_stun(c, 20) && stn_msg_parse(&m, c, 20) == RTC_EMSG,
+       "3489: not STUN to stn_is_stun / stn_msg_parse (RFC 7983 demultiplexing unchanged)");
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 19), RTC_EMSG, "3489: 19 bytes rejected");
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 24), RTC_EMSG, "3489: length field lies: rejected");
+    put16(c, 0x0003);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 20), RTC_EMSG, "3489: Allocate rejected");
+    put16(c, 0x0101);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 20), RTC_EMSG, "3489: Binding success rejected");
+    put16(c, 0x0011);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 20), RTC_EMSG, "3489: Binding indication rejected");
+    put16(c, 0x4001);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 20), RTC_EMSG, "3489: top bits set rejected");
+    put16(c, 0x0001);
+    memcpy(c + 4, "\x21\x12\xA4\x42", 4);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 20), RTC_EMSG,
+           "3489: with the cookie it is RFC 8489's, not this parser's");
+    memcpy(c + 4, id16, 4);
+    /* CHANGE-REQUEST (0x0003): comprehension-required, unknown here; SOFTWARE ignored */
+    put16(c + 2, 16);
+    put16(c + 20, 0x0003);
+    put16(c + 22, 4);
+    c[27] = 6;
+    put16(c + 28, 0x8022);
+    put16(c + 30, 4);
+    memcpy(c + 32, "nice", 4);
+    ok(stn_msg_parse_rfc3489_binding(&m, c, 36) == 0 && m.n_attrs == 2 && m.n_unknown == 1 &&
+       m.unknown[0] == 0x0003, "3489: CHANGE-REQUEST unknown, SOFTWARE not");
+    put16(c + 20, STN_A_PRIORITY);
+    ok(stn_msg_parse_rfc3489_binding(&m, c, 36) == 0 && m.n_unknown == 1,
+       "3489: every comprehension-required attribute is unknown (PRIORITY too)");
+    put16(c + 22, 5);
+    is_int(stn_msg_parse_rfc3489_binding(&m, c, 36), RTC_EMSG, "3489: attribute overruns: rejected");
+
+    /* the answer: the 16-byte ID in place of cookie + ID, MAPPED-ADDRESS */
+    memset(&a, 0, sizeof a);
+    a.family = AF_INET;
+    a.port = 5000;
+    memcpy(a.ip, "\xc0\x00\x02\x01", 4);
+    stn_build_init_rfc3489(&b, out, sizeof out, STN_BINDING, STN_SUCCESS, id16);
+    stn_build_addr(&b, STN_A_MAPPED_ADDRESS, &a);
+    ok(stn_build_finish(&b, &len) == 0 && len == 32 && out[0] == 1 && out[1] == 1 &&
+       out[2] == 0 && out[3] == 12 && !memcmp(out + 4, id16, 16),
+       "3489 answer: 0x0101, length 12, the 16-byte ID");
+    /* with the cookie put in it parses as RFC 8489, MAPPED-ADDRESS intact */
+    memcpy(out + 4, "\x21\x12\xA4\x42", 4);
+    ok(stn_msg_parse(&m, out, len) == 0 && m.n_attrs == 1 &&
+       stn_attr_get_addr(&m, &m.attrs[0], &got) == 0 && got.port == 5000 &&
+       !memcmp(got.ip, a.ip, 4), "3489 answer: MAPPED-ADDRESS 192.0.2.1:5000");
+    stn_build_init_rfc3489(&b, out, 19, STN_BINDING, STN_SUCCESS, id16);
+    ok(stn_build_finish(&b, &len) == RTC_ESPACE, "3489 answer: no room for the header");
+}
+
 static void types(void)
 {
     struct {
@@ -505,6 +574,7 @@ int main(int argc, char **argv)
     limits();
     mi_fp_order();
     header_checks(dir);
+    rfc3489();
     types();
     unknowns();
     builder();

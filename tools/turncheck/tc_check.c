@@ -7,7 +7,8 @@
  * more over a channel. So the relay must be allowed to relay to this host:
  * on a relay that denies private or loopback peers (the secure default),
  * run turncheck from a host with a public address, or name an allowed
- * address with --peer-ip. */
+ * address with --peer-ip. The relay's own check (tc_check_self) lends a
+ * socket on one of its relayed ports instead, a peer its policy lets in. */
 #include "tc_check.h"
 
 #include <errno.h>
@@ -36,9 +37,26 @@ typedef struct {
     tc_conn *conn;
     tc_turn *turn;
     int peer_fd;
+    bool own_peer_fd; /* opened here (not the relay's) */
     rtc_addr peer, relayed;
-    char peer_s[RTC_ADDR_STRLEN], relayed_s[RTC_ADDR_STRLEN];
+    rtc_addr relayed_src; /* where the relay's datagrams come from: the relayed
+                           * address, or behind a 1:1 NAT the local one it stands for */
+    char peer_s[RTC_ADDR_STRLEN], relayed_s[RTC_ADDR_STRLEN], src_s[RTC_ADDR_STRLEN];
 } run;
+
+const char *tc_verdict_name(tc_verdict v)
+{
+    switch (v) {
+    case TC_OK:
+        return "ok  ";
+    case TC_WARN:
+        return "warn";
+    case TC_FAIL:
+        return "FAIL";
+    default:
+        return "?";
+    }
+}
 
 int tc_url_parse(const char *s, tc_url *u, char *why, size_t whylen)
 {
@@ -98,31 +116,54 @@ int tc_url_parse(const char *s, tc_url *u, char *why, size_t whylen)
     return 0;
 }
 
-/* Print one verdict line and return ok. */
-__attribute__((format(printf, 4, 5))) static bool say(run *r, bool ok, const char *step,
-                                                      const char *fmt, ...)
+/* Print (or hand to the hook) one verdict line. true when the check goes
+ * on: the step did not fail and the hook did not say stop. */
+__attribute__((format(printf, 4, 0))) static bool vsay(run *r, tc_verdict v, const char *step,
+                                                       const char *fmt, va_list ap)
 {
     char detail[600];
-    va_list ap;
-    va_start(ap, fmt);
+    bool ok = v != TC_FAIL;
     vsnprintf(detail, sizeof detail, fmt, ap);
-    va_end(ap);
+    if (r->p->line)
+        return r->p->line(r->p->line_arg, r->u->text, v, step, detail) && ok;
     if (!r->p->json) {
-        fprintf(r->p->out, "%s %s: %s\n", ok ? "ok  " : "FAIL", step, detail);
+        fprintf(r->p->out, "%s %s: %s\n", tc_verdict_name(v), step, detail);
     } else {
         /* the detail holds no control characters (server text is filtered in
          * tc_turn.c), so escaping '"' and '\\' is enough */
         fprintf(r->p->out, "{\"url\":\"");
         for (const char *c = r->u->text; *c; c++)
             fprintf(r->p->out, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
-        fprintf(r->p->out, "\",\"step\":\"%s\",\"ok\":%s,\"detail\":\"", step,
-                ok ? "true" : "false");
+        fprintf(r->p->out, "\",\"step\":\"%s\",\"ok\":%s,%s\"detail\":\"", step,
+                ok ? "true" : "false", v == TC_WARN ? "\"warn\":true," : "");
         for (const char *c = detail; *c; c++)
             fprintf(r->p->out, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
         fprintf(r->p->out, "\"}\n");
     }
     fflush(r->p->out);
     return ok;
+}
+
+__attribute__((format(printf, 4, 5))) static bool say(run *r, bool ok, const char *step,
+                                                      const char *fmt, ...)
+{
+    va_list ap;
+    bool go;
+    va_start(ap, fmt);
+    go = vsay(r, ok ? TC_OK : TC_FAIL, step, fmt, ap);
+    va_end(ap);
+    return go;
+}
+
+__attribute__((format(printf, 3, 4))) static bool warn(run *r, const char *step,
+                                                       const char *fmt, ...)
+{
+    va_list ap;
+    bool go;
+    va_start(ap, fmt);
+    go = vsay(r, TC_WARN, step, fmt, ap);
+    va_end(ap);
+    return go;
 }
 
 static bool step_resolve(run *r)
@@ -151,8 +192,9 @@ static bool step_connect(run *r)
     if (r->u->proto == TC_TCP)
         return say(r, true, "connect", "%s/tcp", r->server_s);
     if (!r->p->tls_verify)
-        return say(r, true, "connect", "%s/tls, %s, certificate NOT checked (--insecure)",
-                   r->server_s, tc_conn_tls_info(r->conn, tls, sizeof tls));
+        return say(r, true, "connect", "%s/tls, %s, certificate NOT checked (%s)",
+                   r->server_s, tc_conn_tls_info(r->conn, tls, sizeof tls),
+                   r->p->self && r->p->self->tls_note ? r->p->self->tls_note : "--insecure");
     return say(r, true, "connect", "%s/tls, %s, certificate valid for '%s'", r->server_s,
                tc_conn_tls_info(r->conn, tls, sizeof tls), r->u->host);
 }
@@ -215,6 +257,11 @@ static bool open_peer(run *r)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
+    if (r->p->self) { /* the relay's socket, bound already */
+        r->peer_fd = r->p->self->peer_fd;
+        goto bound;
+    }
+    r->own_peer_fd = true;
     if (r->p->peer_ip)
         r->peer = *r->p->peer_ip;
     else
@@ -226,6 +273,7 @@ static bool open_peer(run *r)
     if (r->peer_fd < 0 || bind(r->peer_fd, (struct sockaddr *)&ss, sl))
         return say(r, false, "allocate", "cannot bind the peer socket to %s: %s", r->peer_s,
                    strerror(errno));
+bound:
     sl = sizeof ss;
     getsockname(r->peer_fd, (struct sockaddr *)&ss, &sl);
     rtc_addr_from_sockaddr(&r->peer, (struct sockaddr *)&ss);
@@ -251,10 +299,56 @@ static bool step_allocate(run *r)
         return say(r, false, "allocate", "success without XOR-RELAYED-ADDRESS");
     r->relayed = res.relayed;
     rtc_addr_format(&r->relayed, true, r->relayed_s);
+    r->relayed_src = r->relayed;
+    if (r->p->self && r->p->self->relayed_local &&
+        r->p->self->relayed_local->family == r->relayed.family) {
+        r->relayed_src = *r->p->self->relayed_local;
+        r->relayed_src.port = r->relayed.port;
+    }
+    rtc_addr_format(&r->relayed_src, true, r->src_s);
     if (res.mapped.family)
         rtc_addr_format(&res.mapped, true, mapped);
     return say(r, true, "allocate", "relayed %s, mapped %s, lifetime %u s (user \"%s\")",
                r->relayed_s, mapped, res.lifetime, r->p->user);
+}
+
+/* The relay checking itself knows what it advertises (expect: its
+ * --external-ip, or its relay address), but not where its clients are: a
+ * loopback relayed address is fine for a test on one host, a private one
+ * works only for clients on that network, and is the classic mistake of a
+ * relay behind a cloud's 1:1 NAT, hence a warning naming the fix. */
+static bool relayed_self(run *r, const char *ip, rtc_addr_scope rs)
+{
+    const tc_check_self *self = r->p->self;
+    char want[RTC_ADDR_STRLEN];
+    if (r->p->expect) {
+        rtc_addr_format(r->p->expect, false, want);
+        if (!rtc_addr_ip_equal(&r->relayed, r->p->expect))
+            return say(r, false, "relayed-address", "relayed address %s differs from %s %s "
+                                                    "(what the relay should advertise)", ip,
+                       self->expect_what ? self->expect_what : "the expected", want);
+    }
+    switch (rs) {
+    case RTC_ADDR_PUBLIC:
+        if (self->relayed_local)
+            return say(r, true, "relayed-address", "%s (public, --external-ip for %s)", ip,
+                       r->src_s);
+        return say(r, true, "relayed-address", "%s (public)", ip);
+    case RTC_ADDR_LOOPBACK:
+        return say(r, true, "relayed-address", "%s is a loopback address: only clients on this "
+                                               "host can reach it (fine for local testing; "
+                                               "others need --relay-ip or --external-ip)", ip);
+    default:
+        if (self->relayed_local)
+            return warn(r, "relayed-address", "relayed address %s is %s, from --external-ip: "
+                                              "clients outside its network cannot reach it "
+                                              "(give the public address of the 1:1 NAT)",
+                        ip, rtc_addr_scope_name(rs));
+        return warn(r, "relayed-address", "relayed address %s is %s: clients outside its "
+                                          "network cannot reach it; behind a 1:1 NAT (a cloud "
+                                          "VM) set --external-ip PUBLIC/%s", ip,
+                    rtc_addr_scope_name(rs), ip);
+    }
 }
 
 /* Is the relayed address one that the relay's clients can reach? */
@@ -263,6 +357,8 @@ static bool step_relayed(run *r)
     char ip[RTC_ADDR_STRLEN], want[RTC_ADDR_STRLEN];
     rtc_addr_scope rs = rtc_addr_scope_of(&r->relayed), ss = rtc_addr_scope_of(&r->server);
     rtc_addr_format(&r->relayed, false, ip);
+    if (r->p->self)
+        return relayed_self(r, ip, rs);
     if (r->p->expect) {
         rtc_addr_format(r->p->expect, false, want);
         if (!rtc_addr_ip_equal(&r->relayed, r->p->expect))
@@ -336,18 +432,18 @@ static bool to_peer(run *r, const char *step, uint16_t chan)
         if (n <= 0)
             break;
         rtc_addr_format(&from, true, from_s);
-        if (!rtc_addr_equal(&from, &r->relayed))
+        if (!rtc_addr_equal(&from, &r->relayed_src))
             return say(r, false, step, "the data reached the peer from %s, not from the "
                                        "relayed address %s (a NAT in front of the relay? set "
-                                       "its --external-ip)", from_s, r->relayed_s);
+                                       "its --external-ip)", from_s, r->src_s);
         got++;
     }
     if (!got)
         return say(r, false, step, "nothing reached the peer %s from the relayed address %s "
                                    "within %d ms (the relay cannot send to this host)",
-                   r->peer_s, r->relayed_s, r->p->timeout_ms);
+                   r->peer_s, r->src_s, r->p->timeout_ms);
     return say(r, true, step, "%d/%d datagrams %s -> %s -> %s", got, TC_PROBES,
-               chan ? "ChannelData" : "Send", r->relayed_s, r->peer_s);
+               chan ? "ChannelData" : "Send", r->src_s, r->peer_s);
 }
 
 /* Peer -> relayed address -> client: TC_PROBES probes, as Data indications
@@ -383,6 +479,13 @@ static bool from_peer(run *r, const char *step, uint16_t chan)
             continue;
         got++;
     }
+    if (!got && r->p->self && r->p->self->relayed_local)
+        return say(r, false, step, "nothing from the peer %s arrived within %d ms: the relayed "
+                                   "address %s is unreachable from this host (--external-ip "
+                                   "does not lead back to this relay: a wrong address, or a "
+                                   "1:1 NAT that does not hairpin; then check from outside "
+                                   "with tsunagu-turncheck)",
+                   r->peer_s, r->p->timeout_ms, r->relayed_s);
     if (!got)
         return say(r, false, step, "nothing from the peer %s arrived within %d ms: the relayed "
                                    "port %s is unreachable from it (a firewall in front of the "
@@ -400,7 +503,8 @@ static bool step_channel(run *r)
     tc_turn_transact(r->turn, &rq, &res);
     if (res.status != TC_R_SUCCESS)
         return fail_result(r, "channel-bind", &res);
-    say(r, true, "channel-bind", "channel 0x%04X -> %s", TC_CHANNEL, r->peer_s);
+    if (!say(r, true, "channel-bind", "channel 0x%04X -> %s", TC_CHANNEL, r->peer_s))
+        return false;
     return to_peer(r, "channel-to-peer", TC_CHANNEL) &&
            from_peer(r, "channel-from-peer", TC_CHANNEL);
 }
@@ -415,13 +519,27 @@ static bool step_refresh(run *r)
     return say(r, true, "refresh", "lifetime 0: allocation released");
 }
 
+/* A step after the allocation failed: give the allocation back without a
+ * line (the failure is what the reader needs), so a relay checking itself,
+ * or a check run in a loop, does not leave allocations behind until they
+ * expire. One try, a short wait: the connection may be what failed. */
+static void release(run *r)
+{
+    tc_req rq = {.method = STN_REFRESH, .auth = true, .has_lifetime = true, .lifetime = 0};
+    tc_result res;
+    int saved = r->turn->timeout_ms;
+    r->turn->timeout_ms = saved < 500 ? saved : 500;
+    tc_turn_transact(r->turn, &rq, &res);
+    r->turn->timeout_ms = saved;
+}
+
 bool tc_check_url(const tc_check_params *p, const tc_url *u)
 {
     run r = {.p = p, .u = u, .peer_fd = -1};
     tc_turn *t = malloc(sizeof *t);
     bool ok;
 
-    if (!p->json)
+    if (!p->json && !p->line)
         fprintf(p->out, "--- %s\n", u->text);
     if (!t)
         return say(&r, false, "resolve", "out of memory");
@@ -432,9 +550,11 @@ bool tc_check_url(const tc_check_params *p, const tc_url *u)
         ok = step_challenge(&r) && step_allocate(&r) && step_relayed(&r) &&
              step_permission(&r) && to_peer(&r, "send-to-peer", 0) &&
              from_peer(&r, "data-from-peer", 0) && step_channel(&r) && step_refresh(&r);
+        if (!ok && r.relayed.family)
+            release(&r);
         tc_turn_dispose(t);
     }
-    if (r.peer_fd >= 0)
+    if (r.peer_fd >= 0 && r.own_peer_fd)
         close(r.peer_fd);
     tc_conn_close(r.conn);
     free(t);

@@ -12,9 +12,9 @@
 #include <string.h>
 
 #include "rtc_clock.h"
-#include "rtc_crypto.h"
 #include "rtc_version.h"
 #include "tc_check.h"
+#include "tc_turn.h"
 
 #define TC_MAX_URLS 16
 
@@ -57,20 +57,6 @@ static bool parse_uint(const char *s, unsigned long lo, unsigned long hi, unsign
         return false;
     *out = v;
     return true;
-}
-
-/* TURN REST credentials (the scheme sig_turn.c mints): username
- * "EXPIRY:turncheck", password base64(HMAC-SHA1(secret, username)). */
-static int rest_credentials(const char *secret, unsigned long ttl, char *user, size_t ulen,
-                            char *pass, size_t plen)
-{
-    uint8_t mac[RTC_SHA1_LEN];
-    int n = snprintf(user, ulen, "%llu:turncheck",
-                     (unsigned long long)(rtc_clock_wall_s() + ttl));
-    if (n < 0 || (size_t)n >= ulen)
-        return -1;
-    rtc_hmac_sha1(secret, strlen(secret), user, (size_t)n, mac);
-    return rtc_base64_encode(mac, sizeof mac, pass, plen) < 0 ? -1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -162,7 +148,8 @@ int main(int argc, char **argv)
         memcpy(user, user_pass, (size_t)(colon - user_pass));
         user[colon - user_pass] = '\0';
         strcpy(pass, colon + 1);
-    } else if (!*secret || rest_credentials(secret, ttl, user, sizeof user, pass, sizeof pass)) {
+    } else if (!*secret || tc_rest_credentials(secret, rtc_clock_wall_s() + ttl, "turncheck",
+                                               user, sizeof user, pass, sizeof pass)) {
         return bad("%s", "--secret: empty, or cannot make credentials");
     }
     p.user = user;

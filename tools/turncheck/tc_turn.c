@@ -13,6 +13,20 @@
 #include "stn_auth.h"
 #include "stn_frame.h"
 
+int tc_rest_credentials(const char *secret, uint64_t expiry, const char *id, char *user,
+                        size_t ulen, char *pass, size_t plen)
+{
+    uint8_t mac[RTC_SHA1_LEN];
+    int n = snprintf(user, ulen, "%llu:%s", (unsigned long long)expiry, id);
+    int rc;
+    if (n < 0 || (size_t)n >= ulen)
+        return -1;
+    rtc_hmac_sha1(secret, strlen(secret), user, (size_t)n, mac);
+    rc = rtc_base64_encode(mac, sizeof mac, pass, plen) < 0 ? -1 : 0;
+    explicit_bzero(mac, sizeof mac);
+    return rc;
+}
+
 void tc_turn_init(tc_turn *t, tc_conn *c, const char *user, const char *pass, int timeout_ms)
 {
     memset(t, 0, sizeof *t);

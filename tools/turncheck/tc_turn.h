@@ -67,6 +67,13 @@ typedef struct {
     uint32_t lifetime;       /* LIFETIME */
 } tc_req;
 
+/* TURN REST credentials (the scheme tsunagu-signal mints and the relay's
+ * --auth-secret checks): username "EXPIRY:ID" (EXPIRY in Unix seconds),
+ * password base64(HMAC-SHA1(secret, username)). 0, or -1 when a buffer is
+ * too small. Both turncheck (--secret) and the relay's self-check use it. */
+int tc_rest_credentials(const char *secret, uint64_t expiry, const char *id, char *user,
+                        size_t ulen, char *pass, size_t plen);
+
 void tc_turn_init(tc_turn *t, tc_conn *c, const char *user, const char *pass, int timeout_ms);
 void tc_turn_dispose(tc_turn *t); /* wipes the key */
 
