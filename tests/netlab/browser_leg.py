@@ -38,9 +38,11 @@ STATS_JS = """
 (async () => {
   if (!window.tsunaguStats) return JSON.stringify({notready: true});
   const s = await tsunaguStats();
+  const j = (s.log || []).find(l => / joined \S+ as /.test(l));
   return JSON.stringify({status: s.status, joined: s.joined, errors: s.errors,
                          iceServers: (s.iceServers || []).map(x => x.urls),
-                         peers: s.peers});
+                         peers: s.peers, now: new Date().toISOString().slice(11, 23),
+                         joinedAt: j ? j.slice(0, 12) : null});
 })()
 """
 
@@ -94,12 +96,15 @@ class Leg:
 
     def wait_call(self, want_packets, timeout, since=None):
         """Poll getStats until one peer has a selected pair and >= want_packets
-        inbound audio packets. Returns a summary dict with setup_ms: from
-        `since` (default: page opened) to the first poll (100 ms apart) that
-        saw inbound audio (pair_ms: the first that saw a selected pair)."""
+        inbound audio packets. Returns a summary dict (see summary()) with
+        setup_ms: from the page's join (its own log line, page clock) to the
+        first poll (100 ms apart) that saw inbound audio, as the bots count
+        theirs from their join; open_ms and pair_ms: from `since` (default:
+        page opened: load, getUserMedia, join included) to that poll and to
+        the first that saw a selected pair."""
         since = since or self.opened_at
         deadline = time.time() + timeout * self.mult
-        pair_at = media_at = None
+        pair_at = media_at = media_page = None
         last = None
         while time.time() < deadline:
             s = self.stats()
@@ -112,9 +117,10 @@ class Leg:
                     pair_at = time.time()
                 inb = (p.get("inbound") or {}).get("audio") or {}
                 if inb.get("packets", 0) > 0 and media_at is None:
-                    media_at = time.time()
+                    media_at, media_page = time.time(), s.get("now")
                 if inb.get("packets", 0) >= want_packets:
-                    r = summary(pid, p, int((media_at - since) * 1000))
+                    r = summary(pid, p, page_ms(s.get("joinedAt"), media_page))
+                    r["open_ms"] = int((media_at - since) * 1000)
                     r["pair_ms"] = int((pair_at - since) * 1000)
                     return r
             time.sleep(0.1)
@@ -134,6 +140,18 @@ class Leg:
             return "(no chromium log)"
         lines = [line for line in text.splitlines() if "CONSOLE" in line or "ERROR" in line]
         return "\n".join(lines)[-n:]
+
+
+def page_ms(t0, t1):
+    """ms from t0 to t1, both "HH:MM:SS.mmm" of the page's clock; -1 if
+    either is missing (a run across midnight adds a day)."""
+    def ms(t):
+        h, m, sec = t.split(":")
+        return int((int(h) * 3600 + int(m) * 60 + float(sec)) * 1000)
+    if not t0 or not t1:
+        return -1
+    d = ms(t1) - ms(t0)
+    return d + 86400000 if d < 0 else d
 
 
 def lab_spawner(lab):

@@ -114,24 +114,24 @@ def main():
 
         if lab.stop(bot, wait=15) != 0:
             fail("bot exit code %s\n%s" % (bot.returncode, lab.log("bot.log")[-3000:]))
-        # the bot's local candidate: relay when Chromium's remote one is
-        # (a relayed-to-relayed call), else the bot's NAT mapping (srflx or
-        # prflx): never host
+        # The bot's local candidate: its relayed address or its NAT's mapping
+        # (srflx/prflx), never host. It need not be the far end of
+        # Chromium's pair: the bot (controlled) reports the first pair libnice
+        # selected, and two pairs work here (seen: Chromium prflx -> bot relay
+        # nominated, the bot reporting its prflx -> Chromium's relayed address).
         c = browser_leg.check_bot_report(report, fail, want_path_prefix="", min_decoded=WANT // 2)
         bot_local = c["path"].split("/")[0]
         for cond, what in [
-            (bot_local != "host", "bot path %s is not host" % c["path"]),
-            (rt != "relay" or bot_local == "relay",
-             "bot's local candidate (%s) is relay when chromium's remote one is" % bot_local),
+            (bot_local in ("relay", "srflx", "prflx"), "bot path %s is not host" % c["path"]),
             (c["decoded"] >= WANT // 2, "bot decoded %d packets from chromium" % c["decoded"]),
         ]:
             if not cond:
                 fail(what)
             print("ok - " + what)
             checks += 1
-        print("netlab a-browser: pair=%s/%s setup_ms=%d pair_ms=%d (chromium: page opened -> "
-              "first audio from the bot / -> selected pair)" % (lt, rt, res["setup_ms"],
-                                                                res["pair_ms"]), flush=True)
+        print("netlab a-browser: pair=%s/%s setup_ms=%d (chromium, the offerer: its join -> first "
+              "audio from the bot; page opened -> first audio %d ms, -> selected pair %d ms)"
+              % (lt, rt, res["setup_ms"], res["open_ms"], res["pair_ms"]), flush=True)
     print("PASS (%d checks)" % checks)
 
 

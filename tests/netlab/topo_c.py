@@ -205,9 +205,9 @@ def main():
                   "control: bot %s was handed the two 3478 TURN servers and the STUN one" % side)
         udp1 = udp_dropped(f1) + udp_dropped(f2)
         check(udp1 > udp0, "control: the firewalls dropped %d more UDP packets" % (udp1 - udp0))
-        print("netlab c: pair=%s/%s setup_ms=%d pair_ms=%d (chromium: page opened -> "
-              "first audio from the bot / -> selected pair)" % (lt, rt, res["setup_ms"],
-                                                                res["pair_ms"]), flush=True)
+        print("netlab c: pair=%s/%s setup_ms=%d (chromium, the offerer: its join -> first "
+              "audio from the bot; page opened -> first audio %d ms, -> selected pair %d ms)"
+              % (lt, rt, res["setup_ms"], res["open_ms"], res["pair_ms"]), flush=True)
     print("PASS (%d checks)" % checks)
 
 
