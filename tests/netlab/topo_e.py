@@ -84,55 +84,35 @@ def main():
         srv.wait_tcp(SRV6, 8080, 10, sig, "tsunagu-signal")
         before = srv.http_get("http://%s:9641/metrics" % SRV4)
 
-        room = "e-%d" % os.getpid()
-        secs = str(int(6 * mult))
-        bots = []
-        for n, (ns, ip) in enumerate(((c1, C1), (c2, C2))):
-            rep = lab.path("bot%d.json" % n)
-            p = ns.spawn([a.bot, "--signal", "ws://[%s]:8080/ws" % SRV6, "--room", room,
-                          "--duration", secs, "--relay-only", "--report", rep,
-                          "--log-level", "info"], "bot%d.log" % n)
-            bots.append((p, rep, ip))
-            time.sleep(0.3)
-        for p, _, _ in bots:
-            try:
-                p.wait(timeout=(int(secs) + 20) * mult)
-            except Exception:
-                fail("bot did not end in time\n" + lab.log("bot0.log")[-2000:])
+        call = labcall.bot_call(lab, a.bot, c1, c2, "ws://[%s]:8080/ws" % SRV6,
+                                "e-%d" % os.getpid(), duration=4, extra=["--relay-only"],
+                                name="e")
         rlog = lab.log("relay.log")
-        setup = []
-        for n, (p, rep, ip) in enumerate(bots):
-            if p.returncode != 0:
-                fail("bot%d exit %s\n%s" % (n, p.returncode, lab.log("bot%d.log" % n)[-3000:]))
-            r = json.load(open(rep))
-            legs = [c for c in r["calls"] if c.get("media")]
-            check(len(legs) == 1, "bot%d: one call with media" % n)
-            c = legs[0]
-            print("# bot%d: %s" % (n, json.dumps({k: c.get(k) for k in (
-                "path", "setup_ms", "sent", "received", "decoded", "loss_pct")})))
-            check(c["path"].startswith("relay/"), "bot%d path %s is relayed" % (n, c["path"]))
-            check(c["decoded"] >= 100 and c["sent"] >= 100,
-                  "bot%d sent %d and decoded %d packets" % (n, c["sent"], c["decoded"]))
-            setup.append((c["role"], c["setup_ms"]))
+        for n, (leg, rc, ip) in enumerate(zip(call.legs, call.rc, (C1, C2))):
+            side = "ab"[n]
+            if leg is None or rc != 0:
+                fail("bot %s: exit %s, leg %s\n%s" % (side, rc, leg, lab.log(call.logs[n])[-3000:]))
+            check(leg["media"] and leg["path"].startswith("relay/"),
+                  "bot %s: a call with media over %s" % (side, leg["path"]))
+            check(leg["decoded"] >= 100 and leg["sent"] >= 100,
+                  "bot %s sent %d and decoded %d packets" % (side, leg["sent"], leg["decoded"]))
             # What libnice 0.1.21 gets: it reaches the relay over IPv6 but
             # its Allocate carries no REQUESTED-ADDRESS-FAMILY, so the relay
             # gives the RFC 8656 s.7.2 default, IPv4 (docs/netlab.md).
             allocs = re.findall(r"allocated client=\[%s\]:\d+ proto=%s relayed=(\S+) " % (
                 re.escape(ip), a.transport), rlog)
-            check(allocs, "relay log: bot%d allocated from its IPv6 address %s" % (n, ip))
+            check(allocs, "relay log: bot %s allocated from its IPv6 address %s" % (side, ip))
             fams = sorted({"IPv6" if x.startswith("[") else "IPv4" for x in allocs})
-            check(fams == ["IPv4"], "bot%d's relayed address is %s (%s): libnice asks no family"
-                  % (n, "/".join(fams), allocs[0]))
+            check(fams == ["IPv4"], "bot %s's relayed address is %s (%s): libnice asks no family"
+                  % (side, "/".join(fams), allocs[0]))
         mid = srv.http_get("http://%s:9641/metrics" % SRV4)
         bot_pk = {k: metric_sum(mid, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
                   metric_sum(before, 'tsunagu_relay_packets_total{direction="%s"}' % k)
                   for k in ("client_to_peer", "peer_to_client")}
         check(min(bot_pk.values()) >= 200, "relay counted the bots' media: %d client_to_peer, "
               "%d peer_to_client" % (bot_pk["client_to_peer"], bot_pk["peer_to_client"]))
-        setup = dict(setup)
-        print("netlab e: pair=relay/relay setup_ms=%d (bot offerer, from its join; answerer %d "
-              "from the offer; IPv6 to the relay, IPv4 relayed)" % (
-                  setup.get("offerer", -1), setup.get("answerer", -1)), flush=True)
+        print(call.line("e") + " (bots reach the relay over IPv6; relayed addresses IPv4)",
+              flush=True)
 
         # IPv6 relayed addresses: what a client asking for them gets, across
         # the same two IPv6 networks (RFC 8656 s.7.1 / RFC 6156 client).
