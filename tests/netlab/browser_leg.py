@@ -72,9 +72,11 @@ class Leg:
         self.session = None
         self.opened_at = None
 
-    def open_demo(self, room, name="browser"):
-        """The demo page joins room at once; ICE policy 'all' (no relay=1)."""
-        url = "%s/?room=%s&name=%s&autojoin=1" % (self.origin, room, name)
+    def open_demo(self, room, name="browser", relay_only=False):
+        """The demo page joins room at once; ICE policy 'all' (no relay=1)
+        unless relay_only."""
+        url = "%s/?room=%s&name=%s&autojoin=1%s" % (self.origin, room, name,
+                                                   "&relay=1" if relay_only else "")
         self.opened_at = time.time()
         self.session = self.cdp.open(url)
 

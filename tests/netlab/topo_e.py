@@ -25,6 +25,8 @@ rightly take the direct IPv6 host pair, and this topology is about the relay.
    channel to the other's relayed address and exchanges 100 datagrams each
    way: asserted relayed addresses in 2001:db8:0:1::10, >= 95 received per
    side, two IPv6-relayed allocations in the relay log, relay counters.
+3. Chromium in c1 (IPv6 only, relay policy) calls a bot in c2: relay/relay,
+   audio both ways, and Chromium's relayed address is IPv4 too (asserted).
 """
 import argparse
 import json
@@ -37,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import netlab  # noqa: E402
 import labcall  # noqa: E402
+import browser_leg  # noqa: E402
 from netlab import fail, metric_sum  # noqa: E402
 
 SECRET = "netlab-e-secret"
@@ -150,6 +153,35 @@ def main():
               "packets through the IPv6 relayed addresses" % (
                   pk["client_to_peer"], pk["peer_to_client"]))
         print("netlab e: ipv6-relayed exchange ok in %d ms" % ((time.time() - t0) * 1000))
+
+        # Chromium from the IPv6-only network, relay policy (relay=1: the
+        # LANs are routed to each other), calling a bot in the other one:
+        # Chromium asks no family either, so its relayed address is IPv4.
+        room = "e-chromium-%d" % os.getpid()
+        report = lab.path("bot-chromium.json")
+        bot = c2.spawn([a.bot, "--signal", "ws://[%s]:8080/ws" % SRV6, "--room", room,
+                        "--duration", str(int(20 * mult)), "--relay-only", "--report", report,
+                        "--log-level", "info"], "bot-chromium.log")
+        time.sleep(0.5)
+        leg = browser_leg.for_lab(lab, c1, "http://[%s]:8080" % SRV6)
+        leg.open_demo(room, relay_only=True)
+        res = leg.wait_call(50, 20)
+        print("# chromium: " + json.dumps(res), flush=True)
+        check(res["local_type"] == "relay" and res["remote_type"] == "relay",
+              "chromium (IPv6 only) pair relay/relay")
+        check(res["local_address"] == SRV4 and res["in_audio_packets"] >= 50 and
+              res["out_audio_packets"] > 0,
+              "chromium's relayed address is IPv4 %s (it asks no family either), %d audio "
+              "packets in, %d out" % (res["local_address"], res["in_audio_packets"],
+                                      res["out_audio_packets"]))
+        check(re.search(r"allocated client=\[%s\]:\d+ proto=udp relayed=%s:" % (
+            re.escape(C1), re.escape(SRV4)), lab.log("relay.log")),
+            "relay log: chromium allocated over IPv6 from %s, relayed IPv4" % C1)
+        if lab.stop(bot, wait=15) != 0:
+            fail("bot (chromium leg) exit %s" % bot.returncode)
+        browser_leg.check_bot_report(report, fail, want_path_prefix="relay/", min_decoded=25)
+        print("netlab e-chromium: pair=%s/%s setup_ms=%d (IPv6 to the relay, IPv4 relayed)" % (
+            res["local_type"], res["remote_type"], res["setup_ms"]), flush=True)
     print("PASS (%d checks)" % checks)
 
 
