@@ -12,19 +12,15 @@ Signaling hands out turn:[2001:db8:0:1::10]:3478 only. The bots run with
 --relay-only: the two LANs are routed to each other, so without it ICE would
 rightly take the direct IPv6 host pair, and this topology is about the relay.
 
-1. bot <-> bot call: both bots reach the relay over IPv6 (the relay log shows
-   their IPv6 client addresses), media both ways, relay counters. Their
-   relayed addresses are IPv4, and that is asserted: libnice 0.1.21 (the
-   bot's ICE library) never puts REQUESTED-ADDRESS-FAMILY in its Allocate
-   (stun_usage_turn_create has no family parameter), and without it RFC 8656
-   s.7.2 / RFC 6156 s.4.2 make the relay allocate IPv4. Chromium sends none
-   either (w3c/webrtc-pc#1972). So no WebRTC client here can ask for an IPv6
-   relayed address; docs/netlab.md says what would be needed.
-2. IPv6 relayed addresses across the same networks: turn6_peer.py in each
-   client namespace allocates with REQUESTED-ADDRESS-FAMILY IPv6, binds a
-   channel to the other's relayed address and exchanges 100 datagrams each
-   way: asserted relayed addresses in 2001:db8:0:1::10, >= 95 received per
-   side, two IPv6-relayed allocations in the relay log, relay counters.
+1. bot <-> bot call with --turn-family ipv6: the bots' shim
+   (bot/bot_turnfam.c) adds REQUESTED-ADDRESS-FAMILY IPv6 to libnice's
+   Allocates; asserted: every allocation the relay logged for the two
+   clients (IPv6 client addresses) has an IPv6 relayed address
+   [2001:db8:0:1::10]:port, media both ways (>= 100 packets sent and
+   decoded per side), relay counters >= 200 each way.
+2. The same call without the flag: relayed addresses IPv4 (asserted):
+   libnice 0.1.21 never sends REQUESTED-ADDRESS-FAMILY, and without it RFC
+   8656 s.7.2 / RFC 6156 s.4.2 make the relay allocate IPv4.
 3. Chromium in c1 (IPv6 only, relay policy) calls a bot in c2: relay/relay,
    audio both ways, and Chromium's relayed address is IPv4 too (asserted).
 """
@@ -85,74 +81,62 @@ def main():
                          "--turn-secret", SECRET], "signal.log")
         srv.wait_tcp(SRV6, 3478, 10, relay, "tsunagu-relay")
         srv.wait_tcp(SRV6, 8080, 10, sig, "tsunagu-signal")
-        before = srv.http_get("http://%s:9641/metrics" % SRV4)
+        ws = "ws://[%s]:8080/ws" % SRV6
 
-        call = labcall.bot_call(lab, a.bot, c1, c2, "ws://[%s]:8080/ws" % SRV6,
-                                "e-%d" % os.getpid(), duration=4, extra=["--relay-only"],
-                                name="e")
-        rlog = lab.log("relay.log")
-        for n, (leg, rc, ip) in enumerate(zip(call.legs, call.rc, (C1, C2))):
-            side = "ab"[n]
-            if leg is None or rc != 0:
-                fail("bot %s: exit %s, leg %s\n%s" % (side, rc, leg, lab.log(call.logs[n])[-3000:]))
-            check(leg["media"] and leg["path"].startswith("relay/"),
-                  "bot %s: a call with media over %s" % (side, leg["path"]))
-            check(leg["decoded"] >= 100 and leg["sent"] >= 100,
-                  "bot %s sent %d and decoded %d packets" % (side, leg["sent"], leg["decoded"]))
-            # What libnice 0.1.21 gets: it reaches the relay over IPv6 but
-            # its Allocate carries no REQUESTED-ADDRESS-FAMILY, so the relay
-            # gives the RFC 8656 s.7.2 default, IPv4 (docs/netlab.md).
-            allocs = re.findall(r"allocated client=\[%s\]:\d+ proto=%s relayed=(\S+) " % (
-                re.escape(ip), a.transport), rlog)
-            check(allocs, "relay log: bot %s allocated from its IPv6 address %s" % (side, ip))
-            fams = sorted({"IPv6" if x.startswith("[") else "IPv4" for x in allocs})
-            check(fams == ["IPv4"], "bot %s's relayed address is %s (%s): libnice asks no family"
-                  % (side, "/".join(fams), allocs[0]))
-        mid = srv.http_get("http://%s:9641/metrics" % SRV4)
-        bot_pk = {k: metric_sum(mid, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
+        def bot_call(name, family):
+            """A bot-to-bot call c1 <-> c2, relay only, --turn-family family
+            (None: the flag left out); checks media both ways and the relay's
+            counters; returns (call, the relayed addresses the relay logged for
+            c1's and c2's allocations made during the call)."""
+            mark = len(lab.log("relay.log"))
+            before = srv.http_get("http://%s:9641/metrics" % SRV4)
+            extra = ["--relay-only"] + (["--turn-family", family] if family else [])
+            call = labcall.bot_call(lab, a.bot, c1, c2, ws, "%s-%d" % (name, os.getpid()),
+                                    duration=3, extra=extra, name=name)
+            for n, (leg, rc) in enumerate(zip(call.legs, call.rc)):
+                side = "ab"[n]
+                if leg is None or rc != 0:
+                    fail("%s: bot %s exit %s, leg %s\n%s" % (name, side, rc, leg,
+                                                             lab.log(call.logs[n])[-3000:]))
+                check(leg["media"] and leg["path"].startswith("relay/") and
+                      leg["decoded"] >= 100 and leg["sent"] >= 100,
+                      "%s: bot %s sent %d and decoded %d packets over %s" % (
+                          name, side, leg["sent"], leg["decoded"], leg["path"]))
+            after = srv.http_get("http://%s:9641/metrics" % SRV4)
+            pk = {k: metric_sum(after, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
                   metric_sum(before, 'tsunagu_relay_packets_total{direction="%s"}' % k)
                   for k in ("client_to_peer", "peer_to_client")}
-        check(min(bot_pk.values()) >= 200, "relay counted the bots' media: %d client_to_peer, "
-              "%d peer_to_client" % (bot_pk["client_to_peer"], bot_pk["peer_to_client"]))
-        print(call.line("e") + " (bots reach the relay over IPv6; relayed addresses IPv4)",
-              flush=True)
+            check(min(pk.values()) >= 200, "%s: relay counted %d client_to_peer and %d "
+                  "peer_to_client packets" % (name, pk["client_to_peer"], pk["peer_to_client"]))
+            rlog = lab.log("relay.log")[mark:]
+            relayed = []
+            for side, ip in zip("ab", (C1, C2)):
+                got = re.findall(r"allocated client=\[%s\]:\d+ proto=%s relayed=(\S+) " % (
+                    re.escape(ip), a.transport), rlog)
+                check(got, "%s: relay log: bot %s allocated from its IPv6 address %s" % (
+                    name, side, ip))
+                relayed.append(got)
+            return call, relayed
 
-        # IPv6 relayed addresses: what a client asking for them gets, across
-        # the same two IPv6 networks (RFC 8656 s.7.1 / RFC 6156 client).
-        t0 = time.time()
-        peers = []
-        for me, other, ns in (("c1", "c2", c1), ("c2", "c1", c2)):
-            peers.append(ns.spawn([sys.executable, os.path.join(HERE, "turn6_peer.py"),
-                                   "--server", "[%s]:3478" % SRV6, "--secret", SECRET,
-                                   "--me", me, "--peer", other, "--dir", lab.dir,
-                                   "--count", "100", "--timeout", str(20 * mult)],
-                                  "turn6-%s.log" % me))
-        for p in peers:
-            try:
-                p.wait(timeout=30 * mult)
-            except Exception:
-                fail("turn6_peer did not end in time")
-        for n, me in enumerate(("c1", "c2")):
-            if peers[n].returncode != 0:
-                fail("turn6_peer %s: %s" % (me, lab.log("turn6-%s.log" % me)[-1500:]))
-            res = json.load(open(lab.path(me + ".result")))
-            print("# turn6 %s: %s" % (me, json.dumps(res)))
-            check(res["relayed"][0].startswith("2001:db8:0:1::10"),
-                  "%s got IPv6 relayed address [%s]:%d" % (me, res["relayed"][0], res["relayed"][1]))
-            check(res["received"] >= 95, "%s received %d of 100 datagrams from the other's IPv6 "
-                  "relayed address" % (me, res["received"]))
-        rlog = lab.log("relay.log")
-        check(len(re.findall(r"allocated client=\[2001:db8:0:[23]::2\]:\d+ proto=udp "
-                             r"relayed=\[2001:db8:0:1::10\]:\d+", rlog)) == 2,
-              "relay log: two allocations with IPv6 relayed addresses from the IPv6 networks")
-        after = srv.http_get("http://%s:9641/metrics" % SRV4)
-        pk = {k: metric_sum(after, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
-              metric_sum(mid, 'tsunagu_relay_packets_total{direction="%s"}' % k)
-              for k in ("client_to_peer", "peer_to_client")}
-        check(min(pk.values()) >= 190, "relay counted %d client_to_peer and %d peer_to_client "
-              "packets through the IPv6 relayed addresses" % (
-                  pk["client_to_peer"], pk["peer_to_client"]))
-        print("netlab e: ipv6-relayed exchange ok in %d ms" % ((time.time() - t0) * 1000))
+        # 1. --turn-family ipv6: the bot's shim (bot/bot_turnfam.c) adds
+        # REQUESTED-ADDRESS-FAMILY IPv6 to libnice's Allocates.
+        call, relayed = bot_call("e", "ipv6")
+        for side, got in zip("ab", relayed):
+            check(all(x.startswith("[%s]:" % SRV6) for x in got),
+                  "e: bot %s's relayed address is IPv6: %s" % (side, ", ".join(got)))
+        for n, side in enumerate("ab"):
+            check("asking for an IPv6 relayed address" in lab.log(call.logs[n]),
+                  "e: bot %s logged its shim" % side)
+        print(call.line("e") + " (IPv6 relayed addresses)", flush=True)
+
+        # 2. The same without the flag: libnice asks no family, and the relay
+        # gives the RFC 8656 s.7.2 default, IPv4, though the bots reach it
+        # over IPv6 (the shim is what makes 1 IPv6).
+        call, relayed = bot_call("e-default", None)
+        for side, got in zip("ab", relayed):
+            check(all(not x.startswith("[") for x in got),
+                  "e-default: bot %s's relayed address is IPv4: %s" % (side, ", ".join(got)))
+        print(call.line("e-default") + " (no --turn-family: IPv4 relayed)", flush=True)
 
         # Chromium from the IPv6-only network, relay policy (relay=1: the
         # LANs are routed to each other), calling a bot in the other one:
