@@ -127,6 +127,12 @@ def main():
         for n, side in enumerate("ab"):
             check("asking for an IPv6 relayed address" in lab.log(call.logs[n]),
                   "e: bot %s logged its shim" % side)
+        # libnice's closing Refresh (LIFETIME 0) goes through the shim too:
+        # the bot frees it only once the agent has closed
+        for side, ip in zip("ab", (C1, C2)):
+            check(re.search(r"released \(refresh lifetime 0\) client=\[%s\]:\d+ relayed=\[%s\]"
+                            % (re.escape(ip), re.escape(SRV6)), lab.log("relay.log")),
+                  "e: bot %s's IPv6 allocation was released by its Refresh 0" % side)
         print(call.line("e") + " (IPv6 relayed addresses)", flush=True)
 
         # 2. The same without the flag: libnice asks no family, and the relay
