@@ -18,10 +18,13 @@ side's selected local candidate is server-reflexive (so each side's remote
 candidate, the other's local one, is too: the pair is srflx/srflx), and the
 relay forwarded (almost) none of the media.
 
-Known state when this was written (session 5): tsunagu-bot (libnice
-0.1.21) gathers no srflx candidate when a TURN server is configured next to
-the STUN server (docs/bot.md, "What libnice 0.1.21 does with it"), so this
-test FAILS until that is fixed; it is not marked as an expected failure.
+Leg stun_only: signaling hands out only the stun: URL (no TURN), so the srflx
+candidates must come from the STUN server (tsunagu-relay's listener) itself:
+srflx/srflx with audio. Before the `stun` branch (tsunagu-relay answering
+RFC 3489 Bindings, the bot giving libnice its TURN servers after the STUN
+discovery item) this leg failed: no srflx candidate, no call. The first leg
+passed even then: libnice also takes a srflx candidate from the TURN
+Allocate's XOR-MAPPED-ADDRESS.
 
 usage: topo_b.py RELAY_EXE SIGNAL_EXE BOT_EXE [LEG...]"""
 import os, sys, time

@@ -26,14 +26,17 @@ Legs:
   the call connects relay/relay with audio both ways, and relay 1's own
   tsunagu_relay_packets_total rose by at least the packets c1 received.
 - without_external_ip: relay 1 restarted without it: it advertises
-  10.0.0.10, the call fails (asserted). When tsunagu-relay has --self-check
-  (issue 10 item 3), its log must name the cause: the relayed address it
-  gives out is private.
+  10.0.0.10, the call fails (asserted), and its --self-check (issue 10 item
+  3) names the cause: a warn line "relayed address 10.0.0.10 is private ...
+  set --external-ip PUBLIC/10.0.0.10", tsunagu_relay_self_check_warnings >= 1.
+  With --external-ip the self-check passes (it sends to the public address,
+  which the 1:1 NAT hairpins back) and reports the public relayed address.
 
 usage: topo_d.py RELAY_EXE SIGNAL_EXE BOT_EXE [LEG...]"""
 import os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
 from netlab import Lab, fail  # noqa: E402
 import labcall  # noqa: E402
 
@@ -56,8 +59,12 @@ REGION_FILTER = """table inet region {
 
 
 def relay_has_self_check(exe):
+    """--self-check is part of tsunagu-relay (issue 10 item 3): its absence
+    is a failure, not a reason to check less."""
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
-    return "--self-check" in (r.stdout + r.stderr)
+    if "--self-check" not in (r.stdout + r.stderr):
+        fail("tsunagu-relay has no --self-check")
+    return True
 
 
 def build(lab, exes):
@@ -80,9 +87,25 @@ def build(lab, exes):
 
 def start_relay1(t, external, log):
     extra = ["--external-ip", "%s/%s" % (PUB1, PRIV1)] if external else []
-    if t["self_check"]:
-        extra.append("--self-check")
+    extra.append("--self-check")
     return labcall.start_relay(t["lab"], t["vm"], PRIV1, t["exes"]["relay"], extra=extra, log=log)
+
+
+def self_check_result(relay, secs=15):
+    """Wait for relay's --self-check to finish (tsunagu_relay_self_check_done
+    1); return (its log lines, ok gauge, warnings gauge)."""
+    end = time.time() + secs * labcall.TIMEOUT_MULT
+    while True:
+        body = relay.metrics()
+        if netlab.metric_sum(body, "tsunagu_relay_self_check_done") >= 1:
+            break
+        if time.time() > end:
+            fail("relay self-check not done within %d s" % secs)
+        time.sleep(0.3)
+    lines = [l.split("[self-check] ", 1)[1] for l in relay.log().splitlines()
+             if "[self-check] " in l]
+    return (lines, netlab.metric_sum(body, "tsunagu_relay_self_check_ok"),
+            netlab.metric_sum(body, "tsunagu_relay_self_check_warnings"))
 
 
 def leg_with_external_ip(t):
@@ -103,12 +126,18 @@ def leg_with_external_ip(t):
     if after - before < rcv:
         fail("d-external-ip: relay 1 counted %d packets, fewer than the %d c1 received"
              % (after - before, rcv))
-    if t["self_check"]:
-        log = relay1.log()
-        print("# relay 1 self-check (with --external-ip): %s" %
-              " | ".join(l for l in log.splitlines() if "self-check" in l)[:600])
+    lines, ok, warns = self_check_result(relay1)
+    shown = [l for l in lines if "relayed-address" in l or "summary" in l]
+    print("# relay 1 self-check with --external-ip (ok=%d, warnings=%d): %s"
+          % (ok, warns, " | ".join(shown)))
+    if ok != 1 or not any(l.startswith("summary:") for l in lines):
+        fail("d-external-ip: relay 1's self-check did not pass behind the 1:1 NAT: %s"
+             % " | ".join(lines))
+    if not any("relayed-address" in l and PUB1 in l and "public" in l for l in lines):
+        fail("d-external-ip: the self-check does not report the public relayed address %s: %s"
+             % (PUB1, " | ".join(lines)))
     lab.stop(relay1.proc)
-    return n + 2
+    return n + 4
 
 
 def leg_without_external_ip(t):
@@ -127,17 +156,17 @@ def leg_without_external_ip(t):
                                                                   leg["path"]))
         n += 2
     print("# d-no-external-ip: call failed as it must: %s" % call.describe())
-    if t["self_check"]:
-        log = relay1.log()
-        lines = [l for l in log.splitlines() if "self-check" in l]
-        print("# relay 1 self-check (no --external-ip): %s" % " | ".join(lines)[:800])
-        if not any(PRIV1 in l and "private" in l for l in lines):
-            fail("d-no-external-ip: relay 1's --self-check log does not name the cause "
-                 "(relayed address %s is private): %s" % (PRIV1, " | ".join(lines)[:800]))
-        n += 1
-    else:
-        print("# NOTE: this tsunagu-relay has no --self-check (issue 10 item 3): the relay's "
-              "own diagnosis of the missing --external-ip is not checked here")
+    lines, ok, warns = self_check_result(relay1)
+    cause = [l for l in lines if "relayed-address" in l]
+    print("# relay 1 self-check without --external-ip (ok=%d, warnings=%d): %s"
+          % (ok, warns, " | ".join(cause)))
+    if not any(l.startswith("turn:") and " warn relayed-address: relayed address %s is private"
+               % PRIV1 in l and "--external-ip PUBLIC/%s" % PRIV1 in l for l in cause):
+        fail("d-no-external-ip: relay 1's --self-check does not name the cause (relayed "
+             "address %s is private, set --external-ip): %s" % (PRIV1, " | ".join(lines)))
+    if warns < 1:
+        fail("d-no-external-ip: tsunagu_relay_self_check_warnings is %d" % warns)
+    n += 2
     lab.stop(relay1.proc)
     return n
 
