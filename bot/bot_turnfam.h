@@ -13,7 +13,8 @@
  * MESSAGE-INTEGRITY (long-term key from the request's own USERNAME and REALM
  * and the credential the bot gave libnice) and FINGERPRINT computed again.
  * Answers are not touched: libnice checks their integrity with the same key
- * and matches them by transaction ID, which stays.
+ * and matches them by transaction ID, which stays. Datagrams over 8 KiB are
+ * dropped (media, ICE and DTLS stay under the path MTU).
  *
  * One shim per turn: server per ICE agent, on the thread-default GLib context
  * of the thread that creates it (the call's worker), used from that thread

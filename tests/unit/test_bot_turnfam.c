@@ -222,6 +222,13 @@ static void test_shim(void)
     r = wait_recv(nice, got, sizeof got, NULL);
     ok(r == (ssize_t)sizeof media && !memcmp(got, media, sizeof media),
        "the server's datagram reaches libnice's socket unchanged");
+    {
+        static uint8_t big[9000];
+        memcpy(big, media, sizeof media);
+        to(nice, bot_turnfam_port(f), big, sizeof big);
+        r = wait_recv(server, got, sizeof got, NULL);
+        is_int(r, -1, "a datagram over 8 KiB is dropped, not cut");
+    }
     to(stranger, bot_turnfam_port(f), media, sizeof media);
     r = wait_recv(server, got, sizeof got, NULL);
     is_int(r, -1, "a datagram from another local socket is dropped");
