@@ -285,6 +285,7 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
     icb.ud = c;
     ip.controlling = p->offerer;
     ip.relay_only = env->relay_only;
+    ip.turn_family = env->turn_family;
     ip.turn = c->turn;
     ip.n_turn = c->n_turn;
     ip.stun = c->stun;

@@ -35,6 +35,7 @@ typedef struct {
     bot_dtls_ctx *dtls;
     const struct bot_tls_ctx *tls; /* turns: servers (bot_tlsfwd.h); NULL: skipped */
     bool relay_only;
+    uint8_t turn_family;  /* REQUESTED-ADDRESS-FAMILY for turn: UDP (bot_turnfam.h); 0 = none */
     uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
     uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
     uint32_t setup_timeout_ms;

@@ -33,6 +33,7 @@
 #include <interfaces.h>
 
 #include "bot_tlsfwd.h"
+#include "bot_turnfam.h"
 
 #include "rtc_err.h"
 #include "rtc_log.h"
@@ -60,6 +61,11 @@ struct bot_ice {
         unsigned failed, secured;
     } fwd[BOT_ICE_MAX_TURN];
     size_t n_fwd;
+    /* turn: UDP servers with --turn-family: libnice talks to a local shim
+     * that adds REQUESTED-ADDRESS-FAMILY to its Allocates (bot_turnfam.h).
+     * Freed only when libnice has closed (its Refresh 0 goes through them). */
+    bot_turnfam *fam[BOT_ICE_MAX_TURN];
+    size_t n_fam;
     char tls_desc[128];
     GMainContext *ctx;          /* the creating thread's default context */
     /* TURN servers held back until the STUN discovery item exists. */
@@ -239,6 +245,27 @@ static uint16_t start_forwarder(bot_ice *ice, const bot_ice_params *p, const bot
     return bot_tlsfwd_port(fs->fwd);
 }
 
+/* libnice's side of a turn: UDP server with --turn-family: a local shim.
+ * Its port, or 0 (logged). */
+static uint16_t start_famshim(bot_ice *ice, const bot_turn *t, const char *ip, uint8_t family)
+{
+    char err[160];
+    bot_turnfam *f;
+    if (ice->n_fam == BOT_ICE_MAX_TURN)
+        return 0;
+    f = bot_turnfam_new(ip, t->port, family, t->pass, err, sizeof err);
+    if (!f) {
+        RTC_LOG(RTC_LOG_WARN, "ice", "turn:%s:%u: no family shim: %s", t->host, t->port, err);
+        return 0;
+    }
+    ice->fam[ice->n_fam++] = f;
+    RTC_LOG(RTC_LOG_INFO, "ice", "turn:%s%s%s:%u (%s) through the local shim 127.0.0.1:%u, "
+            "asking for an %s relayed address", strchr(t->host, ':') ? "[" : "", t->host,
+            strchr(t->host, ':') ? "]" : "", t->port, ip, bot_turnfam_port(f),
+            family == BOT_TURNFAM_IPV6 ? "IPv6" : "IPv4");
+    return bot_turnfam_port(f);
+}
+
 /* Local addresses: libnice skips loopback, so a loopback TURN server (or
  * our own forwarder) needs 127.0.0.1 / ::1 added by hand; once any address
  * is added libnice uses only those, so when a remote server is reached
@@ -371,6 +398,16 @@ bot_ice *bot_ice_new(const bot_ice_params *p, const bot_ice_cbs *cbs)
             add_relay(ice, "127.0.0.1", lport, &p->turn[i], NICE_RELAY_TYPE_TURN_TCP, stun_used);
             continue;
         }
+        if (p->turn_family && !p->turn[i].tcp) {
+            uint16_t lport = start_famshim(ice, &p->turn[i], ip, p->turn_family);
+            if (!lport)
+                continue;
+            ice->n_turn_udp++;
+            need_lo4 = true;
+            fwd_remote |= !lo;
+            add_relay(ice, "127.0.0.1", lport, &p->turn[i], NICE_RELAY_TYPE_TURN_UDP, stun_used);
+            continue;
+        }
         if (lo && strchr(ip, ':'))
             need_lo6 = true;
         else if (lo)
@@ -422,16 +459,23 @@ out_agent:
 out_free:
     for (size_t i = 0; i < ice->n_fwd; i++)
         bot_tlsfwd_free(ice->fwd[i].fwd);
+    for (size_t i = 0; i < ice->n_fam; i++)
+        bot_turnfam_free(ice->fam[i]);
     g_main_context_unref(ice->ctx);
     free(ice);
     return NULL;
 }
 
+/* ud: NULL, or a NULL-terminated array of the agent's family shims, which
+ * carried its last Refresh (LIFETIME 0) and can go now. */
 static void closed_cb(GObject *src, GAsyncResult *res, gpointer ud)
 {
+    bot_turnfam **fam = ud;
     (void)res;
-    (void)ud;
     g_object_unref(src);
+    for (size_t i = 0; fam && fam[i]; i++)
+        bot_turnfam_free(fam[i]);
+    free(fam);
 }
 
 void bot_ice_free(bot_ice *ice)
@@ -447,7 +491,16 @@ void bot_ice_free(bot_ice *ice)
     nice_agent_attach_recv(ice->agent, ice->stream, 1, ice->ctx, NULL, NULL);
     /* close_async lets libnice release TURN allocations; the agent is
      * unreffed when that finishes. */
-    nice_agent_close_async(ice->agent, closed_cb, NULL);
+    {
+        bot_turnfam **fam = ice->n_fam ? calloc(ice->n_fam + 1, sizeof *fam) : NULL;
+        for (size_t i = 0; i < ice->n_fam; i++) {
+            if (fam)
+                fam[i] = ice->fam[i];
+            else
+                bot_turnfam_free(ice->fam[i]); /* no memory: the release may not go out */
+        }
+        nice_agent_close_async(ice->agent, closed_cb, fam);
+    }
     /* The forwarders go now: libnice's TCP sockets to them see EOF, which
      * is how a closing agent's TURN-over-TCP connections end anyway. */
     for (size_t i = 0; i < ice->n_fwd; i++)

@@ -69,6 +69,9 @@ typedef struct {
     const bot_stun *stun;
     size_t n_stun;
     const struct bot_tls_ctx *tls; /* for turns: servers; NULL: they are skipped */
+    /* turn: UDP servers are reached through a bot_turnfam shim asking this
+     * family (BOT_TURNFAM_IPV4/IPV6); 0: directly, the server's default. */
+    uint8_t turn_family;
 } bot_ice_params;
 
 typedef struct bot_ice bot_ice;

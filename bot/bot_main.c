@@ -33,6 +33,7 @@
 #include "bot_sig.h"
 #include "bot_srtp.h"
 #include "bot_tlsfwd.h"
+#include "bot_turnfam.h"
 #include "bot_worker.h"
 #include "rtc_clock.h"
 #include "rtc_conf.h"
@@ -41,7 +42,7 @@
 #include "rtc_version.h"
 
 typedef struct {
-    char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca;
+    char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca, *turn_family;
     int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every, threads;
     bool relay_only, turn_insecure;
 } bot_conf;
@@ -50,6 +51,15 @@ static int check_ws_url(const char *v, char *err, size_t errlen)
 {
     if (strncmp(v, "ws://", 5) && strncmp(v, "wss://", 6)) {
         snprintf(err, errlen, "must start with ws:// or wss://");
+        return 1;
+    }
+    return 0;
+}
+
+static int check_family(const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "any") && strcmp(v, "ipv4") && strcmp(v, "ipv6")) {
+        snprintf(err, errlen, "must be any, ipv4 or ipv6");
         return 1;
     }
     return 0;
@@ -64,6 +74,7 @@ static const rtc_conf_spec specs[] = {
     {"relay-only", RTC_CONF_BOOL, F(relay_only), 0, 0, "false", NULL, "use only relayed (TURN) candidates", NULL, 0},
     {"turn-ca", RTC_CONF_STR, F(turn_ca), 0, 0, NULL, "FILE.pem", "turns: servers: trust the CA certificates in this PEM bundle instead of the system store", NULL, 0},
     {"turn-insecure", RTC_CONF_BOOL, F(turn_insecure), 0, 0, "false", NULL, "turns: servers: do NOT verify the certificate (testing only: anyone in the path can read and change the TURN traffic)", NULL, 0},
+    {"turn-family", RTC_CONF_STR, F(turn_family), 0, 0, "any", "any|ipv4|ipv6", "turn: UDP servers: ask for a relayed address of this family (REQUESTED-ADDRESS-FAMILY, through a local shim: libnice cannot ask); any = the server's default, IPv4", check_family, 0},
     {"report", RTC_CONF_STR, F(report), 0, 0, NULL, "FILE.json", "write the JSON report here", NULL, 0},
     {"html", RTC_CONF_STR, F(html), 0, 0, NULL, "FILE.html", "write a self-contained HTML report with plots here", NULL, 0},
     {"audio", RTC_CONF_STR, F(audio), 0, 0, NULL, "FILE.wav", "send this 16-bit PCM WAV (looped) instead of the synthetic speech-like signal", NULL, 0},
@@ -810,6 +821,9 @@ int main(int argc, char **argv)
                         "impersonate it. Use --turn-ca FILE instead outside tests.\n");
     a.env.tls = a.tls;
     a.env.relay_only = a.conf.relay_only;
+    a.env.turn_family = !strcmp(a.conf.turn_family, "ipv6")   ? BOT_TURNFAM_IPV6
+                        : !strcmp(a.conf.turn_family, "ipv4") ? BOT_TURNFAM_IPV4
+                                                              : 0;
     a.env.drop_every = (uint32_t)a.conf.drop_every;
     a.env.decode_every = (uint32_t)a.conf.decode_every;
     a.env.setup_timeout_ms = (uint32_t)a.conf.setup_timeout * 1000u;

@@ -30,7 +30,7 @@ def main():
     if r.returncode != 0:
         fail("--help exit code %d" % r.returncode)
     for flag in ["--signal", "--room", "--calls", "--duration", "--relay-only", "--report",
-                 "--html", "--audio", "--log-level", "--turn-ca", "--turn-insecure"]:
+                 "--html", "--audio", "--log-level", "--turn-ca", "--turn-insecure", "--turn-family"]:
         if flag not in r.stdout:
             fail("--help does not list " + flag)
         n += 1
@@ -45,7 +45,9 @@ def main():
                       (["--signal", "ws://x/ws", "--room", "r", "--turn-ca", notpem.name],
                        "turn-ca"),
                       (["--signal", "ws://x/ws", "--room", "r", "--turn-ca", notpem.name,
-                        "--turn-insecure"], "exclude each other")]:
+                        "--turn-insecure"], "exclude each other"),
+                      (["--signal", "ws://x/ws", "--room", "r", "--turn-family", "ipv7"],
+                       "turn-family")]:
         r = run([a.bot] + argv)
         if r.returncode != 2 or key not in r.stderr:
             fail("%s: exit %d, stderr %r (want 2 naming %s)" % (argv, r.returncode, r.stderr, key))

@@ -1,0 +1,180 @@
+#!/usr/bin/python3
+"""Topology e: IPv6 client networks and a dual-stack relay, 2001:db8::/32,
+routed, no NAT (NAT66 is rare; docs/netlab.md).
+
+   internet bridge: 2001:db8:0:1::/64 and 203.0.113.0/24
+   srv 2001:db8:0:1::10 + 203.0.113.10: tsunagu-relay (listens on both,
+       --relay-ip of both families), tsunagu-signal on [2001:db8:0:1::10]:8080
+   r1 2001:db8:0:1::21 -- c1 2001:db8:0:2::2 (IPv6 only): tsunagu-bot
+   r2 2001:db8:0:1::22 -- c2 2001:db8:0:3::2 (IPv6 only): tsunagu-bot
+
+Signaling hands out turn:[2001:db8:0:1::10]:3478 only. The bots run with
+--relay-only: the two LANs are routed to each other, so without it ICE would
+rightly take the direct IPv6 host pair, and this topology is about the relay.
+
+1. bot <-> bot call with --turn-family ipv6: the bots' shim
+   (bot/bot_turnfam.c) adds REQUESTED-ADDRESS-FAMILY IPv6 to libnice's
+   Allocates; asserted: every allocation the relay logged for the two
+   clients (IPv6 client addresses) has an IPv6 relayed address
+   [2001:db8:0:1::10]:port, media both ways (>= 50 packets, 1 s of audio,
+   sent and decoded per side: side a's media time is what is left of side
+   b's 3 s after b's join), relay counters >= 100 each way.
+2. The same call without the flag: relayed addresses IPv4 (asserted):
+   libnice 0.1.21 never sends REQUESTED-ADDRESS-FAMILY, and without it RFC
+   8656 s.7.2 / RFC 6156 s.4.2 make the relay allocate IPv4.
+3. Chromium in c1 (IPv6 only, relay policy) calls a bot in c2: relay/relay,
+   audio both ways, and Chromium's relayed address is IPv4 too (asserted).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import netlab  # noqa: E402
+import labcall  # noqa: E402
+import browser_leg  # noqa: E402
+from netlab import fail, metric_sum  # noqa: E402
+
+SECRET = "netlab-e-secret"
+SRV6, SRV4 = "2001:db8:0:1::10", "203.0.113.10"
+C1, C2 = "2001:db8:0:2::2", "2001:db8:0:3::2"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--relay", required=True)
+    ap.add_argument("--signal", required=True)
+    ap.add_argument("--bot", required=True)
+    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp")
+    a = ap.parse_args()
+    for exe in (a.relay, a.signal, a.bot):
+        if not os.access(exe, os.X_OK):
+            fail("%s is not an executable" % exe)
+    mult = netlab.TIMEOUT_MULT
+    checks = 0
+
+    def check(cond, what):
+        nonlocal checks
+        if not cond:
+            fail(what)
+        print("ok - " + what, flush=True)
+        checks += 1
+
+    with netlab.Lab("e") as lab:
+        srv = lab.public_host("srv", SRV6 + "/64", SRV4 + "/24")
+        r1 = lab.router("r1", "2001:db8:0:1::21/64", "2001:db8:0:2::1/64")
+        c1 = lab.lan_host("c1", r1, C1 + "/64")
+        r2 = lab.router("r2", "2001:db8:0:1::22/64", "2001:db8:0:3::1/64")
+        c2 = lab.lan_host("c2", r2, C2 + "/64")
+        srv.route("2001:db8:0:2::/64", "2001:db8:0:1::21")
+        srv.route("2001:db8:0:3::/64", "2001:db8:0:1::22")
+
+        relay = srv.spawn([a.relay, "--listen", "[%s]:3478" % SRV6, "--listen", SRV4 + ":3478",
+                           "--relay-ip", SRV4, "--relay-ip", SRV6, "--realm", "tsunagu",
+                           "--auth-secret", SECRET, "--metrics-listen", SRV4 + ":9641",
+                           "--log-level", "info"], "relay.log")
+        sig = srv.spawn([a.signal, "--listen", "[%s]:8080" % SRV6,
+                         "--turn-url", "turn:[%s]:3478?transport=%s" % (SRV6, a.transport),
+                         "--turn-secret", SECRET], "signal.log")
+        srv.wait_tcp(SRV6, 3478, 10, relay, "tsunagu-relay")
+        srv.wait_tcp(SRV6, 8080, 10, sig, "tsunagu-signal")
+        ws = "ws://[%s]:8080/ws" % SRV6
+
+        def bot_call(name, family):
+            """A bot-to-bot call c1 <-> c2, relay only, --turn-family family
+            (None: the flag left out); checks media both ways and the relay's
+            counters; returns (call, the relayed addresses the relay logged for
+            c1's and c2's allocations made during the call)."""
+            mark = len(lab.log("relay.log"))
+            before = srv.http_get("http://%s:9641/metrics" % SRV4)
+            extra = ["--relay-only"] + (["--turn-family", family] if family else [])
+            call = labcall.bot_call(lab, a.bot, c1, c2, ws, "%s-%d" % (name, os.getpid()),
+                                    duration=3, extra=extra, name=name)
+            for n, (leg, rc) in enumerate(zip(call.legs, call.rc)):
+                side = "ab"[n]
+                if leg is None or rc != 0:
+                    fail("%s: bot %s exit %s, leg %s\n%s" % (name, side, rc, leg,
+                                                             lab.log(call.logs[n])[-3000:]))
+                check(leg["media"] and leg["path"].startswith("relay/") and
+                      leg["decoded"] >= 50 and leg["sent"] >= 50,
+                      "%s: bot %s sent %d and decoded %d packets over %s" % (
+                          name, side, leg["sent"], leg["decoded"], leg["path"]))
+            after = srv.http_get("http://%s:9641/metrics" % SRV4)
+            pk = {k: metric_sum(after, 'tsunagu_relay_packets_total{direction="%s"}' % k) -
+                  metric_sum(before, 'tsunagu_relay_packets_total{direction="%s"}' % k)
+                  for k in ("client_to_peer", "peer_to_client")}
+            check(min(pk.values()) >= 100, "%s: relay counted %d client_to_peer and %d "
+                  "peer_to_client packets" % (name, pk["client_to_peer"], pk["peer_to_client"]))
+            rlog = lab.log("relay.log")[mark:]
+            relayed = []
+            for side, ip in zip("ab", (C1, C2)):
+                got = re.findall(r"allocated client=\[%s\]:\d+ proto=%s relayed=(\S+) " % (
+                    re.escape(ip), a.transport), rlog)
+                check(got, "%s: relay log: bot %s allocated from its IPv6 address %s" % (
+                    name, side, ip))
+                relayed.append(got)
+            return call, relayed
+
+        # 1. --turn-family ipv6: the bot's shim (bot/bot_turnfam.c) adds
+        # REQUESTED-ADDRESS-FAMILY IPv6 to libnice's Allocates.
+        call, relayed = bot_call("e", "ipv6")
+        for side, got in zip("ab", relayed):
+            check(all(x.startswith("[%s]:" % SRV6) for x in got),
+                  "e: bot %s's relayed address is IPv6: %s" % (side, ", ".join(got)))
+        for n, side in enumerate("ab"):
+            check("asking for an IPv6 relayed address" in lab.log(call.logs[n]),
+                  "e: bot %s logged its shim" % side)
+        # libnice's closing Refresh (LIFETIME 0) goes through the shim too:
+        # the bot frees it only once the agent has closed
+        for side, ip in zip("ab", (C1, C2)):
+            check(re.search(r"released \(refresh lifetime 0\) client=\[%s\]:\d+ relayed=\[%s\]"
+                            % (re.escape(ip), re.escape(SRV6)), lab.log("relay.log")),
+                  "e: bot %s's IPv6 allocation was released by its Refresh 0" % side)
+        print(call.line("e") + " (IPv6 relayed addresses)", flush=True)
+
+        # 2. The same without the flag: libnice asks no family, and the relay
+        # gives the RFC 8656 s.7.2 default, IPv4, though the bots reach it
+        # over IPv6 (the shim is what makes 1 IPv6).
+        call, relayed = bot_call("e-default", None)
+        for side, got in zip("ab", relayed):
+            check(all(not x.startswith("[") for x in got),
+                  "e-default: bot %s's relayed address is IPv4: %s" % (side, ", ".join(got)))
+        print(call.line("e-default") + " (no --turn-family: IPv4 relayed)", flush=True)
+
+        # Chromium from the IPv6-only network, relay policy (relay=1: the
+        # LANs are routed to each other), calling a bot in the other one:
+        # Chromium asks no family either, so its relayed address is IPv4.
+        room = "e-chromium-%d" % os.getpid()
+        report = lab.path("bot-chromium.json")
+        bot = c2.spawn([a.bot, "--signal", "ws://[%s]:8080/ws" % SRV6, "--room", room,
+                        "--duration", str(int(20 * mult)), "--relay-only", "--report", report,
+                        "--log-level", "info"], "bot-chromium.log")
+        time.sleep(0.5)
+        leg = browser_leg.for_lab(lab, c1, "http://[%s]:8080" % SRV6)
+        leg.open_demo(room, relay_only=True)
+        res = leg.wait_call(50, 20)
+        print("# chromium: " + json.dumps(res), flush=True)
+        check(res["local_type"] == "relay" and res["remote_type"] == "relay",
+              "chromium (IPv6 only) pair relay/relay")
+        check(res["local_address"] == SRV4 and res["in_audio_packets"] >= 50 and
+              res["out_audio_packets"] > 0,
+              "chromium's relayed address is IPv4 %s (it asks no family either), %d audio "
+              "packets in, %d out" % (res["local_address"], res["in_audio_packets"],
+                                      res["out_audio_packets"]))
+        check(re.search(r"allocated client=\[%s\]:\d+ proto=udp relayed=%s:" % (
+            re.escape(C1), re.escape(SRV4)), lab.log("relay.log")),
+            "relay log: chromium allocated over IPv6 from %s, relayed IPv4" % C1)
+        if lab.stop(bot, wait=15) != 0:
+            fail("bot (chromium leg) exit %s" % bot.returncode)
+        browser_leg.check_bot_report(report, fail, want_path_prefix="relay/", min_decoded=25)
+        print("netlab e-chromium: pair=%s/%s setup_ms=%d (IPv6 to the relay, IPv4 relayed)" % (
+            res["local_type"], res["remote_type"], res["setup_ms"]), flush=True)
+    print("PASS (%d checks)" % checks)
+
+
+if __name__ == "__main__":
+    labcall.main_guard(main)
