@@ -97,6 +97,16 @@ static int check_realm(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* coturn's allocation-default-address-family values. */
+static int check_family(const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "ipv4") && strcmp(v, "ipv6") && strcmp(v, "keep")) {
+        snprintf(err, errlen, "expected ipv4, ipv6 or keep");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
 /* A unix socket path: the control socket is made under PATH.<pid>.new and
  * renamed over PATH, and both must fit sun_path (108 bytes with the NUL). */
 static int check_sock_path(const char *v, char *err, size_t errlen)
@@ -167,6 +177,11 @@ const rtc_conf_spec rly_conf_specs[] = {
      "error, warn, info or debug", rtc_conf_check_log_level, 0},
     {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",
      rtc_conf_check_log_format, 0},
+    {"allocation-default-address-family", RTC_CONF_STR, OFF(default_family), 0, 0, "ipv4",
+     "F",
+     "relayed address family of an Allocate without REQUESTED-ADDRESS-FAMILY: ipv4 "
+     "(RFC 8656 s.7.2), ipv6, or keep (the family the client reached the relay over)",
+     check_family, 0},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 86400, "30", "S",
      "on SIGTERM, how long existing allocations may keep relaying", NULL, 0},
     {"legacy-channels", RTC_CONF_BOOL, OFF(legacy_channels), 0, 0, "false", NULL,
@@ -421,6 +436,9 @@ rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, 
     c->lim.max_tcp_per_ip = (uint32_t)s->max_tcp_per_ip;
     c->lim.tcp_auth_timeout_s = (uint32_t)s->tcp_auth_timeout;
     c->lim.max_tls_handshakes = (uint32_t)s->max_tls_handshakes;
+    c->default_family = !strcmp(s->default_family, "ipv6")   ? AF_INET6
+                        : !strcmp(s->default_family, "keep") ? 0
+                                                              : AF_INET;
     c->lim.max_tls_handshakes_per_ip = (uint32_t)s->max_tls_handshakes_per_ip;
     free(allow);
     free(deny);

@@ -26,6 +26,7 @@ typedef struct {
         auth_secret;
     char *cert, *key, *relay_ports, *realm, *metrics_listen, *log_level, *log_format;
     char *control_socket, *takeover_from; /* takeover between processes (rly_control.c) */
+    char *default_family; /* allocation-default-address-family: ipv4, ipv6 or keep */
     bool legacy_channels, self_check;
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;

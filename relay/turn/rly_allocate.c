@@ -55,7 +55,11 @@ static rly_result check_families(rly_req *r, alloc_opts *o, const stn_attr_ref *
 
     if (raf && aaf)
         return RLY_ERR(400, "Both REQUESTED- and ADDITIONAL-ADDRESS-FAMILY");
-    o->family = AF_INET;
+    o->family = r->t->cfg->default_family ? r->t->cfg->default_family
+                                          : r->in->tuple->client.family;
+    /* keep: a client of a family the relay cannot relay gets the other one */
+    if (!r->t->cfg->default_family && !r->t->cfg->relay_ip[o->family == AF_INET6].family)
+        o->family = o->family == AF_INET6 ? AF_INET : AF_INET6;
     if (raf && stn_attr_get_family(m, raf, &o->family))
         return RLY_ERR(440, "Address Family not Supported");
     if (!aaf) {

@@ -45,6 +45,11 @@ typedef struct {
     rly_limits lim;
     rtc_addr relay_ip[2]; /* [0] IPv4, [1] IPv6; family 0 = not available */
     rtc_addr advertise[2]; /* what XOR-RELAYED-ADDRESS carries per family */
+    /* relayed family of an Allocate without REQUESTED-ADDRESS-FAMILY:
+     * AF_INET (RFC 8656 s.7.2), AF_INET6, or 0 = the client's own family
+     * (browsers and libnice never send the attribute, so an IPv6-only
+     * client would otherwise always get an IPv4 relayed address) */
+    int default_family;
 } rly_cfg;
 
 enum {

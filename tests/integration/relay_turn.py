@@ -675,6 +675,52 @@ def main():
         c.ok(r2.metric("tsunagu_relay_allocations") == 2, "allocations gauge is 2")
     finally:
         r2.stop()
+
+    # allocation-default-address-family keep: an Allocate without
+    # REQUESTED-ADDRESS-FAMILY (browsers, libnice) gets the family the client
+    # came over; the attribute still wins; ipv6 makes IPv6 the default
+    r3 = Relay(exe, "--user", "alice:pa55", "--threads", "1",
+               "--allocation-default-address-family", "keep", v6=True)
+    try:
+        for fam, srv, want in ((socket.AF_INET6, ("::1", r3.port6), "::1"),
+                               (socket.AF_INET, r3.addr, "127.0.0.1")):
+            cl = Client(srv, "udp", "alice", "pa55", family=fam)
+            m = cl.allocate()
+            got = m.xor(A_XOR_RELAYED)[0] if m.cls == SUCCESS else m
+            c.ok(got == want, f"keep: a client over {want} gets a {want} relayed address ({got})")
+            cl.refresh(0)
+            cl.close()
+        cl = Client(("::1", r3.port6), "udp", "alice", "pa55", family=socket.AF_INET6)
+        m = cl.allocate([(A_REQ_FAMILY, bytes([1, 0, 0, 0]))])
+        c.ok(m.cls == SUCCESS and m.xor(A_XOR_RELAYED)[0] == "127.0.0.1",
+             "keep: REQUESTED-ADDRESS-FAMILY IPv4 from an IPv6 client still wins")
+        cl.refresh(0)
+        cl.close()
+    finally:
+        r3.stop()
+    r4 = Relay(exe, "--user", "alice:pa55", "--threads", "1",
+               "--allocation-default-address-family", "ipv6", v6=True)
+    try:
+        cl = Client(r4.addr, "udp", "alice", "pa55")
+        m = cl.allocate()
+        c.ok(m.cls == SUCCESS and m.xor(A_XOR_RELAYED)[0] == "::1",
+             "ipv6: an IPv4 client gets an IPv6 relayed address by default")
+        cl.refresh(0)
+        cl.close()
+    finally:
+        r4.stop()
+    r5 = Relay(exe, "--user", "alice:pa55", "--allocation-default-address-family", "ipv5",
+               start=False)
+    r5.proc = subprocess.Popen([exe] + r5.args, stdout=r5.log, stderr=r5.log)
+    try:
+        r5.proc.wait(timeout=10 * TIMEOUT_MULT)
+    finally:
+        if r5.proc.poll() is None:
+            r5.proc.kill()
+            r5.proc.wait()
+    c.ok(r5.proc.returncode == 2 and "ipv4, ipv6 or keep" in r5.logtext(),
+         f"a bad allocation-default-address-family exits 2 naming the values "
+         f"({r5.proc.returncode})")
     return c.done()
 
 

@@ -24,6 +24,9 @@ rightly take the direct IPv6 host pair, and this topology is about the relay.
    8656 s.7.2 / RFC 6156 s.4.2 make the relay allocate IPv4.
 3. Chromium in c1 (IPv6 only, relay policy) calls a bot in c2: relay/relay,
    audio both ways, and Chromium's relayed address is IPv4 too (asserted).
+4. A second relay with --allocation-default-address-family keep (and its
+   own signaling server): Chromium and the bot, neither asking a family, get
+   IPv6 relayed addresses (asserted).
 """
 import argparse
 import json
@@ -145,34 +148,63 @@ def main():
                   "e-default: bot %s's relayed address is IPv4: %s" % (side, ", ".join(got)))
         print(call.line("e-default") + " (no --turn-family: IPv4 relayed)", flush=True)
 
-        # Chromium from the IPv6-only network, relay policy (relay=1: the
-        # LANs are routed to each other), calling a bot in the other one:
-        # Chromium asks no family either, so its relayed address is IPv4.
-        room = "e-chromium-%d" % os.getpid()
-        report = lab.path("bot-chromium.json")
-        bot = c2.spawn([a.bot, "--signal", "ws://[%s]:8080/ws" % SRV6, "--room", room,
-                        "--duration", str(int(20 * mult)), "--relay-only", "--report", report,
-                        "--log-level", "info"], "bot-chromium.log")
-        time.sleep(0.5)
-        leg = browser_leg.for_lab(lab, c1, "http://[%s]:8080" % SRV6)
-        leg.open_demo(room, relay_only=True)
-        res = leg.wait_call(50, 20)
-        print("# chromium: " + json.dumps(res), flush=True)
-        check(res["local_type"] == "relay" and res["remote_type"] == "relay",
-              "chromium (IPv6 only) pair relay/relay")
-        check(res["local_address"] == SRV4 and res["in_audio_packets"] >= 50 and
-              res["out_audio_packets"] > 0,
-              "chromium's relayed address is IPv4 %s (it asks no family either), %d audio "
-              "packets in, %d out" % (res["local_address"], res["in_audio_packets"],
-                                      res["out_audio_packets"]))
-        check(re.search(r"allocated client=\[%s\]:\d+ proto=udp relayed=%s:" % (
-            re.escape(C1), re.escape(SRV4)), lab.log("relay.log")),
-            "relay log: chromium allocated over IPv6 from %s, relayed IPv4" % C1)
-        if lab.stop(bot, wait=15) != 0:
-            fail("bot (chromium leg) exit %s" % bot.returncode)
-        browser_leg.check_bot_report(report, fail, want_path_prefix="relay/", min_decoded=25)
-        print("netlab e-chromium: pair=%s/%s setup_ms=%d (IPv6 to the relay, IPv4 relayed)" % (
-            res["local_type"], res["remote_type"], res["setup_ms"]), flush=True)
+        def chromium_leg(name, port, want, why):
+            """Chromium from the IPv6-only network, relay policy (relay=1: the
+            LANs are routed to each other), calling a bot in the other one
+            through the signaling server on port; want: the relayed address
+            Chromium's pair must use (SRV4 or SRV6)."""
+            room = "%s-%d" % (name, os.getpid())
+            report = lab.path("bot-%s.json" % name)
+            bot = c2.spawn([a.bot, "--signal", "ws://[%s]:%d/ws" % (SRV6, port), "--room", room,
+                            "--duration", str(int(20 * mult)), "--relay-only", "--report",
+                            report, "--log-level", "info"], "bot-%s.log" % name)
+            time.sleep(0.5)
+            leg = browser_leg.for_lab(lab, c1, "http://[%s]:%d" % (SRV6, port))
+            leg.open_demo(room, relay_only=True)
+            res = leg.wait_call(50, 20)
+            print("# %s: %s" % (name, json.dumps(res)), flush=True)
+            check(res["local_type"] == "relay" and res["remote_type"] == "relay",
+                  "%s: chromium (IPv6 only) pair relay/relay" % name)
+            check(res["local_address"] == want and res["in_audio_packets"] >= 50 and
+                  res["out_audio_packets"] > 0,
+                  "%s: chromium's relayed address is %s (%s), %d audio packets in, %d out" % (
+                      name, res["local_address"], why, res["in_audio_packets"],
+                      res["out_audio_packets"]))
+            relayed = re.escape("[%s]" % want if ":" in want else want)
+            check(re.search(r"allocated client=\[%s\]:\d+ proto=udp relayed=%s:" % (
+                re.escape(C1), relayed), lab.log("relay.log" if port == 8080 else "relay-keep.log")),
+                "%s: relay log: chromium allocated over IPv6 from %s, relayed %s" % (name, C1, want))
+            if lab.stop(bot, wait=15) != 0:
+                fail("bot (%s) exit %s" % (name, bot.returncode))
+            browser_leg.check_bot_report(report, fail, want_path_prefix="relay/", min_decoded=25)
+            lab.stop(leg.proc)  # the next leg's Chromium takes the same profile
+            print("netlab %s: pair=%s/%s setup_ms=%d (IPv6 to the relay, %s relayed)" % (
+                name, res["local_type"], res["remote_type"], res["setup_ms"],
+                "IPv6" if ":" in want else "IPv4"), flush=True)
+
+        # 3. Chromium asks no family either: with the RFC default its relayed
+        # address is IPv4.
+        chromium_leg("e-chromium", 8080, SRV4, "it asks no family either")
+
+        # 4. A relay with allocation-default-address-family keep (coturn's
+        # option of the same name) gives every client that asks no family the
+        # family it came over: Chromium and the bot (no --turn-family) both
+        # get IPv6 relayed addresses.
+        relay2 = srv.spawn([a.relay, "--listen", "[%s]:3479" % SRV6, "--listen", SRV4 + ":3479",
+                            "--relay-ip", SRV4, "--relay-ip", SRV6, "--realm", "tsunagu",
+                            "--auth-secret", SECRET, "--metrics-listen", SRV4 + ":9642",
+                            "--allocation-default-address-family", "keep",
+                            "--relay-ports", "40000-40999", "--log-level", "info"],
+                           "relay-keep.log")
+        sig2 = srv.spawn([a.signal, "--listen", "[%s]:8081" % SRV6,
+                          "--turn-url", "turn:[%s]:3479?transport=%s" % (SRV6, a.transport),
+                          "--turn-secret", SECRET], "signal-keep.log")
+        srv.wait_tcp(SRV6, 3479, 10, relay2, "tsunagu-relay (keep)")
+        srv.wait_tcp(SRV6, 8081, 10, sig2, "tsunagu-signal (keep)")
+        chromium_leg("e-keep", 8081, SRV6, "allocation-default-address-family keep")
+        check(re.search(r"allocated client=\[%s\]:\d+ proto=udp relayed=\[%s\]:" % (
+            re.escape(C2), re.escape(SRV6)), lab.log("relay-keep.log")),
+            "e-keep: the bot (no --turn-family) got an IPv6 relayed address too")
     print("PASS (%d checks)" % checks)
 
 
