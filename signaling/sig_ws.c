@@ -407,19 +407,24 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return admit_upgrade(s, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
         conn *c = &u->c;
-        char peer[48] = "";
+        char peer[RTC_ADDR_STRLEN] = "";
         rtc_addr addr;
         memset(c, 0, sizeof *c);
         memset(&addr, 0, sizeof addr);
         u->kind = SESS_WS;
         c->wsi = wsi;
         c->srv = s;
-        lws_get_peer_simple(wsi, peer, sizeof peer);
         {
             struct sockaddr_storage ss;
             socklen_t sl = sizeof ss;
-            if (!getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl))
+            /* inet_ntop gives RFC 5952 text (lws 4.1's own writer put "::"
+             * on a single zero group: 2001:db8::2:0:0:0:2) */
+            if (!getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl)) {
                 rtc_addr_from_sockaddr(&addr, (struct sockaddr *)&ss);
+                rtc_addr_format(&addr, false, peer);
+            } else {
+                lws_get_peer_simple(wsi, peer, sizeof peer);
+            }
         }
         return sig_client_open(s->srv, &c->cl, c, peer, &addr, rtc_clock_mono_us());
     }

@@ -186,6 +186,9 @@ def main():
         # address is IPv4.
         chromium_leg("e-chromium", 8080, SRV4, "it asks no family either")
 
+        check(C1 in lab.log("signal.log") and "2001:db8::2:0:0:0:2" not in lab.log("signal.log"),
+              "signaling logs the IPv6 client as %s (RFC 5952 text)" % C1)
+
         # 4. A relay with allocation-default-address-family keep (coturn's
         # option of the same name) gives every client that asks no family the
         # family it came over: Chromium and the bot (no --turn-family) both
