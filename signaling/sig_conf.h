@@ -20,6 +20,9 @@ typedef struct {
     rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
     int64_t max_connections_per_ip;
     int64_t max_held_per_ip, max_room_creates_per_ip_per_min; /* sig_addrlim.h */
+    /* admin API and status page (sig_admin.h): the bearer token, given
+     * directly or read from admin_token_file at load (start and SIGHUP) */
+    char *admin_token, *admin_token_file;
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may
