@@ -482,6 +482,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP:
         u->kind = SESS_HTTP;
         return on_http(s, wsi, &u->h, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        /* a POST: lws holds the answer back until the body is read (we
+         * read none: the admin API's commands carry no body) */
+        if (u && u->kind == SESS_HTTP && u->h.body)
+            lws_callback_on_writable(wsi);
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return u && u->kind == SESS_HTTP && u->h.body ? on_http_writeable(wsi, &u->h) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
