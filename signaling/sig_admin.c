@@ -218,19 +218,25 @@ static void collect_cb(void *ud, const sig_member_info *mi)
     snprintf(l->ids[l->n++], SIG_ID_MAX + 1, "%s", mi->id);
 }
 
+static void count_cb(void *ud, const sig_member_info *mi)
+{
+    (void)mi;
+    ((id_list *)ud)->cap++;
+}
+
 /* Collect first, then kick: a kick of a detached member changes the room
- * (and frees it with its last local member) under a walk. */
+ * (and frees it with its last local member) under a walk. Counted first:
+ * a room may hold more than max-room-size after a SIGHUP lowered it. */
 static bool close_room(sig_admin *a, const char *room, rtc_http_reply *r, rtc_buf *out)
 {
     sig_hub *h = sig_server_hub(a->srv);
-    id_list l = {NULL, 0, (size_t)sig_server_conf(a->srv)->max_room_size * 2 + 1};
+    id_list l = {NULL, 0, 0};
     size_t kicked = 0;
-    if (!(l.ids = calloc(l.cap, sizeof *l.ids)))
-        return reply_json(a, r, out, NULL);
-    if (!sig_hub_walk_members(h, room, collect_cb, &l)) {
-        free(l.ids);
+    if (!sig_hub_walk_members(h, room, count_cb, &l))
         return reply_text(a, r, out, CODE_404, "no such room on this node\n");
-    }
+    if (!(l.ids = calloc(l.cap + 1, sizeof *l.ids)))
+        return reply_json(a, r, out, NULL);
+    sig_hub_walk_members(h, room, collect_cb, &l);
     for (size_t i = 0; i < l.n; i++) {
         sig_member *m = sig_hub_find_member(h, room, l.ids[i]);
         if (m) {

@@ -12,6 +12,10 @@ WebSocket clients (python3-websockets).
   close       every member of the room kicked; the room is gone
   token_file  --admin-token-file: mode 0644 refused at start (exit 2), 0600
               works, SIGHUP re-reads it (the old token stops working)
+  cluster     two nodes on a real redis-server: each node lists its own
+              member (node = its id) and the other's as remote; a kick on the
+              owning node removes it for the other node's member too; a kick
+              of a remote member is refused (404)
   ctl         tsunagu-ctl: rooms/members/kick/close as table and -o json, a
               refused token, and the relay commands' 404 explained
 
@@ -248,6 +252,39 @@ async def token_file(exe):
         assert "second-token" not in srv.logtext()
     os.unlink(path)
     os.rmdir(d)
+
+
+@test
+async def cluster(exe):
+    from signal_cluster import Redis, node, until  # noqa: E402 (cluster helpers)
+    with Redis() as r, node(exe, r, "--admin-token", TOKEN) as A, \
+            node(exe, r, "--admin-token", TOKEN) as B:
+        a = await Client.connect(A.url)
+        ja = await a.join("shared", name="alice")
+        b = await Client.connect(B.url)
+        jb = await b.join("shared", name="bob")
+        assert (await a.expect("peer-joined"))["peer"]["id"] == jb["id"]
+        ma = api(A, "GET", "/admin/rooms/shared/members")["members"]
+        mb = api(B, "GET", "/admin/rooms/shared/members")["members"]
+        byid_a = {m["id"]: m for m in ma}
+        byid_b = {m["id"]: m for m in mb}
+        assert set(byid_a) == set(byid_b) == {ja["id"], jb["id"]}, (ma, mb)
+        assert byid_a[ja["id"]]["state"] == "joined" and byid_a[jb["id"]]["state"] == "remote"
+        assert byid_b[jb["id"]]["state"] == "joined" and byid_b[ja["id"]]["state"] == "remote"
+        node_a, node_b = byid_a[ja["id"]]["node"], byid_b[jb["id"]]["node"]
+        assert len(node_a) == 16 and node_a != node_b, (node_a, node_b)
+        assert byid_a[jb["id"]]["node"] == "remote" and byid_a[jb["id"]]["address"] is None
+        rooms = api(A, "GET", "/admin/rooms")["rooms"]
+        assert rooms[0]["members"] == 2 and rooms[0]["remote"] == 1, rooms
+        # a remote member cannot be kicked here: only on its own node
+        api(A, "DELETE", "/admin/rooms/shared/members/" + jb["id"], want=404)
+        api(B, "DELETE", "/admin/rooms/shared/members/" + jb["id"])
+        await b.error("kicked")
+        await closed_with(b, 4002)
+        assert (await a.expect("peer-left"))["id"] == jb["id"]
+        await until(lambda: [m["id"] for m in api(A, "GET", "/admin/rooms/shared/members")
+                             ["members"]] == [ja["id"]], 5, "the kicked member gone on A")
+        await a.close()
 
 
 def ctl(srv_url, *args, token=TOKEN, url=None):
