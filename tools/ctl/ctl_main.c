@@ -175,8 +175,58 @@ typedef struct {
 static const char *const room_cols[] = {"name", "members", "remote", "created", NULL};
 static const char *const member_cols[] = {"id", "name", "state", "node", "address",
                                           "connected_since", "messages", NULL};
-static const char *const alloc_cols[] = {"id", "user", "client", "transport", "relayed",
-                                         "age_s", "expires_s", NULL};
+static const char *const alloc_cols[] = {
+    "id",         "user",       "client",     "transport", "relayed",    "age_s",
+    "expires_in_s", "pkts_c2p", "pkts_p2c",   "bytes_c2p", "bytes_p2c",  "loss_c2p",
+    "jitter_ms_c2p", "loss_p2c", "jitter_ms_p2c", NULL};
+
+/* One allocation as a table row: the relay's nested answer (relayed
+ * addresses as an array, quality per direction) made flat. Fields the relay
+ * does not send stay out; the JSON output (-o json) is the relay's own. */
+static json_t *alloc_row(json_t *a)
+{
+    static const char *const dir[2] = {"client_to_peer", "peer_to_client"};
+    static const char *const sfx[2] = {"c2p", "p2c"};
+    json_t *row = json_deep_copy(a), *rel = json_object_get(a, "relayed"), *q;
+    char key[64], text[256] = "";
+    size_t i;
+    json_t *v;
+    if (!row)
+        return NULL;
+    if (json_is_array(rel)) {
+        json_array_foreach(rel, i, v) {
+            size_t n = strlen(text);
+            const char *addr = json_string_value(v);
+            snprintf(text + n, sizeof text - n, "%s%s", i ? " " : "", addr ? addr : "?");
+        }
+        json_object_set_new(row, "relayed", json_string(text));
+    }
+    for (int d = 0; d < 2; d++) {
+        snprintf(key, sizeof key, "packets_%s", dir[d]);
+        if ((v = json_object_get(a, key))) {
+            snprintf(key, sizeof key, "pkts_%s", sfx[d]);
+            json_object_set(row, key, v);
+        }
+        snprintf(key, sizeof key, "bytes_%s", dir[d]);
+        if ((v = json_object_get(a, key))) {
+            snprintf(key, sizeof key, "bytes_%s", sfx[d]);
+            json_object_set(row, key, v);
+        }
+        q = json_object_get(json_object_get(a, "quality"), dir[d]);
+        if (q && json_is_number(json_object_get(q, "loss")) &&
+            json_integer_value(json_object_get(q, "streams")) > 0) {
+            snprintf(text, sizeof text, "%.1f%%",
+                     100 * json_number_value(json_object_get(q, "loss")));
+            snprintf(key, sizeof key, "loss_%s", sfx[d]);
+            json_object_set_new(row, key, json_string(text));
+        }
+        if (q && json_is_number(json_object_get(q, "jitter_ms"))) {
+            snprintf(key, sizeof key, "jitter_ms_%s", sfx[d]);
+            json_object_set(row, key, json_object_get(q, "jitter_ms"));
+        }
+    }
+    return row;
+}
 
 static const command commands[] = {
     {"rooms", 0, SIDE_SIGNAL, "GET", "/admin/rooms", "rooms", room_cols},
@@ -188,6 +238,25 @@ static const command commands[] = {
     {"drain", 0, SIDE_RELAY, "POST", "/admin/drain", NULL, NULL},
 };
 
+/* A relay without the admin API (an older version: its plain-text 404, or
+ * 405 for DELETE and POST), or with the API off (no --admin-token: a JSON
+ * 404 "not found" on every /admin/ path). A 404 about one allocation
+ * ("no such allocation") is the API answering. */
+static bool no_relay_api(const ctl_resp *r)
+{
+    json_t *j;
+    const char *err;
+    bool off;
+    if (r->status != 404 && r->status != 405)
+        return false;
+    if (!(j = json_loadb(r->body ? r->body : "", r->len, 0, NULL)))
+        return true;
+    err = json_string_value(json_object_get(j, "error"));
+    off = !json_is_object(j) || !err || !strcmp(err, "not found");
+    json_decref(j);
+    return off;
+}
+
 /* What a refusal means, for a person. */
 static void explain(const command *c, const opts *o, const char *url, const ctl_resp *r)
 {
@@ -198,11 +267,11 @@ static void explain(const command *c, const opts *o, const char *url, const ctl_
     if (r->status == 401)
         fprintf(stderr, "tsunagu-ctl: %s refused the token (401)%s\n", url,
                 o->token ? "" : ": none given (--token, --token-file or $TSUNAGU_ADMIN_TOKEN)");
-    else if (r->status == 404 && !strcmp(body, "not found\n") && c->where == SIDE_RELAY)
+    else if (c->where == SIDE_RELAY && no_relay_api(r))
         fprintf(stderr,
-                "tsunagu-ctl: %s: 404: this relay has no admin API at %s (a version without "
-                "it, or no --admin-token set; the relay's API lives on its metrics listener)\n",
-                url, c->path);
+                "tsunagu-ctl: %s: %ld: this relay has no admin API (a version without it, or "
+                "no --admin-token set; the API lives on the relay's metrics listener)\n",
+                url, r->status);
     else if (r->status == 404 && !strcmp(body, "not found\n"))
         fprintf(stderr, "tsunagu-ctl: %s: 404: the admin API is off (start tsunagu-signal with "
                         "--admin-token or --admin-token-file) or this is not tsunagu-signal\n",
@@ -254,10 +323,21 @@ static int run(const command *c, const opts *o, char **args)
         goto out_resp;
     }
     list = json_is_array(j) ? j : c->list ? json_object_get(j, c->list) : NULL;
-    if (list && json_is_array(list)) {
-        print_table(list, c->cols, c->where == SIDE_RELAY);
+    if (list && json_is_array(list) && c->cols == alloc_cols) {
+        json_t *rows = json_array(), *a;
+        size_t k;
+        json_array_foreach(list, k, a) json_array_append_new(rows, alloc_row(a));
+        print_table(rows, c->cols, false);
+        json_decref(rows);
+    } else if (list && json_is_array(list)) {
+        print_table(list, c->cols, false);
     } else if (!strcmp(c->name, "kick")) {
         printf("kicked %s from room %s\n", args[1], args[0]);
+    } else if (!strcmp(c->name, "release")) {
+        printf("released allocation %s\n", args[0]);
+    } else if (!strcmp(c->name, "drain")) {
+        printf("the relay is draining (new allocations refused; it exits when the last one "
+               "ends or at its drain-seconds)\n");
     } else if (!strcmp(c->name, "close")) {
         printf("closed room %s: %lld members removed\n", args[0],
                (long long)json_integer_value(json_object_get(j, "count")));
