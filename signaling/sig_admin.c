@@ -12,6 +12,7 @@
 #include "rtc_clock.h"
 #include "rtc_crypto.h"
 #include "rtc_log.h"
+#include "sig_rhealth.h"
 
 enum { CODE_200, CODE_400, CODE_401, CODE_404, CODE_405, CODE_500, CODE__N };
 static const unsigned code_num[CODE__N] = {200, 400, 401, 404, 405, 500};
@@ -28,6 +29,8 @@ struct sig_admin {
     sample hist[SIG_ADMIN_HISTORY]; /* ring: next write at head */
     size_t head, n;
     uint64_t last_us, last_msgs; /* the previous sample */
+    sig_rhealth *health;         /* --relay-healthz checks */
+    const sig_conf *health_conf; /* the settings they were set from (SIGHUP swaps) */
 };
 
 sig_admin *sig_admin_new(sig_server *srv)
@@ -36,16 +39,32 @@ sig_admin *sig_admin_new(sig_server *srv)
     if (!a)
         return NULL;
     a->srv = srv;
+    if (!(a->health = sig_rhealth_new())) {
+        free(a);
+        return NULL;
+    }
     return a;
 }
 
-void sig_admin_free(sig_admin *a) { free(a); }
+void sig_admin_free(sig_admin *a)
+{
+    if (!a)
+        return;
+    sig_rhealth_free(a->health);
+    free(a);
+}
 
 void sig_admin_tick(sig_admin *a, uint64_t now_us)
 {
     sig_hub_stats st;
     sample *s;
     uint64_t msgs;
+    const sig_conf *cf = sig_server_conf(a->srv);
+    if (cf != a->health_conf) {
+        sig_rhealth_set(a->health, &cf->relay_healthz);
+        a->health_conf = cf;
+    }
+    sig_rhealth_tick(a->health, now_us);
     if (a->last_us && now_us - a->last_us < SIG_ADMIN_STEP_US)
         return;
     msgs = sig_server_messages_total(a->srv);
@@ -253,11 +272,45 @@ static bool close_room(sig_admin *a, const char *room, rtc_http_reply *r, rtc_bu
 
 /* ---- /status.json ---- */
 
+/* The address in a turn:/turns:/stun: URL (RFC 7065: host, [IPv6], then
+ * :port or ?transport=) into out; "" when there is none. */
+static void url_host(const char *url, char *out, size_t cap)
+{
+    const char *p = strchr(url, ':'), *end;
+    size_t n;
+    out[0] = '\0';
+    if (!p++)
+        return;
+    if (*p == '[') {
+        end = strchr(++p, ']');
+    } else {
+        end = p + strcspn(p, ":?");
+    }
+    if (!end || (n = (size_t)(end - p)) == 0 || n >= cap)
+        return;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* A handed-out relay's health: the --relay-healthz check at its address. */
+static const char *relay_health(const sig_admin *a, const char *url)
+{
+    char host[128];
+    sig_rhealth_info hi;
+    url_host(url, host, sizeof host);
+    for (size_t i = 0; host[0] && i < sig_rhealth_count(a->health); i++) {
+        sig_rhealth_get(a->health, i, &hi);
+        if (!strcmp(hi.host, host))
+            return hi.state;
+    }
+    return "not checked";
+}
+
 static bool get_status(sig_admin *a, rtc_http_reply *r, rtc_buf *out)
 {
     const sig_conf *cf = sig_server_conf(a->srv);
     const char *node = sig_server_node(a->srv);
-    json_t *relays = json_array(), *t = json_array(), *mem = json_array(), *rooms = json_array(),
+    json_t *relays = json_array(), *checks = json_array(), *t = json_array(), *mem = json_array(), *rooms = json_array(),
            *mps = json_array(), *j;
     sig_hub_stats st;
     size_t first = (a->head + SIG_ADMIN_HISTORY - a->n) % SIG_ADMIN_HISTORY;
@@ -266,10 +319,15 @@ static bool get_status(sig_admin *a, rtc_http_reply *r, rtc_buf *out)
 
     sig_hub_get_stats(sig_server_hub(a->srv), &st);
     for (size_t i = 0; relays && i < cf->turn_url.n; i++)
-        /* the relays' /healthz sits on their metrics listeners, which the
-         * turn: URLs do not name: not polled from here (yet) */
         json_array_append_new(relays, json_pack("{s:s, s:s}", "url", cf->turn_url.v[i],
-                                                "health", "not checked"));
+                                                "health", relay_health(a, cf->turn_url.v[i])));
+    for (size_t i = 0; checks && i < sig_rhealth_count(a->health); i++) {
+        sig_rhealth_info hi;
+        sig_rhealth_get(a->health, i, &hi);
+        json_array_append_new(checks, json_pack("{s:s, s:s, s:I}", "url", hi.url, "state",
+                                                hi.state, "checked",
+                                                (json_int_t)hi.checked_wall_s));
+    }
     for (size_t i = 0; t && mem && rooms && mps && i < a->n; i++) {
         const sample *s = &a->hist[(first + i) % SIG_ADMIN_HISTORY];
         json_array_append_new(t, json_integer((json_int_t)s->wall_s));
@@ -277,13 +335,15 @@ static bool get_status(sig_admin *a, rtc_http_reply *r, rtc_buf *out)
         json_array_append_new(rooms, json_integer(s->rooms));
         json_array_append_new(mps, json_real((double)s->msgs_per_s));
     }
-    j = json_pack("{s:I, s:s?, s:b, s:I, s:I, s:I, s:I, s:f, s:o, s:{s:i, s:o, s:o, s:o, s:o}}",
+    j = json_pack("{s:I, s:s?, s:b, s:I, s:I, s:I, s:I, s:f, s:o, s:o, "
+                  "s:{s:i, s:o, s:o, s:o, s:o}}",
                   "now", (json_int_t)rtc_clock_wall_s(), "node", node, "draining",
                   sig_server_draining(a->srv), "members", (json_int_t)st.members, "rooms",
                   (json_int_t)st.rooms, "connections",
                   (json_int_t)sig_server_connections(a->srv), "detached",
                   (json_int_t)st.detached, "messages_per_s",
-                  last ? (double)last->msgs_per_s : 0.0, "relays", relays, "history", "step_s",
+                  last ? (double)last->msgs_per_s : 0.0, "relays", relays, "health_checks",
+                  checks, "history", "step_s",
                   SIG_ADMIN_STEP_US / 1000000, "t", t, "members", mem, "rooms", rooms,
                   "messages_per_s", mps);
     return reply_json(a, r, out, j);

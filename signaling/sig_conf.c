@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rtc_addr.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "rtc_tls.h"
@@ -160,6 +161,8 @@ static int check_redis(const char *v, char *err, size_t errlen)
     return rc;
 }
 
+static int check_healthz(const char *v, char *err, size_t errlen);
+
 const rtc_conf_spec sig_conf_specs[] = {
     {"listen", RTC_CONF_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
      "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz (an address of this "
@@ -235,8 +238,47 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"admin-token-file", RTC_CONF_STR, OFF(admin_token_file), 0, 0, NULL, "FILE",
      "read the admin token from FILE's first line (mode 0600 or stricter; re-read on SIGHUP)",
      NULL, 0},
+    {"relay-healthz", RTC_CONF_LIST, OFF(relay_healthz), 0, 0, NULL, "URL",
+     "a relay's /healthz (http://IP:PORT/healthz, its metrics listener) for the status page; "
+     "matched to a turn-url by its address", check_healthz, 0},
     RTC_CONF_END,
 };
+
+/* "http://IP:PORT/PATH" -> addr, host text and path. */
+int sig_rhealth_url_parse(const char *v, rtc_addr *addr, char *path, char *err, size_t errlen)
+{
+    const char *hp = v + 7, *slash;
+    char hostport[SIG_RHEALTH_URL_MAX];
+    size_t n;
+    if (strncmp(v, "http://", 7) || strlen(v) >= SIG_RHEALTH_URL_MAX) {
+        snprintf(err, errlen, "expected http://IP:PORT/PATH (under %d bytes)", SIG_RHEALTH_URL_MAX);
+        return RTC_EMSG;
+    }
+    slash = strchr(hp, '/');
+    n = slash ? (size_t)(slash - hp) : strlen(hp);
+    memcpy(hostport, hp, n);
+    hostport[n] = '\0';
+    if (rtc_addr_parse_hostport(hostport, addr) || addr->port == 0) {
+        snprintf(err, errlen, "'%s': the host must be an IP address with a port (no DNS lookups "
+                              "from the event loop), e.g. http://198.51.100.7:9641/healthz",
+                 hostport);
+        return RTC_EMSG;
+    }
+    snprintf(path, SIG_RHEALTH_URL_MAX, "%s", slash ? slash : "/healthz");
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            snprintf(err, errlen, "the path must not hold spaces or control characters");
+            return RTC_EMSG;
+        }
+    return 0;
+}
+
+static int check_healthz(const char *v, char *err, size_t errlen)
+{
+    rtc_addr a;
+    char path[SIG_RHEALTH_URL_MAX];
+    return sig_rhealth_url_parse(v, &a, path, err, errlen);
+}
 
 #define ADMIN_TOKEN_MAX 4096
 

@@ -16,6 +16,10 @@ WebSocket clients (python3-websockets).
               member (node = its id) and the other's as remote; a kick on the
               owning node removes it for the other node's member too; a kick
               of a remote member is refused (404)
+  status_health  /status.json's relays with --relay-healthz against a real
+              tsunagu-relay (RELAY_EXE): ok; a closed port: unreachable; the
+              relay draining: unhealthy 503 draining; stopped (SIGSTOP):
+              timeout; a --turn-url without a check: not checked
   ctl         tsunagu-ctl: rooms/members/kick/close as table and -o json, a
               refused token, and the relay commands' 404 explained
 
@@ -32,7 +36,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from signal_lib import MULT, Client, Server, run  # noqa: E402
+from signal_lib import MULT, Client, Server, free_port, run  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -285,6 +289,61 @@ async def cluster(exe):
         await until(lambda: [m["id"] for m in api(A, "GET", "/admin/rooms/shared/members")
                              ["members"]] == [ja["id"]], 5, "the kicked member gone on A")
         await a.close()
+
+
+@test
+async def status_health(exe):
+    from relay_stun import Relay  # noqa: E402
+    import turnclient  # noqa: E402
+    relay_exe = os.environ.get("RELAY_EXE")
+    if not relay_exe:
+        raise SystemExit("FAIL: RELAY_EXE (tsunagu-relay) not given")
+    relay = Relay(relay_exe, "--user", "alice:one", "--drain-seconds", "60")
+    closed = free_port()  # nothing listens there
+    cl = None
+    try:
+        turn_ok = "turn:127.0.0.1:%d?transport=udp" % relay.port
+        turn_dead = "turn:127.0.0.2:3478"
+        turn_none = "stun:127.0.0.3:3478"
+        with Server(exe, "--admin-token", TOKEN, "--turn-secret", "s", "--turn-url", turn_ok,
+                    "--turn-url", turn_dead, "--turn-url", turn_none,
+                    "--relay-healthz", "http://127.0.0.1:%d/healthz" % relay.mport,
+                    "--relay-healthz", "http://127.0.0.2:%d/healthz" % closed) as srv:
+
+            def health():
+                return {r["url"]: r["health"] for r in api(srv, "GET", "/status.json")["relays"]}
+
+            async def wait_health(url, pred, seconds, what):
+                deadline = time.time() + seconds * MULT
+                while time.time() < deadline:
+                    h = health()
+                    if pred(h[url]):
+                        return h
+                    await asyncio.sleep(0.2)
+                raise AssertionError("%s: %r" % (what, health()))
+
+            h = await wait_health(turn_ok, lambda v: v == "ok", 5, "relay healthy")
+            h = await wait_health(turn_dead, lambda v: v.startswith("unreachable"), 5,
+                                  "closed port unreachable")
+            assert "refused" in h[turn_dead].lower() and h[turn_none] == "not checked", h
+            checks = api(srv, "GET", "/status.json")["health_checks"]
+            assert len(checks) == 2 and checks[0]["checked"] > 0, checks
+            # draining (an allocation keeps it alive): its /healthz says 503 draining
+            cl = turnclient.Client(relay.addr, "alice", "one")
+            r = cl.allocate()
+            assert r is not None and r.cls == turnclient.SUCCESS, r
+            relay.signal(signal.SIGTERM)
+            h = await wait_health(turn_ok, lambda v: v != "ok", 8, "relay draining")
+            assert h[turn_ok] == "unhealthy: 503 draining", h
+            # stopped: the kernel accepts, nobody answers
+            relay.signal(signal.SIGSTOP)
+            h = await wait_health(turn_ok, lambda v: v == "timeout", 10, "relay stopped")
+            relay.signal(signal.SIGCONT)
+    finally:
+        if cl:
+            cl.close()
+        relay.proc.kill()
+        relay.proc.wait()
 
 
 def ctl(srv_url, *args, token=TOKEN, url=None):
