@@ -310,8 +310,8 @@ static bool get_status(sig_admin *a, rtc_http_reply *r, rtc_buf *out)
 {
     const sig_conf *cf = sig_server_conf(a->srv);
     const char *node = sig_server_node(a->srv);
-    json_t *relays = json_array(), *checks = json_array(), *t = json_array(), *mem = json_array(), *rooms = json_array(),
-           *mps = json_array(), *j;
+    json_t *relays = json_array(), *checks = json_array(), *t = json_array();
+    json_t *mem = json_array(), *rooms = json_array(), *mps = json_array(), *j;
     sig_hub_stats st;
     size_t first = (a->head + SIG_ADMIN_HISTORY - a->n) % SIG_ADMIN_HISTORY;
     const sample *last = a->n ? &a->hist[(a->head + SIG_ADMIN_HISTORY - 1) % SIG_ADMIN_HISTORY]
