@@ -8,6 +8,8 @@ set -euo pipefail
 build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
   libwebsockets-evlib-glib libjansson-dev libnice-dev libglib2.0-dev libsrtp2-dev
   libopus-dev libhiredis-dev)
+# tsunagu-ctl (tools/ctl/): the admin API client
+build_pkgs+=(libcurl4-openssl-dev)
 test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets openssl
   procps iproute2 nftables valgrind prometheus systemd redis-server)
 # relay_selfcheck and deploy_nginx: namespaces with nftables NAT, nginx as in docs/deploy.md

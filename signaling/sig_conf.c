@@ -5,9 +5,11 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "rtc_addr.h"
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "rtc_tls.h"
@@ -159,6 +161,8 @@ static int check_redis(const char *v, char *err, size_t errlen)
     return rc;
 }
 
+static int check_healthz(const char *v, char *err, size_t errlen);
+
 const rtc_conf_spec sig_conf_specs[] = {
     {"listen", RTC_CONF_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
      "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz (an address of this "
@@ -227,8 +231,100 @@ const rtc_conf_spec sig_conf_specs[] = {
      10000000, "120", "N",
      "new rooms a client address may create per minute, burst N (rate-limited; 0: no limit)",
      NULL, 0},
+    {"admin-token", RTC_CONF_STR, OFF(admin_token), 0, 0, NULL, "T",
+     "bearer token of the admin API (/admin/) and the status page (unset: admin API off; "
+     "prefer admin-token-file: argv is visible to every local user)", check_secret,
+     RTC_CONF_SECRET},
+    {"admin-token-file", RTC_CONF_STR, OFF(admin_token_file), 0, 0, NULL, "FILE",
+     "read the admin token from FILE's first line (mode 0600 or stricter; re-read on SIGHUP)",
+     NULL, 0},
+    {"relay-healthz", RTC_CONF_LIST, OFF(relay_healthz), 0, 0, NULL, "URL",
+     "a relay's /healthz (http://IP:PORT/healthz, its metrics listener) for the status page; "
+     "matched to a turn-url by its address", check_healthz, 0},
     RTC_CONF_END,
 };
+
+/* "http://IP:PORT/PATH" -> addr, host text and path. */
+int sig_rhealth_url_parse(const char *v, rtc_addr *addr, char *path, char *err, size_t errlen)
+{
+    const char *hp = v + 7, *slash;
+    char hostport[SIG_RHEALTH_URL_MAX];
+    size_t n;
+    if (strncmp(v, "http://", 7) || strlen(v) >= SIG_RHEALTH_URL_MAX) {
+        snprintf(err, errlen, "expected http://IP:PORT/PATH (under %d bytes)", SIG_RHEALTH_URL_MAX);
+        return RTC_EMSG;
+    }
+    slash = strchr(hp, '/');
+    n = slash ? (size_t)(slash - hp) : strlen(hp);
+    memcpy(hostport, hp, n);
+    hostport[n] = '\0';
+    if (rtc_addr_parse_hostport(hostport, addr) || addr->port == 0) {
+        snprintf(err, errlen, "'%s': the host must be an IP address with a port (no DNS lookups "
+                              "from the event loop), e.g. http://198.51.100.7:9641/healthz",
+                 hostport);
+        return RTC_EMSG;
+    }
+    snprintf(path, SIG_RHEALTH_URL_MAX, "%s", slash ? slash : "/healthz");
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            snprintf(err, errlen, "the path must not hold spaces or control characters");
+            return RTC_EMSG;
+        }
+    return 0;
+}
+
+static int check_healthz(const char *v, char *err, size_t errlen)
+{
+    rtc_addr a;
+    char path[SIG_RHEALTH_URL_MAX];
+    return sig_rhealth_url_parse(v, &a, path, err, errlen);
+}
+
+#define ADMIN_TOKEN_MAX 4096
+
+/* --admin-token-file: its first line, trailing whitespace cut, into
+ * out->admin_token. A file others can read is refused: the token is as good
+ * as a root shell on the rooms. 0 or RTC_EMSG. */
+static int load_admin_token(sig_conf *out, char *err, size_t errlen)
+{
+    const char *path = out->admin_token_file;
+    char buf[ADMIN_TOKEN_MAX + 2];
+    struct stat st;
+    size_t n;
+    FILE *f;
+    if (out->admin_token) {
+        snprintf(err, errlen, "admin-token and admin-token-file: give one, not both");
+        return RTC_EMSG;
+    }
+    if (!(f = fopen(path, "r"))) {
+        snprintf(err, errlen, "admin-token-file: cannot open %s", path);
+        return RTC_EMSG;
+    }
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || (st.st_mode & 077)) {
+        fclose(f);
+        snprintf(err, errlen, "admin-token-file: %s must be a regular file readable by its "
+                              "owner only (chmod 600)", path);
+        return RTC_EMSG;
+    }
+    n = fgets(buf, sizeof buf, f) ? strlen(buf) : 0;
+    fclose(f);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                 buf[n - 1] == '\t'))
+        buf[--n] = '\0';
+    if (n == 0 || n > ADMIN_TOKEN_MAX) {
+        memset(buf, 0, sizeof buf);
+        snprintf(err, errlen, "admin-token-file: %s: the first line must hold the token "
+                              "(1 to %d bytes)", path, ADMIN_TOKEN_MAX);
+        return RTC_EMSG;
+    }
+    out->admin_token = strdup(buf);
+    memset(buf, 0, sizeof buf);
+    if (!out->admin_token) {
+        snprintf(err, errlen, "out of memory");
+        return RTC_EMSG;
+    }
+    return 0;
+}
 
 int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t errlen)
 {
@@ -259,6 +355,8 @@ int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t
                      out->turn_url.v[i]);
             goto fail;
         }
+    if (out->admin_token_file && load_admin_token(out, err, errlen))
+        goto fail;
     if (out->cert) {
         /* what lws would only report as "cannot listen": name the file */
         SSL_CTX *ctx = rtc_tls_server_new(out->cert, out->key, err, errlen);

@@ -4,8 +4,10 @@
 #ifndef SIG_CONF_H
 #define SIG_CONF_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "rtc_addr.h"
 #include "rtc_conf.h"
 
 typedef struct {
@@ -20,6 +22,10 @@ typedef struct {
     rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
     int64_t max_connections_per_ip;
     int64_t max_held_per_ip, max_room_creates_per_ip_per_min; /* sig_addrlim.h */
+    /* admin API and status page (sig_admin.h): the bearer token, given
+     * directly or read from admin_token_file at load (start and SIGHUP) */
+    char *admin_token, *admin_token_file;
+    rtc_strlist relay_healthz; /* status page: relays' /healthz (sig_rhealth.h) */
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may
@@ -38,6 +44,12 @@ typedef struct {
 int sig_redis_url_parse(const char *s, sig_redis_url *u, char *err, size_t errlen);
 /* "redis://HOST:PORT/DB" or "unix://PATH?db=DB", without credentials. */
 void sig_redis_url_describe(const sig_redis_url *u, char *out, size_t outlen);
+
+/* --relay-healthz URL: "http://IP:PORT[/PATH]" (literal address: the status
+ * page's checks never wait for DNS) -> the address and the path
+ * ("/healthz" when none). 0, or RTC_EMSG with the reason. */
+#define SIG_RHEALTH_URL_MAX 256
+int sig_rhealth_url_parse(const char *v, rtc_addr *addr, char *path, char *err, size_t errlen);
 
 extern const rtc_conf_spec sig_conf_specs[];
 

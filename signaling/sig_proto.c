@@ -15,6 +15,7 @@ static const char *const code_names[SIG_E__COUNT] = {
     [SIG_E_TOO_LARGE] = "too-large",
     [SIG_E_RATE_LIMITED] = "rate-limited",
     [SIG_E_SERVER_BUSY] = "server-busy",
+    [SIG_E_KICKED] = "kicked",
 };
 
 static const char *const type_names[SIG_MSG__COUNT] = {

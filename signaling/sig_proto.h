@@ -41,6 +41,7 @@ typedef enum {
     SIG_E_TOO_LARGE,
     SIG_E_RATE_LIMITED,
     SIG_E_SERVER_BUSY,
+    SIG_E_KICKED, /* removed by an operator (admin API): the connection closes next */
     SIG_E__COUNT
 } sig_code;
 

@@ -18,50 +18,7 @@
 #include "rtc_crypto.h"
 #include "rtc_err.h"
 #include "rtc_map.h"
-
-typedef struct qent {
-    struct qent *next;
-    sig_buf *b;
-} qent;
-
-typedef struct sig_room {
-    rtc_map_node node; /* in the hub's rooms, keyed by name */
-    sig_member *head, *tail;
-    uint32_t n;       /* all members, local and remote: the room size */
-    uint32_t nremote; /* of which on other nodes */
-    char name[];
-} sig_room;
-
-struct sig_member {
-    sig_hub *hub;
-    sig_room *room;
-    sig_member *rprev, *rnext; /* room list, join order */
-    sig_member *hprev, *hnext; /* hub list */
-    sig_member_state state;
-    void *conn;
-    char id[SIG_ID_MAX + 1];
-    char *name;   /* owned; NULL in the lobby */
-    char *resume; /* owned resume token; NULL in the lobby */
-    qent *qhead, *qtail;
-    size_t qn, qbytes;
-    bool overflowed;
-    uint64_t detached_at;
-    /* cluster mode, just adopted from another node: this node's own members'
-     * signals and broadcasts wait here until the older ones, still on their
-     * way through Redis, are delivered (sig_hub_release) */
-    bool holding;
-    qent *hhead, *htail;
-    size_t hn, hbytes;
-};
-
-struct sig_hub {
-    sig_limits lim;
-    sig_hub_ops ops;
-    sig_member *all;
-    uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
-    uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
-    rtc_map rooms; /* name -> sig_room */
-};
+#include "sig_room_int.h"
 
 /* ---- buffers and queues ---- */
 
@@ -272,13 +229,14 @@ static sig_room *room_find(sig_hub *h, const char *name)
     return n ? RTC_MAP_ENTRY(n, sig_room, node) : NULL;
 }
 
-static sig_room *room_create(sig_hub *h, const char *name)
+static sig_room *room_create(sig_hub *h, const char *name, uint64_t now_us)
 {
     size_t len = strlen(name);
     sig_room *r = calloc(1, sizeof *r + len + 1);
     if (!r)
         return NULL;
     memcpy(r->name, name, len + 1);
+    r->created_us = now_us;
     if (rtc_map_insert_str(&h->rooms, &r->node, r->name)) {
         free(r);
         return NULL;
@@ -468,7 +426,7 @@ sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint6
         return SIG_E_SERVER_BUSY;
     name = strdup(p->name ? p->name : "");
     resume = strdup(p->resume);
-    if (!name || !resume || (!r && !(r = room_create(h, p->room)))) {
+    if (!name || !resume || (!r && !(r = room_create(h, p->room, now_us)))) {
         free(name);
         free(resume);
         return SIG_E_SERVER_BUSY;
@@ -850,7 +808,7 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     resume = strdup(p->resume);
     r = room_find(h, p->room);
     /* no max_rooms check: the member was admitted when it joined */
-    if (!name || !resume || (!r && !(r = room_create(h, p->room)))) {
+    if (!name || !resume || (!r && !(r = room_create(h, p->room, now_us)))) {
         free(name);
         free(resume);
         return SIG_E_SERVER_BUSY;

@@ -235,5 +235,30 @@ typedef struct {
 } sig_hub_stats;
 void sig_hub_get_stats(const sig_hub *h, sig_hub_stats *st);
 
+/* ---- read-only walks for the admin API (sig_room_walk.c) ---- */
+
+typedef struct {
+    const char *name;     /* borrowed for the callback */
+    uint32_t members;     /* local and remote */
+    uint32_t remote;      /* of which on other nodes (cluster mode) */
+    uint64_t created_us;  /* monotonic time the room was made on this node */
+} sig_room_info;
+
+typedef struct {
+    const char *id, *name; /* borrowed for the callback */
+    sig_member_state state; /* JOINED, DETACHED or REMOTE */
+    void *conn;             /* the caller's connection (NULL: detached or remote) */
+    uint64_t detached_at;   /* DETACHED: since when (monotonic us) */
+} sig_member_info;
+
+/* Call cb for every room, in no set order; returns how many. */
+size_t sig_hub_walk_rooms(const sig_hub *h, void (*cb)(void *ud, const sig_room_info *r),
+                          void *ud);
+/* Call cb for every member of `room`, in join order: false when this hub
+ * has no such room. */
+bool sig_hub_walk_members(const sig_hub *h, const char *room,
+                          void (*cb)(void *ud, const sig_member_info *m), void *ud);
+/* The local (JOINED or DETACHED) member `id` of `room`, or NULL. */
+sig_member *sig_hub_find_member(sig_hub *h, const char *room, const char *id);
 
 #endif

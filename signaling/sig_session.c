@@ -428,6 +428,7 @@ void sig_client_message(sig_client *c, const char *buf, size_t len)
     sig_msg msg;
     sig_code rc = SIG_OK;
 
+    c->nmsgs++;
     if (!sig_rate_take(&c->rate, (uint32_t)s->conf->rate_limit, t)) {
         if (t - c->rate.limited_since_us >= (uint64_t)s->conf->abuse_seconds * 1000000u) {
             RTC_LOG(RTC_LOG_INFO, c->peer, "closing: over the rate limit for %llds",
@@ -731,6 +732,7 @@ int sig_client_open(sig_server *s, sig_client *c, void *conn, const char *peer,
     sig_rate_init(&c->rate, (uint32_t)s->conf->rate_limit, t);
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     c->addr = *addr;
+    c->opened_us = t;
     c->ip_counted = !sig_admit_ip_add(s->admit, &c->addr);
     c->keep = true;
     c->next = s->clients;
@@ -909,6 +911,32 @@ const char *sig_server_unhealthy(sig_server *s)
     if (s->cluster && !sig_cluster_up(s->cluster))
         return "redis unavailable\n";
     return NULL;
+}
+
+sig_hub *sig_server_hub(sig_server *s) { return s->hub; }
+const char *sig_server_node(const sig_server *s)
+{
+    return s->cluster ? sig_cluster_node(s->cluster) : NULL;
+}
+
+uint64_t sig_server_messages_total(const sig_server *s)
+{
+    uint64_t n = 0;
+    for (int i = 0; i <= SIG_MSG__COUNT; i++)
+        n += s->msgs[i];
+    return n;
+}
+
+void sig_server_kick(sig_server *s, sig_member *m, const char *message)
+{
+    sig_client *c = sig_member_get_state(m) == SIG_MEMBER_JOINED ? sig_member_conn(m) : NULL;
+    RTC_LOG(RTC_LOG_INFO, sig_member_id(m), "removed by the admin API: %s", message);
+    if (!c) { /* detached: nobody to tell; its place goes now */
+        sig_hub_disconnect(s->hub, m, false, rtc_clock_mono_us());
+        return;
+    }
+    send_error(c, SIG_E_KICKED, message);
+    sig_client_close(c, SIG_CLOSE_KICKED, "kicked", false);
 }
 
 void sig_server_sent(sig_server *s, uint64_t queued_us, uint64_t now)

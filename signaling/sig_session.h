@@ -28,7 +28,8 @@ enum {
     SIG_CLOSE_GOING_AWAY = 1001, /* drain: the server is shutting down */
     SIG_CLOSE_POLICY = 1008,     /* rate-limit abuse, slow reader */
     SIG_CLOSE_TOO_BIG = 1009,    /* repeated oversized messages */
-    SIG_CLOSE_RESUMED = 4001     /* this member was resumed on another connection */
+    SIG_CLOSE_RESUMED = 4001,    /* this member was resumed on another connection */
+    SIG_CLOSE_KICKED = 4002      /* removed by an operator (admin API) */
 };
 
 typedef struct sig_server sig_server;
@@ -58,6 +59,8 @@ struct sig_client {
     char pj_id[SIG_ID_LEN + 1], pj_resume[33];
     json_t *pj_ice;
     struct sig_ho *ho; /* cluster mode: a resume waiting for another node */
+    uint64_t opened_us; /* monotonic: when the connection opened (admin API) */
+    uint64_t nmsgs;     /* client messages received on it (admin API) */
 };
 
 typedef struct {
@@ -102,6 +105,17 @@ void sig_server_reload(sig_server *s);                 /* SIGHUP */
 void sig_server_terminate(sig_server *s, uint64_t now_us); /* SIGTERM */
 /* Handle queued cluster events, a bounded number: true when more wait. */
 bool sig_server_cluster_events(sig_server *s);
+
+/* ---- for the admin API and status page (sig_admin.c) ---- */
+sig_hub *sig_server_hub(sig_server *s);
+/* client messages received since start (every type, invalid ones included) */
+uint64_t sig_server_messages_total(const sig_server *s);
+/* cluster mode: this node's id; NULL without a cluster */
+const char *sig_server_node(const sig_server *s);
+/* Remove local member m (found with sig_hub_find_member): a live one gets
+ * a `kicked` error with `message` and its connection closes (4002, no
+ * resume); a detached one leaves its room now. */
+void sig_server_kick(sig_server *s, sig_member *m, const char *message);
 
 /* A connection opened: its session starts in the lobby. 0, or -1. */
 int sig_client_open(sig_server *s, sig_client *c, void *conn, const char *peer,

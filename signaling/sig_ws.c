@@ -3,7 +3,8 @@
  * messages do is decided by the sessions (sig_session.c), called from here.
  *
  * HTTP: GET / (demo page, embedded at build time), /app.js, /metrics,
- * /healthz. WebSocket: /ws only. Each connection embeds one sig_client
+ * /healthz, /status (the status page) and /status.json, /admin/ (the admin
+ * API: sig_admin.c). WebSocket: /ws only. Each connection embeds one sig_client
  * whose member's bounded queue feeds exactly one lws_write per WRITEABLE
  * callback. Time-driven work (resume expiry, drain, signals) runs from one
  * 100 ms lws_sul timer.
@@ -26,6 +27,7 @@
 #include "rtc_log.h"
 #include "rtc_metrics.h"
 #include "rtc_notify.h"
+#include "sig_admin.h"
 #include "sig_admit.h"
 #include "sig_conf.h"
 #include "sig_session.h"
@@ -72,6 +74,7 @@ struct server {
     rtc_log_ratelimit warn_rl;
     rtc_log_ratelimit admit_rl; /* refusal lines (attackers choose their rate) */
     rtc_http_site site;         /* /healthz, /metrics */
+    sig_admin *admin;           /* /admin/, /status.json */
 };
 
 /* The signal handlers' only link to the loop: flags polled by the tick. */
@@ -202,7 +205,7 @@ static int on_writeable(conn *c)
 /* ---- HTTP ---- */
 
 static int http_reply(struct lws *wsi, http_sess *h, unsigned status, const char *type,
-                      const void *body, size_t len)
+                      const void *body, size_t len, bool challenge)
 {
     uint8_t buf[LWS_PRE + 1024], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof buf - 1];
     h->body = body;
@@ -211,6 +214,9 @@ static int http_reply(struct lws *wsi, http_sess *h, unsigned status, const char
     if (lws_add_http_common_headers(wsi, status, type, (lws_filepos_t)len, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                      (const unsigned char *)"no-store", 8, &p, end) ||
+        (challenge && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
+                                                   (const unsigned char *)SIG_ADMIN_REALM,
+                                                   (int)strlen(SIG_ADMIN_REALM), &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return 1;
     lws_callback_on_writable(wsi);
@@ -219,22 +225,57 @@ static int http_reply(struct lws *wsi, http_sess *h, unsigned status, const char
 
 /* /healthz and /metrics are common/rtc_http's (the relay answers them the
  * same way); the demo page's files are ours. */
-static int on_http(server *s, struct lws *wsi, http_sess *h, const char *path)
+static const char *http_method(struct lws *wsi)
 {
-    const char *method = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 ? "GET" : "";
-    const sig_www_file *f;
-    rtc_http_reply r;
-    rtc_buf_init(&h->metrics);
-    if (!rtc_http_route(&s->site, method, path, &h->metrics, &r)) {
-        if ((f = sig_www_find(!strcmp(path, "/") ? "/index.html" : path)))
-            return http_reply(wsi, h, 200, f->type, f->data, f->len);
-        rtc_http_not_found(&r);
-    }
-    return http_reply(wsi, h, r.status, r.type, r.body, r.len);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0)
+        return "GET";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_DELETE_URI) > 0)
+        return "DELETE";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0)
+        return "POST";
+    return "";
 }
 
-static void site_metrics(void *ctx, rtc_buf *b) { sig_server_metrics(ctx, b); }
-static const char *site_unhealthy(void *ctx) { return sig_server_unhealthy(ctx); }
+/* /admin/ and /status.json: sig_admin's (the Authorization header is read
+ * with a bounded copy; longer than any token we accept: passed as absent). */
+static bool on_admin(server *s, struct lws *wsi, http_sess *h, const char *method,
+                     const char *path, rtc_http_reply *r, bool *challenge)
+{
+    char auth[4200];
+    int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    sig_admin_req q = {.method = method, .path = path, .auth = NULL};
+    if (alen > 0 && alen < (int)sizeof auth &&
+        lws_hdr_copy(wsi, auth, (int)sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) == alen)
+        q.auth = auth;
+    return sig_admin_route(s->admin, &q, &h->metrics, r, challenge);
+}
+
+static int on_http(server *s, struct lws *wsi, http_sess *h, const char *path)
+{
+    const char *method = http_method(wsi);
+    const sig_www_file *f;
+    rtc_http_reply r;
+    bool challenge = false;
+    rtc_buf_init(&h->metrics);
+    if (on_admin(s, wsi, h, method, path, &r, &challenge))
+        return http_reply(wsi, h, r.status, r.type, r.body, r.len, challenge);
+    if (!rtc_http_route(&s->site, !strcmp(method, "GET") ? method : "", path, &h->metrics, &r)) {
+        if ((f = sig_www_find(!strcmp(path, "/")         ? "/index.html"
+                              : !strcmp(path, "/status") ? "/status.html"
+                                                         : path)))
+            return http_reply(wsi, h, 200, f->type, f->data, f->len, false);
+        rtc_http_not_found(&r);
+    }
+    return http_reply(wsi, h, r.status, r.type, r.body, r.len, false);
+}
+
+static void site_metrics(void *ctx, rtc_buf *b)
+{
+    server *s = ctx;
+    sig_server_metrics(s->srv, b);
+    sig_admin_metrics(s->admin, b);
+}
+static const char *site_unhealthy(void *ctx) { return sig_server_unhealthy(((server *)ctx)->srv); }
 
 static int on_http_writeable(struct lws *wsi, http_sess *h)
 {
@@ -446,6 +487,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP:
         u->kind = SESS_HTTP;
         return on_http(s, wsi, &u->h, in ? (const char *)in : "/");
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        /* a POST: lws holds the answer back until the body is read (we
+         * read none: the admin API's commands carry no body) */
+        if (u && u->kind == SESS_HTTP && u->h.body)
+            lws_callback_on_writable(wsi);
+        return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return u && u->kind == SESS_HTTP && u->h.body ? on_http_writeable(wsi, &u->h) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
@@ -531,6 +578,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         g_sigterm = 0;
         sig_server_terminate(s->srv, t);
     }
+    sig_admin_tick(s->admin, t);
     s->stop = sig_server_tick(s->srv, t) || s->stop;
     if (s->stop) {
         lws_cancel_service(s->ctx);
@@ -574,9 +622,11 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
                            .reloaded = op_reloaded, .ud = &s, .headroom = LWS_PRE};
     if (!(s.srv = sig_server_new(conf, argc, argv, &ops)))
         return rc; /* (it took conf) */
+    if (!(s.admin = sig_admin_new(s.srv)))
+        goto out_srv;
     s.site = (rtc_http_site){.metrics_type = RTC_HTTP_METRICS_TYPE, .method_body = "GET only\n",
                              .render_metrics = site_metrics, .unhealthy = site_unhealthy,
-                             .ctx = s.srv};
+                             .ctx = &s};
 
     rtc_addr_parse_hostport(conf->listen, &la);
     rtc_addr_format(&la, false, host);
@@ -635,6 +685,7 @@ out_ctx:
     sig_server_mute(s.srv);
     lws_context_destroy(s.ctx);
 out_srv:
+    sig_admin_free(s.admin);
     sig_server_free(s.srv); /* (and conf) */
     return rc;
 }

@@ -3,6 +3,7 @@
  * window expiry, all without a socket. A "connection" here is a struct that
  * counts wake-ups. */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -547,6 +548,98 @@ static void remote_tests(void)
     rec.data = NULL;
 }
 
+/* ---- read-only walks (sig_room_walk.c, the admin API) ---- */
+
+typedef struct {
+    int n;
+    char names[8][32];
+    uint32_t members[8], remote[8];
+    uint64_t created[8];
+    sig_member_state states[8];
+    bool conn[8];
+} walked;
+
+static void on_room(void *ud, const sig_room_info *r)
+{
+    walked *w = ud;
+    if (w->n < 8) {
+        snprintf(w->names[w->n], sizeof w->names[0], "%s", r->name);
+        w->members[w->n] = r->members;
+        w->remote[w->n] = r->remote;
+        w->created[w->n] = r->created_us;
+    }
+    w->n++;
+}
+
+static void on_member(void *ud, const sig_member_info *m)
+{
+    walked *w = ud;
+    if (w->n < 8) {
+        snprintf(w->names[w->n], sizeof w->names[0], "%s", m->id);
+        w->states[w->n] = m->state;
+        w->conn[w->n] = m->conn != NULL;
+    }
+    w->n++;
+}
+
+static void walk_tests(void)
+{
+    sig_limits lim = {.max_room_size = 4, .max_rooms = 4, .queue_msgs = 32, .queue_bytes = 16384,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .remote = on_remote, .left = on_left};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn a = {0}, b = {0}, c = {0};
+    sig_remote x[] = {{"x", "X"}};
+    walked w;
+
+    a.m = sig_hub_connect(h, &a);
+    b.m = sig_hub_connect(h, &b);
+    c.m = sig_hub_connect(h, &c);
+    memset(&w, 0, sizeof w);
+    is_int((int)sig_hub_walk_rooms(h, on_room, &w), 0, "walk: no rooms, none walked");
+    is_int(cjoin(h, &a, "r", "a", x, 1, true), SIG_OK, "walk: a joins r (remote x there)");
+    is_int(join(h, &b, "r", "b", 7 * S), SIG_OK, "walk: b joins r later");
+    is_int(join(h, &c, "q", "c", 9 * S), SIG_OK, "walk: c joins q");
+    memset(&w, 0, sizeof w);
+    is_int((int)sig_hub_walk_rooms(h, on_room, &w), 2, "walk: two rooms");
+    for (int i = 0; i < 2; i++) {
+        if (!strcmp(w.names[i], "r"))
+            ok(w.members[i] == 3 && w.remote[i] == 1 && w.created[i] == 1,
+               "walk: r has 3 members (1 remote), made at its first join");
+        else
+            ok(!strcmp(w.names[i], "q") && w.members[i] == 1 && w.remote[i] == 0 &&
+                   w.created[i] == 9 * S, "walk: q has 1 member, made at 9 s");
+    }
+    memset(&w, 0, sizeof w);
+    ok(sig_hub_walk_members(h, "r", on_member, &w) && w.n == 3, "walk: r's three members");
+    {
+        /* the store's view (x) is installed as a's join completes: x, a, then b */
+        int ia = !strcmp(w.names[0], "a") ? 0 : 1, ix = 1 - ia;
+        ok(!strcmp(w.names[ia], "a") && w.states[ia] == SIG_MEMBER_JOINED && w.conn[ia],
+           "walk: a joined, with its connection");
+        ok(!strcmp(w.names[ix], "x") && w.states[ix] == SIG_MEMBER_REMOTE && !w.conn[ix],
+           "walk: remote x, no connection");
+        ok(!strcmp(w.names[2], "b") && w.states[2] == SIG_MEMBER_JOINED, "walk: b last");
+    }
+    ok(!sig_hub_walk_members(h, "nope", on_member, &w), "walk: unknown room: false");
+    ok(sig_hub_find_member(h, "r", "b") == b.m, "find: local member b");
+    ok(sig_hub_find_member(h, "r", "x") == NULL, "find: never a remote member");
+    ok(sig_hub_find_member(h, "q", "b") == NULL, "find: b is not in q");
+    /* detached: listed, no connection; removing it (the admin kick) empties nothing else */
+    sig_hub_disconnect(h, b.m, true, 10 * S);
+    memset(&w, 0, sizeof w);
+    sig_hub_walk_members(h, "r", on_member, &w);
+    ok(w.n == 3 && w.states[2] == SIG_MEMBER_DETACHED && !w.conn[2], "walk: b detached");
+    sig_hub_disconnect(h, sig_hub_find_member(h, "r", "b"), false, 11 * S);
+    memset(&w, 0, sizeof w);
+    sig_hub_walk_members(h, "r", on_member, &w);
+    ok(w.n == 2 && sig_hub_find_member(h, "r", "b") == NULL, "walk: detached b removed");
+    sig_hub_disconnect(h, a.m, false, 12 * S);
+    ok(!sig_hub_walk_members(h, "r", on_member, &w), "walk: r gone with its last local member");
+    sig_hub_disconnect(h, c.m, false, 12 * S);
+    sig_hub_free(h);
+}
+
 int main(void)
 {
     sig_limits lim = {.max_room_size = 3, .max_rooms = 2, .queue_msgs = 8, .queue_bytes = 4096,
@@ -792,5 +885,6 @@ int main(void)
     handover_tests();
     hold_order_tests();
     reply_auth_tests();
+    walk_tests();
     return done_testing();
 }

@@ -1,0 +1,56 @@
+/* sig_room_int.h - the hub's private types, shared by sig_room.c (which
+ * owns every change to them) and sig_room_walk.c (read-only walks for the
+ * admin API), so that sig_room.c stays under the size limit. Nobody else
+ * includes this. One thread: the lws service thread. */
+#ifndef SIG_ROOM_INT_H
+#define SIG_ROOM_INT_H
+
+#include "rtc_map.h"
+#include "sig_room.h"
+
+typedef struct qent {
+    struct qent *next;
+    sig_buf *b;
+} qent;
+
+typedef struct sig_room {
+    rtc_map_node node; /* in the hub's rooms, keyed by name */
+    sig_member *head, *tail;
+    uint32_t n;       /* all members, local and remote: the room size */
+    uint32_t nremote; /* of which on other nodes */
+    uint64_t created_us; /* monotonic: the admin API shows its age */
+    char name[];
+} sig_room;
+
+struct sig_member {
+    sig_hub *hub;
+    sig_room *room;
+    sig_member *rprev, *rnext; /* room list, join order */
+    sig_member *hprev, *hnext; /* hub list */
+    sig_member_state state;
+    void *conn;
+    char id[SIG_ID_MAX + 1];
+    char *name;   /* owned; NULL in the lobby */
+    char *resume; /* owned resume token; NULL in the lobby */
+    qent *qhead, *qtail;
+    size_t qn, qbytes;
+    bool overflowed;
+    uint64_t detached_at;
+    /* cluster mode, just adopted from another node: this node's own members'
+     * signals and broadcasts wait here until the older ones, still on their
+     * way through Redis, are delivered (sig_hub_release) */
+    bool holding;
+    qent *hhead, *htail;
+    size_t hn, hbytes;
+};
+
+struct sig_hub {
+    sig_limits lim;
+    sig_hub_ops ops;
+    sig_member *all;
+    uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
+    uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
+    rtc_map rooms; /* name -> sig_room */
+};
+
+#endif
