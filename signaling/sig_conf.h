@@ -20,6 +20,7 @@ typedef struct {
     rtc_strlist allowed_origin;     /* admission (sig_admit.h) */
     int64_t max_connections_per_ip;
     int64_t max_held_per_ip, max_room_creates_per_ip_per_min; /* sig_addrlim.h */
+    int64_t max_unjoined_per_ip, max_joins_per_ip_per_sec;    /* issue 14 item 9 */
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may
