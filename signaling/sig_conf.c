@@ -218,7 +218,7 @@ const rtc_conf_spec sig_conf_specs[] = {
      "browser origin allowed to open WebSockets, e.g. https://app.example.com, or * "
      "(none set: any; set it in production)",
      sig_admit_origin_check, 0},
-    {"max-connections-per-ip", RTC_CONF_INT, OFF(max_connections_per_ip), 0, 10000000, "4096",
+    {"max-connections-per-ip", RTC_CONF_INT, OFF(max_connections_per_ip), 0, 10000000, "2048",
      "N",
      "open WebSockets per client IPv4 address or IPv6 /64, joined or not (0: no cap; high: "
      "an office behind one NAT address is one address)", NULL, 0},

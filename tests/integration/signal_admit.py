@@ -441,7 +441,7 @@ async def admit_startup(exe):
     for flag in ("--allowed-origin ORIGIN", "--max-connections-per-ip N", "(repeatable)"):
         assert flag in p.stdout, flag
     # issue 14 item 9: a high cap on all, the tight one on connections not in a room
-    assert re.search(r"--max-connections-per-ip N .*\[default: 4096\]", p.stdout), p.stdout
+    assert re.search(r"--max-connections-per-ip N .*\[default: 2048\]", p.stdout), p.stdout
     assert re.search(r"--max-unjoined-per-ip N .*\[default: 64\]", p.stdout), p.stdout
     assert re.search(r"--max-joins-per-ip-per-sec N .*\[default: 100\]", p.stdout), p.stdout
 
