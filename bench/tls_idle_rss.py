@@ -85,9 +85,9 @@ def main():
             "--relay-ports", "%d-%d" % (lo, lo + 99), "--metrics-listen", "127.0.0.1:%d" % mport,
             "--threads", "1", "--user", "u:p", "--max-tcp-per-ip", "1000000",
             "--tcp-auth-timeout", "3600"]
-    # the handshake caps are new flags: raise them when the binary has them
+    # the handshake and pre-auth caps are new flags: raise them when the binary has them
     helptext = subprocess.run([a.relay, "--help"], capture_output=True, text=True).stdout
-    for flag in ("--max-tls-handshakes", "--max-tls-handshakes-per-ip"):
+    for flag in ("--max-tls-handshakes", "--max-tls-handshakes-per-ip", "--max-preauth-per-ip"):
         if flag + " " in helptext:
             argv += [flag, "1000000"]
     log = tempfile.TemporaryFile()

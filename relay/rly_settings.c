@@ -161,8 +161,14 @@ const rtc_conf_spec rly_conf_specs[] = {
      rtc_conf_check_cidr, 0},
     {"max-allocations", RTC_CONF_INT, OFF(max_allocations), 1, 100000000, "100000", "N",
      "allocation quota of the whole relay (486 when reached)", NULL, 0},
-    {"max-allocations-per-user", RTC_CONF_INT, OFF(max_allocations_per_user), 1, 100000000,
-     "64", "N", "allocation quota per username (486 when reached)", NULL, 0},
+    {"max-allocations-per-user", RTC_CONF_INT, OFF(max_allocations_per_user), 0, 100000000,
+     "0", "N",
+     "allocation quota per username, static and REST (486 when reached; 0: no cap, so one "
+     "static user handed to every client is not a cap on the deployment)", NULL, 0},
+    {"max-allocations-per-rest-id", RTC_CONF_INT, OFF(max_allocations_per_rest_id), 0,
+     100000000, "4096", "N",
+     "allocation quota per REST credential ID (the ID of EXPIRY:ID: one token sub, or one "
+     "client address in tsunagu-signal's open mode; 486 when reached; 0: no cap)", NULL, 0},
     {"max-lifetime", RTC_CONF_INT, OFF(max_lifetime), 1, 86400 * 7, "3600", "S",
      "longest allocation lifetime granted", NULL, 0},
     {"default-lifetime", RTC_CONF_INT, OFF(default_lifetime), 1, 86400 * 7, "600", "S",
@@ -189,9 +195,12 @@ const rtc_conf_spec rly_conf_specs[] = {
      NULL, 0},
     {"nonce-ttl", RTC_CONF_INT, OFF(nonce_ttl), 1, 86400, "600", "S",
      "lifetime of a NONCE (438 Stale Nonce after it)", NULL, 0},
-    {"max-tcp-per-ip", RTC_CONF_INT, OFF(max_tcp_per_ip), 1, 1000000, "64", "N",
-     "TCP/TLS connections per client IPv4 address or IPv6 /64 (more are closed at accept)",
-     NULL, 0},
+    {"max-tcp-per-ip", RTC_CONF_INT, OFF(max_tcp_per_ip), 1, 1000000, "4096", "N",
+     "TCP/TLS connections per client IPv4 address or IPv6 /64, with an allocation or not "
+     "(more are closed at accept; an office behind one NAT address needs many)", NULL, 0},
+    {"max-preauth-per-ip", RTC_CONF_INT, OFF(max_preauth_per_ip), 0, 1000000, "64", "N",
+     "TCP/TLS connections per client IPv4 address or IPv6 /64 that have not made an "
+     "allocation yet (more are closed at accept; 0: no cap but max-tcp-per-ip)", NULL, 0},
     {"tcp-auth-timeout", RTC_CONF_INT, OFF(tcp_auth_timeout), 1, 3600, "10", "S",
      "a TCP/TLS connection that has not made an allocation (TLS handshake included) within "
      "S seconds is closed", NULL, 0},
@@ -430,10 +439,12 @@ rly_cfg *rly_cfg_build(const rly_settings *s, const rly_cfg_base *b, char *err, 
     c->lim.max_lifetime_s = (uint32_t)s->max_lifetime;
     c->lim.max_allocs = (uint64_t)s->max_allocations;
     c->lim.max_allocs_per_user = (uint64_t)s->max_allocations_per_user;
+    c->lim.max_allocs_per_rest_id = (uint64_t)s->max_allocations_per_rest_id;
     c->lim.bandwidth = (uint64_t)s->bandwidth;
     c->lim.nonce_ttl_s = (uint32_t)s->nonce_ttl;
     c->lim.legacy_channels = s->legacy_channels;
     c->lim.max_tcp_per_ip = (uint32_t)s->max_tcp_per_ip;
+    c->lim.max_preauth_per_ip = (uint32_t)s->max_preauth_per_ip;
     c->lim.tcp_auth_timeout_s = (uint32_t)s->tcp_auth_timeout;
     c->lim.max_tls_handshakes = (uint32_t)s->max_tls_handshakes;
     c->default_family = !strcmp(s->default_family, "ipv6")   ? AF_INET6

@@ -31,6 +31,7 @@ typedef struct {
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;
     int64_t max_tls_handshakes, max_tls_handshakes_per_ip;
+    int64_t max_allocations_per_rest_id, max_preauth_per_ip; /* issue 14 item 9 */
 } rly_settings;
 
 extern const rtc_conf_spec rly_conf_specs[];

@@ -17,8 +17,9 @@ typedef struct {
     rtc_map_node mn;
     uint8_t key[KEY_LEN];
     uint32_t held;
-    bool has_bucket;
-    rtc_tbucket bucket; /* room creations, tokens per minute in us */
+    bool has_bucket, has_jbucket;
+    rtc_tbucket bucket;  /* room creations, tokens per minute in us */
+    rtc_tbucket jbucket; /* join and resume attempts, tokens per second in us */
 } addr_ent;
 
 typedef struct {
@@ -32,7 +33,7 @@ struct sig_addrlim {
     rtc_map addrs; /* of addr_ent */
     rtc_map held;  /* of held_ent, by member id */
     uint64_t held_total;
-    uint64_t refused_held, refused_creates;
+    uint64_t refused_held, refused_creates, refused_joins;
 };
 
 static void key_of(const rtc_addr *addr, uint8_t key[KEY_LEN])
@@ -45,6 +46,12 @@ static void key_of(const rtc_addr *addr, uint8_t key[KEY_LEN])
 static rtc_tbucket_rate rate_of(uint32_t per_min)
 {
     rtc_tbucket_rate r = {.per_s = per_min, .burst = per_min, .ticks = US_PER_MIN};
+    return r;
+}
+
+static rtc_tbucket_rate jrate_of(uint32_t per_s)
+{
+    rtc_tbucket_rate r = {.per_s = per_s, .burst = per_s, .ticks = 1000000u};
     return r;
 }
 
@@ -134,7 +141,7 @@ bool sig_addrlim_hold(sig_addrlim *l, const rtc_addr *addr, const char *id, uint
         return false;
     }
     if (!(h = calloc(1, sizeof *h))) {
-        if (!a->held && !a->has_bucket)
+        if (!a->held && !a->has_bucket && !a->has_jbucket)
             addr_drop(l, a);
         return false;
     }
@@ -143,7 +150,7 @@ bool sig_addrlim_hold(sig_addrlim *l, const rtc_addr *addr, const char *id, uint
     h->until_us = until_us;
     if (rtc_map_insert_str(&l->held, &h->mn, h->id)) {
         free(h);
-        if (!a->held && !a->has_bucket)
+        if (!a->held && !a->has_bucket && !a->has_jbucket)
             addr_drop(l, a);
         return false;
     }
@@ -194,9 +201,29 @@ bool sig_addrlim_create(sig_addrlim *l, const rtc_addr *addr, uint32_t per_min, 
     return false;
 }
 
-void sig_addrlim_sweep(sig_addrlim *l, uint32_t per_min, uint64_t now_us)
+bool sig_addrlim_join(sig_addrlim *l, const rtc_addr *addr, uint32_t per_s, uint64_t now_us)
 {
-    rtc_tbucket_rate r = rate_of(per_min);
+    rtc_tbucket_rate r = jrate_of(per_s);
+    addr_ent *a;
+    if (per_s == 0)
+        return true;
+    if (!(a = addr_get(l, addr))) {
+        l->refused_joins++;
+        return false;
+    }
+    if (!a->has_jbucket) {
+        rtc_tbucket_init(&a->jbucket, &r, now_us);
+        a->has_jbucket = true;
+    }
+    if (rtc_tbucket_take(&a->jbucket, &r, 1, now_us))
+        return true;
+    l->refused_joins++;
+    return false;
+}
+
+void sig_addrlim_sweep(sig_addrlim *l, uint32_t per_min, uint32_t joins_per_s, uint64_t now_us)
+{
+    rtc_tbucket_rate r = rate_of(per_min), jr = jrate_of(joins_per_s);
     rtc_map_iter it;
     rtc_map_node *n;
 
@@ -219,6 +246,11 @@ void sig_addrlim_sweep(sig_addrlim *l, uint32_t per_min, uint64_t now_us)
             if (a->bucket.tokens < r.burst)
                 continue; /* still remembers recent creations */
         }
+        if (a->has_jbucket && joins_per_s) {
+            rtc_tbucket_refill(&a->jbucket, &jr, now_us);
+            if (a->jbucket.tokens < jr.burst)
+                continue; /* and recent joins */
+        }
         addr_drop(l, a);
     }
 }
@@ -226,12 +258,15 @@ void sig_addrlim_sweep(sig_addrlim *l, uint32_t per_min, uint64_t now_us)
 void sig_addrlim_metrics(const sig_addrlim *l, rtc_buf *b)
 {
     rtc_metrics_header(b, "tsunagu_signal_address_limited_total", "counter",
-                       "places not kept for resume (held) and rooms not created "
-                       "(room-creates) because of per-address limits");
+                       "places not kept for resume (held), rooms not created "
+                       "(room-creates) and join or resume attempts refused (joins) because of "
+                       "per-address limits");
     rtc_metrics_u64(b, "tsunagu_signal_address_limited_total", "reason=\"held\"",
                     l->refused_held);
     rtc_metrics_u64(b, "tsunagu_signal_address_limited_total", "reason=\"room-creates\"",
                     l->refused_creates);
+    rtc_metrics_u64(b, "tsunagu_signal_address_limited_total", "reason=\"joins\"",
+                    l->refused_joins);
     rtc_metrics_header(b, "tsunagu_signal_held_places", "gauge",
                        "members kept for resume, counted against their address");
     rtc_metrics_u64(b, "tsunagu_signal_held_places", NULL, l->held_total);

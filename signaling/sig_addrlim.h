@@ -47,14 +47,22 @@ uint32_t sig_addrlim_held(const sig_addrlim *l, const rtc_addr *addr);
  * SIG_ADDRLIM_MAX_ADDRS addresses are tracked already. per_min 0: no limit. */
 bool sig_addrlim_create(sig_addrlim *l, const rtc_addr *addr, uint32_t per_min, uint64_t now_us);
 
+/* A join or resume attempt from addr (issue 14 item 9): true and one of
+ * the address's per_s tokens (burst per_s) spent; false over the rate, or
+ * when SIG_ADDRLIM_MAX_ADDRS addresses are tracked already. per_s 0: no
+ * limit. Per address, not per connection: with many connections one
+ * address could otherwise make joins at its connections' combined rate. */
+bool sig_addrlim_join(sig_addrlim *l, const rtc_addr *addr, uint32_t per_s, uint64_t now_us);
+
 /* Housekeeping, about once a second: held places past their time (a member
  * that left by a path that did not say so, e.g. handed to another node) are
  * uncounted, and addresses with nothing held and a full bucket forgotten.
- * per_min as for create (a bucket is full after a minute at most). */
-void sig_addrlim_sweep(sig_addrlim *l, uint32_t per_min, uint64_t now_us);
+ * per_min as for create (a bucket is full after a minute at most),
+ * joins_per_s as for join. */
+void sig_addrlim_sweep(sig_addrlim *l, uint32_t per_min, uint32_t joins_per_s, uint64_t now_us);
 
-/* tsunagu_signal_address_limited_total{reason="held"|"room-creates"} (the
- * refusals of hold and create), tsunagu_signal_held_places. */
+/* tsunagu_signal_address_limited_total{reason="held"|"room-creates"|"joins"}
+ * (the refusals of hold, create and join), tsunagu_signal_held_places. */
 void sig_addrlim_metrics(const sig_addrlim *l, rtc_buf *b);
 
 #endif

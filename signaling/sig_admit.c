@@ -22,6 +22,7 @@ typedef struct ipent {
     struct ipent *next;
     rtc_addr key; /* IPv4 address or IPv6 /64, port 0 */
     uint32_t count;
+    uint32_t joined; /* of those, connections that joined a room (<= count) */
 } ipent;
 
 struct sig_admit {
@@ -30,6 +31,7 @@ struct sig_admit {
     bool enforce;    /* a list is configured */
     bool any_origin; /* it contains "*" */
     uint32_t max_per_ip;
+    uint32_t max_unjoined; /* connections per address not (yet) joined; 0: no cap */
     uint64_t seed;
     ipent **buckets; /* power-of-two count */
     size_t nbuckets, entries;
@@ -253,6 +255,8 @@ void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer)
     ipent **pp = find(a, &k), *e = *pp;
     if (!e)
         return; /* a del without its add: a caller bug, but never a crash */
+    if (e->joined > e->count - 1) /* (a joined one closing uncounts itself first) */
+        e->joined = e->count - 1;
     if (--e->count)
         return;
     *pp = e->next;
@@ -260,6 +264,30 @@ void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer)
     /* memory follows the open connections down again after a peak */
     if (--a->entries < a->nbuckets / 8 && a->nbuckets > MIN_BUCKETS)
         resize(a, a->nbuckets / 2);
+}
+
+void sig_admit_ip_joined(sig_admit *a, const rtc_addr *peer, bool joined)
+{
+    rtc_addr k = sig_admit_ip_key(peer);
+    ipent *e = *find(a, &k);
+    if (!e)
+        return;
+    if (joined && e->joined < e->count)
+        e->joined++;
+    else if (!joined && e->joined)
+        e->joined--;
+}
+
+uint32_t sig_admit_ip_unjoined(const sig_admit *a, const rtc_addr *peer)
+{
+    rtc_addr k = sig_admit_ip_key(peer);
+    ipent *e = *find(a, &k);
+    return e ? e->count - e->joined : 0;
+}
+
+void sig_admit_set_unjoined_cap(sig_admit *a, uint32_t max_unjoined)
+{
+    a->max_unjoined = max_unjoined;
 }
 
 uint32_t sig_admit_ip_count(const sig_admit *a, const rtc_addr *peer)
@@ -347,6 +375,8 @@ sig_admit_verdict sig_admit_check(sig_admit *a, const char *origin, size_t len,
         v = SIG_ADMIT_ORIGIN;
     else if (a->max_per_ip && sig_admit_ip_count(a, peer) >= a->max_per_ip)
         v = SIG_ADMIT_PER_IP;
+    else if (a->max_unjoined && sig_admit_ip_unjoined(a, peer) >= a->max_unjoined)
+        v = SIG_ADMIT_UNJOINED;
     a->rejected[v]++; /* [SIG_ADMIT_OK]: admitted, not rendered */
     return v;
 }
@@ -371,6 +401,8 @@ void sig_admit_metrics(const sig_admit *a, rtc_buf *b)
                     a->rejected[SIG_ADMIT_FULL]);
     rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"draining\"",
                     a->rejected[SIG_ADMIT_DRAINING]);
+    rtc_metrics_u64(b, "tsunagu_signal_rejected_total", "reason=\"unjoined-per-ip\"",
+                    a->rejected[SIG_ADMIT_UNJOINED]);
     rtc_metrics_header(b, "tsunagu_signal_client_addresses", "gauge",
                        "client addresses (IPv4, IPv6 /64) holding open WebSockets");
     rtc_metrics_u64(b, "tsunagu_signal_client_addresses", NULL, a->entries);

@@ -8,7 +8,11 @@
  *   and host compared case-insensitively, a default port (80 for http/ws, 443
  *   for https/wss) equal to no port. "*" allows any Origin, even none. No list
  *   configured: every upgrade passes this check (development default).
- * - Open WebSockets per client address: IPv4 by address, IPv6 by /64 (one
+ * - Open WebSockets per client address (a high cap), and of them those that
+ *   have not joined a room (a tight one; issue 14 item 9: an office behind
+ *   one NAT address holds hundreds of joined members, while what one
+ *   abusive address can pile up without joining stays small). Addresses:
+ *   IPv4 by address, IPv6 by /64 (one
  *   subscriber usually holds a whole /64, so per-address counting would not
  *   limit anyone), IPv4-mapped IPv6 as the IPv4 address it carries. O(1) hash
  *   table with a per-process random key; an entry exists only while its count
@@ -38,6 +42,7 @@ typedef enum {
     SIG_ADMIT_PATH,     /* an upgrade on another path than /ws: HTTP 404 */
     SIG_ADMIT_FULL,     /* max-connections reached: HTTP 503 + Retry-After */
     SIG_ADMIT_DRAINING, /* SIGTERM drain: HTTP 503 + Retry-After */
+    SIG_ADMIT_UNJOINED, /* this address holds max-unjoined WebSockets not in a room: 429 */
     SIG_ADMIT__COUNT
 } sig_admit_verdict;
 
@@ -64,6 +69,10 @@ void sig_admit_free(sig_admit *a); /* NULL is a no-op */
 int sig_admit_configure(sig_admit *a, const char *const *origins, size_t n_origins,
                         uint32_t max_per_ip);
 
+/* The cap on connections of one address that have not joined a room (0:
+ * none), besides configure's cap on all (start-up and SIGHUP). */
+void sig_admit_set_unjoined_cap(sig_admit *a, uint32_t max_unjoined);
+
 /* Decide one upgrade. origin points at the Origin header's bytes (len
  * bytes, no NUL needed), NULL when the request has none. peer is the
  * client's address. A refusal is counted for sig_admit_metrics. */
@@ -87,10 +96,16 @@ bool sig_admit_origin_enforced(const sig_admit *a);
 int sig_admit_ip_add(sig_admit *a, const rtc_addr *peer);
 void sig_admit_ip_del(sig_admit *a, const rtc_addr *peer);
 uint32_t sig_admit_ip_count(const sig_admit *a, const rtc_addr *peer);
+/* A counted connection of peer joined a room (joined true) or, before its
+ * del, stops counting as joined (false). A connection counts as joined from
+ * its first join or resume until it closes (one that leaves its room stays
+ * counted as joined: the cap on all bounds those). */
+void sig_admit_ip_joined(sig_admit *a, const rtc_addr *peer, bool joined);
+uint32_t sig_admit_ip_unjoined(const sig_admit *a, const rtc_addr *peer); /* count - joined */
 size_t sig_admit_ip_entries(const sig_admit *a); /* addresses with open connections */
 
 /* tsunagu_signal_rejected_total{reason="origin"|"per-ip"|"path"|
- * "max-connections"|"draining"} and
+ * "max-connections"|"draining"|"unjoined-per-ip"} and
  * tsunagu_signal_client_addresses (addresses with open WebSockets). */
 void sig_admit_metrics(const sig_admit *a, rtc_buf *b);
 

@@ -222,8 +222,17 @@ const rtc_conf_spec sig_conf_specs[] = {
      "browser origin allowed to open WebSockets, e.g. https://app.example.com, or * "
      "(none set: any; set it in production)",
      sig_admit_origin_check, 0},
-    {"max-connections-per-ip", RTC_CONF_INT, OFF(max_connections_per_ip), 0, 10000000, "64", "N",
-     "open WebSockets per client IPv4 address or IPv6 /64 (0: no cap)", NULL, 0},
+    {"max-connections-per-ip", RTC_CONF_INT, OFF(max_connections_per_ip), 0, 10000000, "2048",
+     "N",
+     "open WebSockets per client IPv4 address or IPv6 /64, joined or not (0: no cap; high: "
+     "an office behind one NAT address is one address)", NULL, 0},
+    {"max-unjoined-per-ip", RTC_CONF_INT, OFF(max_unjoined_per_ip), 0, 10000000, "64", "N",
+     "open WebSockets per client address that have not joined a room (429 past it; 0: no cap)",
+     NULL, 0},
+    {"max-joins-per-ip-per-sec", RTC_CONF_INT, OFF(max_joins_per_ip_per_sec), 0, 10000000, "100",
+     "N",
+     "join and resume attempts per second per client address, burst N (rate-limited; 0: no "
+     "limit)", NULL, 0},
     {"max-held-per-ip", RTC_CONF_INT, OFF(max_held_per_ip), 0, 10000000, "64", "N",
      "members kept for resume per client address; a drop past it is not kept (0: no cap)",
      NULL, 0},

@@ -26,6 +26,7 @@ typedef struct {
      * directly or read from admin_token_file at load (start and SIGHUP) */
     char *admin_token, *admin_token_file;
     rtc_strlist relay_healthz; /* status page: relays' /healthz (sig_rhealth.h) */
+    int64_t max_unjoined_per_ip, max_joins_per_ip_per_sec;    /* issue 14 item 9 */
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may

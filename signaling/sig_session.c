@@ -136,6 +136,29 @@ static void pending_clear(sig_server *s, sig_client *c)
     c->pj_ice = NULL;
 }
 
+/* Join and resume attempts per address (issue 14 item 9): true when this
+ * one may go on; otherwise the client was told. */
+static bool join_rate_ok(sig_client *c)
+{
+    const sig_conf *cf = c->srv->conf;
+    if (sig_addrlim_join(c->srv->addrlim, &c->addr, (uint32_t)cf->max_joins_per_ip_per_sec,
+                         rtc_clock_mono_us()))
+        return true;
+    send_error(c, SIG_E_RATE_LIMITED, "too many joins from your address; retry in a second");
+    return false;
+}
+
+/* The connection is in a room: from now on it counts against its
+ * address's cap on all connections, no longer on unjoined ones. */
+static void note_joined(sig_client *c)
+{
+    if (c->srv && c->ip_counted && !c->ip_joined && c->m &&
+        sig_member_get_state(c->m) == SIG_MEMBER_JOINED) {
+        sig_admit_ip_joined(c->srv->admit, &c->addr, true);
+        c->ip_joined = true;
+    }
+}
+
 /* Hand the join to Redis; it completes in on_cluster_joined. Takes ice. */
 static void cluster_join(sig_client *c, const char *room, const char *name, const char *id,
                          const char *resume, json_t *ice)
@@ -198,6 +221,7 @@ static void on_cluster_joined(sig_server *s, sig_cev *e)
         send_error(c, rc, rc == SIG_E_ROOM_FULL ? "room is full" : "too many rooms");
     } else {
         RTC_LOG(RTC_LOG_INFO, c->pj_id, "joined room '%s' from %s (cluster)", c->pj_room, c->peer);
+        note_joined(c);
     }
     pending_clear(s, c);
 }
@@ -321,6 +345,8 @@ static void do_join(sig_client *c, const sig_msg *msg)
         send_error(c, SIG_E_BAD_REQUEST, "a join or resume is in progress");
         return;
     }
+    if (!join_rate_ok(c))
+        return;
     if (s->cluster && !sig_cluster_up(s->cluster)) {
         send_error(c, SIG_E_SERVER_BUSY, "cluster store (Redis) unavailable");
         return;
@@ -396,6 +422,8 @@ static void do_resume(sig_client *c, const sig_msg *msg)
         send_error(c, SIG_E_BAD_REQUEST, "a join or resume is in progress");
         return;
     }
+    if (!join_rate_ok(c))
+        return;
     rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, rtc_clock_mono_us());
     if (rc == SIG_E_UNAUTHORIZED && c->srv->cluster) {
         /* not here: perhaps on another node (non-sticky load balancer,
@@ -486,6 +514,7 @@ void sig_client_message(sig_client *c, const char *buf, size_t len)
                    : rc == SIG_E_SERVER_BUSY  ? "cannot reach other nodes now (Redis); try again"
                                               : "bad request");
     sig_msg_dispose(&msg);
+    note_joined(c); /* (a resume adopted from another node is noted here too, late) */
 }
 
 void sig_server_metrics(sig_server *s, rtc_buf *b)
@@ -572,10 +601,13 @@ static void admit_configure(sig_server *s, const char *why)
                 rtc_strerror(rc));
         return;
     }
-    RTC_LOG(RTC_LOG_INFO, NULL, "%sadmission: allowed-origin %s, max-connections-per-ip %lld", why,
+    sig_admit_set_unjoined_cap(s->admit, (uint32_t)cf->max_unjoined_per_ip);
+    RTC_LOG(RTC_LOG_INFO, NULL,
+            "%sadmission: allowed-origin %s, max-connections-per-ip %lld, "
+            "max-unjoined-per-ip %lld", why,
             !cf->allowed_origin.n ? "not set (any web page may connect; set it in production)"
                                   : "set",
-            (long long)cf->max_connections_per_ip);
+            (long long)cf->max_connections_per_ip, (long long)cf->max_unjoined_per_ip);
 }
 
 static void reload(sig_server *s)
@@ -666,7 +698,8 @@ bool sig_server_tick(sig_server *s, uint64_t t)
     if (t >= sig_hub_next_deadline(s->hub))
         sig_hub_tick(s->hub, t);
     if (t >= s->addrlim_sweep_us) {
-        sig_addrlim_sweep(s->addrlim, (uint32_t)s->conf->max_room_creates_per_ip_per_min, t);
+        sig_addrlim_sweep(s->addrlim, (uint32_t)s->conf->max_room_creates_per_ip_per_min,
+                          (uint32_t)s->conf->max_joins_per_ip_per_sec, t);
         s->addrlim_sweep_us = t + 1000000u;
     }
     if (s->cluster && sig_server_cluster_events(s)) /* (events normally come at once) */
@@ -783,6 +816,8 @@ void sig_client_closed(sig_client *c, uint64_t t)
     if (c->next)
         c->next->prev = c->prev;
     s->connections--;
+    if (c->ip_joined)
+        sig_admit_ip_joined(s->admit, &c->addr, false);
     if (c->ip_counted)
         sig_admit_ip_del(s->admit, &c->addr);
     c->srv = NULL;

@@ -52,6 +52,7 @@ struct sig_client {
     char peer[48];
     rtc_addr addr;  /* the client's address (TURN identity in open mode) */
     bool ip_counted; /* addr holds one count in the admission policy */
+    bool ip_joined;  /* ... counted as joined (sig_admit_ip_joined) */
     /* cluster mode: a join waiting for Redis's answer (join_serial != 0) */
     uint64_t join_serial;
     sig_client *pprev, *pnext; /* the server's pending list */

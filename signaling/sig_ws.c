@@ -388,6 +388,11 @@ static int admit_upgrade(server *s, struct lws *wsi)
         if (v == SIG_ADMIT_ORIGIN)
             RTC_LOG(RTC_LOG_WARN, ip, "WebSocket refused (403): Origin %s not allowed%s", shown,
                     more);
+        else if (v == SIG_ADMIT_UNJOINED)
+            RTC_LOG(RTC_LOG_INFO, ip,
+                    "WebSocket refused (429): max-unjoined-per-ip (%lld) connections not in a "
+                    "room%s",
+                    (long long)sig_server_conf(s->srv)->max_unjoined_per_ip, more);
         else
             RTC_LOG(RTC_LOG_INFO, ip,
                     "WebSocket refused (429): max-connections-per-ip (%lld) reached%s",
@@ -395,6 +400,8 @@ static int admit_upgrade(server *s, struct lws *wsi)
     }
     if (v == SIG_ADMIT_ORIGIN)
         refuse_upgrade(wsi, 403, "origin not allowed\n");
+    else if (v == SIG_ADMIT_UNJOINED)
+        refuse_upgrade(wsi, 429, "too many connections from your address not in a room\n");
     else
         refuse_upgrade(wsi, 429, "too many connections from your address\n");
     return 1;

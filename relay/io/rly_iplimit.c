@@ -16,7 +16,8 @@ typedef struct entry {
     struct entry *next;
     uint8_t key[9]; /* family, then 4 (v4) or 8 (v6 /64) address bytes */
     uint32_t n;
-    uint32_t hs; /* of those, TLS handshakes in progress (<= n) */
+    uint32_t pre; /* of those, not authenticated yet (<= n) */
+    uint32_t hs;  /* of those, TLS handshakes in progress (<= pre) */
 } entry;
 
 struct rly_iplimit {
@@ -64,7 +65,7 @@ void rly_iplimit_free(rly_iplimit *l)
     free(l);
 }
 
-bool rly_iplimit_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max)
+bool rly_iplimit_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max, uint32_t max_preauth)
 {
     uint8_t key[9];
     entry *e;
@@ -81,15 +82,16 @@ bool rly_iplimit_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max)
         e->next = l->b[h];
         l->b[h] = e;
     }
-    if (e && e->n < max) {
+    if (e && e->n < max && (!max_preauth || e->pre < max_preauth)) {
         e->n++;
+        e->pre++;
         ok = true;
     }
     pthread_mutex_unlock(&l->mu);
     return ok;
 }
 
-void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip)
+void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip, bool authed)
 {
     uint8_t key[9];
     entry **pp, *e;
@@ -100,6 +102,8 @@ void rly_iplimit_give(rly_iplimit *l, const rtc_addr *ip)
     pthread_mutex_lock(&l->mu);
     for (pp = &l->b[h]; (e = *pp) && memcmp(e->key, key, sizeof key); pp = &e->next)
         ;
+    if (e && !authed && e->pre)
+        e->pre--;
     if (e && --e->n == 0) {
         *pp = e->next;
         free(e);
@@ -118,6 +122,26 @@ static entry *find_locked(rly_iplimit *l, const rtc_addr *ip)
     return e;
 }
 
+void rly_iplimit_authed(rly_iplimit *l, const rtc_addr *ip)
+{
+    entry *e;
+    pthread_mutex_lock(&l->mu);
+    e = find_locked(l, ip);
+    if (e && e->pre > e->hs)
+        e->pre--;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void rly_iplimit_count(rly_iplimit *l, const rtc_addr *ip, uint32_t *all, uint32_t *preauth)
+{
+    entry *e;
+    pthread_mutex_lock(&l->mu);
+    e = find_locked(l, ip);
+    *all = e ? e->n : 0;
+    *preauth = e ? e->pre : 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
 bool rly_iplimit_hs_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max_per_ip,
                          uint32_t max_total)
 {
@@ -125,7 +149,7 @@ bool rly_iplimit_hs_take(rly_iplimit *l, const rtc_addr *ip, uint32_t max_per_ip
     bool ok = false;
     pthread_mutex_lock(&l->mu);
     e = find_locked(l, ip);
-    if (e && e->hs < e->n && (!max_per_ip || e->hs < max_per_ip) &&
+    if (e && e->hs < e->pre && (!max_per_ip || e->hs < max_per_ip) &&
         (!max_total || l->hs_total < max_total)) {
         e->hs++;
         l->hs_total++;

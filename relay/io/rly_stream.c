@@ -61,7 +61,7 @@ static void conn_free(rly_worker *w, uint32_t idx)
     rly_turn_tuple_gone(&w->turn, &tu);
     if (c->hs_counted)
         rly_iplimit_hs_give(w->iplimit, &c->client);
-    rly_iplimit_give(w->iplimit, &c->client);
+    rly_iplimit_give(w->iplimit, &c->client, c->authed);
     rly_tls_conn_free(c->tls);
     epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
@@ -219,8 +219,17 @@ static void conn_frames(rly_worker *w, uint32_t idx, uint32_t *budget)
         c = w->conns[idx];
         off += (size_t)fl;
         (*budget)--;
-        if (!c->authed && rly_table_find(w->turn.table, &tu))
-            c->authed = true; /* an Allocate passed authentication */
+        if (!c->authed && rly_table_find(w->turn.table, &tu)) {
+            /* an Allocate passed authentication: the connection now counts
+             * against its credential's quota, no longer against its
+             * address's pre-auth cap (issue 14 item 9) */
+            if (c->hs_counted) { /* (the handshake is done before any frame) */
+                rly_iplimit_hs_give(w->iplimit, &c->client);
+                c->hs_counted = false;
+            }
+            rly_iplimit_authed(w->iplimit, &c->client);
+            c->authed = true;
+        }
     }
     if (off) {
         memmove(c->in, c->in + off, c->in_len - off);
@@ -346,12 +355,22 @@ void rly_stream_accept(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
             close(fd);
             continue;
         }
-        if (!rly_iplimit_take(w->iplimit, &client, w->turn.cfg->lim.max_tcp_per_ip)) {
+        if (!rly_iplimit_take(w->iplimit, &client, w->turn.cfg->lim.max_tcp_per_ip,
+                              w->turn.cfg->lim.max_preauth_per_ip)) {
             if (rtc_log_ratelimit_ok(&w->warn_rl, w->now_ms)) {
                 char cl[RTC_ADDR_STRLEN];
+                uint32_t all, pre;
                 rtc_addr_format(&client, false, cl);
-                RTC_LOG(RTC_LOG_WARN, NULL, "refusing stream from %s: max-tcp-per-ip (%u) reached",
-                        cl, (unsigned)w->turn.cfg->lim.max_tcp_per_ip);
+                rly_iplimit_count(w->iplimit, &client, &all, &pre);
+                if (all >= w->turn.cfg->lim.max_tcp_per_ip)
+                    RTC_LOG(RTC_LOG_WARN, NULL,
+                            "refusing stream from %s: max-tcp-per-ip (%u) reached", cl,
+                            (unsigned)w->turn.cfg->lim.max_tcp_per_ip);
+                else
+                    RTC_LOG(RTC_LOG_WARN, NULL,
+                            "refusing stream from %s: max-preauth-per-ip (%u) connections "
+                            "without an allocation", cl,
+                            (unsigned)w->turn.cfg->lim.max_preauth_per_ip);
             }
             close(fd);
             continue;
@@ -368,7 +387,7 @@ void rly_stream_accept(rly_worker *w, int lfd, uint8_t proto, uint16_t listener)
                         cl, (unsigned)w->turn.cfg->lim.max_tls_handshakes_per_ip,
                         (unsigned)w->turn.cfg->lim.max_tls_handshakes);
             }
-            rly_iplimit_give(w->iplimit, &client);
+            rly_iplimit_give(w->iplimit, &client, false);
             close(fd);
             continue;
         }
@@ -395,7 +414,7 @@ out_free:
             free(c->out);
             free(c);
         }
-        rly_iplimit_give(w->iplimit, &client);
+        rly_iplimit_give(w->iplimit, &client, false);
         close(fd);
     }
 }

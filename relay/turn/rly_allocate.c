@@ -132,7 +132,9 @@ static int open_pair(rly_req *r, const rtc_addr *ip, rtc_addr *bound, uint8_t to
 
     if (rtc_random(token, 8))
         return -1;
-    rc = rly_quota_take(t->quota, user, lim->max_allocs, lim->max_allocs_per_user);
+    rc = rly_quota_take(t->quota, user, lim->max_allocs,
+                        rly_quota_user_max(lim->max_allocs_per_user, lim->max_allocs_per_rest_id,
+                                           r->rest));
     if (rc)
         return rc == RTC_ELIMIT ? RTC_ELIMIT : -1;
     for (int tries = 0; tries < 16; tries++) {
@@ -330,7 +332,8 @@ rly_result rly_h_allocate(rly_req *r)
             return RLY_ERR(508, "Insufficient Capacity");
     }
     rc = rly_quota_take(t->quota, rly_quota_key(user, r->rest), lim->max_allocs,
-                        lim->max_allocs_per_user);
+                        rly_quota_user_max(lim->max_allocs_per_user, lim->max_allocs_per_rest_id,
+                                           r->rest));
     if (rc && o.resv_fd >= 0)
         t->io.relay_close(t->io.ctx, o.resv_fd, &o.resv_bound);
     if (rc == RTC_ELIMIT)

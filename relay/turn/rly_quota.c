@@ -83,7 +83,7 @@ int rly_quota_take(rly_quota *q, const char *user, uint64_t max_total, uint64_t 
 
     pthread_mutex_lock(&q->mu);
     n = find(q, user);
-    if (q->total >= max_total || (n && n->count >= max_user) || max_user == 0) {
+    if (q->total >= max_total || (n && max_user && n->count >= max_user)) {
         rc = RTC_ELIMIT;
     } else {
         if (!n) {

@@ -9,6 +9,7 @@
 #ifndef RLY_QUOTA_H
 #define RLY_QUOTA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,9 +20,23 @@ typedef struct rly_quota rly_quota; /* opaque, thread-safe */
 rly_quota *rly_quota_new(void); /* NULL on ENOMEM */
 void rly_quota_free(rly_quota *q);
 
-/* Count one allocation for user if both limits allow it: 0, or RTC_ELIMIT
- * (quota reached) / -ENOMEM. */
+/* Count one allocation for user if both limits allow it (max_user 0: no
+ * per-user cap): 0, or RTC_ELIMIT (quota reached) / -ENOMEM. */
 int rly_quota_take(rly_quota *q, const char *user, uint64_t max_total, uint64_t max_user);
+/* The per-user cap for a quota key (issue 14 item 9). A static user is
+ * often one name handed to every client of a deployment, so a cap on it
+ * caps the whole deployment: only --max-allocations-per-user applies, and
+ * its default is 0, no cap (coturn's too). A REST credential's ID names one
+ * person (tsunagu-signal: a token's sub) or one client address (open mode:
+ * an office behind a NAT shares it), so --max-allocations-per-rest-id
+ * bounds it too; the smaller non-zero cap wins. 0: no cap. */
+static inline uint64_t rly_quota_user_max(uint64_t per_user, uint64_t per_rest_id, bool rest)
+{
+    if (!rest || !per_rest_id)
+        return per_user;
+    return per_user && per_user < per_rest_id ? per_user : per_rest_id;
+}
+
 /* Give one back (at release: the quota is free at once). */
 void rly_quota_give(rly_quota *q, const char *user);
 size_t rly_quota_total(rly_quota *q);

@@ -29,11 +29,13 @@
 /* Settings that SIGHUP may change. */
 typedef struct {
     uint32_t default_lifetime_s, max_lifetime_s;
-    uint64_t max_allocs, max_allocs_per_user;
+    uint64_t max_allocs, max_allocs_per_user; /* per user: 0 = no cap */
+    uint64_t max_allocs_per_rest_id;          /* REST credentials' ID, 0 = no cap */
     uint64_t bandwidth; /* bytes/s per allocation, 0 = none */
     uint32_t nonce_ttl_s;
     bool legacy_channels; /* ChannelBind accepts 0x5000-0x7FFF (RFC 5766) */
     uint32_t max_tcp_per_ip;     /* TCP/TLS connections per source (rly_iplimit.h) */
+    uint32_t max_preauth_per_ip; /* of those, without an allocation yet (0: no cap) */
     uint32_t tcp_auth_timeout_s; /* a stream must authenticate within this */
     uint32_t max_tls_handshakes, max_tls_handshakes_per_ip; /* in progress (rly_iplimit.h) */
 } rly_limits;

@@ -43,6 +43,7 @@ def main():
             port = free_port()
             p = st.spawn([a.signal_exe, "--listen", "127.0.0.1:%d" % port, "--turn-url", turn,
                           "--turn-secret", SECRET, "--max-connections-per-ip", "0",
+                          "--max-unjoined-per-ip", "0", "--max-joins-per-ip-per-sec", "0",
                           "--redis", r.url, "--redis-node-ttl", "2", "--drain-seconds",
                           str(DRAIN_S), "--log-level", "debug"], "node%d.log" % i)
             wait_tcp(port, 10, p, "tsunagu-signal node %d" % i)

@@ -209,7 +209,8 @@ class Stack:
             # every bot connects from 127.0.0.1: load runs (2 connections a call)
             # would pass the per-address cap of 64
             argv = [exe, "--listen", "127.0.0.1:%d" % self.sig_port, "--turn-url", turn_url,
-                    "--turn-secret", SECRET, "--max-connections-per-ip", "0"] + more
+                    "--turn-secret", SECRET, "--max-connections-per-ip", "0",
+                    "--max-unjoined-per-ip", "0", "--max-joins-per-ip-per-sec", "0"] + more
             p = self.spawn(argv, "signal.log")
             wait_tcp(self.sig_port, 10, p, "tsunagu-signal")
         return "ws://127.0.0.1:%d/ws" % self.sig_port

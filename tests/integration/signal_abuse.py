@@ -92,7 +92,10 @@ async def join_drop_loop(exe):
         assert metric(srv, "tsunagu_signal_rooms") <= 64 + 1, metric(srv, "tsunagu_signal_rooms")
         assert metric(srv, 'tsunagu_signal_address_limited_total{reason="held"}') == \
             answers.get("joined", 0) - held
-        assert metric(srv, 'tsunagu_signal_address_limited_total{reason="room-creates"}') == \
+        # rate-limited by the room-creation rate, or (issue 14 item 9) by the
+        # join attempts per address per second when the loop runs faster
+        assert metric(srv, 'tsunagu_signal_address_limited_total{reason="room-creates"}') + \
+            metric(srv, 'tsunagu_signal_address_limited_total{reason="joins"}') == \
             answers.get("rate-limited", 0)
         m = await other_address_joins(srv, "victim-room")
         assert m.get("type") == "joined", "another address's new room refused: %r" % m

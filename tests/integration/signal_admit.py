@@ -267,7 +267,8 @@ async def perip(exe):
             await c.close()
         await settled(srv)
     # 0: no cap
-    with Server(exe, "--max-connections-per-ip", "0", "--max-connections", "100") as srv:
+    with Server(exe, "--max-connections-per-ip", "0", "--max-unjoined-per-ip", "0",
+                "--max-connections", "100") as srv:
         cl = [await Client.connect(srv.url) for _ in range(70)]
         assert gauge(srv, "tsunagu_signal_connections") == 70
         for c in cl:
@@ -439,7 +440,10 @@ async def admit_startup(exe):
     p = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
     for flag in ("--allowed-origin ORIGIN", "--max-connections-per-ip N", "(repeatable)"):
         assert flag in p.stdout, flag
-    assert re.search(r"--max-connections-per-ip N .*\[default: 64\]", p.stdout), p.stdout
+    # issue 14 item 9: a high cap on all, the tight one on connections not in a room
+    assert re.search(r"--max-connections-per-ip N .*\[default: 2048\]", p.stdout), p.stdout
+    assert re.search(r"--max-unjoined-per-ip N .*\[default: 64\]", p.stdout), p.stdout
+    assert re.search(r"--max-joins-per-ip-per-sec N .*\[default: 100\]", p.stdout), p.stdout
 
 
 def refused_answer(port, path=b"/ws"):

@@ -862,7 +862,8 @@ async def scale(exe):
     rooms, per_room, n_sig, n_bc = 100, 10, 20, 5
     # every client is 127.0.0.1: no per-address cap here
     with Server(exe, "--rate-limit", "1000", "--log-level", "info",
-                "--max-connections-per-ip", "0") as srv:
+                "--max-connections-per-ip", "0", "--max-unjoined-per-ip", "0",
+                "--max-joins-per-ip-per-sec", "0") as srv:
         t0 = time.time()
         sem = asyncio.Semaphore(100)
 

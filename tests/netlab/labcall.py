@@ -62,7 +62,8 @@ def start_signal(lab, ns, listen_ip, exe, urls=(), port=SIGNAL_PORT, log="signal
     servers at all. Returns the ws:// URL."""
     if not exe or not os.access(exe, os.X_OK):
         netlab.fail("tsunagu-signal executable not given or not executable: %r" % exe)
-    argv = [exe, "--listen", "%s:%d" % (listen_ip, port), "--max-connections-per-ip", "0"]
+    argv = [exe, "--listen", "%s:%d" % (listen_ip, port), "--max-connections-per-ip", "0",
+            "--max-unjoined-per-ip", "0", "--max-joins-per-ip-per-sec", "0"]
     for u in urls:
         argv += ["--turn-url", u]
     if any(not u.startswith("stun:") for u in urls):

@@ -21,7 +21,14 @@ static void test_per_user(void)
     is_int(rly_quota_take(q, "bob", 100, 2), 0, "bob 1/2");
     is_int(rly_quota_take(q, "alice", 100, 2), RTC_ELIMIT, "alice holds 2: third refused");
     is_int(rly_quota_total(q), 3, "total 3");
-    is_int(rly_quota_take(q, "carol", 100, 0), RTC_ELIMIT, "per-user limit 0 refuses all");
+    /* issue 14 item 9: 0 is no per-user cap (coturn's default), not a
+     * quota nobody can use */
+    for (int i = 0; i < 80; i++)
+        fails += rly_quota_take(q, "carol", 100, 0) != 0;
+    is_int(fails, 0, "per-user limit 0: no cap (80 of one user, past the old default 64)");
+    is_int(rly_quota_total(q), 83, "total 83");
+    for (int i = 0; i < 80; i++)
+        rly_quota_give(q, "carol");
     rly_quota_give(q, "alice");
     is_int(rly_quota_total(q), 2, "released: total 2");
     is_int(rly_quota_take(q, "alice", 100, 2), 0, "released: alice's quota freed at once");
@@ -52,6 +59,18 @@ static void test_rest_key(void)
     is_int(rly_quota_take(q, k1, 100, 1), 0, "first credential of member7");
     is_int(rly_quota_take(q, k2, 100, 1), RTC_ELIMIT, "second credential shares the quota");
     rly_quota_free(q);
+}
+
+/* which cap applies to a key (issue 14 item 9) */
+static void test_user_max(void)
+{
+    is_int((int)rly_quota_user_max(0, 4096, false), 0, "static user, defaults: no cap");
+    is_int((int)rly_quota_user_max(0, 4096, true), 4096, "REST ID, defaults: per-rest-id cap");
+    is_int((int)rly_quota_user_max(3, 4096, true), 3, "REST ID: the smaller per-user cap wins");
+    is_int((int)rly_quota_user_max(5000, 4096, true), 4096, "REST ID: the smaller rest-id cap");
+    is_int((int)rly_quota_user_max(3, 4096, false), 3, "static user: per-user cap");
+    is_int((int)rly_quota_user_max(7, 0, true), 7, "REST ID, rest-id cap off: per-user");
+    is_int((int)rly_quota_user_max(0, 0, true), 0, "both off: no cap");
 }
 
 static void test_reservations(void)
@@ -101,6 +120,7 @@ int main(void)
 {
     test_per_user();
     test_rest_key();
+    test_user_max();
     test_reservations();
     return done_testing();
 }

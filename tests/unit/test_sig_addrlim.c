@@ -54,10 +54,10 @@ static void held(void)
            sig_addrlim_hold(l, &v6c, "00000000000000c3", 0, 1000),
        "cap 0: no cap");
     /* sweep: past their time, uncounted ("0000000000000000" got 2000) */
-    sig_addrlim_sweep(l, 0, 1500);
+    sig_addrlim_sweep(l, 0, 0, 1500);
     is_int(sig_addrlim_held(l, &a), 1, "sweep uncounts places past their time");
     is_int(sig_addrlim_held(l, &b), 0, "on every address");
-    sig_addrlim_sweep(l, 0, 2000);
+    sig_addrlim_sweep(l, 0, 0, 2000);
     is_int(sig_addrlim_held(l, &a), 0, "the later deadline too");
     {
         rtc_buf buf;
@@ -87,7 +87,7 @@ static void creates(void)
     ok(sig_addrlim_create(l, &a, 10, t + MIN_US / 10), "6 s later: one token (10 a minute)");
     ok(!sig_addrlim_create(l, &a, 10, t + MIN_US / 10), "and only one");
     ok(sig_addrlim_create(l, &a, 0, t), "per_min 0: no limit");
-    sig_addrlim_sweep(l, 10, t + MIN_US / 2);
+    sig_addrlim_sweep(l, 10, 0, t + MIN_US / 2);
     n = 0;
     while (n < 100 && sig_addrlim_create(l, &a, 10, t + MIN_US / 2))
         n++;
@@ -96,7 +96,7 @@ static void creates(void)
         /* after a full minute every bucket is full and the address forgotten:
          * a fresh burst (nothing stale remembered) */
         int m = 0;
-        sig_addrlim_sweep(l, 10, t + 3 * MIN_US);
+        sig_addrlim_sweep(l, 10, 0, t + 3 * MIN_US);
         while (m < 100 && sig_addrlim_create(l, &a, 10, t + 3 * MIN_US))
             m++;
         is_int(m, 10, "a forgotten address starts with a full burst");
@@ -117,14 +117,40 @@ static void table_bound(void)
         refused += !sig_addrlim_create(l, &a, 5, 1000);
     }
     is_int(refused, 10, "addresses past SIG_ADDRLIM_MAX_ADDRS are refused, not stored");
-    sig_addrlim_sweep(l, 5, 1000 + 2 * MIN_US);
+    sig_addrlim_sweep(l, 5, 0, 1000 + 2 * MIN_US);
     a.ip[1] = 0xff;
     ok(sig_addrlim_create(l, &a, 5, 2000 + 2 * MIN_US), "after the sweep there is room again");
     sig_addrlim_free(l);
 }
 
+/* issue 14 item 9: join and resume attempts per address per second */
+static void joins(void)
+{
+    sig_addrlim *l = sig_addrlim_new();
+    rtc_addr a = ip("198.51.100.20"), b = ip("198.51.100.21");
+    uint64_t t = 5000000;
+    int n = 0, m = 0;
+    while (n < 1000 && sig_addrlim_join(l, &a, 100, t))
+        n++;
+    is_int(n, 100, "a burst of 100 joins, then rate-limited");
+    ok(sig_addrlim_join(l, &b, 100, t), "another address is not affected");
+    ok(sig_addrlim_join(l, &a, 100, t + 10000), "10 ms later: one more");
+    /* 1000 joins at 90 a second: none refused */
+    for (int i = 0; i < 1000; i++)
+        m += !sig_addrlim_join(l, &a, 100, t + 2000000 + (uint64_t)i * 1000000 / 90);
+    is_int(m, 0, "1000 joins at 90/s from one address: all pass");
+    ok(sig_addrlim_join(l, &a, 0, t), "0: no limit");
+    sig_addrlim_sweep(l, 0, 100, t + 60000000);
+    n = 0;
+    while (n < 1000 && sig_addrlim_join(l, &a, 100, t + 60000000))
+        n++;
+    is_int(n, 100, "after a quiet sweep the address starts with a full burst");
+    sig_addrlim_free(l);
+}
+
 int main(void)
 {
+    joins();
     held();
     creates();
     table_bound();

@@ -198,6 +198,56 @@ static void per_ip(void)
     sig_admit_free(a);
 }
 
+/* issue 14 item 9: the tight cap is on connections that have not joined;
+ * joined ones (an office behind one NAT) count only against the total */
+static void unjoined(void)
+{
+    sig_admit *a = sig_admit_new(7);
+    rtc_addr x = ip("198.51.100.9"), y = ip("198.51.100.10");
+    int n = 0;
+
+    sig_admit_configure(a, NULL, 0, 4096);
+    sig_admit_set_unjoined_cap(a, 64);
+    for (int i = 0; i < 1000; i++) {
+        if (sig_admit_check(a, NULL, 0, &x) != SIG_ADMIT_OK || sig_admit_ip_add(a, &x))
+            break;
+        sig_admit_ip_joined(a, &x, true);
+        n++;
+    }
+    is_int(n, 1000, "1000 connections of one address that join: all admitted");
+    n = 0;
+    while (n < 200 && sig_admit_check(a, NULL, 0, &x) == SIG_ADMIT_OK && !sig_admit_ip_add(a, &x))
+        n++;
+    is_int(n, 64, "next to them, 64 that do not join, then ...");
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_UNJOINED, "... refused (unjoined)");
+    is_int(sig_admit_check(a, NULL, 0, &y), SIG_ADMIT_OK, "another address is not affected");
+    is_int(sig_admit_ip_unjoined(a, &x), 64, "64 unjoined of 1064");
+    sig_admit_ip_joined(a, &x, false); /* a joined one closes */
+    sig_admit_ip_del(a, &x);
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_UNJOINED,
+           "a joined one closing frees no unjoined place");
+    sig_admit_ip_del(a, &x); /* an unjoined one closes */
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_OK, "an unjoined one closing does");
+    sig_admit_ip_add(a, &x);
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_UNJOINED, "taken again");
+    sig_admit_ip_joined(a, &x, true);
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_OK, "one joins: a place again");
+    sig_admit_configure(a, NULL, 0, 1063);
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_PER_IP, "the cap on all still holds");
+    sig_admit_set_unjoined_cap(a, 0);
+    sig_admit_configure(a, NULL, 0, 0);
+    is_int(sig_admit_check(a, NULL, 0, &x), SIG_ADMIT_OK, "both 0: no cap");
+    for (int i = 0; i < 1062; i++)
+        sig_admit_ip_del(a, &x);
+    is_int(sig_admit_ip_count(a, &x), 1, "one left");
+    sig_admit_ip_joined(a, &x, true);
+    sig_admit_ip_joined(a, &x, true); /* more than it holds: ignored */
+    is_int(sig_admit_ip_unjoined(a, &x), 0, "never more joined than counted");
+    sig_admit_ip_del(a, &x);
+    is_int(sig_admit_ip_entries(a), 0, "all gone");
+    sig_admit_free(a);
+}
+
 /* Many addresses, interleaved: exact counts, growth and shrink of the
  * table, nothing left behind (ASan checks the memory). */
 static void bounds(void)
@@ -291,6 +341,7 @@ int main(void)
     origins();
     validator();
     per_ip();
+    unjoined();
     bounds();
     metrics_and_log();
     return done_testing();
