@@ -34,6 +34,7 @@ static void render(void *arg, rtc_buf *b)
     size_t n = p->n_workers;
     const rly_reloads *reloads = &p->reloads;
     rly_stats sum;
+    rly_rtpq_shard qsum;
     uint64_t allocs = 0;
     static const char *const dir_c2p = "direction=\"client_to_peer\"";
     static const char *const dir_p2c = "direction=\"peer_to_client\"";
@@ -86,6 +87,10 @@ static void render(void *arg, rtc_buf *b)
                     atomic_load(&reloads->takeover_ok));
     rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
                     atomic_load(&reloads->takeover_failed));
+    rly_rtpq_shard_init(&qsum);
+    for (size_t i = 0; i < n; i++)
+        rly_rtpq_shard_add(&qsum, rly_worker_qshard(ws[i]));
+    rly_rtpq_render(b, &qsum);
     rly_selfcheck_render(p->selfcheck, b);
     rtc_metrics_build_info(b);
     rtc_metrics_process(b, p->start_time_s);
@@ -114,6 +119,7 @@ int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, si
 
     for (size_t i = 0; i < n; i++) {
         wp.first = i == 0;
+        wp.index = (uint32_t)i;
         if (st) { /* the running relay's sockets */
             wp.adopt = &st->w[i];
             wp.adopt_fds = fds;

@@ -260,6 +260,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }
+    w->turn.worker = p->index;
+    w->turn.now_us = rtc_clock_mono_us();
     if (open_listeners(w, p, err, errlen))
         goto out_free;
     w->iplimit = p->iplimit; /* shared; rly_stream_accept needs it */
@@ -314,6 +316,7 @@ void rly_worker_free(rly_worker *w)
 bool rly_worker_draining(const rly_worker *w) { return atomic_load(&w->draining_pub); }
 bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
+const rly_rtpq_shard *rly_worker_qshard(const rly_worker *w) { return &w->turn.qshard; }
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 size_t rly_worker_total_allocations(const rly_worker *w) { return rly_quota_total(w->turn.quota); }
 
@@ -425,7 +428,8 @@ static void park(rly_worker *w)
         pthread_cond_wait(&w->pcv, &w->pmu);
     w->paused = false;
     pthread_mutex_unlock(&w->pmu);
-    w->now_ms = rtc_clock_mono_ms();
+    w->turn.now_us = rtc_clock_mono_us();
+    w->now_ms = w->turn.now_us / 1000;
 }
 
 void rly_worker_post_pause(rly_worker *w)
@@ -487,7 +491,8 @@ int rly_worker_run(rly_worker *w)
             break;
         }
         /* one clock read per iteration, never per packet */
-        w->now_ms = rtc_clock_mono_ms();
+        w->turn.now_us = rtc_clock_mono_us();
+        w->now_ms = w->turn.now_us / 1000;
         w->wall_s = rtc_clock_wall_s();
         for (int i = 0; i < n; i++)
             handle(w, &evs[i]);

@@ -41,6 +41,7 @@ typedef struct {
     rly_ports *ports;        /* shared relayed-port pool */
     bool reuseport;          /* several workers share the listening ports */
     bool first;              /* the first worker made (checks the ports are free) */
+    uint32_t index;          /* 0.. in the process: public allocation ids "index.serial" */
     rly_quota *quota;        /* shared */
     rly_iplimit *iplimit;    /* shared: TCP/TLS connections per source */
     const uint8_t *nonce_key; /* 32 bytes, shared */
@@ -99,6 +100,8 @@ int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t 
 /* Counters and gauges for the metrics page; other threads read them while
  * the worker writes (plain monotonic counters, read at scrape time). */
 const rly_stats *rly_worker_stats(const rly_worker *w);
+/* Its shard of the RTP stream histograms (rly_rtpq_render sums them). */
+const rly_rtpq_shard *rly_worker_qshard(const rly_worker *w);
 size_t rly_worker_allocations(const rly_worker *w);
 /* Allocations of the whole process, exact (the shared quota count). */
 size_t rly_worker_total_allocations(const rly_worker *w);

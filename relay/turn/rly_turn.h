@@ -96,6 +96,9 @@ typedef struct {
     bool draining;         /* SIGTERM: new Allocate requests get 403 */
     uint32_t ind_seq;      /* transaction ids of Data indications */
     rtc_log_ratelimit warn_rl; /* warnings an attacker could trigger */
+    uint32_t worker;           /* index of the owning worker: public ids (rly_alloc) */
+    uint64_t now_us;           /* the loop's clock (µs): RTP arrival times for rly_rtpq */
+    rly_rtpq_shard qshard;     /* this worker's share of the stream histograms */
 } rly_turn;
 
 /* quota is shared and borrowed; nonce_key (32 bytes) is shared by all
