@@ -36,6 +36,7 @@ typedef struct {
     const struct bot_tls_ctx *tls; /* turns: servers (bot_tlsfwd.h); NULL: skipped */
     bool relay_only;
     uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
+    uint32_t jitter_ms;   /* test impairment: delay each RTP send 0..N ms (0 = off) */
     uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
     uint32_t setup_timeout_ms;
     const char *cname;
