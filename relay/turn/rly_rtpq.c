@@ -170,27 +170,18 @@ static void observe(const rly_rtpq_src *s, rly_rtpq_shard *sh, int dir)
         rtc_hist_observe(&sh->jitter[dir], j);
 }
 
-void rly_rtpq_rtp(rly_rtpq *q, rly_rtpq_shard *sh, int dir, const uint8_t *p, size_t n,
-                  uint64_t now_us)
+/* An SSRC without a slot: a free one, else one idle long enough (its
+ * stream is observed first), else none (counted). Once per stream. */
+static void src_new(rly_rtpq *q, rly_rtpq_shard *sh, int dir, uint16_t seq, uint32_t ts,
+                    uint32_t ssrc, uint64_t now_us)
 {
-    rtc_rd r;
-    uint16_t seq;
-    uint32_t ts, ssrc;
     rly_rtpq_src *s, *free_slot = NULL, *idle = NULL;
 
-    rtc_rd_init(&r, p, n);
-    if (!rtc_rd_skip(&r, 2) || !rtc_rd_u16(&r, &seq) ||
-        !rtc_rd_u32(&r, &ts) || !rtc_rd_u32(&r, &ssrc))
-        return;
-    sh->rtp[dir]++;
     for (int i = 0; i < RLY_RTPQ_SLOTS; i++) {
         s = &q->src[i];
         if (!s->used) {
             if (!free_slot)
                 free_slot = s;
-        } else if (s->ssrc == ssrc) {
-            src_seq(s, seq, ts, now_us);
-            return;
         } else if (!idle && now_us - s->last_us >= RLY_RTPQ_IDLE_US) {
             idle = s;
         }
@@ -207,6 +198,27 @@ void rly_rtpq_rtp(rly_rtpq *q, rly_rtpq_shard *sh, int dir, const uint8_t *p, si
     }
     src_start(s, ssrc, seq, ts, now_us);
     sh->streams[dir]++;
+}
+
+void rly_rtpq_rtp(rly_rtpq *q, rly_rtpq_shard *sh, int dir, const uint8_t *p, size_t n,
+                  uint64_t now_us)
+{
+    rtc_rd r;
+    uint16_t seq;
+    uint32_t ts, ssrc;
+
+    rtc_rd_init(&r, p, n);
+    if (!rtc_rd_skip(&r, 2) || !rtc_rd_u16(&r, &seq) || !rtc_rd_u32(&r, &ts) ||
+        !rtc_rd_u32(&r, &ssrc))
+        return;
+    sh->rtp[dir]++;
+    /* the common case: a packet of a stream that has its slot */
+    for (int i = 0; i < RLY_RTPQ_SLOTS; i++)
+        if (q->src[i].ssrc == ssrc && q->src[i].used) {
+            src_seq(&q->src[i], seq, ts, now_us);
+            return;
+        }
+    src_new(q, sh, dir, seq, ts, ssrc, now_us);
 }
 
 void rly_rtpq_summary(const rly_rtpq *q, rly_rtpq_sum *out)

@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""relay_quality.py - the relay's call quality without decrypting (issue 12
+item 1, relay/turn/rly_rtpq.c) against known impairments, with real
+tsunagu-bot calls through tsunagu-relay and tsunagu-signal on 127.0.0.1.
+
+Two bot processes in member mode share a room, relay only: one sends with an
+impairment, the other without. Each call leg's SRTP stream crosses the relay
+twice (client_to_peer on the sender's allocation, peer_to_client on the
+receiver's), so each direction of the relay's histograms gets one impaired
+and one clean stream per call. Streams are observed when their allocation is
+released (the bots' Refresh 0 at exit).
+
+1. loss: --drop-every 20 (every 20th RTP packet not sent): per direction,
+   one stream in the loss bucket around 5% (0.04, 0.06] and one at <= 0.001;
+   the sum of ratios is 0.05 +- 0.01; the 'released' log lines say loss=5.xx%
+   for the impaired side; the bot's own count agrees.
+2. jitter: --jitter-ms 40 (each RTP packet held a random 0..40 ms, order
+   kept): per direction, one stream with jitter above 5 ms and one below;
+   the jitter sum per direction grew by more than 5 ms over phase 1's.
+
+usage: relay_quality.py --bot PATH --relay-exe PATH --signal-exe PATH"""
+import argparse, json, os, re, subprocess, sys, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bot_harness import Stack, fail, free_port, wait_tcp, SECRET, TIMEOUT_MULT  # noqa: E402
+
+DIRS = ("client_to_peer", "peer_to_client")
+DURATION = 6
+
+
+def scrape(port):
+    try:
+        return urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                      timeout=5).read().decode()
+    except OSError as e:
+        fail("relay /metrics: %s" % e)
+
+
+def hist(body, name, direction):
+    """{le: cumulative count}, sum, count of one direction's histogram."""
+    b = {}
+    for m in re.finditer(r'^%s_bucket\{direction="%s",le="([^"]+)"\} (\d+)$' % (name, direction),
+                         body, re.M):
+        b[m.group(1)] = int(m.group(2))
+    s = re.search(r'^%s_sum\{direction="%s"\} (\S+)$' % (name, direction), body, re.M)
+    c = re.search(r'^%s_count\{direction="%s"\} (\d+)$' % (name, direction), body, re.M)
+    if not b or not s or not c:
+        fail("%s{direction=%s} missing from /metrics" % (name, direction))
+    return b, float(s.group(1)), int(c.group(1))
+
+
+def start_relay(st):
+    st.turn_port = free_port(also_udp=True)
+    st.metrics_port = free_port()
+    argv = [st.args.relay_exe, "--listen", "127.0.0.1:%d" % st.turn_port,
+            "--auth-secret", SECRET, "--realm", "tsunagu",
+            "--metrics-listen", "127.0.0.1:%d" % st.metrics_port, "--log-level", "info"]
+    p = st.spawn(argv, "relay.log")
+    wait_tcp(st.turn_port, 10, p, "relay")
+    return "turn:127.0.0.1:%d" % st.turn_port
+
+
+def call_pair(st, url, room, impair):
+    """Bot 'a' (impaired) joins, then bot 'b' (clean) joins and calls it.
+    Both run DURATION s of media; returns their JSON reports."""
+    bots = []
+    for name, extra, dur in (("a", impair, DURATION + 2), ("b", [], DURATION)):
+        report = os.path.join(st.dir, "%s-%s.json" % (room, name))
+        argv = [st.args.bot, "--signal", url, "--room", room, "--relay-only",
+                "--duration", str(dur), "--report", report, "--name", name] + extra
+        bots.append((st.spawn(argv, "%s-%s.log" % (room, name)), report, name))
+        time.sleep(1.0)  # a is in the room before b joins and offers
+    for p, report, name in bots:
+        try:
+            rc = p.wait(timeout=(DURATION + 40) * TIMEOUT_MULT)
+        except subprocess.TimeoutExpired:
+            fail("bot %s of %s did not finish" % (name, room))
+        if rc != 0:
+            print(st.log("%s-%s.log" % (room, name))[-3000:])
+            fail("bot %s of %s exited %d" % (name, room, rc))
+    return [json.load(open(r)) for _, r, _ in bots]
+
+
+def wait_observed(st, name, want):
+    """Histogram counts per direction reach want (allocations released)."""
+    deadline = time.time() + 15 * TIMEOUT_MULT
+    while True:
+        body = scrape(st.metrics_port)
+        counts = [hist(body, name, d)[2] for d in DIRS]
+        if all(c >= want for c in counts) or time.time() > deadline:
+            return body, counts
+        time.sleep(0.5)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bot", required=True)
+    ap.add_argument("--relay-exe", required=True)
+    ap.add_argument("--signal-exe", required=True)
+    a = ap.parse_args()
+    a.relay, a.signal = "tsunagu", "tsunagu"
+    checks = 0
+    with Stack(a) as st:
+        url = st.start_signal(start_relay(st))
+
+        # ---- 1. loss ----
+        ra, rb = call_pair(st, url, "q-loss-%d" % os.getpid(), ["--drop-every", "20"])
+        dropped = sum(c["dropped_on_purpose"] for c in ra["calls"])
+        sent = sum(c["sent"] for c in ra["calls"])
+        print("# bot a dropped %d of %d RTP packets on purpose" % (dropped, sent + dropped))
+        if dropped < 10:
+            fail("bot a dropped only %d packets: the call was too short" % dropped)
+        body, counts = wait_observed(st, "tsunagu_relay_stream_loss_ratio", 2)
+        if counts != [2, 2]:
+            print(st.log("relay.log")[-3000:])
+            fail("loss histogram observed %s streams per direction, want 2 each" % counts)
+        checks += 1
+        for d in DIRS:
+            b, s, c = hist(body, "tsunagu_relay_stream_loss_ratio", d)
+            print("# loss %s: buckets %s, sum %.4f, count %d" % (d, b, s, c))
+            if b["0.001"] != 1:
+                fail("%s: %d streams without loss, want 1 (the clean bot's)" % (d, b["0.001"]))
+            if b["0.06"] - b["0.04"] != 1:
+                fail("%s: no stream in the loss bucket (0.04, 0.06]" % d)
+            if abs(s - 0.05) > 0.01:
+                fail("%s: loss ratios sum to %.4f, want 0.05 +- 0.01" % (d, s))
+            checks += 3
+        rel = re.findall(r"released \(.*?\) client=.*? user=.*? duration=([0-9.]+)s "
+                         r"c2p=(\d+)/(\d+) streams=(\d+) loss=([0-9.]+)% jitter=(\S+) "
+                         r"p2c=(\d+)/(\d+) streams=(\d+) loss=([0-9.]+)% jitter=(\S+)",
+                         st.log("relay.log"))
+        media = [r for r in rel if int(r[1]) > 100 and int(r[6]) > 100]
+        print("# released lines with media: %s" % media)
+        if len(media) != 2:
+            fail("%d 'released' lines with media both ways, want 2" % len(media))
+        losses = sorted((float(r[4]), float(r[9])) for r in media)
+        # the clean bot's allocation: 0% out, ~5% in; the dropping bot's: ~5% out, 0% in
+        if not (losses[0][0] < 0.1 and abs(losses[0][1] - 5) < 1 and
+                abs(losses[1][0] - 5) < 1 and losses[1][1] < 0.1):
+            fail("released lines' loss (c2p, p2c) %s, want (0, 5%%) and (5%%, 0)" % losses)
+        if any(float(r[0]) < DURATION - 1 for r in media):
+            fail("released lines' durations shorter than the calls: %s" % [r[0] for r in media])
+        checks += 3
+        _, j1_sum0, _ = hist(body, "tsunagu_relay_stream_jitter_seconds", DIRS[0])
+        _, j1_sum1, _ = hist(body, "tsunagu_relay_stream_jitter_seconds", DIRS[1])
+        j1 = hist(body, "tsunagu_relay_stream_jitter_seconds", DIRS[0])[0]
+        if j1["0.005"] != 2:
+            fail("phase 1 (no delay): jitter above 5 ms on %d streams" % (2 - j1["0.005"]))
+        checks += 1
+
+        # ---- 2. jitter ----
+        call_pair(st, url, "q-jit-%d" % os.getpid(), ["--jitter-ms", "40"])
+        body, counts = wait_observed(st, "tsunagu_relay_stream_jitter_seconds", 4)
+        if counts != [4, 4]:
+            fail("jitter histogram observed %s streams per direction, want 4 each" % counts)
+        for d, before in zip(DIRS, (j1_sum0, j1_sum1)):
+            b, s, c = hist(body, "tsunagu_relay_stream_jitter_seconds", d)
+            print("# jitter %s: buckets %s, sum %.4f (phase 1: %.4f), count %d" % (
+                d, b, s, before, c))
+            if b["0.005"] != 3:
+                fail("%s: %d streams at <= 5 ms jitter, want 3 (all but the delayed one)"
+                     % (d, b["0.005"]))
+            if s - before < 0.005:
+                fail("%s: the jitter sum grew by %.4f s only" % (d, s - before))
+            checks += 2
+        body = scrape(st.metrics_port)
+        for d in DIRS:
+            m = re.search(r'^tsunagu_relay_streams_total\{direction="%s"\} (\d+)$' % d, body, re.M)
+            if not m or int(m.group(1)) < 4:
+                fail("tsunagu_relay_streams_total{direction=%s} below 4" % d)
+            checks += 1
+    print("PASS (%d checks)" % checks)
+
+
+if __name__ == "__main__":
+    main()
