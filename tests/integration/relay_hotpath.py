@@ -102,9 +102,9 @@ def read_profile(path):
     return total, cost
 
 
-def metric_pkts(relay):
-    return (relay.metric('tsunagu_relay_packets_total{direction="client_to_peer"}') +
-            relay.metric('tsunagu_relay_packets_total{direction="peer_to_client"}'))
+def metric_pkts(relay, name="tsunagu_relay_packets_total"):
+    return (relay.metric(name + '{direction="client_to_peer"}') +
+            relay.metric(name + '{direction="peer_to_client"}'))
 
 
 SEQ = [0]
@@ -181,6 +181,7 @@ def main():
         lockstep(c, "warm-up client to client", a_to_b, b_recv, 20)
         lockstep(c, "warm-up through a peer", via_peer, a_recv, 20)
         before = metric_pkts(relay)
+        rtp_before = metric_pkts(relay, "tsunagu_relay_rtp_packets_total")
         relay.control("-i", "on")
         lockstep(c, "client to client (handed over inside the relay)", a_to_b, b_recv, N)
         lockstep(c, "through a UDP peer (kernel both ways)", via_peer, a_recv, N)
@@ -189,6 +190,9 @@ def main():
         after = metric_pkts(relay)
         relayed = after - before
         c.ok(relayed == 4 * N, f"relay counted {4 * N} relayed packets", f"(got {relayed})")
+        rtp = metric_pkts(relay, "tsunagu_relay_rtp_packets_total") - rtp_before
+        c.ok(rtp == 4 * N, f"the quality tracker saw all {4 * N} as RTP (its cost is counted)",
+             f"(got {rtp})")
         dumps = sorted(p for p in os.listdir(outdir) if p.startswith("cg.out"))
         c.ok(bool(dumps), "callgrind dumped a profile", f"({os.listdir(outdir)})")
         if dumps:
