@@ -3,11 +3,13 @@
  * the workers for it (see rly_proc.h). Main thread, except the hooks
  * (worker 0's thread). */
 #include <fcntl.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rly_proc.h"
 #include "rtc_clock.h"
@@ -96,6 +98,15 @@ static void render(void *arg, rtc_buf *b)
     rtc_metrics_process(b, p->start_time_s);
 }
 
+/* POST /admin/drain: the same drain as an operator's SIGTERM, through the
+ * main thread's signal handling (rly_supervise.c), so there is one path. */
+static void drain_self(void *arg)
+{
+    (void)arg;
+    RTC_LOG(RTC_LOG_INFO, NULL, "admin API: drain requested");
+    kill(getpid(), SIGTERM);
+}
+
 static const char *unhealthy(void *arg)
 {
     const rly_proc *p = arg;
@@ -141,6 +152,8 @@ int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, si
         ap.listen_fd = nonblocking(fds[st->metrics_fd]);
         fds[st->metrics_fd] = -1;
     }
+    ap.api = (rly_admin_api_params){.token = p->s.admin_token, .workers = p->workers,
+                                    .n_workers = p->n_workers, .drain = drain_self};
     if (!(p->admin = rly_admin_new(&ap, err, errlen)))
         return RTC_EMSG;
     rtc_addr_format(&p->base.relay_ip[0], false, r4);

@@ -25,6 +25,7 @@ typedef struct {
     rtc_strlist listen, tls_listen, relay_ip, external_ip, user, allow_peer, deny_peer,
         auth_secret;
     char *cert, *key, *relay_ports, *realm, *metrics_listen, *log_level, *log_format;
+    char *admin_token; /* the admin API under /admin/ (rly_admin_api.h); NULL = off */
     bool legacy_channels, self_check;
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;

@@ -100,6 +100,15 @@ int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t 
 /* Counters and gauges for the metrics page; other threads read them while
  * the worker writes (plain monotonic counters, read at scrape time). */
 const rly_stats *rly_worker_stats(const rly_worker *w);
+/* Admin API (relay/io/rly_admin_api.c, on worker 0's thread): ask the
+ * worker for its allocations as JSON objects (query generation gen, never
+ * 0; one query at a time per worker), releasing the allocation of serial
+ * rel first (0 = none). It answers at its next loop turn (not while parked
+ * for a takeover) and then writes to notify_fd (an eventfd). The result is
+ * NULL until generation gen is answered, then the JSON (the worker's until
+ * the next post) and in *released whether rel was found. */
+void rly_worker_post_query(rly_worker *w, uint32_t gen, uint32_t rel, int notify_fd);
+const rtc_buf *rly_worker_query_result(const rly_worker *w, uint32_t gen, bool *released);
 /* Its shard of the RTP stream histograms (rly_rtpq_render sums them). */
 const rly_rtpq_shard *rly_worker_qshard(const rly_worker *w);
 size_t rly_worker_allocations(const rly_worker *w);
