@@ -39,8 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import Checks, Client, Relay, TIMEOUT_MULT, chandata, relay_exe  # noqa: E402
 
 N = 500  # messages per path
-# user-space instructions per relayed packet; meson passes ~2x the measured cost of its build
-# (-O2: ~800, -O0: ~1400; docs/performance.md)
+# user-space instructions per relayed packet; meson passes the budget of its build
+# (-O2 measured ~944 with the RTP quality tracker, -O0 ~1400 before it; docs/performance.md)
 BUDGET = int(sys.argv[2]) if len(sys.argv) > 2 else 1200
 ALLOC_FUNCS = {"malloc", "calloc", "realloc", "free", "cfree", "posix_memalign",
                "aligned_alloc", "memalign", "_int_malloc", "_int_free"}
