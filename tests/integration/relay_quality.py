@@ -14,11 +14,12 @@ released (the bots' Refresh 0 at exit).
    one stream in the loss bucket around 5% (0.04, 0.06] and one at <= 0.001;
    the sum of ratios is 0.05 +- 0.01; the 'released' log lines say loss=5.xx%
    for the impaired side; the bot's own count agrees.
-2. jitter: --jitter-ms 40 (each RTP packet held a random 0..40 ms, order
-   kept): per direction one more stream above 5 ms of jitter than after
-   phase 1, the jitter sum grown by more than 5 ms; in the released lines
-   the delayed stream's jitter >= 5 ms and >= the clean one's + 3 ms (the
-   clean ones stay low, but a loaded machine adds its own jitter to all).
+2. jitter: --jitter-ms 80 (each RTP packet held a random 0..80 ms, order
+   kept): per direction one more stream above 10 ms of jitter than after
+   phase 1, the jitter sum grown by more than 10 ms; in the released lines
+   the delayed stream's jitter >= 10 ms and >= the clean one's + 5 ms (the
+   clean ones stay low on a quiet machine, but a loaded one adds its own
+   jitter to every stream, so they are compared, not bounded).
 
 usage: relay_quality.py --bot PATH --relay-exe PATH --signal-exe PATH"""
 import argparse, json, os, re, subprocess, sys, time, urllib.request
@@ -28,6 +29,7 @@ from bot_harness import Stack, fail, free_port, wait_tcp, SECRET, TIMEOUT_MULT  
 
 DIRS = ("client_to_peer", "peer_to_client")
 DURATION = 6
+JITTER_MS = 80  # uniform 0..80 ms, order kept: ~20 ms of A.8 jitter
 
 
 def scrape(port):
@@ -156,13 +158,15 @@ def main():
             fail("released lines' durations shorter than the calls: %s" % media)
         checks += 3
         j1 = [hist(body, "tsunagu_relay_stream_jitter_seconds", d) for d in DIRS]
-        # loopback, no delay: well under the 10 ms bucket even on a busy machine
-        if any(b["0.01"] != 2 for b, _, _ in j1):
-            fail("phase 1 (no delay): jitter above 10 ms: %s" % [b for b, _, _ in j1])
+        # every stream got a clock rate, so a jitter; no bound on its value here: a
+        # loaded machine delays the bots' sends (measured up to 15 ms on a busy run)
+        if any(c != 2 for _, _, c in j1):
+            fail("phase 1: jitter observed for %s streams, want 2 per direction"
+                 % [c for _, _, c in j1])
         checks += 1
 
         # ---- 2. jitter ----
-        call_pair(st, url, "q-jit-%d" % os.getpid(), ["--jitter-ms", "40"])
+        call_pair(st, url, "q-jit-%d" % os.getpid(), ["--jitter-ms", str(JITTER_MS)])
         body, counts = wait_observed(st, "tsunagu_relay_stream_jitter_seconds", 4)
         if counts != [4, 4]:
             fail("jitter histogram observed %s streams per direction, want 4 each" % counts)
@@ -170,11 +174,11 @@ def main():
             b, s, c = hist(body, "tsunagu_relay_stream_jitter_seconds", d)
             print("# jitter %s: buckets %s, sum %.4f (phase 1: %.4f), count %d" % (
                 d, b, s, s1, c))
-            above1, above = 2 - b1["0.005"], 4 - b["0.005"]
+            above1, above = 2 - b1["0.01"], 4 - b["0.01"]
             if above - above1 < 1:
-                fail("%s: no new stream above 5 ms of jitter (%d before, %d now)"
+                fail("%s: no new stream above 10 ms of jitter (%d before, %d now)"
                      % (d, above1, above))
-            if s - s1 < 0.005:
+            if s - s1 < 0.01:
                 fail("%s: the jitter sum grew by %.4f s only" % (d, s - s1))
             checks += 2
         media = released(st)[2:]
@@ -183,8 +187,8 @@ def main():
             fail("%d phase-2 'released' lines with media both ways, want 2" % len(media))
         ma, mb = sorted(media, key=lambda m: -m["c2p"])
         # a's stream (delayed) leaves through a's allocation and enters b's
-        if not (ma["jit_c2p"] >= 5 and ma["jit_c2p"] >= mb["jit_c2p"] + 3 and
-                mb["jit_p2c"] >= 5 and mb["jit_p2c"] >= ma["jit_p2c"] + 3):
+        if not (ma["jit_c2p"] >= 10 and ma["jit_c2p"] >= mb["jit_c2p"] + 5 and
+                mb["jit_p2c"] >= 10 and mb["jit_p2c"] >= ma["jit_p2c"] + 5):
             fail("delayed stream's jitter not above the clean one's: a %s, b %s" % (ma, mb))
         checks += 1
         body = scrape(st.metrics_port)
