@@ -10,6 +10,7 @@
 #include <glib.h>
 
 #include "bot_audio.h"
+#include "bot_delay.h"
 #include "bot_loop.h"
 #include "bot_rtp.h"
 #include "bot_sdp.h"
@@ -63,6 +64,9 @@ struct bot_call {
     uint64_t t0_us, t_media_us;
     GSource *setup_timer;
     bot_stats stats;
+    /* --jitter-ms: RTP held back before it is sent (NULL when off) */
+    bot_delay *delay;
+    GSource *delay_timer;
 };
 
 /* NTP 32.32 from the wall clock (RFC 3550 s.4): only differences of our own
@@ -282,6 +286,14 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
     c->held = json_array();
     if (!c->label || !c->peer || !c->dec || !c->held)
         goto out_free;
+    if (env->jitter_ms) {
+        /* seeded by the call's label (FNV-1a), so a run repeats its delays */
+        uint64_t seed = 1469598103934665603ull;
+        for (const char *s = c->label; *s; s++)
+            seed = (seed ^ (uint8_t)*s) * 1099511628211ull;
+        if (!(c->delay = bot_delay_new(env->jitter_ms, seed, PKT_CAP)))
+            goto out_free;
+    }
     icb.ud = c;
     ip.controlling = p->offerer;
     ip.relay_only = env->relay_only;
@@ -430,12 +442,47 @@ void bot_call_on_signal(bot_call *c, json_t *data)
 
 /* --- media --- */
 
+/* --jitter-ms: send what is due, then wake for the next packet */
+static gboolean on_delay(gpointer ud)
+{
+    bot_call *c = ud;
+    uint64_t now = rtc_clock_mono_us(), next;
+    const uint8_t *p;
+    size_t n;
+
+    bot_timer_fired(&c->delay_timer);
+    if (c->st != BOT_CALL_MEDIA)
+        return G_SOURCE_REMOVE;
+    while ((p = bot_delay_due(c->delay, now, &n))) {
+        bot_ice_send(c->ice, p, n);
+        bot_delay_pop(c->delay);
+    }
+    next = bot_delay_next_us(c->delay);
+    if (next)
+        c->delay_timer = bot_timer_new((guint)((next - now + 999) / 1000), on_delay, c);
+    return G_SOURCE_REMOVE;
+}
+
+/* A protected RTP packet out: at once, or through the delay queue. With the
+ * queue it counts as sent when queued (a full queue sends at once). */
+static void send_rtp(bot_call *c, const uint8_t *pkt, size_t n, size_t len, uint64_t now_us)
+{
+    if (c->delay && bot_delay_push(c->delay, pkt, n, now_us)) {
+        if (!c->delay_timer)
+            c->delay_timer = bot_timer_new(
+                (guint)((bot_delay_next_us(c->delay) - now_us + 999) / 1000), on_delay, c);
+    } else if (bot_ice_send(c->ice, pkt, n)) {
+        return;
+    }
+    c->stats.sent++;
+    c->octets_sent += len;
+}
+
 void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64_t now_us)
 {
     uint8_t pkt[PKT_CAP];
     bot_rtp_hdr h;
     size_t n;
-    (void)now_us;
     if (c->st != BOT_CALL_MEDIA || len > 1400)
         return;
     c->seq++;
@@ -457,10 +504,7 @@ void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64
     }
     if (bot_srtp_protect(c->srtp, pkt, &n, sizeof pkt))
         return;
-    if (bot_ice_send(c->ice, pkt, n) == 0) {
-        c->stats.sent++;
-        c->octets_sent += len;
-    }
+    send_rtp(c, pkt, n, len, now_us);
 }
 
 void bot_call_second(bot_call *c, uint64_t now_us)
@@ -506,6 +550,7 @@ void bot_call_stop(bot_call *c, const char *why)
     c->st = BOT_CALL_ENDED;
     c->end_reason = why;
     bot_timer_cancel(&c->setup_timer);
+    bot_timer_cancel(&c->delay_timer);
     if (c->ice) {
         /* a pair selected without READY (yet) still tells the path */
         if (!c->selected[0])
@@ -528,6 +573,7 @@ void bot_call_free(bot_call *c)
     bot_call_stop(c, "freed");
     json_decref(c->held);
     bot_audio_dec_free(c->dec);
+    bot_delay_free(c->delay);
     bot_stats_dispose(&c->stats);
     free(c->label);
     free(c->peer);

@@ -37,6 +37,7 @@ typedef struct {
     bool relay_only;
     uint8_t turn_family;  /* REQUESTED-ADDRESS-FAMILY for turn: UDP (bot_turnfam.h); 0 = none */
     uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
+    uint32_t jitter_ms;   /* test impairment: delay each RTP send 0..N ms (0 = off) */
     uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
     uint32_t setup_timeout_ms;
     const char *cname;

@@ -27,6 +27,7 @@
 
 #include "bot_audio.h"
 #include "bot_call.h"
+#include "bot_delay.h"
 #include "bot_dtls.h"
 #include "bot_ice.h"
 #include "bot_report.h"
@@ -43,7 +44,7 @@
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca, *turn_family;
-    int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every, threads;
+    int64_t calls, duration, drop_every, jitter_ms, setup_timeout, ramp_ms, decode_every, threads;
     bool relay_only, turn_insecure;
 } bot_conf;
 
@@ -84,6 +85,7 @@ static const rtc_conf_spec specs[] = {
     {"setup-timeout", RTC_CONF_INT, F(setup_timeout), 1, 600, "30", "S", "a call with no audio after this many seconds counts as failed", NULL, 0},
     {"decode-every", RTC_CONF_INT, F(decode_every), 1, 1000, "1", "N", "Opus-decode every Nth received packet (1 = all); more calls per core in load mode, reported as decoded", NULL, 0},
     {"drop-every", RTC_CONF_INT, F(drop_every), 0, 1000000, "0", "N", "testing only: do not send every Nth RTP packet (counted as dropped_on_purpose) to check that reported loss is honest", NULL, 0},
+    {"jitter-ms", RTC_CONF_INT, F(jitter_ms), 0, BOT_DELAY_MAX_MS, "0", "MS", "testing only: hold each RTP packet a random 0..MS ms before sending it (order kept, seeded per call) to check the jitter a receiver or relay measures", NULL, 0},
     {"log-level", RTC_CONF_STR, F(log_level), 0, 0, "warn", "LEVEL", "error|warn|info|debug", NULL, 0},
     RTC_CONF_END};
 #undef F
@@ -825,6 +827,7 @@ int main(int argc, char **argv)
                         : !strcmp(a.conf.turn_family, "ipv4") ? BOT_TURNFAM_IPV4
                                                               : 0;
     a.env.drop_every = (uint32_t)a.conf.drop_every;
+    a.env.jitter_ms = (uint32_t)a.conf.jitter_ms;
     a.env.decode_every = (uint32_t)a.conf.decode_every;
     a.env.setup_timeout_ms = (uint32_t)a.conf.setup_timeout * 1000u;
     a.env.cname = "tsunagu-bot";

@@ -13,6 +13,10 @@ const char *rtc_http_reason(unsigned status)
     switch (status) {
     case 200:
         return "OK";
+    case 202:
+        return "Accepted";
+    case 401:
+        return "Unauthorized";
     case 400:
         return "Bad Request";
     case 404:

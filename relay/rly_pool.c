@@ -3,11 +3,13 @@
  * the workers for it (see rly_proc.h). Main thread, except the hooks
  * (worker 0's thread). */
 #include <fcntl.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rly_proc.h"
 #include "rtc_clock.h"
@@ -34,6 +36,7 @@ static void render(void *arg, rtc_buf *b)
     size_t n = p->n_workers;
     const rly_reloads *reloads = &p->reloads;
     rly_stats sum;
+    rly_rtpq_shard qsum;
     uint64_t allocs = 0;
     size_t resv = 0;
     static const char *const dir_c2p = "direction=\"client_to_peer\"";
@@ -93,9 +96,22 @@ static void render(void *arg, rtc_buf *b)
                     atomic_load(&reloads->takeover_ok));
     rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
                     atomic_load(&reloads->takeover_failed));
+    rly_rtpq_shard_init(&qsum);
+    for (size_t i = 0; i < n; i++)
+        rly_rtpq_shard_add(&qsum, rly_worker_qshard(ws[i]));
+    rly_rtpq_render(b, &qsum);
     rly_selfcheck_render(p->selfcheck, b);
     rtc_metrics_build_info(b);
     rtc_metrics_process(b, p->start_time_s);
+}
+
+/* POST /admin/drain: the same drain as an operator's SIGTERM, through the
+ * main thread's signal handling (rly_supervise.c), so there is one path. */
+static void drain_self(void *arg)
+{
+    (void)arg;
+    RTC_LOG(RTC_LOG_INFO, NULL, "admin API: drain requested");
+    kill(getpid(), SIGTERM);
 }
 
 static const char *unhealthy(void *arg)
@@ -121,6 +137,7 @@ int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, si
 
     for (size_t i = 0; i < n; i++) {
         wp.first = i == 0;
+        wp.index = (uint32_t)i;
         if (st) { /* the running relay's sockets */
             wp.adopt = &st->w[i];
             wp.adopt_fds = fds;
@@ -142,6 +159,8 @@ int rly_pool_create(rly_proc *p, const rly_to_state *st, int *fds, char *err, si
         ap.listen_fd = nonblocking(fds[st->metrics_fd]);
         fds[st->metrics_fd] = -1;
     }
+    ap.api = (rly_admin_api_params){.token = p->s.admin_token, .workers = p->workers,
+                                    .n_workers = p->n_workers, .drain = drain_self};
     if (!(p->admin = rly_admin_new(&ap, err, errlen)))
         return RTC_EMSG;
     rtc_addr_format(&p->base.relay_ip[0], false, r4);

@@ -179,6 +179,9 @@ const rtc_conf_spec rly_conf_specs[] = {
      "worker threads, 0 = number of cores", NULL, RTC_CONF_RESTART},
     {"metrics-listen", RTC_CONF_STR, OFF(metrics_listen), 0, 0, "127.0.0.1:9641", "ADDR:PORT",
      "Prometheus /metrics and /healthz", rtc_conf_check_hostport, RTC_CONF_RESTART},
+    {"admin-token", RTC_CONF_STR, OFF(admin_token), 0, 0, NULL, "TOKEN",
+     "turns on the admin API (/admin/ on metrics-listen) for requests with "
+     "'Authorization: Bearer TOKEN'; unset = off (404)", NULL, RTC_CONF_RESTART},
     {"log-level", RTC_CONF_STR, OFF(log_level), 0, 0, "info", "LEVEL",
      "error, warn, info or debug", rtc_conf_check_log_level, 0},
     {"log-format", RTC_CONF_STR, OFF(log_format), 0, 0, "text", "FMT", "text or json",

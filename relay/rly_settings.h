@@ -27,6 +27,7 @@ typedef struct {
     char *cert, *key, *relay_ports, *realm, *metrics_listen, *log_level, *log_format;
     char *control_socket, *takeover_from; /* takeover between processes (rly_control.c) */
     char *default_family; /* allocation-default-address-family: ipv4, ipv6 or keep */
+    char *admin_token; /* the admin API under /admin/ (rly_admin_api.h); NULL = off */
     bool legacy_channels, self_check;
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;

@@ -36,6 +36,8 @@ typedef struct {
     uint64_t accepted_ms;
     char buf[2048];
     bool answering; /* the head is in; out holds the answer */
+    bool deferred;  /* an /admin/ request waiting for the workers' answers */
+    rly_admin_wait wait;
     rtc_buf out;    /* the answer, from off on still to send */
     size_t off;
 } admin_conn;
@@ -43,6 +45,7 @@ typedef struct {
 struct rly_admin {
     rly_admin_params p;
     rtc_http_site site;
+    rly_admin_api *api;
     int listen_fd;
     bool paused; /* listener out of epoll after EMFILE; re-armed by the tick */
     admin_conn c[ADMIN_MAX];
@@ -101,12 +104,10 @@ static void admin_write(rly_admin *a, int i)
     admin_close(a, i);
 }
 
-/* A request head is complete: build the whole answer, then send it. */
-static void admin_answer(rly_admin *a, int i)
+/* The answer is in ac->out: send it. */
+static void admin_send(rly_admin *a, int i)
 {
     admin_conn *ac = &a->c[i];
-    rtc_buf_init(&ac->out);
-    rtc_http_respond_raw(&a->site, ac->buf, ac->len, &ac->out);
     if (ac->out.oom || ac->out.len > ADMIN_OUT_MAX) {
         admin_close(a, i);
         return;
@@ -116,7 +117,48 @@ static void admin_answer(rly_admin *a, int i)
     admin_write(a, i);
 }
 
-static void admin_read(rly_admin *a, int i)
+/* A request head is complete: build the whole answer and send it, or wait
+ * for the workers (an /admin/ question), reading nothing more meanwhile. */
+static void admin_answer(rly_admin *a, int i, uint64_t now_ms)
+{
+    admin_conn *ac = &a->c[i];
+    bool deferred = false;
+    rtc_buf_init(&ac->out);
+    if (!rly_admin_api_request(a->api, ac->buf, ac->len, now_ms, &ac->out, &deferred,
+                               &ac->wait))
+        rtc_http_respond_raw(&a->site, ac->buf, ac->len, &ac->out);
+    if (deferred) {
+        ac->deferred = true;
+        if (rly_worker_watch_mod(a->p.loop, ac->fd, 0))
+            admin_close(a, i);
+        return;
+    }
+    admin_send(a, i);
+}
+
+/* Workers answered: every request waiting for that question gets its
+ * answer (or, its question abandoned, a closed connection). */
+static void on_api(void *arg, int fd, uint32_t events, uint64_t now_ms)
+{
+    rly_admin *a = arg;
+    (void)fd;
+    (void)events;
+    (void)now_ms;
+    if (!rly_admin_api_poll(a->api))
+        return;
+    for (int i = 0; i < ADMIN_MAX; i++) {
+        admin_conn *ac = &a->c[i];
+        if (ac->fd < 0 || !ac->deferred)
+            continue;
+        ac->deferred = false;
+        if (rly_admin_api_finish(a->api, &ac->wait, &ac->out))
+            admin_send(a, i);
+        else
+            admin_close(a, i);
+    }
+}
+
+static void admin_read(rly_admin *a, int i, uint64_t now_ms)
 {
     admin_conn *ac = &a->c[i];
     ssize_t n = recv(ac->fd, ac->buf + ac->len, sizeof ac->buf - 1 - ac->len, 0);
@@ -133,22 +175,26 @@ static void admin_read(rly_admin *a, int i)
             admin_close(a, i); /* request head too large */
         return;
     }
-    admin_answer(a, i);
+    admin_answer(a, i, now_ms);
 }
 
 static void on_conn(void *arg, int fd, uint32_t events, uint64_t now_ms)
 {
     rly_admin *a = arg;
     int i = conn_of(a, fd);
-    (void)now_ms;
     if (i < 0)
         return;
+    if (a->c[i].deferred) { /* waiting for the workers: only a hang-up matters */
+        if (events & (EPOLLERR | EPOLLHUP))
+            admin_close(a, i);
+        return;
+    }
     if (a->c[i].answering) { /* only room to write matters now */
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             admin_write(a, i);
         return;
     }
-    admin_read(a, i);
+    admin_read(a, i, now_ms);
 }
 
 static void pause_listener(rly_admin *a)
@@ -181,6 +227,7 @@ static void on_listen(void *arg, int lfd, uint32_t events, uint64_t now_ms)
         rtc_buf_init(&a->c[i].out);
         a->c[i].off = 0;
         a->c[i].answering = false;
+        a->c[i].deferred = false;
     }
 }
 
@@ -239,6 +286,10 @@ rly_admin *rly_admin_new(const rly_admin_params *p, char *err, size_t errlen)
                               .ctx = p->hooks.arg};
     for (int i = 0; i < ADMIN_MAX; i++)
         a->c[i].fd = -1;
+    if (!(a->api = rly_admin_api_new(&p->api))) {
+        snprintf(err, errlen, "metrics-listen: out of memory");
+        goto out_free;
+    }
     if (p->addr && (fd = listen_on(p->addr, err, errlen)) < 0)
         goto out_free;
     a->listen_fd = fd;
@@ -246,9 +297,15 @@ rly_admin *rly_admin_new(const rly_admin_params *p, char *err, size_t errlen)
         snprintf(err, errlen, "metrics-listen: cannot watch the listener");
         goto out_free;
     }
+    if (rly_worker_watch(p->loop, rly_admin_api_fd(a->api), EPOLLIN, on_api, a)) {
+        rly_worker_unwatch(p->loop, fd);
+        snprintf(err, errlen, "metrics-listen: cannot watch the admin API");
+        goto out_free;
+    }
     rly_worker_on_tick(p->loop, on_tick, a);
     return a;
 out_free:
+    rly_admin_api_free(a->api);
     free(a);
 out_close:
     if (fd >= 0)
@@ -265,6 +322,8 @@ void rly_admin_free(rly_admin *a)
             admin_close(a, i);
     rly_worker_on_tick(a->p.loop, NULL, NULL);
     rly_worker_unwatch(a->p.loop, a->listen_fd);
+    rly_worker_unwatch(a->p.loop, rly_admin_api_fd(a->api));
+    rly_admin_api_free(a->api);
     close(a->listen_fd);
     free(a);
 }

@@ -1,5 +1,6 @@
 /* rly_admin.h - the relay's tiny admin HTTP/1.1 server: GET /metrics
- * (Prometheus text) and GET /healthz, bound to 127.0.0.1 by default.
+ * (Prometheus text) and GET /healthz, bound to 127.0.0.1 by default, and
+ * the admin API under /admin/ when a token is set (rly_admin_api.h).
  *
  * It knows no worker: what /metrics says and whether /healthz is happy
  * come from hooks (rly_pool.c sums the workers), the answers from rtc_http
@@ -13,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "rly_admin_api.h"
 #include "rly_worker.h"
 #include "rtc_addr.h"
 #include "rtc_metrics.h"
@@ -32,6 +34,7 @@ typedef struct {
     int listen_fd;        /* when addr is NULL: a listener adopted from a
                            * running relay; ours even when rly_admin_new fails */
     rly_admin_hooks hooks;
+    rly_admin_api_params api; /* /admin/ (rly_admin_api.h); token NULL = off */
 } rly_admin_params;
 
 typedef struct rly_admin rly_admin; /* opaque */

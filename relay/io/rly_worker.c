@@ -103,6 +103,45 @@ out_err:
 
 /* ---- the main thread's mailbox ---- */
 
+static void wake(rly_worker *w);
+
+/* The admin API's question (rly_worker_post_query): release one allocation
+ * if asked, list the rest as JSON, publish, and tell the asker. */
+static void answer_query(rly_worker *w)
+{
+    uint32_t gen = atomic_load(&w->q_req), rel = atomic_load(&w->q_rel);
+    uint64_t one = 1;
+    int fd = atomic_load(&w->q_notify);
+    bool found = rel && rly_turn_release_serial(&w->turn, rel, "admin API");
+
+    if (found)
+        atomic_store(&w->n_allocs_pub, rly_table_count(w->turn.table));
+    w->q_out.len = 0;
+    w->q_out.oom = false;
+    rly_turn_list_json(&w->turn, &w->q_out, w->now_ms);
+    atomic_store(&w->q_released, found);
+    atomic_store_explicit(&w->q_done, gen, memory_order_release);
+    if (fd >= 0 && write(fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is full, the asker is being woken anyway */
+    }
+}
+
+void rly_worker_post_query(rly_worker *w, uint32_t gen, uint32_t rel, int notify_fd)
+{
+    atomic_store(&w->q_rel, rel);
+    atomic_store(&w->q_notify, notify_fd);
+    atomic_store_explicit(&w->q_req, gen, memory_order_release);
+    wake(w);
+}
+
+const rtc_buf *rly_worker_query_result(const rly_worker *w, uint32_t gen, bool *released)
+{
+    if (atomic_load_explicit(&w->q_done, memory_order_acquire) != gen)
+        return NULL;
+    *released = atomic_load(&w->q_released);
+    return &w->q_out;
+}
+
 static void ctrl_event(rly_worker *w)
 {
     uint64_t v;
@@ -123,6 +162,8 @@ static void ctrl_event(rly_worker *w)
         w->pause_req = true;
     if (atomic_load(&w->post_stop))
         w->stop = true;
+    if (atomic_load(&w->q_req) != atomic_load_explicit(&w->q_done, memory_order_relaxed))
+        answer_query(w);
 }
 
 static void wake(rly_worker *w)
@@ -223,6 +264,12 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     atomic_init(&w->draining_pub, false);
     atomic_init(&w->n_allocs_pub, 0);
     atomic_init(&w->post_pause, false);
+    atomic_init(&w->q_req, 0);
+    atomic_init(&w->q_done, 0);
+    atomic_init(&w->q_rel, 0);
+    atomic_init(&w->q_notify, -1);
+    atomic_init(&w->q_released, false);
+    rtc_buf_init(&w->q_out);
     if (pthread_mutex_init(&w->pmu, NULL) == 0) {
         if (pthread_cond_init(&w->pcv, NULL) == 0)
             w->pmu_ok = true;
@@ -260,6 +307,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto out_free;
     }
+    w->turn.worker = p->index;
+    w->turn.now_us = rtc_clock_mono_us();
     if (open_listeners(w, p, err, errlen))
         goto out_free;
     w->iplimit = p->iplimit; /* shared; rly_stream_accept needs it */
@@ -308,12 +357,14 @@ void rly_worker_free(rly_worker *w)
     free(w->port_owner[1]);
     free(w->fd_owner);
     free(w->watch);
+    rtc_buf_dispose(&w->q_out);
     free(w);
 }
 
 bool rly_worker_draining(const rly_worker *w) { return atomic_load(&w->draining_pub); }
 bool rly_worker_done(const rly_worker *w) { return atomic_load(&w->done); }
 const rly_stats *rly_worker_stats(const rly_worker *w) { return &w->turn.stats; }
+const rly_rtpq_shard *rly_worker_qshard(const rly_worker *w) { return &w->turn.qshard; }
 size_t rly_worker_allocations(const rly_worker *w) { return atomic_load(&w->n_allocs_pub); }
 size_t rly_worker_total_allocations(const rly_worker *w, size_t *reservations)
 {
@@ -430,7 +481,8 @@ static void park(rly_worker *w)
         pthread_cond_wait(&w->pcv, &w->pmu);
     w->paused = false;
     pthread_mutex_unlock(&w->pmu);
-    w->now_ms = rtc_clock_mono_ms();
+    w->turn.now_us = rtc_clock_mono_us();
+    w->now_ms = w->turn.now_us / 1000;
 }
 
 void rly_worker_post_pause(rly_worker *w)
@@ -492,7 +544,8 @@ int rly_worker_run(rly_worker *w)
             break;
         }
         /* one clock read per iteration, never per packet */
-        w->now_ms = rtc_clock_mono_ms();
+        w->turn.now_us = rtc_clock_mono_us();
+        w->now_ms = w->turn.now_us / 1000;
         w->wall_s = rtc_clock_wall_s();
         for (int i = 0; i < n; i++)
             handle(w, &evs[i]);

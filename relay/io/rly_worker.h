@@ -41,6 +41,7 @@ typedef struct {
     rly_ports *ports;        /* shared relayed-port pool */
     bool reuseport;          /* several workers share the listening ports */
     bool first;              /* the first worker made (checks the ports are free) */
+    uint32_t index;          /* 0.. in the process: public allocation ids "index.serial" */
     rly_quota *quota;        /* shared */
     rly_iplimit *iplimit;    /* shared: TCP/TLS connections per source */
     const uint8_t *nonce_key; /* 32 bytes, shared */
@@ -99,6 +100,17 @@ int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t 
 /* Counters and gauges for the metrics page; other threads read them while
  * the worker writes (plain monotonic counters, read at scrape time). */
 const rly_stats *rly_worker_stats(const rly_worker *w);
+/* Admin API (relay/io/rly_admin_api.c, on worker 0's thread): ask the
+ * worker for its allocations as JSON objects (query generation gen, never
+ * 0; one query at a time per worker), releasing the allocation of serial
+ * rel first (0 = none). It answers at its next loop turn (not while parked
+ * for a takeover) and then writes to notify_fd (an eventfd). The result is
+ * NULL until generation gen is answered, then the JSON (the worker's until
+ * the next post) and in *released whether rel was found. */
+void rly_worker_post_query(rly_worker *w, uint32_t gen, uint32_t rel, int notify_fd);
+const rtc_buf *rly_worker_query_result(const rly_worker *w, uint32_t gen, bool *released);
+/* Its shard of the RTP stream histograms (rly_rtpq_render sums them). */
+const rly_rtpq_shard *rly_worker_qshard(const rly_worker *w);
 size_t rly_worker_allocations(const rly_worker *w);
 /* Allocations of the whole process, exact (the shared quota count), and
  * the EVEN-PORT reservations held besides them (*reservations). */

@@ -138,6 +138,12 @@ struct rly_worker {
     pthread_cond_t pcv;
     bool paused, pmu_ok;
     uint32_t streams_freed; /* since the last malloc_trim (rly_stream_sweep) */
+    /* admin API queries (rly_worker_post_query) from worker 0's thread:
+     * q_out is the worker's until it publishes q_done, then the reader's */
+    _Atomic uint32_t q_req, q_done, q_rel;
+    atomic_int q_notify;
+    atomic_bool q_released;
+    rtc_buf q_out;
 };
 
 

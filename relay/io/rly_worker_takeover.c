@@ -129,11 +129,10 @@ size_t rly_worker_handed_over(rly_worker *w)
 int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t now_ms,
                      char *err, size_t errlen)
 {
-    (void)now_ms;
     for (uint32_t k = 0; k < tw->n_allocs; k++) {
         const rly_alloc *src = &tw->allocs[k];
         const char *qk = rly_quota_key(src->user, src->rest);
-        uint32_t id, hnext;
+        uint32_t id, hnext, serial;
         rly_alloc *a;
         int rc;
 
@@ -158,9 +157,14 @@ int rly_worker_adopt(rly_worker *w, const rly_to_worker *tw, int *fds, uint64_t 
         }
         id = a->id;
         hnext = a->hnext;
+        serial = a->serial;
         *a = *src;
         a->id = id;
         a->hnext = hnext;
+        /* a public id of this process; the traffic figures and the quality
+         * state (rly_rtpq) are not in the blob: they start afresh here */
+        a->serial = serial;
+        a->created_ms = now_ms;
         a->conn = -1;
         /* descriptors: from now on the allocation's (closed with it) */
         a->relay_fd = nonblocking(fds[src->relay_fd]);

@@ -16,6 +16,7 @@ struct rly_table {
     uint32_t *buckets; /* slot index + 1; 0 = empty */
     uint32_t n_buckets; /* power of two */
     uint64_t key;
+    uint32_t serial; /* of the last allocation added */
 };
 
 static uint64_t tuple_hash(const rly_table *t, const rly_tuple *tu)
@@ -132,6 +133,7 @@ rly_alloc *rly_table_add(rly_table *t, const rly_tuple *tu, const char *user)
         t->n_slots = ns;
     }
     a->id = id;
+    a->serial = ++t->serial;
     a->tuple = *tu;
     a->conn = -1;
     a->relay_fd = -1;

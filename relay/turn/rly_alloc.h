@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "rly_rtpq.h"
 #include "rtc_addr.h"
 
 #define RLY_MAX_PERMS 32     /* per allocation (one per peer IP) */
@@ -78,6 +79,15 @@ typedef struct {
     /* bandwidth token bucket (bytes), both directions together */
     uint64_t bw_tokens, bw_last_ms;
     uint32_t hnext; /* hash chain (slot index + 1; 0 = end) */
+    /* The public id is "<worker>.<serial>" (rly_turn.worker): unique across
+     * the process's workers and never reused in it; id is a slot index that
+     * the next allocation may take. */
+    uint32_t serial;
+    uint64_t created_ms;
+    /* what it relayed by direction (RLY_DIR_C2P / _P2C), and the RTP streams
+     * in it (rly_rtpq.h); not carried by a takeover: they start at 0 there */
+    uint64_t pkts[RLY_DIR_N], bytes[RLY_DIR_N];
+    rly_rtpq q[RLY_DIR_N];
 } rly_alloc;
 
 typedef struct rly_table rly_table; /* opaque */

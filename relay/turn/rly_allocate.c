@@ -158,12 +158,12 @@ static int open_pair(rly_req *r, const rtc_addr *ip, rtc_addr *bound, uint8_t to
     return -1;
 }
 
-static void log_allocated(const rly_alloc *a, uint32_t life)
+static void log_allocated(const rly_turn *t, const rly_alloc *a, uint32_t life)
 {
     char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN], rl2[RTC_ADDR_STRLEN] = "";
     if (!rtc_log_enabled(RTC_LOG_INFO))
         return;
-    snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+    snprintf(ctx, sizeof ctx, "alloc=%u.%u", t->worker, a->serial);
     rtc_addr_format(&a->tuple.client, true, cl);
     rtc_addr_format(&a->relayed, true, rl);
     if (a->relay_fd2 >= 0)
@@ -282,10 +282,11 @@ static rly_result install(rly_req *r, alloc_opts *o, const char *user, uint32_t 
     memcpy(a->alloc_tid, r->m->tid, sizeof a->alloc_tid);
     a->granted_s = life;
     a->bw_last_ms = r->in->now_ms;
+    a->created_ms = r->in->now_ms;
     a->bw_tokens = t->cfg->lim.bandwidth;
     rly_alloc_refresh(a, life, r->in->now_ms);
     t->stats.allocations_total++;
-    log_allocated(a, life);
+    log_allocated(t, a, life);
     success_attrs(r, a, life);
     if (o->reserve)
         stn_build_attr(&r->b, STN_A_RESERVATION_TOKEN, token, 8);

@@ -40,6 +40,9 @@ static void to_peer(rly_turn *t, rly_alloc *a, const rtc_addr *peer, const uint8
     }
     t->stats.pkts_c2p++;
     t->stats.bytes_c2p += len;
+    a->pkts[RLY_DIR_C2P]++;
+    a->bytes[RLY_DIR_C2P] += len;
+    rly_rtpq_see(&a->q[RLY_DIR_C2P], &t->qshard, RLY_DIR_C2P, data, len, t->now_us);
 }
 
 static rly_alloc *live_alloc(rly_turn *t, const rly_input *in)
@@ -110,7 +113,7 @@ const uint8_t *rly_turn_from_peer(rly_turn *t, rly_alloc *a, const rtc_addr *pee
 {
     uint8_t *data = buf + RLY_HEADROOM, *start;
     const rly_chan *c;
-    size_t pad = (4 - (len & 3)) & 3;
+    size_t pad = (4 - (len & 3)) & 3, plen = len;
 
     if (rly_alloc_expired(a, now_ms)) {
         t->stats.dropped[RLY_DROP_NO_ALLOCATION]++;
@@ -164,5 +167,8 @@ const uint8_t *rly_turn_from_peer(rly_turn *t, rly_alloc *a, const rtc_addr *pee
     }
     t->stats.pkts_p2c++;
     t->stats.bytes_p2c += len;
+    a->pkts[RLY_DIR_P2C]++;
+    a->bytes[RLY_DIR_P2C] += plen;
+    rly_rtpq_see(&a->q[RLY_DIR_P2C], &t->qshard, RLY_DIR_P2C, data, plen, t->now_us);
     return start;
 }

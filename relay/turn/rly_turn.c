@@ -27,6 +27,7 @@ int rly_turn_init(rly_turn *t, const rly_cfg *cfg, const rly_io *io, rly_quota *
     t->io = *io;
     t->quota = quota;
     t->warn_rl.per_sec = 5;
+    rly_rtpq_shard_init(&t->qshard);
     memcpy(t->nonce_key, nonce_key, sizeof t->nonce_key);
     if (rtc_random(&hk, sizeof hk))
         return -EIO;
@@ -44,18 +45,41 @@ static void close_relayed(rly_turn *t, rly_alloc *a)
     a->relay_fd = a->relay_fd2 = -1;
 }
 
+/* " c2p=PKTS/BYTES loss=..% jitter=..ms streams=N" for one direction */
+static void fmt_dir(char *out, size_t cap, const rly_alloc *a, int dir, const char *name)
+{
+    rly_rtpq_sum s;
+    char jit[24] = "-";
+
+    rly_rtpq_summary(&a->q[dir], &s);
+    if (s.jitter_s >= 0)
+        snprintf(jit, sizeof jit, "%.1fms", s.jitter_s * 1000);
+    snprintf(out, cap, " %s=%llu/%llu streams=%u loss=%.2f%% jitter=%s", name,
+             (unsigned long long)a->pkts[dir], (unsigned long long)a->bytes[dir], s.streams,
+             s.loss * 100, jit);
+}
+
 void rly_turn_release(rly_turn *t, rly_alloc *a, const char *why)
 {
     char ctx[32], cl[RTC_ADDR_STRLEN], rl[RTC_ADDR_STRLEN], rl2[RTC_ADDR_STRLEN] = "";
+    char q[2][96];
     if (rtc_log_enabled(RTC_LOG_INFO)) {
-        snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+        snprintf(ctx, sizeof ctx, "alloc=%u.%u", t->worker, a->serial);
         rtc_addr_format(&a->tuple.client, true, cl);
         rtc_addr_format(&a->relayed, true, rl);
         if (a->relay_fd2 >= 0)
             rtc_addr_format(&a->relayed2, true, rl2);
-        RTC_LOG(RTC_LOG_INFO, ctx, "released (%s) client=%s relayed=%s%s%s user=%s", why, cl, rl,
-                a->relay_fd2 >= 0 ? "," : "", a->relay_fd2 >= 0 ? rl2 : "", a->user);
+        fmt_dir(q[0], sizeof q[0], a, RLY_DIR_C2P, "c2p");
+        fmt_dir(q[1], sizeof q[1], a, RLY_DIR_P2C, "p2c");
+        RTC_LOG(RTC_LOG_INFO, ctx,
+                "released (%s) client=%s relayed=%s%s%s user=%s duration=%.1fs%s%s", why, cl,
+                rl, a->relay_fd2 >= 0 ? "," : "", a->relay_fd2 >= 0 ? rl2 : "", a->user,
+                (double)(t->now_us / 1000 > a->created_ms ? t->now_us / 1000 - a->created_ms : 0) /
+                    1000.0,
+                q[0], q[1]);
     }
+    rly_rtpq_finish(&a->q[RLY_DIR_C2P], &t->qshard, RLY_DIR_C2P);
+    rly_rtpq_finish(&a->q[RLY_DIR_P2C], &t->qshard, RLY_DIR_P2C);
     close_relayed(t, a);
     rly_quota_give(t->quota, rly_quota_key(a->user, a->rest));
     rly_table_remove(t->table, a);
@@ -69,7 +93,7 @@ void rly_turn_release_family(rly_turn *t, rly_alloc *a, int family)
     if (a->relay_fd2 < 0 || !gone)
         return; /* not dual: the caller releases the whole allocation */
     if (rtc_log_enabled(RTC_LOG_INFO)) {
-        snprintf(ctx, sizeof ctx, "alloc=%u", a->id);
+        snprintf(ctx, sizeof ctx, "alloc=%u.%u", t->worker, a->serial);
         rtc_addr_format(gone, true, rl);
         RTC_LOG(RTC_LOG_INFO, ctx, "released relayed=%s (refresh lifetime 0 for its family)", rl);
     }

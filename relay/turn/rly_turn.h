@@ -104,6 +104,9 @@ typedef struct {
     bool draining;         /* SIGTERM: new Allocate requests get 403 */
     uint32_t ind_seq;      /* transaction ids of Data indications */
     rtc_log_ratelimit warn_rl; /* warnings an attacker could trigger */
+    uint32_t worker;           /* index of the owning worker: public ids (rly_alloc) */
+    uint64_t now_us;           /* the loop's clock (µs): RTP arrival times for rly_rtpq */
+    rly_rtpq_shard qshard;     /* this worker's share of the stream histograms */
 } rly_turn;
 
 /* quota is shared and borrowed; nonce_key (32 bytes) is shared by all
@@ -151,6 +154,11 @@ void rly_turn_tuple_gone(rly_turn *t, const rly_tuple *tu);
 void rly_turn_sweep(rly_turn *t, uint64_t now_ms);
 /* Release one allocation (closes its relayed sockets). */
 void rly_turn_release(rly_turn *t, rly_alloc *a, const char *why);
+/* rly_turn_json.c, for the admin API: append the allocations as JSON
+ * objects separated by commas (no brackets) to b; release the allocation
+ * whose public id is "<t->worker>.<serial>" (false when there is none). */
+void rly_turn_list_json(const rly_turn *t, rtc_buf *b, uint64_t now_ms);
+bool rly_turn_release_serial(rly_turn *t, uint32_t serial, const char *why);
 /* Delete the relayed address of family from a dual allocation (Refresh
  * with REQUESTED-ADDRESS-FAMILY and LIFETIME 0, RFC 8656 s.8); the
  * allocation lives on with the other one. No-op on a single allocation. */

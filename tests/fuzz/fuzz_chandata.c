@@ -14,12 +14,19 @@
  * takes channel numbers 0x4000-0x7FFF (RFC 5766 clients, --legacy-channels),
  * common only RFC 8656's 0x4000-0x4FFF. Inside that range they must agree
  * exactly (verdict, channel, payload), and the relay's framer must cut a
- * stream where common's does. */
+ * stream where common's does.
+ *
+ * What the relay forwards also goes through its RTP stream tracker
+ * (relay/turn/rly_rtpq.c), which reads RTP headers of untrusted bytes: an
+ * accepted ChannelData's payload (a client's packet) and the whole input
+ * (a peer's datagram), across inputs so that sequences build up; its
+ * counts must stay consistent. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "rly_chandata.h"
+#include "rly_rtpq.h"
 #include "rly_turn.h"
 #include "rtc_err.h"
 #include "stn_frame.h"
@@ -152,9 +159,40 @@ static void stream_rly(const uint8_t *data, size_t size)
     }
 }
 
+/* One tracker per direction for the whole run (state across inputs, as an
+ * allocation keeps it across packets); a clock 20 ms a packet. */
+static void rtpq(const uint8_t *data, size_t size)
+{
+    static rly_rtpq q[RLY_DIR_N];
+    static rly_rtpq_shard sh;
+    static bool init;
+    static uint64_t now_us = 1000000, n_in;
+    uint16_t chan = 0;
+    rtc_rd rd;
+
+    if (!init) {
+        rly_rtpq_shard_init(&sh);
+        init = true;
+    }
+    now_us += 20000 + (size ? data[size - 1] : 0) * 100u;
+    if (rly_chandata_parse(data, size, &chan, &rd) == 0)
+        rly_rtpq_see(&q[RLY_DIR_C2P], &sh, RLY_DIR_C2P, rd.p, rtc_rd_left(&rd), now_us);
+    rly_rtpq_see(&q[RLY_DIR_P2C], &sh, RLY_DIR_P2C, data, size, now_us);
+    for (int d = 0; d < RLY_DIR_N; d++) {
+        rly_rtpq_sum s;
+        rly_rtpq_summary(&q[d], &s);
+        CHECK(s.streams <= RLY_RTPQ_SLOTS && s.lost <= s.expected);
+        CHECK(s.loss >= 0 && s.loss <= 1 && (s.jitter_s >= 0 || s.jitter_s == -1));
+    }
+    if (++n_in % 1000 == 0) /* the allocation ends now and then */
+        for (int d = 0; d < RLY_DIR_N; d++)
+            rly_rtpq_finish(&q[d], &sh, d);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     datagram(data, size);
+    rtpq(data, size);
     stream(data, size);
     stream_rly(data, size);
     return 0;
