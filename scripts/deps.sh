@@ -9,7 +9,8 @@ build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
   libwebsockets-evlib-glib libjansson-dev libnice-dev libglib2.0-dev libsrtp2-dev
   libopus-dev libhiredis-dev)
 test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets openssl
-  procps iproute2 nftables valgrind prometheus systemd redis-server)
+  procps iproute2 nftables valgrind prometheus systemd redis-server
+  podman runc mmdebstrap)  # the last line: suite container (docs/containers.md)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# podman-env.sh - source it: podman and buildah keep everything (storage, run
+# state, temp files, settings) under one work dir, with the two settings this
+# machine kind needs (docs/containers.md): runc instead of crun (crun refuses
+# hybrid cgroups) and explicit ulimits (root lacks CAP_SYS_RESOURCE, podman's
+# default nofile limit fails). image.sh, rollout.sh and the container tests
+# share it so they see the same images and containers.
+# Usage: . scripts/podman-env.sh [WORK_DIR]   (default $TSUNAGU_PODMAN_WORK,
+#        else build-image/ in the checkout)
+_tsu_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TSUNAGU_PODMAN_WORK=$(mkdir -p "${1:-${TSUNAGU_PODMAN_WORK:-$_tsu_root/build-image}}" &&
+  cd "${1:-${TSUNAGU_PODMAN_WORK:-$_tsu_root/build-image}}" && pwd)
+export TSUNAGU_PODMAN_WORK
+_w=$TSUNAGU_PODMAN_WORK
+mkdir -p "$_w/cfg" "$_w/storage" "$_w/runroot" "$_w/libpod-tmp" "$_w/tmp"
+# nofile must stay within the hard limit root has here (20000 on the CI kind)
+_nofile=$(ulimit -Hn)
+case $_nofile in unlimited|'') _nofile=65536 ;; esac
+[ "$_nofile" -gt 65536 ] && _nofile=65536
+# a store remembers the settings it was created with: write them before the
+# first podman command, and only when they change
+_new_storage="[storage]
+driver = \"overlay\"
+graphroot = \"$_w/storage\"
+runroot = \"$_w/runroot\""
+_new_containers="[containers]
+default_ulimits = [\"nofile=$_nofile:$_nofile\", \"nproc=32768:32768\"]
+[engine]
+runtime = \"runc\"
+tmp_dir = \"$_w/libpod-tmp\""
+[ "$(cat "$_w/cfg/storage.conf" 2>/dev/null)" = "$_new_storage" ] ||
+  printf '%s\n' "$_new_storage" > "$_w/cfg/storage.conf"
+[ "$(cat "$_w/cfg/containers.conf" 2>/dev/null)" = "$_new_containers" ] ||
+  printf '%s\n' "$_new_containers" > "$_w/cfg/containers.conf"
+export CONTAINERS_STORAGE_CONF=$_w/cfg/storage.conf CONTAINERS_CONF=$_w/cfg/containers.conf
+export TMPDIR=$_w/tmp
+unset _w _nofile _new_storage _new_containers _tsu_root
