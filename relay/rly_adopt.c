@@ -29,13 +29,26 @@ static uint32_t be32(const uint8_t *b)
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
+/* A NAK_ from the running relay (untrusted text, n bytes in got): its
+ * reason in err, printable bytes only. */
+static void refused(const uint8_t *got, size_t n, char *err, size_t errlen)
+{
+    char why[256];
+    size_t k = 0;
+
+    for (size_t i = 0; i < n && k < sizeof why - 1; i++)
+        why[k++] = got[i] >= 0x20 && got[i] < 0x7f ? (char)got[i] : '?';
+    why[k] = '\0';
+    snprintf(err, errlen, "takeover: the running relay refused: %s", why);
+}
+
 /* Receive SIZE, the descriptors and the blob. 0 or RTC_EMSG with err; the
  * descriptors received are in *fds_out (n in *n_out) either way. */
 static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_out,
                       size_t *blen_out, char *err, size_t errlen)
 {
     char tag[4];
-    uint8_t hdr[8];
+    uint8_t hdr[512]; /* SIZE, or the running relay's NAK_ */
     size_t nf;
     long n;
     uint32_t blen, nfds, got = 0;
@@ -47,6 +60,12 @@ static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_o
     *n_out = 0;
     *blob_out = NULL;
     n = rly_to_msg_recv(sock, tag, hdr, sizeof hdr, NULL, 0, &nf, deadline);
+    if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
+        /* the running relay refused before sending anything (busy, a HELO
+         * version it does not write, draining) */
+        refused(hdr, (size_t)n, err, errlen);
+        return RTC_EMSG;
+    }
     if (n != 8 || memcmp(tag, "SIZE", 4)) {
         snprintf(err, errlen, "takeover: no state from the running relay (%s)",
                  n < 0 ? strerror((int)-n) : "unexpected message");
@@ -145,7 +164,7 @@ int rly_adopt(rly_proc *p, char *err, size_t errlen)
     size_t blen = 0, moved = 0, nf;
     rly_to_state st;
     bool parsed = false;
-    char tag[4], dummy[8];
+    char tag[4], dummy[512];
     long n;
     uint64_t t0 = rtc_clock_mono_ms();
 
@@ -190,6 +209,10 @@ int rly_adopt(rly_proc *p, char *err, size_t errlen)
     rc = RTC_EMSG;
     n = rly_to_msg_recv(p->adopt_sock, tag, dummy, sizeof dummy, NULL, 0, &nf,
                         rtc_clock_mono_ms() + RLY_TO_STEP_MS);
+    if (n > 0 && n < (long)sizeof dummy && !memcmp(tag, "NAK_", 4)) {
+        refused((const uint8_t *)dummy, (size_t)n, err, errlen);
+        goto out;
+    }
     if (n != 0 || memcmp(tag, "GO__", 4)) {
         /* the parent gave up (timeout): it serves on; we must not */
         snprintf(err, errlen, "takeover: the running relay did not confirm (%s)",
@@ -200,7 +223,7 @@ int rly_adopt(rly_proc *p, char *err, size_t errlen)
     RTC_LOG(RTC_LOG_INFO, NULL,
             "pid %d took over from pid %d: %zu UDP allocation(s), %u socket(s), %zu byte(s) of state "
             "in %llu ms",
-            (int)getpid(), (int)getppid(), moved, n_fds, blen,
+            (int)getpid(), (int)p->adopt_pid, moved, n_fds, blen,
             (unsigned long long)(rtc_clock_mono_ms() - t0));
     rc = 0;
 out:

@@ -6,7 +6,15 @@
  * loop boundary, their listening sockets and UDP allocations are sent, and
  * after the child's ACK and our GO this process keeps only its TCP/TLS
  * connections and drains them as on SIGTERM. Any failure before GO leaves
- * this process serving with everything it had. Main thread. */
+ * this process serving with everything it had. Main thread.
+ *
+ * The same exchange serves a relay that is not our child: rly_control.c
+ * accepts its connection on --control-socket into p->to_sock (to_child
+ * false), and everything from HELO on is this file's, unchanged. What
+ * differs is only what a child has and a stranger has not: no process to
+ * reap, no MAINPID or SIGHUP passed on (it is another service's process,
+ * maybe in another PID namespace), and a connection that never says a
+ * valid HELO is not a takeover (not counted). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -111,6 +119,7 @@ void rly_handover_start(rly_proc *p)
     setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     p->to_sock = sv[0];
     p->to_pid = pid;
+    p->to_child = true;
     p->to_deadline_ms = rtc_clock_mono_ms() + RLY_TO_STEP_MS;
     RTC_LOG(RTC_LOG_INFO, NULL, "takeover: started %s as pid %d", p->exe, (int)pid);
 }
@@ -122,8 +131,15 @@ static void takeover_failed(rly_proc *p, const char *why)
     RTC_LOG(RTC_LOG_ERROR, NULL, "takeover by pid %d failed, this process keeps serving: %s",
             (int)p->to_pid, why);
     atomic_fetch_add(&p->reloads.takeover_failed, 1);
+    /* the new process learns why from us when it did not say it itself
+     * (a stranger has no other way to know; a child that NAK'd ignores it) */
+    rly_control_nak(p->to_sock, why);
     close(p->to_sock);
     p->to_sock = -1;
+    if (!p->to_child) {
+        p->to_pid = 0;
+        return;
+    }
     if (p->reap_pid) {
         /* an earlier failed child still lingers: one slot to wait on, so
          * finish it now rather than leave it running and unreaped */
@@ -267,6 +283,23 @@ static bool child_refused(rly_proc *p, char *why, size_t cap)
     return true;
 }
 
+/* No valid HELO: for a child, a failed takeover; a control connection
+ * that never spoke the protocol is just closed (not counted as a
+ * takeover: nothing was tried, nothing paused). */
+static void hello_failed(rly_proc *p, const char *why)
+{
+    if (p->to_child) {
+        takeover_failed(p, why);
+        return;
+    }
+    RTC_LOG(RTC_LOG_WARN, NULL, "control socket: connection from pid %d closed: %s",
+            (int)p->to_pid, why);
+    rly_control_nak(p->to_sock, why);
+    close(p->to_sock);
+    p->to_sock = -1;
+    p->to_pid = 0;
+}
+
 /* The child's first message: HELO of our version, else the takeover
  * fails (a NAK_ says why). false when it failed. */
 static bool child_hello(rly_proc *p)
@@ -284,10 +317,20 @@ static bool child_hello(rly_proc *p)
         takeover_failed(p, why);
         return false;
     }
-    if (n != 2 || memcmp(tag, "HELO", 4) || (msg[0] << 8 | msg[1]) != RLY_TO_VERSION) {
+    if (n == 2 && !memcmp(tag, "HELO", 4) && (msg[0] << 8 | msg[1]) != RLY_TO_VERSION) {
+        /* docs/relay.md "Protocol versions": the newcomer asks for the
+         * blob version it reads; this binary writes RLY_TO_VERSION only */
+        snprintf(why, sizeof why,
+                 "no valid HELO from the new process (it reads takeover version %u, this relay "
+                 "writes version %u)",
+                 (unsigned)(msg[0] << 8 | msg[1]), (unsigned)RLY_TO_VERSION);
+        hello_failed(p, why);
+        return false;
+    }
+    if (n != 2 || memcmp(tag, "HELO", 4)) {
         snprintf(why, sizeof why, "no valid HELO from the new process (%s)",
                  n < 0 ? strerror((int)-n) : "unexpected message or version");
-        takeover_failed(p, why);
+        hello_failed(p, why);
         return false;
     }
     if (p->draining) { /* SIGTERM came while the child started: stopping wins */
@@ -366,16 +409,21 @@ static void handed_over(rly_proc *p, uint64_t t0, uint32_t n_fds, size_t blen)
      * this process can exit: the child says it too, but if this process
      * (with nothing left to drain) exited first, systemd would see its main
      * process gone and stop the unit, new process included. */
-    {
+    if (p->to_child) {
         char note[40];
         snprintf(note, sizeof note, "MAINPID=%d", (int)p->to_pid);
         rtc_notify(note);
     }
     /* A SIGHUP that came during the exchange (systemctl reload: kill -HUP
      * $MAINPID, still this process) is meant for whoever serves: the new
-     * process may have read the config before the edit it announces. */
-    if (pending(SIGHUP))
+     * process may have read the config before the edit it announces. Not
+     * to a stranger: it belongs to another service (whose reload is its
+     * own), and its pid may be 0 here (another PID namespace). */
+    if (p->to_child && pending(SIGHUP))
         kill(p->to_pid, SIGHUP);
+    /* the new relay serves the control socket from now on (it renames its
+     * own over the path); ours would only refuse */
+    rly_control_close(p, false);
     for (size_t i = 0; i < p->n_workers; i++)
         moved += rly_worker_handed_over(p->workers[i]);
     /* the new process serves /metrics now (worker 0 is parked: its loop
@@ -426,8 +474,12 @@ void rly_handover_serve(rly_proc *p)
 
 void rly_handover_tick(rly_proc *p)
 {
-    if (p->to_sock >= 0 && rtc_clock_mono_ms() >= p->to_deadline_ms)
-        takeover_failed(p, "the new process did not start in time");
+    if (p->to_sock >= 0 && rtc_clock_mono_ms() >= p->to_deadline_ms) {
+        if (p->to_child)
+            takeover_failed(p, "the new process did not start in time");
+        else
+            hello_failed(p, "no HELO within " RLY_CTL_HELO_TEXT);
+    }
     reap_child(p);
 }
 

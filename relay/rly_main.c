@@ -86,6 +86,8 @@ static void app_dispose(rly_proc *p)
         close(p->to_sock);
     if (p->adopt_sock >= 0)
         close(p->adopt_sock);
+    /* after a takeover the path is the new relay's */
+    rly_control_close(p, !p->handed_over);
     free(p->listen);
     free(p->tls_listen);
     rly_supervise_dispose(p);
@@ -104,6 +106,7 @@ int rly_main(int argc, char **argv)
     p.argv = argv;
     p.sfd = -1;
     p.to_sock = -1;
+    p.ctl_fd = -1;
     p.adopt_sock = rly_adopt_sock();
     rly_handover_init(&p, argc > 0 ? argv[0] : NULL);
     rc = rtc_conf_load(rly_conf_specs, &p.s, argc, argv, err, sizeof err);
@@ -125,15 +128,34 @@ int rly_main(int argc, char **argv)
         }
         return 2;
     }
-    adopting = p.adopt_sock >= 0; /* rly_adopt closes it */
-    if (prepare(&p, err, sizeof err) || rly_supervise_signals(&p, err, sizeof err) ||
-        (adopting ? rly_adopt(&p, err, sizeof err)
-                  : rly_pool_create(&p, NULL, NULL, err, sizeof err))) {
+    /* started by SIGUSR2 (the socketpair wins: a relay started with
+     * --takeover-from re-executes itself with the same flags), or by hand
+     * with --takeover-from; rly_adopt closes the socket */
+    adopting = p.adopt_sock >= 0 || p.s.takeover_from;
+    if (p.adopt_sock >= 0)
+        p.adopt_pid = getppid();
+    if (prepare(&p, err, sizeof err) || rly_supervise_signals(&p, err, sizeof err)) {
+        fprintf(stderr, "tsunagu-relay: %s%s\n", adopting ? "takeover refused: " : "", err);
+        if (p.adopt_sock >= 0)
+            rly_to_msg_send(p.adopt_sock, "NAK_", err, strlen(err), NULL, 0);
+        status = 2;
+    } else if (adopting && p.adopt_sock < 0 &&
+               (p.adopt_sock = rly_control_connect(p.s.takeover_from, &p.adopt_pid, err,
+                                                   sizeof err)) < 0) {
+        fprintf(stderr, "tsunagu-relay: %s\n", err);
+        status = 2;
+    } else if (adopting ? rly_adopt(&p, err, sizeof err)
+                        : rly_control_open(&p, false, err, sizeof err) ||
+                              rly_pool_create(&p, NULL, NULL, err, sizeof err)) {
         fprintf(stderr, "tsunagu-relay: %s%s\n", adopting ? "takeover refused: " : "", err);
         if (p.adopt_sock >= 0)
             rly_to_msg_send(p.adopt_sock, "NAK_", err, strlen(err), NULL, 0);
         status = 2;
     } else {
+        /* after GO the takeover cannot be undone: without a control socket
+         * this relay still serves (SIGUSR2 works), so say it loudly */
+        if (adopting && rly_control_open(&p, true, err, sizeof err))
+            RTC_LOG(RTC_LOG_ERROR, NULL, "no control socket after the takeover: %s", err);
         status = rly_supervise_run(&p);
     }
     app_dispose(&p);

@@ -9,11 +9,16 @@
  *   rly_supervise.c  signals, reload (SIGHUP), drain (SIGTERM), the wait loop
  *   rly_handover.c   live takeover, parent side (SIGUSR2: fork+exec, hand over)
  *   rly_adopt.c      live takeover, child side (take the running relay's state)
+ *   rly_control.c    the control socket (--control-socket): a new relay that
+ *                    is not our child connects there instead of SIGUSR2's
+ *                    socketpair, then the same handover runs; and its client
+ *                    side (--takeover-from)
  *   rly_selfcheck.c  --self-check: turncheck's checks against this relay, on
  *                    a thread of its own once the workers serve
  *
- * Calls go one way only: main -> adopt, supervise, handover, pool;
- * supervise -> handover -> pool; adopt -> pool; all of them -> settings;
+ * Calls go one way only: main -> adopt, supervise, handover, pool, control;
+ * supervise -> handover -> pool; supervise -> control; handover -> control;
+ * adopt -> pool; all of them -> settings;
  * main (new, free), supervise (start) and pool (its gauges) -> selfcheck.
  * rly_proc is the main thread's alone; the workers see only what
  * rly_worker_params lends them (the shared quota, port pool and per-IP
@@ -90,16 +95,24 @@ typedef struct {
 
     /* takeover, parent side (rly_handover.c) */
     char exe[PATH_MAX]; /* this binary's path at start-up (an upgrade replaces it) */
-    pid_t to_pid;       /* the child */
+    pid_t to_pid;       /* the child (or the control socket's peer; 0 = unknown) */
     int to_sock;        /* our end of the socketpair, -1 if none */
+    bool to_child;      /* to_sock is SIGUSR2's socketpair, not a control connection */
     uint64_t to_deadline_ms; /* for the child's HELO */
     bool handed_over;
     pid_t reap_pid; /* a failed child to wait for */
     uint64_t reap_deadline_ms;
 
     /* takeover, child side (rly_adopt.c): the socketpair end from
-     * RLY_TO_ENV, -1 if none */
+     * RLY_TO_ENV or the connection to --takeover-from, -1 if none */
     int adopt_sock;
+    pid_t adopt_pid; /* the relay we take over from (0 = in another PID namespace) */
+
+    /* control socket (rly_control.c): the listener, -1 if none; the
+     * socket file it made (so that only that one is ever unlinked) */
+    int ctl_fd;
+    dev_t ctl_dev;
+    ino_t ctl_ino;
 } rly_proc;
 
 /* ---- rly_pool.c ---- */
@@ -145,5 +158,30 @@ int rly_adopt_sock(void);
  * started by its SIGUSR2). 0, or RTC_EMSG with err (the parent is told why
  * and keeps serving). Closes p->adopt_sock. */
 int rly_adopt(rly_proc *p, char *err, size_t errlen);
+
+/* ---- rly_control.c ---- */
+/* A control connection must say HELO within this; else it is closed. */
+#define RLY_CTL_HELO_MS 3000
+#define RLY_CTL_HELO_TEXT "3 s"
+/* Listen on --control-socket (nothing without it): made under a temporary
+ * name, mode 0600, and renamed over the path. A path that is not a socket
+ * is refused; a socket there is replaced only if nothing answers on it, or
+ * with `replace` (we just took over from the relay serving it). 0, or
+ * RTC_EMSG with err. */
+int rly_control_open(rly_proc *p, bool replace, char *err, size_t errlen);
+/* The listener is readable: accept (a few per call), check the peer's
+ * uid, and make the first one the takeover in progress (p->to_sock); the
+ * others are told why not (NAK_) and closed. Supervisor thread only. */
+void rly_control_accept(rly_proc *p);
+/* Close the listener; with `unlink_ours`, remove the socket file if it is
+ * still the one we made (after a takeover the new relay's is there). */
+void rly_control_close(rly_proc *p, bool unlink_ours);
+/* Tell the peer why not, without blocking (best effort): NAK_ reason. */
+void rly_control_nak(int sock, const char *why);
+/* --takeover-from: connect to the control socket at path, after checking
+ * that it is a socket owned by us or root with no group/other access, and
+ * that the process serving it runs as our uid or root. The connected
+ * socket (the peer's pid in *peer), or -1 with err. */
+int rly_control_connect(const char *path, pid_t *peer, char *err, size_t errlen);
 
 #endif

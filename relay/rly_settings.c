@@ -97,6 +97,17 @@ static int check_realm(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* A unix socket path: the control socket is made under PATH.<pid>.new and
+ * renamed over PATH, and both must fit sun_path (108 bytes with the NUL). */
+static int check_sock_path(const char *v, char *err, size_t errlen)
+{
+    if (!*v || strlen(v) > RLY_CTL_PATH_MAX) {
+        snprintf(err, errlen, "expected a path of 1-%d bytes (a unix socket)", RLY_CTL_PATH_MAX);
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
 /* RTC_CONF_RESTART: the listeners, the relay addresses and ports the
  * relayed sockets are bound to, the admin listener and the worker count are
  * fixed at start-up; a reload keeps their running values
@@ -173,6 +184,14 @@ const rtc_conf_spec rly_conf_specs[] = {
      "at start, run tsunagu-turncheck's checks against this relay over each transport it "
      "listens on (log lines and tsunagu_relay_self_check_* on /metrics; never stops it)",
      NULL, RTC_CONF_RESTART},
+    {"control-socket", RTC_CONF_STR, OFF(control_socket), 0, 0, NULL, "PATH",
+     "unix socket (mode 0600, this user or root only) a new relay started with "
+     "--takeover-from PATH takes this one's listeners and UDP allocations over from",
+     check_sock_path, RTC_CONF_RESTART},
+    {"takeover-from", RTC_CONF_STR, OFF(takeover_from), 0, 0, NULL, "PATH",
+     "at start, take the listeners and UDP allocations of the relay serving this "
+     "control socket over (it then drains and exits); exit 2 if that fails",
+     check_sock_path, RTC_CONF_RESTART},
     RTC_CONF_END,
 };
 

@@ -25,12 +25,17 @@ typedef struct {
     rtc_strlist listen, tls_listen, relay_ip, external_ip, user, allow_peer, deny_peer,
         auth_secret;
     char *cert, *key, *relay_ports, *realm, *metrics_listen, *log_level, *log_format;
+    char *control_socket, *takeover_from; /* takeover between processes (rly_control.c) */
     bool legacy_channels, self_check;
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;
 } rly_settings;
 
 extern const rtc_conf_spec rly_conf_specs[];
+
+/* control-socket / takeover-from: the longest path accepted, so that
+ * PATH.<pid>.new fits a sockaddr_un */
+#define RLY_CTL_PATH_MAX 90
 
 /* What start-up fixes and a reload keeps: the relayed sockets are bound to
  * these addresses and ports. */

@@ -135,18 +135,26 @@ static void on_signal(rly_proc *p, int signo)
 static int supervise(rly_proc *p, int sfd)
 {
     for (;;) {
-        struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN},
-                                {.fd = p->to_sock, .events = POLLIN}};
+        /* signals; the takeover in progress; the control socket's
+         * listener (here, on the main thread: never on a packet worker) */
+        struct pollfd pfd[3] = {{.fd = sfd, .events = POLLIN},
+                                {.fd = p->to_sock, .events = POLLIN},
+                                {.fd = p->ctl_fd, .events = POLLIN}};
         struct signalfd_siginfo si;
         size_t done;
 
-        if (poll(pfd, p->to_sock >= 0 ? 2 : 1, 100) > 0) {
+        /* a negative fd is skipped by poll */
+        if (poll(pfd, 3, 100) > 0) {
             if (pfd[0].revents)
                 while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
                     on_signal(p, (int)si.ssi_signo);
             /* the HELO (or the end of a child that failed early) */
             if (p->to_sock >= 0 && pfd[1].revents && pfd[1].fd == p->to_sock)
                 rly_handover_serve(p);
+            /* after the takeover's turn: a connection accepted now waits
+             * for its HELO in the next one */
+            if (p->ctl_fd >= 0 && pfd[2].revents && pfd[2].fd == p->ctl_fd)
+                rly_control_accept(p);
         }
         rly_handover_tick(p);
         done = rly_pool_done(p);
