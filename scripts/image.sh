@@ -72,7 +72,7 @@ echo "image: binaries built ($version, $commit) in $(secs "$t") s"
 
 # --- 2. base -------------------------------------------------------------------------
 # part of the cache key: bump it when base_tar below changes what goes in
-base_recipe=2
+base_recipe=3
 # pkg=version of every package shipping a library ldd names for the given files
 runtime_pkgs() {
   local f lib pkg
@@ -134,7 +134,14 @@ import_base() {
 t=$(now)
 binpaths=()
 for b in "${bins[@]}"; do binpaths+=("$bdir/$b"); done
-pkgs=$(runtime_pkgs "${binpaths[@]}")
+# what the binaries dlopen(), which ldd cannot see: the bot runs libwebsockets on the
+# GLib loop (LWS_SERVER_OPTION_GLIB), whose event library is a plugin. The plugin file
+# goes through runtime_pkgs like a binary: its package and its own libraries come in.
+plugins=()
+for f in $(dpkg -L libwebsockets-evlib-glib 2>/dev/null | grep '\.so$'); do plugins+=("$f"); done
+[ ${#plugins[@]} -gt 0 ] || { echo "image.sh: libwebsockets-evlib-glib missing (deps.sh)" >&2; exit 1; }
+pkgs=$(runtime_pkgs "${binpaths[@]}" "${plugins[@]}"
+      echo "libwebsockets-evlib-glib=$(dpkg-query -W -f='${Version}' libwebsockets-evlib-glib)")
 pkgs=$(printf '%s\nbusybox=%s\n' "$pkgs" "$(dpkg-query -W -f='${Version}' busybox 2>/dev/null ||
        apt-cache policy busybox | awk '/Candidate:/ { print $2 }')" | sort -u)
 pkg_names=$(printf '%s\n' "$pkgs" | sed 's/=.*//' | tr '\n' ' ')

@@ -12,7 +12,11 @@ TSUNAGU_PODMAN_WORK=$(mkdir -p "${1:-${TSUNAGU_PODMAN_WORK:-$_tsu_root/build-ima
   cd "${1:-${TSUNAGU_PODMAN_WORK:-$_tsu_root/build-image}}" && pwd)
 export TSUNAGU_PODMAN_WORK
 _w=$TSUNAGU_PODMAN_WORK
-mkdir -p "$_w/cfg" "$_w/storage" "$_w/runroot" "$_w/libpod-tmp" "$_w/tmp"
+# run state (conmon's sockets and exit files) under /run, named after the work dir: its
+# paths must stay short (a unix socket path fits 108 bytes); with them under a deep work
+# dir every container exit took podman 20 s to notice
+_r=/run/tsunagu-podman-$(printf '%s' "$_w" | sha256sum | cut -c1-10)
+mkdir -p "$_w/cfg" "$_w/storage" "$_w/tmp" "$_r/runroot" "$_r/libpod-tmp"
 # nofile must stay within the hard limit root has here (20000 on the CI kind)
 _nofile=$(ulimit -Hn)
 case $_nofile in unlimited|'') _nofile=65536 ;; esac
@@ -22,16 +26,16 @@ case $_nofile in unlimited|'') _nofile=65536 ;; esac
 _new_storage="[storage]
 driver = \"overlay\"
 graphroot = \"$_w/storage\"
-runroot = \"$_w/runroot\""
+runroot = \"$_r/runroot\""
 _new_containers="[containers]
 default_ulimits = [\"nofile=$_nofile:$_nofile\", \"nproc=32768:32768\"]
 [engine]
 runtime = \"runc\"
-tmp_dir = \"$_w/libpod-tmp\""
+tmp_dir = \"$_r/libpod-tmp\""
 [ "$(cat "$_w/cfg/storage.conf" 2>/dev/null)" = "$_new_storage" ] ||
   printf '%s\n' "$_new_storage" > "$_w/cfg/storage.conf"
 [ "$(cat "$_w/cfg/containers.conf" 2>/dev/null)" = "$_new_containers" ] ||
   printf '%s\n' "$_new_containers" > "$_w/cfg/containers.conf"
 export CONTAINERS_STORAGE_CONF=$_w/cfg/storage.conf CONTAINERS_CONF=$_w/cfg/containers.conf
 export TMPDIR=$_w/tmp
-unset _w _nofile _new_storage _new_containers _tsu_root
+unset _w _r _nofile _new_storage _new_containers _tsu_root
