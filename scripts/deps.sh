@@ -10,7 +10,7 @@ build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
   libopus-dev libhiredis-dev)
 test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets openssl
   procps iproute2 nftables valgrind prometheus systemd redis-server
-  podman runc mmdebstrap)  # the last line: suite container (docs/containers.md)
+  podman runc catatonit)  # the last line: suite container (docs/containers.md; catatonit: kube play's pods)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")

@@ -150,6 +150,16 @@ def build_info(port, path="/metrics"):
     return m.group(2)
 
 
+def relay_gauges(port):
+    """(allocations now, packets relayed since this process started) from /metrics."""
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=3).read().decode()
+    allocs = sum(float(x) for x in re.findall(r"^tsunagu_relay_allocations(?:\{[^}]*\})? (\S+)$",
+                                               body, re.M))
+    pkts = sum(float(x) for x in re.findall(r"^tsunagu_relay_packets_total(?:\{[^}]*\})? (\S+)$",
+                                             body, re.M))
+    return int(allocs), int(pkts)
+
+
 def redis_cmd(port, *args):
     with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
         s.sendall(b"*%d\r\n" % len(args) + b"".join(
@@ -309,6 +319,17 @@ def run(a, pm, src, work, tmp):
             got = build_info(port)
             if got != want:
                 fail("%s: %s serves %s, want %s" % (label, role, got, want))
+            if role == "relay":
+                # the 4 legs' UDP allocations moved into the new container and carry
+                # the calls there: its packet counter rises
+                allocs, p0 = relay_gauges(port)
+                time.sleep(0.5)
+                p1 = relay_gauges(port)[1]
+                if allocs < 4 or p1 <= p0:
+                    fail("%s: the new relay holds %d allocations, relayed %d -> %d packets"
+                         % (label, allocs, p0, p1))
+                print("# %s: %d allocations in the new relay, %d packets relayed in 0.5 s"
+                      % (label, allocs, p1 - p0))
             exited = re.findall(r"exited with status (\S+)", out)
             if exited != ["0"]:
                 fail("%s: the old container's exit: %r" % (label, exited))
