@@ -19,6 +19,8 @@
 #   --src DIR   the source tree to build (default: this checkout); its `git describe`
 #               is the commit the binaries report (--version, tsunagu_build_info)
 #   --tag TAG   also tag localhost/tsunagu:TAG (repeatable)
+#   --no-bot    leave tsunagu-bot (and the libraries only it needs) out: the daemon-only
+#               image, tagged <version>-nobot, <short commit>-nobot (and every --tag)
 #   --redis     also build localhost/tsunagu-redis:<version> the same way from Debian's
 #               redis-server (the tests' and conf/kube's Redis when no registry is
 #               reachable)
@@ -29,6 +31,7 @@ work=${TSUNAGU_PODMAN_WORK:-$here/build-image}
 src=$here
 base_image=
 redis=0
+nobot=0
 tags=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
     --base) base_image=$2; shift 2 ;;
     --tag) tags+=("$2"); shift 2 ;;
     --redis) redis=1; shift ;;
+    --no-bot) nobot=1; shift ;;
     -h|--help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "image.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -67,6 +71,8 @@ if [ ! -f "$bdir/build.ninja" ]; then
 fi
 bins=(relay/tsunagu-relay signaling/tsunagu-signal bot/tsunagu-bot
       tools/turncheck/tsunagu-turncheck)
+[ "$nobot" = 1 ] && bins=(relay/tsunagu-relay signaling/tsunagu-signal
+                          tools/turncheck/tsunagu-turncheck)
 ninja -C "$bdir" "${bins[@]}" >"$work/ninja.log" 2>&1 || { tail -30 "$work/ninja.log" >&2; exit 1; }
 echo "image: binaries built ($version, $commit) in $(secs "$t") s"
 
@@ -140,8 +146,12 @@ for b in "${bins[@]}"; do binpaths+=("$bdir/$b"); done
 plugins=()
 for f in $(dpkg -L libwebsockets-evlib-glib 2>/dev/null | grep '\.so$'); do plugins+=("$f"); done
 [ ${#plugins[@]} -gt 0 ] || { echo "image.sh: libwebsockets-evlib-glib missing (deps.sh)" >&2; exit 1; }
-pkgs=$(runtime_pkgs "${binpaths[@]}" "${plugins[@]}"
-      echo "libwebsockets-evlib-glib=$(dpkg-query -W -f='${Version}' libwebsockets-evlib-glib)")
+if [ "$nobot" = 1 ]; then
+  pkgs=$(runtime_pkgs "${binpaths[@]}")
+else
+  pkgs=$(runtime_pkgs "${binpaths[@]}" "${plugins[@]}"
+        echo "libwebsockets-evlib-glib=$(dpkg-query -W -f='${Version}' libwebsockets-evlib-glib)")
+fi
 pkgs=$(printf '%s\nbusybox=%s\n' "$pkgs" "$(dpkg-query -W -f='${Version}' busybox 2>/dev/null ||
        apt-cache policy busybox | awk '/Candidate:/ { print $2 }')" | sort -u)
 pkg_names=$(printf '%s\n' "$pkgs" | sed 's/=.*//' | tr '\n' ' ')
@@ -167,15 +177,19 @@ cp "$src/conf/relay.conf.sample" "$ctx/etc/relay.conf"
 cp "$src/conf/signaling.conf.sample" "$ctx/etc/signaling.conf"
 cp "$src/conf/container/healthcheck" "$ctx/healthcheck"
 tagargs=()
-for tg in "$version" "$short" latest "${tags[@]}"; do tagargs+=(-t "localhost/tsunagu:$tg"); done
+sfx=
+[ "$nobot" = 1 ] && sfx=-nobot
+for tg in "$version$sfx" "$short$sfx" "${tags[@]}"; do tagargs+=(-t "localhost/tsunagu:$tg"); done
+[ "$nobot" = 1 ] || tagargs+=(-t localhost/tsunagu:latest)
 # docker format: OCI image configs have no HEALTHCHECK field
 podman build -q --format docker --isolation chroot -f "$src/Containerfile" \
   --build-arg BASE="$base_image" --build-arg RUNTIME_PKGS="$pkg_names" \
   --build-arg VERSION="$version" --build-arg COMMIT="$commit" \
   --build-arg SOURCE="${TSUNAGU_IMAGE_SOURCE:-https://github.com/tsunagu/tsunagu}" \
   "${tagargs[@]}" "$ctx" >/dev/null
-size=$(podman image inspect --format '{{.Size}}' "localhost/tsunagu:$short")
-echo "image: built localhost/tsunagu:{$version,$short,latest${tags[*]:+,${tags[*]// /,}}} in $(secs "$t") s"
+size=$(podman image inspect --format '{{.Size}}' "localhost/tsunagu:$short$sfx")
+shown=$(printf '%s\n' "${tagargs[@]}" | sed -n 's/^localhost\/tsunagu://p' | paste -sd, -)
+echo "image: built localhost/tsunagu:{$shown} in $(secs "$t") s"
 echo "image: size $(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }') MB ($size bytes), commit $commit"
 
 # --- redis (optional) ----------------------------------------------------------------

@@ -225,6 +225,19 @@ def run(a, pm, src, work, tmp):
           "copy the sources)" % (size_mb, t1, "cached" if base_cached else "built: cold",
                                  t2, t_prep))
     ok("images v1 (%s) and v2 (%s) built" % (c1, c2))
+    # the daemon-only image: the 60 MB target is met without the bot's libnice closure
+    out3, t3 = pm.script("image.sh", "--work", work, "--no-bot")
+    size_nobot = float(re.search(r"image: size ([0-9.]+) MB", out3).group(1))
+    tag3 = re.search(r"localhost/tsunagu:\{[^,]*,([^,}]*)", out3).group(1)
+    for exe in ("tsunagu-relay", "tsunagu-signal"):
+        if c1 not in pm.run("run", "--rm", "--network", "host", "--label",
+                            "tsunagu.test=" + pm.deploy, "localhost/tsunagu:" + tag3, exe,
+                            "--version", check=False):
+            fail("%s does not run in the daemon-only image" % exe)
+    if size_nobot >= 60:
+        fail("daemon-only image %.1f MB, target < 60" % size_nobot)
+    ok("daemon-only image (--no-bot) %.1f MB < 60 MB, built in %.1f s; the full image with "
+       "the bot is %.1f MB" % (size_nobot, t3, size_mb))
     redis_tag = re.search(r"localhost/tsunagu-redis:(\S+)", out1).group(1)
     for exe in ("tsunagu-relay", "tsunagu-signal", "tsunagu-bot", "tsunagu-turncheck"):
         v = pm.run("run", "--rm", "--network", "host", "--label", "tsunagu.test=" + pm.deploy,
@@ -389,8 +402,8 @@ def run(a, pm, src, work, tmp):
             ok("bot %s: %d RTP packets sent, %d received, 0 lost; joined once, resumed twice, "
                "no peer-left" % (b, c["sent"], c["received"]))
             pm.run("rm", "-f", "-t", "0", b, check=False)
-    print("# figures: image %.1f MB; build v1 %.1f s (base %s), v2 %.1f s; " % (
-        size_mb, t1, "cached" if base_cached else "cold", t2) +
+    print("# figures: image %.1f MB (daemon-only %.1f MB); build v1 %.1f s (base %s), v2 %.1f s; " % (
+        size_mb, size_nobot, t1, "cached" if base_cached else "cold", t2) +
         "; ".join("%s %s ms" % (k, "/".join(str(x) for x in v)) for k, v in times.items()))
 
 
