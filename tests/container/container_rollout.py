@@ -354,6 +354,26 @@ def run(a, pm, src, work, tmp):
         time.sleep(1.5)
         roll("relay v2->v1 (rollback)", ["--rollback"], mport, c1, "relay")
         time.sleep(1.5)
+        # a takeover the running relay refuses (other worker count in the saved flags):
+        # rollout.sh fails, the v1 relay keeps serving the calls, nothing is left behind
+        argf = os.path.join(state, "relay.args")
+        saved = open(argf, "rb").read()
+        with open(argf, "wb") as f:
+            f.write(saved.replace(b"--threads\x001\x00", b"--threads\x002\x00"))
+        p = subprocess.run(["bash", os.path.join(src, "scripts", "rollout.sh"), "relay", "v2"],
+                           capture_output=True, text=True, env=pm.env, timeout=60)
+        with open(argf, "wb") as f:
+            f.write(saved)
+        if p.returncode == 0 or "keeps serving" not in p.stderr or "threads" not in p.stderr:
+            fail("refused takeover: rollout.sh exit %d: %s" % (p.returncode, p.stderr[-800:]))
+        if build_info(mport) != c1 or relay_gauges(mport)[0] < 4:
+            fail("after a refused takeover the v1 relay does not serve the 4 allocations")
+        if len([n for n in pm.ours() if "-relay-" in n]) != 1:
+            fail("a refused takeover left a container: %r" % sorted(pm.ours()))
+        ok("a takeover with other threads is refused (%s); v1 keeps serving the calls; rollout.sh "
+           "exits %d and removes the new container" % (
+               [l for l in p.stderr.splitlines() if "threads" in l][0].strip(), p.returncode))
+        time.sleep(1.0)
         roll("signal blue->green v2", ["signal", "v2"], green, c2, "signal")
         end = time.time() + 10
         while not all_logs(r"resumed our place", 1):
