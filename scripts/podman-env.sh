@@ -32,8 +32,13 @@ default_ulimits = [\"nofile=$_nofile:$_nofile\", \"nproc=32768:32768\"]
 [engine]
 runtime = \"runc\"
 tmp_dir = \"$_r/libpod-tmp\""
-[ "$(cat "$_w/cfg/storage.conf" 2>/dev/null)" = "$_new_storage" ] ||
+if [ "$(cat "$_w/cfg/storage.conf" 2>/dev/null)" != "$_new_storage" ]; then
+  # podman's database records the paths it was created with and refuses others
+  [ -e "$_w/storage/libpod/bolt_state.db" ] &&
+    echo "podman-env: $_w/storage was made with other settings; if podman refuses it:" \
+      "podman system reset (with the old settings) or remove the work dir" >&2
   printf '%s\n' "$_new_storage" > "$_w/cfg/storage.conf"
+fi
 [ "$(cat "$_w/cfg/containers.conf" 2>/dev/null)" = "$_new_containers" ] ||
   printf '%s\n' "$_new_containers" > "$_w/cfg/containers.conf"
 export CONTAINERS_STORAGE_CONF=$_w/cfg/storage.conf CONTAINERS_CONF=$_w/cfg/containers.conf
