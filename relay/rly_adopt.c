@@ -42,6 +42,26 @@ static void refused(const uint8_t *got, size_t n, char *err, size_t errlen)
     snprintf(err, errlen, "takeover: the running relay refused: %s", why);
 }
 
+/* The running relay refused at once (busy, another uid, draining): it
+ * queued NAK_ and closed, maybe before reading our HELO, so our send or
+ * first receive fails with the reset and the NAK_ waits behind it. True
+ * with its reason in err if there is one. */
+static bool refused_early(int sock, char *err, size_t errlen)
+{
+    char tag[4];
+    uint8_t msg[512];
+    size_t nf;
+    long n = -ECONNRESET;
+
+    for (int i = 0; i < 2 && (n == -ECONNRESET || n == -EPIPE); i++)
+        n = rly_to_msg_recv(sock, tag, msg, sizeof msg, NULL, 0, &nf,
+                            rtc_clock_mono_ms() + 500);
+    if (n < 0 || memcmp(tag, "NAK_", 4))
+        return false;
+    refused(msg, (size_t)n, err, errlen);
+    return true;
+}
+
 /* Receive SIZE, the descriptors and the blob. 0 or RTC_EMSG with err; the
  * descriptors received are in *fds_out (n in *n_out) either way. */
 static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_out,
@@ -60,6 +80,8 @@ static int recv_state(int sock, int **fds_out, uint32_t *n_out, uint8_t **blob_o
     *n_out = 0;
     *blob_out = NULL;
     n = rly_to_msg_recv(sock, tag, hdr, sizeof hdr, NULL, 0, &nf, deadline);
+    if (n == -ECONNRESET && refused_early(sock, err, errlen))
+        return RTC_EMSG;
     if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
         /* the running relay refused before sending anything (busy, a HELO
          * version it does not write, draining) */
@@ -169,6 +191,10 @@ int rly_adopt(rly_proc *p, char *err, size_t errlen)
     uint64_t t0 = rtc_clock_mono_ms();
 
     if ((rc = rly_to_msg_send(p->adopt_sock, "HELO", ver, 2, NULL, 0))) {
+        if (refused_early(p->adopt_sock, err, errlen)) {
+            rc = RTC_EMSG;
+            goto out;
+        }
         snprintf(err, errlen, "takeover: cannot reach the running relay: %s", strerror(-rc));
         rc = RTC_EMSG;
         goto out;

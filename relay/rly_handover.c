@@ -262,6 +262,17 @@ static int send_state(int sock, const rly_to_fds *fds, const uint8_t *blob, size
     return 0;
 }
 
+/* A NAK_'s reason (n bytes, msg has room for one more) made a C string
+ * fit for the log: the peer is untrusted (a control connection's text
+ * must not forge log lines). */
+static void printable(uint8_t *msg, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (msg[i] < 0x20 || msg[i] >= 0x7f)
+            msg[i] = '?';
+    msg[n] = '\0';
+}
+
 /* A child that refuses while the state is still coming says why (NAK_) and
  * hangs up with our messages unread: the kernel then resets the socket and
  * our send or receive fails first, but the NAK_ is still queued behind the
@@ -278,7 +289,7 @@ static bool child_refused(rly_proc *p, char *why, size_t cap)
                             rtc_clock_mono_ms() + 100);
     if (n < 0 || memcmp(tag, "NAK_", 4))
         return false;
-    msg[n] = '\0';
+    printable(msg, (size_t)n);
     snprintf(why, cap, "the new process refused: %s", (char *)msg);
     return true;
 }
@@ -312,9 +323,9 @@ static bool child_hello(rly_proc *p)
     n = rly_to_msg_recv(p->to_sock, tag, msg, sizeof msg - 1, NULL, 0, &nf,
                         rtc_clock_mono_ms() + RLY_TO_STEP_MS);
     if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
-        msg[n] = '\0';
+        printable(msg, (size_t)n);
         snprintf(why, sizeof why, "the new process refused: %s", (char *)msg);
-        takeover_failed(p, why);
+        hello_failed(p, why); /* a child that refused counts */
         return false;
     }
     if (n == 2 && !memcmp(tag, "HELO", 4) && (msg[0] << 8 | msg[1]) != RLY_TO_VERSION) {
@@ -372,7 +383,7 @@ static int exchange(rly_proc *p, uint64_t t0, rly_to_fds *fds, uint8_t **blob, s
                         t0 + RLY_TO_STEP_MS);
     if (n < 0 || memcmp(tag, "ACK_", 4)) {
         if (n >= 0 && !memcmp(tag, "NAK_", 4)) {
-            msg[n] = '\0';
+            printable(msg, (size_t)n);
             snprintf(why, cap, "the new process refused: %s", (char *)msg);
         } else if (n == -ECONNRESET && child_refused(p, why, cap)) {
             /* why says it */

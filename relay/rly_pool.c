@@ -80,8 +80,8 @@ static void render(void *arg, rtc_buf *b)
     rtc_metrics_reloads(b, "tsunagu_relay", atomic_load(&reloads->ok),
                         atomic_load(&reloads->failed));
     rtc_metrics_header(b, "tsunagu_relay_takeovers_total", "counter",
-                       "Live takeovers (SIGUSR2) that made this process or were tried "
-                       "from it; a failed one keeps the old process serving.");
+                       "Live takeovers (SIGUSR2 or --takeover-from) that made this process "
+                       "or were tried from it; a failed one keeps the old process serving.");
     rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"ok\"",
                     atomic_load(&reloads->takeover_ok));
     rtc_metrics_u64(b, "tsunagu_relay_takeovers_total", "result=\"failed\"",
