@@ -174,6 +174,8 @@ def main():
     ap.add_argument("--duration", type=int, default=30)
     a = ap.parse_args()
     src, work = os.path.abspath(a.src), os.path.abspath(a.work)
+    if os.geteuid() != 0:
+        fail("needs root (rootful podman, host network, chown to the image's uid 10001)")
     for tool in ("podman", "runc", "git"):
         if not shutil.which(tool):
             fail("%s not installed: bash scripts/deps.sh test (this suite never skips)" % tool)
