@@ -14,6 +14,8 @@ test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets o
   procps iproute2 nftables valgrind prometheus systemd redis-server)
 # relay_selfcheck and deploy_nginx: namespaces with nftables NAT, nginx as in docs/deploy.md
 test_pkgs+=(util-linux nginx-light libnginx-mod-stream)
+# suite container (docs/containers.md; catatonit: kube play's pods)
+test_pkgs+=(podman runc catatonit)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
