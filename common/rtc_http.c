@@ -2,6 +2,9 @@
 #include "rtc_http.h"
 
 #include <string.h>
+#include <strings.h>
+
+#include "rtc_crypto.h"
 
 /* Longest method and path the raw responder looks at; anything longer is
  * no route of ours (404 for GET) and is never copied whole. */
@@ -127,4 +130,23 @@ void rtc_http_respond_raw(const rtc_http_site *s, const char *req, size_t len, r
     }
     rtc_http_format(out, &r);
     rtc_buf_dispose(&metrics);
+}
+
+bool rtc_http_bearer_ok(const char *v, size_t len, const uint8_t want[32])
+{
+    uint8_t got[RTC_SHA256_LEN];
+    const char *end = v + len;
+    bool ok;
+
+    if (!v || len < 7 || strncasecmp(v, "Bearer ", 7))
+        return false;
+    v += 7;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    rtc_sha256(v, (size_t)(end - v), got);
+    ok = rtc_ct_equal(got, want, sizeof got);
+    memset(got, 0, sizeof got);
+    return ok;
 }

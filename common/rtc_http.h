@@ -86,4 +86,10 @@ void rtc_http_format(rtc_buf *out, const rtc_http_reply *r);
  * cannot be split into method and path is answered 405. */
 void rtc_http_respond_raw(const rtc_http_site *s, const char *req, size_t len, rtc_buf *out);
 
+/* An Authorization header value v[0..len) ("Bearer <token>", the scheme
+ * case-insensitive, RFC 7235 s.2.1) against the SHA-256 digest of the
+ * configured token (want, 32 bytes): the digests are compared in constant
+ * time, so neither the token's content nor its length leaks. NULL v: false. */
+bool rtc_http_bearer_ok(const char *v, size_t len, const uint8_t want[32]);
+
 #endif

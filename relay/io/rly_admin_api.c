@@ -89,7 +89,6 @@ static bool authorized(const rly_admin_api *api, const char *req)
 {
     static const char name[] = "authorization:";
     const char *line = strchr(req, '\n');
-    uint8_t h[RTC_SHA256_LEN];
 
     while (line && line[1]) {
         const char *v = line + 1, *end;
@@ -99,18 +98,10 @@ static bool authorized(const rly_admin_api *api, const char *req)
         v += sizeof name - 1;
         while (*v == ' ' || *v == '\t')
             v++;
-        if (strncasecmp(v, "Bearer ", 7))
-            return false;
-        v += 7;
-        while (*v == ' ')
-            v++;
         end = v;
         while (*end && *end != '\r' && *end != '\n')
             end++;
-        while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
-            end--;
-        rtc_sha256(v, (size_t)(end - v), h);
-        return rtc_ct_equal(h, api->token_hash, sizeof h);
+        return rtc_http_bearer_ok(v, (size_t)(end - v), api->token_hash);
     }
     return false;
 }

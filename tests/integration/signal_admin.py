@@ -91,7 +91,7 @@ async def refuse(exe):
     with Server(exe, "--admin-token", TOKEN) as srv:
         cases = [dict(), dict(token=""), dict(token="wrong"), dict(token=TOKEN + "x"),
                  dict(token=TOKEN[:-1]), dict(auth="Basic " + TOKEN), dict(auth=TOKEN),
-                 dict(auth="bearer " + TOKEN)]
+                 dict(auth="Bearer"), dict(auth="Bearer" + TOKEN)]
         for kw in cases:
             for method, path in [("GET", "/admin/rooms"), ("DELETE", "/admin/rooms/r"),
                                  ("GET", "/status.json")]:
@@ -103,13 +103,16 @@ async def refuse(exe):
         assert m['tsunagu_signal_admin_requests_total{code="401"}'] == 3 * len(cases), m
         st, _, body = req(srv, "GET", "/admin/rooms", token=TOKEN)
         assert st == 200 and json.loads(body) == {"rooms": []}, (st, body)
+        # the scheme is case-insensitive (RFC 7235 s.2.1), as at the relay
+        st, _, body = req(srv, "GET", "/admin/rooms", auth="bearer " + TOKEN)
+        assert st == 200, (st, body)
         for method in ("DELETE", "POST"):  # (a POST once hung: lws held the answer)
             st, _, _ = req(srv, method, "/admin/rooms", token=TOKEN)
             assert st == 405, (method, st)
         st, _, _ = req(srv, "GET", "/admin/nothing", token=TOKEN)
         assert st == 404, st
         m = srv.metrics()
-        assert m['tsunagu_signal_admin_requests_total{code="200"}'] == 1, m
+        assert m['tsunagu_signal_admin_requests_total{code="200"}'] == 2, m
         assert m['tsunagu_signal_admin_requests_total{code="405"}'] == 2, m
 
 
