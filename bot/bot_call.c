@@ -61,6 +61,8 @@ struct bot_call {
     uint64_t lsr_at_us;
 
     uint64_t t0_us, t_media_us;
+    uint64_t t_stop_us;   /* when the call stopped: the media clock ends here */
+    bool failed;          /* ended by itself (fail()), not by the bot or the peer */
     GSource *setup_timer;
     bot_stats stats;
 };
@@ -86,6 +88,7 @@ static void fail(bot_call *c, const char *why)
         why = c->why;
     }
     RTC_LOG(RTC_LOG_WARN, c->label, "call failed: %s", why);
+    c->failed = true;
     bot_call_stop(c, why);
     c->cbs.ended(c->cbs.ud, c, why);
 }
@@ -222,6 +225,10 @@ static void on_rtcp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
     if (in.got_sr) {
         c->lsr = bot_ntp_mid(in.sr_ntp);
         c->lsr_at_us = now;
+        /* the sender's own count of the stream we measure: a stream that
+         * stops is then seen as lost, not as nothing (bot_stats.h) */
+        if (in.sr_ssrc == c->remote_ssrc)
+            bot_stats_on_sr(&c->stats, in.sr_pkt_count, now);
     }
     if (in.got_rb)
         bot_stats_on_rtt(&c->stats, bot_rtcp_rtt_ms(&in.rb, bot_ntp_mid(ntp_now())));
@@ -469,7 +476,7 @@ void bot_call_second(bot_call *c, uint64_t now_us)
     size_t n;
     int len;
 
-    bot_stats_sample(&c->stats, (double)(now_us - c->t0_us) / 1e6);
+    bot_stats_sample_at(&c->stats, (double)(now_us - c->t0_us) / 1e6, now_us);
     if (c->st != BOT_CALL_MEDIA)
         return;
     memset(&o, 0, sizeof o);
@@ -477,7 +484,9 @@ void bot_call_second(bot_call *c, uint64_t now_us)
     o.is_sr = c->stats.sent > 0;
     o.ntp = ntp_now();
     o.rtp_ts = c->ts;
-    o.pkt_count = (uint32_t)c->stats.sent;
+    /* --drop-every stands for loss on the path: those packets were "sent"
+     * into it, so the receiver's SR-based count must see them missing. */
+    o.pkt_count = (uint32_t)(c->stats.sent + c->stats.dropped_on_purpose);
     o.octet_count = (uint32_t)c->octets_sent;
     o.cname = c->env->cname;
     if (c->stats.started) {
@@ -504,6 +513,7 @@ void bot_call_stop(bot_call *c, const char *why)
         return;
     c->st = BOT_CALL_ENDED;
     c->end_reason = why;
+    c->t_stop_us = rtc_clock_mono_us();
     bot_timer_cancel(&c->setup_timer);
     if (c->ice) {
         /* a pair selected without READY (yet) still tells the path */
@@ -566,14 +576,24 @@ void bot_call_info_get(const bot_call *c, bot_call_info *o)
     o->stun_server = c->stun_desc;
     o->media = c->t_media_us != 0;
     o->setup_ms = c->t_media_us ? (double)(c->t_media_us - c->t0_us) / 1000.0 : -1;
-    o->loss_pct = bot_stats_loss_pct(&c->stats);
+    {
+        bot_stats_media m;
+        bot_stats_media_at(&c->stats, c->t_stop_us ? c->t_stop_us : rtc_clock_mono_us(), &m);
+        o->loss_pct = m.loss_pct;
+        o->lost = m.lost;
+        o->expected = m.expected;
+        o->lost_seq = m.lost_seq;
+        o->lost_sr = m.lost_sr;
+        o->lost_clock = m.lost_clock;
+        o->max_gap_ms = m.max_gap_ms;
+    }
+    o->failed = c->failed;
     o->jitter_ms = bot_stats_jitter_ms(&c->stats);
     o->rtt_ms = bot_stats_rtt_avg(&c->stats);
     o->mos = o->media ? bot_mos(o->rtt_ms, o->jitter_ms, o->loss_pct) : 1.0;
     o->sent = c->stats.sent;
     o->received = c->stats.received;
-    o->lost = bot_stats_lost(&c->stats);
-    o->expected = bot_stats_expected(&c->stats);
+    o->held = bot_call_info_held(o);
     o->dropped_on_purpose = c->stats.dropped_on_purpose;
     o->decoded = c->stats.decoded;
     o->decode_errors = c->stats.decode_errors;

@@ -42,7 +42,9 @@
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca;
+    char *min_mos, *max_loss; /* numbers with a fraction: checked by check_num */
     int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every, threads;
+    int64_t max_setup_ms;
     bool relay_only, turn_insecure;
 } bot_conf;
 
@@ -54,6 +56,20 @@ static int check_ws_url(const char *v, char *err, size_t errlen)
     }
     return 0;
 }
+
+/* A decimal number in [lo, hi]; the gates parse it again once valid. */
+static int check_range(const char *v, double lo, double hi, char *err, size_t errlen)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !isfinite(d) || d < lo || d > hi) {
+        snprintf(err, errlen, "must be a number from %g to %g", lo, hi);
+        return 1;
+    }
+    return 0;
+}
+static int check_mos(const char *v, char *err, size_t errlen) { return check_range(v, 1, 4.5, err, errlen); }
+static int check_pct(const char *v, char *err, size_t errlen) { return check_range(v, 0, 100, err, errlen); }
 
 #define F(x) offsetof(bot_conf, x)
 static const rtc_conf_spec specs[] = {
@@ -73,6 +89,9 @@ static const rtc_conf_spec specs[] = {
     {"setup-timeout", RTC_CONF_INT, F(setup_timeout), 1, 600, "30", "S", "a call with no audio after this many seconds counts as failed", NULL, 0},
     {"decode-every", RTC_CONF_INT, F(decode_every), 1, 1000, "1", "N", "Opus-decode every Nth received packet (1 = all); more calls per core in load mode, reported as decoded", NULL, 0},
     {"drop-every", RTC_CONF_INT, F(drop_every), 0, 1000000, "0", "N", "testing only: do not send every Nth RTP packet (counted as dropped_on_purpose) to check that reported loss is honest", NULL, 0},
+    {"min-mos", RTC_CONF_STR, F(min_mos), 0, 0, NULL, "MOS", "quality gate: a leg with a lower MOS fails the run (exit 1)", check_mos, 0},
+    {"max-loss", RTC_CONF_STR, F(max_loss), 0, 0, NULL, "PCT", "quality gate: a leg losing more than PCT percent fails the run (replaces the default: fail at 1% or more)", check_pct, 0},
+    {"max-setup-ms", RTC_CONF_INT, F(max_setup_ms), 0, 600000, "0", "MS", "quality gate: a leg whose set-up (join to first audio) took longer fails the run; 0 = off", NULL, 0},
     {"log-level", RTC_CONF_STR, F(log_level), 0, 0, "warn", "LEVEL", "error|warn|info|debug", NULL, 0},
     RTC_CONF_END};
 #undef F
@@ -128,6 +147,8 @@ struct app {
     long pairs_started;
     bool stopping, tty, steady;
     int exit_code;
+    time_t started_wall;  /* for the reports' date */
+    char version[128];
 };
 
 static uint64_t cpu_us(void)
@@ -611,6 +632,13 @@ static void fill_run(app *a, bot_run_info *r)
                  "its 20 ms send clock ran %.1f ms late (p99)%s", r->lag_p99_ms,
                  r->machine_saturated ? ", starved of CPU by other processes on this machine" : "");
     r->bottleneck = r->bottleneck_why[0] != '\0';
+    snprintf(a->version, sizeof a->version, "tsunagu-bot %s (%s)", rtc_version(), rtc_version_commit());
+    r->version = a->version;
+    {
+        struct tm tm;
+        gmtime_r(&a->started_wall, &tm);
+        strftime(r->started_at, sizeof r->started_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
 }
 
 /* After every worker has stopped: the calls are quiet and readable. */
@@ -629,8 +657,15 @@ static void report(app *a)
     for (size_t i = 0; i < a->n_workers; i++)
         for (size_t j = 0; j < bot_worker_n_calls(a->workers[i]); j++)
             bot_call_info_get(bot_worker_call(a->workers[i], j), &ci[k++]);
+    {
+        bot_gates g = {a->conf.min_mos ? strtod(a->conf.min_mos, NULL) : 0,
+                       a->conf.max_loss ? strtod(a->conf.max_loss, NULL) : -1,
+                       (double)a->conf.max_setup_ms};
+        bot_report_judge(ci, n, &g);
+    }
     bot_totals_compute(ci, n, &t);
     fill_run(a, &run);
+    bot_report_verdict(ci, n, a->conf.calls ? 2 * (size_t)a->conf.calls : 0, &run);
     if (a->tty)
         fputc('\n', stderr);
     bot_report_table(stdout, ci, n, &t, &run);
@@ -639,7 +674,9 @@ static void report(app *a)
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.report);
     if (a->conf.html && bot_report_html(a->conf.html, ci, n, &t, &run))
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.html);
-    if (t.with_media < t.legs || (a->conf.calls && t.legs < 2 * (size_t)a->conf.calls))
+    /* Exit rule (docs/bot.md): 1 unless every leg passed (held, and the
+     * gates asked for) and load mode has all its legs. */
+    if (!run.pass)
         a->exit_code = 1;
     for (guint i = 0; i < a->members->len; i++)
         if (!((member *)a->members->pdata[i])->id) {
@@ -715,6 +752,7 @@ static void run(app *a)
     a->legs = g_ptr_array_new_with_free_func(free);
     a->tty = isatty(2);
     a->t_start_us = a->cpu_prev_wall_us = rtc_clock_mono_us();
+    a->started_wall = time(NULL);
     a->cpu_prev_us = cpu_us();
     a->ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (a->ncpu < 1)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,64 @@
 #include "rtc_err.h"
 
 static double pct_of(double *v, size_t n, double p) { return bot_percentile(v, n, p); }
+
+/* Append one failed check to a leg's reason. */
+static void why_add(bot_call_info *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void why_add(bot_call_info *c, const char *fmt, ...)
+{
+    size_t l = strlen(c->why);
+    va_list ap;
+    if (l && l + 2 < sizeof c->why) {
+        memcpy(c->why + l, "; ", 3);
+        l += 2;
+    }
+    va_start(ap, fmt);
+    vsnprintf(c->why + l, sizeof c->why - l, fmt, ap);
+    va_end(ap);
+    c->pass = false;
+}
+
+void bot_report_judge(bot_call_info *ci, size_t n, const bot_gates *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        bot_call_info *c = &ci[i];
+        c->pass = true;
+        c->why[0] = '\0';
+        if (!c->media) {
+            why_add(c, "no audio (%s)", c->end_reason && c->end_reason[0] ? c->end_reason : c->state);
+            continue;
+        }
+        if (c->failed)
+            why_add(c, "call failed: %s", c->end_reason);
+        if (c->max_gap_ms > BOT_HELD_MAX_GAP_MS)
+            why_add(c, "media gap %.1f s > 1 s", c->max_gap_ms / 1000.0);
+        if (g->max_loss_pct < 0 && c->loss_pct >= BOT_HELD_MAX_LOSS_PCT)
+            why_add(c, "loss %.2f%% >= 1%% (not held)", c->loss_pct);
+        else if (g->max_loss_pct >= 0 && c->loss_pct > g->max_loss_pct)
+            why_add(c, "loss %.2f%% > --max-loss %.2f%%", c->loss_pct, g->max_loss_pct);
+        if (g->min_mos > 0 && c->mos < g->min_mos)
+            why_add(c, "MOS %.2f < --min-mos %.2f", c->mos, g->min_mos);
+        if (g->max_setup_ms > 0 && c->setup_ms > g->max_setup_ms)
+            why_add(c, "setup %.0f ms > --max-setup-ms %.0f", c->setup_ms, g->max_setup_ms);
+    }
+}
+
+void bot_report_verdict(const bot_call_info *ci, size_t n, size_t legs_wanted, bot_run_info *run)
+{
+    size_t bad = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (!ci[i].pass && bad++ == 0)
+            first = i;
+    run->pass = bad == 0 && n >= legs_wanted;
+    if (n < legs_wanted)
+        snprintf(run->verdict, sizeof run->verdict, "FAIL: %zu of %zu call legs exist%s", n,
+                 legs_wanted, bad ? ", and some failed" : "");
+    else if (bad)
+        snprintf(run->verdict, sizeof run->verdict, "FAIL: %zu of %zu legs failed, first %.64s: %s",
+                 bad, n, ci[first].label, ci[first].why);
+    else
+        snprintf(run->verdict, sizeof run->verdict, "PASS: all %zu legs passed", n);
+}
 
 void bot_totals_compute(const bot_call_info *ci, size_t n, bot_totals *t)
 {
@@ -33,10 +92,14 @@ void bot_totals_compute(const bot_call_info *ci, size_t n, bot_totals *t)
         t->decoded += c->decoded;
         /* Every leg counts in MOS: a call that never carried audio is a 1. */
         mos[i] = c->mos;
+        if (!c->pass)
+            t->failed++;
+        if (c->max_gap_ms > t->gap_max_ms)
+            t->gap_max_ms = c->max_gap_ms;
         if (!c->media)
             continue;
         t->with_media++;
-        if (c->loss_pct < 1.0)
+        if (bot_call_info_held(c))
             t->held++;
         setup[ns] = c->setup_ms;
         jit[ns] = c->jitter_ms;
@@ -68,19 +131,21 @@ out:
 void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_totals *t,
                       const bot_run_info *run)
 {
-    fprintf(f, "\n%-22s %-8s %-9s %9s %7s %7s %6s %7s %7s %7s %5s  %s\n", "call", "role", "state",
-            "setup_ms", "sent", "recv", "lost", "loss%", "jit_ms", "rtt_ms", "MOS", "path");
+    fprintf(f, "\n%-22s %-8s %-9s %9s %7s %7s %6s %7s %8s %7s %7s %5s  %s\n", "call", "role", "state",
+            "setup_ms", "sent", "recv", "lost", "loss%", "gap_ms", "jit_ms", "rtt_ms", "MOS", "path");
     for (size_t i = 0; i < n; i++) {
         const bot_call_info *c = &ci[i];
-        fprintf(f, "%-22.22s %-8s %-9s %9.1f %7llu %7llu %6llu %7.2f %7.2f %7.1f %5.2f  %s %s\n",
-                c->label, c->role, c->media ? "audio" : "FAILED", c->setup_ms,
+        fprintf(f, "%-22.22s %-8s %-9s %9.1f %7llu %7llu %6llu %7.2f %8.0f %7.2f %7.1f %5.2f  %s %s\n",
+                c->label, c->role, !c->media ? "FAILED" : c->held ? "held" : "audio", c->setup_ms,
                 (unsigned long long)c->sent, (unsigned long long)c->received,
-                (unsigned long long)c->lost, c->loss_pct, c->jitter_ms, c->rtt_ms, c->mos,
-                c->selected, c->media ? c->srtp : c->end_reason);
+                (unsigned long long)c->lost, c->loss_pct, c->max_gap_ms, c->jitter_ms, c->rtt_ms,
+                c->mos, c->selected, c->media ? c->srtp : c->end_reason);
+        if (!c->pass)
+            fprintf(f, "  ^ FAIL: %s\n", c->why);
     }
-    fprintf(f, "\ntotals: %zu legs, %zu with audio, %zu held (loss < 1%%); packets sent %llu "
-               "received %llu lost %llu (%.3f%%)",
-            t->legs, t->with_media, t->held, (unsigned long long)t->sent,
+    fprintf(f, "\ntotals: %zu legs, %zu with audio, %zu held (loss < 1%%, no gap > 1 s), %zu failed; "
+               "longest media gap %.0f ms; packets sent %llu received %llu lost %llu (%.3f%%)",
+            t->legs, t->with_media, t->held, t->failed, t->gap_max_ms, (unsigned long long)t->sent,
             (unsigned long long)t->received, (unsigned long long)t->lost, t->loss_pct);
     if (t->dropped_on_purpose)
         fprintf(f, ", dropped on purpose %llu", (unsigned long long)t->dropped_on_purpose);
@@ -98,6 +163,8 @@ void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_tota
         fprintf(f, "note: the machine's CPUs were saturated during the run (other processes %.0f%% "
                    "of a core): figures may include CPU contention\n",
                 run->others_avg_pct);
+    if (run->verdict[0])
+        fprintf(f, "%s\n", run->verdict);
 }
 
 static json_t *num(double v) { return json_real(isfinite(v) ? round(v * 1000) / 1000 : 0); }
@@ -137,6 +204,15 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
             json_object_set_new(o, "tls", json_string(c->tls ? c->tls : ""));
             json_object_set_new(o, "turn_error", json_string(c->turn_error ? c->turn_error : ""));
             json_object_set_new(o, "stun_server", json_string(c->stun_server ? c->stun_server : ""));
+            /* loss when media stops (issue 12) and the verdict (gates) */
+            json_object_set_new(o, "max_gap_ms", num(c->max_gap_ms));
+            json_object_set_new(o, "lost_seq", json_integer((json_int_t)c->lost_seq));
+            json_object_set_new(o, "lost_sr", json_integer((json_int_t)c->lost_sr));
+            json_object_set_new(o, "lost_clock", json_integer((json_int_t)c->lost_clock));
+            json_object_set_new(o, "failed", json_boolean(c->failed));
+            json_object_set_new(o, "held", json_boolean(bot_call_info_held(c)));
+            json_object_set_new(o, "pass", json_boolean(c->pass));
+            json_object_set_new(o, "fail_reason", json_string(c->why));
         }
     }
     json_object_set_new(root, "turn_tls_verify", json_string(run->turn_tls_verify ? run->turn_tls_verify : ""));
@@ -163,6 +239,15 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                   "jitter_ms", "p50", num(t->jitter_p50), "p95", num(t->jitter_p95), "rtt_ms",
                   "p50", num(t->rtt_p50), "p95", num(t->rtt_p95), "loss_pct_p95",
                   num(t->loss_p95)));
+    {
+        json_t *tt = json_object_get(root, "totals");
+        json_object_set_new(tt, "failed", json_integer((json_int_t)t->failed));
+        json_object_set_new(tt, "max_gap_ms", num(t->gap_max_ms));
+    }
+    json_object_set_new(root, "pass", json_boolean(run->pass));
+    json_object_set_new(root, "verdict", json_string(run->verdict));
+    json_object_set_new(root, "version", json_string(run->version ? run->version : ""));
+    json_object_set_new(root, "started_at", json_string(run->started_at));
     json_object_set_new(root, "bot",
                         json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:I,s:o,s:b,s:s,s:i,s:o}", "cpu_avg_pct",
                                   num(run->cpu_avg_pct), "other_processes_cpu_pct",

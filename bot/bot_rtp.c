@@ -156,6 +156,7 @@ int bot_rtcp_parse(const uint8_t *buf, size_t len, uint32_t our_ssrc, bot_rtcp_i
                 !rtc_rd_u32(&p, &oc))
                 return RTC_EMSG;
             in->sr_ntp = (uint64_t)hi << 32 | lo;
+            in->sr_pkt_count = pc;
             in->got_sr = true;
             in->sr_ssrc = ssrc;
         }

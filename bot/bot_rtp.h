@@ -56,6 +56,7 @@ typedef struct {
     bool got_sr;
     uint32_t sr_ssrc;
     uint64_t sr_ntp;    /* to answer with LSR (middle 32 bits) */
+    uint32_t sr_pkt_count; /* sender's packet count (s.6.4.1) */
     bool got_rb;        /* a report block about our_ssrc */
     bot_rtcp_rb rb;
 } bot_rtcp_in;

@@ -73,10 +73,49 @@ int main(void)
     ci[2].setup_ms = -1;
     ci[2].rtt_ms = -1;
 
+    {
+        /* the default rule, then gates (bot_report.h) */
+        bot_gates none = {0, -1, 0}, strict = {4.2, 0.5, 200};
+        bot_run_info v;
+        ci[0].max_gap_ms = 40;
+        ci[1].max_gap_ms = 1500; /* the media stopped for 1.5 s */
+        bot_report_judge(ci, 3, &none);
+        ok(ci[0].pass && !ci[0].why[0], "clean leg passes without gates");
+        ok(!ci[1].pass && strstr(ci[1].why, "media gap 1.5 s > 1 s") &&
+           strstr(ci[1].why, "loss 2.00% >= 1% (not held)"), "lossy leg: gap and loss named");
+        ok(!ci[2].pass && !strcmp(ci[2].why, "no audio (bot finished)"), "leg without audio");
+        memset(&v, 0, sizeof v);
+        bot_report_verdict(ci, 3, 0, &v);
+        ok(!v.pass && strstr(v.verdict, "FAIL: 2 of 3 legs failed, first lossy"), "run fails");
+        bot_report_verdict(ci, 1, 0, &v);
+        ok(v.pass && !strcmp(v.verdict, "PASS: all 1 legs passed"), "one clean leg: pass");
+        bot_report_verdict(ci, 1, 2, &v);
+        ok(!v.pass && strstr(v.verdict, "1 of 2 call legs exist"), "missing legs fail the run");
+        bot_report_judge(ci, 3, &strict);
+        ok(ci[0].pass && !ci[0].why[0], "within every gate: setup 100 ms, MOS 4.4, loss 0");
+        ci[0].setup_ms = 250;
+        bot_report_judge(ci, 1, &strict);
+        ok(!ci[0].pass && !strcmp(ci[0].why, "setup 250 ms > --max-setup-ms 200"), "setup gate");
+        ci[0].setup_ms = 100;
+        ci[0].mos = 4.1;
+        ci[0].loss_pct = 0.6;
+        bot_report_judge(ci, 1, &strict);
+        ok(!strcmp(ci[0].why, "loss 0.60% > --max-loss 0.50%; MOS 4.10 < --min-mos 4.20"),
+           "loss and MOS gates, in order");
+        ci[0].mos = 4.4;
+        ci[0].loss_pct = 0;
+        strict.max_loss_pct = 3; /* looser than the held bound */
+        bot_report_judge(ci, 2, &strict);
+        ok(ci[0].pass && strstr(ci[1].why, "loss") == NULL && strstr(ci[1].why, "media gap"),
+           "--max-loss 3 lets 2% pass; the gap still fails");
+        bot_report_judge(ci, 3, &none);
+    }
     bot_totals_compute(ci, 3, &t);
     is_int(t.legs, 3, "legs");
     is_int(t.with_media, 2, "with media");
     is_int(t.held, 1, "held: media and loss < 1%");
+    is_int(t.failed, 2, "failed legs counted");
+    ok(NEAR(t.gap_max_ms, 1500), "longest gap over legs");
     is_int(t.lost, 20, "lost summed");
     ok(NEAR(t.loss_pct, 1.0), "overall loss = 20 / 2000 expected");
     ok(NEAR(t.setup_p50, 200) && NEAR(t.setup_p95, 290) && NEAR(t.setup_max, 300),
