@@ -343,6 +343,93 @@ static void svg_lines(FILE *f, const char *title, const char *unit, const bot_ca
     fprintf(f, "</svg>\n");
 }
 
+static double tl_col(const bot_sample *s, int col)
+{
+    return col == 0 ? s->jitter_ms : col == 1 ? s->loss_pct : s->rtt_ms;
+}
+
+/* Many calls: one line each is unreadable, so p5..p95 as a band and p50 as a
+ * line, over time bins (at most MAX_BINS, each call's last sample in a bin).
+ * Memory: one value per call for the bin at hand, whatever the run's length. */
+#define MAX_BINS 600
+static void svg_bands(FILE *f, const char *title, const char *unit, const bot_call_info *ci,
+                      size_t n, int col)
+{
+    double tmax = 1, vmax = 0, w;
+    size_t nb, *cur = calloc(n + 1, sizeof *cur);
+    double *v = calloc(n + 1, sizeof *v), (*band)[3] = NULL;
+    bool *have = NULL;
+
+    if (!cur || !v)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ci[i].stats->tl_n; k++)
+            if (ci[i].stats->tl[k].t_s > tmax)
+                tmax = ci[i].stats->tl[k].t_s;
+    w = ceil(tmax / MAX_BINS);
+    nb = (size_t)(tmax / w) + 1;
+    band = calloc(nb, sizeof *band);
+    have = calloc(nb, sizeof *have);
+    if (!band || !have)
+        goto out;
+    for (size_t b = 0; b < nb; b++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            const bot_stats *st = ci[i].stats;
+            double last = -1;
+            while (cur[i] < st->tl_n && st->tl[cur[i]].t_s < (double)(b + 1) * w)
+                last = tl_col(&st->tl[cur[i]++], col);
+            if (last >= 0)
+                v[m++] = last;
+        }
+        if (!m)
+            continue;
+        have[b] = true;
+        band[b][0] = bot_percentile(v, m, 5);
+        band[b][1] = bot_percentile(v, m, 50);
+        band[b][2] = bot_percentile(v, m, 95);
+        if (band[b][2] > vmax)
+            vmax = band[b][2];
+    }
+    vmax = vmax > 0 ? vmax * 1.1 : 1;
+    fprintf(f, "<h3>");
+    html_escape(f, title);
+    fprintf(f, " (p5-p95 band, p50 line, over %zu call legs)</h3>\n<svg width='%d' height='%d' "
+               "xmlns='http://www.w3.org/2000/svg' font-size='11' class='bands'>\n",
+            n, W, H);
+    fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#000'/>", PADL, H - PADB, W - 10,
+            H - PADB);
+    fprintf(f, "<line x1='%d' y1='10' x2='%d' y2='%d' stroke='#000'/>\n", PADL, PADL, H - PADB);
+    for (int g = 0; g <= 4; g++) {
+        double y = (H - PADB) - (double)(H - PADB - 10) * g / 4;
+        fprintf(f, "<text x='%d' y='%.1f' text-anchor='end'>%.2f</text>", PADL - 4, y + 4, vmax * g / 4);
+    }
+    fprintf(f, "<text x='%d' y='%d' text-anchor='end'>time (s), max %.0f</text>", W - 10, H - 8, tmax);
+    fprintf(f, "<text x='12' y='%d' text-anchor='middle' transform='rotate(-90 12 %d)'>", H / 2, H / 2);
+    html_escape(f, unit);
+    fprintf(f, "</text>\n<polygon fill='#1f77b4' fill-opacity='0.25' stroke='none' points='");
+    for (size_t b = 0; b < nb; b++)
+        if (have[b])
+            fprintf(f, "%.1f,%.1f ", PADL + (W - 10 - PADL) * (double)b * w / tmax,
+                    (H - PADB) - (H - PADB - 10) * band[b][2] / vmax);
+    for (size_t b = nb; b-- > 0;)
+        if (have[b])
+            fprintf(f, "%.1f,%.1f ", PADL + (W - 10 - PADL) * (double)b * w / tmax,
+                    (H - PADB) - (H - PADB - 10) * band[b][0] / vmax);
+    fprintf(f, "'><title>p5..p95</title></polygon>\n<polyline fill='none' stroke='#1f77b4' "
+               "stroke-width='1.5' points='");
+    for (size_t b = 0; b < nb; b++)
+        if (have[b])
+            fprintf(f, "%.1f,%.1f ", PADL + (W - 10 - PADL) * (double)b * w / tmax,
+                    (H - PADB) - (H - PADB - 10) * band[b][1] / vmax);
+    fprintf(f, "'><title>p50</title></polyline>\n</svg>\n");
+out:
+    free(cur);
+    free(v);
+    free(band);
+    free(have);
+}
+
 /* MOS histogram, bins of 0.1 from 1.0 to 4.5. */
 static void svg_mos(FILE *f, const bot_call_info *ci, size_t n)
 {
@@ -385,7 +472,17 @@ int bot_report_html(const char *path, const bot_call_info *ci, size_t n, const b
                "</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
                "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
                "padding:2px 6px;text-align:right}td:first-child{text-align:left}.bad{color:#c00}"
-               "</style></head><body>\n<h1>tsunagu-bot report</h1>\n<p>Mode <b>");
+               ".banner{padding:.6em 1em;font-size:1.2em;font-weight:bold;color:#fff}"
+               ".pass{background:#2ca02c}.fail{background:#d62728}"
+               "</style></head><body>\n<h1>tsunagu-bot report</h1>\n");
+    /* The verdict first: a CI user opens the page to learn pass or fail. */
+    fprintf(f, "<div class='banner %s' id='verdict'>", run->pass ? "pass" : "fail");
+    html_escape(f, run->verdict[0] ? run->verdict : run->pass ? "PASS" : "FAIL");
+    fprintf(f, "</div>\n<p id='when'>Run started ");
+    html_escape(f, run->started_at[0] ? run->started_at : "(unknown)");
+    fprintf(f, " UTC by ");
+    html_escape(f, run->version ? run->version : "tsunagu-bot");
+    fprintf(f, ".</p>\n<p>Mode <b>");
     html_escape(f, run->mode);
     fprintf(f, "</b>, room <b>");
     html_escape(f, run->room);
@@ -408,29 +505,46 @@ int bot_report_html(const char *path, const bot_call_info *ci, size_t n, const b
             run->lag_p99_ms, run->lag_max_ms,
             run->bottleneck ? "<b>the bot was the bottleneck:</b> " : "not saturated");
     html_escape(f, run->bottleneck_why);
-    fprintf(f, "</li></ul>\n");
-    svg_lines(f, "Interarrival jitter per call (RFC 3550)", "ms", ci, n, 0);
-    svg_lines(f, "Packet loss per call, per second", "%", ci, n, 1);
-    svg_lines(f, "Round-trip time per call (RTCP)", "ms", ci, n, 2);
+    fprintf(f, "</li><li>%zu legs failed; longest media gap %.0f ms</li></ul>\n", t->failed,
+            t->gap_max_ms);
+    if (n > BOT_REPORT_MAX_LINES) {
+        svg_bands(f, "Interarrival jitter (RFC 3550)", "ms", ci, n, 0);
+        svg_bands(f, "Packet loss per second", "%", ci, n, 1);
+        svg_bands(f, "Round-trip time (RTCP)", "ms", ci, n, 2);
+    } else {
+        svg_lines(f, "Interarrival jitter per call (RFC 3550)", "ms", ci, n, 0);
+        svg_lines(f, "Packet loss per call, per second", "%", ci, n, 1);
+        svg_lines(f, "Round-trip time per call (RTCP)", "ms", ci, n, 2);
+    }
     svg_mos(f, ci, n);
     fprintf(f, "<h2>Calls</h2><table><tr><th>call</th><th>role</th><th>setup ms</th><th>sent"
                "</th><th>received</th><th>lost</th><th>loss %%</th><th>jitter ms</th><th>RTT ms"
-               "</th><th>MOS</th><th>path</th><th>SRTP</th></tr>\n");
+               "</th><th>MOS</th><th>gap ms</th><th>path</th><th>SRTP</th><th>result</th></tr>\n");
     for (size_t i = 0; i < n; i++) {
         const bot_call_info *c = &ci[i];
-        fprintf(f, "<tr%s><td style='color:%s'>", c->media ? "" : " class='bad'", color(i));
+        /* many legs: only those that failed, the rest are in the bands */
+        if (n > BOT_REPORT_MAX_LINES && c->pass)
+            continue;
+        fprintf(f, "<tr%s><td style='color:%s'>", c->pass ? "" : " class='bad'", color(i));
         html_escape(f, c->label);
         fprintf(f, "</td><td>%s</td><td>%.1f</td><td>%llu</td><td>%llu</td><td>%llu</td>"
                    "<td>%.2f</td><td>%.2f</td><td>%.1f</td><td>%.2f</td><td>",
                 c->role, c->setup_ms, (unsigned long long)c->sent,
                 (unsigned long long)c->received, (unsigned long long)c->lost, c->loss_pct,
                 c->jitter_ms, c->rtt_ms, c->mos);
+        fprintf(f, "%.0f</td><td>", c->max_gap_ms);
         html_escape(f, c->selected);
         fprintf(f, "</td><td>");
         html_escape(f, c->media ? c->srtp : c->end_reason);
+        fprintf(f, "</td><td>");
+        html_escape(f, c->pass ? "pass" : c->why);
         fprintf(f, "</td></tr>\n");
     }
-    fprintf(f, "</table>\n<p>MOS: simplified ITU-T G.107 E-model (see docs/bot.md): R = 93.2 - "
+    fprintf(f, "</table>\n");
+    if (n > BOT_REPORT_MAX_LINES)
+        fprintf(f, "<p>%zu legs passed and are not listed (%zu legs in all).</p>\n",
+                n - t->failed, n);
+    fprintf(f, "<p>MOS: simplified ITU-T G.107 E-model (see docs/bot.md): R = 93.2 - "
                "Id - Ie_eff with Ie = 0, Bpl = 25.1, random loss.</p></body></html>\n");
     return fclose(f) ? -errno : 0;
 }

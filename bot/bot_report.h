@@ -65,6 +65,10 @@ typedef struct {
     double jitter_p50, jitter_p95, rtt_p50, rtt_p95, loss_p95;
 } bot_totals;
 
+/* Above this many legs the HTML report draws p5/p50/p95 bands instead of a
+ * line per leg, and lists only the legs that failed. */
+#define BOT_REPORT_MAX_LINES 20
+
 void bot_totals_compute(const bot_call_info *ci, size_t n, bot_totals *t);
 void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_totals *t,
                       const bot_run_info *run);
