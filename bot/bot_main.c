@@ -27,6 +27,7 @@
 
 #include "bot_audio.h"
 #include "bot_call.h"
+#include "bot_canary.h"
 #include "bot_dtls.h"
 #include "bot_ice.h"
 #include "bot_report.h"
@@ -42,7 +43,9 @@
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca;
-    char *min_mos, *max_loss; /* numbers with a fraction: checked by check_num */
+    char *min_mos, *max_loss; /* numbers with a fraction: checked by check_range */
+    char *metrics_listen;
+    int64_t canary, canary_call;
     int64_t calls, duration, drop_every, setup_timeout, ramp_ms, decode_every, threads;
     int64_t max_setup_ms;
     bool relay_only, turn_insecure;
@@ -92,6 +95,9 @@ static const rtc_conf_spec specs[] = {
     {"min-mos", RTC_CONF_STR, F(min_mos), 0, 0, NULL, "MOS", "quality gate: a leg with a lower MOS fails the run (exit 1)", check_mos, 0},
     {"max-loss", RTC_CONF_STR, F(max_loss), 0, 0, NULL, "PCT", "quality gate: a leg losing more than PCT percent fails the run (replaces the default: fail at 1% or more)", check_pct, 0},
     {"max-setup-ms", RTC_CONF_INT, F(max_setup_ms), 0, 600000, "0", "MS", "quality gate: a leg whose set-up (join to first audio) took longer fails the run; 0 = off", NULL, 0},
+    {"canary", RTC_CONF_INT, F(canary), 0, 86400, "0", "SECONDS", "canary mode: every SECONDS a short relay-only call between two of the bot's own members through each relay signaling hands out; Prometheus metrics on --metrics-listen; 0 = off", NULL, 0},
+    {"canary-call", RTC_CONF_INT, F(canary_call), 1, 600, "3", "S", "canary mode: seconds of audio per call once both legs have it", NULL, 0},
+    {"metrics-listen", RTC_CONF_STR, F(metrics_listen), 0, 0, NULL, "ADDR:PORT", "canary mode: serve GET /metrics and /healthz here (required with --canary)", NULL, 0},
     {"log-level", RTC_CONF_STR, F(log_level), 0, 0, "warn", "LEVEL", "error|warn|info|debug", NULL, 0},
     RTC_CONF_END};
 #undef F
@@ -739,7 +745,65 @@ static int load_flags(app *a, int argc, char **argv, rtc_log_level *lvl)
     }
     if (a->conf.calls && !a->conf.duration)
         a->conf.duration = 30;
+    if (a->conf.canary && (!a->conf.metrics_listen || a->conf.calls)) {
+        fprintf(stderr, "tsunagu-bot: --canary needs --metrics-listen and excludes --calls\n");
+        return 2;
+    }
     return 0;
+}
+
+static gboolean canary_stop(gpointer ud)
+{
+    g_main_loop_quit(ud);
+    return G_SOURCE_REMOVE;
+}
+
+/* Canary mode (bot_canary.h): one worker on the main loop, until
+ * SIGINT/SIGTERM or --duration. Exits 0 unless it could not start. */
+static void run_canary(app *a)
+{
+    char err[512];
+    bot_canary *cn;
+    bot_worker *w = bot_worker_new(0, false, &a->env, a->conf.audio, err, sizeof err);
+    bot_canary_params p = {a->conf.signal, a->conf.room, a->conf.name, &a->env, a->sigctx, w,
+                           (unsigned)a->conf.canary, (unsigned)a->conf.canary_call,
+                           (unsigned)a->conf.setup_timeout, a->conf.metrics_listen};
+    guint s1, s2, s3 = 0;
+
+    if (!w) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        a->exit_code = 2;
+        return;
+    }
+    cn = bot_canary_new(&p, err, sizeof err);
+    if (!cn) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        a->exit_code = 2;
+        goto out_worker;
+    }
+    fprintf(stderr, "tsunagu-bot: canary every %lld s, metrics on port %u\n",
+            (long long)a->conf.canary, bot_canary_metrics_port(cn));
+    s1 = g_unix_signal_add(SIGINT, canary_stop, a->loop);
+    s2 = g_unix_signal_add(SIGTERM, canary_stop, a->loop);
+    if (a->conf.duration)
+        s3 = g_timeout_add((guint)a->conf.duration * 1000u, canary_stop, a->loop);
+    g_main_loop_run(a->loop);
+    g_source_remove(s1);
+    g_source_remove(s2);
+    if (s3 && a->conf.duration)
+        g_source_remove(s3);
+    bot_canary_free(cn);
+    /* let libnice release the last probe's allocations (~300 ms) */
+    {
+        GSource *q = g_timeout_source_new(300);
+        g_source_set_callback(q, canary_stop, a->loop, NULL);
+        g_source_attach(q, NULL);
+        g_source_unref(q);
+        g_main_loop_run(a->loop);
+    }
+out_worker:
+    bot_worker_finish(w);
+    bot_worker_free(w);
 }
 
 /* Workers, members, the loop; then join, report and free. */
@@ -856,7 +920,12 @@ int main(int argc, char **argv)
     a.sigctx = bot_sig_ctx_new(a.loop, lvl >= RTC_LOG_DEBUG);
     if (!a.sigctx)
         goto out_loop;
-    run(&a);
+    if (a.conf.canary) {
+        a.env.relay_only = true; /* the canary measures the relays */
+        run_canary(&a);
+    } else {
+        run(&a);
+    }
     rc = a.exit_code;
     bot_sig_ctx_free(a.sigctx);
 out_loop:
