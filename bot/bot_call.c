@@ -230,6 +230,8 @@ static void on_rtcp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
         if (in.sr_ssrc == c->remote_ssrc)
             bot_stats_on_sr(&c->stats, in.sr_pkt_count, now);
     }
+    if (in.got_bye && in.bye_ssrc == c->remote_ssrc)
+        bot_stats_on_bye(&c->stats, now);
     if (in.got_rb)
         bot_stats_on_rtt(&c->stats, bot_rtcp_rtt_ms(&in.rb, bot_ntp_mid(ntp_now())));
 }
@@ -469,16 +471,14 @@ void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64
     }
 }
 
-void bot_call_second(bot_call *c, uint64_t now_us)
+/* One compound SR/RR + SDES (+ BYE), SRTCP-protected, to the peer. */
+static void send_rtcp(bot_call *c, uint64_t now_us, bool bye)
 {
     uint8_t pkt[512];
     bot_rtcp_out o;
     size_t n;
     int len;
 
-    bot_stats_sample_at(&c->stats, (double)(now_us - c->t0_us) / 1e6, now_us);
-    if (c->st != BOT_CALL_MEDIA)
-        return;
     memset(&o, 0, sizeof o);
     o.ssrc = c->ssrc;
     o.is_sr = c->stats.sent > 0;
@@ -489,6 +489,7 @@ void bot_call_second(bot_call *c, uint64_t now_us)
     o.pkt_count = (uint32_t)(c->stats.sent + c->stats.dropped_on_purpose);
     o.octet_count = (uint32_t)c->octets_sent;
     o.cname = c->env->cname;
+    o.bye = bye;
     if (c->stats.started) {
         o.has_rb = true;
         bot_stats_report_block(&c->stats, c->remote_ssrc, &o.rb);
@@ -505,12 +506,24 @@ void bot_call_second(bot_call *c, uint64_t now_us)
         bot_ice_send(c->ice, pkt, n);
 }
 
+void bot_call_second(bot_call *c, uint64_t now_us)
+{
+    bot_stats_sample_at(&c->stats, (double)(now_us - c->t0_us) / 1e6, now_us);
+    if (c->st != BOT_CALL_MEDIA)
+        return;
+    send_rtcp(c, now_us, false);
+}
+
 /* --- teardown and views --- */
 
 void bot_call_stop(bot_call *c, const char *why)
 {
     if (c->st == BOT_CALL_ENDED)
         return;
+    /* RTCP BYE (RFC 3550 s.6.6): the peer then knows our stream ended on
+     * purpose and does not count what we no longer send as lost. */
+    if (c->st == BOT_CALL_MEDIA && c->srtp && c->ice)
+        send_rtcp(c, rtc_clock_mono_us(), true);
     c->st = BOT_CALL_ENDED;
     c->end_reason = why;
     c->t_stop_us = rtc_clock_mono_us();

@@ -68,6 +68,7 @@ void bot_stats_on_rtp(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arri
             s->tl_expected_prior = s->tl_received_prior = 0;
             /* its packet count restarted too; the clock counts from here */
             s->have_sr = false;
+            s->bye_us = 0;
         }
         /* else: duplicate or reordered, counted below as A.1 does */
     }
@@ -123,6 +124,12 @@ void bot_stats_on_sr(bot_stats *s, uint32_t pkt_count, uint64_t arrival_us)
     s->sr_last_us = arrival_us;
 }
 
+void bot_stats_on_bye(bot_stats *s, uint64_t arrival_us)
+{
+    if (s->started && !s->bye_us)
+        s->bye_us = arrival_us;
+}
+
 void bot_stats_media_at(const bot_stats *s, uint64_t end_us, bot_stats_media *o)
 {
     uint64_t anchor_exp, anchor_us, due = 0, clock_exp, lost;
@@ -133,6 +140,8 @@ void bot_stats_media_at(const bot_stats *s, uint64_t end_us, bot_stats_media *o)
     o->interval_ms = interval_us / 1000.0;
     if (!s->started)
         return;
+    if (s->bye_us && s->bye_us < end_us)
+        end_us = s->bye_us; /* nothing is owed after the sender's BYE */
     o->lost_seq = bot_stats_lost(s);
     if (s->have_sr) {
         /* before the first SR: A.1; from it to the last: the sender's count */

@@ -16,7 +16,8 @@
  *   - the media clock: after the last SR (or the first packet, without one)
  *     the sender keeps one packet per interval (the RTP timestamp step of
  *     consecutive packets over the clock rate, 20 ms until seen) for as long
- *     as the call is up, less BOT_STATS_TAIL_SLACK_US at the end for packets
+ *     as the call is up (until the call stops, or the sender's RTCP BYE), less
+ *     BOT_STATS_TAIL_SLACK_US at the end for packets
  *     still in flight when the call stops. A sender with DTX breaks this
  *     assumption; the bot never uses DTX, nor do browsers by default.
  * The longest media gap is the longest time between two arrivals, or from
@@ -79,6 +80,7 @@ typedef struct {
     uint64_t sr_expected_first;         /* A.1 expected when the first SR came */
     uint64_t sr_received_first, sr_received_last;
     uint64_t sr_last_us;                /* arrival of the last SR */
+    uint64_t bye_us;                    /* the sender's RTCP BYE arrived (0 = not) */
     /* timeline */
     bot_sample *tl;
     size_t tl_n, tl_cap;
@@ -93,6 +95,10 @@ void bot_stats_on_rtt(bot_stats *s, double rtt_ms);
 /* The peer's RTCP sender report arrived at arrival_us with its sender's
  * packet count (RFC 3550 s.6.4.1). Ignored before our first RTP packet. */
 void bot_stats_on_sr(bot_stats *s, uint32_t pkt_count, uint64_t arrival_us);
+
+/* The sender said BYE (RFC 3550 s.6.6): it stopped sending on purpose, so
+ * the media clock and the gap end there (a peer finishing before us). */
+void bot_stats_on_bye(bot_stats *s, uint64_t arrival_us);
 
 /* Packets in flight when a call stops are not counted lost by the clock. */
 #define BOT_STATS_TAIL_SLACK_US 200000u

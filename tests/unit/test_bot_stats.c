@@ -207,6 +207,25 @@ static void sr_explains_a_pause(void)
     bot_stats_dispose(&s);
 }
 
+/* The peer finished first and said BYE: the silence after it is not loss. */
+static void bye_ends_the_clock(void)
+{
+    bot_stats s;
+    bot_stats_media m;
+    bot_stats_init(&s, 48000);
+    bot_stats_on_bye(&s, 100); /* before media: ignored */
+    ok(s.bye_us == 0, "BYE before media ignored");
+    feed(&s, 0, 350, 0);             /* 0 .. 6.98 s */
+    bot_stats_on_bye(&s, 7000000u);  /* the peer stopped at 7 s */
+    bot_stats_media_at(&s, 8000000u, &m); /* we stop at 8 s */
+    is_int(m.lost, 0, "after BYE nothing is owed");
+    ok(NEAR(m.max_gap_ms, 20.0, 1e-9), "gap ends at the BYE");
+    bot_stats_on_bye(&s, 7500000u);
+    bot_stats_media_at(&s, 8000000u, &m);
+    is_int(m.lost, 0, "the first BYE counts");
+    bot_stats_dispose(&s);
+}
+
 /* 40 ms packets: the clock takes its interval from the timestamps. */
 static void interval_from_timestamps(void)
 {
@@ -243,6 +262,7 @@ int main(void)
     sr_explains_a_pause();
     interval_from_timestamps();
     timeline_silent_second();
+    bye_ends_the_clock();
     no_loss_no_jitter();
     every_tenth_lost();
     constant_alternating_jitter();
