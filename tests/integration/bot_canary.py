@@ -13,14 +13,28 @@
 3. The relay is killed (SIGKILL): within ~20 s a probe fails (--setup-timeout 5)
    (calls_attempted_total > calls_succeeded_total, last_call_success 0) and
    the last success timestamp stops moving.
-4. SIGTERM: the bot exits 0 within 10 s.
+4. A real Prometheus scrapes the canary every second with the shipped alert
+   rules (conf/prometheus/tsunagu-alerts.yml): the target is up, every query
+   of conf/grafana/tsunagu-canary-dashboard.json returns data, no alert fires
+   while the relay is healthy, and TsunaguCanaryFailing fires for the relay
+   once its calls have failed for 30 s.
+5. conf/systemd/tsunagu-bot-canary.service passes systemd-analyze verify
+   with the built bot, and its ExecStart flags are accepted (--help-free
+   dry run: the same flags with an unreachable signaling URL start the
+   canary, which serves /metrics).
+6. SIGTERM: the bot exits 0 within 10 s.
+
+Needs Debian's prometheus and systemd packages; fails naming them if missing.
 
 usage: bot_canary.py --bot PATH [--relay ... --signal ...]"""
-import argparse, os, re, signal, subprocess, sys, time, urllib.request
+import argparse, json, os, re, shlex, shutil, signal, subprocess, sys, time
+import urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import Stack, add_server_args, fail, free_port, TIMEOUT_MULT  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONF = os.path.join(ROOT, "conf")
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 
 
@@ -56,14 +70,87 @@ def wait_for(what, secs, fn):
     fail("timed out waiting for " + what)
 
 
+def need(tool, package):
+    path = shutil.which(tool)
+    if not path:
+        fail("%s not found: install the Debian package %s" % (tool, package))
+    return path
+
+
+def prom_get(pport, path, **q):
+    url = "http://127.0.0.1:%d/api/v1/%s" % (pport, path)
+    if q:
+        url += "?" + urllib.parse.urlencode(q)
+    try:
+        return json.loads(urllib.request.urlopen(url, timeout=5).read())["data"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def start_prometheus(st, prometheus, port):
+    """A real Prometheus scraping the canary each second with the shipped rules."""
+    d = os.path.join(st.dir, "prom")
+    os.mkdir(d)
+    shutil.copy(os.path.join(CONF, "prometheus", "tsunagu-alerts.yml"), d)
+    with open(os.path.join(d, "prometheus.yml"), "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "rule_files:\n  - tsunagu-alerts.yml\nscrape_configs:\n"
+                "  - job_name: tsunagu-canary\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n" % port)
+    pport = free_port()
+    st.spawn([prometheus, "--config.file=" + os.path.join(d, "prometheus.yml"),
+              "--storage.tsdb.path=" + os.path.join(d, "data"),
+              "--web.listen-address=127.0.0.1:%d" % pport], "prometheus.log")
+    return pport
+
+
+def firing(pport):
+    data = prom_get(pport, "alerts")
+    return [a for a in (data or {}).get("alerts", []) if a.get("state") == "firing"]
+
+
+def check_unit(a, st, url):
+    """The shipped unit verifies with the built bot, and its flags run."""
+    analyze = need("systemd-analyze", "systemd")
+    src = open(os.path.join(CONF, "systemd", "tsunagu-bot-canary.service")).read()
+    unit = os.path.join(st.dir, "tsunagu-bot-canary.service")
+    open(unit, "w").write(src.replace("/usr/local/bin/tsunagu-bot", os.path.abspath(a.bot)))
+    r = subprocess.run([analyze, "verify", unit], capture_output=True, text=True, timeout=60)
+    noise = [ln for ln in (r.stdout + r.stderr).splitlines() if "tsunagu-bot-canary" in ln]
+    if r.returncode or noise:
+        fail("systemd-analyze verify: %s" % "; ".join(noise))
+    line = [ln for ln in src.splitlines() if ln.startswith("ExecStart=")][0]
+    argv = shlex.split(line[len("ExecStart="):])
+    argv[0] = a.bot
+    mport = free_port()
+    argv = [x.replace("wss://signal.example.com/ws", url).replace("127.0.0.1:9643", "127.0.0.1:%d" % mport)
+            for x in argv]
+    p = st.spawn(argv, "unit-canary.log")
+    def up():
+        if p.poll() is not None:
+            fail("the unit's ExecStart exited (%s): %s" % (p.returncode, st.log("unit-canary.log")[-1000:]))
+        try:
+            return "tsunagu_bot_canary_rounds_total" in urllib.request.urlopen(
+                "http://127.0.0.1:%d/metrics" % mport, timeout=2).read().decode()
+        except OSError:
+            return False
+    wait_for("the unit's canary to serve /metrics", 15, up)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=10)
+    print("# conf/systemd/tsunagu-bot-canary.service verifies; its ExecStart runs the canary")
+
+
 def main():
     ap = argparse.ArgumentParser()
     add_server_args(ap)
     a = ap.parse_args()
     checks = 0
+    prometheus = need("prometheus", "prometheus")
     with Stack(a) as st:
         turn = st.start_relay()
         url = st.start_signal(turn)
+        check_unit(a, st, url)
+        checks += 1
         relay = turn  # the label is the turn: URL as signaling hands it out
         port = free_port()
         argv = [a.bot, "--signal", url, "--room", "canary%d" % os.getpid(), "--canary", "2",
@@ -112,6 +199,27 @@ def main():
             fail("/healthz said %r" % health)
         checks += 7
 
+        # a real Prometheus, the shipped rules, the canary dashboard's queries
+        pport = start_prometheus(st, prometheus, port)
+
+        def target_up():
+            data = prom_get(pport, "targets")
+            act = (data or {}).get("activeTargets", [])
+            return act and all(t["health"] == "up" for t in act)
+        wait_for("Prometheus to scrape the canary", 30, target_up)
+        dash = json.load(open(os.path.join(CONF, "grafana", "tsunagu-canary-dashboard.json")))
+        queries = [(p["title"], t["expr"]) for p in dash["panels"] for t in p.get("targets", [])]
+        if not any(p["type"] == "row" and p["title"] == "canary calls" for p in dash["panels"]):
+            fail("the canary dashboard has no 'canary calls' row")
+        time.sleep(3)  # increase() needs two samples
+        for title, expr in queries:
+            res = wait_for("dashboard query %r" % title, 15,
+                           lambda: (prom_get(pport, "query", query=expr) or {}).get("result"))
+            print("# dashboard %r: %d series" % (title, len(res)))
+        if firing(pport):
+            fail("alerts fire on a healthy canary: %s" % firing(pport))
+        checks += 3
+
         rss1 = ms[("process_resident_memory_bytes", "")]
         ms = wait_for("9 successful canary calls", 60, ok_calls(9))
         rss2 = ms[("process_resident_memory_bytes", "")]
@@ -144,6 +252,17 @@ def main():
             if "FAILED" in line:
                 print("# " + line.strip())
                 break
+        t_fail = time.time()
+
+        def canary_alert():
+            al = [x for x in firing(pport) if x["labels"].get("alertname") == "TsunaguCanaryFailing"]
+            return al
+        al = wait_for("TsunaguCanaryFailing to fire", 60, canary_alert)
+        print("# TsunaguCanaryFailing fired %.0f s after the first failed probe: relay %s" % (
+            time.time() - t_fail, al[0]["labels"].get("relay")))
+        if al[0]["labels"].get("relay") != relay or time.time() - t_fail < 25:
+            fail("alert for %r after %.0f s" % (al[0]["labels"].get("relay"), time.time() - t_fail))
+        checks += 1
         bot.send_signal(signal.SIGTERM)
         try:
             code = bot.wait(timeout=10 * TIMEOUT_MULT)
