@@ -26,7 +26,12 @@
 
 Needs Debian's prometheus and systemd packages; fails naming them if missing.
 
-usage: bot_canary.py --bot PATH [--relay ... --signal ...]"""
+--soak S (the bench suite: 600): between 2 and 3, the canary runs S more
+seconds; every probe must succeed and resident memory, sampled every 30 s,
+must stay within 2 MiB of its value after the first minute (flat: weeks of
+canary calls in constant memory).
+
+usage: bot_canary.py --bot PATH [--soak S] [--relay ... --signal ...]"""
 import argparse, json, os, re, shlex, shutil, signal, subprocess, sys, time
 import urllib.parse, urllib.request
 
@@ -143,6 +148,7 @@ def check_unit(a, st, url):
 def main():
     ap = argparse.ArgumentParser()
     add_server_args(ap)
+    ap.add_argument("--soak", type=int, default=0)
     a = ap.parse_args()
     checks = 0
     prometheus = need("prometheus", "prometheus")
@@ -229,6 +235,33 @@ def main():
         if rss2 - rss1 > 3 * 2**20:
             fail("resident memory grew %.1f MiB over 6 canary calls" % ((rss2 - rss1) / 2**20))
         checks += 1
+
+        if a.soak:
+            t_end = time.time() + a.soak
+            base, samples = None, []
+            t_base = time.time() + 60
+            while time.time() < t_end:
+                time.sleep(30)
+                if bot.poll() is not None:
+                    fail("canary bot exited during the soak")
+                ms = scrape(port)
+                rss = ms[("process_resident_memory_bytes", "")]
+                att = metric(ms, "tsunagu_bot_canary_calls_attempted_total", relay)
+                okc = metric(ms, "tsunagu_bot_canary_calls_succeeded_total", relay)
+                if base is None and time.time() >= t_base:
+                    base = rss
+                samples.append(rss)
+                print("# soak %3.0f s: %d calls, %d succeeded, RSS %.2f MiB" % (
+                    a.soak - (t_end - time.time()), att, okc, rss / 2**20), flush=True)
+                if att - okc > 0:
+                    fail("%d canary calls failed on a healthy relay during the soak" % (att - okc))
+            last = samples[-1]
+            if base is None or abs(last - base) > 2 * 2**20 or max(samples[2:] or samples) - base > 2 * 2**20:
+                fail("RSS not flat over the soak: %.2f MiB after 1 min, %.2f MiB max, %.2f MiB at the end"
+                     % ((base or 0) / 2**20, max(samples) / 2**20, last / 2**20))
+            print("# soak: RSS %.2f MiB after 1 min, %.2f MiB at the end of %d s (%d calls)" % (
+                base / 2**20, last / 2**20, a.soak, okc))
+            checks += 1
 
         st.procs[0].send_signal(signal.SIGKILL)
         st.procs[0].wait(timeout=10)
