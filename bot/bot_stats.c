@@ -69,6 +69,7 @@ void bot_stats_on_rtp(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arri
             /* its packet count restarted too; the clock counts from here */
             s->have_sr = false;
             s->bye_us = 0;
+            s->have_min = false;
         }
         /* else: duplicate or reordered, counted below as A.1 does */
     }
@@ -89,6 +90,23 @@ void bot_stats_on_rtp(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arri
     }
     s->last_transit = transit;
     s->have_transit = true;
+    /* lateness of this packet against the fastest one (wrap folded) */
+    if (!s->have_min) {
+        s->min_transit = transit;
+        s->have_min = true;
+    }
+    {
+        double d = transit - s->min_transit;
+        if (d > 2147483648.0)
+            d -= 4294967296.0;
+        else if (d < -2147483648.0)
+            d += 4294967296.0;
+        if (d < 0) {
+            s->min_transit = transit;
+            d = 0;
+        }
+        s->late_ticks = d;
+    }
 }
 
 void bot_stats_on_rtt(bot_stats *s, double rtt_ms)
@@ -152,8 +170,15 @@ void bot_stats_media_at(const bot_stats *s, uint64_t end_us, bot_stats_media *o)
         anchor_exp = 1; /* the first packet */
         anchor_us = s->first_us;
     }
-    if (end_us > anchor_us + BOT_STATS_TAIL_SLACK_US)
-        due = (uint64_t)((double)(end_us - anchor_us - BOT_STATS_TAIL_SLACK_US) / interval_us);
+    {
+        /* packets still queued for a late reader are not lost: a busy loop
+         * read the last one `late` after its best case (capped, so that a
+         * stream that stopped cannot hide behind it) */
+        double late = s->rate ? s->late_ticks * 1e6 / s->rate : 0;
+        uint64_t slack = BOT_STATS_TAIL_SLACK_US + (uint64_t)(late < 1e6 ? late : 1e6);
+        if (end_us > anchor_us + slack)
+            due = (uint64_t)((double)(end_us - anchor_us - slack) / interval_us);
+    }
     clock_exp = anchor_exp + due;
     o->lost_clock = clock_exp > s->received ? clock_exp - s->received : 0;
     lost = o->lost_seq;

@@ -17,7 +17,10 @@
  *     the sender keeps one packet per interval (the RTP timestamp step of
  *     consecutive packets over the clock rate, 20 ms until seen) for as long
  *     as the call is up (until the call stops, or the sender's RTCP BYE), less
- *     BOT_STATS_TAIL_SLACK_US at the end for packets
+ *     BOT_STATS_TAIL_SLACK_US, plus how late the last packet was read
+ *     (its transit time over the smallest seen, up to 1 s: a loop that was
+ *     busy when the call stopped left packets unread, not lost), at the end
+ *     for packets
  *     still in flight when the call stops. A sender with DTX breaks this
  *     assumption; the bot never uses DTX, nor do browsers by default.
  * The longest media gap is the longest time between two arrivals, or from
@@ -81,6 +84,10 @@ typedef struct {
     uint64_t sr_received_first, sr_received_last;
     uint64_t sr_last_us;                /* arrival of the last SR */
     uint64_t bye_us;                    /* the sender's RTCP BYE arrived (0 = not) */
+    /* how late the last packet was read, against the earliest (RTP
+     * timestamp units): packets still queued when a call stops */
+    double min_transit, late_ticks;
+    bool have_min;
     /* timeline */
     bot_sample *tl;
     size_t tl_n, tl_cap;

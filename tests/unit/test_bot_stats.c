@@ -197,13 +197,25 @@ static void sr_explains_a_pause(void)
     bot_stats_media_at(&s, 2450000u, &m);
     is_int(m.lost, 0, "a pause the sender reports is no loss");
     ok(NEAR(m.max_gap_ms, 420.0, 1e-9), "the pause is the longest gap");
-    /* without its SRs, the clock from the first packet would count it */
+    /* without its SRs, the clock from the first packet counts a pause the
+     * timestamps show (they jump by the 400 ms) */
+    bot_stats_dispose(&s);
+    bot_stats_init(&s, 48000);
+    feed(&s, 0, 50, 0);
+    for (int i = 50; i < 100; i++)
+        bot_stats_on_rtp(&s, (uint16_t)(100 + i), 5000u + 960u * (uint32_t)(i + 20),
+                         1400000u + 20000u * (uint64_t)(i - 50));
+    bot_stats_media_at(&s, 2450000u, &m);
+    is_int(m.lost, 1 + (2450000 - 200000) / 20000 - 100, "no SR: the clock counts the pause");
+    /* the same packets merely delayed (timestamps without the jump): late,
+     * to the end, so not counted lost; the gap shows the delay */
     bot_stats_dispose(&s);
     bot_stats_init(&s, 48000);
     feed(&s, 0, 50, 0);
     feed(&s, 50, 100, 1400000u);
     bot_stats_media_at(&s, 2450000u, &m);
-    is_int(m.lost, 1 + (2450000 - 200000) / 20000 - 100, "no SR: the clock counts the pause");
+    is_int(m.lost, 0, "no SR, packets delayed 400 ms: not lost");
+    ok(NEAR(m.max_gap_ms, 420.0, 1e-9), "the delay is the longest gap");
     bot_stats_dispose(&s);
 }
 
@@ -223,6 +235,31 @@ static void bye_ends_the_clock(void)
     bot_stats_on_bye(&s, 7500000u);
     bot_stats_media_at(&s, 8000000u, &m);
     is_int(m.lost, 0, "the first BYE counts");
+    bot_stats_dispose(&s);
+}
+
+/* A loop that was busy at the end read its last packets 300 ms late: the
+ * packets still queued when the call stopped are not lost. */
+static void late_reader_at_the_end(void)
+{
+    bot_stats s;
+    bot_stats_media m;
+    bot_stats_init(&s, 48000);
+    feed(&s, 0, 100, 0);                        /* 0 .. 1.98 s, on time */
+    for (int i = 100; i < 110; i++)             /* due 2.0 .. 2.18 s, read at 2.48 .. 2.50 s */
+        bot_stats_on_rtp(&s, (uint16_t)(100 + i), 5000u + 960u * (uint32_t)i,
+                         2480000u + 2000u * (uint64_t)(i - 100));
+    /* stopped at 2.5 s: packets due up to ~2.5 s were sent, 2.2 .. 2.48 still queued */
+    bot_stats_media_at(&s, 2500000u, &m);
+    /* seq 209 was due at 2.18 s and read at 2.498 s */
+    ok(fabs(s.late_ticks - 0.318 * 48000) < 1, "last packet read 318 ms late");
+    is_int(m.lost, 0, "queued packets of a late reader are not lost");
+    /* the same stream simply stopping at 2.18 s, read on time: loss shows */
+    bot_stats_dispose(&s);
+    bot_stats_init(&s, 48000);
+    feed(&s, 0, 110, 0);
+    bot_stats_media_at(&s, 2500000u + 300000u, &m);
+    is_int(m.lost, 1 + (2800000 - 200000) / 20000 - 110, "on time, then silence: lost");
     bot_stats_dispose(&s);
 }
 
@@ -263,6 +300,7 @@ int main(void)
     interval_from_timestamps();
     timeline_silent_second();
     bye_ends_the_clock();
+    late_reader_at_the_end();
     no_loss_no_jitter();
     every_tenth_lost();
     constant_alternating_jitter();
