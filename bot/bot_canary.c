@@ -311,6 +311,10 @@ static gboolean on_round(gpointer ud)
     }
     cn->st.rounds++;
     cn->k = 0;
+    /* The worker keeps every send-clock lateness sample since its last
+     * "steady" mark (for a load run's report); restarting it each round
+     * keeps that list to one round's worth: weeks in constant memory. */
+    bot_worker_steady(cn->p.worker);
     start_probe(cn);
     return G_SOURCE_CONTINUE;
 }
