@@ -62,6 +62,8 @@ struct bot_call {
     uint64_t lsr_at_us;
 
     uint64_t t0_us, t_media_us;
+    uint64_t t_stop_us;   /* when the call stopped: the media clock ends here */
+    bool failed;          /* ended by itself (fail()), not by the bot or the peer */
     GSource *setup_timer;
     bot_stats stats;
     /* --jitter-ms: RTP held back before it is sent (NULL when off) */
@@ -90,6 +92,7 @@ static void fail(bot_call *c, const char *why)
         why = c->why;
     }
     RTC_LOG(RTC_LOG_WARN, c->label, "call failed: %s", why);
+    c->failed = true;
     bot_call_stop(c, why);
     c->cbs.ended(c->cbs.ud, c, why);
 }
@@ -226,7 +229,13 @@ static void on_rtcp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
     if (in.got_sr) {
         c->lsr = bot_ntp_mid(in.sr_ntp);
         c->lsr_at_us = now;
+        /* the sender's own count of the stream we measure: a stream that
+         * stops is then seen as lost, not as nothing (bot_stats.h) */
+        if (in.sr_ssrc == c->remote_ssrc)
+            bot_stats_on_sr(&c->stats, in.sr_pkt_count, now);
     }
+    if (in.got_bye && in.bye_ssrc == c->remote_ssrc)
+        bot_stats_on_bye(&c->stats, now);
     if (in.got_rb)
         bot_stats_on_rtt(&c->stats, bot_rtcp_rtt_ms(&in.rb, bot_ntp_mid(ntp_now())));
 }
@@ -507,24 +516,25 @@ void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64
     send_rtp(c, pkt, n, len, now_us);
 }
 
-void bot_call_second(bot_call *c, uint64_t now_us)
+/* One compound SR/RR + SDES (+ BYE), SRTCP-protected, to the peer. */
+static void send_rtcp(bot_call *c, uint64_t now_us, bool bye)
 {
     uint8_t pkt[512];
     bot_rtcp_out o;
     size_t n;
     int len;
 
-    bot_stats_sample(&c->stats, (double)(now_us - c->t0_us) / 1e6);
-    if (c->st != BOT_CALL_MEDIA)
-        return;
     memset(&o, 0, sizeof o);
     o.ssrc = c->ssrc;
     o.is_sr = c->stats.sent > 0;
     o.ntp = ntp_now();
     o.rtp_ts = c->ts;
-    o.pkt_count = (uint32_t)c->stats.sent;
+    /* --drop-every stands for loss on the path: those packets were "sent"
+     * into it, so the receiver's SR-based count must see them missing. */
+    o.pkt_count = (uint32_t)(c->stats.sent + c->stats.dropped_on_purpose);
     o.octet_count = (uint32_t)c->octets_sent;
     o.cname = c->env->cname;
+    o.bye = bye;
     if (c->stats.started) {
         o.has_rb = true;
         bot_stats_report_block(&c->stats, c->remote_ssrc, &o.rb);
@@ -541,14 +551,27 @@ void bot_call_second(bot_call *c, uint64_t now_us)
         bot_ice_send(c->ice, pkt, n);
 }
 
+void bot_call_second(bot_call *c, uint64_t now_us)
+{
+    bot_stats_sample_at(&c->stats, (double)(now_us - c->t0_us) / 1e6, now_us);
+    if (c->st != BOT_CALL_MEDIA)
+        return;
+    send_rtcp(c, now_us, false);
+}
+
 /* --- teardown and views --- */
 
 void bot_call_stop(bot_call *c, const char *why)
 {
     if (c->st == BOT_CALL_ENDED)
         return;
+    /* RTCP BYE (RFC 3550 s.6.6): the peer then knows our stream ended on
+     * purpose and does not count what we no longer send as lost. */
+    if (c->st == BOT_CALL_MEDIA && c->srtp && c->ice)
+        send_rtcp(c, rtc_clock_mono_us(), true);
     c->st = BOT_CALL_ENDED;
     c->end_reason = why;
+    c->t_stop_us = rtc_clock_mono_us();
     bot_timer_cancel(&c->setup_timer);
     bot_timer_cancel(&c->delay_timer);
     if (c->ice) {
@@ -613,14 +636,24 @@ void bot_call_info_get(const bot_call *c, bot_call_info *o)
     o->stun_server = c->stun_desc;
     o->media = c->t_media_us != 0;
     o->setup_ms = c->t_media_us ? (double)(c->t_media_us - c->t0_us) / 1000.0 : -1;
-    o->loss_pct = bot_stats_loss_pct(&c->stats);
+    {
+        bot_stats_media m;
+        bot_stats_media_at(&c->stats, c->t_stop_us ? c->t_stop_us : rtc_clock_mono_us(), &m);
+        o->loss_pct = m.loss_pct;
+        o->lost = m.lost;
+        o->expected = m.expected;
+        o->lost_seq = m.lost_seq;
+        o->lost_sr = m.lost_sr;
+        o->lost_clock = m.lost_clock;
+        o->max_gap_ms = m.max_gap_ms;
+    }
+    o->failed = c->failed;
     o->jitter_ms = bot_stats_jitter_ms(&c->stats);
     o->rtt_ms = bot_stats_rtt_avg(&c->stats);
     o->mos = o->media ? bot_mos(o->rtt_ms, o->jitter_ms, o->loss_pct) : 1.0;
     o->sent = c->stats.sent;
     o->received = c->stats.received;
-    o->lost = bot_stats_lost(&c->stats);
-    o->expected = bot_stats_expected(&c->stats);
+    o->held = bot_call_info_held(o);
     o->dropped_on_purpose = c->stats.dropped_on_purpose;
     o->decoded = c->stats.decoded;
     o->decode_errors = c->stats.decode_errors;

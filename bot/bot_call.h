@@ -78,6 +78,12 @@ void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64
 /* Once a second: RTCP report and a timeline sample. */
 void bot_call_second(bot_call *c, uint64_t now_us);
 
+/* A leg "held" when it carried audio, did not fail, lost under 1% and was
+ * never silent for more than 1 s (issue 12: a stream that stopped must not
+ * read as held). */
+#define BOT_HELD_MAX_LOSS_PCT 1.0
+#define BOT_HELD_MAX_GAP_MS 1000.0
+
 /* Read-only view for progress lines and reports. */
 typedef struct {
     const char *label, *peer, *role, *state, *end_reason, *selected, *srtp;
@@ -91,10 +97,25 @@ typedef struct {
     double setup_ms;       /* -1 if no media */
     double loss_pct, jitter_ms, rtt_ms, mos;
     uint64_t sent, received, lost, expected, dropped_on_purpose, decoded, decode_errors, srtp_errors;
+    /* lost is the largest of: sequence gaps (RFC 3550 A.1), the peer's SR
+     * packet count, the media clock (bot_stats.h) */
+    uint64_t lost_seq, lost_sr, lost_clock;
+    double max_gap_ms;     /* longest media gap while the call was up */
+    bool failed;           /* the call ended by itself (ICE, DTLS, set-up timeout) */
+    bool held;             /* media, not failed, loss < 1%, gap <= 1 s */
+    /* The verdict, filled by bot_report_judge (not by bot_call_info_get). */
+    bool pass;
+    char why[200];         /* failed checks, "; "-separated; "" when pass */
     const bot_stats *stats;
 } bot_call_info;
 
 void bot_call_info_get(const bot_call *c, bot_call_info *out);
+/* The "held" rule above, from a view's figures. */
+static inline bool bot_call_info_held(const bot_call_info *o)
+{
+    return o->media && !o->failed && o->loss_pct < BOT_HELD_MAX_LOSS_PCT &&
+           o->max_gap_ms <= BOT_HELD_MAX_GAP_MS;
+}
 bot_call_state bot_call_get_state(const bot_call *c);
 
 #endif

@@ -27,6 +27,7 @@
 
 #include "bot_audio.h"
 #include "bot_call.h"
+#include "bot_canary.h"
 #include "bot_delay.h"
 #include "bot_dtls.h"
 #include "bot_ice.h"
@@ -44,7 +45,11 @@
 
 typedef struct {
     char *signal, *room, *report, *html, *audio, *log_level, *name, *turn_ca, *turn_family;
+    char *min_mos, *max_loss; /* numbers with a fraction: checked by check_range */
+    char *metrics_listen;
+    int64_t canary, canary_call;
     int64_t calls, duration, drop_every, jitter_ms, setup_timeout, ramp_ms, decode_every, threads;
+    int64_t max_setup_ms;
     bool relay_only, turn_insecure;
 } bot_conf;
 
@@ -66,6 +71,21 @@ static int check_family(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* A decimal number in [lo, hi]; the gates parse it again once valid. */
+static int check_range(const char *v, double lo, double hi, char *err, size_t errlen)
+{
+    char *end;
+    double d = strtod(v, &end);
+    if (end == v || *end || !isfinite(d) || d < lo || d > hi) {
+        snprintf(err, errlen, "must be a number from %g to %g", lo, hi);
+        return 1;
+    }
+    return 0;
+}
+
+static int check_mos(const char *v, char *err, size_t errlen) { return check_range(v, 1, 4.5, err, errlen); }
+static int check_pct(const char *v, char *err, size_t errlen) { return check_range(v, 0, 100, err, errlen); }
+
 #define F(x) offsetof(bot_conf, x)
 static const rtc_conf_spec specs[] = {
     {"signal", RTC_CONF_STR, F(signal), 0, 0, NULL, "URL", "signaling WebSocket, ws:// or wss://HOST:PORT/ws (required)", check_ws_url, 0},
@@ -86,6 +106,12 @@ static const rtc_conf_spec specs[] = {
     {"decode-every", RTC_CONF_INT, F(decode_every), 1, 1000, "1", "N", "Opus-decode every Nth received packet (1 = all); more calls per core in load mode, reported as decoded", NULL, 0},
     {"drop-every", RTC_CONF_INT, F(drop_every), 0, 1000000, "0", "N", "testing only: do not send every Nth RTP packet (counted as dropped_on_purpose) to check that reported loss is honest", NULL, 0},
     {"jitter-ms", RTC_CONF_INT, F(jitter_ms), 0, BOT_DELAY_MAX_MS, "0", "MS", "testing only: hold each RTP packet a random 0..MS ms before sending it (order kept, seeded per call) to check the jitter a receiver or relay measures", NULL, 0},
+    {"min-mos", RTC_CONF_STR, F(min_mos), 0, 0, NULL, "MOS", "quality gate: a leg with a lower MOS fails the run (exit 1)", check_mos, 0},
+    {"max-loss", RTC_CONF_STR, F(max_loss), 0, 0, NULL, "PCT", "quality gate: a leg losing more than PCT percent fails the run (replaces the default: fail at 1% or more)", check_pct, 0},
+    {"max-setup-ms", RTC_CONF_INT, F(max_setup_ms), 0, 600000, "0", "MS", "quality gate: a leg whose set-up (join to first audio) took longer fails the run; 0 = off", NULL, 0},
+    {"canary", RTC_CONF_INT, F(canary), 0, 86400, "0", "SECONDS", "canary mode: every SECONDS a short relay-only call between two of the bot's own members through each relay signaling hands out; Prometheus metrics on --metrics-listen; 0 = off", NULL, 0},
+    {"canary-call", RTC_CONF_INT, F(canary_call), 1, 600, "3", "S", "canary mode: seconds of audio per call once both legs have it", NULL, 0},
+    {"metrics-listen", RTC_CONF_STR, F(metrics_listen), 0, 0, NULL, "ADDR:PORT", "canary mode: serve GET /metrics and /healthz here (required with --canary)", NULL, 0},
     {"log-level", RTC_CONF_STR, F(log_level), 0, 0, "warn", "LEVEL", "error|warn|info|debug", NULL, 0},
     RTC_CONF_END};
 #undef F
@@ -141,6 +167,8 @@ struct app {
     long pairs_started;
     bool stopping, tty, steady;
     int exit_code;
+    time_t started_wall;  /* for the reports' date */
+    char version[128];
 };
 
 static uint64_t cpu_us(void)
@@ -624,6 +652,13 @@ static void fill_run(app *a, bot_run_info *r)
                  "its 20 ms send clock ran %.1f ms late (p99)%s", r->lag_p99_ms,
                  r->machine_saturated ? ", starved of CPU by other processes on this machine" : "");
     r->bottleneck = r->bottleneck_why[0] != '\0';
+    snprintf(a->version, sizeof a->version, "tsunagu-bot %s (%s)", rtc_version(), rtc_version_commit());
+    r->version = a->version;
+    {
+        struct tm tm;
+        gmtime_r(&a->started_wall, &tm);
+        strftime(r->started_at, sizeof r->started_at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
 }
 
 /* After every worker has stopped: the calls are quiet and readable. */
@@ -642,8 +677,15 @@ static void report(app *a)
     for (size_t i = 0; i < a->n_workers; i++)
         for (size_t j = 0; j < bot_worker_n_calls(a->workers[i]); j++)
             bot_call_info_get(bot_worker_call(a->workers[i], j), &ci[k++]);
+    {
+        bot_gates g = {a->conf.min_mos ? strtod(a->conf.min_mos, NULL) : 0,
+                       a->conf.max_loss ? strtod(a->conf.max_loss, NULL) : -1,
+                       (double)a->conf.max_setup_ms};
+        bot_report_judge(ci, n, &g);
+    }
     bot_totals_compute(ci, n, &t);
     fill_run(a, &run);
+    bot_report_verdict(ci, n, a->conf.calls ? 2 * (size_t)a->conf.calls : 0, &run);
     if (a->tty)
         fputc('\n', stderr);
     bot_report_table(stdout, ci, n, &t, &run);
@@ -652,7 +694,9 @@ static void report(app *a)
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.report);
     if (a->conf.html && bot_report_html(a->conf.html, ci, n, &t, &run))
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot write %s", a->conf.html);
-    if (t.with_media < t.legs || (a->conf.calls && t.legs < 2 * (size_t)a->conf.calls))
+    /* Exit rule (docs/bot.md): 1 unless every leg passed (held, and the
+     * gates asked for) and load mode has all its legs. */
+    if (!run.pass)
         a->exit_code = 1;
     for (guint i = 0; i < a->members->len; i++)
         if (!((member *)a->members->pdata[i])->id) {
@@ -715,7 +759,65 @@ static int load_flags(app *a, int argc, char **argv, rtc_log_level *lvl)
     }
     if (a->conf.calls && !a->conf.duration)
         a->conf.duration = 30;
+    if (a->conf.canary && (!a->conf.metrics_listen || a->conf.calls)) {
+        fprintf(stderr, "tsunagu-bot: --canary needs --metrics-listen and excludes --calls\n");
+        return 2;
+    }
     return 0;
+}
+
+static gboolean canary_stop(gpointer ud)
+{
+    g_main_loop_quit(ud);
+    return G_SOURCE_REMOVE;
+}
+
+/* Canary mode (bot_canary.h): one worker on the main loop, until
+ * SIGINT/SIGTERM or --duration. Exits 0 unless it could not start. */
+static void run_canary(app *a)
+{
+    char err[512];
+    bot_canary *cn;
+    bot_worker *w = bot_worker_new(0, false, &a->env, a->conf.audio, err, sizeof err);
+    bot_canary_params p = {a->conf.signal, a->conf.room, a->conf.name, &a->env, a->sigctx, w,
+                           (unsigned)a->conf.canary, (unsigned)a->conf.canary_call,
+                           (unsigned)a->conf.setup_timeout, a->conf.metrics_listen};
+    guint s1, s2, s3 = 0;
+
+    if (!w) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        a->exit_code = 2;
+        return;
+    }
+    cn = bot_canary_new(&p, err, sizeof err);
+    if (!cn) {
+        fprintf(stderr, "tsunagu-bot: %s\n", err);
+        a->exit_code = 2;
+        goto out_worker;
+    }
+    fprintf(stderr, "tsunagu-bot: canary every %lld s, metrics on port %u\n",
+            (long long)a->conf.canary, bot_canary_metrics_port(cn));
+    s1 = g_unix_signal_add(SIGINT, canary_stop, a->loop);
+    s2 = g_unix_signal_add(SIGTERM, canary_stop, a->loop);
+    if (a->conf.duration)
+        s3 = g_timeout_add((guint)a->conf.duration * 1000u, canary_stop, a->loop);
+    g_main_loop_run(a->loop);
+    g_source_remove(s1);
+    g_source_remove(s2);
+    if (s3 && a->conf.duration)
+        g_source_remove(s3);
+    bot_canary_free(cn);
+    /* let libnice release the last probe's allocations (~300 ms) */
+    {
+        GSource *q = g_timeout_source_new(300);
+        g_source_set_callback(q, canary_stop, a->loop, NULL);
+        g_source_attach(q, NULL);
+        g_source_unref(q);
+        g_main_loop_run(a->loop);
+    }
+out_worker:
+    bot_worker_finish(w);
+    bot_worker_free(w);
 }
 
 /* Workers, members, the loop; then join, report and free. */
@@ -728,6 +830,7 @@ static void run(app *a)
     a->legs = g_ptr_array_new_with_free_func(free);
     a->tty = isatty(2);
     a->t_start_us = a->cpu_prev_wall_us = rtc_clock_mono_us();
+    a->started_wall = time(NULL);
     a->cpu_prev_us = cpu_us();
     a->ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (a->ncpu < 1)
@@ -835,7 +938,12 @@ int main(int argc, char **argv)
     a.sigctx = bot_sig_ctx_new(a.loop, lvl >= RTC_LOG_DEBUG);
     if (!a.sigctx)
         goto out_loop;
-    run(&a);
+    if (a.conf.canary) {
+        a.env.relay_only = true; /* the canary measures the relays */
+        run_canary(&a);
+    } else {
+        run(&a);
+    }
     rc = a.exit_code;
     bot_sig_ctx_free(a.sigctx);
 out_loop:

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,64 @@
 #include "rtc_err.h"
 
 static double pct_of(double *v, size_t n, double p) { return bot_percentile(v, n, p); }
+
+/* Append one failed check to a leg's reason. */
+static void why_add(bot_call_info *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void why_add(bot_call_info *c, const char *fmt, ...)
+{
+    size_t l = strlen(c->why);
+    va_list ap;
+    if (l && l + 2 < sizeof c->why) {
+        memcpy(c->why + l, "; ", 3);
+        l += 2;
+    }
+    va_start(ap, fmt);
+    vsnprintf(c->why + l, sizeof c->why - l, fmt, ap);
+    va_end(ap);
+    c->pass = false;
+}
+
+void bot_report_judge(bot_call_info *ci, size_t n, const bot_gates *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        bot_call_info *c = &ci[i];
+        c->pass = true;
+        c->why[0] = '\0';
+        if (!c->media) {
+            why_add(c, "no audio (%s)", c->end_reason && c->end_reason[0] ? c->end_reason : c->state);
+            continue;
+        }
+        if (c->failed)
+            why_add(c, "call failed: %s", c->end_reason);
+        if (c->max_gap_ms > BOT_HELD_MAX_GAP_MS)
+            why_add(c, "media gap %.1f s > 1 s", c->max_gap_ms / 1000.0);
+        if (g->max_loss_pct < 0 && c->loss_pct >= BOT_HELD_MAX_LOSS_PCT)
+            why_add(c, "loss %.2f%% >= 1%% (not held)", c->loss_pct);
+        else if (g->max_loss_pct >= 0 && c->loss_pct > g->max_loss_pct)
+            why_add(c, "loss %.2f%% > --max-loss %.2f%%", c->loss_pct, g->max_loss_pct);
+        if (g->min_mos > 0 && c->mos < g->min_mos)
+            why_add(c, "MOS %.2f < --min-mos %.2f", c->mos, g->min_mos);
+        if (g->max_setup_ms > 0 && c->setup_ms > g->max_setup_ms)
+            why_add(c, "setup %.0f ms > --max-setup-ms %.0f", c->setup_ms, g->max_setup_ms);
+    }
+}
+
+void bot_report_verdict(const bot_call_info *ci, size_t n, size_t legs_wanted, bot_run_info *run)
+{
+    size_t bad = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (!ci[i].pass && bad++ == 0)
+            first = i;
+    run->pass = bad == 0 && n >= legs_wanted;
+    if (n < legs_wanted)
+        snprintf(run->verdict, sizeof run->verdict, "FAIL: %zu of %zu call legs exist%s", n,
+                 legs_wanted, bad ? ", and some failed" : "");
+    else if (bad)
+        snprintf(run->verdict, sizeof run->verdict, "FAIL: %zu of %zu legs failed, first %.64s: %s",
+                 bad, n, ci[first].label, ci[first].why);
+    else
+        snprintf(run->verdict, sizeof run->verdict, "PASS: all %zu legs passed", n);
+}
 
 void bot_totals_compute(const bot_call_info *ci, size_t n, bot_totals *t)
 {
@@ -33,10 +92,14 @@ void bot_totals_compute(const bot_call_info *ci, size_t n, bot_totals *t)
         t->decoded += c->decoded;
         /* Every leg counts in MOS: a call that never carried audio is a 1. */
         mos[i] = c->mos;
+        if (!c->pass)
+            t->failed++;
+        if (c->max_gap_ms > t->gap_max_ms)
+            t->gap_max_ms = c->max_gap_ms;
         if (!c->media)
             continue;
         t->with_media++;
-        if (c->loss_pct < 1.0)
+        if (bot_call_info_held(c))
             t->held++;
         setup[ns] = c->setup_ms;
         jit[ns] = c->jitter_ms;
@@ -68,19 +131,21 @@ out:
 void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_totals *t,
                       const bot_run_info *run)
 {
-    fprintf(f, "\n%-22s %-8s %-9s %9s %7s %7s %6s %7s %7s %7s %5s  %s\n", "call", "role", "state",
-            "setup_ms", "sent", "recv", "lost", "loss%", "jit_ms", "rtt_ms", "MOS", "path");
+    fprintf(f, "\n%-22s %-8s %-9s %9s %7s %7s %6s %7s %8s %7s %7s %5s  %s\n", "call", "role", "state",
+            "setup_ms", "sent", "recv", "lost", "loss%", "gap_ms", "jit_ms", "rtt_ms", "MOS", "path");
     for (size_t i = 0; i < n; i++) {
         const bot_call_info *c = &ci[i];
-        fprintf(f, "%-22.22s %-8s %-9s %9.1f %7llu %7llu %6llu %7.2f %7.2f %7.1f %5.2f  %s %s\n",
-                c->label, c->role, c->media ? "audio" : "FAILED", c->setup_ms,
+        fprintf(f, "%-22.22s %-8s %-9s %9.1f %7llu %7llu %6llu %7.2f %8.0f %7.2f %7.1f %5.2f  %s %s\n",
+                c->label, c->role, !c->media ? "FAILED" : c->held ? "held" : "audio", c->setup_ms,
                 (unsigned long long)c->sent, (unsigned long long)c->received,
-                (unsigned long long)c->lost, c->loss_pct, c->jitter_ms, c->rtt_ms, c->mos,
-                c->selected, c->media ? c->srtp : c->end_reason);
+                (unsigned long long)c->lost, c->loss_pct, c->max_gap_ms, c->jitter_ms, c->rtt_ms,
+                c->mos, c->selected, c->media ? c->srtp : c->end_reason);
+        if (!c->pass)
+            fprintf(f, "  ^ FAIL: %s\n", c->why);
     }
-    fprintf(f, "\ntotals: %zu legs, %zu with audio, %zu held (loss < 1%%); packets sent %llu "
-               "received %llu lost %llu (%.3f%%)",
-            t->legs, t->with_media, t->held, (unsigned long long)t->sent,
+    fprintf(f, "\ntotals: %zu legs, %zu with audio, %zu held (loss < 1%%, no gap > 1 s), %zu failed; "
+               "longest media gap %.0f ms; packets sent %llu received %llu lost %llu (%.3f%%)",
+            t->legs, t->with_media, t->held, t->failed, t->gap_max_ms, (unsigned long long)t->sent,
             (unsigned long long)t->received, (unsigned long long)t->lost, t->loss_pct);
     if (t->dropped_on_purpose)
         fprintf(f, ", dropped on purpose %llu", (unsigned long long)t->dropped_on_purpose);
@@ -98,6 +163,8 @@ void bot_report_table(FILE *f, const bot_call_info *ci, size_t n, const bot_tota
         fprintf(f, "note: the machine's CPUs were saturated during the run (other processes %.0f%% "
                    "of a core): figures may include CPU contention\n",
                 run->others_avg_pct);
+    if (run->verdict[0])
+        fprintf(f, "%s\n", run->verdict);
 }
 
 static json_t *num(double v) { return json_real(isfinite(v) ? round(v * 1000) / 1000 : 0); }
@@ -137,6 +204,15 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
             json_object_set_new(o, "tls", json_string(c->tls ? c->tls : ""));
             json_object_set_new(o, "turn_error", json_string(c->turn_error ? c->turn_error : ""));
             json_object_set_new(o, "stun_server", json_string(c->stun_server ? c->stun_server : ""));
+            /* loss when media stops (issue 12) and the verdict (gates) */
+            json_object_set_new(o, "max_gap_ms", num(c->max_gap_ms));
+            json_object_set_new(o, "lost_seq", json_integer((json_int_t)c->lost_seq));
+            json_object_set_new(o, "lost_sr", json_integer((json_int_t)c->lost_sr));
+            json_object_set_new(o, "lost_clock", json_integer((json_int_t)c->lost_clock));
+            json_object_set_new(o, "failed", json_boolean(c->failed));
+            json_object_set_new(o, "held", json_boolean(bot_call_info_held(c)));
+            json_object_set_new(o, "pass", json_boolean(c->pass));
+            json_object_set_new(o, "fail_reason", json_string(c->why));
         }
     }
     json_object_set_new(root, "turn_tls_verify", json_string(run->turn_tls_verify ? run->turn_tls_verify : ""));
@@ -163,6 +239,15 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
                   "jitter_ms", "p50", num(t->jitter_p50), "p95", num(t->jitter_p95), "rtt_ms",
                   "p50", num(t->rtt_p50), "p95", num(t->rtt_p95), "loss_pct_p95",
                   num(t->loss_p95)));
+    {
+        json_t *tt = json_object_get(root, "totals");
+        json_object_set_new(tt, "failed", json_integer((json_int_t)t->failed));
+        json_object_set_new(tt, "max_gap_ms", num(t->gap_max_ms));
+    }
+    json_object_set_new(root, "pass", json_boolean(run->pass));
+    json_object_set_new(root, "verdict", json_string(run->verdict));
+    json_object_set_new(root, "version", json_string(run->version ? run->version : ""));
+    json_object_set_new(root, "started_at", json_string(run->started_at));
     json_object_set_new(root, "bot",
                         json_pack("{s:o,s:o,s:i,s:b,s:o,s:o,s:I,s:o,s:b,s:s,s:i,s:o}", "cpu_avg_pct",
                                   num(run->cpu_avg_pct), "other_processes_cpu_pct",
@@ -258,6 +343,93 @@ static void svg_lines(FILE *f, const char *title, const char *unit, const bot_ca
     fprintf(f, "</svg>\n");
 }
 
+static double tl_col(const bot_sample *s, int col)
+{
+    return col == 0 ? s->jitter_ms : col == 1 ? s->loss_pct : s->rtt_ms;
+}
+
+/* Many calls: one line each is unreadable, so p5..p95 as a band and p50 as a
+ * line, over time bins (at most MAX_BINS, each call's last sample in a bin).
+ * Memory: one value per call for the bin at hand, whatever the run's length. */
+#define MAX_BINS 600
+static void svg_bands(FILE *f, const char *title, const char *unit, const bot_call_info *ci,
+                      size_t n, int col)
+{
+    double tmax = 1, vmax = 0, w;
+    size_t nb, *cur = calloc(n + 1, sizeof *cur);
+    double *v = calloc(n + 1, sizeof *v), (*band)[3] = NULL;
+    bool *have = NULL;
+
+    if (!cur || !v)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ci[i].stats->tl_n; k++)
+            if (ci[i].stats->tl[k].t_s > tmax)
+                tmax = ci[i].stats->tl[k].t_s;
+    w = ceil(tmax / MAX_BINS);
+    nb = (size_t)(tmax / w) + 1;
+    band = calloc(nb, sizeof *band);
+    have = calloc(nb, sizeof *have);
+    if (!band || !have)
+        goto out;
+    for (size_t b = 0; b < nb; b++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            const bot_stats *st = ci[i].stats;
+            double last = -1;
+            while (cur[i] < st->tl_n && st->tl[cur[i]].t_s < (double)(b + 1) * w)
+                last = tl_col(&st->tl[cur[i]++], col);
+            if (last >= 0)
+                v[m++] = last;
+        }
+        if (!m)
+            continue;
+        have[b] = true;
+        band[b][0] = bot_percentile(v, m, 5);
+        band[b][1] = bot_percentile(v, m, 50);
+        band[b][2] = bot_percentile(v, m, 95);
+        if (band[b][2] > vmax)
+            vmax = band[b][2];
+    }
+    vmax = vmax > 0 ? vmax * 1.1 : 1;
+    fprintf(f, "<h3>");
+    html_escape(f, title);
+    fprintf(f, " (p5-p95 band, p50 line, over %zu call legs)</h3>\n<svg width='%d' height='%d' "
+               "xmlns='http://www.w3.org/2000/svg' font-size='11' class='bands'>\n",
+            n, W, H);
+    fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='#000'/>", PADL, H - PADB, W - 10,
+            H - PADB);
+    fprintf(f, "<line x1='%d' y1='10' x2='%d' y2='%d' stroke='#000'/>\n", PADL, PADL, H - PADB);
+    for (int g = 0; g <= 4; g++) {
+        double y = (H - PADB) - (double)(H - PADB - 10) * g / 4;
+        fprintf(f, "<text x='%d' y='%.1f' text-anchor='end'>%.2f</text>", PADL - 4, y + 4, vmax * g / 4);
+    }
+    fprintf(f, "<text x='%d' y='%d' text-anchor='end'>time (s), max %.0f</text>", W - 10, H - 8, tmax);
+    fprintf(f, "<text x='12' y='%d' text-anchor='middle' transform='rotate(-90 12 %d)'>", H / 2, H / 2);
+    html_escape(f, unit);
+    fprintf(f, "</text>\n<polygon fill='#1f77b4' fill-opacity='0.25' stroke='none' points='");
+    for (size_t b = 0; b < nb; b++)
+        if (have[b])
+            fprintf(f, "%.1f,%.1f ", PADL + (W - 10 - PADL) * (double)b * w / tmax,
+                    (H - PADB) - (H - PADB - 10) * band[b][2] / vmax);
+    for (size_t b = nb; b-- > 0;)
+        if (have[b])
+            fprintf(f, "%.1f,%.1f ", PADL + (W - 10 - PADL) * (double)b * w / tmax,
+                    (H - PADB) - (H - PADB - 10) * band[b][0] / vmax);
+    fprintf(f, "'><title>p5..p95</title></polygon>\n<polyline fill='none' stroke='#1f77b4' "
+               "stroke-width='1.5' points='");
+    for (size_t b = 0; b < nb; b++)
+        if (have[b])
+            fprintf(f, "%.1f,%.1f ", PADL + (W - 10 - PADL) * (double)b * w / tmax,
+                    (H - PADB) - (H - PADB - 10) * band[b][1] / vmax);
+    fprintf(f, "'><title>p50</title></polyline>\n</svg>\n");
+out:
+    free(cur);
+    free(v);
+    free(band);
+    free(have);
+}
+
 /* MOS histogram, bins of 0.1 from 1.0 to 4.5. */
 static void svg_mos(FILE *f, const bot_call_info *ci, size_t n)
 {
@@ -300,7 +472,17 @@ int bot_report_html(const char *path, const bot_call_info *ci, size_t n, const b
                "</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1100px}"
                "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
                "padding:2px 6px;text-align:right}td:first-child{text-align:left}.bad{color:#c00}"
-               "</style></head><body>\n<h1>tsunagu-bot report</h1>\n<p>Mode <b>");
+               ".banner{padding:.6em 1em;font-size:1.2em;font-weight:bold;color:#fff}"
+               ".pass{background:#2ca02c}.fail{background:#d62728}"
+               "</style></head><body>\n<h1>tsunagu-bot report</h1>\n");
+    /* The verdict first: a CI user opens the page to learn pass or fail. */
+    fprintf(f, "<div class='banner %s' id='verdict'>", run->pass ? "pass" : "fail");
+    html_escape(f, run->verdict[0] ? run->verdict : run->pass ? "PASS" : "FAIL");
+    fprintf(f, "</div>\n<p id='when'>Run started ");
+    html_escape(f, run->started_at[0] ? run->started_at : "(unknown)");
+    fprintf(f, " UTC by ");
+    html_escape(f, run->version ? run->version : "tsunagu-bot");
+    fprintf(f, ".</p>\n<p>Mode <b>");
     html_escape(f, run->mode);
     fprintf(f, "</b>, room <b>");
     html_escape(f, run->room);
@@ -323,29 +505,46 @@ int bot_report_html(const char *path, const bot_call_info *ci, size_t n, const b
             run->lag_p99_ms, run->lag_max_ms,
             run->bottleneck ? "<b>the bot was the bottleneck:</b> " : "not saturated");
     html_escape(f, run->bottleneck_why);
-    fprintf(f, "</li></ul>\n");
-    svg_lines(f, "Interarrival jitter per call (RFC 3550)", "ms", ci, n, 0);
-    svg_lines(f, "Packet loss per call, per second", "%", ci, n, 1);
-    svg_lines(f, "Round-trip time per call (RTCP)", "ms", ci, n, 2);
+    fprintf(f, "</li><li>%zu legs failed; longest media gap %.0f ms</li></ul>\n", t->failed,
+            t->gap_max_ms);
+    if (n > BOT_REPORT_MAX_LINES) {
+        svg_bands(f, "Interarrival jitter (RFC 3550)", "ms", ci, n, 0);
+        svg_bands(f, "Packet loss per second", "%", ci, n, 1);
+        svg_bands(f, "Round-trip time (RTCP)", "ms", ci, n, 2);
+    } else {
+        svg_lines(f, "Interarrival jitter per call (RFC 3550)", "ms", ci, n, 0);
+        svg_lines(f, "Packet loss per call, per second", "%", ci, n, 1);
+        svg_lines(f, "Round-trip time per call (RTCP)", "ms", ci, n, 2);
+    }
     svg_mos(f, ci, n);
     fprintf(f, "<h2>Calls</h2><table><tr><th>call</th><th>role</th><th>setup ms</th><th>sent"
                "</th><th>received</th><th>lost</th><th>loss %%</th><th>jitter ms</th><th>RTT ms"
-               "</th><th>MOS</th><th>path</th><th>SRTP</th></tr>\n");
+               "</th><th>MOS</th><th>gap ms</th><th>path</th><th>SRTP</th><th>result</th></tr>\n");
     for (size_t i = 0; i < n; i++) {
         const bot_call_info *c = &ci[i];
-        fprintf(f, "<tr%s><td style='color:%s'>", c->media ? "" : " class='bad'", color(i));
+        /* many legs: only those that failed, the rest are in the bands */
+        if (n > BOT_REPORT_MAX_LINES && c->pass)
+            continue;
+        fprintf(f, "<tr%s><td style='color:%s'>", c->pass ? "" : " class='bad'", color(i));
         html_escape(f, c->label);
         fprintf(f, "</td><td>%s</td><td>%.1f</td><td>%llu</td><td>%llu</td><td>%llu</td>"
                    "<td>%.2f</td><td>%.2f</td><td>%.1f</td><td>%.2f</td><td>",
                 c->role, c->setup_ms, (unsigned long long)c->sent,
                 (unsigned long long)c->received, (unsigned long long)c->lost, c->loss_pct,
                 c->jitter_ms, c->rtt_ms, c->mos);
+        fprintf(f, "%.0f</td><td>", c->max_gap_ms);
         html_escape(f, c->selected);
         fprintf(f, "</td><td>");
         html_escape(f, c->media ? c->srtp : c->end_reason);
+        fprintf(f, "</td><td>");
+        html_escape(f, c->pass ? "pass" : c->why);
         fprintf(f, "</td></tr>\n");
     }
-    fprintf(f, "</table>\n<p>MOS: simplified ITU-T G.107 E-model (see docs/bot.md): R = 93.2 - "
+    fprintf(f, "</table>\n");
+    if (n > BOT_REPORT_MAX_LINES)
+        fprintf(f, "<p>%zu legs passed and are not listed (%zu legs in all).</p>\n",
+                n - t->failed, n);
+    fprintf(f, "<p>MOS: simplified ITU-T G.107 E-model (see docs/bot.md): R = 93.2 - "
                "Id - Ie_eff with Ie = 0, Bpl = 25.1, random loss.</p></body></html>\n");
     return fclose(f) ? -errno : 0;
 }

@@ -118,6 +118,13 @@ int bot_rtcp_write(uint8_t *out, size_t cap, const bot_rtcp_out *o)
     rtc_wr_u8(&w, (uint8_t)clen);
     rtc_wr_bytes(&w, o->cname, clen);
     rtc_wr_zero(&w, padn);
+    if (o->bye) {
+        /* BYE (PT 203, s.6.6): one source, no reason */
+        rtc_wr_u8(&w, 0x81);
+        rtc_wr_u8(&w, 203);
+        rtc_wr_u16(&w, 1);
+        rtc_wr_u32(&w, o->ssrc);
+    }
     return w.overflow ? RTC_ESPACE : (int)rtc_wr_len(&w);
 }
 
@@ -146,6 +153,11 @@ int bot_rtcp_parse(const uint8_t *buf, size_t len, uint32_t our_ssrc, bot_rtcp_i
         if (!rtc_rd_u8(&r, &b0) || !rtc_rd_u8(&r, &pt) || !rtc_rd_u16(&r, &words) ||
             (b0 >> 6) != 2 || !rtc_rd_sub(&r, 4u * words, &p))
             return RTC_EMSG;
+        if (pt == 203 && (b0 & 0x1fu) && rtc_rd_u32(&p, &ssrc)) {
+            in->got_bye = true;
+            in->bye_ssrc = ssrc;
+            continue;
+        }
         if (pt != 200 && pt != 201)
             continue;
         if (!rtc_rd_u32(&p, &ssrc))
@@ -156,6 +168,7 @@ int bot_rtcp_parse(const uint8_t *buf, size_t len, uint32_t our_ssrc, bot_rtcp_i
                 !rtc_rd_u32(&p, &oc))
                 return RTC_EMSG;
             in->sr_ntp = (uint64_t)hi << 32 | lo;
+            in->sr_pkt_count = pc;
             in->got_sr = true;
             in->sr_ssrc = ssrc;
         }

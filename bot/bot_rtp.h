@@ -46,9 +46,10 @@ typedef struct {
     bool has_rb;
     bot_rtcp_rb rb;
     const char *cname;         /* SDES CNAME, required in a compound packet */
+    bool bye;                  /* append a BYE for ssrc (s.6.6): we stop sending */
 } bot_rtcp_out;
 
-/* Compound SR-or-RR + SDES. Returns length or RTC_ESPACE. */
+/* Compound SR-or-RR + SDES (+ BYE). Returns length or RTC_ESPACE. */
 int bot_rtcp_write(uint8_t *out, size_t cap, const bot_rtcp_out *o);
 
 /* What a received compound packet said about `our_ssrc`. */
@@ -56,8 +57,11 @@ typedef struct {
     bool got_sr;
     uint32_t sr_ssrc;
     uint64_t sr_ntp;    /* to answer with LSR (middle 32 bits) */
+    uint32_t sr_pkt_count; /* sender's packet count (s.6.4.1) */
     bool got_rb;        /* a report block about our_ssrc */
     bot_rtcp_rb rb;
+    bool got_bye;       /* a BYE; bye_ssrc is its first source */
+    uint32_t bye_ssrc;
 } bot_rtcp_in;
 
 /* Walks every packet of a compound RTCP datagram; unknown types skipped.

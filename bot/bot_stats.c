@@ -23,6 +23,26 @@ void bot_stats_dispose(bot_stats *s)
     s->tl_n = s->tl_cap = 0;
 }
 
+/* Arrival bookkeeping for gaps and the media clock: the longest silence
+ * between two packets, and the sender's packet interval from the timestamp
+ * step of two consecutive packets (bounded to Opus's 2.5..120 ms frames). */
+static void track_arrival(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arrival_us)
+{
+    if (s->last_us && arrival_us > s->last_us && arrival_us - s->last_us > s->max_gap_us)
+        s->max_gap_us = arrival_us - s->last_us;
+    if (!s->received) {
+        s->first_us = arrival_us;
+    } else {
+        uint32_t step = rtp_ts - s->last_ts;
+        if (seq == (uint16_t)(s->last_seq + 1) && step >= s->rate / 400 && step <= s->rate / 8)
+            s->ts_step = step;
+    }
+    if (arrival_us > s->last_us)
+        s->last_us = arrival_us;
+    s->last_seq = seq;
+    s->last_ts = rtp_ts;
+}
+
 void bot_stats_on_rtp(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arrival_us)
 {
     double arrival, transit;
@@ -46,9 +66,14 @@ void bot_stats_on_rtp(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arri
             s->received = 0;
             s->expected_prior = s->received_prior = 0;
             s->tl_expected_prior = s->tl_received_prior = 0;
+            /* its packet count restarted too; the clock counts from here */
+            s->have_sr = false;
+            s->bye_us = 0;
+            s->have_min = false;
         }
         /* else: duplicate or reordered, counted below as A.1 does */
     }
+    track_arrival(s, seq, rtp_ts, arrival_us);
     s->received++;
 
     /* A.8: J += (|D| - J) / 16 with transit = arrival - timestamp. */
@@ -65,6 +90,23 @@ void bot_stats_on_rtp(bot_stats *s, uint16_t seq, uint32_t rtp_ts, uint64_t arri
     }
     s->last_transit = transit;
     s->have_transit = true;
+    /* lateness of this packet against the fastest one (wrap folded) */
+    if (!s->have_min) {
+        s->min_transit = transit;
+        s->have_min = true;
+    }
+    {
+        double d = transit - s->min_transit;
+        if (d > 2147483648.0)
+            d -= 4294967296.0;
+        else if (d < -2147483648.0)
+            d += 4294967296.0;
+        if (d < 0) {
+            s->min_transit = transit;
+            d = 0;
+        }
+        s->late_ticks = d;
+    }
 }
 
 void bot_stats_on_rtt(bot_stats *s, double rtt_ms)
@@ -76,6 +118,80 @@ void bot_stats_on_rtt(bot_stats *s, double rtt_ms)
     s->rtt_n++;
     if (rtt_ms > s->rtt_max)
         s->rtt_max = rtt_ms;
+}
+
+void bot_stats_on_sr(bot_stats *s, uint32_t pkt_count, uint64_t arrival_us)
+{
+    uint32_t d;
+    if (!s->started)
+        return; /* what it sent before we could decrypt is not ours to count */
+    if (!s->have_sr) {
+        s->have_sr = true;
+        s->sr_pc_first = s->sr_pc_last = pkt_count;
+        s->sr_pc_delta = 0;
+        s->sr_expected_first = bot_stats_expected(s);
+        s->sr_received_first = s->received;
+    } else {
+        d = pkt_count - s->sr_pc_last;
+        if (d >= 0x80000000u)
+            return; /* older than the last one (reordered): keep the newer */
+        s->sr_pc_delta += d;
+        s->sr_pc_last = pkt_count;
+    }
+    s->sr_received_last = s->received;
+    s->sr_last_us = arrival_us;
+}
+
+void bot_stats_on_bye(bot_stats *s, uint64_t arrival_us)
+{
+    if (s->started && !s->bye_us)
+        s->bye_us = arrival_us;
+}
+
+void bot_stats_media_at(const bot_stats *s, uint64_t end_us, bot_stats_media *o)
+{
+    uint64_t anchor_exp, anchor_us, due = 0, clock_exp, lost;
+    double interval_us;
+
+    memset(o, 0, sizeof *o);
+    interval_us = s->rate ? (double)(s->ts_step ? s->ts_step : s->rate / 50) * 1e6 / s->rate : 20000;
+    o->interval_ms = interval_us / 1000.0;
+    if (!s->started)
+        return;
+    if (s->bye_us && s->bye_us < end_us)
+        end_us = s->bye_us; /* nothing is owed after the sender's BYE */
+    o->lost_seq = bot_stats_lost(s);
+    if (s->have_sr) {
+        /* before the first SR: A.1; from it to the last: the sender's count */
+        anchor_exp = s->sr_expected_first + s->sr_pc_delta;
+        o->lost_sr = anchor_exp > s->sr_received_last ? anchor_exp - s->sr_received_last : 0;
+        anchor_us = s->sr_last_us;
+    } else {
+        anchor_exp = 1; /* the first packet */
+        anchor_us = s->first_us;
+    }
+    {
+        /* packets still queued for a late reader are not lost: a busy loop
+         * read the last one `late` after its best case (capped, so that a
+         * stream that stopped cannot hide behind it) */
+        double late = s->rate ? s->late_ticks * 1e6 / s->rate : 0;
+        uint64_t slack = BOT_STATS_TAIL_SLACK_US + (uint64_t)(late < 1e6 ? late : 1e6);
+        if (end_us > anchor_us + slack)
+            due = (uint64_t)((double)(end_us - anchor_us - slack) / interval_us);
+    }
+    clock_exp = anchor_exp + due;
+    o->lost_clock = clock_exp > s->received ? clock_exp - s->received : 0;
+    lost = o->lost_seq;
+    if (o->lost_sr > lost)
+        lost = o->lost_sr;
+    if (o->lost_clock > lost)
+        lost = o->lost_clock;
+    o->lost = lost;
+    o->expected = s->received + lost;
+    o->loss_pct = o->expected ? 100.0 * (double)lost / (double)o->expected : 0;
+    o->max_gap_ms = (double)s->max_gap_us / 1000.0;
+    if (end_us > s->last_us && (double)(end_us - s->last_us) / 1000.0 > o->max_gap_ms)
+        o->max_gap_ms = (double)(end_us - s->last_us) / 1000.0;
 }
 
 uint64_t bot_stats_expected(const bot_stats *s)
@@ -126,10 +242,9 @@ void bot_stats_report_block(bot_stats *s, uint32_t ssrc, bot_rtcp_rb *rb)
     rb->jitter = (uint32_t)s->jitter;
 }
 
-int bot_stats_sample(bot_stats *s, double t_s)
+static int sample(bot_stats *s, double t_s, uint64_t expected)
 {
-    uint64_t expected = bot_stats_expected(s);
-    uint64_t exp_int = expected - s->tl_expected_prior;
+    uint64_t exp_int = expected > s->tl_expected_prior ? expected - s->tl_expected_prior : 0;
     uint64_t rec_int = s->received - s->tl_received_prior;
     bot_sample *x;
 
@@ -149,6 +264,17 @@ int bot_stats_sample(bot_stats *s, double t_s)
     s->tl_expected_prior = expected;
     s->tl_received_prior = s->received;
     return 0;
+}
+
+int bot_stats_sample(bot_stats *s, double t_s) { return sample(s, t_s, bot_stats_expected(s)); }
+
+int bot_stats_sample_at(bot_stats *s, double t_s, uint64_t now_us)
+{
+    bot_stats_media m;
+    bot_stats_media_at(s, now_us, &m);
+    /* The combined count can step back a little (an SR replacing the
+     * clock's guess): never below what was already counted. */
+    return sample(s, t_s, m.expected > s->tl_expected_prior ? m.expected : s->tl_expected_prior);
 }
 
 double bot_mos_r(double rtt_ms, double jitter_ms, double loss_pct)

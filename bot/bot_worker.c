@@ -253,3 +253,5 @@ void bot_worker_free(bot_worker *w)
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
+
+bool bot_worker_release(bot_worker *w, bot_call *c) { return g_ptr_array_remove(w->calls, c); }

@@ -47,6 +47,9 @@ void bot_worker_post(bot_worker *w, GSourceFunc fn, gpointer data, GDestroyNotif
 bool bot_worker_stopping(const bot_worker *w);
 /* On the worker: it owns c from now on. */
 void bot_worker_adopt(bot_worker *w, bot_call *c);
+/* On the worker: it no longer owns c (the caller frees it); false if it
+ * did not. The canary's calls come and go; a load run's stay to the end. */
+bool bot_worker_release(bot_worker *w, bot_call *c);
 /* From main: every call is set up; lateness counts from now on (the lag
  * figures then describe carrying the calls, not setting them up). */
 void bot_worker_steady(bot_worker *w);

@@ -82,7 +82,10 @@ def main():
         if a.expect_path == "relay":
             argv.append("--relay-only")
         if a.drop_every:
-            argv += ["--drop-every", str(a.drop_every)]
+            # The impairment is the point here: declare the loss this run may
+            # have (the default rule fails a leg at 1% loss, docs/bot.md).
+            argv += ["--drop-every", str(a.drop_every),
+                     "--max-loss", "%.1f" % (100.0 / a.drop_every + 2)]
         if a.threads > 1:
             argv += ["--threads", str(a.threads)]
         limit = (a.duration + 40) * TIMEOUT_MULT

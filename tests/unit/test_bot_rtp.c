@@ -85,6 +85,8 @@ static void rtcp(void)
     ok(n > 0 && n % 4 == 0, "multiple of 4 bytes");
     is_int(bot_rtcp_parse(buf, (size_t)n, 0x22222222, &in), 0, "parses");
     ok(in.got_sr && in.sr_ssrc == 0x11111111 && in.sr_ntp == o.ntp, "SR fields");
+    is_int(in.sr_pkt_count, 50, "SR packet count");
+    ok(!in.got_bye, "no BYE");
     ok(in.got_rb && in.rb.fraction == 25 && in.rb.cum_lost == -3 && in.rb.ext_max_seq == 0x10005 &&
            in.rb.jitter == 77 && in.rb.lsr == 0xabcd1234 && in.rb.dlsr == 0x8000,
        "report block round-trips (negative cumulative loss too)");
@@ -95,6 +97,19 @@ static void rtcp(void)
     is_int(n, 8 + 24 + 24, "RR compound length");
     is_int(bot_rtcp_parse(buf, (size_t)n, 0x22222222, &in), 0, "RR parses");
     ok(!in.got_sr && in.got_rb, "RR: block, no SR");
+    o.bye = true;
+    n = bot_rtcp_write(buf, sizeof buf, &o);
+    is_int(n, 8 + 24 + 24 + 8, "RR + SDES + BYE length");
+    is_int(bot_rtcp_parse(buf, (size_t)n, 0x22222222, &in), 0, "BYE compound parses");
+    ok(in.got_bye && in.bye_ssrc == 0x11111111 && in.got_rb, "BYE of the sender, block kept");
+    is_int(bot_rtcp_parse(buf, (size_t)n - 4, 0x22222222, &in), RTC_EMSG, "BYE cut short");
+    buf[n - 8] = 0x80; /* BYE with no source (SC 0): nothing to end */
+    buf[n - 6] = 0;
+    buf[n - 5] = 0;
+    is_int(bot_rtcp_parse(buf, (size_t)n - 4, 0x22222222, &in), 0, "empty BYE parses");
+    ok(!in.got_bye, "a BYE without a source ends nothing");
+    o.bye = false;
+    n = bot_rtcp_write(buf, sizeof buf, &o);
     is_int(bot_rtcp_write(buf, 20, &o), RTC_ESPACE, "short buffer");
     buf[3] = 200; /* length pointing far past the end */
     is_int(bot_rtcp_parse(buf, (size_t)n, 0x22222222, &in), RTC_EMSG, "bad length");
