@@ -64,11 +64,14 @@ def start_relay(st):
     return "turn:127.0.0.1:%d" % st.turn_port
 
 
-def call_pair(st, url, room, impair):
+def call_pair(st, url, room, impair, gate=()):
     """Bot 'a' (impaired) joins, then bot 'b' (clean) joins and calls it.
-    Both run DURATION s of media; returns their JSON reports."""
+    Both run DURATION s of media; returns their JSON reports. gate: flags
+    for both bots (--max-loss: the loss injected on purpose is not a failed
+    leg; by default a bot fails a leg at 1% loss)."""
     bots = []
-    for name, extra, dur in (("a", impair, DURATION + 2), ("b", [], DURATION)):
+    for name, extra, dur in (("a", list(impair) + list(gate), DURATION + 2),
+                             ("b", list(gate), DURATION)):
         report = os.path.join(st.dir, "%s-%s.json" % (room, name))
         argv = [st.args.bot, "--signal", url, "--room", room, "--relay-only",
                 "--duration", str(dur), "--report", report, "--name", name] + extra
@@ -124,7 +127,8 @@ def main():
         url = st.start_signal(start_relay(st))
 
         # ---- 1. loss ----
-        ra, rb = call_pair(st, url, "q-loss-%d" % os.getpid(), ["--drop-every", "20"])
+        ra, rb = call_pair(st, url, "q-loss-%d" % os.getpid(), ["--drop-every", "20"],
+                          gate=["--max-loss", "10"])
         dropped = sum(c["dropped_on_purpose"] for c in ra["calls"])
         sent = sum(c["sent"] for c in ra["calls"])
         print("# bot a dropped %d of %d RTP packets on purpose" % (dropped, sent + dropped))
