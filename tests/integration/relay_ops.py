@@ -711,12 +711,19 @@ def test_tls_limits(exe, c):
         conns = []
         deadline = time.time() + 6 * TIMEOUT_MULT
         after = rss_kb(relay.proc.pid)
-        while after > base * 1.25 + 3072 and time.time() < deadline:
-            time.sleep(0.25)
-            after = rss_kb(relay.proc.pid)
-        c.ok(after <= base * 1.25 + 3072,
-             f"tls: RSS back after the idle connections closed: start {base} KB, "
-             f"with 1000 {peak} KB, after {after} KB (bound: +25% +3 MB)")
+        name = (f"tls: RSS back after the idle connections closed: start {base} KB, "
+                f"with 1000 {peak} KB, after {{}} KB (bound: +25% +3 MB)")
+        with open(f"/proc/{relay.proc.pid}/maps") as f:
+            asan = "libasan" in f.read()
+        if asan:
+            # AddressSanitizer's allocator keeps freed memory in quarantine and
+            # ignores malloc_trim: the bound is about glibc (the plain build)
+            c.skip(name.format(after), "AddressSanitizer build: freed memory is quarantined")
+        else:
+            while after > base * 1.25 + 3072 and time.time() < deadline:
+                time.sleep(0.25)
+                after = rss_kb(relay.proc.pid)
+            c.ok(after <= base * 1.25 + 3072, name.format(after))
         c.ok(tcp_binding_ok(relay.port), "tls: still serving")
     finally:
         for s in conns:
