@@ -207,7 +207,7 @@ static void limits(void)
            m.n_attrs == STN_MAX_ATTRS + 5 && m.n_over == 7 && m.mi == STN_MAX_ATTRS + 3 &&
            m.fp == STN_MAX_ATTRS + 4 && m.n_unknown == 1 && m.unknown[0] == 0x0030 &&
            stn_msg_find(&m, STN_A_USERNAME) && stn_msg_find(&m, STN_A_NONCE) &&
-           m.buf[stn_msg_find(&m, STN_A_USERNAME)->off] == 'u',
+           big[stn_msg_find(&m, STN_A_USERNAME)->off] == 'u', /* m.buf was parse_copy's, freed */
        "past the cap: USERNAME (first), REALM, NONCE, MI, FP indexed; the rest counted");
 
     /* attributes ignored after MI do not count against the cap */
