@@ -232,11 +232,11 @@ static void on_rtp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
         return; /* not our audio (e.g. a comfort-noise or telephone-event PT) */
     c->remote_ssrc = h.ssrc;
     c->last_rtp_us = now;
+    c->waiting_logged = false;
     if (c->restart_at_us) {
         c->restart_ms = (double)(now - c->restart_at_us) / 1000.0;
         c->restart_at_us = 0;
         c->path_failed = false;
-        c->waiting_logged = false;
         RTC_LOG(RTC_LOG_INFO, c->label, "ICE restart %u: audio again %.0f ms after it began",
                 c->restarts, c->restart_ms);
     }
@@ -710,7 +710,8 @@ void bot_call_second(bot_call *c, uint64_t now_us)
     if (c->st != BOT_CALL_MEDIA)
         return;
     send_rtcp(c, now_us, false);
-    if (c->env->ice_restart_ms) {
+    /* a peer that said BYE stopped on purpose: its silence is no dead path */
+    if (c->env->ice_restart_ms && !c->stats.bye_us) {
         /* silence counts from the last RTP, or from the restart under way
          * (a retry waits as long as the first restart did) */
         uint64_t since = c->restart_at_us && c->attempt_us > c->last_rtp_us ? c->attempt_us
