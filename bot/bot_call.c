@@ -21,6 +21,9 @@
 #include "rtc_log.h"
 
 #define PKT_CAP (1500 + BOT_SRTP_OVERHEAD)
+/* ICE restarts one call may begin: a relay that never comes back costs at
+ * most this many agents (one a tick at most, see bot_call_second). */
+#define MAX_RESTARTS 30
 
 struct bot_call {
     const bot_env *env;
@@ -69,6 +72,19 @@ struct bot_call {
     /* --jitter-ms: RTP held back before it is sent (NULL when off) */
     bot_delay *delay;
     GSource *delay_timer;
+
+    /* ICE restart (RFC 8445 s.9, --ice-restart): a dead path gets a new
+     * agent (new ufrag/pwd, fresh TURN allocations) while DTLS and SRTP go
+     * on, as the DTLS association does not depend on the pair. */
+    char remote_ufrag[BOT_SDP_TOKEN];
+    uint64_t session_id;
+    uint64_t last_rtp_us;   /* last RTP in, or when media began */
+    uint64_t restart_at_us; /* the restart under way began here; 0: none */
+    uint64_t attempt_us;    /* its last attempt (a retry is timed from it) */
+    bool path_failed;       /* the agent said FAILED while in media */
+    bool waiting_logged;    /* answerer: "waiting for a restart" said once */
+    unsigned restarts;
+    double restart_ms;      /* the last restart: begun to audio again */
 };
 
 /* NTP 32.32 from the wall clock (RFC 3550 s.4): only differences of our own
@@ -170,6 +186,7 @@ static void dtls_done(void *ud, int err, bot_srtp_keys *keys)
         return;
     }
     c->st = BOT_CALL_MEDIA;
+    c->last_rtp_us = rtc_clock_mono_us();
     RTC_LOG(RTC_LOG_INFO, c->label, "DTLS done (%s, %s), media flowing", c->srtp_name,
             c->dtls_client ? "client" : "server");
 }
@@ -177,8 +194,22 @@ static void dtls_done(void *ud, int err, bot_srtp_keys *keys)
 static void ice_state(void *ud, bot_ice_state st)
 {
     bot_call *c = ud;
+    if (st == BOT_ICE_FAILED && c->st == BOT_CALL_MEDIA && c->env->ice_restart_ms) {
+        /* not here: the agent cannot be freed from its own callback */
+        RTC_LOG(RTC_LOG_INFO, c->label, "ICE path failed in media%s", c->offerer
+                ? ": restarting ICE" : "; the offerer restarts ICE");
+        c->path_failed = true;
+        return;
+    }
     if (st == BOT_ICE_FAILED) {
         fail(c, "ICE failed");
+        return;
+    }
+    if (st == BOT_ICE_READY && c->restart_at_us) {
+        snprintf(c->selected, sizeof c->selected, "%s", bot_ice_selected(c->ice));
+        RTC_LOG(RTC_LOG_INFO, c->label, "ICE restart %u: path ready after %.0f ms (%s)",
+                c->restarts, (double)(rtc_clock_mono_us() - c->restart_at_us) / 1000.0,
+                c->selected);
         return;
     }
     if (st != BOT_ICE_READY || c->st >= BOT_CALL_SECURING || !c->dtls)
@@ -200,6 +231,15 @@ static void on_rtp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
     if (bot_rtp_parse(buf, len, &h) || (c->pt >= 0 && h.pt != c->pt))
         return; /* not our audio (e.g. a comfort-noise or telephone-event PT) */
     c->remote_ssrc = h.ssrc;
+    c->last_rtp_us = now;
+    c->waiting_logged = false;
+    if (c->restart_at_us) {
+        c->restart_ms = (double)(now - c->restart_at_us) / 1000.0;
+        c->restart_at_us = 0;
+        c->path_failed = false;
+        RTC_LOG(RTC_LOG_INFO, c->label, "ICE restart %u: audio again %.0f ms after it began",
+                c->restarts, c->restart_ms);
+    }
     bot_stats_on_rtp(&c->stats, h.seq, h.ts, now);
     /* Load mode may sample: decoding is most of the bot's CPU per packet,
      * and a sampled stream still proves the payload is real Opus. */
@@ -264,12 +304,26 @@ static void ice_recv(void *ud, uint8_t *buf, size_t len)
 
 /* --- set-up --- */
 
+/* An agent for this call: at set-up, and again for each ICE restart. */
+static bot_ice *make_ice(bot_call *c)
+{
+    bot_ice_params ip;
+    bot_ice_cbs icb = {ice_candidate, ice_state, ice_recv, ice_turn_error, c};
+    memset(&ip, 0, sizeof ip);
+    ip.controlling = c->offerer;
+    ip.relay_only = c->env->relay_only;
+    ip.turn_family = c->env->turn_family;
+    ip.turn = c->turn;
+    ip.n_turn = c->n_turn;
+    ip.stun = c->stun;
+    ip.n_stun = c->n_stun;
+    ip.tls = c->env->tls;
+    return bot_ice_new(&ip, &icb);
+}
+
 bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_call_cbs *cbs)
 {
     bot_call *c = calloc(1, sizeof *c);
-    bot_ice_params ip;
-    bot_ice_cbs icb = {ice_candidate, ice_state, ice_recv, ice_turn_error, NULL};
-
     if (!c)
         return NULL;
     c->env = env;
@@ -303,16 +357,7 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
         if (!(c->delay = bot_delay_new(env->jitter_ms, seed, PKT_CAP)))
             goto out_free;
     }
-    icb.ud = c;
-    ip.controlling = p->offerer;
-    ip.relay_only = env->relay_only;
-    ip.turn_family = env->turn_family;
-    ip.turn = c->turn;
-    ip.n_turn = c->n_turn;
-    ip.stun = c->stun;
-    ip.n_stun = c->n_stun;
-    ip.tls = env->tls;
-    c->ice = bot_ice_new(&ip, &icb);
+    c->ice = make_ice(c);
     if (!c->ice)
         goto out_free;
     snprintf(c->relay_transport, sizeof c->relay_transport, "%s", bot_ice_relay_transport(c->ice));
@@ -323,13 +368,15 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
         RTC_LOG(RTC_LOG_INFO, c->label, "no STUN server used (%s)",
                 env->relay_only ? "relay only" : "none resolves to IPv4");
     c->st = BOT_CALL_SIGNALING;
+    c->session_id = ((uint64_t)c->ssrc << 16) | c->seq;
+    c->restart_ms = -1;
     c->setup_timer = bot_timer_new(env->setup_timeout_ms ? env->setup_timeout_ms : 30000,
                                    on_setup_timeout, c);
     if (p->offerer) {
         char sdp[4096];
         bot_sdp_local l = {bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
                            bot_dtls_ctx_fingerprint(env->dtls), BOT_SETUP_ACTPASS, c->ssrc,
-                           ((uint64_t)c->ssrc << 16) | c->seq, env->cname};
+                           c->session_id, env->cname};
         if (bot_sdp_build_offer(&l, sdp, sizeof sdp) < 0)
             goto out_ice;
         send_description(c, "offer", sdp);
@@ -356,6 +403,7 @@ static int apply_remote(bot_call *c, const bot_sdp *s, int ai)
     if (!m->ufrag[0] || !m->pwd[0] || !m->fp[0] || g_ascii_strcasecmp(m->fp_alg, "sha-256"))
         return RTC_EUNSUP;
     snprintf(c->remote_fp, sizeof c->remote_fp, "%s", m->fp);
+    snprintf(c->remote_ufrag, sizeof c->remote_ufrag, "%s", m->ufrag);
     c->pt = m->opus_pt;
     if (c->offerer)
         /* We offered actpass; the answer picks (RFC 5763 s.5). */
@@ -379,6 +427,111 @@ static int apply_remote(bot_call *c, const bot_sdp *s, int ai)
     return 0;
 }
 
+/* The peer's new ICE credentials and candidates for the agent of a
+ * restart. The DTLS association stays, so its fingerprint must too. */
+static int apply_restart(bot_call *c, const bot_sdp *s, int ai)
+{
+    const bot_sdp_mline *m = &s->m[ai];
+    if (!m->ufrag[0] || !m->pwd[0] || g_ascii_strcasecmp(m->fp, c->remote_fp))
+        return RTC_EUNSUP;
+    snprintf(c->remote_ufrag, sizeof c->remote_ufrag, "%s", m->ufrag);
+    if (bot_ice_set_remote_credentials(c->ice, m->ufrag, m->pwd))
+        return RTC_EMSG;
+    for (size_t i = 0; i < s->n_cands; i++)
+        bot_ice_add_remote_candidate(c->ice, s->cands[i].cand);
+    if (s->end_of_candidates)
+        bot_ice_remote_gathering_done(c->ice);
+    return 0;
+}
+
+/* A fresh agent in place of the old one (freed: its TURN allocations are
+ * released if the server still knows them). Candidates wait for our next
+ * description. false when no agent could be made: the old one stays. */
+static bool swap_agent(bot_call *c, uint64_t now)
+{
+    bot_ice *n;
+    json_t *held = json_array();
+    if (!held)
+        return false;
+    json_decref(c->held);
+    c->held = held;
+    n = make_ice(c);
+    if (!n) {
+        RTC_LOG(RTC_LOG_WARN, c->label, "ICE restart: no new agent");
+        json_decref(c->held);
+        c->held = NULL;
+        return false;
+    }
+    bot_ice_free(c->ice);
+    c->ice = n;
+    c->restarts++;
+    c->path_failed = false;
+    if (!c->restart_at_us)
+        c->restart_at_us = now;
+    c->attempt_us = now;
+    return true;
+}
+
+/* Offerer: a new offer with new credentials (RFC 8445 s.9, JSEP 5.2.1:
+ * an ICE restart is just a subsequent offer). */
+static void start_restart(bot_call *c, uint64_t now, const char *why)
+{
+    char sdp[4096];
+    bot_sdp_local l;
+    if (!swap_agent(c, now))
+        return;
+    RTC_LOG(RTC_LOG_INFO, c->label, "ICE restart %u (%s): new credentials, gathering again",
+            c->restarts, why);
+    l = (bot_sdp_local){bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
+                        bot_dtls_ctx_fingerprint(c->env->dtls), BOT_SETUP_ACTPASS, c->ssrc,
+                        c->session_id, c->env->cname};
+    if (bot_sdp_build_offer(&l, sdp, sizeof sdp) < 0)
+        return;
+    send_description(c, "offer", sdp);
+}
+
+/* A description after the first exchange: an ICE restart offer (new ufrag)
+ * to answer, or the answer to ours; other renegotiation is not supported. */
+static void on_later_description(bot_call *c, const char *type, bot_sdp *s, const char *text)
+{
+    int ai;
+    if (bot_sdp_parse(s, text, strlen(text)) || (ai = bot_sdp_audio_index(s)) < 0) {
+        RTC_LOG(RTC_LOG_WARN, c->label, "unusable later %s; ignored", type);
+        return;
+    }
+    if (!c->offerer && !strcmp(type, "offer") && strcmp(s->m[ai].ufrag, c->remote_ufrag) &&
+        c->st == BOT_CALL_MEDIA) {
+        char ans[8192];
+        bot_sdp_local l;
+        if (g_ascii_strcasecmp(s->m[ai].fp, c->remote_fp)) {
+            RTC_LOG(RTC_LOG_WARN, c->label, "restart offer with a new DTLS fingerprint; ignored");
+            return;
+        }
+        if (!swap_agent(c, rtc_clock_mono_us()))
+            return;
+        RTC_LOG(RTC_LOG_INFO, c->label, "ICE restart %u asked by the offerer: new credentials",
+                c->restarts);
+        if (apply_restart(c, s, ai)) {
+            RTC_LOG(RTC_LOG_WARN, c->label, "restart offer unusable");
+            return;
+        }
+        /* the DTLS roles stay (RFC 8842 s.5.5): the same setup as before */
+        l = (bot_sdp_local){bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
+                            bot_dtls_ctx_fingerprint(c->env->dtls),
+                            c->dtls_client ? BOT_SETUP_ACTIVE : BOT_SETUP_PASSIVE, c->ssrc,
+                            c->session_id, c->env->cname};
+        if (bot_sdp_build_answer(s, &l, ans, sizeof ans) < 0)
+            return;
+        send_description(c, "answer", ans);
+    } else if (c->offerer && !strcmp(type, "answer") && c->restart_at_us &&
+               strcmp(s->m[ai].ufrag, c->remote_ufrag)) {
+        if (apply_restart(c, s, ai))
+            RTC_LOG(RTC_LOG_WARN, c->label, "restart answer unusable; retried later");
+    } else {
+        RTC_LOG(RTC_LOG_WARN, c->label, "renegotiation (%s) not supported; ignored", type);
+    }
+}
+
 static void on_description(bot_call *c, const char *type, const char *sdp_text)
 {
     bot_sdp *s = malloc(sizeof *s); /* ~40 KB: not on the stack */
@@ -386,7 +539,7 @@ static void on_description(bot_call *c, const char *type, const char *sdp_text)
     if (!s)
         return;
     if (c->remote_set) {
-        RTC_LOG(RTC_LOG_WARN, c->label, "renegotiation (%s) not supported; ignored", type);
+        on_later_description(c, type, s, sdp_text);
         goto out;
     }
     if (bot_sdp_parse(s, sdp_text, strlen(sdp_text))) {
@@ -405,7 +558,7 @@ static void on_description(bot_call *c, const char *type, const char *sdp_text)
         char ans[8192];
         bot_sdp_local l = {bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
                            bot_dtls_ctx_fingerprint(c->env->dtls), BOT_SETUP_ACTIVE, c->ssrc,
-                           ((uint64_t)c->ssrc << 16) | c->seq, c->env->cname};
+                           c->session_id, c->env->cname};
         if (apply_remote(c, s, ai)) {
             fail(c, "unusable offer (ICE credentials or sha-256 fingerprint missing)");
             goto out;
@@ -557,6 +710,21 @@ void bot_call_second(bot_call *c, uint64_t now_us)
     if (c->st != BOT_CALL_MEDIA)
         return;
     send_rtcp(c, now_us, false);
+    /* a peer that said BYE stopped on purpose: its silence is no dead path */
+    if (c->env->ice_restart_ms && !c->stats.bye_us) {
+        /* silence counts from the last RTP, or from the restart under way
+         * (a retry waits as long as the first restart did) */
+        uint64_t since = c->restart_at_us && c->attempt_us > c->last_rtp_us ? c->attempt_us
+                                                                            : c->last_rtp_us;
+        bool dead = c->path_failed || now_us - since >= (uint64_t)c->env->ice_restart_ms * 1000u;
+        if (dead && c->offerer && c->restarts < MAX_RESTARTS)
+            start_restart(c, now_us, c->path_failed ? "ICE path failed" : "no audio");
+        else if (dead && !c->offerer && !c->waiting_logged) {
+            RTC_LOG(RTC_LOG_INFO, c->label, "no audio for %u ms: waiting for the offerer's ICE "
+                    "restart", c->env->ice_restart_ms);
+            c->waiting_logged = true;
+        }
+    }
 }
 
 /* --- teardown and views --- */
@@ -647,6 +815,8 @@ void bot_call_info_get(const bot_call *c, bot_call_info *o)
         o->lost_clock = m.lost_clock;
         o->max_gap_ms = m.max_gap_ms;
     }
+    o->ice_restarts = c->restarts;
+    o->restart_ms = c->restart_ms;
     o->failed = c->failed;
     o->jitter_ms = bot_stats_jitter_ms(&c->stats);
     o->rtt_ms = bot_stats_rtt_avg(&c->stats);

@@ -40,6 +40,8 @@ typedef struct {
     uint32_t jitter_ms;   /* test impairment: delay each RTP send 0..N ms (0 = off) */
     uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
     uint32_t setup_timeout_ms;
+    /* a call in MEDIA with no RTP for this long restarts ICE (0 = never) */
+    uint32_t ice_restart_ms;
     const char *cname;
 } bot_env;
 
@@ -101,6 +103,8 @@ typedef struct {
      * packet count, the media clock (bot_stats.h) */
     uint64_t lost_seq, lost_sr, lost_clock;
     double max_gap_ms;     /* longest media gap while the call was up */
+    unsigned ice_restarts; /* ICE restarts begun (--ice-restart) */
+    double restart_ms;     /* last restart: its start to audio again; -1 if none finished */
     bool failed;           /* the call ended by itself (ICE, DTLS, set-up timeout) */
     bool held;             /* media, not failed, loss < 1%, gap <= 1 s */
     /* The verdict, filled by bot_report_judge (not by bot_call_info_get). */

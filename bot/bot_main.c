@@ -49,7 +49,7 @@ typedef struct {
     char *metrics_listen;
     int64_t canary, canary_call;
     int64_t calls, duration, drop_every, jitter_ms, setup_timeout, ramp_ms, decode_every, threads;
-    int64_t max_setup_ms;
+    int64_t max_setup_ms, ice_restart;
     bool relay_only, turn_insecure;
 } bot_conf;
 
@@ -103,6 +103,7 @@ static const rtc_conf_spec specs[] = {
     {"threads", RTC_CONF_INT, F(threads), 1, 64, "1", "N", "loops that carry the calls: 1 = everything on the main loop; N > 1 = N worker threads (signaling stays on the main thread)", NULL, 0},
     {"ramp-ms", RTC_CONF_INT, F(ramp_ms), 0, 60000, "50", "MS", "load mode: delay between starting two calls", NULL, 0},
     {"setup-timeout", RTC_CONF_INT, F(setup_timeout), 1, 600, "30", "S", "a call with no audio after this many seconds counts as failed", NULL, 0},
+    {"ice-restart", RTC_CONF_INT, F(ice_restart), 0, 60, "2", "S", "a call in media with no audio received for S seconds (or whose ICE path failed) restarts ICE: new credentials, fresh TURN allocations, a new offer from the offerer; 0 = off", NULL, 0},
     {"decode-every", RTC_CONF_INT, F(decode_every), 1, 1000, "1", "N", "Opus-decode every Nth received packet (1 = all); more calls per core in load mode, reported as decoded", NULL, 0},
     {"drop-every", RTC_CONF_INT, F(drop_every), 0, 1000000, "0", "N", "testing only: do not send every Nth RTP packet (counted as dropped_on_purpose) to check that reported loss is honest", NULL, 0},
     {"jitter-ms", RTC_CONF_INT, F(jitter_ms), 0, BOT_DELAY_MAX_MS, "0", "MS", "testing only: hold each RTP packet a random 0..MS ms before sending it (order kept, seeded per call) to check the jitter a receiver or relay measures", NULL, 0},
@@ -932,6 +933,7 @@ int main(int argc, char **argv)
     a.env.drop_every = (uint32_t)a.conf.drop_every;
     a.env.jitter_ms = (uint32_t)a.conf.jitter_ms;
     a.env.decode_every = (uint32_t)a.conf.decode_every;
+    a.env.ice_restart_ms = (uint32_t)a.conf.ice_restart * 1000u;
     a.env.setup_timeout_ms = (uint32_t)a.conf.setup_timeout * 1000u;
     a.env.cname = "tsunagu-bot";
     a.loop = g_main_loop_new(NULL, FALSE);

@@ -210,6 +210,9 @@ int bot_report_json(const char *path, const bot_call_info *ci, size_t n, const b
             json_object_set_new(o, "lost_sr", json_integer((json_int_t)c->lost_sr));
             json_object_set_new(o, "lost_clock", json_integer((json_int_t)c->lost_clock));
             json_object_set_new(o, "failed", json_boolean(c->failed));
+            /* --ice-restart: restarts begun, the last one's start to audio again */
+            json_object_set_new(o, "ice_restarts", json_integer(c->ice_restarts));
+            json_object_set_new(o, "ice_restart_ms", num(c->restart_ms));
             json_object_set_new(o, "held", json_boolean(bot_call_info_held(c)));
             json_object_set_new(o, "pass", json_boolean(c->pass));
             json_object_set_new(o, "fail_reason", json_string(c->why));

@@ -18,6 +18,14 @@ over a relay/relay candidate pair (own page: Opus, non-zero audio energy,
 video declined); the bot's JSON report shows packets from the browser
 decrypted and decoded over a relayed path.
 
+--crash (issue 14 item 8; with --page demo --order browser-first, the bot
+offering): once audio flows the relay is SIGKILLed and started again 1 s
+later on the same port. The bot restarts ICE (a new offer with new
+credentials; Chromium answers it natively) and the browser's inbound audio
+count must grow by 100 packets again within 10 s of the kill; the bot's
+report: at least one restart, longest gap under 5 s, still not held (the
+1 s gap rule), exit 1.
+
 Chromium is driven over --remote-debugging-pipe (standard library only), as
 notes/browser-calls.md describes."""
 import argparse, json, os, subprocess, sys, tempfile, time
@@ -73,12 +81,44 @@ def demo_result(ch, want):
     return None
 
 
+def crash_relay(st, ch):
+    """SIGKILL the relay, start it again 1 s later; the browser's inbound
+    count must grow by 100 within 10 s of the kill. Returns checks done."""
+    before = demo_result(ch, 0)
+    relay = st.procs[0]
+    relay.send_signal(9)
+    t_kill = time.monotonic()
+    relay.wait(timeout=10)
+    at_kill = before["inbound_packets"]
+    time.sleep(1)
+    again = st.spawn(relay.args, "relay2.log")
+    wait_tcp(st.turn_port, 10, again, "restarted relay")
+    print("# relay killed at %d browser packets, back after %.2f s" % (at_kill, time.monotonic() - t_kill))
+    # packets in flight at the kill are counted a little late: the first
+    # 25 above the count at the kill do not prove anything
+    t_back = None
+    while time.monotonic() - t_kill < 10 * TIMEOUT_MULT:
+        r = demo_result(ch, at_kill + 25)
+        if r and t_back is None:
+            t_back = time.monotonic() - t_kill
+        if demo_result(ch, at_kill + 100):
+            break
+        time.sleep(0.1)
+    else:
+        print(st.log("bot.log")[-3000:])
+        fail("browser: audio did not come back (100 packets) within 10 s of the relay's SIGKILL")
+    print("ok - browser audio back %.2f s after the SIGKILL (25 packets past the count at the kill)"
+          % t_back)
+    return 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     add_server_args(ap)
     ap.add_argument("--order", choices=["bot-first", "browser-first"], default="bot-first")
     ap.add_argument("--page", choices=["own", "demo"], default="own")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--crash", action="store_true")
     a = ap.parse_args()
     if not os.access(a.chromium, os.X_OK):
         fail("%s not found: apt-get install chromium" % a.chromium)
@@ -134,6 +174,10 @@ def main():
         print("# browser: " + json.dumps(res))
         if "error" in res:
             fail(res["error"])
+        if a.crash:
+            if a.page != "demo" or a.order != "browser-first":
+                fail("--crash needs --page demo --order browser-first")
+            checks += crash_relay(st, ch)
         cl = [(res["inbound_packets"] >= want, "browser received >= %d audio packets" % want),
               (res["local_type"] == "relay" and res["remote_type"] == "relay",
                "browser pair is relay/relay (%s/%s)" % (res["local_type"], res["remote_type"])),
@@ -156,8 +200,9 @@ def main():
         except subprocess.TimeoutExpired:
             fail("bot did not exit on SIGTERM")
         print(st.log("bot.log")[-2500:])
-        if bot.returncode != 0:
-            fail("bot exit code %d (sanitizer report or failed call)" % bot.returncode)
+        if bot.returncode != (1 if a.crash else 0):
+            fail("bot exit code %d (sanitizer report or failed call%s)" % (
+                bot.returncode, "; after the outage the leg is not held: want 1" if a.crash else ""))
         if not os.path.exists(report):
             fail("bot wrote no report")
         r = json.load(open(report))
@@ -171,7 +216,12 @@ def main():
             (c["role"] == ("answerer" if a.order == "bot-first" else "offerer"),
              "bot role %s" % c["role"]),
             (c["sent"] >= want, "bot sent %d packets" % c["sent"]),
-        ]:
+        ] + ([
+            (c["ice_restarts"] >= 1, "bot restarted ICE %d time(s)" % c["ice_restarts"]),
+            (1000 < c["max_gap_ms"] < 5000, "bot's longest gap %.0f ms (< 5 s)" % c["max_gap_ms"]),
+            (not c["held"] and "media gap" in c["fail_reason"],
+             "bot leg not held, reason %r" % c["fail_reason"]),
+        ] if a.crash else []):
             if not cond:
                 fail(what)
             print("ok - " + what)

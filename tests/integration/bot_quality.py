@@ -18,7 +18,21 @@ exit 1 (not held, the default rule); --drop-every 20 with --max-loss 2 and
 a clean run with --min-mos 4.0 --max-loss 0.5 --max-setup-ms 10000: exit 0,
 every leg passes.
 
-usage: bot_quality.py --case outage|gates --bot PATH [--relay ... --signal ...]"""
+The outage case runs with --ice-restart 0: it checks what the report says
+about an outage the bot does not repair (with ICE restart on, the call
+recovers and the gap is shorter, see --case crash).
+
+--case crash (issue 14 item 8): the same outage with ICE restart on (the
+default, 2 s): the offerer notices the silence, restarts ICE (new
+credentials, fresh allocations on the restarted relay), the answerer
+answers, and media resumes in the same call. Each leg: at least one restart,
+longest gap under 5 s (from the SIGKILL the gap starts), audio for several
+seconds after it, loss no more than the gap explains; still not held (the
+1 s gap rule stays), and the bot exits 1.
+--relay-down S keeps the relay away S seconds (default 1), --max-gap-ms and
+--min-restarts set what the legs must show then (defaults 5000 and 1).
+
+usage: bot_quality.py --case outage|gates|crash --bot PATH [--relay ... --signal ...]"""
 import argparse, json, os, re, signal, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +78,7 @@ def case_outage(a):
         turn = st.start_relay()
         url = st.start_signal(turn)
         dur = 10
-        bot, report = run_bot(st, a, url, "outage", [], dur)
+        bot, report = run_bot(st, a, url, "outage", ["--ice-restart", "0"], dur)
         time.sleep(6)
         relay = st.procs[0]
         relay.send_signal(signal.SIGKILL)
@@ -127,6 +141,66 @@ def case_outage(a):
     print("PASS (%d checks)" % checks)
 
 
+def case_crash(a):
+    checks = 0
+    with Stack(a) as st:
+        turn = st.start_relay()
+        url = st.start_signal(turn)
+        dur = 16
+        bot, report = run_bot(st, a, url, "crash", [], dur)
+        time.sleep(6)
+        relay = st.procs[0]
+        relay.send_signal(signal.SIGKILL)
+        t_kill = time.monotonic()
+        relay.wait(timeout=10)
+        print("# relay killed (SIGKILL) at 6 s")
+        time.sleep(a.relay_down)
+        again = st.spawn(relay.args, "relay2.log")
+        wait_tcp(st.turn_port, 10, again, "restarted relay")
+        print("# relay restarted %.2f s after the kill on the same port" % (time.monotonic() - t_kill))
+        out, err = finish_bot(bot, (dur + 40) * TIMEOUT_MULT)
+        print(out)
+        for line in err.splitlines():
+            if "ICE restart" in line or "ICE path" in line or "waiting for the offerer" in line:
+                print("# log: " + line)
+        if bot.returncode != 1:
+            print(err[-3000:])
+            fail("bot exit code %d: the gap must still fail the legs (1 s rule), want 1" % bot.returncode)
+        checks += 1
+        r = json.load(open(report))
+        legs = {c["label"]: c for c in r["calls"]}
+        if len(legs) != 2:
+            fail("%d legs reported, want 2" % len(legs))
+        for c in legs.values():
+            print("# %s: restarts %d restart_ms %.0f received %d expected %d lost %d loss %.2f%% "
+                  "gap %.0f ms held %s reason %r" % (
+                      c["label"], c["ice_restarts"], c["ice_restart_ms"], c["received"],
+                      c["expected"], c["lost"], c["loss_pct"], c["max_gap_ms"], c["held"],
+                      c["fail_reason"]))
+            if c["failed"] or c["ice_restarts"] < a.min_restarts or c["ice_restart_ms"] < 0:
+                fail("%s: failed %s, %d restarts, restart_ms %.0f" % (
+                    c["label"], c["failed"], c["ice_restarts"], c["ice_restart_ms"]))
+            # the gap starts at the SIGKILL (media flowed up to it) and ends when
+            # audio is back: the recovery time
+            if not 1000 < c["max_gap_ms"] < a.max_gap_ms:
+                fail("%s: longest gap %.0f ms, want a real outage recovered in < %d ms" % (
+                    c["label"], c["max_gap_ms"], a.max_gap_ms))
+            # 6 s before the kill, < 5 s gap, 16 s call: > 4 s of audio after it
+            if c["received"] < 50 * 10 - 10:
+                fail("%s: %d received: media did not come back for long" % (c["label"], c["received"]))
+            if c["received"] + c["lost"] != c["expected"]:
+                fail("%s: received + lost != expected" % c["label"])
+            if c["lost"] > c["max_gap_ms"] / 20.0 * 1.3 + 25 or c["lost"] < c["max_gap_ms"] / 20.0 * 0.8:
+                fail("%s: %d lost, a %.0f ms gap explains about %.0f" % (
+                    c["label"], c["lost"], c["max_gap_ms"], c["max_gap_ms"] / 20.0))
+            if c["held"] or c["pass"] or "media gap" not in c["fail_reason"]:
+                fail("%s: held %s pass %s reason %r" % (c["label"], c["held"], c["pass"], c["fail_reason"]))
+            checks += 6
+        print("# SIGKILL to audio again: %s ms (longest gap per leg)" % ", ".join(
+            "%.0f" % c["max_gap_ms"] for c in legs.values()))
+    print("PASS (%d checks)" % checks)
+
+
 def case_gates(a):
     checks = 0
     with Stack(a) as st:
@@ -169,10 +243,16 @@ def case_gates(a):
 def main():
     ap = argparse.ArgumentParser()
     add_server_args(ap)
-    ap.add_argument("--case", choices=["outage", "gates"], required=True)
+    ap.add_argument("--case", choices=["outage", "gates", "crash"], required=True)
+    # crash: how long the relay stays down, and what the legs must show then
+    ap.add_argument("--relay-down", type=float, default=1.0)
+    ap.add_argument("--max-gap-ms", type=int, default=5000)
+    ap.add_argument("--min-restarts", type=int, default=1)
     a = ap.parse_args()
     if a.case == "outage":
         case_outage(a)
+    elif a.case == "crash":
+        case_crash(a)
     else:
         case_gates(a)
 
