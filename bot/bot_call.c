@@ -78,6 +78,7 @@ struct bot_call {
      * on, as the DTLS association does not depend on the pair. */
     char remote_ufrag[BOT_SDP_TOKEN];
     uint64_t session_id;
+    uint32_t sdp_sent; /* descriptions sent after the first (o= version, bot_sdp_local) */
     uint64_t last_rtp_us;   /* last RTP in, or when media began */
     uint64_t restart_at_us; /* the restart under way began here; 0: none */
     uint64_t attempt_us;    /* its last attempt (a retry is timed from it) */
@@ -484,7 +485,7 @@ static void start_restart(bot_call *c, uint64_t now, const char *why)
             c->restarts, why);
     l = (bot_sdp_local){bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
                         bot_dtls_ctx_fingerprint(c->env->dtls), BOT_SETUP_ACTPASS, c->ssrc,
-                        c->session_id, c->env->cname};
+                        c->session_id, c->env->cname, ++c->sdp_sent};
     if (bot_sdp_build_offer(&l, sdp, sizeof sdp) < 0)
         return;
     send_description(c, "offer", sdp);
@@ -519,7 +520,7 @@ static void on_later_description(bot_call *c, const char *type, bot_sdp *s, cons
         l = (bot_sdp_local){bot_ice_ufrag(c->ice), bot_ice_pwd(c->ice),
                             bot_dtls_ctx_fingerprint(c->env->dtls),
                             c->dtls_client ? BOT_SETUP_ACTIVE : BOT_SETUP_PASSIVE, c->ssrc,
-                            c->session_id, c->env->cname};
+                            c->session_id, c->env->cname, ++c->sdp_sent};
         if (bot_sdp_build_answer(s, &l, ans, sizeof ans) < 0)
             return;
         send_description(c, "answer", ans);

@@ -306,8 +306,9 @@ static void put(sbuf *b, const char *fmt, ...)
 
 static void put_session(sbuf *b, const bot_sdp_local *l, const char *bundle)
 {
-    put(b, "v=0\r\no=- %llu 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
-        (unsigned long long)(l->session_id & 0x7fffffffffffffffull));
+    put(b, "v=0\r\no=- %llu %llu IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n",
+        (unsigned long long)(l->session_id & 0x7fffffffffffffffull),
+        2ull + l->session_version);
     if (bundle && bundle[0])
         put(b, "a=group:BUNDLE %s\r\n", bundle);
     put(b, "a=msid-semantic: WMS tsunagu\r\n");

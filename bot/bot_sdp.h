@@ -78,6 +78,10 @@ typedef struct {
     uint32_t ssrc;
     uint64_t session_id;
     const char *cname;
+    /* descriptions sent before this one in the session: the o= line's
+     * version is 2 + it, so an ICE restart's offer and answer carry a
+     * higher version than the first (RFC 3264 s.8, JSEP s.5.2.2) */
+    uint32_t session_version;
 } bot_sdp_local;
 
 /* Build an offer with one audio m-line (mid "0", BUNDLE, rtcp-mux, Opus 111).

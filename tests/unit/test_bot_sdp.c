@@ -111,6 +111,10 @@ static void offer_roundtrip(void)
     is_int(s->m[0].ssrc, 12345, "offer ssrc");
     ok(!strcmp(s->bundle, "0") && !strcmp(s->m[0].mid, "0"), "offer bundle/mid");
     ok(strstr(buf, "a=rtpmap:111 opus/48000/2\r\n") != NULL, "opus 111 in offer");
+    ok(strstr(buf, "o=- 42 2 IN IP4 ") != NULL, "first offer: o= version 2");
+    l.session_version = 3; /* an ICE restart's offer after three descriptions */
+    ok(bot_sdp_build_offer(&l, buf, sizeof buf) > 0 && strstr(buf, "o=- 42 5 IN IP4 ") != NULL,
+       "a later offer: same session id, higher o= version");
     is_int(bot_sdp_build_offer(&l, buf, 64), RTC_ESPACE, "offer overflow");
     free(s);
 }
