@@ -23,6 +23,10 @@ set +e
 # sanitizer pass); TIMEOUT_MULT stretches every test's time limit.
 suites=()
 for s in ${TEST_SUITES:-}; do suites+=(--suite "$s"); done
+# Suite soak holds benchmarks of steady load over minutes (bench_bot_canary_soak:
+# 10 min of canary calls, flat memory): run by hand with TEST_SUITES=soak or
+# `meson test -C build --suite soak`, not by every test run.
+[[ " ${TEST_SUITES:-} " == *" soak "* ]] || suites+=(--no-suite soak)
 meson test -C "$dir" --print-errorlogs --num-processes 2 \
   --timeout-multiplier "${TIMEOUT_MULT:-1}" "${suites[@]}"
 rc=$?
