@@ -39,8 +39,13 @@ class DevToolsPipe:
             os.dup2(a, 3)
             os.dup2(b, 4)
 
-        argv = [exe] + FLAGS + ["--user-data-dir=" + user_data_dir] + list(extra_flags) + \
-            ["--remote-debugging-pipe", "about:blank"]
+        # Chromium's own temporary files (shared memory under
+        # --disable-dev-shm-usage: org.chromium.Chromium.* dirs) go inside the
+        # profile, which each test removes; in /tmp they outlived every run
+        tmpdir = os.path.join(user_data_dir, "tmp")
+        os.makedirs(tmpdir, exist_ok=True)
+        argv = ["env", "TMPDIR=" + tmpdir, exe] + FLAGS + ["--user-data-dir=" + user_data_dir] + \
+            list(extra_flags) + ["--remote-debugging-pipe", "about:blank"]
         self.proc = spawn(argv, preexec_fn=child, close_fds=False)
         os.close(a)
         os.close(b)

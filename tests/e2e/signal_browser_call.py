@@ -164,7 +164,7 @@ def cleanup(tmp):
     for p in reversed(procs):
         if p.poll() is None:
             try:
-                os.killpg(p.pid, signal.SIGKILL) if p.args[0].endswith("chromium") else p.kill()
+                os.killpg(p.pid, signal.SIGKILL) if any(str(a).endswith("chromium") for a in p.args[:3]) else p.kill()
             except (ProcessLookupError, PermissionError):
                 p.kill()
             p.wait()

@@ -90,7 +90,8 @@ def run_page(browser, tmp, url, user, cred, policy, timeout, extra=()):
         f.write(PAGE % {"url": json.dumps(url), "user": json.dumps(user),
                         "cred": json.dumps(cred), "policy": json.dumps(policy)})
     prof = tempfile.mkdtemp(dir=tmp)
-    args = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+    os.makedirs(os.path.join(prof, "tmp"))  # Chromium's temporary files, removed with tmp
+    args = ["env", "TMPDIR=" + os.path.join(prof, "tmp"), browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
             f"--user-data-dir={prof}", "--allow-loopback-in-peer-connection",

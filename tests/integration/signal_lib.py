@@ -2,6 +2,7 @@
 binary on a free 127.0.0.1 port, talk to it with python3-websockets, and
 always kill what we started (by PID)."""
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -20,6 +21,13 @@ except ImportError:  # no silent skips: name the package
              "run with /usr/bin/python3)")
 
 MULT = float(os.environ.get("TIMEOUT_MULT", "1"))
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def free_port():
@@ -53,6 +61,8 @@ class Server:
         self.port = free_port()
         self.args = ["--listen", "127.0.0.1:%d" % self.port, "--log-level", "debug"] + list(args)
         self.log = tempfile.NamedTemporaryFile(prefix="signal-", suffix=".log", delete=False)
+        # read after the server stopped (logtext), so removed at exit, not in __exit__
+        atexit.register(_unlink_quietly, self.log.name)
         self.proc = None
         self.config = config
 
