@@ -232,9 +232,16 @@ def main():
         print("# resident memory %.1f MiB after %d calls, %.1f MiB after %d" % (
             rss1 / 2**20, okc, rss2 / 2**20,
             metric(ms, "tsunagu_bot_canary_calls_succeeded_total", relay)))
-        if rss2 - rss1 > 3 * 2**20:
+        with open("/proc/%d/maps" % bot.pid) as f:
+            asan = "libasan" in f.read()
+        if asan:
+            # AddressSanitizer keeps freed memory in quarantine: RSS says nothing
+            # about leaks there (its leak checker does, at exit)
+            print("# SKIP resident memory bound: AddressSanitizer build (quarantine)")
+        elif rss2 - rss1 > 3 * 2**20:
             fail("resident memory grew %.1f MiB over 6 canary calls" % ((rss2 - rss1) / 2**20))
-        checks += 1
+        else:
+            checks += 1
 
         if a.soak:
             t_end = time.time() + a.soak
