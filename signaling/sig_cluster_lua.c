@@ -122,14 +122,23 @@ const char SIG_LUA_PUB[] =
 /* ---- resume across nodes (sig_handover.c) ---- */
 
 /* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
- * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
- * died with it), else the rt value. */
+ * prefix, ARGV[2] = hops allowed per minute, 0 = any): 0 unknown, 1 its
+ * node is dead (its heartbeat expired: the queue died with it), 2 the
+ * member was taken to another node ARGV[2] times in this minute already
+ * (tsu:hops:ID counts them, for 60 s from the first), else the rt value. */
 const char SIG_LUA_LOOKUP[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return 0 end\n"
     "local ok, o = pcall(cjson.decode, v)\n"
     "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
     "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
+    "local lim = tonumber(ARGV[2]) or 0\n"
+    "if lim > 0 and type(o.id) == 'string' then\n"
+    "  local hk = ARGV[1] .. 'hops:' .. o.id\n"
+    "  local n = redis.call('INCR', hk)\n"
+    "  if n == 1 then redis.call('EXPIRE', hk, 60) end\n"
+    "  if n > lim then return 2 end\n"
+    "end\n"
     "return v\n";
 
 /* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the

@@ -211,7 +211,7 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"max-resumes-per-member-per-min", RTC_CONF_INT, OFF(max_resumes_per_member_per_min), 1,
      1000000, "20", "N",
      "cluster: resumes of one member on another node per minute; more get rate-limited", NULL,
-     0},
+     RTC_CONF_RESTART},
     {"drain-seconds", RTC_CONF_INT, OFF(drain_seconds), 0, 3600, "10", "S",
      "on SIGTERM: time members get before their connections close", NULL, 0},
     {"idle-timeout", RTC_CONF_INT, OFF(idle_timeout), 2, 3600, "60", "S",

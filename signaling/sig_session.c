@@ -880,7 +880,8 @@ int sig_server_start(sig_server *s)
         .ud = s,
     };
     sig_handover_params hp = {.queue_msgs = (uint32_t)conf->send_queue_messages,
-                              .queue_bytes = (size_t)conf->send_queue_bytes};
+                              .queue_bytes = (size_t)conf->send_queue_bytes,
+                              .max_hops_per_min = (uint32_t)conf->max_resumes_per_member_per_min};
     sig_xresume_params xp;
     char err[512];
     if (!conf->redis)

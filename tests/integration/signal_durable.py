@@ -20,7 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from signal_lib import MULT, Client, run  # noqa: E402
-from signal_cluster import Redis, node, until  # noqa: E402
+from signal_cluster import Redis, node, until, xnode  # noqa: E402
+import websockets  # noqa: E402
 
 TESTS = {}
 
@@ -177,6 +178,61 @@ async def redis_restart(exe):
               "lost %(lost)d, duplicated %(duplicated)d" % total)
         assert total["lost"] == 0 and total["duplicated"] == 0 and total["bad"] == 0, \
             "signals accepted without error were lost, duplicated or reordered"
+
+
+@test
+async def bounce_limit(exe):
+    """--max-resumes-per-member-per-min 3: a member resumed back and forth between two
+    nodes is refused its 4th hop within the minute with rate-limited (the connection
+    it has stays its own, nothing moves), and may still resume on the node it is on."""
+    with Redis() as r, xnode(exe, r, "--max-resumes-per-member-per-min", "3") as N1, \
+            xnode(exe, r, "--max-resumes-per-member-per-min", "3") as N2:
+        a = await Client.connect(N1.url)
+        ja = await a.join("room", "a")
+        b = await Client.connect(N1.url)
+        jb = await b.join("room", "b")
+        await a.expect("peer-joined")
+        nodes = [N1, N2]
+        where = 0
+        for hop in range(1, 4):
+            where ^= 1
+            nb = await Client.connect(nodes[where].url)
+            await nb.send({"type": "resume", "token": jb["resume"]})
+            await nb.expect("resumed", id=jb["id"])
+            try:   # the old connection is closed with 4001 once the member moved
+                m = await asyncio.wait_for(b.ws.recv(), 5 * MULT)
+                raise AssertionError("old connection still open: %r" % m)
+            except websockets.ConnectionClosed as e:
+                assert e.code == 4001, e.code
+            b = nb
+            await a.send({"type": "signal", "to": jb["id"], "data": "hop%d" % hop})
+            await b.expect("signal", data="hop%d" % hop, **{"from": ja["id"]})
+        hops = int(r.cmd("GET", "tsu:hops:" + jb["id"]))
+        ttl = r.cmd("TTL", "tsu:hops:" + jb["id"])
+        assert hops == 3 and 0 < ttl <= 60, (hops, ttl)
+        # the 4th hop within the minute: refused, clearly
+        nb = await Client.connect(nodes[where ^ 1].url)
+        await nb.send({"type": "resume", "token": jb["resume"]})
+        m = await nb.error("rate-limited")
+        assert "max-resumes-per-member-per-min" in m["message"], m
+        print("4th hop in a minute refused: %r" % m)
+        # nothing moved: the member's connection is still its own, no peer-left
+        await a.send({"type": "signal", "to": jb["id"], "data": "still here"})
+        await b.expect("signal", data="still here", **{"from": ja["id"]})
+        await a.silent(0.3)
+        await nb.silent(0.3)
+        # resuming on the node it is on is not a hop: allowed
+        b.ws.transport.abort()
+        await asyncio.sleep(0.2)
+        await a.send({"type": "signal", "to": jb["id"], "data": "queued"})
+        b2 = await Client.connect(nodes[where].url)
+        await b2.send({"type": "resume", "token": jb["resume"]})
+        await b2.expect("resumed", id=jb["id"])
+        await b2.expect("signal", data="queued", **{"from": ja["id"]})
+        assert int(r.cmd("GET", "tsu:hops:" + jb["id"])) == 4  # (the refused one counted)
+        await a.silent(0.3)
+        for x in (a, b2, nb):
+            await x.close()
 
 
 if __name__ == "__main__":
