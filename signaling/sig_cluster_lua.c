@@ -108,13 +108,19 @@ const char SIG_LUA_RESYNC[] =
     "return 1\n";
 
 /* A signal or broadcast (ARGV[2], a JSON object) of a room: appended to the
- * room's stream KEYS[1] (trimmed to about ARGV[3] entries; the key expires
- * ARGV[4] ms after the last one) and published on the room's channel
- * ARGV[1] with the entry's id as "x", in one step: a node reading the
- * channel knows how far it got, and one that was away reads the stream
- * from there (sig_cluster_st.h). Returns the id. */
+ * room's stream KEYS[1] (trimmed to about ARGV[3] entries and about ARGV[4]
+ * ms of age, by whole macro nodes: "~"; the key expires ARGV[4] ms after the
+ * last one) and published on the room's channel ARGV[1] with the entry's id
+ * as "x", in one step: a node reading the channel knows how far it got, and
+ * one that was away reads the stream from there (sig_cluster_st.h).
+ * Returns the id. */
 const char SIG_LUA_PUB[] =
     "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])\n"
+    "local ms = tonumber(string.match(id, '^(%d+)'))\n"
+    "local age = tonumber(ARGV[4])\n"
+    "if ms and age and ms > age then\n"
+    "  redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(ms - age))\n"
+    "end\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
     "redis.call('PUBLISH', ARGV[1], '{\"x\":\"' .. id .. '\",' .. string.sub(ARGV[2], 2))\n"
     "return id\n";
