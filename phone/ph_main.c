@@ -43,6 +43,15 @@ static int check_ws_url(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_aec_lib(const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "webrtc") && strcmp(v, "speex")) {
+        snprintf(err, errlen, "must be webrtc or speex");
+        return 1;
+    }
+    return 0;
+}
+
 static int check_pct(const char *v, char *err, size_t errlen)
 {
     char *end;
@@ -68,6 +77,7 @@ static const rtc_conf_spec specs[] = {
     {"muted", RTC_CONF_BOOL, F(muted), 0, 0, "false", NULL, "start with the microphone muted (key m toggles)", NULL, 0},
     {"no-ui", RTC_CONF_BOOL, F(no_ui), 0, 0, "false", NULL, "no screen and no keys: one status line per call per second on stderr (tests, scripts)", NULL, 0},
     {"duration", RTC_CONF_INT, F(duration), 0, 86400, "0", "S", "leave after S seconds; 0 = until q, SIGINT or SIGTERM", NULL, 0},
+    {"aec-lib", RTC_CONF_STR, F(aec_lib), 0, 0, "webrtc", "webrtc|speex", "library for echo cancellation, noise suppression and gain control: webrtc-audio-processing or libspeexdsp (docs/phone.md compares them)", check_aec_lib, 0},
     {"no-aec", RTC_CONF_BOOL, F(no_aec), 0, 0, "false", NULL, "no echo cancellation (headphones)", NULL, 0},
     {"no-ns", RTC_CONF_BOOL, F(no_ns), 0, 0, "false", NULL, "no noise suppression", NULL, 0},
     {"no-agc", RTC_CONF_BOOL, F(no_agc), 0, 0, "false", NULL, "no automatic gain control", NULL, 0},
@@ -545,7 +555,8 @@ static int open_media(phone *ph)
 {
     char err[256];
     ph_pulse_cbs pc = {on_audio_ready, on_audio_failed, on_captured, on_need, ph};
-    ph_dsp_opts d = {!ph->conf.no_aec, !ph->conf.no_ns, !ph->conf.no_agc};
+    ph_dsp_opts d = {!ph->conf.no_aec, !ph->conf.no_ns, !ph->conf.no_agc,
+                     !strcmp(ph->conf.aec_lib, "speex") ? PH_DSP_SPEEX : PH_DSP_WEBRTC};
     ph->enc = bot_audio_venc_new((int)ph->conf.bitrate, 10);
     if (!ph->enc)
         return 1;

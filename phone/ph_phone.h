@@ -21,7 +21,7 @@
 
 typedef struct {
     char *signal, *room, *name, *token, *input, *output, *record, *report, *log_level;
-    char *drop_percent, *turn_ca;
+    char *drop_percent, *turn_ca, *aec_lib;
     int64_t duration, drop_seed, ice_restart, setup_timeout, bitrate;
     bool no_ui, relay_only, list_devices, no_aec, no_ns, no_agc, muted, turn_insecure;
 } ph_conf;
