@@ -375,6 +375,16 @@ static void on_need(void *ud)
     }
 }
 
+/* Every 10 ms, as well as PulseAudio's own requests: a request the server
+ * skipped (seen at stream start) must not stall playout. */
+static gboolean on_poll(gpointer ud)
+{
+    phone *ph = ud;
+    on_need(ph);
+    on_captured(ph);
+    return G_SOURCE_CONTINUE;
+}
+
 static void on_audio_ready(void *ud)
 {
     phone *ph = ud;
@@ -382,6 +392,7 @@ static void on_audio_ready(void *ud)
                        .peer_left = sig_peer_left, .resumed = sig_resumed,
                        .signal = sig_signal, .error = sig_error, .closed = sig_closed, .ud = ph};
     ph->audio_ready = true;
+    ph->poll_src = g_timeout_add(10, on_poll, ph);
     RTC_LOG(RTC_LOG_INFO, "phone", "sound card ready; joining %s", ph->conf.room);
     snprintf(ph->status, sizeof ph->status, "sound ready; joining %s", ph->conf.room);
     /* Join only once the sound card works: a wrong device fails before
@@ -607,6 +618,8 @@ static void run(phone *ph)
     g_main_loop_run(ph->loop);
     ph_ui_stop(ph);
     g_source_remove(ph->sec_src);
+    if (ph->poll_src)
+        g_source_remove(ph->poll_src);
     if (ph->quit_src)
         g_source_remove(ph->quit_src);
     ph_ui_summary(ph);

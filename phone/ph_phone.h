@@ -64,7 +64,7 @@ struct phone {
     uint64_t cpu_call_us, cpu_call_wall_us, cpu_end_us, cpu_end_wall_us;
     double cpu_pct;     /* last second, % of one core */
     double dsp_us_sum;  /* clean-up time per frame, summed */
-    guint sec_src, key_src, quit_src;
+    guint sec_src, key_src, quit_src, poll_src;
     int exit_code;
     char status[160];   /* the last notable event, for the screen */
 };
