@@ -497,13 +497,14 @@ static void write_report(phone *ph)
         bot_call_info_get(p->call, &ci);
         ph_jbuf_stats_get(p->jb, &js);
         json_array_append_new(calls, json_pack(
-            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
+            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
             "peer", p->id, "name", p->name, "state", ci.state, "path", ci.selected, "media", ci.media,
             "setup_ms", ci.setup_ms, "loss_pct", ci.loss_pct, "jitter_ms", ci.jitter_ms,
             "rtt_ms", ci.rtt_ms, "mos", ci.mos, "sent", (json_int_t)ci.sent,
             "received", (json_int_t)ci.received, "lost", (json_int_t)ci.lost,
             "dropped_on_purpose", (json_int_t)ci.dropped_on_purpose,
-            "ice_restarts", (json_int_t)ci.ice_restarts, "jitter_buffer", "played",
+            "ice_restarts", (json_int_t)ci.ice_restarts, "max_gap_ms", ci.max_gap_ms,
+            "restart_ms", ci.restart_ms, "jitter_buffer", "played",
             (json_int_t)js.played, "fec", (json_int_t)js.fec, "plc", (json_int_t)js.plc, "late",
             (json_int_t)js.late, "skipped", (json_int_t)js.skipped, "resets", (json_int_t)js.resets,
             "jitter_ms", js.jitter_ms, "target_ms", (int)(js.target_frames * PH_JB_FRAME_MS)));
