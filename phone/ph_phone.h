@@ -67,6 +67,7 @@ struct phone {
     guint sec_src, key_src, quit_src, poll_src;
     int exit_code;
     char status[160];   /* the last notable event, for the screen */
+    struct ph_ui *ui;   /* the terminal while the screen is on (ph_ui.c); NULL otherwise */
 };
 
 #endif
