@@ -27,6 +27,10 @@ typedef struct {
     char *admin_token, *admin_token_file;
     rtc_strlist relay_healthz; /* status page: relays' /healthz (sig_rhealth.h) */
     int64_t max_unjoined_per_ip, max_joins_per_ip_per_sec;    /* issue 14 item 9 */
+    /* the relay fleet (sig_fleet_hook.h, docs/fleet.md) */
+    rtc_strlist relay, canary;
+    char *relay_registry, *canary_max_loss_delta, *canary_max_jitter_delta;
+    int64_t relay_max_load, canary_min_sample, canary_window, canary_hold;
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may
