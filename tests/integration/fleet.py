@@ -1,0 +1,418 @@
+#!/usr/bin/python3
+"""fleet.py - the relay fleet (issue 13, docs/fleet.md), loopback variant: a
+real redis-server, three tsunagu-relay processes announcing themselves into
+it (r1 and r2 generation v1, r3 generation v2), two tsunagu-signal nodes in
+cluster mode reading the registry with --canary v2=20. Light WebSocket
+clients join for the placement checks; real tsunagu-bot calls (relay only)
+for the media parts. Every process is killed by PID at the end.
+
+tests (one per run, each with its own stack):
+  share     200 rooms, each joined through both nodes: v2 gets 20% +- 6% and
+            both members of every room get the same relay.
+  drain     a bot call on r1; SIGTERM r1 (drain): no new room lands on r1 later
+            than 3 s after, and the call runs to its end without loss.
+  rollback  bot calls on v2 rooms lose 8% (the bots' --drop-every 12: the
+            loopback has no nftables; suite netlab injects it on the link)
+            and calls on v1 rooms are clean: v2's share is set to 0 by the
+            automatic rollback within the window, the counter and log say so,
+            the v1 calls are unaffected and new rooms avoid v2.
+  kill      a bot call (--ice-restart) on a v1 relay; SIGKILL that relay: the
+            members get relays-changed with the new relay and the call is back
+            by ICE restart (the longest media gap is printed).
+
+usage: fleet.py --relay-exe R --signal-exe S --bot B TEST"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from signal_cluster import Redis  # noqa: E402
+from signal_lib import Client  # noqa: E402
+from bot_harness import free_port, wait_tcp, SECRET, TIMEOUT_MULT  # noqa: E402
+
+ADMIN = "fleet-admin-token"
+WINDOW = 30  # --canary-window
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    raise SystemExit(1)
+
+
+class Fleet:
+    """Redis, relays, signaling nodes and bots of one run; all killed by PID
+    at the end, also on failure."""
+
+    def __init__(self, args, canary="v2=20", sig_extra=()):
+        self.a = args
+        self.dir = tempfile.mkdtemp(prefix="fleet-")
+        self.procs = []
+        self.relays = {}
+        self.nodes = []
+        self.canary = canary
+        self.sig_extra = list(sig_extra)
+        self.redis = Redis()
+
+    def __enter__(self):
+        self.redis.start()
+        return self
+
+    def __exit__(self, *exc):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.redis.stop()
+        if exc[0] is not None or os.environ.get("FLEET_SHOW_LOGS"):
+            for name in sorted(os.listdir(self.dir)):
+                if name.endswith(".log"):
+                    print("---- %s ----\n%s" % (name, self.log(name)[-2500:]))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.redis.dir, ignore_errors=True)
+        return False
+
+    def spawn(self, argv, log):
+        f = open(os.path.join(self.dir, log), "ab")
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        f.close()
+        self.procs.append(p)
+        return p
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.dir, name), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def relay(self, name, gen, lo):
+        port, mport = free_port(also_udp=True), free_port()
+        url = "turn:127.0.0.1:%d" % port
+        argv = [self.a.relay_exe, "--listen", "127.0.0.1:%d" % port, "--auth-secret", SECRET,
+                "--realm", "tsunagu", "--metrics-listen", "127.0.0.1:%d" % mport,
+                "--relay-ports", "%d-%d" % (lo, lo + 199), "--threads", "1",
+                "--drain-seconds", "60", "--announce", self.redis.url, "--announce-url", url,
+                "--announce-name", name, "--generation", gen, "--log-level", "info"]
+        p = self.spawn(argv, "relay-%s.log" % name)
+        wait_tcp(port, 10, p, "relay " + name)
+        self.relays[name] = {"gen": gen, "url": url, "proc": p, "metrics": mport}
+
+    def node(self):
+        port = free_port()
+        argv = [self.a.signal_exe, "--listen", "127.0.0.1:%d" % port, "--redis", self.redis.url,
+                "--relay-registry", self.redis.url, "--turn-secret", SECRET,
+                "--admin-token", ADMIN, "--canary-window", str(WINDOW), "--canary-hold", "2",
+                "--canary-min-sample", "4", "--canary-max-loss-delta", "3",
+                "--max-connections-per-ip", "0", "--max-unjoined-per-ip", "0",
+                "--max-joins-per-ip-per-sec", "0", "--max-room-creates-per-ip-per-min", "0",
+                "--rate-limit", "5000", "--resume-seconds", "0", "--redis-node-ttl", "3",
+                "--log-level", "info"] + (["--canary", self.canary] if self.canary else []) + \
+            self.sig_extra
+        p = self.spawn(argv, "signal-%d.log" % len(self.nodes))
+        wait_tcp(port, 10, p, "tsunagu-signal")
+        self.nodes.append({"port": port, "proc": p, "ws": "ws://127.0.0.1:%d/ws" % port})
+
+    def standard(self):
+        self.relay("r1", "v1", 21000)
+        self.relay("r2", "v1", 21200)
+        self.relay("r3", "v2", 21400)
+        self.node()
+        self.node()
+        self.wait_relays(lambda st: all(st.get(n) == "up" for n in ("r1", "r2", "r3")),
+                         "every relay up on both nodes")
+
+    def admin(self, i, method="GET", path="/admin/canary"):
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.nodes[i]["port"], path),
+                                     method=method,
+                                     headers={"Authorization": "Bearer " + ADMIN})
+        with urllib.request.urlopen(req, timeout=5 * TIMEOUT_MULT) as r:
+            return json.loads(r.read().decode())
+
+    def states(self, i):
+        return {r["name"]: r["state"] for r in self.admin(i)["relays"]}
+
+    def wait_relays(self, pred, what, secs=10):
+        deadline = time.time() + secs * TIMEOUT_MULT
+        while time.time() < deadline:
+            if all(pred(self.states(i)) for i in range(len(self.nodes))):
+                return time.time()
+            time.sleep(0.1)
+        fail("%s within %d s: %r" % (what, secs, [self.states(i) for i in range(len(self.nodes))]))
+
+    def name_of(self, url):
+        for n, r in self.relays.items():
+            if r["url"] == url:
+                return n
+        fail("joined.iceServers has an unknown URL %s" % url)
+
+    def metrics(self, i):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.nodes[i]["port"],
+                                    timeout=5) as r:
+            return r.read().decode()
+
+    def relay_allocs(self, name):
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.relays[name]["metrics"],
+                                      timeout=5).read().decode()
+        return int(float(re.search(r"^tsunagu_relay_allocations (\S+)$", body, re.M).group(1)))
+
+    def bot(self, room, name, duration, extra=()):
+        report = os.path.join(self.dir, "%s-%s.json" % (room, name))
+        argv = [self.a.bot, "--signal", self.nodes[0 if name == "a" else 1]["ws"], "--room", room,
+                "--relay-only", "--duration", str(duration), "--report", report, "--name",
+                name] + list(extra)
+        return self.spawn(argv, "bot-%s-%s.log" % (room, name)), report
+
+    def call(self, room, duration, extra=()):
+        """Bot a joins through node 0, bot b through node 1 and calls a."""
+        a = self.bot(room, "a", duration + 2, extra)
+        time.sleep(1.0)
+        b = self.bot(room, "b", duration, extra)
+        return [a, b]
+
+    def finish(self, bots, what, gap_fails=False):
+        """The bots' reports. gap_fails: an outage was made on purpose, so the
+        bot's own 1 s gap rule fails its legs (exit 1); the caller checks."""
+        out = []
+        for p, report in bots:
+            try:
+                rc = p.wait(timeout=90 * TIMEOUT_MULT)
+            except subprocess.TimeoutExpired:
+                fail("%s: a bot did not finish" % what)
+            if rc != 0 and not (gap_fails and rc == 1 and os.path.exists(report)):
+                fail("%s: bot exited %d (report %s)" % (what, rc, report))
+            out.append(json.load(open(report)))
+        return out
+
+
+async def relay_of(fleet, room, node=0):
+    """The relay a fresh room gets (a light client joins and leaves; the
+    room is forgotten when empty, and the same fleet view places it alike)."""
+    c = await Client.connect(fleet.nodes[node]["ws"])
+    try:
+        j = await c.join(room)
+        return fleet.name_of(j["iceServers"][0]["urls"][0])
+    finally:
+        await c.close()
+
+
+async def rooms_on(fleet, want, n, prefix):
+    """n room names that fresh placement puts on a relay in `want`."""
+    out = []
+    for i in range(400):
+        room = "%s-%d" % (prefix, i)
+        if await relay_of(fleet, room) in want:
+            out.append(room)
+            if len(out) == n:
+                await asyncio.sleep(0.3)  # the leaves reach the other node
+                return out
+    fail("no %d rooms on %s among 400" % (n, want))
+
+
+def leg_summary(reports):
+    return ", ".join("%s loss %.2f%% gap %.0f ms restarts %d" % (
+        c["label"], c["loss_pct"], c["max_gap_ms"], c.get("ice_restarts", 0))
+        for r in reports for c in r["calls"])
+
+
+# ---- tests ----
+
+async def t_share(fleet):
+    fleet.standard()
+    counts = {n: 0 for n in fleet.relays}
+    mismatched = []
+
+    async def pair(i):
+        room = "share-%03d" % i
+        a = await Client.connect(fleet.nodes[i % 2]["ws"])
+        b = await Client.connect(fleet.nodes[(i + 1) % 2]["ws"])
+        try:
+            ja = await a.join(room)
+            jb = await b.join(room)
+            ua = ja["iceServers"][0]["urls"]
+            ub = jb["iceServers"][0]["urls"]
+            if ua != ub:
+                mismatched.append((room, ua, ub))
+            counts[fleet.name_of(ua[0])] += 1
+            assert ja["iceServers"][0]["username"] and ja["iceServers"][0]["credential"]
+        finally:
+            await a.close()
+            await b.close()
+
+    t0 = time.time()
+    for base in range(0, 200, 20):
+        await asyncio.gather(*(pair(i) for i in range(base, base + 20)))
+    v2 = counts["r3"] / 2.0
+    print("# 200 rooms (400 joins, %.1f s): r1 %d, r2 %d, r3 (v2) %d -> v2 share %.1f%%" % (
+        time.time() - t0, counts["r1"], counts["r2"], counts["r3"], v2))
+    if mismatched:
+        fail("%d rooms whose members got different relays, e.g. %r" % (len(mismatched),
+                                                                       mismatched[0]))
+    print("# members of a room share a relay: 200/200 rooms")
+    if not 14 <= v2 <= 26:
+        fail("v2 got %.1f%% of rooms, not 20%% +- 6%%" % v2)
+    if min(counts["r1"], counts["r2"]) < 40:
+        fail("the v1 rooms are not spread over both v1 relays: %r" % counts)
+    m = fleet.metrics(0) + fleet.metrics(1)
+    assigned = sum(float(x) for x in re.findall(
+        r'^tsunagu_signal_relay_assignments_total\{relay="r3",generation="v2"\} (\S+)$', m, re.M))
+    if assigned < counts["r3"] // 2:
+        fail("tsunagu_signal_relay_assignments_total for r3 is %s" % assigned)
+    for name in ("tsunagu_signal_relay_rooms", "tsunagu_signal_relay_state",
+                 "tsunagu_signal_canary_rollbacks_total"):
+        if name not in m:
+            fail("%s missing from /metrics" % name)
+
+
+async def t_drain(fleet):
+    fleet.standard()
+    room = (await rooms_on(fleet, ("r1",), 1, "drain-call"))[0]
+    bots = fleet.call(room, 14)
+    deadline = time.time() + 20 * TIMEOUT_MULT
+    while fleet.relay_allocs("r1") < 2:
+        if time.time() > deadline:
+            fail("the bot call did not allocate on r1")
+        time.sleep(0.2)
+    time.sleep(2)
+    t0 = time.time()
+    fleet.relays["r1"]["proc"].send_signal(signal.SIGTERM)
+    last_r1, joins, after3, late = None, 0, 0, []
+    i = 0
+    while time.time() - t0 < 6:
+        name = await relay_of(fleet, "drain-new-%d" % i, node=i % 2)
+        dt = time.time() - t0
+        joins += 1
+        if name == "r1":
+            last_r1 = dt
+            if dt > 3:
+                late.append(dt)
+        if dt > 3:
+            after3 += 1
+        i += 1
+        await asyncio.sleep(0.05)
+    print("# drain: %d new rooms in 6 s after SIGTERM, the last one on r1 at %s, %d after 3 s" % (
+        joins, "%.2f s" % last_r1 if last_r1 is not None else "never", after3))
+    if late:
+        fail("r1 still got new rooms %r s after it began draining" % late)
+    if after3 < 10:
+        fail("only %d joins after 3 s: nothing proven" % after3)
+    reports = fleet.finish(bots, "drain call")
+    print("# the call on r1 ran to its end: " + leg_summary(reports))
+    for r in reports:
+        for c in r["calls"]:
+            if c["failed"] or c["loss_pct"] >= 1.0 or c["received"] < 500:
+                fail("the call on the draining relay suffered: %r" % c)
+    if "draining" not in fleet.log("relay-r1.log"):
+        fail("r1 did not log its drain")
+
+
+async def t_rollback(fleet):
+    fleet.standard()
+    v2 = await rooms_on(fleet, ("r3",), 2, "canary-call")
+    v1 = await rooms_on(fleet, ("r1", "r2"), 2, "base-call")
+    bots = []
+    drop = ["--drop-every", "12", "--max-loss", "30"]
+    for room in v2:
+        bots.append(fleet.call(room, 6, drop))
+    for room in v1:
+        bots.append(fleet.call(room, 6))
+    v2_reports = [fleet.finish(b, "v2 call") for b in bots[:2]]
+    v1_reports = [fleet.finish(b, "v1 call") for b in bots[2:]]
+    t_end = time.time()
+    print("# v2 calls (8%% dropped by the senders): %s" % "; ".join(map(leg_summary, v2_reports)))
+    print("# v1 calls: %s" % "; ".join(map(leg_summary, v1_reports)))
+    for rs in v1_reports:
+        for r in rs:
+            for c in r["calls"]:
+                if c["failed"] or c["loss_pct"] >= 1.0:
+                    fail("a v1 call was affected: %r" % c)
+    deadline = t_end + WINDOW * TIMEOUT_MULT
+    while True:
+        shares = [fleet.admin(i)["shares"].get("v2") for i in range(2)]
+        if shares == [0, 0]:
+            break
+        if time.time() > deadline:
+            fail("v2 not rolled back within the %d s window after the calls: shares %r" % (
+                WINDOW, shares))
+        time.sleep(0.2)
+    t_rb = time.time() - t_end
+    logs = fleet.log("signal-0.log") + fleet.log("signal-1.log")
+    why = re.search(r"canary rollback: generation v2 share set to 0: (.*?)(?: \(sig_\S+\))?$",
+                    logs, re.M)
+    if not why:
+        fail("no rollback log line")
+    m = fleet.metrics(0) + fleet.metrics(1)
+    rb = sum(float(x) for x in re.findall(r"^tsunagu_signal_canary_rollbacks_total (\S+)$", m,
+                                          re.M))
+    print("# rolled back %.1f s after the calls ended (window %d s): %s; "
+          "tsunagu_signal_canary_rollbacks_total %d" % (t_rb, WINDOW, why.group(1), rb))
+    if rb < 1:
+        fail("tsunagu_signal_canary_rollbacks_total did not count it")
+    placed = [await relay_of(fleet, "after-rollback-%d" % i, node=i % 2) for i in range(40)]
+    if "r3" in placed:
+        fail("a new room went to v2 after the rollback")
+    print("# 40 new rooms after the rollback: none on v2")
+
+
+async def t_kill(fleet):
+    fleet.standard()
+    room = (await rooms_on(fleet, ("r1", "r2"), 1, "kill-call"))[0]
+    victim = await relay_of(fleet, room)
+    # the call's members must stay in the room for the relays-changed: the bots do
+    bots = fleet.call(room, 20, ["--ice-restart", "2", "--log-level", "info"])
+    deadline = time.time() + 20 * TIMEOUT_MULT
+    while fleet.relay_allocs(victim) < 2:
+        if time.time() > deadline:
+            fail("the bot call did not allocate on %s" % victim)
+        time.sleep(0.2)
+    time.sleep(3)
+    t0 = time.time()
+    fleet.relays[victim]["proc"].kill()
+    fleet.relays[victim]["proc"].wait()
+    t_dead = fleet.wait_relays(lambda st: st.get(victim) == "dead", victim + " dead", 10)
+    print("# %s SIGKILLed: dead on both nodes after %.2f s" % (victim, t_dead - t0))
+    reports = fleet.finish(bots, "call on the killed relay", gap_fails=True)
+    changed = [fleet.log(n) for n in os.listdir(fleet.dir) if n.startswith("bot-" + room)]
+    if sum("relays-changed" in t for t in changed) < 2:
+        fail("not both bots got relays-changed")
+    for r in reports:
+        for c in r["calls"]:
+            # media up to the kill, a gap, then audio again to the end (20 s call)
+            if c["failed"] or c["received"] < 50 * 12 or c["max_gap_ms"] < 1000:
+                fail("the call did not recover: %r" % c)
+    if sum(c["ice_restarts"] for r in reports for c in r["calls"]) < 1:
+        fail("no ICE restart")
+    print("# recovered by ICE restart after relays-changed: " + leg_summary(reports))
+    gaps = [c["max_gap_ms"] for r in reports for c in r["calls"]]
+    print("# time to recover (longest media gap): %.0f ms" % max(gaps))
+    if max(gaps) > 15000:
+        fail("recovery took %.0f ms" % max(gaps))
+
+
+TESTS = {"share": t_share, "drain": t_drain, "rollback": t_rollback, "kill": t_kill}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--relay-exe", required=True)
+    ap.add_argument("--signal-exe", required=True)
+    ap.add_argument("--bot", required=True)
+    ap.add_argument("test", choices=sorted(TESTS))
+    a = ap.parse_args()
+    t0 = time.time()
+    with Fleet(a) as fleet:
+        asyncio.run(TESTS[a.test](fleet))
+    print("ok fleet %s (%.1f s)" % (a.test, time.time() - t0))
+
+
+if __name__ == "__main__":
+    main()
