@@ -271,6 +271,24 @@ async def t_share(fleet):
                  "tsunagu_signal_canary_rollbacks_total"):
         if name not in m:
             fail("%s missing from /metrics" % name)
+    # tsunagu-ctl canary on node 0: node 1 takes the share from the registry
+    out = subprocess.run([fleet.a.ctl, "--url", "http://127.0.0.1:%d" % fleet.nodes[0]["port"],
+                          "--token", ADMIN, "canary", "v2", "50"], capture_output=True, text=True,
+                         timeout=10 * TIMEOUT_MULT)
+    if out.returncode != 0 or "r3" not in out.stdout:
+        fail("tsunagu-ctl canary v2 50: exit %d\n%s%s" % (out.returncode, out.stdout, out.stderr))
+    t0 = time.time()
+    while fleet.admin(1)["shares"].get("v2") != 50:
+        if time.time() - t0 > 5 * TIMEOUT_MULT:
+            fail("node 1 did not take v2=50 from the registry: %r" % fleet.admin(1))
+        time.sleep(0.1)
+    print("# tsunagu-ctl canary v2 50 on node 0: node 1 has it after %.2f s" % (time.time() - t0))
+    n = {"r1": 0, "r2": 0, "r3": 0}
+    for i in range(100):
+        n[await relay_of(fleet, "half-%03d" % i, node=i % 2)] += 1
+    print("# 100 new rooms at v2=50: %r" % n)
+    if not 35 <= n["r3"] <= 65:
+        fail("v2 got %d of 100 rooms at 50%%" % n["r3"])
 
 
 async def t_drain(fleet):
@@ -406,6 +424,7 @@ def main():
     ap.add_argument("--relay-exe", required=True)
     ap.add_argument("--signal-exe", required=True)
     ap.add_argument("--bot", required=True)
+    ap.add_argument("--ctl", required=True)
     ap.add_argument("test", choices=sorted(TESTS))
     a = ap.parse_args()
     t0 = time.time()
