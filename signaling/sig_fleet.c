@@ -33,6 +33,7 @@ typedef struct {
     qsum ring[SIG_FLEET_HISTORY]; /* one a second; next write at head */
     size_t head, n;
     uint64_t bad_since_us; /* 0: not worse */
+    uint64_t rollbacks;
 } gen;
 
 typedef struct {
@@ -358,6 +359,13 @@ const char *sig_fleet_next_orphan(sig_fleet *f)
 size_t sig_fleet_count(const sig_fleet *f) { return f->n; }
 const sig_fleet_relay *sig_fleet_get(const sig_fleet *f, size_t i) { return &f->relays[i]; }
 uint64_t sig_fleet_rollbacks(const sig_fleet *f) { return f->rollbacks; }
+size_t sig_fleet_gen_count(const sig_fleet *f) { return f->ngens; }
+
+void sig_fleet_gen_get(const sig_fleet *f, size_t i, const char **name, uint64_t *rollbacks)
+{
+    *name = f->gens[i].name;
+    *rollbacks = f->gens[i].rollbacks;
+}
 
 static void qsum_add(qsum *a, const qsum *b)
 {
@@ -433,6 +441,7 @@ bool sig_fleet_judge(sig_fleet *f, uint64_t now_us, char *gname, size_t genlen, 
                  (unsigned long long)base.loss_count, f->p.hold_s);
         f->canary[k].percent = 0;
         g->bad_since_us = 0;
+        g->rollbacks++;
         f->rollbacks++;
         return true;
     }

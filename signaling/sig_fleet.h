@@ -120,6 +120,9 @@ const sig_fleet_relay *sig_fleet_get(const sig_fleet *f, size_t i);
 bool sig_fleet_judge(sig_fleet *f, uint64_t now_us, char *gen, size_t genlen, char *why,
                      size_t whylen);
 uint64_t sig_fleet_rollbacks(const sig_fleet *f);
+/* The generations seen so far (at most 16), with their rollbacks. */
+size_t sig_fleet_gen_count(const sig_fleet *f);
+void sig_fleet_gen_get(const sig_fleet *f, size_t i, const char **name, uint64_t *rollbacks);
 
 #define SIG_FLEET_HEALTHZ_MAX 256
 /* One --relay value: NAME=URL[,URL...][,generation=G][,weight=W]

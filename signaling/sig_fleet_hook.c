@@ -333,9 +333,16 @@ void sig_fleetd_metrics(const sig_fleetd *d, rtc_buf *b)
         snprintf(lbl, sizeof lbl, "generation=\"%s\"", g);
         rtc_metrics_u64(b, "tsunagu_signal_canary_share_percent", lbl, pct);
     }
-    rtc_metrics_one(b, "tsunagu_signal_canary_rollbacks_total", "counter",
-                    "canaries this node rolled back (share set to 0: worse than the baseline)",
-                    sig_fleet_rollbacks(d->f));
+    rtc_metrics_header(b, "tsunagu_signal_canary_rollbacks_total", "counter",
+                       "canaries this node rolled back (share set to 0: worse than the "
+                       "baseline), by generation");
+    for (size_t i = 0; i < sig_fleet_gen_count(d->f); i++) {
+        const char *g;
+        uint64_t n;
+        sig_fleet_gen_get(d->f, i, &g, &n);
+        snprintf(lbl, sizeof lbl, "generation=\"%s\"", g);
+        rtc_metrics_u64(b, "tsunagu_signal_canary_rollbacks_total", lbl, n);
+    }
     rtc_metrics_one(b, "tsunagu_signal_relays_changed_total", "counter",
                     "relays-changed messages sent (the room's relay died)", d->relays_changed);
     if (d->src)

@@ -369,7 +369,7 @@ async def t_rollback(fleet):
     if not why:
         fail("no rollback log line")
     m = fleet.metrics(0) + fleet.metrics(1)
-    rb = sum(float(x) for x in re.findall(r"^tsunagu_signal_canary_rollbacks_total (\S+)$", m,
+    rb = sum(float(x) for x in re.findall(r'^tsunagu_signal_canary_rollbacks_total\{generation="v2"\} (\S+)$', m,
                                           re.M))
     print("# rolled back %.1f s after the calls ended (window %d s): %s; "
           "tsunagu_signal_canary_rollbacks_total %d" % (t_rb, WINDOW, why.group(1), rb))
