@@ -338,10 +338,10 @@ void sig_fleetd_metrics(const sig_fleetd *d, rtc_buf *b)
                        "baseline), by generation");
     for (size_t i = 0; i < sig_fleet_gen_count(d->f); i++) {
         const char *g;
-        uint64_t n;
-        sig_fleet_gen_get(d->f, i, &g, &n);
+        uint64_t rb;
+        sig_fleet_gen_get(d->f, i, &g, &rb);
         snprintf(lbl, sizeof lbl, "generation=\"%s\"", g);
-        rtc_metrics_u64(b, "tsunagu_signal_canary_rollbacks_total", lbl, n);
+        rtc_metrics_u64(b, "tsunagu_signal_canary_rollbacks_total", lbl, rb);
     }
     rtc_metrics_one(b, "tsunagu_signal_relays_changed_total", "counter",
                     "relays-changed messages sent (the room's relay died)", d->relays_changed);
