@@ -73,16 +73,17 @@ static int prepare(rly_proc *p, char *err, size_t errlen)
  * not start: logged, the relay serves anyway). */
 static rly_announce *announce(const rly_proc *p)
 {
-    rly_announce_params ap = {.redis = p->s.announce,
-                              .name = p->s.announce_name ? p->s.announce_name
-                                                         : p->s.announce_url.v[0],
-                              .generation = p->s.generation ? p->s.generation : rtc_version(),
-                              .urls = p->s.announce_url.v, .n_urls = p->s.announce_url.n,
-                              .workers = p->workers, .n_workers = p->n_workers};
+    rly_announce_params ap;
     rly_announce *a;
     char err[256];
-    if (!p->s.announce)
+    if (!p->s.announce) /* (then announce-url may be empty) */
         return NULL;
+    ap = (rly_announce_params){.redis = p->s.announce,
+                               .name = p->s.announce_name ? p->s.announce_name
+                                                          : p->s.announce_url.v[0],
+                               .generation = p->s.generation ? p->s.generation : rtc_version(),
+                               .urls = p->s.announce_url.v, .n_urls = p->s.announce_url.n,
+                               .workers = p->workers, .n_workers = p->n_workers};
     if (!(a = rly_announce_start(&ap, err, sizeof err)))
         RTC_LOG(RTC_LOG_ERROR, "announce", "not announcing: %s", err);
     return a;

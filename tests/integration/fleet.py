@@ -95,22 +95,28 @@ class Fleet:
         except OSError:
             return ""
 
-    def relay(self, name, gen, lo):
+    def relay(self, name, gen, lo, announce=True):
         port, mport = free_port(also_udp=True), free_port()
         url = "turn:127.0.0.1:%d" % port
         argv = [self.a.relay_exe, "--listen", "127.0.0.1:%d" % port, "--auth-secret", SECRET,
                 "--realm", "tsunagu", "--metrics-listen", "127.0.0.1:%d" % mport,
                 "--relay-ports", "%d-%d" % (lo, lo + 199), "--threads", "1",
-                "--drain-seconds", "60", "--announce", self.redis.url, "--announce-url", url,
-                "--announce-name", name, "--generation", gen, "--log-level", "info"]
+                "--drain-seconds", "60", "--log-level", "info"]
+        if announce:
+            argv += ["--announce", self.redis.url, "--announce-url", url, "--announce-name", name,
+                     "--generation", gen]
         p = self.spawn(argv, "relay-%s.log" % name)
         wait_tcp(port, 10, p, "relay " + name)
         self.relays[name] = {"gen": gen, "url": url, "proc": p, "metrics": mport}
 
-    def node(self):
+    def node(self, pool=None):
+        """A signaling node: cluster mode on the registry, or (pool: --relay
+        values) a lone node with a static pool."""
         port = free_port()
-        argv = [self.a.signal_exe, "--listen", "127.0.0.1:%d" % port, "--redis", self.redis.url,
-                "--relay-registry", self.redis.url, "--turn-secret", SECRET,
+        src = ["--redis", self.redis.url, "--relay-registry", self.redis.url] if pool is None \
+            else [x for v in pool for x in ("--relay", v)]
+        argv = [self.a.signal_exe, "--listen", "127.0.0.1:%d" % port] + src + [
+                "--turn-secret", SECRET,
                 "--admin-token", ADMIN, "--canary-window", str(WINDOW), "--canary-hold", "2",
                 "--canary-min-sample", "4", "--canary-max-loss-delta", "3",
                 "--max-connections-per-ip", "0", "--max-unjoined-per-ip", "0",
@@ -526,7 +532,54 @@ async def t_rollout(fleet):
         kill_quietly(new_pid)
 
 
-TESTS = {"rollout": t_rollout, "share": t_share, "drain": t_drain, "rollback": t_rollback, "kill": t_kill}
+async def t_static(fleet):
+    """No Redis: a static pool of r1 and r2 with their /healthz polled. A room on
+    r1 keeps a member; r1 drains (SIGTERM: /healthz 503) -> no new room on it
+    within 3 s; then r1 is SIGKILLed -> the member gets relays-changed to r2."""
+    fleet.relay("r1", "v1", 21000, announce=False)
+    fleet.relay("r2", "v1", 21200, announce=False)
+    fleet.node(pool=["%s=%s,generation=v1,healthz=http://127.0.0.1:%d/healthz" % (
+        n, fleet.relays[n]["url"], fleet.relays[n]["metrics"]) for n in ("r1", "r2")])
+    fleet.wait_relays(lambda st: st.get("r1") == "up" and st.get("r2") == "up", "pool up")
+    n = {"r1": 0, "r2": 0}
+    for i in range(60):
+        n[await relay_of(fleet, "pool-%d" % i)] += 1
+    print("# static pool, 60 rooms: %r" % n)
+    if min(n.values()) < 15:
+        fail("rooms not spread over the pool: %r" % n)
+    room = (await rooms_on(fleet, ("r1",), 1, "stay"))[0]
+    member = await Client.connect(fleet.nodes[0]["ws"])
+    await member.join(room)
+    fleet.relays["r1"]["proc"].send_signal(signal.SIGTERM)
+    t0 = time.time()
+    last = None
+    i = 0
+    while time.time() - t0 < 5:
+        if await relay_of(fleet, "pool-new-%d" % i) == "r1":
+            last = time.time() - t0
+        i += 1
+        await asyncio.sleep(0.05)
+    print("# r1 draining: the last new room on it %s after SIGTERM (%d joins in 5 s)" % (
+        "%.2f s" % last if last is not None else "never", i))
+    if last is not None and last > 3:
+        fail("r1 got a new room %.2f s after it began draining" % last)
+    # a draining relay without allocations exits at once: then it is gone already
+    gone = fleet.relays["r1"]["proc"].poll() is not None
+    t1 = time.time()
+    fleet.relays["r1"]["proc"].kill()
+    fleet.relays["r1"]["proc"].wait()
+    m = await member.expect("relays-changed", timeout=10)
+    dt = time.time() - t1
+    urls = m["iceServers"][0]["urls"]
+    print("# r1 %s: relays-changed after %.2f s: %s" % (
+        "had exited after its drain (no allocations)" if gone else "SIGKILLed", dt, json.dumps(m)))
+    if urls != [fleet.relays["r2"]["url"]] or not m["iceServers"][0]["credential"] or \
+            m.get("relay") != "r2" or m.get("reason") != "relay-down":
+        fail("relays-changed does not point at r2 with credentials: %r" % m)
+    await member.close()
+
+
+TESTS = {"static": t_static, "rollout": t_rollout, "share": t_share, "drain": t_drain, "rollback": t_rollback, "kill": t_kill}
 
 
 def main():
@@ -538,7 +591,7 @@ def main():
     ap.add_argument("test", choices=sorted(TESTS))
     a = ap.parse_args()
     t0 = time.time()
-    with Fleet(a, canary=None if a.test in ("rollout", "rollback") else "v2=20") as fleet:
+    with Fleet(a, canary=None if a.test in ("rollout", "rollback", "static") else "v2=20") as fleet:
         asyncio.run(TESTS[a.test](fleet))
     print("ok fleet %s (%.1f s)" % (a.test, time.time() - t0))
 
