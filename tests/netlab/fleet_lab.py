@@ -122,14 +122,18 @@ def main():
         rns = {n: lab.public_host(n, ip + "/24") for n, (ip, _) in RELAYS.items()}
         c1 = lab.public_host("c1", "203.0.113.21/24")
         c2 = lab.public_host("c2", "203.0.113.22/24")
-        redis_url = "redis://%s:6379/0" % CTL_IP
+        # a password: Redis refuses other hosts without one (protected mode), and the
+        # relays' and nodes' AUTH is exercised
+        redis_url = "redis://:lab-redis-pw@%s:6379/0" % CTL_IP
         rp = ctl.spawn([redis_exe, "--bind", CTL_IP, "--port", "6379", "--save", "",
+                        "--requirepass", "lab-redis-pw",
                         "--appendonly", "no", "--dir", lab.dir, "--daemonize", "no"], "redis.log")
         ctl.wait_tcp(CTL_IP, 6379, 10, proc=rp, what="redis-server")
         relays = {}
         for n, (ip, gen) in RELAYS.items():
             argv = [relay_exe, "--listen", "%s:3478" % ip, "--auth-secret", SECRET, "--realm",
                     "tsunagu", "--metrics-listen", "%s:9641" % ip, "--threads", "1",
+                    "--relay-ports", "20000-20999",
                     "--drain-seconds", "60", "--announce", redis_url, "--announce-url",
                     "turn:%s:3478" % ip, "--announce-name", n, "--generation", gen]
             p = rns[n].spawn(argv, "relay-%s.log" % n)
@@ -245,7 +249,7 @@ def main():
                 time.sleep(0.3)
             time.sleep(2)
             os.kill(relays["r1"].pid, signal.SIGTERM)  # (ip netns exec replaced itself)
-            seen = run_inner("singles", ws[0], ws[1], "drain-new", "60", "0.05")
+            seen = run_inner("singles", ws[0], ws[1], "drain-new", "100", "0.05")
             on_r1 = [t for t, _, url in seen if url_of[url] == "r1"]
             after3 = [t for t, _, _ in seen if t > 3]
             print("# drain: %d new rooms in %.1f s after SIGTERM; on r1: %s; %d after 3 s" % (
