@@ -341,6 +341,25 @@ void sig_fleet_room_gone(sig_fleet *f, const char *room_name)
 
 size_t sig_fleet_rooms(const sig_fleet *f) { return f->rooms.n; }
 
+size_t sig_fleet_sweep(sig_fleet *f, bool (*keep)(void *ud, const char *room), void *ud)
+{
+    rtc_map_iter it;
+    rtc_map_node *nd;
+    size_t gone = 0;
+    rtc_map_iter_init(&it, &f->rooms);
+    while ((nd = rtc_map_iter_next(&it))) {
+        room *rm = RTC_MAP_ENTRY(nd, room, node);
+        if (keep(ud, rm->name))
+            continue;
+        if (rm->relay >= 0 && f->relays[rm->relay].rooms)
+            f->relays[rm->relay].rooms--;
+        rtc_map_remove(&f->rooms, nd); /* (the iterator allows removing its node) */
+        free(rm);
+        gone++;
+    }
+    return gone;
+}
+
 const char *sig_fleet_next_orphan(sig_fleet *f)
 {
     rtc_map_iter it;

@@ -106,6 +106,9 @@ const sig_fleet_relay *sig_fleet_place(sig_fleet *f, const char *room);
 const sig_fleet_relay *sig_fleet_pick(const sig_fleet *f, const char *room);
 void sig_fleet_room_gone(sig_fleet *f, const char *room);
 size_t sig_fleet_rooms(const sig_fleet *f);
+/* Forget every room keep(ud, name) says no to (a join that failed after
+ * its placement: room full, Redis refused). Returns how many went. */
+size_t sig_fleet_sweep(sig_fleet *f, bool (*keep)(void *ud, const char *room), void *ud);
 /* A room whose relay is dead: its name (borrowed until the next call that
  * changes rooms), or NULL when none is left. The caller places it again
  * (sig_fleet_place moves it) and tells its members. */

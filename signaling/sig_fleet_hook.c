@@ -18,10 +18,18 @@
 
 #define STATIC_STEP_US 250000u
 #define JUDGE_STEP_US 1000000u
+/* A join whose placement was made but that never completed (room full, a
+ * cluster join Redis refused) left a member and maybe a room here: swept
+ * every SWEEP_US once older than SWEEP_AGE_US (a cluster join in flight is
+ * younger). */
+#define SWEEP_US 10000000u
+#define SWEEP_AGE_US 30000000u
 
 typedef struct {
     rtc_map_node node;
     char turn_id[SIG_TURN_ID_LEN + 1];
+    char room[SIG_ROOM_MAX + 1];
+    uint64_t added_us;
     char id[SIG_ID_MAX + 1];
 } member;
 
@@ -33,7 +41,7 @@ struct sig_fleetd {
     char (*stat_hz)[SIG_FLEET_HEALTHZ_MAX];
     size_t nstat;
     rtc_map members;
-    uint64_t next_static_us, next_judge_us;
+    uint64_t next_static_us, next_judge_us, next_sweep_us;
     bool registry_up;
     uint64_t relays_changed; /* messages sent */
 };
@@ -149,6 +157,8 @@ json_t *sig_fleetd_ice(sig_fleetd *d, const sig_conf *cf, const char *room, cons
     if (len <= SIG_ID_MAX && !rtc_map_find_str(&d->members, id) && (m = calloc(1, sizeof *m))) {
         memcpy(m->id, id, len + 1);
         snprintf(m->turn_id, sizeof m->turn_id, "%s", turn_id);
+        snprintf(m->room, sizeof m->room, "%s", room);
+        m->added_us = rtc_clock_mono_us();
         if (rtc_map_insert(&d->members, &m->node, m->id, len))
             free(m);
     }
@@ -164,6 +174,33 @@ void sig_fleetd_left(sig_fleetd *d, const char *room, const char *id, bool room_
     }
     if (room_empty)
         sig_fleet_room_gone(d->f, room);
+}
+
+/* ---- sweep ---- */
+
+static bool room_here(void *ud, const char *room)
+{
+    return sig_hub_room_exists(ud, room);
+}
+
+static void sweep(sig_fleetd *d, sig_hub *hub, uint64_t now_us)
+{
+    rtc_map_iter it;
+    rtc_map_node *nd;
+    size_t members = 0, rooms;
+    rtc_map_iter_init(&it, &d->members);
+    while ((nd = rtc_map_iter_next(&it))) {
+        member *m = RTC_MAP_ENTRY(nd, member, node);
+        if (now_us - m->added_us < SWEEP_AGE_US || sig_hub_find_member(hub, m->room, m->id))
+            continue;
+        rtc_map_remove(&d->members, nd);
+        free(m);
+        members++;
+    }
+    rooms = sig_fleet_sweep(d->f, room_here, hub);
+    if (members || rooms)
+        RTC_LOG(RTC_LOG_DEBUG, "fleet", "swept %zu member(s), %zu room(s) of joins that did "
+                "not complete", members, rooms);
 }
 
 /* ---- reports ---- */
@@ -280,6 +317,11 @@ void sig_fleetd_tick(sig_fleetd *d, const sig_conf *cf, sig_hub *hub, uint64_t n
         registry_reports(d, now_us);
     else
         static_reports(d, now_us);
+    if (now_us >= d->next_sweep_us) {
+        if (d->next_sweep_us)
+            sweep(d, hub, now_us);
+        d->next_sweep_us = now_us + SWEEP_US;
+    }
     budget = sig_fleet_rooms(d->f) + 1; /* each orphan is handed out once */
     while (budget-- && (orphan = sig_fleet_next_orphan(d->f)))
         move_room(d, cf, hub, orphan, now_us);

@@ -64,6 +64,12 @@ static void shares(void)
     sig_fleet_free(f);
 }
 
+static bool keep_x(void *ud, const char *room)
+{
+    (void)ud;
+    return room[0] == 'x';
+}
+
 static void lifetimes(void)
 {
     sig_fleet *f = sig_fleet_new(&params);
@@ -102,6 +108,14 @@ static void lifetimes(void)
     sig_fleet_room_gone(f, "r");
     is_int(r2->rooms, 0, "room gone");
     is_int(sig_fleet_rooms(f), 0, "nothing remembered");
+    /* joins that never completed: swept */
+    sig_fleet_place(f, "x1");
+    sig_fleet_place(f, "y1");
+    sig_fleet_place(f, "y2");
+    is_int(sig_fleet_sweep(f, keep_x, NULL), 2, "two swept");
+    is_int(sig_fleet_rooms(f), 1, "x1 kept");
+    is_int(r2->rooms, 1, "counted once");
+    sig_fleet_room_gone(f, "x1");
     /* nothing usable */
     sig_fleet_update(f, NULL, 0, 4 * S);
     ok(sig_fleet_place(f, "x") == NULL, "no relay: NULL");
