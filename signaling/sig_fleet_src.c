@@ -87,8 +87,11 @@ struct sig_fleet_src {
     char pgen[MAX_PENDING][SIG_FLEET_NAME_MAX];
     unsigned ppct[MAX_PENDING];
     bool pnx[MAX_PENDING];
+    uint64_t pseq[MAX_PENDING]; /* the put's number (0: an initial HSETNX) */
     size_t npending;
-    uint64_t queued, written; /* writes queued / written (for canary_ok) */
+    /* this node's puts: the last one's number, the highest written; a
+     * snapshot read before `queued` was written must not undo it */
+    uint64_t queued, written;
     /* the snapshot (under mu) */
     sig_fleet_report *snap;
     size_t nsnap;
@@ -122,6 +125,7 @@ static bool flush_writes(sig_fleet_src *s)
     for (;;) {
         char g[SIG_FLEET_NAME_MAX], pct[8];
         bool nx;
+        uint64_t seq;
         sig_redis_reply *r;
         pthread_mutex_lock(&s->mu);
         if (!s->npending) {
@@ -131,6 +135,7 @@ static bool flush_writes(sig_fleet_src *s)
         memcpy(g, s->pgen[0], sizeof g);
         snprintf(pct, sizeof pct, "%u", s->ppct[0]);
         nx = s->pnx[0];
+        seq = s->pseq[0];
         pthread_mutex_unlock(&s->mu);
         if (!(r = cmd(s, 4, (const char *[]){nx ? "HSETNX" : "HSET", CANARY_KEY, g, pct})))
             return false;
@@ -139,8 +144,10 @@ static bool flush_writes(sig_fleet_src *s)
         memmove(&s->pgen[0], &s->pgen[1], (s->npending - 1) * sizeof s->pgen[0]);
         memmove(&s->ppct[0], &s->ppct[1], (s->npending - 1) * sizeof s->ppct[0]);
         memmove(&s->pnx[0], &s->pnx[1], (s->npending - 1) * sizeof s->pnx[0]);
+        memmove(&s->pseq[0], &s->pseq[1], (s->npending - 1) * sizeof s->pseq[0]);
         s->npending--;
-        s->written++;
+        if (seq > s->written)
+            s->written = seq;
         pthread_mutex_unlock(&s->mu);
     }
 }
@@ -295,7 +302,7 @@ static void queue_put(sig_fleet_src *s, const char *gen, unsigned pct, bool nx)
     snprintf(s->pgen[i], sizeof s->pgen[i], "%s", gen);
     s->ppct[i] = pct;
     s->pnx[i] = nx;
-    s->queued++;
+    s->pseq[i] = nx ? 0 : ++s->queued;
 }
 
 sig_fleet_src *sig_fleet_src_start(const sig_redis_ops *ops, const char *url,
@@ -320,10 +327,9 @@ sig_fleet_src *sig_fleet_src_start(const sig_redis_ops *ops, const char *url,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
+    /* (number 0: the initial HSETNX hold back no snapshot) */
     for (size_t i = 0; i < ninitial; i++)
         queue_put(s, initial_gen[i], initial_pct[i], true);
-    /* the initial HSETNX are not this node's changes: do not hold back shares */
-    s->written = s->queued = 0;
     if (pthread_create(&s->thread, NULL, src_main, s)) {
         snprintf(err, errlen, "cannot start the relay registry thread");
         pthread_cond_destroy(&s->cv);
@@ -375,7 +381,7 @@ bool sig_fleet_src_take(sig_fleet_src *s, sig_fleet_report **v, size_t *n,
         s->snap = NULL;
         s->nsnap = 0;
         s->fresh = false;
-        *canary_ok = s->snap_written >= s->queued && !s->npending;
+        *canary_ok = s->snap_written >= s->queued;
         memcpy(gens, s->sgen, sizeof s->sgen);
         memcpy(pcts, s->spct, sizeof s->spct);
         *ncanary = s->nscanary;
