@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rtc_log.h"
 #include "rtc_map.h"
 
 #define MAX_GENS 16
@@ -188,8 +189,14 @@ size_t sig_fleet_update(sig_fleet *f, const sig_fleet_report *v, size_t n, uint6
         if (!r->seen)
             r->r.alive = false;
         now = state_of(f, &r->r);
-        if (now == SIG_FLEET_DEAD && was != SIG_FLEET_DEAD && r->rooms)
+        if (now == SIG_FLEET_DEAD && was != SIG_FLEET_DEAD && r->rooms) {
             died++;
+            RTC_LOG(RTC_LOG_WARN, "fleet", "relay %s (%s) is dead: its %llu room(s) move",
+                    r->r.name, r->r.generation, (unsigned long long)r->rooms);
+        } else if (now != was && r->r.name[0]) {
+            RTC_LOG(RTC_LOG_INFO, "fleet", "relay %s (%s): %s", r->r.name, r->r.generation,
+                    sig_fleet_state_names[now]);
+        }
         r->state = now;
     }
     /* rooms on dead relays become orphans: bounded by the rooms here */

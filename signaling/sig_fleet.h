@@ -1,7 +1,8 @@
 /* sig_fleet.h - the relay fleet as signaling sees it (docs/fleet.md): which
  * relays exist, their state, which relay each room here uses, the canary
- * shares, and the automatic rollback. Pure state: no I/O, no clock (callers
- * pass monotonic microseconds); sig_fleet_src.c feeds it reports (from the
+ * shares, and the automatic rollback. Pure state: no sockets, no clock
+ * (callers pass monotonic microseconds; a relay's change of state is
+ * logged); sig_fleet_src.c feeds it reports (from the
  * Redis registry or the static pool's /healthz checks) and sig_fleet_hook.c
  * ties it to joins and members. One thread: the lws service thread.
  *
@@ -111,7 +112,9 @@ size_t sig_fleet_rooms(const sig_fleet *f);
 size_t sig_fleet_sweep(sig_fleet *f, bool (*keep)(void *ud, const char *room), void *ud);
 /* A room whose relay is dead: its name (borrowed until the next call that
  * changes rooms), or NULL when none is left. The caller places it again
- * (sig_fleet_place moves it) and tells its members. */
+ * (sig_fleet_place moves it) and tells its members. Each orphan is handed
+ * out once per update: one that found no usable relay comes again after
+ * the next sig_fleet_update. */
 const char *sig_fleet_next_orphan(sig_fleet *f);
 
 size_t sig_fleet_count(const sig_fleet *f);

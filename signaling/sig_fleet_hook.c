@@ -273,7 +273,9 @@ static void move_room(sig_fleetd *d, const sig_conf *cf, sig_hub *hub, const cha
     char room[SIG_ROOM_MAX + 1];
     size_t sent = 0;
     if (!r) {
-        RTC_LOG(RTC_LOG_WARN, "fleet", "room '%s': its relay died and no relay is usable",
+        /* asked again at every report (a relay may come back): not a warning
+         * each time; the relay's death and the state metric said it */
+        RTC_LOG(RTC_LOG_DEBUG, "fleet", "room '%s': its relay died and no relay is usable",
                 room_name);
         return;
     }
