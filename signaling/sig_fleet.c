@@ -13,7 +13,8 @@
 
 #define MAX_GENS 16
 
-const char *const sig_fleet_state_names[SIG_FLEET__N] = {"up", "draining", "full", "dead"};
+const char *const sig_fleet_state_names[SIG_FLEET__N] = {"up", "draining", "full", "dead",
+                                                          "stale"};
 
 typedef struct {
     rtc_map_node node;
@@ -113,10 +114,13 @@ static gen *gen_of(sig_fleet *f, const char *name)
     return &f->gens[f->ngens++];
 }
 
-static sig_fleet_state state_of(const sig_fleet *f, const sig_fleet_report *r)
+static sig_fleet_state state_of(const sig_fleet *f, const sig_fleet_relay *rl, uint64_t now_us)
 {
+    const sig_fleet_report *r = &rl->r;
     if (!r->alive)
         return SIG_FLEET_DEAD;
+    if (r->beat && now_us - rl->beat_us > SIG_FLEET_STALE_US)
+        return SIG_FLEET_STALE;
     if (r->draining)
         return SIG_FLEET_DRAINING;
     if (f->p.max_load && r->allocations >= f->p.max_load)
@@ -166,7 +170,6 @@ size_t sig_fleet_update(sig_fleet *f, const sig_fleet_report *v, size_t n, uint6
     size_t died = 0;
     rtc_map_iter it;
     rtc_map_node *nd;
-    (void)now_us;
     for (size_t i = 0; i < f->n; i++)
         f->relays[i].seen = false;
     for (size_t k = 0; k < n; k++) {
@@ -178,6 +181,8 @@ size_t sig_fleet_update(sig_fleet *f, const sig_fleet_report *v, size_t n, uint6
         if (r->r.name[0] && strcmp(r->r.generation, v[k].generation))
             memset(&f->prev[i], 0, sizeof f->prev[0]); /* replaced by another release */
         accumulate(f, i, &v[k]);
+        if (!r->r.name[0] || v[k].beat != r->r.beat)
+            r->beat_us = now_us;
         r->r = v[k];
         if (r->r.weight <= 0)
             r->r.weight = 1;
@@ -188,7 +193,7 @@ size_t sig_fleet_update(sig_fleet *f, const sig_fleet_report *v, size_t n, uint6
         sig_fleet_state was = r->state, now;
         if (!r->seen)
             r->r.alive = false;
-        now = state_of(f, &r->r);
+        now = state_of(f, r, now_us);
         if (now == SIG_FLEET_DEAD && was != SIG_FLEET_DEAD && r->rooms) {
             died++;
             RTC_LOG(RTC_LOG_WARN, "fleet", "relay %s (%s) is dead: its %llu room(s) move",

@@ -39,12 +39,19 @@
 #define SIG_FLEET_NAME_MAX 128
 #define SIG_FLEET_URL_MAX 256
 #define SIG_FLEET_HISTORY 600 /* one sample a second: the longest window */
+/* A registry relay beats every second and its entry expires 3 s after its
+ * last beat; a beat counter that has not moved for 2.2 s (two missed beats)
+ * already stops new rooms, so that a relay that died gets none later than
+ * ~3 s after its death (2.2 s + the 0.5 s read), before its entry expires. */
+#define SIG_FLEET_STALE_US 2200000u
 
 typedef enum {
     SIG_FLEET_UP = 0,
     SIG_FLEET_DRAINING, /* takes no new room; its rooms stay */
     SIG_FLEET_FULL,     /* at or over max_load: no new room */
     SIG_FLEET_DEAD,     /* missed its beats or failed health: rooms move */
+    SIG_FLEET_STALE,    /* registry: its beat has not moved for SIG_FLEET_STALE_US:
+                         * no new room (its rooms stay until it is dead) */
     SIG_FLEET__N
 } sig_fleet_state;
 
@@ -56,6 +63,7 @@ typedef struct {
     char urls[SIG_FLEET_MAX_URLS][SIG_FLEET_URL_MAX];
     size_t nurls;
     double weight; /* > 0 */
+    uint64_t beat; /* registry: the relay's beat counter (0: no beats, static pool) */
     bool alive, draining;
     uint64_t allocations;
     double cpu;
@@ -70,6 +78,7 @@ typedef struct {
     sig_fleet_state state;
     uint64_t rooms;       /* rooms here on it */
     uint64_t assignments; /* rooms placed on it (counter) */
+    uint64_t beat_us;     /* when its beat counter last moved (registry) */
     bool seen;            /* in the last report set */
 } sig_fleet_relay;
 

@@ -61,6 +61,7 @@ int sig_fleet_parse_beat(const char *json, size_t len, sig_fleet_report *out)
     out->alive = true;
     out->draining = json_is_true(json_object_get(o, "draining"));
     out->allocations = (uint64_t)num(o, "allocations");
+    out->beat = (uint64_t)num(o, "beat");
     out->cpu = num(o, "cpu");
     out->loss_sum = num(o, "loss_sum");
     out->loss_count = (uint64_t)num(o, "loss_count");

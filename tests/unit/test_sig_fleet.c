@@ -116,6 +116,21 @@ static void lifetimes(void)
     is_int(sig_fleet_rooms(f), 1, "x1 kept");
     is_int(r2->rooms, 1, "counted once");
     sig_fleet_room_gone(f, "x1");
+    /* registry beats: a counter that stops moving for 2.2 s stops new rooms */
+    {
+        sig_fleet_report b = rep("b", "v1");
+        b.beat = 5;
+        sig_fleet_update(f, &b, 1, 10 * S);
+        is_int(sig_fleet_get(f, 1)->state, SIG_FLEET_UP, "beating: up");
+        sig_fleet_update(f, &b, 1, 12 * S);
+        is_int(sig_fleet_get(f, 1)->state, SIG_FLEET_UP, "2 s without a new beat: still up");
+        sig_fleet_update(f, &b, 1, 12 * S + 300000);
+        is_int(sig_fleet_get(f, 1)->state, SIG_FLEET_STALE, "2.3 s: stale");
+        ok(sig_fleet_pick(f, "s") == NULL, "no new room on a stale relay");
+        b.beat = 6;
+        sig_fleet_update(f, &b, 1, 12 * S + 400000);
+        is_int(sig_fleet_get(f, 1)->state, SIG_FLEET_UP, "it beat again: up");
+    }
     /* nothing usable */
     sig_fleet_update(f, NULL, 0, 4 * S);
     ok(sig_fleet_place(f, "x") == NULL, "no relay: NULL");
