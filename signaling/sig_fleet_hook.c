@@ -359,7 +359,8 @@ void sig_fleetd_metrics(const sig_fleetd *d, rtc_buf *b)
         rtc_metrics_u64(b, "tsunagu_signal_relay_assignments_total", lbl, r->assignments);
     }
     rtc_metrics_header(b, "tsunagu_signal_relay_state", "gauge",
-                       "1 for the state each known relay is in (up, draining, full, dead)");
+                       "1 for the state each known relay is in (up, draining, full, dead, "
+                       "stale)");
     for (size_t i = 0; i < n; i++) {
         const sig_fleet_relay *r = sig_fleet_get(d->f, i);
         for (int s = 0; s < SIG_FLEET__N; s++) {
