@@ -78,6 +78,12 @@ rollbacks() {
   http GET /metrics | sed -n "s/^tsunagu_signal_canary_rollbacks_total{generation=\"$tag\"} \([0-9]*\).*/\1/p" |
     head -1 | grep . || echo 0
 }
+others_up() {  # relays of other generations still up (taking new rooms); 99 when unknown
+  local b
+  b=$(http GET /admin/canary 2>/dev/null) || { echo 99; return; }
+  printf '%s' "$b" | { grep -o '"generation":"[^"]*","state":"up"' || true; } |
+    { grep -v "\"generation\":\"$tag\"" || true; } | wc -l
+}
 up_count() {  # relays of generation G (arg) in state up (0 when signaling does not answer)
   local b
   b=$(http GET /admin/canary 2>/dev/null) || { echo 0; return; }
@@ -148,4 +154,11 @@ if [ ${#argfiles[@]} -gt 0 ]; then
     podman kill --signal TERM "$n" >/dev/null && mark "old relay container $n draining (SIGTERM)"
   done
 fi
+# (with processes given by --old-pid only those drain; other relays stay up)
+end=$((SECONDS + 15))
+while [ ${#oldpids[@]} -gt 0 ] || [ ${#argfiles[@]} -gt 0 ]; do
+  [ "$(others_up)" -eq 0 ] && { mark "signaling sees no other generation taking new rooms"; break; }
+  [ $SECONDS -lt $end ] || { mark "warning: relays of other generations still take new rooms"; break; }
+  sleep 0.2
+done
 mark "done: relay generation $tag serves every new room"

@@ -564,6 +564,12 @@ async def t_rollout(fleet):
                 fleet.relays[name]["proc"].wait(timeout=20 * TIMEOUT_MULT)
             except subprocess.TimeoutExpired:
                 fail("old relay %s did not drain and exit" % name)
+        # every node has the promotion (node 1 through the registry)
+        t_p = time.time()
+        while [fleet.admin(i)["shares"].get("v2") for i in range(2)] != [100, 100]:
+            if time.time() - t_p > 5 * TIMEOUT_MULT:
+                fail("the promotion did not reach both nodes: %r" % fleet.admin(1))
+            time.sleep(0.1)
         placed = {await relay_of(fleet, "after-%d" % i, node=i % 2) for i in range(30)}
         if placed != {"r3"}:
             fail("after the promotion new rooms went to %r" % placed)
