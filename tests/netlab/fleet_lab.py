@@ -23,7 +23,7 @@ phases (one per run):
 
 usage: fleet_lab.py RELAY_EXE SIGNAL_EXE BOT_EXE PHASE
        fleet_lab.py --inner ...   (the clients' side, run inside a namespace)"""
-import asyncio, json, os, re, shutil, signal, sys, time
+import asyncio, calendar, json, os, re, shutil, signal, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -72,12 +72,12 @@ async def _pairs(ws1, ws2, prefix, n):
 
 async def _singles(ws1, ws2, prefix, n, gap):
     """Fresh rooms, one member each, alternating nodes, `gap` s apart:
-    [[t_since_start, room, url]]."""
-    out, t0 = [], time.time()
+    [[wall time of the joined, room, url]] (the lab shares the host's clock)."""
+    out = []
     for i in range(n):
         room = "%s-%d" % (prefix, i)
         ws, url = await _join(ws1 if i % 2 == 0 else ws2, room)
-        out.append([time.time() - t0, room, url])
+        out.append([time.time(), room, url])
         await ws.close()
         await asyncio.sleep(gap)
     return out
@@ -248,8 +248,10 @@ def main():
                     raise LabError("the call did not allocate on r1")
                 time.sleep(0.3)
             time.sleep(2)
+            t0 = time.time()
             os.kill(relays["r1"].pid, signal.SIGTERM)  # (ip netns exec replaced itself)
-            seen = run_inner("singles", ws[0], ws[1], "drain-new", "100", "0.05")
+            seen = [[t - t0, r, u] for t, r, u in
+                    run_inner("singles", ws[0], ws[1], "drain-new", "100", "0.05")]
             on_r1 = [t for t, _, url in seen if url_of[url] == "r1"]
             after3 = [t for t, _, _ in seen if t > 3]
             print("# drain: %d new rooms in %.1f s after SIGTERM; on r1: %s; %d after 3 s" % (
@@ -313,8 +315,28 @@ def main():
             time.sleep(3)
             t0 = time.time()
             os.kill(relays[victim].pid, signal.SIGKILL)
-            t_dead = wait_states(lambda s: s.get(victim) == "dead", victim + " dead")
-            print("# %s SIGKILLed: dead on both nodes after %.2f s" % (victim, t_dead - t0))
+            seen = [[t - t0, r, u] for t, r, u in
+                    run_inner("singles", ws[0], ws[1], "kill-new", "80", "0.05")]
+            on_v = [t for t, _, url in seen if url_of[url] == victim]
+            print("# new rooms after the SIGKILL: %d in %.1f s, the last on %s at %s, %d after 3 s"
+                  % (len(seen), seen[-1][0], victim, "%.2f s" % on_v[-1] if on_v else "never",
+                     sum(t > 3 for t, _, _ in seen)))
+            if any(t > 3 for t in on_v):
+                netlab.fail("%s got new rooms more than 3 s after its death" % victim)
+            wait_states(lambda s: s.get(victim) == "dead", victim + " dead")
+
+            def logged(needle):
+                out = []
+                for port in (8080, 8081):
+                    m = re.search(r"^(\S+)Z \S+ +tsunagu-signal .*%s" % re.escape(needle),
+                                  lab.log("signal-%d.log" % port), re.M)
+                    out.append("%.2f s" % (calendar.timegm(time.strptime(
+                        m.group(1)[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + m.group(1)[19:]) - t0)
+                        if m else "-")
+                return "/".join(out)
+            print("# %s after the kill: stale (no new rooms) at %s, dead (rooms moved, "
+                  "relays-changed) at %s" % (victim, logged("relay %s (v1): stale" % victim),
+                                            logged("relay %s (v1) is dead" % victim)))
             reps = finish(bots, "call on the killed relay")
             logs = [lab.log("bot-%s-%s.log" % (room, s)) for s in "ab"]
             if sum("relays-changed" in t for t in logs) < 2:
