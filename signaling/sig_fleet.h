@@ -148,6 +148,10 @@ int sig_fleet_parse_static(const char *v, sig_fleet_report *out, char healthz[SI
 /* One --canary value: G=PERCENT. 0, or RTC_EMSG with err. */
 int sig_fleet_parse_canary(const char *v, char *gen, size_t genlen, unsigned *percent,
                            char *err, size_t errlen);
+/* A registry entry's JSON (what the relay's rly_announce writes; bytes from
+ * Redis, checked like any input) -> report. 0 or RTC_EMSG. */
+int sig_fleet_parse_beat(const char *json, size_t len, sig_fleet_report *out);
+
 /* The stable hash placement uses (exposed for the unit test). */
 uint64_t sig_fleet_hash(const char *a, const char *b);
 

@@ -1,7 +1,9 @@
-/* sig_fleet_parse.c - the fleet's settings values (--relay, --canary): see
- * sig_fleet.h. Pure; shared by the settings check and the fleet. */
+/* sig_fleet_parse.c - the fleet's settings values (--relay, --canary) and the
+ * registry entries relays write (see sig_fleet.h). Pure; shared by the
+ * settings check, the registry thread and the fuzz target. */
 #include "sig_fleet.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,3 +104,51 @@ bad:
     return RTC_EMSG;
 }
 
+/* A figure of the entry: a number in [0, 1e15], else 0 (a cast of a
+ * negative or huge double to an integer is undefined). */
+static double num(json_t *o, const char *k)
+{
+    json_t *x = json_object_get(o, k);
+    double v = json_is_number(x) ? json_number_value(x) : 0;
+    return v >= 0 && v <= 1e15 ? v : 0;
+}
+
+int sig_fleet_parse_beat(const char *json, size_t len, sig_fleet_report *out)
+{
+    json_t *o = json_loadb(json, len, 0, NULL), *urls, *u;
+    const char *name, *g;
+    size_t i;
+    memset(out, 0, sizeof *out);
+    if (!o || !json_is_object(o))
+        goto bad;
+    name = json_string_value(json_object_get(o, "name"));
+    g = json_string_value(json_object_get(o, "generation"));
+    urls = json_object_get(o, "urls");
+    if (!name || !g || !json_is_array(urls) || !field_ok(name, strlen(name), sizeof out->name) ||
+        !field_ok(g, strlen(g), sizeof out->generation))
+        goto bad;
+    snprintf(out->name, sizeof out->name, "%s", name);
+    snprintf(out->generation, sizeof out->generation, "%s", g);
+    json_array_foreach(urls, i, u) {
+        const char *s = json_string_value(u);
+        if (!s || out->nurls == SIG_FLEET_MAX_URLS || !field_ok(s, strlen(s), SIG_FLEET_URL_MAX) ||
+            (strncmp(s, "turn:", 5) && strncmp(s, "turns:", 6) && strncmp(s, "stun:", 5)))
+            continue;
+        snprintf(out->urls[out->nurls++], SIG_FLEET_URL_MAX, "%s", s);
+    }
+    out->weight = num(o, "weight") > 0 ? num(o, "weight") : 1;
+    out->alive = true;
+    out->draining = json_is_true(json_object_get(o, "draining"));
+    out->allocations = (uint64_t)num(o, "allocations");
+    out->beat = (uint64_t)num(o, "beat");
+    out->cpu = num(o, "cpu");
+    out->loss_sum = num(o, "loss_sum");
+    out->loss_count = (uint64_t)num(o, "loss_count");
+    out->jitter_sum = num(o, "jitter_sum");
+    out->jitter_count = (uint64_t)num(o, "jitter_count");
+    json_decref(o);
+    return out->nurls ? 0 : RTC_EMSG;
+bad:
+    json_decref(o);
+    return RTC_EMSG;
+}

@@ -23,8 +23,6 @@
 
 #define SIG_FLEET_SRC_PERIOD_US 500000
 
-/* A registry entry's JSON (what rly_announce writes) -> report. 0 or RTC_EMSG. */
-int sig_fleet_parse_beat(const char *json, size_t len, sig_fleet_report *out);
 
 typedef struct sig_fleet_src sig_fleet_src;
 
