@@ -760,6 +760,18 @@ void bot_call_second(bot_call *c, uint64_t now_us)
     }
 }
 
+void bot_call_set_turn(bot_call *c, const bot_turn *turn, size_t n, uint64_t now_us)
+{
+    c->n_turn = n > BOT_ICE_MAX_TURN ? BOT_ICE_MAX_TURN : n;
+    if (c->n_turn)
+        memcpy(c->turn, turn, c->n_turn * sizeof *c->turn);
+    /* the offerer restarts at once instead of after --ice-restart seconds of
+     * silence: the old relay is known dead, and waiting only adds silence */
+    if (c->env->ice_restart_ms && c->offerer && c->st == BOT_CALL_MEDIA &&
+        c->restarts < MAX_RESTARTS)
+        start_restart(c, now_us, "relays changed");
+}
+
 /* --- teardown and views --- */
 
 void bot_call_stop(bot_call *c, const char *why)

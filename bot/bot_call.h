@@ -100,6 +100,10 @@ void bot_call_on_signal(bot_call *c, json_t *data);
 void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64_t now_us);
 /* Once a second: RTCP report and a timeline sample. */
 void bot_call_second(bot_call *c, uint64_t now_us);
+/* The room moved to another relay (signaling's relays-changed): the next
+ * ICE restart allocates on `turn` (copied); with --ice-restart the offerer
+ * restarts now. */
+void bot_call_set_turn(bot_call *c, const bot_turn *turn, size_t n, uint64_t now_us);
 
 /* A leg "held" when it carried audio, did not fail, lost under 1% and was
  * never silent for more than 1 s (issue 12: a stream that stopped must not

@@ -437,12 +437,46 @@ static void sig_closed(void *ud, const char *why)
     }
 }
 
+typedef struct {
+    leg *l;
+    bot_turn turn[BOT_ICE_MAX_TURN];
+    size_t n;
+} turn_job;
+
+static gboolean job_turn(gpointer ud)
+{
+    turn_job *j = ud;
+    if (j->l->call)
+        bot_call_set_turn(j->l->call, j->turn, j->n, rtc_clock_mono_us());
+    return G_SOURCE_REMOVE;
+}
+
+/* relays-changed: the calls of this member restart ICE on the new relay. */
+static void sig_relays_changed(void *ud, json_t *msg)
+{
+    member *m = ud;
+    GHashTableIter it;
+    gpointer k, v;
+    take_ice_servers(m, json_object_get(msg, "iceServers"));
+    g_hash_table_iter_init(&it, m->by_peer);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+        turn_job *j = calloc(1, sizeof *j);
+        if (!j)
+            continue;
+        j->l = v;
+        j->n = m->n_turn;
+        memcpy(j->turn, m->turn, sizeof j->turn);
+        bot_worker_post(j->l->w, job_turn, j, free);
+    }
+}
+
 static member *member_new(app *a, const char *room, int pair, const char *label)
 {
     member *m = calloc(1, sizeof *m);
     bot_sig_cbs cbs = {.joined = sig_joined, .peer_joined = sig_peer_joined,
                        .peer_left = sig_peer_left, .resumed = sig_resumed,
-                       .signal = sig_signal, .error = sig_error, .closed = sig_closed, .ud = m};
+                       .signal = sig_signal, .error = sig_error, .closed = sig_closed,
+                       .relays_changed = sig_relays_changed, .ud = m};
     if (!m)
         return NULL;
     m->app = a;

@@ -120,6 +120,13 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
         RTC_LOG(RTC_LOG_INFO, "sig", "resumed our place as %s", id ? id : "?");
         if (s->cbs.resumed)
             s->cbs.resumed(s->cbs.ud, id ? id : "", m);
+    } else if (!strcmp(type, "relays-changed")) {
+        RTC_LOG(RTC_LOG_INFO, "sig", "relays-changed: the room's relay is now %s",
+                json_string_value(json_object_get(m, "relay")) ? json_string_value(
+                                                                     json_object_get(m, "relay"))
+                                                               : "?");
+        if (s->cbs.relays_changed)
+            s->cbs.relays_changed(s->cbs.ud, m);
     } else if (!strcmp(type, "peer-joined")) {
         const char *id = json_string_value(json_object_get(json_object_get(m, "peer"), "id"));
         if (id)

@@ -34,6 +34,9 @@ typedef struct {
     /* Connection gone for good (failed, closed and not resumable within
      * ~25 s, or resume refused); no callback follows. */
     void (*closed)(void *ud, const char *why);
+    /* The room's relay died; `msg` is the relays-changed message (its
+     * iceServers replace joined's, for the next ICE restart). May be NULL. */
+    void (*relays_changed)(void *ud, json_t *msg);
     void *ud;
 } bot_sig_cbs;
 

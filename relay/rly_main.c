@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "rly_announce.h"
 #include "rly_main.h"
 #include "rly_proc.h"
 #include "rtc_conf.h"
@@ -32,6 +33,10 @@ static int prepare(rly_proc *p, char *err, size_t errlen)
 {
     rly_settings_log(&p->s);
     p->has_tls = p->s.tls_listen.n > 0;
+    if (p->s.announce && !p->s.announce_url.n) {
+        snprintf(err, errlen, "announce: needs at least one announce-url to hand out");
+        return RTC_EMSG;
+    }
     if (!p->s.listen.n && !p->s.tls_listen.n) {
         snprintf(err, errlen, "listen: at least one listener is needed");
         return RTC_EMSG;
@@ -62,6 +67,26 @@ static int prepare(rly_proc *p, char *err, size_t errlen)
             RTC_LOG(RTC_LOG_ERROR, "self-check", "not run: %s", why);
     }
     return 0;
+}
+
+/* --announce: the registry heartbeat's thread, or NULL (off, or it could
+ * not start: logged, the relay serves anyway). */
+static rly_announce *announce(const rly_proc *p)
+{
+    rly_announce_params ap;
+    rly_announce *a;
+    char err[256];
+    if (!p->s.announce) /* (then announce-url may be empty) */
+        return NULL;
+    ap = (rly_announce_params){.redis = p->s.announce,
+                               .name = p->s.announce_name ? p->s.announce_name
+                                                          : p->s.announce_url.v[0],
+                               .generation = p->s.generation ? p->s.generation : rtc_version(),
+                               .urls = p->s.announce_url.v, .n_urls = p->s.announce_url.n,
+                               .workers = p->workers, .n_workers = p->n_workers};
+    if (!(a = rly_announce_start(&ap, err, sizeof err)))
+        RTC_LOG(RTC_LOG_ERROR, "announce", "not announcing: %s", err);
+    return a;
 }
 
 static void app_dispose(rly_proc *p)
@@ -156,7 +181,9 @@ int rly_main(int argc, char **argv)
          * this relay still serves (SIGUSR2 works), so say it loudly */
         if (adopting && rly_control_open(&p, true, err, sizeof err))
             RTC_LOG(RTC_LOG_ERROR, NULL, "no control socket after the takeover: %s", err);
+        rly_announce *ann = announce(&p);
         status = rly_supervise_run(&p);
+        rly_announce_stop(ann); /* before the workers it reads are freed */
     }
     app_dispose(&p);
     return status;

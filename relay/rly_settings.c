@@ -1,6 +1,7 @@
 /* rly_settings.c - the settings table and settings -> rly_cfg (see
  * rly_settings.h). */
 #include "rly_settings.h"
+#include "rly_announce.h"
 
 #include <errno.h>
 #include <ifaddrs.h>
@@ -125,6 +126,16 @@ static int check_sock_path(const char *v, char *err, size_t errlen)
 #define OFF(f) offsetof(rly_settings, f)
 #define I64MAX 4000000000LL
 
+static int announce_check_url(const char *v, char *err, size_t errlen)
+{
+    return rly_announce_check_url(v, err, errlen);
+}
+
+static int announce_check_field(const char *v, char *err, size_t errlen)
+{
+    return rly_announce_check_field(v, err, errlen);
+}
+
 const rtc_conf_spec rly_conf_specs[] = {
     {"listen", RTC_CONF_LIST, OFF(listen), 0, 0, "0.0.0.0:3478", "ADDR:PORT",
      "UDP and TCP listener (an address of this host, or 0.0.0.0 / [::])",
@@ -226,6 +237,20 @@ const rtc_conf_spec rly_conf_specs[] = {
      "at start, take the listeners and UDP allocations of the relay serving this "
      "control socket over (it then drains and exits); exit 2 if that fails",
      check_sock_path, RTC_CONF_RESTART},
+    {"announce", RTC_CONF_STR, OFF(announce), 0, 0, NULL, "URL",
+     "fleet registry: a heartbeat every second into this Redis "
+     "(redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]) with the announce-url list, generation, "
+     "load, draining flag and quality; expires after 3 missed beats (docs/fleet.md)",
+     announce_check_url, RTC_CONF_SECRET | RTC_CONF_RESTART},
+    {"announce-url", RTC_CONF_LIST, OFF(announce_url), 0, 0, NULL, "URL",
+     "a turn:/turns:/stun: URL of this relay that signaling hands to clients (repeatable; "
+     "needed with announce)", announce_check_field, RTC_CONF_RESTART},
+    {"announce-name", RTC_CONF_STR, OFF(announce_name), 0, 0, NULL, "NAME",
+     "this relay's name in the registry, unique in the fleet (default: the first "
+     "announce-url)", announce_check_field, RTC_CONF_RESTART},
+    {"generation", RTC_CONF_STR, OFF(generation), 0, 0, NULL, "G",
+     "release generation announced for canary placement (default: the version)",
+     announce_check_field, RTC_CONF_RESTART},
     RTC_CONF_END,
 };
 

@@ -33,6 +33,8 @@ typedef struct {
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;
     int64_t max_tls_handshakes, max_tls_handshakes_per_ip;
     int64_t max_allocations_per_rest_id, max_preauth_per_ip; /* issue 14 item 9 */
+    char *announce, *announce_name, *generation; /* fleet registry (rly_announce.h) */
+    rtc_strlist announce_url;
 } rly_settings;
 
 extern const rtc_conf_spec rly_conf_specs[];

@@ -13,6 +13,10 @@
 #   rollout.sh signal NEW_TAG    blue-green: a NEW_TAG node on the other slot, in the same
 #       Redis cluster; once its /healthz answers 200 the old node gets SIGTERM, tells its
 #       members to resume elsewhere (they land on the new node) and exits
+#   rollout.sh relay NEW_TAG --canary P [OPTIONS]   a relay fleet release by canary
+#       (docs/fleet.md): NEW_TAG relays beside the old ones get P% of new rooms; after
+#       --watch S without an automatic rollback they get 100% and the old ones drain
+#       (scripts/rollout-canary.sh --help lists the options)
 #   rollout.sh --rollback        the last rollout again, back to the tag it replaced
 #   rollout.sh status | stop     what runs / remove every container of this deployment
 # Each rollout prints how long it took from the command to the new version serving
@@ -24,6 +28,11 @@
 #      TSUNAGU_IMAGE     image name (default localhost/tsunagu)
 #      TSUNAGU_DRAIN_WAIT  seconds to wait for an old container to exit (default 40)
 set -euo pipefail
+# a canary release runs beside the old relays, containers or processes: its own script
+if [ "${1:-}" = relay ] && [ "${3:-}" = --canary ]; then
+  shift
+  exec "$(dirname "$0")/rollout-canary.sh" "$@"
+fi
 here=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=podman-env.sh
 . "$here/scripts/podman-env.sh" "${TSUNAGU_PODMAN_WORK:-$here/build-image}"

@@ -345,6 +345,20 @@ static bool get_status(sig_admin *a, rtc_http_reply *r, rtc_buf *out)
     return reply_json(a, r, out, j);
 }
 
+/* /admin/canary[/G/PERCENT]: the relay fleet's canary shares (sig_fleet_hook.h) */
+static bool fleet_route(sig_admin *a, const sig_admin_req *q, rtc_http_reply *r, rtc_buf *out)
+{
+    char *body = NULL;
+    bool json = false, rc;
+    unsigned st = sig_fleetd_admin(sig_server_fleet(a->srv), q->method, q->path, &body, &json);
+    int code = st == 200 ? CODE_200 : st == 400 ? CODE_400 : st == 404 ? CODE_404 : CODE_405;
+    if (!body)
+        return reply_text(a, r, out, CODE_500, "out of memory\n");
+    rc = reply(a, r, out, code, json ? "application/json" : "text/plain", body);
+    free(body);
+    return rc;
+}
+
 /* ---- routing ---- */
 
 #define ROOMS "/admin/rooms"
@@ -370,6 +384,8 @@ bool sig_admin_route(sig_admin *a, const sig_admin_req *q, rtc_buf *out, rtc_htt
     if (status)
         return strcmp(q->method, "GET") ? reply_text(a, r, out, CODE_405, "GET only\n")
                                         : get_status(a, r, out);
+    if (!strncmp(q->path, "/admin/canary", 13) && (!q->path[13] || q->path[13] == '/'))
+        return fleet_route(a, q, r, out);
     if (!strcmp(q->path, ROOMS))
         return strcmp(q->method, "GET") ? reply_text(a, r, out, CODE_405, "GET only\n")
                                         : get_rooms(a, r, out);

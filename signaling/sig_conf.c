@@ -14,6 +14,7 @@
 #include "rtc_log.h"
 #include "rtc_tls.h"
 #include "sig_admit.h"
+#include "sig_fleet.h"
 #include "sig_token.h"
 
 #define OFF(f) offsetof(sig_conf, f)
@@ -163,6 +164,33 @@ static int check_redis(const char *v, char *err, size_t errlen)
 
 static int check_healthz(const char *v, char *err, size_t errlen);
 
+static int check_relay(const char *v, char *err, size_t errlen)
+{
+    sig_fleet_report r;
+    char hz[SIG_FLEET_HEALTHZ_MAX];
+    if (sig_fleet_parse_static(v, &r, hz, err, errlen))
+        return RTC_EMSG;
+    return hz[0] ? check_healthz(hz, err, errlen) : 0;
+}
+
+static int check_canary(const char *v, char *err, size_t errlen)
+{
+    char g[SIG_FLEET_NAME_MAX];
+    unsigned pct;
+    return sig_fleet_parse_canary(v, g, sizeof g, &pct, err, errlen);
+}
+
+static int check_nonneg(const char *v, char *err, size_t errlen)
+{
+    char *e;
+    double d = strtod(v, &e);
+    if (!*v || *e || !(d >= 0 && d <= 1e6)) {
+        snprintf(err, errlen, "expected a number >= 0");
+        return RTC_EMSG;
+    }
+    return 0;
+}
+
 const rtc_conf_spec sig_conf_specs[] = {
     {"listen", RTC_CONF_STR, OFF(listen), 0, 0, "127.0.0.1:8080", "ADDR:PORT",
      "HTTP listener: /ws WebSocket, / demo page, /metrics, /healthz (an address of this "
@@ -259,6 +287,30 @@ const rtc_conf_spec sig_conf_specs[] = {
     {"relay-healthz", RTC_CONF_LIST, OFF(relay_healthz), 0, 0, NULL, "URL",
      "a relay's /healthz (http://IP:PORT/healthz, its metrics listener) for the status page; "
      "matched to a turn-url by its address", check_healthz, 0},
+    {"relay", RTC_CONF_LIST, OFF(relay), 0, 0, NULL, "NAME=URL[,URL...]",
+     "fleet, static pool: a relay rooms are placed on, with optional ,generation=G ,weight=W "
+     ",healthz=http://IP:PORT/healthz (polled every second); repeatable (docs/fleet.md)",
+     check_relay, RTC_CONF_RESTART},
+    {"relay-registry", RTC_CONF_STR, OFF(relay_registry), 0, 0, NULL, "URL",
+     "fleet: read the relays from this Redis registry (their --announce), and share canary "
+     "shares through it", check_redis, RTC_CONF_SECRET | RTC_CONF_RESTART},
+    {"relay-max-load", RTC_CONF_INT, OFF(relay_max_load), 0, 100000000, "0", "N",
+     "fleet: a relay with this many allocations gets no new room (0: no cap)", NULL, 0},
+    {"canary", RTC_CONF_LIST, OFF(canary), 0, SIG_FLEET_MAX_CANARY, NULL, "G=PERCENT",
+     "fleet: share of new rooms for relay generation G (repeatable; the registry keeps "
+     "runtime changes, see tsunagu-ctl canary)", check_canary, RTC_CONF_RESTART},
+    {"canary-max-loss-delta", RTC_CONF_STR, OFF(canary_max_loss_delta), 0, 0, "3", "POINTS",
+     "fleet: roll a canary back when its streams' mean loss exceeds the baseline's by more "
+     "than this many percentage points", check_nonneg, 0},
+    {"canary-max-jitter-delta", RTC_CONF_STR, OFF(canary_max_jitter_delta), 0, 0, "20", "MS",
+     "fleet: ... or its mean jitter by more than this many milliseconds", check_nonneg, 0},
+    {"canary-min-sample", RTC_CONF_INT, OFF(canary_min_sample), 1, 100000000, "20", "N",
+     "fleet: finished RTP streams needed on each side within the window before judging", NULL,
+     0},
+    {"canary-window", RTC_CONF_INT, OFF(canary_window), 5, 590, "60", "S",
+     "fleet: the sliding window the canary and baseline streams are compared over", NULL, 0},
+    {"canary-hold", RTC_CONF_INT, OFF(canary_hold), 0, 3600, "10", "S",
+     "fleet: how long the canary must stay worse before it is rolled back", NULL, 0},
     RTC_CONF_END,
 };
 
@@ -360,7 +412,12 @@ int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t
                               "rotated out)", SIG_TOKEN_SECRETS);
         goto fail;
     }
-    if (out->turn_secret && out->turn_url.n == 0) {
+    if ((out->relay.n || out->relay_registry) && !out->turn_secret) {
+        snprintf(err, errlen, "relay / relay-registry: need turn-secret to mint the relays' "
+                              "credentials");
+        goto fail;
+    }
+    if (out->turn_secret && out->turn_url.n == 0 && !out->relay.n && !out->relay_registry) {
         snprintf(err, errlen, "turn-secret: set but no turn-url to hand it out with");
         goto fail;
     }
@@ -373,6 +430,10 @@ int sig_conf_load(sig_conf *out, int argc, char *const argv[], char *err, size_t
                      out->turn_url.v[i]);
             goto fail;
         }
+    if (out->relay.n && out->relay_registry) {
+        snprintf(err, errlen, "relay and relay-registry: a static pool or the registry, not both");
+        goto fail;
+    }
     if (out->admin_token_file && load_admin_token(out, err, errlen))
         goto fail;
     if (out->cert) {

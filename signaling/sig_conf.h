@@ -29,6 +29,10 @@ typedef struct {
     int64_t max_unjoined_per_ip, max_joins_per_ip_per_sec;    /* issue 14 item 9 */
     /* cluster: room streams (sig_cluster_st.h), hops between nodes (issue 14 item 7) */
     int64_t redis_stream_len, redis_stream_seconds, max_resumes_per_member_per_min;
+    /* the relay fleet (sig_fleet_hook.h, docs/fleet.md) */
+    rtc_strlist relay, canary;
+    char *relay_registry, *canary_max_loss_delta, *canary_max_jitter_delta;
+    int64_t relay_max_load, canary_min_sample, canary_window, canary_hold;
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may

@@ -34,14 +34,29 @@ typedef struct {
     char answer[ANSWER_MAX];
     size_t alen;
     char state[96];
+    uint64_t period_us, timeout_us; /* the owner's, copied when set */
 } check;
 
 struct sig_rhealth {
     check c[SIG_RHEALTH_MAX];
     size_t n;
+    uint64_t period_us, timeout_us;
 };
 
-sig_rhealth *sig_rhealth_new(void) { return calloc(1, sizeof(sig_rhealth)); }
+sig_rhealth *sig_rhealth_new_every(uint64_t period_us, uint64_t timeout_us)
+{
+    sig_rhealth *h = calloc(1, sizeof(sig_rhealth));
+    if (h) {
+        h->period_us = period_us;
+        h->timeout_us = timeout_us;
+    }
+    return h;
+}
+
+sig_rhealth *sig_rhealth_new(void)
+{
+    return sig_rhealth_new_every(SIG_RHEALTH_PERIOD_US, SIG_RHEALTH_TIMEOUT_US);
+}
 
 static void finish(check *c, const char *state, uint64_t now_us)
 {
@@ -49,7 +64,7 @@ static void finish(check *c, const char *state, uint64_t now_us)
         close(c->fd);
     c->fd = -1;
     c->phase = IDLE;
-    c->next_us = now_us + SIG_RHEALTH_PERIOD_US;
+    c->next_us = now_us + c->period_us;
     c->checked_wall_s = rtc_clock_wall_s();
     snprintf(c->state, sizeof c->state, "%s", state);
 }
@@ -89,6 +104,8 @@ void sig_rhealth_set(sig_rhealth *h, const rtc_strlist *urls)
         snprintf(c->url, sizeof c->url, "%s", urls->v[i]);
         rtc_addr_format(&c->addr, false, c->host);
         c->fd = -1;
+        c->period_us = h->period_us;
+        c->timeout_us = h->timeout_us;
         snprintf(c->state, sizeof c->state, "not checked yet");
         n++;
     }
@@ -105,7 +122,7 @@ static void start(check *c, uint64_t now_us)
     socklen_t sl = rtc_addr_to_sockaddr(&c->addr, &ss);
     char why[80];
     c->alen = 0;
-    c->deadline_us = now_us + SIG_RHEALTH_TIMEOUT_US;
+    c->deadline_us = now_us + c->timeout_us;
     c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || (connect(c->fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS)) {
         snprintf(why, sizeof why, "unreachable: %s", strerror(errno));

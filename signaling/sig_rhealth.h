@@ -30,6 +30,9 @@ typedef struct {
 } sig_rhealth_info;
 
 sig_rhealth *sig_rhealth_new(void);      /* NULL on ENOMEM */
+/* The same with another period and deadline (the fleet's placement checks
+ * every second: a dead relay must get no new room within 3 s). */
+sig_rhealth *sig_rhealth_new_every(uint64_t period_us, uint64_t timeout_us);
 void sig_rhealth_free(sig_rhealth *h);   /* NULL is a no-op; closes what is open */
 
 /* The URLs to check (start, SIGHUP); a URL still listed keeps its state.

@@ -53,6 +53,7 @@ struct sig_server {
     sig_addrlim *addrlim;    /* held places and room creations per address */
     uint64_t addrlim_sweep_us; /* next sig_addrlim_sweep */
     uint64_t reloads_ok, reloads_failed; /* SIGHUP: a failed one keeps the old settings */
+    sig_fleetd *fleet; /* relay placement; NULL without --relay / --relay-registry */
 };
 
 static sig_limits limits_of(const sig_conf *c)
@@ -316,7 +317,8 @@ static int hub_remote(void *ud, const char *room, const char *to, const char *fr
 static void hub_left(void *ud, const char *room, const char *id, bool room_empty)
 {
     sig_server *s = ud;
-    (void)room_empty; /* sig_cluster keeps its own count of local members per room */
+    if (s->fleet) /* (sig_cluster keeps its own count of local members per room) */
+        sig_fleetd_left(s->fleet, room, id, room_empty);
     sig_addrlim_unhold(s->addrlim, id); /* (a no-op unless it was held) */
     if (s->cluster)
         sig_cluster_leave(s->cluster, room, id);
@@ -381,7 +383,7 @@ static void do_join(sig_client *c, const sig_msg *msg)
     /* not the member id: the relay's per-user quota counts by this ID */
     if (cf->turn_secret && turn_identity(c, cf, &claims, turn_id))
         ice = NULL;
-    else
+    else if (!s->fleet || !(ice = sig_fleetd_ice(s->fleet, cf, msg->room, id, turn_id)))
         ice = sig_turn_ice_servers(cf->turn_url.v, cf->turn_url.n, cf->turn_secret,
                                    cf->turn_secret ? strlen(cf->turn_secret) : 0, turn_id,
                                    rtc_clock_wall_s(), (uint64_t)cf->turn_ttl);
@@ -545,6 +547,8 @@ void sig_server_metrics(sig_server *s, rtc_buf *b)
     }
     sig_admit_metrics(s->admit, b);
     sig_addrlim_metrics(s->addrlim, b);
+    if (s->fleet)
+        sig_fleetd_metrics(s->fleet, b);
     rtc_metrics_reloads(b, "tsunagu_signal", s->reloads_ok, s->reloads_failed);
     rtc_metrics_hist(b, "tsunagu_signal_message_latency_seconds",
                      "time from a message being queued to its lws_write", &s->latency);
@@ -708,6 +712,8 @@ bool sig_server_tick(sig_server *s, uint64_t t)
                           (uint32_t)s->conf->max_joins_per_ip_per_sec, t);
         s->addrlim_sweep_us = t + 1000000u;
     }
+    if (s->fleet)
+        sig_fleetd_tick(s->fleet, s->conf, s->hub, t);
     if (s->cluster && sig_server_cluster_events(s)) /* (events normally come at once) */
         s->ops.poke(s->ops.ud);
     if (s->xr && sig_xresume_open(s->xr))
@@ -860,7 +866,7 @@ sig_server *sig_server_new(sig_conf *conf, int argc, char *const argv[],
     if (!(s->hub = sig_hub_new(&lim, &hops)))
         goto fail;
     if (rtc_random(&seed, sizeof seed) || !(s->admit = sig_admit_new(seed)) ||
-        !(s->addrlim = sig_addrlim_new()))
+        !(s->addrlim = sig_addrlim_new()) || sig_fleetd_new(conf, &s->fleet))
         goto fail;
     admit_configure(s, "");
     return s;
@@ -934,6 +940,7 @@ void sig_server_free(sig_server *s)
     sig_admit_free(s->admit);
     sig_hub_free(s->hub);
     sig_addrlim_free(s->addrlim); /* after the hub: its members' leaves unhold */
+    sig_fleetd_free(s->fleet);    /* after the hub: its members' leaves are told */
     if (s->conf != s->boot) {
         sig_conf_dispose(s->conf);
         free(s->conf);
@@ -958,6 +965,7 @@ const char *sig_server_unhealthy(sig_server *s)
 }
 
 sig_hub *sig_server_hub(sig_server *s) { return s->hub; }
+sig_fleetd *sig_server_fleet(sig_server *s) { return s->fleet; }
 const char *sig_server_node(const sig_server *s)
 {
     return s->cluster ? sig_cluster_node(s->cluster) : NULL;

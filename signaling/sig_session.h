@@ -20,6 +20,7 @@
 #include "rtc_metrics.h"
 #include "sig_admit.h"
 #include "sig_conf.h"
+#include "sig_fleet_hook.h"
 #include "sig_proto.h"
 #include "sig_room.h"
 
@@ -109,6 +110,8 @@ bool sig_server_cluster_events(sig_server *s);
 
 /* ---- for the admin API and status page (sig_admin.c) ---- */
 sig_hub *sig_server_hub(sig_server *s);
+/* the relay fleet (admin API /admin/canary); NULL when off */
+sig_fleetd *sig_server_fleet(sig_server *s);
 /* client messages received since start (every type, invalid ones included) */
 uint64_t sig_server_messages_total(const sig_server *s);
 /* cluster mode: this node's id; NULL without a cluster */

@@ -36,6 +36,9 @@ static void usage(FILE *f)
             "  members ROOM          list a room's members\n"
             "  kick ROOM ID          remove a member (it gets a 'kicked' error, then the close)\n"
             "  close ROOM            remove every member of a room on that node\n"
+            "  relays                the relay fleet: name, generation, state, rooms\n"
+            "  canary G PERCENT      send PERCENT of new rooms to relay generation G\n"
+            "                        (0 stops it; 100 promotes it)\n"
             "relay (tsunagu-relay's metrics listener, default " RELAY_URL "):\n"
             "  allocations           list allocations\n"
             "  release ID            delete one allocation\n"
@@ -175,6 +178,8 @@ typedef struct {
 static const char *const room_cols[] = {"name", "members", "remote", "created", NULL};
 static const char *const member_cols[] = {"id", "name", "state", "node", "address",
                                           "connected_since", "messages", NULL};
+static const char *const relay_cols[] = {"name", "generation", "state", "rooms",
+                                         "allocations", "assignments", NULL};
 static const char *const alloc_cols[] = {
     "id",         "user",       "client",     "transport", "relayed",    "age_s",
     "expires_in_s", "pkts_c2p", "pkts_p2c",   "bytes_c2p", "bytes_p2c",  "loss_c2p",
@@ -236,6 +241,10 @@ static const command commands[] = {
     {"allocations", 0, SIDE_RELAY, "GET", "/admin/allocations", "allocations", alloc_cols},
     {"release", 1, SIDE_RELAY, "DELETE", "/admin/allocations/%s", NULL, NULL},
     {"drain", 0, SIDE_RELAY, "POST", "/admin/drain", NULL, NULL},
+    /* the relay fleet (docs/fleet.md): the relays signaling places rooms on, and
+     * the canary share of a generation (every node, through the registry) */
+    {"relays", 0, SIDE_SIGNAL, "GET", "/admin/canary", "relays", relay_cols},
+    {"canary", 2, SIDE_SIGNAL, "POST", "/admin/canary/%s/%s", "relays", relay_cols},
 };
 
 /* A relay without the admin API (an older version: its plain-text 404, or
