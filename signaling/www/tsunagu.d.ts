@@ -139,7 +139,8 @@ export interface MemberStats {
   id: string;
   name: string;
   connection: RTCPeerConnectionState;
-  /** Local candidate type of the selected pair (what "relay/srflx/host" means to users). */
+  /** The selected pair in one word for users: "relay" when either end is
+   *  relayed, else "srflx"/"prflx" when either end is, else "host". */
   pairType: PairType | null;
   pair: Member["pair"];
   /** ms, the selected pair's currentRoundTripTime (or remote-inbound-rtp's) */
