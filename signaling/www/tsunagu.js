@@ -19,8 +19,9 @@
  *    setConfiguration, then restartIce) and when a media path fails (ICE
  *    failed/disconnected for iceRestartAfterMs: a relay crashed, so fresh
  *    allocations are needed; same call, DTLS goes on). The impolite end
- *    restarts; the polite one only after three times as long (a peer that
- *    never restarts), which keeps offer collisions rare with answer-only peers.
+ *    restarts; the polite one only after three times as long without an offer
+ *    from it (a peer that never restarts), so answer-only peers see no
+ *    collision while the offerer is at work.
  * WebSocket and RTCPeerConnection are injectable: node tests pass the `ws`
  * package and RTCPeerConnection null (signaling only). */
 
@@ -711,6 +712,13 @@ export class TsunaguClient {
           const a = pc.localDescription;
           this._send({ type: "signal", to: m.id, data: { description: { type: a.type, sdp: a.sdp } } });
           this._log("answered " + (m.name || m.id));
+          if (m.polite && m.restartTimer) {
+            // the offerer is restarting this path itself: our own fallback
+            // restart waits again from now (no collision while it tries)
+            clearTimeout(m.restartTimer);
+            m.restartTimer = null;
+            this._armRestart(m, pc);
+          }
         }
       } catch (e) {
         this._error("negotiation-failed", step + ": " + why(e), { peerId: m.id,
