@@ -621,16 +621,19 @@ export class TsunaguClient {
     m.iceErrors = [];
     m.candidates = 0;
     m.wasConnected = false;
-    const stream = this.localStream;
-    const have = new Set();
-    if (stream)
-      for (const t of stream.getTracks()) {
-        pc.addTrack(t, stream);
-        have.add(t.kind);
-      }
-    if (!m.polite)
-      // the offerer asks for both kinds even without media of its own
+    if (!m.polite) {
+      // the offerer sends what it has and asks for both kinds even without
+      // media of its own; the answerer's tracks go onto the offer's
+      // m-lines (_attachLocal), so its answer needs no second round
+      const stream = this.localStream;
+      const have = new Set();
+      if (stream)
+        for (const t of stream.getTracks()) {
+          pc.addTrack(t, stream);
+          have.add(t.kind);
+        }
       for (const kind of KINDS) if (!have.has(kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
     pc.onnegotiationneeded = () => this._negotiate(m, pc);
     pc.onicecandidate = (ev) => {
       if (m.pc !== pc) return;
@@ -704,6 +707,7 @@ export class TsunaguClient {
           return;
         }
         await pc.setRemoteDescription(d);
+        if (d.type === "offer") await this._attachLocal(pc);
         m.established = true;
         for (const c of m.pending.splice(0)) await this._addCandidate(m, pc, c);
         if (d.type === "offer") {
@@ -731,6 +735,25 @@ export class TsunaguClient {
         return;
       }
       await this._addCandidate(m, pc, data.candidate);
+    }
+  }
+
+  // Our tracks onto the transceivers a remote offer made (one per kind not
+  // sent yet). Kinds the offer has no m-line for are not added: a peer that
+  // offered audio only (tsunagu-bot) gets no renegotiation it cannot take.
+  async _attachLocal(pc) {
+    const stream = this.localStream;
+    if (!stream) return;
+    for (const track of stream.getTracks()) {
+      const trs = pc.getTransceivers().filter((t) => !t.stopped && t.receiver && t.receiver.track &&
+        t.receiver.track.kind === track.kind);
+      if (trs.some((t) => t.sender.track)) continue; // this kind is sent already
+      const t = trs[0];
+      if (!t) continue;
+      await t.sender.replaceTrack(track);
+      if (t.sender.setStreams) t.sender.setStreams(stream);
+      if (t.direction === "recvonly") t.direction = "sendrecv";
+      else if (t.direction === "inactive") t.direction = "sendonly";
     }
   }
 

@@ -37,6 +37,11 @@ test("the later joiner offers; trickle ICE in order; tracks and connection state
   assert.equal(pcA.answersMade, 1);
   // b has no camera: it still asked for video (recvonly) so it sees a's
   assert.match(callSignals(a)[0].description.sdp, /m=audio,video/);
+  // a's tracks went onto the transceivers b's offer made: nothing added, no second round
+  assert.deepEqual(pcA.getTransceivers().map((x) => [x.receiver.track.kind, x.direction, x.sender.track && x.sender.track.kind]),
+    [["audio", "sendrecv", "audio"], ["video", "sendrecv", "video"]]);
+  assert.deepEqual(pcB.getTransceivers().map((x) => [x.receiver.track.kind, x.direction, x.sender.track && x.sender.track.kind]),
+    [["audio", "sendrecv", "audio"], ["video", "recvonly", null]]);
   assert.deepEqual(pcA.remoteCandidates.map((c) => c && c.candidate.split(" ")[5]), ["9000", "9001", null]);
   assert.deepEqual(a.members.map((m) => [m.id, m.polite]), [[jb.id, true]]);
   assert.deepEqual(b.members.map((m) => [m.id, m.polite]), [[ja.id, false]]);
