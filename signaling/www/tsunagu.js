@@ -98,6 +98,7 @@ function selectedPair(report) {
   // where the path runs (the relay's address, a NAT's mapping): diagnostics and lab tests
   if (l.address) Object.assign(pair, { localAddress: l.address, localPort: l.port });
   if (r.address) Object.assign(pair, { remoteAddress: r.address, remotePort: r.port });
+  if (typeof cp.bytesSent === "number") Object.assign(pair, { bytesSent: cp.bytesSent, bytesReceived: cp.bytesReceived });
   return { cp, pair: pair.local ? pair : null, byId };
 }
 
@@ -604,6 +605,17 @@ export class TsunaguClient {
     return urls.length ? urls.join(", ") : "none";
   }
 
+  // Why ICE found no path: what the browser said about the ICE servers
+  // (icecandidateerror: "turn:127.0.0.1:9 701 ..."), and what to check.
+  _iceReason(m) {
+    const errs = [...new Set(m.iceErrors || [])].slice(0, 3);
+    let r = errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + this._serverList();
+    r += this._o.relayOnly
+      ? " (relay only needs a TURN server this browser can reach: tsunagu-signal --turn-url/--turn-secret, tsunagu-turncheck)"
+      : " (a TURN server helps across NATs and firewalls)";
+    return r;
+  }
+
   // The RTCPeerConnection of a call, built on first need: at once for the
   // members we call, on their first offer for the members who call us.
   _pc(m) {
@@ -615,8 +627,8 @@ export class TsunaguClient {
       // e.g. InvalidAccessError for a turn: URL without credentials
       this._error("ice-servers-refused", why(e), {
         peerId: m.id,
-        reason: "the browser refused the ICE servers from signaling (" + this._serverList() +
-          "): check tsunagu-signal's --turn-url and --turn-secret",
+        reason: "the browser refused the ICE servers from signaling (" + this._serverList() + "): " +
+          why(e) + " — check tsunagu-signal's --turn-url and --turn-secret",
       });
       return null;
     }
@@ -642,6 +654,13 @@ export class TsunaguClient {
       if (m.pc !== pc) return;
       if (ev.candidate) m.candidates++;
       this._send({ type: "signal", to: m.id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
+      if (!ev.candidate && !m.candidates && !m.failedSaid && !m.wasConnected) {
+        // gathering over with nothing to offer: no path can ever be found
+        m.failedSaid = true;
+        this._error("ice-failed", "no ICE candidates gathered", { peerId: m.id,
+          reason: "no ICE candidates gathered; " + this._iceReason(m) });
+      }
+      if (!ev.candidate) m.candidates = 0; // an ICE restart gathers anew
     };
     pc.onicecandidateerror = (ev) => {
       m.iceErrors.push((ev.url || "?") + " " + ev.errorCode + " " + (ev.errorText || "").trim());
@@ -679,8 +698,8 @@ export class TsunaguClient {
       this._send({ type: "signal", to: m.id, data: { description: { type: d.type, sdp: d.sdp } } });
       this._log("offer sent to " + (m.name || m.id));
     } catch (e) {
-      if (m.pc === pc) this._error("negotiation-failed", "offer: " + why(e), { peerId: m.id,
-        reason: "could not start the call with " + (m.name || m.id) + " (" + why(e) + ")" });
+      if (m.pc === pc) this._error("negotiation-failed", "setLocalDescription(offer): " + why(e),
+        { peerId: m.id, reason: "setLocalDescription(offer): " + why(e) });
     } finally {
       m.makingOffer = false;
     }
@@ -728,8 +747,7 @@ export class TsunaguClient {
           }
         }
       } catch (e) {
-        this._error("negotiation-failed", step + ": " + why(e), { peerId: m.id,
-          reason: "the call with " + (m.name || m.id) + " could not be set up (" + step + ": " + why(e) + ")" });
+        this._error("negotiation-failed", step + ": " + why(e), { peerId: m.id, reason: step + ": " + why(e) });
       }
     } else if ("candidate" in data) {
       const pc = m.pc;
@@ -798,8 +816,8 @@ export class TsunaguClient {
     this._connectionEvent(m, pc);
     if (st === "failed" && pc.iceConnectionState !== "failed" && !m.failedSaid) {
       m.failedSaid = true;
-      this._error("ice-failed", "connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)",
-        { peerId: m.id, reason: "the call with " + (m.name || m.id) + " failed (DTLS did not complete)" });
+      const text = "the connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)";
+      this._error("ice-failed", text, { peerId: m.id, reason: text });
     }
   }
 
@@ -830,11 +848,7 @@ export class TsunaguClient {
     }
     if (ice === "failed" && !m.failedSaid && !m.wasConnected) {
       m.failedSaid = true;
-      const errs = [...new Set(m.iceErrors)].slice(0, 3);
-      this._error("ice-failed", "ICE failed", { peerId: m.id,
-        reason: "no network path to " + (m.name || m.id) + " (" +
-          (errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + this._serverList()) +
-          (this._o.relayOnly ? "; relay only needs a TURN server this browser can reach" : "") + ")" });
+      this._error("ice-failed", "ICE failed", { peerId: m.id, reason: "no network path (ICE failed); " + this._iceReason(m) });
     }
     if ((ice === "failed" || ice === "disconnected") && !m.restartTimer) this._armRestart(m, pc);
   }
@@ -848,7 +862,8 @@ export class TsunaguClient {
       if (ice === "connected" || ice === "completed" || ice === "closed") return;
       if ((m.restartsInRow || 0) >= RESTARTS_MAX) {
         this._error("ice-failed", "no path after " + RESTARTS_MAX + " ICE restarts", { peerId: m.id,
-          reason: "the call with " + (m.name || m.id) + " lost its network path" });
+          reason: "the network path died and " + RESTARTS_MAX + " ICE restarts did not bring it back; " +
+            this._iceReason(m) });
         return;
       }
       m.restartsInRow = (m.restartsInRow || 0) + 1;
@@ -879,7 +894,8 @@ export class TsunaguClient {
         m.pc.setConfiguration(this._rtcConfig());
       } catch (e) {
         this._error("ice-servers-refused", why(e), { peerId: m.id,
-          reason: "the browser refused the new ICE servers (" + this._serverList() + ")" });
+          reason: "the browser refused the new ICE servers from signaling (" + this._serverList() + "): " +
+            why(e) + " — check tsunagu-signal's --turn-url and --turn-secret" });
         continue;
       }
       // the offerer restarts; the answerer gathers anew when the restart
