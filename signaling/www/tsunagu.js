@@ -679,6 +679,7 @@ export class TsunaguClient {
     };
     pc.onconnectionstatechange = () => this._connectionChanged(m, pc);
     pc.oniceconnectionstatechange = () => this._iceChanged(m, pc);
+    this._watch(m, pc);
     return pc;
   }
 
@@ -731,6 +732,9 @@ export class TsunaguClient {
         await pc.setRemoteDescription(d);
         if (d.type === "offer") await this._attachLocal(pc);
         m.established = true;
+        // a finished (re)negotiation: media must flow again before a stall
+        // counts, so a peer that simply stopped sending costs one restart
+        m.rtpFlowing = false;
         for (const c of m.pending.splice(0)) await this._addCandidate(m, pc, c);
         if (d.type === "offer") {
           step = "setLocalDescription(answer)";
@@ -788,7 +792,8 @@ export class TsunaguClient {
 
   _closePc(m) {
     clearTimeout(m.restartTimer);
-    m.restartTimer = null;
+    clearInterval(m.watchTimer);
+    m.restartTimer = m.watchTimer = null;
     if (m.pc) {
       const pc = m.pc;
       m.pc = null;
@@ -842,6 +847,7 @@ export class TsunaguClient {
       m.restartsInRow = 0;
       m.failedSaid = false;
       m.wasConnected = true;
+      m.rtpFlowing = false; // a (new) path: media must flow on it before its stall counts
       await this._refreshPair(m, pc);
       if (m.pc === pc) this._connectionEvent(m, pc);
       return;
@@ -853,21 +859,79 @@ export class TsunaguClient {
     if ((ice === "failed" || ice === "disconnected") && !m.restartTimer) this._armRestart(m, pc);
   }
 
+  // Media stopped while ICE still says connected: a browser notices a dead
+  // relay only after seconds of failed consent checks, so the received
+  // bytes (RTP and RTCP) are watched too, as tsunagu-bot does. Only a call
+  // whose media flowed since its last (re)connection counts: one where
+  // nothing is sent at all is not restarted over and over.
+  _watch(m, pc) {
+    const every = Math.min(1000, Math.max(100, this._restartMs / 2));
+    m.rtpSeen = null; // stats id -> bytes received, at the last look
+    m.rtpFlowing = false;
+    m.watchTimer = setInterval(async () => {
+      if (m.pc !== pc || m.watchBusy || pc.connectionState !== "connected") return;
+      m.watchBusy = true;
+      // growth of any counter counts (an ICE restart may start new ones at 0)
+      const seen = new Map();
+      let grew = false;
+      try {
+        (await pc.getStats()).forEach((r) => {
+          if (r.type !== "inbound-rtp" && r.type !== "candidate-pair") return;
+          const n = r.bytesReceived || 0;
+          seen.set(r.id, n);
+          if (m.rtpSeen && n > (m.rtpSeen.get(r.id) ?? 0)) grew = true;
+        });
+      } catch (e) {
+        return;
+      } finally {
+        m.watchBusy = false;
+      }
+      if (m.pc !== pc) return;
+      const now = Date.now();
+      const first = !m.rtpSeen;
+      m.rtpSeen = seen;
+      if (first || grew) {
+        if (grew) {
+          m.rtpFlowing = true;
+          m.restartsInRow = 0; // media again: a working path
+        }
+        m.rtpAt = now;
+        return;
+      }
+      if (!this._rtpStalled(m) || m.restartTimer) return;
+      this._log("no media from " + (m.name || m.id) + " for " + (now - m.rtpAt) + " ms: the path is dead");
+      m.rtpAt = now; // the next look counts from here
+      if (!m.polite) this._restartDead(m);
+      this._armRestart(m, pc);
+    }, every);
+  }
+
+  _rtpStalled(m) {
+    return m.rtpFlowing && Date.now() - m.rtpAt >= this._restartMs;
+  }
+
+  // An ICE restart for a dead path, at most RESTARTS_MAX without media between.
+  _restartDead(m) {
+    if ((m.restartsInRow || 0) >= RESTARTS_MAX) {
+      this._error("ice-failed", "no path after " + RESTARTS_MAX + " ICE restarts", { peerId: m.id,
+        reason: "the network path died and " + RESTARTS_MAX + " ICE restarts did not bring it back; " +
+          this._iceReason(m) });
+      return false;
+    }
+    m.restartsInRow = (m.restartsInRow || 0) + 1;
+    this._restart(m, "path-failed");
+    return true;
+  }
+
   _armRestart(m, pc) {
     const delay = m.polite ? 3 * this._restartMs : this._restartMs;
     m.restartTimer = setTimeout(() => {
       m.restartTimer = null;
       if (m.pc !== pc || this.state === "left") return;
       const ice = pc.iceConnectionState;
-      if (ice === "connected" || ice === "completed" || ice === "closed") return;
-      if ((m.restartsInRow || 0) >= RESTARTS_MAX) {
-        this._error("ice-failed", "no path after " + RESTARTS_MAX + " ICE restarts", { peerId: m.id,
-          reason: "the network path died and " + RESTARTS_MAX + " ICE restarts did not bring it back; " +
-            this._iceReason(m) });
-        return;
-      }
-      m.restartsInRow = (m.restartsInRow || 0) + 1;
-      this._restart(m, "path-failed");
+      if (ice === "closed" || ((ice === "connected" || ice === "completed") && !this._rtpStalled(m))) return;
+      if (this._rtpStalled(m)) m.rtpAt = Date.now();
+      if (!this._restartDead(m)) return;
       this._armRestart(m, pc); // again if this one does not bring it back
     }, delay);
   }
