@@ -33,7 +33,9 @@ export interface TsunaguOptions {
   /** Extra RTCConfiguration fields; iceServers always come from signaling. */
   rtcConfig?: Omit<RTCConfiguration, "iceServers">;
   /** A media path counts as failed after ICE stays failed/disconnected this
-   *  long (ms); then ICE restarts (fresh TURN allocations, same call). Default 2000. */
+   *  long (ms), or when nothing arrives this long on a call whose media was
+   *  flowing; then the offerer restarts ICE (fresh TURN allocations, same
+   *  call). Default 2000. */
   iceRestartAfterMs?: number;
   /** First reconnect delay after a dropped signaling connection (ms, doubles
    *  up to reconnectMaxMs). Defaults 500 and 8000. */
