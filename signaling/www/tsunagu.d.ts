@@ -214,7 +214,8 @@ export class TsunaguClient {
 
   /** Join the room named by the token's `room` claim (or opts.room; open
    *  servers take token null). Resolves on `joined`; rejects with a
-   *  TsunaguError (unauthorized, room-full, server-busy, connect-failed...). */
+   *  TsunaguError (unauthorized, room-full, server-busy, connect-failed...;
+   *  not-joined when leave() came first). */
   join(token: string | null, name?: string, opts?: { room?: string }): Promise<JoinInfo>;
   /** Leave the room (the others see peer-left); calls close. Local tracks are
    *  not stopped (they are the app's). join() may be called again. */

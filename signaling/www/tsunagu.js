@@ -239,6 +239,9 @@ export class TsunaguClient {
     for (const id of [...this._members.keys()]) this._dropMember(id, true);
     if (had) this._membersChanged();
     this._setState("left");
+    const w = this._joinWait; // leave() before `joined`: join() must settle
+    this._joinWait = null;
+    if (w) w.reject(new TsunaguError("not-joined", "left before joined", "left before the join completed", true));
   }
 
   _closeSock(sock, code, reason) {
@@ -846,7 +849,7 @@ export class TsunaguClient {
   _onRelaysChanged(msg) {
     if (!Array.isArray(msg.iceServers)) return;
     this.iceServers = msg.iceServers;
-    this._log("relays changed: " + this._serverList());
+    this._log("relays changed (" + (msg.reason || "?") + ", now " + (msg.relay || "?") + "): " + this._serverList());
     for (const m of this._members.values()) {
       if (!m.pc) continue;
       try {
