@@ -29,6 +29,9 @@ const kinds = (c) => callSignals(c).map((d) => (d.description ? d.description.ty
 
 test("the later joiner offers; trickle ICE in order; tracks and connection state with the pair type", async (t) => {
   const { a, b, ja, jb, pcA, pcB } = await pair(t);
+  // "connected" may come before the last candidates are through: wait for the ends
+  await until(() => kinds(a).length === 4 && kinds(b).length === 4 && pcA.remoteCandidates.length === 3 &&
+    pcB.remoteCandidates.length === 3, "every candidate and the end of them, both ways");
   // b joined later: b offered, a answered; each side's candidates after its description, then the end
   assert.deepEqual(kinds(a), ["offer", "cand", "cand", "end"]);
   assert.deepEqual(kinds(b), ["answer", "cand", "cand", "end"]);
