@@ -53,7 +53,9 @@ hard=$(ulimit -Hn)
 ulimit -n "$hard"
 work=$(mktemp -d /tmp/signal_load.XXXXXX)
 spid=
+gpid=
 cleanup() {
+  [ -n "$gpid" ] && kill "$gpid" 2>/dev/null && wait "$gpid" 2>/dev/null
   [ -n "$spid" ] && kill "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
   rm -rf "$work"
 }
@@ -81,12 +83,16 @@ run_one() {
   done
   [ -n "$spid" ] || { echo "signal_load.sh: server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
   sleep 0.5
-  if ! taskset -c 1 "$gen" --port "$port" --members "$n" --pairs "$pairs" --rate "$rate" \
+  # (in the background and waited for: an interrupt stops it at once)
+  taskset -c 1 "$gen" --port "$port" --members "$n" --pairs "$pairs" --rate "$rate" \
       --seconds "$seconds" --idle-seconds "$idle_seconds" --server-pid "$spid" --sources 4 \
-      --concurrency 256 >"$out" 2>"$out.err"; then
+      --concurrency 256 >"$out" 2>"$out.err" &
+  gpid=$!
+  if ! wait "$gpid"; then
     echo "signal_load.sh: generator failed ($label, $n members):" >&2
     cat "$out.err" >&2
   fi
+  gpid=
   kill "$spid"; wait "$spid" 2>/dev/null || true; spid=
   printf '%-7s %6d rep %d: %s\n' "$label" "$n" "$rep" \
     "$(grep -E '^(joins_per_s|server_idle_cpu_pct|server_rss_bytes_per_member|latency_p50_ms|latency_p99_ms|signals_delivered|signals_sent|errors)=' "$out" | tr '\n' ' ')"
