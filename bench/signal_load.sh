@@ -160,6 +160,6 @@ if "before" in labels:
         cells = []
         for k, _, _ in keys:
             a, b = med.get((n, "after", k)), med.get((n, "before", k))
-            cells.append("%.2fx" % (a / b) if a is not None and b else "-")
+            cells.append("%.3gx" % (a / b) if a is not None and b else "-")
         print("| %s | %s |" % (n, " | ".join(cells)))
 EOF

@@ -6,8 +6,8 @@
  * /healthz, /status (the status page) and /status.json, /admin/ (the admin
  * API: sig_admin.c). WebSocket: /ws only. Each connection embeds one sig_client
  * whose member's bounded queue feeds exactly one lws_write per WRITEABLE
- * callback. Time-driven work (resume expiry, drain, signals, keepalive)
- * runs from one 100 ms lws_sul timer.
+ * callback. Time-driven work (resume expiry, drain, signals) runs from one
+ * 100 ms lws_sul timer; keepalive from another, armed at its next deadline.
  *
  * The loop is libev's (epoll backend), owned here and lent to lws (a
  * "foreign loop": lws loads its evlib_ev plugin), so a wake-up costs the
@@ -48,7 +48,7 @@
 #define OVERSIZE_CLOSE 3 /* oversized messages before the connection is closed */
 /* keepalive deadlines handled per timer run: bounds one run's time; the
  * rest come in the next loop turn */
-#define IDLE_PER_TICK 20000
+#define IDLE_PER_RUN 20000
 
 typedef struct server server;
 
@@ -528,8 +528,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 lws_get_peer_simple(wsi, peer, sizeof peer);
             }
         }
+        /* on the keepalive list only once open: CLOSED takes it off */
+        if (sig_client_open(s->srv, &c->cl, c, peer, &addr, rtc_clock_mono_us()))
+            return -1;
         touch(s, &c->idle);
-        return sig_client_open(s->srv, &c->cl, c, peer, &addr, rtc_clock_mono_us());
+        return 0;
     }
     case LWS_CALLBACK_RECEIVE_PONG:
         if (u->kind == SESS_WS)
@@ -643,7 +646,7 @@ static void on_keepalive(lws_sorted_usec_list_t *sul)
     sig_idle_node *n;
     sig_idle_due d;
     s->keep_armed = false;
-    for (unsigned k = 0; k < IDLE_PER_TICK && (d = sig_idle_next(&s->idle_q, t, &n)); k++) {
+    for (unsigned k = 0; k < IDLE_PER_RUN && (d = sig_idle_next(&s->idle_q, t, &n)); k++) {
         conn *c = lws_container_of(n, conn, idle);
         if (d == SIG_IDLE_PING) {
             c->ping_due = true;
@@ -729,7 +732,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     memset(&info, 0, sizeof info);
     memset(&idle, 0, sizeof idle);
     /* lws's own keepalive off (a zero hang-up: without a policy lws applies
-     * its default); ours is sig_idle's (idle_tick) */
+     * its default); ours is sig_idle's (on_keepalive) */
     info.retry_and_idle_policy = &idle;
     sig_idle_init(&s.idle_q, (uint64_t)conf->idle_timeout * 1000000u);
     if (!(s.loop = ev_loop_new(EVBACKEND_EPOLL)) && !(s.loop = ev_loop_new(EVFLAG_AUTO))) {
