@@ -8,6 +8,8 @@ set -euo pipefail
 build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
   libwebsockets-evlib-glib libjansson-dev libnice-dev libglib2.0-dev libsrtp2-dev
   libopus-dev libhiredis-dev)
+# tsunagu-signal: libwebsockets on libev's epoll loop (issue 16 item 4)
+build_pkgs+=(libwebsockets-evlib-ev libev-dev)
 # tsunagu-ctl (tools/ctl/): the admin API client
 build_pkgs+=(libcurl4-openssl-dev)
 # tsunagu-phone (phone/): PulseAudio client API (with its GLib main loop) and

@@ -146,11 +146,16 @@ for b in "${bins[@]}"; do binpaths+=("$bdir/$b"); done
 plugins=()
 for f in $(dpkg -L libwebsockets-evlib-glib 2>/dev/null | grep '\.so$'); do plugins+=("$f"); done
 [ ${#plugins[@]} -gt 0 ] || { echo "image.sh: libwebsockets-evlib-glib missing (deps.sh)" >&2; exit 1; }
+# tsunagu-signal runs libwebsockets on libev (LWS_SERVER_OPTION_LIBEV): that plugin too
+evplug=$(dpkg -L libwebsockets-evlib-ev 2>/dev/null | grep '\.so$' | head -1)
+[ -n "$evplug" ] || { echo "image.sh: libwebsockets-evlib-ev missing (deps.sh)" >&2; exit 1; }
+evpkg="libwebsockets-evlib-ev=$(dpkg-query -W -f='${Version}' libwebsockets-evlib-ev)"
 if [ "$nobot" = 1 ]; then
-  pkgs=$(runtime_pkgs "${binpaths[@]}")
+  pkgs=$(runtime_pkgs "${binpaths[@]}" "$evplug"; echo "$evpkg")
 else
-  pkgs=$(runtime_pkgs "${binpaths[@]}" "${plugins[@]}"
-        echo "libwebsockets-evlib-glib=$(dpkg-query -W -f='${Version}' libwebsockets-evlib-glib)")
+  pkgs=$(runtime_pkgs "${binpaths[@]}" "${plugins[@]}" "$evplug"
+        echo "libwebsockets-evlib-glib=$(dpkg-query -W -f='${Version}' libwebsockets-evlib-glib)"
+        echo "$evpkg")
 fi
 pkgs=$(printf '%s\nbusybox=%s\n' "$pkgs" "$(dpkg-query -W -f='${Version}' busybox 2>/dev/null ||
        apt-cache policy busybox | awk '/Candidate:/ { print $2 }')" | sort -u)

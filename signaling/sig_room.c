@@ -52,8 +52,11 @@ static int overflow(sig_member *m)
     m->overflowed = true;
     if (live(m))
         m->hub->ops.wake(m->conn, m->hub->ops.ud);
-    else if (m->state == SIG_MEMBER_DETACHED)
+    else if (m->state == SIG_MEMBER_DETACHED) {
+        held_unlink(m->hub, m);
+        held_link(m->hub, m, true);
         m->hub->due_us = 0; /* evict at the next tick */
+    }
     return RTC_ELIMIT;
 }
 
@@ -315,8 +318,10 @@ static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
             remote_free(h, r, r->head);
         room_destroy(h, r);
     }
-    if (m->state == SIG_MEMBER_DETACHED)
+    if (m->state == SIG_MEMBER_DETACHED) {
         h->ndetached--;
+        held_unlink(h, m);
+    }
     h->nmembers--;
     m->room = NULL;
     m->state = SIG_MEMBER_LOBBY;
@@ -671,6 +676,7 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
             h->ops.detach(old, fresh, h->ops.ud);
     } else {
         h->ndetached--;
+        held_unlink(h, m);
     }
 
     /* New order of m's queue: what the lobby member still had to send (it
@@ -762,6 +768,7 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
             h->ops.detach(old, fresh, h->ops.ud);
     } else if (m->state == SIG_MEMBER_DETACHED) {
         h->ndetached--;
+        held_unlink(h, m);
     }
     queue_clear(m);
     hub_unlink(h, m);
@@ -863,6 +870,7 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
         m->state = SIG_MEMBER_DETACHED;
         m->detached_at = now_us;
         h->ndetached++;
+        held_link(h, m, false);
         if (now_us + h->lim.resume_us < h->due_us)
             h->due_us = now_us + h->lim.resume_us;
     }
@@ -912,6 +920,7 @@ void sig_hub_disconnect(sig_hub *h, sig_member *m, bool keep, uint64_t now_us)
         m->conn = NULL;
         m->detached_at = now_us;
         h->ndetached++;
+        held_link(h, m, false);
         if (now_us + h->lim.resume_us < h->due_us)
             h->due_us = now_us + h->lim.resume_us;
         return;
@@ -937,24 +946,16 @@ int sig_hub_send(sig_hub *h, sig_member *m, const char *text, uint64_t now_us)
 
 uint64_t sig_hub_tick(sig_hub *h, uint64_t now_us)
 {
-    uint64_t next = UINT64_MAX;
-    sig_member *m = h->all, *n;
-    for (; m; m = n) {
-        n = m->hnext;
-        if (m->state != SIG_MEMBER_DETACHED)
-            continue;
-        if (m->overflowed || now_us - m->detached_at >= h->lim.resume_us) {
-            /* leave_room may push peer-left to members later in the list;
-             * it never frees them, so n stays valid. */
-            leave_room(h, m, now_us);
-            h->nlobby++;
-            member_free(h, m);
-        } else if (m->detached_at + h->lim.resume_us < next) {
-            next = m->detached_at + h->lim.resume_us;
-        }
+    sig_member *m;
+    /* the expired (and overflowed) ones are at the head; leave_room unlinks
+     * m and frees no other member */
+    while ((m = h->dhead) && (m->overflowed || now_us - m->detached_at >= h->lim.resume_us)) {
+        leave_room(h, m, now_us);
+        h->nlobby++;
+        member_free(h, m);
     }
-    h->due_us = next;
-    return next;
+    h->due_us = m ? m->detached_at + h->lim.resume_us : UINT64_MAX;
+    return h->due_us;
 }
 
 uint64_t sig_hub_next_deadline(const sig_hub *h) { return h->due_us; }

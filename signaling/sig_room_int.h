@@ -36,6 +36,7 @@ struct sig_member {
     size_t qn, qbytes;
     bool overflowed;
     uint64_t detached_at;
+    sig_member *dprev, *dnext; /* hub's detached list, while DETACHED */
     /* cluster mode, just adopted from another node: this node's own members'
      * signals and broadcasts wait here until the older ones, still on their
      * way through Redis, are delivered (sig_hub_release) */
@@ -48,9 +49,43 @@ struct sig_hub {
     sig_limits lim;
     sig_hub_ops ops;
     sig_member *all;
+    /* the DETACHED members in detach order, so in resume-window order (one
+     * window for all): tick() pops expired ones from the head instead of
+     * walking every member (issue 16 item 4); an overflowed one is moved to
+     * the head to be evicted at the next tick */
+    sig_member *dhead, *dtail;
     uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
     rtc_map rooms; /* name -> sig_room */
 };
+
+/* the detached list (see sig_hub): link when a member becomes DETACHED,
+ * unlink when it stops being one (ndetached counts the same members) */
+static inline void held_link(sig_hub *h, sig_member *m, bool front)
+{
+    m->dprev = front ? NULL : h->dtail;
+    m->dnext = front ? h->dhead : NULL;
+    if (m->dprev)
+        m->dprev->dnext = m;
+    else
+        h->dhead = m;
+    if (m->dnext)
+        m->dnext->dprev = m;
+    else
+        h->dtail = m;
+}
+
+static inline void held_unlink(sig_hub *h, sig_member *m)
+{
+    if (m->dprev)
+        m->dprev->dnext = m->dnext;
+    else if (h->dhead == m)
+        h->dhead = m->dnext;
+    if (m->dnext)
+        m->dnext->dprev = m->dprev;
+    else if (h->dtail == m)
+        h->dtail = m->dprev;
+    m->dprev = m->dnext = NULL;
+}
 
 #endif

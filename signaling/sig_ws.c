@@ -8,7 +8,16 @@
  * API: sig_admin.c). WebSocket: /ws only. Each connection embeds one sig_client
  * whose member's bounded queue feeds exactly one lws_write per WRITEABLE
  * callback. Time-driven work (resume expiry, drain, signals) runs from one
- * 100 ms lws_sul timer.
+ * 100 ms lws_sul timer; keepalive from another, armed at its next deadline.
+ *
+ * The loop is libev's (epoll backend), owned here and lent to lws (a
+ * "foreign loop": lws loads its evlib_ev plugin), so a wake-up costs the
+ * events it carries, not a poll() over every connection (issue 16 item 4).
+ * libuv was tried first: lws 4.1.6's evlib_uv lost the close frame when a
+ * WRITEABLE callback returned -1 after lws_close_reason (clients saw 1006,
+ * not 1009/4002). Keepalive is sig_idle's FIFO and one lws_sul, not lws's
+ * per-connection validity timers, whose sorted insert walked every
+ * connection.
  *
  * Cluster mode: the Redis thread announces events with lws_cancel_service
  * and they are handled in LWS_CALLBACK_EVENT_WAIT_CANCELLED, on this
@@ -20,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <ev.h>
 
 #include "rtc_addr.h"
 #include "rtc_clock.h"
@@ -31,11 +41,15 @@
 #include "sig_admin.h"
 #include "sig_admit.h"
 #include "sig_conf.h"
+#include "sig_idle.h"
 #include "sig_session.h"
 #include "sig_www.h"
 
 #define TICK_US 100000
 #define OVERSIZE_CLOSE 3 /* oversized messages before the connection is closed */
+/* keepalive deadlines handled per timer run: bounds one run's time; the
+ * rest come in the next loop turn */
+#define IDLE_PER_RUN 20000
 
 typedef struct server server;
 
@@ -46,7 +60,9 @@ typedef struct conn {
     char *rx;          /* reassembly of a fragmented message, at most max bytes */
     size_t rxlen, rxcap;
     bool discard;      /* rest of an oversized message is being skipped */
+    bool ping_due;     /* the keepalive asked for a ping: sent at WRITEABLE */
     unsigned oversize;
+    sig_idle_node idle; /* on server.idle_q while open */
 } conn;
 
 typedef struct {
@@ -69,8 +85,11 @@ typedef struct {
 struct server {
     sig_server *srv;
     struct lws_context *ctx;
-    lws_retry_bo_t *idle; /* lws keeps this pointer; SIGHUP edits it in place */
     lws_sorted_usec_list_t tick;
+    sig_idle idle_q;  /* keepalive deadlines of the open WebSockets */
+    lws_sorted_usec_list_t keep; /* fires at idle_q's earliest deadline */
+    bool keep_armed;
+    struct ev_loop *loop; /* the one loop (libev, epoll); lws runs on it */
     bool stop;
     rtc_log_ratelimit warn_rl;
     rtc_log_ratelimit admit_rl; /* refusal lines (attackers choose their rate) */
@@ -87,6 +106,30 @@ static void on_signal(int sig)
         g_sighup = 1;
     else
         g_sigterm = 1;
+}
+
+/* ---- keepalive (sig_idle.h) ---- */
+
+static void on_keepalive(lws_sorted_usec_list_t *sul);
+
+/* (Re)arm the keepalive timer at the earliest deadline: one lws_sul for
+ * all connections. A deadline that moved later makes it fire early and
+ * find nothing due: it re-arms, at most once per deadline. */
+static void arm_keepalive(server *s, uint64_t now_us)
+{
+    const sig_idle_node *h = s->idle_q.head.next;
+    if (s->keep_armed || h == &s->idle_q.head)
+        return;
+    s->keep_armed = true;
+    lws_sul_schedule(s->ctx, 0, &s->keep, on_keepalive,
+                     h->due_us > now_us ? (lws_usec_t)(h->due_us - now_us) + 1000 : 0);
+}
+
+static void touch(server *s, sig_idle_node *n)
+{
+    uint64_t t = rtc_clock_mono_us();
+    sig_idle_touch(&s->idle_q, n, t);
+    arm_keepalive(s, t);
 }
 
 /* ---- what the sessions ask of the transport (sig_server_ops) ---- */
@@ -133,6 +176,7 @@ static int on_receive(conn *c, const char *in, size_t len)
     size_t remaining = lws_remaining_packet_payload(c->wsi);
     bool final = lws_is_final_fragment(c->wsi);
 
+    touch(c->srv, &c->idle);
     if (c->cl.close_code)
         return 0;
     if (lws_is_first_fragment(c->wsi)) {
@@ -184,6 +228,16 @@ static int on_writeable(conn *c)
     sig_buf *b;
     uint64_t t;
 
+    if (c->ping_due && !c->cl.close_code) {
+        /* a payload: lws 4.1 reports no RECEIVE_PONG for an empty pong */
+        uint8_t ping[LWS_PRE + 2] = {[LWS_PRE] = 't', [LWS_PRE + 1] = 's'};
+        c->ping_due = false;
+        if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 2)
+            return -1;
+        if (sig_member_peek(c->cl.m))
+            lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     /* What was queued before the close (e.g. the error saying why) goes
      * out first; lws_set_timeout in close_later bounds how long that takes. */
     if (!(b = sig_member_peek(c->cl.m))) {
@@ -475,8 +529,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 lws_get_peer_simple(wsi, peer, sizeof peer);
             }
         }
-        return sig_client_open(s->srv, &c->cl, c, peer, &addr, rtc_clock_mono_us());
+        /* on the keepalive list only once open: CLOSED takes it off */
+        if (sig_client_open(s->srv, &c->cl, c, peer, &addr, rtc_clock_mono_us()))
+            return -1;
+        touch(s, &c->idle);
+        return 0;
     }
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (u->kind == SESS_WS)
+            touch(s, &u->c.idle);
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         return u->kind == SESS_WS ? on_receive(&u->c, in, len) : -1;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
@@ -485,7 +547,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return u->kind == SESS_WS ? on_writeable(&u->c) : -1;
     case LWS_CALLBACK_CLOSED: {
         conn *c = &u->c;
-        if (u->kind != SESS_WS || !c->cl.srv)
+        if (u->kind != SESS_WS)
+            return 0;
+        sig_idle_remove(&s->idle_q, &c->idle);
+        if (!c->cl.srv)
             return 0;
         sig_client_closed(&c->cl, rtc_clock_mono_us());
         free(c->rx);
@@ -567,9 +632,33 @@ static void reload_tls(server *s)
 static void op_reloaded(void *ud, const sig_conf *fresh)
 {
     server *s = ud;
-    /* lws reads the policy each time it arms a connection's idle timer */
-    s->idle->secs_since_valid_ping = (uint16_t)(fresh->idle_timeout / 2);
-    s->idle->secs_since_valid_hangup = (uint16_t)fresh->idle_timeout;
+    sig_idle_set_timeout(&s->idle_q, (uint64_t)fresh->idle_timeout * 1000000u);
+}
+
+/* Connections silent for half the idle timeout get a ping; those silent
+ * for all of it (no pong either) are closed, their member kept for resume
+ * like any other drop. Costs the deadlines due, not the connections; runs
+ * at the earliest deadline (to the millisecond, as lws's own timers did:
+ * a 100 ms tick would batch neighbours' deadlines). */
+static void on_keepalive(lws_sorted_usec_list_t *sul)
+{
+    server *s = lws_container_of(sul, server, keep);
+    uint64_t t = rtc_clock_mono_us();
+    sig_idle_node *n;
+    sig_idle_due d;
+    s->keep_armed = false;
+    for (unsigned k = 0; k < IDLE_PER_RUN && (d = sig_idle_next(&s->idle_q, t, &n)); k++) {
+        conn *c = lws_container_of(n, conn, idle);
+        if (d == SIG_IDLE_PING) {
+            c->ping_due = true;
+            lws_callback_on_writable(c->wsi);
+            continue;
+        }
+        RTC_LOG(RTC_LOG_INFO, c->cl.m ? sig_member_id(c->cl.m) : NULL,
+                "no answer to ping within --idle-timeout: closing %s", c->cl.peer);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    }
+    arm_keepalive(s, t);
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)
@@ -616,6 +705,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
 {
     struct lws_context_creation_info info;
     lws_retry_bo_t idle;
+    void *foreign[1];
     server s;
     rtc_addr la;
     char host[RTC_ADDR_STRLEN];
@@ -642,18 +732,24 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_to_rtc_log);
     memset(&info, 0, sizeof info);
     memset(&idle, 0, sizeof idle);
-    /* Ping after half the idle timeout of silence, hang up at the timeout. */
-    idle.secs_since_valid_ping = (uint16_t)(conf->idle_timeout / 2);
-    idle.secs_since_valid_hangup = (uint16_t)conf->idle_timeout;
+    /* lws's own keepalive off (a zero hang-up: without a policy lws applies
+     * its default); ours is sig_idle's (on_keepalive) */
     info.retry_and_idle_policy = &idle;
-    s.idle = &idle;
+    sig_idle_init(&s.idle_q, (uint64_t)conf->idle_timeout * 1000000u);
+    if (!(s.loop = ev_loop_new(EVBACKEND_EPOLL)) && !(s.loop = ev_loop_new(EVFLAG_AUTO))) {
+        RTC_LOG(RTC_LOG_ERROR, NULL, "cannot create the event loop");
+        goto out_srv;
+    }
+    foreign[0] = s.loop;
+    info.foreign_loops = foreign;
     info.port = la.port;
     info.iface = host;
     info.protocols = protocols;
     info.user = &s;
     info.gid = -1;
     info.uid = -1;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_LIBEV;
     if (la.family == AF_INET6)
         info.options &= ~(uint64_t)LWS_SERVER_OPTION_DISABLE_IPV6;
     if (conf->cert) {
@@ -667,7 +763,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
     if (!s.ctx) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot listen on %s%s", conf->listen,
                 conf->cert ? " with the given cert/key" : "");
-        goto out_srv;
+        goto out_loop;
     }
     if (sig_server_start(s.srv)) /* cluster mode: Redis (the loop can be poked now) */
         goto out_ctx;
@@ -684,14 +780,20 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
             conf->cert ? "https" : "http", conf->listen);
     rtc_notify("READY=1"); /* under systemd (Type=notify): serving now; else a no-op */
     lws_sul_schedule(s.ctx, 0, &s.tick, on_tick, TICK_US);
+    /* one turn at a time: on_tick sets s.stop (and wakes the loop) */
     while (!s.stop)
-        if (lws_service(s.ctx, 0) < 0)
-            break;
+        ev_run(s.loop, EVRUN_ONCE);
     RTC_LOG(RTC_LOG_INFO, NULL, "stopped");
     rc = 0;
 out_ctx:
     sig_server_mute(s.srv);
+    /* on a foreign loop lws may finish closing (and call CLOSED for what
+     * was open) while the loop runs: bounded turns */
     lws_context_destroy(s.ctx);
+    for (int i = 0; i < 1000 && ev_run(s.loop, EVRUN_NOWAIT); i++)
+        ;
+out_loop:
+    ev_loop_destroy(s.loop);
 out_srv:
     sig_admin_free(s.admin);
     sig_server_free(s.srv); /* (and conf) */

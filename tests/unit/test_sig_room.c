@@ -647,6 +647,48 @@ static void walk_tests(void)
     sig_hub_free(h);
 }
 
+/* The detached list (issue 16 item 4): tick pops expired members from its
+ * head instead of walking every member; a resumed one leaves the list; one
+ * that overflows while detached is evicted at the next tick, window or not. */
+static void held_list_tests(void)
+{
+    sig_limits lim = {.max_room_size = 16, .max_rooms = 16, .queue_msgs = 4, .queue_bytes = 4096,
+                      .resume_us = 30 * S};
+    sig_hub_ops ops = {.wake = wake, .detach = detach, .ud = NULL, .headroom = 16};
+    sig_hub *h = sig_hub_new(&lim, &ops);
+    fconn v[5], x = {0};
+    const char *ids[5] = {"h0", "h1", "h2", "h3", "h4"};
+    sig_hub_stats st;
+    json_t *b;
+    memset(v, 0, sizeof v);
+    for (int i = 0; i < 5; i++) {
+        v[i].m = sig_hub_connect(h, &v[i]);
+        join(h, &v[i], "held", ids[i], 0);
+    }
+    /* h1, h2, h3 drop at 1, 2, 3 s; h4 stays, h0 stays and reads */
+    for (int i = 1; i <= 3; i++)
+        sig_hub_disconnect(h, v[i].m, true, (uint64_t)i * S);
+    is_int(sig_hub_next_deadline(h), 31 * S, "deadline: the first drop's window end");
+    /* h2 resumes at 10 s: off the list */
+    x.m = sig_hub_connect(h, &x);
+    is_int(sig_hub_resume(h, &x.m, "resume-h2", 10 * S), SIG_OK, "h2 resumes");
+    is_int(sig_hub_tick(h, 31 * S), 33 * S, "h1 expired; next is h3's (h2 resumed)");
+    sig_hub_get_stats(h, &st);
+    is_int((int)st.detached, 1, "one left detached (h3)");
+    is_int((int)st.members, 4, "h1 gone");
+    /* h3 overflows while detached: evicted at the next tick, before its window */
+    b = json_string("b");
+    for (int i = 0; i < 10; i++)
+        sig_hub_broadcast(h, v[4].m, b, 32 * S);
+    json_decref(b);
+    is_int(sig_hub_next_deadline(h), 0, "overflowed: due at once");
+    sig_hub_tick(h, 32 * S);
+    sig_hub_get_stats(h, &st);
+    is_int((int)st.detached, 0, "h3 evicted before its window ends");
+    is_int(sig_hub_next_deadline(h), UINT64_MAX, "nobody detached: no deadline");
+    sig_hub_free(h);
+}
+
 int main(void)
 {
     sig_limits lim = {.max_room_size = 3, .max_rooms = 2, .queue_msgs = 8, .queue_bytes = 4096,
@@ -893,5 +935,6 @@ int main(void)
     hold_order_tests();
     reply_auth_tests();
     walk_tests();
+    held_list_tests();
     return done_testing();
 }
