@@ -4,6 +4,7 @@
  * is copied. */
 #include "sig_chan.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define NODE_LEN 16
@@ -76,4 +77,18 @@ bool sig_chan_room_event(json_t *o, const char *ev, sig_cev *e)
         return false;
     }
     return true;
+}
+
+/* (here rather than in sig_cluster.c: events are built from channel messages
+ * here, and freed by whoever took them) */
+void sig_cev_free(sig_cev *e)
+{
+    if (!e)
+        return;
+    json_decref(e->data);
+    free(e->members);
+    for (size_t i = 0; i < e->ntexts; i++)
+        free(e->texts[i]);
+    free(e->texts);
+    free(e);
 }

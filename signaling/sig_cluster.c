@@ -2,24 +2,14 @@
  * docs/cluster.md; threads and locks are written down in sig_cluster.h).
  * Redis is reached through sig_redis_ops (sig_redis.c holds hiredis).
  *
- * Data model (standalone Redis; keys built inside scripts, so not Redis
- * Cluster):
- *   tsu:nodes            set of registered node ids
- *   tsu:node:NODE        heartbeat, SET ... EX node-ttl every second
- *   tsu:room:ROOM        hash member id -> {"name":..,"node":..}
- *   tsu:nm:NODE          hash member id -> room, the node's members (for cleanup)
- *   tsu:nt:NODE          hash member id -> SHA-256 of its resume token (hex)
- *   tsu:rt:HASH          {"id","room","node"}: who holds the member of that resume
- *                        token (never the token itself); expires resume-seconds
- *                        + 5 s after the member detached, deleted when it leaves
- *   tsu:DB:nd:NODE       pub/sub channel of one node: hand-over replies
- *   tsu:DB:ch:ROOM       pub/sub channel of the room (channels ignore SELECT,
- *                        so the database number is part of the name)
- * Channel messages are JSON objects {"n":ORIGIN_NODE,"e":EVENT,...} with
- * EVENT join (id, name), left (id), sig (from, to, data), bc (from, data).
- * Every change of a room hash and its announcement happen in one Lua script,
- * so they are atomic, and the join script checks the room size across all
- * nodes.
+ * Data model: docs/cluster.md "Data model" (standalone Redis; keys built
+ * inside scripts, so not Redis Cluster): node set and heartbeats, room
+ * hashes, per-node member and token hashes, token owners (tsu:rt:), room
+ * streams (tsu:st:ROOM, sig_cluster_st.h), a room's and a node's pub/sub
+ * channels (tsu:DB:ch:ROOM, tsu:DB:nd:NODE: channels ignore SELECT). Channel
+ * messages are JSON {"n":ORIGIN_NODE,"e":EVENT,...}, EVENT join, left, sig,
+ * bc. Every change of a room hash and its announcement happen in one Lua
+ * script, and the join script checks the room size across all nodes.
  *
  * Below this file: the registration scripts (sig_cluster_reg.c), the
  * SUBSCRIBE connection (sig_cluster_sub.c), the two queues between the
@@ -73,6 +63,7 @@ typedef struct cmd {
     const sig_cluster_hooks *hooks; /* EXT: whose command */
     void *arg;               /* EXT: the hook owner's */
     bool pipelined;          /* EXT: append/replied, else run */
+    bool retain; /* PUB of a signal/broadcast: sent again after a reconnection, never dropped */
 } cmd;
 
 struct sig_cluster {
@@ -85,7 +76,8 @@ struct sig_cluster {
     char np[48];     /* node channel prefix "tsu:DB:nd:" */
     char inbox[80];  /* this node's channel */
     size_t max_payload;
-    uint32_t ttl_s;
+    uint32_t ttl_s, st_len; /* st_*: room streams (sig_cluster_st.h) */
+    uint64_t st_ms, pub_q;  /* pub_q: signals numbered (lws thread) */
     _Atomic uint32_t max_room;
     _Atomic int up;
     _Atomic int stop;
@@ -195,6 +187,10 @@ static void on_message(void *ud, const sig_redis_reply *ch, const sig_redis_repl
     memcpy(room, ch->str + cpl, ch->len - cpl);
     room[ch->len - cpl] = '\0';
     own = !strcmp(node, c->node);
+    if (!sig_sub_take(&c->sub, room, node, o)) { /* read from the stream already, or sent twice */
+        json_decref(o);
+        return;
+    }
     if (strcmp(ev, "join") && strcmp(ev, "left") && strcmp(ev, "sig") && strcmp(ev, "bc")) {
         bool taken = false;
         EACH_HOOK(c, h)
@@ -351,7 +347,9 @@ static int append_cmd(sig_cluster *c, const cmd *k)
 {
     char ch[SIG_ROOM_MAX + 64];
     sig_cluster_channel(c, k->room, ch, sizeof ch);
-    if (k->kind == CMD_PUB) {
+    if (k->kind == CMD_PUB && k->retain) { /* through the room's stream */
+        return sig_reg_append_pub(&c->reg, k->room, ch, k->payload, c->st_len, c->st_ms);
+    } else if (k->kind == CMD_PUB) {
         const char *argv[] = {"PUBLISH", k->chan[0] ? k->chan : ch, k->payload};
         return sig_reg_append(&c->reg, 3, argv);
     } else if (k->kind == CMD_EXT) {
@@ -415,6 +413,7 @@ static int run_queue(sig_cluster *c, unsigned budget)
         }
         {
             int rc = 0;
+            size_t done = 0; /* replies read: what surely ran */
             for (size_t i = 0; i < n && !rc; i++)
                 rc = append_cmd(c, batch[i]);
             for (size_t i = 0; i < n && !rc; i++) {
@@ -423,6 +422,7 @@ static int run_queue(sig_cluster *c, unsigned budget)
                     rc = RTC_EMSG;
                     break;
                 }
+                done = i + 1;
                 if (r->type == SIG_RR_ERROR)
                     RTC_LOG(RTC_LOG_WARN, c->node, "redis: %s", r->str);
                 if (batch[i]->kind == CMD_EXT && batch[i]->hooks->replied)
@@ -436,8 +436,12 @@ static int run_queue(sig_cluster *c, unsigned budget)
                 c->resync = true;
                 pthread_mutex_unlock(&c->mu);
             }
-            for (size_t i = 0; i < n; i++)
-                cmd_free(batch[i]);
+            for (size_t i = 0; i < n; i++) {
+                if (rc && i >= done && batch[i]->retain)
+                    sig_cq_hold(&c->q, &batch[i]->node); /* maybe not run: again (deduplicated) */
+                else
+                    cmd_free(batch[i]);
+            }
             if (rc)
                 return rc;
         }
@@ -445,16 +449,23 @@ static int run_queue(sig_cluster *c, unsigned budget)
     return 0;
 }
 
-/* Redis is gone: answer queued joins and hook commands, drop the rest. */
-static void fail_queue(sig_cluster *c)
+/* Redis is gone: answer queued joins and hook commands, keep accepted
+ * signals and broadcasts for the next connection (unless `final`), drop the
+ * rest. */
+static void fail_queue(sig_cluster *c, bool final)
 {
     cmd *k;
+    if (final)
+        sig_cq_unhold(&c->q);
     while ((k = pop_cmd(c))) {
-        if (k->kind == CMD_JOIN)
+        if (k->retain && !final)
+            sig_cq_hold(&c->q, &k->node);
+        else if (k->kind == CMD_JOIN)
             join_answer(c, k, SIG_E_SERVER_BUSY, calloc(1, sizeof(sig_cev)));
         else if (k->kind == CMD_EXT && k->hooks->refused)
             k->hooks->refused(k->hooks->ud, k->arg);
-        cmd_free(k);
+        if (!k->retain || final)
+            cmd_free(k);
     }
 }
 
@@ -483,6 +494,8 @@ static int resync_subs(sig_cluster *c, const sig_mirror_copy *mc)
     int rc = sig_nameset_each(&c->sub.keys, drop_unused, c);
     for (size_t j = 0; !rc && j < mc->nrooms; j++)
         rc = sig_cluster_subscribe(c, mc->rooms[j]);
+    if (!rc)
+        sig_sub_prune(&c->sub); /* (stream positions of rooms left) */
     return rc;
 }
 
@@ -695,12 +708,13 @@ static void *thread_main(void *arg)
         if (!c->cmd) {
             if (connect_all(c, err, sizeof err)) {
                 RTC_LOG(RTC_LOG_DEBUG, c->node, "redis: %s; retrying in %d ms", err, backoff);
-                fail_queue(c);
+                fail_queue(c, false);
                 sig_cq_sleep(&c->q, backoff); /* (or until woken) */
                 backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
             backoff = BACKOFF_MIN_MS;
+            sig_cq_unhold(&c->q); /* accepted before the loss: first, in order */
             c->reap_from = rtc_clock_mono_ms() + BACKOFF_MAX_MS + 1000u * c->ttl_s;
             set_up(c, true);
             next_hb = rtc_clock_mono_ms(); /* heartbeat and reap right away */
@@ -712,12 +726,12 @@ static void *thread_main(void *arg)
             pthread_mutex_lock(&c->mu);
             c->resync = true;
             pthread_mutex_unlock(&c->mu);
-            fail_queue(c);
+            fail_queue(c, false);
         }
     }
     if (c->cmd)
         shutdown_node(c);
-    fail_queue(c);
+    fail_queue(c, true);
     lost(c);
     drop_conns(c);
     return NULL;
@@ -755,10 +769,13 @@ int sig_cluster_new(const sig_cluster_params *p, sig_cluster **out, char *err, s
     snprintf(c->inbox, sizeof c->inbox, "%s%s", c->np, c->node);
     c->max_payload = p->max_payload;
     c->ttl_s = p->node_ttl_s;
+    c->st_len = p->stream_len ? p->stream_len : 10000; /* (0: tests' params) */
+    c->st_ms = p->stream_ms ? p->stream_ms : 120000;
     atomic_store(&c->max_room, p->max_room_size);
     c->reg = (sig_reg){.rops = c->rops, .node = c->node, .kp = c->kp, .cp = c->cp,
                        .ttl_s = c->ttl_s};
     sig_sub_init(&c->sub, c->rops, IO_TIMEOUT_S, on_message, c);
+    sig_sub_streams(&c->sub, c->kp, &c->cmd);
     if ((rc = sig_cq_init(&c->q, p->queue, p->wake, p->ud))) {
         snprintf(err, errlen, "eventfd: %s", strerror(-rc));
         goto out_free;
@@ -774,6 +791,7 @@ int sig_cluster_new(const sig_cluster_params *p, sig_cluster **out, char *err, s
 out_q:
     sig_cq_dispose(&c->q);
 out_free:
+    sig_sub_dispose(&c->sub);
     memset(&c->url, 0, sizeof c->url);
     free(c);
     return rc;
@@ -828,8 +846,7 @@ void sig_cluster_free(sig_cluster *c)
         sig_cev_free(e);
     sig_cq_dispose(&c->q); /* (the thread answered or freed every command) */
     sig_mirror_free(c->mirror);
-    sig_sub_close(&c->sub);
-    sig_nameset_dispose(&c->sub.keys);
+    sig_sub_dispose(&c->sub);
     pthread_mutex_destroy(&c->mu);
     memset(&c->url, 0, sizeof c->url);
     free(c);
@@ -902,19 +919,23 @@ int sig_cluster_publish(sig_cluster *c, const char *room, const char *to, const 
     int rc;
     if (!atomic_load(&c->up))
         return RTC_EUNSUP;
-    o = to ? json_pack("{s:s,s:s,s:s,s:s,s:O}", "n", c->node, "e", "sig", "from", from, "to", to,
-                       "data", data)
-           : json_pack("{s:s,s:s,s:s,s:O}", "n", c->node, "e", "bc", "from", from, "data", data);
+    /* "q": numbered, so that a copy sent again after a reconnection is known */
+    o = to ? json_pack("{s:s,s:s,s:I,s:s,s:s,s:O}", "n", c->node, "e", "sig", "q",
+                       (json_int_t)(c->pub_q + 1), "from", from, "to", to, "data", data)
+           : json_pack("{s:s,s:s,s:I,s:s,s:O}", "n", c->node, "e", "bc", "q",
+                       (json_int_t)(c->pub_q + 1), "from", from, "data", data);
     if (!(k = calloc(1, sizeof *k)) || !(k->payload = sig_chan_dumps(o))) {
         free(k);
         return -ENOMEM;
     }
     k->kind = CMD_PUB;
+    k->retain = true;
     snprintf(k->room, sizeof k->room, "%s", room);
     if ((rc = sig_cq_put(&c->q, &k->node, false))) {
         cmd_free(k);
         return rc;
     }
+    c->pub_q++;
     pthread_mutex_lock(&c->mu);
     c->st.published++;
     pthread_mutex_unlock(&c->mu);
@@ -965,18 +986,6 @@ void sig_cluster_publish_text(sig_cluster *c, const char *room, const char *to, 
 uint32_t sig_cluster_max_room(sig_cluster *c) { return atomic_load(&c->max_room); }
 
 sig_cev *sig_cluster_poll(sig_cluster *c) { return sig_cq_poll(&c->q); }
-
-void sig_cev_free(sig_cev *e)
-{
-    if (!e)
-        return;
-    json_decref(e->data);
-    free(e->members);
-    for (size_t i = 0; i < e->ntexts; i++)
-        free(e->texts[i]);
-    free(e->texts);
-    free(e);
-}
 
 void sig_cluster_get_stats(sig_cluster *c, sig_cluster_stats *st)
 {

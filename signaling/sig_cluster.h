@@ -108,6 +108,8 @@ typedef struct {
     uint32_t node_ttl_s;    /* heartbeat key lifetime: the death-detection bound */
     size_t queue;           /* bound of the outgoing and the incoming queue */
     size_t max_payload;     /* largest pub/sub message parsed (bytes) */
+    uint32_t stream_len;    /* room streams: entries kept (about) */
+    uint64_t stream_ms;     /* ... and for how long */
     void (*wake)(void *ud); /* Redis thread: events are waiting */
     void *ud;
     const sig_redis_ops *redis; /* NULL: sig_redis_hiredis (tests pass a fake) */

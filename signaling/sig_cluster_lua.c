@@ -107,17 +107,44 @@ const char SIG_LUA_RESYNC[] =
     "end\n"
     "return 1\n";
 
+/* A signal or broadcast (ARGV[2], a JSON object) of a room: appended to the
+ * room's stream KEYS[1] (trimmed to about ARGV[3] entries and about ARGV[4]
+ * ms of age, by whole macro nodes: "~"; the key expires ARGV[4] ms after the
+ * last one) and published on the room's channel ARGV[1] with the entry's id
+ * as "x", in one step: a node reading the channel knows how far it got, and
+ * one that was away reads the stream from there (sig_cluster_st.h).
+ * Returns the id. */
+const char SIG_LUA_PUB[] =
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'm', ARGV[2])\n"
+    "local ms = tonumber(string.match(id, '^(%d+)'))\n"
+    "local age = tonumber(ARGV[4])\n"
+    "if ms and age and ms > age then\n"
+    "  redis.call('XTRIM', KEYS[1], 'MINID', '~', tostring(ms - age))\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n"
+    "redis.call('PUBLISH', ARGV[1], '{\"x\":\"' .. id .. '\",' .. string.sub(ARGV[2], 2))\n"
+    "return id\n";
+
 /* ---- resume across nodes (sig_handover.c) ---- */
 
 /* Who holds the member of a resume token (KEYS[1] = rt:HASH; ARGV[1] = key
- * prefix): 0 unknown, 1 its node is dead (its heartbeat expired: the queue
- * died with it), else the rt value. */
+ * prefix, ARGV[2] = hops allowed per minute, 0 = any): 0 unknown, 1 its
+ * node is dead (its heartbeat expired: the queue died with it), 2 the
+ * member was taken to another node ARGV[2] times in this minute already
+ * (tsu:hops:ID counts them, for 60 s from the first), else the rt value. */
 const char SIG_LUA_LOOKUP[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return 0 end\n"
     "local ok, o = pcall(cjson.decode, v)\n"
     "if not ok or type(o) ~= 'table' or type(o.node) ~= 'string' then return 0 end\n"
     "if redis.call('EXISTS', ARGV[1] .. 'node:' .. o.node) == 0 then return 1 end\n"
+    "local lim = tonumber(ARGV[2]) or 0\n"
+    "if lim > 0 and type(o.id) == 'string' then\n"
+    "  local hk = ARGV[1] .. 'hops:' .. o.id\n"
+    "  local n = redis.call('INCR', hk)\n"
+    "  if n == 1 then redis.call('EXPIRE', hk, 60) end\n"
+    "  if n > lim then return 2 end\n"
+    "end\n"
     "return v\n";
 
 /* The owner gives member ARGV[1] of room ARGV[2] to node ARGV[10], and the

@@ -10,5 +10,8 @@ extern const char SIG_LUA_JOIN[], SIG_LUA_LEAVE[], SIG_LUA_HEARTBEAT[], SIG_LUA_
 /* resume across nodes (sig_handover.c): who holds a token's member; the
  * owner's move of a member to the asking node with its reply */
 extern const char SIG_LUA_LOOKUP[], SIG_LUA_XFER[];
+/* a signal or broadcast: into the room's stream, then out on its channel
+ * with the entry's id (sig_cluster_st.h) */
+extern const char SIG_LUA_PUB[];
 
 #endif

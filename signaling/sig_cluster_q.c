@@ -104,6 +104,33 @@ sig_cq_node *sig_cq_take(sig_cq *q, bool (*want)(const sig_cq_node *n))
     return n;
 }
 
+void sig_cq_hold(sig_cq *q, sig_cq_node *n)
+{
+    n->next = NULL;
+    if (q->htail)
+        q->htail->next = n;
+    else
+        q->hhead = n;
+    q->htail = n;
+}
+
+void sig_cq_unhold(sig_cq *q)
+{
+    size_t n = 0;
+    if (!q->hhead)
+        return;
+    for (sig_cq_node *k = q->hhead; k; k = k->next)
+        n++;
+    pthread_mutex_lock(&q->mu);
+    q->htail->next = q->qhead;
+    if (!q->qhead)
+        q->qtail = q->htail;
+    q->qhead = q->hhead;
+    q->qn += n;
+    pthread_mutex_unlock(&q->mu);
+    q->hhead = q->htail = NULL;
+}
+
 void sig_cq_sleep(sig_cq *q, int ms)
 {
     struct pollfd p = {.fd = q->wakefd, .events = POLLIN};

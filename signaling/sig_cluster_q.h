@@ -30,6 +30,7 @@ typedef struct {
     pthread_cond_t space; /* events: the lws thread took one from a full queue */
     sig_cq_node *qhead, *qtail;
     size_t qn;
+    sig_cq_node *hhead, *htail; /* held for after the reconnection (Redis thread) */
     sig_cev *ehead, *etail;
     size_t en;
     size_t max;          /* bound of each queue */
@@ -53,6 +54,11 @@ bool sig_cq_full(sig_cq *q);
 bool sig_cq_waiting(sig_cq *q); /* a command is queued */
 /* The next command (if `want` says yes to it, when given), or NULL. */
 sig_cq_node *sig_cq_take(sig_cq *q, bool (*want)(const sig_cq_node *n));
+/* Redis thread: keep a command that was taken but not run for the next
+ * connection (appended to those held); put everything held back at the
+ * head of the queue, in the order held (a reconnection). */
+void sig_cq_hold(sig_cq *q, sig_cq_node *n);
+void sig_cq_unhold(sig_cq *q);
 /* Redis thread: sleep up to ms or until woken; the eventfd for a poll of
  * its own, and what to do when it was readable (0, or -errno). */
 void sig_cq_sleep(sig_cq *q, int ms);

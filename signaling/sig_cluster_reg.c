@@ -226,3 +226,14 @@ void sig_reg_deregister(const sig_reg *g)
     sig_redis_reply_free(sig_reg_command(g, 2, argv));
     sig_reg_reap(g, &reaped);
 }
+
+int sig_reg_append_pub(const sig_reg *g, const char *room, const char *channel,
+                       const char *payload, uint32_t len, uint64_t ms)
+{
+    char key[SIG_ROOM_MAX + 16], n[16], t[24];
+    const char *argv[] = {"EVAL", SIG_LUA_PUB, "1", key, channel, payload, n, t};
+    snprintf(key, sizeof key, "%sst:%s", g->kp, room);
+    snprintf(n, sizeof n, "%u", len);
+    snprintf(t, sizeof t, "%llu", (unsigned long long)ms);
+    return sig_reg_append(g, 8, argv);
+}

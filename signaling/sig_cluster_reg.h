@@ -54,6 +54,11 @@ int sig_reg_members_of(const sig_reg *g, const sig_redis_reply *r, sig_cev *e);
  * RTC_EMSG when the connection failed. */
 int sig_reg_join(const sig_reg *g, const char *room, const char *id, const char *name,
                  const char *th, uint32_t max_room, sig_code *result, sig_cev *e);
+/* Append a signal or broadcast (payload, a JSON object) of room to the
+ * pipeline: into the room's stream (about len entries, ms long) and out on
+ * its channel (SIG_LUA_PUB). 0, or RTC_EMSG. */
+int sig_reg_append_pub(const sig_reg *g, const char *room, const char *channel,
+                       const char *payload, uint32_t len, uint64_t ms);
 /* Append the leave of member id from room to the pipeline. */
 int sig_reg_append_leave(const sig_reg *g, const char *room, const char *id);
 /* Clean exit: the heartbeat key goes, and the reap takes the rest. */

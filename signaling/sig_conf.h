@@ -27,6 +27,8 @@ typedef struct {
     char *admin_token, *admin_token_file;
     rtc_strlist relay_healthz; /* status page: relays' /healthz (sig_rhealth.h) */
     int64_t max_unjoined_per_ip, max_joins_per_ip_per_sec;    /* issue 14 item 9 */
+    /* cluster: room streams (sig_cluster_st.h), hops between nodes (issue 14 item 7) */
+    int64_t redis_stream_len, redis_stream_seconds, max_resumes_per_member_per_min;
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may

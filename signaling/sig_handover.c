@@ -127,6 +127,7 @@ struct sig_handover {
     sig_cluster_hooks hooks;
     char node[NODE_LEN + 1];
     uint32_t qmsgs;          /* send-queue bounds: a handed-over queue is no larger */
+    uint32_t max_hops;       /* --max-resumes-per-member-per-min (SIG_LUA_LOOKUP) */
     size_t qbytes, max_payload;
     _Atomic uint64_t unknown, refused, timeout, given; /* sig_handover_stats */
 
@@ -569,14 +570,21 @@ static int run_ask(sig_handover *hv, const op *k)
     }
     snprintf(rt, sizeof rt, "%srt:%s", sig_cluster_key_prefix(hv->c), k->th);
     {
-        const char *argv[] = {"EVAL", SIG_LUA_LOOKUP, "1", rt, sig_cluster_key_prefix(hv->c)};
-        if (!(r = sig_cluster_command(hv->c, 5, argv))) {
+        char lim[16];
+        const char *argv[] = {"EVAL", SIG_LUA_LOOKUP, "1", rt, sig_cluster_key_prefix(hv->c), lim};
+        snprintf(lim, sizeof lim, "%u", hv->max_hops);
+        if (!(r = sig_cluster_command(hv->c, 6, argv))) {
             push_done(hv, k->serial, SIG_E_SERVER_BUSY, "", "");
             return RTC_EMSG;
         }
     }
     if (r->type == SIG_RR_STRING)
         o = json_loadb(r->str, r->len, JSON_REJECT_DUPLICATES, NULL);
+    if (r->type == SIG_RR_INTEGER && r->integer == 2) { /* hopped too often: stays where it is */
+        sig_redis_reply_free(r);
+        push_done(hv, k->serial, SIG_E_RATE_LIMITED, "", "");
+        return 0;
+    }
     sig_redis_reply_free(r);
     if (!o || !sig_chan_field(o, "id", 1, SIG_ID_MAX, id, sizeof id) ||
         !sig_chan_field(o, "room", 1, SIG_ROOM_MAX, room, sizeof room) ||
@@ -804,6 +812,7 @@ sig_handover *sig_handover_new(sig_cluster *c, const sig_handover_params *p)
     hv->c = c;
     snprintf(hv->node, sizeof hv->node, "%s", sig_cluster_node(c));
     hv->qmsgs = p->queue_msgs;
+    hv->max_hops = p->max_hops_per_min;
     hv->qbytes = p->queue_bytes;
     /* a reply carries at most the whole send queue, each message escaped
      * once more as a JSON string (at most doubling it), plus envelopes */

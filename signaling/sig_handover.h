@@ -23,6 +23,7 @@ typedef struct sig_handover sig_handover;
 typedef struct {
     uint32_t queue_msgs; /* send-queue bounds: a handed-over queue is no larger */
     size_t queue_bytes;
+    uint32_t max_hops_per_min; /* resumes of one member on another node (0: no limit) */
 } sig_handover_params;
 
 /* Registers the hooks: between sig_cluster_new and sig_cluster_start. NULL

@@ -551,14 +551,29 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
         send_text(o, sig_proto_forward("signal", from, data), now_us);
 }
 
+/* Whether `from`'s peer-left waits in o's hold (it left this node's room
+ * while o's tail was open: send_others parked it). Bounded by the hold. */
+static bool left_in_tail(const sig_member *o, const char *from)
+{
+    char *t = o->holding ? sig_proto_peer_left(from) : NULL;
+    bool found = false;
+    for (const qent *e = t ? o->hhead : NULL; e && !found; e = e->next)
+        found = !strcmp(e->b->text, t);
+    free(t);
+    return found;
+}
+
 void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
                          bool broadcast, json_t *data, uint64_t now_us)
 {
     sig_room *r = room_find(h, room);
     sig_member *o = r ? room_member(r, to) : NULL;
-    /* a sender that left meanwhile: its peer-left went out already (it is
-     * not held back), and a message after it would come from a ghost */
-    if (o && o->state != SIG_MEMBER_REMOTE && room_member(r, from))
+    /* A sender still here, or one that left during the tail: its peer-left
+     * is parked behind this (issue 14 item 7: accepted, so delivered). One
+     * that left before the adoption never was in o's view here (its
+     * peer-left went out, or o's member list lacked it): a message now
+     * would come from a ghost. */
+    if (o && o->state != SIG_MEMBER_REMOTE && (room_member(r, from) || left_in_tail(o, from)))
         send_text(o, sig_proto_forward(broadcast ? "broadcast" : "signal", from, data), now_us);
 }
 

@@ -209,7 +209,8 @@ const char *sig_member_resume(const sig_member *m);
 
 /* One signal (broadcast false) or broadcast (true) from member `from` for
  * local member `to` only (a hand-over's tail: sig_ws.c); nothing when
- * `from` is no longer in the room. */
+ * `from` is no longer in the room, unless it left during the tail (its
+ * peer-left is parked behind: then delivered). */
 void sig_hub_deliver_one(sig_hub *h, const char *room, const char *to, const char *from,
                          bool broadcast, json_t *data, uint64_t now_us);
 

@@ -871,6 +871,8 @@ int sig_server_start(sig_server *s)
         .max_room_size = (uint32_t)conf->max_room_size,
         .node_ttl_s = (uint32_t)conf->redis_node_ttl,
         .queue = (size_t)conf->redis_queue,
+        .stream_len = (uint32_t)conf->redis_stream_len,
+        .stream_ms = (uint64_t)conf->redis_stream_seconds * 1000u,
         /* a client message re-serialized (numbers can grow: 1e9 is
          * 1000000000.0) plus its envelope; nothing bigger is parsed */
         .max_payload = (size_t)conf->max_message_bytes * 8 + 4096,
@@ -878,7 +880,8 @@ int sig_server_start(sig_server *s)
         .ud = s,
     };
     sig_handover_params hp = {.queue_msgs = (uint32_t)conf->send_queue_messages,
-                              .queue_bytes = (size_t)conf->send_queue_bytes};
+                              .queue_bytes = (size_t)conf->send_queue_bytes,
+                              .max_hops_per_min = (uint32_t)conf->max_resumes_per_member_per_min};
     sig_xresume_params xp;
     char err[512];
     if (!conf->redis)

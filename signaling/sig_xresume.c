@@ -247,9 +247,14 @@ void sig_xresume_done(sig_xresume *x, const sig_cev *e, uint64_t t, uint32_t res
         return; /* answered already: this one changes nothing */
     case SIG_RESUME_FAILED:
         if (c)
-            x->p.tell(c, e->result == SIG_E_SERVER_BUSY ? SIG_E_SERVER_BUSY : SIG_E_UNAUTHORIZED,
-                      e->result == SIG_E_SERVER_BUSY ? "cannot take the member over now; try again"
-                                                     : "unknown or expired resume token");
+            x->p.tell(c,
+                      e->result == SIG_E_SERVER_BUSY || e->result == SIG_E_RATE_LIMITED
+                          ? e->result : SIG_E_UNAUTHORIZED,
+                      e->result == SIG_E_SERVER_BUSY    ? "cannot take the member over now; try again"
+                      : e->result == SIG_E_RATE_LIMITED ? "resumed on another node too often "
+                                                          "(max-resumes-per-member-per-min); "
+                                                          "resume on the node it is on, or later"
+                                                        : "unknown or expired resume token");
         ho_free(x, h);
         return;
     case SIG_RESUME_ADOPT:

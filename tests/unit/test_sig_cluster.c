@@ -332,9 +332,11 @@ int main(void)
     data = json_pack("{s:i}", "y", 2);
     ok(!sig_cluster_publish(c, "room", "peer1", "id1", data), "publish queued");
     json_decref(data);
-    for (int i = 0; i < 200 && !sent_has("PUBLISH tsu:0:ch:room"); i++)
+    for (int i = 0; i < 200 && !sent_has("1 tsu:st:room tsu:0:ch:room"); i++)
         nap();
-    ok(sent_has("PUBLISH tsu:0:ch:room {\"n\":"), "published on the room's channel");
+    ok(sent_has("EVAL (script) 1 tsu:st:room tsu:0:ch:room {\"n\":"),
+       "into the room's stream and out on its channel (one script)");
+    ok(sent_has("\"q\":1,"), "numbered");
     ok(sent_has("\"e\":\"sig\""), "as a signal");
 
     sig_cluster_leave(c, "room", "id1");

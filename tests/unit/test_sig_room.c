@@ -174,6 +174,13 @@ static void hold_order_tests(void)
     is_int(sig_hub_signal(h, x.m, "b", data, 3), SIG_OK, "hold order: x signals b (parked)");
     is_int(sig_hub_leave(h, x.m, 4), SIG_OK, "hold order: x leaves");
     ok(!sig_member_peek(nb.m), "hold order: its peer-left is parked too");
+    /* x's signal from before the adoption, back through Redis in the tail after x
+     * left: delivered (issue 14 item 7), ahead of what is parked (it came later) */
+    sig_hub_deliver_one(h, "r", "b", "x", false, data, 4);
+    ok(!strcmp(nextw(&nb, who, sizeof who), "signal") && !strcmp(who, "x"),
+       "hold order: x's tail signal delivered although x left meanwhile");
+    sig_hub_deliver_one(h, "r", "b", "z", false, data, 4);
+    ok(!sig_member_peek(nb.m), "hold order: nothing from a sender that never was here");
     y.m = sig_hub_connect(h, &y);
     cjoin(h, &y, "r", "y", NULL, 0, true);
     ok(!sig_member_peek(nb.m), "hold order: a local join is parked too");
