@@ -48,6 +48,7 @@ class Member:
         self.peer_id = None
         self.cur = None                 # the Conn we send on
         self.last_port = ports[0]       # the node of the last connection that got in
+        self.where = []                 # (wall time, node port) at each join/resume
         self.conns = set()
         self.next_n = 1
         self.moving = False             # a resume on a new connection is under way
@@ -101,7 +102,7 @@ class Member:
                     return
                 await c.ws.close()
                 await asyncio.sleep(min(0.1 * k, 0.5))
-            self.L.problems.append("%s could not resume within 40 s" % self.name)
+            self.L.problems.append((time.time(), None, "%s could not resume within 40 s" % self.name))
         finally:
             self.moving = False
 
@@ -159,6 +160,7 @@ class Member:
                     self.peer_id = p["id"]
             old, self.cur = self.cur, c
             self.last_port = c.port
+            self.where.append((time.time(), c.port))
             c.ready = True
             if old is not None and old is not c:
                 old.ready = False   # still read until it closes (4001)
@@ -166,8 +168,9 @@ class Member:
             p = m.get("peer") or {}
             if p.get("name") == self.peer_name:
                 if self.peer_id and self.peer_id != p["id"]:
-                    self.L.problems.append("%s: peer %s joined again as a new member" % (
-                        self.name, self.peer_name))
+                    self.L.problems.append((time.time(), self.peer_name,
+                                            "%s: peer %s joined again as a new member" % (
+                                                self.name, self.peer_name)))
                 self.peer_id = p["id"]
         elif t == "peer-left":
             if m.get("id") == self.peer_id:
@@ -195,8 +198,9 @@ class Member:
                 if code == "unauthorized" and self.token:
                     # docs/protocol.md: join again as a new member (the peer sees
                     # peer-left, then peer-joined with a new id)
-                    self.L.problems.append("%s: resume refused (%s): joins again" % (
-                        self.name, m.get("message")))
+                    self.L.problems.append((time.time(), self.name,
+                                            "%s: resume refused (%s): joins again" % (
+                                                self.name, m.get("message"))))
                     self.note("%s: resume refused, joins again" % self.name)
                     self.token = None
                 asyncio.ensure_future(c.ws.close())
@@ -249,7 +253,7 @@ class Ledger:
         self.got = collections.defaultdict(list)    # sender -> [(n, latency s, wall)]
         self.errors = collections.Counter()
         self.refusals = collections.Counter()
-        self.problems = []
+        self.problems = []      # (wall time, member it is about or None, text)
         self.peer_left = []
         self.joins = self.resumes = self.drains = self.homecomings = 0
         self.stopping = False
@@ -323,6 +327,18 @@ class Members:
         self.L.stopping = True
         if self.thread:
             self.thread.join(20)
+
+    def on_node(self, port, t):
+        """Names of the members whose connection was on node `port` at time t."""
+        res = set()
+        for m in self.members:
+            at = [p for w, p in m.where if w <= t]
+            if at and at[-1] == port:
+                res.add(m.name)
+        return res
+
+    def peer_of(self, name):
+        return name[:-1] + ("b" if name.endswith("a") else "a")
 
     def events(self):
         return sorted(e for m in self.members for e in m.events)
