@@ -452,10 +452,15 @@ def judge(run, faults, base, end, t_faults, t_end):
                 crash_tl += lost
             else:
                 secs.append((s0, s1, lost, hit[0] if hit else None))
-        real = c["lost"] - crash_tl > 2 or (secs and not crashes and c["lost"] > 0)
-        if not secs and c["lost"] - crash_tl > 2 + 0.1 * crash_tl:
-            errs.append("%s: lost %d in all, the relay crash windows explain %.0f" % (
-                c["label"], c["lost"], crash_tl))
+        # Sequence gaps (lost_seq) are real loss only: packets that never came while later
+        # ones did. A relay crash's outage is one gap of about max_gap / 20 ms (the sender
+        # goes on numbering; SRTP survives the ICE restart); more than that is loss elsewhere.
+        crash_est = c["max_gap_ms"] / 20.0 if crashes else 0.0
+        extra = c["lost_seq"] - crash_est
+        real = extra > 3
+        if real and not secs:
+            errs.append("%s: %d packets missing by sequence, the relay crash's gap (%.0f ms) "
+                        "explains %.0f" % (c["label"], c["lost_seq"], c["max_gap_ms"], crash_est))
         for s0, s1, lost, f in secs:
             where = "%s %.1f-%.1f s: %.0f" % (c["label"], s0 - t_faults, s1 - t_faults, lost)
             if not real:
@@ -468,8 +473,9 @@ def judge(run, faults, base, end, t_faults, t_end):
             else:
                 nofault += lost
                 errs.append("%s lost %.0f packets at %.1f-%.1f s, in no fault's window "
-                            "(leg total %d, %.0f in crash windows)" % (
-                                c["label"], lost, s0 - t_faults, s1 - t_faults, c["lost"], crash_tl))
+                            "(%d missing by sequence, %.0f explained by a relay crash)" % (
+                                c["label"], lost, s0 - t_faults, s1 - t_faults, c["lost_seq"],
+                                crash_est))
         why = []
         if not c["media"] or c["failed"]:
             why.append("media %s failed %s (%s)" % (c["media"], c["failed"], c["end_reason"]))
