@@ -436,7 +436,7 @@ def judge(run, faults, base, end, t_faults, t_end):
     if len(legs) != 2 * run.a.calls:
         errs.append("%d bot legs reported, want %d" % (len(legs), 2 * run.a.calls))
     crashes = [f for f in faults if f["kind"] == "relay-crash"]
-    stalls = 0
+    stalls, stall_at = 0, {}
     for c, t0 in legs:
         # A second's loss in the timeline is what the clock expected less what was read:
         # a loop (bot or relay) stalled for a few hundred ms reads as loss in one second and
@@ -465,6 +465,8 @@ def judge(run, faults, base, end, t_faults, t_end):
             where = "%s %.1f-%.1f s: %.0f" % (c["label"], s0 - t_faults, s1 - t_faults, lost)
             if not real:
                 stalls += lost
+                k = int(s1 - t_faults)
+                stall_at[k] = stall_at.get(k, 0) + lost
             elif s1 < t_faults - 2:
                 errs.append("%s: %.0f packets lost during warm-up" % (c["label"], lost))
             elif f:
@@ -571,7 +573,9 @@ def judge(run, faults, base, end, t_faults, t_end):
             f["t1"] - f["t0"], f["rtp"], f["br"],
             "%d/%d/%d" % (f["sig"]["refused"], f["sig"]["doubt"], f["sig"]["lost"]), f["what"]))
     out("# RTP lost outside every fault window: %.0f; seconds that read as loss and caught up "
-        "the next second (a stall, not loss: the legs' totals say so): %.0f packets" % (nofault, stalls))
+        "the next second (a stall, not loss: the legs' sequence numbers say so): %.0f packets%s" % (
+            nofault, stalls, (" (s: packets " + ", ".join(
+                "%d: %.0f" % kv for kv in sorted(stall_at.items())) + ")") if stall_at else ""))
     out("# bot legs: %d, longest gap per leg p50 %.0f ms max %.0f ms; browser back after "
         "relay crash: %s" % (len(legs), gaps[len(gaps) // 2] if gaps else 0, gaps[-1] if gaps else 0,
                              ", ".join("%.2f s" % t if t else "never" for t in br_back) or "-"))
