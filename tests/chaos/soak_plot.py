@@ -11,7 +11,7 @@ PANELS = [("RSS (MiB)", "_rss_mib"), ("open descriptors", "_fds"), ("CPU (% of a
           ("call quality", ("loss_pct", "jitter_ms", "mos")),
           ("signal latency (ms)", ("sig_p50_ms", "sig_p95_ms"))]
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-W, PH, ML, MR, MT = 900, 170, 60, 170, 30
+W, PH, ML, MR, MT = 980, 170, 60, 250, 30
 
 
 def esc(s):
