@@ -187,10 +187,6 @@ static void on_message(void *ud, const sig_redis_reply *ch, const sig_redis_repl
     memcpy(room, ch->str + cpl, ch->len - cpl);
     room[ch->len - cpl] = '\0';
     own = !strcmp(node, c->node);
-    if (!sig_sub_take(&c->sub, room, node, o)) { /* read from the stream already, or sent twice */
-        json_decref(o);
-        return;
-    }
     if (strcmp(ev, "join") && strcmp(ev, "left") && strcmp(ev, "sig") && strcmp(ev, "bc")) {
         bool taken = false;
         EACH_HOOK(c, h)
@@ -212,7 +208,8 @@ static void on_message(void *ud, const sig_redis_reply *ch, const sig_redis_repl
      * list it gets is the room when the owner moved it, so joins after that
      * reach it only this way; it is then only kept for that member, never
      * applied (sig_session.c). */
-    if (own && strcmp(ev, "left") && !wanted(c, room)) {
+    if (!sig_sub_take(&c->sub, room, node, o) || /* caught up already, or sent twice */
+        (own && strcmp(ev, "left") && !wanted(c, room))) {
         json_decref(o);
         return;
     }
@@ -997,4 +994,6 @@ void sig_cluster_get_stats(sig_cluster *c, sig_cluster_stats *st)
     st->received = received;
     st->dropped += dropped; /* (full event queue; the rest: malformed, too large) */
     st->up = atomic_load(&c->up);
+    st->replayed = atomic_load(&c->sub.replayed);
+    st->resent = atomic_load(&c->q.resent);
 }

@@ -157,6 +157,8 @@ typedef struct {
     uint64_t published;    /* signals and broadcasts handed to Redis */
     uint64_t received;     /* events taken from Redis */
     uint64_t reaped_nodes; /* dead nodes this node cleaned up */
+    uint64_t replayed;     /* read from room streams after a reconnection (catch-up) */
+    uint64_t resent;       /* signals/broadcasts sent again after a lost connection */
 } sig_cluster_stats;
 void sig_cluster_get_stats(sig_cluster *c, sig_cluster_stats *st);
 

@@ -128,6 +128,7 @@ void sig_cq_unhold(sig_cq *q)
     q->qhead = q->hhead;
     q->qn += n;
     pthread_mutex_unlock(&q->mu);
+    atomic_fetch_add(&q->resent, n);
     q->hhead = q->htail = NULL;
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     sig_cq_node *qhead, *qtail;
     size_t qn;
     sig_cq_node *hhead, *htail; /* held for after the reconnection (Redis thread) */
+    _Atomic uint64_t resent;    /* held ones put back (stats) */
     sig_cev *ehead, *etail;
     size_t en;
     size_t max;          /* bound of each queue */

@@ -207,7 +207,7 @@ static int catch_up(sig_sub *s, const char *room, const char *channel)
     sig_redis_reply_free(ch);
     if (n) {
         sig_stpos_caught_up(s->pos, room, last);
-        s->replayed += n;
+        atomic_fetch_add(&s->replayed, n);
         RTC_LOG(RTC_LOG_INFO, room, "cluster: %llu messages read from the room's stream "
                 "after the reconnection", (unsigned long long)n);
     }

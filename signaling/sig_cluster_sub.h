@@ -17,6 +17,7 @@
 #ifndef SIG_CLUSTER_SUB_H
 #define SIG_CLUSTER_SUB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "sig_cluster_st.h"
@@ -34,7 +35,7 @@ typedef struct {
     sig_redis_conn *const *cmd; /* the command connection (for the streams) */
     const char *kp;             /* key prefix: streams are KP "st:" ROOM */
     sig_stpos *pos;             /* where this node is in each room's stream */
-    uint64_t replayed;          /* entries read from streams after a reconnection */
+    _Atomic uint64_t replayed;  /* entries read from streams after a reconnection (stats) */
 } sig_sub;
 
 void sig_sub_init(sig_sub *s, const sig_redis_ops *rops, int timeout_s,

@@ -568,6 +568,12 @@ void sig_server_metrics(sig_server *s, rtc_buf *b)
                         "times the connection to Redis was re-established", cs.reconnects);
         rtc_metrics_one(b, "tsunagu_signal_cluster_reaped_nodes_total", "counter",
                         "dead nodes whose members this node removed", cs.reaped_nodes);
+        rtc_metrics_one(b, "tsunagu_signal_cluster_replayed_total", "counter",
+                        "signals and broadcasts read from room streams after a reconnection",
+                        cs.replayed);
+        rtc_metrics_one(b, "tsunagu_signal_cluster_resent_total", "counter",
+                        "signals and broadcasts sent to Redis again after a lost connection",
+                        cs.resent);
         rtc_metrics_header(b, "tsunagu_signal_cluster_handovers_total", "counter",
                            "resume across nodes: hand-overs asked for by this node, by result, "
                            "and members given to other nodes (given)");
