@@ -505,8 +505,10 @@ def judge(run, faults, base, end, t_faults, t_end):
             if before and inside:
                 f["br"] = max(x[2] for x in inside) - before[-1][2]
             if f["kind"] == "relay-crash":
-                at = [x for x in s if x[0] <= f["t0"]]
-                back = [x for x in s if x[0] > f["t0"] and at and x[1] >= at[-1][1] + 25]
+                # the count is read every 0.5 s: the first reading 0.5-1.2 s after the kill
+                # holds what arrived before it (the relay is dead by then); back = 25 more
+                at = [x for x in s if f["t0"] + 0.5 <= x[0] <= f["t0"] + 1.2]
+                back = [x for x in s if at and x[0] > at[0][0] and x[1] >= at[0][1] + 25]
                 t = back[0][0] - f["t0"] if back else None
                 br_back.append(t)
                 if t is None or t > 5.5:
