@@ -67,7 +67,9 @@ export interface Member {
   /** RTCIceConnectionState of that call. */
   ice: RTCIceConnectionState;
   /** Selected candidate pair, "local/remote" types, once known. */
-  pair: { local: PairType; remote: PairType; protocol?: string; relayProtocol?: string } | null;
+  pair: { local: PairType; remote: PairType; protocol?: string; relayProtocol?: string;
+          /** the candidates' addresses and ports, when the browser reports them */
+          localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } | null;
   /** The remote tracks received so far (live ones). */
   tracks: MediaStreamTrack[];
   /** ICE restarts done on this call. */
@@ -127,6 +129,8 @@ export interface RtpStats {
   bitrateOut: number;
   packetsReceived: number;
   packetsLost: number;
+  /** outbound-rtp packetsSent */
+  packetsSent: number;
   /** percent of packets lost since the previous stats() call */
   lossPercent: number;
   /** ms, from inbound-rtp */

@@ -94,6 +94,9 @@ function selectedPair(report) {
   const l = byId.get(cp.localCandidateId) || {}, r = byId.get(cp.remoteCandidateId) || {};
   const pair = { local: l.candidateType, remote: r.candidateType, protocol: l.protocol };
   if (l.relayProtocol) pair.relayProtocol = l.relayProtocol;
+  // where the path runs (the relay's address, a NAT's mapping): diagnostics and lab tests
+  if (l.address) Object.assign(pair, { localAddress: l.address, localPort: l.port });
+  if (r.address) Object.assign(pair, { remoteAddress: r.address, remotePort: r.port });
   return { cp, pair: pair.local ? pair : null, byId };
 }
 
@@ -947,7 +950,7 @@ export class TsunaguClient {
       if (cp && typeof cp.currentRoundTripTime === "number") s.rttMs = cp.currentRoundTripTime * 1000;
       const now = Date.now();
       const cur = { t: now };
-      for (const kind of KINDS) cur[kind] = { bytesIn: 0, bytesOut: 0, recv: 0, lost: 0, jitter: null, seen: false };
+      for (const kind of KINDS) cur[kind] = { bytesIn: 0, bytesOut: 0, recv: 0, sent: 0, lost: 0, jitter: null, seen: false };
       report.forEach((r) => {
         const k = cur[r.kind || r.mediaType];
         if (!k) return;
@@ -960,6 +963,7 @@ export class TsunaguClient {
         } else if (r.type === "outbound-rtp") {
           k.seen = true;
           k.bytesOut += r.bytesSent || 0;
+          k.sent += r.packetsSent || 0;
         } else if (r.type === "remote-inbound-rtp" && s.rttMs === null && typeof r.roundTripTime === "number") {
           s.rttMs = r.roundTripTime * 1000;
         }
@@ -975,7 +979,7 @@ export class TsunaguClient {
         const dRecv = p ? Math.max(0, k.recv - p.recv) : k.recv, dLost = p ? Math.max(0, k.lost - p.lost) : k.lost;
         const st = {
           bitrateIn: Math.round(rate(k.bytesIn, p && p.bytesIn)), bitrateOut: Math.round(rate(k.bytesOut, p && p.bytesOut)),
-          packetsReceived: k.recv, packetsLost: k.lost,
+          packetsReceived: k.recv, packetsLost: k.lost, packetsSent: k.sent,
           lossPercent: dRecv + dLost > 0 ? (100 * dLost) / (dRecv + dLost) : 0,
           jitterMs: k.jitter, bytesReceived: k.bytesIn, bytesSent: k.bytesOut,
         };
