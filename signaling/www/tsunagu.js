@@ -637,6 +637,13 @@ export class TsunaguClient {
     pc.onicecandidate = (ev) => {
       if (m.pc !== pc) return;
       if (ev.candidate) m.candidates++;
+      else if (!m.candidates && !m.failedSaid) {
+        // gathering is over with nothing to offer (relay only and no TURN server
+        // reachable, say): no path can ever be found, and ICE may never say "failed"
+        m.failedSaid = true;
+        this._error("ice-failed", "no ICE candidates gathered", { peerId: m.id,
+          reason: this._noPathReason(m, "no ICE candidates gathered") });
+      }
       this._send({ type: "signal", to: m.id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
     };
     pc.onicecandidateerror = (ev) => {
@@ -799,13 +806,18 @@ export class TsunaguClient {
     }
     if (ice === "failed" && !m.failedSaid && !m.wasConnected) {
       m.failedSaid = true;
-      const errs = [...new Set(m.iceErrors)].slice(0, 3);
-      this._error("ice-failed", "ICE failed", { peerId: m.id,
-        reason: "no network path to " + (m.name || m.id) + " (" +
-          (errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + this._serverList()) +
-          (this._o.relayOnly ? "; relay only needs a TURN server this browser can reach" : "") + ")" });
+      this._error("ice-failed", "ICE failed", { peerId: m.id, reason: this._noPathReason(m, "ICE failed") });
     }
     if ((ice === "failed" || ice === "disconnected") && !m.restartTimer) this._armRestart(m, pc);
+  }
+
+  // Why ICE found no path: what the browser said about the ICE servers
+  // (icecandidateerror: "turn:127.0.0.1:9 701 ..."), or which servers it had.
+  _noPathReason(m, what) {
+    const errs = [...new Set(m.iceErrors)].slice(0, 3);
+    return "no network path to " + (m.name || m.id) + " (" + what + "; " +
+      (errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + this._serverList()) +
+      (this._o.relayOnly ? "; relay only needs a TURN server this browser can reach" : "") + ")";
   }
 
   _armRestart(m, pc) {
