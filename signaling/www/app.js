@@ -33,6 +33,7 @@ let client = null;
 let localStream = null; // ours: the preview's stream, then the call's (the library sends it)
 let statsTimer = null, levelTimer = null, audioCtx = null;
 let problemClears = null; // peer id whose connecting clears state.problem, or "all"
+let pathProblemOf = null; // the peer id when state.problem is a lost path (media again clears it)
 const tiles = new Map(); // member id ("self" for us) -> tile record (see makeTile)
 
 /* ---- log and status line ---- */
@@ -61,6 +62,7 @@ function setStatus(text, cls) {
 function problem(text, clears) {
   state.problem = text;
   problemClears = clears || null;
+  pathProblemOf = null;
   log(text);
   if (state.joined) refreshStatus();
   else setStatus(text, "bad");
@@ -320,17 +322,51 @@ function testView(s, member) {
   }
 }
 
+// A media watchdog: ICE takes several seconds to call a dead path "disconnected" (Chromium
+// ~7 s after a relay crash, then the library waits iceRestartAfterMs). Media that stops
+// arriving on a connected call is the earlier sign: the side that offers (not polite, as the
+// library's own restarts) restarts ICE after STALL_MS without a byte, at most every 6 s.
+const STALL_MS = 2000;
+const stall = new Map(); // member id -> {bytes, grewAt, restartAt}
+function watchMedia(s, member, now) {
+  const bytes = (s.audio ? s.audio.bytesReceived : 0) + (s.video ? s.video.bytesReceived : 0);
+  const w = stall.get(s.id) || { bytes: 0, grewAt: now, restartAt: 0 };
+  stall.set(s.id, w);
+  if (bytes !== w.bytes || s.connection === "new" || s.connection === "connecting") {
+    if (bytes > w.bytes && s.connection === "connected" && pathProblemOf === s.id) {
+      // media again after a lost path: the call's state may never have left "connected"
+      state.problem = problemClears = pathProblemOf = null;
+      refreshStatus();
+    }
+    w.bytes = bytes;
+    w.grewAt = now;
+    return;
+  }
+  if (!bytes || !member || member.polite || now - w.grewAt < STALL_MS || now - w.restartAt < 6000) return;
+  w.restartAt = now;
+  problem("call with " + (s.name || s.id) + ": no media for " + Math.round((now - w.grewAt) / 1000) +
+          " s, restarting ICE", s.id);
+  pathProblemOf = s.id;
+  client.restartIce(s.id);
+}
+
 async function refreshStats() {
   if (!client) return state;
-  const all = await client.stats();
-  const members = client.members;
+  const c = client;
+  const all = await c.stats();
+  if (c !== client) return state; // left meanwhile
+  const members = c.members;
+  const now = Date.now();
   let out = 0;
   for (const s of Object.values(all)) {
     const t = tiles.get(s.id);
+    const member = members.find((m) => m.id === s.id);
     if (t) showStats(t, s);
-    testView(s, members.find((m) => m.id === s.id));
+    testView(s, member);
+    watchMedia(s, member, now);
     out += s.bitrateOut;
   }
+  for (const id of [...stall.keys()]) if (!all[id]) stall.delete(id);
   const self = tiles.get("self");
   if (self) {
     self.el.querySelector(".net-text").textContent =
@@ -382,8 +418,7 @@ function wire(c) {
       }
     refreshStatus();
   });
-  c.on("member-joined", (m) => { log((m.name || m.id) + " joined"); tellMedia(m.id); });
-  c.on("member-left", (m) => log((m.name || m.id) + " left"));
+  c.on("member-joined", (m) => tellMedia(m.id)); // the library's log says who joined and left
   c.on("track", (ev) => {
     const t = tiles.get(ev.peerId) || makeTile(ev.peerId, memberName(ev.peerId), false);
     if (!t.stream) { t.stream = new MediaStream(); t.video.srcObject = t.stream; }
@@ -412,7 +447,12 @@ function wire(c) {
   });
   c.on("ice-restart", (ev) => {
     state.iceRestarts++;
-    problem("call with " + memberName(ev.peerId) + ": network path lost, restarting ICE (" + ev.reason + ")", ev.peerId);
+    // a lost path is a problem until the call connects again; a restart for new relays is not
+    if (ev.reason === "path-failed") {
+      problem("call with " + memberName(ev.peerId) + ": network path lost, restarting ICE", ev.peerId);
+      pathProblemOf = ev.peerId;
+    }
+    else log("call with " + memberName(ev.peerId) + ": restarting ICE (" + ev.reason + ")");
   });
   c.on("drain", (ev) => {
     state.drains++;
@@ -475,6 +515,7 @@ async function join() {
   updatePicture(self);
   $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = false;
   $("relay").disabled = $("name").disabled = $("room").disabled = true;
+  fillDevices(); // the pickers' labels, now that the page has a camera and microphone
   setStatus("connecting…");
   statsTimer = setInterval(() => refreshStats().catch((e) => log("stats: " + why(e))), 1000);
   try {
@@ -499,6 +540,7 @@ function stopCall(restartPreview) {
   state.joined = false;
   for (const id of [...tiles.keys()]) removeTile(id);
   state.peers = {};
+  stall.clear();
   $("setup").classList.remove("joined");
   $("join").disabled = false;
   $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
