@@ -69,7 +69,9 @@ export interface Member {
   /** Selected candidate pair, "local/remote" types, once known. */
   pair: { local: PairType; remote: PairType; protocol?: string; relayProtocol?: string;
           /** the candidates' addresses and ports, when the browser reports them */
-          localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } | null;
+          localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number;
+          /** the pair's byte counters (candidate-pair stats), as of the last look */
+          bytesSent?: number; bytesReceived?: number } | null;
   /** The remote tracks received so far (live ones). */
   tracks: MediaStreamTrack[];
   /** ICE restarts done on this call. */
@@ -107,7 +109,10 @@ export interface TsunaguErrorInfo {
   code: ErrorCode | string;
   /** The server's message, or the client's technical one. */
   message: string;
-  /** A sentence a user can read ("the room is full (4 members)"). */
+  /** A sentence a user can read ("the room \"r\" is full"). For an error of
+   *  one call (peerId set) it says what failed without naming the member
+   *  ("no network path (ICE failed); ICE server errors: turn:h:3478 701 ...
+   *  (relay only needs ... tsunagu-turncheck)"): the app says whose call. */
   reason: string;
   /** The member whose call it is about, if any. */
   peerId?: string;

@@ -19,8 +19,9 @@
  *    setConfiguration, then restartIce) and when a media path fails (ICE
  *    failed/disconnected for iceRestartAfterMs: a relay crashed, so fresh
  *    allocations are needed; same call, DTLS goes on). The impolite end
- *    restarts; the polite one only after three times as long (a peer that
- *    never restarts), which keeps offer collisions rare with answer-only peers.
+ *    restarts; the polite one only after three times as long without an offer
+ *    from it (a peer that never restarts), so answer-only peers see no
+ *    collision while the offerer is at work.
  * WebSocket and RTCPeerConnection are injectable: node tests pass the `ws`
  * package and RTCPeerConnection null (signaling only). */
 
@@ -97,6 +98,7 @@ function selectedPair(report) {
   // where the path runs (the relay's address, a NAT's mapping): diagnostics and lab tests
   if (l.address) Object.assign(pair, { localAddress: l.address, localPort: l.port });
   if (r.address) Object.assign(pair, { remoteAddress: r.address, remotePort: r.port });
+  if (typeof cp.bytesSent === "number") Object.assign(pair, { bytesSent: cp.bytesSent, bytesReceived: cp.bytesReceived });
   return { cp, pair: pair.local ? pair : null, byId };
 }
 
@@ -603,6 +605,17 @@ export class TsunaguClient {
     return urls.length ? urls.join(", ") : "none";
   }
 
+  // Why ICE found no path: what the browser said about the ICE servers
+  // (icecandidateerror: "turn:127.0.0.1:9 701 ..."), and what to check.
+  _iceReason(m) {
+    const errs = [...new Set(m.iceErrors || [])].slice(0, 3);
+    let r = errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + this._serverList();
+    r += this._o.relayOnly
+      ? " (relay only needs a TURN server this browser can reach: tsunagu-signal --turn-url/--turn-secret, tsunagu-turncheck)"
+      : " (a TURN server helps across NATs and firewalls)";
+    return r;
+  }
+
   // The RTCPeerConnection of a call, built on first need: at once for the
   // members we call, on their first offer for the members who call us.
   _pc(m) {
@@ -614,8 +627,8 @@ export class TsunaguClient {
       // e.g. InvalidAccessError for a turn: URL without credentials
       this._error("ice-servers-refused", why(e), {
         peerId: m.id,
-        reason: "the browser refused the ICE servers from signaling (" + this._serverList() +
-          "): check tsunagu-signal's --turn-url and --turn-secret",
+        reason: "the browser refused the ICE servers from signaling (" + this._serverList() + "): " +
+          why(e) + " — check tsunagu-signal's --turn-url and --turn-secret",
       });
       return null;
     }
@@ -623,28 +636,31 @@ export class TsunaguClient {
     m.iceErrors = [];
     m.candidates = 0;
     m.wasConnected = false;
-    const stream = this.localStream;
-    const have = new Set();
-    if (stream)
-      for (const t of stream.getTracks()) {
-        pc.addTrack(t, stream);
-        have.add(t.kind);
-      }
-    if (!m.polite)
-      // the offerer asks for both kinds even without media of its own
+    if (!m.polite) {
+      // the offerer sends what it has and asks for both kinds even without
+      // media of its own; the answerer's tracks go onto the offer's
+      // m-lines (_attachLocal), so its answer needs no second round
+      const stream = this.localStream;
+      const have = new Set();
+      if (stream)
+        for (const t of stream.getTracks()) {
+          pc.addTrack(t, stream);
+          have.add(t.kind);
+        }
       for (const kind of KINDS) if (!have.has(kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+    }
     pc.onnegotiationneeded = () => this._negotiate(m, pc);
     pc.onicecandidate = (ev) => {
       if (m.pc !== pc) return;
       if (ev.candidate) m.candidates++;
-      else if (!m.candidates && !m.failedSaid) {
-        // gathering is over with nothing to offer (relay only and no TURN server
-        // reachable, say): no path can ever be found, and ICE may never say "failed"
+      this._send({ type: "signal", to: m.id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
+      if (!ev.candidate && !m.candidates && !m.failedSaid && !m.wasConnected) {
+        // gathering over with nothing to offer: no path can ever be found
         m.failedSaid = true;
         this._error("ice-failed", "no ICE candidates gathered", { peerId: m.id,
-          reason: this._noPathReason(m, "no ICE candidates gathered") });
+          reason: "no ICE candidates gathered; " + this._iceReason(m) });
       }
-      this._send({ type: "signal", to: m.id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
+      if (!ev.candidate) m.candidates = 0; // an ICE restart gathers anew
     };
     pc.onicecandidateerror = (ev) => {
       m.iceErrors.push((ev.url || "?") + " " + ev.errorCode + " " + (ev.errorText || "").trim());
@@ -682,8 +698,8 @@ export class TsunaguClient {
       this._send({ type: "signal", to: m.id, data: { description: { type: d.type, sdp: d.sdp } } });
       this._log("offer sent to " + (m.name || m.id));
     } catch (e) {
-      if (m.pc === pc) this._error("negotiation-failed", "offer: " + why(e), { peerId: m.id,
-        reason: "could not start the call with " + (m.name || m.id) + " (" + why(e) + ")" });
+      if (m.pc === pc) this._error("negotiation-failed", "setLocalDescription(offer): " + why(e),
+        { peerId: m.id, reason: "setLocalDescription(offer): " + why(e) });
     } finally {
       m.makingOffer = false;
     }
@@ -713,6 +729,7 @@ export class TsunaguClient {
           return;
         }
         await pc.setRemoteDescription(d);
+        if (d.type === "offer") await this._attachLocal(pc);
         m.established = true;
         for (const c of m.pending.splice(0)) await this._addCandidate(m, pc, c);
         if (d.type === "offer") {
@@ -721,10 +738,16 @@ export class TsunaguClient {
           const a = pc.localDescription;
           this._send({ type: "signal", to: m.id, data: { description: { type: a.type, sdp: a.sdp } } });
           this._log("answered " + (m.name || m.id));
+          if (m.polite && m.restartTimer) {
+            // the offerer is restarting this path itself: our own fallback
+            // restart waits again from now (no collision while it tries)
+            clearTimeout(m.restartTimer);
+            m.restartTimer = null;
+            this._armRestart(m, pc);
+          }
         }
       } catch (e) {
-        this._error("negotiation-failed", step + ": " + why(e), { peerId: m.id,
-          reason: "the call with " + (m.name || m.id) + " could not be set up (" + step + ": " + why(e) + ")" });
+        this._error("negotiation-failed", step + ": " + why(e), { peerId: m.id, reason: step + ": " + why(e) });
       }
     } else if ("candidate" in data) {
       const pc = m.pc;
@@ -733,6 +756,25 @@ export class TsunaguClient {
         return;
       }
       await this._addCandidate(m, pc, data.candidate);
+    }
+  }
+
+  // Our tracks onto the transceivers a remote offer made (one per kind not
+  // sent yet). Kinds the offer has no m-line for are not added: a peer that
+  // offered audio only (tsunagu-bot) gets no renegotiation it cannot take.
+  async _attachLocal(pc) {
+    const stream = this.localStream;
+    if (!stream) return;
+    for (const track of stream.getTracks()) {
+      const trs = pc.getTransceivers().filter((t) => !t.stopped && t.receiver && t.receiver.track &&
+        t.receiver.track.kind === track.kind);
+      if (trs.some((t) => t.sender.track)) continue; // this kind is sent already
+      const t = trs[0];
+      if (!t) continue;
+      await t.sender.replaceTrack(track);
+      if (t.sender.setStreams) t.sender.setStreams(stream);
+      if (t.direction === "recvonly") t.direction = "sendrecv";
+      else if (t.direction === "inactive") t.direction = "sendonly";
     }
   }
 
@@ -774,8 +816,8 @@ export class TsunaguClient {
     this._connectionEvent(m, pc);
     if (st === "failed" && pc.iceConnectionState !== "failed" && !m.failedSaid) {
       m.failedSaid = true;
-      this._error("ice-failed", "connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)",
-        { peerId: m.id, reason: "the call with " + (m.name || m.id) + " failed (DTLS did not complete)" });
+      const text = "the connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)";
+      this._error("ice-failed", text, { peerId: m.id, reason: text });
     }
   }
 
@@ -806,18 +848,9 @@ export class TsunaguClient {
     }
     if (ice === "failed" && !m.failedSaid && !m.wasConnected) {
       m.failedSaid = true;
-      this._error("ice-failed", "ICE failed", { peerId: m.id, reason: this._noPathReason(m, "ICE failed") });
+      this._error("ice-failed", "ICE failed", { peerId: m.id, reason: "no network path (ICE failed); " + this._iceReason(m) });
     }
     if ((ice === "failed" || ice === "disconnected") && !m.restartTimer) this._armRestart(m, pc);
-  }
-
-  // Why ICE found no path: what the browser said about the ICE servers
-  // (icecandidateerror: "turn:127.0.0.1:9 701 ..."), or which servers it had.
-  _noPathReason(m, what) {
-    const errs = [...new Set(m.iceErrors)].slice(0, 3);
-    return "no network path to " + (m.name || m.id) + " (" + what + "; " +
-      (errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + this._serverList()) +
-      (this._o.relayOnly ? "; relay only needs a TURN server this browser can reach" : "") + ")";
   }
 
   _armRestart(m, pc) {
@@ -829,7 +862,8 @@ export class TsunaguClient {
       if (ice === "connected" || ice === "completed" || ice === "closed") return;
       if ((m.restartsInRow || 0) >= RESTARTS_MAX) {
         this._error("ice-failed", "no path after " + RESTARTS_MAX + " ICE restarts", { peerId: m.id,
-          reason: "the call with " + (m.name || m.id) + " lost its network path" });
+          reason: "the network path died and " + RESTARTS_MAX + " ICE restarts did not bring it back; " +
+            this._iceReason(m) });
         return;
       }
       m.restartsInRow = (m.restartsInRow || 0) + 1;
@@ -860,7 +894,8 @@ export class TsunaguClient {
         m.pc.setConfiguration(this._rtcConfig());
       } catch (e) {
         this._error("ice-servers-refused", why(e), { peerId: m.id,
-          reason: "the browser refused the new ICE servers (" + this._serverList() + ")" });
+          reason: "the browser refused the new ICE servers from signaling (" + this._serverList() + "): " +
+            why(e) + " — check tsunagu-signal's --turn-url and --turn-secret" });
         continue;
       }
       // the offerer restarts; the answerer gathers anew when the restart
