@@ -475,7 +475,6 @@ function wire(c) {
     }
     let text = e.reason;
     if (e.message && !text.includes(e.message) && e.message !== e.code) text += " (" + e.message + ")";
-    if (e.code === "ice-failed" && state.relayOnly) text += "; check the TURN server with tsunagu-turncheck";
     if (e.peerId) problem("call with " + memberName(e.peerId) + " failed: " + text, e.peerId);
     else if (e.fatal) problem((state.joined ? "" : "could not join: ") + text + " [" + e.code + "]");
     else problem(text + " [" + e.code + "]");
