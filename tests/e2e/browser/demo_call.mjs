@@ -8,7 +8,9 @@
  * Asserted: the call connects relay/relay; each tile's stats overlay shows bitrate, loss,
  * jitter, RTT and the path with a quality indicator; the speaking indicator lights for the
  * other member; camera off and mute show on the other side (name card, "muted"); an
- * audio-only member (?video=0) is a name card, not black; after the relay's SIGKILL and
+ * audio-only member (?video=0) is a name card, not black; a member who opens the page without
+ * autojoin sees the preview and the pickers, picks a microphone and joins with it; in the call
+ * a Chromium member switches microphone and is still heard; after the relay's SIGKILL and
  * restart (1 s later) both tabs restart ICE, connect relay/relay again and media flows, the
  * status line clean again. A screenshot of the two-party call with the overlay is written to
  * DIR/demo-call-<tabs>.png (path printed), the time from the SIGKILL to media back is printed. */
@@ -120,6 +122,50 @@ await H.evaluate(c.page, "document.getElementById('leave').click(), 1");
 for (const s of [a, b])
   await H.waitFor(s.page, `!document.getElementById('tile-' + ${JSON.stringify(c.id)})`, 10, "carol's tile gone after her leave");
 ok(true, "carol left: her tiles are gone");
+
+// --- the picker: a preview before joining, a device chosen there, a switch in the call ---
+{
+  const page = await browsers[kinds[0]].newPage();
+  await page.setViewport({ width: 1280, height: 760 });
+  page.label = "dave (" + kinds[0] + ")";
+  await page.goto(srv.origin + "/?room=" + room + "&name=dave&relay=1");
+  const pv = await H.waitFor(page, `(v => v.videoWidth > 0 && document.getElementById('mic-select').options[0].value &&
+    { w: v.videoWidth, h: v.videoHeight, cams: [...document.getElementById('camera-select').options].map(o => o.text),
+      mics: [...document.getElementById('mic-select').options].map(o => [o.value, o.text]) })(document.getElementById('preview'))`,
+    15, "the preview and the device pickers before joining", "document.getElementById('status').textContent");
+  ok(!(await H.evaluate(page, "tsunaguState.joined")) && pv.cams.length >= 1 && pv.mics.length >= 1,
+     "before joining: preview " + pv.w + "x" + pv.h + ", cameras " + JSON.stringify(pv.cams) + ", microphones " +
+     JSON.stringify(pv.mics.map((m) => m[1])));
+  const mic = pv.mics[pv.mics.length - 1];
+  await H.evaluate(page, `(s => { s.value = ${JSON.stringify(mic[0])}; s.dispatchEvent(new Event('change')); return 1; })(document.getElementById('mic-select'))`);
+  await H.waitFor(page, `(t => !!t && t.label === ${JSON.stringify(mic[1])})(document.getElementById('preview').srcObject.getAudioTracks()[0])`,
+                  10, "the preview on the chosen microphone");
+  await H.evaluate(page, "document.getElementById('join').click(), 1");
+  await H.waitFor(page, "tsunaguState.joined && document.getElementById('tile-self') && " +
+                  `document.getElementById('tile-self').querySelector('video').srcObject.getAudioTracks()[0].label === ${JSON.stringify(mic[1])}`,
+                  20, "dave joined with the microphone chosen before joining", logs);
+  const d = { id: await H.evaluate(page, "tsunaguState.id") };
+  await H.waitFor(a.page, upSrc(d), 30, "call with dave up", logs);
+  ok(true, "dave picked " + JSON.stringify(mic[1]) + " in the preview, joined with it, call with alice up");
+  await H.evaluate(page, "document.getElementById('leave').click(), 1");
+  await H.waitFor(a.page, `!document.getElementById('tile-' + ${JSON.stringify(d.id)})`, 10, "dave's tile gone after his leave");
+  await page.close();
+}
+if (kinds[0] === "chromium") {
+  // in the call: alice switches microphone (client.switchDevice); bob keeps hearing her
+  const mics = await H.evaluate(a.page, "[...document.getElementById('mic-select').options].map(o => [o.value, o.text])");
+  const cur = await H.evaluate(a.page, "document.getElementById('tile-self').querySelector('video').srcObject.getAudioTracks()[0].label");
+  const other = mics.find((m) => m[1] !== cur);
+  ok(!!other, "alice has another microphone to switch to", mics);
+  const before = (await stats(b))[a.id].inbound.audio.bytes;
+  await H.evaluate(a.page, `(s => { s.value = ${JSON.stringify(other[0])}; s.dispatchEvent(new Event('change')); return 1; })(document.getElementById('mic-select'))`);
+  await H.waitFor(a.page, `document.getElementById('tile-self').querySelector('video').srcObject.getAudioTracks()[0].label === ${JSON.stringify(other[1])}` +
+                  " && tsunaguState.log.some(l => l.includes('now sending audio from'))", 10, "alice's microphone switched", logs);
+  await H.sleep(1500);
+  const after = (await stats(b))[a.id].inbound.audio.bytes;
+  ok(after > before + 2000, "alice switched microphone in the call (" + cur + " -> " + other[1] + "); bob's audio bytes " +
+     before + " -> " + after);
+}
 
 // --- relay crash: SIGKILL, restart 1 s later, media back by ICE restart ---
 const inbound = async (s, o) => {
