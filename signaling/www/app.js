@@ -499,9 +499,14 @@ function wire(c) {
     let text = e.reason;
     if (e.message && !text.includes(e.message) && e.message !== e.code) text += " (" + e.message + ")";
     if (e.peerId) problem("call with " + memberName(e.peerId) + " failed: " + text, e.peerId);
-    else if (e.fatal) problem((state.joined ? "" : "could not join: ") + text + " [" + e.code + "]");
-    else problem(text + " [" + e.code + "]");
-    if (e.fatal && client && client.state === "left") stopCall(false);
+    else if (!e.fatal) problem(text + " [" + e.code + "]");
+    else if (!state.joined) problem("could not join: " + text + " [" + e.code + "]");
+    else {
+      // out of the room (kicked, signaling lost for good): the page goes back to its start
+      problem("out of the room: " + text + " [" + e.code + "]");
+      stopCall(false);
+      setStatus(state.problem, "bad");
+    }
   });
 }
 

@@ -8,7 +8,8 @@
  * Asserted: the call connects relay/relay; each tile's stats overlay shows bitrate, loss,
  * jitter, RTT and the path with a quality indicator; the speaking indicator lights for the
  * other member; camera off and mute show on the other side (name card, "muted"); an
- * audio-only member (?video=0) is a name card, not black; a member who opens the page without
+ * audio-only member (?video=0) is a name card, not black; a join refused (room-full) shows in
+ * the status line; a member who opens the page without
  * autojoin sees the preview and the pickers, picks a microphone and joins with it; in the call
  * a Chromium member switches microphone and is still heard; after the relay's SIGKILL and
  * restart (1 s later) both tabs restart ICE, connect relay/relay again and media flows, the
@@ -34,7 +35,9 @@ function ok(cond, what, detail) {
   H.log("ok " + checks + " - " + what);
 }
 
-const srv = await H.servers({ signalExe: args.signal, relayExe: args.relayExe, dir: tmp });
+// rooms of 3: a fourth member is refused while carol is in (room-full in the status line)
+const srv = await H.servers({ signalExe: args.signal, relayExe: args.relayExe, dir: tmp,
+                              signalArgs: ["--max-room-size", "3"] });
 const room = "demo-" + Math.random().toString(16).slice(2, 10);
 const browsers = {};
 async function tab(kind, name, extra = "") {
@@ -117,6 +120,18 @@ for (const s of [a, b]) {
     name: t.querySelector('.card-name').textContent }))(document.getElementById('tile-' + ${JSON.stringify(c.id)}))`);
   ok(card.noVideo && card.card === "flex" && card.initials === "C" && card.name === "carol",
      s.name + ": audio-only carol is a name card (" + card.initials + ", " + card.name + ")", card);
+}
+{
+  // a refused join shows in the status line with its reason; the page is back at its start
+  const page = await browsers[kinds[0]].newPage();
+  page.label = "frank (" + kinds[0] + ")";
+  await page.goto(srv.origin + "/?room=" + room + "&name=frank&autojoin=1&relay=1");
+  const st = await H.waitFor(page, `(e => e.className === 'bad' && e.textContent.startsWith('could not join') &&
+    !document.getElementById('join').disabled && !tsunaguState.joined && e.textContent)(document.getElementById('status'))`,
+    15, "room-full shown", "document.getElementById('status').textContent");
+  ok(st.startsWith('could not join: the room "' + room + '" is full') && st.endsWith("[room-full]"),
+     "a fourth member is refused: status line " + JSON.stringify(st));
+  await page.close();
 }
 await H.evaluate(c.page, "document.getElementById('leave').click(), 1");
 for (const s of [a, b])
