@@ -2,7 +2,8 @@
  * includes libwebsockets. One lws service thread; what a connection's
  * messages do is decided by the sessions (sig_session.c), called from here.
  *
- * HTTP: GET / (demo page, embedded at build time), /app.js, /metrics,
+ * HTTP: GET / (demo page, embedded at build time), /app.js, /tsunagu.js and
+ * /tsunagu.d.ts (the client library: any file of signaling/www), /metrics,
  * /healthz, /status (the status page) and /status.json, /admin/ (the admin
  * API: sig_admin.c). WebSocket: /ws only. Each connection embeds one sig_client
  * whose member's bounded queue feeds exactly one lws_write per WRITEABLE

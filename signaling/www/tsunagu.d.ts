@@ -33,7 +33,9 @@ export interface TsunaguOptions {
   /** Extra RTCConfiguration fields; iceServers always come from signaling. */
   rtcConfig?: Omit<RTCConfiguration, "iceServers">;
   /** A media path counts as failed after ICE stays failed/disconnected this
-   *  long (ms); then ICE restarts (fresh TURN allocations, same call). Default 2000. */
+   *  long (ms), or when nothing arrives this long on a call whose media was
+   *  flowing; then the offerer restarts ICE (fresh TURN allocations, same
+   *  call). Default 2000. */
   iceRestartAfterMs?: number;
   /** First reconnect delay after a dropped signaling connection (ms, doubles
    *  up to reconnectMaxMs). Defaults 500 and 8000. */
@@ -212,7 +214,8 @@ export class TsunaguClient {
 
   /** Join the room named by the token's `room` claim (or opts.room; open
    *  servers take token null). Resolves on `joined`; rejects with a
-   *  TsunaguError (unauthorized, room-full, server-busy, connect-failed...). */
+   *  TsunaguError (unauthorized, room-full, server-busy, connect-failed...;
+   *  not-joined when leave() came first). */
   join(token: string | null, name?: string, opts?: { room?: string }): Promise<JoinInfo>;
   /** Leave the room (the others see peer-left); calls close. Local tracks are
    *  not stopped (they are the app's). join() may be called again. */

@@ -1,29 +1,12 @@
-/* tsunagu.js - the client library for tsunagu-signal (issue 15).
- *
- * An ES module with no dependencies and no build step, served by
- * tsunagu-signal at /tsunagu.js; its types are in tsunagu.d.ts beside it and
- * docs/client.md is the guide. It owns the whole client side of
- * docs/protocol.md:
- *  - join/leave, keepalive pings, and resume: after a dropped connection
- *    (back-off, then `resume`; a refused resume joins again as a new member)
- *    and on the drain notice (`server-busy` with `drain`: "resume" moves to a
- *    new connection at once, anything else resumes after the close);
- *  - the call convention: the later joiner offers to every member already
- *    there. On top of it perfect negotiation (the W3C pattern) so either end
- *    may renegotiate later: the later joiner is impolite, the member that was
- *    there first polite (it yields on a collision). The earlier member never
- *    offers before the first exchange is done, so peers that only answer
- *    (tsunagu-bot as answerer, older pages) keep working;
- *  - trickle ICE ({candidate}, {candidate:null} at the end);
- *  - ICE restart: on `relays-changed` (new iceServers through
- *    setConfiguration, then restartIce) and when a media path fails (ICE
- *    failed/disconnected for iceRestartAfterMs: a relay crashed, so fresh
- *    allocations are needed; same call, DTLS goes on). The impolite end
- *    restarts; the polite one only after three times as long without an offer
- *    from it (a peer that never restarts), so answer-only peers see no
- *    collision while the offerer is at work.
- * WebSocket and RTCPeerConnection are injectable: node tests pass the `ws`
- * package and RTCPeerConnection null (signaling only). */
+/* tsunagu.js - the client library for tsunagu-signal (issue 15): an ES module
+ * with no dependencies and no build step, served at /tsunagu.js, its types in
+ * tsunagu.d.ts beside it. It owns the client side of docs/protocol.md: join,
+ * resume after a drop or a drain, the call convention (the later joiner
+ * offers) with perfect negotiation on top (the later joiner impolite), trickle
+ * ICE, ICE restarts on `relays-changed` and on a dead path, mute, replaceTrack,
+ * stats. docs/client.md "What it does for you" says how and why; the comments
+ * below say only what is not plain from the code. WebSocket and
+ * RTCPeerConnection are injectable (node tests: `ws`, and null: no calls). */
 
 const OPEN = 1; // WebSocket.OPEN, the same in browsers and in `ws`
 const HELD_MAX = 1000; // messages held while resuming; beyond, the oldest go
@@ -127,22 +110,15 @@ export class TsunaguClient {
   }
 
   _reset() {
-    this.id = null;
-    this.room = null;
-    this.name = null;
-    this.iceServers = [];
-    this._token = null;
-    this._resumeToken = null;
-    this._ws = null;
+    this.id = this.room = this.name = this._token = this._resumeToken = this._ws = null;
     this._oldWs = null; // a draining node's connection, read until it closes
-    this._resuming = false;
-    this._leaving = false;
-    this._held = [];
     this._joinWait = null; // {resolve, reject} of join()
-    this._reconnectTimer = null;
+    this._reconnectTimer = this._pingTimer = null;
+    this._resuming = this._leaving = this._rejoin = false;
+    this.iceServers = [];
+    this._held = [];
     this._reconnectDelay = this._minDelay;
     this._lostAt = 0;
-    this._pingTimer = null;
   }
 
   /* ---- events ---- */
@@ -153,26 +129,16 @@ export class TsunaguClient {
     return () => this.off(type, fn);
   }
 
-  off(type, fn) {
-    const set = this._handlers.get(type);
-    if (set) set.delete(fn);
-  }
+  off(type, fn) { this._handlers.get(type)?.delete(fn); }
 
   _emit(type, ev) {
     const set = this._handlers.get(type);
     if (!set) return;
-    for (const fn of [...set]) {
-      try {
-        fn(ev);
-      } catch (e) {
-        this._log("a '" + type + "' handler threw: " + why(e));
-      }
-    }
+    for (const fn of [...set])
+      try { fn(ev); } catch (e) { this._log("a '" + type + "' handler threw: " + why(e)); }
   }
 
-  _log(line) {
-    if (this._o.log) this._o.log(line);
-  }
+  _log(line) { if (this._o.log) this._o.log(line); }
 
   _setState(state) {
     if (state === this.state) return;
@@ -193,41 +159,23 @@ export class TsunaguClient {
 
   /* ---- members ---- */
 
-  get members() {
-    return [...this._members.values()].map((m) => this._snapshot(m));
-  }
+  get members() { return [...this._members.values()].map((m) => this._snapshot(m)); }
 
   _snapshot(m) {
-    return {
-      id: m.id,
-      name: m.name,
-      polite: m.polite,
-      connection: m.pc ? m.pc.connectionState : "new",
-      ice: m.pc ? m.pc.iceConnectionState : "new",
-      pair: m.pair,
-      tracks: [...m.tracks],
-      iceRestarts: m.iceRestarts,
-    };
+    return { id: m.id, name: m.name, polite: m.polite, connection: m.pc ? m.pc.connectionState : "new",
+      ice: m.pc ? m.pc.iceConnectionState : "new", pair: m.pair, tracks: [...m.tracks], iceRestarts: m.iceRestarts };
   }
 
   _member(id, name, polite) {
     let m = this._members.get(id);
-    if (m) {
-      if (name !== undefined && name !== m.name) m.name = name;
-      return m;
-    }
-    m = {
-      id, name: name || "", polite, pc: null, pending: [], chain: Promise.resolve(),
-      makingOffer: false, ignoreOffer: false, established: false, tracks: new Set(),
-      pair: null, iceRestarts: 0, restartTimer: null, prev: null,
-    };
+    if (m) return m;
+    m = { id, name: name || "", polite, pc: null, pending: [], chain: Promise.resolve(), makingOffer: false,
+      ignoreOffer: false, established: false, tracks: new Set(), pair: null, iceRestarts: 0, restartTimer: null };
     this._members.set(id, m);
     return m;
   }
 
-  _membersChanged() {
-    this._emit("members", this.members);
-  }
+  _membersChanged() { this._emit("members", this.members); }
 
   _dropMember(id, quiet) {
     const m = this._members.get(id);
@@ -291,14 +239,13 @@ export class TsunaguClient {
     for (const id of [...this._members.keys()]) this._dropMember(id, true);
     if (had) this._membersChanged();
     this._setState("left");
+    const w = this._joinWait; // leave() before `joined`: join() must settle
+    this._joinWait = null;
+    if (w) w.reject(new TsunaguError("not-joined", "left before joined", "left before the join completed", true));
   }
 
   _closeSock(sock, code, reason) {
-    try {
-      sock.close(code, reason);
-    } catch (e) {
-      /* already closing */
-    }
+    try { sock.close(code, reason); } catch (e) { /* already closing */ }
   }
 
   send(to, data) {
@@ -328,14 +275,9 @@ export class TsunaguClient {
     ws.send(JSON.stringify(obj));
   }
 
-  _sendNow(obj) {
-    const ws = this._ws;
-    if (ws && ws.readyState === OPEN) ws.send(JSON.stringify(obj));
-  }
+  _sendNow(obj) { if (this._ws && this._ws.readyState === OPEN) this._ws.send(JSON.stringify(obj)); }
 
-  dropConnection() {
-    if (this._ws) this._closeSock(this._ws, 4000, "dropped by the client");
-  }
+  dropConnection() { if (this._ws) this._closeSock(this._ws, 4000, "dropped by the client"); }
 
   _connect(onOpen) {
     clearTimeout(this._reconnectTimer);
@@ -349,18 +291,11 @@ export class TsunaguClient {
       return;
     }
     this._ws = sock;
-    sock.onopen = () => {
-      if (sock !== this._ws) return;
-      onOpen();
-    };
+    sock.onopen = () => { if (sock === this._ws) onOpen(); };
     sock.onerror = () => {}; // the close that follows says it
     sock.onmessage = (ev) => {
-      let m;
-      try {
-        m = JSON.parse(typeof ev.data === "string" ? ev.data : String(ev.data));
-      } catch (e) {
-        return;
-      }
+      let m = null;
+      try { m = JSON.parse(typeof ev.data === "string" ? ev.data : String(ev.data)); } catch (e) { /* not ours */ }
       if (m && typeof m.type === "string") this._handle(m, sock);
     };
     sock.onclose = (ev) => this._onClose(sock, ev);
@@ -384,10 +319,7 @@ export class TsunaguClient {
       if (w) w.reject(err);
       return;
     }
-    if (code === 4002) {
-      this._stop("kicked");
-      return;
-    }
+    if (code === 4002) return this._stop("kicked");
     // A dropped connection: come back with `resume` after a back-off; calls
     // keep their media meanwhile. Give up after reconnectGiveUpMs.
     if (!this._lostAt) this._lostAt = Date.now();
@@ -419,10 +351,7 @@ export class TsunaguClient {
 
   _startPing() {
     clearInterval(this._pingTimer);
-    if (this._pingMs > 0)
-      this._pingTimer = setInterval(() => {
-        if (!this._resuming) this._sendNow({ type: "ping" });
-      }, this._pingMs);
+    if (this._pingMs > 0) this._pingTimer = setInterval(() => this._resuming || this._sendNow({ type: "ping" }), this._pingMs);
   }
 
   _handle(m, sock) {
@@ -462,13 +391,11 @@ export class TsunaguClient {
   }
 
   _onJoined(m) {
-    const first = !!this._joinWait;
     this.id = m.id;
     this.room = m.room || this.room;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
     this._resumeToken = m.resume || null;
-    this._resuming = false;
-    this._rejoin = false;
+    this._resuming = this._rejoin = false;
     this._reconnectDelay = this._minDelay;
     this._lostAt = 0;
     const peers = Array.isArray(m.peers) ? m.peers : [];
@@ -479,14 +406,13 @@ export class TsunaguClient {
     for (const p of peers) this._member(p.id, p.name || "", false);
     const info = { id: m.id, room: this.room, peers: peers.map((p) => ({ id: p.id, name: p.name || "" })),
       iceServers: this.iceServers };
-    if (first) {
-      const w = this._joinWait;
-      this._joinWait = null;
-      w.resolve(info);
-    }
+    const w = this._joinWait;
+    this._joinWait = null;
+    if (w) w.resolve(info);
     this._emit("joined", info);
     this._membersChanged();
-    for (const p of peers) this._call(this._members.get(p.id));
+    // addTrack/addTransceiver fire negotiationneeded: the offers
+    if (this._PC) for (const p of peers) this._pc(this._members.get(p.id));
     for (const h of this._held.splice(0)) this._send(h);
   }
 
@@ -500,10 +426,7 @@ export class TsunaguClient {
     const peers = Array.isArray(m.peers) ? m.peers : [];
     let changed = false;
     for (const id of [...this._members.keys()])
-      if (!peers.some((p) => p.id === id)) {
-        this._dropMember(id, true);
-        changed = true;
-      }
+      if (!peers.some((p) => p.id === id)) changed = this._dropMember(id, true) || true;
     this._emit("resumed", { id: m.id, peers: peers.map((p) => ({ id: p.id, name: p.name || "" })) });
     if (changed) this._membersChanged();
     for (const h of this._held.splice(0)) this._send(h);
@@ -544,9 +467,8 @@ export class TsunaguClient {
       // too late to resume (window passed, or the server restarted): join
       // again as a new member; the others saw us leave
       this._log("could not resume; joining again");
-      this._error("resume-failed", message, {
-        reason: "the connection was away too long to resume; joined again as a new member",
-      });
+      this._error("resume-failed", message,
+        { reason: "the connection was away too long to resume; joined again as a new member" });
       this._resuming = false;
       this._resumeToken = null;
       this._held = [];
@@ -564,12 +486,10 @@ export class TsunaguClient {
       this._sendJoin();
       return;
     }
-    if (this._rejoin && code !== "unknown-peer" && (this.state === "reconnecting")) {
+    if (this._rejoin && code !== "unknown-peer" && this.state === "reconnecting") {
       // the join after a refused resume was refused too (token expired...)
-      this._rejoin = false;
       this._error(code, message, { fatal: true });
-      this._stop("rejoin refused: " + code);
-      return;
+      return this._stop("rejoin refused: " + code);
     }
     if (this._resuming && code === "server-busy") {
       // the cluster cannot hand us over right now: retry after the back-off
@@ -579,14 +499,10 @@ export class TsunaguClient {
     }
     if (code === "kicked") {
       this._error(code, message, { fatal: true });
-      this._stop("kicked");
-      return;
+      return this._stop("kicked");
     }
     // unknown-peer: a candidate crossed that member's leave; nothing is wrong
-    if (code === "unknown-peer") {
-      this._log("server: " + message);
-      return;
-    }
+    if (code === "unknown-peer") return this._log("server: " + message);
     this._error(code, message);
   }
 
@@ -600,8 +516,7 @@ export class TsunaguClient {
   }
 
   _serverList() {
-    const urls = [];
-    for (const s of this.iceServers) urls.push(...[].concat(s.urls || []));
+    const urls = this.iceServers.flatMap((s) => [].concat(s.urls || []));
     return urls.length ? urls.join(", ") : "none";
   }
 
@@ -616,6 +531,11 @@ export class TsunaguClient {
     return r;
   }
 
+  _refused(e, which) {
+    return "the browser refused the " + which + "ICE servers from signaling (" + this._serverList() + "): " +
+      why(e) + " — check tsunagu-signal's --turn-url and --turn-secret";
+  }
+
   // The RTCPeerConnection of a call, built on first need: at once for the
   // members we call, on their first offer for the members who call us.
   _pc(m) {
@@ -625,11 +545,7 @@ export class TsunaguClient {
       pc = new this._PC(this._rtcConfig());
     } catch (e) {
       // e.g. InvalidAccessError for a turn: URL without credentials
-      this._error("ice-servers-refused", why(e), {
-        peerId: m.id,
-        reason: "the browser refused the ICE servers from signaling (" + this._serverList() + "): " +
-          why(e) + " — check tsunagu-signal's --turn-url and --turn-secret",
-      });
+      this._error("ice-servers-refused", why(e), { peerId: m.id, reason: this._refused(e, "") });
       return null;
     }
     m.pc = pc;
@@ -640,14 +556,10 @@ export class TsunaguClient {
       // the offerer sends what it has and asks for both kinds even without
       // media of its own; the answerer's tracks go onto the offer's
       // m-lines (_attachLocal), so its answer needs no second round
-      const stream = this.localStream;
-      const have = new Set();
-      if (stream)
-        for (const t of stream.getTracks()) {
-          pc.addTrack(t, stream);
-          have.add(t.kind);
-        }
-      for (const kind of KINDS) if (!have.has(kind)) pc.addTransceiver(kind, { direction: "recvonly" });
+      const stream = this.localStream, tracks = stream ? stream.getTracks() : [];
+      for (const t of tracks) pc.addTrack(t, stream);
+      for (const kind of KINDS)
+        if (!tracks.some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
     }
     pc.onnegotiationneeded = () => this._negotiate(m, pc);
     pc.onicecandidate = (ev) => {
@@ -669,22 +581,15 @@ export class TsunaguClient {
     pc.ontrack = (ev) => {
       const track = ev.track;
       m.tracks.add(track);
-      const gone = () => {
-        if (!m.tracks.delete(track)) return;
-        this._emit("track-removed", { peerId: m.id, track });
-      };
+      const gone = () => m.tracks.delete(track) && this._emit("track-removed", { peerId: m.id, track });
       track.addEventListener("ended", gone);
       if (ev.streams && ev.streams[0]) ev.streams[0].addEventListener("removetrack", (e) => { if (e.track === track) gone(); });
       this._emit("track", { peerId: m.id, track, streams: ev.streams || [] });
     };
     pc.onconnectionstatechange = () => this._connectionChanged(m, pc);
     pc.oniceconnectionstatechange = () => this._iceChanged(m, pc);
+    this._watch(m, pc);
     return pc;
-  }
-
-  _call(m) {
-    if (!m || !this._PC) return;
-    this._pc(m); // addTrack/addTransceiver fire negotiationneeded: the offer
   }
 
   async _negotiate(m, pc) {
@@ -731,6 +636,9 @@ export class TsunaguClient {
         await pc.setRemoteDescription(d);
         if (d.type === "offer") await this._attachLocal(pc);
         m.established = true;
+        // a finished (re)negotiation: media must flow again before a stall
+        // counts, so a peer that simply stopped sending costs one restart
+        m.rtpFlowing = false;
         for (const c of m.pending.splice(0)) await this._addCandidate(m, pc, c);
         if (d.type === "offer") {
           step = "setLocalDescription(answer)";
@@ -769,13 +677,17 @@ export class TsunaguClient {
       const trs = pc.getTransceivers().filter((t) => !t.stopped && t.receiver && t.receiver.track &&
         t.receiver.track.kind === track.kind);
       if (trs.some((t) => t.sender.track)) continue; // this kind is sent already
-      const t = trs[0];
-      if (!t) continue;
-      await t.sender.replaceTrack(track);
-      if (t.sender.setStreams) t.sender.setStreams(stream);
-      if (t.direction === "recvonly") t.direction = "sendrecv";
-      else if (t.direction === "inactive") t.direction = "sendonly";
+      if (trs[0]) await this._onto(trs[0], track, stream);
     }
+  }
+
+  // track (or null) onto transceiver t, which then sends if it did not
+  async _onto(t, track, stream) {
+    await t.sender.replaceTrack(track);
+    if (!track) return;
+    if (stream && t.sender.setStreams) t.sender.setStreams(stream);
+    if (t.direction === "recvonly") t.direction = "sendrecv";
+    else if (t.direction === "inactive") t.direction = "sendonly";
   }
 
   async _addCandidate(m, pc, c) {
@@ -788,7 +700,8 @@ export class TsunaguClient {
 
   _closePc(m) {
     clearTimeout(m.restartTimer);
-    m.restartTimer = null;
+    clearInterval(m.watchTimer);
+    m.restartTimer = m.watchTimer = null;
     if (m.pc) {
       const pc = m.pc;
       m.pc = null;
@@ -822,12 +735,9 @@ export class TsunaguClient {
   }
 
   async _refreshPair(m, pc) {
-    try {
-      const { pair } = selectedPair(await pc.getStats());
-      if (pair && m.pc === pc) m.pair = pair;
-    } catch (e) {
-      /* closed meanwhile */
-    }
+    let pair = null;
+    try { pair = selectedPair(await pc.getStats()).pair; } catch (e) { /* closed meanwhile */ }
+    if (pair && m.pc === pc) m.pair = pair;
   }
 
   // A path that fails or stays disconnected: restart ICE (fresh candidates
@@ -842,6 +752,7 @@ export class TsunaguClient {
       m.restartsInRow = 0;
       m.failedSaid = false;
       m.wasConnected = true;
+      m.rtpFlowing = false; // a (new) path: media must flow on it before its stall counts
       await this._refreshPair(m, pc);
       if (m.pc === pc) this._connectionEvent(m, pc);
       return;
@@ -853,21 +764,72 @@ export class TsunaguClient {
     if ((ice === "failed" || ice === "disconnected") && !m.restartTimer) this._armRestart(m, pc);
   }
 
+  // Media stopped while ICE still says connected: a browser notices a dead
+  // relay only after seconds of failed consent checks, so the received
+  // bytes (RTP and RTCP) are watched too, as tsunagu-bot does. Only a call
+  // whose media flowed since its last (re)connection counts: one where
+  // nothing is sent at all is not restarted over and over.
+  _watch(m, pc) {
+    const every = Math.min(1000, Math.max(100, this._restartMs / 2));
+    m.rtpSeen = null; // stats id -> bytes received, at the last look
+    m.rtpFlowing = false;
+    m.watchTimer = setInterval(async () => {
+      if (m.pc !== pc || m.watchBusy || pc.connectionState !== "connected") return;
+      m.watchBusy = true;
+      // growth of any counter counts (an ICE restart may start new ones at 0)
+      const seen = new Map();
+      let grew = false;
+      try {
+        (await pc.getStats()).forEach((r) => {
+          if (r.type !== "inbound-rtp" && r.type !== "candidate-pair") return;
+          const n = r.bytesReceived || 0;
+          seen.set(r.id, n);
+          if (m.rtpSeen && n > (m.rtpSeen.get(r.id) ?? 0)) grew = true;
+        });
+      } catch (e) {
+        return;
+      } finally {
+        m.watchBusy = false;
+      }
+      if (m.pc !== pc) return;
+      const now = Date.now();
+      const first = !m.rtpSeen;
+      m.rtpSeen = seen;
+      if (grew) m.rtpFlowing = true;
+      if (grew) m.restartsInRow = 0; // media again: a working path
+      if (first || grew) return void (m.rtpAt = now);
+      if (!this._rtpStalled(m) || m.restartTimer) return;
+      this._log("no media from " + (m.name || m.id) + " for " + (now - m.rtpAt) + " ms: the path is dead");
+      m.rtpAt = now; // the next look counts from here
+      if (!m.polite) this._restartDead(m);
+      this._armRestart(m, pc);
+    }, every);
+  }
+
+  _rtpStalled(m) { return m.rtpFlowing && Date.now() - m.rtpAt >= this._restartMs; }
+
+  // An ICE restart for a dead path, at most RESTARTS_MAX without media between.
+  _restartDead(m) {
+    if ((m.restartsInRow || 0) >= RESTARTS_MAX) {
+      this._error("ice-failed", "no path after " + RESTARTS_MAX + " ICE restarts", { peerId: m.id,
+        reason: "the network path died and " + RESTARTS_MAX + " ICE restarts did not bring it back; " +
+          this._iceReason(m) });
+      return false;
+    }
+    m.restartsInRow = (m.restartsInRow || 0) + 1;
+    this._restart(m, "path-failed");
+    return true;
+  }
+
   _armRestart(m, pc) {
     const delay = m.polite ? 3 * this._restartMs : this._restartMs;
     m.restartTimer = setTimeout(() => {
       m.restartTimer = null;
       if (m.pc !== pc || this.state === "left") return;
       const ice = pc.iceConnectionState;
-      if (ice === "connected" || ice === "completed" || ice === "closed") return;
-      if ((m.restartsInRow || 0) >= RESTARTS_MAX) {
-        this._error("ice-failed", "no path after " + RESTARTS_MAX + " ICE restarts", { peerId: m.id,
-          reason: "the network path died and " + RESTARTS_MAX + " ICE restarts did not bring it back; " +
-            this._iceReason(m) });
-        return;
-      }
-      m.restartsInRow = (m.restartsInRow || 0) + 1;
-      this._restart(m, "path-failed");
+      if (ice === "closed" || ((ice === "connected" || ice === "completed") && !this._rtpStalled(m))) return;
+      if (this._rtpStalled(m)) m.rtpAt = Date.now();
+      if (!this._restartDead(m)) return;
       this._armRestart(m, pc); // again if this one does not bring it back
     }, delay);
   }
@@ -887,15 +849,13 @@ export class TsunaguClient {
   _onRelaysChanged(msg) {
     if (!Array.isArray(msg.iceServers)) return;
     this.iceServers = msg.iceServers;
-    this._log("relays changed: " + this._serverList());
+    this._log("relays changed (" + (msg.reason || "?") + ", now " + (msg.relay || "?") + "): " + this._serverList());
     for (const m of this._members.values()) {
       if (!m.pc) continue;
       try {
         m.pc.setConfiguration(this._rtcConfig());
       } catch (e) {
-        this._error("ice-servers-refused", why(e), { peerId: m.id,
-          reason: "the browser refused the new ICE servers from signaling (" + this._serverList() + "): " +
-            why(e) + " — check tsunagu-signal's --turn-url and --turn-secret" });
+        this._error("ice-servers-refused", why(e), { peerId: m.id, reason: this._refused(e, "new ") });
         continue;
       }
       // the offerer restarts; the answerer gathers anew when the restart
@@ -917,15 +877,8 @@ export class TsunaguClient {
       const pc = m.pc;
       if (!pc) continue;
       const t = this._senderOf(pc, kind);
-      if (t) {
-        await t.sender.replaceTrack(track);
-        if (track && this.localStream && t.sender.setStreams) t.sender.setStreams(this.localStream);
-        // a recvonly transceiver starts sending: a renegotiation
-        if (track && t.direction === "recvonly") t.direction = "sendrecv";
-        else if (track && t.direction === "inactive") t.direction = "sendonly";
-      } else if (track) {
-        pc.addTrack(track, this.localStream);
-      }
+      if (t) await this._onto(t, track, this.localStream); // from recvonly: a renegotiation
+      else if (track) pc.addTrack(track, this.localStream);
     }
   }
 
@@ -945,9 +898,7 @@ export class TsunaguClient {
     if (this.localStream) for (const t of this.localStream.getTracks()) if (t.kind === kind) t.enabled = !muted;
   }
 
-  isMuted(kind) {
-    return !!this._muted[kind];
-  }
+  isMuted(kind) { return !!this._muted[kind]; }
 
   async replaceTrack(track) {
     const kind = track.kind;
@@ -985,11 +936,7 @@ export class TsunaguClient {
       out[m.id] = s;
       if (!pc) continue;
       let report;
-      try {
-        report = await pc.getStats();
-      } catch (e) {
-        continue;
-      }
+      try { report = await pc.getStats(); } catch (e) { continue; }
       const { cp, pair } = selectedPair(report);
       if (pair) m.pair = pair;
       s.pair = m.pair;

@@ -176,3 +176,31 @@ test("mute and replaceTrack act on every call; stats() gives bitrate, loss, jitt
   assert.equal(s1.video, null);
   JSON.stringify(s1); // plain data (tests read it through page.evaluate)
 });
+
+test("media stops while ICE still says connected: the offerer restarts ICE after iceRestartAfterMs without media", async (t) => {
+  const { a, b, ja, pcA, pcB } = await pair(t, { iceRestartAfterMs: 400 });
+  pcA.live = pcB.live = true;
+  await sleep(1200); // media flows: no restart
+  assert.deepEqual(eventsOf(b, "ice-restart"), []);
+  // the relay dies: nothing arrives, ICE has not noticed yet
+  pcA.frozen = pcB.frozen = true;
+  const t0 = Date.now();
+  // the restart finds a path again (fresh allocations): media flows on
+  b.on("ice-restart", () => { pcA.frozen = pcB.frozen = false; });
+  await until(() => eventsOf(b, "ice-restart").length === 1, "a restart for the silent path", 4000);
+  const took = Date.now() - t0;
+  // (counted from the last growth seen, up to one look = 200 ms before the freeze)
+  assert.ok(took >= 150 && took < 2500, "restart " + took + " ms after the media stopped");
+  assert.deepEqual(eventsOf(b, "ice-restart")[0], { peerId: ja.id, reason: "path-failed" });
+  await until(() => pcA.answersMade === 2, "the restart answered");
+  await sleep(1500); // media again: no further restart
+  assert.equal(eventsOf(b, "ice-restart").length, 1);
+  assert.equal(eventsOf(a, "ice-restart").length, 0, "the polite end left it to the offerer");
+  assert.deepEqual(eventsOf(b, "error"), []);
+  // the other end stops sending while ICE is fine: that looks like a dead
+  // path and costs one restart, not a loop (media must flow again first)
+  pcA.live = pcB.live = false;
+  await sleep(2500);
+  assert.equal(eventsOf(b, "ice-restart").length, 2);
+  console.log("silent path: ICE restart " + took + " ms after the media stopped (iceRestartAfterMs 400)");
+});

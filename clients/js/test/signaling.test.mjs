@@ -239,6 +239,12 @@ test("errors: refused joins reject with a code and a readable reason", async (t)
   const dead = await freePort();
   const c = new TsunaguClient({ url: "ws://127.0.0.1:" + dead + "/ws", WebSocket, RTCPeerConnection: null });
   await assert.rejects(c.join(null, "x", { room: "r" }), (e) => e.code === "connect-failed" && /could not reach/.test(e.reason));
+  // leave() before `joined`: join() settles (rejects), nothing left open
+  const early = client(t, srv.url);
+  const pending = early.join(mintToken(SECRET, { room: "r2", sub: "e" }), "e");
+  early.leave();
+  await assert.rejects(pending, (e) => e.code === "not-joined" && /left before/.test(e.reason));
+  assert.equal(early.state, "left");
   // send before join
   assert.throws(() => c.send("0000000000000000", 1), (e) => e.code === "not-joined");
   // join while joined

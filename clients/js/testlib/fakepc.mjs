@@ -45,6 +45,9 @@ export class FakePC {
     this.rollbacks = 0;
     this.restartIceCalls = 0;
     this.broken = false; // a dead path: ICE "failed" instead of "connected"
+    this.live = false; // media flows: inbound bytes grow with time (the watchdog's input)
+    this.frozen = false; // media stopped while ICE still says connected (a relay just died)
+    this._liveBytes = 0;
     this._trs = [];
     this._ufrag = null;
     this._remoteUfrag = null;
@@ -204,6 +207,11 @@ export class FakePC {
     add({ id: "R", type: "remote-candidate", candidateType: "host", protocol: "udp" });
     add({ id: "IA", type: "inbound-rtp", kind: "audio", bytesReceived: 10000 + n * 4000, packetsReceived: 100 + n * 90,
       packetsLost: n * 10, jitter: 0.004 });
+    if (this.live) {
+      if (!this.frozen && this.connectionState === "connected") this._liveBytes += 1000;
+      add({ id: "IV", type: "inbound-rtp", kind: "video", bytesReceived: this._liveBytes, packetsReceived: this._liveBytes / 1000,
+        packetsLost: 0, jitter: 0.001 });
+    }
     add({ id: "OA", type: "outbound-rtp", kind: "audio", bytesSent: 20000 + n * 8000, packetsSent: 100 + n * 100 });
     return m;
   }
