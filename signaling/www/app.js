@@ -343,32 +343,18 @@ function testView(s, member) {
   }
 }
 
-// A media watchdog: ICE takes several seconds to call a dead path "disconnected" (Chromium
-// ~7 s after a relay crash, then the library waits iceRestartAfterMs). Media that stops
-// arriving on a connected call is the earlier sign: the side that offers (not polite, as the
-// library's own restarts) restarts ICE after STALL_MS without a byte, at most every 6 s.
-const STALL_MS = 2000;
-const stall = new Map(); // member id -> {bytes, grewAt, restartAt}
-function watchMedia(s, member, now) {
+// A lost path's problem (the library restarting ICE because ICE gave up or media stopped)
+// clears when media arrives again: the call's state may never have left "connected".
+const lastBytes = new Map(); // member id -> inbound bytes at the previous refresh
+function mediaAgain(s) {
   const bytes = (s.audio ? s.audio.bytesReceived : 0) + (s.video ? s.video.bytesReceived : 0);
-  const w = stall.get(s.id) || { bytes: 0, grewAt: now, restartAt: 0 };
-  stall.set(s.id, w);
-  if (bytes !== w.bytes || s.connection === "new" || s.connection === "connecting") {
-    if (bytes > w.bytes && s.connection === "connected" && pathProblemOf === s.id) {
-      // media again after a lost path: the call's state may never have left "connected"
-      state.problem = problemClears = pathProblemOf = null;
-      refreshStatus();
-    }
-    w.bytes = bytes;
-    w.grewAt = now;
-    return;
+  const before = lastBytes.get(s.id);
+  lastBytes.set(s.id, bytes);
+  // (counters may start again from 0 after an ICE restart: any change counts)
+  if (before !== undefined && bytes !== before && s.connection === "connected" && pathProblemOf === s.id) {
+    state.problem = problemClears = pathProblemOf = null;
+    refreshStatus();
   }
-  if (!bytes || !member || member.polite || now - w.grewAt < STALL_MS || now - w.restartAt < 6000) return;
-  w.restartAt = now;
-  problem("call with " + (s.name || s.id) + ": no media for " + Math.round((now - w.grewAt) / 1000) +
-          " s, restarting ICE", s.id);
-  pathProblemOf = s.id;
-  client.restartIce(s.id);
 }
 
 async function refreshStats() {
@@ -385,10 +371,10 @@ async function refreshStats() {
     const rates = s.audio || s.video ? windowed(s, now) : null;
     if (t) showStats(t, s, rates);
     testView(s, member);
-    watchMedia(s, member, now);
+    mediaAgain(s);
     if (rates) out += rates.bitrateOut;
   }
-  for (const id of [...stall.keys()]) if (!all[id]) stall.delete(id);
+  for (const id of [...lastBytes.keys()]) if (!all[id]) lastBytes.delete(id);
   for (const id of [...windows.keys()]) if (!all[id]) windows.delete(id);
   const self = tiles.get("self");
   if (self) {
@@ -567,7 +553,7 @@ function stopCall(restartPreview) {
   state.joined = false;
   for (const id of [...tiles.keys()]) removeTile(id);
   state.peers = {};
-  stall.clear();
+  lastBytes.clear();
   windows.clear();
   $("setup").classList.remove("joined");
   $("join").disabled = false;

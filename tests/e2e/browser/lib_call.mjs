@@ -12,6 +12,8 @@
  *  - mute: A's audio goes silent at B and comes back at unmute; A's video goes dark;
  *  - switch a track: both replace their camera with a canvas track (magenta | green) by
  *    replaceTrack; the other side's decoded frames show exactly that;
+ *  - tsunagu-relay SIGKILLed and back 1 s later: the offerer's library restarts ICE
+ *    (path-failed), media and audio come back at both ends relay/relay;
  *  - tsunagu-signal SIGKILLed: media keeps flowing while it is away; restarted, both clients
  *    find their resume refused, join again and call again; media flows on the new call;
  *  - leave: the other side sees member-left.
@@ -151,11 +153,47 @@ await Promise.all([
 const tSwitch = secs(t);
 ok(true, "switched video tracks arrive both ways (magenta | green) in " + tSwitch + " s, no renegotiation needed");
 
-// --- signaling restart ---
 const bytesIn = async (s, o) => {
   const m = (await H.evaluate(s.page, "T.stats()"))[o.id];
-  return m ? m.audio.bytesReceived + m.video.bytesReceived : 0;
+  return m && m.audio && m.video ? m.audio.bytesReceived + m.video.bytesReceived : 0;
 };
+
+// --- relay crash: SIGKILL, back 1 s later; the library restarts ICE, media comes back ---
+await H.killProc(srv.relay);
+const tCrash = Date.now();
+await H.sleep(1000);
+await srv.startRelay();
+await H.sleep(300); // what was in flight at the kill has arrived by now
+// media back: the inbound counters grow in 3 looks in a row, 250 ms apart (any change counts:
+// they may start again from 0 after the restart); the time is that of the first of the 3
+const last = [await bytesIn(a, b), await bytesIn(b, a)], streak = [0, 0], firstGrew = [0, 0];
+const backAt = [null, null];
+for (const deadline = Date.now() + 30000 * H.MULT; backAt.includes(null);) {
+  for (const [i, s, o] of [[0, a, b], [1, b, a]]) {
+    if (backAt[i]) continue;
+    const n = await bytesIn(s, o);
+    if (n !== last[i]) {
+      if (!streak[i]++) firstGrew[i] = Date.now();
+    } else streak[i] = 0;
+    last[i] = n;
+    if (streak[i] >= 3) backAt[i] = ((firstGrew[i] - tCrash) / 1000).toFixed(2);
+  }
+  if (Date.now() > deadline) H.fail("media not back within 30 s of the relay's SIGKILL: " +
+                                    JSON.stringify([await view(a), await view(b)]).slice(0, 3000));
+  await H.sleep(250);
+}
+const vb2 = await view(b);
+ok(vb2.members[0].iceRestarts >= 1 && vb2.events.some((e) => e.type === "ice-restart" && e.reason === "path-failed"),
+   "relay SIGKILLed and back 1 s later: bob (the offerer) restarted ICE (path-failed), media back at alice " +
+   backAt[0] + " s, at bob " + backAt[1] + " s after the kill", vb2);
+await Promise.all([media(a, b, "relay call at alice after the relay's restart"),
+                   media(b, a, "relay call at bob after the relay's restart")]);
+await loud(a, b, "bob heard at alice after the relay's restart");
+await loud(b, a, "alice heard at bob after the relay's restart");
+const tCrashBack = Math.max(Number(backAt[0]), Number(backAt[1])).toFixed(2);
+H.log("# timing " + pair + ": relay SIGKILL (back after 1 s) -> media back at both ends " + tCrashBack + " s");
+
+// --- signaling restart ---
 await H.killProc(srv.signal);
 const killedAt = Date.now();
 const before = [await bytesIn(a, b), await bytesIn(b, a)];
@@ -197,6 +235,6 @@ const errs = [...(await view(a)).errors, ...(await view(b)).errors].filter((e) =
 ok(errs.length === 0, "no other error event on either side", errs);
 
 H.log("# timing " + pair + ": call up " + tUp + " s, mute heard " + tMute + " s, track switch " + tSwitch +
-      " s, signaling restart " + tRestart + " s; total " + secs(T0) + " s");
+      " s, relay crash " + tCrashBack + " s, signaling restart " + tRestart + " s; total " + secs(T0) + " s");
 H.log("ok: " + pair + " tsunagu.js call, " + checks + " checks");
 process.exit(0);
