@@ -61,11 +61,16 @@ const pair = kinds.join("<->");
 // connected relay/relay with video arriving, in the page's own test view
 const upSrc = (o) => `tsunaguStats().then(st => { const p = st.peers[${JSON.stringify(o.id)}];
   return !!p && p.connection === 'connected' && !!p.pair && p.pair.local === 'relay' &&
-    p.pair.remote === 'relay' && !!p.inbound.video && p.inbound.video.bytes > 0 &&
+    !!p.inbound.video && p.inbound.video.bytes > 0 &&
     !!p.inbound.audio && p.inbound.audio.bytes > 0; })`;
 let t = Date.now();
 await Promise.all([H.waitFor(a.page, upSrc(b), 30, "call with bob up", logs),
                    H.waitFor(b.page, upSrc(a), 30, "call with alice up", logs)]);
+{
+  const pa = (await stats(a))[b.id].pair, pb = (await stats(b))[a.id].pair;
+  ok(H.relayPath(pa, pb) && H.relayPath(pb, pa), "relay to relay: alice " + pa.local + "/" + pa.remote +
+     ", bob " + pb.local + "/" + pb.remote + " (a prflx remote is the other's relay address)", [pa, pb]);
+}
 H.log("# timing demo " + pair + ": both tabs joined -> relay call with audio+video " + secs(t) + " s");
 
 // --- the tiles: stats overlay, quality, speaking ---
@@ -75,7 +80,7 @@ const tileSrc = (o) => `(() => { const t = document.getElementById('tile-' + ${J
            who: t.querySelector('.who').textContent, quality: t.querySelector('.quality').title,
            status: document.getElementById('status').textContent,
            statusCls: document.getElementById('status').className }; })()`;
-const overlayRe = /↓ [\d.]+ [kM]b\/s {2}↑ [\d.]+ [kM]b\/s\nloss \d+\.\d % {2}jitter \d+ ms\nRTT \d+ ms {2}relay \(relay\/relay udp\)/;
+const overlayRe = /↓ [\d.]+ [kM]b\/s {2}↑ [\d.]+ [kM]b\/s\nloss \d+\.\d % {2}jitter \d+ ms\nRTT \d+ ms {2}relay \(relay\/(relay|prflx) udp\)/;
 for (const [s, o] of [[a, b], [b, a]]) {
   const tile = await H.waitFor(s.page, `(t => t && ${overlayRe}.test(t.text) && /q-good/.test(t.cls) && t)(${tileSrc(o)})`,
                                15, "stats overlay on " + o.name + "'s tile", `JSON.stringify(${tileSrc(o)})`);
@@ -221,7 +226,7 @@ const restarts = Math.max(back.alice.restarts, back.bob.restarts);
 ok(restarts >= 1, "media came back by ICE restart (" + restarts + " restart(s) on the call)", back);
 ok((await srv.relayPackets()) > 100, "the restarted relay forwards the call");
 for (const [s, o] of [[a, b], [b, a]]) {
-  const tile = await H.waitFor(s.page, `(t => t && t.statusCls === 'ok' && /relay \\(relay\\/relay/.test(t.text) && t)(${tileSrc(o)})`,
+  const tile = await H.waitFor(s.page, `(t => t && t.statusCls === 'ok' && /relay \\(relay\\/(relay|prflx) udp\\)/.test(t.text) && t)(${tileSrc(o)})`,
                                10, "status line clean and overlay relay again after the relay's restart", logs);
   ok(tile.status === "in " + room + " — 1/1 call(s) connected (relay only)",
      s.name + ": status line " + JSON.stringify(tile.status) + " after the restart");

@@ -282,6 +282,17 @@ export async function waitFor(page, src, seconds, what, describe) {
   }
 }
 
+/** True when `mine` (a selected pair as stats() gives it) runs relay to relay: local "relay",
+ * remote "relay", or "prflx" at exactly the other end's local relay address and port (a
+ * browser that got the peer's first check before its trickled relay candidate names it
+ * peer-reflexive: Firefox does). `theirs`: the other end's pair of the same call. */
+export function relayPath(mine, theirs) {
+  if (!mine || mine.local !== "relay") return false;
+  if (mine.remote === "relay") return true;
+  return mine.remote === "prflx" && !!theirs && theirs.local === "relay" && !!mine.remoteAddress &&
+    mine.remoteAddress === theirs.localAddress && mine.remotePort === theirs.localPort;
+}
+
 export function parseArgs(argv, spec) {
   const out = { ...spec };
   for (let i = 0; i < argv.length; i++) {

@@ -91,8 +91,10 @@ for (const [s, o] of [[a, b], [b, a]]) {
         Math.round(m.bitrateOut / 1000) + " kb/s, loss " + m.lossPercent + " %, jitter " + m.jitterMs +
         " ms, rtt " + m.rttMs + " ms, pair " + m.pairType + " (" + JSON.stringify(m.pair) + ")");
   ok(m.id === o.id && m.name === o.name && m.connection === "connected", s.name + ": stats() names the member");
-  ok(m.pairType === "relay" && m.pair && m.pair.local === "relay" && m.pair.remote === "relay",
-     s.name + ": stats() pair relay/relay", m.pair);
+  const theirs = (await view(o)).members[0].pair;
+  ok(m.pairType === "relay" && H.relayPath(m.pair, theirs),
+     s.name + ": stats() pair relay/" + m.pair.remote + (m.pair.remote === "prflx" ? " (" + o.name +
+     "'s relay address " + m.pair.remoteAddress + ":" + m.pair.remotePort + ")" : ""), [m.pair, theirs]);
   ok(m.bitrateIn > 30000 && m.bitrateOut > 30000 && m.bitrateIn < 20e6,
      s.name + ": stats() bitrate in/out > 30 kb/s", [m.bitrateIn, m.bitrateOut]);
   ok(m.audio.bitrateIn > 5000 && m.video.bitrateIn > 10000, s.name + ": per-kind bitrates",
