@@ -131,14 +131,15 @@ export class TsunaguError extends Error implements TsunaguErrorInfo {
 }
 
 export interface RtpStats {
-  /** bits per second since the previous stats() call (0 on the first) */
+  /** bits per second over the last second or more: against the newest earlier
+   *  stats() look at least 1 s old, else the oldest kept (0 on the first call) */
   bitrateIn: number;
   bitrateOut: number;
   packetsReceived: number;
   packetsLost: number;
   /** outbound-rtp packetsSent */
   packetsSent: number;
-  /** percent of packets lost since the previous stats() call */
+  /** percent of packets lost over the same window as the bitrates */
   lossPercent: number;
   /** ms, from inbound-rtp */
   jitterMs: number | null;

@@ -141,10 +141,9 @@ export class TsunaguClient {
   _log(line) { if (this._o.log) this._o.log(line); }
 
   _setState(state) {
-    if (state === this.state) return;
     const previous = this.state;
     this.state = state;
-    this._emit("state", { state, previous });
+    if (state !== previous) this._emit("state", { state, previous });
   }
 
   _error(code, message, opts) {
@@ -248,15 +247,9 @@ export class TsunaguClient {
     try { sock.close(code, reason); } catch (e) { /* already closing */ }
   }
 
-  send(to, data) {
-    this._checkIn();
-    this._send({ type: "signal", to, data: { app: data } });
-  }
+  send(to, data) { this._checkIn(); this._send({ type: "signal", to, data: { app: data } }); }
 
-  broadcast(data) {
-    this._checkIn();
-    this._send({ type: "broadcast", data: { app: data } });
-  }
+  broadcast(data) { this._checkIn(); this._send({ type: "broadcast", data: { app: data } }); }
 
   _checkIn() {
     if (this.state !== "joined" && this.state !== "reconnecting")
@@ -727,11 +720,16 @@ export class TsunaguClient {
     if (st === "connected") await this._refreshPair(m, pc);
     if (m.pc !== pc) return;
     this._connectionEvent(m, pc);
-    if (st === "failed" && pc.iceConnectionState !== "failed" && !m.failedSaid) {
-      m.failedSaid = true;
-      const text = "the connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)";
-      this._error("ice-failed", text, { peerId: m.id, reason: text });
-    }
+    // Chromium may pass through "failed" for a few ms while ICE is still
+    // checking (seen: failed -> connecting -> connected in 100 ms): an error
+    // only if it still holds a second later
+    if (st === "failed" && pc.iceConnectionState !== "failed")
+      setTimeout(() => {
+        if (m.pc !== pc || pc.connectionState !== "failed" || pc.iceConnectionState === "failed" || m.failedSaid) return;
+        m.failedSaid = true;
+        const text = "the connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)";
+        this._error("ice-failed", text, { peerId: m.id, reason: text });
+      }, 1000);
   }
 
   async _refreshPair(m, pc) {
@@ -962,7 +960,10 @@ export class TsunaguClient {
           s.rttMs = r.roundTripTime * 1000;
         }
       });
-      const prev = m.prev;
+      // rates over the last second or more, whoever asks how often: against
+      // the newest earlier look at least 1 s old (else the oldest one kept)
+      const hist = m.hist || (m.hist = []);
+      const prev = [...hist].reverse().find((h) => now - h.t >= 1000) || hist[0];
       const dt = prev ? (now - prev.t) / 1000 : 0;
       let recvAll = 0, lostAll = 0;
       for (const kind of KINDS) {
@@ -985,7 +986,8 @@ export class TsunaguClient {
         if (k.jitter !== null) s.jitterMs = Math.max(s.jitterMs ?? 0, k.jitter);
       }
       s.lossPercent = recvAll + lostAll > 0 ? (100 * lostAll) / (recvAll + lostAll) : 0;
-      m.prev = cur;
+      hist.push(cur);
+      while (hist.length > 1 && (now - hist[1].t >= 1000 || hist.length > 50)) hist.shift();
     }
     return out;
   }

@@ -29,6 +29,9 @@ const kinds = (c) => callSignals(c).map((d) => (d.description ? d.description.ty
 
 test("the later joiner offers; trickle ICE in order; tracks and connection state with the pair type", async (t) => {
   const { a, b, ja, jb, pcA, pcB } = await pair(t);
+  // "connected" may come before the last candidates are through: wait for the ends
+  await until(() => kinds(a).length === 4 && kinds(b).length === 4 && pcA.remoteCandidates.length === 3 &&
+    pcB.remoteCandidates.length === 3, "every candidate and the end of them, both ways");
   // b joined later: b offered, a answered; each side's candidates after its description, then the end
   assert.deepEqual(kinds(a), ["offer", "cand", "cand", "end"]);
   assert.deepEqual(kinds(b), ["answer", "cand", "cand", "end"]);
@@ -175,6 +178,14 @@ test("mute and replaceTrack act on every call; stats() gives bitrate, loss, jitt
   assert.ok(s1.bitrateOut > s1.bitrateIn * 1.9 && s1.bitrateOut < s1.bitrateIn * 2.1);
   assert.equal(s1.video, null);
   JSON.stringify(s1); // plain data (tests read it through page.evaluate)
+  // a second caller right after: the same window (the look 0.5 s ago is still the base), not 0
+  const s2 = (await a.stats())[jb.id];
+  assert.ok(s2.bitrateIn > 0 && s2.lossPercent === 10, "rates kept for a second caller: " + s2.bitrateIn);
+  // a look over 1 s later takes the newest look at least 1 s old as its base
+  await sleep(1100);
+  pcA.statsStep = 2; // 4000 more bytes in
+  const s3 = (await a.stats())[jb.id];
+  assert.ok(s3.bitrateIn > 4000 * 8 / 2 && s3.bitrateIn < 4000 * 8 / 1.0, "bitrateIn over ~1.1 s: " + s3.bitrateIn);
 });
 
 test("media stops while ICE still says connected: the offerer restarts ICE after iceRestartAfterMs without media", async (t) => {
