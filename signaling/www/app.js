@@ -285,34 +285,15 @@ function quality(s) {
   return "good";
 }
 
-// Bitrate and loss over the last second or more, from the counters: stats() gives its rates
-// since the previous stats() call, which is milliseconds when tests (or another caller) ask
-// in between, and the overlay would flicker to 0.
-const windows = new Map(); // member id -> [{t, bin, bout, recv, lost}] (oldest first)
-function windowed(s, now) {
-  const k = (f) => (s.audio ? s.audio[f] || 0 : 0) + (s.video ? s.video[f] || 0 : 0);
-  const cur = { t: now, bin: k("bytesReceived"), bout: k("bytesSent"), recv: k("packetsReceived"), lost: k("packetsLost") };
-  const w = windows.get(s.id) || [];
-  windows.set(s.id, w);
-  if (w.length && cur.bin < w[w.length - 1].bin) w.length = 0; // a new call (counters restart)
-  w.push(cur);
-  while (w.length > 2 && now - w[1].t >= 1000) w.shift(); // keep one sample >= 1 s old
-  const old = w[0], dt = (now - old.t) / 1000;
-  if (dt < 0.2) return { bitrateIn: s.bitrateIn, bitrateOut: s.bitrateOut, lossPercent: s.lossPercent };
-  const dRecv = cur.recv - old.recv, dLost = Math.max(0, cur.lost - old.lost);
-  return { bitrateIn: (cur.bin - old.bin) * 8 / dt, bitrateOut: (cur.bout - old.bout) * 8 / dt,
-           lossPercent: dRecv + dLost > 0 ? 100 * dLost / (dRecv + dLost) : 0 };
-}
-
-// s: a MemberStats (or {connection} alone); rates: windowed()'s for it
-function showStats(t, s, rates) {
-  if (rates) s = Object.assign({}, s, rates);
+// s: a MemberStats (or {connection} alone, before the numbers); its rates are over the
+// last second or more (tsunagu.js), whoever else calls stats() meanwhile
+function showStats(t, s) {
   const q = quality(s);
   t.el.classList.remove("q-good", "q-fair", "q-poor", "q-bad", "q-none");
   t.el.classList.add("q-" + q);
   t.el.querySelector(".quality").title = "call quality: " + q;
   const text = t.el.querySelector(".net-text");
-  if (s.connection !== "connected" || !rates) {
+  if (s.connection !== "connected" || !(s.audio || s.video)) {
     text.textContent = s.connection === "new" ? "connecting" : s.connection;
     return;
   }
@@ -363,19 +344,16 @@ async function refreshStats() {
   const all = await c.stats();
   if (c !== client) return state; // left meanwhile
   const members = c.members;
-  const now = Date.now();
   let out = 0;
   for (const s of Object.values(all)) {
     const t = tiles.get(s.id);
     const member = members.find((m) => m.id === s.id);
-    const rates = s.audio || s.video ? windowed(s, now) : null;
-    if (t) showStats(t, s, rates);
+    if (t) showStats(t, s);
     testView(s, member);
     mediaAgain(s);
-    if (rates) out += rates.bitrateOut;
+    out += s.bitrateOut;
   }
   for (const id of [...lastBytes.keys()]) if (!all[id]) lastBytes.delete(id);
-  for (const id of [...windows.keys()]) if (!all[id]) windows.delete(id);
   const self = tiles.get("self");
   if (self) {
     self.el.querySelector(".net-text").textContent =
@@ -451,7 +429,7 @@ function wire(c) {
     p.ice = ev.ice;
     if (ev.connection === "connected" && problemClears === ev.peerId) state.problem = problemClears = null;
     const t = tiles.get(ev.peerId);
-    if (t && ev.connection !== "connected") showStats(t, { connection: ev.connection }, null); // numbers: next refresh
+    if (t && ev.connection !== "connected") showStats(t, { connection: ev.connection }); // numbers: next refresh
     refreshStatus();
   });
   c.on("ice-restart", (ev) => {
@@ -554,7 +532,6 @@ function stopCall(restartPreview) {
   for (const id of [...tiles.keys()]) removeTile(id);
   state.peers = {};
   lastBytes.clear();
-  windows.clear();
   $("setup").classList.remove("joined");
   $("join").disabled = false;
   $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
