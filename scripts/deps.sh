@@ -24,9 +24,15 @@ test_pkgs+=(util-linux nginx-light libnginx-mod-stream)
 test_pkgs+=(podman runc catatonit)
 # phone tests: a private PulseAudio daemon with null sinks, paplay/pactl
 test_pkgs+=(pulseaudio pulseaudio-utils)
+# browser tests of tsunagu.js and the demo page (tests/e2e/browser): Firefox ESR besides
+# Chromium, driven by puppeteer-core, which the tests npm-install into a temp dir
+test_pkgs+=(firefox-esr)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
+# node and npm for those tests: Debian's packages unless the machine has its own Node.js
+# (a nodesource nodejs bundles npm and conflicts with Debian's npm package)
+[ "${1:-build}" = test ] && ! command -v npm >/dev/null && want+=(nodejs npm)
 
 missing=()
 for p in "${want[@]}"; do

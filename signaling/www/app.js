@@ -1,550 +1,599 @@
-/* tsunagu demo call page: joins a room on tsunagu-signal (/ws) and calls
- * every other member (a mesh), following DESIGN.md's call convention:
- *  - the member that joins later offers to every peer listed in `joined`;
- *  - signal.data is {description}, {candidate} (trickle ICE) or
- *    {candidate:null} at the end of gathering;
- *  - peer-left ends that call.
- * URL parameters: ?room=R&name=N&autojoin=1&relay=1&token=JWT
- * For automated tests the page exposes window.tsunaguState (refreshed once a
- * second from getStats) and window.tsunaguStats() (fresh, a Promise).
+/* app.js - the demo call page: UI code over tsunagu.js's public API only (no
+ * RTCPeerConnection or WebSocket here; the library owns signaling and calls).
  *
- * What breaks a call shows in the status line with its reason, not only in
- * the log below: an RTCPeerConnection the browser refuses to build (ICE
- * servers it rejects), a failed offer/answer step, ICE finding no path (with
- * the TURN errors the browser reported), a refused join or another error
- * from signaling. The line stays "in ROOM — n/m call(s) connected" and the
- * problem follows it; state.problem holds it for tests. */
-"use strict";
+ * What the page adds on top of the library:
+ *  - a camera/microphone picker with a preview and a level meter before joining, and device
+ *    switching during the call (client.switchDevice);
+ *  - one tile per member: video, or a name card when there is no picture (audio-only member,
+ *    camera off, no frames arriving); a speaking indicator (Web Audio level of the track);
+ *    a stats overlay from client.stats() every second: bitrate, loss, jitter, RTT, the
+ *    selected path (relay/srflx/host) and a quality indicator;
+ *  - the status line: "in ROOM — n/m call(s) connected", and every error event with its
+ *    reason after it (the latest wins; a call's problem clears when that call connects);
+ *  - mute/camera state told to the others as application data ({media:{audio,video}}
+ *    through client.broadcast/send), so their tiles show "muted" and the name card.
+ * URL parameters: ?room=R&name=N&autojoin=1&relay=1&token=JWT&video=0 (join without camera).
+ *
+ * Test hooks (tests/e2e, tests/netlab): window.tsunaguState (status, joined, id, peers with
+ * pair/inbound/outbound counters, log, resumes, joins, drains, errors, problem),
+ * window.tsunaguStats() (fresh stats, a Promise of tsunaguState) and
+ * window.tsunaguDropSignaling() (drop the connection as a network change does). */
+import { TsunaguClient } from "./tsunagu.js";
 
-(function () {
-  const $ = (id) => document.getElementById(id);
-  const params = new URLSearchParams(location.search);
-  const state = {
-    status: "idle", joined: false, id: null, room: null, name: null, relayOnly: false,
-    iceServers: [], peers: {}, errors: [], log: [], resumes: 0, localTracks: 0,
-    joins: 0, drains: 0, drainResumes: 0, oldCloses: [], problem: null,
-  };
-  window.tsunaguState = state;
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const state = {
+  status: "idle", joined: false, id: null, room: null, name: null, relayOnly: false,
+  iceServers: [], peers: {}, errors: [], log: [], resumes: 0, localTracks: 0,
+  joins: 0, drains: 0, drainResumes: 0, iceRestarts: 0, problem: null, muted: false,
+};
+window.tsunaguState = state;
 
-  let ws = null, resumeToken = null, localStream = null, leaving = false, resuming = false;
-  let reconnectTimer = null, statsTimer = null, reconnectDelay = 500;
-  // drain in cluster mode: the draining node's connection, still read while
-  // the new one resumes elsewhere; its close (4001 once we moved) is expected
-  let oldWs = null;
-  // what we send while not in the room on a live connection (reconnecting,
-  // or a resume not answered yet): sent after `resumed`, which a message
-  // ahead of it would get `not-joined` instead of reaching its peer
-  let held = [];
-  let problemOf = null; // the peer id whose call state.problem is about, if any
-  const pcs = new Map(); // peer id -> {pc, name, pending: [], tile}
+let client = null;
+let localStream = null; // ours: the preview's stream, then the call's (the library sends it)
+let statsTimer = null, levelTimer = null, audioCtx = null;
+let problemClears = null; // peer id whose connecting clears state.problem, or "all"
+let pathProblemOf = null; // the peer id when state.problem is a lost path (media again clears it)
+const tiles = new Map(); // member id ("self" for us) -> tile record (see makeTile)
 
-  function log(msg) {
-    const line = new Date().toISOString().slice(11, 23) + " " + msg;
-    state.log.push(line);
-    if (state.log.length > 200) state.log.shift();
-    const el = $("log");
-    el.textContent += line + "\n";
-    el.scrollTop = el.scrollHeight;
-    console.log("tsunagu: " + msg);
+/* ---- log and status line ---- */
+
+function log(msg) {
+  const line = new Date().toISOString().slice(11, 23) + " " + msg;
+  state.log.push(line);
+  if (state.log.length > 300) state.log.shift();
+  const el = $("log");
+  el.textContent += line + "\n";
+  if (el.textContent.length > 60000) el.textContent = el.textContent.slice(-40000);
+  el.scrollTop = el.scrollHeight;
+  console.log("tsunagu: " + msg);
+}
+
+function setStatus(text, cls) {
+  state.status = text;
+  const el = $("status");
+  el.textContent = text;
+  el.title = text; // the whole text when the header cuts it
+  el.className = cls || "";
+}
+
+// A failure the user must see: in the status line (after the call count when in a room)
+// and in the log. The latest one wins.
+function problem(text, clears) {
+  state.problem = text;
+  problemClears = clears || null;
+  pathProblemOf = null;
+  log(text);
+  if (state.joined) refreshStatus();
+  else setStatus(text, "bad");
+}
+
+function refreshStatus() {
+  if (!state.joined || !client) return;
+  const ms = client.members;
+  const up = ms.filter((m) => m.connection === "connected").length;
+  if (state.problem && problemClears === "all" && up === ms.length) state.problem = problemClears = null;
+  if (client.state === "reconnecting") {
+    setStatus("reconnecting…" + (state.problem ? " — " + state.problem : ""), "bad");
+    return;
   }
+  const base = "in " + state.room + " — " + up + "/" + ms.length + " call(s) connected" +
+    (state.relayOnly ? " (relay only)" : "");
+  if (state.problem) setStatus(base + " — " + state.problem, "bad");
+  else setStatus(base, "ok");
+}
 
-  function setStatus(text, cls) {
-    state.status = text;
-    const el = $("status");
-    el.textContent = text;
-    el.title = text; // the whole text when the header cuts it
-    el.className = cls || "";
+function why(e) {
+  if (!e) return "unknown error";
+  return (e.name && e.name !== "Error" ? e.name + ": " : "") + (e.message || String(e));
+}
+
+function memberName(id) {
+  const m = client && client.members.find((x) => x.id === id);
+  return (m && m.name) || (state.peers[id] && state.peers[id].name) || id;
+}
+
+/* ---- local media: preview, devices, level ---- */
+
+function wantVideo() { return params.get("video") !== "0"; }
+
+function constraints(kind) {
+  const sel = $(kind === "audio" ? "mic-select" : "camera-select").value;
+  if (kind === "video") {
+    const v = { width: 640, height: 480 };
+    if (sel) v.deviceId = { exact: sel };
+    return v;
   }
+  return sel ? { deviceId: { exact: sel } } : true;
+}
 
-  // A failure the user must see: the status line (with the call count when
-  // in a room), and the log. The latest one wins.
-  function problem(text, peerId) {
-    state.problem = text;
-    problemOf = peerId || null;
-    log(text);
-    if (state.joined) refreshStatus();
-    else setStatus(text, "bad");
+async function openMedia() {
+  if (!navigator.mediaDevices)
+    throw new Error("this page is not a secure context (use https or localhost): no camera access");
+  if (!wantVideo()) return navigator.mediaDevices.getUserMedia({ audio: constraints("audio") });
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: constraints("audio"), video: constraints("video") });
+  } catch (e) {
+    problem("camera unavailable (" + why(e) + "): microphone only");
+    return navigator.mediaDevices.getUserMedia({ audio: constraints("audio") });
   }
+}
 
-  // "InvalidAccessError: Failed to construct ..." (an Error's name and text)
-  function why(e) {
-    if (!e) return "unknown error";
-    return (e.name && e.name !== "Error" ? e.name + ": " : "") + (e.message || String(e));
+function stopLocal() {
+  if (localStream) localStream.getTracks().forEach((t) => t.stop());
+  localStream = null;
+}
+
+async function startPreview() {
+  stopLocal();
+  try {
+    localStream = await openMedia();
+  } catch (e) {
+    problem("no camera/microphone: " + why(e));
+    return;
   }
+  $("preview").srcObject = localStream;
+  previewTile.stream = localStream;
+  watchLevel(previewTile, localStream.getAudioTracks()[0]);
+  updatePicture(previewTile);
+  await fillDevices();
+}
 
-  function who(id, name) { return name || (state.peers[id] && state.peers[id].name) || id; }
-
-  // The ICE servers as the page got them, for messages ("turn:h:p, stun:h")
-  function serverList() {
-    const urls = [];
-    for (const s of state.iceServers) urls.push(...[].concat(s.urls || []));
-    return urls.length ? urls.join(", ") : "none";
+// The pickers' lists; labels show once the page has had a camera/microphone.
+async function fillDevices() {
+  let devs = [];
+  try {
+    devs = await navigator.mediaDevices.enumerateDevices();
+  } catch (e) {
+    return;
   }
-
-  // Why ICE found no path: what the browser said about the ICE servers
-  // (icecandidateerror: "turn:127.0.0.1:9 701 ..."), and what to check.
-  function iceReason(entry) {
-    const errs = [...new Set(entry.iceErrors)].slice(0, 3);
-    let r = errs.length ? "ICE server errors: " + errs.join("; ") : "ICE servers: " + serverList();
-    r += state.relayOnly
-      ? " (relay only needs a TURN server this browser can reach: tsunagu-signal --turn-url/--turn-secret, tsunagu-turncheck)"
-      : " (a TURN server helps across NATs and firewalls)";
-    return r;
+  for (const [id, kind] of [["camera-select", "videoinput"], ["mic-select", "audioinput"]]) {
+    const sel = $(id);
+    const cur = localStream && localStream.getTracks().find((t) => t.kind === (kind === "videoinput" ? "video" : "audio"));
+    const curId = cur && cur.getSettings ? cur.getSettings().deviceId : "";
+    const keep = sel.value || curId;
+    sel.textContent = "";
+    const list = devs.filter((d) => d.kind === kind);
+    if (!list.length) sel.add(new Option(kind === "videoinput" ? "no camera" : "no microphone", ""));
+    list.forEach((d, i) => sel.add(new Option(d.label || (kind === "videoinput" ? "camera " : "microphone ") + (i + 1), d.deviceId)));
+    if (keep && list.some((d) => d.deviceId === keep)) sel.value = keep;
   }
+}
 
-  function send(obj) {
-    if (state.joined && (resuming || !ws || ws.readyState !== WebSocket.OPEN)) {
-      if (held.length < 1000) held.push(obj);
-      return;
+async function deviceChanged(kind) {
+  if (!client || !state.joined) return startPreview();
+  const id = $(kind === "audio" ? "mic-select" : "camera-select").value;
+  if (!id) return;
+  try {
+    // the library opens the device, sends it with replaceTrack, stops the old track
+    const track = await client.switchDevice(kind, id);
+    localStream = client.localStream;
+    const self = tiles.get("self");
+    if (self) {
+      self.video.srcObject = localStream;
+      if (kind === "audio") watchLevel(self, track);
+      updatePicture(self);
     }
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+    log("now sending " + kind + " from " + (track.label || id));
+  } catch (e) {
+    problem(e.reason || why(e)); // the error event said it too; this keeps the picker's word
   }
+}
 
-  function sendNow(obj) {
-    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+/* ---- tiles ---- */
+
+function initials(name) {
+  const w = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  return ((w[0] || "?")[0] + (w.length > 1 ? w[w.length - 1][0] : "")).toUpperCase();
+}
+
+function makeTile(id, name, self) {
+  const el = $("tile-template").content.firstElementChild.cloneNode(true);
+  el.id = "tile-" + id;
+  if (self) el.classList.add("self");
+  const t = { id, el, self, video: el.querySelector("video"), stream: null, level: null,
+              remoteMedia: { audio: false, video: false }, name: "" };
+  if (self) t.video.muted = true;
+  $("grid").appendChild(el);
+  tiles.set(id, t);
+  setTileName(t, name);
+  return t;
+}
+
+function setTileName(t, name) {
+  t.name = name || "";
+  t.el.querySelector(".who").textContent = t.self ? (name || "me") + " (you)" : name || t.id;
+  t.el.querySelector(".card-name").textContent = name || (t.self ? "you" : t.id);
+  t.el.querySelector(".initials").textContent = initials(name);
+}
+
+function removeTile(id) {
+  const t = tiles.get(id);
+  if (!t) return;
+  watchLevel(t, null);
+  t.el.remove();
+  tiles.delete(id);
+}
+
+// Video when there is a picture; the name card otherwise: no video track (audio-only
+// member), camera off (ours, or theirs as they told us), or no frames arriving (muted).
+function updatePicture(t) {
+  const stream = t.stream;
+  const v = stream ? stream.getVideoTracks().find((x) => x.readyState === "live") : null;
+  let picture = !!v && !v.muted;
+  if (t.self || t === previewTile) picture = !!v && !(client && client.isMuted("video"));
+  else if (t.remoteMedia.video) picture = false;
+  t.el.classList.toggle("no-video", !picture);
+  const mutedAudio = t.self ? !!(client && client.isMuted("audio")) : t.remoteMedia.audio;
+  const icon = t.el.querySelector(".muted-icon");
+  if (icon) icon.hidden = !mutedAudio;
+}
+
+// The speaking indicator: RMS of the member's audio, on above one level and off after
+// 400 ms below a lower one (so speech does not flicker it).
+function watchLevel(t, track) {
+  if (t.level) {
+    try { t.level.src.disconnect(); } catch (e) { /* gone */ }
+    t.level = null;
   }
-
-  function wsUrl() {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
+  if (!track || typeof AudioContext === "undefined") return;
+  try {
+    if (!audioCtx) audioCtx = new AudioContext();
+    if (audioCtx.state === "suspended") audioCtx.resume().catch(() => {});
+    const src = audioCtx.createMediaStreamSource(new MediaStream([track]));
+    const analyser = audioCtx.createAnalyser();
+    analyser.fftSize = 512;
+    src.connect(analyser);
+    t.level = { src, analyser, buf: new Float32Array(analyser.fftSize), rms: 0, lastLoud: 0 };
+  } catch (e) {
+    log("no speaking indicator: " + why(e));
   }
+  if (!levelTimer) levelTimer = setInterval(pollLevels, 100);
+}
 
-  /* ---- media ---- */
-
-  async function startMedia() {
-    if (localStream) return localStream;
-    try {
-      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 480 } });
-    } catch (e) {
-      log("camera+microphone unavailable (" + e.name + "), trying microphone only");
-      localStream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    }
-    state.localTracks = localStream.getTracks().length;
-    const t = tile("self", (state.name || "me") + " (you)");
-    t.classList.add("self");
-    const v = t.querySelector("video");
-    v.muted = true;
-    v.srcObject = localStream;
-    return localStream;
+function pollLevels() {
+  const now = performance.now();
+  for (const t of [previewTile, ...tiles.values()]) {
+    const l = t.level;
+    if (!l) continue;
+    l.analyser.getFloatTimeDomainData(l.buf);
+    let sum = 0;
+    for (const x of l.buf) sum += x * x;
+    l.rms = Math.sqrt(sum / l.buf.length);
+    const muted = t.self || t === previewTile ? !!(client && client.isMuted("audio")) : t.remoteMedia.audio;
+    if (l.rms > 0.02 && !muted) l.lastLoud = now;
+    const speaking = now - l.lastLoud < 400;
+    t.el.classList.toggle("speaking", speaking);
+    if (t === previewTile) $("mic-level").style.width = Math.min(100, Math.round(l.rms * 400)) + "%";
+    if (!t.self && t !== previewTile && state.peers[t.id]) state.peers[t.id].speaking = speaking;
   }
+}
 
-  function tile(id, label) {
-    let t = document.getElementById("tile-" + id);
-    if (!t) {
-      t = document.createElement("div");
-      t.className = "tile";
-      t.id = "tile-" + id;
-      t.innerHTML = '<video autoplay playsinline></video><span class="label"></span><span class="net"></span>';
-      $("grid").appendChild(t);
-    }
-    t.querySelector(".label").textContent = label;
-    return t;
+/* ---- the stats overlay ---- */
+
+function rate(bps) {
+  return bps >= 1e6 ? (bps / 1e6).toFixed(2) + " Mb/s" : Math.round(bps / 1e3) + " kb/s";
+}
+
+// good / fair / poor from loss, RTT and jitter (thresholds of a usable voice call)
+function quality(s) {
+  if (s.connection === "failed") return "bad";
+  if (s.connection !== "connected") return "none";
+  const loss = s.lossPercent || 0, rtt = s.rttMs || 0, jit = s.jitterMs || 0;
+  if (loss > 5 || rtt > 400 || jit > 80) return "poor";
+  if (loss > 1.5 || rtt > 200 || jit > 30) return "fair";
+  return "good";
+}
+
+// s: a MemberStats (or {connection} alone, before the numbers); its rates are over the
+// last second or more (tsunagu.js), whoever else calls stats() meanwhile
+function showStats(t, s) {
+  const q = quality(s);
+  t.el.classList.remove("q-good", "q-fair", "q-poor", "q-bad", "q-none");
+  t.el.classList.add("q-" + q);
+  t.el.querySelector(".quality").title = "call quality: " + q;
+  const text = t.el.querySelector(".net-text");
+  if (s.connection !== "connected" || !(s.audio || s.video)) {
+    text.textContent = s.connection === "new" ? "connecting" : s.connection;
+    return;
   }
+  const path = s.pair ? s.pairType + " (" + s.pair.local + "/" + s.pair.remote +
+    (s.pair.relayProtocol ? " " + s.pair.relayProtocol : "") + ")" : "path ?";
+  text.textContent =
+    "↓ " + rate(s.bitrateIn) + "  ↑ " + rate(s.bitrateOut) + "\n" +
+    "loss " + (s.lossPercent || 0).toFixed(1) + " %  jitter " + (s.jitterMs === null ? "–" : Math.round(s.jitterMs) + " ms") + "\n" +
+    "RTT " + (s.rttMs === null ? "–" : Math.round(s.rttMs) + " ms") + "  " + path;
+}
 
-  /* ---- peer connections ---- */
-
-  function peerState(id) {
-    if (!state.peers[id]) state.peers[id] = { name: "", connection: "new", ice: "new", pair: null, inbound: {}, outbound: {} };
-    return state.peers[id];
+// tsunaguState.peers as tests have read it since the first demo page
+function testView(s, member) {
+  const p = state.peers[s.id] || (state.peers[s.id] = { inbound: {}, outbound: {} });
+  p.name = s.name;
+  p.connection = s.connection;
+  p.ice = member ? member.ice : p.ice;
+  p.iceRestarts = member ? member.iceRestarts : p.iceRestarts;
+  p.stats = s;
+  if (s.pair) {
+    p.pair = Object.assign({}, s.pair, { rtt: s.rttMs === null ? undefined : s.rttMs / 1000 });
   }
-
-  function createPc(id, name) {
-    const old = pcs.get(id);
-    if (old) return old;
-    let pc;
-    try {
-      pc = new RTCPeerConnection({
-        iceServers: state.iceServers,
-        iceTransportPolicy: state.relayOnly ? "relay" : "all",
-      });
-    } catch (e) {
-      // e.g. InvalidAccessError for a turn: URL without username/credential,
-      // SyntaxError for a URL the browser cannot parse: both come from
-      // signaling's joined.iceServers
-      throw new Error("the browser refused the ICE servers from signaling (" + serverList() +
-        "): " + why(e) + " — check tsunagu-signal's --turn-url and --turn-secret");
-    }
-    const entry = { pc, name, pending: [], tile: tile(id, name || id), iceErrors: [], candidates: 0 };
-    pcs.set(id, entry);
-    peerState(id).name = name;
-    for (const track of localStream.getTracks()) pc.addTrack(track, localStream);
-    pc.onicecandidate = (ev) => {
-      send({ type: "signal", to: id, data: { candidate: ev.candidate ? ev.candidate.toJSON() : null } });
-      if (ev.candidate) entry.candidates++;
-      else if (!entry.candidates)
-        // gathering over with nothing to offer: no path can ever be found
-        callProblem(id, "no ICE candidates gathered; " + iceReason(entry));
-    };
-    // the browser's word on an ICE server that did not work (RFC 8489/8656
-    // error codes, or 701 when it got no answer at all)
-    pc.onicecandidateerror = (ev) => {
-      entry.iceErrors.push((ev.url || "?") + " " + ev.errorCode + " " + (ev.errorText || "").trim());
-      if (entry.iceErrors.length > 20) entry.iceErrors.shift();
-    };
-    pc.ontrack = (ev) => {
-      const v = entry.tile.querySelector("video");
-      if (v.srcObject !== ev.streams[0]) v.srcObject = ev.streams[0] || new MediaStream([ev.track]);
-    };
-    pc.onconnectionstatechange = () => {
-      peerState(id).connection = pc.connectionState;
-      log("call with " + (name || id) + ": " + pc.connectionState);
-      const net = entry.tile.querySelector(".net");
-      if (pc.connectionState !== "connected") net.textContent = pc.connectionState;
-      if (pc.connectionState === "failed" && !peerState(id).problem)
-        callProblem(id, pc.iceConnectionState === "failed"
-          ? "no network path (ICE failed); " + iceReason(entry)
-          : "the connection failed (" + pc.iceConnectionState + " ICE, DTLS did not complete)");
-      else if (pc.connectionState === "connected" && peerState(id).problem) {
-        peerState(id).problem = null; // a late path: it works now
-        if (problemOf === id) state.problem = problemOf = null;
-      }
-      refreshStatus();
-    };
-    pc.oniceconnectionstatechange = () => {
-      peerState(id).ice = pc.iceConnectionState;
-      if (pc.iceConnectionState === "failed" && !peerState(id).problem)
-        callProblem(id, "no network path (ICE failed); " + iceReason(entry));
-    };
-    return entry;
+  for (const kind of ["audio", "video"]) {
+    const r = s[kind];
+    if (!r) continue;
+    p.inbound[kind] = { bytes: r.bytesReceived, packets: r.packetsReceived, lost: r.packetsLost };
+    p.outbound[kind] = { bytes: r.bytesSent, packets: r.packetsSent };
   }
+}
 
-  function closePc(id) {
-    const e = pcs.get(id);
-    if (!e) return;
-    e.pc.close();
-    e.tile.remove();
-    pcs.delete(id);
-    delete state.peers[id];
-    if (problemOf === id) state.problem = problemOf = null; // that call is over
+// A lost path's problem (the library restarting ICE because ICE gave up or media stopped)
+// clears when media arrives again: the call's state may never have left "connected".
+const lastBytes = new Map(); // member id -> inbound bytes at the previous refresh
+function mediaAgain(s) {
+  const bytes = (s.audio ? s.audio.bytesReceived : 0) + (s.video ? s.video.bytesReceived : 0);
+  const before = lastBytes.get(s.id);
+  lastBytes.set(s.id, bytes);
+  // (counters may start again from 0 after an ICE restart: any change counts)
+  if (before !== undefined && bytes !== before && s.connection === "connected" && pathProblemOf === s.id) {
+    state.problem = problemClears = pathProblemOf = null;
     refreshStatus();
   }
+}
 
-  // One call's failure: on its tile, in the state for tests, and (the
-  // latest) in the status line.
-  function callProblem(id, text) {
-    const ps = peerState(id);
-    ps.problem = text;
-    const e = pcs.get(id);
-    if (e) e.tile.querySelector(".net").textContent = "failed";
-    problem("call with " + who(id) + " failed: " + text, id);
+async function refreshStats() {
+  if (!client) return state;
+  const c = client;
+  const all = await c.stats();
+  if (c !== client) return state; // left meanwhile
+  const members = c.members;
+  let out = 0;
+  for (const s of Object.values(all)) {
+    const t = tiles.get(s.id);
+    const member = members.find((m) => m.id === s.id);
+    if (t) showStats(t, s);
+    testView(s, member);
+    mediaAgain(s);
+    out += s.bitrateOut;
   }
+  for (const id of [...lastBytes.keys()]) if (!all[id]) lastBytes.delete(id);
+  const self = tiles.get("self");
+  if (self) {
+    self.el.querySelector(".net-text").textContent =
+      members.length ? "↑ " + rate(out) + " to " + members.length : "alone in the room";
+  }
+  return state;
+}
 
-  async function call(id, name) {
-    let step = "RTCPeerConnection";
-    try {
-      const { pc } = createPc(id, name);
-      step = "createOffer";
-      const offer = await pc.createOffer();
-      step = "setLocalDescription";
-      await pc.setLocalDescription(offer);
-      send({ type: "signal", to: id, data: { description: { type: offer.type, sdp: offer.sdp } } });
-      log("offer sent to " + (name || id));
-    } catch (e) {
-      callProblem(id, step === "RTCPeerConnection" ? e.message : step + ": " + why(e));
+/* ---- the call ---- */
+
+function tellMedia(to) {
+  if (!client || client.state !== "joined") return;
+  const media = { audio: client.isMuted("audio"), video: client.isMuted("video") };
+  try {
+    if (to) client.send(to, { media });
+    else client.broadcast({ media });
+  } catch (e) { /* not in the room right now: told on the next change */ }
+}
+
+function wire(c) {
+  c.on("state", (ev) => {
+    if (ev.state === "reconnecting") log("signaling: reconnecting");
+    refreshStatus();
+  });
+  c.on("joined", (info) => {
+    state.joined = true;
+    state.joins++;
+    state.id = info.id;
+    state.room = info.room;
+    state.iceServers = info.iceServers;
+    history.replaceState(null, "", "?room=" + encodeURIComponent(info.room));
+    if (state.relayOnly && !info.iceServers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u))))
+      problem("relay only, but this server hands out no TURN server: calls cannot connect (tsunagu-signal --turn-url)");
+    refreshStatus();
+  });
+  c.on("resumed", () => { state.resumes++; refreshStatus(); });
+  c.on("members", (ms) => {
+    for (const m of ms) {
+      const t = tiles.get(m.id) || makeTile(m.id, m.name, false);
+      if (t.name !== m.name) setTileName(t, m.name);
+      state.peers[m.id] = state.peers[m.id] || { inbound: {}, outbound: {} };
+      state.peers[m.id].name = m.name;
     }
-  }
-
-  async function onSignal(from, data) {
-    if (!data || typeof data !== "object") return;
-    if (data.description) {
-      const d = data.description;
-      let step = "RTCPeerConnection";
-      try {
-        const entry = createPc(from, state.peers[from] ? state.peers[from].name : "");
-        const pc = entry.pc;
-        step = "setRemoteDescription(" + d.type + ")";
-        await pc.setRemoteDescription(d);
-        for (const c of entry.pending.splice(0)) await addCandidate(pc, c);
-        if (d.type === "offer") {
-          step = "createAnswer";
-          const answer = await pc.createAnswer();
-          step = "setLocalDescription(answer)";
-          await pc.setLocalDescription(answer);
-          send({ type: "signal", to: from, data: { description: { type: answer.type, sdp: answer.sdp } } });
-          log("answered " + (entry.name || from));
-        }
-      } catch (e) {
-        callProblem(from, step === "RTCPeerConnection" ? e.message : step + ": " + why(e));
+    for (const id of [...tiles.keys()])
+      if (id !== "self" && !ms.some((m) => m.id === id)) {
+        removeTile(id);
+        delete state.peers[id];
+        if (problemClears === id) state.problem = problemClears = null; // that call is over
       }
-    } else if ("candidate" in data) {
-      const entry = pcs.get(from);
-      if (!entry) return;
-      if (!entry.pc.remoteDescription) entry.pending.push(data.candidate);
-      else await addCandidate(entry.pc, data.candidate);
+    refreshStatus();
+  });
+  c.on("member-joined", (m) => tellMedia(m.id)); // the library's log says who joined and left
+  c.on("track", (ev) => {
+    const t = tiles.get(ev.peerId) || makeTile(ev.peerId, memberName(ev.peerId), false);
+    if (!t.stream) { t.stream = new MediaStream(); t.video.srcObject = t.stream; }
+    for (const old of t.stream.getTracks()) if (old.kind === ev.track.kind) t.stream.removeTrack(old);
+    t.stream.addTrack(ev.track);
+    if (ev.track.kind === "audio") watchLevel(t, ev.track);
+    for (const e of ["mute", "unmute", "ended"]) ev.track.addEventListener(e, () => updatePicture(t));
+    t.video.play().catch(() => {});
+    updatePicture(t);
+  });
+  c.on("track-removed", (ev) => {
+    const t = tiles.get(ev.peerId);
+    if (!t || !t.stream) return;
+    t.stream.removeTrack(ev.track);
+    if (ev.track.kind === "audio") watchLevel(t, null);
+    updatePicture(t);
+  });
+  c.on("connection", (ev) => {
+    const p = state.peers[ev.peerId] || (state.peers[ev.peerId] = { inbound: {}, outbound: {} });
+    p.connection = ev.connection;
+    p.ice = ev.ice;
+    if (ev.connection === "connected" && problemClears === ev.peerId) state.problem = problemClears = null;
+    const t = tiles.get(ev.peerId);
+    if (t && ev.connection !== "connected") showStats(t, { connection: ev.connection }); // numbers: next refresh
+    refreshStatus();
+  });
+  c.on("ice-restart", (ev) => {
+    state.iceRestarts++;
+    // a lost path is a problem until the call connects again; a restart for new relays is not
+    if (ev.reason === "path-failed") {
+      problem("call with " + memberName(ev.peerId) + ": network path lost, restarting ICE", ev.peerId);
+      pathProblemOf = ev.peerId;
     }
-  }
-
-  async function addCandidate(pc, c) {
-    try {
-      // null marks the end of the peer's candidates
-      await pc.addIceCandidate(c === null ? undefined : c);
-    } catch (e) {
-      log("bad candidate: " + e.message);
+    else log("call with " + memberName(ev.peerId) + ": restarting ICE (" + ev.reason + ")");
+  });
+  c.on("drain", (ev) => {
+    state.drains++;
+    if (ev.mode === "resume") state.drainResumes++;
+  });
+  c.on("message", (ev) => {
+    const d = ev.data;
+    if (!d || typeof d !== "object" || !d.media) return;
+    const t = tiles.get(ev.from);
+    if (!t) return;
+    t.remoteMedia = { audio: !!d.media.audio, video: !!d.media.video };
+    updatePicture(t);
+  });
+  c.on("error", (e) => {
+    state.errors.push(e.code);
+    if (e.code === "resume-failed") {
+      // the server restarted (or we were away too long): joined again as a new member
+      problem("signaling: " + e.reason, "all");
+      return;
     }
-  }
-
-  /* ---- signaling ---- */
-
-  function connect(onOpen) {
-    clearTimeout(reconnectTimer);
-    const sock = new WebSocket(wsUrl());
-    ws = sock;
-    sock.onopen = () => { reconnectDelay = 500; onOpen(); };
-    // messages from the old connection of a drain still count: it carries
-    // ours until the member moved
-    sock.onmessage = (ev) => {
-      let m;
-      try { m = JSON.parse(ev.data); } catch (e) { return; }
-      handle(m).catch((e) => log("error handling " + m.type + ": " + e.message));
-    };
-    sock.onclose = (ev) => {
-      if (sock !== ws) {
-        // the draining node's connection: 4001 (we moved) or 1001 (drain over)
-        if (sock === oldWs) oldWs = null;
-        state.oldCloses.push(ev.code);
-        log("old signaling connection closed (" + ev.code + ")" + (ev.code === 4001 ? ": our place moved" : ""));
-        return;
-      }
-      if (leaving || !state.joined) {
-        if (!leaving) setStatus("disconnected (" + ev.code + ")", "bad");
-        return;
-      }
-      // The network dropped: come back under the same id with `resume`;
-      // calls already connected keep their media meanwhile.
-      setStatus("reconnecting…", "bad");
-      log("signaling connection lost (" + ev.code + "), resuming");
-      reconnectTimer = setTimeout(resumeNow, reconnectDelay);
-      reconnectDelay = Math.min(reconnectDelay * 2, 8000);
-    };
-  }
-
-  function resumeNow() {
-    connect(() => {
-      resuming = true;
-      sendNow({ type: "resume", token: resumeToken });
-    });
-  }
-
-  // Drain notice with "drain":"resume" (cluster): another node can take our
-  // place now. Keep the old connection open and read it; open a new one (the
-  // load balancer no longer sends new connections to the draining node) and
-  // resume there. Calls keep their media throughout.
-  function drainResume() {
-    state.drainResumes++;
-    log("server draining: resuming on a new connection");
-    oldWs = ws;
-    resuming = true; // hold what we send until `resumed`
-    reconnectDelay = 500;
-    resumeNow();
-  }
-
-  async function handle(m) {
-    switch (m.type) {
-      case "joined":
-        state.joined = true;
-        state.joins++;
-        state.id = m.id;
-        state.iceServers = m.iceServers || [];
-        resumeToken = m.resume;
-        log("joined " + m.room + " as " + m.id + " with " + m.peers.length + " peer(s)");
-        if (state.relayOnly && !state.iceServers.some((s) => [].concat(s.urls).some((u) => /^turns?:/.test(u))))
-          problem("relay only, but this server hands out no TURN server: calls cannot connect (tsunagu-signal --turn-url)");
-        history.replaceState(null, "", "?room=" + encodeURIComponent(m.room));
-        // we are the later joiner: we call everyone already here
-        for (const p of m.peers) {
-          peerState(p.id).name = p.name;
-          await call(p.id, p.name);
-        }
-        refreshStatus();
-        break;
-      case "resumed":
-        resuming = false;
-        state.resumes++;
-        log("resumed as " + m.id);
-        for (const h of held.splice(0)) send(h);
-        for (const id of [...pcs.keys()]) if (!m.peers.some((p) => p.id === id)) closePc(id);
-        refreshStatus();
-        break;
-      case "peer-joined":
-        peerState(m.peer.id).name = m.peer.name;
-        log(m.peer.name + " joined; waiting for their offer");
-        break;
-      case "peer-left":
-        log((state.peers[m.id] && state.peers[m.id].name || m.id) + " left");
-        closePc(m.id);
-        break;
-      case "signal":
-        await onSignal(m.from, m.data);
-        break;
-      case "error":
-        if (m.code === "server-busy" && m.drain) {
-          // the drain notice (SIGTERM), not a failure: see docs/protocol.md
-          state.drains++;
-          if (m.drain === "resume" && state.joined && resumeToken && !resuming && !oldWs) drainResume();
-          else log("server draining: will reconnect after it closes");
-          break;
-        }
-        state.errors.push(m.code);
-        log("server error " + m.code + ": " + m.message);
-        if (resuming && m.code === "unauthorized") {
-          // too late to resume (window passed, or the server restarted):
-          // join again as a new member; the others saw us leave
-          resuming = false;
-          resumeToken = null;
-          state.joined = false;
-          held = [];
-          if (oldWs) {
-            // a drain whose hand-over was refused: end the old member now
-            if (oldWs.readyState === WebSocket.OPEN) oldWs.send(JSON.stringify({ type: "leave" }));
-            oldWs.close(1000);
-            oldWs = null;
-          }
-          for (const id of [...pcs.keys()]) closePc(id);
-          log("could not resume; joining again");
-          sendNow({ type: "join", room: state.room, name: state.name, token: params.get("token") || undefined });
-        } else if (resuming && m.code === "server-busy") {
-          // the cluster cannot hand us over right now (Redis, load): drop this
-          // connection and resume again after the back-off
-          log("resume deferred; retrying");
-          if (ws) ws.close(4000, "retry resume");
-        } else if (!state.joined) {
-          stopCall();
-          problem("could not join: " + m.code + " (" + m.message + ")");
-        } else if (!resuming && m.code !== "unknown-peer") {
-          // (unknown-peer: a candidate crossed that peer's leave; nothing is wrong)
-          problem("server error " + m.code + ": " + m.message);
-        }
-        break;
-      default:
-        break;
+    let text = e.reason;
+    if (e.message && !text.includes(e.message) && e.message !== e.code) text += " (" + e.message + ")";
+    if (e.peerId) problem("call with " + memberName(e.peerId) + " failed: " + text, e.peerId);
+    else if (!e.fatal) problem(text + " [" + e.code + "]");
+    else if (!state.joined) problem("could not join: " + text + " [" + e.code + "]");
+    else {
+      // out of the room (kicked, signaling lost for good): the page goes back to its start
+      problem("out of the room: " + text + " [" + e.code + "]");
+      stopCall(false);
+      setStatus(state.problem, "bad");
     }
-  }
+  });
+}
 
-  function refreshStatus() {
-    if (!state.joined) return;
-    const n = pcs.size, up = [...pcs.values()].filter((e) => e.pc.connectionState === "connected").length;
-    const base = "in " + state.room + " — " + up + "/" + n + " call(s) connected" + (state.relayOnly ? " (relay only)" : "");
-    if (state.problem) setStatus(base + " — " + state.problem, "bad");
-    else setStatus(base, "ok");
-  }
-
-  async function join() {
-    const name = $("name").value.trim() || "guest";
-    const room = $("room").value.trim();
-    if (!room) { $("room").focus(); return; }
-    state.name = name; state.room = room; state.relayOnly = $("relay").checked;
-    state.problem = problemOf = null;
-    leaving = false;
-    $("join").disabled = true;
+async function join() {
+  const name = $("name").value.trim() || "guest";
+  const room = $("room").value.trim();
+  if (!room) { $("room").focus(); return; }
+  state.name = name; state.room = room; state.relayOnly = $("relay").checked;
+  state.problem = problemClears = null;
+  $("join").disabled = true;
+  // a user gesture (or autoplay allowed): Web Audio may start now
+  if (!audioCtx && typeof AudioContext !== "undefined") audioCtx = new AudioContext();
+  if (!localStream || !localStream.getTracks().some((t) => t.readyState === "live")) {
     setStatus("starting camera…");
     try {
-      await startMedia();
+      localStream = await openMedia();
     } catch (e) {
-      setStatus("no camera/microphone: " + e.message, "bad");
+      setStatus("no camera/microphone: " + why(e), "bad");
       state.errors.push("media");
       $("join").disabled = false;
       return;
     }
-    setStatus("connecting…");
-    $("hint").hidden = true;
-    connect(() => send({ type: "join", room, name, token: params.get("token") || undefined }));
-    $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = false;
-    $("relay").disabled = $("name").disabled = $("room").disabled = true;
-    statsTimer = setInterval(() => collectStats().catch(() => {}), 1000);
   }
-
-  function leave() {
-    sendNow({ type: "leave" });
-    stopCall();
-    setStatus("left");
+  state.localTracks = localStream.getTracks().length;
+  client = new TsunaguClient({ localStream, relayOnly: state.relayOnly, log });
+  wire(client);
+  watchLevel(previewTile, null);
+  $("setup").classList.add("joined");
+  const self = makeTile("self", name, true);
+  self.stream = localStream;
+  self.video.srcObject = localStream;
+  watchLevel(self, localStream.getAudioTracks()[0]);
+  updatePicture(self);
+  $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = false;
+  $("relay").disabled = $("name").disabled = $("room").disabled = true;
+  fillDevices(); // the pickers' labels, now that the page has a camera and microphone
+  setStatus("connecting…");
+  statsTimer = setInterval(() => refreshStats().catch((e) => log("stats: " + why(e))), 1000);
+  try {
+    await client.join(params.get("token") || null, name, { room });
+  } catch (e) {
+    // the error event has shown the reason already; the page is back to its start
+    stopCall(false);
   }
+}
 
-  function stopCall() {
-    leaving = true;
-    clearTimeout(reconnectTimer);
-    if (ws) ws.close(1000);
-    if (oldWs) oldWs.close(1000);
-    oldWs = null;
-    held = [];
-    for (const id of [...pcs.keys()]) closePc(id);
-    if (localStream) localStream.getTracks().forEach((t) => t.stop());
-    localStream = null;
-    const self = document.getElementById("tile-self");
-    if (self) self.remove();
-    clearInterval(statsTimer);
-    state.joined = false;
-    $("join").disabled = false;
-    $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
-    $("relay").disabled = $("name").disabled = $("room").disabled = false;
+function leave() {
+  if (client) client.leave();
+  stopCall(true);
+  setStatus("left");
+}
+
+function stopCall(restartPreview) {
+  clearInterval(statsTimer);
+  statsTimer = null;
+  if (client && client.state !== "left") client.leave();
+  client = null;
+  state.joined = false;
+  for (const id of [...tiles.keys()]) removeTile(id);
+  state.peers = {};
+  lastBytes.clear();
+  $("setup").classList.remove("joined");
+  $("join").disabled = false;
+  $("leave").disabled = $("mute").disabled = $("camera").disabled = $("invite").disabled = true;
+  $("relay").disabled = $("name").disabled = $("room").disabled = false;
+  $("mute").textContent = "Mute";
+  $("camera").textContent = "Camera off";
+  if (restartPreview) startPreview();
+  else if (localStream) { $("preview").srcObject = localStream; watchLevel(previewTile, localStream.getAudioTracks()[0]); }
+}
+
+/* Test hooks */
+window.tsunaguStats = refreshStats;
+window.tsunaguDropSignaling = () => { if (client) client.dropConnection(); };
+
+/* ---- controls ---- */
+
+const previewTile = { id: "preview", el: $("preview-box"), self: false, video: $("preview"), stream: null,
+                      level: null, remoteMedia: { audio: false, video: false } };
+
+$("join").onclick = join;
+$("leave").onclick = leave;
+$("mute").onclick = () => {
+  if (!client) return;
+  const on = !client.isMuted("audio");
+  client.setMuted("audio", on);
+  $("mute").textContent = on ? "Unmute" : "Mute";
+  state.muted = on;
+  updatePicture(tiles.get("self"));
+  tellMedia();
+};
+$("camera").onclick = () => {
+  if (!client) return;
+  const off = !client.isMuted("video");
+  client.setMuted("video", off);
+  $("camera").textContent = off ? "Camera on" : "Camera off";
+  updatePicture(tiles.get("self"));
+  tellMedia();
+};
+$("invite").onclick = async () => {
+  const link = location.origin + location.pathname + "?room=" + encodeURIComponent(state.room);
+  try {
+    await navigator.clipboard.writeText(link);
+    log("invite link copied: " + link);
+  } catch (e) {
+    log("invite link: " + link);
   }
+};
+$("camera-select").onchange = () => deviceChanged("video");
+$("mic-select").onchange = () => deviceChanged("audio");
+for (const id of ["name", "room"]) $(id).addEventListener("keydown", (ev) => { if (ev.key === "Enter") join(); });
+$("name").addEventListener("input", () => setPreviewName($("name").value.trim()));
+window.addEventListener("beforeunload", () => { if (client) client.leave(); });
 
-  /* ---- stats (for the tiles and for tests) ---- */
+function setPreviewName(name) {
+  $("preview-box").querySelector(".card-name").textContent = name || "you";
+  $("preview-box").querySelector(".initials").textContent = initials(name);
+}
 
-  async function collectStats() {
-    for (const [id, e] of pcs) {
-      const report = await e.pc.getStats();
-      const ps = peerState(id);
-      let pairId = null;
-      const byId = new Map();
-      report.forEach((s) => {
-        byId.set(s.id, s);
-        if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
-      });
-      if (!pairId) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pairId = s.id; });
-      const pair = pairId && byId.get(pairId);
-      if (pair) {
-        const l = byId.get(pair.localCandidateId) || {}, r = byId.get(pair.remoteCandidateId) || {};
-        ps.pair = {
-          local: l.candidateType, remote: r.candidateType, localAddress: l.address, remoteAddress: r.address,
-          localPort: l.port, remotePort: r.port, protocol: l.protocol, relayProtocol: l.relayProtocol,
-          rtt: pair.currentRoundTripTime, bytesSent: pair.bytesSent, bytesReceived: pair.bytesReceived,
-        };
-      }
-      report.forEach((s) => {
-        if (s.type === "inbound-rtp" && s.kind) ps.inbound[s.kind] = { bytes: s.bytesReceived || 0, packets: s.packetsReceived || 0, lost: s.packetsLost || 0 };
-        if (s.type === "outbound-rtp" && s.kind) ps.outbound[s.kind] = { bytes: s.bytesSent || 0, packets: s.packetsSent || 0 };
-      });
-      const net = e.tile.querySelector(".net");
-      if (ps.pair) net.textContent = ps.pair.local + "/" + ps.pair.remote + (ps.pair.rtt !== undefined ? " · " + Math.round(ps.pair.rtt * 1000) + " ms" : "");
-    }
-    return state;
-  }
-  window.tsunaguStats = collectStats;
-  /* Test hook: drop the signaling connection the way a network change does
-   * (no leave); the page resumes and calls keep their media meanwhile. */
-  window.tsunaguDropSignaling = () => { if (ws) ws.close(4000, "test drop"); };
-
-  /* ---- controls ---- */
-
-  $("join").onclick = join;
-  $("leave").onclick = leave;
-  $("mute").onclick = () => {
-    if (!localStream) return;
-    const on = localStream.getAudioTracks().some((t) => t.enabled);
-    localStream.getAudioTracks().forEach((t) => { t.enabled = !on; });
-    $("mute").textContent = on ? "Unmute" : "Mute";
-    state.muted = on;
-  };
-  $("camera").onclick = () => {
-    if (!localStream) return;
-    const on = localStream.getVideoTracks().some((t) => t.enabled);
-    localStream.getVideoTracks().forEach((t) => { t.enabled = !on; });
-    $("camera").textContent = on ? "Camera on" : "Camera off";
-  };
-  $("invite").onclick = async () => {
-    const link = location.origin + location.pathname + "?room=" + encodeURIComponent(state.room);
-    try {
-      await navigator.clipboard.writeText(link);
-      log("invite link copied: " + link);
-    } catch (e) {
-      log("invite link: " + link);
-    }
-  };
-  for (const id of ["name", "room"]) $(id).addEventListener("keydown", (ev) => { if (ev.key === "Enter") join(); });
-  window.addEventListener("beforeunload", () => { if (state.joined) { leaving = true; sendNow({ type: "leave" }); } });
-
-  $("name").value = params.get("name") || localStorage.getItem("tsunagu-name") || "";
-  $("room").value = params.get("room") || "";
-  $("name").addEventListener("change", () => localStorage.setItem("tsunagu-name", $("name").value));
-  if (params.get("relay") === "1") $("relay").checked = true;
-  if (params.get("autojoin") === "1" && $("room").value) join();
-})();
+$("name").value = params.get("name") || localStorage.getItem("tsunagu-name") || "";
+$("room").value = params.get("room") || "";
+$("name").addEventListener("change", () => localStorage.setItem("tsunagu-name", $("name").value));
+setPreviewName($("name").value);
+if (params.get("relay") === "1") $("relay").checked = true;
+if (params.get("autojoin") === "1" && $("room").value) join();
+else startPreview();

@@ -18,6 +18,7 @@ usage: signal_browser_drain.py --signal EXE [--turn coturn|tsunagu-relay] [--rel
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -141,8 +142,10 @@ def main():
                 time.sleep(1)
                 smp = sample()
                 if not up(smp):
-                    die("call not connected after the drain: %s" % {
-                        n: {pid: p["connection"] for pid, p in v["peers"].items()} for n, v in smp.items()})
+                    die("call not connected after the drain: %s; logs %s" % (
+                        {n: {pid: p["connection"] for pid, p in v["peers"].items()} for n, v in smp.items()},
+                        {n: browser.eval(pg, "JSON.stringify(tsunaguState.log.slice(-12))")
+                         for n, pg in pages.items()}))
                 samples.append(smp)
             for n in names:
                 series = [media(s[n])[0] for s in samples]
@@ -161,8 +164,12 @@ def main():
                     why = "resumes %d, joins %d (want 1, 1)" % (st["resumes"], st["joins"])
                 elif st["errors"]:
                     why = "errors shown: %r" % st["errors"]
-                elif st["oldCloses"] != [4001]:
-                    why = "old connection closes %r (want [4001])" % st["oldCloses"]
+                elif [re.search(r"old connection closed \((\d+)\)", l).group(1) for l in st["log"]
+                      if "old connection closed (" in l] != ["4001"]:
+                    # tsunagu.js says how the draining node's connection ended in its log
+                    # (the demo page shows the library's log lines)
+                    why = "old connection closes %r (want one, 4001)" % [
+                        l for l in st["log"] if "old connection closed" in l]
                 elif offers != offers0[n]:
                     why = "renegotiated (%d offers/answers, %d before)" % (offers, offers0[n])
                 if why:
