@@ -84,6 +84,7 @@ static int push(sig_member *m, sig_buf *b)
         !(e = malloc(sizeof *e)))
         return overflow(m);
     list_append(&m->qhead, &m->qtail, e, b);
+    sig_seq_number(m, e);
     m->qn++;
     m->qbytes += b->len;
     if (was_empty && live(m))
@@ -890,6 +891,8 @@ size_t sig_hub_release(sig_hub *h, const char *room, const char *id)
     held = m->hn;
     if (m->hhead) {
         bool was_empty = m->qn == 0;
+        for (qent *e = m->hhead; e; e = e->next)
+            sig_seq_number(m, e);
         if (m->qtail)
             m->qtail->next = m->hhead;
         else

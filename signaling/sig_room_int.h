@@ -11,6 +11,7 @@
 typedef struct qent {
     struct qent *next;
     sig_buf *b;
+    uint64_t seq; /* the member's number for it ("seq"), 0: none (sig_room_seq.c) */
 } qent;
 
 typedef struct sig_room {
@@ -35,6 +36,8 @@ struct sig_member {
     qent *qhead, *qtail;
     size_t qn, qbytes;
     bool overflowed;
+    bool numbered; /* it asked for "seq" (join) */
+    uint64_t seq;  /* the last "seq" given to room traffic for it (sig_room_seq.c) */
     uint64_t detached_at;
     /* cluster mode, just adopted from another node: this node's own members'
      * signals and broadcasts wait here until the older ones, still on their
@@ -47,10 +50,16 @@ struct sig_member {
 struct sig_hub {
     sig_limits lim;
     sig_hub_ops ops;
+    sig_hub_queued_fn queued; /* cluster mode: room traffic numbered (sig_room_seq.c) */
+    void *queued_ud;
     sig_member *all;
     uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
     rtc_map rooms; /* name -> sig_room */
 };
+
+/* sig_room_seq.c: number e (room traffic only, when numbering is on) as it
+ * enters m's send queue, and hand it to the hook. */
+void sig_seq_number(sig_member *m, qent *e);
 
 #endif
