@@ -1,10 +1,8 @@
 /* sig_mq.c - members' message streams in Redis (see sig_mq.h).
  *
  * The entry id is `0-SEQ`: the member's own number, so a reader asks for
- * "after N" with an exclusive XRANGE, and a number written twice (a
- * pipeline sent again) is refused by Redis instead of stored twice. The
- * script swallows that refusal (redis.pcall) and still renews the key's
- * lifetime. Cost: one more pipelined script per numbered message. */
+ * "after N" with an exclusive XRANGE (`(0-N`). Cost: one more pipelined
+ * script per numbered message. */
 #include "sig_mq.h"
 
 #include <inttypes.h>
@@ -15,8 +13,19 @@
 
 #include "rtc_err.h"
 
+/* KEYS[1] the member's stream; ARGV: maxlen, seq, text, ttl. The same
+ * number again (a command sent twice): nothing. A lower one: the member
+ * moved to another node, which numbers on after what the client said it
+ * processed (resume "last"); what the old node numbered past that was never
+ * processed, so the stream starts over there. */
 static const char LUA_MQ_ADD[] =
-    "redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '0-' .. ARGV[2], 'm', ARGV[3])\n"
+    "local id = '0-' .. ARGV[2]\n"
+    "local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]\n"
+    "if top and top[1] == id then return 0 end\n"
+    "if top and tonumber(string.sub(top[1], 3)) >= tonumber(ARGV[2]) then\n"
+    "  redis.call('DEL', KEYS[1])\n"
+    "end\n"
+    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'm', ARGV[3])\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
 

@@ -746,10 +746,10 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
      * asking node accepts only what else a queue holds (a `joined` carries
      * TURN credentials, which must never come out of another node's reply). */
     for (qent *e = m->qhead; e; e = e->next)
-        if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
+        if (!e->b->greeting && !(v[i++] = sig_seq_text(e)))
             goto oom;
     for (qent *e = m->hhead; e; e = e->next) /* (still holding: those come after) */
-        if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
+        if (!e->b->greeting && !(v[i++] = sig_seq_text(e)))
             goto oom;
     if (m->state == SIG_MEMBER_JOINED && m->conn && !(fresh = sig_hub_connect(h, m->conn)))
         goto oom;
@@ -873,8 +873,10 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     text = sig_proto_resumed(m->id, peers);
     json_decref(peers);
     send_text_as(m, text, true, now_us);
+    m->adopting = true;
     for (size_t i = 0; i < p->ntexts; i++)
         send_text(m, strdup(p->texts[i]), now_us);
+    m->adopting = false;
     if (m->conn)
         h->ops.wake(m->conn, h->ops.ud);
     return SIG_OK;

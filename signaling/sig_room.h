@@ -232,6 +232,9 @@ void sig_member_pop(sig_member *m);
  * with sig_seq_splice. Numbers continue across a resume on this node, and
  * after sig_member_set_seq. set_numbered: in the lobby, before the join. */
 void sig_member_set_numbered(sig_member *m, bool on);
+/* a lobby member about to resume: numbered when the client sent "last",
+ * numbers going on after it (a member adopted from another node) */
+void sig_member_number_from(sig_member *m, bool on, uint64_t last);
 bool sig_member_numbered(const sig_member *m);
 typedef void (*sig_hub_queued_fn)(void *ud, const char *id, uint64_t seq, const char *text);
 void sig_hub_set_queued(sig_hub *h, sig_hub_queued_fn fn, void *ud);

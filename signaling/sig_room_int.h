@@ -36,7 +36,8 @@ struct sig_member {
     qent *qhead, *qtail;
     size_t qn, qbytes;
     bool overflowed;
-    bool numbered; /* it asked for "seq" (join) */
+    bool numbered; /* it asked for "seq" (join), or resumed with "last" */
+    bool adopting; /* sig_hub_adopt: texts from the old node keep their "seq" */
     uint64_t seq;  /* the last "seq" given to room traffic for it (sig_room_seq.c) */
     uint64_t detached_at;
     /* cluster mode, just adopted from another node: this node's own members'
@@ -61,5 +62,7 @@ struct sig_hub {
 /* sig_room_seq.c: number e (room traffic only, when numbering is on) as it
  * enters m's send queue, and hand it to the hook. */
 void sig_seq_number(sig_member *m, qent *e);
+/* e's text as a client gets it (with "seq" when numbered); malloc'd */
+char *sig_seq_text(const qent *e);
 
 #endif

@@ -427,6 +427,7 @@ static void do_resume(sig_client *c, const sig_msg *msg)
     }
     if (!join_rate_ok(c))
         return;
+    sig_member_number_from(c->m, msg->has_last, msg->last); /* (for an adoption) */
     rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, rtc_clock_mono_us());
     if (rc == SIG_E_UNAUTHORIZED && c->srv->cluster) {
         /* not here: perhaps on another node (non-sticky load balancer,
