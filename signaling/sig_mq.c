@@ -13,7 +13,8 @@
 
 #include "rtc_err.h"
 
-/* KEYS[1] the member's stream; ARGV: maxlen, seq, text, ttl. The same
+/* KEYS[1] the member's stream; ARGV: maxlen, seq, text, ttl, x (the
+ * room-stream entry the message came from: field x, for a claim). The same
  * number again (a command sent twice): nothing. A lower one: the member
  * moved to another node, which numbers on after what the client said it
  * processed (resume "last"); what the old node numbered past that was never
@@ -25,7 +26,11 @@ static const char LUA_MQ_ADD[] =
     "if top and tonumber(string.sub(top[1], 3)) >= tonumber(ARGV[2]) then\n"
     "  redis.call('DEL', KEYS[1])\n"
     "end\n"
-    "redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'm', ARGV[3])\n"
+    "if ARGV[5] ~= '' then\n"
+    "  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'm', ARGV[3], 'x', ARGV[5])\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'm', ARGV[3])\n"
+    "end\n"
     "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
     "return 1\n";
 
@@ -39,6 +44,7 @@ struct sig_mq {
 typedef struct {
     uint64_t seq;
     char *text;
+    char x[48]; /* the room-stream entry it came from, or "" */
     char id[];
 } add_op;
 
@@ -47,7 +53,7 @@ static int hook_append(void *ud, void *arg)
     sig_mq *q = ud;
     const add_op *k = arg;
     char key[128], maxlen[16], seq[24], ttl[16];
-    const char *argv[] = {"EVAL", LUA_MQ_ADD, "1", key, maxlen, seq, k->text, ttl};
+    const char *argv[] = {"EVAL", LUA_MQ_ADD, "1", key, maxlen, seq, k->text, ttl, k->x};
     snprintf(key, sizeof key, "%smq:%s", sig_cluster_key_prefix(q->c), k->id);
     snprintf(maxlen, sizeof maxlen, "%" PRIu32, q->p.maxlen);
     snprintf(seq, sizeof seq, "%" PRIu64, k->seq);
@@ -95,11 +101,13 @@ sig_mq *sig_mq_new(sig_cluster *c, sig_hub *hub, const sig_mq_params *p)
 
 void sig_mq_free(sig_mq *q) { free(q); }
 
-void sig_mq_queued(void *ud, const char *id, uint64_t seq, const char *text)
+void sig_mq_queued(void *ud, const char *id, uint64_t seq, const char *text, const char *x)
 {
     sig_mq *q = ud;
     size_t il = strlen(id), tl = strlen(text);
     add_op *k = malloc(sizeof *k + il + 1 + tl + 1);
+    if (k)
+        snprintf(k->x, sizeof k->x, "%s", x);
     if (!k) {
         atomic_fetch_add(&q->refused, 1);
         return;

@@ -23,7 +23,7 @@ sig_mq *sig_mq_new(sig_cluster *c, sig_hub *hub, const sig_mq_params *p);
 void sig_mq_free(sig_mq *q); /* after sig_cluster_free */
 /* The hub's hook (sig_hub_queued_fn, ud = the sig_mq): queue the XADD,
  * pipelined; never blocks. Refused (Redis down, queue full): counted. */
-void sig_mq_queued(void *ud, const char *id, uint64_t seq, const char *text);
+void sig_mq_queued(void *ud, const char *id, uint64_t seq, const char *text, const char *x);
 uint64_t sig_mq_refused(sig_mq *q); /* appends that never reached Redis */
 
 #endif

@@ -228,7 +228,7 @@ void sig_member_pop(sig_member *m);
  * member that asked (join with "seq": true): every signal, broadcast,
  * peer-joined and peer-left that enters its send queue gets its next number
  * (from 1), and `queued` (cluster mode) is told (id, number, text without
- * the number) on the thread that owns the hub; the writer adds `"seq":N`
+ * the number, the room-stream id it came from) on the thread that owns the hub; the writer adds `"seq":N`
  * with sig_seq_splice. Numbers continue across a resume on this node, and
  * after sig_member_set_seq. set_numbered: in the lobby, before the join. */
 void sig_member_set_numbered(sig_member *m, bool on);
@@ -236,7 +236,12 @@ void sig_member_set_numbered(sig_member *m, bool on);
  * numbers going on after it (a member adopted from another node) */
 void sig_member_number_from(sig_member *m, bool on, uint64_t last);
 bool sig_member_numbered(const sig_member *m);
-typedef void (*sig_hub_queued_fn)(void *ud, const char *id, uint64_t seq, const char *text);
+typedef void (*sig_hub_queued_fn)(void *ud, const char *id, uint64_t seq, const char *text,
+                                  const char *x);
+/* sig_hub_remote_deliver of a message read from the room stream's entry x:
+ * the numbered copies tell `queued` that x ("" otherwise) */
+void sig_hub_remote_deliver_x(sig_hub *h, const char *room, const char *to, const char *from,
+                              json_t *data, const char *x, uint64_t now_us);
 void sig_hub_set_queued(sig_hub *h, sig_hub_queued_fn fn, void *ud);
 uint64_t sig_member_peek_seq(const sig_member *m); /* the oldest's number; 0: none */
 uint64_t sig_member_seq(const sig_member *m);      /* the last number given */

@@ -53,6 +53,7 @@ struct sig_hub {
     sig_hub_ops ops;
     sig_hub_queued_fn queued; /* cluster mode: room traffic numbered (sig_room_seq.c) */
     void *queued_ud;
+    const char *origin_x; /* sig_hub_remote_deliver_x: the entry being delivered */
     sig_member *all;
     uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */

@@ -68,7 +68,7 @@ void sig_seq_number(sig_member *m, qent *e)
     }
     e->seq = ++m->seq;
     if (h->queued)
-        h->queued(h->queued_ud, m->id, e->seq, e->b->text);
+        h->queued(h->queued_ud, m->id, e->seq, e->b->text, h->origin_x ? h->origin_x : "");
 }
 
 void sig_member_set_numbered(sig_member *m, bool on)
@@ -92,6 +92,14 @@ char *sig_seq_text(const qent *e)
     if (t && !(e->seq && sig_seq_splice(e->b->text, e->b->len, e->seq, t, cap)))
         memcpy(t, e->b->text, e->b->len + 1);
     return t;
+}
+
+void sig_hub_remote_deliver_x(sig_hub *h, const char *room, const char *to, const char *from,
+                              json_t *data, const char *x, uint64_t now_us)
+{
+    h->origin_x = x;
+    sig_hub_remote_deliver(h, room, to, from, data, now_us);
+    h->origin_x = NULL;
 }
 
 void sig_hub_set_queued(sig_hub *h, sig_hub_queued_fn fn, void *ud)

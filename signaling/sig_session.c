@@ -262,14 +262,14 @@ static void on_cluster_event(sig_server *s, sig_cev *e, uint64_t t)
             sig_xresume_capture(s->xr, e, t, (size_t)s->conf->send_queue_messages,
                                 (size_t)s->conf->send_queue_bytes);
         if (!e->own)
-            sig_hub_remote_deliver(s->hub, e->room, e->to, e->id, e->data, t);
+            sig_hub_remote_deliver_x(s->hub, e->room, e->to, e->id, e->data, e->x, t);
         break;
     case SIG_CEV_BROADCAST:
         if (sig_xresume_open(s->xr))
             sig_xresume_capture(s->xr, e, t, (size_t)s->conf->send_queue_messages,
                                 (size_t)s->conf->send_queue_bytes);
         if (!e->own)
-            sig_hub_remote_deliver(s->hub, e->room, NULL, e->id, e->data, t);
+            sig_hub_remote_deliver_x(s->hub, e->room, NULL, e->id, e->data, e->x, t);
         break;
     case SIG_CEV_HO_REQUEST:
         sig_xresume_request(s->xr, e, t);

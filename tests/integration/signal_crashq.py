@@ -36,14 +36,14 @@ def test(fn):
     return fn
 
 
-def stream(r, mid):
-    """The member's stream as [(seq, message)], in order."""
+def stream(r, mid, with_x=False):
+    """The member's stream as [(seq, message)] (with_x: [(seq, message, x)]), in order."""
     out = []
     for ent in r.cmd("XRANGE", "tsu:mq:" + mid, "-", "+") or []:
         eid, fields = ent[0], ent[1]
         assert eid.startswith("0-"), eid
         kv = dict(zip(fields[0::2], fields[1::2]))
-        out.append((int(eid[2:]), json.loads(kv["m"])))
+        out.append((int(eid[2:]), json.loads(kv["m"])) + ((kv.get("x"),) if with_x else ()))
     return out
 
 
@@ -96,6 +96,12 @@ async def numbers(exe):
         st = stream(r, jm["id"])
         assert [s for s, _ in st] == seqs, st[:3]
         assert [x for _, x in st] == [unnumbered(x) for x in got]
+        # what came through the room stream says from which entry (a claim reads on there)
+        for _, x, xid in stream(r, jm["id"], True):
+            remote = x["type"] in ("signal", "broadcast") and x["from"] == jq["id"]
+            assert (xid is not None) == remote, (x, xid)
+        xs = [xid for _, _, xid in stream(r, jm["id"], True) if xid]
+        assert len(xs) == 21 and xs == sorted(xs, key=lambda v: tuple(map(int, v.split("-")))), xs
         ttl = r.cmd("TTL", "tsu:mq:" + jm["id"])
         assert 0 < ttl <= 30, ttl                # --resume-seconds 20 + 10
         # the member that did not ask: no numbers, no stream

@@ -25,9 +25,10 @@ static struct {
     char last_id[32], last_text[256];
 } hk;
 
-static void queued(void *ud, const char *id, uint64_t seq, const char *text)
+static void queued(void *ud, const char *id, uint64_t seq, const char *text, const char *x)
 {
     (void)ud;
+    (void)x;
     hk.calls++;
     hk.last_seq = seq;
     snprintf(hk.last_id, sizeof hk.last_id, "%s", id);
