@@ -6,7 +6,13 @@
  * Why in order and once (member B of room R, its dead owner O, this node N):
  * the script below runs atomically at instant c. It moves B's registration
  * from O to N only if `tsu:rt:` and the room hash still name O (a reap, a
- * leave, or O's own late XFER, whichever runs first, wins). It returns
+ * leave, or O's own late XFER, whichever runs first, wins), and only if B's
+ * stream reaches `last`: O writes a message to the stream (pipelined) and
+ * to the client independently, so a client may have processed numbers the
+ * stream never got; the newest room-stream id in the stream (x0, below)
+ * would then be older than what the client has, and (b) would give it
+ * messages again under new numbers. Refused then (unauthorized: the client
+ * joins again): nothing twice. It returns
  *  (a) B's stream after `last`: what O numbered for B and the client did
  *      not process, in O's order, with O's numbers;
  *  (b) the room stream after x0, the room-stream id of B's newest stream
@@ -47,6 +53,20 @@ static const char LUA_CLAIM[] =
     "if not mv then return 0 end\n"
     "local md = cjson.decode(mv)\n"
     "if md.node ~= O then return 0 end\n"
+    "local last, a, x0, top = tonumber(ARGV[5]), {}, nil, 0\n"
+    "for _, e in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do\n"
+    "  local f, m, x = e[2], nil, nil\n"
+    "  for i = 1, #f, 2 do\n"
+    "    if f[i] == 'm' then m = f[i + 1] elseif f[i] == 'x' then x = f[i + 1] end\n"
+    "  end\n"
+    "  if x then x0 = x end\n"
+    "  top = tonumber(string.sub(e[1], 3))\n"
+    "  if m and tonumber(string.sub(e[1], 3)) > last then\n"
+    "    a[#a + 1] = string.sub(e[1], 3)\n"
+    "    a[#a + 1] = m\n"
+    "  end\n"
+    "end\n"
+    "if top < last then return 0 end\n"
     "local p = ARGV[6]\n"
     "if redis.call('HDEL', p .. 'nm:' .. O, B) == 0 then return 0 end\n"
     "local th = redis.call('HGET', p .. 'nt:' .. O, B)\n"
@@ -57,18 +77,6 @@ static const char LUA_CLAIM[] =
     "redis.call('HSET', KEYS[2], B, cjson.encode(md))\n"
     "d.node = N\n"
     "redis.call('SET', KEYS[1], cjson.encode(d))\n"
-    "local last, a, x0 = tonumber(ARGV[5]), {}, nil\n"
-    "for _, e in ipairs(redis.call('XRANGE', KEYS[3], '-', '+')) do\n"
-    "  local f, m, x = e[2], nil, nil\n"
-    "  for i = 1, #f, 2 do\n"
-    "    if f[i] == 'm' then m = f[i + 1] elseif f[i] == 'x' then x = f[i + 1] end\n"
-    "  end\n"
-    "  if x then x0 = x end\n"
-    "  if m and tonumber(string.sub(e[1], 3)) > last then\n"
-    "    a[#a + 1] = string.sub(e[1], 3)\n"
-    "    a[#a + 1] = m\n"
-    "  end\n"
-    "end\n"
     "local b = {}\n"
     "if x0 then\n"
     "  for _, e in ipairs(redis.call('XRANGE', KEYS[4], '(' .. x0, '+', 'COUNT', ARGV[7])) do\n"
@@ -76,8 +84,8 @@ static const char LUA_CLAIM[] =
     "    b[#b + 1] = e[2][2]\n"
     "  end\n"
     "end\n"
-    "local top = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)[1]\n"
-    "return {1, md.name or '', a, b, top and top[1] or '', redis.call('HGETALL', KEYS[2])}\n";
+    "local xc = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)[1]\n"
+    "return {1, md.name or '', a, b, xc and xc[1] or '', redis.call('HGETALL', KEYS[2])}\n";
 
 static bool is_str(const sig_redis_reply *r) { return r && r->type == SIG_RR_STRING; }
 

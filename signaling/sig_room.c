@@ -554,6 +554,15 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 
 /* Whether `from`'s peer-left waits in o's hold (it left this node's room
  * while o's tail was open: send_others parked it). Bounded by the hold. */
+/* (here: sig_room_seq.c only reads origin_x; calls go one way) */
+void sig_hub_remote_deliver_x(sig_hub *h, const char *room, const char *to, const char *from,
+                              json_t *data, const char *x, uint64_t now_us)
+{
+    h->origin_x = x;
+    sig_hub_remote_deliver(h, room, to, from, data, now_us);
+    h->origin_x = NULL;
+}
+
 static bool left_in_tail(const sig_member *o, const char *from)
 {
     char *t = o->holding ? sig_proto_peer_left(from) : NULL;

@@ -94,14 +94,6 @@ char *sig_seq_text(const qent *e)
     return t;
 }
 
-void sig_hub_remote_deliver_x(sig_hub *h, const char *room, const char *to, const char *from,
-                              json_t *data, const char *x, uint64_t now_us)
-{
-    h->origin_x = x;
-    sig_hub_remote_deliver(h, room, to, from, data, now_us);
-    h->origin_x = NULL;
-}
-
 void sig_hub_set_queued(sig_hub *h, sig_hub_queued_fn fn, void *ud)
 {
     h->queued = fn;
