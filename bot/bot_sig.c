@@ -47,6 +47,11 @@ struct bot_sig {
      * place back with the token from `joined`, so peers see no peer-left and
      * calls (whose media never touch signaling) go on undisturbed */
     char *resume_token;
+    /* the highest "seq" processed (we join with "seq": true): sent as "last"
+     * on resume, so a node that takes us over after our node crashed sends
+     * what came after it (docs/protocol.md "seq"); a copy at or below it is
+     * dropped */
+    uint64_t last_seq;
     bool resuming;
     bool hold; /* resume written, `resumed` not yet: the rest waits (not-joined otherwise) */
     guint retry;
@@ -100,7 +105,19 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
         json_decref(m);
         return;
     }
+    if (json_is_integer(json_object_get(m, "seq")) &&
+        json_integer_value(json_object_get(m, "seq")) > 0) {
+        uint64_t seq = (uint64_t)json_integer_value(json_object_get(m, "seq"));
+        if (seq <= s->last_seq) {
+            RTC_LOG(RTC_LOG_INFO, "sig", "dropped a copy of message %llu (processed already)",
+                    (unsigned long long)seq);
+            json_decref(m);
+            return;
+        }
+        s->last_seq = seq;
+    }
     if (!strcmp(type, "joined")) {
+        s->last_seq = 0; /* a new member: numbers start again */
         const char *id = json_string_value(json_object_get(m, "id"));
         const char *tok = json_string_value(json_object_get(m, "resume"));
         if (tok) {
@@ -323,10 +340,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         {
             json_t *j;
             if (s->resume_token) {
-                j = json_pack("{s:s,s:s}", "type", "resume", "token", s->resume_token);
+                j = json_pack("{s:s,s:s,s:I}", "type", "resume", "token", s->resume_token,
+                              "last", (json_int_t)s->last_seq);
                 s->resuming = true;
             } else {
-                j = json_pack("{s:s,s:s}", "type", "join", "room", s->room);
+                j = json_pack("{s:s,s:s,s:b}", "type", "join", "room", s->room, "seq", 1);
                 if (s->name)
                     json_object_set_new(j, "name", json_string(s->name));
                 if (s->access_token)

@@ -76,6 +76,9 @@ bool sig_chan_room_event(json_t *o, const char *ev, sig_cev *e)
     } else {
         return false;
     }
+    if ((e->kind == SIG_CEV_SIGNAL || e->kind == SIG_CEV_BROADCAST) &&
+        !sig_chan_field(o, "x", 1, sizeof e->x - 1, e->x, sizeof e->x))
+        e->x[0] = '\0'; /* (the member streams keep it: sig_mq.h) */
     return true;
 }
 

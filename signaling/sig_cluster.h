@@ -85,6 +85,7 @@ typedef struct sig_cev {
     char to[SIG_ID_MAX + 1]; /* SIGNAL: the local recipient */
     char name[SIG_NAME_MAX + 1];
     json_t *data;            /* SIGNAL/BROADCAST payload (owned) */
+    char x[48];              /* SIGNAL/BROADCAST: its room-stream entry id ("" if none) */
     /* SIGNAL/BROADCAST/PEER_*: the node that published it; HO_REQUEST: the
      * asking node; HO_MARK: the owner */
     char node[17];

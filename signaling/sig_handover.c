@@ -86,64 +86,7 @@
 #include "rtc_log.h"
 #include "sig_chan.h"
 #include "sig_cluster_lua.h"
-
-#define HO_TAIL_MS 10000 /* a fence that never comes back (lost connection) */
-#define HO_GONE_MS 60000 /* how long a timed-out request's late reply is still undone */
-#define NODE_LEN SIG_NODE_LEN
-
-/* A hand-over this node asked for (Redis thread only; see "Hand-over"). */
-typedef struct {
-    uint64_t rq; /* the lws thread's serial */
-    uint64_t deadline_ms;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
-    char th[SIG_TH_LEN + 1];
-    uint8_t key[SIG_HO_KEY_LEN]; /* checks the reply's MAC (sig_ho_reply_key; memory only) */
-    bool tail; /* answered; our own publishes still in flight (until the fence) */
-} sig_ho_pending;
-
-/* A hand-over we gave up waiting for (timeout): its reply may still come, and
- * must then make the member we asked for leave (Redis thread only). */
-typedef struct {
-    uint64_t rq, until_ms;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], owner[NODE_LEN + 1];
-    uint8_t key[SIG_HO_KEY_LEN]; /* only the owner's own late reply counts */
-} sig_ho_gone;
-
-/* A command for the Redis thread (sig_cluster_submit). */
-typedef enum { OP_ASK, OP_XFER, OP_TTL } op_kind;
-typedef struct {
-    op_kind kind;
-    uint64_t serial;
-    char room[SIG_ROOM_MAX + 1], id[SIG_ID_MAX + 1], name[SIG_NAME_MAX + 1];
-    char th[SIG_TH_LEN + 1]; /* the resume token's hash */
-    char node[NODE_LEN + 1]; /* XFER: the new owner */
-    uint32_t secs;           /* TTL: expiry (0: none) */
-    char *payload;           /* XFER: the reply */
-    char *token;             /* ASK: the resume token, for the proof (wiped when freed) */
-} op;
-
-struct sig_handover {
-    sig_cluster *c;
-    sig_cluster_hooks hooks;
-    char node[NODE_LEN + 1];
-    uint32_t qmsgs;          /* send-queue bounds: a handed-over queue is no larger */
-    uint32_t max_hops;       /* --max-resumes-per-member-per-min (SIG_LUA_LOOKUP) */
-    size_t qbytes, max_payload;
-    _Atomic uint64_t unknown, refused, timeout, given; /* sig_handover_stats */
-
-    /* Redis thread only */
-    sig_ho_pending hos[SIG_HO_MAX]; /* hand-overs asked for */
-    size_t nho;
-    sig_ho_gone gone[SIG_HO_MAX]; /* timed out, recently (until_ms 0: free slot) */
-
-    /* lws thread only: the last request served per asking node (replays) */
-    struct {
-        char node[NODE_LEN + 1];
-        uint64_t rq, used;
-    } seen[SIG_HO_MAX];
-    uint64_t seen_tick;
-};
-
+#include "sig_handover_int.h"
 
 /* ---- Redis thread: hand-overs asked for ---- */
 
@@ -463,6 +406,8 @@ static void hook_inbox(void *ud, const char *payload, size_t len)
         return;
     }
     e = reply_event(hv, o);
+    if (e && h.claimed) /* our claim's reply: where its room-stream part ends */
+        sig_chan_field(o, "xc", 0, sizeof e->x - 1, e->x, sizeof e->x);
     json_decref(o);
     /* the member is ours from here: a resync registers it here */
     if (!e || sig_cluster_mirror_add(hv->c, f.id, f.room, f.name, h.th)) {
@@ -603,6 +548,8 @@ static int run_ask(sig_handover *hv, const op *k)
     memcpy(h.id, id, sizeof id);
     memcpy(h.owner, owner, sizeof owner);
     memcpy(h.th, k->th, sizeof h.th);
+    h.claim = k->claim;
+    h.last = k->last;
     if (k->token) /* the owner's reply is checked with it (reply_authentic) */
         sig_ho_reply_key(k->token, h.key);
     /* subscribed (and confirmed) before the request is published: every
@@ -700,6 +647,12 @@ static void hook_tick(void *ud, uint64_t now)
         if (now < h.deadline_ms) {
             i++;
             continue;
+        }
+        if (!h.tail && h.claim && !h.claimed) { /* the owner may have crashed (sig_hoclaim.c) */
+            hv->hos[i].claimed = true;
+            hv->hos[i].deadline_ms = now + SIG_HO_TIMEOUT_MS; /* for the reply we publish */
+            if (!sig_ho_claim(hv, &hv->hos[i]))
+                continue; /* (the table may have changed: look at slot i again) */
         }
         hop_remove(hv, i);
         if (h.tail) { /* the fence never came back: stop passing our publishes on */
@@ -855,7 +808,8 @@ void sig_handover_get_stats(sig_handover *hv, sig_handover_stats *st)
     st->given = atomic_load(&hv->given);
 }
 
-int sig_handover_ask(sig_handover *hv, uint64_t serial, const char *token)
+int sig_handover_ask(sig_handover *hv, uint64_t serial, const char *token, bool claim,
+                     uint64_t last)
 {
     op *k;
     if (!sig_cluster_up(hv->c))
@@ -864,6 +818,8 @@ int sig_handover_ask(sig_handover *hv, uint64_t serial, const char *token)
         return -ENOMEM;
     k->kind = OP_ASK;
     k->serial = serial;
+    k->claim = claim;
+    k->last = last;
     sig_token_hash(token, k->th); /* the token itself never leaves this process */
     if (!(k->token = strdup(token))) {
         free(k);

@@ -49,7 +49,10 @@ void sig_handover_get_stats(sig_handover *h, sig_handover_stats *st);
  * 0, or RTC_ELIMIT / RTC_EUNSUP (then no event comes). */
 #define SIG_HO_TIMEOUT_MS 2000
 #define SIG_HO_MAX 64 /* hand-overs in flight per node (asked for) */
-int sig_handover_ask(sig_handover *h, uint64_t serial, const char *token);
+/* claim, last: the client sent "last" (the highest "seq" it processed); if
+ * the owner does not answer in time, the member is claimed (sig_hoclaim.c) */
+int sig_handover_ask(sig_handover *h, uint64_t serial, const char *token, bool claim,
+                     uint64_t last);
 /* New side, after SIG_CEV_HO_DONE with SIG_OK (adopted or not): publish the
  * fence. Until SIG_CEV_HO_FENCE comes back, signals and broadcasts this node
  * published to the room keep coming back as events with `own` set: those

@@ -73,6 +73,31 @@ static bool too_long(json_t *root, const char *key, size_t max)
 #define TOKEN_TOO_LONG "\"token\" is too long (at most 4096 bytes)"
 _Static_assert(SIG_TOKEN_MAX == 4096, "TOKEN_TOO_LONG names the limit");
 
+/* Optional boolean field (absent: false). */
+static bool get_flag(json_t *root, const char *key, bool *out)
+{
+    json_t *v = json_object_get(root, key);
+    if (v && !json_is_boolean(v))
+        return false;
+    *out = v && json_is_true(v);
+    return true;
+}
+
+/* resume's optional "last": a sequence number, exact in a JavaScript number */
+static bool get_last(json_t *root, bool *has, uint64_t *out)
+{
+    json_t *v = json_object_get(root, "last");
+    *has = v != NULL;
+    *out = 0;
+    if (!v)
+        return true;
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > (json_int_t)1 << 53)
+        return false;
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
 sig_code sig_proto_parse(const char *buf, size_t len, sig_msg *out, const char **why)
 {
     json_error_t jerr;
@@ -123,6 +148,10 @@ sig_code sig_proto_parse(const char *buf, size_t len, sig_msg *out, const char *
                                                           : "\"token\" must be a non-empty string";
             goto bad;
         }
+        if (!get_flag(root, "seq", &out->seq)) {
+            *why = "\"seq\" must be true or false";
+            goto bad;
+        }
         break;
     case SIG_MSG_SIGNAL:
         if (!get_text(root, "to", true, 1, SIG_ID_MAX, &out->to)) {
@@ -143,6 +172,10 @@ sig_code sig_proto_parse(const char *buf, size_t len, sig_msg *out, const char *
             *why = too_long(root, "token", SIG_TOKEN_MAX)
                        ? TOKEN_TOO_LONG
                        : "resume needs \"token\": the resume token from joined";
+            goto bad;
+        }
+        if (!get_last(root, &out->has_last, &out->last)) {
+            *why = "\"last\" must be an integer from 0 to 2^53";
             goto bad;
         }
         break;

@@ -11,6 +11,8 @@
 #ifndef SIG_PROTO_H
 #define SIG_PROTO_H
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <stddef.h>
 
@@ -52,6 +54,9 @@ typedef struct {
     sig_msg_type type;
     const char *room, *name, *token, *to;
     json_t *data; /* signal/broadcast payload: any JSON value (borrowed) */
+    bool seq;      /* join: "seq": true, number room traffic (protocol.md) */
+    bool has_last; /* resume: "last" given ... */
+    uint64_t last; /* ... the highest "seq" the client processed */
     json_t *root; /* owned */
 } sig_msg;
 

@@ -87,6 +87,7 @@ static int push(sig_member *m, sig_buf *b)
         !(e = malloc(sizeof *e)))
         return overflow(m);
     list_append(&m->qhead, &m->qtail, e, b);
+    sig_seq_number(m, e);
     m->qn++;
     m->qbytes += b->len;
     if (was_empty && live(m))
@@ -558,6 +559,15 @@ void sig_hub_remote_deliver(sig_hub *h, const char *room, const char *to, const 
 
 /* Whether `from`'s peer-left waits in o's hold (it left this node's room
  * while o's tail was open: send_others parked it). Bounded by the hold. */
+/* (here: sig_room_seq.c only reads origin_x; calls go one way) */
+void sig_hub_remote_deliver_x(sig_hub *h, const char *room, const char *to, const char *from,
+                              json_t *data, const char *x, uint64_t now_us)
+{
+    h->origin_x = x;
+    sig_hub_remote_deliver(h, room, to, from, data, now_us);
+    h->origin_x = NULL;
+}
+
 static bool left_in_tail(const sig_member *o, const char *from)
 {
     char *t = o->holding ? sig_proto_peer_left(from) : NULL;
@@ -751,10 +761,10 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
      * asking node accepts only what else a queue holds (a `joined` carries
      * TURN credentials, which must never come out of another node's reply). */
     for (qent *e = m->qhead; e; e = e->next)
-        if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
+        if (!e->b->greeting && !(v[i++] = sig_seq_text(e)))
             goto oom;
     for (qent *e = m->hhead; e; e = e->next) /* (still holding: those come after) */
-        if (!e->b->greeting && !(v[i++] = strdup(e->b->text)))
+        if (!e->b->greeting && !(v[i++] = sig_seq_text(e)))
             goto oom;
     if (m->state == SIG_MEMBER_JOINED && m->conn && !(fresh = sig_hub_connect(h, m->conn)))
         goto oom;
@@ -880,8 +890,10 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     text = sig_proto_resumed(m->id, peers);
     json_decref(peers);
     send_text_as(m, text, true, now_us);
+    m->adopting = true;
     for (size_t i = 0; i < p->ntexts; i++)
         send_text(m, strdup(p->texts[i]), now_us);
+    m->adopting = false;
     if (m->conn)
         h->ops.wake(m->conn, h->ops.ud);
     return SIG_OK;
@@ -898,6 +910,8 @@ size_t sig_hub_release(sig_hub *h, const char *room, const char *id)
     held = m->hn;
     if (m->hhead) {
         bool was_empty = m->qn == 0;
+        for (qent *e = m->hhead; e; e = e->next)
+            sig_seq_number(m, e);
         if (m->qtail)
             m->qtail->next = m->hhead;
         else

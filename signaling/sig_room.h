@@ -223,6 +223,33 @@ bool sig_hub_room_exists(sig_hub *h, const char *room);
 /* Queue access for the writer: peek the oldest message, pop it once written. */
 sig_buf *sig_member_peek(sig_member *m);
 void sig_member_pop(sig_member *m);
+
+/* Per-member sequence numbers (sig_room_seq.c; protocol.md "seq"), for a
+ * member that asked (join with "seq": true): every signal, broadcast,
+ * peer-joined and peer-left that enters its send queue gets its next number
+ * (from 1), and `queued` (cluster mode) is told (id, number, text without
+ * the number, the room-stream id it came from) on the thread that owns the hub; the writer adds `"seq":N`
+ * with sig_seq_splice. Numbers continue across a resume on this node, and
+ * after sig_member_set_seq. set_numbered: in the lobby, before the join. */
+void sig_member_set_numbered(sig_member *m, bool on);
+/* a lobby member about to resume: numbered when the client sent "last",
+ * numbers going on after it (a member adopted from another node) */
+void sig_member_number_from(sig_member *m, bool on, uint64_t last);
+bool sig_member_numbered(const sig_member *m);
+typedef void (*sig_hub_queued_fn)(void *ud, const char *id, uint64_t seq, const char *text,
+                                  const char *x);
+/* sig_hub_remote_deliver of a message read from the room stream's entry x:
+ * the numbered copies tell `queued` that x ("" otherwise) */
+void sig_hub_remote_deliver_x(sig_hub *h, const char *room, const char *to, const char *from,
+                              json_t *data, const char *x, uint64_t now_us);
+void sig_hub_set_queued(sig_hub *h, sig_hub_queued_fn fn, void *ud);
+uint64_t sig_member_peek_seq(const sig_member *m); /* the oldest's number; 0: none */
+uint64_t sig_member_seq(const sig_member *m);      /* the last number given */
+void sig_member_set_seq(sig_member *m, uint64_t seq); /* continue after seq */
+/* text (len bytes, a JSON object) with `,"seq":N` before its closing brace,
+ * into out (cap bytes, NUL-terminated); its length, 0 if it does not fit or
+ * is not an object. */
+size_t sig_seq_splice(const char *text, size_t len, uint64_t seq, char *out, size_t cap);
 size_t sig_member_queued(const sig_member *m);
 bool sig_member_overflowed(const sig_member *m);
 sig_member_state sig_member_get_state(const sig_member *m);

@@ -11,6 +11,7 @@
 typedef struct qent {
     struct qent *next;
     sig_buf *b;
+    uint64_t seq; /* the member's number for it ("seq"), 0: none (sig_room_seq.c) */
 } qent;
 
 typedef struct sig_room {
@@ -35,6 +36,9 @@ struct sig_member {
     qent *qhead, *qtail;
     size_t qn, qbytes;
     bool overflowed;
+    bool numbered; /* it asked for "seq" (join), or resumed with "last" */
+    bool adopting; /* sig_hub_adopt: texts from the old node keep their "seq" */
+    uint64_t seq;  /* the last "seq" given to room traffic for it (sig_room_seq.c) */
     uint64_t detached_at;
     sig_member *dprev, *dnext; /* hub's detached list, while DETACHED */
     /* cluster mode, just adopted from another node: this node's own members'
@@ -48,6 +52,9 @@ struct sig_member {
 struct sig_hub {
     sig_limits lim;
     sig_hub_ops ops;
+    sig_hub_queued_fn queued; /* cluster mode: room traffic numbered (sig_room_seq.c) */
+    void *queued_ud;
+    const char *origin_x; /* sig_hub_remote_deliver_x: the entry being delivered */
     sig_member *all;
     /* the DETACHED members in detach order, so in resume-window order (one
      * window for all): tick() pops expired ones from the head instead of
@@ -87,5 +94,10 @@ static inline void held_unlink(sig_hub *h, sig_member *m)
         h->dtail = m->dprev;
     m->dprev = m->dnext = NULL;
 }
+/* sig_room_seq.c: number e (room traffic only, when numbering is on) as it
+ * enters m's send queue, and hand it to the hook. */
+void sig_seq_number(sig_member *m, qent *e);
+/* e's text as a client gets it (with "seq" when numbered); malloc'd */
+char *sig_seq_text(const qent *e);
 
 #endif

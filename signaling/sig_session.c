@@ -20,6 +20,7 @@
 #include "sig_addrlim.h"
 #include "sig_cluster.h"
 #include "sig_handover.h"
+#include "sig_mq.h"
 #include "sig_token.h"
 #include "sig_turn.h"
 #include "sig_xresume.h"
@@ -36,6 +37,7 @@ struct sig_server {
     sig_hub *hub;
     sig_cluster *cluster;   /* NULL without --redis */
     sig_handover *handover; /* resume across nodes: the Redis side (with cluster) */
+    sig_mq *mq;             /* members' message streams (with cluster) */
     sig_xresume *xr;        /* resume across nodes: this thread's side (with cluster) */
     uint64_t join_serial;
     sig_client *pending;    /* clients with a join waiting for Redis */
@@ -261,14 +263,14 @@ static void on_cluster_event(sig_server *s, sig_cev *e, uint64_t t)
             sig_xresume_capture(s->xr, e, t, (size_t)s->conf->send_queue_messages,
                                 (size_t)s->conf->send_queue_bytes);
         if (!e->own)
-            sig_hub_remote_deliver(s->hub, e->room, e->to, e->id, e->data, t);
+            sig_hub_remote_deliver_x(s->hub, e->room, e->to, e->id, e->data, e->x, t);
         break;
     case SIG_CEV_BROADCAST:
         if (sig_xresume_open(s->xr))
             sig_xresume_capture(s->xr, e, t, (size_t)s->conf->send_queue_messages,
                                 (size_t)s->conf->send_queue_bytes);
         if (!e->own)
-            sig_hub_remote_deliver(s->hub, e->room, NULL, e->id, e->data, t);
+            sig_hub_remote_deliver_x(s->hub, e->room, NULL, e->id, e->data, e->x, t);
         break;
     case SIG_CEV_HO_REQUEST:
         sig_xresume_request(s->xr, e, t);
@@ -343,6 +345,7 @@ static void do_join(sig_client *c, const sig_msg *msg)
         send_error(c, SIG_E_BAD_REQUEST, "already in a room; leave first");
         return;
     }
+    sig_member_set_numbered(c->m, msg->seq);
     if (c->join_serial || c->ho) {
         send_error(c, SIG_E_BAD_REQUEST, "a join or resume is in progress");
         return;
@@ -426,6 +429,7 @@ static void do_resume(sig_client *c, const sig_msg *msg)
     }
     if (!join_rate_ok(c))
         return;
+    sig_member_number_from(c->m, msg->has_last, msg->last); /* (for an adoption) */
     rc = sig_hub_resume(c->srv->hub, &c->m, msg->token, rtc_clock_mono_us());
     if (rc == SIG_E_UNAUTHORIZED && c->srv->cluster) {
         /* not here: perhaps on another node (non-sticky load balancer,
@@ -894,6 +898,8 @@ int sig_server_start(sig_server *s)
     sig_handover_params hp = {.queue_msgs = (uint32_t)conf->send_queue_messages,
                               .queue_bytes = (size_t)conf->send_queue_bytes,
                               .max_hops_per_min = (uint32_t)conf->max_resumes_per_member_per_min};
+    sig_mq_params mp = {.maxlen = (uint32_t)conf->send_queue_messages * 2,
+                        .ttl_s = (uint32_t)conf->resume_seconds + 10};
     sig_xresume_params xp;
     char err[512];
     if (!conf->redis)
@@ -902,7 +908,8 @@ int sig_server_start(sig_server *s)
         RTC_LOG(RTC_LOG_ERROR, NULL, "redis: %s", err);
         return -1;
     }
-    if (!(s->handover = sig_handover_new(s->cluster, &hp))) {
+    if (!(s->handover = sig_handover_new(s->cluster, &hp)) ||
+        !(s->mq = sig_mq_new(s->cluster, s->hub, &mp))) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "redis: out of memory");
         return -1;
     }
@@ -933,6 +940,7 @@ void sig_server_free(sig_server *s)
         return;
     sig_cluster_free(s->cluster);
     sig_handover_free(s->handover);
+    sig_mq_free(s->mq);
     sig_xresume_free(s->xr);
     if (s->admit && sig_admit_ip_entries(s->admit)) /* every close has run: counts must be 0 */
         RTC_LOG(RTC_LOG_ERROR, NULL, "bug: %zu client addresses still counted at exit",

@@ -10,6 +10,7 @@
 #include "rtc_err.h"
 #include "rtc_log.h"
 #include "sig_proto.h"
+#include "sig_cluster_st.h"
 #include "sig_resume.h"
 #include "sig_session.h"
 
@@ -19,6 +20,10 @@ typedef struct sig_ho {
     sig_client *c; /* the resuming connection; NULL once it closed */
     char *token;   /* what the client sent: the member keeps it */
     sig_resume r;
+    /* per kept copy (r.buf), its room-stream id ("" if none): a claim's
+     * reply drops those it carries itself (sig_hoclaim.c) */
+    char (*kx)[48];
+    size_t nkx, kxcap;
 } ho;
 
 struct sig_xresume {
@@ -48,6 +53,7 @@ static void ho_free(sig_xresume *x, ho *h)
     if (h->c)
         h->c->ho = NULL;
     sig_resume_dispose(&h->r);
+    free(h->kx);
     if (h->token)
         memset(h->token, 0, strlen(h->token));
     free(h->token);
@@ -101,7 +107,8 @@ sig_code sig_xresume_ask(sig_xresume *x, sig_client *c, uint64_t serial, const c
     x->hos = h;
     x->n++;
     c->ho = h;
-    if ((rc = sig_handover_ask(x->p.handover, serial, token))) {
+    if ((rc = sig_handover_ask(x->p.handover, serial, token, sig_member_numbered(c->m),
+                               sig_member_seq(c->m)))) {
         ho_free(x, h);
         *why = rc == RTC_EUNSUP ? "cluster store (Redis) unavailable"
                                 : "too many operations in flight";
@@ -117,6 +124,36 @@ void sig_xresume_client_gone(sig_xresume *x, sig_client *c)
         c->ho->c = NULL;
         c->ho = NULL;
     }
+}
+
+/* sig_resume_keep, noting the copy's room-stream id */
+static void keep(ho *h, const char *text, const sig_cev *e, size_t max_msgs, size_t max_bytes)
+{
+    size_t before = h->r.nbuf;
+    sig_resume_keep(&h->r, text, max_msgs, max_bytes);
+    if (h->r.nbuf == before)
+        return;
+    if (h->nkx == h->kxcap) {
+        size_t cap = h->kxcap ? 2 * h->kxcap : 16;
+        char(*nk)[48] = realloc(h->kx, cap * sizeof *nk);
+        if (!nk) {
+            h->r.overflow = true; /* (cannot tell it from the claim's own: incomplete) */
+            return;
+        }
+        h->kx = nk;
+        h->kxcap = cap;
+    }
+    snprintf(h->kx[h->nkx++], sizeof h->kx[0], "%s", e->x);
+}
+
+/* A copy kept since the request that a claim's reply carries already: from
+ * the room stream at or before where the reply's part of it ends (xc). */
+static bool in_claim(const ho *h, size_t i, const char *xc)
+{
+    sig_stid a, b;
+    return xc[0] && i < h->nkx && h->kx[i][0] &&
+           sig_stid_parse(h->kx[i], strlen(h->kx[i]), &a) &&
+           sig_stid_parse(xc, strlen(xc), &b) && sig_stid_cmp(a, b) <= 0;
 }
 
 /* A signal, broadcast, join or leave seen while hand-overs wait: each
@@ -145,7 +182,7 @@ void sig_xresume_capture(sig_xresume *x, const sig_cev *e, uint64_t now_us, size
                            ? sig_proto_peer_left(e->id)
                            : sig_proto_forward(bc ? "broadcast" : "signal", e->id, e->data);
             }
-            sig_resume_keep(&h->r, text, max_msgs, max_bytes);
+            keep(h, text, e, max_msgs, max_bytes);
             break;
         case SIG_RESUME_IGNORE:
         default:
@@ -215,10 +252,12 @@ static sig_code adopt(sig_xresume *x, ho *h, sig_member *m, const sig_cev *e, ui
             v[i] = (sig_remote){.id = e->members[i].id, .name = e->members[i].name};
         for (size_t i = 0; i < e->ntexts; i++)
             texts[i] = e->texts[i];
+        size_t k = e->ntexts;
         for (size_t i = 0; i < h->r.nbuf; i++)
-            texts[e->ntexts + i] = h->r.buf[i];
+            if (!in_claim(h, i, e->x))
+                texts[k++] = h->r.buf[i];
         p = (sig_adopt_params){.room = e->room, .id = e->id, .name = e->name, .resume = h->token,
-                               .texts = texts, .ntexts = e->ntexts + h->r.nbuf, .remotes = v,
+                               .texts = texts, .ntexts = k, .remotes = v,
                                .nremotes = e->nmembers, .hold = true};
         rc = sig_hub_adopt(x->p.hub, m, &p, t);
     }
