@@ -87,29 +87,6 @@ static void hub_detach(void *cp, sig_member *lobby, void *ud)
     sig_client_close(c, SIG_CLOSE_RESUMED, "resumed on another connection", false);
 }
 
-/* The TURN REST ID of this user (see sig_turn_user_id): the token's sub
- * when tokens are required, else the client's IPv4 address or IPv6 /64
- * (one subscriber usually holds a whole /64). 0 or RTC_ESPACE. */
-static int turn_identity(const sig_client *c, const sig_conf *cf, const sig_token_claims *claims,
-                         char out[SIG_TURN_ID_LEN + 1])
-{
-    size_t sl = strlen(cf->turn_secret);
-    uint8_t key[9] = {0};
-    const uint8_t *ip = c->addr.ip;
-    bool v6 = c->addr.family == AF_INET6;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-    if (cf->token_secret.n)
-        return sig_turn_user_id(cf->turn_secret, sl, "sub", claims->sub, strlen(claims->sub), out);
-    if (v6 && !memcmp(ip, mapped, sizeof mapped)) { /* a v4 client on a v6 listener */
-        v6 = false;
-        ip += 12;
-    }
-    key[0] = v6 ? 6 : 4;
-    memcpy(key + 1, ip, v6 ? 8 : 4);
-    return sig_turn_user_id(cf->turn_secret, sl, "ip", key, v6 ? 9 : 5, out);
-}
-
 static void random_hex(char *out, size_t nbytes)
 {
     uint8_t b[32];
@@ -384,7 +361,9 @@ static void do_join(sig_client *c, const sig_msg *msg)
     random_hex(id, SIG_ID_LEN / 2);
     random_hex(resume, 16);
     /* not the member id: the relay's per-user quota counts by this ID */
-    if (cf->turn_secret && turn_identity(c, cf, &claims, turn_id))
+    if (cf->turn_secret &&
+        sig_turn_identity(cf->turn_secret, cf->token_secret.n ? claims.sub : NULL, &c->addr,
+                          turn_id))
         ice = NULL;
     else if (!s->fleet || !(ice = sig_fleetd_ice(s->fleet, cf, msg->room, id, turn_id)))
         ice = sig_turn_ice_servers(cf->turn_url.v, cf->turn_url.n, cf->turn_secret,

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "rtc_crypto.h"
 #include "rtc_err.h"
@@ -68,4 +69,24 @@ fail:
     json_decref(entry);
     json_decref(arr);
     return NULL;
+}
+
+int sig_turn_identity(const char *turn_secret, const char *sub, const rtc_addr *addr,
+                      char out[SIG_TURN_ID_LEN + 1])
+{
+    size_t sl = strlen(turn_secret);
+    uint8_t key[9] = {0};
+    const uint8_t *ip = addr->ip;
+    bool v6 = addr->family == AF_INET6;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (sub)
+        return sig_turn_user_id(turn_secret, sl, "sub", sub, strlen(sub), out);
+    if (v6 && !memcmp(ip, mapped, sizeof mapped)) { /* a v4 client on a v6 listener */
+        v6 = false;
+        ip += 12;
+    }
+    key[0] = v6 ? 6 : 4;
+    memcpy(key + 1, ip, v6 ? 8 : 4);
+    return sig_turn_user_id(turn_secret, sl, "ip", key, v6 ? 9 : 5, out);
 }

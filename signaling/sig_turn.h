@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rtc_addr.h"
+
 #define SIG_TURN_USER_MAX 96
 #define SIG_TURN_CRED_MAX 32 /* base64 of 20 bytes is 28 */
 
@@ -25,6 +27,13 @@
 #define SIG_TURN_ID_LEN 16
 int sig_turn_user_id(const void *secret, size_t secretlen, const char *kind, const void *data,
                      size_t len, char out[SIG_TURN_ID_LEN + 1]);
+
+/* The TURN REST ID of a member (see sig_turn_user_id): the token's sub when
+ * tokens are required (sub non-NULL), else the client's IPv4 address or
+ * IPv6 /64 (one subscriber usually holds a whole /64); a v4-mapped v6
+ * address counts as v4. 0 or RTC_ESPACE. */
+int sig_turn_identity(const char *turn_secret, const char *sub, const rtc_addr *addr,
+                      char out[SIG_TURN_ID_LEN + 1]);
 
 /* Username and credential for `id`, valid until now_s + ttl_s. 0 or RTC_ESPACE. */
 int sig_turn_credential(const void *secret, size_t secretlen, const char *id, uint64_t now_s,
