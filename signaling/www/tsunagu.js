@@ -119,6 +119,7 @@ export class TsunaguClient {
     this._held = [];
     this._reconnectDelay = this._minDelay;
     this._lostAt = 0;
+    this._last = 0; // the highest `seq` handled (docs/protocol.md "Sequence numbers")
   }
 
   /* ---- events ---- */
@@ -212,7 +213,9 @@ export class TsunaguClient {
   }
 
   _sendJoin() {
-    const msg = { type: "join", room: this.room };
+    // seq: numbered room traffic, so that a resume (also on another node
+    // after a crash) gets what we had not handled, once
+    const msg = { type: "join", room: this.room, seq: true };
     if (this._joinName) msg.name = this._joinName;
     if (this._token) msg.token = this._token;
     this._sendNow(msg);
@@ -334,7 +337,7 @@ export class TsunaguClient {
   _resumeNow() {
     this._resuming = true;
     this._connect(() => {
-      if (this._resumeToken) return this._sendNow({ type: "resume", token: this._resumeToken });
+      if (this._resumeToken) return this._sendNow({ type: "resume", token: this._resumeToken, last: this._last });
       // the resume token was refused before this connection dropped: join
       this._resuming = false;
       this._rejoin = true;
@@ -348,6 +351,16 @@ export class TsunaguClient {
   }
 
   _handle(m, sock) {
+    if (Number.isInteger(m.seq) && sock !== this._oldWs) {
+      // a copy (replayed after a resume on another node) is dropped; JS runs
+      // the handler to its end before the next message, so `handled` and
+      // `last = seq` are one step here. Not on a draining node's old
+      // connection: a drain's hand-over repeats nothing, and the new node
+      // numbers on after the `last` of our resume, so what the old node
+      // wrote meanwhile must not move `last` (it would drop the new ones)
+      if (m.seq <= this._last) return;
+      this._last = m.seq;
+    }
     switch (m.type) {
       case "joined": return this._onJoined(m);
       case "resumed": return this._onResumed(m);
@@ -385,6 +398,7 @@ export class TsunaguClient {
 
   _onJoined(m) {
     this.id = m.id;
+    this._last = 0; // a new member: its numbers start at 1
     this.room = m.room || this.room;
     this.iceServers = Array.isArray(m.iceServers) ? m.iceServers : [];
     this._resumeToken = m.resume || null;

@@ -35,6 +35,8 @@ class Conn:
         self.port = port
         self.outstanding = collections.deque()  # [n, refused_code or None]
         self.ready = False                      # joined/resumed on this connection
+        self.old = False                        # a resume elsewhere is under way: seq not counted
+        self.max_seq = 0                        # the highest seq read on it while old
 
 
 class Member:
@@ -51,6 +53,8 @@ class Member:
         self.where = []                 # (wall time, node port) at each join/resume
         self.conns = set()
         self.next_n = 1
+        self.last = 0                   # the highest seq handled (docs/protocol.md)
+        self.copies = 0                 # numbered messages dropped as copies
         self.moving = False             # a resume on a new connection is under way
         self.events = []                # (wall time, what) for the timeline
 
@@ -64,9 +68,15 @@ class Member:
         c = Conn(ws, port)
         self.conns.add(c)
         if first or not self.token:
-            await ws.send(json.dumps({"type": "join", "room": self.room, "name": self.name}))
+            await ws.send(json.dumps({"type": "join", "room": self.room, "name": self.name,
+                                      "seq": True}))
         else:
-            await ws.send(json.dumps({"type": "resume", "token": self.token}))
+            # while the old connection is open (a drain, a homecoming) the old
+            # node may still write numbered messages on it; the new node numbers
+            # on after this `last`, so those must not move it (see handle)
+            if self.cur is not None and self.cur is not c:
+                self.cur.old = True
+            await ws.send(json.dumps({"type": "resume", "token": self.token, "last": self.last}))
         asyncio.ensure_future(self.reader(c))
         return c
 
@@ -89,8 +99,9 @@ class Member:
                 except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
                     await asyncio.sleep(min(0.1 * k, 0.5))
                     continue
-                # wait for resumed (or a refusal) on it
-                for _ in range(60):
+                # wait for resumed (or a refusal) on it: a claim after a node's
+                # crash answers about 2 s after the resume (docs/cluster.md)
+                for _ in range(120):
                     if c.ready or c not in self.conns:
                         break
                     await asyncio.sleep(0.05)
@@ -100,6 +111,7 @@ class Member:
                     if port != self.ports[0]:
                         asyncio.ensure_future(self.go_home())
                     return
+                self.unold()
                 await c.ws.close()
                 await asyncio.sleep(min(0.1 * k, 0.5))
             self.L.problems.append((time.time(), None, "%s could not resume within 40 s" % self.name))
@@ -117,7 +129,7 @@ class Member:
             self.moving = True
             try:
                 c = await self.open(self.ports[0], first=False)
-                for _ in range(60):
+                for _ in range(120):
                     if c.ready or c not in self.conns:
                         break
                     await asyncio.sleep(0.05)
@@ -125,11 +137,19 @@ class Member:
                     self.L.homecomings += 1
                     self.note("%s went home to :%d" % (self.name, self.ports[0]))
                     return
+                self.unold()
                 await c.ws.close()
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException):
                 pass
             finally:
                 self.moving = False
+
+    def unold(self):
+        """A resume beside an open connection failed: that one counts again."""
+        o = self.cur
+        if o is not None and o.old:
+            o.old = False
+            self.last = max(self.last, o.max_seq)
 
     async def reader(self, c):
         try:
@@ -151,9 +171,19 @@ class Member:
 
     def handle(self, c, m):
         t = m.get("type")
+        q = m.get("seq")
+        if isinstance(q, int) and not isinstance(q, bool):
+            if c.old:
+                c.max_seq = max(c.max_seq, q)
+            elif q <= self.last:
+                self.copies += 1        # a copy (replayed after a resume): dropped
+                return
+            else:
+                self.last = q           # handled below, in this same step
         if t in ("joined", "resumed"):
             if t == "joined":
                 self.id, self.token = m["id"], m["resume"]
+                self.last = 0           # a new member: numbers start at 1
                 self.L.joins += 1
             for p in m.get("peers", []):
                 if p.get("name") == self.peer_name:

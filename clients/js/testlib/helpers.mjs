@@ -91,13 +91,14 @@ export class Signal extends Proc {
 }
 
 export class Redis extends Proc {
-  static async start(t) {
+  /** extra: more redis-server arguments (later ones win: "--appendonly", "yes"). */
+  static async start(t, extra) {
     const exe = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].find(existsSync);
     if (!exe) throw new Error("redis-server is missing (apt-get install redis-server)");
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), "jslib-redis-"));
     const r = new Redis([exe, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-      "--dir", dir, "--daemonize", "no"], "redis-server");
+      "--dir", dir, "--daemonize", "no", ...(extra || [])], "redis-server");
     r.port = port;
     r.url = "redis://127.0.0.1:" + port + "/0";
     t.after(async () => {
