@@ -63,6 +63,7 @@ struct bot_sig {
     struct lws *old_wsi;
     GString *old_rx;
     unsigned old_close_code;
+    bool from_old; /* dispatching a message of old_wsi (see dispatch) */
 };
 
 static int connect_now(bot_sig *s);
@@ -105,7 +106,12 @@ static void dispatch(bot_sig *s, const char *text, size_t len)
         json_decref(m);
         return;
     }
-    if (json_is_integer(json_object_get(m, "seq")) &&
+    /* The draining node's connection carries numbers below the new node's
+     * (it numbers on after the old one's), but the two sockets are read in
+     * no set order: its messages are handled without moving or checking
+     * last_seq, or a later number read first would drop them (a drain hands
+     * the queue over once: it repeats nothing). */
+    if (!s->from_old && json_is_integer(json_object_get(m, "seq")) &&
         json_integer_value(json_object_get(m, "seq")) > 0) {
         uint64_t seq = (uint64_t)json_integer_value(json_object_get(m, "seq"));
         if (seq <= s->last_seq) {
@@ -300,7 +306,9 @@ static int old_callback(bot_sig *s, struct lws *wsi, enum lws_callback_reasons r
             return -1;
         g_string_append_len(s->old_rx, in, (gssize)len);
         if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
+            s->from_old = true;
             dispatch(s, s->old_rx->str, s->old_rx->len);
+            s->from_old = false;
             g_string_truncate(s->old_rx, 0);
         }
         break;

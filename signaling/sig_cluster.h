@@ -96,6 +96,7 @@ typedef struct sig_cev {
     char proof[SIG_TH_LEN + 1]; /* HO_REQUEST: HMAC under the token (sig_ho_bound) */
     char **texts;            /* HO_DONE (SIG_OK): the owner's queue, in order (owned) */
     size_t ntexts;
+    uint64_t ho_seq;         /* HO_DONE (SIG_OK): the owner's last "seq" for the member */
     sig_cev_member *members; /* JOINED (SIG_OK)/SYNC: members on other nodes */
     size_t nmembers;
     /* HO_MARK/HO_DONE: events dropped so far (full queue); different at

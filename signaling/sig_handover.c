@@ -349,6 +349,7 @@ static sig_cev *reply_event(sig_handover *hv, json_t *o)
         sig_cev_free(e);
         return NULL;
     }
+    json_u64(o, "sq", &e->ho_seq); /* (absent from an older node: 0) */
     e->kind = SIG_CEV_HO_DONE;
     e->result = SIG_OK;
     return e;
@@ -829,7 +830,8 @@ int sig_handover_ask(sig_handover *hv, uint64_t serial, const char *token, bool 
 }
 
 static void reply(sig_handover *hv, const sig_cev *req, bool ok, bool busy,
-                  const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts, size_t n)
+                  const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts, size_t n,
+                  uint64_t seq)
 {
     op *k = calloc(1, sizeof *k);
     json_t *q = ok ? json_array() : NULL;
@@ -872,10 +874,13 @@ static void reply(sig_handover *hv, const sig_cev *req, bool ok, bool busy,
     memcpy(k->th, req->th, sizeof k->th);
     snprintf(k->name, sizeof k->name, "%s", name ? name : "");
     k->kind = OP_XFER;
-    k->payload = sig_chan_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:s,s:o}", "n", hv->node,
-                                          "e", "hr", "rq", (json_int_t)req->serial, "ok", 1, "id",
-                                          req->id, "room", req->room, "name", k->name, "a", mac,
-                                          "q", q));
+    /* "sq": the last "seq" given to the member here (not under the MAC: a
+     * forged one can only make the new owner's numbers jump ahead, which a
+     * client takes as new) */
+    k->payload = sig_chan_dumps(json_pack("{s:s,s:s,s:I,s:b,s:s,s:s,s:s,s:s,s:o,s:I}", "n",
+                                          hv->node, "e", "hr", "rq", (json_int_t)req->serial,
+                                          "ok", 1, "id", req->id, "room", req->room, "name",
+                                          k->name, "a", mac, "q", q, "sq", (json_int_t)seq));
     if (k->payload && k->payload[0]) /* SIG_LUA_XFER appends ,"m":[...]} */
         k->payload[strlen(k->payload) - 1] = '\0';
     /* it leaves the mirror (without a leave: it did not leave) when XFER
@@ -892,14 +897,14 @@ static void reply(sig_handover *hv, const sig_cev *req, bool ok, bool busy,
 
 void sig_handover_reply(sig_handover *hv, const sig_cev *req, bool ok,
                         const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts,
-                        size_t n)
+                        size_t n, uint64_t seq)
 {
-    reply(hv, req, ok, false, key, name, texts, n);
+    reply(hv, req, ok, false, key, name, texts, n, seq);
 }
 
 void sig_handover_reply_busy(sig_handover *hv, const sig_cev *req)
 {
-    reply(hv, req, false, true, NULL, NULL, NULL, 0);
+    reply(hv, req, false, true, NULL, NULL, NULL, 0, 0);
 }
 
 void sig_handover_fence(sig_handover *hv, const char *room, uint64_t serial)

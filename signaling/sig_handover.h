@@ -66,7 +66,7 @@ void sig_handover_fence(sig_handover *h, const char *room, uint64_t serial);
  * Not ok (key unused, may be NULL): the asking node is told no. */
 void sig_handover_reply(sig_handover *h, const sig_cev *req, bool ok,
                         const uint8_t key[SIG_HO_KEY_LEN], const char *name, char **texts,
-                        size_t n);
+                        size_t n, uint64_t seq); /* seq: sig_hand_over_req.seq */
 /* Owner side: not now (the member has just been adopted here and its tail
  * is open: answering would break the ordering argument, see "Hand-over");
  * the asking node tells its client server-busy, and the client tries again. */

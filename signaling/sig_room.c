@@ -755,6 +755,8 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
         return SIG_E_UNAUTHORIZED;
     if (!(v = calloc(m->qn + m->hn + 1, sizeof *v)) || !(nm = strdup(m->name ? m->name : "")))
         goto oom;
+    if (q->seq)
+        *q->seq = m->seq;
     /* the member's own `joined`/`resumed` stay here: a client with the token
      * was sent its `joined` (the token is in it), a stale `resumed` only
      * repeats an older member list, and the new node sends a fresh one. The
@@ -890,6 +892,8 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
     text = sig_proto_resumed(m->id, peers);
     json_decref(peers);
     send_text_as(m, text, true, now_us);
+    if (m->numbered && p->seq > m->seq)
+        m->seq = p->seq;
     m->adopting = true;
     for (size_t i = 0; i < p->ntexts; i++)
         send_text(m, strdup(p->texts[i]), now_us);

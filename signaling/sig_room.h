@@ -178,6 +178,9 @@ typedef struct {
     /* out, on SIG_OK: sig_ho_reply_key of the member's token, which the
      * owner's reply is authenticated with (the caller wipes it) */
     uint8_t *reply_key;
+    /* out, on SIG_OK (optional): the last "seq" this node gave the member,
+     * which the new owner numbers on after (its queue may be empty) */
+    uint64_t *seq;
 } sig_hand_over_req;
 sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts, size_t *n,
                            char **name, uint64_t now_us);
@@ -192,6 +195,10 @@ typedef struct {
     /* park this node's members' signals and broadcasts to it until
      * sig_hub_release (older ones are still on their way through Redis) */
     bool hold;
+    /* the old owner's last "seq" for it: numbering goes on after the larger
+     * of this and the client's "last" (a drain's old connection may have
+     * carried numbers past the "last" the resume was sent with) */
+    uint64_t seq;
 } sig_adopt_params;
 
 /* The new owner's half: *m (a lobby member; its conn may be NULL when the

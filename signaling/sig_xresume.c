@@ -198,8 +198,9 @@ void sig_xresume_request(sig_xresume *x, const sig_cev *e, uint64_t t)
     char **texts = NULL, *name = NULL, bound[SIG_ROOM_MAX + SIG_ID_MAX + SIG_TH_LEN + 96];
     size_t n = 0;
     uint8_t key[SIG_HO_KEY_LEN] = {0};
-    sig_hand_over_req q = {
-        .room = e->room, .id = e->id, .proof = e->proof, .bound = bound, .reply_key = key};
+    uint64_t seq = 0;
+    sig_hand_over_req q = {.room = e->room, .id = e->id, .proof = e->proof, .bound = bound,
+                           .reply_key = key, .seq = &seq};
     sig_code rc = SIG_E_UNAUTHORIZED;
     for (ho *h = x->hos; h; h = h->next) {
         if (h->r.state == SIG_RESUME_TAIL && !strcmp(h->r.room, e->room) &&
@@ -227,7 +228,7 @@ void sig_xresume_request(sig_xresume *x, const sig_cev *e, uint64_t t)
                 "there)", e->node, n);
     else
         RTC_LOG(RTC_LOG_INFO, e->id, "hand-over to node %s refused", e->node);
-    sig_handover_reply(x->p.handover, e, rc == SIG_OK, key, name, texts, n);
+    sig_handover_reply(x->p.handover, e, rc == SIG_OK, key, name, texts, n, seq);
     memset(key, 0, sizeof key); /* (the token's key: memory only, as short as can be) */
     free(name);
 }
@@ -258,7 +259,7 @@ static sig_code adopt(sig_xresume *x, ho *h, sig_member *m, const sig_cev *e, ui
                 texts[k++] = h->r.buf[i];
         p = (sig_adopt_params){.room = e->room, .id = e->id, .name = e->name, .resume = h->token,
                                .texts = texts, .ntexts = k, .remotes = v,
-                               .nremotes = e->nmembers, .hold = true};
+                               .nremotes = e->nmembers, .hold = true, .seq = e->ho_seq};
         rc = sig_hub_adopt(x->p.hub, m, &p, t);
     }
     free(v);

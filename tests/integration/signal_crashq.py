@@ -13,6 +13,10 @@ tests:
   handover    the numbered member drops its connection, messages queue for it, it
               resumes on the other node with "last": the queued ones keep their numbers,
               new ones go on after them, nothing twice; the stream goes on too
+  stale_last  a drain-style hand-over: the member is still connected on A and got numbers
+              there after the "last" its resume on B carries (here last=0, its queue on A
+              empty): B numbers on after A's last number, never again from "last" (a
+              client drops a number it has seen: a reused one would lose a message)
   crash       node A SIGKILLed while members on A and on B send numbered signals to a
               numbered member of A (Redis with appendonly yes): every message A numbered
               for it is in its stream, in order, the ones it received identical to what
@@ -149,6 +153,32 @@ async def handover(exe):
         st = stream(r, jm["id"])
         assert [s for s, _ in st] == list(range(1, seqs[-1] + 1)), [s for s, _ in st]
         for x in (m2, p, q):
+            await x.close()
+
+
+@test
+async def stale_last(exe):
+    with Redis() as r, xnode(exe, r) as A, xnode(exe, r) as B:
+        m = await Client.connect(A.url)
+        jm = await m.join("room", "m", seq=True)
+        p = await Client.connect(A.url)
+        await p.join("room", "p")
+        for i in range(1, 6):
+            await p.send({"type": "signal", "to": jm["id"], "data": {"n": i}})
+        got = await drain(m, 1.0)                # peer-joined, signals 1-5: all read on A
+        top = max(x["seq"] for x in got)
+        m2 = await Client.connect(B.url)         # resume on B, m's old connection open
+        await m2.send({"type": "resume", "token": jm["resume"], "last": 0})
+        await m2.expect("resumed", timeout=10)
+        for i in range(6, 11):
+            await p.send({"type": "signal", "to": jm["id"], "data": {"n": i}})
+        after = [x for x in await drain(m2, 1.5) if x["type"] == "signal"]
+        seqs = [x["seq"] for x in after]
+        print("read on A up to seq %d; after resume on B with last=0: seq %s, signals %s"
+              % (top, seqs, [x["data"]["n"] for x in after]))
+        assert [x["data"]["n"] for x in after] == list(range(6, 11)), after
+        assert seqs == list(range(top + 1, top + 6)), (top, seqs)
+        for x in (m, m2, p):
             await x.close()
 
 
