@@ -16,6 +16,8 @@ test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets o
 test_pkgs+=(util-linux nginx-light libnginx-mod-stream)
 # suite container (docs/containers.md; catatonit: kube play's pods)
 test_pkgs+=(podman runc catatonit)
+# suite audio (docs/phone-tests.md): a private PulseAudio daemon, espeak-ng speech, the analyser
+test_pkgs+=(pulseaudio pulseaudio-utils espeak-ng sox opus-tools python3-numpy)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")
