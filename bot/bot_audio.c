@@ -23,6 +23,14 @@ struct bot_audio_dec {
     OpusDecoder *dec;
 };
 
+struct bot_audio_venc {
+    OpusEncoder *enc;
+};
+
+struct bot_audio_vdec {
+    OpusDecoder *dec;
+};
+
 /* A cheap deterministic hash -> [0,1): picks talk-spurt lengths. */
 static double hash01(uint64_t x)
 {
@@ -249,4 +257,82 @@ int bot_audio_dec_decode(bot_audio_dec *d, const uint8_t *payload, size_t len)
         return RTC_EMSG;
     n = opus_decode(d->dec, payload, (opus_int32)len, pcm, 5760, 0);
     return n > 0 ? n : RTC_EMSG;
+}
+
+bool bot_audio_payload_ok(const uint8_t *payload, size_t len)
+{
+    if (len == 0 || len > BOT_AUDIO_MAX_PAYLOAD * 3)
+        return false;
+    return opus_packet_get_nb_samples(payload, (opus_int32)len, BOT_AUDIO_RATE) > 0;
+}
+
+bot_audio_venc *bot_audio_venc_new(int bitrate, int loss_pct)
+{
+    bot_audio_venc *e = calloc(1, sizeof *e);
+    int err;
+    if (!e)
+        return NULL;
+    e->enc = opus_encoder_create(BOT_AUDIO_RATE, 1, OPUS_APPLICATION_VOIP, &err);
+    if (!e->enc) {
+        free(e);
+        return NULL;
+    }
+    opus_encoder_ctl(e->enc, OPUS_SET_BITRATE(bitrate));
+    opus_encoder_ctl(e->enc, OPUS_SET_INBAND_FEC(1));
+    opus_encoder_ctl(e->enc, OPUS_SET_PACKET_LOSS_PERC(loss_pct));
+    opus_encoder_ctl(e->enc, OPUS_SET_DTX(0)); /* a packet every 20 ms: loss stays measurable */
+    return e;
+}
+
+void bot_audio_venc_free(bot_audio_venc *e)
+{
+    if (!e)
+        return;
+    opus_encoder_destroy(e->enc);
+    free(e);
+}
+
+int bot_audio_venc_encode(bot_audio_venc *e, const int16_t *pcm, uint8_t *out, size_t cap)
+{
+    opus_int32 n = opus_encode(e->enc, pcm, BOT_AUDIO_FRAME, out, (opus_int32)(cap > 4000 ? 4000 : cap));
+    return n > 0 ? (int)n : RTC_EMSG;
+}
+
+bot_audio_vdec *bot_audio_vdec_new(void)
+{
+    bot_audio_vdec *d = calloc(1, sizeof *d);
+    int e;
+    if (!d)
+        return NULL;
+    d->dec = opus_decoder_create(BOT_AUDIO_RATE, 1, &e);
+    if (!d->dec) {
+        free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void bot_audio_vdec_free(bot_audio_vdec *d)
+{
+    if (!d)
+        return;
+    opus_decoder_destroy(d->dec);
+    free(d);
+}
+
+int bot_audio_vdec_decode(bot_audio_vdec *d, const uint8_t *payload, size_t len, bool fec,
+                          int16_t *pcm)
+{
+    int n;
+    if (payload && (len == 0 || len > BOT_AUDIO_MAX_PAYLOAD * 3))
+        payload = NULL;
+    /* With FEC or PLC the frame size asked for is the frame size produced
+     * (RFC 6716 s.4.4 / opus_decode docs): exactly one 20 ms frame. */
+    n = opus_decode(d->dec, payload, payload ? (opus_int32)len : 0, pcm, BOT_AUDIO_FRAME,
+                    fec ? 1 : 0);
+    if (n != BOT_AUDIO_FRAME) {
+        memset(pcm, 0, BOT_AUDIO_FRAME * sizeof *pcm);
+        return RTC_EMSG;
+    }
+    return n;
 }

@@ -10,6 +10,7 @@
 #ifndef BOT_AUDIO_H
 #define BOT_AUDIO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,5 +46,31 @@ void bot_audio_dec_free(bot_audio_dec *d);
 /* Decode one payload; returns samples per channel decoded at
  * BOT_AUDIO_DEC_RATE (> 0; 320 for 20 ms) or RTC_EMSG. */
 int bot_audio_dec_decode(bot_audio_dec *d, const uint8_t *payload, size_t len);
+
+/* A well-formed Opus packet (TOC and frame count make sense, RFC 6716
+ * s.3): what a client that decodes later counts as decoded. */
+bool bot_audio_payload_ok(const uint8_t *payload, size_t len);
+
+/* Voice for people (tsunagu-phone): an encoder of 20 ms frames of 48 kHz
+ * mono PCM with in-band FEC on (each packet also carries a low-rate copy of
+ * the previous frame, RFC 6716 s.2.1.7), and a 48 kHz decoder that also
+ * conceals a lost frame (PLC) or rebuilds it from the next packet's FEC. */
+typedef struct bot_audio_venc bot_audio_venc;
+typedef struct bot_audio_vdec bot_audio_vdec;
+
+/* loss_pct: the loss the encoder plans its FEC for (Opus spends bits on
+ * the copy only when it expects loss). NULL on failure. */
+bot_audio_venc *bot_audio_venc_new(int bitrate, int loss_pct);
+void bot_audio_venc_free(bot_audio_venc *e);
+/* 960 samples in; payload length or RTC_EMSG. */
+int bot_audio_venc_encode(bot_audio_venc *e, const int16_t *pcm, uint8_t *out, size_t cap);
+
+bot_audio_vdec *bot_audio_vdec_new(void);
+void bot_audio_vdec_free(bot_audio_vdec *d);
+/* Decode 20 ms into pcm[960]: payload as received (fec false); the FEC
+ * copy inside the packet that FOLLOWS a lost one (fec true); or, with
+ * payload NULL, concealment. Returns 960 or RTC_EMSG (pcm then silent). */
+int bot_audio_vdec_decode(bot_audio_vdec *d, const uint8_t *payload, size_t len, bool fec,
+                          int16_t *pcm);
 
 #endif

@@ -59,6 +59,7 @@ struct bot_call {
     int pt;          /* negotiated Opus payload type */
     uint32_t remote_ssrc;
     uint64_t octets_sent;
+    uint64_t drop_rng; /* --drop-percent's generator (xorshift64) */
 
     /* RTCP: the last SR we got (for LSR/DLSR) */
     uint32_t lsr;
@@ -242,6 +243,21 @@ static void on_rtp(bot_call *c, uint8_t *buf, size_t len, uint64_t now)
                 c->restarts, c->restart_ms);
     }
     bot_stats_on_rtp(&c->stats, h.seq, h.ts, now);
+    if (c->cbs.audio) {
+        bot_call_audio_in in = {h.seq, h.ts, buf + h.payload_off, h.payload_len, now};
+        if (!bot_audio_payload_ok(buf + h.payload_off, h.payload_len)) {
+            c->stats.decode_errors++;
+            return;
+        }
+        c->stats.decoded++;
+        if (!c->t_media_us) {
+            c->t_media_us = now;
+            RTC_LOG(RTC_LOG_INFO, c->label, "first audio after %.1f ms",
+                    (double)(now - c->t0_us) / 1000.0);
+        }
+        c->cbs.audio(c->cbs.ud, c, &in);
+        return;
+    }
     /* Load mode may sample: decoding is most of the bot's CPU per packet,
      * and a sampled stream still proves the payload is real Opus. */
     if (c->env->decode_every > 1 && c->t_media_us && c->stats.received % c->env->decode_every)
@@ -357,6 +373,12 @@ bot_call *bot_call_new(const bot_env *env, const bot_call_params *p, const bot_c
             seed = (seed ^ (uint8_t)*s) * 1099511628211ull;
         if (!(c->delay = bot_delay_new(env->jitter_ms, seed, PKT_CAP)))
             goto out_free;
+    }
+    if (env->drop_pct100) {
+        uint64_t seed = 1469598103934665603ull ^ env->drop_seed;
+        for (const char *s = c->label; *s; s++)
+            seed = (seed ^ (uint8_t)*s) * 1099511628211ull;
+        c->drop_rng = seed ? seed : 1;
     }
     c->ice = make_ice(c);
     if (!c->ice)
@@ -664,6 +686,16 @@ void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64
     if (c->env->drop_every && (uint32_t)(c->stats.sent + c->stats.dropped_on_purpose + 1) % c->env->drop_every == 0) {
         c->stats.dropped_on_purpose++;
         return;
+    }
+    if (c->env->drop_pct100) {
+        /* xorshift64: a uniform draw in 0..9999 against the share */
+        c->drop_rng ^= c->drop_rng << 13;
+        c->drop_rng ^= c->drop_rng >> 7;
+        c->drop_rng ^= c->drop_rng << 17;
+        if (c->drop_rng % 10000u < c->env->drop_pct100) {
+            c->stats.dropped_on_purpose++;
+            return;
+        }
     }
     if (bot_srtp_protect(c->srtp, pkt, &n, sizeof pkt))
         return;

@@ -39,6 +39,11 @@ typedef struct {
     uint32_t drop_every;  /* test impairment: skip every Nth RTP send (0 = off) */
     uint32_t jitter_ms;   /* test impairment: delay each RTP send 0..N ms (0 = off) */
     uint32_t decode_every; /* Opus-decode every Nth received packet (1 = all) */
+    /* test impairment: skip a pseudo-random share of RTP sends, in 1/100 of
+     * a percent (500 = 5%), from a generator seeded with drop_seed and the
+     * call's label, so a run repeats its losses (0 = off) */
+    uint32_t drop_pct100;
+    uint64_t drop_seed;
     uint32_t setup_timeout_ms;
     /* a call in MEDIA with no RTP for this long restarts ICE (0 = never) */
     uint32_t ice_restart_ms;
@@ -47,6 +52,15 @@ typedef struct {
 
 typedef struct bot_call bot_call;
 
+/* One received Opus payload, in arrival order (borrowed for the call). */
+typedef struct {
+    uint16_t seq;
+    uint32_t ts;
+    const uint8_t *payload;
+    size_t len;
+    uint64_t now_us;
+} bot_call_audio_in;
+
 typedef struct {
     /* Send `data` (stolen) to the peer as a signal payload. */
     void (*send)(void *ud, bot_call *c, json_t *data);
@@ -54,6 +68,12 @@ typedef struct {
      * owner may free it later, not from inside this callback. */
     void (*ended)(void *ud, bot_call *c, const char *why);
     void *ud;
+    /* Optional (a client that plays what it hears, tsunagu-phone): each
+     * received payload of the negotiated Opus stream goes here instead of
+     * the call's own check-decode; the owner buffers and decodes it (jitter
+     * buffer, FEC, PLC). The call still counts it as decoded when it is a
+     * well-formed Opus packet (bot_audio_payload_ok). NULL: the bot's way. */
+    void (*audio)(void *ud, bot_call *c, const bot_call_audio_in *in);
 } bot_call_cbs;
 
 typedef struct {
@@ -75,7 +95,8 @@ void bot_call_free(bot_call *c);
 /* A signal payload from the peer (borrowed). */
 void bot_call_on_signal(bot_call *c, json_t *data);
 
-/* Send one 20 ms Opus frame (same payload for every call). */
+/* Send one 20 ms Opus frame (same payload for every call; a phone sends
+ * its encoded microphone frame to each of its calls). */
 void bot_call_send_audio(bot_call *c, const uint8_t *payload, size_t len, uint64_t now_us);
 /* Once a second: RTCP report and a timeline sample. */
 void bot_call_second(bot_call *c, uint64_t now_us);

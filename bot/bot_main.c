@@ -31,6 +31,7 @@
 #include "bot_delay.h"
 #include "bot_dtls.h"
 #include "bot_ice.h"
+#include "bot_iceservers.h"
 #include "bot_report.h"
 #include "bot_sig.h"
 #include "bot_srtp.h"
@@ -327,65 +328,15 @@ static leg *start_call(member *m, const char *peer, bool offerer, uint64_t t0)
     return l;
 }
 
-/* A stun: URL: kept in order (the call uses the first that resolves to
- * IPv4, bot_ice.h); stuns: and malformed ones are left out, saying why. */
-static void take_stun_url(member *m, const char *url)
-{
-    bot_stun s;
-    int rc = bot_stun_parse_url(url, &s);
-    if (rc) {
-        RTC_LOG(RTC_LOG_WARN, m->label, "skipping ICE server %s: %s", url,
-                rc == RTC_EUNSUP ? "not supported (STUN over TLS)" : "malformed");
-        return;
-    }
-    if (m->n_stun < BOT_ICE_MAX_TURN)
-        m->stun[m->n_stun++] = s;
-}
-
-/* iceServers: [{"urls": "turn:.." | ["turn:..", "stun:..", ..], "username", "credential"}] */
+/* joined.iceServers into the member's servers (bot_iceservers.h). */
 static void take_ice_servers(member *m, json_t *servers)
 {
-    size_t i, k;
-    json_t *s;
-    m->n_turn = 0;
-    m->n_stun = 0;
-    json_array_foreach(servers, i, s) {
-        json_t *urls = json_object_get(s, "urls"), *u;
-        const char *user = json_string_value(json_object_get(s, "username"));
-        const char *cred = json_string_value(json_object_get(s, "credential"));
-        json_t *one = json_is_string(urls) ? json_pack("[O]", urls) : json_incref(urls);
-        json_array_foreach(one, k, u) {
-            bot_turn t;
-            const char *url = json_string_value(u);
-            int rc;
-            if (!url)
-                continue;
-            if (!strncmp(url, "stun", 4)) {
-                take_stun_url(m, url);
-                continue;
-            }
-            if (m->n_turn == BOT_ICE_MAX_TURN)
-                continue;
-            rc = bot_turn_parse_url(url, &t);
-            if (rc) {
-                RTC_LOG(RTC_LOG_WARN, m->label, "skipping ICE server %s: %s", url,
-                        rc == RTC_EUNSUP ? "not supported (turns: needs ?transport=tcp)"
-                                         : "malformed");
-                continue;
-            }
-            snprintf(t.user, sizeof t.user, "%s", user ? user : "");
-            snprintf(t.pass, sizeof t.pass, "%s", cred ? cred : "");
-            m->turn[m->n_turn++] = t;
-        }
-        json_decref(one);
-    }
-    if (m->n_turn == 0)
-        RTC_LOG(RTC_LOG_WARN, m->label, "no usable turn: URL in joined.iceServers");
-    if (m->n_stun && m->app->conf.relay_only)
-        RTC_LOG(RTC_LOG_INFO, m->label, "relay only: %zu stun: URL(s) not used", m->n_stun);
-    else if (m->n_stun)
-        RTC_LOG(RTC_LOG_INFO, m->label, "%zu stun: URL(s), the first stun:%s:%u; each call "
-                "uses the first that resolves to IPv4", m->n_stun, m->stun[0].host, m->stun[0].port);
+    bot_ice_servers is;
+    bot_ice_servers_take(servers, m->app->conf.relay_only, m->label, &is);
+    memcpy(m->turn, is.turn, sizeof m->turn);
+    m->n_turn = is.n_turn;
+    memcpy(m->stun, is.stun, sizeof m->stun);
+    m->n_stun = is.n_stun;
 }
 
 static member *member_new(app *a, const char *room, int pair, const char *label);

@@ -33,6 +33,7 @@ struct bot_sig {
     bot_sig_cbs cbs;
     sig_state st;
     char *room, *name;
+    char *access_token; /* JWT for join (signaling --token-secret); NULL: none */
     char *url_copy; /* lws_parse_uri cuts this one up */
     GQueue txq;     /* char* JSON texts */
     GString *rx;
@@ -321,6 +322,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
                 j = json_pack("{s:s,s:s}", "type", "join", "room", s->room);
                 if (s->name)
                     json_object_set_new(j, "name", json_string(s->name));
+                if (s->access_token)
+                    json_object_set_new(j, "token", json_string(s->access_token));
             }
             /* join/resume goes first, ahead of anything queued meanwhile */
             char *text = json_dumps(j, JSON_COMPACT);
@@ -478,10 +481,17 @@ void bot_sig_free(bot_sig *s)
         free(t);
     free(s->room);
     free(s->name);
+    free(s->access_token);
     free(s->url_copy);
     g_string_free(s->rx, TRUE);
     g_string_free(s->old_rx, TRUE);
     free(s);
+}
+
+void bot_sig_set_token(bot_sig *s, const char *token)
+{
+    free(s->access_token);
+    s->access_token = token ? strdup(token) : NULL;
 }
 
 int bot_sig_send(bot_sig *s, const char *to, json_t *data)

@@ -43,6 +43,11 @@ void bot_sig_ctx_free(bot_sig_ctx *c);
 /* Connect to ws:// or wss:// `url` and join `room`. NULL on a bad URL. */
 bot_sig *bot_sig_new(bot_sig_ctx *c, const char *url, const char *room, const char *name,
                      const bot_sig_cbs *cbs);
+/* The access token (an HS256 JWT, docs/signaling.md "Access tokens") sent
+ * with join; call it right after bot_sig_new: the join goes out once the
+ * connection is up, never before the loop runs. */
+void bot_sig_set_token(bot_sig *s, const char *token);
+
 /* Closes (a leave is not needed: the server ends the membership with the
  * connection). No callback fires after this. NULL is a no-op. */
 void bot_sig_free(bot_sig *s);

@@ -10,14 +10,20 @@ build_pkgs=(meson ninja-build pkg-config gcc libssl-dev libwebsockets-dev
   libopus-dev libhiredis-dev)
 # tsunagu-ctl (tools/ctl/): the admin API client
 build_pkgs+=(libcurl4-openssl-dev)
+# tsunagu-phone (phone/): PulseAudio client API (with its GLib main loop) and
+# libspeexdsp (echo cancellation, noise suppression, gain control);
+# bench/aec_compare also measures webrtc-audio-processing against it
+build_pkgs+=(libpulse-dev libspeexdsp-dev libwebrtc-audio-processing-dev g++)
 test_pkgs=(clang libclang-rt-14-dev coturn chromium python3 python3-websockets openssl
   procps iproute2 nftables valgrind prometheus systemd redis-server)
 # relay_selfcheck and deploy_nginx: namespaces with nftables NAT, nginx as in docs/deploy.md
 test_pkgs+=(util-linux nginx-light libnginx-mod-stream)
 # suite container (docs/containers.md; catatonit: kube play's pods)
 test_pkgs+=(podman runc catatonit)
-# suite audio (docs/phone-tests.md): a private PulseAudio daemon, espeak-ng speech, the analyser
-test_pkgs+=(pulseaudio pulseaudio-utils espeak-ng sox opus-tools python3-numpy)
+# phone tests: a private PulseAudio daemon with null sinks, paplay/pactl
+test_pkgs+=(pulseaudio pulseaudio-utils)
+# suite audio (docs/phone-tests.md): espeak-ng speech, the analyser's numpy, Opus controls
+test_pkgs+=(espeak-ng sox opus-tools python3-numpy)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""phone_call.py - two tsunagu-phone processes call each other through
+signaling and TURN on 127.0.0.1 (relay only), with sound through a private
+PulseAudio daemon that this script starts (root is fine, runtime dir of its
+own, only null sinks: nothing reaches the machine's sound card).
+
+Phone A's microphone is the monitor of null sink micA, into which a test
+tone is played (paplay; A runs with --no-ns: noise suppression removes a
+steady tone by design, speech is what the listening tests use); phone B plays into null sink spkB and records what
+it plays (--record). Checks, all asserted:
+- both phones report a call with audio over a relayed path;
+- B's recording holds A's tone: the 660 Hz component dominates its spectrum
+  in the part where A was sending, well above the rest (Goertzel ratio);
+- --list-devices names the null sinks and their monitors;
+- with --loss PCT: A drops that share of its packets (--drop-percent) and B's
+  jitter buffer must have rebuilt frames from FEC and concealed some, and
+  its reported loss must be near PCT; the tone must still dominate.
+Exits 1 with FAIL: on the first failed check. Every process (PulseAudio,
+servers, phones, paplay) is killed by PID at the end; the temp dir goes too.
+
+usage: phone_call.py --phone PATH [--loss PCT] [--relay ... --signal ...]"""
+import argparse, json, math, os, signal, shutil, struct, subprocess, sys, time, wave
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bot_harness import Stack, fail, TIMEOUT_MULT  # noqa: E402
+
+TONE_HZ = 660
+RATE = 48000
+
+
+def need(tool):
+    path = shutil.which(tool)
+    if not path:
+        fail("%s not found: bash scripts/deps.sh test installs it" % tool)
+    return path
+
+
+def tone_wav(path, secs):
+    """A 660 Hz tone at -12 dBFS, 48 kHz mono 16-bit."""
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        n = int(secs * RATE)
+        amp = 0.25 * 32767
+        w.writeframes(b"".join(struct.pack("<h", int(amp * math.sin(2 * math.pi * TONE_HZ * i / RATE)))
+                               for i in range(n)))
+
+
+def read_wav(path):
+    with wave.open(path, "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1 or w.getframerate() != RATE:
+            fail("%s: not 48 kHz mono 16-bit" % path)
+        raw = w.readframes(w.getnframes())
+    return struct.unpack("<%dh" % (len(raw) // 2), raw)
+
+
+def goertzel_power(x, hz):
+    k = 2 * math.cos(2 * math.pi * hz / RATE)
+    s1 = s2 = 0.0
+    for v in x:
+        s0 = v + k * s1 - s2
+        s2, s1 = s1, s0
+    return s1 * s1 + s2 * s2 - k * s1 * s2
+
+
+class Pulse:
+    """A private PulseAudio daemon with null sinks; killed by PID."""
+
+    def __init__(self, tmp, sinks):
+        self.env = dict(os.environ)
+        self.rt = os.path.join(tmp, "pulse-rt")
+        os.mkdir(self.rt, 0o700)
+        self.env["XDG_RUNTIME_DIR"] = self.rt
+        self.env["PULSE_RUNTIME_PATH"] = self.rt
+        self.env["HOME"] = tmp  # its cookie and state go in the temp dir
+        self.env.pop("PULSE_SERVER", None)
+        argv = [need("pulseaudio"), "--daemonize=no", "--exit-idle-time=-1", "-n",
+                "--use-pid-file=no", "--disable-shm=yes", "--log-target=stderr",
+                "--load=module-native-protocol-unix"]
+        argv += ["--load=module-null-sink sink_name=%s" % s for s in sinks]
+        self.log = open(os.path.join(tmp, "pulse.log"), "wb")
+        self.p = subprocess.Popen(argv, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.time() + 10 * TIMEOUT_MULT
+        while True:
+            r = subprocess.run([need("pactl"), "list", "short", "sinks"], env=self.env,
+                               capture_output=True, text=True)
+            if r.returncode == 0 and all(s in r.stdout for s in sinks):
+                break
+            if self.p.poll() is not None or time.time() > end:
+                fail("pulseaudio did not start: see pulse.log")
+            time.sleep(0.1)
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phone", required=True)
+    ap.add_argument("--relay", choices=["coturn", "tsunagu"], default="coturn")
+    ap.add_argument("--relay-exe", default="")
+    ap.add_argument("--signal", choices=["stub", "tsunagu"], default="stub")
+    ap.add_argument("--signal-exe", default="")
+    ap.add_argument("--loss", type=float, default=0)
+    ap.add_argument("--secs", type=int, default=8)
+    a = ap.parse_args()
+    a.turn_transport = "udp"
+    checks = 0
+    with Stack(a) as st:
+        pulse = Pulse(st.dir, ["micA", "spkA", "micB", "spkB"])
+        player = None
+        try:
+            r = subprocess.run([a.phone, "--list-devices"], env=pulse.env, capture_output=True,
+                               text=True, timeout=20 * TIMEOUT_MULT)
+            if r.returncode != 0 or "micA.monitor" not in r.stdout or "spkB" not in r.stdout:
+                fail("--list-devices: rc %d, output %r" % (r.returncode, r.stdout[-500:]))
+            checks += 1
+            turn = st.start_relay()
+            url = st.start_signal(turn)
+            room = "ph%d" % os.getpid()
+            tone = os.path.join(st.dir, "tone.wav")
+            tone_wav(tone, a.secs + 10)
+            heard = os.path.join(st.dir, "heard.wav")
+            rep = {x: os.path.join(st.dir, "phone%s.json" % x) for x in "AB"}
+            common = ["--signal", url, "--room", room, "--relay-only", "--no-ui",
+                      "--duration", str(a.secs), "--log-level", "info"]
+            pa = st.spawn([a.phone] + common + ["--name", "A", "--input", "micA.monitor",
+                          "--output", "spkA", "--report", rep["A"], "--no-ns",
+                          "--drop-percent", str(a.loss)], "phoneA.log", env=pulse.env)
+            player = subprocess.Popen([need("paplay"), "-d", "micA", tone], env=pulse.env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            pb = st.spawn([a.phone] + common + ["--name", "B", "--input", "micB.monitor",
+                          "--output", "spkB", "--record", heard, "--report", rep["B"]],
+                          "phoneB.log", env=pulse.env)
+            for p, name in ((pa, "A"), (pb, "B")):
+                try:
+                    rc = p.wait(timeout=(a.secs + 30) * TIMEOUT_MULT)
+                except subprocess.TimeoutExpired:
+                    fail("phone %s did not leave after --duration" % name)
+                if rc != 0:
+                    fail("phone %s exited %d: %s" % (name, rc, st.log("phone%s.log" % name)[-1500:]))
+            checks += 1
+            reps = {}
+            for x in "AB":
+                try:
+                    reps[x] = json.load(open(rep[x]))
+                except (OSError, ValueError) as e:
+                    fail("phone %s report: %s" % (x, e))
+                calls = reps[x]["calls"]
+                if len(calls) != 1 or not calls[0]["media"]:
+                    fail("phone %s: no call with audio: %s" % (x, json.dumps(calls)))
+                if not calls[0]["path"].startswith("relay"):
+                    fail("phone %s: path %r is not relayed" % (x, calls[0]["path"]))
+                checks += 2
+            b = reps["B"]["calls"][0]
+            print("# B: loss %.2f%% jitter %.1f ms mos %.2f jb %s cpu A %.1f%% B %.1f%%" % (
+                b["loss_pct"], b["jitter_ms"], b["mos"], json.dumps(b["jitter_buffer"]),
+                reps["A"]["cpu_in_call_pct"], reps["B"]["cpu_in_call_pct"]))
+            x = read_wav(heard)
+            if len(x) < RATE * (a.secs - 3):
+                fail("recording has %.1f s, expected about %d" % (len(x) / RATE, a.secs))
+            # the middle of the call, where A was surely sending the tone
+            mid = x[len(x) // 2 - RATE: len(x) // 2 + RATE]
+            rms = math.sqrt(sum(v * v for v in mid) / len(mid))
+            p_tone = goertzel_power(mid, TONE_HZ)
+            p_other = max(goertzel_power(mid, f) for f in (200, 440, 1000, 1500, 3000))
+            ratio = 10 * math.log10((p_tone + 1) / (p_other + 1))
+            print("# recording: %.1f s, middle RMS %.0f, tone %.1f dB above other bins" % (
+                len(x) / RATE, rms, ratio))
+            if rms < 300:
+                fail("B played (almost) nothing in the middle of the call: RMS %.0f" % rms)
+            if ratio < 20:
+                fail("the tone is only %.1f dB above other frequencies in B's recording" % ratio)
+            checks += 2
+            if a.loss:
+                jb = b["jitter_buffer"]
+                if not (0.4 * a.loss <= b["loss_pct"] <= 2.0 * a.loss + 1):
+                    fail("B reports %.2f%% loss, A dropped %.1f%%" % (b["loss_pct"], a.loss))
+                if jb["fec"] < 1 or jb["fec"] + jb["plc"] < 0.3 * b["lost"]:
+                    fail("lost %d packets but FEC rebuilt %d and PLC %d frames" % (
+                        b["lost"], jb["fec"], jb["plc"]))
+                checks += 2
+        finally:
+            if player and player.poll() is None:
+                player.kill()
+                player.wait()
+            pulse.close()
+    print("ok: %d checks" % checks)
+
+
+if __name__ == "__main__":
+    main()
