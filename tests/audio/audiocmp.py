@@ -143,6 +143,29 @@ def compare(ref, deg, rate_ref, rate_deg, min_lag_ms=-50, max_lag_ms=1000, floor
     }
 
 
+def segments(ref, deg, rate_ref, rate_deg, delay_ms, seg_ms=2000, slack_ms=150,
+             floor_db=FLOOR_DB):
+    """Diagnosis, not a score: the reference cut into seg_ms pieces, each
+    aligned on its own within slack_ms of delay_ms. Returns [(start ms,
+    corr, delay ms)]. A recording whose delay drifts (a jitter buffer that
+    skips or stretches) scores well here and worse in compare(); one that
+    lost syllables scores badly in both."""
+    e_ref = envelope(ref, rate_ref, floor_db)
+    e_deg = envelope(deg, rate_deg, floor_db)
+    n = seg_ms // HOP_MS
+    out = []
+    for s in range(0, len(e_ref) - n + 1, n):
+        seg = e_ref[s: s + n]
+        if seg.max() - seg.min() < 1e-6:
+            continue  # silence: nothing to align
+        lags = list(range(s + (delay_ms - slack_ms) // HOP_MS,
+                          s + (delay_ms + slack_ms) // HOP_MS + 1))
+        cs = _pearson_at_lags(seg, e_deg, lags)
+        i = int(np.argmax(cs))
+        out.append((s * HOP_MS, round(float(cs[i]), 3), (lags[i] - s) * HOP_MS))
+    return out
+
+
 def compare_files(ref_path, deg_path, **kw):
     ref, rr = read_wav(ref_path)
     deg, rd = read_wav(deg_path)

@@ -196,6 +196,48 @@ class Pulse:
                            "--channels=1", "--format=s16le", "--latency-msec=%d" % latency_ms,
                            wav], log=os.path.basename(wav) + ".log")
 
+    def listen_pair(self, wav, sink, near, far, out_near, out_far, lead=0.5, tail=1.0,
+                    max_secs=60):
+        """Play wav into sink while recording two sources at once: near (the
+        monitor of the sink played into: what a phone's microphone got) and
+        far (a speaker's monitor: what came out at the other end). Both
+        recorders' sample counts are read together every 20 ms; returns the
+        mean of (far count - near count) in seconds. The delay from near to
+        far is then far's lag - near's lag - that offset: the player's own
+        start-up (tens of ms on a loaded machine) is in both lags and
+        cancels, which timing a single recorder against the player cannot
+        do."""
+        rn = Recorder(self, near)
+        rf = Recorder(self, far)
+        offs = []
+        try:
+            rn.wait_flowing(10 * TIMEOUT_MULT)
+            rf.wait_flowing(10 * TIMEOUT_MULT)
+            time.sleep(lead)
+            pl = self.play(sink, wav)
+            end = time.time() + max_secs * TIMEOUT_MULT
+            stop_at = None
+            while stop_at is None or time.time() < stop_at:
+                offs.append(rf.position() - rn.position())
+                if stop_at is None and pl.poll() is not None:
+                    if pl.returncode != 0:
+                        raise RuntimeError("paplay exit code %d" % pl.returncode)
+                    stop_at = time.time() + tail
+                if time.time() > end:
+                    raise RuntimeError("paplay did not finish within %.0f s" % max_secs)
+                time.sleep(0.02)
+        finally:
+            xn, xf = rn.stop(), rf.stop()
+        write_pcm16(out_near, xn)
+        write_pcm16(out_far, xf)
+        if len(offs) < 10:
+            raise RuntimeError("only %d position samples" % len(offs))
+        offs.sort()
+        # the middle 80%: a recorder whose thread was late once skews a sample
+        k = len(offs) // 10
+        mid = offs[k: len(offs) - k]
+        return sum(mid) / len(mid) / RATE
+
     def play(self, sink, wav):
         """paplay with its default buffer (2 s): a null sink takes data at the
         sample rate however much is queued, so a deep buffer adds no delay
