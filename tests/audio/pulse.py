@@ -103,6 +103,9 @@ class Pulse:
         log = open(os.path.join(self.dir, "pulseaudio.log"), "wb")
         argv = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1",
                 "--use-pid-file=no", "--system=no", "--log-target=stderr",
+                # as on a desktop (rtkit): the mixing thread keeps time when
+                # the machine is busy (root may raise it; elsewhere a warning)
+                "--high-priority=yes", "--realtime=yes",
                 "--load=module-native-protocol-unix auth-anonymous=1 socket=" + self.socket]
         self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -148,53 +151,6 @@ class Pulse:
             if time.time() > end:
                 raise RuntimeError("null sink %s not RUNNING after 10 s: %s" % (name, rows))
             time.sleep(0.05)
-
-    def listen(self, wav, sink, source, out, lead=0.5, tail=1.0, max_secs=60):
-        """Play wav into sink while recording source into out (16-bit mono
-        WAV): the recorder runs lead seconds before the player starts and
-        tail seconds after it ended. Returns the recording's position, in
-        seconds, when the player was started: the recording's lag minus that
-        is the delay from sink to source. Counting the recorder's samples
-        (not the clock since its start) leaves out how long the recorder
-        took to start, which varied by 0.5 s on a fresh daemon."""
-        rec = Recorder(self, source)
-        try:
-            rec.wait_flowing(10 * TIMEOUT_MULT)
-            time.sleep(lead)
-            pos = rec.position()
-            pl = self.play(sink, wav)
-            rc = self.wait(pl, max_secs, "paplay")
-            if rc != 0:
-                raise RuntimeError("paplay exit code %d" % rc)
-            time.sleep(tail)
-        finally:
-            x = rec.stop()
-        write_pcm16(out, x)
-        return pos / RATE
-
-    def spawn(self, argv, log=None, env_extra=None, log_stderr=None, **kw):
-        """A client process of this daemon, killed by PID at close()."""
-        env = dict(self.env)
-        env.update(env_extra or {})
-        if log_stderr:
-            # stdout is the caller's (kw["stdout"]): only stderr goes to the log
-            out = open(os.path.join(self.dir, log_stderr), "wb")
-            p = subprocess.Popen(argv, env=env, stderr=out, **kw)
-            out.close()
-        else:
-            out = open(os.path.join(self.dir, log), "wb") if log else subprocess.DEVNULL
-            p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, **kw)
-            if log:
-                out.close()
-        self.children.append(p)
-        return p
-
-    def record(self, source, wav, latency_ms=10):
-        """Start recording source into wav (16-bit mono 48 kHz). The file is
-        complete after stop(p) (parecord writes the header's sizes on SIGINT)."""
-        return self.spawn(["parecord", "-d", source, "--file-format=wav", "--rate=%d" % RATE,
-                           "--channels=1", "--format=s16le", "--latency-msec=%d" % latency_ms,
-                           wav], log=os.path.basename(wav) + ".log")
 
     def listen_pair(self, wav, sink, near, far, out_near, out_far, lead=0.5, tail=1.0,
                     max_secs=60):
