@@ -130,8 +130,9 @@ def run(a, st, pa, checks):
               "phone -> Chromium envelope correlation %.4f (floor " + "%.1f)" % L.FLOOR_CORR)
     L.verdict(checks, "m2e p->c", r2["path_ms"], 0 < r2["path_ms"] < 400,
               "phone -> Chromium mouth-to-ear %.1f ms (bound 400 ms; Chromium's playout included)")
-    L.verdict(checks, "cpu", cpu_pct, cpu_pct < L.TARGET_CPU_PCT,
-              "phone CPU %.2f%% of a core (target < " + "%g%%)" % L.TARGET_CPU_PCT)
+    L.verdict(checks, "cpu", cpu_pct, cpu_pct < L.limits()[1],
+              "phone CPU %.2f%% of a core " + "(target < %g%%%%, asserted < %g%%%%)" % (
+                  L.TARGET_CPU_PCT, L.limits()[1]))
 
 
 def main():
@@ -139,9 +140,12 @@ def main():
     ap.add_argument("--phone", required=True)
     ap.add_argument("--relay-exe", required=True)
     ap.add_argument("--signal-exe", required=True)
+    ap.add_argument("--strict", action="store_true",
+                    help="assert the issue's latency and CPU targets, not the CI bounds")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     a = ap.parse_args()
     a.relay, a.signal, a.turn_transport = "tsunagu", "tsunagu", "udp"
+    L.STRICT = a.strict
     checks = []
     try:
         if not os.access(a.chromium, os.X_OK):
@@ -149,6 +153,7 @@ def main():
         with Stack(a) as st, pulse.Pulse() as pa:
             try:
                 run(a, st, pa, checks)
+                L.finish(checks)
             except L.Failed:
                 print("--- phone log (tail) ---\n" + st.log("phoneB.log")[-1500:])
                 print("--- chromium console ---\n" + "\n".join(

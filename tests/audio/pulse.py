@@ -68,7 +68,7 @@ class Pulse:
     """One private PulseAudio daemon; use as a context manager."""
 
     def __init__(self, keep=False):
-        need("pulseaudio", "pactl", "paplay", "parecord", "pacat")
+        need("pulseaudio", "pactl", "paplay", "pacat")
         self.dir = tempfile.mkdtemp(prefix="tsu-audio-")
         os.chmod(self.dir, 0o755)   # lab namespaces run as root too; the socket is 0777
         self.keep = keep or bool(os.environ.get("AUDIO_KEEP_TMP"))
@@ -151,6 +151,23 @@ class Pulse:
             if time.time() > end:
                 raise RuntimeError("null sink %s not RUNNING after 10 s: %s" % (name, rows))
             time.sleep(0.05)
+
+    def spawn(self, argv, log=None, env_extra=None, log_stderr=None, **kw):
+        """A client process of this daemon, killed by PID at close()."""
+        env = dict(self.env)
+        env.update(env_extra or {})
+        if log_stderr:
+            # stdout is the caller's (kw["stdout"]): only stderr goes to the log
+            out = open(os.path.join(self.dir, log_stderr), "wb")
+            p = subprocess.Popen(argv, env=env, stderr=out, **kw)
+            out.close()
+        else:
+            out = open(os.path.join(self.dir, log), "wb") if log else subprocess.DEVNULL
+            p = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, **kw)
+            if log:
+                out.close()
+        self.children.append(p)
+        return p
 
     def listen_pair(self, wav, sink, near, far, out_near, out_far, lead=0.5, tail=1.0,
                     max_secs=60):
