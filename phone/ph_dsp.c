@@ -1,5 +1,6 @@
 /* ph_dsp.c - echo cancellation, noise suppression, gain control with
- * libspeexdsp (see ph_dsp.h). */
+ * webrtc-audio-processing (through ph_apm.h) or libspeexdsp (here): see
+ * ph_dsp.h. */
 #include "ph_dsp.h"
 
 #include <speex/speex_echo.h>
@@ -7,13 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ph_apm.h"
 #include "ph_pulse.h"
 
 #define REF_FRAMES 10 /* reference frames kept at most (200 ms) */
 #define FILTER_MS 200
+#define APM_DELAY_MS 70 /* 60 ms playback buffer + ~10 ms capture fragment (ph_pulse.c) */
 
 struct ph_dsp {
     ph_dsp_opts o;
+    ph_apm *apm; /* webrtc: all of it; speex: the fields below */
     SpeexEchoState *echo;
     SpeexPreprocessState *pre;
     int16_t ref[REF_FRAMES][PH_FRAME];
@@ -27,6 +31,12 @@ ph_dsp *ph_dsp_new(const ph_dsp_opts *o)
     if (!d)
         return NULL;
     d->o = *o;
+    if (o->lib == PH_DSP_WEBRTC) {
+        d->apm = ph_apm_new(APM_DELAY_MS, o->aec, o->ns, o->agc);
+        if (!d->apm)
+            goto out_free;
+        return d;
+    }
     if (o->aec) {
         d->echo = speex_echo_state_init(PH_FRAME, PH_RATE / 1000 * FILTER_MS);
         if (!d->echo)
@@ -61,6 +71,7 @@ void ph_dsp_free(ph_dsp *d)
 {
     if (!d)
         return;
+    ph_apm_free(d->apm);
     if (d->pre)
         speex_preprocess_state_destroy(d->pre);
     if (d->echo)
@@ -70,6 +81,11 @@ void ph_dsp_free(ph_dsp *d)
 
 void ph_dsp_played(ph_dsp *d, const int16_t *pcm)
 {
+    if (d->apm) {
+        ph_apm_played(d->apm, pcm);
+        ph_apm_played(d->apm, pcm + PH_FRAME / 2);
+        return;
+    }
     if (!d->echo)
         return;
     if (d->ref_n == REF_FRAMES) { /* capture stalled: keep the newest */
@@ -82,6 +98,11 @@ void ph_dsp_played(ph_dsp *d, const int16_t *pcm)
 
 void ph_dsp_capture(ph_dsp *d, int16_t *pcm)
 {
+    if (d->apm) {
+        ph_apm_capture(d->apm, pcm);
+        ph_apm_capture(d->apm, pcm + PH_FRAME / 2);
+        return;
+    }
     if (d->echo) {
         static const int16_t silence[PH_FRAME];
         int16_t out[PH_FRAME];
@@ -96,4 +117,9 @@ void ph_dsp_capture(ph_dsp *d, int16_t *pcm)
     }
     if (d->pre)
         speex_preprocess_run(d->pre, pcm);
+}
+
+const char *ph_dsp_lib_name(ph_dsp_lib lib)
+{
+    return lib == PH_DSP_WEBRTC ? "webrtc-audio-processing" : "speexdsp";
 }

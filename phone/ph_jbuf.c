@@ -8,9 +8,13 @@
 /* Concealed frames in a row with nothing buffered before playout stops and
  * refills to the target (the peer stopped sending, or a path is down). */
 #define MAX_DRY 25
-#define MIN_TARGET 1
+#define MIN_TARGET 2 /* 40 ms: the sound card pulls in bursts of up to two frames */
 #define MAX_TARGET 10
 #define SKIP_EVERY 50 /* frames between two skips: one a second at most */
+/* Deeper than the target by this much (a burst after a stall of the sender
+ * or of our sound card): jump to the target at once, as a second of delay
+ * would take a minute to drain one skip a second. */
+#define CATCH_UP 10
 
 typedef struct {
     bool full;
@@ -151,6 +155,18 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
         jb->since_skip = 0;
     }
     jb->since_skip++;
+    if (depth(jb) > t + CATCH_UP) {
+        uint16_t to = (uint16_t)(jb->newest - t + 1);
+        while (jb->next != to) {
+            if ((sl = at(jb, jb->next))) {
+                sl->full = false;
+                jb->count--;
+            }
+            jb->next++;
+            jb->st.skipped++;
+        }
+        jb->since_skip = 0;
+    }
     /* Too deep: drop the oldest frame, once a second at most. */
     if (depth(jb) > t + 2 && jb->since_skip > SKIP_EVERY) {
         if ((sl = at(jb, jb->next))) {

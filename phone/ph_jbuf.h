@@ -7,11 +7,13 @@
  * used by one thread.
  *
  * Adaptation: the target depth follows the interarrival jitter (RFC 3550
- * s.6.4.1 estimator): target = 3 x jitter + one frame, 1..10 frames (20..200
- * ms). Playout starts once the target is buffered; when the buffer runs
+ * s.6.4.1 estimator): target = 3 x jitter + one frame, 2..10 frames (40..200
+ * * ms). Playout starts once the target is buffered; when the buffer runs
  * dry it conceals without advancing (the delay grows by a frame, which the
  * next late packet then fills); when it holds more than target + 2 frames
- * it skips one frame (the delay shrinks), at most one skip per second. */
+ * it skips one frame (the delay shrinks), at most one skip per second; more
+ * than target + 10 frames (a burst after a stall) and it jumps back to the
+ * target at once. */
 #ifndef PH_JBUF_H
 #define PH_JBUF_H
 

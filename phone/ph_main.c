@@ -43,6 +43,15 @@ static int check_ws_url(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int check_aec_lib(const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "webrtc") && strcmp(v, "speex")) {
+        snprintf(err, errlen, "must be webrtc or speex");
+        return 1;
+    }
+    return 0;
+}
+
 static int check_pct(const char *v, char *err, size_t errlen)
 {
     char *end;
@@ -68,6 +77,7 @@ static const rtc_conf_spec specs[] = {
     {"muted", RTC_CONF_BOOL, F(muted), 0, 0, "false", NULL, "start with the microphone muted (key m toggles)", NULL, 0},
     {"no-ui", RTC_CONF_BOOL, F(no_ui), 0, 0, "false", NULL, "no screen and no keys: one status line per call per second on stderr (tests, scripts)", NULL, 0},
     {"duration", RTC_CONF_INT, F(duration), 0, 86400, "0", "S", "leave after S seconds; 0 = until q, SIGINT or SIGTERM", NULL, 0},
+    {"aec-lib", RTC_CONF_STR, F(aec_lib), 0, 0, "webrtc", "webrtc|speex", "library for echo cancellation, noise suppression and gain control: webrtc-audio-processing or libspeexdsp (docs/phone.md compares them)", check_aec_lib, 0},
     {"no-aec", RTC_CONF_BOOL, F(no_aec), 0, 0, "false", NULL, "no echo cancellation (headphones)", NULL, 0},
     {"no-ns", RTC_CONF_BOOL, F(no_ns), 0, 0, "false", NULL, "no noise suppression", NULL, 0},
     {"no-agc", RTC_CONF_BOOL, F(no_agc), 0, 0, "false", NULL, "no automatic gain control", NULL, 0},
@@ -365,6 +375,16 @@ static void on_need(void *ud)
     }
 }
 
+/* Every 10 ms, as well as PulseAudio's own requests: a request the server
+ * skipped (seen at stream start) must not stall playout. */
+static gboolean on_poll(gpointer ud)
+{
+    phone *ph = ud;
+    on_need(ph);
+    on_captured(ph);
+    return G_SOURCE_CONTINUE;
+}
+
 static void on_audio_ready(void *ud)
 {
     phone *ph = ud;
@@ -372,6 +392,7 @@ static void on_audio_ready(void *ud)
                        .peer_left = sig_peer_left, .resumed = sig_resumed,
                        .signal = sig_signal, .error = sig_error, .closed = sig_closed, .ud = ph};
     ph->audio_ready = true;
+    ph->poll_src = g_timeout_add(10, on_poll, ph);
     RTC_LOG(RTC_LOG_INFO, "phone", "sound card ready; joining %s", ph->conf.room);
     snprintf(ph->status, sizeof ph->status, "sound ready; joining %s", ph->conf.room);
     /* Join only once the sound card works: a wrong device fails before
@@ -476,13 +497,14 @@ static void write_report(phone *ph)
         bot_call_info_get(p->call, &ci);
         ph_jbuf_stats_get(p->jb, &js);
         json_array_append_new(calls, json_pack(
-            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
+            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
             "peer", p->id, "name", p->name, "state", ci.state, "path", ci.selected, "media", ci.media,
             "setup_ms", ci.setup_ms, "loss_pct", ci.loss_pct, "jitter_ms", ci.jitter_ms,
             "rtt_ms", ci.rtt_ms, "mos", ci.mos, "sent", (json_int_t)ci.sent,
             "received", (json_int_t)ci.received, "lost", (json_int_t)ci.lost,
             "dropped_on_purpose", (json_int_t)ci.dropped_on_purpose,
-            "ice_restarts", (json_int_t)ci.ice_restarts, "jitter_buffer", "played",
+            "ice_restarts", (json_int_t)ci.ice_restarts, "max_gap_ms", ci.max_gap_ms,
+            "restart_ms", ci.restart_ms, "jitter_buffer", "played",
             (json_int_t)js.played, "fec", (json_int_t)js.fec, "plc", (json_int_t)js.plc, "late",
             (json_int_t)js.late, "skipped", (json_int_t)js.skipped, "resets", (json_int_t)js.resets,
             "jitter_ms", js.jitter_ms, "target_ms", (int)(js.target_frames * PH_JB_FRAME_MS)));
@@ -545,7 +567,8 @@ static int open_media(phone *ph)
 {
     char err[256];
     ph_pulse_cbs pc = {on_audio_ready, on_audio_failed, on_captured, on_need, ph};
-    ph_dsp_opts d = {!ph->conf.no_aec, !ph->conf.no_ns, !ph->conf.no_agc};
+    ph_dsp_opts d = {!ph->conf.no_aec, !ph->conf.no_ns, !ph->conf.no_agc,
+                     !strcmp(ph->conf.aec_lib, "speex") ? PH_DSP_SPEEX : PH_DSP_WEBRTC};
     ph->enc = bot_audio_venc_new((int)ph->conf.bitrate, 10);
     if (!ph->enc)
         return 1;
@@ -596,6 +619,8 @@ static void run(phone *ph)
     g_main_loop_run(ph->loop);
     ph_ui_stop(ph);
     g_source_remove(ph->sec_src);
+    if (ph->poll_src)
+        g_source_remove(ph->poll_src);
     if (ph->quit_src)
         g_source_remove(ph->quit_src);
     ph_ui_summary(ph);

@@ -21,7 +21,7 @@
 
 typedef struct {
     char *signal, *room, *name, *token, *input, *output, *record, *report, *log_level;
-    char *drop_percent, *turn_ca;
+    char *drop_percent, *turn_ca, *aec_lib;
     int64_t duration, drop_seed, ice_restart, setup_timeout, bitrate;
     bool no_ui, relay_only, list_devices, no_aec, no_ns, no_agc, muted, turn_insecure;
 } ph_conf;
@@ -64,9 +64,10 @@ struct phone {
     uint64_t cpu_call_us, cpu_call_wall_us, cpu_end_us, cpu_end_wall_us;
     double cpu_pct;     /* last second, % of one core */
     double dsp_us_sum;  /* clean-up time per frame, summed */
-    guint sec_src, key_src, quit_src;
+    guint sec_src, key_src, quit_src, poll_src;
     int exit_code;
     char status[160];   /* the last notable event, for the screen */
+    struct ph_ui *ui;   /* the terminal while the screen is on (ph_ui.c); NULL otherwise */
 };
 
 #endif

@@ -3,22 +3,21 @@
 
 #include <glib-unix.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "rtc_clock.h"
 
-/* The terminal's state lives here, one per process, as the terminal is. */
-typedef struct {
+/* The terminal's state, owned by the phone (ph->ui) from start to stop. */
+struct ph_ui {
     bool on;
     struct termios saved;
     guint key_src, draw_src;
     ph_ui_key_fn on_key;
     phone *ph;
-} ui;
-
-static ui the_ui; /* a process has one terminal; restored by ph_ui_stop */
+};
 
 static const char *short_state(const bot_call_info *ci)
 {
@@ -71,7 +70,7 @@ void ph_ui_draw(phone *ph)
 {
     char lv[32];
     FILE *f = stdout;
-    if (!the_ui.on)
+    if (!ph->ui || !ph->ui->on)
         return;
     meter(lv, sizeof lv, ph->mic_db);
     fprintf(f, "\033[H\033[2J");
@@ -94,57 +93,67 @@ static gboolean on_draw(gpointer ud)
 
 static gboolean on_stdin(gint fd, GIOCondition cond, gpointer ud)
 {
+    struct ph_ui *u = ud;
     char buf[16];
     ssize_t n = read(fd, buf, sizeof buf);
     (void)cond;
-    (void)ud;
     if (n <= 0) {
-        the_ui.key_src = 0;
+        u->key_src = 0;
         return G_SOURCE_REMOVE; /* terminal gone: keys no more */
     }
     for (ssize_t i = 0; i < n; i++)
-        the_ui.on_key(the_ui.ph, (unsigned char)buf[i]);
+        u->on_key(u->ph, (unsigned char)buf[i]);
     return G_SOURCE_CONTINUE;
 }
 
 void ph_ui_start(phone *ph, ph_ui_key_fn on_key)
 {
     struct termios raw;
-    memset(&the_ui, 0, sizeof the_ui);
-    the_ui.ph = ph;
-    the_ui.on_key = on_key;
-    if (ph->conf.no_ui || !isatty(0) || !isatty(1) || tcgetattr(0, &the_ui.saved))
+    struct ph_ui *u;
+    if (ph->conf.no_ui || !isatty(0) || !isatty(1))
         return;
-    raw = the_ui.saved;
+    u = calloc(1, sizeof *u);
+    if (!u)
+        return;
+    u->ph = ph;
+    u->on_key = on_key;
+    if (tcgetattr(0, &u->saved))
+        goto out_free;
+    raw = u->saved;
     raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
     raw.c_cc[VMIN] = 1;
     raw.c_cc[VTIME] = 0;
     if (tcsetattr(0, TCSANOW, &raw))
-        return;
-    the_ui.on = true;
-    the_ui.key_src = g_unix_fd_add(0, G_IO_IN, on_stdin, NULL);
-    the_ui.draw_src = g_timeout_add(200, on_draw, ph);
+        goto out_free;
+    u->on = true;
+    u->key_src = g_unix_fd_add(0, G_IO_IN, on_stdin, u);
+    u->draw_src = g_timeout_add(200, on_draw, ph);
+    ph->ui = u;
     fprintf(stdout, "\033[?25l"); /* no cursor while drawing */
+    return;
+out_free:
+    free(u);
 }
 
 void ph_ui_stop(phone *ph)
 {
-    (void)ph;
-    if (!the_ui.on)
+    struct ph_ui *u = ph->ui;
+    if (!u)
         return;
-    if (the_ui.key_src)
-        g_source_remove(the_ui.key_src);
-    if (the_ui.draw_src)
-        g_source_remove(the_ui.draw_src);
-    tcsetattr(0, TCSANOW, &the_ui.saved);
+    if (u->key_src)
+        g_source_remove(u->key_src);
+    if (u->draw_src)
+        g_source_remove(u->draw_src);
+    tcsetattr(0, TCSANOW, &u->saved);
     fprintf(stdout, "\033[?25h\n");
-    the_ui.on = false;
+    free(u);
+    ph->ui = NULL;
 }
 
 void ph_ui_second(phone *ph)
 {
     double t = (double)(rtc_clock_mono_us() - ph->t_start_us) / 1e6;
-    if (the_ui.on)
+    if (ph->ui)
         return;
     for (guint i = 0; i < ph->peers->len; i++)
         call_line(stderr, ph->peers->pdata[i], true, t);

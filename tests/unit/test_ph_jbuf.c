@@ -1,0 +1,135 @@
+/* test_ph_jbuf.c - the phone's adaptive jitter buffer (phone/ph_jbuf.c),
+ * driven in virtual time: filling to the target before playing, in-order
+ * play, a lost packet rebuilt from the next one's FEC, two lost in a row
+ * (concealment, then FEC), reordering, late and duplicate packets, a dry
+ * buffer concealing in place, the target following jitter, catching up
+ * after a burst, sequence wrap, refusing oversize payloads. */
+#include <string.h>
+
+#include "ph_jbuf.h"
+#include "tap.h"
+
+static void push(ph_jbuf *jb, uint16_t seq, uint64_t now_us)
+{
+    uint8_t pay[8];
+    memset(pay, (int)(seq & 0xff), sizeof pay);
+    ph_jbuf_push(jb, seq, (uint32_t)seq * 960u, pay, sizeof pay, now_us);
+}
+
+static ph_jb_kind pop(ph_jbuf *jb, int *byte)
+{
+    ph_jb_out o;
+    ph_jbuf_pop(jb, &o);
+    *byte = o.payload ? o.payload[0] : -1;
+    return o.kind;
+}
+
+int main(void)
+{
+    ph_jbuf *jb = ph_jbuf_new();
+    ph_jb_stats st;
+    int b;
+    uint64_t t = 1000000;
+    uint8_t big[PH_JB_MAX_PAYLOAD + 1] = {0};
+
+    ok(jb, "created");
+    ok(pop(jb, &b) == PH_JB_WAIT, "empty: wait (silence)");
+    push(jb, 100, t);
+    ok(pop(jb, &b) == PH_JB_WAIT, "one frame, target two: still filling");
+    push(jb, 101, t += 20000);
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 100, "target reached: plays 100");
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 101, "then 101");
+
+    /* 102 lost, 103 here: 102 comes from 103's FEC, then 103 itself */
+    push(jb, 103, t += 40000);
+    ok(pop(jb, &b) == PH_JB_FEC && b == 103, "102 lost: rebuilt from 103's FEC");
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 103, "103 plays");
+
+    /* 104 and 105 lost, 106 here: conceal 104, FEC 105, play 106 */
+    push(jb, 106, t += 60000);
+    ok(pop(jb, &b) == PH_JB_PLC, "104: nothing after it, concealed");
+    ok(pop(jb, &b) == PH_JB_FEC && b == 106, "105 from 106's FEC");
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 106, "106 plays");
+
+    /* reordered: 108 before 107 */
+    push(jb, 108, t += 20000);
+    push(jb, 107, t += 1000);
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 107, "reordered 107 plays in order");
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 108, "then 108");
+
+    /* dry: conceal in place; the late packet then plays, nothing skipped */
+    ok(pop(jb, &b) == PH_JB_PLC, "dry: concealed");
+    push(jb, 109, t += 60000);
+    ok(pop(jb, &b) == PH_JB_PLAY && b == 109, "109, late, still plays (delay grew a frame)");
+    push(jb, 109, t += 1000);
+    push(jb, 90, t += 1000);
+    ph_jbuf_stats_get(jb, &st);
+    ok(st.late == 2, "packets before the playout point (109 again, 90) count late");
+    ok(st.played == 7 && st.fec == 2 && st.plc == 2, "played/fec/plc counted");
+
+    /* oversize payload refused */
+    ph_jbuf_push(jb, 110, 0, big, sizeof big, t);
+    ph_jbuf_stats_get(jb, &st);
+    ok(st.pushed == 7, "oversize payload refused");
+
+    /* jitter raises the target */
+    {
+        ph_jbuf *j2 = ph_jbuf_new();
+        uint64_t now = 0;
+        for (uint16_t s = 0; s < 200; s++) {
+            now += (s & 1) ? 5000 : 35000; /* +-15 ms around 20 ms */
+            push(j2, s, now);
+        }
+        ph_jbuf_stats_get(j2, &st);
+        ok(st.jitter_ms > 5 && st.target_frames >= 3, "jitter of ~15 ms raises the target above two frames");
+        ok(st.target_frames <= 10, "target bounded by 200 ms");
+        ph_jbuf_free(j2);
+    }
+
+    /* a burst after a stall: caught up at once */
+    {
+        ph_jbuf *j3 = ph_jbuf_new();
+        push(j3, 1, 0);
+        push(j3, 2, 20000);
+        pop(j3, &b);
+        for (uint16_t s = 3; s < 40; s++)
+            push(j3, s, 30000);
+        ph_jbuf_pop(j3, &(ph_jb_out){0});
+        ph_jbuf_stats_get(j3, &st);
+        ok(st.depth_frames <= st.target_frames + 2, "burst of 37 frames: depth back near the target");
+        ok(st.skipped > 20, "the excess was skipped");
+        ph_jbuf_free(j3);
+    }
+
+    /* sequence numbers wrap */
+    {
+        ph_jbuf *j4 = ph_jbuf_new();
+        bool all = true;
+        uint64_t now = 0;
+        push(j4, 65534, now);
+        push(j4, 65535, now += 20000);
+        for (uint16_t s = 0; s < 20; s++) {
+            push(j4, s, now += 20000);
+            if (pop(j4, &b) != PH_JB_PLAY)
+                all = false;
+        }
+        ph_jbuf_stats_get(j4, &st);
+        ok(all && st.late == 0 && st.plc == 0, "plays across the 16-bit wrap");
+        ph_jbuf_free(j4);
+    }
+
+    /* a sender gone: after 25 concealed frames, back to filling */
+    {
+        ph_jbuf *j5 = ph_jbuf_new();
+        push(j5, 1, 0);
+        push(j5, 2, 20000);
+        pop(j5, &b);
+        pop(j5, &b);
+        for (int i = 0; i < 25; i++)
+            pop(j5, &b);
+        ok(pop(j5, &b) == PH_JB_WAIT, "silent sender: concealment stops, silence");
+        ph_jbuf_free(j5);
+    }
+    ph_jbuf_free(jb);
+    return done_testing();
+}
