@@ -77,8 +77,12 @@ class CpuMeter:
         return 100.0 * (c - self.c0) / max(t - self.t0, 1e-3)
 
 
+NICE = 0  # the phones' nice value (--phone-nice): see docs/phone-tests.md
+
+
 def phone_argv(exe, url, room, name, mic, spk, extra=()):
-    return [exe, "--signal", url, "--room", room, "--name", name, "--relay-only", "--no-ui",
+    pre = ["nice", "-n", str(NICE)] if NICE else []
+    return pre + [exe, "--signal", url, "--room", room, "--name", name, "--relay-only", "--no-ui",
             "--input", mic + ".monitor", "--output", spk, "--log-level", "info"] + list(extra)
 
 

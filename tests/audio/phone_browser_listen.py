@@ -140,12 +140,15 @@ def main():
     ap.add_argument("--phone", required=True)
     ap.add_argument("--relay-exe", required=True)
     ap.add_argument("--signal-exe", required=True)
+    ap.add_argument("--phone-nice", type=int, default=0,
+                    help="run the phones at this nice value (-10: as desktop audio threads)")
     ap.add_argument("--strict", action="store_true",
                     help="assert the issue's latency and CPU targets, not the CI bounds")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     a = ap.parse_args()
     a.relay, a.signal, a.turn_transport = "tsunagu", "tsunagu", "udp"
     L.STRICT = a.strict
+    L.NICE = a.phone_nice
     checks = []
     try:
         if not os.access(a.chromium, os.X_OK):

@@ -58,6 +58,8 @@ def main():
     ap.add_argument("--phone", required=True)
     ap.add_argument("--relay-exe", required=True)
     ap.add_argument("--signal-exe", required=True)
+    ap.add_argument("--phone-nice", type=int, default=0,
+                    help="run the phones at this nice value (-10: as desktop audio threads)")
     ap.add_argument("--strict", action="store_true",
                     help="assert the issue's latency and CPU targets, not the CI bounds")
     ap.add_argument("--loss", type=float, default=0)
@@ -67,6 +69,7 @@ def main():
     # bot_harness.Stack's server options: the real relay and signaling
     a.relay, a.signal, a.turn_transport = "tsunagu", "tsunagu", "udp"
     L.STRICT = a.strict
+    L.NICE = a.phone_nice
     checks = []
     try:
         with Stack(a) as st, pulse.Pulse() as pa:

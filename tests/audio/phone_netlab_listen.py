@@ -64,10 +64,13 @@ def main():
     ap.add_argument("--phone", required=True)
     ap.add_argument("--relay-exe", required=True)
     ap.add_argument("--signal-exe", required=True)
+    ap.add_argument("--phone-nice", type=int, default=0,
+                    help="run the phones at this nice value (-10: as desktop audio threads)")
     ap.add_argument("--strict", action="store_true",
                     help="assert the issue's latency and CPU targets, not the CI bounds")
     a = ap.parse_args()
     L.STRICT = a.strict
+    L.NICE = a.phone_nice
     checks = []
     try:
         with pulse.Pulse() as pa, Lab("audio") as lab:
