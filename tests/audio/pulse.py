@@ -11,7 +11,8 @@ socket's path alone (PULSE_SERVER=unix:PATH). Root is fine: it warns and runs.
 Null sinks are the virtual devices: a phone's microphone is a sink the test
 plays into (`paplay -d micA`), the phone capturing its monitor
 (`micA.monitor`); a phone's speaker is a sink it plays into, the test
-recording its monitor (`parecord -d spkB.monitor`).
+recording its monitor (`Recorder`: `pacat --record -d spkB.monitor`, read by
+a thread that counts samples; `listen_pair` reads two of them side by side).
 
 `speech(dir, text)` makes a 48 kHz mono WAV of fixed text with espeak-ng and
 sox. Nothing here skips: a missing tool raises, and the test fails."""
@@ -40,7 +41,7 @@ class ToolMissing(RuntimeError):
 def need(*tools):
     """Raise naming the Debian package when a tool is not installed."""
     pkg = {"pulseaudio": "pulseaudio", "pactl": "pulseaudio-utils",
-           "paplay": "pulseaudio-utils", "pacat": "pulseaudio-utils", "parecord": "pulseaudio-utils",
+           "paplay": "pulseaudio-utils", "pacat": "pulseaudio-utils",
            "espeak-ng": "espeak-ng", "sox": "sox", "opusenc": "opus-tools",
            "opusdec": "opus-tools"}
     for t in tools:
@@ -218,22 +219,6 @@ class Pulse:
         speech came out with gaps: corr 0.54 with nothing but PulseAudio in
         the path)."""
         return self.spawn(["paplay", "-d", sink, wav], log=os.path.basename(wav) + ".play.log")
-
-    def stop(self, p, timeout=5):
-        """SIGINT (parecord finishes its file), then SIGKILL if it lingers."""
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-    def wait(self, p, secs, what):
-        try:
-            return p.wait(timeout=secs * TIMEOUT_MULT)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError("%s did not finish within %.0f s" % (what, secs * TIMEOUT_MULT))
 
     def close(self):
         for p in reversed(self.children):
