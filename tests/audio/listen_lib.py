@@ -232,6 +232,8 @@ def judge_call(pa, wav, procs, logs, rep, rec_b, loss, checks, relay_both=True):
     print("# B's report: loss %.2f%% jitter %.1f ms rtt %.1f ms mos %.2f jb %s" % (
         cb.get("loss_pct", -1), cb.get("jitter_ms", -1), cb.get("rtt_ms", -1),
         cb.get("mos", -1), jb))
+    print("# PulseAudio side: A capture overrun %s samples, B playback underruns %s" % (
+        ra.get("capture_overrun_samples"), rb.get("playback_underruns")))
     print("# CPU over the speech (/proc): A %.2f%%, B %.2f%% of a core; reports (whole call):"
           " A %.2f%%, B %.2f%%" % (cpu_pct["A"], cpu_pct["B"], ra.get("cpu_in_call_pct", -1),
                                    rb.get("cpu_in_call_pct", -1)), flush=True)
