@@ -230,6 +230,7 @@ static void sig_peer_joined(void *ud, const char *id)
     phone *ph = ud;
     if (!peer_find(ph, id))
         peer_add(ph, id, NULL); /* it calls us (convention) */
+    RTC_LOG(RTC_LOG_INFO, "phone", "member %s joined; waiting for its offer", id);
     snprintf(ph->status, sizeof ph->status, "%s joined", id);
 }
 
@@ -242,6 +243,7 @@ static void sig_peer_left(void *ud, const char *id)
     if (p->call)
         bot_call_stop(p->call, "peer left");
     p->left = true;
+    RTC_LOG(RTC_LOG_INFO, "phone", "member %s left: call over", id);
     snprintf(ph->status, sizeof ph->status, "%s left", p->name[0] ? p->name : id);
 }
 

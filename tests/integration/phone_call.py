@@ -20,16 +20,21 @@ it plays (--record). Checks, all asserted:
   (the bot's code, in the call library) and the tone is back in the last
   2 s of B's recording;
 - with --kill-signal-at S: the signaling server is killed for good; the
-  calls go on (media does not need it) and both phones still exit 0.
+  calls go on (media does not need it) and both phones still exit 0;
+- with --cut-signal-at S: A reaches signaling through a TCP proxy that is
+  cut S seconds after B started; A resumes its place (the bot's resume
+  code, in the call library), B never sees A leave, the tone goes on.
 Exits 1 with FAIL: on the first failed check. Every process (PulseAudio,
 servers, phones, paplay) is killed by PID at the end; the temp dir goes too.
 
 usage: phone_call.py --phone PATH [--loss PCT] [--crash-relay-at S] [--kill-signal-at S]
+                     [--cut-signal-at S]
                      [--relay ... --signal ...]"""
 import argparse, json, math, os, signal, shutil, struct, subprocess, sys, time, wave
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bot_harness import Stack, fail, wait_tcp, TIMEOUT_MULT  # noqa: E402
+from lb_proxy import FixedProxy  # noqa: E402
 
 TONE_HZ = 660
 RATE = 48000
@@ -120,12 +125,13 @@ def main():
     ap.add_argument("--secs", type=int, default=8)
     ap.add_argument("--crash-relay-at", type=float, default=0)
     ap.add_argument("--kill-signal-at", type=float, default=0)
+    ap.add_argument("--cut-signal-at", type=float, default=0)
     a = ap.parse_args()
     a.turn_transport = "udp"
     checks = 0
     with Stack(a) as st:
         pulse = Pulse(st.dir, ["micA", "spkA", "micB", "spkB"])
-        player = None
+        player = proxy = None
         try:
             r = subprocess.run([a.phone, "--list-devices"], env=pulse.env, capture_output=True,
                                text=True, timeout=20 * TIMEOUT_MULT)
@@ -139,15 +145,19 @@ def main():
             tone_wav(tone, a.secs + 10)
             heard = os.path.join(st.dir, "heard.wav")
             rep = {x: os.path.join(st.dir, "phone%s.json" % x) for x in "AB"}
-            common = ["--signal", url, "--room", room, "--relay-only", "--no-ui",
+            common = ["--room", room, "--relay-only", "--no-ui",
                       "--duration", str(a.secs), "--log-level", "info"]
-            pa = st.spawn([a.phone] + common + ["--name", "A", "--input", "micA.monitor",
+            url_a = url
+            if a.cut_signal_at:
+                proxy = FixedProxy(st.sig_port).__enter__()
+                url_a = "ws://127.0.0.1:%d/ws" % proxy.port
+            pa = st.spawn([a.phone, "--signal", url_a] + common + ["--name", "A", "--input", "micA.monitor",
                           "--output", "spkA", "--report", rep["A"], "--no-ns",
                           "--drop-percent", str(a.loss)], "phoneA.log", env=pulse.env)
             player = subprocess.Popen([need("paplay"), "-d", "micA", tone], env=pulse.env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
-            pb = st.spawn([a.phone] + common + ["--name", "B", "--input", "micB.monitor",
+            pb = st.spawn([a.phone, "--signal", url] + common + ["--name", "B", "--input", "micB.monitor",
                           "--output", "spkB", "--record", heard, "--report", rep["B"]],
                           "phoneB.log", env=pulse.env)
             relay, sig = st.procs[0], st.procs[1]
@@ -159,6 +169,10 @@ def main():
                 again = st.spawn(relay.args, "relay2.log")
                 wait_tcp(st.turn_port, 10, again, "restarted relay")
                 print("# relay killed at %.1f s and restarted on the same port" % a.crash_relay_at)
+            if a.cut_signal_at:
+                time.sleep(a.cut_signal_at)
+                proxy.cut()
+                print("# cut A's signaling connection at %.1f s" % a.cut_signal_at)
             if a.kill_signal_at:
                 time.sleep(a.kill_signal_at)
                 sig.send_signal(signal.SIGKILL)
@@ -208,7 +222,14 @@ def main():
             if ratio < 20:
                 fail("the tone is only %.1f dB above other frequencies in B's recording" % ratio)
             checks += 2
-            if a.crash_relay_at or a.kill_signal_at:
+            if a.cut_signal_at:
+                if "signaling resumed" not in st.log("phoneA.log"):
+                    fail("A did not resume its place: %s" % st.log("phoneA.log")[-1500:])
+                if "left" in "".join(l for l in st.log("phoneB.log").splitlines()
+                                     if "[phone]" in l):
+                    fail("B saw A leave: %s" % st.log("phoneB.log")[-1500:])
+                checks += 2
+            if a.crash_relay_at or a.kill_signal_at or a.cut_signal_at:
                 end = x[-int(2.5 * RATE): -int(0.5 * RATE)]
                 r_end = 10 * math.log10((goertzel_power(end, TONE_HZ) + 1) /
                                         (max(goertzel_power(end, f) for f in (200, 440, 1000)) + 1))
@@ -234,6 +255,8 @@ def main():
                         b["lost"], jb["fec"], jb["plc"]))
                 checks += 2
         finally:
+            if proxy:
+                proxy.stop()
             if player and player.poll() is None:
                 player.kill()
                 player.wait()
