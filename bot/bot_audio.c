@@ -278,6 +278,10 @@ bot_audio_venc *bot_audio_venc_new(int bitrate, int loss_pct)
         return NULL;
     }
     opus_encoder_ctl(e->enc, OPUS_SET_BITRATE(bitrate));
+    /* In-band FEC lives in the SILK layer (LBRR, RFC 6716 s.4.2.4): tell
+     * the encoder this is voice so it stays in SILK or hybrid mode, where
+     * a lost frame can be rebuilt, rather than CELT, where it cannot. */
+    opus_encoder_ctl(e->enc, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE));
     opus_encoder_ctl(e->enc, OPUS_SET_INBAND_FEC(1));
     opus_encoder_ctl(e->enc, OPUS_SET_PACKET_LOSS_PERC(loss_pct));
     opus_encoder_ctl(e->enc, OPUS_SET_DTX(0)); /* a packet every 20 ms: loss stays measurable */

@@ -308,7 +308,8 @@ static void on_captured(void *ud)
             ph_dsp_capture(ph->dsp, pcm);
             ph->dsp_us_sum += (double)(rtc_clock_mono_us() - t0);
         }
-        ph->frames_in++;
+        if (++ph->frames_in == 1)
+            RTC_LOG(RTC_LOG_INFO, "phone", "first microphone frame");
         ph->mic_db = frame_db(pcm, PH_FRAME);
         if (ph->muted)
             memset(pcm, 0, sizeof pcm); /* keep sending: silence costs ~1 kbit/s and loss stays measurable */
@@ -346,7 +347,8 @@ static void peer_frame(ph_peer *p, int16_t *pcm)
     default:
         return;
     }
-    p->frames_out++;
+    if (++p->frames_out == 1)
+        RTC_LOG(RTC_LOG_INFO, "phone", "first frame from %s to the speaker", p->id);
     p->level_db = frame_db(pcm, PH_FRAME);
 }
 

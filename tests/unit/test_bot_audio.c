@@ -3,6 +3,8 @@
  * Opus encode/decode round trip of 20 ms frames. */
 #include <math.h>
 #include <stdlib.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "bot_audio.h"
@@ -127,10 +129,72 @@ static void opus_roundtrip(void)
     ok(!s && strstr(err, "nonexistent"), "missing WAV names the file");
 }
 
+/* The phone's voice codec: 48 kHz frames; in speech each packet carries an
+ * FEC copy of the frame before it (decoding it differs from concealment,
+ * and its level is closer to the lost frame's); payload_ok tells Opus from
+ * garbage. */
+static void voice_fec(void)
+{
+    bot_audio_venc *e = bot_audio_venc_new(32000, 10);
+    bot_audio_vdec *d = bot_audio_vdec_new(), *d2 = bot_audio_vdec_new();
+    int16_t in[60][BOT_AUDIO_FRAME], out[BOT_AUDIO_FRAME], fec[BOT_AUDIO_FRAME],
+        plc[BOT_AUDIO_FRAME];
+    uint8_t pkt[60][BOT_AUDIO_MAX_PAYLOAD];
+    int len[60];
+    bool all = true;
+    double ef = 0, ep = 0;
+    uint64_t at = 0;
+    ok(e && d && d2, "voice encoder and decoders");
+    /* 1.6-3.2 s of the synthetic signal is a talk spurt (its 1.6 s
+     * segments; the first is a pause): frames 0..59 lie inside it, and
+     * Opus spends FEC on speech, not on pauses */
+    at = 48000u * 16 / 10;
+    for (int i = 0; i < 60 && e; i++) {
+        bot_audio_synth(in[i], BOT_AUDIO_FRAME, at + (uint64_t)i * BOT_AUDIO_FRAME);
+        len[i] = bot_audio_venc_encode(e, in[i], pkt[i], sizeof pkt[i]);
+        if (len[i] <= 0 || !bot_audio_payload_ok(pkt[i], (size_t)len[i]))
+            all = false;
+    }
+    ok(all, "60 frames encoded, each a well-formed Opus packet");
+    /* frames 0..49 played in order on both decoders, then frame 50 lost */
+    for (int i = 0; i < 50 && d && d2; i++) {
+        bot_audio_vdec_decode(d, pkt[i], (size_t)len[i], false, out);
+        bot_audio_vdec_decode(d2, pkt[i], (size_t)len[i], false, out);
+    }
+    is_int(bot_audio_vdec_decode(d, pkt[51], (size_t)len[51], true, fec), BOT_AUDIO_FRAME,
+           "frame 50 rebuilt from packet 51's FEC: 20 ms");
+    is_int(bot_audio_vdec_decode(d2, NULL, 0, false, plc), BOT_AUDIO_FRAME, "frame 50 concealed: 20 ms");
+    for (int k = 0; k < BOT_AUDIO_FRAME; k++) {
+        ef += ((double)fec[k] - in[50][k]) * ((double)fec[k] - in[50][k]);
+        ep += ((double)plc[k] - in[50][k]) * ((double)plc[k] - in[50][k]);
+    }
+    printf("# frame 50: waveform error FEC %.3g, PLC %.3g (an FEC copy is low-rate: its\n"
+           "# waveform may differ more, its spectrum and level are closer)\n", ef, ep);
+    {
+        double ei = 0, eo = 0, eq = 0, diff = 0;
+        for (int k = 0; k < BOT_AUDIO_FRAME; k++) {
+            ei += (double)in[50][k] * in[50][k];
+            eo += (double)fec[k] * fec[k];
+            eq += (double)plc[k] * plc[k];
+            diff += fabs((double)fec[k] - plc[k]);
+        }
+        /* without an LBRR copy in packet 51 the FEC decode IS concealment */
+        ok(diff > 1000.0 * BOT_AUDIO_FRAME / 100, "packet 51 carried an FEC copy of frame 50");
+        ok(fabs(log10(eo / ei)) < fabs(log10(eq / ei)),
+           "the FEC frame's energy is closer to the original than the concealed one's");
+    }
+    ok(!bot_audio_payload_ok(pkt[0], 0), "empty payload is not Opus");
+    ok(!bot_audio_payload_ok((const uint8_t *)"\xff\xff\xff", 3), "garbage is not Opus");
+    bot_audio_venc_free(e);
+    bot_audio_vdec_free(d);
+    bot_audio_vdec_free(d2);
+}
+
 int main(void)
 {
     wav();
     synth();
     opus_roundtrip();
+    voice_fec();
     return done_testing();
 }
