@@ -10,11 +10,8 @@
 #define MAX_DRY 25
 #define MIN_TARGET 2 /* 40 ms: the sound card pulls in bursts of up to two frames */
 #define MAX_TARGET 10
-#define SKIP_EVERY 50 /* frames between two skips: one a second at most */
-/* Deeper than the target by this much (a burst after a stall of the sender
- * or of our sound card): jump to the target at once, as a second of delay
- * would take a minute to drain one skip a second. */
-#define CATCH_UP 10
+#define SKIP_EVERY 50 /* frames between two drops in speech: one a second at most */
+#define SQUEEZE_EVERY 2 /* frames between two quiet drops: half a pause at most */
 
 typedef struct {
     bool full;
@@ -29,7 +26,7 @@ struct ph_jbuf {
     uint16_t next;   /* the sequence number the next pop plays */
     uint16_t newest; /* highest sequence number buffered or played */
     double transit_ms, jitter_ms;
-    unsigned dry, since_skip, count;
+    unsigned dry, since_skip, since_squeeze, count;
     ph_jb_stats st;
     uint8_t out[PH_JB_MAX_PAYLOAD]; /* what the last pop handed out */
 };
@@ -140,6 +137,18 @@ static unsigned depth(const ph_jbuf *jb)
     return jb->have_newest && !seq_lt(jb->newest, jb->next) ? (unsigned)(uint16_t)(jb->newest - jb->next) + 1 : 0;
 }
 
+/* Drop the frame at the playout point (present or lost), counted skipped. */
+static void drop_next(ph_jbuf *jb)
+{
+    slot *sl = at(jb, jb->next);
+    if (sl) {
+        sl->full = false;
+        jb->count--;
+    }
+    jb->next++;
+    jb->st.skipped++;
+}
+
 void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
 {
     slot *sl;
@@ -155,27 +164,17 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
         jb->since_skip = 0;
     }
     jb->since_skip++;
-    if (depth(jb) > t + CATCH_UP) {
-        uint16_t to = (uint16_t)(jb->newest - t + 1);
-        while (jb->next != to) {
-            if ((sl = at(jb, jb->next))) {
-                sl->full = false;
-                jb->count--;
-            }
-            jb->next++;
-            jb->st.skipped++;
-        }
-        jb->since_skip = 0;
+    jb->since_squeeze++;
+    /* Over the hard cap (a stall longer than anyone waits for): drop the
+     * oldest down to the cap; the delay stays bounded. */
+    while (depth(jb) > PH_JB_HARD_CAP) {
+        drop_next(jb);
+        jb->st.capped++;
     }
-    /* Too deep: drop the oldest frame, once a second at most. */
-    if (depth(jb) > t + 2 && jb->since_skip > SKIP_EVERY) {
-        if ((sl = at(jb, jb->next))) {
-            sl->full = false;
-            jb->count--;
-        }
-        jb->next++;
+    /* Deep in speech that never pauses: drop one, once a second at most. */
+    if (depth(jb) > t + PH_JB_SPEECH_SLACK && jb->since_skip > SKIP_EVERY) {
+        drop_next(jb);
         jb->since_skip = 0;
-        jb->st.skipped++;
     }
     if ((sl = at(jb, jb->next))) {
         take(jb, sl, out, PH_JB_PLAY, true);
@@ -203,6 +202,19 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
     }
     jb->st.depth_frames = depth(jb);
 }
+
+bool ph_jbuf_squeeze(ph_jbuf *jb)
+{
+    /* after a pop the depth is target - 1 in a steady stream: two frames
+     * over it is a backlog, not the phase of arrivals against playout */
+    if (!jb->playing || depth(jb) < jb->st.target_frames + 1 || jb->since_squeeze < SQUEEZE_EVERY)
+        return false;
+    jb->since_squeeze = 0;
+    jb->st.squeezed++;
+    return true;
+}
+
+bool ph_jbuf_dry(const ph_jbuf *jb) { return jb->playing && jb->count == 0; }
 
 void ph_jbuf_stats_get(const ph_jbuf *jb, ph_jb_stats *out)
 {
