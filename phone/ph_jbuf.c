@@ -12,6 +12,14 @@
 #define MAX_TARGET 10
 #define SKIP_EVERY 50 /* frames between two drops in speech: one a second at most */
 #define SQUEEZE_EVERY 2 /* frames between two quiet drops: half a pause at most */
+/* Stalls seen lately (an arrival gap: sender, network or this process not
+ * scheduled) raise the target to the gap, HOLD_MAX frames at most, and it
+ * is held: another stall of that size then drains and refills the buffer
+ * without a cut and without moving the delay (a delay that moves smears
+ * speech more than a constant one). One frame less every HOLD_DECAY pops
+ * with no stall that large. */
+#define HOLD_MAX 8
+#define HOLD_DECAY 250 /* 5 s */
 
 typedef struct {
     bool full;
@@ -26,6 +34,8 @@ struct ph_jbuf {
     uint16_t next;   /* the sequence number the next pop plays */
     uint16_t newest; /* highest sequence number buffered or played */
     double transit_ms, jitter_ms;
+    uint64_t last_arrival_us;
+    unsigned hold, since_hold;
     unsigned dry, since_skip, since_squeeze, count;
     ph_jb_stats st;
     uint8_t out[PH_JB_MAX_PAYLOAD]; /* what the last pop handed out */
@@ -47,6 +57,8 @@ void ph_jbuf_free(ph_jbuf *jb) { free(jb); }
 static unsigned target(const ph_jbuf *jb)
 {
     double t = ceil(3.0 * jb->jitter_ms / PH_JB_FRAME_MS) + 1;
+    if (t < jb->hold)
+        t = jb->hold;
     return t < MIN_TARGET ? MIN_TARGET : t > MAX_TARGET ? MAX_TARGET : (unsigned)t;
 }
 
@@ -78,6 +90,15 @@ void ph_jbuf_push(ph_jbuf *jb, uint16_t seq, uint32_t ts, const uint8_t *payload
     }
     jb->transit_ms = transit;
     jb->have_transit = true;
+    if (jb->last_arrival_us && now_us > jb->last_arrival_us + 2 * PH_JB_FRAME_MS * 1000u) {
+        uint64_t gap = (now_us - jb->last_arrival_us + PH_JB_FRAME_MS * 1000u - 1) / (PH_JB_FRAME_MS * 1000u);
+        unsigned g = gap > HOLD_MAX ? HOLD_MAX : (unsigned)gap;
+        if (g >= jb->hold) {
+            jb->hold = g;
+            jb->since_hold = 0;
+        }
+    }
+    jb->last_arrival_us = now_us;
     jb->st.target_frames = target(jb);
 
     if (jb->playing && seq_lt(seq, jb->next)) {
@@ -165,6 +186,11 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
     }
     jb->since_skip++;
     jb->since_squeeze++;
+    if (jb->hold && ++jb->since_hold >= HOLD_DECAY) {
+        jb->hold--;
+        jb->since_hold = 0;
+        jb->st.target_frames = t = target(jb);
+    }
     /* Over the hard cap (a stall longer than anyone waits for): drop the
      * oldest down to the cap; the delay stays bounded. */
     while (depth(jb) > PH_JB_HARD_CAP) {

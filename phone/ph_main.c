@@ -329,7 +329,7 @@ static void on_captured(void *ud)
 /* A frame this far under the call's recent loudest, or under QUIET_ABS_DB,
  * is a pause: the jitter buffer may drop it to shrink its delay (a 20 ms cut
  * in a pause is not heard; in a word it is). */
-#define QUIET_REL_DB 30.0
+#define QUIET_REL_DB 40.0
 #define QUIET_ABS_DB -55.0
 /* Squeezed frames per pop at most (bounded loop). */
 #define SQUEEZE_MAX 4
@@ -403,7 +403,10 @@ static void on_need(void *ud)
     int16_t mix[PH_FRAME], one[PH_FRAME];
     int32_t acc[PH_FRAME];
     for (int k = 0; k < 16 && ph_pulse_writable(ph->pulse) >= PH_FRAME; k++) {
-        if (ph_pulse_queued(ph->pulse) >= PH_RATE / 1000 * PLAY_MARGIN_MS && any_dry(ph))
+        /* dry: wait while the speaker holds a margin; below it conceal one
+         * frame a call (this poll or request), not a burst of them (after an
+         * underrun the server asks for its whole buffer at once) */
+        if (any_dry(ph) && (k > 0 || ph_pulse_queued(ph->pulse) >= PH_RATE / 1000 * PLAY_MARGIN_MS))
             break;
         memset(acc, 0, sizeof acc);
         for (guint i = 0; i < ph->peers->len; i++) {

@@ -10,7 +10,7 @@
 #define RING (PH_RATE / 2)        /* 500 ms of capture at most */
 #define CAPTURE_FRAG_MS 10
 #define PLAY_TARGET_MS 60
-#define PLAY_TARGET_MAX_MS 140
+#define PLAY_TARGET_MAX_MS 100
 #define PLAY_RAISE_MS 20
 #define PLAY_RAISE_EVERY_US 1000000 /* one raise a second: an underrun comes in clusters */
 #define PLAY_PREBUF_MS 20

@@ -12,7 +12,7 @@
  * ms): 10 ms capture fragments, a 60 ms playback target. A machine that
  * cannot keep that up (underruns: this process was not scheduled in time)
  * gets a deeper one, 20 ms more per underrun (one a second at most) up to
- * 140 ms: a stalled phone then keeps playing from the server's buffer
+ * 100 ms: a stalled phone then keeps playing from the server's buffer
  * instead of playing silence and adding the stall to the delay. After an
  * underrun playback restarts once one frame is there (prebuf 20 ms).
  * Main thread only. */
