@@ -12,13 +12,16 @@
 #define MAX_TARGET 10
 #define SKIP_EVERY 50 /* frames between two drops in speech: one a second at most */
 #define SQUEEZE_EVERY 2 /* frames between two quiet drops: half a pause at most */
-/* Stalls seen lately (an arrival gap: sender, network or this process not
- * scheduled) raise the target to the gap, HOLD_MAX frames at most, and it
- * is held: another stall of that size then drains and refills the buffer
- * without a cut and without moving the delay (a delay that moves smears
- * speech more than a constant one). One frame less every HOLD_DECAY pops
- * with no stall that large. */
-#define HOLD_MAX 8
+/* A stall upstream (the sender, the relay or the network: packets stopped
+ * while our playout went on) raises the target to the frames played while
+ * waiting, HOLD_MAX at most, and it is held: another stall of that size
+ * then drains and refills the buffer without a cut and without moving the
+ * delay (a delay that moves smears speech more than a constant one). A
+ * stall of this process is not counted (no pops while it lasts): the
+ * playback buffer rides those out (ph_pulse.h). One frame less every
+ * HOLD_DECAY pops with no stall that large. */
+#define HOLD_MAX 6
+#define HOLD_MIN_GAP 3 /* pops between two arrivals that make a stall */
 #define HOLD_DECAY 250 /* 5 s */
 
 typedef struct {
@@ -34,8 +37,7 @@ struct ph_jbuf {
     uint16_t next;   /* the sequence number the next pop plays */
     uint16_t newest; /* highest sequence number buffered or played */
     double transit_ms, jitter_ms;
-    uint64_t last_arrival_us;
-    unsigned hold, since_hold;
+    unsigned hold, since_hold, pops_since_arrival;
     unsigned dry, since_skip, since_squeeze, count;
     ph_jb_stats st;
     uint8_t out[PH_JB_MAX_PAYLOAD]; /* what the last pop handed out */
@@ -90,15 +92,15 @@ void ph_jbuf_push(ph_jbuf *jb, uint16_t seq, uint32_t ts, const uint8_t *payload
     }
     jb->transit_ms = transit;
     jb->have_transit = true;
-    if (jb->last_arrival_us && now_us > jb->last_arrival_us + 2 * PH_JB_FRAME_MS * 1000u) {
-        uint64_t gap = (now_us - jb->last_arrival_us + PH_JB_FRAME_MS * 1000u - 1) / (PH_JB_FRAME_MS * 1000u);
-        unsigned g = gap > HOLD_MAX ? HOLD_MAX : (unsigned)gap;
+    if (jb->pops_since_arrival >= HOLD_MIN_GAP) {
+        unsigned g = jb->pops_since_arrival > HOLD_MAX ? HOLD_MAX : jb->pops_since_arrival;
         if (g >= jb->hold) {
             jb->hold = g;
             jb->since_hold = 0;
+            jb->st.target_frames = target(jb);
         }
     }
-    jb->last_arrival_us = now_us;
+    jb->pops_since_arrival = 0;
     jb->st.target_frames = target(jb);
 
     if (jb->playing && seq_lt(seq, jb->next)) {
@@ -186,6 +188,7 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
     }
     jb->since_skip++;
     jb->since_squeeze++;
+    jb->pops_since_arrival++;
     if (jb->hold && ++jb->since_hold >= HOLD_DECAY) {
         jb->hold--;
         jb->since_hold = 0;
@@ -237,6 +240,16 @@ bool ph_jbuf_squeeze(ph_jbuf *jb)
         return false;
     jb->since_squeeze = 0;
     jb->st.squeezed++;
+    return true;
+}
+
+bool ph_jbuf_stretch(ph_jbuf *jb)
+{
+    /* after a pop a steady stream sits at target - 1 */
+    if (!jb->playing || depth(jb) + 2 > jb->st.target_frames || jb->since_squeeze < SQUEEZE_EVERY)
+        return false;
+    jb->since_squeeze = 0;
+    jb->st.stretched++;
     return true;
 }
 

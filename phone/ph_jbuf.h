@@ -19,6 +19,8 @@
  *   than PH_JB_SPEECH_SLACK frames over the target;
  * - over the hard cap (PH_JB_HARD_CAP frames, 400 ms) it drops the oldest
  *   at once: the delay stays bounded after a long stall.
+ * A target raised by a stall is reached by playing silent frames in pauses
+ * (ph_jbuf_stretch), one in two at most.
  * When it runs dry while playing it conceals in place (the packet may still
  * come; the delay grows by a frame, given back in the next pause). Callers
  * avoid that when the sound card still holds enough: ph_jbuf_dry. */
@@ -52,6 +54,7 @@ typedef struct {
     uint64_t pushed, played, fec, plc, late, dup, skipped, resets;
     uint64_t squeezed;     /* quiet frames dropped to shrink the delay (not in skipped) */
     uint64_t capped;       /* of skipped: dropped over the hard cap */
+    uint64_t stretched;    /* silent frames played in pauses to grow the delay */
     double jitter_ms;      /* interarrival jitter estimate */
     unsigned target_frames, depth_frames;
 } ph_jb_stats;
@@ -70,6 +73,11 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out);
  * buffer is deeper than its target and the frame may be dropped (counted
  * squeezed; the caller pops the next one in its place). */
 bool ph_jbuf_squeeze(ph_jbuf *jb);
+/* The caller played a quiet frame: true when the buffer is shallower than
+ * its target (raised by a stall) and one frame of silence may be played
+ * now instead of popping (counted stretched): the delay grows in a pause,
+ * before the next stall, not by concealment in a word. One in two at most. */
+bool ph_jbuf_stretch(ph_jbuf *jb);
 /* Playing with nothing buffered: a pop now would conceal in place. */
 bool ph_jbuf_dry(const ph_jbuf *jb);
 void ph_jbuf_stats_get(const ph_jbuf *jb, ph_jb_stats *out);

@@ -334,6 +334,11 @@ static void on_captured(void *ud)
 /* Squeezed frames per pop at most (bounded loop). */
 #define SQUEEZE_MAX 4
 
+static bool is_quiet(const ph_peer *p, double db)
+{
+    return db < QUIET_ABS_DB || db < p->loud_db - QUIET_REL_DB;
+}
+
 static void peer_decode(ph_peer *p, const ph_jb_out *o, int16_t *pcm)
 {
     switch (o->kind) {
@@ -360,6 +365,9 @@ static void peer_frame(ph_peer *p, int16_t *pcm)
     memset(pcm, 0, PH_FRAME * sizeof *pcm);
     if (p->left)
         return;
+    /* in a pause, below a target a stall raised: one more frame of silence */
+    if (p->quiet && ph_jbuf_stretch(p->jb))
+        return;
     ph_jbuf_pop(p->jb, &o);
     if (o.kind == PH_JB_WAIT)
         return;
@@ -367,8 +375,7 @@ static void peer_frame(ph_peer *p, int16_t *pcm)
     db = frame_db(pcm, PH_FRAME);
     /* A backlog (a burst after a stall) goes in the pauses: a quiet frame
      * decoded (the decoder keeps its state) and dropped, the next played. */
-    for (int k = 0; k < SQUEEZE_MAX && o.kind == PH_JB_PLAY &&
-                    (db < QUIET_ABS_DB || db < p->loud_db - QUIET_REL_DB) && ph_jbuf_squeeze(p->jb);
+    for (int k = 0; k < SQUEEZE_MAX && o.kind == PH_JB_PLAY && is_quiet(p, db) && ph_jbuf_squeeze(p->jb);
          k++) {
         ph_jbuf_pop(p->jb, &o);
         memset(pcm, 0, PH_FRAME * sizeof *pcm);
@@ -378,6 +385,7 @@ static void peer_frame(ph_peer *p, int16_t *pcm)
     if (++p->frames_out == 1)
         RTC_LOG(RTC_LOG_INFO, "phone", "first frame from %s to the speaker", p->id);
     p->level_db = db;
+    p->quiet = o.kind == PH_JB_PLAY && is_quiet(p, db);
     p->loud_db = db > p->loud_db ? db : p->loud_db - 0.06; /* 3 dB a second */
 }
 
@@ -550,7 +558,7 @@ static void write_report(phone *ph)
         bot_call_info_get(p->call, &ci);
         ph_jbuf_stats_get(p->jb, &js);
         json_array_append_new(calls, json_pack(
-            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
+            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
             "peer", p->id, "name", p->name, "state", ci.state, "path", ci.selected, "media", ci.media,
             "setup_ms", ci.setup_ms, "loss_pct", ci.loss_pct, "jitter_ms", ci.jitter_ms,
             "rtt_ms", ci.rtt_ms, "mos", ci.mos, "sent", (json_int_t)ci.sent,
@@ -560,7 +568,7 @@ static void write_report(phone *ph)
             "restart_ms", ci.restart_ms, "jitter_buffer", "played",
             (json_int_t)js.played, "fec", (json_int_t)js.fec, "plc", (json_int_t)js.plc, "late",
             (json_int_t)js.late, "skipped", (json_int_t)js.skipped, "capped", (json_int_t)js.capped,
-            "squeezed", (json_int_t)js.squeezed, "resets", (json_int_t)js.resets,
+            "squeezed", (json_int_t)js.squeezed, "stretched", (json_int_t)js.stretched, "resets", (json_int_t)js.resets,
             "jitter_ms", js.jitter_ms, "target_ms", (int)(js.target_frames * PH_JB_FRAME_MS)));
     }
     json_object_set_new(r, "calls", calls);
