@@ -92,8 +92,9 @@ void ph_jbuf_push(ph_jbuf *jb, uint16_t seq, uint32_t ts, const uint8_t *payload
     }
     jb->transit_ms = transit;
     jb->have_transit = true;
-    if (jb->pops_since_arrival >= HOLD_MIN_GAP) {
-        unsigned g = jb->pops_since_arrival > HOLD_MAX ? HOLD_MAX : jb->pops_since_arrival;
+    /* one pop per arrival is the steady cadence; the rest were waiting */
+    if (jb->pops_since_arrival > HOLD_MIN_GAP) {
+        unsigned g = jb->pops_since_arrival - 1 > HOLD_MAX ? HOLD_MAX : jb->pops_since_arrival - 1;
         if (g >= jb->hold) {
             jb->hold = g;
             jb->since_hold = 0;

@@ -178,6 +178,42 @@ int main(void)
         ph_jbuf_free(j3);
     }
 
+    /* a stall upstream (packets stop while playout goes on): the target
+     * rises to the frames played while waiting and is held; it is reached
+     * by stretching pauses, not by concealment */
+    {
+        ph_jbuf *j9 = ph_jbuf_new();
+        uint64_t now = 0;
+        uint16_t s = 0;
+        int stretched = 0;
+        push(j9, s++, now);
+        push(j9, s++, now += 20000);
+        for (int i = 0; i < 20; i++) {
+            push(j9, s++, now += 20000);
+            pop(j9, &b);
+        }
+        ph_jbuf_stats_get(j9, &st);
+        ok(st.target_frames == 2, "steady stream: target two frames");
+        for (int i = 0; i < 5; i++) /* 100 ms: the sender stalled */
+            pop(j9, &b);
+        for (int i = 0; i < 6; i++)
+            push(j9, s++, now += 1000);
+        ph_jbuf_stats_get(j9, &st);
+        ok(st.target_frames >= 5, "5 frames played while no packet came: target 5 frames or more");
+        ok(st.skipped == 0, "the burst after it is kept");
+        for (int i = 0; i < 40; i++) {
+            push(j9, s++, now += 20000);
+            pop(j9, &b);
+        }
+        for (int i = 0; i < 4; i++) /* shallow: the pause grows it */
+            if (ph_jbuf_stretch(j9))
+                stretched++;
+        ph_jbuf_stats_get(j9, &st);
+        ok(st.target_frames == 5 && st.skipped == 0, "the target is held (the jitter estimate has calmed); nothing dropped");
+        ok(stretched <= 2, "stretch one frame in two at most");
+        ph_jbuf_free(j9);
+    }
+
     /* dry while playing: ph_jbuf_dry says so (the caller may wait) */
     {
         ph_jbuf *j8 = ph_jbuf_new();
