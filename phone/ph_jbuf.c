@@ -184,6 +184,11 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
     if (!jb->playing) {
         if (!jb->have_newest || depth(jb) < t)
             return;
+        /* A backlog before anything was played (the sound card started
+         * late: a null sink's first pull comes 1.5-2 s after READY): start
+         * at the target from the newest; nobody has heard any of it yet. */
+        while (depth(jb) > t)
+            drop_next(jb);
         jb->playing = true;
         jb->since_skip = 0;
     }

@@ -6,7 +6,7 @@
  * stall played whole (nothing dropped under the hard cap) and its backlog
  * given back in quiet frames (ph_jbuf_squeeze) or, in speech, one frame a
  * second; a long stall bounded by the hard cap; sequence wrap, refusing
- * oversize payloads. */
+ * oversize payloads, a late sound card (backlog before the first pop). */
 #include <string.h>
 
 #include "ph_jbuf.h"
@@ -188,6 +188,7 @@ int main(void)
         int stretched = 0;
         push(j9, s++, now);
         push(j9, s++, now += 20000);
+        pop(j9, &b);
         for (int i = 0; i < 20; i++) {
             push(j9, s++, now += 20000);
             pop(j9, &b);
@@ -212,6 +213,18 @@ int main(void)
         ok(st.target_frames == 5 && st.skipped == 0, "the target is held (the jitter estimate has calmed); nothing dropped");
         ok(stretched <= 2, "stretch one frame in two at most");
         ph_jbuf_free(j9);
+    }
+
+    /* the sound card starts late: a backlog before the first pop starts at
+     * the target from the newest */
+    {
+        ph_jbuf *ja = ph_jbuf_new();
+        for (uint16_t s = 0; s < 40; s++)
+            push(ja, s, (uint64_t)s * 20000);
+        ok(pop(ja, &b) == PH_JB_PLAY && b == 38, "late start: plays from newest - target + 1");
+        ph_jbuf_stats_get(ja, &st);
+        ok(st.skipped == 38 && st.capped == 0, "the unheard backlog counted skipped");
+        ph_jbuf_free(ja);
     }
 
     /* dry while playing: ph_jbuf_dry says so (the caller may wait) */
