@@ -10,11 +10,19 @@
 #define MAX_DRY 25
 #define MIN_TARGET 2 /* 40 ms: the sound card pulls in bursts of up to two frames */
 #define MAX_TARGET 10
-#define SKIP_EVERY 50 /* frames between two skips: one a second at most */
-/* Deeper than the target by this much (a burst after a stall of the sender
- * or of our sound card): jump to the target at once, as a second of delay
- * would take a minute to drain one skip a second. */
-#define CATCH_UP 10
+#define SKIP_EVERY 50 /* frames between two drops in speech: one a second at most */
+#define SQUEEZE_EVERY 2 /* frames between two quiet drops: half a pause at most */
+/* A stall upstream (the sender, the relay or the network: packets stopped
+ * while our playout went on) raises the target to the frames played while
+ * waiting, HOLD_MAX at most, and it is held: another stall of that size
+ * then drains and refills the buffer without a cut and without moving the
+ * delay (a delay that moves smears speech more than a constant one). A
+ * stall of this process is not counted (no pops while it lasts): the
+ * playback buffer rides those out (ph_pulse.h). One frame less every
+ * HOLD_DECAY pops with no stall that large. */
+#define HOLD_MAX 6
+#define HOLD_MIN_GAP 3 /* pops between two arrivals that make a stall */
+#define HOLD_DECAY 250 /* 5 s */
 
 typedef struct {
     bool full;
@@ -29,7 +37,8 @@ struct ph_jbuf {
     uint16_t next;   /* the sequence number the next pop plays */
     uint16_t newest; /* highest sequence number buffered or played */
     double transit_ms, jitter_ms;
-    unsigned dry, since_skip, count;
+    unsigned hold, since_hold, pops_since_arrival;
+    unsigned dry, since_skip, since_squeeze, count;
     ph_jb_stats st;
     uint8_t out[PH_JB_MAX_PAYLOAD]; /* what the last pop handed out */
 };
@@ -50,6 +59,8 @@ void ph_jbuf_free(ph_jbuf *jb) { free(jb); }
 static unsigned target(const ph_jbuf *jb)
 {
     double t = ceil(3.0 * jb->jitter_ms / PH_JB_FRAME_MS) + 1;
+    if (t < jb->hold)
+        t = jb->hold;
     return t < MIN_TARGET ? MIN_TARGET : t > MAX_TARGET ? MAX_TARGET : (unsigned)t;
 }
 
@@ -81,6 +92,16 @@ void ph_jbuf_push(ph_jbuf *jb, uint16_t seq, uint32_t ts, const uint8_t *payload
     }
     jb->transit_ms = transit;
     jb->have_transit = true;
+    /* one pop per arrival is the steady cadence; the rest were waiting */
+    if (jb->pops_since_arrival > HOLD_MIN_GAP) {
+        unsigned g = jb->pops_since_arrival - 1 > HOLD_MAX ? HOLD_MAX : jb->pops_since_arrival - 1;
+        if (g >= jb->hold) {
+            jb->hold = g;
+            jb->since_hold = 0;
+            jb->st.target_frames = target(jb);
+        }
+    }
+    jb->pops_since_arrival = 0;
     jb->st.target_frames = target(jb);
 
     if (jb->playing && seq_lt(seq, jb->next)) {
@@ -140,6 +161,18 @@ static unsigned depth(const ph_jbuf *jb)
     return jb->have_newest && !seq_lt(jb->newest, jb->next) ? (unsigned)(uint16_t)(jb->newest - jb->next) + 1 : 0;
 }
 
+/* Drop the frame at the playout point (present or lost), counted skipped. */
+static void drop_next(ph_jbuf *jb)
+{
+    slot *sl = at(jb, jb->next);
+    if (sl) {
+        sl->full = false;
+        jb->count--;
+    }
+    jb->next++;
+    jb->st.skipped++;
+}
+
 void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
 {
     slot *sl;
@@ -151,31 +184,32 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
     if (!jb->playing) {
         if (!jb->have_newest || depth(jb) < t)
             return;
+        /* A backlog before anything was played (the sound card started
+         * late: a null sink's first pull comes 1.5-2 s after READY): start
+         * at the target from the newest; nobody has heard any of it yet. */
+        while (depth(jb) > t)
+            drop_next(jb);
         jb->playing = true;
         jb->since_skip = 0;
     }
     jb->since_skip++;
-    if (depth(jb) > t + CATCH_UP) {
-        uint16_t to = (uint16_t)(jb->newest - t + 1);
-        while (jb->next != to) {
-            if ((sl = at(jb, jb->next))) {
-                sl->full = false;
-                jb->count--;
-            }
-            jb->next++;
-            jb->st.skipped++;
-        }
-        jb->since_skip = 0;
+    jb->since_squeeze++;
+    jb->pops_since_arrival++;
+    if (jb->hold && ++jb->since_hold >= HOLD_DECAY) {
+        jb->hold--;
+        jb->since_hold = 0;
+        jb->st.target_frames = t = target(jb);
     }
-    /* Too deep: drop the oldest frame, once a second at most. */
-    if (depth(jb) > t + 2 && jb->since_skip > SKIP_EVERY) {
-        if ((sl = at(jb, jb->next))) {
-            sl->full = false;
-            jb->count--;
-        }
-        jb->next++;
+    /* Over the hard cap (a stall longer than anyone waits for): drop the
+     * oldest down to the cap; the delay stays bounded. */
+    while (depth(jb) > PH_JB_HARD_CAP) {
+        drop_next(jb);
+        jb->st.capped++;
+    }
+    /* Deep in speech that never pauses: drop one, once a second at most. */
+    if (depth(jb) > t + PH_JB_SPEECH_SLACK && jb->since_skip > SKIP_EVERY) {
+        drop_next(jb);
         jb->since_skip = 0;
-        jb->st.skipped++;
     }
     if ((sl = at(jb, jb->next))) {
         take(jb, sl, out, PH_JB_PLAY, true);
@@ -203,6 +237,29 @@ void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out)
     }
     jb->st.depth_frames = depth(jb);
 }
+
+bool ph_jbuf_squeeze(ph_jbuf *jb)
+{
+    /* after a pop the depth is target - 1 in a steady stream: two frames
+     * over it is a backlog, not the phase of arrivals against playout */
+    if (!jb->playing || depth(jb) < jb->st.target_frames + 1 || jb->since_squeeze < SQUEEZE_EVERY)
+        return false;
+    jb->since_squeeze = 0;
+    jb->st.squeezed++;
+    return true;
+}
+
+bool ph_jbuf_stretch(ph_jbuf *jb)
+{
+    /* after a pop a steady stream sits at target - 1 */
+    if (!jb->playing || depth(jb) + 2 > jb->st.target_frames || jb->since_squeeze < SQUEEZE_EVERY)
+        return false;
+    jb->since_squeeze = 0;
+    jb->st.stretched++;
+    return true;
+}
+
+bool ph_jbuf_dry(const ph_jbuf *jb) { return jb->playing && jb->count == 0; }
 
 void ph_jbuf_stats_get(const ph_jbuf *jb, ph_jb_stats *out)
 {

@@ -8,12 +8,22 @@
  *
  * Adaptation: the target depth follows the interarrival jitter (RFC 3550
  * s.6.4.1 estimator): target = 3 x jitter + one frame, 2..10 frames (40..200
- * * ms). Playout starts once the target is buffered; when the buffer runs
- * dry it conceals without advancing (the delay grows by a frame, which the
- * next late packet then fills); when it holds more than target + 2 frames
- * it skips one frame (the delay shrinks), at most one skip per second; more
- * than target + 10 frames (a burst after a stall) and it jumps back to the
- * target at once. */
+ * ms). Playout starts once the target is buffered. A burst of packets after
+ * a stall (of the sender, the network or this machine) is played, not
+ * thrown away: the stall already cost its delay, and dropping the backlog
+ * drops speech. The excess over the target is then given back slowly:
+ * - in quiet frames: the caller decodes a frame, finds it quiet and asks
+ *   ph_jbuf_squeeze whether to drop it (one frame in two at most: pauses
+ *   between words shrink, speech does not);
+ * - in speech (noise that never gets quiet): one frame a second when more
+ *   than PH_JB_SPEECH_SLACK frames over the target;
+ * - over the hard cap (PH_JB_HARD_CAP frames, 400 ms) it drops the oldest
+ *   at once: the delay stays bounded after a long stall.
+ * A target raised by a stall is reached by playing silent frames in pauses
+ * (ph_jbuf_stretch), one in two at most.
+ * When it runs dry while playing it conceals in place (the packet may still
+ * come; the delay grows by a frame, given back in the next pause). Callers
+ * avoid that when the sound card still holds enough: ph_jbuf_dry. */
 #ifndef PH_JBUF_H
 #define PH_JBUF_H
 
@@ -24,6 +34,8 @@
 #define PH_JB_SLOTS 64
 #define PH_JB_MAX_PAYLOAD 1500
 #define PH_JB_FRAME_MS 20
+#define PH_JB_HARD_CAP 20     /* frames buffered at most: 400 ms */
+#define PH_JB_SPEECH_SLACK 4 /* frames over the target before speech is dropped */
 
 typedef enum {
     PH_JB_WAIT, /* not playing yet (filling to the target): play silence */
@@ -40,6 +52,9 @@ typedef struct {
 
 typedef struct {
     uint64_t pushed, played, fec, plc, late, dup, skipped, resets;
+    uint64_t squeezed;     /* quiet frames dropped to shrink the delay (not in skipped) */
+    uint64_t capped;       /* of skipped: dropped over the hard cap */
+    uint64_t stretched;    /* silent frames played in pauses to grow the delay */
     double jitter_ms;      /* interarrival jitter estimate */
     unsigned target_frames, depth_frames;
 } ph_jb_stats;
@@ -54,6 +69,17 @@ void ph_jbuf_push(ph_jbuf *jb, uint16_t seq, uint32_t ts, const uint8_t *payload
                   uint64_t now_us);
 /* The next 20 ms frame. */
 void ph_jbuf_pop(ph_jbuf *jb, ph_jb_out *out);
+/* The caller decoded a PH_JB_PLAY frame and found it quiet: true when the
+ * buffer is deeper than its target and the frame may be dropped (counted
+ * squeezed; the caller pops the next one in its place). */
+bool ph_jbuf_squeeze(ph_jbuf *jb);
+/* The caller played a quiet frame: true when the buffer is shallower than
+ * its target (raised by a stall) and one frame of silence may be played
+ * now instead of popping (counted stretched): the delay grows in a pause,
+ * before the next stall, not by concealment in a word. One in two at most. */
+bool ph_jbuf_stretch(ph_jbuf *jb);
+/* Playing with nothing buffered: a pop now would conceal in place. */
+bool ph_jbuf_dry(const ph_jbuf *jb);
 void ph_jbuf_stats_get(const ph_jbuf *jb, ph_jb_stats *out);
 
 #endif

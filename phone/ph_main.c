@@ -165,6 +165,7 @@ static ph_peer *peer_add(phone *ph, const char *id, const char *name)
     snprintf(p->id, sizeof p->id, "%s", id);
     snprintf(p->name, sizeof p->name, "%s", name ? name : "");
     p->level_db = -100;
+    p->loud_db = -100;
     p->jb = ph_jbuf_new();
     p->dec = bot_audio_vdec_new();
     if (!p->jb || !p->dec) {
@@ -325,40 +326,96 @@ static void on_captured(void *ud)
     }
 }
 
-/* One call's next 20 ms for the speaker. */
-static void peer_frame(ph_peer *p, int16_t *pcm)
+/* A frame this far under the call's recent loudest, or under QUIET_ABS_DB,
+ * is a pause: the jitter buffer may drop it to shrink its delay (a 20 ms cut
+ * in a pause is not heard; in a word it is). */
+#define QUIET_REL_DB 40.0
+#define QUIET_ABS_DB -55.0
+/* Squeezed frames per pop at most (bounded loop). */
+#define SQUEEZE_MAX 4
+
+static bool is_quiet(const ph_peer *p, double db)
 {
-    ph_jb_out o;
-    memset(pcm, 0, PH_FRAME * sizeof *pcm);
-    if (p->left)
-        return;
-    ph_jbuf_pop(p->jb, &o);
-    switch (o.kind) {
+    return db < QUIET_ABS_DB || db < p->loud_db - QUIET_REL_DB;
+}
+
+static void peer_decode(ph_peer *p, const ph_jb_out *o, int16_t *pcm)
+{
+    switch (o->kind) {
     case PH_JB_PLAY:
-        bot_audio_vdec_decode(p->dec, o.payload, o.len, false, pcm);
+        bot_audio_vdec_decode(p->dec, o->payload, o->len, false, pcm);
         break;
     case PH_JB_FEC:
-        bot_audio_vdec_decode(p->dec, o.payload, o.len, true, pcm);
+        bot_audio_vdec_decode(p->dec, o->payload, o->len, true, pcm);
         break;
     case PH_JB_PLC:
         bot_audio_vdec_decode(p->dec, NULL, 0, false, pcm);
         break;
     case PH_JB_WAIT:
     default:
+        break;
+    }
+}
+
+/* One call's next 20 ms for the speaker. */
+static void peer_frame(ph_peer *p, int16_t *pcm)
+{
+    ph_jb_out o;
+    double db;
+    memset(pcm, 0, PH_FRAME * sizeof *pcm);
+    if (p->left)
         return;
+    /* in a pause, below a target a stall raised: one more frame of silence */
+    if (p->quiet && ph_jbuf_stretch(p->jb))
+        return;
+    ph_jbuf_pop(p->jb, &o);
+    if (o.kind == PH_JB_WAIT)
+        return;
+    peer_decode(p, &o, pcm);
+    db = frame_db(pcm, PH_FRAME);
+    /* A backlog (a burst after a stall) goes in the pauses: a quiet frame
+     * decoded (the decoder keeps its state) and dropped, the next played. */
+    for (int k = 0; k < SQUEEZE_MAX && o.kind == PH_JB_PLAY && is_quiet(p, db) && ph_jbuf_squeeze(p->jb);
+         k++) {
+        ph_jbuf_pop(p->jb, &o);
+        memset(pcm, 0, PH_FRAME * sizeof *pcm);
+        peer_decode(p, &o, pcm);
+        db = frame_db(pcm, PH_FRAME);
     }
     if (++p->frames_out == 1)
         RTC_LOG(RTC_LOG_INFO, "phone", "first frame from %s to the speaker", p->id);
-    p->level_db = frame_db(pcm, PH_FRAME);
+    p->level_db = db;
+    p->quiet = o.kind == PH_JB_PLAY && is_quiet(p, db);
+    p->loud_db = db > p->loud_db ? db : p->loud_db - 0.06; /* 3 dB a second */
 }
 
-/* The speaker has room: fill it 20 ms at a time from every call. */
+/* Some call is playing with nothing buffered: popping now would conceal a
+ * frame that is merely not here yet and add 20 ms of delay for good. */
+static bool any_dry(const phone *ph)
+{
+    for (guint i = 0; i < ph->peers->len; i++) {
+        const ph_peer *p = ph->peers->pdata[i];
+        if (!p->left && ph_jbuf_dry(p->jb))
+            return true;
+    }
+    return false;
+}
+
+/* The speaker has room: fill it 20 ms at a time from every call. While the
+ * speaker still holds PLAY_MARGIN_MS, a dry jitter buffer is waited for
+ * rather than concealed (the packet usually comes within a poll). */
+#define PLAY_MARGIN_MS 30
 static void on_need(void *ud)
 {
     phone *ph = ud;
     int16_t mix[PH_FRAME], one[PH_FRAME];
     int32_t acc[PH_FRAME];
     for (int k = 0; k < 16 && ph_pulse_writable(ph->pulse) >= PH_FRAME; k++) {
+        /* dry: wait while the speaker holds a margin; below it conceal one
+         * frame a call (this poll or request), not a burst of them (after an
+         * underrun the server asks for its whole buffer at once) */
+        if (any_dry(ph) && (k > 0 || ph_pulse_queued(ph->pulse) >= PH_RATE / 1000 * PLAY_MARGIN_MS))
+            break;
         memset(acc, 0, sizeof acc);
         for (guint i = 0; i < ph->peers->len; i++) {
             peer_frame(ph->peers->pdata[i], one);
@@ -501,7 +558,7 @@ static void write_report(phone *ph)
         bot_call_info_get(p->call, &ci);
         ph_jbuf_stats_get(p->jb, &js);
         json_array_append_new(calls, json_pack(
-            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
+            "{s:s,s:s,s:s,s:s,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:i}}",
             "peer", p->id, "name", p->name, "state", ci.state, "path", ci.selected, "media", ci.media,
             "setup_ms", ci.setup_ms, "loss_pct", ci.loss_pct, "jitter_ms", ci.jitter_ms,
             "rtt_ms", ci.rtt_ms, "mos", ci.mos, "sent", (json_int_t)ci.sent,
@@ -510,7 +567,8 @@ static void write_report(phone *ph)
             "ice_restarts", (json_int_t)ci.ice_restarts, "max_gap_ms", ci.max_gap_ms,
             "restart_ms", ci.restart_ms, "jitter_buffer", "played",
             (json_int_t)js.played, "fec", (json_int_t)js.fec, "plc", (json_int_t)js.plc, "late",
-            (json_int_t)js.late, "skipped", (json_int_t)js.skipped, "resets", (json_int_t)js.resets,
+            (json_int_t)js.late, "skipped", (json_int_t)js.skipped, "capped", (json_int_t)js.capped,
+            "squeezed", (json_int_t)js.squeezed, "stretched", (json_int_t)js.stretched, "resets", (json_int_t)js.resets,
             "jitter_ms", js.jitter_ms, "target_ms", (int)(js.target_frames * PH_JB_FRAME_MS)));
     }
     json_object_set_new(r, "calls", calls);
@@ -523,6 +581,7 @@ static void write_report(phone *ph)
     json_object_set_new(r, "frames_captured", json_integer((json_int_t)ph->frames_in));
     json_object_set_new(r, "capture_overrun_samples", json_integer((json_int_t)ph_pulse_overruns(ph->pulse)));
     json_object_set_new(r, "playback_underruns", json_integer((json_int_t)ph_pulse_underruns(ph->pulse)));
+    json_object_set_new(r, "playback_target_ms", json_integer((json_int_t)ph_pulse_play_target_ms(ph->pulse)));
     if (json_dump_file(r, ph->conf.report, JSON_INDENT(2)))
         RTC_LOG(RTC_LOG_ERROR, "phone", "cannot write %s", ph->conf.report);
     json_decref(r);

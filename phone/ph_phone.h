@@ -37,6 +37,8 @@ typedef struct {
     ph_jbuf *jb;
     bot_audio_vdec *dec;
     double level_db;    /* what we play of it, last frame */
+    bool quiet;         /* the last frame played was a pause (see ph_main.c QUIET_*) */
+    double loud_db;     /* its recent loudest frame (falls 3 dB a second): what quiet is measured against */
     uint64_t frames_out; /* 20 ms frames decoded for playout */
 } ph_peer;
 

@@ -10,7 +10,10 @@
 #define RING (PH_RATE / 2)        /* 500 ms of capture at most */
 #define CAPTURE_FRAG_MS 10
 #define PLAY_TARGET_MS 60
-#define PLAY_PREBUF_MS 40
+#define PLAY_TARGET_MAX_MS 100
+#define PLAY_RAISE_MS 20
+#define PLAY_RAISE_EVERY_US 1000000 /* one raise a second: an underrun comes in clusters */
+#define PLAY_PREBUF_MS 20
 
 struct ph_pulse {
     ph_pulse_cbs cbs;
@@ -22,6 +25,8 @@ struct ph_pulse {
     int16_t ring[RING];
     size_t head, n; /* oldest sample, count */
     uint64_t overruns, underruns;
+    unsigned play_ms; /* the playback target asked for */
+    int64_t raised_us; /* when it was last raised */
 };
 
 static const pa_sample_spec spec = {PA_SAMPLE_S16LE, PH_RATE, 1};
@@ -108,18 +113,35 @@ static void on_write(pa_stream *s, size_t nbytes, void *ud)
     p->cbs.need(p->cbs.ud);
 }
 
+static pa_buffer_attr play_attr(unsigned ms)
+{
+    pa_buffer_attr a = {(uint32_t)-1, ms_bytes(ms), ms_bytes(PLAY_PREBUF_MS), ms_bytes(20),
+                        (uint32_t)-1};
+    return a;
+}
+
+/* An underrun: this process (or the server) was not scheduled in time, and
+ * silence was played. A deeper buffer rides out the next such stall. */
 static void on_underflow(pa_stream *s, void *ud)
 {
     ph_pulse *p = ud;
-    (void)s;
+    int64_t now = g_get_monotonic_time();
+    pa_buffer_attr a;
+    pa_operation *o;
     p->underruns++;
+    if (p->play_ms >= PLAY_TARGET_MAX_MS || (p->raised_us && now - p->raised_us < PLAY_RAISE_EVERY_US))
+        return;
+    p->play_ms += PLAY_RAISE_MS;
+    p->raised_us = now;
+    a = play_attr(p->play_ms);
+    if ((o = pa_stream_set_buffer_attr(s, &a, NULL, NULL)))
+        pa_operation_unref(o);
 }
 
 static int start_streams(ph_pulse *p)
 {
     pa_buffer_attr ra = {(uint32_t)-1, (uint32_t)-1, (uint32_t)-1, (uint32_t)-1, ms_bytes(CAPTURE_FRAG_MS)};
-    pa_buffer_attr pa = {(uint32_t)-1, ms_bytes(PLAY_TARGET_MS), ms_bytes(PLAY_PREBUF_MS),
-                         ms_bytes(20), (uint32_t)-1};
+    pa_buffer_attr pa = play_attr(PLAY_TARGET_MS);
     pa_stream_flags_t fl = PA_STREAM_ADJUST_LATENCY | PA_STREAM_AUTO_TIMING_UPDATE |
                            PA_STREAM_INTERPOLATE_TIMING;
 
@@ -166,6 +188,7 @@ ph_pulse *ph_pulse_new(const char *input, const char *output, const ph_pulse_cbs
         return NULL;
     }
     p->cbs = *cbs;
+    p->play_ms = PLAY_TARGET_MS;
     p->input = input ? strdup(input) : NULL;
     p->output = output ? strdup(output) : NULL;
     p->ml = pa_glib_mainloop_new(NULL);
@@ -240,6 +263,18 @@ size_t ph_pulse_writable(ph_pulse *p)
     w = pa_stream_writable_size(p->play);
     return w == (size_t)-1 ? 0 : w / 2;
 }
+
+size_t ph_pulse_queued(ph_pulse *p)
+{
+    const pa_buffer_attr *a;
+    size_t w = ph_pulse_writable(p), t;
+    if (!p->play_ready || !(a = pa_stream_get_buffer_attr(p->play)))
+        return 0;
+    t = a->tlength / 2;
+    return w < t ? t - w : 0;
+}
+
+unsigned ph_pulse_play_target_ms(const ph_pulse *p) { return p->play_ms; }
 
 int ph_pulse_write(ph_pulse *p, const int16_t *pcm, size_t n)
 {

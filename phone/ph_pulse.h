@@ -9,7 +9,13 @@
  * when the playback buffer has room (the owner writes whole 20 ms frames
  * while ph_pulse_writable allows), so the jitter buffer is drained at the
  * sink's own rate. Buffers are small on purpose (mouth-to-ear target 150
- * ms): 10 ms capture fragments, a 60 ms playback target. Main thread only. */
+ * ms): 10 ms capture fragments, a 60 ms playback target. A machine that
+ * cannot keep that up (underruns: this process was not scheduled in time)
+ * gets a deeper one, 20 ms more per underrun (one a second at most) up to
+ * 100 ms: a stalled phone then keeps playing from the server's buffer
+ * instead of playing silence and adding the stall to the delay. After an
+ * underrun playback restarts once one frame is there (prebuf 20 ms).
+ * Main thread only. */
 #ifndef PH_PULSE_H
 #define PH_PULSE_H
 
@@ -44,6 +50,10 @@ size_t ph_pulse_captured(const ph_pulse *p);
 bool ph_pulse_read(ph_pulse *p, int16_t *pcm, size_t n);
 /* Room in the playback buffer, in samples. */
 size_t ph_pulse_writable(ph_pulse *p);
+/* Samples in the playback buffer not yet played (about). */
+size_t ph_pulse_queued(ph_pulse *p);
+/* The playback buffer's target now, in ms (60, more after underruns). */
+unsigned ph_pulse_play_target_ms(const ph_pulse *p);
 /* Queue n samples for playback (copied). */
 int ph_pulse_write(ph_pulse *p, const int16_t *pcm, size_t n);
 /* Samples the ring had to drop because the owner fell behind, and

@@ -27,6 +27,8 @@ test_pkgs+=(pulseaudio pulseaudio-utils)
 # browser tests of tsunagu.js and the demo page (tests/e2e/browser): Firefox ESR besides
 # Chromium, driven by puppeteer-core, which the tests npm-install into a temp dir
 test_pkgs+=(firefox-esr)
+# suite audio (docs/phone-tests.md): espeak-ng speech, the analyser's numpy, Opus controls
+test_pkgs+=(espeak-ng sox opus-tools python3-numpy)
 
 want=("${build_pkgs[@]}")
 [ "${1:-build}" = test ] && want+=("${test_pkgs[@]}")

@@ -2,8 +2,11 @@
  * driven in virtual time: filling to the target before playing, in-order
  * play, a lost packet rebuilt from the next one's FEC, two lost in a row
  * (concealment, then FEC), reordering, late and duplicate packets, a dry
- * buffer concealing in place, the target following jitter, catching up
- * after a burst, sequence wrap, refusing oversize payloads. */
+ * buffer concealing in place, the target following jitter, a burst after a
+ * stall played whole (nothing dropped under the hard cap) and its backlog
+ * given back in quiet frames (ph_jbuf_squeeze) or, in speech, one frame a
+ * second; a long stall bounded by the hard cap; sequence wrap, refusing
+ * oversize payloads, a late sound card (backlog before the first pop). */
 #include <string.h>
 
 #include "ph_jbuf.h"
@@ -86,19 +89,155 @@ int main(void)
         ph_jbuf_free(j2);
     }
 
-    /* a burst after a stall: caught up at once */
+    /* a burst after a stall (300 ms: 15 frames at once): every frame
+     * plays, none skipped; the backlog shrinks only when the caller says
+     * a frame is quiet, and then by one frame in two */
+    {
+        ph_jbuf *j3 = ph_jbuf_new();
+        uint64_t now = 0;
+        bool all = true;
+        int expect = 1;
+        push(j3, 1, now);
+        push(j3, 2, now += 20000);
+        ok(pop(j3, &b) == PH_JB_PLAY && b == 1, "stall test: playing");
+        now += 300000;
+        for (uint16_t s = 2; s < 18; s++)
+            push(j3, s, now);
+        for (int i = 0; i < 10; i++) /* speech: no squeeze asked */
+            if (pop(j3, &b) != PH_JB_PLAY || b != ++expect)
+                all = false;
+        ph_jbuf_stats_get(j3, &st);
+        ok(all && st.skipped == 0 && st.squeezed == 0 && st.plc == 0,
+           "burst of 16 frames after a 300 ms stall: all played in order, nothing dropped");
+        ok(st.target_frames < 16, "the target is below the burst: a backlog");
+        ok(st.depth_frames == 6, "the rest of the burst still buffered (12..17)");
+        /* more arrive on time, 10 frames over the target */
+        for (uint16_t s = 18; s < 30; s++)
+            push(j3, s, now += 20000);
+        {
+            int squeezed = 0;
+            for (int i = 0; i < 10; i++) {
+                pop(j3, &b);
+                if (ph_jbuf_squeeze(j3))
+                    squeezed++;
+            }
+            ok(squeezed >= 4 && squeezed <= 5, "quiet frames squeezed one in two (4-5 of 10)");
+        }
+        ph_jbuf_stats_get(j3, &st);
+        ok(st.skipped == 0 && st.squeezed >= 4, "squeezes counted apart from skips");
+        {
+            bool refused = true;
+            ph_jbuf *j6 = ph_jbuf_new();
+            push(j6, 1, 0);
+            push(j6, 2, 20000);
+            push(j6, 3, 40000);
+            pop(j6, &b);
+            pop(j6, &b);
+            for (int i = 0; i < 5; i++)
+                if (ph_jbuf_squeeze(j6))
+                    refused = false;
+            ok(refused, "at the target: no squeeze");
+            ph_jbuf_free(j6);
+        }
+        ph_jbuf_free(j3);
+    }
+
+    /* a backlog in speech that never pauses: one frame a second at most */
+    {
+        ph_jbuf *j7 = ph_jbuf_new();
+        uint64_t now = 0;
+        uint16_t s = 0;
+        push(j7, s++, now);
+        push(j7, s++, now);
+        pop(j7, &b);
+        for (int i = 0; i < 10; i++) /* 10 frames of backlog */
+            push(j7, s++, now);
+        for (int i = 0; i < 150; i++) { /* 3 s in step */
+            push(j7, s++, now += 20000);
+            pop(j7, &b);
+        }
+        ph_jbuf_stats_get(j7, &st);
+        ok(st.skipped >= 2 && st.skipped <= 3, "speech backlog: 2-3 dropped in 3 s (one a second)");
+        ok(st.plc == 0, "and nothing concealed");
+        ph_jbuf_free(j7);
+    }
+
+    /* a long stall (1 s, and 50 frames arrive at once): the delay is
+     * bounded by the hard cap */
     {
         ph_jbuf *j3 = ph_jbuf_new();
         push(j3, 1, 0);
         push(j3, 2, 20000);
         pop(j3, &b);
-        for (uint16_t s = 3; s < 40; s++)
-            push(j3, s, 30000);
+        for (uint16_t s = 3; s < 53; s++)
+            push(j3, s, 1000000);
         ph_jbuf_pop(j3, &(ph_jb_out){0});
         ph_jbuf_stats_get(j3, &st);
-        ok(st.depth_frames <= st.target_frames + 2, "burst of 37 frames: depth back near the target");
-        ok(st.skipped > 20, "the excess was skipped");
+        ok(st.depth_frames <= PH_JB_HARD_CAP, "burst of 50 frames: depth within the hard cap");
+        ok(st.capped >= 29 && st.capped == st.skipped, "the oldest over the cap dropped, counted capped");
         ph_jbuf_free(j3);
+    }
+
+    /* a stall upstream (packets stop while playout goes on): the target
+     * rises to the frames played while waiting and is held; it is reached
+     * by stretching pauses, not by concealment */
+    {
+        ph_jbuf *j9 = ph_jbuf_new();
+        uint64_t now = 0;
+        uint16_t s = 0;
+        int stretched = 0;
+        push(j9, s++, now);
+        push(j9, s++, now += 20000);
+        pop(j9, &b);
+        for (int i = 0; i < 20; i++) {
+            push(j9, s++, now += 20000);
+            pop(j9, &b);
+        }
+        ph_jbuf_stats_get(j9, &st);
+        ok(st.target_frames == 2, "steady stream: target two frames");
+        for (int i = 0; i < 5; i++) /* 100 ms: the sender stalled */
+            pop(j9, &b);
+        for (int i = 0; i < 6; i++)
+            push(j9, s++, now += 1000);
+        ph_jbuf_stats_get(j9, &st);
+        ok(st.target_frames >= 5, "5 frames played while no packet came: target 5 frames or more");
+        ok(st.skipped == 0, "the burst after it is kept");
+        for (int i = 0; i < 40; i++) {
+            push(j9, s++, now += 20000);
+            pop(j9, &b);
+        }
+        for (int i = 0; i < 4; i++) /* shallow: the pause grows it */
+            if (ph_jbuf_stretch(j9))
+                stretched++;
+        ph_jbuf_stats_get(j9, &st);
+        ok(st.target_frames == 5 && st.skipped == 0, "the target is held (the jitter estimate has calmed); nothing dropped");
+        ok(stretched <= 2, "stretch one frame in two at most");
+        ph_jbuf_free(j9);
+    }
+
+    /* the sound card starts late: a backlog before the first pop starts at
+     * the target from the newest */
+    {
+        ph_jbuf *ja = ph_jbuf_new();
+        for (uint16_t s = 0; s < 40; s++)
+            push(ja, s, (uint64_t)s * 20000);
+        ok(pop(ja, &b) == PH_JB_PLAY && b == 38, "late start: plays from newest - target + 1");
+        ph_jbuf_stats_get(ja, &st);
+        ok(st.skipped == 38 && st.capped == 0, "the unheard backlog counted skipped");
+        ph_jbuf_free(ja);
+    }
+
+    /* dry while playing: ph_jbuf_dry says so (the caller may wait) */
+    {
+        ph_jbuf *j8 = ph_jbuf_new();
+        ok(!ph_jbuf_dry(j8), "not playing: not dry");
+        push(j8, 1, 0);
+        push(j8, 2, 20000);
+        pop(j8, &b);
+        ok(!ph_jbuf_dry(j8), "one buffered: not dry");
+        pop(j8, &b);
+        ok(ph_jbuf_dry(j8), "playing, nothing buffered: dry");
+        ph_jbuf_free(j8);
     }
 
     /* sequence numbers wrap */
