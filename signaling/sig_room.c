@@ -84,7 +84,7 @@ static int push(sig_member *m, sig_buf *b)
     if (m->overflowed)
         return RTC_ELIMIT;
     if (m->qn + 1 > h->lim.queue_msgs || m->qbytes + b->len > h->lim.queue_bytes ||
-        !(e = malloc(sizeof *e)))
+        !(e = calloc(1, sizeof *e)))
         return overflow(m);
     list_append(&m->qhead, &m->qtail, e, b);
     sig_seq_number(m, e);
@@ -131,7 +131,7 @@ static int push_local(sig_member *m, sig_buf *b)
     if (m->overflowed)
         return RTC_ELIMIT;
     if (m->qn + m->hn + 1 > h->lim.queue_msgs ||
-        m->qbytes + m->hbytes + b->len > h->lim.queue_bytes || !(e = malloc(sizeof *e)))
+        m->qbytes + m->hbytes + b->len > h->lim.queue_bytes || !(e = calloc(1, sizeof *e)))
         return overflow(m);
     list_append(&m->hhead, &m->htail, e, b);
     m->hn++;
@@ -670,7 +670,7 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
     free(text);
     if (b)
         b->greeting = true;
-    e = b ? malloc(sizeof *e) : NULL;
+    e = b ? calloc(1, sizeof *e) : NULL; /* (calloc: seq 0, a greeting is never numbered) */
     if (!e) {
         free(b);
         return SIG_E_SERVER_BUSY;
