@@ -667,7 +667,8 @@ static void close_media(phone *ph)
 static void run(phone *ph)
 {
     int rc = open_media(ph);
-    if (rc) {
+    if (rc) { /* (what it opened before failing goes too) */
+        close_media(ph);
         ph->exit_code = rc;
         return;
     }
