@@ -2,7 +2,7 @@
 # test.sh - install what is missing, build, and run every test (unit, fuzz
 # corpus replay, integration against the real binaries, browser end to end).
 # Usage: bash scripts/test.sh [BUILD_DIR] [extra meson setup args...]
-# Env: TEST_SUITES (space-separated meson suites), TIMEOUT_MULT.
+# Env: TEST_SUITES (space-separated meson suites), TEST_NO_SUITES, TIMEOUT_MULT.
 # Ends with a line "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,9 @@ for s in ${TEST_SUITES:-}; do suites+=(--suite "$s"); done
 # 10 min of canary calls, flat memory): run by hand with TEST_SUITES=soak or
 # `meson test -C build --suite soak`, not by every test run.
 [[ " ${TEST_SUITES:-} " == *" soak "* ]] || suites+=(--no-suite soak)
+# TEST_NO_SUITES="slow" leaves suites out (CI's sanitizer pass: long tests whose paths
+# shorter ones also cover there; the README command runs them all).
+for s in ${TEST_NO_SUITES:-}; do suites+=(--no-suite "$s"); done
 meson test -C "$dir" --print-errorlogs --num-processes 2 \
   --timeout-multiplier "${TIMEOUT_MULT:-1}" "${suites[@]}"
 rc=$?
