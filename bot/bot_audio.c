@@ -288,6 +288,14 @@ bot_audio_venc *bot_audio_venc_new(int bitrate, int loss_pct)
     return e;
 }
 
+int bot_audio_venc_set_complexity(bot_audio_venc *e, int complexity)
+{
+    if (complexity < 0 || complexity > 10 ||
+        opus_encoder_ctl(e->enc, OPUS_SET_COMPLEXITY(complexity)) != OPUS_OK)
+        return RTC_EMSG;
+    return 0;
+}
+
 void bot_audio_venc_free(bot_audio_venc *e)
 {
     if (!e)

@@ -62,6 +62,10 @@ typedef struct bot_audio_vdec bot_audio_vdec;
  * the copy only when it expects loss). NULL on failure. */
 bot_audio_venc *bot_audio_venc_new(int bitrate, int loss_pct);
 void bot_audio_venc_free(bot_audio_venc *e);
+/* Opus encoder complexity 0-10 (libopus's default 9). Half the encoding CPU
+ * at 5 for speech that sounds the same (docs/phone.md "CPU"). 0 or
+ * RTC_EMSG. */
+int bot_audio_venc_set_complexity(bot_audio_venc *e, int complexity);
 /* 960 samples in; payload length or RTC_EMSG. */
 int bot_audio_venc_encode(bot_audio_venc *e, const int16_t *pcm, uint8_t *out, size_t cap);
 

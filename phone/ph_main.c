@@ -82,6 +82,7 @@ static const rtc_conf_spec specs[] = {
     {"no-ns", RTC_CONF_BOOL, F(no_ns), 0, 0, "false", NULL, "no noise suppression", NULL, 0},
     {"no-agc", RTC_CONF_BOOL, F(no_agc), 0, 0, "false", NULL, "no automatic gain control", NULL, 0},
     {"bitrate", RTC_CONF_INT, F(bitrate), 6000, 128000, "32000", "BPS", "Opus bitrate", NULL, 0},
+    {"complexity", RTC_CONF_INT, F(complexity), 0, 10, "5", "N", "Opus encoder complexity 0-10: 5 costs half the CPU of libopus's default 9 for speech that measures the same (docs/phone.md)", NULL, 0},
     {"relay-only", RTC_CONF_BOOL, F(relay_only), 0, 0, "false", NULL, "use only relayed (TURN) candidates", NULL, 0},
     {"turn-ca", RTC_CONF_STR, F(turn_ca), 0, 0, NULL, "FILE.pem", "turns: servers: trust the CA certificates in this PEM bundle instead of the system store", NULL, 0},
     {"turn-insecure", RTC_CONF_BOOL, F(turn_insecure), 0, 0, "false", NULL, "turns: servers: do NOT verify the certificate (testing only)", NULL, 0},
@@ -111,6 +112,7 @@ static double frame_db(const int16_t *pcm, size_t n)
 }
 
 static void finish(phone *ph, int code);
+static void on_need(void *ud);
 
 /* --- calls --- */
 
@@ -138,6 +140,10 @@ static void call_audio(void *ud, bot_call *c, const bot_call_audio_in *in)
     ph_peer *p = ud;
     (void)c;
     ph_jbuf_push(p->jb, in->seq, in->ts, in->payload, in->len, in->now_us);
+    /* the packet the speaker's fill waited for: play it now, not at the
+     * next poll */
+    if (p->ph->play_waiting)
+        on_need(p->ph);
     if (!p->ph->t_media_us)
         p->ph->t_media_us = in->now_us;
     if (!p->ph->cpu_call_wall_us && in->now_us > p->ph->t_media_us + 1000000u) {
@@ -405,17 +411,21 @@ static bool any_dry(const phone *ph)
  * speaker still holds PLAY_MARGIN_MS, a dry jitter buffer is waited for
  * rather than concealed (the packet usually comes within a poll). */
 #define PLAY_MARGIN_MS 30
+#define PH_POLL_MS 100
 static void on_need(void *ud)
 {
     phone *ph = ud;
     int16_t mix[PH_FRAME], one[PH_FRAME];
     int32_t acc[PH_FRAME];
+    ph->play_waiting = false;
     for (int k = 0; k < 16 && ph_pulse_writable(ph->pulse) >= PH_FRAME; k++) {
         /* dry: wait while the speaker holds a margin; below it conceal one
          * frame a call (this poll or request), not a burst of them (after an
          * underrun the server asks for its whole buffer at once) */
-        if (any_dry(ph) && (k > 0 || ph_pulse_queued(ph->pulse) >= PH_RATE / 1000 * PLAY_MARGIN_MS))
+        if (any_dry(ph) && (k > 0 || ph_pulse_queued(ph->pulse) >= PH_RATE / 1000 * PLAY_MARGIN_MS)) {
+            ph->play_waiting = true;
             break;
+        }
         memset(acc, 0, sizeof acc);
         for (guint i = 0; i < ph->peers->len; i++) {
             peer_frame(ph->peers->pdata[i], one);
@@ -436,14 +446,24 @@ static void on_need(void *ud)
     }
 }
 
-/* Every 10 ms, as well as PulseAudio's own requests: a request the server
- * skipped (seen at stream start) must not stall playout. */
+/* The speaker is also filled on each microphone fragment (every 20 ms, a
+ * wake-up the phone has anyway) and when a packet a wait was for arrives
+ * (call_audio), as well as on PulseAudio's own requests: a request the
+ * server skipped (seen at stream start) must not stall playout. This poll
+ * is the net under those for a microphone that stops delivering; it was a
+ * 10 ms timer of its own, 100 wake-ups a second (docs/phone.md "CPU"). */
 static gboolean on_poll(gpointer ud)
 {
     phone *ph = ud;
     on_need(ph);
     on_captured(ph);
     return G_SOURCE_CONTINUE;
+}
+
+static void on_mic(void *ud)
+{
+    on_captured(ud);
+    on_need(ud);
 }
 
 static void on_audio_ready(void *ud)
@@ -453,7 +473,7 @@ static void on_audio_ready(void *ud)
                        .peer_left = sig_peer_left, .resumed = sig_resumed,
                        .signal = sig_signal, .error = sig_error, .closed = sig_closed, .ud = ph};
     ph->audio_ready = true;
-    ph->poll_src = g_timeout_add(10, on_poll, ph);
+    ph->poll_src = g_timeout_add(PH_POLL_MS, on_poll, ph);
     RTC_LOG(RTC_LOG_INFO, "phone", "sound card ready; joining %s", ph->conf.room);
     snprintf(ph->status, sizeof ph->status, "sound ready; joining %s", ph->conf.room);
     /* Join only once the sound card works: a wrong device fails before
@@ -629,11 +649,11 @@ static int load_flags(phone *ph, int argc, char **argv, rtc_log_level *lvl)
 static int open_media(phone *ph)
 {
     char err[256];
-    ph_pulse_cbs pc = {on_audio_ready, on_audio_failed, on_captured, on_need, ph};
+    ph_pulse_cbs pc = {on_audio_ready, on_audio_failed, on_mic, on_need, ph};
     ph_dsp_opts d = {!ph->conf.no_aec, !ph->conf.no_ns, !ph->conf.no_agc,
                      !strcmp(ph->conf.aec_lib, "speex") ? PH_DSP_SPEEX : PH_DSP_WEBRTC};
     ph->enc = bot_audio_venc_new((int)ph->conf.bitrate, 10);
-    if (!ph->enc)
+    if (!ph->enc || bot_audio_venc_set_complexity(ph->enc, (int)ph->conf.complexity))
         return 1;
     if (d.aec || d.ns || d.agc) {
         ph->dsp = ph_dsp_new(&d);

@@ -22,7 +22,7 @@
 typedef struct {
     char *signal, *room, *name, *token, *input, *output, *record, *report, *log_level;
     char *drop_percent, *turn_ca, *aec_lib;
-    int64_t duration, drop_seed, ice_restart, setup_timeout, bitrate;
+    int64_t duration, drop_seed, ice_restart, setup_timeout, bitrate, complexity;
     bool no_ui, relay_only, list_devices, no_aec, no_ns, no_agc, muted, turn_insecure;
 } ph_conf;
 
@@ -55,6 +55,7 @@ struct phone {
     bot_audio_venc *enc;
     char my_id[128];
     bool joined, audio_ready, stopping, muted;
+    bool play_waiting; /* the speaker's fill waits for a packet of a dry jitter buffer */
     bot_ice_servers ice;
     GPtrArray *peers;   /* ph_peer*, in the order they came */
     double mic_db;      /* after clean-up, before mute */

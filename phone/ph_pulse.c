@@ -8,7 +8,9 @@
 #include <string.h>
 
 #define RING (PH_RATE / 2)        /* 500 ms of capture at most */
-#define CAPTURE_FRAG_MS 10
+/* One Opus frame per capture wake-up: 10 ms fragments woke the phone twice
+ * per frame for nothing (docs/phone.md "CPU"). */
+#define CAPTURE_FRAG_MS 20
 #define PLAY_TARGET_MS 60
 #define PLAY_TARGET_MAX_MS 100
 #define PLAY_RAISE_MS 20
@@ -142,8 +144,10 @@ static int start_streams(ph_pulse *p)
 {
     pa_buffer_attr ra = {(uint32_t)-1, (uint32_t)-1, (uint32_t)-1, (uint32_t)-1, ms_bytes(CAPTURE_FRAG_MS)};
     pa_buffer_attr pa = play_attr(PLAY_TARGET_MS);
-    pa_stream_flags_t fl = PA_STREAM_ADJUST_LATENCY | PA_STREAM_AUTO_TIMING_UPDATE |
-                           PA_STREAM_INTERPOLATE_TIMING;
+    /* No AUTO_TIMING_UPDATE: nothing here reads the streams' latency (the
+     * queue depth comes from the writable size), and the update was a round
+     * trip to the server per stream ten times a second. */
+    pa_stream_flags_t fl = PA_STREAM_ADJUST_LATENCY;
 
     p->rec = pa_stream_new(p->ctx, "tsunagu-phone microphone", &spec, NULL);
     p->play = pa_stream_new(p->ctx, "tsunagu-phone speaker", &spec, NULL);

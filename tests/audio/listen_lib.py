@@ -37,15 +37,21 @@ TARGET_M2E_MS = 150
 FLOOR_CORR = 0.8
 FLOOR_CORR_LOSS5 = 0.6
 TARGET_CPU_PCT = 5.0
-# CI floors for the correlation (docs/phone-tests.md "CI floors"): what held in
-# every run on the loaded 2-core machine with margin; --strict asserts the
-# issue's FLOOR_* above (bench/phone_listen_targets.sh).
-CI_FLOOR_CORR = 0.4
-CI_FLOOR_CORR_LOSS5 = 0.4
+# CI floors for the correlation (docs/phone-tests.md "CI floors", run 9): under
+# two busy loops at load 10-17 phone <-> phone scored 0.97-0.99 (0.97-0.98 at 5%
+# loss), every run without a stall over 400 ms 0.74 or more, a phone stalled
+# every second (SIGSTOP) 0.58-0.74; the NAT lab test once 0.48 in a real load
+# spike (its own floor, phone_netlab_listen). --strict asserts the issue's
+# FLOOR_* above (bench/phone_listen_targets.sh).
+CI_FLOOR_CORR = 0.6
+CI_FLOOR_CORR_LOSS5 = 0.5
 # the best other lag this far under the match (--strict: 0.2)
 CI_PEAK_MARGIN = 0.1
+# mouth-to-ear: 296 ms seen with a phone stalled every second (the jitter
+# buffer holds its target after such stalls), so the bound stays
 BOUND_M2E_MS = 300
-BOUND_CPU_PCT = 10.0
+# CPU: 3.5-5.0% of a core per phone in every run since run 9, also at load 17
+BOUND_CPU_PCT = 7.5
 STRICT = False
 
 
@@ -200,14 +206,15 @@ def verdict(checks, name, value, ok, fmt):
     checks.append(name if ok else "MISS " + fmt % value)
 
 
-def judge_call(pa, wav, procs, logs, rep, rec_b, loss, checks, relay_both=True):
+def judge_call(pa, wav, procs, logs, rep, rec_b, loss, checks, relay_both=True, ci_floor=None):
     """The phone tests' common part, once phones A and B were started (A's
     microphone micA, B's speaker spkB, B with --record rec_b, reports in
     rep[name]): wait for audio, the control, speech A -> B measured, both
     phones stopped, every figure printed, then each checked against the
     issue's targets (a miss fails the test after all are printed).
     relay_both: both paths must be relayed (forced relay); else one side at
-    least (behind NATs, nothing forced). Returns mouth-to-ear in ms."""
+    least (behind NATs, nothing forced). ci_floor: the CI correlation floor
+    instead of CI_FLOOR_* (--strict ignores it). Returns mouth-to-ear in ms."""
     states = wait_media(logs, procs, 30)
     ctl_ms = control(pa, wav)
     print("# call up: %s" % states, flush=True)
@@ -246,11 +253,12 @@ def judge_call(pa, wav, procs, logs, rep, rec_b, loss, checks, relay_both=True):
                                    rb.get("cpu_in_call_pct", -1)), flush=True)
 
     target = FLOOR_CORR_LOSS5 if loss else FLOOR_CORR
-    floor = target if STRICT else (CI_FLOOR_CORR_LOSS5 if loss else CI_FLOOR_CORR)
+    floor = target if STRICT else (ci_floor if ci_floor is not None else
+                                   CI_FLOOR_CORR_LOSS5 if loss else CI_FLOOR_CORR)
     verdict(checks, "corr", r["corr"], r["corr"] >= floor,
-              "envelope correlation A->B %.4f (floor " + "%.1f, target %.1f)" % (floor, target))
+              "envelope correlation A->B %.4f (floor " + "%.2g, target %.1f)" % (floor, target))
     verdict(checks, "corr record", rr["corr"], rr["corr"] >= floor,
-              "B's --record correlation %.4f (floor " + "%.1f, target %.1f)" % (floor, target))
+              "B's --record correlation %.4f (floor " + "%.2g, target %.1f)" % (floor, target))
     # a match stands out: no other lag (100 ms away) scores close
     margin = 0.2 if STRICT else CI_PEAK_MARGIN
     verdict(checks, "peak", r["second"], r["second"] is not None and r["second"] < r["corr"] - margin,

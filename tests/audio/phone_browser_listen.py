@@ -6,10 +6,14 @@ docs/phone-tests.md).
 
 Chromium -> phone: Chromium's fake microphone plays the espeak-ng speech
 WAV in a loop (--use-file-for-fake-audio-capture); the phone's speaker
-(null sink spkB) is recorded for one loop and more, and its envelope must
-correlate with the speech (target 0.8, --strict; CI asserts its level). Chromium's
-file has no start time we
-can see, so this direction gives correlation, not delay.
+(null sink spkB) is recorded for one loop and 2 s more and scored against
+the speech looped three times (the recording starts anywhere in a loop), at
+the best start within one loop: correlation, not delay (Chromium's file has
+no start time we can see). Target 0.8 (--strict); CI asserts 0.4 and the
+speech level. The page's getUserMedia asks for Chromium's echo
+cancellation, noise suppression and gain control off (a script the test
+adds before the page runs; asserted from the track's settings), so the
+call and the phone are what is scored (--chromium-processing keeps them on).
 
 phone -> Chromium: Chromium is a client of the test's PulseAudio daemon
 too (PULSE_SERVER, PULSE_SINK=spkC), so the demo page's <audio> element plays
@@ -21,7 +25,8 @@ it; --strict (bench/phone_listen_targets.sh) asserts corr >= 0.8 and < 400
 ms. See docs/phone-tests.md "CI floors".
 
 Also asserted: the demo page's getStats() shows a relay/relay pair and
-inbound audio; the phone's path is relayed; the phone's CPU < 5% of a core.
+inbound audio; the phone's path is relayed; the phone's CPU (target 5% of a
+core, CI bound 7.5%).
 
 usage: phone_browser_listen.py --phone P --relay-exe R --signal-exe S [--chromium EXE]"""
 import argparse
@@ -76,7 +81,18 @@ def run(a, st, pa, checks):
                           ["--enable-logging=stderr", "--v=0",
                            "--use-file-for-fake-audio-capture=" + wav],
                           spawn_chrome, cfail, L.TIMEOUT_MULT)
-    session = ch.open(page)
+    # The demo page asks for {audio: true}: Chromium's echo cancellation, noise suppression
+    # and gain control on its fake microphone (a file: no echo, no noise) reshaped the speech
+    # before it left the browser (Chromium -> phone 0.61-0.82 here). The test turns them off
+    # before the page runs, so what is scored is the call and the phone; the wrapper counts its
+    # calls, asserted below.
+    tid = ch.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+    session = ch.call("Target.attachToTarget", {"targetId": tid, "flatten": True})["sessionId"]
+    ch.call("Page.enable", session=session)
+    if not a.chromium_processing:
+        ch.call("Page.addScriptToEvaluateOnNewDocument", {"source": RAW_MIC_JS},
+                session=session)
+    ch.call("Page.navigate", {"url": page}, session=session)
     end = time.time() + 20 * L.TIMEOUT_MULT
     while not ch.evaluate(session, "!!(window.tsunaguState && window.tsunaguState.joined)")[0]:
         if time.time() > end:
@@ -99,6 +115,13 @@ def run(a, st, pa, checks):
         time.sleep(0.5)
     L.verdict(checks, "page pair", "%s/%s" % (s["local"], s["remote"]),
               s["local"] == "relay" and s["remote"] == "relay", "page's pair %s is relay/relay")
+    raw, _ = ch.evaluate(session, "JSON.stringify(window.__tsuRawMic || null)")
+    raw = json.loads(raw) if raw else None
+    if not a.chromium_processing:
+        L.verdict(checks, "raw mic", raw, bool(raw) and raw["calls"] >= 1 and raw["settings"] and
+                  not any(raw["settings"].get(k) for k in ("echoCancellation", "noiseSuppression",
+                                                           "autoGainControl")),
+                  "Chromium's microphone without its own processing: %s")
     ctl_ms = L.control(pa, wav)
     cpu = L.CpuMeter(pb.pid)
     cpu.start()
@@ -109,9 +132,25 @@ def run(a, st, pa, checks):
     sp, rate = L.ac.read_wav(wav)
     time.sleep(len(sp) / rate + 2.0)
     pulse.write_pcm16(heard, rec.stop())
-    r1 = L.ac.compare_files(wav, heard, min_lag_ms=0, max_lag_ms=int(len(sp) / rate * 1000) + 1000)
-    print("# Chromium -> phone: corr %.4f (at %d ms into the recording), next best peak %s,"
-          " level %.1f dB" % (r1["corr"], r1["delay_ms"], r1["second"], r1["deg_rms_db"]),
+    # Chromium loops the file, and the recording starts anywhere in a loop: compared with one
+    # loop, a recording that caught the loop's start after its first 2 s ran out before the
+    # loop's end, and the analyser scored the missing tail as lost speech (0.61-0.82 here with
+    # nothing lost). So the whole recording is scored against the speech looped three times,
+    # at the best start within one loop (the lag: where in the loop the recording began).
+    heard_pcm, heard_rate = L.ac.read_wav(heard)
+    period_ms = int(len(sp) / rate * 1000)
+    r1 = L.ac.compare(heard_pcm, L.ac.np.tile(sp, 3), heard_rate, rate, min_lag_ms=0,
+                      max_lag_ms=period_ms - 1)
+    r1["heard_rms_db"] = round(float(10 * L.ac.np.log10(
+        L.ac.np.mean(L.ac.np.asarray(heard_pcm, dtype=float) ** 2) + 1e-20)), 1)
+    print("# Chromium -> phone: corr %.4f (the recording began %d ms into the loop), next best"
+          " peak %s, level %.1f dB" % (r1["corr"], r1["delay_ms"], r1["second"],
+                                       r1["heard_rms_db"]), flush=True)
+    r0 = L.ac.compare(sp, heard_pcm, rate, heard_rate, min_lag_ms=0, max_lag_ms=period_ms + 1000)
+    print("# Chromium -> phone scored as before (one loop slid over the recording): corr %.4f"
+          % r0["corr"], flush=True)
+    segs = L.ac.segments(heard_pcm, L.ac.np.tile(sp, 3), heard_rate, rate, r1["delay_ms"])
+    print("# Chromium -> phone per 2 s of the recording (start ms, corr, lag ms): %s" % segs,
           flush=True)
     # phone -> Chromium: speech into the phone's microphone, Chromium's speaker recorded
     r2 = L.measure(pa, wav, "micB", "spkC", "C", max_lag_ms=2000)
@@ -126,19 +165,21 @@ def run(a, st, pa, checks):
     print("# phone's report: loss %.2f%% jitter %.1f ms mos %.2f jb %s cpu %.2f%%" % (
         cb.get("loss_pct", -1), cb.get("jitter_ms", -1), cb.get("mos", -1),
         cb.get("jitter_buffer"), rb.get("cpu_in_call_pct", -1)))
-    # CI (docs/phone-tests.md "CI floors"): Chromium -> phone scored 0.29-0.82 here (Chromium
-    # stalled under load, its own processing of the fake microphone): CI asserts that the
-    # speech reaches the phone's speaker at speech level, --strict the correlation. Phone -> Chromium
+    # CI (docs/phone-tests.md "CI floors"): Chromium -> phone, scored against the looped speech,
+    # 0.83-0.98 here, 0.53 once when Chromium's packets came in batches: CI asserts 0.4 and
+    # that the speech reaches the phone's speaker at speech level, --strict 0.8. Phone -> Chromium
     # is Chromium's playout (110 ms to 1.8 s seen here under load, corr 0.39-0.96): printed
     # in CI, asserted only with --strict (bench/phone_listen_targets.sh: 0.8 and 400 ms).
     if L.STRICT:
         L.verdict(checks, "corr c->p", r1["corr"], r1["corr"] >= L.FLOOR_CORR,
                   "Chromium -> phone envelope correlation %.4f (floor " + "%.1f)" % L.FLOOR_CORR)
     else:
-        L.verdict(checks, "level c->p", r1["deg_rms_db"], r1["deg_rms_db"] > CI_LEVEL_CP_DB,
+        L.verdict(checks, "corr c->p", r1["corr"], r1["corr"] >= CI_FLOOR_CORR_CP,
+                  "Chromium -> phone envelope correlation %.4f (floor " + "%.1f, target %.1f)" % (
+                      CI_FLOOR_CORR_CP, L.FLOOR_CORR))
+        L.verdict(checks, "level c->p", r1["heard_rms_db"], r1["heard_rms_db"] > CI_LEVEL_CP_DB,
                   "Chromium's speech reaches the phone's speaker at %.1f dB (floor "
-                  + "%d dB; correlation %.4f, target 0.8, asserted with --strict)" % (
-                      CI_LEVEL_CP_DB, r1["corr"]))
+                  + "%d dB)" % CI_LEVEL_CP_DB)
     if L.STRICT:
         L.verdict(checks, "corr p->c", r2["corr"], r2["corr"] >= L.FLOOR_CORR,
                   "phone -> Chromium envelope correlation %.4f (floor " + "%.1f)" % L.FLOOR_CORR)
@@ -154,8 +195,32 @@ def run(a, st, pa, checks):
                   L.TARGET_CPU_PCT, L.limits()[1]))
 
 
+# getUserMedia with Chromium's own processing off (see run()); the track's settings are kept
+# for the test to check.
+RAW_MIC_JS = """(() => {
+  const md = navigator.mediaDevices;
+  if (!md || !md.getUserMedia) return;
+  const orig = md.getUserMedia.bind(md);
+  window.__tsuRawMic = {calls: 0, settings: null};
+  md.getUserMedia = async (c) => {
+    if (c && c.audio) {
+      const a = typeof c.audio === "object" ? c.audio : {};
+      c = Object.assign({}, c, {audio: Object.assign({}, a, {echoCancellation: false,
+        noiseSuppression: false, autoGainControl: false})});
+      window.__tsuRawMic.calls++;
+    }
+    const s = await orig(c);
+    const t = s.getAudioTracks()[0];
+    if (t) window.__tsuRawMic.settings = t.getSettings();
+    return s;
+  };
+})();"""
+
 # What holds in CI on the loaded 2-core machine (runs quoted in docs/phone-tests.md).
 CI_LEVEL_CP_DB = -35
+# Chromium -> phone, scored against the looped speech (run 9): 0.83-0.98, 0.53 once with
+# Chromium's packets in batches at load 7 (the phone capped 12 frames, squeezed 41)
+CI_FLOOR_CORR_CP = 0.4
 
 
 def main():
@@ -168,6 +233,9 @@ def main():
     ap.add_argument("--strict", action="store_true",
                     help="assert the issue's latency and CPU targets, not the CI bounds")
     ap.add_argument("--chromium", default="/usr/bin/chromium")
+    ap.add_argument("--chromium-processing", action="store_true",
+                    help="experiments: leave Chromium's echo cancellation, noise suppression and"
+                    " gain control on (the demo page's own request), not asserted off")
     a = ap.parse_args()
     a.relay, a.signal, a.turn_transport = "tsunagu", "tsunagu", "udp"
     L.STRICT = a.strict

@@ -31,7 +31,7 @@ def main():
         fail("--help exit %d" % r.returncode)
     for flag in ("--signal", "--room", "--name", "--token", "--list-devices", "--input", "--output",
                  "--record", "--report", "--no-ui", "--duration", "--muted", "--aec-lib", "--no-aec",
-                 "--drop-percent", "--drop-seed", "--relay-only", "--ice-restart"):
+                 "--drop-percent", "--drop-seed", "--relay-only", "--ice-restart", "--complexity"):
         if flag not in r.stdout:
             fail("--help does not mention %s" % flag)
     if "m = mute" not in r.stdout or "q = leave" not in r.stdout:
@@ -45,6 +45,7 @@ def main():
                       ([a.phone, "--signal", "http://x/ws", "--room", "r"], "ws://"),
                       ([a.phone, "--signal", "ws://x/ws", "--room", "r", "--aec-lib", "x"], "webrtc or speex"),
                       ([a.phone, "--signal", "ws://x/ws", "--room", "r", "--drop-percent", "101"], "0 to 100"),
+                      ([a.phone, "--signal", "ws://x/ws", "--room", "r", "--complexity", "11"], "[0, 10]"),
                       ([a.phone, "--nonsense"], "nonsense")):
         r = run(argv)
         if r.returncode != 2 or why not in r.stderr:

@@ -145,6 +145,9 @@ static void voice_fec(void)
     double ef = 0, ep = 0;
     uint64_t at = 0;
     ok(e && d && d2, "voice encoder and decoders");
+    /* the phone's complexity (half libopus's default CPU): FEC must hold there */
+    ok(e && bot_audio_venc_set_complexity(e, 11) != 0 && bot_audio_venc_set_complexity(e, 5) == 0,
+       "complexity 5 taken, 11 refused");
     /* 1.6-3.2 s of the synthetic signal is a talk spurt (its 1.6 s
      * segments; the first is a pause): frames 0..59 lie inside it, and
      * Opus spends FEC on speech, not on pauses */
