@@ -356,6 +356,7 @@ void rly_worker_free(rly_worker *w)
     free(w->port_owner[0]);
     free(w->port_owner[1]);
     free(w->fd_owner);
+    free(w->fd_turn);
     free(w->watch);
     rtc_buf_dispose(&w->q_out);
     free(w);
@@ -523,6 +524,17 @@ void rly_worker_resume(rly_worker *w)
     pthread_mutex_unlock(&w->pmu);
 }
 
+/* The wall clock against the monotonic one (a step of the system clock
+ * shows within a second, at the next sweep). */
+static void wall_sync(rly_worker *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    w->wall_off_ms = (int64_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) -
+                     (int64_t)w->now_ms;
+    w->wall_s = (uint64_t)((int64_t)w->now_ms + w->wall_off_ms) / 1000u;
+}
+
 int rly_worker_run(rly_worker *w)
 {
     struct epoll_event evs[128];
@@ -546,7 +558,11 @@ int rly_worker_run(rly_worker *w)
         /* one clock read per iteration, never per packet */
         w->turn.now_us = rtc_clock_mono_us();
         w->now_ms = w->turn.now_us / 1000;
-        w->wall_s = rtc_clock_wall_s();
+        w->turn_no++;
+        if (w->now_ms >= next_sweep)
+            wall_sync(w);
+        else
+            w->wall_s = (uint64_t)((int64_t)w->now_ms + w->wall_off_ms) / 1000u;
         for (int i = 0; i < n; i++)
             handle(w, &evs[i]);
         if (w->n_pend)
