@@ -75,17 +75,42 @@ static inline void client_input(rly_worker *w, const rly_tuple *tu, const uint8_
         rly_udp_send_response(w, tu->listener, &tu->client, w->resp, rl);
 }
 
-/* One recvmmsg of up to UDP_BATCH into free receive slots (recycling them
- * all first when fewer are left). Returns the number of datagrams; they are slots *first,
- * *first + 1, ... (w->mm, w->from are indexed by slot and point at their
- * slot for good, so nothing is set up per call). */
-static inline int rx_batch(rly_worker *w, int fd, uint32_t *first, uint32_t vlen)
+/* How many datagrams to ask a socket for. A relayed socket carries one call
+ * leg (50 datagrams/s for audio), and a listener at low rates wakes the
+ * worker for one datagram: a recvmmsg of UDP_BATCH then takes it and tries
+ * the socket a second time inside the kernel for nothing (another msghdr
+ * and iovec copied in, another lock). One is asked for unless the last read
+ * of the socket got two or more (RX_HOT), or was a single read in the turn
+ * just before and the socket is ready again (it left some behind: level-
+ * triggered epoll reports them). A busy socket gets whole batches from its
+ * second turn on. *st is the socket's state (fd_turn, udp_turn). */
+static inline uint32_t rx_vlen(const rly_worker *w, uint32_t st)
 {
+    return st == RX_HOT || (st && st + 1 == w->turn_no) ? UDP_BATCH : 1;
+}
+
+static inline void rx_learn(const rly_worker *w, uint32_t *st, uint32_t vlen, int got)
+{
+    if (vlen == 1)
+        *st = got == 1 ? w->turn_no : 0;
+    else
+        *st = got >= 2 ? RX_HOT : 0;
+}
+
+/* One recvmmsg of up to vlen datagrams into free receive slots (recycling
+ * them all first when fewer than UDP_BATCH are left). Returns the number of
+ * datagrams; they are slots *first, *first + 1, ... (w->mm, w->from are
+ * indexed by slot and point at their slot for good, so nothing is set up per
+ * call). */
+static inline int rx_batch(rly_worker *w, int fd, uint32_t *first, uint32_t *st)
+{
+    uint32_t vlen = rx_vlen(w, *st);
     int got;
 
     if (RX_SLOTS - w->n_used < UDP_BATCH)
         rly_udp_recycle(w);
     got = recvmmsg(fd, w->mm + w->n_used, vlen, MSG_DONTWAIT, NULL);
+    rx_learn(w, st, vlen, got);
     if (got <= 0)
         return 0;
     *first = w->n_used;
@@ -96,7 +121,7 @@ static inline int rx_batch(rly_worker *w, int fd, uint32_t *first, uint32_t vlen
 static inline void rly_udp_event(rly_worker *w, uint16_t listener)
 {
     uint32_t first = 0;
-    int got = rx_batch(w, w->udp_fd[listener], &first, UDP_BATCH);
+    int got = rx_batch(w, w->udp_fd[listener], &first, &w->udp_turn[listener]);
 
     w->rx_busy = true;
     for (int k = 0; k < got; k++) {
@@ -113,22 +138,12 @@ static inline void rly_udp_relay_event(rly_worker *w, uint32_t fd)
 {
     uint32_t owner = fd < w->n_fd_owner ? w->fd_owner[fd] : 0, id = owner - 1;
     rly_alloc *a = owner ? rly_table_get(w->turn.table, id) : NULL;
-    uint32_t first = 0, vlen;
+    uint32_t first = 0;
     int got;
 
     if (!a)
         return;
-    /* A relayed socket carries one call leg (50 datagrams/s for audio), so
-     * nearly every event finds one datagram: a recvmmsg of UDP_BATCH then
-     * takes it and tries the socket a second time inside the kernel for
-     * nothing (another msghdr copied in, another lock). One is asked for
-     * unless the last read of this socket, in the turn just before, may
-     * have left some behind (a single or a full batch): a busy socket gets
-     * whole batches from its second turn on. Level-triggered epoll reports
-     * what a single read left. */
-    vlen = w->fd_turn[fd] && w->fd_turn[fd] + 1 == w->turn_no ? UDP_BATCH : 1;
-    got = rx_batch(w, (int)fd, &first, vlen);
-    w->fd_turn[fd] = (uint32_t)got == vlen ? w->turn_no : 0;
+    got = rx_batch(w, (int)fd, &first, &w->fd_turn[fd]);
     w->rx_busy = true;
     for (int k = 0; k < got; k++) {
         uint8_t *slot = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP;

@@ -293,6 +293,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
      * next turn before the list is taken): 2 x MAX_CONNS bounds it */
     w->pend = calloc(2 * MAX_CONNS, sizeof *w->pend);
     w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
+    w->udp_turn = calloc(p->n_listen + 1, sizeof(uint32_t));
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
     w->ports = p->ports;
@@ -301,7 +302,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     if (w->slots)
         rly_udp_init(w);
     if (!w->slots || !w->watch || !w->port_owner[0] || !w->port_owner[1] || !w->conns ||
-        !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+        !w->closing || !w->pend || !w->udp_fd || !w->udp_turn || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
@@ -347,6 +348,7 @@ void rly_worker_free(rly_worker *w)
         pthread_mutex_destroy(&w->pmu);
     }
     free(w->udp_fd);
+    free(w->udp_turn);
     free(w->tcp_fd);
     free(w->tls_fd);
     free(w->conns);

@@ -40,6 +40,8 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_WATCH, T_CTRL }
 #define TX_MAX RX_SLOTS
 /* the flush's socket table: a power of two, at least 2 x TX_MAX */
 #define TX_GRP 256
+/* rx_vlen: the last read of this socket got two or more datagrams */
+#define RX_HOT UINT32_MAX
 /* The largest legal frame is a STUN message of 20 + 0xFFFC bytes
  * (ChannelData tops out at 4 + 0xFFFF + 1 of padding); 4 spare bytes. */
 #define CONN_IN_CAP (20 + 0xFFFC + 4)
@@ -142,9 +144,10 @@ struct rly_worker {
      * port -> allocation id + 1 per family (for the direct hand-over) */
     uint32_t *fd_owner;
     uint32_t n_fd_owner;
-    /* fd -> the loop turn whose read of that relayed socket may have left
-     * datagrams behind (rx_relayed_vlen), 0 when it was drained */
-    uint32_t *fd_turn;
+    /* how many datagrams to ask a socket for (rx_vlen in rly_udp_path.h):
+     * per relayed fd and per UDP listener, RX_HOT, the loop turn of a
+     * single read, or 0 */
+    uint32_t *fd_turn, *udp_turn;
     uint32_t turn_no; /* loop iterations, wrapping */
     uint32_t *port_owner[2];
     /* takeover pause (rly_worker_post_pause): the main thread sets
