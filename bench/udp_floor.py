@@ -2,21 +2,26 @@
 """udp_floor.py - tsunagu-relay's UDP fixed loads against the bare echo, per
 kernel crossing (docs/performance.md, "UDP: the echo floor and peer mode").
 
-A kernel crossing here is one datagram the server receives (and sends on:
-every datagram it receives it also sends once). Per message the server
-receives:
-  pair  1 (client -> relay, handed over inside the relay, relay -> client)
-  peer  2 (client -> relay -> outside peer, peer -> relay -> client)
-  echo  1 (tsunagu-echo, the floor: receive, send back)
+A kernel crossing is one datagram the server receives from or sends to a
+UDP socket (datagrams, not system calls), as in bench/relay_vs_coturn.sh's
+"per kernel crossing" block. Per message:
+  pair  2 (client A -> relay, handed over inside the relay, relay -> client B)
+  peer  4 (client -> relay -> outside peer, peer -> relay -> client)
+  echo  2 per echoed datagram (tsunagu-echo, the floor: receive, send back)
 The echo runs at the same datagram rate as the relay level it is the floor of
 (pair: N sockets x 50/s, peer: N sockets x 100/s), on the same core, in the
-same run. Printed: server CPU µs per crossing, and relay / echo.
+same run, interleaved with the relay runs. Printed: server CPU µs per
+crossing, relay / echo (of the medians, and the median of each repetition's
+ratio), and with --count the server's system calls per crossing (perf stat
+on the syscall tracepoints, from 1 s into the phase to its end).
 
   bench/udp_floor.py [--build DIR] [--reps 3] [--ms 3000] [--levels pair,peer]
-                     [--allocs 100,1000] [--sizes 170,1200] [--echo-batch 1,64]
+                     [--allocs 100,1000] [--sizes 170,1200] [--echo-batch 64]
+                     [--relay A[,B]] [--count]
 
-Server (relay or echo) pinned to core 0, generator and outside peer to core 1.
-Every process started is killed by PID in a finally block.
+Server (relay or echo) pinned to core 0, generator and outside peer
+(tsunagu-echo --batch 64) to core 1. Every process started is killed by PID in
+a finally block.
 """
 import argparse
 import json
@@ -150,8 +155,8 @@ def one(build, kind, n, size, ms, extra, echo_batch, count=False):
                                  "--allocations", str(n), "--size", str(size), "--rate",
                                  str(rate), "--duration-ms", str(ms), "--server-pid",
                                  str(srv.pid)], srv.pid if count else 0, (ms - 1000) / 1000.0)
-            crossings = j["received"]
-            rate = n * (100 if kind == "echo-peer" else 50)
+            crossings = 2 * j["received"]
+            rate *= 2  # crossings/s: each datagram received is sent back
         else:
             srv, port = start_relay(build, extra)
             procs.append(srv)
@@ -165,8 +170,8 @@ def one(build, kind, n, size, ms, extra, echo_batch, count=False):
             else:
                 args += ["--mode", "pair"]
             j = turnload(build, args, srv.pid if count else 0, (ms - 1000) / 1000.0)
-            crossings = j["received"] * (2 if kind == "peer" else 1)
-            rate = n * (100 if kind == "peer" else 50)
+            crossings = j["received"] * (4 if kind == "peer" else 2)
+            rate = 2 * n * (100 if kind == "peer" else 50)
         if count:  # crossings in the counted window: the offered datagram rate
             j["per_crossing"] = {k: round(v / (rate * j["count_s"]), 3)
                                  for k, v in j["syscalls"].items() if v}
@@ -189,7 +194,7 @@ def main():
     ap.add_argument("--levels", default="pair,peer")
     ap.add_argument("--allocs", default="100,1000")
     ap.add_argument("--sizes", default="170,1200")
-    ap.add_argument("--echo-batch", type=int, default=1)
+    ap.add_argument("--echo-batch", type=int, default=64)
     ap.add_argument("--relay-args", default="", help="extra relay flags (space-separated)")
     ap.add_argument("--relay", default="", help="relay binary, or A,B: both, interleaved (default: BUILD/relay/tsunagu-relay)")
     ap.add_argument("--count", action="store_true",

@@ -38,6 +38,20 @@ int rly_udp_relay_open(void *ctx, const rtc_addr *ip, bool even, uint16_t port,
 static void send_group(rly_worker *w, int fd, uint32_t k)
 {
     uint32_t off = 0;
+    if (k == 1) {
+        /* one datagram for this socket (a relayed socket in peer mode, the
+         * listener at low rates): sendto builds its msghdr in the kernel,
+         * where sendmmsg copies the mmsghdr and its iovec in and msg_len out */
+        const struct msghdr *h = &w->tx_mm[0].msg_hdr;
+        ssize_t rc;
+        do
+            rc = sendto(fd, h->msg_iov->iov_base, h->msg_iov->iov_len, 0,
+                        (const struct sockaddr *)h->msg_name, h->msg_namelen);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0)
+            w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
+        return;
+    }
     while (off < k) {
         int rc = sendmmsg(fd, w->tx_mm + off, k - off, 0);
         if (rc < 0) {

@@ -560,7 +560,6 @@ int rly_worker_run(rly_worker *w)
         /* one clock read per iteration, never per packet */
         w->turn.now_us = rtc_clock_mono_us();
         w->now_ms = w->turn.now_us / 1000;
-        w->turn_no++;
         if (w->now_ms >= next_sweep)
             wall_sync(w);
         else

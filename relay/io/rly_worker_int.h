@@ -145,10 +145,9 @@ struct rly_worker {
     uint32_t *fd_owner;
     uint32_t n_fd_owner;
     /* how many datagrams to ask a socket for (rx_vlen in rly_udp_path.h):
-     * per relayed fd and per UDP listener, RX_HOT, the loop turn of a
-     * single read, or 0 */
+     * per relayed fd and per UDP listener, RX_HOT, the time of a single
+     * read, or 0 */
     uint32_t *fd_turn, *udp_turn;
-    uint32_t turn_no; /* loop iterations, wrapping */
     uint32_t *port_owner[2];
     /* takeover pause (rly_worker_post_pause): the main thread sets
      * post_pause and wakes the worker, which parks on pcv at its next loop
