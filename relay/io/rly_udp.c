@@ -38,6 +38,20 @@ int rly_udp_relay_open(void *ctx, const rtc_addr *ip, bool even, uint16_t port,
 static void send_group(rly_worker *w, int fd, uint32_t k)
 {
     uint32_t off = 0;
+    if (k == 1) {
+        /* one datagram for this socket (a relayed socket in peer mode, the
+         * listener at low rates): sendto builds its msghdr in the kernel,
+         * where sendmmsg copies the mmsghdr and its iovec in and msg_len out */
+        const struct msghdr *h = &w->tx_mm[0].msg_hdr;
+        ssize_t rc;
+        do
+            rc = sendto(fd, h->msg_iov->iov_base, h->msg_iov->iov_len, 0,
+                        (const struct sockaddr *)h->msg_name, h->msg_namelen);
+        while (rc < 0 && errno == EINTR);
+        if (rc < 0)
+            w->turn.stats.dropped[RLY_DROP_SEND_ERROR]++;
+        return;
+    }
     while (off < k) {
         int rc = sendmmsg(fd, w->tx_mm + off, k - off, 0);
         if (rc < 0) {
@@ -53,28 +67,57 @@ static void send_group(rly_worker *w, int fd, uint32_t k)
 }
 
 /* Send everything queued, one sendmmsg per destination socket (order kept
- * per socket). The slots stay reserved: only rly_udp_recycle() frees them. */
+ * per socket, groups in the order of their first entry). The slots stay
+ * reserved: only rly_udp_recycle() frees them. One pass groups the entries:
+ * in peer mode most of a turn's entries go to different relayed sockets,
+ * and comparing each with every later one cost O(n^2) per flush. */
 void rly_udp_flush(rly_worker *w)
 {
-    uint32_t n = w->n_tx;
-    memset(w->tx_done, 0, n * sizeof w->tx_done[0]);
+    uint32_t n = w->n_tx, ng = 0, gen;
+
+    if (n == 1) { /* one datagram per turn: the common case at low rates */
+        tx_ent *e = &w->tx[0];
+        w->tx_iov[0].iov_base = (void *)(uintptr_t)e->p;
+        w->tx_iov[0].iov_len = e->len;
+        w->tx_mm[0].msg_hdr = (struct msghdr){.msg_name = &e->to, .msg_namelen = e->tolen,
+                                            .msg_iov = &w->tx_iov[0], .msg_iovlen = 1};
+        send_group(w, e->fd, 1);
+        w->n_tx = 0;
+        return;
+    }
+    gen = ++w->tx_gen;
+    if (gen == 0) { /* wrapped: stale stamps could match again */
+        memset(w->tx_grp, 0, sizeof w->tx_grp);
+        gen = w->tx_gen = 1;
+    }
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t k = 0;
         int fd = w->tx[i].fd;
-        if (w->tx_done[i])
-            continue;
-        for (uint32_t j = i; j < n; j++) {
+        uint32_t h = ((uint32_t)fd * 2654435761u) >> 24; /* TX_GRP = 256 */
+        /* bounded: at most TX_MAX of the TX_GRP entries are in use */
+        while (w->tx_grp[h].gen == gen && w->tx_grp[h].fd != fd)
+            h = (h + 1) & (TX_GRP - 1);
+        w->tx_next[i] = UINT16_MAX;
+        if (w->tx_grp[h].gen == gen) {
+            w->tx_next[w->tx_grp[h].tail] = (uint16_t)i;
+            w->tx_grp[h].tail = (uint16_t)i;
+        } else {
+            w->tx_grp[h].gen = gen;
+            w->tx_grp[h].fd = fd;
+            w->tx_grp[h].head = w->tx_grp[h].tail = (uint16_t)i;
+            w->tx_gorder[ng++] = (uint16_t)h;
+        }
+    }
+    for (uint32_t g = 0; g < ng; g++) {
+        uint32_t k = 0;
+        for (uint32_t j = w->tx_grp[w->tx_gorder[g]].head; j != UINT16_MAX; j = w->tx_next[j]) {
             tx_ent *e = &w->tx[j];
-            if (w->tx_done[j] || e->fd != fd)
-                continue;
-            w->tx_done[j] = true;
             w->tx_iov[k].iov_base = (void *)(uintptr_t)e->p;
             w->tx_iov[k].iov_len = e->len;
             w->tx_mm[k].msg_hdr = (struct msghdr){.msg_name = &e->to, .msg_namelen = e->tolen,
                                                 .msg_iov = &w->tx_iov[k], .msg_iovlen = 1};
             k++;
         }
-        send_group(w, fd, k);
+        send_group(w, w->tx_grp[w->tx_gorder[g]].fd, k);
     }
     w->n_tx = 0;
 }
@@ -115,11 +158,16 @@ int rly_udp_relay_attach(void *ctx, int fd, uint32_t id)
         return -EBADF;
     if ((uint32_t)fd >= w->n_fd_owner) {
         uint32_t nn = (uint32_t)fd * 2 + 64;
-        uint32_t *no = realloc(w->fd_owner, nn * sizeof *no);
+        uint32_t *no = realloc(w->fd_owner, nn * sizeof *no), *nt;
         if (!no)
             return -ENOMEM;
+        w->fd_owner = no; /* the old size still holds: n_fd_owner stays */
+        nt = realloc(w->fd_turn, nn * sizeof *nt);
+        if (!nt)
+            return -ENOMEM;
+        w->fd_turn = nt;
         memset(no + w->n_fd_owner, 0, (nn - w->n_fd_owner) * sizeof *no);
-        w->fd_owner = no;
+        memset(nt + w->n_fd_owner, 0, (nn - w->n_fd_owner) * sizeof *nt);
         w->n_fd_owner = nn;
     }
     /* the event names the socket, not the allocation: a dual allocation
@@ -127,6 +175,7 @@ int rly_udp_relay_attach(void *ctx, int fd, uint32_t id)
     if (ep_add(w, fd, EPOLLIN, EV_DATA(T_RELAY, fd)))
         return -errno;
     w->fd_owner[fd] = id + 1;
+    w->fd_turn[fd] = 0;
     if (!getsockname(fd, (struct sockaddr *)&ss, &sl)) {
         rtc_addr_from_sockaddr(&bound, (struct sockaddr *)&ss);
         if (bound.family == AF_INET || bound.family == AF_INET6)

@@ -75,17 +75,65 @@ static inline void client_input(rly_worker *w, const rly_tuple *tu, const uint8_
         rly_udp_send_response(w, tu->listener, &tu->client, w->resp, rl);
 }
 
-/* One recvmmsg of up to UDP_BATCH into free receive slots (recycling them
- * all first when fewer are left). Returns the number of datagrams; they are slots *first,
- * *first + 1, ... (w->mm, w->from are indexed by slot and point at their
- * slot for good, so nothing is set up per call). */
-static inline int rx_batch(rly_worker *w, int fd, uint32_t *first)
+/* How many datagrams to ask a socket for. A relayed socket carries one call
+ * leg (50 datagrams/s for audio), and a listener at low rates wakes the
+ * worker for one datagram: a recvmmsg of UDP_BATCH then takes it and tries
+ * the socket a second time inside the kernel for nothing (another msghdr
+ * and iovec copied in, another lock), so one is asked for (recvfrom)
+ * unless the socket is hot or a single read of it was less than
+ * RX_AGAIN_US ago (then it left datagrams behind: level-triggered epoll
+ * reports the socket again at once, not after a sleep). A read that gets
+ * two or more makes the socket hot; it cools down after RX_COOL batch reads
+ * in a row that got one or none, so a socket whose reads get one to three
+ * keeps its batches (going cold at every single would cost it an extra
+ * loop turn each time). *st is the socket's state (fd_turn, udp_turn):
+ * RX_HOT - k (hot, k misses), the time of a single read in µs (low 32
+ * bits, below the hot values and never 0), or 0 (cold). */
+#define RX_AGAIN_US 50u
+#define RX_COOL 8u
+static inline uint32_t rx_vlen(const rly_worker *w, uint32_t st)
 {
+    return st > RX_HOT - RX_COOL || (st && (uint32_t)w->turn.now_us - st < RX_AGAIN_US)
+               ? UDP_BATCH
+               : 1;
+}
+
+static inline void rx_learn(const rly_worker *w, uint32_t *st, uint32_t vlen, int got)
+{
+    uint32_t now = (uint32_t)w->turn.now_us;
+    if (vlen == 1)
+        *st = got == 1 ? (now == 0 || now > RX_HOT - RX_COOL ? 1 : now) : 0;
+    else if (got >= 2)
+        *st = RX_HOT;
+    else
+        *st = *st > RX_HOT - RX_COOL + 1 ? *st - 1 : 0;
+}
+
+/* One recvmmsg of up to vlen datagrams into free receive slots (recycling
+ * them all first when fewer than UDP_BATCH are left). Returns the number of
+ * datagrams; they are slots *first, *first + 1, ... (w->mm, w->from are
+ * indexed by slot and point at their slot for good, so nothing is set up per
+ * call). */
+static inline int rx_batch(rly_worker *w, int fd, uint32_t *first, uint32_t *st)
+{
+    uint32_t vlen = rx_vlen(w, *st);
     int got;
 
     if (RX_SLOTS - w->n_used < UDP_BATCH)
         rly_udp_recycle(w);
-    got = recvmmsg(fd, w->mm + w->n_used, UDP_BATCH, MSG_DONTWAIT, NULL);
+    if (vlen == 1) {
+        /* recvfrom: the kernel builds the msghdr itself instead of copying
+         * an mmsghdr and its iovec in and msg_len out */
+        struct mmsghdr *m = &w->mm[w->n_used];
+        ssize_t n = recvfrom(fd, m->msg_hdr.msg_iov->iov_base, m->msg_hdr.msg_iov->iov_len,
+                             MSG_DONTWAIT, (struct sockaddr *)m->msg_hdr.msg_name,
+                             &m->msg_hdr.msg_namelen);
+        got = n < 0 ? -1 : 1;
+        m->msg_len = n < 0 ? 0 : (unsigned)n;
+    } else {
+        got = recvmmsg(fd, w->mm + w->n_used, vlen, MSG_DONTWAIT, NULL);
+    }
+    rx_learn(w, st, vlen, got);
     if (got <= 0)
         return 0;
     *first = w->n_used;
@@ -96,7 +144,7 @@ static inline int rx_batch(rly_worker *w, int fd, uint32_t *first)
 static inline void rly_udp_event(rly_worker *w, uint16_t listener)
 {
     uint32_t first = 0;
-    int got = rx_batch(w, w->udp_fd[listener], &first);
+    int got = rx_batch(w, w->udp_fd[listener], &first, &w->udp_turn[listener]);
 
     w->rx_busy = true;
     for (int k = 0; k < got; k++) {
@@ -118,7 +166,7 @@ static inline void rly_udp_relay_event(rly_worker *w, uint32_t fd)
 
     if (!a)
         return;
-    got = rx_batch(w, (int)fd, &first);
+    got = rx_batch(w, (int)fd, &first, &w->fd_turn[fd]);
     w->rx_busy = true;
     for (int k = 0; k < got; k++) {
         uint8_t *slot = w->slots + (size_t)(first + (uint32_t)k) * SLOT_CAP;

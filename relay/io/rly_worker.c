@@ -293,6 +293,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
      * next turn before the list is taken): 2 x MAX_CONNS bounds it */
     w->pend = calloc(2 * MAX_CONNS, sizeof *w->pend);
     w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
+    w->udp_turn = calloc(p->n_listen + 1, sizeof(uint32_t));
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->tls_fd = calloc(p->n_tls_listen + 1, sizeof(int));
     w->ports = p->ports;
@@ -301,7 +302,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     if (w->slots)
         rly_udp_init(w);
     if (!w->slots || !w->watch || !w->port_owner[0] || !w->port_owner[1] || !w->conns ||
-        !w->closing || !w->pend || !w->udp_fd || !w->tcp_fd || !w->tls_fd ||
+        !w->closing || !w->pend || !w->udp_fd || !w->udp_turn || !w->tcp_fd || !w->tls_fd ||
         !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
@@ -347,6 +348,7 @@ void rly_worker_free(rly_worker *w)
         pthread_mutex_destroy(&w->pmu);
     }
     free(w->udp_fd);
+    free(w->udp_turn);
     free(w->tcp_fd);
     free(w->tls_fd);
     free(w->conns);
@@ -356,6 +358,7 @@ void rly_worker_free(rly_worker *w)
     free(w->port_owner[0]);
     free(w->port_owner[1]);
     free(w->fd_owner);
+    free(w->fd_turn);
     free(w->watch);
     rtc_buf_dispose(&w->q_out);
     free(w);
@@ -523,6 +526,17 @@ void rly_worker_resume(rly_worker *w)
     pthread_mutex_unlock(&w->pmu);
 }
 
+/* The wall clock against the monotonic one (a step of the system clock
+ * shows within a second, at the next sweep). */
+static void wall_sync(rly_worker *w)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    w->wall_off_ms = (int64_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) -
+                     (int64_t)w->now_ms;
+    w->wall_s = (uint64_t)((int64_t)w->now_ms + w->wall_off_ms) / 1000u;
+}
+
 int rly_worker_run(rly_worker *w)
 {
     struct epoll_event evs[128];
@@ -546,7 +560,10 @@ int rly_worker_run(rly_worker *w)
         /* one clock read per iteration, never per packet */
         w->turn.now_us = rtc_clock_mono_us();
         w->now_ms = w->turn.now_us / 1000;
-        w->wall_s = rtc_clock_wall_s();
+        if (w->now_ms >= next_sweep)
+            wall_sync(w);
+        else
+            w->wall_s = (uint64_t)((int64_t)w->now_ms + w->wall_off_ms) / 1000u;
         for (int i = 0; i < n; i++)
             handle(w, &evs[i]);
         if (w->n_pend)

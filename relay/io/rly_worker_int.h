@@ -38,6 +38,10 @@ enum { T_UDP = 1, T_TCP_LISTEN, T_TLS_LISTEN, T_RELAY, T_CONN, T_WATCH, T_CTRL }
  * loop iteration is flushed in large sendmmsg groups */
 #define RX_SLOTS (2 * UDP_BATCH)
 #define TX_MAX RX_SLOTS
+/* the flush's socket table: a power of two, at least 2 x TX_MAX */
+#define TX_GRP 256
+/* rx_vlen: the last read of this socket got two or more datagrams */
+#define RX_HOT UINT32_MAX
 /* The largest legal frame is a STUN message of 20 + 0xFFFC bytes
  * (ChannelData tops out at 4 + 0xFFFF + 1 of padding); 4 spare bytes. */
 #define CONN_IN_CAP (20 + 0xFFFC + 4)
@@ -109,6 +113,10 @@ struct rly_worker {
     bool stop, draining;
     bool watch_dead; /* a watch slot is dead until the batch is over */
     uint64_t now_ms, wall_s; /* read once per loop iteration */
+    /* CLOCK_REALTIME - CLOCK_MONOTONIC in ms, read at each sweep (1 s):
+     * wall_s is derived from the monotonic reading, one vDSO call less
+     * per loop iteration (docs/performance.md, issue 16 item 3) */
+    int64_t wall_off_ms;
     rtc_log_ratelimit warn_rl;
     uint8_t resp[RLY_RESP_MAX]; /* response scratch */
     /* UDP data path: receive slots (SLOT_CAP each, used from 0 up and all
@@ -121,13 +129,25 @@ struct rly_worker {
     struct mmsghdr mm[RX_SLOTS], tx_mm[TX_MAX]; /* separate: a flush may come mid-batch */
     struct iovec iov[RX_SLOTS], tx_iov[TX_MAX];
     struct sockaddr_storage from[RX_SLOTS];
-    /* cache-line aligned: memset clears it every flush, and an unaligned
-     * start costs it more instructions (relay_hotpath) */
-    bool tx_done[TX_MAX];
+    /* the flush's grouping by socket in one pass (rly_udp_flush): each
+     * entry's successor on its socket, and an open-addressed table fd ->
+     * group, valid where gen == tx_gen (so it is never cleared) */
+    uint16_t tx_next[TX_MAX];
+    uint16_t tx_gorder[TX_MAX];
+    uint32_t tx_gen;
+    struct {
+        int fd;
+        uint32_t gen;
+        uint16_t head, tail;
+    } tx_grp[TX_GRP];
     /* relayed sockets of this worker: fd -> allocation id + 1, and relayed
      * port -> allocation id + 1 per family (for the direct hand-over) */
     uint32_t *fd_owner;
     uint32_t n_fd_owner;
+    /* how many datagrams to ask a socket for (rx_vlen in rly_udp_path.h):
+     * per relayed fd and per UDP listener, RX_HOT, the time of a single
+     * read, or 0 */
+    uint32_t *fd_turn, *udp_turn;
     uint32_t *port_owner[2];
     /* takeover pause (rly_worker_post_pause): the main thread sets
      * post_pause and wakes the worker, which parks on pcv at its next loop
