@@ -29,18 +29,8 @@ struct rly_tls_conn {
     uint8_t ktls; /* RLY_KTLS_* once the handshake is done */
 };
 
-/* Cipher order by the server's preference: AES-128-GCM first (with AES-NI
- * the cheapest AEAD, and what browsers offer first anyway), then the
- * defaults. Only the order changes: every client that connected before
- * still finds its suite. */
-#define TLS13_SUITES "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
-#define TLS12_LIST "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:DEFAULT"
-
 static void apply_speed(SSL_CTX *ctx, bool ktls)
 {
-    SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
-    SSL_CTX_set_ciphersuites(ctx, TLS13_SUITES);
-    SSL_CTX_set_cipher_list(ctx, TLS12_LIST);
     /* one TLS 1.3 ticket after a handshake, not OpenSSL's two: a client
      * reconnects with one, and each costs an encryption and a record */
     SSL_CTX_set_num_tickets(ctx, 1);
