@@ -16,8 +16,11 @@
 
 struct rly_tls {
     SSL_CTX *ctx;
-    bool ktls;              /* SSL_OP_ENABLE_KTLS asked for (--ktls) */
-    _Atomic int ktls_said;  /* the first handshake's kTLS state was logged */
+    bool ktls;             /* SSL_OP_ENABLE_KTLS asked for (--ktls) */
+    _Atomic int ktls_said; /* the first handshake's kTLS state was logged */
+    /* the owner's reference plus one per connection: a context replaced
+     * by a reload is freed by whichever of them lets go last */
+    _Atomic unsigned refs;
 };
 
 struct rly_tls_conn {
@@ -63,15 +66,16 @@ rly_tls *rly_tls_new_opts(const char *cert, const char *key, bool ktls, char *er
         return NULL;
     }
     t->ktls = ktls;
+    atomic_init(&t->refs, 1);
     apply_speed(t->ctx, ktls);
     return t;
 }
 
 void rly_tls_free(rly_tls *t)
 {
-    if (!t)
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1)
         return;
-    rtc_tls_ctx_free(t->ctx); /* connections hold their own reference */
+    rtc_tls_ctx_free(t->ctx);
     free(t);
 }
 
@@ -105,6 +109,7 @@ rly_tls_conn *rly_tls_conn_new(rly_tls *t, int fd)
         return NULL;
     }
     c->t = t;
+    atomic_fetch_add(&t->refs, 1);
     if (!t->ktls) /* see on_bio_read: why the socket BIO is watched */
         BIO_set_callback_ex(SSL_get_rbio(c->ssl), on_bio_read);
     BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
@@ -117,6 +122,7 @@ void rly_tls_conn_free(rly_tls_conn *c)
     if (!c)
         return;
     SSL_free(c->ssl);
+    rly_tls_free(c->t); /* its reference (the last one after a reload) */
     free(c);
 }
 

@@ -21,7 +21,9 @@ rly_tls *rly_tls_new(const char *cert, const char *key, char *err, size_t errlen
  * and keeps them in user space otherwise (rly_tls_conn_ktls says which). */
 rly_tls *rly_tls_new_opts(const char *cert, const char *key, bool ktls, char *err,
                           size_t errlen);
-void rly_tls_free(rly_tls *t); /* live connections keep working */
+/* Drops the owner's reference: live connections keep working (each holds
+ * one) and the last to go frees it. */
+void rly_tls_free(rly_tls *t);
 
 rly_tls_conn *rly_tls_conn_new(rly_tls *t, int fd); /* NULL on failure */
 void rly_tls_conn_free(rly_tls_conn *c);

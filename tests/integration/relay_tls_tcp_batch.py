@@ -10,6 +10,9 @@
   written per turn too) arrives whole and in order.
 - resumption: a reconnecting client resumes its session (TLS 1.3 ticket,
   TLS 1.2 ticket) and allocates over the resumed connection.
+- reload: a handshake begun before a SIGHUP (the TLS context replaced and
+  the old one let go) finishes after it and the connection allocates (the
+  connection holds its context; under ASan a use after free would show).
 - ktls: with --ktls the relay logs whether the kernel took the records; on
   a kernel without the tls module (CONFIG_TLS not set) it says "off" and the
   user-space path relays; without --ktls it says it was not asked for.
@@ -18,6 +21,7 @@ Usage: relay_tls_tcp_batch.py PATH/TO/tsunagu-relay
 """
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -183,6 +187,70 @@ def test_resumption(exe, c, cert, key):
         relay.stop()
 
 
+def test_reload_mid_handshake(exe, c, cert, key):
+    port = free_port(socket.SOCK_STREAM)
+    relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{port}", "--cert", cert,
+                  "--key", key)
+    try:
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = tls_ctx().wrap_bio(inc, out)
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        hello = out.read()
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5 * TIMEOUT_MULT)
+        raw.sendall(hello[:len(hello) // 2])  # the relay makes its TLS state
+        time.sleep(0.3 * TIMEOUT_MULT)
+        relay.signal(signal.SIGHUP)
+        time.sleep(0.6 * TIMEOUT_MULT)  # reload done, the old context let go
+        raw.sendall(hello[len(hello) // 2:])
+        done, deadline = False, time.time() + 5 * TIMEOUT_MULT
+        while not done and time.time() < deadline:
+            try:
+                obj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                data = raw.recv(65536)
+                if not data:
+                    break
+                inc.write(data)
+            pending = out.read()
+            if pending:
+                raw.sendall(pending)
+        c.ok(done, "reload: a handshake begun before SIGHUP finishes after it")
+
+        class Wrapped:  # Client's socket calls, through the memory BIO
+            def settimeout(self, t):
+                raw.settimeout(t)
+
+            def sendall(self, b):
+                obj.write(b)
+                raw.sendall(out.read())
+
+            def recv(self, n):
+                while True:
+                    try:
+                        return obj.read(n)
+                    except ssl.SSLWantReadError:
+                        data = raw.recv(65536)
+                        if not data:
+                            return b""
+                        inc.write(data)
+
+            def close(self):
+                raw.close()
+        if done:
+            cl = Client(("127.0.0.1", port), "tls", "a", "a", sock=Wrapped())
+            c.success(cl.allocate(), "reload: that connection allocates")
+            cl.refresh(0)
+            cl.close()
+        else:
+            raw.close()
+    finally:
+        relay.stop()
+
+
 def tls_ulp_available():
     try:
         with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
@@ -240,6 +308,7 @@ def main():
         test_burst(exe, c, cert, key, "tcp")
         test_relayed(exe, c, cert, key)
         test_resumption(exe, c, cert, key)
+        test_reload_mid_handshake(exe, c, cert, key)
         test_ktls(exe, c, cert, key)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
