@@ -346,7 +346,10 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
         conn_frames(w, idx, &budget);
         if (c->closing)
             return;
-        if (drained && budget) { /* as on EAGAIN, without asking for it */
+        /* as on EAGAIN, without asking for it; not when the peer's FIN came
+         * with this event: only a recv returning 0 sees it, and no later
+         * event would come to say it again */
+        if (drained && budget && !(events & EPOLLRDHUP)) {
             if (c->tls && conn_flush(c))
                 conn_close_later(w, idx);
             else

@@ -10,6 +10,9 @@
   written per turn too) arrives whole and in order.
 - resumption: a reconnecting client resumes its session (TLS 1.3 ticket,
   TLS 1.2 ticket) and allocates over the resumed connection.
+- fin: a frame and the client's FIN arriving together: the frame is relayed
+  and the relay closes the connection at once (a short read must not end
+  the turn before the FIN is seen: no later event would report it).
 - reload: a handshake begun before a SIGHUP (the TLS context replaced and
   the old one let go) finishes after it and the connection allocates (the
   connection holds its context; under ASan a use after free would show).
@@ -187,6 +190,44 @@ def test_resumption(exe, c, cert, key):
         relay.stop()
 
 
+def closed_by_server(sock, within):
+    sock.settimeout(within)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
+
+
+def test_fin(exe, c, cert, key):
+    port = free_port(socket.SOCK_STREAM)
+    relay = Relay(exe, "--user", "a:a", "--threads", "1", "--tls-listen", f"127.0.0.1:{port}",
+                  "--cert", cert, "--key", key)
+    try:
+        for proto in ("tcp", "tls"):
+            a = stream_client(proto, relay.port if proto == "tcp" else port)
+            u = Client(relay.addr, "udp", "a", "a")
+            c.success(a.allocate(), f"fin {proto}: allocation")
+            u.allocate()
+            c.success(a.bind(0x4005, u.relayed), f"fin {proto}: channel bind")
+            u.permit(a.relayed)
+            raw = a.sock
+            raw.sendall(chandata(0x4005, b"last words", pad=True))
+            # FIN right behind the frame (TLS: no close_notify, a bare FIN)
+            socket.socket.shutdown(raw, socket.SHUT_WR)
+            got = u.recv_data()
+            c.ok(got is not None and got[-1] == b"last words", f"fin {proto}: the frame is relayed")
+            c.ok(closed_by_server(raw, 3 * TIMEOUT_MULT),
+                 f"fin {proto}: the relay closes the connection at once")
+            a.close()
+            u.close()
+    finally:
+        relay.stop()
+
+
 def test_reload_mid_handshake(exe, c, cert, key):
     port = free_port(socket.SOCK_STREAM)
     relay = Relay(exe, "--user", "a:a", "--tls-listen", f"127.0.0.1:{port}", "--cert", cert,
@@ -308,6 +349,7 @@ def main():
         test_burst(exe, c, cert, key, "tcp")
         test_relayed(exe, c, cert, key)
         test_resumption(exe, c, cert, key)
+        test_fin(exe, c, cert, key)
         test_reload_mid_handshake(exe, c, cert, key)
         test_ktls(exe, c, cert, key)
     finally:
