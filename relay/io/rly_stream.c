@@ -511,7 +511,9 @@ void rly_stream_pending(rly_worker *w)
         rly_conn *c = w->conns[idx];
         if (c && c->pending) {
             c->pending = false;
-            rly_stream_event(w, idx, EPOLLIN);
+            /* (EPOLLRDHUP: read on to EAGAIN; the FIN that may have come
+             * with the event that left it pending is not reported again) */
+            rly_stream_event(w, idx, EPOLLIN | EPOLLRDHUP);
         }
     }
 }
