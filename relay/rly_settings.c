@@ -146,6 +146,9 @@ const rtc_conf_spec rly_conf_specs[] = {
     {"cert", RTC_CONF_STR, OFF(cert), 0, 0, NULL, "FILE", "TLS certificate chain (PEM)", NULL,
      0},
     {"key", RTC_CONF_STR, OFF(key), 0, 0, NULL, "FILE", "TLS private key (PEM)", NULL, 0},
+    {"ktls", RTC_CONF_BOOL, OFF(ktls), 0, 0, "false", NULL,
+     "TLS records in the kernel after the handshake (SSL_OP_ENABLE_KTLS) when its tls module "
+     "allows; user-space records otherwise (a log line says which)", NULL, 0},
     {"relay-ip", RTC_CONF_LIST, OFF(relay_ip), 0, 0, NULL, "IP",
      "address of this host relayed sockets bind to, one per family (default: the PRIVATE of "
      "--external-ip PUBLIC/PRIVATE, else the listen address, or an interface address when "
@@ -500,7 +503,7 @@ int rly_settings_tls(const rly_settings *s, rly_tls **tls, char *err, size_t err
         snprintf(err, errlen, "tls-listen: needs both --cert and --key");
         return RTC_EMSG;
     }
-    *tls = rly_tls_new(s->cert, s->key, err, errlen);
+    *tls = rly_tls_new_opts(s->cert, s->key, s->ktls, err, errlen);
     return *tls ? 0 : RTC_EMSG;
 }
 

@@ -29,6 +29,7 @@ typedef struct {
     char *default_family; /* allocation-default-address-family: ipv4, ipv6 or keep */
     char *admin_token; /* the admin API under /admin/ (rly_admin_api.h); NULL = off */
     bool legacy_channels, self_check;
+    bool ktls; /* SSL_OP_ENABLE_KTLS on the TLS context (issue 16 item 2) */
     int64_t max_allocations, max_allocations_per_user, max_lifetime, default_lifetime,
         bandwidth, threads, drain_seconds, nonce_ttl, max_tcp_per_ip, tcp_auth_timeout;
     int64_t max_tls_handshakes, max_tls_handshakes_per_ip;

@@ -30,6 +30,7 @@ typedef struct rly_conn {
     uint16_t listener;
     bool closing;
     bool pending; /* on w->pend: input left over from its last turn */
+    bool queued;  /* on w->flushq: output to write at the end of the turn */
     rtc_addr client;
     rly_tls_conn *tls; /* RLY_TLS: made when the client's first bytes arrive */
     bool hs_counted;   /* holds a handshake slot (rly_iplimit_hs_take) */
@@ -140,12 +141,19 @@ static void idle_buffers(rly_conn *c)
 }
 
 /* Queue a frame for the client; dropped whole when the queue is full (a
- * client that stops reading cannot make the relay buffer without bound). */
+ * client that stops reading cannot make the relay buffer without bound).
+ * Written at the end of the loop turn (rly_stream_flush): the frames one
+ * turn relays to a connection leave in one send, over TLS in one record,
+ * instead of one each (issue 16 item 2). */
 void rly_stream_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
 {
     rly_conn *c = w->conns[idx];
     if (!c || c->closing)
         return;
+    if (c->out && c->out_len && c->out_off + c->out_len + n > c->out_cap && conn_flush(c)) {
+        conn_close_later(w, idx); /* full: what is queued goes first */
+        return;
+    }
     if (!c->out) { /* made when first needed (idle_buffers gives it back) */
         if (!(c->out = malloc(CONN_INIT_CAP))) {
             w->turn.stats.dropped[RLY_DROP_BACKPRESSURE]++;
@@ -165,8 +173,27 @@ void rly_stream_send(rly_worker *w, uint32_t idx, const uint8_t *p, size_t n)
     }
     memcpy(c->out + c->out_off + c->out_len, p, n);
     c->out_len += n;
-    if (conn_flush(c))
-        conn_close_later(w, idx);
+    if (!c->queued) {
+        c->queued = true;
+        w->flushq[w->n_flushq++] = idx;
+    }
+}
+
+void rly_stream_flush(rly_worker *w)
+{
+    uint32_t nq = w->n_flushq;
+    w->n_flushq = 0;
+    for (uint32_t i = 0; i < nq; i++) {
+        uint32_t idx = w->flushq[i];
+        rly_conn *c = w->conns[idx];
+        if (!c || !c->queued)
+            continue;
+        c->queued = false;
+        /* (a closing connection too: its last answers go out, as they did
+         * when every frame was written at once) */
+        if (conn_flush(c))
+            conn_close_later(w, idx);
+    }
 }
 
 
@@ -229,6 +256,8 @@ static void conn_frames(rly_worker *w, uint32_t idx, uint32_t *budget)
             }
             rly_iplimit_authed(w->iplimit, &c->client);
             c->authed = true;
+            if (c->tls)
+                rly_tls_conn_busy(c->tls);
         }
     }
     if (off) {
@@ -260,6 +289,7 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
     }
     for (;;) {
         long rc;
+        bool drained = false;
         if (!budget) { /* more may be waiting: come back next turn */
             if (!c->pending && w->n_pend < 2 * MAX_CONNS) {
                 c->pending = true;
@@ -288,7 +318,7 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
             }
         }
         if (c->tls) {
-            rc = rly_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len);
+            rc = rly_tls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, &drained);
             if (c->hs_counted && rly_tls_handshake_done(c->tls)) {
                 rly_iplimit_hs_give(w->iplimit, &c->client);
                 c->hs_counted = false;
@@ -296,6 +326,10 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
         } else {
             ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
             rc = n < 0 ? -errno : n;
+            /* a short read emptied the socket: edge-triggered epoll reports
+             * the next bytes, so no recv just to hear EAGAIN (one syscall a
+             * message less at paced loads) */
+            drained = n > 0 && (size_t)n < c->in_cap - c->in_len;
         }
         if (rc == -EAGAIN || rc == -EWOULDBLOCK || rc == -EINTR) {
             if (c->tls && conn_flush(c))
@@ -312,6 +346,16 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events)
         conn_frames(w, idx, &budget);
         if (c->closing)
             return;
+        /* as on EAGAIN, without asking for it; not when the peer's FIN came
+         * with this event: only a recv returning 0 sees it, and no later
+         * event would come to say it again */
+        if (drained && budget && !(events & EPOLLRDHUP)) {
+            if (c->tls && conn_flush(c))
+                conn_close_later(w, idx);
+            else
+                idle_buffers(c);
+            return;
+        }
     }
 }
 
@@ -467,7 +511,9 @@ void rly_stream_pending(rly_worker *w)
         rly_conn *c = w->conns[idx];
         if (c && c->pending) {
             c->pending = false;
-            rly_stream_event(w, idx, EPOLLIN);
+            /* (EPOLLRDHUP: read on to EAGAIN; the FIN that may have come
+             * with the event that left it pending is not reported again) */
+            rly_stream_event(w, idx, EPOLLIN | EPOLLRDHUP);
         }
     }
 }

@@ -292,6 +292,7 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
      * entry per slot (freed at the end of a turn, its slot reused in the
      * next turn before the list is taken): 2 x MAX_CONNS bounds it */
     w->pend = calloc(2 * MAX_CONNS, sizeof *w->pend);
+    w->flushq = calloc(MAX_CONNS, sizeof *w->flushq);
     w->udp_fd = calloc(p->n_listen + 1, sizeof(int));
     w->udp_turn = calloc(p->n_listen + 1, sizeof(uint32_t));
     w->tcp_fd = calloc(p->n_listen + 1, sizeof(int));
@@ -302,8 +303,8 @@ rly_worker *rly_worker_new(const rly_worker_params *p, char *err, size_t errlen)
     if (w->slots)
         rly_udp_init(w);
     if (!w->slots || !w->watch || !w->port_owner[0] || !w->port_owner[1] || !w->conns ||
-        !w->closing || !w->pend || !w->udp_fd || !w->udp_turn || !w->tcp_fd || !w->tls_fd ||
-        !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
+        !w->closing || !w->pend || !w->flushq || !w->udp_fd || !w->udp_turn || !w->tcp_fd ||
+        !w->tls_fd || !w->ports || w->ep < 0 || w->ctrl_fd < 0 || !w->pmu_ok ||
         rly_turn_init(&w->turn, p->cfg, &io, p->quota, p->nonce_key)) {
         snprintf(err, errlen, "out of memory");
         goto out_free;
@@ -354,6 +355,7 @@ void rly_worker_free(rly_worker *w)
     free(w->conns);
     free(w->closing);
     free(w->pend);
+    free(w->flushq);
     free(w->slots);
     free(w->port_owner[0]);
     free(w->port_owner[1]);
@@ -568,6 +570,8 @@ int rly_worker_run(rly_worker *w)
             handle(w, &evs[i]);
         if (w->n_pend)
             rly_stream_pending(w);
+        if (w->n_flushq)
+            rly_stream_flush(w); /* what the turn queued for streams */
         rly_udp_recycle(w); /* send what the batch relayed */
         rly_stream_reap(w);
         if (w->watch_dead)

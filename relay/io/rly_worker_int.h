@@ -164,6 +164,10 @@ struct rly_worker {
     atomic_int q_notify;
     atomic_bool q_released;
     rtc_buf q_out;
+    /* streams with output queued this turn (rly_stream_flush); a connection
+     * is listed at most once, so MAX_CONNS bounds it */
+    uint32_t *flushq;
+    uint32_t n_flushq;
 };
 
 
@@ -209,6 +213,8 @@ void rly_stream_event(rly_worker *w, uint32_t idx, uint32_t events);
 /* End of a loop turn: the turn of streams with input left over, then the
  * deferred closes. */
 void rly_stream_pending(rly_worker *w);
+/* Write what rly_stream_send queued this turn: one write per connection. */
+void rly_stream_flush(rly_worker *w);
 void rly_stream_reap(rly_worker *w);
 /* Once a second: auth and idle timeouts, listeners paused by EMFILE. */
 void rly_stream_sweep(rly_worker *w);
