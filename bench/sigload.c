@@ -610,7 +610,7 @@ int main(int argc, char **argv)
     struct rlimit rl;
     uint64_t t0, t1;
     long rss0 = -1, rss1 = -1;
-    double cpu0, cpu1, join_s;
+    double cpu0 = 0, cpu1, join_s, jcpu0 = 0, idle_pct = 0;
     bool ok;
     int rc = 0;
 
@@ -639,8 +639,10 @@ int main(int argc, char **argv)
         g->c[i].pair_side = (uint8_t)(i < g->o.members ? 0 : (i - g->o.members) & 1);
         g->c[i].st = ST_DEAD; /* not started */
     }
-    if (g->o.server_pid)
+    if (g->o.server_pid) {
         rss0 = proc_rss_kb(g->o.server_pid);
+        jcpu0 = proc_cpu_s(g->o.server_pid);
+    }
 
     t0 = now_ns();
     ok = join_range(g, 0, g->n, 600);
@@ -648,6 +650,12 @@ int main(int argc, char **argv)
     join_s = (double)(t1 - t0) / 1e9;
     printf("members=%ld\njoined=%ld\njoin_seconds=%.3f\njoins_per_s=%.0f\n", g->n, g->joined,
            join_s, (double)g->joined / join_s);
+    /* Server CPU per join (handshake, join, joined, the room's peer-joined):
+     * CPU time is what the server spent, so it holds up on a shared machine
+     * where the wall-clock rate mostly measures who else had the core. */
+    if (g->o.server_pid && g->joined)
+        printf("server_cpu_us_per_join=%.2f\n",
+               (proc_cpu_s(g->o.server_pid) - jcpu0) * 1e6 / (double)g->joined);
     if (!ok)
         fprintf(stderr, "sigload: joins did not finish within 600 s\n");
 
@@ -661,15 +669,26 @@ int main(int argc, char **argv)
         while ((double)(now_ns() - t0) / 1e9 < g->o.idle_seconds)
             poll_once(g, 100);
         cpu1 = proc_cpu_s(g->o.server_pid);
-        printf("server_idle_cpu_pct=%.3f\n",
-               100.0 * (cpu1 - cpu0) / ((double)(now_ns() - t0) / 1e9));
+        idle_pct = 100.0 * (cpu1 - cpu0) / ((double)(now_ns() - t0) / 1e9);
+        printf("server_idle_cpu_pct=%.3f\n", idle_pct);
         printf("server_rss_kb_before=%ld\nserver_rss_kb_after=%ld\n", rss0, rss1);
         if (g->joined)
             printf("server_rss_bytes_per_member=%.0f\n",
                    (double)(rss1 - rss0) * 1024.0 / (double)g->joined);
     }
 
+    if (g->o.server_pid) {
+        cpu0 = proc_cpu_s(g->o.server_pid);
+        t0 = now_ns();
+    }
     run_signals(g);
+    if (g->o.server_pid && g->recv) {
+        /* per forwarded signal (read, parse, look up, build, write), less
+         * the idle rate measured above (tick, keepalive) over the same time */
+        double busy = proc_cpu_s(g->o.server_pid) - cpu0;
+        double idle = idle_pct / 100.0 * ((double)(now_ns() - t0) / 1e9);
+        printf("server_cpu_us_per_signal=%.2f\n", (busy - idle) * 1e6 / (double)g->recv);
+    }
     printf("signals_sent=%" PRIu64 "\nsignals_delivered=%" PRIu64 "\n", g->sent, g->recv);
     if (g->nlat) {
         qsort(g->lat_ns, g->nlat, sizeof *g->lat_ns, cmp_u64);
