@@ -3,14 +3,18 @@
  * clients:
  *
  *   1. connects --members idle members (rooms of --room-size) with at most
- *      --concurrency handshakes/joins in flight, then --pairs two-member
- *      rooms, and reports joins/s (first connect to last `joined`);
+ *      --concurrency handshakes/joins in flight (and, with --join-rate, at
+ *      most that many started a second), then --pairs two-member rooms, and
+ *      reports joins/s (first connect to last `joined`) and, with
+ *      --server-pid, the server's CPU time per join;
  *   2. with --server-pid: measures the server's CPU (from /proc) over
  *      --idle-seconds while every client is silent, and its RSS per member
  *      (VmRSS after the joins minus before, over the members);
  *   3. sends --rate timestamped `signal`s a second, round robin over the
  *      pairs, for --seconds, and reports the forwarding latency (send to
- *      receive, CLOCK_MONOTONIC, p50/p99/max) and how many arrived.
+ *      receive, CLOCK_MONOTONIC, p50/p99/max), how many arrived and, with
+ *      --server-pid, the server's CPU time per forwarded signal (less the
+ *      idle rate of step 2).
  *
  * The client side of RFC 6455 is written here by hand (a GET with Upgrade,
  * masked text frames out, unmasked frames in, pong for ping) rather than taken
@@ -58,6 +62,7 @@ typedef struct {
     const char *host;
     int port;
     long members, pairs, room_size, concurrency, rate, nsources;
+    long join_rate; /* 0: as fast as the server takes them; else joins started per second */
     double seconds, idle_seconds;
     int server_pid;
     bool check;
@@ -493,7 +498,11 @@ static bool join_range(gen *g, long from, long to, double max_s)
     uint64_t t0 = now_ns();
     g->next_start = from;
     while (g->joined + g->dead < to) {
-        while (g->next_start < to && g->inflight < g->o.concurrency)
+        /* (--join-rate: members arriving over time, so that their keepalive
+         * deadlines are spread as in real life, not bunched in one second) */
+        while (g->next_start < to && g->inflight < g->o.concurrency &&
+               (!g->o.join_rate || (double)(g->next_start - from) <
+                                       (double)(now_ns() - t0) / 1e9 * (double)g->o.join_rate))
             start_one(g, g->next_start++);
         poll_once(g, 10);
         if ((double)(now_ns() - t0) / 1e9 > max_s)
@@ -548,7 +557,8 @@ static void usage(void)
     printf("usage: tsunagu-sigload --port P [--host 127.0.0.1] [--members N (1000)]\n"
            "  [--pairs P (20)] [--room-size K (10)] [--rate SIGNALS/S (1000)]\n"
            "  [--seconds S (10)] [--idle-seconds S (5)] [--server-pid PID]\n"
-           "  [--concurrency C (256)] [--sources N (1): 127.0.0.1..N] [--check]\n");
+           "  [--concurrency C (256)] [--join-rate R (0: unpaced)]\n"
+           "  [--sources N (1): 127.0.0.1..N] [--check]\n");
 }
 
 static void parse_args(opts *o, int argc, char **argv)
@@ -589,6 +599,8 @@ static void parse_args(opts *o, int argc, char **argv)
             o->idle_seconds = (double)arg_l(v, 0, 3600, a);
         else if (!strcmp(a, "--server-pid"))
             o->server_pid = (int)arg_l(v, 1, 1 << 30, a);
+        else if (!strcmp(a, "--join-rate"))
+            o->join_rate = arg_l(v, 0, 1000000, a);
         else if (!strcmp(a, "--concurrency"))
             o->concurrency = arg_l(v, 1, 100000, a);
         else if (!strcmp(a, "--sources"))

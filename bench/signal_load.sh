@@ -8,6 +8,7 @@
 #          [--rate 1000] [--seconds 10] [--idle-seconds 5] [--pairs 20]
 #          [--build build] [--before PATH-to-old-tsunagu-signal] [--idle-timeout S]
 #          [--keepalive-batch-ms MS (after only; the before binary may not know it)]
+#          [--join-rate R (joins started per second; default unpaced)]
 # Server on core 0, load generator (tsunagu-sigload) on core 1 (taskset), both
 # on loopback, source addresses 127.0.0.1-4 (each has its own ~28k ephemeral
 # ports). The per-address limits are lifted (every member comes from 4
@@ -26,6 +27,7 @@ build=build
 before=
 idle_timeout=60
 batch_ms=
+join_rate=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes=$2; shift 2 ;;
@@ -38,7 +40,8 @@ while [ $# -gt 0 ]; do
     --before) before=$2; shift 2 ;;
     --idle-timeout) idle_timeout=$2; shift 2 ;;
     --keepalive-batch-ms) batch_ms=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --join-rate) join_rate=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "signal_load.sh: unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -91,7 +94,7 @@ run_one() {
   # (in the background and waited for: an interrupt stops it at once)
   taskset -c 1 "$gen" --port "$port" --members "$n" --pairs "$pairs" --rate "$rate" \
       --seconds "$seconds" --idle-seconds "$idle_seconds" --server-pid "$spid" --sources 4 \
-      --concurrency 256 >"$out" 2>"$out.err" &
+      --concurrency 256 --join-rate "$join_rate" >"$out" 2>"$out.err" &
   gpid=$!
   if ! wait "$gpid"; then
     echo "signal_load.sh: generator failed ($label, $n members):" >&2

@@ -652,7 +652,8 @@ static void reload_tls(server *s)
  * quarter of the timeout, so that a round never pings the freshly heard. */
 static uint64_t keep_early(const sig_conf *c)
 {
-    uint64_t e = (uint64_t)c->keepalive_batch_ms * 1000u, cap = (uint64_t)c->idle_timeout * 250000u;
+    uint64_t e = (uint64_t)c->keepalive_batch_ms * 1000u;
+    uint64_t cap = (uint64_t)c->idle_timeout * 250000u;
     return e < cap ? e : cap;
 }
 
@@ -675,7 +676,7 @@ static void op_reloaded(void *ud, const sig_conf *fresh)
 static bool ping_now(conn *c)
 {
     uint8_t ping[LWS_PRE + 2] = {[LWS_PRE] = 't', [LWS_PRE + 1] = 's'};
-    if (c->cl.close_code || c->ping_due || sig_member_peek(c->cl.m) ||
+    if (!c->cl.m || c->cl.close_code || c->ping_due || sig_member_peek(c->cl.m) ||
         lws_partial_buffered(c->wsi))
         return false;
     if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 2)
