@@ -3,14 +3,18 @@
  * clients:
  *
  *   1. connects --members idle members (rooms of --room-size) with at most
- *      --concurrency handshakes/joins in flight, then --pairs two-member
- *      rooms, and reports joins/s (first connect to last `joined`);
+ *      --concurrency handshakes/joins in flight (and, with --join-rate, at
+ *      most that many started a second), then --pairs two-member rooms, and
+ *      reports joins/s (first connect to last `joined`) and, with
+ *      --server-pid, the server's CPU time per join;
  *   2. with --server-pid: measures the server's CPU (from /proc) over
  *      --idle-seconds while every client is silent, and its RSS per member
  *      (VmRSS after the joins minus before, over the members);
  *   3. sends --rate timestamped `signal`s a second, round robin over the
  *      pairs, for --seconds, and reports the forwarding latency (send to
- *      receive, CLOCK_MONOTONIC, p50/p99/max) and how many arrived.
+ *      receive, CLOCK_MONOTONIC, p50/p99/max), how many arrived and, with
+ *      --server-pid, the server's CPU time per forwarded signal (less the
+ *      idle rate of step 2).
  *
  * The client side of RFC 6455 is written here by hand (a GET with Upgrade,
  * masked text frames out, unmasked frames in, pong for ping) rather than taken
@@ -58,6 +62,7 @@ typedef struct {
     const char *host;
     int port;
     long members, pairs, room_size, concurrency, rate, nsources;
+    long join_rate; /* 0: as fast as the server takes them; else joins started per second */
     double seconds, idle_seconds;
     int server_pid;
     bool check;
@@ -493,7 +498,11 @@ static bool join_range(gen *g, long from, long to, double max_s)
     uint64_t t0 = now_ns();
     g->next_start = from;
     while (g->joined + g->dead < to) {
-        while (g->next_start < to && g->inflight < g->o.concurrency)
+        /* (--join-rate: members arriving over time, so that their keepalive
+         * deadlines are spread as in real life, not bunched in one second) */
+        while (g->next_start < to && g->inflight < g->o.concurrency &&
+               (!g->o.join_rate || (double)(g->next_start - from) <
+                                       (double)(now_ns() - t0) / 1e9 * (double)g->o.join_rate))
             start_one(g, g->next_start++);
         poll_once(g, 10);
         if ((double)(now_ns() - t0) / 1e9 > max_s)
@@ -548,7 +557,8 @@ static void usage(void)
     printf("usage: tsunagu-sigload --port P [--host 127.0.0.1] [--members N (1000)]\n"
            "  [--pairs P (20)] [--room-size K (10)] [--rate SIGNALS/S (1000)]\n"
            "  [--seconds S (10)] [--idle-seconds S (5)] [--server-pid PID]\n"
-           "  [--concurrency C (256)] [--sources N (1): 127.0.0.1..N] [--check]\n");
+           "  [--concurrency C (256)] [--join-rate R (0: unpaced)]\n"
+           "  [--sources N (1): 127.0.0.1..N] [--check]\n");
 }
 
 static void parse_args(opts *o, int argc, char **argv)
@@ -589,6 +599,8 @@ static void parse_args(opts *o, int argc, char **argv)
             o->idle_seconds = (double)arg_l(v, 0, 3600, a);
         else if (!strcmp(a, "--server-pid"))
             o->server_pid = (int)arg_l(v, 1, 1 << 30, a);
+        else if (!strcmp(a, "--join-rate"))
+            o->join_rate = arg_l(v, 0, 1000000, a);
         else if (!strcmp(a, "--concurrency"))
             o->concurrency = arg_l(v, 1, 100000, a);
         else if (!strcmp(a, "--sources"))
@@ -610,7 +622,7 @@ int main(int argc, char **argv)
     struct rlimit rl;
     uint64_t t0, t1;
     long rss0 = -1, rss1 = -1;
-    double cpu0, cpu1, join_s;
+    double cpu0 = 0, cpu1, join_s, jcpu0 = 0, idle_pct = 0;
     bool ok;
     int rc = 0;
 
@@ -639,8 +651,10 @@ int main(int argc, char **argv)
         g->c[i].pair_side = (uint8_t)(i < g->o.members ? 0 : (i - g->o.members) & 1);
         g->c[i].st = ST_DEAD; /* not started */
     }
-    if (g->o.server_pid)
+    if (g->o.server_pid) {
         rss0 = proc_rss_kb(g->o.server_pid);
+        jcpu0 = proc_cpu_s(g->o.server_pid);
+    }
 
     t0 = now_ns();
     ok = join_range(g, 0, g->n, 600);
@@ -648,6 +662,12 @@ int main(int argc, char **argv)
     join_s = (double)(t1 - t0) / 1e9;
     printf("members=%ld\njoined=%ld\njoin_seconds=%.3f\njoins_per_s=%.0f\n", g->n, g->joined,
            join_s, (double)g->joined / join_s);
+    /* Server CPU per join (handshake, join, joined, the room's peer-joined):
+     * CPU time is what the server spent, so it holds up on a shared machine
+     * where the wall-clock rate mostly measures who else had the core. */
+    if (g->o.server_pid && g->joined)
+        printf("server_cpu_us_per_join=%.2f\n",
+               (proc_cpu_s(g->o.server_pid) - jcpu0) * 1e6 / (double)g->joined);
     if (!ok)
         fprintf(stderr, "sigload: joins did not finish within 600 s\n");
 
@@ -661,15 +681,26 @@ int main(int argc, char **argv)
         while ((double)(now_ns() - t0) / 1e9 < g->o.idle_seconds)
             poll_once(g, 100);
         cpu1 = proc_cpu_s(g->o.server_pid);
-        printf("server_idle_cpu_pct=%.3f\n",
-               100.0 * (cpu1 - cpu0) / ((double)(now_ns() - t0) / 1e9));
+        idle_pct = 100.0 * (cpu1 - cpu0) / ((double)(now_ns() - t0) / 1e9);
+        printf("server_idle_cpu_pct=%.3f\n", idle_pct);
         printf("server_rss_kb_before=%ld\nserver_rss_kb_after=%ld\n", rss0, rss1);
         if (g->joined)
             printf("server_rss_bytes_per_member=%.0f\n",
                    (double)(rss1 - rss0) * 1024.0 / (double)g->joined);
     }
 
+    if (g->o.server_pid) {
+        cpu0 = proc_cpu_s(g->o.server_pid);
+        t0 = now_ns();
+    }
     run_signals(g);
+    if (g->o.server_pid && g->recv) {
+        /* per forwarded signal (read, parse, look up, build, write), less
+         * the idle rate measured above (tick, keepalive) over the same time */
+        double busy = proc_cpu_s(g->o.server_pid) - cpu0;
+        double idle = idle_pct / 100.0 * ((double)(now_ns() - t0) / 1e9);
+        printf("server_cpu_us_per_signal=%.2f\n", (busy - idle) * 1e6 / (double)g->recv);
+    }
     printf("signals_sent=%" PRIu64 "\nsignals_delivered=%" PRIu64 "\n", g->sent, g->recv);
     if (g->nlat) {
         qsort(g->lat_ns, g->nlat, sizeof *g->lat_ns, cmp_u64);

@@ -7,6 +7,8 @@
 # Usage: bash bench/signal_load.sh [--sizes "1000 10000 50000"] [--reps 3]
 #          [--rate 1000] [--seconds 10] [--idle-seconds 5] [--pairs 20]
 #          [--build build] [--before PATH-to-old-tsunagu-signal] [--idle-timeout S]
+#          [--keepalive-batch-ms MS (after only; the before binary may not know it)]
+#          [--join-rate R (joins started per second; default unpaced)]
 # Server on core 0, load generator (tsunagu-sigload) on core 1 (taskset), both
 # on loopback, source addresses 127.0.0.1-4 (each has its own ~28k ephemeral
 # ports). The per-address limits are lifted (every member comes from 4
@@ -24,6 +26,8 @@ pairs=20
 build=build
 before=
 idle_timeout=60
+batch_ms=
+join_rate=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) sizes=$2; shift 2 ;;
@@ -35,7 +39,9 @@ while [ $# -gt 0 ]; do
     --build) build=$2; shift 2 ;;
     --before) before=$2; shift 2 ;;
     --idle-timeout) idle_timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --keepalive-batch-ms) batch_ms=$2; shift 2 ;;
+    --join-rate) join_rate=$2; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "signal_load.sh: unknown flag $1" >&2; exit 2 ;;
   esac
 done
@@ -67,11 +73,13 @@ flags=(--max-connections 200000 --max-connections-per-ip 0 --max-unjoined-per-ip
 
 # one run: binary, label, members -> key=value lines in $work/<label>.<members>.<rep>
 run_one() {
-  local bin=$1 label=$2 n=$3 rep=$4 port out
+  local bin=$1 label=$2 n=$3 rep=$4 port out extra
   out=$work/$label.$n.$rep
   for try in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 30000))
-    taskset -c 0 "$bin" --listen "127.0.0.1:$port" "${flags[@]}" >"$work/server.log" 2>&1 &
+    extra=()
+    [ "$label" = after ] && [ -n "$batch_ms" ] && extra=(--keepalive-batch-ms "$batch_ms")
+    taskset -c 0 "$bin" --listen "127.0.0.1:$port" "${flags[@]}" "${extra[@]}" >"$work/server.log" 2>&1 &
     spid=$!
     for _ in $(seq 50); do
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -86,7 +94,7 @@ run_one() {
   # (in the background and waited for: an interrupt stops it at once)
   taskset -c 1 "$gen" --port "$port" --members "$n" --pairs "$pairs" --rate "$rate" \
       --seconds "$seconds" --idle-seconds "$idle_seconds" --server-pid "$spid" --sources 4 \
-      --concurrency 256 >"$out" 2>"$out.err" &
+      --concurrency 256 --join-rate "$join_rate" >"$out" 2>"$out.err" &
   gpid=$!
   if ! wait "$gpid"; then
     echo "signal_load.sh: generator failed ($label, $n members):" >&2
@@ -94,13 +102,13 @@ run_one() {
   fi
   gpid=
   kill "$spid"; wait "$spid" 2>/dev/null || true; spid=
-  printf '%-7s %6d rep %d: %s\n' "$label" "$n" "$rep" \
-    "$(grep -E '^(joins_per_s|server_idle_cpu_pct|server_rss_bytes_per_member|latency_p50_ms|latency_p99_ms|signals_delivered|signals_sent|errors)=' "$out" | tr '\n' ' ')"
+  printf '%-7s %6d rep %d (load %s): %s\n' "$label" "$n" "$rep" "$(cut -d' ' -f1 /proc/loadavg)" \
+    "$(grep -E '^(joins_per_s|server_cpu_us_per_join|server_cpu_us_per_signal|server_idle_cpu_pct|server_rss_bytes_per_member|latency_p50_ms|latency_p99_ms|signals_delivered|signals_sent|errors|unexpected_closes)=' "$out" | tr '\n' ' ')"
 }
 
 labels=(after)
 [ -n "$before" ] && labels=(before after)
-echo "# tsunagu-signal load: rate $rate signals/s over $pairs pairs, ${seconds}s; idle window ${idle_seconds}s; idle-timeout ${idle_timeout}s; RLIMIT_NOFILE $hard"
+echo "# tsunagu-signal load: rate $rate signals/s over $pairs pairs, ${seconds}s; idle window ${idle_seconds}s; idle-timeout ${idle_timeout}s; keepalive-batch-ms ${batch_ms:-default}; RLIMIT_NOFILE $hard"
 run_sizes=()
 for n in $sizes; do
   if [ $((n + 2 * pairs + 64)) -gt "$hard" ]; then
@@ -124,7 +132,10 @@ python3 - "$work" "$reps" "${run_sizes[*]}" "${labels[*]}" <<'EOF'
 import statistics, sys
 work, reps, sizes, labels = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
 keys = [("joins_per_s", "joins/s", "%.0f"), ("latency_p50_ms", "p50 ms", "%.2f"),
-        ("latency_p99_ms", "p99 ms", "%.2f"), ("server_idle_cpu_pct", "idle CPU %", "%.2f"),
+        ("latency_p99_ms", "p99 ms", "%.2f"),
+        ("server_cpu_us_per_join", "CPU us/join", "%.1f"),
+        ("server_cpu_us_per_signal", "CPU us/signal", "%.1f"),
+        ("server_idle_cpu_pct", "idle CPU %", "%.2f"),
         ("server_rss_bytes_per_member", "RSS B/member", "%.0f")]
 def load(label, n, rep):
     d = {}

@@ -33,6 +33,7 @@ typedef struct {
     rtc_strlist relay, canary;
     char *relay_registry, *canary_max_loss_delta, *canary_max_jitter_delta;
     int64_t relay_max_load, canary_min_sample, canary_window, canary_hold;
+    int64_t keepalive_batch_ms; /* keepalive pings in rounds (issue 16 item 4) */
 } sig_conf;
 
 /* --redis URL, parsed: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (HOST may

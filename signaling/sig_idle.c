@@ -41,9 +41,17 @@ void sig_idle_touch(sig_idle *q, sig_idle_node *n, uint64_t now_us)
 
 sig_idle_due sig_idle_next(sig_idle *q, uint64_t now_us, sig_idle_node **out)
 {
+    return sig_idle_next_early(q, now_us, 0, out);
+}
+
+sig_idle_due sig_idle_next_early(sig_idle *q, uint64_t now_us, uint64_t early_us,
+                                 sig_idle_node **out)
+{
     sig_idle_node *n = q->head.next;
     *out = NULL;
-    if (n == &q->head || n->due_us > now_us)
+    /* a ping may go early, a hang-up never: it waits for its own deadline
+     * (and so do the pings behind it, till the next run) */
+    if (n == &q->head || n->due_us > now_us + early_us || (n->pinged && n->due_us > now_us))
         return SIG_IDLE_NONE;
     *out = n;
     if (n->pinged) {
@@ -51,6 +59,6 @@ sig_idle_due sig_idle_next(sig_idle *q, uint64_t now_us, sig_idle_node **out)
         return SIG_IDLE_HANGUP;
     }
     n->pinged = true;
-    append(q, n, now_us + q->half_us);
+    append(q, n, now_us + q->half_us); /* (from now, not the deadline: the list stays sorted) */
     return SIG_IDLE_PING;
 }

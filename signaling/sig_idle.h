@@ -41,5 +41,11 @@ typedef enum { SIG_IDLE_NONE, SIG_IDLE_PING, SIG_IDLE_HANGUP } sig_idle_due;
  * PING: the node was re-armed (marked, at the tail): send it a ping.
  * HANGUP: the node was taken off the list: close its connection. */
 sig_idle_due sig_idle_next(sig_idle *q, uint64_t now_us, sig_idle_node **out);
+/* The same, but a ping due within early_us from now goes now (keepalive in
+ * rounds: --keepalive-batch-ms). A HANGUP still waits for its deadline. An
+ * early ping re-arms from now, so a peer that never answers is closed up
+ * to early_us before the full timeout. */
+sig_idle_due sig_idle_next_early(sig_idle *q, uint64_t now_us, uint64_t early_us,
+                                 sig_idle_node **out);
 
 #endif

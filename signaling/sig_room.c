@@ -328,8 +328,8 @@ static void leave_room(sig_hub *h, sig_member *m, uint64_t now_us)
     m->state = SIG_MEMBER_LOBBY;
     m->id[0] = '\0';
     free(m->name);
-    free(m->resume);
-    m->name = m->resume = NULL;
+    m->name = NULL;
+    tok_drop(h, m);
     hold_clear(m); /* what waited for it is moot now */
 }
 
@@ -345,7 +345,7 @@ static void member_free(sig_hub *h, sig_member *m)
         h->nlobby--;
     queue_clear(m);
     free(m->name);
-    free(m->resume);
+    tok_drop(h, m);
     free(m);
 }
 
@@ -362,6 +362,10 @@ sig_hub *sig_hub_new(const sig_limits *lim, const sig_hub_ops *ops)
     h->ops = *ops;
     h->due_us = UINT64_MAX;
     (void)rtc_map_init(&h->rooms); /* (no random key: still a working map, see rtc_map_init) */
+    if (sig_tokmap_init(&h->tokens)) {
+        free(h);
+        return NULL;
+    }
     return h;
 }
 
@@ -388,6 +392,7 @@ void sig_hub_free(sig_hub *h)
         free(r);
     }
     rtc_map_dispose(&h->rooms);
+    sig_tokmap_dispose(&h->tokens); /* (the members' nodes go with them below) */
     while (h->all) {
         sig_member *m = h->all;
         h->all = m->hnext;
@@ -442,7 +447,7 @@ sig_code sig_hub_join(sig_hub *h, sig_member *m, const sig_join_params *p, uint6
         remote_sync(h, r, p->remotes, p->nremotes, now_us);
     snprintf(m->id, sizeof m->id, "%s", p->id);
     m->name = name;
-    m->resume = resume;
+    tok_set(h, m, resume);
     m->room = r;
     m->state = SIG_MEMBER_JOINED;
     room_append(r, m);
@@ -647,8 +652,8 @@ sig_code sig_hub_leave(sig_hub *h, sig_member *m, uint64_t now_us)
 
 sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t now_us)
 {
-    sig_member *lobby = *mp, *m;
-    size_t tlen = strlen(token);
+    sig_member *lobby = *mp, *m = NULL;
+    sig_tokmap_node *tn;
     json_t *peers;
     char *text;
     sig_buf *b;
@@ -656,9 +661,9 @@ sig_code sig_hub_resume(sig_hub *h, sig_member **mp, const char *token, uint64_t
 
     if (lobby->state != SIG_MEMBER_LOBBY)
         return SIG_E_BAD_REQUEST;
-    for (m = h->all; m; m = m->hnext)
-        if (m->resume && strlen(m->resume) == tlen && rtc_ct_equal(m->resume, token, tlen))
-            break;
+    /* keyed hash, then a constant-time compare (sig_tokmap.h): O(1) */
+    if ((tn = sig_tokmap_find(&h->tokens, token)))
+        m = RTC_MAP_ENTRY(tn, sig_member, tnode);
     if (!m || m->overflowed ||
         (m->state == SIG_MEMBER_DETACHED && now_us - m->detached_at >= h->lim.resume_us))
         return SIG_E_UNAUTHORIZED;
@@ -787,8 +792,7 @@ sig_code sig_hub_hand_over(sig_hub *h, const sig_hand_over_req *q, char ***texts
     h->nmembers--;
     if (q->reply_key)
         sig_ho_reply_key(m->resume, q->reply_key);
-    free(m->resume);
-    m->resume = NULL;
+    tok_drop(h, m);
     m->conn = NULL;
     m->overflowed = false;
     m->state = SIG_MEMBER_REMOTE; /* still in the room, now on the other node */
@@ -865,7 +869,7 @@ sig_code sig_hub_adopt(sig_hub *h, sig_member *m, const sig_adopt_params *p, uin
         at_head = false; /* its neighbour left meanwhile: append */
     snprintf(m->id, sizeof m->id, "%s", p->id);
     m->name = name;
-    m->resume = resume;
+    tok_set(h, m, resume);
     m->room = r;
     if (after || at_head)
         room_insert_after(r, after, m);

@@ -5,8 +5,11 @@
 #ifndef SIG_ROOM_INT_H
 #define SIG_ROOM_INT_H
 
+#include <stdlib.h> /* free (tok_drop) */
+
 #include "rtc_map.h"
 #include "sig_room.h"
+#include "sig_tokmap.h"
 
 typedef struct qent {
     struct qent *next;
@@ -33,6 +36,7 @@ struct sig_member {
     char id[SIG_ID_MAX + 1];
     char *name;   /* owned; NULL in the lobby */
     char *resume; /* owned resume token; NULL in the lobby */
+    sig_tokmap_node tnode; /* in the hub's tokens while resume is set */
     qent *qhead, *qtail;
     size_t qn, qbytes;
     bool overflowed;
@@ -64,7 +68,23 @@ struct sig_hub {
     uint64_t nrooms, nmembers, ndetached, nlobby, nremote;
     uint64_t due_us; /* earliest resume-window end, or overflow eviction: tick then */
     rtc_map rooms; /* name -> sig_room */
+    sig_tokmap tokens; /* resume token -> member: O(1) resume (issue 16 item 4) */
 };
+
+/* m's resume token (owned) goes into the hub's token map, or out of it and
+ * freed: every set and clear of m->resume goes through these two */
+static inline void tok_set(sig_hub *h, sig_member *m, char *tok)
+{
+    m->resume = tok;
+    sig_tokmap_insert(&h->tokens, &m->tnode, tok);
+}
+
+static inline void tok_drop(sig_hub *h, sig_member *m)
+{
+    sig_tokmap_remove(&h->tokens, &m->tnode);
+    free(m->resume);
+    m->resume = NULL;
+}
 
 /* the detached list (see sig_hub): link when a member becomes DETACHED,
  * unlink when it stops being one (ndetached counts the same members) */

@@ -88,6 +88,7 @@ struct server {
     lws_sorted_usec_list_t tick;
     sig_idle idle_q;  /* keepalive deadlines of the open WebSockets */
     lws_sorted_usec_list_t keep; /* fires at idle_q's earliest deadline */
+    uint64_t keep_early_us;      /* --keepalive-batch-ms, capped (keep_early) */
     bool keep_armed;
     struct ev_loop *loop; /* the one loop (libev, epoll); lws runs on it */
     bool stop;
@@ -647,11 +648,42 @@ static void reload_tls(server *s)
 }
 
 
+/* How early a keepalive ping may go (--keepalive-batch-ms): at most a
+ * quarter of the timeout, so that a round never pings the freshly heard. */
+static uint64_t keep_early(const sig_conf *c)
+{
+    uint64_t e = (uint64_t)c->keepalive_batch_ms * 1000u;
+    uint64_t cap = (uint64_t)c->idle_timeout * 250000u;
+    return e < cap ? e : cap;
+}
+
 /* SIGHUP, after the sessions took the fresh settings: what lws holds. */
 static void op_reloaded(void *ud, const sig_conf *fresh)
 {
     server *s = ud;
     sig_idle_set_timeout(&s->idle_q, (uint64_t)fresh->idle_timeout * 1000000u);
+    s->keep_early_us = keep_early(fresh);
+}
+
+/* The ping of a connection with nothing else to send goes out at once, not
+ * at WRITEABLE: a keepalive round then costs one send (and the pong's
+ * read) instead of a send plus two epoll_ctl (POLLOUT on, then off) and a
+ * wake-up for the writable event. Safe outside WRITEABLE on the service
+ * thread: the frame is whole, nothing is queued or half-sent before it
+ * (else the WRITEABLE path sends it after what waits), and a send the
+ * kernel cannot take in full is kept and finished by lws. false: send it
+ * at WRITEABLE instead. */
+static bool ping_now(conn *c)
+{
+    uint8_t ping[LWS_PRE + 2] = {[LWS_PRE] = 't', [LWS_PRE + 1] = 's'};
+    if (!c->cl.m || c->cl.close_code || c->ping_due || sig_member_peek(c->cl.m) ||
+        lws_partial_buffered(c->wsi))
+        return false;
+    if (lws_write(c->wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 2)
+        /* a broken socket: no callback to return -1 from, so close it the
+         * way a missed pong does */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    return true;
 }
 
 /* Connections silent for half the idle timeout get a ping; those silent
@@ -666,11 +698,15 @@ static void on_keepalive(lws_sorted_usec_list_t *sul)
     sig_idle_node *n;
     sig_idle_due d;
     s->keep_armed = false;
-    for (unsigned k = 0; k < IDLE_PER_RUN && (d = sig_idle_next(&s->idle_q, t, &n)); k++) {
+    for (unsigned k = 0;
+         k < IDLE_PER_RUN && (d = sig_idle_next_early(&s->idle_q, t, s->keep_early_us, &n));
+         k++) {
         conn *c = lws_container_of(n, conn, idle);
         if (d == SIG_IDLE_PING) {
-            c->ping_due = true;
-            lws_callback_on_writable(c->wsi);
+            if (!ping_now(c)) {
+                c->ping_due = true;
+                lws_callback_on_writable(c->wsi);
+            }
             continue;
         }
         RTC_LOG(RTC_LOG_INFO, c->cl.m ? sig_member_id(c->cl.m) : NULL,
@@ -755,6 +791,7 @@ int sig_ws_run(sig_conf *conf, int argc, char *const argv[])
      * its default); ours is sig_idle's (on_keepalive) */
     info.retry_and_idle_policy = &idle;
     sig_idle_init(&s.idle_q, (uint64_t)conf->idle_timeout * 1000000u);
+    s.keep_early_us = keep_early(conf);
     if (!(s.loop = ev_loop_new(EVBACKEND_EPOLL)) && !(s.loop = ev_loop_new(EVFLAG_AUTO))) {
         RTC_LOG(RTC_LOG_ERROR, NULL, "cannot create the event loop");
         goto out_srv;

@@ -608,6 +608,43 @@ async def idle(exe):
 
 
 @test
+async def idle_batch(exe):
+    # --keepalive-batch-ms (issue 16 item 4): pings in rounds, up to 400 ms
+    # early. Live clients still survive round after round; a silent one is
+    # still closed, not before idle-timeout minus the batch after it joined.
+    with Server(exe, "--idle-timeout", "2", "--keepalive-batch-ms", "400",
+                "--resume-seconds", "30") as srv:
+        quiet = RawWs(srv.port)
+        quiet.send({"type": "join", "room": "r", "name": "quiet"})
+        t0 = time.time()
+        live = []
+        for i in range(5):
+            c = await Client.connect(srv.url)
+            await c.join("r", "c%d" % i)
+            live.append(c)
+        # (in a thread: the live clients answer pings only while the event
+        # loop runs, and early pings leave them less time than in `idle`)
+        closed = await asyncio.get_running_loop().run_in_executor(
+            None, quiet.closed_within, 8 * MULT)
+        assert closed, "idle connection not closed"
+        dt = time.time() - t0
+        assert dt >= 1.5, dt
+        await asyncio.sleep(4)   # two more ping rounds at least
+        for c in live:           # alive: answers our ping (after peer-joined/left)
+            await c.send({"type": "ping"})
+            for _ in range(20):
+                if (await c.recv()).get("type") == "pong":
+                    break
+            else:
+                assert False, "no pong"
+        m = srv.metrics()
+        assert m["tsunagu_signal_connections"] == 5 and m["tsunagu_signal_members"] == 6, m
+        print("batched keepalive: idle connection closed after %.1fs; 5 live ones kept" % dt)
+        for c in live:
+            await c.close()
+
+
+@test
 async def resume(exe):
     with Server(exe, "--resume-seconds", "3", "--rate-limit", "1000") as srv:
         a = await Client.connect(srv.url)

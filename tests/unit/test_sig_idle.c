@@ -83,9 +83,44 @@ static void many(void)
     free(v);
 }
 
+/* --keepalive-batch-ms: pings due within the window go together and early;
+ * a hang-up waits for its own deadline, and holds back the pings behind it
+ * till the next run; early pings re-arm from now (the list stays sorted). */
+static void early(void)
+{
+    sig_idle q;
+    sig_idle_node a = {0}, b = {0}, c = {0}, *n;
+    sig_idle_init(&q, 10 * S); /* pings at 5 s of silence */
+    sig_idle_touch(&q, &a, 0);
+    sig_idle_touch(&q, &b, 200000);  /* due 5.2 s */
+    sig_idle_touch(&q, &c, 900000);  /* due 5.9 s */
+    is_int(sig_idle_next_early(&q, 4 * S, 500000, &n), SIG_IDLE_NONE, "nothing within 0.5 s at 4 s");
+    is_int(sig_idle_next_early(&q, 4800000, 500000, &n), SIG_IDLE_PING, "a (due 5 s) at 4.8 s");
+    ok(n == &a && a.due_us == 4800000 + 5 * S, "a pinged early, re-armed from now");
+    is_int(sig_idle_next_early(&q, 4800000, 500000, &n), SIG_IDLE_PING, "b (due 5.2 s) too");
+    ok(n == &b, "b");
+    is_int(sig_idle_next_early(&q, 4800000, 500000, &n), SIG_IDLE_NONE, "c (due 5.9 s) not yet");
+    /* c answers nothing, gets its ping at 5.9 s; a and b stay silent */
+    is_int(sig_idle_next_early(&q, 5900000, 0, &n), SIG_IDLE_PING, "c at its deadline");
+    ok(n == &c, "c");
+    is_int(sig_idle_next_early(&q, 9700000, 500000, &n), SIG_IDLE_NONE,
+           "a's hang-up (9.8 s) is not early, even within the window");
+    is_int(sig_idle_next_early(&q, 9800000, 500000, &n), SIG_IDLE_HANGUP, "a hung up at 9.8 s");
+    ok(n == &a && q.n == 2, "a off the list");
+    sig_idle_touch(&q, &b, 9800000); /* b answers: due 14.8 s */
+    is_int(sig_idle_next_early(&q, 10 * S, 5 * S, &n), SIG_IDLE_NONE,
+           "c's pending hang-up (10.9 s) holds back b's early ping");
+    is_int(sig_idle_next_early(&q, 10900000, 5 * S, &n), SIG_IDLE_HANGUP, "c hung up at 10.9 s");
+    is_int(sig_idle_next_early(&q, 10900000, 5 * S, &n), SIG_IDLE_PING, "then b, early");
+    ok(n == &b, "b");
+    is_int(sig_idle_next(&q, 100 * S, &n), SIG_IDLE_HANGUP, "plain next: b's hang-up");
+    is_int((int)q.n, 0, "empty");
+}
+
 int main(void)
 {
     one();
     many();
+    early();
     return done_testing();
 }
