@@ -230,6 +230,18 @@ echo "relay_vs_coturn: mode $MODE, $REPS repetition(s), servers: $SERVERS; resul
 # saved pays for the peer, TCP/TLS 10 and floor levels within the 25-minute budget.
 FDUR=$([ $MODE = quick ] && echo 2000 || echo 3000)
 
+# The echo floor of a level (issue 16) runs right after each repetition of that level, so
+# the floor and the servers it is compared with see the same noise: "floor|SIZE|PER|N" is
+# the batched echo (tsunagu-echo --batch 64, core 0) with N sockets x PER messages/s, the
+# datagram rate tsunagu receives and sends at N allocations x 50 messages/s: PER 50 in pair
+# mode (the hand-over: one receive + one send per message), PER 100 in peer mode.
+# report.py divides every figure by the server's kernel crossings (datagrams received +
+# sent) per message, see docs/performance.md.
+floor_run() { # SIZE PER N
+    run_level "floor|$1|$2|$3" echo64 --allocations $3 --size $1 --rate $(($3 * $2)) \
+        --duration-ms $FDUR
+}
+
 if want fixed; then
 # ---- 1. server CPU per relayed packet at fixed offered loads (50 msgs/s per allocation) ----
 if [ $MODE = quick ]; then
@@ -239,10 +251,21 @@ else
     for size in 170 1200; do for send in channel indication; do for n in 10 100 1000; do
         FIXED="$FIXED $size:$send:$n"; done; done; done
 fi
-for lv in $FIXED; do
-    IFS=: read -r size send n <<<"$lv"
-    each_rep "fixed|$size|$send|$n" --mode pair --send $send --size $size --allocations $n \
-        --rate $((n * 50)) --duration-ms $FDUR
+# per size and allocation count: each repetition runs every send kind on every server
+# (interleaved), then the floor
+for sn in $(for lv in $FIXED; do echo "${lv%%:*}:${lv##*:}"; done | awk '!seen[$0]++'); do
+    IFS=: read -r size n <<<"$sn"
+    for r in $(seq 1 "$REPS"); do
+        for lv in $FIXED; do
+            IFS=: read -r lsize send ln <<<"$lv"
+            [ "$lsize:$ln" = "$sn" ] || continue
+            for s in $SERVERS; do
+                run_level "fixed|$size|$send|$n" $s --mode pair --send $send --size $size \
+                    --allocations $n --rate $((n * 50)) --duration-ms $FDUR
+            done
+        done
+        floor_run $size 50 $n
+    done
 done
 fi
 
@@ -268,32 +291,26 @@ done
 [ -n "$PEERPORT" ] || { echo "relay_vs_coturn: the peer echo did not start" >&2; exit 1; }
 for lv in $PEERLV; do
     IFS=: read -r size n <<<"$lv"
-    each_rep "peer|$size|channel|$n" --mode echo --peer 127.0.0.1:$PEERPORT --send channel \
-        --size $size --allocations $n --rate $((n * 50)) --duration-ms $FDUR
+    for r in $(seq 1 "$REPS"); do
+        for s in $SERVERS; do
+            run_level "peer|$size|channel|$n" $s --mode echo --peer 127.0.0.1:$PEERPORT \
+                --send channel --size $size --allocations $n --rate $((n * 50)) --duration-ms $FDUR
+        done
+        floor_run $size 100 $n
+    done
 done
 kill "$PEERPID" 2>/dev/null || true
 wait "$PEERPID" 2>/dev/null || true
 fi
 
-if want fixed || want peer; then
-# ---- the floor at the same datagram rates: the bare echo on the same core ----
-# "fixed|170|raw|N" (both echoes, as before issue 16): N sockets x 100 messages/s = the
-# datagrams/s a server receives (and sends) at N allocations x 50 messages/s in peer mode,
-# or in pair mode without a hand-over (coturn). "floor|SIZE|PER|N" (batched echo only):
-# N sockets x PER messages/s; PER 50 = what tsunagu receives and sends in pair mode (its
-# hand-over makes a message one receive + one send), PER 100 at 1200 B for peer mode.
-# report.py divides every figure by the server's kernel crossings (datagrams received +
-# sent) per message, see docs/performance.md.
-for n in $([ $MODE = quick ] && echo "100 1000" || echo "10 100 1000"); do
+if want fixed; then
+# ---- the floor table as before issue 16: both echoes, N sockets x 100 messages/s = the
+# packets/s a server relays at N allocations x 50 messages/s, 170 B ----
+for n in $([ $MODE = quick ] && echo "100" || echo "10 100 1000"); do
     for r in $(seq 1 "$REPS"); do
         for e in echo1 echo64; do
             run_level "fixed|170|raw|$n" $e --allocations $n --size 170 --rate $((n * 100)) \
                 --duration-ms $FDUR
-        done
-        for sp in $([ $MODE = quick ] && echo "170:50" || echo "170:50 1200:50 1200:100"); do
-            IFS=: read -r size per <<<"$sp"
-            run_level "floor|$size|$per|$n" echo64 --allocations $n --size $size \
-                --rate $((n * per)) --duration-ms $FDUR
         done
     done
 done

@@ -260,8 +260,8 @@ def main():
             fmt(t, 2), fmt(c, 2), fmt(f, 2), ratio(t, f), ratio(c, f)))
     if xl:
         print("\n| UDP fixed level (per kernel crossing: a datagram the server receives or sends) "
-              "| tsunagu µs / crossing | coturn µs / crossing | echo floor µs / crossing "
-              "| tsunagu / echo | coturn / echo |\n| --- | --- | --- | --- | --- | --- |")
+              "| tsunagu µs / crossing | coturn µs / crossing | echo floor µs / crossing (at "
+              "tsunagu's datagram rate) | tsunagu / echo | coturn / echo |\n| --- | --- | --- | --- | --- | --- |")
         print("\n".join(xl))
 
     # the physical reference, measured in the same run
