@@ -8,8 +8,8 @@
 # coturn...) so a burst of noise from other processes hits both. At the end
 # bench/report.py prints medians, min-max and the tsunagu/coturn ratios.
 #
-#   bench/relay_vs_coturn.sh --quick          # ~4 minutes, 1 repetition
-#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (~22 min)
+#   bench/relay_vs_coturn.sh --quick          # ~3 minutes, 1 repetition
+#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (17-23 min)
 #   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
 #            --levels "fixed peer lossless latency flood tcp tls alloc" (a subset)
 #            --latency-rate MSGS/S
