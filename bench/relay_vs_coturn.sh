@@ -8,10 +8,13 @@
 # coturn...) so a burst of noise from other processes hits both. At the end
 # bench/report.py prints medians, min-max and the tsunagu/coturn ratios.
 #
-#   bench/relay_vs_coturn.sh --quick          # ~2 minutes, 1 repetition
-#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (~20 min)
+#   bench/relay_vs_coturn.sh --quick          # ~3 minutes, 1 repetition
+#   bench/relay_vs_coturn.sh                  # full: 3 repetitions, every level (17-23 min)
 #   options: --reps N  --build DIR  --out DIR  --servers "relay coturn"  --uclient
-#            --levels "fixed lossless latency flood tcp tls alloc" (a subset)  --latency-rate MSGS/S
+#            --levels "fixed peer lossless latency flood tcp tls alloc" (a subset)
+#            --latency-rate MSGS/S
+# "fixed" and "peer" also run the echo floor at the same datagram rates; the
+# table ends with the issue 16 targets block (docs/performance.md).
 #
 # Loopback only; ports are picked free at run time; every process started is
 # killed by PID on exit (trap), also on failure or Ctrl-C.
@@ -25,7 +28,7 @@ REPS=
 OUT=
 SERVERS="relay coturn"
 UCLIENT=0
-LEVELS="fixed lossless latency flood tcp tls alloc"
+LEVELS="fixed peer lossless latency flood tcp tls alloc"
 LATRATE=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -38,7 +41,7 @@ while [ $# -gt 0 ]; do
     --uclient) UCLIENT=1 ;;
     --levels) LEVELS=$2; shift ;;
     --latency-rate) LATRATE=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "relay_vs_coturn: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -222,30 +225,92 @@ want() { [[ " $LEVELS " == *" $1 "* ]]; }
 T0=$(date +%s)
 echo "relay_vs_coturn: mode $MODE, $REPS repetition(s), servers: $SERVERS; results in $RES" >&2
 
+# Phases at fixed loads are 3 s in full mode (5 s before issue 16): CPU per packet is a
+# ratio of two counters and stays within a few % between repetitions at 3 s, and the time
+# saved pays for the peer, TCP/TLS 10 and floor levels within the 25-minute budget.
+FDUR=$([ $MODE = quick ] && echo 2000 || echo 3000)
+
+# The echo floor of a level (issue 16) runs right after each repetition of that level, so
+# the floor and the servers it is compared with see the same noise: "floor|SIZE|PER|N" is
+# the batched echo (tsunagu-echo --batch 64, core 0) with N sockets x PER messages/s, the
+# datagram rate tsunagu receives and sends at N allocations x 50 messages/s: PER 50 in pair
+# mode (the hand-over: one receive + one send per message), PER 100 in peer mode.
+# report.py divides every figure by the server's kernel crossings (datagrams received +
+# sent) per message, see docs/performance.md.
+floor_run() { # SIZE PER N
+    run_level "floor|$1|$2|$3" echo64 --allocations $3 --size $1 --rate $(($3 * $2)) \
+        --duration-ms $FDUR
+}
+
 if want fixed; then
 # ---- 1. server CPU per relayed packet at fixed offered loads (50 msgs/s per allocation) ----
 if [ $MODE = quick ]; then
     FIXED="170:channel:10 170:channel:100 170:channel:1000 1200:channel:100 170:indication:100"
-    DUR=2000
 else
     FIXED=""
     for size in 170 1200; do for send in channel indication; do for n in 10 100 1000; do
         FIXED="$FIXED $size:$send:$n"; done; done; done
-    DUR=5000
 fi
-for lv in $FIXED; do
-    IFS=: read -r size send n <<<"$lv"
-    each_rep "fixed|$size|$send|$n" --mode pair --send $send --size $size --allocations $n \
-        --rate $((n * 50)) --duration-ms $DUR
+# per size and allocation count: each repetition runs every send kind on every server
+# (interleaved), then the floor
+for sn in $(for lv in $FIXED; do echo "${lv%%:*}:${lv##*:}"; done | awk '!seen[$0]++'); do
+    IFS=: read -r size n <<<"$sn"
+    for r in $(seq 1 "$REPS"); do
+        for lv in $FIXED; do
+            IFS=: read -r lsize send ln <<<"$lv"
+            [ "$lsize:$ln" = "$sn" ] || continue
+            for s in $SERVERS; do
+                run_level "fixed|$size|$send|$n" $s --mode pair --send $send --size $size \
+                    --allocations $n --rate $((n * 50)) --duration-ms $FDUR
+            done
+        done
+        floor_run $size 50 $n
+    done
 done
+fi
 
-# the floor at the same packet rates: the bare echo on the same core, N sockets x 100
-# messages/s = the packets/s the server handles at N allocations x 50 messages/s
+if want peer; then
+# ---- 1b. peer mode (issue 16): client -> relay -> a peer outside the relay -> relay -> client,
+# the common call with one side relayed. The peer is tsunagu-echo (recvmmsg/sendmmsg of 64)
+# on the generator's core 1, started once for the section; each message crosses the server
+# twice, as in pair mode (relayed packets = 2 x messages received).
+if [ $MODE = quick ]; then
+    PEERLV="170:100 170:1000"
+else
+    PEERLV="170:100 170:1000 1200:100 1200:1000"
+fi
+taskset -c 1 "$ECHO" --batch 64 --max-seconds 3600 >"$D/peer.log" 2>&1 &
+PEERPID=$!
+PIDS+=("$PEERPID")
+PEERPORT=
+for i in $(seq 1 100); do # bounded: 10 s
+    PEERPORT=$(awk '/^port/ {print $2}' "$D/peer.log" 2>/dev/null || true)
+    [ -n "$PEERPORT" ] && break
+    sleep 0.1
+done
+[ -n "$PEERPORT" ] || { echo "relay_vs_coturn: the peer echo did not start" >&2; exit 1; }
+for lv in $PEERLV; do
+    IFS=: read -r size n <<<"$lv"
+    for r in $(seq 1 "$REPS"); do
+        for s in $SERVERS; do
+            run_level "peer|$size|channel|$n" $s --mode echo --peer 127.0.0.1:$PEERPORT \
+                --send channel --size $size --allocations $n --rate $((n * 50)) --duration-ms $FDUR
+        done
+        floor_run $size 100 $n
+    done
+done
+kill "$PEERPID" 2>/dev/null || true
+wait "$PEERPID" 2>/dev/null || true
+fi
+
+if want fixed; then
+# ---- the floor table as before issue 16: both echoes, N sockets x 100 messages/s = the
+# packets/s a server relays at N allocations x 50 messages/s, 170 B ----
 for n in $([ $MODE = quick ] && echo "100" || echo "10 100 1000"); do
     for r in $(seq 1 "$REPS"); do
         for e in echo1 echo64; do
             run_level "fixed|170|raw|$n" $e --allocations $n --size 170 --rate $((n * 100)) \
-                --duration-ms $DUR
+                --duration-ms $FDUR
         done
     done
 done
@@ -259,14 +324,15 @@ if [ $MODE = quick ]; then
     STEPS=20000,40000,60000,80000,100000,120000,140000,160000,200000,250000,300000
     STEPDUR=1000
 else
-    STEPS=10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,110000,120000,140000,160000,180000,200000,250000,300000
-    STEPDUR=2500
+    # issue 16: 20k steps and 2 s (10k steps of 2.5 s before) keep the full run under 25 min
+    STEPS=20000,40000,60000,80000,100000,120000,140000,160000,180000,200000,250000,300000
+    STEPDUR=2000
 fi
 # 1 ms ticks here: at 100k+ messages/s the generator needs its sendmmsg batches
 each_rep "lossless|170|channel|10" --mode pair --size 170 --allocations 10 --steps $STEPS \
     --tick-us 1000 --duration-ms $STEPDUR --max-loss 0.001 --retries 2
 # the echo reference on the same core: one packet per syscall and batches of 64
-ESTEPS=20000,40000,60000,80000,100000,120000,140000,160000,180000,200000,250000,300000,350000,400000,500000,600000
+ESTEPS=20000,40000,80000,120000,160000,200000,250000,300000,350000,400000,500000,600000
 [ $MODE = full ] || ESTEPS=40000,80000,120000,160000,200000,250000,300000,400000,500000,600000
 for r in $(seq 1 "$REPS"); do
     for e in echo1 echo64; do
@@ -285,8 +351,7 @@ echo "relay_vs_coturn: latency level at $HALF msgs/s (half of coturn's lossless 
 # 1 ms ticks, as in the lossless search, so "half the lossless rate" is half the capacity
 # measured under the same arrival pattern
 each_rep "latency|170|channel|10|$HALF" --mode pair --size 170 --allocations 10 --rate $HALF \
-    --tick-us 1000 \
-    --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+    --tick-us 1000 --duration-ms $FDUR
 
 fi
 
@@ -312,10 +377,9 @@ for tr in tcp tls; do
             -subj /CN=127.0.0.1 -keyout "$D/key.pem" -out "$D/cert.pem" 2>/dev/null
         WITH_TLS=1
     fi
-    for n in $([ $MODE = quick ] && echo "100" || echo "100 1000"); do
+    for n in 10 100 1000; do
         each_rep "${tr}fixed|170|channel|$n" --transport $tr --mode pair --size 170 \
-            --allocations $n --rate $((n * 50)) \
-            --duration-ms $([ $MODE = quick ] && echo 2000 || echo 5000)
+            --allocations $n --rate $((n * 50)) --duration-ms $FDUR
     done
     each_rep "${tr}flood|170|channel|10" --transport $tr --mode pair --size 170 --allocations 10 \
         --rate 0 --duration-ms 2000

@@ -5,6 +5,16 @@ Every line is one tsunagu-turnload phase, labelled "SERVER|LEVEL...". Runs of
 the same level and server are reduced to median (min-max); the ratio column is
 tsunagu's median over coturn's. `--half-lossless SERVER FILE` prints half of
 that server's median lossless rate in messages/s (the latency level).
+
+Kernel crossings (issue 16): one crossing is one datagram the server process
+receives or sends through the kernel (a recvmmsg of 8 is 8 crossings). Per
+delivered message, in pair mode tsunagu's hand-over takes 1 receive + 1 send
+(2), coturn relays through the other allocation's relayed socket (2 receives +
+2 sends = 4); in peer mode both servers take 4 (client -> relayed socket ->
+peer, peer -> relayed socket -> client); the echo takes 2 per echoed packet.
+µs per crossing = server CPU / (messages received x crossings per message).
+The echo floor of a level is the batched echo at the same datagram rate as
+tsunagu: N sockets x 50 msgs/s for pair, x 100 for peer (docs/performance.md).
 """
 import json
 import statistics
@@ -12,6 +22,9 @@ import sys
 
 NAMES = {"relay": "tsunagu", "coturn": "coturn", "echo1": "echo (1/syscall)",
          "echo64": "echo (mmsg 64)"}
+# kernel crossings per delivered message (see above); relayed packets = 2 x messages
+CROSSINGS = {("relay", "fixed"): 2, ("coturn", "fixed"): 4, ("relay", "peer"): 4,
+             ("coturn", "peer"): 4}
 
 
 def load(path):
@@ -146,6 +159,11 @@ def main():
     levels_matching = [lv for lv in levels if lv.startswith("fixed|") and lv.endswith("|1000")]
     row(lambda lv: "peak RSS KB per 1000 allocations (%s)" % lv.split("|", 1)[1].replace("|", " "),
         lambda r: r[0]["server_kb_per_1000_alloc"], 0, ("≤ 1/4", lambda x: x <= 0.25, False))
+    levels_matching = [lv for lv in levels if lv.startswith("peer|")]
+    row(lambda lv: "UDP peer mode: µs server CPU / relayed pkt: %s B, %s, %s allocs x 50 msg/s"
+        % tuple(lv.split("|")[1:]), lambda r: r[0]["server_us_per_pkt"], 2)
+    row(lambda lv: "UDP peer mode: loss %% at %s B, %s allocs" % (lv.split("|")[1], lv.split("|")[3]),
+        lambda r: r[0]["loss"] * 100, 3)
     levels_matching = [lv for lv in levels if lv.startswith("lossless|170|channel")]
     row(lambda lv: "lossless throughput, relayed pkt/s (loss < 0.1%, 10 allocs, 170 B)",
         lambda r: 2 * lossless(r)["offered_rate"], 0, ("≥ 2x", lambda x: x >= 2, False))
@@ -207,6 +225,45 @@ def main():
               "| echo (mmsg 64) µs CPU / pkt |\n| --- | --- | --- |")
         print("\n".join(fl))
 
+    # per kernel crossing, next to the echo floor at tsunagu's datagram rate (issue 16)
+    def per_crossing(srv, lv):
+        kind = lv.split("|")[0]
+        k = CROSSINGS.get((srv, kind))
+        return metric(srv, lv, lambda r: r[0]["server_us_per_pkt"] * 2 / k) if k else None
+
+    def floor_of(lv):
+        """the batched echo's µs per crossing at tsunagu's datagram rate for this level"""
+        kind, size, _, n = lv.split("|")
+        per = 50 if kind == "fixed" else 100
+        cands = ["floor|%s|%d|%s" % (size, per, n)]
+        if per == 100 and size == "170":
+            cands.append("fixed|170|raw|%s" % n)
+        for c in cands:
+            st = metric("echo64", c, lambda r: r[0]["server_us_per_pkt"] / 2)
+            if st:
+                return st
+        return None
+
+    xl = []
+    CROSS_RATIO[:] = []
+    for lv in ([lv for lv in levels if lv.startswith("fixed|") and "|raw|" not in lv] +
+               [lv for lv in levels if lv.startswith("peer|")]):
+        t = per_crossing("relay", lv)
+        c = per_crossing("coturn", lv)
+        f = floor_of(lv)
+        if t is None and c is None:
+            continue
+        kind, size, send, n = lv.split("|")
+        CROSS_RATIO.append((lv, t, f))
+        xl.append("| %s, %s B, %s, %s allocs x 50 msg/s | %s | %s | %s | %s | %s |" % (
+            "pair" if kind == "fixed" else "peer", size, send, n,
+            fmt(t, 2), fmt(c, 2), fmt(f, 2), ratio(t, f), ratio(c, f)))
+    if xl:
+        print("\n| UDP fixed level (per kernel crossing: a datagram the server receives or sends) "
+              "| tsunagu µs / crossing | coturn µs / crossing | echo floor µs / crossing (at "
+              "tsunagu's datagram rate) | tsunagu / echo | coturn / echo |\n| --- | --- | --- | --- | --- | --- |")
+        print("\n".join(xl))
+
     # the physical reference, measured in the same run
     ref = []
     for e in ("echo1", "echo64"):
@@ -236,6 +293,8 @@ def main():
         print("\ntsunagu lossless relayed pkt/s / batched echo lossless pkt/s = %.2f "
               "(issue 5 target ≥ 0.5: %s)" % (x, "met" if x >= 0.5 else "NOT met"))
 
+    targets(g, metric)
+
     # noise: other processes' CPU during the measured phases
     other = [r.get("other_cpu_ms", 0) / max(r.get("duration_s", 1), 0.001) / 10
              for rr in g.values() for run in rr for r in run if "other_cpu_ms" in r]
@@ -248,6 +307,60 @@ def main():
     uc = [r for rr in g.values() for run in rr for r in run if r.get("tool") == "turnutils_uclient"]
     for r in uc:
         print("cross-check turnutils_uclient on coturn: %s" % json.dumps(r))
+
+
+CROSS_RATIO = []  # (level, tsunagu µs/crossing, echo floor µs/crossing), filled by main
+
+
+def targets(g, metric):
+    """The issue 16 block: every target, the measured figure, met or NOT met."""
+    out = []
+
+    def ratio_of(lv, fn):
+        a, b = metric("relay", lv, fn), metric("coturn", lv, fn)
+        return (a[0] / b[0]) if a and b and b[0] else None
+
+    def verdict(ok):
+        return "not measured" if ok is None else ("met" if ok else "NOT met")
+
+    cpu = lambda r: r[0]["server_us_per_pkt"]
+    for tr, name in (("tls", "TLS"), ("tcp", "TCP")):
+        for n in ("100", "1000"):
+            x = ratio_of("%sfixed|170|channel|%s" % (tr, n), cpu)
+            out.append(("%s clients: ≤ 0.5x coturn's CPU / relayed pkt" % name,
+                        "170 B, %s allocs x 50 msg/s" % n,
+                        "-" if x is None else "%.2fx" % x, verdict(None if x is None else x <= 0.5)))
+        lv = "%sflood|170|channel|10" % tr
+        x = ratio_of(lv, lambda r: r[0]["relayed_pps"])
+        lt, lc = (metric(s, lv, lambda r: r[0]["loss"] * 100) for s in ("relay", "coturn"))
+        ok = None if x is None or not lt or not lc else (x >= 1.5 and lt[0] < lc[0])
+        out.append(("%s clients: ≥ 1.5x coturn's flood rate at lower loss" % name,
+                    "flood, 10 allocs, 170 B",
+                    "-" if x is None else "%.2fx, loss %.1f%% vs %.1f%%" % (
+                        x, lt[0] if lt else -1, lc[0] if lc else -1), verdict(ok)))
+    for size in ("170", "1200"):
+        x = ratio_of("peer|%s|channel|1000" % size, cpu)
+        if x is not None:
+            out.append(("UDP peer mode: ≤ 0.5x coturn's CPU / relayed pkt",
+                        "%s B, 1000 allocs x 50 msg/s" % size, "%.2fx" % x, verdict(x <= 0.5)))
+    for lv, t, f in CROSS_RATIO:
+        kind, size, send, n = lv.split("|")
+        if n not in ("100", "1000"):
+            continue
+        x = t[0] / f[0] if t and f and f[0] else None
+        out.append(("UDP fixed (%s): ≤ 1.2x the echo floor per kernel crossing"
+                    % ("pair" if kind == "fixed" else "peer"),
+                    "%s B, %s, %s allocs x 50 msg/s" % (size, send, n),
+                    "-" if x is None else "%.2fx (%.2f vs %.2f µs)" % (x, t[0], f[0]),
+                    verdict(None if x is None else x <= 1.2)))
+    if out:
+        print("\n#### issue 16 targets (medians of this run)\n")
+        print("| issue 16 target | level | measured (tsunagu vs coturn, or vs echo) | met? |")
+        print("| --- | --- | --- | --- |")
+        for o in out:
+            print("| %s | %s | %s | %s |" % o)
+        met = sum(1 for o in out if o[3] == "met")
+        print("\nissue 16 targets: %d of %d met" % (met, len(out)))
 
 
 if __name__ == "__main__":
