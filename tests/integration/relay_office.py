@@ -41,7 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay_stun import (ERROR, SUCCESS, TIMEOUT_MULT, Checks, Client, Relay,  # noqa: E402
                         free_port, relay_exe, rest_credentials)
-from relay_ops import closed_by_server, make_cert  # noqa: E402
+from relay_ops import make_cert  # noqa: E402
+from relay_stun import closed_by_server  # noqa: E402
 
 OFFICE = 1000
 

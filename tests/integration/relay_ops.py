@@ -383,19 +383,6 @@ def test_tls(exe, c, tmp):
         relay.stop()
 
 
-def closed_by_server(sock, within):
-    """True when the server closes (EOF or reset) the stream within seconds."""
-    sock.settimeout(within)
-    try:
-        while True:
-            if not sock.recv(4096):
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except (socket.timeout, TimeoutError):
-        return False
-
-
 def tcp_binding_ok(port, timeout=2):
     """A Binding request over a fresh TCP connection is answered."""
     try:

@@ -11,6 +11,7 @@ import hmac
 import os
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -344,6 +345,20 @@ def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET):
             s.close()
             t.close()
     raise RuntimeError("no free port")
+
+
+def closed_by_server(sock, within):
+    """True when the server closes (EOF, reset, or a TLS error on the way down) the
+    stream within `within` seconds."""
+    sock.settimeout(within)
+    try:
+        while True:
+            if not sock.recv(4096):
+                return True
+    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+        return True
+    except (socket.timeout, TimeoutError):
+        return False
 
 
 def free_range(n=200):

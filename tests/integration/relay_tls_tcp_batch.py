@@ -190,18 +190,6 @@ def test_resumption(exe, c, cert, key):
         relay.stop()
 
 
-def closed_by_server(sock, within):
-    sock.settimeout(within)
-    try:
-        while True:
-            if not sock.recv(4096):
-                return True
-    except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-        return True
-    except (socket.timeout, TimeoutError):
-        return False
-
-
 def test_fin(exe, c, cert, key):
     port = free_port(socket.SOCK_STREAM)
     relay = Relay(exe, "--user", "a:a", "--threads", "1", "--tls-listen", f"127.0.0.1:{port}",
