@@ -15,7 +15,7 @@ set -euo pipefail
 relay=${1:?relay binary}
 mode=${2:?mode}
 clients=${CLIENTS:-50}
-msgs=${MESSAGES:-500}
+msgs=${MESSAGES:-250}
 mult=${TIMEOUT_MULT:-1}
 py=/usr/bin/python3
 

@@ -232,8 +232,18 @@ async def crash(exe):
                 st = stream(r, jm["id"])
                 ids = [s for s, _ in st]
                 assert ids == list(range(1, len(ids) + 1)), ids[:10]
-                assert len(ids) >= last, (len(ids), last)
-                assert [x for _, x in st[:last]] == [unnumbered(x) for x in got]
+                # The node writes a numbered message to the stream (pipelined) and to the
+                # client independently, so a SIGKILL may leave the client a few numbers
+                # past the stream (the claim refuses such a resume: docs/cluster.md "A
+                # node's crash"; seen once under ASan, 254 vs 255). What the stream holds
+                # is then exactly the start of what the client got.
+                short = last - len(ids)
+                assert short <= 8, ("stream far behind the client", len(ids), last)
+                held = min(len(ids), last)
+                assert [x for _, x in st[:held]] == [unnumbered(x) for x in got[:held]]
+                if short > 0:
+                    print("round %d: the stream stopped %d short of what m got (the kill "
+                          "came between the client's copy and the stream's)" % (rnd + 1, short))
                 pending = st[last:]
                 for frm in (jp["id"], jq["id"]):   # per sender: in order, no repeats
                     ns = [x["data"]["n"] for _, x in st
