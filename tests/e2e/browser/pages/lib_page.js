@@ -3,7 +3,7 @@
  *   T.start()            camera+microphone, new TsunaguClient, join; resolves to our id
  *   T.view()             members, state, errors, events seen (JSON-able)
  *   T.stats()            client.stats()
- *   T.level(peerId)      loudest RMS of that member's audio over the last 1.5 s (Web Audio)
+ *   T.level(peerId)      loudest 10 ms RMS of that member's audio over the last 1.5 s (Web Audio)
  *   T.pixels(peerId)     RGB at 1/4 and 3/4 of the width of that member's video, mid-height
  *   T.mute(kind, on)     client.setMuted
  *   T.switchVideo(name)  replaceTrack with a canvas track: left half magenta, right half green
@@ -40,15 +40,23 @@ function watchAudio(e, track) {
   ctx.resume().catch(() => {});
   const src = ctx.createMediaStreamSource(new MediaStream([track]));
   const analyser = ctx.createAnalyser();
-  analyser.fftSize = 1024;
+  // A window (4096 samples, 85-93 ms) longer than the poll interval, and the loudest 10 ms
+  // block of it: a short window sampled at a fixed interval can stay in phase with Chromium's
+  // fake microphone (a 20 ms beep every 500 ms) and never see it.
+  analyser.fftSize = 4096;
   src.connect(analyser);
   const buf = new Float32Array(analyser.fftSize);
+  const n = Math.round(ctx.sampleRate / 100);
   const peaks = [];
   const timer = setInterval(() => {
     analyser.getFloatTimeDomainData(buf);
-    let sum = 0;
-    for (const x of buf) sum += x * x;
-    peaks.push([performance.now(), Math.sqrt(sum / buf.length)]);
+    let best = 0;
+    for (let i = 0; i + n <= buf.length; i += n) {
+      let sum = 0;
+      for (let j = i; j < i + n; j++) sum += buf[j] * buf[j];
+      if (sum > best) best = sum;
+    }
+    peaks.push([performance.now(), Math.sqrt(best / n)]);
     while (peaks.length && peaks[0][0] < performance.now() - 1500) peaks.shift();
   }, 50);
   if (e.audio) clearInterval(e.audio.timer);
