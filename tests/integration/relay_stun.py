@@ -329,15 +329,19 @@ def frame_len(b):
     return 20 + ln
 
 
-def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET):
-    """A port free for both UDP and TCP at the moment of asking."""
+def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, ip=None):
+    """A port free for both UDP and TCP at the moment of asking, on `ip` (default
+    the loopback address of the family; "0.0.0.0" also checks that no socket on
+    any address of the host holds it)."""
+    if ip is None:
+        ip = "::1" if family == socket.AF_INET6 else "127.0.0.1"
     for _ in range(100):
         s = socket.socket(family, socket.SOCK_DGRAM)
-        s.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+        s.bind((ip, 0))
         port = s.getsockname()[1]
         t = socket.socket(family, socket.SOCK_STREAM)
         try:
-            t.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", port))
+            t.bind((ip, port))
             return port
         except OSError:
             continue
@@ -374,7 +378,26 @@ class Relay:
     def __init__(self, exe, *args, config=None, v6=False, start=True, listen_ip="127.0.0.1",
                  relay_ip=True):
         self.exe = exe
-        self.port = free_port()
+        self.proc = None
+        self.log = tempfile.TemporaryFile("w+")
+        # The ports are free when picked, but another test running beside this one
+        # can take one before the relay binds it: a start that fails on "Address
+        # already in use" picks new ports and tries again (3 tries).
+        for attempt in range(3):
+            self._pick(args, config, v6, listen_ip, relay_ip)
+            if not start:
+                return
+            try:
+                self.start()
+                return
+            except AssertionError as e:
+                if "Address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.log.seek(0)
+                self.log.truncate()
+
+    def _pick(self, args, config, v6, listen_ip, relay_ip):
+        self.port = free_port(ip="0.0.0.0" if listen_ip == "0.0.0.0" else None)
         self.mport = free_port(socket.SOCK_STREAM)
         self.lo, self.hi = free_range()
         self.args = ["--listen", f"{listen_ip}:{self.port}"]
@@ -389,10 +412,6 @@ class Relay:
         self.args += list(args)
         if config:
             self.args += ["--config", config]
-        self.proc = None
-        self.log = tempfile.TemporaryFile("w+")
-        if start:
-            self.start()
 
     def start(self):
         self.proc = subprocess.Popen([self.exe] + self.args, stdout=self.log, stderr=self.log)
