@@ -709,17 +709,32 @@ static int hook_run(void *ud, void *arg)
     return run_ask(ud, arg); /* OP_ASK: the only one that runs alone */
 }
 
+/* KEYS: the token's entry, the member's stream. ARGV: seconds for each (0:
+ * no expiry). One command, so one reply, whatever the stream. */
+static const char LUA_TTL[] =
+    "if ARGV[1] == '0' then\n"
+    "  redis.call('PERSIST', KEYS[1])\n"
+    "  redis.call('PERSIST', KEYS[2])\n"
+    "else\n"
+    "  redis.call('EXPIRE', KEYS[1], ARGV[1])\n"
+    "  redis.call('EXPIRE', KEYS[2], ARGV[2])\n"
+    "end\n"
+    "return 1\n";
+
 static int hook_append(void *ud, void *arg)
 {
     sig_handover *hv = ud;
     const op *k = arg;
-    char rt[96], secs[16];
-    const char *argv[] = {k->secs ? "EXPIRE" : "PERSIST", rt, secs};
+    const char *kp = sig_cluster_key_prefix(hv->c);
+    char rt[96], mq[SIG_ID_MAX + 32], secs[16], mq_secs[16];
+    const char *argv[] = {"EVAL", LUA_TTL, "2", rt, mq, secs, mq_secs};
     if (k->kind == OP_XFER)
         return xfer_append(hv, k);
-    snprintf(rt, sizeof rt, "%srt:%s", sig_cluster_key_prefix(hv->c), k->th);
+    snprintf(rt, sizeof rt, "%srt:%s", kp, k->th);
+    snprintf(mq, sizeof mq, "%smq:%s", kp, k->id);
     snprintf(secs, sizeof secs, "%u", (unsigned)k->secs);
-    return sig_cluster_append(hv->c, k->secs ? 3 : 2, argv);
+    snprintf(mq_secs, sizeof mq_secs, "%u", k->secs ? (unsigned)k->secs + 5u : 0u);
+    return sig_cluster_append(hv->c, (int)(sizeof argv / sizeof argv[0]), argv);
 }
 
 static int hook_replied(void *ud, void *arg, const sig_redis_reply *r)
@@ -916,13 +931,14 @@ void sig_handover_fence(sig_handover *hv, const char *room, uint64_t serial)
         sig_cluster_publish_text(hv->c, room, NULL, text);
 }
 
-void sig_handover_token_ttl(sig_handover *hv, const char *resume, uint32_t secs)
+void sig_handover_token_ttl(sig_handover *hv, const char *resume, const char *id, uint32_t secs)
 {
     op *k;
-    if (!resume || !sig_cluster_up(hv->c) || !(k = calloc(1, sizeof *k)))
-        return; /* a safety net only: the member's leave deletes the entry */
+    if (!resume || !id || !sig_cluster_up(hv->c) || !(k = calloc(1, sizeof *k)))
+        return; /* a safety net only: the member's leave deletes the entries */
     k->kind = OP_TTL;
     k->secs = secs;
+    snprintf(k->id, sizeof k->id, "%s", id);
     sig_token_hash(resume, k->th);
     /* forced like the hand-over's other commands: a dropped PERSIST would let
      * the lookup entry of an attached member expire (tiny, one per member) */

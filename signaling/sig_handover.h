@@ -71,9 +71,13 @@ void sig_handover_reply(sig_handover *h, const sig_cev *req, bool ok,
  * is open: answering would break the ordering argument, see "Hand-over");
  * the asking node tells its client server-busy, and the client tries again. */
 void sig_handover_reply_busy(sig_handover *h, const sig_cev *req);
-/* The member holding `resume` is detached (secs > 0: its token's entry in
- * Redis expires after secs) or attached again (0: no expiry). */
-void sig_handover_token_ttl(sig_handover *h, const char *resume, uint32_t secs);
+/* Member `id`, holding `resume`, is detached (secs > 0: its token's entry in
+ * Redis expires after secs, its message stream tsu:mq: 5 s later) or attached
+ * again (0: neither expires; they are deleted when it leaves or its node is
+ * reaped). A stream that expired under a connected member that was quiet for
+ * a while made its resume after a node crash impossible (the claim checks the
+ * stream against the client's "last"). */
+void sig_handover_token_ttl(sig_handover *h, const char *resume, const char *id, uint32_t secs);
 
 /* Owner side, lws thread: a request from `node` with serial `rq` is new (a
  * node's serials only grow, and reach us in that order: an older or equal

@@ -14,7 +14,10 @@
 #include "rtc_err.h"
 
 /* KEYS[1] the member's stream; ARGV: maxlen, seq, text, ttl, x (the
- * room-stream entry the message came from: field x, for a claim). The same
+ * room-stream entry the message came from: field x, for a claim). No expiry
+ * while the member is attached: the stream lives as long as its registration
+ * (deleted by its leave or its node's reap; sig_handover_token_ttl sets a TTL
+ * when it is detached, which each message then renews). The same
  * number again (a command sent twice): nothing. A lower one: the member
  * moved to another node, which numbers on after what the client said it
  * processed (resume "last"); what the old node numbered past that was never
@@ -31,7 +34,7 @@ static const char LUA_MQ_ADD[] =
     "else\n"
     "  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'm', ARGV[3])\n"
     "end\n"
-    "redis.call('EXPIRE', KEYS[1], ARGV[4])\n"
+    "if redis.call('TTL', KEYS[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end\n"
     "return 1\n";
 
 struct sig_mq {

@@ -421,7 +421,8 @@ static void do_resume(sig_client *c, const sig_msg *msg)
         return;
     }
     if (rc == SIG_OK && c->srv->cluster)
-        sig_handover_token_ttl(c->srv->handover, msg->token, 0); /* attached again */
+        sig_handover_token_ttl(c->srv->handover, msg->token, sig_member_id(c->m),
+                               0); /* attached again */
     if (rc == SIG_OK) /* its place is no longer held: it has a connection again */
         sig_addrlim_unhold(c->srv->addrlim, sig_member_id(c->m));
     if (rc) {
@@ -800,6 +801,7 @@ void sig_client_closed(sig_client *c, uint64_t t)
                     kept ? ", kept for resume" : "");
             if (kept && s->cluster)
                 sig_handover_token_ttl(s->handover, sig_member_resume(c->m),
+                                       sig_member_id(c->m),
                                        (uint32_t)s->conf->resume_seconds + 5);
         }
         sig_hub_disconnect(s->hub, c->m, keep, t);

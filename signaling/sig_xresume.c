@@ -323,8 +323,9 @@ void sig_xresume_done(sig_xresume *x, const sig_cev *e, uint64_t t, uint32_t res
         x->ok++;
         RTC_LOG(RTC_LOG_INFO, e->id, "resumed from %s, handed over by node %s (%zu + %zu queued)",
                 c ? c->peer : "(gone meanwhile; kept for resume)", e->node, e->ntexts, kept);
-        if (!c)
-            sig_handover_token_ttl(x->p.handover, h->token, resume_s + 5);
+        /* gone meanwhile: kept for resume here; attached: its entries must not
+         * expire under it (the old node may have set a TTL when it dropped) */
+        sig_handover_token_ttl(x->p.handover, h->token, e->id, c ? 0 : resume_s + 5);
     }
     sig_handover_fence(x->p.handover, e->room, h->r.serial);
     if (rc != SIG_OK) {

@@ -22,6 +22,9 @@ tests:
               for it is in its stream, in order, the ones it received identical to what
               it got; what it did not receive follows its last (the part a resume with
               "last" on another node has to replay: figures printed)
+  quiet       a numbered member quiet for longer than --resume-seconds + 10 s keeps its
+              stream while connected; its node SIGKILLed, it resumes on the other node;
+              a dropped member's stream gets a TTL, a leave deletes the stream
   crash_resume  the same, and A's members then resume on B with "last" (B claims them
               when A does not answer): every numbered signal whose sender got no error
               arrives exactly once, in order (3 rounds; figures printed)"""
@@ -110,7 +113,7 @@ async def numbers(exe):
         xs = [xid for _, _, xid in stream(r, jm["id"], True) if xid]
         assert len(xs) == 21 and xs == sorted(xs, key=lambda v: tuple(map(int, v.split("-")))), xs
         ttl = r.cmd("TTL", "tsu:mq:" + jm["id"])
-        assert 0 < ttl <= 30, ttl                # --resume-seconds 20 + 10
+        assert ttl == -1, ttl                    # attached: no expiry (test quiet)
         # the member that did not ask: no numbers, no stream
         pm = await drain(p, 0.5)
         assert pm and all("seq" not in x for x in pm), pm
@@ -328,6 +331,57 @@ async def pump(cl, handlers, stop=None):
         for h in handlers:
             if h.on_msg(m):
                 break
+
+
+@test
+async def quiet(exe):
+    """A numbered member that gets nothing for longer than --resume-seconds + 10 s while
+    connected keeps its stream (no expiry while attached: it used to expire, and a crash
+    of its node then refused its resume, 'unknown or expired resume token'); its node
+    SIGKILLed, it resumes on the other node with "last". A dropped member's stream gets
+    a TTL, and a member's leave deletes its stream."""
+    import signal as sg
+    with Redis() as r:
+        A = Server(exe, "--redis", r.url, "--redis-node-ttl", "10", "--resume-seconds", "1")
+        B = Server(exe, "--redis", r.url, "--redis-node-ttl", "10", "--resume-seconds", "1")
+        with A, B:
+            m = await Client.connect(A.url)
+            jm = await m.join("qr", "m", seq=True)
+            n = await Client.connect(B.url)
+            jn = await n.join("qr", "n", seq=True)
+            await n.send({"type": "signal", "to": jm["id"], "data": {"n": 1}})
+            got = await drain(m, 1.0)
+            last = got[-1]["seq"]
+            key = "tsu:mq:" + jm["id"]
+            await until(lambda: [s for s, _ in stream(r, jm["id"])][-1:] == [last], 5,
+                        "m's stream to hold its last number")
+            assert r.cmd("TTL", key) == -1, ("attached: no expiry", r.cmd("TTL", key))
+            # quiet for longer than the old expiry (--resume-seconds + 10 s = 11 s)
+            await asyncio.sleep(12.5)
+            assert r.cmd("EXISTS", key) == 1, "the stream of a quiet attached member expired"
+            os.kill(A.proc.pid, sg.SIGKILL)
+            A.proc.wait()
+            m2 = await Client.connect(B.url)
+            await m2.send({"type": "resume", "token": jm["resume"], "last": last})
+            x = await m2.recv(timeout=15)
+            assert x.get("type") == "resumed", ("resume after its node's crash", x)
+            await asyncio.sleep(0.5)
+            assert r.cmd("TTL", key) == -1, ("attached on B: no expiry", r.cmd("TTL", key))
+            await n.send({"type": "signal", "to": jm["id"], "data": {"n": 2}})
+            after = await drain(m2, 1.0)
+            sig = [y for y in after if y.get("type") == "signal"]
+            assert [y["data"]["n"] for y in sig] == [2] and sig[0]["seq"] > last, after
+            print("quiet 12.5 s, node SIGKILLed: resumed on B with last=%d, next seq %d" % (
+                last, sig[0]["seq"]))
+            # dropped (kept for resume): the stream expires with the token's entry
+            await m2.close()
+            await until(lambda: r.cmd("TTL", key) > 0, 5, "a TTL on the dropped member's stream")
+            print("dropped: stream TTL %d s" % r.cmd("TTL", key))
+            # a leave deletes the stream
+            await n.send({"type": "leave"})
+            await until(lambda: r.cmd("EXISTS", "tsu:mq:" + jn["id"]) == 0, 5,
+                        "the leaver's stream to be deleted")
+            await n.close()
 
 
 def crash_node(exe, r):
