@@ -42,21 +42,13 @@ def die(msg):
 
 
 def free_port(udp_too=False):
-    for _ in range(50):
-        t = socket.socket()
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        if udp_too:
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                t.close()
-                continue
-            u.close()
-        t.close()
-        return port
-    die("no free port")
+    # tests/integration/ports.py: random ports below the relay and ephemeral ranges
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+    import ports
+    try:
+        return ports.pick(tcp=True, udp=udp_too)
+    except RuntimeError as e:
+        die(str(e))
 
 
 def start(argv, log, **kw):

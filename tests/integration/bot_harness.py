@@ -9,6 +9,9 @@ is a matter of arguments (tests/*/meson.build does it when the executables
 exist)."""
 import os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
+
 SECRET = "bot-test-secret"
 HERE = os.path.dirname(os.path.abspath(__file__))
 TIMEOUT_MULT = float(os.environ.get("TIMEOUT_MULT", "1") or 1)
@@ -33,22 +36,13 @@ def check_clean_leg(c):
 
 
 def free_port(kind=socket.SOCK_STREAM, also_udp=False):
-    """A port free for TCP (and UDP when asked) on 127.0.0.1 right now."""
-    for _ in range(50):
-        s = socket.socket(socket.AF_INET, kind)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if also_udp:
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            finally:
-                u.close()
-        return port
-    fail("no free port")
+    """A port free for TCP (and UDP when asked) on 127.0.0.1 right now (ports.py: why
+    not port 0)."""
+    try:
+        return ports.pick(tcp=kind == socket.SOCK_STREAM,
+                          udp=kind == socket.SOCK_DGRAM or also_udp)
+    except RuntimeError as e:
+        fail(str(e))
 
 
 def wait_tcp(port, secs, proc=None, what="server"):

@@ -19,6 +19,9 @@ import tempfile
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
+
 MAGIC = 0x2112A442
 BINDING, ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION, CHANNEL_BIND = 1, 3, 4, 6, 7, 8, 9
 REQUEST, INDICATION, SUCCESS, ERROR = 0, 1, 2, 3
@@ -333,22 +336,7 @@ def free_port(kind=socket.SOCK_DGRAM, family=socket.AF_INET, ip=None):
     """A port free for both UDP and TCP at the moment of asking, on `ip` (default
     the loopback address of the family; "0.0.0.0" also checks that no socket on
     any address of the host holds it)."""
-    if ip is None:
-        ip = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    for _ in range(100):
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        s.bind((ip, 0))
-        port = s.getsockname()[1]
-        t = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            t.bind((ip, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-            t.close()
-    raise RuntimeError("no free port")
+    return ports.pick(tcp=True, udp=True, ip=ip, family=family)  # (ports.py: why not port 0)
 
 
 def closed_by_server(sock, within):

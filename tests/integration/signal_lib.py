@@ -14,6 +14,9 @@ import time
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ports  # noqa: E402
+
 try:
     import websockets
 except ImportError:  # no silent skips: name the package
@@ -31,11 +34,7 @@ def _unlink_quietly(path):
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return ports.pick(tcp=True)  # (ports.py: why not port 0)
 
 
 def closed_within(sock, seconds):

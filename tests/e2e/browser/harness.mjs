@@ -105,12 +105,16 @@ export async function killProc(p, sig = "SIGKILL") {
   await p.exited;
 }
 
-/** A port free for TCP and UDP on 127.0.0.1. */
+/** A port free for TCP and UDP on 127.0.0.1: random in 3000-9999, below the relay
+ * ranges and Linux's ephemeral range, where any outgoing connection could take a port
+ * between our check and the server's bind (tests/integration/ports.py). */
 export async function freePort() {
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 500; i++) {
+    const port = 3000 + Math.floor(Math.random() * 7000);
+    if ([3478, 3479, 3480, 5349, 5350, 6379, 7000, 8080, 8443, 9641, 9642, 9643].includes(port)) continue;
     const u = dgram.createSocket("udp4");
-    await new Promise((r, j) => { u.once("error", j); u.bind(0, "127.0.0.1", r); });
-    const port = u.address().port;
+    const bound = await new Promise((r) => { u.once("error", () => r(false)); u.bind(port, "127.0.0.1", () => r(true)); });
+    if (!bound) { try { u.close(); } catch (e) { /* not open */ } continue; }
     const ok = await new Promise((r) => {
       const s = net.createServer();
       s.once("error", () => r(false));
