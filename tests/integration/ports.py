@@ -1,4 +1,6 @@
-"""Ports for the servers a test starts.
+"""Ports for the servers a test starts (imported: pick()), and for the shell test scripts
+(`ports.py N`: prints N ports each free for both UDP and TCP, then a 100-port relay range
+LO HI in 20000-29899: read -r P1 P2 LO HI < <(python3 ports.py 2)).
 
 Random ports in 3000-9999, checked free by binding them: below the relay port ranges the
 tests give their relays (20000-32000; relay_uclient's 10000-19999) and below Linux's
@@ -9,6 +11,7 @@ can be taken by any connect() on the machine before the server binds it: CI saw
 by side draw from 7,000 ports, so picking the same one in the same instant is rare."""
 import random
 import socket
+import sys
 
 LO, HI = 3000, 10000
 # the defaults some tests and the README's run command bind on purpose
@@ -39,3 +42,9 @@ def pick(tcp=True, udp=False, ip=None, family=socket.AF_INET):
             for s in socks:
                 s.close()
     raise RuntimeError("no free port in %d-%d on %s" % (LO, HI - 1, ip))
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    lo = _rng.randrange(20000, 29800, 100)
+    print(*[pick(tcp=True, udp=True) for _ in range(n)], lo, lo + 99)
