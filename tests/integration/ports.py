@@ -44,6 +44,11 @@ def pick(tcp=True, udp=False, ip=None, family=socket.AF_INET):
     raise RuntimeError("no free port in %d-%d on %s" % (LO, HI - 1, ip))
 
 
+def free_both():
+    """A loopback port free for both UDP and TCP (the scripts' older name)."""
+    return pick(tcp=True, udp=True)
+
+
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     lo = _rng.randrange(20000, 29800, 100)
